@@ -1,0 +1,33 @@
+# chainrule: `make demo` runs the main job, `make test` runs the tests. Each sets up .venv itself.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench gpu-check clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[train,viz,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/chainrule demo
+
+test: $(STAMP)
+	$(BIN)/ruff check chainrule tests bench examples
+	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check chainrule tests bench examples
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installed: benchmarks run without the PyTorch column"
+	$(BIN)/python bench/run.py --write BENCHMARKS.md
+
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
+
+clean:
+	rm -rf $(VENV) out runs .pytest_cache .ruff_cache

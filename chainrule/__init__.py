@@ -1,0 +1,58 @@
+"""chainrule: backpropagation you can read, on NumPy (CuPy on GPUs), with PyTorch's API."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from chainrule import backend  # noqa: F401
+from chainrule.backend import device
+from chainrule.dtypes import (
+    bool, double, dtype, float, float16, float32, float64, get_default_dtype, half, int, int8,
+    int16, int32, int64, long, promote_types, set_default_dtype, short, uint8,
+)
+from chainrule.tensor import Size, Tensor
+from chainrule import ops  # noqa: F401  (binds Tensor methods)
+from chainrule.ops import *  # noqa: F403
+from chainrule.creation import *  # noqa: F403
+from chainrule import creation as _creation
+from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from chainrule import autograd  # noqa: F401
+from chainrule.dtypes import result_type as _np_result_type
+
+
+def is_tensor(obj):
+    """True if ``obj`` is a chainrule Tensor."""
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor):
+    return input.numel()
+
+
+def result_type(tensor1, tensor2) -> dtype:
+    from chainrule.dtypes import from_numpy_dtype
+
+    a = tensor1._data if isinstance(tensor1, Tensor) else tensor1
+    b = tensor2._data if isinstance(tensor2, Tensor) else tensor2
+    return from_numpy_dtype(_np_result_type(a, b))
+
+
+def __getattr__(name: str):
+    # Subpackages load on first use so `import chainrule` stays fast.
+    import importlib
+
+    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils"):
+        return importlib.import_module(f"chainrule.{name}")
+    if name in ("save", "load"):
+        return getattr(importlib.import_module("chainrule.serialization"), name)
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+
+
+__all__ = (
+    ["__version__", "Tensor", "Size", "device", "dtype", "no_grad", "enable_grad",
+     "set_grad_enabled", "is_grad_enabled", "autograd", "is_tensor", "numel", "result_type",
+     "float16", "float32", "float64", "half", "float", "double", "int8", "int16", "int32",
+     "int64", "uint8", "short", "int", "long", "bool", "get_default_dtype", "set_default_dtype",
+     "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "save", "load"]
+    + list(ops.__all__) + list(_creation.__all__)
+)

@@ -1,0 +1,269 @@
+"""The backward pass: one iterative traversal, linear in the size of the graph.
+
+1. Count, for every node reachable from the roots, how many consumers will send it a gradient.
+2. Start from the roots; a node runs its backward once all its consumers have delivered
+   (Kahn's algorithm), so no recursion and no sorting. Gradients arriving at a fork are added
+   out of place in a dict keyed by node and popped when the node runs.
+3. Broadcasting and dtype changes are undone here, once, for every op: each gradient is summed
+   back to its input's shape and cast to its input's dtype.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from chainrule.autograd.function import Function
+from chainrule.autograd.grad_mode import state
+from chainrule.ops import either
+
+__all__ = ["run_backward"]
+
+
+def _target(edge):
+    """(node, output_nr) for a non-leaf edge; (None, leaf tensor) for a leaf."""
+    if type(edge) is tuple:
+        return edge
+    if isinstance(edge, Function):
+        return edge, 0
+    return None, edge
+
+
+def _needed_nodes(roots: list, inputs: list) -> set:
+    """Nodes on some path from the roots to one of ``inputs`` (others need not run)."""
+    from chainrule.tensor import Tensor
+
+    wanted_nodes = {t._grad_fn for t in inputs if t._grad_fn is not None}
+    wanted_leaves = {id(t) for t in inputs if t._grad_fn is None}
+    needed: set = set()
+    done: set = set()
+    stack = [(n, False) for n in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            if node in wanted_nodes or any(
+                (e[0] if type(e) is tuple else e) in needed
+                if not isinstance(e, Tensor)
+                else id(e) in wanted_leaves
+                for e in node._edges
+                if e is not None
+            ):
+                needed.add(node)
+            continue
+        if node in done:
+            continue
+        done.add(node)
+        stack.append((node, True))
+        for e in node._edges:
+            if e is not None and not isinstance(e, Tensor):
+                parent = e[0] if type(e) is tuple else e
+                if parent not in done:
+                    stack.append((parent, False))
+    return needed
+
+
+def run_backward(
+    roots: list,
+    root_grads: list,
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: list | None = None,
+    accumulate: bool = True,
+) -> list | None:
+    """Backpropagate ``root_grads`` from ``roots``.
+
+    ``accumulate=True`` adds into ``.grad`` of leaves (all leaves, or only ``inputs``);
+    ``accumulate=False`` returns the gradient of each of ``inputs`` instead (autograd.grad).
+    Gradients are raw arrays throughout unless ``create_graph``, when they are Tensors.
+    """
+    from chainrule.tensor import Tensor, wrap
+
+    buffers: dict = {}
+    leaf_grads: dict = {}  # id(leaf) -> [leaf, grad]
+    root_nodes = []
+    for t, g in zip(roots, root_grads):
+        if t._grad_fn is None:
+            _add_leaf(leaf_grads, t, g)
+        else:
+            _add(buffers, t._grad_fn, t._nr, g)
+            root_nodes.append(t._grad_fn)
+
+    # 1. consumers per node
+    deps: dict = {}
+    todo = []
+    for n in root_nodes:
+        if n not in deps:
+            deps[n] = 0
+            todo.append(n)
+    while todo:
+        for e in todo.pop()._edges:
+            if e is None:
+                continue
+            parent = e[0] if type(e) is tuple else e
+            if not isinstance(parent, Function):
+                continue
+            if parent in deps:
+                deps[parent] += 1
+            else:
+                deps[parent] = 1
+                todo.append(parent)
+
+    needed = None
+    capture = {}  # (node, nr) -> position in inputs, for non-leaf inputs of autograd.grad
+    if inputs is not None:
+        needed = _needed_nodes(root_nodes, inputs)
+        for i, t in enumerate(inputs):
+            if t._grad_fn is not None:
+                capture[(t._grad_fn, t._nr)] = i
+    captured = [None] * len(inputs) if inputs is not None else None
+
+    anomaly = state.anomaly
+    prev_mode = state.grad_enabled
+    state.grad_enabled = create_graph
+    try:
+        ready = [n for n in root_nodes if deps[n] == 0]
+        ready = list(dict.fromkeys(ready))
+        while ready:
+            node = ready.pop()
+            grad = buffers.pop(node, None)
+            n_out = len(node._outs)
+            grads = grad if n_out > 1 else [grad]
+            if grad is not None and (node._hooks or node._retained or capture):
+                grads = _node_hooks(node, grads, capture, captured, create_graph)
+            run = grad is not None and (needed is None or node in needed)
+            if run:
+                if node._released:
+                    raise RuntimeError(
+                        "Trying to backward through the graph a second time (or directly access "
+                        "saved tensors after they have already been freed). Saved intermediate "
+                        "values of the graph are freed when you call .backward() or "
+                        "autograd.grad(). Specify retain_graph=True if you need to backward "
+                        "through the graph a second time or if you need to access saved tensors "
+                        "after calling backward."
+                    )
+                input_grads = node._run_backward(grads, create_graph)
+                if anomaly:
+                    from chainrule.autograd.anomaly import check_backward
+
+                    check_backward(node, input_grads)
+                if not retain_graph:
+                    node._release()
+            for i, edge in enumerate(node._edges):
+                if edge is None:
+                    continue
+                parent, nr = _target(edge)
+                g = input_grads[i] if run and i < len(input_grads) else None
+                if g is not None:
+                    if parent is None:
+                        data = nr._data
+                        shape, dtype = data.shape, data.dtype
+                    else:
+                        shape, dtype = parent._outs[nr]
+                    raw = g._data if create_graph else g
+                    if raw.shape != shape:
+                        g = either.sum_to(g, shape, node)
+                        raw = g._data if create_graph else g
+                    if raw.dtype != dtype:
+                        g = either.astype(g, dtype)
+                if parent is None:
+                    if g is not None:
+                        _add_leaf(leaf_grads, nr, g)
+                    continue
+                if g is not None:
+                    _add(buffers, parent, nr, g)
+                left = deps[parent] - 1
+                deps[parent] = left
+                if left == 0:
+                    ready.append(parent)
+    finally:
+        state.grad_enabled = prev_mode
+
+    return _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
+
+
+def _add(buffers: dict, node, nr: int, g) -> None:
+    n_out = len(node._outs)
+    if n_out == 1:
+        old = buffers.get(node)
+        buffers[node] = g if old is None else old + g
+    else:
+        slot = buffers.get(node)
+        if slot is None:
+            slot = buffers[node] = [None] * n_out
+        slot[nr] = g if slot[nr] is None else slot[nr] + g
+
+
+def _add_leaf(leaf_grads: dict, leaf, g) -> None:
+    entry = leaf_grads.get(id(leaf))
+    if entry is None:
+        leaf_grads[id(leaf)] = [leaf, g]
+    else:
+        entry[1] = entry[1] + g
+
+
+def _call_hooks(hooks, g, create_graph):
+    from chainrule.tensor import Tensor, wrap
+
+    for hook in hooks:
+        t = g if isinstance(g, Tensor) else wrap(g)
+        out = hook(t)
+        if out is not None:
+            g = out if create_graph else (out._data if isinstance(out, Tensor) else out)
+    return g
+
+
+def _node_hooks(node, grads, capture, captured, create_graph):
+    from chainrule.tensor import wrap
+
+    grads = list(grads)
+    for nr, g in enumerate(grads):
+        if g is None:
+            continue
+        if node._hooks and nr in node._hooks:
+            g = grads[nr] = _call_hooks(node._hooks[nr], g, create_graph)
+        if node._retained and nr in node._retained:
+            t = node._retained[nr]()
+            if t is not None:
+                value = g if create_graph else wrap(_own(g))
+                t._grad = value if t._grad is None else t._grad + value
+        if capture and (node, nr) in capture:
+            captured[capture[(node, nr)]] = g
+    return grads
+
+
+def _own(g):
+    """An array that no one else references or views (safe to keep as ``.grad``)."""
+    if isinstance(g, either.np.ndarray) and g.base is None and g.flags.writeable:
+        if sys.getrefcount(g) <= 4:
+            return g
+    return either.np.array(g, copy=True) if isinstance(g, either.np.generic) else g.copy()
+
+
+def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap):
+    wanted = None if inputs is None else {id(t): i for i, t in enumerate(inputs)}
+    for key, (leaf, g) in leaf_grads.items():
+        if leaf._hooks:
+            g = _call_hooks(leaf._hooks, g, create_graph)
+        if wanted is not None:
+            if key not in wanted:
+                continue
+            if not accumulate:
+                captured[wanted[key]] = g
+                continue
+        if create_graph:
+            leaf._grad = g if leaf._grad is None else leaf._grad + g
+            continue
+        old = leaf._grad
+        if old is None:
+            leaf._grad = wrap(_own(g))
+        elif old._requires_grad or old._data.shape != g.shape or not _writable(old._data):
+            leaf._grad = wrap(old._data + g)
+        else:
+            either.np.add(old._data, g, out=old._data, casting="unsafe")
+    if not accumulate:
+        return [c if c is None or create_graph else wrap(c) for c in captured]
+    return None
+
+
+def _writable(a) -> bool:
+    return isinstance(a, either.np.ndarray) and a.flags.writeable
+

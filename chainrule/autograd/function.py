@@ -1,0 +1,365 @@
+"""Gates: ``Function`` (PyTorch's custom-op API) and ``Op``, the same form for built-in ops.
+
+A gate computes its output in ``forward`` and, later, turns the gradient on its output into
+gradients on its inputs in ``backward`` (the chain rule, one gate at a time). The gate object
+itself is the graph node (``tensor.grad_fn``) and the ``ctx`` both methods receive.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from chainrule.autograd.grad_mode import state
+
+__all__ = ["Function", "Op", "FunctionCtx", "once_differentiable"]
+
+_SAVED_FREED = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you "
+    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
+    "through the graph a second time or if you need to access saved tensors after calling "
+    "backward."
+)
+_PACKAGE_DIR = __file__.rsplit("/autograd/", 1)[0]
+
+
+def caller_site() -> str:
+    """``file:line`` of the first frame outside chainrule (where the user created the op)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class Function:
+    """A differentiable gate, written by subclassing (exactly like ``torch.autograd.Function``).
+
+    ``forward(ctx, *args)`` receives the input Tensors (graph recording is off inside) and
+    returns Tensors; ``backward(ctx, *grads)`` returns one gradient per forward argument
+    (``None`` for non-tensors or inputs that need none). Call it as ``MyFn.apply(*args)``.
+    """
+
+    # Graph-node state, filled in by apply(); class attributes are the defaults.
+    _edges: list = ()        # per input: None | leaf Tensor | node | (node, output_nr)
+    _outs: tuple = ()        # per output: (shape, numpy dtype)
+    _saved: tuple | None = ()
+    _released = False
+    _hooks: dict | None = None    # output_nr -> [hook, ...]  (Tensor.register_hook on non-leaves)
+    _retained: dict | None = None  # output_nr -> weakref of the Tensor that retains its grad
+    _as_tensors = True            # backward sees Tensors (always true for user Functions)
+    _non_differentiable: tuple = ()
+    _materialize_grads = True
+    site: str | None = None       # file:line of creation (recorded in anomaly/check/trace modes)
+    scope: tuple = ()             # enclosing Modules / Functions, outermost first
+    differentiable = True
+
+    # ---- the API a gate's author uses -------------------------------------------------------
+    @staticmethod
+    def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("You must implement the forward function for custom Function.")
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise NotImplementedError("You must implement the backward function for custom Function.")
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+        raise NotImplementedError
+
+    def save_for_backward(self, *tensors: Any) -> None:
+        self._saved = tensors
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._released:
+            raise RuntimeError(_SAVED_FREED)
+        return self._saved
+
+    @property
+    def needs_input_grad(self) -> tuple:
+        return tuple(e is not None for e in self._edges)
+
+    def mark_non_differentiable(self, *tensors: Any) -> None:
+        self._non_differentiable = tuple(map(id, tensors))
+
+    def set_materialize_grads(self, value: bool) -> None:
+        self._materialize_grads = value
+
+    def mark_dirty(self, *tensors: Any) -> None:  # in-place custom ops are not supported
+        raise NotImplementedError("chainrule Functions cannot modify their inputs in place")
+
+    # ---- introspection (PyTorch's grad_fn API) ------------------------------------------------
+    def name(self) -> str:
+        return type(self).__name__ + "Backward0"
+
+    @property
+    def next_functions(self) -> tuple:
+        out = []
+        for e in self._edges:
+            if e is None:
+                out.append((None, 0))
+            elif isinstance(e, tuple):
+                out.append(e)
+            elif isinstance(e, Function):
+                out.append((e, 0))
+            else:
+                out.append((AccumulateGrad(e), 0))
+        return tuple(out)
+
+    def register_hook(self, fn) -> None:
+        raise NotImplementedError("register hooks on tensors (tensor.register_hook)")
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object>"
+
+    # ---- building the graph -------------------------------------------------------------------
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
+        from chainrule.tensor import Tensor, wrap
+
+        ctx = cls.__new__(cls)
+        edges = _edges_of(args, Tensor) if state.grad_enabled else None
+        ctx._edges = edges or [None] * len(args)
+        prev = state.grad_enabled
+        state.grad_enabled = False
+        try:
+            if _overrides_setup_context(cls):
+                out = cls.forward(*args, **kwargs)
+                cls.setup_context(ctx, args, out)
+            else:
+                out = cls.forward(ctx, *args, **kwargs)
+        finally:
+            state.grad_enabled = prev
+        if edges is None:
+            return out
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        input_ids = {id(a) for a in args if isinstance(a, Tensor)}
+        wrapped, metas = [], []
+        for nr, o in enumerate(outs):
+            if not isinstance(o, Tensor):
+                wrapped.append(o)
+                metas.append(None)
+                continue
+            metas.append((o._data.shape, o._data.dtype))
+            if id(o) in ctx._non_differentiable or o._data.dtype.kind != "f":
+                wrapped.append(o)
+                continue
+            if id(o) in input_ids:
+                o = wrap(o._data)
+            o._grad_fn, o._nr, o._requires_grad = ctx, nr, True
+            wrapped.append(o)
+        ctx._outs = tuple(metas)
+        _note_creation(ctx)
+        return wrapped[0] if single else tuple(wrapped)
+
+    # ---- running the backward (called by the engine) -----------------------------------------
+    def _run_backward(self, grads: list, create_graph: bool) -> tuple:
+        """Call the author's backward with Tensors; return raw arrays unless create_graph."""
+        from chainrule.tensor import Tensor, wrap, zeros_array
+
+        tensors = []
+        for g, meta in zip(grads, self._outs):
+            if g is None:
+                if meta is not None and self._materialize_grads:
+                    g = zeros_array(meta[0], meta[1], like=None)
+                    tensors.append(wrap(g))
+                else:
+                    tensors.append(None)
+            else:
+                tensors.append(g if isinstance(g, Tensor) else wrap(g))
+        prev = state.grad_enabled
+        state.grad_enabled = create_graph
+        try:
+            result = type(self).backward(self, *tensors)
+        finally:
+            state.grad_enabled = prev
+        if not isinstance(result, tuple):
+            result = (result,)
+        if len(result) != len(self._edges):
+            if len(result) > len(self._edges) and all(r is None for r in result[len(self._edges):]):
+                result = result[: len(self._edges)]
+            else:
+                raise RuntimeError(
+                    f"function {self.name()} returned an incorrect number of gradients "
+                    f"(expected {len(self._edges)}, got {len(result)})"
+                )
+        if create_graph:
+            return tuple(r if r is None or isinstance(r, Tensor) else wrap(r) for r in result)
+        return tuple(r._data if isinstance(r, Tensor) else r for r in result)
+
+    def _release(self) -> None:
+        if self._saved:
+            self._saved = None
+            self._released = True
+
+
+def _overrides_setup_context(cls) -> bool:
+    return cls.setup_context is not Function.setup_context
+
+
+def _edges_of(args, Tensor) -> list | None:
+    """The graph edge of each argument; None when no argument needs a gradient."""
+    edges = []
+    found = False
+    for a in args:
+        if isinstance(a, Tensor) and a._requires_grad:
+            fn = a._grad_fn
+            edges.append(a if fn is None else (fn if a._nr == 0 else (fn, a._nr)))
+            found = True
+        else:
+            edges.append(None)
+    return edges if found else None
+
+
+def _note_creation(ctx: Function) -> None:
+    if state.scopes:
+        ctx.scope = state.scopes
+    if state.record_sites:
+        ctx.site = caller_site()
+
+
+class Op(Function):
+    """A built-in gate. Same form as :class:`Function`, but faster: ``forward`` receives raw
+    arrays and returns an array (or a tuple of arrays); ``backward`` receives raw arrays in a
+    plain backward pass and Tensors under ``create_graph=True``. Backward rules are written with
+    operators and :mod:`chainrule.ops.either`, so one text serves both cases and higher-order
+    gradients come for free. Saved values are restricted to inputs, outputs and constants
+    (masks, indices), which lets the engine rebuild them as graph-connected Tensors.
+    """
+
+    _saved_from: tuple = ()   # per saved value: input index, -1 for the output, None for a constant
+    _as_tensors = False
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        from chainrule.tensor import Tensor, wrap
+
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+        ctx = cls.__new__(cls)
+        edges = _edges_of(args, Tensor) if state.grad_enabled and cls.differentiable else None
+        if edges is None:
+            out = cls.forward(ctx, *arrays)
+            if type(out) is tuple:
+                return tuple(wrap(o) for o in out)
+            return wrap(out)
+        ctx._edges = edges
+        out = cls.forward(ctx, *arrays)
+        saved = ctx._saved
+        if saved:
+            ctx._saved_from = _sources(saved, arrays, out)
+        if state.anomaly:
+            from chainrule.autograd.anomaly import check_forward
+
+            check_forward(ctx, out, arrays)
+        if state.scopes or state.record_sites:
+            _note_creation(ctx)
+        if type(out) is tuple:
+            ctx._outs = tuple((o.shape, o.dtype) for o in out)
+            nd = ctx._non_differentiable
+            return tuple(
+                wrap(o) if nr in nd or o.dtype.kind != "f" else wrap(o, ctx, nr)
+                for nr, o in enumerate(out)
+            )
+        ctx._outs = ((out.shape, out.dtype),)
+        if out.dtype.kind != "f":
+            return wrap(out)
+        return wrap(out, ctx, 0)
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._released:
+            raise RuntimeError(_SAVED_FREED)
+        if not self._as_tensors:
+            return self._saved
+        return tuple(self._saved_as_tensor(s, src) for s, src in zip(self._saved, self._saved_from))
+
+    def _saved_as_tensor(self, value, src):
+        """Rebuild a saved array as the graph-connected Tensor it was (for create_graph)."""
+        from chainrule.tensor import wrap
+
+        if value is None or not hasattr(value, "dtype"):
+            return value  # None or a Python scalar argument
+        if src is None:
+            return wrap(value)
+        if src == -1:
+            return wrap(value, self, 0)
+        if isinstance(src, tuple):  # output number src[1]
+            return wrap(value, self, src[1])
+        edge = self._edges[src]
+        if edge is None:
+            return wrap(value)
+        if isinstance(edge, tuple):
+            return wrap(value, edge[0], edge[1])
+        if isinstance(edge, Function):
+            return wrap(value, edge, 0)
+        return edge  # a leaf Tensor
+
+    def mark_non_differentiable(self, *output_numbers: int) -> None:
+        """For built-ins: the output numbers (not arrays) that carry no gradient."""
+        self._non_differentiable = output_numbers
+
+    def _run_backward(self, grads: list, create_graph: bool) -> tuple:
+        if create_graph:
+            self._as_tensors = True
+            try:
+                result = type(self).backward(self, *grads)
+            finally:
+                self._as_tensors = False
+        else:
+            result = type(self).backward(self, *grads)
+        return result if type(result) is tuple else (result,)
+
+
+def _sources(saved: tuple, arrays: list, out) -> tuple:
+    outs = out if type(out) is tuple else (out,)
+    result = []
+    for s in saved:
+        for i, a in enumerate(arrays):
+            if s is a:
+                result.append(i)
+                break
+        else:
+            for nr, o in enumerate(outs):
+                if s is o:
+                    result.append(-1 if nr == 0 else ("out", nr))
+                    break
+            else:
+                result.append(None)
+    return tuple(result)
+
+
+class AccumulateGrad:
+    """Stand-in node for a leaf in ``next_functions`` (as PyTorch shows it)."""
+
+    def __init__(self, tensor) -> None:
+        self.variable = tensor
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    next_functions = ()
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad object>"
+
+
+FunctionCtx = Function
+
+
+def once_differentiable(fn):
+    """Accepted for PyTorch compatibility: backward then runs without recording a graph."""
+    import functools
+
+    from chainrule.autograd.grad_mode import no_grad
+
+    @functools.wraps(fn)
+    def wrapper(ctx, *grads):
+        with no_grad():
+            return fn(ctx, *grads)
+
+    return wrapper
+

@@ -1,0 +1,124 @@
+"""The one place that chooses the array library: NumPy on "cpu", CuPy on "cuda".
+
+Op code uses NumPy's namespace (``np``); CuPy arrays take part through NumPy's array protocols
+(``__array_ufunc__``/``__array_function__``), and anything that *creates* an array asks
+:func:`xp` for the module of the right device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "cuda_available", "ndarray"]
+
+ndarray = np.ndarray
+_cupy = None
+_cupy_checked = False
+
+CUDA_INSTALL_HINT = (
+    "CUDA tensors need CuPy and an NVIDIA GPU: install the extra with "
+    "`pip install 'chainrule[cuda]'` (cupy-cuda12x) or `pip install cupy-cuda13x`"
+)
+
+
+def _load_cupy():
+    global _cupy, _cupy_checked
+    if not _cupy_checked:
+        _cupy_checked = True
+        try:
+            import cupy
+
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                _cupy = cupy
+        except Exception:
+            _cupy = None
+    return _cupy
+
+
+def cuda_available() -> bool:
+    return _load_cupy() is not None
+
+
+class device:
+    """Where a tensor lives: ``cr.device("cpu")`` or ``cr.device("cuda", 0)``."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, type: str | device, index: int | None = None) -> None:
+        if isinstance(type, device):
+            type, index = type.type, type.index
+        if ":" in type:
+            type, idx = type.split(":", 1)
+            index = int(idx)
+        if type not in ("cpu", "cuda"):
+            raise RuntimeError(
+                f"Expected one of cpu, cuda device type at start of device string: {type}"
+            )
+        self.type = type
+        self.index = index
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):
+            other = device(other)
+        if not isinstance(other, device):
+            return NotImplemented
+        return self.type == other.type and (self.index or 0) == (other.index or 0)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index or 0))
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self) -> str:
+        idx = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{idx})"
+
+
+CPU = device("cpu")
+CUDA = device("cuda", 0)
+
+
+def as_device(d) -> device:
+    if d is None:
+        return CPU
+    if isinstance(d, int):
+        return device("cuda", d)
+    return d if isinstance(d, device) else device(d)
+
+
+def xp(d=None):
+    """The array module for a device: numpy for cpu, cupy for cuda."""
+    d = as_device(d)
+    if d.type == "cpu":
+        return np
+    cupy = _load_cupy()
+    if cupy is None:
+        raise RuntimeError(CUDA_INSTALL_HINT)
+    return cupy
+
+
+def is_cpu_array(a) -> bool:
+    return isinstance(a, (np.ndarray, np.generic))
+
+
+def device_of(a) -> device:
+    return CPU if isinstance(a, (np.ndarray, np.generic)) else CUDA
+
+
+def xp_of(a):
+    """The array module that owns array ``a``."""
+    if isinstance(a, (np.ndarray, np.generic)):
+        return np
+    return _load_cupy() or np
+
+
+def to_device(a, d):
+    d = as_device(d)
+    if d.type == "cpu":
+        if isinstance(a, (np.ndarray, np.generic)):
+            return a
+        return a.get()
+    cupy = xp(d)
+    with cupy.cuda.Device(d.index or 0):
+        return cupy.asarray(a)

@@ -1,0 +1,136 @@
+"""chainrule dtypes: thin named wrappers over NumPy dtypes, with PyTorch's type promotion."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+__all__ = [
+    "dtype", "float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
+    "uint8", "bool", "half", "float", "double", "long", "int", "short",
+    "get_default_dtype", "set_default_dtype", "to_numpy_dtype", "from_numpy_dtype",
+    "result_type", "promote_types",
+]
+
+
+
+class dtype:
+    """A tensor element type (``cr.float32`` ...); wraps a NumPy dtype."""
+
+    __slots__ = ("name", "np", "is_floating_point", "is_signed", "itemsize", "_category")
+
+    def __init__(self, name: str, np_dtype) -> None:
+        self.name = name
+        self.np = np.dtype(np_dtype)
+        self.is_floating_point = self.np.kind == "f"
+        self.is_signed = self.np.kind in "fi"
+        self.itemsize = self.np.itemsize
+        self._category = {"b": 0, "u": 1, "i": 1, "f": 2}[self.np.kind]
+
+    def __repr__(self) -> str:
+        return f"chainrule.{self.name}"
+
+    def __reduce__(self):
+        return (to_dtype, (self.name,))
+
+    def to_real(self):
+        return self
+
+
+float16 = half = dtype("float16", np.float16)
+float32 = float = dtype("float32", np.float32)
+float64 = double = dtype("float64", np.float64)
+int8 = dtype("int8", np.int8)
+int16 = short = dtype("int16", np.int16)
+int32 = int = dtype("int32", np.int32)
+int64 = long = dtype("int64", np.int64)
+uint8 = dtype("uint8", np.uint8)
+bool = dtype("bool", np.bool_)
+bfloat16 = None  # NumPy has no bfloat16; kept as a name so `cr.bfloat16` fails loudly when used.
+
+_ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool)
+_BY_NP = {d.np: d for d in _ALL}
+_BY_NAME = {d.name: d for d in _ALL}
+_BY_NAME.update(half=float16, float=float32, double=float64, long=int64, int=int32, short=int16)
+
+_default_float = float32
+
+
+def from_numpy_dtype(np_dtype) -> dtype:
+    try:
+        return _BY_NP[np_dtype]
+    except KeyError:
+        raise TypeError(f"chainrule does not support the NumPy dtype {np.dtype(np_dtype)}") from None
+
+
+def to_dtype(d) -> dtype:
+    """Accept a chainrule dtype, a NumPy dtype/type or a name such as ``"float32"``."""
+    if isinstance(d, dtype):
+        return d
+    if isinstance(d, str):
+        if d in _BY_NAME:
+            return _BY_NAME[d]
+        raise TypeError(f"unknown dtype name {d!r}")
+    if d is builtins.bool:
+        return bool
+    if d is builtins.float:
+        return _default_float
+    if d is builtins.int:
+        return int64
+    return from_numpy_dtype(np.dtype(d))
+
+
+def to_numpy_dtype(d):
+    return to_dtype(d).np
+
+
+def get_default_dtype() -> dtype:
+    """The dtype Python floats become (``float32`` unless changed)."""
+    return _default_float
+
+
+def set_default_dtype(d) -> None:
+    global _default_float
+    d = to_dtype(d)
+    if not d.is_floating_point:
+        raise TypeError(f"set_default_dtype: only floating point types are allowed, got {d}")
+    _default_float = d
+
+
+def promote_types(a: dtype, b: dtype) -> dtype:
+    """The smallest dtype both ``a`` and ``b`` convert to safely (``torch.promote_types``)."""
+    return from_numpy_dtype(np.promote_types(to_numpy_dtype(a), to_numpy_dtype(b)))
+
+
+def _category_of_np(np_dtype) -> int:
+    return {"b": 0, "u": 1, "i": 1, "f": 2}.get(np_dtype.kind, 3)
+
+
+def result_type(*operands):
+    """PyTorch's promotion for raw arrays and Python scalars; returns a NumPy dtype.
+
+    Three priority classes: dimensioned arrays, zero-dim arrays, Python scalars. A lower class
+    only wins when its category (bool < int < float) is higher; Python floats then become the
+    default float dtype and Python ints ``int64``.
+    """
+    dim_t = zero_t = None
+    scalar_cat = -1
+    for x in operands:
+        if isinstance(x, builtins.bool):
+            scalar_cat = max(scalar_cat, 0)
+        elif isinstance(x, builtins.int):
+            scalar_cat = max(scalar_cat, 1)
+        elif isinstance(x, builtins.float):
+            scalar_cat = max(scalar_cat, 2)
+        elif getattr(x, "ndim", 0) == 0:
+            zero_t = x.dtype if zero_t is None else np.promote_types(zero_t, x.dtype)
+        else:
+            dim_t = x.dtype if dim_t is None else np.promote_types(dim_t, x.dtype)
+    result = dim_t
+    if zero_t is not None:
+        if result is None or _category_of_np(zero_t) > _category_of_np(result):
+            result = zero_t
+    if scalar_cat >= 0 and (result is None or scalar_cat > _category_of_np(result)):
+        result = (np.dtype(np.bool_), np.dtype(np.int64), _default_float.np)[scalar_cat]
+    return result

@@ -1,0 +1,506 @@
+"""Binary gates (add distributes, mul swaps, max routes), comparisons and type promotion."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from chainrule import backend
+from chainrule import dtypes as _dt
+from chainrule.autograd.function import Op
+from chainrule.ops import either
+from chainrule.tensor import Tensor, wrap
+
+__all__ = [
+    "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "floor_divide",
+    "remainder", "fmod", "pow", "float_power", "maximum", "minimum", "where", "masked_fill",
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "equal", "allclose", "isclose",
+    "atan2", "xlogy",
+]
+
+_SCALARS = (builtins.int, builtins.float, builtins.bool)
+
+
+# ---- the gates ----------------------------------------------------------------------------------
+class Add(Op):
+    """z = a + b;  the add gate distributes: dz/da = dz/db = 1"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class Sub(Op):
+    """z = a - b;  dz/da = 1, dz/db = -1"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, -g
+
+
+class Mul(Op):
+    """z = a·b;  the mul gate swaps its inputs: dz/da = b, dz/db = a"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return g * b, g * a
+
+
+class Div(Op):
+    """z = a/b;  dz/da = 1/b, dz/db = -a/b²"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = g / b
+        return ga, -ga * a / b
+
+
+class Pow(Op):
+    """z = a^b;  dz/da = b·a^(b-1), dz/db = z·ln a (0 where a = 0 and b ≥ 0)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        z = a**b
+        ctx.save_for_backward(a, b, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, z = ctx.saved_tensors
+        ga = gb = None
+        if ctx._edges[0] is not None:
+            ga = g * b * a ** (b - 1) if not isinstance(b, _SCALARS) or b != 0 else g * 0
+        if ctx._edges[1] is not None:
+            a_raw = a._data if isinstance(a, Tensor) else a
+            b_raw = b._data if isinstance(b, Tensor) else b
+            zero = (a_raw == 0) & (b_raw >= 0)
+            safe_a = either.where(zero, 1.0, a)
+            gb = g * either.where(zero, 0.0, z * either.log(safe_a))
+        return ga, gb
+
+
+class Maximum(Op):
+    """z = max(a, b);  the max gate routes the gradient to the larger input (halved at ties)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return _route(g, a, b)
+
+
+class Minimum(Op):
+    """z = min(a, b);  routes the gradient to the smaller input (halved at ties)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return _route(g, b, a)
+
+
+def _route(g, winner, loser):
+    w = winner._data if isinstance(winner, Tensor) else winner
+    lo = loser._data if isinstance(loser, Tensor) else loser
+    share_a = np.where(w > lo, 1.0, np.where(w == lo, 0.5, 0.0)).astype(_np_dtype(g))
+    return g * share_a, g * (1 - share_a)
+
+
+def _np_dtype(g):
+    return g._data.dtype if isinstance(g, Tensor) else g.dtype
+
+
+class FloorDivide(Op):
+    """z = ⌊a/b⌋;  piecewise constant: zero gradient"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return np.floor_divide(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0, g * 0
+
+
+class Remainder(Op):
+    """z = a - ⌊a/b⌋·b;  dz/da = 1, dz/db = -⌊a/b⌋"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.remainder(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        a = a._data if isinstance(a, Tensor) else a
+        b = b._data if isinstance(b, Tensor) else b
+        return g, -g * np.floor_divide(a, b)
+
+
+class Atan2(Op):
+    """z = atan2(a, b);  dz/da = b/(a²+b²), dz/db = -a/(a²+b²)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.arctan2(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        r = a * a + b * b
+        return g * b / r, -g * a / r
+
+
+class Where(Op):
+    """z = cond ? a : b;  routes the gradient by the (constant) condition"""
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.cond = cond
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        zero = g * 0
+        return None, either.where(ctx.cond, g, zero), either.where(ctx.cond, zero, g)
+
+
+# ---- promotion and the common entry point -------------------------------------------------------
+def _as_operand(x, op_name: str):
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, _SCALARS):
+        return x
+    if isinstance(x, (np.ndarray, np.generic)):
+        return wrap(np.asarray(x))
+    if isinstance(x, (list, tuple)):
+        from chainrule.creation import tensor
+
+        return tensor(x)
+    raise TypeError(f"{op_name}(): unsupported operand type {type(x).__name__}")
+
+
+def binary(op, a, b, name: str):
+    """Apply binary gate ``op`` after PyTorch's type promotion; ``a`` or ``b`` is a Tensor."""
+    a = _as_operand(a, name)
+    b = _as_operand(b, name)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        da, db = a._data, b._data
+        if da.dtype is not db.dtype:
+            target = _dt.result_type(da, db)
+            a, b = _cast(a, target), _cast(b, target)
+        elif backend.device_of(da) != backend.device_of(db):
+            pass
+    else:
+        t, s = (a, b) if isinstance(a, Tensor) else (b, a)
+        kind = t._data.dtype.kind
+        if kind != "f" and (kind == "b" or isinstance(s, builtins.float)):
+            target = _dt.result_type(t._data, s)
+            if target != t._data.dtype:
+                if t is a:
+                    a = _cast(a, target)
+                else:
+                    b = _cast(b, target)
+    _check_devices(a, b, name)
+    try:
+        return op.apply(a, b)
+    except ValueError as e:
+        raise _shape_error(name, a, b, e) from None
+
+
+def _cast(t, np_dtype):
+    if isinstance(t, Tensor):
+        if t._data.dtype == np_dtype:
+            return t
+        from chainrule.ops.elementwise import cast
+
+        return cast(t, np_dtype)
+    return t
+
+
+def _check_devices(a, b, name: str) -> None:
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if type(a._data) is not type(b._data) and not (
+            backend.is_cpu_array(a._data) and backend.is_cpu_array(b._data)
+        ):
+            da, db = backend.device_of(a._data), backend.device_of(b._data)
+            if da != db:
+                raise RuntimeError(
+                    f"{name}: Expected all tensors to be on the same device, but found at least "
+                    f"two devices, {da} and {db}!"
+                )
+
+
+def _shape(x):
+    return tuple(x._data.shape) if isinstance(x, Tensor) else ()
+
+
+def _shape_error(name: str, a, b, err: Exception) -> RuntimeError:
+    sa, sb = _shape(a), _shape(b)
+    n = max(len(sa), len(sb))
+    pa, pb = (1,) * (n - len(sa)) + sa, (1,) * (n - len(sb)) + sb
+    for i in range(n - 1, -1, -1):
+        if pa[i] != pb[i] and pa[i] != 1 and pb[i] != 1:
+            return RuntimeError(
+                f"{name}: The size of tensor a ({pa[i]}) must match the size of tensor b "
+                f"({pb[i]}) at non-singleton dimension {i} (shapes {list(sa)} and {list(sb)})"
+            )
+    return RuntimeError(f"{name}: {err} (shapes {list(sa)} and {list(sb)})")
+
+
+def _scalar_or_tensor(x):
+    return x if isinstance(x, (Tensor,) + _SCALARS) else _as_operand(x, "op")
+
+
+# ---- public functions ---------------------------------------------------------------------------
+def add(input, other, *, alpha=1) -> Tensor:
+    """input + alpha·other."""
+    if alpha != 1:
+        other = other * alpha
+    if not isinstance(input, Tensor):
+        return binary(Add, other, input, "add")
+    return binary(Add, input, other, "add")
+
+
+def sub(input, other, *, alpha=1) -> Tensor:
+    """input - alpha·other."""
+    if alpha != 1:
+        other = other * alpha
+    if isinstance(input, Tensor) and input._data.dtype.kind == "b":
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported.")
+    return binary(Sub, input, other, "sub")
+
+
+subtract = sub
+
+
+def mul(input, other) -> Tensor:
+    """input · other."""
+    return binary(Mul, input, other, "mul")
+
+
+multiply = mul
+
+
+def div(input, other, *, rounding_mode=None) -> Tensor:
+    """input / other (true division; ints become the default float dtype)."""
+    if rounding_mode == "floor":
+        return floor_divide(input, other)
+    if rounding_mode == "trunc":
+        from chainrule.ops.elementwise import trunc
+
+        return trunc(div(input, other))
+    a = _as_operand(input, "div")
+    b = _as_operand(other, "div")
+    if _kind(a) != "f" and _kind(b) != "f":
+        f = _dt.get_default_dtype().np
+        a, b = _to_float(a, f), _to_float(b, f)
+    return binary(Div, a, b, "div")
+
+
+divide = true_divide = div
+
+
+def _kind(x) -> str:
+    if isinstance(x, Tensor):
+        return x._data.dtype.kind
+    return "f" if isinstance(x, builtins.float) else "i"
+
+
+def _to_float(x, f):
+    if isinstance(x, Tensor):
+        return wrap(x._data.astype(f))
+    return builtins.float(x)
+
+
+def floor_divide(input, other) -> Tensor:
+    """⌊input / other⌋."""
+    return binary(FloorDivide, input, other, "floor_divide")
+
+
+def remainder(input, other) -> Tensor:
+    """input mod other, with the sign of other (Python's %)."""
+    return binary(Remainder, input, other, "remainder")
+
+
+def fmod(input, other) -> Tensor:
+    """Remainder with the sign of input (C's fmod)."""
+    q = div(input, other, rounding_mode="trunc")
+    return input - q * other
+
+
+def pow(input, exponent) -> Tensor:
+    """input ** exponent."""
+    if not isinstance(input, Tensor):
+        return binary(Pow, input, exponent, "pow")
+    if isinstance(exponent, _SCALARS) and input._data.dtype.kind in "iu":
+        if isinstance(exponent, builtins.int) and exponent < 0:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+    return binary(Pow, input, exponent, "pow")
+
+
+def float_power(input, exponent) -> Tensor:
+    a = input.double() if isinstance(input, Tensor) else builtins.float(input)
+    b = exponent.double() if isinstance(exponent, Tensor) else exponent
+    return pow(a, b)
+
+
+def maximum(input, other) -> Tensor:
+    """Elementwise max(input, other)."""
+    return binary(Maximum, input, other, "maximum")
+
+
+def minimum(input, other) -> Tensor:
+    """Elementwise min(input, other)."""
+    return binary(Minimum, input, other, "minimum")
+
+
+def atan2(input, other) -> Tensor:
+    return binary(Atan2, input, other, "atan2")
+
+
+def xlogy(input, other) -> Tensor:
+    """x·ln y, 0 where x = 0."""
+    from chainrule.ops.elementwise import log
+
+    prod = input * log(other)
+    return where(_raw(input) == 0, 0.0, prod)
+
+
+def _raw(x):
+    return x._data if isinstance(x, Tensor) else x
+
+
+def where(condition, input=None, other=None) -> Tensor:
+    """``input`` where ``condition`` holds, else ``other``."""
+    cond = _raw(condition)
+    if input is None and other is None:
+        from chainrule.ops.index import nonzero
+
+        return nonzero(condition, as_tuple=True)
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        from chainrule.creation import as_tensor
+
+        input = as_tensor(input)
+    a = _as_operand(input, "where")
+    b = _as_operand(other, "where")
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a._data.dtype != b._data.dtype:
+        target = _dt.result_type(a._data, b._data)
+        a, b = _cast(a, target), _cast(b, target)
+    elif not isinstance(b, Tensor) and isinstance(a, Tensor) and a._data.dtype.kind != "f" and (
+        isinstance(b, builtins.float)
+    ):
+        a = _cast(a, _dt.get_default_dtype().np)
+    elif not isinstance(a, Tensor) and isinstance(b, Tensor) and b._data.dtype.kind != "f" and (
+        isinstance(a, builtins.float)
+    ):
+        b = _cast(b, _dt.get_default_dtype().np)
+    if isinstance(a, Tensor) and not isinstance(b, Tensor):
+        b = a._data.dtype.type(b)
+    elif isinstance(b, Tensor) and not isinstance(a, Tensor):
+        a = b._data.dtype.type(a)
+    try:
+        return Where.apply(np.asarray(cond, dtype=bool), a, b)
+    except ValueError as e:
+        raise RuntimeError(
+            f"where: condition {list(np.shape(cond))}, input {list(_shape(a))} and other "
+            f"{list(_shape(b))} are not broadcastable ({e})"
+        ) from None
+
+
+def masked_fill(input: Tensor, mask, value) -> Tensor:
+    """``value`` where ``mask`` is True, else ``input``."""
+    m = _raw(mask)
+    if np.asarray(m).dtype != bool:
+        raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype}")
+    if isinstance(value, Tensor):
+        if value._data.ndim != 0:
+            raise RuntimeError(
+                "masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+                f"{value._data.ndim} dimension(s)."
+            )
+        return where(mask, value.to(input.dtype), input)
+    return where(mask, input._data.dtype.type(value), input)
+
+
+# ---- comparisons and logic (no gradient) --------------------------------------------------------
+def _compare(np_fn, name: str):
+    def fn(input, other) -> Tensor:
+        a, b = _raw(input), _raw(other)
+        if isinstance(input, Tensor) and isinstance(other, Tensor):
+            _check_devices(input, other, name)
+        try:
+            return wrap(np.asarray(np_fn(a, b)) if np.ndim(a) == 0 and np.ndim(b) == 0 else np_fn(a, b))
+        except ValueError as e:
+            raise _shape_error(name, _as_operand(input, name), _as_operand(other, name), e) from None
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name} (a bool tensor; no gradient)."
+    return fn
+
+
+eq = _compare(np.equal, "eq")
+ne = _compare(np.not_equal, "ne")
+lt = _compare(np.less, "lt")
+le = _compare(np.less_equal, "le")
+gt = _compare(np.greater, "gt")
+ge = _compare(np.greater_equal, "ge")
+logical_and = _compare(np.logical_and, "logical_and")
+logical_or = _compare(np.logical_or, "logical_or")
+logical_xor = _compare(np.logical_xor, "logical_xor")
+bitwise_and = _compare(np.bitwise_and, "bitwise_and")
+bitwise_or = _compare(np.bitwise_or, "bitwise_or")
+bitwise_xor = _compare(np.bitwise_xor, "bitwise_xor")
+
+
+def bitwise_not(input: Tensor) -> Tensor:
+    d = input._data
+    return wrap(np.logical_not(d) if d.dtype.kind == "b" else np.invert(d))
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    """True if both have the same shape and elements."""
+    return input.shape == other.shape and builtins.bool(np.all(_raw(input) == _raw(other)))
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
+    return wrap(np.asarray(np.isclose(_raw(input), _raw(other), rtol, atol, equal_nan)))
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    """|input - other| ≤ atol + rtol·|other| everywhere."""
+    return builtins.bool(np.allclose(_raw(input), _raw(other), rtol, atol, equal_nan))
+
+

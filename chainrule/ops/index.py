@@ -1,0 +1,263 @@
+"""Indexing gates: x[index], gather/scatter_add, index_select, take_along_dim.
+
+Each pair here is adjoint: the backward of reading at an index is adding at that index
+(repeated indices accumulate), and the backward of that is reading again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.autograd.function import Op
+from chainrule.ops import either
+from chainrule.ops.shape import normalize_dim
+from chainrule.tensor import Tensor, wrap
+
+__all__ = [
+    "gather", "scatter_add", "scatter", "index_select",
+    "take_along_dim", "nonzero", "masked_select", "take", "argwhere",
+]
+
+_BASIC = (int, slice, type(None), type(Ellipsis))
+
+
+def _index_part(k):
+    if isinstance(k, Tensor):
+        k = k._data
+    if isinstance(k, (list,)):
+        k = np.asarray(k)
+        if k.dtype.kind == "f":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+    if isinstance(k, np.ndarray):
+        if k.dtype.kind not in "biu":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        if k.ndim == 0 and k.dtype.kind != "b":
+            return int(k)
+    return k
+
+
+def normalize_index(key):
+    """Tensors and lists in an index become NumPy arrays (ints stay ints)."""
+    if isinstance(key, _BASIC):
+        return key
+    if isinstance(key, tuple):
+        return tuple(k if isinstance(k, _BASIC) else _index_part(k) for k in key)
+    return _index_part(key)
+
+
+def _is_basic(index) -> bool:
+    if isinstance(index, tuple):
+        return all(isinstance(k, _BASIC) for k in index)
+    return isinstance(index, _BASIC)
+
+
+def _without_bool_masks(index):
+    """Boolean masks as the integer index arrays they select (np.add.at wants those)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    out = []
+    for k in parts:
+        if isinstance(k, np.ndarray) and k.dtype.kind == "b":
+            out.extend(np.nonzero(k))
+        else:
+            out.append(k)
+    return tuple(out)
+
+
+class Index(Op):
+    """y = x[index];  the gradient is added back at the same places"""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.shape, ctx.index = x.shape, index
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.index_put(ctx.shape, ctx.index, g), None
+
+
+class IndexPut(Op):
+    """y = zeros(shape) with g added at index (repeats accumulate);  dy/dg = read at index"""
+
+    @staticmethod
+    def forward(ctx, g, shape, index):
+        if ctx is not None:
+            ctx.index = index
+        out = np.zeros(shape, g.dtype)
+        if _is_basic(index):
+            out[index] = g
+        else:
+            np.add.at(out, _without_bool_masks(index), g)
+        return out
+
+    @staticmethod
+    def backward(ctx, gg):
+        return gg[ctx.index], None, None
+
+
+def _along(index: np.ndarray, dim: int) -> tuple:
+    """Full NumPy index addressing ``index`` along ``dim`` and position elsewhere."""
+    nd = index.ndim
+    parts = [np.arange(s).reshape((-1,) + (1,) * (nd - a - 1)) for a, s in enumerate(index.shape)]
+    parts[dim] = index
+    return tuple(parts)
+
+
+class Gather(Op):
+    """y[i][j] = x[i][index[i][j]] (along dim);  the gradient is scatter-added back"""
+
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        if ctx is not None:
+            ctx.dim, ctx.index, ctx.shape = dim, index, x.shape
+        return x[_along(index, dim)]
+
+    @staticmethod
+    def backward(ctx, g):
+        zeros = np.zeros(ctx.shape, g.dtype if not isinstance(g, Tensor) else g._data.dtype)
+        return either.scatter_add(zeros, ctx.dim, ctx.index, g), None, None
+
+
+class ScatterAdd(Op):
+    """y = x, then y[...index...] += src;  dy/dx = 1, dy/dsrc = gather at index"""
+
+    @staticmethod
+    def forward(ctx, x, dim, index, src):
+        if ctx is not None:
+            ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
+        out = x.copy()
+        region = tuple(slice(0, s) for s in index.shape)
+        np.add.at(out, _along(index, dim), src[region])
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        g_src = either.gather(g, ctx.dim, ctx.index)
+        if tuple(ctx.index.shape) != tuple(ctx.src_shape):
+            g_src = either.pad_zeros(
+                g_src, [(0, s - i) for s, i in zip(ctx.src_shape, ctx.index.shape)]
+            )
+        return g, None, None, g_src
+
+
+def _raw_index(index, name: str) -> np.ndarray:
+    idx = index._data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"{name}(): Expected dtype int64 for index, got {idx.dtype}")
+    return idx
+
+
+def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
+    shape = input._data.shape
+    if idx.ndim != len(shape) and not (idx.ndim <= 1 and len(shape) <= 1):
+        raise RuntimeError(
+            f"{name}(): Index tensor must have the same number of dimensions as input tensor "
+            f"(index shape {list(idx.shape)}, input shape {list(shape)})"
+        )
+    for d, (i, s) in enumerate(zip(idx.shape, shape)):
+        if d != dim and i > s:
+            raise RuntimeError(
+                f"{name}(): Size does not match at dimension {d} expected index {list(idx.shape)}"
+                f" to be smaller than self {list(shape)} apart from dimension {dim}"
+            )
+    if idx.size and (idx.min() < -shape[dim] or idx.max() >= shape[dim]):
+        raise RuntimeError(
+            f"{name}(): index {int(idx.max() if idx.max() >= shape[dim] else idx.min())} is out "
+            f"of bounds for dimension {dim} with size {shape[dim]}"
+        )
+
+
+def index(input: Tensor, key) -> Tensor:
+    """input[key]: ints, slices (negative steps too), None, ..., int arrays and bool masks."""
+    key = normalize_index(key)
+    try:
+        return Index.apply(input, key)
+    except IndexError as e:
+        raise IndexError(f"index: {e} (tensor of shape {list(input._data.shape)})") from None
+
+
+def gather(input: Tensor, dim: int, index) -> Tensor:
+    """Values of ``input`` at ``index`` along ``dim``."""
+    d = normalize_dim(dim, input._data.ndim, "gather")
+    idx = _raw_index(index, "gather")
+    _check_along(input, d, idx, "gather")
+    return Gather.apply(input, d, idx)
+
+
+def scatter_add(input: Tensor, dim: int, index, src: Tensor) -> Tensor:
+    """``input`` with ``src`` added at ``index`` along ``dim`` (repeats accumulate)."""
+    d = normalize_dim(dim, input._data.ndim, "scatter_add")
+    idx = _raw_index(index, "scatter_add")
+    _check_along(input, d, idx, "scatter_add")
+    return ScatterAdd.apply(input, d, idx, src)
+
+
+def scatter(input: Tensor, dim: int, index, src=None, value=None) -> Tensor:
+    """``input`` with values written at ``index`` (gradient flows to the kept entries of input)."""
+    d = normalize_dim(dim, input._data.ndim, "scatter")
+    idx = _raw_index(index, "scatter")
+    mask = np.zeros(input._data.shape, bool)
+    mask[_along(idx, d)] = True
+    if src is None:
+        src_vals = np.full(idx.shape, value, input._data.dtype)
+        written = np.zeros(input._data.shape, input._data.dtype)
+        written[_along(idx, d)] = src_vals
+        return input.masked_fill(wrap(mask), 0) + wrap(written)
+    placed = scatter_add(input * 0, d, idx, src) if isinstance(src, Tensor) else None
+    return input.masked_fill(wrap(mask), 0) + placed
+
+
+def index_select(input: Tensor, dim: int, index) -> Tensor:
+    """The slices of ``input`` at the 1-d ``index`` along ``dim``."""
+    d = normalize_dim(dim, input._data.ndim, "index_select")
+    idx = _raw_index(index, "index_select")
+    if idx.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    n = input._data.shape[d] if input._data.ndim else 1
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(
+            f"index_select(): index out of range in self (index {idx.tolist()}, size {n} at "
+            f"dim {d})"
+        )
+    if input._data.ndim == 0:
+        return input.reshape(1)[idx.reshape(-1)]
+    return Index.apply(input, (slice(None),) * d + (idx.reshape(-1),))
+
+
+def take_along_dim(input: Tensor, indices, dim=None) -> Tensor:
+    """Values of ``input`` at ``indices`` along ``dim`` (flattened when None), broadcasting."""
+    idx = _raw_index(indices, "take_along_dim")
+    if dim is None:
+        return Gather.apply(input.reshape(-1), 0, idx.reshape(-1))
+    d = normalize_dim(dim, input._data.ndim, "take_along_dim")
+    shape_in, shape_idx = list(input._data.shape), list(idx.shape)
+    shape_in[d] = shape_idx[d] = 1
+    common = np.broadcast_shapes(tuple(shape_in), tuple(shape_idx))
+    in_shape = list(common)
+    in_shape[d] = input._data.shape[d]
+    idx_shape = list(common)
+    idx_shape[d] = idx.shape[d]
+    x = input.expand(*in_shape) if tuple(in_shape) != input._data.shape else input
+    return Gather.apply(x, d, np.broadcast_to(idx, idx_shape))
+
+
+def take(input: Tensor, index) -> Tensor:
+    return take_along_dim(input, index, None).reshape(np.shape(_raw_index(index, "take")))
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False):
+    """Indices of the non-zero elements: (n, ndim) int64, or a tuple of 1-d index tensors."""
+    nz = np.nonzero(np.atleast_1d(input._data))
+    if as_tuple:
+        return tuple(wrap(a.astype(np.int64)) for a in nz)
+    return wrap(np.stack(nz, axis=1).astype(np.int64) if nz else np.zeros((0, 0), np.int64))
+
+
+argwhere = nonzero
+
+
+def masked_select(input: Tensor, mask) -> Tensor:
+    m = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+    shape = np.broadcast_shapes(input._data.shape, m.shape)
+    x = input.expand(*shape) if shape != input._data.shape else input
+    return x[np.broadcast_to(m, shape)]

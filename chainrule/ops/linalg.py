@@ -1,0 +1,185 @@
+"""Vectorized gates: matmul and friends, einsum. For D = W·X the lecture's rule dW = dD·Xᵀ."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.autograd.function import Op
+from chainrule.ops import either
+from chainrule.tensor import Tensor
+
+__all__ = ["matmul", "mm", "bmm", "dot", "vdot", "outer", "ger", "einsum", "inner", "mv"]
+
+
+class MatMul(Op):
+    """C = A @ B;  dA = dC @ Bᵀ, dB = Aᵀ @ dC (1-d operands are promoted and squeezed back)"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        a_nd, b_nd = len(a.shape), len(b.shape)
+        if a_nd == 1 and b_nd == 1:
+            return g * b, g * a
+        if a_nd == 1:  # (n) @ (..., n, m) -> (..., m)
+            ga = (b @ either.expand_dims(g, (-1,)))[..., 0]
+            gb = either.expand_dims(a, (-1,)) * either.expand_dims(g, (-2,))
+            return ga, gb
+        if b_nd == 1:  # (..., n, m) @ (m) -> (..., n)
+            ga = either.expand_dims(g, (-1,)) * b
+            gb = (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0]
+            return ga, gb
+        return g @ either.swapaxes(b, -1, -2), either.swapaxes(a, -1, -2) @ g
+
+
+class Einsum(Op):
+    """Any sum of products written as subscripts; each operand's gradient is another einsum"""
+
+    @staticmethod
+    def forward(ctx, equation, *operands):
+        ctx.inputs, ctx.output = _parse(equation, len(operands))
+        ctx.save_for_backward(*operands)
+        return np.einsum(equation, *operands, optimize=len(operands) > 2)
+
+    @staticmethod
+    def backward(ctx, g):
+        operands = ctx.saved_tensors
+        grads = [None]
+        for k, sub in enumerate(ctx.inputs):
+            if ctx._edges[k + 1] is None:
+                grads.append(None)
+                continue
+            if len(set(sub)) != len(sub):
+                raise NotImplementedError(
+                    f"einsum backward: repeated subscripts in one operand ({sub!r}) are not "
+                    "supported"
+                )
+            others = [(s, op) for j, (s, op) in enumerate(zip(ctx.inputs, operands)) if j != k]
+            present = set(ctx.output).union(*[set(s) for s, _ in others])
+            kept = "".join(c for c in sub if c in present)
+            eq = ",".join([ctx.output] + [s for s, _ in others]) + "->" + kept
+            gk = either.einsum(eq, g, *[op for _, op in others])
+            if kept != sub:  # letters summed only within this operand: broadcast back
+                missing = tuple(i for i, c in enumerate(sub) if c not in present)
+                gk = either.broadcast_to(either.expand_dims(gk, missing), tuple(operands[k].shape))
+            grads.append(gk)
+        return tuple(grads)
+
+
+def _parse(equation: str, n: int):
+    eq = equation.replace(" ", "")
+    if "..." in eq:
+        raise NotImplementedError("einsum: '...' is not supported yet; write the dims out")
+    if "->" in eq:
+        lhs, out = eq.split("->")
+    else:
+        lhs = eq
+        letters = lhs.replace(",", "")
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    inputs = lhs.split(",")
+    if len(inputs) != n:
+        raise RuntimeError(
+            f"einsum(): more operands were provided than specified in the equation "
+            f"({equation!r} names {len(inputs)}, got {n})"
+        )
+    return inputs, out
+
+
+def _matmul_error(a: Tensor, b: Tensor, name: str) -> RuntimeError:
+    sa, sb = a._data.shape, b._data.shape
+    if len(sa) == 2 and len(sb) == 2:
+        return RuntimeError(
+            f"{name}: mat1 and mat2 shapes cannot be multiplied ({sa[0]}x{sa[1]} and "
+            f"{sb[0]}x{sb[1]})"
+        )
+    return RuntimeError(f"{name}: shapes {list(sa)} and {list(sb)} cannot be multiplied")
+
+
+def matmul(input: Tensor, other: Tensor) -> Tensor:
+    """Matrix product with NumPy/PyTorch broadcasting of batch dims."""
+    from chainrule.ops.binary import _cast, _check_devices
+    from chainrule import dtypes as _dt
+
+    if not isinstance(other, Tensor) or not isinstance(input, Tensor):
+        raise TypeError("matmul(): arguments must be Tensors")
+    if input._data.ndim == 0 or other._data.ndim == 0:
+        raise RuntimeError(
+            "matmul: both arguments to matmul need to be at least 1D, but they are "
+            f"{input._data.ndim}D and {other._data.ndim}D"
+        )
+    if input._data.dtype != other._data.dtype:
+        target = _dt.result_type(input._data, other._data)
+        input, other = _cast(input, target), _cast(other, target)
+    _check_devices(input, other, "matmul")
+    try:
+        return MatMul.apply(input, other)
+    except ValueError:
+        raise _matmul_error(input, other, "matmul") from None
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    """2-d matrix product."""
+    if input._data.ndim != 2 or mat2._data.ndim != 2:
+        raise RuntimeError(
+            f"mm: self must be a matrix (got {input._data.ndim}D and {mat2._data.ndim}D)"
+        )
+    return matmul(input, mat2)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    """Batched (3-d) matrix product."""
+    if input._data.ndim != 3 or mat2._data.ndim != 3:
+        raise RuntimeError(
+            f"bmm: batch1 must be a 3D tensor (got {input._data.ndim}D and {mat2._data.ndim}D)"
+        )
+    if input._data.shape[0] != mat2._data.shape[0]:
+        raise RuntimeError(
+            f"bmm: batch sizes differ: {input._data.shape[0]} and {mat2._data.shape[0]}"
+        )
+    return matmul(input, mat2)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:
+    return matmul(input, vec)
+
+
+def dot(input: Tensor, other: Tensor) -> Tensor:
+    """Inner product of two 1-d tensors."""
+    if input._data.ndim != 1 or other._data.ndim != 1:
+        raise RuntimeError(
+            f"1D tensors expected, but got {input._data.ndim}D and {other._data.ndim}D tensors"
+        )
+    if input._data.shape != other._data.shape:
+        raise RuntimeError(
+            "inconsistent tensor size, expected tensor [" + str(input._data.shape[0])
+            + "] and src [" + str(other._data.shape[0]) + "] to have the same number of elements"
+        )
+    return matmul(input, other)
+
+
+vdot = inner = dot
+
+
+def outer(input: Tensor, vec2: Tensor) -> Tensor:
+    """Outer product aᵢbⱼ of two 1-d tensors."""
+    if input._data.ndim != 1 or vec2._data.ndim != 1:
+        raise RuntimeError("outer: expected 1D tensors")
+    return input.reshape(-1, 1) * vec2.reshape(1, -1)
+
+
+ger = outer
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """Einstein summation, e.g. ``einsum("ij,jk->ik", a, b)``."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    try:
+        return Einsum.apply(equation, *operands)
+    except ValueError as e:
+        shapes = [list(o._data.shape) for o in operands]
+        raise RuntimeError(f"einsum({equation!r}): {e} (operand shapes {shapes})") from None

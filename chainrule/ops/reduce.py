@@ -1,0 +1,537 @@
+"""Reductions: sum, mean, var/std, prod, max/min, cumsum, logsumexp, softmax, norm."""
+
+from __future__ import annotations
+
+import builtins
+from collections import namedtuple
+
+import numpy as np
+
+from chainrule import dtypes as _dt
+from chainrule.autograd.function import Op
+from chainrule.ops import either
+from chainrule.ops.shape import normalize_dim, normalize_dims
+from chainrule.tensor import Tensor, wrap
+
+__all__ = [
+    "sum", "mean", "var", "std", "var_mean", "std_mean", "prod", "max", "min", "amax", "amin",
+    "argmax", "argmin", "cumsum", "cumprod", "logsumexp", "softmax", "log_softmax", "norm",
+    "all", "any", "count_nonzero",
+]
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _raw(x):
+    return x._data if isinstance(x, Tensor) else x
+
+
+def _expand_back(g, axes, keepdim: bool, shape: tuple):
+    """Broadcast a reduced gradient back over the reduced ``axes`` to ``shape``."""
+    if not keepdim:
+        g = either.expand_dims(g, axes if axes is not None else tuple(range(len(shape))))
+    return either.broadcast_to(g, shape)
+
+
+def _count(shape: tuple, axes) -> int:
+    if axes is None:
+        return int(np.prod(shape, dtype=np.int64))
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+# ---- sums and means ----------------------------------------------------------------------------
+class Sum(Op):
+    """y = Σ x over axes;  dy/dx = 1 (the gradient is copied back over the summed axes)"""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape), None, None
+
+
+class SumTo(Op):
+    """y = x summed down to ``shape`` (the engine's broadcast undo);  dy/dx = broadcast back"""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        axes = either._sum_axes(x.shape, shape)
+        return x.sum(axis=axes).reshape(shape) if axes else x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.broadcast_to(g, ctx.shape), None
+
+
+class Mean(Op):
+    """y = Σ x / n;  dy/dx = 1/n"""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        ctx.n = _count(x.shape, axes)
+        return x.mean(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g / ctx.n, ctx.axes, ctx.keepdim, ctx.shape), None, None
+
+
+class Var(Op):
+    """y = Σ(x - x̄)² / (n - c);  dy/dx = 2(x - x̄)/(n - c)"""
+
+    @staticmethod
+    def forward(ctx, x, axes, correction, keepdim):
+        ctx.save_for_backward(x)
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        ctx.dof = _count(x.shape, axes) - correction
+        return np.var(x, axis=axes, ddof=correction, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        centered = x - either.sum(x, ctx.axes, True) / _count(ctx.shape, ctx.axes)
+        return _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape) * centered * (2 / ctx.dof), None, None, None
+
+
+class Std(Op):
+    """y = √var(x);  dy/dx = (x - x̄)/((n - c)·y)"""
+
+    @staticmethod
+    def forward(ctx, x, axes, correction, keepdim):
+        y = np.std(x, axis=axes, ddof=correction, keepdims=keepdim)
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        ctx.dof = _count(x.shape, axes) - correction
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        centered = x - either.sum(x, ctx.axes, True) / _count(ctx.shape, ctx.axes)
+        scale = _expand_back(g / (y * ctx.dof), ctx.axes, ctx.keepdim, ctx.shape)
+        return scale * centered, None, None, None
+
+
+class Prod(Op):
+    """y = Π x;  dy/dxᵢ = Π_{j≠i} xⱼ (handles zeros exactly)"""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        y = np.prod(x, axis=axes, keepdims=keepdim)
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        axes, keepdim, shape = ctx.axes, ctx.keepdim, ctx.shape
+        g_e = _expand_back(g, axes, keepdim, shape)
+        y_e = _expand_back(y, axes, keepdim, shape)
+        is_zero = _raw(x) == 0
+        if not is_zero.any():
+            return g_e * y_e / x, None, None
+        zeros_per_slice = np.broadcast_to(is_zero.sum(axis=axes, keepdims=True), shape)
+        x_nz = either.where(is_zero, 1.0, x)
+        prod_nz = _expand_back(_prod(x_nz, axes, True), axes, True, shape)
+        only_zero = is_zero & (zeros_per_slice == 1)
+        no_zero = zeros_per_slice == 0
+        local = either.where(only_zero, prod_nz, either.where(no_zero, prod_nz / x_nz, 0.0))
+        return g_e * local, None, None
+
+
+def _prod(x, axes, keepdim):
+    if isinstance(x, Tensor):
+        return Prod.apply(x, axes, keepdim)
+    return np.prod(x, axis=axes, keepdims=keepdim)
+
+
+# ---- max / min ----------------------------------------------------------------------------------
+class Amax(Op):
+    """y = max x over axes;  the gradient is shared evenly among the maxima (as PyTorch)"""
+
+    fn = staticmethod(np.amax)
+
+    @classmethod
+    def forward(cls, ctx, x, axes, keepdim):
+        y = cls.fn(x, axis=axes, keepdims=keepdim)
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        mask = _raw(x) == np.broadcast_to(
+            _raw(y) if ctx.keepdim else np.expand_dims(_raw(y), ctx.axes or tuple(range(len(ctx.shape)))),
+            ctx.shape,
+        )
+        share = (mask / mask.sum(axis=ctx.axes, keepdims=True)).astype(_raw(x).dtype)
+        return _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape) * share, None, None
+
+
+class Amin(Amax):
+    """y = min x over axes;  the gradient is shared evenly among the minima"""
+
+    fn = staticmethod(np.amin)
+
+
+class MaxDim(Op):
+    """(values, indices) = max over one dim;  the gradient goes to the index returned"""
+
+    pick = staticmethod(np.argmax)
+
+    @classmethod
+    def forward(cls, ctx, x, dim, keepdim):
+        idx = np.expand_dims(cls.pick(x, axis=dim), dim)
+        values = np.take_along_axis(x, idx, dim)
+        ctx.idx, ctx.dim, ctx.keepdim, ctx.shape = idx, dim, keepdim, x.shape
+        ctx.mark_non_differentiable(1)
+        if not keepdim:
+            return values.squeeze(dim), idx.squeeze(dim)
+        return values, idx
+
+    @staticmethod
+    def backward(ctx, g, _g_indices=None):
+        if not ctx.keepdim:
+            g = either.expand_dims(g, (ctx.dim,))
+        zeros = np.zeros(ctx.shape, _dtype_of(g))
+        return either.scatter_add(zeros, ctx.dim, ctx.idx, g), None, None
+
+
+class MinDim(MaxDim):
+    """(values, indices) = min over one dim;  the gradient goes to the index returned"""
+
+    pick = staticmethod(np.argmin)
+
+
+def _dtype_of(g):
+    return g._data.dtype if isinstance(g, Tensor) else g.dtype
+
+
+# ---- scans and normalized exponentials -----------------------------------------------------------
+class Cumsum(Op):
+    """yᵢ = Σ_{j≤i} xⱼ;  the gradient is the reversed cumulative sum"""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        return np.cumsum(x, axis=dim, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        d = ctx.dim
+        return either.flip(either.cumsum(either.flip(g, (d,)), d), (d,)), None
+
+
+def _stable_max(x, axes):
+    m = np.amax(x, axis=axes, keepdims=True)
+    return np.where(np.isfinite(m), m, 0)
+
+
+class Logsumexp(Op):
+    """y = ln Σ e^x (computed around the max: finite at ±1000);  dy/dx = e^(x - y)"""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        m = _stable_max(x, axes)
+        y = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        return y if keepdim else y.squeeze(axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        axes, keepdim, shape = ctx.axes, ctx.keepdim, ctx.shape
+        y_e = either.broadcast_to(y if keepdim else either.expand_dims(y, axes), shape)
+        return _expand_back(g, axes, keepdim, shape) * either.exp(x - y_e), None, None
+
+
+class Softmax(Op):
+    """yᵢ = e^xᵢ / Σ e^x;  dx = y·(g - Σ g·y)"""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        e = np.exp(x - np.amax(x, axis=dim, keepdims=True))
+        y = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        gy = g * y
+        return gy - y * either.sum(gy, ctx.dim, True), None
+
+
+class LogSoftmax(Op):
+    """y = x - ln Σ e^x;  dx = g - e^y·Σ g"""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        shifted = x - np.amax(x, axis=dim, keepdims=True)
+        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g - either.exp(y) * either.sum(g, ctx.dim, True), None
+
+
+class Norm2(Op):
+    """y = √Σ x²;  dy/dx = x / y (0 where y = 0)"""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        y = np.sqrt(np.sum(x * x, axis=axes, keepdims=keepdim))
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        safe_y = either.where(_raw(y) == 0, 1.0, y)
+        scale = _expand_back(g / safe_y, ctx.axes, ctx.keepdim, ctx.shape)
+        return scale * x, None, None
+
+
+# ---- public functions ---------------------------------------------------------------------------
+def _float_or_cast(input: Tensor, name: str, dtype=None) -> Tensor:
+    if dtype is not None:
+        return input.to(dtype)
+    return input
+
+
+def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """Σ input over ``dim`` (all dims if None)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    elif input._data.dtype.kind in "bi" and input._data.dtype != np.int64:
+        input = wrap(input._data.astype(np.int64))
+    axes = normalize_dims(dim, input._data.ndim, "sum")
+    return Sum.apply(input, axes, keepdim)
+
+
+def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """Average of input over ``dim``."""
+    if dtype is not None:
+        input = input.to(dtype)
+    if input._data.dtype.kind != "f":
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be either a floating point or "
+            f"complex dtype. Got: {input.dtype.name}"
+        )
+    axes = normalize_dims(dim, input._data.ndim, "mean")
+    return Mean.apply(input, axes, keepdim)
+
+
+def _correction(unbiased, correction) -> int:
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+def var(input: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    """Variance over ``dim`` with Bessel's ``correction`` (1 by default)."""
+    if isinstance(dim, builtins.bool):
+        dim, unbiased = None, dim
+    axes = normalize_dims(dim, input._data.ndim, "var")
+    return Var.apply(input, axes, _correction(unbiased, correction), keepdim)
+
+
+def std(input: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    """Standard deviation over ``dim`` with Bessel's ``correction`` (1 by default)."""
+    if isinstance(dim, builtins.bool):
+        dim, unbiased = None, dim
+    axes = normalize_dims(dim, input._data.ndim, "std")
+    return Std.apply(input, axes, _correction(unbiased, correction), keepdim)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """Π input over ``dim`` (all elements if None)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    axes = normalize_dims(dim, input._data.ndim, "prod")
+    return Prod.apply(input, axes, keepdim)
+
+
+def _max_min(input: Tensor, dim, keepdim, other, name, full_op, dim_op, pairwise):
+    if isinstance(dim, Tensor):
+        other, dim = dim, None
+    if other is not None:
+        return pairwise(input, other)
+    if dim is None:
+        if input._data.size == 0:
+            raise RuntimeError(
+                f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                "Specify the reduction dim with the 'dim' argument."
+            )
+        return full_op.apply(input, None, False)
+    d = normalize_dim(dim, input._data.ndim, name)
+    if input._data.shape and input._data.shape[d] == 0:
+        raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
+    values, indices = dim_op.apply(input, d, keepdim)
+    return values_indices(values, indices)
+
+
+def max(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
+    """The maximum (no dim), ``(values, indices)`` along ``dim``, or elementwise with a tensor."""
+    from chainrule.ops.binary import maximum
+
+    return _max_min(input, dim, keepdim, other, "max", Amax, MaxDim, maximum)
+
+
+def min(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
+    """The minimum (no dim), ``(values, indices)`` along ``dim``, or elementwise with a tensor."""
+    from chainrule.ops.binary import minimum
+
+    return _max_min(input, dim, keepdim, other, "min", Amin, MinDim, minimum)
+
+
+def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    """Maximum over ``dim`` (all dims when empty); ties share the gradient."""
+    axes = normalize_dims(dim if dim != () else None, input._data.ndim, "amax")
+    return Amax.apply(input, axes, keepdim)
+
+
+def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    """Minimum over ``dim`` (all dims when empty); ties share the gradient."""
+    axes = normalize_dims(dim if dim != () else None, input._data.ndim, "amin")
+    return Amin.apply(input, axes, keepdim)
+
+
+def _arg(np_fn, name):
+    def fn(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+        x = input._data
+        if dim is None:
+            out = np.asarray(np_fn(x.reshape(-1)))
+            if keepdim:
+                out = out.reshape((1,) * x.ndim)
+            return wrap(out.astype(np.int64))
+        d = normalize_dim(dim, x.ndim, name)
+        return wrap(np.asarray(np_fn(x, axis=d, keepdims=keepdim)).astype(np.int64))
+
+    fn.__name__ = name
+    fn.__doc__ = f"Index of the {name[3:]} (first one on ties)."
+    return fn
+
+
+argmax = _arg(np.argmax, "argmax")
+argmin = _arg(np.argmin, "argmin")
+
+
+def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    """Running sum along ``dim``."""
+    if dtype is not None:
+        input = input.to(dtype)
+    elif input._data.dtype.kind in "bi":
+        input = wrap(input._data.astype(np.int64))
+    return Cumsum.apply(input, normalize_dim(dim, input._data.ndim, "cumsum"))
+
+
+def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    """Running product along ``dim`` (as exp of cumsum of logs is unstable, done by parts)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    d = normalize_dim(dim, input._data.ndim, "cumprod")
+    from chainrule.ops.shape import stack, unbind
+
+    parts = unbind(input, d)
+    out, acc = [], None
+    for p in parts:
+        acc = p if acc is None else acc * p
+        out.append(acc)
+    return stack(out, d)
+
+
+def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
+    """ln Σ exp(input) over ``dim``, stable for large inputs."""
+    if input._data.dtype.kind != "f":
+        input = input.to(_dt.get_default_dtype())
+    axes = normalize_dims(dim, input._data.ndim, "logsumexp")
+    return Logsumexp.apply(input, axes, keepdim)
+
+
+def _softmax_input(input, dim, dtype, name):
+    if dtype is not None:
+        input = input.to(dtype)
+    elif input._data.dtype.kind != "f":
+        input = input.to(_dt.get_default_dtype())
+    if dim is None:
+        dim = 0 if input._data.ndim in (0, 1, 3) else 1  # PyTorch's legacy implicit dim
+    return input, normalize_dim(dim, input._data.ndim, name)
+
+
+def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
+    """e^x / Σ e^x along ``dim``."""
+    input, d = _softmax_input(input, dim, dtype, "softmax")
+    if input._data.ndim == 0:
+        return Softmax.apply(input.reshape(1), 0).reshape(())
+    return Softmax.apply(input, d)
+
+
+def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
+    """x - ln Σ e^x along ``dim``."""
+    input, d = _softmax_input(input, dim, dtype, "log_softmax")
+    if input._data.ndim == 0:
+        return LogSoftmax.apply(input.reshape(1), 0).reshape(())
+    return LogSoftmax.apply(input, d)
+
+
+def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """The vector p-norm (2/'fro' by default, also 1, inf, -inf, 0 and any real p) over ``dim``."""
+    from chainrule.ops.elementwise import abs as t_abs
+
+    if dtype is not None:
+        input = input.to(dtype)
+    axes = normalize_dims(dim, input._data.ndim, "norm")
+    if p in ("fro", 2, 2.0, None):
+        return Norm2.apply(input, axes, keepdim)
+    if p == "nuc":
+        raise NotImplementedError("norm: the nuclear norm is not supported")
+    if p == float("inf"):
+        return amax(t_abs(input), axes if axes is not None else (), keepdim)
+    if p == float("-inf"):
+        return amin(t_abs(input), axes if axes is not None else (), keepdim)
+    if p == 0:
+        return sum((input != 0).to(input.dtype), axes, keepdim)
+    if p == 1:
+        return sum(t_abs(input), axes, keepdim)
+    return sum(t_abs(input) ** p, axes, keepdim) ** (1.0 / p)
+
+
+def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    axes = normalize_dims(dim, input._data.ndim, "all")
+    return wrap(np.asarray(np.all(input._data, axis=axes, keepdims=keepdim)))
+
+
+def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    axes = normalize_dims(dim, input._data.ndim, "any")
+    return wrap(np.asarray(np.any(input._data, axis=axes, keepdims=keepdim)))
+
+
+def count_nonzero(input: Tensor, dim=None) -> Tensor:
+    axes = normalize_dims(dim, input._data.ndim, "count_nonzero")
+    return wrap(np.asarray(np.count_nonzero(input._data, axis=axes), dtype=np.int64))

@@ -1,0 +1,619 @@
+"""Shape gates: reshape, permute, expand, repeat, flip, roll, cat/stack/split, pad, tril/triu/diag.
+
+They move values around without changing them, so each backward moves the gradient back.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+
+import numpy as np
+
+from chainrule.autograd.function import Op
+from chainrule.ops import either
+from chainrule.tensor import Tensor, wrap
+
+__all__ = [
+    "reshape", "view", "flatten", "unflatten", "transpose",
+    "swapaxes", "swapdims", "permute", "movedim", "squeeze", "unsqueeze", "expand", "expand_as",
+    "broadcast_to", "repeat", "tile", "flip", "fliplr", "flipud", "roll", "cat", "concat",
+    "concatenate", "stack", "hstack", "vstack", "split", "chunk", "unbind", "narrow", "pad",
+    "tril", "triu", "diag", "diagonal", "atleast_1d", "broadcast_tensors", "broadcast_shapes",
+    "ravel", "t",
+]
+
+
+def normalize_dim(dim, ndim: int, op: str) -> int:
+    """A dim in [-ndim, ndim) as a non-negative int; IndexError naming the op otherwise."""
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{op}(): dim must be an int, got {type(dim).__name__}") from None
+    lo, hi = (-ndim, ndim - 1) if ndim > 0 else (-1, 0)
+    if not lo <= d <= hi:
+        raise IndexError(
+            f"{op}(): Dimension out of range (expected to be in range of [{lo}, {hi}], but got "
+            f"{d}) for a tensor with ndim {ndim}"
+        )
+    return d % ndim if ndim > 0 else 0
+
+
+def normalize_dims(dim, ndim: int, op: str):
+    """``dim`` (None, int, or tuple/list of ints) as a sorted tuple of axes, or None for all."""
+    if dim is None:
+        return None
+    if isinstance(dim, (tuple, list)):
+        if len(dim) == 0:
+            return None
+        axes = tuple(normalize_dim(d, ndim, op) for d in dim)
+        if len(set(axes)) != len(axes):
+            raise RuntimeError(f"{op}(): dim {axes} appears multiple times in the list of dims")
+        return tuple(sorted(axes)) if ndim > 0 else None
+    d = normalize_dim(dim, ndim, op)
+    return (d,) if ndim > 0 else None
+
+
+def _sizes(args) -> tuple:
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = args[0]
+    return tuple(operator.index(a) for a in args)
+
+
+# ---- the gates ----------------------------------------------------------------------------------
+class Reshape(Op):
+    """y = x with a new shape;  the gradient is reshaped back"""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.reshape(g, ctx.shape), None
+
+
+class Permute(Op):
+    """y = x with axes reordered;  the gradient is permuted by the inverse order"""
+
+    @staticmethod
+    def forward(ctx, x, axes):
+        ctx.axes = axes
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.permute(g, tuple(np.argsort(ctx.axes))), None
+
+
+class Expand(Op):
+    """y = x broadcast to a larger shape;  the gradient is summed back (sum_to)"""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.sum_to(g, ctx.shape), None
+
+
+class Repeat(Op):
+    """y = x tiled ``reps`` times per dim;  the gradient sums the tiles"""
+
+    @staticmethod
+    def forward(ctx, x, reps):
+        x = x.reshape((1,) * (len(reps) - x.ndim) + x.shape)
+        ctx.tiled_shape, ctx.in_shape = x.shape, x.shape
+        return np.tile(x, reps)
+
+    @staticmethod
+    def backward(ctx, g):
+        shape = ctx.in_shape
+        gshape = g.shape
+        reps = tuple(gs // s for gs, s in zip(gshape, shape))
+        split = [v for r, s in zip(reps, shape) for v in (r, s)]
+        g = either.reshape(g, tuple(split))
+        return either.sum(g, tuple(range(0, 2 * len(shape), 2))), None
+
+
+class Flip(Op):
+    """y = x reversed along axes;  the gradient is reversed back"""
+
+    @staticmethod
+    def forward(ctx, x, axes):
+        ctx.axes = axes
+        return np.flip(x, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.flip(g, ctx.axes), None
+
+
+class Roll(Op):
+    """y = x rolled by shifts;  the gradient is rolled back"""
+
+    @staticmethod
+    def forward(ctx, x, shifts, axes):
+        ctx.shifts, ctx.axes = shifts, axes
+        return np.roll(x, shifts, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        neg = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
+        return either.roll(g, neg, ctx.axes), None, None
+
+
+class Cat(Op):
+    """y = [x₁, x₂, ...] joined along a dim;  each input gets its slice of the gradient"""
+
+    @staticmethod
+    def forward(ctx, axis, *xs):
+        ctx.axis = axis
+        ctx.bounds = np.cumsum([0] + [x.shape[axis] for x in xs]).tolist()
+        return np.concatenate(xs, axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        lead = (slice(None),) * ctx.axis
+        b = ctx.bounds
+        return (None,) + tuple(g[lead + (slice(b[i], b[i + 1]),)] for i in range(len(b) - 1))
+
+
+class Split(Op):
+    """(y₁, y₂, ...) = x cut along a dim;  the gradients are joined back (zeros where unused)"""
+
+    @staticmethod
+    def forward(ctx, x, axis, bounds):
+        ctx.axis, ctx.shape = axis, x.shape
+        lead = (slice(None),) * axis
+        return tuple(x[lead + (slice(bounds[i], bounds[i + 1]),)] for i in range(len(bounds) - 1))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        parts = []
+        for g, (shape, dtype) in zip(grads, ctx._outs):
+            parts.append(np.zeros(shape, dtype) if g is None else g)
+        return either.concat(parts, ctx.axis), None, None
+
+
+class Unbind(Op):
+    """(y₁, y₂, ...) = the slices of x along a dim;  the gradients are stacked back"""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        return tuple(np.take(x, i, axis) for i in range(x.shape[axis]))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        parts = []
+        for g, (shape, dtype) in zip(grads, ctx._outs):
+            g = np.zeros(shape, dtype) if g is None else g
+            parts.append(either.expand_dims(g, (ctx.axis,)))
+        return either.concat(parts, ctx.axis), None
+
+
+class ConstantPad(Op):
+    """y = x surrounded by a constant;  the gradient is the inner slice"""
+
+    @staticmethod
+    def forward(ctx, x, widths, value):
+        ctx.widths = widths
+        ctx.shape = x.shape
+        crop = any(lo < 0 or hi < 0 for lo, hi in widths)
+        if crop:  # negative padding crops
+            x = x[tuple(slice(-lo if lo < 0 else 0, s + hi if hi < 0 else s)
+                        for (lo, hi), s in zip(widths, x.shape))]
+        pos = tuple((builtins.max(lo, 0), builtins.max(hi, 0)) for lo, hi in widths)
+        return np.pad(x, pos, constant_values=value)
+
+    @staticmethod
+    def backward(ctx, g):
+        gshape = g.shape
+        inner = tuple(slice(builtins.max(lo, 0), gs - builtins.max(hi, 0))
+                      for (lo, hi), gs in zip(ctx.widths, gshape))
+        g = g[inner]
+        if any(lo < 0 or hi < 0 for lo, hi in ctx.widths):
+            g = either.pad_zeros(g, [(builtins.max(-lo, 0), builtins.max(-hi, 0))
+                                     for lo, hi in ctx.widths])
+        return g, None, None
+
+
+class Tril(Op):
+    """y = lower triangle of x;  the gradient keeps the same triangle"""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.k = k
+        return np.tril(x, k)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.tril(g, ctx.k), None
+
+
+class Triu(Op):
+    """y = upper triangle of x;  the gradient keeps the same triangle"""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.k = k
+        return np.triu(x, k)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.triu(g, ctx.k), None
+
+
+class Diag(Op):
+    """vector → diagonal matrix, or matrix → its diagonal;  the gradient goes the other way"""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.k, ctx.ndim = k, x.ndim
+        return np.diag(x, k).copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.diag(g, ctx.k), None
+
+
+# ---- public functions ---------------------------------------------------------------------------
+def reshape(input: Tensor, *shape) -> Tensor:
+    """The same elements in a new shape (one dim may be -1)."""
+    shape = _sizes(shape)
+    try:
+        return Reshape.apply(input, shape)
+    except ValueError:
+        raise RuntimeError(
+            f"reshape: shape '{list(shape)}' is invalid for input of size {input._data.size} "
+            f"(input shape {list(input._data.shape)})"
+        ) from None
+
+
+view = reshape
+
+
+def ravel(input: Tensor) -> Tensor:
+    return reshape(input, -1)
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim..end_dim`` into one."""
+    shape = input._data.shape
+    if not shape:
+        return reshape(input, 1)
+    s = normalize_dim(start_dim, len(shape), "flatten")
+    e = normalize_dim(end_dim, len(shape), "flatten")
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    n = 1
+    for v in shape[s:e + 1]:
+        n *= v
+    return reshape(input, shape[:s] + (n,) + shape[e + 1:])
+
+
+def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
+    """Split dim ``dim`` into ``sizes``."""
+    shape = input._data.shape
+    d = normalize_dim(dim, len(shape), "unflatten")
+    return reshape(input, shape[:d] + tuple(sizes) + shape[d + 1:])
+
+
+def permute(input: Tensor, *dims) -> Tensor:
+    """Reorder the dims."""
+    dims = _sizes(dims)
+    nd = input._data.ndim
+    if len(dims) != nd:
+        raise RuntimeError(
+            f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
+            f"length of the desired ordering of dimensions i.e. input.dim() = {nd} is not equal "
+            f"to len(dims) = {len(dims)}"
+        )
+    axes = tuple(normalize_dim(d, nd, "permute") for d in dims)
+    if len(set(axes)) != nd:
+        raise RuntimeError(f"permute(): duplicate dims are not allowed (got {dims})")
+    return Permute.apply(input, axes)
+
+
+def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swap two dims."""
+    nd = input._data.ndim
+    if nd == 0:
+        return input
+    a, b = normalize_dim(dim0, nd, "transpose"), normalize_dim(dim1, nd, "transpose")
+    axes = list(range(nd))
+    axes[a], axes[b] = b, a
+    return Permute.apply(input, tuple(axes))
+
+
+swapaxes = swapdims = transpose
+
+
+def t(input: Tensor) -> Tensor:
+    if input._data.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input._data.ndim}D")
+    return transpose(input, 0, 1) if input._data.ndim == 2 else input
+
+
+def movedim(input: Tensor, source, destination) -> Tensor:
+    nd = input._data.ndim
+    src = [normalize_dim(s, nd, "movedim") for s in ((source,) if isinstance(source, int) else source)]
+    dst = [normalize_dim(s, nd, "movedim") for s in ((destination,) if isinstance(destination, int) else destination)]
+    order = [d for d in range(nd) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return Permute.apply(input, tuple(order))
+
+
+def squeeze(input: Tensor, dim=None) -> Tensor:
+    """Drop dims of size 1 (all, or those in ``dim``)."""
+    shape = input._data.shape
+    if dim is None:
+        new = tuple(s for s in shape if s != 1)
+    else:
+        dims = normalize_dims(dim, len(shape), "squeeze") or ()
+        new = tuple(s for i, s in enumerate(shape) if not (i in dims and s == 1))
+    return Reshape.apply(input, new)
+
+
+def unsqueeze(input: Tensor, dim: int) -> Tensor:
+    """Insert a dim of size 1 at ``dim``."""
+    shape = input._data.shape
+    d = normalize_dim(dim, len(shape) + 1, "unsqueeze")
+    return Reshape.apply(input, shape[:d] + (1,) + shape[d:])
+
+
+def expand(input: Tensor, *sizes) -> Tensor:
+    """Broadcast to ``sizes`` (-1 keeps a dim) without copying."""
+    sizes = _sizes(sizes)
+    shape = input._data.shape
+    if len(sizes) < len(shape):
+        raise RuntimeError(
+            f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to the "
+            f"number of dimensions in the tensor ({len(shape)})"
+        )
+    lead = len(sizes) - len(shape)
+    target = []
+    for i, s in enumerate(sizes):
+        if s == -1:
+            if i < lead:
+                raise RuntimeError("expand: -1 is not allowed in a leading, non-existing dimension")
+            s = shape[i - lead]
+        elif i >= lead and shape[i - lead] != 1 and shape[i - lead] != s:
+            raise RuntimeError(
+                f"expand: The expanded size of the tensor ({s}) must match the existing size "
+                f"({shape[i - lead]}) at non-singleton dimension {i}. Target sizes: "
+                f"{list(sizes)}. Tensor sizes: {list(shape)}"
+            )
+        target.append(s)
+    target = tuple(target)
+    if target == shape:
+        return input
+    return Expand.apply(input, target)
+
+
+def expand_as(input: Tensor, other: Tensor) -> Tensor:
+    return expand(input, other._data.shape)
+
+
+def broadcast_to(input: Tensor, size) -> Tensor:
+    """Broadcast to ``size``."""
+    return expand(input, tuple(size))
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    try:
+        return tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
+    except ValueError as e:
+        raise RuntimeError(f"broadcast_shapes: {e}") from None
+
+
+def broadcast_tensors(*tensors) -> tuple:
+    shape = broadcast_shapes(*[t._data.shape for t in tensors])
+    return tuple(expand(t, shape) for t in tensors)
+
+
+def repeat(input: Tensor, *sizes) -> Tensor:
+    """Tile the tensor ``sizes[i]`` times along dim i (Tensor.repeat)."""
+    reps = _sizes(sizes)
+    if len(reps) < input._data.ndim:
+        raise RuntimeError(
+            "Number of dimensions of repeat dims can not be smaller than number of dimensions of "
+            "tensor"
+        )
+    return Repeat.apply(input, reps)
+
+
+def tile(input: Tensor, dims) -> Tensor:
+    """Like repeat, but missing leading reps count as 1."""
+    reps = _sizes((dims,))
+    reps = (1,) * (input._data.ndim - len(reps)) + reps
+    return Repeat.apply(input, reps)
+
+
+def flip(input: Tensor, dims) -> Tensor:
+    """Reverse the order of elements along ``dims``."""
+    if isinstance(dims, int):
+        dims = (dims,)
+    axes = normalize_dims(tuple(dims), input._data.ndim, "flip")
+    if axes is None:
+        return input.clone()
+    return Flip.apply(input, axes)
+
+
+def fliplr(input: Tensor) -> Tensor:
+    return flip(input, (1,))
+
+
+def flipud(input: Tensor) -> Tensor:
+    return flip(input, (0,))
+
+
+def roll(input: Tensor, shifts, dims=None) -> Tensor:
+    """Shift elements cyclically along ``dims`` (flattened when None)."""
+    if dims is None:
+        return Reshape.apply(Roll.apply(reshape(input, -1), shifts, None), input._data.shape)
+    if isinstance(dims, int):
+        dims, shifts = (dims,), (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    shifts = tuple(shifts) if not isinstance(shifts, int) else (shifts,)
+    axes = tuple(normalize_dim(d, input._data.ndim, "roll") for d in dims)
+    return Roll.apply(input, shifts, axes)
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Join tensors along an existing dim."""
+    from chainrule.ops.binary import _cast
+    from chainrule import dtypes as _dt
+
+    tensors = [t for t in tensors if not (t._data.ndim == 1 and t._data.shape[0] == 0)] or list(tensors)
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    nd = tensors[0]._data.ndim
+    if nd == 0:
+        raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
+    d = normalize_dim(dim, nd, "cat")
+    ref = tensors[0]._data.shape
+    for i, t in enumerate(tensors):
+        s = t._data.shape
+        if len(s) != nd or any(a != b for j, (a, b) in enumerate(zip(s, ref)) if j != d):
+            raise RuntimeError(
+                f"cat: Sizes of tensors must match except in dimension {d}. Expected shape "
+                f"{list(ref)} but got {list(s)} for tensor number {i} in the list."
+            )
+    dt = tensors[0]._data.dtype
+    if any(t._data.dtype != dt for t in tensors):
+        target = _dt.result_type(*[t._data for t in tensors])
+        tensors = [_cast(t, target) for t in tensors]
+    return Cat.apply(d, *tensors)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Join tensors of equal shape along a new dim."""
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    ref = tensors[0]._data.shape
+    for i, t in enumerate(tensors):
+        if t._data.shape != ref:
+            raise RuntimeError(
+                f"stack expects each tensor to be equal size, but got {list(ref)} at entry 0 and "
+                f"{list(t._data.shape)} at entry {i}"
+            )
+    d = normalize_dim(dim, len(ref) + 1, "stack")
+    return cat([unsqueeze(t, d) for t in tensors], d)
+
+
+def hstack(tensors) -> Tensor:
+    tensors = list(tensors)
+    return cat(tensors, 0 if tensors[0]._data.ndim == 1 else 1)
+
+
+def vstack(tensors) -> Tensor:
+    return cat([t if t._data.ndim > 1 else unsqueeze(t, 0) for t in tensors], 0)
+
+
+def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    """Cut into pieces of a given size (last may be smaller) or of the listed sizes."""
+    d = normalize_dim(dim, tensor._data.ndim, "split")
+    n = tensor._data.shape[d]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got {step}")
+        sizes = [builtins.min(step, n - i) for i in range(0, n, step)] or [0]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise RuntimeError(
+                f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size "
+                f"at dimension {d}), but got split_sizes={sizes}"
+            )
+    bounds = np.cumsum([0] + sizes).tolist()
+    out = Split.apply(tensor, d, bounds)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
+    """Cut into ``chunks`` nearly equal pieces."""
+    if chunks <= 0:
+        raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
+    d = normalize_dim(dim, input._data.ndim, "chunk")
+    n = input._data.shape[d]
+    step = -(-n // chunks) if n else 1
+    return split(input, step, d)
+
+
+def unbind(input: Tensor, dim: int = 0) -> tuple:
+    """The slices along ``dim``, as a tuple."""
+    d = normalize_dim(dim, input._data.ndim, "unbind")
+    if input._data.shape[d] == 0:
+        return ()
+    out = Unbind.apply(input, d)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
+    d = normalize_dim(dim, input._data.ndim, "narrow")
+    idx = (slice(None),) * d + (slice(start, start + length),)
+    return input[idx]
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
+    """Pad the last dims; ``pad`` lists (before, after) pairs from the last dim backwards."""
+    pad = tuple(pad)
+    if len(pad) % 2:
+        raise RuntimeError(f"pad: Padding length must be divisible by 2, got {len(pad)}")
+    nd = input._data.ndim
+    if len(pad) // 2 > nd:
+        raise RuntimeError(
+            f"pad: Padding length should be less than or equal to two times the input dimension "
+            f"but got padding length {len(pad)} and input of dimension {nd}"
+        )
+    widths = [(0, 0)] * nd
+    for i in range(len(pad) // 2):
+        widths[nd - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if mode == "constant":
+        return ConstantPad.apply(input, tuple(widths), 0.0 if value is None else value)
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported")
+    np_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    out = input
+    for axis, (lo, hi) in enumerate(widths):
+        if lo or hi:
+            index = np.pad(np.arange(input._data.shape[axis]), (lo, hi), mode=np_mode)
+            out = out.index_select(axis, wrap(index))
+    return out
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle (below and on ``diagonal``); the rest zero."""
+    return Tril.apply(input, diagonal)
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle (above and on ``diagonal``); the rest zero."""
+    return Triu.apply(input, diagonal)
+
+
+def diag(input: Tensor, diagonal: int = 0) -> Tensor:
+    """A 1-d input becomes a diagonal matrix; a 2-d input gives its diagonal."""
+    if input._data.ndim not in (1, 2):
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input._data.ndim}D")
+    return Diag.apply(input, diagonal)
+
+
+def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    if input._data.ndim == 2 and (dim1, dim2) in ((0, 1), (-2, -1)):
+        return diag(input, offset)
+    raise NotImplementedError("diagonal: only 2-D inputs are supported")
+
+
+def atleast_1d(input: Tensor) -> Tensor:
+    return reshape(input, 1) if input._data.ndim == 0 else input
