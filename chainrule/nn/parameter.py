@@ -1,0 +1,56 @@
+"""``Parameter``: a leaf Tensor that a Module registers as one of its learnable weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule.tensor import Tensor
+
+__all__ = ["Parameter", "Buffer"]
+
+
+class Parameter(Tensor):
+    """A Tensor that is a module parameter: assigning it to a Module attribute registers it."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        from chainrule.creation import _to_array
+
+        if data is None:
+            from chainrule.dtypes import get_default_dtype
+
+            arr = _to_array([], get_default_dtype(), None)
+        elif isinstance(data, Tensor):
+            arr = data._data  # shares memory, like torch.nn.Parameter(t)
+        else:
+            arr = _to_array(data, None, None)
+        self._data = arr
+        self._grad_fn = None
+        self._nr = 0
+        self._grad = None
+        self._hooks = None
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Buffer(Tensor):
+    """Marks a tensor to be registered as a buffer when assigned to a Module attribute."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
+        from chainrule.creation import _to_array
+
+        self._data = data._data if isinstance(data, Tensor) else _to_array(
+            [] if data is None else data, None, None)
+        self._grad_fn = None
+        self._nr = 0
+        self._grad = None
+        self._hooks = None
+        self._requires_grad = False
+        self.__dict__["persistent"] = persistent
