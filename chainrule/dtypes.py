@@ -61,7 +61,9 @@ def from_numpy_dtype(np_dtype) -> dtype:
     try:
         return _BY_NP[np_dtype]
     except KeyError:
-        raise TypeError(f"chainrule does not support the NumPy dtype {np.dtype(np_dtype)}") from None
+        raise TypeError(
+            f"chainrule does not support the NumPy dtype {np.dtype(np_dtype)}"
+        ) from None
 
 
 def to_dtype(d) -> dtype:
@@ -100,11 +102,20 @@ def set_default_dtype(d) -> None:
 
 def promote_types(a: dtype, b: dtype) -> dtype:
     """The smallest dtype both ``a`` and ``b`` convert to safely (``torch.promote_types``)."""
-    return from_numpy_dtype(np.promote_types(to_numpy_dtype(a), to_numpy_dtype(b)))
+    return from_numpy_dtype(_promote_np(to_numpy_dtype(a), to_numpy_dtype(b)))
 
 
 def _category_of_np(np_dtype) -> int:
     return {"b": 0, "u": 1, "i": 1, "f": 2}.get(np_dtype.kind, 3)
+
+
+def _promote_np(a, b):
+    """PyTorch's table: across categories the higher category's dtype wins (int64 + float16 ->
+    float16, where NumPy says float64); within one category NumPy's rule agrees."""
+    ca, cb = _category_of_np(a), _category_of_np(b)
+    if ca != cb:
+        return a if ca > cb else b
+    return np.promote_types(a, b)
 
 
 def result_type(*operands):
@@ -124,9 +135,9 @@ def result_type(*operands):
         elif isinstance(x, builtins.float):
             scalar_cat = max(scalar_cat, 2)
         elif getattr(x, "ndim", 0) == 0:
-            zero_t = x.dtype if zero_t is None else np.promote_types(zero_t, x.dtype)
+            zero_t = x.dtype if zero_t is None else _promote_np(zero_t, x.dtype)
         else:
-            dim_t = x.dtype if dim_t is None else np.promote_types(dim_t, x.dtype)
+            dim_t = x.dtype if dim_t is None else _promote_np(dim_t, x.dtype)
     result = dim_t
     if zero_t is not None:
         if result is None or _category_of_np(zero_t) > _category_of_np(result):
