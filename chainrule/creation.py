@@ -88,7 +88,9 @@ def _sizes(size) -> tuple:
         if isinstance(s, Tensor):
             s = s.item()
         if not isinstance(s, (int, np.integer)) or isinstance(s, builtins.bool):
-            raise TypeError(f"size must be a tuple of ints, but got an element of type {type(s).__name__}")
+            raise TypeError(
+                f"size must be a tuple of ints, but got an element of type {type(s).__name__}"
+            )
         if s < 0:
             raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
         out.append(int(s))
@@ -231,6 +233,11 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
     if step == 0:
         raise RuntimeError("arange: step must be nonzero")
+    if (vals[1] - vals[0]) * vals[2] < 0:
+        raise RuntimeError(
+            f"arange: upper bound and lower bound inconsistent with step sign "
+            f"(start={vals[0]}, end={vals[1]}, step={vals[2]})"
+        )
     if dtype is None:
         is_int = all(isinstance(v, (int, np.integer)) for v in vals)
         np_dtype = np.int64 if is_int else _dt.get_default_dtype().np
@@ -316,7 +323,8 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     if high is None:
         low, high = 0, low
     np_dtype = _dt.to_numpy_dtype(dtype) if dtype is not None else np.int64
-    data = _rng(generator).integers(low, high, size=_sizes((size,)), dtype=np.int64).astype(np_dtype)
+    data = _rng(generator).integers(low, high, size=_sizes((size,)), dtype=np.int64)
+    data = data.astype(np_dtype)
     return _finish(data, device, requires_grad)
 
 
