@@ -1,0 +1,271 @@
+"""DataLoader: iterate over a dataset in (shuffled) mini-batches, with PyTorch's samplers and
+collation rules."""
+
+from __future__ import annotations
+
+import collections.abc
+import numbers
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from chainrule.data.dataset import Dataset, _batchable
+from chainrule.tensor import Tensor
+
+__all__ = [
+    "DataLoader", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
+    "BatchSampler", "default_collate", "default_convert",
+]
+
+
+# ---- samplers -----------------------------------------------------------------------------------
+class Sampler:
+    """Yields dataset indices; subclasses define ``__iter__`` (and usually ``__len__``)."""
+
+    def __init__(self, data_source: Any = None) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[int]:
+        raise NotImplementedError
+
+
+class SequentialSampler(Sampler):
+    """Indices 0, 1, ..., len(data_source) - 1 in order."""
+
+    def __init__(self, data_source: Sequence) -> None:
+        self.data_source = data_source
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self.data_source)))
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+
+def _epoch_generator(generator):
+    """``generator``, or (like PyTorch) a fresh one seeded from the global generator."""
+    from chainrule.creation import Generator, default_generator
+
+    if generator is not None:
+        return generator
+    seed = int(default_generator._rng.integers(0, 2**63 - 1))
+    return Generator().manual_seed(seed)
+
+
+class RandomSampler(Sampler):
+    """A random permutation of the indices each epoch (or ``num_samples`` draws with
+    replacement)."""
+
+    def __init__(self, data_source: Sequence, replacement: bool = False,
+                 num_samples: int | None = None, generator=None) -> None:
+        self.data_source = data_source
+        self.replacement = replacement
+        self._num_samples = num_samples
+        self.generator = generator
+        if not isinstance(replacement, bool):
+            raise TypeError("replacement should be a boolean value, but got replacement="
+                            f"{replacement}")
+        if not isinstance(self.num_samples, int) or self.num_samples <= 0:
+            raise ValueError("num_samples should be a positive integer value, but got "
+                             f"num_samples={self.num_samples}")
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.data_source) if self._num_samples is None else self._num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        from chainrule.creation import randint, randperm
+
+        n = len(self.data_source)
+        g = _epoch_generator(self.generator)
+        if self.replacement:
+            yield from randint(0, n, (self.num_samples,), generator=g)._data.tolist()
+            return
+        for _ in range(self.num_samples // n):
+            yield from randperm(n, generator=g)._data.tolist()
+        yield from randperm(n, generator=g)._data.tolist()[: self.num_samples % n]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class SubsetRandomSampler(Sampler):
+    """The given indices in a random order each epoch."""
+
+    def __init__(self, indices: Sequence[int], generator=None) -> None:
+        self.indices = indices
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[int]:
+        from chainrule.creation import randperm
+
+        g = _epoch_generator(self.generator)
+        for i in randperm(len(self.indices), generator=g)._data.tolist():
+            yield self.indices[i]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class BatchSampler(Sampler):
+    """Groups the indices of ``sampler`` into lists of ``batch_size``."""
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError("batch_size should be a positive integer value, but got "
+                             f"batch_size={batch_size}")
+        if not isinstance(drop_last, bool):
+            raise ValueError(f"drop_last should be a boolean value, but got drop_last={drop_last}")
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch: list[int] = []
+        for idx in self.sampler:
+            batch.append(idx)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch and not self.drop_last:
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+# ---- collation ----------------------------------------------------------------------------------
+_COLLATE_ERROR = ("default_collate: batch must contain tensors, numpy arrays, numbers, dicts or "
+                  "lists; found {}")
+
+
+def default_collate(batch: list) -> Any:
+    """Stack a list of samples into a batch: tensors/arrays/numbers become stacked Tensors;
+    tuples, lists and dicts are collated element-wise (tuples come back as lists, as in PyTorch)."""
+    import chainrule as cr
+
+    elem = batch[0]
+    if isinstance(elem, Tensor):
+        return cr.stack(batch, 0)
+    if isinstance(elem, np.ndarray):
+        if elem.dtype.kind not in "biuf":
+            raise TypeError(_COLLATE_ERROR.format(elem.dtype))
+        return cr.from_numpy(np.stack(batch))
+    if isinstance(elem, np.generic):
+        return cr.as_tensor(np.array(batch))
+    if isinstance(elem, float):
+        return cr.tensor(batch, dtype=cr.float64)
+    if isinstance(elem, (bool, numbers.Integral)):
+        return cr.tensor(batch)
+    if isinstance(elem, (str, bytes)):
+        return batch
+    if isinstance(elem, collections.abc.Mapping):
+        out = {key: default_collate([d[key] for d in batch]) for key in elem}
+        try:
+            return type(elem)(out)
+        except TypeError:
+            return out
+    if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
+        return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
+    if isinstance(elem, collections.abc.Sequence):
+        size = len(elem)
+        if any(len(e) != size for e in batch):
+            raise RuntimeError("each element in list of batch should be of equal size")
+        cols = [default_collate(list(s)) for s in zip(*batch)]
+        if isinstance(elem, tuple):
+            return cols
+        try:
+            return type(elem)(cols)
+        except TypeError:
+            return cols
+    raise TypeError(_COLLATE_ERROR.format(type(elem)))
+
+
+def default_convert(data: Any) -> Any:
+    """Convert NumPy arrays inside ``data`` to Tensors (used when batching is disabled)."""
+    import chainrule as cr
+
+    if isinstance(data, np.ndarray) and data.dtype.kind in "biuf":
+        return cr.from_numpy(data)
+    if isinstance(data, np.generic) and data.dtype.kind in "biuf":
+        return cr.as_tensor(np.asarray(data))
+    if isinstance(data, collections.abc.Mapping):
+        return {k: default_convert(v) for k, v in data.items()}
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(default_convert(d) for d in data))
+    if isinstance(data, tuple):
+        return [default_convert(d) for d in data]
+    if isinstance(data, collections.abc.Sequence) and not isinstance(data, (str, bytes)):
+        return [default_convert(d) for d in data]
+    return data
+
+
+# ---- the loader ---------------------------------------------------------------------------------
+class DataLoader:
+    """Iterate over ``dataset`` in batches: ``for x, y in DataLoader(ds, batch_size=32,
+    shuffle=True, generator=cr.Generator().manual_seed(0))``.
+
+    Batches are built in this process; ``num_workers`` is accepted for API compatibility.
+    A ``TensorDataset`` (or a ``Subset`` of one) with the default collation is batched with one
+    fancy-index per tensor instead of stacking samples one by one.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
+                 sampler=None, batch_sampler=None, num_workers: int = 0,
+                 collate_fn: Callable | None = None, pin_memory: bool = False,
+                 drop_last: bool = False, timeout: float = 0, worker_init_fn=None,
+                 multiprocessing_context=None, generator=None, *,
+                 prefetch_factor: int | None = None, persistent_workers: bool = False,
+                 pin_memory_device: str = "") -> None:
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
+                             "disable multiprocessing.")
+        if timeout < 0:
+            raise ValueError("timeout option should be non-negative")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
+                                 "shuffle, sampler, and drop_last")
+            batch_size = None
+            drop_last = False
+        elif batch_size is None and drop_last:
+            raise ValueError("batch_size=None option disables auto-batching and is mutually "
+                             "exclusive with drop_last")
+        if sampler is None:
+            sampler = (RandomSampler(dataset, generator=generator) if shuffle
+                       else SequentialSampler(dataset))
+        if batch_size is not None and batch_sampler is None:
+            batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.generator = generator
+        self._auto_collation = batch_sampler is not None
+        self._fast = collate_fn is None and self._auto_collation and _batchable(dataset)
+        if collate_fn is None:
+            collate_fn = default_collate if self._auto_collation else default_convert
+        self.collate_fn = collate_fn
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self._auto_collation:
+            for idx in self.sampler:
+                yield self.collate_fn(self.dataset[idx])
+            return
+        for indices in self.batch_sampler:
+            if self._fast:
+                yield list(self.dataset._batch(np.asarray(indices, dtype=np.int64)))
+            else:
+                yield self.collate_fn([self.dataset[i] for i in indices])
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler) if self._auto_collation else len(self.sampler)
