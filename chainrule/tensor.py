@@ -1,4 +1,4 @@
-"""Tensor: an array plus the bookkeeping the backward pass needs. Math lives in ``chainrule.ops``."""
+"""Tensor: an array plus the bookkeeping the backward pass needs (the math is in chainrule.ops)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from chainrule import backend
 from chainrule import dtypes as _dt
-from chainrule.autograd.grad_mode import state
+from chainrule._state import state
 
 __all__ = ["Tensor", "Size", "wrap", "tensor_data"]
 
@@ -303,6 +303,9 @@ class Tensor:
         if fn._retained is None:
             fn._retained = {}
         fn._retained[self._nr] = weakref.ref(self)
+        if fn._hooks is None:  # the engine looks at _hooks only: make sure it stops here
+            fn._hooks = {}
+        fn._hooks.setdefault(self._nr, [])
 
     def register_hook(self, hook):
         """Call ``hook(grad)`` when this tensor's gradient is computed; it may return a new one."""
@@ -355,7 +358,8 @@ class Tensor:
         try:
             self._data[normalize_index(key)] = value
         except (ValueError, IndexError) as e:
-            raise type(e)(f"__setitem__ on a tensor of shape {tuple(self._data.shape)}: {e}") from None
+            shape = tuple(self._data.shape)
+            raise type(e)(f"__setitem__ on a tensor of shape {shape}: {e}") from None
 
     def zero_(self) -> Tensor:
         return self._set_inplace(0)

@@ -19,15 +19,6 @@ from chainrule.ops import either
 __all__ = ["run_backward"]
 
 
-def _target(edge):
-    """(node, output_nr) for a non-leaf edge; (None, leaf tensor) for a leaf."""
-    if type(edge) is tuple:
-        return edge
-    if isinstance(edge, Function):
-        return edge, 0
-    return None, edge
-
-
 def _needed_nodes(roots: list, inputs: list) -> set:
     """Nodes on some path from the roots to one of ``inputs`` (others need not run)."""
     from chainrule.tensor import Tensor
@@ -75,7 +66,7 @@ def run_backward(
     ``accumulate=False`` returns the gradient of each of ``inputs`` instead (autograd.grad).
     Gradients are raw arrays throughout unless ``create_graph``, when they are Tensors.
     """
-    from chainrule.tensor import Tensor, wrap
+    from chainrule.tensor import wrap
 
     buffers: dict = {}
     leaf_grads: dict = {}  # id(leaf) -> [leaf, grad]
@@ -120,56 +111,58 @@ def run_backward(
     prev_mode = state.grad_enabled
     state.grad_enabled = create_graph
     try:
-        ready = [n for n in root_nodes if deps[n] == 0]
-        ready = list(dict.fromkeys(ready))
+        ready = list(dict.fromkeys(n for n in root_nodes if deps[n] == 0))
         while ready:
             node = ready.pop()
             grad = buffers.pop(node, None)
-            n_out = len(node._outs)
-            grads = grad if n_out > 1 else [grad]
-            if grad is not None and (node._hooks or node._retained or capture):
-                grads = _node_hooks(node, grads, capture, captured, create_graph)
             run = grad is not None and (needed is None or node in needed)
             if run:
-                if node._released:
-                    raise RuntimeError(
-                        "Trying to backward through the graph a second time (or directly access "
-                        "saved tensors after they have already been freed). Saved intermediate "
-                        "values of the graph are freed when you call .backward() or "
-                        "autograd.grad(). Specify retain_graph=True if you need to backward "
-                        "through the graph a second time or if you need to access saved tensors "
-                        "after calling backward."
-                    )
-                input_grads = node._run_backward(grads, create_graph)
+                single = len(node._outs) == 1
+                if node._hooks or capture:
+                    grads = _node_hooks(node, [grad] if single else grad, capture, captured,
+                                        create_graph)
+                    grad = grads[0] if single else grads
+                if single and not create_graph and not node._as_tensors:
+                    input_grads = node.backward(node, grad)  # fast path: a built-in gate
+                    if type(input_grads) is not tuple:
+                        input_grads = (input_grads,)
+                else:
+                    input_grads = node._run_backward([grad] if single else grad, create_graph)
                 if anomaly:
                     from chainrule.autograd.anomaly import check_backward
 
                     check_backward(node, input_grads)
-                if not retain_graph:
-                    node._release()
-            for i, edge in enumerate(node._edges):
+                if not retain_graph and node._saved:
+                    node._saved = None
+                    node._released = True
+            i = -1
+            for edge in node._edges:
+                i += 1
                 if edge is None:
                     continue
-                parent, nr = _target(edge)
-                g = input_grads[i] if run and i < len(input_grads) else None
-                if g is not None:
-                    if parent is None:
-                        data = nr._data
-                        shape, dtype = data.shape, data.dtype
-                    else:
-                        shape, dtype = parent._outs[nr]
-                    raw = g._data if create_graph else g
-                    if raw.shape != shape:
-                        g = either.sum_to(g, shape, node)
-                        raw = g._data if create_graph else g
-                    if raw.dtype != dtype:
-                        g = either.astype(g, dtype)
-                if parent is None:
+                g = input_grads[i] if run else None
+                if type(edge) is tuple:
+                    parent, nr = edge
+                elif isinstance(edge, Function):
+                    parent, nr = edge, 0
+                else:  # a leaf
                     if g is not None:
-                        _add_leaf(leaf_grads, nr, g)
+                        g = _conform(g, edge._data.shape, edge._data.dtype, create_graph, node)
+                        entry = leaf_grads.get(id(edge))
+                        if entry is None:
+                            leaf_grads[id(edge)] = [edge, g]
+                        else:
+                            entry[1] = entry[1] + g
                     continue
                 if g is not None:
-                    _add(buffers, parent, nr, g)
+                    shape, dtype = parent._outs[nr]
+                    if create_graph or g.shape != shape or g.dtype is not dtype:
+                        g = _conform(g, shape, dtype, create_graph, node)
+                    if len(parent._outs) == 1:
+                        old = buffers.get(parent)
+                        buffers[parent] = g if old is None else old + g
+                    else:
+                        _add(buffers, parent, nr, g)
                 left = deps[parent] - 1
                 deps[parent] = left
                 if left == 0:
@@ -178,6 +171,19 @@ def run_backward(
         state.grad_enabled = prev_mode
 
     return _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
+
+
+def _conform(g, shape, dtype, create_graph: bool, node):
+    """Undo broadcasting (sum back to ``shape``) and dtype changes, for every op, here."""
+    raw = g._data if create_graph else g
+    if raw.shape != shape:
+        if not create_graph and not hasattr(raw, "shape"):
+            raise RuntimeError(f"Function {node.name()} returned a gradient that is not an array")
+        g = either.sum_to(g, shape, node)
+        raw = g._data if create_graph else g
+    if raw.dtype is not dtype and raw.dtype != dtype:
+        g = either.astype(g, dtype)
+    return g
 
 
 def _add(buffers: dict, node, nr: int, g) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from chainrule.autograd.grad_mode import state
+from chainrule._state import state
+from chainrule.tensor import Tensor, wrap
+
+_new = object.__new__
 
 __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable"]
 
@@ -153,6 +156,13 @@ class Function:
             o._grad_fn, o._nr, o._requires_grad = ctx, nr, True
             wrapped.append(o)
         ctx._outs = tuple(metas)
+        if state.record_inputs:  # check_gates re-runs the gate on copies of these
+            ctx.inputs, ctx.kwargs = args, kwargs
+        if state.anomaly:
+            from chainrule.autograd.anomaly import check_forward
+
+            check_forward(ctx, tuple(o._data if isinstance(o, Tensor) else o for o in outs),
+                          [a._data if isinstance(a, Tensor) else a for a in args])
         _note_creation(ctx)
         return wrapped[0] if single else tuple(wrapped)
 
@@ -236,11 +246,27 @@ class Op(Function):
 
     @classmethod
     def apply(cls, *args: Any) -> Any:
-        from chainrule.tensor import Tensor, wrap
-
-        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
-        ctx = cls.__new__(cls)
-        edges = _edges_of(args, Tensor) if state.grad_enabled and cls.differentiable else None
+        ctx = _new(cls)
+        edges = None
+        if state.grad_enabled and cls.differentiable:
+            arrays = []
+            edges = []
+            needed = False
+            for a in args:
+                if isinstance(a, Tensor):
+                    arrays.append(a._data)
+                    if a._requires_grad:
+                        fn = a._grad_fn
+                        edges.append(a if fn is None else (fn if a._nr == 0 else (fn, a._nr)))
+                        needed = True
+                        continue
+                else:
+                    arrays.append(a)
+                edges.append(None)
+            if not needed:
+                edges = None
+        else:
+            arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         if edges is None:
             out = cls.forward(ctx, *arrays)
             if type(out) is tuple:
@@ -251,30 +277,76 @@ class Op(Function):
         saved = ctx._saved
         if saved:
             ctx._saved_from = _sources(saved, arrays, out)
-        if state.anomaly:
-            from chainrule.autograd.anomaly import check_forward
+        if type(out) is not tuple:
+            return _finish_one(ctx, out, arrays)
+        if state.extras:
+            _note_extras(ctx, out, arrays)
+        ctx._outs = tuple((o.shape, o.dtype) for o in out)
+        nd = ctx._non_differentiable
+        return tuple(
+            wrap(o) if nr in nd or o.dtype.kind != "f" else wrap(o, ctx, nr)
+            for nr, o in enumerate(out)
+        )
 
-            check_forward(ctx, out, arrays)
-        if state.scopes or state.record_sites:
-            _note_creation(ctx)
-        if type(out) is tuple:
-            ctx._outs = tuple((o.shape, o.dtype) for o in out)
-            nd = ctx._non_differentiable
-            return tuple(
-                wrap(o) if nr in nd or o.dtype.kind != "f" else wrap(o, ctx, nr)
-                for nr, o in enumerate(out)
-            )
-        ctx._outs = ((out.shape, out.dtype),)
-        if out.dtype.kind != "f":
-            return wrap(out)
-        return wrap(out, ctx, 0)
+    # Specialised copies of apply for the hottest calls (one tensor; a tensor and a tensor or
+    # Python scalar), without argument loops: the per-op overhead decides small-op speed.
+    @classmethod
+    def apply_unary(cls, x: Tensor) -> Tensor:
+        ctx = _new(cls)
+        data = x._data
+        if not (x._requires_grad and state.grad_enabled):
+            return wrap(cls.forward(ctx, data))
+        fn = x._grad_fn
+        ctx._edges = (x if fn is None else (fn if x._nr == 0 else (fn, x._nr)),)
+        out = cls.forward(ctx, data)
+        saved = ctx._saved
+        if saved:
+            s = saved[0]
+            if len(saved) == 1 and s is data:
+                ctx._saved_from = _FROM_INPUT0
+            elif len(saved) == 1 and s is out:
+                ctx._saved_from = _FROM_OUTPUT
+            else:
+                ctx._saved_from = _sources(saved, (data,), out)
+        return _finish_one(ctx, out, (data,))
+
+    @classmethod
+    def apply_binary(cls, a: Tensor, b) -> Tensor:
+        ctx = _new(cls)
+        da = a._data
+        if type(b) is Tensor or isinstance(b, Tensor):
+            db = b._data
+            eb = None
+            if b._requires_grad:
+                fn = b._grad_fn
+                eb = b if fn is None else (fn if b._nr == 0 else (fn, b._nr))
+        else:
+            db, eb = b, None
+        ea = None
+        if a._requires_grad:
+            fn = a._grad_fn
+            ea = a if fn is None else (fn if a._nr == 0 else (fn, a._nr))
+        if (ea is None and eb is None) or not state.grad_enabled:
+            return wrap(cls.forward(ctx, da, db))
+        ctx._edges = (ea, eb)
+        out = cls.forward(ctx, da, db)
+        saved = ctx._saved
+        if saved:
+            if len(saved) == 2 and saved[0] is da and saved[1] is db:
+                ctx._saved_from = _FROM_INPUTS01
+            else:
+                ctx._saved_from = _sources(saved, (da, db), out)
+        return _finish_one(ctx, out, (da, db))
 
     @property
     def saved_tensors(self) -> tuple:
+        if not self._as_tensors:
+            saved = self._saved
+            if saved is None:
+                raise RuntimeError(_SAVED_FREED)
+            return saved
         if self._released:
             raise RuntimeError(_SAVED_FREED)
-        if not self._as_tensors:
-            return self._saved
         return tuple(self._saved_as_tensor(s, src) for s, src in zip(self._saved, self._saved_from))
 
     def _saved_as_tensor(self, value, src):
@@ -314,22 +386,62 @@ class Op(Function):
         return result if type(result) is tuple else (result,)
 
 
-def _sources(saved: tuple, arrays: list, out) -> tuple:
-    outs = out if type(out) is tuple else (out,)
-    result = []
-    for s in saved:
-        for i, a in enumerate(arrays):
-            if s is a:
-                result.append(i)
-                break
-        else:
-            for nr, o in enumerate(outs):
-                if s is o:
-                    result.append(-1 if nr == 0 else ("out", nr))
-                    break
-            else:
-                result.append(None)
-    return tuple(result)
+def _source(s, arrays: list, out):
+    """Where saved value ``s`` came from: input index, -1 (output), ("out", nr), or None."""
+    i = 0
+    for a in arrays:
+        if s is a:
+            return i
+        i += 1
+    if s is out:
+        return -1
+    if type(out) is tuple:
+        for nr, o in enumerate(out):
+            if s is o:
+                return -1 if nr == 0 else ("out", nr)
+    return None
+
+
+_FROM_INPUT0 = (0,)
+_FROM_OUTPUT = (-1,)
+_FROM_INPUTS01 = (0, 1)
+
+
+def _finish_one(ctx, out, arrays) -> Tensor:
+    """Wrap the single output of a recorded gate."""
+    if state.extras:
+        _note_extras(ctx, out, arrays)
+    dtype = out.dtype
+    ctx._outs = ((out.shape, dtype),)
+    if dtype.kind != "f":
+        return wrap(out)
+    t = _new(Tensor)
+    t._data = out
+    t._grad_fn = ctx
+    t._nr = 0
+    t._requires_grad = True
+    t._grad = None
+    t._hooks = None
+    return t
+
+
+def _sources(saved: tuple, arrays, out) -> tuple:
+    if len(saved) == 1:
+        return (_source(saved[0], arrays, out),)
+    if len(saved) == 2:
+        return (_source(saved[0], arrays, out), _source(saved[1], arrays, out))
+    return tuple([_source(s, arrays, out) for s in saved])
+
+
+def _note_extras(ctx, out, arrays) -> None:
+    """Anomaly checks, creation sites and module scopes: only when a mode asks for them."""
+    if state.anomaly:
+        from chainrule.autograd.anomaly import check_forward
+
+        check_forward(ctx, out, arrays)
+    if state.record_inputs:
+        ctx.inputs = tuple(arrays)
+    _note_creation(ctx)
 
 
 class AccumulateGrad:

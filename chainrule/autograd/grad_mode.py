@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import functools
-import threading
+
+from chainrule._state import state
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "state"]
-
-
-class _State(threading.local):
-    grad_enabled = True        # record new ops into the graph
-    record_sites = False       # remember file:line of each op (anomaly mode, check_gates, viz)
-    anomaly = False            # check every forward/backward result for NaN/Inf
-    scopes: tuple = ()         # names of the Modules / Functions being called (for viz clusters)
-
-
-state = _State()
 
 
 def is_grad_enabled() -> bool:

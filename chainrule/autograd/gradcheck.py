@@ -34,27 +34,25 @@ def _outputs(fn, inputs):
 
 def numerical_jacobian(fn, inputs, eps: float = 1e-6) -> list:
     """J[o][i] of shape (output o size, input i size) by central differences."""
-    from chainrule.autograd.grad_mode import no_grad
-
-    with no_grad():
-        base = _outputs(fn, inputs)
-        jac = [[np.zeros((o._data.size, x._data.size)) for x in inputs] for o in base]
-        for i, x in enumerate(inputs):
-            if not x._requires_grad:
-                continue
+    # Not under no_grad: fn may itself differentiate (gradgradcheck's first derivative).
+    base = _outputs(fn, inputs)
+    jac = [[np.zeros((o._data.size, x._data.size)) for x in inputs] for o in base]
+    for i, x in enumerate(inputs):
+        if not x._requires_grad:
+            continue
+        flat = x._data.reshape(-1)
+        if not flat.flags.writeable or not np.shares_memory(flat, x._data):
+            x._data = np.array(x._data)
             flat = x._data.reshape(-1)
-            if not flat.flags.writeable or not np.shares_memory(flat, x._data):
-                x._data = np.array(x._data)
-                flat = x._data.reshape(-1)
-            for k in range(flat.size):
-                orig = flat[k]
-                flat[k] = orig + eps
-                plus = [np.array(o._data, np.float64).reshape(-1) for o in _outputs(fn, inputs)]
-                flat[k] = orig - eps
-                minus = [np.array(o._data, np.float64).reshape(-1) for o in _outputs(fn, inputs)]
-                flat[k] = orig
-                for o in range(len(base)):
-                    jac[o][i][:, k] = (plus[o] - minus[o]) / (2 * eps)
+        for k in range(flat.size):
+            orig = flat[k]
+            flat[k] = orig + eps
+            plus = [np.array(o._data, np.float64).reshape(-1) for o in _outputs(fn, inputs)]
+            flat[k] = orig - eps
+            minus = [np.array(o._data, np.float64).reshape(-1) for o in _outputs(fn, inputs)]
+            flat[k] = orig
+            for o in range(len(base)):
+                jac[o][i][:, k] = (plus[o] - minus[o]) / (2 * eps)
     return jac
 
 
@@ -119,7 +117,8 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
                 op = f" (output made by {node.name()})" if node is not None else ""
                 msg = (
                     f"Jacobian mismatch for output {o}{op} with respect to input {i}: "
-                    f"{int(bad.sum())} of {bad.size} entries differ. Worst: d output{list(out_idx)} "
+                    f"{int(bad.sum())} of {bad.size} entries differ. Worst: "
+                    f"d output{list(out_idx)} "
                     f"/ d input{list(in_idx)}: analytic {a[r, c]:.8g} vs numerical {n[r, c]:.8g} "
                     f"(|difference| {abs(a[r, c] - n[r, c]):.3g} > allowed "
                     f"{atol + rtol * abs(n[r, c]):.3g})"

@@ -55,14 +55,15 @@ def _rev(fn):
 Tensor.view_as = Tensor.reshape_as = _view_as
 Tensor.where = _where_method
 Tensor.__getitem__ = _index.index
-Tensor.__add__ = lambda self, other: _binary.binary(_binary.Add, self, other, "add")
-Tensor.__radd__ = lambda self, other: _binary.binary(_binary.Add, other, self, "add")
-Tensor.__sub__ = sub  # noqa: F405
-Tensor.__rsub__ = _rev(sub)  # noqa: F405
-Tensor.__mul__ = lambda self, other: _binary.binary(_binary.Mul, self, other, "mul")
-Tensor.__rmul__ = lambda self, other: _binary.binary(_binary.Mul, other, self, "mul")
-Tensor.__truediv__ = div  # noqa: F405
-Tensor.__rtruediv__ = _rev(div)  # noqa: F405
+_fast = _binary.fast_binary
+Tensor.__add__ = _fast(_binary.Add, "add", add)  # noqa: F405
+Tensor.__radd__ = _fast(_binary.Add, "add", add, reflected=True)  # noqa: F405
+Tensor.__sub__ = _fast(_binary.Sub, "sub", sub)  # noqa: F405
+Tensor.__rsub__ = _fast(_binary.Sub, "sub", sub, reflected=True)  # noqa: F405
+Tensor.__mul__ = _fast(_binary.Mul, "mul", mul)  # noqa: F405
+Tensor.__rmul__ = _fast(_binary.Mul, "mul", mul, reflected=True)  # noqa: F405
+Tensor.__truediv__ = _fast(_binary.Div, "div", div)  # noqa: F405
+Tensor.__rtruediv__ = _fast(_binary.Div, "div", div, reflected=True)  # noqa: F405
 Tensor.__floordiv__ = floor_divide  # noqa: F405
 Tensor.__rfloordiv__ = _rev(floor_divide)  # noqa: F405
 Tensor.__mod__ = remainder  # noqa: F405

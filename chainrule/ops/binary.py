@@ -212,6 +212,29 @@ def _as_operand(x, op_name: str):
     raise TypeError(f"{op_name}(): unsupported operand type {type(x).__name__}")
 
 
+def fast_binary(op, name: str, public, reflected: bool = False):
+    """A Tensor operator for gate ``op`` with a fast path for the common cases (same dtype, or a
+    Python scalar with a float tensor, all on the CPU); everything else goes through ``binary``."""
+    def operator(self, other):
+        t = type(other)
+        if t is builtins.float or t is builtins.int:
+            if self._data.dtype.kind == "f":
+                return op.apply(other, self) if reflected else op.apply_binary(self, other)
+        elif (t is Tensor or isinstance(other, Tensor)) and backend._cupy is None:
+            if self._data.dtype is other._data.dtype and self._data.dtype.kind == "f":
+                try:
+                    if reflected:
+                        return op.apply_binary(other, self)
+                    return op.apply_binary(self, other)
+                except ValueError as e:
+                    a, b = (other, self) if reflected else (self, other)
+                    raise _shape_error(name, a, b, e) from None
+        return public(other, self) if reflected else public(self, other)
+
+    operator.__name__ = f"__{'r' if reflected else ''}{name}__"
+    return operator
+
+
 def binary(op, a, b, name: str):
     """Apply binary gate ``op`` after PyTorch's type promotion; ``a`` or ``b`` is a Tensor."""
     a = _as_operand(a, name)
@@ -444,7 +467,9 @@ def masked_fill(input: Tensor, mask, value) -> Tensor:
     """``value`` where ``mask`` is True, else ``input``."""
     m = _raw(mask)
     if np.asarray(m).dtype != bool:
-        raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype}")
+        raise RuntimeError(
+            f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype}"
+        )
     if isinstance(value, Tensor):
         if value._data.ndim != 0:
             raise RuntimeError(
@@ -462,9 +487,11 @@ def _compare(np_fn, name: str):
         if isinstance(input, Tensor) and isinstance(other, Tensor):
             _check_devices(input, other, name)
         try:
-            return wrap(np.asarray(np_fn(a, b)) if np.ndim(a) == 0 and np.ndim(b) == 0 else np_fn(a, b))
+            out = np_fn(a, b)
+            return wrap(np.asarray(out) if np.ndim(out) == 0 else out)
         except ValueError as e:
-            raise _shape_error(name, _as_operand(input, name), _as_operand(other, name), e) from None
+            a_op, b_op = _as_operand(input, name), _as_operand(other, name)
+            raise _shape_error(name, a_op, b_op, e) from None
 
     fn.__name__ = name
     fn.__doc__ = f"Elementwise {name} (a bool tensor; no gradient)."

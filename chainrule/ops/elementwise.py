@@ -12,7 +12,8 @@ from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
-    "neg", "negative", "absolute", "exp", "exp2", "log", "log2", "log10", "log1p", "expm1", "sqrt", "rsqrt", "abs",
+    "neg", "negative", "absolute", "exp", "exp2", "log", "log2", "log10", "log1p", "expm1",
+    "sqrt", "rsqrt", "abs",
     "sign", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "softplus", "clamp", "clip",
     "reciprocal", "floor", "ceil", "round", "trunc", "square", "isnan", "isinf",
     "isfinite", "logical_not", "clone", "positive", "sinh", "cosh", "asin", "acos", "atan",
@@ -527,6 +528,8 @@ class Move(Op):
 # ---- public functions ---------------------------------------------------------------------------
 def _unary_fn(op, name: str, doc: str):
     def fn(input: Tensor) -> Tensor:
+        if type(input) is Tensor and input._data.dtype.kind == "f":
+            return op.apply_unary(input)
         return op.apply(_float_input(input, name))
 
     fn.__name__ = fn.__qualname__ = name
@@ -592,7 +595,7 @@ def square(input: Tensor) -> Tensor:
 
 def relu(input: Tensor) -> Tensor:
     """max(0, x)."""
-    return Relu.apply(input)
+    return Relu.apply_unary(input)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:

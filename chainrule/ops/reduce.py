@@ -98,7 +98,8 @@ class Var(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         centered = x - either.sum(x, ctx.axes, True) / _count(ctx.shape, ctx.axes)
-        return _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape) * centered * (2 / ctx.dof), None, None, None
+        g_e = _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape)
+        return g_e * centered * (2 / ctx.dof), None, None, None
 
 
 class Std(Op):
@@ -170,10 +171,9 @@ class Amax(Op):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        mask = _raw(x) == np.broadcast_to(
-            _raw(y) if ctx.keepdim else np.expand_dims(_raw(y), ctx.axes or tuple(range(len(ctx.shape)))),
-            ctx.shape,
-        )
+        axes = ctx.axes or tuple(range(len(ctx.shape)))
+        y_kept = _raw(y) if ctx.keepdim else np.expand_dims(_raw(y), axes)
+        mask = _raw(x) == np.broadcast_to(y_kept, ctx.shape)
         share = (mask / mask.sum(axis=ctx.axes, keepdims=True)).astype(_raw(x).dtype)
         return _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape) * share, None, None
 

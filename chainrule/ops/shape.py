@@ -335,14 +335,18 @@ swapaxes = swapdims = transpose
 
 def t(input: Tensor) -> Tensor:
     if input._data.ndim > 2:
-        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input._data.ndim}D")
+        raise RuntimeError(
+            f"t() expects a tensor with <= 2 dimensions, but self is {input._data.ndim}D"
+        )
     return transpose(input, 0, 1) if input._data.ndim == 2 else input
 
 
 def movedim(input: Tensor, source, destination) -> Tensor:
     nd = input._data.ndim
-    src = [normalize_dim(s, nd, "movedim") for s in ((source,) if isinstance(source, int) else source)]
-    dst = [normalize_dim(s, nd, "movedim") for s in ((destination,) if isinstance(destination, int) else destination)]
+    source = (source,) if isinstance(source, int) else source
+    destination = (destination,) if isinstance(destination, int) else destination
+    src = [normalize_dim(s, nd, "movedim") for s in source]
+    dst = [normalize_dim(s, nd, "movedim") for s in destination]
     order = [d for d in range(nd) if d not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
@@ -469,7 +473,9 @@ def cat(tensors, dim: int = 0) -> Tensor:
     from chainrule.ops.binary import _cast
     from chainrule import dtypes as _dt
 
-    tensors = [t for t in tensors if not (t._data.ndim == 1 and t._data.shape[0] == 0)] or list(tensors)
+    tensors = list(tensors)
+    # PyTorch skips legacy empty 1-d tensors in cat
+    tensors = [t for t in tensors if not (t._data.ndim == 1 and t._data.shape[0] == 0)] or tensors
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
     nd = tensors[0]._data.ndim
