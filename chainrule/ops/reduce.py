@@ -390,6 +390,9 @@ def _max_min(input: Tensor, dim, keepdim, other, name, full_op, dim_op, pairwise
             )
         return full_op.apply(input, None, False)
     d = normalize_dim(dim, input._data.ndim, name)
+    if input._data.ndim == 0:  # a 0-d tensor is its own max/min, at index 0
+        values, indices = dim_op.apply(input.reshape(1), 0, False)
+        return values_indices(values.reshape(()), indices.reshape(()))
     if input._data.shape and input._data.shape[d] == 0:
         raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
     values, indices = dim_op.apply(input, d, keepdim)
