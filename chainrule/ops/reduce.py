@@ -244,15 +244,16 @@ class Logsumexp(Op):
     def forward(ctx, x, axes, keepdim):
         m = _stable_max(x, axes)
         y = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
-        ctx.save_for_backward(x, y)
+        y = y if keepdim else y.squeeze(axes)
+        ctx.save_for_backward(x, y)  # the output itself, so higher orders see it in the graph
         ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
-        return y if keepdim else y.squeeze(axes)
+        return y
 
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
         axes, keepdim, shape = ctx.axes, ctx.keepdim, ctx.shape
-        y_e = either.broadcast_to(y if keepdim else either.expand_dims(y, axes), shape)
+        y_e = _expand_back(y, axes, keepdim, shape)
         return _expand_back(g, axes, keepdim, shape) * either.exp(x - y_e), None, None
 
 

@@ -253,11 +253,17 @@ class Diag(Op):
 
     @staticmethod
     def forward(ctx, x, k):
-        ctx.k, ctx.ndim = k, x.ndim
-        return np.diag(x, k).copy()
+        ctx.k, ctx.ndim, ctx.shape = k, x.ndim, x.shape
+        out = np.diag(x, k).copy()
+        if x.ndim == 2:  # where the diagonal sits in a (possibly non-square) matrix
+            n = np.arange(out.shape[0])
+            ctx.index = (n + builtins.max(-k, 0), n + builtins.max(k, 0))
+        return out
 
     @staticmethod
     def backward(ctx, g):
+        if ctx.ndim == 2:
+            return either.index_put(ctx.shape, ctx.index, g), None
         return either.diag(g, ctx.k), None
 
 
