@@ -1,0 +1,10 @@
+"""Optimizers with PyTorch's API and update formulas: SGD, Adam, AdamW, RMSprop, Adagrad."""
+
+from chainrule.optim import lr_scheduler
+from chainrule.optim.adagrad import Adagrad
+from chainrule.optim.adam import Adam, AdamW
+from chainrule.optim.optimizer import Optimizer
+from chainrule.optim.rmsprop import RMSprop
+from chainrule.optim.sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]

@@ -1,0 +1,105 @@
+"""Adagrad with learning-rate decay (PyTorch's update)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from chainrule.optim.optimizer import Optimizer, ParamsT, check_scalar_tensor, to_scalar
+
+__all__ = ["Adagrad"]
+
+
+class Adagrad(Optimizer):
+    """Adagrad: ``s ← s + g²;  θ ← θ - lr/(1 + (t-1)·lr_decay) · g / (√s + ε)``."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        check_scalar_tensor("lr", lr)
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError(
+                f"Invalid initial_accumulator_value value: {initial_accumulator_value}"
+            )
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if differentiable:
+            raise NotImplementedError("Adagrad: differentiable=True is not supported by chainrule")
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, group)
+
+    def _init_state(self, p, group: dict[str, Any]) -> dict[str, Any]:
+        state = self.state[p]
+        state["step"] = 0
+        state["sum"] = self._zeros_like(p._data, group["initial_accumulator_value"])
+        return state
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Adagrad step over every parameter that has a gradient."""
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            lr = to_scalar(group["lr"])
+            lr_decay = group["lr_decay"]
+            eps = group["eps"]
+            weight_decay = group["weight_decay"]
+            maximize = group["maximize"]
+            for p in group["params"]:
+                grad = p._grad
+                if grad is None:
+                    continue
+                d = self._param_array(p)
+                g = grad._data
+                state = self.state[p]
+                if "sum" not in state:  # a parameter added by add_param_group
+                    state = self._init_state(p, group)
+                step = state["step"] = state["step"] + 1
+                t0, t1 = self._scratch(p, d, 2)
+                if weight_decay != 0:  # g ← ±g + wd·θ
+                    np.multiply(d, weight_decay, out=t1)
+                    (np.subtract if maximize else np.add)(t1, g, out=t1)
+                    g = t1
+                elif maximize:
+                    np.negative(g, out=t1)
+                    g = t1
+                clr = lr / (1 + (step - 1) * lr_decay)
+                s = state["sum"]._data
+                np.multiply(g, g, out=t0)
+                np.add(s, t0, out=s)
+                np.sqrt(s, out=t0)
+                np.add(t0, eps, out=t0)
+                np.multiply(g, clr, out=t1)
+                np.divide(t1, t0, out=t1)
+                np.subtract(d, t1, out=d)
+        return loss

@@ -1,0 +1,174 @@
+"""Adam and AdamW (decoupled weight decay), with amsgrad and maximize (PyTorch's update)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from chainrule.optim.optimizer import Optimizer, ParamsT, check_scalar_tensor, to_scalar
+from chainrule.tensor import Tensor
+
+__all__ = ["Adam", "AdamW"]
+
+
+def lerp_(a, b, weight: float, tmp) -> None:
+    """``a ← a + w·(b - a)`` in place, rounded the way PyTorch's CPU ``lerp_`` rounds it."""
+    np.subtract(b, a, out=tmp)
+    if abs(weight) < 0.5:
+        np.multiply(tmp, weight, out=tmp)
+        np.add(a, tmp, out=a)
+    else:
+        np.multiply(tmp, 1 - weight, out=tmp)
+        np.subtract(b, tmp, out=a)
+
+
+class Adam(Optimizer):
+    """Adam: ``m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε)``."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        check_scalar_tensor("lr", lr)
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not (
+            (isinstance(betas[0], float) and isinstance(betas[1], float))
+            or (isinstance(betas[0], Tensor) and isinstance(betas[1], Tensor))
+        ):
+            raise ValueError("betas must be either both floats or both Tensors")
+        for i in (0, 1):
+            check_scalar_tensor(f"betas[{i}]", betas[i])
+        if differentiable:
+            raise NotImplementedError(
+                f"{type(self).__name__}: differentiable=True is not supported by chainrule"
+            )
+        defaults = {
+            "lr": lr,
+            "betas": (to_scalar(betas[0]), to_scalar(betas[1])),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+            "fused": fused,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
+        super().__init__(params, defaults)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Adam step over every parameter that has a gradient."""
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            lr = to_scalar(group["lr"])
+            beta1, beta2 = (to_scalar(b) for b in group["betas"])
+            eps = group["eps"]
+            weight_decay = group["weight_decay"]
+            amsgrad = group["amsgrad"]
+            maximize = group["maximize"]
+            decoupled = group.get("decoupled_weight_decay", False)
+            for p in group["params"]:
+                grad = p._grad
+                if grad is None:
+                    continue
+                d = self._param_array(p)
+                g = grad._data
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = self._zeros_like(d)
+                    state["exp_avg_sq"] = self._zeros_like(d)
+                    if amsgrad:
+                        state["max_exp_avg_sq"] = self._zeros_like(d)
+                step = state["step"] = state["step"] + 1
+                m = state["exp_avg"]._data
+                v = state["exp_avg_sq"]._data
+                t0, t1 = self._scratch(p, d, 2)
+
+                if weight_decay != 0:
+                    if decoupled:
+                        np.multiply(d, 1 - lr * weight_decay, out=d)
+                    else:  # g ← ±g + wd·θ
+                        np.multiply(d, weight_decay, out=t1)
+                        (np.subtract if maximize else np.add)(t1, g, out=t1)
+                        g = t1
+                if maximize and g is not t1:
+                    np.negative(g, out=t1)
+                    g = t1
+
+                lerp_(m, g, 1 - beta1, t0)
+                np.multiply(v, beta2, out=v)
+                np.multiply(g, 1 - beta2, out=t0)
+                np.multiply(t0, g, out=t0)
+                np.add(v, t0, out=v)
+
+                bias_correction1 = 1 - beta1**step
+                bias_correction2 = 1 - beta2**step
+                step_size = lr / bias_correction1
+                bias_correction2_sqrt = bias_correction2**0.5
+                if amsgrad:
+                    vmax = state["max_exp_avg_sq"]._data
+                    np.maximum(vmax, v, out=vmax)
+                    v = vmax
+                np.sqrt(v, out=t0)  # denom = √v / √(1-β₂ᵗ) + ε
+                np.divide(t0, bias_correction2_sqrt, out=t0)
+                np.add(t0, eps, out=t0)
+                np.multiply(m, step_size, out=t1)  # θ ← θ - (lr / (1-β₁ᵗ))·m / denom
+                np.divide(t1, t0, out=t1)
+                np.subtract(d, t1, out=d)
+        return loss
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay ``θ ← θ·(1 - lr·λ)`` before the Adam update."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+            capturable=capturable, differentiable=differentiable, fused=fused,
+            decoupled_weight_decay=True,
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict; AdamW always keeps ``decoupled_weight_decay=True``."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

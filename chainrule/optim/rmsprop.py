@@ -1,0 +1,124 @@
+"""RMSprop, optionally centered and with momentum (PyTorch's update)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from chainrule.optim.adam import lerp_
+from chainrule.optim.optimizer import Optimizer, ParamsT, check_scalar_tensor, to_scalar
+
+__all__ = ["RMSprop"]
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``v ← αv + (1-α)g²;  θ ← θ - lr·g / (√(v - ḡ² if centered else v) + ε)``."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        check_scalar_tensor("lr", lr)
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        if differentiable:
+            raise NotImplementedError("RMSprop: differentiable=True is not supported by chainrule")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+        }
+        super().__init__(params, defaults)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One RMSprop step over every parameter that has a gradient."""
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            lr = to_scalar(group["lr"])
+            alpha = group["alpha"]
+            eps = group["eps"]
+            weight_decay = group["weight_decay"]
+            momentum = group["momentum"]
+            centered = group["centered"]
+            maximize = group["maximize"]
+            for p in group["params"]:
+                grad = p._grad
+                if grad is None:
+                    continue
+                d = self._param_array(p)
+                g = grad._data
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["square_avg"] = self._zeros_like(d)
+                    if momentum > 0:
+                        state["momentum_buffer"] = self._zeros_like(d)
+                    if centered:
+                        state["grad_avg"] = self._zeros_like(d)
+                state["step"] += 1
+                t0, t1 = self._scratch(p, d, 2)
+                if weight_decay != 0:  # g ← ±g + wd·θ
+                    np.multiply(d, weight_decay, out=t1)
+                    (np.subtract if maximize else np.add)(t1, g, out=t1)
+                    g = t1
+                elif maximize:
+                    np.negative(g, out=t1)
+                    g = t1
+
+                v = state["square_avg"]._data
+                np.multiply(v, alpha, out=v)
+                np.multiply(g, 1 - alpha, out=t0)
+                np.multiply(t0, g, out=t0)
+                np.add(v, t0, out=v)
+                if centered:
+                    ga = state["grad_avg"]._data
+                    lerp_(ga, g, 1 - alpha, t0)
+                    np.multiply(ga, ga, out=t0)
+                    np.subtract(v, t0, out=t0)
+                    np.sqrt(t0, out=t0)
+                else:
+                    np.sqrt(v, out=t0)
+                np.add(t0, eps, out=t0)  # t0 = avg
+
+                if momentum > 0:
+                    buf = state.get("momentum_buffer")
+                    if buf is None:  # momentum switched on after the first step
+                        buf = state["momentum_buffer"] = self._zeros_like(d)
+                    b = buf._data
+                    np.multiply(b, momentum, out=b)
+                    np.divide(g, t0, out=t0)
+                    np.add(b, t0, out=b)
+                    np.multiply(b, lr, out=t0)
+                    np.subtract(d, t0, out=d)
+                else:
+                    np.multiply(g, lr, out=t1)
+                    np.divide(t1, t0, out=t1)
+                    np.subtract(d, t1, out=d)
+        return loss
