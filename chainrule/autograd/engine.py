@@ -267,6 +267,11 @@ def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
             either.np.add(old._data, g, out=old._data, casting="unsafe")
     if not accumulate:
         return [c if c is None or create_graph else wrap(c) for c in captured]
+    for t, g in zip(inputs or (), captured or ()):
+        # backward(inputs=[non_leaf]) fills the non-leaf's .grad, as in PyTorch
+        if g is not None and t._grad_fn is not None and not t.retains_grad:
+            value = g if create_graph else wrap(_own(g))
+            t._grad = value if t._grad is None else t._grad + value
     return None
 
 
