@@ -354,6 +354,12 @@ class Tensor:
         from chainrule.ops.index import normalize_index
 
         self._check_inplace()
+        if isinstance(value, Tensor) and value._requires_grad and state.grad_enabled:
+            raise RuntimeError(
+                "__setitem__: assigning a tensor that requires grad would silently drop its "
+                "gradient (chainrule does not record in-place ops); build the result out of place "
+                "(cr.where, cr.cat, masked_fill) or assign value.detach()"
+            )
         value = value._data if isinstance(value, Tensor) else value
         try:
             self._data[normalize_index(key)] = value
