@@ -337,6 +337,17 @@ def test_setitem_refused_when_requires_grad() -> None:
     assert x.tolist() == [3.0, 2.0]
 
 
+def test_setitem_of_a_value_that_requires_grad_is_refused() -> None:
+    x = cr.zeros(3)
+    v = cr.tensor(2.0, requires_grad=True)
+    with pytest.raises(RuntimeError, match="requires grad"):
+        x[0] = v
+    x[0] = v.detach()
+    with cr.no_grad():
+        x[1] = v
+    assert x.tolist() == [2.0, 2.0, 0.0] and not x.requires_grad
+
+
 def test_setitem_shape_error_names_shapes() -> None:
     x = cr.zeros(2, 3)
     with pytest.raises(ValueError, match=r"\(2, 3\)"):
