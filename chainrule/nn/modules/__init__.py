@@ -1,0 +1,30 @@
+"""The layer classes of ``chainrule.nn``."""
+
+from __future__ import annotations
+
+from chainrule.nn.modules.activation import (
+    CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSigmoid, LogSoftmax,
+    Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin, Softplus, Softsign, Tanh, Tanhshrink,
+)
+from chainrule.nn.modules.container import ModuleDict, ModuleList, Sequential
+from chainrule.nn.modules.dropout import Dropout, Dropout1d, Dropout2d
+from chainrule.nn.modules.flatten import Flatten, Unflatten
+from chainrule.nn.modules.linear import Bilinear, Identity, LazyLinear, Linear
+from chainrule.nn.modules.loss import (
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+    SmoothL1Loss,
+)
+from chainrule.nn.modules.normalization import (
+    BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm,
+)
+from chainrule.nn.modules.sparse import Embedding
+
+__all__ = [
+    "CELU", "ELU", "GELU", "SELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU",
+    "LogSigmoid", "LogSoftmax", "Mish", "ReLU", "ReLU6", "Sigmoid", "SiLU", "Softmax", "Softmin",
+    "Softplus", "Softsign", "Tanh", "Tanhshrink", "ModuleDict", "ModuleList", "Sequential",
+    "Dropout", "Dropout1d", "Dropout2d", "Flatten", "Unflatten", "Bilinear", "Identity",
+    "LazyLinear", "Linear", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss",
+    "KLDivLoss", "L1Loss", "MSELoss", "NLLLoss", "SmoothL1Loss", "BatchNorm1d", "BatchNorm2d",
+    "BatchNorm3d", "GroupNorm", "LayerNorm", "Embedding",
+]

@@ -1,0 +1,237 @@
+"""Activation modules: thin wrappers over ``chainrule.nn.functional``."""
+
+from __future__ import annotations
+
+from chainrule.nn import functional as F
+from chainrule.nn.module import Module
+from chainrule.tensor import Tensor
+
+__all__ = [
+    "ReLU", "ReLU6", "LeakyReLU", "GELU", "SiLU", "ELU", "SELU", "CELU", "Mish", "Tanh",
+    "Sigmoid", "Softplus", "Softsign", "LogSigmoid", "Hardtanh", "Hardsigmoid", "Hardswish",
+    "Tanhshrink", "Softmax", "Softmin", "LogSoftmax",
+]
+
+
+class _Inplace(Module):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Inplace):
+    """max(0, x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """max(0, x)."""
+        return F.relu(input)
+
+
+class ReLU6(_Inplace):
+    """min(max(0, x), 6)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """min(max(0, x), 6)."""
+        return F.relu6(input)
+
+
+class SiLU(_Inplace):
+    """x·σ(x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """x·σ(x)."""
+        return F.silu(input)
+
+
+class Mish(_Inplace):
+    """x·tanh(softplus(x))."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """x·tanh(softplus(x))."""
+        return F.mish(input)
+
+
+class SELU(_Inplace):
+    """Scaled ELU with the self-normalising constants."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """selu(x)."""
+        return F.selu(input)
+
+
+class Hardsigmoid(_Inplace):
+    """clamp(x/6 + 1/2, 0, 1)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """hardsigmoid(x)."""
+        return F.hardsigmoid(input)
+
+
+class Hardswish(_Inplace):
+    """x·hardsigmoid(x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """hardswish(x)."""
+        return F.hardswish(input)
+
+
+class LeakyReLU(Module):
+    """x if x > 0 else negative_slope·x."""
+
+    def __init__(self, negative_slope: float = 1e-2, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        """leaky_relu(x)."""
+        return F.leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class ELU(Module):
+    """x if x > 0 else α(eˣ - 1)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        """elu(x)."""
+        return F.elu(input, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class CELU(ELU):
+    """max(0, x) + min(0, α(e^(x/α) - 1))."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """celu(x)."""
+        return F.celu(input, self.alpha)
+
+
+class GELU(Module):
+    """x·Φ(x); ``approximate='tanh'`` uses the tanh approximation."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, input: Tensor) -> Tensor:
+        """gelu(x)."""
+        return F.gelu(input, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Hardtanh(Module):
+    """clamp(x, min_val, max_val)."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        """hardtanh(x)."""
+        return F.hardtanh(input, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (
+            ", inplace=True" if self.inplace else "")
+
+
+class Tanh(Module):
+    """tanh(x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """tanh(x)."""
+        return F.tanh(input)
+
+
+class Sigmoid(Module):
+    """1 / (1 + e^-x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """σ(x)."""
+        return F.sigmoid(input)
+
+
+class Softsign(Module):
+    """x / (1 + |x|)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """softsign(x)."""
+        return F.softsign(input)
+
+
+class LogSigmoid(Module):
+    """ln σ(x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """logsigmoid(x)."""
+        return F.logsigmoid(input)
+
+
+class Tanhshrink(Module):
+    """x - tanh(x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """tanhshrink(x)."""
+        return F.tanhshrink(input)
+
+
+class Softplus(Module):
+    """ln(1 + e^(βx))/β, linear above ``threshold``."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, input: Tensor) -> Tensor:
+        """softplus(x)."""
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class _DimModule(Module):
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmax(_DimModule):
+    """e^x / Σ e^x along ``dim``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """softmax(x, dim)."""
+        return F.softmax(input, self.dim)
+
+
+class Softmin(_DimModule):
+    """softmax(-x) along ``dim``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """softmin(x, dim)."""
+        return F.softmin(input, self.dim)
+
+
+class LogSoftmax(_DimModule):
+    """x - ln Σ e^x along ``dim``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """log_softmax(x, dim)."""
+        return F.log_softmax(input, self.dim)

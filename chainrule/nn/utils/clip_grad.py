@@ -1,0 +1,83 @@
+"""Gradient clipping: rescale gradients in place before the optimizer step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from chainrule import backend
+from chainrule.tensor import Tensor, wrap
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
+
+
+def _params(parameters: Any) -> list[Tensor]:
+    if isinstance(parameters, Tensor):
+        return [parameters]
+    return list(parameters)
+
+
+def _grads(parameters: Any) -> list[Tensor]:
+    return [p._grad for p in _params(parameters) if p._grad is not None]
+
+
+def get_total_norm(tensors: Iterable[Tensor], norm_type: float = 2.0,
+                   error_if_nonfinite: bool = False, foreach: Any = None) -> Tensor:
+    """The ``norm_type`` norm of all ``tensors`` together (as one flat vector)."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    norm_type = float(norm_type)
+    if not tensors:
+        return wrap(np.asarray(0.0, np.float32))
+    arrays = [t._data for t in tensors]
+    xp = backend.xp_of(arrays[0])
+    dtype = arrays[0].dtype
+    if norm_type == math.inf:
+        total = max(xp.abs(a).max() if a.size else 0.0 for a in arrays)
+    elif norm_type == -math.inf:
+        total = min(xp.abs(a).min() if a.size else math.inf for a in arrays)
+    elif norm_type == 0:
+        total = sum(xp.count_nonzero(a) for a in arrays)
+    elif norm_type == 2.0:
+        total = xp.sqrt(sum(xp.vdot(a.ravel(), a.ravel()).real for a in arrays))
+    else:
+        total = sum((xp.abs(a) ** norm_type).sum() for a in arrays) ** (1.0 / norm_type)
+    total = xp.asarray(total, dtype=dtype)
+    if error_if_nonfinite and not bool(xp.isfinite(total)):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is "
+            "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
+            "by the non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    return wrap(total)
+
+
+def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Tensor,
+                          foreach: Any = None) -> None:
+    """Scale the gradients by min(1, max_norm / (total_norm + 1e-6)) in place."""
+    coef = float(max_norm) / (float(total_norm.item()) + 1e-6)
+    if coef >= 1.0:
+        return
+    for g in _grads(parameters):
+        g._data = g._data * g._data.dtype.type(coef)
+
+
+def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False, foreach: Any = None) -> Tensor:
+    """Rescale the gradients so that their total ``norm_type`` norm is at most ``max_norm``;
+    return the total norm before clipping (a Tensor)."""
+    params = _params(parameters)
+    grads = _grads(params)
+    total = get_total_norm(grads, norm_type, error_if_nonfinite)
+    if grads:
+        clip_grads_with_norm_(params, max_norm, total)
+    return total
+
+
+def clip_grad_value_(parameters: Any, clip_value: float, foreach: Any = None) -> None:
+    """Clamp every gradient element into [-clip_value, clip_value] in place."""
+    clip_value = float(clip_value)
+    for g in _grads(parameters):
+        g._data = backend.xp_of(g._data).clip(g._data, -clip_value, clip_value)
