@@ -57,6 +57,7 @@ class OpSpec:
     gradgrad: bool = True                    # run gradgradcheck
     torch_call: Callable[..., Any] | None = None  # override when torch spells it differently
     torch: bool = True                       # compare with torch
+    torch_grad: bool = True                  # compare gradients with torch (False: torch has none)
     rtol32: float = 2e-5                     # float32 forward tolerance (relative)
     tags: tuple = field(default=())
 
@@ -251,6 +252,10 @@ _BINARY = [
     ("maximum", _by_name("maximum"), np.maximum, "real"),
     ("minimum", _by_name("minimum"), np.minimum, "real"),
 ]
+# torch has no derivative for floor_divide, nor for remainder(scalar, tensor): gradcheck only
+_NO_TORCH_GRAD = {"a // b"}
+add(OpSpec("a % b(scalar first)", lambda m, a, b: a % b, _f64(np.remainder), ((SCALAR, (2, 3)),),
+           tags=("binary", "operator"), torch_grad=False))
 for _name, _call, _ref, _dom in _BINARY:
     operator_form = " " in _name
     tensor_only = _name in ("maximum", "minimum")
@@ -259,7 +264,9 @@ for _name, _call, _ref, _dom in _BINARY:
         pairs = BINARY_PAIRS
     if not operator_form and not tensor_only and _name != "pow":
         pairs = BINARY_PAIRS[:5]  # torch.add(2.0, t) is not a valid call
-    add(OpSpec(_name, _call, _f64(_ref), pairs, _dom,
+    if _name == "a % b":
+        pairs = BINARY_PAIRS[:5]
+    add(OpSpec(_name, _call, _f64(_ref), pairs, _dom, torch_grad=_name not in _NO_TORCH_GRAD,
                tags=("binary", "operator") if operator_form else ("binary",)))
 
 
@@ -392,9 +399,11 @@ for _name, _val, _arg in (("max", np.amax, np.argmax), ("min", np.amin, np.argmi
                _f64(np.maximum if _name == "max" else np.minimum), (((3, 1), (1, 4)),),
                tags=("reduce", "binary")))
 for _name, _arg in (("argmax", np.argmax), ("argmin", np.argmin)):
-    _ref = (lambda x, dim=None, keepdim=False, _a=_arg: np.asarray(
-        _a(x, axis=dim if x.ndim else None, keepdims=keepdim) if dim is not None or not keepdim
-        else _a(x).reshape((1,) * x.ndim)).astype(np.int64))
+    def _ref(x, dim=None, keepdim=False, _a=_arg):
+        if dim is None and keepdim:
+            return np.asarray(_a(x)).reshape((1,) * x.ndim)
+        return np.asarray(_a(x, axis=dim if x.ndim else None, keepdims=keepdim)).astype(np.int64)
+
     add(OpSpec(_name, _by_name(_name), _ref, ((RED_SHAPE,),), kwargs=INT_DIM_SWEEP, out="int64",
                grad=False, tags=("reduce",)))
     add(OpSpec(f"{_name}(0-d)", _by_name(_name), _ref, (((),),), kwargs=_SCALAR_DIMS,
@@ -620,8 +629,13 @@ def _scatter_add_ref(x, src, dim, idx):
 
 
 add(OpSpec("scatter_add", lambda m, x, src: m.scatter_add(x, 0, _np_or(m, _SIDX), src),
-           lambda x, src: _scatter_add_ref(x, src, 0, _SIDX), (((3, 4), (2, 4)), ((3, 4), (3, 5))),
+           lambda x, src: _scatter_add_ref(x, src, 0, _SIDX), (((3, 4), (2, 4)),),
            tags=("index",)))
+# src larger than index: torch's own backward returns a gradient of the wrong shape for src
+add(OpSpec("scatter_add(larger src)",
+           lambda m, x, src: m.scatter_add(x, 0, _np_or(m, _SIDX), src),
+           lambda x, src: _scatter_add_ref(x, src, 0, _SIDX), (((3, 4), (3, 5)),),
+           torch_grad=False, tags=("index",)))
 add(OpSpec("scatter_add(dim=1)",
            lambda m, x, src: x.scatter_add(1, _np_or(m, [[0, 0], [3, 1], [2, 2]]), src),
            lambda x, src: _scatter_add_ref(x, src, 1, np.array([[0, 0], [3, 1], [2, 2]])),
