@@ -1,0 +1,467 @@
+"""cr.optim vs torch.optim: float64 trajectories, param groups, state dicts, errors."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.tensor import Tensor
+
+SHAPES = [(3, 4), (5,), ()]
+STEPS = 20
+
+
+def _problem(seed: int = 0):
+    """Start values, targets and positive curvatures of a separable quadratic loss."""
+    rng = np.random.default_rng(seed)
+    starts = [rng.standard_normal(s) for s in SHAPES]
+    targets = [rng.standard_normal(s) for s in SHAPES]
+    coefs = [rng.uniform(0.5, 2.0, s) for s in SHAPES]
+    return starts, targets, coefs
+
+
+def _loss(lib, params, targets, coefs):
+    total = None
+    for p, t, c in zip(params, targets, coefs):
+        term = (((p - lib.tensor(t, dtype=lib.float64)) ** 2) * lib.tensor(c, dtype=lib.float64))
+        term = term.sum()
+        total = term if total is None else total + term
+    return total
+
+
+def _make(lib, name, kwargs, groups=None, seed=0):
+    """Parameters (plus one that never gets a gradient) and an optimizer over them."""
+    starts, targets, coefs = _problem(seed)
+    params = [lib.tensor(a.copy(), dtype=lib.float64, requires_grad=True) for a in starts]
+    unused = lib.tensor(np.ones(2), dtype=lib.float64, requires_grad=True)
+    if groups is None:
+        spec = params + [unused]
+    else:
+        spec = [dict(groups[0], params=params[:2]), dict(groups[1], params=params[2:] + [unused])]
+    opt = getattr(lib.optim, name)(spec, **kwargs)
+    return params, unused, opt, targets, coefs
+
+
+def _run(opt, lib, params, targets, coefs, steps):
+    traj = []
+    for _ in range(steps):
+        opt.zero_grad()
+        _loss(lib, params, targets, coefs).backward()
+        opt.step()
+        traj.append([np.array(p.detach().numpy(), copy=True) for p in params])
+    return traj
+
+
+def _trajectory(lib, name, kwargs, steps=STEPS, groups=None):
+    params, unused, opt, targets, coefs = _make(lib, name, kwargs, groups)
+    traj = _run(opt, lib, params, targets, coefs, steps)
+    return traj, opt, unused
+
+
+def _assert_same(traj_a, traj_b, tol=1e-10):
+    assert len(traj_a) == len(traj_b)
+    for i, (a, b) in enumerate(zip(traj_a, traj_b)):
+        for j, (x, y) in enumerate(zip(a, b)):
+            np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"step {i} param {j}")
+
+
+CASES = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.5}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.1, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.01, "maximize": True}),
+    ("SGD", {"lr": 0.01, "momentum": 0.8, "nesterov": True, "weight_decay": 0.05,
+             "maximize": True}),
+    ("SGD", {"lr": 0.05, "momentum": 0.7, "dampening": 0.3, "weight_decay": 0.1}),
+    ("Adam", {}),
+    ("Adam", {"lr": 0.05}),
+    ("Adam", {"lr": 0.05, "amsgrad": True}),
+    ("Adam", {"lr": 0.05, "weight_decay": 0.1}),
+    ("Adam", {"lr": 0.05, "maximize": True}),
+    ("Adam", {"lr": 0.05, "betas": (0.3, 0.9)}),
+    ("Adam", {"lr": 0.05, "eps": 1e-3, "amsgrad": True, "weight_decay": 0.1, "maximize": True}),
+    ("Adam", {"lr": 0.05, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("AdamW", {}),
+    ("AdamW", {"lr": 0.05, "weight_decay": 0.1, "amsgrad": True}),
+    ("AdamW", {"lr": 0.05, "maximize": True, "betas": (0.5, 0.99)}),
+    ("RMSprop", {}),
+    ("RMSprop", {"lr": 0.01, "centered": True}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9}),
+    ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 0.01, "alpha": 0.3, "centered": True, "maximize": True}),
+    ("RMSprop", {"lr": 0.01, "eps": 1e-3, "weight_decay": 0.2}),
+    ("Adagrad", {}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.1}),
+    ("Adagrad", {"lr": 0.1, "initial_accumulator_value": 0.5}),
+    ("Adagrad", {"lr": 0.1, "weight_decay": 0.1, "maximize": True}),
+    ("Adagrad", {"lr": 0.1, "eps": 1e-3, "lr_decay": 0.05, "weight_decay": 0.05}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_trajectory_matches_torch(name, kwargs):
+    torch = pytest.importorskip("torch")
+    ours, opt, unused = _trajectory(cr, name, kwargs)
+    theirs, topt, _ = _trajectory(torch, name, kwargs)
+    _assert_same(ours, theirs)
+    # the parameter without a gradient was skipped: unchanged, and (except Adagrad) no state
+    np.testing.assert_array_equal(unused.detach().numpy(), np.ones(2))
+    if name != "Adagrad":
+        assert unused not in opt.state or not opt.state[unused]
+    # the state dict has torch's layout: same groups, same per-parameter keys and values
+    sd, tsd = opt.state_dict(), topt.state_dict()
+    assert sd["param_groups"] == tsd["param_groups"]
+    assert sorted(sd["state"]) == sorted(tsd["state"])
+    for idx, st in sd["state"].items():
+        tst = tsd["state"][idx]
+        assert sorted(st) == sorted(tst)
+        for key, value in st.items():
+            if key == "step":
+                assert isinstance(value, int) and value == float(tst[key])
+            else:
+                assert isinstance(value, Tensor) and value.dtype == cr.float64
+                np.testing.assert_allclose(value.numpy(), tst[key].numpy(), rtol=1e-10,
+                                           atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_param_groups_with_different_options_match_torch(name):
+    torch = pytest.importorskip("torch")
+    groups = [{"lr": 0.02}, {"lr": 0.2, "weight_decay": 0.1}]
+    kwargs = {"momentum": 0.9} if name in ("SGD", "RMSprop") else {}
+    ours, opt, _ = _trajectory(cr, name, kwargs, groups=groups)
+    theirs, topt, _ = _trajectory(torch, name, kwargs, groups=groups)
+    _assert_same(ours, theirs)
+    assert [g["lr"] for g in opt.param_groups] == [0.02, 0.2]
+    assert opt.state_dict()["param_groups"] == topt.state_dict()["param_groups"]
+
+
+def test_param_group_lr_actually_used():
+    p = cr.tensor([1.0, 2.0], dtype=cr.float64, requires_grad=True)
+    q = cr.tensor([1.0, 2.0], dtype=cr.float64, requires_grad=True)
+    opt = cr.optim.SGD([{"params": [p]}, {"params": [q], "lr": 0.5}], lr=0.1)
+    (p.sum() + q.sum()).backward()
+    opt.step()
+    np.testing.assert_allclose(p.detach().numpy(), [0.9, 1.9])
+    np.testing.assert_allclose(q.detach().numpy(), [0.5, 1.5])
+
+
+def test_add_param_group_fills_defaults_and_matches_torch():
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        params, unused, opt, targets, coefs = _make(lib, "Adam", {"lr": 0.05})
+        extra = lib.tensor([0.5, -1.5], dtype=lib.float64, requires_grad=True)
+        opt.add_param_group({"params": [extra], "lr": 0.1, "amsgrad": True})
+        traj = []
+        for _ in range(10):
+            opt.zero_grad()
+            (_loss(lib, params, targets, coefs) + (extra ** 2).sum()).backward()
+            opt.step()
+            traj.append([np.array(t.detach().numpy(), copy=True) for t in params + [extra]])
+        return traj, opt
+
+    ours, opt = run(cr)
+    theirs, topt = run(torch)
+    _assert_same(ours, theirs)
+    assert opt.param_groups[1]["betas"] == (0.9, 0.999)
+    assert opt.state_dict()["param_groups"] == topt.state_dict()["param_groups"]
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("Adam", {"lr": 0.05, "amsgrad": True}),
+    ("AdamW", {"lr": 0.05}),
+    ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.1}),
+])
+@pytest.mark.parametrize("via", ["direct", "plain", "save"])
+def test_state_dict_round_trip_mid_run_continues_identically(name, kwargs, via, tmp_path):
+    params, _, opt, targets, coefs = _make(cr, name, kwargs)
+    first = _run(opt, cr, params, targets, coefs, 10)
+    sd = opt.state_dict()
+    if via == "plain":  # what a JSON-based serializer may hand back: str keys, lists for tuples
+        sd = {
+            "state": {str(k): dict(v) for k, v in sd["state"].items()},
+            "param_groups": [
+                {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
+                for g in sd["param_groups"]
+            ],
+        }
+    elif via == "save":
+        path = tmp_path / "opt.safetensors"
+        cr.save(sd, str(path))
+        sd = cr.load(str(path))
+    # a fresh model at the same point, with a fresh optimizer that loads the state
+    params2 = [cr.tensor(p.detach().numpy().copy(), dtype=cr.float64, requires_grad=True)
+               for p in params]
+    opt2 = getattr(cr.optim, name)(params2 + [cr.zeros(2, dtype=cr.float64,
+                                                       requires_grad=True)], **kwargs)
+    opt2.load_state_dict(sd)
+    assert opt2.param_groups[0]["params"][0] is params2[0]
+    if "betas" in opt2.param_groups[0]:
+        assert isinstance(opt2.param_groups[0]["betas"], tuple)
+    cont_a = _run(opt, cr, params, targets, coefs, 10)
+    cont_b = _run(opt2, cr, params2, targets, coefs, 10)
+    _assert_same(cont_a, cont_b, tol=0)
+    # and the uninterrupted run is torch's run
+    torch = pytest.importorskip("torch")
+    theirs, _, _ = _trajectory(torch, name, kwargs, steps=20)
+    _assert_same(first + cont_b, theirs)
+
+
+def test_load_state_dict_copies_state_and_casts_to_param_dtype():
+    p = cr.tensor([1.0, 2.0], requires_grad=True)  # float32
+    opt = cr.optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = cr.tensor([1.0, 1.0])
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["momentum_buffer"] = cr.tensor([1.0, 1.0], dtype=cr.float64)
+    q = cr.tensor([1.0, 2.0], requires_grad=True)
+    opt2 = cr.optim.SGD([q], lr=0.1, momentum=0.9)
+    opt2.load_state_dict(sd)
+    buf = opt2.state[q]["momentum_buffer"]
+    assert buf.dtype == cr.float32
+    q.grad = cr.tensor([1.0, 1.0])
+    opt2.step()
+    np.testing.assert_array_equal(sd["state"][0]["momentum_buffer"].numpy(), [1.0, 1.0])
+
+
+def test_load_state_dict_errors_match_torch():
+    a = cr.zeros(2, requires_grad=True)
+    b = cr.zeros(3, requires_grad=True)
+    opt = cr.optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
+    one_group = cr.optim.SGD([a, b], lr=0.1)
+    with pytest.raises(ValueError, match="different number of parameter groups"):
+        opt.load_state_dict(one_group.state_dict())
+    other = cr.optim.SGD([{"params": [a, b]}, {"params": [cr.zeros(1, requires_grad=True)]}])
+    with pytest.raises(ValueError, match="doesn't match the size of optimizer's group"):
+        opt.load_state_dict(other.state_dict())
+    with pytest.raises(KeyError, match="param_groups"):
+        opt.load_state_dict({"state": {}})
+    mom = cr.optim.SGD([a], momentum=0.9)
+    a.grad = cr.ones(2)
+    mom.step()
+    wrong = cr.optim.SGD([b], momentum=0.9)
+    with pytest.raises(ValueError, match=r"momentum_buffer.*\(2,\).*\(3,\)"):
+        wrong.load_state_dict(mom.state_dict())
+
+
+def test_state_dict_is_plain_and_uses_indices():
+    p, q = cr.zeros(2, requires_grad=True), cr.zeros(3, requires_grad=True)
+    opt = cr.optim.Adam([{"params": [p]}, {"params": [q], "lr": 0.1}])
+    p.grad, q.grad = cr.ones(2), cr.ones(3)
+    opt.step()
+    sd = opt.state_dict()
+    assert [g["params"] for g in sd["param_groups"]] == [[0], [1]]
+    assert set(sd["state"]) == {0, 1}
+    assert sd["state"][1]["step"] == 1
+
+    def plain(x):
+        if isinstance(x, dict):
+            return all(isinstance(k, (int, str)) and plain(v) for k, v in x.items())
+        if isinstance(x, (list, tuple)):
+            return all(plain(v) for v in x)
+        return x is None or isinstance(x, (bool, int, float, str, Tensor))
+
+    assert plain(sd)
+
+
+# ---- semantics ---------------------------------------------------------------------------------
+def test_zero_grad_set_to_none_and_zeros():
+    p = cr.tensor([1.0, 2.0], requires_grad=True)
+    opt = cr.optim.SGD([p], lr=0.1)
+    (p * p).sum().backward()
+    opt.zero_grad(set_to_none=False)
+    assert p.grad is not None and p.grad.numpy().tolist() == [0.0, 0.0]
+    (p * p).sum().backward()
+    np.testing.assert_allclose(p.grad.numpy(), [2.0, 4.0])
+    opt.zero_grad()
+    assert p.grad is None
+
+
+def test_step_does_not_touch_grad_and_keeps_dtype():
+    p = cr.tensor([[1.0, -2.0], [0.5, 3.0]], requires_grad=True)
+    for opt in (cr.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.1, maximize=True),
+                cr.optim.Adam([p], weight_decay=0.1, maximize=True),
+                cr.optim.RMSprop([p], weight_decay=0.1, centered=True),
+                cr.optim.Adagrad([p], weight_decay=0.1)):
+        p.grad = cr.tensor([[0.1, 0.2], [0.3, 0.4]])
+        before = p.detach().numpy().copy()
+        opt.step()
+        opt.step()
+        np.testing.assert_array_equal(p.grad.numpy(), np.float32([[0.1, 0.2], [0.3, 0.4]]))
+        assert p.dtype == cr.float32 and p.is_leaf and p.requires_grad
+        assert not np.array_equal(p.detach().numpy(), before)
+        for value in opt.state[p].values():
+            if isinstance(value, Tensor):
+                assert value.dtype == cr.float32
+
+
+def test_update_is_in_place_on_the_parameter_array():
+    p = cr.tensor([1.0, 2.0], requires_grad=True)
+    data = p._data
+    opt = cr.optim.Adam([p], lr=0.1)
+    p.grad = cr.tensor([1.0, -1.0])
+    opt.step()
+    assert p._data is data
+    np.testing.assert_allclose(data, [0.9, 2.1], rtol=1e-6)
+
+
+def test_step_with_closure_returns_loss_and_records_graph():
+    p = cr.tensor([3.0], requires_grad=True)
+    opt = cr.optim.SGD([p], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p * p).sum()
+        loss.backward()
+        return loss
+
+    with cr.no_grad():
+        loss = opt.step(closure)
+    assert loss.item() == pytest.approx(9.0)
+    assert p.item() == pytest.approx(1.5)
+
+
+def test_step_hooks():
+    p = cr.tensor([1.0], requires_grad=True)
+    opt = cr.optim.SGD([p], lr=0.1)
+    calls = []
+    h1 = opt.register_step_pre_hook(lambda o, a, k: calls.append(("pre", p.item())))
+    opt.register_step_post_hook(lambda o, a, k: calls.append(("post", p.item())))
+    p.grad = cr.tensor([1.0])
+    opt.step()
+    assert calls == [("pre", 1.0), ("post", pytest.approx(0.9))]
+    h1.remove()
+    opt.step()
+    assert [c[0] for c in calls] == ["pre", "post", "post"]
+
+
+def test_momentum_switched_on_by_scheduler_like_torch():
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        params, _, opt, targets, coefs = _make(lib, "SGD", {"lr": 0.05})
+        traj = _run(opt, lib, params, targets, coefs, 3)
+        for g in opt.param_groups:
+            g["momentum"] = 0.9
+        return traj + _run(opt, lib, params, targets, coefs, 5)
+
+    _assert_same(run(cr), run(torch))
+
+
+def test_readonly_and_scalar_parameter_arrays_are_updated():
+    a = np.array([1.0, 2.0])
+    a.setflags(write=False)
+    p = cr.from_numpy(a).requires_grad_()
+    p.grad = cr.tensor([1.0, 1.0], dtype=cr.float64)
+    cr.optim.SGD([p], lr=0.5).step()
+    np.testing.assert_allclose(p.detach().numpy(), [0.5, 1.5])
+    np.testing.assert_array_equal(a, [1.0, 2.0])
+
+
+def test_sgd_trains_a_small_model():
+    cr.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = cr.tensor(rng.uniform(-1, 1, (64, 2)))
+    y = cr.tensor(np.sin(2 * x.numpy()[:, :1]) + x.numpy()[:, 1:] ** 2)
+    w1 = (cr.randn(2, 16) * 0.5).requires_grad_()
+    b1 = cr.zeros(16, requires_grad=True)
+    w2 = (cr.randn(16, 1) * 0.5).requires_grad_()
+    b2 = cr.zeros(1, requires_grad=True)
+    opt = cr.optim.SGD([w1, b1, w2, b2], lr=0.1, momentum=0.9)
+
+    def loss_fn():
+        pred = (x @ w1 + b1).tanh() @ w2 + b2
+        return ((pred - y) ** 2).mean()
+
+    first = loss_fn().item()
+    for _ in range(200):
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+    last = loss_fn().item()
+    assert math.isfinite(last) and last < 0.1 * first
+
+
+# ---- argument validation -----------------------------------------------------------------------
+BAD_ARGS = [
+    ("SGD", {"lr": -1.0}, "Invalid learning rate: -1.0"),
+    ("SGD", {"momentum": -0.5}, "Invalid momentum value: -0.5"),
+    ("SGD", {"weight_decay": -0.1}, "Invalid weight_decay value: -0.1"),
+    ("SGD", {"nesterov": True}, "Nesterov momentum requires a momentum and zero dampening"),
+    ("SGD", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, "Nesterov momentum requires"),
+    ("Adam", {"lr": -0.5}, "Invalid learning rate: -0.5"),
+    ("Adam", {"eps": -1.0}, "Invalid epsilon value: -1.0"),
+    ("Adam", {"betas": (1.0, 0.999)}, "Invalid beta parameter at index 0: 1.0"),
+    ("Adam", {"betas": (0.9, -0.1)}, "Invalid beta parameter at index 1: -0.1"),
+    ("Adam", {"betas": (0, 0.9)}, "betas must be either both floats or both Tensors"),
+    ("Adam", {"weight_decay": -1.0}, "Invalid weight_decay value: -1.0"),
+    ("AdamW", {"weight_decay": -1.0}, "Invalid weight_decay value: -1.0"),
+    ("RMSprop", {"alpha": -0.1}, "Invalid alpha value: -0.1"),
+    ("RMSprop", {"momentum": -0.1}, "Invalid momentum value: -0.1"),
+    ("RMSprop", {"eps": -0.1}, "Invalid epsilon value: -0.1"),
+    ("Adagrad", {"lr_decay": -0.1}, "Invalid lr_decay value: -0.1"),
+    ("Adagrad", {"initial_accumulator_value": -1.0},
+     "Invalid initial_accumulator_value value: -1.0"),
+    ("Adagrad", {"eps": -1.0}, "Invalid epsilon value: -1.0"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,message", BAD_ARGS)
+def test_invalid_arguments_raise_like_torch(name, kwargs, message):
+    p = cr.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError) as ours:
+        getattr(cr.optim, name)([p], **kwargs)
+    assert message in str(ours.value)
+    try:
+        import torch
+    except ImportError:
+        return
+    with pytest.raises(ValueError) as theirs:
+        getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)], **kwargs)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_invalid_params_raise_like_torch():
+    p = cr.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="optimizer got an empty parameter list"):
+        cr.optim.SGD([])
+    with pytest.raises(TypeError, match="should be an iterable of Tensors or dicts"):
+        cr.optim.SGD(p)
+    with pytest.raises(TypeError, match="optimizer can only optimize Tensors, but one of the "
+                                        "params is numpy.ndarray"):
+        cr.optim.Adam([np.zeros(2)])
+    with pytest.raises(ValueError, match="can't optimize a non-leaf Tensor"):
+        cr.optim.SGD([p * 2])
+    with pytest.raises(ValueError, match="some parameters appear in more than one parameter"):
+        cr.optim.SGD([{"params": [p]}, {"params": [p]}])
+    with pytest.raises(TypeError, match="ordered collections"):
+        cr.optim.SGD([{"params": {p}}])
+    with pytest.raises(TypeError, match="param_group must be a dict"):
+        cr.optim.SGD([p]).add_param_group([p])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        cr.optim.SGD([p, p])
+    assert any("duplicate parameters" in str(x.message) for x in w)
+
+
+def test_named_parameters_are_accepted():
+    p, q = cr.zeros(2, requires_grad=True), cr.zeros(3, requires_grad=True)
+    opt = cr.optim.SGD([("a", p), ("b", q)], lr=0.1)
+    assert opt.param_groups[0]["param_names"] == ["a", "b"]
+    assert opt.state_dict()["param_groups"][0]["param_names"] == ["a", "b"]
+
+
+def test_repr_lists_groups():
+    opt = cr.optim.SGD([cr.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9)
+    text = repr(opt)
+    assert text.startswith("SGD (") and "Parameter Group 0" in text and "momentum: 0.9" in text
