@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check chainrule tests bench examples
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installed: benchmarks run without the PyTorch column"
+	$(BIN)/python -m pip install -q torch==2.13.0 autograd micrograd || echo "comparison libraries not installed: their columns stay empty"
 	$(BIN)/python bench/run.py --write BENCHMARKS.md
 
 gpu-check: $(STAMP)

@@ -1,0 +1,196 @@
+"""chainrule's benchmark suite: every workload for every library, side by side in one run.
+
+Each (library, workload) runs in a fresh process, rounds are interleaved (the library order
+rotates each round), everything is single-threaded, and the reported number is the median over
+rounds of each process's median. The first step's loss must agree across libraries, so a fast
+wrong answer cannot win. Results go to a markdown table (``--write BENCHMARKS.md`` replaces the
+section between ``<!-- core:start -->`` and ``<!-- core:end -->``).
+
+    python bench/run.py [--rounds 5] [--workloads W1,W2,...] [--libs chainrule,torch,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# workload -> (repeats per process, unit, scale to unit, ops per step or None, goal ratio)
+SPEC = {
+    "W1": (3, "ms/step", 1e3, None, 0.5),
+    "W2": (20, "µs/op", 1e6 / 1000, None, 0.5),
+    "W3": (20, "ms/step", 1e3, None, 1.0),
+    "W4": (20, "ms/step", 1e3, None, 1.0),
+    "W5-10k": (5, "µs/op", 1e6 / 10_000, None, 0.5),
+    "W5-100k": (2, "µs/op", 1e6 / 100_000, None, 0.5),
+    "W5-1M": (1, "µs/op", 1e6 / 1_000_000, None, None),
+    "W6": (1, "MiB peak", 1.0, None, 1.0),
+    "W7-LSTM": (5, "ms/step", 1e3, None, 1.0),
+    "W7-transformer": (5, "ms/step", 1e3, None, 1.0),
+}
+TITLES = {
+    "W1": "W1 scalar circuit: moons 2-16-16-1 tanh MLP as 0-d ops, fwd+bwd",
+    "W2": "W2 1000 elementwise ops on (8,8) (exp, +c, ×c, tanh), fwd+bwd",
+    "W3": "W3 MLP step, batch 256, 784-512-256-10, CE, SGD",
+    "W4": "W4 CNN step, batch 32, conv(8)-pool-conv(16)-pool-linear",
+    "W5-10k": "W5 chain of 10k scalar ops, build+bwd",
+    "W5-100k": "W5 chain of 100k scalar ops, build+bwd",
+    "W5-1M": "W5 chain of 1M scalar ops, build+bwd",
+    "W6": "W6 peak memory of the W3 step at batch 1024 (above baseline)",
+    "W7-LSTM": "W7 2-layer LSTM (h=128), seq 32, batch 32, step",
+    "W7-transformer": "W7 transformer block (d=128, 4 heads), seq 64, batch 16, step",
+}
+LIBS = ["chainrule", "torch", "numpy", "autograd", "micrograd"]
+ONE_ROUND = {"W5-1M"}  # long: a single round is enough to show linearity
+
+
+def run_one(lib: str, workload: str, repeats: int) -> dict:
+    args = [sys.executable, os.path.join(HERE, "run_one.py"), lib,
+            "W3" if workload == "W6" else workload, str(repeats)]
+    if workload == "W6":
+        args.append("--memory")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"lib": lib, "workload": workload,
+                "error": f"crashed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
+
+
+def collect(workloads: list, libs: list, rounds: int) -> dict:
+    results: dict = {}
+    for r in range(rounds):
+        order = libs[r % len(libs):] + libs[: r % len(libs)]
+        for w in workloads:
+            if r > 0 and w in ONE_ROUND:
+                continue
+            for lib in order:
+                prev = results.get((w, lib))
+                if prev and "error" in prev:
+                    continue
+                res = run_one(lib, w, SPEC[w][0])
+                entry = results.setdefault((w, lib), {"values": [], "checks": []})
+                if "error" in res:
+                    results[(w, lib)] = {"error": res["error"]}
+                    continue
+                scale = SPEC[w][2]
+                value = res["peak_mib"] if w == "W6" else statistics.median(res["times"]) * scale
+                entry["values"].append(value)
+                entry["checks"].append(res["check"])
+                print(f"round {r + 1}/{rounds} {w:15s} {lib:10s} {value:10.3f} {SPEC[w][1]}",
+                      file=sys.stderr, flush=True)
+    return results
+
+
+def agreement(results: dict, w: str) -> str:
+    checks = {lib: e["checks"][0] for (wl, lib), e in results.items()
+              if wl == w and "checks" in e and e["checks"] and lib != "micrograd"}
+    if len(checks) < 2:
+        return "—"
+    ref = checks.get("torch", next(iter(checks.values())))
+    worst = max(abs(v - ref) / max(abs(ref), 1e-12) for v in checks.values())
+    return "yes" if worst < 1e-3 else f"NO (rel. diff {worst:.1e})"
+
+
+def fmt(e: dict | None) -> str:
+    if e is None:
+        return "—"
+    if "error" in e:
+        if e["error"].startswith("not implemented"):
+            return "n/a"
+        return e["error"].split(":")[0] if "not installed" in e["error"] else e["error"][:40]
+    v = statistics.median(e["values"])
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def versions() -> str:
+    out = []
+    for mod in ("numpy", "torch"):
+        try:
+            out.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    return ", ".join(out)
+
+
+def table(results: dict, workloads: list, libs: list) -> str:
+    head = ["workload", "unit"] + libs + ["chainrule / torch", "goal", "met", "answers agree"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for w in workloads:
+        row = [TITLES[w], SPEC[w][1]] + [fmt(results.get((w, lib))) for lib in libs]
+        cr, th = results.get((w, "chainrule")), results.get((w, "torch"))
+        ratio = "—"
+        met = "—"
+        if cr and th and "values" in cr and "values" in th and cr["values"] and th["values"]:
+            r = statistics.median(cr["values"]) / statistics.median(th["values"])
+            ratio = f"{r:.2f}"
+            goal = SPEC[w][4]
+            met = "—" if goal is None else ("yes" if r <= goal else f"no (by {r / goal:.2f}×)")
+        goal = SPEC[w][4]
+        row += [ratio, "—" if goal is None else f"≤ {goal}", met, agreement(results, w)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_section(path: str, body: str) -> None:
+    start, end = "<!-- core:start -->", "<!-- core:end -->"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--workloads", default=",".join(SPEC))
+    ap.add_argument("--libs", default=",".join(LIBS))
+    ap.add_argument("--write", metavar="FILE")
+    args = ap.parse_args()
+    workloads = [w for w in args.workloads.split(",") if w]
+    libs = [lib for lib in args.libs.split(",") if lib]
+    unknown = [w for w in workloads if w not in SPEC]
+    if unknown:
+        ap.error(f"unknown workloads {unknown}; choose from {list(SPEC)}")
+    results = collect(workloads, libs, args.rounds)
+    cmd = "python bench/run.py " + " ".join(sys.argv[1:])
+    body = (
+        f"## Core workloads (CPU)\n\nMeasured {datetime.date.today()} on {machine()}; "
+        f"{versions()}. Command: `{cmd}`. One thread per library, each library in a fresh "
+        f"process per round, {args.rounds} interleaved rounds, medians. Lower is better; the "
+        f"ratio column is chainrule's time divided by PyTorch's in the same run.\n\n"
+        + table(results, workloads, libs)
+    )
+    print(body)
+    if args.write:
+        write_section(args.write, body)
+
+
+if __name__ == "__main__":
+    main()
