@@ -317,7 +317,7 @@ def w7_lstm(lib: str):
     rng = np.random.default_rng(SEED)
     lstm = T.nn.LSTM(64, 128, num_layers=2)
     with T.no_grad():
-        for name, p in lstm.named_parameters():
+        for _name, p in sorted(lstm.named_parameters(), key=lambda kv: kv[0]):
             p.copy_(T.tensor(rng.uniform(-0.088, 0.088, tuple(p.shape)).astype(np.float32)))
     x = T.tensor(rng.standard_normal((32, 32, 64)).astype(np.float32))
     target = T.tensor(rng.standard_normal((32, 32, 128)).astype(np.float32))
@@ -356,7 +356,7 @@ def w7_transformer(lib: str):
 
     block = Block()
     with T.no_grad():
-        for name, p in sorted(block.named_parameters()):
+        for _name, p in sorted(block.named_parameters(), key=lambda kv: kv[0]):
             if p.ndim > 1:
                 p.copy_(T.tensor(rng.uniform(-0.08, 0.08, tuple(p.shape)).astype(np.float32)))
     x = T.tensor(rng.standard_normal((16, 64, 128)).astype(np.float32))
