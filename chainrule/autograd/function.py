@@ -463,7 +463,7 @@ FunctionCtx = Function
 
 
 def once_differentiable(fn):
-    """Accepted for PyTorch compatibility: backward then runs without recording a graph."""
+    """Backward runs without recording; differentiating its result again raises (as PyTorch)."""
     import functools
 
     from chainrule.autograd.grad_mode import no_grad
@@ -471,7 +471,30 @@ def once_differentiable(fn):
     @functools.wraps(fn)
     def wrapper(ctx, *grads):
         with no_grad():
-            return fn(ctx, *grads)
+            out = fn(ctx, *grads)
+        if not (state.grad_enabled and any(getattr(g, "_requires_grad", False) for g in grads)):
+            return out
+        # as in PyTorch: the result stays in the graph, but differentiating it again raises
+        outs = out if isinstance(out, tuple) else (out,)
+        marked = tuple(
+            DelayedError.apply(o.detach().requires_grad_()) if hasattr(o, "_data") else o
+            for o in outs
+        )
+        return marked if isinstance(out, tuple) else marked[0]
 
     return wrapper
+
+
+class DelayedError(Function):
+    """Identity whose backward raises: marks the output of a once_differentiable backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError(
+            "trying to differentiate twice a function that was marked with @once_differentiable"
+        )
 
