@@ -1,0 +1,367 @@
+"""Check every gate of a recorded graph on its own: the wrong backward is named, not just found.
+
+``gradcheck`` says *that* a whole function's gradient is wrong. ``check_gates`` says *which gate*:
+it runs ``fn`` once while each gate keeps its inputs and its creation site, then re-runs every
+gate alone in float64 on fresh leaves and compares its vector-Jacobian product with central
+differences of that gate's forward. Also here: walking a graph (used by ``chainrule.viz``) and
+a backward pass that reports the gradient on every edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+
+from chainrule._state import state
+
+__all__ = ["check_gates", "GateReport", "GateFailure", "GateResult", "graph_nodes",
+           "edge_gradients", "op_name", "parents"]
+
+
+# ---- walking a graph ----------------------------------------------------------------------------
+def op_name(node) -> str:
+    """The gate's op name (its class name: ``Mul``, ``Sigmoid``, ``MyFunction``)."""
+    return type(node).__name__
+
+
+def parents(node) -> list:
+    """Per input edge: ``None``, ``("leaf", tensor)`` or ``("node", parent, output_nr)``."""
+    from chainrule.autograd.function import Function
+
+    out = []
+    for e in node._edges:
+        if e is None:
+            out.append(None)
+        elif type(e) is tuple:
+            out.append(("node", e[0], e[1]))
+        elif isinstance(e, Function):
+            out.append(("node", e, 0))
+        else:
+            out.append(("leaf", e))
+    return out
+
+
+def graph_nodes(outputs) -> list:
+    """Every gate reachable from ``outputs`` (Tensors), in forward (topological) order."""
+    roots = [t._grad_fn for t in _as_list(outputs) if getattr(t, "_grad_fn", None) is not None]
+    order: list = []
+    seen: set = set()
+    stack = [(n, False) for n in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        for p in reversed(parents(node)):
+            if p is not None and p[0] == "node" and p[1] not in seen:
+                stack.append((p[1], False))
+    return order
+
+
+def _as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
+    """Backpropagate from ``output`` without freeing the graph, keeping every edge's gradient.
+
+    Returns ``(edges, outs, leaves)``: ``edges[(node, i)]`` is the gradient arriving at input
+    ``i`` of ``node`` (already summed back to that input's shape), ``outs[(node, nr)]`` the total
+    gradient on output ``nr`` of ``node`` (summed over its consumers) and ``leaves[id(leaf)]``
+    the total gradient on a leaf. Raises RuntimeError if the graph was already freed.
+    """
+    from chainrule.autograd.grad_mode import no_grad
+    from chainrule.ops import either
+
+    node0 = output._grad_fn
+    if node0 is None:
+        return {}, {}, {}
+    seed = np.ones(output._data.shape, output._data.dtype) if grad is None else np.asarray(
+        getattr(grad, "_data", grad), output._data.dtype)
+    outs: dict = {(node0, output._nr): seed}
+    edges: dict = {}
+    leaves: dict = {}
+    with no_grad():
+        for node in reversed(graph_nodes([output])):
+            gs = [outs.get((node, nr)) for nr in range(len(node._outs))]
+            if all(g is None for g in gs):
+                continue
+            runner = node
+            if node._released:
+                runner = _rebuild(node)
+                if runner is None:
+                    raise RuntimeError(
+                        "edge_gradients: the graph's saved values were freed by an earlier "
+                        "backward(); build it inside cr.viz.record() or run that backward with "
+                        "retain_graph=True (or draw/explain before it)"
+                    )
+            input_grads = runner._run_backward(gs, False)
+            for i, p in enumerate(parents(node)):
+                g = input_grads[i] if i < len(input_grads) else None
+                if p is None or g is None:
+                    continue
+                g = getattr(g, "_data", g)
+                if p[0] == "leaf":
+                    shape, dtype = p[1]._data.shape, p[1]._data.dtype
+                else:
+                    shape, dtype = p[1]._outs[p[2]]
+                if g.shape != shape:
+                    g = either.sum_to(g, shape, node)
+                if g.dtype != dtype:
+                    g = g.astype(dtype)
+                edges[(node, i)] = g
+                if p[0] == "leaf":
+                    old = leaves.get(id(p[1]))
+                    leaves[id(p[1])] = g if old is None else old + g
+                else:
+                    key = (p[1], p[2])
+                    old = outs.get(key)
+                    outs[key] = g if old is None else old + g
+    return edges, outs, leaves
+
+
+def _rebuild(node):
+    """A fresh copy of a gate whose saved values were freed, re-run from its recorded inputs."""
+    from chainrule.autograd.function import Op, _overrides_setup_context
+    from chainrule.autograd.grad_mode import no_grad
+
+    inputs = getattr(node, "inputs", None)
+    if inputs is None:
+        return None
+    cls = type(node)
+    ctx = cls.__new__(cls)
+    ctx._edges, ctx._outs = node._edges, node._outs
+    kwargs = getattr(node, "kwargs", None) or {}
+    with no_grad():
+        if isinstance(node, Op):
+            cls.forward(ctx, *[getattr(a, "_data", a) for a in inputs])
+        elif _overrides_setup_context(cls):
+            cls.setup_context(ctx, tuple(inputs), cls.forward(*inputs, **kwargs))
+        else:
+            cls.forward(ctx, *inputs, **kwargs)
+    return ctx
+
+
+# ---- the report ---------------------------------------------------------------------------------
+@dataclass
+class GateFailure:
+    """One gate whose backward disagrees with finite differences of its own forward."""
+
+    op: str
+    site: str | None
+    input_index: int
+    index: tuple
+    analytic: float
+    numeric: float
+    rel_error: float
+    abs_error: float
+    scope: tuple = ()
+    node: Any = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        where = self.site or "<site unknown>"
+        inside = f" in {'.'.join(_scope_name(s) for s in self.scope)}" if self.scope else ""
+        return (f"{self.op} created at {where}{inside}: d/d(input {self.input_index})"
+                f"{list(self.index)}: analytic {self.analytic:.8g} vs numeric {self.numeric:.8g} "
+                f"(relative error {self.rel_error:.3g})")
+
+
+@dataclass
+class GateResult:
+    """A gate that was checked (passed) or skipped, with the reason."""
+
+    op: str
+    site: str | None
+    max_rel_error: float = 0.0
+    reason: str = ""
+    node: Any = field(default=None, repr=False)
+
+
+def _scope_name(s) -> str:
+    return s if isinstance(s, str) else type(s).__name__
+
+
+@dataclass
+class GateReport:
+    """What ``check_gates`` found: ``.ok``, ``.failures``, ``.passed``, ``.skipped``."""
+
+    failures: list = field(default_factory=list)
+    passed: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        n = len(self.failures) + len(self.passed)
+        head = (f"check_gates: {n} gates checked, {len(self.failures)} failing, "
+                f"{len(self.passed)} passed")
+        lines = [head + (f", {len(self.skipped)} skipped" if self.skipped else "")]
+        for f in self.failures:
+            lines.append(f"  FAIL {f}")
+        if self.passed:
+            counts: dict = {}
+            for r in self.passed:
+                counts[r.op] = counts.get(r.op, 0) + 1
+            worst = max(r.max_rel_error for r in self.passed)
+            summary = ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in counts.items())
+            lines.append(f"  passed: {summary} (worst relative error {worst:.2g})")
+        for r in self.skipped:
+            lines.append(f"  skipped {r.op} at {r.site or '<site unknown>'}: {r.reason}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+# ---- checking one gate --------------------------------------------------------------------------
+def _fresh_args(node) -> tuple[list, list]:
+    """The gate's recorded inputs as float64 copies; leaves (or None) where a gradient flows."""
+    from chainrule.tensor import Tensor, wrap
+
+    args, leaves = [], []
+    for i, a in enumerate(node.inputs):
+        raw = a._data if isinstance(a, Tensor) else a
+        needs = i < len(node._edges) and node._edges[i] is not None
+        if hasattr(raw, "dtype") and raw.dtype.kind == "f":
+            t = wrap(np.array(raw, dtype=np.float64))
+            if needs:
+                t._requires_grad = True
+                leaves.append((i, t))
+            args.append(t)
+        else:
+            args.append(a)
+    return args, leaves
+
+
+def _outputs(result) -> list:
+    from chainrule.tensor import Tensor
+
+    outs = result if isinstance(result, tuple) else (result,)
+    return [o if isinstance(o, Tensor) else None for o in outs]
+
+
+def _check_node(node, eps, atol, rtol, max_elements, rng):
+    """Return (None, max_rel) when the gate passes, (failure, _) when not, or (reason, None)."""
+    from chainrule.autograd import grad as autograd_grad
+    from chainrule.autograd.grad_mode import enable_grad, no_grad
+    from chainrule.tensor import wrap
+
+    if getattr(node, "inputs", None) is None:
+        return "its inputs were not recorded", None
+    cls = type(node)
+    kwargs = getattr(node, "kwargs", None) or {}
+    args, leaves = _fresh_args(node)
+    if not leaves:
+        return "no floating-point input needs a gradient", None
+    with enable_grad():
+        outs = _outputs(cls.apply(*args, **kwargs))
+    diff = [(k, o) for k, o in enumerate(outs) if o is not None and o._requires_grad]
+    if not diff:
+        return "no differentiable output", None
+    if any(o._data.dtype != np.float64 for _, o in diff):
+        return "its output is not float64 when re-run (a dtype-changing gate)", None
+    vs = [rng.standard_normal(o._data.shape) for _, o in diff]
+
+    def project(call_args) -> float:
+        with no_grad():
+            res = _outputs(cls.apply(*call_args, **kwargs))
+        return float(sum(np.sum(np.asarray(res[k]._data, np.float64) * v)
+                         for (k, _), v in zip(diff, vs)))
+
+    base = project(args)
+    if project(args) != base:
+        return "its forward is not deterministic", None
+    grads = autograd_grad([o for _, o in diff], [t for _, t in leaves],
+                          [wrap(v) for v in vs], allow_unused=True)
+    worst = (0.0, None)
+    for (i, leaf), g in zip(leaves, grads):
+        flat = leaf._data.reshape(-1)
+        analytic = (np.zeros(flat.size) if g is None
+                    else np.asarray(g._data, np.float64).reshape(-1))
+        if flat.size <= max_elements:
+            idx = np.arange(flat.size)
+        else:
+            idx = np.sort(rng.choice(flat.size, max_elements, replace=False))
+        for j in idx:
+            num = _numeric(project, args, flat, j, eps)
+            a = analytic[j]
+            if _mismatch(a, num, atol, rtol):
+                num2 = _numeric(project, args, flat, j, eps * 1e-2)  # a kink closer than eps?
+                if not _mismatch(a, num2, atol, rtol * 10):
+                    continue
+            err = abs(a - num)
+            rel = err / max(abs(num), abs(a), 1e-3) if err > 0 else 0.0
+            score = err / (atol + rtol * abs(num)) if np.isfinite(err) else np.inf
+            if np.isnan(score):
+                score = np.inf
+            if score > 1 and (worst[1] is None or score > worst[1][0]):
+                shape = leaf._data.shape
+                index = tuple(int(v) for v in np.unravel_index(int(j), shape)) if shape else ()
+                worst = (worst[0], (score, GateFailure(
+                    op_name(node), getattr(node, "site", None), i, index, float(a), float(num),
+                    float(rel), float(err), tuple(getattr(node, "scope", ()) or ()), node)))
+            elif score <= 1:
+                worst = (max(worst[0], rel), worst[1])
+    if worst[1] is not None:
+        return worst[1][1], None
+    return None, worst[0]
+
+
+def _numeric(project, args, flat, j, eps) -> float:
+    orig = flat[j]
+    flat[j] = orig + eps
+    plus = project(args)
+    flat[j] = orig - eps
+    minus = project(args)
+    flat[j] = orig
+    return (plus - minus) / (2 * eps)
+
+
+def _mismatch(a, n, atol, rtol) -> bool:
+    if np.isnan(a) or np.isnan(n):
+        return not (np.isnan(a) and np.isnan(n))
+    return abs(a - n) > atol + rtol * abs(n)
+
+
+# ---- the entry point ----------------------------------------------------------------------------
+def check_gates(fn: Callable, inputs, *, eps: float = 1e-6, atol: float = 1e-5,
+                rtol: float = 1e-3, max_elements: int = 64, seed: int = 0) -> GateReport:
+    """Run ``fn(*inputs)`` once, then check each gate's backward against finite differences of
+    that gate alone (float64); the report names each wrong gate, its creation site and worst
+    element. Inputs with more than ``max_elements`` elements are checked at a random sample."""
+    from chainrule.tensor import Tensor
+
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    prev = (state.record_sites, state.record_inputs)
+    state.record_sites = state.record_inputs = True
+    try:
+        out = fn(*inputs)
+    finally:
+        state.record_sites, state.record_inputs = prev
+    outs = [o for o in _as_list(out) if isinstance(o, Tensor) and o._grad_fn is not None]
+    if not outs:
+        raise ValueError("check_gates: fn returned no Tensor that has a grad_fn (no input "
+                         "requires grad?)")
+    rng = np.random.default_rng(seed)
+    report = GateReport()
+    for node in graph_nodes(outs):
+        result, rel = _check_node(node, eps, atol, rtol, max_elements, rng)
+        site = getattr(node, "site", None)
+        if isinstance(result, GateFailure):
+            report.failures.append(result)
+        elif isinstance(result, str):
+            report.skipped.append(GateResult(op_name(node), site, reason=result, node=node))
+        else:
+            report.passed.append(GateResult(op_name(node), site, rel, node=node))
+    return report

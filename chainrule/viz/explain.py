@@ -1,0 +1,434 @@
+"""The forward and backward pass of a function, staged as straight-line code (as the lecture does).
+
+``explain(fn, *inputs)`` records ``fn``'s graph, then prints one line per gate with the variable
+it caches and its value, the backward pass in reverse order with each local gradient (``+=``
+where gradients add up at a fork, and the add/max/mul flow patterns noted), the final gradients
+and a central-difference check of each. ``main(argv)`` is ``chainrule explain "EXPR" x=3 y=-4``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["explain", "main", "trace", "Trace"]
+
+# forward formula per op ({0}, {1}: argument names; {y}: the output's name)
+_FORWARD = {
+    "Add": "{0} + {1}", "Sub": "{0} - {1}", "Mul": "{0} * {1}", "Div": "{0} / {1}",
+    "Pow": "{0}**{1}", "Neg": "-{0}", "Sigmoid": "1/(1+exp(-{0}))", "Exp": "exp({0})",
+    "Log": "log({0})", "Sqrt": "sqrt({0})", "Tanh": "tanh({0})", "Sin": "sin({0})",
+    "Cos": "cos({0})", "Abs": "abs({0})", "Relu": "max(0, {0})", "Maximum": "max({0}, {1})",
+    "Minimum": "min({0}, {1})", "MatMul": "{0} @ {1}", "Sum": "{0}.sum()", "Mean": "{0}.mean()",
+    "Reciprocal": "1/{0}",
+}
+# local gradient dy/d(input i); "{g}" marks a rule that is not a plain product (matmul)
+_LOCAL = {
+    "Add": ("1", "1"), "Sub": ("1", "-1"), "Mul": ("{1}", "{0}"),
+    "Div": ("1/{1}", "-{0}/{1}**2"), "Pow": ("{1}*{0}**({1}-1)", "{y}*log({0})"),
+    "Neg": ("-1",), "Sigmoid": ("{y}*(1-{y})",), "Exp": ("{y}",), "Log": ("1/{0}",),
+    "Sqrt": ("0.5/{y}",), "Tanh": ("1-{y}**2",), "Sin": ("cos({0})",), "Cos": ("-sin({0})",),
+    "Abs": ("sign({0})",), "Relu": ("({0} > 0)",), "Maximum": ("({0} > {1})", "({1} > {0})"),
+    "Minimum": ("({0} < {1})", "({1} < {0})"), "Reciprocal": ("-{y}**2",),
+}
+_PATTERN = {
+    "Add": "add gate distributes the gradient unchanged to both inputs",
+    "Sub": "add gate (with a sign flip) distributes",
+    "Mul": "mul gate swaps: each input's local gradient is the other input",
+    "Maximum": "max gate routes the whole gradient to the larger input",
+    "Minimum": "min gate routes the whole gradient to the smaller input",
+    "Relu": "max(0, x) gate routes: gradient passes where x > 0",
+}
+_NAME = {"Sigmoid": "sig", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Tanh": "tanh",
+         "Sin": "sin", "Cos": "cos", "Abs": "abs", "Relu": "relu", "Neg": "neg"}
+_BINARY_NAME = {"Add": "p", "Sub": "m", "Mul": "t", "Div": "d", "Maximum": "max",
+                "Minimum": "min", "MatMul": "mm"}
+
+
+def _fmt(v) -> str:
+    """A compact value: the number for scalars, values for ≤ 4 elements, else the shape."""
+    a = np.asarray(getattr(v, "_data", v))
+    if a.size == 1:
+        return f"{float(a.reshape(())):.4g}"
+    if a.size <= 4:
+        return "[" + ", ".join(f"{float(x):.4g}" for x in a.reshape(-1)) + "]" + (
+            f" (shape {list(a.shape)})" if a.ndim > 1 else "")
+    return f"<shape {list(a.shape)}>"
+
+
+def _literal(v) -> str:
+    f = float(np.asarray(v).reshape(()))
+    return str(int(f)) if f.is_integer() and abs(f) < 1e15 else f"{f:g}"
+
+
+@dataclass
+class Trace:
+    """A recorded graph with a name for every value, ready to be printed as code."""
+
+    names: list                # input names
+    leaves: list               # input leaf Tensors (float64)
+    output: Any                # the output Tensor
+    nodes: list                # gates in forward order
+    var: dict = field(default_factory=dict)     # (node, nr) or id(leaf) -> variable name
+    value: dict = field(default_factory=dict)   # same keys -> forward value (array)
+    args: dict = field(default_factory=dict)    # node -> list of argument strings
+    consts: list = field(default_factory=list)  # (name, array) of tensor constants
+
+
+def _key(p):
+    return id(p[1]) if p[0] == "leaf" else (p[1], p[2])
+
+
+def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
+    """Run ``fn`` on float64 leaf copies of ``inputs`` while recording every gate's inputs."""
+    import chainrule as cr
+    from chainrule._state import state
+    from chainrule.autograd.gates import graph_nodes, op_name, parents
+
+    if names is None:
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+            names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY,
+                                                            p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            names = []
+        if len(names) < len(inputs):
+            names = [f"x{i}" for i in range(len(inputs))]
+    names = list(names[: len(inputs)])
+    leaves = []
+    for v in inputs:
+        data = v.detach()._data if isinstance(v, cr.Tensor) else np.asarray(v, np.float64)
+        leaves.append(cr.tensor(np.array(data, np.float64), requires_grad=True))
+    prev = (state.record_sites, state.record_inputs)
+    state.record_sites = state.record_inputs = True
+    try:
+        with cr.enable_grad():
+            out = fn(*leaves)
+    finally:
+        state.record_sites, state.record_inputs = prev
+    if not isinstance(out, cr.Tensor) or out._grad_fn is None:
+        raise ValueError("explain: fn must return a Tensor computed from its inputs (got "
+                         f"{type(out).__name__} without a graph)")
+    tr = Trace(names, leaves, out, graph_nodes([out]))
+    for n, leaf in zip(names, leaves):
+        tr.var[id(leaf)] = n
+        tr.value[id(leaf)] = leaf._data
+    used = set(names)
+
+    def fresh(base: str) -> str:
+        if not base.isidentifier() or len(base) > 12:
+            base = "t"
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}{k}"
+        used.add(name)
+        return name
+
+    for node in tr.nodes:  # values of each gate's inputs, as seen by that gate
+        inputs_rec = getattr(node, "inputs", None) or ()
+        args = []
+        for i, p in enumerate(parents(node)):
+            raw = inputs_rec[i] if i < len(inputs_rec) else None
+            raw = getattr(raw, "_data", raw)
+            if p is not None:
+                key = _key(p)
+                if raw is not None:
+                    tr.value.setdefault(key, raw)
+                if p[0] == "leaf" and key not in tr.var:
+                    tr.var[key] = fresh("w")
+                args.append(key)
+            elif raw is None or not hasattr(raw, "shape") and not isinstance(raw, (int, float)):
+                args.append(repr(raw))
+            elif np.size(raw) == 1:
+                args.append(_literal(raw))
+            else:
+                cname = fresh("c")
+                tr.consts.append((cname, raw))
+                args.append(cname)
+        tr.args[node] = args
+    tr.value[(out._grad_fn, out._nr)] = out._data
+    for node in tr.nodes:  # names, in forward order
+        op = op_name(node)
+        argn = [tr.var.get(a, "?") if not isinstance(a, str) else a for a in tr.args[node]]
+        for nr in range(len(node._outs)):
+            if node is out._grad_fn and nr == out._nr:
+                tr.var[(node, nr)] = fresh("f")
+                continue
+            if op in _NAME and argn:
+                base = _NAME[op] + argn[0]
+            elif op == "Div" and len(argn) == 2 and argn[0] == "1":
+                base = "inv" + argn[1]
+            elif op == "Pow" and len(argn) == 2 and argn[1] == "2":
+                base = argn[0] + "sq"
+            elif op in _BINARY_NAME and len(argn) == 2:
+                base = argn[0] + _BINARY_NAME[op] + argn[1]
+            else:
+                base = op.lower()
+            if len(node._outs) > 1:
+                base += str(nr)
+            tr.var[(node, nr)] = fresh(base)
+    return tr
+
+
+def _argstr(tr: Trace, node) -> list:
+    return [tr.var.get(a, "?") if not isinstance(a, str) else a for a in tr.args[node]]
+
+
+def _forward_line(tr: Trace, node) -> tuple[str, str]:
+    from chainrule.autograd.gates import op_name
+
+    op = op_name(node)
+    args = _argstr(tr, node)
+    tmpl = _FORWARD.get(op)
+    if tmpl is not None and tmpl.count("{") <= len(args):
+        rhs = tmpl.format(*args)
+    else:
+        rhs = f"{op.lower()}({', '.join(args)})"
+    outs = [tr.var[(node, nr)] for nr in range(len(node._outs))]
+    vals = [_fmt(tr.value[(node, nr)]) if (node, nr) in tr.value else "?" for nr in
+            range(len(node._outs))]
+    return f"{', '.join(outs)} = {rhs}", ", ".join(vals)
+
+
+def _local_value(node, i: int):
+    """dy/d(input i) for a scalar single-output gate (its backward run with upstream 1)."""
+    shape, dtype = node._outs[0]
+    if len(node._outs) != 1 or int(np.prod(shape)) != 1:
+        return None
+    from chainrule.autograd.grad_mode import no_grad
+
+    with no_grad():
+        gs = node._run_backward([np.ones(shape, dtype)], False)
+    g = gs[i] if i < len(gs) else None
+    g = getattr(g, "_data", g)
+    return None if g is None or np.size(g) != 1 else float(np.asarray(g).reshape(()))
+
+
+def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
+    from chainrule.autograd.gates import edge_gradients, op_name, parents
+
+    edges, outs, leaves = edge_gradients(tr.output)
+    yname = tr.var[(tr.output._grad_fn, tr.output._nr)]
+    if tr.output._data.size == 1:
+        lines = [(f"d{yname} = 1", f"start: d{yname}/d{yname} = 1")]
+    else:
+        lines = [(f"d{yname} = ones_like({yname})",
+                  f"{yname} is not a scalar: backpropagate the gradient of {yname}.sum()")]
+    written: set = set()
+    for node in reversed(tr.nodes):
+        op = op_name(node)
+        args = _argstr(tr, node)
+        if len(node._outs) == 1:
+            y = tr.var[(node, 0)]
+            dy = "d" + y
+        else:
+            y = "(" + ", ".join(tr.var[(node, nr)] for nr in range(len(node._outs))) + ")"
+            dy = "d" + y
+        if not any((node, nr) in outs for nr in range(len(node._outs))):
+            continue
+        rules = _LOCAL.get(op)
+        first = True
+        for i, p in enumerate(parents(node)):
+            if p is None or (node, i) not in edges:
+                continue
+            target = "d" + tr.var.get(_key(p), "?")
+            fork = target in written
+            assign = "+=" if fork else "="
+            written.add(target)
+            g = edges[(node, i)]
+            if op == "MatMul":
+                rhs = f"{dy} @ {args[1]}.T" if i == 0 else f"{args[0]}.T @ {dy}"
+                local = None
+            elif rules is not None and i < len(rules):
+                local = rules[i].format(*args, y=y)
+                if op == "Pow" and i == 0 and args[1].lstrip("-").replace(".", "").isdigit():
+                    k = float(args[1])
+                    local = f"{args[1]}*{args[0]}" if k == 2 else (
+                        f"{args[1]}*{args[0]}**{_literal(k - 1)}")
+                rhs = dy if local == "1" else f"-{dy}" if local == "-1" else f"{local} * {dy}"
+            else:
+                local = None
+                rhs = f"{op.lower()}_backward({dy})[{i}]"
+            note = []
+            if local not in (None, "1", "-1"):
+                lv = _local_value(node, i)
+                if lv is not None:
+                    note.append(f"local gradient {lv:.4g}")
+            if fork:
+                total = _total(tr, p, edges, node, i)
+                note.append(f"fork: gradients add up, {target} = {_fmt(total)}")
+            else:
+                note.append(f"{target} = {_fmt(g)}")
+            if first and op in _PATTERN:
+                note.append(_PATTERN[op])
+            first = False
+            lines.append((f"{target} {assign} {rhs}", "; ".join(note)))
+    _ = leaves
+    return lines
+
+
+def _total(tr: Trace, p, edges: dict, upto_node, upto_i):
+    """The running sum of gradients delivered to parent ``p`` so far (reverse order)."""
+    from chainrule.autograd.gates import parents
+
+    key = _key(p)
+    total = None
+    for node in reversed(tr.nodes):
+        for i, q in enumerate(parents(node)):
+            if q is not None and _key(q) == key and (node, i) in edges:
+                g = edges[(node, i)]
+                total = g if total is None else total + g
+            if node is upto_node and i == upto_i:
+                return total
+    return total
+
+
+def _numeric(tr: Trace, fn: Callable, k: int, eps: float = 1e-6, limit: int = 256):
+    """Central differences of sum(fn) with respect to input ``k`` (at most ``limit`` entries)."""
+    import chainrule as cr
+
+    base = [leaf._data for leaf in tr.leaves]
+    flat_size = base[k].size
+    idx = np.arange(min(flat_size, limit))
+    num = np.full(flat_size, np.nan)
+    with cr.no_grad():
+        for j in idx:
+            vals = []
+            for sgn in (1, -1):
+                arrs = [np.array(b) for b in base]
+                arrs[k].reshape(-1)[j] += sgn * eps
+                vals.append(float(np.sum(np.asarray(fn(*[cr.tensor(a) for a in arrs])._data,
+                                                    np.float64))))
+            num[j] = (vals[0] - vals[1]) / (2 * eps)
+    return num.reshape(base[k].shape), idx.size
+
+
+def _gradient_lines(tr: Trace, fn: Callable) -> list[tuple[str, str]]:
+    from chainrule.autograd.gates import edge_gradients
+
+    _, _, leaves = edge_gradients(tr.output)
+    lines = []
+    yname = tr.var[(tr.output._grad_fn, tr.output._nr)]
+    for k, (name, leaf) in enumerate(zip(tr.names, tr.leaves)):
+        g = leaves.get(id(leaf))
+        g = np.zeros(leaf._data.shape) if g is None else np.asarray(g, np.float64)
+        num, n = _numeric(tr, fn, k)
+        flat_g, flat_n = g.reshape(-1)[:n], num.reshape(-1)[:n]
+        err = float(np.max(np.abs(flat_g - flat_n))) if n else 0.0
+        scale = max(1.0, float(np.max(np.abs(flat_n)))) if n else 1.0
+        ok = err <= 1e-5 * scale
+        shown = _fmt(g)
+        check = (f"numeric {_fmt(num)}" if g.size <= 4 else f"{n} entries checked") + (
+            f", max |difference| {err:.1e}: {'ok' if ok else 'MISMATCH'}")
+        lines.append((f"d{yname}/d{name} = {shown}", check))
+    return lines
+
+
+def _render(lines: list[tuple[str, str]], width: int | None = None) -> list[str]:
+    if not lines:
+        return []
+    w = width or min(max(len(code) for code, _ in lines) + 2, 48)
+    return [f"{code:<{w}}# {note}" if note else code for code, note in lines]
+
+
+def explain(fn: Callable, *inputs: Any, format: str = "text", names: list | None = None) -> str:
+    """The staged forward pass, backward pass and checked gradients of ``fn`` at ``inputs``."""
+    if format not in ("text", "markdown", "svg"):
+        raise ValueError(f"explain: format must be 'text', 'markdown' or 'svg', got {format!r}")
+    tr = trace(fn, *inputs, names=names)
+    if format == "svg":
+        from chainrule.viz.draw import draw
+
+        return draw(tr.output, names={id(leaf): n for n, leaf in zip(tr.names, tr.leaves)}
+                    ).pipe(format="svg").decode()
+    at = ", ".join(f"{n} = {_fmt(leaf._data)}" for n, leaf in zip(tr.names, tr.leaves))
+    fwd = [(f"{c} = <tensor shape {list(np.shape(v))}>", "constant") for c, v in tr.consts]
+    fwd += [_forward_line(tr, node) for node in tr.nodes]
+    bwd = _backward_lines(tr)
+    grads = _gradient_lines(tr, fn)
+    w = min(max(len(c) for c, _ in fwd + bwd + grads) + 2, 48)
+    sections = [
+        (f"forward pass at {at}: each gate caches its output", _render(fwd, w)),
+        ("backward pass, in reverse: d<v> is df/d<v>; '+=' where gradients add up at a fork",
+         _render(bwd, w)),
+        ("gradients, checked by central differences (f(x+h) - f(x-h)) / 2h, h = 1e-6",
+         _render(grads, w)),
+    ]
+    if format == "markdown":
+        parts = []
+        for title, body in sections:
+            parts.append(f"**{title[0].upper()}{title[1:]}**\n\n```python\n" + "\n".join(body)
+                         + "\n```")
+        return "\n\n".join(parts) + "\n"
+    return "\n\n".join("# " + title + "\n" + "\n".join(body) for title, body in sections) + "\n"
+
+
+_USAGE = ('usage: chainrule explain "EXPR" NAME=VALUE ... [--format text|markdown|svg]\n'
+          '  e.g. chainrule explain "(x + sigmoid(y)) / (sigmoid(x) + (x+y)**2)" x=3 y=-4\n'
+          "  values: 3, -4.5, 1,2,3 or [[1,2],[3,4]]; functions: "
+          "exp log sqrt sigmoid tanh sin cos abs max min relu pow")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``chainrule explain "EXPR" x=3 y=-4 [--format text|markdown|svg]``; returns the exit code."""
+    from chainrule.viz.expr import ExprError, parse, parse_value
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] == "explain":
+        argv = argv[1:]
+    fmt, text, assigns = "text", None, []
+    i = 0
+    try:
+        while i < len(argv):
+            a = argv[i]
+            if a in ("-h", "--help"):
+                print(_USAGE)
+                return 0
+            if a == "--format" or a.startswith("--format="):
+                if "=" in a:
+                    fmt = a.split("=", 1)[1]
+                elif i + 1 < len(argv):
+                    fmt, i = argv[i + 1], i + 1
+                else:
+                    raise ExprError("--format needs a value: text, markdown or svg")
+                if fmt not in ("text", "markdown", "svg"):
+                    raise ExprError(f"--format must be text, markdown or svg, got {fmt!r}")
+            elif text is None and not _is_assignment(a):
+                text = a
+            elif _is_assignment(a):
+                name, value = a.split("=", 1)
+                assigns.append((name.strip(), parse_value(value, name.strip())))
+            else:
+                raise ExprError(f"unexpected argument {a!r} (expected NAME=VALUE)")
+            i += 1
+        if text is None:
+            raise ExprError("missing EXPR")
+        if not assigns:
+            raise ExprError("no variables given: add NAME=VALUE arguments, e.g. x=3")
+        expr = parse(text, [n for n, _ in assigns])
+        out = explain(expr, *[v for _, v in assigns], format=fmt,
+                      names=[n for n, _ in assigns])
+    except ExprError as e:
+        print(f"chainrule explain: error: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, ValueError, ImportError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"chainrule explain: error: {msg}", file=sys.stderr)
+        return 1
+    sys.stdout.write(out)
+    return 0
+
+
+def _is_assignment(a: str) -> bool:
+    name = a.split("=", 1)[0].strip()
+    return "=" in a and name.isidentifier() and not a.startswith("-") and "==" not in a
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
