@@ -134,14 +134,35 @@ def _argnums(argnums: Any, nargs: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _reaches_outside(tensors: list, own: set) -> bool:
-    """Whether the graph behind ``tensors`` touches a tensor that requires grad, not in ``own``."""
+class _Scope:
+    """Marks the fresh leaves of one transform run; dead once that run has returned."""
+
+    __slots__ = ("alive",)
+
+    def __init__(self) -> None:
+        self.alive = True
+
+
+def _fresh(data: Any, scope: _Scope) -> Tensor:
+    x = wrap(data).requires_grad_()
+    x._cr_scope = scope
+    return x
+
+
+def _outside(leaf: Tensor, scope: _Scope) -> bool:
+    """A leaf that requires grad and is neither ours nor a finished transform's private leaf."""
+    s = getattr(leaf, "_cr_scope", None)
+    return s is None or (s is not scope and s.alive)
+
+
+def _reaches_outside(tensors: list, scope: _Scope) -> bool:
+    """Whether the graph behind ``tensors`` touches a live tensor that is not ours."""
     stack = []
     for t in tensors:
         if not t._requires_grad:
             continue
         if t._grad_fn is None:
-            if id(t) not in own:
+            if _outside(t, scope):
                 return True
         else:
             stack.append(t._grad_fn)
@@ -155,7 +176,7 @@ def _reaches_outside(tensors: list, own: set) -> bool:
             if e is None:
                 continue
             if isinstance(e, Tensor):
-                if id(e) not in own:
+                if _outside(e, scope):
                     return True
             else:
                 stack.append(e[0] if type(e) is tuple else e)
@@ -173,7 +194,7 @@ class _Trace:
         args = list(args)
         self.inputs: list = []   # flat list of this transform's own inputs
         self.specs: list = []    # (spec, number of leaves) per differentiated argument
-        own: set = set()
+        self.scope = scope = _Scope()
         linked = False
         with enable_grad():
             for a in self.nums:
@@ -188,9 +209,7 @@ class _Trace:
                         mine.append(Alias.apply(t))
                         linked = True
                     else:
-                        x = t.detach().requires_grad_()
-                        own.add(id(x))
-                        mine.append(x)
+                        mine.append(_fresh(t._data, scope))
                 self.inputs += mine
                 self.specs.append((spec, len(mine)))
                 args[a] = _unflatten(spec, mine)
@@ -209,8 +228,14 @@ class _Trace:
         self.out = result
         if outer and not linked:
             watched = [t for t in _flatten((result, self.aux))[0] if isinstance(t, Tensor)]
-            linked = _reaches_outside(watched, own)
+            linked = _reaches_outside(watched, scope)
         self.linked = linked
+
+    def __enter__(self) -> _Trace:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.scope.alive = False
 
     def structure(self, flat: list) -> Any:
         """Per-input results shaped like the differentiated arguments (tuple if argnums is)."""
@@ -276,9 +301,9 @@ def _check_floating(kind: str, t: Tensor) -> None:
 class _Linear:
     """The VJP graph ``g = J^T u`` in dummy cotangents ``u``; reversing it pushes tangents."""
 
-    def __init__(self, outputs: list, inputs: list) -> None:
+    def __init__(self, outputs: list, inputs: list, scope: _Scope) -> None:
         self.outputs = outputs
-        self.us = [wrap(np.zeros_like(o._data)).requires_grad_() if o._requires_grad else None
+        self.us = [_fresh(np.zeros_like(o._data), scope) if o._requires_grad else None
                    for o in outputs]
         self.gs = _grads(outputs, inputs, self.us, create_graph=True)
 
@@ -306,21 +331,23 @@ def grad_and_value(func: Callable, argnums: int | tuple[int, ...] = 0,
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tr = _Trace(func, args, kwargs, argnums, has_aux, _GRAD)
-        out = tr.out
-        if not isinstance(out, Tensor):
-            raise RuntimeError(f"{_GRAD}: Expected f(*args) to return a Tensor, got {type(out)}")
-        if out.ndim != 0:
-            raise RuntimeError(
-                f"{_GRAD}: Expected f(*args) to return a scalar Tensor, got tensor with "
-                f"{out.ndim} dims. Maybe you wanted to use the vjp or jacrev APIs instead?"
-            )
-        flat = _grads([out], tr.inputs, [None], create_graph=tr.linked, retain_graph=tr.linked)
-        grads = tr.structure(flat)
-        value = tr.finish(out)
-        if has_aux:
-            return grads, (value, tr.finish(tr.aux))
-        return grads, value
+        with _Trace(func, args, kwargs, argnums, has_aux, _GRAD) as tr:
+            out = tr.out
+            if not isinstance(out, Tensor):
+                raise RuntimeError(
+                    f"{_GRAD}: Expected f(*args) to return a Tensor, got {type(out)}"
+                )
+            if out.ndim != 0:
+                raise RuntimeError(
+                    f"{_GRAD}: Expected f(*args) to return a scalar Tensor, got tensor with "
+                    f"{out.ndim} dims. Maybe you wanted to use the vjp or jacrev APIs instead?"
+                )
+            flat = _grads([out], tr.inputs, [None], create_graph=tr.linked, retain_graph=tr.linked)
+            grads = tr.structure(flat)
+            value = tr.finish(out)
+            if has_aux:
+                return grads, (value, tr.finish(tr.aux))
+            return grads, value
 
     return wrapper
 
@@ -352,41 +379,41 @@ def value_and_grad(func: Callable, argnums: int | tuple[int, ...] = 0,
 
 def vjp(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """``(func(*primals), vjp_fn)``; ``vjp_fn(cotangents)`` gives one ``v^T J`` per primal."""
-    tr = _Trace(func, primals, {}, tuple(range(len(primals))), has_aux, _VJP)
-    tr.single = False
-    outs, spec = tr.outputs(_VJP)
-    _check_floating_outputs(outs)
+    with _Trace(func, primals, {}, tuple(range(len(primals))), has_aux, _VJP) as tr:
+        tr.single = False
+        outs, spec = tr.outputs(_VJP)
+        _check_floating_outputs(outs)
 
-    def vjp_fn(cotangents: Any, retain_graph: bool = True, create_graph: bool | None = None):
-        """The cotangents (shaped like the output) pulled back to one gradient per primal."""
-        cots, cspec = _flatten(cotangents)
-        if cspec != spec:
-            raise RuntimeError(
-                "Expected pytree structure of cotangents to be the same as pytree structure of "
-                f"outputs to the function. cotangents: {_spec_str(cspec)}, primal output: "
-                f"{_spec_str(spec)}"
-            )
-        for i, (c, o) in enumerate(zip(cots, outs)):
-            if not isinstance(c, Tensor):
-                raise TypeError(
-                    f"gradients can be either Tensors or None, but got {type(c).__name__}"
-                )
-            if c._data.shape != o._data.shape:
+        def vjp_fn(cotangents: Any, retain_graph: bool = True, create_graph: bool | None = None):
+            """The cotangents (shaped like the output) pulled back to one gradient per primal."""
+            cots, cspec = _flatten(cotangents)
+            if cspec != spec:
                 raise RuntimeError(
-                    f"Mismatch in shape: grad_output[{i}] has a shape of {list(c.shape)} and "
-                    f"output[{i}] has a shape of {list(o.shape)}."
+                    "Expected pytree structure of cotangents to be the same as pytree structure of "
+                    f"outputs to the function. cotangents: {_spec_str(cspec)}, primal output: "
+                    f"{_spec_str(spec)}"
                 )
-        if create_graph is None:
-            create_graph = is_grad_enabled() and (
-                tr.linked or any(c._requires_grad for c in cots)
-            )
-        flat = _grads(outs, tr.inputs, cots, create_graph, retain_graph)
-        return tr.structure(flat)
+            for i, (c, o) in enumerate(zip(cots, outs)):
+                if not isinstance(c, Tensor):
+                    raise TypeError(
+                        f"gradients can be either Tensors or None, but got {type(c).__name__}"
+                    )
+                if c._data.shape != o._data.shape:
+                    raise RuntimeError(
+                        f"Mismatch in shape: grad_output[{i}] has a shape of {c.shape} and "
+                        f"output[{i}] has a shape of {o.shape}."
+                    )
+            if create_graph is None:
+                create_graph = is_grad_enabled() and (
+                    tr.linked or any(c._requires_grad for c in cots)
+                )
+            flat = _grads(outs, tr.inputs, cots, create_graph, retain_graph)
+            return tr.structure(flat)
 
-    out = tr.finish(tr.out)
-    if has_aux:
-        return out, vjp_fn, tr.finish(tr.aux)
-    return out, vjp_fn
+        out = tr.finish(tr.out)
+        if has_aux:
+            return out, vjp_fn, tr.finish(tr.aux)
+        return out, vjp_fn
 
 
 def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
@@ -397,21 +424,21 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from chainrule.ops.shape import stack
 
-        tr = _Trace(func, args, kwargs, argnums, has_aux, _VJP)
-        outs, spec = tr.outputs(_VJP)
-        _check_floating_outputs(outs)
-        per_output = []
-        for o in outs:
-            rows: list[list] = [[] for _ in tr.inputs]
-            for e in _basis(o):
-                grads = _grads([o], tr.inputs, [wrap(e)], tr.linked)
-                for i, g in enumerate(grads):
-                    rows[i].append(g)
-            blocks = [stack(r).reshape(o.shape + x.shape) if r else _zeros_jac(o, x)
-                      for r, x in zip(rows, tr.inputs)]
-            per_output.append(tr.structure(blocks))
-        jac = _unflatten(spec, per_output)
-        return (jac, tr.finish(tr.aux)) if has_aux else jac
+        with _Trace(func, args, kwargs, argnums, has_aux, _VJP) as tr:
+            outs, spec = tr.outputs(_VJP)
+            _check_floating_outputs(outs)
+            per_output = []
+            for o in outs:
+                rows: list[list] = [[] for _ in tr.inputs]
+                for e in _basis(o):
+                    grads = _grads([o], tr.inputs, [wrap(e)], tr.linked)
+                    for i, g in enumerate(grads):
+                        rows[i].append(g)
+                blocks = [stack(r).reshape(o.shape + x.shape) if r else _zeros_jac(o, x)
+                          for r, x in zip(rows, tr.inputs)]
+                per_output.append(tr.structure(blocks))
+            jac = _unflatten(spec, per_output)
+            return (jac, tr.finish(tr.aux)) if has_aux else jac
 
     return wrapper
 
@@ -452,14 +479,14 @@ def jvp(func: Callable, primals: tuple, tangents: tuple, *, strict: bool = False
                 f"original Tensor, this is not supported. Tensor is of size {list(p.shape)} while "
                 f"the given forward gradient is of size {list(t.shape)}."
             )
-    tr = _Trace(func, primals, {}, tuple(range(len(primals))), has_aux, _JVP)
-    outs, spec = tr.outputs(_JVP)
-    create = is_grad_enabled() and (tr.linked or any(t._requires_grad for t in t_leaves))
-    lin = _Linear(outs, tr.inputs)
-    jv = lin.push(list(range(len(tr.inputs))), t_leaves, create)
-    jv = [j if create else j.detach() for j in jv]
-    result = (tr.finish(tr.out), _unflatten(spec, jv))
-    return result + (tr.finish(tr.aux),) if has_aux else result
+    with _Trace(func, primals, {}, tuple(range(len(primals))), has_aux, _JVP) as tr:
+        outs, spec = tr.outputs(_JVP)
+        create = is_grad_enabled() and (tr.linked or any(t._requires_grad for t in t_leaves))
+        lin = _Linear(outs, tr.inputs, tr.scope)
+        jv = lin.push(list(range(len(tr.inputs))), t_leaves, create)
+        jv = [j if create else j.detach() for j in jv]
+        result = (tr.finish(tr.out), _unflatten(spec, jv))
+        return result + (tr.finish(tr.aux),) if has_aux else result
 
 
 def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False, *,
@@ -475,21 +502,21 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             for t in _flatten(args[a])[0]:
                 if isinstance(t, Tensor):
                     _check_floating("primal", t)
-        tr = _Trace(func, args, kwargs, argnums, has_aux, _JVP)
-        outs, spec = tr.outputs(_JVP)
-        lin = _Linear(outs, tr.inputs)
-        cols: list[list[list]] = [[[] for _ in tr.inputs] for _ in outs]
-        for i, x in enumerate(tr.inputs):
-            for e in _basis(x):
-                for j, c in enumerate(lin.push([i], [wrap(e)], tr.linked)):
-                    cols[j][i].append(c)
-        per_output = []
-        for j, o in enumerate(outs):
-            blocks = [stack(c, -1).reshape(o.shape + x.shape) if c else _zeros_jac(o, x)
-                      for c, x in zip(cols[j], tr.inputs)]
-            per_output.append(tr.structure(blocks))
-        jac = _unflatten(spec, per_output)
-        return (jac, tr.finish(tr.aux)) if has_aux else jac
+        with _Trace(func, args, kwargs, argnums, has_aux, _JVP) as tr:
+            outs, spec = tr.outputs(_JVP)
+            lin = _Linear(outs, tr.inputs, tr.scope)
+            cols: list[list[list]] = [[[] for _ in tr.inputs] for _ in outs]
+            for i, x in enumerate(tr.inputs):
+                for e in _basis(x):
+                    for j, c in enumerate(lin.push([i], [wrap(e)], tr.linked)):
+                        cols[j][i].append(c)
+            per_output = []
+            for j, o in enumerate(outs):
+                blocks = [stack(c, -1).reshape(o.shape + x.shape) if c else _zeros_jac(o, x)
+                          for c, x in zip(cols[j], tr.inputs)]
+                per_output.append(tr.structure(blocks))
+            jac = _unflatten(spec, per_output)
+            return (jac, tr.finish(tr.aux)) if has_aux else jac
 
     return wrapper
 
@@ -531,25 +558,25 @@ def hvp(func: Callable, primals: Any, tangents: Any = None) -> tuple:
             raise RuntimeError(
                 f"v has invalid size: should be {a.shape} but got {v.shape}."
             )
-    tr = _Trace(func, args, {}, tuple(range(len(args))), False, "hvp(f, primals, tangents)")
-    out = tr.out
-    if isinstance(out, tuple) and len(out) == 1:
-        out = out[0]
-    if isinstance(out, tuple):
-        raise RuntimeError("The function given to hvp should return a single Tensor")
-    if not isinstance(out, Tensor):
-        raise TypeError(
-            "The outputs of the user-provided function given to hvp must be either a Tensor or a "
-            "tuple of Tensors but the given outputs of the user-provided function has type "
-            f"{type(out)}."
-        )
-    if out.numel() != 1:
-        raise RuntimeError(
-            "The Tensor returned by the function given to hvp should contain a single element"
-        )
-    g = _grads([out], tr.inputs, [None], create_graph=True)
-    create = is_grad_enabled() and (tr.linked or any(v._requires_grad for v in vs))
-    hv = _grads(g, tr.inputs, list(vs), create, retain_graph=tr.linked)
-    hv = [h if create else h.detach() for h in hv]
-    value = tr.finish(tr.out)
-    return (value, hv[0]) if single else (value, tuple(hv))
+    with _Trace(func, args, {}, tuple(range(len(args))), False, "hvp(f, primals, tangents)") as tr:
+        out = tr.out
+        if isinstance(out, tuple) and len(out) == 1:
+            out = out[0]
+        if isinstance(out, tuple):
+            raise RuntimeError("The function given to hvp should return a single Tensor")
+        if not isinstance(out, Tensor):
+            raise TypeError(
+                "The outputs of the user-provided function given to hvp must be either a Tensor "
+                "or a tuple of Tensors but the given outputs of the user-provided function has "
+                f"type {type(out)}."
+            )
+        if out.numel() != 1:
+            raise RuntimeError(
+                "The Tensor returned by the function given to hvp should contain a single element"
+            )
+        g = _grads([out], tr.inputs, [None], create_graph=True)
+        create = is_grad_enabled() and (tr.linked or any(v._requires_grad for v in vs))
+        hv = _grads(g, tr.inputs, list(vs), create, retain_graph=tr.linked)
+        hv = [h if create else h.detach() for h in hv]
+        value = tr.finish(tr.out)
+        return (value, hv[0]) if single else (value, tuple(hv))
