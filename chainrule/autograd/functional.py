@@ -42,6 +42,4 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
 def hvp(func, inputs, v=None, create_graph=False, strict=False):
     from chainrule import func as F
 
-    args = inputs if isinstance(inputs, tuple) else (inputs,)
-    tangents = v if isinstance(v, tuple) else (v,)
-    return F.hvp(func, args, tangents)
+    return F.hvp(func, inputs, v)  # same structure rules as torch: Tensor in, Tensor out
