@@ -1,0 +1,782 @@
+"""Convolution and pooling gates, vectorized with im2col.
+
+A convolution is one matrix multiply once every input window is laid out as a column
+(*im2col*): ``y[n, o, p] = Σ_k W[o, k] · cols[n, k, p]``. Its gradient is two more matrix
+multiplies: ``dW = dY · colsᵀ`` and ``dcols = Wᵀ · dY``, and *col2im* (the adjoint of im2col)
+adds each column's gradient back onto the pixels of its window. ``Im2Col`` and ``Col2Im`` are
+gates that are each other's backward, so every backward rule here is itself differentiable
+(double backward, Hessians) without extra code.
+
+Geometry: a window grid is described by ``_Geom`` (kernel, stride, dilation, padding per side
+and output size), shared by convolution, transposed convolution and pooling.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from chainrule.autograd.function import Op
+from chainrule.ops import either
+from chainrule.tensor import Tensor, wrap
+
+__all__ = [
+    "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
+    "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "unfold", "fold",
+]
+
+
+class _Geom(NamedTuple):
+    """A grid of (kh × kw) windows over a (H × W) image padded by (pt, pb, pl, pr)."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    oh: int
+    ow: int
+
+
+def _as_strided(x, shape, strides):
+    if isinstance(x, np.ndarray):
+        return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
+    import cupy  # pragma: no cover  (CuPy arrays need CuPy's own stride tricks)
+
+    return cupy.lib.stride_tricks.as_strided(x, shape, strides)
+
+
+def _window_view(xp, geom: _Geom, i: int, j: int):
+    """The (N, C, OH, OW) strided view of the padded image under kernel offset (i, j)."""
+    hi = i * geom.dh
+    wj = j * geom.dw
+    return xp[:, :, hi:hi + geom.sh * (geom.oh - 1) + 1:geom.sh,
+              wj:wj + geom.sw * (geom.ow - 1) + 1:geom.sw]
+
+
+def _pad(x, geom: _Geom, value: float = 0.0):
+    if geom.pt or geom.pb or geom.pl or geom.pr:
+        return np.pad(x, ((0, 0), (0, 0), (geom.pt, geom.pb), (geom.pl, geom.pr)),
+                      constant_values=value)
+    return x
+
+
+def _disjoint(geom: _Geom) -> bool:
+    """True when no pixel belongs to two windows (then col2im can assign instead of add)."""
+    return (geom.kh - 1) * geom.dh < geom.sh and (geom.kw - 1) * geom.dw < geom.sw
+
+
+def _im2col_raw(x, geom: _Geom):
+    """(N, C, H, W) -> (N, C, kh, kw, OH, OW), contiguous: every window's pixels."""
+    xp = _pad(x, geom)
+    n, c = xp.shape[:2]
+    s0, s1, s2, s3 = xp.strides
+    win = _as_strided(xp, (n, c, geom.kh, geom.kw, geom.oh, geom.ow),
+                      (s0, s1, geom.dh * s2, geom.dw * s3, geom.sh * s2, geom.sw * s3))
+    return np.ascontiguousarray(win)
+
+
+def _col2im_raw(cols, x_shape: tuple, geom: _Geom):
+    """The adjoint of im2col: add each window's column back onto its pixels, then crop."""
+    n, c, h, w = x_shape
+    out = np.zeros((n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr), cols.dtype)
+    disjoint = _disjoint(geom)
+    for i in range(geom.kh):
+        for j in range(geom.kw):
+            view = _window_view(out, geom, i, j)
+            if disjoint:
+                view[...] = cols[:, :, i, j]
+            else:
+                view += cols[:, :, i, j]
+    if geom.pt or geom.pb or geom.pl or geom.pr:
+        return out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w]
+    return out
+
+
+def _im2col(x, geom: _Geom):
+    return Im2Col.apply(x, geom) if isinstance(x, Tensor) else _im2col_raw(x, geom)
+
+
+def _col2im(cols, x_shape: tuple, geom: _Geom):
+    if isinstance(cols, Tensor):
+        return Col2Im.apply(cols, tuple(x_shape), geom)
+    return _col2im_raw(cols, tuple(x_shape), geom)
+
+
+# ---- the gates ----------------------------------------------------------------------------------
+class Im2Col(Op):
+    """cols = the pixels under every window;  dx = col2im(dcols) (each pixel sums its windows)"""
+
+    @staticmethod
+    def forward(ctx, x, geom):
+        ctx.shape, ctx.geom = x.shape, geom
+        return _im2col_raw(x, geom)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _col2im(g, ctx.shape, ctx.geom), None
+
+
+class Col2Im(Op):
+    """x = window columns added back onto their pixels;  dcols = im2col(dx)"""
+
+    @staticmethod
+    def forward(ctx, cols, x_shape, geom):
+        ctx.geom = geom
+        return _col2im_raw(cols, x_shape, geom)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _im2col(g, ctx.geom), None, None
+
+
+class Conv2d(Op):
+    """y = W · im2col(x) + b per group;  dW = dy · colsᵀ, dx = col2im(Wᵀ · dy), db = Σ dy"""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geom, groups):
+        n, o = x.shape[0], w.shape[0]
+        p = geom.oh * geom.ow
+        cols = _im2col_raw(x, geom)
+        wg = w.reshape(groups, o // groups, -1)
+        y = np.matmul(wg, cols.reshape(n, groups, wg.shape[2], p)).reshape(n, o, geom.oh, geom.ow)
+        if b is not None:
+            y += b.reshape(o, 1, 1)
+        ctx.geom, ctx.groups = geom, groups
+        ctx.save_for_backward(x, w, cols)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, cols = ctx.saved_tensors
+        geom, groups = ctx.geom, ctx.groups
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        n, o = g.shape[0], g.shape[1]
+        ck = w.shape[1] * geom.kh * geom.kw
+        g4 = either.reshape(g, (n, groups, o // groups, geom.oh * geom.ow))
+        gx = gw = gb = None
+        if need_w:
+            if isinstance(g, Tensor):  # rebuild cols from x so that dW stays differentiable in x
+                cols = _im2col(x, geom)
+            cols4 = either.reshape(cols, (n, groups, ck, geom.oh * geom.ow))
+            gw = either.reshape(_sum0(g4 @ either.swapaxes(cols4, -1, -2)), tuple(w.shape))
+        if need_x:
+            wg = either.reshape(w, (groups, o // groups, ck))
+            gcols = either.swapaxes(wg, -1, -2) @ g4
+            c = x.shape[1]
+            gcols = either.reshape(gcols, (n, c, geom.kh, geom.kw, geom.oh, geom.ow))
+            gx = _col2im(gcols, tuple(x.shape), geom)
+        if need_b:
+            gb = either.sum(g, (0, 2, 3))
+        return gx, gw, gb, None, None
+
+
+def _sum0(a):
+    if isinstance(a, Tensor):
+        return a.sum(0)
+    return np.add.reduce(a, axis=0) if a.shape[0] > 1 else a[0]
+
+
+class ConvTranspose2d(Op):
+    """y = col2im(Wᵀ · x) + b per group (the adjoint of conv2d in x);  dx = W · im2col(dy)"""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geom, groups, out_shape):
+        n, cin, h, wd = x.shape
+        cout_g = w.shape[1]
+        wg = w.reshape(groups, cin // groups, -1)
+        cols = np.matmul(np.swapaxes(wg, -1, -2), x.reshape(n, groups, cin // groups, h * wd))
+        cols = cols.reshape(n, groups * cout_g, geom.kh, geom.kw, h, wd)
+        y = _col2im_raw(cols, out_shape, geom)
+        if b is not None:
+            y = y + b.reshape(-1, 1, 1)
+        elif y.base is not None:
+            y = np.ascontiguousarray(y)
+        ctx.geom, ctx.groups = geom, groups
+        ctx.save_for_backward(x, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        geom, groups = ctx.geom, ctx.groups
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        n, cin = x.shape[0], x.shape[1]
+        hw = x.shape[2] * x.shape[3]
+        gx = gw = gb = None
+        if need_x or need_w:
+            gcols = either.reshape(_im2col(g, geom), (n, groups, -1, hw))
+            if need_x:
+                wg = either.reshape(w, (groups, cin // groups, -1))
+                gx = either.reshape(wg @ gcols, tuple(x.shape))
+            if need_w:
+                x4 = either.reshape(x, (n, groups, cin // groups, hw))
+                gw = either.reshape(_sum0(x4 @ either.swapaxes(gcols, -1, -2)), tuple(w.shape))
+        if need_b:
+            gb = either.sum(g, (0, 2, 3))
+        return gx, gw, gb, None, None, None
+
+
+class MaxPool2d(Op):
+    """y = max over each window;  the gradient goes to the (first) maximum of its window"""
+
+    @staticmethod
+    def forward(ctx, x, geom):
+        xp = _pad(x, geom, -math.inf)
+        k = geom.kh * geom.kw
+        y = np.array(_window_view(xp, geom, 0, 0))  # a fresh copy: the running maximum
+        itype = np.uint8 if k < 256 else np.int32
+        idx = np.zeros(y.shape, itype)
+        step = np.empty(y.shape, itype)
+        for t in range(1, k):
+            v = _window_view(xp, geom, t // geom.kw, t % geom.kw)
+            better = np.greater(v, y)
+            np.maximum(y, v, out=y)  # propagates NaN, as PyTorch does
+            # offsets only grow, so "idx = t where better" is a running maximum of better·t
+            np.multiply(better, itype(t), out=step)
+            np.maximum(idx, step, out=idx)
+        ctx.idx, ctx.shape, ctx.geom = idx, x.shape, geom
+        ctx.mark_non_differentiable(1)
+        return y, idx
+
+    @staticmethod
+    def backward(ctx, g, _g_idx=None):
+        geom, idx, shape = ctx.geom, ctx.idx, ctx.shape
+        k = geom.kh * geom.kw
+        if isinstance(g, Tensor):  # linear in g: one-hot mask times g, added back by col2im
+            onehot = idx[:, :, None] == np.arange(k, dtype=idx.dtype).reshape(k, 1, 1)
+            mask = onehot.reshape(idx.shape[:2] + (geom.kh, geom.kw) + idx.shape[2:])
+            cols = either.expand_dims(g, (2, 3)) * wrap(mask.astype(g._data.dtype))
+            return _col2im(cols, shape, geom), None
+        n, c, h, w = shape
+        out = np.zeros((n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr), g.dtype)
+        disjoint = _disjoint(geom)
+        for t in range(k):
+            view = _window_view(out, geom, t // geom.kw, t % geom.kw)
+            if disjoint:
+                np.multiply(g, idx == t, out=view)
+            else:
+                view += g * (idx == t)
+        if geom.pt or geom.pb or geom.pl or geom.pr:
+            out = out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w]
+        return out, None
+
+
+class AvgPool2d(Op):
+    """y = Σ window / divisor;  each pixel of a window gets dy / divisor"""
+
+    @staticmethod
+    def forward(ctx, x, geom, recip):
+        xp = _pad(x, geom)
+        y = np.array(_window_view(xp, geom, 0, 0))
+        for t in range(1, geom.kh * geom.kw):
+            y += _window_view(xp, geom, t // geom.kw, t % geom.kw)
+        y *= recip
+        ctx.shape, ctx.geom, ctx.recip = x.shape, geom, recip
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        geom = ctx.geom
+        gs = g * (wrap(ctx.recip) if isinstance(g, Tensor) else ctx.recip)
+        if isinstance(g, Tensor):
+            n, c = ctx.shape[:2]
+            cols = either.broadcast_to(either.expand_dims(gs, (2, 3)),
+                                       (n, c, geom.kh, geom.kw, geom.oh, geom.ow))
+            return _col2im(cols, ctx.shape, geom), None, None
+        n, c, h, w = ctx.shape
+        out = np.zeros((n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr), gs.dtype)
+        disjoint = _disjoint(geom)
+        for t in range(geom.kh * geom.kw):
+            view = _window_view(out, geom, t // geom.kw, t % geom.kw)
+            if disjoint:
+                view[...] = gs
+            else:
+                view += gs
+        if geom.pt or geom.pb or geom.pl or geom.pr:
+            out = out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w]
+        return out, None, None
+
+
+# ---- argument checking --------------------------------------------------------------------------
+def _tuple(value, n: int, name: str, op: str) -> tuple:
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = tuple(value) * n
+        if len(value) != n:
+            raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+        return tuple(int(v) for v in value)
+    return (int(value),) * n
+
+
+def _check_float(t, name: str, op: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}(): argument '{name}' must be Tensor, not {type(t).__name__}")
+    if t._data.dtype.kind != "f":
+        raise RuntimeError(
+            f"{op}: expected {name} to be a floating point tensor, but got {t.dtype} "
+            f"(shape {list(t._data.shape)})"
+        )
+
+
+def _batched(input: Tensor, dims: int, op: str, names: str) -> tuple:
+    """Accept (N, C, *spatial) or unbatched (C, *spatial); return the batched tensor and a flag."""
+    _check_float(input, "input", op)
+    nd = input._data.ndim
+    if nd == dims + 2:
+        return input, False
+    if nd == dims + 1:
+        return input.unsqueeze(0), True
+    raise RuntimeError(
+        f"{op}: Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input {names}, but got "
+        f"input of size: {list(input._data.shape)}"
+    )
+
+
+def _out_size(size: int, k: int, s: int, d: int, lo: int, hi: int) -> int:
+    return (size + lo + hi - d * (k - 1) - 1) // s + 1
+
+
+def _conv_padding(padding, kernel: tuple, dilation: tuple, stride: tuple, op: str) -> tuple:
+    """Padding per side ((top, bottom), (left, right)); 'same' may be asymmetric."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return tuple((0, 0) for _ in kernel)
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions")
+            out = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                out.append((total // 2, total - total // 2))
+            return tuple(out)
+        raise ValueError(
+            f"{op}: Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}"
+        )
+    pads = _tuple(padding, len(kernel), "padding", op)
+    if any(p < 0 for p in pads):
+        raise RuntimeError(f"{op}: negative padding is not supported, got padding={padding!r}")
+    return tuple((p, p) for p in pads)
+
+
+def _check_positive(values: tuple, name: str, op: str) -> None:
+    if any(v <= 0 for v in values):
+        raise RuntimeError(f"{op}: {name} should be greater than zero, but got {name}={values}")
+
+
+def _same_dtype(input: Tensor, weight: Tensor, bias, op: str) -> None:
+    if weight._data.dtype != input._data.dtype or (
+        bias is not None and bias._data.dtype != input._data.dtype
+    ):
+        bias_part = f", bias {bias.dtype}" if bias is not None else ""
+        raise RuntimeError(
+            f"{op}: expected input, weight and bias to have the same dtype, but got input "
+            f"{input.dtype}, weight {weight.dtype}{bias_part}"
+        )
+
+
+# ---- convolution --------------------------------------------------------------------------------
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D cross-correlation: y[n, o] = Σ_c W[o, c] ⋆ x[n, c] + b[o] (PyTorch's conv2d)."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, "conv2d")
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, op, spatial=2):
+    x, unbatched = _batched(input, 2, op, "to conv2d" if spatial == 2 else "to conv1d")
+    _check_float(weight, "weight", op)
+    if weight._data.ndim != 4:
+        raise RuntimeError(
+            f"{op}: weight should have {spatial + 2} dimensions, but got weight of size "
+            f"{list(_user_shape(weight._data.shape, spatial))}"
+        )
+    if bias is not None:
+        _check_float(bias, "bias", op)
+    _same_dtype(x, weight, bias, op)
+    n, c, h, w = x._data.shape
+    o, cg, kh, kw = weight._data.shape
+    wshape = list(_user_shape(weight._data.shape, spatial))
+    xshape = list(_user_shape(x._data.shape, spatial))
+    if groups <= 0:
+        raise RuntimeError(f"{op}: non-positive groups is not supported (groups={groups})")
+    if c != cg * groups:
+        raise RuntimeError(
+            f"{op}: Given groups={groups}, weight of size {wshape}, expected input{xshape} to "
+            f"have {cg * groups} channels, but got {c} channels instead"
+        )
+    if o % groups:
+        raise RuntimeError(
+            f"{op}: Given groups={groups}, expected weight{wshape} to be divisible by {groups} "
+            f"at dimension 0"
+        )
+    if bias is not None and tuple(bias._data.shape) != (o,):
+        raise RuntimeError(
+            f"{op}: Given weight of size {wshape}, expected bias to be 1-dimensional with {o} "
+            f"elements, but got bias of size {list(bias._data.shape)} instead"
+        )
+    stride = _tuple(stride, 2, "stride", op)
+    dilation = _tuple(dilation, 2, "dilation", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    (pt, pb), (pl, pr) = _conv_padding(padding, (kh, kw), dilation, stride, op)
+    oh = _out_size(h, kh, stride[0], dilation[0], pt, pb)
+    ow = _out_size(w, kw, stride[1], dilation[1], pl, pr)
+    if oh <= 0 or ow <= 0:
+        raise RuntimeError(
+            f"{op}: Calculated padded input size per channel: ({h + pt + pb} x {w + pl + pr}). "
+            f"Kernel size: ({dilation[0] * (kh - 1) + 1} x {dilation[1] * (kw - 1) + 1}). Kernel "
+            f"size can't be greater than actual input size (input{xshape}, weight{wshape})"
+        )
+    geom = _Geom(kh, kw, stride[0], stride[1], dilation[0], dilation[1], pt, pb, pl, pr, oh, ow)
+    y = Conv2d.apply(x, weight, bias, geom, int(groups))
+    return y.squeeze(0) if unbatched else y
+
+
+def _user_shape(shape: tuple, spatial: int) -> tuple:
+    """Hide the dummy height axis that 1-d ops add."""
+    return tuple(shape[:2]) + tuple(shape[3:]) if spatial == 1 else tuple(shape)
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """1-D cross-correlation over (N, C, L) (PyTorch's conv1d), computed as a 2-D one."""
+    _check_float(input, "input", "conv1d")
+    _check_float(weight, "weight", "conv1d")
+    if input._data.ndim not in (2, 3):
+        raise RuntimeError(
+            f"conv1d: Expected 2D (unbatched) or 3D (batched) input to conv1d, but got input of "
+            f"size: {list(input._data.shape)}"
+        )
+    if weight._data.ndim != 3:
+        raise RuntimeError(
+            f"conv1d: weight should have 3 dimensions, but got weight of size "
+            f"{list(weight._data.shape)}"
+        )
+    if not isinstance(padding, str):
+        padding = (0, _tuple(padding, 1, "padding", "conv1d")[0])
+    y = _conv2d(input.unsqueeze(-2), weight.unsqueeze(2), bias,
+                (1, _tuple(stride, 1, "stride", "conv1d")[0]), padding,
+                (1, _tuple(dilation, 1, "dilation", "conv1d")[0]), groups, "conv1d", 1)
+    return y.squeeze(-2)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """2-D transposed convolution (the gradient of conv2d in its input), PyTorch's layout."""
+    return _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, "conv_transpose2d")
+
+
+def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                      op, spatial=2):
+    x, unbatched = _batched(input, 2, op, f"to {op}")
+    _check_float(weight, "weight", op)
+    if weight._data.ndim != 4:
+        raise RuntimeError(
+            f"{op}: weight should have {spatial + 2} dimensions, but got weight of size "
+            f"{list(_user_shape(weight._data.shape, spatial))}"
+        )
+    if bias is not None:
+        _check_float(bias, "bias", op)
+    _same_dtype(x, weight, bias, op)
+    n, c, h, w = x._data.shape
+    cin, cout_g, kh, kw = weight._data.shape
+    wshape = list(_user_shape(weight._data.shape, spatial))
+    xshape = list(_user_shape(x._data.shape, spatial))
+    if groups <= 0 or cin % groups:
+        raise RuntimeError(f"{op}: weight{wshape} is not divisible into groups={groups}")
+    if c != cin:
+        raise RuntimeError(
+            f"{op}: Given transposed=1, weight of size {wshape}, expected input{xshape} to have "
+            f"{cin} channels, but got {c} channels instead"
+        )
+    cout = cout_g * groups
+    if bias is not None and tuple(bias._data.shape) != (cout,):
+        raise RuntimeError(
+            f"{op}: Given transposed=1, weight of size {wshape}, expected bias to be 1-dimensional "
+            f"with {cout} elements, but got bias of size {list(bias._data.shape)} instead"
+        )
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a tuple, got {padding!r}")
+    stride = _tuple(stride, 2, "stride", op)
+    dilation = _tuple(dilation, 2, "dilation", op)
+    pads = _tuple(padding, 2, "padding", op)
+    opad = _tuple(output_padding, 2, "output_padding", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    for p_, s_, d_ in zip(opad, stride, dilation):
+        if p_ < 0 or (p_ >= s_ and p_ >= d_):
+            raise RuntimeError(
+                f"{op}: output padding must be smaller than either stride or dilation, but got "
+                f"output_padding={opad}, stride={stride}, dilation={dilation}"
+            )
+    out_h = (h - 1) * stride[0] - 2 * pads[0] + dilation[0] * (kh - 1) + opad[0] + 1
+    out_w = (w - 1) * stride[1] - 2 * pads[1] + dilation[1] * (kw - 1) + opad[1] + 1
+    if out_h <= 0 or out_w <= 0:
+        raise RuntimeError(
+            f"{op}: Given input size per channel: ({h} x {w}), calculated output size per "
+            f"channel: ({out_h} x {out_w}). Output size is too small (input{xshape}, "
+            f"weight{wshape})"
+        )
+    # Padding may exceed what the windows cover; the windows must stay within the padded image.
+    geom = _Geom(kh, kw, stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[0],
+                 pads[1], pads[1], h, w)
+    out_shape = (n, cout, out_h, out_w)
+    y = ConvTranspose2d.apply(x, weight, bias, geom, int(groups), out_shape)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """1-D transposed convolution over (N, C, L), computed as a 2-D one."""
+    _check_float(input, "input", "conv_transpose1d")
+    _check_float(weight, "weight", "conv_transpose1d")
+    if input._data.ndim not in (2, 3) or weight._data.ndim != 3:
+        raise RuntimeError(
+            f"conv_transpose1d: expected a 2D or 3D input and a 3D weight, but got input of size "
+            f"{list(input._data.shape)} and weight of size {list(weight._data.shape)}"
+        )
+
+    def one(v, name):
+        return (1 if name != "padding" and name != "output_padding" else 0,
+                _tuple(v, 1, name, "conv_transpose1d")[0])
+
+    y = _conv_transpose2d(input.unsqueeze(-2), weight.unsqueeze(2), bias, one(stride, "stride"),
+                          one(padding, "padding"), one(output_padding, "output_padding"), groups,
+                          one(dilation, "dilation"), "conv_transpose1d", 1)
+    return y.squeeze(-2)
+
+
+# ---- pooling ------------------------------------------------------------------------------------
+def _pool_geom(shape: tuple, kernel_size, stride, padding, dilation, ceil_mode: bool, op: str,
+               spatial: int = 2) -> _Geom:
+    kernel = _tuple(kernel_size, 2, "kernel_size", op)
+    stride = kernel if stride is None or stride == () or stride == [] else _tuple(
+        stride, 2, "stride", op)
+    pads = _tuple(padding, 2, "padding", op)
+    dil = _tuple(dilation, 2, "dilation", op)
+    _check_positive(kernel, "kernel_size", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dil, "dilation", op)
+    for p, k, d in zip(pads, kernel, dil):
+        if p < 0 or p > (d * (k - 1) + 1) // 2:
+            raise RuntimeError(
+                f"{op}: pad should be at most half of effective kernel size, but got "
+                f"pad={p}, kernel_size={k} and dilation={d}"
+            )
+    h, w = shape[-2:]
+    outs, extra = [], []
+    for size, k, s, p, d in zip((h, w), kernel, stride, pads, dil):
+        span = size + 2 * p - d * (k - 1) - 1
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= size + p:
+            o -= 1
+        outs.append(o)
+        extra.append(max(0, (o - 1) * s + d * (k - 1) + 1 - (size + 2 * p)))
+    if outs[0] <= 0 or outs[1] <= 0:
+        dims = "x".join(str(v) for v in _user_shape((1, 1) + tuple(shape[-2:]), spatial)[2:])
+        odims = "x".join(str(v) for v in _user_shape((1, 1, outs[0], outs[1]), spatial)[2:])
+        raise RuntimeError(
+            f"{op}: Given input size: ({shape[-3]}x{dims}). Calculated output size: "
+            f"({shape[-3]}x{odims}). Output size is too small"
+        )
+    return _Geom(kernel[0], kernel[1], stride[0], stride[1], dil[0], dil[1], pads[0],
+                 pads[0] + extra[0], pads[1], pads[1] + extra[1], outs[0], outs[1])
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """y = max over each (kh × kw) window (PyTorch's max_pool2d); indices index each H·W plane."""
+    return _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                       "max_pool2d")
+
+
+def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, op,
+                spatial=2):
+    x, unbatched = _batched(input, 2, op, "")
+    if 0 in x._data.shape[1:]:
+        raise RuntimeError(f"{op}: Expected input with non-zero sizes, got {list(input.shape)}")
+    geom = _pool_geom(x._data.shape, kernel_size, stride, padding, dilation, ceil_mode, op,
+                      spatial)
+    y, idx = MaxPool2d.apply(x, geom)
+    if unbatched:
+        y = y.squeeze(0)
+    if not return_indices:
+        return y
+    flat = wrap(_flat_indices(idx._data, geom, x._data.shape[-1]))
+    return y, flat.squeeze(0) if unbatched else flat
+
+
+def _flat_indices(idx, geom: _Geom, width: int):
+    """Window-offset indices -> PyTorch's indices into each flattened input plane."""
+    idx = idx.astype(np.int64)
+    rows = (np.arange(geom.oh).reshape(-1, 1) * geom.sh - geom.pt) + (idx // geom.kw) * geom.dh
+    cols = (np.arange(geom.ow) * geom.sw - geom.pl) + (idx % geom.kw) * geom.dw
+    return rows * width + cols
+
+
+def _avg_recip(size: int, k: int, s: int, p: int, o: int, count_include_pad: bool):
+    start = np.arange(o) * s - p
+    end = np.minimum(start + k, size + p)
+    full = end - start
+    inside = np.minimum(end, size) - np.maximum(start, 0)
+    return full if count_include_pad else inside
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None) -> Tensor:
+    """y = mean over each (kh × kw) window (PyTorch's avg_pool2d)."""
+    return _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override, "avg_pool2d")
+
+
+def _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                divisor_override, op, spatial=2):
+    x, unbatched = _batched(input, 2, op, "")
+    geom = _pool_geom(x._data.shape, kernel_size, stride, padding, 1, ceil_mode, op, spatial)
+    dtype = x._data.dtype
+    if divisor_override is not None:
+        if divisor_override == 0:
+            raise RuntimeError(f"{op}: divisor must be not zero")
+        recip = np.asarray(1.0 / divisor_override, dtype)
+    else:
+        h, w = x._data.shape[-2:]
+        dh = _avg_recip(h, geom.kh, geom.sh, geom.pt, geom.oh, count_include_pad)
+        dw = _avg_recip(w, geom.kw, geom.sw, geom.pl, geom.ow, count_include_pad)
+        recip = (1.0 / np.outer(dh, dw)).astype(dtype)
+    y = AvgPool2d.apply(x, geom, recip)
+    return y.squeeze(0) if unbatched else y
+
+
+def _adaptive_matrix(size: int, out: int, np_dtype):
+    """(out, size) averaging matrix over windows [⌊i·size/out⌋, ⌈(i+1)·size/out⌉)."""
+    i = np.arange(out)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    cols = np.arange(size)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return (inside / (end - start)[:, None]).astype(np_dtype)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average pooling to a fixed output size (PyTorch's adaptive windows)."""
+    return _adaptive_avg_pool2d(input, output_size, "adaptive_avg_pool2d")
+
+
+def _adaptive_avg_pool2d(input, output_size, op):
+    x, unbatched = _batched(input, 2, op, "")
+    h, w = x._data.shape[-2:]
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"{op}: output_size must be 2, got {output_size!r}")
+        oh, ow = (h if output_size[0] is None else int(output_size[0]),
+                  w if output_size[1] is None else int(output_size[1]))
+    else:
+        oh = ow = int(output_size)
+    if oh <= 0 or ow <= 0:
+        raise RuntimeError(f"{op}: output_size must be positive, got {output_size!r}")
+    if h == 0 or w == 0:
+        raise RuntimeError(f"{op}: Expected input with non-zero sizes, got {list(input.shape)}")
+    if (oh, ow) == (1, 1):
+        y = x.mean((-2, -1), keepdim=True)
+    elif h % oh == 0 and w % ow == 0:
+        y = AvgPool2d.apply(x, _Geom(h // oh, w // ow, h // oh, w // ow, 1, 1, 0, 0, 0, 0, oh, ow),
+                            np.asarray(1.0 / ((h // oh) * (w // ow)), x._data.dtype))
+    else:
+        dtype = x._data.dtype
+        y = wrap(_adaptive_matrix(h, oh, dtype)) @ x @ wrap(_adaptive_matrix(w, ow, dtype).T)
+    return y.squeeze(0) if unbatched else y
+
+
+# ---- 1-d pooling (as 2-d with a dummy height) ---------------------------------------------------
+def _one(v, fill: int):
+    if v is None:
+        return None
+    return (fill, _tuple(v, 1, "size", "pool1d")[0])
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """y = max over each window of (N, C, L) (PyTorch's max_pool1d)."""
+    _check_float(input, "input", "max_pool1d")
+    out = _max_pool2d(input.unsqueeze(-2), _one(kernel_size, 1), _one(stride, 1),
+                      _one(padding, 0), _one(dilation, 1), ceil_mode, return_indices,
+                      "max_pool1d", 1)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    """y = mean over each window of (N, C, L) (PyTorch's avg_pool1d)."""
+    _check_float(input, "input", "avg_pool1d")
+    return _avg_pool2d(input.unsqueeze(-2), _one(kernel_size, 1), _one(stride, 1),
+                       _one(padding, 0), ceil_mode, count_include_pad, None, "avg_pool1d",
+                       1).squeeze(-2)
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    """Average pooling of (N, C, L) to a fixed length (PyTorch's adaptive windows)."""
+    _check_float(input, "input", "adaptive_avg_pool1d")
+    size = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
+    return _adaptive_avg_pool2d(input.unsqueeze(-2), (1, size),
+                                "adaptive_avg_pool1d").squeeze(-2)
+
+
+# ---- unfold / fold (im2col as a public op) ------------------------------------------------------
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """im2col: (N, C, H, W) -> (N, C·kh·kw, L), every sliding window as a column."""
+    x, unbatched = _batched(input, 2, "unfold", "")
+    k = _tuple(kernel_size, 2, "kernel_size", "unfold")
+    s = _tuple(stride, 2, "stride", "unfold")
+    d = _tuple(dilation, 2, "dilation", "unfold")
+    p = _tuple(padding, 2, "padding", "unfold")
+    n, c, h, w = x._data.shape
+    oh = _out_size(h, k[0], s[0], d[0], p[0], p[0])
+    ow = _out_size(w, k[1], s[1], d[1], p[1], p[1])
+    if oh <= 0 or ow <= 0:
+        raise RuntimeError(
+            f"unfold: the sliding blocks of kernel_size={k}, dilation={d}, padding={p}, "
+            f"stride={s} do not fit in input of size {list(input.shape)}"
+        )
+    geom = _Geom(k[0], k[1], s[0], s[1], d[0], d[1], p[0], p[0], p[1], p[1], oh, ow)
+    y = Im2Col.apply(x, geom).reshape(n, c * k[0] * k[1], oh * ow)
+    return y.squeeze(0) if unbatched else y
+
+
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """col2im: (N, C·kh·kw, L) -> (N, C, H, W), overlaps summed (the adjoint of unfold)."""
+    _check_float(input, "input", "fold")
+    unbatched = input._data.ndim == 2
+    x = input.unsqueeze(0) if unbatched else input
+    if x._data.ndim != 3:
+        raise RuntimeError(
+            f"fold: Expected 2D or 3D (batch mode) tensor for input with possibly 0 batch size "
+            f"and non-zero dimensions for input, but got: {list(input.shape)}"
+        )
+    h, w = _tuple(output_size, 2, "output_size", "fold")
+    k = _tuple(kernel_size, 2, "kernel_size", "fold")
+    s = _tuple(stride, 2, "stride", "fold")
+    d = _tuple(dilation, 2, "dilation", "fold")
+    p = _tuple(padding, 2, "padding", "fold")
+    n, ck, length = x._data.shape
+    oh = _out_size(h, k[0], s[0], d[0], p[0], p[0])
+    ow = _out_size(w, k[1], s[1], d[1], p[1], p[1])
+    if ck % (k[0] * k[1]) or oh * ow != length or oh <= 0 or ow <= 0:
+        raise RuntimeError(
+            f"fold: expected input of size (N, C×{k[0]}×{k[1]}, {max(oh, 0) * max(ow, 0)}) for "
+            f"output_size={(h, w)}, kernel_size={k}, dilation={d}, padding={p}, stride={s}, but "
+            f"got input of size {list(input.shape)}"
+        )
+    c = ck // (k[0] * k[1])
+    geom = _Geom(k[0], k[1], s[0], s[1], d[0], d[1], p[0], p[0], p[1], p[1], oh, ow)
+    y = Col2Im.apply(x.reshape(n, c, k[0], k[1], oh, ow), (n, c, h, w), geom)
+    return y.squeeze(0) if unbatched else y
