@@ -140,13 +140,16 @@ class Prod(Op):
         is_zero = _raw(x) == 0
         if not is_zero.any():
             return g_e * y_e / x, None, None
-        zeros_per_slice = np.broadcast_to(is_zero.sum(axis=axes, keepdims=True), shape)
+        c = np.broadcast_to(is_zero.sum(axis=axes, keepdims=True), shape)  # zeros per slice
         x_nz = either.where(is_zero, 1.0, x)
         prod_nz = _expand_back(_prod(x_nz, axes, True), axes, True, shape)
-        only_zero = is_zero & (zeros_per_slice == 1)
-        no_zero = zeros_per_slice == 0
-        local = either.where(only_zero, prod_nz, either.where(no_zero, prod_nz / x_nz, 0.0))
-        return g_e * local, None, None
+        # The zeros themselves (value 0) stay in the formula, so double backward sees them:
+        # zs = the slice's zero entry (c = 1), or the sum of its zero entries.
+        zs = _expand_back(either.sum(either.where(is_zero, x, 0.0), axes, True), axes, True, shape)
+        others = prod_nz / x_nz
+        at_nonzero = either.where(c == 0, others, either.where(c == 1, others * zs, 0.0))
+        at_zero = either.where(c == 1, prod_nz, either.where(c == 2, prod_nz * (zs - x), 0.0))
+        return g_e * either.where(is_zero, at_zero, at_nonzero), None, None
 
 
 def _prod(x, axes, keepdim):
