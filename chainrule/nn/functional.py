@@ -935,3 +935,14 @@ def _cross_entropy_probs(input: Tensor, target: Tensor, weight: Tensor | None, r
         return loss.sum() / max(loss.numel(), 1) if input.ndim > 1 else loss
     return _reduce(loss, reduction, "cross_entropy")
 
+
+
+# ---- re-exports: gates that live with their op family -------------------------------------------
+from chainrule.ops.conv import (  # noqa: E402
+    adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,
+    conv_transpose1d, conv_transpose2d, fold, max_pool1d, max_pool2d, unfold,
+)
+
+__all__ += ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d",
+            "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+            "adaptive_avg_pool2d", "unfold", "fold"]

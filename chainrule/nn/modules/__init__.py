@@ -6,6 +6,7 @@ from chainrule.nn.modules.activation import (
     CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSigmoid, LogSoftmax,
     Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin, Softplus, Softsign, Tanh, Tanhshrink,
 )
+from chainrule.nn.modules.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from chainrule.nn.modules.container import ModuleDict, ModuleList, Sequential
 from chainrule.nn.modules.dropout import Dropout, Dropout1d, Dropout2d
 from chainrule.nn.modules.flatten import Flatten, Unflatten
@@ -17,6 +18,9 @@ from chainrule.nn.modules.loss import (
 from chainrule.nn.modules.normalization import (
     BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm,
 )
+from chainrule.nn.modules.pooling import (
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d,
+)
 from chainrule.nn.modules.sparse import Embedding
 
 __all__ = [
@@ -26,5 +30,7 @@ __all__ = [
     "Dropout", "Dropout1d", "Dropout2d", "Flatten", "Unflatten", "Bilinear", "Identity",
     "LazyLinear", "Linear", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss",
     "KLDivLoss", "L1Loss", "MSELoss", "NLLLoss", "SmoothL1Loss", "BatchNorm1d", "BatchNorm2d",
-    "BatchNorm3d", "GroupNorm", "LayerNorm", "Embedding",
+    "BatchNorm3d", "GroupNorm", "LayerNorm", "Embedding", "Conv1d", "Conv2d", "ConvTranspose1d",
+    "ConvTranspose2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d",
+    "MaxPool1d", "MaxPool2d",
 ]
