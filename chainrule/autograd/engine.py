@@ -112,11 +112,17 @@ def run_backward(
     state.grad_enabled = create_graph
     try:
         ready = list(dict.fromkeys(n for n in root_nodes if deps[n] == 0))
+        # Locals for the hot loop (attribute and global lookups cost as much as the work).
+        pop_ready, push_ready, pop_buffer, get_buffer = ready.pop, ready.append, buffers.pop, \
+            buffers.get
+        is_node, no_grads = Function, ()
         while ready:
-            node = ready.pop()
-            grad = buffers.pop(node, None)
-            run = grad is not None and (needed is None or node in needed)
-            if run:
+            node = pop_ready()
+            grad = pop_buffer(node, None)
+            edges = node._edges
+            if grad is None or (needed is not None and node not in needed):
+                input_grads = no_grads  # nothing flows: just release the parents
+            else:
                 single = len(node._outs) == 1
                 if node._hooks or capture:
                     grads = _node_hooks(node, [grad] if single else grad, capture, captured,
@@ -128,6 +134,11 @@ def run_backward(
                         input_grads = (input_grads,)
                 else:
                     input_grads = node._run_backward([grad] if single else grad, create_graph)
+                if len(input_grads) < len(edges):
+                    raise RuntimeError(
+                        f"function {node.name()} returned an incorrect number of gradients "
+                        f"(expected {len(edges)}, got {len(input_grads)})"
+                    )
                 if anomaly:
                     from chainrule.autograd.anomaly import check_backward
 
@@ -136,14 +147,14 @@ def run_backward(
                     node._saved = None
                     node._released = True
             i = -1
-            for edge in node._edges:
+            for edge in edges:
                 i += 1
                 if edge is None:
                     continue
-                g = input_grads[i] if run else None
+                g = input_grads[i] if input_grads else None
                 if type(edge) is tuple:
                     parent, nr = edge
-                elif isinstance(edge, Function):
+                elif isinstance(edge, is_node):
                     parent, nr = edge, 0
                 else:  # a leaf
                     if g is not None:
@@ -155,18 +166,19 @@ def run_backward(
                             entry[1] = entry[1] + g
                     continue
                 if g is not None:
-                    shape, dtype = parent._outs[nr]
+                    outs = parent._outs
+                    shape, dtype = outs[nr]
                     if create_graph or g.shape != shape or g.dtype is not dtype:
                         g = _conform(g, shape, dtype, create_graph, node)
-                    if len(parent._outs) == 1:
-                        old = buffers.get(parent)
+                    if len(outs) == 1:
+                        old = get_buffer(parent)
                         buffers[parent] = g if old is None else old + g
                     else:
                         _add(buffers, parent, nr, g)
                 left = deps[parent] - 1
                 deps[parent] = left
                 if left == 0:
-                    ready.append(parent)
+                    push_ready(parent)
     finally:
         state.grad_enabled = prev_mode
 

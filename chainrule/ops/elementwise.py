@@ -565,7 +565,7 @@ def neg(input: Tensor) -> Tensor:
     """-x."""
     if input._data.dtype.kind == "b":
         raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported.")
-    return Neg.apply(input)
+    return Neg.apply_unary(input)
 
 
 negative = neg
