@@ -96,7 +96,8 @@ class Function:
 
     # ---- introspection (PyTorch's grad_fn API) ------------------------------------------------
     def name(self) -> str:
-        return type(self).__name__ + "Backward0"
+        """``MyFnBackward`` for custom Functions (``Op`` gates say ``MulBackward0``, as torch)."""
+        return type(self).__name__ + ("Backward0" if isinstance(self, Op) else "Backward")
 
     @property
     def next_functions(self) -> tuple:
