@@ -53,7 +53,7 @@ def test_sigmoid_gate_gradcheck_and_node() -> None:
     x = _f64(-2.0, 0.0, 1.5)
     assert gradcheck(Sigmoid.apply, (x,))
     y = Sigmoid.apply(x)
-    assert y.grad_fn.name() == "SigmoidBackward0" and not y.is_leaf
+    assert y.grad_fn.name() == "SigmoidBackward" and not y.is_leaf
     np.testing.assert_allclose(y.detach().numpy(), 1 / (1 + np.exp([2.0, 0.0, -1.5])))
 
 
@@ -280,6 +280,23 @@ def test_wrong_number_of_gradients_is_an_error() -> None:
     y = Bad.apply(_f64(1.0), _f64(2.0))
     with pytest.raises(RuntimeError, match=r"incorrect number of gradients \(expected 2, got 1\)"):
         y.backward()
+
+
+def test_custom_function_repr_matches_torch() -> None:
+    torch = pytest.importorskip("torch")
+
+    class Twice(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    expected = repr(Twice.apply(torch.ones(2, requires_grad=True)))
+    got = repr(MulConst.apply(cr.ones(2, requires_grad=True), 2.0))
+    assert got == expected.replace("TwiceBackward", "MulConstBackward")
 
 
 def test_custom_function_matches_torch() -> None:
