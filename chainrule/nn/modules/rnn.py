@@ -1,0 +1,419 @@
+"""Recurrent layers: RNN (tanh/relu), LSTM, GRU, with PyTorch's weight names, layouts and gate
+order, plus the single-step cells RNNCell, LSTMCell, GRUCell.
+
+Each layer precomputes the input projection of all time steps in one matrix multiply, then
+walks the sequence with one ``h @ W_hhᵀ`` per step; backpropagation through time is the
+ordinary backward pass through that unrolled graph.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from chainrule.creation import empty, zeros
+from chainrule.nn import functional as F
+from chainrule.nn import init
+from chainrule.nn.module import Module
+from chainrule.nn.parameter import Parameter
+from chainrule.ops.elementwise import relu, sigmoid, tanh
+from chainrule.ops.shape import cat, stack
+from chainrule.tensor import Tensor
+
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+# ---- one time step of each kind (gate order as PyTorch: LSTM i,f,g,o; GRU r,z,n) ---------------
+def _rnn_step(act, xw: Tensor, h: Tensor, w_hh_t: Tensor, b_hh) -> Tensor:
+    pre = xw + h @ w_hh_t
+    if b_hh is not None:
+        pre = pre + b_hh
+    return act(pre)
+
+
+def _lstm_step(xw: Tensor, h: Tensor, c: Tensor, w_hh_t: Tensor, b_hh) -> tuple:
+    gates = xw + h @ w_hh_t
+    if b_hh is not None:
+        gates = gates + b_hh
+    i, f, g, o = gates.chunk(4, -1)
+    c = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    return sigmoid(o) * tanh(c), c
+
+
+def _gru_step(xw: Tensor, h: Tensor, w_hh_t: Tensor, b_hh) -> Tensor:
+    hw = h @ w_hh_t
+    if b_hh is not None:
+        hw = hw + b_hh
+    x_r, x_z, x_n = xw.chunk(3, -1)
+    h_r, h_z, h_n = hw.chunk(3, -1)
+    r = sigmoid(x_r + h_r)
+    z = sigmoid(x_z + h_z)
+    n = tanh(x_n + r * h_n)
+    return n + z * (h - n)  # (1 - z)·n + z·h
+
+
+class RNNBase(Module):
+    """Shared machinery of RNN, LSTM and GRU: parameters, init, input checks, layer loop."""
+
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1 or isinstance(
+                dropout, bool):
+            raise ValueError(f"{name}: dropout should be a number in range [0, 1] representing "
+                             f"the probability of an element being zeroed, got {dropout!r}")
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"{name}: hidden_size must be a positive integer, got "
+                             f"{hidden_size!r}")
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"{name}: num_layers must be a positive integer, got {num_layers!r}")
+        if proj_size:
+            raise NotImplementedError(f"{name}: proj_size is not supported")
+        if mode not in _GATES:
+            raise ValueError(f"Unrecognized RNN mode: {mode}")
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = 0
+        gate_size = _GATES[mode] * hidden_size
+        dirs = 2 if bidirectional else 1
+        self._flat_weights_names: list[str] = []
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * dirs
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
+                shapes = [("weight_ih", (gate_size, layer_input)),
+                          ("weight_hh", (gate_size, hidden_size))]
+                if bias:
+                    shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
+                names = []
+                for base, shape in shapes:
+                    setattr(self, base + sfx,
+                            Parameter(empty(*shape, dtype=dtype, device=device)))
+                    names.append(base + sfx)
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default: every weight and bias ~ U(-1/√hidden_size, 1/√hidden_size)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for weight in self.parameters():
+            init.uniform_(weight, -stdv, stdv)
+
+    @property
+    def all_weights(self) -> list:
+        """The parameters per layer and direction: [[w_ih, w_hh, b_ih, b_hh], ...]."""
+        return [[getattr(self, n) for n in names] for names in self._all_weights]
+
+    @property
+    def _flat_weights(self) -> list:
+        return [getattr(self, n) for n in self._flat_weights_names]
+
+    def flatten_parameters(self) -> None:
+        """No-op (cuDNN weight packing does not apply)."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        return s
+
+    # ---- forward ---------------------------------------------------------------------------
+    def _check_input(self, input: Tensor) -> bool:
+        """Validate the input; return True when it is batched."""
+        name = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+        if input.ndim not in (2, 3):
+            raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.ndim}D instead "
+                             f"(input of size {list(input.shape)})")
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(f"{name}: input.size(-1) must be equal to input_size. Expected "
+                               f"{self.input_size}, got {input.shape[-1]} (input of size "
+                               f"{list(input.shape)})")
+        if input._data.dtype.kind != "f":
+            raise RuntimeError(f"{name}: expected a floating point input, got {input.dtype}")
+        return input.ndim == 3
+
+    def _check_hidden(self, hx: Tensor, expected: tuple, what: str) -> None:
+        if not isinstance(hx, Tensor):
+            raise TypeError(f"{type(self).__name__}: {what} must be a Tensor, got "
+                            f"{type(hx).__name__}")
+        if tuple(hx.shape) != expected:
+            raise RuntimeError(f"{type(self).__name__}: Expected {what} size {expected}, got "
+                               f"{list(hx.shape)}")
+
+    def _run(self, input: Tensor, states: list) -> tuple:
+        """Run all layers on (L, N, H_in); ``states`` is a list (per state kind) of lists of
+        (N, H) tensors per layer·direction. Returns the output and the final states."""
+        dirs = 2 if self.bidirectional else 1
+        finals: list = [[] for _ in states]
+        layer_in = input
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(dirs):
+                k = layer * dirs + d
+                weights = self.all_weights[k]
+                w_ih, w_hh = weights[0], weights[1]
+                b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
+                xw = layer_in @ w_ih.t()
+                if b_ih is not None:
+                    xw = xw + b_ih
+                steps = xw.unbind(0)
+                if d == 1:
+                    steps = steps[::-1]
+                out, last = self._scan(steps, [s[k] for s in states], w_hh.t(), b_hh)
+                if d == 1:
+                    out = out[::-1]
+                outs.append(stack(out, 0))
+                for f, v in zip(finals, last):
+                    f.append(v)
+            layer_in = outs[0] if dirs == 1 else cat(outs, -1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_in = F.dropout(layer_in, self.dropout, True)
+        return layer_in, [stack(f, 0) for f in finals]
+
+    def _scan(self, steps: tuple, state: list, w_hh_t: Tensor, b_hh) -> tuple:
+        outs = []
+        if self.mode == "LSTM":
+            h, c = state
+            for xw in steps:
+                h, c = _lstm_step(xw, h, c, w_hh_t, b_hh)
+                outs.append(h)
+            return outs, [h, c]
+        (h,) = state
+        if self.mode == "GRU":
+            for xw in steps:
+                h = _gru_step(xw, h, w_hh_t, b_hh)
+                outs.append(h)
+        else:
+            act = tanh if self.mode == "RNN_TANH" else relu
+            for xw in steps:
+                h = _rnn_step(act, xw, h, w_hh_t, b_hh)
+                outs.append(h)
+        return outs, [h]
+
+    def _forward(self, input: Tensor, hx: list | None) -> tuple:
+        """Shared forward: layout handling, default zero states. ``hx``: list of state tensors."""
+        batched = self._check_input(input)
+        if not batched:
+            input = input.unsqueeze(1)
+        elif self.batch_first:
+            input = input.transpose(0, 1)
+        n = input.shape[1]
+        dirs = 2 if self.bidirectional else 1
+        n_states = 2 if self.mode == "LSTM" else 1
+        whats = ["hx", "cx"] if n_states == 2 else ["hx"]
+        if hx is None:
+            zero = zeros(self.num_layers * dirs, n, self.hidden_size, dtype=input.dtype,
+                         device=input.device)
+            hx = [zero] * n_states
+        else:
+            expected = (self.num_layers * dirs, n, self.hidden_size)
+            if not batched:
+                for h, what in zip(hx, whats):
+                    if isinstance(h, Tensor) and h.ndim != 2:
+                        raise RuntimeError(f"{type(self).__name__}: For unbatched 2-D input, "
+                                           f"{what} should also be 2-D but got {h.ndim}-D tensor")
+                hx = [h.unsqueeze(1) for h in hx]
+            elif any(isinstance(h, Tensor) and h.ndim != 3 for h in hx):
+                raise RuntimeError(f"{type(self).__name__}: For batched 3-D input, hx should also "
+                                   f"be 3-D")
+            for h, what in zip(hx, whats):
+                self._check_hidden(h, expected, what)
+        states = [list(h.unbind(0)) for h in hx]
+        output, finals = self._run(input, states)
+        if not batched:
+            output = output.squeeze(1)
+            finals = [f.squeeze(1) for f in finals]
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, finals
+
+
+class RNN(RNNBase):
+    """Elman RNN: h_t = tanh(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh) (or relu)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
+                 dtype: Any = None) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
+                             "'relu'.")
+        self.nonlinearity = nonlinearity
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
+                         hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         0, device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple:
+        """Return (output, h_n)."""
+        output, (h_n,) = self._forward(input, None if hx is None else [hx])
+        return output, h_n
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+
+class LSTM(RNNBase):
+    """Long short-term memory: gates i, f, g, o; c_t = f·c + i·g, h_t = o·tanh(c_t)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, device, dtype)
+
+    def forward(self, input: Tensor, hx: tuple | None = None) -> tuple:
+        """Return (output, (h_n, c_n))."""
+        if hx is not None:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
+            hx = list(hx)
+        output, (h_n, c_n) = self._forward(input, hx)
+        return output, (h_n, c_n)
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit: gates r, z, n; h_t = (1 - z)·n + z·h_{t-1}."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device: Any = None, dtype: Any = None) -> None:
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, 0, device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple:
+        """Return (output, h_n)."""
+        output, (h_n,) = self._forward(input, None if hx is None else [hx])
+        return output, h_n
+
+
+# ---- cells ------------------------------------------------------------------------------------
+class RNNCellBase(Module):
+    """Shared parameters of the single-step cells (weight_ih, weight_hh, bias_ih, bias_hh)."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        g = num_chunks * hidden_size
+        self.weight_ih = Parameter(empty(g, input_size, dtype=dtype, device=device))
+        self.weight_hh = Parameter(empty(g, hidden_size, dtype=dtype, device=device))
+        if bias:
+            self.bias_ih = Parameter(empty(g, dtype=dtype, device=device))
+            self.bias_hh = Parameter(empty(g, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every weight and bias ~ U(-1/√hidden_size, 1/√hidden_size)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for weight in self.parameters():
+            init.uniform_(weight, -stdv, stdv)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        return s
+
+    def _prepare(self, input: Tensor, hx: Any, n_states: int) -> tuple:
+        name = type(self).__name__
+        if not isinstance(input, Tensor) or input.ndim not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got "
+                             f"{getattr(input, 'ndim', type(input).__name__)}D instead")
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(f"{name}: input has inconsistent input_size: got "
+                               f"{input.shape[-1]} expected {self.input_size}")
+        batched = input.ndim == 2
+        x = input if batched else input.unsqueeze(0)
+        if hx is None:
+            z = zeros(x.shape[0], self.hidden_size, dtype=x.dtype, device=x.device)
+            states = [z] * n_states
+        else:
+            states = list(hx) if n_states == 2 else [hx]
+            states = [s if batched else s.unsqueeze(0) for s in states]
+            for s in states:
+                if tuple(s.shape) != (x.shape[0], self.hidden_size):
+                    raise RuntimeError(f"{name}: Expected hidden size "
+                                       f"{(x.shape[0], self.hidden_size)}, got "
+                                       f"{list(s.shape)}")
+        xw = x @ self.weight_ih.t()
+        if self.bias_ih is not None:
+            xw = xw + self.bias_ih
+        return batched, xw, states
+
+
+class RNNCell(RNNCellBase):
+    """One Elman step: h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) (or relu)."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", device: Any = None, dtype: Any = None) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        """Return h'."""
+        batched, xw, (h,) = self._prepare(input, hx, 1)
+        act = tanh if self.nonlinearity == "tanh" else relu
+        h = _rnn_step(act, xw, h, self.weight_hh.t(), self.bias_hh)
+        return h if batched else h.squeeze(0)
+
+
+class LSTMCell(RNNCellBase):
+    """One LSTM step: returns (h', c')."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__(input_size, hidden_size, bias, 4, device, dtype)
+
+    def forward(self, input: Tensor, hx: tuple | None = None) -> tuple:
+        """Return (h', c')."""
+        batched, xw, (h, c) = self._prepare(input, hx, 2)
+        h, c = _lstm_step(xw, h, c, self.weight_hh.t(), self.bias_hh)
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(RNNCellBase):
+    """One GRU step: returns h'."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__(input_size, hidden_size, bias, 3, device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        """Return h'."""
+        batched, xw, (h,) = self._prepare(input, hx, 1)
+        h = _gru_step(xw, h, self.weight_hh.t(), self.bias_hh)
+        return h if batched else h.squeeze(0)
