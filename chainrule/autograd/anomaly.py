@@ -156,7 +156,7 @@ def _message(node, phase: str, what: str, bad, inputs, grads=None) -> str:
     size = getattr(bad, "size", 1)
     site = getattr(node, "site", None) if phase == "backward" else _site(node)
     where = site or "an unknown site (the graph was built outside detect_anomaly())"
-    scope = getattr(node, "scope", ())
+    scope = getattr(node, "scope", ()) or (state.scopes if phase == "forward" else ())
     inside = f" inside {type(scope[-1]).__name__}" if scope else ""
     kind = "NaN" if n_nan else "Inf"
     lines = [

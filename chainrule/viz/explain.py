@@ -243,7 +243,13 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
             written.add(target)
             g = edges[(node, i)]
             if op == "MatMul":
-                rhs = f"{dy} @ {args[1]}.T" if i == 0 else f"{args[0]}.T @ {dy}"
+                rhs = _matmul_rule(node, i, args, dy)
+                local = None
+            elif op in ("Sum", "Mean"):
+                rhs = f"{dy} * ones_like({args[0]})"
+                if op == "Mean":
+                    shape = p[1]._data.shape if p[0] == "leaf" else p[1]._outs[p[2]][0]
+                    rhs += f" / {int(np.prod(shape)) // max(1, int(np.prod(node._outs[0][0])))}"
                 local = None
             elif rules is not None and i < len(rules):
                 local = rules[i].format(*args, y=y)
@@ -251,7 +257,8 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
                     k = float(args[1])
                     local = f"{args[1]}*{args[0]}" if k == 2 else (
                         f"{args[1]}*{args[0]}**{_literal(k - 1)}")
-                rhs = dy if local == "1" else f"-{dy}" if local == "-1" else f"{local} * {dy}"
+                rhs = dy if local == "1" else f"-{dy}" if local == "-1" else (
+                    f"{_paren(local)} * {dy}")
             else:
                 local = None
                 rhs = f"{op.lower()}_backward({dy})[{i}]"
@@ -271,6 +278,31 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
             lines.append((f"{target} {assign} {rhs}", "; ".join(note)))
     _ = leaves
     return lines
+
+
+def _paren(expr: str) -> str:
+    """Wrap ``expr`` in parentheses if a top-level + or - would bind looser than ``*``."""
+    depth = 0
+    for k, c in enumerate(expr):
+        depth += c == "("
+        depth -= c == ")"
+        if depth == 0 and c in "+-" and k > 0 and expr[k - 1] not in "*/(e":
+            return f"({expr})"
+    return expr
+
+
+def _matmul_rule(node, i: int, args: list, dy: str) -> str:
+    """dA = dY·Bᵀ, dB = Aᵀ·dY (outer products where an operand is a vector)."""
+    inputs = getattr(node, "inputs", None) or ((), ())
+    nd = [np.ndim(getattr(a, "_data", a)) for a in inputs[:2]]
+    a, b = args[0], args[1]
+    if nd == [1, 1]:
+        return f"{b} * {dy}" if i == 0 else f"{a} * {dy}"
+    if nd[1] == 1:
+        return f"outer({dy}, {b})" if i == 0 else f"{a}.T @ {dy}"
+    if nd[0] == 1:
+        return f"{b} @ {dy}" if i == 0 else f"outer({a}, {dy})"
+    return f"{dy} @ {b}.T" if i == 0 else f"{a}.T @ {dy}"
 
 
 def _total(tr: Trace, p, edges: dict, upto_node, upto_i):
