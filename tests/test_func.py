@@ -524,3 +524,43 @@ def test_autograd_functional_aliases_use_cr_func() -> None:
     np.testing.assert_allclose(np.asarray(hv), 6 * x.numpy() * v.numpy())
     H = cr.autograd.functional.hessian(lambda a: (a ** 3).sum(), x)
     np.testing.assert_allclose(H.numpy(), np.diag(6 * x.numpy()))
+
+
+# ---- random shapes and compositions --------------------------------------------------------------
+def test_random_shapes_jacfwd_jacrev_grad_match_torch() -> None:
+    torch = pytest.importorskip("torch")
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+
+    def f(m, x, y):
+        return m.sin(x) * (y ** 2).sum() + m.exp(x * 0.1).sum()
+
+    @hyp.given(st.lists(st.integers(1, 3), min_size=0, max_size=3),
+               st.lists(st.integers(1, 3), min_size=1, max_size=2),
+               st.integers(0, 2 ** 16))
+    def check(xs, ys, seed):
+        xa, ya = arr(*xs, seed=seed), arr(*ys, seed=seed + 1)
+        ref = torch.func.jacrev(lambda x, y: f(torch, x, y), (0, 1))(t(xa), t(ya))
+        close(F.jacrev(lambda x, y: f(cr, x, y), (0, 1))(c(xa), c(ya)), ref)
+        close(F.jacfwd(lambda x, y: f(cr, x, y), (0, 1))(c(xa), c(ya)), ref)
+        g = F.grad(lambda x, y: f(cr, x, y).sum(), (0, 1))(c(xa), c(ya))
+        close(g, torch.func.grad(lambda x, y: f(torch, x, y).sum(), (0, 1))(t(xa), t(ya)))
+
+    check()
+
+
+def test_transforms_compose_with_each_other_like_torch() -> None:
+    torch = pytest.importorskip("torch")
+    xa, ua = arr(3), arr(3, seed=1)
+
+    def f(m, x):
+        return m.sin(x) * x.sum()
+
+    def compose(fn, m, x, u):
+        # gradient of a vjp, jvp of a jacrev, jacrev of a jvp
+        a = fn.grad(lambda z: fn.vjp(lambda w: f(m, w), z)[1](u)[0].pow(2).sum())(x)
+        b = fn.jvp(fn.jacrev(lambda w: f(m, w)), (x,), (u,))[1]
+        cc = fn.jacrev(lambda z: fn.jvp(lambda w: f(m, w), (z,), (u,))[1])(x)
+        return a, b, cc
+
+    close(compose(F, cr, c(xa), c(ua)), compose(torch.func, torch, t(xa), t(ua)))
