@@ -128,16 +128,32 @@ def test_gradgradcheck_catches_a_wrong_second_derivative() -> None:
 
 
 # ---- errors that name the op, the argument and the shapes ----------------------------------------
-def test_bad_dim_names_dim_and_ndim() -> None:
-    x = cr.zeros(2, 3)
-    cases = [(lambda: x.sum(dim=2), 2, "[-2, 1]"), (lambda: x.mean(-3), -3, "[-2, 1]"),
-             (lambda: x.softmax(5), 5, "[-2, 1]"), (lambda: x.size(2), 2, "[-2, 1]"),
-             (lambda: x.unsqueeze(4), 4, "[-3, 2]"), (lambda: x.transpose(0, 2), 2, "[-2, 1]")]
-    for call, dim, valid in cases:
-        with pytest.raises(IndexError) as e:
-            call()
-        msg = str(e.value)
-        assert "Dimension out of range" in msg and valid in msg and f"got {dim}" in msg, msg
+BAD_DIMS = [
+    ("sum", lambda x: x.sum(dim=2), 2), ("mean", lambda x: x.mean(-3), -3),
+    ("softmax", lambda x: x.softmax(5), 5), ("size", lambda x: x.size(2), 2),
+    ("transpose", lambda x: x.transpose(0, 2), 2), ("max", lambda x: x.max(dim=3), 3),
+    ("cumsum", lambda x: x.cumsum(2), 2), ("squeeze", lambda x: x.squeeze(3), 3),
+    ("cat", lambda x: cr.cat([x, x], 2), 2), ("argmax", lambda x: x.argmax(2), 2),
+    ("var", lambda x: x.var(2), 2), ("flip", lambda x: x.flip(3), 3),
+    ("unbind", lambda x: x.unbind(2), 2),
+    ("gather", lambda x: x.gather(2, cr.zeros(2, 3, dtype=cr.int64)), 2),
+    ("logsumexp", lambda x: x.logsumexp(2), 2), ("norm", lambda x: x.norm(dim=2), 2),
+]
+
+
+@pytest.mark.parametrize("name,call,dim", BAD_DIMS, ids=[c[0] for c in BAD_DIMS])
+def test_bad_dim_names_op_dim_and_ndim(name, call, dim) -> None:
+    with pytest.raises(IndexError) as e:
+        call(cr.zeros(2, 3))
+    msg = str(e.value)
+    assert name in msg and "Dimension out of range" in msg, msg
+    assert "[-2, 1]" in msg and f"got {dim}" in msg and "ndim 2" in msg, msg
+
+
+def test_bad_dim_for_ops_that_add_a_dim() -> None:
+    for call in (lambda x: x.unsqueeze(4), lambda x: cr.stack([x, x], 4)):
+        with pytest.raises(IndexError, match=r"\[-3, 2\], but got 4"):
+            call(cr.zeros(2, 3))
 
 
 @pytest.mark.parametrize("op,name", [
