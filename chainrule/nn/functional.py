@@ -319,7 +319,10 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
             f"{_shape(input2)}, weight {_shape(weight)} (expected weight (out, in1, in2) and "
             f"inputs (..., in1), (..., in2))"
         )
-    y = einsum("...i,kij,...j->...k", input1, weight, input2)
+    lead = tuple(input1.shape[:-1])
+    y = einsum("bi,kij,bj->bk", input1.reshape(-1, weight.shape[1]), weight,
+               input2.reshape(-1, weight.shape[2]))
+    y = y.reshape(*lead, weight.shape[0])
     return y if bias is None else y + bias
 
 
