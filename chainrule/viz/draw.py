@@ -333,7 +333,7 @@ def draw(output, path: str | None = None, format: str = "svg", *, names: dict | 
             put(scope, (r, attrs))
             continue
         op = op_name(node)
-        sym = _SYMBOL.get(op, "")
+        sym = _with_constant(node, op, _SYMBOL.get(op, ""))
         head = f"<b>{_esc(sym)}</b><br/>" if sym and sym != op.lower() else ""
         site = getattr(node, "site", None)
         extra = f'<br/><font point-size="7">{_esc(site.rsplit("/", 1)[-1])}</font>' if (
@@ -401,6 +401,28 @@ def draw(output, path: str | None = None, format: str = "svg", *, names: dict | 
     if path is not None:
         _write(g, path, format)
     return g
+
+
+def _with_constant(node, op: str, sym: str) -> str:
+    """The lecture's gate labels for a binary gate with one constant input: +1, ×2, 1/x, ^2."""
+    inputs = getattr(node, "inputs", None)
+    if not sym or inputs is None or len(inputs) != 2 or op not in (
+            "Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum"):
+        return sym
+    consts = [i for i in range(2) if node._edges[i] is None and np.size(
+        getattr(inputs[i], "_data", inputs[i])) == 1]
+    if len(consts) != 1:
+        return sym
+    k = consts[0]
+    v = float(np.asarray(getattr(inputs[k], "_data", inputs[k])).reshape(()))
+    c = str(int(v)) if v.is_integer() and abs(v) < 1e6 else f"{v:.3g}"
+    if op in ("Maximum", "Minimum"):
+        return f"{sym}({c}, ·)"
+    if op == "Div" and k == 0:
+        return f"{c}/x"
+    if op == "Sub" and k == 0:
+        return f"{c}−x"
+    return f"{sym}{c}"
 
 
 class _FunctionScope:
