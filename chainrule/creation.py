@@ -273,6 +273,12 @@ def _rng(generator):
 
 def _random(kind: str, shape, np_dtype, device, generator, a=0.0, b=1.0):
     """Random numbers of ``kind`` drawn on the target device."""
+    if np.dtype(np_dtype).kind != "f":
+        name = "randn" if kind == "normal" else "rand"
+        raise NotImplementedError(
+            f"{name}: {kind} samples need a floating point dtype, got "
+            f"{_dt.from_numpy_dtype(np.dtype(np_dtype))} (use randint for integers)"
+        )
     device = backend.as_device(device)
     if device.type == "cuda":
         cp = backend.xp(device)
