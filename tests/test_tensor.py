@@ -12,7 +12,7 @@ import chainrule as cr
 
 
 def _torch_name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    return str(dtype).removeprefix("torch.").removeprefix("chainrule.")
 
 
 # ---- creation ------------------------------------------------------------------------------------
@@ -144,6 +144,57 @@ def test_like_functions_keep_shape_dtype() -> None:
     assert cr.zeros_like(x, dtype=cr.float32).dtype is cr.float32
     assert cr.ones_like(x).tolist() == [[1, 1, 1]]
     assert cr.ones_like(cr.zeros(2), requires_grad=True).requires_grad
+
+
+CREATION = {
+    "tensor": lambda m, **k: m.tensor([1.0, 2.0], **k),
+    "zeros": lambda m, **k: m.zeros(2, 3, **k),
+    "ones": lambda m, **k: m.ones((2,), **k),
+    "full": lambda m, **k: m.full((2,), 1.5, **k),
+    "empty": lambda m, **k: m.empty(2, **k),
+    "arange": lambda m, **k: m.arange(0, 3, 1, **k),
+    "linspace": lambda m, **k: m.linspace(0, 1, 4, **k),
+    "eye": lambda m, **k: m.eye(3, **k),
+    "randn": lambda m, **k: m.randn(2, **k),
+    "rand": lambda m, **k: m.rand(2, **k),
+    "zeros_like": lambda m, **k: m.zeros_like(m.ones(2), **k),
+    "ones_like": lambda m, **k: m.ones_like(m.ones(2), **k),
+    "full_like": lambda m, **k: m.full_like(m.ones(2), 3.0, **k),
+    "randn_like": lambda m, **k: m.randn_like(m.ones(2), **k),
+}
+
+
+@pytest.mark.parametrize("name", list(CREATION))
+@pytest.mark.parametrize("dtype", ["float64", "float16", "int32", "bool"])
+def test_creation_keywords_match_torch(name, dtype) -> None:
+    """dtype=, device="cpu", requires_grad= on every creation function, as torch does it."""
+    torch = pytest.importorskip("torch")
+    results = []
+    for m in (torch, cr):
+        kw = {"dtype": getattr(m, dtype), "device": "cpu"}
+        if dtype.startswith("float"):
+            kw["requires_grad"] = True
+        try:
+            t = CREATION[name](m, **kw)
+        except Exception as e:  # the error type is what is compared
+            results.append(type(e).__name__)
+            continue
+        results.append((_torch_name(t.dtype), tuple(t.shape), t.requires_grad, str(t.device)))
+    if name in ("arange", "linspace") and dtype == "bool":
+        pytest.skip("torch has no bool arange/linspace kernels; chainrule allows them")
+    assert results[1] == results[0]
+
+
+def test_as_tensor_device_keyword() -> None:
+    t = cr.as_tensor([1.0, 2.0], dtype=cr.float64, device="cpu")
+    assert t.dtype is cr.float64 and str(t.device) == "cpu"
+
+
+def test_random_floats_refuse_integer_dtypes() -> None:
+    for call in (lambda: cr.randn(2, dtype=cr.int64), lambda: cr.rand(2, dtype=cr.bool),
+                 lambda: cr.zeros(2, dtype=cr.int32).normal_()):
+        with pytest.raises(NotImplementedError, match="floating point dtype"):
+            call()
 
 
 def test_creation_errors() -> None:
