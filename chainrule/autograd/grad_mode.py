@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 from chainrule._state import state
 
@@ -13,10 +14,49 @@ def is_grad_enabled() -> bool:
     return state.grad_enabled
 
 
+def _decorate(fn, make_context):
+    """Run ``fn`` (or, for a generator function, each step of its generator) in a fresh context."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            gen = fn(*args, **kwargs)
+            try:
+                with make_context():
+                    value = next(gen)
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        gen.close()
+                        raise
+                    except BaseException as e:  # forwarded into the generator, as torch does
+                        with make_context():
+                            value = gen.throw(e)
+                    else:
+                        with make_context():
+                            value = gen.send(sent)
+            except StopIteration as e:
+                return e.value
+
+        return generator
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with make_context():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 class _GradMode:
-    """Base for the context managers; each also works as a decorator."""
+    """Base for the context managers; each also works as a decorator, with or without ()."""
 
     mode = True
+
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)  # bare ``@no_grad``
 
     def __enter__(self):
         self.prev = state.grad_enabled
@@ -26,12 +66,7 @@ class _GradMode:
         state.grad_enabled = self.prev
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return _decorate(fn, self.__class__)
 
 
 class no_grad(_GradMode):
@@ -49,6 +84,9 @@ class enable_grad(_GradMode):
 class set_grad_enabled(_GradMode):
     """``set_grad_enabled(False)`` acts at once (like PyTorch) and as a context manager."""
 
+    def __new__(cls, mode: bool):
+        return object.__new__(cls)
+
     def __init__(self, mode: bool) -> None:
         self.prev = state.grad_enabled
         self.mode = bool(mode)
@@ -63,10 +101,4 @@ class set_grad_enabled(_GradMode):
     def __call__(self, fn):
         state.grad_enabled = self.prev
         mode = self.mode
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return _decorate(fn, lambda: set_grad_enabled(mode))
