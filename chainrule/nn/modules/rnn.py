@@ -271,12 +271,6 @@ class RNN(RNNBase):
         output, (h_n,) = self._forward(input, None if hx is None else [hx])
         return output, h_n
 
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        if self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity}"
-        return s
-
 
 class LSTM(RNNBase):
     """Long short-term memory: gates i, f, g, o; c_t = f·c + i·g, h_t = o·tanh(c_t)."""

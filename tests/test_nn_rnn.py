@@ -1,0 +1,190 @@
+"""RNN, LSTM, GRU and their cells: PyTorch's parameter names and layouts; identical weights give
+the same outputs and gradients as torch; float64 finite differences; errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.autograd import gradcheck
+from chainrule.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+
+RNG = np.random.default_rng(0)
+KINDS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
+
+
+def _copy_params(cm, tm):
+    import torch
+
+    assert [n for n, _ in cm.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    for (_, p), (_, tp) in zip(cm.named_parameters(), tm.named_parameters()):
+        assert tuple(p.shape) == tuple(tp.shape)
+        tp.data = torch.tensor(p.detach().numpy())
+
+
+CONFIGS = [
+    ({}, (5, 2, 3), False),
+    ({"num_layers": 2, "bidirectional": True, "batch_first": True}, (2, 5, 3), True),
+    ({"num_layers": 2, "bidirectional": True, "bias": False}, (5, 3), True),
+    ({"num_layers": 3}, (4, 1, 3), True),
+]
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("kw, shape, with_hx", CONFIGS,
+                         ids=["plain", "2layer_bidir_batchfirst", "unbatched_nobias", "3layer"])
+def test_recurrent_layers_match_torch(kind, kw, shape, with_hx):
+    torch = pytest.importorskip("torch")
+    cm = KINDS[kind](3, 4, dtype=cr.float64, **kw)
+    tm = getattr(torch.nn, kind)(3, 4, dtype=torch.float64, **kw)
+    _copy_params(cm, tm)
+    assert repr(cm) == repr(tm)
+    xa = RNG.standard_normal(shape)
+    x, tx = cr.tensor(xa, requires_grad=True), torch.tensor(xa, requires_grad=True)
+    cargs, targs, states = [x], [tx], []
+    if with_hx:
+        dirs = 2 if kw.get("bidirectional") else 1
+        batch = () if len(shape) == 2 else (shape[0] if kw.get("batch_first") else shape[1],)
+        hshape = (kw.get("num_layers", 1) * dirs,) + batch + (4,)
+        pairs = [(cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True))
+                 for a in (RNG.standard_normal(hshape) for _ in range(2 if kind == "LSTM" else 1))]
+        states = pairs
+        if kind == "LSTM":
+            cargs.append(tuple(c for c, _ in pairs))
+            targs.append(tuple(t for _, t in pairs))
+        else:
+            cargs.append(pairs[0][0])
+            targs.append(pairs[0][1])
+    out, hn = cm(*cargs)
+    tout, thn = tm(*targs)
+    if kind == "LSTM":
+        assert isinstance(hn, tuple) and len(hn) == 2
+        hn, thn = cr.cat(list(hn)), torch.cat(list(thn))
+    assert tuple(out.shape) == tuple(tout.shape) and tuple(hn.shape) == tuple(thn.shape)
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(hn.detach().numpy(), thn.detach().numpy(), atol=1e-12)
+    go, gh = RNG.standard_normal(tuple(tout.shape)), RNG.standard_normal(tuple(thn.shape))
+    ((out * cr.tensor(go)).sum() + (hn * cr.tensor(gh)).sum()).backward()
+    ((tout * torch.tensor(go)).sum() + (thn * torch.tensor(gh)).sum()).backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=1e-12)
+    for c, t in states:
+        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), atol=1e-12)
+    for (name, p), tp in zip(cm.named_parameters(), tm.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), atol=1e-12, err_msg=name)
+
+
+def test_relu_rnn_matches_torch():
+    torch = pytest.importorskip("torch")
+    cm = RNN(3, 4, num_layers=2, nonlinearity="relu")
+    tm = torch.nn.RNN(3, 4, num_layers=2, nonlinearity="relu")
+    _copy_params(cm, tm)
+    assert repr(cm) == repr(tm)
+    xa = RNG.standard_normal((6, 2, 3)).astype(np.float32)
+    out, hn = cm(cr.tensor(xa))
+    tout, thn = tm(torch.tensor(xa))
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hn.detach().numpy(), thn.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert out.dtype == cr.float32
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cells_match_torch(kind):
+    torch = pytest.importorskip("torch")
+    cls = {"RNNCell": RNNCell, "LSTMCell": LSTMCell, "GRUCell": GRUCell}[kind]
+    cm, tm = cls(3, 4, dtype=cr.float64), getattr(torch.nn, kind)(3, 4, dtype=torch.float64)
+    _copy_params(cm, tm)
+    for shape in [(2, 3), (3,)]:
+        xa = RNG.standard_normal(shape)
+        x, tx = cr.tensor(xa, requires_grad=True), torch.tensor(xa, requires_grad=True)
+        y, ty = cm(x), tm(tx)
+        if kind == "LSTMCell":
+            y, ty = y[0] * 2 + y[1], ty[0] * 2 + ty[1]
+        np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), atol=1e-12)
+        y.sum().backward()
+        ty.sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=1e-12)
+        for p, tp in zip(cm.parameters(), tm.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), atol=1e-12)
+            p.grad, tp.grad = None, None
+
+
+def test_parameter_names_layouts_and_init():
+    cr.manual_seed(0)
+    m = LSTM(3, 5, num_layers=2, bidirectional=True)
+    names = [n for n, _ in m.named_parameters()]
+    assert names[:8] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                         "weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse",
+                         "bias_hh_l0_reverse"]
+    assert len(names) == 16
+    assert tuple(m.weight_ih_l0.shape) == (20, 3)
+    assert tuple(m.weight_ih_l1.shape) == (20, 10)  # layer 1 reads both directions
+    assert tuple(GRU(3, 5).weight_hh_l0.shape) == (15, 5)
+    assert tuple(RNN(3, 5).bias_ih_l0.shape) == (5,)
+    bound = 1 / math.sqrt(5)
+    values = np.concatenate([p.detach().numpy().ravel() for p in m.parameters()])
+    assert np.abs(values).max() <= bound and np.abs(values).max() > 0.9 * bound
+    assert len(m.all_weights) == 4 and len(m.all_weights[0]) == 4
+    assert [n for n, _ in GRU(2, 3, bias=False).named_parameters()] == ["weight_ih_l0",
+                                                                          "weight_hh_l0"]
+
+
+def test_lstm_gradcheck_float64():
+    cr.manual_seed(1)
+    m = LSTM(2, 3, num_layers=2, bidirectional=True, dtype=cr.float64)
+    x = cr.tensor(RNG.standard_normal((3, 1, 2)), requires_grad=True)
+    w = m.weight_hh_l1_reverse
+
+    def fn(x, w):
+        out, (h, c) = m(x)
+        return out.sum(0) + c.sum(0).sum()
+
+    assert gradcheck(fn, (x, w))
+
+
+def test_gru_gradcheck_float64_batch_first_with_hx():
+    cr.manual_seed(2)
+    m = GRU(2, 3, batch_first=True, dtype=cr.float64)
+    x = cr.tensor(RNG.standard_normal((2, 3, 2)), requires_grad=True)
+    h0 = cr.tensor(RNG.standard_normal((1, 2, 3)), requires_grad=True)
+    assert gradcheck(lambda x, h0, b: m(x, h0)[0], (x, h0, m.bias_hh_l0))
+
+
+def test_dropout_between_layers_only_in_training():
+    cr.manual_seed(0)
+    m = GRU(3, 4, num_layers=2, dropout=0.5)
+    x = cr.randn(5, 2, 3)
+    m.eval()
+    a, _ = m(x)
+    b, _ = m(x)
+    np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    m.dropout = 0.0
+    c, _ = m(x)
+    np.testing.assert_array_equal(a.detach().numpy(), c.detach().numpy())
+    m.dropout = 0.5
+    m.train()
+    d, _ = m(x)
+    assert not np.allclose(a.detach().numpy(), d.detach().numpy())
+    single = GRU(3, 4, dropout=0.5)  # one layer: nothing between layers to drop
+    single.eval()
+    e, _ = single(x)
+    single.train()
+    f, _ = single(x)
+    np.testing.assert_array_equal(e.detach().numpy(), f.detach().numpy())
+
+
+def test_errors_name_the_layer_and_shapes():
+    m = LSTM(3, 4, num_layers=2)
+    with pytest.raises(RuntimeError, match=r"LSTM: input.size\(-1\) must be equal to input_size. "
+                                           r"Expected 3, got 5"):
+        m(cr.randn(2, 1, 5))
+    with pytest.raises(RuntimeError, match=r"LSTM: Expected hx size \(2, 1, 4\), got \[1, 1, 4\]"):
+        m(cr.randn(2, 1, 3), (cr.randn(1, 1, 4), cr.randn(2, 1, 4)))
+    with pytest.raises(ValueError, match="GRU: Expected input to be 2D or 3D"):
+        GRU(3, 4)(cr.randn(3))
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
+        RNN(3, 4, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="dropout should be a number in range"):
+        RNN(3, 4, dropout=1.5)
