@@ -226,7 +226,9 @@ def test_notebook_repr_svg():
 
 
 def test_without_dot_writes_source_and_says_how_to_install(tmp_path, monkeypatch, capsys):
-    import chainrule.viz.draw as d
+    import sys
+
+    d = sys.modules["chainrule.viz.draw"]
 
     monkeypatch.setattr(d.shutil, "which", lambda name: None)
     *_, f = _xyz()
