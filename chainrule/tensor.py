@@ -110,6 +110,11 @@ class Tensor:
                     f"assigned grad has data of a different size: {tuple(value.shape)} "
                     f"vs the tensor's {tuple(self.shape)}"
                 )
+            if value._data.dtype != self._data.dtype:
+                raise RuntimeError(
+                    f"attempting to assign a gradient with dtype {value.dtype} to a tensor with "
+                    f"dtype {self.dtype}. The gradient must match the tensor's dtype."
+                )
         self._grad = value
 
     @property
