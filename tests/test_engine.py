@@ -216,6 +216,36 @@ def test_set_grad_enabled_function_context_decorator() -> None:
     assert not f(x).requires_grad and cr.is_grad_enabled()
 
 
+def test_bare_decorators_and_generators() -> None:
+    @cr.no_grad
+    def off():
+        return cr.is_grad_enabled()
+
+    @cr.enable_grad
+    def on():
+        return cr.is_grad_enabled()
+
+    assert off() is False and cr.is_grad_enabled()
+    with cr.no_grad():
+        assert on() is True and not cr.is_grad_enabled()
+    assert off.__name__ == "off"
+
+    @cr.no_grad()
+    def gen():
+        received = yield cr.is_grad_enabled()
+        yield received, cr.is_grad_enabled()
+
+    g = gen()
+    assert next(g) is False and cr.is_grad_enabled()  # the mode does not leak between steps
+    assert g.send("x") == ("x", False) and cr.is_grad_enabled()
+
+    @cr.set_grad_enabled(False)
+    def gen2():
+        yield cr.is_grad_enabled()
+
+    assert list(gen2()) == [False] and cr.is_grad_enabled()
+
+
 def test_grad_mode_restored_after_exception() -> None:
     with pytest.raises(ValueError):
         with cr.no_grad():

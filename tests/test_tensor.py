@@ -245,6 +245,22 @@ def test_grad_fn_and_is_leaf() -> None:
     assert z.is_leaf and not z.requires_grad and z.grad_fn is None
 
 
+def test_grad_setter_checks_type_shape_dtype() -> None:
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    x.grad = cr.tensor([0.5, 0.5])
+    assert x.grad.tolist() == [0.5, 0.5]
+    (x * 2).sum().backward()
+    assert x.grad.tolist() == [2.5, 2.5]  # accumulates onto the assigned gradient
+    with pytest.raises(TypeError):
+        x.grad = [1.0, 2.0]
+    with pytest.raises(RuntimeError, match="size"):
+        x.grad = cr.ones(3)
+    with pytest.raises(RuntimeError, match="dtype"):
+        x.grad = cr.ones(2, dtype=cr.float64)
+    x.grad = None
+    assert x.grad is None
+
+
 def test_data_is_detached_and_shares_memory() -> None:
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     d = x.data
