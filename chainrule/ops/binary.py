@@ -470,6 +470,13 @@ def masked_fill(input: Tensor, mask, value) -> Tensor:
         raise RuntimeError(
             f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype}"
         )
+    try:
+        np.broadcast_shapes(np.shape(m), input._data.shape)
+    except ValueError:
+        raise RuntimeError(
+            f"masked_fill: mask of shape {list(np.shape(m))} is not broadcastable to the input "
+            f"of shape {list(input._data.shape)}"
+        ) from None
     if isinstance(value, Tensor):
         if value._data.ndim != 0:
             raise RuntimeError(

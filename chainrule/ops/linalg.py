@@ -155,7 +155,7 @@ def dot(input: Tensor, other: Tensor) -> Tensor:
         )
     if input._data.shape != other._data.shape:
         raise RuntimeError(
-            "inconsistent tensor size, expected tensor [" + str(input._data.shape[0])
+            "dot: inconsistent tensor size, expected tensor [" + str(input._data.shape[0])
             + "] and src [" + str(other._data.shape[0]) + "] to have the same number of elements"
         )
     return matmul(input, other)
@@ -167,7 +167,10 @@ vdot = inner = dot
 def outer(input: Tensor, vec2: Tensor) -> Tensor:
     """Outer product aᵢbⱼ of two 1-d tensors."""
     if input._data.ndim != 1 or vec2._data.ndim != 1:
-        raise RuntimeError("outer: expected 1D tensors")
+        raise RuntimeError(
+            f"outer: expected 1D tensors, but got shapes {list(input._data.shape)} and "
+            f"{list(vec2._data.shape)}"
+        )
     return input.reshape(-1, 1) * vec2.reshape(1, -1)
 
 
