@@ -130,6 +130,45 @@ def test_trajectory_matches_torch(name, kwargs):
                                            atol=1e-10)
 
 
+BIG_CASES = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.2, "maximize": True}),
+    ("Adam", {"lr": 0.05, "amsgrad": True, "weight_decay": 0.1}),
+    ("AdamW", {"lr": 0.05, "maximize": True}),
+    ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.1, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("name,kwargs", BIG_CASES, ids=[f"{n}-{k}" for n, k in BIG_CASES])
+def test_large_parameters_match_torch(name, kwargs, order):
+    """Big updates run block by block (C order) or whole (F order): same numbers as torch."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    start = np.asarray(rng.standard_normal((301, 503)), order=order)  # ~2.3 blocks of 65536
+    target = rng.standard_normal((301, 503))
+
+    def run(lib):
+        if lib is cr:
+            p = cr.from_numpy(start.copy(order="K")).requires_grad_()
+            assert p._data.flags.f_contiguous == (order == "F")
+        else:
+            p = torch.tensor(start, requires_grad=True)
+        t = lib.tensor(target, dtype=lib.float64)
+        opt = getattr(lib.optim, name)([p], **kwargs)
+        out = []
+        for _ in range(5):
+            opt.zero_grad()
+            ((p - t) ** 2).sum().backward()
+            opt.step()
+            out.append([np.array(p.detach().numpy(), copy=True)])
+        return out
+
+    _assert_same(run(cr), run(torch))
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
 def test_param_groups_with_different_options_match_torch(name):
     torch = pytest.importorskip("torch")

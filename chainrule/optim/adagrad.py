@@ -80,26 +80,30 @@ class Adagrad(Optimizer):
                 if grad is None:
                     continue
                 d = self._param_array(p)
-                g = grad._data
                 state = self.state[p]
                 if "sum" not in state:  # a parameter added by add_param_group
                     state = self._init_state(p, group)
                 step = state["step"] = state["step"] + 1
-                t0, t1 = self._scratch(p, d, 2)
-                if weight_decay != 0:  # g ← ±g + wd·θ
-                    np.multiply(d, weight_decay, out=t1)
-                    (np.subtract if maximize else np.add)(t1, g, out=t1)
-                    g = t1
-                elif maximize:
-                    np.negative(g, out=t1)
-                    g = t1
                 clr = lr / (1 + (step - 1) * lr_decay)
-                s = state["sum"]._data
-                np.multiply(g, g, out=t0)
-                np.add(s, t0, out=s)
-                np.sqrt(s, out=t0)
-                np.add(t0, eps, out=t0)
-                np.multiply(g, clr, out=t1)
-                np.divide(t1, t0, out=t1)
-                np.subtract(d, t1, out=d)
+                arrays = (d, grad._data, state["sum"]._data)
+                for (d_, g_, s_), (t0, t1) in self._pieces(p, arrays):
+                    _update(d_, g_, s_, t0, t1, clr, eps, weight_decay, maximize)
         return loss
+
+
+def _update(d, g, s, t0, t1, clr, eps, weight_decay, maximize):
+    """One Adagrad update on (blocks of) raw arrays, in PyTorch's order of operations."""
+    if weight_decay != 0:  # g ← ±g + wd·θ
+        np.multiply(d, weight_decay, out=t1)
+        (np.subtract if maximize else np.add)(t1, g, out=t1)
+        g = t1
+    elif maximize:
+        np.negative(g, out=t1)
+        g = t1
+    np.multiply(g, g, out=t0)
+    np.add(s, t0, out=s)
+    np.sqrt(s, out=t0)
+    np.add(t0, eps, out=t0)
+    np.multiply(g, clr, out=t1)
+    np.divide(t1, t0, out=t1)
+    np.subtract(d, t1, out=d)

@@ -96,50 +96,23 @@ class Adam(Optimizer):
                 if grad is None:
                     continue
                 d = self._param_array(p)
-                g = grad._data
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
                     state["exp_avg"] = self._zeros_like(d)
                     state["exp_avg_sq"] = self._zeros_like(d)
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = self._zeros_like(d)
+                if amsgrad and "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = self._zeros_like(d)
                 step = state["step"] = state["step"] + 1
-                m = state["exp_avg"]._data
-                v = state["exp_avg_sq"]._data
-                t0, t1 = self._scratch(p, d, 2)
-
-                if weight_decay != 0:
-                    if decoupled:
-                        np.multiply(d, 1 - lr * weight_decay, out=d)
-                    else:  # g ← ±g + wd·θ
-                        np.multiply(d, weight_decay, out=t1)
-                        (np.subtract if maximize else np.add)(t1, g, out=t1)
-                        g = t1
-                if maximize and g is not t1:
-                    np.negative(g, out=t1)
-                    g = t1
-
-                lerp_(m, g, 1 - beta1, t0)
-                np.multiply(v, beta2, out=v)
-                np.multiply(g, 1 - beta2, out=t0)
-                np.multiply(t0, g, out=t0)
-                np.add(v, t0, out=v)
-
                 bias_correction1 = 1 - beta1**step
                 bias_correction2 = 1 - beta2**step
                 step_size = lr / bias_correction1
                 bias_correction2_sqrt = bias_correction2**0.5
-                if amsgrad:
-                    vmax = state["max_exp_avg_sq"]._data
-                    np.maximum(vmax, v, out=vmax)
-                    v = vmax
-                np.sqrt(v, out=t0)  # denom = √v / √(1-β₂ᵗ) + ε
-                np.divide(t0, bias_correction2_sqrt, out=t0)
-                np.add(t0, eps, out=t0)
-                np.multiply(m, step_size, out=t1)  # θ ← θ - (lr / (1-β₁ᵗ))·m / denom
-                np.divide(t1, t0, out=t1)
-                np.subtract(d, t1, out=d)
+                vmax = state["max_exp_avg_sq"]._data if amsgrad else None
+                arrays = (d, grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data, vmax)
+                for (d_, g_, m_, v_, vmax_), (t0, t1) in self._pieces(p, arrays):
+                    _update(d_, g_, m_, v_, vmax_, t0, t1, lr, beta1, beta2, eps, weight_decay,
+                            maximize, decoupled, step_size, bias_correction2_sqrt)
         return loss
 
 
@@ -172,3 +145,32 @@ class AdamW(Adam):
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = True
+
+
+def _update(d, g, m, v, vmax, t0, t1, lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+            step_size, bias_correction2_sqrt):
+    """One Adam update on (blocks of) raw arrays, in PyTorch's order of operations."""
+    if weight_decay != 0:
+        if decoupled:
+            np.multiply(d, 1 - lr * weight_decay, out=d)
+        else:  # g ← ±g + wd·θ
+            np.multiply(d, weight_decay, out=t1)
+            (np.subtract if maximize else np.add)(t1, g, out=t1)
+            g = t1
+    if maximize and g is not t1:
+        np.negative(g, out=t1)
+        g = t1
+    lerp_(m, g, 1 - beta1, t0)
+    np.multiply(v, beta2, out=v)
+    np.multiply(g, 1 - beta2, out=t0)
+    np.multiply(t0, g, out=t0)
+    np.add(v, t0, out=v)
+    if vmax is not None:
+        np.maximum(vmax, v, out=vmax)
+        v = vmax
+    np.sqrt(v, out=t0)  # denom = √v / √(1-β₂ᵗ) + ε
+    np.divide(t0, bias_correction2_sqrt, out=t0)
+    np.add(t0, eps, out=t0)
+    np.multiply(m, step_size, out=t1)  # θ ← θ - (lr / (1-β₁ᵗ))·m / denom
+    np.divide(t1, t0, out=t1)
+    np.subtract(d, t1, out=d)

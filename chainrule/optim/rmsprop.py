@@ -73,7 +73,6 @@ class RMSprop(Optimizer):
                 if grad is None:
                     continue
                 d = self._param_array(p)
-                g = grad._data
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
@@ -83,42 +82,50 @@ class RMSprop(Optimizer):
                     if centered:
                         state["grad_avg"] = self._zeros_like(d)
                 state["step"] += 1
-                t0, t1 = self._scratch(p, d, 2)
-                if weight_decay != 0:  # g ← ±g + wd·θ
-                    np.multiply(d, weight_decay, out=t1)
-                    (np.subtract if maximize else np.add)(t1, g, out=t1)
-                    g = t1
-                elif maximize:
-                    np.negative(g, out=t1)
-                    g = t1
-
-                v = state["square_avg"]._data
-                np.multiply(v, alpha, out=v)
-                np.multiply(g, 1 - alpha, out=t0)
-                np.multiply(t0, g, out=t0)
-                np.add(v, t0, out=v)
-                if centered:
-                    ga = state["grad_avg"]._data
-                    lerp_(ga, g, 1 - alpha, t0)
-                    np.multiply(ga, ga, out=t0)
-                    np.subtract(v, t0, out=t0)
-                    np.sqrt(t0, out=t0)
-                else:
-                    np.sqrt(v, out=t0)
-                np.add(t0, eps, out=t0)  # t0 = avg
-
+                buf = ga = None
                 if momentum > 0:
-                    buf = state.get("momentum_buffer")
-                    if buf is None:  # momentum switched on after the first step
-                        buf = state["momentum_buffer"] = self._zeros_like(d)
-                    b = buf._data
-                    np.multiply(b, momentum, out=b)
-                    np.divide(g, t0, out=t0)
-                    np.add(b, t0, out=b)
-                    np.multiply(b, lr, out=t0)
-                    np.subtract(d, t0, out=d)
-                else:
-                    np.multiply(g, lr, out=t1)
-                    np.divide(t1, t0, out=t1)
-                    np.subtract(d, t1, out=d)
+                    if "momentum_buffer" not in state:  # momentum switched on later
+                        state["momentum_buffer"] = self._zeros_like(d)
+                    buf = state["momentum_buffer"]._data
+                if centered:
+                    if "grad_avg" not in state:
+                        state["grad_avg"] = self._zeros_like(d)
+                    ga = state["grad_avg"]._data
+                arrays = (d, grad._data, state["square_avg"]._data, ga, buf)
+                for (d_, g_, v_, ga_, b_), (t0, t1) in self._pieces(p, arrays):
+                    _update(d_, g_, v_, ga_, b_, t0, t1, lr, alpha, eps, weight_decay, momentum,
+                            maximize)
         return loss
+
+
+def _update(d, g, v, ga, b, t0, t1, lr, alpha, eps, weight_decay, momentum, maximize):
+    """One RMSprop update on (blocks of) raw arrays, in PyTorch's order of operations."""
+    if weight_decay != 0:  # g ← ±g + wd·θ
+        np.multiply(d, weight_decay, out=t1)
+        (np.subtract if maximize else np.add)(t1, g, out=t1)
+        g = t1
+    elif maximize:
+        np.negative(g, out=t1)
+        g = t1
+    np.multiply(v, alpha, out=v)
+    np.multiply(g, 1 - alpha, out=t0)
+    np.multiply(t0, g, out=t0)
+    np.add(v, t0, out=v)
+    if ga is not None:  # centered: avg = √(v - ḡ²)
+        lerp_(ga, g, 1 - alpha, t0)
+        np.multiply(ga, ga, out=t0)
+        np.subtract(v, t0, out=t0)
+        np.sqrt(t0, out=t0)
+    else:
+        np.sqrt(v, out=t0)
+    np.add(t0, eps, out=t0)
+    if b is not None:  # b ← μb + g/avg;  θ ← θ - lr·b
+        np.multiply(b, momentum, out=b)
+        np.divide(g, t0, out=t0)
+        np.add(b, t0, out=b)
+        np.multiply(b, lr, out=t0)
+        np.subtract(d, t0, out=d)
+    else:
+        np.multiply(g, lr, out=t1)
+        np.divide(t1, t0, out=t1)
+        np.subtract(d, t1, out=d)

@@ -68,44 +68,45 @@ class SGD(Optimizer):
                 if grad is None:
                     continue
                 d = self._param_array(p)
-                g = grad._data
-                tmp = None
-                if weight_decay != 0 or maximize:
-                    tmp = self._scratch(p, d, 2)
-                    t = tmp[0]
-                    if weight_decay != 0:  # g ← ±g + wd·θ
-                        np.multiply(d, weight_decay, out=t)
-                        (np.subtract if maximize else np.add)(t, g, out=t)
-                    else:
-                        np.negative(g, out=t)
-                    g = t
+                b, first = None, False
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
-                    if buf is None:
-                        state["momentum_buffer"] = buf = self._copy(g)
-                        b = buf._data
-                    else:
-                        b = buf._data
-                        np.multiply(b, momentum, out=b)
-                        if dampening == 0:
-                            np.add(b, g, out=b)
-                        else:
-                            tmp = tmp or self._scratch(p, d, 2)
-                            np.multiply(g, 1 - dampening, out=tmp[1])
-                            np.add(b, tmp[1], out=b)
-                    if nesterov:
-                        tmp = tmp or self._scratch(p, d, 2)
-                        t = tmp[1]
-                        np.multiply(b, momentum, out=t)
-                        np.add(g, t, out=t)
-                        g = t
-                    else:
-                        g = b
-                if tmp is not None and (g is tmp[0] or g is tmp[1]):
-                    t = g
-                else:
-                    t = self._scratch(p, d)[0]
-                np.multiply(g, lr, out=t)
-                np.subtract(d, t, out=d)
+                    if buf is None:  # the first step copies the gradient into the buffer
+                        buf = state["momentum_buffer"] = self._zeros_like(d)
+                        first = True
+                    b = buf._data
+                for (d_, g_, b_), (t0, t1) in self._pieces(p, (d, grad._data, b)):
+                    _update(d_, g_, b_, t0, t1, lr, momentum, dampening, weight_decay, nesterov,
+                            maximize, first)
         return loss
+
+
+def _update(d, g, b, t0, t1, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    """θ ← θ - lr·step on (blocks of) raw arrays, in PyTorch's order of operations."""
+    if weight_decay != 0:  # g ← ±g + wd·θ
+        np.multiply(d, weight_decay, out=t0)
+        (np.subtract if maximize else np.add)(t0, g, out=t0)
+        g = t0
+    elif maximize:
+        np.negative(g, out=t0)
+        g = t0
+    if b is not None:
+        if first:
+            np.copyto(b, g)
+        else:
+            np.multiply(b, momentum, out=b)
+            if dampening == 0:
+                np.add(b, g, out=b)
+            else:
+                np.multiply(g, 1 - dampening, out=t1)
+                np.add(b, t1, out=b)
+        if nesterov:
+            np.multiply(b, momentum, out=t1)
+            np.add(g, t1, out=t1)
+            g = t1
+        else:
+            g = b
+    t = g if (g is t0 or g is t1) else t0
+    np.multiply(g, lr, out=t)
+    np.subtract(d, t, out=d)
