@@ -175,6 +175,29 @@ def test_matmul_mismatch_names_op_and_shapes() -> None:
     assert "matmul" in msg and "2x3" in msg and "4x2" in msg
 
 
+@pytest.mark.parametrize("name,call", [
+    ("cat", lambda a, b: cr.cat([a, b])),
+    ("stack", lambda a, b: cr.stack([a, b])),
+    ("where", lambda a, b: cr.where(a > 0, a, b)),
+    ("masked_fill", lambda a, b: a.masked_fill(b > 0, 1.0)),
+    ("matmul", lambda a, b: cr.bmm(a[None], b[None])),
+    ("dot", lambda a, b: cr.dot(a[0], b[:, 0])),
+    ("outer", lambda a, b: cr.outer(a, b)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_shape_errors_name_op_and_shapes(name, call) -> None:
+    a, b = cr.zeros(2, 3), cr.zeros(4, 2)
+    with pytest.raises(RuntimeError) as e:
+        call(a, b)
+    msg = str(e.value)
+    assert name in msg, msg
+    assert any(f in msg for f in ("2, 3]", "[3]")) and any(f in msg for f in ("4, 2]", "[4]")), msg
+
+
+def test_reshape_error_names_shapes() -> None:
+    with pytest.raises(RuntimeError, match=r"reshape.*\[4, 2\].*size 6.*\[2, 3\]"):
+        cr.zeros(2, 3).reshape(4, 2)
+
+
 def test_requires_grad_on_integer_tensor() -> None:
     for make in (lambda: cr.tensor([1, 2], requires_grad=True),
                  lambda: cr.arange(3).requires_grad_(),
