@@ -686,6 +686,39 @@ def _check_same_size(input: Tensor, target: Tensor, name: str) -> None:
         )
 
 
+def _clamped_logs(x):
+    """(max(ln x, -100), max(ln(1 - x), -100)) on arrays or Tensors."""
+    if either.is_tensor(x):
+        return x.log().clamp(min=-100.0), (1 - x).log().clamp(min=-100.0)
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(x), -100.0), np.maximum(np.log(1 - x), -100.0)
+
+
+class BinaryCrossEntropy(Op):
+    """l = -(y·ln x + (1-y)·ln(1-x)), logs clamped at -100;
+    dl/dx = (x - y) / max(x(1-x), 1e-12),  dl/dy = ln(1-x) - ln x (unclamped)"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        log_x, log_1mx = _clamped_logs(x)
+        return -(y * log_x + (1 - y) * log_1mx)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        gx = gy = None
+        if ctx._edges[0] is not None:
+            gx = g * (x - y) / either.maximum(x * (1 - x), 1e-12)
+        if ctx._edges[1] is not None:  # unclamped, as PyTorch (infinite at x = 0 or 1)
+            if either.is_tensor(x):
+                gy = g * ((-x).log1p() - x.log())
+            else:
+                with np.errstate(divide="ignore"):
+                    gy = g * (np.log1p(-x) - np.log(x))
+        return gx, gy
+
+
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                          size_average: Any = None, reduce: Any = None,
                          reduction: str = "mean") -> Tensor:
@@ -698,9 +731,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     if x.size and (x.min() < 0 or x.max() > 1):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
                            "and 1")
-    log_x = input.log().clamp(min=-100.0)
-    log_1mx = (1 - input).log().clamp(min=-100.0)
-    loss = -(target * log_x + (1 - target) * log_1mx)
+    if target._data.dtype != x.dtype:
+        target = target.to(input.dtype)
+    loss = BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy")
@@ -896,7 +929,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
             t1 = np.where(valid, t1, 0)
             valid = valid.astype(x2._data.dtype)
         loss = CrossEntropy.apply(x2, t1, valid, reduction)
-        return loss.reshape(*out_shape) if reduction == "none" else loss
+        if reduction == "none" and tuple(loss.shape) != out_shape:
+            return loss.reshape(*out_shape)
+        return loss
     logp = _log_softmax(input, 1 if input.ndim > 1 else 0)
     nll = nll_loss(logp, wrap(t), weight, ignore_index=ignore_index, reduction=reduction)
     if label_smoothing == 0.0:
