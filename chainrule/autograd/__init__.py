@@ -81,7 +81,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     inputs = list(_as_tuple(inputs))
     for i, t in enumerate(inputs):
         if not t._requires_grad:
-            raise RuntimeError(f"One of the differentiated Tensors (input {i}) does not require grad")
+            raise RuntimeError(
+                f"One of the differentiated Tensors (input {i}) does not require grad"
+            )
     if retain_graph is None:
         retain_graph = create_graph
     if allow_unused is None:
@@ -109,7 +111,7 @@ from chainrule.autograd.gradcheck import GradcheckError, gradcheck, gradgradchec
 
 
 def check_gates(fn, inputs, **kwargs):
-    """Check every gate of ``fn``'s graph against finite differences (see chainrule.autograd.gates)."""
+    """Check every gate of ``fn``'s graph against finite differences (autograd/gates.py)."""
     from chainrule.autograd.gates import check_gates as _check
 
     return _check(fn, inputs, **kwargs)

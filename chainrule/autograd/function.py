@@ -48,8 +48,7 @@ class Function:
     # Graph-node state, filled in by apply(); class attributes are the defaults.
     _edges: list = ()        # per input: None | leaf Tensor | node | (node, output_nr)
     _outs: tuple = ()        # per output: (shape, numpy dtype)
-    _saved: tuple | None = ()
-    _released = False
+    _saved: tuple | None = ()     # None once freed by a backward without retain_graph
     _hooks: dict | None = None    # output_nr -> [hook, ...]  (Tensor.register_hook on non-leaves)
     _retained: dict | None = None  # output_nr -> weakref of the Tensor that retains its grad
     _as_tensors = True            # backward sees Tensors (always true for user Functions)
@@ -76,8 +75,12 @@ class Function:
         self._saved = tensors
 
     @property
+    def _released(self) -> bool:
+        return self._saved is None
+
+    @property
     def saved_tensors(self) -> tuple:
-        if self._released:
+        if self._saved is None:
             raise RuntimeError(_SAVED_FREED)
         return self._saved
 
@@ -205,7 +208,6 @@ class Function:
     def _release(self) -> None:
         if self._saved:
             self._saved = None
-            self._released = True
 
 
 def _overrides_setup_context(cls) -> bool:
@@ -242,12 +244,16 @@ class Op(Function):
     (masks, indices), which lets the engine rebuild them as graph-connected Tensors.
     """
 
-    _saved_from: tuple = ()   # per saved value: input index, -1 for the output, None for a constant
+    # Slots for what every recorded gate sets (no per-node dict unless a gate stores extras):
+    # _saved_from is, per saved value, its input index, -1 for the output, None for a constant.
+    __slots__ = ("_edges", "_saved", "_saved_from", "_outs")
     _as_tensors = False
 
     @classmethod
     def apply(cls, *args: Any) -> Any:
         ctx = _new(cls)
+        ctx._saved = ()
+        ctx._edges = _NO_EDGES
         edges = None
         if state.grad_enabled and cls.differentiable:
             arrays = []
@@ -294,6 +300,7 @@ class Op(Function):
     @classmethod
     def apply_unary(cls, x: Tensor) -> Tensor:
         ctx = _new(cls)
+        ctx._saved = ()
         data = x._data
         if not (x._requires_grad and state.grad_enabled):
             return wrap(cls.forward(ctx, data))
@@ -314,6 +321,7 @@ class Op(Function):
     @classmethod
     def apply_binary(cls, a: Tensor, b) -> Tensor:
         ctx = _new(cls)
+        ctx._saved = ()
         da = a._data
         if type(b) is Tensor or isinstance(b, Tensor):
             db = b._data
@@ -346,9 +354,12 @@ class Op(Function):
             if saved is None:
                 raise RuntimeError(_SAVED_FREED)
             return saved
-        if self._released:
+        saved = self._saved
+        if saved is None:
             raise RuntimeError(_SAVED_FREED)
-        return tuple(self._saved_as_tensor(s, src) for s, src in zip(self._saved, self._saved_from))
+        if not saved:
+            return ()
+        return tuple(self._saved_as_tensor(s, src) for s, src in zip(saved, self._saved_from))
 
     def _saved_as_tensor(self, value, src):
         """Rebuild a saved array as the graph-connected Tensor it was (for create_graph)."""
@@ -403,6 +414,7 @@ def _source(s, arrays: list, out):
     return None
 
 
+_NO_EDGES = ()
 _FROM_INPUT0 = (0,)
 _FROM_OUTPUT = (-1,)
 _FROM_INPUTS01 = (0, 1)

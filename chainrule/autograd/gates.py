@@ -137,7 +137,7 @@ def _rebuild(node):
         return None
     cls = type(node)
     ctx = cls.__new__(cls)
-    ctx._edges, ctx._outs = node._edges, node._outs
+    ctx._edges, ctx._outs, ctx._saved = node._edges, node._outs, ()
     kwargs = getattr(node, "kwargs", None) or {}
     with no_grad():
         if isinstance(node, Op):
