@@ -201,3 +201,28 @@ def test_module_scope_is_named_when_nn_is_available():
         with cr.autograd.detect_anomaly():
             lin(cr.tensor([[1.0, -1.0]]))
     assert "inside Linear" in str(info.value)
+
+
+def _bench_module():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                        "bench_anomaly.py")
+    spec = importlib.util.spec_from_file_location("bench_anomaly", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_writes_only_its_own_section(tmp_path):
+    bench = _bench_module()
+    path = tmp_path / "BENCHMARKS.md"
+    bench.write_section(str(path), "first")
+    assert path.read_text() == f"{bench.START}\nfirst\n{bench.END}\n"
+    path.write_text(f"# Benchmarks\n\nothers' table\n\n{bench.START}\nold\n{bench.END}\n\ntail\n")
+    bench.write_section(str(path), "| new | table |")
+    assert path.read_text() == (f"# Benchmarks\n\nothers' table\n\n{bench.START}\n| new | table |\n"
+                                f"{bench.END}\n\ntail\n")
+    path.write_text("# Benchmarks\nno markers")
+    bench.write_section(str(path), "x")
+    assert path.read_text() == f"# Benchmarks\nno markers\n\n{bench.START}\nx\n{bench.END}\n"

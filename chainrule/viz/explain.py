@@ -375,7 +375,13 @@ def explain(fn: Callable, *inputs: Any, format: str = "text", names: list | None
         raise ValueError(f"explain: format must be 'text', 'markdown' or 'svg', got {format!r}")
     tr = trace(fn, *inputs, names=names)
     if format == "svg":
+        import shutil
+
         from chainrule.viz.draw import draw
+
+        if shutil.which("dot") is None:
+            raise RuntimeError("explain: format='svg' needs graphviz's dot program (apt-get "
+                               "install graphviz / brew install graphviz)")
 
         return draw(tr.output, names={id(leaf): n for n, leaf in zip(tr.names, tr.leaves)}
                     ).pipe(format="svg").decode()
