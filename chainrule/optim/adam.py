@@ -13,7 +13,7 @@ from chainrule.tensor import Tensor
 __all__ = ["Adam", "AdamW"]
 
 
-def lerp_(a, b, weight: float, tmp) -> None:
+def lerp_(a: Any, b: Any, weight: float, tmp: Any) -> None:
     """``a ← a + w·(b - a)`` in place, rounded the way PyTorch's CPU ``lerp_`` rounds it."""
     np.subtract(b, a, out=tmp)
     if abs(weight) < 0.5:

@@ -1,8 +1,8 @@
 """Optimizer: parameter groups, per-parameter state, zero_grad, state_dict / load_state_dict.
 
 Subclasses implement ``step``. Updates work on the raw arrays (``p._data``, ``p._grad._data``) in
-place, so a step records no graph and allocates nothing beyond its state buffers and a reusable
-few cache-sized work arrays (see :meth:`Optimizer._pieces`).
+place, so a step records no graph and allocates nothing beyond its state buffers and a few
+reusable cache-sized work arrays (see :meth:`Optimizer._pieces`).
 """
 
 from __future__ import annotations
@@ -427,9 +427,6 @@ class Optimizer:
         return handle
 
     # ---- misc ------------------------------------------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
-
     def __repr__(self) -> str:
         lines = [self.__class__.__name__ + " ("]
         for i, group in enumerate(self.param_groups):
