@@ -174,3 +174,12 @@ def test_nn_mlp_with_wrong_function_when_nn_is_available():
     report = cr.autograd.check_gates(lambda *ps: net(x).pow(2).mean(), params)
     assert [f.op for f in report.failures] == ["BadSquare"]
     assert report.failures[0].site.endswith(f"{HERE}:{net.line}")
+
+
+def test_gate_whose_input_is_a_transposed_view_is_checked_correctly():
+    # x.T is not C-contiguous; the float64 copy must stay perturbable in place
+    cr.manual_seed(4)
+    x = cr.randn(3, 4, requires_grad=True)
+    report = cr.autograd.check_gates(lambda x: (x.T.reshape(-1)[:5] ** 2).sum(), (x,))
+    assert report.ok, str(report)
+    assert "Reshape" in {r.op for r in report.passed}

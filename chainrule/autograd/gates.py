@@ -234,7 +234,7 @@ def _fresh_args(node) -> tuple[list, list]:
         raw = a._data if isinstance(a, Tensor) else a
         needs = i < len(node._edges) and node._edges[i] is not None
         if hasattr(raw, "dtype") and raw.dtype.kind == "f":
-            t = wrap(np.array(raw, dtype=np.float64))
+            t = wrap(np.array(raw, dtype=np.float64, order="C"))
             if needs:
                 t._requires_grad = True
                 leaves.append((i, t))

@@ -103,7 +103,7 @@ def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
     leaves = []
     for v in inputs:
         data = v.detach()._data if isinstance(v, cr.Tensor) else np.asarray(v, np.float64)
-        leaves.append(cr.tensor(np.array(data, np.float64), requires_grad=True))
+        leaves.append(cr.tensor(np.array(data, np.float64, order="C"), requires_grad=True))
     prev = (state.record_sites, state.record_inputs)
     state.record_sites = state.record_inputs = True
     try:
@@ -333,7 +333,7 @@ def _numeric(tr: Trace, fn: Callable, k: int, eps: float = 1e-6, limit: int = 25
         for j in idx:
             vals = []
             for sgn in (1, -1):
-                arrs = [np.array(b) for b in base]
+                arrs = [np.array(b, order="C") for b in base]
                 arrs[k].reshape(-1)[j] += sgn * eps
                 vals.append(float(np.sum(np.asarray(fn(*[cr.tensor(a) for a in arrs])._data,
                                                     np.float64))))
