@@ -1,0 +1,136 @@
+"""One prepared GPU check (`make gpu-check`): the CUDA tests, then the GPU benchmark vs PyTorch.
+
+Designed to finish in a few minutes on an H100/H200. Prints the test summary and a markdown
+table; with --write BENCHMARKS.md replaces the section between <!-- gpu:start --> and
+<!-- gpu:end -->.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def timed(step, sync, repeats=30, warmup=5):
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def mlp_step(T, device, batch, sizes):
+    rng = np.random.default_rng(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(T.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(T.nn.ReLU())
+    model = T.nn.Sequential(*layers).to(device)
+    opt = T.optim.SGD(model.parameters(), lr=0.01)
+    x = T.tensor(rng.standard_normal((batch, sizes[0])).astype(np.float32)).to(device)
+    y = T.tensor(rng.integers(0, sizes[-1], batch)).to(device)
+
+    def step():
+        opt.zero_grad()
+        loss = T.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def tiny_chain(T, device):
+    x0 = T.tensor(np.ones((8, 8), np.float32)).to(device)
+
+    def step():
+        x = x0.clone().requires_grad_(True)
+        h = x
+        for _ in range(25):
+            h = (h.exp() * 0.5).tanh()
+        h.sum().backward()
+    return step
+
+
+def cnn_step(T, device, batch):
+    nn = T.nn
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 10)).to(device)
+    opt = T.optim.SGD(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    x = T.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)).to(device)
+    y = T.tensor(rng.integers(0, 10, batch)).to(device)
+
+    def step():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--write", metavar="FILE")
+    ap.add_argument("--skip-tests", action="store_true")
+    args = ap.parse_args()
+    import chainrule as cr
+
+    if not cr.cuda.is_available():
+        print("no GPU: CuPy with an NVIDIA GPU is needed for the GPU check")
+        return 1
+    summary = "tests skipped"
+    if not args.skip_tests:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_cuda.py"],
+                              capture_output=True, text=True, cwd=os.path.dirname(HERE))
+        summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
+        print(proc.stdout[-3000:])
+    import torch
+
+    rows = []
+    cases = [
+        ("MLP step, batch 256, 784-512-512-10", lambda T: mlp_step(T, "cuda", 256,
+                                                                   (784, 512, 512, 10)), 1.3),
+        ("MLP step, batch 4096, 4096-4096-4096-10", lambda T: mlp_step(
+            T, "cuda", 4096, (4096, 4096, 4096, 10)), 1.05),
+        ("CNN step (W4 net), batch 256", lambda T: cnn_step(T, "cuda", 256), 1.3),
+        ("tiny-op chain, per op (fwd+bwd)", lambda T: tiny_chain(T, "cuda"), 1.0),
+    ]
+    for name, make, goal in cases:
+        t_cr = timed(make(cr), cr.cuda.synchronize)
+        t_th = timed(make(torch), torch.cuda.synchronize)
+        scale = 1 / 75 if "tiny" in name else 1.0
+        ratio = t_cr / t_th
+        rows.append(f"| {name} | {t_cr * 1e3 * scale:.3f} | {t_th * 1e3 * scale:.3f} | "
+                    f"{ratio:.2f} | ≤ {goal} | {'yes' if ratio <= goal else 'no'} |")
+    card = cr.cuda.get_device_name()
+    body = (f"## GPU ({card})\n\nCUDA tests: {summary}\n\n| workload | chainrule ms | torch ms | "
+            "ratio | goal | met |\n|---|---|---|---|---|---|\n" + "\n".join(rows))
+    print(body)
+    if args.write:
+        path = args.write
+        text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+        start, end = "<!-- gpu:start -->", "<!-- gpu:end -->"
+        block = f"{start}\n{body}\n{end}"
+        if start in text and end in text:
+            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+        open(path, "w").write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
