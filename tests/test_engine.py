@@ -454,3 +454,58 @@ def test_mixed_int_and_float_graph() -> None:
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     (x * cr.tensor([3, 4])).sum().backward()
     assert x.grad.tolist() == [3.0, 4.0]
+
+
+# ---- random graphs vs torch ---------------------------------------------------------------------
+def _random_graph(m, leaves, rng_seed: int):
+    """Build the same random DAG (forks, reuse, broadcasting) in torch or chainrule."""
+    rng = np.random.default_rng(rng_seed)
+    nodes = list(leaves)
+    unary = [lambda a: a.sin(), lambda a: a.tanh(), lambda a: a * a, lambda a: a.exp() * 0.1,
+             lambda a: (a * a + 1).sqrt(), lambda a: a.sigmoid(), lambda a: -a,
+             lambda a: a.sum(dim=-1, keepdim=True), lambda a: a.mean(dim=0)]
+    binary = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - b,
+              lambda a, b: a / (b * b + 1), lambda a, b: m.maximum(a, b)]
+    for _ in range(int(rng.integers(5, 25))):
+        if rng.random() < 0.45:
+            a = nodes[int(rng.integers(len(nodes)))]
+            nodes.append(unary[int(rng.integers(len(unary)))](a))
+        else:
+            a = nodes[int(rng.integers(len(nodes)))]
+            b = nodes[int(rng.integers(len(nodes)))]
+            nodes.append(binary[int(rng.integers(len(binary)))](a, b))
+    picks = rng.integers(len(nodes), size=3)
+    return sum((nodes[int(i)] * float(k + 1)).sum() for k, i in enumerate(picks))
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_graph_gradients_match_torch(seed) -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1000 + seed)
+    shapes = [(3, 4), (4,), (1, 4), ()]
+    values = [rng.standard_normal(s) for s in shapes]
+    t_leaves = [torch.tensor(v, requires_grad=True) for v in values]
+    c_leaves = [cr.tensor(v, requires_grad=True) for v in values]
+    t_out = _random_graph(torch, t_leaves, seed)
+    c_out = _random_graph(cr, c_leaves, seed)
+    assert c_out.item() == pytest.approx(t_out.item(), rel=1e-10, abs=1e-12)
+    t_grads = torch.autograd.grad(t_out, t_leaves, create_graph=True, allow_unused=True)
+    c_grads = cr.autograd.grad(c_out, c_leaves, create_graph=True, allow_unused=True)
+    for tg, cg, v in zip(t_grads, c_grads, values):
+        if tg is None:
+            assert cg is None or np.all(cg.detach().numpy() == 0)
+            continue
+        assert cg.shape == v.shape
+        np.testing.assert_allclose(cg.detach().numpy(), tg.detach().numpy(), rtol=1e-9, atol=1e-12)
+    # second order: gradient of the sum of first derivatives
+    t_used = [(i, g) for i, g in enumerate(t_grads) if g is not None and g.requires_grad]
+    if t_used:
+        t_s = sum(g.sum() for _, g in t_used)
+        c_s = sum(c_grads[i].sum() for i, _ in t_used)
+        t_hv = torch.autograd.grad(t_s, t_leaves, allow_unused=True)
+        c_hv = cr.autograd.grad(c_s, c_leaves, allow_unused=True)
+        for tg, cg in zip(t_hv, c_hv):
+            if tg is not None and cg is not None:
+                np.testing.assert_allclose(cg.numpy(), tg.numpy(), rtol=1e-8, atol=1e-10)
+            elif tg is not None:
+                assert np.all(tg.numpy() == 0)
