@@ -86,7 +86,7 @@ def _im2col_raw(x, geom: _Geom):
 def _col2im_raw(cols, x_shape: tuple, geom: _Geom):
     """The adjoint of im2col: add each window's column back onto its pixels, then crop."""
     n, c, h, w = x_shape
-    out = np.zeros((n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr), cols.dtype)
+    out = np.zeros_like(cols, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
     disjoint = _disjoint(geom)
     for i in range(geom.kh):
         for j in range(geom.kw):
@@ -231,10 +231,10 @@ class MaxPool2d(Op):
     def forward(ctx, x, geom):
         xp = _pad(x, geom, -math.inf)
         k = geom.kh * geom.kw
-        y = np.array(_window_view(xp, geom, 0, 0))  # a fresh copy: the running maximum
+        y = _window_view(xp, geom, 0, 0).copy()  # the running maximum
         itype = np.uint8 if k < 256 else np.int32
-        idx = np.zeros(y.shape, itype)
-        step = np.empty(y.shape, itype)
+        idx = np.zeros_like(y, dtype=itype)
+        step = np.empty_like(y, dtype=itype)
         for t in range(1, k):
             v = _window_view(xp, geom, t // geom.kw, t % geom.kw)
             better = np.greater(v, y)
@@ -256,7 +256,7 @@ class MaxPool2d(Op):
             cols = either.expand_dims(g, (2, 3)) * wrap(mask.astype(g._data.dtype))
             return _col2im(cols, shape, geom), None
         n, c, h, w = shape
-        out = np.zeros((n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr), g.dtype)
+        out = np.zeros_like(g, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
         disjoint = _disjoint(geom)
         for t in range(k):
             view = _window_view(out, geom, t // geom.kw, t % geom.kw)
@@ -275,7 +275,7 @@ class AvgPool2d(Op):
     @staticmethod
     def forward(ctx, x, geom, recip):
         xp = _pad(x, geom)
-        y = np.array(_window_view(xp, geom, 0, 0))
+        y = _window_view(xp, geom, 0, 0).copy()
         for t in range(1, geom.kh * geom.kw):
             y += _window_view(xp, geom, t // geom.kw, t % geom.kw)
         y *= recip
@@ -292,7 +292,7 @@ class AvgPool2d(Op):
                                        (n, c, geom.kh, geom.kw, geom.oh, geom.ow))
             return _col2im(cols, ctx.shape, geom), None, None
         n, c, h, w = ctx.shape
-        out = np.zeros((n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr), gs.dtype)
+        out = np.zeros_like(gs, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
         disjoint = _disjoint(geom)
         for t in range(geom.kh * geom.kw):
             view = _window_view(out, geom, t // geom.kw, t % geom.kw)
