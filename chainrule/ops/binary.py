@@ -321,9 +321,24 @@ def sub(input, other, *, alpha=1) -> Tensor:
     """input - alpha·other."""
     if alpha != 1:
         other = other * alpha
-    if isinstance(input, Tensor) and input._data.dtype.kind == "b":
-        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported.")
+    if _is_bool(input) or _is_bool(other):
+        raise RuntimeError(
+            "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+            "trying to invert a mask, use the `~` or `logical_not()` operator instead."
+        )
     return binary(Sub, input, other, "sub")
+
+
+def _is_bool(x) -> bool:
+    return isinstance(x, builtins.bool) or (isinstance(x, Tensor) and x._data.dtype.kind == "b")
+
+
+def _check_int_division(input, other, name: str) -> None:
+    """PyTorch refuses bool//bool and integer division by zero (NumPy would warn and go on)."""
+    if _is_bool(input) and _is_bool(other):
+        raise NotImplementedError(f'"{name}" not implemented for \'Bool\'')
+    if _kind(input) != "f" and _kind(other) != "f" and np.any(_raw(other) == 0):
+        raise RuntimeError(f"{name}: ZeroDivisionError (integer division by zero)")
 
 
 subtract = sub
@@ -370,11 +385,13 @@ def _to_float(x, f):
 
 def floor_divide(input, other) -> Tensor:
     """⌊input / other⌋."""
+    _check_int_division(input, other, "floor_divide")
     return binary(FloorDivide, input, other, "floor_divide")
 
 
 def remainder(input, other) -> Tensor:
     """input mod other, with the sign of other (Python's %)."""
+    _check_int_division(input, other, "remainder")
     return binary(Remainder, input, other, "remainder")
 
 
@@ -386,6 +403,10 @@ def fmod(input, other) -> Tensor:
 
 def pow(input, exponent) -> Tensor:
     """input ** exponent."""
+    if _is_bool(input) and isinstance(exponent, Tensor) and exponent._data.dtype.kind == "b":
+        raise NotImplementedError("\"pow\" not implemented for 'Bool'")
+    if _is_bool(input) and isinstance(exponent, builtins.bool):  # stays bool (NumPy: int8)
+        return input.clone() if exponent else wrap(np.ones_like(input._data))
     if not isinstance(input, Tensor):
         return binary(Pow, input, exponent, "pow")
     if isinstance(exponent, _SCALARS) and input._data.dtype.kind in "iu":
@@ -535,6 +556,12 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
     """|input - other| ≤ atol + rtol·|other| everywhere."""
+    if isinstance(input, Tensor) and isinstance(other, Tensor) and (
+        input._data.dtype != other._data.dtype
+    ):
+        raise RuntimeError(
+            f"allclose(): {input.dtype} did not match {other.dtype} (compare tensors of one dtype)"
+        )
     return builtins.bool(np.allclose(_raw(input), _raw(other), rtol, atol, equal_nan))
 
 

@@ -575,8 +575,20 @@ def positive(input: Tensor) -> Tensor:
     return input
 
 
+_TORCH_NAMES = {"bool": "Bool", "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
+                "uint8": "Byte"}
+
+
+def _refuse(input: Tensor, name: str, kinds: str = "b") -> None:
+    """Raise as PyTorch does for dtypes it has no kernel for (``kinds``: NumPy dtype kinds)."""
+    if input._data.dtype.kind in kinds:
+        dt = _TORCH_NAMES.get(input._data.dtype.name, input._data.dtype.name)
+        raise NotImplementedError(f'"{name}" not implemented for \'{dt}\'')
+
+
 def abs(input: Tensor) -> Tensor:
     """|x|."""
+    _refuse(input, "abs")
     return Abs.apply(input)
 
 
@@ -585,6 +597,8 @@ absolute = abs
 
 def sign(input: Tensor) -> Tensor:
     """-1, 0 or 1 by the sign of x."""
+    if input._data.dtype.kind == "b":
+        return input.clone()
     return Sign.apply(input)
 
 
@@ -595,11 +609,14 @@ def square(input: Tensor) -> Tensor:
 
 def relu(input: Tensor) -> Tensor:
     """max(0, x)."""
+    if input._data.dtype.kind == "b":
+        raise RuntimeError("relu(): Boolean inputs not supported for relu")
     return Relu.apply_unary(input)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """ln(1 + e^(βx))/β, linear above the threshold."""
+    _refuse(input, "softplus", "biu")
     return Softplus.apply(_float_input(input, "softplus"), beta, threshold)
 
 
@@ -616,6 +633,11 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
         if max is not None:
             out = minimum(out, max)
         return out
+    if input._data.dtype.kind != "f":  # int/bool inputs promote with the bounds (as PyTorch)
+        from chainrule.dtypes import result_type
+
+        target = result_type(input._data, *[b for b in (min, max) if b is not None])
+        input = wrap(input._data.astype(target)) if target != input._data.dtype else input
     return Clamp.apply(input, min, max)
 
 
@@ -625,6 +647,7 @@ clip = clamp
 def _zero_grad_fn(op, name: str):
     def fn(input: Tensor) -> Tensor:
         if input._data.dtype.kind != "f":
+            _refuse(input, name)
             return input.clone()
         return op.apply(input)
 
@@ -641,6 +664,7 @@ trunc = _zero_grad_fn(Trunc, "trunc")
 def round(input: Tensor, *, decimals: int = 0) -> Tensor:
     """Round half to even, to ``decimals`` places (zero gradient)."""
     if input._data.dtype.kind != "f":
+        _refuse(input, "round", "b" if decimals == 0 else "biu")
         return input.clone()
     return Round.apply(input, decimals)
 
