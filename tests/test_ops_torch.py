@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from op_registry import as_outputs, cr_args, diff_mask, make_args, params, to_torch
+from op_registry import (
+    REGISTRY, SCALAR, as_outputs, cases, cr_args, diff_mask, make_args, params, to_torch,
+)
 
 import chainrule as cr
 
@@ -75,3 +77,89 @@ def test_gradients_match_torch(spec, shapes, kw):
         assert got.shape == want.shape and got.dtype == want.dtype, f"{spec.name}: input {i}"
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12,
                                    err_msg=f"{spec.name}: gradient of input {i}")
+
+
+# ---- dtypes of mixed and non-float inputs follow PyTorch's promotion ---------------------------
+_DTYPES = ["bool", "int32", "int64", "float16", "float32", "float64"]
+
+
+def _typed(dtype: str, shape, seed: int):
+    rng = np.random.default_rng(seed)
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    return rng.integers(1, 4, shape).astype(dtype)  # positive: valid for log, sqrt, division
+
+
+def _pair_values(c_out, t_out, label):
+    if not isinstance(t_out, torch.Tensor):
+        assert c_out == t_out, label
+        return
+    assert isinstance(c_out, cr.Tensor), label
+    c, t = _np(c_out), _np(t_out)
+    assert c.dtype == t.dtype, f"{label}: dtype {c.dtype}, torch gives {t.dtype}"
+    assert c.shape == t.shape, f"{label}: shape {c.shape}, torch gives {t.shape}"
+    if t.dtype.kind == "f":
+        tol = 2e-3 if t.dtype == np.float16 else 1e-6
+        np.testing.assert_allclose(c.astype(np.float64), t.astype(np.float64), rtol=tol,
+                                   atol=tol, err_msg=label)
+    else:
+        np.testing.assert_array_equal(c, t, err_msg=label)
+
+
+def _compare_call(spec, args, kw, label):
+    try:
+        want = as_outputs(spec.torch_op(*[to_torch(a) for a in args], **kw))
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as err:
+        with pytest.raises(Exception):  # noqa: B017  torch refuses: so must chainrule
+            spec.op(*cr_args(args), **kw)
+        return type(err)
+    got = as_outputs(spec.op(*cr_args(args), **kw))
+    assert len(got) == len(want), label
+    for k, (c, t) in enumerate(zip(got, want)):
+        _pair_values(c, t, f"{label} output {k}")
+    return None
+
+
+_UNARY_SPECS = [s for s in REGISTRY if "unary" in s.tags and "method" not in s.tags
+                and s.name not in ("isnan", "isinf", "isfinite")]
+
+
+@pytest.mark.parametrize("dtype", _DTYPES)
+@pytest.mark.parametrize("spec", _UNARY_SPECS, ids=[s.name for s in _UNARY_SPECS])
+def test_unary_result_dtype_matches_torch(spec, dtype):
+    for shapes, kw in cases(spec):
+        if any(s == SCALAR for s in shapes):
+            continue
+        if kw == {"decimals": 0} and "float" not in dtype:
+            continue  # torch.round(int, decimals=0) refuses while torch.round(int) works
+        args = [_typed(dtype if i == 0 else "float32", s, i) for i, s in enumerate(shapes)]
+        _compare_call(spec, args, kw, f"{spec.name}({dtype}) {kw}")
+
+
+_BIN_SPECS = [s for s in REGISTRY if "binary" in s.tags and "method" not in s.tags
+              and any(SCALAR not in sh for sh in s.shapes) and s.name not in
+              ("where", "where(scalar)", "masked_fill", "Tensor.masked_fill", "allclose(near)")]
+
+
+@pytest.mark.parametrize("pair", [(a, b) for a in _DTYPES for b in _DTYPES if a <= b],
+                         ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.mark.parametrize("spec", _BIN_SPECS, ids=[s.name for s in _BIN_SPECS])
+def test_binary_result_dtype_matches_torch(spec, pair):
+    shapes = next(sh for sh in spec.shapes if SCALAR not in sh)
+    for order in (pair, pair[::-1]):
+        args = [_typed(d, s, i) for i, (d, s) in enumerate(zip(order, shapes))]
+        _compare_call(spec, args, {}, f"{spec.name}{order}")
+
+
+_SCALARS = [2, 2.5, True, -1]
+
+
+@pytest.mark.parametrize("scalar", _SCALARS, ids=repr)
+@pytest.mark.parametrize("dtype", _DTYPES)
+@pytest.mark.parametrize("spec", [s for s in _BIN_SPECS if "operator" in s.tags],
+                         ids=[s.name for s in _BIN_SPECS if "operator" in s.tags])
+def test_tensor_scalar_result_dtype_matches_torch(spec, dtype, scalar):
+    x = _typed(dtype, (2, 3), 0)
+    for args in ((x, scalar), (scalar, x)):
+        _compare_call(spec, args, {}, f"{spec.name}{tuple(type(a).__name__ for a in args)}"
+                                      f"[{dtype}]")
