@@ -48,6 +48,15 @@ SCHEDULERS = [
     ("OneCycleLR", {"max_lr": 0.5, "epochs": 4, "steps_per_epoch": 8, "three_phase": True}),
     ("OneCycleLR", {"max_lr": 0.5, "total_steps": STEPS + 1, "pct_start": 0.5,
                     "cycle_momentum": False, "div_factor": 10.0, "final_div_factor": 100.0}),
+    ("CosineAnnealingWarmRestarts", {"T_0": 5}),
+    ("CosineAnnealingWarmRestarts", {"T_0": 3, "T_mult": 2, "eta_min": 0.001}),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 4}),
+    ("CyclicLR", {"base_lr": [0.01, 0.001], "max_lr": 0.1, "step_size_up": 3,
+                  "step_size_down": 5, "mode": "triangular2"}),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 4, "mode": "exp_range",
+                  "gamma": 0.95, "base_momentum": 0.7, "max_momentum": 0.95}),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 4, "cycle_momentum": False,
+                  "scale_fn": _lambda_b, "scale_mode": "iterations"}),
 ]
 
 
@@ -88,6 +97,47 @@ def test_one_cycle_cycles_adam_beta1_like_torch(kwargs):
     opt = _optimizer(cr, "Adam")
     lrs.OneCycleLR(opt, **kwargs)
     assert opt.param_groups[0]["betas"][1] == 0.999
+
+
+COMPOSED = {
+    "sequential": lambda L, o: L.SequentialLR(
+        o, [L.LinearLR(o, start_factor=0.1, total_iters=5), L.CosineAnnealingLR(o, T_max=12),
+            L.ExponentialLR(o, gamma=0.9)], milestones=[5, 17]),
+    "chained": lambda L, o: L.ChainedScheduler(
+        [L.ConstantLR(o, factor=0.5, total_iters=4), L.ExponentialLR(o, gamma=0.9),
+         L.StepLR(o, step_size=7, gamma=0.5)]),
+    "nested": lambda L, o: L.SequentialLR(
+        o, [L.ChainedScheduler([L.LinearLR(o, start_factor=0.2, total_iters=6),
+                                L.ExponentialLR(o, gamma=0.97)]),
+            L.MultiStepLR(o, milestones=[3, 9])], milestones=[10]),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # torch warns too
+@pytest.mark.parametrize("kind", sorted(COMPOSED))
+def test_composed_schedulers_match_torch(kind):
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        opt = _optimizer(lib, momentum=0.9)
+        sched = COMPOSED[kind](lib.optim.lr_scheduler, opt)
+        out = [list(sched.get_last_lr())]
+        for _ in range(STEPS):
+            opt.step()
+            sched.step()
+            out.append([g["lr"] for g in opt.param_groups])
+        return out, sched
+
+    (ours, sched), (theirs, _) = run(cr), run(torch)
+    assert ours == theirs
+    assert _plain(sched.state_dict())
+
+
+def test_cyclic_lr_cycles_adam_beta1_like_torch():
+    torch = pytest.importorskip("torch")
+    kwargs = {"base_lr": 0.001, "max_lr": 0.01, "step_size_up": 5, "mode": "triangular2"}
+    assert (_sequence(cr, "CyclicLR", kwargs, "Adam", {})
+            == _sequence(torch, "CyclicLR", kwargs, "Adam", {}))
 
 
 def test_one_cycle_trains_sgd_with_cycled_momentum_like_torch():
@@ -201,6 +251,9 @@ class _Warmup:
     ("OneCycleLR", {"max_lr": 0.4, "total_steps": 25, "three_phase": True}),
     ("LambdaLR", {"lr_lambda": _Warmup(8)}),
     ("LinearLR", {"start_factor": 0.2, "total_iters": 15}),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 4, "mode": "exp_range",
+                  "gamma": 0.9}),
+    ("CosineAnnealingWarmRestarts", {"T_0": 3, "T_mult": 2}),
 ])
 @pytest.mark.parametrize("via", ["direct", "save"])
 def test_state_dict_round_trip_mid_run(name, kwargs, via, tmp_path):
