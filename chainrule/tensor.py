@@ -45,9 +45,16 @@ class Tensor:
     __array_ufunc__ = None  # `ndarray op Tensor` defers to the Tensor's reflected operator
     __array_priority__ = 1000
 
-    def __init__(self, data: Any = None, *, dtype=None, requires_grad: bool = False) -> None:
+    def __init__(self, data: Any = None, *sizes: int, dtype=None,
+                 requires_grad: bool = False) -> None:
+        """``Tensor(data)`` copies data as the default float dtype; ``Tensor(2, 3)`` is a 2×3
+        tensor of zeros (uninitialised in PyTorch)."""
         from chainrule.creation import _to_array
 
+        if dtype is None and not isinstance(data, Tensor):
+            dtype = _dt.get_default_dtype()
+        if sizes or (isinstance(data, builtins.int) and not isinstance(data, builtins.bool)):
+            data = np.zeros((data, *sizes), _dt.to_numpy_dtype(dtype or _dt.get_default_dtype()))
         self._data = _to_array([] if data is None else data, dtype, None)
         self._grad_fn = None
         self._nr = 0
