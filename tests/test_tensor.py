@@ -28,6 +28,16 @@ def test_tensor_copies_and_infers_dtype() -> None:
     assert t.requires_grad and t.is_leaf and str(t.device) == "cpu"
 
 
+def test_tensor_class_constructor_like_torch() -> None:
+    torch = pytest.importorskip("torch")
+    for args in ([[1, 2]], [[True, False]], [[1.5]], [3], [2, 3], []):
+        c, t = cr.Tensor(*args), torch.Tensor(*args)
+        assert c.dtype.name == _torch_name(t.dtype) and c.shape == tuple(t.shape), args
+        if args and not isinstance(args[0], int):
+            np.testing.assert_array_equal(c.numpy(), t.numpy())
+    assert cr.Tensor(cr.tensor([1, 2])).dtype is cr.int64
+
+
 def test_tensor_rejects_non_numeric_data() -> None:
     with pytest.raises(TypeError):
         cr.tensor(["a", "b"])
