@@ -446,7 +446,11 @@ class Softplus(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         bx = x * ctx.beta
-        s = sigmoid(bx) if isinstance(bx, Tensor) else 1 / (1 + np.exp(-bx))
+        if isinstance(bx, Tensor):
+            s = sigmoid(bx)
+        else:  # split by sign so exp never overflows (e^-bx did for bx < -88 in float32)
+            e = np.exp(-np.abs(bx))
+            s = np.where(bx >= 0, 1 / (1 + e), e / (1 + e))
         return either.where(bx > ctx.threshold, g, g * s), None, None
 
 
