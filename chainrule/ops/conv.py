@@ -167,7 +167,9 @@ class Conv2d(Op):
                 cols = _im2col(x, geom)
             cols4 = either.reshape(cols, (n, groups, ck, geom.oh * geom.ow))
             gw = either.reshape(_sum0(g4 @ either.swapaxes(cols4, -1, -2)), tuple(w.shape))
-        if need_x:
+        if need_x and not isinstance(g, Tensor) and geom.sh == 1 and geom.sw == 1:
+            gx = _conv_input_grad_wide(g, w, x.shape, geom, groups)
+        elif need_x:
             wg = either.reshape(w, (groups, o // groups, ck))
             gcols = either.swapaxes(wg, -1, -2) @ g4
             c = x.shape[1]
@@ -176,6 +178,33 @@ class Conv2d(Op):
         if need_b:
             gb = either.sum(g, (0, 2, 3))
         return gx, gw, gb, None, None
+
+
+def _conv_input_grad_wide(g, w, x_shape: tuple, geom: _Geom, groups: int):
+    """dx of a stride-1 conv2d on raw arrays, computed on the padded image's flat rows.
+
+    Padding dy's rows to the padded width Wp turns every kernel offset (i, j) into one shift of
+    the flattened image, so col2im becomes kh·kw adds of long contiguous runs (not of OW-pixel
+    rows). The extra Wp - OW columns of dy are zeros and add nothing.
+    """
+    n, o, oh, ow = g.shape
+    c, h, w_ = x_shape[1], x_shape[2], x_shape[3]
+    hp, wp = h + geom.pt + geom.pb, w_ + geom.pl + geom.pr
+    length = (oh - 1) * wp + ow
+    gw = np.zeros_like(g, shape=(n, o, oh * wp))
+    gw.reshape(n, o, oh, wp)[..., :ow] = g
+    g4 = gw[:, :, :length].reshape(n, groups, o // groups, length)
+    wg = w.reshape(groups, o // groups, -1)
+    gcols = np.matmul(np.swapaxes(wg, -1, -2), g4).reshape(n, c, geom.kh, geom.kw, length)
+    flat = np.zeros_like(g, shape=(n, c, hp * wp))
+    for i in range(geom.kh):
+        for j in range(geom.kw):
+            start = i * geom.dh * wp + j * geom.dw
+            flat[:, :, start:start + length] += gcols[:, :, i, j]
+    out = flat.reshape(n, c, hp, wp)
+    if geom.pt or geom.pb or geom.pl or geom.pr:
+        return out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w_]
+    return out
 
 
 def _sum0(a):
