@@ -109,6 +109,31 @@ def test_retain_graph_allows_second_backward() -> None:
     assert x.grad.item() == 8.0
 
 
+SECOND_BACKWARD = {
+    "add": lambda m, x: x + 1, "mul_scalar": lambda m, x: x * 2, "square": lambda m, x: x * x,
+    "exp": lambda m, x: x.exp(), "neg": lambda m, x: -x, "reshape": lambda m, x: x.reshape(2, 1),
+    "sin": lambda m, x: x.sin(), "relu": lambda m, x: x.relu(), "mean": lambda m, x: x.mean(),
+    "index": lambda m, x: x[0], "cat": lambda m, x: m.cat([x, x]),
+}
+
+
+@pytest.mark.parametrize("name", list(SECOND_BACKWARD))
+def test_second_backward_raises_exactly_when_torch_does(name) -> None:
+    """Only gates that saved tensors refuse a second backward (as in PyTorch)."""
+    torch = pytest.importorskip("torch")
+    outcome = []
+    for m in (torch, cr):
+        x = m.ones(2, requires_grad=True)
+        y = SECOND_BACKWARD[name](m, x).sum()
+        y.backward()
+        try:
+            y.backward()
+            outcome.append("ok")
+        except RuntimeError:
+            outcome.append("raised")
+    assert outcome[1] == outcome[0]
+
+
 def test_saved_tensors_freed_after_backward() -> None:
     x = cr.tensor(2.0, requires_grad=True)
     y = x.exp()

@@ -282,6 +282,26 @@ def test_wrong_number_of_gradients_is_an_error() -> None:
         y.backward()
 
 
+def test_wrong_gradient_shape_is_an_error_unless_reducible() -> None:
+    def gate(grad_shape):
+        class Gate(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return cr.ones(*grad_shape, dtype=cr.float64)
+
+        return Gate
+
+    x = _f64(1.0, 2.0)
+    with pytest.raises(RuntimeError, match=r"invalid gradient.*\[3\].*\[2\]"):
+        gate((3,)).apply(x).sum().backward()
+    gate((4, 2)).apply(x).sum().backward()  # broadcastable: summed back, as in PyTorch
+    assert x.grad.tolist() == [4.0, 4.0]
+
+
 def test_custom_function_repr_matches_torch() -> None:
     torch = pytest.importorskip("torch")
 
