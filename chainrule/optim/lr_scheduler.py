@@ -148,6 +148,9 @@ class LRScheduler:
             )
 
 
+_LRScheduler = LRScheduler  # PyTorch's old name
+
+
 class _LambdaBase(LRScheduler):
     def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
