@@ -4,11 +4,11 @@
 * jacfwd vs jacrev on a 10 -> 1000 and a 1000 -> 10 function: forward mode costs one pass per
   input element, reverse mode one per output element, so each wins on one shape.
 
-Every number is the median over repeats, after a warm-up call; results are checked against
+Every number is the median CPU time over repeats, after a warm-up call; results are checked against
 torch before timing. ``--write BENCHMARKS.md`` replaces only the section between
 ``<!-- func:start -->`` and ``<!-- func:end -->`` (appended at the end if missing).
 
-    python bench/bench_func.py [--repeats 7] [--write BENCHMARKS.md]
+    python bench/bench_func.py [--repeats 15] [--write BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -35,15 +35,22 @@ START, END = "<!-- func:start -->", "<!-- func:end -->"
 SIZES = (8, 32, 24, 1)  # 1105 parameters
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_seconds(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median CPU time of each ``fn()`` over ``repeats`` rounds, after one warm-up call each.
+
+    Process CPU time, not wall time: on a shared machine a millisecond-long call is often
+    descheduled, which wall time counts and CPU time does not (everything is one thread).
+    The calls alternate within every round, so both libraries see the same machine state.
+    """
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.process_time()
+            fn()
+            ts.append(time.process_time() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def machine() -> str:
@@ -145,8 +152,7 @@ def run(repeats: int) -> str:
                                    err_msg=f"{name}: chainrule and torch disagree")
         slow = name.startswith("jacrev, 10 ") or name.startswith("jacfwd, 1000")
         reps = max(1, repeats // 3) if slow else repeats
-        tc = median_seconds(c_call, reps)
-        tt = median_seconds(t_call, reps)
+        tc, tt = median_seconds([c_call, t_call], reps)
         times[name] = (tc, tt)
         rows.append(f"| {name} | {fmt(tc)} | {fmt(tt)} | {tc / tt:.1f}x |")
         print(rows[-1], flush=True)
@@ -159,8 +165,10 @@ def run(repeats: int) -> str:
         "## cr.func: function transforms",
         "",
         f"Command: `python bench/bench_func.py --repeats {repeats} --write BENCHMARKS.md` "
-        f"(one thread: OMP_NUM_THREADS=1, torch.set_num_threads(1); median of repeats after a "
-        f"warm-up; results checked against torch first)  ",
+        "(one thread: OMP_NUM_THREADS=1, torch.set_num_threads(1); process CPU time, median of "
+        "the repeats, "
+        "a third as many on the 1000-pass rows, after a warm-up, chainrule and torch "
+        "alternating within each repeat; results checked against torch first)  ",
         f"Machine: {machine()}; numpy {np.__version__}, torch {torch.__version__}",
         "",
         "| workload | chainrule (ms) | torch.func (ms) | chainrule / torch |",
@@ -194,7 +202,7 @@ def write_section(path: str, body: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command line: run the benchmarks, print the table, optionally write BENCHMARKS.md."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--write", metavar="PATH", help="update the func section of PATH")
     args = parser.parse_args(argv)
     body = run(args.repeats)
