@@ -56,6 +56,8 @@ CONV2D = [
     ((1, 2, 5, 5), (3, 2, 4, 4), False, {"padding": "same"}),
     ((4, 7, 6), (6, 4, 2, 3), True, {"padding": "valid"}),
     ((2, 4, 8, 7), (4, 1, 3, 3), False, {"stride": (2, 3), "padding": (2, 0), "groups": 4}),
+    ((2, 4, 6, 5), (6, 2, 3, 3), True, {"padding": 1, "groups": 2, "dilation": (2, 1)}),
+    ((1, 2, 6, 7), (3, 2, 2, 3), True, {"stride": (1, 2), "padding": (0, 2)}),
 ]
 
 
@@ -126,7 +128,7 @@ def test_avg_pool2d_matches_torch(kw):
     _compare_with_torch(C.avg_pool2d, torch.nn.functional.avg_pool2d, [_arr(2, 3, 7, 8)], kw)
 
 
-@pytest.mark.parametrize("size", [(3, 4), (4, None), 1, (7, 8), (2, 2), 5])
+@pytest.mark.parametrize("size", [(3, 4), (4, None), 1, (7, 8), (2, 2), 5, (10, 9)])
 def test_adaptive_avg_pool2d_matches_torch(size):
     torch = pytest.importorskip("torch")
     _compare_with_torch(C.adaptive_avg_pool2d, torch.nn.functional.adaptive_avg_pool2d,
