@@ -201,6 +201,8 @@ class Where(Op):
 def _as_operand(x, op_name: str):
     if isinstance(x, Tensor):
         return x
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        return x.item()  # NumPy scalars act as Python numbers, as in torch (no float64 upcast)
     if isinstance(x, _SCALARS):
         return x
     if isinstance(x, (np.ndarray, np.generic)):
