@@ -135,3 +135,15 @@ def test_gradient_dtype_follows_the_input_dtype() -> None:
     assert a.grad.dtype is cr.float32 and b.grad.dtype is cr.float64
     np.testing.assert_allclose(a.grad.numpy(), [3.0, 4.0])
     np.testing.assert_allclose(b.grad.numpy(), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("scalar", [np.float64(2.5), np.float32(2.5), np.int64(2), np.int32(2)],
+                         ids=["np.float64", "np.float32", "np.int64", "np.int32"])
+@pytest.mark.parametrize("base", ["int64", "float32", "float16"])
+def test_numpy_scalars_promote_like_python_numbers(scalar, base) -> None:
+    """x * np.float64(2.5) stays float32, as in torch (NumPy alone would upcast to float64)."""
+    torch = pytest.importorskip("torch")
+    t, c = torch.ones(2, dtype=getattr(torch, base)), cr.ones(2, dtype=getattr(cr, base))
+    for op in (lambda a: a * scalar, lambda a: scalar * a, lambda a: a + scalar,
+               lambda a: a / scalar, lambda a: a - scalar):
+        assert op(c).dtype.name == str(op(t).dtype).removeprefix("torch.")
