@@ -388,3 +388,25 @@ def test_module_constructor_errors():
         Conv2d(3, 4, 3, padding_mode="mirror")
     with pytest.raises(ValueError, match="padding='same' is not supported for strided"):
         Conv2d(3, 4, 3, stride=2, padding="same")
+
+
+def test_check_gates_accepts_tied_maxima_but_catches_a_wrong_pool_backward(monkeypatch):
+    x = _leaf(_arr(1, 2, 6, 6))
+    w = _leaf(_arr(3, 2, 3, 3))
+
+    def net(x, w):  # relu zeros tie inside pooling windows: a kink, not a wrong gradient
+        h = C.max_pool2d(C.conv2d(x, w, padding=1).relu(), 2, ceil_mode=True)
+        return C.avg_pool2d(h, 2, 1).sum()
+
+    assert np.any(C.conv2d(x, w, padding=1).detach().numpy() < 0)
+    report = cr.autograd.check_gates(net, (x, w))
+    assert report.ok, str(report)
+    good = C.MaxPool2d.backward
+
+    def wrong(ctx, g, _g_idx=None):
+        gx, none = good(ctx, g)
+        return gx * 1.5, none
+
+    monkeypatch.setattr(C.MaxPool2d, "backward", staticmethod(wrong))
+    report = cr.autograd.check_gates(net, (x, w))
+    assert not report.ok and "MaxPool2d" in str(report)
