@@ -628,6 +628,7 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
     """min(max(x, min), max)."""
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    min, max = (b.item() if isinstance(b, np.generic) else b for b in (min, max))  # no upcast
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         from chainrule.ops.binary import maximum, minimum
 
