@@ -145,5 +145,5 @@ def test_numpy_scalars_promote_like_python_numbers(scalar, base) -> None:
     torch = pytest.importorskip("torch")
     t, c = torch.ones(2, dtype=getattr(torch, base)), cr.ones(2, dtype=getattr(cr, base))
     for op in (lambda a: a * scalar, lambda a: scalar * a, lambda a: a + scalar,
-               lambda a: a / scalar, lambda a: a - scalar):
+               lambda a: a / scalar, lambda a: a - scalar, lambda a: a.clamp(min=scalar)):
         assert op(c).dtype.name == str(op(t).dtype).removeprefix("torch.")
