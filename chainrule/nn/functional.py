@@ -981,6 +981,8 @@ from chainrule.ops.conv import (  # noqa: E402
     conv_transpose1d, conv_transpose2d, fold, max_pool1d, max_pool2d, unfold,
 )
 
-__all__ += ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d",
-            "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
-            "adaptive_avg_pool2d", "unfold", "fold"]
+from chainrule.nn.attention import scaled_dot_product_attention  # noqa: E402
+
+__all__ += ["scaled_dot_product_attention", "conv1d", "conv2d", "conv_transpose1d",
+            "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "unfold", "fold"]

@@ -21,7 +21,9 @@ from chainrule.nn.modules.normalization import (
 from chainrule.nn.modules.pooling import (
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d,
 )
+from chainrule.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell
 from chainrule.nn.modules.sparse import Embedding
+from chainrule.nn.modules.attention import MultiheadAttention
 
 __all__ = [
     "CELU", "ELU", "GELU", "SELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU",
@@ -32,5 +34,6 @@ __all__ = [
     "KLDivLoss", "L1Loss", "MSELoss", "NLLLoss", "SmoothL1Loss", "BatchNorm1d", "BatchNorm2d",
     "BatchNorm3d", "GroupNorm", "LayerNorm", "Embedding", "Conv1d", "Conv2d", "ConvTranspose1d",
     "ConvTranspose2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d",
-    "MaxPool1d", "MaxPool2d",
+    "MaxPool1d", "MaxPool2d", "RNNBase", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+    "MultiheadAttention",
 ]
