@@ -537,9 +537,25 @@ ge = _compare(np.greater_equal, "ge")
 logical_and = _compare(np.logical_and, "logical_and")
 logical_or = _compare(np.logical_or, "logical_or")
 logical_xor = _compare(np.logical_xor, "logical_xor")
-bitwise_and = _compare(np.bitwise_and, "bitwise_and")
-bitwise_or = _compare(np.bitwise_or, "bitwise_or")
-bitwise_xor = _compare(np.bitwise_xor, "bitwise_xor")
+
+
+def _bitwise(np_fn, name: str):
+    """``&``, ``|``, ``^``: bool and integer tensors only (floats refused, as in PyTorch)."""
+    compare = _compare(np_fn, name)
+
+    def fn(input, other) -> Tensor:
+        if _kind(input) == "f" or _kind(other) == "f":
+            raise NotImplementedError(f'"{name}_cpu" not implemented for \'Float\'')
+        return compare(input, other)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name} of bool or integer tensors."
+    return fn
+
+
+bitwise_and = _bitwise(np.bitwise_and, "bitwise_and")
+bitwise_or = _bitwise(np.bitwise_or, "bitwise_or")
+bitwise_xor = _bitwise(np.bitwise_xor, "bitwise_xor")
 
 
 def bitwise_not(input: Tensor) -> Tensor:
