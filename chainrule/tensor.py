@@ -377,7 +377,8 @@ class Tensor:
             self._data[normalize_index(key)] = value
         except (ValueError, IndexError) as e:
             shape = tuple(self._data.shape)
-            raise type(e)(f"__setitem__ on a tensor of shape {shape}: {e}") from None
+            kind = IndexError if isinstance(e, IndexError) else RuntimeError  # torch's types
+            raise kind(f"__setitem__ on a tensor of shape {shape}: {e}") from None
 
     def zero_(self) -> Tensor:
         return self._set_inplace(0)
