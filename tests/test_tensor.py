@@ -427,8 +427,10 @@ def test_setitem_of_a_value_that_requires_grad_is_refused() -> None:
 
 def test_setitem_shape_error_names_shapes() -> None:
     x = cr.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+    with pytest.raises(RuntimeError, match=r"\(2, 3\)"):
         x[0] = cr.zeros(4)
+    with pytest.raises(IndexError, match=r"\(2, 3\)"):
+        x[5] = 1.0
 
 
 # ---- repr ----------------------------------------------------------------------------------------
