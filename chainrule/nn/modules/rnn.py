@@ -176,10 +176,15 @@ class RNNBase(Module):
                 weights = self.all_weights[k]
                 w_ih, w_hh = weights[0], weights[1]
                 b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
-                xw = layer_in @ w_ih.t()
-                if b_ih is not None:
-                    xw = xw + b_ih
-                steps = xw.unbind(0)
+                seq, batch = layer_in.shape[0], layer_in.shape[1]
+                # one 2-D matrix multiply for every time step's input projection
+                xw = layer_in.reshape(seq * batch, -1) @ w_ih.t()
+                if b_ih is not None and self.mode != "GRU":
+                    xw = xw + (b_ih + b_hh)  # both biases enter the same sum: add them once
+                    b_hh = None
+                elif b_ih is not None:
+                    xw = xw + b_ih  # GRU: b_hn sits inside r·(W_hn h + b_hn), so keep b_hh
+                steps = xw.reshape(seq, batch, -1).unbind(0)
                 if d == 1:
                     steps = steps[::-1]
                 out, last = self._scan(steps, [s[k] for s in states], w_hh.t(), b_hh)
