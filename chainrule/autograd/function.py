@@ -448,13 +448,16 @@ def _sources(saved: tuple, arrays, out) -> tuple:
 
 def _note_extras(ctx, out, arrays) -> None:
     """Anomaly checks, creation sites and module scopes: only when a mode asks for them."""
-    if state.anomaly:
+    if state._anomaly:
         from chainrule.autograd.anomaly import check_forward
 
         check_forward(ctx, out, arrays)
-    if state.record_inputs:
+    if state._record_inputs:
         ctx.inputs = tuple(arrays)
-    _note_creation(ctx)
+    if state._scopes:
+        ctx.scope = state._scopes
+    if state._record_sites:
+        ctx.site = caller_site()
 
 
 class AccumulateGrad:
