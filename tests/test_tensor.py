@@ -402,6 +402,33 @@ def test_setitem_matches_torch() -> None:
     np.testing.assert_array_equal(c.numpy(), t.numpy())
 
 
+SETITEM_CASES = [
+    ("list", lambda m: ([0, 1], -1.0)),
+    ("negative ints", lambda m: ((-1, -1), 7.0)),
+    ("None", lambda m: ((None, 0), 3.0)),
+    ("ellipsis", lambda m: ((Ellipsis, 1), m.tensor([1.0, 2.0, 3.0]))),
+    ("0-d index tensor", lambda m: (m.tensor(1), 9.0)),
+    ("index tensors", lambda m: ((m.tensor([0, 1]), m.tensor([2, 0])), m.tensor([[1.0], [2.0]]))),
+    ("step slice", lambda m: ((slice(None), slice(0, 3, 2)), 4.0)),
+    ("bool mask on dim 0", lambda m: (m.tensor([True, False]), 5.0)),
+    ("int value into float", lambda m: ((1, 1, 1), m.tensor(5))),
+    ("float64 value", lambda m: ((1, 1), m.tensor([1.0, 2.0, 3.0, 4.0], dtype=m.float64))),
+]
+
+
+@pytest.mark.parametrize("case", [c[1] for c in SETITEM_CASES], ids=[c[0] for c in SETITEM_CASES])
+def test_setitem_cases_match_torch(case) -> None:
+    torch = pytest.importorskip("torch")
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    results = []
+    for m in (torch, cr):
+        t = m.tensor(a.copy())
+        key, value = case(m)
+        t[key] = value
+        results.append(t.numpy())
+    np.testing.assert_array_equal(results[1], results[0])
+
+
 def test_setitem_refused_when_requires_grad() -> None:
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
