@@ -24,6 +24,15 @@ def _tensors(xs):
     return tuple(xs)
 
 
+def _diff(x) -> bool:
+    """Whether ``x`` is an input to check (a Tensor that requires grad; numbers pass through)."""
+    return getattr(x, "_requires_grad", False)
+
+
+def _size(x) -> int:
+    return x._data.size if hasattr(x, "_data") else 0
+
+
 def _outputs(fn, inputs):
     from chainrule.tensor import Tensor
 
@@ -36,9 +45,9 @@ def numerical_jacobian(fn, inputs, eps: float = 1e-6) -> list:
     """J[o][i] of shape (output o size, input i size) by central differences."""
     # Not under no_grad: fn may itself differentiate (gradgradcheck's first derivative).
     base = _outputs(fn, inputs)
-    jac = [[np.zeros((o._data.size, x._data.size)) for x in inputs] for o in base]
+    jac = [[np.zeros((o._data.size, _size(x))) for x in inputs] for o in base]
     for i, x in enumerate(inputs):
-        if not x._requires_grad:
+        if not _diff(x):
             continue
         flat = x._data.reshape(-1)
         if not flat.flags.writeable or not np.shares_memory(flat, x._data):
@@ -61,8 +70,8 @@ def analytical_jacobian(fn, inputs) -> list:
     from chainrule.autograd import grad
 
     outs = _outputs(fn, inputs)
-    wanted = [x for x in inputs if x._requires_grad]
-    jac = [[np.zeros((o._data.size, x._data.size)) for x in inputs] for o in outs]
+    wanted = [x for x in inputs if _diff(x)]
+    jac = [[np.zeros((o._data.size, _size(x))) for x in inputs] for o in outs]
     for o, out in enumerate(outs):
         if not out._requires_grad:
             continue
@@ -73,7 +82,7 @@ def analytical_jacobian(fn, inputs) -> list:
                          allow_unused=True)
             gi = iter(grads)
             for i, x in enumerate(inputs):
-                if x._requires_grad:
+                if _diff(x):
                     g = next(gi)
                     if g is not None:
                         jac[o][i][j, :] = np.asarray(g._data, np.float64).reshape(-1)
@@ -91,7 +100,7 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
 
     inputs = _tensors(inputs)
     for i, x in enumerate(inputs):
-        if x._requires_grad and x._data.dtype != np.float64:
+        if _diff(x) and x._data.dtype != np.float64:
             warnings.warn(
                 f"Input #{i} requires gradient and is not a double precision floating point. "
                 "This check will likely fail if all the inputs are not of double precision "
@@ -102,7 +111,7 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
     numeric = numerical_jacobian(fn, inputs, eps)
     for o in range(len(analytic)):
         for i, x in enumerate(inputs):
-            if not x._requires_grad:
+            if not _diff(x):
                 continue
             a, n = analytic[o][i], numeric[o][i]
             bad = np.abs(a - n) > atol + rtol * np.abs(n)
@@ -146,7 +155,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: flo
         )
     grad_outputs = _tensors(grad_outputs)
     n_in = len(inputs)
-    diff_idx = [i for i, x in enumerate(inputs) if x._requires_grad]
+    diff_idx = [i for i, x in enumerate(inputs) if _diff(x)]
 
     def first_derivative(*args):
         xs, vs = args[:n_in], args[n_in:]
