@@ -36,6 +36,12 @@ def test_gradcheck_only_checks_inputs_that_require_grad() -> None:
     assert gradcheck(lambda a, b: a * b, (x, c))
 
 
+def test_gradcheck_accepts_non_tensor_inputs() -> None:
+    x = _f64([1.0, 2.0])
+    assert gradcheck(lambda a, k: a * k, (x, 3))
+    assert gradgradcheck(lambda k, a: (a * a * k).sin(), (2.5, x))
+
+
 def test_gradcheck_warns_for_float32_inputs() -> None:
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     with pytest.warns(UserWarning, match="double precision"):
