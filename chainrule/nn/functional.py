@@ -81,17 +81,15 @@ class Gelu(Op):
 
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
         cdf = (1 + _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)) * 0.5
+        ctx.save_for_backward(x, cdf)  # cdf: a constant, recomputed under create_graph
         return x * cdf
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved_tensors
+        x, cdf = ctx.saved_tensors
         if either.is_tensor(x):
             cdf = ((x * _SQRT1_2).erf() + 1) * 0.5
-        else:
-            cdf = (1 + _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)) * 0.5
         pdf = either.exp(x * x * -0.5) * _INV_SQRT_2PI
         return g * (cdf + x * pdf)
 
@@ -258,7 +256,10 @@ class Linear(Op):
     @staticmethod
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
-        y = x @ w.T
+        if x.ndim > 2:  # one 2-D GEMM beats NumPy's loop of per-batch GEMMs
+            y = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(x.shape[:-1] + (w.shape[0],))
+        else:
+            y = x @ w.T
         if b is not None:
             y += b
         return y
@@ -267,12 +268,17 @@ class Linear(Op):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         edges = ctx._edges
+        xshape = tuple(x.shape)
+        if len(xshape) > 2:
+            g = either.reshape(g, (-1, g.shape[-1]))
         gx = g @ w if edges[0] is not None else None
+        if gx is not None and len(xshape) > 2:
+            gx = either.reshape(gx, xshape)
         gw = gb = None
         if edges[1] is not None or edges[2] is not None:
-            if len(g.shape) != 2:
+            if len(xshape) != 2:
                 g = either.reshape(g, (-1, g.shape[-1]))
-                x = either.reshape(x, (-1, x.shape[-1]))
+                x = either.reshape(x, (-1, xshape[-1]))
             if edges[1] is not None:
                 gw = either.swapaxes(g, 0, 1) @ x
             if edges[2] is not None:
