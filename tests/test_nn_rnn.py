@@ -188,3 +188,38 @@ def test_errors_name_the_layer_and_shapes():
         RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="dropout should be a number in range"):
         RNN(3, 4, dropout=1.5)
+
+
+def test_fused_cell_gates_gradcheck_and_gradgradcheck():
+    from chainrule.autograd import gradgradcheck
+    from chainrule.nn.modules.rnn import GRUCellGate, LSTMCellGate
+
+    z = cr.tensor(RNG.standard_normal((2, 8)), requires_grad=True)
+    c0 = cr.tensor(RNG.standard_normal((2, 2)), requires_grad=True)
+    for pick in (lambda hc: hc, lambda hc: hc[0], lambda hc: hc[1]):  # h and c, only h, only c
+        def lstm(z, c0, pick=pick):
+            return pick(LSTMCellGate.apply(z, c0))
+
+        assert gradcheck(lstm, (z, c0))
+        assert gradgradcheck(lstm, (z, c0))
+    a = cr.tensor(RNG.standard_normal((2, 6)), requires_grad=True)
+    b = cr.tensor(RNG.standard_normal((2, 6)), requires_grad=True)
+    h = cr.tensor(RNG.standard_normal((2, 2)), requires_grad=True)
+    assert gradcheck(GRUCellGate.apply, (a, b, h))
+    assert gradgradcheck(GRUCellGate.apply, (a, b, h))
+
+
+def test_lstm_double_backward_matches_torch():
+    torch = pytest.importorskip("torch")
+    cm, tm = LSTM(2, 3, dtype=cr.float64), torch.nn.LSTM(2, 3, dtype=torch.float64)
+    _copy_params(cm, tm)
+    xa = RNG.standard_normal((4, 2, 2))
+    x, tx = cr.tensor(xa, requires_grad=True), torch.tensor(xa, requires_grad=True)
+    (gx,) = cr.autograd.grad(cm(x)[0].pow(2).sum(), [x], create_graph=True)
+    (tgx,) = torch.autograd.grad(tm(tx)[0].pow(2).sum(), [tx], create_graph=True)
+    np.testing.assert_allclose(gx.detach().numpy(), tgx.detach().numpy(), atol=1e-12)
+    gx.pow(2).sum().backward()
+    tgx.pow(2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=1e-11)
+    np.testing.assert_allclose(cm.weight_hh_l0.grad.numpy(), tm.weight_hh_l0.grad.numpy(),
+                               atol=1e-11)

@@ -11,18 +11,110 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from chainrule.autograd.function import Op
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
+from chainrule.ops import either
 from chainrule.ops.elementwise import relu, sigmoid, tanh
 from chainrule.ops.shape import cat, stack
 from chainrule.tensor import Tensor
 
-__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
+           "LSTMCellGate", "GRUCellGate"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+# ---- fused cell gates (one graph node per time step instead of a dozen) -----------------------
+def _sig(x):
+    """σ(x) on a raw array, as 0.5·tanh(x/2) + 0.5 (one transcendental, no overflow)."""
+    y = np.tanh(x * 0.5)
+    y *= 0.5
+    y += 0.5
+    return y
+
+
+class LSTMCellGate(Op):
+    """(h, c) = LSTM step from pre-activations z = x W_ihᵀ + h W_hhᵀ + b (gates i, f, g, o):
+    c = σ(f)·c₀ + σ(i)·tanh(g), h = σ(o)·tanh(c)"""
+
+    @staticmethod
+    def forward(ctx, z, c0):
+        n = c0.shape[-1]
+        act = np.empty_like(z)
+        act[:, :2 * n] = _sig(z[:, :2 * n])
+        act[:, 2 * n:3 * n] = np.tanh(z[:, 2 * n:3 * n])
+        act[:, 3 * n:] = _sig(z[:, 3 * n:])
+        i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+        c = f * c0
+        c += i * g
+        tc = np.tanh(c)
+        h = o * tc
+        ctx.act, ctx.tc = act, tc
+        ctx.save_for_backward(z, c0, c)
+        return h, c
+
+    @staticmethod
+    def backward(ctx, gh, gc):
+        z, c0, c = ctx.saved_tensors
+        n = c0.shape[-1]
+        if isinstance(z, Tensor):  # differentiable rebuild of the activations
+            i, f = z[:, :n].sigmoid(), z[:, n:2 * n].sigmoid()
+            g, o = z[:, 2 * n:3 * n].tanh(), z[:, 3 * n:].sigmoid()
+            tc = c.tanh()
+        else:
+            act = ctx.act
+            i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+            tc = ctx.tc
+        dc = gc
+        if gh is not None:
+            dc_h = gh * o * (1.0 - tc * tc)
+            dc = dc_h if dc is None else dc + dc_h
+        if dc is None:
+            return None, None
+        do = gh * tc * o * (1.0 - o) if gh is not None else either.zeros_like(dc)
+        parts = [dc * g * i * (1.0 - i), dc * c0 * f * (1.0 - f), dc * i * (1.0 - g * g), do]
+        return either.concat(parts, -1), dc * f
+
+
+class GRUCellGate(Op):
+    """h' = GRU step from the input part a = x W_ihᵀ + b_ih and hidden part b = h W_hhᵀ + b_hh
+    (gates r, z, n): r = σ(a_r + b_r), z = σ(a_z + b_z), n = tanh(a_n + r·b_n),
+    h' = n + z·(h - n)"""
+
+    @staticmethod
+    def forward(ctx, a, b, h):
+        n_ = h.shape[-1]
+        rz = _sig(a[:, :2 * n_] + b[:, :2 * n_])
+        r, z = rz[:, :n_], rz[:, n_:]
+        n = np.tanh(a[:, 2 * n_:] + r * b[:, 2 * n_:])
+        out = h - n
+        out *= z
+        out += n
+        ctx.rz, ctx.n = rz, n
+        ctx.save_for_backward(a, b, h)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, h = ctx.saved_tensors
+        k = h.shape[-1]
+        bn = b[:, 2 * k:]
+        if isinstance(a, Tensor):
+            r = (a[:, :k] + b[:, :k]).sigmoid()
+            z = (a[:, k:2 * k] + b[:, k:2 * k]).sigmoid()
+            n = (a[:, 2 * k:] + r * bn).tanh()
+        else:
+            r, z, n = ctx.rz[:, :k], ctx.rz[:, k:], ctx.n
+        dn = g * (1.0 - z) * (1.0 - n * n)
+        dr = dn * bn * r * (1.0 - r)
+        dz = g * (h - n) * z * (1.0 - z)
+        return (either.concat([dr, dz, dn], -1), either.concat([dr, dz, dn * r], -1), g * z)
 
 
 # ---- one time step of each kind (gate order as PyTorch: LSTM i,f,g,o; GRU r,z,n) ---------------
@@ -37,6 +129,8 @@ def _lstm_step(xw: Tensor, h: Tensor, c: Tensor, w_hh_t: Tensor, b_hh) -> tuple:
     gates = xw + h @ w_hh_t
     if b_hh is not None:
         gates = gates + b_hh
+    if gates._data.dtype == c._data.dtype and gates.ndim == 2:
+        return LSTMCellGate.apply(gates, c)
     i, f, g, o = gates.chunk(4, -1)
     c = sigmoid(f) * c + sigmoid(i) * tanh(g)
     return sigmoid(o) * tanh(c), c
@@ -46,6 +140,8 @@ def _gru_step(xw: Tensor, h: Tensor, w_hh_t: Tensor, b_hh) -> Tensor:
     hw = h @ w_hh_t
     if b_hh is not None:
         hw = hw + b_hh
+    if xw._data.dtype == hw._data.dtype == h._data.dtype and h.ndim == 2:
+        return GRUCellGate.apply(xw, hw, h)
     x_r, x_z, x_n = xw.chunk(3, -1)
     h_r, h_z, h_n = hw.chunk(3, -1)
     r = sigmoid(x_r + h_r)
