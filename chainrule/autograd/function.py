@@ -53,6 +53,7 @@ class Function:
     _retained: dict | None = None  # output_nr -> weakref of the Tensor that retains its grad
     _as_tensors = True            # backward sees Tensors (always true for user Functions)
     _non_differentiable: tuple = ()
+    _tensor_args: tuple = ()       # per forward argument: was it a Tensor (user Functions)
     _materialize_grads = True
     site: str | None = None       # file:line of creation (recorded in anomaly/check/trace modes)
     scope: tuple = ()             # enclosing Modules / Functions, outermost first
@@ -142,6 +143,7 @@ class Function:
             state.grad_enabled = prev
         if edges is None:
             return out
+        ctx._tensor_args = tuple(isinstance(a, Tensor) for a in args)
         single = not isinstance(out, tuple)
         outs = (out,) if single else out
         input_ids = {id(a) for a in args if isinstance(a, Tensor)}
@@ -200,6 +202,12 @@ class Function:
                 raise RuntimeError(
                     f"function {self.name()} returned an incorrect number of gradients "
                     f"(expected {len(self._edges)}, got {len(result)})"
+                )
+        for i, (r, is_tensor) in enumerate(zip(result, self._tensor_args)):
+            if r is not None and not is_tensor:
+                raise RuntimeError(
+                    f"function {self.name()} returned a gradient different than None at position "
+                    f"{i + 1}, but the corresponding forward input was not a Tensor"
                 )
         if create_graph:
             return tuple(r if r is None or isinstance(r, Tensor) else wrap(r) for r in result)
