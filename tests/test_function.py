@@ -282,6 +282,21 @@ def test_wrong_number_of_gradients_is_an_error() -> None:
         y.backward()
 
 
+def test_gradient_for_a_non_tensor_argument_is_an_error() -> None:
+    class Swapped(Function):
+        @staticmethod
+        def forward(ctx, k, x):
+            return x * k
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3, None  # wrong order: the number k gets a gradient
+
+    x = _f64(1.0, 2.0)
+    with pytest.raises(RuntimeError, match="position 1, but the corresponding forward input"):
+        Swapped.apply(3.0, x).sum().backward()
+
+
 def test_wrong_gradient_shape_is_an_error_unless_reducible() -> None:
     def gate(grad_shape):
         class Gate(Function):
