@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from op_registry import REGISTRY, closure, make_args, params
+from op_registry import (
+    REGISTRY, SCALAR, as_outputs, closure, cr_args, diff_mask, make_args, params,
+)
 
 import chainrule as cr
 from chainrule.autograd import gradcheck, gradgradcheck
@@ -356,3 +358,68 @@ def test_prod_with_zeros(x, dim):
     torch = _torch()
     want = _torch_grad(lambda p: torch.prod(p) if dim is None else torch.prod(p, dim), x)
     np.testing.assert_allclose(_grad(fn, x), want, rtol=1e-12)
+
+
+# ---- gradients keep the input's dtype and work through strided views ----------------------------
+@pytest.mark.parametrize("spec,shapes,kw", params(lambda s: s.grad and s.out == "same"))
+def test_float32_gradients_stay_float32(spec, shapes, kw):
+    args = make_args(spec, shapes, np.float32)
+    mask = diff_mask(spec, args)
+    if not any(mask):
+        pytest.skip("no differentiable input")
+    ins = cr_args(args, mask)
+    outs = [o for o in as_outputs(spec.op(*ins, **kw)) if o.dtype.is_floating_point]
+    assert all(o.dtype == cr.float32 for o in outs), [o.dtype for o in outs]
+    sum(o.sum() for o in outs).backward()
+    for i, (t, g) in enumerate(zip(ins, mask)):
+        if g:
+            assert t.grad is not None, f"{spec.name}: input {i} got no gradient"
+            assert t.grad.dtype == cr.float32, f"{spec.name}: input {i} grad {t.grad.dtype}"
+            assert t.grad.shape == t.shape, f"{spec.name}: input {i} grad {t.grad.shape}"
+
+
+def _strided(a: np.ndarray, how: str):
+    """(leaf data, view(leaf) -> tensor equal to ``a`` but with unusual strides)."""
+    if how == "transposed":
+        return np.ascontiguousarray(a.T), lambda t: t.permute(*range(a.ndim - 1, -1, -1))
+    return np.ascontiguousarray(a[::-1]), lambda t: t[::-1]  # negative stride on dim 0
+
+
+@pytest.mark.parametrize("how", ["transposed", "reversed"])
+@pytest.mark.parametrize("spec,shapes,kw", [
+    p for p in params(lambda s: s.grad and s.out == "same")
+    if any(s != SCALAR and len(s) >= 2 for s in p.values[1])
+])
+def test_gradcheck_through_strided_views(spec, shapes, kw, how):
+    args = make_args(spec, shapes)
+    mask = diff_mask(spec, args)
+    if not any(mask):
+        pytest.skip("no differentiable input")
+    leaves, views = [], []
+    for a, g in zip(args, mask):
+        if isinstance(a, np.ndarray) and a.ndim >= 2:
+            data, view = _strided(a, how)
+            leaves.append(cr.tensor(data, requires_grad=g))
+            views.append(view)
+        else:
+            leaves.append(cr.tensor(a, requires_grad=g) if isinstance(a, np.ndarray) else a)
+            views.append(None)
+
+    def call(*leaf_values):
+        ins = [v(t) if v is not None else t for t, v in zip(leaf_values, views)]
+        return tuple(o for o in as_outputs(spec.op(*ins, **kw))
+                     if isinstance(o, cr.Tensor) and o.dtype.is_floating_point)
+
+    if spec.ref is not None:
+        want = [w for w in as_outputs(spec.ref(*args, **kw))
+                if np.asarray(w).dtype.kind == "f"]
+        for got, w in zip(call(*leaves), want):
+            np.testing.assert_allclose(got.detach().numpy(), w, rtol=1e-10, atol=1e-12)
+    inputs = [t for t in leaves if isinstance(t, cr.Tensor) and t.requires_grad]
+
+    def fn(*ts):
+        it = iter(ts)
+        return call(*[next(it) if isinstance(t, cr.Tensor) and t.requires_grad else t
+                      for t in leaves])
+
+    assert gradcheck(fn, inputs)
