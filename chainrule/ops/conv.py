@@ -364,8 +364,8 @@ def _batched(input: Tensor, dims: int, op: str, names: str) -> tuple:
     if nd == dims + 1:
         return input.unsqueeze(0), True
     raise RuntimeError(
-        f"{op}: Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input {names}, but got "
-        f"input of size: {list(input._data.shape)}"
+        f"{op}: Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input"
+        f"{' ' + names if names else ''}, but got input of size: {list(input._data.shape)}"
     )
 
 

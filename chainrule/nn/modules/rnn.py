@@ -2,8 +2,9 @@
 order, plus the single-step cells RNNCell, LSTMCell, GRUCell.
 
 Each layer precomputes the input projection of all time steps in one matrix multiply, then
-walks the sequence with one ``h @ W_hhᵀ`` per step; backpropagation through time is the
-ordinary backward pass through that unrolled graph.
+walks the sequence with one ``h @ W_hhᵀ`` and one fused cell gate (LSTMCellGate, GRUCellGate)
+per step; backpropagation through time is the ordinary backward pass through that unrolled
+graph, and the gates' backward rules are themselves differentiable.
 """
 
 from __future__ import annotations
