@@ -76,6 +76,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     from chainrule.autograd.engine import run_backward
     from chainrule.creation import zeros_like
 
+    if is_grads_batched:
+        raise NotImplementedError(
+            "autograd.grad: is_grads_batched=True is not supported by chainrule; call grad once "
+            "per row of grad_outputs (with retain_graph=True)"
+        )
     outputs = _as_tuple(outputs)
     single = not isinstance(inputs, (list, tuple))
     inputs = list(_as_tuple(inputs))
