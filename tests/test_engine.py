@@ -457,6 +457,15 @@ def test_grad_with_respect_to_a_non_leaf() -> None:
     assert g.tolist() == [4.0, 8.0]
 
 
+def test_grad_materialize_grads_and_unsupported_batching() -> None:
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    u = cr.tensor([3.0], requires_grad=True)
+    gx, gu = cr.autograd.grad((x * 2).sum(), [x, u], materialize_grads=True)
+    assert gx.tolist() == [2.0, 2.0] and gu.tolist() == [0.0]
+    with pytest.raises(NotImplementedError, match="is_grads_batched"):
+        cr.autograd.grad(x * 2, x, cr.eye(2), is_grads_batched=True)
+
+
 def test_grad_of_input_not_requiring_grad_raises() -> None:
     x = cr.tensor(1.0, requires_grad=True)
     with pytest.raises(RuntimeError, match="does not require grad"):
