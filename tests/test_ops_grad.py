@@ -423,3 +423,27 @@ def test_gradcheck_through_strided_views(spec, shapes, kw, how):
                       for t in leaves])
 
     assert gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("spec,shapes,kw", params(lambda s: s.grad and s.out == "same"))
+def test_inputs_unchanged_and_backward_repeatable(spec, shapes, kw):
+    """Neither forward nor backward writes into an input; with retain_graph a second backward
+    adds the same gradient again (no rule mutates what it saved)."""
+    args = make_args(spec, shapes)
+    mask = diff_mask(spec, args)
+    if not any(mask):
+        pytest.skip("no differentiable input")
+    ins = cr_args(args, mask)
+    outs = [o for o in as_outputs(spec.op(*ins, **kw)) if o.dtype.is_floating_point]
+    w = [cr.tensor(np.random.default_rng(k).standard_normal(tuple(o.shape))) for k, o in
+         enumerate(outs)]
+    loss = sum((o * wk).sum() for o, wk in zip(outs, w))
+    loss.backward(retain_graph=True)
+    first = [t.grad.numpy().copy() if g else None for t, g in zip(ins, mask)]
+    loss.backward()
+    for i, (t, a, g) in enumerate(zip(ins, args, mask)):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(t.detach().numpy(), a, err_msg=f"input {i} changed")
+        if g:
+            np.testing.assert_allclose(t.grad.numpy(), 2 * first[i], rtol=1e-12, atol=1e-300,
+                                       err_msg=f"{spec.name}: second backward of input {i}")
