@@ -206,6 +206,9 @@ def test_layer_norm_and_group_norm_vs_torch_and_gradcheck():
     np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-10, atol=1e-12)
     assert gradcheck(lambda x, w, b: F.layer_norm(x, [3], w, b), (_t((2, 3)), _t(3), _t(3)))
     assert gradgradcheck(lambda x: F.layer_norm(x, 3), (_t((2, 3)),))
+    assert gradgradcheck(lambda x, w, b: F.layer_norm(x, (2, 3), w, b),
+                         (_t((2, 2, 3)), _t((2, 3)), _t((2, 3))))
+    assert F.layer_norm(_t((2, 3)), [3], _t(3)).grad_fn.name() == "LayerNormBackward0"
     with pytest.raises(RuntimeError, match=r"normalized_shape=\[4\].*\[2, 3\]"):
         F.layer_norm(cr.randn(2, 3), [4])
     gw, gb = RNG.standard_normal(4), RNG.standard_normal(4)

@@ -437,6 +437,66 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return out
 
 
+def _ln_stats(x, axes: tuple, eps: float):
+    """(x̂, 1/σ) over ``axes`` for an array or a Tensor."""
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    xc = x - either.sum(x, axes, True) * (1.0 / n)
+    var = either.sum(xc * xc, axes, True) * (1.0 / n)
+    rstd = 1 / either.sqrt(var + eps)
+    return xc * rstd, rstd
+
+
+class LayerNorm(Op):
+    """y = x̂·w + b with x̂ = (x - mean)/√(var + eps) over the last k dims;
+    dx = (ĝ - mean ĝ - x̂·mean(ĝ·x̂))/σ with ĝ = g·w;  dw = Σ g·x̂;  db = Σ g"""
+
+    @staticmethod
+    def forward(ctx, x, w, b, k, eps):
+        axes = tuple(range(x.ndim - k, x.ndim))
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        var = np.einsum("...i,...i->...", xc.reshape(x.shape[: x.ndim - k] + (n,)),
+                        xc.reshape(x.shape[: x.ndim - k] + (n,)))
+        var = var.reshape(mean.shape) * x.dtype.type(1.0 / n)
+        rstd = 1 / np.sqrt(var + x.dtype.type(eps))
+        xhat = xc
+        xhat *= rstd
+        ctx.save_for_backward(x, w, xhat, rstd)  # x̂, 1/σ: constants, recomputed under create_graph
+        ctx.axes, ctx.eps = axes, eps
+        y = xhat * w if w is not None else xhat.copy()
+        if b is not None:
+            y += b
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, xhat, rstd = ctx.saved_tensors
+        axes = ctx.axes
+        if either.is_tensor(x):
+            xhat, rstd = _ln_stats(x, axes, ctx.eps)
+        lead = tuple(range(len(x.shape) - len(axes)))
+        edges = ctx._edges
+        gx = gw = gb = None
+        if edges[1] is not None:
+            gw = either.sum(g * xhat, lead) if lead else g * xhat
+        if edges[2] is not None:
+            gb = either.sum(g, lead) if lead else g
+        if edges[0] is not None:
+            n = 1
+            for a in axes:
+                n *= x.shape[a]
+            gh = g * w if w is not None else g
+            m1 = either.sum(gh, axes, True) * (1.0 / n)
+            m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
+            gx = (gh - m1 - xhat * m2) * rstd
+        return gx, gw, gb, None, None
+
+
 def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalize over the trailing ``normalized_shape`` dims, then scale and shift."""
@@ -452,16 +512,10 @@ def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = Non
         if t is not None and _shape(t) != ns:
             raise RuntimeError(f"layer_norm: {name} of shape {_shape(t)} does not match "
                                f"normalized_shape {list(ns)}")
-    axes = tuple(range(-k, 0))
-    mean = input.mean(axes, keepdim=True)
-    centered = input - mean
-    var = (centered * centered).mean(axes, keepdim=True)
-    out = centered * (var + eps).rsqrt()
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    if weight is not None and bias is not None and weight._data.dtype != bias._data.dtype:
+        raise RuntimeError(f"layer_norm: weight ({weight.dtype}) and bias ({bias.dtype}) must "
+                           f"have the same dtype")
+    return LayerNorm.apply(input, weight, bias, k, float(eps))
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
