@@ -324,7 +324,16 @@ class Op(Function):
                 ctx._saved_from = _FROM_OUTPUT
             else:
                 ctx._saved_from = _sources(saved, (data,), out)
-        return _finish_one(ctx, out, (data,))
+        if state.extras:
+            _note_extras(ctx, out, (data,))
+        dtype = out.dtype
+        ctx._outs = ((out.shape, dtype),)
+        if dtype.kind != "f":
+            return wrap(out)
+        t = _new(Tensor)  # inlined wrap(out, ctx): this line runs once per recorded op
+        t._data, t._grad_fn, t._nr, t._requires_grad, t._grad, t._hooks = out, ctx, 0, True, \
+            None, None
+        return t
 
     @classmethod
     def apply_binary(cls, a: Tensor, b) -> Tensor:
@@ -353,7 +362,16 @@ class Op(Function):
                 ctx._saved_from = _FROM_INPUTS01
             else:
                 ctx._saved_from = _sources(saved, (da, db), out)
-        return _finish_one(ctx, out, (da, db))
+        if state.extras:
+            _note_extras(ctx, out, (da, db))
+        dtype = out.dtype
+        ctx._outs = ((out.shape, dtype),)
+        if dtype.kind != "f":
+            return wrap(out)
+        t = _new(Tensor)  # inlined wrap(out, ctx): this line runs once per recorded op
+        t._data, t._grad_fn, t._nr, t._requires_grad, t._grad, t._hooks = out, ctx, 0, True, \
+            None, None
+        return t
 
     @property
     def saved_tensors(self) -> tuple:
