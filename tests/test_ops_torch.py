@@ -87,7 +87,8 @@ def _typed(dtype: str, shape, seed: int):
     rng = np.random.default_rng(seed)
     if dtype == "bool":
         return np.asarray(rng.random(shape) < 0.5)
-    return np.asarray(rng.integers(1, 4, shape)).astype(dtype)  # positive: valid for log, sqrt, division
+    # positive: valid for log, sqrt and division
+    return np.asarray(rng.integers(1, 4, shape)).astype(dtype)
 
 
 def _pair_values(c_out, t_out, label):
@@ -163,3 +164,36 @@ def test_tensor_scalar_result_dtype_matches_torch(spec, dtype, scalar):
     for args in ((x, scalar), (scalar, x)):
         _compare_call(spec, args, {}, f"{spec.name}{tuple(type(a).__name__ for a in args)}"
                                       f"[{dtype}]")
+
+
+@pytest.mark.parametrize("spec,shapes,kw", params(
+    lambda s: s.torch and s.torch_grad and s.grad and s.gradgrad and s.out == "same"))
+def test_second_derivatives_match_torch(spec, shapes, kw):
+    """Hessian-vector products vᵀ·∂(wᵀ·∂f/∂x)/∂x through create_graph, against torch's."""
+    mask, c_in, t_in, c_out, t_out = _run_both(spec, shapes, kw, np.float64, grad=True)
+    if not any(mask):
+        pytest.skip("no differentiable input")
+    rng = np.random.default_rng(2)
+    c_loss, t_loss = 0, 0
+    for c, t in zip(c_out, t_out):
+        if t.dtype.is_floating_point:
+            w = rng.standard_normal(tuple(t.shape))
+            c_loss = c_loss + (c * cr.tensor(w)).sum()
+            t_loss = t_loss + (t * torch.from_numpy(w)).sum()
+    c_x = [x for x, g in zip(c_in, mask) if g]
+    t_x = [x for x, g in zip(t_in, mask) if g]
+    c_g = cr.autograd.grad(c_loss, c_x, create_graph=True)
+    t_g = torch.autograd.grad(t_loss, t_x, create_graph=True)
+    vs = [rng.standard_normal(tuple(g.shape)) for g in t_g]
+    c_h = sum(((g * cr.tensor(v)).sum() for g, v in zip(c_g, vs) if g.requires_grad), 0)
+    t_h = sum(((g * torch.from_numpy(v)).sum() for g, v in zip(t_g, vs) if g.requires_grad), 0)
+    # a gradient that does not depend on x (linear ops) has no graph: its derivative is zero
+    t_hv = (torch.autograd.grad(t_h, t_x, allow_unused=True)
+            if isinstance(t_h, torch.Tensor) and t_h.requires_grad else [None] * len(t_x))
+    c_hv = (cr.autograd.grad(c_h, c_x, allow_unused=True)
+            if isinstance(c_h, cr.Tensor) and c_h.requires_grad else [None] * len(c_x))
+    for i, (c, t) in enumerate(zip(c_hv, t_hv)):
+        want = np.zeros(tuple(t_x[i].shape)) if t is None else t.numpy(force=True)
+        got = np.zeros(tuple(c_x[i].shape)) if c is None else c.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12,
+                                   err_msg=f"{spec.name}: second derivative, input {i}")
