@@ -630,3 +630,106 @@ def test_clip_grad_value_and_vector_conversion():
     assert _np(m.fc2.bias)[-1] == vec.shape[0] - 1
     with pytest.raises(TypeError, match="expected torch.Tensor"):
         nn.utils.vector_to_parameters([1.0], m.parameters())
+
+
+def test_bilinear_and_unflatten_modules_vs_torch():
+    torch = pytest.importorskip("torch")
+    m = nn.Bilinear(3, 2, 4).double()
+    tm = torch.nn.Bilinear(3, 2, 4).double()
+    copy_to_torch(m, tm)
+    a, b = RNG_NP.standard_normal((5, 3)), RNG_NP.standard_normal((5, 2))
+    ca, cb = cr.tensor(a, requires_grad=True), cr.tensor(b, requires_grad=True)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    y, ty = m(ca, cb), tm(ta, tb)
+    np.testing.assert_allclose(_np(y), ty.detach().numpy(), rtol=1e-10)
+    y.sum().backward()
+    ty.sum().backward()
+    np.testing.assert_allclose(m.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(ca.grad.numpy(), ta.grad.numpy(), rtol=1e-10)
+    assert repr(m) == repr(tm)
+    bound = 1 / math.sqrt(3)
+    assert np.abs(_np(nn.Bilinear(3, 2, 50).weight)).max() <= bound
+    u = nn.Unflatten(1, (2, 3))
+    assert tuple(u(cr.zeros(4, 6)).shape) == (4, 2, 3)
+    assert repr(u) == repr(torch.nn.Unflatten(1, (2, 3)))
+    f = nn.Flatten(0, 1)
+    assert tuple(f(cr.zeros(2, 3, 4)).shape) == (6, 4)
+
+
+def test_parameter_of_integer_dtype_cannot_require_grad():
+    with pytest.raises(RuntimeError, match="floating point"):
+        nn.Parameter(cr.tensor([1, 2]))
+    p = nn.Parameter(cr.tensor([1, 2]), requires_grad=False)
+    assert p.dtype == cr.int64 and not p.requires_grad
+
+
+def test_sequential_insert_extend_pop_and_module_dict_update():
+    s = nn.Sequential(nn.ReLU())
+    s.insert(0, nn.Tanh())
+    s.extend([nn.Sigmoid()])
+    assert [type(m).__name__ for m in s] == ["Tanh", "ReLU", "Sigmoid"]
+    assert isinstance(s.pop(1), nn.ReLU) and len(s) == 2
+    assert list(s._modules) == ["0", "1"]
+    s2 = s + nn.Sequential(nn.Identity())
+    assert len(s2) == 3
+    md = nn.ModuleDict([("x", nn.ReLU())])
+    md.update({"y": nn.Tanh()})
+    assert list(md) == ["x", "y"]
+    with pytest.raises(TypeError, match="not a Module subclass"):
+        md["z"] = 3
+
+
+def test_forward_pre_hook_with_kwargs_and_prepend_order():
+    class Scale(nn.Module):
+        def forward(self, x, factor=1.0):
+            return x * factor
+
+    m = Scale()
+    order = []
+    m.register_forward_hook(lambda mod, a, out: order.append("second"))
+    m.register_forward_hook(lambda mod, a, out: order.append("first"), prepend=True)
+    m.register_forward_pre_hook(lambda mod, args, kwargs: (args, {"factor": 3.0}),
+                                with_kwargs=True)
+    y = m(cr.ones(2), factor=2.0)
+    np.testing.assert_array_equal(_np(y), [3.0, 3.0])
+    assert order == ["first", "second"]
+
+
+def test_module_errors_name_what_went_wrong():
+    class NoInit(nn.Module):
+        def __init__(self):
+            self.w = nn.Parameter(cr.ones(1))
+
+    with pytest.raises(AttributeError, match="before Module.__init__"):
+        NoInit()
+    with pytest.raises(NotImplementedError, match='missing the required "forward"'):
+        nn.Module()(cr.ones(1))
+    m = nn.Linear(2, 2)
+    with pytest.raises(AttributeError, match="'Linear' object has no attribute 'nope'"):
+        m.nope  # noqa: B018
+    with pytest.raises(TypeError, match="dict-like"):
+        m.load_state_dict([1, 2])
+
+
+def test_state_dict_is_a_snapshot_view_and_load_assign():
+    m = nn.Linear(2, 2)
+    sd = m.state_dict()
+    new = {k: v * 0 + 5 for k, v in sd.items()}
+    m.load_state_dict(new, assign=True)
+    assert (_np(m.weight) == 5).all() and isinstance(m.weight, nn.Parameter)
+    assert m.weight.requires_grad
+
+
+def test_module_scope_restored_after_an_exception():
+    from chainrule.autograd.grad_mode import state
+
+    class Boom(nn.Module):
+        def forward(self, x):
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        nn.Sequential(Boom())(cr.ones(1))
+    assert state.scopes == ()
+
+
+RNG_NP = np.random.default_rng(7)
