@@ -27,6 +27,13 @@ def _as_tuple(x) -> tuple:
 def _root_grads(tensors: tuple, grads: tuple, create_graph: bool) -> list:
     from chainrule.tensor import Tensor, wrap
 
+    for g in grads:
+        if g is not None and not isinstance(g, (Tensor, np.ndarray)):
+            raise TypeError(
+                f"gradients can be either Tensors or None, but got {type(g).__name__}"
+            )
+    if grads and len(grads) != len(tensors):
+        raise RuntimeError(f"got {len(tensors)} tensors and {len(grads)} gradients")
     out = []
     for i, t in enumerate(tensors):
         g = grads[i] if i < len(grads) else None
