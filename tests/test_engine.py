@@ -389,6 +389,14 @@ def test_backward_gradient_shape_mismatch() -> None:
         y.backward(cr.ones(3))
 
 
+def test_backward_gradient_argument_checks() -> None:
+    x = cr.ones(2, requires_grad=True)
+    with pytest.raises(TypeError, match="gradients can be either Tensors or None, but got float"):
+        (x * 2).backward([1.0, 1.0])
+    with pytest.raises(RuntimeError, match="got 2 tensors and 1 gradients"):
+        cr.autograd.backward([x * 2, x * 3], [cr.ones(2)])
+
+
 def test_backward_on_tensor_without_grad_raises() -> None:
     with pytest.raises(RuntimeError, match="does not require grad"):
         cr.tensor(1.0).backward()
