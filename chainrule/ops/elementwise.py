@@ -532,7 +532,7 @@ class Move(Op):
 # ---- public functions ---------------------------------------------------------------------------
 def _unary_fn(op, name: str, doc: str):
     def fn(input: Tensor) -> Tensor:
-        if type(input) is Tensor and input._data.dtype.kind == "f":
+        if (type(input) is Tensor or isinstance(input, Tensor)) and input._data.dtype.kind == "f":
             return op.apply_unary(input)
         return op.apply(_float_input(input, name))
 
