@@ -330,9 +330,13 @@ class Op(Function):
         ctx._outs = ((out.shape, dtype),)
         if dtype.kind != "f":
             return wrap(out)
-        t = _new(Tensor)  # inlined wrap(out, ctx): this line runs once per recorded op
-        t._data, t._grad_fn, t._nr, t._requires_grad, t._grad, t._hooks = out, ctx, 0, True, \
-            None, None
+        t = _new(Tensor)  # wrap(out, ctx, 0) inlined: this runs once per recorded op
+        t._data = out
+        t._grad_fn = ctx
+        t._nr = 0
+        t._requires_grad = True
+        t._grad = None
+        t._hooks = None
         return t
 
     @classmethod
@@ -368,9 +372,13 @@ class Op(Function):
         ctx._outs = ((out.shape, dtype),)
         if dtype.kind != "f":
             return wrap(out)
-        t = _new(Tensor)  # inlined wrap(out, ctx): this line runs once per recorded op
-        t._data, t._grad_fn, t._nr, t._requires_grad, t._grad, t._hooks = out, ctx, 0, True, \
-            None, None
+        t = _new(Tensor)  # wrap(out, ctx, 0) inlined: this runs once per recorded op
+        t._data = out
+        t._grad_fn = ctx
+        t._nr = 0
+        t._requires_grad = True
+        t._grad = None
+        t._hooks = None
         return t
 
     @property
