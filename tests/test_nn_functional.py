@@ -191,6 +191,9 @@ def test_batch_norm_functional_vs_torch_and_gradcheck():
         stats = (None, None) if training else (cr.tensor(rm), cr.tensor(rv))
         assert gradcheck(lambda x, w, b, s=stats, tr=training: F.batch_norm(x, *s, w, b, tr),
                          (x, w, b))
+    bn = lambda x, w, b: F.batch_norm(x, None, None, w, b, True)  # noqa: E731
+    assert gradgradcheck(bn, (_t((3, 2, 2)), _t(2), _t(2)))
+    assert bn(_t((3, 2)), _t(2), None).grad_fn.name() == "BatchNormBackward0"
     with pytest.raises(RuntimeError, match="running_mean should contain 3 elements"):
         F.batch_norm(cr.randn(2, 3), cr.zeros(4), cr.ones(3))
 

@@ -385,6 +385,46 @@ def _channel_shape(input: Tensor) -> tuple:
     return (1, input.shape[1]) + (1,) * (input.ndim - 2)
 
 
+class BatchNorm(Op):
+    """y = x̂·w + b with x̂ = (x - mean)/√(var + eps) per channel over the batch (and spatial)
+    dims; dx = (ĝ - mean ĝ - x̂·mean(ĝ·x̂))/σ with ĝ = g·w;  dw = Σ g·x̂;  db = Σ g"""
+
+    @staticmethod
+    def forward(ctx, x, w, b, xhat, rstd, axes, eps):
+        # x̂ and 1/σ come from batch_norm (which also needs the batch statistics); they are
+        # constants here and are recomputed from x under create_graph.
+        ctx.save_for_backward(x, w, xhat, rstd)
+        ctx.axes, ctx.eps = axes, eps
+        cshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        y = xhat * w.reshape(cshape) if w is not None else xhat.copy()
+        if b is not None:
+            y += b.reshape(cshape)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, xhat, rstd = ctx.saved_tensors
+        axes = ctx.axes
+        if either.is_tensor(x):
+            xhat, rstd = _ln_stats(x, axes, ctx.eps)
+        edges = ctx._edges
+        gx = gw = gb = None
+        if edges[1] is not None:
+            gw = either.sum(g * xhat, axes)
+        if edges[2] is not None:
+            gb = either.sum(g, axes)
+        if edges[0] is not None:
+            n = 1
+            for a in axes:
+                n *= x.shape[a]
+            cshape = (1, x.shape[1]) + (1,) * (len(x.shape) - 2)
+            gh = g * either.reshape(w, cshape) if w is not None else g
+            m1 = either.sum(gh, axes, True) * (1.0 / n)
+            m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
+            gx = (gh - m1 - xhat * m2) * rstd
+        return gx, gw, gb, None, None, None, None
+
+
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                weight: Tensor | None = None, bias: Tensor | None = None,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -410,19 +450,21 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                 f"Expected more than 1 value per channel when training, got input size "
                 f"{input.shape}"
             )
-        mean = input.mean(axes, keepdim=True)
-        centered = input - mean
-        var = (centered * centered).mean(axes, keepdim=True)
-        out = centered * (var + eps).rsqrt()
+        x = input._data
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        var = (xc * xc).mean(axis=axes, keepdims=True)
         if running_mean is not None or running_var is not None:
             with no_grad():
                 m = momentum
                 if running_mean is not None:
-                    bm = mean._data.reshape(c).astype(running_mean._data.dtype)
+                    bm = mean.reshape(c).astype(running_mean._data.dtype)
                     running_mean._data = running_mean._data * (1 - m) + bm * m
                 if running_var is not None:
-                    bv = var._data.reshape(c).astype(running_var._data.dtype) * (n / (n - 1))
+                    bv = var.reshape(c).astype(running_var._data.dtype) * (n / (n - 1))
                     running_var._data = running_var._data * (1 - m) + bv * m
+        rstd = 1 / np.sqrt(var + x.dtype.type(eps))
+        return BatchNorm.apply(input, weight, bias, xc * rstd, rstd, axes, float(eps))
     else:
         if running_mean is None or running_var is None:
             raise RuntimeError("batch_norm: running_mean and running_var must be defined in "
