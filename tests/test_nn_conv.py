@@ -410,3 +410,19 @@ def test_check_gates_accepts_tied_maxima_but_catches_a_wrong_pool_backward(monke
     monkeypatch.setattr(C.MaxPool2d, "backward", staticmethod(wrong))
     report = cr.autograd.check_gates(net, (x, w))
     assert not report.ok and "MaxPool2d" in str(report)
+
+
+def test_hessian_through_conv_and_pool_matches_torch():
+    torch = pytest.importorskip("torch")
+    xa, wa = _arr(1, 1, 4, 4), _arr(2, 1, 2, 2)
+
+    def f(w):
+        return C.max_pool2d(C.conv2d(cr.tensor(xa), w, padding=1).tanh(), 2).pow(2).sum()
+
+    def tf(w):
+        F = torch.nn.functional
+        return F.max_pool2d(F.conv2d(torch.tensor(xa), w, padding=1).tanh(), 2).pow(2).sum()
+
+    h = cr.func.hessian(f)(cr.tensor(wa))
+    th = torch.autograd.functional.hessian(tf, torch.tensor(wa))
+    np.testing.assert_allclose(h.numpy(), th.numpy(), rtol=1e-9, atol=1e-10)
