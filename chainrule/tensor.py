@@ -21,6 +21,11 @@ _NON_LEAF_GRAD_WARNING = (
     "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
     "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead."
 )
+_TYPE_NAMES = {  # Tensor.type() names, as torch's
+    "float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+    "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor", "int8": "CharTensor",
+    "uint8": "ByteTensor", "bool": "BoolTensor",
+}
 _LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
 
 
@@ -169,6 +174,8 @@ class Tensor:
 
     def dim(self) -> int:
         return self._data.ndim
+
+    ndimension = dim
 
     def numel(self) -> int:
         return int(self._data.size)
@@ -502,7 +509,7 @@ class Tensor:
 
     def type(self, dtype=None):
         if dtype is None:
-            return f"chainrule.{self.dtype.name.capitalize()}Tensor"
+            return f"chainrule.{_TYPE_NAMES.get(self.dtype.name, 'Tensor')}"
         return self.to(dtype)
 
     def type_as(self, other: Tensor) -> Tensor:
