@@ -228,6 +228,16 @@ def test_basic_attributes() -> None:
     assert len(x) == 2
 
 
+def test_type_names_and_device_repr_match_torch() -> None:
+    torch = pytest.importorskip("torch")
+    for name in ("float32", "float64", "float16", "int64", "int32", "bool"):
+        c, t = cr.ones(2, dtype=getattr(cr, name)), torch.ones(2, dtype=getattr(torch, name))
+        assert c.type() == t.type().replace("torch.", "chainrule.")
+    assert repr(cr.ones(1).device) == repr(torch.ones(1).device)
+    assert cr.ones(2, 3).ndimension() == 2
+    assert cr.ones(2).type(cr.float64).dtype is cr.float64
+
+
 def test_size_bad_dim_names_dim_and_ndim() -> None:
     with pytest.raises(IndexError) as e:
         cr.zeros(2, 3).size(2)
