@@ -148,9 +148,15 @@ def cases(spec: OpSpec, which: str = "forward"):
 
 # ---- helpers to build entries -----------------------------------------------------------------
 def _by_name(name: str, *, fn_module: bool = False) -> Callable:
+    """``m.name(*inputs, **kwargs)`` (``by_name`` records the public function it calls)."""
     if fn_module:
-        return lambda m, *a, **kw: getattr(_fn_module(m), name)(*a, **kw)
-    return lambda m, *a, **kw: getattr(m, name)(*a, **kw)
+        def call(m, *a, **kw):
+            return getattr(_fn_module(m), name)(*a, **kw)
+    else:
+        def call(m, *a, **kw):
+            return getattr(m, name)(*a, **kw)
+    call.by_name = name
+    return call
 
 
 def _method(name: str, *margs) -> Callable:
