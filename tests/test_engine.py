@@ -32,6 +32,38 @@ def test_deep_chain_gradient_is_exact() -> None:
     assert y.item() == pytest.approx(3 * (0.5 + 100_000))
 
 
+def test_deep_chain_double_backward() -> None:
+    x = cr.tensor(0.5, dtype=cr.float64, requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y.sin() * 0.0 + y
+    (g,) = cr.autograd.grad(y * y, x, create_graph=True)
+    (gg,) = cr.autograd.grad(g, x)
+    assert g.item() == 1.0 and gg.item() == 2.0
+
+
+def test_backward_in_parallel_threads() -> None:
+    """Each thread backpropagates its own graphs; results do not mix."""
+    errors, results = [], {}
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(50):
+                x = cr.tensor([float(k), 1.0], requires_grad=True)
+                ((x * x).sum() * k).backward()
+                results[k] = x.grad.tolist()
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results == {k: [2.0 * k * k, 2.0 * k] for k in range(1, 5)}
+
+
 # ---- forks, diamonds, reuse ----------------------------------------------------------------------
 def test_diamond_gradients_add() -> None:
     x = cr.tensor(3.0, requires_grad=True)
