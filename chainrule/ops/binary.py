@@ -580,6 +580,9 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
         raise RuntimeError(
             f"allclose(): {input.dtype} did not match {other.dtype} (compare tensors of one dtype)"
         )
-    return builtins.bool(np.allclose(_raw(input), _raw(other), rtol, atol, equal_nan))
+    try:
+        return builtins.bool(np.allclose(_raw(input), _raw(other), rtol, atol, equal_nan))
+    except ValueError as e:
+        raise _shape_error("allclose", input, other, e) from None
 
 

@@ -236,6 +236,8 @@ class Cumsum(Op):
 
 
 def _stable_max(x, axes):
+    if x.size == 0:  # an empty reduction: shift by 0 (logsumexp of nothing is -inf)
+        return np.sum(x, axis=axes, keepdims=True)
     m = np.amax(x, axis=axes, keepdims=True)
     return np.where(np.isfinite(m), m, 0)
 
@@ -265,7 +267,7 @@ class Softmax(Op):
 
     @staticmethod
     def forward(ctx, x, dim):
-        e = np.exp(x - np.amax(x, axis=dim, keepdims=True))
+        e = np.exp(x - (np.amax(x, axis=dim, keepdims=True) if x.size else x))
         y = e / e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(y)
         ctx.dim = dim
@@ -283,7 +285,7 @@ class LogSoftmax(Op):
 
     @staticmethod
     def forward(ctx, x, dim):
-        shifted = x - np.amax(x, axis=dim, keepdims=True)
+        shifted = x - (np.amax(x, axis=dim, keepdims=True) if x.size else x)
         y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
         ctx.save_for_backward(y)
         ctx.dim = dim
@@ -387,20 +389,28 @@ def _max_min(input: Tensor, dim, keepdim, other, name, full_op, dim_op, pairwise
     if other is not None:
         return pairwise(input, other)
     if dim is None:
-        if input._data.size == 0:
-            raise RuntimeError(
-                f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
-                "Specify the reduction dim with the 'dim' argument."
-            )
+        _check_reducible(input, None, name)
         return full_op.apply(input, None, False)
     d = normalize_dim(dim, input._data.ndim, name)
     if input._data.ndim == 0:  # a 0-d tensor is its own max/min, at index 0
         values, indices = dim_op.apply(input.reshape(1), 0, False)
         return values_indices(values.reshape(()), indices.reshape(()))
-    if input._data.shape and input._data.shape[d] == 0:
-        raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
+    _check_reducible(input, (d,), name)
     values, indices = dim_op.apply(input, d, keepdim)
     return values_indices(values, indices)
+
+
+def _check_reducible(input: Tensor, axes, name: str, error=RuntimeError) -> None:
+    """max-like reductions have no identity: refuse empty slices as PyTorch does."""
+    shape = input._data.shape
+    if input._data.size == 0 and axes is None:
+        raise error(
+            f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+            "Specify the reduction dim with the 'dim' argument."
+        )
+    for a in axes or ():
+        if shape and shape[a] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {a} to have non-zero size.")
 
 
 def max(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
@@ -420,12 +430,14 @@ def min(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     """Maximum over ``dim`` (all dims when empty); ties share the gradient."""
     axes = normalize_dims(dim if dim != () else None, input._data.ndim, "amax")
+    _check_reducible(input, axes, "amax")
     return Amax.apply(input, axes, keepdim)
 
 
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     """Minimum over ``dim`` (all dims when empty); ties share the gradient."""
     axes = normalize_dims(dim if dim != () else None, input._data.ndim, "amin")
+    _check_reducible(input, axes, "amin")
     return Amin.apply(input, axes, keepdim)
 
 
@@ -433,11 +445,13 @@ def _arg(np_fn, name):
     def fn(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
         x = input._data
         if dim is None:
+            _check_reducible(input, None, name, IndexError)
             out = np.asarray(np_fn(x.reshape(-1)))
             if keepdim:
                 out = out.reshape((1,) * x.ndim)
             return wrap(out.astype(np.int64))
         d = normalize_dim(dim, x.ndim, name)
+        _check_reducible(input, (d,), name, IndexError)
         return wrap(np.asarray(np_fn(x, axis=d, keepdims=keepdim)).astype(np.int64))
 
     fn.__name__ = name
