@@ -207,3 +207,20 @@ def test_api_functions_are_methods_where_torch_has_them():
 
     missing = [n for n in API_OPS if hasattr(torch.Tensor, n) and not hasattr(cr.Tensor, n)]
     assert not missing, f"Tensor methods PyTorch has and chainrule lacks: {missing}"
+
+
+def _emptied(shapes):
+    """The same shapes with the first dim of every non-0-d input set to 0."""
+    return tuple(s if s == SCALAR or len(s) == 0 else (0,) + tuple(s)[1:] for s in shapes)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy warns on the mean of nothing
+@pytest.mark.parametrize("spec,shapes,kw", [
+    p for p in params(lambda s: s.torch and any(t in s.tags for t in ("unary", "binary", "reduce")))
+    if any(sh != SCALAR and len(sh) > 0 for sh in p.values[1])
+])
+def test_empty_inputs_match_torch(spec, shapes, kw):
+    """Zero-size inputs give torch's result (shape, dtype, value) or torch's error type."""
+    shapes = _emptied(shapes)
+    args = make_args(spec, shapes)
+    _compare_call(spec, args, kw, f"{spec.name}{shapes} {kw}")
