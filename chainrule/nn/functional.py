@@ -465,18 +465,16 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                     running_var._data = running_var._data * (1 - m) + bv * m
         rstd = 1 / np.sqrt(var + x.dtype.type(eps))
         return BatchNorm.apply(input, weight, bias, xc * rstd, rstd, axes, float(eps))
-    else:
-        if running_mean is None or running_var is None:
-            raise RuntimeError("batch_norm: running_mean and running_var must be defined in "
-                               "evaluation mode")
-        rm = wrap(running_mean._data.reshape(cshape))
-        rv = wrap(running_var._data.reshape(cshape))
-        out = (input - rm) * (rv + eps).rsqrt()
-    if weight is not None:
-        out = out * weight.reshape(cshape)
-    if bias is not None:
-        out = out + bias.reshape(cshape)
-    return out
+    if running_mean is None or running_var is None:
+        raise RuntimeError("batch_norm: running_mean and running_var must be defined in "
+                           "evaluation mode")
+    # eval: y = x·scale + shift with per-channel scale = w/σ and shift = b - mean·scale
+    rv = running_var._data.reshape(cshape)
+    rstd = wrap((1 / np.sqrt(rv + rv.dtype.type(eps))).astype(input._data.dtype, copy=False))
+    rm = wrap(running_mean._data.reshape(cshape).astype(input._data.dtype, copy=False))
+    scale = rstd if weight is None else weight.reshape(cshape) * rstd
+    shift = -(rm * scale) if bias is None else bias.reshape(cshape) - rm * scale
+    return input * scale + shift
 
 
 def _ln_stats(x, axes: tuple, eps: float):
