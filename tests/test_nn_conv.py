@@ -62,6 +62,7 @@ CONV2D = [
 
 
 @pytest.mark.parametrize("xs, ws, bias, kw", CONV2D)
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_conv2d_matches_torch(xs, ws, bias, kw):
     torch = pytest.importorskip("torch")
     arrays = [_arr(*xs), _arr(*ws), _arr(ws[0]) if bias else None]
