@@ -52,10 +52,19 @@ def _np_sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-try:  # scipy ships with scikit-learn; fall back to the (slow) scalar erf without it
-    from scipy.special import erf as _np_erf
-except ImportError:  # pragma: no cover
-    _np_erf = np.vectorize(math.erf, otypes=[np.float64])
+_ERF = []
+
+
+def _np_erf(x):
+    """erf on an array: scipy's ufunc when installed (imported on first use: it is slow to
+    import), else the scalar math.erf, vectorized."""
+    if not _ERF:
+        try:
+            from scipy.special import erf
+        except ImportError:  # pragma: no cover
+            erf = np.vectorize(math.erf, otypes=[np.float64])
+        _ERF.append(erf)
+    return _ERF[0](x)
 
 _SQRT1_2 = 1 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
