@@ -99,7 +99,8 @@ class Var(Op):
         (x,) = ctx.saved_tensors
         centered = x - either.sum(x, ctx.axes, True) / _count(ctx.shape, ctx.axes)
         g_e = _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape)
-        return g_e * centered * (2 / ctx.dof), None, None, None
+        scale = 2 / ctx.dof if ctx.dof else float("nan")  # no degrees of freedom: nan, as torch
+        return g_e * centered * scale, None, None, None
 
 
 class Std(Op):
