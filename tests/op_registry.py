@@ -497,6 +497,9 @@ add(OpSpec("cat", lambda m, *xs, **kw: m.cat(list(xs), **kw),
 add(OpSpec("cat(dim=1)", lambda m, *xs, **kw: m.cat(xs, dim=1),
            lambda *xs: np.concatenate(xs, 1), (((2, 1), (2, 3)), ((2, 2, 2), (2, 1, 2))),
            tags=("shape",)))
+for _dim, _shapes in ((0, ((0, 3), (2, 3))), (1, ((2, 0), (2, 3)))):
+    add(OpSpec(f"cat(empty, dim={_dim})", lambda m, *xs, _d=_dim: m.cat(list(xs), _d),
+               lambda *xs, _d=_dim: np.concatenate(xs, _d), (_shapes,), tags=("shape", "empty")))
 add(OpSpec("concat", lambda m, a, b: m.concat((a, b), dim=-1),
            lambda a, b: np.concatenate((a, b), -1), (((2, 1), (2, 3)),), tags=("shape",)))
 add(OpSpec("stack", lambda m, *xs, **kw: m.stack(list(xs), **kw), lambda *xs, dim=0: np.stack(
@@ -553,6 +556,9 @@ add(OpSpec("matmul", _by_name("matmul"), _f64(np.matmul),
 add(OpSpec("a @ b", lambda m, a, b: a @ b, _f64(np.matmul),
            (((2, 3), (3, 4)), ((3,), (3,)), ((2, 2, 3), (2, 3, 1))),
            tags=("linalg", "operator")))
+add(OpSpec("matmul(empty)", _by_name("matmul"), _f64(np.matmul),
+           (((0, 3), (3, 2)), ((2, 0), (0, 3)), ((0,), (0,)), ((2, 2, 0), (0, 1))),
+           tags=("linalg", "empty")))
 add(OpSpec("mm", _by_name("mm"), _f64(np.matmul), (((2, 3), (3, 4)),), tags=("linalg",)))
 add(OpSpec("bmm", _by_name("bmm"), _f64(np.matmul), (((2, 2, 3), (2, 3, 2)),), tags=("linalg",)))
 add(OpSpec("dot", _by_name("dot"), _f64(np.dot), (((4,), (4,)),), tags=("linalg",)))
