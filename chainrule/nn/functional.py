@@ -621,7 +621,7 @@ class Embedding(Op):
         if either.is_tensor(g):
             gw = either.index_put(shape, (idx,), g)
             if pad_i is not None:
-                keep = np.ones((shape[0], 1), g._data.dtype)
+                keep = backend.xp_of(g._data).ones((shape[0], 1), g._data.dtype)
                 keep[pad_i] = 0
                 gw = gw * wrap(keep)
             return gw, None, None
@@ -932,7 +932,8 @@ class CrossEntropy(Op):
     @staticmethod
     def forward(ctx, x, t, valid, reduction):
         n = x.shape[0]
-        rows = np.arange(n)
+        xp = backend.xp_of(x)
+        rows = xp.arange(n)
         m = x.max(axis=1, keepdims=True)
         shifted = x - m
         p = np.exp(shifted)
@@ -951,25 +952,26 @@ class CrossEntropy(Op):
         total = nll.sum()
         if reduction == "mean":
             total = total / count if count else total * np.nan
-        return np.asarray(total, dtype=x.dtype)
+        return xp.asarray(total, dtype=x.dtype)
 
     @staticmethod
     def backward(ctx, g):
         x, p = ctx.saved_tensors
         t, valid, reduction = ctx.t, ctx.valid, ctx.reduction
         n = x.shape[0]
-        rows = np.arange(n)
+        xp = backend.xp_of(t)
+        rows = xp.arange(n)
         scale = g / ctx.count if reduction == "mean" else g
         if valid is not None:
             scale = scale * valid  # per row
         if either.is_tensor(x):  # differentiable form for create_graph
-            onehot = np.zeros(x._data.shape, x._data.dtype)
+            onehot = xp.zeros(x._data.shape, x._data.dtype)
             onehot[rows, t] = 1
             p = x.softmax(1)
             if len(scale.shape):
                 scale = scale.reshape(-1, 1)
             return (p - wrap(onehot)) * scale, None, None, None
-        if len(np.shape(scale)):
+        if getattr(scale, "ndim", 0):
             gx = p * scale[:, None]
             gx[rows, t] -= scale
         else:
@@ -991,7 +993,8 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     valid = t1 != ignore_index
     _check_bounds(t1, valid, c)
     t_safe = np.where(valid, t1, 0)
-    picked = x2[np.arange(x2.shape[0]), t_safe]
+    xp = backend.xp_of(t1)
+    picked = x2[xp.arange(x2.shape[0]), t_safe]
     dt = x2._data.dtype
     if weight is not None:
         if _shape(weight) != (c,):
@@ -1006,7 +1009,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
         return loss.reshape(*out_shape)
     if reduction == "sum":
         return loss.sum()
-    return loss.sum() / wrap(np.asarray(w.sum(), dtype=dt))
+    return loss.sum() / wrap(xp.asarray(w.sum(), dtype=dt))
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,

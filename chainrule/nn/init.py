@@ -119,7 +119,7 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
         raise ValueError("dim 0 must be divisible by groups")
     out_per_group = shape[0] // groups
     min_dim = min(out_per_group, shape[1])
-    w = np.zeros(shape, np.asarray(tensor._data).dtype)
+    w = np.zeros(shape, tensor._data.dtype)
     centre = tuple(s // 2 for s in shape[2:])
     for g in range(groups):
         for i in range(min_dim):
@@ -175,7 +175,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
             break
         out[bad] = rng.standard_normal(int(bad.sum())) * std + mean
         bad = (out < a) | (out > b)
-    out = np.clip(out, a, b).astype(np.asarray(tensor._data).dtype)
+    out = np.clip(out, a, b).astype(tensor._data.dtype)
     return _set(tensor, backend.to_device(out, tensor.device))
 
 
@@ -196,7 +196,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Ten
     q = q * np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    out = (q * gain).reshape(tuple(tensor.shape)).astype(np.asarray(tensor._data).dtype)
+    out = (q * gain).reshape(tuple(tensor.shape)).astype(tensor._data.dtype)
     return _set(tensor, backend.to_device(out, tensor.device))
 
 
@@ -212,5 +212,5 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any =
     zeros = int(math.ceil(sparsity * rows))
     for c in range(cols):
         out[rng.permutation(rows)[:zeros], c] = 0
-    return _set(tensor, backend.to_device(out.astype(np.asarray(tensor._data).dtype),
+    return _set(tensor, backend.to_device(out.astype(tensor._data.dtype),
                                           tensor.device))
