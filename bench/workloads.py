@@ -357,8 +357,7 @@ def w7_transformer(lib: str):
     block = Block()
     with T.no_grad():
         for _name, p in sorted(block.named_parameters(), key=lambda kv: kv[0]):
-            if p.ndim > 1:
-                p.copy_(T.tensor(rng.uniform(-0.08, 0.08, tuple(p.shape)).astype(np.float32)))
+            p.copy_(T.tensor(rng.uniform(-0.08, 0.08, tuple(p.shape)).astype(np.float32)))
     x = T.tensor(rng.standard_normal((16, 64, 128)).astype(np.float32))
     target = T.tensor(rng.standard_normal((16, 64, 128)).astype(np.float32))
     opt = T.optim.SGD(block.parameters(), lr=0.01)
