@@ -90,11 +90,15 @@ class Pow(Op):
     def backward(ctx, g):
         a, b, z = ctx.saved_tensors
         ga = gb = None
+        a_raw = a._data if isinstance(a, Tensor) else a
+        b_raw = b._data if isinstance(b, Tensor) else b
         if ctx._edges[0] is not None:
-            ga = g * b * a ** (b - 1) if not isinstance(b, _SCALARS) or b != 0 else g * 0
+            if isinstance(b, _SCALARS):
+                ga = g * b * a ** (b - 1) if b != 0 else g * 0
+            else:  # 0 where b = 0, as torch (at a = 0 the formula would give 0·∞ = nan)
+                stuck = (a_raw == 0) & (b_raw == 0)
+                ga = g * b * (either.where(stuck, 1.0, a) if stuck.any() else a) ** (b - 1)
         if ctx._edges[1] is not None:
-            a_raw = a._data if isinstance(a, Tensor) else a
-            b_raw = b._data if isinstance(b, Tensor) else b
             zero = (a_raw == 0) & (b_raw >= 0)
             safe_a = either.where(zero, 1.0, a)
             gb = g * either.where(zero, 0.0, z * either.log(safe_a))

@@ -630,14 +630,7 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     min, max = (b.item() if isinstance(b, np.generic) else b for b in (min, max))  # no upcast
     if isinstance(min, Tensor) or isinstance(max, Tensor):
-        from chainrule.ops.binary import maximum, minimum
-
-        out = input
-        if min is not None:
-            out = maximum(out, min)
-        if max is not None:
-            out = minimum(out, max)
-        return out
+        return _clamp_tensor_bounds(input, min, max)
     if input._data.dtype.kind != "f":  # int/bool inputs promote with the bounds (as PyTorch)
         from chainrule.dtypes import result_type
 
@@ -647,6 +640,36 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
 
 
 clip = clamp
+
+
+def _clamp_tensor_bounds(x: Tensor, lo, hi) -> Tensor:
+    """clamp with tensor bounds, routing the gradient as PyTorch does: to x inside [lo, hi]
+    (ties included), to lo below it, to hi above it or wherever hi < lo; nowhere when x < lo == hi
+    or x is NaN."""
+    from chainrule.ops.binary import where
+
+    def raw(b):
+        return b._data if isinstance(b, Tensor) else b
+
+    xr = x._data
+    try:
+        np.broadcast_shapes(xr.shape, np.shape(raw(lo)), np.shape(raw(hi)))
+    except ValueError:
+        raise RuntimeError(
+            f"clamp: input {list(xr.shape)}, min {list(np.shape(raw(lo)))} and max "
+            f"{list(np.shape(raw(hi)))} are not broadcastable"
+        ) from None
+    if hi is None:
+        out = where(xr >= raw(lo), x, lo)
+    elif lo is None:
+        out = where(xr <= raw(hi), x, hi)
+    else:
+        lr, hr = raw(lo), raw(hi)
+        stuck_hi = hi.detach() if isinstance(hi, Tensor) else hi
+        out = where((xr >= lr) & (xr <= hr), x,
+                    where((xr < lr) & (lr < hr), lo, where((xr < lr) & (lr == hr), stuck_hi, hi)))
+    nan = np.isnan(xr)
+    return where(nan, x.detach(), out) if nan.any() else out
 
 
 def _zero_grad_fn(op, name: str):

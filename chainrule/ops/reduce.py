@@ -118,7 +118,9 @@ class Std(Op):
     def backward(ctx, g):
         x, y = ctx.saved_tensors
         centered = x - either.sum(x, ctx.axes, True) / _count(ctx.shape, ctx.axes)
-        scale = _expand_back(g / (y * ctx.dof), ctx.axes, ctx.keepdim, ctx.shape)
+        flat = _raw(y) == 0  # a constant slice: gradient 0 (as torch), not 0/0
+        safe_y = either.where(flat, 1.0, y) if np.any(flat) else y
+        scale = _expand_back(g / (safe_y * ctx.dof), ctx.axes, ctx.keepdim, ctx.shape)
         return scale * centered, None, None, None
 
 
