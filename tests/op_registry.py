@@ -108,6 +108,8 @@ DOMAINS: dict[str, Callable] = {
     "special": _special,                                       # nan, inf, -inf mixed in
     "bool": lambda rng, s: rng.random(s) < 0.5,
     "large": lambda rng, s: rng.choice([-1000.0, 1000.0], s) + rng.uniform(-3, 3, s),
+    # kinks and ties on purpose: 0, ±0.5 (clamp bounds), integers, repeated values
+    "kinks": lambda rng, s: rng.choice([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0], s),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from op_registry import (
-    REGISTRY, SCALAR, as_outputs, cases, cr_args, diff_mask, make_args, params, to_torch,
+    DOMAINS, REGISTRY, SCALAR, as_outputs, cases, cr_args, diff_mask, make_args, params, to_torch,
 )
 
 import chainrule as cr
@@ -233,3 +233,51 @@ def test_empty_inputs_match_torch(spec, shapes, kw):
     refused = _compare_call(spec, args, kw, f"{spec.name}{shapes} {kw}")
     if refused is None and spec.out == "same" and spec.torch_grad:
         _compare_gradients(spec, shapes, kw)
+
+
+def _at_kinks(spec, shapes, seed: int) -> list:
+    """Inputs drawn from 0, ±0.5, ±1, 2, 3 (kinks of abs/relu/clamp/floor, ties everywhere)."""
+    rng = np.random.default_rng(seed)
+    args = []
+    for shape, dom in zip(shapes, spec.domains(len(shapes))):
+        if shape == SCALAR:
+            args.append(float(rng.choice([0.0, 0.5, 1.0, 2.0])))
+        elif dom == "bool":
+            args.append(np.asarray(rng.random(shape) < 0.5))
+        else:
+            args.append(np.asarray(DOMAINS["kinks"](rng, shape)))
+    return args
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # log 0, 0/0: torch gives inf/nan silently
+@pytest.mark.parametrize("spec,shapes,kw", params(
+    lambda s: s.torch and s.torch_grad and s.out == "same"
+    and any(t in s.tags for t in ("unary", "binary", "reduce"))))
+def test_values_and_gradients_at_kinks_and_ties_match_torch(spec, shapes, kw):
+    """At non-differentiable points PyTorch's conventions decide (relu'(0) = 0, ties, inf/nan)."""
+    for seed in range(3):
+        args = _at_kinks(spec, shapes, seed)
+        mask = diff_mask(spec, args)
+        t_in = [to_torch(a, g) for a, g in zip(args, mask)]
+        try:
+            t_out = as_outputs(spec.torch_op(*t_in, **kw))
+        except (RuntimeError, IndexError) as err:
+            with pytest.raises(type(err)):
+                spec.op(*cr_args(args, mask), **kw)
+            continue
+        c_in = cr_args(args, mask)
+        c_out = as_outputs(spec.op(*c_in, **kw))
+        label = f"{spec.name} at {[a.tolist() if isinstance(a, np.ndarray) else a for a in args]}"
+        for c, t in zip(c_out, t_out):
+            np.testing.assert_allclose(_np(c), _np(t), rtol=1e-12, atol=1e-12, equal_nan=True,
+                                       err_msg=label)
+        w = [np.random.default_rng(seed).standard_normal(tuple(t.shape)) for t in t_out]
+        sum((t * torch.from_numpy(wk)).sum() for t, wk in zip(t_out, w)
+            if t.dtype.is_floating_point).backward()
+        sum((c * cr.tensor(wk)).sum() for c, wk in zip(c_out, w)
+            if c.dtype.is_floating_point).backward()
+        for i, (c, t, g) in enumerate(zip(c_in, t_in, mask)):
+            if g:
+                want = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
+                np.testing.assert_allclose(c.grad.numpy(), want, rtol=1e-12, atol=1e-12,
+                                           equal_nan=True, err_msg=f"{label}: input {i}")
