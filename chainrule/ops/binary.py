@@ -136,8 +136,12 @@ class Minimum(Op):
 def _route(g, winner, loser):
     w = winner._data if isinstance(winner, Tensor) else winner
     lo = loser._data if isinstance(loser, Tensor) else loser
-    share_a = np.where(w > lo, 1.0, np.where(w == lo, 0.5, 0.0)).astype(_np_dtype(g))
-    return g * share_a, g * (1 - share_a)
+    # as torch: halves at ties, and a NaN (no order either way) passes the gradient to both
+    dt = _np_dtype(g)
+    tie = w == lo
+    share_w = np.where(tie, 0.5, np.where(w < lo, 0.0, 1.0)).astype(dt)
+    share_lo = np.where(tie, 0.5, np.where(w > lo, 0.0, 1.0)).astype(dt)
+    return g * share_w, g * share_lo
 
 
 def _np_dtype(g):

@@ -67,7 +67,8 @@ class Sign(Op):
 
     @staticmethod
     def forward(ctx, x):
-        return np.sign(x)
+        y = np.sign(x)
+        return np.where(y != y, 0, y).astype(y.dtype) if np.isnan(y).any() else y  # sign(NaN) = 0
 
     @staticmethod
     def backward(ctx, g):
@@ -418,7 +419,7 @@ class Sigmoid(Op):
 
 
 class Relu(Op):
-    """y = max(0, x);  dy/dx = [x > 0]"""
+    """y = max(0, x);  dy/dx = [x > 0] (1 at NaN, as torch)"""
 
     @staticmethod
     def forward(ctx, x):
@@ -429,7 +430,7 @@ class Relu(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * (y > 0)
+        return g * ~(y <= 0)
 
 
 class Softplus(Op):

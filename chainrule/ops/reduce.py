@@ -543,7 +543,13 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
         return sum((input != 0).to(input.dtype), axes, keepdim)
     if p == 1:
         return sum(t_abs(input), axes, keepdim)
-    return sum(t_abs(input) ** p, axes, keepdim) ** (1.0 / p)
+    s = sum(t_abs(input) ** p, axes, keepdim)
+    zero = s._data == 0
+    if np.any(zero):  # a zero slice: norm 0 with gradient 0 (as torch), not 0·∞ = nan
+        from chainrule.ops.binary import where
+
+        return where(zero, 0.0, where(zero, 1.0, s) ** (1.0 / p))
+    return s ** (1.0 / p)
 
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
