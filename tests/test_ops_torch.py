@@ -281,3 +281,60 @@ def test_values_and_gradients_at_kinks_and_ties_match_torch(spec, shapes, kw):
                 want = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
                 np.testing.assert_allclose(c.grad.numpy(), want, rtol=1e-12, atol=1e-12,
                                            equal_nan=True, err_msg=f"{label}: input {i}")
+
+
+_INF, _NAN = float("inf"), float("nan")
+_SPECIAL_POINTS = [
+    ("norm(p=2) of zeros", lambda m, x: m.norm(x), [0.0, 0.0, 0.0]),
+    ("norm(p=1) of zeros", lambda m, x: m.norm(x, p=1), [0.0, 0.0, 0.0]),
+    ("norm(p=3) of zeros", lambda m, x: m.norm(x, p=3), [[0.0, 0.0], [1.0, -2.0]]),
+    ("norm(p=3, dim) with a zero row", lambda m, x: m.norm(x, p=3, dim=1),
+     [[0.0, 0.0], [1.0, -2.0]]),
+    ("norm(p=inf) ties", lambda m, x: m.norm(x, p=_INF), [1.0, -1.0, 0.5]),
+    ("sqrt(0)", lambda m, x: m.sqrt(x), [0.0, 1.0]),
+    ("log(0)", lambda m, x: m.log(x), [0.0, 1.0]),
+    ("sigmoid(±inf)", lambda m, x: m.sigmoid(x), [-_INF, _INF, 0.0]),
+    ("tanh(±inf)", lambda m, x: m.tanh(x), [-_INF, _INF, 0.0]),
+    ("softmax with -inf mask", lambda m, x: m.softmax(x, -1), [[0.0, -_INF, 1.0],
+                                                              [-_INF, -_INF, 2.0]]),
+    ("softmax of all -inf", lambda m, x: m.softmax(x, -1), [[-_INF, -_INF]]),
+    ("log_softmax with -inf mask", lambda m, x: m.log_softmax(x, -1), [[0.0, -_INF, 1.0]]),
+    ("logsumexp with -inf", lambda m, x: m.logsumexp(x, -1), [[0.0, -_INF, 1.0],
+                                                            [-_INF, -_INF, -_INF]]),
+    ("logsumexp with +inf", lambda m, x: m.logsumexp(x, -1), [[0.0, _INF, 1.0]]),
+    ("amax with NaN", lambda m, x: m.amax(x), [1.0, _NAN, 2.0]),
+    ("max(dim) with NaN", lambda m, x: m.max(x, 0)[0], [1.0, _NAN, 2.0]),
+    ("maximum with NaN", lambda m, x: m.maximum(x, m.flip(x, [0])), [1.0, _NAN, 1.0, -2.0]),
+    ("minimum with NaN", lambda m, x: m.minimum(x, m.flip(x, [0])), [1.0, _NAN, 1.0, -2.0]),
+    ("relu(NaN)", lambda m, x: m.relu(x), [1.0, _NAN, -2.0, 0.0]),
+    ("sign(NaN)", lambda m, x: m.sign(x), [_NAN, 0.0, -3.0]),
+    ("abs(±0)", lambda m, x: m.abs(x), [0.0, -0.0]),
+    ("var of one element", lambda m, x: m.var(x), [2.0]),
+    ("std of one element", lambda m, x: m.std(x), [2.0]),
+    ("std of a constant", lambda m, x: m.std(x, 1), [[2.0, 2.0], [1.0, 3.0]]),
+    ("x / 0", lambda m, x: x / (x * 0), [0.0, 1.0, -1.0]),
+    ("negative base ** 0.5", lambda m, x: x**0.5, [-1.0, 4.0]),
+    ("0 ** -1", lambda m, x: x**-1.0, [0.0, 2.0]),
+    ("0 ** tensor 0", lambda m, x: x ** (x * 0), [0.0, 2.0]),
+    ("tensor 0 ** 0.5", lambda m, x: (x * 0) ** (x + 0.5), [0.0, 2.0]),
+    ("clamp at its bounds", lambda m, x: m.clamp(x, 0.0, 1.0), [0.0, 1.0, 0.5, _NAN]),
+    ("round half to even", lambda m, x: m.round(x), [0.5, 1.5, 2.5, -0.5]),
+    ("remainder by a negative", lambda m, x: x % -1.5, [2.0, -2.0, 3.0]),
+    ("exp2 overflow", lambda m, x: m.exp2(x), [2000.0, -2000.0]),
+    ("prod with zero, 0-d", lambda m, x: m.prod(x), 0.0),
+]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name,call,x", _SPECIAL_POINTS, ids=[s[0] for s in _SPECIAL_POINTS])
+def test_values_and_gradients_at_special_points_match_torch(name, call, x):
+    """inf, NaN, zeros and masked softmax rows: value and gradient as PyTorch gives them."""
+    results = []
+    for m in (torch, cr):
+        t = m.tensor(x, dtype=m.float64, requires_grad=True)
+        y = call(m, t)
+        y.backward(m.ones_like(y))
+        results.append((_np(y), _np(t.grad)))
+    (t_y, t_g), (c_y, c_g) = results
+    np.testing.assert_allclose(c_y, t_y, rtol=1e-12, equal_nan=True, err_msg=f"{name}: value")
+    np.testing.assert_allclose(c_g, t_g, rtol=1e-12, equal_nan=True, err_msg=f"{name}: gradient")
