@@ -160,7 +160,7 @@ def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
                 f"{name}(): Size does not match at dimension {d} expected index {list(idx.shape)}"
                 f" to be smaller than self {list(shape)} apart from dimension {dim}"
             )
-    if idx.size and (idx.min() < -shape[dim] or idx.max() >= shape[dim]):
+    if idx.size and (idx.min() < 0 or idx.max() >= shape[dim]):  # no wrap-around, as torch
         raise RuntimeError(
             f"{name}(): index {int(idx.max() if idx.max() >= shape[dim] else idx.min())} is out "
             f"of bounds for dimension {dim} with size {shape[dim]}"
@@ -169,9 +169,8 @@ def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
 
 def index(input: Tensor, key) -> Tensor:
     """input[key]: ints, slices (negative steps too), None, ..., int arrays and bool masks."""
-    key = normalize_index(key)
     try:
-        return Index.apply(input, key)
+        return Index.apply(input, normalize_index(key))
     except IndexError as e:
         raise IndexError(f"index: {e} (tensor of shape {list(input._data.shape)})") from None
 
@@ -188,6 +187,11 @@ def scatter_add(input: Tensor, dim: int, index, src: Tensor) -> Tensor:
     """``input`` with ``src`` added at ``index`` along ``dim`` (repeats accumulate)."""
     d = normalize_dim(dim, input._data.ndim, "scatter_add")
     idx = _raw_index(index, "scatter_add")
+    if isinstance(src, Tensor) and src._data.dtype != input._data.dtype:
+        raise RuntimeError(
+            f"scatter_add(): Expected self.dtype to be equal to src.dtype (got {input.dtype} "
+            f"and {src.dtype})"
+        )
     _check_along(input, d, idx, "scatter_add")
     return ScatterAdd.apply(input, d, idx, src)
 

@@ -306,7 +306,14 @@ def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
     """Split dim ``dim`` into ``sizes``."""
     shape = input._data.shape
     d = normalize_dim(dim, len(shape), "unflatten")
-    return reshape(input, shape[:d] + tuple(sizes) + shape[d + 1:])
+    sizes = tuple(sizes)
+    known = int(np.prod([s for s in sizes if s != -1]))
+    if (shape[d] % known if -1 in sizes and known else shape[d] != known):
+        raise RuntimeError(
+            f"unflatten: Provided sizes {list(sizes)} don't multiply up to the size of dim {dim} "
+            f"({shape[d]}) in the input tensor of shape {list(shape)}"
+        )
+    return reshape(input, shape[:d] + sizes + shape[d + 1:])
 
 
 def permute(input: Tensor, *dims) -> Tensor:
@@ -412,7 +419,10 @@ def expand_as(input: Tensor, other: Tensor) -> Tensor:
 
 def broadcast_to(input: Tensor, size) -> Tensor:
     """Broadcast to ``size``."""
-    return expand(input, tuple(size))
+    try:
+        return expand(input, tuple(size))
+    except RuntimeError as e:
+        raise RuntimeError(f"broadcast_to: {str(e).removeprefix('expand: ')}") from None
 
 
 def broadcast_shapes(*shapes) -> tuple:
@@ -470,6 +480,10 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
     if isinstance(dims, int):
         dims, shifts = (dims,), (shifts,) if isinstance(shifts, int) else tuple(shifts)
     shifts = tuple(shifts) if not isinstance(shifts, int) else (shifts,)
+    if len(shifts) != len(tuple(dims)):
+        raise RuntimeError(
+            f"roll: shifts and dimensions must align. shifts: {len(shifts)}, dims: {len(dims)}"
+        )
     axes = tuple(normalize_dim(d, input._data.ndim, "roll") for d in dims)
     return Roll.apply(input, shifts, axes)
 
@@ -606,11 +620,21 @@ def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
 
 def tril(input: Tensor, diagonal: int = 0) -> Tensor:
     """The lower triangle (below and on ``diagonal``); the rest zero."""
+    _check_matrix(input, "tril")
     return Tril.apply(input, diagonal)
+
+
+def _check_matrix(input: Tensor, name: str) -> None:
+    if input._data.ndim < 2:
+        raise RuntimeError(
+            f"{name}: input tensor must have at least 2 dimensions (got shape "
+            f"{list(input._data.shape)})"
+        )
 
 
 def triu(input: Tensor, diagonal: int = 0) -> Tensor:
     """The upper triangle (above and on ``diagonal``); the rest zero."""
+    _check_matrix(input, "triu")
     return Triu.apply(input, diagonal)
 
 
