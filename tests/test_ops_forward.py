@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from op_registry import (
-    API_OPS, OPERATORS, REGISTRY, SCALAR, as_outputs, covered, cr_args, make_args, params,
+    API_OPS, BAD_CALLS, OPERATORS, REGISTRY, SCALAR, as_outputs, covered, cr_args, make_args,
+    params,
 )
 
 import chainrule as cr
@@ -90,3 +91,12 @@ def test_method_form_matches_function(spec, shapes, kw):
             np.testing.assert_array_equal(m.numpy(), f.numpy())
         else:
             assert m == f
+
+
+@pytest.mark.parametrize("name,call", BAD_CALLS, ids=[f"{n}-{i}" for i, (n, _) in
+                                                     enumerate(BAD_CALLS)])
+def test_bad_calls_raise_errors_naming_the_op(name, call):
+    x = cr.arange(12.0, dtype=cr.float64).reshape(3, 4)
+    with pytest.raises((RuntimeError, IndexError, TypeError, ValueError)) as info:
+        call(cr, x)
+    assert name in str(info.value), f"{type(info.value).__name__}: {info.value}"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from op_registry import (
-    DOMAINS, REGISTRY, SCALAR, as_outputs, cases, cr_args, diff_mask, make_args, params, to_torch,
+    BAD_CALLS, DOMAINS, REGISTRY, SCALAR, as_outputs, cases, cr_args, diff_mask, make_args, params,
+    to_torch,
 )
 
 import chainrule as cr
@@ -338,3 +339,12 @@ def test_values_and_gradients_at_special_points_match_torch(name, call, x):
     (t_y, t_g), (c_y, c_g) = results
     np.testing.assert_allclose(c_y, t_y, rtol=1e-12, equal_nan=True, err_msg=f"{name}: value")
     np.testing.assert_allclose(c_g, t_g, rtol=1e-12, equal_nan=True, err_msg=f"{name}: gradient")
+
+
+@pytest.mark.parametrize("name,call", BAD_CALLS, ids=[f"{n}-{i}" for i, (n, _) in
+                                                     enumerate(BAD_CALLS)])
+def test_bad_calls_raise_torchs_error_type(name, call):
+    with pytest.raises(Exception) as want:  # noqa: B017  whatever torch raises
+        call(torch, torch.arange(12.0, dtype=torch.float64).reshape(3, 4))
+    with pytest.raises(type(want.value)):
+        call(cr, cr.arange(12.0, dtype=cr.float64).reshape(3, 4))
