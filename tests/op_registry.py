@@ -241,41 +241,33 @@ BINARY_PAIRS = (
     ((3, 1), (1, 4)), ((5,), (2, 5)), ((), (2, 3)), ((2, 3), ()), ((2, 3), SCALAR),
     (SCALAR, (2, 3)),
 )
-_TENSOR_PAIRS = BINARY_PAIRS[:4]
+_TENSOR_PAIRS = BINARY_PAIRS[:4]      # torch.maximum/minimum take tensors only
+_NO_SCALAR_FIRST = BINARY_PAIRS[:5]   # torch.add(2.0, t) is not a valid call
 
 _BINARY = [
-    # name, call, ref, domain
-    ("add", _by_name("add"), np.add, "real"),
-    ("sub", _by_name("sub"), np.subtract, "real"),
-    ("mul", _by_name("mul"), np.multiply, "real"),
-    ("div", _by_name("div"), np.divide, "real"),
-    ("a + b", lambda m, a, b: a + b, np.add, "real"),
-    ("a - b", lambda m, a, b: a - b, np.subtract, "real"),
-    ("a * b", lambda m, a, b: a * b, np.multiply, "real"),
-    ("a / b", lambda m, a, b: a / b, np.divide, "real"),
-    ("a // b", lambda m, a, b: a // b, np.floor_divide, "real"),
-    ("a % b", lambda m, a, b: a % b, np.remainder, "real"),
-    ("a ** b", lambda m, a, b: a**b, np.power, ("positive", "real")),
-    ("pow", _by_name("pow"), np.power, ("positive", "real")),
-    ("maximum", _by_name("maximum"), np.maximum, "real"),
-    ("minimum", _by_name("minimum"), np.minimum, "real"),
+    # name, call, NumPy reference, domain, operand shapes
+    ("add", _by_name("add"), np.add, "real", _NO_SCALAR_FIRST),
+    ("sub", _by_name("sub"), np.subtract, "real", _NO_SCALAR_FIRST),
+    ("mul", _by_name("mul"), np.multiply, "real", _NO_SCALAR_FIRST),
+    ("div", _by_name("div"), np.divide, "real", _NO_SCALAR_FIRST),
+    ("pow", _by_name("pow"), np.power, ("positive", "real"), BINARY_PAIRS),
+    ("maximum", _by_name("maximum"), np.maximum, "real", _TENSOR_PAIRS),
+    ("minimum", _by_name("minimum"), np.minimum, "real", _TENSOR_PAIRS),
+    ("a + b", lambda m, a, b: a + b, np.add, "real", BINARY_PAIRS),
+    ("a - b", lambda m, a, b: a - b, np.subtract, "real", BINARY_PAIRS),
+    ("a * b", lambda m, a, b: a * b, np.multiply, "real", BINARY_PAIRS),
+    ("a / b", lambda m, a, b: a / b, np.divide, "real", BINARY_PAIRS),
+    ("a // b", lambda m, a, b: a // b, np.floor_divide, "real", BINARY_PAIRS),
+    ("a % b", lambda m, a, b: a % b, np.remainder, "real", _NO_SCALAR_FIRST),
+    ("a ** b", lambda m, a, b: a**b, np.power, ("positive", "real"), BINARY_PAIRS),
 ]
-# torch has no derivative for floor_divide, nor for remainder(scalar, tensor): gradcheck only
-_NO_TORCH_GRAD = {"a // b"}
+for _name, _call, _ref, _dom, _pairs in _BINARY:
+    add(OpSpec(_name, _call, _f64(_ref), _pairs, _dom,
+               torch_grad=_name != "a // b",  # torch has no derivative for floor_divide
+               tags=("binary", "operator") if " " in _name else ("binary",)))
+# nor for remainder(scalar, tensor): gradcheck only
 add(OpSpec("a % b(scalar first)", lambda m, a, b: a % b, _f64(np.remainder), ((SCALAR, (2, 3)),),
            tags=("binary", "operator"), torch_grad=False))
-for _name, _call, _ref, _dom in _BINARY:
-    operator_form = " " in _name
-    tensor_only = _name in ("maximum", "minimum")
-    pairs = _TENSOR_PAIRS if tensor_only else BINARY_PAIRS
-    if _name == "pow":  # torch.pow(scalar, tensor) exists; the first operand as a scalar too
-        pairs = BINARY_PAIRS
-    if not operator_form and not tensor_only and _name != "pow":
-        pairs = BINARY_PAIRS[:5]  # torch.add(2.0, t) is not a valid call
-    if _name == "a % b":
-        pairs = BINARY_PAIRS[:5]
-    add(OpSpec(_name, _call, _f64(_ref), pairs, _dom, torch_grad=_name not in _NO_TORCH_GRAD,
-               tags=("binary", "operator") if operator_form else ("binary",)))
 
 
 # comparisons and logic (bool results, no gradient)
