@@ -577,11 +577,9 @@ def _getitem(name: str, key_fn, shape=(3, 4), torch_call=None):
                torch_call=torch_call, tags=("index",)))
 
 
-def _np_or(m, v, dtype=None):
-    """``v`` as a tensor of module ``m`` (NumPy arrays for the reference)."""
-    if m is np:
-        return np.asarray(v, dtype)
-    return m.tensor(v) if dtype is None else m.tensor(v, dtype=getattr(m, dtype))
+def _np_or(m, v):
+    """``v`` as a tensor of module ``m`` (a NumPy array for the reference)."""
+    return np.asarray(v) if m is np else m.tensor(v)
 
 
 _getitem("1", lambda m: 1)
@@ -620,8 +618,7 @@ add(OpSpec("gather(dim=0)", lambda m, x: x.gather(0, _np_or(m, [[0, 2, 2, 1], [0
            lambda x: np.take_along_axis(x, np.array([[0, 2, 2, 1], [0, 0, 1, 2]]), 0),
            (((3, 4),),), tags=("index",)))
 add(OpSpec("gather(dim=-1, small index)", lambda m, x: m.gather(x, -1, _np_or(m, [[1], [1]])),
-           lambda x: x[:2, [1]], (((3, 4),),),
-           tags=("index",)))
+           lambda x: x[:2, [1]], (((3, 4),),), tags=("index",)))
 _SIDX = np.array([[0, 2, 0, 0], [2, 2, 1, 0]])
 
 
