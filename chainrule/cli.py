@@ -42,6 +42,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=_int, help="default depends on data and model")
     p.add_argument("--batch-size", type=_int, help="default: 32 (64 for mnist)")
     p.add_argument("--lr", type=_float, help="learning rate (default depends on data)")
+    p.add_argument("--lr-decay", type=_float,
+                   help="multiply the learning rate by this every epoch (default depends on data)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random 1-pixel shifts of training images (default: on for the cnn)")
     p.add_argument("--optimizer", metavar="|".join(OPTIMIZERS), help="default: adam")
     p.add_argument("--hidden", type=_int, help="hidden width of the model")
     p.add_argument("--weight-decay", type=_float, help="default: 0")
@@ -103,7 +107,8 @@ def _explicit(argv: list[str]) -> set[str]:
     names = set()
     for a in argv:
         if a.startswith("--"):
-            names.add(a[2:].split("=", 1)[0].replace("-", "_"))
+            name = a[2:].split("=", 1)[0].replace("-", "_")
+            names.add(name[3:] if name == "no_augment" else name)
     return names
 
 

@@ -33,16 +33,22 @@ CHECKPOINT = "checkpoint.safetensors"
 # Defaults chosen per dataset (and model); anything given explicitly wins. The digits defaults
 # reach >= 97% (MLP) / >= 98% (CNN) test accuracy in seconds on a laptop CPU.
 _DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("digits", "mlp"): dict(epochs=20, batch_size=32, lr=2e-3, optimizer="adam", hidden=128),
-    ("digits", "cnn"): dict(epochs=12, batch_size=32, lr=2e-3, optimizer="adam", hidden=64),
-    ("moons", "mlp"): dict(epochs=60, batch_size=32, lr=1e-2, optimizer="adam", hidden=32),
-    ("spirals", "mlp"): dict(epochs=150, batch_size=32, lr=1e-2, optimizer="adam", hidden=64),
-    ("mnist", "mlp"): dict(epochs=5, batch_size=64, lr=1e-3, optimizer="adam", hidden=256),
-    ("mnist", "cnn"): dict(epochs=3, batch_size=64, lr=1e-3, optimizer="adam", hidden=128),
+    ("digits", "mlp"): dict(epochs=30, batch_size=32, lr=2e-3, lr_decay=0.9, optimizer="adam",
+                            hidden=256, augment=False),
+    ("digits", "cnn"): dict(epochs=20, batch_size=32, lr=2e-3, lr_decay=0.9, optimizer="adam",
+                            hidden=128, augment=True),
+    ("moons", "mlp"): dict(epochs=40, batch_size=32, lr=1e-2, lr_decay=0.95, optimizer="adam",
+                           hidden=32, augment=False),
+    ("spirals", "mlp"): dict(epochs=100, batch_size=32, lr=1e-2, lr_decay=0.98,
+                             optimizer="adam", hidden=64, augment=False),
+    ("mnist", "mlp"): dict(epochs=5, batch_size=64, lr=1e-3, lr_decay=0.8, optimizer="adam",
+                           hidden=256, augment=False),
+    ("mnist", "cnn"): dict(epochs=3, batch_size=64, lr=1e-3, lr_decay=0.8, optimizer="adam",
+                           hidden=128, augment=True),
 }
 # Settings that must match the checkpoint when resuming (they shape the model or the run).
-_RESUME_KEYS = ("data", "model", "optimizer", "lr", "batch_size", "seed", "hidden",
-                "val_fraction", "weight_decay")
+_RESUME_KEYS = ("data", "model", "optimizer", "lr", "lr_decay", "batch_size", "seed", "hidden",
+                "val_fraction", "weight_decay", "augment")
 
 
 class UsageError(ValueError):
@@ -62,6 +68,8 @@ class TrainConfig:
     optimizer: str | None = None
     hidden: int | None = None
     weight_decay: float = 0.0
+    lr_decay: float | None = None
+    augment: bool | None = None
     val_fraction: float = 0.1
     seed: int = 0
     out: str = "out"
@@ -171,6 +179,9 @@ def prepare(cfg: TrainConfig) -> _Plan:
     _check_number("hidden", cfg.hidden, int)
     _check_number("lr", cfg.lr, float)
     _check_number("weight_decay", cfg.weight_decay, float, allow_zero=True)
+    _check_number("lr_decay", cfg.lr_decay, float)
+    if cfg.lr_decay > 1:
+        raise UsageError(f"--lr-decay must be in (0, 1], got {cfg.lr_decay}")
     _check_number("seed", cfg.seed, int, positive=False)
     if not 0.0 < cfg.val_fraction < 1.0:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {cfg.val_fraction}")
@@ -233,20 +244,45 @@ def load_data(cfg: TrainConfig):
 
 
 def build_model(name: str, sample_shape: tuple[int, ...], n_classes: int, hidden: int):
-    """An MLP (two hidden ReLU layers) or a small CNN (two 3x3 convs, max-pooling, two linears)."""
+    """An MLP (two hidden layers: Linear, BatchNorm, ReLU, Dropout 0.2) or a small CNN (two 3x3
+    conv + BatchNorm + ReLU blocks, max-pooling, two linears)."""
     nn = cr.nn
     if name == "mlp":
         d = math.prod(sample_shape)
-        return nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(),
-                             nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(hidden, n_classes),
+        )
     c, h, w = sample_shape
-    layers = [nn.Conv2d(c, 16, 3, padding=1), nn.ReLU()]
+    layers = [nn.Conv2d(c, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()]
     if h >= 16:  # MNIST-sized inputs: pool early to keep the second conv cheap
         layers.append(nn.MaxPool2d(2))
         h, w = h // 2, w // 2
-    layers += [nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-               nn.Linear(32 * (h // 2) * (w // 2), hidden), nn.ReLU(), nn.Linear(hidden, n_classes)]
+    layers += [nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+               nn.Flatten(), nn.Linear(32 * (h // 2) * (w // 2), hidden), nn.ReLU(),
+               nn.Linear(hidden, n_classes)]
     return nn.Sequential(*layers)
+
+
+def random_shift(x, max_shift: int = 1):
+    """Shift each image in the batch ``x`` (N, C, H, W) by a random whole number of pixels in
+    [-max_shift, max_shift] along each axis, filling with zeros (draws from cr's global RNG)."""
+    from chainrule import backend
+    from chainrule.tensor import wrap
+
+    a = x._data
+    xp = backend.xp_of(a)
+    n, c, h, w = a.shape
+    m = max_shift
+    padded = xp.pad(a, ((0, 0), (0, 0), (m, m), (m, m)))
+    offsets = xp.asarray(cr.randint(0, 2 * m + 1, (n, 2))._data)
+    rows = offsets[:, 0, None] + xp.arange(h)
+    cols = offsets[:, 1, None] + xp.arange(w)
+    out = padded[xp.arange(n)[:, None, None, None], xp.arange(c)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    return wrap(out)
 
 
 def _make_optimizer(cfg: TrainConfig, params):
@@ -370,12 +406,16 @@ def train(cfg: TrainConfig, plan: _Plan | None = None, log=print) -> dict:
     loader = cr.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
                                 generator=loader_gen)
     for epoch in range(start + 1, cfg.epochs + 1):
+        for group in optimizer.param_groups:  # exponential decay: the same for any --epochs
+            group["lr"] = cfg.lr * cfg.lr_decay ** (epoch - 1)
         model.train()
         bar = _progress(len(train_set), f"epoch {epoch}/{cfg.epochs}", cfg.progress)
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
+            if cfg.augment:
+                x = random_shift(x)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad()
