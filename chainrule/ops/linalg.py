@@ -53,27 +53,89 @@ class Einsum(Op):
             if ctx._edges[k + 1] is None:
                 grads.append(None)
                 continue
-            if len(set(sub)) != len(sub):
-                raise NotImplementedError(
-                    f"einsum backward: repeated subscripts in one operand ({sub!r}) are not "
-                    "supported"
-                )
             others = [(s, op) for j, (s, op) in enumerate(zip(ctx.inputs, operands)) if j != k]
             present = set(ctx.output).union(*[set(s) for s, _ in others])
-            kept = "".join(c for c in sub if c in present)
+            uniq = "".join(dict.fromkeys(sub))  # 'iij' -> 'ij'
+            size = dict(zip(sub, operands[k].shape))
+            kept = "".join(c for c in uniq if c in present)
             eq = ",".join([ctx.output] + [s for s, _ in others]) + "->" + kept
             gk = either.einsum(eq, g, *[op for _, op in others])
-            if kept != sub:  # letters summed only within this operand: broadcast back
-                missing = tuple(i for i, c in enumerate(sub) if c not in present)
-                gk = either.broadcast_to(either.expand_dims(gk, missing), tuple(operands[k].shape))
+            if kept != uniq:  # letters summed only within this operand: broadcast back
+                missing = tuple(i for i, c in enumerate(uniq) if c not in present)
+                gk = either.broadcast_to(either.expand_dims(gk, missing),
+                                         tuple(size[c] for c in uniq))
+            if uniq != sub:  # a repeated letter reads a diagonal: the gradient goes back onto it
+                gk = _onto_diagonal(gk, uniq, sub, size, "".join(ctx.inputs) + ctx.output)
             grads.append(gk)
         return tuple(grads)
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _onto_diagonal(gk, uniq: str, sub: str, size: dict, used: str):
+    """zeros of ``sub``'s shape with ``gk`` (indexed by ``uniq``) on its diagonals, e.g. 'ii'."""
+    free = iter(c for c in _LETTERS if c not in used)
+    seen, renamed, deltas = set(), [], []
+    for c in sub:
+        if c in seen:
+            f = next(free)
+            renamed.append(f)
+            deltas.append(c + f)
+        else:
+            seen.add(c)
+            renamed.append(c)
+    dtype = gk._data.dtype if isinstance(gk, Tensor) else gk.dtype
+    eyes = [np.eye(size[d[0]], dtype=dtype) for d in deltas]
+    return either.einsum(",".join([uniq] + deltas) + "->" + "".join(renamed), gk, *eyes)
+
+
+def _explicit(equation: str, operands: tuple):
+    """The equation with '...' written out in letters and an explicit output, and the operands
+    expanded where their '...' dims are 1 and another operand's are not (PyTorch broadcasts)."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, out = eq.partition("->")
+    subs = lhs.split(",")
+    if len(subs) != len(operands):
+        raise RuntimeError(
+            f"einsum(): more operands were provided than specified in the equation "
+            f"({equation!r} names {len(subs)}, got {len(operands)})"
+        )
+    shapes = [tuple(np.shape(o._data if isinstance(o, Tensor) else o)) for o in operands]
+    ell = ""
+    if "..." in eq:
+        nd = []
+        for sub, shape in zip(subs, shapes):
+            n = len(shape) - (len(sub) - 3) if "..." in sub else 0
+            if n < 0:
+                raise RuntimeError(
+                    f"einsum(): the subscripts {sub!r} name more dims than the operand of shape "
+                    f"{list(shape)} has"
+                )
+            nd.append(n)
+        ell = "".join([c for c in _LETTERS if c not in eq][: max(nd)])
+        subs = [sub.replace("...", ell[len(ell) - n:]) for sub, n in zip(subs, nd)]
+        out = out.replace("...", ell)
+        size = {}
+        for sub, shape in zip(subs, shapes):
+            for c, n in zip(sub, shape):
+                if c in ell and n != 1:
+                    size[c] = n
+        operands = tuple(
+            o.expand(*[size.get(c, n) if c in ell else n for c, n in zip(sub, shape)])
+            if any(c in ell and n == 1 and size.get(c, 1) != 1 for c, n in zip(sub, shape))
+            else o
+            for o, sub, shape in zip(operands, subs, shapes)
+        )
+    if not arrow:  # implicit output: the '...' dims, then the letters used once, sorted
+        letters = "".join(subs)
+        out = ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1
+                                   and c not in ell))
+    return ",".join(subs) + "->" + out, operands
+
+
 def _parse(equation: str, n: int):
     eq = equation.replace(" ", "")
-    if "..." in eq:
-        raise NotImplementedError("einsum: '...' is not supported yet; write the dims out")
     if "->" in eq:
         lhs, out = eq.split("->")
     else:
@@ -181,8 +243,9 @@ def einsum(equation: str, *operands) -> Tensor:
     """Einstein summation, e.g. ``einsum("ij,jk->ik", a, b)``."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
+    eq, operands = _explicit(equation, operands)
     try:
-        return Einsum.apply(equation, *operands)
+        return Einsum.apply(eq, *operands)
     except ValueError as e:
-        shapes = [list(o._data.shape) for o in operands]
+        shapes = [list(np.shape(o._data if isinstance(o, Tensor) else o)) for o in operands]
         raise RuntimeError(f"einsum({equation!r}): {e} (operand shapes {shapes})") from None
