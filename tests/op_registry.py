@@ -560,9 +560,16 @@ add(OpSpec("outer", _by_name("outer"), _f64(np.outer), (((3,), (4,)),), tags=("l
 for _eq, _shapes in (("ij,jk->ik", ((2, 3), (3, 4))), ("bij,bjk->bik", ((2, 2, 3), (2, 3, 2))),
                      ("ij->ji", ((2, 3),)), ("ij->", ((2, 3),)), ("i,j->ij", ((3,), (2,))),
                      ("ijk->ik", ((2, 3, 2),)), ("ij,ij->i", ((2, 3), (2, 3))),
-                     ("ij,jk", ((2, 3), (3, 2)))):
+                     ("ij,jk", ((2, 3), (3, 2))),
+                     # '...' (broadcast like PyTorch) and repeated letters (diagonals, traces)
+                     ("...ij,...jk->...ik", ((2, 1, 2, 3), (3, 3, 2))),
+                     ("...ij->...", ((2, 3, 2),)), ("ij...->j", ((2, 3, 2),)),  # NumPy: ijk->j
+                     ("...i,i", ((2, 3), (3,))), ("i...,i...->...", ((3, 1, 2), (3, 2, 1))),
+                     ("ii->i", ((3, 3),)), ("ii", ((3, 3),)), ("iij->j", ((3, 3, 2),)),
+                     ("bii->bi", ((2, 3, 3),)), ("ij,jj->i", ((2, 3), (3, 3)))):
+    _np_eq = "ijk->j" if _eq == "ij...->j" else _eq  # NumPy won't sum '...' dims away
     add(OpSpec(f"einsum({_eq})", lambda m, *ops, _e=_eq: m.einsum(_e, *ops),
-               _f64(lambda *ops, _e=_eq: np.einsum(_e, *ops)), (_shapes,), tags=("linalg",)))
+               _f64(lambda *ops, _e=_np_eq: np.einsum(_e, *ops)), (_shapes,), tags=("linalg",)))
 
 # ---- indexing -----------------------------------------------------------------------------------
 _MASK = np.array([[True, False, True, True], [False, False, True, False],
