@@ -367,7 +367,7 @@ def _progress(total: int, desc: str, enabled: bool):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=desc, unit="sample", unit_scale=True, leave=False,
+    return tqdm(total=total, desc=desc, unit="sample", leave=False,
                 file=sys.stderr, dynamic_ncols=True)
 
 
