@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+from collections import OrderedDict
 from typing import IO, Any
 
 import numpy as np
@@ -108,8 +109,9 @@ class _Encoder:
         if isinstance(obj, backend.device):
             return {"__device__": str(obj)}
         if isinstance(obj, dict):
-            return {"__dict__": [[self.key(k, path), self.encode(v, path + [str(k)])]
-                                 for k, v in obj.items()]}
+            tag = "__odict__" if type(obj) is OrderedDict else "__dict__"
+            return {tag: [[self.key(k, path), self.encode(v, path + [str(k)])]
+                          for k, v in obj.items()]}
         if isinstance(obj, tuple):
             items = [self.encode(v, path + [str(i)]) for i, v in enumerate(obj)]
             if hasattr(obj, "_fields"):
@@ -186,10 +188,11 @@ class _Decoder:
         if len(obj) != 1:
             raise self.fail(f"unexpected structure element {obj!r:.80}")
         ((tag, val),) = obj.items()
-        if tag == "__dict__" and isinstance(val, list):
+        if tag in ("__dict__", "__odict__") and isinstance(val, list):
             if not all(isinstance(kv, list) and len(kv) == 2 for kv in val):
                 raise self.fail("a dict entry is not a [key, value] pair")
-            return {self.hashable(self.decode(k)): self.decode(v) for k, v in val}
+            items = {self.hashable(self.decode(k)): self.decode(v) for k, v in val}
+            return OrderedDict(items) if tag == "__odict__" else items
         if tag == "__tuple__" and isinstance(val, list):
             return tuple(self.decode(v) for v in val)
         if tag == "__size__" and isinstance(val, list):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def _checkpoint():
         "history": [{"loss": 0.5, "acc": 0.9}], "shape": cr.Size([2, 3]),
         "rng": cr.get_rng_state(), "np": np.arange(6, dtype=np.int16).reshape(2, 3),
         "npscalar": np.float32(1.5), "empty": cr.zeros(0, 5), "big": 2**62, "t": (1, "a"),
-        "dtype": cr.float64,
+        "dtype": cr.float64, "od": OrderedDict([("b", 1), ("a", cr.ones(1))]),
     }
 
 
