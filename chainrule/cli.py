@@ -57,6 +57,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out up to --epochs")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="default: cpu")
+    p.add_argument("--threads", type=_int,
+                   help="BLAS threads while training (default: 1, all for mnist)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

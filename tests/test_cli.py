@@ -140,3 +140,10 @@ def test_demo_shows_circuits_then_trains_digits(tmp_path, monkeypatch):
     assert calls[0] == ("circuits", out)
     assert calls[1][:4] == ("train", "digits", "mlp", out)
     assert calls[1][4] == T._DEFAULTS[("digits", "mlp")]["epochs"]
+
+
+def test_explain_runs_the_real_explainer(capsys):
+    pytest.importorskip("chainrule.viz.explain")
+    assert main(["explain", "x*y + x", "x=3", "y=-4"]) == 0
+    out = capsys.readouterr().out
+    assert "forward" in out and "backward" in out and "-3" in out
