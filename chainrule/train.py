@@ -225,7 +225,7 @@ def _check_data_root(root: str) -> None:
 
 
 # ---- data and models ----------------------------------------------------------------------------
-def load_data(cfg: TrainConfig):
+def load_data(cfg: TrainConfig) -> tuple[Any, Any, Any]:
     """``(train, val, test)`` datasets for ``cfg``; the validation split is seeded by ``cfg.seed``
     and the test set does not depend on it."""
     from chainrule.data import datasets as D
@@ -247,7 +247,8 @@ def load_data(cfg: TrainConfig):
     return train, val, test
 
 
-def build_model(name: str, sample_shape: tuple[int, ...], n_classes: int, hidden: int):
+def build_model(name: str, sample_shape: tuple[int, ...], n_classes: int,
+                hidden: int) -> cr.nn.Module:
     """An MLP (two hidden layers: Linear, BatchNorm, ReLU, Dropout 0.2) or a small CNN (two 3x3
     conv + BatchNorm + ReLU blocks, max-pooling, two linears)."""
     nn = cr.nn
@@ -270,7 +271,7 @@ def build_model(name: str, sample_shape: tuple[int, ...], n_classes: int, hidden
     return nn.Sequential(*layers)
 
 
-def random_shift(x, max_shift: int = 1):
+def random_shift(x: cr.Tensor, max_shift: int = 1) -> cr.Tensor:
     """Shift each image in the batch ``x`` (N, C, H, W) by a random whole number of pixels in
     [-max_shift, max_shift] along each axis, filling with zeros (draws from cr's global RNG)."""
     from chainrule import backend
@@ -296,7 +297,8 @@ def _make_optimizer(cfg: TrainConfig, params):
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def evaluate(model, dataset, device: str = "cpu", batch_size: int = 512) -> tuple[float, float]:
+def evaluate(model: cr.nn.Module, dataset, device: str = "cpu",
+             batch_size: int = 512) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset``."""
     import chainrule.nn.functional as F
 
