@@ -53,15 +53,16 @@ def test_forward_matches_torch(spec, shapes, kw, dtype):
             np.testing.assert_array_equal(c, t, err_msg=label)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("spec,shapes,kw",
                          params(lambda s: s.torch and s.torch_grad and s.grad and s.out == "same"))
-def test_gradients_match_torch(spec, shapes, kw):
-    assert _compare_gradients(spec, shapes, kw), "no differentiable input"
+def test_gradients_match_torch(spec, shapes, kw, dtype):
+    assert _compare_gradients(spec, shapes, kw, dtype), "no differentiable input"
 
 
-def _compare_gradients(spec, shapes, kw) -> bool:
+def _compare_gradients(spec, shapes, kw, dtype=np.float64) -> bool:
     """Gradients of sum(w · outputs) against torch's; False when nothing is differentiable."""
-    mask, c_in, t_in, c_out, t_out = _run_both(spec, shapes, kw, np.float64, grad=True)
+    mask, c_in, t_in, c_out, t_out = _run_both(spec, shapes, kw, dtype, grad=True)
     if not any(mask):
         return False
     rng = np.random.default_rng(1)
@@ -69,11 +70,12 @@ def _compare_gradients(spec, shapes, kw) -> bool:
     for c, t in zip(c_out, t_out):
         if not t.dtype.is_floating_point:
             continue
-        w = rng.standard_normal(tuple(t.shape))
+        w = rng.standard_normal(tuple(t.shape)).astype(dtype)
         c_loss = c_loss + (c * cr.tensor(w)).sum()
         t_loss = t_loss + (t * torch.from_numpy(w)).sum()
     c_loss.backward()
     t_loss.backward()
+    rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (1e-4, 1e-5)
     for i, (c, t, g) in enumerate(zip(c_in, t_in, mask)):
         if not g:
             continue
@@ -81,7 +83,7 @@ def _compare_gradients(spec, shapes, kw) -> bool:
         assert c.grad is not None, f"{spec.name}: input {i} got no gradient"
         got = c.grad.numpy()
         assert got.shape == want.shape and got.dtype == want.dtype, f"{spec.name}: input {i}"
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12,
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol,
                                    err_msg=f"{spec.name}: gradient of input {i}")
     return True
 
