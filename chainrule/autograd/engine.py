@@ -178,6 +178,8 @@ def run_backward(
                 deps[parent] = left
                 if left == 0:
                     push_ready(parent)
+        # Drop the loop's last references, so leaf gradients can be kept without a copy.
+        input_grads = grad = g = None
     finally:
         state.grad_enabled = prev_mode
 
