@@ -15,6 +15,7 @@ from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.ops import either
+from chainrule.ops.elementwise import erf_array
 from chainrule.ops.elementwise import relu as _relu
 from chainrule.ops.elementwise import sigmoid as _sigmoid
 from chainrule.ops.elementwise import softplus as _softplus
@@ -52,19 +53,7 @@ def _np_sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-_ERF = []
-
-
-def _np_erf(x):
-    """erf on an array: scipy's ufunc when installed (imported on first use: it is slow to
-    import), else the scalar math.erf, vectorized."""
-    if not _ERF:
-        try:
-            from scipy.special import erf
-        except ImportError:  # pragma: no cover
-            erf = np.vectorize(math.erf, otypes=[np.float64])
-        _ERF.append(erf)
-    return _ERF[0](x)
+_np_erf = erf_array
 
 _SQRT1_2 = 1 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)

