@@ -79,7 +79,9 @@ class Gelu(Op):
 
     @staticmethod
     def forward(ctx, x):
-        cdf = (1 + _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)) * 0.5
+        cdf = _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)
+        cdf += 1
+        cdf *= 0.5
         ctx.save_for_backward(x, cdf)  # cdf: a constant, recomputed under create_graph
         return x * cdf
 
@@ -88,8 +90,16 @@ class Gelu(Op):
         x, cdf = ctx.saved_tensors
         if either.is_tensor(x):
             cdf = ((x * _SQRT1_2).erf() + 1) * 0.5
-        pdf = either.exp(x * x * -0.5) * _INV_SQRT_2PI
-        return g * (cdf + x * pdf)
+            pdf = either.exp(x * x * -0.5) * _INV_SQRT_2PI
+            return g * (cdf + x * pdf)
+        local = x * x  # the same formula on raw arrays, in place: one temporary, not six
+        local *= -0.5
+        np.exp(local, out=local)
+        local *= _INV_SQRT_2PI
+        local *= x
+        local += cdf
+        local *= g
+        return local
 
 
 class Silu(Op):
