@@ -324,20 +324,7 @@ class Op(Function):
                 ctx._saved_from = _FROM_OUTPUT
             else:
                 ctx._saved_from = _sources(saved, (data,), out)
-        if state.extras:
-            _note_extras(ctx, out, (data,))
-        dtype = out.dtype
-        ctx._outs = ((out.shape, dtype),)
-        if dtype.kind != "f":
-            return wrap(out)
-        t = _new(Tensor)  # wrap(out, ctx, 0) inlined: this runs once per recorded op
-        t._data = out
-        t._grad_fn = ctx
-        t._nr = 0
-        t._requires_grad = True
-        t._grad = None
-        t._hooks = None
-        return t
+        return _finish_one(ctx, out, (data,))
 
     @classmethod
     def apply_binary(cls, a: Tensor, b) -> Tensor:
@@ -366,20 +353,7 @@ class Op(Function):
                 ctx._saved_from = _FROM_INPUTS01
             else:
                 ctx._saved_from = _sources(saved, (da, db), out)
-        if state.extras:
-            _note_extras(ctx, out, (da, db))
-        dtype = out.dtype
-        ctx._outs = ((out.shape, dtype),)
-        if dtype.kind != "f":
-            return wrap(out)
-        t = _new(Tensor)  # wrap(out, ctx, 0) inlined: this runs once per recorded op
-        t._data = out
-        t._grad_fn = ctx
-        t._nr = 0
-        t._requires_grad = True
-        t._grad = None
-        t._hooks = None
-        return t
+        return _finish_one(ctx, out, (da, db))
 
     @property
     def saved_tensors(self) -> tuple:
