@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from chainrule.autograd.function import Op
+from chainrule.backend import xp_of
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
@@ -26,7 +27,7 @@ from chainrule.ops.shape import cat, stack
 from chainrule.tensor import Tensor
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
-           "LSTMCellGate", "GRUCellGate"]
+           "LSTMCellGate", "GRUCellGate", "LSTMLayerGate"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -151,6 +152,236 @@ def _gru_step(xw: Tensor, h: Tensor, w_hh_t: Tensor, b_hh) -> Tensor:
     return n + z * (h - n)  # (1 - z)·n + z·h
 
 
+def _scan(mode: str, steps: tuple, state: list, w_hh_t: Tensor, b_hh) -> tuple:
+    """Walk the time steps (already in processing order); return the outputs and last states."""
+    outs = []
+    if mode == "LSTM":
+        h, c = state
+        for xw in steps:
+            h, c = _lstm_step(xw, h, c, w_hh_t, b_hh)
+            outs.append(h)
+        return outs, [h, c]
+    (h,) = state
+    if mode == "GRU":
+        for xw in steps:
+            h = _gru_step(xw, h, w_hh_t, b_hh)
+            outs.append(h)
+    else:
+        act = tanh if mode == "RNN_TANH" else relu
+        for xw in steps:
+            h = _rnn_step(act, xw, h, w_hh_t, b_hh)
+            outs.append(h)
+    return outs, [h]
+
+
+def _steps_layer(mode: str, x: Tensor, state: list, w_ih: Tensor, w_hh: Tensor, b_ih, b_hh,
+                 reverse: bool) -> tuple:
+    """One layer·direction on (T, N, I) as the per-step graph; returns (output, final states)."""
+    seq, batch = x.shape[0], x.shape[1]
+    # one 2-D matrix multiply for every time step's input projection
+    xw = x.reshape(seq * batch, -1) @ w_ih.t()
+    if b_ih is not None and mode != "GRU":
+        xw = xw + (b_ih + b_hh)  # both biases enter the same sum: add them once
+        b_hh = None
+    elif b_ih is not None:
+        xw = xw + b_ih  # GRU: b_hn sits inside r·(W_hn h + b_hn), so keep b_hh
+    steps = xw.reshape(seq, batch, -1).unbind(0)
+    if reverse:
+        steps = steps[::-1]
+    out, last = _scan(mode, steps, state, w_hh.t(), b_hh)
+    if reverse:
+        out = out[::-1]
+    return stack(out, 0), last
+
+
+# ---- whole layers as one gate (backpropagation through time in NumPy) --------------------------
+FUSED = True  # run each LSTM layer·direction as one LSTMLayerGate (False: the per-step graph)
+
+
+class _Cut(Op):
+    """y = x as a new node: where the higher-order fallback stops its inner backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def _lstm_perm(n: int, xp: Any) -> Any:
+    """Row order (g, i, f, o) from PyTorch's (i, f, g, o): the σ gates, and the gates the cell
+    gradient multiplies (g, i, f), each become one contiguous block."""
+    return xp.concatenate([xp.arange(2 * n, 3 * n), xp.arange(0, 2 * n), xp.arange(3 * n, 4 * n)])
+
+
+def _shifted(seq: Any, first: Any, reverse: bool) -> Any:
+    """The state each time step reads: ``first`` at the first step, else the previous output."""
+    prev = _xp(seq).empty_like(seq)
+    if reverse:
+        prev[-1] = first
+        prev[:-1] = seq[1:]
+    else:
+        prev[0] = first
+        prev[1:] = seq[:-1]
+    return prev
+
+
+def _fusable(*tensors: Tensor) -> bool:
+    """Whole-layer gates need one floating dtype throughout (else: the per-step graph)."""
+    dtype = tensors[0]._data.dtype
+    return all(t._data.dtype == dtype for t in tensors)
+
+
+def _xp(a: Any) -> Any:
+    """The array module of ``a`` (NumPy, or CuPy for device arrays)."""
+    return np if isinstance(a, np.ndarray) else xp_of(a)
+
+
+class LSTMLayerGate(Op):
+    """(out, h_T, c_T) = one LSTM layer (one direction) over a whole (T, N, I) sequence: the input
+    projection of every step in one GEMM, then per step z = xw_t + h W_hhᵀ, c = σ(f)·c + σ(i)·
+    tanh(g), h = σ(o)·tanh(c). Backward is BPTT in NumPy: per step only dz, dh, dc; dW_ih, dW_hh,
+    the biases and dx each take one GEMM over all steps. Under create_graph it differentiates
+    the per-step graph instead (recomputed on the saved inputs)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
+        xp = _xp(x)
+        t_len, n, _ = x.shape
+        k = h0.shape[-1]
+        perm = _lstm_perm(k, xp)
+        # σ(z) = ½·tanh(z/2) + ½: halving the σ rows of the weights (exact: a power of two)
+        # gives z/2 straight from the GEMMs, so one tanh covers all four gates.
+        scale = xp.full((4 * k, 1), 0.5, dtype=x.dtype)
+        scale[:k] = 1.0
+        w_x = xp.ascontiguousarray((w_ih[perm] * scale).T)
+        w_h = xp.ascontiguousarray((w_hh[perm] * scale).T)
+        xw = x.reshape(t_len * n, -1) @ w_x
+        if b_ih is not None:
+            xw += (b_ih + b_hh)[perm] * scale[:, 0]
+        xw = xw.reshape(t_len, n, 4 * k)
+        act = xp.empty_like(xw)
+        c = xp.empty((t_len, n, k), dtype=x.dtype)
+        tc = xp.empty_like(c)
+        out = xp.empty_like(c)
+        z = xp.empty((n, 4 * k), dtype=x.dtype)
+        h_prev, c_prev = h0, c0
+        for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
+            a = act[t]
+            np.matmul(h_prev, w_h, out=z)
+            np.add(z, xw[t], out=a)
+            np.tanh(a, out=a)
+            s = a[:, k:]
+            s *= 0.5
+            s += 0.5
+            ct = c[t]
+            np.multiply(a[:, 2 * k:3 * k], c_prev, out=ct)
+            ct += a[:, k:2 * k] * a[:, :k]
+            np.tanh(ct, out=tc[t])
+            np.multiply(a[:, 3 * k:], tc[t], out=out[t])
+            h_prev, c_prev = out[t], ct
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        ctx.act, ctx.c, ctx.tc, ctx.out, ctx.reverse = act, c, tc, out, reverse
+        return out, h_prev.copy(), c_prev.copy()
+
+    @staticmethod
+    def backward(ctx, g_out, g_h, g_c):
+        if any(either.is_tensor(g) for g in (g_out, g_h, g_c)):
+            return _layer_double_backward(ctx, "LSTM", (g_out, g_h, g_c))
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        xp = _xp(x)
+        act, c, tc, out, reverse = ctx.act, ctx.c, ctx.tc, ctx.out, ctx.reverse
+        t_len, n, k = c.shape
+        perm = _lstm_perm(k, xp)
+        g, i, f, o = act[..., :k], act[..., k:2 * k], act[..., 2 * k:3 * k], act[..., 3 * k:]
+        # the local derivatives of every step at once: dz = [dc·pg, dc·pi, dc·pf, dh·po]
+        p = xp.empty_like(act)
+        np.multiply(g, g, out=p[..., :k])
+        np.subtract(1.0, p[..., :k], out=p[..., :k])
+        p[..., :k] *= i
+        np.subtract(1.0, i, out=p[..., k:2 * k])
+        p[..., k:2 * k] *= i
+        p[..., k:2 * k] *= g
+        np.subtract(1.0, f, out=p[..., 2 * k:3 * k])
+        p[..., 2 * k:3 * k] *= f
+        p[..., 2 * k:3 * k] *= _shifted(c, c0, reverse)
+        np.subtract(1.0, o, out=p[..., 3 * k:])
+        p[..., 3 * k:] *= o
+        p[..., 3 * k:] *= tc
+        a_c = tc * tc  # dc += dh·σ(o)·(1 - tanh²c)
+        np.subtract(1.0, a_c, out=a_c)
+        a_c *= o
+        dz = xp.empty_like(act)
+        dh = xp.zeros((n, k), dtype=c.dtype) if g_h is None else g_h.astype(c.dtype, copy=True)
+        dc = xp.zeros((n, k), dtype=c.dtype) if g_c is None else g_c.astype(c.dtype, copy=True)
+        w_h = w_hh[perm]
+        order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
+        tmp = xp.empty((n, k), dtype=c.dtype)
+        for step, t in enumerate(order):
+            if step:
+                np.matmul(dz[order[step - 1]], w_h, out=dh)
+            if g_out is not None:
+                dh += g_out[t]
+            np.multiply(dh, a_c[t], out=tmp)
+            dc += tmp
+            np.multiply(p[t].reshape(n, 4, k)[:, :3], dc[:, None],
+                        out=dz[t].reshape(n, 4, k)[:, :3])
+            np.multiply(p[t, :, 3 * k:], dh, out=dz[t, :, 3 * k:])
+            dc *= f[t]
+        need = [e is not None for e in ctx._edges]
+        grads: list = [None] * 8
+        if need[1]:
+            grads[1] = dz[order[-1]] @ w_h
+        if need[2]:
+            grads[2] = dc
+        dz2 = dz.reshape(t_len * n, 4 * k)
+        if need[0]:
+            grads[0] = (dz2 @ w_ih[perm]).reshape(x.shape)
+        if need[3]:
+            grads[3] = _unpermute(dz2.T @ x.reshape(t_len * n, -1), perm)
+        if need[4]:
+            h_prev = _shifted(out, h0, reverse).reshape(t_len * n, k)
+            grads[4] = _unpermute(dz2.T @ h_prev, perm)
+        if b_ih is not None and (need[5] or need[6]):
+            db = _unpermute(dz2.sum(0), perm)
+            grads[5] = db if need[5] else None
+            grads[6] = (db.copy() if need[5] else db) if need[6] else None
+        return tuple(grads)
+
+
+def _unpermute(a: Any, perm: Any) -> Any:
+    """Rows back in PyTorch's gate order."""
+    res = _xp(a).empty_like(a)
+    res[perm] = a
+    return res
+
+
+def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
+    """Backward under create_graph: rebuild the layer as the differentiable per-step graph on
+    the saved (graph-connected) inputs and differentiate that, so higher orders keep working."""
+    from chainrule.autograd import grad as autograd_grad
+    from chainrule.tensor import wrap
+
+    saved = ctx.saved_tensors
+    ins = [s if s is None or not s.requires_grad else _Cut.apply(s) for s in saved]
+    x, states, (w_ih, w_hh, b_ih, b_hh) = ins[0], ins[1:-4], ins[-4:]
+    out, finals = _steps_layer(mode, x, list(states), w_ih, w_hh, b_ih, b_hh, ctx.reverse)
+    pairs = [(o, g if either.is_tensor(g) else wrap(g))
+             for o, g in zip([out, *finals], grads) if g is not None]
+    wanted = [i for i, t in enumerate(ins) if t is not None and t.requires_grad]
+    result: list = [None] * (len(ins) + 1)
+    if not pairs or not wanted:
+        return tuple(result)
+    got = autograd_grad([o for o, _ in pairs], [ins[i] for i in wanted],
+                        [g for _, g in pairs], retain_graph=True, create_graph=True,
+                        allow_unused=True)
+    for i, g in zip(wanted, got):
+        result[i] = g
+    return tuple(result)
+
+
 class RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU: parameters, init, input checks, layer loop."""
 
@@ -273,47 +504,20 @@ class RNNBase(Module):
                 weights = self.all_weights[k]
                 w_ih, w_hh = weights[0], weights[1]
                 b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
-                seq, batch = layer_in.shape[0], layer_in.shape[1]
-                # one 2-D matrix multiply for every time step's input projection
-                xw = layer_in.reshape(seq * batch, -1) @ w_ih.t()
-                if b_ih is not None and self.mode != "GRU":
-                    xw = xw + (b_ih + b_hh)  # both biases enter the same sum: add them once
-                    b_hh = None
-                elif b_ih is not None:
-                    xw = xw + b_ih  # GRU: b_hn sits inside r·(W_hn h + b_hn), so keep b_hh
-                steps = xw.reshape(seq, batch, -1).unbind(0)
-                if d == 1:
-                    steps = steps[::-1]
-                out, last = self._scan(steps, [s[k] for s in states], w_hh.t(), b_hh)
-                if d == 1:
-                    out = out[::-1]
-                outs.append(stack(out, 0))
+                state = [s[k] for s in states]
+                if FUSED and self.mode == "LSTM" and _fusable(layer_in, *state, *weights):
+                    out, *last = LSTMLayerGate.apply(layer_in, *state, w_ih, w_hh, b_ih, b_hh,
+                                                     d == 1)
+                else:
+                    out, last = _steps_layer(self.mode, layer_in, state, w_ih, w_hh, b_ih, b_hh,
+                                             d == 1)
+                outs.append(out)
                 for f, v in zip(finals, last):
                     f.append(v)
             layer_in = outs[0] if dirs == 1 else cat(outs, -1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, self.dropout, True)
         return layer_in, [stack(f, 0) for f in finals]
-
-    def _scan(self, steps: tuple, state: list, w_hh_t: Tensor, b_hh) -> tuple:
-        outs = []
-        if self.mode == "LSTM":
-            h, c = state
-            for xw in steps:
-                h, c = _lstm_step(xw, h, c, w_hh_t, b_hh)
-                outs.append(h)
-            return outs, [h, c]
-        (h,) = state
-        if self.mode == "GRU":
-            for xw in steps:
-                h = _gru_step(xw, h, w_hh_t, b_hh)
-                outs.append(h)
-        else:
-            act = tanh if self.mode == "RNN_TANH" else relu
-            for xw in steps:
-                h = _rnn_step(act, xw, h, w_hh_t, b_hh)
-                outs.append(h)
-        return outs, [h]
 
     def _forward(self, input: Tensor, hx: list | None) -> tuple:
         """Shared forward: layout handling, default zero states. ``hx``: list of state tensors."""
