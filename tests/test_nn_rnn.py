@@ -223,3 +223,90 @@ def test_lstm_double_backward_matches_torch():
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=1e-11)
     np.testing.assert_allclose(cm.weight_hh_l0.grad.numpy(), tm.weight_hh_l0.grad.numpy(),
                                atol=1e-11)
+
+
+@pytest.mark.parametrize("kw, shape, with_hx", CONFIGS,
+                         ids=["plain", "2layer_bidir_batchfirst", "unbatched_nobias", "3layer"])
+@pytest.mark.parametrize("dtype", [cr.float64, cr.float32])
+def test_fused_lstm_layer_matches_per_step_graph(monkeypatch, kw, shape, with_hx, dtype):
+    from chainrule.nn.modules import rnn
+
+    cr.manual_seed(3)
+    m = LSTM(3, 4, dtype=dtype, **kw)
+    xa = RNG.standard_normal(shape)
+    hx = None
+    if with_hx:
+        dirs = 2 if kw.get("bidirectional") else 1
+        batch = () if len(shape) == 2 else (shape[0] if kw.get("batch_first") else shape[1],)
+        hshape = (kw.get("num_layers", 1) * dirs,) + batch + (4,)
+        hx = tuple(RNG.standard_normal(hshape) for _ in range(2))
+    go = None
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(rnn, "FUSED", fused)
+        m.zero_grad()
+        x = cr.tensor(xa, dtype=dtype, requires_grad=True)
+        states = None if hx is None else tuple(cr.tensor(a, dtype=dtype, requires_grad=True)
+                                               for a in hx)
+        out, (h, c) = m(x, states)
+        if go is None:
+            go = [RNG.standard_normal(tuple(t.shape)) for t in (out, h, c)]
+        loss = sum((t * cr.tensor(g, dtype=dtype)).sum() for t, g in zip((out, h, c), go))
+        loss.backward()
+        grads = [x.grad.numpy()] + ([s.grad.numpy() for s in states] if states else [])
+        grads += [p.grad.numpy() for p in m.parameters()]
+        results.append(([out.detach().numpy(), h.detach().numpy(), c.detach().numpy()], grads))
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == cr.float64 else dict(rtol=1e-5, atol=1e-6)
+    (fo, fg), (so, sg) = results
+    for a, b in zip(fo + fg, so + sg):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+def test_fused_lstm_layer_is_one_gate_per_layer_and_direction():
+    m = LSTM(3, 4, num_layers=2, bidirectional=True)
+    out, (h, c) = m(cr.randn(5, 2, 3))
+    seen, todo = set(), [out.grad_fn, h.grad_fn, c.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        todo.extend(n for n, _ in node.next_functions)
+    names = [n.name() for n in seen]
+    assert names.count("LSTMLayerGateBackward0") == 4
+    assert "LSTMCellGateBackward0" not in names  # no per-step nodes
+
+
+def test_fused_lstm_gradcheck_and_gradgradcheck_float64():
+    from chainrule.autograd import gradgradcheck
+
+    cr.manual_seed(4)
+    m = LSTM(2, 3, num_layers=2, bidirectional=True, dtype=cr.float64)
+    x = cr.tensor(RNG.standard_normal((3, 2, 2)), requires_grad=True)
+    h0 = cr.tensor(RNG.standard_normal((4, 2, 3)), requires_grad=True)
+    c0 = cr.tensor(RNG.standard_normal((4, 2, 3)), requires_grad=True)
+
+    def fn(x, h0, c0, w_hh, b_ih):
+        out, (h, c) = m(x, (h0, c0))
+        return out.tanh().sum(0).sum(-1) + (h.sum(0) * c.sum(0)).sum(-1)
+
+    inputs = (x, h0, c0, m.weight_hh_l0, m.bias_ih_l1_reverse)
+    assert gradcheck(fn, inputs)
+    assert gradgradcheck(fn, inputs)
+
+
+def test_fused_lstm_float32_matches_torch_on_the_benchmark_shape():
+    torch = pytest.importorskip("torch")
+    cm, tm = LSTM(16, 32, num_layers=2), torch.nn.LSTM(16, 32, num_layers=2)
+    _copy_params(cm, tm)
+    xa = RNG.standard_normal((12, 8, 16)).astype(np.float32)
+    out, _ = cm(cr.tensor(xa))
+    tout, _ = tm(torch.tensor(xa))
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-6)
+    ta = RNG.standard_normal(tuple(tout.shape)).astype(np.float32)
+    ((out - cr.tensor(ta)) ** 2).mean().backward()
+    ((tout - torch.tensor(ta)) ** 2).mean().backward()
+    for (name, p), tp in zip(cm.named_parameters(), tm.parameters()):
+        assert p.grad.dtype == cr.float32
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
