@@ -216,18 +216,6 @@ def _lstm_perm(n: int, xp: Any) -> Any:
     return xp.concatenate([xp.arange(2 * n, 3 * n), xp.arange(0, 2 * n), xp.arange(3 * n, 4 * n)])
 
 
-def _shifted(seq: Any, first: Any, reverse: bool) -> Any:
-    """The state each time step reads: ``first`` at the first step, else the previous output."""
-    prev = _xp(seq).empty_like(seq)
-    if reverse:
-        prev[-1] = first
-        prev[:-1] = seq[1:]
-    else:
-        prev[0] = first
-        prev[1:] = seq[:-1]
-    return prev
-
-
 def _fusable(*tensors: Tensor) -> bool:
     """Whole-layer gates need one floating dtype throughout (else: the per-step graph)."""
     dtype = tensors[0]._data.dtype
@@ -251,40 +239,51 @@ class LSTMLayerGate(Op):
         xp = _xp(x)
         t_len, n, _ = x.shape
         k = h0.shape[-1]
+        dt = x.dtype
         perm = _lstm_perm(k, xp)
         # σ(z) = ½·tanh(z/2) + ½: halving the σ rows of the weights (exact: a power of two)
         # gives z/2 straight from the GEMMs, so one tanh covers all four gates.
-        scale = xp.full((4 * k, 1), 0.5, dtype=x.dtype)
+        scale = xp.full((4 * k, 1), 0.5, dtype=dt)
         scale[:k] = 1.0
-        w_x = xp.ascontiguousarray((w_ih[perm] * scale).T)
         w_h = xp.ascontiguousarray((w_hh[perm] * scale).T)
-        xw = x.reshape(t_len * n, -1) @ w_x
+        # gate-major storage (gate, time, batch, hidden): every gate's slice is contiguous
+        w_x = xp.ascontiguousarray((w_ih[perm] * scale).reshape(4, k, -1).transpose(0, 2, 1))
+        xw = xp.matmul(x.reshape(t_len * n, -1), w_x)
         if b_ih is not None:
-            xw += (b_ih + b_hh)[perm] * scale[:, 0]
-        xw = xw.reshape(t_len, n, 4 * k)
+            xw += ((b_ih + b_hh)[perm] * scale[:, 0]).reshape(4, 1, k)
+        xw = xw.reshape(4, t_len, n, k)
         act = xp.empty_like(xw)
-        c = xp.empty((t_len, n, k), dtype=x.dtype)
-        tc = xp.empty_like(c)
-        out = xp.empty_like(c)
-        z = xp.empty((n, 4 * k), dtype=x.dtype)
-        h_prev, c_prev = h0, c0
+        # states of all steps with the initial one at the start (end, in reverse), so each
+        # step's previous state is a view
+        hs = xp.empty((t_len + 1, n, k), dtype=dt)
+        cs = xp.empty_like(hs)
+        tc = xp.empty((t_len, n, k), dtype=dt)
+        first = t_len if reverse else 0
+        hs[first] = h0
+        cs[first] = c0
+        z = xp.empty((n, 4 * k), dtype=dt)
+        z_gates = z.reshape(n, 4, k).transpose(1, 0, 2)
+        tmp = xp.empty((n, k), dtype=dt)
         for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
-            a = act[t]
-            np.matmul(h_prev, w_h, out=z)
-            np.add(z, xw[t], out=a)
+            prev, cur = (t + 1, t) if reverse else (t, t + 1)
+            np.matmul(hs[prev], w_h, out=z)
+            a = act[:, t]
+            np.add(z_gates, xw[:, t], out=a)
             np.tanh(a, out=a)
-            s = a[:, k:]
+            s = a[1:]
             s *= 0.5
             s += 0.5
-            ct = c[t]
-            np.multiply(a[:, 2 * k:3 * k], c_prev, out=ct)
-            ct += a[:, k:2 * k] * a[:, :k]
+            ct = cs[cur]
+            np.multiply(a[2], cs[prev], out=ct)
+            np.multiply(a[1], a[0], out=tmp)
+            ct += tmp
             np.tanh(ct, out=tc[t])
-            np.multiply(a[:, 3 * k:], tc[t], out=out[t])
-            h_prev, c_prev = out[t], ct
+            np.multiply(a[3], tc[t], out=hs[cur])
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-        ctx.act, ctx.c, ctx.tc, ctx.out, ctx.reverse = act, c, tc, out, reverse
-        return out, h_prev.copy(), c_prev.copy()
+        ctx.act, ctx.hs, ctx.cs, ctx.tc, ctx.reverse = act, hs, cs, tc, reverse
+        last = 0 if reverse else t_len
+        out = hs[:t_len] if reverse else hs[1:]
+        return out, hs[last].copy(), cs[last].copy()
 
     @staticmethod
     def backward(ctx, g_out, g_h, g_c):
@@ -292,33 +291,31 @@ class LSTMLayerGate(Op):
             return _layer_double_backward(ctx, "LSTM", (g_out, g_h, g_c))
         x, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
         xp = _xp(x)
-        act, c, tc, out, reverse = ctx.act, ctx.c, ctx.tc, ctx.out, ctx.reverse
-        t_len, n, k = c.shape
+        act, hs, cs, tc, reverse = ctx.act, ctx.hs, ctx.cs, ctx.tc, ctx.reverse
+        t_len, n, k = tc.shape
+        dt = tc.dtype
         perm = _lstm_perm(k, xp)
-        g, i, f, o = act[..., :k], act[..., k:2 * k], act[..., 2 * k:3 * k], act[..., 3 * k:]
+        g, i, f, o = act
+        c_prev = cs[1:] if reverse else cs[:-1]
         # the local derivatives of every step at once: dz = [dc·pg, dc·pi, dc·pf, dh·po]
         p = xp.empty_like(act)
-        np.multiply(g, g, out=p[..., :k])
-        np.subtract(1.0, p[..., :k], out=p[..., :k])
-        p[..., :k] *= i
-        np.subtract(1.0, i, out=p[..., k:2 * k])
-        p[..., k:2 * k] *= i
-        p[..., k:2 * k] *= g
-        np.subtract(1.0, f, out=p[..., 2 * k:3 * k])
-        p[..., 2 * k:3 * k] *= f
-        p[..., 2 * k:3 * k] *= _shifted(c, c0, reverse)
-        np.subtract(1.0, o, out=p[..., 3 * k:])
-        p[..., 3 * k:] *= o
-        p[..., 3 * k:] *= tc
+        np.multiply(g, g, out=p[0])
+        np.subtract(1.0, p[0], out=p[0])
+        p[0] *= i
+        np.subtract(1.0, act[1:], out=p[1:])
+        p[1:] *= act[1:]
+        p[1] *= g
+        p[2] *= c_prev
+        p[3] *= tc
         a_c = tc * tc  # dc += dh·σ(o)·(1 - tanh²c)
         np.subtract(1.0, a_c, out=a_c)
         a_c *= o
-        dz = xp.empty_like(act)
-        dh = xp.zeros((n, k), dtype=c.dtype) if g_h is None else g_h.astype(c.dtype, copy=True)
-        dc = xp.zeros((n, k), dtype=c.dtype) if g_c is None else g_c.astype(c.dtype, copy=True)
+        dz = xp.empty((t_len, n, 4 * k), dtype=dt)
+        dh = xp.zeros((n, k), dtype=dt) if g_h is None else g_h.astype(dt, copy=True)
+        dc = xp.zeros((n, k), dtype=dt) if g_c is None else g_c.astype(dt, copy=True)
         w_h = w_hh[perm]
         order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
-        tmp = xp.empty((n, k), dtype=c.dtype)
+        tmp = xp.empty((n, k), dtype=dt)
         for step, t in enumerate(order):
             if step:
                 np.matmul(dz[order[step - 1]], w_h, out=dh)
@@ -326,9 +323,9 @@ class LSTMLayerGate(Op):
                 dh += g_out[t]
             np.multiply(dh, a_c[t], out=tmp)
             dc += tmp
-            np.multiply(p[t].reshape(n, 4, k)[:, :3], dc[:, None],
-                        out=dz[t].reshape(n, 4, k)[:, :3])
-            np.multiply(p[t, :, 3 * k:], dh, out=dz[t, :, 3 * k:])
+            dz_gates = dz[t].reshape(n, 4, k).transpose(1, 0, 2)
+            np.multiply(p[:3, t], dc, out=dz_gates[:3])
+            np.multiply(p[3, t], dh, out=dz_gates[3])
             dc *= f[t]
         need = [e is not None for e in ctx._edges]
         grads: list = [None] * 8
@@ -342,7 +339,7 @@ class LSTMLayerGate(Op):
         if need[3]:
             grads[3] = _unpermute(dz2.T @ x.reshape(t_len * n, -1), perm)
         if need[4]:
-            h_prev = _shifted(out, h0, reverse).reshape(t_len * n, k)
+            h_prev = (hs[1:] if reverse else hs[:-1]).reshape(t_len * n, k)
             grads[4] = _unpermute(dz2.T @ h_prev, perm)
         if b_ih is not None and (need[5] or need[6]):
             db = _unpermute(dz2.sum(0), perm)
