@@ -245,9 +245,10 @@ class LSTMLayerGate(Op):
         # gives z/2 straight from the GEMMs, so one tanh covers all four gates.
         scale = xp.full((4 * k, 1), 0.5, dtype=dt)
         scale[:k] = 1.0
-        w_h = xp.ascontiguousarray((w_hh[perm] * scale).T)
-        # gate-major storage (gate, time, batch, hidden): every gate's slice is contiguous
+        # gate-major storage (gate, time, batch, hidden): every gate's slice is contiguous, and
+        # the GEMMs write it directly (one batched matmul over the four gates)
         w_x = xp.ascontiguousarray((w_ih[perm] * scale).reshape(4, k, -1).transpose(0, 2, 1))
+        w_h = xp.ascontiguousarray((w_hh[perm] * scale).reshape(4, k, k).transpose(0, 2, 1))
         xw = xp.matmul(x.reshape(t_len * n, -1), w_x)
         if b_ih is not None:
             xw += ((b_ih + b_hh)[perm] * scale[:, 0]).reshape(4, 1, k)
@@ -261,14 +262,12 @@ class LSTMLayerGate(Op):
         first = t_len if reverse else 0
         hs[first] = h0
         cs[first] = c0
-        z = xp.empty((n, 4 * k), dtype=dt)
-        z_gates = z.reshape(n, 4, k).transpose(1, 0, 2)
         tmp = xp.empty((n, k), dtype=dt)
         for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
-            np.matmul(hs[prev], w_h, out=z)
             a = act[:, t]
-            np.add(z_gates, xw[:, t], out=a)
+            np.matmul(hs[prev], w_h, out=a)
+            a += xw[:, t]
             np.tanh(a, out=a)
             s = a[1:]
             s *= 0.5
