@@ -210,12 +210,6 @@ class _Cut(Op):
         return g
 
 
-def _lstm_perm(n: int, xp: Any) -> Any:
-    """Row order (g, i, f, o) from PyTorch's (i, f, g, o): the σ gates, and the gates the cell
-    gradient multiplies (g, i, f), each become one contiguous block."""
-    return xp.concatenate([xp.arange(2 * n, 3 * n), xp.arange(0, 2 * n), xp.arange(3 * n, 4 * n)])
-
-
 def _fusable(*tensors: Tensor) -> bool:
     """Whole-layer gates need one floating dtype throughout (else: the per-step graph)."""
     dtype = tensors[0]._data.dtype
@@ -240,18 +234,19 @@ class LSTMLayerGate(Op):
         t_len, n, _ = x.shape
         k = h0.shape[-1]
         dt = x.dtype
-        perm = _lstm_perm(k, xp)
-        # σ(z) = ½·tanh(z/2) + ½: halving the σ rows of the weights (exact: a power of two)
-        # gives z/2 straight from the GEMMs, so one tanh covers all four gates.
-        scale = xp.full((4 * k, 1), 0.5, dtype=dt)
-        scale[:k] = 1.0
+        # σ(z) = ½·tanh(z/2) + ½: halving the σ gates' weights (exact: a power of two) gives
+        # z/2 straight from the GEMMs, so one tanh covers all four gates (i, f, g, o).
+        scale = xp.full((4, 1, 1), 0.5, dtype=dt)
+        scale[2] = 1.0
         # gate-major storage (gate, time, batch, hidden): every gate's slice is contiguous, and
         # the GEMMs write it directly (one batched matmul over the four gates)
-        w_x = xp.ascontiguousarray((w_ih[perm] * scale).reshape(4, k, -1).transpose(0, 2, 1))
-        w_h = xp.ascontiguousarray((w_hh[perm] * scale).reshape(4, k, k).transpose(0, 2, 1))
+        w_x = xp.empty((4, w_ih.shape[1], k), dtype=dt)
+        np.multiply(w_ih.reshape(4, k, -1).transpose(0, 2, 1), scale, out=w_x)
+        w_h = xp.empty((4, k, k), dtype=dt)
+        np.multiply(w_hh.reshape(4, k, k).transpose(0, 2, 1), scale, out=w_h)
         xw = xp.matmul(x.reshape(t_len * n, -1), w_x)
         if b_ih is not None:
-            xw += ((b_ih + b_hh)[perm] * scale[:, 0]).reshape(4, 1, k)
+            xw += (b_ih + b_hh).reshape(4, 1, k) * scale
         xw = xw.reshape(4, t_len, n, k)
         act = xp.empty_like(xw)
         # states of all steps with the initial one at the start (end, in reverse), so each
@@ -269,12 +264,12 @@ class LSTMLayerGate(Op):
             np.matmul(hs[prev], w_h, out=a)
             a += xw[:, t]
             np.tanh(a, out=a)
-            s = a[1:]
-            s *= 0.5
-            s += 0.5
+            for s in (a[:2], a[3]):
+                s *= 0.5
+                s += 0.5
             ct = cs[cur]
-            np.multiply(a[2], cs[prev], out=ct)
-            np.multiply(a[1], a[0], out=tmp)
+            np.multiply(a[1], cs[prev], out=ct)
+            np.multiply(a[0], a[2], out=tmp)
             ct += tmp
             np.tanh(ct, out=tc[t])
             np.multiply(a[3], tc[t], out=hs[cur])
@@ -293,18 +288,18 @@ class LSTMLayerGate(Op):
         act, hs, cs, tc, reverse = ctx.act, ctx.hs, ctx.cs, ctx.tc, ctx.reverse
         t_len, n, k = tc.shape
         dt = tc.dtype
-        perm = _lstm_perm(k, xp)
-        g, i, f, o = act
+        i, f, g, o = act
         c_prev = cs[1:] if reverse else cs[:-1]
-        # the local derivatives of every step at once: dz = [dc·pg, dc·pi, dc·pf, dh·po]
+        # the local derivatives of every step at once: dz = [dc·pi, dc·pf, dc·pg, dh·po]
         p = xp.empty_like(act)
-        np.multiply(g, g, out=p[0])
-        np.subtract(1.0, p[0], out=p[0])
-        p[0] *= i
-        np.subtract(1.0, act[1:], out=p[1:])
-        p[1:] *= act[1:]
-        p[1] *= g
-        p[2] *= c_prev
+        for sl in (slice(0, 2), 3):
+            np.subtract(1.0, act[sl], out=p[sl])
+            p[sl] *= act[sl]
+        p[0] *= g
+        p[1] *= c_prev
+        np.multiply(g, g, out=p[2])
+        np.subtract(1.0, p[2], out=p[2])
+        p[2] *= i
         p[3] *= tc
         a_c = tc * tc  # dc += dh·σ(o)·(1 - tanh²c)
         np.subtract(1.0, a_c, out=a_c)
@@ -312,8 +307,7 @@ class LSTMLayerGate(Op):
         dz = xp.empty((t_len, n, 4 * k), dtype=dt)
         dh = xp.zeros((n, k), dtype=dt) if g_h is None else g_h.astype(dt, copy=True)
         dc = xp.zeros((n, k), dtype=dt) if g_c is None else g_c.astype(dt, copy=True)
-        w_h = w_hh[perm]
-        w_h4 = w_h.reshape(4, k, k)
+        w_h4 = w_hh.reshape(4, k, k)
         order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
         tmp = xp.empty((n, k), dtype=dt)
         dh4 = xp.empty((4, n, k), dtype=dt)
@@ -335,29 +329,22 @@ class LSTMLayerGate(Op):
         need = [e is not None for e in ctx._edges]
         grads: list = [None] * 8
         if need[1]:
-            grads[1] = dz[order[-1]] @ w_h
+            grads[1] = dz[order[-1]] @ w_hh
         if need[2]:
             grads[2] = dc
         dz2 = dz.reshape(t_len * n, 4 * k)
         if need[0]:
-            grads[0] = (dz2 @ w_ih[perm]).reshape(x.shape)
+            grads[0] = (dz2 @ w_ih).reshape(x.shape)
         if need[3]:
-            grads[3] = _unpermute(dz2.T @ x.reshape(t_len * n, -1), perm)
+            grads[3] = dz2.T @ x.reshape(t_len * n, -1)
         if need[4]:
             h_prev = (hs[1:] if reverse else hs[:-1]).reshape(t_len * n, k)
-            grads[4] = _unpermute(dz2.T @ h_prev, perm)
+            grads[4] = dz2.T @ h_prev
         if b_ih is not None and (need[5] or need[6]):
-            db = _unpermute(dz2.sum(0), perm)
+            db = dz2.sum(0)
             grads[5] = db if need[5] else None
             grads[6] = (db.copy() if need[5] else db) if need[6] else None
         return tuple(grads)
-
-
-def _unpermute(a: Any, perm: Any) -> Any:
-    """Rows back in PyTorch's gate order."""
-    res = _xp(a).empty_like(a)
-    res[perm] = a
-    return res
 
 
 def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
