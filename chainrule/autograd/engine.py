@@ -157,7 +157,9 @@ def run_backward(
                     parent, nr = edge, 0
                 else:  # a leaf
                     if g is not None:
-                        g = _conform(g, edge._data.shape, edge._data.dtype, create_graph, node)
+                        data = edge._data
+                        if create_graph or g.shape != data.shape or g.dtype is not data.dtype:
+                            g = _conform(g, data.shape, data.dtype, create_graph, node)
                         entry = leaf_grads.get(id(edge))
                         if entry is None:
                             leaf_grads[id(edge)] = [edge, g]
