@@ -210,6 +210,9 @@ class _Cut(Op):
         return g
 
 
+_IFOG = [0, 1, 3, 2]  # PyTorch's gates (i, f, g, o) in the order the layer gate stores them
+
+
 def _fusable(*tensors: Tensor) -> bool:
     """Whole-layer gates need one floating dtype throughout (else: the per-step graph)."""
     dtype = tensors[0]._data.dtype
@@ -235,18 +238,19 @@ class LSTMLayerGate(Op):
         k = h0.shape[-1]
         dt = x.dtype
         # σ(z) = ½·tanh(z/2) + ½: halving the σ gates' weights (exact: a power of two) gives
-        # z/2 straight from the GEMMs, so one tanh covers all four gates (i, f, g, o).
+        # z/2 straight from the GEMMs, so one tanh covers all four gates, stored as (i, f, o, g)
+        # so that the σ gates are one block.
         scale = xp.full((4, 1, 1), 0.5, dtype=dt)
-        scale[2] = 1.0
+        scale[3] = 1.0
         # gate-major storage (gate, time, batch, hidden): every gate's slice is contiguous, and
         # the GEMMs write it directly (one batched matmul over the four gates)
         w_x = xp.empty((4, w_ih.shape[1], k), dtype=dt)
-        np.multiply(w_ih.reshape(4, k, -1).transpose(0, 2, 1), scale, out=w_x)
+        np.multiply(w_ih.reshape(4, k, -1)[_IFOG].transpose(0, 2, 1), scale, out=w_x)
         w_h = xp.empty((4, k, k), dtype=dt)
-        np.multiply(w_hh.reshape(4, k, k).transpose(0, 2, 1), scale, out=w_h)
+        np.multiply(w_hh.reshape(4, k, k)[_IFOG].transpose(0, 2, 1), scale, out=w_h)
         xw = xp.matmul(x.reshape(t_len * n, -1), w_x)
         if b_ih is not None:
-            xw += (b_ih + b_hh).reshape(4, 1, k) * scale
+            xw += (b_ih + b_hh).reshape(4, 1, k)[_IFOG] * scale
         xw = xw.reshape(4, t_len, n, k)
         act = xp.empty_like(xw)
         # states of all steps with the initial one at the start (end, in reverse), so each
@@ -264,15 +268,15 @@ class LSTMLayerGate(Op):
             np.matmul(hs[prev], w_h, out=a)
             a += xw[:, t]
             np.tanh(a, out=a)
-            for s in (a[:2], a[3]):
-                s *= 0.5
-                s += 0.5
+            s = a[:3]
+            s *= 0.5
+            s += 0.5
             ct = cs[cur]
             np.multiply(a[1], cs[prev], out=ct)
-            np.multiply(a[0], a[2], out=tmp)
+            np.multiply(a[0], a[3], out=tmp)
             ct += tmp
             np.tanh(ct, out=tc[t])
-            np.multiply(a[3], tc[t], out=hs[cur])
+            np.multiply(a[2], tc[t], out=hs[cur])
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
         ctx.act, ctx.hs, ctx.cs, ctx.tc, ctx.reverse = act, hs, cs, tc, reverse
         last = 0 if reverse else t_len
@@ -288,13 +292,14 @@ class LSTMLayerGate(Op):
         act, hs, cs, tc, reverse = ctx.act, ctx.hs, ctx.cs, ctx.tc, ctx.reverse
         t_len, n, k = tc.shape
         dt = tc.dtype
-        i, f, g, o = act
+        i, f, o, g = act
         c_prev = cs[1:] if reverse else cs[:-1]
-        # the local derivatives of every step at once: dz = [dc·pi, dc·pf, dc·pg, dh·po]
+        # the local derivatives of every step at once (PyTorch's gate order again):
+        # dz = [dc·pi, dc·pf, dc·pg, dh·po]
         p = xp.empty_like(act)
-        for sl in (slice(0, 2), 3):
-            np.subtract(1.0, act[sl], out=p[sl])
-            p[sl] *= act[sl]
+        for src, dst in ((act[:2], p[:2]), (o, p[3])):
+            np.subtract(1.0, src, out=dst)
+            dst *= src
         p[0] *= g
         p[1] *= c_prev
         np.multiply(g, g, out=p[2])
