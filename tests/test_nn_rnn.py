@@ -225,69 +225,88 @@ def test_lstm_double_backward_matches_torch():
                                atol=1e-11)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN", "RNN_relu"])
 @pytest.mark.parametrize("kw, shape, with_hx", CONFIGS,
                          ids=["plain", "2layer_bidir_batchfirst", "unbatched_nobias", "3layer"])
 @pytest.mark.parametrize("dtype", [cr.float64, cr.float32])
-def test_fused_lstm_layer_matches_per_step_graph(monkeypatch, kw, shape, with_hx, dtype):
+def test_fused_layer_gates_match_per_step_graph(monkeypatch, kind, kw, shape, with_hx, dtype):
     from chainrule.nn.modules import rnn
 
     cr.manual_seed(3)
-    m = LSTM(3, 4, dtype=dtype, **kw)
+    extra = {"nonlinearity": "relu"} if kind == "RNN_relu" else {}
+    m = KINDS[kind.split("_")[0]](3, 4, dtype=dtype, **kw, **extra)
     xa = RNG.standard_normal(shape)
+    n_states = 2 if kind == "LSTM" else 1
     hx = None
     if with_hx:
         dirs = 2 if kw.get("bidirectional") else 1
         batch = () if len(shape) == 2 else (shape[0] if kw.get("batch_first") else shape[1],)
         hshape = (kw.get("num_layers", 1) * dirs,) + batch + (4,)
-        hx = tuple(RNG.standard_normal(hshape) for _ in range(2))
+        hx = [RNG.standard_normal(hshape) for _ in range(n_states)]
     go = None
     results = []
     for fused in (True, False):
         monkeypatch.setattr(rnn, "FUSED", fused)
         m.zero_grad()
         x = cr.tensor(xa, dtype=dtype, requires_grad=True)
-        states = None if hx is None else tuple(cr.tensor(a, dtype=dtype, requires_grad=True)
-                                               for a in hx)
-        out, (h, c) = m(x, states)
+        states = None if hx is None else [cr.tensor(a, dtype=dtype, requires_grad=True)
+                                          for a in hx]
+        arg = states if states is None or kind != "LSTM" else tuple(states)
+        out, finals = m(x, arg if kind == "LSTM" or arg is None else arg[0])
+        finals = list(finals) if kind == "LSTM" else [finals]
+        outs = [out, *finals]
         if go is None:
-            go = [RNG.standard_normal(tuple(t.shape)) for t in (out, h, c)]
-        loss = sum((t * cr.tensor(g, dtype=dtype)).sum() for t, g in zip((out, h, c), go))
+            go = [RNG.standard_normal(tuple(t.shape)) for t in outs]
+        loss = sum((t * cr.tensor(g, dtype=dtype)).sum() for t, g in zip(outs, go))
         loss.backward()
         grads = [x.grad.numpy()] + ([s.grad.numpy() for s in states] if states else [])
         grads += [p.grad.numpy() for p in m.parameters()]
-        results.append(([out.detach().numpy(), h.detach().numpy(), c.detach().numpy()], grads))
+        results.append(([t.detach().numpy() for t in outs], grads))
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == cr.float64 else dict(rtol=1e-5, atol=1e-6)
     (fo, fg), (so, sg) = results
+    assert len(fg) == len(sg)
     for a, b in zip(fo + fg, so + sg):
         np.testing.assert_allclose(a, b, **tol)
 
 
-def test_fused_lstm_layer_is_one_gate_per_layer_and_direction():
-    m = LSTM(3, 4, num_layers=2, bidirectional=True)
-    out, (h, c) = m(cr.randn(5, 2, 3))
-    seen, todo = set(), [out.grad_fn, h.grad_fn, c.grad_fn]
+def _graph_names(*roots):
+    seen, todo = set(), [r.grad_fn for r in roots]
     while todo:
         node = todo.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
         todo.extend(n for n, _ in node.next_functions)
-    names = [n.name() for n in seen]
+    return [n.name() for n in seen]
+
+
+def test_fused_layer_gates_one_node_per_layer_and_direction():
+    out, (h, c) = LSTM(3, 4, num_layers=2, bidirectional=True)(cr.randn(5, 2, 3))
+    names = _graph_names(out, h, c)
     assert names.count("LSTMLayerGateBackward0") == 4
     assert "LSTMCellGateBackward0" not in names  # no per-step nodes
+    names = _graph_names(*GRU(3, 4, num_layers=3)(cr.randn(5, 2, 3)))
+    assert names.count("GRULayerGateBackward0") == 3 and "GRUCellGateBackward0" not in names
+    names = _graph_names(*RNN(3, 4, bidirectional=True)(cr.randn(5, 2, 3)))
+    assert names.count("RNNLayerGateBackward0") == 2 and "MmBackward0" not in names
 
 
-def test_fused_lstm_gradcheck_and_gradgradcheck_float64():
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_fused_layers_gradcheck_and_gradgradcheck_float64(kind):
     from chainrule.autograd import gradgradcheck
 
     cr.manual_seed(4)
-    m = LSTM(2, 3, num_layers=2, bidirectional=True, dtype=cr.float64)
+    m = KINDS[kind](2, 3, num_layers=2, bidirectional=True, dtype=cr.float64)
     x = cr.tensor(RNG.standard_normal((3, 2, 2)), requires_grad=True)
     h0 = cr.tensor(RNG.standard_normal((4, 2, 3)), requires_grad=True)
     c0 = cr.tensor(RNG.standard_normal((4, 2, 3)), requires_grad=True)
 
     def fn(x, h0, c0, w_hh, b_ih):
-        out, (h, c) = m(x, (h0, c0))
+        if kind == "LSTM":
+            out, (h, c) = m(x, (h0, c0))
+        else:
+            out, h = m(x, h0)
+            c = c0
         return out.tanh().sum(0).sum(-1) + (h.sum(0) * c.sum(0)).sum(-1)
 
     inputs = (x, h0, c0, m.weight_hh_l0, m.bias_ih_l1_reverse)

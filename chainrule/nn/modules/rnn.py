@@ -27,7 +27,7 @@ from chainrule.ops.shape import cat, stack
 from chainrule.tensor import Tensor
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
-           "LSTMCellGate", "GRUCellGate", "LSTMLayerGate"]
+           "LSTMCellGate", "GRUCellGate", "LSTMLayerGate", "GRULayerGate", "RNNLayerGate"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -195,7 +195,7 @@ def _steps_layer(mode: str, x: Tensor, state: list, w_ih: Tensor, w_hh: Tensor, 
 
 
 # ---- whole layers as one gate (backpropagation through time in NumPy) --------------------------
-FUSED = True  # run each LSTM layer·direction as one LSTMLayerGate (False: the per-step graph)
+FUSED = True  # run each layer·direction as one *LayerGate (False: the per-step graph)
 
 
 class _Cut(Op):
@@ -352,6 +352,202 @@ class LSTMLayerGate(Op):
         return tuple(grads)
 
 
+class GRULayerGate(Op):
+    """(out, h_T) = one GRU layer (one direction) over a whole (T, N, I) sequence, gates r, z, n:
+    r, z = σ(xw + h W_hhᵀ + b_hh), n = tanh(xw_n + r·(h W_hnᵀ + b_hn)), h' = n + z·(h - n);
+    BPTT in NumPy like LSTMLayerGate (one GEMM per weight gradient over all steps)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse):
+        xp = _xp(x)
+        t_len, n, _ = x.shape
+        k = h0.shape[-1]
+        dt = x.dtype
+        scale = xp.full((3, 1, 1), 0.5, dtype=dt)  # σ via ½·tanh(z/2) + ½, as in LSTMLayerGate
+        scale[2] = 1.0
+        w_x = xp.empty((3, w_ih.shape[1], k), dtype=dt)
+        np.multiply(w_ih.reshape(3, k, -1).transpose(0, 2, 1), scale, out=w_x)
+        w_h = xp.empty((3, k, k), dtype=dt)
+        np.multiply(w_hh.reshape(3, k, k).transpose(0, 2, 1), scale, out=w_h)
+        xw = xp.matmul(x.reshape(t_len * n, -1), w_x)
+        b_hn = None
+        if b_ih is not None:
+            b = b_ih.reshape(3, 1, k).copy()
+            b[:2] += b_hh.reshape(3, 1, k)[:2]  # r and z: both biases enter the same sum
+            b *= scale
+            xw += b
+            b_hn = b_hh[2 * k:]
+        xw = xw.reshape(3, t_len, n, k)
+        act = xp.empty_like(xw)  # r, z, n
+        hw = xp.empty((t_len, 3, n, k), dtype=dt)  # h W_hhᵀ per step (gate n: + b_hn)
+        hs = xp.empty((t_len + 1, n, k), dtype=dt)
+        first = t_len if reverse else 0
+        hs[first] = h0
+        tmp = xp.empty((n, k), dtype=dt)
+        for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
+            prev, cur = (t + 1, t) if reverse else (t, t + 1)
+            a, h = act[:, t], hw[t]
+            np.matmul(hs[prev], w_h, out=h)
+            rz = a[:2]
+            np.add(h[:2], xw[:2, t], out=rz)
+            np.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            if b_hn is not None:
+                h[2] += b_hn
+            np.multiply(a[0], h[2], out=a[2])
+            a[2] += xw[2, t]
+            np.tanh(a[2], out=a[2])
+            np.subtract(hs[prev], a[2], out=tmp)
+            tmp *= a[1]
+            np.add(a[2], tmp, out=hs[cur])
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
+        ctx.act, ctx.hw, ctx.hs, ctx.reverse = act, hw, hs, reverse
+        last = 0 if reverse else t_len
+        return (hs[:t_len] if reverse else hs[1:]), hs[last].copy()
+
+    @staticmethod
+    def backward(ctx, g_out, g_h):
+        if any(either.is_tensor(g) for g in (g_out, g_h)):
+            return _layer_double_backward(ctx, "GRU", (g_out, g_h))
+        x, h0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        xp = _xp(x)
+        act, hw, hs, reverse = ctx.act, ctx.hw, ctx.hs, ctx.reverse
+        _, t_len, n, k = act.shape
+        dt = act.dtype
+        r, z, nn_ = act
+        h_prev = hs[1:] if reverse else hs[:-1]
+        # local derivatives of every step at once: dn = dh·qn, dz = dh·qz, dr = dn·qr
+        qn = nn_ * nn_
+        np.subtract(1.0, qn, out=qn)
+        one_z = 1.0 - z
+        qn *= one_z
+        qz = h_prev - nn_
+        qz *= z
+        qz *= one_z
+        qr = 1.0 - r
+        qr *= r
+        qr *= hw[:, 2]
+        dg = xp.empty_like(act)  # per step [dr, dz, dn·r]: the gradient of h W_hhᵀ (+ b_hh)
+        dn = xp.empty((t_len, n, k), dtype=dt)
+        w_h3 = w_hh.reshape(3, k, k)
+        dh = xp.zeros((n, k), dtype=dt) if g_h is None else g_h.astype(dt, copy=True)
+        part = xp.empty((3, n, k), dtype=dt)
+        order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
+        for t in order:
+            if g_out is not None:
+                dh += g_out[t]
+            np.multiply(dh, qn[t], out=dn[t])
+            np.multiply(dh, qz[t], out=dg[1, t])
+            np.multiply(dn[t], qr[t], out=dg[0, t])
+            np.multiply(dn[t], r[t], out=dg[2, t])
+            dh *= z[t]
+            np.matmul(dg[:, t], w_h3, out=part)
+            dh += part[0]
+            dh += part[1]
+            dh += part[2]
+        need = [e is not None for e in ctx._edges]
+        grads: list = [None] * 7
+        if need[1]:
+            grads[1] = dh
+        tn = t_len * n
+        dgx = (dg[0].reshape(tn, k), dg[1].reshape(tn, k), dn.reshape(tn, k))  # d(xw): r, z, n
+        if need[0]:
+            w_i3 = w_ih.reshape(3, k, -1)
+            dx = dgx[0] @ w_i3[0]
+            dx += dgx[1] @ w_i3[1]
+            dx += dgx[2] @ w_i3[2]
+            grads[0] = dx.reshape(x.shape)
+        if need[2]:
+            x2 = x.reshape(tn, -1)
+            grads[2] = xp.concatenate([d.T @ x2 for d in dgx])
+        if need[3]:
+            grads[3] = xp.matmul(dg.reshape(3, tn, k).transpose(0, 2, 1),
+                                 h_prev.reshape(tn, k)).reshape(3 * k, k)
+        if b_ih is not None:
+            if need[4]:
+                grads[4] = xp.concatenate([d.sum(0) for d in dgx])
+            if need[5]:
+                grads[5] = dg.reshape(3, tn, k).sum(1).reshape(3 * k)
+        return tuple(grads)
+
+
+class RNNLayerGate(Op):
+    """(out, h_T) = one Elman layer (one direction) over a whole (T, N, I) sequence:
+    h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) (or relu); BPTT in NumPy like LSTMLayerGate."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, relu):
+        xp = _xp(x)
+        t_len, n, _ = x.shape
+        k = h0.shape[-1]
+        dt = x.dtype
+        xw = x.reshape(t_len * n, -1) @ w_ih.T
+        if b_ih is not None:
+            xw += b_ih + b_hh
+        xw = xw.reshape(t_len, n, k)
+        w_h = xp.ascontiguousarray(w_hh.T)
+        hs = xp.empty((t_len + 1, n, k), dtype=dt)
+        first = t_len if reverse else 0
+        hs[first] = h0
+        for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
+            prev, cur = (t + 1, t) if reverse else (t, t + 1)
+            h = hs[cur]
+            np.matmul(hs[prev], w_h, out=h)
+            h += xw[t]
+            if relu:
+                np.maximum(h, 0.0, out=h)
+            else:
+                np.tanh(h, out=h)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
+        ctx.hs, ctx.reverse, ctx.relu = hs, reverse, relu
+        last = 0 if reverse else t_len
+        return (hs[:t_len] if reverse else hs[1:]), hs[last].copy()
+
+    @staticmethod
+    def backward(ctx, g_out, g_h):
+        if any(either.is_tensor(g) for g in (g_out, g_h)):
+            return _layer_double_backward(ctx, "RNN_RELU" if ctx.relu else "RNN_TANH",
+                                          (g_out, g_h))
+        x, h0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        xp = _xp(x)
+        hs, reverse = ctx.hs, ctx.reverse
+        out = hs[:-1] if reverse else hs[1:]
+        t_len, n, k = out.shape
+        dt = out.dtype
+        if ctx.relu:
+            q = (out > 0).astype(dt)
+        else:
+            q = out * out
+            np.subtract(1.0, q, out=q)
+        dpre = xp.empty((t_len, n, k), dtype=dt)
+        dh = xp.zeros((n, k), dtype=dt) if g_h is None else g_h.astype(dt, copy=True)
+        order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
+        for step, t in enumerate(order):
+            if step:
+                np.matmul(dpre[order[step - 1]], w_hh, out=dh)
+            if g_out is not None:
+                dh += g_out[t]
+            np.multiply(dh, q[t], out=dpre[t])
+        need = [e is not None for e in ctx._edges]
+        grads: list = [None] * 8
+        if need[1]:
+            grads[1] = dpre[order[-1]] @ w_hh
+        d2 = dpre.reshape(t_len * n, k)
+        if need[0]:
+            grads[0] = (d2 @ w_ih).reshape(x.shape)
+        if need[2]:
+            grads[2] = d2.T @ x.reshape(t_len * n, -1)
+        if need[3]:
+            h_prev = hs[1:] if reverse else hs[:-1]
+            grads[3] = d2.T @ h_prev.reshape(t_len * n, k)
+        if b_ih is not None and (need[4] or need[5]):
+            db = d2.sum(0)
+            grads[4] = db if need[4] else None
+            grads[5] = (db.copy() if need[4] else db) if need[5] else None
+        return tuple(grads)
+
+
 def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
     """Backward under create_graph: rebuild the layer as the differentiable per-step graph on
     the saved (graph-connected) inputs and differentiate that, so higher orders keep working."""
@@ -365,7 +561,7 @@ def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
     pairs = [(o, g if either.is_tensor(g) else wrap(g))
              for o, g in zip([out, *finals], grads) if g is not None]
     wanted = [i for i, t in enumerate(ins) if t is not None and t.requires_grad]
-    result: list = [None] * (len(ins) + 1)
+    result: list = [None] * len(ctx._edges)
     if not pairs or not wanted:
         return tuple(result)
     got = autograd_grad([o for o, _ in pairs], [ins[i] for i in wanted],
@@ -374,6 +570,10 @@ def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
     for i, g in zip(wanted, got):
         result[i] = g
     return tuple(result)
+
+
+_LAYER_GATES = {"LSTM": (LSTMLayerGate, ()), "GRU": (GRULayerGate, ()),
+                "RNN_TANH": (RNNLayerGate, (False,)), "RNN_RELU": (RNNLayerGate, (True,))}
 
 
 class RNNBase(Module):
@@ -499,9 +699,10 @@ class RNNBase(Module):
                 w_ih, w_hh = weights[0], weights[1]
                 b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
                 state = [s[k] for s in states]
-                if FUSED and self.mode == "LSTM" and _fusable(layer_in, *state, *weights):
-                    out, *last = LSTMLayerGate.apply(layer_in, *state, w_ih, w_hh, b_ih, b_hh,
-                                                     d == 1)
+                if FUSED and _fusable(layer_in, *state, *weights):
+                    gate, extra = _LAYER_GATES[self.mode]
+                    out, *last = gate.apply(layer_in, *state, w_ih, w_hh, b_ih, b_hh, d == 1,
+                                            *extra)
                 else:
                     out, last = _steps_layer(self.mode, layer_in, state, w_ih, w_hh, b_ih, b_hh,
                                              d == 1)
