@@ -1,10 +1,14 @@
 """Recurrent layers: RNN (tanh/relu), LSTM, GRU, with PyTorch's weight names, layouts and gate
 order, plus the single-step cells RNNCell, LSTMCell, GRUCell.
 
-Each layer precomputes the input projection of all time steps in one matrix multiply, then
-walks the sequence with one ``h @ W_hhᵀ`` and one fused cell gate (LSTMCellGate, GRUCellGate)
-per step; backpropagation through time is the ordinary backward pass through that unrolled
-graph, and the gates' backward rules are themselves differentiable.
+Each layer·direction runs as one graph node (LSTMLayerGate, GRULayerGate, RNNLayerGate): the
+input projection of all time steps in one matrix multiply, then one ``h @ W_hhᵀ`` and the gate
+nonlinearities per step, in NumPy. Its backward is backpropagation through time in NumPy: per
+step only the gate gradients and dh (and dc); each weight gradient, the biases and dx are one
+matrix multiply over all steps. Under ``create_graph=True`` the layer is rebuilt as the unrolled
+per-step graph (one ``h @ W_hhᵀ`` and one fused cell gate, LSTMCellGate / GRUCellGate, per step,
+whose backward rules are themselves differentiable) and differentiated, so higher orders work.
+That per-step graph is also the path for mixed dtypes and device (CuPy) arrays.
 """
 
 from __future__ import annotations
@@ -214,9 +218,9 @@ _IFOG = [0, 1, 3, 2]  # PyTorch's gates (i, f, g, o) in the order the layer gate
 
 
 def _fusable(*tensors: Tensor) -> bool:
-    """Whole-layer gates need one floating dtype throughout (else: the per-step graph)."""
+    """Whole-layer gates need NumPy arrays of one floating dtype (else: the per-step graph)."""
     dtype = tensors[0]._data.dtype
-    return all(t._data.dtype == dtype for t in tensors)
+    return all(isinstance(t._data, np.ndarray) and t._data.dtype == dtype for t in tensors)
 
 
 def _xp(a: Any) -> Any:
