@@ -188,6 +188,11 @@ def test_errors_name_the_layer_and_shapes():
         RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="dropout should be a number in range"):
         RNN(3, 4, dropout=1.5)
+    with pytest.raises(RuntimeError, match=r"LSTM: Expected sequence length to be larger than 0 "
+                                           r"in RNN \(input of size \[0, 2, 3\]\)"):
+        m(cr.randn(0, 2, 3))
+    with pytest.raises(RuntimeError, match="GRU: Expected sequence length to be larger than 0"):
+        GRU(3, 4, batch_first=True)(cr.randn(2, 0, 3))
 
 
 def test_fused_cell_gates_gradcheck_and_gradgradcheck():

@@ -679,6 +679,10 @@ class RNNBase(Module):
                                f"{list(input.shape)})")
         if input._data.dtype.kind != "f":
             raise RuntimeError(f"{name}: expected a floating point input, got {input.dtype}")
+        seq_dim = 1 if input.ndim == 3 and self.batch_first else 0
+        if input.shape[seq_dim] == 0:
+            raise RuntimeError(f"{name}: Expected sequence length to be larger than 0 in RNN "
+                               f"(input of size {list(input.shape)})")
         return input.ndim == 3
 
     def _check_hidden(self, hx: Tensor, expected: tuple, what: str) -> None:
