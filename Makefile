@@ -25,6 +25,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q torch==2.13.0 autograd micrograd || echo "comparison libraries not installed: their columns stay empty"
 	$(BIN)/python bench/run.py --write BENCHMARKS.md
+	$(BIN)/python bench/bench_func.py --write BENCHMARKS.md
+	$(BIN)/python bench/bench_anomaly.py --write BENCHMARKS.md
 
 gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py
