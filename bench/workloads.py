@@ -77,7 +77,7 @@ def w1_scalar_mlp(lib: str):
                 loss = loss + d * d
             loss = loss / len(xs)
             loss.backward()
-            return float(loss)
+            return loss.item()
         return step
     if lib == "autograd":
         import autograd
@@ -193,7 +193,7 @@ def w3_mlp(lib: str, batch_size: int = 256):
             loss = loss_fn(model(xt), yt)
             loss.backward()
             opt.step()
-            return float(loss)
+            return loss.item()
         return step
     if lib == "numpy":
         params = [[W.copy(), b.copy()] for W, b in weights]
@@ -218,7 +218,7 @@ def w3_mlp(lib: str, batch_size: int = 256):
                     g = (g @ W) * (acts[i] > 0)
                 W -= 0.01 * gW
                 b -= 0.01 * gb
-            return float(loss)
+            return loss.item()
         return step
     raise KeyError(lib)
 
@@ -264,7 +264,7 @@ def w4_cnn(lib: str, batch_size: int = 32):
         loss = loss_fn(model(xt), yt)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
     return step
 
 
@@ -329,7 +329,7 @@ def w7_lstm(lib: str):
         loss = ((out - target) ** 2).mean()
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
     return step
 
 
@@ -367,7 +367,7 @@ def w7_transformer(lib: str):
         loss = ((block(x) - target) ** 2).mean()
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
     return step
 
 
