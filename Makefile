@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py --write BENCHMARKS.md
 	$(BIN)/python bench/bench_func.py --write BENCHMARKS.md
 	$(BIN)/python bench/bench_anomaly.py --write BENCHMARKS.md
+	$(BIN)/python bench/gaps.py --write BENCHMARKS.md
 
 gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py
