@@ -281,8 +281,9 @@ class LSTMLayerGate(Op):
             ct += tmp
             np.tanh(ct, out=tc[t])
             np.multiply(a[2], tc[t], out=hs[cur])
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-        ctx.act, ctx.hs, ctx.cs, ctx.tc, ctx.reverse = act, hs, cs, tc, reverse
+        # the activations go with the saved inputs, so a backward without retain_graph frees them
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, act, hs, cs, tc)
+        ctx.n_inputs, ctx.reverse = 7, reverse
         last = 0 if reverse else t_len
         out = hs[:t_len] if reverse else hs[1:]
         return out, hs[last].copy(), cs[last].copy()
@@ -291,9 +292,9 @@ class LSTMLayerGate(Op):
     def backward(ctx, g_out, g_h, g_c):
         if any(either.is_tensor(g) for g in (g_out, g_h, g_c)):
             return _layer_double_backward(ctx, "LSTM", (g_out, g_h, g_c))
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, act, hs, cs, tc = ctx.saved_tensors
         xp = _xp(x)
-        act, hs, cs, tc, reverse = ctx.act, ctx.hs, ctx.cs, ctx.tc, ctx.reverse
+        reverse = ctx.reverse
         t_len, n, k = tc.shape
         dt = tc.dtype
         i, f, o, g = act
@@ -405,8 +406,8 @@ class GRULayerGate(Op):
             np.subtract(hs[prev], a[2], out=tmp)
             tmp *= a[1]
             np.add(a[2], tmp, out=hs[cur])
-        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
-        ctx.act, ctx.hw, ctx.hs, ctx.reverse = act, hw, hs, reverse
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, act, hw, hs)
+        ctx.n_inputs, ctx.reverse = 6, reverse
         last = 0 if reverse else t_len
         return (hs[:t_len] if reverse else hs[1:]), hs[last].copy()
 
@@ -414,9 +415,9 @@ class GRULayerGate(Op):
     def backward(ctx, g_out, g_h):
         if any(either.is_tensor(g) for g in (g_out, g_h)):
             return _layer_double_backward(ctx, "GRU", (g_out, g_h))
-        x, h0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, act, hw, hs = ctx.saved_tensors
         xp = _xp(x)
-        act, hw, hs, reverse = ctx.act, ctx.hw, ctx.hs, ctx.reverse
+        reverse = ctx.reverse
         _, t_len, n, k = act.shape
         dt = act.dtype
         r, z, nn_ = act
@@ -503,8 +504,8 @@ class RNNLayerGate(Op):
                 np.maximum(h, 0.0, out=h)
             else:
                 np.tanh(h, out=h)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
-        ctx.hs, ctx.reverse, ctx.relu = hs, reverse, relu
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, hs)
+        ctx.n_inputs, ctx.reverse, ctx.relu = 6, reverse, relu
         last = 0 if reverse else t_len
         return (hs[:t_len] if reverse else hs[1:]), hs[last].copy()
 
@@ -513,9 +514,9 @@ class RNNLayerGate(Op):
         if any(either.is_tensor(g) for g in (g_out, g_h)):
             return _layer_double_backward(ctx, "RNN_RELU" if ctx.relu else "RNN_TANH",
                                           (g_out, g_h))
-        x, h0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, hs = ctx.saved_tensors
         xp = _xp(x)
-        hs, reverse = ctx.hs, ctx.reverse
+        reverse = ctx.reverse
         out = hs[:-1] if reverse else hs[1:]
         t_len, n, k = out.shape
         dt = out.dtype
@@ -558,7 +559,7 @@ def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
     from chainrule.autograd import grad as autograd_grad
     from chainrule.tensor import wrap
 
-    saved = ctx.saved_tensors
+    saved = ctx.saved_tensors[: ctx.n_inputs]  # the layer's inputs (activations follow them)
     ins = [s if s is None or not s.requires_grad else _Cut.apply(s) for s in saved]
     x, states, (w_ih, w_hh, b_ih, b_hh) = ins[0], ins[1:-4], ins[-4:]
     out, finals = _steps_layer(mode, x, list(states), w_ih, w_hh, b_ih, b_hh, ctx.reverse)
