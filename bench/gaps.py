@@ -3,7 +3,8 @@
     python bench/gaps.py [--write BENCHMARKS.md]
 
 Measures, in this process, one thread: (1) W1 with Python's cyclic garbage collector on and off,
-and the time of each GC generation during one step; (2) W2's per-op cost split into forward and
+and the time of each GC generation during one step, and W5's cost per op at 10k/100k/1M with
+and without the collector; (2) W2's per-op cost split into forward and
 backward against the NumPy floor; (3) the share of matrix multiplies in the W3 and W7-transformer
 steps (every gate timed by wrapping its forward/backward). Replaces the section between
 ``<!-- gaps:start -->`` and ``<!-- gaps:end -->`` with --write.
@@ -76,6 +77,24 @@ def w1_gc() -> list:
         "graphs can wrap the step in `gc.disable()`/`gc.enable()` (chainrule's graphs are "
         "acyclic and freed by reference counting); the library does not change the global "
         "collector setting for you.",
+    ]
+
+
+def w5_linearity() -> list:
+    rows = []
+    for n in (10_000, 100_000, 1_000_000):
+        step = workloads.w5_chain("chainrule", n)
+        with_gc = best(step, 1 if n == 1_000_000 else 3)
+        gc.disable()
+        try:
+            without_gc = best(step, 1 if n == 1_000_000 else 3)
+        finally:
+            gc.enable()
+        rows.append(f"{n:,} ops: {with_gc / n * 1e6:.2f} µs/op ({without_gc / n * 1e6:.2f} "
+                    "without GC)")
+    return [
+        "- **W5 linearity**: " + "; ".join(rows) + ". Without the collector the cost per op is "
+        "flat; what grows is the cyclic GC's full collections over the growing graph (see W1).",
     ]
 
 
@@ -184,7 +203,7 @@ def main() -> None:
              "",
              "Command: `python bench/gaps.py --write BENCHMARKS.md` (one thread, same machine).",
              ""]
-    lines += w1_gc() + w2_split() + gemm_gap()
+    lines += w1_gc() + w5_linearity() + w2_split() + gemm_gap()
     body = "\n".join(lines)
     print(body)
     if args.write:
