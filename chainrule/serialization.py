@@ -304,7 +304,12 @@ def _refuse_pickle(raw: bytes, where: str) -> None:
 
 def _parse(raw: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Validate and split a safetensors byte string into arrays and metadata."""
-    _refuse_pickle(raw, where)
+    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    looks_like_safetensors = 0 < n <= _MAX_HEADER and 8 + n <= len(raw) and raw[8:9] == b"{"
+    if not looks_like_safetensors:
+        # Name the pickle/zip formats only when the bytes are not a safetensors header: a
+        # header length of e.g. 640 begins with the same bytes as a pickle (0x80 0x02).
+        _refuse_pickle(raw, where)
     if len(raw) < 8:
         raise SerializationError(f"cr.load: {where} is truncated or not a safetensors file "
                                  f"({len(raw)} bytes)")
