@@ -569,9 +569,6 @@ def tensor_data(x):
     return x._data if isinstance(x, Tensor) else x
 
 
-def zeros_array(shape, np_dtype, like=None):
-    return np.zeros(shape, np_dtype)
-
 
 class _RemovableHandle:
     def __init__(self, hooks: list, hook) -> None:

@@ -175,14 +175,16 @@ class Function:
     # ---- running the backward (called by the engine) -----------------------------------------
     def _run_backward(self, grads: list, create_graph: bool) -> tuple:
         """Call the author's backward with Tensors; return raw arrays unless create_graph."""
-        from chainrule.tensor import Tensor, wrap, zeros_array
+        from chainrule import backend
 
+        given = next((g for g in grads if g is not None), None)
+        xp = backend.xp_of(given._data if isinstance(given, Tensor) else given) if (
+            given is not None) else backend.np  # zeros for unused outputs, on the same device
         tensors = []
         for g, meta in zip(grads, self._outs):
             if g is None:
                 if meta is not None and self._materialize_grads:
-                    g = zeros_array(meta[0], meta[1], like=None)
-                    tensors.append(wrap(g))
+                    tensors.append(wrap(xp.zeros(meta[0], meta[1])))
                 else:
                     tensors.append(None)
             else:
