@@ -16,7 +16,7 @@ __all__ = [
     "np", "is_tensor", "sum", "sum_to", "broadcast_to", "reshape", "astype", "exp", "log", "sign",
     "sin", "cos", "where", "expand_dims", "permute", "swapaxes", "flip", "cumsum", "roll",
     "zeros_like", "index_put", "gather", "scatter_add", "maximum", "abs", "sqrt", "tanh",
-    "concat", "pad_zeros", "tril", "triu", "diag", "diagonal_embed", "einsum",
+    "concat", "pad_zeros", "tril", "triu", "diag", "einsum",
 ]
 
 
@@ -213,10 +213,6 @@ def diag(a, k):
     if isinstance(a, Tensor):
         return a.diag(k)
     return np.diag(a, k)
-
-
-def diagonal_embed(a, k):
-    return diag(a, k)
 
 
 def einsum(eq, *ops):
