@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_scalar_tensor, to_scalar
+from chainrule.optim.optimizer import (
+    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+)
 
 __all__ = ["Adagrad"]
 
@@ -93,13 +95,7 @@ class Adagrad(Optimizer):
 
 def _update(d, g, s, t0, t1, clr, eps, weight_decay, maximize):
     """One Adagrad update on (blocks of) raw arrays, in PyTorch's order of operations."""
-    if weight_decay != 0:  # g ← ±g + wd·θ
-        np.multiply(d, weight_decay, out=t1)
-        (np.subtract if maximize else np.add)(t1, g, out=t1)
-        g = t1
-    elif maximize:
-        np.negative(g, out=t1)
-        g = t1
+    g = decayed_grad(d, g, t1, weight_decay, maximize)
     np.multiply(g, g, out=t0)
     np.add(s, t0, out=s)
     np.sqrt(s, out=t0)

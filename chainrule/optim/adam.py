@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_scalar_tensor, to_scalar
+from chainrule.optim.optimizer import (
+    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+)
 from chainrule.tensor import Tensor
 
 __all__ = ["Adam", "AdamW"]
@@ -150,16 +152,9 @@ class AdamW(Adam):
 def _update(d, g, m, v, vmax, t0, t1, lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
             step_size, bias_correction2_sqrt):
     """One Adam update on (blocks of) raw arrays, in PyTorch's order of operations."""
-    if weight_decay != 0:
-        if decoupled:
-            np.multiply(d, 1 - lr * weight_decay, out=d)
-        else:  # g ← ±g + wd·θ
-            np.multiply(d, weight_decay, out=t1)
-            (np.subtract if maximize else np.add)(t1, g, out=t1)
-            g = t1
-    if maximize and g is not t1:
-        np.negative(g, out=t1)
-        g = t1
+    if weight_decay != 0 and decoupled:  # AdamW shrinks θ itself
+        np.multiply(d, 1 - lr * weight_decay, out=d)
+    g = decayed_grad(d, g, t1, 0 if decoupled else weight_decay, maximize)
     lerp_(m, g, 1 - beta1, t0)
     np.multiply(v, beta2, out=v)
     np.multiply(g, 1 - beta2, out=t0)

@@ -27,6 +27,19 @@ _ndarray = np.ndarray
 _BLOCK = 1 << 16  # elements per block of an update (256 KiB of float32: stays in L2 cache)
 
 
+def decayed_grad(d, g, work, weight_decay: float, maximize: bool):
+    """The gradient an update uses, ``±g + wd·θ`` (PyTorch's coupled weight decay), written into
+    ``work`` when it differs from ``g``; returns ``g`` itself when there is nothing to do."""
+    if weight_decay != 0:
+        np.multiply(d, weight_decay, out=work)
+        (np.subtract if maximize else np.add)(work, g, out=work)
+        return work
+    if maximize:
+        np.negative(g, out=work)
+        return work
+    return g
+
+
 def _blocks(arrays: tuple, pool: tuple, n: int):
     flat = [None if a is None else a.reshape(-1) for a in arrays]
     t0, t1 = pool

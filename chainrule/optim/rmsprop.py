@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from chainrule.optim.adam import lerp_
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_scalar_tensor, to_scalar
+from chainrule.optim.optimizer import (
+    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+)
 
 __all__ = ["RMSprop"]
 
@@ -100,13 +102,7 @@ class RMSprop(Optimizer):
 
 def _update(d, g, v, ga, b, t0, t1, lr, alpha, eps, weight_decay, momentum, maximize):
     """One RMSprop update on (blocks of) raw arrays, in PyTorch's order of operations."""
-    if weight_decay != 0:  # g ← ±g + wd·θ
-        np.multiply(d, weight_decay, out=t1)
-        (np.subtract if maximize else np.add)(t1, g, out=t1)
-        g = t1
-    elif maximize:
-        np.negative(g, out=t1)
-        g = t1
+    g = decayed_grad(d, g, t1, weight_decay, maximize)
     np.multiply(v, alpha, out=v)
     np.multiply(g, 1 - alpha, out=t0)
     np.multiply(t0, g, out=t0)

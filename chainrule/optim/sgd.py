@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_scalar_tensor, to_scalar
+from chainrule.optim.optimizer import (
+    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+)
 
 __all__ = ["SGD"]
 
@@ -84,13 +86,7 @@ class SGD(Optimizer):
 
 def _update(d, g, b, t0, t1, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     """θ ← θ - lr·step on (blocks of) raw arrays, in PyTorch's order of operations."""
-    if weight_decay != 0:  # g ← ±g + wd·θ
-        np.multiply(d, weight_decay, out=t0)
-        (np.subtract if maximize else np.add)(t0, g, out=t0)
-        g = t0
-    elif maximize:
-        np.negative(g, out=t0)
-        g = t0
+    g = decayed_grad(d, g, t0, weight_decay, maximize)
     if b is not None:
         if first:
             np.copyto(b, g)
