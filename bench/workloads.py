@@ -184,17 +184,9 @@ def w3_mlp(lib: str, batch_size: int = 256):
             if i < len(weights) - 1:
                 layers.append(nn.ReLU())
         model = nn.Sequential(*layers)
-        opt = T.optim.SGD(model.parameters(), lr=0.01)
         xt, yt = T.tensor(x), T.tensor(y)
         loss_fn = nn.CrossEntropyLoss()
-
-        def step():
-            opt.zero_grad()
-            loss = loss_fn(model(xt), yt)
-            loss.backward()
-            opt.step()
-            return loss.item()
-        return step
+        return _sgd_step(T, model, lambda: loss_fn(model(xt), yt))
     if lib == "numpy":
         params = [[W.copy(), b.copy()] for W, b in weights]
         onehot = np.eye(10, dtype=np.float32)[y]
@@ -255,17 +247,9 @@ def w4_cnn(lib: str, batch_size: int = 32):
                                  [("c1w", "c1b"), ("c2w", "c2b"), ("fw", "fb")]):
             mod.weight.copy_(T.tensor(w[wk]))
             mod.bias.copy_(T.tensor(w[bk]))
-    opt = T.optim.SGD(model.parameters(), lr=0.01)
     xt, yt = T.tensor(x), T.tensor(y)
     loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(model(xt), yt)
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
+    return _sgd_step(T, model, lambda: loss_fn(model(xt), yt))
 
 
 # ---- W5: long chains of scalar ops ---------------------------------------------------------------
@@ -321,16 +305,7 @@ def w7_lstm(lib: str):
             p.copy_(T.tensor(rng.uniform(-0.088, 0.088, tuple(p.shape)).astype(np.float32)))
     x = T.tensor(rng.standard_normal((32, 32, 64)).astype(np.float32))
     target = T.tensor(rng.standard_normal((32, 32, 128)).astype(np.float32))
-    opt = T.optim.SGD(lstm.parameters(), lr=0.01)
-
-    def step():
-        opt.zero_grad()
-        out, _ = lstm(x)
-        loss = ((out - target) ** 2).mean()
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
+    return _sgd_step(T, lstm, lambda: ((lstm(x)[0] - target) ** 2).mean())
 
 
 def w7_transformer(lib: str):
@@ -360,11 +335,16 @@ def w7_transformer(lib: str):
             p.copy_(T.tensor(rng.uniform(-0.08, 0.08, tuple(p.shape)).astype(np.float32)))
     x = T.tensor(rng.standard_normal((16, 64, 128)).astype(np.float32))
     target = T.tensor(rng.standard_normal((16, 64, 128)).astype(np.float32))
-    opt = T.optim.SGD(block.parameters(), lr=0.01)
+    return _sgd_step(T, block, lambda: ((block(x) - target) ** 2).mean())
+
+
+def _sgd_step(T, model, compute_loss):
+    """One timed unit of the training workloads: zero_grad, loss, backward, SGD(lr=0.01) step."""
+    opt = T.optim.SGD(model.parameters(), lr=0.01)
 
     def step():
         opt.zero_grad()
-        loss = ((block(x) - target) ** 2).mean()
+        loss = compute_loss()
         loss.backward()
         opt.step()
         return loss.item()
