@@ -126,10 +126,8 @@ class Function:
     # ---- building the graph -------------------------------------------------------------------
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
-        from chainrule.tensor import Tensor, wrap
-
         ctx = cls.__new__(cls)
-        edges = _edges_of(args, Tensor) if state.grad_enabled else None
+        edges = _edges_of(args) if state.grad_enabled else None
         ctx._edges = edges or [None] * len(args)
         prev = state.grad_enabled
         state.grad_enabled = False
@@ -224,7 +222,7 @@ def _overrides_setup_context(cls) -> bool:
     return cls.setup_context is not Function.setup_context
 
 
-def _edges_of(args, Tensor) -> list | None:
+def _edges_of(args) -> list | None:
     """The graph edge of each argument; None when no argument needs a gradient."""
     edges = []
     found = False
@@ -239,9 +237,10 @@ def _edges_of(args, Tensor) -> list | None:
 
 
 def _note_creation(ctx: Function) -> None:
-    if state.scopes:
-        ctx.scope = state.scopes
-    if state.record_sites:
+    """The enclosing modules and, in the recording modes, the user's file:line."""
+    if state._scopes:
+        ctx.scope = state._scopes
+    if state._record_sites:
         ctx.site = caller_site()
 
 
@@ -264,26 +263,8 @@ class Op(Function):
         ctx = _new(cls)
         ctx._saved = ()
         ctx._edges = _NO_EDGES
-        edges = None
-        if state.grad_enabled and cls.differentiable:
-            arrays = []
-            edges = []
-            needed = False
-            for a in args:
-                if isinstance(a, Tensor):
-                    arrays.append(a._data)
-                    if a._requires_grad:
-                        fn = a._grad_fn
-                        edges.append(a if fn is None else (fn if a._nr == 0 else (fn, a._nr)))
-                        needed = True
-                        continue
-                else:
-                    arrays.append(a)
-                edges.append(None)
-            if not needed:
-                edges = None
-        else:
-            arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+        edges = _edges_of(args) if state.grad_enabled and cls.differentiable else None
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         if edges is None:
             out = cls.forward(ctx, *arrays)
             if type(out) is tuple:
@@ -373,8 +354,6 @@ class Op(Function):
 
     def _saved_as_tensor(self, value, src):
         """Rebuild a saved array as the graph-connected Tensor it was (for create_graph)."""
-        from chainrule.tensor import wrap
-
         if value is None or not hasattr(value, "dtype"):
             return value  # None or a Python scalar argument
         if src is None:
@@ -464,10 +443,7 @@ def _note_extras(ctx, out, arrays) -> None:
         check_forward(ctx, out, arrays)
     if state._record_inputs:
         ctx.inputs = tuple(arrays)
-    if state._scopes:
-        ctx.scope = state._scopes
-    if state._record_sites:
-        ctx.site = caller_site()
+    _note_creation(ctx)
 
 
 class AccumulateGrad:
