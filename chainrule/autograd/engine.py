@@ -160,11 +160,7 @@ def run_backward(
                         data = edge._data
                         if create_graph or g.shape != data.shape or g.dtype is not data.dtype:
                             g = _conform(g, data.shape, data.dtype, create_graph, node)
-                        entry = leaf_grads.get(id(edge))
-                        if entry is None:
-                            leaf_grads[id(edge)] = [edge, g]
-                        else:
-                            entry[1] = entry[1] + g
+                        _add_leaf(leaf_grads, edge, g)
                     continue
                 if g is not None:
                     outs = parent._outs
