@@ -60,12 +60,7 @@ class Tensor:
             dtype = _dt.get_default_dtype()
         if sizes or (isinstance(data, builtins.int) and not isinstance(data, builtins.bool)):
             data = np.zeros((data, *sizes), _dt.to_numpy_dtype(dtype or _dt.get_default_dtype()))
-        self._data = _to_array([] if data is None else data, dtype, None)
-        self._grad_fn = None
-        self._nr = 0
-        self._grad = None
-        self._hooks = None
-        self._requires_grad = False
+        init_leaf(self, _to_array([] if data is None else data, dtype, None))
         if requires_grad:
             self.requires_grad_(True)
 
@@ -280,7 +275,7 @@ class Tensor:
                 "protocol at the moment."
             )
         t = type(self).__new__(type(self))
-        _init(t, self._data.copy(), None, 0)
+        init_leaf(t, self._data.copy())
         t._requires_grad = self._requires_grad
         if self._grad is not None:
             t._grad = wrap(self._grad._data.copy())
@@ -540,11 +535,13 @@ class Tensor:
         return self.new_zeros(*size, dtype=dtype)
 
 
-def _init(t: Tensor, data, fn, nr: int) -> None:
+def init_leaf(t: Tensor, data) -> None:
+    """Fill a new (sub)class instance's slots as a leaf around ``data``; ``wrap`` below is the
+    same for plain Tensors, kept separate because it runs once per op."""
     t._data = data
-    t._grad_fn = fn
-    t._nr = nr
-    t._requires_grad = fn is not None
+    t._grad_fn = None
+    t._nr = 0
+    t._requires_grad = False
     t._grad = None
     t._hooks = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule.tensor import Tensor
+from chainrule.tensor import Tensor, init_leaf
 
 __all__ = ["Parameter", "Buffer"]
 
@@ -25,12 +25,7 @@ class Parameter(Tensor):
             arr = data._data  # shares memory, like torch.nn.Parameter(t)
         else:
             arr = _to_array(data, None, None)
-        self._data = arr
-        self._grad_fn = None
-        self._nr = 0
-        self._grad = None
-        self._hooks = None
-        self._requires_grad = False
+        init_leaf(self, arr)
         if requires_grad:
             self.requires_grad_(True)
 
