@@ -23,8 +23,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
 
-START, END = "<!-- anomaly:start -->", "<!-- anomaly:end -->"
+START, END = sections.markers("anomaly")
 BATCH, SIZES = 64, (64, 128, 128, 10)
 REPEATS = [5]
 
@@ -132,22 +134,7 @@ def table(rows) -> str:
 
 def write_section(path: str, body: str) -> None:
     """Replace only the text between the anomaly markers (append the markers if missing)."""
-    text = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    block = f"{START}\n{body}\n{END}"
-    if START in text and END in text and text.index(START) < text.index(END):
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text + ("\n" if text and not text.endswith("\n") else "") + (
-            "\n" if text else "") + block + "\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    sections.write_section(path, "anomaly", body)
 
 
 def main(argv: list[str] | None = None) -> int:

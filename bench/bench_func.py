@@ -29,9 +29,11 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 import chainrule as cr  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
 from chainrule import func as F  # noqa: E402
 
-START, END = "<!-- func:start -->", "<!-- func:end -->"
 SIZES = (8, 32, 24, 1)  # 1105 parameters
 
 
@@ -188,15 +190,7 @@ def run(repeats: int) -> str:
 
 def write_section(path: str, body: str) -> None:
     """Replace the text between the func markers in ``path`` (append them if missing)."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{START}\n{body}\n{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    sections.write_section(path, "func", body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 
 import workloads  # noqa: E402
 
-START, END = "<!-- gaps:start -->", "<!-- gaps:end -->"
 
 
 def best(step, repeats):
@@ -207,17 +206,9 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if args.write:
-        text = open(args.write).read()
-        block = f"{START}\n{body}\n{END}"
-        if START in text and END in text:
-            text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-        else:
-            anchor = "<!-- core:end -->"
-            i = text.index(anchor) + len(anchor) if anchor in text else len(text)
-            text = text[:i] + "\n\n" + block + text[i:]
-        with open(args.write + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(args.write + ".tmp", args.write)
+        import sections
+
+        sections.write_section(args.write, "gaps", body, after=sections.markers("core")[1])
 
 
 if __name__ == "__main__":

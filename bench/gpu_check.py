@@ -120,15 +120,10 @@ def main() -> int:
             "ratio | goal | met |\n|---|---|---|---|---|---|\n" + "\n".join(rows))
     print(body)
     if args.write:
-        path = args.write
-        text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-        start, end = "<!-- gpu:start -->", "<!-- gpu:end -->"
-        block = f"{start}\n{body}\n{end}"
-        if start in text and end in text:
-            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        open(path, "w").write(text)
+        sys.path.insert(0, HERE)
+        import sections
+
+        sections.write_section(args.write, "gpu", body)
     return 0
 
 

@@ -153,17 +153,6 @@ def table(results: dict, workloads: list, libs: list) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: str, body: str) -> None:
-    start, end = "<!-- core:start -->", "<!-- core:end -->"
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def main() -> None:
@@ -189,7 +178,10 @@ def main() -> None:
     )
     print(body)
     if args.write:
-        write_section(args.write, body)
+        sys.path.insert(0, HERE)
+        import sections
+
+        sections.write_section(args.write, "core", body)
 
 
 if __name__ == "__main__":
