@@ -128,16 +128,21 @@ def result_type(*operands):
     dim_t = zero_t = None
     scalar_cat = -1
     for x in operands:
-        if isinstance(x, builtins.bool):
+        if isinstance(x, (np.ndarray, np.generic)) or hasattr(x, "__cuda_array_interface__"):
+            # tensor data; a 0-d op result is a NumPy scalar (np.float64 is a Python float
+            # subclass, but here it is a zero-dim tensor, not a weak Python number)
+            if x.ndim == 0:
+                zero_t = x.dtype if zero_t is None else _promote_np(zero_t, x.dtype)
+            else:
+                dim_t = x.dtype if dim_t is None else _promote_np(dim_t, x.dtype)
+        elif isinstance(x, builtins.bool):
             scalar_cat = max(scalar_cat, 0)
         elif isinstance(x, builtins.int):
             scalar_cat = max(scalar_cat, 1)
         elif isinstance(x, builtins.float):
             scalar_cat = max(scalar_cat, 2)
-        elif getattr(x, "ndim", 0) == 0:
-            zero_t = x.dtype if zero_t is None else _promote_np(zero_t, x.dtype)
         else:
-            dim_t = x.dtype if dim_t is None else _promote_np(dim_t, x.dtype)
+            raise TypeError(f"result_type: unsupported operand {type(x).__name__}")
     result = dim_t
     if zero_t is not None:
         if result is None or _category_of_np(zero_t) > _category_of_np(result):

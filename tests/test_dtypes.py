@@ -112,6 +112,26 @@ def test_add_result_dtype_matches_torch(a, b) -> None:
     assert got.name == str(expected).removeprefix("torch.")
 
 
+def test_zero_dim_op_results_promote_as_zero_dim_tensors() -> None:
+    """A 0-d op result holds a NumPy scalar; it must still promote as a 0-d tensor (float64
+    wins over int32), not as a weak Python float (which would give float32)."""
+    zero_dim = cr.tensor(2.0, dtype=cr.float64) * 1.0
+    assert not isinstance(zero_dim._data, np.ndarray)
+    assert (zero_dim + cr.tensor([1, 2], dtype=cr.int32)).dtype == cr.float64
+    assert cr.where(cr.tensor([True, False]), 0.0, zero_dim).dtype == cr.float64
+
+
+@pytest.mark.parametrize("a,b", PROMOTION_CASES, ids=str)
+def test_where_result_dtype_and_values_match_torch(a, b) -> None:
+    """where promotes its two branches like any binary op (a bool tensor with 5 gives int64)."""
+    torch = pytest.importorskip("torch")
+    cond = [True, False]
+    expected = torch.where(torch.tensor(cond), _torch_value(torch, *a), _torch_value(torch, *b))
+    got = cr.where(cr.tensor(cond), _cr_value(*a), _cr_value(*b))
+    assert got.dtype.name == str(expected.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
 @pytest.mark.parametrize("a,b", [("int64", "int64"), ("int32", "int64"), ("bool", "int64"),
                                  ("int64", "float16"), ("float16", "float64")])
 def test_true_division_dtype_matches_torch(a, b) -> None:

@@ -470,21 +470,9 @@ def where(condition, input=None, other=None) -> Tensor:
         input = as_tensor(input)
     a = _as_operand(input, "where")
     b = _as_operand(other, "where")
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and a._data.dtype != b._data.dtype:
-        target = _dt.result_type(a._data, b._data)
-        a, b = _cast(a, target), _cast(b, target)
-    elif not isinstance(b, Tensor) and isinstance(a, Tensor) and a._data.dtype.kind != "f" and (
-        isinstance(b, builtins.float)
-    ):
-        a = _cast(a, _dt.get_default_dtype().np)
-    elif not isinstance(a, Tensor) and isinstance(b, Tensor) and b._data.dtype.kind != "f" and (
-        isinstance(a, builtins.float)
-    ):
-        b = _cast(b, _dt.get_default_dtype().np)
-    if isinstance(a, Tensor) and not isinstance(b, Tensor):
-        b = a._data.dtype.type(b)
-    elif isinstance(b, Tensor) and not isinstance(a, Tensor):
-        a = b._data.dtype.type(a)
+    target = _dt.result_type(_raw(a), _raw(b))  # PyTorch's promotion, scalars included
+    a = _cast(a, target) if isinstance(a, Tensor) else target.type(a)
+    b = _cast(b, target) if isinstance(b, Tensor) else target.type(b)
     try:
         return Where.apply(np.asarray(cond, dtype=bool), a, b)
     except ValueError as e:
