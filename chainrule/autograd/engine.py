@@ -86,7 +86,9 @@ def run_backward(
             deps[n] = 0
             todo.append(n)
     while todo:
-        for e in todo.pop()._edges:
+        node = todo.pop()
+        k = node._nin
+        for e in (node._e0,) if k == 1 else (node._e0, node._e1) if k == 2 else node._edges:
             if e is None:
                 continue
             parent = e[0] if type(e) is tuple else e
@@ -119,11 +121,12 @@ def run_backward(
         while ready:
             node = pop_ready()
             grad = pop_buffer(node, None)
-            edges = node._edges
+            k = node._nin
+            edges = (node._e0,) if k == 1 else (node._e0, node._e1) if k == 2 else node._edges
             if grad is None or (needed is not None and node not in needed):
                 input_grads = no_grads  # nothing flows: just release the parents
             else:
-                single = len(node._outs) == 1
+                single = node._shape is not None or len(node._outs) == 1
                 if node._hooks or capture:
                     grads = _node_hooks(node, [grad] if single else grad, capture, captured,
                                         create_graph)
@@ -163,11 +166,15 @@ def run_backward(
                         _add_leaf(leaf_grads, edge, g)
                     continue
                 if g is not None:
-                    outs = parent._outs
-                    shape, dtype = outs[nr]
+                    shape = parent._shape
+                    one_output = shape is not None
+                    if one_output:
+                        dtype = parent._dtype
+                    else:
+                        shape, dtype = parent._outs[nr]
                     if create_graph or g.shape != shape or g.dtype is not dtype:
                         g = _conform(g, shape, dtype, create_graph, node)
-                    if len(outs) == 1:
+                    if one_output:
                         old = get_buffer(parent)
                         buffers[parent] = g if old is None else old + g
                     else:

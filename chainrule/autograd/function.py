@@ -48,6 +48,8 @@ class Function:
     # Graph-node state, filled in by apply(); class attributes are the defaults.
     _edges: list = ()        # per input: None | leaf Tensor | node | (node, output_nr)
     _outs: tuple = ()        # per output: (shape, numpy dtype)
+    _nin = 0                 # the engine reads _edges (Op keeps one or two edges in slots)
+    _shape = None            # the engine reads _outs (Op keeps one output's meta in slots)
     _saved: tuple | None = ()     # None once freed by a backward without retain_graph
     _hooks: dict | None = None    # output_nr -> [hook, ...]  (Tensor.register_hook on non-leaves)
     _retained: dict | None = None  # output_nr -> weakref of the Tensor that retains its grad
@@ -253,16 +255,48 @@ class Op(Function):
     (masks, indices), which lets the engine rebuild them as graph-connected Tensors.
     """
 
-    # Slots for what every recorded gate sets (no per-node dict unless a gate stores extras):
+    # Slots for what every recorded gate sets, and no container objects of its own: Python's
+    # cyclic GC walks every container alive, and a big scalar graph is mostly gates. So the
+    # edges of a one- or two-input gate live in _e0/_e1 (_nin says how many; 0: the tuple in
+    # _en), a one-output gate's (shape, dtype) in _shape/_dtype (None: the tuple in _metas).
     # _saved_from is, per saved value, its input index, -1 for the output, None for a constant.
-    __slots__ = ("_edges", "_saved", "_saved_from", "_outs")
+    __slots__ = ("_e0", "_e1", "_nin", "_en", "_saved", "_saved_from", "_shape", "_dtype",
+                 "_metas")
     _as_tensors = False
+
+    @property
+    def _edges(self) -> tuple:
+        n = self._nin
+        return (self._e0,) if n == 1 else (self._e0, self._e1) if n == 2 else self._en
+
+    @_edges.setter
+    def _edges(self, edges) -> None:
+        n = len(edges)
+        self._nin = n if n in (1, 2) else 0
+        if n == 1:
+            self._e0 = edges[0]
+        elif n == 2:
+            self._e0, self._e1 = edges
+        else:
+            self._en = tuple(edges)
+
+    @property
+    def _outs(self) -> tuple:
+        shape = self._shape
+        return ((shape, self._dtype),) if shape is not None else self._metas
+
+    @_outs.setter
+    def _outs(self, metas) -> None:
+        if len(metas) == 1:
+            self._shape, self._dtype = metas[0]
+        else:
+            self._shape, self._metas = None, tuple(metas)
 
     @classmethod
     def apply(cls, *args: Any) -> Any:
         ctx = _new(cls)
         ctx._saved = ()
-        ctx._edges = _NO_EDGES
+        ctx._nin, ctx._en = 0, _NO_EDGES
         edges = _edges_of(args) if state.grad_enabled and cls.differentiable else None
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         if edges is None:
@@ -279,7 +313,7 @@ class Op(Function):
             return _finish_one(ctx, out, arrays)
         if state.extras:
             _note_extras(ctx, out, arrays)
-        ctx._outs = tuple((o.shape, o.dtype) for o in out)
+        ctx._shape, ctx._metas = None, tuple((o.shape, o.dtype) for o in out)
         nd = ctx._non_differentiable
         return tuple(
             wrap(o) if nr in nd or o.dtype.kind != "f" else wrap(o, ctx, nr)
@@ -296,7 +330,8 @@ class Op(Function):
         if not (x._requires_grad and state.grad_enabled):
             return wrap(cls.forward(ctx, data))
         fn = x._grad_fn
-        ctx._edges = (x if fn is None else (fn if x._nr == 0 else (fn, x._nr)),)
+        ctx._e0 = x if fn is None else (fn if x._nr == 0 else (fn, x._nr))
+        ctx._nin = 1
         out = cls.forward(ctx, data)
         saved = ctx._saved
         if saved:
@@ -328,7 +363,7 @@ class Op(Function):
             ea = a if fn is None else (fn if a._nr == 0 else (fn, a._nr))
         if (ea is None and eb is None) or not state.grad_enabled:
             return wrap(cls.forward(ctx, da, db))
-        ctx._edges = (ea, eb)
+        ctx._e0, ctx._e1, ctx._nin = ea, eb, 2
         out = cls.forward(ctx, da, db)
         saved = ctx._saved
         if saved:
@@ -414,7 +449,7 @@ def _finish_one(ctx, out, arrays) -> Tensor:
     if state.extras:
         _note_extras(ctx, out, arrays)
     dtype = out.dtype
-    ctx._outs = ((out.shape, dtype),)
+    ctx._shape, ctx._dtype = out.shape, dtype
     if dtype.kind != "f":
         return wrap(out)
     t = _new(Tensor)
