@@ -74,32 +74,79 @@ class LeakyRelu(Op):
         return either.where(x > 0, g, g * ctx.slope), None
 
 
+# 1 - Φ(a) = φ(a)·(b₁t + … + b₅t⁵), t = 1/(1 + p·a), a ≥ 0 (Abramowitz & Stegun 26.2.17,
+# |error| < 7.5e-8): float32 GELU without erf, its derivative from the same φ and t.
+_PHI_P = 0.2316419
+_PHI_B = (1.330274429, -1.821255978, 1.781477937, -0.356563782, 0.319381530)  # b₅, …, b₁
+
+
+def _gelu_float32(x, with_grad: bool) -> tuple:
+    """y = x·Φ(x) and, if ``with_grad``, dy/dx = Φ(x) + x·φ(x), for a float32 array: in-place
+    ufuncs on cache-sized blocks (about 25 calls per block), no full-size temporaries."""
+    y = np.empty_like(x)
+    dydx = np.empty_like(x) if with_grad else None
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+    flat_d = dydx.reshape(-1) if with_grad else None
+    block = max(1, min(32768, flat_x.size))
+    a, pdf, t, q = (np.empty(block, np.float32) for _ in range(4))
+    sign = np.empty(block, np.uint32)
+    for i in range(0, flat_x.size, block):
+        xb = flat_x[i:i + block]
+        if xb.size < block:
+            a, pdf, t, q, sign = (v[:xb.size] for v in (a, pdf, t, q, sign))
+        np.abs(xb, out=a)
+        np.multiply(a, a, out=pdf)
+        pdf *= -0.5
+        np.exp(pdf, out=pdf)
+        pdf *= _INV_SQRT_2PI  # φ(x)
+        np.multiply(a, _PHI_P, out=t)
+        t += 1.0
+        np.divide(1.0, t, out=t)
+        np.multiply(t, _PHI_B[0], out=q)
+        for b in _PHI_B[1:]:
+            q += b
+            q *= t
+        q *= pdf  # Φ(-|x|)
+        # Φ(x) = 1/2 + sign(x)·(1/2 - Φ(-|x|)): x's sign bit ORed in (np.copysign is 5× slower)
+        np.subtract(0.5, q, out=q)
+        np.bitwise_and(xb.view(np.uint32), 0x80000000, out=sign)
+        np.bitwise_or(q.view(np.uint32), sign, out=q.view(np.uint32))
+        q += 0.5
+        np.multiply(xb, q, out=flat_y[i:i + block])
+        if with_grad:
+            db = flat_d[i:i + block]
+            np.multiply(xb, pdf, out=db)
+            db += q
+    return y, dydx
+
+
 class Gelu(Op):
     """y = x·Φ(x);  dy/dx = Φ(x) + x·φ(x)  (Φ, φ: the standard normal cdf and pdf)"""
 
     @staticmethod
     def forward(ctx, x):
-        cdf = _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)
-        cdf += 1
-        cdf *= 0.5
-        ctx.save_for_backward(x, cdf)  # cdf: a constant, recomputed under create_graph
-        return x * cdf
+        with_grad = bool(ctx._edges)
+        if x.dtype == np.float32:
+            y, dydx = _gelu_float32(x, with_grad)
+        else:
+            cdf = _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)
+            cdf += 1
+            cdf *= 0.5
+            y = x * cdf
+            if with_grad:
+                dydx = cdf + x * np.exp(x * x * -0.5) * _INV_SQRT_2PI
+        if with_grad:
+            ctx.save_for_backward(x, dydx)  # dydx: a constant, recomputed under create_graph
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        x, cdf = ctx.saved_tensors
+        x, dydx = ctx.saved_tensors
         if either.is_tensor(x):
             cdf = ((x * _SQRT1_2).erf() + 1) * 0.5
             pdf = either.exp(x * x * -0.5) * _INV_SQRT_2PI
             return g * (cdf + x * pdf)
-        local = x * x  # the same formula on raw arrays, in place: one temporary, not six
-        local *= -0.5
-        np.exp(local, out=local)
-        local *= _INV_SQRT_2PI
-        local *= x
-        local += cdf
-        local *= g
-        return local
+        return g * dydx
 
 
 class Silu(Op):
