@@ -151,6 +151,36 @@ def test_multihead_attention_matches_torch(ctor, call, L, S, N, unbatched):
         np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("ctor, call, shape", [
+    ({}, {}, (4, 2, 6)),
+    ({"batch_first": True}, {"need_weights": False}, (2, 4, 6)),
+    ({"batch_first": True, "add_bias_kv": True, "add_zero_attn": True}, {}, (2, 4, 6)),
+    ({"add_bias_kv": True}, {"key_padding_mask": np.array([[False] * 3 + [True]] * 2)},
+     (4, 2, 6)),
+    ({"batch_first": True}, {}, (4, 6)),
+], ids=["seq_first", "batch_first", "bias_kv_zero_attn", "bias_kv_seq_first", "unbatched"])
+def test_multihead_self_attention_matches_torch(ctor, call, shape):
+    # query is key is value: one packed in-projection GEMM, split into q, k, v
+    torch = pytest.importorskip("torch")
+    ctor = {"embed_dim": 6, "num_heads": 2, **ctor}
+    cm = MultiheadAttention(**ctor, dtype=cr.float64)
+    tm = torch.nn.MultiheadAttention(**ctor, dtype=torch.float64)
+    for p, tp in zip(cm.parameters(), tm.parameters()):
+        tp.data = torch.tensor(p.detach().numpy())
+    x, tx = _pair(RNG.standard_normal(shape))
+    out, w = cm(x, x, x, **_kw(call, cr))
+    tout, tw = tm(tx, tx, tx, **_kw(call, torch))
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), atol=1e-12)
+    if tw is not None:
+        np.testing.assert_allclose(w.detach().numpy(), tw.detach().numpy(), atol=1e-12)
+    g = RNG.standard_normal(tuple(tout.shape))
+    (out * cr.tensor(g)).sum().backward()
+    (tout * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), atol=1e-12)
+    for (name, p), tp in zip(cm.named_parameters(), tm.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), atol=1e-12, err_msg=name)
+
+
 def test_multihead_attention_init_and_layout():
     cr.manual_seed(0)
     m = MultiheadAttention(8, 2)

@@ -119,25 +119,27 @@ class MultiheadAttention(Module):
                 raise TypeError(f"MultiheadAttention: {name} must be a Tensor, got "
                                 f"{type(t).__name__}")
         batched = query.ndim == 3
+        packed = self._qkv_same_embed_dim and query is key and key is value  # self-attention
         if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
             raise AssertionError(
                 f"MultiheadAttention: query, key and value must all be 2-D (unbatched) or 3-D "
                 f"(batched), but got query {list(query.shape)}, key {list(key.shape)} and value "
                 f"{list(value.shape)}"
             )
-        if batched and self.batch_first:
-            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        # Work in the caller's layout (no transposed copies): b is the batch axis, 1 - b the
+        # sequence axis; an unbatched input gets a batch axis in front.
+        b = 0 if self.batch_first or not batched else 1
         if not batched:
-            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+            query, key, value = (t.unsqueeze(0) for t in (query, key, value))
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
-        L, N, E = query.shape
-        S = key.shape[0]
+        N, L, E = query.shape[b], query.shape[1 - b], query.shape[2]
+        S = key.shape[1 - b]
         H, hd = self.num_heads, self.head_dim
         if E != self.embed_dim:
             raise AssertionError(f"MultiheadAttention: was expecting embedding dimension of "
                                  f"{self.embed_dim}, but got {E} (query {list(query.shape)})")
-        if key.shape[:2] != value.shape[:2] or key.shape[1] != N:
+        if key.shape[:2] != value.shape[:2] or key.shape[b] != N:
             raise AssertionError(
                 f"MultiheadAttention: key and value must have the same sequence length and batch "
                 f"size as each other and the query's batch size, but got query "
@@ -173,19 +175,25 @@ class MultiheadAttention(Module):
             raise AssertionError(f"expecting key_padding_mask shape of {(N, S)}, but got "
                                  f"{list(key_padding_mask.shape)}")
 
-        (wq, wk, wv), (bq, bk, bv) = self._projections()
-        q = F.linear(query, wq, bq)
-        k = F.linear(key, wk, bk)
-        v = F.linear(value, wv, bv)
+        if packed:  # one GEMM for q, k and v
+            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).split(E, -1)
+        else:
+            (wq, wk, wv), (bq, bk, bv) = self._projections()
+            q = F.linear(query, wq, bq)
+            k = F.linear(key, wk, bk)
+            v = F.linear(value, wv, bv)
         extra_cols = 0
         if self.bias_k is not None and self.bias_v is not None:
-            k = cat([k, self.bias_k.expand(1, N, E)], 0)
-            v = cat([v, self.bias_v.expand(1, N, E)], 0)
+            one = (N, 1, E) if b == 0 else (1, N, E)
+            k = cat([k, self.bias_k.expand(*one)], 1 - b)
+            v = cat([v, self.bias_v.expand(*one)], 1 - b)
             extra_cols += 1
-        # (L, N, E) -> (N, H, L, hd)
-        q = q.reshape(L, N, H, hd).permute(1, 2, 0, 3)
-        k = k.reshape(k.shape[0], N, H, hd).permute(1, 2, 0, 3)
-        v = v.reshape(v.shape[0], N, H, hd).permute(1, 2, 0, 3)
+
+        def heads(t: Tensor) -> Tensor:  # (N, S, E) or (S, N, E) -> (N, H, S, hd)
+            t = t.reshape(*t.shape[:2], H, hd)
+            return t.permute(0, 2, 1, 3) if b == 0 else t.permute(1, 2, 0, 3)
+
+        q, k, v = heads(q), heads(k), heads(v)
         if self.add_zero_attn:
             z = zeros(N, H, 1, hd, dtype=dtype, device=q.device)
             k = cat([k, z], 2)
@@ -209,14 +217,15 @@ class MultiheadAttention(Module):
         else:
             weights = None
             out = scaled_dot_product_attention(q, k, v, mask, dropout_p)
-        out = out.permute(2, 0, 1, 3).reshape(L, N, E)
+        if b == 0:
+            out = out.permute(0, 2, 1, 3).reshape(N, L, E)
+        else:
+            out = out.permute(2, 0, 1, 3).reshape(L, N, E)
         out = self.out_proj(out)
         if weights is not None and average_attn_weights:
             weights = weights.mean(1)
         if not batched:
-            out = out.squeeze(1)
+            out = out.squeeze(0)
             if weights is not None:
                 weights = weights.squeeze(0)
-        elif self.batch_first:
-            out = out.transpose(0, 1)
         return out, weights
