@@ -75,6 +75,29 @@ def test_sdpa_gradcheck_and_gradgradcheck():
     assert gradcheck(lambda q, k, v: sdpa(q, k, v, is_causal=True, scale=0.7), (q, k, v))
 
 
+def test_sdpa_fused_gate_mask_grad_broadcast_and_float32():
+    # the fused gate: a float mask that needs a gradient, key/value broadcast over the batch
+    torch = pytest.importorskip("torch")
+    arrays = [RNG.standard_normal(s) for s in [(2, 3, 4, 5), (3, 6, 5), (1, 3, 6, 7), (4, 6)]]
+    arrays[3][1, :] = -np.inf  # a query that may attend nowhere
+    for dtype, atol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        pairs = [_pair(a.astype(dtype)) for a in arrays]
+        y = sdpa(*[c for c, _ in pairs[:3]], attn_mask=pairs[3][0])
+        assert type(y.grad_fn).__name__ == "Attention"
+        ty = torch.nn.functional.scaled_dot_product_attention(*[t for _, t in pairs[:3]],
+                                                              attn_mask=pairs[3][1])
+        np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), atol=atol)
+        g = RNG.standard_normal(tuple(ty.shape)).astype(dtype)
+        (y * cr.tensor(g)).sum().backward()
+        (ty * torch.tensor(g)).sum().backward()
+        for c, t in pairs:
+            np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), atol=atol)
+    q, k, v, m = (cr.tensor(RNG.standard_normal(s), requires_grad=True)
+                  for s in [(2, 3, 2), (4, 2), (4, 3), (3, 4)])
+    assert gradcheck(lambda *a: sdpa(*a[:3], attn_mask=a[3], scale=0.6), (q, k, v, m))
+    assert gradgradcheck(lambda *a: sdpa(*a[:3], attn_mask=a[3]), (q, k, v, m))
+
+
 def test_sdpa_dropout_is_inverted_and_random():
     cr.manual_seed(0)
     q = cr.randn(1, 8, 4)

@@ -1,7 +1,8 @@
 """Scaled dot-product attention: softmax(Q Kᵀ · scale + mask) V (PyTorch's semantics).
 
-Written with ordinary differentiable ops (matmul, masked_fill, softmax), so gradients of any
-order come from the engine.
+One fused gate (``Attention``) without dropout; with dropout, ordinary differentiable ops
+(matmul, softmax, dropout). Under ``create_graph`` the gate's backward recomputes the weights
+with those ops, so gradients of any order come from the engine.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import math
 
 import numpy as np
 
+from chainrule.autograd.function import Op
+from chainrule.ops import either
 from chainrule.ops.reduce import softmax
 from chainrule.tensor import Tensor, wrap
 
@@ -68,31 +71,101 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
     L, S = q_shape[-2], k_shape[-2]
     if scale is None:
         scale = 1.0 / math.sqrt(q_shape[-1])
-    scores = (query @ key.transpose(-2, -1)) * float(scale)
+    mask = None  # additive: 0 where a query may attend, -inf where not
     if is_causal:
-        allowed = np.tril(np.ones((L, S), dtype=bool))
-        scores = scores.masked_fill(wrap(~allowed), -math.inf)
+        mask = wrap(np.where(np.tril(np.ones((L, S), dtype=bool)), 0.0, -np.inf)
+                    .astype(query._data.dtype))
     elif attn_mask is not None:
         mask = attn_mask if isinstance(attn_mask, Tensor) else wrap(np.asarray(attn_mask))
+        if mask._data.dtype == np.bool_:
+            mask = wrap(np.where(mask._data, 0.0, -np.inf).astype(query._data.dtype))
         try:
-            if mask._data.dtype == np.bool_:
-                scores = scores.masked_fill(~mask, -math.inf)
-            else:
-                scores = scores + mask
-        except RuntimeError as err:
+            scores_shape = np.broadcast_shapes(q_shape[:-2], k_shape[:-2]) + (L, S)
+            np.broadcast_shapes(tuple(mask.shape), scores_shape)
+        except ValueError:
             raise RuntimeError(
                 f"scaled_dot_product_attention: attn_mask of size {list(mask.shape)} does not "
-                f"broadcast to the attention scores of size {list(scores.shape)}"
-            ) from err
-    # Rows that may attend nowhere get all-zero weights (PyTorch's "safe softmax"), not NaN.
-    dead = np.all(np.isneginf(scores._data), axis=-1, keepdims=True)
-    if dead.any():
-        dead_t = wrap(dead)
-        weights = softmax(scores.masked_fill(dead_t, 0.0), -1).masked_fill(dead_t, 0.0)
-    else:
-        weights = softmax(scores, -1)
+                f"broadcast to the attention scores of size {list(scores_shape)}"
+            ) from None
+    if dropout_p == 0.0 and _fusable(query, key, value, mask):
+        return Attention.apply(query, key, value, mask, float(scale))
+    weights = _weights(query, key, mask, float(scale))
     if dropout_p > 0.0:
         from chainrule.nn.functional import dropout
 
         weights = dropout(weights, dropout_p, True)
     return weights @ value
+
+
+def _weights(query: Tensor, key: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """softmax(Q Kᵀ · scale + mask) over the keys, from differentiable ops."""
+    scores = (query @ key.transpose(-2, -1)) * scale
+    if mask is not None:
+        scores = scores + mask
+    # Rows that may attend nowhere get all-zero weights (PyTorch's "safe softmax"), not NaN.
+    dead = np.all(np.isneginf(scores._data), axis=-1, keepdims=True)
+    if dead.any():
+        dead_t = wrap(dead)
+        return softmax(scores.masked_fill(dead_t, 0.0), -1).masked_fill(dead_t, 0.0)
+    return softmax(scores, -1)
+
+
+def _fusable(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None) -> bool:
+    dtype = query._data.dtype
+    if key._data.dtype != dtype or value._data.dtype != dtype or 0 in query.shape[-2:]:
+        return False
+    if key.shape[-2] == 0 or (mask is not None and (mask._data.dtype != dtype or mask.ndim < 2)):
+        return False
+    try:
+        np.broadcast_shapes(tuple(query.shape[:-2]), tuple(key.shape[:-2]),
+                            tuple(value.shape[:-2]))
+    except ValueError:
+        return False  # the composition raises matmul's error
+    return True
+
+
+class Attention(Op):
+    """y = W V with W = softmax(scale·Q Kᵀ + M) over the keys;  dV = Wᵀ g,
+    dM = W ⊙ (g Vᵀ - Σ_keys W ⊙ g Vᵀ),  dQ = scale·dM K,  dK = scale·dMᵀ Q"""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale):
+        # W is kept key-major, as Wᵀ (..., S, L): NumPy reduces over axis -2 with vector ops but
+        # over a short last axis one row at a time (4× slower).
+        wt = k @ np.swapaxes(q, -1, -2)
+        wt *= scale
+        if mask is not None:
+            wt = wt + np.swapaxes(mask, -1, -2)
+        top = wt.max(-2, keepdims=True)
+        if mask is not None:  # queries that may attend nowhere get zero weights, not NaN
+            dead = np.isneginf(top)
+            top[dead] = 0.0
+        wt -= top
+        np.exp(wt, out=wt)
+        total = wt.sum(-2, keepdims=True)
+        if mask is not None:
+            total[dead] = 1.0
+        wt /= total
+        ctx.save_for_backward(q, k, v, mask, wt)  # wt: a constant, recomputed under create_graph
+        ctx.scale = scale
+        return np.swapaxes(wt, -1, -2) @ v
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, mask, wt = ctx.saved_tensors
+        scale = ctx.scale
+        if either.is_tensor(q):
+            wt = either.swapaxes(_weights(q, k, mask, scale), -1, -2)
+        edges = ctx._edges
+        gv = wt @ g if edges[2] is not None else None
+        dm = v @ either.swapaxes(g, -1, -2)  # (g Vᵀ)ᵀ
+        if either.is_tensor(dm):
+            dm = wt * (dm - either.sum(dm * wt, -2, True))
+        else:  # the same, in place
+            dm -= (dm * wt).sum(-2, keepdims=True)
+            dm *= wt
+        gmask = either.swapaxes(dm, -1, -2) if edges[3] is not None else None
+        dm = dm * scale
+        gq = either.swapaxes(dm, -1, -2) @ k if edges[0] is not None else None
+        gk = dm @ q if edges[1] is not None else None
+        return gq, gk, gv, gmask, None
