@@ -553,14 +553,15 @@ class LayerNorm(Op):
         n = 1
         for a in axes:
             n *= x.shape[a]
-        mean = x.mean(axis=axes, keepdims=True)
-        xc = x - mean
-        var = np.einsum("...i,...i->...", xc.reshape(x.shape[: x.ndim - k] + (n,)),
-                        xc.reshape(x.shape[: x.ndim - k] + (n,)))
-        var = var.reshape(mean.shape) * x.dtype.type(1.0 / n)
+        # One row per normalized group; row means as matrix-vector products and row sums of
+        # squares by einsum: NumPy's reductions over a short last axis go row by row.
+        x2 = x.reshape(-1, n)
+        xhat = x2 - (x2 @ np.full(n, 1.0 / max(n, 1), x.dtype))[:, None]
+        var = np.einsum("ij,ij->i", xhat, xhat) * x.dtype.type(1.0 / max(n, 1))
         rstd = 1 / np.sqrt(var + x.dtype.type(eps))
-        xhat = xc
-        xhat *= rstd
+        xhat *= rstd[:, None]
+        xhat = xhat.reshape(x.shape)
+        rstd = rstd.reshape(x.shape[: x.ndim - k] + (1,) * k)
         ctx.save_for_backward(x, w, xhat, rstd)  # x̂, 1/σ: constants, recomputed under create_graph
         ctx.axes, ctx.eps = axes, eps
         y = xhat * w if w is not None else xhat.copy()
@@ -575,6 +576,9 @@ class LayerNorm(Op):
         if either.is_tensor(x):
             xhat, rstd = _ln_stats(x, axes, ctx.eps)
         lead = tuple(range(len(x.shape) - len(axes)))
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
         edges = ctx._edges
         gx = gw = gb = None
         if edges[1] is not None:
@@ -582,13 +586,20 @@ class LayerNorm(Op):
         if edges[2] is not None:
             gb = either.sum(g, lead) if lead else g
         if edges[0] is not None:
-            n = 1
-            for a in axes:
-                n *= x.shape[a]
             gh = g * w if w is not None else g
-            m1 = either.sum(gh, axes, True) * (1.0 / n)
-            m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
-            gx = (gh - m1 - xhat * m2) * rstd
+            if either.is_tensor(gh):
+                m1 = either.sum(gh, axes, True) * (1.0 / n)
+                m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
+                return (gh - m1 - xhat * m2) * rstd, gw, gb, None, None
+            # the same on rows, as in forward
+            gh = gh.reshape(-1, n)
+            xh = xhat.reshape(-1, n)
+            m1 = gh @ np.full(n, 1.0 / n, gh.dtype)
+            m2 = np.einsum("ij,ij->i", gh, xh) * gh.dtype.type(1.0 / n)
+            gx = gh - m1[:, None]
+            gx -= xh * m2[:, None]
+            gx *= rstd.reshape(-1, 1)
+            gx = gx.reshape(x.shape)
         return gx, gw, gb, None, None
 
 
