@@ -583,3 +583,59 @@ def test_random_graph_gradients_match_torch(seed) -> None:
                 np.testing.assert_allclose(cg.numpy(), tg.numpy(), rtol=1e-8, atol=1e-10)
             elif tg is not None:
                 assert np.all(tg.numpy() == 0)
+
+
+# ---- consumers outside the backward ----------------------------------------------------------
+# Nodes whose outputs also feed gates the backward never reaches must still run (Kahn counts
+# consumers from the roots, not every consumer ever recorded).
+def test_dropped_consumer_of_a_non_leaf() -> None:
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    _unused = h.exp() * 2  # noqa: F841  (a consumer of h that the backward never reaches)
+    (h * h).sum().backward()  # d/dx (3x)² = 18x
+    np.testing.assert_allclose(x.grad.numpy(), [18.0, 36.0])
+
+
+def test_root_with_a_dropped_consumer() -> None:
+    x = cr.tensor(2.0, requires_grad=True)
+    y = x * x
+    _later = y * 5  # noqa: F841
+    y.backward()
+    assert x.grad.item() == 4.0
+
+
+def test_two_losses_sharing_a_subgraph() -> None:
+    x = cr.tensor([0.5, -1.0], requires_grad=True)
+    h = x.tanh()
+    first, second = (h * 2).sum(), (h * h).sum()
+    first.backward(retain_graph=True)
+    g1 = x.grad.numpy().copy()
+    x.grad = None
+    second.backward()
+    d = 1 - np.tanh([0.5, -1.0]) ** 2
+    np.testing.assert_allclose(g1, 2 * d)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.tanh([0.5, -1.0]) * d)
+
+
+def test_several_roots_where_one_feeds_another() -> None:
+    x = cr.tensor(3.0, requires_grad=True)
+    a = x * x
+    b = a * 2
+    cr.autograd.backward([a, b], [cr.tensor(1.0), cr.tensor(1.0)])  # d/dx (x² + 2x²) = 6x
+    assert x.grad.item() == 18.0
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_graph_backward_matches_torch(seed) -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2000 + seed)
+    values = [rng.standard_normal(s) for s in [(3, 4), (4,), (1, 4), ()]]
+    t_leaves = [torch.tensor(v, requires_grad=True) for v in values]
+    c_leaves = [cr.tensor(v, requires_grad=True) for v in values]
+    _random_graph(torch, t_leaves, seed).backward()  # most nodes are never used by the output
+    _random_graph(cr, c_leaves, seed).backward()
+    for t, c in zip(t_leaves, c_leaves):
+        if t.grad is None:
+            assert c.grad is None or np.all(c.grad.numpy() == 0)
+        else:
+            np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-12)

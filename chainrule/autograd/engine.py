@@ -78,28 +78,7 @@ def run_backward(
             _add(buffers, t._grad_fn, t._nr, g)
             root_nodes.append(t._grad_fn)
 
-    # 1. consumers per node
-    deps: dict = {}
-    todo = []
-    for n in root_nodes:
-        if n not in deps:
-            deps[n] = 0
-            todo.append(n)
-    while todo:
-        node = todo.pop()
-        k = node._nin
-        for e in (node._e0,) if k == 1 else (node._e0, node._e1) if k == 2 else node._edges:
-            if e is None:
-                continue
-            parent = e[0] if type(e) is tuple else e
-            if not isinstance(parent, Function):
-                continue
-            if parent in deps:
-                deps[parent] += 1
-            else:
-                deps[parent] = 1
-                todo.append(parent)
-
+    deps = _count_consumers(root_nodes)
     needed = None
     capture = {}  # (node, nr) -> position in inputs, for non-leaf inputs of autograd.grad
     if inputs is not None:
@@ -148,12 +127,9 @@ def run_backward(
                     check_backward(node, input_grads)
                 if not retain_graph and node._saved:
                     node._saved = None  # frees the saved arrays; a second backward now raises
-            i = -1
-            for edge in edges:
-                i += 1
+            for edge, g in zip(edges, input_grads or (None,) * len(edges)):
                 if edge is None:
                     continue
-                g = input_grads[i] if input_grads else None
                 if type(edge) is tuple:
                     parent, nr = edge
                 elif isinstance(edge, is_node):
@@ -189,6 +165,31 @@ def run_backward(
         state.grad_enabled = prev_mode
 
     return _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
+
+
+def _count_consumers(starts: list) -> dict:
+    """For every node reachable from ``starts``, how many edges from those nodes reach it."""
+    deps: dict = {}
+    todo = []
+    for n in starts:
+        if n not in deps:
+            deps[n] = 0
+            todo.append(n)
+    while todo:
+        node = todo.pop()
+        k = node._nin
+        for e in (node._e0,) if k == 1 else (node._e0, node._e1) if k == 2 else node._edges:
+            if e is None:
+                continue
+            parent = e[0] if type(e) is tuple else e
+            if not isinstance(parent, Function):
+                continue
+            if parent in deps:
+                deps[parent] += 1
+            else:
+                deps[parent] = 1
+                todo.append(parent)
+    return deps
 
 
 def _conform(g, shape, dtype, create_graph: bool, node):

@@ -225,17 +225,18 @@ def _as_operand(x, op_name: str):
 def fast_binary(op, name: str, public, reflected: bool = False):
     """A Tensor operator for gate ``op`` with a fast path for the common cases (same dtype, or a
     Python scalar with a float tensor, all on the CPU); everything else goes through ``binary``."""
+    apply, apply_binary = op.apply, op.apply_binary  # bound once: this runs on every a*b
+
     def operator(self, other):
         t = type(other)
         if t is builtins.float or t is builtins.int:
             if self._data.dtype.kind == "f":
-                return op.apply(other, self) if reflected else op.apply_binary(self, other)
-        elif (t is Tensor or isinstance(other, Tensor)) and backend._cupy is None:
-            if self._data.dtype is other._data.dtype and self._data.dtype.kind == "f":
+                return apply(other, self) if reflected else apply_binary(self, other)
+        elif t is Tensor or isinstance(other, Tensor):
+            dtype = self._data.dtype
+            if dtype is other._data.dtype and dtype.kind == "f" and backend._cupy is None:
                 try:
-                    if reflected:
-                        return op.apply_binary(other, self)
-                    return op.apply_binary(self, other)
+                    return apply_binary(other, self) if reflected else apply_binary(self, other)
                 except ValueError as e:
                     a, b = (other, self) if reflected else (self, other)
                     raise _shape_error(name, a, b, e) from None
