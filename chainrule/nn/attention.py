@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from chainrule.autograd.function import Op
+from chainrule.blas import matmul as _mm
 from chainrule.ops import either
 from chainrule.ops.reduce import softmax
 from chainrule.tensor import Tensor, wrap
@@ -132,7 +133,7 @@ class Attention(Op):
     def forward(ctx, q, k, v, mask, scale):
         # W is kept key-major, as Wᵀ (..., S, L): NumPy reduces over axis -2 with vector ops but
         # over a short last axis one row at a time (4× slower).
-        wt = k @ np.swapaxes(q, -1, -2)
+        wt = _mm(k, np.swapaxes(q, -1, -2))
         wt *= scale
         if mask is not None:
             wt = wt + np.swapaxes(mask, -1, -2)
@@ -148,7 +149,7 @@ class Attention(Op):
         wt /= total
         ctx.save_for_backward(q, k, v, mask, wt)  # wt: a constant, recomputed under create_graph
         ctx.scale = scale
-        return np.swapaxes(wt, -1, -2) @ v
+        return _mm(np.swapaxes(wt, -1, -2), v)
 
     @staticmethod
     def backward(ctx, g):
@@ -157,8 +158,8 @@ class Attention(Op):
         if either.is_tensor(q):
             wt = either.swapaxes(_weights(q, k, mask, scale), -1, -2)
         edges = ctx._edges
-        gv = wt @ g if edges[2] is not None else None
-        dm = v @ either.swapaxes(g, -1, -2)  # (g Vᵀ)ᵀ
+        gv = either.matmul(wt, g) if edges[2] is not None else None
+        dm = either.matmul(v, either.swapaxes(g, -1, -2))  # (g Vᵀ)ᵀ
         if either.is_tensor(dm):
             dm = wt * (dm - either.sum(dm * wt, -2, True))
         else:  # the same, in place
@@ -166,6 +167,6 @@ class Attention(Op):
             dm *= wt
         gmask = either.swapaxes(dm, -1, -2) if edges[3] is not None else None
         dm = dm * scale
-        gq = either.swapaxes(dm, -1, -2) @ k if edges[0] is not None else None
-        gk = dm @ q if edges[1] is not None else None
+        gq = either.matmul(either.swapaxes(dm, -1, -2), k) if edges[0] is not None else None
+        gk = either.matmul(dm, q) if edges[1] is not None else None
         return gq, gk, gv, gmask, None

@@ -14,6 +14,7 @@ import numpy as np
 from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.autograd.grad_mode import no_grad
+from chainrule.blas import matmul as _mm
 from chainrule.ops import either
 from chainrule.ops.elementwise import erf_array
 from chainrule.ops.elementwise import relu as _relu
@@ -312,9 +313,9 @@ class Linear(Op):
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         if x.ndim > 2:  # one 2-D GEMM beats NumPy's loop of per-batch GEMMs
-            y = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(x.shape[:-1] + (w.shape[0],))
+            y = _mm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         else:
-            y = x @ w.T
+            y = _mm(x, w.T)
         if b is not None:
             y += b
         return y
@@ -326,7 +327,7 @@ class Linear(Op):
         xshape = tuple(x.shape)
         if len(xshape) > 2:
             g = either.reshape(g, (-1, g.shape[-1]))
-        gx = g @ w if edges[0] is not None else None
+        gx = either.matmul(g, w) if edges[0] is not None else None
         if gx is not None and len(xshape) > 2:
             gx = either.reshape(gx, xshape)
         gw = gb = None
@@ -335,7 +336,7 @@ class Linear(Op):
                 g = either.reshape(g, (-1, g.shape[-1]))
                 x = either.reshape(x, (-1, xshape[-1]))
             if edges[1] is not None:
-                gw = either.swapaxes(g, 0, 1) @ x
+                gw = either.matmul(either.swapaxes(g, 0, 1), x)
             if edges[2] is not None:
                 gb = either.sum(g, 0)
         return gx, gw, gb

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from chainrule.autograd.function import Op
+from chainrule.blas import matmul as _mm
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
 
@@ -146,7 +147,7 @@ class Conv2d(Op):
         p = geom.oh * geom.ow
         cols = _im2col_raw(x, geom)
         wg = w.reshape(groups, o // groups, -1)
-        y = np.matmul(wg, cols.reshape(n, groups, wg.shape[2], p)).reshape(n, o, geom.oh, geom.ow)
+        y = _mm(wg, cols.reshape(n, groups, wg.shape[2], p)).reshape(n, o, geom.oh, geom.ow)
         if b is not None:
             y += b.reshape(o, 1, 1)
         ctx.geom, ctx.groups = geom, groups
@@ -166,12 +167,13 @@ class Conv2d(Op):
             if isinstance(g, Tensor):  # rebuild cols from x so that dW stays differentiable in x
                 cols = _im2col(x, geom)
             cols4 = either.reshape(cols, (n, groups, ck, geom.oh * geom.ow))
-            gw = either.reshape(_sum0(g4 @ either.swapaxes(cols4, -1, -2)), tuple(w.shape))
+            gw = either.reshape(_sum0(either.matmul(g4, either.swapaxes(cols4, -1, -2))),
+                                tuple(w.shape))
         if need_x and not isinstance(g, Tensor) and geom.sh == 1 and geom.sw == 1:
             gx = _conv_input_grad_wide(g, w, x.shape, geom, groups)
         elif need_x:
             wg = either.reshape(w, (groups, o // groups, ck))
-            gcols = either.swapaxes(wg, -1, -2) @ g4
+            gcols = either.matmul(either.swapaxes(wg, -1, -2), g4)
             c = x.shape[1]
             gcols = either.reshape(gcols, (n, c, geom.kh, geom.kw, geom.oh, geom.ow))
             gx = _col2im(gcols, tuple(x.shape), geom)
@@ -195,7 +197,7 @@ def _conv_input_grad_wide(g, w, x_shape: tuple, geom: _Geom, groups: int):
     gw.reshape(n, o, oh, wp)[..., :ow] = g
     g4 = gw[:, :, :length].reshape(n, groups, o // groups, length)
     wg = w.reshape(groups, o // groups, -1)
-    gcols = np.matmul(np.swapaxes(wg, -1, -2), g4).reshape(n, c, geom.kh, geom.kw, length)
+    gcols = _mm(np.swapaxes(wg, -1, -2), g4).reshape(n, c, geom.kh, geom.kw, length)
     flat = np.zeros_like(g, shape=(n, c, hp * wp))
     for i in range(geom.kh):
         for j in range(geom.kw):
@@ -221,7 +223,7 @@ class ConvTranspose2d(Op):
         n, cin, h, wd = x.shape
         cout_g = w.shape[1]
         wg = w.reshape(groups, cin // groups, -1)
-        cols = np.matmul(np.swapaxes(wg, -1, -2), x.reshape(n, groups, cin // groups, h * wd))
+        cols = _mm(np.swapaxes(wg, -1, -2), x.reshape(n, groups, cin // groups, h * wd))
         cols = cols.reshape(n, groups * cout_g, geom.kh, geom.kw, h, wd)
         y = _col2im_raw(cols, out_shape, geom)
         if b is not None:
@@ -244,10 +246,11 @@ class ConvTranspose2d(Op):
             gcols = either.reshape(_im2col(g, geom), (n, groups, -1, hw))
             if need_x:
                 wg = either.reshape(w, (groups, cin // groups, -1))
-                gx = either.reshape(wg @ gcols, tuple(x.shape))
+                gx = either.reshape(either.matmul(wg, gcols), tuple(x.shape))
             if need_w:
                 x4 = either.reshape(x, (n, groups, cin // groups, hw))
-                gw = either.reshape(_sum0(x4 @ either.swapaxes(gcols, -1, -2)), tuple(w.shape))
+                gw = either.reshape(_sum0(either.matmul(x4, either.swapaxes(gcols, -1, -2))),
+                                    tuple(w.shape))
         if need_b:
             gb = either.sum(g, (0, 2, 3))
         return gx, gw, gb, None, None, None

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import blas
 from chainrule.tensor import Tensor
 
 __all__ = [
     "np", "is_tensor", "sum", "sum_to", "broadcast_to", "reshape", "astype", "exp", "log", "sign",
     "sin", "cos", "where", "expand_dims", "permute", "swapaxes", "flip", "cumsum", "roll",
     "zeros_like", "index_put", "gather", "scatter_add", "maximum", "abs", "sqrt", "tanh",
-    "concat", "pad_zeros", "tril", "triu", "diag", "einsum",
+    "concat", "pad_zeros", "tril", "triu", "diag", "einsum", "matmul",
 ]
 
 
@@ -221,3 +222,10 @@ def einsum(eq, *ops):
 
         return t_einsum(eq, *ops)
     return np.einsum(eq, *ops, optimize=len(ops) > 2)
+
+
+def matmul(a, b):
+    """a @ b; raw CPU arrays go through ``chainrule.blas`` (MKL's GEMM when installed)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return a @ b
+    return blas.matmul(a, b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.autograd.function import Op
+from chainrule.blas import matmul as _mm
 from chainrule.ops import either
 from chainrule.tensor import Tensor
 
@@ -17,7 +18,7 @@ class MatMul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.matmul(a, b)
+        return _mm(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -33,7 +34,8 @@ class MatMul(Op):
             ga = either.expand_dims(g, (-1,)) * b
             gb = (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0]
             return ga, gb
-        return g @ either.swapaxes(b, -1, -2), either.swapaxes(a, -1, -2) @ g
+        return (either.matmul(g, either.swapaxes(b, -1, -2)),
+                either.matmul(either.swapaxes(a, -1, -2), g))
 
 
 class Einsum(Op):

@@ -20,6 +20,7 @@ import numpy as np
 
 from chainrule.autograd.function import Op
 from chainrule.backend import xp_of
+from chainrule.blas import matmul as _mm
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
@@ -252,7 +253,7 @@ class LSTMLayerGate(Op):
         np.multiply(w_ih.reshape(4, k, -1)[_IFOG].transpose(0, 2, 1), scale, out=w_x)
         w_h = xp.empty((4, k, k), dtype=dt)
         np.multiply(w_hh.reshape(4, k, k)[_IFOG].transpose(0, 2, 1), scale, out=w_h)
-        xw = xp.matmul(x.reshape(t_len * n, -1), w_x)
+        xw = _mm(x.reshape(t_len * n, -1), w_x)
         if b_ih is not None:
             xw += (b_ih + b_hh).reshape(4, 1, k)[_IFOG] * scale
         xw = xw.reshape(4, t_len, n, k)
@@ -269,7 +270,7 @@ class LSTMLayerGate(Op):
         for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
             a = act[:, t]
-            np.matmul(hs[prev], w_h, out=a)
+            _mm(hs[prev], w_h, out=a)
             a += xw[:, t]
             np.tanh(a, out=a)
             s = a[:3]
@@ -323,8 +324,7 @@ class LSTMLayerGate(Op):
         dh4 = xp.empty((4, n, k), dtype=dt)
         for step, t in enumerate(order):
             if step:  # dh = dz W_hh, as one batched matmul per gate (faster than one GEMM)
-                np.matmul(dz[order[step - 1]].reshape(n, 4, k).transpose(1, 0, 2), w_h4,
-                          out=dh4)
+                _mm(dz[order[step - 1]].reshape(n, 4, k).transpose(1, 0, 2), w_h4, out=dh4)
                 np.add(dh4[0], dh4[1], out=dh)
                 dh += dh4[2]
                 dh += dh4[3]
@@ -339,17 +339,17 @@ class LSTMLayerGate(Op):
         need = [e is not None for e in ctx._edges]
         grads: list = [None] * 8
         if need[1]:
-            grads[1] = dz[order[-1]] @ w_hh
+            grads[1] = _mm(dz[order[-1]], w_hh)
         if need[2]:
             grads[2] = dc
         dz2 = dz.reshape(t_len * n, 4 * k)
         if need[0]:
-            grads[0] = (dz2 @ w_ih).reshape(x.shape)
+            grads[0] = _mm(dz2, w_ih).reshape(x.shape)
         if need[3]:
-            grads[3] = dz2.T @ x.reshape(t_len * n, -1)
+            grads[3] = _mm(dz2.T, x.reshape(t_len * n, -1))
         if need[4]:
             h_prev = (hs[1:] if reverse else hs[:-1]).reshape(t_len * n, k)
-            grads[4] = dz2.T @ h_prev
+            grads[4] = _mm(dz2.T, h_prev)
         if b_ih is not None and (need[5] or need[6]):
             db = dz2.sum(0)
             grads[5] = db if need[5] else None
@@ -374,7 +374,7 @@ class GRULayerGate(Op):
         np.multiply(w_ih.reshape(3, k, -1).transpose(0, 2, 1), scale, out=w_x)
         w_h = xp.empty((3, k, k), dtype=dt)
         np.multiply(w_hh.reshape(3, k, k).transpose(0, 2, 1), scale, out=w_h)
-        xw = xp.matmul(x.reshape(t_len * n, -1), w_x)
+        xw = _mm(x.reshape(t_len * n, -1), w_x)
         b_hn = None
         if b_ih is not None:
             b = b_ih.reshape(3, 1, k).copy()
@@ -392,7 +392,7 @@ class GRULayerGate(Op):
         for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
             a, h = act[:, t], hw[t]
-            np.matmul(hs[prev], w_h, out=h)
+            _mm(hs[prev], w_h, out=h)
             rz = a[:2]
             np.add(h[:2], xw[:2, t], out=rz)
             np.tanh(rz, out=rz)
@@ -447,7 +447,7 @@ class GRULayerGate(Op):
             np.multiply(dn[t], qr[t], out=dg[0, t])
             np.multiply(dn[t], r[t], out=dg[2, t])
             dh *= z[t]
-            np.matmul(dg[:, t], w_h3, out=part)
+            _mm(dg[:, t], w_h3, out=part)
             dh += part[0]
             dh += part[1]
             dh += part[2]
@@ -459,16 +459,16 @@ class GRULayerGate(Op):
         dgx = (dg[0].reshape(tn, k), dg[1].reshape(tn, k), dn.reshape(tn, k))  # d(xw): r, z, n
         if need[0]:
             w_i3 = w_ih.reshape(3, k, -1)
-            dx = dgx[0] @ w_i3[0]
-            dx += dgx[1] @ w_i3[1]
-            dx += dgx[2] @ w_i3[2]
+            dx = _mm(dgx[0], w_i3[0])
+            dx += _mm(dgx[1], w_i3[1])
+            dx += _mm(dgx[2], w_i3[2])
             grads[0] = dx.reshape(x.shape)
         if need[2]:
             x2 = x.reshape(tn, -1)
-            grads[2] = xp.concatenate([d.T @ x2 for d in dgx])
+            grads[2] = xp.concatenate([_mm(d.T, x2) for d in dgx])
         if need[3]:
-            grads[3] = xp.matmul(dg.reshape(3, tn, k).transpose(0, 2, 1),
-                                 h_prev.reshape(tn, k)).reshape(3 * k, k)
+            grads[3] = _mm(dg.reshape(3, tn, k).transpose(0, 2, 1),
+                           h_prev.reshape(tn, k)).reshape(3 * k, k)
         if b_ih is not None:
             if need[4]:
                 grads[4] = xp.concatenate([d.sum(0) for d in dgx])
@@ -487,7 +487,7 @@ class RNNLayerGate(Op):
         t_len, n, _ = x.shape
         k = h0.shape[-1]
         dt = x.dtype
-        xw = x.reshape(t_len * n, -1) @ w_ih.T
+        xw = _mm(x.reshape(t_len * n, -1), w_ih.T)
         if b_ih is not None:
             xw += b_ih + b_hh
         xw = xw.reshape(t_len, n, k)
@@ -498,7 +498,7 @@ class RNNLayerGate(Op):
         for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
             h = hs[cur]
-            np.matmul(hs[prev], w_h, out=h)
+            _mm(hs[prev], w_h, out=h)
             h += xw[t]
             if relu:
                 np.maximum(h, 0.0, out=h)
@@ -530,22 +530,22 @@ class RNNLayerGate(Op):
         order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
         for step, t in enumerate(order):
             if step:
-                np.matmul(dpre[order[step - 1]], w_hh, out=dh)
+                _mm(dpre[order[step - 1]], w_hh, out=dh)
             if g_out is not None:
                 dh += g_out[t]
             np.multiply(dh, q[t], out=dpre[t])
         need = [e is not None for e in ctx._edges]
         grads: list = [None] * 8
         if need[1]:
-            grads[1] = dpre[order[-1]] @ w_hh
+            grads[1] = _mm(dpre[order[-1]], w_hh)
         d2 = dpre.reshape(t_len * n, k)
         if need[0]:
-            grads[0] = (d2 @ w_ih).reshape(x.shape)
+            grads[0] = _mm(d2, w_ih).reshape(x.shape)
         if need[2]:
-            grads[2] = d2.T @ x.reshape(t_len * n, -1)
+            grads[2] = _mm(d2.T, x.reshape(t_len * n, -1))
         if need[3]:
             h_prev = hs[1:] if reverse else hs[:-1]
-            grads[3] = d2.T @ h_prev.reshape(t_len * n, k)
+            grads[3] = _mm(d2.T, h_prev.reshape(t_len * n, k))
         if b_ih is not None and (need[4] or need[5]):
             db = d2.sum(0)
             grads[4] = db if need[4] else None
