@@ -316,3 +316,46 @@ def test_attention_conv_lstm_match_torch(mkl):
     for p, tp in zip(lstm.parameters(), tlstm.parameters()):
         _close(p.grad, tp.grad)
     assert mkl["gemm"] > 0 and mkl["batch"] > 0
+
+
+# ---- vector math (VML) -----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["exp", "erf", "cdf_norm", "tanh"])
+def test_vector_math_matches_the_definition(mkl_backend, name, dtype) -> None:
+    import math
+
+    exact = {"exp": math.exp, "erf": math.erf, "tanh": math.tanh,
+             "cdf_norm": lambda v: 0.5 * math.erfc(-v / math.sqrt(2))}[name]
+    fn = blas.vector_math(name, dtype)
+    x = np.linspace(-6, 6, 2001).astype(dtype)
+    y = fn(x, np.empty_like(x))
+    ref = np.array([exact(float(v)) for v in x])
+    np.testing.assert_allclose(y, ref, rtol=2e-7 if dtype == np.float32 else 1e-14,
+                               atol=1e-30)
+    inplace = x.copy()
+    assert fn(inplace, inplace) is inplace
+    np.testing.assert_array_equal(inplace, y)
+    assert fn(x[:0], np.empty(0, dtype)).size == 0
+
+
+def test_vector_math_is_none_without_mkl() -> None:
+    code = ("from chainrule import blas; import sys; "
+            "sys.exit(blas.vector_math('exp', 'float32') is not None)")
+    env = dict(os.environ, CHAINRULE_BLAS="numpy")
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+@pytest.mark.parametrize("backend", ["mkl", "numpy"])
+def test_gelu_float32_both_backends_match_torch(mkl_backend, monkeypatch, backend) -> None:
+    torch = _torch()
+    if backend == "numpy":
+        monkeypatch.setattr(blas, "vector_math", lambda name, dtype: None)
+    x = (RNG.standard_normal(70_000) * 4).astype(np.float32)  # several blocks and a tail
+    c = cr.tensor(x, requires_grad=True)
+    t = torch.tensor(x.astype(np.float64), requires_grad=True)
+    cr.nn.functional.gelu(c).sum().backward()
+    torch.nn.functional.gelu(t).sum().backward()
+    ty = torch.nn.functional.gelu(t).detach().numpy()
+    np.testing.assert_allclose(cr.nn.functional.gelu(c).detach().numpy(), ty, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from chainrule import backend
+from chainrule import blas as _blas
 from chainrule.autograd.function import Op
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.blas import matmul as _mm
@@ -82,43 +83,58 @@ _PHI_B = (1.330274429, -1.821255978, 1.781477937, -0.356563782, 0.319381530)  # 
 
 
 def _gelu_float32(x, with_grad: bool) -> tuple:
-    """y = x·Φ(x) and, if ``with_grad``, dy/dx = Φ(x) + x·φ(x), for a float32 array: in-place
-    ufuncs on cache-sized blocks (about 25 calls per block), no full-size temporaries."""
+    """y = x·Φ(x) and, if ``with_grad``, dy/dx = Φ(x) + x·φ(x), for a float32 array, on
+    cache-sized blocks with in-place ufuncs (no full-size temporaries): MKL's vector Φ and exp
+    when the ``mkl`` extra is loaded (8 calls a block), else Φ from A&S (about 25)."""
     y = np.empty_like(x)
     dydx = np.empty_like(x) if with_grad else None
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
     flat_d = dydx.reshape(-1) if with_grad else None
+    cdf_norm, exp = _blas.vector_math("cdf_norm", np.float32), _blas.vector_math("exp", np.float32)
     block = max(1, min(32768, flat_x.size))
-    a, pdf, t, q = (np.empty(block, np.float32) for _ in range(4))
-    sign = np.empty(block, np.uint32)
+    scratch = [np.empty(block, np.float32) for _ in range(4)] + [np.empty(block, np.uint32)]
     for i in range(0, flat_x.size, block):
         xb = flat_x[i:i + block]
         if xb.size < block:
-            a, pdf, t, q, sign = (v[:xb.size] for v in (a, pdf, t, q, sign))
-        np.abs(xb, out=a)
-        np.multiply(a, a, out=pdf)
-        pdf *= -0.5
-        np.exp(pdf, out=pdf)
-        pdf *= _INV_SQRT_2PI  # φ(x)
-        np.multiply(a, _PHI_P, out=t)
-        t += 1.0
-        np.divide(1.0, t, out=t)
-        np.multiply(t, _PHI_B[0], out=q)
-        for b in _PHI_B[1:]:
-            q += b
-            q *= t
-        q *= pdf  # Φ(-|x|)
-        # Φ(x) = 1/2 + sign(x)·(1/2 - Φ(-|x|)): x's sign bit ORed in (np.copysign is 5× slower)
-        np.subtract(0.5, q, out=q)
-        np.bitwise_and(xb.view(np.uint32), 0x80000000, out=sign)
-        np.bitwise_or(q.view(np.uint32), sign, out=q.view(np.uint32))
-        q += 0.5
+            scratch = [v[:xb.size] for v in scratch]
+        q, pdf = scratch[0], scratch[1]
+        if cdf_norm is not None:
+            cdf_norm(xb, q)
+            if with_grad:
+                np.multiply(xb, xb, out=pdf)
+                pdf *= -0.5
+                exp(pdf, pdf)
+                pdf *= _INV_SQRT_2PI  # φ(x)
+        else:
+            _cdf_as(xb, q, pdf, *scratch[2:])
         np.multiply(xb, q, out=flat_y[i:i + block])
         if with_grad:
             db = flat_d[i:i + block]
             np.multiply(xb, pdf, out=db)
             db += q
     return y, dydx
+
+
+def _cdf_as(x, q, pdf, a, t, sign) -> None:
+    """q = Φ(x) and pdf = φ(x) for a float32 block, by A&S 26.2.17 (scratch: a, t, sign)."""
+    np.abs(x, out=a)
+    np.multiply(a, a, out=pdf)
+    pdf *= -0.5
+    np.exp(pdf, out=pdf)
+    pdf *= _INV_SQRT_2PI  # φ(x)
+    np.multiply(a, _PHI_P, out=t)
+    t += 1.0
+    np.divide(1.0, t, out=t)
+    np.multiply(t, _PHI_B[0], out=q)
+    for b in _PHI_B[1:]:
+        q += b
+        q *= t
+    q *= pdf  # Φ(-|x|)
+    # Φ(x) = 1/2 + sign(x)·(1/2 - Φ(-|x|)): x's sign bit ORed in (np.copysign is 5× slower)
+    np.subtract(0.5, q, out=q)
+    np.bitwise_and(x.view(np.uint32), 0x80000000, out=sign)
+    np.bitwise_or(q.view(np.uint32), sign, out=q.view(np.uint32))
+    q += 0.5
 
 
 class Gelu(Op):
