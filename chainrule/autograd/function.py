@@ -269,7 +269,10 @@ class Op(Function):
 
     @property
     def _edges(self) -> tuple:
-        n = self._nin
+        try:
+            n = self._nin
+        except AttributeError:  # a gate run without recording (apply_unary/apply_binary)
+            return ()
         return (self._e0,) if n == 1 else (self._e0, self._e1) if n == 2 else self._en
 
     @_edges.setter
