@@ -47,16 +47,23 @@ TITLES = {
     "W7-LSTM": "W7 2-layer LSTM (h=128), seq 32, batch 32, step",
     "W7-transformer": "W7 transformer block (d=128, 4 heads), seq 64, batch 16, step",
 }
-LIBS = ["chainrule", "torch", "numpy", "autograd", "micrograd"]
+LIBS = ["chainrule", "chainrule-openblas", "torch", "numpy", "autograd", "micrograd"]
+# chainrule with CHAINRULE_BLAS=numpy: without the optional MKL GEMMs, on the workloads that
+# have matrix products (the others never touch BLAS)
+OPENBLAS = "chainrule-openblas"
+GEMM_WORKLOADS = {"W3", "W4", "W6", "W7-LSTM", "W7-transformer"}
 ONE_ROUND = {"W5-1M"}  # long: a single round is enough to show linearity
 
 
 def run_one(lib: str, workload: str, repeats: int) -> dict:
-    args = [sys.executable, os.path.join(HERE, "run_one.py"), lib,
+    args = [sys.executable, os.path.join(HERE, "run_one.py"),
+            "chainrule" if lib == OPENBLAS else lib,
             "W3" if workload == "W6" else workload, str(repeats)]
     if workload == "W6":
         args.append("--memory")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if lib == OPENBLAS:
+        env["CHAINRULE_BLAS"] = "numpy"
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -73,6 +80,8 @@ def collect(workloads: list, libs: list, rounds: int) -> dict:
             if r > 0 and w in ONE_ROUND:
                 continue
             for lib in order:
+                if lib == OPENBLAS and w not in GEMM_WORKLOADS:
+                    continue
                 prev = results.get((w, lib))
                 if prev and "error" in prev:
                     continue
@@ -131,26 +140,41 @@ def versions() -> str:
             out.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             pass
+    code = "from chainrule import blas; print(blas.backend_name())"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    blas = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    name = blas.stdout.strip().split(" (")[0] or "unknown"
+    out.append("chainrule's matrix products: " + (
+        "MKL (the optional `mkl` extra)" if name == "mkl" else "NumPy's BLAS"))
     return ", ".join(out)
 
 
 def table(results: dict, workloads: list, libs: list) -> str:
-    head = ["workload", "unit"] + libs + ["chainrule / torch", "goal", "met", "answers agree"]
+    extra = [f"{OPENBLAS} / torch"] if OPENBLAS in libs else []
+    head = (["workload", "unit"] + libs + ["chainrule / torch"] + extra
+            + ["goal", "met", "answers agree"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for w in workloads:
         row = [TITLES[w], SPEC[w][1]] + [fmt(results.get((w, lib))) for lib in libs]
-        cr, th = results.get((w, "chainrule")), results.get((w, "torch"))
-        ratio = "—"
-        met = "—"
-        if cr and th and "values" in cr and "values" in th and cr["values"] and th["values"]:
-            r = statistics.median(cr["values"]) / statistics.median(th["values"])
-            ratio = f"{r:.2f}"
-            goal = SPEC[w][4]
-            met = "—" if goal is None else ("yes" if r <= goal else f"no (by {r / goal:.2f}×)")
+        r = _ratio(results, w, "chainrule")
         goal = SPEC[w][4]
-        row += [ratio, "—" if goal is None else f"≤ {goal}", met, agreement(results, w)]
+        met = "—" if goal is None or r is None else (
+            "yes" if r <= goal else f"no (by {r / goal:.2f}×)")
+        row.append("—" if r is None else f"{r:.2f}")
+        if extra:
+            r_ob = _ratio(results, w, OPENBLAS)
+            row.append("—" if r_ob is None else f"{r_ob:.2f}")
+        row += ["—" if goal is None else f"≤ {goal}", met, agreement(results, w)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _ratio(results: dict, w: str, lib: str) -> float | None:
+    """Median of ``lib`` over median of torch on workload ``w``, or None."""
+    mine, th = results.get((w, lib)), results.get((w, "torch"))
+    if mine and th and mine.get("values") and th.get("values"):
+        return statistics.median(mine["values"]) / statistics.median(th["values"])
+    return None
 
 
 
@@ -173,7 +197,9 @@ def main() -> None:
         f"## Core workloads (CPU)\n\nMeasured {datetime.date.today()} on {machine()}; "
         f"{versions()}. Command: `{cmd}`. One thread per library, each library in a fresh "
         f"process per round, {args.rounds} interleaved rounds, medians. Lower is better; the "
-        f"ratio column is chainrule's time divided by PyTorch's in the same run.\n\n"
+        f"ratio column is chainrule's time divided by PyTorch's in the same run; "
+        f"`{OPENBLAS}` is chainrule with `CHAINRULE_BLAS=numpy` (no MKL), run on the "
+        f"workloads with matrix products.\n\n"
         + table(results, workloads, libs)
     )
     print(body)

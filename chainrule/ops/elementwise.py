@@ -465,7 +465,7 @@ class Relu(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * ~(y <= 0)
+        return g * (y != 0)  # y ≥ 0 or NaN, so y != 0 is [x > 0] with 1 at NaN, in one pass
 
 
 class Softplus(Op):
