@@ -318,16 +318,11 @@ class LSTMLayerGate(Op):
         dz = xp.empty((t_len, n, 4 * k), dtype=dt)
         dh = xp.zeros((n, k), dtype=dt) if g_h is None else g_h.astype(dt, copy=True)
         dc = xp.zeros((n, k), dtype=dt) if g_c is None else g_c.astype(dt, copy=True)
-        w_h4 = w_hh.reshape(4, k, k)
         order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
         tmp = xp.empty((n, k), dtype=dt)
-        dh4 = xp.empty((4, n, k), dtype=dt)
         for step, t in enumerate(order):
-            if step:  # dh = dz W_hh, as one batched matmul per gate (faster than one GEMM)
-                _mm(dz[order[step - 1]].reshape(n, 4, k).transpose(1, 0, 2), w_h4, out=dh4)
-                np.add(dh4[0], dh4[1], out=dh)
-                dh += dh4[2]
-                dh += dh4[3]
+            if step:  # dh = dz W_hh (dz in PyTorch's gate order, as W_hh's rows)
+                _mm(dz[order[step - 1]], w_hh, out=dh)
             if g_out is not None:
                 dh += g_out[t]
             np.multiply(dh, a_c[t], out=tmp)
