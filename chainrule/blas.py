@@ -125,7 +125,7 @@ def _load() -> dict:
         _state["reason"] = "mkl not installed"
         return _state
     try:
-        lib = ctypes.CDLL(paths[0], mode=ctypes.RTLD_GLOBAL)
+        lib = ctypes.CDLL(paths[0], mode=ctypes.RTLD_LOCAL)
         # the layers must be chosen before any other MKL call loads the default ones
         lib.MKL_Set_Interface_Layer(0)  # LP64: 32-bit ints, whatever MKL_INTERFACE_LAYER says
         if sequential:
