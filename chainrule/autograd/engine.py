@@ -97,6 +97,7 @@ def run_backward(
         pop_ready, push_ready, pop_buffer, get_buffer = ready.pop, ready.append, buffers.pop, \
             buffers.get
         is_node, no_grads = Function, ()
+        plain = not create_graph and not capture  # raw arrays, no autograd.grad captures
         while ready:
             node = pop_ready()
             grad = pop_buffer(node, None)
@@ -105,17 +106,21 @@ def run_backward(
             if grad is None or (needed is not None and node not in needed):
                 input_grads = no_grads  # nothing flows: just release the parents
             else:
-                single = node._shape is not None or len(node._outs) == 1
-                if node._hooks or capture:
-                    grads = _node_hooks(node, [grad] if single else grad, capture, captured,
-                                        create_graph)
-                    grad = grads[0] if single else grads
-                if single and not create_graph and not node._as_tensors:
-                    input_grads = node.backward(node, grad)  # fast path: a built-in gate
-                    if type(input_grads) is not tuple:
-                        input_grads = (input_grads,)
+                if plain and node._shape is not None and node._hooks is None:
+                    input_grads = node.backward(node, grad)  # fast path: a one-output built-in
                 else:
-                    input_grads = node._run_backward([grad] if single else grad, create_graph)
+                    single = node._shape is not None or len(node._outs) == 1
+                    if node._hooks or capture:
+                        grads = _node_hooks(node, [grad] if single else grad, capture,
+                                            captured, create_graph)
+                        grad = grads[0] if single else grads
+                    if single and not create_graph and not node._as_tensors:
+                        input_grads = node.backward(node, grad)
+                    else:
+                        input_grads = node._run_backward([grad] if single else grad,
+                                                         create_graph)
+                if type(input_grads) is not tuple:
+                    input_grads = (input_grads,)
                 if len(input_grads) < len(edges):
                     raise RuntimeError(
                         f"function {node.name()} returned an incorrect number of gradients "

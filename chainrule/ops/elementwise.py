@@ -567,10 +567,12 @@ class Move(Op):
 
 # ---- public functions ---------------------------------------------------------------------------
 def _unary_fn(op, name: str, doc: str):
+    apply, apply_unary = op.apply, op.apply_unary  # bound once: this runs on every x.exp()
+
     def fn(input: Tensor) -> Tensor:
         if (type(input) is Tensor or isinstance(input, Tensor)) and input._data.dtype.kind == "f":
-            return op.apply_unary(input)
-        return op.apply(_float_input(input, name))
+            return apply_unary(input)
+        return apply(_float_input(input, name))
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = doc
