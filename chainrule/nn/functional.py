@@ -598,24 +598,36 @@ class LayerNorm(Op):
             n *= x.shape[a]
         edges = ctx._edges
         gx = gw = gb = None
-        if edges[1] is not None:
-            gw = either.sum(g * xhat, lead) if lead else g * xhat
-        if edges[2] is not None:
-            gb = either.sum(g, lead) if lead else g
-        if edges[0] is not None:
-            gh = g * w if w is not None else g
-            if either.is_tensor(gh):
+        if either.is_tensor(g):
+            if edges[1] is not None:
+                gw = either.sum(g * xhat, lead) if lead else g * xhat
+            if edges[2] is not None:
+                gb = either.sum(g, lead) if lead else g
+            if edges[0] is not None:
+                gh = g * w if w is not None else g
                 m1 = either.sum(gh, axes, True) * (1.0 / n)
                 m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
-                return (gh - m1 - xhat * m2) * rstd, gw, gb, None, None
-            # the same on rows, as in forward
-            gh = gh.reshape(-1, n)
-            xh = xhat.reshape(-1, n)
-            m1 = gh @ np.full(n, 1.0 / n, gh.dtype)
-            m2 = np.einsum("ij,ij->i", gh, xh) * gh.dtype.type(1.0 / n)
-            gx = gh - m1[:, None]
+                gx = (gh - m1 - xhat * m2) * rstd
+            return gx, gw, gb, None, None
+        # the same on rows (one per normalized group), with the row and column sums as
+        # matrix-vector products or einsum, and dx = ĝ/σ - (m1/σ) - x̂·(m2/σ) in place
+        g2, xh = g.reshape(-1, n), xhat.reshape(-1, n)
+        normalized = tuple(x.shape[len(x.shape) - len(axes):])
+        if edges[1] is not None:
+            gw = np.einsum("ij,ij->j", g2, xh).reshape(normalized)
+        if edges[2] is not None:
+            gb = (np.ones(len(g2), g.dtype) @ g2).reshape(normalized)
+        if edges[0] is not None:
+            gx = g2 * w.reshape(-1) if w is not None else g2.copy()
+            inv_n = g.dtype.type(1.0 / n)
+            r = rstd.reshape(-1)
+            m1 = gx @ np.full(n, inv_n, g.dtype)
+            m2 = np.einsum("ij,ij->i", gx, xh)
+            gx *= r[:, None]
+            m1 *= r
+            gx -= m1[:, None]
+            m2 *= r * inv_n
             gx -= xh * m2[:, None]
-            gx *= rstd.reshape(-1, 1)
             gx = gx.reshape(x.shape)
         return gx, gw, gb, None, None
 
