@@ -296,6 +296,8 @@ def _out_layout(out, shape: tuple, dt, a, b, batch: tuple = ()):
         return None
     if np.may_share_memory(out, a) or np.may_share_memory(out, b):
         return None
+    if count <= 1:  # one matrix: any stride will do, but MKL insists on stridec >= ldc·m
+        stride = lc[1] * m
     return lc[1], stride
 
 

@@ -156,6 +156,47 @@ def test_batched_calls_mkl_once_and_writes_out(mkl):
     _assert_matches(out, a, b)
     assert mkl["batch"] == 2 and not big[..., 0].any() and not big[..., 8:].any()
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [(1,), (1, 1)])
+def test_stack_of_one_matrix_into_out(mkl, dtype, batch):
+    # found by fuzzing: with one matrix the out stride came out 0, which MKL rejects
+    # ("Parameter 17 was incorrect"), leaving out unwritten
+    a, b = _rand(batch + (6, 4), dtype), _rand(batch + (4, 5), dtype)
+    out = np.full(batch + (6, 5), np.nan, dtype)
+    assert blas.matmul(a, b, out=out) is out
+    _assert_matches(out, a, b)
+
+
+def test_random_layouts_equal_numpy(mkl):
+    rng = np.random.default_rng(7)
+
+    def view(shape, dtype):
+        kind = rng.integers(4)
+        if kind == 1:  # a transposed stack
+            return np.swapaxes(_rand(shape[:-2] + shape[-2:][::-1], dtype), -1, -2)
+        if kind == 2:  # every other row, columns offset by one
+            big = _rand(shape[:-2] + (2 * shape[-2], shape[-1] + 3), dtype)
+            return big[..., ::2, 1:shape[-1] + 1]
+        if kind == 3:  # a non-unit inner stride (stays on NumPy)
+            return _rand(shape[:-1] + (2 * shape[-1],), dtype)[..., ::2]
+        return _rand(shape, dtype)
+
+    for _ in range(300):
+        dtype = (np.float32, np.float64)[int(rng.integers(2))]
+        m, k, n = (int(v) for v in rng.integers(1, 12, 3))
+        batch = tuple(int(v) for v in rng.integers(1, 4, int(rng.integers(0, 3))))
+        a = view(batch + (m, k), dtype)
+        b = view((batch if rng.random() < 0.7 else (1,) * len(batch)) + (k, n), dtype)
+        if rng.random() < 0.3:
+            out = np.full(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n), np.nan,
+                          dtype)
+            assert blas.matmul(a, b, out=out) is out
+        else:
+            out = blas.matmul(a, b)
+        _assert_matches(out, a, b)
+
+
 def test_batch_dims_that_need_two_strides_use_numpy(mkl):
     x = _rand((3, 6, 4, 5), np.float32).transpose(0, 2, 1, 3)  # (3, 4, 6, 5), heads split
     y = _rand((3, 4, 5, 2), np.float32)
