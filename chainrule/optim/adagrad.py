@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from chainrule.optim.optimizer import (
-    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+    Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
+    decayed_grad, to_scalar,
 )
 
 __all__ = ["Adagrad"]
@@ -32,20 +33,9 @@ class Adagrad(Optimizer):
         fused: bool | None = None,
     ) -> None:
         check_scalar_tensor("lr", lr)
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= lr_decay:
-            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= initial_accumulator_value:
-            raise ValueError(
-                f"Invalid initial_accumulator_value value: {initial_accumulator_value}"
-            )
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if differentiable:
-            raise NotImplementedError("Adagrad: differentiable=True is not supported by chainrule")
+        check_nonnegative(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                          initial_accumulator_value=initial_accumulator_value, eps=eps)
+        check_not_differentiable(self, differentiable)
         defaults = {
             "lr": lr,
             "lr_decay": lr_decay,
@@ -77,17 +67,13 @@ class Adagrad(Optimizer):
             eps = group["eps"]
             weight_decay = group["weight_decay"]
             maximize = group["maximize"]
-            for p in group["params"]:
-                grad = p._grad
-                if grad is None:
-                    continue
-                d = self._param_array(p)
+            for p, d, grad in self._with_grads(group):
                 state = self.state[p]
                 if "sum" not in state:  # a parameter added by add_param_group
                     state = self._init_state(p, group)
                 step = state["step"] = state["step"] + 1
                 clr = lr / (1 + (step - 1) * lr_decay)
-                arrays = (d, grad._data, state["sum"]._data)
+                arrays = (d, grad, state["sum"]._data)
                 for (d_, g_, s_), (t0, t1) in self._pieces(p, arrays):
                     _update(d_, g_, s_, t0, t1, clr, eps, weight_decay, maximize)
         return loss

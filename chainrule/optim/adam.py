@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from chainrule.optim.optimizer import (
-    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+    Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
+    decayed_grad, to_scalar,
 )
 from chainrule.tensor import Tensor
 
@@ -46,16 +47,12 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
     ) -> None:
         check_scalar_tensor("lr", lr)
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+        check_nonnegative(lr=lr, eps=eps)
         if not 0.0 <= betas[0] < 1.0:
             raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
         if not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_nonnegative(weight_decay=weight_decay)
         if not (
             (isinstance(betas[0], float) and isinstance(betas[1], float))
             or (isinstance(betas[0], Tensor) and isinstance(betas[1], Tensor))
@@ -63,10 +60,7 @@ class Adam(Optimizer):
             raise ValueError("betas must be either both floats or both Tensors")
         for i in (0, 1):
             check_scalar_tensor(f"betas[{i}]", betas[i])
-        if differentiable:
-            raise NotImplementedError(
-                f"{type(self).__name__}: differentiable=True is not supported by chainrule"
-            )
+        check_not_differentiable(self, differentiable)
         defaults = {
             "lr": lr,
             "betas": (to_scalar(betas[0]), to_scalar(betas[1])),
@@ -93,11 +87,7 @@ class Adam(Optimizer):
             amsgrad = group["amsgrad"]
             maximize = group["maximize"]
             decoupled = group.get("decoupled_weight_decay", False)
-            for p in group["params"]:
-                grad = p._grad
-                if grad is None:
-                    continue
-                d = self._param_array(p)
+            for p, d, grad in self._with_grads(group):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
@@ -111,7 +101,7 @@ class Adam(Optimizer):
                 step_size = lr / bias_correction1
                 bias_correction2_sqrt = bias_correction2**0.5
                 vmax = state["max_exp_avg_sq"]._data if amsgrad else None
-                arrays = (d, grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data, vmax)
+                arrays = (d, grad, state["exp_avg"]._data, state["exp_avg_sq"]._data, vmax)
                 for (d_, g_, m_, v_, vmax_), (t0, t1) in self._pieces(p, arrays):
                     _update(d_, g_, m_, v_, vmax_, t0, t1, lr, beta1, beta2, eps, weight_decay,
                             maximize, decoupled, step_size, bias_correction2_sqrt)

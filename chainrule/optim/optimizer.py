@@ -125,6 +125,22 @@ def check_scalar_tensor(name: str, x: Any) -> None:
         raise ValueError(f"Tensor {name} must be 1-element")
 
 
+_WHAT = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def check_nonnegative(**values: Any) -> None:
+    """PyTorch's ``Invalid <what>: <value>`` error for the first negative hyper-parameter."""
+    for name, value in values.items():
+        if not 0.0 <= value:
+            raise ValueError(f"Invalid {_WHAT.get(name, name + ' value')}: {value}")
+
+
+def check_not_differentiable(optimizer: Any, differentiable: bool) -> None:
+    if differentiable:
+        raise NotImplementedError(
+            f"{type(optimizer).__name__}: differentiable=True is not supported by chainrule")
+
+
 class Optimizer:
     """Base class of optimizers: ``param_groups``, ``defaults`` and per-parameter ``state``."""
 
@@ -260,6 +276,12 @@ class Optimizer:
             return closure()
 
     # ---- helpers for the in-place updates --------------------------------------------------------
+    def _with_grads(self, group: dict[str, Any]):
+        """``(p, array, grad array)`` for each parameter of ``group`` that has a gradient."""
+        for p in group["params"]:
+            if p._grad is not None:
+                yield p, self._param_array(p), p._grad._data
+
     @staticmethod
     def _param_array(p: Tensor):
         """``p``'s raw array, made a writable array first if needed (updates are in place)."""

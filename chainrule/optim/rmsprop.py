@@ -9,7 +9,8 @@ import numpy as np
 
 from chainrule.optim.adam import lerp_
 from chainrule.optim.optimizer import (
-    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+    Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
+    decayed_grad, to_scalar,
 )
 
 __all__ = ["RMSprop"]
@@ -33,18 +34,9 @@ class RMSprop(Optimizer):
         differentiable: bool = False,
     ) -> None:
         check_scalar_tensor("lr", lr)
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
-        if differentiable:
-            raise NotImplementedError("RMSprop: differentiable=True is not supported by chainrule")
+        check_nonnegative(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay,
+                          alpha=alpha)
+        check_not_differentiable(self, differentiable)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -70,11 +62,7 @@ class RMSprop(Optimizer):
             momentum = group["momentum"]
             centered = group["centered"]
             maximize = group["maximize"]
-            for p in group["params"]:
-                grad = p._grad
-                if grad is None:
-                    continue
-                d = self._param_array(p)
+            for p, d, grad in self._with_grads(group):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
@@ -93,7 +81,7 @@ class RMSprop(Optimizer):
                     if "grad_avg" not in state:
                         state["grad_avg"] = self._zeros_like(d)
                     ga = state["grad_avg"]._data
-                arrays = (d, grad._data, state["square_avg"]._data, ga, buf)
+                arrays = (d, grad, state["square_avg"]._data, ga, buf)
                 for (d_, g_, v_, ga_, b_), (t0, t1) in self._pieces(p, arrays):
                     _update(d_, g_, v_, ga_, b_, t0, t1, lr, alpha, eps, weight_decay, momentum,
                             maximize)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from chainrule.optim.optimizer import (
-    Optimizer, ParamsT, check_scalar_tensor, decayed_grad, to_scalar,
+    Optimizer, ParamsT, check_not_differentiable, check_scalar_tensor, decayed_grad, to_scalar,
 )
 
 __all__ = ["SGD"]
@@ -38,8 +38,7 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid momentum value: {momentum}")
         if weight_decay < 0.0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise NotImplementedError("SGD: differentiable=True is not supported by chainrule")
+        check_not_differentiable(self, differentiable)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -65,11 +64,7 @@ class SGD(Optimizer):
             weight_decay = group["weight_decay"]
             nesterov = group["nesterov"]
             maximize = group["maximize"]
-            for p in group["params"]:
-                grad = p._grad
-                if grad is None:
-                    continue
-                d = self._param_array(p)
+            for p, d, grad in self._with_grads(group):
                 b, first = None, False
                 if momentum != 0:
                     state = self.state[p]
@@ -78,7 +73,7 @@ class SGD(Optimizer):
                         buf = state["momentum_buffer"] = self._zeros_like(d)
                         first = True
                     b = buf._data
-                for (d_, g_, b_), (t0, t1) in self._pieces(p, (d, grad._data, b)):
+                for (d_, g_, b_), (t0, t1) in self._pieces(p, (d, grad, b)):
                     _update(d_, g_, b_, t0, t1, lr, momentum, dampening, weight_decay, nesterov,
                             maximize, first)
         return loss
