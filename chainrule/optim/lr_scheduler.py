@@ -152,7 +152,14 @@ _LRScheduler = LRScheduler  # PyTorch's old name
 
 
 class _LambdaBase(LRScheduler):
-    def __init__(self, optimizer: Optimizer, lr_lambda: Any, last_epoch: int = -1) -> None:
+    """LambdaLR and MultiplicativeLR: one ``lr_lambda`` per group (or one for all)."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        lr_lambda: Callable[[int], float] | list[Callable[[int], float]],
+        last_epoch: int = -1,
+    ) -> None:
         _check_optimizer(optimizer)
         self.optimizer = optimizer
         if not isinstance(lr_lambda, (list, tuple)):
@@ -190,14 +197,6 @@ class _LambdaBase(LRScheduler):
 class LambdaLR(_LambdaBase):
     """``lr = base_lr · lr_lambda(epoch)``."""
 
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        lr_lambda: Callable[[int], float] | list[Callable[[int], float]],
-        last_epoch: int = -1,
-    ) -> None:
-        super().__init__(optimizer, lr_lambda, last_epoch)
-
     def get_lr(self) -> list[float]:
         """``base_lr · lr_lambda(last_epoch)`` per group."""
         self._warn_get_lr()
@@ -206,14 +205,6 @@ class LambdaLR(_LambdaBase):
 
 class MultiplicativeLR(_LambdaBase):
     """``lr ← lr · lr_lambda(epoch)`` each step."""
-
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        lr_lambda: Callable[[int], float] | list[Callable[[int], float]],
-        last_epoch: int = -1,
-    ) -> None:
-        super().__init__(optimizer, lr_lambda, last_epoch)
 
     def get_lr(self) -> list[float]:
         """``lr · lr_lambda(last_epoch)`` per group (unchanged on the initial step)."""
