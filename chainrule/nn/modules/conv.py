@@ -122,44 +122,41 @@ class _ConvNd(Module):
         return s
 
 
-class Conv1d(_ConvNd):
+class _Conv(_ConvNd):
+    """Conv1d / Conv2d: PyTorch's constructor and the forward through ``_fn``."""
+
+    _fn: Any = None  # ops.conv.conv1d / conv2d
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, 0, device, dtype)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """conv1d / conv2d(input, weight, bias), after a non-zeros padding_mode's padding."""
+        x, padding = self._explicit_padding(input)
+        return type(self)._fn(x, self.weight, self.bias, self.stride, padding, self.dilation,
+                              self.groups)
+
+
+class Conv1d(_Conv):
     """1-D convolution over (N, C_in, L): weight (C_out, C_in/groups, k)."""
 
     _dims = 1
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, 0, device, dtype)
-
-    def forward(self, input: Tensor) -> Tensor:
-        """conv1d(input, weight, bias)."""
-        x, padding = self._explicit_padding(input)
-        return _conv.conv1d(x, self.weight, self.bias, self.stride, padding, self.dilation,
-                            self.groups)
+    _fn = staticmethod(_conv.conv1d)
 
 
-class Conv2d(_ConvNd):
+class Conv2d(_Conv):
     """2-D convolution over (N, C_in, H, W): weight (C_out, C_in/groups, kh, kw)."""
 
     _dims = 2
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, 0, device, dtype)
-
-    def forward(self, input: Tensor) -> Tensor:
-        """conv2d(input, weight, bias)."""
-        x, padding = self._explicit_padding(input)
-        return _conv.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation,
-                            self.groups)
+    _fn = staticmethod(_conv.conv2d)
 
 
 class _ConvTransposeNd(_ConvNd):
     transposed = True
+    _fn: Any = None  # ops.conv.conv_transpose1d / conv_transpose2d
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
@@ -172,6 +169,12 @@ class _ConvTransposeNd(_ConvNd):
             raise ValueError(f"{name}: padding must be an int or a tuple, got {padding!r}")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, output_padding, device, dtype)
+
+    def forward(self, input: Tensor, output_size: Any = None) -> Tensor:
+        """conv_transpose1d / 2d(input, weight, bias), optionally to a given output size."""
+        return type(self)._fn(input, self.weight, self.bias, self.stride, self.padding,
+                              self._output_padding(input, output_size), self.groups,
+                              self.dilation)
 
     def _output_padding(self, input: Tensor, output_size: Any) -> tuple:
         """output_padding that makes the output ``output_size`` (PyTorch's rule)."""
@@ -202,21 +205,11 @@ class ConvTranspose1d(_ConvTransposeNd):
     """1-D transposed convolution over (N, C_in, L): weight (C_in, C_out/groups, k)."""
 
     _dims = 1
-
-    def forward(self, input: Tensor, output_size: Any = None) -> Tensor:
-        """conv_transpose1d(input, weight, bias), optionally to a given output size."""
-        return _conv.conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding,
-                                      self._output_padding(input, output_size), self.groups,
-                                      self.dilation)
+    _fn = staticmethod(_conv.conv_transpose1d)
 
 
 class ConvTranspose2d(_ConvTransposeNd):
     """2-D transposed convolution over (N, C_in, H, W): weight (C_in, C_out/groups, kh, kw)."""
 
     _dims = 2
-
-    def forward(self, input: Tensor, output_size: Any = None) -> Tensor:
-        """conv_transpose2d(input, weight, bias), optionally to a given output size."""
-        return _conv.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                      self._output_padding(input, output_size), self.groups,
-                                      self.dilation)
+    _fn = staticmethod(_conv.conv_transpose2d)
