@@ -415,14 +415,9 @@ def _same_dtype(input: Tensor, weight: Tensor, bias, op: str) -> None:
 
 
 # ---- convolution --------------------------------------------------------------------------------
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> Tensor:
-    """2-D cross-correlation: y[n, o] = Σ_c W[o, c] ⋆ x[n, c] + b[o] (PyTorch's conv2d)."""
-    return _conv2d(input, weight, bias, stride, padding, dilation, groups, "conv2d")
-
-
-def _conv2d(input, weight, bias, stride, padding, dilation, groups, op, spatial=2):
-    x, unbatched = _batched(input, 2, op, "to conv2d" if spatial == 2 else "to conv1d")
+def _check_weight_bias(x, weight, bias, op: str, spatial: int) -> None:
+    """Float weight with 4 dims (as the user's conv1d/2d sees it: spatial + 2), float bias,
+    and one dtype for input, weight and bias."""
     _check_float(weight, "weight", op)
     if weight._data.ndim != 4:
         raise RuntimeError(
@@ -432,6 +427,17 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, op, spatial=
     if bias is not None:
         _check_float(bias, "bias", op)
     _same_dtype(x, weight, bias, op)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D cross-correlation: y[n, o] = Σ_c W[o, c] ⋆ x[n, c] + b[o] (PyTorch's conv2d)."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, "conv2d")
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, op, spatial=2):
+    x, unbatched = _batched(input, 2, op, "to conv2d" if spatial == 2 else "to conv1d")
+    _check_weight_bias(x, weight, bias, op, spatial)
     n, c, h, w = x._data.shape
     o, cg, kh, kw = weight._data.shape
     wshape = list(_user_shape(weight._data.shape, spatial))
@@ -509,15 +515,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
 def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation,
                       op, spatial=2):
     x, unbatched = _batched(input, 2, op, f"to {op}")
-    _check_float(weight, "weight", op)
-    if weight._data.ndim != 4:
-        raise RuntimeError(
-            f"{op}: weight should have {spatial + 2} dimensions, but got weight of size "
-            f"{list(_user_shape(weight._data.shape, spatial))}"
-        )
-    if bias is not None:
-        _check_float(bias, "bias", op)
-    _same_dtype(x, weight, bias, op)
+    _check_weight_bias(x, weight, bias, op, spatial)
     n, c, h, w = x._data.shape
     cin, cout_g, kh, kw = weight._data.shape
     wshape = list(_user_shape(weight._data.shape, spatial))
