@@ -33,9 +33,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from chainrule.autograd.function import Op
 from chainrule.backend import np
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled
+from chainrule.ops.shape import Alias
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["grad", "grad_and_value", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd",
@@ -104,18 +104,6 @@ def _tree_map(fn: Callable, tree: Any) -> Any:
 
 
 # ---- the shared machinery -------------------------------------------------------------------
-
-class Alias(Op):
-    """y = x as a new gate: a transform's own input, still connected to the outer graph."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
-
 
 def _argnums(argnums: Any, nargs: int) -> tuple[int, ...]:
     """Validate ``argnums`` (int or tuple of ints) and make each index non-negative."""

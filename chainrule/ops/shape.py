@@ -61,6 +61,19 @@ def _sizes(args) -> tuple:
 
 
 # ---- the gates ----------------------------------------------------------------------------------
+class Alias(Op):
+    """y = x as a new gate on the same array: a node where an inner graph starts that is still
+    connected to the outer one (cr.func's inputs, the RNN layers' higher-order fallback)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
 class Reshape(Op):
     """y = x with a new shape;  the gradient is reshaped back"""
 

@@ -28,7 +28,7 @@ from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
 from chainrule.ops import either
 from chainrule.ops.elementwise import relu, sigmoid, tanh
-from chainrule.ops.shape import cat, stack
+from chainrule.ops.shape import Alias, cat, stack
 from chainrule.tensor import Tensor
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
@@ -201,18 +201,6 @@ def _steps_layer(mode: str, x: Tensor, state: list, w_ih: Tensor, w_hh: Tensor, 
 
 # ---- whole layers as one gate (backpropagation through time in NumPy) --------------------------
 FUSED = True  # run each layer·direction as one *LayerGate (False: the per-step graph)
-
-
-class _Cut(Op):
-    """y = x as a new node: where the higher-order fallback stops its inner backward."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
 
 
 _IFOG = [0, 1, 3, 2]  # PyTorch's gates (i, f, g, o) in the order the layer gate stores them
@@ -555,7 +543,7 @@ def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
     from chainrule.tensor import wrap
 
     saved = ctx.saved_tensors[: ctx.n_inputs]  # the layer's inputs (activations follow them)
-    ins = [s if s is None or not s.requires_grad else _Cut.apply(s) for s in saved]
+    ins = [s if s is None or not s.requires_grad else Alias.apply(s) for s in saved]
     x, states, (w_ih, w_hh, b_ih, b_hh) = ins[0], ins[1:-4], ins[-4:]
     out, finals = _steps_layer(mode, x, list(states), w_ih, w_hh, b_ih, b_hh, ctx.reverse)
     pairs = [(o, g if either.is_tensor(g) else wrap(g))
