@@ -21,34 +21,17 @@ __all__ = ["run_backward"]
 
 def _needed_nodes(roots: list, inputs: list) -> set:
     """Nodes on some path from the roots to one of ``inputs`` (others need not run)."""
-    from chainrule.tensor import Tensor
+    from chainrule.autograd.gates import nodes_in_order, parents
 
     wanted_nodes = {t._grad_fn for t in inputs if t._grad_fn is not None}
     wanted_leaves = {id(t) for t in inputs if t._grad_fn is None}
     needed: set = set()
-    done: set = set()
-    stack = [(n, False) for n in roots]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            if node in wanted_nodes or any(
-                (e[0] if type(e) is tuple else e) in needed
-                if not isinstance(e, Tensor)
-                else id(e) in wanted_leaves
-                for e in node._edges
-                if e is not None
-            ):
-                needed.add(node)
-            continue
-        if node in done:
-            continue
-        done.add(node)
-        stack.append((node, True))
-        for e in node._edges:
-            if e is not None and not isinstance(e, Tensor):
-                parent = e[0] if type(e) is tuple else e
-                if parent not in done:
-                    stack.append((parent, False))
+    for node in nodes_in_order(roots):  # parents first, so theirs is known when a node comes
+        if node in wanted_nodes or any(
+            p is not None and (p[1] in needed if p[0] == "node" else id(p[1]) in wanted_leaves)
+            for p in parents(node)
+        ):
+            needed.add(node)
     return needed
 
 

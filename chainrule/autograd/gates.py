@@ -46,7 +46,12 @@ def parents(node) -> list:
 
 def graph_nodes(outputs) -> list:
     """Every gate reachable from ``outputs`` (Tensors), in forward (topological) order."""
-    roots = [t._grad_fn for t in _as_list(outputs) if getattr(t, "_grad_fn", None) is not None]
+    return nodes_in_order(
+        [t._grad_fn for t in _as_list(outputs) if getattr(t, "_grad_fn", None) is not None])
+
+
+def nodes_in_order(roots: list) -> list:
+    """Every gate reachable from the ``roots`` gates, each after all of its parents."""
     order: list = []
     seen: set = set()
     stack = [(n, False) for n in reversed(roots)]
