@@ -8,38 +8,13 @@ import pytest
 
 import chainrule as cr
 from chainrule.ops.elementwise import Sigmoid
+from square_gates import BadSquare, GoodSquare
 
 HERE = os.path.basename(__file__)
 
 
 def _line() -> int:
     return inspect.currentframe().f_back.f_lineno + 1
-
-
-class BadSquare(cr.autograd.Function):
-    """y = x²  with a wrong backward (forgets the factor 2)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * x
-
-
-class GoodSquare(cr.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return 2 * g * x
 
 
 def _mlp_params(seed=0):

@@ -11,6 +11,7 @@ from op_registry import (
 
 import chainrule as cr
 from chainrule.autograd import gradcheck, gradgradcheck
+from square_gates import BadSquare
 
 
 def _grad_case(spec, shapes, kw):
@@ -40,20 +41,6 @@ def test_every_differentiable_entry_is_checked():
 
 
 # ---- the harness can fail ---------------------------------------------------------------------
-class _WrongSquare(cr.autograd.Function):
-    """y = x²  with a wrong backward (3x instead of 2x)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * 3 * x
-
-
 class _FirstOrderOnlySquare(cr.autograd.Function):
     """y = x²  whose backward is right but built from a detached x (no second derivative)."""
 
@@ -71,7 +58,7 @@ class _FirstOrderOnlySquare(cr.autograd.Function):
 def test_gradcheck_catches_a_wrong_backward():
     x = cr.tensor([0.5, -1.5, 2.0], dtype=cr.float64, requires_grad=True)
     with pytest.raises(cr.autograd.GradcheckError, match="input 0"):
-        gradcheck(_WrongSquare.apply, (x,))
+        gradcheck(BadSquare.apply, (x,))
     assert gradcheck(lambda t: t * t, (x,))
 
 
