@@ -228,6 +228,11 @@ def _batch_stride(batch: tuple, shape: tuple, strides: tuple, size: int):
     return 0 if stride is None else stride // size
 
 
+def _numpy(a, b, out):
+    """NumPy's own product: what matmul does wherever MKL does not take the operands."""
+    return a @ b if out is None else np.matmul(a, b, out=out)
+
+
 def matmul(a, b, out=None):
     """``a @ b`` (``np.matmul(a, b, out=out)``), through MKL's GEMM where it can take the operands.
 
@@ -236,7 +241,7 @@ def matmul(a, b, out=None):
     """
     gemm = (_state or _load())["gemm"]
     if not gemm or type(a) is not _ndarray or type(b) is not _ndarray:
-        return a @ b if out is None else np.matmul(a, b, out=out)
+        return _numpy(a, b, out)
     dt = a.dtype
     fn = gemm.get(dt)
     ashape, bshape = a.shape, b.shape
@@ -244,21 +249,21 @@ def matmul(a, b, out=None):
     if (fn is None or b.dtype != dt or nd < 2 or len(bshape) < 2
             or ashape[-1] != bshape[-2]
             or ashape[-1] * ashape[-2] * bshape[-1] < max(MIN_FLOPS_BATCH_NT, 1)):
-        return a @ b if out is None else np.matmul(a, b, out=out)
+        return _numpy(a, b, out)
     m, k = ashape[-2:]
     n = bshape[-1]
     size = dt.itemsize
     la = _layout(a.strides[-2:], m, k, size)
     lb = _layout(b.strides[-2:], k, n, size)
     if la is None or lb is None or max(m, n, k, la[1], lb[1]) > _INT_MAX:
-        return a @ b if out is None else np.matmul(a, b, out=out)
+        return _numpy(a, b, out)
     flops = m * n * k
     nt = la[0] == _NOTRANS and lb[0] == _TRANS
     stacked = nd > 2 or len(bshape) > 2
     if flops < MIN_FLOPS and not (
             nt and (flops >= MIN_FLOPS_BATCH_NT and min(m, n) >= 32 if stacked
                     else flops >= MIN_FLOPS_NT)):
-        return a @ b if out is None else np.matmul(a, b, out=out)
+        return _numpy(a, b, out)
     if not stacked:
         if out is None:
             out = np.empty((m, n), dt)
@@ -266,7 +271,7 @@ def matmul(a, b, out=None):
         else:
             lc = _out_layout(out, (m, n), dt, a, b)
             if lc is None:
-                return np.matmul(a, b, out=out)
+                return _numpy(a, b, out)
             ldc = lc[0]
         st = _state
         fn(_ROW, la[0], lb[0], m, n, k, st["one"][dt],
@@ -306,7 +311,7 @@ def _batched(a, b, out, dt, m, n, k, la, lb):
     try:
         batch = np.broadcast_shapes(ashape[:-2], bshape[:-2])
     except ValueError:
-        return a @ b if out is None else np.matmul(a, b, out=out)
+        return _numpy(a, b, out)
     count = 1
     for d in batch:
         count *= d
@@ -314,7 +319,7 @@ def _batched(a, b, out, dt, m, n, k, la, lb):
     sa = _batch_stride(batch, ashape[:-2], a.strides[:-2], size)
     sb = _batch_stride(batch, bshape[:-2], b.strides[:-2], size)
     if sa is None or sb is None or count == 0 or max(sa, sb, count * m * n) > _INT_MAX:
-        return a @ b if out is None else np.matmul(a, b, out=out)
+        return _numpy(a, b, out)
     shape = batch + (m, n)
     if out is None:
         out = np.empty(shape, dt)
@@ -322,7 +327,7 @@ def _batched(a, b, out, dt, m, n, k, la, lb):
     else:
         lc = _out_layout(out, shape, dt, a, b, batch)
         if lc is None:
-            return np.matmul(a, b, out=out)
+            return _numpy(a, b, out)
         (ldc, sc), pc = lc, out.ctypes.data
     st = _state
     st["batch"][dt](_ROW, la[0], lb[0], m, n, k, st["one"][dt],
