@@ -92,7 +92,10 @@ def _gelu_float32(x, with_grad: bool) -> tuple:
     flat_d = dydx.reshape(-1) if with_grad else None
     cdf_norm, exp = _blas.vector_math("cdf_norm", np.float32), _blas.vector_math("exp", np.float32)
     block = max(1, min(32768, flat_x.size))
-    scratch = [np.empty(block, np.float32) for _ in range(4)] + [np.empty(block, np.uint32)]
+    scratch = [np.empty(block, np.float32) for _ in range(2)]  # Φ(x), φ(x)
+    if cdf_norm is None:  # A&S also needs |x|, t and x's sign bits
+        scratch += [np.empty(block, np.float32), np.empty(block, np.float32),
+                    np.empty(block, np.uint32)]
     for i in range(0, flat_x.size, block):
         xb = flat_x[i:i + block]
         if xb.size < block:
