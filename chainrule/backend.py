@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "cuda_available", "ndarray"]
+__all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "asarray_on", "is_array",
+           "cuda_available",
+           "ndarray"]
 
 ndarray = np.ndarray
 _cupy = None
@@ -57,8 +59,16 @@ def _load_cupy():
 
             if cupy.cuda.runtime.getDeviceCount() > 0:
                 _cupy = cupy
+                from chainrule.backends import apply_tf32
+
+                apply_tf32()
         except Exception:
             _cupy = None
+    return _cupy
+
+
+def loaded_cupy():
+    """CuPy if it has been loaded and sees a GPU, else None (never imports it)."""
     return _cupy
 
 
@@ -125,6 +135,19 @@ def xp(d=None):
     return cupy
 
 
+def is_array(a) -> bool:
+    """A NumPy or CuPy array (0-d included; NumPy scalars are not arrays)."""
+    if isinstance(a, np.ndarray):
+        return True
+    cupy = _cupy if _cupy_checked else _load_cupy()
+    return cupy is not None and isinstance(a, cupy.ndarray)
+
+
+def is_gpu_array(a) -> bool:
+    """A CuPy array (cheap where CuPy is not loaded: the CPU hot paths ask this)."""
+    return _cupy is not None and isinstance(a, _cupy.ndarray)
+
+
 def is_cpu_array(a) -> bool:
     return isinstance(a, (np.ndarray, np.generic))
 
@@ -138,6 +161,11 @@ def xp_of(a):
     if isinstance(a, (np.ndarray, np.generic)):
         return np
     return _load_cupy() or np
+
+
+def asarray_on(a, like, dtype=None):
+    """``a`` (array, list or number) as an array of ``dtype`` on the device of array ``like``."""
+    return xp_of(like).asarray(a, dtype=dtype)
 
 
 def to_device(a, d):

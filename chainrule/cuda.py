@@ -5,9 +5,7 @@ from __future__ import annotations
 from chainrule import backend
 
 __all__ = ["is_available", "device_count", "synchronize", "manual_seed", "manual_seed_all",
-           "current_device", "get_device_name", "allow_tf32"]
-
-allow_tf32 = False  # like torch.backends.cuda.matmul.allow_tf32: opt in to TF32 matmuls
+           "current_device", "get_device_name"]
 
 
 def is_available() -> bool:

@@ -6,6 +6,8 @@ import builtins
 
 import numpy as np
 
+from chainrule import backend
+
 __all__ = [
     "dtype", "float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
     "uint8", "bool", "half", "float", "double", "long", "int", "short",
@@ -128,7 +130,7 @@ def result_type(*operands):
     dim_t = zero_t = None
     scalar_cat = -1
     for x in operands:
-        if isinstance(x, (np.ndarray, np.generic)) or hasattr(x, "__cuda_array_interface__"):
+        if isinstance(x, np.generic) or backend.is_array(x):
             # tensor data; a 0-d op result is a NumPy scalar (np.float64 is a Python float
             # subclass, but here it is a zero-dim tensor, not a weak Python number)
             if x.ndim == 0:

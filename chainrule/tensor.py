@@ -207,8 +207,8 @@ class Tensor:
         return data
 
     def __array__(self, dtype=None, copy=None):
-        a = backend.to_device(self._data, "cpu")
-        a = np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
+        a = self.numpy(force=True)  # a cuda tensor refuses, as in torch: call .cpu() first
+        a = a if dtype is None else a.astype(dtype, copy=False)
         return a.copy() if copy else a
 
     def item(self):
@@ -375,8 +375,10 @@ class Tensor:
                 "(cr.where, cr.cat, masked_fill) or assign value.detach()"
             )
         value = value._data if isinstance(value, Tensor) else value
+        if backend.is_array(value) and backend.device_of(value) != self.device:
+            value = backend.to_device(value, self.device)
         try:
-            self._data[normalize_index(key)] = value
+            self._data[normalize_index(key, self._data)] = value
         except (ValueError, IndexError) as e:
             shape = tuple(self._data.shape)
             kind = IndexError if isinstance(e, IndexError) else RuntimeError  # torch's types

@@ -42,13 +42,27 @@ def test_op_on_cuda_matches_cpu(name):
                 np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+class _OnDevice:
+    """The chainrule module, with tensors the op's lambda makes (indices) on ``device``."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __getattr__(self, name):
+        return getattr(cr, name)
+
+    def tensor(self, data, **kwargs):
+        return cr.tensor(data, device=self.device, **kwargs)
+
+
 def _run(spec, args, diff, kw, device):
     from op_registry import as_outputs
 
     ts = [a if isinstance(a, float) else
           cr.tensor(a, device=device, requires_grad=bool(d and spec.grad))
           for a, d in zip(args, diff)]
-    outs = [o for o in as_outputs(spec.op(*ts, **kw)) if isinstance(o, cr.Tensor)]
+    outs = [o for o in as_outputs(spec.call(_OnDevice(device), *ts, **kw))
+            if isinstance(o, cr.Tensor)]
     grads = []
     float_outs = [o for o in outs if o.requires_grad]
     if float_outs:
@@ -93,4 +107,296 @@ def test_save_load_to_cuda(tmp_path):
     t = cr.randn(3, 4, device="cuda")
     cr.save({"t": t}, tmp_path / "x.safetensors")
     back = cr.load(tmp_path / "x.safetensors")
-    np.testing.assert_array_equal(back["t"].numpy(), t.cpu().numpy())
+    assert back["t"].is_cuda
+    np.testing.assert_array_equal(back["t"].cpu().numpy(), t.cpu().numpy())
+    on_cpu = cr.load(tmp_path / "x.safetensors", map_location="cpu")["t"]
+    assert not on_cpu.is_cuda
+    np.testing.assert_array_equal(on_cpu.numpy(), t.cpu().numpy())
+    cr.save({"t": on_cpu}, tmp_path / "c.safetensors")
+    assert cr.load(tmp_path / "c.safetensors", map_location="cuda")["t"].is_cuda
+
+
+def test_cuda_tensor_refuses_numpy_and_implicit_conversion():
+    t = cr.ones(3, device="cuda")
+    with pytest.raises(TypeError, match="cpu"):
+        t.numpy()
+    with pytest.raises(TypeError):
+        np.asarray(t)
+    assert t.cpu().numpy().tolist() == [1.0, 1.0, 1.0]
+
+
+# ---- nn modules: forward, input gradient and parameter gradients on cuda == cpu ---------------
+def _mods():
+    nn = cr.nn
+    x4 = (2, 3, 8, 8)
+    return {
+        "Linear": (lambda: nn.Linear(6, 4), [(5, 6)]),
+        "Bilinear": (lambda: nn.Bilinear(3, 4, 2), [(5, 3), (5, 4)]),
+        "Conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1, stride=2), [(2, 3, 9)]),
+        "Conv2d": (lambda: nn.Conv2d(3, 4, 3, padding=1, dilation=2, groups=1), [x4]),
+        "Conv2d(groups)": (lambda: nn.Conv2d(4, 6, 3, groups=2), [(2, 4, 7, 7)]),
+        "ConvTranspose1d": (lambda: nn.ConvTranspose1d(3, 2, 3, stride=2), [(2, 3, 5)]),
+        "ConvTranspose2d": (lambda: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1), [x4]),
+        "MaxPool1d": (lambda: nn.MaxPool1d(2), [(2, 3, 8)]),
+        "MaxPool2d": (lambda: nn.MaxPool2d(3, stride=2, padding=1), [x4]),
+        "AvgPool1d": (lambda: nn.AvgPool1d(3, stride=2), [(2, 3, 9)]),
+        "AvgPool2d": (lambda: nn.AvgPool2d(2), [x4]),
+        "AdaptiveAvgPool1d": (lambda: nn.AdaptiveAvgPool1d(3), [(2, 3, 8)]),
+        "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d((3, 2)), [x4]),
+        "BatchNorm1d": (lambda: nn.BatchNorm1d(6), [(5, 6)]),
+        "BatchNorm2d": (lambda: nn.BatchNorm2d(3), [x4]),
+        "BatchNorm3d": (lambda: nn.BatchNorm3d(3), [(2, 3, 4, 4, 4)]),
+        "LayerNorm": (lambda: nn.LayerNorm(8), [(2, 5, 8)]),
+        "GroupNorm": (lambda: nn.GroupNorm(2, 4), [(2, 4, 5)]),
+        "Embedding": (lambda: nn.Embedding(10, 4), ["idx"]),
+        "RNN": (lambda: nn.RNN(4, 5, num_layers=2, batch_first=True), [(3, 6, 4)]),
+        "LSTM": (lambda: nn.LSTM(4, 5, bidirectional=True), [(6, 3, 4)]),
+        "GRU": (lambda: nn.GRU(4, 5, batch_first=True), [(3, 6, 4)]),
+        "RNNCell": (lambda: nn.RNNCell(4, 5), [(3, 4)]),
+        "LSTMCell": (lambda: nn.LSTMCell(4, 5), [(3, 4)]),
+        "GRUCell": (lambda: nn.GRUCell(4, 5), [(3, 4)]),
+        "MultiheadAttention": (lambda: nn.MultiheadAttention(8, 2, batch_first=True),
+                               [(2, 5, 8)] * 3),
+        "Flatten": (lambda: nn.Flatten(), [x4]),
+        "Unflatten": (lambda: nn.Unflatten(1, (2, 3)), [(4, 6)]),
+        **{name: ((lambda n=name: getattr(nn, n)()), [(4, 7)]) for name in (
+            "ReLU", "ReLU6", "GELU", "SiLU", "Mish", "ELU", "CELU", "SELU", "LeakyReLU",
+            "Sigmoid", "LogSigmoid", "Tanh", "Tanhshrink", "Softsign", "Softplus", "Hardtanh",
+            "Hardsigmoid", "Hardswish", "Identity")},
+        "Softmax": (lambda: nn.Softmax(dim=1), [(4, 7)]),
+        "Softmin": (lambda: nn.Softmin(dim=1), [(4, 7)]),
+        "LogSoftmax": (lambda: nn.LogSoftmax(dim=1), [(4, 7)]),
+        "GELU(tanh)": (lambda: nn.GELU(approximate="tanh"), [(4, 7)]),
+        "MSELoss": (lambda: nn.MSELoss(), [(4, 7), "target"]),
+        "L1Loss": (lambda: nn.L1Loss(), [(4, 7), "target"]),
+        "SmoothL1Loss": (lambda: nn.SmoothL1Loss(), [(4, 7), "target"]),
+        "HuberLoss": (lambda: nn.HuberLoss(delta=0.5), [(4, 7), "target"]),
+        "CrossEntropyLoss": (lambda: nn.CrossEntropyLoss(label_smoothing=0.1), [(4, 7), "class"]),
+        "NLLLoss": (lambda: nn.NLLLoss(), [(4, 7), "class"]),
+        "BCELoss": (lambda: nn.BCELoss(), ["prob", "unit"]),
+        "BCEWithLogitsLoss": (lambda: nn.BCEWithLogitsLoss(), [(4, 7), "unit"]),
+        "KLDivLoss": (lambda: nn.KLDivLoss(reduction="batchmean"), [(4, 7), "prob"]),
+    }
+
+
+def _module_inputs(kinds, rng):
+    out = []
+    for k in kinds:
+        if k == "idx":
+            out.append(rng.integers(0, 10, (3, 5)))
+        elif k == "class":
+            out.append(rng.integers(0, 7, 4))
+        elif k in ("prob", "unit"):
+            out.append(rng.uniform(0.05, 0.95, (4, 7)).astype(np.float32))
+        elif k == "target":
+            out.append(rng.standard_normal((4, 7)).astype(np.float32))
+        else:
+            out.append(rng.standard_normal(k).astype(np.float32))
+    return out
+
+
+def _module_run(module, arrays, device):
+    xs = [cr.tensor(a, device=device, requires_grad=a.dtype.kind == "f") for a in arrays]
+    outs = module(*xs)
+    outs = [o for o in (outs if isinstance(outs, tuple) else (outs,))]
+    flat = []
+    for o in outs:
+        flat.extend(o if isinstance(o, tuple) else (o,))
+    flat = [o for o in flat if isinstance(o, cr.Tensor) and o.requires_grad]
+    sum((o * (i + 1)).sum() for i, o in enumerate(flat)).backward()
+    grads = [x.grad for x in xs if x.requires_grad]
+    grads += [p.grad for p in module.parameters() if p.grad is not None]
+    return [_cpu(o) for o in flat] + [_cpu(g) for g in grads]
+
+
+@pytest.mark.parametrize("name", sorted(_mods()) if cr.cuda.is_available() else ["skipped"])
+def test_module_on_cuda_matches_cpu(name):
+    import copy
+
+    make, kinds = _mods()[name]
+    cr.manual_seed(0)
+    cpu_module = make()
+    gpu_module = copy.deepcopy(cpu_module).to("cuda")
+    assert all(p.is_cuda for p in gpu_module.parameters())
+    arrays = _module_inputs(kinds, np.random.default_rng(1))
+    want, got = _module_run(cpu_module, arrays, "cpu"), _module_run(gpu_module, arrays, "cuda")
+    assert len(want) == len(got)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-5, err_msg=name)
+
+
+# ---- optimizers: the same trajectory on both devices -----------------------------------------
+_OPTIMIZERS = {
+    "SGD": dict(lr=0.1),
+    "SGD(momentum, nesterov, wd)": dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    "Adam": dict(lr=1e-2),
+    "Adam(amsgrad, wd)": dict(lr=1e-2, amsgrad=True, weight_decay=1e-2),
+    "AdamW": dict(lr=1e-2, weight_decay=0.1),
+    "RMSprop(momentum, centered)": dict(lr=1e-2, momentum=0.5, centered=True),
+    "Adagrad": dict(lr=0.1, lr_decay=1e-3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_OPTIMIZERS) if cr.cuda.is_available() else ["skipped"])
+def test_optimizer_on_cuda_matches_cpu(name):
+    nn = cr.nn
+    cls = getattr(cr.optim, name.split("(")[0])
+
+    def train(device):
+        cr.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).to(device)
+        opt = cls(model.parameters(), **_OPTIMIZERS[name])
+        sched = cr.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        rng = np.random.default_rng(0)
+        x = cr.tensor(rng.standard_normal((16, 6)).astype(np.float32), device=device)
+        y = cr.tensor(rng.integers(0, 3, 16), device=device)
+        for _ in range(6):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            sched.step()
+        state = [v for s in opt.state.values() for v in s.values() if isinstance(v, cr.Tensor)]
+        assert all(v.device == model[0].weight.device for v in state)
+        return [p.detach().cpu().numpy() for p in model.parameters()]
+
+    for a, b in zip(train("cpu"), train("cuda")):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+# ---- GPU care: no host round trips, device RNG, TF32 opt-in, mixed devices --------------------
+def _host_reads():
+    import cupy
+
+    if not hasattr(cupy, "host_reads"):
+        pytest.skip("counting host reads needs the CPU stand-in for CuPy (tests/fakecupy)")
+    return cupy.host_reads
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn", "lstm", "transformer"])
+def test_training_step_never_reads_the_gpu_back(net):
+    nn = cr.nn
+    cr.manual_seed(0)
+    rng = np.random.default_rng(0)
+    if net == "mlp":
+        model = nn.Sequential(nn.Linear(20, 32), nn.GELU(), nn.Dropout(0.1), nn.LayerNorm(32),
+                              nn.Linear(32, 5))
+        x = rng.standard_normal((16, 20))
+    elif net == "cnn":
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))
+        x = rng.standard_normal((16, 1, 14, 14))
+    elif net == "lstm":
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb, self.lstm = nn.Embedding(10, 6), nn.LSTM(6, 8, batch_first=True)
+                self.head = nn.Linear(8, 5)
+
+            def forward(self, t):
+                return self.head(self.lstm(self.emb(t))[0][:, -1])
+        model = Net()
+        x = rng.integers(0, 10, (16, 7))
+    else:
+        class Block(nn.Module):  # the W7 transformer block, small
+            def __init__(self):
+                super().__init__()
+                self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+                self.norm, self.ff = nn.LayerNorm(8), nn.Sequential(nn.Linear(8, 16), nn.GELU(),
+                                                                    nn.Linear(16, 8))
+                self.head = nn.Linear(8, 5)
+
+            def forward(self, t):
+                h = self.norm(t + self.attn(t, t, t, need_weights=False)[0])
+                return self.head((h + self.ff(h)).mean(1))
+        model = Block()
+        x = rng.standard_normal((16, 4, 8))
+    model.to("cuda")
+    opt = cr.optim.AdamW(model.parameters(), lr=1e-3)
+    xt = cr.tensor(x.astype(np.float32) if x.dtype.kind == "f" else x, device="cuda")
+    yt = cr.tensor(rng.integers(0, 5, 16), device="cuda")
+    for _ in range(2):  # the second step runs with optimizer state in place
+        before = _host_reads()
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        cr.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        assert _host_reads() == before, f"{net}: a training step copied GPU data to the host"
+    float(loss)  # the user's own read is allowed
+    assert _host_reads() == before + 1
+
+
+def test_random_numbers_are_drawn_on_the_device_and_seeded():
+    before = None
+    try:
+        before = _host_reads()
+    except pytest.skip.Exception:
+        pass
+    cr.cuda.manual_seed(3)
+    a = cr.randn(4, 5, device="cuda")
+    cr.cuda.manual_seed(3)
+    b = cr.randn(4, 5, device="cuda")
+    assert a.is_cuda and a.dtype == cr.float32
+    np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy())
+    d = cr.rand(3, dtype=cr.float64, device="cuda")
+    assert d.dtype == cr.float64 and d.is_cuda
+    drop = cr.nn.functional.dropout(cr.ones(1000, device="cuda"), 0.25)
+    assert drop.is_cuda
+    if before is not None:
+        assert _host_reads() == before + 2  # the two .cpu() calls above
+    kept = drop.cpu().numpy()
+    assert set(np.unique(kept)) <= {0.0, np.float32(1 / 0.75)} and 0.6 < kept.mean() < 1.4
+
+
+def test_tf32_is_opt_in():
+    import cupy
+    from cupy._core import _routines_linalg as rl
+
+    assert cr.backends.cuda.matmul.allow_tf32 is False
+    assert rl.get_compute_type(np.float32) != rl.COMPUTE_TYPE_TF32
+    try:
+        cr.backends.cuda.matmul.allow_tf32 = True
+        assert rl.get_compute_type(np.float32) == rl.COMPUTE_TYPE_TF32
+        a = cr.randn(64, 64, device="cuda")
+        np.testing.assert_allclose((a @ a).cpu().numpy(), a.cpu().numpy() @ a.cpu().numpy(),
+                                   rtol=1e-2, atol=1e-2)
+    finally:
+        cr.backends.cuda.matmul.allow_tf32 = False
+    assert rl.get_compute_type(np.float32) != rl.COMPUTE_TYPE_TF32
+    assert cupy is not None
+
+
+@pytest.mark.parametrize("op", [
+    lambda a, b: cr.cat([a, b]), lambda a, b: a @ b.reshape(3, 1), lambda a, b: cr.stack([a, b]),
+    lambda a, b: cr.where(a > 0, a, b), lambda a, b: a.index_select(0, b.long()),
+    lambda a, b: cr.maximum(a, b), lambda a, b: cr.nn.functional.mse_loss(a, b),
+])
+def test_every_op_mixing_devices_names_both(op):
+    a = cr.ones(3, device="cuda")
+    b = cr.ones(3)
+    with pytest.raises(RuntimeError, match=r"cuda:0.*cpu|cpu.*cuda:0"):
+        op(a, b)
+
+
+def test_dataloader_batches_on_cuda():
+    x = cr.randn(10, 3, device="cuda")
+    y = cr.arange(10, device="cuda")
+    loader = cr.data.DataLoader(cr.data.TensorDataset(x, y), batch_size=4, shuffle=True)
+    seen = []
+    for xb, yb in loader:
+        assert xb.is_cuda and yb.is_cuda
+        seen += yb.cpu().numpy().tolist()
+    assert sorted(seen) == list(range(10))
+    cpu_loader = cr.data.DataLoader(cr.data.TensorDataset(x.cpu(), y.cpu()), batch_size=4,
+                                    pin_memory=True)
+    xb, _ = next(iter(cpu_loader))
+    np.testing.assert_array_equal(xb.to("cuda").cpu().numpy(), x.cpu().numpy()[:4])
+
+
+def test_train_command_on_cuda(tmp_path):
+    from chainrule.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--device", "cuda", "--epochs", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert (out / "model.safetensors").exists() or any(out.iterdir())

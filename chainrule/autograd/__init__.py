@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import backend
+
 from chainrule.autograd.function import Function, FunctionCtx, Op, once_differentiable
 from chainrule.autograd.grad_mode import (
     enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
@@ -44,10 +46,10 @@ def _root_grads(tensors: tuple, grads: tuple, create_graph: bool) -> list:
         if g is None:
             if t._data.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = np.ones(t._data.shape, t._data.dtype)
+            g = np.ones_like(t._data)
             out.append(wrap(g) if create_graph else g)
             continue
-        raw = g._data if isinstance(g, Tensor) else np.asarray(g, dtype=t._data.dtype)
+        raw = g._data if isinstance(g, Tensor) else backend.asarray_on(g, t._data, t._data.dtype)
         if raw.shape != t._data.shape:
             raise RuntimeError(
                 f"Mismatch in shape: grad_output[{i}] has a shape of {list(raw.shape)} and "

@@ -241,6 +241,17 @@ def _edges_of(args) -> list | None:
     return edges if found else None
 
 
+def _check_one_device(cls, arrays) -> None:
+    from chainrule import backend
+
+    devices = {str(backend.device_of(a)) for a in arrays if backend.is_array(a)}
+    if len(devices) > 1:
+        name = cls.__name__.lower()
+        raise RuntimeError(
+            f"{name}: Expected all tensors to be on the same device, but found at least two "
+            f"devices, {' and '.join(sorted(devices, reverse=True))}!") from None
+
+
 def _note_creation(ctx: Function) -> None:
     """The enclosing modules and, in the recording modes, the user's file:line."""
     if state._scopes:
@@ -305,13 +316,17 @@ class Op(Function):
         ctx._nin, ctx._en = 0, _NO_EDGES
         edges = _edges_of(args) if state.grad_enabled and cls.differentiable else None
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
-        if edges is None:
+        try:
+            if edges is None:
+                out = cls.forward(ctx, *arrays)
+                if type(out) is tuple:
+                    return tuple(wrap(o) for o in out)
+                return wrap(out)
+            ctx._edges = edges
             out = cls.forward(ctx, *arrays)
-            if type(out) is tuple:
-                return tuple(wrap(o) for o in out)
-            return wrap(out)
-        ctx._edges = edges
-        out = cls.forward(ctx, *arrays)
+        except TypeError:  # CuPy refuses NumPy operands: say which devices were mixed
+            _check_one_device(cls, arrays)
+            raise
         saved = ctx._saved
         if saved:
             ctx._saved_from = _sources(saved, arrays, out)

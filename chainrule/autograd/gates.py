@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from chainrule import backend
+
 from chainrule._state import state
 
 __all__ = ["check_gates", "GateReport", "GateFailure", "GateResult", "graph_nodes",
@@ -88,8 +90,8 @@ def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
     node0 = output._grad_fn
     if node0 is None:
         return {}, {}, {}
-    seed = np.ones(output._data.shape, output._data.dtype) if grad is None else np.asarray(
-        getattr(grad, "_data", grad), output._data.dtype)
+    seed = np.ones_like(output._data) if grad is None else backend.asarray_on(
+        getattr(grad, "_data", grad), output._data, output._data.dtype)
     outs: dict = {(node0, output._nr): seed}
     edges: dict = {}
     leaves: dict = {}

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from chainrule import backend
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split"]
@@ -46,8 +47,11 @@ class TensorDataset(Dataset):
 
     def _batch(self, indices):
         """One fancy-index per tensor: the collated batch for ``indices`` (an int array)."""
-        return tuple(t[indices] if t.requires_grad else wrap(t._data[indices])
-                     for t in self.tensors)
+        out = []
+        for t in self.tensors:
+            idx = indices if backend.is_cpu_array(t._data) else backend.asarray_on(indices, t._data)
+            out.append(t[idx] if t.requires_grad else wrap(t._data[idx]))
+        return tuple(out)
 
 
 def _batchable(dataset) -> bool:

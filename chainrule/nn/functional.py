@@ -13,7 +13,9 @@ import numpy as np
 
 from chainrule import backend
 from chainrule import blas as _blas
+from chainrule import cuda_kernels
 from chainrule.autograd.function import Op
+from chainrule._state import state
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.blas import matmul as _mm
 from chainrule.ops import either
@@ -146,7 +148,9 @@ class Gelu(Op):
     @staticmethod
     def forward(ctx, x):
         with_grad = bool(ctx._edges)
-        if x.dtype == np.float32:
+        if not isinstance(x, np.ndarray):
+            y, dydx = cuda_kernels.gelu(x, with_grad)
+        elif x.dtype == np.float32:
             y, dydx = _gelu_float32(x, with_grad)
         else:
             cdf = _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)
@@ -576,7 +580,7 @@ class LayerNorm(Op):
         # One row per normalized group; row means as matrix-vector products and row sums of
         # squares by einsum: NumPy's reductions over a short last axis go row by row.
         x2 = x.reshape(-1, n)
-        xhat = x2 - (x2 @ np.full(n, 1.0 / max(n, 1), x.dtype))[:, None]
+        xhat = x2 - (x2 @ backend.xp_of(x).full(n, 1.0 / max(n, 1), x.dtype))[:, None]
         var = np.einsum("ij,ij->i", xhat, xhat) * x.dtype.type(1.0 / max(n, 1))
         rstd = 1 / np.sqrt(var + x.dtype.type(eps))
         xhat *= rstd[:, None]
@@ -619,12 +623,12 @@ class LayerNorm(Op):
         if edges[1] is not None:
             gw = np.einsum("ij,ij->j", g2, xh).reshape(normalized)
         if edges[2] is not None:
-            gb = (np.ones(len(g2), g.dtype) @ g2).reshape(normalized)
+            gb = (backend.xp_of(g).ones(len(g2), g.dtype) @ g2).reshape(normalized)
         if edges[0] is not None:
             gx = g2 * w.reshape(-1) if w is not None else g2.copy()
             inv_n = g.dtype.type(1.0 / n)
             r = rstd.reshape(-1)
-            m1 = gx @ np.full(n, inv_n, g.dtype)
+            m1 = gx @ backend.xp_of(g).full(n, inv_n, g.dtype)
             m2 = np.einsum("ij,ij->i", gx, xh)
             gx *= r[:, None]
             m1 *= r
@@ -726,7 +730,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
     """Rows of ``weight`` looked up by the integer ``input``; ``padding_idx`` gets no gradient."""
-    idx = input._data if isinstance(input, Tensor) else np.asarray(input)
+    idx = input._data if isinstance(input, Tensor) else backend.asarray_on(input, weight._data)
     if idx.dtype.kind not in "iu":
         raise RuntimeError(
             f"embedding(): Expected tensor for argument 'indices' to have one of the following "
@@ -735,7 +739,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
     if weight.ndim != 2:
         raise RuntimeError(f"embedding(): 'weight' must be 2-D, got shape {_shape(weight)}")
     num = weight.shape[0]
-    if idx.size and (idx.min() < 0 or idx.max() >= num):
+    if idx.size and not _gpu_unchecked(idx) and (idx.min() < 0 or idx.max() >= num):
         bad = idx.max() if idx.max() >= num else idx.min()
         raise IndexError(f"index out of range in self (embedding(): index {int(bad)} with "
                          f"num_embeddings={num})")
@@ -1008,7 +1012,15 @@ def _index_target(input: Tensor, target: Any, name: str) -> np.ndarray:
     return t
 
 
+def _gpu_unchecked(a) -> bool:
+    """Range checks of GPU indices read the GPU back (a sync every step), so they run only
+    under ``detect_anomaly``; elsewhere an out-of-range index reads a wrapped-around row."""
+    return backend.is_gpu_array(a) and not state.anomaly
+
+
 def _check_bounds(t: np.ndarray, valid, c: int) -> None:
+    if _gpu_unchecked(t):
+        return
     tv = t if valid is None else t[valid]
     if tv.size and (tv.min() < 0 or tv.max() >= c):
         bad = tv.max() if tv.max() >= c else tv.min()
@@ -1040,7 +1052,10 @@ class CrossEntropy(Op):
             return nll.astype(x.dtype, copy=False)
         total = nll.sum()
         if reduction == "mean":
-            total = total / count if count else total * np.nan
+            if backend.is_gpu_array(count):  # all rows ignored: 0/0 gives NaN, as torch
+                total = total / count
+            else:
+                total = total / count if count else total * np.nan
         return xp.asarray(total, dtype=x.dtype)
 
     @staticmethod
@@ -1122,7 +1137,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         x2, t1, out_shape = _flatten_classes(input, wrap(t), "cross_entropy")
         t1 = t1._data
         valid = t1 != ignore_index
-        if valid.all():
+        if not backend.is_gpu_array(t1) and valid.all():  # on the GPU: no read-back, keep the mask
             valid = None
             _check_bounds(t1, None, x2.shape[1])
         else:

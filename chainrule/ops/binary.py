@@ -474,11 +474,14 @@ def where(condition, input=None, other=None) -> Tensor:
     target = _dt.result_type(_raw(a), _raw(b))  # PyTorch's promotion, scalars included
     a = _cast(a, target) if isinstance(a, Tensor) else target.type(a)
     b = _cast(b, target) if isinstance(b, Tensor) else target.type(b)
+    if not backend.is_array(cond) or cond.dtype != bool:
+        like = a._data if isinstance(a, Tensor) else b._data
+        cond = backend.asarray_on(cond, like, bool)
     try:
-        return Where.apply(np.asarray(cond, dtype=bool), a, b)
+        return Where.apply(cond, a, b)
     except ValueError as e:
         raise RuntimeError(
-            f"where: condition {list(np.shape(cond))}, input {list(_shape(a))} and other "
+            f"where: condition {list(cond.shape)}, input {list(_shape(a))} and other "
             f"{list(_shape(b))} are not broadcastable ({e})"
         ) from None
 
@@ -486,15 +489,17 @@ def where(condition, input=None, other=None) -> Tensor:
 def masked_fill(input: Tensor, mask, value) -> Tensor:
     """``value`` where ``mask`` is True, else ``input``."""
     m = _raw(mask)
-    if np.asarray(m).dtype != bool:
+    if not backend.is_array(m):
+        m = backend.asarray_on(m, input._data)
+    if m.dtype != bool:
         raise RuntimeError(
             f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype}"
         )
     try:
-        np.broadcast_shapes(np.shape(m), input._data.shape)
+        np.broadcast_shapes(m.shape, input._data.shape)
     except ValueError:
         raise RuntimeError(
-            f"masked_fill: mask of shape {list(np.shape(m))} is not broadcastable to the input "
+            f"masked_fill: mask of shape {list(m.shape)} is not broadcastable to the input "
             f"of shape {list(input._data.shape)}"
         ) from None
     if isinstance(value, Tensor):
@@ -515,7 +520,7 @@ def _compare(np_fn, name: str):
             _check_devices(input, other, name)
         try:
             out = np_fn(a, b)
-            return wrap(np.asarray(out) if np.ndim(out) == 0 else out)
+            return wrap(np.asarray(out) if isinstance(out, np.generic) else out)
         except ValueError as e:
             a_op, b_op = _as_operand(input, name), _as_operand(other, name)
             raise _shape_error(name, a_op, b_op, e) from None

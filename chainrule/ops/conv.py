@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.blas import matmul as _mm
 from chainrule.ops import either
@@ -49,9 +50,7 @@ class _Geom(NamedTuple):
 def _as_strided(x, shape, strides):
     if isinstance(x, np.ndarray):
         return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
-    import cupy  # pragma: no cover  (CuPy arrays need CuPy's own stride tricks)
-
-    return cupy.lib.stride_tricks.as_strided(x, shape, strides)
+    return backend.xp_of(x).lib.stride_tricks.as_strided(x, shape, strides)
 
 
 def _window_view(xp, geom: _Geom, i: int, j: int):
@@ -81,7 +80,7 @@ def _im2col_raw(x, geom: _Geom):
     s0, s1, s2, s3 = xp.strides
     win = _as_strided(xp, (n, c, geom.kh, geom.kw, geom.oh, geom.ow),
                       (s0, s1, geom.dh * s2, geom.dw * s3, geom.sh * s2, geom.sw * s3))
-    return np.ascontiguousarray(win)
+    return backend.xp_of(win).ascontiguousarray(win)
 
 
 def _col2im_raw(cols, x_shape: tuple, geom: _Geom):
@@ -212,7 +211,7 @@ def _conv_input_grad_wide(g, w, x_shape: tuple, geom: _Geom, groups: int):
 def _sum0(a):
     if isinstance(a, Tensor):
         return a.sum(0)
-    return np.add.reduce(a, axis=0) if a.shape[0] > 1 else a[0]
+    return a.sum(axis=0) if a.shape[0] > 1 else a[0]
 
 
 class ConvTranspose2d(Op):
@@ -229,7 +228,7 @@ class ConvTranspose2d(Op):
         if b is not None:
             y = y + b.reshape(-1, 1, 1)
         elif y.base is not None:
-            y = np.ascontiguousarray(y)
+            y = y.copy()
         ctx.geom, ctx.groups = geom, groups
         ctx.save_for_backward(x, w)
         return y
@@ -283,7 +282,8 @@ class MaxPool2d(Op):
         geom, idx, shape = ctx.geom, ctx.idx, ctx.shape
         k = geom.kh * geom.kw
         if isinstance(g, Tensor):  # linear in g: one-hot mask times g, added back by col2im
-            onehot = idx[:, :, None] == np.arange(k, dtype=idx.dtype).reshape(k, 1, 1)
+            onehot = idx[:, :, None] == backend.xp_of(idx).arange(k, dtype=idx.dtype).reshape(
+                k, 1, 1)
             mask = onehot.reshape(idx.shape[:2] + (geom.kh, geom.kw) + idx.shape[2:])
             cols = either.expand_dims(g, (2, 3)) * wrap(mask.astype(g._data.dtype))
             return _col2im(cols, shape, geom), None
@@ -317,7 +317,9 @@ class AvgPool2d(Op):
     @staticmethod
     def backward(ctx, g):
         geom = ctx.geom
-        gs = g * (wrap(ctx.recip) if isinstance(g, Tensor) else ctx.recip)
+        recip = ctx.recip  # a NumPy scalar (any device) or an array on g's device
+        gs = g * (wrap(recip) if isinstance(g, Tensor) and not isinstance(recip, np.generic)
+                  else recip)
         if isinstance(g, Tensor):
             n, c = ctx.shape[:2]
             cols = either.broadcast_to(either.expand_dims(gs, (2, 3)),
@@ -646,9 +648,9 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
 
 def _flat_indices(idx, geom: _Geom, width: int):
     """Window-offset indices -> PyTorch's indices into each flattened input plane."""
-    idx = idx.astype(np.int64)
-    rows = (np.arange(geom.oh).reshape(-1, 1) * geom.sh - geom.pt) + (idx // geom.kw) * geom.dh
-    cols = (np.arange(geom.ow) * geom.sw - geom.pl) + (idx % geom.kw) * geom.dw
+    idx, xp = idx.astype(np.int64), backend.xp_of(idx)
+    rows = (xp.arange(geom.oh).reshape(-1, 1) * geom.sh - geom.pt) + (idx // geom.kw) * geom.dh
+    cols = (xp.arange(geom.ow) * geom.sw - geom.pl) + (idx % geom.kw) * geom.dw
     return rows * width + cols
 
 
@@ -675,12 +677,12 @@ def _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pa
     if divisor_override is not None:
         if divisor_override == 0:
             raise RuntimeError(f"{op}: divisor must be not zero")
-        recip = np.asarray(1.0 / divisor_override, dtype)
+        recip = dtype.type(1.0 / divisor_override)
     else:
         h, w = x._data.shape[-2:]
         dh = _avg_recip(h, geom.kh, geom.sh, geom.pt, geom.oh, count_include_pad)
         dw = _avg_recip(w, geom.kw, geom.sw, geom.pl, geom.ow, count_include_pad)
-        recip = (1.0 / np.outer(dh, dw)).astype(dtype)
+        recip = backend.asarray_on(1.0 / np.outer(dh, dw), x._data, dtype)
     y = AvgPool2d.apply(x, geom, recip)
     return y.squeeze(0) if unbatched else y
 
@@ -718,10 +720,12 @@ def _adaptive_avg_pool2d(input, output_size, op):
         y = x.mean((-2, -1), keepdim=True)
     elif h % oh == 0 and w % ow == 0:
         y = AvgPool2d.apply(x, _Geom(h // oh, w // ow, h // oh, w // ow, 1, 1, 0, 0, 0, 0, oh, ow),
-                            np.asarray(1.0 / ((h // oh) * (w // ow)), x._data.dtype))
+                            x._data.dtype.type(1.0 / ((h // oh) * (w // ow))))
     else:
         dtype = x._data.dtype
-        y = wrap(_adaptive_matrix(h, oh, dtype)) @ x @ wrap(_adaptive_matrix(w, ow, dtype).T)
+        rows = backend.asarray_on(_adaptive_matrix(h, oh, dtype), x._data)
+        cols = backend.asarray_on(_adaptive_matrix(w, ow, dtype).T, x._data)
+        y = wrap(rows) @ x @ wrap(cols)
     return y.squeeze(0) if unbatched else y
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule import blas
+from chainrule import backend, blas
 from chainrule.tensor import Tensor
 
 __all__ = [
     "np", "is_tensor", "sum", "sum_to", "broadcast_to", "reshape", "astype", "exp", "log", "sign",
     "sin", "cos", "where", "expand_dims", "permute", "swapaxes", "flip", "cumsum", "roll",
-    "zeros_like", "index_put", "gather", "scatter_add", "maximum", "abs", "sqrt", "tanh",
+    "zeros_like", "zeros", "index_put", "gather", "scatter_add", "maximum", "abs", "sqrt", "tanh",
     "concat", "pad_zeros", "tril", "triu", "diag", "einsum", "matmul",
 ]
 
@@ -156,6 +156,11 @@ def zeros_like(a):
 
         return t_zeros_like(a)
     return np.zeros_like(a)
+
+
+def zeros(shape, dtype, like):
+    """A raw zeros array on the device of ``like`` (an array or a Tensor)."""
+    return backend.xp_of(like._data if isinstance(like, Tensor) else like).zeros(shape, dtype)
 
 
 def index_put(shape, index, g):

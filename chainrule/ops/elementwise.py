@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import backend, cuda_kernels
 from chainrule.autograd.function import Op
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
@@ -378,6 +378,10 @@ class Tanh(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if backend.is_gpu_array(g):
+            gx = cuda_kernels.unary_backward("tanh_backward", g, y)
+            if gx is not None:
+                return gx
         return g * (1 - y * y)
 
 
@@ -388,6 +392,10 @@ def erf_array(x):
     """erf of an array. float64: SciPy's ufunc when installed (else math.erf, vectorized);
     float32/16: Abramowitz & Stegun 7.1.26 in cache-sized blocks (|error| < 1e-6, 4× faster
     than SciPy, whose float32 erf goes through double precision)."""
+    if not backend.is_cpu_array(x):
+        from chainrule import cuda_kernels
+
+        return cuda_kernels.erf(x)
     x = np.asarray(x)
     if x.dtype == np.float64 or x.size < 4096:
         if not _SCIPY_ERF:
@@ -439,7 +447,7 @@ class Sigmoid(Op):
     @staticmethod
     def forward(ctx, x):
         # split by sign so exp never overflows: for x < 0 use e^x/(1+e^x)
-        if np.ndim(x) == 0:
+        if np.ndim(x) == 0 and backend.is_cpu_array(x):
             y = 1 / (1 + np.exp(-x)) if x >= 0 else np.exp(x) / (1 + np.exp(x))
         else:
             e = np.exp(-np.abs(x))
@@ -450,6 +458,10 @@ class Sigmoid(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if backend.is_gpu_array(g):
+            gx = cuda_kernels.unary_backward("sigmoid_backward", g, y)
+            if gx is not None:
+                return gx
         return g * y * (1 - y)
 
 
@@ -465,6 +477,10 @@ class Relu(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if backend.is_gpu_array(g):
+            gx = cuda_kernels.unary_backward("relu_backward", g, y)
+            if gx is not None:
+                return gx
         return g * (y != 0)  # y ≥ 0 or NaN, so y != 0 is [x > 0] with 1 at NaN, in one pass
 
 
@@ -503,11 +519,11 @@ class Clamp(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         xs = x._data if isinstance(x, Tensor) else x
-        mask = np.ones(np.shape(xs), bool)
+        mask = True
         if ctx.lo is not None:
-            mask &= xs >= ctx.lo
+            mask = xs >= ctx.lo
         if ctx.hi is not None:
-            mask &= xs <= ctx.hi
+            mask = mask & (xs <= ctx.hi)
         return g * mask, None, None
 
 

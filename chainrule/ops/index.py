@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.ops import either
 from chainrule.ops.shape import normalize_dim
@@ -21,14 +22,16 @@ __all__ = [
 _BASIC = (int, slice, type(None), type(Ellipsis))
 
 
-def _index_part(k):
+def _index_part(k, like):
     if isinstance(k, Tensor):
         k = k._data
     if isinstance(k, (list,)):
-        k = np.asarray(k)
+        k = backend.asarray_on(k, like)
         if k.dtype.kind == "f":
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
-    if isinstance(k, np.ndarray):
+    if backend.is_array(k):
+        if backend.is_cpu_array(k) and not backend.is_cpu_array(like):  # as torch: a CPU index
+            k = backend.asarray_on(k, like)                              # works on a GPU tensor
         if k.dtype.kind not in "biu":
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
         if k.ndim == 0 and k.dtype.kind != "b":
@@ -36,13 +39,13 @@ def _index_part(k):
     return k
 
 
-def normalize_index(key):
-    """Tensors and lists in an index become NumPy arrays (ints stay ints)."""
+def normalize_index(key, like):
+    """Tensors and lists in an index become arrays on the device of ``like`` (ints stay ints)."""
     if isinstance(key, _BASIC):
         return key
     if isinstance(key, tuple):
-        return tuple(k if isinstance(k, _BASIC) else _index_part(k) for k in key)
-    return _index_part(key)
+        return tuple(k if isinstance(k, _BASIC) else _index_part(k, like) for k in key)
+    return _index_part(key, like)
 
 
 def _is_basic(index) -> bool:
@@ -56,11 +59,17 @@ def _without_bool_masks(index):
     parts = index if isinstance(index, tuple) else (index,)
     out = []
     for k in parts:
-        if isinstance(k, np.ndarray) and k.dtype.kind == "b":
-            out.extend(np.nonzero(k))
+        if backend.is_array(k) and k.dtype.kind == "b":
+            out.extend(k.nonzero())
         else:
             out.append(k)
     return tuple(out)
+
+
+def _add_at(out, index, values) -> None:
+    """out[index] += values, repeated indices accumulating (CuPy's add.at on the GPU: NumPy's
+    protocol does not pass ufunc methods on to CuPy)."""
+    backend.xp_of(out).add.at(out, index, values)
 
 
 class Index(Op):
@@ -83,11 +92,11 @@ class IndexPut(Op):
     def forward(ctx, g, shape, index):
         if ctx is not None:
             ctx.index = index
-        out = np.zeros(shape, g.dtype)
+        out = backend.xp_of(g).zeros(shape, g.dtype)
         if _is_basic(index):
             out[index] = g
         else:
-            np.add.at(out, _without_bool_masks(index), g)
+            _add_at(out, _without_bool_masks(index), g)
         return out
 
     @staticmethod
@@ -97,8 +106,8 @@ class IndexPut(Op):
 
 def _along(index: np.ndarray, dim: int) -> tuple:
     """Full NumPy index addressing ``index`` along ``dim`` and position elsewhere."""
-    nd = index.ndim
-    parts = [np.arange(s).reshape((-1,) + (1,) * (nd - a - 1)) for a, s in enumerate(index.shape)]
+    nd, xp = index.ndim, backend.xp_of(index)
+    parts = [xp.arange(s).reshape((-1,) + (1,) * (nd - a - 1)) for a, s in enumerate(index.shape)]
     parts[dim] = index
     return tuple(parts)
 
@@ -114,7 +123,8 @@ class Gather(Op):
 
     @staticmethod
     def backward(ctx, g):
-        zeros = np.zeros(ctx.shape, g.dtype if not isinstance(g, Tensor) else g._data.dtype)
+        raw = g._data if isinstance(g, Tensor) else g
+        zeros = backend.xp_of(raw).zeros(ctx.shape, raw.dtype)
         return either.scatter_add(zeros, ctx.dim, ctx.index, g), None, None
 
 
@@ -127,7 +137,7 @@ class ScatterAdd(Op):
             ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
         out = x.copy()
         region = tuple(slice(0, s) for s in index.shape)
-        np.add.at(out, _along(index, dim), src[region])
+        _add_at(out, _along(index, dim), src[region])
         return out
 
     @staticmethod
@@ -140,8 +150,12 @@ class ScatterAdd(Op):
         return g, None, None, g_src
 
 
-def _raw_index(index, name: str) -> np.ndarray:
-    idx = index._data if isinstance(index, Tensor) else np.asarray(index)
+def _raw_index(index, name: str, like) -> np.ndarray:
+    idx = index._data if isinstance(index, Tensor) else backend.asarray_on(index, like)
+    if backend.device_of(idx) != backend.device_of(like):
+        raise RuntimeError(
+            f"{name}(): Expected all tensors to be on the same device, but found at least two "
+            f"devices, {backend.device_of(like)} and {backend.device_of(idx)}! (index)")
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"{name}(): Expected dtype int64 for index, got {idx.dtype}")
     return idx
@@ -170,7 +184,7 @@ def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
 def index(input: Tensor, key) -> Tensor:
     """input[key]: ints, slices (negative steps too), None, ..., int arrays and bool masks."""
     try:
-        return Index.apply(input, normalize_index(key))
+        return Index.apply(input, normalize_index(key, input._data))
     except IndexError as e:
         raise IndexError(f"index: {e} (tensor of shape {list(input._data.shape)})") from None
 
@@ -178,7 +192,7 @@ def index(input: Tensor, key) -> Tensor:
 def gather(input: Tensor, dim: int, index) -> Tensor:
     """Values of ``input`` at ``index`` along ``dim``."""
     d = normalize_dim(dim, input._data.ndim, "gather")
-    idx = _raw_index(index, "gather")
+    idx = _raw_index(index, "gather", input._data)
     _check_along(input, d, idx, "gather")
     return Gather.apply(input, d, idx)
 
@@ -186,7 +200,7 @@ def gather(input: Tensor, dim: int, index) -> Tensor:
 def scatter_add(input: Tensor, dim: int, index, src: Tensor) -> Tensor:
     """``input`` with ``src`` added at ``index`` along ``dim`` (repeats accumulate)."""
     d = normalize_dim(dim, input._data.ndim, "scatter_add")
-    idx = _raw_index(index, "scatter_add")
+    idx = _raw_index(index, "scatter_add", input._data)
     if isinstance(src, Tensor) and src._data.dtype != input._data.dtype:
         raise RuntimeError(
             f"scatter_add(): Expected self.dtype to be equal to src.dtype (got {input.dtype} "
@@ -199,12 +213,13 @@ def scatter_add(input: Tensor, dim: int, index, src: Tensor) -> Tensor:
 def scatter(input: Tensor, dim: int, index, src=None, value=None) -> Tensor:
     """``input`` with values written at ``index`` (gradient flows to the kept entries of input)."""
     d = normalize_dim(dim, input._data.ndim, "scatter")
-    idx = _raw_index(index, "scatter")
-    mask = np.zeros(input._data.shape, bool)
+    idx = _raw_index(index, "scatter", input._data)
+    xp = backend.xp_of(input._data)
+    mask = xp.zeros(input._data.shape, bool)
     mask[_along(idx, d)] = True
     if src is None:
-        src_vals = np.full(idx.shape, value, input._data.dtype)
-        written = np.zeros(input._data.shape, input._data.dtype)
+        src_vals = xp.full(idx.shape, value, input._data.dtype)
+        written = xp.zeros(input._data.shape, input._data.dtype)
         written[_along(idx, d)] = src_vals
         return input.masked_fill(wrap(mask), 0) + wrap(written)
     placed = scatter_add(input * 0, d, idx, src) if isinstance(src, Tensor) else None
@@ -214,7 +229,7 @@ def scatter(input: Tensor, dim: int, index, src=None, value=None) -> Tensor:
 def index_select(input: Tensor, dim: int, index) -> Tensor:
     """The slices of ``input`` at the 1-d ``index`` along ``dim``."""
     d = normalize_dim(dim, input._data.ndim, "index_select")
-    idx = _raw_index(index, "index_select")
+    idx = _raw_index(index, "index_select", input._data)
     if idx.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")
     n = input._data.shape[d] if input._data.ndim else 1
@@ -230,7 +245,7 @@ def index_select(input: Tensor, dim: int, index) -> Tensor:
 
 def take_along_dim(input: Tensor, indices, dim=None) -> Tensor:
     """Values of ``input`` at ``indices`` along ``dim`` (flattened when None), broadcasting."""
-    idx = _raw_index(indices, "take_along_dim")
+    idx = _raw_index(indices, "take_along_dim", input._data)
     if dim is None:
         return Gather.apply(input.reshape(-1), 0, idx.reshape(-1))
     d = normalize_dim(dim, input._data.ndim, "take_along_dim")
@@ -242,26 +257,27 @@ def take_along_dim(input: Tensor, indices, dim=None) -> Tensor:
     idx_shape = list(common)
     idx_shape[d] = idx.shape[d]
     x = input.expand(*in_shape) if tuple(in_shape) != input._data.shape else input
-    return Gather.apply(x, d, np.broadcast_to(idx, idx_shape))
+    return Gather.apply(x, d, backend.xp_of(idx).broadcast_to(idx, idx_shape))
 
 
 def take(input: Tensor, index) -> Tensor:
-    return take_along_dim(input, index, None).reshape(np.shape(_raw_index(index, "take")))
+    return take_along_dim(input, index, None).reshape(_raw_index(index, "take", input._data).shape)
 
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     """Indices of the non-zero elements: (n, ndim) int64, or a tuple of 1-d index tensors."""
-    nz = np.nonzero(np.atleast_1d(input._data))
+    xp = backend.xp_of(input._data)
+    nz = xp.atleast_1d(input._data).nonzero()
     if as_tuple:
         return tuple(wrap(a.astype(np.int64)) for a in nz)
-    return wrap(np.stack(nz, axis=1).astype(np.int64) if nz else np.zeros((0, 0), np.int64))
+    return wrap(xp.stack(nz, axis=1).astype(np.int64))
 
 
 argwhere = nonzero
 
 
 def masked_select(input: Tensor, mask) -> Tensor:
-    m = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+    m = mask._data if isinstance(mask, Tensor) else backend.asarray_on(mask, input._data)
     shape = np.broadcast_shapes(input._data.shape, m.shape)
     x = input.expand(*shape) if shape != input._data.shape else input
-    return x[np.broadcast_to(m, shape)]
+    return x[backend.xp_of(m).broadcast_to(m, shape)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.blas import matmul as _mm
 from chainrule.ops import either
@@ -88,7 +89,8 @@ def _onto_diagonal(gk, uniq: str, sub: str, size: dict, used: str):
             seen.add(c)
             renamed.append(c)
     dtype = gk._data.dtype if isinstance(gk, Tensor) else gk.dtype
-    eyes = [np.eye(size[d[0]], dtype=dtype) for d in deltas]
+    xp = backend.xp_of(gk._data if isinstance(gk, Tensor) else gk)
+    eyes = [xp.eye(size[d[0]], dtype=dtype) for d in deltas]
     return either.einsum(",".join([uniq] + deltas) + "->" + "".join(renamed), gk, *eyes)
 
 

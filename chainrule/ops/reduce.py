@@ -209,7 +209,7 @@ class MaxDim(Op):
     def backward(ctx, g, _g_indices=None):
         if not ctx.keepdim:
             g = either.expand_dims(g, (ctx.dim,))
-        zeros = np.zeros(ctx.shape, _dtype_of(g))
+        zeros = either.zeros(ctx.shape, _dtype_of(g), g)
         return either.scatter_add(zeros, ctx.dim, ctx.idx, g), None, None
 
 
@@ -217,6 +217,11 @@ class MinDim(MaxDim):
     """(values, indices) = min over one dim;  the gradient goes to the index returned"""
 
     pick = staticmethod(np.argmin)
+
+
+def _array(r):
+    """A reduction's result as an array (NumPy gives a scalar for a full reduction)."""
+    return np.asarray(r) if isinstance(r, np.generic) else r
 
 
 def _dtype_of(g):
@@ -449,13 +454,15 @@ def _arg(np_fn, name):
         x = input._data
         if dim is None:
             _check_reducible(input, None, name, IndexError)
-            out = np.asarray(np_fn(x.reshape(-1)))
+            out = np_fn(x.reshape(-1))
             if keepdim:
                 out = out.reshape((1,) * x.ndim)
             return wrap(out.astype(np.int64))
         d = normalize_dim(dim, x.ndim, name)
         _check_reducible(input, (d,), name, IndexError)
-        return wrap(np.asarray(np_fn(x, axis=d, keepdims=keepdim)).astype(np.int64))
+        if x.ndim == 0:  # its own arg-max, index 0 (CuPy refuses axis 0 of a 0-d array)
+            return wrap(np_fn(x.reshape(1), axis=0).astype(np.int64).reshape(()))
+        return wrap(np_fn(x, axis=d, keepdims=keepdim).astype(np.int64))
 
     fn.__name__ = name
     fn.__doc__ = f"Index of the {name[3:]} (first one on ties)."
@@ -554,14 +561,14 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     axes = normalize_dims(dim, input._data.ndim, "all")
-    return wrap(np.asarray(np.all(input._data, axis=axes, keepdims=keepdim)))
+    return wrap(_array(np.all(input._data, axis=axes, keepdims=keepdim)))
 
 
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     axes = normalize_dims(dim, input._data.ndim, "any")
-    return wrap(np.asarray(np.any(input._data, axis=axes, keepdims=keepdim)))
+    return wrap(_array(np.any(input._data, axis=axes, keepdims=keepdim)))
 
 
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     axes = normalize_dims(dim, input._data.ndim, "count_nonzero")
-    return wrap(np.asarray(np.count_nonzero(input._data, axis=axes), dtype=np.int64))
+    return wrap(_array(np.count_nonzero(input._data, axis=axes)).astype(np.int64))

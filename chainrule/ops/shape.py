@@ -10,6 +10,7 @@ import operator
 
 import numpy as np
 
+from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
@@ -186,9 +187,9 @@ class Split(Op):
 
     @staticmethod
     def backward(ctx, *grads):
-        parts = []
+        parts, like = [], next(g for g in grads if g is not None)
         for g, (shape, dtype) in zip(grads, ctx._outs):
-            parts.append(np.zeros(shape, dtype) if g is None else g)
+            parts.append(either.zeros(shape, dtype, like) if g is None else g)
         return either.concat(parts, ctx.axis), None, None
 
 
@@ -202,9 +203,9 @@ class Unbind(Op):
 
     @staticmethod
     def backward(ctx, *grads):
-        parts = []
+        parts, like = [], next(g for g in grads if g is not None)
         for g, (shape, dtype) in zip(grads, ctx._outs):
-            g = np.zeros(shape, dtype) if g is None else g
+            g = either.zeros(shape, dtype, like) if g is None else g
             parts.append(either.expand_dims(g, (ctx.axis,)))
         return either.concat(parts, ctx.axis), None
 
@@ -269,7 +270,7 @@ class Diag(Op):
         ctx.k, ctx.ndim, ctx.shape = k, x.ndim, x.shape
         out = np.diag(x, k).copy()
         if x.ndim == 2:  # where the diagonal sits in a (possibly non-square) matrix
-            n = np.arange(out.shape[0])
+            n = backend.xp_of(x).arange(out.shape[0])
             ctx.index = (n + builtins.max(-k, 0), n + builtins.max(k, 0))
         return out
 
@@ -627,7 +628,7 @@ def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
     for axis, (lo, hi) in enumerate(widths):
         if lo or hi:
             index = np.pad(np.arange(input._data.shape[axis]), (lo, hi), mode=np_mode)
-            out = out.index_select(axis, wrap(index))
+            out = out.index_select(axis, wrap(backend.asarray_on(index, input._data)))
     return out
 
 

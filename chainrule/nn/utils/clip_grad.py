@@ -57,7 +57,13 @@ def get_total_norm(tensors: Iterable[Tensor], norm_type: float = 2.0,
 def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Tensor,
                           foreach: Any = None) -> None:
     """Scale the gradients by min(1, max_norm / (total_norm + 1e-6)) in place."""
-    coef = float(max_norm) / (float(total_norm.item()) + 1e-6)
+    total = total_norm._data if isinstance(total_norm, Tensor) else total_norm
+    if backend.is_gpu_array(total):  # min(1, coef) on the device: no read-back
+        coef = backend.xp_of(total).minimum(max_norm / (total + 1e-6), 1.0)
+        for g in _grads(parameters):
+            g._data = g._data * coef.astype(g._data.dtype)
+        return
+    coef = float(max_norm) / (float(total) + 1e-6)
     if coef >= 1.0:
         return
     for g in _grads(parameters):
