@@ -32,6 +32,18 @@ def timed(step, sync, repeats=30, warmup=5):
     return statistics.median(times)
 
 
+def host_time(step, sync, repeats=20):
+    """Seconds per step to queue the work (no waiting): near the step time = launch-bound."""
+    step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    t = time.perf_counter() - t0
+    sync()
+    return t / repeats
+
+
 def mlp_step(T, device, batch, sizes):
     rng = np.random.default_rng(0)
     layers = []
@@ -93,45 +105,77 @@ def raw_cupy_op():
     return step
 
 
-def _tests_summary(log: str | None) -> str:
-    if not log or not os.path.exists(log):
+def _tests_summary(junit: str | None) -> str:
+    """"N passed, M skipped, K failed in S s" from pytest's junit report."""
+    if not junit or not os.path.exists(junit):
         return "not run"
-    lines = [ln.strip() for ln in open(log).read().splitlines() if ln.strip()]
-    done = [ln for ln in lines if (" passed" in ln or " failed" in ln) and " in " in ln]
-    return done[-1].strip("= ") if done else (lines[-1] if lines else "no output")
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(junit).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    n, skipped = int(suite.get("tests")), int(suite.get("skipped"))
+    failed = int(suite.get("failures")) + int(suite.get("errors"))
+    return (f"{n - skipped - failed} passed, {skipped} skipped, {failed} failed "
+            f"in {float(suite.get('time')):.1f} s")
+
+
+CASES = [
+    ("MLP step, batch 256, 784-512-512-10",
+     lambda T: mlp_step(T, "cuda", 256, (784, 512, 512, 10)), 1.3),
+    ("MLP step, batch 4096, 4096-4096-4096-10",
+     lambda T: mlp_step(T, "cuda", 4096, (4096, 4096, 4096, 10)), 1.05),
+    ("CNN step (W4 net), batch 256", lambda T: cnn_step(T, "cuda", 256), 1.3),
+    ("CNN step (W4 net), batch 32", lambda T: cnn_step(T, "cuda", 32), None),
+    ("tiny-op chain, per op (fwd+bwd)", lambda T: tiny_chain(T, "cuda"), 1.0),
+]
+
+
+def _unfused_times() -> dict:
+    """chainrule's step times with CHAINRULE_FUSED_KERNELS=0, from a second process."""
+    import json
+
+    env = {**os.environ, "CHAINRULE_FUSED_KERNELS": "0"}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--chainrule-times"],
+                          capture_output=True, text=True, env=env)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print("fused-off run failed:", proc.stderr[-2000:])
+        return {}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--write", metavar="FILE")
-    ap.add_argument("--tests-log", metavar="FILE", help="pytest log of tests/test_cuda.py "
-                    "(bench/gpu_check.sh runs the tests first); without it the tests run here")
+    ap.add_argument("--junit", metavar="FILE", help="pytest's junit report of "
+                    "tests/test_cuda.py (bench/gpu_check.sh runs the tests first); without it "
+                    "the tests run here")
     ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument("--chainrule-times", action="store_true",
+                    help="print chainrule's step times as JSON and exit (for the fused-off run)")
     args = ap.parse_args()
     import chainrule as cr
+
+    if args.chainrule_times:
+        import json
+
+        print(json.dumps({name: timed(make(cr), cr.cuda.synchronize)
+                          for name, make, _ in CASES}))
+        return 0
 
     if not cr.cuda.is_available():
         print("no GPU: CuPy with an NVIDIA GPU is needed for the GPU check")
         return 1
-    if args.tests_log or args.skip_tests:
-        summary = _tests_summary(args.tests_log)
-    else:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_cuda.py"],
-                              capture_output=True, text=True, cwd=os.path.dirname(HERE))
-        summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
-        print(proc.stdout[-3000:])
+    if not (args.junit or args.skip_tests):
+        args.junit = os.path.join(os.path.dirname(HERE), "out", "gpu_junit.xml")
+        subprocess.run([sys.executable, "-m", "pytest", "tests/test_cuda.py",
+                        f"--junitxml={args.junit}"], cwd=os.path.dirname(HERE))
+    summary = _tests_summary(args.junit)
     import torch
 
     rows = []
-    cases = [
-        ("MLP step, batch 256, 784-512-512-10", lambda T: mlp_step(T, "cuda", 256,
-                                                                   (784, 512, 512, 10)), 1.3),
-        ("MLP step, batch 4096, 4096-4096-4096-10", lambda T: mlp_step(
-            T, "cuda", 4096, (4096, 4096, 4096, 10)), 1.05),
-        ("CNN step (W4 net), batch 256", lambda T: cnn_step(T, "cuda", 256), 1.3),
-        ("CNN step (W4 net), batch 32", lambda T: cnn_step(T, "cuda", 32), None),
-        ("tiny-op chain, per op (fwd+bwd)", lambda T: tiny_chain(T, "cuda"), 1.0),
-    ]
+    cases = CASES
+    unfused = _unfused_times()
     for name, make, goal in cases:
         scale = 1 / 75 if "tiny" in name else 1.0
         try:
@@ -140,12 +184,16 @@ def main() -> int:
             import traceback
 
             traceback.print_exc()
-            rows.append(f"| {name} | error: {type(e).__name__}: {str(e)[:80]} | | | | no |")
+            rows.append(f"| {name} | error: {type(e).__name__}: {str(e)[:80]} | | | | | no |")
             continue
         t_th = timed(make(torch), torch.cuda.synchronize)
+        print(f"  {name}: host time per chainrule step, queued without waiting: "
+              f"{host_time(make(cr), cr.cuda.synchronize) * 1e3 * scale:.3f} ms", flush=True)
         ratio = t_cr / t_th
         met = "" if goal is None else ("yes" if ratio <= goal else "no")
-        rows.append(f"| {name} | {t_cr * 1e3 * scale:.3f} | {t_th * 1e3 * scale:.3f} | "
+        t_un = unfused.get(name)
+        un = "" if t_un is None else f"{t_un * 1e3 * scale:.3f}"
+        rows.append(f"| {name} | {t_cr * 1e3 * scale:.3f} | {un} | {t_th * 1e3 * scale:.3f} | "
                     f"{ratio:.2f} | {'' if goal is None else f'≤ {goal}'} | {met} |")
         print(rows[-1], flush=True)
     t_raw = timed(raw_cupy_op(), cr.cuda.synchronize) / 75
@@ -156,8 +204,8 @@ def main() -> int:
             f"{cupy.__version__}, PyTorch {torch.__version__} (CUDA eager, TF32 off in both), "
             f"median of 30 steps after 5 warm-ups, one process.\n\n"
             f"CUDA tests (`tests/test_cuda.py`): {summary}\n\n"
-            "| workload | chainrule ms | torch ms | ratio | goal | met |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows) +
+            "| workload | chainrule ms | chainrule, fused kernels off ms | torch ms | ratio | goal "
+            "| met |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
             f"\n\nFor scale: one raw `cupy.exp` on an 8×8 array takes {t_raw * 1e3:.4f} ms "
             "(forward only, no autograd).")
     print(body)

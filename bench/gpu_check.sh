@@ -14,13 +14,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,n
 $PY -c "import sys, numpy, cupy, torch; print('python', sys.version.split()[0], 'numpy', \
 numpy.__version__, 'cupy', cupy.__version__, 'torch', torch.__version__)"
 workers=$($PY -c "import xdist" 2>/dev/null && echo "-n ${GPU_TEST_WORKERS:-6}")
-timeout "${GPU_TEST_TIMEOUT:-330}" $PY -m pytest tests/test_cuda.py -q -rfE --tb=short \
+timeout "${GPU_TEST_TIMEOUT:-330}" $PY -m pytest tests/test_cuda.py -rfE --tb=short \
     -p no:cacheprovider $workers --junitxml="$OUT/junit.xml" > "$OUT/tests.log" 2>&1
 echo "tests exit $?"
 grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -60
 tail -3 "$OUT/tests.log"
-timeout "${GPU_BENCH_TIMEOUT:-200}" $PY bench/gpu_check.py --tests-log "$OUT/tests.log" \
+timeout "${GPU_BENCH_TIMEOUT:-200}" $PY bench/gpu_check.py --junit "$OUT/junit.xml" \
     --write BENCHMARKS.md 2>&1 | tee "$OUT/bench.log"
+timeout 120 $PY bench/gpu_profile.py > "$OUT/profile.log" 2>&1; echo "profile exit $?"
 cp BENCHMARKS.md "$OUT/BENCHMARKS.md"
 tar czf "$OUT/cupy_cache.tgz" -C .cupy_cache . 2>/dev/null
 ls -la "$OUT"

@@ -13,8 +13,11 @@ from __future__ import annotations
 import os
 
 from chainrule import backend
+from chainrule.backend import np
 
-__all__ = ["erf", "gelu", "unary_backward", "fused"]
+__all__ = ["erf", "gelu", "unary_backward", "fused", "sgd_step", "adam_step",
+           "cross_entropy_forward", "cross_entropy_backward", "col2im", "max_pool2d_forward",
+           "max_pool2d_backward"]
 
 _ENABLED = os.environ.get("CHAINRULE_FUSED_KERNELS", "1") != "0"
 _KERNELS: dict = {}
@@ -35,6 +38,36 @@ _SOURCES = {
     "tanh_backward": ("T g, T y", "T gx", "gx = g * (1 - y * y)"),
     "sigmoid_backward": ("T g, T y", "T gx", "gx = g * y * (1 - y)"),
     "relu_backward": ("T g, T y", "T gx", "gx = g * (T)(y != 0)"),
+    # optimizer steps, in PyTorch's order of operations (flags: 1 maximize, 2 decoupled decay)
+    "sgd": ("T g, T lr, T wd, int32 flags", "T p",
+            "T d = (flags & 1) ? -g : g; if (wd != 0) d += wd * p; p -= lr * d"),
+    "sgd_momentum": (
+        "T g, T lr, T wd, T mu, T damp, int32 flags", "T p, T buf",
+        "T d = (flags & 1) ? -g : g; if (wd != 0) d += wd * p;"
+        "T b = (flags & 4) ? d : buf * mu + (damp == 0 ? d : d * (1 - damp)); buf = b;"
+        "p -= lr * ((flags & 8) ? d + b * mu : b)"),
+    "adam": (
+        "T g, T lr, T wd, T b1, T b2, T eps, T step_size, T bc2_sqrt, int32 flags",
+        "T p, T m, T v",
+        "T d = (flags & 1) ? -g : g;"
+        "if (flags & 2) { p *= 1 - lr * wd; } else if (wd != 0) { d += wd * p; }"
+        "T w = 1 - b1; m = (w < 0.5) ? m + w * (d - m) : d - (d - m) * b1;"
+        "v = v * b2 + d * (1 - b2) * d;"
+        "p -= m * step_size / (sqrt(v) / bc2_sqrt + eps)"),
+    "adam_amsgrad": (
+        "T g, T lr, T wd, T b1, T b2, T eps, T step_size, T bc2_sqrt, int32 flags",
+        "T p, T m, T v, T vmax",
+        "T d = (flags & 1) ? -g : g;"
+        "if (flags & 2) { p *= 1 - lr * wd; } else if (wd != 0) { d += wd * p; }"
+        "T w = 1 - b1; m = (w < 0.5) ? m + w * (d - m) : d - (d - m) * b1;"
+        "v = v * b2 + d * (1 - b2) * d; vmax = (v > vmax || v != v) ? v : vmax;"
+        "p -= m * step_size / (sqrt(vmax) / bc2_sqrt + eps)"),
+    # dx of cross-entropy from the saved row log-sum-exp: (softmax - onehot(t)) * scale
+    "cross_entropy_backward": (
+        "T x, raw T lse, raw I t, raw T scale, int64 c, int64 ignore, int32 per_row", "T gx",
+        "ptrdiff_t row = i / c; I k = t[row];"
+        "gx = (k == ignore) ? (T)0 : (exp(x - lse[row]) - (T)(i - row * c == k))"
+        " * scale[per_row ? row : 0]"),
 }
 
 
@@ -53,6 +86,240 @@ def fused(name: str):
                 k = False
         _KERNELS[name] = k
     return k or None
+
+
+# ---- raw kernels: one thread per output element, T = float or double --------------------------
+_RAW_SOURCES = {
+    # one thread per row: the row's max, log-sum-exp, and -log softmax at its target
+    "cross_entropy_forward": r"""
+extern "C" __global__ void KNAME(const T* x, const long long* t, T* lse, T* nll, T* valid,
+                                 long long n, long long c, long long ignore) {
+  long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (r >= n) return;
+  const T* xr = x + r * c;
+  T m = xr[0];
+  for (long long j = 1; j < c; ++j) { T v = xr[j]; if (v > m || v != v) m = v; }
+  T s = 0;
+  for (long long j = 0; j < c; ++j) s += exp(xr[j] - m);
+  T l = m + log(s);
+  lse[r] = l;
+  long long k = t[r];
+  bool ok = k != ignore;
+  nll[r] = ok ? l - xr[ok ? k : 0] : (T)0;
+  valid[r] = ok ? (T)1 : (T)0;
+}""",
+    # the adjoint of im2col, gathered: each pixel sums the window entries that cover it
+    "col2im": r"""
+extern "C" __global__ void KNAME(const T* cols, T* out, long long total, int H, int W,
+    int kh, int kw, int OH, int OW, int sh, int sw, int pt, int pl, int dh, int dw) {
+  long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (p >= total) return;
+  int w = p % W; long long r = p / W; int h = r % H; r /= H;
+  T acc = 0;
+  for (int i = 0; i < kh; ++i) {
+    int y = h + pt - i * dh;
+    if (y < 0 || y % sh) continue;
+    int oy = y / sh;
+    if (oy >= OH) continue;
+    for (int j = 0; j < kw; ++j) {
+      int x = w + pl - j * dw;
+      if (x < 0 || x % sw) continue;
+      int ox = x / sw;
+      if (ox >= OW) continue;
+      acc += cols[(((r * kh + i) * kw + j) * OH + oy) * OW + ox];
+    }
+  }
+  out[p] = acc;
+}""",
+    # window max and the offset of its first maximum (NaN wins and stays, as np.maximum)
+    "max_pool2d_forward": r"""
+extern "C" __global__ void KNAME(const T* x, T* y, int* idx, long long total, int H, int W,
+    int OH, int OW, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw) {
+  long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (o >= total) return;
+  int ox = o % OW; long long r = o / OW; int oy = r % OH; r /= OH;
+  const T* xr = x + r * H * W;
+  T best = 0; int arg = 0;
+  for (int i = 0; i < kh; ++i) {
+    for (int j = 0; j < kw; ++j) {
+      int hy = oy * sh - pt + i * dh, wx = ox * sw - pl + j * dw;
+      T v = (hy >= 0 && hy < H && wx >= 0 && wx < W) ? xr[hy * W + wx] : (T)NEG_INF;
+      int t = i * kw + j;
+      if (t == 0) best = v;
+      else if (v > best) { best = v; arg = t; }
+      else if (v != v) best = v;
+    }
+  }
+  y[o] = best; idx[o] = arg;
+}""",
+    # each input pixel gathers the gradients of the windows whose maximum it was
+    "max_pool2d_backward": r"""
+extern "C" __global__ void KNAME(const T* g, const int* idx, T* gx, long long total, int H,
+    int W, int OH, int OW, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw) {
+  long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (p >= total) return;
+  int w = p % W; long long r = p / W; int h = r % H; r /= H;
+  T acc = 0;
+  for (int i = 0; i < kh; ++i) {
+    int y = h + pt - i * dh;
+    if (y < 0 || y % sh) continue;
+    int oy = y / sh;
+    if (oy >= OH) continue;
+    for (int j = 0; j < kw; ++j) {
+      int x = w + pl - j * dw;
+      if (x < 0 || x % sw) continue;
+      int ox = x / sw;
+      if (ox >= OW) continue;
+      long long o = (r * OH + oy) * OW + ox;
+      if (idx[o] == i * kw + j) acc += g[o];
+    }
+  }
+  gx[p] = acc;
+}""",
+}
+_CTYPES = {"float32": "float", "float64": "double"}
+_BLOCK = 256
+
+
+def raw(name: str, dtype):
+    """The compiled raw kernel ``name`` for float32/float64 ``dtype``, or None."""
+    ctype = _CTYPES.get(np.dtype(dtype).name)
+    if ctype is None:
+        return None
+    key = (name, ctype)
+    k = _KERNELS.get(key)
+    if k is None:
+        k = False
+        cupy = backend.loaded_cupy()
+        if _ENABLED and cupy is not None:
+            kname = f"chainrule_{name}_{ctype}"
+            code = (f"typedef {ctype} T;\n#define NEG_INF (-__int_as_float(0x7f800000))\n"
+                    + _RAW_SOURCES[name].replace("KNAME", kname))
+            try:
+                k = cupy.RawKernel(code, kname)
+            except NotImplementedError:
+                k = False
+        _KERNELS[key] = k
+    return k or None
+
+
+def _launch(kernel, total: int, args: tuple) -> None:
+    kernel(((total + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
+
+
+def _i32(*values):
+    return tuple(np.int32(v) for v in values)
+
+
+# ---- optimizer steps --------------------------------------------------------------------------
+def _fusable(p, *arrays) -> bool:
+    return p.dtype.name in _FLOATS and all(
+        a is None or (a.dtype == p.dtype and a.shape == p.shape) for a in arrays)
+
+
+def sgd_step(p, g, buf, first, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """One SGD update of GPU array ``p`` in one kernel; False where it cannot run."""
+    if not _fusable(p, g, buf):
+        return False
+    flags = np.int32(int(maximize) | 4 * int(first) | 8 * int(nesterov))
+    if buf is None:
+        k = fused("sgd")
+        if k is None:
+            return False
+        k(g, lr, weight_decay, flags, p)
+    else:
+        k = fused("sgd_momentum")
+        if k is None:
+            return False
+        k(g, lr, weight_decay, momentum, dampening, flags, p, buf)
+    return True
+
+
+def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+              step_size, bias_correction2_sqrt):
+    """One Adam/AdamW update of GPU array ``p`` and its moments in one kernel."""
+    if not _fusable(p, g, m, v, vmax):
+        return False
+    k = fused("adam" if vmax is None else "adam_amsgrad")
+    if k is None:
+        return False
+    flags = np.int32(int(maximize) | 2 * int(decoupled))
+    outs = (p, m, v) if vmax is None else (p, m, v, vmax)
+    k(g, lr, weight_decay, beta1, beta2, eps, step_size, bias_correction2_sqrt, flags, *outs)
+    return True
+
+
+# ---- cross-entropy over rows of class scores ---------------------------------------------------
+def cross_entropy_forward(x, t, ignore_index: int):
+    """(lse, nll, valid) per row of 2-d GPU ``x`` with int64 targets ``t``; None if unfusable."""
+    n, c = x.shape
+    if c > 4096 or t.dtype != np.int64 or not x.flags.c_contiguous:
+        return None
+    k = raw("cross_entropy_forward", x.dtype)
+    if k is None:
+        return None
+    xp = backend.xp_of(x)
+    t = xp.ascontiguousarray(t)
+    lse, nll, valid = (xp.empty(n, x.dtype) for _ in range(3))
+    _launch(k, n, (x, t, lse, nll, valid, np.int64(n), np.int64(c), np.int64(ignore_index)))
+    return lse, nll, valid
+
+
+def cross_entropy_backward(x, lse, t, scale, ignore_index: int):
+    """dx = (softmax(x) - onehot(t))·scale (per row, or one 0-d scale), 0 on ignored rows."""
+    k = fused("cross_entropy_backward")
+    if k is None:
+        return None
+    xp = backend.xp_of(x)
+    scale = xp.asarray(scale, dtype=x.dtype).reshape(-1)
+    per_row = np.int32(scale.size > 1)
+    return k(x, lse, t, scale, np.int64(x.shape[1]), np.int64(ignore_index), per_row)
+
+
+# ---- convolution and pooling on (N, C, H, W) ---------------------------------------------------
+def _geom_args(geom):
+    return _i32(geom.kh, geom.kw, geom.oh, geom.ow, geom.sh, geom.sw, geom.pt, geom.pl,
+                geom.dh, geom.dw)
+
+
+def col2im(cols, x_shape: tuple, geom):
+    """The adjoint of im2col for GPU ``cols`` (N, C, kh, kw, OH, OW), as one kernel; or None."""
+    k = raw("col2im", cols.dtype)
+    if k is None or not cols.flags.c_contiguous:
+        return None
+    n, c, h, w = x_shape
+    out = backend.xp_of(cols).empty((n, c, h, w), cols.dtype)
+    g = _geom_args(geom)  # kh kw oh ow sh sw pt pl dh dw
+    _launch(k, out.size, (cols, out, np.int64(out.size), *_i32(h, w), g[0], g[1], g[2], g[3],
+                          *g[4:]))
+    return out
+
+
+def max_pool2d_forward(x, geom):
+    """(y, window offset of each maximum as int32) for GPU ``x``; or None."""
+    k = raw("max_pool2d_forward", x.dtype)
+    if k is None or not x.flags.c_contiguous:
+        return None
+    n, c, h, w = x.shape
+    xp = backend.xp_of(x)
+    y = xp.empty((n, c, geom.oh, geom.ow), x.dtype)
+    idx = xp.empty(y.shape, np.int32)
+    _launch(k, y.size, (x, y, idx, np.int64(y.size), *_i32(h, w), *_geom_args(geom)[2:4],
+                        *_geom_args(geom)[:2], *_geom_args(geom)[4:]))
+    return y, idx
+
+
+def max_pool2d_backward(g, idx, x_shape: tuple, geom):
+    k = raw("max_pool2d_backward", g.dtype)
+    if k is None or idx.dtype != np.int32:
+        return None
+    xp = backend.xp_of(g)
+    g = xp.ascontiguousarray(g)
+    n, c, h, w = x_shape
+    gx = xp.empty((n, c, h, w), g.dtype)
+    _launch(k, gx.size, (g, idx, gx, np.int64(gx.size), *_i32(h, w), *_geom_args(geom)[2:4],
+                         *_geom_args(geom)[:2], *_geom_args(geom)[4:]))
+    return gx
 
 
 def _special(x):

@@ -234,6 +234,9 @@ _OPTIMIZERS = {
     "AdamW": dict(lr=1e-2, weight_decay=0.1),
     "RMSprop(momentum, centered)": dict(lr=1e-2, momentum=0.5, centered=True),
     "Adagrad": dict(lr=0.1, lr_decay=1e-3),
+    "SGD(maximize, momentum, dampening)": dict(lr=0.1, momentum=0.9, dampening=0.3,
+                                               maximize=True),
+    "Adam(maximize)": dict(lr=1e-2, maximize=True, weight_decay=1e-3),
 }
 
 
@@ -261,6 +264,28 @@ def test_optimizer_on_cuda_matches_cpu(name):
 
     for a, b in zip(train("cpu"), train("cuda")):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore", [False, True])
+def test_cross_entropy_on_cuda_matches_cpu_and_has_second_derivatives(reduction, ignore):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5, 3)).astype(np.float64)
+    t = rng.integers(0, 5, (6, 3))
+    if ignore:
+        t[1, :] = -100
+        t[4, 2] = -100
+
+    def run(device):
+        xt = cr.tensor(x, device=device, requires_grad=True)
+        loss = cr.nn.functional.cross_entropy(xt, cr.tensor(t, device=device),
+                                              reduction=reduction)
+        (gx,) = cr.autograd.grad((loss * loss).sum(), xt, create_graph=True)
+        (ggx,) = cr.autograd.grad((gx * gx).sum(), xt)
+        return [_cpu(loss), _cpu(gx), _cpu(ggx)]
+
+    for a, b in zip(run("cpu"), run("cuda")):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
 
 # ---- GPU care: no host round trips, device RNG, TF32 opt-in, mixed devices --------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from chainrule import backend
 from chainrule.autograd.function import Function
 from chainrule.autograd.grad_mode import state
 from chainrule.ops import either
@@ -245,9 +246,11 @@ def _node_hooks(node, grads, capture, captured, create_graph):
 
 def _own(g):
     """An array that no one else references or views (safe to keep as ``.grad``)."""
-    if isinstance(g, either.np.ndarray) and g.base is None and g.flags.writeable:
-        if sys.getrefcount(g) <= 4:
+    if isinstance(g, either.np.ndarray):
+        if g.base is None and g.flags.writeable and sys.getrefcount(g) <= 4:
             return g
+    elif backend.is_gpu_array(g) and g.base is None and sys.getrefcount(g) <= 4:
+        return g
     return either.np.array(g, copy=True) if isinstance(g, either.np.generic) else g.copy()
 
 

@@ -1065,7 +1065,12 @@ class CrossEntropy(Op):
         n = x.shape[0]
         xp = backend.xp_of(t)
         rows = xp.arange(n)
-        scale = g / ctx.count if reduction == "mean" else g
+        if either.is_tensor(g):  # the constants join a recorded graph as tensors
+            count = ctx.count if isinstance(ctx.count, int) else wrap(xp.asarray(ctx.count))
+            valid = None if valid is None else wrap(valid)
+        else:
+            count = ctx.count
+        scale = g / count if reduction == "mean" else g
         if valid is not None:
             scale = scale * valid  # per row
         if either.is_tensor(x):  # differentiable form for create_graph
@@ -1082,6 +1087,38 @@ class CrossEntropy(Op):
             gx = p * scale
             gx[rows, t] -= scale
         return gx, None, None, None
+
+
+class CrossEntropyRows(Op):
+    """The GPU's cross-entropy gate: the rows' log-sum-exp l and losses l - x[t] come from one
+    kernel (``stats``), and dx = (softmax(x) - onehot(t))·g/n = (e^(x-l) - onehot(t))·g/n
+    from another; ignored rows give 0."""
+
+    @staticmethod
+    def forward(ctx, x, t, stats, ignore_index, reduction):
+        lse, nll, valid = stats
+        ctx.save_for_backward(x)
+        ctx.t, ctx.lse, ctx.valid = t, lse, valid
+        ctx.ignore, ctx.reduction = ignore_index, reduction
+        if reduction == "none":
+            return nll
+        ctx.count = valid.sum()
+        return nll.sum() / ctx.count if reduction == "mean" else nll.sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        if not either.is_tensor(x):
+            scale = g / ctx.count if ctx.reduction == "mean" else g
+            gx = cuda_kernels.cross_entropy_backward(x, ctx.lse, ctx.t, scale, ctx.ignore)
+            return gx, None, None, None, None
+        xp = backend.xp_of(ctx.t)  # the differentiable form, for create_graph
+        onehot = xp.zeros(x.shape, x._data.dtype)
+        onehot[xp.arange(x.shape[0]), xp.where(ctx.t == ctx.ignore, 0, ctx.t)] = 1
+        scale = (g / wrap(ctx.count) if ctx.reduction == "mean" else g if ctx.reduction == "sum"
+                 else g.reshape(-1, 1))
+        return ((x.softmax(1) - wrap(onehot)) * scale * wrap(ctx.valid[:, None]),
+                None, None, None, None)
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -1136,6 +1173,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if weight is None and label_smoothing == 0.0:  # the common case: one fused gate
         x2, t1, out_shape = _flatten_classes(input, wrap(t), "cross_entropy")
         t1 = t1._data
+        stats = (cuda_kernels.cross_entropy_forward(x2._data, t1, ignore_index)
+                 if backend.is_gpu_array(t1) and x2._data.ndim == 2 else None)
+        if stats is not None:
+            loss = CrossEntropyRows.apply(x2, t1, stats, ignore_index, reduction)
+            return loss.reshape(*out_shape) if reduction == "none" else loss
         valid = t1 != ignore_index
         if not backend.is_gpu_array(t1) and valid.all():  # on the GPU: no read-back, keep the mask
             valid = None

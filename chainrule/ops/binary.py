@@ -44,8 +44,8 @@ class Sub(Op):
         return a - b
 
     @staticmethod
-    def backward(ctx, g):
-        return g, -g
+    def backward(ctx, g):  # only the gradients an input needs (x - 1: none for the 1)
+        return g, (-g if ctx._e1 is not None else None)
 
 
 class Mul(Op):
@@ -59,7 +59,7 @@ class Mul(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return g * b, g * a
+        return (g * b if ctx._e0 is not None else None), (g * a if ctx._e1 is not None else None)
 
 
 class Div(Op):
@@ -74,7 +74,8 @@ class Div(Op):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         ga = g / b
-        return ga, -ga * a / b
+        return (ga if ctx._e0 is not None else None), (
+            -ga * a / b if ctx._e1 is not None else None)
 
 
 class Pow(Op):

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import backend, cuda_kernels
 from chainrule.autograd.function import Op
 from chainrule.blas import matmul as _mm
 from chainrule.ops import either
@@ -85,6 +85,10 @@ def _im2col_raw(x, geom: _Geom):
 
 def _col2im_raw(cols, x_shape: tuple, geom: _Geom):
     """The adjoint of im2col: add each window's column back onto its pixels, then crop."""
+    if backend.is_gpu_array(cols):
+        out = cuda_kernels.col2im(cols, x_shape, geom)
+        if out is not None:
+            return out
     n, c, h, w = x_shape
     out = np.zeros_like(cols, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
     disjoint = _disjoint(geom)
@@ -168,7 +172,8 @@ class Conv2d(Op):
             cols4 = either.reshape(cols, (n, groups, ck, geom.oh * geom.ow))
             gw = either.reshape(_sum0(either.matmul(g4, either.swapaxes(cols4, -1, -2))),
                                 tuple(w.shape))
-        if need_x and not isinstance(g, Tensor) and geom.sh == 1 and geom.sw == 1:
+        if (need_x and not isinstance(g, Tensor) and geom.sh == 1 and geom.sw == 1
+                and not backend.is_gpu_array(g)):  # the GPU has one col2im kernel instead
             gx = _conv_input_grad_wide(g, w, x.shape, geom, groups)
         elif need_x:
             wg = either.reshape(w, (groups, o // groups, ck))
@@ -260,6 +265,12 @@ class MaxPool2d(Op):
 
     @staticmethod
     def forward(ctx, x, geom):
+        fused = cuda_kernels.max_pool2d_forward(x, geom) if backend.is_gpu_array(x) else None
+        if fused is not None:
+            y, idx = fused
+            ctx.idx, ctx.shape, ctx.geom = idx, x.shape, geom
+            ctx.mark_non_differentiable(1)
+            return y, idx
         xp = _pad(x, geom, -math.inf)
         k = geom.kh * geom.kw
         y = _window_view(xp, geom, 0, 0).copy()  # the running maximum
@@ -287,6 +298,10 @@ class MaxPool2d(Op):
             mask = onehot.reshape(idx.shape[:2] + (geom.kh, geom.kw) + idx.shape[2:])
             cols = either.expand_dims(g, (2, 3)) * wrap(mask.astype(g._data.dtype))
             return _col2im(cols, shape, geom), None
+        if backend.is_gpu_array(g):
+            gx = cuda_kernels.max_pool2d_backward(g, idx, shape, geom)
+            if gx is not None:
+                return gx, None
         n, c, h, w = shape
         out = np.zeros_like(g, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
         disjoint = _disjoint(geom)

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from chainrule import backend, cuda_kernels
+
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
     decayed_grad, to_scalar,
@@ -102,6 +104,10 @@ class Adam(Optimizer):
                 bias_correction2_sqrt = bias_correction2**0.5
                 vmax = state["max_exp_avg_sq"]._data if amsgrad else None
                 arrays = (d, grad, state["exp_avg"]._data, state["exp_avg_sq"]._data, vmax)
+                if backend.is_gpu_array(d) and cuda_kernels.adam_step(
+                        *arrays, lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+                        step_size, bias_correction2_sqrt):
+                    continue
                 for (d_, g_, m_, v_, vmax_), (t0, t1) in self._pieces(p, arrays):
                     _update(d_, g_, m_, v_, vmax_, t0, t1, lr, beta1, beta2, eps, weight_decay,
                             maximize, decoupled, step_size, bias_correction2_sqrt)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule import backend, cuda_kernels
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_not_differentiable, check_scalar_tensor, decayed_grad, to_scalar,
 )
@@ -73,6 +74,10 @@ class SGD(Optimizer):
                         buf = state["momentum_buffer"] = self._zeros_like(d)
                         first = True
                     b = buf._data
+                if backend.is_gpu_array(d) and cuda_kernels.sgd_step(
+                        d, grad, b, first, lr, momentum, dampening, weight_decay, nesterov,
+                        maximize):
+                    continue
                 for (d_, g_, b_), (t0, t1) in self._pieces(p, (d, grad, b)):
                     _update(d_, g_, b_, t0, t1, lr, momentum, dampening, weight_decay, nesterov,
                             maximize, first)

@@ -30,6 +30,26 @@ import numpy as _np
 IS_FAKE = True
 __version__ = "14.2.0"
 host_reads = 0
+launches = 0  # kernels a GPU would launch (approximate: every op that makes or writes an array)
+_VIEWS = frozenset({"reshape", "transpose", "swapaxes", "squeeze", "expand_dims", "broadcast_to",
+                    "atleast_1d", "atleast_2d", "atleast_3d", "moveaxis", "view", "ravel",
+                    "as_strided", "sliding_window_view", "diagonal", "shape", "ndim", "result_type",
+                    "can_cast", "broadcast_shapes", "get_array_module", "asnumpy", "split",
+                    "array_split", "unravel_index"})
+launch_log = None  # a list to record (kernel, "file:line" of the first chainrule caller)
+
+
+def _count_launch(name):
+    global launches
+    if name in _VIEWS:
+        return
+    launches += 1
+    if launch_log is not None:  # a site string: keeping frames would keep their arrays alive
+        frame = sys._getframe(2)
+        while frame is not None and "chainrule" not in frame.f_code.co_filename:
+            frame = frame.f_back
+        site = "?" if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        launch_log.append((name, site))
 
 _API = json.load(open(os.path.join(os.path.dirname(__file__), "..", "cupy_api.json")))
 _NDARRAY_NAMES = frozenset(_API["ndarray"])
@@ -122,6 +142,9 @@ class ndarray:
         method = getattr(self._a, name)
 
         def call(*args, **kwargs):
+            if not (name == "astype" and args and self._a.dtype == _np.dtype(args[0])
+                    and kwargs.get("copy", True) is False):
+                _count_launch(name)
             return _wrap(method(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
         return call
 
@@ -191,11 +214,15 @@ class ndarray:
 
     # -- indexing ------------------------------------------------------------------------------
     def __getitem__(self, key):
+        parts = key if isinstance(key, tuple) else (key,)
+        if builtins.any(isinstance(k, (ndarray, list)) for k in parts):
+            _count_launch("getitem")  # advanced indexing gathers; basic indexing is a view
         return _wrap(self._a[_unwrap_index(key)])
 
     def __setitem__(self, key, value):
         if isinstance(value, _np.ndarray):
             raise _unsupported(value)
+        _count_launch("setitem")
         self._a[_unwrap_index(key)] = _unwrap(value)
 
     # -- NumPy protocols: CuPy serves NumPy's functions and ufuncs it has ----------------------
@@ -279,6 +306,7 @@ class ufunc:
             kwargs["where"] = _unwrap(kwargs["where"])
 
     def __call__(self, *args, **kwargs):
+        _count_launch(self.name)
         self._check_kwargs(kwargs)
         out = kwargs.get("out")
         res = self._uf(*[_unwrap(a) for a in args], **kwargs)
@@ -287,6 +315,7 @@ class ufunc:
         return _wrap(res)
 
     def reduce(self, array, axis=0, dtype=None, out=None, keepdims=False):
+        _count_launch(self.name + ".reduce")
         if self.name not in self._REDUCE:
             raise NotImplementedError(f"{self.name}.reduce")
         return _wrap(self._uf.reduce(_unwrap(array), axis=axis, dtype=dtype, keepdims=keepdims))
@@ -302,6 +331,7 @@ class ufunc:
         return _wrap(self._uf.reduceat(_unwrap(array), _unwrap(indices), axis=axis, dtype=dtype))
 
     def at(self, a, indices, b=None):
+        _count_launch(self.name + ".at")
         if self.name not in self._AT:
             raise NotImplementedError(f"{self.name}.at")
         if not isinstance(a, ndarray):
@@ -323,6 +353,7 @@ def _function(np_func, api_name, host_ok=False):
     sig = _API["sigs"].get(api_name)
 
     def call(*args, **kwargs):
+        _count_launch(api_name.rsplit(".", 1)[-1])
         if sig is not None and not sig["varkw"]:
             bad = set(kwargs) - set(sig["params"])
             if bad:
