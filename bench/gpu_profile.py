@@ -45,6 +45,26 @@ def main() -> int:
         ("cupy.empty((8, 8))", lambda: cp.empty((8, 8), cp.float32)),
         ("x.sum()", lambda: x.sum()),
     ]
+    try:  # (the CPU stand-in for CuPy has no RawKernel)
+        raw_exp = cp.RawKernel(r"""
+    extern "C" __global__ void raw_exp(const float* x, float* y, long long n) {
+      long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+      if (i < n) y[i] = expf(x[i]);
+    }""", "raw_exp")
+        n64 = cr.backend.np.int64(64)
+
+        def raw_launch():
+            out = cp.empty((8, 8), cp.float32)
+            raw_exp((1,), (64,), (x, out, n64))
+            return out
+        out_buf = cp.empty((8, 8), cp.float32)
+        rows += [
+            ("RawKernel exp incl. cupy.empty", raw_launch),
+            ("RawKernel exp into a kept buffer", lambda: raw_exp((1,), (64,), (x, out_buf, n64))),
+            ("cupy.exp(x, out=kept buffer)", lambda: cp.exp(x, out=out_buf)),
+        ]
+    except NotImplementedError:
+        pass
     t = cr.ones(8, 8, device="cuda")
     tg = cr.ones(8, 8, device="cuda", requires_grad=True)
     tc = cr.ones(8, 8)
@@ -56,9 +76,27 @@ def main() -> int:
         ("cr: t.exp() on cpu, recorded", lambda: tcg.exp()),
         ("numpy.exp(8x8)", lambda: cr.backend.np.exp(tc._data)),
     ]
-    print("| call | µs per call (host) |\n|---|---|")
+    w1, c1 = cp.ones((8, 9), cp.float32), cp.ones((256, 9, 676), cp.float32)
+    w2, c2 = cp.ones((16, 72), cp.float32), cp.ones((256, 72, 121), cp.float32)
+    g2 = cp.ones((256, 16, 121), cp.float32)
+    for tag, w, c in (("conv1", w1, c1), ("conv2", w2, c2)):
+        rows += [
+            (f"{tag}: cupy.matmul(w, cols) broadcast", lambda w=w, c=c: cp.matmul(w, c)),
+            (f"{tag}: tensordot(w, cols) + transpose copy",
+             lambda w=w, c=c: cp.ascontiguousarray(cp.tensordot(w, c, ([1], [1])).transpose(
+                 1, 0, 2))),
+        ]
+    rows += [
+        ("conv2 dW: matmul(g, colsT).sum(0)", lambda: cp.matmul(g2, c2.transpose(0, 2, 1)).sum(0)),
+        ("conv2 dW: tensordot(g, cols, ([0,2],[0,2]))", lambda: cp.tensordot(g2, c2,
+                                                                            ([0, 2], [0, 2]))),
+        ("2-d dot 256x784 @ 784x512", lambda: cp.ones((256, 784), cp.float32).dot(
+            cp.ones((784, 512), cp.float32))),
+    ]
+    print("| call | µs per call (host) | µs per call (synced) |\n|---|---|---|")
     for name, fn in rows:
-        print(f"| {name} | {per_call(fn):.2f} |")
+        synced = per_call(lambda fn=fn: (fn(), cp.cuda.Device().synchronize()), n=200)
+        print(f"| {name} | {per_call(fn):.2f} | {synced:.2f} |")
     cp.cuda.Device().synchronize()
     for name, step in [("tiny-op chain", gpu_check.tiny_chain(cr, "cuda")),
                        ("CNN step b32", gpu_check.cnn_step(cr, "cuda", 32)),

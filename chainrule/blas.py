@@ -25,6 +25,8 @@ import sys
 
 import numpy as np
 
+from chainrule import backend
+
 __all__ = ["matmul", "vector_math", "mkl_available", "backend_name"]
 
 # Per-matrix m·n·k from which MKL beats NumPy (measured on one Sapphire Rapids core, float32;
@@ -230,7 +232,24 @@ def _batch_stride(batch: tuple, shape: tuple, strides: tuple, size: int):
 
 def _numpy(a, b, out):
     """NumPy's own product: what matmul does wherever MKL does not take the operands."""
+    if type(a) is not _ndarray and backend.is_gpu_array(a):
+        return _cupy_matmul(a, b, out)
     return a @ b if out is None else np.matmul(a, b, out=out)
+
+
+def _cupy_matmul(a, b, out):
+    """GPU products: 2-d ones (and stacks times a matrix, as one 2-d product) go through
+    ``ndarray.dot``, straight to cuBLAS; ``cupy.matmul`` (a gufunc, written in Python, that
+    costs tens of µs of host time a call) takes the rest."""
+    if out is None and b.ndim == 2 and a.ndim >= 2:
+        if a.ndim == 2:
+            return a.dot(b)
+        if a.flags.c_contiguous:
+            rows = 1
+            for d in a.shape[:-1]:
+                rows *= d
+            return a.reshape(rows, a.shape[-1]).dot(b).reshape(a.shape[:-1] + (b.shape[1],))
+    return backend.xp_of(a).matmul(a, b, out=out)
 
 
 def matmul(a, b, out=None):

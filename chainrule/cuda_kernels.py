@@ -71,17 +71,119 @@ _SOURCES = {
 }
 
 
+_CTYPE_OF = {"int32": "int", "int64": "long long", "I": "long long"}
+_NP_OF = {"int32": np.int32, "int64": np.int64, "I": np.int64}
+
+
+class _Elementwise:
+    """One fused elementwise kernel, called like CuPy's ElementwiseKernel (inputs, then outputs,
+    which are allocated when left out). Where every array is C-contiguous and all non-``raw``
+    arrays have one shape, it launches a RawKernel built from the same body: several times
+    cheaper on the host than ElementwiseKernel's argument handling, which is what small
+    arrays pay for. Anything else (broadcasting, strides) goes to the ElementwiseKernel."""
+
+    def __init__(self, cupy, name: str) -> None:
+        ins, outs, body = _SOURCES[name]
+        self.general = cupy.ElementwiseKernel(ins, outs, body, f"chainrule_{name}",
+                                              preamble=_PREAMBLE)
+        self.params = [_param(p, False) for p in ins.split(",")] + [
+            _param(p, True) for p in outs.split(",")]
+        self.nin = len(ins.split(","))
+        self.cupy, self.name, self.body = cupy, name, body
+        self.raws: dict = {}
+
+    def __call__(self, *args):
+        ndarray = self.cupy.ndarray
+        shape = dtype = None
+        mask = []
+        for (raw, ty, _, _), a in zip(self.params, args):
+            is_array = type(a) is ndarray
+            mask.append(is_array)
+            if not is_array:
+                continue
+            if not a.flags.c_contiguous:
+                return self.general(*args)
+            if raw:
+                continue
+            if shape is None:
+                shape = a.shape
+            elif a.shape != shape:
+                return self.general(*args)
+            if ty == "T":
+                if dtype is None:
+                    dtype = a.dtype
+                elif a.dtype != dtype:
+                    return self.general(*args)
+        if shape is None or dtype is None or dtype.name not in _FLOATS:
+            return self.general(*args)
+        outs = list(args[self.nin:])
+        for _, ty, _, _ in self.params[self.nin + len(outs):]:
+            outs.append(self.cupy.empty(shape, dtype if ty == "T" else _NP_OF[ty]))
+            mask.append(True)
+        call = list(args[:self.nin]) + outs
+        for i, ((_, ty, _, _), a) in enumerate(zip(self.params, call)):
+            if not mask[i]:
+                call[i] = dtype.type(a) if ty == "T" else _NP_OF[ty](a)
+        n = 1
+        for d in shape:
+            n *= d
+        if n:
+            kernel = self._raw(dtype, tuple(mask))
+            call.append(np.int64(n))
+            kernel(((n + _BLOCK - 1) // _BLOCK,), (_BLOCK,), tuple(call))
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _raw(self, dtype, mask: tuple):
+        key = (dtype.name, mask)
+        k = self.raws.get(key)
+        if k is None:
+            kname, code = elementwise_source(self.name, _CTYPES[dtype.name], mask)
+            k = self.raws[key] = self.cupy.RawKernel(code, kname)
+        return k
+
+
+def elementwise_source(name: str, ctype: str, mask: tuple) -> tuple:
+    """(kernel name, CUDA source) of fused kernel ``name`` as a RawKernel over contiguous
+    arrays; ``mask`` says which parameters are arrays (the rest are scalars)."""
+    ins, outs, body = _SOURCES[name]
+    params = [_param(p, False) for p in ins.split(",")] + [_param(p, True) for p in
+                                                            outs.split(",")]
+    decl, loads = [], []
+    for (raw, ty, pname, is_out), is_array in zip(params, mask):
+        cty = ctype if ty == "T" else _CTYPE_OF[ty]
+        const = "" if is_out else "const "
+        if raw:
+            decl.append(f"const {cty}* __restrict__ {pname}")
+        elif is_array:
+            decl.append(f"{const}{cty}* __restrict__ {pname}_p")
+            loads.append(f"{const}{cty}& {pname} = {pname}_p[i];")
+        else:
+            decl.append(f"{cty} {pname}")
+    bits = sum(1 << j for j, m in enumerate(mask) if m)
+    kname = f"chainrule_{name}_{ctype.replace(' ', '')}_{bits}"
+    code = (f"typedef {ctype} T;\ntypedef long long I;\n{_PREAMBLE}\n"
+            f'extern "C" __global__ void {kname}({", ".join(decl)}, long long n) {{\n'
+            "  long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n"
+            f"  if (i >= n) return;\n  {' '.join(loads)}\n  {body};\n}}\n")
+    return kname, code
+
+
+def _param(text: str, is_out: bool) -> tuple:
+    """("raw T lse" -> (True, "T", "lse", is_out))"""
+    words = text.split()
+    raw = words[0] == "raw"
+    return raw, words[-2], words[-1], is_out
+
+
 def fused(name: str):
-    """The compiled kernel ``name``, or None where fused kernels cannot run."""
+    """The fused kernel ``name`` (an :class:`_Elementwise`), or None where none can run."""
     k = _KERNELS.get(name)
     if k is None:
         k = False
         cupy = backend.loaded_cupy()
         if _ENABLED and cupy is not None:
-            ins, outs, body = _SOURCES[name]
             try:
-                k = cupy.ElementwiseKernel(ins, outs, body, f"chainrule_{name}",
-                                           preamble=_PREAMBLE)
+                k = _Elementwise(cupy, name)
             except NotImplementedError:  # the CPU stand-in for CuPy compiles nothing
                 k = False
         _KERNELS[name] = k
