@@ -238,9 +238,15 @@ def _numpy(a, b, out):
 
 
 def _cupy_matmul(a, b, out):
-    """GPU products: 2-d ones (and stacks times a matrix, as one 2-d product) go through
-    ``ndarray.dot``, straight to cuBLAS; ``cupy.matmul`` (a gufunc, written in Python, that
-    costs tens of µs of host time a call) takes the rest."""
+    """GPU products: one direct cuBLAS call where the layouts allow (``cuda_kernels.gemm``),
+    else ``ndarray.dot`` for 2-d products and stacks times a matrix, else ``cupy.matmul``
+    (a gufunc written in Python: tens of µs of host time a call)."""
+    if out is None:
+        from chainrule import cuda_kernels
+
+        c = cuda_kernels.gemm(a, b)
+        if c is not None:
+            return c
     if out is None and b.ndim == 2 and a.ndim >= 2:
         if a.ndim == 2:
             return a.dot(b)

@@ -15,13 +15,14 @@ import os
 from chainrule import backend
 from chainrule.backend import np
 
-__all__ = ["erf", "gelu", "unary_backward", "fused", "sgd_step", "adam_step",
+__all__ = ["gemm", "erf", "gelu", "unary_backward", "fused", "sgd_step", "adam_step",
            "cross_entropy_forward", "cross_entropy_backward", "col2im", "max_pool2d_forward",
            "max_pool2d_backward"]
 
 _ENABLED = os.environ.get("CHAINRULE_FUSED_KERNELS", "1") != "0"
 _KERNELS: dict = {}
-_FLOATS = ("float32", "float64")
+# keyed by dtype object: numpy's dtype.name is Python code (µs per call on a slow host)
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 # Φ and φ for float and double (CUDA's math functions are overloaded per precision)
 _PREAMBLE = """
@@ -114,7 +115,7 @@ class _Elementwise:
                     dtype = a.dtype
                 elif a.dtype != dtype:
                     return self.general(*args)
-        if shape is None or dtype is None or dtype.name not in _FLOATS:
+        if shape is None or dtype not in _CTYPES:
             return self.general(*args)
         outs = list(args[self.nin:])
         for _, ty, _, _ in self.params[self.nin + len(outs):]:
@@ -134,10 +135,10 @@ class _Elementwise:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _raw(self, dtype, mask: tuple):
-        key = (dtype.name, mask)
+        key = (dtype, mask)
         k = self.raws.get(key)
         if k is None:
-            kname, code = elementwise_source(self.name, _CTYPES[dtype.name], mask)
+            kname, code = elementwise_source(self.name, _CTYPES[dtype], mask)
             k = self.raws[key] = self.cupy.RawKernel(code, kname)
         return k
 
@@ -279,13 +280,12 @@ extern "C" __global__ void KNAME(const T* g, const int* idx, T* gx, long long to
   gx[p] = acc;
 }""",
 }
-_CTYPES = {"float32": "float", "float64": "double"}
 _BLOCK = 256
 
 
 def raw(name: str, dtype):
     """The compiled raw kernel ``name`` for float32/float64 ``dtype``, or None."""
-    ctype = _CTYPES.get(np.dtype(dtype).name)
+    ctype = _CTYPES.get(dtype)
     if ctype is None:
         return None
     key = (name, ctype)
@@ -315,7 +315,7 @@ def _i32(*values):
 
 # ---- optimizer steps --------------------------------------------------------------------------
 def _fusable(p, *arrays) -> bool:
-    return p.dtype.name in _FLOATS and all(
+    return p.dtype in _CTYPES and all(
         a is None or (a.dtype == p.dtype and a.shape == p.shape) for a in arrays)
 
 
@@ -424,6 +424,85 @@ def max_pool2d_backward(g, idx, x_shape: tuple, geom):
     return gx
 
 
+# ---- matrix products straight to cuBLAS ------------------------------------------------------
+_CUBLAS: list = []  # [module, {dtype: (cuda data type, alpha ptr, beta ptr)}, keepalive] or [None]
+_CUDA_R = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}  # cudaDataType CUDA_R_32F/64F
+
+
+def _cublas():
+    if not _CUBLAS:
+        try:
+            from cupy_backends.cuda.libs import cublas
+        except ImportError:  # the CPU stand-in for CuPy
+            _CUBLAS.append(None)
+            return None
+        scalars = {dt: (np.ones(1, dt), np.zeros(1, dt)) for dt in _CUDA_R}
+        consts = {dt: (code, scalars[dt][0].ctypes.data, scalars[dt][1].ctypes.data)
+                  for dt, code in _CUDA_R.items()}
+        _CUBLAS.extend([cublas, consts, scalars])
+    return _CUBLAS[0]
+
+
+def gemm(a, b):
+    """``a @ b`` for float GPU arrays as one cuBLAS call (gemmEx, or gemmStridedBatchedEx for
+    stacks, a broadcast operand given stride 0), or None where the layouts need CuPy.
+
+    CuPy's own products cost tens of µs of host time a call; this is a few. Row-major C = A·B
+    is column-major Cᵀ = Bᵀ·Aᵀ, so B goes first; each operand's (trans, ld) comes from
+    ``blas._layout``. float32 uses TF32 only when ``cr.backends.cuda.matmul.allow_tf32``.
+    """
+    from chainrule.backends import cuda as switches
+    from chainrule.blas import _TRANS, _batch_stride, _layout
+
+    dt = a.dtype
+    if dt not in _CUDA_R or b.dtype != dt or a.ndim < 2 or b.ndim < 2 or not _ENABLED:
+        return None
+    cublas = _cublas()
+    if cublas is None:
+        return None
+    (m, k), (k2, n) = a.shape[-2:], b.shape[-2:]
+    if k != k2 or not (m and n and k):
+        return None
+    size = dt.itemsize
+    la, lb = _layout(a.strides[-2:], m, k, size), _layout(b.strides[-2:], k, n, size)
+    if la is None or lb is None or max(m, n, k, la[1], lb[1]) >= 2**31:
+        return None
+    code, one, zero = _CUBLAS[1][dt]
+    if dt == np.float64:
+        compute = cublas.CUBLAS_COMPUTE_64F
+    elif switches.matmul.allow_tf32:
+        compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32
+    else:
+        compute = cublas.CUBLAS_COMPUTE_32F
+    op_a = cublas.CUBLAS_OP_T if la[0] == _TRANS else cublas.CUBLAS_OP_N
+    op_b = cublas.CUBLAS_OP_T if lb[0] == _TRANS else cublas.CUBLAS_OP_N
+    cupy = backend.loaded_cupy()
+    handle = cupy.cuda.device.get_cublas_handle()
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    if a.ndim == 2 and b.ndim == 2:
+        out = cupy.empty((m, n), dt)
+        cublas.gemmEx(handle, op_b, op_a, n, m, k, one, b.data.ptr, code, lb[1], a.data.ptr,
+                      code, la[1], zero, out.data.ptr, code, n, compute,
+                      cublas.CUBLAS_GEMM_DEFAULT)
+        return out
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        return None
+    sa = _batch_stride(batch, a.shape[:-2], a.strides[:-2], size)
+    sb = _batch_stride(batch, b.shape[:-2], b.strides[:-2], size)
+    count = 1
+    for d in batch:
+        count *= d
+    if sa is None or sb is None or not count or count >= 2**31:
+        return None
+    out = cupy.empty(batch + (m, n), dt)
+    cublas.gemmStridedBatchedEx(handle, op_b, op_a, n, m, k, one, b.data.ptr, code, lb[1], sb,
+                                a.data.ptr, code, la[1], sa, zero, out.data.ptr, code, n, m * n,
+                                count, compute, cublas.CUBLAS_GEMM_DEFAULT)
+    return out
+
+
 def _special(x):
     import cupyx.scipy.special
 
@@ -436,7 +515,7 @@ def erf(x):
 
 def gelu(x, with_grad: bool):
     """(y, dy/dx or None) for y = x·Φ(x) on a GPU array, one kernel where it can."""
-    k = fused("gelu_grad" if with_grad else "gelu") if x.dtype.name in _FLOATS else None
+    k = fused("gelu_grad" if with_grad else "gelu") if x.dtype in _CTYPES else None
     if k is not None:
         if with_grad:
             return k(x)
@@ -450,7 +529,7 @@ def gelu(x, with_grad: bool):
 
 def unary_backward(name: str, g, y):
     """g·f'(x) from the saved output y for tanh/sigmoid/relu; None when not fusable here."""
-    if g.shape != y.shape or g.dtype != y.dtype or g.dtype.name not in _FLOATS:
+    if g.shape != y.shape or g.dtype != y.dtype or g.dtype not in _CTYPES:
         return None
     k = fused(name)
     return None if k is None else k(g, y)
