@@ -14,6 +14,14 @@ __all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "asarray_on"
            "ndarray"]
 
 ndarray = np.ndarray
+
+
+class _NoGpuArray:
+    """Stands in for ``cupy.ndarray`` until CuPy is loaded: ``type(x) is gpu_ndarray`` is the
+    cheapest GPU test for hot paths (False for every CPU array and scalar)."""
+
+
+gpu_ndarray: type = _NoGpuArray
 _cupy = None
 _cupy_checked = False
 
@@ -51,14 +59,14 @@ _keep_freed_memory()
 
 
 def _load_cupy():
-    global _cupy, _cupy_checked
+    global _cupy, _cupy_checked, gpu_ndarray
     if not _cupy_checked:
         _cupy_checked = True
         try:
             import cupy
 
             if cupy.cuda.runtime.getDeviceCount() > 0:
-                _cupy = cupy
+                _cupy, gpu_ndarray = cupy, cupy.ndarray
                 from chainrule.backends import apply_tf32
 
                 apply_tf32()

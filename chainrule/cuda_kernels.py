@@ -15,7 +15,7 @@ import os
 from chainrule import backend
 from chainrule.backend import np
 
-__all__ = ["gemm", "erf", "gelu", "unary_backward", "fused", "sgd_step", "adam_step",
+__all__ = ["run", "gemm", "erf", "gelu", "unary_backward", "fused", "sgd_step", "adam_step",
            "cross_entropy_forward", "cross_entropy_backward", "col2im", "max_pool2d_forward",
            "max_pool2d_backward"]
 
@@ -34,6 +34,14 @@ __device__ inline double cr_pdf(double x) { return 0.3989422804014327 * exp(-0.5
 
 _SOURCES = {
     # name: (in_params, out_params, body)
+    # the plain ops of small-array graphs, for the cheaper RawKernel launch (see run)
+    "exp": ("T x", "T y", "y = exp(x)"),
+    "tanh": ("T x", "T y", "y = tanh(x)"),
+    "sigmoid": ("T x", "T y", "T e = exp(-fabs(x)); y = x >= 0 ? 1 / (1 + e) : e / (1 + e)"),
+    "relu": ("T x", "T y", "y = (x > 0 || x != x) ? x : (T)0"),
+    "mul": ("T a, T b", "T c", "c = a * b"),
+    "add": ("T a, T b", "T c", "c = a + b"),
+    "sub": ("T a, T b", "T c", "c = a - b"),
     "gelu": ("T x", "T y", "y = x * cr_cdf(x)"),
     "gelu_grad": ("T x", "T y, T d", "T c = cr_cdf(x); y = x * c; d = c + x * cr_pdf(x)"),
     "tanh_backward": ("T g, T y", "T gx", "gx = g * (1 - y * y)"),
@@ -64,11 +72,16 @@ _SOURCES = {
         "v = v * b2 + d * (1 - b2) * d; vmax = (v > vmax || v != v) ? v : vmax;"
         "p -= m * step_size / (sqrt(vmax) / bc2_sqrt + eps)"),
     # dx of cross-entropy from the saved row log-sum-exp: (softmax - onehot(t)) * scale
+    # (mode 0: g per row, 'none'; 1: one g, 'sum'; 2: g / count, 'mean')
     "cross_entropy_backward": (
-        "T x, raw T lse, raw I t, raw T scale, int64 c, int64 ignore, int32 per_row", "T gx",
+        "T x, raw T lse, raw I t, raw T g, raw T count, int64 c, int64 ignore, int32 mode",
+        "T gx",
         "ptrdiff_t row = i / c; I k = t[row];"
-        "gx = (k == ignore) ? (T)0 : (exp(x - lse[row]) - (T)(i - row * c == k))"
-        " * scale[per_row ? row : 0]"),
+        "T s = mode == 0 ? g[row] : (mode == 1 ? g[0] : g[0] / count[0]);"
+        "gx = (k == ignore) ? (T)0 : (exp(x - lse[row]) - (T)(i - row * c == k)) * s"),
+    # bias adds in place: on rows of (n, o), and on channels of (n, o, p)
+    "add_bias": ("raw T b, int64 o", "T y", "y += b[i % o]"),
+    "add_channel_bias": ("raw T b, int64 o, int64 p", "T y", "y += b[(i / p) % o]"),
 }
 
 
@@ -94,6 +107,11 @@ class _Elementwise:
         self.raws: dict = {}
 
     def __call__(self, *args):
+        out = self.fast(*args)
+        return self.general(*args) if out is None else out
+
+    def fast(self, *args):
+        """The RawKernel launch, or None where the arguments need the general kernel."""
         ndarray = self.cupy.ndarray
         shape = dtype = None
         mask = []
@@ -103,20 +121,26 @@ class _Elementwise:
             if not is_array:
                 continue
             if not a.flags.c_contiguous:
-                return self.general(*args)
+                return None
             if raw:
                 continue
             if shape is None:
                 shape = a.shape
             elif a.shape != shape:
-                return self.general(*args)
+                return None
             if ty == "T":
                 if dtype is None:
                     dtype = a.dtype
                 elif a.dtype != dtype:
-                    return self.general(*args)
+                    return None
         if shape is None or dtype not in _CTYPES:
-            return self.general(*args)
+            return None
+        for (raw, ty, _, _), a, is_array in zip(self.params, args, mask):
+            if ty == "T" and (raw or not is_array) and isinstance(a, (np.generic, ndarray)) \
+                    and a.dtype != dtype:  # a raw array of another type, or a promoting scalar
+                return None
+            if raw and ty in _NP_OF and a.dtype != _NP_OF[ty]:
+                return None
         outs = list(args[self.nin:])
         for _, ty, _, _ in self.params[self.nin + len(outs):]:
             outs.append(self.cupy.empty(shape, dtype if ty == "T" else _NP_OF[ty]))
@@ -169,6 +193,15 @@ def elementwise_source(name: str, ctype: str, mask: tuple) -> tuple:
     return kname, code
 
 
+def run(name: str, fallback, *args):
+    """``fallback(*args)`` (the op's CuPy expression) as one RawKernel launch where the arrays
+    are contiguous and of one shape and float dtype: about half the host time of a CuPy ufunc
+    call, which is what a small-array GPU graph is made of."""
+    k = fused(name)
+    out = None if k is None else k.fast(*args)
+    return fallback(*args) if out is None else out
+
+
 def _param(text: str, is_out: bool) -> tuple:
     """("raw T lse" -> (True, "T", "lse", is_out))"""
     words = text.split()
@@ -182,7 +215,9 @@ def fused(name: str):
     if k is None:
         k = False
         cupy = backend.loaded_cupy()
-        if _ENABLED and cupy is not None:
+        if cupy is None:  # not loaded yet: ask again later
+            return None
+        if _ENABLED:
             try:
                 k = _Elementwise(cupy, name)
             except NotImplementedError:  # the CPU stand-in for CuPy compiles nothing
@@ -193,23 +228,44 @@ def fused(name: str):
 
 # ---- raw kernels: one thread per output element, T = float or double --------------------------
 _RAW_SOURCES = {
-    # one thread per row: the row's max, log-sum-exp, and -log softmax at its target
+    # one block of 256 threads, a thread per row at a time: each row's log-sum-exp l and
+    # loss l - x[t] (0 where t is ignored), then the block's sums: out = [loss, count]
+    # (loss = total / count for mode 2 'mean', total for 1 'sum')
     "cross_entropy_forward": r"""
-extern "C" __global__ void KNAME(const T* x, const long long* t, T* lse, T* nll, T* valid,
-                                 long long n, long long c, long long ignore) {
-  long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-  if (r >= n) return;
-  const T* xr = x + r * c;
-  T m = xr[0];
-  for (long long j = 1; j < c; ++j) { T v = xr[j]; if (v > m || v != v) m = v; }
-  T s = 0;
-  for (long long j = 0; j < c; ++j) s += exp(xr[j] - m);
-  T l = m + log(s);
-  lse[r] = l;
-  long long k = t[r];
-  bool ok = k != ignore;
-  nll[r] = ok ? l - xr[ok ? k : 0] : (T)0;
-  valid[r] = ok ? (T)1 : (T)0;
+extern "C" __global__ void KNAME(const T* x, const long long* t, T* lse, T* nll, T* out,
+                                 long long n, long long c, long long ignore, int mode) {
+  __shared__ T s_total[256];
+  __shared__ T s_count[256];
+  T total = 0, count = 0;
+  for (long long r = threadIdx.x; r < n; r += blockDim.x) {
+    const T* xr = x + r * c;
+    T m = xr[0];
+    for (long long j = 1; j < c; ++j) { T v = xr[j]; if (v > m || v != v) m = v; }
+    T s = 0;
+    for (long long j = 0; j < c; ++j) s += exp(xr[j] - m);
+    T l = m + log(s);
+    lse[r] = l;
+    long long k = t[r];
+    bool ok = k != ignore;
+    T loss = ok ? l - xr[ok ? k : 0] : (T)0;
+    nll[r] = loss;
+    total += loss;
+    count += ok ? (T)1 : (T)0;
+  }
+  s_total[threadIdx.x] = total;
+  s_count[threadIdx.x] = count;
+  __syncthreads();
+  for (int h = blockDim.x / 2; h > 0; h >>= 1) {
+    if (threadIdx.x < h) {
+      s_total[threadIdx.x] += s_total[threadIdx.x + h];
+      s_count[threadIdx.x] += s_count[threadIdx.x + h];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    out[0] = mode == 2 ? s_total[0] / s_count[0] : s_total[0];
+    out[1] = s_count[0];
+  }
 }""",
     # the adjoint of im2col, gathered: each pixel sums the window entries that cover it
     "col2im": r"""
@@ -293,7 +349,9 @@ def raw(name: str, dtype):
     if k is None:
         k = False
         cupy = backend.loaded_cupy()
-        if _ENABLED and cupy is not None:
+        if cupy is None:  # not loaded yet: ask again later
+            return None
+        if _ENABLED:
             kname = f"chainrule_{name}_{ctype}"
             code = (f"typedef {ctype} T;\n#define NEG_INF (-__int_as_float(0x7f800000))\n"
                     + _RAW_SOURCES[name].replace("KNAME", kname))
@@ -352,30 +410,80 @@ def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, maximize, d
 
 
 # ---- cross-entropy over rows of class scores ---------------------------------------------------
-def cross_entropy_forward(x, t, ignore_index: int):
-    """(lse, nll, valid) per row of 2-d GPU ``x`` with int64 targets ``t``; None if unfusable."""
+_CE_MODES = {"none": 0, "sum": 1, "mean": 2}
+
+
+def cross_entropy_forward(x, t, ignore_index: int, reduction: str):
+    """(lse, nll, [loss, count]) for the rows of 2-d GPU ``x`` and int64 targets ``t``, from
+    one kernel launch; None where it does not apply (many classes, or rows: one block does it)."""
     n, c = x.shape
-    if c > 4096 or t.dtype != np.int64 or not x.flags.c_contiguous:
+    if c > 4096 or n * c > (1 << 24) or t.dtype != np.int64 or not x.flags.c_contiguous:
         return None
     k = raw("cross_entropy_forward", x.dtype)
     if k is None:
         return None
     xp = backend.xp_of(x)
     t = xp.ascontiguousarray(t)
-    lse, nll, valid = (xp.empty(n, x.dtype) for _ in range(3))
-    _launch(k, n, (x, t, lse, nll, valid, np.int64(n), np.int64(c), np.int64(ignore_index)))
-    return lse, nll, valid
+    lse, nll, out = xp.empty(n, x.dtype), xp.empty(n, x.dtype), xp.empty(2, x.dtype)
+    k((1,), (256,), (x, t, lse, nll, out, np.int64(n), np.int64(c), np.int64(ignore_index),
+                     np.int32(_CE_MODES[reduction])))
+    return lse, nll, out
 
 
-def cross_entropy_backward(x, lse, t, scale, ignore_index: int):
-    """dx = (softmax(x) - onehot(t))·scale (per row, or one 0-d scale), 0 on ignored rows."""
+def cross_entropy_backward(x, lse, t, g, count, ignore_index: int, reduction: str):
+    """dx = (softmax(x) - onehot(t))·g (·/count for 'mean'), 0 on ignored rows: one kernel."""
     k = fused("cross_entropy_backward")
     if k is None:
         return None
-    xp = backend.xp_of(x)
-    scale = xp.asarray(scale, dtype=x.dtype).reshape(-1)
-    per_row = np.int32(scale.size > 1)
-    return k(x, lse, t, scale, np.int64(x.shape[1]), np.int64(ignore_index), per_row)
+    g = backend.xp_of(x).ascontiguousarray(g, dtype=x.dtype)
+    return k(x, lse, t, g, count, np.int64(x.shape[1]), np.int64(ignore_index),
+             np.int32(_CE_MODES[reduction]))
+
+
+# ---- sums and bias adds as cuBLAS products and one-kernel adds --------------------------------
+_ONES: dict = {}
+
+
+def _ones(n: int, dtype):
+    key = (n, dtype)
+    v = _ONES.get(key)
+    if v is None:
+        if len(_ONES) > 64:
+            _ONES.clear()
+        v = _ONES[key] = backend.loaded_cupy().ones((1, n), dtype)
+    return v
+
+
+def sum_rows(a):
+    """a.sum(0) of a contiguous 2-d GPU array as one GEMV-like cuBLAS product, or None."""
+    if a.ndim != 2 or not a.flags.c_contiguous or a.dtype not in _CTYPES:
+        return None
+    out = gemm(_ones(a.shape[0], a.dtype), a)
+    return None if out is None else out.reshape(a.shape[1])
+
+
+def channel_sums(g):
+    """g.sum over every dim but 1, for a contiguous (N, C, ...) GPU array: two products."""
+    if g.ndim < 2 or not g.flags.c_contiguous or g.dtype not in _CTYPES:
+        return None
+    n, c = g.shape[:2]
+    per = sum_rows(g.reshape(n, -1))
+    if per is None:
+        return None
+    out = gemm(per.reshape(c, -1), _ones(per.size // max(c, 1), g.dtype).T)
+    return None if out is None else out.reshape(c)
+
+
+def add_bias(y, b, per_channel: int = 0):
+    """y += b in place on rows (2-d y) or on dim 1 of (N, C, per_channel) y; False if not run."""
+    k = fused("add_channel_bias" if per_channel else "add_bias")
+    if k is None or type(b) is not backend.gpu_ndarray or not b.flags.c_contiguous:
+        return False
+    if per_channel:
+        out = k.fast(b, np.int64(b.size), np.int64(per_channel), y)
+    else:
+        out = k.fast(b, np.int64(b.size), y)
+    return out is not None
 
 
 # ---- convolution and pooling on (N, C, H, W) ---------------------------------------------------

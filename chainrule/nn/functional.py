@@ -339,7 +339,7 @@ class Linear(Op):
             y = _mm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         else:
             y = _mm(x, w.T)
-        if b is not None:
+        if b is not None and not (type(y) is backend.gpu_ndarray and cuda_kernels.add_bias(y, b)):
             y += b
         return y
 
@@ -361,7 +361,8 @@ class Linear(Op):
             if edges[1] is not None:
                 gw = either.matmul(either.swapaxes(g, 0, 1), x)
             if edges[2] is not None:
-                gb = either.sum(g, 0)
+                gb = cuda_kernels.sum_rows(g) if type(g) is backend.gpu_ndarray else None
+                gb = either.sum(g, 0) if gb is None else gb
         return gx, gw, gb
 
 
@@ -1096,28 +1097,26 @@ class CrossEntropyRows(Op):
 
     @staticmethod
     def forward(ctx, x, t, stats, ignore_index, reduction):
-        lse, nll, valid = stats
+        lse, nll, out = stats  # out = [loss, count of rows not ignored]
         ctx.save_for_backward(x)
-        ctx.t, ctx.lse, ctx.valid = t, lse, valid
+        ctx.t, ctx.lse, ctx.count = t, lse, out[1:]
         ctx.ignore, ctx.reduction = ignore_index, reduction
-        if reduction == "none":
-            return nll
-        ctx.count = valid.sum()
-        return nll.sum() / ctx.count if reduction == "mean" else nll.sum()
+        return nll if reduction == "none" else out[0]
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         if not either.is_tensor(x):
-            scale = g / ctx.count if ctx.reduction == "mean" else g
-            gx = cuda_kernels.cross_entropy_backward(x, ctx.lse, ctx.t, scale, ctx.ignore)
+            gx = cuda_kernels.cross_entropy_backward(x, ctx.lse, ctx.t, g, ctx.count, ctx.ignore,
+                                                     ctx.reduction)
             return gx, None, None, None, None
         xp = backend.xp_of(ctx.t)  # the differentiable form, for create_graph
+        valid = (ctx.t != ctx.ignore).astype(x._data.dtype)
         onehot = xp.zeros(x.shape, x._data.dtype)
         onehot[xp.arange(x.shape[0]), xp.where(ctx.t == ctx.ignore, 0, ctx.t)] = 1
-        scale = (g / wrap(ctx.count) if ctx.reduction == "mean" else g if ctx.reduction == "sum"
-                 else g.reshape(-1, 1))
-        return ((x.softmax(1) - wrap(onehot)) * scale * wrap(ctx.valid[:, None]),
+        scale = (g / wrap(ctx.count[0]) if ctx.reduction == "mean" else g
+                 if ctx.reduction == "sum" else g.reshape(-1, 1))
+        return ((x.softmax(1) - wrap(onehot)) * scale * wrap(valid[:, None]),
                 None, None, None, None)
 
 
@@ -1173,7 +1172,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if weight is None and label_smoothing == 0.0:  # the common case: one fused gate
         x2, t1, out_shape = _flatten_classes(input, wrap(t), "cross_entropy")
         t1 = t1._data
-        stats = (cuda_kernels.cross_entropy_forward(x2._data, t1, ignore_index)
+        stats = (cuda_kernels.cross_entropy_forward(x2._data, t1, ignore_index, reduction)
                  if backend.is_gpu_array(t1) and x2._data.ndim == 2 else None)
         if stats is not None:
             loss = CrossEntropyRows.apply(x2, t1, stats, ignore_index, reduction)

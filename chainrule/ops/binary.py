@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import operator
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import backend, cuda_kernels
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
 from chainrule.ops import either
@@ -29,7 +30,8 @@ class Add(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return a + b
+        return a + b if type(a) is not backend.gpu_ndarray else cuda_kernels.run(
+            "add", operator.add, a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -41,7 +43,8 @@ class Sub(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return a - b
+        return a - b if type(a) is not backend.gpu_ndarray else cuda_kernels.run(
+            "sub", operator.sub, a, b)
 
     @staticmethod
     def backward(ctx, g):  # only the gradients an input needs (x - 1: none for the 1)
@@ -54,11 +57,15 @@ class Mul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a * b
+        return a * b if type(a) is not backend.gpu_ndarray else cuda_kernels.run(
+            "mul", operator.mul, a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
+        if type(g) is backend.gpu_ndarray:
+            return (cuda_kernels.run("mul", operator.mul, g, b) if ctx._e0 is not None else None,
+                    cuda_kernels.run("mul", operator.mul, g, a) if ctx._e1 is not None else None)
         return (g * b if ctx._e0 is not None else None), (g * a if ctx._e1 is not None else None)
 
 

@@ -151,7 +151,8 @@ class Conv2d(Op):
         cols = _im2col_raw(x, geom)
         wg = w.reshape(groups, o // groups, -1)
         y = _mm(wg, cols.reshape(n, groups, wg.shape[2], p)).reshape(n, o, geom.oh, geom.ow)
-        if b is not None:
+        if b is not None and not (type(y) is backend.gpu_ndarray
+                                  and cuda_kernels.add_bias(y, b, per_channel=p)):
             y += b.reshape(o, 1, 1)
         ctx.geom, ctx.groups = geom, groups
         ctx.save_for_backward(x, w, cols)
@@ -182,7 +183,8 @@ class Conv2d(Op):
             gcols = either.reshape(gcols, (n, c, geom.kh, geom.kw, geom.oh, geom.ow))
             gx = _col2im(gcols, tuple(x.shape), geom)
         if need_b:
-            gb = either.sum(g, (0, 2, 3))
+            gb = cuda_kernels.channel_sums(g) if type(g) is backend.gpu_ndarray else None
+            gb = either.sum(g, (0, 2, 3)) if gb is None else gb
         return gx, gw, gb, None, None
 
 
@@ -256,7 +258,8 @@ class ConvTranspose2d(Op):
                 gw = either.reshape(_sum0(either.matmul(x4, either.swapaxes(gcols, -1, -2))),
                                     tuple(w.shape))
         if need_b:
-            gb = either.sum(g, (0, 2, 3))
+            gb = cuda_kernels.channel_sums(g) if type(g) is backend.gpu_ndarray else None
+            gb = either.sum(g, (0, 2, 3)) if gb is None else gb
         return gx, gw, gb, None, None, None
 
 

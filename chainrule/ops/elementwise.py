@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -111,14 +112,16 @@ class Exp(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.exp(x)
+        y = np.exp(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run(
+            "exp", np.exp, x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * y
+        return g * y if type(g) is not backend.gpu_ndarray else cuda_kernels.run(
+            "mul", operator.mul, g, y)
 
 
 class Exp2(Op):
@@ -371,7 +374,8 @@ class Tanh(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.tanh(x)
+        y = np.tanh(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run(
+            "tanh", np.tanh, x)
         ctx.save_for_backward(y)
         return y
 
@@ -447,11 +451,12 @@ class Sigmoid(Op):
     @staticmethod
     def forward(ctx, x):
         # split by sign so exp never overflows: for x < 0 use e^x/(1+e^x)
-        if np.ndim(x) == 0 and backend.is_cpu_array(x):
+        if type(x) is backend.gpu_ndarray:
+            y = cuda_kernels.run("sigmoid", _sigmoid_array, x)
+        elif np.ndim(x) == 0:
             y = 1 / (1 + np.exp(-x)) if x >= 0 else np.exp(x) / (1 + np.exp(x))
         else:
-            e = np.exp(-np.abs(x))
-            y = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+            y = _sigmoid_array(x)
         ctx.save_for_backward(y)
         return y
 
@@ -465,12 +470,22 @@ class Sigmoid(Op):
         return g * y * (1 - y)
 
 
+def _relu_array(x):
+    return np.maximum(x, 0)
+
+
+def _sigmoid_array(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
 class Relu(Op):
     """y = max(0, x);  dy/dx = [x > 0] (1 at NaN, as torch)"""
 
     @staticmethod
     def forward(ctx, x):
-        y = np.maximum(x, 0)
+        y = np.maximum(x, 0) if type(x) is not backend.gpu_ndarray else cuda_kernels.run(
+            "relu", _relu_array, x)
         ctx.save_for_backward(y)
         return y
 
