@@ -129,6 +129,7 @@ class ndarray:
     nbytes = property(lambda self: self._a.nbytes)
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
+    _c_contiguous = property(lambda self: self._a.flags.c_contiguous)  # CuPy's C-level flag
     T = property(lambda self: _wrap(self._a.T))
     mT = property(lambda self: _wrap(self._a.mT))
     real = property(lambda self: _wrap(self._a.real))
