@@ -15,9 +15,9 @@ import os
 from chainrule import backend
 from chainrule.backend import np
 
-__all__ = ["run", "gemm", "erf", "gelu", "unary_backward", "fused", "sgd_step", "adam_step",
-           "cross_entropy_forward", "cross_entropy_backward", "col2im", "max_pool2d_forward",
-           "max_pool2d_backward"]
+__all__ = ["run1", "run2", "gemm", "erf", "gelu", "unary_backward", "fused", "sgd_step",
+           "adam_step", "cross_entropy_forward", "cross_entropy_backward", "sum_rows",
+           "channel_sums", "add_bias", "col2im", "max_pool2d_forward", "max_pool2d_backward"]
 
 _ENABLED = os.environ.get("CHAINRULE_FUSED_KERNELS", "1") != "0"
 _KERNELS: dict = {}
@@ -104,6 +104,7 @@ class _Elementwise:
             _param(p, True) for p in outs.split(",")]
         self.nin = len(ins.split(","))
         self.cupy, self.name, self.body = cupy, name, body
+        self.ndarray = cupy.ndarray
         self.raws: dict = {}
 
     def __call__(self, *args):
@@ -168,6 +169,48 @@ class _Elementwise:
             fn(((n + _BLOCK - 1) // _BLOCK,), (_BLOCK,), tuple(call))
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    # The same for the two commonest shapes of call, with the least Python possible: one
+    # array in (the unary ops), and two arrays of one shape or an array and a Python number.
+    def fast1(self, x):
+        if type(x) is not self.ndarray or not x._c_contiguous:
+            return None
+        dtype = x.dtype
+        fn = self.raws.get((dtype, 3))
+        if fn is None:
+            if dtype not in _CTYPES:
+                return None
+            fn = self._compile(dtype, 3)
+        out = self.ndarray(x.shape, dtype)
+        n = x.size
+        if n:
+            fn(((n + _BLOCK - 1) // _BLOCK,), (_BLOCK,), (x, out, np.int64(n)))
+        return out
+
+    def fast2(self, a, b):
+        ndarray = self.ndarray
+        if type(a) is not ndarray or not a._c_contiguous:
+            return None
+        dtype, shape = a.dtype, a.shape
+        if type(b) is ndarray:
+            if not b._c_contiguous or b.shape != shape or (b.dtype is not dtype
+                                                            and b.dtype != dtype):
+                return None
+            bits = 7
+        elif type(b) is float or type(b) is int:
+            bits, b = 5, dtype.type(b)
+        else:
+            return None
+        fn = self.raws.get((dtype, bits))
+        if fn is None:
+            if dtype not in _CTYPES:
+                return None
+            fn = self._compile(dtype, bits)
+        out = ndarray(shape, dtype)
+        n = a.size
+        if n:
+            fn(((n + _BLOCK - 1) // _BLOCK,), (_BLOCK,), (a, b, out, np.int64(n)))
+        return out
+
     def _compile(self, dtype, bits: int):
         mask = tuple(bool(bits >> j & 1) for j in range(len(self.params)))
         kname, code = elementwise_source(self.name, _CTYPES[dtype], mask)
@@ -202,13 +245,20 @@ def elementwise_source(name: str, ctype: str, mask: tuple) -> tuple:
     return kname, code
 
 
-def run(name: str, fallback, *args):
-    """``fallback(*args)`` (the op's CuPy expression) as one RawKernel launch where the arrays
-    are contiguous and of one shape and float dtype: about half the host time of a CuPy ufunc
-    call, which is what a small-array GPU graph is made of."""
-    k = fused(name)
-    out = None if k is None else k.fast(*args)
-    return fallback(*args) if out is None else out
+def run1(name: str, fallback, x):
+    """``fallback(x)`` (the op's CuPy expression) as one RawKernel launch where ``x`` is a
+    contiguous float array: about half the host time of a CuPy ufunc call, which is what a
+    small-array GPU graph is made of."""
+    k = _KERNELS.get(name) or fused(name)
+    out = None if k is None else k.fast1(x)
+    return fallback(x) if out is None else out
+
+
+def run2(name: str, fallback, a, b):
+    """``fallback(a, b)`` as one RawKernel launch for same-shape arrays or array and number."""
+    k = _KERNELS.get(name) or fused(name)
+    out = None if k is None else k.fast2(a, b)
+    return fallback(a, b) if out is None else out
 
 
 def _param(text: str, is_out: bool) -> tuple:
@@ -648,5 +698,8 @@ def unary_backward(name: str, g, y):
     """g·f'(x) from the saved output y for tanh/sigmoid/relu; None when not fusable here."""
     if g.shape != y.shape or g.dtype != y.dtype or g.dtype not in _CTYPES:
         return None
-    k = fused(name)
-    return None if k is None else k(g, y)
+    k = _KERNELS.get(name) or fused(name)
+    if k is None:
+        return None
+    out = k.fast2(g, y)
+    return k.general(g, y) if out is None else out

@@ -30,7 +30,7 @@ class Add(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return a + b if type(a) is not backend.gpu_ndarray else cuda_kernels.run(
+        return a + b if type(a) is not backend.gpu_ndarray else cuda_kernels.run2(
             "add", operator.add, a, b)
 
     @staticmethod
@@ -43,7 +43,7 @@ class Sub(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return a - b if type(a) is not backend.gpu_ndarray else cuda_kernels.run(
+        return a - b if type(a) is not backend.gpu_ndarray else cuda_kernels.run2(
             "sub", operator.sub, a, b)
 
     @staticmethod
@@ -57,15 +57,15 @@ class Mul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a * b if type(a) is not backend.gpu_ndarray else cuda_kernels.run(
+        return a * b if type(a) is not backend.gpu_ndarray else cuda_kernels.run2(
             "mul", operator.mul, a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         if type(g) is backend.gpu_ndarray:
-            return (cuda_kernels.run("mul", operator.mul, g, b) if ctx._e0 is not None else None,
-                    cuda_kernels.run("mul", operator.mul, g, a) if ctx._e1 is not None else None)
+            return (cuda_kernels.run2("mul", operator.mul, g, b) if ctx._e0 is not None else None,
+                    cuda_kernels.run2("mul", operator.mul, g, a) if ctx._e1 is not None else None)
         return (g * b if ctx._e0 is not None else None), (g * a if ctx._e1 is not None else None)
 
 

@@ -112,7 +112,7 @@ class Exp(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.exp(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run(
+        y = np.exp(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run1(
             "exp", np.exp, x)
         ctx.save_for_backward(y)
         return y
@@ -120,7 +120,7 @@ class Exp(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * y if type(g) is not backend.gpu_ndarray else cuda_kernels.run(
+        return g * y if type(g) is not backend.gpu_ndarray else cuda_kernels.run2(
             "mul", operator.mul, g, y)
 
 
@@ -374,7 +374,7 @@ class Tanh(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.tanh(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run(
+        y = np.tanh(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run1(
             "tanh", np.tanh, x)
         ctx.save_for_backward(y)
         return y
@@ -452,7 +452,7 @@ class Sigmoid(Op):
     def forward(ctx, x):
         # split by sign so exp never overflows: for x < 0 use e^x/(1+e^x)
         if type(x) is backend.gpu_ndarray:
-            y = cuda_kernels.run("sigmoid", _sigmoid_array, x)
+            y = cuda_kernels.run1("sigmoid", _sigmoid_array, x)
         elif np.ndim(x) == 0:
             y = 1 / (1 + np.exp(-x)) if x >= 0 else np.exp(x) / (1 + np.exp(x))
         else:
@@ -484,7 +484,7 @@ class Relu(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.maximum(x, 0) if type(x) is not backend.gpu_ndarray else cuda_kernels.run(
+        y = np.maximum(x, 0) if type(x) is not backend.gpu_ndarray else cuda_kernels.run1(
             "relu", _relu_array, x)
         ctx.save_for_backward(y)
         return y
