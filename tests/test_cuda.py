@@ -425,3 +425,23 @@ def test_train_command_on_cuda(tmp_path):
     assert main(["train", "--device", "cuda", "--epochs", "2", "--out", str(out),
                  "--no-progress"]) == 0
     assert (out / "model.safetensors").exists() or any(out.iterdir())
+
+
+def test_detect_anomaly_names_the_first_bad_op_on_cuda():
+    x = cr.tensor([1.0, -1.0, 2.0], device="cuda", requires_grad=True)
+    with pytest.raises(RuntimeError, match="forward of Log"):
+        with cr.autograd.detect_anomaly():
+            cr.log(x)
+    z = cr.tensor([0.0, 4.0], device="cuda", requires_grad=True)
+    with pytest.raises(RuntimeError, match="backward of Sqrt"):
+        with cr.autograd.detect_anomaly():
+            (cr.sqrt(z) * 0).sum().backward()
+
+
+def test_index_ranges_are_checked_on_cuda_under_detect_anomaly():
+    logits = cr.zeros(2, 3, device="cuda", requires_grad=True)
+    bad = cr.tensor([0, 7], device="cuda")
+    with cr.autograd.detect_anomaly(), pytest.raises(IndexError, match="out of bounds"):
+        cr.nn.functional.cross_entropy(logits, bad)
+    with cr.autograd.detect_anomaly(), pytest.raises(IndexError, match="index out of range"):
+        cr.nn.functional.embedding(bad, cr.zeros(5, 2, device="cuda"))

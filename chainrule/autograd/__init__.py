@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 

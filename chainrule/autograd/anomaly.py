@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as _np
+from chainrule.backend import np as _np
 
 from chainrule._state import state
 

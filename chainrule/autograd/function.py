@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule._state import state
 from chainrule.tensor import Tensor, wrap

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 

@@ -6,7 +6,7 @@ instead of printing whole Jacobians.
 
 from __future__ import annotations
 
-import numpy as np
+from chainrule.backend import np
 
 __all__ = ["gradcheck", "gradgradcheck", "GradcheckError", "numerical_jacobian",
            "analytical_jacobian"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule.autograd.function import Op
 from chainrule.blas import matmul as _mm

@@ -9,7 +9,7 @@ import math
 import warnings
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 from chainrule import blas as _blas

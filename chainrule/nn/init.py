@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 from chainrule.autograd.grad_mode import no_grad

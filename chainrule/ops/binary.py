@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import operator
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend, cuda_kernels
 from chainrule import dtypes as _dt

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend, cuda_kernels
 from chainrule.autograd.function import Op

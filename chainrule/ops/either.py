@@ -8,7 +8,7 @@ functions rules need are here, each dispatching on its first argument.
 
 from __future__ import annotations
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend, blas
 from chainrule.tensor import Tensor

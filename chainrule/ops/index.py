@@ -6,7 +6,7 @@ Each pair here is adjoint: the backward of reading at an index is adding at that
 
 from __future__ import annotations
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 from chainrule.autograd.function import Op

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 from chainrule.autograd.function import Op

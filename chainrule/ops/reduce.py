@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections import namedtuple
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op

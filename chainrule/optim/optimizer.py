@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 from chainrule.autograd.grad_mode import enable_grad

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule.optim.adam import lerp_
 from chainrule.optim.optimizer import (

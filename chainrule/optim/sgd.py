@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend, cuda_kernels
 from chainrule.optim.optimizer import (

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule.autograd.function import Op
 from chainrule.backend import xp_of

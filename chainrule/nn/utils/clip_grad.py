@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
+from chainrule.backend import np
 
 from chainrule import backend
 from chainrule.tensor import Tensor, wrap

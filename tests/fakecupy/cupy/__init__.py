@@ -310,7 +310,8 @@ class ufunc:
         _count_launch(self.name)
         self._check_kwargs(kwargs)
         out = kwargs.get("out")
-        res = self._uf(*[_unwrap(a) for a in args], **kwargs)
+        with _np.errstate(all="ignore"):  # CuPy never warns about NaN or Inf
+            res = self._uf(*[_unwrap(a) for a in args], **kwargs)
         if out is not None:
             return kwargs_out_wrap(res, out)
         return _wrap(res)
