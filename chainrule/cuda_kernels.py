@@ -286,6 +286,29 @@ def fused(name: str):
 
 
 # ---- raw kernels: one thread per output element, T = float or double --------------------------
+# Shared by the gather kernels: thread p is pixel (h, w) of plane r (= n·C + c), and BODY runs
+# for each window (oy, ox) and kernel offset (i, j) that covers it.
+_RAW_PREAMBLE = r"""
+#define PIXEL_OF_THREAD \
+  long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x; \
+  if (p >= total) return; \
+  int w = p % W; long long r = p / W; int h = r % H; r /= H; \
+  T acc = 0;
+#define FOR_WINDOWS_OVER_PIXEL(BODY) \
+  for (int i = 0; i < kh; ++i) { \
+    int y = h + pt - i * dh; \
+    if (y < 0 || y % sh) continue; \
+    int oy = y / sh; \
+    if (oy >= OH) continue; \
+    for (int j = 0; j < kw; ++j) { \
+      int x = w + pl - j * dw; \
+      if (x < 0 || x % sw) continue; \
+      int ox = x / sw; \
+      if (ox >= OW) continue; \
+      BODY \
+    } \
+  }
+"""
 _RAW_SOURCES = {
     # one block of 256 threads, a thread per row at a time: each row's log-sum-exp l and
     # loss l - x[t] (0 where t is ignored), then the block's sums: out = [loss, count]
@@ -330,23 +353,8 @@ extern "C" __global__ void KNAME(const T* x, const long long* t, T* lse, T* nll,
     "col2im": r"""
 extern "C" __global__ void KNAME(const T* cols, T* out, long long total, int H, int W,
     int kh, int kw, int OH, int OW, int sh, int sw, int pt, int pl, int dh, int dw) {
-  long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-  if (p >= total) return;
-  int w = p % W; long long r = p / W; int h = r % H; r /= H;
-  T acc = 0;
-  for (int i = 0; i < kh; ++i) {
-    int y = h + pt - i * dh;
-    if (y < 0 || y % sh) continue;
-    int oy = y / sh;
-    if (oy >= OH) continue;
-    for (int j = 0; j < kw; ++j) {
-      int x = w + pl - j * dw;
-      if (x < 0 || x % sw) continue;
-      int ox = x / sw;
-      if (ox >= OW) continue;
-      acc += cols[(((r * kh + i) * kw + j) * OH + oy) * OW + ox];
-    }
-  }
+  PIXEL_OF_THREAD
+  FOR_WINDOWS_OVER_PIXEL(acc += cols[(((r * kh + i) * kw + j) * OH + oy) * OW + ox];)
   out[p] = acc;
 }""",
     # window max and the offset of its first maximum (NaN wins and stays, as np.maximum)
@@ -374,24 +382,9 @@ extern "C" __global__ void KNAME(const T* x, T* y, int* idx, long long total, in
     "max_pool2d_backward": r"""
 extern "C" __global__ void KNAME(const T* g, const int* idx, T* gx, long long total, int H,
     int W, int OH, int OW, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw) {
-  long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-  if (p >= total) return;
-  int w = p % W; long long r = p / W; int h = r % H; r /= H;
-  T acc = 0;
-  for (int i = 0; i < kh; ++i) {
-    int y = h + pt - i * dh;
-    if (y < 0 || y % sh) continue;
-    int oy = y / sh;
-    if (oy >= OH) continue;
-    for (int j = 0; j < kw; ++j) {
-      int x = w + pl - j * dw;
-      if (x < 0 || x % sw) continue;
-      int ox = x / sw;
-      if (ox >= OW) continue;
-      long long o = (r * OH + oy) * OW + ox;
-      if (idx[o] == i * kw + j) acc += g[o];
-    }
-  }
+  PIXEL_OF_THREAD
+  FOR_WINDOWS_OVER_PIXEL(long long o = (r * OH + oy) * OW + ox;
+                         if (idx[o] == i * kw + j) acc += g[o];)
   gx[p] = acc;
 }""",
 }
@@ -413,7 +406,7 @@ def raw(name: str, dtype):
         if _ENABLED:
             kname = f"chainrule_{name}_{ctype}"
             code = (f"typedef {ctype} T;\n#define NEG_INF (-__int_as_float(0x7f800000))\n"
-                    + _RAW_SOURCES[name].replace("KNAME", kname))
+                    + _RAW_PREAMBLE + _RAW_SOURCES[name].replace("KNAME", kname))
             try:
                 k = cupy.RawKernel(code, kname)
             except NotImplementedError:
