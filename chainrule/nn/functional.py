@@ -1175,6 +1175,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         stats = (cuda_kernels.cross_entropy_forward(x2._data, t1, ignore_index, reduction)
                  if backend.is_gpu_array(t1) and x2._data.ndim == 2 else None)
         if stats is not None:
+            _check_bounds(t1, t1 != ignore_index, x2.shape[1])  # (GPU: under detect_anomaly)
             loss = CrossEntropyRows.apply(x2, t1, stats, ignore_index, reduction)
             return loss.reshape(*out_shape) if reduction == "none" else loss
         valid = t1 != ignore_index
