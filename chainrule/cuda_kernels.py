@@ -268,21 +268,28 @@ def _param(text: str, is_out: bool) -> tuple:
     return raw, words[-2], words[-1], is_out
 
 
-def fused(name: str):
-    """The fused kernel ``name`` (an :class:`_Elementwise`), or None where none can run."""
-    k = _KERNELS.get(name)
+def _cached(key, build, *args):
+    """The kernel cached under ``key``, made by ``build(cupy, *args)`` on first use; None
+    where none can run (fused kernels off, or the CPU stand-in for CuPy, which compiles
+    nothing). Before CuPy is loaded nothing is cached: ask again later."""
+    k = _KERNELS.get(key)
     if k is None:
-        k = False
         cupy = backend.loaded_cupy()
-        if cupy is None:  # not loaded yet: ask again later
+        if cupy is None:
             return None
+        k = False
         if _ENABLED:
             try:
-                k = _Elementwise(cupy, name)
-            except NotImplementedError:  # the CPU stand-in for CuPy compiles nothing
+                k = build(cupy, *args)
+            except NotImplementedError:
                 k = False
-        _KERNELS[name] = k
+        _KERNELS[key] = k
     return k or None
+
+
+def fused(name: str):
+    """The fused kernel ``name`` (an :class:`_Elementwise`), or None where none can run."""
+    return _cached(name, _Elementwise, name)
 
 
 # ---- raw kernels: one thread per output element, T = float or double --------------------------
@@ -394,25 +401,13 @@ _BLOCK = 256
 def raw(name: str, dtype):
     """The compiled raw kernel ``name`` for float32/float64 ``dtype``, or None."""
     ctype = _CTYPES.get(dtype)
-    if ctype is None:
-        return None
-    key = (name, ctype)
-    k = _KERNELS.get(key)
-    if k is None:
-        k = False
-        cupy = backend.loaded_cupy()
-        if cupy is None:  # not loaded yet: ask again later
-            return None
-        if _ENABLED:
-            kname = f"chainrule_{name}_{ctype}"
-            code = (f"typedef {ctype} T;\n#define NEG_INF (-__int_as_float(0x7f800000))\n"
-                    + _RAW_PREAMBLE + _RAW_SOURCES[name].replace("KNAME", kname))
-            try:
-                k = cupy.RawKernel(code, kname)
-            except NotImplementedError:
-                k = False
-        _KERNELS[key] = k
-    return k or None
+    return None if ctype is None else _cached((name, ctype), _build_raw, name, ctype)
+
+
+def _build_raw(cupy, name: str, ctype: str):
+    kname = f"chainrule_{name}_{ctype}"
+    return cupy.RawKernel(f"typedef {ctype} T;\n#define NEG_INF (-__int_as_float(0x7f800000))\n"
+                          + _RAW_PREAMBLE + _RAW_SOURCES[name].replace("KNAME", kname), kname)
 
 
 def _launch(kernel, total: int, args: tuple) -> None:
@@ -539,9 +534,16 @@ def add_bias(y, b, per_channel: int = 0):
 
 
 # ---- convolution and pooling on (N, C, H, W) ---------------------------------------------------
-def _geom_args(geom):
+def _geom_args(geom) -> tuple:
+    """(kh, kw, oh, ow, sh, sw, pt, pl, dh, dw) as the int32s the kernels take."""
     return _i32(geom.kh, geom.kw, geom.oh, geom.ow, geom.sh, geom.sw, geom.pt, geom.pl,
                 geom.dh, geom.dw)
+
+
+def _pool_geom_args(h: int, w: int, geom) -> tuple:
+    """The max-pool kernels' (H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw)."""
+    kh, kw, oh, ow, *rest = _geom_args(geom)
+    return (*_i32(h, w), oh, ow, kh, kw, *rest)
 
 
 def col2im(cols, x_shape: tuple, geom):
@@ -551,9 +553,7 @@ def col2im(cols, x_shape: tuple, geom):
         return None
     n, c, h, w = x_shape
     out = backend.xp_of(cols).empty((n, c, h, w), cols.dtype)
-    g = _geom_args(geom)  # kh kw oh ow sh sw pt pl dh dw
-    _launch(k, out.size, (cols, out, np.int64(out.size), *_i32(h, w), g[0], g[1], g[2], g[3],
-                          *g[4:]))
+    _launch(k, out.size, (cols, out, np.int64(out.size), *_i32(h, w), *_geom_args(geom)))
     return out
 
 
@@ -566,8 +566,7 @@ def max_pool2d_forward(x, geom):
     xp = backend.xp_of(x)
     y = xp.empty((n, c, geom.oh, geom.ow), x.dtype)
     idx = xp.empty(y.shape, np.int32)
-    _launch(k, y.size, (x, y, idx, np.int64(y.size), *_i32(h, w), *_geom_args(geom)[2:4],
-                        *_geom_args(geom)[:2], *_geom_args(geom)[4:]))
+    _launch(k, y.size, (x, y, idx, np.int64(y.size), *_pool_geom_args(h, w, geom)))
     return y, idx
 
 
@@ -579,8 +578,7 @@ def max_pool2d_backward(g, idx, x_shape: tuple, geom):
     g = xp.ascontiguousarray(g)
     n, c, h, w = x_shape
     gx = xp.empty((n, c, h, w), g.dtype)
-    _launch(k, gx.size, (g, idx, gx, np.int64(gx.size), *_i32(h, w), *_geom_args(geom)[2:4],
-                         *_geom_args(geom)[:2], *_geom_args(geom)[4:]))
+    _launch(k, gx.size, (g, idx, gx, np.int64(gx.size), *_pool_geom_args(h, w, geom)))
     return gx
 
 
