@@ -263,8 +263,6 @@ def binary(op, a, b, name: str):
         if da.dtype is not db.dtype:
             target = _dt.result_type(da, db)
             a, b = _cast(a, target), _cast(b, target)
-        elif backend.device_of(da) != backend.device_of(db):
-            pass
     else:
         t, s = (a, b) if isinstance(a, Tensor) else (b, a)
         kind = t._data.dtype.kind
