@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "asarray_on", "is_array",
-           "cuda_available",
+           "is_gpu_array", "gpu_ndarray", "loaded_cupy", "check_same_device", "cuda_available",
            "ndarray"]
 
 ndarray = np.ndarray
@@ -169,6 +169,16 @@ def xp_of(a):
     if isinstance(a, (np.ndarray, np.generic)):
         return np
     return _load_cupy() or np
+
+
+def check_same_device(arrays, name: str, what: str = "") -> None:
+    """RuntimeError naming the devices when ``arrays`` (arrays and others, which are skipped)
+    do not all live on one; ``name`` leads the message, ``what`` ends it."""
+    devices = list(dict.fromkeys(str(device_of(a)) for a in arrays if is_array(a)))
+    if len(devices) > 1:
+        raise RuntimeError(
+            f"{name}: Expected all tensors to be on the same device, but found at least two "
+            f"devices, {' and '.join(devices)}!{what}") from None  # (not CuPy's TypeError)
 
 
 def asarray_on(a, like, dtype=None):

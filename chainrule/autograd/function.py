@@ -241,17 +241,6 @@ def _edges_of(args) -> list | None:
     return edges if found else None
 
 
-def _check_one_device(cls, arrays) -> None:
-    from chainrule import backend
-
-    devices = {str(backend.device_of(a)) for a in arrays if backend.is_array(a)}
-    if len(devices) > 1:
-        name = cls.__name__.lower()
-        raise RuntimeError(
-            f"{name}: Expected all tensors to be on the same device, but found at least two "
-            f"devices, {' and '.join(sorted(devices, reverse=True))}!") from None
-
-
 def _note_creation(ctx: Function) -> None:
     """The enclosing modules and, in the recording modes, the user's file:line."""
     if state._scopes:
@@ -325,7 +314,9 @@ class Op(Function):
             ctx._edges = edges
             out = cls.forward(ctx, *arrays)
         except TypeError:  # CuPy refuses NumPy operands: say which devices were mixed
-            _check_one_device(cls, arrays)
+            from chainrule import backend
+
+            backend.check_same_device(arrays, cls.__name__.lower())
             raise
         saved = ctx._saved
         if saved:

@@ -292,15 +292,10 @@ def _cast(t, np_dtype):
 
 def _check_devices(a, b, name: str) -> None:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
-        if type(a._data) is not type(b._data) and not (
+        if type(a._data) is not type(b._data) and not (  # the CPU pairs need no more checking
             backend.is_cpu_array(a._data) and backend.is_cpu_array(b._data)
         ):
-            da, db = backend.device_of(a._data), backend.device_of(b._data)
-            if da != db:
-                raise RuntimeError(
-                    f"{name}: Expected all tensors to be on the same device, but found at least "
-                    f"two devices, {da} and {db}!"
-                )
+            backend.check_same_device((a._data, b._data), name)
 
 
 def _shape(x):

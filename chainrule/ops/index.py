@@ -152,10 +152,7 @@ class ScatterAdd(Op):
 
 def _raw_index(index, name: str, like) -> np.ndarray:
     idx = index._data if isinstance(index, Tensor) else backend.asarray_on(index, like)
-    if backend.device_of(idx) != backend.device_of(like):
-        raise RuntimeError(
-            f"{name}(): Expected all tensors to be on the same device, but found at least two "
-            f"devices, {backend.device_of(like)} and {backend.device_of(idx)}! (index)")
+    backend.check_same_device((like, idx), f"{name}()", " (index)")
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"{name}(): Expected dtype int64 for index, got {idx.dtype}")
     return idx
