@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "asarray_on", "is_array",
-           "is_gpu_array", "gpu_ndarray", "loaded_cupy", "check_same_device", "cuda_available",
+           "is_gpu_array", "gpu_ndarray", "loaded_cupy", "check_same_device", "as_array",
+           "cuda_available",
            "ndarray"]
 
 ndarray = np.ndarray
@@ -169,6 +170,11 @@ def xp_of(a):
     if isinstance(a, (np.ndarray, np.generic)):
         return np
     return _load_cupy() or np
+
+
+def as_array(r):
+    """``r`` as an array: NumPy gives a scalar where a full reduction or a 0-d op ends."""
+    return np.asarray(r) if isinstance(r, np.generic) else r
 
 
 def check_same_device(arrays, name: str, what: str = "") -> None:

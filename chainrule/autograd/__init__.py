@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-
-
 from chainrule.backend import np
-
 from chainrule import backend
-
 from chainrule.autograd.function import Function, FunctionCtx, Op, once_differentiable
 from chainrule.autograd.grad_mode import (
     enable_grad, is_grad_enabled, no_grad, set_grad_enabled,

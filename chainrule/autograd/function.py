@@ -11,7 +11,6 @@ import sys
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule._state import state
 from chainrule.tensor import Tensor, wrap
 

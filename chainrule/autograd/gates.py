@@ -14,9 +14,7 @@ from typing import Any
 from collections.abc import Callable
 
 from chainrule.backend import np
-
 from chainrule import backend
-
 from chainrule._state import state
 
 __all__ = ["check_gates", "GateReport", "GateFailure", "GateResult", "graph_nodes",

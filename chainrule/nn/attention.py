@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 from chainrule.backend import np
-
 from chainrule.autograd.function import Op
 from chainrule.blas import matmul as _mm
 from chainrule.ops import either

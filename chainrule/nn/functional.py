@@ -10,7 +10,6 @@ import warnings
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule import backend
 from chainrule import blas as _blas
 from chainrule import cuda_kernels

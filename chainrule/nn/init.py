@@ -9,7 +9,6 @@ import math
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule import backend
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.tensor import Tensor

@@ -6,7 +6,6 @@ import builtins
 import operator
 
 from chainrule.backend import np
-
 from chainrule import backend, cuda_kernels
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
@@ -521,7 +520,7 @@ def _compare(np_fn, name: str):
             _check_devices(input, other, name)
         try:
             out = np_fn(a, b)
-            return wrap(np.asarray(out) if isinstance(out, np.generic) else out)
+            return wrap(backend.as_array(out))
         except ValueError as e:
             a_op, b_op = _as_operand(input, name), _as_operand(other, name)
             raise _shape_error(name, a_op, b_op, e) from None

@@ -17,7 +17,6 @@ import math
 from typing import NamedTuple
 
 from chainrule.backend import np
-
 from chainrule import backend, cuda_kernels
 from chainrule.autograd.function import Op
 from chainrule.blas import matmul as _mm

@@ -9,7 +9,6 @@ functions rules need are here, each dispatching on its first argument.
 from __future__ import annotations
 
 from chainrule.backend import np
-
 from chainrule import backend, blas
 from chainrule.tensor import Tensor
 
@@ -158,9 +157,11 @@ def zeros_like(a):
     return np.zeros_like(a)
 
 
-def zeros(shape, dtype, like):
-    """A raw zeros array on the device of ``like`` (an array or a Tensor)."""
-    return backend.xp_of(like._data if isinstance(like, Tensor) else like).zeros(shape, dtype)
+def zeros(shape, like, dtype=None):
+    """A raw zeros array on the device of ``like`` (an array or a Tensor), of its dtype unless
+    ``dtype`` is given."""
+    raw = like._data if isinstance(like, Tensor) else like
+    return backend.xp_of(raw).zeros(shape, raw.dtype if dtype is None else dtype)
 
 
 def index_put(shape, index, g):

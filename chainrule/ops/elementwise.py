@@ -6,7 +6,6 @@ import math
 import operator
 
 from chainrule.backend import np
-
 from chainrule import backend, cuda_kernels
 from chainrule.autograd.function import Op
 from chainrule.ops import either

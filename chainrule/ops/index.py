@@ -7,7 +7,6 @@ Each pair here is adjoint: the backward of reading at an index is adding at that
 from __future__ import annotations
 
 from chainrule.backend import np
-
 from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.ops import either
@@ -123,8 +122,7 @@ class Gather(Op):
 
     @staticmethod
     def backward(ctx, g):
-        raw = g._data if isinstance(g, Tensor) else g
-        zeros = backend.xp_of(raw).zeros(ctx.shape, raw.dtype)
+        zeros = either.zeros(ctx.shape, g)
         return either.scatter_add(zeros, ctx.dim, ctx.index, g), None, None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chainrule.backend import np
-
 from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.blas import matmul as _mm

@@ -5,9 +5,8 @@ from __future__ import annotations
 import builtins
 from collections import namedtuple
 
-from chainrule.backend import np
-
 from chainrule import dtypes as _dt
+from chainrule.backend import as_array, np
 from chainrule.autograd.function import Op
 from chainrule.ops import either
 from chainrule.ops.shape import normalize_dim, normalize_dims
@@ -209,7 +208,7 @@ class MaxDim(Op):
     def backward(ctx, g, _g_indices=None):
         if not ctx.keepdim:
             g = either.expand_dims(g, (ctx.dim,))
-        zeros = either.zeros(ctx.shape, _dtype_of(g), g)
+        zeros = either.zeros(ctx.shape, g)
         return either.scatter_add(zeros, ctx.dim, ctx.idx, g), None, None
 
 
@@ -217,15 +216,6 @@ class MinDim(MaxDim):
     """(values, indices) = min over one dim;  the gradient goes to the index returned"""
 
     pick = staticmethod(np.argmin)
-
-
-def _array(r):
-    """A reduction's result as an array (NumPy gives a scalar for a full reduction)."""
-    return np.asarray(r) if isinstance(r, np.generic) else r
-
-
-def _dtype_of(g):
-    return g._data.dtype if isinstance(g, Tensor) else g.dtype
 
 
 # ---- scans and normalized exponentials -----------------------------------------------------------
@@ -561,14 +551,14 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     axes = normalize_dims(dim, input._data.ndim, "all")
-    return wrap(_array(np.all(input._data, axis=axes, keepdims=keepdim)))
+    return wrap(as_array(np.all(input._data, axis=axes, keepdims=keepdim)))
 
 
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     axes = normalize_dims(dim, input._data.ndim, "any")
-    return wrap(_array(np.any(input._data, axis=axes, keepdims=keepdim)))
+    return wrap(as_array(np.any(input._data, axis=axes, keepdims=keepdim)))
 
 
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     axes = normalize_dims(dim, input._data.ndim, "count_nonzero")
-    return wrap(_array(np.count_nonzero(input._data, axis=axes)).astype(np.int64))
+    return wrap(as_array(np.count_nonzero(input._data, axis=axes)).astype(np.int64))

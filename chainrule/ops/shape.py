@@ -9,7 +9,6 @@ import builtins
 import operator
 
 from chainrule.backend import np
-
 from chainrule import backend
 from chainrule.autograd.function import Op
 from chainrule.ops import either
@@ -189,7 +188,7 @@ class Split(Op):
     def backward(ctx, *grads):
         parts, like = [], next(g for g in grads if g is not None)
         for g, (shape, dtype) in zip(grads, ctx._outs):
-            parts.append(either.zeros(shape, dtype, like) if g is None else g)
+            parts.append(either.zeros(shape, like, dtype) if g is None else g)
         return either.concat(parts, ctx.axis), None, None
 
 
@@ -205,7 +204,7 @@ class Unbind(Op):
     def backward(ctx, *grads):
         parts, like = [], next(g for g in grads if g is not None)
         for g, (shape, dtype) in zip(grads, ctx._outs):
-            g = either.zeros(shape, dtype, like) if g is None else g
+            g = either.zeros(shape, like, dtype) if g is None else g
             parts.append(either.expand_dims(g, (ctx.axis,)))
         return either.concat(parts, ctx.axis), None
 

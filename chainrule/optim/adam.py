@@ -6,9 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule import backend, cuda_kernels
-
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
     decayed_grad, to_scalar,

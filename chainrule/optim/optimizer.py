@@ -15,7 +15,6 @@ from itertools import chain
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule import backend
 from chainrule.autograd.grad_mode import enable_grad
 from chainrule.tensor import Tensor, wrap

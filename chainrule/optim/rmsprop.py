@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule.optim.adam import lerp_
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule import backend, cuda_kernels
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_not_differentiable, check_scalar_tensor, decayed_grad, to_scalar,

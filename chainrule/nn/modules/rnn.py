@@ -17,7 +17,6 @@ import math
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule.autograd.function import Op
 from chainrule.backend import xp_of
 from chainrule.blas import matmul as _mm

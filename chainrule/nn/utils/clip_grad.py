@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from chainrule.backend import np
-
 from chainrule import backend
 from chainrule.tensor import Tensor, wrap
 
