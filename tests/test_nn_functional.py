@@ -3,6 +3,8 @@ float64 finite differences."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -300,3 +302,16 @@ def test_gelu_float32_blocks_match_torch():
     (y * cr.tensor(g)).sum().backward()
     (ty * torch.tensor(g)).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [cr.float32, cr.float64])
+def test_gelu_of_a_zero_dim_op_result(dtype):
+    # a 0-d op result is a NumPy scalar, not an array: it must take the CPU path
+    t = cr.tensor(1.5, dtype=dtype, requires_grad=True)
+    y = cr.nn.functional.gelu(t * 2)
+    y.backward()
+    x = 3.0
+    cdf = 0.5 * (1 + math.erf(x / math.sqrt(2)))
+    pdf = math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    assert abs(float(y) - x * cdf) < 1e-6
+    assert abs(float(t.grad) - 2 * (cdf + x * pdf)) < 1e-5

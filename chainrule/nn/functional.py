@@ -147,7 +147,7 @@ class Gelu(Op):
     @staticmethod
     def forward(ctx, x):
         with_grad = bool(ctx._edges)
-        if not isinstance(x, np.ndarray):
+        if type(x) is backend.gpu_ndarray:
             y, dydx = cuda_kernels.gelu(x, with_grad)
         elif x.dtype == np.float32:
             y, dydx = _gelu_float32(x, with_grad)
