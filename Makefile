@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench gpu-check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py chainrule/_cengine.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[train,viz,test]'
@@ -17,7 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check chainrule tests bench examples
-	$(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
+	@# with the C engine (built when a C compiler is present), then with the Python reference
+	CHAINRULE_EXPECT_CENGINE=$$(command -v cc >/dev/null && echo 1 || echo 0) $(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
+	@echo "again on the pure-Python engine (CHAINRULE_PURE_PYTHON=1):"
+	CHAINRULE_PURE_PYTHON=1 $(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
 	@echo "the GPU tests again, on tests/fakecupy (a CPU stand-in for CuPy, as strict as CuPy):"
 	PYTHONPATH=tests/fakecupy $(BIN)/python -m pytest tests/test_cuda.py; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 

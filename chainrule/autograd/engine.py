@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from chainrule import backend
+from chainrule.autograd.accel import engine as _cengine
 from chainrule.autograd.function import Function
 from chainrule.autograd.grad_mode import state
 from chainrule.ops import either
@@ -62,7 +63,7 @@ def run_backward(
             _add(buffers, t._grad_fn, t._nr, g)
             root_nodes.append(t._grad_fn)
 
-    deps = _count_consumers(root_nodes)
+    deps = (_cengine.count_consumers if _cengine is not None else _count_consumers)(root_nodes)
     needed = None
     capture = {}  # (node, nr) -> position in inputs, for non-leaf inputs of autograd.grad
     if inputs is not None:
@@ -82,6 +83,11 @@ def run_backward(
             buffers.get
         is_node, no_grads = Function, ()
         plain = not create_graph and not capture  # raw arrays, no autograd.grad captures
+        if _cengine is not None and plain and needed is None and not anomaly:
+            # the loop below, in C (autograd/accel.py); it calls back for nodes off its fast path
+            _cengine.backward(ready, buffers, deps, leaf_grads, retain_graph, _plain_node_grads,
+                              _conform, _add)
+            ready = ()
         while ready:
             node = pop_ready()
             grad = pop_buffer(node, None)
@@ -154,6 +160,18 @@ def run_backward(
         state.grad_enabled = prev_mode
 
     return _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
+
+
+def _plain_node_grads(node, grad):
+    """The loop's steps for a node off the C loop's fast path (hooks, several outputs, a user
+    Function), in a backward without create_graph or captures."""
+    single = node._shape is not None or len(node._outs) == 1
+    if node._hooks:
+        grads = _node_hooks(node, [grad] if single else grad, None, None, False)
+        grad = grads[0] if single else grads
+    if single and not node._as_tensors:
+        return node.backward(node, grad)
+    return node._run_backward([grad] if single else grad, False)
 
 
 def _count_consumers(starts: list) -> dict:

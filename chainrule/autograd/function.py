@@ -554,3 +554,5 @@ class DelayedError(Function):
             "trying to differentiate twice a function that was marked with @once_differentiable"
         )
 
+
+from chainrule.autograd import accel  # noqa: E402,F401  (installs the C engine, if built)

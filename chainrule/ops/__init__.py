@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chainrule.autograd import accel as _accel
 from chainrule.ops import binary as _binary
 from chainrule.ops import elementwise as _elementwise
 from chainrule.ops import index as _index
@@ -85,3 +86,4 @@ Tensor.__and__ = Tensor.__rand__ = bitwise_and  # noqa: F405
 Tensor.__or__ = Tensor.__ror__ = bitwise_or  # noqa: F405
 Tensor.__xor__ = Tensor.__rxor__ = bitwise_xor  # noqa: F405
 Tensor.__invert__ = bitwise_not  # noqa: F405
+_accel.install_gates(Tensor)

@@ -250,6 +250,7 @@ def fast_binary(op, name: str, public, reflected: bool = False):
         return public(other, self) if reflected else public(self, other)
 
     operator.__name__ = f"__{'r' if reflected else ''}{name}__"
+    operator._gate = (op, True, reflected)  # becomes a C gate (autograd/accel.py), if built
     return operator
 
 

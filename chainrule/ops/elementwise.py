@@ -606,6 +606,7 @@ def _unary_fn(op, name: str, doc: str):
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = doc
+    fn._gate = (op, False, False)  # Tensor.<name> becomes a C gate (autograd/accel.py), if built
     return fn
 
 

@@ -1,0 +1,1236 @@
+/* chainrule._cengine: the engine's per-gate bookkeeping in C (an optional accelerator).
+ *
+ * On an (8, 8) tensor the math of a gate (one NumPy call forward, one or two backward) costs
+ * about 1 µs; the interpreter's bookkeeping around it (create the gate and its output Tensor,
+ * record the edges, and in backward pop the gate, call its rule, check and accumulate the
+ * gradients) cost 3 µs more. This module does that bookkeeping in C. It mirrors, statement for
+ * statement, pure-Python code that stays the readable reference and runs wherever this module
+ * is not built (or CHAINRULE_PURE_PYTHON=1 is set):
+ *
+ *   apply_unary, apply_binary     Op.apply_unary, Op.apply_binary, _finish_one  (autograd/function.py)
+ *   count_consumers, backward     _count_consumers and the plain loop of run_backward (autograd/engine.py)
+ *   UnaryGate, BinaryGate         the Tensor method / operator fast paths
+ *                                 (ops/elementwise._unary_fn, ops/binary.fast_binary)
+ *
+ * Gates still run their own Python forward/backward rules; only the glue is here. Anything off
+ * the fast path (hooks, multi-output gates, user Functions, create_graph, anomaly mode, mixed
+ * dtypes) is handed to the Python code it mirrors. chainrule/autograd/accel.py installs it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* ---- references handed over by accel.install() -------------------------------------------- */
+static PyTypeObject *TensorType, *OpType, *FunctionType, *NdarrayType;
+static PyObject *State;          /* chainrule._state.state (thread-local switches) */
+static PyObject *Backend;        /* chainrule.backend (its _cupy says whether CuPy is loaded) */
+static PyObject *NoteExtras;     /* function._note_extras(ctx, out, arrays) */
+static PyObject *Sources;        /* function._sources(saved, arrays, out) */
+static PyObject *FromInput0, *FromOutput, *FromInputs01;
+static PyObject *FloatDtypes[4];
+static int n_float_dtypes;
+
+static PyObject *s_grad_enabled, *s_extras, *s_forward, *s_backward, *s_dtype, *s_kind,
+    *s_shape, *s_ndim, *s_hooks, *s_saved, *s_f, *s_cupy, *s_edges, *s_outs, *s_dtype_attr,
+    *s_grad_fn, *s_shape_attr, *s_data;
+static PyObject *Zero, *One, *Two, *EmptyTuple;
+
+/* slot offsets: Tensor's and Op's __slots__ (subclasses keep them where the base put them) */
+static Py_ssize_t T_data, T_grad_fn, T_nr, T_requires_grad, T_grad, T_hooks;
+static Py_ssize_t N_e0, N_e1, N_nin, N_en, N_saved, N_saved_from, N_shape, N_dtype;
+
+#define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+/* store a new reference in a slot (steals v) */
+static inline void
+put_slot(PyObject *o, Py_ssize_t off, PyObject *v)
+{
+    PyObject *old = SLOT(o, off);
+    SLOT(o, off) = v;
+    Py_XDECREF(old);
+}
+
+static inline void
+set_slot(PyObject *o, Py_ssize_t off, PyObject *v)
+{
+    Py_INCREF(v);
+    put_slot(o, off, v);
+}
+
+static int
+slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyDict_GetItemString(type->tp_dict, name);
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, name);
+        return -1;
+    }
+    *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    return 0;
+}
+
+/* a slot read: the value (borrowed), or NULL with Python's AttributeError if it was never set */
+static inline PyObject *
+get_slot(PyObject *o, Py_ssize_t off, PyObject *name)
+{
+    PyObject *v = SLOT(o, off);
+    if (v == NULL)
+        PyErr_Format(PyExc_AttributeError, "'%s' object has no attribute '%U'",
+                     Py_TYPE(o)->tp_name, name);
+    return v;
+}
+
+static int
+grad_enabled(void)
+{
+    PyObject *v = PyObject_GetAttr(State, s_grad_enabled);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+static int
+extras_on(void)
+{
+    PyObject *v = PyObject_GetAttr(State, s_extras);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* dtype.kind == "f" */
+static int
+is_float_dtype(PyObject *dt)
+{
+    for (int i = 0; i < n_float_dtypes; i++)
+        if (dt == FloatDtypes[i])
+            return 1;
+    PyObject *kind = PyObject_GetAttr(dt, s_kind);
+    if (kind == NULL)
+        return -1;
+    int r = PyObject_RichCompareBool(kind, s_f, Py_EQ);
+    Py_DECREF(kind);
+    return r;
+}
+
+/* the dtype of array ``a`` is a float one */
+static int
+is_float_array(PyObject *a)
+{
+    PyObject *dt = PyObject_GetAttr(a, s_dtype);
+    if (dt == NULL)
+        return -1;
+    int r = is_float_dtype(dt);
+    Py_DECREF(dt);
+    return r;
+}
+
+/* function.wrap(data, fn, 0): a new plain Tensor (fn NULL: a leaf that needs no gradient) */
+static PyObject *
+new_tensor(PyObject *data, PyObject *fn)
+{
+    PyObject *t = TensorType->tp_alloc(TensorType, 0);
+    if (t == NULL)
+        return NULL;
+    Py_INCREF(data);
+    SLOT(t, T_data) = data;
+    PyObject *f = fn ? fn : Py_None;
+    Py_INCREF(f);
+    SLOT(t, T_grad_fn) = f;
+    Py_INCREF(Zero);
+    SLOT(t, T_nr) = Zero;
+    PyObject *rg = fn ? Py_True : Py_False;
+    Py_INCREF(rg);
+    SLOT(t, T_requires_grad) = rg;
+    Py_INCREF(Py_None);
+    SLOT(t, T_grad) = Py_None;
+    Py_INCREF(Py_None);
+    SLOT(t, T_hooks) = Py_None;
+    return t;
+}
+
+/* wrap(out) for a result computed without recording (steals out) */
+static PyObject *
+wrap_plain(PyObject *out)
+{
+    if (out == NULL)
+        return NULL;
+    PyObject *t = new_tensor(out, NULL);
+    Py_DECREF(out);
+    return t;
+}
+
+/* The graph edge of Tensor x: the leaf itself, its node, or (node, output number). New ref. */
+static PyObject *
+edge_of(PyObject *x)
+{
+    PyObject *fn = get_slot(x, T_grad_fn, s_grad_fn);
+    if (fn == NULL)
+        return NULL;
+    if (fn == Py_None) {
+        Py_INCREF(x);
+        return x;
+    }
+    PyObject *nr = SLOT(x, T_nr);
+    if (nr == NULL || nr == Zero || (PyLong_Check(nr) && PyLong_AsSsize_t(nr) == 0)) {
+        Py_INCREF(fn);
+        return fn;
+    }
+    return PyTuple_Pack(2, fn, nr);
+}
+
+static inline int
+requires_grad(PyObject *x)
+{
+    PyObject *rg = SLOT(x, T_requires_grad);
+    if (rg == Py_True)
+        return 1;
+    if (rg == Py_False || rg == NULL)
+        return 0;
+    return PyObject_IsTrue(rg);
+}
+
+static PyObject *
+call_forward(PyObject *cls, PyObject *const *args, Py_ssize_t n)
+{
+    PyObject *forward = PyObject_GetAttr(cls, s_forward);
+    if (forward == NULL)
+        return NULL;
+    PyObject *out = PyObject_Vectorcall(forward, args, n, NULL);
+    Py_DECREF(forward);
+    return out;
+}
+
+/* _finish_one(ctx, out, arrays): record the single output's meta and wrap it (steals out) */
+static PyObject *
+finish_one(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1)
+{
+    int extras = extras_on();
+    if (extras < 0)
+        goto fail;
+    if (extras) {
+        PyObject *arrays = a1 ? PyTuple_Pack(2, a0, a1) : PyTuple_Pack(1, a0);
+        if (arrays == NULL)
+            goto fail;
+        PyObject *r = PyObject_CallFunctionObjArgs(NoteExtras, ctx, out, arrays, NULL);
+        Py_DECREF(arrays);
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+    }
+    PyObject *dtype = PyObject_GetAttr(out, s_dtype);
+    if (dtype == NULL)
+        goto fail;
+    PyObject *shape = PyObject_GetAttr(out, s_shape);
+    if (shape == NULL) {
+        Py_DECREF(dtype);
+        goto fail;
+    }
+    put_slot(ctx, N_shape, shape);
+    int is_float = is_float_dtype(dtype);
+    put_slot(ctx, N_dtype, dtype);
+    if (is_float < 0)
+        goto fail;
+    PyObject *t = new_tensor(out, is_float ? ctx : NULL);
+    Py_DECREF(out);
+    return t;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* where saved value s came from, for the common cases; NULL: ask function._sources */
+static PyObject *
+saved_from(PyObject *saved, PyObject *out, PyObject *a0, PyObject *a1)
+{
+    if (PyTuple_CheckExact(saved)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(saved);
+        if (a1 == NULL && n == 1) {
+            PyObject *s = PyTuple_GET_ITEM(saved, 0);
+            if (s == a0) {
+                Py_INCREF(FromInput0);
+                return FromInput0;
+            }
+            if (s == out) {
+                Py_INCREF(FromOutput);
+                return FromOutput;
+            }
+        }
+        else if (a1 != NULL && n == 2 && PyTuple_GET_ITEM(saved, 0) == a0 &&
+                 PyTuple_GET_ITEM(saved, 1) == a1) {
+            Py_INCREF(FromInputs01);
+            return FromInputs01;
+        }
+    }
+    PyObject *arrays = a1 ? PyTuple_Pack(2, a0, a1) : PyTuple_Pack(1, a0);
+    if (arrays == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallFunctionObjArgs(Sources, saved, arrays, out, NULL);
+    Py_DECREF(arrays);
+    return r;
+}
+
+/* after a recorded forward: note where the saved values came from (ctx._saved_from) */
+static int
+note_saved(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1)
+{
+    PyObject *saved = SLOT(ctx, N_saved);
+    if (saved == NULL)
+        return 0;
+    int nonempty = PyObject_IsTrue(saved);
+    if (nonempty <= 0)
+        return nonempty;
+    Py_INCREF(saved);
+    PyObject *src = saved_from(saved, out, a0, a1);
+    Py_DECREF(saved);
+    if (src == NULL)
+        return -1;
+    put_slot(ctx, N_saved_from, src);
+    return 0;
+}
+
+static PyObject *
+new_ctx(PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, OpType)) {
+        PyErr_SetString(PyExc_TypeError, "expected an Op subclass");
+        return NULL;
+    }
+    PyObject *ctx = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
+    if (ctx != NULL)
+        set_slot(ctx, N_saved, EmptyTuple);
+    return ctx;
+}
+
+/* Op.apply_unary(cls, x) */
+static PyObject *
+apply_unary_impl(PyObject *cls, PyObject *x)
+{
+    if (!PyObject_TypeCheck(x, TensorType)) {
+        PyErr_SetString(PyExc_TypeError, "apply_unary expects a Tensor");
+        return NULL;
+    }
+    PyObject *data = get_slot(x, T_data, s_data);
+    if (data == NULL)
+        return NULL;
+    PyObject *ctx = new_ctx(cls);
+    if (ctx == NULL)
+        return NULL;
+    PyObject *result = NULL;
+    Py_INCREF(data);
+    int record = requires_grad(x);
+    if (record > 0)
+        record = grad_enabled();
+    if (record < 0)
+        goto done;
+    PyObject *args[2] = {ctx, data};
+    if (!record) {
+        result = wrap_plain(call_forward(cls, args, 2));
+        goto done;
+    }
+    PyObject *edge = edge_of(x);
+    if (edge == NULL)
+        goto done;
+    put_slot(ctx, N_e0, edge);
+    set_slot(ctx, N_nin, One);
+    PyObject *out = call_forward(cls, args, 2);
+    if (out == NULL)
+        goto done;
+    if (note_saved(ctx, out, data, NULL) < 0) {
+        Py_DECREF(out);
+        goto done;
+    }
+    result = finish_one(ctx, out, data, NULL);
+done:
+    Py_DECREF(data);
+    Py_DECREF(ctx);
+    return result;
+}
+
+/* a 0-d NumPy array goes into a binary gate as a NumPy scalar (new ref) */
+static PyObject *
+scalarize(PyObject *d)
+{
+    if (Py_TYPE(d) == NdarrayType) {
+        PyObject *ndim = PyObject_GetAttr(d, s_ndim);
+        if (ndim == NULL)
+            return NULL;
+        int zero_d = ndim == Zero || (PyLong_Check(ndim) && PyLong_AsSsize_t(ndim) == 0);
+        Py_DECREF(ndim);
+        if (zero_d)
+            return PyObject_GetItem(d, EmptyTuple);
+    }
+    Py_INCREF(d);
+    return d;
+}
+
+/* Op.apply_binary(cls, a, b): a a Tensor, b a Tensor of the same dtype or a scalar */
+static PyObject *
+apply_binary_impl(PyObject *cls, PyObject *a, PyObject *b)
+{
+    if (!PyObject_TypeCheck(a, TensorType)) {
+        PyErr_SetString(PyExc_TypeError, "apply_binary expects a Tensor first");
+        return NULL;
+    }
+    PyObject *ctx = new_ctx(cls);
+    if (ctx == NULL)
+        return NULL;
+    PyObject *result = NULL, *da = NULL, *db = NULL, *ea = NULL, *eb = NULL;
+    PyObject *raw = get_slot(a, T_data, s_data);
+    if (raw == NULL || (da = scalarize(raw)) == NULL)
+        goto done;
+    if (PyObject_TypeCheck(b, TensorType)) {
+        raw = get_slot(b, T_data, s_data);
+        if (raw == NULL || (db = scalarize(raw)) == NULL)
+            goto done;
+        int rg = requires_grad(b);
+        if (rg < 0 || (rg && (eb = edge_of(b)) == NULL))
+            goto done;
+    }
+    else {
+        Py_INCREF(b);
+        db = b;
+    }
+    int rg = requires_grad(a);
+    if (rg < 0 || (rg && (ea = edge_of(a)) == NULL))
+        goto done;
+    PyObject *args[3] = {ctx, da, db};
+    int record = ea != NULL || eb != NULL;
+    if (record)
+        record = grad_enabled();
+    if (record < 0)
+        goto done;
+    if (!record) {
+        result = wrap_plain(call_forward(cls, args, 3));
+        goto done;
+    }
+    put_slot(ctx, N_e0, ea ? ea : Py_NewRef(Py_None));
+    put_slot(ctx, N_e1, eb ? eb : Py_NewRef(Py_None));
+    ea = eb = NULL;
+    set_slot(ctx, N_nin, Two);
+    PyObject *out = call_forward(cls, args, 3);
+    if (out == NULL)
+        goto done;
+    if (note_saved(ctx, out, da, db) < 0) {
+        Py_DECREF(out);
+        goto done;
+    }
+    result = finish_one(ctx, out, da, db);
+done:
+    Py_XDECREF(da);
+    Py_XDECREF(db);
+    Py_XDECREF(ea);
+    Py_XDECREF(eb);
+    Py_DECREF(ctx);
+    return result;
+}
+
+static PyObject *
+apply_unary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "apply_unary(cls, x)");
+        return NULL;
+    }
+    return apply_unary_impl(args[0], args[1]);
+}
+
+static PyObject *
+apply_binary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "apply_binary(cls, a, b)");
+        return NULL;
+    }
+    return apply_binary_impl(args[0], args[1], args[2]);
+}
+
+/* ---- gates installed as Tensor methods and operators ---------------------------------------
+ * Called as methods (Py_TPFLAGS_METHOD_DESCRIPTOR: no bound method is created for x.exp()).
+ * The fast path handles the common case; everything else goes to ``fallback``, the Python
+ * function the gate replaces, which also supplies __name__, __doc__ and the signature.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *cls;       /* the Op subclass */
+    PyObject *fallback;  /* the Python function this gate stands for */
+    int binary, reflected;
+    vectorcallfunc vectorcall;
+} Gate;
+
+static PyObject *
+unary_gate_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Gate *g = (Gate *)self;
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (n == 1 && kwnames == NULL && Py_IS_TYPE(args[0], TensorType)) {
+        PyObject *data = SLOT(args[0], T_data);
+        if (data != NULL) {
+            int f = is_float_array(data);
+            if (f < 0)
+                return NULL;
+            if (f)
+                return apply_unary_impl(g->cls, args[0]);
+        }
+    }
+    return PyObject_Vectorcall(g->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+binary_fast(Gate *g, PyObject *self, PyObject *other)
+{
+    PyObject *data = SLOT(self, T_data);
+    if (data == NULL)
+        return Py_NotImplemented;  /* marker: take the fallback */
+    if (PyFloat_CheckExact(other) || PyLong_CheckExact(other)) {
+        if (g->reflected)
+            return Py_NotImplemented;
+        int f = is_float_array(data);
+        if (f < 0)
+            return NULL;
+        return f ? apply_binary_impl(g->cls, self, other) : Py_NotImplemented;
+    }
+    if (!PyObject_TypeCheck(other, TensorType) || SLOT(other, T_data) == NULL)
+        return Py_NotImplemented;
+    PyObject *dt = PyObject_GetAttr(data, s_dtype);
+    if (dt == NULL)
+        return NULL;
+    PyObject *odt = PyObject_GetAttr(SLOT(other, T_data), s_dtype);
+    if (odt == NULL) {
+        Py_DECREF(dt);
+        return NULL;
+    }
+    int same = dt == odt;
+    int f = same ? is_float_dtype(dt) : 0;
+    Py_DECREF(dt);
+    Py_DECREF(odt);
+    if (f <= 0)
+        return f < 0 ? NULL : Py_NotImplemented;
+    PyObject *cupy = PyObject_GetAttr(Backend, s_cupy);
+    if (cupy == NULL)
+        return NULL;
+    Py_DECREF(cupy);
+    if (cupy != Py_None)
+        return Py_NotImplemented;
+    PyObject *r = g->reflected ? apply_binary_impl(g->cls, other, self)
+                               : apply_binary_impl(g->cls, self, other);
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();  /* shapes that do not broadcast: the fallback raises the full message */
+        return Py_NotImplemented;
+    }
+    return r;
+}
+
+static PyObject *
+binary_gate_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Gate *g = (Gate *)self;
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (n == 2 && kwnames == NULL && PyObject_TypeCheck(args[0], TensorType)) {
+        PyObject *r = binary_fast(g, args[0], args[1]);
+        if (r != Py_NotImplemented)
+            return r;
+    }
+    return PyObject_Vectorcall(g->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+gate_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *cls, *fallback;
+    int binary = 0, reflected = 0;
+    static char *kwlist[] = {"cls", "fallback", "binary", "reflected", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|pp", kwlist, &cls, &fallback, &binary,
+                                     &reflected))
+        return NULL;
+    if (OpType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "chainrule._cengine.install() was not called");
+        return NULL;
+    }
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, OpType)) {
+        PyErr_SetString(PyExc_TypeError, "Gate: cls must be an Op subclass");
+        return NULL;
+    }
+    Gate *g = (Gate *)type->tp_alloc(type, 0);
+    if (g == NULL)
+        return NULL;
+    g->cls = Py_NewRef(cls);
+    g->fallback = Py_NewRef(fallback);
+    g->binary = binary;
+    g->reflected = reflected;
+    g->vectorcall = binary ? binary_gate_call : unary_gate_call;
+    return (PyObject *)g;
+}
+
+static int
+gate_traverse(Gate *g, visitproc visit, void *arg)
+{
+    Py_VISIT(g->cls);
+    Py_VISIT(g->fallback);
+    return 0;
+}
+
+static int
+gate_clear(Gate *g)
+{
+    Py_CLEAR(g->cls);
+    Py_CLEAR(g->fallback);
+    return 0;
+}
+
+static void
+gate_dealloc(Gate *g)
+{
+    PyObject_GC_UnTrack(g);
+    gate_clear(g);
+    Py_TYPE(g)->tp_free((PyObject *)g);
+}
+
+static PyObject *
+gate_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None)
+        return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+gate_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *r = PyObject_GenericGetAttr(self, name);
+    if (r == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return PyObject_GetAttr(((Gate *)self)->fallback, name);
+    }
+    return r;
+}
+
+static PyObject *
+gate_fallback_attr(PyObject *self, void *name)
+{
+    return PyObject_GetAttrString(((Gate *)self)->fallback, (const char *)name);
+}
+
+static PyObject *
+gate_repr(Gate *g)
+{
+    return PyUnicode_FromFormat("<chainrule gate %R for %R>", g->fallback, g->cls);
+}
+
+static PyMemberDef gate_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(Gate, fallback), READONLY, NULL},
+    {"gate", T_OBJECT, offsetof(Gate, cls), READONLY, "the Op subclass"},
+    {NULL},
+};
+
+static PyGetSetDef gate_getset[] = {
+    {"__name__", gate_fallback_attr, NULL, NULL, "__name__"},
+    {"__qualname__", gate_fallback_attr, NULL, NULL, "__qualname__"},
+    {"__doc__", gate_fallback_attr, NULL, NULL, "__doc__"},
+    {"__module__", gate_fallback_attr, NULL, NULL, "__module__"},
+    {NULL},
+};
+
+static PyTypeObject GateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "chainrule._cengine.Gate",
+    .tp_basicsize = sizeof(Gate),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = gate_new,
+    .tp_dealloc = (destructor)gate_dealloc,
+    .tp_traverse = (traverseproc)gate_traverse,
+    .tp_clear = (inquiry)gate_clear,
+    .tp_vectorcall_offset = offsetof(Gate, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = gate_descr_get,
+    .tp_getattro = gate_getattro,
+    .tp_repr = (reprfunc)gate_repr,
+    .tp_members = gate_members,
+    .tp_getset = gate_getset,
+};
+
+/* ---- the backward pass -------------------------------------------------------------------- */
+
+static inline int
+is_op(PyObject *node)
+{
+    return PyObject_TypeCheck(node, OpType);
+}
+
+/* A node's edges as a C array of borrowed references. ``hold`` keeps a sequence alive for the
+ * non-Op case (set to NULL for Ops). Returns the count, -1 on error. */
+static Py_ssize_t
+node_edges(PyObject *node, PyObject **two, PyObject ***edges, PyObject **hold)
+{
+    *hold = NULL;
+    if (is_op(node)) {
+        PyObject *nin = get_slot(node, N_nin, s_edges);
+        if (nin == NULL)
+            return -1;
+        Py_ssize_t k = PyLong_AsSsize_t(nin);
+        if (k == 1 || k == 2) {
+            two[0] = get_slot(node, N_e0, s_edges);
+            if (two[0] == NULL)
+                return -1;
+            if (k == 2 && (two[1] = get_slot(node, N_e1, s_edges)) == NULL)
+                return -1;
+            *edges = two;
+            return k;
+        }
+        if (k == -1 && PyErr_Occurred())
+            return -1;
+        PyObject *en = get_slot(node, N_en, s_edges);
+        if (en == NULL)
+            return -1;
+        *hold = PySequence_Fast(en, "edges");
+    }
+    else {
+        PyObject *e = PyObject_GetAttr(node, s_edges);
+        if (e == NULL)
+            return -1;
+        *hold = PySequence_Fast(e, "edges");
+        Py_DECREF(e);
+    }
+    if (*hold == NULL)
+        return -1;
+    *edges = PySequence_Fast_ITEMS(*hold);
+    return PySequence_Fast_GET_SIZE(*hold);
+}
+
+/* the node (borrowed) an edge points to, or NULL for None and leaves */
+static inline PyObject *
+edge_node(PyObject *e, PyObject **nr)
+{
+    *nr = Zero;
+    if (e == Py_None)
+        return NULL;
+    if (PyTuple_CheckExact(e)) {
+        *nr = PyTuple_GET_ITEM(e, 1);
+        e = PyTuple_GET_ITEM(e, 0);
+    }
+    return PyObject_TypeCheck(e, FunctionType) ? e : NULL;
+}
+
+/* _count_consumers(starts): {node: how many edges from reachable nodes reach it} */
+static PyObject *
+count_consumers(PyObject *module, PyObject *starts)
+{
+    PyObject *deps = PyDict_New();
+    PyObject *todo = PyList_New(0);
+    PyObject *seq = PySequence_Fast(starts, "starts");
+    if (deps == NULL || todo == NULL || seq == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *n = PySequence_Fast_GET_ITEM(seq, i);
+        int has = PyDict_Contains(deps, n);
+        if (has < 0)
+            goto fail;
+        if (!has && (PyDict_SetItem(deps, n, Zero) < 0 || PyList_Append(todo, n) < 0))
+            goto fail;
+    }
+    while (PyList_GET_SIZE(todo)) {
+        Py_ssize_t last = PyList_GET_SIZE(todo) - 1;
+        PyObject *node = Py_NewRef(PyList_GET_ITEM(todo, last));
+        if (PyList_SetSlice(todo, last, last + 1, NULL) < 0) {
+            Py_DECREF(node);
+            goto fail;
+        }
+        PyObject *two[2], **edges, *hold;
+        Py_ssize_t k = node_edges(node, two, &edges, &hold);
+        if (k < 0) {
+            Py_DECREF(node);
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyObject *nr, *parent = edge_node(edges[j], &nr);
+            if (parent == NULL)
+                continue;
+            PyObject *c = PyDict_GetItemWithError(deps, parent);
+            if (c == NULL && PyErr_Occurred())
+                goto fail_node;
+            if (c != NULL) {
+                PyObject *c1 = PyNumber_Add(c, One);
+                if (c1 == NULL || PyDict_SetItem(deps, parent, c1) < 0) {
+                    Py_XDECREF(c1);
+                    goto fail_node;
+                }
+                Py_DECREF(c1);
+            }
+            else if (PyDict_SetItem(deps, parent, One) < 0 || PyList_Append(todo, parent) < 0)
+                goto fail_node;
+        }
+        Py_XDECREF(hold);
+        Py_DECREF(node);
+        continue;
+    fail_node:
+        Py_XDECREF(hold);
+        Py_DECREF(node);
+        goto fail;
+    }
+    Py_DECREF(todo);
+    Py_DECREF(seq);
+    return deps;
+fail:
+    Py_XDECREF(deps);
+    Py_XDECREF(todo);
+    Py_XDECREF(seq);
+    return NULL;
+}
+
+/* g.shape != shape or g.dtype is not dtype: 1 if g must be conformed */
+static int
+needs_conform(PyObject *g, PyObject *shape, PyObject *dtype)
+{
+    PyObject *gdtype = PyObject_GetAttr(g, s_dtype);
+    if (gdtype == NULL)
+        return -1;
+    Py_DECREF(gdtype);
+    if (gdtype != dtype)
+        return 1;
+    PyObject *gshape = PyObject_GetAttr(g, s_shape);
+    if (gshape == NULL)
+        return -1;
+    int r = gshape == shape ? 0 : PyObject_RichCompareBool(gshape, shape, Py_NE);
+    Py_DECREF(gshape);
+    return r;
+}
+
+typedef struct {
+    PyObject *buffers, *deps, *leaf_grads, *slow, *conform, *add_multi;
+    PyObject **stack;
+    Py_ssize_t n, cap;
+} Pass;
+
+static int
+push(Pass *p, PyObject *node)
+{
+    if (p->n == p->cap) {
+        Py_ssize_t cap = p->cap ? 2 * p->cap : 64;
+        PyObject **s = PyMem_Realloc(p->stack, cap * sizeof(PyObject *));
+        if (s == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        p->stack = s;
+        p->cap = cap;
+    }
+    p->stack[p->n++] = Py_NewRef(node);
+    return 0;
+}
+
+/* _add_leaf(leaf_grads, leaf, g) */
+static int
+add_leaf(Pass *p, PyObject *leaf, PyObject *g)
+{
+    PyObject *key = PyLong_FromVoidPtr(leaf);
+    if (key == NULL)
+        return -1;
+    PyObject *entry = PyDict_GetItemWithError(p->leaf_grads, key);
+    int r = -1;
+    if (entry == NULL) {
+        if (!PyErr_Occurred()) {
+            PyObject *pair = PyList_New(2);
+            if (pair != NULL) {
+                PyList_SET_ITEM(pair, 0, Py_NewRef(leaf));
+                PyList_SET_ITEM(pair, 1, Py_NewRef(g));
+                r = PyDict_SetItem(p->leaf_grads, key, pair);
+                Py_DECREF(pair);
+            }
+        }
+    }
+    else {
+        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(entry, 1), g);
+        if (sum != NULL)
+            r = PyList_SetItem(entry, 1, sum);
+    }
+    Py_DECREF(key);
+    return r;
+}
+
+/* Send gradient g (borrowed) along one edge of ``node``. */
+static int
+deliver(Pass *p, PyObject *node, PyObject *edge, PyObject *g)
+{
+    PyObject *nr, *parent = edge_node(edge, &nr);
+    int r = -1;
+    if (parent == NULL) {
+        if (edge == Py_None || g == Py_None)
+            return 0;
+        /* a leaf */
+        PyObject *data = PyObject_TypeCheck(edge, TensorType) ? get_slot(edge, T_data, s_data)
+                                                              : NULL;
+        if (data == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "a graph edge is neither a node nor a Tensor");
+            return -1;
+        }
+        Py_INCREF(data);
+        PyObject *shape = PyObject_GetAttr(data, s_shape);
+        PyObject *dtype = shape ? PyObject_GetAttr(data, s_dtype) : NULL;
+        Py_DECREF(data);
+        if (dtype == NULL) {
+            Py_XDECREF(shape);
+            return -1;
+        }
+        Py_INCREF(g);
+        int c = needs_conform(g, shape, dtype);
+        if (c > 0) {
+            PyObject *g2 = PyObject_CallFunctionObjArgs(p->conform, g, shape, dtype, Py_False,
+                                                        node, NULL);
+            Py_SETREF(g, g2);
+        }
+        if (c >= 0 && g != NULL)
+            r = add_leaf(p, edge, g);
+        Py_XDECREF(g);
+        Py_DECREF(shape);
+        Py_DECREF(dtype);
+        return r;
+    }
+    Py_INCREF(parent);
+    Py_INCREF(nr);
+    if (g != Py_None) {
+        PyObject *shape, *dtype = NULL;
+        int op = is_op(parent);
+        if (op) {
+            shape = get_slot(parent, N_shape, s_shape_attr);
+            Py_XINCREF(shape);
+        }
+        else
+            shape = PyObject_GetAttr(parent, s_shape_attr);
+        if (shape == NULL)
+            goto done;
+        int one_output = shape != Py_None;
+        if (one_output) {
+            if (op) {
+                dtype = get_slot(parent, N_dtype, s_dtype_attr);
+                Py_XINCREF(dtype);
+            }
+            else
+                dtype = PyObject_GetAttr(parent, s_dtype_attr);
+        }
+        else {
+            Py_DECREF(shape);
+            shape = NULL;
+            PyObject *outs = PyObject_GetAttr(parent, s_outs);
+            PyObject *meta = outs ? PyObject_GetItem(outs, nr) : NULL;
+            Py_XDECREF(outs);
+            if (meta != NULL && PyTuple_Check(meta) && PyTuple_GET_SIZE(meta) == 2) {
+                shape = Py_NewRef(PyTuple_GET_ITEM(meta, 0));
+                dtype = Py_NewRef(PyTuple_GET_ITEM(meta, 1));
+            }
+            else if (meta != NULL)
+                PyErr_SetString(PyExc_TypeError, "a node's output meta is not (shape, dtype)");
+            Py_XDECREF(meta);
+        }
+        if (dtype == NULL) {
+            Py_XDECREF(shape);
+            goto done;
+        }
+        Py_INCREF(g);
+        int c = needs_conform(g, shape, dtype);
+        if (c > 0)
+            Py_SETREF(g, PyObject_CallFunctionObjArgs(p->conform, g, shape, dtype, Py_False,
+                                                      node, NULL));
+        Py_DECREF(shape);
+        Py_DECREF(dtype);
+        if (c < 0 || g == NULL) {
+            Py_XDECREF(g);
+            goto done;
+        }
+        int ok;
+        if (one_output) {
+            PyObject *old = PyDict_GetItemWithError(p->buffers, parent);
+            if (old == NULL && PyErr_Occurred())
+                ok = -1;
+            else if (old == NULL)
+                ok = PyDict_SetItem(p->buffers, parent, g);
+            else {
+                PyObject *sum = PyNumber_Add(old, g);
+                ok = sum ? PyDict_SetItem(p->buffers, parent, sum) : -1;
+                Py_XDECREF(sum);
+            }
+        }
+        else {
+            PyObject *res = PyObject_CallFunctionObjArgs(p->add_multi, p->buffers, parent, nr,
+                                                         g, NULL);
+            ok = res ? 0 : -1;
+            Py_XDECREF(res);
+        }
+        Py_DECREF(g);
+        if (ok < 0)
+            goto done;
+    }
+    PyObject *count = PyDict_GetItemWithError(p->deps, parent);
+    if (count == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "backward reached a node it did not count");
+        goto done;
+    }
+    Py_ssize_t left = PyLong_AsSsize_t(count) - 1;
+    if (left == -2 && PyErr_Occurred())
+        goto done;
+    PyObject *left_obj = PyLong_FromSsize_t(left);
+    if (left_obj == NULL)
+        goto done;
+    int ok = PyDict_SetItem(p->deps, parent, left_obj);
+    Py_DECREF(left_obj);
+    if (ok < 0 || (left == 0 && push(p, parent) < 0))
+        goto done;
+    r = 0;
+done:
+    Py_DECREF(parent);
+    Py_DECREF(nr);
+    return r;
+}
+
+/* Run one node: its backward rule, then deliver the input gradients. */
+static int
+run_node(Pass *p, PyObject *node, int retain_graph)
+{
+    PyObject *two[2], **edges, *hold;
+    Py_ssize_t k = node_edges(node, two, &edges, &hold);
+    if (k < 0)
+        return -1;
+    /* keep the edges alive while the rule runs (it may not touch them, but be safe) */
+    PyObject *e0 = k >= 1 && hold == NULL ? Py_NewRef(edges[0]) : NULL;
+    PyObject *e1 = k == 2 && hold == NULL ? Py_NewRef(edges[1]) : NULL;
+    PyObject *grads = NULL, *grad = NULL;
+    int r = -1;
+
+    grad = PyDict_GetItemWithError(p->buffers, node);
+    if (grad != NULL) {
+        Py_INCREF(grad);
+        if (PyDict_DelItem(p->buffers, node) < 0)
+            goto done;
+    }
+    else if (PyErr_Occurred())
+        goto done;
+
+    if (grad != NULL && grad != Py_None) {
+        int fast = is_op(node) && SLOT(node, N_shape) != NULL && SLOT(node, N_shape) != Py_None;
+        if (fast) {
+            PyObject *hooks = PyObject_GetAttr(node, s_hooks);
+            if (hooks == NULL)
+                goto done;
+            fast = hooks == Py_None;
+            Py_DECREF(hooks);
+        }
+        PyObject *res;
+        if (fast) {
+            PyObject *backward = PyObject_GetAttr(node, s_backward);
+            if (backward == NULL)
+                goto done;
+            PyObject *args[2] = {node, grad};
+            res = PyObject_Vectorcall(backward, args, 2, NULL);
+            Py_DECREF(backward);
+        }
+        else
+            res = PyObject_CallFunctionObjArgs(p->slow, node, grad, NULL);
+        if (res == NULL)
+            goto done;
+        if (PyTuple_CheckExact(res))
+            grads = res;
+        else {
+            grads = PyTuple_Pack(1, res);
+            Py_DECREF(res);
+            if (grads == NULL)
+                goto done;
+        }
+        if (PyTuple_GET_SIZE(grads) < k) {
+            PyObject *name = PyObject_CallMethod(node, "name", NULL);
+            if (name != NULL) {
+                PyErr_Format(PyExc_RuntimeError,
+                             "function %S returned an incorrect number of gradients "
+                             "(expected %zd, got %zd)", name, k, PyTuple_GET_SIZE(grads));
+                Py_DECREF(name);
+            }
+            goto done;
+        }
+        if (!retain_graph) {
+            /* node._saved = None frees the saved arrays; a second backward now raises */
+            if (is_op(node)) {
+                PyObject *saved = SLOT(node, N_saved);
+                if (saved != NULL && saved != Py_None) {
+                    int t = PyObject_IsTrue(saved);
+                    if (t < 0)
+                        goto done;
+                    if (t)
+                        set_slot(node, N_saved, Py_None);
+                }
+            }
+            else {
+                PyObject *saved = PyObject_GetAttr(node, s_saved);
+                if (saved == NULL)
+                    goto done;
+                int t = PyObject_IsTrue(saved);
+                Py_DECREF(saved);
+                if (t < 0 || (t && PyObject_SetAttr(node, s_saved, Py_None) < 0))
+                    goto done;
+            }
+        }
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *g = grads ? PyTuple_GET_ITEM(grads, j) : Py_None;
+        if (deliver(p, node, edges[j], g) < 0)
+            goto done;
+    }
+    r = 0;
+done:
+    Py_XDECREF(grad);
+    Py_XDECREF(grads);
+    Py_XDECREF(e0);
+    Py_XDECREF(e1);
+    Py_XDECREF(hold);
+    return r;
+}
+
+/* backward(ready, buffers, deps, leaf_grads, retain_graph, slow, conform, add_multi):
+ * the plain loop of engine.run_backward (no create_graph, no autograd.grad captures, no
+ * anomaly mode). Leaf gradients land in leaf_grads as {id(leaf): [leaf, grad]}. */
+static PyObject *
+backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "backward(ready, buffers, deps, leaf_grads, retain_graph, slow, "
+                        "conform, add_multi)");
+        return NULL;
+    }
+    Pass p = {args[1], args[2], args[3], args[5], args[6], args[7], NULL, 0, 0};
+    int retain_graph = PyObject_IsTrue(args[4]);
+    if (retain_graph < 0)
+        return NULL;
+    PyObject *ready = PySequence_Fast(args[0], "ready");
+    if (ready == NULL)
+        return NULL;
+    int r = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(ready) && r == 0; i++)
+        r = push(&p, PySequence_Fast_GET_ITEM(ready, i));
+    Py_DECREF(ready);
+    while (r == 0 && p.n) {
+        PyObject *node = p.stack[--p.n];
+        r = run_node(&p, node, retain_graph);
+        Py_DECREF(node);
+    }
+    while (p.n)
+        Py_DECREF(p.stack[--p.n]);
+    PyMem_Free(p.stack);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---- installation ------------------------------------------------------------------------- */
+
+static PyObject *
+install(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"Tensor", "Op", "Function", "ndarray", "state", "backend",
+                             "note_extras", "sources", "from_input0", "from_output",
+                             "from_inputs01", "float_dtypes", NULL};
+    PyObject *tensor, *op, *function, *ndarray, *float_dtypes;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOOOOOO", kwlist, &PyType_Type,
+                                     &tensor, &PyType_Type, &op, &PyType_Type, &function,
+                                     &PyType_Type, &ndarray, &State, &Backend, &NoteExtras,
+                                     &Sources, &FromInput0, &FromOutput, &FromInputs01,
+                                     &float_dtypes))
+        return NULL;
+    TensorType = (PyTypeObject *)Py_NewRef(tensor);
+    OpType = (PyTypeObject *)Py_NewRef(op);
+    FunctionType = (PyTypeObject *)Py_NewRef(function);
+    NdarrayType = (PyTypeObject *)Py_NewRef(ndarray);
+    Py_INCREF(State);
+    Py_INCREF(Backend);
+    Py_INCREF(NoteExtras);
+    Py_INCREF(Sources);
+    Py_INCREF(FromInput0);
+    Py_INCREF(FromOutput);
+    Py_INCREF(FromInputs01);
+    PyObject *seq = PySequence_Fast(float_dtypes, "float_dtypes");
+    if (seq == NULL)
+        return NULL;
+    n_float_dtypes = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq) && n_float_dtypes < 4; i++)
+        FloatDtypes[n_float_dtypes++] = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+    Py_DECREF(seq);
+    if (slot_offset(TensorType, "_data", &T_data) < 0 ||
+        slot_offset(TensorType, "_grad_fn", &T_grad_fn) < 0 ||
+        slot_offset(TensorType, "_nr", &T_nr) < 0 ||
+        slot_offset(TensorType, "_requires_grad", &T_requires_grad) < 0 ||
+        slot_offset(TensorType, "_grad", &T_grad) < 0 ||
+        slot_offset(TensorType, "_hooks", &T_hooks) < 0 ||
+        slot_offset(OpType, "_e0", &N_e0) < 0 || slot_offset(OpType, "_e1", &N_e1) < 0 ||
+        slot_offset(OpType, "_nin", &N_nin) < 0 || slot_offset(OpType, "_en", &N_en) < 0 ||
+        slot_offset(OpType, "_saved", &N_saved) < 0 ||
+        slot_offset(OpType, "_saved_from", &N_saved_from) < 0 ||
+        slot_offset(OpType, "_shape", &N_shape) < 0 ||
+        slot_offset(OpType, "_dtype", &N_dtype) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"install", (PyCFunction)(void (*)(void))install, METH_VARARGS | METH_KEYWORDS,
+     "Hand over the classes and helpers the fast paths mirror (chainrule.autograd.accel)."},
+    {"apply_unary", (PyCFunction)(void (*)(void))apply_unary, METH_FASTCALL,
+     "Op.apply_unary(cls, x)"},
+    {"apply_binary", (PyCFunction)(void (*)(void))apply_binary, METH_FASTCALL,
+     "Op.apply_binary(cls, a, b)"},
+    {"count_consumers", count_consumers, METH_O, "engine._count_consumers(starts)"},
+    {"backward", (PyCFunction)(void (*)(void))backward, METH_FASTCALL,
+     "the plain loop of engine.run_backward"},
+    {NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "chainrule._cengine",
+    "The engine's per-gate bookkeeping in C (optional; mirrors chainrule.autograd).", -1,
+    methods,
+};
+
+#define INTERN(var, text)                                   \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) \
+        return NULL;
+
+PyMODINIT_FUNC
+PyInit__cengine(void)
+{
+    INTERN(s_grad_enabled, "grad_enabled");
+    INTERN(s_extras, "extras");
+    INTERN(s_forward, "forward");
+    INTERN(s_backward, "backward");
+    INTERN(s_dtype, "dtype");
+    INTERN(s_kind, "kind");
+    INTERN(s_shape, "shape");
+    INTERN(s_ndim, "ndim");
+    INTERN(s_hooks, "_hooks");
+    INTERN(s_saved, "_saved");
+    INTERN(s_f, "f");
+    INTERN(s_cupy, "_cupy");
+    INTERN(s_edges, "_edges");
+    INTERN(s_outs, "_outs");
+    INTERN(s_dtype_attr, "_dtype");
+    INTERN(s_grad_fn, "_grad_fn");
+    INTERN(s_shape_attr, "_shape");
+    INTERN(s_data, "_data");
+    if ((Zero = PyLong_FromLong(0)) == NULL || (One = PyLong_FromLong(1)) == NULL ||
+        (Two = PyLong_FromLong(2)) == NULL || (EmptyTuple = PyTuple_New(0)) == NULL)
+        return NULL;
+    if (PyType_Ready(&GateType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&GateType);
+    if (PyModule_AddObject(m, "Gate", (PyObject *)&GateType) < 0) {
+        Py_DECREF(&GateType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

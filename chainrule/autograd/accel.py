@@ -1,0 +1,55 @@
+"""Hooks in ``chainrule._cengine``, the optional C version of the engine's per-gate bookkeeping.
+
+The C module mirrors ``Op.apply_unary`` / ``Op.apply_binary``, the plain loop of
+``engine.run_backward`` and the Tensor operator fast paths, which stay here in Python as the
+reference. It is built by ``pip install`` when a C compiler is present; without it, or with
+``CHAINRULE_PURE_PYTHON=1`` in the environment, chainrule runs the pure-Python engine (same
+results, about twice the bookkeeping time on tiny ops).
+"""
+
+from __future__ import annotations
+
+import os
+
+from chainrule import backend
+from chainrule._state import state
+from chainrule.backend import np
+
+__all__ = ["engine", "install_gates"]
+
+
+def _load():
+    if os.environ.get("CHAINRULE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from chainrule import _cengine
+    except ImportError:
+        return None
+    from chainrule.autograd import function as fn
+    from chainrule.tensor import Tensor
+
+    _cengine.install(
+        Tensor=Tensor, Op=fn.Op, Function=fn.Function, ndarray=np.ndarray, state=state,
+        backend=backend, note_extras=fn._note_extras, sources=fn._sources,
+        from_input0=fn._FROM_INPUT0, from_output=fn._FROM_OUTPUT,
+        from_inputs01=fn._FROM_INPUTS01,
+        float_dtypes=[np.dtype(t) for t in ("float16", "float32", "float64")],
+    )
+    fn.Op.apply_unary = classmethod(_cengine.apply_unary)
+    fn.Op.apply_binary = classmethod(_cengine.apply_binary)
+    return _cengine
+
+
+engine = _load()  # the C module, or None
+
+
+def install_gates(cls) -> None:
+    """Replace the Tensor methods and operators marked with a ``_gate`` (op, binary, reflected)
+    by C gates that take the same fast path and fall back to the Python function otherwise."""
+    if engine is None:
+        return
+    for name, value in list(vars(cls).items()):
+        gate = getattr(value, "_gate", None)
+        if gate is not None:
+            op, binary, reflected = gate
+            setattr(cls, name, engine.Gate(op, value, binary, reflected))
