@@ -24,7 +24,9 @@ grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -60
 tail -3 "$OUT/tests.log"
 timeout "${GPU_BENCH_TIMEOUT:-200}" $PY bench/gpu_check.py --junit "$OUT/junit.xml" \
     --write BENCHMARKS.md 2>&1 | tee "$OUT/bench.log"
-timeout 120 $PY bench/gpu_profile.py > "$OUT/profile.log" 2>&1; echo "profile exit $?"
+if [ "${GPU_PROFILE:-1}" != 0 ]; then
+  timeout 120 $PY bench/gpu_profile.py > "$OUT/profile.log" 2>&1; echo "profile exit $?"
+fi
 cp BENCHMARKS.md "$OUT/BENCHMARKS.md"
 tar czf "$OUT/cupy_cache.tgz" -C .cupy_cache . 2>/dev/null
 ls -la "$OUT"
