@@ -7,7 +7,8 @@
  * statement, pure-Python code that stays the readable reference and runs wherever this module
  * is not built (or CHAINRULE_PURE_PYTHON=1 is set):
  *
- *   apply_unary, apply_binary     Op.apply_unary, Op.apply_binary, _finish_one  (autograd/function.py)
+ *   apply, apply_unary,           Op.apply, Op.apply_unary, Op.apply_binary, _finish_one,
+ *   apply_binary                  _sources  (autograd/function.py)
  *   count_consumers, backward     _count_consumers and the plain loop of run_backward (autograd/engine.py)
  *   UnaryGate, BinaryGate         the Tensor method / operator fast paths
  *                                 (ops/elementwise._unary_fn, ops/binary.fast_binary)
@@ -27,12 +28,14 @@ static PyObject *Backend;        /* chainrule.backend (its _cupy says whether Cu
 static PyObject *NoteExtras;     /* function._note_extras(ctx, out, arrays) */
 static PyObject *Sources;        /* function._sources(saved, arrays, out) */
 static PyObject *FromInput0, *FromOutput, *FromInputs01;
+static PyObject *FinishMany;     /* function._finish_many(ctx, outs, arrays) */
+static PyObject *CheckDevice;    /* backend.check_same_device(arrays, name) */
 static PyObject *FloatDtypes[4];
 static int n_float_dtypes;
 
 static PyObject *s_grad_enabled, *s_extras, *s_forward, *s_backward, *s_dtype, *s_kind,
     *s_shape, *s_ndim, *s_hooks, *s_saved, *s_f, *s_cupy, *s_edges, *s_outs, *s_dtype_attr,
-    *s_grad_fn, *s_shape_attr, *s_data;
+    *s_grad_fn, *s_shape_attr, *s_data, *s_modes, *s_scopes, *s_scope, *s_differentiable;
 static PyObject *Zero, *One, *Two, *EmptyTuple;
 
 /* slot offsets: Tensor's and Op's __slots__ (subclasses keep them where the base put them) */
@@ -207,13 +210,35 @@ call_forward(PyObject *cls, PyObject *const *args, Py_ssize_t n)
 
 /* _finish_one(ctx, out, arrays): record the single output's meta and wrap it (steals out) */
 static PyObject *
-finish_one(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1)
+finish_one(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1, PyObject *arrays_list)
 {
     int extras = extras_on();
     if (extras < 0)
         goto fail;
     if (extras) {
-        PyObject *arrays = a1 ? PyTuple_Pack(2, a0, a1) : PyTuple_Pack(1, a0);
+        /* only Modules are running (no recording mode): _note_creation's ctx.scope = scopes */
+        PyObject *modes = PyObject_GetAttr(State, s_modes);
+        if (modes == NULL)
+            goto fail;
+        int any_mode = PyObject_IsTrue(modes);
+        Py_DECREF(modes);
+        if (any_mode < 0)
+            goto fail;
+        if (!any_mode) {
+            PyObject *scopes = PyObject_GetAttr(State, s_scopes);
+            if (scopes == NULL)
+                goto fail;
+            int nonempty = PyObject_IsTrue(scopes);
+            int r = nonempty > 0 ? PyObject_SetAttr(ctx, s_scope, scopes) : nonempty;
+            Py_DECREF(scopes);
+            if (r < 0)
+                goto fail;
+            extras = 0;
+        }
+    }
+    if (extras) {
+        PyObject *arrays = arrays_list ? Py_NewRef(arrays_list)
+                           : a1 ? PyTuple_Pack(2, a0, a1) : PyTuple_Pack(1, a0);
         if (arrays == NULL)
             goto fail;
         PyObject *r = PyObject_CallFunctionObjArgs(NoteExtras, ctx, out, arrays, NULL);
@@ -344,7 +369,7 @@ apply_unary_impl(PyObject *cls, PyObject *x)
         Py_DECREF(out);
         goto done;
     }
-    result = finish_one(ctx, out, data, NULL);
+    result = finish_one(ctx, out, data, NULL, NULL);
 done:
     Py_DECREF(data);
     Py_DECREF(ctx);
@@ -419,12 +444,185 @@ apply_binary_impl(PyObject *cls, PyObject *a, PyObject *b)
         Py_DECREF(out);
         goto done;
     }
-    result = finish_one(ctx, out, da, db);
+    result = finish_one(ctx, out, da, db, NULL);
 done:
     Py_XDECREF(da);
     Py_XDECREF(db);
     Py_XDECREF(ea);
     Py_XDECREF(eb);
+    Py_DECREF(ctx);
+    return result;
+}
+
+/* forward(ctx, *arrays); a TypeError (CuPy refusing NumPy operands) becomes the error that
+ * names the devices, when they differ */
+static PyObject *
+forward_checked(PyObject *cls, PyObject *ctx, PyObject *arrays)
+{
+    Py_ssize_t n = PyList_GET_SIZE(arrays);
+    PyObject *small[9], **stack = small;
+    if (n + 1 > 9 && (stack = PyMem_Malloc((n + 1) * sizeof(PyObject *))) == NULL)
+        return PyErr_NoMemory();
+    stack[0] = ctx;
+    for (Py_ssize_t i = 0; i < n; i++)
+        stack[i + 1] = PyList_GET_ITEM(arrays, i);
+    PyObject *out = call_forward(cls, stack, n + 1);
+    if (stack != small)
+        PyMem_Free(stack);
+    if (out == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *name = PyObject_GetAttrString(cls, "__name__");
+        PyObject *lower = name ? PyObject_CallMethod(name, "lower", NULL) : NULL;
+        PyObject *r = lower ? PyObject_CallFunctionObjArgs(CheckDevice, arrays, lower, NULL)
+                            : NULL;
+        Py_XDECREF(name);
+        Py_XDECREF(lower);
+        if (r == NULL) {  /* the devices differ: that error replaces CuPy's */
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        Py_DECREF(r);
+        PyErr_Restore(type, value, tb);
+    }
+    return out;
+}
+
+/* function._sources for one output: per saved value its input index, -1 (the output) or None;
+ * NULL without an error: a case for the Python version */
+static PyObject *
+sources_one(PyObject *saved, PyObject *arrays, PyObject *out)
+{
+    if (!PyTuple_CheckExact(saved))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(saved), m = PyList_GET_SIZE(arrays);
+    PyObject *src = PyTuple_New(n);
+    if (src == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyTuple_GET_ITEM(saved, i), *v = NULL;
+        for (Py_ssize_t j = 0; j < m && v == NULL; j++)
+            if (PyList_GET_ITEM(arrays, j) == s)
+                v = PyLong_FromSsize_t(j);
+        if (v == NULL && !PyErr_Occurred())
+            v = s == out ? PyLong_FromLong(-1) : Py_NewRef(Py_None);
+        if (v == NULL) {
+            Py_DECREF(src);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(src, i, v);
+    }
+    return src;
+}
+
+/* Op.apply(cls, *args): any number of inputs (Tensors or not), one or several outputs */
+static PyObject *
+apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "apply(cls, *args)");
+        return NULL;
+    }
+    PyObject *cls = args[0];
+    args++;
+    nargs--;
+    PyObject *ctx = new_ctx(cls);
+    if (ctx == NULL)
+        return NULL;
+    PyObject *result = NULL, *edges = NULL, *arrays = NULL, *out = NULL;
+    set_slot(ctx, N_nin, Zero);
+    set_slot(ctx, N_en, EmptyTuple);
+    int record = grad_enabled();
+    if (record > 0) {
+        PyObject *d = PyObject_GetAttr(cls, s_differentiable);
+        if (d == NULL)
+            goto done;
+        record = PyObject_IsTrue(d);
+        Py_DECREF(d);
+    }
+    if (record < 0 || (arrays = PyList_New(nargs)) == NULL)
+        goto done;
+    int found = 0;
+    if (record && (edges = PyTuple_New(nargs)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *a = args[i], *e = NULL;
+        if (PyObject_TypeCheck(a, TensorType)) {
+            PyObject *data = get_slot(a, T_data, s_data);
+            if (data == NULL)
+                goto done;
+            PyList_SET_ITEM(arrays, i, Py_NewRef(data));
+            if (record) {
+                int rg = requires_grad(a);
+                if (rg < 0 || (rg && (e = edge_of(a)) == NULL))
+                    goto done;
+                found |= rg;
+            }
+        }
+        else
+            PyList_SET_ITEM(arrays, i, Py_NewRef(a));
+        if (record)
+            PyTuple_SET_ITEM(edges, i, e ? e : Py_NewRef(Py_None));
+    }
+    if (!found) {
+        out = forward_checked(cls, ctx, arrays);
+        if (out == NULL)
+            goto done;
+        if (!PyTuple_CheckExact(out)) {
+            result = wrap_plain(out);
+            out = NULL;
+            goto done;
+        }
+        Py_ssize_t n = PyTuple_GET_SIZE(out);
+        if ((result = PyTuple_New(n)) == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *t = new_tensor(PyTuple_GET_ITEM(out, i), NULL);
+            if (t == NULL) {
+                Py_CLEAR(result);
+                goto done;
+            }
+            PyTuple_SET_ITEM(result, i, t);
+        }
+        goto done;
+    }
+    if (nargs == 1 || nargs == 2) {  /* ctx._edges = edges: one or two edges live in slots */
+        set_slot(ctx, N_e0, PyTuple_GET_ITEM(edges, 0));
+        if (nargs == 2)
+            set_slot(ctx, N_e1, PyTuple_GET_ITEM(edges, 1));
+        set_slot(ctx, N_nin, nargs == 1 ? One : Two);
+    }
+    else
+        set_slot(ctx, N_en, edges);
+    out = forward_checked(cls, ctx, arrays);
+    if (out == NULL)
+        goto done;
+    PyObject *saved = SLOT(ctx, N_saved);
+    int nonempty = saved ? PyObject_IsTrue(saved) : 0;
+    if (nonempty < 0)
+        goto done;
+    if (nonempty) {
+        Py_INCREF(saved);
+        PyObject *src = PyTuple_CheckExact(out) ? NULL : sources_one(saved, arrays, out);
+        if (src == NULL && !PyErr_Occurred())
+            src = PyObject_CallFunctionObjArgs(Sources, saved, arrays, out, NULL);
+        Py_DECREF(saved);
+        if (src == NULL)
+            goto done;
+        put_slot(ctx, N_saved_from, src);
+    }
+    if (!PyTuple_CheckExact(out)) {
+        result = finish_one(ctx, out, NULL, NULL, arrays);
+        out = NULL;  /* finish_one took it */
+    }
+    else
+        result = PyObject_CallFunctionObjArgs(FinishMany, ctx, out, arrays, NULL);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(edges);
+    Py_XDECREF(arrays);
     Py_DECREF(ctx);
     return result;
 }
@@ -1132,14 +1330,17 @@ install(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"Tensor", "Op", "Function", "ndarray", "state", "backend",
                              "note_extras", "sources", "from_input0", "from_output",
-                             "from_inputs01", "float_dtypes", NULL};
+                             "from_inputs01", "float_dtypes", "finish_many", "check_device",
+                             NULL};
     PyObject *tensor, *op, *function, *ndarray, *float_dtypes;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOOOOOO", kwlist, &PyType_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOOOOOOOOO", kwlist, &PyType_Type,
                                      &tensor, &PyType_Type, &op, &PyType_Type, &function,
                                      &PyType_Type, &ndarray, &State, &Backend, &NoteExtras,
                                      &Sources, &FromInput0, &FromOutput, &FromInputs01,
-                                     &float_dtypes))
+                                     &float_dtypes, &FinishMany, &CheckDevice))
         return NULL;
+    Py_INCREF(FinishMany);
+    Py_INCREF(CheckDevice);
     TensorType = (PyTypeObject *)Py_NewRef(tensor);
     OpType = (PyTypeObject *)Py_NewRef(op);
     FunctionType = (PyTypeObject *)Py_NewRef(function);
@@ -1177,6 +1378,7 @@ install(PyObject *module, PyObject *args, PyObject *kwds)
 static PyMethodDef methods[] = {
     {"install", (PyCFunction)(void (*)(void))install, METH_VARARGS | METH_KEYWORDS,
      "Hand over the classes and helpers the fast paths mirror (chainrule.autograd.accel)."},
+    {"apply", (PyCFunction)(void (*)(void))apply, METH_FASTCALL, "Op.apply(cls, *args)"},
     {"apply_unary", (PyCFunction)(void (*)(void))apply_unary, METH_FASTCALL,
      "Op.apply_unary(cls, x)"},
     {"apply_binary", (PyCFunction)(void (*)(void))apply_binary, METH_FASTCALL,
@@ -1218,6 +1420,10 @@ PyInit__cengine(void)
     INTERN(s_grad_fn, "_grad_fn");
     INTERN(s_shape_attr, "_shape");
     INTERN(s_data, "_data");
+    INTERN(s_modes, "modes");
+    INTERN(s_scopes, "_scopes");
+    INTERN(s_scope, "scope");
+    INTERN(s_differentiable, "differentiable");
     if ((Zero = PyLong_FromLong(0)) == NULL || (One = PyLong_FromLong(1)) == NULL ||
         (Two = PyLong_FromLong(2)) == NULL || (EmptyTuple = PyTuple_New(0)) == NULL)
         return NULL;

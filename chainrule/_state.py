@@ -10,15 +10,28 @@ class _State(threading.local):
     modes is on, so the hot path tests one attribute."""
 
     grad_enabled = True   # record new ops into the graph
-    extras = False        # any of the modes below is on
+    extras = False        # any of the modes below is on, or a Module is running (_scopes)
+    modes = False         # one of the recording modes below is on (not just _scopes)
     _record_sites = False  # remember file:line of each op (anomaly mode, check_gates, viz)
     _record_inputs = False  # keep each node's input values (check_gates)
     _anomaly = False       # check every forward/backward result for NaN/Inf
     _scopes: tuple = ()    # the Modules / Functions being called (for viz clusters)
 
     def _update(self) -> None:
-        self.extras = bool(self._record_sites or self._record_inputs or self._anomaly
-                           or self._scopes)
+        self.modes = bool(self._record_sites or self._record_inputs or self._anomaly)
+        self.extras = self.modes or bool(self._scopes)
+
+    def enter_scope(self, module) -> tuple:
+        """Module.__call__: ops created until ``exit_scope`` record ``module`` in their scope."""
+        prev = self._scopes
+        self._scopes = prev + (module,)
+        self.extras = True
+        return prev
+
+    def exit_scope(self, prev: tuple) -> None:
+        self._scopes = prev
+        if not prev:
+            self.extras = self.modes
 
     def _mode(name):  # noqa: N805  (a property factory used in the class body)
         private = "_" + name

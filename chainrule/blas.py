@@ -27,16 +27,19 @@ import numpy as np
 
 from chainrule import backend
 
-__all__ = ["matmul", "vector_math", "mkl_available", "backend_name"]
+__all__ = ["matmul", "axpy", "vector_math", "mkl_available", "backend_name"]
 
 # Per-matrix m·n·k from which MKL beats NumPy (measured on one Sapphire Rapids core, float32;
 # the ctypes route costs ~3 µs more than NumPy's call, and up to ~100³ MKL is no faster).
 # OpenBLAS handles a column-major b (a transposed view) worse, so MKL pays earlier there; a
 # stack of products pays only in that case (MKL's batched kernel loses to NumPy's loop over
 # row-major matrices below ~2M per matrix, e.g. attention's W·V, but wins for K·Qᵀ).
-MIN_FLOPS = 1 << 21  # ~128³
-MIN_FLOPS_NT = 1 << 20  # 2-d, a row-major and b column-major
+MIN_FLOPS = 1 << 20  # ~100³
+MIN_FLOPS_NT = 1 << 19  # 2-d, a row-major and b column-major (e.g. 256×256 · (10×256)ᵀ)
 MIN_FLOPS_BATCH_NT = 1 << 17  # stacked, a row-major and b column-major, m and n >= 32
+
+# Below this many elements NumPy's two in-cache passes beat the ctypes call of ?axpy.
+MIN_AXPY = 1 << 14
 
 _ROW, _NOTRANS, _TRANS = 101, 111, 112
 _MKL_INTEL, _MKL_SEQUENTIAL = 0, 1
@@ -146,6 +149,8 @@ def _load() -> dict:
         batch = {_F32: lib.cblas_sgemm_batch_strided, _F64: lib.cblas_dgemm_batch_strided}
         vml = {name: {_F32: getattr(lib, "vs" + suffix), _F64: getattr(lib, "vd" + suffix)}
                for name, suffix in _VML.items()}
+        axpy_fns = {_F32: (lib.cblas_saxpy, ctypes.c_float),
+                    _F64: (lib.cblas_daxpy, ctypes.c_double)}
     except (OSError, AttributeError) as e:
         _state["reason"] = f"could not load MKL: {e}"
         return _state
@@ -155,7 +160,10 @@ def _load() -> dict:
     for table in vml.values():
         for fn in table.values():
             fn.argtypes = [ctypes.c_int, _void_p, _void_p]
-    _state.update(gemm=gemm, batch=batch, vml=vml, path=paths[0], reason="",
+    for fn, scalar in axpy_fns.values():
+        fn.restype = None
+        fn.argtypes = [ctypes.c_int, scalar, _void_p, ctypes.c_int, _void_p, ctypes.c_int]
+    _state.update(gemm=gemm, batch=batch, vml=vml, axpy=axpy_fns, path=paths[0], reason="",
                   one={_F32: ctypes.c_float(1.0), _F64: ctypes.c_double(1.0)},
                   zero={_F32: ctypes.c_float(0.0), _F64: ctypes.c_double(0.0)})
     return _state
@@ -170,6 +178,23 @@ def backend_name() -> str:
     """"mkl (PATH)" or "numpy (why not MKL)", for reports."""
     st = _state or _load()
     return f"mkl ({st['path']})" if st["gemm"] else f"numpy ({st['reason']})"
+
+
+def axpy(alpha: float, x, y) -> bool:
+    """``y += alpha·x`` in place with MKL's ``?axpy`` (one pass over memory, where NumPy needs a
+    temporary); False, and nothing done, unless MKL is in use and both are C-contiguous,
+    writable float32/float64 NumPy arrays of one dtype and size, at least ``MIN_AXPY`` long."""
+    fns = (_state or _load()).get("axpy")
+    if not fns or type(x) is not _ndarray or type(y) is not _ndarray:
+        return False
+    entry = fns.get(y.dtype)
+    n = y.size
+    if (entry is None or x.dtype is not y.dtype or x.size != n or n < MIN_AXPY or n > _INT_MAX
+            or not (x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable)):
+        return False
+    fn, scalar = entry
+    fn(n, scalar(alpha), _ptr(x, True), 1, _ptr(y, True), 1)
+    return True
 
 
 def vector_math(name: str, dtype):

@@ -400,3 +400,50 @@ def test_gelu_float32_both_backends_match_torch(mkl_backend, monkeypatch, backen
     np.testing.assert_allclose(cr.nn.functional.gelu(c).detach().numpy(), ty, rtol=1e-5,
                                atol=1e-6)
     np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_axpy_updates_in_place_and_declines_what_it_cannot_take(mkl_backend,
+                                                                monkeypatch) -> None:
+    monkeypatch.setattr(blas, "MIN_AXPY", 1)
+    for dt in (np.float32, np.float64):
+        x = RNG.standard_normal((37, 11)).astype(dt)
+        y = RNG.standard_normal((37, 11)).astype(dt)
+        expected = y + dt(-0.25) * x
+        y_before = y
+        assert blas.axpy(-0.25, x, y)
+        assert y is y_before
+        np.testing.assert_allclose(y, expected, rtol=1e-6 if dt is np.float32 else 1e-14)
+    y = np.ones(6, np.float32)
+    for x, target in [
+        (np.ones(6, np.float64), y),               # dtypes differ
+        (np.ones(5, np.float32), y),               # sizes differ
+        (np.ones(12, np.float32)[::2], y),         # not contiguous
+        (np.ones(6, np.float32), np.ones(6, np.int64)),
+        (np.ones(6, np.float32), np.ones((6, 2), np.float32).T[0]),
+    ]:
+        before = target.copy()
+        assert not blas.axpy(2.0, x, target)
+        assert np.array_equal(target, before)
+    frozen = np.ones(6, np.float32)
+    frozen.flags.writeable = False
+    assert not blas.axpy(2.0, np.ones(6, np.float32), frozen)
+
+
+def test_sgd_plain_step_through_axpy_matches_the_numpy_update(mkl_backend,
+                                                               monkeypatch) -> None:
+    monkeypatch.setattr(blas, "MIN_AXPY", 1)
+    w0 = RNG.standard_normal((64, 48)).astype(np.float32)
+    g = RNG.standard_normal((64, 48)).astype(np.float32)
+    p = cr.nn.Parameter(cr.tensor(w0))
+    p.grad = cr.tensor(g)
+    opt = cr.optim.SGD([p], lr=0.1)
+    calls = []
+    fn, scalar = blas._state["axpy"][np.dtype(np.float32)]
+    blas._state["axpy"][np.dtype(np.float32)] = (lambda *a: calls.append(a) or fn(*a), scalar)
+    try:
+        opt.step()
+    finally:
+        blas._state["axpy"][np.dtype(np.float32)] = (fn, scalar)
+    assert len(calls) == 1
+    np.testing.assert_allclose(p.detach().numpy(), w0 - np.float32(0.1) * g, rtol=1e-6,
+                               atol=1e-7)

@@ -1,6 +1,6 @@
 """Hooks in ``chainrule._cengine``, the optional C version of the engine's per-gate bookkeeping.
 
-The C module mirrors ``Op.apply_unary`` / ``Op.apply_binary``, the plain loop of
+The C module mirrors ``Op.apply`` / ``Op.apply_unary`` / ``Op.apply_binary``, the plain loop of
 ``engine.run_backward`` and the Tensor operator fast paths, which stay here in Python as the
 reference. It is built by ``pip install`` when a C compiler is present; without it, or with
 ``CHAINRULE_PURE_PYTHON=1`` in the environment, chainrule runs the pure-Python engine (same
@@ -34,7 +34,9 @@ def _load():
         from_input0=fn._FROM_INPUT0, from_output=fn._FROM_OUTPUT,
         from_inputs01=fn._FROM_INPUTS01,
         float_dtypes=[np.dtype(t) for t in ("float16", "float32", "float64")],
+        finish_many=fn._finish_many, check_device=backend.check_same_device,
     )
+    fn.Op.apply = classmethod(_cengine.apply)
     fn.Op.apply_unary = classmethod(_cengine.apply_unary)
     fn.Op.apply_binary = classmethod(_cengine.apply_binary)
     return _cengine

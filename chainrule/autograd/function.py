@@ -322,14 +322,7 @@ class Op(Function):
             ctx._saved_from = _sources(saved, arrays, out)
         if type(out) is not tuple:
             return _finish_one(ctx, out, arrays)
-        if state.extras:
-            _note_extras(ctx, out, arrays)
-        ctx._shape, ctx._metas = None, tuple((o.shape, o.dtype) for o in out)
-        nd = ctx._non_differentiable
-        return tuple(
-            wrap(o) if nr in nd or o.dtype.kind != "f" else wrap(o, ctx, nr)
-            for nr, o in enumerate(out)
-        )
+        return _finish_many(ctx, out, arrays)
 
     # Specialised copies of apply for the hottest calls (one tensor; a tensor and a tensor or
     # Python scalar), without argument loops: the per-op overhead decides small-op speed.
@@ -479,6 +472,18 @@ def _finish_one(ctx, out, arrays) -> Tensor:
     t._grad = None
     t._hooks = None
     return t
+
+
+def _finish_many(ctx, out: tuple, arrays) -> tuple:
+    """Wrap the outputs of a recorded gate with several."""
+    if state.extras:
+        _note_extras(ctx, out, arrays)
+    ctx._shape, ctx._metas = None, tuple((o.shape, o.dtype) for o in out)
+    nd = ctx._non_differentiable
+    return tuple(
+        wrap(o) if nr in nd or o.dtype.kind != "f" else wrap(o, ctx, nr)
+        for nr, o in enumerate(out)
+    )
 
 
 def _sources(saved: tuple, arrays, out) -> tuple:

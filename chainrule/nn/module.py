@@ -100,14 +100,13 @@ class Module:
 
     # ---- calling ---------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        prev = state.scopes
-        state.scopes = prev + (self,)
+        prev = state.enter_scope(self)
         try:
             if self._forward_pre_hooks or self._forward_hooks:
                 return self._call_with_hooks(args, kwargs)
             return self.forward(*args, **kwargs)
         finally:
-            state.scopes = prev
+            state.exit_scope(prev)
 
     def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
         for hid, hook in list(self._forward_pre_hooks.items()):

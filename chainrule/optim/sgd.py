@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chainrule.backend import np
-from chainrule import backend, cuda_kernels
+from chainrule import backend, blas, cuda_kernels
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_not_differentiable, check_scalar_tensor, decayed_grad, to_scalar,
 )
@@ -64,7 +64,11 @@ class SGD(Optimizer):
             weight_decay = group["weight_decay"]
             nesterov = group["nesterov"]
             maximize = group["maximize"]
+            plain = momentum == 0 and weight_decay == 0 and not maximize
             for p, d, grad in self._with_grads(group):
+                if plain and d.size >= blas.MIN_AXPY and blas.axpy(-lr, grad, d):
+                    # θ ← θ - lr·g in one pass (MKL)
+                    continue
                 b, first = None, False
                 if momentum != 0:
                     state = self.state[p]
