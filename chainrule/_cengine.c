@@ -13,6 +13,9 @@
  *   UnaryGate, BinaryGate         the Tensor method / operator fast paths
  *                                 (ops/elementwise._unary_fn, ops/binary.fast_binary)
  *
+ *   relu_*, layer_norm_*          one-pass loops for the ReLU and LayerNorm rules (their NumPy
+ *                                 versions, several passes each, stay in ops/ and nn/functional)
+ *
  * Gates still run their own Python forward/backward rules; only the glue is here. Anything off
  * the fast path (hooks, multi-output gates, user Functions, create_graph, anomaly mode, mixed
  * dtypes) is handed to the Python code it mirrors. chainrule/autograd/accel.py installs it.
@@ -20,6 +23,16 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* The fused loops are compiled for AVX-512, AVX2 and the baseline; the CPU picks at load time
+ * (GCC's function multiversioning), so one build runs anywhere. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
 
 /* ---- references handed over by accel.install() -------------------------------------------- */
 static PyTypeObject *TensorType, *OpType, *FunctionType, *NdarrayType;
@@ -1323,6 +1336,304 @@ backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---- fused loops for memory-bound rules ----------------------------------------------------
+ * One pass where NumPy needs several (and a temporary per pass). Operands are C-contiguous
+ * float32/float64 buffers, outputs preallocated by the caller; each loop states the NumPy
+ * expression it replaces, which the calling rule keeps as its fallback.
+ */
+typedef struct {
+    Py_buffer v[8];
+    int n;
+} Bufs;
+
+static void
+bufs_release(Bufs *b)
+{
+    while (b->n)
+        PyBuffer_Release(&b->v[--b->n]);
+}
+
+/* the buffer of array ``a`` (None allowed when ``optional``: data NULL); 'f' or 'd' elements
+ * matching ``*fmt`` (set by the first array) */
+static int
+buf(Bufs *b, PyObject *a, int writable, int optional, char *fmt, void **data, Py_ssize_t *len)
+{
+    *data = NULL;
+    if (a == Py_None && optional)
+        return 0;
+    Py_buffer *v = &b->v[b->n];
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(a, v, flags) < 0)
+        return -1;
+    b->n++;
+    char f = v->format ? v->format[0] : 0;
+    if ((f != 'f' && f != 'd') || v->format[1] != 0 || (*fmt && f != *fmt)) {
+        PyErr_SetString(PyExc_TypeError, "fused loops take float32/float64 arrays of one dtype");
+        return -1;
+    }
+    *fmt = f;
+    *data = v->buf;
+    *len = v->len / v->itemsize;
+    return 0;
+}
+
+#define DEFINE_RELU(T, suffix)                                                       \
+    CLONES static void relu_forward_##suffix(const T *x, T *y, Py_ssize_t n)         \
+    {                                                                                \
+        for (Py_ssize_t i = 0; i < n; i++)                                           \
+            y[i] = (x[i] > 0 || x[i] != x[i]) ? x[i] : (T)0;                         \
+    }                                                                                \
+    CLONES static void relu_backward_##suffix(const T *g, const T *y, T *o,          \
+                                              Py_ssize_t n)                          \
+    {                                                                                \
+        for (Py_ssize_t i = 0; i < n; i++)                                           \
+            o[i] = g[i] * (T)(y[i] != 0);                                            \
+    }
+DEFINE_RELU(float, f)
+DEFINE_RELU(double, d)
+
+/* relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0) */
+static PyObject *
+relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *py;
+    Py_ssize_t n, m;
+    if (nargs != 2 || buf(&b, args[0], 0, 0, &fmt, &px, &n) < 0 ||
+        buf(&b, args[1], 1, 0, &fmt, &py, &m) < 0 || m != n) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "relu_forward(x, out): sizes differ");
+        bufs_release(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        relu_forward_f(px, py, n);
+    else
+        relu_forward_d(px, py, n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* relu_backward(g, y, out): out = g * (y != 0) */
+static PyObject *
+relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pg, *py, *po;
+    Py_ssize_t n, ny, no;
+    if (nargs != 3 || buf(&b, args[0], 0, 0, &fmt, &pg, &n) < 0 ||
+        buf(&b, args[1], 0, 0, &fmt, &py, &ny) < 0 ||
+        buf(&b, args[2], 1, 0, &fmt, &po, &no) < 0 || ny != n || no != n) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "relu_backward(g, y, out): sizes differ");
+        bufs_release(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        relu_backward_f(pg, py, po, n);
+    else
+        relu_backward_d(pg, py, po, n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* Row sums accumulate in double, in eight independent lanes (vectorizable; one running sum
+ * would wait on each addition's latency). */
+#define DEFINE_ROW_SUMS(T, suffix)                                                   \
+    static inline double sum_##suffix(const T *a, Py_ssize_t n)                      \
+    {                                                                                \
+        double acc[8] = {0};                                                         \
+        Py_ssize_t j = 0;                                                            \
+        for (; j + 8 <= n; j += 8)                                                   \
+            for (int k = 0; k < 8; k++)                                              \
+                acc[k] += (double)a[j + k];                                          \
+        for (; j < n; j++)                                                           \
+            acc[0] += a[j];                                                          \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                             \
+               ((acc[4] + acc[5]) + (acc[6] + acc[7]));                              \
+    }                                                                                \
+    static inline double dot_##suffix(const T *a, const T *b, Py_ssize_t n)          \
+    {                                                                                \
+        double acc[8] = {0};                                                         \
+        Py_ssize_t j = 0;                                                            \
+        for (; j + 8 <= n; j += 8)                                                   \
+            for (int k = 0; k < 8; k++)                                              \
+                acc[k] += (double)a[j + k] * b[j + k];                               \
+        for (; j < n; j++)                                                           \
+            acc[0] += (double)a[j] * b[j];                                           \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                             \
+               ((acc[4] + acc[5]) + (acc[6] + acc[7]));                              \
+    }
+DEFINE_ROW_SUMS(float, f)
+DEFINE_ROW_SUMS(double, d)
+
+#define LN_FORWARD(T, suffix)                                                \
+    CLONES static void ln_forward_##suffix(const T *x, const T *w, const T *bias,   \
+                                           double eps, T *y, T *xh, T *rs,         \
+                                           Py_ssize_t rows, Py_ssize_t n)          \
+    {                                                                        \
+        for (Py_ssize_t r = 0; r < rows; r++) {                              \
+            const T *xr = x + r * n;                                         \
+            T *xhr = xh + r * n, *yr = y + r * n;                            \
+            T mean = (T)(sum_##suffix(xr, n) / n);                           \
+            for (Py_ssize_t j = 0; j < n; j++)                               \
+                xhr[j] = xr[j] - mean;                                       \
+            T rstd = (T)(1.0 / sqrt(dot_##suffix(xhr, xhr, n) / n + eps));   \
+            rs[r] = rstd;                                                    \
+            for (Py_ssize_t j = 0; j < n; j++)                               \
+                xhr[j] *= rstd;                                              \
+            if (w && bias)                                                   \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    yr[j] = xhr[j] * w[j] + bias[j];                         \
+            else if (w)                                                      \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    yr[j] = xhr[j] * w[j];                                   \
+            else                                                             \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    yr[j] = xhr[j] + (bias ? bias[j] : (T)0);                \
+        }                                                                    \
+    }
+LN_FORWARD(float, f)
+LN_FORWARD(double, d)
+
+/* layer_norm_forward(x, w, b, eps, y, xhat, rstd, n): per row of n elements
+ * xhat = (x - mean)/sqrt(var + eps), y = xhat*w + b (w, b may be None), rstd = 1/sqrt(...) */
+static PyObject *
+layer_norm_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pw, *pb, *py, *pxh, *pr;
+    Py_ssize_t len, lw = 0, lb = 0, ly, lxh, rows;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)");
+        return NULL;
+    }
+    double eps = PyFloat_AsDouble(args[3]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[7]);
+    if ((eps == -1 && PyErr_Occurred()) || (n == -1 && PyErr_Occurred()))
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0 || buf(&b, args[1], 0, 1, &fmt, &pw, &lw) < 0
+        || buf(&b, args[2], 0, 1, &fmt, &pb, &lb) < 0 || buf(&b, args[4], 1, 0, &fmt, &py, &ly) < 0
+        || buf(&b, args[5], 1, 0, &fmt, &pxh, &lxh) < 0
+        || buf(&b, args[6], 1, 0, &fmt, &pr, &rows) < 0)
+        goto fail;
+    if (n <= 0 || len != rows * n || ly != len || lxh != len || (pw && lw != n) || (pb && lb != n)) {
+        PyErr_SetString(PyExc_ValueError, "layer_norm_forward: sizes do not match");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        ln_forward_f(px, pw, pb, eps, py, pxh, pr, rows, n);
+    else
+        ln_forward_d(px, pw, pb, eps, py, pxh, pr, rows, n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+#define LN_BACKWARD(T, suffix)                                               \
+    CLONES static int ln_backward_##suffix(const T *g, const T *xh, const T *w,     \
+                                           const T *rs, T *gx, T *gw, T *gb,       \
+                                           Py_ssize_t rows, Py_ssize_t n)          \
+    {                                                                        \
+        int nomem = 0;                                                       \
+        double *acc_w = NULL, *acc_b = NULL;                                 \
+        if (gw)                                                              \
+            acc_w = calloc(n, sizeof(double));                               \
+        if (gb)                                                              \
+            acc_b = calloc(n, sizeof(double));                               \
+        if ((gw && !acc_w) || (gb && !acc_b))                                \
+            nomem = 1;                                                       \
+        for (Py_ssize_t r = 0; r < rows && !nomem; r++) {                    \
+            const T *gr = g + r * n, *xr = xh + r * n;                       \
+            if (gx) {                                                        \
+                T *out = gx + r * n;                                         \
+                if (w)                                                       \
+                    for (Py_ssize_t j = 0; j < n; j++)                       \
+                        out[j] = gr[j] * w[j];                               \
+                else                                                         \
+                    for (Py_ssize_t j = 0; j < n; j++)                       \
+                        out[j] = gr[j];                                      \
+                T a = (T)(sum_##suffix(out, n) / n);                         \
+                T c = (T)(dot_##suffix(out, xr, n) / n), rstd = rs[r];       \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    out[j] = (out[j] - a - xr[j] * c) * rstd;                \
+            }                                                                \
+            if (acc_w)                                                       \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    acc_w[j] += (double)gr[j] * xr[j];                       \
+            if (acc_b)                                                       \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    acc_b[j] += gr[j];                                       \
+        }                                                                    \
+        for (Py_ssize_t j = 0; j < n && !nomem; j++) {                       \
+            if (gw)                                                          \
+                gw[j] = (T)acc_w[j];                                         \
+            if (gb)                                                          \
+                gb[j] = (T)acc_b[j];                                         \
+        }                                                                    \
+        free(acc_w);                                                         \
+        free(acc_b);                                                         \
+        return nomem;                                                        \
+    }
+LN_BACKWARD(float, f)
+LN_BACKWARD(double, d)
+
+/* layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n): per row of n elements, with ĝ = g·w,
+ * gx = (ĝ - mean ĝ - x̂·mean(ĝ·x̂))·rstd;  over rows gw = Σ g·x̂, gb = Σ g.
+ * w may be None; gx, gw, gb may be None (not wanted). */
+static PyObject *
+layer_norm_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pg, *pxh, *pw, *pr, *pgx, *pgw, *pgb;
+    Py_ssize_t len, lxh, lw = 0, rows, lgx = 0, lgw = 0, lgb = 0;
+    int nomem = 0;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[7]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &pg, &len) < 0 || buf(&b, args[1], 0, 0, &fmt, &pxh, &lxh) < 0
+        || buf(&b, args[2], 0, 1, &fmt, &pw, &lw) < 0 || buf(&b, args[3], 0, 0, &fmt, &pr, &rows) < 0
+        || buf(&b, args[4], 1, 1, &fmt, &pgx, &lgx) < 0 || buf(&b, args[5], 1, 1, &fmt, &pgw, &lgw) < 0
+        || buf(&b, args[6], 1, 1, &fmt, &pgb, &lgb) < 0)
+        goto fail;
+    if (n <= 0 || len != rows * n || lxh != len || (pw && lw != n) || (pgx && lgx != len)
+        || (pgw && lgw != n) || (pgb && lgb != n)) {
+        PyErr_SetString(PyExc_ValueError, "layer_norm_backward: sizes do not match");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        nomem = ln_backward_f(pg, pxh, pw, pr, pgx, pgw, pgb, rows, n);
+    else
+        nomem = ln_backward_d(pg, pxh, pw, pr, pgx, pgw, pgb, rows, n);
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 /* ---- installation ------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1384,6 +1695,14 @@ static PyMethodDef methods[] = {
     {"apply_binary", (PyCFunction)(void (*)(void))apply_binary, METH_FASTCALL,
      "Op.apply_binary(cls, a, b)"},
     {"count_consumers", count_consumers, METH_O, "engine._count_consumers(starts)"},
+    {"relu_forward", (PyCFunction)(void (*)(void))relu_forward, METH_FASTCALL,
+     "relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0)"},
+    {"relu_backward", (PyCFunction)(void (*)(void))relu_backward, METH_FASTCALL,
+     "relu_backward(g, y, out): out = g * (y != 0)"},
+    {"layer_norm_forward", (PyCFunction)(void (*)(void))layer_norm_forward, METH_FASTCALL,
+     "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)"},
+    {"layer_norm_backward", (PyCFunction)(void (*)(void))layer_norm_backward, METH_FASTCALL,
+     "layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)"},
     {"backward", (PyCFunction)(void (*)(void))backward, METH_FASTCALL,
      "the plain loop of engine.run_backward"},
     {NULL},

@@ -161,3 +161,123 @@ def test_hooks_retain_grad_and_multi_output_gates_on_the_c_loop() -> None:
     assert np.array_equal(a.grad.numpy(), [[0.0, 10.0], [0.0, 10.0]])  # after hooks, as torch
     assert len(seen) == 1
     assert np.array_equal(x.grad.numpy(), [[0.0, 20.0], [0.0, 20.0]])
+
+
+# ---- fused loops: each against the NumPy expression it replaces ----------------------------
+DTYPES = [np.float32, np.float64]
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_loops_match_numpy_bit_for_bit(dtype) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(1003).astype(dtype)
+    x[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1e-30]
+    y = np.empty_like(x)
+    accel.engine.relu_forward(x, y)
+    ref = np.maximum(x, 0)
+    assert np.array_equal(y, ref, equal_nan=True)
+    assert np.array_equal(np.signbit(y), np.signbit(ref))  # -0.0 becomes 0.0, as np.maximum
+    g = rng.standard_normal(1003).astype(dtype)
+    g[6:9] = [np.inf, np.nan, 2.0]
+    out = np.empty_like(g)
+    accel.engine.relu_backward(g, y, out)
+    with np.errstate(invalid="ignore"):  # inf·0 is NaN in the reference too
+        assert np.array_equal(out, g * (y != 0), equal_nan=True)
+
+
+@needs_c
+def test_fused_loops_refuse_what_they_cannot_take() -> None:
+    f32, f64 = np.ones(8, np.float32), np.ones(8, np.float64)
+    with pytest.raises(TypeError, match="one dtype"):
+        accel.engine.relu_backward(f32, f64, np.empty(8, np.float32))
+    with pytest.raises(TypeError, match="one dtype"):
+        accel.engine.relu_forward(np.ones(8, np.int64), np.empty(8, np.int64))
+    with pytest.raises(ValueError, match="sizes"):
+        accel.engine.relu_forward(f32, np.empty(7, np.float32))
+    with pytest.raises((ValueError, BufferError)):
+        accel.engine.relu_forward(np.ones((4, 4), np.float32).T, np.empty((4, 4), np.float32))
+    assert not accel.fusable(np.ones((4, 4), np.float32).T)
+    assert not accel.fusable(f32, f64)
+    assert accel.fusable(f32, None, np.ones(3, np.float32))
+
+
+def _layer_norm_numpy(x, w, b, eps):
+    mean = x.mean(-1, keepdims=True, dtype=np.float64)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(var + eps)
+    xhat = (x - mean) * rstd
+    y = xhat * (1 if w is None else w) + (0 if b is None else b)
+    return y, xhat, rstd
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 128, 300])
+@pytest.mark.parametrize("affine", ["wb", "w", "b", ""])
+def test_layer_norm_loops_match_the_formulas(dtype, n, affine) -> None:
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((5, 3, n)) * 3 + 1).astype(dtype)
+    w = rng.standard_normal(n).astype(dtype) if "w" in affine else None
+    b = rng.standard_normal(n).astype(dtype) if "b" in affine else None
+    y, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty((5, 3, 1), dtype)
+    accel.engine.layer_norm_forward(x, w, b, 1e-5, y, xhat, rstd, n)
+    ry, rxhat, rrstd = _layer_norm_numpy(x.astype(np.float64), w, b, 1e-5)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype is np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, ry, **tol)
+    np.testing.assert_allclose(xhat, rxhat, **tol)
+    np.testing.assert_allclose(rstd, rrstd, **tol)
+
+    g = rng.standard_normal(x.shape).astype(dtype)
+    gx, gw, gb = np.empty_like(x), np.empty(n, dtype), np.empty(n, dtype)
+    accel.engine.layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)
+    gh = g.astype(np.float64) * (1 if w is None else w)
+    m1 = gh.mean(-1, keepdims=True)
+    m2 = (gh * xhat).mean(-1, keepdims=True)
+    np.testing.assert_allclose(gx, (gh - m1 - xhat * m2) * rstd, **tol)
+    np.testing.assert_allclose(gw, (g.astype(np.float64) * xhat).sum((0, 1)), **tol)
+    np.testing.assert_allclose(gb, g.astype(np.float64).sum((0, 1)), **tol)
+    # only some of the gradients wanted
+    gw2 = np.empty(n, dtype)
+    accel.engine.layer_norm_backward(g, xhat, w, rstd, None, gw2, None, n)
+    np.testing.assert_array_equal(gw2, gw)
+
+
+@needs_c
+def test_layer_norm_and_relu_modules_take_the_loops_and_agree_with_the_reference() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6, 32)).astype(np.float32)
+    ln = cr.nn.LayerNorm(32)
+    with cr.no_grad():
+        ln.weight.copy_(cr.tensor(rng.standard_normal(32).astype(np.float32)))
+        ln.bias.copy_(cr.tensor(rng.standard_normal(32).astype(np.float32)))
+    calls = []
+    real = accel.engine
+
+    class Spy:
+        def __getattr__(self, name):
+            fn = getattr(real, name)
+            return lambda *a: calls.append(name) or fn(*a)
+
+    xt = cr.tensor(x, requires_grad=True)
+    accel.engine = Spy()
+    try:
+        out = cr.relu(ln(xt))
+        (out * out).sum().backward()
+    finally:
+        accel.engine = real
+    assert calls == ["layer_norm_forward", "relu_forward", "relu_backward",
+                     "layer_norm_backward"]
+    grads = [xt.grad.numpy(), ln.weight.grad.numpy(), ln.bias.grad.numpy()]
+    xt.grad = None
+    ln.zero_grad()
+    accel.engine = None  # the NumPy reference in the same rules
+    try:
+        out_ref = cr.relu(ln(xt))
+        (out_ref * out_ref).sum().backward()
+    finally:
+        accel.engine = real
+    np.testing.assert_allclose(out.detach().numpy(), out_ref.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    for got, ref in zip(grads, [xt.grad.numpy(), ln.weight.grad.numpy(), ln.bias.grad.numpy()]):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)

@@ -15,7 +15,7 @@ from chainrule import backend
 from chainrule._state import state
 from chainrule.backend import np
 
-__all__ = ["engine", "install_gates"]
+__all__ = ["engine", "fusable", "install_gates"]
 
 
 def _load():
@@ -55,3 +55,26 @@ def install_gates(cls) -> None:
         if gate is not None:
             op, binary, reflected = gate
             setattr(cls, name, engine.Gate(op, value, binary, reflected))
+
+
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def fusable(*arrays) -> bool:
+    """True when the C engine's fused loops can take these arrays: C-contiguous float32 or
+    float64 NumPy arrays of one dtype (None entries are skipped)."""
+    if engine is None:
+        return False
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or not a.flags.c_contiguous:
+            return False
+        if dtype is None:
+            dtype = a.dtype
+            if dtype not in _FUSED_DTYPES:
+                return False
+        elif a.dtype is not dtype:
+            return False
+    return True

@@ -13,6 +13,7 @@ from chainrule.backend import np
 from chainrule import backend
 from chainrule import blas as _blas
 from chainrule import cuda_kernels
+from chainrule.autograd import accel
 from chainrule.autograd.function import Op
 from chainrule._state import state
 from chainrule.autograd.grad_mode import no_grad
@@ -577,6 +578,13 @@ class LayerNorm(Op):
         n = 1
         for a in axes:
             n *= x.shape[a]
+        ctx.axes, ctx.eps = axes, eps
+        if n and accel.fusable(x, w, b):  # the rows below in one C loop (autograd/accel.py)
+            y, xhat = np.empty_like(x), np.empty_like(x)
+            rstd = np.empty(x.shape[: x.ndim - k] + (1,) * k, x.dtype)
+            accel.engine.layer_norm_forward(x, w, b, float(eps), y, xhat, rstd, n)
+            ctx.save_for_backward(x, w, xhat, rstd)
+            return y
         # One row per normalized group; row means as matrix-vector products and row sums of
         # squares by einsum: NumPy's reductions over a short last axis go row by row.
         x2 = x.reshape(-1, n)
@@ -587,7 +595,6 @@ class LayerNorm(Op):
         xhat = xhat.reshape(x.shape)
         rstd = rstd.reshape(x.shape[: x.ndim - k] + (1,) * k)
         ctx.save_for_backward(x, w, xhat, rstd)  # x̂, 1/σ: constants, recomputed under create_graph
-        ctx.axes, ctx.eps = axes, eps
         y = xhat * w if w is not None else xhat.copy()
         if b is not None:
             y += b
@@ -616,10 +623,16 @@ class LayerNorm(Op):
                 m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
                 gx = (gh - m1 - xhat * m2) * rstd
             return gx, gw, gb, None, None
+        normalized = tuple(x.shape[len(x.shape) - len(axes):])
+        if n and accel.fusable(g, xhat, w, rstd) and g.shape == xhat.shape:  # one C loop
+            gx = np.empty_like(g) if edges[0] is not None else None
+            gw = np.empty(normalized, g.dtype) if edges[1] is not None else None
+            gb = np.empty(normalized, g.dtype) if edges[2] is not None else None
+            accel.engine.layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)
+            return gx, gw, gb, None, None
         # the same on rows (one per normalized group), with the row and column sums as
         # matrix-vector products or einsum, and dx = ĝ/σ - (m1/σ) - x̂·(m2/σ) in place
         g2, xh = g.reshape(-1, n), xhat.reshape(-1, n)
-        normalized = tuple(x.shape[len(x.shape) - len(axes):])
         if edges[1] is not None:
             gw = np.einsum("ij,ij->j", g2, xh).reshape(normalized)
         if edges[2] is not None:

@@ -7,6 +7,7 @@ import operator
 
 from chainrule.backend import np
 from chainrule import backend, cuda_kernels
+from chainrule.autograd import accel
 from chainrule.autograd.function import Op
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
@@ -483,8 +484,13 @@ class Relu(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.maximum(x, 0) if type(x) is not backend.gpu_ndarray else cuda_kernels.run1(
-            "relu", _relu_array, x)
+        if type(x) is backend.gpu_ndarray:
+            y = cuda_kernels.run1("relu", _relu_array, x)
+        elif accel.fusable(x):  # the same in one pass (autograd/accel.py)
+            y = np.empty_like(x)
+            accel.engine.relu_forward(x, y)
+        else:
+            y = np.maximum(x, 0)
         ctx.save_for_backward(y)
         return y
 
@@ -495,7 +501,11 @@ class Relu(Op):
             gx = cuda_kernels.unary_backward("relu_backward", g, y)
             if gx is not None:
                 return gx
-        return g * (y != 0)  # y ≥ 0 or NaN, so y != 0 is [x > 0] with 1 at NaN, in one pass
+        elif accel.fusable(g, y) and g.shape == y.shape:
+            gx = np.empty_like(g)
+            accel.engine.relu_backward(g, y, gx)
+            return gx
+        return g * (y != 0)  # y ≥ 0 or NaN, so y != 0 is [x > 0] with 1 at NaN
 
 
 class Softplus(Op):
