@@ -13,8 +13,8 @@
  *   UnaryGate, BinaryGate         the Tensor method / operator fast paths
  *                                 (ops/elementwise._unary_fn, ops/binary.fast_binary)
  *
- *   relu_*, layer_norm_*          one-pass loops for the ReLU and LayerNorm rules (their NumPy
- *                                 versions, several passes each, stay in ops/ and nn/functional)
+ *   relu_*, layer_norm_*,         one-pass loops for the ReLU, LayerNorm and LSTM rules (their
+ *   lstm_step_*                   NumPy versions, several passes each, stay in ops/ and nn/)
  *
  * Gates still run their own Python forward/backward rules; only the glue is here. Anything off
  * the fast path (hooks, multi-output gates, user Functions, create_graph, anomaly mode, mixed
@@ -1634,6 +1634,134 @@ fail:
     return NULL;
 }
 
+/* LSTM time steps (nn/modules/rnn.py, LSTMLayerGate): the elementwise work of one step, which
+ * NumPy spends five to seven calls on. Gates are stored (i, f, o, g), gate-major:
+ * act (4, T, N, K), cell states cs (T + 1, N, K). */
+#define DEFINE_LSTM(T, suffix)                                                                \
+    CLONES static void lstm_forward_##suffix(T *act, T *cs, Py_ssize_t t, Py_ssize_t prev,   \
+                                             Py_ssize_t cur, Py_ssize_t steps, Py_ssize_t nk) \
+    {                                                                                         \
+        T *i = act + t * nk, *f = i + steps * nk, *o = f + steps * nk, *g = o + steps * nk;   \
+        const T *cp = cs + prev * nk;                                                         \
+        T *c = cs + cur * nk;                                                                 \
+        for (Py_ssize_t j = 0; j < nk; j++) {                                                 \
+            i[j] = i[j] * (T)0.5 + (T)0.5;                                                    \
+            f[j] = f[j] * (T)0.5 + (T)0.5;                                                    \
+            o[j] = o[j] * (T)0.5 + (T)0.5;                                                    \
+            c[j] = f[j] * cp[j] + i[j] * g[j];                                                \
+        }                                                                                     \
+    }                                                                                         \
+    CLONES static void lstm_backward_##suffix(T *dh, T *dc, const T *gout, const T *a_c,     \
+                                              const T *p, const T *act, T *dz, Py_ssize_t t,  \
+                                              Py_ssize_t steps, Py_ssize_t n, Py_ssize_t k)   \
+    {                                                                                         \
+        Py_ssize_t nk = n * k;                                                                \
+        const T *ac = a_c + t * nk, *f = act + (steps + t) * nk;                              \
+        const T *p0 = p + t * nk, *p1 = p0 + steps * nk, *p2 = p1 + steps * nk,               \
+                *p3 = p2 + steps * nk;                                                        \
+        for (Py_ssize_t b = 0; b < n; b++) {                                                  \
+            T *dzb = dz + (t * n + b) * 4 * k;                                                \
+            for (Py_ssize_t j = 0; j < k; j++) {                                              \
+                Py_ssize_t e = b * k + j;                                                     \
+                T h = gout ? dh[e] + gout[e] : dh[e];                                         \
+                T c = dc[e] + h * ac[e];                                                      \
+                dzb[j] = p0[e] * c;                                                           \
+                dzb[k + j] = p1[e] * c;                                                       \
+                dzb[2 * k + j] = p2[e] * c;                                                   \
+                dzb[3 * k + j] = p3[e] * h;                                                   \
+                dh[e] = h;                                                                    \
+                dc[e] = c * f[e];                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+DEFINE_LSTM(float, f)
+DEFINE_LSTM(double, d)
+
+/* lstm_step_forward(act, cs, t, prev, cur): act holds tanh of step t's pre-activations (the σ
+ * gates' halved, as σ(z) = ½·tanh(z/2) + ½); makes i, f, o the σ values in place and sets
+ * cs[cur] = f·cs[prev] + i·g. */
+static PyObject *
+lstm_step_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pa, *pc;
+    Py_ssize_t la, lc, ix[3];
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "lstm_step_forward(act, cs, t, prev, cur)");
+        return NULL;
+    }
+    for (int q = 0; q < 3; q++)
+        if ((ix[q] = PyLong_AsSsize_t(args[2 + q])) == -1 && PyErr_Occurred())
+            return NULL;
+    if (buf(&b, args[0], 1, 0, &fmt, &pa, &la) < 0 || buf(&b, args[1], 1, 0, &fmt, &pc, &lc) < 0)
+        goto fail;
+    Py_buffer *va = &b.v[0], *vc = &b.v[1];
+    if (va->ndim != 4 || vc->ndim != 3 || va->shape[0] != 4 || vc->shape[0] != va->shape[1] + 1
+        || vc->shape[1] != va->shape[2] || vc->shape[2] != va->shape[3]) {
+        PyErr_SetString(PyExc_ValueError, "lstm_step_forward: act (4, T, N, K), cs (T+1, N, K)");
+        goto fail;
+    }
+    Py_ssize_t steps = va->shape[1], nk = va->shape[2] * va->shape[3];
+    if (ix[0] < 0 || ix[0] >= steps || ix[1] < 0 || ix[1] > steps || ix[2] < 0 || ix[2] > steps) {
+        PyErr_SetString(PyExc_IndexError, "lstm_step_forward: step out of range");
+        goto fail;
+    }
+    if (fmt == 'f')
+        lstm_forward_f(pa, pc, ix[0], ix[1], ix[2], steps, nk);
+    else
+        lstm_forward_d(pa, pc, ix[0], ix[1], ix[2], steps, nk);
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t): one step of BPTT, in place on dh, dc:
+ * dh += g_out_t (None: nothing);  dc += dh·a_c[t];  dz[t] = [p_i·dc, p_f·dc, p_g·dc, p_o·dh]
+ * (dz (T, N, 4K) in PyTorch's gate order);  dc ·= f[t]. */
+static PyObject *
+lstm_step_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pdh, *pdc, *pg, *pac, *pp, *pa, *pdz;
+    Py_ssize_t ldh, ldc, lg = 0, lac, lp, la, ldz;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t)");
+        return NULL;
+    }
+    Py_ssize_t t = PyLong_AsSsize_t(args[7]);
+    if (t == -1 && PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 1, 0, &fmt, &pdh, &ldh) < 0 || buf(&b, args[1], 1, 0, &fmt, &pdc, &ldc) < 0
+        || buf(&b, args[2], 0, 1, &fmt, &pg, &lg) < 0 || buf(&b, args[3], 0, 0, &fmt, &pac, &lac) < 0
+        || buf(&b, args[4], 0, 0, &fmt, &pp, &lp) < 0 || buf(&b, args[5], 0, 0, &fmt, &pa, &la) < 0
+        || buf(&b, args[6], 1, 0, &fmt, &pdz, &ldz) < 0)
+        goto fail;
+    Py_buffer *vac = &b.v[pg ? 3 : 2];
+    if (vac->ndim != 3) {
+        PyErr_SetString(PyExc_ValueError, "lstm_step_backward: a_c must be (T, N, K)");
+        goto fail;
+    }
+    Py_ssize_t steps = vac->shape[0], n = vac->shape[1], k = vac->shape[2], nk = n * k;
+    if (ldh != nk || ldc != nk || (pg && lg != nk) || lp != 4 * lac || la != 4 * lac
+        || ldz != 4 * lac || t < 0 || t >= steps) {
+        PyErr_SetString(PyExc_ValueError, "lstm_step_backward: sizes do not match");
+        goto fail;
+    }
+    if (fmt == 'f')
+        lstm_backward_f(pdh, pdc, pg, pac, pp, pa, pdz, t, steps, n, k);
+    else
+        lstm_backward_d(pdh, pdc, pg, pac, pp, pa, pdz, t, steps, n, k);
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 /* ---- installation ------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1703,6 +1831,10 @@ static PyMethodDef methods[] = {
      "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)"},
     {"layer_norm_backward", (PyCFunction)(void (*)(void))layer_norm_backward, METH_FASTCALL,
      "layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)"},
+    {"lstm_step_forward", (PyCFunction)(void (*)(void))lstm_step_forward, METH_FASTCALL,
+     "lstm_step_forward(act, cs, t, prev, cur)"},
+    {"lstm_step_backward", (PyCFunction)(void (*)(void))lstm_step_backward, METH_FASTCALL,
+     "lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t)"},
     {"backward", (PyCFunction)(void (*)(void))backward, METH_FASTCALL,
      "the plain loop of engine.run_backward"},
     {NULL},

@@ -281,3 +281,41 @@ def test_layer_norm_and_relu_modules_take_the_loops_and_agree_with_the_reference
                                atol=1e-6)
     for got, ref in zip(grads, [xt.grad.numpy(), ln.weight.grad.numpy(), ln.bias.grad.numpy()]):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@needs_c
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_step_loops_agree_with_the_numpy_steps(bidirectional) -> None:
+    rng = np.random.default_rng(4)
+    lstm = cr.nn.LSTM(6, 10, num_layers=2, bidirectional=bidirectional)
+    x = cr.tensor(rng.standard_normal((7, 3, 6)).astype(np.float32), requires_grad=True)
+    h0 = cr.tensor(rng.standard_normal((4 if bidirectional else 2, 3, 10)).astype(np.float32),
+                   requires_grad=True)
+    c0 = cr.tensor(rng.standard_normal(h0.shape).astype(np.float32), requires_grad=True)
+    target = cr.tensor(rng.standard_normal((7, 3, 20 if bidirectional else 10)).astype(
+        np.float32))
+    real = accel.engine
+    calls = []
+
+    class Spy:
+        def __getattr__(self, name):
+            fn = getattr(real, name)
+            return lambda *a: calls.append(name) or fn(*a)
+
+    results = []
+    for engine in (Spy(), None):
+        accel.engine = engine
+        try:
+            out, (hn, cn) = lstm(x, (h0, c0))
+            loss = ((out - target) ** 2).mean() + hn.sum() + (cn * cn).sum()
+            for t in (x, h0, c0, *lstm.parameters()):
+                t.grad = None
+            loss.backward()
+        finally:
+            accel.engine = real
+        results.append([out.detach().numpy(), hn.detach().numpy(), cn.detach().numpy()] +
+                       [t.grad.numpy() for t in (x, h0, c0, *lstm.parameters())])
+    assert calls.count("lstm_step_forward") == 7 * 2 * (2 if bidirectional else 1)
+    assert calls.count("lstm_step_backward") == 7 * 2 * (2 if bidirectional else 1)
+    for fused, ref in zip(*results):
+        np.testing.assert_allclose(fused, ref, rtol=1e-5, atol=1e-6)

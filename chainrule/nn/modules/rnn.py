@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from chainrule.backend import np
+from chainrule.autograd import accel
 from chainrule.autograd.function import Op
 from chainrule.backend import xp_of
 from chainrule.blas import matmul as _mm
@@ -254,19 +255,23 @@ class LSTMLayerGate(Op):
         hs[first] = h0
         cs[first] = c0
         tmp = xp.empty((n, k), dtype=dt)
+        fused = accel.fusable(act, cs)  # the step's elementwise work in one C loop
         for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
             a = act[:, t]
             _mm(hs[prev], w_h, out=a)
             a += xw[:, t]
             np.tanh(a, out=a)
-            s = a[:3]
-            s *= 0.5
-            s += 0.5
             ct = cs[cur]
-            np.multiply(a[1], cs[prev], out=ct)
-            np.multiply(a[0], a[3], out=tmp)
-            ct += tmp
+            if fused:
+                accel.engine.lstm_step_forward(act, cs, t, prev, cur)
+            else:
+                s = a[:3]
+                s *= 0.5
+                s += 0.5
+                np.multiply(a[1], cs[prev], out=ct)
+                np.multiply(a[0], a[3], out=tmp)
+                ct += tmp
             np.tanh(ct, out=tc[t])
             np.multiply(a[2], tc[t], out=hs[cur])
         # the activations go with the saved inputs, so a backward without retain_graph frees them
@@ -307,9 +312,16 @@ class LSTMLayerGate(Op):
         dc = xp.zeros((n, k), dtype=dt) if g_c is None else g_c.astype(dt, copy=True)
         order = list(range(t_len) if reverse else range(t_len - 1, -1, -1))
         tmp = xp.empty((n, k), dtype=dt)
+        if type(g_out) is np.ndarray and not g_out.flags.c_contiguous:
+            g_out = np.ascontiguousarray(g_out)  # e.g. one direction's half of the output
+        fused = accel.fusable(dh, dc, g_out, a_c, p, act, dz)  # the step's elementwise work in C
         for step, t in enumerate(order):
             if step:  # dh = dz W_hh (dz in PyTorch's gate order, as W_hh's rows)
                 _mm(dz[order[step - 1]], w_hh, out=dh)
+            if fused:
+                accel.engine.lstm_step_backward(dh, dc, None if g_out is None else g_out[t], a_c,
+                                                p, act, dz, t)
+                continue
             if g_out is not None:
                 dh += g_out[t]
             np.multiply(dh, a_c[t], out=tmp)
