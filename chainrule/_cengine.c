@@ -13,8 +13,8 @@
  *   UnaryGate, BinaryGate         the Tensor method / operator fast paths
  *                                 (ops/elementwise._unary_fn, ops/binary.fast_binary)
  *
- *   relu_*, layer_norm_*,         one-pass loops for the ReLU, LayerNorm and LSTM rules (their
- *   lstm_step_*                   NumPy versions, several passes each, stay in ops/ and nn/)
+ *   relu_*, layer_norm_*,         one-pass loops for the ReLU, LayerNorm, GELU and LSTM rules
+ *   gelu_float32, lstm_step_*     (their NumPy versions, several passes each, stay in ops/, nn/)
  *
  * Gates still run their own Python forward/backward rules; only the glue is here. Anything off
  * the fast path (hooks, multi-output gates, user Functions, create_graph, anomaly mode, mixed
@@ -24,6 +24,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* The fused loops are compiled for AVX-512, AVX2 and the baseline; the CPU picks at load time
@@ -1634,6 +1635,97 @@ fail:
     return NULL;
 }
 
+/* GELU in float32 (nn/functional.py, Gelu): y = x·Φ(x) and dy/dx = Φ(x) + x·φ(x), with
+ * Φ(x) = ½(1 + erf(x/√2)) as PyTorch computes it. erf is a rational minimax approximation on
+ * [-4, 4] (|error| < 5e-7; erf is ±1 in float32 beyond), e^t for t ≤ 0 a Cody-Waite reduction
+ * and a degree-5 polynomial (Cephes' expf): only multiplies, adds and one division, so the
+ * loop vectorizes. float64 keeps the NumPy/SciPy path. */
+static inline float
+erf_approx_f(float x)
+{
+    x = x < -4.0f ? -4.0f : x > 4.0f ? 4.0f : x;  /* (NaN stays NaN) */
+    float z = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * z + 2.77068142495902e-08f;
+    p = p * z - 2.10102402082508e-06f;
+    p = p * z - 5.69250639462346e-05f;
+    p = p * z - 7.34990630326855e-04f;
+    p = p * z - 2.95459980854025e-03f;
+    p = p * z - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * z - 2.13374055278905e-04f;
+    q = q * z - 1.68282697438203e-03f;
+    q = q * z - 7.37332916720468e-03f;
+    q = q * z - 1.42647390514189e-02f;
+    return x * p / q;
+}
+
+/* e^t for t <= 0 (0 below -87, where float32's e^t is subnormal) */
+static inline float
+exp_nonpositive_f(float t)
+{
+    float underflow = t < -87.0f ? 0.0f : 1.0f;
+    t = t < -87.0f ? -87.0f : t;
+    int n = -(int)(-t * 1.44269504088896341f + 0.5f);  /* round(t / ln 2) */
+    float fn = (float)n;
+    float r = t - fn * 0.693359375f + fn * 2.12194440e-4f;  /* t - n·ln 2, in two parts */
+    float z = r * r;
+    float e = 1.9875691500e-4f;
+    e = e * r + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * z + r + 1.0f;
+    union { int32_t i; float f; } scale = {.i = (n + 127) << 23};  /* 2^n, n >= -126 */
+    return e * scale.f * underflow;
+}
+
+CLONES static void
+gelu_f(const float *x, float *y, float *d, Py_ssize_t n)
+{
+    const float inv_sqrt2 = 0.70710678118654752f, inv_sqrt_2pi = 0.39894228040143268f;
+    if (d == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            y[i] = x[i] * (0.5f + 0.5f * erf_approx_f(x[i] * inv_sqrt2));
+        return;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float v = x[i], cdf = 0.5f + 0.5f * erf_approx_f(v * inv_sqrt2);
+        y[i] = v * cdf;
+        d[i] = cdf + v * (inv_sqrt_2pi * exp_nonpositive_f(-0.5f * v * v));
+    }
+}
+
+/* gelu_float32(x, y, dydx): y = x·Φ(x); dydx = Φ(x) + x·φ(x) unless dydx is None */
+static PyObject *
+gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 'f';
+    void *px, *py, *pd;
+    Py_ssize_t n, ny, nd = 0;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "gelu_float32(x, y, dydx)");
+        return NULL;
+    }
+    if (buf(&b, args[0], 0, 0, &fmt, &px, &n) < 0 || buf(&b, args[1], 1, 0, &fmt, &py, &ny) < 0
+        || buf(&b, args[2], 1, 1, &fmt, &pd, &nd) < 0)
+        goto fail;
+    if (ny != n || (pd && nd != n)) {
+        PyErr_SetString(PyExc_ValueError, "gelu_float32: sizes differ");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    gelu_f(px, py, pd, n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 /* LSTM time steps (nn/modules/rnn.py, LSTMLayerGate): the elementwise work of one step, which
  * NumPy spends five to seven calls on. Gates are stored (i, f, o, g), gate-major:
  * act (4, T, N, K), cell states cs (T + 1, N, K). */
@@ -1831,6 +1923,8 @@ static PyMethodDef methods[] = {
      "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)"},
     {"layer_norm_backward", (PyCFunction)(void (*)(void))layer_norm_backward, METH_FASTCALL,
      "layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)"},
+    {"gelu_float32", (PyCFunction)(void (*)(void))gelu_float32, METH_FASTCALL,
+     "gelu_float32(x, y, dydx): y = x·Φ(x), dydx = Φ(x) + x·φ(x) (None: not wanted)"},
     {"lstm_step_forward", (PyCFunction)(void (*)(void))lstm_step_forward, METH_FASTCALL,
      "lstm_step_forward(act, cs, t, prev, cur)"},
     {"lstm_step_backward", (PyCFunction)(void (*)(void))lstm_step_backward, METH_FASTCALL,

@@ -319,3 +319,26 @@ def test_lstm_step_loops_agree_with_the_numpy_steps(bidirectional) -> None:
     assert calls.count("lstm_step_backward") == 7 * 2 * (2 if bidirectional else 1)
     for fused, ref in zip(*results):
         np.testing.assert_allclose(fused, ref, rtol=1e-5, atol=1e-6)
+
+
+@needs_c
+def test_gelu_loop_matches_the_exact_formula_in_float32() -> None:
+    from math import erf, exp, pi, sqrt
+
+    x = np.concatenate([np.linspace(-12, 12, 20001),
+                        [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0]]).astype(np.float32)
+    y, d = np.empty_like(x), np.empty_like(x)
+    accel.engine.gelu_float32(x, y, d)
+    xs = x.astype(np.float64)
+    cdf = np.array([0.5 * (1 + erf(v / sqrt(2))) for v in xs])
+    pdf = np.array([exp(-v * v / 2) / sqrt(2 * pi) for v in xs])
+    np.testing.assert_allclose(y, xs * cdf, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(d, cdf + xs * pdf, rtol=2e-6, atol=2e-6)
+    assert (y[-2], d[-2], y[-1], d[-1]) == (40.0, 1.0, 0.0, 0.0)
+    nan = np.array([np.nan], np.float32)
+    out = np.empty_like(nan)
+    accel.engine.gelu_float32(nan, out, None)
+    assert np.isnan(out[0])
+    y_only = np.empty_like(x)
+    accel.engine.gelu_float32(x, y_only, None)
+    np.testing.assert_array_equal(y_only, y)
