@@ -47,23 +47,30 @@ TITLES = {
     "W7-LSTM": "W7 2-layer LSTM (h=128), seq 32, batch 32, step",
     "W7-transformer": "W7 transformer block (d=128, 4 heads), seq 64, batch 16, step",
 }
-LIBS = ["chainrule", "chainrule-openblas", "torch", "numpy", "autograd", "micrograd"]
-# chainrule with CHAINRULE_BLAS=numpy: without the optional MKL GEMMs, on the workloads that
-# have matrix products (the others never touch BLAS)
-OPENBLAS = "chainrule-openblas"
+LIBS = ["chainrule", "chainrule-python", "chainrule-openblas", "torch", "numpy", "autograd",
+        "micrograd"]
 GEMM_WORKLOADS = {"W3", "W4", "W6", "W7-LSTM", "W7-transformer"}
+# chainrule run another way: (environment, the workloads it runs on; None: all)
+VARIANTS = {
+    # the pure-Python engine: the reference the C engine mirrors
+    "chainrule-python": ({"CHAINRULE_PURE_PYTHON": "1"}, None),
+    # without the optional MKL GEMMs, on the workloads with matrix products (the others never
+    # touch BLAS)
+    "chainrule-openblas": ({"CHAINRULE_BLAS": "numpy"}, GEMM_WORKLOADS),
+}
+OPENBLAS = "chainrule-openblas"
 ONE_ROUND = {"W5-1M"}  # long: a single round is enough to show linearity
 
 
 def run_one(lib: str, workload: str, repeats: int) -> dict:
     args = [sys.executable, os.path.join(HERE, "run_one.py"),
-            "chainrule" if lib == OPENBLAS else lib,
+            "chainrule" if lib in VARIANTS else lib,
             "W3" if workload == "W6" else workload, str(repeats)]
     if workload == "W6":
         args.append("--memory")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    if lib == OPENBLAS:
-        env["CHAINRULE_BLAS"] = "numpy"
+    if lib in VARIANTS:
+        env.update(VARIANTS[lib][0])
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -80,7 +87,7 @@ def collect(workloads: list, libs: list, rounds: int) -> dict:
             if r > 0 and w in ONE_ROUND:
                 continue
             for lib in order:
-                if lib == OPENBLAS and w not in GEMM_WORKLOADS:
+                if lib in VARIANTS and VARIANTS[lib][1] is not None and w not in VARIANTS[lib][1]:
                     continue
                 prev = results.get((w, lib))
                 if prev and "error" in prev:
@@ -146,11 +153,16 @@ def versions() -> str:
     name = blas.stdout.strip().split(" (")[0] or "unknown"
     out.append("chainrule's matrix products: " + (
         "MKL (the optional `mkl` extra)" if name == "mkl" else "NumPy's BLAS"))
+    code = "from chainrule.autograd import accel; print(accel.engine is not None)"
+    c = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out.append("chainrule's engine: " + ("C (`chainrule._cengine`)" if c.stdout.strip() == "True"
+                                         else "pure Python (the C engine is not built)"))
     return ", ".join(out)
 
 
 def table(results: dict, workloads: list, libs: list) -> str:
-    extra = [f"{OPENBLAS} / torch"] if OPENBLAS in libs else []
+    variants = [lib for lib in VARIANTS if lib in libs]
+    extra = [f"{lib} / torch" for lib in variants]
     head = (["workload", "unit"] + libs + ["chainrule / torch"] + extra
             + ["goal", "met", "answers agree"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -161,9 +173,9 @@ def table(results: dict, workloads: list, libs: list) -> str:
         met = "—" if goal is None or r is None else (
             "yes" if r <= goal else f"no (by {r / goal:.2f}×)")
         row.append("—" if r is None else f"{r:.2f}")
-        if extra:
-            r_ob = _ratio(results, w, OPENBLAS)
-            row.append("—" if r_ob is None else f"{r_ob:.2f}")
+        for lib in variants:
+            r_v = _ratio(results, w, lib)
+            row.append("—" if r_v is None else f"{r_v:.2f}")
         row += ["—" if goal is None else f"≤ {goal}", met, agreement(results, w)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -198,8 +210,9 @@ def main() -> None:
         f"{versions()}. Command: `{cmd}`. One thread per library, each library in a fresh "
         f"process per round, {args.rounds} interleaved rounds, medians. Lower is better; the "
         f"ratio column is chainrule's time divided by PyTorch's in the same run; "
-        f"`{OPENBLAS}` is chainrule with `CHAINRULE_BLAS=numpy` (no MKL), run on the "
-        f"workloads with matrix products.\n\n"
+        f"`chainrule-python` is chainrule with `CHAINRULE_PURE_PYTHON=1` (its pure-Python "
+        f"engine, the reference the C engine mirrors); `{OPENBLAS}` is chainrule with "
+        f"`CHAINRULE_BLAS=numpy` (no MKL), run on the workloads with matrix products.\n\n"
         + table(results, workloads, libs)
     )
     print(body)
