@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check chainrule tests bench examples
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q torch==2.13.0 autograd micrograd || echo "comparison libraries not installed: their columns stay empty"
+	$(BIN)/python -m pip install -q torch==2.13.0 autograd mygrad micrograd || echo "comparison libraries not installed: their columns stay empty"
 	$(BIN)/python -m pip install -q -e '.[mkl]' || echo "mkl not installed: chainrule's GEMMs use NumPy's BLAS"
 	$(BIN)/python bench/run.py --write BENCHMARKS.md
 	$(BIN)/python bench/bench_func.py --write BENCHMARKS.md

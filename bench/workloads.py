@@ -79,6 +79,31 @@ def w1_scalar_mlp(lib: str):
             loss.backward()
             return loss.item()
         return step
+    if lib == "mygrad":
+        import mygrad as mg
+
+        params = [([[mg.tensor(float(w)) for w in row] for row in W],
+                   [mg.tensor(float(v)) for v in b]) for W, b in weights]
+        xs = [[float(v) for v in p] for p in pts]
+
+        def step():
+            loss = 0.0
+            for x, target in zip(xs, labels):
+                h = x
+                for li, (W, b) in enumerate(params):
+                    out = []
+                    for row, bias in zip(W, b):
+                        s = bias
+                        for w, v in zip(row, h):
+                            s = s + w * v
+                        out.append(mg.tanh(s) if li < len(params) - 1 else s)
+                    h = out
+                d = h[0] - float(target)
+                loss = loss + d * d
+            loss = loss / len(xs)
+            loss.backward()
+            return loss.item()
+        return step
     if lib == "autograd":
         import autograd
         import autograd.numpy as anp
@@ -118,8 +143,10 @@ W2_OPS = 1000
 
 
 def w2_elementwise(lib: str):
-    """250 × [exp, +c, ×c, tanh] on an (8, 8) float32 tensor, sum, backward."""
-    x0 = (np.random.default_rng(SEED).standard_normal((8, 8)) * 0.1).astype(np.float32)
+    """250 × [exp, +c, ×c, tanh] on an (8, 8) float64 tensor, sum, backward. (float64: the
+    gradient through 250 blocks is ~1e-58, which float32 flushes to 0 in every library, and the
+    answer check must see it.)"""
+    x0 = np.random.default_rng(SEED).standard_normal((8, 8)) * 0.1
     if lib in ("chainrule", "torch"):
         T = _lib(lib)
 
@@ -160,6 +187,18 @@ def w2_elementwise(lib: str):
 
         g = autograd.grad(f)
         return lambda: float(g(x0).sum())
+    if lib == "mygrad":
+        import mygrad as mg
+
+        def step():
+            x = mg.tensor(x0)
+            h = x
+            for _ in range(W2_OPS // 4):
+                h = (mg.exp(h) + 0.5) * 0.5
+                h = mg.tanh(h)
+            mg.sum(h).backward()
+            return float(x.grad.sum())
+        return step
     raise KeyError(lib)
 
 
@@ -277,6 +316,17 @@ def w5_chain(lib: str, n: int = 100_000):
             for v in reversed(ys):
                 g = g * np.float32(1.0001) * np.cos(v)
             return float(g)
+        return step
+    if lib == "mygrad":
+        import mygrad as mg
+
+        def step():
+            x = mg.tensor(0.5)
+            h = x
+            for _ in range(n // 2):
+                h = mg.sin(h) * 1.0001
+            h.backward()
+            return float(x.grad)
         return step
     if lib == "micrograd":
         from micrograd.engine import Value
