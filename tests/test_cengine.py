@@ -342,3 +342,83 @@ def test_gelu_loop_matches_the_exact_formula_in_float32() -> None:
     y_only = np.empty_like(x)
     accel.engine.gelu_float32(x, y_only, None)
     np.testing.assert_array_equal(y_only, y)
+
+
+# ---- differential: random graphs on both engines -----------------------------------------------
+def _random_graph_grads(seed: int) -> list:
+    """Gradients of a random float64 graph: forks, broadcasting, multi-output gates, a user
+    Function, hooks, retain_grad, 0-d leaves, scalar operands, reductions over dims (keepdim,
+    so every value broadcasts against every other: shapes (3, 4), (4,), (3, 1), (1,), ())."""
+    rng = np.random.default_rng(seed)
+
+    class Square(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g
+
+    leaves = [cr.tensor(rng.standard_normal((3, 4)), requires_grad=True),
+              cr.tensor(rng.standard_normal((4,)), requires_grad=True),
+              cr.tensor(rng.standard_normal((3, 1)), requires_grad=True),
+              cr.tensor(float(rng.standard_normal()), dtype=cr.float64, requires_grad=True)]
+    pool = list(leaves)
+    hooked = []
+    for _ in range(12):
+        a, b = (pool[i] for i in rng.integers(0, len(pool), 2))
+        kind = int(rng.integers(0, 12))
+        if kind == 0:
+            v = a + b
+        elif kind == 1:
+            v = a * b
+        elif kind == 2:
+            v = a - 0.5 * b
+        elif kind == 3:
+            v = a / (b * b + 1.0)
+        elif kind == 4:
+            v = a.tanh() + b.sigmoid()
+        elif kind == 5:
+            v = cr.relu(a) * 2.0 + b.exp() * 0.1
+        elif kind == 6:
+            v = Square.apply(a) + b
+        elif kind == 7:
+            v = (a * b).sum(dim=-1, keepdim=True)
+        elif kind == 8:
+            v = (a + b).max(dim=-1, keepdim=True)[0] if (a + b).ndim else a + b
+        elif kind == 9:
+            v = (a * b).mean() + a
+        elif kind == 10:
+            v = a + b
+            v.register_hook(lambda g: g * 0.5)
+        else:
+            v = a * b
+            v.retain_grad()
+            hooked.append(v)
+        pool.append(v)
+    loss = sum(p.sum() for p in pool[len(leaves):])
+    loss.backward()
+    return [None if t.grad is None else t.grad.numpy().tolist() for t in leaves + hooked]
+
+
+def _random_graphs_in_subprocess(pure: bool, seeds: range) -> list:
+    code = ("import json, tests.test_cengine as t\n"
+            f"print(json.dumps([t._random_graph_grads(s) for s in {list(seeds)!r}]))\n")
+    env = dict(os.environ, CHAINRULE_PURE_PYTHON="1" if pure else "0")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@needs_c
+def test_random_graphs_give_identical_gradients_on_both_engines() -> None:
+    seeds = range(60)
+    c_engine = _random_graphs_in_subprocess(False, seeds)
+    python = _random_graphs_in_subprocess(True, seeds)
+    assert len(c_engine) == len(python) == 60
+    for seed, (got, ref) in enumerate(zip(c_engine, python)):
+        assert got == ref, f"seed {seed}"
