@@ -35,6 +35,9 @@
 #define CLONES
 #endif
 
+/* Bumped whenever the functions or install()'s arguments change (accel.INTERFACE must match). */
+#define CENGINE_INTERFACE 1
+
 /* ---- references handed over by accel.install() -------------------------------------------- */
 static PyTypeObject *TensorType, *OpType, *FunctionType, *NdarrayType;
 static PyObject *State;          /* chainrule._state.state (thread-local switches) */
@@ -1977,6 +1980,11 @@ PyInit__cengine(void)
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
+    /* accel.py refuses a build whose interface differs from the Python it mirrors */
+    if (PyModule_AddIntConstant(m, "INTERFACE", CENGINE_INTERFACE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&GateType);
     if (PyModule_AddObject(m, "Gate", (PyObject *)&GateType) < 0) {
         Py_DECREF(&GateType);

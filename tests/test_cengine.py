@@ -422,3 +422,26 @@ def test_random_graphs_give_identical_gradients_on_both_engines() -> None:
     assert len(c_engine) == len(python) == 60
     for seed, (got, ref) in enumerate(zip(c_engine, python)):
         assert got == ref, f"seed {seed}"
+
+
+def test_a_stale_build_falls_back_to_python_with_a_warning() -> None:
+    code = (
+        "import sys, types, warnings\n"
+        "stale = types.ModuleType('chainrule._cengine')\n"
+        "stale.INTERFACE = 0\n"
+        "stale.__file__ = 'old.so'\n"
+        "sys.modules['chainrule._cengine'] = stale\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import chainrule as cr\n"
+        "from chainrule.autograd import accel\n"
+        "x = cr.ones(3, requires_grad=True)\n"
+        "(x.exp() * 2.0).sum().backward()\n"
+        "print(accel.engine is None, any('Rebuild' in str(m.message) for m in w),\n"
+        "      round(float(x.grad[0]), 4))\n"
+    )
+    env = dict(os.environ, CHAINRULE_PURE_PYTHON="0")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "5.4366"]

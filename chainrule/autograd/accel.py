@@ -18,12 +18,22 @@ from chainrule.backend import np
 __all__ = ["engine", "fusable", "install_gates"]
 
 
+INTERFACE = 1  # must equal CENGINE_INTERFACE in _cengine.c
+
+
 def _load():
     if os.environ.get("CHAINRULE_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
         from chainrule import _cengine
     except ImportError:
+        return None
+    if getattr(_cengine, "INTERFACE", None) != INTERFACE:  # built from an older _cengine.c
+        import warnings
+
+        warnings.warn(f"chainrule._cengine ({_cengine.__file__}) was built from another "
+                      "version of _cengine.c; running the pure-Python engine. Rebuild it with "
+                      "`pip install -e .` (or `make test`).", RuntimeWarning, stacklevel=2)
         return None
     from chainrule.autograd import function as fn
     from chainrule.tensor import Tensor
