@@ -100,21 +100,11 @@ get_slot(PyObject *o, Py_ssize_t off, PyObject *name)
     return v;
 }
 
+/* the truth of state.<name> (grad_enabled, extras, modes): 1, 0, or -1 with an error */
 static int
-grad_enabled(void)
+state_flag(PyObject *name)
 {
-    PyObject *v = PyObject_GetAttr(State, s_grad_enabled);
-    if (v == NULL)
-        return -1;
-    int r = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
-}
-
-static int
-extras_on(void)
-{
-    PyObject *v = PyObject_GetAttr(State, s_extras);
+    PyObject *v = PyObject_GetAttr(State, name);
     if (v == NULL)
         return -1;
     int r = PyObject_IsTrue(v);
@@ -229,16 +219,12 @@ call_forward(PyObject *cls, PyObject *const *args, Py_ssize_t n)
 static PyObject *
 finish_one(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1, PyObject *arrays_list)
 {
-    int extras = extras_on();
+    int extras = state_flag(s_extras);
     if (extras < 0)
         goto fail;
     if (extras) {
         /* only Modules are running (no recording mode): _note_creation's ctx.scope = scopes */
-        PyObject *modes = PyObject_GetAttr(State, s_modes);
-        if (modes == NULL)
-            goto fail;
-        int any_mode = PyObject_IsTrue(modes);
-        Py_DECREF(modes);
+        int any_mode = state_flag(s_modes);
         if (any_mode < 0)
             goto fail;
         if (!any_mode) {
@@ -366,7 +352,7 @@ apply_unary_impl(PyObject *cls, PyObject *x)
     Py_INCREF(data);
     int record = requires_grad(x);
     if (record > 0)
-        record = grad_enabled();
+        record = state_flag(s_grad_enabled);
     if (record < 0)
         goto done;
     PyObject *args[2] = {ctx, data};
@@ -443,7 +429,7 @@ apply_binary_impl(PyObject *cls, PyObject *a, PyObject *b)
     PyObject *args[3] = {ctx, da, db};
     int record = ea != NULL || eb != NULL;
     if (record)
-        record = grad_enabled();
+        record = state_flag(s_grad_enabled);
     if (record < 0)
         goto done;
     if (!record) {
@@ -551,7 +537,7 @@ apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL, *edges = NULL, *arrays = NULL, *out = NULL;
     set_slot(ctx, N_nin, Zero);
     set_slot(ctx, N_en, EmptyTuple);
-    int record = grad_enabled();
+    int record = state_flag(s_grad_enabled);
     if (record > 0) {
         PyObject *d = PyObject_GetAttr(cls, s_differentiable);
         if (d == NULL)
@@ -1067,6 +1053,19 @@ add_leaf(Pass *p, PyObject *leaf, PyObject *g)
     return r;
 }
 
+/* g (borrowed) as a new reference, summed back to ``shape`` and cast to ``dtype`` by
+ * engine._conform where it differs (g.shape != shape or g.dtype is not dtype) */
+static PyObject *
+conformed(Pass *p, PyObject *g, PyObject *shape, PyObject *dtype, PyObject *node)
+{
+    int c = needs_conform(g, shape, dtype);
+    if (c < 0)
+        return NULL;
+    if (c == 0)
+        return Py_NewRef(g);
+    return PyObject_CallFunctionObjArgs(p->conform, g, shape, dtype, Py_False, node, NULL);
+}
+
 /* Send gradient g (borrowed) along one edge of ``node``. */
 static int
 deliver(Pass *p, PyObject *node, PyObject *edge, PyObject *g)
@@ -1092,16 +1091,10 @@ deliver(Pass *p, PyObject *node, PyObject *edge, PyObject *g)
             Py_XDECREF(shape);
             return -1;
         }
-        Py_INCREF(g);
-        int c = needs_conform(g, shape, dtype);
-        if (c > 0) {
-            PyObject *g2 = PyObject_CallFunctionObjArgs(p->conform, g, shape, dtype, Py_False,
-                                                        node, NULL);
-            Py_SETREF(g, g2);
-        }
-        if (c >= 0 && g != NULL)
-            r = add_leaf(p, edge, g);
-        Py_XDECREF(g);
+        PyObject *gc = conformed(p, g, shape, dtype, node);
+        if (gc != NULL)
+            r = add_leaf(p, edge, gc);
+        Py_XDECREF(gc);
         Py_DECREF(shape);
         Py_DECREF(dtype);
         return r;
@@ -1146,17 +1139,11 @@ deliver(Pass *p, PyObject *node, PyObject *edge, PyObject *g)
             Py_XDECREF(shape);
             goto done;
         }
-        Py_INCREF(g);
-        int c = needs_conform(g, shape, dtype);
-        if (c > 0)
-            Py_SETREF(g, PyObject_CallFunctionObjArgs(p->conform, g, shape, dtype, Py_False,
-                                                      node, NULL));
+        g = conformed(p, g, shape, dtype, node);
         Py_DECREF(shape);
         Py_DECREF(dtype);
-        if (c < 0 || g == NULL) {
-            Py_XDECREF(g);
+        if (g == NULL)
             goto done;
-        }
         int ok;
         if (one_output) {
             PyObject *old = PyDict_GetItemWithError(p->buffers, parent);
@@ -1381,6 +1368,33 @@ buf(Bufs *b, PyObject *a, int writable, int optional, char *fmt, void **data, Py
     return 0;
 }
 
+/* The buffers of the ``want`` arguments of an elementwise loop: float arrays of one dtype
+ * (``*fmt``, if already set, is required) and one size ``*n``; the arguments from ``first_out``
+ * on are written, and the last one may be None when ``last_optional`` (its pointer NULL). */
+static int
+same_size_bufs(Bufs *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+               Py_ssize_t first_out, int last_optional, const char *usage, char *fmt,
+               void **ptrs, Py_ssize_t *n)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < want; i++) {
+        Py_ssize_t len = 0;
+        if (buf(b, args[i], i >= first_out, last_optional && i == want - 1, fmt, &ptrs[i],
+                &len) < 0)
+            return -1;
+        if (i == 0)
+            *n = len;
+        else if (ptrs[i] != NULL && len != *n) {
+            PyErr_Format(PyExc_ValueError, "%s: sizes differ", usage);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 #define DEFINE_RELU(T, suffix)                                                       \
     CLONES static void relu_forward_##suffix(const T *x, T *y, Py_ssize_t n)         \
     {                                                                                \
@@ -1402,20 +1416,17 @@ relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Bufs b = {.n = 0};
     char fmt = 0;
-    void *px, *py;
-    Py_ssize_t n, m;
-    if (nargs != 2 || buf(&b, args[0], 0, 0, &fmt, &px, &n) < 0 ||
-        buf(&b, args[1], 1, 0, &fmt, &py, &m) < 0 || m != n) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "relu_forward(x, out): sizes differ");
+    void *p[2];
+    Py_ssize_t n;
+    if (same_size_bufs(&b, args, nargs, 2, 1, 0, "relu_forward(x, out)", &fmt, p, &n) < 0) {
         bufs_release(&b);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     if (fmt == 'f')
-        relu_forward_f(px, py, n);
+        relu_forward_f(p[0], p[1], n);
     else
-        relu_forward_d(px, py, n);
+        relu_forward_d(p[0], p[1], n);
     Py_END_ALLOW_THREADS
     bufs_release(&b);
     Py_RETURN_NONE;
@@ -1427,21 +1438,17 @@ relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Bufs b = {.n = 0};
     char fmt = 0;
-    void *pg, *py, *po;
-    Py_ssize_t n, ny, no;
-    if (nargs != 3 || buf(&b, args[0], 0, 0, &fmt, &pg, &n) < 0 ||
-        buf(&b, args[1], 0, 0, &fmt, &py, &ny) < 0 ||
-        buf(&b, args[2], 1, 0, &fmt, &po, &no) < 0 || ny != n || no != n) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "relu_backward(g, y, out): sizes differ");
+    void *p[3];
+    Py_ssize_t n;
+    if (same_size_bufs(&b, args, nargs, 3, 2, 0, "relu_backward(g, y, out)", &fmt, p, &n) < 0) {
         bufs_release(&b);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     if (fmt == 'f')
-        relu_backward_f(pg, py, po, n);
+        relu_backward_f(p[0], p[1], p[2], n);
     else
-        relu_backward_d(pg, py, po, n);
+        relu_backward_d(p[0], p[1], p[2], n);
     Py_END_ALLOW_THREADS
     bufs_release(&b);
     Py_RETURN_NONE;
@@ -1706,27 +1713,17 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Bufs b = {.n = 0};
     char fmt = 'f';
-    void *px, *py, *pd;
-    Py_ssize_t n, ny, nd = 0;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "gelu_float32(x, y, dydx)");
+    void *p[3];
+    Py_ssize_t n;
+    if (same_size_bufs(&b, args, nargs, 3, 1, 1, "gelu_float32(x, y, dydx)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
         return NULL;
     }
-    if (buf(&b, args[0], 0, 0, &fmt, &px, &n) < 0 || buf(&b, args[1], 1, 0, &fmt, &py, &ny) < 0
-        || buf(&b, args[2], 1, 1, &fmt, &pd, &nd) < 0)
-        goto fail;
-    if (ny != n || (pd && nd != n)) {
-        PyErr_SetString(PyExc_ValueError, "gelu_float32: sizes differ");
-        goto fail;
-    }
     Py_BEGIN_ALLOW_THREADS
-    gelu_f(px, py, pd, n);
+    gelu_f(p[0], p[1], p[2], n);
     Py_END_ALLOW_THREADS
     bufs_release(&b);
     Py_RETURN_NONE;
-fail:
-    bufs_release(&b);
-    return NULL;
 }
 
 /* LSTM time steps (nn/modules/rnn.py, LSTMLayerGate): the elementwise work of one step, which
