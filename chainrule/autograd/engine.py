@@ -85,7 +85,7 @@ def run_backward(
         plain = not create_graph and not capture  # raw arrays, no autograd.grad captures
         if _cengine is not None and plain and needed is None and not anomaly:
             # the loop below, in C (autograd/accel.py); it calls back for nodes off its fast path
-            _cengine.backward(ready, buffers, deps, leaf_grads, retain_graph, _plain_node_grads,
+            _cengine.backward(ready, buffers, deps, leaf_grads, retain_graph, _node_grads,
                               _conform, _add)
             ready = ()
         while ready:
@@ -99,16 +99,7 @@ def run_backward(
                 if plain and node._shape is not None and node._hooks is None:
                     input_grads = node.backward(node, grad)  # fast path: a one-output built-in
                 else:
-                    single = node._shape is not None or len(node._outs) == 1
-                    if node._hooks or capture:
-                        grads = _node_hooks(node, [grad] if single else grad, capture,
-                                            captured, create_graph)
-                        grad = grads[0] if single else grads
-                    if single and not create_graph and not node._as_tensors:
-                        input_grads = node.backward(node, grad)
-                    else:
-                        input_grads = node._run_backward([grad] if single else grad,
-                                                         create_graph)
+                    input_grads = _node_grads(node, grad, capture, captured, create_graph)
                 if type(input_grads) is not tuple:
                     input_grads = (input_grads,)
                 if len(input_grads) < len(edges):
@@ -162,16 +153,16 @@ def run_backward(
     return _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
 
 
-def _plain_node_grads(node, grad):
-    """The loop's steps for a node off the C loop's fast path (hooks, several outputs, a user
-    Function), in a backward without create_graph or captures."""
+def _node_grads(node, grad, capture=None, captured=None, create_graph=False):
+    """A node's input gradients off the fast path (hooks, autograd.grad captures, several
+    outputs, a user Function, create_graph). The C loop calls it with the defaults."""
     single = node._shape is not None or len(node._outs) == 1
-    if node._hooks:
-        grads = _node_hooks(node, [grad] if single else grad, None, None, False)
+    if node._hooks or capture:
+        grads = _node_hooks(node, [grad] if single else grad, capture, captured, create_graph)
         grad = grads[0] if single else grads
-    if single and not node._as_tensors:
+    if single and not create_graph and not node._as_tensors:
         return node.backward(node, grad)
-    return node._run_backward([grad] if single else grad, False)
+    return node._run_backward([grad] if single else grad, create_graph)
 
 
 def _count_consumers(starts: list) -> dict:
