@@ -8,6 +8,7 @@ replace, and that its bookkeeping leaks nothing and matches the reference bit fo
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import json
@@ -21,9 +22,42 @@ import pytest
 
 import chainrule as cr
 from chainrule.autograd import accel
+from square_gates import GoodSquare
 
 C = accel.engine is not None
 needs_c = pytest.mark.skipif(not C, reason="the C engine is not built or is switched off")
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _run_python(code: str, pure: bool) -> str:
+    """The stdout of ``code`` in a fresh interpreter started in tests/ (so the test modules
+    import), on the pure-Python engine or the C one."""
+    env = dict(os.environ, CHAINRULE_PURE_PYTHON="1" if pure else "0")
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=TESTS_DIR,
+                          capture_output=True, text=True, check=True).stdout
+
+
+@contextlib.contextmanager
+def _engine_as(engine):
+    """accel.engine replaced for the block (None: the rules take their NumPy fallbacks)."""
+    real = accel.engine
+    accel.engine = engine
+    try:
+        yield
+    finally:
+        accel.engine = real
+
+
+def _spy(calls: list):
+    """The C engine, with the name of every function called through accel appended to calls."""
+    real = accel.engine
+
+    class Spy:
+        def __getattr__(self, name):
+            fn = getattr(real, name)
+            return lambda *a: calls.append(name) or fn(*a)
+
+    return Spy()
 
 
 def test_engine_in_use_when_expected() -> None:
@@ -112,17 +146,12 @@ def test_no_references_leak_and_graphs_are_freed() -> None:
 
 def _gradients_in_subprocess(pure: bool) -> list:
     code = (
-        "import json, numpy as np, chainrule as cr\n"
-        "import tests.test_cengine as t\n"
+        "import json, test_cengine as t\n"
         "x, w, h = t._w2_graph()\n"
         "(h.sum() + (h * h).mean()).backward()\n"
         "print(json.dumps([x.grad.numpy().tolist(), w.grad.numpy().tolist()]))\n"
     )
-    env = dict(os.environ, CHAINRULE_PURE_PYTHON="1" if pure else "0")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout)
+    return json.loads(_run_python(code, pure))
 
 
 @needs_c
@@ -252,31 +281,18 @@ def test_layer_norm_and_relu_modules_take_the_loops_and_agree_with_the_reference
         ln.weight.copy_(cr.tensor(rng.standard_normal(32).astype(np.float32)))
         ln.bias.copy_(cr.tensor(rng.standard_normal(32).astype(np.float32)))
     calls = []
-    real = accel.engine
-
-    class Spy:
-        def __getattr__(self, name):
-            fn = getattr(real, name)
-            return lambda *a: calls.append(name) or fn(*a)
-
     xt = cr.tensor(x, requires_grad=True)
-    accel.engine = Spy()
-    try:
+    with _engine_as(_spy(calls)):
         out = cr.relu(ln(xt))
         (out * out).sum().backward()
-    finally:
-        accel.engine = real
     assert calls == ["layer_norm_forward", "relu_forward", "relu_backward",
                      "layer_norm_backward"]
     grads = [xt.grad.numpy(), ln.weight.grad.numpy(), ln.bias.grad.numpy()]
     xt.grad = None
     ln.zero_grad()
-    accel.engine = None  # the NumPy reference in the same rules
-    try:
+    with _engine_as(None):  # the NumPy reference in the same rules
         out_ref = cr.relu(ln(xt))
         (out_ref * out_ref).sum().backward()
-    finally:
-        accel.engine = real
     np.testing.assert_allclose(out.detach().numpy(), out_ref.detach().numpy(), rtol=1e-5,
                                atol=1e-6)
     for got, ref in zip(grads, [xt.grad.numpy(), ln.weight.grad.numpy(), ln.bias.grad.numpy()]):
@@ -294,25 +310,15 @@ def test_lstm_step_loops_agree_with_the_numpy_steps(bidirectional) -> None:
     c0 = cr.tensor(rng.standard_normal(h0.shape).astype(np.float32), requires_grad=True)
     target = cr.tensor(rng.standard_normal((7, 3, 20 if bidirectional else 10)).astype(
         np.float32))
-    real = accel.engine
     calls = []
-
-    class Spy:
-        def __getattr__(self, name):
-            fn = getattr(real, name)
-            return lambda *a: calls.append(name) or fn(*a)
-
     results = []
-    for engine in (Spy(), None):
-        accel.engine = engine
-        try:
+    for engine in (_spy(calls), None):
+        with _engine_as(engine):
             out, (hn, cn) = lstm(x, (h0, c0))
             loss = ((out - target) ** 2).mean() + hn.sum() + (cn * cn).sum()
             for t in (x, h0, c0, *lstm.parameters()):
                 t.grad = None
             loss.backward()
-        finally:
-            accel.engine = real
         results.append([out.detach().numpy(), hn.detach().numpy(), cn.detach().numpy()] +
                        [t.grad.numpy() for t in (x, h0, c0, *lstm.parameters())])
     assert calls.count("lstm_step_forward") == 7 * 2 * (2 if bidirectional else 1)
@@ -350,18 +356,6 @@ def _random_graph_grads(seed: int) -> list:
     Function, hooks, retain_grad, 0-d leaves, scalar operands, reductions over dims (keepdim,
     so every value broadcasts against every other: shapes (3, 4), (4,), (3, 1), (1,), ())."""
     rng = np.random.default_rng(seed)
-
-    class Square(cr.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return 2 * x * g
-
     leaves = [cr.tensor(rng.standard_normal((3, 4)), requires_grad=True),
               cr.tensor(rng.standard_normal((4,)), requires_grad=True),
               cr.tensor(rng.standard_normal((3, 1)), requires_grad=True),
@@ -384,7 +378,7 @@ def _random_graph_grads(seed: int) -> list:
         elif kind == 5:
             v = cr.relu(a) * 2.0 + b.exp() * 0.1
         elif kind == 6:
-            v = Square.apply(a) + b
+            v = GoodSquare.apply(a) + b
         elif kind == 7:
             v = (a * b).sum(dim=-1, keepdim=True)
         elif kind == 8:
@@ -405,13 +399,9 @@ def _random_graph_grads(seed: int) -> list:
 
 
 def _random_graphs_in_subprocess(pure: bool, seeds: range) -> list:
-    code = ("import json, tests.test_cengine as t\n"
+    code = ("import json, test_cengine as t\n"
             f"print(json.dumps([t._random_graph_grads(s) for s in {list(seeds)!r}]))\n")
-    env = dict(os.environ, CHAINRULE_PURE_PYTHON="1" if pure else "0")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout)
+    return json.loads(_run_python(code, pure))
 
 
 @needs_c
@@ -440,8 +430,4 @@ def test_a_stale_build_falls_back_to_python_with_a_warning() -> None:
         "print(accel.engine is None, any('Rebuild' in str(m.message) for m in w),\n"
         "      round(float(x.grad[0]), 4))\n"
     )
-    env = dict(os.environ, CHAINRULE_PURE_PYTHON="0")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.split() == ["True", "True", "5.4366"]
+    assert _run_python(code, pure=False).split() == ["True", "True", "5.4366"]
