@@ -9,6 +9,7 @@ numpy (a hand-written floor: the same math, no graph), autograd (HIPS), microgra
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -50,57 +51,48 @@ def batch(n, features, classes, shape=None):
 
 
 # ---- W1: the scalar circuit ---------------------------------------------------------------------
+def _circuit_loss(layers, points, labels, tanh):
+    """MSE of the 2-16-16-1 tanh MLP over ``points``, one scalar gate at a time. ``layers``:
+    per layer (rows of weights, biases), each a scalar of the library; ``tanh`` its tanh."""
+    loss = 0.0
+    for x, target in zip(points, labels):
+        h = x
+        for li, (W, b) in enumerate(layers):
+            out = []
+            for row, bias in zip(W, b):
+                s = bias
+                for w, v in zip(row, h):
+                    s = s + w * v
+                out.append(tanh(s) if li < len(layers) - 1 else s)
+            h = out
+        d = h[0] - float(target)
+        loss = loss + d * d
+    return loss / len(points)
+
+
 def w1_scalar_mlp(lib: str):
     """100 moons points through a 2-16-16-1 tanh MLP as 0-d ops, MSE, forward + backward."""
     pts, labels = moons()
     weights = mlp_scalar_weights()
-    if lib in ("chainrule", "torch"):
-        T = _lib(lib)
-        params = [([[T.tensor(float(w), dtype=T.float64, requires_grad=True) for w in row]
-                    for row in W], [T.tensor(float(v), dtype=T.float64, requires_grad=True)
-                                    for v in b]) for W, b in weights]
-        xs = [[T.tensor(float(v), dtype=T.float64) for v in p] for p in pts]
+    if lib in ("chainrule", "torch", "mygrad"):
+        if lib == "mygrad":
+            import mygrad as mg
+
+            scalar, tanh = mg.tensor, mg.tanh
+            xs = [[float(v) for v in p] for p in pts]
+        else:
+            T = _lib(lib)
+
+            def scalar(v):
+                return T.tensor(v, dtype=T.float64, requires_grad=True)
+
+            tanh = operator.methodcaller("tanh")
+            xs = [[T.tensor(float(v), dtype=T.float64) for v in p] for p in pts]
+        params = [([[scalar(float(w)) for w in row] for row in W], [scalar(float(v)) for v in b])
+                  for W, b in weights]
 
         def step():
-            loss = 0.0
-            for x, target in zip(xs, labels):
-                h = x
-                for li, (W, b) in enumerate(params):
-                    out = []
-                    for row, bias in zip(W, b):
-                        s = bias
-                        for w, v in zip(row, h):
-                            s = s + w * v
-                        out.append(s.tanh() if li < len(params) - 1 else s)
-                    h = out
-                d = h[0] - float(target)
-                loss = loss + d * d
-            loss = loss / len(xs)
-            loss.backward()
-            return loss.item()
-        return step
-    if lib == "mygrad":
-        import mygrad as mg
-
-        params = [([[mg.tensor(float(w)) for w in row] for row in W],
-                   [mg.tensor(float(v)) for v in b]) for W, b in weights]
-        xs = [[float(v) for v in p] for p in pts]
-
-        def step():
-            loss = 0.0
-            for x, target in zip(xs, labels):
-                h = x
-                for li, (W, b) in enumerate(params):
-                    out = []
-                    for row, bias in zip(W, b):
-                        s = bias
-                        for w, v in zip(row, h):
-                            s = s + w * v
-                        out.append(mg.tanh(s) if li < len(params) - 1 else s)
-                    h = out
-                d = h[0] - float(target)
-                loss = loss + d * d
-            loss = loss / len(xs)
+            loss = _circuit_loss(params, xs, labels, tanh)
             loss.backward()
             return loss.item()
         return step
@@ -114,20 +106,7 @@ def w1_scalar_mlp(lib: str):
             it = iter(ws)
             layers = [([[next(it) for _ in range(W.shape[1])] for _ in range(W.shape[0])],
                        [next(it) for _ in range(len(b))]) for W, b in weights]
-            loss = 0.0
-            for p, target in zip(pts, labels):
-                h = [float(v) for v in p]
-                for li, (W, b) in enumerate(layers):
-                    out = []
-                    for row, bias in zip(W, b):
-                        s = bias
-                        for w, v in zip(row, h):
-                            s = s + w * v
-                        out.append(anp.tanh(s) if li < len(layers) - 1 else s)
-                    h = out
-                d = h[0] - float(target)
-                loss = loss + d * d
-            return loss / len(pts)
+            return _circuit_loss(layers, [[float(v) for v in p] for p in pts], labels, anp.tanh)
 
         grad_fn = autograd.value_and_grad(loss_fn)
 
