@@ -66,8 +66,7 @@ class SGD(Optimizer):
             maximize = group["maximize"]
             plain = momentum == 0 and weight_decay == 0 and not maximize
             for p, d, grad in self._with_grads(group):
-                if plain and d.size >= blas.MIN_AXPY and blas.axpy(-lr, grad, d):
-                    # θ ← θ - lr·g in one pass (MKL)
+                if plain and blas.axpy(-lr, grad, d):  # θ ← θ - lr·g in one pass (MKL)
                     continue
                 b, first = None, False
                 if momentum != 0:
