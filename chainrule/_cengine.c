@@ -215,9 +215,24 @@ call_forward(PyObject *cls, PyObject *const *args, Py_ssize_t n)
     return out;
 }
 
+/* The gate's input arrays as a Python object, for a call into function.py: ``given`` (apply's
+ * list), or a tuple of the m arrays. New reference. */
+static PyObject *
+arrays_object(PyObject *const *arrays, Py_ssize_t m, PyObject *given)
+{
+    if (given != NULL)
+        return Py_NewRef(given);
+    PyObject *t = PyTuple_New(m);
+    if (t == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < m; i++)
+        PyTuple_SET_ITEM(t, i, Py_NewRef(arrays[i]));
+    return t;
+}
+
 /* _finish_one(ctx, out, arrays): record the single output's meta and wrap it (steals out) */
 static PyObject *
-finish_one(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1, PyObject *arrays_list)
+finish_one(PyObject *ctx, PyObject *out, PyObject *const *arrays, Py_ssize_t m, PyObject *given)
 {
     int extras = state_flag(s_extras);
     if (extras < 0)
@@ -240,12 +255,11 @@ finish_one(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1, PyObject *a
         }
     }
     if (extras) {
-        PyObject *arrays = arrays_list ? Py_NewRef(arrays_list)
-                           : a1 ? PyTuple_Pack(2, a0, a1) : PyTuple_Pack(1, a0);
-        if (arrays == NULL)
+        PyObject *inputs = arrays_object(arrays, m, given);
+        if (inputs == NULL)
             goto fail;
-        PyObject *r = PyObject_CallFunctionObjArgs(NoteExtras, ctx, out, arrays, NULL);
-        Py_DECREF(arrays);
+        PyObject *r = PyObject_CallFunctionObjArgs(NoteExtras, ctx, out, inputs, NULL);
+        Py_DECREF(inputs);
         if (r == NULL)
             goto fail;
         Py_DECREF(r);
@@ -271,40 +285,51 @@ fail:
     return NULL;
 }
 
-/* where saved value s came from, for the common cases; NULL: ask function._sources */
-static PyObject *
-saved_from(PyObject *saved, PyObject *out, PyObject *a0, PyObject *a1)
+/* where saved value s came from: its input index, -1 (the output), or -2 (a constant: None) */
+static Py_ssize_t
+source_index(PyObject *s, PyObject *const *arrays, Py_ssize_t m, PyObject *out)
 {
-    if (PyTuple_CheckExact(saved)) {
-        Py_ssize_t n = PyTuple_GET_SIZE(saved);
-        if (a1 == NULL && n == 1) {
-            PyObject *s = PyTuple_GET_ITEM(saved, 0);
-            if (s == a0) {
-                Py_INCREF(FromInput0);
-                return FromInput0;
-            }
-            if (s == out) {
-                Py_INCREF(FromOutput);
-                return FromOutput;
-            }
-        }
-        else if (a1 != NULL && n == 2 && PyTuple_GET_ITEM(saved, 0) == a0 &&
-                 PyTuple_GET_ITEM(saved, 1) == a1) {
-            Py_INCREF(FromInputs01);
-            return FromInputs01;
-        }
-    }
-    PyObject *arrays = a1 ? PyTuple_Pack(2, a0, a1) : PyTuple_Pack(1, a0);
-    if (arrays == NULL)
+    for (Py_ssize_t j = 0; j < m; j++)
+        if (arrays[j] == s)
+            return j;
+    return s == out ? -1 : -2;
+}
+
+/* function._sources for a one-output gate, the commonest answers as shared constant tuples;
+ * NULL without an error: a case for the Python version (several outputs, saved not a tuple) */
+static PyObject *
+sources_one(PyObject *saved, PyObject *const *arrays, Py_ssize_t m, PyObject *out)
+{
+    if (!PyTuple_CheckExact(saved) || PyTuple_CheckExact(out))
         return NULL;
-    PyObject *r = PyObject_CallFunctionObjArgs(Sources, saved, arrays, out, NULL);
-    Py_DECREF(arrays);
-    return r;
+    Py_ssize_t n = PyTuple_GET_SIZE(saved);
+    Py_ssize_t i0 = n ? source_index(PyTuple_GET_ITEM(saved, 0), arrays, m, out) : -2;
+    if (n == 1 && (i0 == 0 || i0 == -1))
+        return Py_NewRef(i0 == 0 ? FromInput0 : FromOutput);
+    /* positional, as Op.apply_binary: for a·a it says (0, 1), where the scan says (0, 0); both
+     * name the same Tensor */
+    if (n == 2 && m >= 2 && PyTuple_GET_ITEM(saved, 0) == arrays[0] &&
+        PyTuple_GET_ITEM(saved, 1) == arrays[1])
+        return Py_NewRef(FromInputs01);
+    PyObject *src = PyTuple_New(n);
+    if (src == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t k = source_index(PyTuple_GET_ITEM(saved, i), arrays, m, out);
+        PyObject *v = k == -2 ? Py_NewRef(Py_None) : PyLong_FromSsize_t(k);
+        if (v == NULL) {
+            Py_DECREF(src);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(src, i, v);
+    }
+    return src;
 }
 
 /* after a recorded forward: note where the saved values came from (ctx._saved_from) */
 static int
-note_saved(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1)
+note_saved(PyObject *ctx, PyObject *out, PyObject *const *arrays, Py_ssize_t m,
+           PyObject *given)
 {
     PyObject *saved = SLOT(ctx, N_saved);
     if (saved == NULL)
@@ -313,7 +338,14 @@ note_saved(PyObject *ctx, PyObject *out, PyObject *a0, PyObject *a1)
     if (nonempty <= 0)
         return nonempty;
     Py_INCREF(saved);
-    PyObject *src = saved_from(saved, out, a0, a1);
+    PyObject *src = sources_one(saved, arrays, m, out);
+    if (src == NULL && !PyErr_Occurred()) {
+        PyObject *inputs = arrays_object(arrays, m, given);
+        if (inputs != NULL) {
+            src = PyObject_CallFunctionObjArgs(Sources, saved, inputs, out, NULL);
+            Py_DECREF(inputs);
+        }
+    }
     Py_DECREF(saved);
     if (src == NULL)
         return -1;
@@ -368,11 +400,12 @@ apply_unary_impl(PyObject *cls, PyObject *x)
     PyObject *out = call_forward(cls, args, 2);
     if (out == NULL)
         goto done;
-    if (note_saved(ctx, out, data, NULL) < 0) {
+    PyObject *inputs[1] = {data};
+    if (note_saved(ctx, out, inputs, 1, NULL) < 0) {
         Py_DECREF(out);
         goto done;
     }
-    result = finish_one(ctx, out, data, NULL, NULL);
+    result = finish_one(ctx, out, inputs, 1, NULL);
 done:
     Py_DECREF(data);
     Py_DECREF(ctx);
@@ -443,11 +476,12 @@ apply_binary_impl(PyObject *cls, PyObject *a, PyObject *b)
     PyObject *out = call_forward(cls, args, 3);
     if (out == NULL)
         goto done;
-    if (note_saved(ctx, out, da, db) < 0) {
+    PyObject *inputs[2] = {da, db};
+    if (note_saved(ctx, out, inputs, 2, NULL) < 0) {
         Py_DECREF(out);
         goto done;
     }
-    result = finish_one(ctx, out, da, db, NULL);
+    result = finish_one(ctx, out, inputs, 2, NULL);
 done:
     Py_XDECREF(da);
     Py_XDECREF(db);
@@ -491,33 +525,6 @@ forward_checked(PyObject *cls, PyObject *ctx, PyObject *arrays)
         PyErr_Restore(type, value, tb);
     }
     return out;
-}
-
-/* function._sources for one output: per saved value its input index, -1 (the output) or None;
- * NULL without an error: a case for the Python version */
-static PyObject *
-sources_one(PyObject *saved, PyObject *arrays, PyObject *out)
-{
-    if (!PyTuple_CheckExact(saved))
-        return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(saved), m = PyList_GET_SIZE(arrays);
-    PyObject *src = PyTuple_New(n);
-    if (src == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *s = PyTuple_GET_ITEM(saved, i), *v = NULL;
-        for (Py_ssize_t j = 0; j < m && v == NULL; j++)
-            if (PyList_GET_ITEM(arrays, j) == s)
-                v = PyLong_FromSsize_t(j);
-        if (v == NULL && !PyErr_Occurred())
-            v = s == out ? PyLong_FromLong(-1) : Py_NewRef(Py_None);
-        if (v == NULL) {
-            Py_DECREF(src);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(src, i, v);
-    }
-    return src;
 }
 
 /* Op.apply(cls, *args): any number of inputs (Tensors or not), one or several outputs */
@@ -602,22 +609,10 @@ apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     out = forward_checked(cls, ctx, arrays);
     if (out == NULL)
         goto done;
-    PyObject *saved = SLOT(ctx, N_saved);
-    int nonempty = saved ? PyObject_IsTrue(saved) : 0;
-    if (nonempty < 0)
+    if (note_saved(ctx, out, PySequence_Fast_ITEMS(arrays), nargs, arrays) < 0)
         goto done;
-    if (nonempty) {
-        Py_INCREF(saved);
-        PyObject *src = PyTuple_CheckExact(out) ? NULL : sources_one(saved, arrays, out);
-        if (src == NULL && !PyErr_Occurred())
-            src = PyObject_CallFunctionObjArgs(Sources, saved, arrays, out, NULL);
-        Py_DECREF(saved);
-        if (src == NULL)
-            goto done;
-        put_slot(ctx, N_saved_from, src);
-    }
     if (!PyTuple_CheckExact(out)) {
-        result = finish_one(ctx, out, NULL, NULL, arrays);
+        result = finish_one(ctx, out, PySequence_Fast_ITEMS(arrays), nargs, arrays);
         out = NULL;  /* finish_one took it */
     }
     else
