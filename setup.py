@@ -1,13 +1,34 @@
-"""The optional C accelerator of the engine (chainrule/_cengine.c); all metadata is in
-pyproject.toml. ``optional=True``: without a C compiler chainrule installs and runs its
-pure-Python engine."""
+"""Native parts of chainrule, all optional: without a C compiler (or without Cython) chainrule
+installs and runs as pure Python, with the same results. All metadata is in pyproject.toml.
+
+- ``chainrule/kernels/_cpu_loops.c``: one-pass C loops behind a buffer-in, buffer-out interface.
+- The engine's hot modules, compiled by Cython from the very ``.py`` files that are read and
+  run as Python elsewhere (pure-Python mode: the ``.pxd`` beside each only declares the C
+  fields of its classes). ``CHAINRULE_PURE_PYTHON=1`` runs the ``.py`` files even where the
+  compiled ones are installed.
+"""
 
 import sys
 
 from setuptools import Extension, setup
 
+COMPILED = ["chainrule/tensor.py", "chainrule/autograd/function.py",
+            "chainrule/autograd/engine.py"]
+
 # FP operations never trap in chainrule (NumPy's error flags are not read from this code), so
 # the compiler may if-convert the clamps in the fused loops and vectorize them.
 flags = [] if sys.platform == "win32" else ["-fno-trapping-math"]
-setup(ext_modules=[Extension("chainrule._cengine", ["chainrule/_cengine.c"],
-                             extra_compile_args=flags, optional=True)])
+ext_modules = [Extension("chainrule.kernels._cpu_loops", ["chainrule/kernels/_cpu_loops.c"],
+                         extra_compile_args=flags, optional=True)]
+try:
+    from Cython.Build import cythonize
+except ImportError:  # no Cython: the engine runs as Python
+    pass
+else:
+    engine = [Extension(path[:-3].replace("/", "."), [path], optional=True) for path in COMPILED]
+    try:
+        ext_modules += cythonize(engine, language_level=3, quiet=True, compiler_directives={
+            "binding": True, "embedsignature": True})
+    except Exception as e:  # a Cython that cannot compile them: the engine runs as Python
+        print(f"chainrule: not compiling the engine ({e})", file=sys.stderr)
+setup(ext_modules=ext_modules)

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from chainrule import backend  # noqa: F401
-from chainrule.backend import device
+from chainrule import _compiled  # noqa: F401  (CHAINRULE_PURE_PYTHON=1: the engine as Python)
+from chainrule import backends  # noqa: F401
+from chainrule.devices import device
 from chainrule.dtypes import (
     bool, double, dtype, float, float16, float32, float64, get_default_dtype, half, int, int8,
     int16, int32, int64, long, promote_types, set_default_dtype, short, uint8,
 )
 from chainrule.tensor import Size, Tensor
-from chainrule import ops  # noqa: F401  (binds Tensor methods)
+from chainrule.tensor import bind as _bind_tensor_methods
+from chainrule import ops
 from chainrule.ops import *  # noqa: F403
 from chainrule.creation import *  # noqa: F403
 from chainrule import creation as _creation
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from chainrule import autograd  # noqa: F401
+from chainrule import autograd
+from chainrule.autograd import inplace as _inplace
+from chainrule import printing as _printing
+
 from chainrule.dtypes import result_type as _np_result_type
+
+_bind_tensor_methods(ops, autograd, _inplace, _creation, _printing)  # see chainrule/tensor.py
 
 
 def is_tensor(obj):
@@ -41,7 +48,7 @@ def __getattr__(name: str):
     # Subpackages load on first use so `import chainrule` stays fast.
     import importlib
 
-    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "backends"):
+    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)

@@ -8,7 +8,7 @@ about 10 mantissa bits instead of 23, several times the speed. Off by default, a
 
 from __future__ import annotations
 
-from chainrule import backend
+from chainrule import devices
 
 __all__ = ["cuda"]
 
@@ -41,7 +41,7 @@ cuda = _Cuda()
 
 def apply_tf32() -> None:
     """Tell CuPy's cuBLAS calls the float32 compute type the switch asks for."""
-    cupy = backend.loaded_cupy()
+    cupy = devices.loaded_cupy()
     if cupy is None:
         return
     import numpy
@@ -51,6 +51,8 @@ def apply_tf32() -> None:
     rl.set_compute_type(numpy.float32, rl.COMPUTE_TYPE_TF32 if cuda.matmul.allow_tf32
                         else rl.COMPUTE_TYPE_DEFAULT)
 
+
+devices.on_cupy_loaded.append(apply_tf32)
 
 _PRECISIONS = ("highest", "high", "medium")
 

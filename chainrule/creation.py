@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.tensor import Tensor, wrap
 
@@ -24,7 +24,7 @@ class Generator:
     """A seeded source of random numbers (``cr.Generator().manual_seed(0)``)."""
 
     def __init__(self, device="cpu") -> None:
-        self.device = backend.as_device(device)
+        self.device = devices.as_device(device)
         self._seed = 0
         self._rng = np.random.default_rng(0)
 
@@ -59,8 +59,8 @@ default_generator = Generator()
 def manual_seed(seed: int) -> Generator:
     """Seed chainrule's global random generator (CPU, and CUDA when present)."""
     default_generator.manual_seed(seed)
-    if backend.cuda_available():
-        backend.xp("cuda").random.seed(int(seed) % 2**32)
+    if devices.cuda_available():
+        devices.xp("cuda").random.seed(int(seed) % 2**32)
     return default_generator
 
 
@@ -98,8 +98,8 @@ def _sizes(size) -> tuple:
 
 
 def _finish(data, device, requires_grad: bool) -> Tensor:
-    if device is not None and backend.as_device(device).type != "cpu":
-        data = backend.to_device(data, device)
+    if device is not None and devices.as_device(device).type != "cpu":
+        data = devices.to_device(data, device)
     t = wrap(data)
     if requires_grad:
         t.requires_grad_(True)
@@ -110,11 +110,11 @@ def _float_dtype(dtype):
     return (_dt.to_dtype(dtype) if dtype is not None else _dt.get_default_dtype()).np
 
 
-def _to_array(data, dtype, device):
+def to_array(data, dtype, device):
     """Convert Python data / arrays / tensors to an array with PyTorch's dtype inference."""
     target = _dt.to_numpy_dtype(dtype) if dtype is not None else None
     if isinstance(data, Tensor):
-        arr = backend.to_device(data._data, "cpu")
+        arr = devices.to_device(data._data, "cpu")
         return np.array(arr, dtype=target if target is not None else arr.dtype)
     if isinstance(data, (np.ndarray, np.generic)):
         if data.dtype.kind not in "biuf":
@@ -142,7 +142,7 @@ def _to_array(data, dtype, device):
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor copying ``data`` (Python floats become float32, ints int64)."""
-    return _finish(_to_array(data, dtype, device), device, requires_grad)
+    return _finish(to_array(data, dtype, device), device, requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
@@ -174,7 +174,7 @@ def _filled(size, value, dtype, device, requires_grad):
             np_dtype = _dt.get_default_dtype().np
     else:
         np_dtype = _dt.to_numpy_dtype(dtype)
-    xp = backend.xp(device)
+    xp = devices.xp(device)
     return _finish(xp.full(size, value, np_dtype), None, requires_grad)
 
 
@@ -279,9 +279,9 @@ def _random(kind: str, shape, np_dtype, device, generator, a=0.0, b=1.0):
             f"{name}: {kind} samples need a floating point dtype, got "
             f"{_dt.from_numpy_dtype(np.dtype(np_dtype))} (use randint for integers)"
         )
-    device = backend.as_device(device)
+    device = devices.as_device(device)
     if device.type == "cuda":
-        cp = backend.xp(device)
+        cp = devices.xp(device)
         if kind == "normal":
             return (cp.random.standard_normal(shape, dtype=np.float32) * b + a).astype(np_dtype)
         return (cp.random.random(shape, dtype=np.float32) * (b - a) + a).astype(np_dtype)
@@ -296,6 +296,12 @@ def _random(kind: str, shape, np_dtype, device, generator, a=0.0, b=1.0):
         if a != 0.0 or b != 1.0:
             out = out * (b - a) + a
     return np.asarray(out, dtype=np_dtype)
+
+
+def random_values(kind: str, like: Tensor, generator, a=0.0, b=1.0):
+    """An array of ``like``'s shape, dtype and device drawn from ``kind`` ("uniform" on [a, b),
+    "normal" with mean a and std b)."""
+    return _random(kind, like._data.shape, like._data.dtype, like.device, generator, a, b)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:

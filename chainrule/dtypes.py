@@ -6,7 +6,7 @@ import builtins
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import devices
 
 __all__ = [
     "dtype", "float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
@@ -130,7 +130,7 @@ def result_type(*operands):
     dim_t = zero_t = None
     scalar_cat = -1
     for x in operands:
-        if isinstance(x, np.generic) or backend.is_array(x):
+        if isinstance(x, np.generic) or devices.is_array(x):
             # tensor data; a 0-d op result is a NumPy scalar (np.float64 is a Python float
             # subclass, but here it is a zero-dim tensor, not a weak Python number)
             if x.ndim == 0:

@@ -33,7 +33,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from chainrule.backend import np
+from chainrule.devices import np
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled
 from chainrule.ops.shape import Alias
 from chainrule.tensor import Tensor, wrap

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import devices
 from chainrule import dtypes as _dt
 
 PRECISION, THRESHOLD, EDGEITEMS, LINEWIDTH = 4, 1000, 3, 80
@@ -111,7 +111,7 @@ def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
 
 def tensor_repr(t) -> str:
     """``tensor([...], dtype=..., grad_fn=<...>)`` laid out exactly as PyTorch prints it."""
-    a = np.asarray(backend.to_device(t._data, "cpu"))
+    a = np.asarray(devices.to_device(t._data, "cpu"))
     prefix = "tensor("
     indent = len(prefix)
     suffixes = []

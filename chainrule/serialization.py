@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import devices
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["save", "load", "SerializationError"]
@@ -64,7 +64,7 @@ class _Encoder:
         return name
 
     def array(self, arr, path: list[str]) -> str:
-        arr = np.asarray(backend.to_device(arr, "cpu"))
+        arr = np.asarray(devices.to_device(arr, "cpu"))
         if (arr.dtype.kind, arr.dtype.itemsize) not in _CODES:
             raise TypeError(f"cr.save: cannot store an array of dtype {arr.dtype} at "
                             f"{'/'.join(path) or '<root>'}")
@@ -106,7 +106,7 @@ class _Encoder:
 
         if isinstance(obj, _dt.dtype):
             return {"__dtype__": str(obj).split(".")[-1]}
-        if isinstance(obj, backend.device):
+        if isinstance(obj, devices.device):
             return {"__device__": str(obj)}
         if isinstance(obj, dict):
             tag = "__odict__" if type(obj) is OrderedDict else "__dict__"
@@ -149,8 +149,8 @@ class _Decoder:
             loc = loc.get(saved or "cpu", saved)
         elif loc is None:
             loc = saved
-        dev = backend.as_device(loc)
-        if dev.type == "cuda" and not backend.cuda_available():
+        dev = devices.as_device(loc)
+        if dev.type == "cuda" and not devices.cuda_available():
             raise RuntimeError(
                 f"cr.load: {self.where} holds tensors saved on {saved or 'cpu'}, mapped to "
                 f"{dev}, but CUDA is not available; pass map_location='cpu'"
@@ -164,7 +164,7 @@ class _Decoder:
         data = self.array(name)
         dev = self.device(spec.get("device"))
         if dev.type != "cpu":
-            data = backend.to_device(data, dev)
+            data = devices.to_device(data, dev)
         if spec.get("parameter"):
             from chainrule.nn import Parameter
 
@@ -210,7 +210,7 @@ class _Decoder:
 
             return _dt.to_dtype(val)
         if tag == "__device__" and isinstance(val, str):
-            return backend.device(val)
+            return devices.device(val)
         raise self.fail(f"unknown structure tag {tag!r}")
 
     def hashable(self, k: Any) -> Any:
@@ -378,7 +378,7 @@ def load(f: str | os.PathLike | IO[bytes], map_location: Any = None,
         where = os.fspath(f)
         with open(where, "rb") as fh:
             raw = fh.read()
-    if map_location is not None and not isinstance(map_location, (str, dict, backend.device)):
+    if map_location is not None and not isinstance(map_location, (str, dict, devices.device)):
         raise TypeError("cr.load: map_location must be a device, a device string or a dict "
                         f"{{saved: new}}, got {type(map_location).__name__}")
     arrays, meta = _parse(raw, where)

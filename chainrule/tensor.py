@@ -1,19 +1,25 @@
-"""Tensor: an array plus the bookkeeping the backward pass needs (the math is in chainrule.ops)."""
+"""Tensor: an array plus the bookkeeping the backward pass needs (the math is in chainrule.ops).
+
+``TensorBase`` holds what the engine reads on every op — the array, the gate that made it
+(``grad_fn``), ``requires_grad``, ``.grad``, hooks, the version counter and, for views, the base
+they share memory with — and is compiled to a C type where a compiler is present
+(``tensor.pxd``). ``Tensor`` adds the array API: attributes, conversions, operators and methods.
+"""
 
 from __future__ import annotations
 
 import builtins
+import threading
 import warnings
 import weakref
 from typing import Any
 
-import numpy as np
-
-from chainrule import backend
+from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule._state import state
+from chainrule.devices import np
 
-__all__ = ["Tensor", "Size", "wrap", "tensor_data"]
+__all__ = ["Tensor", "TensorBase", "Size", "wrap", "tensor_data", "bind"]
 
 _NON_LEAF_GRAD_WARNING = (
     "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
@@ -21,12 +27,12 @@ _NON_LEAF_GRAD_WARNING = (
     "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
     "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead."
 )
+_CALLER = 2 if __file__.endswith(".py") else 1  # warnings' stacklevel (compiled: no frame here)
 _TYPE_NAMES = {  # Tensor.type() names, as torch's
     "float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
-    "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor", "int8": "CharTensor",
-    "uint8": "ByteTensor", "bool": "BoolTensor",
+    "bfloat16": "BFloat16Tensor", "int64": "LongTensor", "int32": "IntTensor",
+    "int16": "ShortTensor", "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor",
 }
-_LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
 
 
 class Size(tuple):
@@ -42,49 +48,23 @@ class Size(tuple):
         return n
 
 
-class Tensor:
-    """An n-dimensional array that can record the ops applied to it and backpropagate."""
+class TensorBase:
+    """The bookkeeping of a tensor: its array and its place in the graph.
 
-    __slots__ = ("_data", "_grad_fn", "_nr", "_requires_grad", "_grad", "_hooks", "__weakref__",
-                 "__dict__")
-    __array_ufunc__ = None  # `ndarray op Tensor` defers to the Tensor's reflected operator
-    __array_priority__ = 1000
+    A leaf has no ``grad_fn``; a tensor computed from tensors that require grad has the gate
+    (graph node) that produced it, and ``_nr`` says which of the gate's outputs it is. Every
+    in-place change bumps a version counter (``_version``), shared by a tensor and its views,
+    so that a gate that saved the old value can refuse to backpropagate with a stale one.
+    """
 
-    def __init__(self, data: Any = None, *sizes: int, dtype=None,
-                 requires_grad: bool = False) -> None:
-        """``Tensor(data)`` copies data as the default float dtype; ``Tensor(2, 3)`` is a 2×3
-        tensor of zeros (uninitialised in PyTorch)."""
-        from chainrule.creation import _to_array
+    __slots__ = ("_data", "_grad_fn", "_nr", "_requires_grad", "_grad", "_hooks",
+                 "_post_hooks", "_vc", "_vholder", "_base", "_view", "_view_src", "__dict__",
+                 "__weakref__")
+    # _vc: the version count, kept by the tensor that holds the counter (_vholder, or itself)
+    # _base: for a view, the tensor whose memory it shares; _view: the steps it was taken from
+    # _base by; _view_src: _base's grad_fn when this view's own grad_fn was made from it
 
-        if dtype is None and not isinstance(data, Tensor):
-            dtype = _dt.get_default_dtype()
-        if sizes or (isinstance(data, builtins.int) and not isinstance(data, builtins.bool)):
-            data = np.zeros((data, *sizes), _dt.to_numpy_dtype(dtype or _dt.get_default_dtype()))
-        init_leaf(self, _to_array([] if data is None else data, dtype, None))
-        if requires_grad:
-            self.requires_grad_(True)
-
-    # ---- attributes ----------------------------------------------------------------------------
-    @property
-    def shape(self) -> Size:
-        return Size(self._data.shape)
-
-    @property
-    def ndim(self) -> int:
-        return self._data.ndim
-
-    @property
-    def dtype(self) -> _dt.dtype:
-        return _dt.from_numpy_dtype(self._data.dtype)
-
-    @property
-    def device(self) -> backend.device:
-        return backend.device_of(self._data)
-
-    @property
-    def is_cuda(self) -> bool:
-        return self.device.type == "cuda"
-
+    # ---- the autograd state ---------------------------------------------------------------------
     @property
     def requires_grad(self) -> bool:
         return self._requires_grad
@@ -95,6 +75,8 @@ class Tensor:
 
     @property
     def grad_fn(self):
+        if self._base is not None:
+            self.edge()  # a view's history follows its base's (see _refresh_view)
         return self._grad_fn
 
     @property
@@ -104,18 +86,18 @@ class Tensor:
     @property
     def grad(self):
         if self._grad is None and self._grad_fn is not None and not self.retains_grad:
-            warnings.warn(_NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=2)
+            warnings.warn(_NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=_CALLER)
         return self._grad
 
     @grad.setter
     def grad(self, value) -> None:
         if value is not None:
-            if not isinstance(value, Tensor):
+            if not isinstance(value, TensorBase):
                 raise TypeError(f"assigned grad expected to be a Tensor or None but got {value!r}")
             if value._data.shape != self._data.shape:
                 raise RuntimeError(
-                    f"assigned grad has data of a different size: {tuple(value.shape)} "
-                    f"vs the tensor's {tuple(self.shape)}"
+                    f"assigned grad has data of a different size: {tuple(value._data.shape)} "
+                    f"vs the tensor's {tuple(self._data.shape)}"
                 )
             if value._data.dtype != self._data.dtype:
                 raise RuntimeError(
@@ -123,6 +105,10 @@ class Tensor:
                     f"dtype {self.dtype}. The gradient must match the tensor's dtype."
                 )
         self._grad = value
+
+    @grad.deleter
+    def grad(self) -> None:
+        self._grad = None
 
     @property
     def retains_grad(self) -> bool:
@@ -132,169 +118,43 @@ class Tensor:
         )
 
     @property
-    def data(self) -> Tensor:
-        return wrap(self._data)
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has seen (shared with its views)."""
+        return self._version_holder()._vc
 
-    @data.setter
-    def data(self, value) -> None:
-        self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
+    def _version_holder(self) -> TensorBase:
+        holder = self._vholder
+        return self if holder is None else holder
 
-    @property
-    def T(self) -> Tensor:
-        return self.permute(*range(self._data.ndim - 1, -1, -1))
-
-    @property
-    def mT(self) -> Tensor:
-        if self._data.ndim < 2:
-            raise RuntimeError(
-                f"tensor.mT is only supported on matrices or batches of matrices. Got "
-                f"{self._data.ndim}-D tensor."
-            )
-        return self.transpose(-2, -1)
+    def _bump_version(self) -> None:
+        self._version_holder()._vc += 1
 
     @property
-    def H(self) -> Tensor:
-        return self.T
+    def _is_view(self) -> bool:
+        return self._base is not None
 
-    @property
-    def mH(self) -> Tensor:
-        return self.mT
+    def edge(self):
+        """This tensor's place in the graph, as gates record it for their inputs: the leaf
+        itself, its gate (output 0) or (gate, output number); None if it needs no gradient."""
+        if self._base is not None and self._base._grad_fn is not self._view_src:
+            self._refresh_view()
+        if not self._requires_grad:
+            return None
+        fn = self._grad_fn
+        if fn is None:
+            return self
+        return fn if self._nr == 0 else (fn, self._nr)
 
-    def size(self, dim: int | None = None):
-        if dim is None:
-            return Size(self._data.shape)
-        from chainrule.ops.shape import normalize_dim
-
-        return self._data.shape[normalize_dim(dim, self._data.ndim, "size")]
-
-    def dim(self) -> int:
-        return self._data.ndim
-
-    ndimension = dim
-
-    def numel(self) -> int:
-        return int(self._data.size)
-
-    nelement = numel
-
-    def element_size(self) -> int:
-        return self._data.dtype.itemsize
-
-    def is_floating_point(self) -> bool:
-        return self._data.dtype.kind == "f"
-
-    def is_contiguous(self) -> bool:
-        return True
-
-    def contiguous(self) -> Tensor:
-        return self
-
-    # ---- conversion ----------------------------------------------------------------------------
-    def numpy(self, *, force: bool = False) -> np.ndarray:
-        if self._requires_grad and not force:
-            raise RuntimeError(
-                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
-                "instead."
-            )
-        if not backend.is_cpu_array(self._data):
-            raise TypeError(
-                "can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the "
-                "tensor to host memory first."
-            )
-        data = self._data
-        if not isinstance(data, np.ndarray):
-            data = self._data = np.asarray(data)
-        return data
-
-    def __array__(self, dtype=None, copy=None):
-        a = self.numpy(force=True)  # a cuda tensor refuses, as in torch: call .cpu() first
-        a = a if dtype is None else a.astype(dtype, copy=False)
-        return a.copy() if copy else a
-
-    def item(self):
-        if self._data.size != 1:
-            raise RuntimeError(
-                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
-            )
-        return self._data.item()
-
-    def tolist(self):
-        return backend.to_device(self._data, "cpu").tolist()
-
-    def __float__(self) -> float:
-        return builtins.float(self.item())
-
-    def __int__(self) -> int:
-        return builtins.int(self.item())
-
-    def __bool__(self) -> bool:
-        if self._data.size != 1:
-            raise RuntimeError(
-                f"Boolean value of Tensor with more than one value is ambiguous"
-                f" (shape {tuple(self._data.shape)})"
-            )
-        return builtins.bool(self._data.item())
-
-    def __index__(self) -> int:
-        if self._data.dtype.kind not in "iub" or self._data.size != 1:
-            raise TypeError("only integer tensors of a single element can be converted to an index")
-        return builtins.int(self._data.item())
-
-    def __len__(self) -> int:
-        if self._data.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
-
-    def __iter__(self):
-        if self._data.ndim == 0:
-            raise TypeError("iteration over a 0-d tensor")
-        return iter(self.unbind(0))
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __repr__(self) -> str:
-        from chainrule.printing import tensor_repr
-
-        return tensor_repr(self)
-
-    def __format__(self, spec: str) -> str:
-        if self._data.ndim == 0 and spec:
-            return format(self.item(), spec)
-        return repr(self) if not spec else format(repr(self), spec)
-
-    def __reduce_ex__(self, protocol):
-        raise TypeError(
-            "chainrule tensors are not pickled (unpickling can run code); use cr.save / cr.load"
-        )
-
-    def __deepcopy__(self, memo):
-        if self._grad_fn is not None:
-            raise RuntimeError(
-                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
-                "protocol at the moment."
-            )
-        t = type(self).__new__(type(self))
-        init_leaf(t, self._data.copy())
-        t._requires_grad = self._requires_grad
-        if self._grad is not None:
-            t._grad = wrap(self._grad._data.copy())
-        if hasattr(self, "__dict__"):
-            t.__dict__.update(self.__dict__)
-        memo[id(self)] = t
-        return t
-
-    # ---- autograd --------------------------------------------------------------------------------
-    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+    def requires_grad_(self, requires_grad: bool = True) -> TensorBase:
         if self._grad_fn is not None and not requires_grad:
             raise RuntimeError(
                 "you can only change requires_grad flags of leaf variables. If you want to use a "
                 "computed variable in a subgraph that doesn't require differentiation use "
                 "var_no_grad = var.detach()."
             )
-        if requires_grad and self._data.dtype.kind != "f":
+        if requires_grad and self._data.dtype.kind not in "fc":
             raise RuntimeError(
-                "only Tensors of floating point dtype can require gradients "
+                "only Tensors of floating point and complex dtype can require gradients "
                 f"(got {self.dtype})"
             )
         if self._grad_fn is None:
@@ -302,9 +162,20 @@ class Tensor:
         return self
 
     def detach(self) -> Tensor:
-        return wrap(self._data)
+        """The same memory and version counter, outside the graph."""
+        t = wrap(self._data)
+        t._vholder = self._version_holder()
+        return t
 
-    def detach_(self) -> Tensor:
+    def detach_(self) -> TensorBase:
+        if self._base is not None:
+            raise RuntimeError(
+                "Can't detach views in-place. Use detach() instead. If you are using "
+                "DistributedDataParallel (DDP) for training, and gradient_as_bucket_view is set "
+                "as True, gradients are views of DDP buckets, and hence detach_() cannot be "
+                "called on these gradients. To fix this error, please refer to the "
+                "Optimizer.zero_grad() function in torch/optim/optimizer.py as the solution."
+            )
         self._grad_fn, self._nr, self._requires_grad = None, 0, False
         return self
 
@@ -335,147 +206,524 @@ class Tensor:
                 fn._hooks = {}
             hooks = fn._hooks.setdefault(self._nr, [])
         hooks.append(hook)
-        return _RemovableHandle(hooks, hook)
+        return RemovableHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` after this leaf's ``.grad`` has been accumulated."""
+        if self._grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return RemovableHandle(self._post_hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
         """Backpropagate from this tensor, accumulating into ``.grad`` of the leaves."""
-        from chainrule.autograd import backward
+        _late.autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+    # ---- history changes made by in-place ops and views (chainrule.autograd.inplace) -------------
+    def _rebase(self, fn, nr: int = 0) -> None:
+        """After an in-place op: the same tensor, now output ``nr`` of gate ``fn``."""
+        self._grad_fn, self._nr, self._requires_grad = fn, nr, fn is not None
 
-    # ---- in place (data only; refused where it would corrupt the graph) -------------------------
-    def _check_inplace(self) -> None:
-        if self._requires_grad and state.grad_enabled:
-            if self._grad_fn is None:
-                raise RuntimeError(_LEAF_INPLACE)
+    def _make_view_of(self, source: TensorBase, cls, args: tuple, nr: int) -> None:
+        """This tensor, output ``nr`` of view gate ``cls`` applied to ``source`` with ``args``,
+        shares ``source``'s memory (and version counter) as torch's views do."""
+        base = source if source._base is None else source._base
+        self._base = base
+        self._vholder = source._version_holder()
+        self._view_src = base._grad_fn
+        step = (cls, args, nr, state.grad_enabled)
+        self._view = (step,) if source._base is None else source._view + (step,)
+
+    def _refresh_view(self) -> None:
+        """The base was changed in place (it has a new history): this view's history is the
+        view steps replayed on the base's new one."""
+        base = self._base
+        self._view_src = base._grad_fn
+        if not base._requires_grad:
+            return
+        prev = state.grad_enabled
+        state.grad_enabled = True
+        try:
+            t = _late.inplace.replay_view(self._view, base)
+        finally:
+            state.grad_enabled = prev
+        self._rebase(t._grad_fn, t._nr)
+
+
+def init_leaf(t: TensorBase, data) -> None:
+    """Fill a new (sub)class instance as a leaf around ``data``; ``wrap`` below is the same for
+    plain Tensors, kept separate because it runs once per op."""
+    t._data = data
+    t._grad_fn = None
+    t._nr = 0
+    t._requires_grad = False
+    t._grad = t._hooks = t._post_hooks = t._vholder = t._base = t._view = t._view_src = None
+    t._vc = 0
+
+
+def wrap(data, fn=None, nr: int = 0) -> Tensor:
+    """A Tensor around ``data`` (no copy); with ``fn``, it is output ``nr`` of that graph node."""
+    t = Tensor.__new__(Tensor)
+    t._data = data
+    t._grad_fn = fn
+    t._nr = nr
+    t._requires_grad = fn is not None
+    t._grad = t._hooks = t._post_hooks = t._vholder = t._base = t._view = t._view_src = None
+    t._vc = 0
+    return t
+
+
+
+def tensor_data(x):
+    """The raw array of a Tensor, or ``x`` itself."""
+    return x._data if isinstance(x, TensorBase) else x
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``handle.remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+class Tensor(TensorBase):
+    """An n-dimensional array that can record the ops applied to it and backpropagate."""
+
+    __slots__ = ()
+    __array_ufunc__ = None  # `ndarray op Tensor` defers to the Tensor's reflected operator
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any = None, *sizes: int, dtype=None, device=None,
+                 requires_grad: bool = False) -> None:
+        """``Tensor(data)`` copies data as the default float dtype; ``Tensor(2, 3)`` is a 2×3
+        tensor of zeros (uninitialised in PyTorch)."""
+        if dtype is None and not isinstance(data, TensorBase):
+            dtype = _dt.get_default_dtype()
+        if sizes or (isinstance(data, builtins.int) and not isinstance(data, builtins.bool)):
+            data = np.zeros((data, *sizes), _dt.to_numpy_dtype(dtype or _dt.get_default_dtype()))
+        init_leaf(self, _late.creation.to_array([] if data is None else data, dtype, None))
+        if device is not None:
+            self._data = devices.to_device(self._data, device)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ---- attributes ----------------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def dtype(self) -> _dt.dtype:
+        return _dt.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self) -> devices.device:
+        return devices.device_of(self._data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.device.type == "cpu"
+
+    @property
+    def layout(self):
+        return _dt.strided
+
+    @property
+    def is_sparse(self) -> bool:
+        return False
+
+    @property
+    def is_quantized(self) -> bool:
+        return False
+
+    @property
+    def is_meta(self) -> bool:
+        return False
+
+    @property
+    def data(self) -> Tensor:
+        """The same memory outside the graph, with a version counter of its own (as torch)."""
+        return wrap(self._data)
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data = value._data if isinstance(value, TensorBase) else np.asarray(value)
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*range(self._data.ndim - 1, -1, -1))
+
+    @property
+    def mT(self) -> Tensor:
+        if self._data.ndim < 2:
             raise RuntimeError(
-                "in-place operations on tensors that are part of a recorded graph are not "
-                "supported by chainrule; use the out-of-place op (e.g. x = x + y)"
+                f"tensor.mT is only supported on matrices or batches of matrices. Got "
+                f"{self._data.ndim}-D tensor."
             )
-        if not isinstance(self._data, (np.ndarray,)) and backend.is_cpu_array(self._data):
-            self._data = np.asarray(self._data).copy()
+        return self.transpose(-2, -1)
 
-    def _set_inplace(self, value) -> Tensor:
-        self._check_inplace()
-        value = value._data if isinstance(value, Tensor) else value
-        if self._data.shape == ():
-            self._data = backend.xp_of(self._data).asarray(value, dtype=self._data.dtype).copy()
-        else:
-            self._data[...] = value
-        return self
+    @property
+    def H(self) -> Tensor:
+        return self.T
+
+    @property
+    def mH(self) -> Tensor:
+        return self.mT
+
+    @property
+    def itemsize(self) -> int:
+        return self._data.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_late.ops.normalize_dim(dim, self._data.ndim, "size")]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    ndimension = dim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self._data.dtype.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    def is_complex(self) -> bool:
+        return self._data.dtype.kind == "c"
+
+    def is_signed(self) -> bool:
+        return self._data.dtype.kind in "fic"
+
+    def stride(self, dim: int | None = None):
+        """Steps in elements between neighbours along each dim (NumPy's strides ÷ item size)."""
+        size = self._data.dtype.itemsize
+        strides = tuple(s // size for s in getattr(self._data, "strides", ()))
+        if dim is None:
+            return strides
+        return strides[_late.ops.normalize_dim(dim, self._data.ndim, "stride")]
+
+    def storage_offset(self) -> int:
+        base = self._base
+        if base is None:
+            return 0
+        start = devices.data_address(self._data) - devices.data_address(base._data)
+        return start // self._data.dtype.itemsize
+
+    def data_ptr(self) -> int:
+        return devices.data_address(self._data)
+
+    def is_contiguous(self, memory_format=None) -> bool:
+        d = self._data
+        return d.ndim == 0 or builtins.bool(d.flags.c_contiguous)
+
+    def contiguous(self, memory_format=None) -> Tensor:
+        return self if self.is_contiguous() else self.clone()
+
+    def get_device(self) -> int:
+        return -1 if self.device.type == "cpu" else (self.device.index or 0)
+
+    # ---- conversion ----------------------------------------------------------------------------
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if self._requires_grad and not force:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead."
+            )
+        if not devices.is_cpu_array(self._data):
+            raise TypeError(
+                "can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the "
+                "tensor to host memory first."
+            )
+        data = self._data
+        if not isinstance(data, np.ndarray):  # a NumPy scalar (0-d op results): make it an array
+            data = self._data = np.asarray(data)
+        return data
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy(force=True)  # a cuda tensor refuses, as in torch: call .cpu() first
+        a = a if dtype is None else a.astype(dtype, copy=False)
+        return a.copy() if copy else a
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
+            )
+        return self._data.item()
+
+    def tolist(self):
+        return devices.to_device(self._data, "cpu").tolist()
+
+    def __float__(self) -> float:
+        return builtins.float(self.item())
+
+    def __int__(self) -> int:
+        return builtins.int(self.item())
+
+    def __complex__(self) -> complex:
+        return builtins.complex(self.item())
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with more than one value is ambiguous"
+                f" (shape {tuple(self._data.shape)})"
+            )
+        return builtins.bool(self._data.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return builtins.int(self._data.item())
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def __contains__(self, element) -> bool:
+        return builtins.bool((self == element).any())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return _late.printing.tensor_repr(self)
+
+    def __format__(self, spec: str) -> str:
+        if self._data.ndim == 0:
+            return format(self.item(), spec)
+        return repr(self) if not spec else format(repr(self), spec)
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(
+            "chainrule tensors are not pickled (unpickling can run code); use cr.save / cr.load"
+        )
+
+    def __deepcopy__(self, memo):
+        if self._grad_fn is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol at the moment."
+            )
+        t = type(self).__new__(type(self))
+        init_leaf(t, self._data.copy())
+        t._requires_grad = self._requires_grad
+        if self._grad is not None:
+            t._grad = wrap(self._grad._data.copy())
+        if hasattr(self, "__dict__"):
+            t.__dict__.update(self.__dict__)
+        memo[id(self)] = t
+        return t
+
+    # ---- operators: each is the op of the same name in chainrule.ops ---------------------------
+    def __add__(self, other):
+        return _late.ops.add(self, other)
+
+    def __radd__(self, other):
+        return _late.ops.add(other, self)
+
+    def __sub__(self, other):
+        return _late.ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return _late.ops.sub(other, self)
+
+    def __mul__(self, other):
+        return _late.ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return _late.ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return _late.ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _late.ops.div(other, self)
+
+    def __floordiv__(self, other):
+        return _late.ops.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return _late.ops.floor_divide(other, self)
+
+    def __mod__(self, other):
+        return _late.ops.remainder(self, other)
+
+    def __rmod__(self, other):
+        return _late.ops.remainder(other, self)
+
+    def __pow__(self, other):
+        return _late.ops.pow(self, other)
+
+    def __rpow__(self, other):
+        return _late.ops.pow(other, self)
+
+    def __matmul__(self, other):
+        return _late.ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _late.ops.matmul(other, self)
+
+    def __neg__(self):
+        return _late.ops.neg(self)
+
+    def __pos__(self):
+        return _late.ops.positive(self)
+
+    def __abs__(self):
+        return _late.ops.abs(self)
+
+    def __invert__(self):
+        return _late.ops.bitwise_not(self)
+
+    def __and__(self, other):
+        return _late.ops.bitwise_and(self, other)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        return _late.ops.bitwise_or(self, other)
+
+    __ror__ = __or__
+
+    def __xor__(self, other):
+        return _late.ops.bitwise_xor(self, other)
+
+    __rxor__ = __xor__
+
+    def __lshift__(self, other):
+        return _late.ops.bitwise_left_shift(self, other)
+
+    def __rshift__(self, other):
+        return _late.ops.bitwise_right_shift(self, other)
+
+    def __eq__(self, other):
+        return _late.ops.eq(self, other)
+
+    def __ne__(self, other):
+        return _late.ops.ne(self, other)
+
+    def __lt__(self, other):
+        return _late.ops.lt(self, other)
+
+    def __le__(self, other):
+        return _late.ops.le(self, other)
+
+    def __gt__(self, other):
+        return _late.ops.gt(self, other)
+
+    def __ge__(self, other):
+        return _late.ops.ge(self, other)
+
+    def __getitem__(self, key):
+        return _late.ops.index(self, key)
 
     def __setitem__(self, key, value) -> None:
-        from chainrule.ops.index import normalize_index
+        _late.inplace.setitem(self, key, value)
 
-        self._check_inplace()
-        if isinstance(value, Tensor) and value._requires_grad and state.grad_enabled:
-            raise RuntimeError(
-                "__setitem__: assigning a tensor that requires grad would silently drop its "
-                "gradient (chainrule does not record in-place ops); build the result out of place "
-                "(cr.where, cr.cat, masked_fill) or assign value.detach()"
-            )
-        value = value._data if isinstance(value, Tensor) else value
-        if backend.is_array(value) and backend.device_of(value) != self.device:
-            value = backend.to_device(value, self.device)
-        try:
-            self._data[normalize_index(key, self._data)] = value
-        except (ValueError, IndexError) as e:
-            shape = tuple(self._data.shape)
-            kind = IndexError if isinstance(e, IndexError) else RuntimeError  # torch's types
-            raise kind(f"__setitem__ on a tensor of shape {shape}: {e}") from None
-
-    def zero_(self) -> Tensor:
-        return self._set_inplace(0)
-
-    def fill_(self, value) -> Tensor:
-        return self._set_inplace(value)
-
-    def copy_(self, src) -> Tensor:
-        src = src._data if isinstance(src, Tensor) else src
-        return self._set_inplace(backend.to_device(src, self.device).astype(self._data.dtype))
-
-    def uniform_(self, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
-        from chainrule.creation import _random
-
-        return self._set_inplace(_random("uniform", self._data.shape, self._data.dtype,
-                                         self.device, generator, a, b))
-
-    def normal_(self, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
-        from chainrule.creation import _random
-
-        return self._set_inplace(_random("normal", self._data.shape, self._data.dtype,
-                                         self.device, generator, mean, std))
-
-    def add_(self, other, *, alpha=1) -> Tensor:
-        other = other._data if isinstance(other, Tensor) else other
-        return self._set_inplace(self._data + (other if alpha == 1 else alpha * other))
-
-    def sub_(self, other, *, alpha=1) -> Tensor:
-        other = other._data if isinstance(other, Tensor) else other
-        return self._set_inplace(self._data - (other if alpha == 1 else alpha * other))
-
-    def mul_(self, other) -> Tensor:
-        return self._set_inplace(self._data * (other._data if isinstance(other, Tensor) else other))
-
-    def div_(self, other) -> Tensor:
-        return self._set_inplace(self._data / (other._data if isinstance(other, Tensor) else other))
-
-    def clamp_(self, min=None, max=None) -> Tensor:
-        return self._set_inplace(np.clip(self._data, min, max))
-
-    def masked_fill_(self, mask, value) -> Tensor:
-        mask = mask._data if isinstance(mask, Tensor) else mask
-        return self._set_inplace(np.where(mask, value, self._data))
-
+    # in place: `x += y` changes x (recorded in the graph when it takes part in one)
     def __iadd__(self, other):
-        return self._inplace_or_new(other, "__add__", "add_")
+        return self.add_(other)
 
     def __isub__(self, other):
-        return self._inplace_or_new(other, "__sub__", "sub_")
+        return self.sub_(other)
 
     def __imul__(self, other):
-        return self._inplace_or_new(other, "__mul__", "mul_")
+        return self.mul_(other)
 
     def __itruediv__(self, other):
-        return self._inplace_or_new(other, "__truediv__", "div_")
+        return self.div_(other)
 
-    def _inplace_or_new(self, other, op: str, inplace: str):
-        """``x += y``: in place when no graph is involved, else recorded out of place."""
-        other_grad = isinstance(other, Tensor) and other._requires_grad
-        if state.grad_enabled and (self._grad_fn is not None or other_grad):
-            return getattr(self, op)(other)
-        return getattr(self, inplace)(other)
+    def __ifloordiv__(self, other):
+        return self.floor_divide_(other)
+
+    def __imod__(self, other):
+        return self.remainder_(other)
+
+    def __ipow__(self, other):
+        return self.pow_(other)
+
+    def __iand__(self, other):
+        return self.bitwise_and_(other)
+
+    def __ior__(self, other):
+        return self.bitwise_or_(other)
+
+    def __ixor__(self, other):
+        return self.bitwise_xor_(other)
+
+    # ---- methods that are ops under another name or with a tensor argument ----------------------
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.view(other._data.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other._data.shape)
+
+    def where(self, condition, other) -> Tensor:
+        return _late.ops.where(condition, self, other)
 
     # ---- device / dtype --------------------------------------------------------------------------
     def to(self, *args, **kwargs) -> Tensor:
-        from chainrule.ops.elementwise import cast
-
         dtype = kwargs.pop("dtype", None)
         device = kwargs.pop("device", None)
         copy = kwargs.pop("copy", False)
         kwargs.pop("non_blocking", None)
+        kwargs.pop("memory_format", None)
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         for a in args:
-            if isinstance(a, Tensor):
+            if isinstance(a, TensorBase):
                 dtype, device = a.dtype, a.device
-            elif isinstance(a, (str, backend.device)) and not (
+            elif isinstance(a, (str, builtins.int, devices.device)) and not (
                 isinstance(a, str) and a in _dt._BY_NAME
-            ):
+            ) and not isinstance(a, builtins.bool):
                 device = a
-            elif a is not None:
+            elif a is not None and not isinstance(a, builtins.bool):
                 dtype = a
         out = self
         if dtype is not None:
             d = _dt.to_dtype(dtype)
             if d.np != self._data.dtype:
-                out = cast(out, d.np)
+                out = _late.ops.cast(out, d.np)
         if device is not None:
-            from chainrule.ops.elementwise import move
-
-            dev = backend.as_device(device)
+            dev = devices.as_device(device)
             if dev != out.device:
-                out = move(out, dev)
+                out = _late.ops.move(out, dev)
         if copy and out is self:
             out = self.clone()
         return out
@@ -483,8 +731,8 @@ class Tensor:
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self, device=None) -> Tensor:
-        return self.to(backend.device("cuda", device if isinstance(device, int) else 0))
+    def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
+        return self.to(devices.device("cuda", device if isinstance(device, builtins.int) else 0))
 
     def float(self) -> Tensor:
         return self.to(_dt.float32)
@@ -495,16 +743,28 @@ class Tensor:
     def half(self) -> Tensor:
         return self.to(_dt.float16)
 
+    def bfloat16(self) -> Tensor:
+        return self.to(_dt.bfloat16)
+
     def long(self) -> Tensor:
         return self.to(_dt.int64)
 
     def int(self) -> Tensor:
         return self.to(_dt.int32)
 
+    def short(self) -> Tensor:
+        return self.to(_dt.int16)
+
+    def char(self) -> Tensor:
+        return self.to(_dt.int8)
+
+    def byte(self) -> Tensor:
+        return self.to(_dt.uint8)
+
     def bool(self) -> Tensor:
         return self.to(_dt.bool)
 
-    def type(self, dtype=None):
+    def type(self, dtype=None, non_blocking: bool = False):
         if dtype is None:
             return f"chainrule.{_TYPE_NAMES.get(self.dtype.name, 'Tensor')}"
         return self.to(dtype)
@@ -512,68 +772,78 @@ class Tensor:
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
 
-    def new_tensor(self, data, dtype=None, requires_grad=False) -> Tensor:
-        from chainrule.creation import tensor
+    def pin_memory(self, device=None) -> Tensor:
+        return self
 
-        return tensor(data, dtype=dtype or self.dtype, device=self.device,
-                      requires_grad=requires_grad)
+    def is_pinned(self, device=None) -> bool:
+        return False
 
-    def new_zeros(self, *size, dtype=None) -> Tensor:
-        from chainrule.creation import zeros
+    def share_memory_(self) -> Tensor:
+        return self
 
-        return zeros(*size, dtype=dtype or self.dtype, device=self.device)
+    def is_shared(self) -> bool:
+        return False
 
-    def new_ones(self, *size, dtype=None) -> Tensor:
-        from chainrule.creation import ones
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return _late.creation.tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                                     requires_grad=requires_grad)
 
-        return ones(*size, dtype=dtype or self.dtype, device=self.device)
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return _late.creation.zeros(*size, dtype=dtype or self.dtype, device=device or self.device,
+                                    requires_grad=requires_grad)
 
-    def new_full(self, size, fill_value, dtype=None) -> Tensor:
-        from chainrule.creation import full
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return _late.creation.ones(*size, dtype=dtype or self.dtype, device=device or self.device,
+                                   requires_grad=requires_grad)
 
-        return full(size, fill_value, dtype=dtype or self.dtype, device=self.device)
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return _late.creation.full(size, fill_value, dtype=dtype or self.dtype,
+                                   device=device or self.device, requires_grad=requires_grad)
 
-    def new_empty(self, *size, dtype=None) -> Tensor:
-        return self.new_zeros(*size, dtype=dtype)
-
-
-def init_leaf(t: Tensor, data) -> None:
-    """Fill a new (sub)class instance's slots as a leaf around ``data``; ``wrap`` below is the
-    same for plain Tensors, kept separate because it runs once per op."""
-    t._data = data
-    t._grad_fn = None
-    t._nr = 0
-    t._requires_grad = False
-    t._grad = None
-    t._hooks = None
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-_new = object.__new__
+# ---- methods that are the op of the same name (Tensor.exp is chainrule.ops.exp) -----------------
+OP_METHODS = """
+exp exp2 expm1 log log2 log10 log1p sqrt rsqrt abs absolute neg negative sign sin cos tan sinh
+cosh asin acos atan tanh sigmoid relu softplus clamp clip reciprocal floor ceil round trunc frac
+square erf logit clone isnan isinf isfinite logical_not positive
+add sub subtract mul multiply div divide true_divide floor_divide remainder fmod pow float_power
+maximum minimum masked_fill eq ne lt le gt ge logical_and logical_or logical_xor bitwise_and
+bitwise_or bitwise_xor bitwise_not equal allclose isclose atan2 xlogy
+sum mean var std prod max min amax amin argmax argmin cumsum cumprod logsumexp softmax
+log_softmax norm all any count_nonzero
+reshape view flatten unflatten transpose swapaxes swapdims permute movedim squeeze unsqueeze
+expand expand_as broadcast_to repeat tile flip fliplr flipud roll split chunk unbind narrow
+tril triu diag diagonal ravel t
+gather scatter_add scatter index_select take_along_dim take nonzero masked_select argwhere
+matmul mm bmm mv dot vdot inner outer ger
+""".split()
+# ... and the in-place variants (Tensor.add_, ...), from chainrule.autograd.inplace
+INPLACE_METHODS: list = []
 
 
-def wrap(data, fn=None, nr: int = 0) -> Tensor:
-    """A Tensor around ``data`` (no copy); with ``fn``, it is output ``nr`` of that graph node."""
-    t = _new(Tensor)
-    t._data = data
-    t._grad_fn = fn
-    t._nr = nr
-    t._requires_grad = fn is not None
-    t._grad = None
-    t._hooks = None
-    return t
+# ---- the one import circle -----------------------------------------------------------------------
+class _Late:
+    """Tensor's methods call modules that are themselves built on Tensor: the ops, the backward
+    engine, the in-place machinery, creation and printing. That is the one import circle of
+    the package; it is closed once, by ``chainrule/__init__.py`` calling :func:`bind` after it
+    has imported them all (``_late.ops.add`` is then ``chainrule.ops.add``)."""
+
+    ops = autograd = inplace = creation = printing = None
 
 
-def tensor_data(x):
-    """The raw array of a Tensor, or ``x`` itself."""
-    return x._data if isinstance(x, Tensor) else x
+_late = _Late()
+_bind_lock = threading.Lock()
 
 
-
-class _RemovableHandle:
-    def __init__(self, hooks: list, hook) -> None:
-        self._hooks, self._hook = hooks, hook
-
-    def remove(self) -> None:
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
-
+def bind(ops, autograd, inplace, creation, printing) -> None:
+    """Close the circle: give Tensor its math (see :class:`_Late`)."""
+    with _bind_lock:
+        _late.ops, _late.autograd, _late.inplace = ops, autograd, inplace
+        _late.creation, _late.printing = creation, printing
+        for name in OP_METHODS:
+            setattr(Tensor, name, getattr(ops, name))
+        for name in inplace.METHODS:
+            setattr(Tensor, name, getattr(inplace, name))

@@ -274,11 +274,11 @@ def build_model(name: str, sample_shape: tuple[int, ...], n_classes: int,
 def random_shift(x: cr.Tensor, max_shift: int = 1) -> cr.Tensor:
     """Shift each image in the batch ``x`` (N, C, H, W) by a random whole number of pixels in
     [-max_shift, max_shift] along each axis, filling with zeros (draws from cr's global RNG)."""
-    from chainrule import backend
+    from chainrule import devices
     from chainrule.tensor import wrap
 
     a = x._data
-    xp = backend.xp_of(a)
+    xp = devices.xp_of(a)
     n, c, h, w = a.shape
     m = max_shift
     padded = xp.pad(a, ((0, 0), (0, 0), (m, m), (m, m)))

@@ -462,13 +462,13 @@ def test_index_ranges_are_checked_on_cuda_under_detect_anomaly():
 def test_fused_cross_entropy_path_checks_ranges_under_detect_anomaly(monkeypatch):
     # the CPU stand-in cannot run the fused kernel, so stand in for its result: the check must
     # come before the fused gate on every device
-    from chainrule import cuda_kernels
+    from chainrule.kernels import cuda_raw
 
     def stats(x, t, ignore_index, reduction):
-        xp = cr.backend.xp_of(x)
+        xp = cr.devices.xp_of(x)
         return xp.zeros(x.shape[0], x.dtype), xp.zeros(x.shape[0], x.dtype), xp.ones(2, x.dtype)
 
-    monkeypatch.setattr(cuda_kernels, "cross_entropy_forward", stats)
+    monkeypatch.setattr(cuda_raw, "cross_entropy_forward", stats)
     logits = cr.zeros(2, 3, device="cuda", requires_grad=True)
     with cr.autograd.detect_anomaly(), pytest.raises(IndexError, match="out of bounds"):
         cr.nn.functional.cross_entropy(logits, cr.tensor([0, 7], device="cuda"))

@@ -3,7 +3,7 @@
 import pytest
 
 import chainrule as cr
-from chainrule import backend
+from chainrule import devices
 
 needs_no_gpu = pytest.mark.skipif(cr.cuda.is_available(), reason="a GPU is present")
 
@@ -47,4 +47,4 @@ def test_to_dtype_and_device_together():
 def test_device_parsing():
     assert cr.device("cuda:1").index == 1
     assert str(cr.device("cuda", 0)) == "cuda:0"
-    assert backend.as_device(None) == cr.device("cpu")
+    assert devices.as_device(None) == cr.device("cpu")

@@ -377,6 +377,8 @@ def _strided(a: np.ndarray, how: str):
     if any(s != SCALAR and len(s) >= 2 for s in p.values[1])
 ])
 def test_gradcheck_through_strided_views(spec, shapes, kw, how):
+    if spec.name.startswith("view"):
+        pytest.skip("view() of a non-contiguous tensor raises, as torch's (test_view_*)")
     args = make_args(spec, shapes)
     mask = diff_mask(spec, args)
     if not any(mask):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.autograd.function import Function, FunctionCtx, Op, once_differentiable
 from chainrule.autograd.grad_mode import (
     enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
@@ -45,7 +45,7 @@ def _root_grads(tensors: tuple, grads: tuple, create_graph: bool) -> list:
             g = np.ones_like(t._data)
             out.append(wrap(g) if create_graph else g)
             continue
-        raw = g._data if isinstance(g, Tensor) else backend.asarray_on(g, t._data, t._data.dtype)
+        raw = g._data if isinstance(g, Tensor) else devices.asarray_on(g, t._data, t._data.dtype)
         if raw.shape != t._data.shape:
             raise RuntimeError(
                 f"Mismatch in shape: grad_output[{i}] has a shape of {list(raw.shape)} and "

@@ -9,16 +9,31 @@ a ``RuntimeError`` naming the op, its creation site, the phase and its inputs' s
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
-from chainrule.backend import np as _np
+from chainrule import devices
+from chainrule.devices import np as _np
 
 from chainrule._state import state
 
 _ndarray, _add_reduce = _np.ndarray, _np.add.reduce
 
-__all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "check_forward",
-           "check_backward", "array_stats"]
+_PACKAGE_DIR = __file__.rsplit("/autograd/", 1)[0]
+
+
+def caller_site() -> str:
+    """``file:line`` of the first frame outside chainrule (where the user created the op)."""
+    frame = sys._getframe(1)  # (compiled callers have no frame: skip by file, not by count)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+__all__ = ["caller_site", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
+           "check_forward", "check_backward", "array_stats"]
 
 
 def is_anomaly_enabled() -> bool:
@@ -101,9 +116,7 @@ def _bad(a) -> bool:
 
 
 def _xp(a):
-    from chainrule import backend
-
-    return backend.xp_of(a)
+    return devices.xp_of(a)
 
 
 def check_forward(node, out, input_arrays) -> None:
@@ -148,8 +161,6 @@ def array_stats(a) -> str:
 def _site(node) -> str:
     site = getattr(node, "site", None)
     if site is None:
-        from chainrule.autograd.function import caller_site
-
         site = caller_site()
         node.site = site
     return site

@@ -13,67 +13,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
 from chainrule._state import state
+from chainrule.autograd.engine import call_backward
+from chainrule.autograd.function import Function
+from chainrule.autograd.grad_mode import no_grad
+from chainrule.autograd.graph import (  # noqa: F401  (re-exported for chainrule.viz)
+    as_list, graph_nodes, nodes_in_order, op_name, parents,
+)
+from chainrule.ops import either
 
 __all__ = ["check_gates", "GateReport", "GateFailure", "GateResult", "graph_nodes",
            "edge_gradients", "op_name", "parents"]
 
 
-# ---- walking a graph ----------------------------------------------------------------------------
-def op_name(node) -> str:
-    """The gate's op name (its class name: ``Mul``, ``Sigmoid``, ``MyFunction``)."""
-    return type(node).__name__
-
-
-def parents(node) -> list:
-    """Per input edge: ``None``, ``("leaf", tensor)`` or ``("node", parent, output_nr)``."""
-    from chainrule.autograd.function import Function
-
-    out = []
-    for e in node._edges:
-        if e is None:
-            out.append(None)
-        elif type(e) is tuple:
-            out.append(("node", e[0], e[1]))
-        elif isinstance(e, Function):
-            out.append(("node", e, 0))
-        else:
-            out.append(("leaf", e))
-    return out
-
-
-def graph_nodes(outputs) -> list:
-    """Every gate reachable from ``outputs`` (Tensors), in forward (topological) order."""
-    return nodes_in_order(
-        [t._grad_fn for t in _as_list(outputs) if getattr(t, "_grad_fn", None) is not None])
-
-
-def nodes_in_order(roots: list) -> list:
-    """Every gate reachable from the ``roots`` gates, each after all of its parents."""
-    order: list = []
-    seen: set = set()
-    stack = [(n, False) for n in reversed(roots)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        for p in reversed(parents(node)):
-            if p is not None and p[0] == "node" and p[1] not in seen:
-                stack.append((p[1], False))
-    return order
-
-
-def _as_list(x) -> list:
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
+# ---- the gradient on every edge --------------------------------------------------------------
 def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
     """Backpropagate from ``output`` without freeing the graph, keeping every edge's gradient.
 
@@ -82,13 +37,10 @@ def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
     gradient on output ``nr`` of ``node`` (summed over its consumers) and ``leaves[id(leaf)]``
     the total gradient on a leaf. Raises RuntimeError if the graph was already freed.
     """
-    from chainrule.autograd.grad_mode import no_grad
-    from chainrule.ops import either
-
     node0 = output._grad_fn
     if node0 is None:
         return {}, {}, {}
-    seed = np.ones_like(output._data) if grad is None else backend.asarray_on(
+    seed = np.ones_like(output._data) if grad is None else devices.asarray_on(
         getattr(grad, "_data", grad), output._data, output._data.dtype)
     outs: dict = {(node0, output._nr): seed}
     edges: dict = {}
@@ -99,7 +51,7 @@ def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
             if all(g is None for g in gs):
                 continue
             runner = node
-            if node._released:
+            if node._saved is None:
                 runner = _rebuild(node)
                 if runner is None:
                     raise RuntimeError(
@@ -107,7 +59,7 @@ def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
                         "backward(); build it inside cr.viz.record() or run that backward with "
                         "retain_graph=True (or draw/explain before it)"
                     )
-            input_grads = runner._run_backward(gs, False)
+            input_grads = call_backward(runner, gs if len(gs) > 1 else gs[0])
             for i, p in enumerate(parents(node)):
                 g = input_grads[i] if i < len(input_grads) else None
                 if p is None or g is None:
@@ -134,20 +86,23 @@ def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
 
 def _rebuild(node):
     """A fresh copy of a gate whose saved values were freed, re-run from its recorded inputs."""
-    from chainrule.autograd.function import Op, _overrides_setup_context
-    from chainrule.autograd.grad_mode import no_grad
-
     inputs = getattr(node, "inputs", None)
     if inputs is None:
         return None
     cls = type(node)
     ctx = cls.__new__(cls)
-    ctx._edges, ctx._outs, ctx._saved = node._edges, node._outs, ()
+    ctx._edges, ctx._outs = node._edges, node._outs
+    ctx._saved = ctx._versions = ctx._dirty = ctx._hooks = ctx._retained = None
+    ctx._non_differentiable = ()
+    ctx._tensor_args = getattr(node, "_tensor_args", None)
+    ctx._materialize_grads = getattr(node, "_materialize_grads", None)
     kwargs = getattr(node, "kwargs", None) or {}
     with no_grad():
-        if isinstance(node, Op):
+        if node.on_arrays:
+            ctx._saved = ()
             cls.forward(ctx, *[getattr(a, "_data", a) for a in inputs])
-        elif _overrides_setup_context(cls):
+            ctx._saved_from = node._saved_from
+        elif cls.setup_context is not Function.setup_context:
             cls.setup_context(ctx, tuple(inputs), cls.forward(*inputs, **kwargs))
         else:
             cls.forward(ctx, *inputs, **kwargs)
@@ -370,7 +325,7 @@ def check_gates(fn: Callable, inputs, *, eps: float = 1e-6, atol: float = 1e-5,
         out = fn(*inputs)
     finally:
         state.record_sites, state.record_inputs = prev
-    outs = [o for o in _as_list(out) if isinstance(o, Tensor) and o._grad_fn is not None]
+    outs = [o for o in as_list(out) if isinstance(o, Tensor) and o._grad_fn is not None]
     if not outs:
         raise ValueError("check_gates: fn returned no Tensor that has a grad_fn (no input "
                          "requires grad?)")

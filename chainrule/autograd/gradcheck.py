@@ -6,7 +6,7 @@ instead of printing whole Jacobians.
 
 from __future__ import annotations
 
-from chainrule.backend import np
+from chainrule.devices import np
 
 __all__ = ["gradcheck", "gradgradcheck", "GradcheckError", "numerical_jacobian",
            "analytical_jacobian"]

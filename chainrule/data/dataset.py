@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from chainrule import backend
+from chainrule import devices
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split"]
@@ -49,7 +49,7 @@ class TensorDataset(Dataset):
         """One fancy-index per tensor: the collated batch for ``indices`` (an int array)."""
         out = []
         for t in self.tensors:
-            idx = indices if backend.is_cpu_array(t._data) else backend.asarray_on(indices, t._data)
+            idx = indices if devices.is_cpu_array(t._data) else devices.asarray_on(indices, t._data)
             out.append(t[idx] if t.requires_grad else wrap(t._data[idx]))
         return tuple(out)
 

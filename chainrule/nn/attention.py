@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 
-from chainrule.backend import np
+from chainrule.devices import np
 from chainrule.autograd.function import Op
-from chainrule.blas import matmul as _mm
+from chainrule.kernels import kernels_for
+from chainrule.kernels.matmul import matmul as _mm
+from chainrule.nn.dropout import dropout
 from chainrule.ops import either
 from chainrule.ops.reduce import softmax
 from chainrule.tensor import Tensor, wrap
@@ -91,8 +93,6 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
         return Attention.apply(query, key, value, mask, float(scale))
     weights = _weights(query, key, mask, float(scale))
     if dropout_p > 0.0:
-        from chainrule.nn.functional import dropout
-
         weights = dropout(weights, dropout_p, True)
     return weights @ value
 
@@ -154,18 +154,14 @@ class Attention(Op):
     def backward(ctx, g):
         q, k, v, mask, wt = ctx.saved_tensors
         scale = ctx.scale
-        if either.is_tensor(q):
-            wt = either.swapaxes(_weights(q, k, mask, scale), -1, -2)
-        edges = ctx._edges
-        gv = either.matmul(wt, g) if edges[2] is not None else None
+        need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
+        K = kernels_for(g)
+        wt = K.attention_weights_t(q, k, mask, scale, wt)
+        gv = either.matmul(wt, g) if need_v else None
         dm = either.matmul(v, either.swapaxes(g, -1, -2))  # (g Vᵀ)ᵀ
-        if either.is_tensor(dm):
-            dm = wt * (dm - either.sum(dm * wt, -2, True))
-        else:  # the same, in place
-            dm -= (dm * wt).sum(-2, keepdims=True)
-            dm *= wt
-        gmask = either.swapaxes(dm, -1, -2) if edges[3] is not None else None
+        dm = K.softmax_backward(dm, wt, -2)
+        gmask = either.swapaxes(dm, -1, -2) if need_mask else None
         dm = dm * scale
-        gq = either.matmul(either.swapaxes(dm, -1, -2), k) if edges[0] is not None else None
-        gk = either.matmul(dm, q) if edges[1] is not None else None
+        gq = either.matmul(either.swapaxes(dm, -1, -2), k) if need_q else None
+        gk = either.matmul(dm, q) if need_k else None
         return gq, gk, gv, gmask, None

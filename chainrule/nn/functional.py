@@ -9,17 +9,15 @@ import math
 import warnings
 from typing import Any
 
-from chainrule.backend import np
-from chainrule import backend
-from chainrule import blas as _blas
-from chainrule import cuda_kernels
-from chainrule.autograd import accel
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.autograd.function import Op
 from chainrule._state import state
 from chainrule.autograd.grad_mode import no_grad
-from chainrule.blas import matmul as _mm
+from chainrule.kernels import kernels_for
+from chainrule.kernels.matmul import matmul as _mm
+from chainrule.nn.dropout import dropout, dropout1d, dropout2d  # noqa: F401  (F's names)
 from chainrule.ops import either
-from chainrule.ops.elementwise import erf_array
 from chainrule.ops.elementwise import relu as _relu
 from chainrule.ops.elementwise import sigmoid as _sigmoid
 from chainrule.ops.elementwise import softplus as _softplus
@@ -52,15 +50,6 @@ def _shape(x: Any) -> tuple:
 
 
 # ---- activations -------------------------------------------------------------------------------
-def _np_sigmoid(x):
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-_np_erf = erf_array
-
-_SQRT1_2 = 1 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
 class LeakyRelu(Op):
@@ -78,90 +67,13 @@ class LeakyRelu(Op):
         return either.where(x > 0, g, g * ctx.slope), None
 
 
-# 1 - Φ(a) = φ(a)·(b₁t + … + b₅t⁵), t = 1/(1 + p·a), a ≥ 0 (Abramowitz & Stegun 26.2.17,
-# |error| < 7.5e-8): float32 GELU without erf, its derivative from the same φ and t.
-_PHI_P = 0.2316419
-_PHI_B = (1.330274429, -1.821255978, 1.781477937, -0.356563782, 0.319381530)  # b₅, …, b₁
-
-
-def _gelu_float32(x, with_grad: bool) -> tuple:
-    """y = x·Φ(x) and, if ``with_grad``, dy/dx = Φ(x) + x·φ(x), for a float32 array, on
-    cache-sized blocks with in-place ufuncs (no full-size temporaries): MKL's vector Φ and exp
-    when the ``mkl`` extra is loaded (8 calls a block), else Φ from A&S (about 25)."""
-    y = np.empty_like(x)
-    dydx = np.empty_like(x) if with_grad else None
-    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
-    flat_d = dydx.reshape(-1) if with_grad else None
-    cdf_norm, exp = _blas.vector_math("cdf_norm", np.float32), _blas.vector_math("exp", np.float32)
-    block = max(1, min(32768, flat_x.size))
-    scratch = [np.empty(block, np.float32) for _ in range(2)]  # Φ(x), φ(x)
-    if cdf_norm is None:  # A&S also needs |x|, t and x's sign bits
-        scratch += [np.empty(block, np.float32), np.empty(block, np.float32),
-                    np.empty(block, np.uint32)]
-    for i in range(0, flat_x.size, block):
-        xb = flat_x[i:i + block]
-        if xb.size < block:
-            scratch = [v[:xb.size] for v in scratch]
-        q, pdf = scratch[0], scratch[1]
-        if cdf_norm is not None:
-            cdf_norm(xb, q)
-            if with_grad:
-                np.multiply(xb, xb, out=pdf)
-                pdf *= -0.5
-                exp(pdf, pdf)
-                pdf *= _INV_SQRT_2PI  # φ(x)
-        else:
-            _cdf_as(xb, q, pdf, *scratch[2:])
-        np.multiply(xb, q, out=flat_y[i:i + block])
-        if with_grad:
-            db = flat_d[i:i + block]
-            np.multiply(xb, pdf, out=db)
-            db += q
-    return y, dydx
-
-
-def _cdf_as(x, q, pdf, a, t, sign) -> None:
-    """q = Φ(x) and pdf = φ(x) for a float32 block, by A&S 26.2.17 (scratch: a, t, sign)."""
-    np.abs(x, out=a)
-    np.multiply(a, a, out=pdf)
-    pdf *= -0.5
-    np.exp(pdf, out=pdf)
-    pdf *= _INV_SQRT_2PI  # φ(x)
-    np.multiply(a, _PHI_P, out=t)
-    t += 1.0
-    np.divide(1.0, t, out=t)
-    np.multiply(t, _PHI_B[0], out=q)
-    for b in _PHI_B[1:]:
-        q += b
-        q *= t
-    q *= pdf  # Φ(-|x|)
-    # Φ(x) = 1/2 + sign(x)·(1/2 - Φ(-|x|)): x's sign bit ORed in (np.copysign is 5× slower)
-    np.subtract(0.5, q, out=q)
-    np.bitwise_and(x.view(np.uint32), 0x80000000, out=sign)
-    np.bitwise_or(q.view(np.uint32), sign, out=q.view(np.uint32))
-    q += 0.5
-
-
 class Gelu(Op):
     """y = x·Φ(x);  dy/dx = Φ(x) + x·φ(x)  (Φ, φ: the standard normal cdf and pdf)"""
 
     @staticmethod
     def forward(ctx, x):
-        with_grad = bool(ctx._edges)
-        if type(x) is backend.gpu_ndarray:
-            y, dydx = cuda_kernels.gelu(x, with_grad)
-        elif x.dtype == np.float32 and accel.fusable(x):  # one C loop (autograd/accel.py)
-            y, dydx = np.empty_like(x), np.empty_like(x) if with_grad else None
-            accel.engine.gelu_float32(x, y, dydx)
-        elif x.dtype == np.float32:
-            y, dydx = _gelu_float32(x, with_grad)
-        else:
-            cdf = _np_erf(x * _SQRT1_2).astype(x.dtype, copy=False)
-            cdf += 1
-            cdf *= 0.5
-            y = x * cdf
-            if with_grad:
-                dydx = cdf + x * np.exp(x * x * -0.5) * _INV_SQRT_2PI
+        with_grad = ctx.needs_input_grad[0]
+        y, dydx = kernels_for(x).gelu(x, with_grad)
         if with_grad:
             ctx.save_for_backward(x, dydx)  # dydx: a constant, recomputed under create_graph
         return y
@@ -169,11 +81,7 @@ class Gelu(Op):
     @staticmethod
     def backward(ctx, g):
         x, dydx = ctx.saved_tensors
-        if either.is_tensor(x):
-            cdf = ((x * _SQRT1_2).erf() + 1) * 0.5
-            pdf = either.exp(x * x * -0.5) * _INV_SQRT_2PI
-            return g * (cdf + x * pdf)
-        return g * dydx
+        return kernels_for(g).gelu_backward(g, x, dydx)
 
 
 class Silu(Op):
@@ -182,12 +90,12 @@ class Silu(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return x * _np_sigmoid(x)
+        return x * either.sigmoid(x)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        s = x.sigmoid() if either.is_tensor(x) else _np_sigmoid(x)
+        s = either.sigmoid(x)
         return g * s * (1 + x * (1 - s))
 
 
@@ -342,30 +250,29 @@ class Linear(Op):
             y = _mm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         else:
             y = _mm(x, w.T)
-        if b is not None and not (type(y) is backend.gpu_ndarray and cuda_kernels.add_bias(y, b)):
-            y += b
+        if b is not None:
+            y = kernels_for(y).add_bias(y, b)
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved_tensors
-        edges = ctx._edges
+        need_x, need_w, need_b = ctx.needs_input_grad
         xshape = tuple(x.shape)
         if len(xshape) > 2:
             g = either.reshape(g, (-1, g.shape[-1]))
-        gx = either.matmul(g, w) if edges[0] is not None else None
+        gx = either.matmul(g, w) if need_x else None
         if gx is not None and len(xshape) > 2:
             gx = either.reshape(gx, xshape)
         gw = gb = None
-        if edges[1] is not None or edges[2] is not None:
+        if need_w or need_b:
             if len(xshape) != 2:
                 g = either.reshape(g, (-1, g.shape[-1]))
                 x = either.reshape(x, (-1, xshape[-1]))
-            if edges[1] is not None:
+            if need_w:
                 gw = either.matmul(either.swapaxes(g, 0, 1), x)
-            if edges[2] is not None:
-                gb = cuda_kernels.sum_rows(g) if type(g) is backend.gpu_ndarray else None
-                gb = either.sum(g, 0) if gb is None else gb
+            if need_b:
+                gb = kernels_for(g).sum_rows(g)
         return gx, gw, gb
 
 
@@ -415,54 +322,6 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
     return y if bias is None else y + bias
 
 
-# ---- dropout -----------------------------------------------------------------------------------
-def _dropout_mask(input: Tensor, p: float, shape: tuple, name: str) -> Tensor:
-    from chainrule.creation import _random
-
-    if p < 0.0 or p > 1.0:
-        raise ValueError(f"{name}: dropout probability has to be between 0 and 1, but got {p}")
-    keep = 1.0 - p
-    dt = input._data.dtype
-    u = _random("uniform", shape, dt, input.device, None)
-    if keep == 0.0:
-        return wrap(u * 0)
-    return wrap((u < keep).astype(dt) * dt.type(1.0 / keep))
-
-
-def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout)."""
-    _check_tensor(input, "dropout")
-    if p < 0.0 or p > 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
-        return input
-    return input * _dropout_mask(input, p, input._data.shape, "dropout")
-
-
-def _channel_dropout(input: Tensor, p: float, training: bool, name: str, nd: int) -> Tensor:
-    if p < 0.0 or p > 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if input.ndim not in (nd + 1, nd + 2):
-        raise RuntimeError(f"{name}: expected {nd + 1}-D or {nd + 2}-D input, got shape "
-                           f"{_shape(input)}")
-    if not training or p == 0.0:
-        return input
-    shape = input._data.shape[: -nd] + (1,) * nd
-    return input * _dropout_mask(input, p, shape, name)
-
-
-def dropout1d(input: Tensor, p: float = 0.5, training: bool = True,
-              inplace: bool = False) -> Tensor:
-    """Zero whole channels of (N, C, L) input with probability p."""
-    return _channel_dropout(input, p, training, "dropout1d", 1)
-
-
-def dropout2d(input: Tensor, p: float = 0.5, training: bool = True,
-              inplace: bool = False) -> Tensor:
-    """Zero whole channels of (N, C, H, W) input with probability p."""
-    return _channel_dropout(input, p, training, "dropout2d", 2)
-
-
 # ---- normalization -----------------------------------------------------------------------------
 def _channel_shape(input: Tensor) -> tuple:
     return (1, input.shape[1]) + (1,) * (input.ndim - 2)
@@ -488,15 +347,14 @@ class BatchNorm(Op):
     def backward(ctx, g):
         x, w, xhat, rstd = ctx.saved_tensors
         axes = ctx.axes
-        if either.is_tensor(x):
-            xhat, rstd = _ln_stats(x, axes, ctx.eps)
-        edges = ctx._edges
+        xhat, rstd = kernels_for(g).norm_stats(x, xhat, rstd, axes, ctx.eps)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx = gw = gb = None
-        if edges[1] is not None:
+        if need_w:
             gw = either.sum(g * xhat, axes)
-        if edges[2] is not None:
+        if need_b:
             gb = either.sum(g, axes)
-        if edges[0] is not None:
+        if need_x:
             n = 1
             for a in axes:
                 n *= x.shape[a]
@@ -560,98 +418,22 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return input * scale + shift
 
 
-def _ln_stats(x, axes: tuple, eps: float):
-    """(x̂, 1/σ) over ``axes`` for an array or a Tensor."""
-    n = 1
-    for a in axes:
-        n *= x.shape[a]
-    xc = x - either.sum(x, axes, True) * (1.0 / n)
-    var = either.sum(xc * xc, axes, True) * (1.0 / n)
-    rstd = 1 / either.sqrt(var + eps)
-    return xc * rstd, rstd
-
-
 class LayerNorm(Op):
     """y = x̂·w + b with x̂ = (x - mean)/√(var + eps) over the last k dims;
     dx = (ĝ - mean ĝ - x̂·mean(ĝ·x̂))/σ with ĝ = g·w;  dw = Σ g·x̂;  db = Σ g"""
 
     @staticmethod
     def forward(ctx, x, w, b, k, eps):
-        axes = tuple(range(x.ndim - k, x.ndim))
-        n = 1
-        for a in axes:
-            n *= x.shape[a]
-        ctx.axes, ctx.eps = axes, eps
-        if n and accel.fusable(x, w, b):  # the rows below in one C loop (autograd/accel.py)
-            y, xhat = np.empty_like(x), np.empty_like(x)
-            rstd = np.empty(x.shape[: x.ndim - k] + (1,) * k, x.dtype)
-            accel.engine.layer_norm_forward(x, w, b, float(eps), y, xhat, rstd, n)
-            ctx.save_for_backward(x, w, xhat, rstd)
-            return y
-        # One row per normalized group; row means as matrix-vector products and row sums of
-        # squares by einsum: NumPy's reductions over a short last axis go row by row.
-        x2 = x.reshape(-1, n)
-        xhat = x2 - (x2 @ backend.xp_of(x).full(n, 1.0 / max(n, 1), x.dtype))[:, None]
-        var = np.einsum("ij,ij->i", xhat, xhat) * x.dtype.type(1.0 / max(n, 1))
-        rstd = 1 / np.sqrt(var + x.dtype.type(eps))
-        xhat *= rstd[:, None]
-        xhat = xhat.reshape(x.shape)
-        rstd = rstd.reshape(x.shape[: x.ndim - k] + (1,) * k)
+        ctx.axes, ctx.eps = tuple(range(x.ndim - k, x.ndim)), eps
+        y, xhat, rstd = kernels_for(x).layer_norm(x, w, b, k, eps)
         ctx.save_for_backward(x, w, xhat, rstd)  # x̂, 1/σ: constants, recomputed under create_graph
-        y = xhat * w if w is not None else xhat.copy()
-        if b is not None:
-            y += b
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, w, xhat, rstd = ctx.saved_tensors
-        axes = ctx.axes
-        if either.is_tensor(x):
-            xhat, rstd = _ln_stats(x, axes, ctx.eps)
-        lead = tuple(range(len(x.shape) - len(axes)))
-        n = 1
-        for a in axes:
-            n *= x.shape[a]
-        edges = ctx._edges
-        gx = gw = gb = None
-        if either.is_tensor(g):
-            if edges[1] is not None:
-                gw = either.sum(g * xhat, lead) if lead else g * xhat
-            if edges[2] is not None:
-                gb = either.sum(g, lead) if lead else g
-            if edges[0] is not None:
-                gh = g * w if w is not None else g
-                m1 = either.sum(gh, axes, True) * (1.0 / n)
-                m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
-                gx = (gh - m1 - xhat * m2) * rstd
-            return gx, gw, gb, None, None
-        normalized = tuple(x.shape[len(x.shape) - len(axes):])
-        if n and accel.fusable(g, xhat, w, rstd) and g.shape == xhat.shape:  # one C loop
-            gx = np.empty_like(g) if edges[0] is not None else None
-            gw = np.empty(normalized, g.dtype) if edges[1] is not None else None
-            gb = np.empty(normalized, g.dtype) if edges[2] is not None else None
-            accel.engine.layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)
-            return gx, gw, gb, None, None
-        # the same on rows (one per normalized group), with the row and column sums as
-        # matrix-vector products or einsum, and dx = ĝ/σ - (m1/σ) - x̂·(m2/σ) in place
-        g2, xh = g.reshape(-1, n), xhat.reshape(-1, n)
-        if edges[1] is not None:
-            gw = np.einsum("ij,ij->j", g2, xh).reshape(normalized)
-        if edges[2] is not None:
-            gb = (backend.xp_of(g).ones(len(g2), g.dtype) @ g2).reshape(normalized)
-        if edges[0] is not None:
-            gx = g2 * w.reshape(-1) if w is not None else g2.copy()
-            inv_n = g.dtype.type(1.0 / n)
-            r = rstd.reshape(-1)
-            m1 = gx @ backend.xp_of(g).full(n, inv_n, g.dtype)
-            m2 = np.einsum("ij,ij->i", gx, xh)
-            gx *= r[:, None]
-            m1 *= r
-            gx -= m1[:, None]
-            m2 *= r * inv_n
-            gx -= xh * m2[:, None]
-            gx = gx.reshape(x.shape)
+        gx, gw, gb = kernels_for(g).layer_norm_backward(g, x, w, xhat, rstd, ctx.axes, ctx.eps,
+                                                        ctx.needs_input_grad)
         return gx, gw, gb, None, None
 
 
@@ -727,26 +509,14 @@ class Embedding(Op):
     @staticmethod
     def backward(ctx, g):
         shape, idx, pad_i = ctx.wshape, ctx.idx, ctx.padding_idx
-        if either.is_tensor(g):
-            gw = either.index_put(shape, (idx,), g)
-            if pad_i is not None:
-                keep = backend.xp_of(g._data).ones((shape[0], 1), g._data.dtype)
-                keep[pad_i] = 0
-                gw = gw * wrap(keep)
-            return gw, None, None
-        xp = backend.xp_of(g)
-        gw = xp.zeros(shape, g.dtype)
-        xp.add.at(gw, idx.reshape(-1), g.reshape(-1, shape[1]))
-        if pad_i is not None:
-            gw[pad_i] = 0
-        return gw, None, None
+        return kernels_for(g).embedding_backward(g, idx, shape, pad_i), None, None
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
     """Rows of ``weight`` looked up by the integer ``input``; ``padding_idx`` gets no gradient."""
-    idx = input._data if isinstance(input, Tensor) else backend.asarray_on(input, weight._data)
+    idx = input._data if isinstance(input, Tensor) else devices.asarray_on(input, weight._data)
     if idx.dtype.kind not in "iu":
         raise RuntimeError(
             f"embedding(): Expected tensor for argument 'indices' to have one of the following "
@@ -788,7 +558,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise RuntimeError(f"one_hot: Class values must be non-negative and smaller than "
                            f"num_classes={num_classes} (got values in [{int(idx.min())}, "
                            f"{int(idx.max())}])")
-    xp = backend.xp_of(idx)
+    xp = devices.xp_of(idx)
     out = (idx[..., None] == xp.arange(num_classes)).astype(np.int64)
     return wrap(out)
 
@@ -905,9 +675,7 @@ def _check_same_size(input: Tensor, target: Tensor, name: str) -> None:
 
 
 def _clamped_logs(x):
-    """(max(ln x, -100), max(ln(1 - x), -100)) on arrays or Tensors."""
-    if either.is_tensor(x):
-        return x.log().clamp(min=-100.0), (1 - x).log().clamp(min=-100.0)
+    """(max(ln x, -100), max(ln(1 - x), -100)) of an array."""
     with np.errstate(divide="ignore"):
         return np.maximum(np.log(x), -100.0), np.maximum(np.log(1 - x), -100.0)
 
@@ -925,15 +693,10 @@ class BinaryCrossEntropy(Op):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        gx = gy = None
-        if ctx._edges[0] is not None:
-            gx = g * (x - y) / either.maximum(x * (1 - x), 1e-12)
-        if ctx._edges[1] is not None:  # unclamped, as PyTorch (infinite at x = 0 or 1)
-            if either.is_tensor(x):
-                gy = g * ((-x).log1p() - x.log())
-            else:
-                with np.errstate(divide="ignore"):
-                    gy = g * (np.log1p(-x) - np.log(x))
+        need_x, need_y = ctx.needs_input_grad
+        gx = g * (x - y) / either.maximum(x * (1 - x), 1e-12) if need_x else None
+        # unclamped, as PyTorch (infinite at x = 0 or 1)
+        gy = g * (either.log1p(-x) - either.log(x)) if need_y else None
         return gx, gy
 
 
@@ -1031,7 +794,7 @@ def _index_target(input: Tensor, target: Any, name: str) -> np.ndarray:
 def _gpu_unchecked(a) -> bool:
     """Range checks of GPU indices read the GPU back (a sync every step), so they run only
     under ``detect_anomaly``; elsewhere an out-of-range index reads a wrapped-around row."""
-    return backend.is_gpu_array(a) and not state.anomaly
+    return devices.is_gpu_array(a) and not state.anomaly
 
 
 def _check_bounds(t: np.ndarray, valid, c: int) -> None:
@@ -1048,67 +811,32 @@ class CrossEntropy(Op):
 
     @staticmethod
     def forward(ctx, x, t, valid, reduction):
-        n = x.shape[0]
-        xp = backend.xp_of(x)
-        rows = xp.arange(n)
-        m = x.max(axis=1, keepdims=True)
-        shifted = x - m
-        p = np.exp(shifted)
-        s = p.sum(axis=1, keepdims=True)
-        nll = np.log(s[:, 0]) - shifted[rows, t]
-        p /= s
-        if valid is not None:
-            nll = nll * valid
-            count = valid.sum()
-        else:
-            count = n
+        nll, p = kernels_for(x).cross_entropy(x, t, valid)
+        count = valid.sum() if valid is not None else x.shape[0]
         ctx.save_for_backward(x, p)
         ctx.t, ctx.valid, ctx.count, ctx.reduction = t, valid, count, reduction
         if reduction == "none":
             return nll.astype(x.dtype, copy=False)
+        xp = devices.xp_of(x)
         total = nll.sum()
         if reduction == "mean":
-            if backend.is_gpu_array(count):  # all rows ignored: 0/0 gives NaN, as torch
-                total = total / count
-            else:
-                total = total / count if count else total * np.nan
+            with np.errstate(invalid="ignore", divide="ignore"):  # no rows: 0/0 is NaN, as torch
+                total = total / xp.asarray(count, dtype=x.dtype)
         return xp.asarray(total, dtype=x.dtype)
 
     @staticmethod
     def backward(ctx, g):
         x, p = ctx.saved_tensors
-        t, valid, reduction = ctx.t, ctx.valid, ctx.reduction
-        n = x.shape[0]
-        xp = backend.xp_of(t)
-        rows = xp.arange(n)
-        if either.is_tensor(g):  # the constants join a recorded graph as tensors
-            count = ctx.count if isinstance(ctx.count, int) else wrap(xp.asarray(ctx.count))
-            valid = None if valid is None else wrap(valid)
-        else:
-            count = ctx.count
-        scale = g / count if reduction == "mean" else g
-        if valid is not None:
-            scale = scale * valid  # per row
-        if either.is_tensor(x):  # differentiable form for create_graph
-            onehot = xp.zeros(x._data.shape, x._data.dtype)
-            onehot[rows, t] = 1
-            p = x.softmax(1)
-            if len(scale.shape):
-                scale = scale.reshape(-1, 1)
-            return (p - wrap(onehot)) * scale, None, None, None
-        if getattr(scale, "ndim", 0):
-            gx = p * scale[:, None]
-            gx[rows, t] -= scale
-        else:
-            gx = p * scale
-            gx[rows, t] -= scale
-        return gx, None, None, None
+        scale = g / ctx.count if ctx.reduction == "mean" else g
+        if ctx.valid is not None:
+            scale = scale * ctx.valid  # per row
+        return kernels_for(g).cross_entropy_backward(g, x, p, ctx.t, scale), None, None, None
 
 
 class CrossEntropyRows(Op):
-    """The GPU's cross-entropy gate: the rows' log-sum-exp l and losses l - x[t] come from one
-    kernel (``stats``), and dx = (softmax(x) - onehot(t))·g/n = (e^(x-l) - onehot(t))·g/n
-    from another; ignored rows give 0."""
+    """Cross-entropy from one kernel where a table has one (the GPU's): the rows' log-sum-exp l
+    and losses l - x[t] (``stats``), and dx = (softmax(x) - onehot(t))·g/n
+    = (e^(x-l) - onehot(t))·g/n; ignored rows give 0."""
 
     @staticmethod
     def forward(ctx, x, t, stats, ignore_index, reduction):
@@ -1121,18 +849,9 @@ class CrossEntropyRows(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        if not either.is_tensor(x):
-            gx = cuda_kernels.cross_entropy_backward(x, ctx.lse, ctx.t, g, ctx.count, ctx.ignore,
-                                                     ctx.reduction)
-            return gx, None, None, None, None
-        xp = backend.xp_of(ctx.t)  # the differentiable form, for create_graph
-        valid = (ctx.t != ctx.ignore).astype(x._data.dtype)
-        onehot = xp.zeros(x.shape, x._data.dtype)
-        onehot[xp.arange(x.shape[0]), xp.where(ctx.t == ctx.ignore, 0, ctx.t)] = 1
-        scale = (g / wrap(ctx.count[0]) if ctx.reduction == "mean" else g
-                 if ctx.reduction == "sum" else g.reshape(-1, 1))
-        return ((x.softmax(1) - wrap(onehot)) * scale * wrap(valid[:, None]),
-                None, None, None, None)
+        gx = kernels_for(g).cross_entropy_rows_backward(g, x, ctx.lse, ctx.t, ctx.count,
+                                                        ctx.ignore, ctx.reduction)
+        return gx, None, None, None, None
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -1148,7 +867,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     valid = t1 != ignore_index
     _check_bounds(t1, valid, c)
     t_safe = np.where(valid, t1, 0)
-    xp = backend.xp_of(t1)
+    xp = devices.xp_of(t1)
     picked = x2[xp.arange(x2.shape[0]), t_safe]
     dt = x2._data.dtype
     if weight is not None:
@@ -1187,14 +906,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if weight is None and label_smoothing == 0.0:  # the common case: one fused gate
         x2, t1, out_shape = _flatten_classes(input, wrap(t), "cross_entropy")
         t1 = t1._data
-        stats = (cuda_kernels.cross_entropy_forward(x2._data, t1, ignore_index, reduction)
-                 if backend.is_gpu_array(t1) and x2._data.ndim == 2 else None)
+        stats = (kernels_for(x2._data).cross_entropy_rows(x2._data, t1, ignore_index, reduction)
+                 if x2._data.ndim == 2 else None)
         if stats is not None:
             _check_bounds(t1, t1 != ignore_index, x2.shape[1])  # (GPU: under detect_anomaly)
             loss = CrossEntropyRows.apply(x2, t1, stats, ignore_index, reduction)
             return loss.reshape(*out_shape) if reduction == "none" else loss
         valid = t1 != ignore_index
-        if not backend.is_gpu_array(t1) and valid.all():  # on the GPU: no read-back, keep the mask
+        if not devices.is_gpu_array(t1) and valid.all():  # on the GPU: no read-back, keep the mask
             valid = None
             _check_bounds(t1, None, x2.shape[1])
         else:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.autograd.grad_mode import no_grad
+from chainrule.autograd.inplace import overwrite
 from chainrule.tensor import Tensor
 
 __all__ = [
@@ -67,7 +68,7 @@ def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
 
 def _set(tensor: Tensor, values: Any) -> Tensor:
     with no_grad():
-        return tensor.copy_(values) if isinstance(values, Tensor) else tensor._set_inplace(values)
+        return tensor.copy_(values) if isinstance(values, Tensor) else overwrite(tensor, values)
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:
@@ -104,7 +105,7 @@ def eye_(tensor: Tensor) -> Tensor:
     if tensor.ndim != 2:
         raise ValueError(f"Only tensors with 2 dimensions are supported (got shape "
                          f"{tuple(tensor.shape)})")
-    xp = backend.xp_of(tensor._data)
+    xp = devices.xp_of(tensor._data)
     return _set(tensor, xp.eye(*tensor.shape, dtype=tensor._data.dtype))
 
 
@@ -123,7 +124,7 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     for g in range(groups):
         for i in range(min_dim):
             w[(g * out_per_group + i, i) + centre] = 1
-    return _set(tensor, backend.to_device(w, tensor.device))
+    return _set(tensor, devices.to_device(w, tensor.device))
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
@@ -175,7 +176,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
         out[bad] = rng.standard_normal(int(bad.sum())) * std + mean
         bad = (out < a) | (out > b)
     out = np.clip(out, a, b).astype(tensor._data.dtype)
-    return _set(tensor, backend.to_device(out, tensor.device))
+    return _set(tensor, devices.to_device(out, tensor.device))
 
 
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
@@ -196,7 +197,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Ten
     if rows < cols:
         q = q.T
     out = (q * gain).reshape(tuple(tensor.shape)).astype(tensor._data.dtype)
-    return _set(tensor, backend.to_device(out, tensor.device))
+    return _set(tensor, devices.to_device(out, tensor.device))
 
 
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any = None) -> Tensor:
@@ -211,5 +212,5 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any =
     zeros = int(math.ceil(sparsity * rows))
     for c in range(cols):
         out[rng.permutation(rows)[:zeros], c] = 0
-    return _set(tensor, backend.to_device(out.astype(tensor._data.dtype),
+    return _set(tensor, devices.to_device(out.astype(tensor._data.dtype),
                                           tensor.device))

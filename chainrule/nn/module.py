@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from chainrule import backend
+from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import no_grad, state
 from chainrule.nn.parameter import Buffer, Parameter
@@ -426,9 +426,9 @@ class Module:
             else:
                 g = p._grad
                 if g._grad_fn is not None:
-                    p._grad = wrap(backend.xp_of(g._data).zeros_like(g._data))
+                    p._grad = wrap(devices.xp_of(g._data).zeros_like(g._data))
                 else:
-                    g._data = backend.xp_of(g._data).zeros_like(g._data)
+                    g._data = devices.xp_of(g._data).zeros_like(g._data)
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
         """Call ``fn`` on every submodule (children first) and then on this module."""
@@ -465,7 +465,7 @@ class Module:
         for a in args:
             if isinstance(a, Tensor):
                 dtype, device = a.dtype, a.device
-            elif isinstance(a, (backend.device, int)) or (
+            elif isinstance(a, (devices.device, int)) or (
                 isinstance(a, str) and a not in _dt._BY_NAME
             ):
                 device = a
@@ -480,8 +480,8 @@ class Module:
                 )
             self._apply(lambda a: a if a.dtype == d.np else a.astype(d.np), floating_only=True)
         if device is not None:
-            dev = backend.as_device(device)
-            self._apply(lambda a: backend.to_device(a, dev))
+            dev = devices.as_device(device)
+            self._apply(lambda a: devices.to_device(a, dev))
         return self
 
     def cpu(self) -> Module:
@@ -490,7 +490,7 @@ class Module:
 
     def cuda(self, device: Any = None) -> Module:
         """Move all parameters and buffers to the GPU."""
-        return self.to(backend.device("cuda", device if isinstance(device, int) else 0))
+        return self.to(devices.device("cuda", device if isinstance(device, int) else 0))
 
     def float(self) -> Module:
         """Cast floating-point parameters and buffers to float32."""
@@ -571,7 +571,7 @@ class Module:
                     continue
                 with no_grad():
                     if assign:
-                        param._data = backend.to_device(value._data, param.device)
+                        param._data = devices.to_device(value._data, param.device)
                     else:
                         param.copy_(value)
         unexpected = [k for k in state_dict.keys() if k not in expected]

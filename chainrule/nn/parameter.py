@@ -15,16 +15,16 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
-        from chainrule.creation import _to_array
+        from chainrule.creation import to_array
 
         if data is None:
             from chainrule.dtypes import get_default_dtype
 
-            arr = _to_array([], get_default_dtype(), None)
+            arr = to_array([], get_default_dtype(), None)
         elif isinstance(data, Tensor):
             arr = data._data  # shares memory, like torch.nn.Parameter(t)
         else:
-            arr = _to_array(data, None, None)
+            arr = to_array(data, None, None)
         init_leaf(self, arr)
         if requires_grad:
             self.requires_grad_(True)
@@ -39,9 +39,9 @@ class Buffer(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
-        from chainrule.creation import _to_array
+        from chainrule.creation import to_array
 
-        self._data = data._data if isinstance(data, Tensor) else _to_array(
+        self._data = data._data if isinstance(data, Tensor) else to_array(
             [] if data is None else data, None, None)
         self._grad_fn = None
         self._nr = 0

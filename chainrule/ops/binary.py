@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import builtins
-import operator
 
-from chainrule.backend import np
-from chainrule import backend, cuda_kernels
+from chainrule.devices import np
+from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
+from chainrule import creation as _creation
+from chainrule.kernels import kernels_for
 from chainrule.ops import either
+from chainrule.ops.elementwise import cast, log, trunc
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
@@ -29,8 +31,7 @@ class Add(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return a + b if type(a) is not backend.gpu_ndarray else cuda_kernels.run2(
-            "add", operator.add, a, b)
+        return kernels_for(a).add(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -42,12 +43,11 @@ class Sub(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return a - b if type(a) is not backend.gpu_ndarray else cuda_kernels.run2(
-            "sub", operator.sub, a, b)
+        return kernels_for(a).sub(a, b)
 
     @staticmethod
     def backward(ctx, g):  # only the gradients an input needs (x - 1: none for the 1)
-        return g, (-g if ctx._e1 is not None else None)
+        return g, (-g if ctx.needs_input_grad[1] else None)
 
 
 class Mul(Op):
@@ -56,16 +56,14 @@ class Mul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a * b if type(a) is not backend.gpu_ndarray else cuda_kernels.run2(
-            "mul", operator.mul, a, b)
+        return kernels_for(a).mul(a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        if type(g) is backend.gpu_ndarray:
-            return (cuda_kernels.run2("mul", operator.mul, g, b) if ctx._e0 is not None else None,
-                    cuda_kernels.run2("mul", operator.mul, g, a) if ctx._e1 is not None else None)
-        return (g * b if ctx._e0 is not None else None), (g * a if ctx._e1 is not None else None)
+        need_a, need_b = ctx.needs_input_grad
+        mul = kernels_for(g).mul
+        return (mul(g, b) if need_a else None), (mul(g, a) if need_b else None)
 
 
 class Div(Op):
@@ -80,8 +78,7 @@ class Div(Op):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         ga = g / b
-        return (ga if ctx._e0 is not None else None), (
-            -ga * a / b if ctx._e1 is not None else None)
+        return ga, (-ga * a / b if ctx.needs_input_grad[1] else None)
 
 
 class Pow(Op):
@@ -97,15 +94,15 @@ class Pow(Op):
     def backward(ctx, g):
         a, b, z = ctx.saved_tensors
         ga = gb = None
-        a_raw = a._data if isinstance(a, Tensor) else a
-        b_raw = b._data if isinstance(b, Tensor) else b
-        if ctx._edges[0] is not None:
+        a_raw, b_raw = either.data(a), either.data(b)
+        need_a, need_b = ctx.needs_input_grad
+        if need_a:
             if isinstance(b, _SCALARS):
                 ga = g * b * a ** (b - 1) if b != 0 else g * 0
             else:  # 0 where b = 0, as torch (at a = 0 the formula would give 0·∞ = nan)
                 stuck = (a_raw == 0) & (b_raw == 0)
                 ga = g * b * (either.where(stuck, 1.0, a) if stuck.any() else a) ** (b - 1)
-        if ctx._edges[1] is not None:
+        if need_b:
             zero = (a_raw == 0) & (b_raw >= 0)
             safe_a = either.where(zero, 1.0, a)
             gb = g * either.where(zero, 0.0, z * either.log(safe_a))
@@ -141,18 +138,13 @@ class Minimum(Op):
 
 
 def _route(g, winner, loser):
-    w = winner._data if isinstance(winner, Tensor) else winner
-    lo = loser._data if isinstance(loser, Tensor) else loser
+    w, lo = either.data(winner), either.data(loser)
     # as torch: halves at ties, and a NaN (no order either way) passes the gradient to both
-    dt = _np_dtype(g)
+    dt = either.dtype_of(g)
     tie = w == lo
     share_w = np.where(tie, 0.5, np.where(w < lo, 0.0, 1.0)).astype(dt)
     share_lo = np.where(tie, 0.5, np.where(w > lo, 0.0, 1.0)).astype(dt)
     return g * share_w, g * share_lo
-
-
-def _np_dtype(g):
-    return g._data.dtype if isinstance(g, Tensor) else g.dtype
 
 
 class FloorDivide(Op):
@@ -222,40 +214,34 @@ def _as_operand(x, op_name: str):
         return x
     if isinstance(x, (np.ndarray, np.generic)):
         return wrap(np.asarray(x))
+    if devices.is_array(x):  # a CuPy array (constants in backward rules)
+        return wrap(x)
     if isinstance(x, (list, tuple)):
-        from chainrule.creation import tensor
-
-        return tensor(x)
+        return _creation.tensor(x)
     raise TypeError(f"{op_name}(): unsupported operand type {type(x).__name__}")
-
-
-def fast_binary(op, name: str, public, reflected: bool = False):
-    """A Tensor operator for gate ``op`` with a fast path for the common cases (same dtype, or a
-    Python scalar with a float tensor, all on the CPU); everything else goes through ``binary``."""
-    apply, apply_binary = op.apply, op.apply_binary  # bound once: this runs on every a*b
-
-    def operator(self, other):
-        t = type(other)
-        if t is builtins.float or t is builtins.int:
-            if self._data.dtype.kind == "f":
-                return apply(other, self) if reflected else apply_binary(self, other)
-        elif t is Tensor or isinstance(other, Tensor):
-            dtype = self._data.dtype
-            if dtype is other._data.dtype and dtype.kind == "f" and backend._cupy is None:
-                try:
-                    return apply_binary(other, self) if reflected else apply_binary(self, other)
-                except ValueError as e:
-                    a, b = (other, self) if reflected else (self, other)
-                    raise _shape_error(name, a, b, e) from None
-        return public(other, self) if reflected else public(self, other)
-
-    operator.__name__ = f"__{'r' if reflected else ''}{name}__"
-    operator._gate = (op, True, reflected)  # becomes a C gate (autograd/accel.py), if built
-    return operator
 
 
 def binary(op, a, b, name: str):
     """Apply binary gate ``op`` after PyTorch's type promotion; ``a`` or ``b`` is a Tensor."""
+    # first the common cases, which need no promotion: two float tensors of one dtype on one
+    # device, or a float tensor and a Python number
+    ta, tb = type(a), type(b)
+    if ta is Tensor and (tb is Tensor or tb is builtins.float or tb is builtins.int):
+        da = a._data
+        if tb is not Tensor:
+            if da.dtype.kind == "f":
+                return op.apply(a, b)
+        else:
+            db = b._data
+            if da.dtype is db.dtype and da.dtype.kind == "f" and (
+                    type(da) is devices.gpu_ndarray) == (type(db) is devices.gpu_ndarray):
+                try:
+                    return op.apply(a, b)
+                except ValueError as e:
+                    raise _shape_error(name, a, b, e) from None
+    elif tb is Tensor and (ta is builtins.float or ta is builtins.int):
+        if b._data.dtype.kind == "f":
+            return op.apply(a, b)
     a = _as_operand(a, name)
     b = _as_operand(b, name)
     if isinstance(a, Tensor) and isinstance(b, Tensor):
@@ -284,8 +270,6 @@ def _cast(t, np_dtype):
     if isinstance(t, Tensor):
         if t._data.dtype == np_dtype:
             return t
-        from chainrule.ops.elementwise import cast
-
         return cast(t, np_dtype)
     return t
 
@@ -293,9 +277,9 @@ def _cast(t, np_dtype):
 def _check_devices(a, b, name: str) -> None:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         if type(a._data) is not type(b._data) and not (  # the CPU pairs need no more checking
-            backend.is_cpu_array(a._data) and backend.is_cpu_array(b._data)
+            devices.is_cpu_array(a._data) and devices.is_cpu_array(b._data)
         ):
-            backend.check_same_device((a._data, b._data), name)
+            devices.check_same_device((a._data, b._data), name)
 
 
 def _shape(x):
@@ -369,8 +353,6 @@ def div(input, other, *, rounding_mode=None) -> Tensor:
     if rounding_mode == "floor":
         return floor_divide(input, other)
     if rounding_mode == "trunc":
-        from chainrule.ops.elementwise import trunc
-
         return trunc(div(input, other))
     a = _as_operand(input, "div")
     b = _as_operand(other, "div")
@@ -449,8 +431,6 @@ def atan2(input, other) -> Tensor:
 
 def xlogy(input, other) -> Tensor:
     """x·ln y, 0 where x = 0."""
-    from chainrule.ops.elementwise import log
-
     prod = input * log(other)
     return where(_raw(input) == 0, 0.0, prod)
 
@@ -463,21 +443,17 @@ def where(condition, input=None, other=None) -> Tensor:
     """``input`` where ``condition`` holds, else ``other``."""
     cond = _raw(condition)
     if input is None and other is None:
-        from chainrule.ops.index import nonzero
-
-        return nonzero(condition, as_tuple=True)
+        return condition.nonzero(as_tuple=True)
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        from chainrule.creation import as_tensor
-
-        input = as_tensor(input)
+        input = _creation.as_tensor(input)
     a = _as_operand(input, "where")
     b = _as_operand(other, "where")
     target = _dt.result_type(_raw(a), _raw(b))  # PyTorch's promotion, scalars included
     a = _cast(a, target) if isinstance(a, Tensor) else target.type(a)
     b = _cast(b, target) if isinstance(b, Tensor) else target.type(b)
-    if not backend.is_array(cond) or cond.dtype != bool:
+    if not devices.is_array(cond) or cond.dtype != bool:
         like = a._data if isinstance(a, Tensor) else b._data
-        cond = backend.asarray_on(cond, like, bool)
+        cond = devices.asarray_on(cond, like, bool)
     try:
         return Where.apply(cond, a, b)
     except ValueError as e:
@@ -490,8 +466,8 @@ def where(condition, input=None, other=None) -> Tensor:
 def masked_fill(input: Tensor, mask, value) -> Tensor:
     """``value`` where ``mask`` is True, else ``input``."""
     m = _raw(mask)
-    if not backend.is_array(m):
-        m = backend.asarray_on(m, input._data)
+    if not devices.is_array(m):
+        m = devices.asarray_on(m, input._data)
     if m.dtype != bool:
         raise RuntimeError(
             f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype}"
@@ -521,7 +497,7 @@ def _compare(np_fn, name: str):
             _check_devices(input, other, name)
         try:
             out = np_fn(a, b)
-            return wrap(backend.as_array(out))
+            return wrap(devices.as_array(out))
         except ValueError as e:
             a_op, b_op = _as_operand(input, name), _as_operand(other, name)
             raise _shape_error(name, a_op, b_op, e) from None

@@ -13,13 +13,14 @@ and output size), shared by convolution, transposed convolution and pooling.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
-from chainrule.backend import np
-from chainrule import backend, cuda_kernels
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.autograd.function import Op
-from chainrule.blas import matmul as _mm
+from chainrule.kernels import kernels_for
+from chainrule.kernels.matmul import matmul as _mm
+from chainrule.kernels.reference import im2col_array, pad_image, window_view
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
 
@@ -46,73 +47,6 @@ class _Geom(NamedTuple):
     ow: int
 
 
-def _as_strided(x, shape, strides):
-    if isinstance(x, np.ndarray):
-        return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
-    return backend.xp_of(x).lib.stride_tricks.as_strided(x, shape, strides)
-
-
-def _window_view(xp, geom: _Geom, i: int, j: int):
-    """The (N, C, OH, OW) strided view of the padded image under kernel offset (i, j)."""
-    hi = i * geom.dh
-    wj = j * geom.dw
-    return xp[:, :, hi:hi + geom.sh * (geom.oh - 1) + 1:geom.sh,
-              wj:wj + geom.sw * (geom.ow - 1) + 1:geom.sw]
-
-
-def _pad(x, geom: _Geom, value: float = 0.0):
-    if geom.pt or geom.pb or geom.pl or geom.pr:
-        return np.pad(x, ((0, 0), (0, 0), (geom.pt, geom.pb), (geom.pl, geom.pr)),
-                      constant_values=value)
-    return x
-
-
-def _disjoint(geom: _Geom) -> bool:
-    """True when no pixel belongs to two windows (then col2im can assign instead of add)."""
-    return (geom.kh - 1) * geom.dh < geom.sh and (geom.kw - 1) * geom.dw < geom.sw
-
-
-def _im2col_raw(x, geom: _Geom):
-    """(N, C, H, W) -> (N, C, kh, kw, OH, OW), contiguous: every window's pixels."""
-    xp = _pad(x, geom)
-    n, c = xp.shape[:2]
-    s0, s1, s2, s3 = xp.strides
-    win = _as_strided(xp, (n, c, geom.kh, geom.kw, geom.oh, geom.ow),
-                      (s0, s1, geom.dh * s2, geom.dw * s3, geom.sh * s2, geom.sw * s3))
-    return backend.xp_of(win).ascontiguousarray(win)
-
-
-def _col2im_raw(cols, x_shape: tuple, geom: _Geom):
-    """The adjoint of im2col: add each window's column back onto its pixels, then crop."""
-    if backend.is_gpu_array(cols):
-        out = cuda_kernels.col2im(cols, x_shape, geom)
-        if out is not None:
-            return out
-    n, c, h, w = x_shape
-    out = np.zeros_like(cols, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
-    disjoint = _disjoint(geom)
-    for i in range(geom.kh):
-        for j in range(geom.kw):
-            view = _window_view(out, geom, i, j)
-            if disjoint:
-                view[...] = cols[:, :, i, j]
-            else:
-                view += cols[:, :, i, j]
-    if geom.pt or geom.pb or geom.pl or geom.pr:
-        return out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w]
-    return out
-
-
-def _im2col(x, geom: _Geom):
-    return Im2Col.apply(x, geom) if isinstance(x, Tensor) else _im2col_raw(x, geom)
-
-
-def _col2im(cols, x_shape: tuple, geom: _Geom):
-    if isinstance(cols, Tensor):
-        return Col2Im.apply(cols, tuple(x_shape), geom)
-    return _col2im_raw(cols, tuple(x_shape), geom)
-
-
 # ---- the gates ----------------------------------------------------------------------------------
 class Im2Col(Op):
     """cols = the pixels under every window;  dx = col2im(dcols) (each pixel sums its windows)"""
@@ -120,11 +54,11 @@ class Im2Col(Op):
     @staticmethod
     def forward(ctx, x, geom):
         ctx.shape, ctx.geom = x.shape, geom
-        return _im2col_raw(x, geom)
+        return im2col_array(x, geom)
 
     @staticmethod
     def backward(ctx, g):
-        return _col2im(g, ctx.shape, ctx.geom), None
+        return kernels_for(g).col2im(g, ctx.shape, ctx.geom), None
 
 
 class Col2Im(Op):
@@ -133,11 +67,11 @@ class Col2Im(Op):
     @staticmethod
     def forward(ctx, cols, x_shape, geom):
         ctx.geom = geom
-        return _col2im_raw(cols, x_shape, geom)
+        return kernels_for(cols).col2im(cols, x_shape, geom)
 
     @staticmethod
     def backward(ctx, g):
-        return _im2col(g, ctx.geom), None, None
+        return kernels_for(g).im2col(g, ctx.geom), None, None
 
 
 class Conv2d(Op):
@@ -147,12 +81,11 @@ class Conv2d(Op):
     def forward(ctx, x, w, b, geom, groups):
         n, o = x.shape[0], w.shape[0]
         p = geom.oh * geom.ow
-        cols = _im2col_raw(x, geom)
+        cols = im2col_array(x, geom)
         wg = w.reshape(groups, o // groups, -1)
         y = _mm(wg, cols.reshape(n, groups, wg.shape[2], p)).reshape(n, o, geom.oh, geom.ow)
-        if b is not None and not (type(y) is backend.gpu_ndarray
-                                  and cuda_kernels.add_bias(y, b, per_channel=p)):
-            y += b.reshape(o, 1, 1)
+        if b is not None:
+            y = kernels_for(y).add_channel_bias(y, b)
         ctx.geom, ctx.groups = geom, groups
         ctx.save_for_backward(x, w, cols)
         return y
@@ -162,28 +95,20 @@ class Conv2d(Op):
         x, w, cols = ctx.saved_tensors
         geom, groups = ctx.geom, ctx.groups
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        n, o = g.shape[0], g.shape[1]
-        ck = w.shape[1] * geom.kh * geom.kw
-        g4 = either.reshape(g, (n, groups, o // groups, geom.oh * geom.ow))
+        K = kernels_for(g)
         gx = gw = gb = None
-        if need_w:
-            if isinstance(g, Tensor):  # rebuild cols from x so that dW stays differentiable in x
-                cols = _im2col(x, geom)
-            cols4 = either.reshape(cols, (n, groups, ck, geom.oh * geom.ow))
-            gw = either.reshape(_sum0(either.matmul(g4, either.swapaxes(cols4, -1, -2))),
+        if need_w:  # dW = Σ_n dy·colsᵀ, with the columns of x (recomputed when differentiable)
+            n, o = g.shape[0], g.shape[1]
+            ck = w.shape[1] * geom.kh * geom.kw
+            g4 = either.reshape(g, (n, groups, o // groups, geom.oh * geom.ow))
+            cols4 = either.reshape(K.conv2d_columns(x, cols, geom),
+                                   (n, groups, ck, geom.oh * geom.ow))
+            gw = either.reshape(either.sum(either.matmul(g4, either.swapaxes(cols4, -1, -2)), 0),
                                 tuple(w.shape))
-        if (need_x and not isinstance(g, Tensor) and geom.sh == 1 and geom.sw == 1
-                and not backend.is_gpu_array(g)):  # the GPU has one col2im kernel instead
-            gx = _conv_input_grad_wide(g, w, x.shape, geom, groups)
-        elif need_x:
-            wg = either.reshape(w, (groups, o // groups, ck))
-            gcols = either.matmul(either.swapaxes(wg, -1, -2), g4)
-            c = x.shape[1]
-            gcols = either.reshape(gcols, (n, c, geom.kh, geom.kw, geom.oh, geom.ow))
-            gx = _col2im(gcols, tuple(x.shape), geom)
+        if need_x:
+            gx = K.conv2d_input_grad(g, w, tuple(x.shape), geom, groups)
         if need_b:
-            gb = cuda_kernels.channel_sums(g) if type(g) is backend.gpu_ndarray else None
-            gb = either.sum(g, (0, 2, 3)) if gb is None else gb
+            gb = K.channel_sums(g)
         return gx, gw, gb, None, None
 
 
@@ -214,12 +139,6 @@ def _conv_input_grad_wide(g, w, x_shape: tuple, geom: _Geom, groups: int):
     return out
 
 
-def _sum0(a):
-    if isinstance(a, Tensor):
-        return a.sum(0)
-    return a.sum(axis=0) if a.shape[0] > 1 else a[0]
-
-
 class ConvTranspose2d(Op):
     """y = col2im(Wᵀ · x) + b per group (the adjoint of conv2d in x);  dx = W · im2col(dy)"""
 
@@ -230,7 +149,7 @@ class ConvTranspose2d(Op):
         wg = w.reshape(groups, cin // groups, -1)
         cols = _mm(np.swapaxes(wg, -1, -2), x.reshape(n, groups, cin // groups, h * wd))
         cols = cols.reshape(n, groups * cout_g, geom.kh, geom.kw, h, wd)
-        y = _col2im_raw(cols, out_shape, geom)
+        y = kernels_for(cols).col2im(cols, out_shape, geom)
         if b is not None:
             y = y + b.reshape(-1, 1, 1)
         elif y.base is not None:
@@ -246,19 +165,20 @@ class ConvTranspose2d(Op):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         n, cin = x.shape[0], x.shape[1]
         hw = x.shape[2] * x.shape[3]
+        K = kernels_for(g)
         gx = gw = gb = None
         if need_x or need_w:
-            gcols = either.reshape(_im2col(g, geom), (n, groups, -1, hw))
+            gcols = either.reshape(K.im2col(g, geom), (n, groups, -1, hw))
             if need_x:
                 wg = either.reshape(w, (groups, cin // groups, -1))
                 gx = either.reshape(either.matmul(wg, gcols), tuple(x.shape))
             if need_w:
                 x4 = either.reshape(x, (n, groups, cin // groups, hw))
-                gw = either.reshape(_sum0(either.matmul(x4, either.swapaxes(gcols, -1, -2))),
-                                    tuple(w.shape))
+                gw = either.reshape(
+                    either.sum(either.matmul(x4, either.swapaxes(gcols, -1, -2)), 0),
+                    tuple(w.shape))
         if need_b:
-            gb = cuda_kernels.channel_sums(g) if type(g) is backend.gpu_ndarray else None
-            gb = either.sum(g, (0, 2, 3)) if gb is None else gb
+            gb = K.channel_sums(g)
         return gx, gw, gb, None, None, None
 
 
@@ -267,55 +187,13 @@ class MaxPool2d(Op):
 
     @staticmethod
     def forward(ctx, x, geom):
-        fused = cuda_kernels.max_pool2d_forward(x, geom) if backend.is_gpu_array(x) else None
-        if fused is not None:
-            y, idx = fused
-            ctx.idx, ctx.shape, ctx.geom = idx, x.shape, geom
-            ctx.mark_non_differentiable(1)
-            return y, idx
-        xp = _pad(x, geom, -math.inf)
-        k = geom.kh * geom.kw
-        y = _window_view(xp, geom, 0, 0).copy()  # the running maximum
-        itype = np.uint8 if k < 256 else np.int32
-        idx = np.zeros_like(y, dtype=itype)
-        step = np.empty_like(y, dtype=itype)
-        for t in range(1, k):
-            v = _window_view(xp, geom, t // geom.kw, t % geom.kw)
-            better = np.greater(v, y)
-            np.maximum(y, v, out=y)  # propagates NaN, as PyTorch does
-            # offsets only grow, so "idx = t where better" is a running maximum of better·t
-            np.multiply(better, itype(t), out=step)
-            np.maximum(idx, step, out=idx)
+        y, idx = kernels_for(x).max_pool2d(x, geom)  # idx: the offset of each window's maximum
         ctx.idx, ctx.shape, ctx.geom = idx, x.shape, geom
-        ctx.mark_non_differentiable(1)
         return y, idx
 
     @staticmethod
     def backward(ctx, g, _g_idx=None):
-        geom, idx, shape = ctx.geom, ctx.idx, ctx.shape
-        k = geom.kh * geom.kw
-        if isinstance(g, Tensor):  # linear in g: one-hot mask times g, added back by col2im
-            onehot = idx[:, :, None] == backend.xp_of(idx).arange(k, dtype=idx.dtype).reshape(
-                k, 1, 1)
-            mask = onehot.reshape(idx.shape[:2] + (geom.kh, geom.kw) + idx.shape[2:])
-            cols = either.expand_dims(g, (2, 3)) * wrap(mask.astype(g._data.dtype))
-            return _col2im(cols, shape, geom), None
-        if backend.is_gpu_array(g):
-            gx = cuda_kernels.max_pool2d_backward(g, idx, shape, geom)
-            if gx is not None:
-                return gx, None
-        n, c, h, w = shape
-        out = np.zeros_like(g, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
-        disjoint = _disjoint(geom)
-        for t in range(k):
-            view = _window_view(out, geom, t // geom.kw, t % geom.kw)
-            if disjoint:
-                np.multiply(g, idx == t, out=view)
-            else:
-                view += g * (idx == t)
-        if geom.pt or geom.pb or geom.pl or geom.pr:
-            out = out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w]
-        return out, None
+        return kernels_for(g).max_pool2d_backward(g, ctx.idx, ctx.shape, ctx.geom), None
 
 
 class AvgPool2d(Op):
@@ -323,37 +201,18 @@ class AvgPool2d(Op):
 
     @staticmethod
     def forward(ctx, x, geom, recip):
-        xp = _pad(x, geom)
-        y = _window_view(xp, geom, 0, 0).copy()
+        xp = pad_image(x, geom)
+        y = window_view(xp, geom, 0, 0).copy()
         for t in range(1, geom.kh * geom.kw):
-            y += _window_view(xp, geom, t // geom.kw, t % geom.kw)
+            y += window_view(xp, geom, t // geom.kw, t % geom.kw)
         y *= recip
         ctx.shape, ctx.geom, ctx.recip = x.shape, geom, recip
         return y
 
     @staticmethod
     def backward(ctx, g):
-        geom = ctx.geom
-        recip = ctx.recip  # a NumPy scalar (any device) or an array on g's device
-        gs = g * (wrap(recip) if isinstance(g, Tensor) and not isinstance(recip, np.generic)
-                  else recip)
-        if isinstance(g, Tensor):
-            n, c = ctx.shape[:2]
-            cols = either.broadcast_to(either.expand_dims(gs, (2, 3)),
-                                       (n, c, geom.kh, geom.kw, geom.oh, geom.ow))
-            return _col2im(cols, ctx.shape, geom), None, None
-        n, c, h, w = ctx.shape
-        out = np.zeros_like(gs, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
-        disjoint = _disjoint(geom)
-        for t in range(geom.kh * geom.kw):
-            view = _window_view(out, geom, t // geom.kw, t % geom.kw)
-            if disjoint:
-                view[...] = gs
-            else:
-                view += gs
-        if geom.pt or geom.pb or geom.pl or geom.pr:
-            out = out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w]
-        return out, None, None
+        gs = g * ctx.recip  # recip: a NumPy scalar, or an array on g's device
+        return kernels_for(gs).avg_pool2d_backward(gs, ctx.shape, ctx.geom), None, None
 
 
 # ---- argument checking --------------------------------------------------------------------------
@@ -665,7 +524,7 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
 
 def _flat_indices(idx, geom: _Geom, width: int):
     """Window-offset indices -> PyTorch's indices into each flattened input plane."""
-    idx, xp = idx.astype(np.int64), backend.xp_of(idx)
+    idx, xp = idx.astype(np.int64), devices.xp_of(idx)
     rows = (xp.arange(geom.oh).reshape(-1, 1) * geom.sh - geom.pt) + (idx // geom.kw) * geom.dh
     cols = (xp.arange(geom.ow) * geom.sw - geom.pl) + (idx % geom.kw) * geom.dw
     return rows * width + cols
@@ -699,7 +558,7 @@ def _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pa
         h, w = x._data.shape[-2:]
         dh = _avg_recip(h, geom.kh, geom.sh, geom.pt, geom.oh, count_include_pad)
         dw = _avg_recip(w, geom.kw, geom.sw, geom.pl, geom.ow, count_include_pad)
-        recip = backend.asarray_on(1.0 / np.outer(dh, dw), x._data, dtype)
+        recip = devices.asarray_on(1.0 / np.outer(dh, dw), x._data, dtype)
     y = AvgPool2d.apply(x, geom, recip)
     return y.squeeze(0) if unbatched else y
 
@@ -740,8 +599,8 @@ def _adaptive_avg_pool2d(input, output_size, op):
                             x._data.dtype.type(1.0 / ((h // oh) * (w // ow))))
     else:
         dtype = x._data.dtype
-        rows = backend.asarray_on(_adaptive_matrix(h, oh, dtype), x._data)
-        cols = backend.asarray_on(_adaptive_matrix(w, ow, dtype).T, x._data)
+        rows = devices.asarray_on(_adaptive_matrix(h, oh, dtype), x._data)
+        cols = devices.asarray_on(_adaptive_matrix(w, ow, dtype).T, x._data)
         y = wrap(rows) @ x @ wrap(cols)
     return y.squeeze(0) if unbatched else y
 

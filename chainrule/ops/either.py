@@ -3,36 +3,42 @@
 A plain backward pass runs rules on raw arrays (no graph, no wrapper objects: fast); under
 ``create_graph=True`` the same rules run on Tensors, so they are recorded and can themselves be
 differentiated. Operators (``+ - * / @ > ...``) and indexing already work on both; the few
-functions rules need are here, each dispatching on its first argument.
+functions rules need are here, each taking the array route or the Tensor route by its argument.
+The Tensor routes are chainrule's ops, reached through ``_late.ops`` (the one import circle,
+see ``chainrule/tensor.py``).
 """
 
 from __future__ import annotations
 
-from chainrule.backend import np
-from chainrule import backend, blas
-from chainrule.tensor import Tensor
+from chainrule import devices
+from chainrule.devices import np
+from chainrule.kernels.matmul import matmul as _matmul
+from chainrule.tensor import TensorBase, _late
 
 __all__ = [
-    "np", "is_tensor", "sum", "sum_to", "broadcast_to", "reshape", "astype", "exp", "log", "sign",
-    "sin", "cos", "where", "expand_dims", "permute", "swapaxes", "flip", "cumsum", "roll",
-    "zeros_like", "zeros", "index_put", "gather", "scatter_add", "maximum", "abs", "sqrt", "tanh",
-    "concat", "pad_zeros", "tril", "triu", "diag", "einsum", "matmul",
+    "np", "data", "dtype_of", "to_device", "sum", "prod", "sum_to", "broadcast_to", "reshape",
+    "astype", "exp", "log", "log1p", "sign", "sin", "cos", "sinh", "cosh", "sigmoid", "where",
+    "expand_dims", "permute",
+    "swapaxes", "flip", "cumsum", "roll", "zeros_like", "zeros", "ones_like_data",
+    "index_put", "gather", "scatter_add", "maximum", "abs", "sqrt", "tanh", "concat",
+    "pad_zeros", "tril", "triu", "diag", "einsum", "matmul",
 ]
 
 
-def is_tensor(x) -> bool:
-    return isinstance(x, Tensor)
+def data(x):
+    """The raw array of ``x`` (an array or a Tensor): for constants such as masks, which carry
+    no gradient."""
+    return x._data if isinstance(x, TensorBase) else x
 
 
-def _any_tensor(*xs) -> bool:
-    return any(isinstance(x, Tensor) for x in xs)
+def dtype_of(x):
+    """The NumPy dtype of an array or a Tensor."""
+    return x._data.dtype if isinstance(x, TensorBase) else x.dtype
 
 
 def sum(a, axis=None, keepdims=False):
-    if isinstance(a, Tensor):
-        from chainrule.ops.reduce import sum as t_sum
-
-        return t_sum(a, axis, keepdims)
+    if isinstance(a, TensorBase):
+        return _late.ops.sum(a, axis, keepdims)
     return a.sum(axis=axis, keepdims=keepdims)
 
 
@@ -50,46 +56,57 @@ def _sum_axes(from_shape: tuple, to_shape: tuple):
     return tuple(axes)
 
 
+def prod(a, axis=None, keepdims=False):
+    if isinstance(a, TensorBase):
+        return _late.ops.Prod.apply(a, axis, keepdims)
+    return np.prod(a, axis=axis, keepdims=keepdims)
+
+
 def sum_to(g, shape: tuple, node=None):
     """Sum a broadcast gradient back to ``shape`` (undoing broadcasting, in one place)."""
-    gshape = g._data.shape if isinstance(g, Tensor) else g.shape
-    axes = _sum_axes(gshape, shape)
+    gshape = tuple(g.shape)
+    axes = _sum_axes(gshape, tuple(shape))
     if axes is None:
         who = f"Function {node.name()}" if node is not None else "a backward rule"
         raise RuntimeError(
             f"{who} returned an invalid gradient - got shape {list(gshape)} but expected shape "
             f"compatible with {list(shape)}"
         )
-    if isinstance(g, Tensor):
-        from chainrule.ops.reduce import SumTo
-
-        return SumTo.apply(g, tuple(shape))
+    if isinstance(g, TensorBase):
+        return _late.ops.sum_to_size(g, tuple(shape))
     return g.sum(axis=axes).reshape(shape) if axes else g.reshape(shape)
 
 
+def to_device(a, device):
+    if isinstance(a, TensorBase):
+        return _late.ops.move(a, device)
+    return devices.to_device(a, device)
+
+
 def broadcast_to(a, shape):
-    if isinstance(a, Tensor):
+    if isinstance(a, TensorBase):
         return a.expand(*shape)
     return np.broadcast_to(a, shape)
 
 
 def reshape(a, shape):
-    return a.reshape(shape) if not isinstance(a, Tensor) else a.reshape(*shape)
+    return a.reshape(*shape) if isinstance(a, TensorBase) else a.reshape(shape)
 
 
 def astype(a, np_dtype):
-    if isinstance(a, Tensor):
-        from chainrule.ops.elementwise import cast
-
-        return cast(a, np_dtype)
+    if isinstance(a, TensorBase):
+        return _late.ops.cast(a, np_dtype)
     return a.astype(np_dtype)
 
 
-def _unary(name):
-    np_fn = getattr(np, name)
+def _unary(name, np_name=None):
+    np_fn = getattr(np, np_name or name)
 
     def fn(a):
-        return getattr(a, name)() if isinstance(a, Tensor) else np_fn(a)
+        if isinstance(a, TensorBase):
+            return getattr(a, name)()
+        with np.errstate(divide="ignore", invalid="ignore"):  # as torch: inf/nan, no warning
+            return np_fn(a)
 
     fn.__name__ = name
     return fn
@@ -97,32 +114,39 @@ def _unary(name):
 
 exp = _unary("exp")
 log = _unary("log")
+log1p = _unary("log1p")
 sign = _unary("sign")
 sin = _unary("sin")
 cos = _unary("cos")
+sinh = _unary("sinh")
+cosh = _unary("cosh")
 abs = _unary("abs")
 sqrt = _unary("sqrt")
 tanh = _unary("tanh")
 
 
-def where(cond, a, b):
-    if _any_tensor(cond, a, b):
-        from chainrule.ops.binary import where as t_where
+def sigmoid(a):
+    """1/(1 + e^-a), split by sign on arrays so that exp never overflows."""
+    if isinstance(a, TensorBase):
+        return a.sigmoid()
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(dtype_of(a), copy=False)
 
-        return t_where(cond, a, b)
+
+def where(cond, a, b):
+    if isinstance(cond, TensorBase) or isinstance(a, TensorBase) or isinstance(b, TensorBase):
+        return _late.ops.where(cond, a, b)
     return np.where(cond, a, b)
 
 
 def maximum(a, b):
-    if _any_tensor(a, b):
-        from chainrule.ops.binary import maximum as t_max
-
-        return t_max(a, b)
+    if isinstance(a, TensorBase) or isinstance(b, TensorBase):
+        return _late.ops.maximum(a, b)
     return np.maximum(a, b)
 
 
 def expand_dims(a, axes):
-    if isinstance(a, Tensor):
+    if isinstance(a, TensorBase):
         for ax in sorted(axes):
             a = a.unsqueeze(ax)
         return a
@@ -130,108 +154,98 @@ def expand_dims(a, axes):
 
 
 def permute(a, axes):
-    return a.permute(*axes) if isinstance(a, Tensor) else np.transpose(a, axes)
+    return a.permute(*axes) if isinstance(a, TensorBase) else np.transpose(a, axes)
 
 
 def swapaxes(a, i, j):
-    return a.transpose(i, j) if isinstance(a, Tensor) else np.swapaxes(a, i, j)
+    return a.transpose(i, j) if isinstance(a, TensorBase) else np.swapaxes(a, i, j)
 
 
 def flip(a, axes):
-    return a.flip(axes) if isinstance(a, Tensor) else np.flip(a, axes)
+    return a.flip(axes) if isinstance(a, TensorBase) else np.flip(a, axes)
 
 
 def cumsum(a, axis):
-    return a.cumsum(axis) if isinstance(a, Tensor) else np.cumsum(a, axis)
+    return a.cumsum(axis) if isinstance(a, TensorBase) else np.cumsum(a, axis)
 
 
 def roll(a, shifts, axes):
-    return a.roll(shifts, axes) if isinstance(a, Tensor) else np.roll(a, shifts, axes)
+    return a.roll(shifts, axes) if isinstance(a, TensorBase) else np.roll(a, shifts, axes)
 
 
 def zeros_like(a):
-    if isinstance(a, Tensor):
-        from chainrule.creation import zeros_like as t_zeros_like
-
-        return t_zeros_like(a)
+    if isinstance(a, TensorBase):
+        return _late.creation.zeros_like(a)
     return np.zeros_like(a)
 
 
 def zeros(shape, like, dtype=None):
     """A raw zeros array on the device of ``like`` (an array or a Tensor), of its dtype unless
     ``dtype`` is given."""
-    raw = like._data if isinstance(like, Tensor) else like
-    return backend.xp_of(raw).zeros(shape, raw.dtype if dtype is None else dtype)
+    raw = data(like)
+    return devices.xp_of(raw).zeros(shape, raw.dtype if dtype is None else dtype)
+
+
+def ones_like_data(like):
+    """A raw (writable) ones array of the shape, dtype and device of ``like``."""
+    raw = data(like)
+    return devices.xp_of(raw).ones(raw.shape, raw.dtype)
 
 
 def index_put(shape, index, g):
     """zeros(shape) with ``g`` added at ``index`` (repeats accumulate): the adjoint of indexing."""
-    from chainrule.ops.index import IndexPut
-
-    if isinstance(g, Tensor):
-        return IndexPut.apply(g, tuple(shape), index)
-    return IndexPut.forward(None, g, tuple(shape), index)
+    if isinstance(g, TensorBase):
+        return _late.ops.IndexPut.apply(g, tuple(shape), index)
+    return _late.ops.IndexPut.forward(None, g, tuple(shape), index)
 
 
 def gather(a, dim, index):
-    from chainrule.ops.index import Gather
-
-    if isinstance(a, Tensor):
-        return Gather.apply(a, dim, index)
-    return Gather.forward(None, a, dim, index)
+    if isinstance(a, TensorBase):
+        return _late.ops.Gather.apply(a, dim, index)
+    return _late.ops.Gather.forward(None, a, dim, index)
 
 
 def scatter_add(a, dim, index, src):
-    from chainrule.ops.index import ScatterAdd
-
-    if _any_tensor(a, src):
-        from chainrule.creation import as_tensor
-
-        return ScatterAdd.apply(as_tensor(a), dim, index, as_tensor(src))
-    return ScatterAdd.forward(None, a, dim, index, src)
+    if isinstance(a, TensorBase) or isinstance(src, TensorBase):
+        return _late.ops.ScatterAdd.apply(_late.creation.as_tensor(a), dim, index,
+                                          _late.creation.as_tensor(src))
+    return _late.ops.ScatterAdd.forward(None, a, dim, index, src)
 
 
 def concat(parts, axis):
-    if _any_tensor(*parts):
-        from chainrule.ops.shape import cat
-
-        return cat(parts, axis)
+    if any(isinstance(p, TensorBase) for p in parts):
+        return _late.ops.cat(parts, axis)
     return np.concatenate(parts, axis)
 
 
 def pad_zeros(a, widths):
     """Zero padding with ``widths`` as NumPy's ((before, after), ...) per axis."""
-    if isinstance(a, Tensor):
-        from chainrule.ops.shape import ConstantPad
-
-        return ConstantPad.apply(a, tuple(widths), 0.0)
+    if isinstance(a, TensorBase):
+        return _late.ops.ConstantPad.apply(a, tuple(widths), 0.0)
     return np.pad(a, widths)
 
 
 def tril(a, k):
-    return a.tril(k) if isinstance(a, Tensor) else np.tril(a, k)
+    return a.tril(k) if isinstance(a, TensorBase) else np.tril(a, k)
 
 
 def triu(a, k):
-    return a.triu(k) if isinstance(a, Tensor) else np.triu(a, k)
+    return a.triu(k) if isinstance(a, TensorBase) else np.triu(a, k)
 
 
 def diag(a, k):
-    if isinstance(a, Tensor):
-        return a.diag(k)
-    return np.diag(a, k)
+    return a.diag(k) if isinstance(a, TensorBase) else np.diag(a, k)
 
 
 def einsum(eq, *ops):
-    if _any_tensor(*ops):
-        from chainrule.ops.linalg import einsum as t_einsum
-
-        return t_einsum(eq, *ops)
+    if any(isinstance(o, TensorBase) for o in ops):
+        return _late.ops.einsum(eq, *ops)
     return np.einsum(eq, *ops, optimize=len(ops) > 2)
 
 
 def matmul(a, b):
-    """a @ b; raw CPU arrays go through ``chainrule.blas`` (MKL's GEMM when installed)."""
-    if isinstance(a, Tensor) or isinstance(b, Tensor):
+    """a @ b; raw arrays go through :mod:`chainrule.kernels.matmul` (MKL, NumPy or cuBLAS)."""
+    if isinstance(a, TensorBase) or isinstance(b, TensorBase):
         return a @ b
-    return blas.matmul(a, b)
+    return _matmul(a, b)
+

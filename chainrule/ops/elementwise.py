@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import operator
 
-from chainrule.backend import np
-from chainrule import backend, cuda_kernels
-from chainrule.autograd import accel
+from chainrule.devices import np
+from chainrule import devices
+from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
+from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
 
@@ -30,9 +30,7 @@ def _float_input(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(x).__name__}")
     if x._data.dtype.kind != "f":
-        from chainrule.dtypes import get_default_dtype
-
-        return wrap(x._data.astype(get_default_dtype().np))
+        return wrap(x._data.astype(_dt.get_default_dtype().np))
     return x
 
 
@@ -112,16 +110,14 @@ class Exp(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.exp(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run1(
-            "exp", np.exp, x)
+        y = kernels_for(x).exp(x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * y if type(g) is not backend.gpu_ndarray else cuda_kernels.run2(
-            "mul", operator.mul, g, y)
+        return kernels_for(g).mul(g, y)
 
 
 class Exp2(Op):
@@ -310,7 +306,7 @@ class Sinh(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * cosh(x) if isinstance(x, Tensor) else g * np.cosh(x)
+        return g * either.cosh(x)
 
 
 class Cosh(Op):
@@ -324,7 +320,7 @@ class Cosh(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * sinh(x) if isinstance(x, Tensor) else g * np.sinh(x)
+        return g * either.sinh(x)
 
 
 class Asin(Op):
@@ -374,60 +370,14 @@ class Tanh(Op):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.tanh(x) if type(x) is not backend.gpu_ndarray else cuda_kernels.run1(
-            "tanh", np.tanh, x)
+        y = kernels_for(x).tanh(x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        if backend.is_gpu_array(g):
-            gx = cuda_kernels.unary_backward("tanh_backward", g, y)
-            if gx is not None:
-                return gx
-        return g * (1 - y * y)
-
-
-_SCIPY_ERF = []
-
-
-def erf_array(x):
-    """erf of an array. float64: SciPy's ufunc when installed (else math.erf, vectorized);
-    float32/16: Abramowitz & Stegun 7.1.26 in cache-sized blocks (|error| < 1e-6, 4× faster
-    than SciPy, whose float32 erf goes through double precision)."""
-    if not backend.is_cpu_array(x):
-        from chainrule import cuda_kernels
-
-        return cuda_kernels.erf(x)
-    x = np.asarray(x)
-    if x.dtype == np.float64 or x.size < 4096:
-        if not _SCIPY_ERF:
-            try:
-                from scipy.special import erf  # imported on first use: it is slow to import
-            except ImportError:  # pragma: no cover
-                erf = np.vectorize(math.erf, otypes=[np.float64])
-            _SCIPY_ERF.append(erf)
-        return _SCIPY_ERF[0](x).astype(x.dtype, copy=False)
-    out = np.empty_like(x)
-    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    for i in range(0, flat_x.size, 65536):
-        xb = flat_x[i:i + 65536]
-        a = np.abs(xb)
-        t = a * 0.3275911
-        t += 1.0
-        np.reciprocal(t, out=t)
-        p = t * 1.061405429
-        for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-            p += c
-            p *= t
-        np.multiply(a, a, out=a)
-        np.negative(a, out=a)
-        np.exp(a, out=a)
-        p *= a
-        np.subtract(1.0, p, out=p)
-        np.copysign(p, xb, out=flat_out[i:i + 65536])
-    return out
+        return kernels_for(g).tanh_backward(g, y)
 
 
 class Erf(Op):
@@ -436,7 +386,7 @@ class Erf(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return erf_array(x)
+        return kernels_for(x).erf(x)
 
     @staticmethod
     def backward(ctx, g):
@@ -450,33 +400,14 @@ class Sigmoid(Op):
 
     @staticmethod
     def forward(ctx, x):
-        # split by sign so exp never overflows: for x < 0 use e^x/(1+e^x)
-        if type(x) is backend.gpu_ndarray:
-            y = cuda_kernels.run1("sigmoid", _sigmoid_array, x)
-        elif np.ndim(x) == 0:
-            y = 1 / (1 + np.exp(-x)) if x >= 0 else np.exp(x) / (1 + np.exp(x))
-        else:
-            y = _sigmoid_array(x)
+        y = kernels_for(x).sigmoid(x)  # split by sign, so that exp never overflows
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        if backend.is_gpu_array(g):
-            gx = cuda_kernels.unary_backward("sigmoid_backward", g, y)
-            if gx is not None:
-                return gx
-        return g * y * (1 - y)
-
-
-def _relu_array(x):
-    return np.maximum(x, 0)
-
-
-def _sigmoid_array(x):
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        return kernels_for(g).sigmoid_backward(g, y)
 
 
 class Relu(Op):
@@ -484,28 +415,14 @@ class Relu(Op):
 
     @staticmethod
     def forward(ctx, x):
-        if type(x) is backend.gpu_ndarray:
-            y = cuda_kernels.run1("relu", _relu_array, x)
-        elif accel.fusable(x):  # the same in one pass (autograd/accel.py)
-            y = np.empty_like(x)
-            accel.engine.relu_forward(x, y)
-        else:
-            y = np.maximum(x, 0)
+        y = kernels_for(x).relu(x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        if backend.is_gpu_array(g):
-            gx = cuda_kernels.unary_backward("relu_backward", g, y)
-            if gx is not None:
-                return gx
-        elif accel.fusable(g, y) and g.shape == y.shape:
-            gx = np.empty_like(g)
-            accel.engine.relu_backward(g, y, gx)
-            return gx
-        return g * (y != 0)  # y ≥ 0 or NaN, so y != 0 is [x > 0] with 1 at NaN
+        return kernels_for(g).relu_backward(g, y)
 
 
 class Softplus(Op):
@@ -522,12 +439,7 @@ class Softplus(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         bx = x * ctx.beta
-        if isinstance(bx, Tensor):
-            s = sigmoid(bx)
-        else:  # split by sign so exp never overflows (e^-bx did for bx < -88 in float32)
-            e = np.exp(-np.abs(bx))
-            s = np.where(bx >= 0, 1 / (1 + e), e / (1 + e))
-        return either.where(bx > ctx.threshold, g, g * s), None, None
+        return either.where(bx > ctx.threshold, g, g * either.sigmoid(bx)), None, None
 
 
 class Clamp(Op):
@@ -542,7 +454,7 @@ class Clamp(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        xs = x._data if isinstance(x, Tensor) else x
+        xs = either.data(x)
         mask = True
         if ctx.lo is not None:
             mask = xs >= ctx.lo
@@ -595,28 +507,53 @@ class Move(Op):
 
     @staticmethod
     def forward(ctx, x, device):
-        ctx.src = backend.device_of(x)
-        return backend.to_device(x, device)
+        ctx.src = devices.device_of(x)
+        return devices.to_device(x, device)
 
     @staticmethod
     def backward(ctx, g):
-        if isinstance(g, Tensor):
-            return move(g, ctx.src), None
-        return backend.to_device(g, ctx.src), None
+        return either.to_device(g, ctx.src), None
+
+
+class CopyInto(Op):
+    """y = src, broadcast to x's shape in x's dtype (x's old value is dropped);  dy/dsrc = 1"""
+
+    @staticmethod
+    def forward(ctx, x, src):
+        xp = devices.xp_of(x)
+        return xp.broadcast_to(xp.asarray(src).astype(x.dtype, copy=False), x.shape).copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, g
+
+
+def copy_value(input: Tensor, src) -> Tensor:
+    """``src`` as the new value of ``input`` (what ``input.copy_(src)`` writes)."""
+    if isinstance(src, Tensor) and src.device != input.device:
+        src = move(src, input.device)
+    try:
+        return CopyInto.apply(input, src)
+    except ValueError:
+        target, have = list(input._data.shape), list(np.shape(either.data(src)))
+        raise RuntimeError(
+            f"The expanded size of the tensor ({target[-1] if target else 1}) must match the "
+            f"existing size ({have[-1] if have else 1}) at non-singleton dimension "
+            f"{max(len(target) - 1, 0)}.  Target sizes: {target}.  Tensor sizes: {have}"
+        ) from None
 
 
 # ---- public functions ---------------------------------------------------------------------------
 def _unary_fn(op, name: str, doc: str):
-    apply, apply_unary = op.apply, op.apply_unary  # bound once: this runs on every x.exp()
+    apply = op.apply  # bound once: this runs on every x.exp()
 
     def fn(input: Tensor) -> Tensor:
         if (type(input) is Tensor or isinstance(input, Tensor)) and input._data.dtype.kind == "f":
-            return apply_unary(input)
+            return apply(input)
         return apply(_float_input(input, name))
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = doc
-    fn._gate = (op, False, False)  # Tensor.<name> becomes a C gate (autograd/accel.py), if built
     return fn
 
 
@@ -648,7 +585,7 @@ def neg(input: Tensor) -> Tensor:
     """-x."""
     if input._data.dtype.kind == "b":
         raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported.")
-    return Neg.apply_unary(input)
+    return Neg.apply(input)
 
 
 negative = neg
@@ -694,7 +631,7 @@ def relu(input: Tensor) -> Tensor:
     """max(0, x)."""
     if input._data.dtype.kind == "b":
         raise RuntimeError("relu(): Boolean inputs not supported for relu")
-    return Relu.apply_unary(input)
+    return Relu.apply(input)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -711,9 +648,7 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         return _clamp_tensor_bounds(input, min, max)
     if input._data.dtype.kind != "f":  # int/bool inputs promote with the bounds (as PyTorch)
-        from chainrule.dtypes import result_type
-
-        target = result_type(input._data, *[b for b in (min, max) if b is not None])
+        target = _dt.result_type(input._data, *[b for b in (min, max) if b is not None])
         input = wrap(input._data.astype(target)) if target != input._data.dtype else input
     return Clamp.apply(input, min, max)
 
@@ -725,7 +660,6 @@ def _clamp_tensor_bounds(x: Tensor, lo, hi) -> Tensor:
     """clamp with tensor bounds, routing the gradient as PyTorch does: to x inside [lo, hi]
     (ties included), to lo below it, to hi above it or wherever hi < lo; nowhere when x < lo == hi
     or x is NaN."""
-    from chainrule.ops.binary import where
 
     def raw(b):
         return b._data if isinstance(b, Tensor) else b
@@ -739,16 +673,17 @@ def _clamp_tensor_bounds(x: Tensor, lo, hi) -> Tensor:
             f"{list(np.shape(raw(hi)))} are not broadcastable"
         ) from None
     if hi is None:
-        out = where(xr >= raw(lo), x, lo)
+        out = either.where(xr >= raw(lo), x, lo)
     elif lo is None:
-        out = where(xr <= raw(hi), x, hi)
+        out = either.where(xr <= raw(hi), x, hi)
     else:
         lr, hr = raw(lo), raw(hi)
         stuck_hi = hi.detach() if isinstance(hi, Tensor) else hi
-        out = where((xr >= lr) & (xr <= hr), x,
-                    where((xr < lr) & (lr < hr), lo, where((xr < lr) & (lr == hr), stuck_hi, hi)))
+        out = either.where((xr >= lr) & (xr <= hr), x,
+                           either.where((xr < lr) & (lr < hr), lo,
+                                        either.where((xr < lr) & (lr == hr), stuck_hi, hi)))
     nan = np.isnan(xr)
-    return where(nan, x.detach(), out) if nan.any() else out
+    return either.where(nan, x.detach(), out) if nan.any() else out
 
 
 def _zero_grad_fn(op, name: str):

@@ -6,9 +6,10 @@ Each pair here is adjoint: the backward of reading at an index is adding at that
 
 from __future__ import annotations
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.autograd.function import Op
+from chainrule.creation import as_tensor
 from chainrule.ops import either
 from chainrule.ops.shape import normalize_dim
 from chainrule.tensor import Tensor, wrap
@@ -25,12 +26,12 @@ def _index_part(k, like):
     if isinstance(k, Tensor):
         k = k._data
     if isinstance(k, (list,)):
-        k = backend.asarray_on(k, like)
+        k = devices.asarray_on(k, like)
         if k.dtype.kind == "f":
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
-    if backend.is_array(k):
-        if backend.is_cpu_array(k) and not backend.is_cpu_array(like):  # as torch: a CPU index
-            k = backend.asarray_on(k, like)                              # works on a GPU tensor
+    if devices.is_array(k):
+        if devices.is_cpu_array(k) and not devices.is_cpu_array(like):  # as torch: a CPU index
+            k = devices.asarray_on(k, like)                              # works on a GPU tensor
         if k.dtype.kind not in "biu":
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
         if k.ndim == 0 and k.dtype.kind != "b":
@@ -58,7 +59,7 @@ def _without_bool_masks(index):
     parts = index if isinstance(index, tuple) else (index,)
     out = []
     for k in parts:
-        if backend.is_array(k) and k.dtype.kind == "b":
+        if devices.is_array(k) and k.dtype.kind == "b":
             out.extend(k.nonzero())
         else:
             out.append(k)
@@ -68,20 +69,62 @@ def _without_bool_masks(index):
 def _add_at(out, index, values) -> None:
     """out[index] += values, repeated indices accumulating (CuPy's add.at on the GPU: NumPy's
     protocol does not pass ufunc methods on to CuPy)."""
-    backend.xp_of(out).add.at(out, index, values)
+    devices.xp_of(out).add.at(out, index, values)
 
 
 class Index(Op):
     """y = x[index];  the gradient is added back at the same places"""
 
+    is_view = True  # for basic indices (ints, slices, None, ...): a view, as torch's
+
     @staticmethod
     def forward(ctx, x, index):
         ctx.shape, ctx.index = x.shape, index
-        return x[index]
+        y = x[index]
+        if type(y) is not type(x) and _is_basic(index):
+            y = x[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]  # a 0-d view
+        return y
 
     @staticmethod
     def backward(ctx, g):
         return either.index_put(ctx.shape, ctx.index, g), None
+
+
+class IndexAssign(Op):
+    """y = x with y[index] = v;  dy/dx = 1 outside index, dy/dv = g[index]"""
+
+    @staticmethod
+    def forward(ctx, x, v, index):
+        ctx.index = index
+        out = x.copy()
+        out[index] = v
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        outside = either.ones_like_data(g)
+        outside[ctx.index] = 0
+        return g * outside, g[ctx.index], None
+
+
+def is_basic(index) -> bool:
+    """Ints, slices, None and ``...`` only (a view of the tensor, not a gather)."""
+    return _is_basic(index)
+
+
+def index_assign(input: Tensor, index, values) -> Tensor:
+    """``input`` with ``input[index] = values`` (what ``input[index] = values`` writes)."""
+    index = normalize_index(index, input._data)
+    if isinstance(values, Tensor):
+        if values.device != input.device:
+            values = values.to(input.device)
+    elif not isinstance(values, (int, float, bool)):
+        values = as_tensor(values, dtype=input.dtype, device=input.device)
+    try:
+        return IndexAssign.apply(input, values, index)
+    except (ValueError, IndexError) as e:
+        kind = IndexError if isinstance(e, IndexError) else RuntimeError  # torch's types
+        raise kind(f"__setitem__ on a tensor of shape {list(input._data.shape)}: {e}") from None
 
 
 class IndexPut(Op):
@@ -91,7 +134,7 @@ class IndexPut(Op):
     def forward(ctx, g, shape, index):
         if ctx is not None:
             ctx.index = index
-        out = backend.xp_of(g).zeros(shape, g.dtype)
+        out = devices.xp_of(g).zeros(shape, g.dtype)
         if _is_basic(index):
             out[index] = g
         else:
@@ -105,7 +148,7 @@ class IndexPut(Op):
 
 def _along(index: np.ndarray, dim: int) -> tuple:
     """Full NumPy index addressing ``index`` along ``dim`` and position elsewhere."""
-    nd, xp = index.ndim, backend.xp_of(index)
+    nd, xp = index.ndim, devices.xp_of(index)
     parts = [xp.arange(s).reshape((-1,) + (1,) * (nd - a - 1)) for a, s in enumerate(index.shape)]
     parts[dim] = index
     return tuple(parts)
@@ -149,8 +192,8 @@ class ScatterAdd(Op):
 
 
 def _raw_index(index, name: str, like) -> np.ndarray:
-    idx = index._data if isinstance(index, Tensor) else backend.asarray_on(index, like)
-    backend.check_same_device((like, idx), f"{name}()", " (index)")
+    idx = index._data if isinstance(index, Tensor) else devices.asarray_on(index, like)
+    devices.check_same_device((like, idx), f"{name}()", " (index)")
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"{name}(): Expected dtype int64 for index, got {idx.dtype}")
     return idx
@@ -209,7 +252,7 @@ def scatter(input: Tensor, dim: int, index, src=None, value=None) -> Tensor:
     """``input`` with values written at ``index`` (gradient flows to the kept entries of input)."""
     d = normalize_dim(dim, input._data.ndim, "scatter")
     idx = _raw_index(index, "scatter", input._data)
-    xp = backend.xp_of(input._data)
+    xp = devices.xp_of(input._data)
     mask = xp.zeros(input._data.shape, bool)
     mask[_along(idx, d)] = True
     if src is None:
@@ -252,7 +295,7 @@ def take_along_dim(input: Tensor, indices, dim=None) -> Tensor:
     idx_shape = list(common)
     idx_shape[d] = idx.shape[d]
     x = input.expand(*in_shape) if tuple(in_shape) != input._data.shape else input
-    return Gather.apply(x, d, backend.xp_of(idx).broadcast_to(idx, idx_shape))
+    return Gather.apply(x, d, devices.xp_of(idx).broadcast_to(idx, idx_shape))
 
 
 def take(input: Tensor, index) -> Tensor:
@@ -261,7 +304,7 @@ def take(input: Tensor, index) -> Tensor:
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     """Indices of the non-zero elements: (n, ndim) int64, or a tuple of 1-d index tensors."""
-    xp = backend.xp_of(input._data)
+    xp = devices.xp_of(input._data)
     nz = xp.atleast_1d(input._data).nonzero()
     if as_tuple:
         return tuple(wrap(a.astype(np.int64)) for a in nz)
@@ -272,7 +315,7 @@ argwhere = nonzero
 
 
 def masked_select(input: Tensor, mask) -> Tensor:
-    m = mask._data if isinstance(mask, Tensor) else backend.asarray_on(mask, input._data)
+    m = mask._data if isinstance(mask, Tensor) else devices.asarray_on(mask, input._data)
     shape = np.broadcast_shapes(input._data.shape, m.shape)
     x = input.expand(*shape) if shape != input._data.shape else input
-    return x[backend.xp_of(m).broadcast_to(m, shape)]
+    return x[devices.xp_of(m).broadcast_to(m, shape)]

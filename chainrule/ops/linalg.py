@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.autograd.function import Op
-from chainrule.blas import matmul as _mm
+from chainrule.kernels.matmul import matmul as _mm
+from chainrule import dtypes as _dt
 from chainrule.ops import either
+from chainrule.ops.binary import _cast, _check_devices
 from chainrule.tensor import Tensor
 
 __all__ = ["matmul", "mm", "bmm", "dot", "vdot", "outer", "ger", "einsum", "inner", "mv"]
@@ -43,19 +45,21 @@ class Einsum(Op):
 
     @staticmethod
     def forward(ctx, equation, *operands):
-        ctx.inputs, ctx.output = _parse(equation, len(operands))
+        ctx.subscripts, ctx.output = _parse(equation, len(operands))
         ctx.save_for_backward(*operands)
         return np.einsum(equation, *operands, optimize=len(operands) > 2)
 
     @staticmethod
     def backward(ctx, g):
         operands = ctx.saved_tensors
+        needs = ctx.needs_input_grad
         grads = [None]
-        for k, sub in enumerate(ctx.inputs):
-            if ctx._edges[k + 1] is None:
+        for k, sub in enumerate(ctx.subscripts):
+            if not needs[k + 1]:
                 grads.append(None)
                 continue
-            others = [(s, op) for j, (s, op) in enumerate(zip(ctx.inputs, operands)) if j != k]
+            others = [(s, op) for j, (s, op) in enumerate(zip(ctx.subscripts, operands))
+                      if j != k]
             present = set(ctx.output).union(*[set(s) for s, _ in others])
             uniq = "".join(dict.fromkeys(sub))  # 'iij' -> 'ij'
             size = dict(zip(sub, operands[k].shape))
@@ -67,7 +71,7 @@ class Einsum(Op):
                 gk = either.broadcast_to(either.expand_dims(gk, missing),
                                          tuple(size[c] for c in uniq))
             if uniq != sub:  # a repeated letter reads a diagonal: the gradient goes back onto it
-                gk = _onto_diagonal(gk, uniq, sub, size, "".join(ctx.inputs) + ctx.output)
+                gk = _onto_diagonal(gk, uniq, sub, size, "".join(ctx.subscripts) + ctx.output)
             grads.append(gk)
         return tuple(grads)
 
@@ -87,8 +91,8 @@ def _onto_diagonal(gk, uniq: str, sub: str, size: dict, used: str):
         else:
             seen.add(c)
             renamed.append(c)
-    dtype = gk._data.dtype if isinstance(gk, Tensor) else gk.dtype
-    xp = backend.xp_of(gk._data if isinstance(gk, Tensor) else gk)
+    dtype = either.dtype_of(gk)
+    xp = devices.xp_of(either.data(gk))
     eyes = [xp.eye(size[d[0]], dtype=dtype) for d in deltas]
     return either.einsum(",".join([uniq] + deltas) + "->" + "".join(renamed), gk, *eyes)
 
@@ -166,8 +170,6 @@ def _matmul_error(a: Tensor, b: Tensor, name: str) -> RuntimeError:
 
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """Matrix product with NumPy/PyTorch broadcasting of batch dims."""
-    from chainrule.ops.binary import _cast, _check_devices
-    from chainrule import dtypes as _dt
 
     if not isinstance(other, Tensor) or not isinstance(input, Tensor):
         raise TypeError("matmul(): arguments must be Tensors")

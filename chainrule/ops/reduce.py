@@ -6,9 +6,12 @@ import builtins
 from collections import namedtuple
 
 from chainrule import dtypes as _dt
-from chainrule.backend import as_array, np
+from chainrule.devices import as_array, np
 from chainrule.autograd.function import Op
 from chainrule.ops import either
+from chainrule.ops.binary import maximum, minimum, where
+from chainrule.ops.elementwise import abs as t_abs
+from chainrule.ops.shape import stack, unbind
 from chainrule.ops.shape import normalize_dim, normalize_dims
 from chainrule.tensor import Tensor, wrap
 
@@ -21,8 +24,7 @@ __all__ = [
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
 
-def _raw(x):
-    return x._data if isinstance(x, Tensor) else x
+_raw = either.data
 
 
 def _expand_back(g, axes, keepdim: bool, shape: tuple):
@@ -67,6 +69,15 @@ class SumTo(Op):
     @staticmethod
     def backward(ctx, g):
         return either.broadcast_to(g, ctx.shape), None
+
+
+def sum_to_size(input: Tensor, *size) -> Tensor:
+    """``input`` summed down to ``size``, which it must broadcast from."""
+    shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+    if either._sum_axes(tuple(input._data.shape), tuple(shape)) is None:
+        raise RuntimeError(f"size {{{', '.join(map(str, shape))}}} is not expandable to size "
+                           f"{{{', '.join(map(str, input._data.shape))}}}.")
+    return SumTo.apply(input, tuple(shape))
 
 
 class Mean(Op):
@@ -155,9 +166,7 @@ class Prod(Op):
 
 
 def _prod(x, axes, keepdim):
-    if isinstance(x, Tensor):
-        return Prod.apply(x, axes, keepdim)
-    return np.prod(x, axis=axes, keepdims=keepdim)
+    return either.prod(x, axes, keepdim)
 
 
 # ---- max / min ----------------------------------------------------------------------------------
@@ -199,7 +208,6 @@ class MaxDim(Op):
         idx = np.expand_dims(cls.pick(x, axis=dim), dim)
         values = np.take_along_axis(x, idx, dim)
         ctx.idx, ctx.dim, ctx.keepdim, ctx.shape = idx, dim, keepdim, x.shape
-        ctx.mark_non_differentiable(1)
         if not keepdim:
             return values.squeeze(dim), idx.squeeze(dim)
         return values, idx
@@ -413,14 +421,12 @@ def _check_reducible(input: Tensor, axes, name: str, error=RuntimeError) -> None
 
 def max(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     """The maximum (no dim), ``(values, indices)`` along ``dim``, or elementwise with a tensor."""
-    from chainrule.ops.binary import maximum
 
     return _max_min(input, dim, keepdim, other, "max", Amax, MaxDim, maximum)
 
 
 def min(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     """The minimum (no dim), ``(values, indices)`` along ``dim``, or elementwise with a tensor."""
-    from chainrule.ops.binary import minimum
 
     return _max_min(input, dim, keepdim, other, "min", Amin, MinDim, minimum)
 
@@ -477,7 +483,6 @@ def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = input.to(dtype)
     d = normalize_dim(dim, input._data.ndim, "cumprod")
-    from chainrule.ops.shape import stack, unbind
 
     parts = unbind(input, d)
     out, acc = [], None
@@ -523,7 +528,6 @@ def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
 
 def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     """The vector p-norm (2/'fro' by default, also 1, inf, -inf, 0 and any real p) over ``dim``."""
-    from chainrule.ops.elementwise import abs as t_abs
 
     if dtype is not None:
         input = input.to(dtype)
@@ -543,7 +547,6 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     s = sum(t_abs(input) ** p, axes, keepdim)
     zero = s._data == 0
     if np.any(zero):  # a zero slice: norm 0 with gradient 0 (as torch), not 0·∞ = nan
-        from chainrule.ops.binary import where
 
         return where(zero, 0.0, where(zero, 1.0, s) ** (1.0 / p))
     return s ** (1.0 / p)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import builtins
 import operator
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
+from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
@@ -65,6 +66,8 @@ class Alias(Op):
     """y = x as a new gate on the same array: a node where an inner graph starts that is still
     connected to the outer one (cr.func's inputs, the RNN layers' higher-order fallback)."""
 
+    is_view = True
+
     @staticmethod
     def forward(ctx, x):
         return x
@@ -76,6 +79,8 @@ class Alias(Op):
 
 class Reshape(Op):
     """y = x with a new shape;  the gradient is reshaped back"""
+
+    is_view = True  # where NumPy can reshape without a copy (as torch)
 
     @staticmethod
     def forward(ctx, x, shape):
@@ -90,6 +95,8 @@ class Reshape(Op):
 class Permute(Op):
     """y = x with axes reordered;  the gradient is permuted by the inverse order"""
 
+    is_view = True
+
     @staticmethod
     def forward(ctx, x, axes):
         ctx.axes = axes
@@ -102,6 +109,8 @@ class Permute(Op):
 
 class Expand(Op):
     """y = x broadcast to a larger shape;  the gradient is summed back (sum_to)"""
+
+    is_view = True
 
     @staticmethod
     def forward(ctx, x, shape):
@@ -138,7 +147,7 @@ class Flip(Op):
     @staticmethod
     def forward(ctx, x, axes):
         ctx.axes = axes
-        return np.flip(x, axes)
+        return np.flip(x, axes).copy()  # a copy, as torch's (NumPy's flip is a view)
 
     @staticmethod
     def backward(ctx, g):
@@ -178,35 +187,33 @@ class Cat(Op):
 class Split(Op):
     """(y₁, y₂, ...) = x cut along a dim;  the gradients are joined back (zeros where unused)"""
 
+    is_view = multi_view = True
+
     @staticmethod
     def forward(ctx, x, axis, bounds):
-        ctx.axis, ctx.shape = axis, x.shape
+        ctx.axis = axis
         lead = (slice(None),) * axis
         return tuple(x[lead + (slice(bounds[i], bounds[i + 1]),)] for i in range(len(bounds) - 1))
 
     @staticmethod
     def backward(ctx, *grads):
-        parts, like = [], next(g for g in grads if g is not None)
-        for g, (shape, dtype) in zip(grads, ctx._outs):
-            parts.append(either.zeros(shape, like, dtype) if g is None else g)
-        return either.concat(parts, ctx.axis), None, None
+        return either.concat(grads, ctx.axis), None, None
 
 
 class Unbind(Op):
     """(y₁, y₂, ...) = the slices of x along a dim;  the gradients are stacked back"""
 
+    is_view = multi_view = True
+
     @staticmethod
     def forward(ctx, x, axis):
         ctx.axis = axis
-        return tuple(np.take(x, i, axis) for i in range(x.shape[axis]))
+        lead = (slice(None),) * axis
+        return tuple(x[lead + (i, Ellipsis)] for i in range(x.shape[axis]))
 
     @staticmethod
     def backward(ctx, *grads):
-        parts, like = [], next(g for g in grads if g is not None)
-        for g, (shape, dtype) in zip(grads, ctx._outs):
-            g = either.zeros(shape, like, dtype) if g is None else g
-            parts.append(either.expand_dims(g, (ctx.axis,)))
-        return either.concat(parts, ctx.axis), None
+        return either.concat([either.expand_dims(g, (ctx.axis,)) for g in grads], ctx.axis), None
 
 
 class ConstantPad(Op):
@@ -269,7 +276,7 @@ class Diag(Op):
         ctx.k, ctx.ndim, ctx.shape = k, x.ndim, x.shape
         out = np.diag(x, k).copy()
         if x.ndim == 2:  # where the diagonal sits in a (possibly non-square) matrix
-            n = backend.xp_of(x).arange(out.shape[0])
+            n = devices.xp_of(x).arange(out.shape[0])
             ctx.index = (n + builtins.max(-k, 0), n + builtins.max(k, 0))
         return out
 
@@ -293,7 +300,29 @@ def reshape(input: Tensor, *shape) -> Tensor:
         ) from None
 
 
-view = reshape
+def view(input: Tensor, *shape) -> Tensor:
+    """The same memory in a new shape; refused (as torch) where that needs a copy."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
+        return _view_dtype(input, shape[0])
+    out = reshape(input, *shape)
+    if input._data.size and not _shares_memory(out._data, input._data):
+        raise RuntimeError(
+            "view size is not compatible with input tensor's size and stride (at least one "
+            "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
+    return out
+
+
+def _view_dtype(input: Tensor, dtype) -> Tensor:
+    if _dt.to_dtype(dtype).np == input._data.dtype:
+        return reshape(input, input._data.shape)
+    raise NotImplementedError(f"view(dtype): reinterpreting {input.dtype} memory as {dtype} is "
+                              "not supported by chainrule")
+
+
+def _shares_memory(a, b) -> bool:
+    if isinstance(a, np.generic) or isinstance(b, np.generic):
+        return a.size == 1 and b.size == 1
+    return devices.xp_of(a).may_share_memory(a, b)
 
 
 def ravel(input: Tensor) -> Tensor:
@@ -503,9 +532,6 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
 
 def cat(tensors, dim: int = 0) -> Tensor:
     """Join tensors along an existing dim."""
-    from chainrule.ops.binary import _cast
-    from chainrule import dtypes as _dt
-
     tensors = list(tensors)
     # PyTorch skips legacy empty 1-d tensors in cat
     tensors = [t for t in tensors if not (t._data.ndim == 1 and t._data.shape[0] == 0)] or tensors
@@ -526,7 +552,8 @@ def cat(tensors, dim: int = 0) -> Tensor:
     dt = tensors[0]._data.dtype
     if any(t._data.dtype != dt for t in tensors):
         target = _dt.result_type(*[t._data for t in tensors])
-        tensors = [_cast(t, target) for t in tensors]
+        tensors = [t if t._data.dtype == target else t.to(_dt.from_numpy_dtype(target))
+                   for t in tensors]
     return Cat.apply(d, *tensors)
 
 
@@ -599,7 +626,20 @@ def unbind(input: Tensor, dim: int = 0) -> tuple:
 
 
 def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """The slice [start, start + length) of ``input`` along ``dim`` (a view)."""
     d = normalize_dim(dim, input._data.ndim, "narrow")
+    size = input._data.shape[d]
+    start, length = operator.index(start), operator.index(length)
+    if not -size <= start <= size:
+        raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], "
+                         f"but got {start})")
+    if start < 0:
+        start += size
+    if length < 0:
+        raise RuntimeError("narrow(): length must be non-negative.")
+    if start + length > size:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size "
+                           f"({size}).")
     idx = (slice(None),) * d + (slice(start, start + length),)
     return input[idx]
 
@@ -627,7 +667,7 @@ def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
     for axis, (lo, hi) in enumerate(widths):
         if lo or hi:
             index = np.pad(np.arange(input._data.shape[axis]), (lo, hi), mode=np_mode)
-            out = out.index_select(axis, wrap(backend.asarray_on(index, input._data)))
+            out = out.index_select(axis, wrap(devices.asarray_on(index, input._data)))
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chainrule.backend import np
+from chainrule.devices import np
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
     decayed_grad, to_scalar,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chainrule.backend import np
-from chainrule import backend, cuda_kernels
+from chainrule.devices import np
+from chainrule.kernels import kernels_for
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
     decayed_grad, to_scalar,
@@ -102,7 +102,7 @@ class Adam(Optimizer):
                 bias_correction2_sqrt = bias_correction2**0.5
                 vmax = state["max_exp_avg_sq"]._data if amsgrad else None
                 arrays = (d, grad, state["exp_avg"]._data, state["exp_avg_sq"]._data, vmax)
-                if backend.is_gpu_array(d) and cuda_kernels.adam_step(
+                if kernels_for(d).adam_step(
                         *arrays, lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
                         step_size, bias_correction2_sqrt):
                     continue

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.autograd.grad_mode import enable_grad
 from chainrule.tensor import Tensor, wrap
 
@@ -325,14 +325,14 @@ class Optimizer:
                 pool = self._pool(d.dtype)
                 bufs = (pool[0][: d.size].reshape(d.shape), pool[1][: d.size].reshape(d.shape))
             else:
-                xp = backend.xp_of(d)
+                xp = devices.xp_of(d)
                 bufs = (xp.empty_like(d), xp.empty_like(d))
             self._scratch_bufs[p] = bufs
         return bufs
 
     @staticmethod
     def _zeros_like(d, fill: float = 0.0) -> Tensor:
-        xp = backend.xp_of(d)
+        xp = devices.xp_of(d)
         return wrap(xp.zeros_like(d) if fill == 0 else xp.full_like(d, fill))
 
     # ---- state dict ------------------------------------------------------------------------------
@@ -493,7 +493,7 @@ def _copy_plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_copy_plain(v) for v in value)
     if isinstance(value, Tensor):
-        return wrap(backend.xp_of(value._data).array(value._data, copy=True))
+        return wrap(devices.xp_of(value._data).array(value._data, copy=True))
     return copy.deepcopy(value)
 
 
@@ -508,8 +508,8 @@ def _cast(param: Tensor, key: Any, value: Any) -> Any:
     if isinstance(value, np.ndarray):
         value = wrap(value)
     if isinstance(value, Tensor):
-        a = backend.to_device(value._data, param.device)
-        xp = backend.xp_of(a)
+        a = devices.to_device(value._data, param.device)
+        xp = devices.xp_of(a)
         pd = param._data.dtype
         if pd.kind == "f":
             if key in _BUFFER_KEYS and a.shape != param._data.shape:

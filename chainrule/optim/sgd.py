@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chainrule.backend import np
-from chainrule import backend, blas, cuda_kernels
+from chainrule.devices import np
+from chainrule.kernels import kernels_for
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_not_differentiable, check_scalar_tensor, decayed_grad, to_scalar,
 )
@@ -66,7 +66,7 @@ class SGD(Optimizer):
             maximize = group["maximize"]
             plain = momentum == 0 and weight_decay == 0 and not maximize
             for p, d, grad in self._with_grads(group):
-                if plain and blas.axpy(-lr, grad, d):  # θ ← θ - lr·g in one pass (MKL)
+                if plain and kernels_for(d).axpy(-lr, grad, d):  # θ ← θ - lr·g in one pass (MKL)
                     continue
                 b, first = None, False
                 if momentum != 0:
@@ -76,7 +76,7 @@ class SGD(Optimizer):
                         buf = state["momentum_buffer"] = self._zeros_like(d)
                         first = True
                     b = buf._data
-                if backend.is_gpu_array(d) and cuda_kernels.sgd_step(
+                if kernels_for(d).sgd_step(
                         d, grad, b, first, lr, momentum, dampening, weight_decay, nesterov,
                         maximize):
                     continue

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from chainrule.autograd.engine import call_backward
+
 __all__ = ["explain", "main", "trace", "Trace"]
 
 # forward formula per op ({0}, {1}: argument names; {y}: the output's name)
@@ -204,7 +206,7 @@ def _local_value(node, i: int):
     from chainrule.autograd.grad_mode import no_grad
 
     with no_grad():
-        gs = node._run_backward([np.ones(shape, dtype)], False)
+        gs = call_backward(node, np.ones(shape, dtype))
     g = gs[i] if i < len(gs) else None
     g = getattr(g, "_data", g)
     return None if g is None or np.size(g) != 1 else float(np.asarray(g).reshape(()))

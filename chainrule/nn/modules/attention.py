@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from chainrule.backend import np
+from chainrule.devices import np
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init

@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from chainrule.backend import np
-from chainrule.autograd import accel
+from chainrule.devices import np
 from chainrule.autograd.function import Op
-from chainrule.backend import xp_of
-from chainrule.blas import matmul as _mm
+from chainrule.devices import xp_of
+from chainrule.kernels import kernels_for
+from chainrule.kernels.matmul import matmul as _mm
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
@@ -255,24 +255,15 @@ class LSTMLayerGate(Op):
         hs[first] = h0
         cs[first] = c0
         tmp = xp.empty((n, k), dtype=dt)
-        fused = accel.fusable(act, cs)  # the step's elementwise work in one C loop
+        K = kernels_for(act)
         for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
             a = act[:, t]
             _mm(hs[prev], w_h, out=a)
             a += xw[:, t]
             np.tanh(a, out=a)
-            ct = cs[cur]
-            if fused:
-                accel.engine.lstm_step_forward(act, cs, t, prev, cur)
-            else:
-                s = a[:3]
-                s *= 0.5
-                s += 0.5
-                np.multiply(a[1], cs[prev], out=ct)
-                np.multiply(a[0], a[3], out=tmp)
-                ct += tmp
-            np.tanh(ct, out=tc[t])
+            K.lstm_step(act, cs, t, prev, cur, tmp)  # the gates, then c_t = f·c_prev + i·g
+            np.tanh(cs[cur], out=tc[t])
             np.multiply(a[2], tc[t], out=hs[cur])
         # the activations go with the saved inputs, so a backward without retain_graph frees them
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, act, hs, cs, tc)
@@ -282,9 +273,11 @@ class LSTMLayerGate(Op):
         return out, hs[last].copy(), cs[last].copy()
 
     @staticmethod
+    def differentiable_backward(ctx, g_out, g_h, g_c):
+        return _layer_double_backward(ctx, "LSTM", (g_out, g_h, g_c))
+
+    @staticmethod
     def backward(ctx, g_out, g_h, g_c):
-        if any(either.is_tensor(g) for g in (g_out, g_h, g_c)):
-            return _layer_double_backward(ctx, "LSTM", (g_out, g_h, g_c))
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, act, hs, cs, tc = ctx.saved_tensors
         xp = _xp(x)
         reverse = ctx.reverse
@@ -314,23 +307,13 @@ class LSTMLayerGate(Op):
         tmp = xp.empty((n, k), dtype=dt)
         if type(g_out) is np.ndarray and not g_out.flags.c_contiguous:
             g_out = np.ascontiguousarray(g_out)  # e.g. one direction's half of the output
-        fused = accel.fusable(dh, dc, g_out, a_c, p, act, dz)  # the step's elementwise work in C
+        K = kernels_for(dz)
         for step, t in enumerate(order):
             if step:  # dh = dz W_hh (dz in PyTorch's gate order, as W_hh's rows)
                 _mm(dz[order[step - 1]], w_hh, out=dh)
-            if fused:
-                accel.engine.lstm_step_backward(dh, dc, None if g_out is None else g_out[t], a_c,
-                                                p, act, dz, t)
-                continue
-            if g_out is not None:
-                dh += g_out[t]
-            np.multiply(dh, a_c[t], out=tmp)
-            dc += tmp
-            dz_gates = dz[t].reshape(n, 4, k).transpose(1, 0, 2)
-            np.multiply(p[:3, t], dc, out=dz_gates[:3])
-            np.multiply(p[3, t], dh, out=dz_gates[3])
-            dc *= f[t]
-        need = [e is not None for e in ctx._edges]
+            K.lstm_step_backward(dh, dc, None if g_out is None else g_out[t], a_c, p, act, dz, t,
+                                 tmp)
+        need = ctx.needs_input_grad
         grads: list = [None] * 8
         if need[1]:
             grads[1] = _mm(dz[order[-1]], w_hh)
@@ -406,9 +389,11 @@ class GRULayerGate(Op):
         return (hs[:t_len] if reverse else hs[1:]), hs[last].copy()
 
     @staticmethod
+    def differentiable_backward(ctx, g_out, g_h):
+        return _layer_double_backward(ctx, "GRU", (g_out, g_h))
+
+    @staticmethod
     def backward(ctx, g_out, g_h):
-        if any(either.is_tensor(g) for g in (g_out, g_h)):
-            return _layer_double_backward(ctx, "GRU", (g_out, g_h))
         x, h0, w_ih, w_hh, b_ih, b_hh, act, hw, hs = ctx.saved_tensors
         xp = _xp(x)
         reverse = ctx.reverse
@@ -445,7 +430,7 @@ class GRULayerGate(Op):
             dh += part[0]
             dh += part[1]
             dh += part[2]
-        need = [e is not None for e in ctx._edges]
+        need = ctx.needs_input_grad
         grads: list = [None] * 7
         if need[1]:
             grads[1] = dh
@@ -504,10 +489,11 @@ class RNNLayerGate(Op):
         return (hs[:t_len] if reverse else hs[1:]), hs[last].copy()
 
     @staticmethod
+    def differentiable_backward(ctx, g_out, g_h):
+        return _layer_double_backward(ctx, "RNN_RELU" if ctx.relu else "RNN_TANH", (g_out, g_h))
+
+    @staticmethod
     def backward(ctx, g_out, g_h):
-        if any(either.is_tensor(g) for g in (g_out, g_h)):
-            return _layer_double_backward(ctx, "RNN_RELU" if ctx.relu else "RNN_TANH",
-                                          (g_out, g_h))
         x, h0, w_ih, w_hh, b_ih, b_hh, hs = ctx.saved_tensors
         xp = _xp(x)
         reverse = ctx.reverse
@@ -528,7 +514,7 @@ class RNNLayerGate(Op):
             if g_out is not None:
                 dh += g_out[t]
             np.multiply(dh, q[t], out=dpre[t])
-        need = [e is not None for e in ctx._edges]
+        need = ctx.needs_input_grad
         grads: list = [None] * 8
         if need[1]:
             grads[1] = _mm(dpre[order[-1]], w_hh)
@@ -551,16 +537,14 @@ def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
     """Backward under create_graph: rebuild the layer as the differentiable per-step graph on
     the saved (graph-connected) inputs and differentiate that, so higher orders keep working."""
     from chainrule.autograd import grad as autograd_grad
-    from chainrule.tensor import wrap
 
     saved = ctx.saved_tensors[: ctx.n_inputs]  # the layer's inputs (activations follow them)
     ins = [s if s is None or not s.requires_grad else Alias.apply(s) for s in saved]
     x, states, (w_ih, w_hh, b_ih, b_hh) = ins[0], ins[1:-4], ins[-4:]
     out, finals = _steps_layer(mode, x, list(states), w_ih, w_hh, b_ih, b_hh, ctx.reverse)
-    pairs = [(o, g if either.is_tensor(g) else wrap(g))
-             for o, g in zip([out, *finals], grads) if g is not None]
+    pairs = [(o, g) for o, g in zip([out, *finals], grads) if g is not None]
     wanted = [i for i, t in enumerate(ins) if t is not None and t.requires_grad]
-    result: list = [None] * len(ctx._edges)
+    result: list = [None] * len(ctx.needs_input_grad)
     if not pairs or not wanted:
         return tuple(result)
     got = autograd_grad([o for o, _ in pairs], [ins[i] for i in wanted],

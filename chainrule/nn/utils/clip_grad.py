@@ -6,8 +6,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from chainrule.backend import np
-from chainrule import backend
+from chainrule.devices import np
+from chainrule import devices
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
@@ -31,7 +31,7 @@ def get_total_norm(tensors: Iterable[Tensor], norm_type: float = 2.0,
     if not tensors:
         return wrap(np.asarray(0.0, np.float32))
     arrays = [t._data for t in tensors]
-    xp = backend.xp_of(arrays[0])
+    xp = devices.xp_of(arrays[0])
     dtype = arrays[0].dtype
     if norm_type == math.inf:
         total = max(xp.abs(a).max() if a.size else 0.0 for a in arrays)
@@ -57,8 +57,8 @@ def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Tensor,
                           foreach: Any = None) -> None:
     """Scale the gradients by min(1, max_norm / (total_norm + 1e-6)) in place."""
     total = total_norm._data if isinstance(total_norm, Tensor) else total_norm
-    if backend.is_gpu_array(total):  # min(1, coef) on the device: no read-back
-        coef = backend.xp_of(total).minimum(max_norm / (total + 1e-6), 1.0)
+    if devices.is_gpu_array(total):  # min(1, coef) on the device: no read-back
+        coef = devices.xp_of(total).minimum(max_norm / (total + 1e-6), 1.0)
         for g in _grads(parameters):
             g._data = g._data * coef.astype(g._data.dtype)
         return
@@ -85,4 +85,4 @@ def clip_grad_value_(parameters: Any, clip_value: float, foreach: Any = None) ->
     """Clamp every gradient element into [-clip_value, clip_value] in place."""
     clip_value = float(clip_value)
     for g in _grads(parameters):
-        g._data = backend.xp_of(g._data).clip(g._data, -clip_value, clip_value)
+        g._data = devices.xp_of(g._data).clip(g._data, -clip_value, clip_value)

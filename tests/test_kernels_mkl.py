@@ -1,4 +1,5 @@
-"""chainrule.blas: MKL's GEMM where BLAS takes the operands as they are, NumPy's ``@`` otherwise.
+"""chainrule.kernels.matmul and .mkl: MKL's GEMM where BLAS takes the operands as they are,
+NumPy's ``@`` otherwise.
 
 The MKL tests run when the ``mkl`` wheel is installed (``pip install 'chainrule[mkl]'``); they
 switch the backend on in this process (sequential MKL) and drop the size thresholds, so that
@@ -15,27 +16,28 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import blas
+from chainrule.kernels import matmul as mm
+from chainrule.kernels import mkl as mklib
 
 RNG = np.random.default_rng(0)
 
 
 def _reload_backend() -> None:
-    blas._state.clear()
-    blas._load()
+    mklib.state.clear()
+    mklib._load()
 
 
 @pytest.fixture(scope="module")
 def mkl_backend():
-    if not blas._mkl_files():
+    if not mklib._mkl_files():
         pytest.skip("mkl not installed (pip install 'chainrule[mkl]')")
     saved = {k: os.environ.get(k) for k in ("CHAINRULE_BLAS", "MKL_NUM_THREADS")}
     os.environ.pop("CHAINRULE_BLAS", None)
     os.environ["MKL_NUM_THREADS"] = "1"
     _reload_backend()
     try:
-        if not blas.mkl_available():
-            pytest.skip(f"MKL not usable here: {blas.backend_name()}")
+        if not mklib.mkl_available():
+            pytest.skip(f"MKL not usable here: {mklib.backend_name()}")
         yield
     finally:
         for k, v in saved.items():
@@ -49,19 +51,19 @@ def mkl_backend():
 @pytest.fixture
 def mkl(mkl_backend, monkeypatch):
     """MKL on, no size thresholds, and a count of the MKL calls: {"gemm": n, "batch": n}."""
-    monkeypatch.setattr(blas, "MIN_FLOPS", 0)
-    monkeypatch.setattr(blas, "MIN_FLOPS_NT", 0)
-    monkeypatch.setattr(blas, "MIN_FLOPS_BATCH_NT", 0)
+    monkeypatch.setattr(mm, "MIN_FLOPS", 0)
+    monkeypatch.setattr(mm, "MIN_FLOPS_NT", 0)
+    monkeypatch.setattr(mm, "MIN_FLOPS_BATCH_NT", 0)
     calls = {"gemm": 0, "batch": 0}
     for kind in calls:
-        table = dict(blas._state[kind])
+        table = dict(mklib.state[kind])
         for dt, fn in table.items():
             def counted(*args, _fn=fn, _kind=kind):
                 calls[_kind] += 1
                 return _fn(*args)
 
             table[dt] = counted
-        monkeypatch.setitem(blas._state, kind, table)
+        monkeypatch.setitem(mklib.state, kind, table)
     return calls
 
 
@@ -103,14 +105,14 @@ def test_2d_layouts_equal_numpy_and_call_mkl(mkl, dtype, mkn):
         for lb in LAYOUTS.values():
             a, b = la(a0), lb(b0)
             before = mkl["gemm"]
-            _assert_matches(blas.matmul(a, b), a, b)
+            _assert_matches(mm.matmul(a, b), a, b)
             assert mkl["gemm"] == before + 1
 
 
 def test_large_product(mkl):
     a, b = _rand((513, 1031), np.float32), _rand((1031, 777), np.float32)
-    _assert_matches(blas.matmul(a, b.T.copy().T), a, b)
-    _assert_matches(blas.matmul(a, b), a, b)
+    _assert_matches(mm.matmul(a, b.T.copy().T), a, b)
+    _assert_matches(mm.matmul(a, b), a, b)
     assert mkl["gemm"] == 2
 
 
@@ -118,16 +120,16 @@ def test_large_product(mkl):
 def test_out_argument(mkl, dtype):
     a, b = _rand((6, 4), dtype), _rand((4, 5), dtype)
     out = np.empty((6, 5), dtype)
-    assert blas.matmul(a, b, out=out) is out
+    assert mm.matmul(a, b, out=out) is out
     _assert_matches(out, a, b)
     wide = np.zeros((6, 9), dtype)  # rows of a wider array: ldc = 9
-    blas.matmul(a, b, out=wide[:, 2:7])
+    mm.matmul(a, b, out=wide[:, 2:7])
     _assert_matches(wide[:, 2:7], a, b)
     assert not wide[:, :2].any() and not wide[:, 7:].any()
     assert mkl["gemm"] == 2
     sq = _rand((5, 5), dtype)  # out is an input: NumPy's buffered path
     want = sq @ sq
-    blas.matmul(sq, sq, out=sq)
+    mm.matmul(sq, sq, out=sq)
     np.testing.assert_allclose(sq, want, rtol=1e-5)
     assert mkl["gemm"] == 2
 
@@ -143,16 +145,16 @@ def test_batched_equal_numpy(mkl, dtype, shapes):
     a0, b0 = _rand(shapes[0], dtype), _rand(shapes[1], dtype)
     tr = lambda x: np.swapaxes(np.swapaxes(x, -1, -2).copy(), -1, -2)  # noqa: E731
     for a, b in [(a0, b0), (tr(a0), b0), (a0, tr(b0)), (tr(a0), tr(b0))]:
-        _assert_matches(blas.matmul(a, b), a, b)
+        _assert_matches(mm.matmul(a, b), a, b)
 
 
 def test_batched_calls_mkl_once_and_writes_out(mkl):
     a, b = _rand((4, 8, 6, 5), np.float32), _rand((4, 8, 5, 7), np.float32)
-    _assert_matches(blas.matmul(a, b), a, b)
+    _assert_matches(mm.matmul(a, b), a, b)
     assert mkl["batch"] == 1
     big = np.zeros((4, 8, 6, 9), np.float32)  # out: rows of 9, one batch stride (54)
     out = big[..., 1:8]
-    assert blas.matmul(a, b, out=out) is out
+    assert mm.matmul(a, b, out=out) is out
     _assert_matches(out, a, b)
     assert mkl["batch"] == 2 and not big[..., 0].any() and not big[..., 8:].any()
 
@@ -164,7 +166,7 @@ def test_stack_of_one_matrix_into_out(mkl, dtype, batch):
     # ("Parameter 17 was incorrect"), leaving out unwritten
     a, b = _rand(batch + (6, 4), dtype), _rand(batch + (4, 5), dtype)
     out = np.full(batch + (6, 5), np.nan, dtype)
-    assert blas.matmul(a, b, out=out) is out
+    assert mm.matmul(a, b, out=out) is out
     _assert_matches(out, a, b)
 
 
@@ -191,19 +193,19 @@ def test_random_layouts_equal_numpy(mkl):
         if rng.random() < 0.3:
             out = np.full(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n), np.nan,
                           dtype)
-            assert blas.matmul(a, b, out=out) is out
+            assert mm.matmul(a, b, out=out) is out
         else:
-            out = blas.matmul(a, b)
+            out = mm.matmul(a, b)
         _assert_matches(out, a, b)
 
 
 def test_batch_dims_that_need_two_strides_use_numpy(mkl):
     x = _rand((3, 6, 4, 5), np.float32).transpose(0, 2, 1, 3)  # (3, 4, 6, 5), heads split
     y = _rand((3, 4, 5, 2), np.float32)
-    _assert_matches(blas.matmul(x, y), x, y)
+    _assert_matches(mm.matmul(x, y), x, y)
     w = _rand((2, 6, 5), np.float32)  # (2, 1) against (1, 3) broadcast: two strides
     v = _rand((3, 5, 4), np.float32)
-    _assert_matches(blas.matmul(w[:, None], v[None]), w[:, None], v[None])
+    _assert_matches(mm.matmul(w[:, None], v[None]), w[:, None], v[None])
     assert mkl["batch"] == 0 and mkl["gemm"] == 0
 
 
@@ -224,41 +226,41 @@ def test_fallbacks(mkl):
         (f32.astype(">f4"), f32.T.astype(">f4")),  # byte-swapped
     ]
     for a, b in cases:
-        _assert_matches(blas.matmul(a, b), a, b)
+        _assert_matches(mm.matmul(a, b), a, b)
     m = np.asmatrix(f32)  # subclasses keep their own @
-    assert type(blas.matmul(m, m.T)) is np.matrix
+    assert type(mm.matmul(m, m.T)) is np.matrix
     assert mkl["gemm"] == 0 and mkl["batch"] == 0
     with pytest.raises(ValueError):
-        blas.matmul(f32, f32)
+        mm.matmul(f32, f32)
 
 
 def test_thresholds_keep_tiny_products_on_numpy(mkl_backend):
     calls = []
-    gemm = blas._state["gemm"]
+    gemm = mklib.state["gemm"]
     a = _rand((8, 8), np.float32)
     try:
-        blas._state["gemm"] = {dt: (lambda *args, _f=f: calls.append(1) or _f(*args))
+        mklib.state["gemm"] = {dt: (lambda *args, _f=f: calls.append(1) or _f(*args))
                                for dt, f in gemm.items()}
-        _assert_matches(blas.matmul(a, a), a, a)
+        _assert_matches(mm.matmul(a, a), a, a)
         assert not calls
         big = _rand((256, 256), np.float32)
-        _assert_matches(blas.matmul(big, big), big, big)
+        _assert_matches(mm.matmul(big, big), big, big)
         assert calls
     finally:
-        blas._state["gemm"] = gemm
+        mklib.state["gemm"] = gemm
 
 
 def test_numpy_backend_is_exact():
-    """Whatever the backend, blas.matmul agrees with @ (with MKL off it *is* @)."""
+    """Whatever the backend, mm.matmul agrees with @ (with MKL off it *is* @)."""
     a, b = _rand((40, 30), np.float64), _rand((30, 20), np.float64)
-    _assert_matches(blas.matmul(a, b), a, b)
+    _assert_matches(mm.matmul(a, b), a, b)
 
 
 def _backend_in_subprocess(**env) -> str:
     full = {k: v for k, v in os.environ.items()
             if k not in ("CHAINRULE_BLAS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     full.update(env)
-    code = "import chainrule.blas as b; print(b.backend_name())"
+    code = "import chainrule.kernels.mkl as b; print(b.backend_name())"
     return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
                           text=True, check=True).stdout.strip()
 
@@ -367,7 +369,7 @@ def test_vector_math_matches_the_definition(mkl_backend, name, dtype) -> None:
 
     exact = {"exp": math.exp, "erf": math.erf, "tanh": math.tanh,
              "cdf_norm": lambda v: 0.5 * math.erfc(-v / math.sqrt(2))}[name]
-    fn = blas.vector_math(name, dtype)
+    fn = mklib.vector_math(name, dtype)
     x = np.linspace(-6, 6, 2001).astype(dtype)
     y = fn(x, np.empty_like(x))
     ref = np.array([exact(float(v)) for v in x])
@@ -380,8 +382,8 @@ def test_vector_math_matches_the_definition(mkl_backend, name, dtype) -> None:
 
 
 def test_vector_math_is_none_without_mkl() -> None:
-    code = ("from chainrule import blas; import sys; "
-            "sys.exit(blas.vector_math('exp', 'float32') is not None)")
+    code = ("from chainrule.kernels import mkl; import sys; "
+            "sys.exit(mkl.vector_math('exp', 'float32') is not None)")
     env = dict(os.environ, CHAINRULE_BLAS="numpy")
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
@@ -390,7 +392,7 @@ def test_vector_math_is_none_without_mkl() -> None:
 def test_gelu_float32_both_backends_match_torch(mkl_backend, monkeypatch, backend) -> None:
     torch = _torch()
     if backend == "numpy":
-        monkeypatch.setattr(blas, "vector_math", lambda name, dtype: None)
+        monkeypatch.setattr(mklib, "vector_math", lambda name, dtype: None)
     x = (RNG.standard_normal(70_000) * 4).astype(np.float32)  # several blocks and a tail
     c = cr.tensor(x, requires_grad=True)
     t = torch.tensor(x.astype(np.float64), requires_grad=True)
@@ -404,13 +406,13 @@ def test_gelu_float32_both_backends_match_torch(mkl_backend, monkeypatch, backen
 
 def test_axpy_updates_in_place_and_declines_what_it_cannot_take(mkl_backend,
                                                                 monkeypatch) -> None:
-    monkeypatch.setattr(blas, "MIN_AXPY", 1)
+    monkeypatch.setattr(mklib, "MIN_AXPY", 1)
     for dt in (np.float32, np.float64):
         x = RNG.standard_normal((37, 11)).astype(dt)
         y = RNG.standard_normal((37, 11)).astype(dt)
         expected = y + dt(-0.25) * x
         y_before = y
-        assert blas.axpy(-0.25, x, y)
+        assert mklib.axpy(-0.25, x, y)
         assert y is y_before
         np.testing.assert_allclose(y, expected, rtol=1e-6 if dt is np.float32 else 1e-14)
     y = np.ones(6, np.float32)
@@ -422,28 +424,28 @@ def test_axpy_updates_in_place_and_declines_what_it_cannot_take(mkl_backend,
         (np.ones(6, np.float32), np.ones((6, 2), np.float32).T[0]),
     ]:
         before = target.copy()
-        assert not blas.axpy(2.0, x, target)
+        assert not mklib.axpy(2.0, x, target)
         assert np.array_equal(target, before)
     frozen = np.ones(6, np.float32)
     frozen.flags.writeable = False
-    assert not blas.axpy(2.0, np.ones(6, np.float32), frozen)
+    assert not mklib.axpy(2.0, np.ones(6, np.float32), frozen)
 
 
 def test_sgd_plain_step_through_axpy_matches_the_numpy_update(mkl_backend,
                                                                monkeypatch) -> None:
-    monkeypatch.setattr(blas, "MIN_AXPY", 1)
+    monkeypatch.setattr(mklib, "MIN_AXPY", 1)
     w0 = RNG.standard_normal((64, 48)).astype(np.float32)
     g = RNG.standard_normal((64, 48)).astype(np.float32)
     p = cr.nn.Parameter(cr.tensor(w0))
     p.grad = cr.tensor(g)
     opt = cr.optim.SGD([p], lr=0.1)
     calls = []
-    fn, scalar = blas._state["axpy"][np.dtype(np.float32)]
-    blas._state["axpy"][np.dtype(np.float32)] = (lambda *a: calls.append(a) or fn(*a), scalar)
+    fn, scalar = mklib.state["axpy"][np.dtype(np.float32)]
+    mklib.state["axpy"][np.dtype(np.float32)] = (lambda *a: calls.append(a) or fn(*a), scalar)
     try:
         opt.step()
     finally:
-        blas._state["axpy"][np.dtype(np.float32)] = (fn, scalar)
+        mklib.state["axpy"][np.dtype(np.float32)] = (fn, scalar)
     assert len(calls) == 1
     np.testing.assert_allclose(p.detach().numpy(), w0 - np.float32(0.1) * g, rtol=1e-6,
                                atol=1e-7)

@@ -1,4 +1,4 @@
-"""Fused CUDA kernels for the GPU's hottest elementwise rules (CuPy ``ElementwiseKernel``).
+"""The CUDA sources and launchers behind :mod:`chainrule.kernels.cuda` (CuPy ``RawKernel``s).
 
 On the GPU a chain of small array ops costs one kernel launch each (several µs of host time
 apiece, however small the arrays), so rules like GELU's forward and derivative or tanh's
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 
-from chainrule import backend
-from chainrule.backend import np
+from chainrule import devices
+from chainrule.devices import np
+from chainrule.kernels.matmul import cublas_gemm as gemm
 
-__all__ = ["run1", "run2", "gemm", "erf", "gelu", "unary_backward", "fused", "sgd_step",
+__all__ = ["run1", "run2", "erf", "gelu", "unary_backward", "fused", "sgd_step",
            "adam_step", "cross_entropy_forward", "cross_entropy_backward", "sum_rows",
            "channel_sums", "add_bias", "col2im", "max_pool2d_forward", "max_pool2d_backward"]
 
@@ -274,7 +275,7 @@ def _cached(key, build, *args):
     nothing). Before CuPy is loaded nothing is cached: ask again later."""
     k = _KERNELS.get(key)
     if k is None:
-        cupy = backend.loaded_cupy()
+        cupy = devices.loaded_cupy()
         if cupy is None:
             return None
         k = False
@@ -469,7 +470,7 @@ def cross_entropy_forward(x, t, ignore_index: int, reduction: str):
     k = raw("cross_entropy_forward", x.dtype)
     if k is None:
         return None
-    xp = backend.xp_of(x)
+    xp = devices.xp_of(x)
     t = xp.ascontiguousarray(t)
     lse, nll, out = xp.empty(n, x.dtype), xp.empty(n, x.dtype), xp.empty(2, x.dtype)
     k((1,), (256,), (x, t, lse, nll, out, np.int64(n), np.int64(c), np.int64(ignore_index),
@@ -482,7 +483,7 @@ def cross_entropy_backward(x, lse, t, g, count, ignore_index: int, reduction: st
     k = fused("cross_entropy_backward")
     if k is None:
         return None
-    g = backend.xp_of(x).ascontiguousarray(g, dtype=x.dtype)
+    g = devices.xp_of(x).ascontiguousarray(g, dtype=x.dtype)
     return k(x, lse, t, g, count, np.int64(x.shape[1]), np.int64(ignore_index),
              np.int32(_CE_MODES[reduction]))
 
@@ -497,7 +498,7 @@ def _ones(n: int, dtype):
     if v is None:
         if len(_ONES) > 64:
             _ONES.clear()
-        v = _ONES[key] = backend.loaded_cupy().ones((1, n), dtype)
+        v = _ONES[key] = devices.loaded_cupy().ones((1, n), dtype)
     return v
 
 
@@ -524,7 +525,7 @@ def channel_sums(g):
 def add_bias(y, b, per_channel: int = 0):
     """y += b in place on rows (2-d y) or on dim 1 of (N, C, per_channel) y; False if not run."""
     k = fused("add_channel_bias" if per_channel else "add_bias")
-    if k is None or type(b) is not backend.gpu_ndarray or not b.flags.c_contiguous:
+    if k is None or type(b) is not devices.gpu_ndarray or not b.flags.c_contiguous:
         return False
     if per_channel:
         out = k.fast(b, np.int64(b.size), np.int64(per_channel), y)
@@ -552,7 +553,7 @@ def col2im(cols, x_shape: tuple, geom):
     if k is None or not cols.flags.c_contiguous:
         return None
     n, c, h, w = x_shape
-    out = backend.xp_of(cols).empty((n, c, h, w), cols.dtype)
+    out = devices.xp_of(cols).empty((n, c, h, w), cols.dtype)
     _launch(k, out.size, (cols, out, np.int64(out.size), *_i32(h, w), *_geom_args(geom)))
     return out
 
@@ -563,7 +564,7 @@ def max_pool2d_forward(x, geom):
     if k is None or not x.flags.c_contiguous:
         return None
     n, c, h, w = x.shape
-    xp = backend.xp_of(x)
+    xp = devices.xp_of(x)
     y = xp.empty((n, c, geom.oh, geom.ow), x.dtype)
     idx = xp.empty(y.shape, np.int32)
     _launch(k, y.size, (x, y, idx, np.int64(y.size), *_pool_geom_args(h, w, geom)))
@@ -574,91 +575,12 @@ def max_pool2d_backward(g, idx, x_shape: tuple, geom):
     k = raw("max_pool2d_backward", g.dtype)
     if k is None or idx.dtype != np.int32:
         return None
-    xp = backend.xp_of(g)
+    xp = devices.xp_of(g)
     g = xp.ascontiguousarray(g)
     n, c, h, w = x_shape
     gx = xp.empty((n, c, h, w), g.dtype)
     _launch(k, gx.size, (g, idx, gx, np.int64(gx.size), *_pool_geom_args(h, w, geom)))
     return gx
-
-
-# ---- matrix products straight to cuBLAS ------------------------------------------------------
-_CUBLAS: list = []  # [module, {dtype: (cuda data type, alpha ptr, beta ptr)}, keepalive] or [None]
-_CUDA_R = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}  # cudaDataType CUDA_R_32F/64F
-
-
-def _cublas():
-    if not _CUBLAS:
-        try:
-            from cupy_backends.cuda.libs import cublas
-        except ImportError:  # the CPU stand-in for CuPy
-            _CUBLAS.append(None)
-            return None
-        scalars = {dt: (np.ones(1, dt), np.zeros(1, dt)) for dt in _CUDA_R}
-        consts = {dt: (code, scalars[dt][0].ctypes.data, scalars[dt][1].ctypes.data)
-                  for dt, code in _CUDA_R.items()}
-        _CUBLAS.extend([cublas, consts, scalars])
-    return _CUBLAS[0]
-
-
-def gemm(a, b):
-    """``a @ b`` for float GPU arrays as one cuBLAS call (gemmEx, or gemmStridedBatchedEx for
-    stacks, a broadcast operand given stride 0), or None where the layouts need CuPy.
-
-    CuPy's own products cost tens of µs of host time a call; this is a few. Row-major C = A·B
-    is column-major Cᵀ = Bᵀ·Aᵀ, so B goes first; each operand's (trans, ld) comes from
-    ``blas._layout``. float32 uses TF32 only when ``cr.backends.cuda.matmul.allow_tf32``.
-    """
-    from chainrule.backends import cuda as switches
-    from chainrule.blas import _TRANS, _batch_stride, _layout
-
-    dt = a.dtype
-    if dt not in _CUDA_R or b.dtype != dt or a.ndim < 2 or b.ndim < 2 or not _ENABLED:
-        return None
-    cublas = _cublas()
-    if cublas is None:
-        return None
-    (m, k), (k2, n) = a.shape[-2:], b.shape[-2:]
-    if k != k2 or not (m and n and k):
-        return None
-    size = dt.itemsize
-    la, lb = _layout(a.strides[-2:], m, k, size), _layout(b.strides[-2:], k, n, size)
-    if la is None or lb is None or max(m, n, k, la[1], lb[1]) >= 2**31:
-        return None
-    code, one, zero = _CUBLAS[1][dt]
-    if dt == np.float64:
-        compute = cublas.CUBLAS_COMPUTE_64F
-    elif switches.matmul.allow_tf32:
-        compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32
-    else:
-        compute = cublas.CUBLAS_COMPUTE_32F
-    op_a = cublas.CUBLAS_OP_T if la[0] == _TRANS else cublas.CUBLAS_OP_N
-    op_b = cublas.CUBLAS_OP_T if lb[0] == _TRANS else cublas.CUBLAS_OP_N
-    cupy = backend.loaded_cupy()
-    handle = cupy.cuda.device.get_cublas_handle()
-    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
-    if a.ndim == 2 and b.ndim == 2:
-        out = cupy.empty((m, n), dt)
-        cublas.gemmEx(handle, op_b, op_a, n, m, k, one, b.data.ptr, code, lb[1], a.data.ptr,
-                      code, la[1], zero, out.data.ptr, code, n, compute,
-                      cublas.CUBLAS_GEMM_DEFAULT)
-        return out
-    try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except ValueError:
-        return None
-    sa = _batch_stride(batch, a.shape[:-2], a.strides[:-2], size)
-    sb = _batch_stride(batch, b.shape[:-2], b.strides[:-2], size)
-    count = 1
-    for d in batch:
-        count *= d
-    if sa is None or sb is None or not count or count >= 2**31:
-        return None
-    out = cupy.empty(batch + (m, n), dt)
-    cublas.gemmStridedBatchedEx(handle, op_b, op_a, n, m, k, one, b.data.ptr, code, lb[1], sb,
-                                a.data.ptr, code, la[1], sa, zero, out.data.ptr, code, n, m * n,
-                                count, compute, cublas.CUBLAS_GEMM_DEFAULT)
-    return out
 
 
 def _special(x):
@@ -682,7 +604,7 @@ def gelu(x, with_grad: bool):
     y = x * cdf
     if not with_grad:
         return y, None
-    return y, cdf + x * backend.xp_of(x).exp(x * x * -0.5) * 0.3989422804014327
+    return y, cdf + x * devices.xp_of(x).exp(x * x * -0.5) * 0.3989422804014327
 
 
 def unary_backward(name: str, g, y):

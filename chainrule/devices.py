@@ -24,6 +24,7 @@ class _NoGpuArray:
 
 gpu_ndarray: type = _NoGpuArray
 _cupy = None
+on_cupy_loaded: list = []  # called once CuPy is loaded (chainrule.backends sets its switches)
 _cupy_checked = False
 
 CUDA_INSTALL_HINT = (
@@ -68,9 +69,8 @@ def _load_cupy():
 
             if cupy.cuda.runtime.getDeviceCount() > 0:
                 _cupy, gpu_ndarray = cupy, cupy.ndarray
-                from chainrule.backends import apply_tf32
-
-                apply_tf32()
+                for hook in on_cupy_loaded:
+                    hook()
         except Exception:
             _cupy = None
     return _cupy

@@ -1,0 +1,577 @@
+/* chainrule.kernels._cpu_loops: one-pass C loops for memory-bound rules (CPU, optional).
+ *
+ * Each loop does in one pass what NumPy needs several passes (and a temporary per pass) for.
+ * The interface is buffers in, buffers out: C-contiguous float32/float64 arrays of one dtype,
+ * outputs preallocated by the caller, sizes checked here. Nothing else of chainrule is read.
+ * Each loop states the NumPy expression it replaces; chainrule/kernels/reference.py keeps
+ * those as the fallback, and chainrule/kernels/cpu.py decides when a loop can take the call.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* The loops are compiled for AVX-512, AVX2 and the baseline; the CPU picks at load time
+ * (GCC's function multiversioning), so one build runs anywhere. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+/* ---- fused loops for memory-bound rules ----------------------------------------------------
+ * One pass where NumPy needs several (and a temporary per pass). Operands are C-contiguous
+ * float32/float64 buffers, outputs preallocated by the caller; each loop states the NumPy
+ * expression it replaces, which the calling rule keeps as its fallback.
+ */
+typedef struct {
+    Py_buffer v[8];
+    int n;
+} Bufs;
+
+static void
+bufs_release(Bufs *b)
+{
+    while (b->n)
+        PyBuffer_Release(&b->v[--b->n]);
+}
+
+/* the buffer of array ``a`` (None allowed when ``optional``: data NULL); 'f' or 'd' elements
+ * matching ``*fmt`` (set by the first array) */
+static int
+buf(Bufs *b, PyObject *a, int writable, int optional, char *fmt, void **data, Py_ssize_t *len)
+{
+    *data = NULL;
+    if (a == Py_None && optional)
+        return 0;
+    Py_buffer *v = &b->v[b->n];
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(a, v, flags) < 0)
+        return -1;
+    b->n++;
+    char f = v->format ? v->format[0] : 0;
+    if ((f != 'f' && f != 'd') || v->format[1] != 0 || (*fmt && f != *fmt)) {
+        PyErr_SetString(PyExc_TypeError, "fused loops take float32/float64 arrays of one dtype");
+        return -1;
+    }
+    *fmt = f;
+    *data = v->buf;
+    *len = v->len / v->itemsize;
+    return 0;
+}
+
+/* The buffers of the ``want`` arguments of an elementwise loop: float arrays of one dtype
+ * (``*fmt``, if already set, is required) and one size ``*n``; the arguments from ``first_out``
+ * on are written, and the last one may be None when ``last_optional`` (its pointer NULL). */
+static int
+same_size_bufs(Bufs *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+               Py_ssize_t first_out, int last_optional, const char *usage, char *fmt,
+               void **ptrs, Py_ssize_t *n)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < want; i++) {
+        Py_ssize_t len = 0;
+        if (buf(b, args[i], i >= first_out, last_optional && i == want - 1, fmt, &ptrs[i],
+                &len) < 0)
+            return -1;
+        if (i == 0)
+            *n = len;
+        else if (ptrs[i] != NULL && len != *n) {
+            PyErr_Format(PyExc_ValueError, "%s: sizes differ", usage);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+#define DEFINE_RELU(T, suffix)                                                       \
+    CLONES static void relu_forward_##suffix(const T *x, T *y, Py_ssize_t n)         \
+    {                                                                                \
+        for (Py_ssize_t i = 0; i < n; i++)                                           \
+            y[i] = (x[i] > 0 || x[i] != x[i]) ? x[i] : (T)0;                         \
+    }                                                                                \
+    CLONES static void relu_backward_##suffix(const T *g, const T *y, T *o,          \
+                                              Py_ssize_t n)                          \
+    {                                                                                \
+        for (Py_ssize_t i = 0; i < n; i++)                                           \
+            o[i] = g[i] * (T)(y[i] != 0);                                            \
+    }
+DEFINE_RELU(float, f)
+DEFINE_RELU(double, d)
+
+/* relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0) */
+static PyObject *
+relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[2];
+    Py_ssize_t n;
+    if (same_size_bufs(&b, args, nargs, 2, 1, 0, "relu_forward(x, out)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        relu_forward_f(p[0], p[1], n);
+    else
+        relu_forward_d(p[0], p[1], n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* relu_backward(g, y, out): out = g * (y != 0) */
+static PyObject *
+relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[3];
+    Py_ssize_t n;
+    if (same_size_bufs(&b, args, nargs, 3, 2, 0, "relu_backward(g, y, out)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        relu_backward_f(p[0], p[1], p[2], n);
+    else
+        relu_backward_d(p[0], p[1], p[2], n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* Row sums accumulate in double, in eight independent lanes (vectorizable; one running sum
+ * would wait on each addition's latency). */
+#define DEFINE_ROW_SUMS(T, suffix)                                                   \
+    static inline double sum_##suffix(const T *a, Py_ssize_t n)                      \
+    {                                                                                \
+        double acc[8] = {0};                                                         \
+        Py_ssize_t j = 0;                                                            \
+        for (; j + 8 <= n; j += 8)                                                   \
+            for (int k = 0; k < 8; k++)                                              \
+                acc[k] += (double)a[j + k];                                          \
+        for (; j < n; j++)                                                           \
+            acc[0] += a[j];                                                          \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                             \
+               ((acc[4] + acc[5]) + (acc[6] + acc[7]));                              \
+    }                                                                                \
+    static inline double dot_##suffix(const T *a, const T *b, Py_ssize_t n)          \
+    {                                                                                \
+        double acc[8] = {0};                                                         \
+        Py_ssize_t j = 0;                                                            \
+        for (; j + 8 <= n; j += 8)                                                   \
+            for (int k = 0; k < 8; k++)                                              \
+                acc[k] += (double)a[j + k] * b[j + k];                               \
+        for (; j < n; j++)                                                           \
+            acc[0] += (double)a[j] * b[j];                                           \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                             \
+               ((acc[4] + acc[5]) + (acc[6] + acc[7]));                              \
+    }
+DEFINE_ROW_SUMS(float, f)
+DEFINE_ROW_SUMS(double, d)
+
+#define LN_FORWARD(T, suffix)                                                \
+    CLONES static void ln_forward_##suffix(const T *x, const T *w, const T *bias,   \
+                                           double eps, T *y, T *xh, T *rs,         \
+                                           Py_ssize_t rows, Py_ssize_t n)          \
+    {                                                                        \
+        for (Py_ssize_t r = 0; r < rows; r++) {                              \
+            const T *xr = x + r * n;                                         \
+            T *xhr = xh + r * n, *yr = y + r * n;                            \
+            T mean = (T)(sum_##suffix(xr, n) / n);                           \
+            for (Py_ssize_t j = 0; j < n; j++)                               \
+                xhr[j] = xr[j] - mean;                                       \
+            T rstd = (T)(1.0 / sqrt(dot_##suffix(xhr, xhr, n) / n + eps));   \
+            rs[r] = rstd;                                                    \
+            for (Py_ssize_t j = 0; j < n; j++)                               \
+                xhr[j] *= rstd;                                              \
+            if (w && bias)                                                   \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    yr[j] = xhr[j] * w[j] + bias[j];                         \
+            else if (w)                                                      \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    yr[j] = xhr[j] * w[j];                                   \
+            else                                                             \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    yr[j] = xhr[j] + (bias ? bias[j] : (T)0);                \
+        }                                                                    \
+    }
+LN_FORWARD(float, f)
+LN_FORWARD(double, d)
+
+/* layer_norm_forward(x, w, b, eps, y, xhat, rstd, n): per row of n elements
+ * xhat = (x - mean)/sqrt(var + eps), y = xhat*w + b (w, b may be None), rstd = 1/sqrt(...) */
+static PyObject *
+layer_norm_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pw, *pb, *py, *pxh, *pr;
+    Py_ssize_t len, lw = 0, lb = 0, ly, lxh, rows;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)");
+        return NULL;
+    }
+    double eps = PyFloat_AsDouble(args[3]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[7]);
+    if ((eps == -1 && PyErr_Occurred()) || (n == -1 && PyErr_Occurred()))
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0 || buf(&b, args[1], 0, 1, &fmt, &pw, &lw) < 0
+        || buf(&b, args[2], 0, 1, &fmt, &pb, &lb) < 0 || buf(&b, args[4], 1, 0, &fmt, &py, &ly) < 0
+        || buf(&b, args[5], 1, 0, &fmt, &pxh, &lxh) < 0
+        || buf(&b, args[6], 1, 0, &fmt, &pr, &rows) < 0)
+        goto fail;
+    if (n <= 0 || len != rows * n || ly != len || lxh != len || (pw && lw != n) || (pb && lb != n)) {
+        PyErr_SetString(PyExc_ValueError, "layer_norm_forward: sizes do not match");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        ln_forward_f(px, pw, pb, eps, py, pxh, pr, rows, n);
+    else
+        ln_forward_d(px, pw, pb, eps, py, pxh, pr, rows, n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+#define LN_BACKWARD(T, suffix)                                               \
+    CLONES static int ln_backward_##suffix(const T *g, const T *xh, const T *w,     \
+                                           const T *rs, T *gx, T *gw, T *gb,       \
+                                           Py_ssize_t rows, Py_ssize_t n)          \
+    {                                                                        \
+        int nomem = 0;                                                       \
+        double *acc_w = NULL, *acc_b = NULL;                                 \
+        if (gw)                                                              \
+            acc_w = calloc(n, sizeof(double));                               \
+        if (gb)                                                              \
+            acc_b = calloc(n, sizeof(double));                               \
+        if ((gw && !acc_w) || (gb && !acc_b))                                \
+            nomem = 1;                                                       \
+        for (Py_ssize_t r = 0; r < rows && !nomem; r++) {                    \
+            const T *gr = g + r * n, *xr = xh + r * n;                       \
+            if (gx) {                                                        \
+                T *out = gx + r * n;                                         \
+                if (w)                                                       \
+                    for (Py_ssize_t j = 0; j < n; j++)                       \
+                        out[j] = gr[j] * w[j];                               \
+                else                                                         \
+                    for (Py_ssize_t j = 0; j < n; j++)                       \
+                        out[j] = gr[j];                                      \
+                T a = (T)(sum_##suffix(out, n) / n);                         \
+                T c = (T)(dot_##suffix(out, xr, n) / n), rstd = rs[r];       \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    out[j] = (out[j] - a - xr[j] * c) * rstd;                \
+            }                                                                \
+            if (acc_w)                                                       \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    acc_w[j] += (double)gr[j] * xr[j];                       \
+            if (acc_b)                                                       \
+                for (Py_ssize_t j = 0; j < n; j++)                           \
+                    acc_b[j] += gr[j];                                       \
+        }                                                                    \
+        for (Py_ssize_t j = 0; j < n && !nomem; j++) {                       \
+            if (gw)                                                          \
+                gw[j] = (T)acc_w[j];                                         \
+            if (gb)                                                          \
+                gb[j] = (T)acc_b[j];                                         \
+        }                                                                    \
+        free(acc_w);                                                         \
+        free(acc_b);                                                         \
+        return nomem;                                                        \
+    }
+LN_BACKWARD(float, f)
+LN_BACKWARD(double, d)
+
+/* layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n): per row of n elements, with ĝ = g·w,
+ * gx = (ĝ - mean ĝ - x̂·mean(ĝ·x̂))·rstd;  over rows gw = Σ g·x̂, gb = Σ g.
+ * w may be None; gx, gw, gb may be None (not wanted). */
+static PyObject *
+layer_norm_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pg, *pxh, *pw, *pr, *pgx, *pgw, *pgb;
+    Py_ssize_t len, lxh, lw = 0, rows, lgx = 0, lgw = 0, lgb = 0;
+    int nomem = 0;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[7]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &pg, &len) < 0 || buf(&b, args[1], 0, 0, &fmt, &pxh, &lxh) < 0
+        || buf(&b, args[2], 0, 1, &fmt, &pw, &lw) < 0 || buf(&b, args[3], 0, 0, &fmt, &pr, &rows) < 0
+        || buf(&b, args[4], 1, 1, &fmt, &pgx, &lgx) < 0 || buf(&b, args[5], 1, 1, &fmt, &pgw, &lgw) < 0
+        || buf(&b, args[6], 1, 1, &fmt, &pgb, &lgb) < 0)
+        goto fail;
+    if (n <= 0 || len != rows * n || lxh != len || (pw && lw != n) || (pgx && lgx != len)
+        || (pgw && lgw != n) || (pgb && lgb != n)) {
+        PyErr_SetString(PyExc_ValueError, "layer_norm_backward: sizes do not match");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        nomem = ln_backward_f(pg, pxh, pw, pr, pgx, pgw, pgb, rows, n);
+    else
+        nomem = ln_backward_d(pg, pxh, pw, pr, pgx, pgw, pgb, rows, n);
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* GELU in float32 (nn/functional.py, Gelu): y = x·Φ(x) and dy/dx = Φ(x) + x·φ(x), with
+ * Φ(x) = ½(1 + erf(x/√2)) as PyTorch computes it. erf is a rational minimax approximation on
+ * [-4, 4] (|error| < 5e-7; erf is ±1 in float32 beyond), e^t for t ≤ 0 a Cody-Waite reduction
+ * and a degree-5 polynomial (Cephes' expf): only multiplies, adds and one division, so the
+ * loop vectorizes. float64 keeps the NumPy/SciPy path. */
+static inline float
+erf_approx_f(float x)
+{
+    x = x < -4.0f ? -4.0f : x > 4.0f ? 4.0f : x;  /* (NaN stays NaN) */
+    float z = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * z + 2.77068142495902e-08f;
+    p = p * z - 2.10102402082508e-06f;
+    p = p * z - 5.69250639462346e-05f;
+    p = p * z - 7.34990630326855e-04f;
+    p = p * z - 2.95459980854025e-03f;
+    p = p * z - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * z - 2.13374055278905e-04f;
+    q = q * z - 1.68282697438203e-03f;
+    q = q * z - 7.37332916720468e-03f;
+    q = q * z - 1.42647390514189e-02f;
+    return x * p / q;
+}
+
+/* e^t for t <= 0 (0 below -87, where float32's e^t is subnormal) */
+static inline float
+exp_nonpositive_f(float t)
+{
+    float underflow = t < -87.0f ? 0.0f : 1.0f;
+    t = t < -87.0f ? -87.0f : t;
+    int n = -(int)(-t * 1.44269504088896341f + 0.5f);  /* round(t / ln 2) */
+    float fn = (float)n;
+    float r = t - fn * 0.693359375f + fn * 2.12194440e-4f;  /* t - n·ln 2, in two parts */
+    float z = r * r;
+    float e = 1.9875691500e-4f;
+    e = e * r + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * z + r + 1.0f;
+    union { int32_t i; float f; } scale = {.i = (n + 127) << 23};  /* 2^n, n >= -126 */
+    return e * scale.f * underflow;
+}
+
+CLONES static void
+gelu_f(const float *x, float *y, float *d, Py_ssize_t n)
+{
+    const float inv_sqrt2 = 0.70710678118654752f, inv_sqrt_2pi = 0.39894228040143268f;
+    if (d == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            y[i] = x[i] * (0.5f + 0.5f * erf_approx_f(x[i] * inv_sqrt2));
+        return;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float v = x[i], cdf = 0.5f + 0.5f * erf_approx_f(v * inv_sqrt2);
+        y[i] = v * cdf;
+        d[i] = cdf + v * (inv_sqrt_2pi * exp_nonpositive_f(-0.5f * v * v));
+    }
+}
+
+/* gelu_float32(x, y, dydx): y = x·Φ(x); dydx = Φ(x) + x·φ(x) unless dydx is None */
+static PyObject *
+gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 'f';
+    void *p[3];
+    Py_ssize_t n;
+    if (same_size_bufs(&b, args, nargs, 3, 1, 1, "gelu_float32(x, y, dydx)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    gelu_f(p[0], p[1], p[2], n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* LSTM time steps (nn/modules/rnn.py, LSTMLayerGate): the elementwise work of one step, which
+ * NumPy spends five to seven calls on. Gates are stored (i, f, o, g), gate-major:
+ * act (4, T, N, K), cell states cs (T + 1, N, K). */
+#define DEFINE_LSTM(T, suffix)                                                                \
+    CLONES static void lstm_forward_##suffix(T *act, T *cs, Py_ssize_t t, Py_ssize_t prev,   \
+                                             Py_ssize_t cur, Py_ssize_t steps, Py_ssize_t nk) \
+    {                                                                                         \
+        T *i = act + t * nk, *f = i + steps * nk, *o = f + steps * nk, *g = o + steps * nk;   \
+        const T *cp = cs + prev * nk;                                                         \
+        T *c = cs + cur * nk;                                                                 \
+        for (Py_ssize_t j = 0; j < nk; j++) {                                                 \
+            i[j] = i[j] * (T)0.5 + (T)0.5;                                                    \
+            f[j] = f[j] * (T)0.5 + (T)0.5;                                                    \
+            o[j] = o[j] * (T)0.5 + (T)0.5;                                                    \
+            c[j] = f[j] * cp[j] + i[j] * g[j];                                                \
+        }                                                                                     \
+    }                                                                                         \
+    CLONES static void lstm_backward_##suffix(T *dh, T *dc, const T *gout, const T *a_c,     \
+                                              const T *p, const T *act, T *dz, Py_ssize_t t,  \
+                                              Py_ssize_t steps, Py_ssize_t n, Py_ssize_t k)   \
+    {                                                                                         \
+        Py_ssize_t nk = n * k;                                                                \
+        const T *ac = a_c + t * nk, *f = act + (steps + t) * nk;                              \
+        const T *p0 = p + t * nk, *p1 = p0 + steps * nk, *p2 = p1 + steps * nk,               \
+                *p3 = p2 + steps * nk;                                                        \
+        for (Py_ssize_t b = 0; b < n; b++) {                                                  \
+            T *dzb = dz + (t * n + b) * 4 * k;                                                \
+            for (Py_ssize_t j = 0; j < k; j++) {                                              \
+                Py_ssize_t e = b * k + j;                                                     \
+                T h = gout ? dh[e] + gout[e] : dh[e];                                         \
+                T c = dc[e] + h * ac[e];                                                      \
+                dzb[j] = p0[e] * c;                                                           \
+                dzb[k + j] = p1[e] * c;                                                       \
+                dzb[2 * k + j] = p2[e] * c;                                                   \
+                dzb[3 * k + j] = p3[e] * h;                                                   \
+                dh[e] = h;                                                                    \
+                dc[e] = c * f[e];                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+DEFINE_LSTM(float, f)
+DEFINE_LSTM(double, d)
+
+/* lstm_step_forward(act, cs, t, prev, cur): act holds tanh of step t's pre-activations (the σ
+ * gates' halved, as σ(z) = ½·tanh(z/2) + ½); makes i, f, o the σ values in place and sets
+ * cs[cur] = f·cs[prev] + i·g. */
+static PyObject *
+lstm_step_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pa, *pc;
+    Py_ssize_t la, lc, ix[3];
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "lstm_step_forward(act, cs, t, prev, cur)");
+        return NULL;
+    }
+    for (int q = 0; q < 3; q++)
+        if ((ix[q] = PyLong_AsSsize_t(args[2 + q])) == -1 && PyErr_Occurred())
+            return NULL;
+    if (buf(&b, args[0], 1, 0, &fmt, &pa, &la) < 0 || buf(&b, args[1], 1, 0, &fmt, &pc, &lc) < 0)
+        goto fail;
+    Py_buffer *va = &b.v[0], *vc = &b.v[1];
+    if (va->ndim != 4 || vc->ndim != 3 || va->shape[0] != 4 || vc->shape[0] != va->shape[1] + 1
+        || vc->shape[1] != va->shape[2] || vc->shape[2] != va->shape[3]) {
+        PyErr_SetString(PyExc_ValueError, "lstm_step_forward: act (4, T, N, K), cs (T+1, N, K)");
+        goto fail;
+    }
+    Py_ssize_t steps = va->shape[1], nk = va->shape[2] * va->shape[3];
+    if (ix[0] < 0 || ix[0] >= steps || ix[1] < 0 || ix[1] > steps || ix[2] < 0 || ix[2] > steps) {
+        PyErr_SetString(PyExc_IndexError, "lstm_step_forward: step out of range");
+        goto fail;
+    }
+    if (fmt == 'f')
+        lstm_forward_f(pa, pc, ix[0], ix[1], ix[2], steps, nk);
+    else
+        lstm_forward_d(pa, pc, ix[0], ix[1], ix[2], steps, nk);
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t): one step of BPTT, in place on dh, dc:
+ * dh += g_out_t (None: nothing);  dc += dh·a_c[t];  dz[t] = [p_i·dc, p_f·dc, p_g·dc, p_o·dh]
+ * (dz (T, N, 4K) in PyTorch's gate order);  dc ·= f[t]. */
+static PyObject *
+lstm_step_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pdh, *pdc, *pg, *pac, *pp, *pa, *pdz;
+    Py_ssize_t ldh, ldc, lg = 0, lac, lp, la, ldz;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t)");
+        return NULL;
+    }
+    Py_ssize_t t = PyLong_AsSsize_t(args[7]);
+    if (t == -1 && PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 1, 0, &fmt, &pdh, &ldh) < 0 || buf(&b, args[1], 1, 0, &fmt, &pdc, &ldc) < 0
+        || buf(&b, args[2], 0, 1, &fmt, &pg, &lg) < 0 || buf(&b, args[3], 0, 0, &fmt, &pac, &lac) < 0
+        || buf(&b, args[4], 0, 0, &fmt, &pp, &lp) < 0 || buf(&b, args[5], 0, 0, &fmt, &pa, &la) < 0
+        || buf(&b, args[6], 1, 0, &fmt, &pdz, &ldz) < 0)
+        goto fail;
+    Py_buffer *vac = &b.v[pg ? 3 : 2];
+    if (vac->ndim != 3) {
+        PyErr_SetString(PyExc_ValueError, "lstm_step_backward: a_c must be (T, N, K)");
+        goto fail;
+    }
+    Py_ssize_t steps = vac->shape[0], n = vac->shape[1], k = vac->shape[2], nk = n * k;
+    if (ldh != nk || ldc != nk || (pg && lg != nk) || lp != 4 * lac || la != 4 * lac
+        || ldz != 4 * lac || t < 0 || t >= steps) {
+        PyErr_SetString(PyExc_ValueError, "lstm_step_backward: sizes do not match");
+        goto fail;
+    }
+    if (fmt == 'f')
+        lstm_backward_f(pdh, pdc, pg, pac, pp, pa, pdz, t, steps, n, k);
+    else
+        lstm_backward_d(pdh, pdc, pg, pac, pp, pa, pdz, t, steps, n, k);
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"relu_forward", (PyCFunction)(void (*)(void))relu_forward, METH_FASTCALL,
+     "relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0)"},
+    {"relu_backward", (PyCFunction)(void (*)(void))relu_backward, METH_FASTCALL,
+     "relu_backward(g, y, out): out = g * (y != 0)"},
+    {"layer_norm_forward", (PyCFunction)(void (*)(void))layer_norm_forward, METH_FASTCALL,
+     "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)"},
+    {"layer_norm_backward", (PyCFunction)(void (*)(void))layer_norm_backward, METH_FASTCALL,
+     "layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)"},
+    {"gelu_float32", (PyCFunction)(void (*)(void))gelu_float32, METH_FASTCALL,
+     "gelu_float32(x, y, dydx): y = x·Φ(x), dydx = Φ(x) + x·φ(x) (None: not wanted)"},
+    {"lstm_step_forward", (PyCFunction)(void (*)(void))lstm_step_forward, METH_FASTCALL,
+     "lstm_step_forward(act, cs, t, prev, cur)"},
+    {"lstm_step_backward", (PyCFunction)(void (*)(void))lstm_step_backward, METH_FASTCALL,
+     "lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t)"},
+    {NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "chainrule.kernels._cpu_loops",
+    "One-pass C loops for memory-bound rules: buffers in, buffers out.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__cpu_loops(void)
+{
+    return PyModule_Create(&moduledef);
+}

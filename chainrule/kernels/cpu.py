@@ -1,0 +1,276 @@
+"""The CPU kernels: NumPy arrays, with one-pass C loops where the buffers allow.
+
+Each override computes what :class:`~chainrule.kernels.reference.Kernels` states, faster: the
+C loops of ``_cpu_loops.c`` (built by ``pip install`` where a C compiler is present) take
+C-contiguous float32/float64 arrays of one dtype; anything else goes to NumPy code tuned for the
+memory hierarchy (blocked passes, in-place ufuncs, GEMV sums), or to the reference.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from chainrule import devices
+from chainrule.devices import np
+from chainrule.kernels import mkl
+from chainrule.kernels.matmul import matmul as _matmul
+from chainrule.kernels.reference import Kernels
+
+__all__ = ["CpuKernels", "loops", "fits_loops"]
+
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _load_loops():
+    if os.environ.get("CHAINRULE_C_LOOPS", "1") == "0":
+        return None
+    try:
+        from chainrule.kernels import _cpu_loops
+    except ImportError:  # built without a C compiler: NumPy code everywhere
+        return None
+    return _cpu_loops
+
+
+loops = _load_loops()  # the C module, or None
+
+
+def fits_loops(*arrays) -> bool:
+    """True when the C loops can take these arrays: C-contiguous float32 or float64 NumPy
+    arrays of one dtype (None entries are skipped)."""
+    if loops is None:
+        return False
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or not a.flags.c_contiguous:
+            return False
+        if dtype is None:
+            dtype = a.dtype
+            if dtype not in _LOOP_DTYPES:
+                return False
+        elif a.dtype is not dtype:
+            return False
+    return True
+
+
+class CpuKernels(Kernels):
+    """The CPU table (see :mod:`chainrule.kernels`)."""
+
+    name = "cpu"
+
+    @staticmethod
+    def relu(x):
+        if fits_loops(x):
+            y = np.empty_like(x)
+            loops.relu_forward(x, y)
+            return y
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def relu_backward(g, y):
+        if fits_loops(g, y) and g.shape == y.shape:
+            gx = np.empty_like(g)
+            loops.relu_backward(g, y, gx)
+            return gx
+        return g * (y != 0)
+
+    @staticmethod
+    def gelu(x, with_grad: bool) -> tuple:
+        if x.dtype == np.float32:
+            if fits_loops(x):  # one C loop
+                y, dydx = np.empty_like(x), np.empty_like(x) if with_grad else None
+                loops.gelu_float32(x, y, dydx)
+                return y, dydx
+            return _gelu_float32(x, with_grad)
+        return Kernels.gelu(x, with_grad)
+
+    @staticmethod
+    def gelu_backward(g, x, dydx):
+        return g * dydx
+
+    @staticmethod
+    def matmul(a, b):
+        return _matmul(a, b)
+
+    @staticmethod
+    def softmax_backward(g, y, axis: int):
+        out = g - (g * y).sum(axis, keepdims=True)
+        out *= y  # in place: one temporary less than the reference
+        return out
+
+    @staticmethod
+    def attention_weights_t(q, k, mask, scale: float, wt):
+        return wt
+
+    @staticmethod
+    def layer_norm(x, w, b, k: int, eps: float) -> tuple:
+        n = 1
+        for s in x.shape[x.ndim - k:]:
+            n *= s
+        if n and fits_loops(x, w, b):  # the rows in one C loop
+            y, xhat = np.empty_like(x), np.empty_like(x)
+            rstd = np.empty(x.shape[: x.ndim - k] + (1,) * k, x.dtype)
+            loops.layer_norm_forward(x, w, b, float(eps), y, xhat, rstd, n)
+            return y, xhat, rstd
+        return Kernels.layer_norm(x, w, b, k, eps)
+
+    @staticmethod
+    def norm_stats(x, xhat, rstd, axes: tuple, eps: float) -> tuple:
+        return xhat, rstd
+
+    @staticmethod
+    def layer_norm_backward(g, x, w, xhat, rstd, axes: tuple, eps: float, needs) -> tuple:
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        normalized = tuple(x.shape[len(x.shape) - len(axes):])
+        if n and fits_loops(g, xhat, w, rstd) and g.shape == xhat.shape:  # one C loop
+            gx = np.empty_like(g) if needs[0] else None
+            gw = np.empty(normalized, g.dtype) if needs[1] else None
+            gb = np.empty(normalized, g.dtype) if needs[2] else None
+            loops.layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)
+            return gx, gw, gb
+        # the same on rows (one per normalized group), with the row and column sums as
+        # matrix-vector products or einsum, and dx = ĝ/σ - (m1/σ) - x̂·(m2/σ) in place
+        gx = gw = gb = None
+        xp = devices.xp_of(g)
+        g2, xh = g.reshape(-1, n), xhat.reshape(-1, n)
+        if needs[1]:
+            gw = np.einsum("ij,ij->j", g2, xh).reshape(normalized)
+        if needs[2]:
+            gb = (xp.ones(len(g2), g.dtype) @ g2).reshape(normalized)
+        if needs[0]:
+            gx = g2 * w.reshape(-1) if w is not None else g2.copy()
+            inv_n = g.dtype.type(1.0 / n)
+            r = rstd.reshape(-1)
+            m1 = gx @ xp.full(n, inv_n, g.dtype)
+            m2 = np.einsum("ij,ij->i", gx, xh)
+            gx *= r[:, None]
+            m1 *= r
+            gx -= m1[:, None]
+            m2 *= r * inv_n
+            gx -= xh * m2[:, None]
+            gx = gx.reshape(x.shape)
+        return gx, gw, gb
+
+    @staticmethod
+    def conv2d_columns(x, cols, geom):
+        return cols
+
+    @staticmethod
+    def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
+        if geom.sh == 1 and geom.sw == 1:
+            return _conv_input_grad_wide(g, w, x_shape, geom, groups)
+        return Kernels.conv2d_input_grad(g, w, x_shape, geom, groups)
+
+    @staticmethod
+    def lstm_step(act, cs, t: int, prev: int, cur: int, tmp) -> None:
+        if fits_loops(act, cs):
+            loops.lstm_step_forward(act, cs, t, prev, cur)
+        else:
+            Kernels.lstm_step(act, cs, t, prev, cur, tmp)
+
+    @staticmethod
+    def lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t: int, tmp) -> None:
+        if fits_loops(dh, dc, g_out_t, a_c, p, act, dz):
+            loops.lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t)
+        else:
+            Kernels.lstm_step_backward(dh, dc, g_out_t, a_c, p, act, dz, t, tmp)
+
+    @staticmethod
+    def axpy(alpha: float, x, y) -> bool:
+        return mkl.axpy(alpha, x, y)
+
+
+def _conv_input_grad_wide(g, w, x_shape: tuple, geom, groups: int):
+    """dx of a stride-1 conv2d, computed on the padded image's flat rows.
+
+    Padding dy's rows to the padded width Wp turns every kernel offset (i, j) into one shift of
+    the flattened image, so col2im becomes kh·kw adds of long contiguous runs (not of OW-pixel
+    rows). The extra Wp - OW columns of dy are zeros and add nothing.
+    """
+    n, o, oh, ow = g.shape
+    c, h, w_ = x_shape[1], x_shape[2], x_shape[3]
+    hp, wp = h + geom.pt + geom.pb, w_ + geom.pl + geom.pr
+    length = (oh - 1) * wp + ow
+    gw = np.zeros_like(g, shape=(n, o, oh * wp))
+    gw.reshape(n, o, oh, wp)[..., :ow] = g
+    g4 = gw[:, :, :length].reshape(n, groups, o // groups, length)
+    wg = w.reshape(groups, o // groups, -1)
+    gcols = _matmul(np.swapaxes(wg, -1, -2), g4).reshape(n, c, geom.kh, geom.kw, length)
+    flat = np.zeros_like(g, shape=(n, c, hp * wp))
+    for i in range(geom.kh):
+        for j in range(geom.kw):
+            start = i * geom.dh * wp + j * geom.dw
+            flat[:, :, start:start + length] += gcols[:, :, i, j]
+    out = flat.reshape(n, c, hp, wp)
+    if geom.pt or geom.pb or geom.pl or geom.pr:
+        return out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w_]
+    return out
+
+
+# 1 - Φ(a) = φ(a)·(b₁t + … + b₅t⁵), t = 1/(1 + p·a), a ≥ 0 (Abramowitz & Stegun 26.2.17,
+# |error| < 7.5e-8): float32 GELU without erf, its derivative from the same φ and t.
+_PHI_P = 0.2316419
+_PHI_B = (1.330274429, -1.821255978, 1.781477937, -0.356563782, 0.319381530)  # b₅, …, b₁
+
+
+def _gelu_float32(x, with_grad: bool) -> tuple:
+    """y = x·Φ(x) and, if ``with_grad``, dy/dx = Φ(x) + x·φ(x), for a float32 array, on
+    cache-sized blocks with in-place ufuncs (no full-size temporaries): MKL's vector Φ and exp
+    when the ``mkl`` extra is loaded (8 calls a block), else Φ from A&S (about 25)."""
+    y = np.empty(x.shape, np.float32)  # C order, whatever x's layout: the flat views below
+    dydx = np.empty(x.shape, np.float32) if with_grad else None
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+    flat_d = dydx.reshape(-1) if with_grad else None
+    cdf_norm, exp = mkl.vector_math("cdf_norm", np.float32), mkl.vector_math("exp", np.float32)
+    block = max(1, min(32768, flat_x.size))
+    scratch = [np.empty(block, np.float32) for _ in range(2)]  # Φ(x), φ(x)
+    if cdf_norm is None:  # A&S also needs |x|, t and x's sign bits
+        scratch += [np.empty(block, np.float32), np.empty(block, np.float32),
+                    np.empty(block, np.uint32)]
+    for i in range(0, flat_x.size, block):
+        xb = np.ascontiguousarray(flat_x[i:i + block])
+        if xb.size < block:
+            scratch = [v[:xb.size] for v in scratch]
+        q, pdf = scratch[0], scratch[1]
+        if cdf_norm is not None:
+            cdf_norm(xb, q)
+            if with_grad:
+                np.multiply(xb, xb, out=pdf)
+                pdf *= -0.5
+                exp(pdf, pdf)
+                pdf *= _INV_SQRT_2PI  # φ(x)
+        else:
+            _cdf_as(xb, q, pdf, *scratch[2:])
+        np.multiply(xb, q, out=flat_y[i:i + block])
+        if with_grad:
+            db = flat_d[i:i + block]
+            np.multiply(xb, pdf, out=db)
+            db += q
+    return y, dydx
+
+
+def _cdf_as(x, q, pdf, a, t, sign) -> None:
+    """q = Φ(x) and pdf = φ(x) for a float32 block, by A&S 26.2.17 (scratch: a, t, sign)."""
+    np.abs(x, out=a)
+    np.multiply(a, a, out=pdf)
+    pdf *= -0.5
+    np.exp(pdf, out=pdf)
+    pdf *= _INV_SQRT_2PI  # φ(x)
+    np.multiply(a, _PHI_P, out=t)
+    t += 1.0
+    np.divide(1.0, t, out=t)
+    np.multiply(t, _PHI_B[0], out=q)
+    for b in _PHI_B[1:]:
+        q += b
+        q *= t
+    q *= pdf  # Φ(-|x|)
+    # Φ(x) = 1/2 + sign(x)·(1/2 - Φ(-|x|)): x's sign bit ORed in (np.copysign is 5× slower)
+    np.subtract(0.5, q, out=q)
+    np.bitwise_and(x.view(np.uint32), 0x80000000, out=sign)
+    np.bitwise_or(q.view(np.uint32), sign, out=q.view(np.uint32))
+    q += 0.5
