@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # tests insist that it was built
 export CAN_BUILD_C := import os, shutil, sysconfig; print(int(bool(shutil.which("cc") or shutil.which("gcc")) and os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))))
 
-$(STAMP): pyproject.toml setup.py chainrule/_cengine.c
+$(STAMP): pyproject.toml setup.py chainrule/_cengine.c chainrule/_crandom.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[train,viz,test]'

@@ -394,17 +394,41 @@ class Tensor:
         src = src._data if isinstance(src, Tensor) else src
         return self._set_inplace(backend.to_device(src, self.device).astype(self._data.dtype))
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
-        from chainrule.creation import _random
+    # random fills: chainrule/random.py draws PyTorch's streams
+    def uniform_(self, from_: float = 0.0, to: float = 1.0, *, generator=None) -> Tensor:
+        return _rnd().uniform_(self, from_, to, generator)
 
-        return self._set_inplace(_random("uniform", self._data.shape, self._data.dtype,
-                                         self.device, generator, a, b))
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
+        return _rnd().normal_(self, mean, std, generator)
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
-        from chainrule.creation import _random
+    def random_(self, *args, generator=None) -> Tensor:
+        return _rnd().random_(self, *args, generator=generator)
 
-        return self._set_inplace(_random("normal", self._data.shape, self._data.dtype,
-                                         self.device, generator, mean, std))
+    def exponential_(self, lambd: float = 1.0, *, generator=None) -> Tensor:
+        return _rnd().exponential_(self, lambd, generator)
+
+    def bernoulli_(self, p=0.5, *, generator=None) -> Tensor:
+        return _rnd().bernoulli_(self, p, generator)
+
+    def cauchy_(self, median: float = 0.0, sigma: float = 1.0, *, generator=None) -> Tensor:
+        return _rnd().cauchy_(self, median, sigma, generator)
+
+    def log_normal_(self, mean: float = 1.0, std: float = 2.0, *, generator=None) -> Tensor:
+        return _rnd().log_normal_(self, mean, std, generator)
+
+    def geometric_(self, p: float, *, generator=None) -> Tensor:
+        return _rnd().geometric_(self, p, generator)
+
+    def bernoulli(self, p=None, *, generator=None) -> Tensor:
+        from chainrule.creation import bernoulli
+
+        return bernoulli(self, p, generator=generator)
+
+    def multinomial(self, num_samples: int, replacement: bool = False, *,
+                    generator=None) -> Tensor:
+        from chainrule.creation import multinomial
+
+        return multinomial(self, num_samples, replacement, generator=generator)
 
     def add_(self, other, *, alpha=1) -> Tensor:
         other = other._data if isinstance(other, Tensor) else other
@@ -549,6 +573,12 @@ def init_leaf(t: Tensor, data) -> None:
 
 
 _new = object.__new__
+
+
+def _rnd():
+    from chainrule import random
+
+    return random
 
 
 def wrap(data, fn=None, nr: int = 0) -> Tensor:
