@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch")
 tnn = torch.nn
 
 SIZES = (1, 7, 15, 16, 17, 100, 10007)
-FLOATS = ((cr.float32, torch.float32), (cr.float64, torch.float64))
+FLOATS = ((cr.float32, torch.float32), (cr.float64, torch.float64))  # (chainrule, torch) pairs
 INTS = ((cr.int64, torch.int64), (cr.int32, torch.int32), (cr.int16, torch.int16),
         (cr.int8, torch.int8), (cr.uint8, torch.uint8))
 
@@ -53,6 +53,17 @@ def run_both(cr_fn, torch_fn, seed: int = 0, calls: int = 3) -> None:
     for _ in range(calls):
         same(cr_fn(g), torch_fn(tg))
     same_state(g, tg)
+
+
+def pick(m, pair):
+    """The chainrule or the torch half of a (chainrule, torch) pair, for module ``m``."""
+    return pair[0] if m is cr else pair[1]
+
+
+def check(make, *args, seed: int = 0, calls: int = 3) -> None:
+    """``make(m, g, *args)`` written once for both libraries (m = chainrule or torch: the
+    same API), drawn ``calls`` times on one generator each; values and states compared."""
+    run_both(lambda g: make(cr, g, *args), lambda g: make(torch, g, *args), seed, calls)
 
 
 # ---- the generator ------------------------------------------------------------------------------
@@ -148,72 +159,62 @@ def test_default_generator_continues_one_stream_across_functions() -> None:
 
 # ---- floating point draws -----------------------------------------------------------------------
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("dt,tdt", FLOATS)
-def test_rand_randn_and_likes(n, dt, tdt) -> None:
-    run_both(lambda g: cr.rand(n, dtype=dt, generator=g),
-             lambda g: torch.rand(n, dtype=tdt, generator=g))
-    run_both(lambda g: cr.randn(n, dtype=dt, generator=g),
-             lambda g: torch.randn(n, dtype=tdt, generator=g))
-    x, tx = cr.zeros(n, dtype=dt), torch.zeros(n, dtype=tdt)
-    run_both(lambda g: cr.rand_like(x, generator=g), lambda g: torch.rand_like(tx, generator=g))
-    run_both(lambda g: cr.randn_like(x, generator=g), lambda g: torch.randn_like(tx, generator=g))
+@pytest.mark.parametrize("dt", FLOATS)
+def test_rand_randn_and_likes(n, dt) -> None:
+    check(lambda m, g, n, dt: m.rand(n, dtype=pick(m, dt), generator=g), n, dt)
+    check(lambda m, g, n, dt: m.randn(n, dtype=pick(m, dt), generator=g), n, dt)
+    check(lambda m, g, n, dt: m.rand_like(m.zeros(n, dtype=pick(m, dt)), generator=g), n, dt)
+    check(lambda m, g, n, dt: m.randn_like(m.zeros(n, dtype=pick(m, dt)), generator=g), n, dt)
+
+
+FILLS = (("uniform_", (-0.37, 2.9)), ("normal_", (0.3, 1.7)), ("exponential_", (2.5,)),
+         ("cauchy_", (0.5, 2.0)), ("log_normal_", (0.3, 0.8)), ("geometric_", (0.3,)),
+         ("bernoulli_", (0.3,)), ("random_", ()), ("random_", (100,)), ("random_", (-7, 1000)))
+
+
+def _fill(m, g, n, dt, name, args):
+    return getattr(m.zeros(n, dtype=pick(m, dt)), name)(*args, generator=g)
 
 
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("dt,tdt", FLOATS)
-def test_in_place_continuous_fills(n, dt, tdt) -> None:
-    fills = (("uniform_", (-0.37, 2.9)), ("normal_", (0.3, 1.7)), ("exponential_", (2.5,)),
-             ("cauchy_", (0.5, 2.0)), ("log_normal_", (0.3, 0.8)), ("geometric_", (0.3,)),
-             ("bernoulli_", (0.3,)), ("random_", ()), ("random_", (100,)),
-             ("random_", (-7, 1000)))
-    for name, args in fills:
-        run_both(lambda g: getattr(cr.zeros(n, dtype=dt), name)(*args, generator=g),
-                 lambda g: getattr(torch.zeros(n, dtype=tdt), name)(*args, generator=g))
+@pytest.mark.parametrize("dt", FLOATS)
+@pytest.mark.parametrize("name,args", FILLS)
+def test_in_place_continuous_fills(n, dt, name, args) -> None:
+    check(_fill, n, dt, name, args)
 
 
-def test_normal_with_awkward_mean_and_std_everywhere() -> None:
-    # mean/std that make every fused multiply-add round differently from a*b then +c
-    for n in (3, 16, 40, 1001):
-        for dt, tdt in FLOATS:
-            run_both(lambda g: cr.empty(n, dtype=dt).normal_(-0.123456789, 3.3333, generator=g),
-                     lambda g: torch.empty(n, dtype=tdt).normal_(-0.123456789, 3.3333,
-                                                                 generator=g))
-            run_both(lambda g: cr.empty(n, dtype=dt).uniform_(1e-3, 7.77777, generator=g),
-                     lambda g: torch.empty(n, dtype=tdt).uniform_(1e-3, 7.77777, generator=g))
+@pytest.mark.parametrize("n", (3, 16, 40, 1001))
+@pytest.mark.parametrize("dt", FLOATS)
+def test_normal_with_awkward_mean_and_std_everywhere(n, dt) -> None:
+    # mean/std/bounds that make every fused multiply-add round differently from a*b then +c
+    check(_fill, n, dt, "normal_", (-0.123456789, 3.3333))
+    check(_fill, n, dt, "uniform_", (1e-3, 7.77777))
 
 
-def test_ten_thousand_normals_at_many_seeds() -> None:
-    for seed in (0, 1, 2, 1234, 2147483647):
-        for dt, tdt in FLOATS:
-            run_both(lambda g: cr.randn(10007, dtype=dt, generator=g),
-                     lambda g: torch.randn(10007, dtype=tdt, generator=g), seed=seed, calls=1)
+@pytest.mark.parametrize("seed", (0, 1, 2, 1234, 2147483647))
+@pytest.mark.parametrize("dt", FLOATS)
+def test_ten_thousand_normals_at_many_seeds(seed, dt) -> None:
+    check(lambda m, g, dt: m.randn(10007, dtype=pick(m, dt), generator=g), dt, seed=seed,
+          calls=1)
 
 
-def test_fills_of_non_contiguous_tensors_follow_memory_order() -> None:
-    for name, args in (("uniform_", ()), ("normal_", ()), ("random_", (50,)),
-                       ("exponential_", ())):
-        def ours(g, name=name, args=args):
-            base = cr.zeros(6, 20)
-            getattr(base.t(), name)(*args, generator=g)
-            getattr(base[::2], name)(*args, generator=g)
-            return base
+@pytest.mark.parametrize("name,args", (("uniform_", ()), ("normal_", ()), ("random_", (50,)),
+                                       ("exponential_", ())))
+def test_fills_of_non_contiguous_tensors_follow_memory_order(name, args) -> None:
+    def fill_views(m, g):
+        base = m.zeros(6, 20)
+        getattr(base.t(), name)(*args, generator=g)
+        getattr(base[::2], name)(*args, generator=g)
+        return base
 
-        def theirs(g, name=name, args=args):
-            base = torch.zeros(6, 20)
-            getattr(base.t(), name)(*args, generator=g)
-            getattr(base[::2], name)(*args, generator=g)
-            return base
-
-        run_both(ours, theirs)
+    check(fill_views)
 
 
 def test_float16_uniform_and_random() -> None:
-    run_both(lambda g: cr.rand(37, dtype=cr.float16, generator=g),
-             lambda g: torch.rand(37, dtype=torch.float16, generator=g))
-    run_both(lambda g: cr.zeros(37, dtype=cr.float16).uniform_(-3, 5, generator=g),
-             lambda g: torch.zeros(37, dtype=torch.float16).uniform_(-3, 5, generator=g))
-    run_both(lambda g: cr.zeros(37, dtype=cr.float16).random_(generator=g),
-             lambda g: torch.zeros(37, dtype=torch.float16).random_(generator=g))
+    half = (cr.float16, torch.float16)
+    check(_fill, 37, half, "uniform_", ())
+    check(_fill, 37, half, "uniform_", (-3, 5))
+    check(_fill, 37, half, "random_", ())
 
 
 # ---- integers -----------------------------------------------------------------------------------
@@ -221,36 +222,36 @@ RANGES = ((0, 10), (-5, 3), (3, 100), (0, 2**27), (0, 2**28), (7, 2**31 - 1), (0
           (-2**40, 2**40 + 3))
 
 
+def _randint(m, g, n, low, high, dt):
+    return m.randint(low, high, (n,), dtype=pick(m, dt), generator=g)
+
+
 @pytest.mark.parametrize("n", SIZES)
-def test_randint_ranges_and_dtypes(n) -> None:
-    for low, high in RANGES:
-        for dt, tdt in INTS + FLOATS:
-            info = np.iinfo(dt.np) if dt.np.kind in "iu" else None
-            if info is not None and (low < info.min or high - 1 > info.max):
-                continue
-            if dt.np.kind == "f" and max(abs(low), abs(high - 1)) > 2**24 and dt is cr.float32:
-                continue
-            run_both(lambda g: cr.randint(low, high, (n,), dtype=dt, generator=g),
-                     lambda g: torch.randint(low, high, (n,), dtype=tdt, generator=g), calls=2)
-    run_both(lambda g: cr.randint(0, 2, (n,), dtype=cr.bool, generator=g),
-             lambda g: torch.randint(0, 2, (n,), dtype=torch.bool, generator=g))
-    x, tx = cr.zeros(n), torch.zeros(n)
-    run_both(lambda g: cr.randint_like(x, 9, generator=g),
-             lambda g: torch.randint_like(tx, 9, generator=g))
-    run_both(lambda g: cr.randint_like(x, -3, 9, generator=g),
-             lambda g: torch.randint_like(tx, -3, 9, generator=g))
+@pytest.mark.parametrize("low,high", RANGES)
+def test_randint_ranges_and_dtypes(n, low, high) -> None:
+    for dt in INTS + FLOATS:
+        info = np.iinfo(dt[0].np) if dt[0].np.kind in "iu" else None
+        if info is not None and (low < info.min or high - 1 > info.max):
+            continue
+        if dt[0] is cr.float32 and max(abs(low), abs(high - 1)) > 2**24:
+            continue
+        check(_randint, n, low, high, dt, calls=2)
 
 
-def test_random_defaults_and_open_ranges() -> None:
-    for dt, tdt in INTS + FLOATS + ((cr.bool, torch.bool),):
-        run_both(lambda g: cr.zeros(50, dtype=dt).random_(generator=g),
-                 lambda g: torch.zeros(50, dtype=tdt).random_(generator=g))
-        if dt is not cr.bool:
-            run_both(lambda g: cr.zeros(50, dtype=dt).random_(5, None, generator=g),
-                     lambda g: torch.zeros(50, dtype=tdt).random_(5, None, generator=g))
-    for dt, tdt in ((cr.int64, torch.int64),) + FLOATS:
-        run_both(lambda g: cr.zeros(20, dtype=dt).random_(-2**63, None, generator=g),
-                 lambda g: torch.zeros(20, dtype=tdt).random_(-2**63, None, generator=g))
+@pytest.mark.parametrize("n", SIZES)
+def test_randint_bool_and_likes(n) -> None:
+    check(_randint, n, 0, 2, (cr.bool, torch.bool))
+    check(lambda m, g, n: m.randint_like(m.zeros(n), 9, generator=g), n)
+    check(lambda m, g, n: m.randint_like(m.zeros(n), -3, 9, generator=g), n)
+
+
+@pytest.mark.parametrize("dt", INTS + FLOATS + ((cr.bool, torch.bool),))
+def test_random_defaults_and_open_ranges(dt) -> None:
+    check(_fill, 50, dt, "random_", ())
+    if dt[0] is not cr.bool:
+        check(_fill, 50, dt, "random_", (5, None))
+    if dt[0] in (cr.int64, cr.float32, cr.float64):
+        check(_fill, 20, dt, "random_", (-2**63, None))
 
 
 def test_integer_errors_are_torchs() -> None:
@@ -274,11 +275,9 @@ def test_integer_errors_are_torchs() -> None:
 
 @pytest.mark.parametrize("n", (0, 1, 2) + SIZES + (100_000,))
 def test_randperm(n) -> None:
-    run_both(lambda g: cr.randperm(n, generator=g), lambda g: torch.randperm(n, generator=g))
-    for dt, tdt in ((cr.int32, torch.int32), (cr.float32, torch.float32),
-                    (cr.float64, torch.float64)):
-        run_both(lambda g: cr.randperm(n, dtype=dt, generator=g),
-                 lambda g: torch.randperm(n, dtype=tdt, generator=g), calls=1)
+    check(lambda m, g, n: m.randperm(n, generator=g), n)
+    for dt in ((cr.int32, torch.int32), (cr.float32, torch.float32), (cr.float64, torch.float64)):
+        check(lambda m, g, n, dt: m.randperm(n, dtype=pick(m, dt), generator=g), n, dt, calls=1)
 
 
 def test_randperm_inside_out_branch_matches_torchs_algorithm(monkeypatch) -> None:
@@ -300,30 +299,29 @@ def test_randperm_inside_out_branch_matches_torchs_algorithm(monkeypatch) -> Non
 
 
 # ---- bernoulli, multinomial, poisson, normal overloads ------------------------------------------
-def test_bernoulli_tensor_and_scalar_probabilities() -> None:
-    for dt, tdt in FLOATS:
-        p = cr.rand(3, 111, generator=cr.Generator().manual_seed(1), dtype=dt)
-        tp = torch.rand(3, 111, generator=torch.Generator().manual_seed(1), dtype=tdt)
-        same(p, tp)
-        run_both(lambda g: cr.bernoulli(p, generator=g), lambda g: torch.bernoulli(tp, generator=g))
-        run_both(lambda g: cr.bernoulli(p, 0.25, generator=g),
-                 lambda g: torch.bernoulli(tp, 0.25, generator=g))
-        run_both(lambda g: p.bernoulli(generator=g), lambda g: tp.bernoulli(generator=g))
-        # broadcast p into an integer tensor
-        run_both(lambda g: cr.zeros(4, 3, 111, dtype=cr.int64).bernoulli_(p, generator=g),
-                 lambda g: torch.zeros(4, 3, 111, dtype=torch.int64).bernoulli_(tp, generator=g))
+def _probs(m, dt, *shape):
+    return m.rand(*shape, generator=m.Generator().manual_seed(1), dtype=pick(m, dt))
 
 
-@pytest.mark.parametrize("dt,tdt", FLOATS)
-def test_multinomial(dt, tdt) -> None:
-    w = cr.rand(4, 27, generator=cr.Generator().manual_seed(1), dtype=dt) + 0.01
-    tw = torch.rand(4, 27, generator=torch.Generator().manual_seed(1), dtype=tdt) + 0.01
-    for k, repl in ((1, True), (1, False), (5, False), (27, False), (5, True), (300, True)):
-        run_both(lambda g: cr.multinomial(w, k, repl, generator=g),
-                 lambda g: torch.multinomial(tw, k, repl, generator=g))
-        run_both(lambda g: cr.multinomial(w[1], k, repl, generator=g),
-                 lambda g: torch.multinomial(tw[1], k, repl, generator=g))
-    run_both(lambda g: w.multinomial(3, generator=g), lambda g: tw.multinomial(3, generator=g))
+@pytest.mark.parametrize("dt", FLOATS)
+def test_bernoulli_tensor_and_scalar_probabilities(dt) -> None:
+    check(lambda m, g, dt: m.bernoulli(_probs(m, dt, 3, 111), generator=g), dt)
+    check(lambda m, g, dt: m.bernoulli(_probs(m, dt, 3, 111), 0.25, generator=g), dt)
+    check(lambda m, g, dt: _probs(m, dt, 3, 111).bernoulli(generator=g), dt)
+    # p broadcast into an integer tensor
+    check(lambda m, g, dt: m.zeros(4, 3, 111, dtype=m.int64).bernoulli_(_probs(m, dt, 3, 111),
+                                                                      generator=g), dt)
+
+
+@pytest.mark.parametrize("dt", FLOATS)
+@pytest.mark.parametrize("k,replacement", ((1, True), (1, False), (5, False), (27, False),
+                                           (5, True), (300, True)))
+def test_multinomial(dt, k, replacement) -> None:
+    check(lambda m, g, dt, k, r: m.multinomial(_probs(m, dt, 4, 27) + 0.01, k, r, generator=g),
+          dt, k, replacement)
+    check(lambda m, g, dt, k, r: m.multinomial(_probs(m, dt, 27) + 0.01, k, r, generator=g),
+          dt, k, replacement)
+    check(lambda m, g, dt: (_probs(m, dt, 4, 27) + 0.01).multinomial(3, generator=g), dt)
 
 
 def test_multinomial_errors_are_torchs() -> None:
@@ -344,30 +342,30 @@ def test_multinomial_errors_are_torchs() -> None:
         assert str(ours.value) == str(theirs.value)
 
 
-@pytest.mark.parametrize("dt,tdt", FLOATS)
-def test_poisson(dt, tdt) -> None:
+@pytest.mark.parametrize("dt", FLOATS)
+def test_poisson(dt) -> None:
     rates = np.concatenate([np.linspace(0, 30, 300), [0.0, 10.0, 9.99, 1e4]])
-    r, tr = cr.tensor(rates, dtype=dt), torch.tensor(rates, dtype=tdt)
-    run_both(lambda g: cr.poisson(r, g), lambda g: torch.poisson(tr, g))
+    check(lambda m, g, dt: m.poisson(m.tensor(rates, dtype=pick(m, dt)), g), dt)
+
+
+def _from_torch(m, t):
+    """``t`` (a torch tensor) in module m: the same values for both libraries."""
+    return m.tensor(t.numpy()) if m is cr else t
 
 
 @pytest.mark.parametrize("n", (1, 7, 40))
-def test_normal_overloads(n) -> None:
-    for dt, tdt in FLOATS:
-        tm, ts = torch.linspace(-1, 1, n, dtype=tdt), torch.linspace(0.5, 2, n, dtype=tdt)
-        m, s = cr.tensor(tm.numpy()), cr.tensor(ts.numpy())
-        run_both(lambda g: cr.normal(m, s, generator=g), lambda g: torch.normal(tm, ts, generator=g))
-        run_both(lambda g: cr.normal(m, 1.7, generator=g),
-                 lambda g: torch.normal(tm, 1.7, generator=g))
-        run_both(lambda g: cr.normal(0.4, s, generator=g),
-                 lambda g: torch.normal(0.4, ts, generator=g))
-        run_both(lambda g: cr.normal(0.4, 1.3, (n, 2), generator=g, dtype=dt),
-                 lambda g: torch.normal(0.4, 1.3, (n, 2), generator=g, dtype=tdt))
-    m2 = cr.randn(3, 1, generator=cr.Generator().manual_seed(2))
-    tm2 = torch.randn(3, 1, generator=torch.Generator().manual_seed(2))
-    s2, ts2 = cr.rand(4) + 0.1, None
-    ts2 = torch.tensor(s2.numpy())
-    run_both(lambda g: cr.normal(m2, s2, generator=g), lambda g: torch.normal(tm2, ts2, generator=g))
+@pytest.mark.parametrize("dt", FLOATS)
+def test_normal_overloads(n, dt) -> None:
+    means = torch.linspace(-1, 1, n, dtype=dt[1])
+    stds = torch.linspace(0.5, 2, n, dtype=dt[1])
+    check(lambda m, g: m.normal(_from_torch(m, means), _from_torch(m, stds), generator=g))
+    check(lambda m, g: m.normal(_from_torch(m, means), 1.7, generator=g))
+    check(lambda m, g: m.normal(0.4, _from_torch(m, stds), generator=g))
+    check(lambda m, g, n, dt: m.normal(0.4, 1.3, (n, 2), generator=g, dtype=pick(m, dt)), n, dt)
+    # broadcasting: mean (3, 1) with std (4,)
+    col = torch.randn(3, 1, generator=torch.Generator().manual_seed(2), dtype=dt[1])
+    row = torch.linspace(0.5, 2, 4, dtype=dt[1])
+    check(lambda m, g: m.normal(_from_torch(m, col), _from_torch(m, row), generator=g))
 
 
 def test_normal_is_differentiable_in_mean_and_std() -> None:
@@ -477,14 +475,16 @@ INITS = (("uniform_", (-0.3, 0.7), {}), ("normal_", (0.2, 0.9), {}),
          ("trunc_normal_", (), {"a": -0.5, "b": 1.5}))
 
 
+def _init(m, g, shape, dt, name, args, kwargs):
+    init = nn.init if m is cr else tnn.init
+    return getattr(init, name)(m.empty(*shape, dtype=pick(m, dt)), *args, **kwargs, generator=g)
+
+
 @pytest.mark.parametrize("shape", ((10, 784), (30, 7), (16, 3, 5, 5)))
-@pytest.mark.parametrize("dt,tdt", FLOATS)
-def test_init_functions(shape, dt, tdt) -> None:
-    for name, args, kwargs in INITS:
-        run_both(lambda g: getattr(nn.init, name)(cr.empty(*shape, dtype=dt), *args, **kwargs,
-                                                  generator=g),
-                 lambda g: getattr(tnn.init, name)(torch.empty(*shape, dtype=tdt), *args,
-                                                   **kwargs, generator=g), calls=2)
+@pytest.mark.parametrize("dt", FLOATS)
+@pytest.mark.parametrize("name,args,kwargs", INITS)
+def test_init_functions(shape, dt, name, args, kwargs) -> None:
+    check(_init, shape, dt, name, args, kwargs, calls=2)
 
 
 def test_orthogonal_init_draws_torchs_gaussian() -> None:
