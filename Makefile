@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py --write BENCHMARKS.md
 	$(BIN)/python bench/bench_func.py --write BENCHMARKS.md
 	$(BIN)/python bench/bench_anomaly.py --write BENCHMARKS.md
+	$(BIN)/python bench/bench_random.py --write BENCHMARKS.md
 	$(BIN)/python bench/gaps.py --write BENCHMARKS.md
 
 gpu-check:

@@ -157,16 +157,23 @@ def fma(a, b, c, dtype) -> np.ndarray:
 
 
 def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 a·b + c rounded once: the product is exact in float64, the float64 sum is rounded
-    to odd (its last bit records any inexactness), and then float32 rounding is correct."""
+    """float32 a·b + c rounded once. The product is exact in float64 and the float64 sum s is
+    off only where it lands exactly on a float32 tie (or in float32's subnormal range): there
+    the sum's rounding error (TwoSum) says which way the true value lies."""
     p = a.astype(np.float64) * b.astype(np.float64)
-    c = c.astype(np.float64)
     s = p + c
-    t = s - p
-    err = (p - (s - t)) + (c - t)  # s + err == p + c exactly (TwoSum)
-    inexact_even = (err != 0) & ((s.view(np.int64) & 1) == 0) & np.isfinite(s)
-    s = np.where(inexact_even, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
-    return s.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = s.astype(np.float32)
+    bits = s.view(np.int64)
+    suspect = ((bits & 0x1FFFFFFF) == 0x10000000) | (np.abs(s) < 2.0**-125)
+    if suspect.any():
+        p, s, c = p[suspect], s[suspect], np.broadcast_to(c, suspect.shape)[suspect]
+        t = s - p
+        err = (p - (s - t)) + (c.astype(np.float64) - t)  # s + err == p + c exactly
+        odd = np.where((err != 0) & ((s.view(np.int64) & 1) == 0),
+                       np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+        out[suspect] = odd.astype(np.float32)  # rounding to odd first: no double rounding
+    return out
 
 
 def _fused(a, b, c, acc) -> np.ndarray:
