@@ -26,7 +26,7 @@ test: $(STAMP)
 	@echo "again on the pure-Python engine (CHAINRULE_PURE_PYTHON=1):"
 	CHAINRULE_PURE_PYTHON=1 $(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
 	@echo "the GPU tests again, on tests/fakecupy (a CPU stand-in for CuPy, as strict as CuPy):"
-	PYTHONPATH=tests/fakecupy $(BIN)/python -m pytest tests/test_cuda.py; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	PYTHONPATH=tests/fakecupy $(BIN)/python -m pytest tests/test_cuda.py tests/test_random_cuda.py; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check chainrule tests bench examples

@@ -729,11 +729,12 @@ def memory_axes(arr: np.ndarray) -> tuple:
     return tuple(sorted(range(arr.ndim), key=lambda d: -abs(arr.strides[d])))
 
 
-def fill(tensor, values: np.ndarray) -> Any:
-    """Write ``values`` (flat, in draw order) into ``tensor`` in place, in memory order."""
+def fill(tensor, values) -> Any:
+    """Write ``values`` (in draw order) into ``tensor`` in place, in memory order; returns it."""
     view = tensor._data.transpose(memory_axes(tensor._data))
     if view.shape == ():
-        tensor._data = np.asarray(values.reshape(()), tensor._data.dtype).copy()
+        xp = backend.xp_of(tensor._data)
+        tensor._data = xp.asarray(values.reshape(()), dtype=tensor._data.dtype).copy()
     else:
         view[...] = values.reshape(view.shape)
     bump = getattr(tensor, "_bump_version", None)
@@ -751,9 +752,7 @@ def _draw_into(tensor, generator, draw, gpu) -> Any:
     tensor._check_inplace()
     if backend.device_of(tensor._data).type == "cuda":
         rs = _cupy_random(generator, tensor._data)
-        tensor._data[...] = gpu(rs, tensor._data.shape).astype(tensor._data.dtype)
-        bump = getattr(tensor, "_bump_version", None)
-        return bump() if bump is not None else None
+        return fill(tensor, gpu(rs, tensor._data.shape).astype(tensor._data.dtype))
     gen = generator_of(generator)
     return fill(tensor, np.asarray(draw(gen, tensor._data.size)).astype(tensor._data.dtype,
                                                                        copy=False))
