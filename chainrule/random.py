@@ -379,13 +379,16 @@ def _acc(dtype) -> np.dtype:
 
 
 def uniform(gen: Generator, n: int, dtype, low: float = 0.0, high: float = 1.0) -> np.ndarray:
-    """``uniform_(low, high)``: u·(high - low) + low with the bounds cast to ``dtype``."""
-    dtype = np.dtype(dtype)
-    lo, hi = dtype.type(low), dtype.type(high)
+    """``uniform_(low, high)``: u·(high - low) + low with the bounds cast to ``dtype``; a value
+    that rounds up to ``high`` becomes ``low`` (the interval stays half-open, as in PyTorch)."""
+    dtype, acc = np.dtype(dtype), _acc(dtype)
     x = unit(gen, n, dtype)
-    if lo == 0 and hi == 1:
-        return x.astype(dtype, copy=False)
-    return _fused(x, hi - lo, lo, _acc(dtype)).astype(dtype, copy=False)
+    if low == 0 and high == 1 and dtype == acc:  # nothing to scale, nothing rounds up to 1
+        return x
+    lo, hi = acc.type(low), acc.type(high)  # float16 works in float32
+    out = _fused(x, hi - lo, lo, acc).astype(dtype, copy=False)
+    out[out == dtype.type(high)] = dtype.type(low)
+    return out
 
 
 # ---- normal -------------------------------------------------------------------------------------
@@ -446,20 +449,25 @@ def normal(gen: Generator, n: int, dtype, mean: float = 0.0, std: float = 1.0,
            contiguous: bool = True) -> np.ndarray:
     """``normal_(mean, std)`` on n elements of ``dtype`` (see the module docstring)."""
     dtype = np.dtype(dtype)
-    if n < 16 or not contiguous or dtype not in (np.float32, np.float64):
+    if n < 16 or not contiguous or dtype not in (np.float16, np.float32, np.float64):
         z = standard_normal_pairs(gen, n)
         return _fused(z, std, mean, np.float64).astype(dtype, copy=False)
-    d = unit(gen, n, dtype)
+    acc = _acc(dtype)
     whole = n - n % 16
-    transform = _cephes_blocks if dtype == np.float32 and KERNELS == "avx2" else _box_muller_blocks
-    if dtype == np.float64:
+    transform = _cephes_blocks if acc == np.float32 and KERNELS == "avx2" else _box_muller_blocks
+    if acc == np.float64:
         mean, std = float(mean), float(std)
+    # float32/64 draw all n uniforms first and the ragged end's 16 after them; float16 (computed
+    # in float32) draws only the whole blocks' uniforms before the end's
+    d = unit(gen, n if dtype != np.float16 else whole, acc)
     transform(d[:whole], mean, std)
     if n % 16:  # the ragged end: the last 16 places again, on fresh uniforms
-        tail = unit(gen, 16, dtype)
+        tail = unit(gen, 16, acc)
         transform(tail, mean, std)
+        if len(d) < n:
+            d = np.concatenate([d, tail[: n - len(d)]])  # overwritten on the next line
         d[n - 16:] = tail
-    return d
+    return d.astype(dtype, copy=False)
 
 
 # ---- integers -----------------------------------------------------------------------------------

@@ -233,11 +233,19 @@ def test_fills_of_non_contiguous_tensors_follow_memory_order(name, args) -> None
     check(fill_views)
 
 
-def test_float16_uniform_and_random() -> None:
-    half = (cr.float16, torch.float16)
-    check(_fill, 37, half, "uniform_", ())
-    check(_fill, 37, half, "uniform_", (-3, 5))
-    check(_fill, 37, half, "random_", ())
+@pytest.mark.parametrize("n", (7, 16, 40, 1001))
+@pytest.mark.parametrize("name,args", FILLS + (("normal_", ()), ("uniform_", ())))
+def test_float16_fills(n, name, args) -> None:
+    mt19937_only(name)
+    check(_fill, n, (cr.float16, torch.float16), name, args)
+
+
+@pytest.mark.parametrize("dt", FLOATS + ((cr.float16, torch.float16),))
+@pytest.mark.parametrize("low,high", ((1e6, 1e6 + 1), (1e15, 1e15 + 1), (0.5, 0.5000001)))
+def test_uniform_values_that_round_to_the_upper_bound_become_the_lower(dt, low, high) -> None:
+    if dt[0] is cr.float16 and low > 6e4:
+        pytest.skip("beyond float16's range")
+    check(_fill, 2000, dt, "uniform_", (low, high))
 
 
 # ---- integers -----------------------------------------------------------------------------------
@@ -540,6 +548,9 @@ def _module_pairs():
         (lambda m: m.Conv2d(3, 8, 3, stride=2, padding=1, groups=1), None),
         (lambda m: m.Conv2d(4, 8, 3, groups=2, bias=False), None),
         (lambda m: m.ConvTranspose2d(6, 4, 3), None),
+        (lambda m: m.ConvTranspose1d(6, 4, 3, groups=2), None),
+        (lambda m: m.RNNCell(6, 9), None), (lambda m: m.LSTMCell(6, 9), None),
+        (lambda m: m.GRUCell(6, 9, bias=False), None), (lambda m: m.BatchNorm3d(4), None),
         (lambda m: m.Embedding(27, 10), None),
         (lambda m: m.Embedding(27, 10, padding_idx=0), None),
         (lambda m: m.RNN(10, 20, num_layers=2), None),
@@ -730,3 +741,18 @@ def test_makemore_lecture_numbers() -> None:
     for a, b in zip(ours, theirs):
         same(a, b)
     assert names == tnames
+
+
+def test_makemore_bigram_lecture_prints() -> None:
+    """makemore part 1 prints p = tensor([0.6064, 0.3033, 0.0903]) for this seed, then samples
+    from it with replacement."""
+    def run(m):
+        g = m.Generator().manual_seed(2147483647)
+        p = m.rand(3, generator=g)
+        p = p / p.sum()
+        return p, m.multinomial(p, num_samples=100, replacement=True, generator=g)
+
+    (p, ix), (tp, tix) = run(cr), run(torch)
+    assert [round(v, 4) for v in p.tolist()] == [0.6064, 0.3033, 0.0903]
+    same(p, tp)
+    same(ix, tix)
