@@ -46,26 +46,24 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
 /* ---- libm ------------------------------------------------------------------------------------ */
 typedef double (*dfun)(double);
 typedef float (*ffun)(float);
+static const struct { const char *name; dfun f; } dfuns[] = {
+    {"log", log}, {"log1p", log1p}, {"sin", sin}, {"cos", cos}, {"tan", tan}, {"exp", exp}};
+static const struct { const char *name; ffun f; } ffuns[] = {
+    {"logf", logf}, {"sinf", sinf}, {"cosf", cosf}};
 
 static PyObject *py_libm(PyObject *self, PyObject *args) {
     const char *name;
     PyObject *obj;
+    Py_buffer v;
     if (!PyArg_ParseTuple(args, "sO", &name, &obj))
         return NULL;
-    static const struct { const char *name; dfun f; } dfuns[] = {
-        {"log", log}, {"log1p", log1p}, {"sin", sin}, {"cos", cos}, {"tan", tan}, {"exp", exp},
-        {"sqrt", sqrt}, {"lgamma", lgamma}};
-    static const struct { const char *name; ffun f; } ffuns[] = {
-        {"logf", logf}, {"sinf", sinf}, {"cosf", cosf}, {"sqrtf", sqrtf}};
     for (size_t k = 0; k < sizeof(dfuns) / sizeof(dfuns[0]); k++) {
         if (strcmp(name, dfuns[k].name) == 0) {
-            Py_buffer v;
             if (get_buffer(obj, &v, 1, "d", 8, "x") < 0)
                 return NULL;
-            double *x = (double *)v.buf;
-            Py_ssize_t n = v.len / 8;
+            double *x = v.buf;
             Py_BEGIN_ALLOW_THREADS
-            for (Py_ssize_t i = 0; i < n; i++)
+            for (Py_ssize_t i = 0; i < v.len / 8; i++)
                 x[i] = dfuns[k].f(x[i]);
             Py_END_ALLOW_THREADS
             PyBuffer_Release(&v);
@@ -74,25 +72,75 @@ static PyObject *py_libm(PyObject *self, PyObject *args) {
     }
     for (size_t k = 0; k < sizeof(ffuns) / sizeof(ffuns[0]); k++) {
         if (strcmp(name, ffuns[k].name) == 0) {
-            Py_buffer v;
             if (get_buffer(obj, &v, 1, "f", 4, "x") < 0)
                 return NULL;
-            float *x = (float *)v.buf;
-            Py_ssize_t n = v.len / 4;
+            float *x = v.buf;
             Py_BEGIN_ALLOW_THREADS
-            for (Py_ssize_t i = 0; i < n; i++)
+            for (Py_ssize_t i = 0; i < v.len / 4; i++)
                 x[i] = ffuns[k].f(x[i]);
             Py_END_ALLOW_THREADS
             PyBuffer_Release(&v);
             Py_RETURN_NONE;
         }
     }
-    PyErr_Format(PyExc_ValueError, "_crandom.libm: unknown function '%s'", name);
-    return NULL;
+    return PyErr_Format(PyExc_ValueError, "_crandom.libm: unknown function '%s'", name);
 }
 
 /* ---- fused multiply-add ---------------------------------------------------------------------- */
-/* fma/fmaf are exact whatever the CPU; on x86 the "fma" target makes them one instruction. */
+/* fma/fmaf round once whatever the CPU (the C library uses the instruction where it exists). */
+static PyObject *py_fma(PyObject *self, PyObject *args) {
+    PyObject *objs[4];
+    Py_buffer v[4];
+    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3]))
+        return NULL;
+    Py_ssize_t size = 8;        /* float64 or float32, as `out` is */
+    const char *fmt = "d";
+    if (get_buffer(objs[3], &v[3], 1, fmt, size, "out") < 0) {
+        PyErr_Clear();
+        size = 4;
+        fmt = "f";
+        if (get_buffer(objs[3], &v[3], 1, fmt, size, "out") < 0)
+            return NULL;
+    }
+    Py_ssize_t n = v[3].len / size, step[3];
+    int got = 0;
+    for (; got < 3; got++) {
+        if (get_buffer(objs[got], &v[got], 0, fmt, size, "a, b and c") < 0)
+            break;
+        Py_ssize_t m = v[got].len / size;
+        if (m != n && m != 1) {
+            PyErr_Format(PyExc_ValueError, "_crandom.fma: input of length %zd for output of "
+                         "length %zd", m, n);
+            PyBuffer_Release(&v[got]);
+            break;
+        }
+        step[got] = m == 1 ? 0 : 1;    /* a length-1 input broadcasts */
+    }
+    if (got == 3) {
+        Py_BEGIN_ALLOW_THREADS
+        if (size == 8) {
+            const double *a = v[0].buf, *b = v[1].buf, *c = v[2].buf;
+            double *o = v[3].buf;
+            for (Py_ssize_t i = 0; i < n; i++)
+                o[i] = fma(a[i * step[0]], b[i * step[1]], c[i * step[2]]);
+        } else {
+            const float *a = v[0].buf, *b = v[1].buf, *c = v[2].buf;
+            float *o = v[3].buf;
+            for (Py_ssize_t i = 0; i < n; i++)
+                o[i] = fmaf(a[i * step[0]], b[i * step[1]], c[i * step[2]]);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&v[k]);
+    PyBuffer_Release(&v[3]);
+    if (got < 3)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The Box-Muller loop below runs in a copy compiled for AVX2 and FMA where the CPU has them
+   (it vectorises 8 lanes, like PyTorch's); the same source, so the same results, elsewhere. */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FMA_TARGET __attribute__((target("avx2,fma")))
 #define HAVE_FMA_TARGET 1
@@ -115,86 +163,6 @@ static int cpu_has_fma(void) {
 #endif
 }
 static int has_fma;
-
-INLINE void fma_loop_d(double *o, const double *a, const double *b, const double *c,
-                       Py_ssize_t n, int sa, int sb, int sc) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        o[i] = fma(a[i * sa], b[i * sb], c[i * sc]);
-}
-INLINE void fma_loop_f(float *o, const float *a, const float *b, const float *c,
-                       Py_ssize_t n, int sa, int sb, int sc) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        o[i] = fmaf(a[i * sa], b[i * sb], c[i * sc]);
-}
-FMA_TARGET static void fma_d_hw(double *o, const double *a, const double *b, const double *c,
-                                Py_ssize_t n, int sa, int sb, int sc) {
-    fma_loop_d(o, a, b, c, n, sa, sb, sc);
-}
-FMA_TARGET static void fma_f_hw(float *o, const float *a, const float *b, const float *c,
-                                Py_ssize_t n, int sa, int sb, int sc) {
-    fma_loop_f(o, a, b, c, n, sa, sb, sc);
-}
-static void fma_d_sw(double *o, const double *a, const double *b, const double *c,
-                     Py_ssize_t n, int sa, int sb, int sc) {
-    fma_loop_d(o, a, b, c, n, sa, sb, sc);
-}
-static void fma_f_sw(float *o, const float *a, const float *b, const float *c,
-                     Py_ssize_t n, int sa, int sb, int sc) {
-    fma_loop_f(o, a, b, c, n, sa, sb, sc);
-}
-
-static PyObject *py_fma(PyObject *self, PyObject *args) {
-    PyObject *objs[4];
-    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3]))
-        return NULL;
-    Py_buffer v[4];
-    Py_ssize_t size = 8;
-    const char *fmt = "d";
-    if (PyObject_CheckBuffer(objs[3])) {      /* float64 or float32, chosen by `out` */
-        Py_buffer probe;
-        if (PyObject_GetBuffer(objs[3], &probe, PyBUF_SIMPLE | PyBUF_FORMAT) == 0) {
-            if (probe.itemsize == 4) {
-                size = 4;
-                fmt = "f";
-            }
-            PyBuffer_Release(&probe);
-        } else {
-            PyErr_Clear();
-        }
-    }
-    if (get_buffer(objs[3], &v[3], 1, fmt, size, "out") < 0)
-        return NULL;
-    Py_ssize_t n = v[3].len / size;
-    int got = 0, step[3];
-    for (; got < 3; got++) {
-        if (get_buffer(objs[got], &v[got], 0, fmt, size, "a, b and c") < 0)
-            break;
-        Py_ssize_t m = v[got].len / size;
-        if (m != n && m != 1) {
-            PyErr_Format(PyExc_ValueError, "_crandom.fma: input of length %zd for output of "
-                         "length %zd", m, n);
-            PyBuffer_Release(&v[got]);
-            break;
-        }
-        step[got] = m == 1 ? 0 : 1;
-    }
-    if (got == 3) {
-        Py_BEGIN_ALLOW_THREADS
-        if (size == 8)
-            (has_fma ? fma_d_hw : fma_d_sw)(v[3].buf, v[0].buf, v[1].buf, v[2].buf, n, step[0],
-                                             step[1], step[2]);
-        else
-            (has_fma ? fma_f_hw : fma_f_sw)(v[3].buf, v[0].buf, v[1].buf, v[2].buf, n, step[0],
-                                             step[1], step[2]);
-        Py_END_ALLOW_THREADS
-    }
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&v[k]);
-    PyBuffer_Release(&v[3]);
-    if (got < 3)
-        return NULL;
-    Py_RETURN_NONE;
-}
 
 /* ---- PyTorch's AVX2 normal: polynomial log and sincos (Cephes, as in sse_mathfun) ------------ */
 /* The same float operations in the same order as PyTorch's 8-lane version, one lane at a time;

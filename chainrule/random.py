@@ -97,7 +97,7 @@ _c = _load_c()
 
 # ---- exact arithmetic: the C library's functions and fused multiply-adds ----------------------
 def libm(name: str, x: np.ndarray) -> np.ndarray:
-    """``name`` (log, log1p, sin, cos, tan, exp, lgamma; logf, sinf, cosf on float32) applied
+    """``name`` (log, log1p, sin, cos, tan, exp; logf, sinf, cosf on float32) applied
     elementwise with the C library, as PyTorch's kernels call it (NumPy's differ in the last
     bit)."""
     out = np.array(x, dtype=np.float32 if name.endswith("f") else np.float64, order="C")
@@ -113,9 +113,9 @@ def libm(name: str, x: np.ndarray) -> np.ndarray:
     for i, v in enumerate(flat.tolist()):
         try:
             flat[i] = fn(v)
-        except (ValueError, OverflowError):  # math raises where C returns nan/inf
+        except (ValueError, OverflowError):  # math raises where C returns ±inf/nan
             with np.errstate(all="ignore"):
-                flat[i] = getattr(np, {"lgamma": "log"}.get(name, name))(np.float64(v))
+                flat[i] = getattr(np, name)(np.float64(v))
     return out
 
 
@@ -204,7 +204,7 @@ class Generator:
     # -- seeding --
     def manual_seed(self, seed: int) -> Generator:
         """Seed the generator (any int in [-2⁶³, 2⁶⁴); negative seeds wrap mod 2⁶⁴)."""
-        if isinstance(seed, (float, str, bytes)) or not hasattr(seed, "__index__"):
+        if isinstance(seed, (bool, float, str, bytes)) or not hasattr(seed, "__index__"):
             raise RuntimeError(f"manual_seed expected a long, but got {type(seed).__name__}")
         seed = operator.index(seed)
         if not -2**63 <= seed < 2**64:
