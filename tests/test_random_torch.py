@@ -55,27 +55,6 @@ def run_both(cr_fn, torch_fn, seed: int = 0, calls: int = 3) -> None:
     same_state(g, tg)
 
 
-def _torch_uses_mt19937(method: str) -> bool:
-    """False where this PyTorch build draws ``method`` from Intel MKL's generator instead of its
-    Mersenne Twister (its MKL builds may, on Intel CPUs, for bernoulli_ with a float p and for
-    exponential_). chainrule follows the Mersenne Twister path (docs/random.md)."""
-    g, tg = gens(0)
-    arg = 0.5 if method == "bernoulli_" else 1.0
-    ours = getattr(cr.empty(64), method)(arg, generator=g).numpy()
-    return np.array_equal(ours, getattr(torch.empty(64), method)(arg, generator=tg).numpy())
-
-
-MKL_PATHS = {m for m in ("bernoulli_", "exponential_") if not _torch_uses_mt19937(m)}
-
-
-def mt19937_only(*methods: str) -> None:
-    """Skip (saying why) where PyTorch's stream for ``methods`` is MKL's on this machine."""
-    mkl = MKL_PATHS.intersection(methods)
-    if mkl:
-        pytest.skip(f"this PyTorch draws {', '.join(sorted(mkl))} from Intel MKL's generator on "
-                    "this CPU; chainrule reproduces the Mersenne Twister path")
-
-
 def pick(m, pair):
     """The chainrule or the torch half of a (chainrule, torch) pair, for module ``m``."""
     return pair[0] if m is cr else pair[1]
@@ -201,7 +180,6 @@ def _fill(m, g, n, dt, name, args):
 @pytest.mark.parametrize("dt", FLOATS)
 @pytest.mark.parametrize("name,args", FILLS)
 def test_in_place_continuous_fills(n, dt, name, args) -> None:
-    mt19937_only(name)
     check(_fill, n, dt, name, args)
 
 
@@ -223,7 +201,6 @@ def test_ten_thousand_normals_at_many_seeds(seed, dt) -> None:
 @pytest.mark.parametrize("name,args", (("uniform_", ()), ("normal_", ()), ("random_", (50,)),
                                        ("exponential_", ())))
 def test_fills_of_non_contiguous_tensors_follow_memory_order(name, args) -> None:
-    mt19937_only(name)
     def fill_views(m, g):
         base = m.zeros(6, 20)
         getattr(base.t(), name)(*args, generator=g)
@@ -236,7 +213,6 @@ def test_fills_of_non_contiguous_tensors_follow_memory_order(name, args) -> None
 @pytest.mark.parametrize("n", (7, 16, 40, 1001))
 @pytest.mark.parametrize("name,args", FILLS + (("normal_", ()), ("uniform_", ())))
 def test_float16_fills(n, name, args) -> None:
-    mt19937_only(name)
     check(_fill, n, (cr.float16, torch.float16), name, args)
 
 
@@ -341,7 +317,6 @@ def test_bernoulli_tensor_and_scalar_probabilities(dt) -> None:
     # p broadcast into an integer tensor
     check(lambda m, g, dt: m.zeros(4, 3, 111, dtype=m.int64).bernoulli_(_probs(m, dt, 3, 111),
                                                                       generator=g), dt)
-    mt19937_only("bernoulli_")
     check(lambda m, g, dt: m.bernoulli(_probs(m, dt, 3, 111), 0.25, generator=g), dt)
 
 
@@ -349,8 +324,6 @@ def test_bernoulli_tensor_and_scalar_probabilities(dt) -> None:
 @pytest.mark.parametrize("k,replacement", ((1, True), (1, False), (5, False), (27, False),
                                            (5, True), (300, True)))
 def test_multinomial(dt, k, replacement) -> None:
-    if k == 1 or not replacement:  # sampled as argmax/topk of p / Exp(1)
-        mt19937_only("exponential_")
     check(lambda m, g, dt, k, r: m.multinomial(_probs(m, dt, 4, 27) + 0.01, k, r, generator=g),
           dt, k, replacement)
     check(lambda m, g, dt, k, r: m.multinomial(_probs(m, dt, 27) + 0.01, k, r, generator=g),
@@ -578,7 +551,6 @@ def test_module_initialisation_matches_torch(make) -> None:
 
 # ---- dropout ------------------------------------------------------------------------------------
 def test_dropout_masks() -> None:
-    mt19937_only("bernoulli_")
     x = torch.randn(4, 6, 5, 5, generator=torch.Generator().manual_seed(1))
     cx = cr.tensor(x.numpy())
     for p in (0.1, 0.5, 0.9):
@@ -606,7 +578,6 @@ def test_dropout_masks() -> None:
 
 
 def test_dropout_modules_and_float64() -> None:
-    mt19937_only("bernoulli_")
     x = torch.randn(8, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     cr.manual_seed(5)
     torch.manual_seed(5)
@@ -637,7 +608,6 @@ def test_dataloader_shuffle_with_and_without_a_generator() -> None:
 
 
 def test_samplers() -> None:
-    mt19937_only("exponential_")  # WeightedRandomSampler(replacement=False)
     cr.manual_seed(1)
     torch.manual_seed(1)
     src = list(range(37))
@@ -736,7 +706,6 @@ def test_makemore_lecture_numbers() -> None:
         bigram = m.multinomial(p, num_samples=20, replacement=True, generator=g)
         return [C, W1, b1, W2, ix, bigram], names
 
-    mt19937_only("exponential_")  # multinomial with one sample
     (ours, names), (theirs, tnames) = run(cr), run(torch)
     for a, b in zip(ours, theirs):
         same(a, b)
