@@ -107,8 +107,10 @@ def table(rows, repeats: int) -> str:
                      f"{py * 1e3:.0f} ms |")
     kernels = "AVX2 (polynomial log/sincos, fused multiply-adds)" if crandom.KERNELS == "avx2" \
         else "baseline (C library)"
+    load = f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: the ratios, " \
+        "timed alternately, are the result)" if hasattr(os, "getloadavg") else ""
     lines += ["", f"Best of {repeats} alternating runs, each from a freshly seeded generator; "
-              f"every result equals PyTorch's bit for bit (checked first). {_cpu()}, "
+              f"every result equals PyTorch's bit for bit (checked first). {_cpu()}{load}, "
               f"PyTorch's {kernels} kernels; Python {platform.python_version()}, "
               f"NumPy {np.__version__}, one thread. Goal: chainrule ≤ 2× PyTorch. Reproduce "
               "with `python bench/bench_random.py`."]
