@@ -2,6 +2,7 @@
 installs and runs as pure Python, with the same results. All metadata is in pyproject.toml.
 
 - ``chainrule/kernels/_cpu_loops.c``: one-pass C loops behind a buffer-in, buffer-out interface.
+- ``chainrule/_crandom.c``: the random-number transforms that reproduce PyTorch's roundings.
 - The engine's hot modules, compiled by Cython from the very ``.py`` files that are read and
   run as Python elsewhere (pure-Python mode: the ``.pxd`` beside each only declares the C
   fields of its classes). ``CHAINRULE_PURE_PYTHON=1`` runs the ``.py`` files even where the
@@ -15,11 +16,19 @@ from setuptools import Extension, setup
 COMPILED = ["chainrule/tensor.py", "chainrule/autograd/function.py",
             "chainrule/autograd/engine.py"]
 
+posix = sys.platform != "win32"
 # FP operations never trap in chainrule (NumPy's error flags are not read from this code), so
 # the compiler may if-convert the clamps in the fused loops and vectorize them.
-flags = [] if sys.platform == "win32" else ["-fno-trapping-math"]
-ext_modules = [Extension("chainrule.kernels._cpu_loops", ["chainrule/kernels/_cpu_loops.c"],
-                         extra_compile_args=flags, optional=True)]
+flags = ["-fno-trapping-math"] if posix else []
+# The random kernels reproduce PyTorch's roundings: no a*b+c may be fused unless the code says
+# fma(), and the C library's log/sin/... are called as they are.
+random_flags = ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"] if posix else []
+ext_modules = [
+    Extension("chainrule.kernels._cpu_loops", ["chainrule/kernels/_cpu_loops.c"],
+              extra_compile_args=flags, optional=True),
+    Extension("chainrule._crandom", ["chainrule/_crandom.c"], extra_compile_args=random_flags,
+              libraries=["m"] if posix else [], optional=True),
+]
 try:
     from Cython.Build import cythonize
 except ImportError:  # no Cython: the engine runs as Python

@@ -1,4 +1,5 @@
-"""Tensor creation: tensor, zeros, randn, ... and the global random generator."""
+"""Tensor creation: tensor, zeros, arange, ... and the random ones (rand, randn, randint, ...),
+which draw PyTorch's streams through chainrule.random."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import numpy as np
 
 from chainrule import devices
 from chainrule import dtypes as _dt
+from chainrule import random as _rnd
+from chainrule.random import (
+    Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state,
+)
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
@@ -16,68 +21,8 @@ __all__ = [
     "logspace", "eye", "randn", "rand", "randint", "randperm", "normal", "zeros_like",
     "ones_like", "full_like", "empty_like", "randn_like", "rand_like", "randint_like",
     "manual_seed", "seed", "initial_seed", "Generator", "default_generator", "get_rng_state",
-    "set_rng_state", "bernoulli", "multinomial",
+    "set_rng_state", "bernoulli", "multinomial", "poisson",
 ]
-
-
-class Generator:
-    """A seeded source of random numbers (``cr.Generator().manual_seed(0)``)."""
-
-    def __init__(self, device="cpu") -> None:
-        self.device = devices.as_device(device)
-        self._seed = 0
-        self._rng = np.random.default_rng(0)
-
-    def manual_seed(self, seed: int) -> Generator:
-        self._seed = int(seed)
-        self._rng = np.random.default_rng(self._seed)
-        return self
-
-    def seed(self) -> int:
-        s = int(np.random.SeedSequence().entropy % (2**63))
-        self.manual_seed(s)
-        return s
-
-    def initial_seed(self) -> int:
-        return self._seed
-
-    def get_state(self) -> Tensor:
-        import json
-
-        state = json.dumps(self._rng.bit_generator.state).encode()
-        return wrap(np.frombuffer(state, np.uint8).copy())
-
-    def set_state(self, state: Tensor) -> None:
-        import json
-
-        self._rng.bit_generator.state = json.loads(bytes(state._data.astype(np.uint8)).decode())
-
-
-default_generator = Generator()
-
-
-def manual_seed(seed: int) -> Generator:
-    """Seed chainrule's global random generator (CPU, and CUDA when present)."""
-    default_generator.manual_seed(seed)
-    if devices.cuda_available():
-        devices.xp("cuda").random.seed(int(seed) % 2**32)
-    return default_generator
-
-
-def seed() -> int:
-    return default_generator.seed()
-
-
-def initial_seed() -> int:
-    return default_generator.initial_seed()
-
-
-def get_rng_state() -> Tensor:
-    return default_generator.get_state()
-
-
-def set_rng_state(state: Tensor) -> None:
-    default_generator.set_state(state)
 
 
 def _sizes(size) -> tuple:
@@ -267,112 +212,168 @@ def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=
     return _finish(np.eye(n, m, dtype=_float_dtype(dtype)), device, requires_grad)
 
 
-def _rng(generator):
-    return (generator or default_generator)._rng
+# ---- random tensors: an empty tensor filled in place, as PyTorch makes them ----------------------
+def _empty(shape, np_dtype, device) -> Tensor:
+    return wrap(devices.xp(device).zeros(shape, np_dtype))
 
 
-def _random(kind: str, shape, np_dtype, device, generator, a=0.0, b=1.0):
-    """Random numbers of ``kind`` drawn on the target device."""
-    if np.dtype(np_dtype).kind != "f":
-        name = "randn" if kind == "normal" else "rand"
-        raise NotImplementedError(
-            f"{name}: {kind} samples need a floating point dtype, got "
-            f"{_dt.from_numpy_dtype(np.dtype(np_dtype))} (use randint for integers)"
-        )
-    device = devices.as_device(device)
-    if device.type == "cuda":
-        cp = devices.xp(device)
-        if kind == "normal":
-            return (cp.random.standard_normal(shape, dtype=np.float32) * b + a).astype(np_dtype)
-        return (cp.random.random(shape, dtype=np.float32) * (b - a) + a).astype(np_dtype)
-    rng = _rng(generator)
-    fast = np_dtype in (np.float32, np.float64)
-    if kind == "normal":
-        out = rng.standard_normal(shape, dtype=np_dtype if fast else np.float64)
-        if a != 0.0 or b != 1.0:
-            out = out * b + a
-    else:
-        out = rng.random(shape, dtype=np_dtype if fast else np.float64)
-        if a != 0.0 or b != 1.0:
-            out = out * (b - a) + a
-    return np.asarray(out, dtype=np_dtype)
+def _done(t: Tensor, requires_grad: bool) -> Tensor:
+    return t.requires_grad_(True) if requires_grad else t
 
 
-def random_values(kind: str, like: Tensor, generator, a=0.0, b=1.0):
-    """An array of ``like``'s shape, dtype and device drawn from ``kind`` ("uniform" on [a, b),
-    "normal" with mean a and std b)."""
-    return _random(kind, like._data.shape, like._data.dtype, like.device, generator, a, b)
-
-
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Standard normal samples."""
-    data = _random("normal", _sizes(size), _float_dtype(dtype), device, generator)
-    return _finish(data, None, requires_grad)
-
-
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False,
+         pin_memory=False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    data = _random("uniform", _sizes(size), _float_dtype(dtype), device, generator)
-    return _finish(data, None, requires_grad)
+    t = _empty(_sizes(size), _float_dtype(dtype), device)
+    return _done(_rnd.uniform_(t, 0.0, 1.0, generator), requires_grad)
 
 
-def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
-    if isinstance(mean, Tensor) or isinstance(std, Tensor):
-        m = mean._data if isinstance(mean, Tensor) else mean
-        s = std._data if isinstance(std, Tensor) else std
-        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
-        z = _random("normal", shape, _float_dtype(dtype), device, generator)
-        return _finish((z * s + m).astype(z.dtype), None, False)
-    return _finish(_random("normal", _sizes((size,)), _float_dtype(dtype), device, generator,
-                           mean, std), None, False)
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False,
+          pin_memory=False) -> Tensor:
+    """Standard normal samples."""
+    t = _empty(_sizes(size), _float_dtype(dtype), device)
+    return _done(_rnd.normal_(t, 0.0, 1.0, generator), requires_grad)
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
             requires_grad=False) -> Tensor:
-    """Uniform integers in [low, high)."""
+    """Uniform integers in [low, high) (``randint(high, size)`` or ``randint(low, high, size)``)."""
     if size is None:
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
-    np_dtype = _dt.to_numpy_dtype(dtype) if dtype is not None else np.int64
-    data = _rng(generator).integers(low, high, size=_sizes((size,)), dtype=np.int64)
-    data = data.astype(np_dtype)
-    return _finish(data, device, requires_grad)
+    t = _empty(_sizes((size,)), _dt.to_numpy_dtype(dtype) if dtype is not None else np.int64,
+               device)
+    return _done(_rnd.random_(t, _int_arg(low), _int_arg(high), generator), requires_grad)
 
 
-def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
-    """A random permutation of 0..n-1."""
-    np_dtype = _dt.to_numpy_dtype(dtype) if dtype is not None else np.int64
-    return _finish(_rng(generator).permutation(n).astype(np_dtype), device, False)
+def _int_arg(v) -> int:
+    return int(v.item()) if isinstance(v, Tensor) else int(v)
 
 
-def randn_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+_C_INT_NAMES = {"int8": "int8_t", "int16": "int16_t", "int32": "int", "int64": "int64_t",
+                "uint8": "uint8_t"}
+
+
+def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad=False,
+             pin_memory=False) -> Tensor:
+    """A random permutation of 0..n-1 (PyTorch's Fisher-Yates on its stream)."""
+    n = _int_arg(n)
+    if n < 0:
+        raise RuntimeError(f"Trying to create tensor with negative dimension {n}: [{n}]")
+    d = _dt.to_dtype(dtype) if dtype is not None else _dt.int64
+    if d.np == np.bool_:
+        raise NotImplementedError("\"randperm\" not implemented for 'Bool'")
+    if d.np.kind == "f":
+        digits = {2: 11, 4: 24, 8: 53}[d.itemsize]
+        if n > 2**digits + 1:
+            limit = "2049" if digits == 11 else f"2^{digits}+1"
+            raise RuntimeError(f"n cannot be greater than {limit} for "
+                               f"{_rnd._torch_name(d.np)} type.")
+    elif n > 0 and n - 1 > np.iinfo(d.np).max:
+        raise RuntimeError(f"value cannot be converted to type {_C_INT_NAMES[d.name]} without "
+                           "overflow")
+    if device is not None and devices.as_device(device).type == "cuda":
+        rs = _rnd._cupy_random(generator, devices.xp(device).zeros(0))
+        data = rs.permutation(n).astype(d.np)
+    else:
+        data = _rnd.randperm(_rnd.generator_of(generator), n).astype(d.np)
+    return _done(wrap(data), requires_grad)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None,
+           requires_grad=False) -> Tensor:
+    """N(mean, std²) samples; ``mean`` and ``std`` may be tensors (broadcast together; the
+    result is differentiable with respect to them) or floats (then ``size`` is required)."""
+    if not isinstance(mean, Tensor) and not isinstance(std, Tensor):
+        if size is None:
+            raise TypeError("normal() received floats for mean and std but no size")
+        t = _empty(_sizes((size,)), _float_dtype(dtype), device)
+        return _done(_rnd.normal_(t, float(mean), float(std), generator), requires_grad)
+    if isinstance(std, Tensor):
+        s = std._data
+        if s.size and bool((s < 0).any()):
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+    elif std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {_rnd._num(std)}")
+    if isinstance(mean, Tensor) and not isinstance(std, Tensor):
+        z = _rnd.normal_(zeros_like(mean.detach()), 0.0, float(std), generator)
+        return z + mean
+    like = std if not isinstance(mean, Tensor) else (
+        mean if not isinstance(std, Tensor) else None)
+    if like is None:
+        shape = _broadcast_shape(mean, std)
+        out_dtype = np.result_type(mean._data.dtype, std._data.dtype)
+        z = _empty(shape, out_dtype, mean.device)
+    else:
+        z = zeros_like(like.detach())
+    return _rnd.normal_(z, 0.0, 1.0, generator) * std + mean
+
+
+def _broadcast_shape(a: Tensor, b: Tensor) -> tuple:
+    try:
+        return np.broadcast_shapes(a._data.shape, b._data.shape)
+    except ValueError as e:
+        from chainrule.ops.binary import _shape_error
+
+        raise _shape_error("normal", a, b, e) from None
+
+
+def randn_like(input: Tensor, *, generator=None, dtype=None, device=None,
+               requires_grad=False) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return randn(input._data.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return randn(input._data.shape, generator=generator, dtype=dtype, device=device,
+                 requires_grad=requires_grad)
 
 
-def rand_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+def rand_like(input: Tensor, *, generator=None, dtype=None, device=None,
+              requires_grad=False) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return rand(input._data.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return rand(input._data.shape, generator=generator, dtype=dtype, device=device,
+                requires_grad=requires_grad)
 
 
-def randint_like(input: Tensor, low, high=None, *, dtype=None, device=None) -> Tensor:
+def randint_like(input: Tensor, low=0, high=None, *, generator=None, dtype=None, device=None,
+                 requires_grad=False) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return randint(low, high, input._data.shape, dtype=dtype, device=device)
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, input._data.shape, generator=generator, dtype=dtype,
+                   device=device, requires_grad=requires_grad)
 
 
 def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
-    """1 with probability ``input`` (or ``p``), else 0."""
-    probs = input._data if p is None else np.full(input._data.shape, p)
-    draw = _rng(generator).random(np.shape(probs))
-    return wrap((draw < probs).astype(input._data.dtype))
+    """1 with probability ``input`` (elementwise), or with probability ``p`` if given."""
+    out = zeros_like(input.detach())
+    return _rnd.bernoulli_(out, input if p is None else p, generator)
 
 
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
                 generator=None) -> Tensor:
-    p = np.asarray(input._data, np.float64)
-    rng = _rng(generator)
-    rows = p.reshape(-1, p.shape[-1])
-    out = np.stack([rng.choice(len(r), num_samples, replace=replacement, p=r / r.sum())
-                    for r in rows])
-    return wrap(out.reshape(p.shape[:-1] + (num_samples,)).astype(np.int64))
+    """Indices sampled from the rows of ``input`` (non-negative weights), as PyTorch samples."""
+    probs = input._data
+    if probs.dtype.kind != "f":
+        raise RuntimeError(f"multinomial only supports floating-point dtypes for input, got: "
+                           f"{_rnd._torch_name(probs.dtype)}")
+    if probs.ndim not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if num_samples <= 0:
+        raise RuntimeError("cannot sample n_sample <= 0 samples")
+    if not replacement and num_samples > probs.shape[-1]:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
+                           "replacement")
+    if probs.shape[-1] > 2**24:
+        raise RuntimeError("number of categories cannot exceed 2^24")
+    rows = devices.to_device(probs, "cpu").reshape(-1, probs.shape[-1])
+    out = _rnd.multinomial(_rnd.generator_of(generator), rows, int(num_samples), replacement)
+    out = out.reshape(probs.shape[:-1] + (int(num_samples),))
+    return wrap(devices.to_device(out, input.device))
+
+
+def poisson(input: Tensor, generator=None) -> Tensor:
+    """Poisson(rate) samples for the rates in ``input``."""
+    rates = devices.to_device(input._data, "cpu")
+    if rates.size and bool((rates < 0).any()):
+        raise RuntimeError("invalid Poisson rate, expected rate to be non-negative")
+    out = _rnd.poisson(_rnd.generator_of(generator), rates.astype(np.float64))
+    return wrap(devices.to_device(out.astype(rates.dtype), input.device))

@@ -688,6 +688,13 @@ class Tensor(TensorBase):
         return self.bitwise_xor_(other)
 
     # ---- methods that are ops under another name or with a tensor argument ----------------------
+    def bernoulli(self, p=None, *, generator=None) -> Tensor:
+        return _late.creation.bernoulli(self, p, generator=generator)
+
+    def multinomial(self, num_samples: int, replacement: bool = False, *,
+                    generator=None) -> Tensor:
+        return _late.creation.multinomial(self, num_samples, replacement, generator=generator)
+
     def view_as(self, other: Tensor) -> Tensor:
         return self.view(other._data.shape)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from chainrule.data import datasets
 from chainrule.data.dataloader import (
     BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
-    default_collate, default_convert,
+    WeightedRandomSampler, default_collate, default_convert,
 )
 from chainrule.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
 
 __all__ = [
     "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split", "DataLoader",
-    "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
-    "default_collate", "default_convert", "datasets",
+    "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
+    "WeightedRandomSampler", "BatchSampler", "default_collate", "default_convert", "datasets",
 ]

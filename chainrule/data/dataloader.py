@@ -15,7 +15,7 @@ from chainrule.tensor import Tensor
 
 __all__ = [
     "DataLoader", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-    "BatchSampler", "default_collate", "default_convert",
+    "WeightedRandomSampler", "BatchSampler", "default_collate", "default_convert",
 ]
 
 
@@ -43,19 +43,18 @@ class SequentialSampler(Sampler):
         return len(self.data_source)
 
 
-def _epoch_generator(generator):
-    """``generator``, or (like PyTorch) a fresh one seeded from the global generator."""
-    from chainrule.creation import Generator, default_generator
+def _draw_seed(generator) -> int:
+    """``torch.empty((), dtype=torch.int64).random_(generator=generator).item()``: a seed in
+    [0, 2⁶³) from one 64-bit draw."""
+    from chainrule import random
 
-    if generator is not None:
-        return generator
-    seed = int(default_generator._rng.integers(0, 2**63 - 1))
-    return Generator().manual_seed(seed)
+    return int(random.random_default(random.generator_of(generator), 1, np.int64)[0])
 
 
 class RandomSampler(Sampler):
     """A random permutation of the indices each epoch (or ``num_samples`` draws with
-    replacement)."""
+    replacement, 32 at a time, so that any ``num_samples`` costs no memory). Without a
+    ``generator`` each epoch seeds a fresh one from the default generator, as PyTorch does."""
 
     def __init__(self, data_source: Sequence, replacement: bool = False,
                  num_samples: int | None = None, generator=None) -> None:
@@ -76,11 +75,16 @@ class RandomSampler(Sampler):
 
     def __iter__(self) -> Iterator[int]:
         from chainrule.creation import randint, randperm
+        from chainrule.random import Generator
 
         n = len(self.data_source)
-        g = _epoch_generator(self.generator)
+        g = self.generator
+        if g is None:
+            g = Generator().manual_seed(_draw_seed(None))
         if self.replacement:
-            yield from randint(0, n, (self.num_samples,), generator=g)._data.tolist()
+            for _ in range(self.num_samples // 32):
+                yield from randint(0, n, (32,), generator=g)._data.tolist()
+            yield from randint(0, n, (self.num_samples % 32,), generator=g)._data.tolist()
             return
         for _ in range(self.num_samples // n):
             yield from randperm(n, generator=g)._data.tolist()
@@ -91,7 +95,8 @@ class RandomSampler(Sampler):
 
 
 class SubsetRandomSampler(Sampler):
-    """The given indices in a random order each epoch."""
+    """The given indices in a random order each epoch (drawn from ``generator``, or the default
+    generator)."""
 
     def __init__(self, indices: Sequence[int], generator=None) -> None:
         self.indices = indices
@@ -100,12 +105,46 @@ class SubsetRandomSampler(Sampler):
     def __iter__(self) -> Iterator[int]:
         from chainrule.creation import randperm
 
-        g = _epoch_generator(self.generator)
-        for i in randperm(len(self.indices), generator=g)._data.tolist():
+        for i in randperm(len(self.indices), generator=self.generator)._data.tolist():
             yield self.indices[i]
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    """``num_samples`` indices drawn with probabilities proportional to ``weights``
+    (``torch.multinomial`` on float64 weights)."""
+
+    def __init__(self, weights: Sequence[float], num_samples: int, replacement: bool = True,
+                 generator=None) -> None:
+        from chainrule.creation import as_tensor
+
+        if (not isinstance(num_samples, int) or isinstance(num_samples, bool)
+                or num_samples <= 0):
+            raise ValueError("num_samples should be a positive integer value, but got "
+                             f"num_samples={num_samples}")
+        if not isinstance(replacement, bool):
+            raise ValueError("replacement should be a boolean value, but got "
+                             f"replacement={replacement}")
+        weights_tensor = as_tensor(weights, dtype="float64")
+        if weights_tensor.ndim != 1:
+            raise ValueError("weights should be a 1d sequence but given weights have shape "
+                             f"{tuple(weights_tensor.shape)}")
+        self.weights = weights_tensor
+        self.num_samples = num_samples
+        self.replacement = replacement
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[int]:
+        from chainrule.creation import multinomial
+
+        drawn = multinomial(self.weights, self.num_samples, self.replacement,
+                            generator=self.generator)
+        yield from drawn._data.tolist()
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class BatchSampler(Sampler):
@@ -257,6 +296,10 @@ class DataLoader:
         self.collate_fn = collate_fn
 
     def __iter__(self) -> Iterator[Any]:
+        self._base_seed = _draw_seed(self.generator)  # PyTorch draws it for its workers
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
         if not self._auto_collation:
             for idx in self.sampler:
                 yield self.collate_fn(self.dataset[idx])

@@ -117,7 +117,7 @@ class ConcatDataset(Dataset):
 def random_split(dataset: Dataset, lengths: Sequence[int | float],
                  generator=None) -> list[Subset]:
     """Split ``dataset`` into non-overlapping random subsets of the given lengths or fractions."""
-    from chainrule.creation import default_generator, randperm
+    from chainrule.creation import randperm
 
     n = len(dataset)
     lengths = list(lengths)
@@ -137,7 +137,7 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float],
     if sum(lengths) != n:
         raise ValueError("random_split: sum of input lengths does not equal the length of the "
                          f"input dataset ({sum(lengths)} != {n})")
-    perm = randperm(n, generator=generator or default_generator)._data.tolist()
+    perm = randperm(n, generator=generator)._data.tolist()
     out, offset = [], 0
     for length in lengths:
         out.append(Subset(dataset, perm[offset:offset + length]))

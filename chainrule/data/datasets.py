@@ -9,13 +9,21 @@ import zlib
 
 import numpy as np
 
+from chainrule.creation import randn, randperm
 from chainrule.data.dataset import TensorDataset
+from chainrule.dtypes import float64
 from chainrule.tensor import wrap
 
 __all__ = ["digits", "moons", "spirals", "mnist", "mnist_files", "read_idx", "IDX_TYPES"]
 
 # IDX type code -> big-endian NumPy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _generator(seed: int):
+    from chainrule.random import Generator
+
+    return Generator().manual_seed(seed)
 
 
 def _dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
@@ -47,18 +55,21 @@ def digits(test_size: float = 0.2, seed: int = 0,
     """The 1797 8x8 handwritten digits bundled with scikit-learn, as ``(train, test)``.
 
     Each is a ``TensorDataset(images, labels)``: images float32 in [0, 1] of shape (N, 1, 8, 8)
-    (or (N, 64) with ``flatten=True``), labels int64 in 0..9. The split is stratified: a seeded
-    ``test_size`` fraction of every class goes to the test set (360 of 1797 by default).
+    (or (N, 64) with ``flatten=True``), labels int64 in 0..9. The split is stratified: a
+    ``test_size`` fraction of every class goes to the test set (360 of 1797 by default), the
+    first of ``randperm(len(class), generator=g)`` for each class in turn, with
+    ``g = Generator().manual_seed(seed)`` (the same calls in PyTorch give the same split).
     """
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"digits: test_size must be in (0, 1), got {test_size}")
     x, y = _load_digits_arrays()
     x = (x / 16.0).astype(np.float32)
-    rng = np.random.default_rng(seed)
+    g = _generator(seed)
     test_idx = []
     for c in range(10):
         members = np.flatnonzero(y == c)
-        test_idx.append(rng.permutation(members)[: int(round(len(members) * test_size))])
+        order = randperm(len(members), generator=g)._data
+        test_idx.append(members[order[: int(round(len(members) * test_size))]])
     test_mask = np.zeros(len(y), bool)
     test_mask[np.concatenate(test_idx)] = True
     shape = (-1, 64) if flatten else (-1, 1, 8, 8)
@@ -69,12 +80,13 @@ def digits(test_size: float = 0.2, seed: int = 0,
 
 def moons(n: int = 1000, noise: float = 0.1, seed: int = 0) -> TensorDataset:
     """Two interleaving half circles (as scikit-learn's ``make_moons``): points (n, 2) float32,
-    labels 0/1 int64."""
+    labels 0/1 int64, shuffled by ``randperm(n, generator=g)`` and jittered by
+    ``noise * randn(n, 2, dtype=float64, generator=g)``, ``g = Generator().manual_seed(seed)``."""
     if n < 2:
         raise ValueError(f"moons: n must be at least 2, got {n}")
     if noise < 0:
         raise ValueError(f"moons: noise must be non-negative, got {noise}")
-    rng = np.random.default_rng(seed)
+    g = _generator(seed)
     n_out = n // 2
     n_in = n - n_out
     t_out = np.linspace(0, np.pi, n_out)
@@ -82,29 +94,32 @@ def moons(n: int = 1000, noise: float = 0.1, seed: int = 0) -> TensorDataset:
     x = np.concatenate([np.stack([np.cos(t_out), np.sin(t_out)], 1),
                         np.stack([1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5], 1)])
     y = np.concatenate([np.zeros(n_out, np.int64), np.ones(n_in, np.int64)])
-    perm = rng.permutation(n)
-    x = x[perm] + rng.normal(scale=noise, size=(n, 2))
+    perm = randperm(n, generator=g)._data
+    x = x[perm] + randn(n, 2, dtype=float64, generator=g)._data * noise
     return _dataset(x, y[perm])
 
 
 def spirals(n_classes: int = 3, n_per_class: int = 200, noise: float = 0.2,
             seed: int = 0) -> TensorDataset:
     """``n_classes`` interleaved spiral arms (the CS231n toy problem): points float32 (N, 2),
-    labels int64, N = n_classes * n_per_class."""
+    labels int64, N = n_classes * n_per_class; the angles jittered by
+    ``noise * randn(n_per_class, dtype=float64, generator=g)`` per class, then shuffled by
+    ``randperm(N, generator=g)``, ``g = Generator().manual_seed(seed)``."""
     if n_classes < 2 or n_per_class < 1:
         raise ValueError(f"spirals: need n_classes >= 2 and n_per_class >= 1, got {n_classes} "
                          f"and {n_per_class}")
     if noise < 0:
         raise ValueError(f"spirals: noise must be non-negative, got {noise}")
-    rng = np.random.default_rng(seed)
+    g = _generator(seed)
     xs, ys = [], []
     for c in range(n_classes):
         r = np.linspace(0.0, 1.0, n_per_class)
-        t = np.linspace(c * 4.0, (c + 1) * 4.0, n_per_class) + rng.normal(size=n_per_class) * noise
+        jitter = randn(n_per_class, dtype=float64, generator=g)._data * noise
+        t = np.linspace(c * 4.0, (c + 1) * 4.0, n_per_class) + jitter
         xs.append(np.stack([r * np.sin(t), r * np.cos(t)], 1))
         ys.append(np.full(n_per_class, c, np.int64))
     x, y = np.concatenate(xs), np.concatenate(ys)
-    perm = rng.permutation(len(y))
+    perm = randperm(len(y), generator=g)._data
     return _dataset(x[perm], y[perm])
 
 

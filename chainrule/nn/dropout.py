@@ -1,23 +1,24 @@
 """Dropout, as functions (``F.dropout`` ...): each element (or channel) is zeroed with
-probability p and the rest scaled by 1/(1 - p) (inverted dropout)."""
+probability p and the rest scaled by 1/(1 - p) (inverted dropout), with PyTorch's draws."""
 
 from __future__ import annotations
 
-from chainrule.creation import _random
+import warnings
+
+from chainrule import devices
+from chainrule import random
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["dropout", "dropout1d", "dropout2d"]
+__all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d"]
 
 
-def _dropout_mask(input: Tensor, p: float, shape: tuple, name: str) -> Tensor:
-    if p < 0.0 or p > 1.0:
-        raise ValueError(f"{name}: dropout probability has to be between 0 and 1, but got {p}")
-    keep = 1.0 - p
-    dt = input._data.dtype
-    u = _random("uniform", shape, dt, input.device, None)
-    if keep == 0.0:
-        return wrap(u * 0)
-    return wrap((u < keep).astype(dt) * dt.type(1.0 / keep))
+def _dropout_mask(input: Tensor, p: float, shape: tuple) -> Tensor:
+    """PyTorch's noise: bernoulli_(1 - p) on an empty tensor of the input's dtype, then divided
+    by 1 - p (so the kept entries are 1 / (1 - p) in that dtype)."""
+    noise = wrap(devices.xp_of(input._data).empty(shape, input._data.dtype))
+    random.bernoulli_(noise, 1.0 - p)
+    noise._data /= input._data.dtype.type(1.0 - p)
+    return noise
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -26,30 +27,52 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         raise TypeError(f"dropout(): argument 'input' must be Tensor, not {type(input).__name__}")
     if p < 0.0 or p > 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
+    if not training or p == 0.0 or input.numel() == 0:
         return input
-    return input * _dropout_mask(input, p, input._data.shape, "dropout")
+    if p == 1.0:  # no draws, as in PyTorch
+        return input * 0.0
+    return input * _dropout_mask(input, p, input._data.shape)
 
 
-def _channel_dropout(input: Tensor, p: float, training: bool, name: str, nd: int) -> Tensor:
+def _feature_dropout(input: Tensor, p: float, training: bool, name: str, nd: int) -> Tensor:
+    """One draw per (sample, channel): the noise has the input's first two dims and 1 elsewhere
+    (an unbatched input counts as a batch of one)."""
     if p < 0.0 or p > 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if input.ndim not in (nd + 1, nd + 2):
         raise RuntimeError(f"{name}: expected {nd + 1}-D or {nd + 2}-D input, got shape "
                            f"{list(input.shape)}")
-    if not training or p == 0.0:
+    if not training or p == 0.0 or input.numel() == 0:
         return input
-    shape = input._data.shape[: -nd] + (1,) * nd
-    return input * _dropout_mask(input, p, shape, name)
+    if p == 1.0:
+        return input * 0.0
+    batched = input.shape if input.ndim == nd + 2 or name == "dropout2d" else (1,) + input.shape
+    noise = (batched[0], batched[1]) + (1,) * (len(batched) - 2)
+    mask = _dropout_mask(input, p, noise)
+    return input * (mask if len(batched) == input.ndim else mask.reshape(noise[1:]))
 
 
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True,
               inplace: bool = False) -> Tensor:
     """Zero whole channels of (N, C, L) input with probability p."""
-    return _channel_dropout(input, p, training, "dropout1d", 1)
+    return _feature_dropout(input, p, training, "dropout1d", 1)
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True,
               inplace: bool = False) -> Tensor:
-    """Zero whole channels of (N, C, H, W) input with probability p."""
-    return _channel_dropout(input, p, training, "dropout2d", 2)
+    """Zero whole channels of (N, C, H, W) input with probability p (a 3-D input is taken as
+    (N, C, L), as PyTorch does)."""
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that "
+                      "channel-wise 1D dropout behavior is desired - input is interpreted as "
+                      "shape (N, C, L), where C is the channel dim. This behavior will change in "
+                      "a future release to interpret the input as one without a batch "
+                      "dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout "
+                      "behavior, please switch to using dropout1d instead.", stacklevel=2)
+    return _feature_dropout(input, p, training, "dropout2d", 2)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True,
+              inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, D, H, W) input with probability p."""
+    return _feature_dropout(input, p, training, "dropout3d", 3)

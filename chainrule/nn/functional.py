@@ -16,7 +16,7 @@ from chainrule._state import state
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.kernels import kernels_for
 from chainrule.kernels.matmul import matmul as _mm
-from chainrule.nn.dropout import dropout, dropout1d, dropout2d  # noqa: F401  (F's names)
+from chainrule.nn.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401  (F)
 from chainrule.ops import either
 from chainrule.ops.elementwise import relu as _relu
 from chainrule.ops.elementwise import sigmoid as _sigmoid
@@ -31,7 +31,8 @@ __all__ = [
     "relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "elu", "selu", "celu", "mish",
     "tanh", "sigmoid", "softplus", "softsign", "logsigmoid", "hardtanh", "hardsigmoid",
     "hardswish", "tanhshrink", "softmax", "log_softmax", "softmin", "linear", "bilinear",
-    "dropout", "dropout1d", "dropout2d", "batch_norm", "layer_norm", "group_norm", "embedding",
+    "dropout", "dropout1d", "dropout2d", "dropout3d", "batch_norm", "layer_norm", "group_norm",
+    "embedding",
     "pad", "one_hot", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
     "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
     "normalize", "cosine_similarity",

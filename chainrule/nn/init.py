@@ -6,13 +6,14 @@ Every function runs under ``no_grad``, changes the tensor's data in place and re
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.autograd.inplace import overwrite
-from chainrule.tensor import Tensor
+from chainrule.tensor import Tensor, wrap
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -128,9 +129,10 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
-    """U(-a, a) with a = gain·√(6 / (fan_in + fan_out)) (Glorot)."""
+    """U(-a, a) with a = √3 · gain·√(2 / (fan_in + fan_out)) (Glorot)."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    a = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    a = math.sqrt(3.0) * std  # PyTorch's rounding order, so the bounds are its bounds
     return uniform_(tensor, -a, a, generator)
 
 
@@ -140,20 +142,28 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> 
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
 
 
+def _empty_warning(tensor: Tensor) -> bool:
+    if 0 in tuple(tensor.shape):
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        return True
+    return False
+
+
 def kaiming_uniform_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
-    """U(-b, b) with b = gain·√(3 / fan) (He); ``a`` is leaky_relu's negative slope."""
-    if 0 in tuple(tensor.shape):
+    """U(-b, b) with b = √3 · gain / √fan (He); ``a`` is leaky_relu's negative slope."""
+    if _empty_warning(tensor):
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
-    bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    bound = math.sqrt(3.0) * std
     return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
     """N(0, std²) with std = gain / √fan (He)."""
-    if 0 in tuple(tensor.shape):
+    if _empty_warning(tensor):
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)
@@ -161,56 +171,81 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
 
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0, generator: Any = None) -> Tensor:
-    """N(mean, std²) samples redrawn until they fall in [a, b]."""
-    from chainrule.creation import _rng
+    """N(mean, std²) restricted to [a, b], drawn as PyTorch draws it: where the interval holds
+    more than 30% of the mass, normals redrawn (a whole tensor at a time) until all fall inside;
+    otherwise uniforms on [a, b] accepted with probability pdf / peak."""
+    def cdf(x: float) -> float:
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
 
-    if a >= b:
-        raise ValueError(f"trunc_normal_: a ({a}) must be smaller than b ({b})")
-    rng = _rng(generator)
-    shape = tuple(tensor.shape)
-    out = rng.standard_normal(shape) * std + mean
-    bad = (out < a) | (out > b)
-    for _ in range(1000):
-        if not bad.any():
-            break
-        out[bad] = rng.standard_normal(int(bad.sum())) * std + mean
-        bad = (out < a) | (out > b)
-    out = np.clip(out, a, b).astype(tensor._data.dtype)
-    return _set(tensor, devices.to_device(out, tensor.device))
+    if mean < a - 2 * std or mean > b + 2 * std:
+        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+                      "The distribution of values may be incorrect.", stacklevel=2)
+    dt = tensor._data.dtype
+    with no_grad():
+        if cdf((b - mean) / std) - cdf((a - mean) / std) > 0.3:
+            lo, hi = dt.type(a), dt.type(b)
+            result = tensor.normal_(mean, std, generator=generator)._data.copy()
+            while True:
+                outside = (result < lo) | (result > hi)
+                if not outside.any():
+                    break
+                redrawn = wrap(np.empty_like(result)).normal_(mean, std, generator=generator)
+                result = np.where(outside, redrawn._data, result)
+            return _set(tensor, result)
+        mode = max(a, min(mean, b))
+        log_peak = -0.5 * ((mode - mean) / std) ** 2
+
+        def log_pdf(x):  # in the tensor's dtype, op by op as PyTorch's in-place chain
+            y = (x - dt.type(mean)) / dt.type(std)
+            return (y * y) * dt.type(-0.5) - dt.type(log_peak)
+
+        def rejected(x):
+            u = wrap(np.empty_like(x)).uniform_(generator=generator)._data
+            with np.errstate(divide="ignore"):
+                return np.log(u) > log_pdf(x)
+
+        result = tensor.uniform_(a, b, generator=generator)._data.copy()
+        pending = rejected(result)
+        while pending.any():
+            candidates = wrap(np.empty_like(result)).uniform_(a, b, generator=generator)._data
+            result = np.where(pending, candidates, result)
+            pending = np.where(pending, rejected(candidates), pending)
+        return _set(tensor, result)
 
 
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
-    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one, times ``gain``."""
-    from chainrule.creation import _rng
-
+    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one, times ``gain``
+    (the Gaussian is PyTorch's; the QR is NumPy's LAPACK, equal to PyTorch's up to rounding)."""
     if tensor.ndim < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     if tensor.numel() == 0:
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    flat = _rng(generator).standard_normal((rows, cols))
+    flat = wrap(np.empty((rows, cols), tensor._data.dtype)).normal_(0, 1, generator=generator)
+    flat = devices.to_device(flat._data, "cpu")
     if rows < cols:
         flat = flat.T
     q, r = np.linalg.qr(flat)
     q = q * np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    out = (q * gain).reshape(tuple(tensor.shape)).astype(tensor._data.dtype)
-    return _set(tensor, devices.to_device(out, tensor.device))
+    out = (q.reshape(tuple(tensor.shape)) * tensor._data.dtype.type(gain))
+    return _set(tensor, devices.to_device(out.astype(tensor._data.dtype), tensor.device))
 
 
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any = None) -> Tensor:
-    """N(0, std²) entries with a fraction ``sparsity`` of each column set to zero."""
-    from chainrule.creation import _rng
+    """N(0, std²) entries with a fraction ``sparsity`` of each column set to zero. As in
+    PyTorch, the zeroed rows come from ``randperm`` on the default generator, not ``generator``."""
+    from chainrule.creation import randperm
 
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = tensor.shape
-    rng = _rng(generator)
-    out = rng.standard_normal((rows, cols)) * std
     zeros = int(math.ceil(sparsity * rows))
-    for c in range(cols):
-        out[rng.permutation(rows)[:zeros], c] = 0
-    return _set(tensor, devices.to_device(out.astype(tensor._data.dtype),
-                                          tensor.device))
+    with no_grad():
+        tensor.normal_(0, std, generator=generator)
+        for c in range(cols):
+            rows_zeroed = randperm(rows)._data[:zeros]
+            tensor._data[devices.to_device(rows_zeroed, tensor.device), c] = 0
+    return tensor

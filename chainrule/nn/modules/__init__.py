@@ -8,7 +8,7 @@ from chainrule.nn.modules.activation import (
 )
 from chainrule.nn.modules.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from chainrule.nn.modules.container import ModuleDict, ModuleList, Sequential
-from chainrule.nn.modules.dropout import Dropout, Dropout1d, Dropout2d
+from chainrule.nn.modules.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from chainrule.nn.modules.flatten import Flatten, Unflatten
 from chainrule.nn.modules.linear import Bilinear, Identity, LazyLinear, Linear
 from chainrule.nn.modules.loss import (
@@ -29,7 +29,8 @@ __all__ = [
     "CELU", "ELU", "GELU", "SELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU",
     "LogSigmoid", "LogSoftmax", "Mish", "ReLU", "ReLU6", "Sigmoid", "SiLU", "Softmax", "Softmin",
     "Softplus", "Softsign", "Tanh", "Tanhshrink", "ModuleDict", "ModuleList", "Sequential",
-    "Dropout", "Dropout1d", "Dropout2d", "Flatten", "Unflatten", "Bilinear", "Identity",
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Flatten", "Unflatten", "Bilinear",
+    "Identity",
     "LazyLinear", "Linear", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss",
     "KLDivLoss", "L1Loss", "MSELoss", "NLLLoss", "SmoothL1Loss", "BatchNorm1d", "BatchNorm2d",
     "BatchNorm3d", "GroupNorm", "LayerNorm", "Embedding", "Conv1d", "Conv2d", "ConvTranspose1d",

@@ -6,7 +6,7 @@ from chainrule.nn import functional as F
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
 
-__all__ = ["Dropout", "Dropout1d", "Dropout2d"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
 
 
 class _DropoutNd(Module):
@@ -43,3 +43,11 @@ class Dropout2d(_DropoutNd):
     def forward(self, input: Tensor) -> Tensor:
         """dropout2d(x) in training mode, x in eval mode."""
         return F.dropout2d(input, self.p, self.training)
+
+
+class Dropout3d(_DropoutNd):
+    """Zero whole channels of (N, C, D, H, W) inputs with probability p in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """dropout3d(x) in training mode, x in eval mode."""
+        return F.dropout3d(input, self.p, self.training)
