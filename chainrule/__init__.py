@@ -7,8 +7,8 @@ __version__ = "0.1.0"
 from chainrule import backend  # noqa: F401
 from chainrule.backend import device
 from chainrule.dtypes import (
-    bool, double, dtype, float, float16, float32, float64, get_default_dtype, half, int, int8,
-    int16, int32, int64, long, promote_types, set_default_dtype, short, uint8,
+    bfloat16, bool, double, dtype, float, float16, float32, float64, get_default_dtype, half, int,
+    int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8,
 )
 from chainrule.tensor import Size, Tensor
 from chainrule import ops  # noqa: F401  (binds Tensor methods)
@@ -17,6 +17,11 @@ from chainrule.creation import *  # noqa: F403
 from chainrule import creation as _creation
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from chainrule import autograd  # noqa: F401
+from chainrule.amp.autocast_mode import (
+    autocast, clear_autocast_cache, get_autocast_cpu_dtype, get_autocast_dtype,
+    get_autocast_gpu_dtype, is_autocast_cache_enabled, is_autocast_cpu_enabled,
+    is_autocast_enabled, set_autocast_cache_enabled, set_autocast_dtype, set_autocast_enabled,
+)
 from chainrule.dtypes import result_type as _np_result_type
 
 
@@ -41,7 +46,8 @@ def __getattr__(name: str):
     # Subpackages load on first use so `import chainrule` stays fast.
     import importlib
 
-    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "backends"):
+    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "backends", "amp", "onnx",
+                "cpu"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)
@@ -53,9 +59,14 @@ def __getattr__(name: str):
 __all__ = (
     ["__version__", "Tensor", "Size", "device", "dtype", "no_grad", "enable_grad",
      "set_grad_enabled", "is_grad_enabled", "autograd", "is_tensor", "numel", "result_type",
-     "float16", "float32", "float64", "half", "float", "double", "int8", "int16", "int32",
-     "int64", "uint8", "short", "int", "long", "bool", "get_default_dtype", "set_default_dtype",
+     "float16", "bfloat16", "float32", "float64", "half", "float", "double", "int8", "int16",
+     "int32", "int64", "uint8", "short", "int", "long", "bool", "get_default_dtype",
+     "set_default_dtype",
      "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "backends", "save", "load",
-     "set_float32_matmul_precision", "get_float32_matmul_precision"]
+     "set_float32_matmul_precision", "get_float32_matmul_precision", "amp", "onnx", "cpu",
+     "autocast", "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype",
+     "set_autocast_dtype", "is_autocast_cpu_enabled", "get_autocast_cpu_dtype",
+     "get_autocast_gpu_dtype", "is_autocast_cache_enabled", "set_autocast_cache_enabled",
+     "clear_autocast_cache"]
     + list(ops.__all__) + list(_creation.__all__)
 )

@@ -112,7 +112,7 @@ state_flag(PyObject *name)
     return r;
 }
 
-/* dtype.kind == "f" */
+/* dtype.kind in dtypes.FLOAT_KINDS ("fV": "V" is ml_dtypes' bfloat16) */
 static int
 is_float_dtype(PyObject *dt)
 {
@@ -122,7 +122,7 @@ is_float_dtype(PyObject *dt)
     PyObject *kind = PyObject_GetAttr(dt, s_kind);
     if (kind == NULL)
         return -1;
-    int r = PyObject_RichCompareBool(kind, s_f, Py_EQ);
+    int r = PySequence_Contains(s_f, kind);
     Py_DECREF(kind);
     return r;
 }
@@ -1952,7 +1952,7 @@ PyInit__cengine(void)
     INTERN(s_ndim, "ndim");
     INTERN(s_hooks, "_hooks");
     INTERN(s_saved, "_saved");
-    INTERN(s_f, "f");
+    INTERN(s_f, "fV");
     INTERN(s_cupy, "_cupy");
     INTERN(s_edges, "_edges");
     INTERN(s_outs, "_outs");

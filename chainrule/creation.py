@@ -117,7 +117,7 @@ def _to_array(data, dtype, device):
         arr = backend.to_device(data._data, "cpu")
         return np.array(arr, dtype=target if target is not None else arr.dtype)
     if isinstance(data, (np.ndarray, np.generic)):
-        if data.dtype.kind not in "biuf":
+        if data.dtype.kind not in "biuf" and not _dt.is_bfloat16(data.dtype):
             raise TypeError(f"can't convert np.ndarray of type {data.dtype}")
         return np.array(data, dtype=target if target is not None else data.dtype)
     if hasattr(data, "__cuda_array_interface__"):
@@ -273,7 +273,7 @@ def _rng(generator):
 
 def _random(kind: str, shape, np_dtype, device, generator, a=0.0, b=1.0):
     """Random numbers of ``kind`` drawn on the target device."""
-    if np.dtype(np_dtype).kind != "f":
+    if np.dtype(np_dtype).kind not in _dt.FLOAT_KINDS:
         name = "randn" if kind == "normal" else "rand"
         raise NotImplementedError(
             f"{name}: {kind} samples need a floating point dtype, got "

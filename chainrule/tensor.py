@@ -24,7 +24,7 @@ _NON_LEAF_GRAD_WARNING = (
 _TYPE_NAMES = {  # Tensor.type() names, as torch's
     "float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
     "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor", "int8": "CharTensor",
-    "uint8": "ByteTensor", "bool": "BoolTensor",
+    "uint8": "ByteTensor", "bool": "BoolTensor", "bfloat16": "BFloat16Tensor",
 }
 _LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
 
@@ -181,7 +181,7 @@ class Tensor:
         return self._data.dtype.itemsize
 
     def is_floating_point(self) -> bool:
-        return self._data.dtype.kind == "f"
+        return self._data.dtype.kind in _dt.FLOAT_KINDS
 
     def is_contiguous(self) -> bool:
         return True
@@ -292,7 +292,7 @@ class Tensor:
                 "computed variable in a subgraph that doesn't require differentiation use "
                 "var_no_grad = var.detach()."
             )
-        if requires_grad and self._data.dtype.kind != "f":
+        if requires_grad and self._data.dtype.kind not in _dt.FLOAT_KINDS:
             raise RuntimeError(
                 "only Tensors of floating point dtype can require gradients "
                 f"(got {self.dtype})"
@@ -494,6 +494,9 @@ class Tensor:
 
     def half(self) -> Tensor:
         return self.to(_dt.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to(_dt.bfloat16)
 
     def long(self) -> Tensor:
         return self.to(_dt.int64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.backend import np as _np
 
 from chainrule._state import state
@@ -81,7 +82,7 @@ def _raw(a):
 def _bad(a) -> bool:
     """True if ``a`` is a floating array holding a NaN or an Inf."""
     if type(a) is _ndarray:  # the hot path: one C-level reduction, no Python wrappers
-        if a.dtype.kind != "f":
+        if a.dtype.kind not in FLOAT_KINDS:
             return False
         s = _add_reduce(a, None)  # a finite sum => no NaN/Inf (an overflow is re-checked)
         if s - s == 0:

@@ -12,6 +12,7 @@ from typing import Any
 
 from chainrule.backend import np
 from chainrule._state import state
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.tensor import Tensor, wrap
 
 _new = object.__new__
@@ -156,7 +157,7 @@ class Function:
                 metas.append(None)
                 continue
             metas.append((o._data.shape, o._data.dtype))
-            if id(o) in ctx._non_differentiable or o._data.dtype.kind != "f":
+            if id(o) in ctx._non_differentiable or o._data.dtype.kind not in FLOAT_KINDS:
                 wrapped.append(o)
                 continue
             if id(o) in input_ids:
@@ -462,7 +463,7 @@ def _finish_one(ctx, out, arrays) -> Tensor:
         _note_extras(ctx, out, arrays)
     dtype = out.dtype
     ctx._shape, ctx._dtype = out.shape, dtype
-    if dtype.kind != "f":
+    if dtype.kind not in FLOAT_KINDS:
         return wrap(out)
     t = _new(Tensor)
     t._data = out
@@ -481,7 +482,7 @@ def _finish_many(ctx, out: tuple, arrays) -> tuple:
     ctx._shape, ctx._metas = None, tuple((o.shape, o.dtype) for o in out)
     nd = ctx._non_differentiable
     return tuple(
-        wrap(o) if nr in nd or o.dtype.kind != "f" else wrap(o, ctx, nr)
+        wrap(o) if nr in nd or o.dtype.kind not in FLOAT_KINDS else wrap(o, ctx, nr)
         for nr, o in enumerate(out)
     )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.backend import np
 from chainrule.autograd import accel
 from chainrule.autograd.function import Op
@@ -672,7 +673,7 @@ class RNNBase(Module):
             raise RuntimeError(f"{name}: input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {input.shape[-1]} (input of size "
                                f"{list(input.shape)})")
-        if input._data.dtype.kind != "f":
+        if input._data.dtype.kind not in FLOAT_KINDS:
             raise RuntimeError(f"{name}: expected a floating point input, got {input.dtype}")
         seq_dim = 1 if input.ndim == 3 and self.batch_first else 0
         if input.shape[seq_dim] == 0:
