@@ -46,8 +46,9 @@ def test_python_scalars_keep_bfloat16():
 def test_creation_and_casting():
     v = [1.1, -2.2, 3.3]
     expect = torch.tensor(v, dtype=torch.bfloat16).float().numpy()
-    for t in (cr.tensor(v, dtype=cr.bfloat16), cr.tensor(v).bfloat16(), cr.tensor(v).to(cr.bfloat16),
-              cr.tensor(v).to(dtype=cr.bfloat16), cr.tensor(v, dtype="bfloat16"),
+    for t in (cr.tensor(v, dtype=cr.bfloat16), cr.tensor(v).bfloat16(),
+              cr.tensor(v).to(cr.bfloat16), cr.tensor(v).to(dtype=cr.bfloat16),
+              cr.tensor(v, dtype="bfloat16"),
               cr.tensor(v).type(cr.bfloat16)):
         assert t.dtype is cr.bfloat16
         np.testing.assert_array_equal(t.float().numpy(), expect)  # round to nearest even
