@@ -337,3 +337,21 @@ def test_disabled_grad_scaler_is_a_no_op():
     if not cr.cuda.is_available():
         with pytest.warns(UserWarning, match="CUDA is not available"):
             assert not cr.amp.GradScaler().is_enabled()
+
+
+@pytest.mark.cuda
+def test_cuda_autocast_float16_lists():
+    if not cr.cuda.is_available():
+        pytest.skip("needs a GPU with CuPy")
+    x, w = cr.tensor(X, device="cuda"), cr.tensor(Wt, device="cuda", requires_grad=True)
+    with cr.autocast("cuda"):
+        h = x @ w
+        assert h.dtype is cr.float16 and cr.mv(w, x[0]).dtype is cr.float16
+        assert h.softmax(1).dtype is cr.float32 and F.layer_norm(h, (8,)).dtype is cr.float32
+        assert (h + x).dtype is cr.float32
+        with pytest.raises(RuntimeError, match="unsafe to autocast"):
+            F.binary_cross_entropy(h.sigmoid(), x.sigmoid())
+        loss = F.cross_entropy(h, cr.tensor(T, device="cuda"))
+    assert loss.dtype is cr.float32
+    loss.backward()
+    assert w.grad.dtype is cr.float32
