@@ -54,6 +54,24 @@ OPS = {
     "mixed add": lambda m, x, w, b, i, c, t: (x @ w) + x,
     "cat": lambda m, x, w, b, i, c, t: m.cat([x @ w, x]),
     "stack": lambda m, x, w, b, i, c, t: m.stack([x @ w, x]),
+    "smooth_l1_loss": lambda m, x, w, b, i, c, t: m.nn.functional.smooth_l1_loss(x @ w, x),
+    "huber_loss": lambda m, x, w, b, i, c, t: m.nn.functional.huber_loss(x @ w, x),
+    "kl_div": lambda m, x, w, b, i, c, t: m.nn.functional.kl_div(
+        (x @ w).log_softmax(1), x.softmax(1), reduction="batchmean"),
+    "binary_cross_entropy": lambda m, x, w, b, i, c, t: m.nn.functional.binary_cross_entropy(
+        (x @ w).sigmoid(), x.sigmoid()),
+    "conv_transpose2d": lambda m, x, w, b, i, c, t: m.nn.functional.conv_transpose2d(
+        i, c.transpose(0, 1)),
+    "group_norm of lowered": lambda m, x, w, b, i, c, t: m.nn.functional.group_norm(
+        m.nn.functional.conv2d(i, c), 2),
+    "avg_pool2d of lowered": lambda m, x, w, b, i, c, t: m.nn.functional.avg_pool2d(
+        m.nn.functional.conv2d(i, c), 2),
+    "logsumexp of lowered": lambda m, x, w, b, i, c, t: (x @ w).logsumexp(1),
+    "cumsum of lowered": lambda m, x, w, b, i, c, t: (x @ w).cumsum(0),
+    "norm of lowered": lambda m, x, w, b, i, c, t: (x @ w).norm(),
+    "var of lowered": lambda m, x, w, b, i, c, t: (x @ w).var(0),
+    "mean of lowered": lambda m, x, w, b, i, c, t: (x @ w).mean(),
+    "clamp of lowered": lambda m, x, w, b, i, c, t: (x @ w).clamp(-1, 1),
     "float32 op": lambda m, x, w, b, i, c, t: x.exp(),
     "float64 not cast": lambda m, x, w, b, i, c, t: x.double() @ w.double(),
 }
