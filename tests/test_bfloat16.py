@@ -115,6 +115,7 @@ CASES = {
     "mse_loss": (lambda m, a, b: m.nn.functional.mse_loss(a, b), [A, A[::-1].copy()]),
     "sdpa": (lambda m, q: m.nn.functional.scaled_dot_product_attention(q[None], q[None], q[None]),
              [A]),
+    "batch_norm": (lambda m, x: m.nn.functional.batch_norm(x, None, None, training=True), [X]),
     "getitem + cat": (lambda m, a: m.cat([a[[0, 2], 1:], a[:1, :3]]), [A]),
 }
 
@@ -164,6 +165,23 @@ def test_module_bfloat16_trains():
         losses.append(loss.item())
     assert all(p.dtype is cr.bfloat16 for p in model.parameters())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_batchnorm_module_updates_its_bfloat16_running_stats():
+    x = _rng.standard_normal((8, 3, 5, 5)).astype(np.float32) * 2 + 1
+    m, tm = nn.BatchNorm2d(3).bfloat16(), torch.nn.BatchNorm2d(3).bfloat16()
+    for _ in range(3):
+        m(cr.tensor(x, dtype=cr.bfloat16))
+        tm(torch.tensor(x, dtype=torch.bfloat16))
+    assert m.running_mean.dtype is cr.bfloat16 and m.running_var.dtype is cr.bfloat16
+    for ours, theirs in ((m.running_mean, tm.running_mean), (m.running_var, tm.running_var)):
+        np.testing.assert_allclose(ours.float().numpy(), theirs.float().numpy(), rtol=2 ** -6)
+    m.eval(), tm.eval()
+    y = m(cr.tensor(x, dtype=cr.bfloat16))
+    yt = tm(torch.tensor(x, dtype=torch.bfloat16))
+    assert y.dtype is cr.bfloat16
+    np.testing.assert_allclose(y.detach().float().numpy(), yt.detach().float().numpy(),
+                               rtol=2 ** -6, atol=2e-2)
 
 
 def test_bfloat16_name_without_ml_dtypes():

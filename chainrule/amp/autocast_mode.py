@@ -261,7 +261,9 @@ def _tensors(args, kwargs):
             yield from (t for t in a if isinstance(t, Tensor))
 
 
-def _map(args: tuple, kwargs: dict, fn) -> tuple:
+def _map(args: tuple, kwargs: dict, fn, op: str = "") -> tuple:
+    keep = _UPDATED_IN_PLACE.get(op, ())
+
     def one(a):
         if isinstance(a, Tensor):
             return fn(a)
@@ -269,7 +271,12 @@ def _map(args: tuple, kwargs: dict, fn) -> tuple:
             return type(a)(fn(t) if isinstance(t, Tensor) else t for t in a)
         return a
 
-    return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
+    return (tuple(a if i in keep else one(a) for i, a in enumerate(args)),
+            {k: one(v) for k, v in kwargs.items()})
+
+
+# positional arguments an op updates in place (running statistics): never replaced by copies
+_UPDATED_IN_PLACE = {"batch_norm": (1, 2)}
 
 
 def _eligible(t: Tensor) -> bool:
@@ -322,7 +329,7 @@ def run(op: str, fn, *args: Any, **kwargs: Any):
                 target = _dt.from_numpy_dtype(widest)
         if target is not None and not (policy == FP32 and kwargs.get("dtype") is not None):
             args, kwargs = _map(args, kwargs,
-                                lambda t: _cast(t, target) if _eligible(t) else t)
+                                lambda t: _cast(t, target) if _eligible(t) else t, op)
             tensors = list(_tensors(args, kwargs))
         changed = True  # even when nothing was cast: the ops that fn calls are not cast again
     floats = [t._data.dtype for t in tensors if t._data.dtype.kind in _dt.FLOAT_KINDS]
@@ -330,7 +337,7 @@ def run(op: str, fn, *args: Any, **kwargs: Any):
             and kwargs.get("dtype") is None)  # an explicit dtype= is the result's dtype
     if bf16:  # NumPy lacks bfloat16 math here: compute in float32, round back below
         args, kwargs = _map(args, kwargs, lambda t: t.float() if _dt.is_bfloat16(
-            t._data.dtype) else t)
+            t._data.dtype) else t, op)
     elif not changed:
         return None
     loc.inside = True

@@ -520,6 +520,10 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalize each channel (dim 1) by batch statistics (training) or running ones (eval);
     in training, update the running stats in place (running_var with the unbiased variance)."""
+    if _amp.active and (out := _amp.run("batch_norm", batch_norm, input, running_mean,
+                                        running_var, weight, bias, training, momentum,
+                                        eps)) is not None:
+        return out
     _check_tensor(input, "batch_norm")
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected 2D or more input, got shape {_shape(input)}")
