@@ -184,6 +184,24 @@ def test_batchnorm_module_updates_its_bfloat16_running_stats():
                                rtol=2 ** -6, atol=2e-2)
 
 
+def test_save_load_bfloat16_as_safetensors_bf16(tmp_path):
+    """cr.save writes bfloat16 as safetensors' BF16: torch reads chainrule's file and chainrule
+    reads torch's, bit for bit."""
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    m = nn.Linear(3, 2).bfloat16()
+    path = str(tmp_path / "m.safetensors")
+    cr.save(m.state_dict(), path)
+    back = cr.load(path)
+    theirs = safetensors_torch.load_file(path)
+    for k, v in m.state_dict().items():
+        assert back[k].dtype is cr.bfloat16 and theirs[k].dtype == torch.bfloat16
+        np.testing.assert_array_equal(back[k].float().numpy(), v.float().numpy())
+        np.testing.assert_array_equal(theirs[k].float().numpy(), v.float().numpy())
+    t = torch.randn(5, dtype=torch.bfloat16)
+    safetensors_torch.save_file({"w": t}, path)
+    np.testing.assert_array_equal(cr.load(path)["w"].float().numpy(), t.float().numpy())
+
+
 def test_bfloat16_name_without_ml_dtypes():
     """chainrule imports and works without ml_dtypes; cr.bfloat16 exists and using it says what
     to install."""
