@@ -95,9 +95,28 @@ def _reduce(op: str, axes_input_from: int):
         (x, v), axes, keep = ins[0], ins[1][1], ins[2][1]
         axes = list(range(np.ndim(v))) if axes is None else list(
             (axes,) if isinstance(axes, int) else axes)
-        if b.opset >= axes_input_from:
-            return [b.one(op, [x, b.ints(axes)], keepdims=int(bool(keep)))]
-        return [b.one(op, [x], axes=axes, keepdims=int(bool(keep)))]
+        return [_reduced(b, op, x, axes, bool(keep), axes_input_from)]
+
+    return emit
+
+
+def _reduced(b, op: str, x: str, axes: list, keep: bool, axes_input_from: int) -> str:
+    if b.opset >= axes_input_from:
+        return b.one(op, [x, b.ints(axes)], keepdims=int(keep))
+    return b.one(op, [x], axes=axes, keepdims=int(keep))
+
+
+def _variance(sqrt: bool):
+    """Σ(x - mean)² / (n - correction) over the axes (and its square root for std)."""
+    def emit(b, node, ins):
+        (x, v), axes, correction, keep = ins[0], ins[1][1], ins[2][1], ins[3][1]
+        axes = list(range(np.ndim(v))) if axes is None else list(
+            (axes,) if isinstance(axes, int) else axes)
+        n = int(np.prod([np.shape(v)[a] for a in axes]))
+        dev = b.one("Sub", [x, _reduced(b, "ReduceMean", x, axes, True, 18)])
+        total = _reduced(b, "ReduceSum", b.one("Mul", [dev, dev]), axes, bool(keep), 13)
+        y = b.one("Div", [total, b.const(np.asarray(n - correction, np.asarray(v).dtype))])
+        return [b.one("Sqrt", [y]) if sqrt else y]
 
     return emit
 
@@ -133,6 +152,59 @@ def _softplus(b, node, ins):
     bx = b.one("Mul", [x, c(beta)])
     soft = b.one("Div", [b.one("Softplus", [bx]), c(beta)])
     return [b.one("Where", [b.one("Greater", [bx, c(threshold)]), x, soft])]
+
+
+def _composed(*steps):
+    """A chain of ONNX ops with constants of x's dtype: steps are (op, constant or None,
+    constant first?), e.g. log1p = Log(Add(x, 1))."""
+    def emit(b, node, ins):
+        (y, v) = ins[0]
+        dt = np.asarray(v).dtype
+        for op, c, first in steps:
+            if c is None:
+                y = b.one(op, [y])
+            else:
+                k = b.const(np.asarray(c, dtype=dt))
+                y = b.one(op, [k, y] if first else [y, k])
+        return [y]
+
+    return emit
+
+
+def _cumsum(b, node, ins):
+    return [b.one("CumSum", [ins[0][0], b.const(np.asarray(int(ins[1][1]), np.int64))])]
+
+
+def _max_dim(op: str, arg: str):
+    def emit(b, node, ins):
+        (x, _), dim, keep = ins[0], int(ins[1][1]), bool(ins[2][1])
+        return [_reduced(b, op, x, [dim], keep, 18), b.one(arg, [x], axis=dim, keepdims=int(keep))]
+
+    return emit
+
+
+def _pad(b, node, ins):
+    (x, v), widths, value = ins[0], ins[1][1], ins[2][1]
+    if any(lo < 0 or hi < 0 for lo, hi in widths):
+        raise UnsupportedOperatorError(_unsupported(node, "ConstantPad with negative padding"))
+    pads = [lo for lo, _ in widths] + [hi for _, hi in widths]
+    fill = b.const(np.asarray(value, dtype=np.asarray(v).dtype))
+    return [b.one("Pad", [x, b.ints(pads), fill], mode="constant")]
+
+
+def _flip(b, node, ins):
+    axes = [int(a) for a in (ins[1][1] if isinstance(ins[1][1], (tuple, list)) else [ins[1][1]])]
+    n = len(axes)
+    return [b.one("Slice", [ins[0][0], b.ints([-1] * n), b.ints([-_END] * n), b.ints(axes),
+                            b.ints([-1] * n)])]
+
+
+def _trilu(upper: int):
+    def emit(b, node, ins):
+        k = b.const(np.asarray(int(ins[1][1]), np.int64))
+        return [b.one("Trilu", [ins[0][0], k], upper=upper)]
+
+    return emit
 
 
 def _linear(b, node, ins):
@@ -366,7 +438,15 @@ def _table() -> dict:
         ew.Neg: _unary("Neg"), ew.Abs: _unary("Abs"), ew.Erf: _unary("Erf"),
         ew.Sin: _unary("Sin"), ew.Cos: _unary("Cos"), ew.Reciprocal: _unary("Reciprocal"),
         ew.Sign: _unary("Sign"), ew.Clamp: _clamp, ew.Softplus: _softplus, ew.Cast: _cast,
-        ew.Clone: _identity,
+        ew.Clone: _identity, ew.Tan: _unary("Tan"), ew.Sinh: _unary("Sinh"),
+        ew.Cosh: _unary("Cosh"), ew.Asin: _unary("Asin"), ew.Acos: _unary("Acos"),
+        ew.Atan: _unary("Atan"),
+        ew.Rsqrt: _composed(("Sqrt", None, 0), ("Reciprocal", None, 0)),
+        ew.Log1p: _composed(("Add", 1.0, 0), ("Log", None, 0)),
+        ew.Expm1: _composed(("Exp", None, 0), ("Sub", 1.0, 0)),
+        ew.Log2: _composed(("Log", None, 0), ("Div", float(np.log(2.0)), 0)),
+        ew.Log10: _composed(("Log", None, 0), ("Div", float(np.log(10.0)), 0)),
+        ew.Exp2: _composed(("Pow", 2.0, 1)),
         nnf.Gelu: _gelu, nnf.Silu: _silu, nnf.Linear: _linear, nnf.LayerNorm: _layer_norm,
         nnf.Embedding: _embedding,
         nnf.LeakyRelu: lambda b, n, ins: [b.one("LeakyRelu", [ins[0][0]], alpha=ins[1][1])],
@@ -374,6 +454,12 @@ def _table() -> dict:
         reduce.Sum: _reduce("ReduceSum", 13), reduce.Mean: _reduce("ReduceMean", 18),
         reduce.Amax: _reduce("ReduceMax", 18), reduce.Softmax: _softmax("Softmax"),
         reduce.LogSoftmax: _softmax("LogSoftmax"),
+        reduce.Logsumexp: _reduce("ReduceLogSumExp", 18), reduce.Prod: _reduce("ReduceProd", 18),
+        reduce.Cumsum: _cumsum, reduce.MaxDim: _max_dim("ReduceMax", "ArgMax"),
+        reduce.MinDim: _max_dim("ReduceMin", "ArgMin"), reduce.Amin: _reduce("ReduceMin", 18),
+        reduce.Var: _variance(False), reduce.Std: _variance(True),
+        shape.ConstantPad: _pad, shape.Flip: _flip, shape.Tril: _trilu(0),
+        shape.Triu: _trilu(1),
         shape.Reshape: _reshape, shape.Permute: _permute, shape.Expand: _expand,
         shape.Cat: _cat, shape.Split: _split, shape.Unbind: _unbind, shape.Alias: _identity,
         index.Index: _index, linalg.MatMul: _binary("MatMul"), linalg.Einsum: _einsum,
