@@ -163,7 +163,8 @@ def test_elementwise_reductions_and_shape_ops():
             a = p.log1p() + p.rsqrt() + x.expm1() * 0.1 + p.log2() - p.log10() + x.exp2() * 0.1
             b = x.cumsum(1) + x.flip(1) + x.tril() - x.triu(1) + x.clamp(-0.5, 0.5)
             c = F.pad(x, (1, 2), value=0.5)[:, 1:-2] + x.logsumexp(1, keepdim=True)
-            d = x.max(1, keepdim=True)[0] - x.amin(1, keepdim=True) + x.prod(1, keepdim=True) + x.std(1, keepdim=True)
+            d = x.max(1, keepdim=True)[0] - x.amin(1, keepdim=True) + x.prod(1, keepdim=True)
+            d = d + x.std(1, keepdim=True)
             e = F.leaky_relu(x, 0.2) + F.elu(x) + F.softplus(x) + cr.maximum(x, p * 0.3)
             return (a + b + c + d + e).mean(-1) + x.sum(-1) * x.var(-1, keepdim=True).sum()
 
