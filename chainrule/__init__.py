@@ -8,8 +8,8 @@ from chainrule import _compiled  # noqa: F401  (CHAINRULE_PURE_PYTHON=1: the eng
 from chainrule import backends  # noqa: F401
 from chainrule.devices import device
 from chainrule.dtypes import (
-    bool, double, dtype, float, float16, float32, float64, get_default_dtype, half, int, int8,
-    int16, int32, int64, long, promote_types, set_default_dtype, short, uint8,
+    bfloat16, bool, double, dtype, float, float16, float32, float64, get_default_dtype, half, int,
+    int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8,
 )
 from chainrule.tensor import Size, Tensor
 from chainrule.tensor import bind as _bind_tensor_methods
@@ -22,6 +22,11 @@ from chainrule import autograd
 from chainrule.autograd import inplace as _inplace
 from chainrule import printing as _printing
 
+from chainrule.amp.autocast_mode import (
+    autocast, clear_autocast_cache, get_autocast_cpu_dtype, get_autocast_dtype,
+    get_autocast_gpu_dtype, is_autocast_cache_enabled, is_autocast_cpu_enabled,
+    is_autocast_enabled, set_autocast_cache_enabled, set_autocast_dtype, set_autocast_enabled,
+)
 from chainrule.dtypes import result_type as _np_result_type
 
 _bind_tensor_methods(ops, autograd, _inplace, _creation, _printing)  # see chainrule/tensor.py
@@ -48,7 +53,7 @@ def __getattr__(name: str):
     # Subpackages load on first use so `import chainrule` stays fast.
     import importlib
 
-    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils"):
+    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "amp", "onnx", "cpu"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)
@@ -60,9 +65,14 @@ def __getattr__(name: str):
 __all__ = (
     ["__version__", "Tensor", "Size", "device", "dtype", "no_grad", "enable_grad",
      "set_grad_enabled", "is_grad_enabled", "autograd", "is_tensor", "numel", "result_type",
-     "float16", "float32", "float64", "half", "float", "double", "int8", "int16", "int32",
-     "int64", "uint8", "short", "int", "long", "bool", "get_default_dtype", "set_default_dtype",
+     "float16", "bfloat16", "float32", "float64", "half", "float", "double", "int8", "int16",
+     "int32", "int64", "uint8", "short", "int", "long", "bool", "get_default_dtype",
+     "set_default_dtype",
      "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "backends", "save", "load",
-     "set_float32_matmul_precision", "get_float32_matmul_precision"]
+     "set_float32_matmul_precision", "get_float32_matmul_precision", "amp", "onnx", "cpu",
+     "autocast", "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype",
+     "set_autocast_dtype", "is_autocast_cpu_enabled", "get_autocast_cpu_dtype",
+     "get_autocast_gpu_dtype", "is_autocast_cache_enabled", "set_autocast_cache_enabled",
+     "clear_autocast_cache"]
     + list(ops.__all__) + list(_creation.__all__)
 )

@@ -12,6 +12,26 @@ import numpy as np
 
 __all__ = ["log", "sincos"]
 
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 a·b + c rounded once. The product is exact in float64 and the float64 sum s is
+    off only where it lands exactly on a float32 tie (or in float32's subnormal range): there
+    the sum's rounding error (TwoSum) says which way the true value lies."""
+    p = a.astype(np.float64) * b.astype(np.float64)
+    s = p + c
+    with np.errstate(over="ignore"):
+        out = s.astype(np.float32)
+    bits = s.view(np.int64)
+    suspect = ((bits & 0x1FFFFFFF) == 0x10000000) | (np.abs(s) < 2.0**-125)
+    if suspect.any():
+        p, s, c = p[suspect], s[suspect], np.broadcast_to(c, suspect.shape)[suspect]
+        t = s - p
+        err = (p - (s - t)) + (c.astype(np.float64) - t)  # s + err == p + c exactly
+        odd = np.where((err != 0) & ((s.view(np.int64) & 1) == 0),
+                       np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+        out[suspect] = odd.astype(np.float32)  # rounding to odd first: no double rounding
+    return out
+
+
 f32 = np.float32
 _LOG_POLY = [f32(c) for c in (
     7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
@@ -19,9 +39,7 @@ _LOG_POLY = [f32(c) for c in (
 
 
 def _fma(a, b, c) -> np.ndarray:
-    from chainrule.random import _fma32
-
-    return _fma32(*np.broadcast_arrays(np.asarray(a, f32), np.asarray(b, f32),
+    return fma32(*np.broadcast_arrays(np.asarray(a, f32), np.asarray(b, f32),
                                        np.asarray(c, f32)))
 
 

@@ -62,7 +62,7 @@ def to_array(data, dtype, device):
         arr = devices.to_device(data._data, "cpu")
         return np.array(arr, dtype=target if target is not None else arr.dtype)
     if isinstance(data, (np.ndarray, np.generic)):
-        if data.dtype.kind not in "biuf":
+        if data.dtype.kind not in "biuf" and not _dt.is_bfloat16(data.dtype):
             raise TypeError(f"can't convert np.ndarray of type {data.dtype}")
         return np.array(data, dtype=target if target is not None else data.dtype)
     if hasattr(data, "__cuda_array_interface__"):
@@ -313,10 +313,9 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
 def _broadcast_shape(a: Tensor, b: Tensor) -> tuple:
     try:
         return np.broadcast_shapes(a._data.shape, b._data.shape)
-    except ValueError as e:
-        from chainrule.ops.binary import _shape_error
-
-        raise _shape_error("normal", a, b, e) from None
+    except ValueError:
+        raise RuntimeError(f"normal: mean of shape {list(a._data.shape)} and std of shape "
+                           f"{list(b._data.shape)} do not broadcast") from None
 
 
 def randn_like(input: Tensor, *, generator=None, dtype=None, device=None,

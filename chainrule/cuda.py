@@ -5,7 +5,7 @@ from __future__ import annotations
 from chainrule import devices
 
 __all__ = ["is_available", "device_count", "synchronize", "manual_seed", "manual_seed_all",
-           "current_device", "get_device_name"]
+           "current_device", "get_device_name", "amp"]
 
 
 def is_available() -> bool:
@@ -42,3 +42,8 @@ def manual_seed(seed: int) -> None:
 
 
 manual_seed_all = manual_seed
+
+
+from chainrule.amp.deprecated import namespace as _amp_namespace  # noqa: E402
+
+amp = _amp_namespace("cuda")  # cr.cuda.amp.autocast / GradScaler, as torch.cuda.amp

@@ -12,8 +12,12 @@ __all__ = [
     "dtype", "float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
     "uint8", "bool", "half", "float", "double", "long", "int", "short",
     "get_default_dtype", "set_default_dtype", "to_numpy_dtype", "from_numpy_dtype",
-    "result_type", "promote_types",
+    "result_type", "promote_types", "FLOAT_KINDS", "is_bfloat16",
 ]
+
+# NumPy dtype kinds of chainrule's floating dtypes: "f", and "V" for ml_dtypes' bfloat16 (the one
+# non-native dtype chainrule admits; from_numpy_dtype refuses every other "V" dtype)
+FLOAT_KINDS = "fV"
 
 
 
@@ -49,12 +53,62 @@ int32 = int = dtype("int32", np.int32)
 int64 = long = dtype("int64", np.int64)
 uint8 = dtype("uint8", np.uint8)
 bool = dtype("bool", np.bool_)
-bfloat16 = None  # NumPy has no bfloat16; kept as a name so `cr.bfloat16` fails loudly when used.
+
+
+class _BFloat16(dtype):
+    """``cr.bfloat16``: NumPy has no bfloat16, so its array dtype comes from the optional
+    ``ml_dtypes`` package, imported on first use (it costs ~0.5 s to import, chainrule does not
+    pay that unless bfloat16 is used). Without ml_dtypes the name exists (programs mention it in
+    defaults) and using it raises an error that says how to install it."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.name = "bfloat16"
+        self.is_floating_point = self.is_signed = True
+        self.itemsize = 2
+        self._category = 2
+
+    @property
+    def np(self):
+        return _bfloat16_np()
+
+
+bfloat16 = _BFloat16()
+_BF16_MISSING = (
+    "chainrule.bfloat16 needs the ml_dtypes package (NumPy has no bfloat16): "
+    "pip install 'chainrule[bfloat16]' (or pip install ml_dtypes)"
+)
+_bf16_np = None  # numpy.dtype(ml_dtypes.bfloat16) once imported
+
+
+on_bfloat16_used: list = []  # called once bfloat16 is first used
+
+
+def _bfloat16_np():
+    global _bf16_np
+    if _bf16_np is None:
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise TypeError(_BF16_MISSING) from None
+        _bf16_np = np.dtype(ml_dtypes.bfloat16)
+        _BY_NP[_bf16_np] = bfloat16
+        for hook in on_bfloat16_used:  # chainrule.amp: ops without NumPy bfloat16 math
+            hook()
+    return _bf16_np
+
+
+def is_bfloat16(np_dtype) -> builtins.bool:
+    """True for ml_dtypes' bfloat16 (without importing ml_dtypes when it is not loaded)."""
+    return np_dtype.kind == "V" and np_dtype.name == "bfloat16"
+
 
 _ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool)
 _BY_NP = {d.np: d for d in _ALL}
 _BY_NAME = {d.name: d for d in _ALL}
-_BY_NAME.update(half=float16, float=float32, double=float64, long=int64, int=int32, short=int16)
+_BY_NAME.update(half=float16, float=float32, double=float64, long=int64, int=int32, short=int16,
+                bfloat16=bfloat16)
 
 _default_float = float32
 
@@ -63,6 +117,9 @@ def from_numpy_dtype(np_dtype) -> dtype:
     try:
         return _BY_NP[np_dtype]
     except KeyError:
+        if is_bfloat16(np.dtype(np_dtype)):  # an ml_dtypes array met before cr.bfloat16 was used
+            _bfloat16_np()
+            return bfloat16
         raise TypeError(
             f"chainrule does not support the NumPy dtype {np.dtype(np_dtype)}"
         ) from None
@@ -107,13 +164,14 @@ def promote_types(a: dtype, b: dtype) -> dtype:
     return from_numpy_dtype(_promote_np(to_numpy_dtype(a), to_numpy_dtype(b)))
 
 
-def _category_of_np(np_dtype) -> int:
-    return {"b": 0, "u": 1, "i": 1, "f": 2}.get(np_dtype.kind, 3)
+def _category_of_np(np_dtype) -> builtins.int:
+    return {"b": 0, "u": 1, "i": 1, "f": 2, "V": 2}.get(np_dtype.kind, 3)
 
 
 def _promote_np(a, b):
     """PyTorch's table: across categories the higher category's dtype wins (int64 + float16 ->
-    float16, where NumPy says float64); within one category NumPy's rule agrees."""
+    float16, where NumPy says float64); within one category NumPy's rule agrees (ml_dtypes
+    registers bfloat16's: with float16 float32, as in torch)."""
     ca, cb = _category_of_np(a), _category_of_np(b)
     if ca != cb:
         return a if ca > cb else b

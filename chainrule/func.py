@@ -33,6 +33,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled
 from chainrule.ops.shape import Alias
@@ -274,7 +275,7 @@ def _grads(outputs: list, inputs: list, cotangents: list, create_graph: bool,
 
 def _check_floating_outputs(leaves: list) -> None:
     for t in leaves:
-        if t._data.dtype.kind != "f":
+        if t._data.dtype.kind not in FLOAT_KINDS:
             raise RuntimeError(
                 "vjp(f, ...): All outputs of f must be floating-point or complex Tensors, got "
                 f"Tensor with dtype {t.dtype}"
@@ -282,7 +283,7 @@ def _check_floating_outputs(leaves: list) -> None:
 
 
 def _check_floating(kind: str, t: Tensor) -> None:
-    if t._data.dtype.kind != "f":
+    if t._data.dtype.kind not in FLOAT_KINDS:
         raise ValueError(f"Expected {kind} to be floating point or complex, but got: {t.dtype}")
 
 

@@ -17,7 +17,7 @@ class _Formatter:
     """One width and one notation for every element, chosen from all the values shown."""
 
     def __init__(self, a: np.ndarray) -> None:
-        self.floating = a.dtype.kind == "f"
+        self.floating = a.dtype.kind in _dt.FLOAT_KINDS
         self.int_mode = True
         self.sci_mode = False
         self.max_width = 1

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from chainrule import backend
+from chainrule import devices as _devices
+from chainrule._cephes import fma32 as _fma32
 
 __all__ = [
     "Generator", "default_generator", "manual_seed", "seed", "initial_seed", "get_rng_state",
@@ -156,26 +157,6 @@ def fma(a, b, c, dtype) -> np.ndarray:
     return out
 
 
-def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 a·b + c rounded once. The product is exact in float64 and the float64 sum s is
-    off only where it lands exactly on a float32 tie (or in float32's subnormal range): there
-    the sum's rounding error (TwoSum) says which way the true value lies."""
-    p = a.astype(np.float64) * b.astype(np.float64)
-    s = p + c
-    with np.errstate(over="ignore"):
-        out = s.astype(np.float32)
-    bits = s.view(np.int64)
-    suspect = ((bits & 0x1FFFFFFF) == 0x10000000) | (np.abs(s) < 2.0**-125)
-    if suspect.any():
-        p, s, c = p[suspect], s[suspect], np.broadcast_to(c, suspect.shape)[suspect]
-        t = s - p
-        err = (p - (s - t)) + (c.astype(np.float64) - t)  # s + err == p + c exactly
-        odd = np.where((err != 0) & ((s.view(np.int64) & 1) == 0),
-                       np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
-        out[suspect] = odd.astype(np.float32)  # rounding to odd first: no double rounding
-    return out
-
-
 def _fused(a, b, c, acc) -> np.ndarray:
     """a·b + c as this machine's PyTorch computes it: one rounding (fused) or two."""
     if FUSED:
@@ -192,7 +173,7 @@ class Generator:
     """
 
     def __init__(self, device: Any = "cpu") -> None:
-        self.device = backend.as_device(device)
+        self.device = _devices.as_device(device)
         self._bits = np.random.MT19937()
         self._draw = np.random.Generator(self._bits)
         self._cupy = None
@@ -216,7 +197,7 @@ class Generator:
         self._normal64: float | None = None
         self._normal32: float | None = None
         if self.device.type == "cuda":
-            self._cupy = backend.xp(self.device).random.RandomState(self._seed % 2**32)
+            self._cupy = _devices.xp(self.device).random.RandomState(self._seed % 2**32)
         return self
 
     def seed(self) -> int:
@@ -250,7 +231,7 @@ class Generator:
         """Restore a state from ``get_state`` (chainrule's or torch's: a uint8 tensor or array
         of 5056 bytes)."""
         data = getattr(new_state, "_data", new_state)
-        arr = np.asarray(backend.to_device(data, "cpu") if backend.is_array(data) else data)
+        arr = np.asarray(_devices.to_device(data, "cpu") if _devices.is_array(data) else data)
         if arr.dtype != np.uint8:
             raise TypeError("RNG state must be a torch.ByteTensor")
         if arr.size != STATE.itemsize:
@@ -304,16 +285,16 @@ default_generator = _default()
 def manual_seed(seed) -> Generator:
     """Seed the default generator (and CuPy's on GPUs); returns the default generator."""
     seed = int(seed)
-    if backend.cuda_available():
-        backend.xp("cuda").random.seed(seed % 2**32)
+    if _devices.cuda_available():
+        _devices.xp("cuda").random.seed(seed % 2**32)
     return default_generator.manual_seed(seed)
 
 
 def seed() -> int:
     """Seed the default generator from the operating system's entropy; returns the seed."""
     s = default_generator.seed()
-    if backend.cuda_available():
-        backend.xp("cuda").random.seed(s % 2**32)
+    if _devices.cuda_available():
+        _devices.xp("cuda").random.seed(s % 2**32)
     return s
 
 
@@ -339,14 +320,14 @@ def fork_rng(devices=None, enabled: bool = True, _caller: str = "fork_rng",
         return
     state = get_rng_state()
     cupy_state = None
-    if backend.cuda_available():
-        cupy_state = backend.xp("cuda").random.get_random_state()
+    if _devices.cuda_available():
+        cupy_state = _devices.xp("cuda").random.get_random_state()
     try:
         yield
     finally:
         set_rng_state(state)
         if cupy_state is not None:
-            backend.xp("cuda").random.set_random_state(cupy_state)
+            _devices.xp("cuda").random.set_random_state(cupy_state)
 
 
 def generator_of(generator: Generator | None) -> Generator:
@@ -564,7 +545,7 @@ _C_NAMES = {"int64": "long int", "int32": "int", "int16": "short int", "int8": "
 def _torch_name(dtype) -> str:
     return {"float16": "Half", "float32": "Float", "float64": "Double", "int64": "Long",
             "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-            "bool": "Bool"}[np.dtype(dtype).name]
+            "bool": "Bool", "bfloat16": "BFloat16"}[np.dtype(dtype).name]
 
 
 def randperm(gen: Generator, n: int) -> np.ndarray:
@@ -738,17 +719,13 @@ def memory_axes(arr: np.ndarray) -> tuple:
 
 
 def fill(tensor, values) -> Any:
-    """Write ``values`` (in draw order) into ``tensor`` in place, in memory order; returns it."""
-    view = tensor._data.transpose(memory_axes(tensor._data))
-    if view.shape == ():
-        xp = backend.xp_of(tensor._data)
-        tensor._data = xp.asarray(values.reshape(()), dtype=tensor._data.dtype).copy()
-    else:
-        view[...] = values.reshape(view.shape)
-    bump = getattr(tensor, "_bump_version", None)
-    if bump is not None:
-        bump()
-    return tensor
+    """Write ``values`` (in draw order) into ``tensor`` in place, in memory order; returns it
+    (through ``copy_``: a version bump, and torch's rules for tensors in a graph)."""
+    data = tensor._data
+    arranged = _devices.xp_of(data).empty(data.shape, data.dtype)
+    view = arranged.transpose(memory_axes(data))  # arranged's logical positions are tensor's
+    view[...] = values.reshape(view.shape)
+    return tensor.copy_(arranged)
 
 
 # ---- the in-place fills behind Tensor.uniform_, normal_, ... ------------------------------------
@@ -757,8 +734,7 @@ _MISSING = object()
 
 def _draw_into(tensor, generator, draw, gpu) -> Any:
     """Fill ``tensor`` with ``draw(gen, n)`` (CPU) or ``gpu(cupy_random, shape)`` (GPU)."""
-    tensor._check_inplace()
-    if backend.device_of(tensor._data).type == "cuda":
+    if _devices.device_of(tensor._data).type == "cuda":
         rs = _cupy_random(generator, tensor._data)
         return fill(tensor, gpu(rs, tensor._data.shape).astype(tensor._data.dtype))
     gen = generator_of(generator)
@@ -768,7 +744,7 @@ def _draw_into(tensor, generator, draw, gpu) -> Any:
 
 def _cupy_random(generator, data):
     if generator is None:
-        return backend.xp_of(data).random
+        return _devices.xp_of(data).random
     if generator.device.type != "cuda":
         raise RuntimeError(f"Expected a 'cuda' device type for generator but found "
                            f"'{generator.device.type}'")
@@ -776,7 +752,10 @@ def _cupy_random(generator, data):
 
 
 def _floating(tensor, kernel: str) -> np.dtype:
+    """The dtype to draw in: the tensor's, or float32 for bfloat16 (rounded when written)."""
     dtype = tensor._data.dtype
+    if dtype.kind == "V" and dtype.name == "bfloat16":
+        return np.dtype(np.float32)
     if dtype.kind != "f":
         raise NotImplementedError(f'"{kernel}" not implemented for \'{_torch_name(dtype)}\'')
     return dtype
@@ -887,11 +866,11 @@ def bernoulli_(tensor, p=0.5, generator=None):
     if p_data.dtype.kind != "f":
         raise NotImplementedError(f'"bernoulli_tensor_cpu_p_" not implemented for '
                                   f"'{_torch_name(p_data.dtype)}'")
-    if backend.device_of(tensor._data).type == "cuda":
-        probs = backend.to_device(p_data, tensor.device)
+    if _devices.device_of(tensor._data).type == "cuda":
+        probs = _devices.to_device(p_data, tensor.device)
         return _draw_into(tensor, generator, None,
                           lambda rs, shape: rs.random_sample(shape) < probs)
-    probs = np.broadcast_to(backend.to_device(p_data, "cpu"), tensor._data.shape)
+    probs = np.broadcast_to(_devices.to_device(p_data, "cpu"), tensor._data.shape)
     probs = probs.transpose(memory_axes(tensor._data)).reshape(-1)
     return _draw_into(tensor, generator, lambda g, n: bernoulli_tensor(g, probs), None)
 

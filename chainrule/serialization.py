@@ -40,6 +40,15 @@ _DTYPES = {
     "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
 }
 _CODES = {(dt.kind, dt.itemsize): code for code, dt in _DTYPES.items()}
+_CODES[("V", 2)] = "BF16"  # ml_dtypes' bfloat16, imported when a file holds one
+
+
+def _np_dtype(code: str):
+    if code == "BF16":
+        from chainrule.dtypes import bfloat16
+
+        return bfloat16.np
+    return _DTYPES[code]
 
 
 class SerializationError(RuntimeError):
@@ -235,7 +244,7 @@ def _serialize(obj: Any) -> tuple[bytes, list[np.ndarray]]:
     offset, arrays = 0, []
     for name, arr in enc.arrays.items():
         code = _CODES[(arr.dtype.kind, arr.dtype.itemsize)]
-        arr = np.array(arr, dtype=_DTYPES[code], order="C", copy=None)  # keeps 0-d as 0-d
+        arr = np.array(arr, dtype=_np_dtype(code), order="C", copy=None)  # keeps 0-d as 0-d
         header[name] = {"dtype": code, "shape": list(arr.shape),
                         "data_offsets": [offset, offset + arr.nbytes]}
         offset += arr.nbytes
@@ -249,7 +258,7 @@ def _write(f: IO[bytes], head: bytes, arrays: list[np.ndarray]) -> None:
     f.write(head)
     for arr in arrays:
         if arr.nbytes:
-            f.write(memoryview(arr.reshape(-1)).cast("B"))
+            f.write(memoryview(arr.reshape(-1).view(np.uint8)))  # bfloat16 has no buffer code
 
 
 def save(obj: Any, f: str | os.PathLike | IO[bytes]) -> None:
@@ -332,7 +341,7 @@ def _parse(raw: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, str
     arrays, spans = {}, []
     for name, spec in header.items():
         try:
-            dtype = _DTYPES[spec["dtype"]]
+            dtype = _np_dtype(spec["dtype"])
             shape = tuple(int(s) for s in spec["shape"])
             begin, end = (int(o) for o in spec["data_offsets"])
         except (KeyError, TypeError, ValueError):

@@ -27,6 +27,7 @@ _NON_LEAF_GRAD_WARNING = (
     "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
     "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead."
 )
+_FLOAT_OR_COMPLEX = _dt.FLOAT_KINDS + "c"
 _CALLER = 2 if __file__.endswith(".py") else 1  # warnings' stacklevel (compiled: no frame here)
 _TYPE_NAMES = {  # Tensor.type() names, as torch's
     "float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
@@ -152,7 +153,7 @@ class TensorBase:
                 "computed variable in a subgraph that doesn't require differentiation use "
                 "var_no_grad = var.detach()."
             )
-        if requires_grad and self._data.dtype.kind not in "fc":
+        if requires_grad and self._data.dtype.kind not in _FLOAT_OR_COMPLEX:
             raise RuntimeError(
                 "only Tensors of floating point and complex dtype can require gradients "
                 f"(got {self.dtype})"
@@ -415,7 +416,7 @@ class Tensor(TensorBase):
         return self._data.dtype.itemsize
 
     def is_floating_point(self) -> bool:
-        return self._data.dtype.kind == "f"
+        return self._data.dtype.kind in _dt.FLOAT_KINDS
 
     def is_complex(self) -> bool:
         return self._data.dtype.kind == "c"
@@ -651,7 +652,7 @@ class Tensor(TensorBase):
         return _late.ops.ge(self, other)
 
     def __getitem__(self, key):
-        return _late.ops.index(self, key)
+        return _late.ops.getitem(self, key)
 
     def __setitem__(self, key, value) -> None:
         _late.inplace.setitem(self, key, value)

@@ -12,6 +12,7 @@ import math
 import sys
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule import devices
 from chainrule.devices import np as _np
 
@@ -96,7 +97,7 @@ def _raw(a):
 def _bad(a) -> bool:
     """True if ``a`` is a floating array holding a NaN or an Inf."""
     if type(a) is _ndarray:  # the hot path: one C-level reduction, no Python wrappers
-        if a.dtype.kind != "f":
+        if a.dtype.kind not in FLOAT_KINDS:
             return False
         s = _add_reduce(a, None)  # a finite sum => no NaN/Inf (an overflow is re-checked)
         if s - s == 0:
@@ -106,7 +107,7 @@ def _bad(a) -> bool:
     dt = getattr(a, "dtype", None)
     if dt is None:
         return isinstance(a, float) and not math.isfinite(a)
-    if dt.kind not in "fc":
+    if dt.kind not in FLOAT_KINDS + "c":
         return False
     s = a.sum()
     if s - s == 0:
@@ -144,7 +145,7 @@ def array_stats(a) -> str:
         return f"Python {type(a).__name__} {a!r}"
     xp = _xp(a)
     shape = list(a.shape)
-    if a.dtype.kind not in "fc" or a.size == 0:
+    if a.dtype.kind not in FLOAT_KINDS + "c" or a.size == 0:
         return f"shape {shape} {a.dtype}"
     finite = xp.isfinite(a)
     n_nan = int(xp.isnan(a).sum())

@@ -19,12 +19,14 @@ from typing import Any
 from chainrule._state import state
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.tensor import Tensor, TensorBase, wrap
 
 __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGrad",
            "check_saved_versions"]
 
 _ndarray = np.ndarray
+_FLOAT_OR_COMPLEX = FLOAT_KINDS + "c"
 
 _SAVED_FREED = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -252,12 +254,12 @@ def _record(ctx, args, values, out, kwargs):
 def _output(ctx, nr, o, args):
     """Output ``nr`` of the node ``ctx`` as a Tensor in the graph (if it can carry a gradient)."""
     if ctx.on_arrays:
-        if _marked(o, ctx._non_differentiable) or o.dtype.kind != "f":
+        if _marked(o, ctx._non_differentiable) or o.dtype.kind not in FLOAT_KINDS:
             return wrap(o)
         return wrap(o, ctx, nr)
     if not isinstance(o, TensorBase):
         return o
-    if _marked(o, ctx._non_differentiable) or o._data.dtype.kind not in "fc":
+    if _marked(o, ctx._non_differentiable) or o._data.dtype.kind not in _FLOAT_OR_COMPLEX:
         return o
     if ctx._dirty is not None and _marked(o, ctx._dirty):
         o._rebase(ctx, nr)  # modified in place: the same tensor, with this gate as its history

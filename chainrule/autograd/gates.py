@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
 from chainrule._state import state
@@ -193,7 +194,7 @@ def _fresh_args(node) -> tuple[list, list]:
     for i, a in enumerate(node.inputs):
         raw = a._data if isinstance(a, Tensor) else a
         needs = i < len(node._edges) and node._edges[i] is not None
-        if hasattr(raw, "dtype") and raw.dtype.kind == "f":
+        if hasattr(raw, "dtype") and raw.dtype.kind in FLOAT_KINDS:
             t = wrap(np.array(raw, dtype=np.float64, order="C"))
             if needs:
                 t._requires_grad = True

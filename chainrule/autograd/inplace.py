@@ -11,14 +11,13 @@ version change and refuse to backpropagate (``check_saved_versions``).
 
 from __future__ import annotations
 
-from chainrule import devices
+from chainrule import devices, random
 from chainrule._state import state
 from chainrule.autograd.function import Op
-from chainrule.creation import random_values
 from chainrule.devices import np
 from chainrule.ops import either
 from chainrule.ops.elementwise import copy_value
-from chainrule.ops.index import index, index_assign, is_basic, normalize_index
+from chainrule.ops.index import getitem, index_assign, is_basic, normalize_index
 from chainrule.tensor import TensorBase, _late, wrap
 
 __all__ = ["apply_inplace", "overwrite", "setitem", "METHODS", "CopySlices", "replay_view"]
@@ -108,7 +107,7 @@ def setitem(target, key, value) -> None:
     ``index_put_`` for integer arrays and masks."""
     key = normalize_index(key, target._data)
     if is_basic(key):
-        view = index(target, key)
+        view = getitem(target, key)
         if view._base is not None:
             copy_(view, value)
             return
@@ -290,14 +289,41 @@ def fill_(self, value):
     return overwrite(self, value)
 
 
-def uniform_(self, a: float = 0.0, b: float = 1.0, generator=None):
-    return overwrite(self, random_values("uniform", self, generator, a, b))
+# random fills: chainrule/random.py draws PyTorch's streams (and writes them through copy_)
+def uniform_(self, from_: float = 0.0, to: float = 1.0, *, generator=None):
+    return random.uniform_(self, from_, to, generator)
 
 
-def normal_(self, mean: float = 0.0, std: float = 1.0, generator=None):
-    return overwrite(self, random_values("normal", self, generator, mean, std))
+def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None):
+    return random.normal_(self, mean, std, generator)
 
 
-METHODS = ["copy_", "zero_", "fill_", "uniform_", "normal_"] + [name + "_" for name in _OF_OPS]
+def random_(self, *args, generator=None):
+    return random.random_(self, *args, generator=generator)
+
+
+def exponential_(self, lambd: float = 1.0, *, generator=None):
+    return random.exponential_(self, lambd, generator)
+
+
+def bernoulli_(self, p=0.5, *, generator=None):
+    return random.bernoulli_(self, p, generator)
+
+
+def cauchy_(self, median: float = 0.0, sigma: float = 1.0, *, generator=None):
+    return random.cauchy_(self, median, sigma, generator)
+
+
+def log_normal_(self, mean: float = 1.0, std: float = 2.0, *, generator=None):
+    return random.log_normal_(self, mean, std, generator)
+
+
+def geometric_(self, p: float, *, generator=None):
+    return random.geometric_(self, p, generator)
+
+
+_RANDOM = ["uniform_", "normal_", "random_", "exponential_", "bernoulli_", "cauchy_",
+           "log_normal_", "geometric_"]
+METHODS = ["copy_", "zero_", "fill_"] + _RANDOM + [name + "_" for name in _OF_OPS]
 for _op_name in _OF_OPS:
     globals()[_op_name + "_"] = _method(_op_name, _op_name + "_")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
+from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.kernels import kernels_for
 from chainrule.kernels.matmul import matmul as _mm
@@ -28,7 +30,7 @@ def _check(t, name: str) -> None:
     if t.ndim < 2:
         raise RuntimeError(f"scaled_dot_product_attention: expected {name} to have at least 2 "
                            f"dimensions (..., L, E), but got {name} of size {list(t.shape)}")
-    if t._data.dtype.kind != "f":
+    if t._data.dtype.kind not in FLOAT_KINDS:
         raise RuntimeError(f"scaled_dot_product_attention: expected {name} to be a floating "
                            f"point tensor, but got {t.dtype}")
 
@@ -45,6 +47,10 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
                                  is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False) -> Tensor:
     """softmax(Q Kᵀ · scale + mask) V; a bool mask marks the positions that may be attended."""
+    if _amp.active and (out := _amp.run(
+            "scaled_dot_product_attention", scaled_dot_product_attention, query, key, value,
+            attn_mask, dropout_p, is_causal, scale, enable_gqa)) is not None:
+        return out
     _check(query, "query")
     _check(key, "key")
     _check(value, "value")

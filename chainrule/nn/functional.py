@@ -9,8 +9,10 @@ import math
 import warnings
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
+from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule._state import state
 from chainrule.autograd.grad_mode import no_grad
@@ -279,6 +281,8 @@ class Linear(Op):
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x Wᵀ + b (one fused gate)."""
+    if _amp.active and (out := _amp.run("linear", linear, input, weight, bias)) is not None:
+        return out
     _check_tensor(input, "linear")
     _check_tensor(weight, "linear", "weight")
     x, w = input._data, weight._data
@@ -307,6 +311,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y_k = x1ᵀ W_k x2 + b_k."""
+    if _amp.active and (out := _amp.run(
+            "bilinear", bilinear, input1, input2, weight, bias)) is not None:
+        return out
     from chainrule.ops.linalg import einsum
 
     if (weight.ndim != 3 or input1.shape[-1] != weight.shape[1]
@@ -372,6 +379,10 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalize each channel (dim 1) by batch statistics (training) or running ones (eval);
     in training, update the running stats in place (running_var with the unbiased variance)."""
+    if _amp.active and (out := _amp.run("batch_norm", batch_norm, input, running_mean,
+                                        running_var, weight, bias, training, momentum,
+                                        eps)) is not None:
+        return out
     _check_tensor(input, "batch_norm")
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected 2D or more input, got shape {_shape(input)}")
@@ -441,6 +452,9 @@ class LayerNorm(Op):
 def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalize over the trailing ``normalized_shape`` dims, then scale and shift."""
+    if _amp.active and (out := _amp.run(
+            "layer_norm", layer_norm, input, normalized_shape, weight, bias, eps)) is not None:
+        return out
     _check_tensor(input, "layer_norm")
     ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(ns)
@@ -462,6 +476,9 @@ def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = Non
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalize over groups of channels (and all spatial positions) per sample."""
+    if _amp.active and (out := _amp.run(
+            "group_norm", group_norm, input, num_groups, weight, bias, eps)) is not None:
+        return out
     _check_tensor(input, "group_norm")
     if input.ndim < 2 or input.shape[1] % num_groups:
         raise RuntimeError(
@@ -609,6 +626,10 @@ def _as_target(target: Any, like: Tensor) -> Tensor:
 def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
              reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """(x - y)², reduced."""
+    if _amp.active and (out := _amp.run(
+            "mse_loss", mse_loss, input, target, size_average,
+            reduce, reduction, weight)) is not None:
+        return out
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "mse_loss")
     target = _as_target(target, input)
@@ -623,6 +644,10 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
 def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """|x - y|, reduced."""
+    if _amp.active and (out := _amp.run(
+            "l1_loss", l1_loss, input, target, size_average,
+            reduce, reduction, weight)) is not None:
+        return out
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "l1_loss")
     target = _as_target(target, input)
@@ -636,6 +661,10 @@ def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
                    reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """0.5·d²/β where |d| < β, else |d| - β/2 (d = x - y), reduced."""
+    if _amp.active and (out := _amp.run(
+            "smooth_l1_loss", smooth_l1_loss, input, target, size_average,
+            reduce, reduction, beta)) is not None:
+        return out
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "smooth_l1_loss")
     if beta < 0:
@@ -655,6 +684,9 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, redu
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
                weight: Tensor | None = None) -> Tensor:
     """0.5·d² where |d| < δ, else δ(|d| - δ/2), reduced."""
+    if _amp.active and (out := _amp.run(
+            "huber_loss", huber_loss, input, target, reduction, delta, weight)) is not None:
+        return out
     from chainrule.ops.binary import where
 
     _check_reduction(reduction, "huber_loss")
@@ -705,6 +737,10 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
                          size_average: Any = None, reduce: Any = None,
                          reduction: str = "mean") -> Tensor:
     """-(y·ln x + (1-y)·ln(1-x)), each log clamped at -100 like PyTorch, reduced."""
+    if _amp.active and (out := _amp.run(
+            "binary_cross_entropy", binary_cross_entropy, input, target, weight,
+            size_average, reduce, reduction)) is not None:
+        return out
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "binary_cross_entropy")
     target = _as_target(target, input)
@@ -726,6 +762,10 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
                                      reduce: Any = None, reduction: str = "mean",
                                      pos_weight: Tensor | None = None) -> Tensor:
     """-(p·y·ln σ(x) + (1-y)·ln(1-σ(x))) in the stable form (1-y)·x + (1+(p-1)y)·softplus(-x)."""
+    if _amp.active and (out := _amp.run(
+            "binary_cross_entropy_with_logits", binary_cross_entropy_with_logits, input, target,
+            weight, size_average, reduce, reduction, pos_weight)) is not None:
+        return out
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     target = _as_target(target, input)
@@ -745,6 +785,10 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
 def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
            reduction: str = "mean", log_target: bool = False) -> Tensor:
     """target·(ln target - input) (input holds log-probabilities), reduced."""
+    if _amp.active and (out := _amp.run(
+            "kl_div", kl_div, input, target, size_average,
+            reduce, reduction, log_target)) is not None:
+        return out
     from chainrule.ops.binary import xlogy
 
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -859,6 +903,10 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
              size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
              reduction: str = "mean") -> Tensor:
     """-w[t]·x[t] per row (x holds log-probabilities); 'mean' divides by Σ w[t]."""
+    if _amp.active and (out := _amp.run(
+            "nll_loss", nll_loss, input, target, weight,
+            size_average, ignore_index, reduce, reduction)) is not None:
+        return out
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "nll_loss")
     t = _index_target(input, target, "nll_loss")
@@ -892,15 +940,19 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """log_softmax over dim 1, then the negative log-likelihood of class-index targets, or
     -Σ p·log_softmax for class-probability targets; optional weights and label smoothing."""
+    if _amp.active and (out := _amp.run(
+            "cross_entropy", cross_entropy, input, target, weight, size_average,
+            ignore_index, reduce, reduction, label_smoothing)) is not None:
+        return out
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, "cross_entropy")
     _check_tensor(input, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0. Got: "
                            f"{label_smoothing}")
-    if input._data.dtype.kind != "f":
+    if input._data.dtype.kind not in FLOAT_KINDS:
         raise RuntimeError(f"cross_entropy: expected a floating point input, got {input.dtype}")
-    prob = isinstance(target, Tensor) and target._data.dtype.kind == "f"
+    prob = isinstance(target, Tensor) and target._data.dtype.kind in FLOAT_KINDS
     if prob:
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
     t = _index_target(input, target, "cross_entropy")

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import no_grad, state
@@ -447,7 +448,7 @@ class Module:
                 if t is None or id(t) in seen:
                     continue
                 seen.add(id(t))
-                if floating_only and t._data.dtype.kind != "f":
+                if floating_only and t._data.dtype.kind not in FLOAT_KINDS:
                     continue
                 t._data = fn(t._data)
                 if t._grad is not None:
@@ -473,7 +474,7 @@ class Module:
                 dtype = a
         if dtype is not None:
             d = _dt.to_dtype(dtype)
-            if d.np.kind != "f":
+            if d.np.kind not in FLOAT_KINDS:
                 raise TypeError(
                     f"nn.Module.to only accepts floating point or complex dtypes, but got "
                     f"desired dtype={d}"
@@ -503,6 +504,10 @@ class Module:
     def half(self) -> Module:
         """Cast floating-point parameters and buffers to float16."""
         return self.to(_dt.float16)
+
+    def bfloat16(self) -> Module:
+        """Cast floating-point parameters and buffers to bfloat16 (needs ml_dtypes)."""
+        return self.to(_dt.bfloat16)
 
     def type(self, dst_type: Any) -> Module:
         """Cast all parameters and buffers to ``dst_type``."""

@@ -15,7 +15,7 @@ from chainrule.ops.binary import *  # noqa: F403
 from chainrule.ops.elementwise import *  # noqa: F403
 from chainrule.ops.elementwise import cast, move  # noqa: F401  (Tensor.to)
 from chainrule.ops.index import *  # noqa: F403
-from chainrule.ops.index import index  # noqa: F401  (Tensor.__getitem__)
+from chainrule.ops.index import getitem  # noqa: F401  (Tensor.__getitem__)
 from chainrule.ops.linalg import *  # noqa: F403
 from chainrule.ops.reduce import *  # noqa: F403
 from chainrule.ops.shape import *  # noqa: F403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
 from chainrule import dtypes as _dt
@@ -252,7 +253,7 @@ def binary(op, a, b, name: str):
     else:
         t, s = (a, b) if isinstance(a, Tensor) else (b, a)
         kind = t._data.dtype.kind
-        if kind != "f" and (kind == "b" or isinstance(s, builtins.float)):
+        if kind not in _dt.FLOAT_KINDS and (kind == "b" or isinstance(s, builtins.float)):
             target = _dt.result_type(t._data, s)
             if target != t._data.dtype:
                 if t is a:
@@ -333,7 +334,8 @@ def _check_int_division(input, other, name: str) -> None:
     """PyTorch refuses bool//bool and integer division by zero (NumPy would warn and go on)."""
     if _is_bool(input) and _is_bool(other):
         raise NotImplementedError(f'"{name}" not implemented for \'Bool\'')
-    if _kind(input) != "f" and _kind(other) != "f" and np.any(_raw(other) == 0):
+    if (_kind(input) not in FLOAT_KINDS and _kind(other) not in FLOAT_KINDS
+            and np.any(_raw(other) == 0)):
         raise RuntimeError(f"{name}: ZeroDivisionError (integer division by zero)")
 
 
@@ -356,7 +358,7 @@ def div(input, other, *, rounding_mode=None) -> Tensor:
         return trunc(div(input, other))
     a = _as_operand(input, "div")
     b = _as_operand(other, "div")
-    if _kind(a) != "f" and _kind(b) != "f":
+    if _kind(a) not in FLOAT_KINDS and _kind(b) not in FLOAT_KINDS:
         f = _dt.get_default_dtype().np
         a, b = _to_float(a, f), _to_float(b, f)
     return binary(Div, a, b, "div")
@@ -523,7 +525,7 @@ def _bitwise(np_fn, name: str):
     compare = _compare(np_fn, name)
 
     def fn(input, other) -> Tensor:
-        if _kind(input) == "f" or _kind(other) == "f":
+        if _kind(input) in FLOAT_KINDS or _kind(other) in FLOAT_KINDS:
             raise NotImplementedError(f'"{name}_cpu" not implemented for \'Float\'')
         return compare(input, other)
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
+from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.kernels import kernels_for
 from chainrule.kernels.matmul import matmul as _mm
@@ -229,7 +231,7 @@ def _tuple(value, n: int, name: str, op: str) -> tuple:
 def _check_float(t, name: str, op: str) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{op}(): argument '{name}' must be Tensor, not {type(t).__name__}")
-    if t._data.dtype.kind != "f":
+    if t._data.dtype.kind not in FLOAT_KINDS:
         raise RuntimeError(
             f"{op}: expected {name} to be a floating point tensor, but got {t.dtype} "
             f"(shape {list(t._data.shape)})"
@@ -310,6 +312,9 @@ def _check_weight_bias(x, weight, bias, op: str, spatial: int) -> None:
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D cross-correlation: y[n, o] = Σ_c W[o, c] ⋆ x[n, c] + b[o] (PyTorch's conv2d)."""
+    if _amp.active and (out := _amp.run(
+            "conv2d", conv2d, input, weight, bias, stride, padding, dilation, groups)) is not None:
+        return out
     return _conv2d(input, weight, bias, stride, padding, dilation, groups, "conv2d")
 
 
@@ -363,6 +368,9 @@ def _user_shape(shape: tuple, spatial: int) -> tuple:
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """1-D cross-correlation over (N, C, L) (PyTorch's conv1d), computed as a 2-D one."""
+    if _amp.active and (out := _amp.run(
+            "conv1d", conv1d, input, weight, bias, stride, padding, dilation, groups)) is not None:
+        return out
     _check_float(input, "input", "conv1d")
     _check_float(weight, "weight", "conv1d")
     if input._data.ndim not in (2, 3):
@@ -386,6 +394,10 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
                      padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """2-D transposed convolution (the gradient of conv2d in its input), PyTorch's layout."""
+    if _amp.active and (out := _amp.run(
+            "conv_transpose2d", conv_transpose2d, input, weight, bias, stride,
+            padding, output_padding, groups, dilation)) is not None:
+        return out
     return _conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups,
                              dilation, "conv_transpose2d")
 
@@ -444,6 +456,10 @@ def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, grou
 def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
                      padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """1-D transposed convolution over (N, C, L), computed as a 2-D one."""
+    if _amp.active and (out := _amp.run(
+            "conv_transpose1d", conv_transpose1d, input, weight, bias, stride,
+            padding, output_padding, groups, dilation)) is not None:
+        return out
     _check_float(input, "input", "conv_transpose1d")
     _check_float(weight, "weight", "conv_transpose1d")
     if input._data.ndim not in (2, 3) or weight._data.ndim != 3:
@@ -541,6 +557,10 @@ def _avg_recip(size: int, k: int, s: int, p: int, o: int, count_include_pad: boo
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override=None) -> Tensor:
     """y = mean over each (kh × kw) window (PyTorch's avg_pool2d)."""
+    if _amp.active and (out := _amp.run(
+            "avg_pool2d", avg_pool2d, input, kernel_size, stride,
+            padding, ceil_mode, count_include_pad, divisor_override)) is not None:
+        return out
     return _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                        divisor_override, "avg_pool2d")
 
@@ -575,6 +595,9 @@ def _adaptive_matrix(size: int, out: int, np_dtype):
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """Average pooling to a fixed output size (PyTorch's adaptive windows)."""
+    if _amp.active and (out := _amp.run(
+            "adaptive_avg_pool2d", adaptive_avg_pool2d, input, output_size)) is not None:
+        return out
     return _adaptive_avg_pool2d(input, output_size, "adaptive_avg_pool2d")
 
 
@@ -627,6 +650,10 @@ def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
 def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True) -> Tensor:
     """y = mean over each window of (N, C, L) (PyTorch's avg_pool1d)."""
+    if _amp.active and (out := _amp.run(
+            "avg_pool1d", avg_pool1d, input, kernel_size, stride,
+            padding, ceil_mode, count_include_pad)) is not None:
+        return out
     _check_float(input, "input", "avg_pool1d")
     return _avg_pool2d(input.unsqueeze(-2), _one(kernel_size, 1), _one(stride, 1),
                        _one(padding, 0), ceil_mode, count_include_pad, None, "avg_pool1d",

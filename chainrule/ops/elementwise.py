@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
 from chainrule import dtypes as _dt
+from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.kernels import kernels_for
 from chainrule.ops import either
@@ -29,7 +31,7 @@ def _float_input(x: Tensor, name: str) -> Tensor:
     """Int/bool inputs of float functions become the default float dtype (as in PyTorch)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(x).__name__}")
-    if x._data.dtype.kind != "f":
+    if x._data.dtype.kind not in _dt.FLOAT_KINDS:
         return wrap(x._data.astype(_dt.get_default_dtype().np))
     return x
 
@@ -548,7 +550,8 @@ def _unary_fn(op, name: str, doc: str):
     apply = op.apply  # bound once: this runs on every x.exp()
 
     def fn(input: Tensor) -> Tensor:
-        if (type(input) is Tensor or isinstance(input, Tensor)) and input._data.dtype.kind == "f":
+        if (type(input) is Tensor or isinstance(input, Tensor)) and (
+                input._data.dtype.kind in _dt.FLOAT_KINDS):
             return apply(input)
         return apply(_float_input(input, name))
 
@@ -642,12 +645,14 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
 
 def clamp(input: Tensor, min=None, max=None) -> Tensor:
     """min(max(x, min), max)."""
+    if _amp.active and (out := _amp.run("clamp", clamp, input, min, max)) is not None:
+        return out
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     min, max = (b.item() if isinstance(b, np.generic) else b for b in (min, max))  # no upcast
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         return _clamp_tensor_bounds(input, min, max)
-    if input._data.dtype.kind != "f":  # int/bool inputs promote with the bounds (as PyTorch)
+    if input._data.dtype.kind not in _dt.FLOAT_KINDS:  # int/bool inputs promote with bounds
         target = _dt.result_type(input._data, *[b for b in (min, max) if b is not None])
         input = wrap(input._data.astype(target)) if target != input._data.dtype else input
     return Clamp.apply(input, min, max)
@@ -688,7 +693,7 @@ def _clamp_tensor_bounds(x: Tensor, lo, hi) -> Tensor:
 
 def _zero_grad_fn(op, name: str):
     def fn(input: Tensor) -> Tensor:
-        if input._data.dtype.kind != "f":
+        if input._data.dtype.kind not in FLOAT_KINDS:
             _refuse(input, name)
             return input.clone()
         return op.apply(input)
@@ -705,7 +710,7 @@ trunc = _zero_grad_fn(Trunc, "trunc")
 
 def round(input: Tensor, *, decimals: int = 0) -> Tensor:
     """Round half to even, to ``decimals`` places (zero gradient)."""
-    if input._data.dtype.kind != "f":
+    if input._data.dtype.kind not in FLOAT_KINDS:
         _refuse(input, "round", "b" if decimals == 0 else "biu")
         return input.clone()
     return Round.apply(input, decimals)

@@ -219,7 +219,7 @@ def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
         )
 
 
-def index(input: Tensor, key) -> Tensor:
+def getitem(input: Tensor, key) -> Tensor:
     """input[key]: ints, slices (negative steps too), None, ..., int arrays and bool masks."""
     try:
         return Index.apply(input, normalize_index(key, input._data))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chainrule.devices import np
 from chainrule import devices
+from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.kernels.matmul import matmul as _mm
 from chainrule import dtypes as _dt
@@ -170,6 +171,8 @@ def _matmul_error(a: Tensor, b: Tensor, name: str) -> RuntimeError:
 
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """Matrix product with NumPy/PyTorch broadcasting of batch dims."""
+    if _amp.active and (out := _amp.run("matmul", matmul, input, other)) is not None:
+        return out
 
     if not isinstance(other, Tensor) or not isinstance(input, Tensor):
         raise TypeError("matmul(): arguments must be Tensors")
@@ -190,6 +193,8 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
 
 def mm(input: Tensor, mat2: Tensor) -> Tensor:
     """2-d matrix product."""
+    if _amp.active and (out := _amp.run("mm", mm, input, mat2)) is not None:
+        return out
     if input._data.ndim != 2 or mat2._data.ndim != 2:
         raise RuntimeError(
             f"mm: self must be a matrix (got {input._data.ndim}D and {mat2._data.ndim}D)"
@@ -199,6 +204,8 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:
 
 def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     """Batched (3-d) matrix product."""
+    if _amp.active and (out := _amp.run("bmm", bmm, input, mat2)) is not None:
+        return out
     if input._data.ndim != 3 or mat2._data.ndim != 3:
         raise RuntimeError(
             f"bmm: batch1 must be a 3D tensor (got {input._data.ndim}D and {mat2._data.ndim}D)"
@@ -211,11 +218,15 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
 
 
 def mv(input: Tensor, vec: Tensor) -> Tensor:
+    if _amp.active and (out := _amp.run("mv", mv, input, vec)) is not None:
+        return out
     return matmul(input, vec)
 
 
 def dot(input: Tensor, other: Tensor) -> Tensor:
     """Inner product of two 1-d tensors."""
+    if _amp.active and (out := _amp.run("dot", dot, input, other)) is not None:
+        return out
     if input._data.ndim != 1 or other._data.ndim != 1:
         raise RuntimeError(
             f"1D tensors expected, but got {input._data.ndim}D and {other._data.ndim}D tensors"
@@ -246,6 +257,8 @@ ger = outer
 
 def einsum(equation: str, *operands) -> Tensor:
     """Einstein summation, e.g. ``einsum("ij,jk->ik", a, b)``."""
+    if _amp.active and (out := _amp.run("einsum", einsum, equation, *operands)) is not None:
+        return out
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     eq, operands = _explicit(equation, operands)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import builtins
 from collections import namedtuple
 
+from chainrule.amp import autocast_mode as _amp
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule import dtypes as _dt
 from chainrule.devices import as_array, np
 from chainrule.autograd.function import Op
@@ -330,6 +332,8 @@ def _float_or_cast(input: Tensor, name: str, dtype=None) -> Tensor:
 
 def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Σ input over ``dim`` (all dims if None)."""
+    if _amp.active and (out := _amp.run("sum", sum, input, dim, keepdim, dtype=dtype)) is not None:
+        return out
     if dtype is not None:
         input = input.to(dtype)
     elif input._data.dtype.kind in "bi" and input._data.dtype != np.int64:
@@ -340,9 +344,12 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
 
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Average of input over ``dim``."""
+    if _amp.active and (out := _amp.run(
+            "mean", mean, input, dim, keepdim, dtype=dtype)) is not None:
+        return out
     if dtype is not None:
         input = input.to(dtype)
-    if input._data.dtype.kind != "f":
+    if input._data.dtype.kind not in FLOAT_KINDS:
         raise RuntimeError(
             "mean(): could not infer output dtype. Input dtype must be either a floating point or "
             f"complex dtype. Got: {input.dtype.name}"
@@ -359,6 +366,9 @@ def _correction(unbiased, correction) -> int:
 
 def var(input: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
     """Variance over ``dim`` with Bessel's ``correction`` (1 by default)."""
+    if _amp.active and (out := _amp.run(
+            "var", var, input, dim, unbiased, keepdim, correction=correction)) is not None:
+        return out
     if isinstance(dim, builtins.bool):
         dim, unbiased = None, dim
     axes = normalize_dims(dim, input._data.ndim, "var")
@@ -367,6 +377,9 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=Non
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
     """Standard deviation over ``dim`` with Bessel's ``correction`` (1 by default)."""
+    if _amp.active and (out := _amp.run(
+            "std", std, input, dim, unbiased, keepdim, correction=correction)) is not None:
+        return out
     if isinstance(dim, builtins.bool):
         dim, unbiased = None, dim
     axes = normalize_dims(dim, input._data.ndim, "std")
@@ -383,6 +396,9 @@ def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Π input over ``dim`` (all elements if None)."""
+    if _amp.active and (out := _amp.run(
+            "prod", prod, input, dim, keepdim, dtype=dtype)) is not None:
+        return out
     if dtype is not None:
         input = input.to(dtype)
     axes = normalize_dims(dim, input._data.ndim, "prod")
@@ -471,6 +487,8 @@ argmin = _arg(np.argmin, "argmin")
 
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     """Running sum along ``dim``."""
+    if _amp.active and (out := _amp.run("cumsum", cumsum, input, dim, dtype=dtype)) is not None:
+        return out
     if dtype is not None:
         input = input.to(dtype)
     elif input._data.dtype.kind in "bi":
@@ -494,7 +512,9 @@ def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     """ln Σ exp(input) over ``dim``, stable for large inputs."""
-    if input._data.dtype.kind != "f":
+    if _amp.active and (out := _amp.run("logsumexp", logsumexp, input, dim, keepdim)) is not None:
+        return out
+    if input._data.dtype.kind not in FLOAT_KINDS:
         input = input.to(_dt.get_default_dtype())
     axes = normalize_dims(dim, input._data.ndim, "logsumexp")
     return Logsumexp.apply(input, axes, keepdim)
@@ -503,7 +523,7 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
 def _softmax_input(input, dim, dtype, name):
     if dtype is not None:
         input = input.to(dtype)
-    elif input._data.dtype.kind != "f":
+    elif input._data.dtype.kind not in FLOAT_KINDS:
         input = input.to(_dt.get_default_dtype())
     if dim is None:
         dim = 0 if input._data.ndim in (0, 1, 3) else 1  # PyTorch's legacy implicit dim
@@ -512,6 +532,8 @@ def _softmax_input(input, dim, dtype, name):
 
 def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
     """e^x / Σ e^x along ``dim``."""
+    if _amp.active and (out := _amp.run("softmax", softmax, input, dim, dtype=dtype)) is not None:
+        return out
     input, d = _softmax_input(input, dim, dtype, "softmax")
     if input._data.ndim == 0:
         return Softmax.apply(input.reshape(1), 0).reshape(())
@@ -520,6 +542,9 @@ def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
 
 def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
     """x - ln Σ e^x along ``dim``."""
+    if _amp.active and (out := _amp.run(
+            "log_softmax", log_softmax, input, dim, dtype=dtype)) is not None:
+        return out
     input, d = _softmax_input(input, dim, dtype, "log_softmax")
     if input._data.ndim == 0:
         return LogSoftmax.apply(input.reshape(1), 0).reshape(())
@@ -528,6 +553,9 @@ def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
 
 def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     """The vector p-norm (2/'fro' by default, also 1, inf, -inf, 0 and any real p) over ``dim``."""
+    if _amp.active and (out := _amp.run(
+            "norm", norm, input, p, dim, keepdim, dtype=dtype)) is not None:
+        return out
 
     if dtype is not None:
         input = input.to(dtype)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.grad_mode import enable_grad
@@ -511,7 +512,7 @@ def _cast(param: Tensor, key: Any, value: Any) -> Any:
         a = devices.to_device(value._data, param.device)
         xp = devices.xp_of(a)
         pd = param._data.dtype
-        if pd.kind == "f":
+        if pd.kind in FLOAT_KINDS:
             if key in _BUFFER_KEYS and a.shape != param._data.shape:
                 raise ValueError(
                     f"Optimizer.load_state_dict: state {key!r} has shape {tuple(a.shape)} but "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
@@ -30,7 +31,7 @@ def _as_float_mask(mask: Any, np_dtype, name: str) -> Tensor | None:
     data = mask._data
     if data.dtype == np.bool_:
         return wrap(np.where(data, -np.inf, 0.0).astype(np_dtype))
-    if data.dtype.kind != "f":
+    if data.dtype.kind not in FLOAT_KINDS:
         raise AssertionError(f"only bool and floating types of {name} are supported")
     return mask
 

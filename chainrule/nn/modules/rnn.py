@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule.autograd.function import Op
 from chainrule.devices import xp_of
@@ -656,7 +657,7 @@ class RNNBase(Module):
             raise RuntimeError(f"{name}: input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {input.shape[-1]} (input of size "
                                f"{list(input.shape)})")
-        if input._data.dtype.kind != "f":
+        if input._data.dtype.kind not in FLOAT_KINDS:
             raise RuntimeError(f"{name}: expected a floating point input, got {input.dtype}")
         seq_dim = 1 if input.ndim == 3 and self.batch_first else 0
         if input.shape[seq_dim] == 0:
