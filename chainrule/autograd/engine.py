@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from chainrule import backend
+from chainrule.autograd import gates as _viz
 from chainrule.autograd.accel import engine as _cengine
 from chainrule.autograd.function import Function
 from chainrule.autograd.grad_mode import state
@@ -64,6 +65,8 @@ def run_backward(
             root_nodes.append(t._grad_fn)
 
     deps = (_cengine.count_consumers if _cengine is not None else _count_consumers)(root_nodes)
+    if not retain_graph and len(deps) <= _viz.keep_max_nodes:  # a small graph keeps what
+        _viz.keep(root_nodes, buffers, deps)                    # chainrule.viz draws
     needed = None
     capture = {}  # (node, nr) -> position in inputs, for non-leaf inputs of autograd.grad
     if inputs is not None:
