@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule.viz import explain as _explain_module
-from chainrule.viz.draw import draw, record
+from chainrule.viz.draw import Diagram, draw, record
 from chainrule.viz.expr import ExprError
 from chainrule.viz.expr import parse as parse_expr
 
@@ -20,7 +20,8 @@ explain = _explain_module.explain
 explain.main = _explain_module.main
 explain.trace = _explain_module.trace
 
-__all__ = ["draw", "explain", "record", "show_lecture_circuits", "ExprError", "parse_expr"]
+__all__ = ["draw", "explain", "record", "show_lecture_circuits", "Diagram", "ExprError",
+           "parse_expr"]
 
 
 def show_lecture_circuits(out_dir: str = "out") -> Any:
