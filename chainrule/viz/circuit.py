@@ -81,6 +81,7 @@ class Circuit:
     nodes: list = field(default_factory=list, repr=False)    # the gates, in forward order
     rep: dict = field(default_factory=dict, repr=False)      # gate -> drawn box id
     consts: dict = field(default_factory=dict, repr=False)   # (gate, input) -> constant
+    out_keys: list = field(default_factory=list, repr=False)  # (gate, output_nr) per output
 
 
 # ---- numbers ------------------------------------------------------------------------------------
@@ -600,4 +601,5 @@ def build(output, *, names: dict | None = None, grads: bool = True, collapse: bo
         seed = ograds.get(key) if k == 0 and grads else None
         add_wire(rep[o._grad_fn], oid, ("out", k), o._data, seed, 0)
     return Circuit(boxes, wires, clusters, title or "", tuple(notes), resolved, values, egrads,
-                   ograds, nodes, rep, consts)
+                   ograds, nodes, rep, consts,
+                   [(o._grad_fn, o._nr) for o in outputs if o._grad_fn is not None])

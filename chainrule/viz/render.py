@@ -7,6 +7,7 @@ A value or gradient with a NaN or an Inf is drawn in pink with a ⚠ and a thick
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -113,14 +114,16 @@ def path_data(route) -> str:
     return " ".join(d)
 
 
-def svg(drawing: Drawing, *, ids: bool = True) -> str:
-    """The drawing as a standalone SVG document (ids and data- attributes for the page)."""
+def svg(drawing: Drawing, *, ids: bool = True, data=None) -> str:
+    """The drawing as a standalone SVG document, with an ``id`` on every box and wire;
+    ``data(array)`` (a list, or None) adds the numbers as ``data-value``/``data-grad``."""
     c, lay = drawing.circuit, drawing.layout
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="cr-circuit" '
            f'width="{_f(lay.width)}" height="{_f(lay.height)}" '
            f'viewBox="0 0 {_f(lay.width)} {_f(lay.height)}" font-family="{FONT}">',
-           '<defs><marker id="cr-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-           'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+           '<defs><marker id="cr-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
+           'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+           '<path d="M0,0 L10,5 L0,10 z" '
            f'fill="{MUTED}"/></marker></defs>',
            '<rect width="100%" height="100%" fill="#ffffff"/>']
     for k, line in enumerate(drawing.title_lines):
@@ -144,6 +147,11 @@ def svg(drawing: Drawing, *, ids: bool = True) -> str:
         width = "2.2" if bad else "1.3"
         dash = ' stroke-dasharray="4,3"' if w.src == "more" else ""
         attrs = (f' id="{w.id}" data-src="{w.src}" data-dst="{w.dst}"' if ids else "")
+        if data is not None:
+            for attr, arr in (("data-value", w.value), ("data-grad", w.grad)):
+                nums = data(arr)
+                if nums is not None:
+                    attrs += f" {attr}=\"{_esc(json.dumps(nums))}\""
         out.append(f'<g class="wire"{attrs}><path d="{path_data(route)}" fill="none" '
                    f'stroke="{stroke}" stroke-width="{width}"{dash} '
                    f'marker-end="url(#cr-arrow)"/>')
