@@ -136,7 +136,7 @@ def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
     """Run ``fn`` on float64 leaf copies of ``inputs`` while recording every gate's inputs."""
     import chainrule as cr
     from chainrule._state import state
-    from chainrule.autograd.gates import graph_nodes, op_name, parents
+    from chainrule.autograd.gates import graph_nodes, parents
 
     if names is None:
         try:

@@ -150,7 +150,7 @@ def steps(circuit) -> list[dict]:
         up = _fmt(upstream) if upstream is not None else "?"
         lines = [f"Gradient arriving from above: ∂{fname}/∂{y} = {up}"]
         rules = _LOCAL.get(op)
-        for i, p, w in ins:
+        for i, _, w in ins:
             target = args[i]
             local = rules[i].format(*args, y=y) if rules is not None and i < len(rules) else None
             if op in ("Maximum", "Minimum") and _tie(circuit, node):
@@ -211,7 +211,8 @@ body { font-family: DejaVu Sans, Verdana, Helvetica, Arial, sans-serif; margin: 
 header { padding: 10px 16px 4px; }
 header h1 { font-size: 18px; margin: 0 0 4px; }
 header p { margin: 0; font-size: 13px; color: #57606a; }
-.legend-value { color: #1a7f37; font-weight: bold; } .legend-grad { color: #cf222e; font-weight: bold; }
+.legend-value { color: #1a7f37; font-weight: bold; }
+.legend-grad { color: #cf222e; font-weight: bold; }
 #figure { overflow: auto; padding: 4px 8px; }
 #controls { display: flex; gap: 8px; align-items: center; padding: 8px 16px;
             border-top: 1px solid #d0d7de; border-bottom: 1px solid #d0d7de; background: #f6f8fa; }
@@ -244,7 +245,8 @@ _JS = """
       var s = steps[i];
       s.values.forEach(function (id) { var e = el(id); if (e) e.classList.add('show-value'); });
       s.grads.forEach(function (id) { var e = el(id); if (e) e.classList.add('show-grad'); });
-      (s.totals || []).forEach(function (id) { var e = el(id); if (e) e.classList.add('show-total'); });
+      (s.totals || []).forEach(function (id) {
+        var e = el(id); if (e) e.classList.add('show-total'); });
     }
     var cur = steps[k];
     cur.wires.forEach(function (id) { var e = el(id); if (e) e.classList.add('current'); });
