@@ -533,7 +533,7 @@ def _explain(fn: Callable, inputs: tuple, format: str, names: list | None):
         (f"forward pass at {at}: each gate caches its output", _render(fwd, w)),
         ("backward pass, in reverse: d<v> is df/d<v>; '+=' where gradients add up at a fork",
          _render(bwd, w)),
-        (f"gradients, checked by central differences (f(x+h) - f(x-h)) / 2h, h = {_H:g}",
+        ("gradients, checked by central differences (f(x+h) - f(x-h)) / 2h, h = 1e-6",
          _render(grads, w) + [f"# note: {n}" for n in notes]),
     ]
     if format == "markdown":
