@@ -257,13 +257,14 @@ def caller_names(frame, keys: set) -> dict:
     found: dict = {}
     if frame is None:
         return found
-    for scope in (frame.f_locals, frame.f_globals):
-        for var, obj in list(scope.items()):
-            if var.startswith("_"):
-                continue
-            if isinstance(obj, Tensor):
+    scopes = [list(frame.f_locals.items()), list(frame.f_globals.items())]
+    for items in scopes:  # plain variables first, then the items of lists and tuples
+        for var, obj in items:
+            if isinstance(obj, Tensor) and not var.startswith("_"):
                 _name_tensor(found, keys, obj, var)
-            elif isinstance(obj, (list, tuple)) and 0 < len(obj) <= 64:
+    for items in scopes:
+        for var, obj in items:
+            if isinstance(obj, (list, tuple)) and 0 < len(obj) <= 64 and not var.startswith("_"):
                 for i, item in enumerate(obj):
                     if isinstance(item, Tensor):
                         _name_tensor(found, keys, item, f"{var}[{i}]")
