@@ -78,6 +78,19 @@ class Diagram:
             f.write(data)
         return path
 
+    def table(self) -> str:
+        """Every wire as a line of text: ``source → gate: value, gradient``."""
+        from chainrule.viz.render import wire_text
+
+        label = {b.id: b.label for b in self.circuit.boxes}
+        rows = []
+        for w in self.circuit.wires:
+            t = wire_text(w, named=False)
+            src = w.name or label.get(w.src, w.src)
+            rows.append((f"{src} → {label.get(w.dst, w.dst)}", t.value or "?", t.grad or "?"))
+        width = max((len(r[0]) for r in rows), default=0)
+        return "\n".join(f"{a:<{width}}  value {v:<8} gradient {g}" for a, v, g in rows)
+
     def _repr_svg_(self) -> str:
         return self.svg()
 
