@@ -9,6 +9,7 @@ a backward pass that reports the gradient on every edge.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
@@ -32,16 +33,12 @@ def keep(root_nodes: list, buffers: dict, deps: dict) -> None:
     gate's saved values and to their seed gradient, so ``chainrule.viz`` can still show every
     wire's value and gradient after ``backward()``. Nothing is copied; the references go when the
     output does. A second ``backward()`` still raises, as in PyTorch."""
-    kept: dict = {}
-    size = 0
-    for node in deps:
-        saved = node._saved
-        if saved:
-            kept[id(node)] = saved  # ids, not gates: no reference cycle through the root
-            for s in saved:
-                size += getattr(s, "nbytes", 0)
-    if size > keep_max_bytes:
+    saved = [n._saved for n in deps]
+    cupy = sys.modules.get("cupy")
+    arrays = (np.ndarray,) if cupy is None else (np.ndarray, cupy.ndarray)
+    if sum([s.nbytes for t in saved if t for s in t if type(s) in arrays]) > keep_max_bytes:
         return
+    kept = dict(zip(map(id, deps), saved))  # ids, not gates: no reference cycle via the root
     for node in root_nodes:
         node._viz_kept = (kept, buffers.get(node))
 
