@@ -156,3 +156,17 @@ def test_in_a_real_browser_stepping_highlights_and_numbers_equal_chainrule(tmp_p
             assert errors == []
         finally:
             browser.close()
+
+
+def test_tensor_circuits_show_statistics_and_the_rule_of_each_gate():
+    cr.manual_seed(0)
+    net = cr.nn.Sequential(cr.nn.Linear(3, 4), cr.nn.ReLU(), cr.nn.Linear(4, 1))
+    loss = net(cr.randn(2, 3)).pow(2).mean()
+    loss.backward()
+    st = _steps(html(loss))["steps"]
+    text = "\n".join(line for s in st for line in s["lines"])
+    assert "?" not in text
+    assert "local gradient dy @ W  (y = x Wᵀ + b)" in text and "local gradient 2*linear2" in text
+    assert "local gradient 1/2 for every element" in text
+    g = net[0].weight.grad.numpy()
+    assert f"∂f/∂0.weight = [4×3] ‖g‖={np.sqrt((g * g).sum()):.3g}" in text

@@ -277,11 +277,7 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
                     rhs += f" / {int(np.prod(shape)) // max(1, int(np.prod(node._outs[0][0])))}"
                 local = None
             elif rules is not None and i < len(rules):
-                local = rules[i].format(*args, y=y)
-                if op == "Pow" and i == 0 and args[1].lstrip("-").replace(".", "").isdigit():
-                    k = float(args[1])
-                    local = f"{args[1]}*{args[0]}" if k == 2 else (
-                        f"{args[1]}*{args[0]}**{_literal(k - 1)}")
+                local = local_rule(op, i, args, y, rules)
                 rhs = dy if local == "1" else f"-{dy}" if local == "-1" else (
                     f"{_paren(local)} * {dy}")
             else:
@@ -303,6 +299,18 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
             lines.append((f"{target} {assign} {rhs}", "; ".join(note)))
     _ = leaves
     return lines
+
+
+def local_rule(op: str, i: int, args: list, y: str, rules: tuple | None = None) -> str | None:
+    """The local gradient d(y)/d(input i) as code, from the argument names (``2*xpy`` for a
+    square)."""
+    rules = _LOCAL.get(op) if rules is None else rules
+    if rules is None or i >= len(rules):
+        return None
+    if op == "Pow" and i == 0 and args[1].lstrip("-").replace(".", "").isdigit():
+        k = float(args[1])
+        return f"{args[1]}*{args[0]}" if k == 2 else f"{args[1]}*{args[0]}**{_literal(k - 1)}"
+    return rules[i].format(*args, y=y)
 
 
 def _paren(expr: str) -> str:

@@ -28,6 +28,22 @@ def _num(v) -> str:
     return f"({s})" if s.startswith("-") else s
 
 
+# local gradients of gates on tensors, as a rule in words (the page shows the resulting numbers)
+_TENSOR_RULES = {
+    "Linear": ("dy @ W  (y = x Wᵀ + b)", "dyᵀ @ x", "dy summed over the batch"),
+    "MatMul": ("dy @ Bᵀ  (y = A @ B)", "Aᵀ @ dy"),
+    "Sum": ("1 for every element",),
+}
+
+
+def _show(v, grad: bool = False) -> str:
+    """A number, up to 4 values, or shape and statistics for a larger tensor."""
+    from chainrule.viz.circuit import summarize
+    from chainrule.viz.explain import _fmt
+
+    return _fmt(v) if np.size(host(v)) <= 4 else summarize(v, grad)[0]
+
+
 def _scalar(a) -> bool:
     return a is not None and np.size(host(a)) == 1
 
@@ -72,7 +88,7 @@ def steps(circuit) -> list[dict]:
     """The forward steps (one per value: inputs, then each gate's output) and the backward
     steps (the seed, then one per gate in reverse order, then the inputs' gradients)."""
     from chainrule.autograd.gates import op_name, parents
-    from chainrule.viz.explain import _FORWARD, _LOCAL, _PATTERN, _fmt
+    from chainrule.viz.explain import _FORWARD, _PATTERN, _fmt, local_rule
 
     var, arg_names = _names(circuit)
     label = {b.id: b.label for b in circuit.boxes}
@@ -90,7 +106,7 @@ def steps(circuit) -> list[dict]:
         what = "an input" if b.kind == "leaf" else "a constant input (no gradient flows to it)"
         out.append({"phase": "forward", "box": b.id, "wires": [w.id for w in ws],
                     "values": [w.id for w in ws], "grads": [], "title": f"Input {b.label}",
-                    "lines": [f"{b.label} = {_fmt(value) if value is not None else '?'}: {what}"]})
+                    "lines": [f"{b.label} = {_show(value) if value is not None else '?'}: {what}"]})
     done_boxes: set = set()
     for node in circuit.nodes:
         bid = circuit.rep[node]
@@ -107,7 +123,7 @@ def steps(circuit) -> list[dict]:
         vals = [_input_value(circuit, node, i, p) for i, p in enumerate(parents(node))]
         lines = [f"{y} = {formula}"]
         value = circuit.values.get((node, 0))
-        result = _fmt(value) if value is not None else "?"
+        result = _show(value) if value is not None else "?"
         if tmpl and all(_scalar(v) for v in vals) and tmpl.count("{") <= len(vals):
             numbers = tmpl.format(*[_num(v) for v in vals])
             if numbers.replace("(", "").replace(")", "") != result:
@@ -147,12 +163,16 @@ def steps(circuit) -> list[dict]:
         args = arg_names(node)
         y = var.get((node, 0), "y")
         upstream = circuit.out_grads.get((node, 0))
-        up = _fmt(upstream) if upstream is not None else "?"
+        up = _show(upstream, True) if upstream is not None else "?"
         lines = [f"Gradient arriving from above: ∂{fname}/∂{y} = {up}"]
-        rules = _LOCAL.get(op)
         for i, _, w in ins:
             target = args[i]
-            local = rules[i].format(*args, y=y) if rules is not None and i < len(rules) else None
+            local = local_rule(op, i, args, y)
+            if local is None and i < len(_TENSOR_RULES.get(op, ())):
+                local = _TENSOR_RULES[op][i]
+            if op == "Mean":
+                n = np.size(host(w.value)) // max(1, np.size(host(upstream)))
+                local = f"1/{n} for every element"
             if op in ("Maximum", "Minimum") and _tie(circuit, node):
                 local = f"0.5 (a tie: {op.lower()} splits the gradient)"
             key = w.key
@@ -165,11 +185,11 @@ def steps(circuit) -> list[dict]:
                              f"{_num(lv)} × {_num(upstream)} = {_fmt(w.grad)}")
             else:
                 rule = f"local gradient {local}; " if local else ""
-                lines.append(f"→ {target}: {rule}∂{fname}/∂{target} gets {_fmt(w.grad)}")
+                lines.append(f"→ {target}: {rule}∂{fname}/∂{target} gets {_show(w.grad, True)}")
             forks = [x for x in circuit.wires if x.key == key and x.grad is not None]
             if len(forks) > 1:
                 lines.append(f"   {target} feeds {len(forks)} wires: gradients add up at the "
-                             f"fork, ∂{fname}/∂{target} so far = {_fmt(running[key])}")
+                             f"fork, ∂{fname}/∂{target} so far = {_show(running[key], True)}")
         if op in _PATTERN:
             lines.append(_PATTERN[op][0].upper() + _PATTERN[op][1:] + ".")
         sym = label[bid]
@@ -182,7 +202,7 @@ def steps(circuit) -> list[dict]:
         for b in leaves:
             total = sum((host(w.grad) for w in wires_from.get(b.id, []) if w.grad is not None),
                         start=np.zeros(()))
-            lines.append(f"∂{fname}/∂{b.label} = {_fmt(total)}")
+            lines.append(f"∂{fname}/∂{b.label} = {_show(total, True)}")
         lines.append("These are the inputs' .grad after backward().")
         out.append({"phase": "backward", "box": None, "wires": [], "values": [], "grads": [],
                     "totals": [b.id for b in leaves], "title": "Done: the gradients of the "
