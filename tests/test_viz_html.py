@@ -169,4 +169,4 @@ def test_tensor_circuits_show_statistics_and_the_rule_of_each_gate():
     assert "local gradient dy @ W  (y = x Wᵀ + b)" in text and "local gradient 2*linear2" in text
     assert "local gradient 1/2 for every element" in text
     g = net[0].weight.grad.numpy()
-    assert f"∂f/∂0.weight = [4×3] ‖g‖={np.sqrt((g * g).sum()):.3g}" in text
+    assert f"∂loss/∂0.weight = [4×3] ‖g‖={np.sqrt((g * g).sum()):.3g}" in text  # named as in here
