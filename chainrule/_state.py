@@ -16,9 +16,6 @@ class _State(threading.local):
     _record_inputs = False  # keep each node's input values (check_gates)
     _anomaly = False       # check every forward/backward result for NaN/Inf
     _scopes: tuple = ()    # the Modules / Functions being called (for viz clusters)
-    # a factory backward() calls with the consumer counts of the graph it is about to run,
-    # returning an observer of its gradients, or None (chainrule.viz keeps small graphs' values)
-    backward_observer = None
 
     def _update(self) -> None:
         self.modes = bool(self._record_sites or self._record_inputs or self._anomaly)

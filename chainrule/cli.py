@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chainrule`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "explain":
-        from chainrule.viz.explain import main as explain_main
+        from chainrule.viz.explain_command import main as explain_main
 
         return explain_main(argv[1:])
     parser = build_parser()

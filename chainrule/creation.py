@@ -42,12 +42,14 @@ def _sizes(size) -> tuple:
     return tuple(out)
 
 
-def _finish(data, device, requires_grad: bool) -> Tensor:
+def _finish(data, device, requires_grad: bool, name: str | None = None) -> Tensor:
     if device is not None and devices.as_device(device).type != "cpu":
         data = devices.to_device(data, device)
     t = wrap(data)
     if requires_grad:
         t.requires_grad_(True)
+    if name is not None:  # chainrule's extension: names for cr.viz (not in PyTorch)
+        t.name = name
     return t
 
 
@@ -85,9 +87,11 @@ def to_array(data, dtype, device):
     return arr
 
 
-def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """A new tensor copying ``data`` (Python floats become float32, ints int64)."""
-    return _finish(to_array(data, dtype, device), device, requires_grad)
+def tensor(data, dtype=None, device=None, requires_grad: bool = False, *,
+           name: str | None = None) -> Tensor:
+    """A new tensor copying ``data`` (Python floats become float32, ints int64); ``name``
+    labels it in ``cr.viz`` diagrams."""
+    return _finish(to_array(data, dtype, device), device, requires_grad, name)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
@@ -108,7 +112,7 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     return wrap(ndarray)
 
 
-def _filled(size, value, dtype, device, requires_grad):
+def _filled(size, value, dtype, device, requires_grad, name=None):
     size = _sizes(size)
     if dtype is None:
         if isinstance(value, builtins.bool):
@@ -120,30 +124,34 @@ def _filled(size, value, dtype, device, requires_grad):
     else:
         np_dtype = _dt.to_numpy_dtype(dtype)
     xp = devices.xp(device)
-    return _finish(xp.full(size, value, np_dtype), None, requires_grad)
+    return _finish(xp.full(size, value, np_dtype), None, requires_grad, name)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False,
+          name: str | None = None) -> Tensor:
     """A tensor of zeros."""
-    return _filled(size, 0.0, dtype or _dt.get_default_dtype(), device, requires_grad)
+    return _filled(size, 0.0, dtype or _dt.get_default_dtype(), device, requires_grad, name)
 
 
-def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def ones(*size, dtype=None, device=None, requires_grad: bool = False,
+         name: str | None = None) -> Tensor:
     """A tensor of ones."""
-    return _filled(size, 1.0, dtype or _dt.get_default_dtype(), device, requires_grad)
+    return _filled(size, 1.0, dtype or _dt.get_default_dtype(), device, requires_grad, name)
 
 
-def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def empty(*size, dtype=None, device=None, requires_grad: bool = False,
+          name: str | None = None) -> Tensor:
     """An uninitialised tensor (zeros here, for reproducibility)."""
-    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad, name=name)
 
 
-def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False,
+         name: str | None = None) -> Tensor:
     """A tensor filled with ``fill_value`` (dtype inferred from it)."""
     if isinstance(fill_value, Tensor):
         fill_value = fill_value.item()
     return _filled((tuple(size),) if not isinstance(size, int) else (size,), fill_value, dtype,
-                   device, requires_grad)
+                   device, requires_grad, name)
 
 
 def _like(input: Tensor, dtype, device):
@@ -171,7 +179,8 @@ def full_like(input: Tensor, fill_value, *, dtype=None, device=None,
                 requires_grad=requires_grad)
 
 
-def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False,
+           name: str | None = None) -> Tensor:
     """Values from ``start`` up to (not including) ``end`` every ``step``."""
     if end is None:
         start, end = 0, start
@@ -192,13 +201,14 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     data = (vals[0] + np.arange(n, dtype=np.float64) * vals[2]).astype(np_dtype)
     if np.issubdtype(np_dtype, np.integer) and all(isinstance(v, (int, np.integer)) for v in vals):
         data = np.arange(vals[0], vals[1], vals[2], dtype=np_dtype)
-    return _finish(data, device, requires_grad)
+    return _finish(data, device, requires_grad, name)
 
 
-def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False,
+             name: str | None = None) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     data = np.linspace(start, end, steps).astype(_float_dtype(dtype))
-    return _finish(data, device, requires_grad)
+    return _finish(data, device, requires_grad, name)
 
 
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
@@ -217,22 +227,24 @@ def _empty(shape, np_dtype, device) -> Tensor:
     return wrap(devices.xp(device).zeros(shape, np_dtype))
 
 
-def _done(t: Tensor, requires_grad: bool) -> Tensor:
+def _done(t: Tensor, requires_grad: bool, name: str | None = None) -> Tensor:
+    if name is not None:  # chainrule's extension: names for cr.viz (not in PyTorch)
+        t.name = name
     return t.requires_grad_(True) if requires_grad else t
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False,
-         pin_memory=False) -> Tensor:
+         pin_memory=False, name: str | None = None) -> Tensor:
     """Uniform samples in [0, 1)."""
     t = _empty(_sizes(size), _float_dtype(dtype), device)
-    return _done(_rnd.uniform_(t, 0.0, 1.0, generator), requires_grad)
+    return _done(_rnd.uniform_(t, 0.0, 1.0, generator), requires_grad, name)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False,
-          pin_memory=False) -> Tensor:
+          pin_memory=False, name: str | None = None) -> Tensor:
     """Standard normal samples."""
     t = _empty(_sizes(size), _float_dtype(dtype), device)
-    return _done(_rnd.normal_(t, 0.0, 1.0, generator), requires_grad)
+    return _done(_rnd.normal_(t, 0.0, 1.0, generator), requires_grad, name)
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,

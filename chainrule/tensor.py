@@ -359,6 +359,24 @@ class Tensor(TensorBase):
     def is_meta(self) -> bool:
         return False
 
+    _name = None
+
+    @property
+    def name(self) -> str | None:
+        """A name for diagrams and explanations (``chainrule.viz``); None unless given with
+        ``name=`` or set. PyTorch's ``Tensor.name`` is always None and read-only."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"name must be a str or None, got {type(value).__name__}")
+        self._name = value
+        fn = self._grad_fn
+        if fn is not None:  # an intermediate: its gate remembers the name for its output wire
+            names = fn.__dict__.setdefault("wire_names", {})
+            names[self._nr] = value
+
     @property
     def data(self) -> Tensor:
         """The same memory outside the graph, with a version counter of its own (as torch)."""

@@ -158,3 +158,44 @@ def test_gate_whose_input_is_a_transposed_view_is_checked_correctly():
     report = cr.autograd.check_gates(lambda x: (x.T.reshape(-1)[:5] ** 2).sum(), (x,))
     assert report.ok, str(report)
     assert "Reshape" in {r.op for r in report.passed}
+
+
+def test_local_gradients_use_a_unit_upstream_gradient_and_match_a_hand_derivation():
+    # the lecture's exercise: every local gradient is what a learner derives by hand
+    x = cr.tensor(3.0, dtype=cr.float64, requires_grad=True)
+    y = cr.tensor(-4.0, dtype=cr.float64, requires_grad=True)
+    report = cr.autograd.check_gates(
+        lambda x, y: (x + cr.sigmoid(y)) / (cr.sigmoid(x) + (x + y) ** 2), (x, y))
+    assert report.ok and len(report.passed) == 7
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    num, den = 3 + sig(-4), sig(3) + 1.0
+    expected = {  # op -> local gradient per input, at this point, with upstream gradient 1
+        "Pow": [2 * (3 - 4)],
+        "Div": [1 / den, -num / den**2],
+        "Sigmoid": sorted([sig(-4) * (1 - sig(-4)), sig(3) * (1 - sig(3))]),
+        "Add": [1.0, 1.0],
+    }
+    got: dict = {}
+    for r in report.passed:
+        for g in r.local:
+            assert g.analytic.shape == g.numeric.shape == (1,)
+            assert g.numeric[0] == pytest.approx(g.analytic[0], rel=1e-6, abs=1e-9)
+        got.setdefault(r.op, []).append([float(g.analytic[0]) for g in r.local])
+    assert got["Pow"] == [expected["Pow"]]
+    assert got["Div"][0] == pytest.approx(expected["Div"], rel=1e-12)
+    assert sorted(v[0] for v in got["Sigmoid"]) == pytest.approx(expected["Sigmoid"], rel=1e-12)
+    assert all(v == expected["Add"] for v in got["Add"])
+    text = str(report)
+    assert "local gradients (backward with upstream gradient 1)" in text
+    assert "ok Pow at " in text and "d/d(input 0) = -2 (numeric -2)" in text
+
+
+def test_a_wrong_local_gradient_is_caught_with_the_unit_upstream_first():
+    report = cr.autograd.check_gates(lambda x: BadSquare.apply(x).sum(),
+                                     (cr.tensor([1.0, 2.0], requires_grad=True),))
+    (f,) = report.failures
+    assert f.upstream == "1" and "local gradient (upstream gradient 1)" in str(f)
+    assert f.analytic == pytest.approx(f.numeric / 2, rel=1e-4)  # BadSquare forgets the 2

@@ -114,14 +114,14 @@ def test_python_dash_m_is_the_same_command(tmp_path):
 
 def test_explain_dispatches_to_viz(monkeypatch):
     seen = {}
-    fake = types.ModuleType("chainrule.viz.explain")
+    fake = types.ModuleType("chainrule.viz.explain_command")
 
     def fake_main(argv):
         seen["argv"] = argv
         return 7
 
     fake.main = fake_main
-    monkeypatch.setitem(sys.modules, "chainrule.viz.explain", fake)
+    monkeypatch.setitem(sys.modules, "chainrule.viz.explain_command", fake)
     assert main(["explain", "x*y", "x=3", "y=-4"]) == 7
     assert seen["argv"] == ["x*y", "x=3", "y=-4"]
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.viz.explain import explain, main
+from chainrule.viz.explain import explain
+from chainrule.viz.explain_command import main
 from square_gates import BadSquare
 
 EXERCISE = "(x + sigmoid(y)) / (sigmoid(x) + (x+y)**2)"
@@ -140,17 +141,120 @@ def test_numerical_check_flags_a_wrong_gradient():
     assert "badsquare_backward" in text
 
 
+# ---- kinks, domains, ties ------------------------------------------------------------------------
+def _check_line(text: str, name: str) -> str:
+    m = re.search(rf"^df/d{name} = .*?#\s*(.*)$", text, re.M)
+    assert m, text
+    return m.group(1)
+
+
+def test_relu_at_zero_is_a_kink_explained_not_a_mismatch():
+    text = explain(lambda x: cr.relu(x) * 3.0, 0.0)
+    line = _check_line(text, "x")
+    assert "MISMATCH" not in text
+    assert "a kink: the slope is 0 on the left and 3 on the right; chainrule takes 0" in line
+    assert "# note: `relux = max(0, x)` sits on its kink (its input is 0)" in text
+
+
+def test_log_of_a_negative_is_undefined_not_a_mismatch():
+    with np.errstate(all="ignore"):
+        text = explain(lambda x: cr.log(x), -1.0)
+    assert "MISMATCH" not in text
+    assert "undefined" in _check_line(text, "x") and "outside its domain" in text
+    assert "log of a number ≤ 0" in text
+
+
+def test_max_tie_code_line_agrees_with_the_printed_half():
+    text = explain(lambda z, w: 2 * cr.maximum(z, w), 2.0, 2.0)
+    dz = re.search(r"^dz = (.*?)\s+# local gradient (\S+);", text, re.M)
+    assert dz.group(1) == "((z > w) + 0.5*(z == w)) * dzmaxw"
+    assert float(dz.group(2).rstrip(";")) == 0.5
+    # the code line, evaluated at z = w = 2 with dzmaxw = 2, gives the printed gradient
+    z = w = 2.0
+    assert ((z > w) + 0.5 * (z == w)) * 2.0 == _grad(text, "z") == 1.0
+    assert "split" in text and "MISMATCH" not in text
+    # away from a tie the line stays the lecture's
+    assert re.search(r"^dz = \(z > w\) \* dzmaxw", explain(
+        lambda z, w: 2 * cr.maximum(z, w), 2.0, -1.0), re.M)
+
+
+def test_cli_exit_status_is_0_at_kinks_and_1_only_for_a_real_mismatch(capsys, monkeypatch):
+    assert main(["relu(x) + max(x, y) + abs(y)", "x=0", "y=0"]) == 0
+    assert "kink" in capsys.readouterr().out
+    with np.errstate(all="ignore"):
+        assert main(["log(x) + sqrt(y)", "x=-1", "y=-2"]) == 0
+    assert "undefined" in capsys.readouterr().out
+    from chainrule.ops.elementwise import Tanh
+
+    monkeypatch.setattr(Tanh, "backward", staticmethod(lambda ctx, g: g * 2.0))  # wrong
+    assert main(["tanh(x)", "x=0.5"]) == 1
+    captured = capsys.readouterr()
+    assert "MISMATCH" in captured.out and "disagree" in captured.err
+
+
+def test_numerical_work_is_bounded_and_the_limit_is_said(monkeypatch):
+    import sys
+
+    ex = sys.modules["chainrule.viz.explain"]  # the module (cr.viz.explain is the function)
+    calls = []
+    real = ex._evaluate
+    monkeypatch.setattr(ex, "_evaluate", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(ex, "WORK_LIMIT", 200_000)
+    xs = [np.full(1000, 0.5) for _ in range(6)]
+    text = explain(lambda a, b, c, d, e, f: (a * b + c * d + e * f).sum(), *xs)
+    cost = 7 * 1000  # about the elements every evaluation touches
+    assert len(calls) * cost <= 2 * 200_000 + 6 * 3 * cost
+    assert "work limit: the numerical check stopped at 200,000 element operations" in text
+    assert text.count(": ok") == 6 and "MISMATCH" not in text
+
+
+def test_cli_30_inputs_of_10000_elements_finish_with_a_bounded_check(capsys):
+    value = ",".join(["0.5"] * 10_000)
+    names = [f"v{i}" for i in range(30)]
+    expr = " + ".join(f"{a}*{b}" for a, b in zip(names, names[1:] + names[:1]))
+    assert main([expr] + [f"{n}={value}" for n in names]) == 0
+    out = capsys.readouterr().out
+    assert "work limit" in out and out.count(": ok") == 30
+
+
+@pytest.mark.parametrize("text", ["x**print(1)", "x**open(1)", "pow(x, print(1))",
+                                  "x**(9" + "9" * 400 + ")", "x**((-8)**0.5)", "x**(1/0)",
+                                  "x**__import__('os')", "x**(x.y)"])
+def test_exponents_are_validated_before_they_are_evaluated(text, capsys):
+    assert main([text, "x=2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_shapes_that_do_not_broadcast_or_grow_too_large_are_refused(capsys):
+    assert main(["x*y", "x=1,2,3", "y=1,2"]) == 2
+    assert "do not broadcast" in capsys.readouterr().err
+    col = "[" + ",".join(f"[{i}]" for i in range(200)) + "]"
+    row = "[" + ",".join(str(i) for i in range(200)) + "]"
+    assert main(["x*y", f"x={col}", f"y=[{row}]"]) == 2
+    assert "broadcast to shape [200, 200]" in capsys.readouterr().err
+
+
+def test_cli_html_writes_the_interactive_page(tmp_path, capsys):
+    path = tmp_path / "page.html"
+    assert main([EXERCISE, "x=3", "y=-4", "--html", str(path)]) == 0
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "cr-steps" in page
+    assert "f = (x + sigmoid(y)) / (sigmoid(x) + (x+y)**2) at x = 3, y = -4" in page
+    assert main(["x", "x=1", "--html", str(tmp_path / "no" / "such" / "dir.html")]) == 2
+
+
 def test_markdown_format():
     md = explain(_exercise, 3.0, -4.0, format="markdown")
     assert md.count("```python") == 3
     assert "sigx = 1/(1+exp(-x))" in md
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz dot not installed")
-def test_svg_format():
+def test_svg_format_needs_no_system_package(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no Graphviz `dot` anywhere
     svg = explain(_exercise, 3.0, -4.0, format="svg")
-    assert svg.lstrip().startswith("<?xml") or "<svg" in svg[:500]
-    assert "Sigmoid" in svg
+    assert svg.startswith("<svg") and "Sigmoid" in svg and ">Σ 2.06<" in svg
 
 
 def test_bad_format_is_a_clear_error():

@@ -21,6 +21,7 @@ import threading
 from chainrule import devices
 from chainrule._state import state
 from chainrule.autograd.function import Function, check_saved_versions
+from chainrule.autograd import graph
 from chainrule.autograd.graph import nodes_in_order, parents
 from chainrule.ops import either
 from chainrule.tensor import TensorBase, wrap
@@ -47,17 +48,15 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
             _add(buffers, t._grad_fn, t._nr, g)
             root_nodes.append(t._grad_fn)
     deps = count_consumers(root_nodes)
-    observer = state.backward_observer
-    if observer is not None:
-        observer = observer(deps)  # a tool that watches small graphs (chainrule.viz)
-
+    if not retain_graph and len(deps) <= graph.keep_max_nodes:  # a small graph keeps what
+        graph.keep(root_nodes, buffers, deps)                     # chainrule.viz draws
     needed = capture = captured = None
     if inputs is not None:
         needed = _needed_nodes(root_nodes, inputs)
         capture = {(t._grad_fn, t._nr): i for i, t in enumerate(inputs) if t._grad_fn is not None}
         captured = [None] * len(inputs)
     anomaly = state.anomaly
-    plain = not create_graph and not capture and observer is None and not anomaly
+    plain = not create_graph and not capture and not anomaly
     prev_mode = state.grad_enabled
     state.grad_enabled = create_graph
     try:
@@ -76,8 +75,6 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
                 else:
                     if node._hooks or capture:
                         grad = _node_hooks(node, grad, capture, captured, create_graph)
-                    if observer is not None:
-                        observer.node_grad(node, grad)
                     input_grads = call_backward(node, grad, create_graph)
                 if type(input_grads) is not tuple:
                     input_grads = (input_grads,)
@@ -120,8 +117,6 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
         input_grads = grad = g = None
     finally:
         state.grad_enabled = prev_mode
-    if observer is not None:
-        observer.leaf_grads(leaf_grads)
     return _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph)
 
 

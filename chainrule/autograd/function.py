@@ -144,7 +144,8 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
         """Run ``forward`` and, if an input needs a gradient, record this gate as a graph node."""
         ctx = cls.__new__(cls)
-        ctx._saved = ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
+        ctx._saved = ()  # None once a backward has freed it
+        ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
         ctx._retained = ctx._tensor_args = ctx._materialize_grads = ctx.site = None
         ctx._non_differentiable = ctx.scope = ()
         edges = _edges_of(args) if state.grad_enabled and cls.differentiable else None
@@ -177,7 +178,7 @@ class Function:
         if isinstance(x, TensorBase):
             return cls.apply(x, *args)
         ctx = cls.__new__(cls)
-        ctx._saved = None
+        ctx._saved = ()
         ctx._non_differentiable = ()
         return cls.forward(ctx, x, *args)
 

@@ -21,7 +21,7 @@ from chainrule.autograd.engine import call_backward
 from chainrule.autograd.function import Function
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.autograd.graph import (  # noqa: F401  (re-exported for chainrule.viz)
-    as_list, graph_nodes, nodes_in_order, op_name, parents,
+    as_list, graph_nodes, keep, kept_saved, nodes_in_order, op_name, parents,
 )
 from chainrule.ops import either
 
@@ -36,53 +36,75 @@ def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
     Returns ``(edges, outs, leaves)``: ``edges[(node, i)]`` is the gradient arriving at input
     ``i`` of ``node`` (already summed back to that input's shape), ``outs[(node, nr)]`` the total
     gradient on output ``nr`` of ``node`` (summed over its consumers) and ``leaves[id(leaf)]``
-    the total gradient on a leaf. Raises RuntimeError if the graph was already freed.
+    the total gradient on a leaf. ``grad`` defaults to the seed of the last ``backward()`` when
+    :func:`keep` kept the graph, else to ones. A graph freed by ``backward()`` is re-run from
+    what :func:`keep` kept or from the inputs recorded under ``cr.viz.record()``; otherwise
+    this raises RuntimeError.
     """
     node0 = output._grad_fn
     if node0 is None:
         return {}, {}, {}
+    nodes = graph_nodes([output])
+    kept = kept_saved(nodes)
+    own = getattr(node0, "_viz_kept", None)
+    if grad is None and own is not None and own[1] is not None:  # the seed backward() used
+        grad = own[1][output._nr] if isinstance(own[1], list) else own[1]
     seed = np.ones_like(output._data) if grad is None else devices.asarray_on(
         getattr(grad, "_data", grad), output._data, output._data.dtype)
     outs: dict = {(node0, output._nr): seed}
     edges: dict = {}
     leaves: dict = {}
-    with no_grad():
-        for node in reversed(graph_nodes([output])):
-            gs = [outs.get((node, nr)) for nr in range(len(node._outs))]
-            if all(g is None for g in gs):
-                continue
-            runner = node
-            if node._saved is None:
-                runner = _rebuild(node)
-                if runner is None:
-                    raise RuntimeError(
-                        "edge_gradients: the graph's saved values were freed by an earlier "
-                        "backward(); build it inside cr.viz.record() or run that backward with "
-                        "retain_graph=True (or draw/explain before it)"
-                    )
-            input_grads = call_backward(runner, gs if len(gs) > 1 else gs[0])
-            for i, p in enumerate(parents(node)):
-                g = input_grads[i] if i < len(input_grads) else None
-                if p is None or g is None:
-                    continue
-                g = getattr(g, "_data", g)
-                if p[0] == "leaf":
-                    shape, dtype = p[1]._data.shape, p[1]._data.dtype
-                else:
-                    shape, dtype = p[1]._outs[p[2]]
-                if g.shape != shape:
-                    g = either.sum_to(g, shape, node)
-                if g.dtype != dtype:
-                    g = g.astype(dtype)
-                edges[(node, i)] = g
-                if p[0] == "leaf":
-                    old = leaves.get(id(p[1]))
-                    leaves[id(p[1])] = g if old is None else old + g
-                else:
-                    key = (p[1], p[2])
-                    old = outs.get(key)
-                    outs[key] = g if old is None else old + g
+    restored = []
+    try:
+        if kept is not None:
+            for node in nodes:
+                if node._saved is None and id(node) in kept[0]:
+                    node._saved = kept[0][id(node)]
+                    restored.append(node)
+        with no_grad():
+            for node in reversed(nodes):
+                _backward_one(node, outs, edges, leaves, either)
+    finally:
+        for node in restored:
+            node._saved = None
     return edges, outs, leaves
+
+
+def _backward_one(node, outs: dict, edges: dict, leaves: dict, either) -> None:
+    gs = [outs.get((node, nr)) for nr in range(len(node._outs))]
+    if all(g is None for g in gs):
+        return
+    runner = node
+    if node._saved is None:
+        runner = _rebuild(node)
+        if runner is None:
+            raise RuntimeError(
+                "edge_gradients: the graph's saved values were freed by an earlier backward() "
+                "(graphs of more than keep_max_nodes gates keep nothing); build it inside "
+                "cr.viz.record() or run that backward with retain_graph=True (or draw before it)"
+            )
+    input_grads = call_backward(runner, gs if len(gs) > 1 else gs[0])
+    for i, p in enumerate(parents(node)):
+        g = input_grads[i] if i < len(input_grads) else None
+        if p is None or g is None:
+            continue
+        g = getattr(g, "_data", g)
+        if p[0] == "leaf":
+            shape, dtype = p[1]._data.shape, p[1]._data.dtype
+        else:
+            shape, dtype = p[1]._outs[p[2]]
+        if g.shape != shape:
+            g = either.sum_to(g, shape, node)
+        if g.dtype != dtype:
+            g = g.astype(dtype)
+        edges[(node, i)] = g
+        if p[0] == "leaf":
+            old = leaves.get(id(p[1]))
+            leaves[id(p[1])] = g if old is None else old + g
+        else:
+            key = (p[1], p[2])
+            old = outs.get(key)
+            outs[key] = g if old is None else old + g
 
 
 def _rebuild(node):
@@ -112,8 +134,39 @@ def _rebuild(node):
 
 # ---- the report ---------------------------------------------------------------------------------
 @dataclass
+class LocalGradient:
+    """One input's local gradient as a hand derivation gives it: the gate's backward with a
+    unit upstream gradient (ones on every output), i.e. d(sum of outputs)/d(input), beside the
+    central difference of the gate's forward, at the checked elements ``index`` (flat)."""
+
+    input_index: int
+    shape: tuple
+    index: Any
+    analytic: Any
+    numeric: Any
+
+    @property
+    def max_abs_error(self) -> float:
+        if not len(self.index):
+            return 0.0
+        with np.errstate(invalid="ignore"):
+            return float(np.nanmax(np.abs(self.analytic - self.numeric)))
+
+    def __str__(self) -> str:
+        if len(self.index) == 1 and not self.shape:
+            return (f"d/d(input {self.input_index}) = {float(self.analytic[0]):.6g} "
+                    f"(numeric {float(self.numeric[0]):.6g})")
+        shape = "×".join(map(str, self.shape)) or "1"
+        part = "" if int(np.prod(self.shape)) == len(self.index) else (
+            f", {len(self.index)} elements checked")
+        return (f"d/d(input {self.input_index}) [{shape}]: max |analytic - numeric| "
+                f"{self.max_abs_error:.2g}{part}")
+
+
+@dataclass
 class GateFailure:
-    """One gate whose backward disagrees with finite differences of its own forward."""
+    """One gate whose backward disagrees with finite differences of its own forward; the
+    ``upstream`` gradient was ``"1"`` (ones: the local gradient itself) or ``"random"``."""
 
     op: str
     site: str | None
@@ -125,24 +178,29 @@ class GateFailure:
     abs_error: float
     scope: tuple = ()
     node: Any = field(default=None, repr=False)
+    upstream: str = "1"
 
     def __str__(self) -> str:
         where = self.site or "<site unknown>"
         inside = f" in {'.'.join(_scope_name(s) for s in self.scope)}" if self.scope else ""
+        with_g = ("local gradient (upstream gradient 1)" if self.upstream == "1"
+                  else "with a random upstream gradient")
         return (f"{self.op} created at {where}{inside}: d/d(input {self.input_index})"
-                f"{list(self.index)}: analytic {self.analytic:.8g} vs numeric {self.numeric:.8g} "
-                f"(relative error {self.rel_error:.3g})")
+                f"{list(self.index)} {with_g}: analytic {self.analytic:.8g} vs numeric "
+                f"{self.numeric:.8g} (relative error {self.rel_error:.3g})")
 
 
 @dataclass
 class GateResult:
-    """A gate that was checked (passed) or skipped, with the reason."""
+    """A gate that was checked (passed) or skipped, with the reason; ``local`` holds its local
+    gradients (upstream gradient 1) against the numerical ones."""
 
     op: str
     site: str | None
     max_rel_error: float = 0.0
     reason: str = ""
     node: Any = field(default=None, repr=False)
+    local: list = field(default_factory=list)
 
 
 def _scope_name(s) -> str:
@@ -171,7 +229,14 @@ class GateReport:
         lines = [head + (f", {len(self.skipped)} skipped" if self.skipped else "")]
         for f in self.failures:
             lines.append(f"  FAIL {f}")
-        if self.passed:
+        if 0 < len(self.passed) <= 40:
+            lines.append("  local gradients (backward with upstream gradient 1) vs central "
+                         "differences:")
+            for r in self.passed:
+                where = (r.site or "").rsplit("/", 1)[-1]
+                lines.append(f"  ok {r.op}" + (f" at {where}" if where else "") + ": "
+                             + "; ".join(str(g) for g in r.local))
+        elif self.passed:
             counts: dict = {}
             for r in self.passed:
                 counts[r.op] = counts.get(r.op, 0) + 1
@@ -213,72 +278,98 @@ def _outputs(result) -> list:
 
 
 def _check_node(node, eps, atol, rtol, max_elements, rng):
-    """Return (None, max_rel) when the gate passes, (failure, _) when not, or (reason, None)."""
-    from chainrule.autograd import grad as autograd_grad
+    """``(None, max_rel, local)`` when the gate passes, ``(failure, None, local)`` when not, or
+    ``(reason, None, [])`` when it cannot be checked. The gate is checked twice: with a unit
+    upstream gradient (its local gradient, as derived by hand) and with a random one."""
     from chainrule.autograd.grad_mode import enable_grad, no_grad
-    from chainrule.tensor import wrap
 
     if getattr(node, "inputs", None) is None:
-        return "its inputs were not recorded", None
+        return "its inputs were not recorded", None, []
     cls = type(node)
     kwargs = getattr(node, "kwargs", None) or {}
     args, leaves = _fresh_args(node)
     if not leaves:
-        return "no floating-point input needs a gradient", None
+        return "no floating-point input needs a gradient", None, []
     with enable_grad():
         outs = _outputs(cls.apply(*args, **kwargs))
     diff = [(k, o) for k, o in enumerate(outs) if o is not None and o._requires_grad]
     if not diff:
-        return "no differentiable output", None
+        return "no differentiable output", None, []
     if any(o._data.dtype != np.float64 for _, o in diff):
-        return "its output is not float64 when re-run (a dtype-changing gate)", None
-    vs = [rng.standard_normal(o._data.shape) for _, o in diff]
+        return "its output is not float64 when re-run (a dtype-changing gate)", None, []
 
-    def project(call_args) -> float:
-        with no_grad():
-            res = _outputs(cls.apply(*call_args, **kwargs))
-        return float(sum(np.sum(np.asarray(res[k]._data, np.float64) * v)
-                         for (k, _), v in zip(diff, vs)))
+    def project(vs) -> Callable:
+        def run(call_args) -> float:
+            with no_grad():
+                res = _outputs(cls.apply(*call_args, **kwargs))
+            return float(sum(np.sum(np.asarray(res[k]._data, np.float64) * v)
+                             for (k, _), v in zip(diff, vs)))
+        return run
 
-    base = project(args)
-    if project(args) != base:
-        return "its forward is not deterministic", None
-    grads = autograd_grad([o for _, o in diff], [t for _, t in leaves],
+    unit = [np.ones(o._data.shape) for _, o in diff]
+    if project(unit)(args) != project(unit)(args):
+        return "its forward is not deterministic", None, []
+    picks = []
+    for _, leaf in leaves:
+        size = leaf._data.size
+        picks.append(np.arange(size) if size <= max_elements
+                     else np.sort(rng.choice(size, max_elements, replace=False)))
+    local: list = []
+    worst_rel = 0.0
+    for upstream, vs in (("1", unit), ("random", [rng.standard_normal(u.shape) for u in unit])):
+        found = _compare(node, diff, leaves, picks, args, project(vs), vs, eps, atol, rtol,
+                         upstream, local if upstream == "1" else None)
+        if isinstance(found, GateFailure):
+            return found, None, local
+        worst_rel = max(worst_rel, found)
+    return None, worst_rel, local
+
+
+def _compare(node, diff, leaves, picks, args, project, vs, eps, atol, rtol, upstream, local):
+    """The worst element of the gate's vector-Jacobian product with ``vs`` against central
+    differences: a GateFailure, or the largest relative error among passing elements."""
+    from chainrule.autograd import grad as autograd_grad
+    from chainrule.autograd.grad_mode import enable_grad
+    from chainrule.tensor import wrap
+
+    with enable_grad():
+        outs = _outputs(type(node).apply(*args, **(getattr(node, "kwargs", None) or {})))
+    grads = autograd_grad([outs[k] for k, _ in diff], [t for _, t in leaves],
                           [wrap(v) for v in vs], allow_unused=True)
-    worst = (0.0, None)
-    for (i, leaf), g in zip(leaves, grads):
+    worst_rel, worst = 0.0, None
+    for (i, leaf), g, idx in zip(leaves, grads, picks):
         flat = leaf._data.reshape(-1)
         analytic = (np.zeros(flat.size) if g is None
                     else np.asarray(g._data, np.float64).reshape(-1))
-        if flat.size <= max_elements:
-            idx = np.arange(flat.size)
-        else:
-            idx = np.sort(rng.choice(flat.size, max_elements, replace=False))
-        for j in idx:
-            num = _numeric(project, args, flat, j, eps)
+        nums = np.empty(len(idx))
+        for n, j in enumerate(idx):
+            num = nums[n] = _numeric(project, args, flat, j, eps)
             a = analytic[j]
             if _mismatch(a, num, atol, rtol):
                 num2 = _numeric(project, args, flat, j, eps * 1e-2)  # a kink closer than eps?
                 if not _mismatch(a, num2, atol, rtol * 10):
+                    nums[n] = num2
                     continue
                 if _one_sided(project, args, flat, j, eps * 1e-2, a, atol, rtol):
+                    nums[n] = a
                     continue  # x sits on a kink (e.g. tied maxima): a is a valid subgradient
             err = abs(a - num)
             rel = err / max(abs(num), abs(a), 1e-3) if err > 0 else 0.0
             score = err / (atol + rtol * abs(num)) if np.isfinite(err) else np.inf
             if np.isnan(score):
                 score = np.inf
-            if score > 1 and (worst[1] is None or score > worst[1][0]):
+            if score > 1 and (worst is None or score > worst[0]):
                 shape = leaf._data.shape
                 index = tuple(int(v) for v in np.unravel_index(int(j), shape)) if shape else ()
-                worst = (worst[0], (score, GateFailure(
+                worst = (score, GateFailure(
                     op_name(node), getattr(node, "site", None), i, index, float(a), float(num),
-                    float(rel), float(err), tuple(getattr(node, "scope", ()) or ()), node)))
+                    float(rel), float(err), tuple(getattr(node, "scope", ()) or ()), node,
+                    upstream))
             elif score <= 1:
-                worst = (max(worst[0], rel), worst[1])
-    if worst[1] is not None:
-        return worst[1][1], None
-    return None, worst[0]
+                worst_rel = max(worst_rel, rel)
+        if local is not None:
+            local.append(LocalGradient(i, leaf._data.shape, idx, analytic[idx], nums))
+    return worst[1] if worst is not None else worst_rel
 
 
 def _numeric(project, args, flat, j, eps) -> float:
@@ -314,9 +405,11 @@ def _mismatch(a, n, atol, rtol) -> bool:
 # ---- the entry point ----------------------------------------------------------------------------
 def check_gates(fn: Callable, inputs, *, eps: float = 1e-6, atol: float = 1e-5,
                 rtol: float = 1e-3, max_elements: int = 64, seed: int = 0) -> GateReport:
-    """Run ``fn(*inputs)`` once, then check each gate's backward against finite differences of
-    that gate alone (float64); the report names each wrong gate, its creation site and worst
-    element. Inputs with more than ``max_elements`` elements are checked at a random sample."""
+    """Run ``fn(*inputs)`` once, then check each gate on its own (float64): its backward with a
+    unit upstream gradient (its local gradient, as derived by hand: reported for every gate)
+    and with a random one, against central differences of that gate's forward. The report
+    names each wrong gate, its creation site and worst element. Inputs with more than
+    ``max_elements`` elements are checked at a random sample."""
     from chainrule.tensor import Tensor
 
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
@@ -333,12 +426,12 @@ def check_gates(fn: Callable, inputs, *, eps: float = 1e-6, atol: float = 1e-5,
     rng = np.random.default_rng(seed)
     report = GateReport()
     for node in graph_nodes(outs):
-        result, rel = _check_node(node, eps, atol, rtol, max_elements, rng)
+        result, rel, local = _check_node(node, eps, atol, rtol, max_elements, rng)
         site = getattr(node, "site", None)
         if isinstance(result, GateFailure):
             report.failures.append(result)
         elif isinstance(result, str):
             report.skipped.append(GateResult(op_name(node), site, reason=result, node=node))
         else:
-            report.passed.append(GateResult(op_name(node), site, rel, node=node))
+            report.passed.append(GateResult(op_name(node), site, rel, node=node, local=local))
     return report

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 
-__all__ = ["LECTURE_CIRCUITS", "show_lecture_circuits", "draw_circuit"]
+__all__ = ["LECTURE_CIRCUITS", "show_lecture_circuits", "draw_circuit", "page_circuit"]
 
 
 def _chain_rule(x, y, z):
@@ -46,40 +45,58 @@ LECTURE_CIRCUITS: dict[str, tuple[str, Callable, tuple]] = {
 }
 
 
-def draw_circuit(name: str, path: str | None = None, format: str = "svg"):
-    """Draw one of :data:`LECTURE_CIRCUITS` with its inputs named; returns the graphviz graph."""
+def draw_circuit(name: str, path: str | None = None, format: str | None = None):
+    """Draw one of :data:`LECTURE_CIRCUITS` with its inputs named; returns the Diagram."""
     from chainrule.viz.draw import draw
     from chainrule.viz.explain import trace
 
     title, fn, inputs = LECTURE_CIRCUITS[name]
     tr = trace(fn, *inputs)
-    names = {id(leaf): n for n, leaf in zip(tr.names, tr.leaves)}
+    tr.output.backward()  # the natural order: backward first, then draw
+    names = {leaf: n for n, leaf in zip(tr.names, tr.leaves)}
+    names[tr.output] = "f"
     return draw(tr.output, path=path, format=format, names=names, title=title)
 
 
+def page_circuit(name: str, path: str | None = None) -> str:
+    """The interactive page (cr.viz.html) of one of :data:`LECTURE_CIRCUITS`."""
+    from chainrule.viz.explain import trace
+    from chainrule.viz.html import html
+
+    title, fn, inputs = LECTURE_CIRCUITS[name]
+    tr = trace(fn, *inputs)
+    tr.output.backward()
+    names = {leaf: n for n, leaf in zip(tr.names, tr.leaves)}
+    names[tr.output] = "f"
+    return html(tr.output, path, names=names, title=title)
+
+
 def show_lecture_circuits(out_dir: str = "out") -> list[str]:
-    """Print each lecture circuit as staged forward/backward code and write its diagram into
-    ``out_dir`` (SVG when graphviz's ``dot`` is installed, else the DOT source); returns the
-    paths written."""
+    """Print each lecture circuit as staged forward/backward code and write its diagram
+    (SVG, and PNG where matplotlib is installed) and its interactive page into ``out_dir``;
+    returns the paths written."""
     from chainrule.viz.explain import explain
 
     os.makedirs(out_dir, exist_ok=True)
-    have_dot = shutil.which("dot") is not None
+    try:
+        import matplotlib  # noqa: F401  (PNG needs it; SVG and HTML do not)
+        formats = ("svg", "png")
+    except ImportError:
+        formats = ("svg",)
     written = []
     for name, (title, fn, inputs) in LECTURE_CIRCUITS.items():
         print(f"== {name}: {title}")
         print(explain(fn, *inputs))
-        if have_dot:
-            path = os.path.join(out_dir, f"{name}.svg")
-            draw_circuit(name, path=path, format="svg")
-        else:
-            path = os.path.join(out_dir, f"{name}.dot")
-            draw_circuit(name, path=path, format="dot")
-        written.append(path)
-    if not have_dot:
-        print("graphviz's `dot` was not found, so the diagrams are DOT source; to render them: "
-              "apt-get install graphviz / brew install graphviz")
+        diagram = draw_circuit(name)
+        for fmt in formats:
+            written.append(diagram.save(os.path.join(out_dir, f"{name}.{fmt}")))
+        page = os.path.join(out_dir, f"{name}.html")
+        page_circuit(name, page)
+        written.append(page)
+    if formats == ("svg",):
+        print("matplotlib is not installed, so no PNG files: pip install matplotlib")
     print("diagrams: " + ", ".join(written))
+    print("open the .html pages in a browser to step through the forward and backward pass")
     return written
 
 

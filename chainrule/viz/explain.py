@@ -9,7 +9,6 @@ and a central-difference check of each. ``main(argv)`` is ``chainrule explain "E
 from __future__ import annotations
 
 import inspect
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import numpy as np
 
 from chainrule.autograd.engine import call_backward
 
-__all__ = ["explain", "main", "trace", "Trace"]
+__all__ = ["explain", "trace", "Trace"]
 
 # forward formula per op ({0}, {1}: argument names; {y}: the output's name)
 _FORWARD = {
@@ -46,6 +45,9 @@ _PATTERN = {
     "Minimum": "min gate routes the whole gradient to the smaller input",
     "Relu": "max(0, x) gate routes: gradient passes where x > 0",
 }
+# max/min at a tie: PyTorch sends half the gradient to each input
+_TIE_RULES = {"Maximum": ("({0} > {1}) + 0.5*({0} == {1})", "({1} > {0}) + 0.5*({0} == {1})"),
+              "Minimum": ("({0} < {1}) + 0.5*({0} == {1})", "({1} < {0}) + 0.5*({0} == {1})")}
 _NAME = {"Sigmoid": "sig", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Tanh": "tanh",
          "Sin": "sin", "Cos": "cos", "Abs": "abs", "Relu": "relu", "Neg": "neg"}
 _BINARY_NAME = {"Add": "p", "Sub": "m", "Mul": "t", "Div": "d", "Maximum": "max",
@@ -86,11 +88,56 @@ def _key(p):
     return id(p[1]) if p[0] == "leaf" else (p[1], p[2])
 
 
+def _namer(used: set) -> Callable:
+    """``fresh(base)``: ``base``, or ``base2``, ``base3``... when taken (``t`` if unusable)."""
+    def fresh(base: str) -> str:
+        if not base.isidentifier() or len(base) > 12:
+            base = "t"
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}{k}"
+        used.add(name)
+        return name
+
+    return fresh
+
+
+def name_outputs(nodes: list, arg_names: Callable, var: dict, fresh: Callable, out_key,
+                 out_name: str = "f") -> None:
+    """Name every gate output not named yet, from its op and its arguments' names (``sigy``,
+    ``xpy``, ``xpysq``, ``invden``...); the final output is ``f``. Fills ``var``."""
+    from chainrule.autograd.gates import op_name
+
+    for node in nodes:  # in forward order, so the arguments are named first
+        op = op_name(node)
+        argn = arg_names(node)
+        for nr in range(len(node._outs)):
+            if (node, nr) in var:
+                continue
+            if (node, nr) == out_key:
+                var[(node, nr)] = fresh(out_name)
+                continue
+            if op in _NAME and argn:
+                base = _NAME[op] + argn[0]
+            elif op == "Div" and len(argn) == 2 and argn[0] == "1":
+                base = "inv" + argn[1]
+            elif op == "Pow" and len(argn) == 2 and argn[1] == "2":
+                base = argn[0] + "sq"
+            elif op in _BINARY_NAME and len(argn) == 2:
+                base = argn[0] + _BINARY_NAME[op] + argn[1]
+            else:
+                base = op.lower()
+            if len(node._outs) > 1:
+                base += str(nr)
+            var[(node, nr)] = fresh(base)
+
+
 def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
     """Run ``fn`` on float64 leaf copies of ``inputs`` while recording every gate's inputs."""
     import chainrule as cr
     from chainrule._state import state
-    from chainrule.autograd.gates import graph_nodes, op_name, parents
+    from chainrule.autograd.gates import graph_nodes, parents
 
     if names is None:
         try:
@@ -121,16 +168,7 @@ def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
         tr.var[id(leaf)] = n
         tr.value[id(leaf)] = leaf._data
     used = set(names)
-
-    def fresh(base: str) -> str:
-        if not base.isidentifier() or len(base) > 12:
-            base = "t"
-        name, k = base, 1
-        while name in used:
-            k += 1
-            name = f"{base}{k}"
-        used.add(name)
-        return name
+    fresh = _namer(used)
 
     for node in tr.nodes:  # values of each gate's inputs, as seen by that gate
         inputs_rec = getattr(node, "inputs", None) or ()
@@ -155,26 +193,9 @@ def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
                 args.append(cname)
         tr.args[node] = args
     tr.value[(out._grad_fn, out._nr)] = out._data
-    for node in tr.nodes:  # names, in forward order
-        op = op_name(node)
-        argn = [tr.var.get(a, "?") if not isinstance(a, str) else a for a in tr.args[node]]
-        for nr in range(len(node._outs)):
-            if node is out._grad_fn and nr == out._nr:
-                tr.var[(node, nr)] = fresh("f")
-                continue
-            if op in _NAME and argn:
-                base = _NAME[op] + argn[0]
-            elif op == "Div" and len(argn) == 2 and argn[0] == "1":
-                base = "inv" + argn[1]
-            elif op == "Pow" and len(argn) == 2 and argn[1] == "2":
-                base = argn[0] + "sq"
-            elif op in _BINARY_NAME and len(argn) == 2:
-                base = argn[0] + _BINARY_NAME[op] + argn[1]
-            else:
-                base = op.lower()
-            if len(node._outs) > 1:
-                base += str(nr)
-            tr.var[(node, nr)] = fresh(base)
+    name_outputs(tr.nodes, lambda node: [tr.var.get(a, "?") if not isinstance(a, str) else a
+                                         for a in tr.args[node]],
+                 tr.var, fresh, (out._grad_fn, out._nr))
     return tr
 
 
@@ -235,6 +256,9 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
         if not any((node, nr) in outs for nr in range(len(node._outs))):
             continue
         rules = _LOCAL.get(op)
+        tie = op in _TIE_RULES and _tied(tr, node)
+        if tie:  # at a tie the gradient is split in half (as PyTorch): say so in the code
+            rules = _TIE_RULES[op]
         first = True
         for i, p in enumerate(parents(node)):
             if p is None or (node, i) not in edges:
@@ -254,11 +278,7 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
                     rhs += f" / {int(np.prod(shape)) // max(1, int(np.prod(node._outs[0][0])))}"
                 local = None
             elif rules is not None and i < len(rules):
-                local = rules[i].format(*args, y=y)
-                if op == "Pow" and i == 0 and args[1].lstrip("-").replace(".", "").isdigit():
-                    k = float(args[1])
-                    local = f"{args[1]}*{args[0]}" if k == 2 else (
-                        f"{args[1]}*{args[0]}**{_literal(k - 1)}")
+                local = local_rule(op, i, args, y, rules)
                 rhs = dy if local == "1" else f"-{dy}" if local == "-1" else (
                     f"{_paren(local)} * {dy}")
             else:
@@ -275,11 +295,23 @@ def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
             else:
                 note.append(f"{target} = {_fmt(g)}")
             if first and op in _PATTERN:
-                note.append(_PATTERN[op])
+                note.append(_PATTERN[op] + ("; at a tie it splits it in half" if tie else ""))
             first = False
             lines.append((f"{target} {assign} {rhs}", "; ".join(note)))
     _ = leaves
     return lines
+
+
+def local_rule(op: str, i: int, args: list, y: str, rules: tuple | None = None) -> str | None:
+    """The local gradient d(y)/d(input i) as code, from the argument names (``2*xpy`` for a
+    square)."""
+    rules = _LOCAL.get(op) if rules is None else rules
+    if rules is None or i >= len(rules):
+        return None
+    if op == "Pow" and i == 0 and args[1].lstrip("-").replace(".", "").isdigit():
+        k = float(args[1])
+        return f"{args[1]}*{args[0]}" if k == 2 else f"{args[1]}*{args[0]}**{_literal(k - 1)}"
+    return rules[i].format(*args, y=y)
 
 
 def _paren(expr: str) -> str:
@@ -291,6 +323,22 @@ def _paren(expr: str) -> str:
         if depth == 0 and c in "+-" and k > 0 and expr[k - 1] not in "*/(e":
             return f"({expr})"
     return expr
+
+
+def _tied(tr: Trace, node) -> bool:
+    """Do the two inputs of a max/min gate tie somewhere?"""
+    from chainrule.autograd.gates import parents
+
+    vals = []
+    for i, p in enumerate(parents(node)):
+        v = tr.value.get(_key(p)) if p is not None else None
+        if v is None:
+            raw = (getattr(node, "inputs", None) or (None, None))[i]
+            v = getattr(raw, "_data", raw)
+        vals.append(v)
+    if len(vals) != 2 or any(v is None for v in vals):
+        return False
+    return bool(np.any(np.asarray(vals[0]) == np.asarray(vals[1])))
 
 
 def _matmul_rule(node, i: int, args: list, dy: str) -> str:
@@ -323,45 +371,143 @@ def _total(tr: Trace, p, edges: dict, upto_node, upto_i):
     return total
 
 
-def _numeric(tr: Trace, fn: Callable, k: int, eps: float = 1e-6, limit: int = 256):
-    """Central differences of sum(fn) with respect to input ``k`` (at most ``limit`` entries)."""
+WORK_LIMIT = 20_000_000  # element operations spent on the numerical check (about a second)
+_PER_INPUT = 256         # entries of one input checked at most
+_H = 1e-6
+
+
+@dataclass
+class _Budget:
+    """How many evaluations of ``fn`` the numerical check may still make."""
+
+    evals: int
+    limited: bool = False
+
+
+def _evaluate(tr: Trace, fn: Callable, arrs: list) -> float:
     import chainrule as cr
 
-    base = [leaf._data for leaf in tr.leaves]
-    flat_size = base[k].size
-    idx = np.arange(min(flat_size, limit))
-    num = np.full(flat_size, np.nan)
-    with cr.no_grad():
-        for j in idx:
-            vals = []
-            for sgn in (1, -1):
-                arrs = [np.array(b, order="C") for b in base]
-                arrs[k].reshape(-1)[j] += sgn * eps
-                vals.append(float(np.sum(np.asarray(fn(*[cr.tensor(a) for a in arrs])._data,
-                                                    np.float64))))
-            num[j] = (vals[0] - vals[1]) / (2 * eps)
-    return num.reshape(base[k].shape), idx.size
+    with cr.no_grad(), np.errstate(all="ignore"):
+        out = fn(*[cr.tensor(a) for a in arrs])
+    return float(np.sum(np.asarray(out._data, np.float64)))
 
 
-def _gradient_lines(tr: Trace, fn: Callable) -> list[tuple[str, str]]:
+def _numeric(tr: Trace, fn: Callable, k: int, budget: _Budget, inputs_left: int):
+    """Central differences of sum(fn) for entries of input ``k`` within the budget; returns
+    ``(numeric, checked indices, one-sided (left, right) per checked index, f(x))``."""
+    base = [np.array(leaf._data, order="C") for leaf in tr.leaves]
+    size = base[k].size
+    share = max(1, (budget.evals // max(1, inputs_left) - 1) // 2)  # two evaluations per entry
+    n = min(size, _PER_INPUT, share)
+    if n < min(size, _PER_INPUT):
+        budget.limited = True
+    f0 = _evaluate(tr, fn, base)
+    num = np.full(size, np.nan)
+    sides = {}
+    for j in range(n):
+        vals = []
+        for sgn in (1, -1):
+            arrs = [b.copy() for b in base]
+            arrs[k].reshape(-1)[j] += sgn * _H
+            vals.append(_evaluate(tr, fn, arrs))
+        num[j] = (vals[0] - vals[1]) / (2 * _H)
+        sides[j] = ((f0 - vals[1]) / _H, (vals[0] - f0) / _H)
+    budget.evals -= 2 * n + 1
+    return num.reshape(base[k].shape), n, sides, f0
+
+
+def _verdict(a: float, num: float, side: tuple, f0: float, scale: float) -> str:
+    """``ok``; ``kink`` (one-sided derivatives differ and chainrule took a subgradient, as
+    PyTorch does); ``undefined`` (f or the gradient is NaN/Inf here: outside the domain);
+    or ``mismatch``."""
+    tol = 1e-5 * scale
+    left, right = side
+    if not (np.isfinite(a) and np.isfinite(num) and np.isfinite(f0)
+            and np.isfinite(left) and np.isfinite(right)):
+        return "ok" if (np.isnan(a) and np.isnan(num)) or a == num else "undefined"
+    if abs(a - num) <= tol:
+        return "ok"
+    if abs(left - right) > 1e-3 * max(1.0, abs(left), abs(right)) and (
+            min(left, right) - tol <= a <= max(left, right) + tol):
+        return "kink"
+    return "mismatch"
+
+
+def _gradient_lines(tr: Trace, fn: Callable) -> tuple[list, int, list]:
+    """The checked gradient of every input; the number of real mismatches; notes on kinks,
+    undefined points and the work limit."""
     from chainrule.autograd.gates import edge_gradients
 
     _, _, leaves = edge_gradients(tr.output)
-    lines = []
+    lines, notes = [], []
+    mismatches = 0
     yname = tr.var[(tr.output._grad_fn, tr.output._nr)]
+    cost = max(1, sum(int(np.prod(s)) for node in tr.nodes for s, _ in node._outs))
+    budget = _Budget(max(3 * len(tr.leaves), WORK_LIMIT // cost))
     for k, (name, leaf) in enumerate(zip(tr.names, tr.leaves)):
         g = leaves.get(id(leaf))
         g = np.zeros(leaf._data.shape) if g is None else np.asarray(g, np.float64)
-        num, n = _numeric(tr, fn, k)
-        flat_g, flat_n = g.reshape(-1)[:n], num.reshape(-1)[:n]
-        err = float(np.max(np.abs(flat_g - flat_n))) if n else 0.0
-        scale = max(1.0, float(np.max(np.abs(flat_n)))) if n else 1.0
-        ok = err <= 1e-5 * scale
-        shown = _fmt(g)
-        check = (f"numeric {_fmt(num)}" if g.size <= 4 else f"{n} entries checked") + (
-            f", max |difference| {err:.1e}: {'ok' if ok else 'MISMATCH'}")
-        lines.append((f"d{yname}/d{name} = {shown}", check))
-    return lines
+        num, n, sides, f0 = _numeric(tr, fn, k, budget, len(tr.leaves) - k)
+        flat_g, flat_n = g.reshape(-1), num.reshape(-1)
+        finite = flat_n[:n][np.isfinite(flat_n[:n])]
+        scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
+        verdicts = [_verdict(flat_g[j], flat_n[j], sides[j], f0, scale) for j in range(n)]
+        count = {v: verdicts.count(v) for v in ("ok", "kink", "undefined", "mismatch")}
+        mismatches += count["mismatch"]
+        with np.errstate(invalid="ignore"):
+            diffs = np.abs(flat_g[:n] - flat_n[:n])
+        err = float(np.nanmax(diffs)) if n and not np.all(np.isnan(diffs)) else 0.0
+        shown = f"numeric {_fmt(num)}" if g.size <= 4 else f"{n} of {g.size} entries checked"
+        if count["mismatch"]:
+            check = f"{shown}, max |difference| {err:.1e}: MISMATCH"
+        elif count["kink"]:
+            j = verdicts.index("kink")
+            left, right = sides[j]
+            where = "" if g.size == 1 else f" (at {count['kink']} entries)"
+            check = (f"{shown}: a kink{where}: the slope is {_fmt(left)} on the left and "
+                     f"{_fmt(right)} on the right; chainrule takes {_fmt(flat_g[j])}, as "
+                     "PyTorch does (not an error)")
+        elif count["undefined"]:
+            where = "" if g.size == 1 else f" (at {count['undefined']} entries)"
+            check = (f"{shown}: undefined{where}: f is NaN or infinite at or next to this "
+                     "point (outside its domain), so there is no derivative to check")
+        else:
+            check = f"{shown}, max |difference| {err:.1e}: ok"
+        lines.append((f"d{yname}/d{name} = {_fmt(g)}", check))
+    notes += _special_points(tr)
+    if budget.limited:
+        notes.append(f"work limit: the numerical check stopped at {WORK_LIMIT:,} element "
+                     "operations; the entries not checked were skipped, not failed")
+    return lines, mismatches, notes
+
+
+def _special_points(tr: Trace) -> list:
+    """Gates sitting on a kink or outside their domain, named by their code line."""
+    from chainrule.autograd.gates import op_name, parents
+
+    notes = []
+    for node in tr.nodes:
+        op = op_name(node)
+        vals = [tr.value.get(_key(p)) if p is not None else None for p in parents(node)]
+        x = np.asarray(vals[0], np.float64) if vals and vals[0] is not None else None
+        if x is None:
+            continue
+        line = _forward_line(tr, node)[0]
+        with np.errstate(all="ignore"):
+            if op in ("Relu", "Abs") and np.any(x == 0):
+                notes.append(f"`{line}` sits on its kink (its input is 0)")
+            elif op in ("Maximum", "Minimum") and _tied(tr, node):
+                notes.append(f"`{line}` has tied inputs: a kink; the gradient is split in half")
+            elif op == "Log" and np.any(x <= 0):
+                notes.append(f"`{line}` is outside its domain (log of a number ≤ 0)")
+            elif op == "Sqrt" and np.any(x < 0):
+                notes.append(f"`{line}` is outside its domain (square root of a negative)")
+            elif op == "Sqrt" and np.any(x == 0):
+                notes.append(f"`{line}` is at the edge of its domain (its slope is infinite)")
+            elif op == "Div" and len(vals) > 1 and vals[1] is not None and np.any(
+                    np.asarray(vals[1]) == 0):
+                notes.append(f"`{line}` divides by 0")
+    return notes
 
 
 def _render(lines: list[tuple[str, str]], width: int | None = None) -> list[str]:
@@ -373,102 +519,37 @@ def _render(lines: list[tuple[str, str]], width: int | None = None) -> list[str]
 
 def explain(fn: Callable, *inputs: Any, format: str = "text", names: list | None = None) -> str:
     """The staged forward pass, backward pass and checked gradients of ``fn`` at ``inputs``."""
+    return _explain(fn, inputs, format, names)[0]
+
+
+def _explain(fn: Callable, inputs: tuple, format: str, names: list | None):
+    """``(text, real mismatches, trace)``."""
     if format not in ("text", "markdown", "svg"):
         raise ValueError(f"explain: format must be 'text', 'markdown' or 'svg', got {format!r}")
     tr = trace(fn, *inputs, names=names)
     if format == "svg":
-        import shutil
-
         from chainrule.viz.draw import draw
 
-        if shutil.which("dot") is None:
-            raise RuntimeError("explain: format='svg' needs graphviz's dot program (apt-get "
-                               "install graphviz / brew install graphviz)")
-
-        return draw(tr.output, names={id(leaf): n for n, leaf in zip(tr.names, tr.leaves)}
-                    ).pipe(format="svg").decode()
+        return draw(tr.output, names={leaf: n for n, leaf in zip(tr.names, tr.leaves)}
+                    ).svg(), 0, tr
     at = ", ".join(f"{n} = {_fmt(leaf._data)}" for n, leaf in zip(tr.names, tr.leaves))
     fwd = [(f"{c} = <tensor shape {list(np.shape(v))}>", "constant") for c, v in tr.consts]
     fwd += [_forward_line(tr, node) for node in tr.nodes]
     bwd = _backward_lines(tr)
-    grads = _gradient_lines(tr, fn)
+    grads, mismatches, notes = _gradient_lines(tr, fn)
     w = min(max(len(c) for c, _ in fwd + bwd + grads) + 2, 48)
     sections = [
         (f"forward pass at {at}: each gate caches its output", _render(fwd, w)),
         ("backward pass, in reverse: d<v> is df/d<v>; '+=' where gradients add up at a fork",
          _render(bwd, w)),
         ("gradients, checked by central differences (f(x+h) - f(x-h)) / 2h, h = 1e-6",
-         _render(grads, w)),
+         _render(grads, w) + [f"# note: {n}" for n in notes]),
     ]
     if format == "markdown":
         parts = []
         for title, body in sections:
             parts.append(f"**{title[0].upper()}{title[1:]}**\n\n```python\n" + "\n".join(body)
                          + "\n```")
-        return "\n\n".join(parts) + "\n"
-    return "\n\n".join("# " + title + "\n" + "\n".join(body) for title, body in sections) + "\n"
-
-
-_USAGE = ('usage: chainrule explain "EXPR" NAME=VALUE ... [--format text|markdown|svg]\n'
-          '  e.g. chainrule explain "(x + sigmoid(y)) / (sigmoid(x) + (x+y)**2)" x=3 y=-4\n'
-          "  values: 3, -4.5, 1,2,3 or [[1,2],[3,4]]; functions: "
-          "exp log sqrt sigmoid tanh sin cos abs max min relu pow")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``chainrule explain "EXPR" x=3 y=-4 [--format text|markdown|svg]``; returns the exit code."""
-    from chainrule.viz.expr import ExprError, parse, parse_value
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) > 1 and argv[0] == "explain":
-        argv = argv[1:]
-    fmt, text, assigns = "text", None, []
-    i = 0
-    try:
-        while i < len(argv):
-            a = argv[i]
-            if a in ("-h", "--help"):
-                print(_USAGE)
-                return 0
-            if a == "--format" or a.startswith("--format="):
-                if "=" in a:
-                    fmt = a.split("=", 1)[1]
-                elif i + 1 < len(argv):
-                    fmt, i = argv[i + 1], i + 1
-                else:
-                    raise ExprError("--format needs a value: text, markdown or svg")
-                if fmt not in ("text", "markdown", "svg"):
-                    raise ExprError(f"--format must be text, markdown or svg, got {fmt!r}")
-            elif text is None and not _is_assignment(a):
-                text = a
-            elif _is_assignment(a):
-                name, value = a.split("=", 1)
-                assigns.append((name.strip(), parse_value(value, name.strip())))
-            else:
-                raise ExprError(f"unexpected argument {a!r} (expected NAME=VALUE)")
-            i += 1
-        if text is None:
-            raise ExprError("missing EXPR")
-        if not assigns:
-            raise ExprError("no variables given: add NAME=VALUE arguments, e.g. x=3")
-        expr = parse(text, [n for n, _ in assigns])
-        out = explain(expr, *[v for _, v in assigns], format=fmt,
-                      names=[n for n, _ in assigns])
-    except ExprError as e:
-        print(f"chainrule explain: error: {e}", file=sys.stderr)
-        return 2
-    except (RuntimeError, ValueError, ImportError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"chainrule explain: error: {msg}", file=sys.stderr)
-        return 1
-    sys.stdout.write(out)
-    return 0
-
-
-def _is_assignment(a: str) -> bool:
-    name = a.split("=", 1)[0].strip()
-    return "=" in a and name.isidentifier() and not a.startswith("-") and "==" not in a
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        return "\n\n".join(parts) + "\n", mismatches, tr
+    text = "\n\n".join("# " + title + "\n" + "\n".join(body) for title, body in sections)
+    return text + "\n", mismatches, tr

@@ -14,13 +14,14 @@ import ast
 import inspect
 import keyword
 import math
+import warnings
 from typing import Any
 from collections.abc import Iterable
 
 import numpy as np
 
 __all__ = ["ExprError", "Expr", "parse", "FUNCTIONS", "MAX_LENGTH", "MAX_DEPTH", "MAX_NODES",
-           "MAX_EXPONENT", "parse_value"]
+           "MAX_EXPONENT", "MAX_ELEMENTS", "parse_value", "check_shapes"]
 
 MAX_LENGTH = 500        # characters of expression text
 MAX_DEPTH = 32          # nesting levels of the syntax tree (and of parentheses)
@@ -114,6 +115,8 @@ def _constant(node: ast.AST) -> float | None:
             v = _Evaluator({}, constants_only=True).visit(node)
     except _NotConstant:
         return None
+    except (OverflowError, ValueError):  # an int literal beyond float64
+        return math.inf
     return float(v)
 
 
@@ -122,8 +125,11 @@ class _NotConstant(Exception):
 
 
 def _check_tree(tree: ast.Expression, names: tuple[str, ...]) -> None:
+    """Every node against the whitelist first; only then are constant exponents evaluated
+    (so ``x**print(1)`` is refused for ``print``, never evaluated)."""
     stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
     count = 0
+    exponents: list = []
     while stack:
         node, depth = stack.pop()
         count += 1
@@ -136,7 +142,7 @@ def _check_tree(tree: ast.Expression, names: tuple[str, ...]) -> None:
                 raise _fail(f"operator {type(node.op).__name__} is not allowed "
                             "(allowed: + - * / **)", node)
             if isinstance(node.op, ast.Pow):
-                _check_exponent(node.right, node)
+                _defer_exponent(exponents, node.right, node)
             stack += [(node.left, depth + 1), (node.right, depth + 1)]
         elif isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -146,7 +152,7 @@ def _check_tree(tree: ast.Expression, names: tuple[str, ...]) -> None:
         elif isinstance(node, ast.Call):
             _check_call(node)
             if node.func.id == "pow":
-                _check_exponent(node.args[1], node)
+                _defer_exponent(exponents, node.args[1], node)
             stack += [(a, depth + 1) for a in node.args]
         elif isinstance(node, ast.Constant):
             _check_number(node)
@@ -159,6 +165,17 @@ def _check_tree(tree: ast.Expression, names: tuple[str, ...]) -> None:
         else:
             msg = _DESCRIBE.get(type(node), f"{type(node).__name__} is not allowed")
             raise _fail(msg, node)
+    for expo, where in exponents:
+        _check_exponent(expo, where)
+
+
+def _defer_exponent(exponents: list, expo: ast.AST, where: ast.AST) -> None:
+    """A plain number is checked as an exponent at once; anything else after the whole tree
+    passed the whitelist (evaluating it earlier could run what the whitelist refuses)."""
+    if isinstance(expo, ast.Constant) and type(expo.value) in (int, float):
+        _check_exponent(expo, where)
+    else:
+        exponents.append((expo, where))
 
 
 def _check_call(node: ast.Call) -> None:
@@ -196,6 +213,8 @@ def _check_number(node: ast.Constant) -> None:
 
 def _check_exponent(expo: ast.AST, where: ast.AST) -> None:
     v = _constant(expo)
+    if v is not None and math.isnan(v):
+        raise _fail("exponent is not a real number", where)
     if v is not None and not (math.isfinite(v) and abs(v) <= MAX_EXPONENT):
         raise _fail(f"exponent too large (|exponent| must be at most {MAX_EXPONENT:g})", where)
 
@@ -315,7 +334,9 @@ def parse(text: str, variables: Iterable[str]) -> Expr:
     names = check_variables(variables)
     _prescan(text)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" and the like: not for users
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         where = f" (at column {e.offset})" if e.offset else ""
         detail = "" if e.msg == "invalid syntax" else f": {e.msg}"
@@ -326,6 +347,22 @@ def parse(text: str, variables: Iterable[str]) -> Expr:
         raise ExprError(f"invalid expression: {e}") from None
     _check_tree(tree, names)
     return Expr(text.strip(), names, tree)
+
+
+def check_shapes(shapes: dict) -> tuple:
+    """The shape every value broadcasts to; refused (ExprError) when the variables' shapes do
+    not broadcast or the result would exceed MAX_ELEMENTS elements (this bounds the work of
+    every gate: an expression is elementwise)."""
+    try:
+        shape = np.broadcast_shapes(*shapes.values()) if shapes else ()
+    except ValueError:
+        listed = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+        raise ExprError(f"the variables' shapes do not broadcast together: {listed}") from None
+    size = int(np.prod(shape, dtype=np.float64))
+    if size > MAX_ELEMENTS:
+        raise ExprError(f"the variables broadcast to shape {list(shape)} ({size} elements; "
+                        f"at most {MAX_ELEMENTS})")
+    return tuple(shape)
 
 
 def parse_value(text: str, name: str = "value") -> np.ndarray:
