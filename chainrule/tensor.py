@@ -337,6 +337,22 @@ class Tensor:
         hooks.append(hook)
         return _RemovableHandle(hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` once a backward pass has accumulated this leaf's ``.grad`` (as
+        soon as its last consumer has run, while the rest of the backward goes on)."""
+        from chainrule.autograd.engine import post_accumulate_leaves
+
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", [])
+        hooks.append(hook)
+        post_accumulate_leaves[id(self)] = self
+        return _RemovableHandle(hooks, hook)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
         """Backpropagate from this tensor, accumulating into ``.grad`` of the leaves."""
         from chainrule.autograd import backward

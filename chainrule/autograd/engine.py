@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import sys
+import weakref
 
 from chainrule import backend
 from chainrule.autograd.accel import engine as _cengine
@@ -19,6 +20,10 @@ from chainrule.autograd.grad_mode import state
 from chainrule.ops import either
 
 __all__ = ["run_backward"]
+
+# Leaves with Tensor.register_post_accumulate_grad_hook hooks: their .grad is accumulated (and
+# the hooks called) as soon as the last node that feeds them has run, not at the end of backward.
+post_accumulate_leaves: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> leaf
 
 
 def _needed_nodes(roots: list, inputs: list) -> set:
@@ -64,6 +69,8 @@ def run_backward(
             root_nodes.append(t._grad_fn)
 
     deps = (_cengine.count_consumers if _cengine is not None else _count_consumers)(root_nodes)
+    early = _leaf_consumers(deps) if post_accumulate_leaves and accumulate and inputs is None \
+        else None
     needed = None
     capture = {}  # (node, nr) -> position in inputs, for non-leaf inputs of autograd.grad
     if inputs is not None:
@@ -83,7 +90,7 @@ def run_backward(
             buffers.get
         is_node, no_grads = Function, ()
         plain = not create_graph and not capture  # raw arrays, no autograd.grad captures
-        if _cengine is not None and plain and needed is None and not anomaly:
+        if _cengine is not None and plain and needed is None and not anomaly and not early:
             # the loop below, in C (autograd/accel.py); it calls back for nodes off its fast path
             _cengine.backward(ready, buffers, deps, leaf_grads, retain_graph, _node_grads,
                               _conform, _add)
@@ -126,6 +133,8 @@ def run_backward(
                         if create_graph or g.shape != data.shape or g.dtype is not data.dtype:
                             g = _conform(g, data.shape, data.dtype, create_graph, node)
                         _add_leaf(leaf_grads, edge, g)
+                    if early and id(edge) in early:
+                        _leaf_delivered(early, leaf_grads, edge, create_graph, wrap)
                     continue
                 if g is not None:
                     shape = parent._shape
@@ -188,6 +197,31 @@ def _count_consumers(starts: list) -> dict:
                 deps[parent] = 1
                 todo.append(parent)
     return deps
+
+
+def _leaf_consumers(nodes) -> dict:
+    """id(leaf) -> number of edges from ``nodes`` into it, for leaves with post-accumulate
+    hooks (the engine finishes such a leaf once that many deliveries have come)."""
+    counts: dict = {}
+    for node in nodes:
+        k = node._nin
+        for e in (node._e0,) if k == 1 else (node._e0, node._e1) if k == 2 else node._edges:
+            if e is not None and type(e) is not tuple and not isinstance(e, Function) \
+                    and id(e) in post_accumulate_leaves:
+                counts[id(e)] = counts.get(id(e), 0) + 1
+    return counts
+
+
+def _leaf_delivered(early: dict, leaf_grads: dict, leaf, create_graph: bool, wrap) -> None:
+    """One of ``leaf``'s consumers has run; after the last, accumulate its .grad now."""
+    left = early[id(leaf)] - 1
+    if left:
+        early[id(leaf)] = left
+        return
+    del early[id(leaf)]
+    entry = leaf_grads.pop(id(leaf), None)
+    if entry is not None:
+        _accumulate_leaf(leaf, entry[1], create_graph, wrap)
 
 
 def _conform(g, shape, dtype, create_graph: bool, node):
@@ -274,16 +308,7 @@ def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
             if not accumulate:
                 captured[wanted[key]] = g
                 continue
-        if create_graph:
-            leaf._grad = g if leaf._grad is None else leaf._grad + g
-            continue
-        old = leaf._grad
-        if old is None:
-            leaf._grad = wrap(_own(g))
-        elif old._requires_grad or old._data.shape != g.shape or not _writable(old._data):
-            leaf._grad = wrap(old._data + g)
-        else:
-            either.np.add(old._data, g, out=old._data, casting="unsafe")
+        _accumulate_leaf(leaf, g, create_graph, wrap)
     if not accumulate:
         return [c if c is None or create_graph else wrap(c) for c in captured]
     for t, g in zip(inputs or (), captured or ()):
@@ -292,6 +317,22 @@ def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph, wrap)
             value = g if create_graph else wrap(_own(g))
             t._grad = value if t._grad is None else t._grad + value
     return None
+
+
+def _accumulate_leaf(leaf, g, create_graph: bool, wrap) -> None:
+    """``leaf.grad += g`` (in place where that is safe), then its post-accumulate hooks."""
+    old = leaf._grad
+    if create_graph:
+        leaf._grad = g if old is None else old + g
+    elif old is None:
+        leaf._grad = wrap(_own(g))
+    elif old._requires_grad or old._data.shape != g.shape or not _writable(old._data):
+        leaf._grad = wrap(old._data + g)
+    else:
+        either.np.add(old._data, g, out=old._data, casting="unsafe")
+    if id(leaf) in post_accumulate_leaves:
+        for hook in tuple(leaf.__dict__.get("_post_accumulate_grad_hooks", ())):
+            hook(leaf)
 
 
 def _writable(a) -> bool:
