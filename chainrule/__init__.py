@@ -41,7 +41,7 @@ def __getattr__(name: str):
     # Subpackages load on first use so `import chainrule` stays fast.
     import importlib
 
-    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "backends"):
+    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "backends", "distributed"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)
@@ -55,7 +55,8 @@ __all__ = (
      "set_grad_enabled", "is_grad_enabled", "autograd", "is_tensor", "numel", "result_type",
      "float16", "float32", "float64", "half", "float", "double", "int8", "int16", "int32",
      "int64", "uint8", "short", "int", "long", "bool", "get_default_dtype", "set_default_dtype",
-     "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "backends", "save", "load",
+     "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "backends", "distributed",
+     "save", "load",
      "set_float32_matmul_precision", "get_float32_matmul_precision"]
     + list(ops.__all__) + list(_creation.__all__)
 )
