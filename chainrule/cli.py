@@ -1,4 +1,4 @@
-"""The ``chainrule`` command: ``train``, ``demo``, ``explain`` and ``--version``.
+"""The ``chainrule`` command: ``train``, ``demo``, ``explain``, ``launch`` and ``--version``.
 
 Bad arguments print one line on stderr and exit with status 2, before anything is written.
 """
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="chainrule", description="chainrule: backpropagation you can read "
                      "(PyTorch's API on NumPy).")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,demo,explain}",
+    sub = parser.add_subparsers(dest="command", metavar="{train,demo,explain,launch}",
                                 parser_class=_Parser)
     _add_train_args(sub.add_parser("train", help="train a classifier (digits, moons, spirals, "
                                                  "mnist) and write checkpoint + metrics + curves"))
@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("explain", add_help=False,
                    help='staged forward/backward pass of an expression: explain "EXPR" x=3 y=-4')
+    sub.add_parser("launch", add_help=False,
+                   help="run a script on N processes (torchrun's flags, through MPI): "
+                        "launch --nproc-per-node N SCRIPT [ARGS]")
     return parser
 
 
@@ -139,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         from chainrule.viz.explain import main as explain_main
 
         return explain_main(argv[1:])
+    if argv and argv[0] == "launch":
+        from chainrule.distributed.launch import main as launch_main
+
+        return launch_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
