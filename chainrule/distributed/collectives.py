@@ -78,7 +78,9 @@ def _check_same(w, name: str, arrays, root: int = 0, op: int = 0) -> None:
         calls = ", ".join(f"rank {r} calls {_OPS[int(x[0])]}" for r, x in enumerate(rows))
         raise RuntimeError(f"{name}: the ranks call different collectives ({calls})")
     if (rows[:, 1:3] != rows[0, 1:3]).any():
-        args = ", ".join(f"rank {r}: root {int(x[1])}, op {ReduceOp(int(x[2])).name}"
+        same_op = (rows[:, 2] == rows[0, 2]).all()
+        args = ", ".join(f"rank {r}: root {int(x[1])}"
+                         + ("" if same_op else f", op {ReduceOp(int(x[2])).name}")
                          for r, x in enumerate(rows))
         raise RuntimeError(f"{name}: the ranks pass different arguments ({args})")
     shapes = ", ".join(f"rank {r} has {_describe(x)}" for r, x in enumerate(rows))
@@ -337,6 +339,7 @@ def _check_rank(w, r, what: str) -> None:
 
 def _check_list(tensors, n: int, what: str) -> None:
     if not isinstance(tensors, (list, tuple)) or len(tensors) != n:
-        raise ValueError(f"{what} must be a list of world_size ({n}) tensors, got {tensors!r}"[:300])
+        raise ValueError(f"{what} must be a list of world_size ({n}) tensors, got "
+                         f"{type(tensors).__name__} of length {len(tensors or ())}")
     for t in tensors:
         _check_tensor(t, what)
