@@ -8,4 +8,5 @@ from chainrule.nn import functional, init, parallel, utils  # noqa: F401
 from chainrule.nn.modules import *  # noqa: F403
 from chainrule.nn.modules import __all__ as _modules_all
 
-__all__ = ["Module", "Parameter", "Buffer", "functional", "init", "parallel", "utils"] + list(_modules_all)
+__all__ = (["Module", "Parameter", "Buffer", "functional", "init", "parallel", "utils"]
+           + list(_modules_all))
