@@ -6,6 +6,7 @@ Bad arguments print one line on stderr and exit with status 2, before anything i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["main", "build_parser"]
@@ -60,6 +61,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_int,
                    help="BLAS threads while training (default: 1, all for mnist)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=_int,
+                   help="train on N processes (DistributedDataParallel, started through MPI as "
+                        "`chainrule launch` does); --batch-size stays the global batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +93,8 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
-def _run_train(args: argparse.Namespace, explicit: set[str], prog: str) -> int:
+def _run_train(args: argparse.Namespace, explicit: set[str], prog: str,
+               argv: list[str] | None = None) -> int:
     from chainrule.train import TrainConfig, UsageError, prepare, train
 
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__
@@ -99,6 +104,10 @@ def _run_train(args: argparse.Namespace, explicit: set[str], prog: str) -> int:
         plan = prepare(cfg)
     except UsageError as e:
         return _fail(prog, str(e))
+    if cfg.nproc > 1 and argv is not None and "WORLD_SIZE" not in os.environ:
+        from chainrule.distributed.launch import main as launch_main
+
+        return launch_main(["--nproc-per-node", str(cfg.nproc), "-m", "chainrule", *argv])
     try:
         train(cfg, plan)
     except KeyboardInterrupt:
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
     if args.command == "train":
-        return _run_train(args, _explicit(argv[1:]), "chainrule train")
+        return _run_train(args, _explicit(argv[1:]), "chainrule train", argv)
     if args.command == "demo":
         return _demo(args)
     parser.print_help()

@@ -500,3 +500,39 @@ def test_worker_reads_mpi_rank_variables():
     assert env["LOCAL_WORLD_SIZE"] == "2" and env["GROUP_RANK"] == "1"
     with pytest.raises(RuntimeError, match="mpiexec"):
         torchrun_environment({})
+
+
+def test_train_nproc_2_writes_one_checkpoint_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "chainrule", "train", "--data", "moons", "--nproc", "2",
+            "--out", str(out), "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(base + ["--epochs", "1"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("epoch   1/1") == 1  # rank 0 alone reports
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.safetensors", "curves.png", "metrics.csv", "metrics.json"]
+    proc = subprocess.run(base + ["--epochs", "2", "--resume"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming from" in proc.stdout and "epoch   2/2" in proc.stdout
+    import chainrule as cr
+
+    ck = cr.load(str(out / "checkpoint.safetensors"))
+    assert ck["epoch"] == 2 and not any(k.startswith("module.") for k in ck["model"])
+
+
+def test_train_nproc_must_divide_the_batch(capsys):
+    from chainrule.cli import main
+
+    assert main(["train", "--data", "moons", "--nproc", "3", "--batch-size", "32"]) == 2
+    assert "must be a multiple of --nproc 3" in capsys.readouterr().err
+
+
+def test_launch_no_python_runs_a_program(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "chainrule", "launch", "--nproc-per-node", "2",
+                           "--no-python", "sh", "-c", 'echo "rank $RANK of $WORLD_SIZE"'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.split("\n")[:2]) == ["rank 0 of 2", "rank 1 of 2"]

@@ -27,7 +27,7 @@ _TORCHRUN_IGNORED = ("--rdzv-backend", "--rdzv-endpoint", "--rdzv-id", "--rdzv-c
 def build_parser() -> argparse.ArgumentParser:
     from chainrule.cli import _Parser, _float, _int
 
-    p = _Parser(prog="chainrule launch",
+    p = _Parser(prog="chainrule launch", allow_abbrev=False,
                 description="Start SCRIPT on N processes per machine through MPI's launcher "
                             "(torchrun's flags).")
     p.add_argument("--nproc-per-node", "--nproc_per_node", default="1", metavar="N",
