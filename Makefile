@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_func.py --write BENCHMARKS.md
 	$(BIN)/python bench/bench_anomaly.py --write BENCHMARKS.md
 	$(BIN)/python bench/gaps.py --write BENCHMARKS.md
+	$(BIN)/python bench/bench_distributed.py --write BENCHMARKS.md
 
 gpu-check:
 	bench/gpu_check.sh
