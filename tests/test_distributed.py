@@ -555,3 +555,48 @@ def test_launch_no_python_runs_a_program(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.split("\n")[:2]) == ["rank 0 of 2", "rank 1 of 2"]
+
+
+# ---- the hook DDP relies on ---------------------------------------------------------------------
+def _hook_run(lib):
+    rng = np.random.default_rng(0)
+    x = lib.tensor(rng.standard_normal((2, 3)))
+    w1 = lib.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    w2 = lib.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    seen = []
+    w1.register_post_accumulate_grad_hook(lambda p: seen.append(("w1", p.grad.sum().item())))
+    handle = w2.register_post_accumulate_grad_hook(
+        lambda p: seen.append(("w2", p.grad.sum().item(), w1.grad is None)))
+    h = x @ w1  # w1 feeds two consumers: its hook fires once, after both
+    ((h.relu() @ w2) + h * 2).sum().backward()
+    handle.remove()
+    ((x @ w1) @ w2).sum().backward()  # accumulates; w2's hook is gone
+    return seen, w1.grad.numpy(), w2.grad.numpy()
+
+
+def test_post_accumulate_grad_hook_matches_torch():
+    torch = pytest.importorskip("torch")
+    import chainrule as cr
+
+    ours, theirs = _hook_run(cr), _hook_run(torch)
+    assert [s[0] for s in ours[0]] == [s[0] for s in theirs[0]] == ["w2", "w1", "w1"]
+    assert ours[0][0][2] is True  # w2's hook ran before w1's gradient existed: early
+    np.testing.assert_allclose([s[1] for s in ours[0]], [s[1] for s in theirs[0]], rtol=1e-12)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-12)
+    np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-12)
+
+
+def test_post_accumulate_grad_hook_errors():
+    import chainrule as cr
+
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        cr.ones(2).register_post_accumulate_grad_hook(print)
+    w = cr.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="non-leaf"):
+        (w * 2).register_post_accumulate_grad_hook(print)
+    calls = []
+    w.register_post_accumulate_grad_hook(calls.append)
+    cr.autograd.grad((w * 3).sum(), w)  # autograd.grad accumulates nothing: no call
+    assert calls == []
+    (w * w).sum().backward(inputs=[w])
+    assert calls == [w] and w.grad.tolist() == [2.0, 2.0]
