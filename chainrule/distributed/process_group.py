@@ -11,7 +11,6 @@ import atexit
 import contextlib
 import datetime
 import os
-import time
 
 from chainrule import backend as _backend
 
@@ -309,11 +308,3 @@ def run(w: _World, name: str, start, finish=None, async_op: bool = False, result
     if finish is not None:
         finish()
     return None
-
-
-def wait_all(works) -> None:
-    """Wait on several works (in order)."""
-    t0 = time.monotonic()
-    for work in works:
-        work.wait()
-    return time.monotonic() - t0
