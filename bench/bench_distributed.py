@@ -3,9 +3,10 @@
     python bench/bench_distributed.py                       # print the tables
     python bench/bench_distributed.py --write BENCHMARKS.md  # also replace our section there
 
-Runs itself under ``chainrule launch`` twice: on 1 process (the baseline) and on 2. Measured:
+Runs itself under ``chainrule launch --nproc-per-node 2``. Measured:
 - scaling efficiency on W7's transformer block (16 samples per process per step): global
-  samples/s on 2 processes ÷ (2 × one process's), chainrule and torch (goal ≥ 90%);
+  samples/s on 2 processes ÷ (2 × one process's, run on rank 0 while rank 1 sleeps),
+  chainrule and torch (goal ≥ 90%);
 - ``dist.all_reduce`` of 1, 16 and 256 MiB float32 against raw mpi4py ``Allreduce`` on the same
   buffers (goal ≤ 1.2×);
 - overlap: a DDP step ÷ the same step without communication, both on 2 processes at once;
@@ -35,22 +36,34 @@ SIZES_MIB = (1, 16, 256)
 
 
 # ---- on every rank ------------------------------------------------------------------------
-def _best(fns: dict, steps: int, rounds: int, comm) -> dict:
-    """Per name: the best over ``rounds`` of the slowest rank's mean seconds per call."""
+def _best(fns: dict, steps: int, rounds: int, comm, solo: tuple = ()) -> dict:
+    """Per name: the best over ``rounds`` of the slowest rank's mean seconds per call. The
+    names in ``solo`` run on rank 0 alone while the other ranks sleep (the 1-process
+    baseline, measured in the same rounds as the rest, so under the same machine load)."""
     import numpy as np
     from mpi4py import MPI
 
-    for fn in fns.values():  # warm up (allocations, BLAS, first buckets)
-        fn()
-        fn()
+    rank = comm.Get_rank()
+    for name, fn in fns.items():  # warm up (allocations, BLAS, first buckets)
+        if name not in solo or rank == 0:
+            fn()
+            fn()
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
             comm.Barrier()
             t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            dt = np.array([(time.perf_counter() - t0) / steps])
+            if name in solo and rank != 0:
+                done = comm.Ibarrier()
+                while not done.Test():
+                    time.sleep(0.002)
+            else:
+                for _ in range(steps):
+                    fn()
+                if name in solo:
+                    comm.Ibarrier().Wait()
+            dt = np.array([(time.perf_counter() - t0) / steps if rank == 0 or name not in solo
+                           else 0.0])
             comm.Allreduce(MPI.IN_PLACE, dt, MPI.MAX)
             best[name] = min(best[name], float(dt[0]))
     return best
@@ -79,17 +92,16 @@ def worker(out: str, steps: int, rounds: int) -> None:
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
     world = comm.Get_size()
-    res: dict = {"world": world, "mpi": MPI.Get_library_version().splitlines()[0].strip()}
-    if world == 1:
-        res["step"] = _best({"chainrule": _steps("chainrule", False),
-                             "torch": _steps("torch", False)}, steps, rounds, comm)
-    else:
+    res: dict = {"world": world, "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+                 "load": os.getloadavg()[0]}
+    if world == 2:
         dist.init_process_group("mpi")
         tdist.init_process_group("gloo")
         fns = {"chainrule_ddp": _steps("chainrule", True), "torch_ddp": _steps("torch", True),
-               "chainrule_local": _steps("chainrule", False), "torch_local": _steps("torch", False)}
-        res["losses"] = {k: fn() for k, fn in fns.items() if k.endswith("ddp")}
-        res["step"] = _best(fns, steps, rounds, comm)
+               "chainrule_local": _steps("chainrule", False), "torch_local": _steps("torch", False),
+               "chainrule_one": _steps("chainrule", False), "torch_one": _steps("torch", False)}
+        res["losses"] = {k: fns[k]() for k in ("chainrule_ddp", "torch_ddp")}
+        res["step"] = _best(fns, steps, rounds, comm, solo=("chainrule_one", "torch_one"))
         res["allreduce"] = {}
         for mib in SIZES_MIB:
             a = np.zeros(mib * (1 << 20) // 4, np.float32)
@@ -118,14 +130,11 @@ def _launch(n: int, steps: int, rounds: int) -> dict:
             return json.load(f)
 
 
-def measure(steps: int, rounds: int) -> tuple[dict, dict]:
-    return _launch(1, steps, rounds), _launch(2, steps, rounds)
-
-
-def table(one: dict, two: dict) -> str:
+def table(two: dict) -> str:
     from run import machine, versions
 
-    s1, s2 = one["step"], two["step"]
+    s2 = two["step"]
+    s1 = {lib: s2[f"{lib}_one"] for lib in ("chainrule", "torch")}
     eff = {lib: s1[lib] / s2[f"{lib}_ddp"] for lib in ("chainrule", "torch")}
     overlap = {lib: s2[f"{lib}_ddp"] / s2[f"{lib}_local"] for lib in ("chainrule", "torch")}
     ratio = s2["chainrule_ddp"] / s2["torch_ddp"]
@@ -144,14 +153,17 @@ def table(one: dict, two: dict) -> str:
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; {versions()}; "
         f"{two['mpi']} through mpi4py; torch.distributed on gloo. Command: "
         "`python bench/bench_distributed.py --write BENCHMARKS.md` (it starts itself with "
-        "`chainrule launch --nproc-per-node 1` and `2`, one BLAS thread per process). "
+        "`chainrule launch --nproc-per-node 2`, one BLAS thread per process; the 1-process "
+        "baseline runs on rank 0 while rank 1 sleeps, in the same rounds as the rest). "
+        f"Load average when it started: {two['load']:.1f} (other jobs share this machine). "
         "Workload: W7's transformer block (d=128, 4 heads, MLP 512), 16 samples of 64 tokens "
         "per process per step, SGD. Every figure: the best of several interleaved rounds of the "
         "slowest rank's mean.",
         "",
         "| measure | chainrule | torch | goal | met |",
         "|---|---|---|---|---|",
-        f"| step on 1 process (no DDP), ms | {ms(s1['chainrule'])} | {ms(s1['torch'])} | — | — |",
+        f"| step on 1 process alone (no DDP), ms | {ms(s1['chainrule'])} | {ms(s1['torch'])} "
+        "| — | — |",
         f"| DDP step on 2 processes, ms | {ms(s2['chainrule_ddp'])} | {ms(s2['torch_ddp'])} | "
         f"chainrule ≤ 1.0× torch (here {ratio:.2f}×) | {yes(ratio <= 1.0)} |",
         f"| scaling efficiency: 2-process samples/s ÷ (2 × 1-process) | "
@@ -174,14 +186,13 @@ def table(one: dict, two: dict) -> str:
                      f"≤ 1.2 | {yes(q <= 1.2)} |")
     lines += [
         "",
-        "Scaling efficiency divides by the 1-process step measured in a separate run; on this "
-        "2-core machine the two ranks use both cores, so anything else running on the machine "
-        "lowers it. `dist.all_reduce` adds a small all-gather before each call (every rank "
-        "checks that the others pass the same shape and dtype) and otherwise calls MPI's own "
-        "`Allreduce`. DDP's gradients go in buckets (1 MiB first, then 25 MiB, as torch) whose "
-        "non-blocking all-reduces start from the parameters' post-accumulate-grad hooks while "
-        "the backward goes on; W7's block (0.8 MB of gradients) fits one bucket in both "
-        "libraries.",
+        "On this 2-core machine the two ranks use both cores, so anything else running on "
+        "the machine lowers the scaling efficiency. `dist.all_reduce` adds a small all-gather "
+        "before each call (every rank checks that the others pass the same shape and dtype) "
+        "and otherwise calls MPI's own `Allreduce`. DDP's gradients go in buckets (1 MiB "
+        "first, then 25 MiB, as torch) whose non-blocking all-reduces start from the "
+        "parameters' post-accumulate-grad hooks while the backward goes on; W7's block "
+        "(0.8 MB of gradients) fits one bucket in both libraries.",
     ]
     return "\n".join(lines)
 
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.steps, args.rounds)
         return 0
-    body = table(*measure(args.steps, args.rounds))
+    body = table(_launch(2, args.steps, args.rounds))
     print(body)
     if args.write:
         sections.write_section(args.write, "distributed", body)
