@@ -361,13 +361,14 @@ def _mpiexec_found() -> bool:
 needs_mpiexec = pytest.mark.skipif(not _mpiexec_found(), reason="no mpiexec (MPI launcher)")
 
 
-def _launch(tmp_path, cases: str, *extra, timeout: float = 300, env: dict | None = None):
-    cmd = [sys.executable, "-m", "chainrule", "launch", "--nproc-per-node", "2", HERE, cases,
-           str(tmp_path / "report"), *extra]
+def _launch(tmp_path, cases: str, *extra, timeout: float = 300, env: dict | None = None,
+            nproc: int = 2):
+    cmd = [sys.executable, "-m", "chainrule", "launch", "--nproc-per-node", str(nproc), HERE,
+           cases, str(tmp_path / "report"), *extra]
     run_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env)
     reports = []
-    for r in range(2):
+    for r in range(nproc):
         path = tmp_path / f"report.rank{r}.json"
         reports.append(json.loads(path.read_text()) if path.exists() else None)
     return proc, reports
@@ -413,6 +414,16 @@ def test_ddp_equals_one_process_on_the_global_batch(main_run, kind, dtype, tol):
     for rep in main_run:
         assert rep[f"ddp_{kind}_{dtype}"] <= tol
         assert rep[f"ddp_{kind}_{dtype}_keys"] is True  # state_dict keys: "module." + name
+
+
+@needs_mpiexec
+def test_ddp_on_4_processes(tmp_path):
+    proc, reports = _launch(tmp_path, "ddp,no_sync", nproc=4)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for rep in reports:
+        for kind in ("mlp", "transformer", "cnn"):
+            assert rep[f"ddp_{kind}_float64"] <= 1e-12 and rep[f"ddp_{kind}_float32"] <= 1e-5
+        assert rep["no_sync"] <= 1e-12
 
 
 def test_ddp_plain_batchnorm_is_rank_local(main_run):
