@@ -22,6 +22,7 @@ HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
 STEPS = 3
 GLOBAL_BATCH = 8
+DEVICE = os.environ.get("CHAINRULE_TEST_DEVICE", "cpu")  # "cuda": the NCCL backend, one GPU each
 
 mpi4py = pytest.importorskip("mpi4py") if __name__ != "__main__" else None
 
@@ -46,7 +47,7 @@ def _models(cr, nn, kind: str, dtype):
         m = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                           nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 3))
         shape = (2, 4, 4)
-    return m.to(dtype), shape
+    return m.to(dtype).to(DEVICE), shape
 
 
 class _Block:
@@ -75,7 +76,8 @@ def _batches(cr, shape, dtype, steps=STEPS):
     for _ in range(steps):
         x = rng.standard_normal((GLOBAL_BATCH, *shape))
         y = rng.standard_normal((GLOBAL_BATCH, 3))
-        out.append((cr.tensor(x, dtype=dtype), cr.tensor(y, dtype=dtype)))
+        out.append((cr.tensor(x, dtype=dtype, device=DEVICE),
+                    cr.tensor(y, dtype=dtype, device=DEVICE)))
     return out
 
 
@@ -91,7 +93,7 @@ def _train(cr, model, batches, take=lambda x: x, before_step=None):
 
 
 def _state(module) -> dict:
-    return {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
 def case_ddp(report: dict) -> None:
@@ -333,7 +335,11 @@ def _main() -> None:
     import chainrule.distributed as dist
 
     cases, out = sys.argv[1].split(","), sys.argv[2]
-    dist.init_process_group("mpi")
+    if DEVICE == "cuda":
+        import cupy
+
+        cupy.cuda.Device(int(os.environ["LOCAL_RANK"])).use()
+    dist.init_process_group("nccl" if DEVICE == "cuda" else "mpi")
     report: dict = {}
     for case in cases:
         globals()[f"case_{case}"](report)
@@ -424,6 +430,25 @@ def test_ddp_on_4_processes(tmp_path):
         for kind in ("mlp", "transformer", "cnn"):
             assert rep[f"ddp_{kind}_float64"] <= 1e-12 and rep[f"ddp_{kind}_float32"] <= 1e-5
         assert rep["no_sync"] <= 1e-12
+
+
+def _gpus() -> int:
+    import chainrule as cr
+
+    return cr.cuda.device_count() if cr.cuda.is_available() else 0
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_ddp_on_nccl(tmp_path, nproc):
+    """NCCL cannot put two ranks on one GPU: 2 ranks need 2 GPUs; 1 rank runs on 1."""
+    if _gpus() < nproc or getattr(__import__("cupy"), "IS_FAKE", False):
+        pytest.skip(f"needs {nproc} real GPU(s)")
+    proc, reports = _launch(tmp_path, "ddp", nproc=nproc, env={"CHAINRULE_TEST_DEVICE": "cuda"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for rep in reports:
+        for kind in ("mlp", "transformer", "cnn"):
+            assert rep[f"ddp_{kind}_float64"] <= 1e-12 and rep[f"ddp_{kind}_float32"] <= 1e-5
 
 
 def test_ddp_plain_batchnorm_is_rank_local(main_run):

@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import datetime
 import os
+import warnings
 
 from chainrule import backend as _backend
 
@@ -59,7 +60,16 @@ class _World:
         self.timeout = timeout
         self.use_nccl = "nccl" in backend_name
         self.nccl = None
-        self.watchdog = Watchdog(comm, timeout) if self.size > 1 else None
+        self.watchdog = None
+        if self.size > 1:
+            from mpi4py import MPI
+
+            if MPI.Query_thread() >= MPI.THREAD_MULTIPLE:
+                self.watchdog = Watchdog(comm, timeout)
+            else:
+                warnings.warn("chainrule.distributed: this MPI gives no MPI_THREAD_MULTIPLE, so "
+                              "there is no watchdog: a failed or hung rank may leave the others "
+                              "waiting", RuntimeWarning, stacklevel=3)
 
     def backend_for(self, a):
         """NCCL for CuPy arrays when the backend names it; MPI otherwise (GPU arrays through
