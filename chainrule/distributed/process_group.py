@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import datetime
 import os
+import time
 import warnings
 
 from chainrule import backend as _backend
@@ -278,8 +279,7 @@ class Work:
             return True
         req = self._req
         if hasattr(req, "Wait"):  # MPI
-            with self._world.guard(self._name):
-                req.Wait()
+            wait_request(self._world, req, self._name)
         elif req is not None:  # a CUDA event (NCCL): the current stream waits on it
             _backend.loaded_cupy().cuda.get_current_stream().wait_event(req)
         self._done = True
@@ -307,6 +307,16 @@ class Work:
 
     def synchronize(self) -> None:
         self.wait()
+
+
+def wait_request(w: _World, req, name: str) -> None:
+    """Wait for an MPI request: a short spin, then polls with short sleeps (a waiting rank
+    leaves the CPU to the others, as a blocking socket read would)."""
+    with w.guard(name):
+        spin = time.perf_counter() + 2e-4
+        while not req.Test():
+            if time.perf_counter() > spin:
+                time.sleep(5e-5)
 
 
 def run(w: _World, name: str, start, finish=None, async_op: bool = False, result=None):

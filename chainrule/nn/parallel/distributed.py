@@ -253,13 +253,14 @@ class DistributedDataParallel(Module):
 
     def _finish(self) -> None:
         """Wait for every bucket; write the averages into ``.grad``."""
+        from chainrule.distributed.process_group import wait_request
+
         globally_used = self._global_use() if self.find_unused_parameters else None
         scale = 1.0 / self._world.size
         for b in self._buckets:
             req = b.request
             if hasattr(req, "Wait"):
-                with self._world.guard("DDP gradient all-reduce"):
-                    req.Wait()
+                wait_request(self._world, req, "DDP gradient all-reduce")
             elif req is not None:
                 _backend.loaded_cupy().cuda.get_current_stream().wait_event(req)
             for p, off in zip(b.params, b.offsets):
