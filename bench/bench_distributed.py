@@ -92,7 +92,8 @@ def worker(out: str, steps: int, rounds: int) -> None:
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
     world = comm.Get_size()
-    res: dict = {"world": world, "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+    mpi = MPI.Get_library_version().replace("\x00", "").split(",")[0].strip()  # "Open MPI v5.0.11"
+    res: dict = {"world": world, "mpi": mpi,
                  "load": os.getloadavg()[0]}
     if world == 2:
         dist.init_process_group("mpi")
