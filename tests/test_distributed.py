@@ -636,3 +636,25 @@ def test_post_accumulate_grad_hook_errors():
     assert calls == []
     (w * w).sum().backward(inputs=[w])
     assert calls == [w] and w.grad.tolist() == [2.0, 2.0]
+
+
+def test_convert_sync_batchnorm_shares_parameters_and_buffers():
+    import chainrule as cr
+    from chainrule import nn
+
+    cr.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Sequential(nn.BatchNorm1d(4)))
+    net[1].eval()
+    bn, inner = net[1], net[2][0]
+    conv = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    assert type(conv[1]) is nn.SyncBatchNorm and type(conv[2][0]) is nn.SyncBatchNorm
+    assert conv[1].weight is bn.weight and conv[1].running_mean is bn.running_mean
+    assert conv[2][0].bias is inner.bias and conv[1].training is False
+    assert sorted(conv.state_dict()) == sorted(net.state_dict())
+    # without a process group it is BatchNorm: the same output, the same running stats
+    x = cr.randn(4, 3, 5, 5)
+    plain, sync = nn.BatchNorm2d(3), nn.SyncBatchNorm(3)
+    np.testing.assert_allclose(sync(x).detach().numpy(), plain(x).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(sync.running_var.numpy(), plain.running_var.numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="expected at least 2D input"):
+        sync(cr.randn(3))
