@@ -100,6 +100,7 @@ class DistributedDataParallel(Module):
         self._ready: set = set()
         self._next_bucket = 0
         self._unused: list = []
+        self._in_flight: list = []   # MPI requests of the buckets launched in this backward
         self._used_without_sync: set = set()
         self._grad_hooks = [p.register_post_accumulate_grad_hook(self._grad_ready)
                        for p in self._params]
@@ -172,6 +173,7 @@ class DistributedDataParallel(Module):
             self._state = "armed"
             self._ready = set()
             self._next_bucket = 0
+            self._in_flight = []
             for b in self._buckets:
                 b.pending, b.request = len(b.params), None
             if self.find_unused_parameters:
@@ -229,6 +231,10 @@ class DistributedDataParallel(Module):
         b.pending -= 1
         if b.pending == 0:
             self._launch_ready()
+        elif self._in_flight:  # every gradient that comes in lets MPI move the ones in flight
+            from mpi4py import MPI
+
+            MPI.Request.Testall(self._in_flight)
 
     def _on_host(self, p: Tensor) -> bool:
         return not _backend.is_gpu_array(p._data) or self._world.backend_for(p._data).name \
@@ -242,12 +248,9 @@ class DistributedDataParallel(Module):
             be = self._comm if self._on_host(b.params[0]) else self._world.backend_for(b.buffer)
             with self._world.guard("DDP gradient all-reduce"):
                 b.request = be.all_reduce(b.buffer, "sum", True)
+            if hasattr(b.request, "Test"):
+                self._in_flight.append(b.request)
             self._next_bucket += 1
-        reqs = [b.request for b in buckets if hasattr(b.request, "Test")]
-        if reqs:  # let MPI progress the ones in flight
-            from mpi4py import MPI
-
-            MPI.Request.Testall(reqs)
         if self._next_bucket == len(buckets):
             self._finish()
 
@@ -270,6 +273,7 @@ class DistributedDataParallel(Module):
                 p._grad = wrap(_backend.asarray_on(avg, like=p._data))
         self._state = "idle"
         self._used_without_sync = set()
+        self._in_flight = []
 
     def _global_use(self) -> dict:
         import chainrule.distributed as dist
