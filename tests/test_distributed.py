@@ -182,13 +182,14 @@ def case_no_sync(report: dict) -> None:
     loss(ddp(x2[part]), y2[part]).backward()
     loss(ref(x1), y1).backward()
     loss(ref(x2), y2).backward()
-    report["no_sync"] = max(_rel(p.grad.numpy(), q.grad.numpy())
+    report["no_sync"] = max(_rel(p.grad.cpu().numpy(), q.grad.cpu().numpy())
                             for p, q in zip(ddp.parameters(), ref.parameters()))
     # under no_sync nothing was averaged: rank-local gradients differ between the ranks
     first = local_only[0]
     other = first.clone()
     dist.broadcast(other, 0)
-    report["no_sync_local"] = bool(rank == 0 or not np.allclose(first.numpy(), other.numpy()))
+    report["no_sync_local"] = bool(rank == 0 or not np.allclose(first.cpu().numpy(),
+                                                                other.cpu().numpy()))
 
 
 def case_unused(report: dict) -> None:
@@ -335,11 +336,12 @@ def _main() -> None:
     import chainrule.distributed as dist
 
     cases, out = sys.argv[1].split(","), sys.argv[2]
-    if DEVICE == "cuda":
+    backend = os.environ.get("CHAINRULE_TEST_BACKEND", "nccl" if DEVICE == "cuda" else "mpi")
+    if backend == "nccl":
         import cupy
 
         cupy.cuda.Device(int(os.environ["LOCAL_RANK"])).use()
-    dist.init_process_group("nccl" if DEVICE == "cuda" else "mpi")
+    dist.init_process_group(backend)
     report: dict = {}
     for case in cases:
         globals()[f"case_{case}"](report)
@@ -371,7 +373,8 @@ def _launch(tmp_path, cases: str, *extra, timeout: float = 300, env: dict | None
             nproc: int = 2):
     cmd = [sys.executable, "-m", "chainrule", "launch", "--nproc-per-node", str(nproc), HERE,
            cases, str(tmp_path / "report"), *extra]
-    run_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    run_env = dict(os.environ, PYTHONPATH=ROOT)
+    run_env.update(env or {})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env)
     reports = []
     for r in range(nproc):
@@ -436,6 +439,20 @@ def _gpus() -> int:
     import chainrule as cr
 
     return cr.cuda.device_count() if cr.cuda.is_available() else 0
+
+
+@needs_mpiexec
+def test_ddp_on_gpu_tensors_through_mpi(tmp_path):
+    """CuPy tensors with the MPI backend (host copies), on tests/fakecupy's stand-in GPU."""
+    fake = os.path.join(ROOT, "tests", "fakecupy")
+    proc, reports = _launch(tmp_path, "ddp,no_sync", env={
+        "CHAINRULE_TEST_DEVICE": "cuda", "CHAINRULE_TEST_BACKEND": "mpi",
+        "PYTHONPATH": os.pathsep.join([ROOT, fake])})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for rep in reports:
+        for kind in ("mlp", "transformer", "cnn"):
+            assert rep[f"ddp_{kind}_float64"] <= 1e-12 and rep[f"ddp_{kind}_float32"] <= 1e-5
+        assert rep["no_sync"] <= 1e-12
 
 
 @pytest.mark.cuda
