@@ -143,7 +143,7 @@ def table(two: dict) -> str:
     agree = abs(losses["chainrule_ddp"] - losses["torch_ddp"]) <= 1e-4 * abs(losses["torch_ddp"])
 
     def ms(v: float) -> str:
-        return f"{1e3 * v:.3g}"
+        return f"{1e3 * v:.3g}" if v < 1 else f"{1e3 * v:.0f}"
 
     def yes(ok: bool) -> str:
         return "yes" if ok else "**no**"
