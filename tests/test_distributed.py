@@ -675,3 +675,22 @@ def test_convert_sync_batchnorm_shares_parameters_and_buffers():
     np.testing.assert_allclose(sync.running_var.numpy(), plain.running_var.numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="expected at least 2D input"):
         sync(cr.randn(3))
+
+
+def test_launch_commands_for_open_mpi_and_hydra(tmp_path):
+    from chainrule.distributed.launch import build_parser, mpiexec_command
+
+    args = build_parser().parse_args(["--nnodes", "2", "--nproc-per-node", "4", "--hostfile",
+                                      "hosts", "--mpiexec", "mpiexec", "--timeout", "30",
+                                      "train.py", "--lr", "1"])
+    cmd, env = mpiexec_command(args, flavour="openmpi")
+    assert cmd[:3] == ["mpiexec", "-n", "8"]
+    assert "--hostfile hosts --map-by ppr:4:node" in " ".join(cmd)
+    assert "-x MASTER_ADDR" in " ".join(cmd) and "-x CHAINRULE_DIST_TIMEOUT" in " ".join(cmd)
+    assert cmd[-5:] == ["chainrule.distributed.worker", "--", "train.py", "--lr", "1"]
+    assert env["CHAINRULE_DIST_TIMEOUT"] == "30.0" and env["MASTER_PORT"] == "29500"
+    cmd, env = mpiexec_command(args, flavour="hydra")
+    assert "-f hosts -ppn 4" in " ".join(cmd) and "-genv MASTER_PORT 29500" in " ".join(cmd)
+    module = build_parser().parse_args(["--mpiexec", "m", "-m", "pkg.mod", "x"])
+    assert mpiexec_command(module, flavour="hydra")[0][-5:] == [
+        "chainrule.distributed.worker", "-m", "--", "pkg.mod", "x"]
