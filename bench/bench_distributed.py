@@ -138,6 +138,7 @@ def table(two: dict) -> str:
     s1 = {lib: s2[f"{lib}_one"] for lib in ("chainrule", "torch")}
     eff = {lib: s1[lib] / s2[f"{lib}_ddp"] for lib in ("chainrule", "torch")}
     overlap = {lib: s2[f"{lib}_ddp"] / s2[f"{lib}_local"] for lib in ("chainrule", "torch")}
+    ceiling = {lib: s1[lib] / s2[f"{lib}_local"] for lib in ("chainrule", "torch")}
     ratio = s2["chainrule_ddp"] / s2["torch_ddp"]
     losses = two["losses"]
     agree = abs(losses["chainrule_ddp"] - losses["torch_ddp"]) <= 1e-4 * abs(losses["torch_ddp"])
@@ -172,6 +173,8 @@ def table(two: dict) -> str:
         f"{yes(eff['chainrule'] >= 0.9)} |",
         f"| same step on 2 processes without communication, ms | {ms(s2['chainrule_local'])} | "
         f"{ms(s2['torch_local'])} | — | — |",
+        f"| the machine's ceiling: scaling efficiency without communication | "
+        f"{100 * ceiling['chainrule']:.0f}% | {100 * ceiling['torch']:.0f}% | — | — |",
         f"| overlap: DDP step ÷ step without communication | {overlap['chainrule']:.2f} | "
         f"{overlap['torch']:.2f} | — | — |",
         f"| first DDP loss (the answers agree) | {losses['chainrule_ddp']:.6g} | "
@@ -187,13 +190,14 @@ def table(two: dict) -> str:
                      f"≤ 1.2 | {yes(q <= 1.2)} |")
     lines += [
         "",
-        "On this 2-core machine the two ranks use both cores, so anything else running on "
-        "the machine lowers the scaling efficiency. `dist.all_reduce` adds a small all-gather "
-        "before each call (every rank checks that the others pass the same shape and dtype) "
-        "and otherwise calls MPI's own `Allreduce`. DDP's gradients go in buckets (1 MiB "
-        "first, then 25 MiB, as torch) whose non-blocking all-reduces start from the "
-        "parameters' post-accumulate-grad hooks while the backward goes on; W7's block "
-        "(0.8 MB of gradients) fits one bucket in both libraries.",
+        "On this 2-core machine the two ranks use both cores, so anything else running on the "
+        "machine lowers the scaling efficiency; the ceiling row shows how far two processes "
+        "that never communicate get, and the overlap row what DDP adds to that. "
+        "`dist.all_reduce` adds a small all-gather before each call (every rank checks that the"
+        " others pass the same shape and dtype) and otherwise calls MPI's own `Allreduce`. "
+        "DDP's gradients go in buckets (1 MiB first, then 25 MiB, as torch) whose non-blocking "
+        "all-reduces start from the parameters' post-accumulate-grad hooks while the backward "
+        "goes on; W7's block (0.8 MB of gradients) fits one bucket in both libraries.",
     ]
     return "\n".join(lines)
 
