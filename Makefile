@@ -54,6 +54,7 @@ bench: $(NATIVE_STAMP)
 	$(BIN)/python bench/bench_anomaly.py --write BENCHMARKS.md
 	$(BIN)/python bench/bench_random.py --write BENCHMARKS.md
 	$(BIN)/python bench/gaps.py --write BENCHMARKS.md
+	$(BIN)/python bench/bench_distributed.py --write BENCHMARKS.md
 
 gpu-check:
 	bench/gpu_check.sh

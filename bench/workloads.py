@@ -341,6 +341,12 @@ def w7_lstm(lib: str):
 
 def w7_transformer(lib: str):
     """A pre-norm transformer block (d=128, 4 heads, MLP 512, GELU), seq 64, batch 16: SGD step."""
+    T, block, x, target = w7_transformer_parts(lib)
+    return _sgd_step(T, block, lambda: ((block(x) - target) ** 2).mean())
+
+
+def w7_transformer_parts(lib: str):
+    """W7's transformer block, its input and its target: ``(library, block, x, target)``."""
     if lib not in ("chainrule", "torch"):
         raise KeyError(lib)
     T = _lib(lib)
@@ -366,7 +372,7 @@ def w7_transformer(lib: str):
             p.copy_(T.tensor(rng.uniform(-0.08, 0.08, tuple(p.shape)).astype(np.float32)))
     x = T.tensor(rng.standard_normal((16, 64, 128)).astype(np.float32))
     target = T.tensor(rng.standard_normal((16, 64, 128)).astype(np.float32))
-    return _sgd_step(T, block, lambda: ((block(x) - target) ** 2).mean())
+    return T, block, x, target
 
 
 def _sgd_step(T, model, compute_loss):

@@ -53,7 +53,8 @@ def __getattr__(name: str):
     # Subpackages load on first use so `import chainrule` stays fast.
     import importlib
 
-    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "amp", "onnx", "cpu"):
+    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "amp", "onnx", "cpu",
+                "distributed"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)
@@ -70,6 +71,7 @@ __all__ = (
      "set_default_dtype",
      "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "backends", "save", "load",
      "set_float32_matmul_precision", "get_float32_matmul_precision", "amp", "onnx", "cpu",
+     "distributed",
      "autocast", "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype",
      "set_autocast_dtype", "is_autocast_cpu_enabled", "get_autocast_cpu_dtype",
      "get_autocast_gpu_dtype", "is_autocast_cache_enabled", "set_autocast_cache_enabled",

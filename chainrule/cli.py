@@ -1,4 +1,4 @@
-"""The ``chainrule`` command: ``train``, ``demo``, ``explain`` and ``--version``.
+"""The ``chainrule`` command: ``train``, ``demo``, ``explain``, ``launch`` and ``--version``.
 
 Bad arguments print one line on stderr and exit with status 2, before anything is written.
 """
@@ -6,30 +6,12 @@ Bad arguments print one line on stderr and exit with status 2, before anything i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from chainrule.command_args import Parser, float_arg, int_arg
+
 __all__ = ["main", "build_parser"]
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``chainrule train: error: ...``), exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -39,38 +21,41 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="dataset (default: digits, scikit-learn's 8x8 digits; no download)")
     p.add_argument("--data-root", metavar="DIR", help="folder with the MNIST IDX files")
     p.add_argument("--model", default="mlp", metavar="|".join(MODELS), help="default: mlp")
-    p.add_argument("--epochs", type=_int, help="default depends on data and model")
-    p.add_argument("--batch-size", type=_int, help="default: 32 (64 for mnist)")
-    p.add_argument("--lr", type=_float, help="learning rate (default depends on data)")
-    p.add_argument("--lr-decay", type=_float,
+    p.add_argument("--epochs", type=int_arg, help="default depends on data and model")
+    p.add_argument("--batch-size", type=int_arg, help="default: 32 (64 for mnist)")
+    p.add_argument("--lr", type=float_arg, help="learning rate (default depends on data)")
+    p.add_argument("--lr-decay", type=float_arg,
                    help="multiply the learning rate by this every epoch (default depends on data)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random 1-pixel shifts of training images (default: on for the cnn)")
     p.add_argument("--optimizer", metavar="|".join(OPTIMIZERS), help="default: adam")
-    p.add_argument("--hidden", type=_int, help="hidden width of the model")
-    p.add_argument("--weight-decay", type=_float, help="default: 0")
-    p.add_argument("--val-fraction", type=_float,
+    p.add_argument("--hidden", type=int_arg, help="hidden width of the model")
+    p.add_argument("--weight-decay", type=float_arg, help="default: 0")
+    p.add_argument("--val-fraction", type=float_arg,
                    help="share of the training set held out for validation (default: 0.1)")
-    p.add_argument("--seed", type=_int, help="default: 0")
+    p.add_argument("--seed", type=int_arg, help="default: 0")
     p.add_argument("--out", default="out", metavar="DIR",
                    help="where the checkpoint, metrics and curves go (default: out)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out up to --epochs")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="default: cpu")
-    p.add_argument("--threads", type=_int,
+    p.add_argument("--threads", type=int_arg,
                    help="BLAS threads while training (default: 1, all for mnist)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int_arg,
+                   help="train on N processes (DistributedDataParallel, started through MPI as "
+                        "`chainrule launch` does); --batch-size stays the global batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``chainrule`` command."""
     from chainrule import __version__
 
-    parser = _Parser(prog="chainrule", description="chainrule: backpropagation you can read "
+    parser = Parser(prog="chainrule", description="chainrule: backpropagation you can read "
                      "(PyTorch's API on NumPy).")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,demo,explain}",
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,demo,explain,launch}",
+                                parser_class=Parser)
     _add_train_args(sub.add_parser("train", help="train a classifier (digits, moons, spirals, "
                                                  "mnist) and write checkpoint + metrics + curves"))
     demo = sub.add_parser("demo", help="the lecture's circuits, then train on digits into --out")
@@ -78,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("explain", add_help=False,
                    help='staged forward/backward pass of an expression: explain "EXPR" x=3 y=-4')
+    sub.add_parser("launch", add_help=False,
+                   help="run a script on N processes (torchrun's flags, through MPI): "
+                        "launch --nproc-per-node N SCRIPT [ARGS]")
     return parser
 
 
@@ -86,7 +74,8 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
-def _run_train(args: argparse.Namespace, explicit: set[str], prog: str) -> int:
+def _run_train(args: argparse.Namespace, explicit: set[str], prog: str,
+               argv: list[str] | None = None) -> int:
     from chainrule.train import TrainConfig, UsageError, prepare, train
 
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__
@@ -96,6 +85,10 @@ def _run_train(args: argparse.Namespace, explicit: set[str], prog: str) -> int:
         plan = prepare(cfg)
     except UsageError as e:
         return _fail(prog, str(e))
+    if cfg.nproc > 1 and argv is not None and "WORLD_SIZE" not in os.environ:
+        from chainrule.distributed.launch import main as launch_main
+
+        return launch_main(["--nproc-per-node", str(cfg.nproc), "-m", "chainrule", *argv])
     try:
         train(cfg, plan)
     except KeyboardInterrupt:
@@ -139,13 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         from chainrule.viz.explain_command import main as explain_main
 
         return explain_main(argv[1:])
+    if argv and argv[0] == "launch":
+        from chainrule.distributed.launch import main as launch_main
+
+        return launch_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
     if args.command == "train":
-        return _run_train(args, _explicit(argv[1:]), "chainrule train")
+        return _run_train(args, _explicit(argv[1:]), "chainrule train", argv)
     if args.command == "demo":
         return _demo(args)
     parser.print_help()

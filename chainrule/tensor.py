@@ -210,7 +210,8 @@ class TensorBase:
         return RemovableHandle(hooks, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
-        """Call ``hook(tensor)`` after this leaf's ``.grad`` has been accumulated."""
+        """Call ``hook(self)`` once a backward pass has accumulated this leaf's ``.grad`` (as
+        soon as its last consumer has run, while the rest of the backward goes on)."""
         if self._grad_fn is not None:
             raise RuntimeError(
                 "post accumulate grad hooks cannot be registered on non-leaf tensors"
@@ -220,6 +221,7 @@ class TensorBase:
         if self._post_hooks is None:
             self._post_hooks = []
         self._post_hooks.append(hook)
+        post_hooked_leaves[id(self)] = self
         return RemovableHandle(self._post_hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
@@ -861,6 +863,8 @@ class _Late:
 
 
 _late = _Late()
+# leaves with post-accumulate hooks: the engine finishes them early (see register_post_...)
+post_hooked_leaves: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _bind_lock = threading.Lock()
 
 

@@ -78,6 +78,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     progress: bool = True
+    nproc: int = 1            # processes (DDP); --batch-size stays the global batch
     explicit: tuple[str, ...] = field(default=(), repr=False)  # names given on the command line
 
     def public(self) -> dict[str, Any]:
@@ -187,6 +188,10 @@ def prepare(cfg: TrainConfig) -> _Plan:
     _check_number("seed", cfg.seed, int, positive=False)
     if cfg.threads is not None:
         _check_number("threads", cfg.threads, int)
+    _check_number("nproc", cfg.nproc, int)
+    if cfg.batch_size % cfg.nproc:
+        raise UsageError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple "
+                         f"of --nproc {cfg.nproc}")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {cfg.val_fraction}")
     if cfg.resume and start > cfg.epochs:
@@ -391,6 +396,47 @@ def _blas_threads(cfg: TrainConfig):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+# ---- --nproc: data parallel on several processes (chainrule launch starts them) ----------------
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+class _DataParallel:
+    """What a rank of ``chainrule train --nproc N`` needs: the DDP model, its sampler."""
+
+    def __init__(self, model: cr.nn.Module) -> None:
+        import chainrule.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("mpi")
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.model = cr.nn.parallel.DistributedDataParallel(model)
+        self.sampler = None
+
+    def loader(self, dataset, cfg: TrainConfig):
+        """This rank's share of each global batch of ``cfg.batch_size``."""
+        self.sampler = cr.data.DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
+        return cr.data.DataLoader(dataset, batch_size=cfg.batch_size // self.world,
+                                  sampler=self.sampler)
+
+    def total(self, *numbers: float) -> tuple:
+        import chainrule.distributed as dist
+
+        t = cr.tensor([float(v) for v in numbers], dtype=cr.float64)
+        dist.all_reduce(t)
+        return tuple(float(v) for v in t.tolist())
+
+
+def _data_parallel(cfg: TrainConfig, model: cr.nn.Module) -> _DataParallel | None:
+    """DDP when this process is one of ``--nproc`` ranks (started by ``chainrule launch``)."""
+    if cfg.nproc <= 1:
+        return None
+    if int(os.environ.get("WORLD_SIZE", "1")) != cfg.nproc:
+        raise UsageError(f"--nproc {cfg.nproc}: start it with `chainrule train --nproc "
+                         f"{cfg.nproc} ...` (which launches the processes)")
+    return _DataParallel(model)
+
+
 def train(cfg: TrainConfig, plan: _Plan | None = None, log=print) -> dict:
     """Run (or resume) training as configured; returns the final metrics."""
     plan = plan or prepare(cfg)
@@ -410,6 +456,9 @@ def _train(plan: _Plan, log) -> dict:
 
     cr.manual_seed(cfg.seed)
     model = build_model(cfg.model, sample_shape, n_classes, cfg.hidden).to(device)
+    ddp = _data_parallel(cfg, model)
+    if ddp is not None and ddp.rank != 0:
+        log = _quiet
     optimizer = _make_optimizer(cfg, model.parameters())
     loader_gen = cr.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
@@ -430,18 +479,23 @@ def _train(plan: _Plan, log) -> dict:
 
     loader = cr.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
                                 generator=loader_gen)
+    if ddp is not None:
+        loader = ddp.loader(train_set, cfg)
     for epoch in range(start + 1, cfg.epochs + 1):
+        if ddp is not None:
+            ddp.sampler.set_epoch(epoch)
         for group in optimizer.param_groups:  # exponential decay: the same for any --epochs
             group["lr"] = cfg.lr * cfg.lr_decay ** (epoch - 1)
         model.train()
-        bar = _progress(len(train_set), f"epoch {epoch}/{cfg.epochs}", cfg.progress)
+        bar = _progress(len(train_set) if ddp is None else len(ddp.sampler),
+                        f"epoch {epoch}/{cfg.epochs}", cfg.progress and log is not _quiet)
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             if cfg.augment:
                 x = random_shift(x)
-            logits = model(x)
+            logits = model(x) if ddp is None else ddp.model(x)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad()
             loss.backward()
@@ -458,6 +512,8 @@ def _train(plan: _Plan, log) -> dict:
         seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
+        if ddp is not None:  # the epoch's totals over every rank
+            loss_sum, correct, seen = ddp.total(loss_sum, correct, seen)
         val_loss, val_acc = evaluate(model, val_set, device)
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
@@ -466,6 +522,8 @@ def _train(plan: _Plan, log) -> dict:
         log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
             f"acc {100 * row['train_acc']:6.2f}%  val loss {val_loss:.4f} acc "
             f"{100 * val_acc:6.2f}%  ({row['samples_per_s']:,.0f} samples/s, {seconds:.2f} s)")
+        if ddp is not None and ddp.rank != 0:
+            continue  # rank 0 alone writes the checkpoint (atomically, as cr.save does)
         cr.save({"format": "chainrule-train", "config": cfg.public(), "epoch": epoch,
                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "rng": {"global": cr.get_rng_state(), "loader": loader_gen.get_state()},
@@ -475,6 +533,8 @@ def _train(plan: _Plan, log) -> dict:
     total = time.perf_counter() - t_start
     result = {"test_loss": test_loss, "test_acc": test_acc, "epochs_run": cfg.epochs - start,
               "seconds": total}
+    if ddp is not None and ddp.rank != 0:
+        return {"history": history, "model": model, **result}
     _write_metrics(cfg.out, cfg, history, result)
     title = f"{cfg.model} on {cfg.data}: test accuracy {100 * test_acc:.2f}%"
     plotted = _plot_curves(os.path.join(cfg.out, "curves.png"), history, title)

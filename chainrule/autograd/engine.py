@@ -24,7 +24,7 @@ from chainrule.autograd.function import Function, check_saved_versions
 from chainrule.autograd import graph
 from chainrule.autograd.graph import nodes_in_order, parents
 from chainrule.ops import either
-from chainrule.tensor import TensorBase, wrap
+from chainrule.tensor import TensorBase, post_hooked_leaves, wrap
 
 __all__ = ["run_backward", "call_backward", "GraphCtx"]
 
@@ -50,6 +50,10 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
     deps = count_consumers(root_nodes)
     if not retain_graph and len(deps) <= graph.keep_max_nodes:  # a small graph keeps what
         graph.keep(root_nodes, buffers, deps)                     # chainrule.viz draws
+    # leaves with post-accumulate hooks get their .grad (and call their hooks) as soon as their
+    # last consumer has run, so that DDP's all-reduces overlap the rest of the backward
+    early = _leaf_consumers(deps) if post_hooked_leaves and accumulate and inputs is None \
+        else None
     needed = capture = captured = None
     if inputs is not None:
         needed = _needed_nodes(root_nodes, inputs)
@@ -103,6 +107,8 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
                         if create_graph or g.shape != data.shape or g.dtype is not data.dtype:
                             g = _conform(g, data.shape, data.dtype, node)
                         _add_leaf(leaf_grads, edge, g, True)
+                    if early and id(edge) in early:
+                        _leaf_delivered(early, leaf_grads, edge, create_graph)
                     continue
                 if g is not None:
                     shape, dtype = parent._outs[nr]
@@ -270,6 +276,39 @@ def _conform(g, shape, dtype, node):
     if either.dtype_of(g) != dtype:
         g = either.astype(g, dtype)
     return g
+
+
+def _leaf_consumers(nodes) -> dict:
+    """id(leaf) -> how many edges of ``nodes`` reach it, for leaves with post-accumulate hooks."""
+    counts: dict = {}
+    for node in nodes:
+        for e in node._edges:
+            if e is not None and type(e) is not tuple and not isinstance(e, Function) \
+                    and id(e) in post_hooked_leaves:
+                counts[id(e)] = counts.get(id(e), 0) + 1
+    return counts
+
+
+def _leaf_delivered(early: dict, leaf_grads: dict, leaf, create_graph: bool) -> None:
+    """One of ``leaf``'s consumers has run; after the last, its .grad is accumulated now."""
+    left = early[id(leaf)] - 1
+    if left:
+        early[id(leaf)] = left
+        return
+    del early[id(leaf)]
+    entry = leaf_grads.pop(id(leaf), None)
+    if entry is None:
+        return
+    with _leaf_lock:
+        g = entry[1]
+        if leaf._hooks:
+            g = _call_hooks(leaf._hooks, g, create_graph)[0]
+        if create_graph:
+            leaf._grad = g if leaf._grad is None else leaf._grad + g
+        else:
+            _accumulate(leaf, g, False)
+    for hook in list(leaf._post_hooks or ()):
+        hook(leaf)
 
 
 def _add(buffers: dict, node, nr: int, g) -> None:

@@ -7,10 +7,12 @@ from chainrule.data.dataloader import (
     BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
     WeightedRandomSampler, default_collate, default_convert,
 )
+from chainrule.data.distributed import DistributedSampler
 from chainrule.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
 
 __all__ = [
     "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split", "DataLoader",
     "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
     "WeightedRandomSampler", "BatchSampler", "default_collate", "default_convert", "datasets",
+    "DistributedSampler",
 ]

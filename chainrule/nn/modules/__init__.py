@@ -23,6 +23,7 @@ from chainrule.nn.modules.pooling import (
 )
 from chainrule.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell
 from chainrule.nn.modules.sparse import Embedding
+from chainrule.nn.modules.sync_batchnorm import SyncBatchNorm
 from chainrule.nn.modules.attention import MultiheadAttention
 
 __all__ = [
@@ -36,5 +37,5 @@ __all__ = [
     "BatchNorm3d", "GroupNorm", "LayerNorm", "Embedding", "Conv1d", "Conv2d", "ConvTranspose1d",
     "ConvTranspose2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d",
     "MaxPool1d", "MaxPool2d", "RNNBase", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
-    "MultiheadAttention",
+    "MultiheadAttention", "SyncBatchNorm",
 ]
