@@ -8,7 +8,7 @@ from typing import Any
 from chainrule.backend import np
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
-    decayed_grad, next_step, scalar_state, to_scalar,
+    decayed_grad, next_step, scalar_dtype, scalar_state, to_scalar,
 )
 
 __all__ = ["ASGD"]
@@ -74,11 +74,12 @@ class ASGD(Optimizer):
                         np.add(ax_, w0, out=ax_)
                     else:
                         np.copyto(ax_, d_)
-                # the new η and μ round to the dtype of their 0-d state Tensors, as in torch
+                # torch makes the new η and μ 0-d tensors of the default dtype, then copies them
+                # into the state (whose dtype a load_state_dict may have changed): two roundings
                 _assign(state["eta"], lr / ((1 + lambd * lr * step) ** alpha))
                 _assign(state["mu"], 1 / max(1, step - t0))
         return loss
 
 
 def _assign(t, value: float) -> None:
-    t._data = np.array(value, dtype=t._data.dtype)
+    t._data = np.array(np.array(value, dtype=scalar_dtype()), dtype=t._data.dtype)

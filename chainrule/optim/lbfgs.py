@@ -195,7 +195,7 @@ class LBFGS(Optimizer):
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
         """Up to ``max_iter`` L-BFGS iterations; ``closure`` re-evaluates and returns the loss."""
         group = self.param_groups[0]
-        lr = to_scalar(group["lr"])
+        lr = to_scalar(group["lr"]) if isinstance(group["lr"], Tensor) else group["lr"]
         max_iter, max_eval = group["max_iter"], group["max_eval"]
         tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
         line_search_fn, history_size = group["line_search_fn"], group["history_size"]

@@ -128,11 +128,12 @@ def next_step(state: dict[str, Any]) -> float:
 
 
 def to_scalar(x: Any) -> float:
-    """A learning rate or beta as a Python float (1-element Tensors allowed, like PyTorch)."""
+    """A learning rate or beta as a number: a Python float, or for a 1-element Tensor a NumPy
+    scalar of its dtype, so that ``lr / (1 - β₁ᵗ)`` rounds as PyTorch's 0-d tensor math does."""
     if type(x) is float:
         return x
     if isinstance(x, Tensor):
-        return float(x.item())
+        return np.asarray(backend.to_device(x._data, "cpu")).reshape(())[()]
     return float(x)
 
 
