@@ -943,6 +943,10 @@ class SequentialLR(LRScheduler):
         schedulers[idx]._initial_step()
         self._last_lr = schedulers[idx].get_last_lr()
 
+    def recursive_undo(self, sched: Any = None) -> None:
+        """Take back the step each (nested) member scheduler took when it was made."""
+        _undo_initial_steps(self._schedulers if sched is None else [sched])
+
     def step(self) -> None:  # type: ignore[override]
         """Step the scheduler whose turn it is (restarting it at its milestone)."""
         self.last_epoch += 1
