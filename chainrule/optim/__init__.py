@@ -1,6 +1,6 @@
 """Optimizers with PyTorch's API and update formulas (every torch.optim optimizer but Muon)."""
 
-from chainrule.optim import lr_scheduler
+from chainrule.optim import lr_scheduler, swa_utils
 from chainrule.optim.adadelta import Adadelta
 from chainrule.optim.adafactor import Adafactor
 from chainrule.optim.adagrad import Adagrad
@@ -17,5 +17,5 @@ from chainrule.optim.sparse_adam import SparseAdam
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam",
-    "RAdam", "ASGD", "Rprop", "LBFGS", "SparseAdam", "Adafactor", "lr_scheduler",
+    "RAdam", "ASGD", "Rprop", "LBFGS", "SparseAdam", "Adafactor", "lr_scheduler", "swa_utils",
 ]
