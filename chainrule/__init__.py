@@ -41,7 +41,8 @@ def __getattr__(name: str):
     # Subpackages load on first use so `import chainrule` stays fast.
     import importlib
 
-    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "backends"):
+    if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "backends",
+                "distributions"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)

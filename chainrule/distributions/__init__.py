@@ -1,0 +1,50 @@
+"""Probability distributions with PyTorch's ``torch.distributions`` API.
+
+``Normal(loc, scale).rsample()`` is differentiable in ``loc`` and ``scale`` (reparameterized);
+``log_prob``, ``entropy``, ``cdf``, ``icdf`` and ``kl_divergence`` are differentiable too.
+Sampling draws from chainrule's random stream the way torch's samplers draw from torch's.
+"""
+
+from chainrule.distributions import constraints, transforms
+from chainrule.distributions.bernoulli import Bernoulli
+from chainrule.distributions.beta import Beta
+from chainrule.distributions.binomial import Binomial
+from chainrule.distributions.categorical import Categorical
+from chainrule.distributions.chi2 import Chi2
+from chainrule.distributions.dirichlet import Dirichlet
+from chainrule.distributions.distribution import Distribution
+from chainrule.distributions.exp_family import ExponentialFamily
+from chainrule.distributions.exponential import Exponential
+from chainrule.distributions.gamma import Gamma
+from chainrule.distributions.independent import Independent
+from chainrule.distributions.kl import kl_divergence, register_kl
+from chainrule.distributions.laplace import Laplace
+from chainrule.distributions.log_normal import LogNormal
+from chainrule.distributions.multinomial import Multinomial
+from chainrule.distributions.multivariate_normal import MultivariateNormal
+from chainrule.distributions.normal import Normal
+from chainrule.distributions.one_hot_categorical import (
+    OneHotCategorical, OneHotCategoricalStraightThrough,
+)
+from chainrule.distributions.poisson import Poisson
+from chainrule.distributions.relaxed_bernoulli import RelaxedBernoulli
+from chainrule.distributions.relaxed_categorical import RelaxedOneHotCategorical
+from chainrule.distributions.transformed_distribution import TransformedDistribution
+from chainrule.distributions.transforms import (
+    AbsTransform, AffineTransform, ComposeTransform, ExpTransform, IndependentTransform,
+    PowerTransform, ReshapeTransform, SigmoidTransform, SoftmaxTransform, SoftplusTransform,
+    StickBreakingTransform, TanhTransform, Transform, identity_transform,
+)
+from chainrule.distributions.uniform import Uniform
+
+__all__ = [
+    "Bernoulli", "Beta", "Binomial", "Categorical", "Chi2", "Dirichlet", "Distribution",
+    "Exponential", "ExponentialFamily", "Gamma", "Independent", "Laplace", "LogNormal",
+    "Multinomial", "MultivariateNormal", "Normal", "OneHotCategorical",
+    "OneHotCategoricalStraightThrough", "Poisson", "RelaxedBernoulli",
+    "RelaxedOneHotCategorical", "TransformedDistribution", "Uniform", "kl_divergence",
+    "register_kl", "constraints", "transforms", "AbsTransform", "AffineTransform",
+    "ComposeTransform", "ExpTransform", "IndependentTransform", "PowerTransform",
+    "ReshapeTransform", "SigmoidTransform", "SoftmaxTransform", "SoftplusTransform",
+    "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform",
+]
