@@ -58,8 +58,7 @@ def lgamma_array(x):
 def digamma_array(x):
     """ψ(x) = d/dx ln Γ(x): reflection below 0, recurrence up to 10, then the asymptotic series
     ln x - 1/(2x) - Σ B₂ₖ/(2k x²ᵏ); +∞·sign at 0 and NaN at negative integers, as torch."""
-    a = _cpu(x).astype(np.float64)
-    out = np.empty_like(a)
+    a = _cpu(x).astype(np.float64).reshape(-1)
     z = a.copy()
     extra = np.zeros_like(a)
     neg = z < 0
@@ -78,13 +77,13 @@ def digamma_array(x):
         out = acc + np.log(z) - 0.5 / z - series + extra
     out[a == 0] = np.copysign(np.inf, -a[a == 0])
     out[(a < 0) & (a == np.floor(a))] = np.nan
-    return _like(out, x)
+    return _like(out.reshape(np.shape(x)), x)
 
 
 def polygamma_array(n: int, x):
     """ψ⁽ⁿ⁾(x) for n = 1, 2 (x > 0; reflection for n = 1): recurrence up to 8, then the
     asymptotic series of the derivatives of ψ."""
-    a = _cpu(x).astype(np.float64)
+    a = _cpu(x).astype(np.float64).reshape(-1)
     z = a.copy()
     extra = np.zeros_like(a)
     sign = np.ones_like(a)
@@ -111,7 +110,7 @@ def polygamma_array(n: int, x):
                 3 / 10 - zz * (5 / 6)))))
         out = (acc + tail) * (1 if n == 1 else -1)
         out = extra + sign * out
-    return _like(out, x)
+    return _like(out.reshape(np.shape(x)), x)
 
 
 def erfinv_array(x):
@@ -139,6 +138,16 @@ def erfinv_array(x):
 
 
 # ---- gates --------------------------------------------------------------------------------------
+def _either(gate: type, array_fn):
+    """``fn(x)``: the gate on Tensors (a backward under create_graph), the array function on
+    raw arrays (a plain backward), like the functions of ``chainrule.ops.either``."""
+
+    def fn(x):
+        return gate.apply(x) if either.is_tensor(x) else array_fn(x)
+
+    return fn
+
+
 class Lgamma(Op):
     """y = ln|Γ(x)|;  dy/dx = ψ(x)"""
 
@@ -150,7 +159,7 @@ class Lgamma(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * digamma(x)
+        return g * _digamma(x)
 
 
 class Digamma(Op):
@@ -164,7 +173,7 @@ class Digamma(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * trigamma(x)
+        return g * _trigamma(x)
 
 
 class Trigamma(Op):
@@ -178,7 +187,7 @@ class Trigamma(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * _Tetragamma.apply(x) if either.is_tensor(x) else g * polygamma_array(2, x)
+        return g * _tetragamma(x)
 
 
 class _Tetragamma(Op):
@@ -206,6 +215,12 @@ class Erfinv(Op):
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
         return g * either.exp(y * y) * (math.sqrt(math.pi) / 2)
+
+
+_lgamma = _either(Lgamma, lgamma_array)
+_digamma = _either(Digamma, digamma_array)
+_trigamma = _either(Trigamma, lambda x: polygamma_array(1, x))
+_tetragamma = _either(_Tetragamma, lambda x: polygamma_array(2, x))
 
 
 def _float(x) -> Tensor:
@@ -271,13 +286,17 @@ def gamma_grad(alpha, x):
     return _like(grad, _cpu(x))
 
 
+def draw_standard_gamma(alpha):
+    """Gamma(α, 1) draws (float64 NumPy) for a float64 NumPy array of α."""
+    return _numpy_rng().standard_gamma(alpha)
+
+
 class StandardGamma(Op):
     """x ~ Gamma(α, 1);  dx/dα = -∂P(α, x)/∂α / p(x; α) (implicit reparameterization)"""
 
     @staticmethod
     def forward(ctx, alpha):
-        draw = _numpy_rng().standard_gamma(_cpu(alpha).astype(np.float64))
-        x = _like(draw, alpha)
+        x = _like(draw_standard_gamma(_cpu(alpha).astype(np.float64)), alpha)
         ctx.alpha, ctx.x = alpha, x  # constants for the backward (no graph through them)
         return x
 
@@ -309,7 +328,8 @@ def gammainc_array(a, x):
     Lentz's continued fraction above."""
     av = _cpu(a).astype(np.float64)
     xv = _cpu(x).astype(np.float64)
-    av, xv = np.broadcast_arrays(av, xv)
+    av, xv = (v.reshape(-1) for v in np.broadcast_arrays(av, xv))
+    shape = np.broadcast_shapes(np.shape(a), np.shape(x))
     out = np.zeros(av.shape)
     with np.errstate(all="ignore"):
         log_pre = av * np.log(xv) - xv - lgamma_array(av)
@@ -347,7 +367,7 @@ def gammainc_array(a, x):
             out[hi] = 1 - np.exp(log_pre[hi]) * h
     out = np.where(xv == 0, 0.0, out)
     out = np.where(np.isinf(xv) & (xv > 0), 1.0, out)
-    return _like(out, _cpu(x) if np.ndim(x) >= np.ndim(a) else _cpu(a))
+    return _like(out.reshape(shape), _cpu(x))
 
 
 class Gammainc(Op):
@@ -364,7 +384,7 @@ class Gammainc(Op):
             raise NotImplementedError("derivative for gammainc with respect to self (the "
                                       "concentration) is not implemented")
         a, x = ctx.saved_tensors
-        return None, g * either.exp((a - 1) * either.log(x) - x - lgamma(a))
+        return None, g * either.exp((a - 1) * either.log(x) - x - _lgamma(a))
 
 
 def gammainc(input: Tensor, other: Tensor) -> Tensor:

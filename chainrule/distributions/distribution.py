@@ -177,7 +177,7 @@ class Distribution:
                 f"The right-most size of value must match event_shape: {value.size()} vs "
                 f"{self._event_shape}.")
         actual_shape = value.size()
-        expected_shape = self._batch_shape + self._event_shape
+        expected_shape = Size(self._batch_shape + self._event_shape)
         for i, j in zip(reversed(actual_shape), reversed(expected_shape)):
             if i != 1 and j != 1 and i != j:
                 raise ValueError(
@@ -205,8 +205,11 @@ class Distribution:
         return self.__new__(type(self)) if _instance is None else _instance
 
     def __repr__(self) -> str:
+        def shown(value: Tensor) -> Any:  # f"{t}" of a 0-d torch tensor prints the number
+            if value.numel() != 1:
+                return value.size()
+            return value.item() if value.dim() == 0 else value
+
         names = [k for k in self.arg_constraints if k in self.__dict__]
-        args = ", ".join(
-            f"{p}: {self.__dict__[p] if self.__dict__[p].numel() == 1 else self.__dict__[p].size()}"
-            for p in names)
+        args = ", ".join(f"{p}: {shown(self.__dict__[p])}" for p in names)
         return self.__class__.__name__ + "(" + args + ")"

@@ -6,7 +6,7 @@ from numbers import Number
 
 from chainrule import Size, zeros_like
 from chainrule.distributions import constraints
-from chainrule.distributions._sampling import exponential
+from chainrule.distributions import _sampling
 from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.utils import broadcast_all
 from chainrule.tensor import Tensor
@@ -47,7 +47,7 @@ class Exponential(ExponentialFamily):
         return self.rate.pow(-2)
 
     def rsample(self, sample_shape: tuple = Size()) -> Tensor:
-        return exponential(self._extended_shape(sample_shape), self.rate) / self.rate
+        return _sampling.exponential(self._extended_shape(sample_shape), self.rate) / self.rate
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:

@@ -25,7 +25,9 @@ from chainrule.distributions.exponential import Exponential
 from chainrule.distributions.gamma import Gamma
 from chainrule.distributions.independent import Independent, _sum_rightmost
 from chainrule.distributions.laplace import Laplace
-from chainrule.distributions.multivariate_normal import MultivariateNormal, _batch_mahalanobis
+from chainrule.distributions.multivariate_normal import (
+    MultivariateNormal, _batch_mahalanobis, _diagonal,
+)
 from chainrule.distributions._linalg import solve_triangular
 from chainrule.distributions.normal import Normal
 from chainrule.distributions.one_hot_categorical import OneHotCategorical
@@ -118,7 +120,7 @@ def _batch_trace_XXT(bmat: Tensor) -> Tensor:
 
 
 def _log_diag_sum(L: Tensor) -> Tensor:
-    return L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return _diagonal(L).log().sum(-1)
 
 
 # ---- same family --------------------------------------------------------------------------------

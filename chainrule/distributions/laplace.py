@@ -6,7 +6,7 @@ from numbers import Number
 
 from chainrule import Size
 from chainrule.distributions import constraints
-from chainrule.distributions._sampling import uniform
+from chainrule.distributions import _sampling
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.utils import broadcast_all, finfo
 from chainrule.tensor import Tensor
@@ -48,7 +48,7 @@ class Laplace(Distribution):
 
     def rsample(self, sample_shape: tuple = Size()) -> Tensor:
         eps = float(finfo(self.loc).eps)
-        u = uniform(self._extended_shape(sample_shape), self.loc, eps - 1, 1)
+        u = _sampling.uniform(self._extended_shape(sample_shape), self.loc, eps - 1, 1)
         return self.loc - self.scale * u.sign() * (-u.abs()).log1p()
 
     def log_prob(self, value: Tensor) -> Tensor:

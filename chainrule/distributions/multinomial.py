@@ -72,7 +72,7 @@ class Multinomial(Distribution):
         return counts.scatter_add(-1, samples, ones_like(samples)).type_as(self.probs)
 
     def entropy(self) -> Tensor:
-        n = tensor(float(self.total_count), dtype=self.probs.dtype)
+        n = tensor(self.total_count)  # an integer Tensor: lgamma(n + 1) is float32, as torch's
         term1 = n * self._categorical.entropy() - lgamma(n + 1)
         support = self._binomial.enumerate_support(expand=False)[1:]
         binomial_probs = self._binomial.log_prob(support).exp()

@@ -7,7 +7,7 @@ import math
 from chainrule import Size, broadcast_shapes, eye
 from chainrule.distributions import constraints
 from chainrule.distributions._linalg import cholesky, solve_triangular
-from chainrule.distributions._sampling import standard_normal
+from chainrule.distributions import _sampling
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.utils import lazy_property
 from chainrule.tensor import Tensor
@@ -23,6 +23,11 @@ def _batch_mv(bmat: Tensor, bvec: Tensor) -> Tensor:
 def _batch_mahalanobis(bL: Tensor, bx: Tensor) -> Tensor:
     """‖L⁻¹x‖² over broadcast batch dims (the squared Mahalanobis distance for Σ = LLᵀ)."""
     return solve_triangular(bL, bx.unsqueeze(-1), upper=False).pow(2).sum((-2, -1))
+
+
+def _diagonal(L: Tensor) -> Tensor:
+    """The diagonals of a batch of square matrices (differentiable)."""
+    return (L * eye(L.shape[-1], dtype=L.dtype, device=L.device)).sum(-1)
 
 
 def _precision_to_scale_tril(P: Tensor) -> Tensor:
@@ -112,11 +117,11 @@ class MultivariateNormal(Distribution):
                 .expand(self._batch_shape + self._event_shape))
 
     def rsample(self, sample_shape: tuple = Size()) -> Tensor:
-        eps = standard_normal(self._extended_shape(sample_shape), self.loc)
+        eps = _sampling.standard_normal(self._extended_shape(sample_shape), self.loc)
         return self.loc + _batch_mv(self._unbroadcasted_scale_tril, eps)
 
     def _half_log_det(self) -> Tensor:
-        return self._unbroadcasted_scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return _diagonal(self._unbroadcasted_scale_tril).log().sum(-1)
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:

@@ -7,7 +7,7 @@ from numbers import Number
 
 from chainrule import Size
 from chainrule.distributions import constraints
-from chainrule.distributions._sampling import standard_normal
+from chainrule.distributions import _sampling
 from chainrule.distributions._special import erfinv
 from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.utils import broadcast_all
@@ -50,7 +50,7 @@ class Normal(ExponentialFamily):
         return self.stddev.pow(2)
 
     def rsample(self, sample_shape: tuple = Size()) -> Tensor:
-        eps = standard_normal(self._extended_shape(sample_shape), self.loc)
+        eps = _sampling.standard_normal(self._extended_shape(sample_shape), self.loc)
         return self.loc + eps * self.scale
 
     def log_prob(self, value: Tensor) -> Tensor:

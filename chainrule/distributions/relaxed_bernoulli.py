@@ -7,7 +7,7 @@ from numbers import Number
 from chainrule import Size
 from chainrule.distributions import constraints
 from chainrule.distributions._params import ProbsOrLogits
-from chainrule.distributions._sampling import uniform
+from chainrule.distributions import _sampling
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.transformed_distribution import TransformedDistribution
 from chainrule.distributions.transforms import SigmoidTransform
@@ -45,7 +45,7 @@ class LogitRelaxedBernoulli(ProbsOrLogits, Distribution):
     def rsample(self, sample_shape: tuple = Size()) -> Tensor:
         shape = self._extended_shape(sample_shape)
         probs = clamp_probs(self.probs.expand(shape))
-        uniforms = clamp_probs(uniform(shape, probs))
+        uniforms = clamp_probs(_sampling.uniform(shape, probs))
         return (uniforms.log() - (-uniforms).log1p() + probs.log() - (-probs).log1p()) / (
             self.temperature)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chainrule import Size, full_like
 from chainrule.distributions import constraints
-from chainrule.distributions._sampling import uniform
+from chainrule.distributions import _sampling
 from chainrule.distributions._special import lgamma
 from chainrule.distributions.categorical import Categorical
 from chainrule.distributions.distribution import Distribution
@@ -51,7 +51,7 @@ class ExpRelaxedCategorical(Distribution):
         return self._categorical.probs
 
     def rsample(self, sample_shape: tuple = Size()) -> Tensor:
-        uniforms = clamp_probs(uniform(self._extended_shape(sample_shape), self.logits))
+        uniforms = clamp_probs(_sampling.uniform(self._extended_shape(sample_shape), self.logits))
         gumbels = -((-(uniforms.log())).log())
         scores = (self.logits + gumbels) / self.temperature
         return scores - scores.logsumexp(dim=-1, keepdim=True)

@@ -6,7 +6,7 @@ from numbers import Number
 
 from chainrule import Size
 from chainrule.distributions import constraints
-from chainrule.distributions._sampling import uniform
+from chainrule.distributions import _sampling
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.utils import broadcast_all
 from chainrule.tensor import Tensor
@@ -54,7 +54,7 @@ class Uniform(Distribution):
         return (self.high - self.low).pow(2) / 12
 
     def rsample(self, sample_shape: tuple = Size()) -> Tensor:
-        rand = uniform(self._extended_shape(sample_shape), self.low)
+        rand = _sampling.uniform(self._extended_shape(sample_shape), self.low)
         return self.low + rand * (self.high - self.low)
 
     def log_prob(self, value: Tensor) -> Tensor:
