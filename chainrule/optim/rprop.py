@@ -76,7 +76,8 @@ class Rprop(Optimizer):
                     np.copyto(t0, etaminus, where=flipped)
                     np.copyto(t0, 1.0, where=t0 == 0)
                     np.multiply(s_, t0, out=s_)
-                    np.clip(s_, step_size_min, step_size_max, out=s_)
+                    np.maximum(s_, step_size_min, out=s_)  # clamp (ufuncs: CuPy arrays too)
+                    np.minimum(s_, step_size_max, out=s_)
                     np.copyto(t1, 0.0, where=t0 == etaminus)  # a flipped gradient counts as 0
                     np.sign(t1, out=t0)
                     np.multiply(t0, s_, out=t0)
