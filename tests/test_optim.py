@@ -831,3 +831,31 @@ def test_repr_lists_groups():
     opt = cr.optim.SGD([cr.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9)
     text = repr(opt)
     assert text.startswith("SGD (") and "Parameter Group 0" in text and "momentum: 0.9" in text
+
+
+ALL_OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam",
+                  "RAdam", "ASGD", "Rprop", "LBFGS", "SparseAdam", "Adafactor"]
+
+
+@pytest.mark.parametrize("name", ALL_OPTIMIZERS)
+def test_constructor_signature_and_defaults_match_torch(name):
+    """Every argument of torch's optimizer, with its default and kind (keyword-only or not)."""
+    torch = pytest.importorskip("torch")
+    import inspect
+
+    def sig(cls):
+        return [(p.name, p.default, p.kind) for p in
+                inspect.signature(cls.__init__).parameters.values()]
+
+    assert sig(getattr(cr.optim, name)) == sig(getattr(torch.optim, name))
+    p = cr.zeros(2, requires_grad=True)
+    tp = torch.zeros(2, requires_grad=True)
+    ours, theirs = getattr(cr.optim, name)([p]), getattr(torch.optim, name)([tp])
+    assert ours.defaults == theirs.defaults
+
+
+def test_every_torch_optimizer_but_muon_exists():
+    torch = pytest.importorskip("torch")
+    theirs = {n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+              and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
+    assert theirs - {"Optimizer", "Muon"} <= set(ALL_OPTIMIZERS)
