@@ -122,6 +122,29 @@ CASES = {
     "RelaxedOneHotCategorical": (lambda lib, P: lib.distributions.RelaxedOneHotCategorical(
         P["t"], logits=P["l"]), {"t": np.array(0.5), "l": RNG.standard_normal((2, 4))},
         _simplex(3, 2, 4)),
+    "Cauchy": (lambda lib, P: lib.distributions.Cauchy(P["loc"], P["scale"]),
+               {"loc": RNG.standard_normal(3), "scale": _pos(3)}, RNG.standard_normal((2, 3))),
+    "HalfNormal": (lambda lib, P: lib.distributions.HalfNormal(P["scale"]), {"scale": _pos(3)},
+                   _pos(2, 3)),
+    "HalfCauchy": (lambda lib, P: lib.distributions.HalfCauchy(P["scale"]), {"scale": _pos(3)},
+                   _pos(2, 3)),
+    "Gumbel": (lambda lib, P: lib.distributions.Gumbel(P["loc"], P["scale"]),
+               {"loc": RNG.standard_normal(3), "scale": _pos(3)}, RNG.standard_normal((2, 3))),
+    "Geometric-probs": (lambda lib, P: lib.distributions.Geometric(probs=P["p"]),
+                        {"p": RNG.uniform(0.1, 0.9, 3)}, np.array([[0.0, 3.0, 1.0]])),
+    "Geometric-logits": (lambda lib, P: lib.distributions.Geometric(logits=P["l"]),
+                         {"l": RNG.standard_normal(3)}, np.array([[2.0, 0.0, 5.0]])),
+    "Pareto": (lambda lib, P: lib.distributions.Pareto(P["scale"], P["alpha"]),
+               {"scale": _pos(3) * 0.3, "alpha": _pos(3) + 2.0}, _pos(2, 3) + 1.0),
+    "Weibull": (lambda lib, P: lib.distributions.Weibull(P["scale"], P["concentration"]),
+                {"scale": _pos(3), "concentration": _pos(3)}, _pos(2, 3)),
+    "Kumaraswamy": (lambda lib, P: lib.distributions.Kumaraswamy(P["c1"], P["c0"]),
+                    {"c1": _pos(3), "c0": _pos(3)}, RNG.uniform(0.1, 0.9, (2, 3))),
+    "StudentT": (lambda lib, P: lib.distributions.StudentT(P["df"], P["loc"], P["scale"]),
+                 {"df": np.array([0.8, 1.5, 4.0]), "loc": RNG.standard_normal(3),
+                  "scale": _pos(3)}, RNG.standard_normal((2, 3))),
+    "InverseGamma": (lambda lib, P: lib.distributions.InverseGamma(P["c"], P["rate"]),
+                     {"c": _pos(3) + 4.5, "rate": _pos(3)}, _pos(2, 3)),
 }
 NO_GRAD = {"n"}  # parameters that are counts, not differentiable
 
@@ -195,7 +218,7 @@ def test_gradients_of_log_prob_entropy_and_moments_match_torch(name):
         d, P, v = _build(lib, name)
         total = d.log_prob(v).sum()
         # (torch has no gradient of Gamma's cdf in the concentration: tested below)
-        cdf = () if name in ("Gamma", "Chi2") else ("cdf",)
+        cdf = () if name in ("Gamma", "Chi2", "InverseGamma") else ("cdf",)
         for what in ("entropy", "mean", "variance") + cdf:
             out, err = _try(_quantity, d, what, v)
             if err is None and out.requires_grad:
@@ -247,7 +270,8 @@ def torch_noise(monkeypatch):
 RSAMPLE = ["Normal", "Uniform", "Exponential", "Laplace", "LogNormal", "MVN-scale_tril",
            "MVN-covariance", "MVN-precision", "Independent", "Transformed-affine-exp",
            "Transformed-sigmoid", "Transformed-tanh", "Transformed-softplus-power",
-           "Transformed-stickbreaking", "RelaxedBernoulli", "RelaxedOneHotCategorical"]
+           "Transformed-stickbreaking", "RelaxedBernoulli", "RelaxedOneHotCategorical", "Cauchy",
+           "HalfNormal", "HalfCauchy", "Pareto", "Weibull", "Kumaraswamy"]
 
 
 @pytest.mark.parametrize("name", RSAMPLE)
@@ -321,7 +345,7 @@ def test_gamma_rsample_values_match_torch_and_gradient_is_the_exact_implicit_one
     _same(ga, exact, 1e-6, "exact implicit gradient")
 
 
-@pytest.mark.parametrize("name", ["Beta", "Dirichlet", "Chi2", "Gamma"])
+@pytest.mark.parametrize("name", ["Beta", "Dirichlet", "Chi2", "Gamma", "InverseGamma"])
 def test_gamma_based_rsample_gradient_is_unbiased(name):
     """d/dθ E[x] estimated from rsample gradients equals the analytic d(mean)/dθ."""
     cr.manual_seed(0)
@@ -337,7 +361,8 @@ def test_gamma_based_rsample_gradient_is_unbiased(name):
 SAMPLED = ["Normal", "Uniform", "Exponential", "Laplace", "LogNormal", "Gamma", "Chi2", "Beta",
            "Dirichlet", "Bernoulli-probs", "Bernoulli-logits", "Categorical-probs",
            "OneHotCategorical", "Binomial-probs", "Binomial-logits", "Multinomial", "Poisson",
-           "MVN-scale_tril", "MVN-covariance", "Independent", "RelaxedBernoulli"]
+           "MVN-scale_tril", "MVN-covariance", "Independent", "RelaxedBernoulli", "HalfNormal",
+           "Gumbel", "Geometric-probs", "Weibull", "Kumaraswamy", "InverseGamma"]
 
 
 @pytest.mark.parametrize("name", SAMPLED)
@@ -441,7 +466,8 @@ def _make(lib, name, params, grad):
 KL_SAME = ["Normal", "Uniform", "Exponential", "Laplace", "LogNormal", "Gamma", "Beta",
            "Dirichlet", "Bernoulli-probs", "Categorical-probs", "OneHotCategorical",
            "Binomial-probs", "Poisson", "MVN-scale_tril", "MVN-covariance", "Independent",
-           "Transformed-affine-exp", "Chi2"]
+           "Transformed-affine-exp", "Chi2", "Cauchy", "Geometric-probs", "Gumbel", "HalfNormal",
+           "Pareto"]
 
 
 @pytest.mark.parametrize("name", KL_SAME)
@@ -471,13 +497,18 @@ CROSS = [("Bernoulli-probs", "Poisson"), ("Beta", "Exponential"), ("Beta", "Gamm
          ("Normal", "Exponential"), ("Normal", "Gamma"), ("Normal", "Uniform"),
          ("Normal", "Laplace"), ("Poisson", "Bernoulli-probs"), ("Poisson", "Binomial-probs"),
          ("Uniform", "Beta"), ("Uniform", "Exponential"), ("Uniform", "Gamma"),
-         ("Uniform", "Normal")]
+         ("Uniform", "Normal"), ("Beta", "Pareto"), ("Exponential", "Pareto"),
+         ("Gamma", "Pareto"), ("Laplace", "Pareto"), ("Normal", "Pareto"), ("Exponential", "Gumbel"),
+         ("Gamma", "Gumbel"), ("Gumbel", "Beta"), ("Gumbel", "Exponential"), ("Gumbel", "Gamma"),
+         ("Gumbel", "Pareto"), ("Gumbel", "Uniform"), ("Gumbel", "Normal"), ("Normal", "Gumbel"),
+         ("Pareto", "Beta"), ("Pareto", "Uniform"), ("Pareto", "Exponential"),
+         ("Pareto", "Gamma"), ("Pareto", "Normal"), ("Uniform", "Gumbel"), ("Uniform", "Pareto")]
 
 
 @pytest.mark.parametrize("p_name,q_name", CROSS, ids=[f"{a}|{b}" for a, b in CROSS])
 def test_kl_across_families_matches_torch(p_name, q_name):
     p_params = dict(CASES[p_name][1])
-    if p_name == "Uniform" and q_name in ("Beta", "Exponential", "Gamma"):
+    if p_name == "Uniform" and q_name in ("Beta", "Exponential", "Gamma", "Pareto"):
         p_params = {"low": np.array([0.1, 0.2, 0.5]), "high": np.array([0.6, 0.9, 0.7])}
 
     def run(lib):

@@ -10,14 +10,21 @@ from chainrule.distributions.bernoulli import Bernoulli
 from chainrule.distributions.beta import Beta
 from chainrule.distributions.binomial import Binomial
 from chainrule.distributions.categorical import Categorical
+from chainrule.distributions.cauchy import Cauchy
 from chainrule.distributions.chi2 import Chi2
 from chainrule.distributions.dirichlet import Dirichlet
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.exponential import Exponential
 from chainrule.distributions.gamma import Gamma
+from chainrule.distributions.geometric import Geometric
+from chainrule.distributions.gumbel import Gumbel
+from chainrule.distributions.half_cauchy import HalfCauchy
+from chainrule.distributions.half_normal import HalfNormal
 from chainrule.distributions.independent import Independent
+from chainrule.distributions.inverse_gamma import InverseGamma
 from chainrule.distributions.kl import kl_divergence, register_kl
+from chainrule.distributions.kumaraswamy import Kumaraswamy
 from chainrule.distributions.laplace import Laplace
 from chainrule.distributions.log_normal import LogNormal
 from chainrule.distributions.multinomial import Multinomial
@@ -26,9 +33,11 @@ from chainrule.distributions.normal import Normal
 from chainrule.distributions.one_hot_categorical import (
     OneHotCategorical, OneHotCategoricalStraightThrough,
 )
+from chainrule.distributions.pareto import Pareto
 from chainrule.distributions.poisson import Poisson
 from chainrule.distributions.relaxed_bernoulli import RelaxedBernoulli
 from chainrule.distributions.relaxed_categorical import RelaxedOneHotCategorical
+from chainrule.distributions.studentT import StudentT
 from chainrule.distributions.transformed_distribution import TransformedDistribution
 from chainrule.distributions.transforms import (
     AbsTransform, AffineTransform, ComposeTransform, ExpTransform, IndependentTransform,
@@ -36,6 +45,7 @@ from chainrule.distributions.transforms import (
     StickBreakingTransform, TanhTransform, Transform, identity_transform,
 )
 from chainrule.distributions.uniform import Uniform
+from chainrule.distributions.weibull import Weibull
 
 __all__ = [
     "Bernoulli", "Beta", "Binomial", "Categorical", "Chi2", "Dirichlet", "Distribution",
@@ -46,5 +56,7 @@ __all__ = [
     "register_kl", "constraints", "transforms", "AbsTransform", "AffineTransform",
     "ComposeTransform", "ExpTransform", "IndependentTransform", "PowerTransform",
     "ReshapeTransform", "SigmoidTransform", "SoftmaxTransform", "SoftplusTransform",
-    "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform",
+    "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform", "Cauchy",
+    "Geometric", "Gumbel", "HalfCauchy", "HalfNormal", "InverseGamma", "Kumaraswamy", "Pareto",
+    "StudentT", "Weibull",
 ]

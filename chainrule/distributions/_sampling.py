@@ -3,10 +3,12 @@ transform of rand / randn), so the draws equal torch's wherever the streams do."
 
 from __future__ import annotations
 
+import math
+
 from chainrule.creation import rand, randn
 from chainrule.tensor import Tensor
 
-__all__ = ["standard_normal", "uniform", "exponential"]
+__all__ = ["standard_normal", "uniform", "exponential", "cauchy"]
 
 
 def standard_normal(shape: tuple, like: Tensor) -> Tensor:
@@ -23,3 +25,8 @@ def uniform(shape: tuple, like: Tensor, low: float = 0.0, high: float = 1.0) -> 
 def exponential(shape: tuple, like: Tensor) -> Tensor:
     """Exp(1) draws by inversion, -log(1 - U) (``torch.empty(shape).exponential_()``)."""
     return -(-uniform(shape, like)).log1p()
+
+
+def cauchy(shape: tuple, like: Tensor) -> Tensor:
+    """Standard Cauchy draws by inversion, tan(π(U - ½)) (``torch.empty(shape).cauchy_()``)."""
+    return (math.pi * (uniform(shape, like) - 0.5)).tan()
