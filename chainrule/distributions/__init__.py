@@ -16,6 +16,7 @@ from chainrule.distributions.dirichlet import Dirichlet
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.exponential import Exponential
+from chainrule.distributions.fishersnedecor import FisherSnedecor
 from chainrule.distributions.gamma import Gamma
 from chainrule.distributions.geometric import Geometric
 from chainrule.distributions.gumbel import Gumbel
@@ -27,8 +28,11 @@ from chainrule.distributions.kl import kl_divergence, register_kl
 from chainrule.distributions.kumaraswamy import Kumaraswamy
 from chainrule.distributions.laplace import Laplace
 from chainrule.distributions.log_normal import LogNormal
+from chainrule.distributions.logistic_normal import LogisticNormal
+from chainrule.distributions.mixture_same_family import MixtureSameFamily
 from chainrule.distributions.multinomial import Multinomial
 from chainrule.distributions.multivariate_normal import MultivariateNormal
+from chainrule.distributions.negative_binomial import NegativeBinomial
 from chainrule.distributions.normal import Normal
 from chainrule.distributions.one_hot_categorical import (
     OneHotCategorical, OneHotCategoricalStraightThrough,
@@ -58,5 +62,6 @@ __all__ = [
     "ReshapeTransform", "SigmoidTransform", "SoftmaxTransform", "SoftplusTransform",
     "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform", "Cauchy",
     "Geometric", "Gumbel", "HalfCauchy", "HalfNormal", "InverseGamma", "Kumaraswamy", "Pareto",
-    "StudentT", "Weibull",
+    "StudentT", "Weibull", "FisherSnedecor", "LogisticNormal", "MixtureSameFamily",
+    "NegativeBinomial",
 ]
