@@ -716,3 +716,87 @@ def test_transforms_match_torch():
     cached = D.ExpTransform().with_cache()
     xi = cr.tensor(x)
     assert cached.inv(cached(xi)) is xi
+
+
+def test_matrix_cat_stack_and_cdf_transforms_match_torch():
+    sq = RNG.standard_normal((2, 3, 3))
+    vec = RNG.standard_normal((2, 6))
+    flat = RNG.standard_normal((2, 5))
+    cases = [
+        (lambda lib: lib.distributions.LowerCholeskyTransform(), sq),
+        (lambda lib: lib.distributions.PositiveDefiniteTransform(), sq),
+        (lambda lib: lib.distributions.CorrCholeskyTransform(), vec),
+        (lambda lib: lib.distributions.CatTransform(
+            [lib.distributions.ExpTransform(), lib.distributions.SigmoidTransform()], -1,
+            [2, 3]), flat),
+        (lambda lib: lib.distributions.StackTransform(
+            [lib.distributions.ExpTransform(), lib.distributions.TanhTransform()], 0),
+         RNG.standard_normal((2, 4))),
+        (lambda lib: lib.distributions.CumulativeDistributionTransform(
+            lib.distributions.Normal(0.5, 2.0)), RNG.standard_normal((2, 3))),
+    ]
+    for make, x in cases:
+        t, tt = make(cr), make(torch)
+        xi, txi = cr.tensor(x, dtype=cr.float64), torch.tensor(x)
+        y, ty = t(xi), tt(txi)
+        _same(y, ty, 1e-12, repr(tt))
+        _same(t.inv(y), tt.inv(ty), 1e-9, repr(tt))
+        try:
+            tl = tt.log_abs_det_jacobian(txi, ty)
+        except NotImplementedError:
+            with pytest.raises(NotImplementedError):
+                t.log_abs_det_jacobian(xi, y)
+            continue
+        _same(t.log_abs_det_jacobian(xi, y), tl, 1e-12, repr(tt))
+
+
+CONSTRAINTS = [
+    lambda lib: lib.distributions.constraints.real,
+    lambda lib: lib.distributions.constraints.positive,
+    lambda lib: lib.distributions.constraints.nonnegative,
+    lambda lib: lib.distributions.constraints.greater_than(1.5),
+    lambda lib: lib.distributions.constraints.greater_than_eq(-2.0),
+    lambda lib: lib.distributions.constraints.less_than(3.0),
+    lambda lib: lib.distributions.constraints.unit_interval,
+    lambda lib: lib.distributions.constraints.interval(-1.0, 4.0),
+    lambda lib: lib.distributions.constraints.half_open_interval(0.0, 2.0),
+    lambda lib: lib.distributions.constraints.simplex,
+    lambda lib: lib.distributions.constraints.real_vector,
+    lambda lib: lib.distributions.constraints.independent(lib.distributions.constraints.positive,
+                                                          1),
+    lambda lib: lib.distributions.constraints.lower_cholesky,
+    lambda lib: lib.distributions.constraints.positive_definite,
+    lambda lib: lib.distributions.constraints.corr_cholesky,
+]
+
+
+@pytest.mark.parametrize("registry", ["biject_to", "transform_to"])
+@pytest.mark.parametrize("make", CONSTRAINTS, ids=lambda f: "c")
+def test_biject_to_and_transform_to_match_torch(registry, make):
+    c, tc = make(cr), make(torch)
+    try:
+        tt = getattr(TD, registry)(tc)
+    except NotImplementedError:
+        with pytest.raises(NotImplementedError, match="Cannot transform"):
+            getattr(D, registry)(c)
+        return
+    t = getattr(D, registry)(c)
+    assert type(t).__name__ == type(tt).__name__
+    x = RNG.standard_normal((2, 6) if "Corr" in type(tt).__name__ else (2, 3, 3)
+                            if tc.event_dim == 2 else (2, 3))
+    y, ty = t(cr.tensor(x, dtype=cr.float64)), tt(torch.tensor(x))
+    _same(y, ty, 1e-12)
+    assert bool(c.check(y).all())
+    if registry == "biject_to":
+        _same(t.log_abs_det_jacobian(cr.tensor(x, dtype=cr.float64), y),
+              tt.log_abs_det_jacobian(torch.tensor(x), ty), 1e-12)
+
+
+def test_registry_register_and_errors():
+    reg = D.constraint_registry.ConstraintRegistry()
+    reg.register(D.constraints.positive, lambda c: D.ExpTransform())
+    assert isinstance(reg(D.constraints.positive), D.ExpTransform)
+    with pytest.raises(NotImplementedError, match="Cannot transform _Real constraints"):
+        reg(D.constraints.real)
+    with pytest.raises(TypeError):
+        reg.register(3, lambda c: None)

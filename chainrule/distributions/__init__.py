@@ -6,6 +6,7 @@ Sampling draws from chainrule's random stream the way torch's samplers draw from
 """
 
 from chainrule.distributions import constraints, transforms
+from chainrule.distributions.constraint_registry import biject_to, transform_to
 from chainrule.distributions.bernoulli import Bernoulli
 from chainrule.distributions.beta import Beta
 from chainrule.distributions.binomial import Binomial
@@ -44,9 +45,11 @@ from chainrule.distributions.relaxed_categorical import RelaxedOneHotCategorical
 from chainrule.distributions.studentT import StudentT
 from chainrule.distributions.transformed_distribution import TransformedDistribution
 from chainrule.distributions.transforms import (
-    AbsTransform, AffineTransform, ComposeTransform, ExpTransform, IndependentTransform,
-    PowerTransform, ReshapeTransform, SigmoidTransform, SoftmaxTransform, SoftplusTransform,
-    StickBreakingTransform, TanhTransform, Transform, identity_transform,
+    AbsTransform, AffineTransform, CatTransform, ComposeTransform, CorrCholeskyTransform,
+    CumulativeDistributionTransform, ExpTransform, IndependentTransform, LowerCholeskyTransform,
+    PositiveDefiniteTransform, PowerTransform, ReshapeTransform, SigmoidTransform,
+    SoftmaxTransform, SoftplusTransform, StackTransform, StickBreakingTransform, TanhTransform,
+    Transform, identity_transform,
 )
 from chainrule.distributions.uniform import Uniform
 from chainrule.distributions.weibull import Weibull
@@ -63,5 +66,7 @@ __all__ = [
     "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform", "Cauchy",
     "Geometric", "Gumbel", "HalfCauchy", "HalfNormal", "InverseGamma", "Kumaraswamy", "Pareto",
     "StudentT", "Weibull", "FisherSnedecor", "LogisticNormal", "MixtureSameFamily",
-    "NegativeBinomial",
+    "NegativeBinomial", "biject_to", "transform_to", "CatTransform", "CorrCholeskyTransform",
+    "CumulativeDistributionTransform", "LowerCholeskyTransform", "PositiveDefiniteTransform",
+    "StackTransform",
 ]

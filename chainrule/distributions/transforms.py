@@ -10,7 +10,7 @@ import math
 from numbers import Number
 from typing import Any
 
-from chainrule import Size, broadcast_shapes, full_like, ones
+from chainrule import Size, broadcast_shapes, cat, eye, full_like, ones, stack
 from chainrule.distributions import constraints
 from chainrule.distributions.independent import _sum_rightmost
 from chainrule.distributions.utils import broadcast_all, finfo, lazy_property
@@ -21,7 +21,8 @@ __all__ = [
     "AbsTransform", "AffineTransform", "ComposeTransform", "ExpTransform",
     "IndependentTransform", "PowerTransform", "ReshapeTransform", "SigmoidTransform",
     "SoftplusTransform", "TanhTransform", "SoftmaxTransform", "StickBreakingTransform",
-    "Transform", "identity_transform",
+    "Transform", "identity_transform", "LowerCholeskyTransform", "PositiveDefiniteTransform",
+    "CorrCholeskyTransform", "CatTransform", "StackTransform", "CumulativeDistributionTransform",
 ]
 
 
@@ -677,3 +678,250 @@ class StickBreakingTransform(Transform):
 
 
 
+
+
+def _diagonal(x: Tensor) -> Tensor:
+    return (x * eye(x.shape[-1], dtype=x.dtype, device=x.device)).sum(-1)
+
+
+def _diag_embed(d: Tensor) -> Tensor:
+    return d.unsqueeze(-1) * eye(d.shape[-1], dtype=d.dtype, device=d.device)
+
+
+class LowerCholeskyTransform(Transform):
+    """Square matrices → lower-triangular with positive diagonal: tril(x, -1) + diag(e^diag x)."""
+
+    domain = constraints.independent(constraints.real, 2)
+    codomain = constraints.lower_cholesky
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LowerCholeskyTransform)
+
+    __hash__ = object.__hash__
+
+    def _call(self, x: Tensor) -> Tensor:
+        return x.tril(-1) + _diag_embed(_diagonal(x).exp())
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return y.tril(-1) + _diag_embed(_diagonal(y).log())
+
+
+class PositiveDefiniteTransform(Transform):
+    """Square matrices → positive-definite ones: LLᵀ with L = LowerCholeskyTransform(x)."""
+
+    domain = constraints.independent(constraints.real, 2)
+    codomain = constraints.positive_definite
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PositiveDefiniteTransform)
+
+    __hash__ = object.__hash__
+
+    def _call(self, x: Tensor) -> Tensor:
+        low = LowerCholeskyTransform()(x)
+        return low @ low.mT
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        from chainrule.distributions._linalg import cholesky
+
+        return LowerCholeskyTransform().inv(cholesky(y))
+
+
+class CorrCholeskyTransform(Transform):
+    """ℝ^(D(D-1)/2) → Cholesky factors of correlation matrices (tanh, then stick breaking
+    along each row so every row has unit length)."""
+
+    domain = constraints.real_vector
+    codomain = constraints.corr_cholesky
+    bijective = True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CorrCholeskyTransform)
+
+    __hash__ = object.__hash__
+
+    def _call(self, x: Tensor) -> Tensor:
+        from chainrule.distributions.utils import vec_to_tril_matrix
+
+        x = x.tanh()
+        eps = float(finfo(x).eps)
+        x = x.clamp(min=-1 + eps, max=1 - eps)
+        r = vec_to_tril_matrix(x, diag=-1)
+        z1m_cumprod_sqrt = (1 - r**2).sqrt().cumprod(-1)
+        r = r + eye(r.shape[-1], dtype=r.dtype, device=r.device)
+        return r * pad(z1m_cumprod_sqrt[..., :-1], [1, 0], value=1)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        from chainrule.distributions.utils import tril_matrix_to_vec
+
+        y_cumsum = 1 - (y * y).cumsum(-1)
+        y_cumsum_shifted = pad(y_cumsum[..., :-1], [1, 0], value=1)
+        y_vec = tril_matrix_to_vec(y, diag=-1)
+        y_cumsum_vec = tril_matrix_to_vec(y_cumsum_shifted, diag=-1)
+        t = y_vec / y_cumsum_vec.sqrt()
+        return (t.log1p() - (-t).log1p()) / 2  # atanh
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor, intermediates: Any = None) -> Tensor:
+        from chainrule.distributions.utils import tril_matrix_to_vec
+
+        y1m_cumsum = 1 - (y * y).cumsum(-1)
+        stick_breaking_logdet = 0.5 * tril_matrix_to_vec(y1m_cumsum, diag=-2).log().sum(-1)
+        tanh_logdet = -2 * (x + softplus(-2 * x) - math.log(2.0)).sum(-1)
+        return stick_breaking_logdet + tanh_logdet
+
+    def forward_shape(self, shape: tuple) -> tuple:
+        if len(shape) < 1:
+            raise ValueError("Too few dimensions on input")
+        N = shape[-1]
+        D = round((0.25 + 2 * N) ** 0.5 + 0.5)
+        if D * (D - 1) // 2 != N:
+            raise ValueError("Input is not a flattened lower-diagonal number")
+        return tuple(shape[:-1]) + (D, D)
+
+    def inverse_shape(self, shape: tuple) -> tuple:
+        if len(shape) < 2:
+            raise ValueError("Too few dimensions on input")
+        if shape[-2] != shape[-1]:
+            raise ValueError("Input is not square")
+        D = shape[-1]
+        return tuple(shape[:-2]) + (D * (D - 1) // 2,)
+
+
+class CatTransform(Transform):
+    """Applies ``tseq[i]`` to consecutive slices of lengths ``lengths[i]`` along ``dim``."""
+
+    def __init__(self, tseq: list, dim: int = 0, lengths: list | None = None,
+                 cache_size: int = 0) -> None:
+        if cache_size:
+            tseq = [t.with_cache(cache_size) for t in tseq]
+        super().__init__(cache_size=cache_size)
+        self.transforms = list(tseq)
+        self.lengths = list(lengths) if lengths is not None else [1] * len(self.transforms)
+        self.dim = dim
+
+    @lazy_property
+    def event_dim(self) -> int:  # type: ignore[override]
+        return max(t.event_dim for t in self.transforms)
+
+    @lazy_property
+    def length(self) -> int:
+        return sum(self.lengths)
+
+    def with_cache(self, cache_size: int = 1) -> Transform:
+        if self._cache_size == cache_size:
+            return self
+        return CatTransform(self.transforms, self.dim, self.lengths, cache_size)
+
+    def _map(self, z: Tensor, fn) -> list:
+        parts, start = [], 0
+        for trans, length in zip(self.transforms, self.lengths):
+            parts.append(fn(trans, z.narrow(self.dim, start, length)))
+            start = start + length
+        return parts
+
+    def _call(self, x: Tensor) -> Tensor:
+        return cat(self._map(x, lambda t, v: t(v)), self.dim)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return cat(self._map(y, lambda t, v: t.inv(v)), self.dim)
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        logdetjacs, start = [], 0
+        for trans, length in zip(self.transforms, self.lengths):
+            ldj = trans.log_abs_det_jacobian(x.narrow(self.dim, start, length),
+                                             y.narrow(self.dim, start, length))
+            if trans.event_dim < self.event_dim:
+                ldj = _sum_rightmost(ldj, self.event_dim - trans.event_dim)
+            logdetjacs.append(ldj)
+            start = start + length
+        dim = self.dim - x.dim() if self.dim >= 0 else self.dim
+        dim = dim + self.event_dim
+        if dim < 0:
+            return cat(logdetjacs, dim)
+        total = logdetjacs[0]
+        for ldj in logdetjacs[1:]:
+            total = total + ldj
+        return total
+
+    @property
+    def bijective(self) -> bool:  # type: ignore[override]
+        return all(t.bijective for t in self.transforms)
+
+    @constraints.dependent_property
+    def domain(self) -> constraints.Constraint:
+        return constraints.cat([t.domain for t in self.transforms], self.dim, self.lengths)
+
+    @constraints.dependent_property
+    def codomain(self) -> constraints.Constraint:
+        return constraints.cat([t.codomain for t in self.transforms], self.dim, self.lengths)
+
+
+class StackTransform(Transform):
+    """Applies ``tseq[i]`` to the i-th slice along ``dim``."""
+
+    def __init__(self, tseq: list, dim: int = 0, cache_size: int = 0) -> None:
+        if cache_size:
+            tseq = [t.with_cache(cache_size) for t in tseq]
+        super().__init__(cache_size=cache_size)
+        self.transforms = list(tseq)
+        self.dim = dim
+
+    def with_cache(self, cache_size: int = 1) -> Transform:
+        if self._cache_size == cache_size:
+            return self
+        return StackTransform(self.transforms, self.dim, cache_size)
+
+    def _slice(self, z: Tensor) -> list:
+        return list(z.unbind(self.dim))
+
+    def _call(self, x: Tensor) -> Tensor:
+        return stack([t(v) for v, t in zip(self._slice(x), self.transforms)], self.dim)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return stack([t.inv(v) for v, t in zip(self._slice(y), self.transforms)], self.dim)
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        return stack([t.log_abs_det_jacobian(a, b) for a, b, t in
+                      zip(self._slice(x), self._slice(y), self.transforms)], self.dim)
+
+    @property
+    def bijective(self) -> bool:  # type: ignore[override]
+        return all(t.bijective for t in self.transforms)
+
+    @constraints.dependent_property
+    def domain(self) -> constraints.Constraint:
+        return constraints.stack([t.domain for t in self.transforms], self.dim)
+
+    @constraints.dependent_property
+    def codomain(self) -> constraints.Constraint:
+        return constraints.stack([t.codomain for t in self.transforms], self.dim)
+
+
+class CumulativeDistributionTransform(Transform):
+    """x → the CDF of ``distribution`` at x (a univariate distribution)."""
+
+    bijective = True
+    codomain = constraints.unit_interval
+    sign = +1
+
+    def __init__(self, distribution: Any, cache_size: int = 0) -> None:
+        super().__init__(cache_size=cache_size)
+        self.distribution = distribution
+
+    @property
+    def domain(self) -> constraints.Constraint:  # type: ignore[override]
+        return self.distribution.support
+
+    def with_cache(self, cache_size: int = 1) -> Transform:
+        if self._cache_size == cache_size:
+            return self
+        return type(self)(self.distribution, cache_size=cache_size)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return self.distribution.cdf(x)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return self.distribution.icdf(y)
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.distribution.log_prob(x)
