@@ -167,6 +167,14 @@ CASES = {
         lib.distributions.MultivariateNormal(P["loc"], scale_tril=P["L"])),
         {"w": RNG.standard_normal(3), "loc": RNG.standard_normal((3, 2)), "L": _tril(2, (3,))},
         RNG.standard_normal((4, 2))),
+    "ContinuousBernoulli-probs": (lambda lib, P: lib.distributions.ContinuousBernoulli(
+        probs=P["p"]), {"p": np.array([0.1, 0.4995, 0.7])}, RNG.uniform(0.05, 0.95, (2, 3))),
+    "ContinuousBernoulli-logits": (lambda lib, P: lib.distributions.ContinuousBernoulli(
+        logits=P["l"]), {"l": np.array([-2.0, 0.001, 1.5])}, RNG.uniform(0.05, 0.95, (2, 3))),
+    "LowRankMVN": (lambda lib, P: lib.distributions.LowRankMultivariateNormal(
+        P["loc"], P["W"], P["d"]), {"loc": RNG.standard_normal((2, 3)),
+                                    "W": RNG.standard_normal((2, 3, 2)), "d": _pos(2, 3)},
+        RNG.standard_normal((4, 2, 3))),
 }
 NO_GRAD = {"n"}  # parameters that are counts, not differentiable
 
@@ -293,7 +301,8 @@ RSAMPLE = ["Normal", "Uniform", "Exponential", "Laplace", "LogNormal", "MVN-scal
            "MVN-covariance", "MVN-precision", "Independent", "Transformed-affine-exp",
            "Transformed-sigmoid", "Transformed-tanh", "Transformed-softplus-power",
            "Transformed-stickbreaking", "RelaxedBernoulli", "RelaxedOneHotCategorical", "Cauchy",
-           "HalfNormal", "HalfCauchy", "Pareto", "Weibull", "Kumaraswamy", "LogisticNormal"]
+           "HalfNormal", "HalfCauchy", "Pareto", "Weibull", "Kumaraswamy", "LogisticNormal",
+           "ContinuousBernoulli-probs", "LowRankMVN"]
 
 
 @pytest.mark.parametrize("name", RSAMPLE)
@@ -385,7 +394,8 @@ SAMPLED = ["Normal", "Uniform", "Exponential", "Laplace", "LogNormal", "Gamma", 
            "OneHotCategorical", "Binomial-probs", "Binomial-logits", "Multinomial", "Poisson",
            "MVN-scale_tril", "MVN-covariance", "Independent", "RelaxedBernoulli", "HalfNormal",
            "Gumbel", "Geometric-probs", "Weibull", "Kumaraswamy", "InverseGamma",
-           "NegativeBinomial-probs", "MixtureSameFamily", "FisherSnedecor"]
+           "NegativeBinomial-probs", "MixtureSameFamily", "FisherSnedecor",
+           "ContinuousBernoulli-probs", "LowRankMVN"]
 
 
 @pytest.mark.parametrize("name", SAMPLED)
@@ -470,6 +480,8 @@ def _second(name):
             out[k] = _simplex(*v.shape)
         elif k in ("L",):
             out[k] = _tril(v.shape[-1], v.shape[:-2])
+        elif k == "d" or k == "W":
+            out[k] = v * rng.uniform(0.6, 1.5, np.shape(v))
         elif k in ("S", "P"):
             out[k] = _spd(v.shape[-1], v.shape[:-2])
         elif k == "p":
@@ -494,7 +506,7 @@ KL_SAME = ["Normal", "Uniform", "Exponential", "Laplace", "LogNormal", "Gamma", 
            "Dirichlet", "Bernoulli-probs", "Categorical-probs", "OneHotCategorical",
            "Binomial-probs", "Poisson", "MVN-scale_tril", "MVN-covariance", "Independent",
            "Transformed-affine-exp", "Chi2", "Cauchy", "Geometric-probs", "Gumbel", "HalfNormal",
-           "Pareto"]
+           "Pareto", "ContinuousBernoulli-probs", "LowRankMVN"]
 
 
 @pytest.mark.parametrize("name", KL_SAME)
@@ -530,13 +542,22 @@ CROSS = [("Bernoulli-probs", "Poisson"), ("Beta", "Exponential"), ("Beta", "Gamm
          ("Gamma", "Gumbel"), ("Gumbel", "Beta"), ("Gumbel", "Exponential"), ("Gumbel", "Gamma"),
          ("Gumbel", "Pareto"), ("Gumbel", "Uniform"), ("Gumbel", "Normal"), ("Normal", "Gumbel"),
          ("Pareto", "Beta"), ("Pareto", "Uniform"), ("Pareto", "Exponential"),
-         ("Pareto", "Gamma"), ("Pareto", "Normal"), ("Uniform", "Gumbel"), ("Uniform", "Pareto")]
+         ("Pareto", "Gamma"), ("Pareto", "Normal"), ("Uniform", "Gumbel"), ("Uniform", "Pareto"),
+         ("Beta", "ContinuousBernoulli-probs"), ("ContinuousBernoulli-probs", "Pareto"),
+         ("ContinuousBernoulli-probs", "Exponential"), ("ContinuousBernoulli-probs", "Normal"),
+         ("ContinuousBernoulli-probs", "Uniform"),
+         ("Exponential", "ContinuousBernoulli-probs"),
+         ("Gamma", "ContinuousBernoulli-probs"), ("Gumbel", "ContinuousBernoulli-probs"),
+         ("Laplace", "ContinuousBernoulli-probs"), ("Normal", "ContinuousBernoulli-probs"),
+         ("Pareto", "ContinuousBernoulli-probs"), ("Uniform", "ContinuousBernoulli-probs"),
+         ("MVN-scale_tril", "LowRankMVN"), ("LowRankMVN", "MVN-scale_tril")]
 
 
 @pytest.mark.parametrize("p_name,q_name", CROSS, ids=[f"{a}|{b}" for a, b in CROSS])
 def test_kl_across_families_matches_torch(p_name, q_name):
     p_params = dict(CASES[p_name][1])
-    if p_name == "Uniform" and q_name in ("Beta", "Exponential", "Gamma", "Pareto"):
+    if p_name == "Uniform" and q_name in ("Beta", "Exponential", "Gamma", "Pareto",
+                                          "ContinuousBernoulli-probs"):
         p_params = {"low": np.array([0.1, 0.2, 0.5]), "high": np.array([0.6, 0.9, 0.7])}
 
     def run(lib):

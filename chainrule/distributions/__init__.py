@@ -13,6 +13,7 @@ from chainrule.distributions.binomial import Binomial
 from chainrule.distributions.categorical import Categorical
 from chainrule.distributions.cauchy import Cauchy
 from chainrule.distributions.chi2 import Chi2
+from chainrule.distributions.continuous_bernoulli import ContinuousBernoulli
 from chainrule.distributions.dirichlet import Dirichlet
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.exp_family import ExponentialFamily
@@ -30,6 +31,7 @@ from chainrule.distributions.kumaraswamy import Kumaraswamy
 from chainrule.distributions.laplace import Laplace
 from chainrule.distributions.log_normal import LogNormal
 from chainrule.distributions.logistic_normal import LogisticNormal
+from chainrule.distributions.lowrank_multivariate_normal import LowRankMultivariateNormal
 from chainrule.distributions.mixture_same_family import MixtureSameFamily
 from chainrule.distributions.multinomial import Multinomial
 from chainrule.distributions.multivariate_normal import MultivariateNormal
@@ -68,5 +70,5 @@ __all__ = [
     "StudentT", "Weibull", "FisherSnedecor", "LogisticNormal", "MixtureSameFamily",
     "NegativeBinomial", "biject_to", "transform_to", "CatTransform", "CorrCholeskyTransform",
     "CumulativeDistributionTransform", "LowerCholeskyTransform", "PositiveDefiniteTransform",
-    "StackTransform",
+    "StackTransform", "ContinuousBernoulli", "LowRankMultivariateNormal",
 ]
