@@ -175,6 +175,9 @@ CASES = {
         P["loc"], P["W"], P["d"]), {"loc": RNG.standard_normal((2, 3)),
                                     "W": RNG.standard_normal((2, 3, 2)), "d": _pos(2, 3)},
         RNG.standard_normal((4, 2, 3))),
+    "VonMises": (lambda lib, P: lib.distributions.VonMises(P["loc"], P["k"]),
+                 {"loc": RNG.uniform(-3, 3, 3), "k": np.array([0.5, 3.0, 8.0])},
+                 RNG.uniform(-3, 3, (2, 3))),
 }
 NO_GRAD = {"n"}  # parameters that are counts, not differentiable
 
@@ -426,6 +429,56 @@ def test_sample_statistics(name):
         assert np.all((np.abs(xs.mean(0) - mean) <= 6 * se + 1e-12)[finite]), name
         np.testing.assert_allclose(xs.var(0)[finite], var[finite], rtol=0.1, atol=1e-3)
     assert bool(d.support.check(x).all())
+
+
+@pytest.mark.parametrize("xi", [[-0.2, 0.1, 0.3], [0.0, 0.0, 0.0]])
+def test_generalized_pareto_matches_torch(xi, torch_noise):
+    """torch's log_prob/cdf raise on float64 parameters (an isclose against a float32 zero), so
+    those are compared in float32; the rest, gradients and rsample in float64."""
+    loc, scale = np.array([0.0, 0.5, -0.5]), np.array([0.7, 1.3, 2.0])
+    value = loc + RNG.uniform(0.1, 1.5, (2, 3))
+
+    def build(lib, dtype, grad=False):
+        P = [lib.tensor(a, dtype=dtype, requires_grad=grad) for a in (loc, scale, xi)]
+        return lib.distributions.GeneralizedPareto(*P), P
+
+    for what in ("log_prob", "cdf", "log_survival_function", "log_cdf"):
+        o = getattr(build(cr, cr.float32)[0], what)(cr.tensor(value, dtype=cr.float32))
+        t = getattr(build(torch, torch.float32)[0], what)(torch.tensor(value,
+                                                                        dtype=torch.float32))
+        _same(o, t, 1e-5, what)
+        o64 = getattr(build(cr, cr.float64)[0], what)(cr.tensor(value, dtype=cr.float64))
+        _same(o64, t, 1e-5, what)
+
+    def run(lib):
+        d, P = build(lib, lib.float64, grad=True)
+        torch.manual_seed(4)
+        x = d.rsample((3,))
+        u = lib.tensor([[0.1, 0.5, 0.9]], dtype=lib.float64)
+        total = x.sum() + d.icdf(u).sum() + d.entropy().sum()
+        for m in (d.mean, d.variance):
+            total = total + lib.where(m.isfinite(), m, 0.0).sum()
+        return x, lib.autograd.grad(total, P, allow_unused=True)
+
+    (x, g), (tx, tg) = run(cr), run(torch)
+    _same(x, tx, 1e-12)
+    for a, b in zip(g, tg):
+        if b is not None:
+            _same(a, b, 1e-10)
+    assert repr(build(cr, cr.float32)[0].support).startswith("Interval(lower_bound=")
+
+
+def test_von_mises_samples_have_the_circular_moments():
+    cr.manual_seed(0)
+    loc, kappa = cr.tensor([0.5, -2.0, 3.0], dtype=cr.float64), cr.tensor([0.5, 3.0, 8.0])
+    d = D.VonMises(loc, kappa.double())
+    x = d.sample((20000,))
+    assert tuple(x.shape) == (20000, 3) and x.dtype == cr.float64
+    xs = _np(x)
+    assert np.all((xs >= -np.pi) & (xs < np.pi))
+    resultant = np.cos(xs - _np(loc)).mean(0)  # E cos(x - μ) = I₁(κ)/I₀(κ) = 1 - variance
+    np.testing.assert_allclose(resultant, 1 - _np(d.variance), atol=0.02)
+    np.testing.assert_allclose(np.sin(xs - _np(loc)).mean(0), 0, atol=0.02)
 
 
 def _streams_match(kind: str) -> bool:

@@ -20,6 +20,7 @@ from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.exponential import Exponential
 from chainrule.distributions.fishersnedecor import FisherSnedecor
 from chainrule.distributions.gamma import Gamma
+from chainrule.distributions.generalized_pareto import GeneralizedPareto
 from chainrule.distributions.geometric import Geometric
 from chainrule.distributions.gumbel import Gumbel
 from chainrule.distributions.half_cauchy import HalfCauchy
@@ -54,6 +55,7 @@ from chainrule.distributions.transforms import (
     Transform, identity_transform,
 )
 from chainrule.distributions.uniform import Uniform
+from chainrule.distributions.von_mises import VonMises
 from chainrule.distributions.weibull import Weibull
 
 __all__ = [
@@ -70,5 +72,6 @@ __all__ = [
     "StudentT", "Weibull", "FisherSnedecor", "LogisticNormal", "MixtureSameFamily",
     "NegativeBinomial", "biject_to", "transform_to", "CatTransform", "CorrCholeskyTransform",
     "CumulativeDistributionTransform", "LowerCholeskyTransform", "PositiveDefiniteTransform",
-    "StackTransform", "ContinuousBernoulli", "LowRankMultivariateNormal",
+    "StackTransform", "ContinuousBernoulli", "LowRankMultivariateNormal", "GeneralizedPareto",
+    "VonMises",
 ]
