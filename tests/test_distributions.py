@@ -178,6 +178,16 @@ CASES = {
     "VonMises": (lambda lib, P: lib.distributions.VonMises(P["loc"], P["k"]),
                  {"loc": RNG.uniform(-3, 3, 3), "k": np.array([0.5, 3.0, 8.0])},
                  RNG.uniform(-3, 3, (2, 3))),
+    "Wishart-scale_tril": (lambda lib, P: lib.distributions.Wishart(P["df"], scale_tril=P["L"]),
+                           {"df": np.array([4.0, 6.5]), "L": _tril(3, (2,))},
+                           np.stack([_spd(3, (2,)), _spd(3, (2,))])),
+    "Wishart-covariance": (lambda lib, P: lib.distributions.Wishart(
+        P["df"], covariance_matrix=P["S"]), {"df": np.array(5.0), "S": _spd(3)},
+        _spd(3, (2,))),
+    "LKJCholesky": (lambda lib, P: lib.distributions.LKJCholesky(3, P["eta"]),
+                    {"eta": np.array([0.5, 1.0, 2.5])},
+                    np.stack([np.linalg.cholesky(np.corrcoef(RNG.standard_normal((3, 6))))
+                              for _ in range(3)])[None]),
 }
 NO_GRAD = {"n"}  # parameters that are counts, not differentiable
 
@@ -256,9 +266,12 @@ def test_gradients_of_log_prob_entropy_and_moments_match_torch(name):
             out, err = _try(_quantity, d, what, v)
             if err is None and out.requires_grad:
                 total = total + lib.where(out.isfinite(), out, 0.0).sum()
-        leaves = [p for p in P.values() if p.requires_grad]
-        return [_np(g) if g is not None else None
-                for g in lib.autograd.grad(total, leaves, allow_unused=True)]
+        keys = [k for k, p in P.items() if p.requires_grad]
+        grads = lib.autograd.grad(total, [P[k] for k in keys], allow_unused=True)
+        # (a scale_tril's entries above the diagonal are not read; torch's cholesky_solve still
+        # gives them the gradient of a full L: compared on the lower triangle only)
+        return [None if g is None else np.tril(_np(g)) if k == "L" else _np(g)
+                for k, g in zip(keys, grads)]
 
     for a, b in zip(grads(cr), grads(torch)):
         if b is None:
@@ -398,7 +411,7 @@ SAMPLED = ["Normal", "Uniform", "Exponential", "Laplace", "LogNormal", "Gamma", 
            "MVN-scale_tril", "MVN-covariance", "Independent", "RelaxedBernoulli", "HalfNormal",
            "Gumbel", "Geometric-probs", "Weibull", "Kumaraswamy", "InverseGamma",
            "NegativeBinomial-probs", "MixtureSameFamily", "FisherSnedecor",
-           "ContinuousBernoulli-probs", "LowRankMVN"]
+           "ContinuousBernoulli-probs", "LowRankMVN", "Wishart-covariance"]
 
 
 @pytest.mark.parametrize("name", SAMPLED)
@@ -466,6 +479,32 @@ def test_generalized_pareto_matches_torch(xi, torch_noise):
         if b is not None:
             _same(a, b, 1e-10)
     assert repr(build(cr, cr.float32)[0].support).startswith("Interval(lower_bound=")
+
+
+def test_wishart_rsample_is_pathwise_in_the_scale():
+    """(torch 2.13's Wishart.rsample redraws every non-singular sample, its singularity test
+    being inverted, and its backward then fails; chainrule's redraws only singular ones.)"""
+    base = np.tril(np.full((2, 3, 3), 0.3)) + np.eye(3)
+
+    def f(L):
+        cr.manual_seed(2)
+        return D.Wishart(cr.tensor([4.0, 6.5], dtype=cr.float64), scale_tril=L.tril()).rsample(
+            (2,))
+
+    assert cr.autograd.gradcheck(f, (cr.tensor(base, dtype=cr.float64, requires_grad=True),))
+
+
+def test_lkj_cholesky_samples_are_correlation_factors():
+    cr.manual_seed(0)
+    d = D.LKJCholesky(4, cr.tensor([0.5, 2.0], dtype=cr.float64))
+    x = d.sample((500,))
+    assert tuple(x.shape) == (500, 2, 4, 4)
+    assert bool(D.constraints.corr_cholesky.check(x).all())
+    corr = _np(x @ x.mT)
+    # E[C_ij] = 0 and, for LKJ(η) in dimension d, Var[C_ij] = 1 / (2η + d - 1)
+    off = corr[..., 1, 0]
+    np.testing.assert_allclose(off.mean(0), 0, atol=0.1)
+    np.testing.assert_allclose(off.var(0), 1 / (2 * np.array([0.5, 2.0]) + 3), rtol=0.2)
 
 
 def test_von_mises_samples_have_the_circular_moments():

@@ -30,6 +30,7 @@ from chainrule.distributions.inverse_gamma import InverseGamma
 from chainrule.distributions.kl import kl_divergence, register_kl
 from chainrule.distributions.kumaraswamy import Kumaraswamy
 from chainrule.distributions.laplace import Laplace
+from chainrule.distributions.lkj_cholesky import LKJCholesky
 from chainrule.distributions.log_normal import LogNormal
 from chainrule.distributions.logistic_normal import LogisticNormal
 from chainrule.distributions.lowrank_multivariate_normal import LowRankMultivariateNormal
@@ -57,6 +58,7 @@ from chainrule.distributions.transforms import (
 from chainrule.distributions.uniform import Uniform
 from chainrule.distributions.von_mises import VonMises
 from chainrule.distributions.weibull import Weibull
+from chainrule.distributions.wishart import Wishart
 
 __all__ = [
     "Bernoulli", "Beta", "Binomial", "Categorical", "Chi2", "Dirichlet", "Distribution",
@@ -73,5 +75,5 @@ __all__ = [
     "NegativeBinomial", "biject_to", "transform_to", "CatTransform", "CorrCholeskyTransform",
     "CumulativeDistributionTransform", "LowerCholeskyTransform", "PositiveDefiniteTransform",
     "StackTransform", "ContinuousBernoulli", "LowRankMultivariateNormal", "GeneralizedPareto",
-    "VonMises",
+    "VonMises", "LKJCholesky", "Wishart",
 ]

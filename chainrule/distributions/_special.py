@@ -17,8 +17,8 @@ from chainrule.creation import randint
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["lgamma", "digamma", "trigamma", "erfinv", "gammainc", "standard_gamma", "poisson",
-           "binomial", "gamma_grad"]
+__all__ = ["lgamma", "digamma", "trigamma", "erfinv", "gammainc", "mvlgamma", "standard_gamma",
+           "poisson", "binomial", "gamma_grad"]
 
 _SCIPY: dict = {}
 
@@ -390,3 +390,11 @@ class Gammainc(Op):
 def gammainc(input: Tensor, other: Tensor) -> Tensor:
     """The regularized lower incomplete gamma function P(input, other)."""
     return Gammainc.apply(_float(input), _float(other))
+
+
+def mvlgamma(input: Tensor, p: int) -> Tensor:
+    """The multivariate log-gamma: p(p-1)/4·log π + Σⱼ₌₀ᵖ⁻¹ ln Γ(x - j/2)."""
+    from chainrule import arange
+
+    offsets = arange(p, dtype=input.dtype, device=input.device) / 2
+    return p * (p - 1) / 4 * math.log(math.pi) + lgamma(input.unsqueeze(-1) - offsets).sum(-1)
