@@ -405,3 +405,31 @@ def test_one_cycle_drives_the_other_optimizers_like_torch(name):
     np.testing.assert_allclose(np.array([o[2:] for o in ours]), np.array([t[2:] for t in theirs]),
                                rtol=1e-10, atol=1e-12)
     assert [o[:2] for o in ours] == [t[:2] for t in theirs]
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+@pytest.mark.parametrize("name,kwargs", [
+    ("StepLR", {"step_size": 2, "gamma": 0.5}), ("CosineAnnealingLR", {"T_max": 6}),
+    ("OneCycleLR", {"max_lr": 0.5, "total_steps": 12}),
+    ("ReduceLROnPlateau", {"patience": 0, "factor": 0.5}),
+])
+def test_tensor_lr_stays_a_tensor_filled_in_place_like_torch(name, kwargs):
+    """A Tensor lr keeps its identity and dtype (float32 rounding) through the schedule."""
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        p = lib.tensor([1.0, -2.0], dtype=lib.float64, requires_grad=True)
+        lr = lib.tensor(0.1)
+        opt = lib.optim.Adam([p], lr=lr)
+        sched = getattr(lib.optim.lr_scheduler, name)(opt, **kwargs)
+        out = []
+        for _ in range(10):
+            opt.zero_grad()
+            (p**2).sum().backward()
+            opt.step()
+            sched.step(*([1.0] if name == "ReduceLROnPlateau" else []))
+            assert opt.param_groups[0]["lr"] is lr
+            out.append([float(lr.item())] + p.detach().numpy().tolist())
+        return out
+
+    np.testing.assert_allclose(run(cr), run(torch), rtol=1e-12, atol=1e-14)
