@@ -345,3 +345,91 @@ def test_scheduler_argument_errors():
         lrs.LinearLR(opt, start_factor=0)
     with pytest.raises(ValueError, match="Constant multiplicative factor"):
         lrs.ConstantLR(opt, factor=2.0)
+
+
+def test_every_torch_scheduler_exists_with_torch_signature():
+    torch = pytest.importorskip("torch")
+    import inspect
+
+    ours = cr.optim.lr_scheduler
+    for name in torch.optim.lr_scheduler.__all__:
+        assert hasattr(ours, name), name
+        theirs = inspect.signature(getattr(torch.optim.lr_scheduler, name).__init__)
+        mine = inspect.signature(getattr(ours, name).__init__)
+        assert [(p.name, p.default) for p in mine.parameters.values()] == [
+            (p.name, p.default) for p in theirs.parameters.values()], name
+        public = {m for m in dir(getattr(torch.optim.lr_scheduler, name)) if not m.startswith("_")}
+        assert public <= set(dir(getattr(ours, name))), name
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+def test_sequential_recursive_undo_like_torch():
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        opt = _optimizer(lib)
+        s = lib.optim.lr_scheduler
+        inner = s.ChainedScheduler([s.ConstantLR(opt, factor=0.5, total_iters=2),
+                                    s.ExponentialLR(opt, gamma=0.9)])
+        seq = s.SequentialLR(opt, [inner, s.StepLR(opt, step_size=2)], milestones=[3])
+        seq.recursive_undo()
+        seq.recursive_undo(seq._schedulers[1])
+        return [c.last_epoch for c in inner._schedulers] + [seq._schedulers[1].last_epoch]
+
+    assert run(cr) == run(torch)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+@pytest.mark.parametrize("name", ["NAdam", "RAdam", "Adamax", "Adadelta", "ASGD", "Rprop"])
+def test_one_cycle_drives_the_other_optimizers_like_torch(name):
+    """OneCycleLR cycles beta1 of every optimizer with ``betas`` and sets lr of the rest."""
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        p = lib.tensor([1.0, -2.0], dtype=lib.float64, requires_grad=True)
+        opt = getattr(lib.optim, name)([p])
+        cycle = "betas" in opt.defaults
+        sched = lib.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=12,
+                                                  cycle_momentum=cycle)
+        out = []
+        for _ in range(10):
+            opt.zero_grad()
+            (p**2).sum().backward()
+            opt.step()
+            sched.step()
+            g = opt.param_groups[0]
+            out.append((g["lr"], g.get("betas"), *p.detach().numpy().tolist()))
+        return out
+
+    ours, theirs = run(cr), run(torch)
+    np.testing.assert_allclose(np.array([o[2:] for o in ours]), np.array([t[2:] for t in theirs]),
+                               rtol=1e-10, atol=1e-12)
+    assert [o[:2] for o in ours] == [t[:2] for t in theirs]
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+@pytest.mark.parametrize("name,kwargs", [
+    ("StepLR", {"step_size": 2, "gamma": 0.5}), ("CosineAnnealingLR", {"T_max": 6}),
+    ("OneCycleLR", {"max_lr": 0.5, "total_steps": 12}),
+    ("ReduceLROnPlateau", {"patience": 0, "factor": 0.5}),
+])
+def test_tensor_lr_stays_a_tensor_filled_in_place_like_torch(name, kwargs):
+    """A Tensor lr keeps its identity and dtype (float32 rounding) through the schedule."""
+    torch = pytest.importorskip("torch")
+
+    def run(lib):
+        p = lib.tensor([1.0, -2.0], dtype=lib.float64, requires_grad=True)
+        lr = lib.tensor(0.1)
+        opt = lib.optim.Adam([p], lr=lr)
+        sched = getattr(lib.optim.lr_scheduler, name)(opt, **kwargs)
+        out = []
+        for _ in range(10):
+            opt.zero_grad()
+            (p**2).sum().backward()
+            opt.step()
+            sched.step(*([1.0] if name == "ReduceLROnPlateau" else []))
+            assert opt.param_groups[0]["lr"] is lr
+            out.append([float(lr.item())] + p.detach().numpy().tolist())
+        return out
+
+    np.testing.assert_allclose(run(cr), run(torch), rtol=1e-12, atol=1e-14)

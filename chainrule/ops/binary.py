@@ -201,7 +201,7 @@ class Where(Op):
 
     @staticmethod
     def backward(ctx, g):
-        zero = g * 0
+        zero = either.zeros_like(g)  # exact zeros, even where g is NaN (as torch)
         return None, either.where(ctx.cond, g, zero), either.where(ctx.cond, zero, g)
 
 

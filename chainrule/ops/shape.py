@@ -305,7 +305,7 @@ def view(input: Tensor, *shape) -> Tensor:
     if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
         return _view_dtype(input, shape[0])
     out = reshape(input, *shape)
-    if input._data.size and not _shares_memory(out._data, input._data):
+    if input._data.size > 1 and not _shares_memory(out._data, input._data):
         raise RuntimeError(
             "view size is not compatible with input tensor's size and stride (at least one "
             "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")

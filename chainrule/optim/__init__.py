@@ -1,10 +1,21 @@
-"""Optimizers with PyTorch's API and update formulas: SGD, Adam, AdamW, RMSprop, Adagrad."""
+"""Optimizers with PyTorch's API and update formulas (every torch.optim optimizer but Muon)."""
 
-from chainrule.optim import lr_scheduler
+from chainrule.optim import lr_scheduler, swa_utils
+from chainrule.optim.adadelta import Adadelta
+from chainrule.optim.adafactor import Adafactor
 from chainrule.optim.adagrad import Adagrad
 from chainrule.optim.adam import Adam, AdamW
+from chainrule.optim.adamax import Adamax
+from chainrule.optim.asgd import ASGD
+from chainrule.optim.lbfgs import LBFGS
+from chainrule.optim.nadam import NAdam, RAdam
 from chainrule.optim.optimizer import Optimizer
 from chainrule.optim.rmsprop import RMSprop
+from chainrule.optim.rprop import Rprop
 from chainrule.optim.sgd import SGD
+from chainrule.optim.sparse_adam import SparseAdam
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]
+__all__ = [
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam",
+    "RAdam", "ASGD", "Rprop", "LBFGS", "SparseAdam", "Adafactor", "lr_scheduler", "swa_utils",
+]

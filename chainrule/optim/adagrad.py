@@ -8,7 +8,7 @@ from typing import Any
 from chainrule.devices import np
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
-    decayed_grad, to_scalar,
+    decayed_grad, next_step, scalar_state, to_scalar,
 )
 
 __all__ = ["Adagrad"]
@@ -53,7 +53,7 @@ class Adagrad(Optimizer):
 
     def _init_state(self, p, group: dict[str, Any]) -> dict[str, Any]:
         state = self.state[p]
-        state["step"] = 0
+        state["step"] = scalar_state(0.0)
         state["sum"] = self._zeros_like(p._data, group["initial_accumulator_value"])
         return state
 
@@ -70,7 +70,7 @@ class Adagrad(Optimizer):
                 state = self.state[p]
                 if "sum" not in state:  # a parameter added by add_param_group
                     state = self._init_state(p, group)
-                step = state["step"] = state["step"] + 1
+                step = next_step(state)
                 clr = lr / (1 + (step - 1) * lr_decay)
                 arrays = (d, grad, state["sum"]._data)
                 for (d_, g_, s_), (t0, t1) in self._pieces(p, arrays):

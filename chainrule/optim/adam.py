@@ -8,8 +8,8 @@ from typing import Any
 from chainrule.devices import np
 from chainrule.kernels import kernels_for
 from chainrule.optim.optimizer import (
-    Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
-    decayed_grad, to_scalar,
+    Optimizer, ParamsT, check_betas, check_nonnegative, check_not_differentiable,
+    check_scalar_tensor, decayed_grad, next_step, scalar_state, to_scalar,
 )
 from chainrule.tensor import Tensor
 
@@ -48,10 +48,7 @@ class Adam(Optimizer):
     ) -> None:
         check_scalar_tensor("lr", lr)
         check_nonnegative(lr=lr, eps=eps)
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        check_betas(betas)
         check_nonnegative(weight_decay=weight_decay)
         if not (
             (isinstance(betas[0], float) and isinstance(betas[1], float))
@@ -90,12 +87,12 @@ class Adam(Optimizer):
             for p, d, grad in self._with_grads(group):
                 state = self.state[p]
                 if len(state) == 0:
-                    state["step"] = 0
+                    state["step"] = scalar_state(0.0)
                     state["exp_avg"] = self._zeros_like(d)
                     state["exp_avg_sq"] = self._zeros_like(d)
                 if amsgrad and "max_exp_avg_sq" not in state:
                     state["max_exp_avg_sq"] = self._zeros_like(d)
-                step = state["step"] = state["step"] + 1
+                step = next_step(state)
                 bias_correction1 = 1 - beta1**step
                 bias_correction2 = 1 - beta2**step
                 step_size = lr / bias_correction1

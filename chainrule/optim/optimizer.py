@@ -17,6 +17,7 @@ from typing import Any
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
+from chainrule.dtypes import float64, get_default_dtype
 from chainrule.autograd.grad_mode import enable_grad
 from chainrule.tensor import Tensor, wrap
 
@@ -42,11 +43,10 @@ def decayed_grad(d, g, work, weight_decay: float, maximize: bool):
 
 def _blocks(arrays: tuple, pool: tuple, n: int):
     flat = [None if a is None else a.reshape(-1) for a in arrays]
-    t0, t1 = pool
     for i in range(0, n, _BLOCK):
         j = min(i + _BLOCK, n)
         k = j - i
-        yield [None if a is None else a[i:j] for a in flat], (t0[:k], t1[:k])
+        yield [None if a is None else a[i:j] for a in flat], tuple(t[:k] for t in pool)
 
 
 class _RemovableHandle:
@@ -110,12 +110,31 @@ def _typename(obj: Any) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
+def scalar_dtype():
+    """PyTorch's dtype for scalar state (``step``, ``mu_product``, ``eta``...): float64 when the
+    default dtype is float64, else float32 (so these scalars round the way torch's do)."""
+    return np.float64 if get_default_dtype() is float64 else np.float32
+
+
+def scalar_state(value: float) -> Tensor:
+    """A 0-d CPU Tensor of :func:`scalar_dtype` (torch keeps ``step`` and friends like this)."""
+    return wrap(np.array(value, dtype=scalar_dtype()))
+
+
+def next_step(state: dict[str, Any]) -> float:
+    """``state["step"] += 1`` on the 0-d step Tensor; returns the new count as a float."""
+    t = state["step"]
+    t._data = t._data + 1
+    return float(t._data)
+
+
 def to_scalar(x: Any) -> float:
-    """A learning rate or beta as a Python float (1-element Tensors allowed, like PyTorch)."""
+    """A learning rate or beta as a number: a Python float, or for a 1-element Tensor a NumPy
+    scalar of its dtype, so that ``lr / (1 - β₁ᵗ)`` rounds as PyTorch's 0-d tensor math does."""
     if type(x) is float:
         return x
     if isinstance(x, Tensor):
-        return float(x.item())
+        return np.asarray(devices.to_device(x._data, "cpu")).reshape(())[()]
     return float(x)
 
 
@@ -133,6 +152,13 @@ def check_nonnegative(**values: Any) -> None:
     for name, value in values.items():
         if not 0.0 <= value:
             raise ValueError(f"Invalid {_WHAT.get(name, name + ' value')}: {value}")
+
+
+def check_betas(betas: tuple) -> None:
+    """PyTorch's range checks of ``betas`` (each in [0, 1))."""
+    for i in (0, 1):
+        if not 0.0 <= betas[i] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {betas[i]}")
 
 
 def check_not_differentiable(optimizer: Any, differentiable: bool) -> None:
@@ -294,40 +320,42 @@ class Optimizer:
             d = p._data = np.array(d)
         return d
 
-    def _pieces(self, p: Tensor, arrays: tuple) -> Any:
-        """``(views, (t0, t1))`` pairs that cover ``arrays`` (param, grad, state...) in blocks.
+    def _pieces(self, p: Tensor, arrays: tuple, n_work: int = 2) -> Any:
+        """``(views, work)`` pairs that cover ``arrays`` (param, grad, state...) in blocks.
 
         Updates are chains of elementwise ops, so running the whole chain on one cache-sized
         block at a time gives the same numbers with far less memory traffic than running each
-        op over whole arrays; ``t0``/``t1`` are work arrays shaped like the views. Small,
+        op over whole arrays; ``work`` holds ``n_work`` work arrays shaped like the views. Small,
         non-contiguous or non-NumPy arrays come back whole, as one piece.
         """
         d = arrays[0]
         n = d.size
         if n <= _BLOCK or type(d) is not _ndarray:
-            return ((arrays, self._scratch(p, d)),)
+            return ((arrays, self._scratch(p, d, n_work)),)
         for i, a in enumerate(arrays):
             if a is not None and (type(a) is not _ndarray or not a.flags.c_contiguous) and i != 1:
-                return ((arrays, self._scratch(p, d)),)
-        return _blocks(arrays, self._pool(d.dtype), n)
+                return ((arrays, self._scratch(p, d, n_work)),)
+        return _blocks(arrays, self._pool(d.dtype, n_work), n)
 
-    def _pool(self, dtype) -> tuple:
-        """Two work arrays of ``_BLOCK`` elements per dtype, shared by this optimizer's updates."""
-        pool = self._pools.get(dtype)
-        if pool is None:
-            pool = self._pools[dtype] = (np.empty(_BLOCK, dtype), np.empty(_BLOCK, dtype))
-        return pool
+    def _pool(self, dtype, n_work: int = 2) -> tuple:
+        """``n_work`` work arrays of ``_BLOCK`` elements per dtype, shared by this optimizer."""
+        pool = self._pools.get(dtype, ())
+        if len(pool) < n_work:
+            pool = self._pools[dtype] = pool + tuple(
+                np.empty(_BLOCK, dtype) for _ in range(n_work - len(pool)))
+        return pool[:n_work]
 
-    def _scratch(self, p: Tensor, d) -> tuple:
-        """Two work arrays shaped like ``d``: views of a shared pool for small NumPy arrays."""
+    def _scratch(self, p: Tensor, d, n_work: int = 2) -> tuple:
+        """``n_work`` work arrays shaped like ``d``: views of a shared pool for small arrays."""
         bufs = self._scratch_bufs.get(p)
-        if bufs is None or bufs[0].shape != d.shape or bufs[0].dtype != d.dtype:
+        if (bufs is None or len(bufs) != n_work or bufs[0].shape != d.shape
+                or bufs[0].dtype != d.dtype):
             if type(d) is _ndarray and d.size <= _BLOCK:
-                pool = self._pool(d.dtype)
-                bufs = (pool[0][: d.size].reshape(d.shape), pool[1][: d.size].reshape(d.shape))
+                pool = self._pool(d.dtype, n_work)
+                bufs = tuple(t[: d.size].reshape(d.shape) for t in pool)
             else:
                 xp = devices.xp_of(d)
-                bufs = (xp.empty_like(d), xp.empty_like(d))
+                bufs = tuple(xp.empty_like(d) for _ in range(n_work))
             self._scratch_bufs[p] = bufs
         return bufs
 
@@ -340,8 +368,9 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """The state in PyTorch's format: ``{"state": {index: {...}}, "param_groups": [...]}``.
 
-        Tensors in ``state`` are the live chainrule Tensors (not copies), like PyTorch; step counts
-        are Python ints; everything else is plain Python values, so ``cr.save`` can store it.
+        Tensors in ``state`` are the live chainrule Tensors (not copies), like PyTorch (step counts
+        too: 0-d float Tensors); everything else is plain Python values, so ``cr.save`` can store
+        it, and PyTorch's optimizer of the same name loads it once its Tensors are torch's.
         """
         for hook in list(self._optimizer_state_dict_pre_hooks.values()):
             hook(self)
@@ -473,9 +502,10 @@ class Optimizer:
         return "\n".join(lines)
 
 
-_BUFFER_KEYS = frozenset(
-    ["momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum"]
-)
+_BUFFER_KEYS = frozenset([
+    "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum",
+    "acc_delta", "exp_inf", "ax", "prev", "step_size",
+])
 
 
 def _as_index(k: Any) -> Any:
@@ -499,12 +529,21 @@ def _copy_plain(value: Any) -> Any:
 
 
 def _cast(param: Tensor, key: Any, value: Any) -> Any:
-    """A loaded state value for ``param``: Tensors copied to its device (and floating dtype)."""
+    """A loaded state value for ``param``: Tensors copied to its device (and floating dtype).
+
+    Arrays of other libraries (a state dict saved by PyTorch) come in through ``__array__``;
+    ``step`` stays a 0-d CPU Tensor (a plain number becomes one), as PyTorch keeps it.
+    """
+    if not isinstance(value, (Tensor, np.ndarray, int, float, bool, str)) and hasattr(
+            value, "__array__") and hasattr(value, "shape"):
+        value = np.asarray(value)
     if key == "step":
-        if isinstance(value, (Tensor, np.ndarray, np.generic)):
-            value = float(value.item() if isinstance(value, Tensor) else np.asarray(value))
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+        if isinstance(value, Tensor):
+            value = devices.to_device(value._data, "cpu")
+        if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype.kind == "f":
+            return wrap(np.array(value, copy=True))
+        if isinstance(value, (int, float, np.ndarray, np.generic)):
+            return scalar_state(float(value))
         return value
     if isinstance(value, np.ndarray):
         value = wrap(value)

@@ -9,7 +9,7 @@ from chainrule.devices import np
 from chainrule.optim.adam import lerp_
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
-    decayed_grad, to_scalar,
+    decayed_grad, next_step, scalar_state, to_scalar,
 )
 
 __all__ = ["RMSprop"]
@@ -64,13 +64,13 @@ class RMSprop(Optimizer):
             for p, d, grad in self._with_grads(group):
                 state = self.state[p]
                 if len(state) == 0:
-                    state["step"] = 0
+                    state["step"] = scalar_state(0.0)
                     state["square_avg"] = self._zeros_like(d)
                     if momentum > 0:
                         state["momentum_buffer"] = self._zeros_like(d)
                     if centered:
                         state["grad_avg"] = self._zeros_like(d)
-                state["step"] += 1
+                next_step(state)
                 buf = ga = None
                 if momentum > 0:
                     if "momentum_buffer" not in state:  # momentum switched on later
