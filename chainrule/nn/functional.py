@@ -1259,3 +1259,21 @@ from chainrule.nn.attention import scaled_dot_product_attention  # noqa: E402
 __all__ += ["scaled_dot_product_attention", "conv1d", "conv2d", "conv_transpose1d",
             "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
             "adaptive_avg_pool1d", "adaptive_avg_pool2d", "unfold", "fold"]
+
+# ---- re-exports: the functional forms that live in their own files ------------------------------
+from chainrule.nn.activations import (  # noqa: E402
+    glu, gumbel_softmax, hardshrink, prelu, rrelu, softshrink, threshold,
+)
+from chainrule.nn.distance import pairwise_distance, pdist  # noqa: E402
+from chainrule.nn.losses import (  # noqa: E402
+    cosine_embedding_loss, ctc_loss, gaussian_nll_loss, hinge_embedding_loss, margin_ranking_loss,
+    multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
+    soft_margin_loss, triplet_margin_loss, triplet_margin_with_distance_loss,
+)
+
+__all__ += ["glu", "gumbel_softmax", "hardshrink", "prelu", "rrelu", "softshrink", "threshold",
+            "pairwise_distance", "pdist", "cosine_embedding_loss", "ctc_loss",
+            "gaussian_nll_loss", "hinge_embedding_loss", "margin_ranking_loss",
+            "multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
+            "poisson_nll_loss", "soft_margin_loss", "triplet_margin_loss",
+            "triplet_margin_with_distance_loss"]
