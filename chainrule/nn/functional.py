@@ -1277,3 +1277,34 @@ __all__ += ["glu", "gumbel_softmax", "hardshrink", "prelu", "rrelu", "softshrink
             "multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
             "poisson_nll_loss", "soft_margin_loss", "triplet_margin_loss",
             "triplet_margin_with_distance_loss"]
+from chainrule.nn.convolution3d import conv3d, conv_tbc, conv_transpose3d  # noqa: E402
+from chainrule.nn.dropouts import alpha_dropout, dropout3d, feature_alpha_dropout  # noqa: E402
+from chainrule.nn.embedding_bag import embedding_bag  # noqa: E402
+from chainrule.nn.normalization import (  # noqa: E402
+    instance_norm, local_response_norm, rms_norm,
+)
+from chainrule.nn.pooling import (  # noqa: E402
+    adaptive_avg_pool3d, adaptive_max_pool1d, adaptive_max_pool1d_with_indices,
+    adaptive_max_pool2d, adaptive_max_pool2d_with_indices, adaptive_max_pool3d,
+    adaptive_max_pool3d_with_indices, avg_pool3d, fractional_max_pool2d,
+    fractional_max_pool2d_with_indices, fractional_max_pool3d, fractional_max_pool3d_with_indices,
+    lp_pool1d, lp_pool2d, lp_pool3d, max_pool1d_with_indices, max_pool2d_with_indices, max_pool3d,
+    max_pool3d_with_indices, max_unpool1d, max_unpool2d, max_unpool3d,
+)
+from chainrule.nn.sampling import (  # noqa: E402
+    channel_shuffle, interpolate, native_channel_shuffle, pixel_shuffle, pixel_unshuffle, upsample,
+    upsample_bilinear, upsample_nearest,
+)
+
+__all__ += ["conv3d", "conv_tbc", "conv_transpose3d", "alpha_dropout", "dropout3d",
+            "feature_alpha_dropout", "embedding_bag", "instance_norm", "local_response_norm",
+            "rms_norm", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+            "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d",
+            "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d",
+            "adaptive_max_pool3d_with_indices", "avg_pool3d", "fractional_max_pool2d",
+            "fractional_max_pool2d_with_indices", "fractional_max_pool3d",
+            "fractional_max_pool3d_with_indices", "lp_pool1d", "lp_pool2d", "lp_pool3d",
+            "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d",
+            "max_pool3d_with_indices", "max_unpool1d", "max_unpool2d", "max_unpool3d",
+            "channel_shuffle", "interpolate", "native_channel_shuffle", "pixel_shuffle",
+            "pixel_unshuffle", "upsample", "upsample_bilinear", "upsample_nearest"]

@@ -48,3 +48,43 @@ __all__ += [
     "NLLLoss2d", "PoissonNLLLoss", "SoftMarginLoss", "TripletMarginLoss",
     "TripletMarginWithDistanceLoss",
 ]
+
+from chainrule.nn.modules.conv import Conv3d, ConvTranspose3d  # noqa: E402
+from chainrule.nn.modules.distance import CosineSimilarity, PairwiseDistance  # noqa: E402
+from chainrule.nn.modules.dropout import AlphaDropout, Dropout3d, FeatureAlphaDropout  # noqa: E402
+from chainrule.nn.modules.fold import Fold, Unfold  # noqa: E402
+from chainrule.nn.modules.instancenorm import (  # noqa: E402
+    InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
+)
+from chainrule.nn.modules.normalization import (  # noqa: E402
+    CrossMapLRN2d, LocalResponseNorm, RMSNorm,
+)
+from chainrule.nn.modules.padding import (  # noqa: E402
+    CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d, ConstantPad2d, ConstantPad3d,
+    ReflectionPad1d, ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
+    ReplicationPad3d, ZeroPad1d, ZeroPad2d, ZeroPad3d,
+)
+from chainrule.nn.modules.pixelshuffle import ChannelShuffle, PixelShuffle, PixelUnshuffle  # noqa: E402
+from chainrule.nn.modules.pooling import (  # noqa: E402
+    AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, AvgPool3d,
+    FractionalMaxPool2d, FractionalMaxPool3d, LPPool1d, LPPool2d, LPPool3d, MaxPool3d,
+    MaxUnpool1d, MaxUnpool2d, MaxUnpool3d,
+)
+from chainrule.nn.modules.sparse import EmbeddingBag  # noqa: E402
+from chainrule.nn.modules.upsampling import (  # noqa: E402
+    Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
+)
+
+__all__ += [
+    "Conv3d", "ConvTranspose3d", "CosineSimilarity", "PairwiseDistance", "AlphaDropout",
+    "Dropout3d", "FeatureAlphaDropout", "Fold", "Unfold", "InstanceNorm1d", "InstanceNorm2d",
+    "InstanceNorm3d", "CrossMapLRN2d", "LocalResponseNorm", "RMSNorm", "CircularPad1d",
+    "CircularPad2d", "CircularPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
+    "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
+    "ReplicationPad2d", "ReplicationPad3d", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
+    "ChannelShuffle", "PixelShuffle", "PixelUnshuffle", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "AvgPool3d", "FractionalMaxPool2d",
+    "FractionalMaxPool3d", "LPPool1d", "LPPool2d", "LPPool3d", "MaxPool3d", "MaxUnpool1d",
+    "MaxUnpool2d", "MaxUnpool3d", "EmbeddingBag", "Upsample", "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chainrule.nn import dropouts as _dropouts
 from chainrule.nn import functional as F
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
@@ -43,3 +44,30 @@ class Dropout2d(_DropoutNd):
     def forward(self, input: Tensor) -> Tensor:
         """dropout2d(x) in training mode, x in eval mode."""
         return F.dropout2d(input, self.p, self.training)
+
+
+class Dropout3d(_DropoutNd):
+    """Zero whole channels of (N, C, D, H, W) inputs with probability p in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """dropout3d(x) in training mode, x in eval mode."""
+        return _dropouts.dropout3d(input, self.p, self.training)
+
+
+class AlphaDropout(_DropoutNd):
+    """Alpha dropout (keeps SELU's zero mean and unit variance) in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """alpha_dropout(x) in training mode, x in eval mode."""
+        return _dropouts.alpha_dropout(input, self.p, self.training)
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    """Alpha dropout of whole channels in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """feature_alpha_dropout(x) in training mode, x in eval mode."""
+        return _dropouts.feature_alpha_dropout(input, self.p, self.training)
+
+
+__all__ += ["Dropout3d", "AlphaDropout", "FeatureAlphaDropout"]
