@@ -191,9 +191,9 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
     if nd not in (3, 4, 5) or mode not in ("nearest", "nearest-exact", "area", "linear",
                                            "bilinear", "trilinear", "bicubic"):
         raise NotImplementedError(
-            "Input Error: Only 3D, 4D and 5D input Tensors supported (got {}D) for the modes: "
+            f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {nd}D) for the modes: "
             "nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact "
-            "(got {})".format(nd, mode)
+            f"(got {mode})"
         )
     wanted = _LINEAR_MODES.get(mode)
     if wanted is not None and wanted != nd:
