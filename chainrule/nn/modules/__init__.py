@@ -88,3 +88,13 @@ __all__ += [
     "MaxUnpool2d", "MaxUnpool3d", "EmbeddingBag", "Upsample", "UpsamplingBilinear2d",
     "UpsamplingNearest2d",
 ]
+from chainrule.nn.modules.container import Container, ParameterDict, ParameterList  # noqa: E402
+from chainrule.nn.modules.rnn import RNNCellBase  # noqa: E402
+from chainrule.nn.modules.transformer import (  # noqa: E402
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+    TransformerEncoderLayer,
+)
+
+__all__ += ["Container", "ParameterDict", "ParameterList", "RNNCellBase", "Transformer",
+            "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
+            "TransformerEncoderLayer"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chainrule.nn.utils import rnn  # noqa: F401
 from chainrule.nn.utils.clip_grad import (
     clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm,
 )
@@ -11,7 +12,7 @@ from chainrule.tensor import Tensor
 
 __all__ = [
     "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm",
-    "parameters_to_vector", "vector_to_parameters",
+    "parameters_to_vector", "vector_to_parameters", "rnn",
 ]
 
 
