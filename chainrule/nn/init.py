@@ -6,17 +6,19 @@ Every function runs under ``no_grad``, changes the tensor's data in place and re
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from chainrule.backend import np
 from chainrule import backend
 from chainrule.autograd.grad_mode import no_grad
-from chainrule.tensor import Tensor
+from chainrule.tensor import Tensor, wrap
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",
-    "orthogonal_", "sparse_",
+    "orthogonal_", "sparse_", "uniform", "normal", "constant", "eye", "dirac", "xavier_uniform",
+    "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse",
 ]
 
 _LINEAR = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
@@ -129,7 +131,8 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
     """U(-a, a) with a = gain·√(6 / (fan_in + fan_out)) (Glorot)."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    a = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    a = math.sqrt(3.0) * std  # PyTorch's order of operations: the same bound to the last bit
     return uniform_(tensor, -a, a, generator)
 
 
@@ -143,9 +146,11 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
     """U(-b, b) with b = gain·√(3 / fan) (He); ``a`` is leaky_relu's negative slope."""
     if 0 in tuple(tensor.shape):
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
-    bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    bound = math.sqrt(3.0) * std  # PyTorch's order of operations: the same bound to the last bit
     return uniform_(tensor, -bound, bound, generator)
 
 
@@ -153,6 +158,7 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", generator: Any = None) -> Tensor:
     """N(0, std²) with std = gain / √fan (He)."""
     if 0 in tuple(tensor.shape):
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)
@@ -160,56 +166,116 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
 
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0, generator: Any = None) -> Tensor:
-    """N(mean, std²) samples redrawn until they fall in [a, b]."""
-    from chainrule.creation import _rng
+    """N(mean, std²) restricted to [a, b], by rejection (PyTorch's sampler and draw order):
+    whole-tensor normal redraws where out of range when [a, b] holds most of the mass, else
+    uniform proposals on [a, b] accepted with the normal density's ratio."""
+    from chainrule.creation import empty_like
+    from chainrule.ops.binary import where
 
-    if a >= b:
-        raise ValueError(f"trunc_normal_: a ({a}) must be smaller than b ({b})")
-    rng = _rng(generator)
-    shape = tuple(tensor.shape)
-    out = rng.standard_normal(shape) * std + mean
-    bad = (out < a) | (out > b)
-    for _ in range(1000):
-        if not bad.any():
-            break
-        out[bad] = rng.standard_normal(int(bad.sum())) * std + mean
-        bad = (out < a) | (out > b)
-    out = np.clip(out, a, b).astype(tensor._data.dtype)
-    return _set(tensor, backend.to_device(out, tensor.device))
+    def norm_cdf(x: float) -> float:
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    if mean < a - 2 * std or mean > b + 2 * std:
+        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. The "
+                      "distribution of values may be incorrect.", stacklevel=2)
+    with no_grad():
+        if norm_cdf((b - mean) / std) - norm_cdf((a - mean) / std) > 0.3:
+            lo = float(tensor._data.dtype.type(a))
+            hi = float(tensor._data.dtype.type(b))
+            result = tensor.normal_(mean, std, generator=generator)
+            while True:
+                mask = (result < lo) | (result > hi)
+                if not bool(mask.any()):
+                    break
+                result = where(mask, empty_like(result).normal_(mean, std, generator=generator),
+                               result)
+            return tensor.copy_(result)
+        mode = max(a, min(mean, b))
+        log_peak = -0.5 * ((mode - mean) / std) ** 2
+
+        def log_density(x: Tensor) -> Tensor:
+            return ((x - mean) / std) ** 2 * -0.5 - log_peak
+
+        accept = empty_like(tensor)
+        tensor.uniform_(a, b, generator=generator)
+        candidates = log_density(tensor)
+        pending = accept.uniform_(generator=generator).log() > candidates
+        if bool(pending.any()):
+            result = tensor.clone()
+            proposals = empty_like(tensor)
+            while True:
+                proposals.uniform_(a, b, generator=generator)
+                result = where(pending, proposals, result)
+                candidates = log_density(proposals)
+                pending = where(pending, accept.uniform_(generator=generator).log() > candidates,
+                                pending)
+                if not bool(pending.any()):
+                    break
+            tensor.copy_(result)
+        return tensor
 
 
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
-    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one, times ``gain``."""
-    from chainrule.creation import _rng
-
+    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one (signs fixed by
+    R's diagonal), times ``gain``."""
     if tensor.ndim < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     if tensor.numel() == 0:
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    flat = _rng(generator).standard_normal((rows, cols))
+    flat = tensor.new_empty((rows, cols)).normal_(0, 1, generator=generator)._data
     if rows < cols:
         flat = flat.T
-    q, r = np.linalg.qr(flat)
-    q = q * np.sign(np.diag(r))
+    xp = backend.xp_of(flat)
+    q, r = xp.linalg.qr(flat)
+    q = q * xp.sign(xp.diag(r))
     if rows < cols:
         q = q.T
-    out = (q * gain).reshape(tuple(tensor.shape)).astype(tensor._data.dtype)
-    return _set(tensor, backend.to_device(out, tensor.device))
+    with no_grad():
+        tensor.copy_(wrap(xp.ascontiguousarray(q).reshape(tuple(tensor.shape))))
+        return tensor.mul_(gain)
 
 
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any = None) -> Tensor:
-    """N(0, std²) entries with a fraction ``sparsity`` of each column set to zero."""
-    from chainrule.creation import _rng
+    """N(0, std²) entries with ⌈sparsity·rows⌉ of each column set to zero (rows from
+    ``randperm``, one per column, as PyTorch)."""
+    from chainrule.creation import randperm
 
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = tensor.shape
-    rng = _rng(generator)
-    out = rng.standard_normal((rows, cols)) * std
-    zeros = int(math.ceil(sparsity * rows))
-    for c in range(cols):
-        out[rng.permutation(rows)[:zeros], c] = 0
-    return _set(tensor, backend.to_device(out.astype(tensor._data.dtype),
-                                          tensor.device))
+    num_zeros = int(math.ceil(sparsity * rows))
+    with no_grad():
+        tensor.normal_(0, std, generator=generator)
+        for col in range(cols):
+            zero_rows = randperm(rows)[:num_zeros]
+            tensor[zero_rows, col] = 0
+    return tensor
+
+
+def _deprecated(fn: Any) -> Any:
+    new_name = fn.__name__
+    old_name = new_name[:-1]
+
+    def deprecated_init(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(f"`nn.init.{old_name}` is now deprecated in favor of "
+                      f"`nn.init.{new_name}`.", FutureWarning, stacklevel=2)
+        return fn(*args, **kwargs)
+
+    deprecated_init.__doc__ = f"Deprecated: ``{new_name}``."
+    deprecated_init.__name__ = old_name
+    return deprecated_init
+
+
+uniform = _deprecated(uniform_)
+normal = _deprecated(normal_)
+constant = _deprecated(constant_)
+eye = _deprecated(eye_)
+dirac = _deprecated(dirac_)
+xavier_uniform = _deprecated(xavier_uniform_)
+xavier_normal = _deprecated(xavier_normal_)
+kaiming_uniform = _deprecated(kaiming_uniform_)
+kaiming_normal = _deprecated(kaiming_normal_)
+orthogonal = _deprecated(orthogonal_)
+sparse = _deprecated(sparse_)
