@@ -1308,3 +1308,9 @@ __all__ += ["conv3d", "conv_tbc", "conv_transpose3d", "alpha_dropout", "dropout3
             "max_pool3d_with_indices", "max_unpool1d", "max_unpool2d", "max_unpool3d",
             "channel_shuffle", "interpolate", "native_channel_shuffle", "pixel_shuffle",
             "pixel_unshuffle", "upsample", "upsample_bilinear", "upsample_nearest"]
+from chainrule.nn.mha import multi_head_attention_forward  # noqa: E402
+
+__all__ += ["multi_head_attention_forward"]
+from chainrule.nn.grid_sampling import affine_grid, grid_sample  # noqa: E402
+
+__all__ += ["affine_grid", "grid_sample"]
