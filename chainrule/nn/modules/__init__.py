@@ -98,3 +98,12 @@ from chainrule.nn.modules.transformer import (  # noqa: E402
 __all__ += ["Container", "ParameterDict", "ParameterList", "RNNCellBase", "Transformer",
             "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
             "TransformerEncoderLayer"]
+from chainrule.nn.modules.adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402
+from chainrule.nn.modules.data_parallel import DataParallel  # noqa: E402
+from chainrule.nn.modules.normalization import SyncBatchNorm  # noqa: E402
+
+__all__ += ["AdaptiveLogSoftmaxWithLoss", "DataParallel", "SyncBatchNorm"]
+from chainrule.nn.linear_cross_entropy import LinearCrossEntropyOptions  # noqa: E402
+from chainrule.nn.modules.loss import LinearCrossEntropyLoss  # noqa: E402
+
+__all__ += ["LinearCrossEntropyOptions", "LinearCrossEntropyLoss"]
