@@ -124,7 +124,7 @@ def _cubic_weights(t: Tensor) -> list:
 
 def _axis_taps(coord: Tensor, size: int, mode: str, padding_mode: str,
                align_corners: bool) -> list:
-    """Per tap: (integer positions (raw), in-bounds mask (raw), weight Tensor or None)."""
+    """Per tap: (integer positions (raw), in-bounds mask (raw), weight Tensor)."""
     x = _unnormalize(coord, size, align_corners)
     if mode == "bicubic":
         x0 = np.floor(x._data)
@@ -137,8 +137,9 @@ def _axis_taps(coord: Tensor, size: int, mode: str, padding_mode: str,
         return taps
     x = _pad_coords(x, size, padding_mode, align_corners)
     if mode == "nearest":
-        idx = np.rint(x._data).astype(np.int64)  # nearbyint: half to even
-        return [(idx, (idx >= 0) & (idx < size), None)]
+        nearest = x.round()  # nearbyint (half to even); its gradient is zero, as PyTorch's
+        idx = nearest._data.astype(np.int64)
+        return [(idx, (idx >= 0) & (idx < size), nearest * 0.0 + 1.0)]
     x0 = np.floor(x._data)
     frac = x - wrap(x0)
     i0 = x0.astype(np.int64)
