@@ -15,7 +15,7 @@ from typing import Any
 
 from chainrule.backend import np
 from chainrule import backend
-from chainrule.autograd.function import Op, once_differentiable
+from chainrule.autograd.function import Op
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.nn.distance import pairwise_distance
 from chainrule.nn.functional import _legacy_reduction, _reduce, logsigmoid
@@ -373,13 +373,25 @@ class CTCLoss(Op):
         return xp.asarray(nll, dtype=lp.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
         (lp,) = ctx.saved_tensors
+        if either.is_tensor(g):  # create_graph: PyTorch has no second derivative of CTC either
+            return (_not_twice(CTCLoss._grad(lp._data, g._data, ctx)),
+                    None, None, None, None, None)
+        return CTCLoss._grad(lp, g, ctx), None, None, None, None, None
+
+    @staticmethod
+    def _grad(lp, g, ctx):
         with np.errstate(invalid="ignore", over="ignore"):
-            grad = either.exp(lp) - either.exp(ctx.lcab + ctx.nll[None, :, None] - lp)
-        return (either.where(ctx.keep, grad, 0.0) * g[None, :, None],
-                None, None, None, None, None)
+            grad = np.exp(lp) - np.exp(ctx.lcab + ctx.nll[None, :, None] - lp)
+        return np.where(ctx.keep, grad, 0.0).astype(lp.dtype) * g[None, :, None]
+
+
+def _not_twice(grad) -> Tensor:
+    """A gradient that is part of the graph but whose own derivative raises."""
+    from chainrule.autograd.function import DelayedError
+
+    return DelayedError.apply(wrap(grad).requires_grad_())
 
 
 def _lengths(value: Any, n: int, name: str) -> np.ndarray:
