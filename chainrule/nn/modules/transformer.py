@@ -174,6 +174,13 @@ class TransformerDecoderLayer(Module):
         self.activation = (_get_activation_fn(activation) if isinstance(activation, str)
                            else activation)
 
+    def __setstate__(self, state: dict) -> None:
+        # PyTorch's: a copy (TransformerDecoder deep-copies its layer) whose activation was a
+        # Module (kept in _modules, not in the state's top level) computes with ReLU.
+        if "activation" not in state:
+            state["activation"] = F.relu
+        self.__dict__.update(state)
+
     def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Tensor | None = None,
                 memory_mask: Tensor | None = None, tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, tgt_is_causal: bool = False,
