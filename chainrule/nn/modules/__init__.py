@@ -64,7 +64,8 @@ from chainrule.nn.modules.padding import (  # noqa: E402
     ReflectionPad1d, ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
     ReplicationPad3d, ZeroPad1d, ZeroPad2d, ZeroPad3d,
 )
-from chainrule.nn.modules.pixelshuffle import ChannelShuffle, PixelShuffle, PixelUnshuffle  # noqa: E402
+from chainrule.nn.modules.channelshuffle import ChannelShuffle  # noqa: E402
+from chainrule.nn.modules.pixelshuffle import PixelShuffle, PixelUnshuffle  # noqa: E402
 from chainrule.nn.modules.pooling import (  # noqa: E402
     AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, AvgPool3d,
     FractionalMaxPool2d, FractionalMaxPool3d, LPPool1d, LPPool2d, LPPool3d, MaxPool3d,

@@ -1,12 +1,12 @@
-"""PixelShuffle, PixelUnshuffle and ChannelShuffle layers."""
+"""PixelShuffle and PixelUnshuffle layers."""
 
 from __future__ import annotations
 
 from chainrule.nn.module import Module
-from chainrule.nn.sampling import channel_shuffle, pixel_shuffle, pixel_unshuffle
+from chainrule.nn.sampling import pixel_shuffle, pixel_unshuffle
 from chainrule.tensor import Tensor
 
-__all__ = ["PixelShuffle", "PixelUnshuffle", "ChannelShuffle"]
+__all__ = ["PixelShuffle", "PixelUnshuffle"]
 
 
 class PixelShuffle(Module):
@@ -37,18 +37,3 @@ class PixelUnshuffle(Module):
 
     def extra_repr(self) -> str:
         return f"downscale_factor={self.downscale_factor}"
-
-
-class ChannelShuffle(Module):
-    """Interleave the channels of ``groups`` groups (ShuffleNet)."""
-
-    def __init__(self, groups: int) -> None:
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, input: Tensor) -> Tensor:
-        """channel_shuffle(input, groups)."""
-        return channel_shuffle(input, self.groups)
-
-    def extra_repr(self) -> str:
-        return f"groups={self.groups}"
