@@ -31,7 +31,7 @@ def _bags(input: Tensor, offsets: Any, include_last_offset: bool) -> tuple:
                              f"is a mini-batch of fixed length sequences. However, found offsets "
                              f"of type {type(offsets).__name__}")
         b, n = idx.shape
-        return idx.reshape(-1), np.repeat(np.arange(b), n), b
+        return backend.to_device(idx, "cpu").reshape(-1), np.repeat(np.arange(b), n), b
     if idx.ndim != 1:
         raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension "
                          f"{idx.ndim}")
