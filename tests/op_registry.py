@@ -59,6 +59,7 @@ class OpSpec:
     torch_call: Callable[..., Any] | None = None  # override when torch spells it differently
     torch: bool = True                       # compare with torch
     torch_grad: bool = True                  # compare gradients with torch (False: torch has none)
+    torch_gradgrad: bool = True              # compare second derivatives (False: torch has none)
     rtol32: float = 2e-5                     # float32 forward tolerance (relative)
     tags: tuple = ()                         # family (unary, binary, reduce, ...), operator, ...
 
@@ -781,3 +782,7 @@ BAD_CALLS = [
     ("pow", lambda m, t: t ** t[:2]), ("maximum", lambda m, t: m.maximum(t, t[:2])),
     ("outer", lambda m, t: m.outer(t, t)), ("allclose", lambda m, t: m.allclose(t, t[:2])),
 ]
+
+
+# ---- nn.functional entries live in their own file -----------------------------------------------
+import nn_registry  # noqa: E402,F401  (appends its entries to REGISTRY)

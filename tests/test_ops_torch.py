@@ -179,7 +179,8 @@ def test_tensor_scalar_result_dtype_matches_torch(spec, dtype, scalar):
 
 
 @pytest.mark.parametrize("spec,shapes,kw", params(
-    lambda s: s.torch and s.torch_grad and s.grad and s.gradgrad and s.out == "same"))
+    lambda s: s.torch and s.torch_grad and s.torch_gradgrad and s.grad and s.gradgrad
+    and s.out == "same"))
 def test_second_derivatives_match_torch(spec, shapes, kw):
     """Hessian-vector products vᵀ·∂(wᵀ·∂f/∂x)/∂x through create_graph, against torch's."""
     mask, c_in, t_in, c_out, t_out = _run_both(spec, shapes, kw, np.float64, grad=True)

@@ -1031,3 +1031,67 @@ from chainrule.nn.attention import scaled_dot_product_attention  # noqa: E402
 __all__ += ["scaled_dot_product_attention", "conv1d", "conv2d", "conv_transpose1d",
             "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
             "adaptive_avg_pool1d", "adaptive_avg_pool2d", "unfold", "fold"]
+
+# ---- re-exports: the functional forms that live in their own files ------------------------------
+from chainrule.nn.activations import (  # noqa: E402
+    glu, gumbel_softmax, hardshrink, prelu, rrelu, softshrink, threshold,
+)
+from chainrule.nn.distance import pairwise_distance, pdist  # noqa: E402
+from chainrule.nn.losses import (  # noqa: E402
+    cosine_embedding_loss, ctc_loss, gaussian_nll_loss, hinge_embedding_loss, margin_ranking_loss,
+    multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
+    soft_margin_loss, triplet_margin_loss, triplet_margin_with_distance_loss,
+)
+
+__all__ += ["glu", "gumbel_softmax", "hardshrink", "prelu", "rrelu", "softshrink", "threshold",
+            "pairwise_distance", "pdist", "cosine_embedding_loss", "ctc_loss",
+            "gaussian_nll_loss", "hinge_embedding_loss", "margin_ranking_loss",
+            "multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
+            "poisson_nll_loss", "soft_margin_loss", "triplet_margin_loss",
+            "triplet_margin_with_distance_loss"]
+from chainrule.nn.convolution3d import conv3d, conv_tbc, conv_transpose3d  # noqa: E402
+from chainrule.nn.dropout import alpha_dropout, feature_alpha_dropout  # noqa: E402
+from chainrule.nn.embedding_bag import embedding_bag  # noqa: E402
+from chainrule.nn.normalization import (  # noqa: E402
+    instance_norm, local_response_norm, rms_norm,
+)
+from chainrule.nn.pooling import (  # noqa: E402
+    adaptive_avg_pool3d, adaptive_max_pool1d, adaptive_max_pool1d_with_indices,
+    adaptive_max_pool2d, adaptive_max_pool2d_with_indices, adaptive_max_pool3d,
+    adaptive_max_pool3d_with_indices, avg_pool3d, fractional_max_pool2d,
+    fractional_max_pool2d_with_indices, fractional_max_pool3d, fractional_max_pool3d_with_indices,
+    lp_pool1d, lp_pool2d, lp_pool3d, max_pool1d_with_indices, max_pool2d_with_indices, max_pool3d,
+    max_pool3d_with_indices, max_unpool1d, max_unpool2d, max_unpool3d,
+)
+from chainrule.nn.sampling import (  # noqa: E402
+    channel_shuffle, interpolate, native_channel_shuffle, pixel_shuffle, pixel_unshuffle, upsample,
+    upsample_bilinear, upsample_nearest,
+)
+
+__all__ += ["conv3d", "conv_tbc", "conv_transpose3d", "alpha_dropout", "dropout3d",
+            "feature_alpha_dropout", "embedding_bag", "instance_norm", "local_response_norm",
+            "rms_norm", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+            "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d",
+            "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d",
+            "adaptive_max_pool3d_with_indices", "avg_pool3d", "fractional_max_pool2d",
+            "fractional_max_pool2d_with_indices", "fractional_max_pool3d",
+            "fractional_max_pool3d_with_indices", "lp_pool1d", "lp_pool2d", "lp_pool3d",
+            "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d",
+            "max_pool3d_with_indices", "max_unpool1d", "max_unpool2d", "max_unpool3d",
+            "channel_shuffle", "interpolate", "native_channel_shuffle", "pixel_shuffle",
+            "pixel_unshuffle", "upsample", "upsample_bilinear", "upsample_nearest"]
+from chainrule.nn.mha import multi_head_attention_forward  # noqa: E402
+
+__all__ += ["multi_head_attention_forward"]
+from chainrule.nn.grid_sampling import affine_grid, grid_sample  # noqa: E402
+
+__all__ += ["affine_grid", "grid_sample"]
+from chainrule.nn.linear_cross_entropy import linear_cross_entropy  # noqa: E402
+
+__all__ += ["linear_cross_entropy", "assert_int_or_pair"]
+
+
+def assert_int_or_pair(arg: Any, arg_name: str, message: str) -> None:
+    """Raise AssertionError(message.format(arg_name)) unless ``arg`` is an int or a pair."""
+    if not (isinstance(arg, int) or len(arg) == 2):
+        raise AssertionError(message.format(arg_name))

@@ -18,7 +18,8 @@ from chainrule.tensor import Tensor, wrap
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",
-    "orthogonal_", "sparse_",
+    "orthogonal_", "sparse_", "uniform", "normal", "constant", "eye", "dirac", "xavier_uniform",
+    "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse",
 ]
 
 _LINEAR = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
@@ -171,81 +172,116 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
 
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0, generator: Any = None) -> Tensor:
-    """N(mean, std²) restricted to [a, b], drawn as PyTorch draws it: where the interval holds
-    more than 30% of the mass, normals redrawn (a whole tensor at a time) until all fall inside;
-    otherwise uniforms on [a, b] accepted with probability pdf / peak."""
-    def cdf(x: float) -> float:
+    """N(mean, std²) restricted to [a, b], by rejection (PyTorch's sampler and draw order):
+    whole-tensor normal redraws where out of range when [a, b] holds most of the mass, else
+    uniform proposals on [a, b] accepted with the normal density's ratio."""
+    from chainrule.creation import empty_like
+    from chainrule.ops.binary import where
+
+    def norm_cdf(x: float) -> float:
         return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
 
     if mean < a - 2 * std or mean > b + 2 * std:
-        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-                      "The distribution of values may be incorrect.", stacklevel=2)
-    dt = tensor._data.dtype
+        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. The "
+                      "distribution of values may be incorrect.", stacklevel=2)
     with no_grad():
-        if cdf((b - mean) / std) - cdf((a - mean) / std) > 0.3:
-            lo, hi = dt.type(a), dt.type(b)
-            result = tensor.normal_(mean, std, generator=generator)._data.copy()
+        if norm_cdf((b - mean) / std) - norm_cdf((a - mean) / std) > 0.3:
+            lo = float(tensor._data.dtype.type(a))
+            hi = float(tensor._data.dtype.type(b))
+            result = tensor.normal_(mean, std, generator=generator)
             while True:
-                outside = (result < lo) | (result > hi)
-                if not outside.any():
+                mask = (result < lo) | (result > hi)
+                if not bool(mask.any()):
                     break
-                redrawn = wrap(np.empty_like(result)).normal_(mean, std, generator=generator)
-                result = np.where(outside, redrawn._data, result)
-            return _set(tensor, result)
+                result = where(mask, empty_like(result).normal_(mean, std, generator=generator),
+                               result)
+            return tensor.copy_(result)
         mode = max(a, min(mean, b))
         log_peak = -0.5 * ((mode - mean) / std) ** 2
 
-        def log_pdf(x):  # in the tensor's dtype, op by op as PyTorch's in-place chain
-            y = (x - dt.type(mean)) / dt.type(std)
-            return (y * y) * dt.type(-0.5) - dt.type(log_peak)
+        def log_density(x: Tensor) -> Tensor:
+            return ((x - mean) / std) ** 2 * -0.5 - log_peak
 
-        def rejected(x):
-            u = wrap(np.empty_like(x)).uniform_(generator=generator)._data
-            with np.errstate(divide="ignore"):
-                return np.log(u) > log_pdf(x)
-
-        result = tensor.uniform_(a, b, generator=generator)._data.copy()
-        pending = rejected(result)
-        while pending.any():
-            candidates = wrap(np.empty_like(result)).uniform_(a, b, generator=generator)._data
-            result = np.where(pending, candidates, result)
-            pending = np.where(pending, rejected(candidates), pending)
-        return _set(tensor, result)
+        accept = empty_like(tensor)
+        tensor.uniform_(a, b, generator=generator)
+        candidates = log_density(tensor)
+        pending = accept.uniform_(generator=generator).log() > candidates
+        if bool(pending.any()):
+            result = tensor.clone()
+            proposals = empty_like(tensor)
+            while True:
+                proposals.uniform_(a, b, generator=generator)
+                result = where(pending, proposals, result)
+                candidates = log_density(proposals)
+                pending = where(pending, accept.uniform_(generator=generator).log() > candidates,
+                                pending)
+                if not bool(pending.any()):
+                    break
+            tensor.copy_(result)
+        return tensor
 
 
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
-    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one, times ``gain``
-    (the Gaussian is PyTorch's; the QR is NumPy's LAPACK, equal to PyTorch's up to rounding)."""
+    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one (signs fixed by
+    R's diagonal), times ``gain``."""
     if tensor.ndim < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     if tensor.numel() == 0:
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    flat = wrap(np.empty((rows, cols), tensor._data.dtype)).normal_(0, 1, generator=generator)
-    flat = devices.to_device(flat._data, "cpu")
+    flat = tensor.new_empty((rows, cols)).normal_(0, 1, generator=generator)._data
     if rows < cols:
         flat = flat.T
-    q, r = np.linalg.qr(flat)
-    q = q * np.sign(np.diag(r))
+    xp = devices.xp_of(flat)
+    q, r = xp.linalg.qr(flat)
+    q = q * xp.sign(xp.diag(r))
     if rows < cols:
         q = q.T
-    out = (q.reshape(tuple(tensor.shape)) * tensor._data.dtype.type(gain))
-    return _set(tensor, devices.to_device(out.astype(tensor._data.dtype), tensor.device))
+    with no_grad():
+        tensor.copy_(wrap(xp.ascontiguousarray(q).reshape(tuple(tensor.shape))))
+        return tensor.mul_(gain)
 
 
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any = None) -> Tensor:
-    """N(0, std²) entries with a fraction ``sparsity`` of each column set to zero. As in
-    PyTorch, the zeroed rows come from ``randperm`` on the default generator, not ``generator``."""
+    """N(0, std²) entries with ⌈sparsity·rows⌉ of each column set to zero (rows from
+    ``randperm``, one per column, as PyTorch)."""
     from chainrule.creation import randperm
 
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = tensor.shape
-    zeros = int(math.ceil(sparsity * rows))
+    num_zeros = int(math.ceil(sparsity * rows))
     with no_grad():
         tensor.normal_(0, std, generator=generator)
-        for c in range(cols):
-            rows_zeroed = randperm(rows)._data[:zeros]
-            tensor._data[devices.to_device(rows_zeroed, tensor.device), c] = 0
+        for col in range(cols):
+            zero_rows = randperm(rows)[:num_zeros]
+            tensor[zero_rows, col] = 0
     return tensor
+
+
+def _deprecated(fn: Any) -> Any:
+    new_name = fn.__name__
+    old_name = new_name[:-1]
+
+    def deprecated_init(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(f"`nn.init.{old_name}` is now deprecated in favor of "
+                      f"`nn.init.{new_name}`.", FutureWarning, stacklevel=2)
+        return fn(*args, **kwargs)
+
+    deprecated_init.__doc__ = f"Deprecated: ``{new_name}``."
+    deprecated_init.__name__ = old_name
+    return deprecated_init
+
+
+uniform = _deprecated(uniform_)
+normal = _deprecated(normal_)
+constant = _deprecated(constant_)
+eye = _deprecated(eye_)
+dirac = _deprecated(dirac_)
+xavier_uniform = _deprecated(xavier_uniform_)
+xavier_normal = _deprecated(xavier_normal_)
+kaiming_uniform = _deprecated(kaiming_uniform_)
+kaiming_normal = _deprecated(kaiming_normal_)
+orthogonal = _deprecated(orthogonal_)
+sparse = _deprecated(sparse_)

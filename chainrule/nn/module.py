@@ -5,6 +5,7 @@ set as attributes, and walks them for ``parameters()``, ``state_dict()``, ``to()
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -52,6 +53,32 @@ class RemovableHandle:
         self.remove()
 
 
+def _add_hook(hooks: OrderedDict, hook: Callable, prepend: bool) -> RemovableHandle:
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    if prepend:
+        hooks.move_to_end(handle.id, last=False)
+    return handle
+
+
+_EXTRA_STATE_KEY_SUFFIX = "_extra_state"
+
+
+def _post_order(root: Any) -> list:
+    """Every module under ``root`` (repeats included), children before their parent."""
+    out: list = []
+    stack: list = [(root, False)]
+    while stack:
+        module, expanded = stack.pop()
+        if expanded:
+            out.append(module)
+            continue
+        stack.append((module, True))
+        stack.extend((m, False) for m in reversed(list(module._modules.values()))
+                     if m is not None)
+    return out
+
+
 def _addindent(s: str, num_spaces: int) -> str:
     lines = s.split("\n")
     if len(lines) == 1:
@@ -76,6 +103,8 @@ class Module:
 
     training: bool
     _version = 1
+    dump_patches = False
+    call_super_init = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args or kwargs:
@@ -92,6 +121,14 @@ class Module:
         _object_setattr(self, "_forward_hooks_with_kwargs", set())
         _object_setattr(self, "_forward_pre_hooks", OrderedDict())
         _object_setattr(self, "_forward_pre_hooks_with_kwargs", set())
+        _object_setattr(self, "_forward_hooks_always_called", set())
+        _object_setattr(self, "_backward_hooks", OrderedDict())
+        _object_setattr(self, "_backward_pre_hooks", OrderedDict())
+        _object_setattr(self, "_is_full_backward_hook", None)
+        _object_setattr(self, "_state_dict_hooks", OrderedDict())
+        _object_setattr(self, "_state_dict_pre_hooks", OrderedDict())
+        _object_setattr(self, "_load_state_dict_pre_hooks", OrderedDict())
+        _object_setattr(self, "_load_state_dict_post_hooks", OrderedDict())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Compute the module's output; every subclass overrides this."""
@@ -103,11 +140,15 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         prev = state.enter_scope(self)
         try:
-            if self._forward_pre_hooks or self._forward_hooks:
+            if (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
+                    or self._backward_pre_hooks):
                 return self._call_with_hooks(args, kwargs)
             return self.forward(*args, **kwargs)
         finally:
             state.exit_scope(prev)
+
+    _call_impl = __call__
+    _wrapped_call_impl = __call__
 
     def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
         for hid, hook in list(self._forward_pre_hooks.items()):
@@ -124,7 +165,18 @@ class Module:
                 res = hook(self, args)
                 if res is not None:
                     args = res if isinstance(res, tuple) else (res,)
-        out = self.forward(*args, **kwargs)
+        bw_hook = None
+        if self._backward_hooks or self._backward_pre_hooks:
+            from chainrule.nn.hooks import BackwardHook
+
+            bw_hook = BackwardHook(self, list(self._backward_hooks.values()),
+                                   list(self._backward_pre_hooks.values()))
+            args = bw_hook.setup_input_hook(args)
+        try:
+            out = self.forward(*args, **kwargs)
+        except Exception:
+            self._run_always_called_hooks(args, kwargs)
+            raise
         for hid, hook in list(self._forward_hooks.items()):
             if hid in self._forward_hooks_with_kwargs:
                 res = hook(self, args, kwargs, out)
@@ -132,7 +184,28 @@ class Module:
                 res = hook(self, args, out)
             if res is not None:
                 out = res
+        if bw_hook is not None:
+            if not isinstance(out, (Tensor, tuple)):
+                warnings.warn("For backward hooks to be called, module output should be a Tensor "
+                              f"or a tuple of Tensors but received {type(out)}", stacklevel=3)
+            else:
+                out = bw_hook.setup_output_hook(out)
         return out
+
+    def _run_always_called_hooks(self, args: tuple, kwargs: dict) -> None:
+        """After a failing forward: the forward hooks registered with ``always_call=True``."""
+        for hid, hook in list(self._forward_hooks.items()):
+            if hid not in self._forward_hooks_always_called:
+                continue
+            try:
+                if hid in self._forward_hooks_with_kwargs:
+                    hook(self, args, kwargs, None)
+                else:
+                    hook(self, args, None)
+            except Exception as e:
+                warnings.warn("forward hook with ``always_call=True`` raised an exception that "
+                              f"was silenced as another error was raised in forward: {e}",
+                              stacklevel=3)
 
     def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
                                   with_kwargs: bool = False) -> RemovableHandle:
@@ -153,9 +226,70 @@ class Module:
         self._forward_hooks[handle.id] = hook
         if with_kwargs:
             self._forward_hooks_with_kwargs.add(handle.id)
+        if always_call:
+            self._forward_hooks_always_called.add(handle.id)
         if prepend:
             self._forward_hooks.move_to_end(handle.id, last=False)
         return handle
+
+    def register_full_backward_pre_hook(self, hook: Callable, prepend: bool = False
+                                        ) -> RemovableHandle:
+        """Call ``hook(module, grad_output)`` when the gradients w.r.t. the module's outputs
+        are known; a non-None result replaces ``grad_output``."""
+        return _add_hook(self._backward_pre_hooks, hook, prepend)
+
+    def register_full_backward_hook(self, hook: Callable, prepend: bool = False
+                                    ) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` when the gradients w.r.t. the module's
+        inputs are known; a non-None result replaces ``grad_input``."""
+        if self._is_full_backward_hook is False:
+            raise RuntimeError("Cannot use both regular backward hooks and full backward hooks "
+                               "on a single Module. Please use only one of them.")
+        _object_setattr(self, "_is_full_backward_hook", True)
+        return _add_hook(self._backward_hooks, hook, prepend)
+
+    def register_backward_hook(self, hook: Callable) -> RemovableHandle:
+        """Deprecated form of ``register_full_backward_hook`` (chainrule gives it the full
+        hook's well-defined ``grad_input``: the gradients w.r.t. the module's inputs)."""
+        if self._is_full_backward_hook is True:
+            raise RuntimeError("Cannot use both regular backward hooks and full backward hooks "
+                               "on a single Module. Please use only one of them.")
+        _object_setattr(self, "_is_full_backward_hook", False)
+        return _add_hook(self._backward_hooks, hook, False)
+
+    def register_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, prefix, keep_vars)`` before this module's ``state_dict``."""
+        return _add_hook(self._state_dict_pre_hooks, hook, False)
+
+    def register_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, state_dict, prefix, local_metadata)`` after this module's
+        ``state_dict`` (it may edit the dict in place and must return None)."""
+        hook._from_public_api = True
+        return _add_hook(self._state_dict_hooks, hook, False)
+
+    def _register_state_dict_hook(self, hook: Callable) -> RemovableHandle:
+        """Like register_state_dict_post_hook, but a non-None result replaces the dict."""
+        return _add_hook(self._state_dict_hooks, hook, False)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs)`` before this module loads its entries."""
+        return self._register_load_state_dict_pre_hook(hook, with_module=True)
+
+    def _register_load_state_dict_pre_hook(self, hook: Callable,
+                                           with_module: bool = False) -> RemovableHandle:
+        if with_module:
+            module = self
+            inner = hook
+
+            def hook(*args: Any) -> Any:
+                return inner(module, *args)
+        return _add_hook(self._load_state_dict_pre_hooks, hook, False)
+
+    def register_load_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, incompatible_keys)`` after this module and its children are
+        loaded (it may edit the key lists in place and must return None)."""
+        return _add_hook(self._load_state_dict_post_hooks, hook, False)
 
     # ---- registration ----------------------------------------------------------------------------
     def _check_name(self, name: Any, kind: str) -> None:
@@ -229,6 +363,20 @@ class Module:
             if not isinstance(mod, Module):
                 raise AttributeError(f"`{item}` is not an nn.Module")
         return mod
+
+    def set_submodule(self, target: str, module: Module, strict: bool = False) -> None:
+        """Put ``module`` at dotted path ``target`` (``strict``: the attribute must exist)."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        atoms = target.split(".")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module)}")
+        parent = self if len(atoms) == 1 else self.get_submodule(".".join(atoms[:-1]))
+        if strict and not hasattr(parent, atoms[-1]):
+            raise AttributeError(parent._get_name() + " has no attribute `" + atoms[-1] + "`")
+        if hasattr(parent, atoms[-1]) and not isinstance(getattr(parent, atoms[-1]), Module):
+            raise AttributeError("`" + atoms[-1] + "` is not an nn.Module")
+        setattr(parent, atoms[-1], module)
 
     def get_parameter(self, target: str) -> Parameter:
         """The parameter at dotted path ``target``."""
@@ -403,8 +551,9 @@ class Module:
         """Set training mode (Dropout active, BatchNorm uses batch statistics) recursively."""
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for m in self.modules():
-            _object_setattr(m, "training", mode)
+        _object_setattr(self, "training", mode)
+        for m in self.children():  # each child's own train(), so overrides take part
+            m.train(mode)
         return self
 
     def eval(self) -> Module:
@@ -461,6 +610,7 @@ class Module:
         dtype = kwargs.pop("dtype", None)
         device = kwargs.pop("device", None)
         kwargs.pop("non_blocking", None)
+        kwargs.pop("memory_format", None)
         if kwargs:
             raise TypeError(f"to() received an invalid combination of arguments: {sorted(kwargs)}")
         for a in args:
@@ -509,6 +659,44 @@ class Module:
         """Cast floating-point parameters and buffers to bfloat16 (needs ml_dtypes)."""
         return self.to(_dt.bfloat16)
 
+    def share_memory(self) -> Module:
+        """A no-op (chainrule does not share tensors between processes); returns self."""
+        return self
+
+    def to_empty(self, *, device: Any, recurse: bool = True) -> Module:
+        """Give every parameter and buffer fresh uninitialised storage on ``device``."""
+        dev = devices.as_device(device)
+
+        def fresh(a: Any) -> Any:
+            return devices.xp(dev).empty(a.shape, a.dtype)
+
+        if recurse:
+            return self._apply(fresh)
+        for t in itertools.chain(self._parameters.values(), self._buffers.values()):
+            if t is not None:
+                t._data = fresh(t._data)
+        return self
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """PyTorch compiles ``forward`` here; chainrule has no graph compiler, so the module
+        keeps running eagerly (the same results)."""
+        return None
+
+    def _no_device(self, name: str) -> Module:
+        raise RuntimeError(f"Module.{name}(): chainrule has no {name} device (use cpu or cuda)")
+
+    def xpu(self, device: Any = None) -> Module:
+        """Not available: chainrule has no XPU device."""
+        return self._no_device("xpu")
+
+    def ipu(self, device: Any = None) -> Module:
+        """Not available: chainrule has no IPU device."""
+        return self._no_device("ipu")
+
+    def mtia(self, device: Any = None) -> Module:
+        """Not available: chainrule has no MTIA device."""
+        return self._no_device("mtia")
+
     def type(self, dst_type: Any) -> Module:
         """Cast all parameters and buffers to ``dst_type``."""
         d = _dt.to_dtype(dst_type)
@@ -516,24 +704,48 @@ class Module:
 
     # ---- state dict ------------------------------------------------------------------------------
     def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        """Put this module's own parameters, persistent buffers and extra state (not its
+        children's) into ``destination``."""
         for name, p in self._parameters.items():
             if p is not None:
                 destination[prefix + name] = p if keep_vars else p.detach()
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = b if keep_vars else b.detach()
+        if type(self).get_extra_state is not Module.get_extra_state:
+            destination[prefix + _EXTRA_STATE_KEY_SUFFIX] = self.get_extra_state()
 
     def state_dict(self, *args: Any, destination: dict | None = None, prefix: str = "",
                    keep_vars: bool = False) -> OrderedDict:
-        """An OrderedDict of detached parameters and persistent buffers, PyTorch key names."""
+        """An OrderedDict of detached parameters and persistent buffers, PyTorch key names (its
+        ``_metadata`` records each module's ``_version``)."""
         if args:
+            warnings.warn("Positional args are being deprecated, use kwargs instead. Refer to "
+                          "https://pytorch.org/docs/main/generated/torch.nn.Module.html"
+                          "#torch.nn.Module.state_dict for details.", FutureWarning, stacklevel=2)
             destination = args[0] if len(args) > 0 else destination
             prefix = args[1] if len(args) > 1 else prefix
             keep_vars = args[2] if len(args) > 2 else keep_vars
         if destination is None:
             destination = OrderedDict()
-        for name, m in self.named_modules(prefix=prefix.rstrip(".") if prefix else ""):
-            m._save_to_state_dict(destination, name + "." if name else "", keep_vars)
+            destination._metadata = OrderedDict()
+        local_metadata = {"version": self._version}
+        if hasattr(destination, "_metadata"):
+            destination._metadata[prefix[:-1]] = local_metadata
+        for hook in self._state_dict_pre_hooks.values():
+            hook(self, prefix, keep_vars)
+        self._save_to_state_dict(destination, prefix, keep_vars)
+        for name, module in self._modules.items():
+            if module is not None:
+                module.state_dict(destination=destination, prefix=prefix + name + ".",
+                                  keep_vars=keep_vars)
+        for hook in self._state_dict_hooks.values():
+            result = hook(self, destination, prefix, local_metadata)
+            if getattr(hook, "_from_public_api", False):
+                if result is not None:
+                    raise RuntimeError("state_dict post-hook must return None")
+            elif result is not None:
+                destination = result
         return destination
 
     def _local_state(self) -> dict:
@@ -542,44 +754,110 @@ class Module:
                      if v is not None and k not in self._non_persistent_buffers_set)
         return local
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True,
-                        assign: bool = False) -> _IncompatibleKeys:
-        """Copy parameters and buffers from ``state_dict``; with ``strict``, the keys must match
-        exactly. Returns ``(missing_keys, unexpected_keys)``."""
-        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-            raise TypeError(
-                f"Expected state_dict to be dict-like, got {type(state_dict).__name__}."
-            )
-        missing: list[str] = []
-        expected: set[str] = set()
-        errors: list[str] = []
-        for mod_name, mod in self.named_modules():
-            pre = mod_name + "." if mod_name else ""
-            for name, param in mod._local_state().items():
-                key = pre + name
-                expected.add(key)
-                if key not in state_dict:
-                    missing.append(key)
-                    continue
-                value = state_dict[key]
-                if not isinstance(value, Tensor):
-                    errors.append(
-                        f'While copying the parameter named "{key}", expected torch.Tensor or '
-                        f"Tensor-like object from checkpoint but received {type(value)}"
-                    )
-                    continue
-                if tuple(value.shape) != tuple(param.shape):
-                    errors.append(
-                        f"size mismatch for {key}: copying a param with shape {value.shape} "
-                        f"from checkpoint, the shape in current model is {param.shape}."
-                    )
-                    continue
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict,
+                              strict: bool, missing_keys: list, unexpected_keys: list,
+                              error_msgs: list) -> None:
+        """Copy this module's own entries (not its children's) from ``state_dict``, noting
+        missing and unexpected keys and errors (PyTorch's protocol; subclasses may override)."""
+        for hook in self._load_state_dict_pre_hooks.values():
+            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                 error_msgs)
+        local_state = self._local_state()
+        assign = local_metadata.get("assign_to_params_buffers", False)
+        for name, param in local_state.items():
+            key = prefix + name
+            if key not in state_dict:
+                if strict:
+                    missing_keys.append(key)
+                continue
+            value = state_dict[key]
+            if not isinstance(value, Tensor):
+                error_msgs.append(
+                    f'While copying the parameter named "{key}", expected torch.Tensor or '
+                    f"Tensor-like object from checkpoint but received {type(value)}")
+                continue
+            if param.ndim == 0 and value.ndim == 1:  # 0.3-era checkpoints stored scalars as (1,)
+                value = value[0]
+            if tuple(value.shape) != tuple(param.shape):
+                error_msgs.append(
+                    f"size mismatch for {key}: copying a param with shape {value.shape} from "
+                    f"checkpoint, the shape in current model is {param.shape}.")
+                continue
+            try:
                 with no_grad():
                     if assign:
-                        param._data = devices.to_device(value._data, param.device)
+                        if isinstance(param, Parameter):
+                            if not isinstance(value, Parameter):
+                                value = Parameter(value, requires_grad=param.requires_grad)
+                            else:
+                                value.requires_grad_(param.requires_grad)
+                        setattr(self, name, value)
                     else:
                         param.copy_(value)
-        unexpected = [k for k in state_dict.keys() if k not in expected]
+            except Exception as ex:
+                error_msgs.append(
+                    f'While copying the parameter named "{key}", whose dimensions in the model '
+                    f"are {param.shape} and whose dimensions in the checkpoint are "
+                    f"{value.shape}, an exception occurred : {ex.args}.")
+        extra_key = prefix + _EXTRA_STATE_KEY_SUFFIX
+        if type(self).set_extra_state is not Module.set_extra_state:
+            if extra_key in state_dict:
+                self.set_extra_state(state_dict[extra_key])
+            elif strict:
+                missing_keys.append(extra_key)
+        elif strict and extra_key in state_dict:
+            unexpected_keys.append(extra_key)
+        if strict:
+            for key in state_dict.keys():
+                if key.startswith(prefix) and key != extra_key:
+                    head = key[len(prefix):].split(".", 1)
+                    if len(head) > 1:
+                        if head[0] not in self._modules:
+                            unexpected_keys.append(key)
+                    elif head[0] not in local_state:
+                        unexpected_keys.append(key)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True,
+                        assign: bool = False) -> _IncompatibleKeys:
+        """Copy parameters and buffers from ``state_dict`` (each module through its
+        ``_load_from_state_dict``); with ``strict``, the keys must match exactly; ``assign``
+        puts the given tensors in place instead of copying into the existing ones. Returns
+        ``(missing_keys, unexpected_keys)``."""
+        from collections.abc import Mapping
+
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        missing: list[str] = []
+        unexpected: list[str] = []
+        errors: list[str] = []
+        metadata = getattr(state_dict, "_metadata", None)
+        state_dict = OrderedDict(state_dict)
+        if metadata is not None:
+            state_dict._metadata = metadata
+        # an explicit stack (not recursion), children in registration order
+        stack: list = [(self, state_dict, "")]
+        while stack:
+            module, local, prefix = stack.pop()
+            local_metadata = {} if metadata is None else dict(metadata.get(prefix[:-1], {}))
+            if assign:
+                local_metadata["assign_to_params_buffers"] = assign
+            module._load_from_state_dict(local, prefix, local_metadata, True, missing,
+                                         unexpected, errors)
+            kids = []
+            for name, child in module._modules.items():
+                if child is not None:
+                    child_prefix = prefix + name + "."
+                    kids.append((child, {k: v for k, v in local.items()
+                                         if k.startswith(child_prefix)}, child_prefix))
+            stack.extend(reversed(kids))
+        incompatible = _IncompatibleKeys(missing, unexpected)
+        for module in _post_order(self):  # children's post-hooks first, as PyTorch's recursion
+            for hook in module._load_state_dict_post_hooks.values():
+                if hook(module, incompatible) is not None:
+                    raise RuntimeError(
+                        "Hooks registered with ``register_load_state_dict_post_hook`` are not "
+                        "expected to return new values, if incompatible_keys need to be "
+                        "modified, it should be done inplace.")
         if strict:
             if unexpected:
                 errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
@@ -590,7 +868,21 @@ class Module:
         if errors:
             raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
                 self._get_name(), "\n\t".join(errors)))
-        return _IncompatibleKeys(missing, unexpected)
+        return incompatible
+
+    def get_extra_state(self) -> Any:
+        """Extra state to save in ``state_dict`` (override together with ``set_extra_state``)."""
+        raise RuntimeError(
+            "Reached a code path in Module.get_extra_state() that should never be called. "
+            "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template="
+            "bug-report.yml to report this bug.")
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what ``get_extra_state`` returned (override together with it)."""
+        raise RuntimeError(
+            "Reached a code path in Module.set_extra_state() that should never be called. "
+            "Please file an issue at https://github.com/pytorch/pytorch/issues/new?template="
+            "bug-report.yml to report this bug.")
 
     # ---- printing --------------------------------------------------------------------------------
     def _get_name(self) -> str:

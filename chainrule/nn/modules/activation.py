@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from chainrule.nn import activations as _act
 from chainrule.nn import functional as F
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
@@ -235,3 +238,121 @@ class LogSoftmax(_DimModule):
     def forward(self, input: Tensor) -> Tensor:
         """log_softmax(x, dim)."""
         return F.log_softmax(input, self.dim)
+
+
+# ---- shrinkage, thresholds, gated and parametric units ------------------------------------------
+class Threshold(Module):
+    """x where x > threshold, else ``value``."""
+
+    def __init__(self, threshold: float, value: float, inplace: bool = False) -> None:
+        super().__init__()
+        self.threshold, self.value, self.inplace = threshold, value, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        """threshold(x, threshold, value)."""
+        return _act.threshold(input, self.threshold, self.value, self.inplace)
+
+    def extra_repr(self) -> str:
+        inplace = ", inplace=True" if self.inplace else ""
+        return f"threshold={self.threshold}, value={self.value}{inplace}"
+
+
+class _Shrink(Module):
+    def __init__(self, lambd: float = 0.5) -> None:
+        super().__init__()
+        self.lambd = lambd
+
+    def extra_repr(self) -> str:
+        return f"{self.lambd}"
+
+
+class Hardshrink(_Shrink):
+    """x where |x| > λ, else 0."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """hardshrink(x, λ)."""
+        return _act.hardshrink(input, self.lambd)
+
+
+class Softshrink(_Shrink):
+    """x ∓ λ outside [-λ, λ], 0 inside."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """softshrink(x, λ)."""
+        return _act.softshrink(input, self.lambd)
+
+
+class GLU(Module):
+    """a·σ(b), a and b the halves of the input along ``dim``."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        """glu(x, dim)."""
+        return _act.glu(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class PReLU(Module):
+    """x for x > 0, else a·x, with ``num_parameters`` learnable slopes (1 or one per channel),
+    initialised to ``init``."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None,
+                 dtype: Any = None) -> None:
+        from chainrule.creation import empty
+        from chainrule.nn.parameter import Parameter
+
+        self.num_parameters = num_parameters
+        super().__init__()
+        self.init = init
+        self.weight = Parameter(empty(num_parameters, dtype=dtype, device=device))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every slope = ``init``."""
+        from chainrule.nn import init
+
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """prelu(x, weight)."""
+        return _act.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+class RReLU(Module):
+    """Leaky ReLU whose negative slope is drawn from U(lower, upper) in training (their mean
+    in eval)."""
+
+    def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
+                 inplace: bool = False) -> None:
+        super().__init__()
+        self.lower, self.upper, self.inplace = lower, upper, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        """rrelu(x, lower, upper, training)."""
+        return _act.rrelu(input, self.lower, self.upper, self.training, self.inplace)
+
+    def extra_repr(self) -> str:
+        inplace = ", inplace=True" if self.inplace else ""
+        return f"lower={self.lower}, upper={self.upper}{inplace}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels of (C, H, W) or (N, C, H, W) inputs, at every location."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """softmax(x, dim=-3)."""
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected input to be 3D or 4D, got {input.ndim}D "
+                             "instead")
+        return F.softmax(input, -3)
+
+
+__all__ += ["Threshold", "Hardshrink", "Softshrink", "GLU", "PReLU", "RReLU", "Softmax2d"]

@@ -13,7 +13,7 @@ from chainrule.nn import functional as F
 from chainrule.nn import init
 from chainrule.nn.attention import scaled_dot_product_attention
 from chainrule.nn.module import Module
-from chainrule.nn.modules.linear import Linear
+from chainrule.nn.modules.linear import NonDynamicallyQuantizableLinear
 from chainrule.nn.parameter import Parameter
 from chainrule.ops.reduce import softmax
 from chainrule.ops.shape import cat
@@ -73,7 +73,7 @@ class MultiheadAttention(Module):
             self.in_proj_bias = Parameter(empty(3 * embed_dim, **kw))
         else:
             self.register_parameter("in_proj_bias", None)
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, **kw)
+        self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **kw)
         if add_bias_kv:
             self.bias_k = Parameter(empty(1, 1, embed_dim, **kw))
             self.bias_v = Parameter(empty(1, 1, embed_dim, **kw))

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from chainrule.creation import empty
+from chainrule.nn import convolution3d as _conv3d
 from chainrule.nn import init
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
@@ -213,3 +214,22 @@ class ConvTranspose2d(_ConvTransposeNd):
 
     _dims = 2
     _fn = staticmethod(_conv.conv_transpose2d)
+
+
+# ---- 3-d ----------------------------------------------------------------------------------------
+class Conv3d(_Conv):
+    """3-D convolution over (N, C_in, D, H, W): weight (C_out, C_in/groups, kd, kh, kw)."""
+
+    _dims = 3
+    _fn = staticmethod(_conv3d.conv3d)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution over (N, C_in, D, H, W): weight (C_in, C_out/groups, kd, kh,
+    kw)."""
+
+    _dims = 3
+    _fn = staticmethod(_conv3d.conv_transpose3d)
+
+
+__all__ += ["Conv3d", "ConvTranspose3d"]

@@ -51,3 +51,22 @@ class Dropout3d(_DropoutNd):
     def forward(self, input: Tensor) -> Tensor:
         """dropout3d(x) in training mode, x in eval mode."""
         return F.dropout3d(input, self.p, self.training)
+
+
+class AlphaDropout(_DropoutNd):
+    """Alpha dropout (keeps SELU's zero mean and unit variance) in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """alpha_dropout(x) in training mode, x in eval mode."""
+        return F.alpha_dropout(input, self.p, self.training)
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    """Alpha dropout of whole channels in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """feature_alpha_dropout(x) in training mode, x in eval mode."""
+        return F.feature_alpha_dropout(input, self.p, self.training)
+
+
+__all__ += ["AlphaDropout", "FeatureAlphaDropout"]

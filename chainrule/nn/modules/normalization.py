@@ -8,6 +8,7 @@ from chainrule import dtypes as _dt
 from chainrule.creation import empty, ones, tensor, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
+from chainrule.nn import normalization as _norm
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
 from chainrule.tensor import Tensor
@@ -186,3 +187,64 @@ class GroupNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
                 f"bias={self.bias is not None}")
+
+
+# ---- RMS and local-response normalization -------------------------------------------------------
+class RMSNorm(Module):
+    """x / √(mean(x²) + eps) over the trailing ``normalized_shape`` dims, times a learnable
+    weight (initialised to ones)."""
+
+    def __init__(self, normalized_shape: Any, eps: float | None = None,
+                 elementwise_affine: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(empty(*self.normalized_shape, dtype=dtype, device=device))
+        else:
+            self.register_parameter("weight", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Weight 1."""
+        if self.elementwise_affine:
+            init.ones_(self.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """rms_norm(x)."""
+        return _norm.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class LocalResponseNorm(Module):
+    """x / (k + α·mean of x² over ``size`` neighbouring channels)^β."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, input: Tensor) -> Tensor:
+        """local_response_norm(x)."""
+        return _norm.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class CrossMapLRN2d(LocalResponseNorm):
+    """PyTorch's legacy cross-channel LRN of (N, C, H, W) inputs, with its exact windows (the
+    gradient is the true one of that forward; PyTorch's hand-written backward assumes
+    symmetric windows)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        """x·(k + α/size·Σ_window x²)^-β."""
+        return _norm.cross_map_lrn2d(input, self.size, self.alpha, self.beta, self.k)
+
+
+__all__ += ["RMSNorm", "LocalResponseNorm", "CrossMapLRN2d"]

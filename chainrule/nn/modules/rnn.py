@@ -702,6 +702,14 @@ class RNNBase(Module):
                 layer_in = F.dropout(layer_in, self.dropout, True)
         return layer_in, [stack(f, 0) for f in finals]
 
+    def _forward_any(self, input: Any, hx: list | None) -> tuple:
+        """``_forward``, or the packed-sequence path for a PackedSequence input."""
+        from chainrule.nn.utils.rnn import PackedSequence, rnn_packed_forward
+
+        if isinstance(input, PackedSequence):
+            return rnn_packed_forward(self, input, hx)
+        return self._forward(input, hx)
+
     def _forward(self, input: Tensor, hx: list | None) -> tuple:
         """Shared forward: layout handling, default zero states. ``hx``: list of state tensors."""
         batched = self._check_input(input)
@@ -756,8 +764,8 @@ class RNN(RNNBase):
                          0, device, dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple:
-        """Return (output, h_n)."""
-        output, (h_n,) = self._forward(input, None if hx is None else [hx])
+        """Return (output, h_n); a PackedSequence input gives a PackedSequence output."""
+        output, (h_n,) = self._forward_any(input, None if hx is None else [hx])
         return output, h_n
 
 
@@ -777,7 +785,7 @@ class LSTM(RNNBase):
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
             hx = list(hx)
-        output, (h_n, c_n) = self._forward(input, hx)
+        output, (h_n, c_n) = self._forward_any(input, hx)
         return output, (h_n, c_n)
 
 
@@ -791,8 +799,8 @@ class GRU(RNNBase):
                          dropout, bidirectional, 0, device, dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple:
-        """Return (output, h_n)."""
-        output, (h_n,) = self._forward(input, None if hx is None else [hx])
+        """Return (output, h_n); a PackedSequence input gives a PackedSequence output."""
+        output, (h_n,) = self._forward_any(input, None if hx is None else [hx])
         return output, h_n
 
 

@@ -1,0 +1,461 @@
+"""Margin, embedding, count and CTC losses (PyTorch's ``torch.nn.functional`` names, arguments,
+reductions and errors).
+
+All but CTC compose differentiable ops, so their gradients of any order come for free; hinges
+use ``clamp(min=0)`` where PyTorch's kernel does (the gradient passes at exactly 0) and
+``relu`` where PyTorch's kernel tests ``z > 0``. CTC is one gate: the forward-backward
+(α/β) recursions over time, vectorized over the batch and the label positions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from chainrule.devices import np
+from chainrule import devices
+from chainrule.autograd.function import Op
+from chainrule.autograd.grad_mode import no_grad
+from chainrule.nn.distance import pairwise_distance
+from chainrule.nn.functional import _legacy_reduction, _reduce, logsigmoid
+from chainrule.ops import either
+from chainrule.ops.binary import minimum, where
+from chainrule.ops.elementwise import relu
+from chainrule.tensor import Tensor, wrap
+
+__all__ = [
+    "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+    "multilabel_soft_margin_loss", "multilabel_margin_loss", "multi_margin_loss",
+    "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+    "poisson_nll_loss", "gaussian_nll_loss", "ctc_loss",
+]
+
+
+def _reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def _check(t: Any, fn: str, arg: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{fn}(): argument '{arg}' must be Tensor, not {type(t).__name__}")
+
+
+# ---- margins ------------------------------------------------------------------------------------
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                        size_average: Any = None, reduce: Any = None,
+                        reduction: str = "mean") -> Tensor:
+    """max(0, -y·(x1 - x2) + margin), reduced (y = ±1 says which input should rank higher)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if input1.ndim != input2.ndim or input1.ndim != target.ndim:
+        raise RuntimeError(
+            f"margin_ranking_loss : All input tensors should have same dimension but got sizes: "
+            f"input1: {input1.shape}, input2: {input2.shape}, target: {target.shape} "
+        )
+    loss = (-target * (input1 - input2) + margin).clamp(min=0)
+    return _reduce(loss, reduction, "margin_ranking_loss")
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,
+                         size_average: Any = None, reduce: Any = None,
+                         reduction: str = "mean") -> Tensor:
+    """x where y = 1, max(0, margin - x) where y = -1, reduced."""
+    reduction = _reduction(size_average, reduce, reduction)
+    margin_part = where(target != 1, (margin - input).clamp(min=0), 0.0)
+    self_part = where(target != -1, input, 0.0)
+    return _reduce(margin_part + self_part, reduction, "hinge_embedding_loss")
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average: Any = None,
+                     reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """ln(1 + e^(-y·x)), reduced (two-class logistic loss, y = ±1)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    loss = (-input * target).exp().log1p()
+    return _reduce(loss, reduction, "soft_margin_loss")
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                size_average: Any = None, reduce: Any = None,
+                                reduction: str = "mean") -> Tensor:
+    """-mean over classes of y·ln σ(x) + (1 - y)·ln σ(-x), one value per sample, reduced."""
+    reduction = _reduction(size_average, reduce, reduction)
+    loss = -(target * logsigmoid(input) + (1 - target) * logsigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    class_dim = input.ndim - 1
+    loss = loss.sum(class_dim) / input.shape[class_dim]
+    return _reduce(loss, reduction, "multilabel_soft_margin_loss")
+
+
+def _class_rows(input: Tensor, target: Tensor, fn: str) -> tuple:
+    """(input as (N, C), target as (N, ...), was it unbatched) for the multi-class margins."""
+    _check(input, fn, "input")
+    _check(target, fn, "target")
+    if input.ndim > 2:
+        raise RuntimeError(f"{fn}: Expected non-empty vector or matrix with optional 0-dim "
+                           f"batch size, but got: {list(input.shape)}")
+    if target._data.dtype.kind not in "iu":
+        raise RuntimeError(f"{fn}: expected target of dtype Long, but got {target.dtype}")
+    unbatched = input.ndim <= 1
+    x = input.reshape(1, -1) if unbatched else input
+    return x, target, unbatched
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: Any = None,
+                           reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """Σ over target classes j and non-target classes i of max(0, 1 - (x[j] - x[i])) / C per
+    sample; ``target`` lists class indices, ended by the first -1."""
+    reduction = _reduction(size_average, reduce, reduction)
+    x, target, unbatched = _class_rows(input, target, "multilabel_margin_loss")
+    n, c = x.shape
+    t = target._data.reshape(n, -1) if target.ndim else target._data.reshape(1, 1)
+    if t.shape != (n, c):
+        raise RuntimeError(f"multilabel_margin_loss: inconsistent target size: "
+                           f"{list(target.shape)} for input of size: {list(input.shape)}")
+    if t.size and (t.min() < -1 or t.max() >= c):
+        raise RuntimeError("multilabel_margin_loss: target out of range")
+    xp = devices.xp_of(t)
+    valid = xp.cumprod(t >= 0, axis=1).astype(bool)  # labels before the first -1
+    labels = xp.where(valid, t, 0)
+    is_target = xp.zeros((n, c), bool)
+    rows = xp.broadcast_to(xp.arange(n)[:, None], (n, c))
+    is_target[rows[valid], labels[valid]] = True
+    pick = (valid[:, :, None] & ~is_target[:, None, :]).astype(x._data.dtype)
+    xj = x.gather(1, wrap(labels))  # (N, C): the score of each listed label
+    hinge = relu(1.0 - xj.unsqueeze(2) + x.unsqueeze(1)) * wrap(pick)
+    loss = hinge.sum((1, 2)) / c
+    if unbatched:
+        loss = loss.reshape(())
+    return _reduce(loss, reduction, "multilabel_margin_loss")
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0,
+                      weight: Tensor | None = None, size_average: Any = None,
+                      reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """Σ_{i ≠ y} w_y · max(0, margin - x[y] + x[i])^p / C per sample (p = 1 or 2), reduced."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    if weight is not None and weight.ndim != 1:
+        raise ValueError("weight must be one-dimensional")
+    x, target, unbatched = _class_rows(input, target, "multi_margin_loss")
+    n, c = x.shape
+    t = target._data.reshape(-1)
+    if t.shape[0] != n:
+        raise RuntimeError(f"multi_margin_loss: inconsistent target size, expected {n} but got "
+                           f"{list(target.shape)}")
+    if t.size and (t.min() < 0 or t.max() >= c):
+        raise IndexError("multi_margin_loss: target out of range")
+    xp = devices.xp_of(t)
+    xy = x.gather(1, wrap(t[:, None]))
+    z = relu(margin - xy + x)
+    if p == 2:
+        z = z * z
+    others = (xp.arange(c)[None, :] != t[:, None]).astype(x._data.dtype)
+    if weight is not None:
+        z = z * weight.index_select(0, wrap(t)).unsqueeze(1)
+    loss = (z * wrap(others)).sum(1) / c
+    if unbatched:
+        loss = loss.reshape(())
+    return _reduce(loss, reduction, "multi_margin_loss")
+
+
+_EPSILON = 1e-12
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                          size_average: Any = None, reduce: Any = None,
+                          reduction: str = "mean") -> Tensor:
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1, reduced."""
+    reduction = _reduction(size_average, reduce, reduction)
+    d = target.ndim
+    if d not in (0, 1):
+        raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+    if d == 1 and not (input1.ndim == 2 and input2.ndim == 2):
+        raise RuntimeError(f"1D target tensor expects 2D input tensors, but found inputs with "
+                           f"sizes {list(input1.shape)} and {list(input2.shape)}.")
+    if d == 0 and not (input1.ndim == 1 and input2.ndim == 1):
+        raise RuntimeError(f"0D target tensor expects 1D input tensors, but found inputs with "
+                           f"sizes {list(input1.shape)} and {list(input2.shape)}.")
+    prod = (input1 * input2).sum(d)
+    mag1 = (input1 * input1).sum(d) + _EPSILON
+    mag2 = (input2 * input2).sum(d) + _EPSILON
+    cos = prod / (mag1 * mag2).sqrt()
+    loss = where(target == 1, 1 - cos, 0.0) + where(target == -1, (cos - margin).clamp(min=0),
+                                                     0.0)
+    return _reduce(loss, reduction, "cosine_embedding_loss")
+
+
+# ---- triplets -----------------------------------------------------------------------------------
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0,
+                        p: float = 2, eps: float = 1e-6, swap: bool = False,
+                        size_average: Any = None, reduce: Any = None,
+                        reduction: str = "mean") -> Tensor:
+    """max(0, margin + d(a, p) - d(a, n)) with the p-norm distance, reduced."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    dims = (anchor.ndim, positive.ndim, negative.ndim)
+    if len(set(dims)) != 1:
+        raise RuntimeError(
+            f"The anchor, positive, and negative tensors are expected to have the same number "
+            f"of dimensions, but got: anchor {dims[0]}D, positive {dims[1]}D, and negative "
+            f"{dims[2]}D inputs"
+        )
+    return _triplet(anchor, positive, negative,
+                    lambda a, b: pairwise_distance(a, b, p, eps), margin, swap, reduction)
+
+
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *,
+                                      distance_function: Callable | None = None,
+                                      margin: float = 1.0, swap: bool = False,
+                                      reduction: str = "mean") -> Tensor:
+    """max(0, margin + d(a, p) - d(a, n)) with any distance function, reduced."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    dims = (anchor.ndim, positive.ndim, negative.ndim)
+    if len(set(dims)) != 1:
+        raise RuntimeError(
+            f"The anchor, positive, and negative tensors are expected to have the same number "
+            f"of dimensions, but got: anchor {dims[0]}D, positive {dims[1]}D, and negative "
+            f"{dims[2]}D inputs"
+        )
+    dist = distance_function if distance_function is not None else pairwise_distance
+    return _triplet(anchor, positive, negative, dist, margin, swap, reduction)
+
+
+def _triplet(anchor, positive, negative, dist, margin, swap, reduction) -> Tensor:
+    d_pos = dist(anchor, positive)
+    d_neg = dist(anchor, negative)
+    if swap:
+        d_neg = minimum(d_neg, dist(positive, negative))
+    loss = (margin + d_pos - d_neg).clamp(min=0)
+    return _reduce(loss, reduction, "triplet_margin_loss")
+
+
+# ---- likelihoods --------------------------------------------------------------------------------
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
+                     size_average: Any = None, eps: float = 1e-8, reduce: Any = None,
+                     reduction: str = "mean") -> Tensor:
+    """e^x - y·x (``log_input``) or x - y·ln(x + eps), plus Stirling's term of ln y! when
+    ``full`` (for y > 1), reduced."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if log_input:
+        loss = input.exp() - target * input
+    else:
+        loss = input - target * (input + eps).log()
+    if full:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stirling = target * target.log() - target + 0.5 * (target * (2 * math.pi)).log()
+        loss = loss + stirling.masked_fill(target <= 1, 0.0)
+    return _reduce(loss, reduction, "poisson_nll_loss")
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+    """½(ln max(var, eps) + (x - y)² / max(var, eps)) (+ ½ ln 2π when ``full``), reduced."""
+    if isinstance(var, (int, float)):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = input.new_full(tuple(input.shape), float(var))
+    elif bool((var._data < 0).any()):
+        raise ValueError("var has negative entry/entries")
+    if tuple(var.shape) != tuple(input.shape):
+        if tuple(input.shape[:-1]) == tuple(var.shape):
+            var = var.unsqueeze(-1)
+        elif input.ndim == var.ndim and sum(
+                v for i, v in zip(input.shape, var.shape) if i != v) == 1:
+            pass
+        else:
+            raise ValueError("var is of incorrect size")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    with no_grad():  # PyTorch clamps in place under no_grad: the gradient passes unchanged
+        lift = var.clamp(min=eps) - var
+    var = var + lift
+    loss = 0.5 * (var.log() + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction, "gaussian_nll_loss")
+
+
+# ---- connectionist temporal classification ------------------------------------------------------
+def _logaddexp(*terms):
+    return np.logaddexp.reduce(np.stack(terms), axis=0)
+
+
+def _ctc_tables(lp, labels, label_len, in_len, blank):
+    """α/β recursions in log space over the extended labels (blank, l₁, blank, l₂, ..., blank).
+
+    lp: (T, N, C) log-probabilities as float64; labels: (N, Lmax) padded targets. Returns the
+    negative log-likelihood per sample and log Σ_{s: l'_s = c} α_t(s)β_t(s) as (T, N, C).
+    """
+    t_max, n, c = lp.shape
+    s_max = 2 * labels.shape[1] + 1
+    ext = np.full((n, s_max), blank, np.int64)
+    ext[:, 1::2] = labels
+    s_len = 2 * label_len + 1
+    pos = np.arange(s_max)
+    inside = pos[None, :] < s_len[:, None]
+    # the skip s-2 -> s is allowed onto a label that differs from the label two back
+    skip = np.zeros((n, s_max), bool)
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    emit = np.take_along_axis(lp, np.broadcast_to(ext[None], (t_max, n, s_max)), axis=2)
+    emit = np.where(inside[None], emit, -np.inf)  # (T, N, S)
+    neg = np.full((n, 2), -np.inf)
+
+    alpha = np.full((t_max, n, s_max), -np.inf)
+    alpha[0, :, 0] = emit[0, :, 0]
+    alpha[0, :, 1] = np.where(s_len > 1, emit[0, :, 1], -np.inf)
+    for t in range(1, t_max):
+        prev = alpha[t - 1]
+        one = np.concatenate([neg[:, :1], prev[:, :-1]], 1)
+        two = np.where(skip, np.concatenate([neg, prev[:, :-2]], 1), -np.inf)
+        alpha[t] = _logaddexp(prev, one, two) + emit[t]
+
+    last = in_len - 1
+    rows = np.arange(n)
+    end = alpha[last, rows]  # (N, S) at each sample's last frame
+    final = np.logaddexp(end[rows, s_len - 1],
+                         np.where(s_len > 1, end[rows, np.maximum(s_len - 2, 0)], -np.inf))
+    nll = -final
+
+    beta = np.full((t_max, n, s_max), -np.inf)
+    for t in range(t_max - 1, -1, -1):
+        start = last == t
+        if t + 1 < t_max:
+            nxt = beta[t + 1]
+            one = np.concatenate([nxt[:, 1:], neg[:, :1]], 1)
+            skip_next = np.concatenate([skip[:, 2:], np.zeros((n, 2), bool)], 1)
+            two = np.where(skip_next, np.concatenate([nxt[:, 2:], neg], 1), -np.inf)
+            beta[t] = np.where((t < last)[:, None], _logaddexp(nxt, one, two) + emit[t], -np.inf)
+        if start.any():
+            init = np.full((n, s_max), -np.inf)
+            init[rows, s_len - 1] = emit[t, rows, s_len - 1]
+            two_back = np.maximum(s_len - 2, 0)
+            init[rows, two_back] = np.where(s_len > 1, emit[t, rows, two_back],
+                                            init[rows, two_back])
+            beta[t] = np.where(start[:, None], init, beta[t])
+
+    ab = alpha + beta  # (T, N, S)
+    lcab = np.full((t_max, n, c), -np.inf)
+    for s in range(s_max):  # log-sum-exp of α·β into each position's label
+        idx = ext[:, s]
+        cur = lcab[:, rows, idx]
+        lcab[:, rows, idx] = np.logaddexp(cur, ab[:, :, s])
+    return nll, lcab
+
+
+class CTCLoss(Op):
+    """l = -ln Σ over alignments of Π_t p_t(aligned label);
+    dl/d lp_t(c) = e^{lp_t(c)} - e^{ln Σ_{s: l'_s = c} α_t(s) β_t(s) + l - lp_t(c)}"""
+
+    @staticmethod
+    def forward(ctx, lp, labels, label_len, in_len, blank, zero_infinity):
+        xp = devices.xp_of(lp)
+        lp64 = devices.to_device(lp, "cpu").astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nll, lcab = _ctc_tables(lp64, labels, label_len, in_len, blank)
+        infinite = np.isinf(nll)
+        if zero_infinity:
+            nll = np.where(infinite, 0.0, nll)
+        frames = np.arange(lp.shape[0])[:, None] < in_len[None, :]
+        ctx.save_for_backward(lp)
+        ctx.lcab = devices.asarray_on(lcab, lp, lp.dtype)
+        ctx.nll = devices.asarray_on(nll, lp, lp.dtype)
+        dropped = zero_infinity & infinite
+        ctx.keep = devices.asarray_on(frames[:, :, None] & ~dropped[None, :, None], lp)
+        return xp.asarray(nll, dtype=lp.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (lp,) = ctx.saved_tensors
+        return CTCLoss._grad(lp, g, ctx), None, None, None, None, None
+
+    @staticmethod
+    def differentiable_backward(ctx, g):  # PyTorch has no second derivative of CTC either
+        (lp,) = ctx.saved_tensors
+        grad = CTCLoss._grad(either.data(lp), either.data(g), ctx)
+        return _not_twice(grad), None, None, None, None, None
+
+    @staticmethod
+    def _grad(lp, g, ctx):
+        with np.errstate(invalid="ignore", over="ignore"):
+            grad = np.exp(lp) - np.exp(ctx.lcab + ctx.nll[None, :, None] - lp)
+        return np.where(ctx.keep, grad, 0.0).astype(lp.dtype) * g[None, :, None]
+
+
+def _not_twice(grad) -> Tensor:
+    """A gradient that is part of the graph but whose own derivative raises."""
+    from chainrule.autograd.function import DelayedError
+
+    return DelayedError.apply(wrap(grad).requires_grad_())
+
+
+def _lengths(value: Any, n: int, name: str) -> np.ndarray:
+    if isinstance(value, Tensor):
+        arr = devices.to_device(value._data, "cpu")
+    else:
+        arr = np.asarray(value)
+    arr = np.asarray(arr).reshape(-1).astype(np.int64)
+    if arr.shape[0] != n:
+        raise RuntimeError(f"ctc_loss: Expected tensor to have size at least {n} at dimension "
+                           f"1, but got size {arr.shape[0]} for argument #{name}")
+    return arr
+
+
+def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Any, target_lengths: Any,
+             blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    """Connectionist temporal classification loss of (T, N, C) log-probabilities against
+    padded (N, S) or concatenated 1-D targets; ``mean`` divides each loss by its target
+    length, then averages over the batch."""
+    _check(log_probs, "ctc_loss", "log_probs")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if log_probs.ndim not in (2, 3):
+        raise RuntimeError(f"ctc_loss: log_probs must be 2-D (T, C) or 3-D (T, N, C), got "
+                           f"{list(log_probs.shape)}")
+    unbatched = log_probs.ndim == 2
+    lp = log_probs.unsqueeze(1) if unbatched else log_probs
+    t_max, n, c = lp.shape
+    if not 0 <= blank < c:
+        raise RuntimeError("ctc_loss: blank must be in label range")
+    tgt = devices.to_device(targets._data if isinstance(targets, Tensor) else np.asarray(targets),
+                            "cpu").astype(np.int64)
+    if unbatched:
+        tgt = tgt.reshape(1, -1)
+    in_len = _lengths(input_lengths, n, "input_lengths")
+    label_len = _lengths(target_lengths, n, "target_lengths")
+    if (in_len > t_max).any():
+        b = int(np.argmax(in_len > t_max))
+        raise RuntimeError(f"ctc_loss: Expected input_lengths to have value at most {t_max}, "
+                           f"but got value {in_len[b]} (while checking arguments for ctc_loss_cpu)")
+    if (in_len < 1).any():
+        raise RuntimeError("ctc_loss: input_lengths must be positive")
+    l_max = int(label_len.max()) if n else 0
+    labels = np.full((n, max(l_max, 1)), blank, np.int64)
+    if tgt.ndim == 1:  # concatenated targets
+        if tgt.shape[0] < int(label_len.sum()):
+            raise RuntimeError("ctc_loss: targets is shorter than the sum of target_lengths")
+        offsets = np.concatenate([[0], np.cumsum(label_len)[:-1]])
+        for b in range(n):
+            labels[b, :label_len[b]] = tgt[offsets[b]:offsets[b] + label_len[b]]
+    else:
+        if tgt.shape[1] < l_max:
+            raise RuntimeError(f"ctc_loss: Expected tensor to have size at least {l_max} at "
+                               f"dimension 1, but got size {tgt.shape[1]} for argument #2 "
+                               "'targets' (while checking arguments for ctc_loss_cpu)")
+        for b in range(n):
+            labels[b, :label_len[b]] = tgt[b, :label_len[b]]
+    nll = CTCLoss.apply(lp, labels, label_len, in_len, int(blank), bool(zero_infinity))
+    if reduction == "none":
+        return nll.reshape(()) if unbatched else nll
+    if reduction == "sum":
+        return nll.sum()
+    div = devices.asarray_on(np.maximum(label_len, 1), lp._data, lp._data.dtype)
+    return (nll / wrap(div)).mean()
