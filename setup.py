@@ -37,7 +37,9 @@ else:
     engine = [Extension(path[:-3].replace("/", "."), [path], optional=True) for path in COMPILED]
     try:
         ext_modules += cythonize(engine, language_level=3, quiet=True, compiler_directives={
-            "binding": True, "embedsignature": True})
+            "binding": True, "embedsignature": True,
+            # types come from the .pxd files only: annotations stay hints, as in Python
+            "annotation_typing": False})
     except Exception as e:  # a Cython that cannot compile them: the engine runs as Python
         print(f"chainrule: not compiling the engine ({e})", file=sys.stderr)
 setup(ext_modules=ext_modules)

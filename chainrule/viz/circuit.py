@@ -210,7 +210,7 @@ def _replay(node, args: list):
     from chainrule.autograd.grad_mode import no_grad
 
     cls = type(node)
-    ctx = object.__new__(cls)
+    ctx = cls.__new__(cls)  # a compiled Function: its own tp_new
     ctx._saved = ()
     ctx._edges = node._edges
     try:
