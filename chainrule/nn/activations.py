@@ -1,24 +1,231 @@
-"""Activation functions beyond the common ones in ``functional.py``: shrinkage, thresholds,
-gated and parametric units, randomized leaky ReLU and Gumbel-softmax (PyTorch's
-``torch.nn.functional`` names and arguments).
+"""Activation functions (PyTorch's ``torch.nn.functional`` names and arguments): the common ones
+(ReLU family, GELU, SiLU, ELU as fused gates; softmax and friends delegating to ``ops``), then
+shrinkage, thresholds, gated and parametric units, randomized leaky ReLU and Gumbel-softmax.
 
-Each composes differentiable ops (``where``, ``sigmoid``, products), so gradients of any order
-come for free and route exactly as PyTorch's kernels route them at the kinks.
+Those after the gates compose differentiable ops (``where``, ``sigmoid``, products), so gradients
+of any order come for free and route exactly as PyTorch's kernels route them at the kinks.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
+from chainrule.autograd.function import Op
+from chainrule.autograd.grad_mode import no_grad
+from chainrule.creation import empty, empty_like, ones_like, zeros_like
+from chainrule.devices import np
+from chainrule.dtypes import float64
+from chainrule.kernels import kernels_for
+from chainrule.nn.checks import check_tensor
+from chainrule.ops import either
 from chainrule.ops.binary import where
-from chainrule.ops.elementwise import sigmoid
-from chainrule.ops.reduce import softmax
+from chainrule.ops.elementwise import relu as _relu
+from chainrule.ops.elementwise import sigmoid as _sigmoid
+from chainrule.ops.elementwise import softplus as _softplus
+from chainrule.ops.elementwise import tanh as _tanh
+from chainrule.ops.reduce import log_softmax as _log_softmax
+from chainrule.ops.reduce import softmax as _softmax
 from chainrule.tensor import Tensor
 
-__all__ = ["hardshrink", "softshrink", "threshold", "glu", "prelu", "rrelu", "gumbel_softmax"]
+__all__ = [
+    "relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "elu", "selu", "celu", "mish",
+    "tanh", "sigmoid", "softplus", "softsign", "logsigmoid", "hardtanh", "hardsigmoid",
+    "hardswish", "tanhshrink", "softmax", "log_softmax", "softmin", "hardshrink", "softshrink",
+    "threshold", "glu", "prelu", "rrelu", "gumbel_softmax",
+]
 
 
+# ---- the common activations ---------------------------------------------------------------------
+class LeakyRelu(Op):
+    """y = x if x > 0 else a·x;  dy/dx = 1 or a"""
+
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return np.where(x > 0, x, x * slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return either.where(x > 0, g, g * ctx.slope), None
+
+
+class Gelu(Op):
+    """y = x·Φ(x);  dy/dx = Φ(x) + x·φ(x)  (Φ, φ: the standard normal cdf and pdf)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        with_grad = ctx.needs_input_grad[0]
+        y, dydx = kernels_for(x).gelu(x, with_grad)
+        if with_grad:
+            ctx.save_for_backward(x, dydx)  # dydx: a constant, recomputed under create_graph
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, dydx = ctx.saved_tensors
+        return kernels_for(g).gelu_backward(g, x, dydx)
+
+
+class Silu(Op):
+    """y = x·σ(x);  dy/dx = σ(x)·(1 + x·(1 - σ(x)))"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * either.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        s = either.sigmoid(x)
+        return g * s * (1 + x * (1 - s))
+
+
+class Elu(Op):
+    """y = x if x > 0 else α(eˣ - 1);  dy/dx = 1 or α·eˣ"""
+
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * alpha)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        # e^(-|x|) equals e^x where it is used (x ≤ 0) and never overflows elsewhere
+        return either.where(x > 0, g, g * either.exp(-either.abs(x)) * ctx.alpha), None
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(0, x) elementwise."""
+    return _relu(input)
+
+
+def relu_(input: Tensor) -> Tensor:
+    """max(0, x) (returns a new tensor; chainrule has no in-place graph ops)."""
+    return _relu(input)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(0, x), 6)."""
+    return input.clamp(0.0, 6.0)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    """clamp(x, min_val, max_val)."""
+    return input.clamp(min_val, max_val)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x if x > 0 else negative_slope·x."""
+    check_tensor(input, "leaky_relu")
+    return LeakyRelu.apply(input, float(negative_slope))
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x·Φ(x) (exact), or the tanh approximation with ``approximate='tanh'``."""
+    check_tensor(input, "gelu")
+    if approximate == "none":
+        return Gelu.apply(input)
+    if approximate == "tanh":
+        inner = (input + input * input * input * 0.044715) * math.sqrt(2 / math.pi)
+        return input * 0.5 * (_tanh(inner) + 1)
+    raise RuntimeError(f"gelu(): approximate argument must be either none or tanh, got "
+                       f"{approximate!r}")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x·σ(x) (swish)."""
+    check_tensor(input, "silu")
+    return Silu.apply(input)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x if x > 0 else α(eˣ - 1)."""
+    check_tensor(input, "elu")
+    return Elu.apply(input, float(alpha))
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale·elu(x, α) with the self-normalising constants."""
+    return elu(input, 1.6732632423543772848170429916717) * 1.0507009873554804934193349852946
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, α(e^(x/α) - 1))."""
+    return elu(input / alpha, 1.0) * alpha
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x·tanh(softplus(x))."""
+    return input * _tanh(_softplus(input))
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return _tanh(input)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """1 / (1 + e^-x)."""
+    return _sigmoid(input)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """ln(1 + e^(βx))/β, linear above ``threshold``."""
+    return _softplus(input, beta, threshold)
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    return input / (input.abs() + 1)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """ln σ(x) = -softplus(-x)."""
+    return -_softplus(-input)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """clamp(x/6 + 1/2, 0, 1)."""
+    return (input / 6.0 + 0.5).clamp(0.0, 1.0)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x·hardsigmoid(x)."""
+    return input * hardsigmoid(input)
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x)."""
+    return input - _tanh(input)
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    """e^x / Σ e^x along ``dim``."""
+    return _softmax(input, dim, dtype)
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    """softmax(-x) along ``dim``."""
+    return _softmax(-input, dim, dtype)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+                dtype: Any = None) -> Tensor:
+    """x - ln Σ e^x along ``dim``."""
+    return _log_softmax(input, dim, dtype)
+
+
+# ---- shrinkage, thresholds, gated and randomized units ------------------------------------------
 def _check(input: Any, fn: str) -> None:
     if not isinstance(input, Tensor):
         raise TypeError(f"{fn}(): argument 'input' (position 1) must be Tensor, not "
@@ -85,8 +292,6 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
     if not training or upper - lower <= 1e-6:
         slope = (lower + upper) / 2.0
         return where(input > 0, input, input * slope)
-    from chainrule.creation import empty, ones_like
-    from chainrule import float64
 
     neg = (input <= 0)._data
     slopes = ones_like(input)
@@ -104,8 +309,6 @@ def gumbel_softmax(logits: Tensor, tau: float = 1, hard: bool = False, eps: floa
     _check(logits, "gumbel_softmax")
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
-    from chainrule.creation import empty_like, zeros_like
-    from chainrule.autograd.grad_mode import no_grad
 
     with no_grad():  # g = -log(E), E ~ Exp(1) = -log(1 - U)
         u = empty_like(logits).uniform_()

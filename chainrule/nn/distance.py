@@ -1,4 +1,5 @@
-"""Distances between rows: ``pairwise_distance`` and ``pdist`` (PyTorch's definitions)."""
+"""Distances and similarities between rows: ``pairwise_distance``, ``pdist`` and
+``cosine_similarity`` (PyTorch's definitions)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from chainrule import devices
 from chainrule.ops.reduce import norm
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["pairwise_distance", "pdist"]
+__all__ = ["pairwise_distance", "pdist", "cosine_similarity"]
 
 
 def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
@@ -35,3 +36,10 @@ def pdist(input: Tensor, p: float = 2) -> Tensor:
     rows_i = input.index_select(0, wrap(devices.asarray_on(i, like, np.int64)))
     rows_j = input.index_select(0, wrap(devices.asarray_on(j, like, np.int64)))
     return norm(rows_i - rows_j, p, 1)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """Σ x1·x2 / max(‖x1‖·‖x2‖, eps) along ``dim``."""
+    num = (x1 * x2).sum(dim)
+    den = (norm(x1, 2, dim) * norm(x2, 2, dim)).clamp(min=eps)
+    return num / den

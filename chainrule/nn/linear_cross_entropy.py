@@ -10,6 +10,9 @@ import math
 import warnings
 from typing import Any
 
+from chainrule import dtypes
+from chainrule.nn.linear import linear
+from chainrule.nn.losses import cross_entropy
 from chainrule.tensor import Tensor
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyOptions"]
@@ -26,8 +29,6 @@ class LinearCrossEntropyOptions:
     acc_dtype: Any = None
 
     def __post_init__(self) -> None:
-        from chainrule import dtypes
-
         if self.acc_policy not in {"auto", "accurate", "balanced", "compact"}:
             raise ValueError(f"invalid acc_policy: {self.acc_policy!r}")
         if self.chunking_method is not None and self.chunking_method != "auto":
@@ -54,8 +55,6 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                          options: LinearCrossEntropyOptions | None = None) -> Tensor:
     """cross_entropy(input Wᵀ + b, target); a (C, d1..dK, in) weight gives a K-dimensional
     loss."""
-    from chainrule.nn.functional import cross_entropy, linear
-
     if input.ndim < 1 or input.ndim > 2:
         raise RuntimeError(f"expected input with dimensionality 1 or 2, got {input.ndim}")
     if linear_weight.ndim < 2:

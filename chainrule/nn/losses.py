@@ -1,30 +1,41 @@
-"""Margin, embedding, count and CTC losses (PyTorch's ``torch.nn.functional`` names, arguments,
-reductions and errors).
+"""Losses (PyTorch's ``torch.nn.functional`` names, arguments, reductions and errors):
+regression (MSE, L1, smooth L1, Huber), probabilities (binary cross-entropy, KL divergence),
+classes (NLL and cross-entropy, fused gates), then margin, embedding, count and CTC losses.
 
-All but CTC compose differentiable ops, so their gradients of any order come for free; hinges
-use ``clamp(min=0)`` where PyTorch's kernel does (the gradient passes at exactly 0) and
-``relu`` where PyTorch's kernel tests ``z > 0``. CTC is one gate: the forward-backward
-(α/β) recursions over time, vectorized over the batch and the label positions.
+Cross-entropy is one gate over the rows (log-softmax and the picked entries in one pass). Margin,
+embedding and count losses compose differentiable ops, so their gradients of any order come for
+free; hinges use ``clamp(min=0)`` where PyTorch's kernel does (the gradient passes at exactly 0)
+and ``relu`` where PyTorch's kernel tests ``z > 0``. CTC is one gate: the forward-backward (α/β)
+recursions over time, vectorized over the batch and the label positions.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from chainrule.devices import np
 from chainrule import devices
-from chainrule.autograd.function import Op
+from chainrule.amp import autocast_mode as _amp
+from chainrule.autograd.function import DelayedError, Op
 from chainrule.autograd.grad_mode import no_grad
+from chainrule.dtypes import FLOAT_KINDS
+from chainrule.kernels import kernels_for
+from chainrule.nn.activations import logsigmoid
+from chainrule.nn.checks import check_tensor, gpu_unchecked, shape_of
 from chainrule.nn.distance import pairwise_distance
-from chainrule.nn.functional import _legacy_reduction, _reduce, logsigmoid
 from chainrule.ops import either
-from chainrule.ops.binary import minimum, where
+from chainrule.ops.binary import minimum, where, xlogy
 from chainrule.ops.elementwise import relu
+from chainrule.ops.elementwise import softplus as _softplus
+from chainrule.ops.reduce import log_softmax as _log_softmax
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
+    "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "kl_div", "nll_loss", "cross_entropy",
     "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
     "multilabel_soft_margin_loss", "multilabel_margin_loss", "multi_margin_loss",
     "cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
@@ -32,8 +43,434 @@ __all__ = [
 ]
 
 
+# ---- reductions and the common losses ------------------------------------------------------------
+def legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if not reduce:
+        return "none"
+    return "mean" if size_average else "sum"
+
+
+def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{name}: {reduction} is not a valid value for reduction")
+
+
+def _check_reduction(reduction: str, name: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{name}: {reduction} is not a valid value for reduction")
+
+
+def _warn_size(input: Tensor, target: Tensor, name: str) -> None:
+    if shape_of(input) != shape_of(target):
+        warnings.warn(
+            f"{name}: Using a target size ({target.shape}) that is different to the input size "
+            f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
+            f"Please ensure they have the same size.",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _as_target(target: Any, like: Tensor) -> Tensor:
+    if isinstance(target, Tensor):
+        return target
+    return wrap(np.asarray(target, dtype=like._data.dtype))
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
+             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """(x - y)², reduced."""
+    if _amp.active and (out := _amp.run(
+            "mse_loss", mse_loss, input, target, size_average,
+            reduce, reduction, weight)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "mse_loss")
+    target = _as_target(target, input)
+    _warn_size(input, target, "mse_loss")
+    d = input - target
+    loss = d * d
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "mse_loss")
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
+            reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """|x - y|, reduced."""
+    if _amp.active and (out := _amp.run(
+            "l1_loss", l1_loss, input, target, size_average,
+            reduce, reduction, weight)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "l1_loss")
+    target = _as_target(target, input)
+    _warn_size(input, target, "l1_loss")
+    loss = (input - target).abs()
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "l1_loss")
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
+                   reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """0.5·d²/β where |d| < β, else |d| - β/2 (d = x - y), reduced."""
+    if _amp.active and (out := _amp.run(
+            "smooth_l1_loss", smooth_l1_loss, input, target, size_average,
+            reduce, reduction, beta)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "smooth_l1_loss")
+    if beta < 0:
+        raise RuntimeError(f"smooth_l1_loss does not support negative values for beta (got "
+                           f"{beta}).")
+    target = _as_target(target, input)
+    _warn_size(input, target, "smooth_l1_loss")
+    d = (input - target).abs()
+    if beta == 0.0:
+        return _reduce(d, reduction, "smooth_l1_loss")
+    loss = where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
+    return _reduce(loss, reduction, "smooth_l1_loss")
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    """0.5·d² where |d| < δ, else δ(|d| - δ/2), reduced."""
+    if _amp.active and (out := _amp.run(
+            "huber_loss", huber_loss, input, target, reduction, delta, weight)) is not None:
+        return out
+    _check_reduction(reduction, "huber_loss")
+    target = _as_target(target, input)
+    _warn_size(input, target, "huber_loss")
+    d = (input - target).abs()
+    loss = where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "huber_loss")
+
+
+def _check_same_size(input: Tensor, target: Tensor, name: str) -> None:
+    if shape_of(input) != shape_of(target):
+        raise ValueError(
+            f"{name}: Using a target size ({target.shape}) that is different to the input size "
+            f"({input.shape}) is deprecated. Please ensure they have the same size."
+        )
+
+
+def _clamped_logs(x):
+    """(max(ln x, -100), max(ln(1 - x), -100)) of an array."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(x), -100.0), np.maximum(np.log(1 - x), -100.0)
+
+
+class BinaryCrossEntropy(Op):
+    """l = -(y·ln x + (1-y)·ln(1-x)), logs clamped at -100;
+    dl/dx = (x - y) / max(x(1-x), 1e-12),  dl/dy = ln(1-x) - ln x (unclamped)"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        log_x, log_1mx = _clamped_logs(x)
+        return -(y * log_x + (1 - y) * log_1mx)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad
+        gx = g * (x - y) / either.maximum(x * (1 - x), 1e-12) if need_x else None
+        # unclamped, as PyTorch (infinite at x = 0 or 1)
+        gy = g * (either.log1p(-x) - either.log(x)) if need_y else None
+        return gx, gy
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         size_average: Any = None, reduce: Any = None,
+                         reduction: str = "mean") -> Tensor:
+    """-(y·ln x + (1-y)·ln(1-x)), each log clamped at -100 like PyTorch, reduced."""
+    if _amp.active and (out := _amp.run(
+            "binary_cross_entropy", binary_cross_entropy, input, target, weight,
+            size_average, reduce, reduction)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "binary_cross_entropy")
+    target = _as_target(target, input)
+    _check_same_size(input, target, "binary_cross_entropy")
+    x = input._data
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
+                           "and 1")
+    if target._data.dtype != x.dtype:
+        target = target.to(input.dtype)
+    loss = BinaryCrossEntropy.apply(input, target)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
+                                     weight: Tensor | None = None, size_average: Any = None,
+                                     reduce: Any = None, reduction: str = "mean",
+                                     pos_weight: Tensor | None = None) -> Tensor:
+    """-(p·y·ln σ(x) + (1-y)·ln(1-σ(x))) in the stable form (1-y)·x + (1+(p-1)y)·softplus(-x)."""
+    if _amp.active and (out := _amp.run(
+            "binary_cross_entropy_with_logits", binary_cross_entropy_with_logits, input, target,
+            weight, size_average, reduce, reduction, pos_weight)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    target = _as_target(target, input)
+    if shape_of(input) != shape_of(target):
+        raise ValueError(f"binary_cross_entropy_with_logits: Target size ({target.shape}) must "
+                         f"be the same as input size ({input.shape})")
+    sp = _softplus(-input)
+    if pos_weight is not None:
+        loss = (1 - target) * input + (target * (pos_weight - 1) + 1) * sp
+    else:
+        loss = (1 - target) * input + sp
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
+           reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """target·(ln target - input) (input holds log-probabilities), reduced."""
+    if _amp.active and (out := _amp.run(
+            "kl_div", kl_div, input, target, size_average,
+            reduce, reduction, log_target)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        loss = xlogy(target, target) - target * input
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0] if input.ndim else loss.sum()
+    return _reduce(loss, reduction, "kl_div")
+
+
+def _flatten_classes(input: Tensor, target: Any, name: str, prob_target: bool = False):
+    """(N, C, d1, ...) input → (N·d1·..., C) rows; targets flattened to match."""
+    check_tensor(input, name)
+    if input.ndim == 0:
+        raise ValueError(f"{name}: input must have at least 1 dimension (got a scalar)")
+    if input.ndim == 1:  # (C,) with a 0-d target
+        x2 = input.reshape(1, -1)
+        t = target.reshape(1, -1) if prob_target else target.reshape(1)
+        return x2, t, ()
+    c = input.shape[1]
+    if input.ndim == 2:
+        return input, target, (input.shape[0],)
+    out_shape = (input.shape[0],) + tuple(input.shape[2:])
+    x2 = input.movedim(1, -1).reshape(-1, c)
+    t = target.movedim(1, -1).reshape(-1, c) if prob_target else target.reshape(-1)
+    return x2, t, out_shape
+
+
+def _index_target(input: Tensor, target: Any, name: str) -> np.ndarray:
+    """Validate class-index targets against (N, C, d...) input; the raw int array."""
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(
+            f"{name}: expected target of class indices with an integer dtype (int64), got "
+            f"{t.dtype} (or class probabilities of the input's shape {shape_of(input)})"
+        )
+    want = () if input.ndim == 1 else (input.shape[0],) + tuple(input.shape[2:])
+    if tuple(t.shape) != want:
+        raise ValueError(
+            f"{name}: Expected target of shape {want} for input of shape {shape_of(input)}, got "
+            f"target of shape {tuple(t.shape)}"
+        )
+    return t
+
+
+def _check_bounds(t: np.ndarray, valid, c: int) -> None:
+    if gpu_unchecked(t):
+        return
+    tv = t if valid is None else t[valid]
+    if tv.size and (tv.min() < 0 or tv.max() >= c):
+        bad = tv.max() if tv.max() >= c else tv.min()
+        raise IndexError(f"Target {int(bad)} is out of bounds (number of classes is {c}).")
+
+
+class CrossEntropy(Op):
+    """loss = -ln softmax(x)[t] (mean/sum/none over rows);  dx = (softmax(x) - onehot(t))·g/n"""
+
+    @staticmethod
+    def forward(ctx, x, t, valid, reduction):
+        nll, p = kernels_for(x).cross_entropy(x, t, valid)
+        count = valid.sum() if valid is not None else x.shape[0]
+        ctx.save_for_backward(x, p)
+        ctx.t, ctx.valid, ctx.count, ctx.reduction = t, valid, count, reduction
+        if reduction == "none":
+            return nll.astype(x.dtype, copy=False)
+        xp = devices.xp_of(x)
+        total = nll.sum()
+        if reduction == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):  # no rows: 0/0 is NaN, as torch
+                total = total / xp.asarray(count, dtype=x.dtype)
+        return xp.asarray(total, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, p = ctx.saved_tensors
+        scale = g / ctx.count if ctx.reduction == "mean" else g
+        if ctx.valid is not None:
+            scale = scale * ctx.valid  # per row
+        return kernels_for(g).cross_entropy_backward(g, x, p, ctx.t, scale), None, None, None
+
+
+class CrossEntropyRows(Op):
+    """Cross-entropy from one kernel where a table has one (the GPU's): the rows' log-sum-exp l
+    and losses l - x[t] (``stats``), and dx = (softmax(x) - onehot(t))·g/n
+    = (e^(x-l) - onehot(t))·g/n; ignored rows give 0."""
+
+    @staticmethod
+    def forward(ctx, x, t, stats, ignore_index, reduction):
+        lse, nll, out = stats  # out = [loss, count of rows not ignored]
+        ctx.save_for_backward(x)
+        ctx.t, ctx.lse, ctx.count = t, lse, out[1:]
+        ctx.ignore, ctx.reduction = ignore_index, reduction
+        return nll if reduction == "none" else out[0]
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        gx = kernels_for(g).cross_entropy_rows_backward(g, x, ctx.lse, ctx.t, ctx.count,
+                                                        ctx.ignore, ctx.reduction)
+        return gx, None, None, None, None
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+             size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
+             reduction: str = "mean") -> Tensor:
+    """-w[t]·x[t] per row (x holds log-probabilities); 'mean' divides by Σ w[t]."""
+    if _amp.active and (out := _amp.run(
+            "nll_loss", nll_loss, input, target, weight,
+            size_average, ignore_index, reduce, reduction)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "nll_loss")
+    t = _index_target(input, target, "nll_loss")
+    x2, t1, out_shape = _flatten_classes(input, wrap(t), "nll_loss")
+    t1 = t1._data
+    c = x2.shape[1]
+    valid = t1 != ignore_index
+    _check_bounds(t1, valid, c)
+    t_safe = np.where(valid, t1, 0)
+    xp = devices.xp_of(t1)
+    picked = x2[xp.arange(x2.shape[0]), t_safe]
+    dt = x2._data.dtype
+    if weight is not None:
+        if shape_of(weight) != (c,):
+            raise RuntimeError(f"nll_loss: weight tensor should be defined either for all {c} "
+                               f"classes or no classes but got weight tensor of shape: "
+                               f"{shape_of(weight)}")
+        w = (weight._data[t_safe] * valid).astype(dt)
+    else:
+        w = valid.astype(dt)
+    loss = -(picked * wrap(w))
+    if reduction == "none":
+        return loss.reshape(*out_shape)
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / wrap(xp.asarray(w.sum(), dtype=dt))
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax over dim 1, then the negative log-likelihood of class-index targets, or
+    -Σ p·log_softmax for class-probability targets; optional weights and label smoothing."""
+    if _amp.active and (out := _amp.run(
+            "cross_entropy", cross_entropy, input, target, weight, size_average,
+            ignore_index, reduce, reduction, label_smoothing)) is not None:
+        return out
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "cross_entropy")
+    check_tensor(input, "cross_entropy")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0. Got: "
+                           f"{label_smoothing}")
+    if input._data.dtype.kind not in FLOAT_KINDS:
+        raise RuntimeError(f"cross_entropy: expected a floating point input, got {input.dtype}")
+    prob = isinstance(target, Tensor) and target._data.dtype.kind in FLOAT_KINDS
+    if prob:
+        return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
+    t = _index_target(input, target, "cross_entropy")
+    if weight is None and label_smoothing == 0.0:  # the common case: one fused gate
+        x2, t1, out_shape = _flatten_classes(input, wrap(t), "cross_entropy")
+        t1 = t1._data
+        stats = (kernels_for(x2._data).cross_entropy_rows(x2._data, t1, ignore_index, reduction)
+                 if x2._data.ndim == 2 else None)
+        if stats is not None:
+            _check_bounds(t1, t1 != ignore_index, x2.shape[1])  # (GPU: under detect_anomaly)
+            loss = CrossEntropyRows.apply(x2, t1, stats, ignore_index, reduction)
+            return loss.reshape(*out_shape) if reduction == "none" else loss
+        valid = t1 != ignore_index
+        if not devices.is_gpu_array(t1) and valid.all():  # on the GPU: no read-back, keep the mask
+            valid = None
+            _check_bounds(t1, None, x2.shape[1])
+        else:
+            _check_bounds(t1, valid, x2.shape[1])
+            t1 = np.where(valid, t1, 0)
+            valid = valid.astype(x2._data.dtype)
+        loss = CrossEntropy.apply(x2, t1, valid, reduction)
+        if reduction == "none" and tuple(loss.shape) != out_shape:
+            return loss.reshape(*out_shape)
+        return loss
+    logp = _log_softmax(input, 1 if input.ndim > 1 else 0)
+    nll = nll_loss(logp, wrap(t), weight, ignore_index=ignore_index, reduction=reduction)
+    if label_smoothing == 0.0:
+        return nll
+    c = input.shape[1] if input.ndim > 1 else input.shape[0]
+    cdim = 1 if input.ndim > 1 else 0
+    wl = logp if weight is None else logp * weight.reshape(
+        *((c,) + (1,) * (input.ndim - 2) if input.ndim > 1 else (c,)))
+    valid = t != ignore_index
+    smooth = -(wl.sum(cdim)) * wrap(valid.astype(logp._data.dtype))
+    if reduction == "mean":
+        if weight is not None:
+            denom = weight._data[np.where(valid, t, 0)][valid].sum()
+        else:
+            denom = valid.sum()
+        smooth = smooth.sum() / float(denom)
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    return nll * (1 - label_smoothing) + smooth * (label_smoothing / c)
+
+
+def _cross_entropy_probs(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str,
+                         label_smoothing: float) -> Tensor:
+    if shape_of(target) != shape_of(input):
+        raise RuntimeError(
+            f"cross_entropy: class-probability target of shape {shape_of(target)} must match the "
+            f"input shape {shape_of(input)}"
+        )
+    cdim = 1 if input.ndim > 1 else 0
+    c = input.shape[cdim]
+    logp = _log_softmax(input, cdim)
+    if label_smoothing > 0:
+        target = target * (1 - label_smoothing) + label_smoothing / c
+    prod = logp * target
+    if weight is not None:
+        prod = prod * weight.reshape(*((c,) + (1,) * (input.ndim - 2) if cdim else (c,)))
+    loss = -prod.sum(cdim)
+    if reduction == "mean":
+        return loss.sum() / max(loss.numel(), 1) if input.ndim > 1 else loss
+    return _reduce(loss, reduction, "cross_entropy")
+
+
 def _reduction(size_average: Any, reduce: Any, reduction: str) -> str:
-    reduction = _legacy_reduction(size_average, reduce, reduction)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     return reduction
@@ -392,8 +829,6 @@ class CTCLoss(Op):
 
 def _not_twice(grad) -> Tensor:
     """A gradient that is part of the graph but whose own derivative raises."""
-    from chainrule.autograd.function import DelayedError
-
     return DelayedError.apply(wrap(grad).requires_grad_())
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from chainrule.devices import np
 from chainrule import devices
+from chainrule.creation import rand, zeros
 from chainrule.ops import conv as _conv
 from chainrule.ops.elementwise import relu
 from chainrule.tensor import Tensor, wrap
@@ -249,11 +250,24 @@ def adaptive_max_pool3d_with_indices(input: Tensor, output_size,
 
 
 # ---- average pooling, one axis at a time --------------------------------------------------------
+def resample(x: Tensor, axis: int, idx, weights) -> Tensor:
+    """y[..., i, ...] = Σ_t weights[i, t]·x[..., idx[i, t], ...] along ``axis``."""
+    like = x._data
+    shape = [1] * x.ndim
+    shape[axis] = idx.shape[0]
+    out = None
+    for t in range(idx.shape[1]):
+        taken = x.index_select(axis, wrap(devices.asarray_on(idx[:, t], like, np.int64)))
+        if weights is not None:
+            w = devices.asarray_on(weights[:, t].reshape(shape), like, like.dtype)
+            taken = taken * wrap(w)
+        out = taken if out is None else out + taken
+    return out
+
+
 def _average_along(x: Tensor, axis: int, pos, weights) -> Tensor:
     """y[..., i, ...] = Σ_t weights[i, t]·x[..., pos[i, t], ...] along ``axis``."""
-    from chainrule.nn.sampling import _resample
-
-    return _resample(x, axis, np.clip(pos, 0, x.shape[axis] - 1), weights)
+    return resample(x, axis, np.clip(pos, 0, x.shape[axis] - 1), weights)
 
 
 def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -380,8 +394,6 @@ def _fractional(input, nd, kernel_size, output_size, output_ratio, return_indice
                                f"{n} for output size {o}")
     n_batch, c = x.shape[:2]
     if _random_samples is None:
-        from chainrule.creation import rand
-
         _random_samples = rand(n_batch, c, nd, dtype=x.dtype, device=x.device)
     samples = devices.to_device(_random_samples._data, "cpu").reshape(n_batch * c, nd)
     dt = x._data.dtype.type
@@ -470,8 +482,6 @@ def _max_unpool(input, indices, nd, kernel_size, stride, padding, output_size, o
         bad = int(flat.max() if flat.max() >= volume else flat.min())
         raise RuntimeError(f"{op}: Found an invalid max index: {bad} (output volumes are of "
                            f"size {'x'.join(map(str, out))})")
-    from chainrule.creation import zeros
-
     base = zeros(n, c, volume, dtype=x.dtype, device=x.device)
     y = base.scatter_add(2, wrap(flat), x.reshape(n, c, -1)).reshape(n, c, *out)
     return y.squeeze(0) if unbatched else y

@@ -18,8 +18,9 @@ import warnings
 from typing import Any
 
 from chainrule.devices import np
-from chainrule import devices
-from chainrule.tensor import Tensor, wrap
+from chainrule.nn.pooling import adaptive_avg_pool3d, resample
+from chainrule.ops.conv import adaptive_avg_pool1d, adaptive_avg_pool2d
+from chainrule.tensor import Tensor
 
 __all__ = ["interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle",
            "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle"]
@@ -97,21 +98,6 @@ def _cubic_taps(in_size: int, out_size: int, align_corners: bool, scale: float |
     weights = np.stack([far(t + one), near(t), near(one - t), far(one - t + one)], 1).astype(dt)
     idx = np.clip(i0[:, None] + np.arange(-1, 3)[None, :], 0, in_size - 1)
     return idx, weights
-
-
-def _resample(x: Tensor, axis: int, idx, weights) -> Tensor:
-    """y[..., i, ...] = Σ_t weights[i, t]·x[..., idx[i, t], ...] along ``axis``."""
-    like = x._data
-    shape = [1] * x.ndim
-    shape[axis] = idx.shape[0]
-    out = None
-    for t in range(idx.shape[1]):
-        taken = x.index_select(axis, wrap(devices.asarray_on(idx[:, t], like, np.int64)))
-        if weights is not None:
-            w = devices.asarray_on(weights[:, t].reshape(shape), like, like.dtype)
-            taken = taken * wrap(w)
-        out = taken if out is None else out + taken
-    return out
 
 
 # ---- interpolate --------------------------------------------------------------------------------
@@ -208,9 +194,6 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
         raise NotImplementedError(f"interpolate: mode {mode!r} needs a floating point input, "
                                   f"got {input.dtype}")
     if mode == "area":
-        from chainrule.nn.pooling import adaptive_avg_pool3d
-        from chainrule.ops.conv import adaptive_avg_pool1d, adaptive_avg_pool2d
-
         return (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[nd - 3](input, out)
     dt = input._data.dtype.type
     y = input
@@ -221,7 +204,7 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
             idx, w = _cubic_taps(n_in, n_out, align_corners, s, dt)
         else:
             idx, w = _linear_taps(n_in, n_out, align_corners, s, dt)
-        y = _resample(y, 2 + d, idx, w)
+        y = resample(y, 2 + d, idx, w)
     return y
 
 

@@ -425,7 +425,7 @@ def _rnn(kind: str):
 
 def _table() -> dict:
     from chainrule.nn import attention as att
-    from chainrule.nn import functional as nnf
+    from chainrule.nn import activations as act, embedding, linear, normalization
     from chainrule.nn.modules import rnn
     from chainrule.ops import binary, conv, elementwise as ew, index, linalg, reduce, shape
 
@@ -447,10 +447,10 @@ def _table() -> dict:
         ew.Log2: _composed(("Log", None, 0), ("Div", float(np.log(2.0)), 0)),
         ew.Log10: _composed(("Log", None, 0), ("Div", float(np.log(10.0)), 0)),
         ew.Exp2: _composed(("Pow", 2.0, 1)),
-        nnf.Gelu: _gelu, nnf.Silu: _silu, nnf.Linear: _linear, nnf.LayerNorm: _layer_norm,
-        nnf.Embedding: _embedding,
-        nnf.LeakyRelu: lambda b, n, ins: [b.one("LeakyRelu", [ins[0][0]], alpha=ins[1][1])],
-        nnf.Elu: lambda b, n, ins: [b.one("Elu", [ins[0][0]], alpha=ins[1][1])],
+        act.Gelu: _gelu, act.Silu: _silu, linear.Linear: _linear,
+        normalization.LayerNorm: _layer_norm, embedding.Embedding: _embedding,
+        act.LeakyRelu: lambda b, n, ins: [b.one("LeakyRelu", [ins[0][0]], alpha=ins[1][1])],
+        act.Elu: lambda b, n, ins: [b.one("Elu", [ins[0][0]], alpha=ins[1][1])],
         reduce.Sum: _reduce("ReduceSum", 13), reduce.Mean: _reduce("ReduceMean", 18),
         reduce.Amax: _reduce("ReduceMax", 18), reduce.Softmax: _softmax("Softmax"),
         reduce.LogSoftmax: _softmax("LogSoftmax"),

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from chainrule.nn.distance import pairwise_distance
-from chainrule.nn.functional import cosine_similarity
+from chainrule.nn.distance import cosine_similarity, pairwise_distance
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
 

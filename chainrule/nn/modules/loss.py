@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from chainrule.nn import functional as F
 from chainrule.nn import losses as _losses
+from chainrule.nn.linear_cross_entropy import linear_cross_entropy
+from chainrule.nn.losses import legacy_reduction
 from chainrule.nn.module import Module
+from chainrule.nn.modules.distance import PairwiseDistance
+from chainrule.nn.modules.linear import Linear
 from chainrule.tensor import Tensor
 
 __all__ = [
@@ -19,7 +24,7 @@ class _Loss(Module):
     def __init__(self, size_average: Any = None, reduce: Any = None,
                  reduction: str = "mean") -> None:
         super().__init__()
-        self.reduction = F._legacy_reduction(size_average, reduce, reduction)
+        self.reduction = legacy_reduction(size_average, reduce, reduction)
 
 
 class _WeightedLoss(_Loss):
@@ -259,8 +264,6 @@ class TripletMarginWithDistanceLoss(_Loss):
         if margin <= 0:
             raise ValueError(f"TripletMarginWithDistanceLoss: expected margin to be greater "
                              f"than 0, got {margin} instead")
-        from chainrule.nn.modules.distance import PairwiseDistance
-
         self.distance_function = (distance_function if distance_function is not None
                                   else PairwiseDistance())
         self.margin, self.swap = margin, swap
@@ -328,10 +331,6 @@ class LinearCrossEntropyLoss(_WeightedLoss):
                  reduction: str = "mean", weight: Tensor | None = None,
                  ignore_index: int | None = None, label_smoothing: float = 0.0,
                  options: Any = None) -> None:
-        import math
-
-        from chainrule.nn.modules.linear import Linear
-
         if weight is not None and tuple(weight.shape) != (num_classes,):
             raise RuntimeError(f"expected weight shape to be {(num_classes,)}, got "
                                f"{tuple(weight.shape)}")
@@ -349,8 +348,6 @@ class LinearCrossEntropyLoss(_WeightedLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """linear_cross_entropy(input, linear.weight, target, ...)."""
-        from chainrule.nn.linear_cross_entropy import linear_cross_entropy
-
         w = self.linear.weight.reshape(self.num_classes, *self.out_features,
                                        self.linear.in_features)
         b = (self.linear.bias.reshape(self.num_classes, *self.out_features)
