@@ -35,6 +35,7 @@ from typing import Any
 
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
+from chainrule.autograd.entry import grad as _autograd_grad
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled
 from chainrule.ops.shape import Alias
 from chainrule.tensor import Tensor, wrap
@@ -259,8 +260,6 @@ def _zeros(t: Tensor) -> Tensor:
 def _grads(outputs: list, inputs: list, cotangents: list, create_graph: bool,
            retain_graph: bool = True) -> list:
     """autograd.grad that skips outputs without a graph and gives zeros for unused inputs."""
-    from chainrule.autograd import grad as _autograd_grad
-
     roots, cots = [], []
     for o, c in zip(outputs, cotangents):
         if o is not None and o._requires_grad:

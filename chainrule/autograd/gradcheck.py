@@ -7,6 +7,9 @@ instead of printing whole Jacobians.
 from __future__ import annotations
 
 from chainrule.devices import np
+from chainrule.autograd.entry import grad
+from chainrule.creation import tensor
+from chainrule.tensor import Tensor
 
 __all__ = ["gradcheck", "gradgradcheck", "GradcheckError", "numerical_jacobian",
            "analytical_jacobian"]
@@ -17,8 +20,6 @@ class GradcheckError(RuntimeError):
 
 
 def _tensors(xs):
-    from chainrule.tensor import Tensor
-
     if isinstance(xs, Tensor):
         return (xs,)
     return tuple(xs)
@@ -34,8 +35,6 @@ def _size(x) -> int:
 
 
 def _outputs(fn, inputs):
-    from chainrule.tensor import Tensor
-
     out = fn(*inputs)
     outs = out if isinstance(out, (tuple, list)) else (out,)
     return [o for o in outs if isinstance(o, Tensor)]
@@ -67,8 +66,6 @@ def numerical_jacobian(fn, inputs, eps: float = 1e-6) -> list:
 
 def analytical_jacobian(fn, inputs) -> list:
     """J[o][i] from the backward pass: one vector-Jacobian product per output element."""
-    from chainrule.autograd import grad
-
     outs = _outputs(fn, inputs)
     wanted = [x for x in inputs if _diff(x)]
     jac = [[np.zeros((o._data.size, _size(x))) for x in inputs] for o in outs]
@@ -142,9 +139,6 @@ def gradgradcheck(fn, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: flo
                   rtol: float = 1e-3, gen_non_contig_grad_outputs: bool = False,
                   raise_exception: bool = True, **_ignored) -> bool:
     """Check second derivatives: gradcheck of the function (inputs, v) -> vᵀ·J(inputs)."""
-    from chainrule.autograd import grad
-    from chainrule.creation import tensor
-
     inputs = _tensors(inputs)
     outs = _outputs(fn, inputs)
     if grad_outputs is None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import total_ordering
 
 from chainrule import full_like, where
+from chainrule.autograd import grad
 from chainrule.distributions._special import digamma, lgamma
 from chainrule.distributions.bernoulli import Bernoulli
 from chainrule.distributions.beta import Beta
@@ -191,8 +192,6 @@ def _kl_exponential_exponential(p, q):
 @register_kl(ExponentialFamily, ExponentialFamily)
 def _kl_expfamily_expfamily(p, q):
     """The Bregman divergence of the log-normalizer (same family only)."""
-    from chainrule.autograd import grad
-
     if type(p) is not type(q):
         raise NotImplementedError("The cross KL-divergence between different exponential "
                                   "families cannot be computed using Bregman divergences")

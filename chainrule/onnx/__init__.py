@@ -8,18 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chainrule.onnx import errors
+from chainrule.onnx.errors import UnsupportedOperatorError
+
 __all__ = ["export", "errors", "UnsupportedOperatorError", "is_onnx_available"]
-
-
-class UnsupportedOperatorError(RuntimeError):
-    """A gate in the model has no ONNX mapping (the message names it and where it was made)."""
-
-
-class _Errors:  # ``cr.onnx.errors.UnsupportedOperatorError``, as torch.onnx.errors
-    UnsupportedOperatorError = UnsupportedOperatorError
-
-
-errors = _Errors()
 
 
 def is_onnx_available() -> bool:

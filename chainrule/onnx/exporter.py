@@ -11,8 +11,8 @@ import numpy as np
 
 from chainrule import devices
 from chainrule.autograd.function import Op
-from chainrule.autograd.gates import nodes_in_order, parents
-from chainrule.onnx import UnsupportedOperatorError
+from chainrule.autograd.graph import nodes_in_order, parents
+from chainrule.onnx.errors import UnsupportedOperatorError
 from chainrule.tensor import Tensor
 
 __all__ = ["export_model", "GATES"]

@@ -130,7 +130,7 @@ def wire_values(nodes: list, outputs: list) -> tuple[dict, dict]:
     (keys ``id(leaf)`` or ``(gate, output_nr)``) and the constant inputs of gates (keys
     ``(gate, input_index)``)."""
     from chainrule.autograd.function import Op
-    from chainrule.autograd.gates import kept_saved, parents
+    from chainrule.autograd.graph import kept_saved, parents
 
     kept = kept_saved(nodes)
     val: dict = {}
@@ -301,7 +301,7 @@ def _given_names(names: dict | None) -> dict:
 def _resolve_names(nodes: list, outputs: list, names: dict | None, frame, consts: dict) -> dict:
     """value key -> name: ``names=``, then ``Tensor.name``, then the caller's variables, then
     the qualified names of the modules' parameters."""
-    from chainrule.autograd.gates import parents
+    from chainrule.autograd.graph import parents
 
     keys: set = set()
     resolved = _given_names(names)
@@ -353,7 +353,7 @@ def scope_label(path: tuple, k: int) -> str:
 
 def _fold_chains(nodes: list, consumers: dict, min_repeats: int) -> dict:
     """node -> (fold id, label) for runs of a repeated op pattern along a linear chain."""
-    from chainrule.autograd.gates import op_name, parents
+    from chainrule.autograd.graph import op_name, parents
 
     def gate_parents(n):
         return [p[1] for p in parents(n) if p is not None and p[0] == "node"]
@@ -432,7 +432,8 @@ def build(output, *, names: dict | None = None, grads: bool = True, collapse: bo
           title: str | None = None, frame=None) -> Circuit:
     """The :class:`Circuit` of the graph behind ``output`` (a Tensor or a list of Tensors)."""
     from chainrule.autograd.function import Op
-    from chainrule.autograd.gates import edge_gradients, graph_nodes, op_name, parents
+    from chainrule.autograd.edges import edge_gradients
+    from chainrule.autograd.graph import graph_nodes, op_name, parents
     from chainrule.tensor import Tensor
 
     outputs = list(output) if isinstance(output, (list, tuple)) else [output]

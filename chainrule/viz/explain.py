@@ -107,7 +107,7 @@ def name_outputs(nodes: list, arg_names: Callable, var: dict, fresh: Callable, o
                  out_name: str = "f") -> None:
     """Name every gate output not named yet, from its op and its arguments' names (``sigy``,
     ``xpy``, ``xpysq``, ``invden``...); the final output is ``f``. Fills ``var``."""
-    from chainrule.autograd.gates import op_name
+    from chainrule.autograd.graph import op_name
 
     for node in nodes:  # in forward order, so the arguments are named first
         op = op_name(node)
@@ -137,7 +137,7 @@ def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
     """Run ``fn`` on float64 leaf copies of ``inputs`` while recording every gate's inputs."""
     import chainrule as cr
     from chainrule._state import state
-    from chainrule.autograd.gates import graph_nodes, parents
+    from chainrule.autograd.graph import graph_nodes, parents
 
     if names is None:
         try:
@@ -204,7 +204,7 @@ def _argstr(tr: Trace, node) -> list:
 
 
 def _forward_line(tr: Trace, node) -> tuple[str, str]:
-    from chainrule.autograd.gates import op_name
+    from chainrule.autograd.graph import op_name
 
     op = op_name(node)
     args = _argstr(tr, node)
@@ -234,7 +234,8 @@ def _local_value(node, i: int):
 
 
 def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
-    from chainrule.autograd.gates import edge_gradients, op_name, parents
+    from chainrule.autograd.edges import edge_gradients
+    from chainrule.autograd.graph import op_name, parents
 
     edges, outs, leaves = edge_gradients(tr.output)
     yname = tr.var[(tr.output._grad_fn, tr.output._nr)]
@@ -327,7 +328,7 @@ def _paren(expr: str) -> str:
 
 def _tied(tr: Trace, node) -> bool:
     """Do the two inputs of a max/min gate tie somewhere?"""
-    from chainrule.autograd.gates import parents
+    from chainrule.autograd.graph import parents
 
     vals = []
     for i, p in enumerate(parents(node)):
@@ -357,7 +358,7 @@ def _matmul_rule(node, i: int, args: list, dy: str) -> str:
 
 def _total(tr: Trace, p, edges: dict, upto_node, upto_i):
     """The running sum of gradients delivered to parent ``p`` so far (reverse order)."""
-    from chainrule.autograd.gates import parents
+    from chainrule.autograd.graph import parents
 
     key = _key(p)
     total = None
@@ -436,7 +437,7 @@ def _verdict(a: float, num: float, side: tuple, f0: float, scale: float) -> str:
 def _gradient_lines(tr: Trace, fn: Callable) -> tuple[list, int, list]:
     """The checked gradient of every input; the number of real mismatches; notes on kinks,
     undefined points and the work limit."""
-    from chainrule.autograd.gates import edge_gradients
+    from chainrule.autograd.edges import edge_gradients
 
     _, _, leaves = edge_gradients(tr.output)
     lines, notes = [], []
@@ -483,7 +484,7 @@ def _gradient_lines(tr: Trace, fn: Callable) -> tuple[list, int, list]:
 
 def _special_points(tr: Trace) -> list:
     """Gates sitting on a kink or outside their domain, named by their code line."""
-    from chainrule.autograd.gates import op_name, parents
+    from chainrule.autograd.graph import op_name, parents
 
     notes = []
     for node in tr.nodes:

@@ -59,7 +59,7 @@ def _numbers(a) -> list | None:
 def _names(circuit) -> tuple[dict, Any]:
     """A name for every value: the user's, then names made from the ops (as ``explain``);
     and the function giving a gate's argument names."""
-    from chainrule.autograd.gates import parents
+    from chainrule.autograd.graph import parents
     from chainrule.viz.explain import _literal, _namer, name_outputs
 
     var = {k: v for k, v in circuit.names.items() if not (isinstance(k, tuple) and k[0] == "data")}
@@ -87,7 +87,7 @@ def _names(circuit) -> tuple[dict, Any]:
 def steps(circuit) -> list[dict]:
     """The forward steps (one per value: inputs, then each gate's output) and the backward
     steps (the seed, then one per gate in reverse order, then the inputs' gradients)."""
-    from chainrule.autograd.gates import op_name, parents
+    from chainrule.autograd.graph import op_name, parents
     from chainrule.viz.explain import _FORWARD, _PATTERN, _fmt, local_rule
 
     var, arg_names = _names(circuit)
@@ -218,7 +218,7 @@ def _input_value(circuit, node, i, p):
 
 
 def _tie(circuit, node) -> bool:
-    from chainrule.autograd.gates import parents
+    from chainrule.autograd.graph import parents
 
     vals = [_input_value(circuit, node, i, p) for i, p in enumerate(parents(node))]
     return (len(vals) == 2 and all(_scalar(v) for v in vals)

@@ -19,6 +19,7 @@ from typing import Any
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule.autograd.function import Op
+from chainrule.autograd.entry import grad as autograd_grad
 from chainrule.devices import xp_of
 from chainrule.kernels import kernels_for
 from chainrule.kernels.matmul import matmul as _mm
@@ -537,8 +538,6 @@ class RNNLayerGate(Op):
 def _layer_double_backward(ctx: Op, mode: str, grads: tuple) -> tuple:
     """Backward under create_graph: rebuild the layer as the differentiable per-step graph on
     the saved (graph-connected) inputs and differentiate that, so higher orders keep working."""
-    from chainrule.autograd import grad as autograd_grad
-
     saved = ctx.saved_tensors[: ctx.n_inputs]  # the layer's inputs (activations follow them)
     ins = [s if s is None or not s.requires_grad else Alias.apply(s) for s in saved]
     x, states, (w_ih, w_hh, b_ih, b_hh) = ins[0], ins[1:-4], ins[-4:]

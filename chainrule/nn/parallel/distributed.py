@@ -290,7 +290,7 @@ class DistributedDataParallel(Module):
 
 def _leaves_reached(out) -> set:
     """ids of the leaf Tensors that the graph behind ``out`` (nested Tensors) reaches."""
-    from chainrule.autograd.gates import nodes_in_order, parents
+    from chainrule.autograd.graph import nodes_in_order, parents
 
     roots, todo = [], [out]
     while todo:

@@ -3,8 +3,7 @@
 ``gradcheck`` says *that* a whole function's gradient is wrong. ``check_gates`` says *which gate*:
 it runs ``fn`` once while each gate keeps its inputs and its creation site, then re-runs every
 gate alone in float64 on fresh leaves and compares its vector-Jacobian product with central
-differences of that gate's forward. Also here: walking a graph (used by ``chainrule.viz``) and
-a backward pass that reports the gradient on every edge.
+differences of that gate's forward.
 """
 
 from __future__ import annotations
@@ -15,121 +14,13 @@ from collections.abc import Callable
 
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
-from chainrule import devices
 from chainrule._state import state
-from chainrule.autograd.engine import call_backward
-from chainrule.autograd.function import Function
-from chainrule.autograd.grad_mode import no_grad
-from chainrule.autograd.graph import (  # noqa: F401  (re-exported for chainrule.viz)
-    as_list, graph_nodes, keep, kept_saved, nodes_in_order, op_name, parents,
-)
-from chainrule.ops import either
+from chainrule.autograd.entry import grad as autograd_grad
+from chainrule.autograd.grad_mode import enable_grad, no_grad
+from chainrule.autograd.graph import as_list, graph_nodes, op_name
+from chainrule.tensor import Tensor, wrap
 
-__all__ = ["check_gates", "GateReport", "GateFailure", "GateResult", "graph_nodes",
-           "edge_gradients", "op_name", "parents"]
-
-
-# ---- the gradient on every edge --------------------------------------------------------------
-def edge_gradients(output, grad=None) -> tuple[dict, dict, dict]:
-    """Backpropagate from ``output`` without freeing the graph, keeping every edge's gradient.
-
-    Returns ``(edges, outs, leaves)``: ``edges[(node, i)]`` is the gradient arriving at input
-    ``i`` of ``node`` (already summed back to that input's shape), ``outs[(node, nr)]`` the total
-    gradient on output ``nr`` of ``node`` (summed over its consumers) and ``leaves[id(leaf)]``
-    the total gradient on a leaf. ``grad`` defaults to the seed of the last ``backward()`` when
-    :func:`keep` kept the graph, else to ones. A graph freed by ``backward()`` is re-run from
-    what :func:`keep` kept or from the inputs recorded under ``cr.viz.record()``; otherwise
-    this raises RuntimeError.
-    """
-    node0 = output._grad_fn
-    if node0 is None:
-        return {}, {}, {}
-    nodes = graph_nodes([output])
-    kept = kept_saved(nodes)
-    own = getattr(node0, "_viz_kept", None)
-    if grad is None and own is not None and own[1] is not None:  # the seed backward() used
-        grad = own[1][output._nr] if isinstance(own[1], list) else own[1]
-    seed = np.ones_like(output._data) if grad is None else devices.asarray_on(
-        getattr(grad, "_data", grad), output._data, output._data.dtype)
-    outs: dict = {(node0, output._nr): seed}
-    edges: dict = {}
-    leaves: dict = {}
-    restored = []
-    try:
-        if kept is not None:
-            for node in nodes:
-                if node._saved is None and id(node) in kept[0]:
-                    node._saved = kept[0][id(node)]
-                    restored.append(node)
-        with no_grad():
-            for node in reversed(nodes):
-                _backward_one(node, outs, edges, leaves, either)
-    finally:
-        for node in restored:
-            node._saved = None
-    return edges, outs, leaves
-
-
-def _backward_one(node, outs: dict, edges: dict, leaves: dict, either) -> None:
-    gs = [outs.get((node, nr)) for nr in range(len(node._outs))]
-    if all(g is None for g in gs):
-        return
-    runner = node
-    if node._saved is None:
-        runner = _rebuild(node)
-        if runner is None:
-            raise RuntimeError(
-                "edge_gradients: the graph's saved values were freed by an earlier backward() "
-                "(graphs of more than keep_max_nodes gates keep nothing); build it inside "
-                "cr.viz.record() or run that backward with retain_graph=True (or draw before it)"
-            )
-    input_grads = call_backward(runner, gs if len(gs) > 1 else gs[0])
-    for i, p in enumerate(parents(node)):
-        g = input_grads[i] if i < len(input_grads) else None
-        if p is None or g is None:
-            continue
-        g = getattr(g, "_data", g)
-        if p[0] == "leaf":
-            shape, dtype = p[1]._data.shape, p[1]._data.dtype
-        else:
-            shape, dtype = p[1]._outs[p[2]]
-        if g.shape != shape:
-            g = either.sum_to(g, shape, node)
-        if g.dtype != dtype:
-            g = g.astype(dtype)
-        edges[(node, i)] = g
-        if p[0] == "leaf":
-            old = leaves.get(id(p[1]))
-            leaves[id(p[1])] = g if old is None else old + g
-        else:
-            key = (p[1], p[2])
-            old = outs.get(key)
-            outs[key] = g if old is None else old + g
-
-
-def _rebuild(node):
-    """A fresh copy of a gate whose saved values were freed, re-run from its recorded inputs."""
-    inputs = getattr(node, "inputs", None)
-    if inputs is None:
-        return None
-    cls = type(node)
-    ctx = cls.__new__(cls)
-    ctx._edges, ctx._outs = node._edges, node._outs
-    ctx._saved = ctx._versions = ctx._dirty = ctx._hooks = ctx._retained = None
-    ctx._non_differentiable = ()
-    ctx._tensor_args = getattr(node, "_tensor_args", None)
-    ctx._materialize_grads = getattr(node, "_materialize_grads", None)
-    kwargs = getattr(node, "kwargs", None) or {}
-    with no_grad():
-        if node.on_arrays:
-            ctx._saved = ()
-            cls.forward(ctx, *[getattr(a, "_data", a) for a in inputs])
-            ctx._saved_from = node._saved_from
-        elif cls.setup_context is not Function.setup_context:
-            cls.setup_context(ctx, tuple(inputs), cls.forward(*inputs, **kwargs))
-        else:
-            cls.forward(ctx, *inputs, **kwargs)
-    return ctx
+__all__ = ["check_gates", "GateReport", "GateFailure", "GateResult"]
 
 
 # ---- the report ---------------------------------------------------------------------------------
@@ -253,8 +144,6 @@ class GateReport:
 # ---- checking one gate --------------------------------------------------------------------------
 def _fresh_args(node) -> tuple[list, list]:
     """The gate's recorded inputs as float64 copies; leaves (or None) where a gradient flows."""
-    from chainrule.tensor import Tensor, wrap
-
     args, leaves = [], []
     for i, a in enumerate(node.inputs):
         raw = a._data if isinstance(a, Tensor) else a
@@ -271,8 +160,6 @@ def _fresh_args(node) -> tuple[list, list]:
 
 
 def _outputs(result) -> list:
-    from chainrule.tensor import Tensor
-
     outs = result if isinstance(result, tuple) else (result,)
     return [o if isinstance(o, Tensor) else None for o in outs]
 
@@ -281,8 +168,6 @@ def _check_node(node, eps, atol, rtol, max_elements, rng):
     """``(None, max_rel, local)`` when the gate passes, ``(failure, None, local)`` when not, or
     ``(reason, None, [])`` when it cannot be checked. The gate is checked twice: with a unit
     upstream gradient (its local gradient, as derived by hand) and with a random one."""
-    from chainrule.autograd.grad_mode import enable_grad, no_grad
-
     if getattr(node, "inputs", None) is None:
         return "its inputs were not recorded", None, []
     cls = type(node)
@@ -328,10 +213,6 @@ def _check_node(node, eps, atol, rtol, max_elements, rng):
 def _compare(node, diff, leaves, picks, args, project, vs, eps, atol, rtol, upstream, local):
     """The worst element of the gate's vector-Jacobian product with ``vs`` against central
     differences: a GateFailure, or the largest relative error among passing elements."""
-    from chainrule.autograd import grad as autograd_grad
-    from chainrule.autograd.grad_mode import enable_grad
-    from chainrule.tensor import wrap
-
     with enable_grad():
         outs = _outputs(type(node).apply(*args, **(getattr(node, "kwargs", None) or {})))
     grads = autograd_grad([outs[k] for k, _ in diff], [t for _, t in leaves],
@@ -410,8 +291,6 @@ def check_gates(fn: Callable, inputs, *, eps: float = 1e-6, atol: float = 1e-5,
     and with a random one, against central differences of that gate's forward. The report
     names each wrong gate, its creation site and worst element. Inputs with more than
     ``max_elements`` elements are checked at a random sample."""
-    from chainrule.tensor import Tensor
-
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     prev = (state.record_sites, state.record_inputs)
     state.record_sites = state.record_inputs = True
