@@ -33,14 +33,22 @@ CUDA_INSTALL_HINT = (
 )
 
 
-def _keep_freed_memory() -> bool:
-    """Let glibc keep freed arrays for reuse instead of returning them to the OS.
+_malloc_asked = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed arrays for reuse instead of returning them to the OS (once per
+    process; the engine asks at the first ``backward()``/``autograd.grad()``, not at import).
 
     Every op allocates fresh arrays; with glibc's defaults the heap is trimmed after each step
     and the next step page-faults its memory back in (measured: ~40% of a small CNN's backward).
     Arrays up to 32 MiB stay on the heap, and up to 256 MiB of free heap is kept. Linux/glibc
-    only; set CHAINRULE_KEEP_MALLOC=1 to leave malloc's settings alone.
+    only; set CHAINRULE_KEEP_MALLOC=1 to leave malloc's settings alone. True if it was set.
     """
+    global _malloc_asked
+    if _malloc_asked:
+        return False
+    _malloc_asked = True
     import os
     import sys
 
@@ -55,9 +63,6 @@ def _keep_freed_memory() -> bool:
                     and libc.mallopt(m_trim_threshold, 256 << 20))
     except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
         return False
-
-
-_keep_freed_memory()
 
 
 def _load_cupy():

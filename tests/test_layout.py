@@ -148,3 +148,23 @@ def test_gates_keep_to_the_contract(cls) -> None:
         source = inspect.getsource(fn.__func__ if hasattr(fn, "__func__") else fn)
         for word in FORBIDDEN:
             assert word not in source, f"{cls.__name__}.{method} contains {word!r}"
+
+
+def test_malloc_is_tuned_by_the_first_backward_not_by_import() -> None:
+    """``import chainrule`` leaves glibc's malloc alone; the first backward asks once."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import chainrule as cr\n"
+        "from chainrule import devices\n"
+        "assert not devices._malloc_asked, 'import tuned malloc'\n"
+        "x = cr.ones(3, requires_grad=True)\n"
+        "(x * x).sum().backward()\n"
+        "assert devices._malloc_asked, 'backward did not ask'\n"
+        "assert devices.keep_freed_memory() is False  # once per process\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CHAINRULE_KEEP_MALLOC"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr

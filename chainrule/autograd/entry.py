@@ -1,5 +1,6 @@
 """The engine's two entry points, ``backward`` and ``grad`` (PyTorch's ``torch.autograd``
-functions): check the roots and their seed gradients, then run ``engine.run_backward``."""
+functions): check the roots and their seed gradients, then run ``engine.run_backward``. The
+first call also asks glibc to keep freed memory for reuse (``devices.keep_freed_memory``)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
     inputs = list(_as_tuple(inputs)) if inputs is not None else None
     if inputs is not None and not inputs:
         raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+    devices.keep_freed_memory()  # training re-allocates the same buffers every step
     run_backward(list(tensors), roots, retain_graph, create_graph, inputs, accumulate=True)
 
 
@@ -87,6 +89,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if allow_unused is None:
         allow_unused = materialize_grads
     roots = _root_grads(outputs, _as_tuple(grad_outputs), create_graph)
+    devices.keep_freed_memory()
     result = run_backward(list(outputs), roots, retain_graph, create_graph, inputs,
                           accumulate=False)
     out = []
