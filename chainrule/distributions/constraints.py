@@ -20,15 +20,6 @@ __all__ = [
 ]
 
 
-def _bool(value: Tensor, data) -> Tensor:
-    return wrap(np.asarray(data, dtype=bool)) if not isinstance(data, Tensor) else data
-
-
-def _eye_mask(value: Tensor):
-    n = value.shape[-1]
-    return np.tril(np.ones((n, n), dtype=bool))
-
-
 class Constraint:
     """A region over which a variable is valid; ``event_dim`` rightmost dims form one event."""
 

@@ -476,11 +476,6 @@ def _reduction(size_average: Any, reduce: Any, reduction: str) -> str:
     return reduction
 
 
-def _check(t: Any, fn: str, arg: str) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{fn}(): argument '{arg}' must be Tensor, not {type(t).__name__}")
-
-
 # ---- margins ------------------------------------------------------------------------------------
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
                         size_average: Any = None, reduce: Any = None,
@@ -529,8 +524,8 @@ def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | 
 
 def _class_rows(input: Tensor, target: Tensor, fn: str) -> tuple:
     """(input as (N, C), target as (N, ...), was it unbatched) for the multi-class margins."""
-    _check(input, fn, "input")
-    _check(target, fn, "target")
+    check_tensor(input, fn, "input")
+    check_tensor(target, fn, "target")
     if input.ndim > 2:
         raise RuntimeError(f"{fn}: Expected non-empty vector or matrix with optional 0-dim "
                            f"batch size, but got: {list(input.shape)}")
@@ -849,7 +844,7 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Any, target_leng
     """Connectionist temporal classification loss of (T, N, C) log-probabilities against
     padded (N, S) or concatenated 1-D targets; ``mean`` divides each loss by its target
     length, then averages over the batch."""
-    _check(log_probs, "ctc_loss", "log_probs")
+    check_tensor(log_probs, "ctc_loss", "log_probs")
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if log_probs.ndim not in (2, 3):

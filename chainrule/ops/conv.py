@@ -114,33 +114,6 @@ class Conv2d(Op):
         return gx, gw, gb, None, None
 
 
-def _conv_input_grad_wide(g, w, x_shape: tuple, geom: _Geom, groups: int):
-    """dx of a stride-1 conv2d on raw arrays, computed on the padded image's flat rows.
-
-    Padding dy's rows to the padded width Wp turns every kernel offset (i, j) into one shift of
-    the flattened image, so col2im becomes kh·kw adds of long contiguous runs (not of OW-pixel
-    rows). The extra Wp - OW columns of dy are zeros and add nothing.
-    """
-    n, o, oh, ow = g.shape
-    c, h, w_ = x_shape[1], x_shape[2], x_shape[3]
-    hp, wp = h + geom.pt + geom.pb, w_ + geom.pl + geom.pr
-    length = (oh - 1) * wp + ow
-    gw = np.zeros_like(g, shape=(n, o, oh * wp))
-    gw.reshape(n, o, oh, wp)[..., :ow] = g
-    g4 = gw[:, :, :length].reshape(n, groups, o // groups, length)
-    wg = w.reshape(groups, o // groups, -1)
-    gcols = _mm(np.swapaxes(wg, -1, -2), g4).reshape(n, c, geom.kh, geom.kw, length)
-    flat = np.zeros_like(g, shape=(n, c, hp * wp))
-    for i in range(geom.kh):
-        for j in range(geom.kw):
-            start = i * geom.dh * wp + j * geom.dw
-            flat[:, :, start:start + length] += gcols[:, :, i, j]
-    out = flat.reshape(n, c, hp, wp)
-    if geom.pt or geom.pb or geom.pl or geom.pr:
-        return out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w_]
-    return out
-
-
 class ConvTranspose2d(Op):
     """y = col2im(Wᵀ · x) + b per group (the adjoint of conv2d in x);  dx = W · im2col(dy)"""
 

@@ -324,12 +324,6 @@ class Norm2(Op):
 
 
 # ---- public functions ---------------------------------------------------------------------------
-def _float_or_cast(input: Tensor, name: str, dtype=None) -> Tensor:
-    if dtype is not None:
-        return input.to(dtype)
-    return input
-
-
 def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Σ input over ``dim`` (all dims if None)."""
     if _amp.active and (out := _amp.run("sum", sum, input, dim, keepdim, dtype=dtype)) is not None:

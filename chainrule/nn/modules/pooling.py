@@ -73,9 +73,7 @@ def _single(v: Any) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
 
-class AvgPool2d(Module):
-    """Mean over sliding (kh × kw) windows of (N, C, H, W)."""
-
+class _AvgPoolNd(Module):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: int | None = None) -> None:
@@ -87,43 +85,42 @@ class AvgPool2d(Module):
         self.count_include_pad = count_include_pad
         self.divisor_override = divisor_override
 
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(_AvgPoolNd):
+    """Mean over sliding (kh × kw) windows of (N, C, H, W)."""
+
     def forward(self, input: Tensor) -> Tensor:
         """avg_pool2d(input, ...)."""
         return _conv.avg_pool2d(input, self.kernel_size, self.stride, self.padding,
                                 self.ceil_mode, self.count_include_pad, self.divisor_override)
 
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}")
 
-
-class AdaptiveAvgPool1d(Module):
-    """Mean pooling of (N, C, L) to a fixed length."""
-
+class _AdaptiveAvgPoolNd(Module):
     def __init__(self, output_size: Any) -> None:
         super().__init__()
         self.output_size = output_size
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """Mean pooling of (N, C, L) to a fixed length."""
 
     def forward(self, input: Tensor) -> Tensor:
         """adaptive_avg_pool1d(input, output_size)."""
         return _conv.adaptive_avg_pool1d(input, self.output_size)
 
-    def extra_repr(self) -> str:
-        return f"output_size={self.output_size}"
 
-
-class AdaptiveAvgPool2d(Module):
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     """Mean pooling of (N, C, H, W) to a fixed (H_out, W_out) (None keeps that size)."""
-
-    def __init__(self, output_size: Any) -> None:
-        super().__init__()
-        self.output_size = output_size
 
     def forward(self, input: Tensor) -> Tensor:
         """adaptive_avg_pool2d(input, output_size)."""
         return _conv.adaptive_avg_pool2d(input, self.output_size)
-
-    def extra_repr(self) -> str:
-        return f"output_size={self.output_size}"
 
 
 # ---- 3-d, adaptive max, power-average, fractional and unpooling layers --------------------------
@@ -137,30 +134,16 @@ class MaxPool3d(_MaxPoolNd):
                                 return_indices=self.return_indices)
 
 
-class AvgPool3d(Module):
+class AvgPool3d(_AvgPoolNd):
     """Mean over sliding (kd × kh × kw) windows of (N, C, D, H, W)."""
-
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: int | None = None) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
-        self.ceil_mode = ceil_mode
-        self.count_include_pad = count_include_pad
-        self.divisor_override = divisor_override
 
     def forward(self, input: Tensor) -> Tensor:
         """avg_pool3d(input, ...)."""
         return _pool.avg_pool3d(input, self.kernel_size, self.stride, self.padding,
                                 self.ceil_mode, self.count_include_pad, self.divisor_override)
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-
-class AdaptiveAvgPool3d(AdaptiveAvgPool2d):
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     """Mean pooling of (N, C, D, H, W) to a fixed (D_out, H_out, W_out)."""
 
     def forward(self, input: Tensor) -> Tensor:
