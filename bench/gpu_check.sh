@@ -13,9 +13,9 @@ export CUPY_CACHE_DIR=$PWD/.cupy_cache
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
 $PY -c "import sys, numpy, cupy, torch; print('python', sys.version.split()[0], 'numpy', \
 numpy.__version__, 'cupy', cupy.__version__, 'torch', torch.__version__)"
-# the C engine (chainrule/_cengine.c), built in place when this machine has a compiler
-$PY setup.py -q build_ext --inplace > "$OUT/build.log" 2>&1 || echo "C engine not built (see build.log)"
-$PY -c "from chainrule.autograd import accel; print('C engine:', accel.engine is not None)"
+# the compiled engine and C loops (setup.py), built in place when this machine has a compiler
+$PY setup.py -q build_ext --inplace > "$OUT/build.log" 2>&1 || echo "engine not compiled (see build.log)"
+$PY -c "import chainrule, chainrule._compiled as c; print('compiled engine:', c.engine_compiled())"
 workers=$($PY -c "import xdist" 2>/dev/null && echo "-n ${GPU_TEST_WORKERS:-6}")
 timeout "${GPU_TEST_TIMEOUT:-330}" $PY -m pytest tests/test_cuda.py -rfE --tb=short \
     -p no:cacheprovider $workers --junitxml="$OUT/junit.xml" > "$OUT/tests.log" 2>&1

@@ -32,11 +32,11 @@ def main() -> int:
     import cupy as cp
 
     import chainrule as cr
-    from chainrule import cuda_kernels
+    from chainrule.kernels import cuda_raw
 
     x = cp.ones((8, 8), cp.float32)
     y = cp.ones((8, 8), cp.float32)
-    k = cuda_kernels.fused("tanh_backward")
+    k = cuda_raw.fused("tanh_backward")
     rows = [
         ("cupy.exp(x)", lambda: cp.exp(x)),
         ("x * 0.5", lambda: x * 0.5),

@@ -122,6 +122,8 @@ def _gate_classes() -> list:
     import chainrule.nn.attention  # noqa: F401
     import chainrule.nn.modules.rnn  # noqa: F401
     import chainrule.ops.conv  # noqa: F401
+    import chainrule.distributions  # noqa: F401
+    import chainrule.func  # noqa: F401
 
     seen, todo = [], [Function]
     while todo:
@@ -130,8 +132,6 @@ def _gate_classes() -> list:
             if sub.__module__.startswith("chainrule.") and sub not in seen:
                 seen.append(sub)
                 todo.append(sub)
-    import chainrule.distributions  # noqa: F401
-
     return [c for c in seen if not c.__module__.startswith("chainrule.autograd")]
 
 
@@ -168,3 +168,36 @@ def test_malloc_is_tuned_by_the_first_backward_not_by_import() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CHAINRULE_KEEP_MALLOC"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_where_is_the_backward_of_each_gate() -> None:
+    """docs/internals.md's one-step answer: ``type(y.grad_fn)`` is ``chainrule.<file>.<Gate>``,
+    and ``grep -rn "class <Gate>(" chainrule/`` finds that gate once (any other hit is an
+    ``nn.Module`` layer of the same name, never a second gate)."""
+    import importlib
+    import re
+
+    sources = {p.resolve(): p.read_text() for p in ROOT.rglob("*.py")}
+    for cls in _gate_classes():
+        own = pathlib.Path(inspect.getsourcefile(cls)).resolve()
+        assert own == (ROOT.parent / (cls.__module__.replace(".", "/") + ".py")).resolve() or (
+            own.name == "__init__.py"), f"{cls.__name__}: its module path is not its file"
+        pattern = re.compile(rf"^class {re.escape(cls.__name__)}\(", re.M)
+        for path, text in sources.items():
+            if path == own or not pattern.search(text):
+                continue
+            other = getattr(importlib.import_module(_module_name(path)), cls.__name__)
+            assert not issubclass(other, Function), (
+                f"two gates named {cls.__name__}: {own} and {path}")
+
+
+def test_internals_names_files_that_exist() -> None:
+    """Every ``chainrule`` path docs/internals.md names is a file or folder of the package."""
+    import re
+
+    text = (ROOT.parent / "docs" / "internals.md").read_text()
+    named = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.(?:py|c|pxd))`", text))
+    named |= {m + "/" for m in re.findall(r"`([a-z_]+)/`", text)}
+    missing = [n for n in sorted(named)
+               if not any((base / n).exists() for base in (ROOT, *ROOT.iterdir(), ROOT.parent))]
+    assert missing == []
