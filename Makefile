@@ -7,7 +7,8 @@ NATIVE_STAMP := $(VENV)/.native
 # what the native build compiles: the C loops and the engine's modules (Cython, from the .py)
 NATIVE := setup.py chainrule/kernels/_cpu_loops.c chainrule/_crandom.c \
 	chainrule/tensor.py chainrule/tensor.pxd chainrule/autograd/function.py \
-	chainrule/autograd/function.pxd chainrule/autograd/engine.py
+	chainrule/autograd/function.pxd chainrule/autograd/engine.py chainrule/autograd/engine.pxd \
+	chainrule/ops/binary.py chainrule/ops/elementwise.py chainrule/kernels/dispatch.py
 
 .PHONY: demo test lint bench gpu-check clean
 

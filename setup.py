@@ -3,7 +3,7 @@ installs and runs as pure Python, with the same results. All metadata is in pypr
 
 - ``chainrule/kernels/_cpu_loops.c``: one-pass C loops behind a buffer-in, buffer-out interface.
 - ``chainrule/_crandom.c``: the random-number transforms that reproduce PyTorch's roundings.
-- The engine's hot modules, compiled by Cython from the very ``.py`` files that are read and
+- The engine's hot modules (those on every op's path), compiled by Cython from the very ``.py`` files that are read and
   run as Python elsewhere (pure-Python mode: the ``.pxd`` beside each only declares the C
   fields of its classes). ``CHAINRULE_PURE_PYTHON=1`` runs the ``.py`` files even where the
   compiled ones are installed.
@@ -13,7 +13,8 @@ import sys
 
 from setuptools import Extension, setup
 
-COMPILED = ["chainrule/tensor.py", "chainrule/autograd/function.py",
+COMPILED = ["chainrule/tensor.py", "chainrule/autograd/function.py", "chainrule/ops/binary.py",
+            "chainrule/ops/elementwise.py", "chainrule/kernels/dispatch.py",
             "chainrule/autograd/engine.py"]
 
 posix = sys.platform != "win32"

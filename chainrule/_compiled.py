@@ -14,7 +14,8 @@ import sys
 
 __all__ = ["MODULES", "engine_compiled", "pure_python_requested"]
 
-MODULES = ("chainrule.tensor", "chainrule.autograd.function", "chainrule.autograd.engine")
+MODULES = ("chainrule.tensor", "chainrule.autograd.function", "chainrule.autograd.engine",
+           "chainrule.ops.binary", "chainrule.ops.elementwise", "chainrule.kernels.dispatch")
 
 
 def pure_python_requested() -> bool:

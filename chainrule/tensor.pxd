@@ -1,6 +1,9 @@
 # Cython declarations for tensor.py (pure-Python mode: tensor.py stays the one source; compiled,
 # TensorBase becomes a C type whose fields the engine reads directly).
 
+cimport cython
+
+
 cdef class TensorBase:
     cdef public object _data
     cdef public object _grad_fn
@@ -14,5 +17,15 @@ cdef class TensorBase:
     cdef public object _base
     cdef public object _view
     cdef public object _view_src
-    cdef dict __dict__
     cdef object __weakref__
+
+
+cdef class _Late:
+    cdef public object ops, autograd, inplace, creation, printing
+
+
+cdef _Late _late
+cdef type _tensor_type  # Tensor, for wrap()'s direct allocation
+
+@cython.locals(t=TensorBase)
+cpdef object wrap(object data, object fn=*, long nr=*)

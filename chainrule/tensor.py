@@ -270,9 +270,9 @@ def init_leaf(t: TensorBase, data) -> None:
     t._vc = 0
 
 
-def wrap(data, fn=None, nr: int = 0) -> Tensor:
+def wrap(data, fn=None, nr=0):
     """A Tensor around ``data`` (no copy); with ``fn``, it is output ``nr`` of that graph node."""
-    t = Tensor.__new__(Tensor)
+    t = _tensor_type.__new__(_tensor_type)  # compiled: the type slot, directly
     t._data = data
     t._grad_fn = fn
     t._nr = nr
@@ -302,7 +302,6 @@ class RemovableHandle:
 class Tensor(TensorBase):
     """An n-dimensional array that can record the ops applied to it and backpropagate."""
 
-    __slots__ = ()
     __array_ufunc__ = None  # `ndarray op Tensor` defers to the Tensor's reflected operator
     __array_priority__ = 1000
 
@@ -859,10 +858,13 @@ class _Late:
     the package; it is closed once, by ``chainrule/__init__.py`` calling :func:`bind` after it
     has imported them all (``_late.ops.add`` is then ``chainrule.ops.add``)."""
 
-    ops = autograd = inplace = creation = printing = None
+    def __init__(self) -> None:
+        self.ops = self.autograd = self.inplace = self.creation = self.printing = None
 
 
 _late = _Late()
+late = _late  # compiled, _late is a C global: this is its name for the ops' Tensor routes
+_tensor_type = Tensor
 # leaves with post-accumulate hooks: the engine finishes them early (see register_post_...)
 post_hooked_leaves: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _bind_lock = threading.Lock()

@@ -64,7 +64,7 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
     prev_mode = state.grad_enabled
     state.grad_enabled = create_graph
     try:
-        ready = list(dict.fromkeys(n for n in root_nodes if deps[n] == 0))
+        ready = list(dict.fromkeys([n for n in root_nodes if deps[n] == 0]))
         while ready:
             node = ready.pop()
             grad = buffers.pop(node, None)

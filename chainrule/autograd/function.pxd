@@ -1,5 +1,9 @@
 # Cython declarations for function.py (pure-Python mode: function.py stays the one source;
-# compiled, a gate's node state becomes C fields).
+# compiled, a gate's node state becomes C fields and the helpers of apply C functions).
+
+cimport cython
+from chainrule.tensor cimport TensorBase, wrap
+
 
 cdef class Function:
     cdef public object _edges
@@ -15,9 +19,27 @@ cdef class Function:
     cdef public object _materialize_grads
     cdef public object site
     cdef public object scope
-    cdef dict __dict__
     cdef object __weakref__
 
 
 cdef class Op(Function):
     pass
+
+
+@cython.locals(ctx=Function)
+cdef object _apply(object cls, tuple args, dict kwargs)
+@cython.locals(t=TensorBase)
+cdef tuple _values(tuple args)
+@cython.locals(t=TensorBase)
+cdef object _edges_of(tuple args)
+@cython.locals(nr=Py_ssize_t)
+cdef tuple _record_op(Function ctx, tuple args, tuple values, tuple outs, object kwargs)
+@cython.locals(t=TensorBase, holder=TensorBase)
+cdef object _note_saved(Function ctx, tuple args, tuple values, tuple outs)
+@cython.locals(i=Py_ssize_t, k=Py_ssize_t)
+cdef object _source(object s, tuple values, tuple outs)
+cdef object _record_function(Function ctx, tuple args, object out, object kwargs)
+cdef object _function_output(Function ctx, long nr, object o, tuple args)
+cdef bint _marked(object o, object objects) except -1
+cdef object _mark_views(tuple args, tuple outs, tuple tensors, object cls)
+cdef bint _shares_memory(object a, object b) except -1

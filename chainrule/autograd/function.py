@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chainrule import devices
 from chainrule._state import state
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
@@ -26,6 +27,7 @@ __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGr
            "check_saved_versions"]
 
 _ndarray = np.ndarray
+_FLOAT64, _FLOAT32 = np.dtype("float64"), np.dtype("float32")
 _FLOAT_OR_COMPLEX = FLOAT_KINDS + "c"
 
 _SAVED_FREED = (
@@ -143,33 +145,7 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
         """Run ``forward`` and, if an input needs a gradient, record this gate as a graph node."""
-        ctx = cls.__new__(cls)
-        ctx._saved = ()  # None once a backward has freed it
-        ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
-        ctx._retained = ctx._tensor_args = ctx._materialize_grads = ctx.site = None
-        ctx._non_differentiable = ctx.scope = ()
-        edges = _edges_of(args) if state.grad_enabled and cls.differentiable else None
-        ctx._edges = edges if edges is not None else (None,) * len(args)
-        if cls.on_arrays:
-            values = [_value(a) for a in args]
-            try:
-                out = cls.forward(ctx, *values, **kwargs)
-            except TypeError:  # CuPy refuses NumPy operands: say which devices were mixed
-                from chainrule import devices
-
-                devices.check_same_device(values, cls.__name__.lower())
-                raise
-        else:
-            values = args
-            out = _forward_tensors(cls, ctx, args, kwargs)
-        if edges is None:
-            if not cls.on_arrays:
-                return out
-            wrapped = _wrap_outputs(out)
-            if cls.is_view:
-                _mark_views(args, out, wrapped, cls)
-            return wrapped
-        return _record(ctx, args, values, out, kwargs)
+        return _apply(cls, args, kwargs)
 
     @classmethod
     def replay(cls, args: tuple, x):
@@ -183,14 +159,49 @@ class Function:
         return cls.forward(ctx, x, *args)
 
 
-def _value(a):
-    """An Op's view of argument ``a``: the array of a Tensor (a 0-d CPU array as a NumPy scalar:
+
+def _apply(cls, args, kwargs):
+    """Function.apply's body (a C function when compiled, with ``ctx`` a C struct)."""
+    ctx = cls.__new__(cls)
+    ctx._saved = ()  # None once a backward has freed it
+    ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
+    ctx._retained = ctx._tensor_args = ctx._materialize_grads = ctx.site = None
+    ctx._non_differentiable = ctx.scope = ()
+    edges = _edges_of(args) if cls.differentiable and state.grad_enabled else None
+    ctx._edges = edges if edges is not None else (None,) * len(args)
+    if not cls.on_arrays:
+        out = _forward_tensors(cls, ctx, args, kwargs)
+        return out if edges is None else _record_function(ctx, args, out, kwargs)
+    values = _values(args)
+    try:
+        out = cls.forward(ctx, *values, **kwargs) if kwargs else cls.forward(ctx, *values)
+    except TypeError:  # CuPy refuses NumPy operands: say which devices were mixed
+        devices.check_same_device(values, cls.__name__.lower())
+        raise
+    several = type(out) is tuple
+    outs = out if several else (out,)
+    if edges is None:
+        tensors = tuple([wrap(o) for o in outs])
+    else:
+        tensors = _record_op(ctx, args, values, outs, kwargs)
+    if cls.is_view:
+        _mark_views(args, outs, tensors, cls)
+    return tensors if several else tensors[0]
+
+
+def _values(args):
+    """An Op's view of its arguments: the array of a Tensor (a 0-d CPU array as a NumPy scalar:
     NumPy's scalar arithmetic is several times faster than a ufunc on a 0-d array, here and in
     the backward), anything else as it is."""
-    if isinstance(a, TensorBase):
-        d = a._data
-        return d[()] if type(d) is _ndarray and not d.ndim else d
-    return a
+    values = []
+    for a in args:
+        if isinstance(a, TensorBase):
+            t = a
+            d = t._data
+            values.append(d[()] if type(d) is _ndarray and not d.ndim else d)
+        else:
+            values.append(a)
+    return tuple(values)
 
 
 def _forward_tensors(cls, ctx, args, kwargs):
@@ -207,57 +218,67 @@ def _forward_tensors(cls, ctx, args, kwargs):
         state.grad_enabled = prev
 
 
-def _wrap_outputs(out):
-    return tuple([wrap(o) for o in out]) if type(out) is tuple else wrap(out)
-
-
-def _edges_of(args) -> tuple | None:
+def _edges_of(args):
     """The graph edge of each argument; None when no argument needs a gradient."""
     found = False
     edges = []
     for a in args:
-        if isinstance(a, TensorBase) and (a._requires_grad or a._base is not None):
-            e = a.edge()  # (a view whose base changed in place is brought up to date here)
-            edges.append(e)
-            found = found or e is not None
-        else:
-            edges.append(None)
+        e = None
+        if isinstance(a, TensorBase):
+            t = a
+            if t._base is not None:
+                e = t.edge()  # a view whose base changed in place is brought up to date there
+            elif t._requires_grad:
+                fn = t._grad_fn
+                e = t if fn is None else (fn if t._nr == 0 else (fn, t._nr))
+        edges.append(e)
+        found = found or e is not None
     return tuple(edges) if found else None
 
 
-def _record(ctx, args, values, out, kwargs):
-    """Make ``ctx`` the node that produced ``out``: output metadata, where the saved values came
-    from (so a create_graph backward can rebuild them as graph Tensors), their versions (so an
-    in-place change is caught), and the output Tensors pointing back at the node."""
-    single = type(out) is not tuple
-    outs = (out,) if single else out
-    if ctx.on_arrays:
-        ctx._outs = tuple([(o.shape, o.dtype) for o in outs])
-        saved = ctx._saved
-        if saved:
-            ctx._saved_from = tuple([_source(s, values, outs) for s in saved])
-            _note_versions(ctx, args, ctx._saved_from)
-        else:
-            ctx._saved_from = None
-    else:
-        ctx._tensor_args = tuple([isinstance(a, TensorBase) for a in args])
-        ctx._outs = tuple([(o._data.shape, o._data.dtype) if isinstance(o, TensorBase)
-                           else None for o in outs])
-        _note_user_versions(ctx, outs)
+def _record_op(ctx, args, values, outs, kwargs):
+    """An Op's outputs as Tensors, with ``ctx`` as the node that produced them. The node keeps
+    its outputs' metadata, where its saved values came from (so that a create_graph backward can
+    rebuild them as graph Tensors) and their versions (so that an in-place change is caught)."""
+    metas = []
+    for o in outs:
+        metas.append((o.shape, o.dtype))
+    ctx._outs = tuple(metas)
+    if ctx._saved:
+        _note_saved(ctx, args, values, outs)
     if state.extras:
         _note_extras(ctx, outs, values, kwargs)
-    wrapped = tuple([_output(ctx, nr, o, args) for nr, o in enumerate(outs)])
-    if ctx.is_view and ctx.on_arrays:
-        _mark_views(args, out, wrapped[0] if single else wrapped, type(ctx))
+    marked = ctx._non_differentiable
+    tensors = []
+    nr = 0
+    for o in outs:
+        dtype = metas[nr][1]
+        if (dtype is _FLOAT64 or dtype is _FLOAT32 or dtype.kind in FLOAT_KINDS) and not (
+                marked and _marked(o, marked)):
+            tensors.append(wrap(o, ctx, nr))
+        else:
+            tensors.append(wrap(o))
+        nr += 1
+    return tuple(tensors)
+
+
+def _record_function(ctx, args, out, kwargs):
+    """A user Function's outputs, with ``ctx`` as the node that produced them."""
+    single = type(out) is not tuple
+    outs = (out,) if single else out
+    ctx._tensor_args = tuple([isinstance(a, TensorBase) for a in args])
+    ctx._outs = tuple([(o._data.shape, o._data.dtype) if isinstance(o, TensorBase)
+                       else None for o in outs])
+    _note_user_versions(ctx, outs)
+    if state.extras:
+        _note_extras(ctx, outs, args, kwargs)
+    wrapped = tuple([_function_output(ctx, nr, o, args) for nr, o in enumerate(outs)])
     return wrapped[0] if single else wrapped
 
 
-def _output(ctx, nr, o, args):
-    """Output ``nr`` of the node ``ctx`` as a Tensor in the graph (if it can carry a gradient)."""
-    if ctx.on_arrays:
-        if _marked(o, ctx._non_differentiable) or o.dtype.kind not in FLOAT_KINDS:
-            return wrap(o)
-        return wrap(o, ctx, nr)
+def _function_output(ctx, nr, o, args):
+    """Output ``nr`` of a user Function's node ``ctx`` in the graph (if it can carry a
+    gradient)."""
     if not isinstance(o, TensorBase):
         return o
     if _marked(o, ctx._non_differentiable) or o._data.dtype.kind not in _FLOAT_OR_COMPLEX:
@@ -271,33 +292,37 @@ def _output(ctx, nr, o, args):
     return o
 
 
-def _marked(o, objects) -> bool:
+def _marked(o, objects):
     for m in objects:
         if m is o:
             return True
     return False
 
 
+def _note_saved(ctx, args, values, outs):
+    """Per saved value, where it came from: its input index, -1 (output 0), ("out", k), or None;
+    and (tensor holding the counter, version) of every input tensor whose value was saved."""
+    sources = []
+    versions = []
+    for s in ctx._saved:
+        src = _source(s, values, outs)
+        sources.append(src)
+        if type(src) is int and src >= 0 and isinstance(args[src], TensorBase):
+            t = args[src]
+            holder = t if t._vholder is None else t._vholder
+            versions.append((holder, holder._vc))
+    ctx._saved_from = tuple(sources)
+    ctx._versions = tuple(versions) if versions else None
+
+
 def _source(s, values, outs):
-    """Where saved value ``s`` came from: input index, -1 (output 0), ("out", k), or None."""
-    for i, v in enumerate(values):
-        if s is v:
+    for i in range(len(values)):
+        if values[i] is s:
             return i
-    for k, o in enumerate(outs):
-        if s is o:
+    for k in range(len(outs)):
+        if outs[k] is s:
             return -1 if k == 0 else ("out", k)
     return None
-
-
-def _note_versions(ctx, args, sources) -> None:
-    """Remember the version of every input tensor whose value the gate saved."""
-    versions = None
-    for src in sources:
-        if type(src) is int and src >= 0 and isinstance(args[src], TensorBase):
-            holder = args[src]._version_holder()
-            entry = (holder, holder._vc)
-            versions = (entry,) if versions is None else versions + (entry,)
-    ctx._versions = versions
 
 
 def _note_user_versions(ctx, outs) -> None:
@@ -331,19 +356,18 @@ def check_saved_versions(node) -> None:
             )
 
 
-def _mark_views(args, out, wrapped, cls) -> None:
+def _mark_views(args, outs, tensors, cls):
     """The outputs of a view gate that share input 0's memory become views of its base."""
     source = args[0]
     if not isinstance(source, TensorBase):
         return
     memory = source._data
-    outs, tensors = (out, wrapped) if type(out) is tuple else ((out,), (wrapped,))
     for nr, (o, t) in enumerate(zip(outs, tensors)):
         if _shares_memory(o, memory):
             t._make_view_of(source, cls, args[1:], nr)
 
 
-def _shares_memory(a, b) -> bool:
+def _shares_memory(a, b):
     if isinstance(a, np.generic) or isinstance(b, np.generic):
         return False  # NumPy scalars are copies
     if type(a) is _ndarray and type(b) is _ndarray:

@@ -18,7 +18,7 @@ from chainrule.devices import np
 from chainrule.ops import either
 from chainrule.ops.elementwise import copy_value
 from chainrule.ops.index import getitem, index_assign, is_basic, normalize_index
-from chainrule.tensor import TensorBase, _late, wrap
+from chainrule.tensor import TensorBase, late as _late, wrap
 
 __all__ = ["apply_inplace", "overwrite", "setitem", "METHODS", "CopySlices", "replay_view"]
 

@@ -16,29 +16,8 @@ Matrix products have their own dispatch, :mod:`chainrule.kernels.matmul`.
 
 from __future__ import annotations
 
-from chainrule import devices
-from chainrule.devices import np
 from chainrule.kernels.cpu import CpuKernels
+from chainrule.kernels.dispatch import CPU, REFERENCE, kernels_for
 from chainrule.kernels.reference import Kernels
 
 __all__ = ["kernels_for", "Kernels", "CpuKernels", "REFERENCE", "CPU"]
-
-REFERENCE = Kernels()
-CPU = CpuKernels()
-_ndarray = np.ndarray
-_cuda: list = []  # the CUDA table, made when CuPy is first loaded
-
-
-def kernels_for(x):
-    """The kernel table for ``x``: a NumPy array, a CuPy array, or anything else (a Tensor, a
-    NumPy scalar, a Python number)."""
-    t = type(x)
-    if t is _ndarray:
-        return CPU
-    if t is devices.gpu_ndarray:
-        if not _cuda:
-            from chainrule.kernels.cuda import CudaKernels  # needs CuPy: loaded on first use
-
-            _cuda.append(CudaKernels())
-        return _cuda[0]
-    return REFERENCE

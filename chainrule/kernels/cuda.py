@@ -8,8 +8,6 @@ arrays run through NumPy's array protocols) where its kernel cannot run.
 
 from __future__ import annotations
 
-import operator
-
 from chainrule.devices import np
 from chainrule.kernels import cuda_raw
 from chainrule.kernels.cpu import CpuKernels
@@ -46,18 +44,6 @@ class CudaKernels(CpuKernels):
     @staticmethod
     def erf(x):
         return cuda_raw.erf(x)
-
-    @staticmethod
-    def add(a, b):
-        return cuda_raw.run2("add", operator.add, a, b)
-
-    @staticmethod
-    def sub(a, b):
-        return cuda_raw.run2("sub", operator.sub, a, b)
-
-    @staticmethod
-    def mul(a, b):
-        return cuda_raw.run2("mul", operator.mul, a, b)
 
     @staticmethod
     def tanh_backward(g, y):

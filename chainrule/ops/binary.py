@@ -10,7 +10,6 @@ from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
 from chainrule import creation as _creation
-from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.ops.elementwise import cast, log, trunc
 from chainrule.tensor import Tensor, wrap
@@ -32,7 +31,7 @@ class Add(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return kernels_for(a).add(a, b)
+        return a + b
 
     @staticmethod
     def backward(ctx, g):
@@ -44,7 +43,7 @@ class Sub(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        return kernels_for(a).sub(a, b)
+        return a - b
 
     @staticmethod
     def backward(ctx, g):  # only the gradients an input needs (x - 1: none for the 1)
@@ -57,14 +56,13 @@ class Mul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return kernels_for(a).mul(a, b)
+        return a * b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        mul = kernels_for(g).mul
-        return (mul(g, b) if need_a else None), (mul(g, a) if need_b else None)
+        return (g * b if need_a else None), (g * a if need_b else None)
 
 
 class Div(Op):
@@ -227,21 +225,24 @@ def binary(op, a, b, name: str):
     # first the common cases, which need no promotion: two float tensors of one dtype on one
     # device, or a float tensor and a Python number
     ta, tb = type(a), type(b)
-    if ta is Tensor and (tb is Tensor or tb is builtins.float or tb is builtins.int):
-        da = a._data
+    if ta is Tensor and (tb is Tensor or tb is float or tb is int):
+        x = a
+        da = x._data
         if tb is not Tensor:
             if da.dtype.kind == "f":
                 return op.apply(a, b)
         else:
-            db = b._data
-            if da.dtype is db.dtype and da.dtype.kind == "f" and (
-                    type(da) is devices.gpu_ndarray) == (type(db) is devices.gpu_ndarray):
+            y = b
+            db = y._data
+            if da.dtype is db.dtype and da.dtype.kind == "f" and (type(da) is type(db) or (
+                    type(da) is devices.gpu_ndarray) == (type(db) is devices.gpu_ndarray)):
                 try:
                     return op.apply(a, b)
                 except ValueError as e:
                     raise _shape_error(name, a, b, e) from None
-    elif tb is Tensor and (ta is builtins.float or ta is builtins.int):
-        if b._data.dtype.kind == "f":
+    elif tb is Tensor and (ta is float or ta is int):
+        y = b
+        if y._data.dtype.kind == "f":
             return op.apply(a, b)
     a = _as_operand(a, name)
     b = _as_operand(b, name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from chainrule import devices
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
-from chainrule.tensor import TensorBase, _late
+from chainrule.tensor import TensorBase, late as _late
 
 __all__ = [
     "np", "data", "dtype_of", "to_device", "sum", "prod", "sum_to", "broadcast_to", "reshape",

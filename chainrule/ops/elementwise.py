@@ -119,7 +119,7 @@ class Exp(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return kernels_for(g).mul(g, y)
+        return g * y
 
 
 class Exp2(Op):
