@@ -55,7 +55,7 @@ def __getattr__(name: str):
     import importlib
 
     if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "amp", "onnx", "cpu",
-                "distributed", "distributions"):
+                "distributed", "distributions", "accelerator"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)
@@ -73,7 +73,7 @@ __all__ = (
      "set_default_dtype",
      "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "backends", "save", "load",
      "set_float32_matmul_precision", "get_float32_matmul_precision", "amp", "onnx", "cpu",
-     "distributed",
+     "distributed", "accelerator",
      "autocast", "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype",
      "set_autocast_dtype", "is_autocast_cpu_enabled", "get_autocast_cpu_dtype",
      "get_autocast_gpu_dtype", "is_autocast_cache_enabled", "set_autocast_cache_enabled",

@@ -4,6 +4,8 @@ each checked against torch where it is installed."""
 from __future__ import annotations
 
 
+import pytest
+
 import chainrule as cr
 
 try:
@@ -41,3 +43,52 @@ def test_inference_mode_as_decorator_with_and_without_parentheses():
     assert not f(x).requires_grad and not g(x).requires_grad
     assert not next(cr.inference_mode()(gen)(x)).requires_grad
     assert cr.autograd.inference_mode is cr.inference_mode
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch")
+@pytest.mark.parametrize("shape, k, dim, largest", [
+    ((5,), 2, -1, True), ((4, 6), 3, 1, True), ((4, 6), 2, 0, False), ((3, 4, 5), 5, -1, True),
+    ((3, 4), 0, 1, True),
+])
+def test_topk_matches_torch_with_gradient(shape, k, dim, largest):
+    import numpy as np
+
+    data = np.random.default_rng(0).permutation(int(np.prod(shape))).reshape(shape) / 7.0
+    x = cr.tensor(data, requires_grad=True)
+    tx = torch.tensor(data, requires_grad=True)
+    v, i = cr.topk(x, k, dim=dim, largest=largest)
+    tv, ti = torch.topk(tx, k, dim=dim, largest=largest)
+    np.testing.assert_array_equal(v.detach().numpy(), tv.detach().numpy())
+    np.testing.assert_array_equal(i.numpy(), ti.numpy())
+    assert i.dtype == cr.int64 and type(v).__name__ == "Tensor"
+    w = np.arange(v.numel(), dtype=np.float64).reshape(v.shape)
+    (v * cr.tensor(w)).sum().backward()
+    (tv * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    assert x.topk(k, dim, largest).indices.tolist() == ti.tolist()
+
+
+def test_topk_ties_nan_and_bad_k():
+    v, i = cr.topk(cr.tensor([1.0, float("nan"), 3.0, 3.0]), 3)
+    assert i.tolist() == [1, 2, 3]
+    assert cr.autograd.gradcheck(lambda t: cr.topk(t, 2, dim=0).values,
+                                 (cr.tensor([[0.3, 2.0], [1.5, -1.0], [0.1, 0.7]],
+                                            dtype=cr.float64, requires_grad=True),))
+    with pytest.raises(RuntimeError, match="topk"):
+        cr.topk(cr.ones(3), 4)
+
+
+def test_backends_switches_and_accelerator_as_torch_on_a_cpu():
+    import chainrule.backends as b
+
+    assert b.cudnn.enabled and not b.cudnn.benchmark and not b.cudnn.deterministic
+    b.cudnn.benchmark = True
+    assert cr.backends.cudnn.benchmark
+    b.cudnn.benchmark = False
+    assert b.mps.is_available() is False and b.mps.is_built() is False
+    assert isinstance(cr.backends.cuda.is_built(), bool)
+    if not cr.cuda.is_available():
+        assert cr.accelerator.is_available() is False
+        assert cr.accelerator.current_accelerator() is None
+    t = cr.ones(1)
+    assert not (t.is_xpu or t.is_mps or t.is_xla or t.is_mkldnn or t.is_nested)
