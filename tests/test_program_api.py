@@ -92,3 +92,66 @@ def test_backends_switches_and_accelerator_as_torch_on_a_cpu():
         assert cr.accelerator.current_accelerator() is None
     t = cr.ones(1)
     assert not (t.is_xpu or t.is_mps or t.is_xla or t.is_mkldnn or t.is_nested)
+
+
+class _Net(cr.nn.Module):  # an importable class, as a program's own model
+    def __init__(self):
+        super().__init__()
+        self.emb = cr.nn.Embedding(5, 4)
+        self.rnn = cr.nn.LSTM(4, 4)
+        self.out = cr.nn.Linear(4, 5)
+        self.out.weight = self.emb.weight  # tied: stays one Parameter
+        self.act = cr.nn.functional.relu
+        self.tags = {"a", "b"}
+
+
+def _net_globals():
+    return [_Net, cr.nn.Embedding, cr.nn.LSTM, cr.nn.Linear, cr.nn.functional.relu]
+
+
+def test_whole_module_round_trips_when_its_classes_are_allowlisted(tmp_path):
+    cr.manual_seed(0)
+    net = _Net()
+    cr.save(net, tmp_path / "m.pt")
+    with cr.serialization.safe_globals(_net_globals()):
+        back = cr.load(tmp_path / "m.pt")
+    assert cr.serialization.get_safe_globals() == []
+    assert type(back) is _Net and back.act is cr.nn.functional.relu and back.tags == {"a", "b"}
+    assert back.out.weight is back.emb.weight
+    assert isinstance(back.out.weight, cr.nn.Parameter) and back.out.weight.requires_grad
+    x = cr.tensor([[1, 2], [3, 4]])
+    out, ref = back.out(back.rnn(back.emb(x))[0]), net.out(net.rnn(net.emb(x))[0])
+    assert cr.equal(out, ref)
+    assert list(back.state_dict()) == list(net.state_dict())
+
+
+def test_loading_an_object_needs_its_class_allowlisted(tmp_path):
+    cr.save({"model": _Net()}, tmp_path / "m.pt")
+    with pytest.raises(cr.serialization.SerializationError, match=r"_Net.*add_safe_globals"):
+        cr.load(tmp_path / "m.pt")
+    cr.serialization.add_safe_globals([_Net])
+    try:
+        with pytest.raises(cr.serialization.SerializationError, match="Embedding"):
+            cr.load(tmp_path / "m.pt")
+    finally:
+        cr.serialization.clear_safe_globals()
+
+
+def test_local_classes_and_lambdas_are_refused_at_save(tmp_path):
+    class Local:
+        pass
+
+    with pytest.raises(TypeError, match="cannot store an object of type Local"):
+        cr.save(Local(), tmp_path / "x.pt")
+    with pytest.raises(TypeError, match="cannot store an object of type function"):
+        cr.save({"f": lambda: 0}, tmp_path / "x.pt")
+
+
+def test_torch_module_paths():
+    import chainrule.nn.modules.activation as act
+    import chainrule.nn.modules.batchnorm as bn
+    import chainrule.nn.modules.module as mod
+
+    assert act.MultiheadAttention is cr.nn.MultiheadAttention
+    assert bn.BatchNorm1d is cr.nn.BatchNorm1d and bn.SyncBatchNorm is cr.nn.SyncBatchNorm
+    assert mod.Module is cr.nn.Module
