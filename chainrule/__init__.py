@@ -18,6 +18,7 @@ from chainrule.ops import *  # noqa: F403
 from chainrule.creation import *  # noqa: F403
 from chainrule import creation as _creation
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from chainrule.autograd.grad_mode import inference_mode, is_inference_mode_enabled
 from chainrule import autograd
 from chainrule.autograd import inplace as _inplace
 from chainrule import printing as _printing
@@ -54,7 +55,7 @@ def __getattr__(name: str):
     import importlib
 
     if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "amp", "onnx", "cpu",
-                "distributed", "distributions"):
+                "distributed", "distributions", "accelerator", "serialization"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)
@@ -65,13 +66,14 @@ def __getattr__(name: str):
 
 __all__ = (
     ["__version__", "Tensor", "Size", "device", "dtype", "no_grad", "enable_grad",
-     "set_grad_enabled", "is_grad_enabled", "autograd", "is_tensor", "numel", "result_type",
+     "set_grad_enabled", "is_grad_enabled", "inference_mode", "is_inference_mode_enabled",
+     "autograd", "is_tensor", "numel", "result_type",
      "float16", "bfloat16", "float32", "float64", "half", "float", "double", "int8", "int16",
      "int32", "int64", "uint8", "short", "int", "long", "bool", "get_default_dtype",
      "set_default_dtype",
      "promote_types", "nn", "optim", "data", "func", "viz", "cuda", "backends", "save", "load",
      "set_float32_matmul_precision", "get_float32_matmul_precision", "amp", "onnx", "cpu",
-     "distributed",
+     "distributed", "accelerator",
      "autocast", "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype",
      "set_autocast_dtype", "is_autocast_cpu_enabled", "get_autocast_cpu_dtype",
      "get_autocast_gpu_dtype", "is_autocast_cache_enabled", "set_autocast_cache_enabled",

@@ -35,6 +35,13 @@ class _Cuda:
     def __init__(self) -> None:
         self.matmul = _Matmul()
 
+    @staticmethod
+    def is_built() -> bool:
+        """True when chainrule can run on CUDA here (CuPy is installed)."""
+        import importlib.util
+
+        return importlib.util.find_spec("cupy") is not None
+
 
 cuda = _Cuda()
 
@@ -67,3 +74,36 @@ def set_float32_matmul_precision(precision: str) -> None:
 
 def get_float32_matmul_precision() -> str:
     return "high" if cuda.matmul.allow_tf32 else "highest"
+
+
+# ---- torch.backends.cudnn / mps / mkldnn: the switches programs set --------------------------
+class _Flags:
+    """A namespace of switches, as ``torch.backends.<name>`` (a module in torch)."""
+
+    def __init__(self, name: str, **flags) -> None:
+        self.__name__ = f"chainrule.backends.{name}"
+        self.__dict__.update(flags)
+
+    def __repr__(self) -> str:
+        return f"<flags {self.__name__}>"
+
+
+def _cudnn_version():
+    """cuDNN's version number when CuPy has it, else None (as torch without cuDNN)."""
+    try:
+        from cupy.cuda import cudnn as _cudnn  # noqa: F401  (optional)
+    except Exception:  # noqa: BLE001  (no CuPy, no GPU or no cuDNN: all mean "none")
+        return None
+    return _cudnn.getVersion()
+
+
+# chainrule runs convolutions as matrix products; the switches are kept (and read back) so
+# programs that set them run, and they change nothing: `benchmark`, `deterministic` (results are
+# deterministic already), `allow_tf32` (TF32 is cr.backends.cuda.matmul.allow_tf32).
+cudnn = _Flags("cudnn", enabled=True, benchmark=False, benchmark_limit=10, deterministic=False,
+               allow_tf32=True, is_available=lambda: _cudnn_version() is not None,
+               version=_cudnn_version)
+mps = _Flags("mps", is_available=lambda: False, is_built=lambda: False)
+mkldnn = _Flags("mkldnn", enabled=True, is_available=lambda: False)
+
+__all__ += ["cudnn", "mps", "mkldnn"]

@@ -1,4 +1,4 @@
-"""The ``chainrule`` command: ``train``, ``demo``, ``explain``, ``launch`` and ``--version``.
+"""The ``chainrule`` command: ``train``, ``demo``, ``explain``, ``launch``, ``run``, ``--version``.
 
 Bad arguments print one line on stderr and exit with status 2, before anything is written.
 """
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="chainrule", description="chainrule: backpropagation you can read "
                      "(PyTorch's API on NumPy).")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,demo,explain,launch}",
+    sub = parser.add_subparsers(dest="command", metavar="{train,demo,explain,launch,run}",
                                 parser_class=Parser)
     _add_train_args(sub.add_parser("train", help="train a classifier (digits, moons, spirals, "
                                                  "mnist) and write checkpoint + metrics + curves"))
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("launch", add_help=False,
                    help="run a script on N processes (torchrun's flags, through MPI): "
                         "launch --nproc-per-node N SCRIPT [ARGS]")
+    sub.add_parser("run", add_help=False,
+                   help="run a program written for PyTorch on chainrule (import torch is "
+                        "chainrule): run SCRIPT.py [ARGS] | run -m MODULE [ARGS]")
     return parser
 
 
@@ -136,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         from chainrule.distributed.launch import main as launch_main
 
         return launch_main(argv[1:])
+    if argv and argv[0] == "run":
+        from chainrule.run_command import main as run_main
+
+        return run_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -7,6 +7,13 @@ everything else is described by a JSON document in the file's ``__metadata__`` u
 ``"chainrule.structure"``. Loading parses JSON and raw little-endian arrays only, so an untrusted
 file cannot run code; files written by ``torch.save``/``pickle.dump`` are refused.
 
+Whole objects (``cr.save(model)``: a Module, or any object of an importable class) are stored as
+their class's import path and their attributes, never as pickle code. ``cr.load`` rebuilds such an
+object only when the program has allowlisted its class (and any function it holds) with
+:func:`add_safe_globals` or ``with safe_globals([...])``, as ``torch.load(weights_only=True)``
+does; a file naming anything else is refused, so it still cannot run code. Saving
+``model.state_dict()`` needs no allowlist and stays the recommended way.
+
 Writes are atomic: the bytes go to a temporary file in the same directory, which is flushed,
 fsync'ed and then ``os.replace``'d over the destination, so a crash mid-save leaves the previous
 checkpoint intact. Plain safetensors files (e.g. from the ``safetensors`` package) load as a flat
@@ -18,7 +25,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
+import types
 from collections import OrderedDict
 from typing import IO, Any
 
@@ -27,7 +36,8 @@ import numpy as np
 from chainrule import devices
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["save", "load", "SerializationError"]
+__all__ = ["save", "load", "SerializationError", "add_safe_globals", "get_safe_globals",
+           "clear_safe_globals", "safe_globals"]
 
 _STRUCTURE_KEY = "chainrule.structure"
 _FORMAT_KEY = "format"
@@ -55,6 +65,53 @@ class SerializationError(RuntimeError):
     """A checkpoint that cannot be written or read (corrupt, truncated, or not safetensors)."""
 
 
+# ---- whole objects: classes and functions by import path, rebuilt only when allowlisted ----------
+_safe_globals: list = []
+
+
+def add_safe_globals(safe_globals: list) -> None:
+    """Allow ``cr.load`` to rebuild objects of these classes and to return these functions
+    (``torch.serialization.add_safe_globals``). Entries are the objects themselves."""
+    _safe_globals.extend(safe_globals)
+
+
+def get_safe_globals() -> list:
+    return list(_safe_globals)
+
+
+def clear_safe_globals() -> None:
+    _safe_globals.clear()
+
+
+class safe_globals:
+    """``with safe_globals([MyModel, nn.Linear]): model = cr.load(f)``: allowlisted inside."""
+
+    def __init__(self, safe_globals: list) -> None:
+        self.safe_globals = list(safe_globals)
+
+    def __enter__(self):
+        self._before = len(_safe_globals)
+        add_safe_globals(self.safe_globals)
+
+    def __exit__(self, *exc) -> None:
+        del _safe_globals[self._before:]
+
+
+def _global_name(obj) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def _is_global(obj) -> bool:
+    """True when ``obj`` (a class or function) is reachable by its import path."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return False
+    found = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
 # ---- structure <-> JSON -------------------------------------------------------------------------
 class _Encoder:
     """Turns a nested object into JSON-able data, collecting arrays under unique names."""
@@ -62,6 +119,8 @@ class _Encoder:
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
         self.seen: dict[int, str] = {}  # id(Tensor) -> name, so shared tensors stay shared
+        self.objects: dict[int, int] = {}  # id(object) -> its number, for shared objects
+        self.keep: list = []  # the objects numbered (so their ids stay theirs)
 
     def name(self, path: list[str]) -> str:
         base = "/".join(path) or "tensor"
@@ -130,11 +189,33 @@ class _Encoder:
             return {tag: items}
         if isinstance(obj, list):
             return [self.encode(v, path + [str(i)]) for i, v in enumerate(obj)]
+        if isinstance(obj, (set, frozenset)):
+            tag = "__set__" if isinstance(obj, set) else "__frozenset__"
+            return {tag: [self.key(v, path) for v in obj]}
+        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) and \
+                _is_global(obj):
+            return {"__global__": _global_name(obj)}
+        if hasattr(obj, "__dict__") and _is_global(type(obj)):
+            return self.object(obj, path)
         raise TypeError(
             f"cr.save: cannot store an object of type {type(obj).__name__} at "
             f"{'/'.join(path) or '<root>'}: checkpoints hold dicts, lists, tuples, str, int, "
-            "float, bool, None, Tensors and NumPy arrays (no pickle)"
+            "float, bool, None, Tensors, NumPy arrays, and objects of importable classes "
+            "(no pickle)"
         )
+
+    def object(self, obj: Any, path: list[str]) -> dict:
+        """An object of an importable class: its class's path and its attributes."""
+        if id(obj) in self.objects:
+            return {"__ref__": self.objects[id(obj)]}
+        number = self.objects[id(obj)] = len(self.objects)
+        self.keep.append(obj)
+        getstate = getattr(type(obj), "__getstate__", None)
+        state = obj.__getstate__() if getstate not in (None, object.__getstate__) else vars(obj)
+        if not isinstance(state, dict):
+            raise TypeError(f"cr.save: cannot store an object of type {type(obj).__name__} at "
+                            f"{'/'.join(path) or '<root>'}: its state is not a dict")
+        return {"__object__": [_global_name(type(obj)), number, self.encode(state, path)]}
 
 
 class _Decoder:
@@ -143,6 +224,22 @@ class _Decoder:
         self.map_location = map_location
         self.where = where
         self.tensors: dict[str, Tensor] = {}
+        self.objects: dict[int, Any] = {}
+        self.allowed = {_global_name(g): g for g in _safe_globals}
+
+    def safe(self, name: Any):
+        """The allowlisted class or function saved as ``name``; refuses anything else."""
+        if not isinstance(name, str):
+            raise self.fail(f"a global's name is not a string: {name!r:.80}")
+        if name not in self.allowed:
+            shown = name.replace(":", ".")
+            raise SerializationError(
+                f"cr.load: {self.where} holds {shown}, which is not allowlisted: rebuilding it "
+                f"would run its code. If you trust the file, allow it with "
+                f"cr.serialization.add_safe_globals([{shown.rsplit('.', 1)[-1]}]) or "
+                f"`with cr.serialization.safe_globals([...]):` (as torch.load with "
+                f"weights_only=True); or save model.state_dict() instead")
+        return self.allowed[name]
 
     def fail(self, what: str) -> SerializationError:
         return SerializationError(f"cr.load: {self.where} is corrupt: {what}")
@@ -220,7 +317,31 @@ class _Decoder:
             return _dt.to_dtype(val)
         if tag == "__device__" and isinstance(val, str):
             return devices.device(val)
+        if tag in ("__set__", "__frozenset__") and isinstance(val, list):
+            items = [self.hashable(self.decode(v)) for v in val]
+            return set(items) if tag == "__set__" else frozenset(items)
+        if tag == "__global__":
+            return self.safe(val)
+        if tag == "__ref__" and isinstance(val, int) and val in self.objects:
+            return self.objects[val]
+        if tag == "__object__" and isinstance(val, list) and len(val) == 3:
+            return self.object(*val)
         raise self.fail(f"unknown structure tag {tag!r}")
+
+    def object(self, name: Any, number: Any, state: Any) -> Any:
+        cls = self.safe(name)
+        if not isinstance(cls, type) or not isinstance(number, int):
+            raise self.fail(f"{name} is not a class")
+        obj = cls.__new__(cls)
+        self.objects[number] = obj  # before its state: the state may refer back to it
+        state = self.decode(state)
+        if not isinstance(state, dict):
+            raise self.fail(f"the state of a {name} object is not a dict")
+        if getattr(cls, "__setstate__", None) is not None:
+            obj.__setstate__(state)
+        else:
+            obj.__dict__.update(state)
+        return obj
 
     def hashable(self, k: Any) -> Any:
         try:

@@ -360,6 +360,27 @@ class Tensor(TensorBase):
     def is_meta(self) -> bool:
         return False
 
+    # Devices and layouts chainrule never uses (torch's flags, so device checks in programs run).
+    @property
+    def is_mps(self) -> bool:
+        return False
+
+    @property
+    def is_xpu(self) -> bool:
+        return False
+
+    @property
+    def is_xla(self) -> bool:
+        return False
+
+    @property
+    def is_mkldnn(self) -> bool:
+        return False
+
+    @property
+    def is_nested(self) -> bool:
+        return False
+
     _name = None
 
     @property
@@ -846,6 +867,7 @@ expand expand_as broadcast_to repeat tile flip fliplr flipud roll split chunk un
 tril triu diag diagonal ravel t
 gather scatter_add scatter index_select take_along_dim take nonzero masked_select argwhere
 matmul mm bmm mv dot vdot inner outer ger
+topk
 """.split()
 # ... and the in-place variants (Tensor.add_, ...), from chainrule.autograd.inplace
 INPLACE_METHODS: list = []

@@ -7,7 +7,8 @@ import inspect
 
 from chainrule._state import state
 
-__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "state"]
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "state",
+           "inference_mode", "is_inference_mode_enabled"]
 
 
 def is_grad_enabled() -> bool:
@@ -102,3 +103,36 @@ class set_grad_enabled(_GradMode):
         state.grad_enabled = self.prev
         mode = self.mode
         return _decorate(fn, lambda: set_grad_enabled(mode))
+
+
+def is_inference_mode_enabled() -> bool:
+    return getattr(state, "inference", False)
+
+
+class inference_mode(_GradMode):
+    """``inference_mode()``: no graph is recorded inside, as ``no_grad`` (chainrule keeps no
+    per-tensor version counters to skip, so the two cost the same); ``inference_mode(False)``
+    changes nothing. A context manager and a decorator, with or without ()."""
+
+    def __new__(cls, mode=True):
+        if isinstance(mode, bool):
+            return object.__new__(cls)
+        return cls()(mode)  # bare ``@inference_mode``
+
+    def __init__(self, mode: bool = True) -> None:
+        self.mode_on = bool(mode)
+
+    def __enter__(self):
+        self.prev = state.grad_enabled
+        self.prev_inference = getattr(state, "inference", False)
+        if self.mode_on:
+            state.grad_enabled = False
+            state.inference = True
+
+    def __exit__(self, *exc):
+        state.grad_enabled = self.prev
+        state.inference = self.prev_inference
+
+    def __call__(self, fn):
+        mode = self.mode_on
+        return _decorate(fn, lambda: inference_mode(mode))

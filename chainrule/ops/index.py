@@ -16,7 +16,7 @@ from chainrule.tensor import Tensor, wrap
 
 __all__ = [
     "gather", "scatter_add", "scatter", "index_select",
-    "take_along_dim", "nonzero", "masked_select", "take", "argwhere",
+    "take_along_dim", "nonzero", "masked_select", "take", "argwhere", "topk",
 ]
 
 _BASIC = (int, slice, type(None), type(Ellipsis))
@@ -319,3 +319,41 @@ def masked_select(input: Tensor, mask) -> Tensor:
     shape = np.broadcast_shapes(input._data.shape, m.shape)
     x = input.expand(*shape) if shape != input._data.shape else input
     return x[devices.xp_of(m).broadcast_to(m, shape)]
+
+
+_topk_result = None
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    """``(values, indices)`` of the ``k`` largest (``largest=False``: smallest) entries along
+    ``dim``, in order; the values are ``gather(input, dim, indices)`` (so they carry the gradient
+    to the chosen entries). NaN counts as larger than every number, as in torch."""
+    global _topk_result
+    if _topk_result is None:
+        from collections import namedtuple
+
+        _topk_result = namedtuple("topk", ["values", "indices"])
+    x = input._data
+    d = normalize_dim(dim, x.ndim, "topk") if x.ndim else 0
+    size = x.shape[d] if x.ndim else 1
+    k = int(k)
+    if not 0 <= k <= size:
+        raise RuntimeError(f"topk(): selected index k out of range (k={k}, size along dim {dim} "
+                           f"is {size})")
+    xp = devices.xp_of(x)
+    flat = x if x.ndim else x.reshape(1)
+    if flat.dtype.kind == "b":
+        flat = flat.astype(np.int8)
+    if largest:  # a stable sort of the negated values keeps equal entries in index order
+        key = -flat if flat.dtype.kind != "u" else (flat.max() - flat if flat.size else flat)
+        if flat.dtype.kind in "fc":
+            key = xp.where(xp.isnan(flat), -xp.inf, key)
+    else:
+        key = flat
+    order = xp.argsort(key, axis=d, kind="stable")
+    idx = xp.take(order, xp.arange(k), axis=d).astype(np.int64)
+    if not x.ndim:
+        idx = idx.reshape(())
+        values = input if k else input[None][:0]
+        return _topk_result(values, wrap(idx))
+    return _topk_result(Gather.apply(input, d, idx), wrap(idx))

@@ -356,3 +356,8 @@ class Softmax2d(Module):
 
 
 __all__ += ["Threshold", "Hardshrink", "Softshrink", "GLU", "PReLU", "RReLU", "Softmax2d"]
+
+# torch keeps MultiheadAttention in torch.nn.modules.activation (programs name it by that path).
+from chainrule.nn.modules.attention import MultiheadAttention  # noqa: E402
+
+__all__ += ["MultiheadAttention"]
