@@ -54,7 +54,7 @@ def __getattr__(name: str):
     import importlib
 
     if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "amp", "onnx", "cpu",
-                "distributed", "distributions"):
+                "distributed", "distributions", "special", "linalg", "testing", "accelerator"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)
