@@ -18,6 +18,9 @@ from chainrule.ops import *  # noqa: F403
 from chainrule.creation import *  # noqa: F403
 from chainrule import creation as _creation
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from chainrule.autograd.grad_mode import inference_mode, is_inference_mode_enabled
+from chainrule import _runtime
+from chainrule._runtime import *  # noqa: F403
 from chainrule import autograd
 from chainrule.autograd import inplace as _inplace
 from chainrule import printing as _printing
@@ -75,6 +78,7 @@ __all__ = (
      "autocast", "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype",
      "set_autocast_dtype", "is_autocast_cpu_enabled", "get_autocast_cpu_dtype",
      "get_autocast_gpu_dtype", "is_autocast_cache_enabled", "set_autocast_cache_enabled",
-     "clear_autocast_cache"]
-    + list(ops.__all__) + list(_creation.__all__)
+     "clear_autocast_cache", "inference_mode", "is_inference_mode_enabled", "special",
+     "linalg", "testing", "accelerator", "utils"]
+    + list(_runtime.__all__) + list(ops.__all__) + list(_creation.__all__)
 )

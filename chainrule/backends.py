@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from chainrule import devices
 
-__all__ = ["cuda"]
+__all__ = ["cuda", "cudnn", "mps", "mkl", "openmp", "mkldnn", "cpu"]
 
 
 class _Matmul:
@@ -67,3 +67,48 @@ def set_float32_matmul_precision(precision: str) -> None:
 
 def get_float32_matmul_precision() -> str:
     return "high" if cuda.matmul.allow_tf32 else "highest"
+
+
+class _Flags:
+    """A backend's switches: attributes as torch has them, recorded (chainrule does not use
+    cuDNN/oneDNN; CuPy's cuBLAS and NumPy's BLAS do the work)."""
+
+    def __init__(self, name: str, available: bool, **flags) -> None:
+        self._name, self._available = name, available
+        self.__dict__.update(flags)
+
+    def is_available(self) -> bool:
+        return self._available
+
+    def version(self):
+        return None
+
+    def flags(self, **kw):
+        """``with cr.backends.cudnn.flags(enabled=False):`` sets flags for a block."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            prev = {k: getattr(self, k) for k in kw}
+            self.__dict__.update(kw)
+            try:
+                yield
+            finally:
+                self.__dict__.update(prev)
+
+        return ctx()
+
+    def __repr__(self) -> str:
+        return f"<chainrule.backends.{self._name}>"
+
+
+# cudnn.enabled / benchmark / deterministic / allow_tf32 are read and written by training
+# scripts; chainrule runs no cuDNN kernels, so they only record what was asked.
+cudnn = _Flags("cudnn", False, enabled=True, benchmark=False, deterministic=False,
+               allow_tf32=True, benchmark_limit=10)
+mps = _Flags("mps", False)
+mkl = _Flags("mkl", False)
+openmp = _Flags("openmp", False)
+mkldnn = _Flags("mkldnn", False, enabled=True)
+cpu = _Flags("cpu", True)
+cpu.get_cpu_capability = lambda: "DEFAULT"

@@ -6,13 +6,15 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.function import Function, FunctionCtx, Op, once_differentiable
 from chainrule.autograd.grad_mode import (
-    enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
+    enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad,
+    set_grad_enabled,
 )
 
 __all__ = [
     "Function", "FunctionCtx", "Op", "once_differentiable", "backward", "grad", "gradcheck",
     "gradgradcheck", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "check_gates", "detect_anomaly", "set_detect_anomaly", "functional",
+    "inference_mode",
 ]
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 
 from chainrule._state import state
 
-__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "state"]
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "state",
+           "inference_mode", "is_inference_mode_enabled"]
 
 
 def is_grad_enabled() -> bool:
@@ -102,3 +104,45 @@ class set_grad_enabled(_GradMode):
         state.grad_enabled = self.prev
         mode = self.mode
         return _decorate(fn, lambda: set_grad_enabled(mode))
+
+
+class _InferenceState(threading.local):
+    on = False
+
+
+_inference = _InferenceState()
+
+
+class inference_mode(_GradMode):
+    """``no_grad`` for inference, as torch's ``inference_mode`` (``mode=False``: no change).
+
+    Unlike torch, tensors made inside are ordinary tensors (chainrule has no separate
+    "inference tensors", whose later use in autograd torch refuses)."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # bare ``@inference_mode``
+            return cls()(mode)
+        return object.__new__(cls)
+
+    def __init__(self, mode: bool = True) -> None:
+        self.mode_on = bool(mode)
+
+    def __enter__(self):
+        self.prev, self.prev_inference = state.grad_enabled, _inference.on
+        if self.mode_on:
+            state.grad_enabled, _inference.on = False, True
+
+    def __exit__(self, *exc):
+        state.grad_enabled, _inference.on = self.prev, self.prev_inference
+
+    def __call__(self, fn):
+        on = self.mode_on
+        return _decorate(fn, lambda: inference_mode(on))
+
+    def clone(self) -> inference_mode:
+        return inference_mode(self.mode_on)
+
+
+def is_inference_mode_enabled() -> bool:
+    """Inside an enabled ``inference_mode`` block?"""
+    return _inference.on

@@ -30,3 +30,37 @@ from chainrule.ops.shape import ConstantPad  # noqa: F401
 
 _FAMILIES = (_binary, _elementwise, _index, _linalg, _reduce, _shape, _special)
 __all__ = [name for fam in _FAMILIES for name in fam.__all__]
+
+
+# ---- NumPy's spellings: torch accepts axis= for dim= and keepdims= for keepdim= -----------------
+def _numpy_aliases(fn):
+    """``fn`` accepting ``axis``/``keepdims`` as aliases of its ``dim``/``keepdim`` (ops and
+    Tensor methods alike: Tensor binds these functions)."""
+    import functools
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn
+    if "dim" not in params and "keepdim" not in params:
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if "axis" not in kwargs and "keepdims" not in kwargs:
+            return fn(*args, **kwargs)
+        for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
+            if alias in kwargs:
+                if name in kwargs:
+                    raise TypeError(f"{fn.__name__}() got both '{name}' and its alias "
+                                    f"'{alias}'")
+                kwargs[name] = kwargs.pop(alias)
+        return fn(*args, **kwargs)
+
+    return call
+
+
+for _name in __all__:
+    globals()[_name] = _numpy_aliases(globals()[_name])
+del _name
