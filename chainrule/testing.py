@@ -51,7 +51,8 @@ def _compare_arrays(actual, expected, rtol, atol, equal_nan, is_scalar, exact, m
     what = "equal" if exact else "close"
     if is_scalar:
         text = (f"Scalars are not {what}!\n\nExpected {_fmt(expected.reshape(()))} but got "
-                f"{_fmt(actual.reshape(()))}.\nAbsolute difference: {_num(diff.reshape(()), actual)}"
+                f"{_fmt(actual.reshape(()))}.\nAbsolute difference: "
+                f"{_num(diff.reshape(()), actual)}"
                 + ("" if exact else f" (up to {atol} allowed)")
                 + f"\nRelative difference: {float(rel.reshape(()))!r}"
                 + ("" if exact else f" (up to {rtol} allowed)"))

@@ -14,7 +14,7 @@ __all__ = [
     "Function", "FunctionCtx", "Op", "once_differentiable", "backward", "grad", "gradcheck",
     "gradgradcheck", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "check_gates", "detect_anomaly", "set_detect_anomaly", "functional",
-    "inference_mode",
+    "inference_mode", "is_inference_mode_enabled",
 ]
 
 
