@@ -11,6 +11,7 @@ from chainrule.ops import index as _index
 from chainrule.ops import linalg as _linalg
 from chainrule.ops import reduce as _reduce
 from chainrule.ops import shape as _shape
+from chainrule.ops import sorting as _sorting
 from chainrule.ops import special as _special
 from chainrule.ops.binary import *  # noqa: F403
 from chainrule.ops.elementwise import *  # noqa: F403
@@ -20,6 +21,7 @@ from chainrule.ops.index import getitem  # noqa: F401  (Tensor.__getitem__)
 from chainrule.ops.linalg import *  # noqa: F403
 from chainrule.ops.reduce import *  # noqa: F403
 from chainrule.ops.shape import *  # noqa: F403
+from chainrule.ops.sorting import *  # noqa: F403
 from chainrule.ops.special import *  # noqa: F403
 from chainrule.ops.shape import normalize_dim  # noqa: F401  (Tensor.size)
 # gates that chainrule.ops.either and the kernels reach for their Tensor routes
@@ -28,7 +30,7 @@ from chainrule.ops.index import Gather, IndexPut, ScatterAdd  # noqa: F401
 from chainrule.ops.reduce import Prod, sum_to_size  # noqa: F401
 from chainrule.ops.shape import ConstantPad  # noqa: F401
 
-_FAMILIES = (_binary, _elementwise, _index, _linalg, _reduce, _shape, _special)
+_FAMILIES = (_binary, _elementwise, _index, _linalg, _reduce, _shape, _sorting, _special)
 __all__ = [name for fam in _FAMILIES for name in fam.__all__]
 
 

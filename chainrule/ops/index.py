@@ -191,6 +191,33 @@ class ScatterAdd(Op):
         return g, None, None, g_src
 
 
+class Scatter(Op):
+    """y = x, then y[...index...] = src (a repeated target keeps one of its writes, as torch);
+    dy/dx = 1 where nothing was written, dy/dsrc = gather at index (every write, as torch)"""
+
+    @staticmethod
+    def forward(ctx, x, dim, index, src):
+        ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
+        out = x.copy()
+        region = tuple(slice(0, s) for s in index.shape)
+        out[_along(index, dim)] = src[region]
+        written = devices.xp_of(x).zeros(x.shape, bool)
+        written[_along(index, dim)] = True
+        ctx.written = written
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        g_x = either.where(ctx.written, 0.0, g) if ctx.needs_input_grad[0] else None
+        g_src = None
+        if ctx.needs_input_grad[3]:
+            g_src = either.gather(g, ctx.dim, ctx.index)
+            if tuple(ctx.index.shape) != tuple(ctx.src_shape):
+                g_src = either.pad_zeros(
+                    g_src, [(0, s - i) for s, i in zip(ctx.src_shape, ctx.index.shape)])
+        return g_x, None, None, g_src
+
+
 def _raw_index(index, name: str, like) -> np.ndarray:
     idx = index._data if isinstance(index, Tensor) else devices.asarray_on(index, like)
     devices.check_same_device((like, idx), f"{name}()", " (index)")
@@ -260,8 +287,13 @@ def scatter(input: Tensor, dim: int, index, src=None, value=None) -> Tensor:
         written = xp.zeros(input._data.shape, input._data.dtype)
         written[_along(idx, d)] = src_vals
         return input.masked_fill(wrap(mask), 0) + wrap(written)
-    placed = scatter_add(input * 0, d, idx, src) if isinstance(src, Tensor) else None
-    return input.masked_fill(wrap(mask), 0) + placed
+    if not isinstance(src, Tensor):
+        return scatter(input, d, idx, value=src)
+    if src._data.dtype != input._data.dtype:
+        raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype (got "
+                           f"{input.dtype} and {src.dtype})")
+    _check_along(input, d, idx, "scatter")
+    return Scatter.apply(input, d, idx, src)
 
 
 def index_select(input: Tensor, dim: int, index) -> Tensor:
