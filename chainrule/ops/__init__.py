@@ -24,6 +24,7 @@ from chainrule.ops.shape import *  # noqa: F403
 from chainrule.ops.sorting import *  # noqa: F403
 from chainrule.ops.special import *  # noqa: F403
 from chainrule.ops.shape import normalize_dim  # noqa: F401  (Tensor.size)
+from chainrule.ops.shape import tensor_unfold  # noqa: F401  (Tensor.unfold)
 # gates that chainrule.ops.either and the kernels reach for their Tensor routes
 from chainrule.ops.conv import Col2Im, Im2Col  # noqa: F401
 from chainrule.ops.index import Gather, IndexPut, ScatterAdd  # noqa: F401
