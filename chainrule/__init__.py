@@ -52,6 +52,18 @@ def result_type(tensor1, tensor2) -> dtype:
     return from_numpy_dtype(_np_result_type(a, b))
 
 
+# torch's top-level names for objects of subpackages (loaded on first use)
+_LAZY = {name: "chainrule._functional_aliases" for name in (
+    "conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d avg_pool1d "
+    "max_pool1d max_pool2d max_pool3d adaptive_avg_pool1d adaptive_max_pool1d layer_norm "
+    "group_norm bilinear cosine_similarity pairwise_distance pdist pixel_shuffle pixel_unshuffle "
+    "prelu selu celu hardshrink threshold rms_norm channel_shuffle dropout alpha_dropout "
+    "feature_alpha_dropout batch_norm instance_norm embedding rrelu "
+    "binary_cross_entropy_with_logits cosine_embedding_loss ctc_loss hinge_embedding_loss kl_div "
+    "margin_ranking_loss poisson_nll_loss triplet_margin_loss convolution").split()}
+_LAZY.update(vmap="chainrule.func", GradScaler="chainrule.amp")
+
+
 def __getattr__(name: str):
     # Subpackages load on first use so `import chainrule` stays fast.
     import importlib
@@ -63,6 +75,8 @@ def __getattr__(name: str):
         return getattr(importlib.import_module("chainrule.backends"), name)
     if name in ("save", "load"):
         return getattr(importlib.import_module("chainrule.serialization"), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
 
 

@@ -150,3 +150,101 @@ def typename(obj) -> str:
     module = type(obj).__module__
     name = type(obj).__qualname__
     return name if module in ("builtins", None) else f"{module}.{name}"
+
+
+# ---- predicates and small functions on tensors --------------------------------------------------
+def is_floating_point(input) -> bool:
+    return input.is_floating_point()
+
+
+def is_complex(input) -> bool:
+    return input.is_complex()
+
+
+def is_signed(input) -> bool:
+    return input.is_signed()
+
+
+def is_nonzero(input) -> bool:
+    """The truth of a one-element tensor."""
+    if input.numel() != 1:
+        what = "no values" if input.numel() == 0 else "more than one value"
+        raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
+    return bool(input.item())
+
+
+def is_same_size(input, other) -> bool:
+    return tuple(input.shape) == tuple(other.shape)
+
+
+def is_inference(input) -> bool:
+    """chainrule has no inference tensors: always False."""
+    return False
+
+
+def can_cast(from_, to) -> bool:
+    """Whether torch's casting rules allow ``from_`` → ``to`` in an in-place op (no float →
+    integer, no non-bool → bool)."""
+    order = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+    return order[from_.np.kind] <= order[to.np.kind]
+
+
+def detach(input):
+    return input.detach()
+
+
+def get_device(input) -> int:
+    return input.get_device()
+
+
+_default_device = {"device": None}
+
+
+def set_default_device(device) -> None:
+    """Record the default device (factory functions still use the CPU unless told)."""
+    _default_device["device"] = device
+
+
+def get_default_device():
+    from chainrule.devices import device as make
+
+    d = _default_device["device"]
+    return make("cpu") if d is None else make(d) if not hasattr(d, "type") else d
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
+                     profile=None, sci_mode=None) -> None:
+    """Recorded for compatibility; chainrule prints with torch's default options."""
+
+
+def binomial(count, prob, generator=None):
+    """Binomial(count, prob) draws (floats of prob's dtype)."""
+    from chainrule.distributions._special import binomial as draw
+
+    return draw(count, prob)
+
+
+def is_anomaly_enabled() -> bool:
+    from chainrule.autograd import anomaly
+
+    return anomaly.is_anomaly_enabled()
+
+
+def is_anomaly_check_nan_enabled() -> bool:
+    from chainrule._state import state
+
+    return bool(state.anomaly)
+
+
+def set_anomaly_enabled(enabled: bool, check_nan: bool = True) -> None:
+    from chainrule.autograd import anomaly
+
+    anomaly.set_detect_anomaly(enabled, check_nan)
+
+
+__all__ += [
+    "is_floating_point", "is_complex", "is_signed", "is_nonzero", "is_same_size",
+    "is_inference", "can_cast", "detach", "get_device", "set_default_device",
+    "get_default_device", "set_printoptions", "binomial", "is_anomaly_enabled",
+    "is_anomaly_check_nan_enabled", "set_anomaly_enabled",
+]

@@ -294,16 +294,7 @@ def cond(A: Tensor, p=None) -> Tensor:
 # ---- products -----------------------------------------------------------------------------------
 def cross(input: Tensor, other: Tensor, *, dim: int = -1) -> Tensor:
     """a × b of 3-vectors along ``dim`` (broadcasting)."""
-    shape = np.broadcast_shapes(tuple(input.shape), tuple(other.shape))
-    if shape[dim] != 3:
-        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got "
-                           f"{input.shape[dim] if input.ndim else 0} and "
-                           f"{other.shape[dim] if other.ndim else 0}")
-    a = input.expand(*shape)
-    b = other.expand(*shape)
-    a1, a2 = a.roll(-1, dim), a.roll(-2, dim)
-    b1, b2 = b.roll(-1, dim), b.roll(-2, dim)
-    return a1 * b2 - a2 * b1
+    return _la.cross_along(input, other, dim)
 
 
 def multi_dot(tensors) -> Tensor:
@@ -383,60 +374,14 @@ def lu_factor(A: Tensor, *, pivot: bool = True):
 
 def lu_factor_ex(A: Tensor, *, pivot: bool = True, check_errors: bool = False):
     P, L, U = lu(A, pivot=pivot)
-    eye = _la._eye_t(L)
-    LU = L - eye + U
-    return LUFactorEx(LU, _pivots(P._data), _info(A))
-
-
-def _pivots(pmat):
-    """LAPACK's sequential row swaps (1-based) that produce permutation matrix P (A = P L U)."""
-    xp = devices.xp_of(pmat)
-    p = np.asarray(devices.to_device(pmat, "cpu"))
-    n = p.shape[-1]
-    flat = p.reshape(-1, n, n)
-    out = np.zeros((flat.shape[0], n), np.int32)
-    for b in range(flat.shape[0]):
-        perm = list(np.argmax(flat[b], axis=0))  # row of A that went to row i of PᵀA
-        cur = list(range(n))  # cur[i]: which original row sits at position i
-        where_is = list(range(n))
-        for i in range(n):
-            j = where_is[perm[i]]
-            out[b, i] = j + 1
-            cur[i], cur[j] = cur[j], cur[i]
-            where_is[cur[i]], where_is[cur[j]] = i, j
-    return wrap(xp.asarray(out.reshape(p.shape[:-2] + (n,))))
-
-
-def _unpack(LU: Tensor, pivots: Tensor):
-    """(P, L, U) from a packed LU and its pivots."""
-    n = LU.shape[-1]
-    eye = _la._eye_t(LU)
-    L = LU.tril(-1) + eye
-    U = LU.triu()
-    piv = np.asarray(devices.to_device(pivots._data, "cpu")).reshape(-1, n) - 1
-    perms = np.zeros((piv.shape[0], n, n), LU._data.dtype)
-    for b in range(piv.shape[0]):
-        order = list(range(n))
-        for i, j in enumerate(piv[b]):
-            order[i], order[j] = order[j], order[i]
-        perms[b, order, range(n)] = 1  # P maps row i of (LU) to row order[i] of A
-    P = wrap(devices.to_device(perms.reshape(tuple(LU.shape[:-2]) + (n, n)), LU.device))
-    return P, L, U
+    return LUFactorEx(L - _la._eye_t(L) + U, _la.pivots_of(P._data), _info(A))
 
 
 def lu_solve(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True,
              adjoint: bool = False) -> Tensor:
     """X with A X = B from A's packed LU factorization (X A = B with ``left=False``; Aᵀ with
     ``adjoint=True``)."""
-    P, L, U = _unpack(LU, pivots)
-    if not left:
-        return lu_solve(LU, pivots, B.mT, adjoint=not adjoint).mT
-    if adjoint:  # Aᵀ = Uᵀ Lᵀ Pᵀ
-        y = _la.SolveTriangular.apply(U.mT, B, False)
-        y = _la.SolveTriangular.apply(L.mT, y, True)
-        return P @ y
-    y = _la.SolveTriangular.apply(L, P.mT @ B, False)
-    return _la.SolveTriangular.apply(U, y, True)
+    return _la.lu_solve_packed(LU, pivots, B, left=left, adjoint=adjoint)
 
 
 # ---- tensor equations ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from chainrule.kernels.matmul import matmul as _mm
 from chainrule import dtypes as _dt
 from chainrule.ops import either
 from chainrule.ops.binary import _cast, _check_devices, where
-from chainrule.tensor import Tensor
+from chainrule.tensor import Tensor, wrap
 
 __all__ = ["matmul", "mm", "bmm", "dot", "vdot", "outer", "ger", "einsum", "inner", "mv"]
 
@@ -867,25 +867,94 @@ LUResult = namedtuple("lu_unpack", ["P", "L", "U"])
 
 def lu(A: Tensor, pivot: bool = True, get_infos: bool = False):
     """(LU, pivots[, infos]): L and U packed in one matrix, and 1-based row swaps (LAPACK's)."""
-    from chainrule.linalg import lu_factor_ex
-
-    LU, piv, info = lu_factor_ex(A, pivot=pivot)
-    return (LU, piv, info) if get_infos else (LU, piv)
+    A = _float_input(A, "linalg.lu_factor")
+    _square(A, "linalg.lu_factor")
+    P, L, U = LU.apply(A)
+    packed = L - _eye_t(L) + U
+    piv = pivots_of(P._data)
+    info = wrap(devices.xp_of(A._data).zeros(A._data.shape[:-2], np.int32))
+    return (packed, piv, info) if get_infos else (packed, piv)
 
 
 def lu_unpack(LU_data: Tensor, LU_pivots: Tensor, unpack_data: bool = True,
               unpack_pivots: bool = True):
     """(P, L, U) from lu_factor's packed result."""
-    from chainrule.linalg import _unpack
-
     return LUResult(*_unpack(LU_data, LU_pivots))
 
 
 def lu_solve(b: Tensor, LU_data: Tensor, LU_pivots: Tensor) -> Tensor:
     """X with A X = b, from A's packed LU factorization."""
-    from chainrule.linalg import lu_solve as _lu_solve
+    return lu_solve_packed(LU_data, LU_pivots, b)
 
-    return _lu_solve(LU_data, LU_pivots, b)
+
+def pivots_of(pmat):
+    """LAPACK's sequential row swaps (1-based) that produce permutation matrix P (A = P L U)."""
+    xp = devices.xp_of(pmat)
+    p = np.asarray(devices.to_device(pmat, "cpu"))
+    n = p.shape[-1]
+    flat = p.reshape(-1, n, n)
+    out = np.zeros((flat.shape[0], n), np.int32)
+    for b in range(flat.shape[0]):
+        perm = list(np.argmax(flat[b], axis=0))  # row of A that went to row i of PᵀA
+        cur = list(range(n))  # cur[i]: which original row sits at position i
+        where_is = list(range(n))
+        for i in range(n):
+            j = where_is[perm[i]]
+            out[b, i] = j + 1
+            cur[i], cur[j] = cur[j], cur[i]
+            where_is[cur[i]], where_is[cur[j]] = i, j
+    return wrap(xp.asarray(out.reshape(p.shape[:-2] + (n,))))
+
+
+def _unpack(LU: Tensor, pivots: Tensor):
+    """(P, L, U) from a packed LU and its pivots."""
+    n = LU.shape[-1]
+    eye = _eye_t(LU)
+    L = LU.tril(-1) + eye
+    U = LU.triu()
+    piv = np.asarray(devices.to_device(pivots._data, "cpu")).reshape(-1, n) - 1
+    perms = np.zeros((piv.shape[0], n, n), LU._data.dtype)
+    for b in range(piv.shape[0]):
+        order = list(range(n))
+        for i, j in enumerate(piv[b]):
+            order[i], order[j] = order[j], order[i]
+        perms[b, order, range(n)] = 1  # P maps row i of (LU) to row order[i] of A
+    P = wrap(devices.to_device(perms.reshape(tuple(LU.shape[:-2]) + (n, n)), LU.device))
+    return P, L, U
+
+
+def lu_solve_packed(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True,
+                    adjoint: bool = False) -> Tensor:
+    """X with A X = B from A's packed LU factorization (X A = B with ``left=False``; Aᵀ with
+    ``adjoint=True``)."""
+    P, L, U = _unpack(LU, pivots)
+    if not left:
+        return lu_solve_packed(LU, pivots, B.mT, adjoint=not adjoint).mT
+    if adjoint:  # Aᵀ = Uᵀ Lᵀ Pᵀ
+        y = SolveTriangular.apply(U.mT, B, False)
+        y = SolveTriangular.apply(L.mT, y, True)
+        return P @ y
+    y = SolveTriangular.apply(L, P.mT @ B, False)
+    return SolveTriangular.apply(U, y, True)
+
+
+
+
+def cross_along(input: Tensor, other: Tensor, dim: int = -1) -> Tensor:
+    """a × b of 3-vectors along ``dim`` (broadcasting)."""
+    shape = np.broadcast_shapes(tuple(input.shape), tuple(other.shape))
+    if shape[dim] != 3:
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got "
+                           f"{input.shape[dim] if input.ndim else 0} and "
+                           f"{other.shape[dim] if other.ndim else 0}")
+    a = input.expand(*shape)
+    b = other.expand(*shape)
+    a1, a2 = a.roll(-1, dim), a.roll(-2, dim)
+    b1, b2 = b.roll(-1, dim), b.roll(-2, dim)
+    return a1 * b2 - a2 * b1
+
+
+
 
 
 # ---- products with an added term (β·input + α·product) ------------------------------------------
@@ -989,13 +1058,23 @@ def cross(input: Tensor, other: Tensor, dim=None) -> Tensor:
         dim = next((i for i, s in enumerate(shape) if s == 3), None)
         if dim is None:
             raise RuntimeError("no dimension of size 3 in input")
-    from chainrule.linalg import cross as lcross
+    return cross_along(input, other, dim)
 
-    return lcross(input, other, dim=dim)
+
+def vander(x: Tensor, N=None, increasing: bool = False) -> Tensor:
+    """Columns x^(N-1), ..., x, 1 (or increasing powers)."""
+    n = x.shape[-1] if N is None else N
+    if n < 0:
+        raise RuntimeError("N must be non-negative.")
+    from chainrule.ops.shape import stack
+
+    cols = [x ** k for k in range(n)]
+    out = stack(cols, -1) if cols else x.unsqueeze(-1)[..., :0]
+    return out if increasing else out.flip(-1)
 
 
 __all__ += [
-    "inverse", "det", "slogdet", "logdet", "matrix_power", "matrix_exp", "cholesky",
+    "vander", "inverse", "det", "slogdet", "logdet", "matrix_power", "matrix_exp", "cholesky",
     "cholesky_solve", "cholesky_inverse", "qr", "svd", "pinverse", "triangular_solve", "lu",
     "lu_unpack", "lu_solve", "addmm", "addmv", "addbmm", "baddbmm", "addr", "chain_matmul",
     "tensordot", "kron", "cross",
