@@ -11,6 +11,10 @@ from chainrule.dtypes import (
     bfloat16, bool, double, dtype, float, float16, float32, float64, get_default_dtype, half, int,
     int8, int16, int32, int64, long, promote_types, set_default_dtype, short, uint8,
 )
+from chainrule.dtypes import (
+    channels_last, channels_last_3d, contiguous_format, finfo, iinfo, layout,
+    legacy_contiguous_format, memory_format, preserve_format, strided,
+)
 from chainrule.tensor import Size, Tensor
 from chainrule.tensor import bind as _bind_tensor_methods
 from chainrule import ops
@@ -93,6 +97,8 @@ __all__ = (
      "set_autocast_dtype", "is_autocast_cpu_enabled", "get_autocast_cpu_dtype",
      "get_autocast_gpu_dtype", "is_autocast_cache_enabled", "set_autocast_cache_enabled",
      "clear_autocast_cache", "inference_mode", "is_inference_mode_enabled", "special",
-     "linalg", "testing", "accelerator", "utils"]
+     "linalg", "testing", "accelerator", "utils", "channels_last", "channels_last_3d",
+     "contiguous_format", "finfo", "iinfo", "layout", "legacy_contiguous_format",
+     "memory_format", "preserve_format", "strided"]
     + list(_runtime.__all__) + list(ops.__all__) + list(_creation.__all__)
 )

@@ -7,6 +7,7 @@ chainrule's MKL kernels are loaded); chainrule's own C loops run on one thread.
 
 from __future__ import annotations
 
+import math
 import os
 
 __all__ = [
@@ -247,4 +248,197 @@ __all__ += [
     "is_inference", "can_cast", "detach", "get_device", "set_default_device",
     "get_default_device", "set_printoptions", "binomial", "is_anomaly_enabled",
     "is_anomaly_check_nan_enabled", "set_anomaly_enabled",
+]
+
+
+# ---- constants, errors, legacy tensor types, and small top-level functions ----------------------
+pi = math.pi
+e = math.e
+inf = math.inf
+nan = math.nan
+
+
+class OutOfMemoryError(RuntimeError):
+    """A device ran out of memory (as torch.OutOfMemoryError)."""
+
+
+class AcceleratorError(RuntimeError):
+    """An accelerator failed (as torch.AcceleratorError)."""
+
+
+def _legacy_type(name: str, dtype_name: str):
+    """``cr.FloatTensor([1, 2])`` style constructors (torch's legacy tensor types)."""
+
+    def __new__(cls, *args, device=None):
+        from chainrule import dtypes
+        from chainrule.creation import tensor, zeros
+
+        d = getattr(dtypes, dtype_name)
+        if len(args) == 1 and not isinstance(args[0], int):
+            return tensor(args[0], dtype=d, device=device)
+        return zeros(*args, dtype=d, device=device)
+
+    def __instancecheck__(cls, obj):
+        from chainrule.tensor import Tensor
+
+        return isinstance(obj, Tensor) and obj.dtype.name == dtype_name
+
+    meta = type(f"{name}Meta", (type,), {"__instancecheck__": __instancecheck__})
+    return meta(name, (), {"__new__": __new__, "__doc__": f"torch.{name}: {dtype_name} "
+                                                           "tensors (legacy constructor)."})
+
+
+FloatTensor = _legacy_type("FloatTensor", "float32")
+DoubleTensor = _legacy_type("DoubleTensor", "float64")
+HalfTensor = _legacy_type("HalfTensor", "float16")
+BFloat16Tensor = _legacy_type("BFloat16Tensor", "bfloat16")
+LongTensor = _legacy_type("LongTensor", "int64")
+IntTensor = _legacy_type("IntTensor", "int32")
+ShortTensor = _legacy_type("ShortTensor", "int16")
+CharTensor = _legacy_type("CharTensor", "int8")
+ByteTensor = _legacy_type("ByteTensor", "uint8")
+BoolTensor = _legacy_type("BoolTensor", "bool")
+
+
+def set_default_tensor_type(t) -> None:
+    """Deprecated in torch: sets the default float dtype from a tensor type or its name."""
+    name = t if isinstance(t, str) else getattr(t, "__name__", str(t))
+    name = name.rsplit(".", 1)[-1]
+    table = {"FloatTensor": "float32", "DoubleTensor": "float64", "HalfTensor": "float16",
+             "BFloat16Tensor": "bfloat16"}
+    if name not in table:
+        raise TypeError("invalid type object: only floating-point types are supported as the "
+                        "default type")
+    from chainrule import dtypes
+
+    dtypes.set_default_dtype(getattr(dtypes, table[name]))
+
+
+def isin(elements, test_elements, *, assume_unique: bool = False, invert: bool = False):
+    """True where an element of ``elements`` is among ``test_elements``."""
+    from chainrule.devices import np as _np
+    from chainrule.tensor import Tensor, wrap
+
+    a = elements._data if isinstance(elements, Tensor) else _np.asarray(elements)
+    b = test_elements._data if isinstance(test_elements, Tensor) else _np.asarray(test_elements)
+    return wrap(_np.asarray(_np.isin(a, b, invert=invert)))
+
+
+def unravel_index(indices, shape):
+    """The coordinates of flat ``indices`` in an array of ``shape`` (a tuple of tensors)."""
+    import numpy
+
+    from chainrule.tensor import Tensor, wrap
+
+    idx = indices._data if isinstance(indices, Tensor) else numpy.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError("expected 'indices' to be integer dtype, but got "
+                        f"{idx.dtype}")
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = math.prod(shape)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise RuntimeError(f"'indices' must be in range [-{n}, {n})")
+    coords = numpy.unravel_index(idx % n if n else idx, shape)
+    return tuple(wrap(numpy.asarray(c, numpy.int64)) for c in coords)
+
+
+def gradient(input, *, spacing=1, dim=None, edge_order: int = 1):
+    """Central differences (one-sided at the edges) along each of ``dim``: a tuple of tensors."""
+    from chainrule.ops.shape import cat, narrow
+
+    dims = range(input.ndim) if dim is None else ([dim] if isinstance(dim, int) else dim)
+    dims = [d % input.ndim for d in dims]
+    if edge_order != 1:
+        raise NotImplementedError("gradient: edge_order=2 is not implemented")
+    out = []
+    for k, d in enumerate(dims):
+        h = spacing[k] if isinstance(spacing, (list, tuple)) else spacing
+        n = input.shape[d]
+        if n < 2:
+            raise RuntimeError("torch.gradient expected each dimension size to be at least "
+                               "edge_order+1")
+        first = (narrow(input, d, 1, 1) - narrow(input, d, 0, 1)) / h
+        last = (narrow(input, d, n - 1, 1) - narrow(input, d, n - 2, 1)) / h
+        mid = (narrow(input, d, 2, n - 2) - narrow(input, d, 0, n - 2)) / (2 * h)
+        out.append(cat([first, mid, last], d))
+    return tuple(out)
+
+
+def histogramdd(input, bins=10, *, range=None, weight=None, density: bool = False):  # noqa: A002
+    """(hist, bin_edges) of the rows of a (N, D) tensor in D dimensions."""
+    import numpy
+
+    from chainrule.tensor import Tensor, wrap
+
+    x = numpy.asarray(input.detach().cpu().numpy())
+    b = [t.detach().cpu().numpy() for t in bins] if isinstance(bins, (list, tuple)) and bins \
+        and isinstance(bins[0], Tensor) else bins
+    rng = None if range is None else list(zip(range[0::2], range[1::2]))
+    w = None if weight is None else weight.detach().cpu().numpy()
+    hist, edges = numpy.histogramdd(x.reshape(-1, x.shape[-1]), bins=b, range=rng, weights=w,
+                                    density=density)
+    from collections import namedtuple
+
+    return namedtuple("histogramdd", ["hist", "bin_edges"])(
+        wrap(hist.astype(x.dtype)), [wrap(e.astype(x.dtype)) for e in edges])
+
+
+def svd_lowrank(A, q: int = 6, niter: int = 2, M=None):
+    """(U, S, V) of rank ``q`` (computed exactly here, where torch draws a randomized one)."""
+    from chainrule.ops.linalg import SVD
+
+    B = A if M is None else A - M
+    u, s, vh = SVD.apply(B, False)
+    q = min(q, s.shape[-1])
+    return u[..., :q], s[..., :q], vh[..., :q, :].mT
+
+
+def pca_lowrank(A, q=None, center: bool = True, niter: int = 2):
+    """(U, S, V) of the centred data's rank-``q`` SVD (principal components)."""
+    m, n = A.shape[-2:]
+    q = min(6, m, n) if q is None else q
+    B = A - A.mean(-2, keepdim=True) if center else A
+    return svd_lowrank(B, q, niter)
+
+
+def while_loop(cond_fn, body_fn, carried_inputs):
+    """Run ``body_fn`` while ``cond_fn`` holds (eager, as torch.while_loop outside compile)."""
+    vals = tuple(carried_inputs)
+    while bool(cond_fn(*vals)):
+        vals = body_fn(*vals)
+        vals = vals if isinstance(vals, tuple) else (vals,)
+    return vals
+
+
+def is_distributed(input) -> bool:
+    return False
+
+
+def get_device_module(device=None):
+    """The module for a device type: ``cr.cuda`` or ``cr.cpu``."""
+    import importlib
+
+    name = "cpu" if device is None else str(getattr(device, "type", device)).split(":")[0]
+    if name not in ("cpu", "cuda"):
+        raise RuntimeError(f"Device '{name}' does not have a corresponding module registered "
+                           "as 'torch.{name}'.")
+    return importlib.import_module(f"chainrule.{name}")
+
+
+def to_dlpack(tensor):
+    """A DLPack capsule of the tensor's memory."""
+    return tensor._data.__dlpack__()
+
+
+def adjoint(input):
+    """The conjugate transpose of the last two dims (the transpose, for real tensors)."""
+    return input.mT
+
+
+__all__ += [
+    "pi", "e", "inf", "nan", "OutOfMemoryError", "AcceleratorError", "FloatTensor",
+    "DoubleTensor", "HalfTensor", "BFloat16Tensor", "LongTensor", "IntTensor", "ShortTensor",
+    "CharTensor", "ByteTensor", "BoolTensor", "set_default_tensor_type", "isin",
+    "unravel_index", "gradient", "histogramdd", "svd_lowrank", "pca_lowrank", "while_loop",
+    "is_distributed", "get_device_module", "to_dlpack", "adjoint",
 ]

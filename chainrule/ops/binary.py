@@ -728,3 +728,16 @@ __all__ += [
     "nextafter", "heaviside", "rsub", "lerp", "addcmul", "addcdiv", "greater", "greater_equal",
     "less", "less_equal", "not_equal", "arctan2",
 ]
+
+
+def bitwise_left_shift(input, other) -> Tensor:
+    """x << n (integers)."""
+    return wrap(np.asarray(np.left_shift(_raw(input), _raw(other))))
+
+
+def bitwise_right_shift(input, other) -> Tensor:
+    """x >> n (integers, arithmetic for signed)."""
+    return wrap(np.asarray(np.right_shift(_raw(input), _raw(other))))
+
+
+__all__ += ["bitwise_left_shift", "bitwise_right_shift"]

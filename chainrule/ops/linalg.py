@@ -1073,8 +1073,24 @@ def vander(x: Tensor, N=None, increasing: bool = False) -> Tensor:
     return out if increasing else out.flip(-1)
 
 
+def cdist(x1: Tensor, x2: Tensor, p: float = 2.0,
+          compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> Tensor:
+    """The p-norm distances between each row of x1 and each row of x2 (batched)."""
+    if x1.ndim < 2 or x2.ndim < 2:
+        raise RuntimeError(f"cdist only supports at least 2D tensors, X1 got: {x1.ndim}D")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: "
+                           f"{x1.shape[-1]} X2: {x2.shape[-1]}")
+    if p < 0:
+        raise RuntimeError(f"cdist only supports non-negative p values, got {p}")
+    from chainrule.ops.reduce import norm
+
+    return norm(x1.unsqueeze(-2) - x2.unsqueeze(-3), p, -1)
+
+
 __all__ += [
-    "vander", "inverse", "det", "slogdet", "logdet", "matrix_power", "matrix_exp", "cholesky",
+    "cdist", "vander", "inverse", "det", "slogdet", "logdet", "matrix_power", "matrix_exp",
+    "cholesky",
     "cholesky_solve", "cholesky_inverse", "qr", "svd", "pinverse", "triangular_solve", "lu",
     "lu_unpack", "lu_solve", "addmm", "addmv", "addbmm", "baddbmm", "addr", "chain_matmul",
     "tensordot", "kron", "cross",
