@@ -507,12 +507,15 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """Σ x1·x2 / max(‖x1‖·‖x2‖, eps) along ``dim``."""
+    """Σ (x1/max(‖x1‖, eps))·(x2/max(‖x2‖, eps)) along ``dim``, after broadcasting the two
+    (as torch: each is normalized first)."""
     from chainrule.ops.reduce import norm
+    from chainrule.ops.shape import broadcast_tensors
 
-    num = (x1 * x2).sum(dim)
-    den = (norm(x1, 2, dim) * norm(x2, 2, dim)).clamp(min=eps)
-    return num / den
+    x1, x2 = broadcast_tensors(x1, x2)
+    n1 = norm(x1, 2, dim, True).clamp(min=eps)
+    n2 = norm(x2, 2, dim, True).clamp(min=eps)
+    return ((x1 / n1) * (x2 / n2)).sum(dim)
 
 
 # ---- embedding ---------------------------------------------------------------------------------

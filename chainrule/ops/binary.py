@@ -603,22 +603,50 @@ def _tensor_pair(input, other, name: str):
     return a, b
 
 
+class Copysign(Op):
+    """z = |x| with the sign of y;  dz/dx = sign(x)·sign(z) (0 at x = 0), dz/dy = 0"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        z = np.copysign(x, y)
+        ctx.save_for_backward(x, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        x, z = ctx.saved_tensors
+        gx = g * either.sign(x) * either.sign(z) if ctx.needs_input_grad[0] else None
+        gy = either.zeros_like(g) if ctx.needs_input_grad[1] else None
+        return gx, gy
+
+
+def _float_operands(input, other, name: str):
+    """Both operands as tensors of their common float dtype (integers: NotImplementedError,
+    as torch's float-only binary functions)."""
+    a, b = _tensor_pair(input, other, name)
+    target = _dt.result_type(_raw(a) if isinstance(input, Tensor) else input,
+                             _raw(b) if isinstance(other, Tensor) else other)
+    if target.kind not in FLOAT_KINDS:
+        raise NotImplementedError(f"\"{name}_cpu\" not implemented for "
+                                  f"'{_dt.from_numpy_dtype(target).name.title()}'")
+    return _cast(a, target), _cast(b, target)
+
+
 def copysign(input, other) -> Tensor:
     """|x| with the sign of y (-0.0 counts as negative)."""
     a, b = _tensor_pair(input, other, "copysign")
-    if a._data.dtype.kind not in FLOAT_KINDS:
-        a = a.to(_dt.get_default_dtype())
-    sign = wrap(np.where(np.signbit(_raw(b)), -1.0, 1.0).astype(a._data.dtype))
-    from chainrule.ops.elementwise import abs as t_abs
-
-    return t_abs(a) * sign
+    target = _dt.result_type(_raw(a), _raw(b))
+    if target.kind not in FLOAT_KINDS:
+        target = _dt.get_default_dtype().np
+    return Copysign.apply(_cast(a, target), _cast(b, target))
 
 
 def hypot(input, other) -> Tensor:
     """√(x² + y²)."""
     from chainrule.ops.elementwise import sqrt
 
-    return sqrt(input * input + other * other)
+    a, b = _float_operands(input, other, "hypot")
+    return sqrt(a * a + b * b)
 
 
 def logaddexp(input, other) -> Tensor:
@@ -626,6 +654,7 @@ def logaddexp(input, other) -> Tensor:
     from chainrule.ops.elementwise import abs as t_abs
     from chainrule.ops.elementwise import exp, log1p
 
+    input, other = _float_operands(input, other, "logaddexp")
     m = maximum(input, other)
     both_inf = np.isinf(_raw(input)) & (_raw(input) == _raw(other))
     out = m + log1p(exp(-t_abs(where(both_inf, 0.0, input - other))))
@@ -635,21 +664,48 @@ def logaddexp(input, other) -> Tensor:
 def logaddexp2(input, other) -> Tensor:
     """log₂(2ˣ + 2ʸ)."""
     ln2 = 0.6931471805599453
-    return logaddexp(input * ln2, other * ln2) / ln2
+    a, b = _float_operands(input, other, "logaddexp2")
+    return logaddexp(a * ln2, b * ln2) / ln2
+
+
+class Fmax(Op):
+    """z = max(x, y) ignoring NaN;  the gradient goes to x where x ≥ y or y is NaN, else to y
+    (ties: all to x, as torch)"""
+
+    pick = staticmethod(np.fmax)
+
+    @classmethod
+    def forward(cls, ctx, x, y):
+        ctx.to_x = (x >= y) | np.isnan(y) if cls is Fmax else (x <= y) | np.isnan(y)
+        return cls.pick(x, y)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.where(ctx.to_x, g, 0.0), either.where(ctx.to_x, 0.0, g)
+
+
+class Fmin(Fmax):
+    """z = min(x, y) ignoring NaN;  the gradient goes to x where x ≤ y or y is NaN, else to y"""
+
+    pick = staticmethod(np.fmin)
 
 
 def fmax(input, other) -> Tensor:
     """The maximum, ignoring NaN (NaN only where both are)."""
-    a, b = _raw(input), _raw(other)
-    m = maximum(input, other)
-    return where(np.isnan(b), input, where(np.isnan(a), other, m))
+    a, b = _promoted(input, other)
+    return Fmax.apply(a, b)
 
 
 def fmin(input, other) -> Tensor:
     """The minimum, ignoring NaN (NaN only where both are)."""
-    a, b = _raw(input), _raw(other)
-    m = minimum(input, other)
-    return where(np.isnan(b), input, where(np.isnan(a), other, m))
+    a, b = _promoted(input, other)
+    return Fmin.apply(a, b)
+
+
+def _promoted(input, other):
+    a, b = _tensor_pair(input, other, "fmax")
+    target = _dt.result_type(_raw(a), _raw(b))
+    return _cast(a, target), _cast(b, target)
 
 
 def _integer_op(fn, name):

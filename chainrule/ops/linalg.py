@@ -746,11 +746,10 @@ def matrix_power(input: Tensor, n: int) -> Tensor:
     _square(A, "linalg.matrix_power")
     if not isinstance(n, int):
         raise TypeError(f"matrix_power(): argument 'n' must be int, not {type(n).__name__}")
-    if n == 0:
-        from chainrule.tensor import wrap
-
-        eye = devices.xp_of(A._data).eye(A._data.shape[-1], dtype=A._data.dtype)
-        return wrap(devices.xp_of(A._data).broadcast_to(eye, A._data.shape).copy())
+    if n == 0:  # the identity, in the graph with gradient 0 (as torch)
+        xp = devices.xp_of(A._data)
+        eye = xp.broadcast_to(xp.eye(A._data.shape[-1], dtype=A._data.dtype), A._data.shape)
+        return where(xp.ones(A._data.shape, bool), wrap(eye.copy()), A)
     if n < 0:
         A, n = inverse(A), -n
     result, base = None, A
@@ -966,10 +965,10 @@ def _scaled(input: Tensor, product: Tensor, beta, alpha) -> Tensor:
 
 
 def _zero_like_broadcast(input: Tensor) -> Tensor:
-    """β = 0: input is ignored (nan and inf in it do not propagate), its shape still broadcasts."""
-    from chainrule.tensor import wrap
-
-    return wrap(devices.xp_of(input._data).zeros(input._data.shape, input._data.dtype))
+    """β = 0: input is ignored (nan and inf in it do not propagate; its gradient is 0), its
+    shape still broadcasts."""
+    everywhere = devices.xp_of(input._data).ones(input._data.shape, bool)
+    return where(everywhere, 0.0, input)
 
 
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:

@@ -190,15 +190,17 @@ class Trigamma(Op):
 
 
 class _Tetragamma(Op):
-    """y = ψ₂(x) (its own gradient is not implemented: third derivatives of ln Γ)"""
+    """y = ψ₂(x);  dy/dx = ψ₃(x)"""
 
     @staticmethod
     def forward(ctx, x):
+        ctx.save_for_backward(x)
         return polygamma_array(2, x)
 
     @staticmethod
     def backward(ctx, g):
-        raise NotImplementedError("the gradient of polygamma(2, x) is not implemented")
+        (x,) = ctx.saved_tensors
+        return g * _polygamma_next(x, 3)
 
 
 class Erfinv(Op):
