@@ -444,7 +444,7 @@ def xlogy(input, other) -> Tensor:
 
 
 class Xlogy(Op):
-    """z = x·ln y (0 at x = 0);  dz/dx = ln y (0 at x = 0),  dz/dy = x/y"""
+    """z = x·ln y (0 at x = 0);  dz/dx = ln y (0 where x = 0 and y ≤ 0, as torch),  dz/dy = x/y"""
 
     @staticmethod
     def forward(ctx, x, y):
@@ -458,7 +458,8 @@ class Xlogy(Op):
         x, y = ctx.saved_tensors
         gx = gy = None
         if ctx.needs_input_grad[0]:
-            gx = g * either.where(either.data(x) == 0, 0.0, either.log(y))
+            no_log = (either.data(x) == 0) & (either.data(y) <= 0)
+            gx = g * either.where(no_log, 0.0, either.log(either.where(no_log, 1.0, y)))
         if ctx.needs_input_grad[1]:
             gy = g * x / y
         return gx, gy

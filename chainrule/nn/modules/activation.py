@@ -356,3 +356,9 @@ class Softmax2d(Module):
 
 
 __all__ += ["Threshold", "Hardshrink", "Softshrink", "GLU", "PReLU", "RReLU", "Softmax2d"]
+
+
+# torch keeps MultiheadAttention in nn.modules.activation (programs import it from there)
+from chainrule.nn.modules.attention import MultiheadAttention  # noqa: E402
+
+__all__ += ["MultiheadAttention"]
