@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from chainrule import devices
 
-__all__ = ["cuda"]
+__all__ = ["cuda", "cudnn", "mps", "mkl", "openmp", "mkldnn", "cpu"]
 
 
 class _Matmul:
@@ -76,18 +76,7 @@ def get_float32_matmul_precision() -> str:
     return "high" if cuda.matmul.allow_tf32 else "highest"
 
 
-# ---- torch.backends.cudnn / mps / mkldnn: the switches programs set --------------------------
-class _Flags:
-    """A namespace of switches, as ``torch.backends.<name>`` (a module in torch)."""
-
-    def __init__(self, name: str, **flags) -> None:
-        self.__name__ = f"chainrule.backends.{name}"
-        self.__dict__.update(flags)
-
-    def __repr__(self) -> str:
-        return f"<flags {self.__name__}>"
-
-
+# ---- torch.backends.cudnn / mps / mkldnn / ...: the switches programs set -----------------
 def _cudnn_version():
     """cuDNN's version number when CuPy has it, else None (as torch without cuDNN)."""
     try:
@@ -97,13 +86,51 @@ def _cudnn_version():
     return _cudnn.getVersion()
 
 
-# chainrule runs convolutions as matrix products; the switches are kept (and read back) so
-# programs that set them run, and they change nothing: `benchmark`, `deterministic` (results are
-# deterministic already), `allow_tf32` (TF32 is cr.backends.cuda.matmul.allow_tf32).
-cudnn = _Flags("cudnn", enabled=True, benchmark=False, benchmark_limit=10, deterministic=False,
-               allow_tf32=True, is_available=lambda: _cudnn_version() is not None,
-               version=_cudnn_version)
-mps = _Flags("mps", is_available=lambda: False, is_built=lambda: False)
-mkldnn = _Flags("mkldnn", enabled=True, is_available=lambda: False)
+class _Flags:
+    """A backend's switches: attributes as torch has them, recorded (chainrule does not use
+    cuDNN/oneDNN; CuPy's cuBLAS and NumPy's BLAS do the work)."""
 
-__all__ += ["cudnn", "mps", "mkldnn"]
+    def __init__(self, name: str, available: bool, **flags) -> None:
+        self._name, self._available = name, available
+        self.__dict__.update(flags)
+
+    def is_available(self) -> bool:
+        available = self._available
+        return bool(available() if callable(available) else available)  # cuDNN: asked late
+
+    def is_built(self) -> bool:
+        return self.is_available()
+
+    def version(self):
+        return _cudnn_version() if self._name == "cudnn" else None
+
+    def flags(self, **kw):
+        """``with cr.backends.cudnn.flags(enabled=False):`` sets flags for a block."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            prev = {k: getattr(self, k) for k in kw}
+            self.__dict__.update(kw)
+            try:
+                yield
+            finally:
+                self.__dict__.update(prev)
+
+        return ctx()
+
+    def __repr__(self) -> str:
+        return f"<chainrule.backends.{self._name}>"
+
+
+# cudnn.enabled / benchmark / deterministic / allow_tf32 are read and written by training
+# scripts; chainrule runs no cuDNN kernels, so they only record what was asked.
+cudnn = _Flags("cudnn", lambda: _cudnn_version() is not None, enabled=True, benchmark=False,
+               deterministic=False, allow_tf32=True, benchmark_limit=10)
+mps = _Flags("mps", False)
+mkl = _Flags("mkl", False)
+openmp = _Flags("openmp", False)
+mkldnn = _Flags("mkldnn", False, enabled=True)
+cpu = _Flags("cpu", True)
+cpu.get_cpu_capability = lambda: "DEFAULT"
+

@@ -388,3 +388,161 @@ def poisson(input: Tensor, generator=None) -> Tensor:
         raise RuntimeError("invalid Poisson rate, expected rate to be non-negative")
     out = _rnd.poisson(_rnd.generator_of(generator), rates.astype(np.float64))
     return wrap(devices.to_device(out.astype(rates.dtype), input.device))
+
+
+# ---- more of torch's creation functions ---------------------------------------------------------
+def range(start=0, end=None, step=1, *, dtype=None, device=None,  # noqa: A001
+          requires_grad: bool = False) -> Tensor:
+    """Values from ``start`` to ``end`` inclusive every ``step`` (deprecated in torch for
+    arange); the default float dtype."""
+    import warnings
+
+    if end is None:
+        start, end = 0, start
+    warnings.warn("torch.range is deprecated and will be removed in a future release because "
+                  "its behavior is inconsistent with Python's range builtin. Instead, use "
+                  "torch.arange, which produces values in [start, end).", UserWarning,
+                  stacklevel=2)
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    n = int(math.floor((end - start) / step)) + 1
+    d = _dt.to_dtype(dtype) if dtype is not None else _dt.get_default_dtype()
+    data = np.asarray([start + i * step for i in builtins.range(builtins.max(n, 0))], d.np)
+    return tensor(data, dtype=d, device=device, requires_grad=requires_grad)
+
+
+def scalar_tensor(s, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A 0-d tensor holding ``s`` (the default float dtype unless ``dtype``)."""
+    return tensor(s, dtype=dtype or _dt.get_default_dtype(), device=device,
+                  requires_grad=requires_grad)
+
+
+def asarray(obj, *, dtype=None, device=None, copy=None, requires_grad: bool = False) -> Tensor:
+    """``obj`` as a tensor, sharing memory where it can (``copy=True`` always copies)."""
+    if isinstance(obj, Tensor):
+        out = obj
+        if dtype is not None or device is not None:
+            out = out.to(dtype=dtype, device=device)
+        if copy:
+            out = out.clone() if out is obj else out
+        return out.requires_grad_(requires_grad) if requires_grad else out
+    if copy:
+        return tensor(obj, dtype=dtype, device=device, requires_grad=requires_grad)
+    out = as_tensor(obj, dtype=dtype, device=device)
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def empty_strided(size, stride, *, dtype=None, device=None, requires_grad: bool = False,
+                  **kwargs) -> Tensor:
+    """An uninitialised (zero) tensor of ``size``; chainrule's tensors are contiguous."""
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def frombuffer(buffer, *, dtype, count: int = -1, offset: int = 0,
+               requires_grad: bool = False) -> Tensor:
+    """A 1-d tensor over the bytes of a Python buffer (shared, as torch)."""
+    d = _dt.to_dtype(dtype)
+    data = np.frombuffer(buffer, dtype=d.np, count=count, offset=offset)
+    t = Tensor.__new__(Tensor)
+    from chainrule.tensor import init_leaf
+
+    init_leaf(t, data)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def _tri_indices(row: int, col: int, offset: int, upper: bool, dtype, device) -> Tensor:
+    r, c = np.triu_indices(row, offset, col) if upper else np.tril_indices(row, offset, col)
+    return tensor(np.stack([r, c]).astype(np.int64), dtype=dtype or _dt.int64, device=device)
+
+
+def tril_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None,
+                 layout=None) -> Tensor:
+    """The (2, N) row and column indices of the lower triangle."""
+    return _tri_indices(row, col, offset, False, dtype, device)
+
+
+def triu_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None,
+                 layout=None) -> Tensor:
+    """The (2, N) row and column indices of the upper triangle."""
+    return _tri_indices(row, col, offset, True, dtype, device)
+
+
+def _window(name: str, window_length: int, periodic: bool, dtype, device, fn) -> Tensor:
+    if window_length < 0:
+        raise RuntimeError(f"{name} requires non-negative window_length, got "
+                           f"window_length={window_length}")
+    d = _dt.to_dtype(dtype) if dtype is not None else _dt.get_default_dtype()
+    if window_length == 0:
+        return zeros(0, dtype=d, device=device)
+    if window_length == 1:
+        return ones(1, dtype=d, device=device)
+    n = window_length + 1 if periodic else window_length
+    w = fn(n)
+    if periodic:
+        w = w[:-1]
+    return tensor(np.asarray(w, np.float64).astype(d.np), dtype=d, device=device)
+
+
+def hann_window(window_length: int, periodic: bool = True, *, dtype=None, device=None,
+                requires_grad: bool = False, layout=None) -> Tensor:
+    """½ - ½cos(2πn/(N-1))."""
+    return _window("hann_window", window_length, periodic, dtype, device, np.hanning)
+
+
+def hamming_window(window_length: int, periodic: bool = True, alpha: float = 0.54,
+                   beta: float = 0.46, *, dtype=None, device=None, requires_grad: bool = False,
+                   layout=None) -> Tensor:
+    """α - β cos(2πn/(N-1))."""
+    return _window("hamming_window", window_length, periodic, dtype, device,
+                   lambda n: alpha - beta * np.cos(2 * np.pi * np.arange(n) / (n - 1)))
+
+
+def bartlett_window(window_length: int, periodic: bool = True, *, dtype=None, device=None,
+                    requires_grad: bool = False, layout=None) -> Tensor:
+    """The triangular window 1 - |2n/(N-1) - 1|."""
+    return _window("bartlett_window", window_length, periodic, dtype, device, np.bartlett)
+
+
+def blackman_window(window_length: int, periodic: bool = True, *, dtype=None, device=None,
+                    requires_grad: bool = False, layout=None) -> Tensor:
+    """0.42 - ½cos(2πn/(N-1)) + 0.08cos(4πn/(N-1))."""
+    return _window("blackman_window", window_length, periodic, dtype, device, np.blackman)
+
+
+def kaiser_window(window_length: int, periodic: bool = True, beta: float = 12.0, *,
+                  dtype=None, device=None, requires_grad: bool = False, layout=None) -> Tensor:
+    """I₀(β√(1 - (2n/(N-1) - 1)²)) / I₀(β)."""
+    return _window("kaiser_window", window_length, periodic, dtype, device,
+                   lambda n: np.kaiser(n, beta))
+
+
+def from_dlpack(ext_tensor) -> Tensor:
+    """A tensor sharing the memory of a DLPack-capable array (NumPy, CuPy, torch, ...)."""
+    if isinstance(ext_tensor, Tensor):
+        return ext_tensor
+    try:
+        data = np.from_dlpack(ext_tensor)
+    except (TypeError, RuntimeError, BufferError):
+        from chainrule import devices as _devices
+
+        cp = _devices.loaded_cupy()
+        if cp is None:
+            raise
+        data = cp.from_dlpack(ext_tensor)
+    t = Tensor.__new__(Tensor)
+    from chainrule.tensor import init_leaf
+
+    init_leaf(t, data)
+    return t
+
+
+def fill(input: Tensor, value) -> Tensor:
+    """A tensor like ``input`` filled with ``value`` (out of place)."""
+    return full_like(input, value.item() if isinstance(value, Tensor) else value)
+
+
+__all__ += [
+    "range", "scalar_tensor", "asarray", "empty_strided", "frombuffer", "tril_indices",
+    "triu_indices", "hann_window", "hamming_window", "bartlett_window", "blackman_window",
+    "kaiser_window", "from_dlpack", "fill",
+]

@@ -210,3 +210,79 @@ def result_type(*operands):
     if scalar_cat >= 0 and (result is None or scalar_cat > _category_of_np(result)):
         result = (np.dtype(np.bool_), np.dtype(np.int64), _default_float.np)[scalar_cat]
     return result
+
+
+# ---- layouts, memory formats and numeric limits (as torch.layout / torch.finfo) ----------------
+class layout:
+    """A tensor's memory layout: chainrule's tensors are all ``strided`` (dense)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"chainrule.{self.name}"
+
+
+strided = layout("strided")
+
+
+class memory_format:
+    """A memory-format request (``x.to(memory_format=cr.channels_last)``); chainrule keeps its
+    arrays contiguous whatever is asked."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"chainrule.{self.name}"
+
+
+contiguous_format = memory_format("contiguous_format")
+channels_last = memory_format("channels_last")
+channels_last_3d = memory_format("channels_last_3d")
+preserve_format = memory_format("preserve_format")
+legacy_contiguous_format = memory_format("legacy_contiguous_format")
+
+
+class finfo:
+    """Machine limits of a float dtype: bits, eps, max, min, tiny (smallest_normal),
+    resolution, dtype."""
+
+    def __init__(self, type=None) -> None:  # noqa: A002  (torch's argument name)
+        d = get_default_dtype() if type is None else to_dtype(type)
+        if d.np.kind != "f" and not is_bfloat16(d.np):
+            raise TypeError(f"torch.finfo() requires a floating point input type. Use "
+                            f"torch.iinfo to handle '{d.name}'")
+        info = np.finfo(d.np)
+        self.bits = info.bits
+        self.eps = builtins.float(info.eps)
+        self.max = builtins.float(info.max)
+        self.min = builtins.float(info.min)
+        self.tiny = self.smallest_normal = builtins.float(info.tiny)
+        self.resolution = builtins.float(info.resolution)
+        self.dtype = d.name
+
+    def __repr__(self) -> str:
+        return (f"finfo(resolution={self.resolution}, min={self.min:g}, max={self.max:g}, "
+                f"eps={self.eps:g}, smallest_normal={self.tiny:g}, tiny={self.tiny:g}, "
+                f"dtype={self.dtype})")
+
+
+class iinfo:
+    """Limits of an integer dtype: bits, min, max, dtype."""
+
+    def __init__(self, type) -> None:  # noqa: A002
+        d = to_dtype(type)
+        if d.np.kind not in "iub":
+            raise TypeError(f"torch.iinfo() requires an integer input type. Use torch.finfo "
+                            f"to handle '{d.name}'")
+        info = np.iinfo(np.uint8 if d.np.kind == "b" else d.np)
+        self.bits, self.dtype = info.bits, d.name
+        self.min, self.max = builtins.int(info.min), builtins.int(info.max)
+
+    def __repr__(self) -> str:
+        return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype})"
+
+
+__all__ += ["layout", "strided", "memory_format", "contiguous_format", "channels_last",
+            "channels_last_3d", "preserve_format", "legacy_contiguous_format", "finfo", "iinfo"]

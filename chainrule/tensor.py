@@ -377,10 +377,6 @@ class Tensor(TensorBase):
     def is_mkldnn(self) -> bool:
         return False
 
-    @property
-    def is_nested(self) -> bool:
-        return False
-
     _name = None
 
     @property
@@ -851,6 +847,74 @@ class Tensor(TensorBase):
     def new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
         return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
 
+    def new_empty_strided(self, size, stride, dtype=None, device=None,
+                          requires_grad=False) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new(self, *args) -> Tensor:
+        """Legacy: ``x.new(data)`` or ``x.new(*sizes)`` with x's dtype and device."""
+        if len(args) == 1 and not isinstance(args[0], builtins.int):
+            return self.new_tensor(args[0])
+        return self.new_zeros(*args)
+
+    # ---- methods that are not top-level functions -----------------------------------------------
+    def unfold(self, dimension: int, size: int, step: int) -> Tensor:
+        """All windows of ``size`` along ``dimension``, ``step`` apart, as a new last dim."""
+        return _late.ops.tensor_unfold(self, dimension, size, step)
+
+    def adjoint(self) -> Tensor:
+        return self.mT
+
+    def is_nonzero(self) -> bool:
+        if self._data.size != 1:
+            what = "no values" if self._data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
+        return builtins.bool(self._data.item())
+
+    def is_same_size(self, other: Tensor) -> bool:
+        return self._data.shape == other._data.shape
+
+    def is_inference(self) -> bool:
+        return False
+
+    @property
+    def is_nested(self) -> bool:
+        return False
+
+    @property
+    def output_nr(self) -> int:
+        return self._nr
+
+    def to_dense(self, dtype=None, *, masked_grad=None) -> Tensor:
+        return self if dtype is None else self.to(dtype)
+
+    def as_subclass(self, cls):
+        """The same tensor (memory and graph) as an instance of subclass ``cls``."""
+        t = cls.__new__(cls)
+        for slot in ("_data", "_grad_fn", "_nr", "_requires_grad", "_grad", "_hooks",
+                     "_post_hooks", "_vc", "_vholder", "_base", "_view", "_view_src"):
+            setattr(t, slot, getattr(self, slot))
+        return t
+
+    def dim_order(self, *, ambiguity_check=False) -> tuple:
+        """The dims from outermost to innermost in memory (contiguous: 0, 1, ...)."""
+        strides = self.stride()
+        return tuple(sorted(range(self._data.ndim), key=lambda d: -strides[d]))
+
+    def const_data_ptr(self) -> int:
+        return self.data_ptr()
+
+    def hardshrink(self, lambd: float = 0.5) -> Tensor:
+        """x where |x| > lambd, else 0 (nn.functional.hardshrink)."""
+        return _late.ops.where(self.abs() > lambd, self, 0.0)
+
+    def prelu(self, weight: Tensor) -> Tensor:
+        """x where x ≥ 0, else weight·x, weight per channel (dim 1) (nn.functional.prelu)."""
+        w = weight
+        if weight._data.size != 1 and self._data.ndim > 1:
+            w = weight.reshape((-1,) + (1,) * (self._data.ndim - 2))
+        return _late.ops.where(self >= 0, self, w * self)
+
 
 # ---- methods that are the op of the same name (Tensor.exp is chainrule.ops.exp) -----------------
 OP_METHODS = """
@@ -867,7 +931,23 @@ expand expand_as broadcast_to repeat tile flip fliplr flipud roll split chunk un
 tril triu diag diagonal ravel t
 gather scatter_add scatter index_select take_along_dim take nonzero masked_select argwhere
 matmul mm bmm mv dot vdot inner outer ger
-topk
+""".split()
+OP_METHODS += """
+acosh asinh atanh arccos arccosh arcsin arcsinh arctan arctan2 arctanh deg2rad rad2deg sgn fix
+signbit isneginf isposinf isreal real imag conj resolve_conj resolve_neg is_conj is_neg angle
+frexp nan_to_num clamp_min clamp_max copysign hypot logaddexp logaddexp2 fmax fmin gcd lcm ldexp
+nextafter heaviside lerp addcmul addcdiv greater greater_equal less less_equal not_equal
+bitwise_left_shift bitwise_right_shift
+lgamma digamma polygamma erfinv erfc mvlgamma i0 sinc igamma igammac
+sort argsort msort topk kthvalue median nanmedian mode quantile nanquantile cummax cummin unique
+unique_consecutive bincount histc histogram
+nansum nanmean aminmax logcumsumexp trace diff cov corrcoef renorm dist sum_to_size
+moveaxis tensor_split hsplit vsplit dsplit split_with_sizes unsafe_split unsafe_chunk
+unsafe_split_with_sizes rot90 diag_embed diagflat select repeat_interleave select_scatter
+slice_scatter diagonal_scatter
+index_add index_copy index_fill index_put masked_scatter put scatter_reduce
+addmm addmv addbmm baddbmm addr inverse det slogdet logdet matrix_power matrix_exp cholesky
+cholesky_solve cholesky_inverse qr svd pinverse triangular_solve lu lu_solve kron cross
 """.split()
 # ... and the in-place variants (Tensor.add_, ...), from chainrule.autograd.inplace
 INPLACE_METHODS: list = []

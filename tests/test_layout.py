@@ -139,12 +139,18 @@ FORBIDDEN = ("gpu_ndarray", "is_gpu_array", "fits_loops", "isinstance(g, Tensor)
              "isinstance(x, Tensor)", "is_tensor(", "ctx._", "cuda", "_cpu_loops")
 
 
-def _method_source(cls, method: str) -> str:
-    """The source of ``cls.method``, read from its module's .py file (a compiled module's
-    functions have no Python code object for ``inspect.getsource``)."""
+def _source_path(cls) -> pathlib.Path:
+    """The .py file of ``cls``'s module, also where that module runs compiled."""
     path = pathlib.Path(sys.modules[cls.__module__].__file__)
     if path.suffix != ".py":  # chainrule/ops/binary.cpython-311-x86_64-linux-gnu.so
         path = path.with_name(path.name.split(".")[0] + ".py")
+    return path
+
+
+def _method_source(cls, method: str) -> str:
+    """The source of ``cls.method``, read from its module's .py file (a compiled module's
+    functions have no Python code object for ``inspect.getsource``)."""
+    path = _source_path(cls)
     text = path.read_text()
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
@@ -194,7 +200,7 @@ def test_where_is_the_backward_of_each_gate() -> None:
 
     sources = {p.resolve(): p.read_text() for p in ROOT.rglob("*.py")}
     for cls in _gate_classes():
-        own = pathlib.Path(inspect.getsourcefile(cls)).resolve()
+        own = _source_path(cls).resolve()
         assert own == (ROOT.parent / (cls.__module__.replace(".", "/") + ".py")).resolve() or (
             own.name == "__init__.py"), f"{cls.__name__}: its module path is not its file"
         pattern = re.compile(rf"^class {re.escape(cls.__name__)}\(", re.M)

@@ -115,9 +115,9 @@ class inference_mode(_GradMode):
     changes nothing. A context manager and a decorator, with or without ()."""
 
     def __new__(cls, mode=True):
-        if isinstance(mode, bool):
-            return object.__new__(cls)
-        return cls()(mode)  # bare ``@inference_mode``
+        if callable(mode):  # bare ``@inference_mode``
+            return cls()(mode)
+        return object.__new__(cls)
 
     def __init__(self, mode: bool = True) -> None:
         self.mode_on = bool(mode)

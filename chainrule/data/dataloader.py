@@ -16,6 +16,7 @@ from chainrule.tensor import Tensor
 __all__ = [
     "DataLoader", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
     "WeightedRandomSampler", "BatchSampler", "default_collate", "default_convert",
+    "get_worker_info",
 ]
 
 
@@ -274,6 +275,17 @@ class DataLoader:
         elif batch_size is None and drop_last:
             raise ValueError("batch_size=None option disables auto-batching and is mutually "
                              "exclusive with drop_last")
+        from chainrule.data.dataset import IterableDataset
+
+        self._iterable = isinstance(dataset, IterableDataset)
+        if self._iterable:
+            if shuffle:
+                raise ValueError("DataLoader with IterableDataset: expected unspecified shuffle "
+                                 f"option, but got shuffle={shuffle}")
+            if sampler is not None or batch_sampler is not None:
+                raise ValueError("DataLoader with IterableDataset: expected unspecified sampler "
+                                 "and batch_sampler options")
+            sampler = _Endless()
         if sampler is None:
             sampler = (RandomSampler(dataset, generator=generator) if shuffle
                        else SequentialSampler(dataset))
@@ -300,6 +312,9 @@ class DataLoader:
         return self._batches()
 
     def _batches(self) -> Iterator[Any]:
+        if self._iterable:
+            yield from self._stream()
+            return
         if not self._auto_collation:
             for idx in self.sampler:
                 yield self.collate_fn(self.dataset[idx])
@@ -310,5 +325,42 @@ class DataLoader:
             else:
                 yield self.collate_fn([self.dataset[i] for i in indices])
 
+    def _stream(self) -> Iterator[Any]:
+        """An IterableDataset's samples, batched in the order they come."""
+        it = iter(self.dataset)
+        if not self._auto_collation:
+            for sample in it:
+                yield self.collate_fn(sample)
+            return
+        batch = []
+        for sample in it:
+            batch.append(sample)
+            if len(batch) == self.batch_size:
+                yield self.collate_fn(batch)
+                batch = []
+        if batch and not self.drop_last:
+            yield self.collate_fn(batch)
+
     def __len__(self) -> int:
+        if self._iterable:
+            n = len(self.dataset)  # TypeError when the stream has no length, as in torch
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         return len(self.batch_sampler) if self._auto_collation else len(self.sampler)
+
+
+class _Endless(Sampler):
+    """The placeholder sampler of an IterableDataset (never iterated)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __iter__(self):
+        raise TypeError("an IterableDataset has no sampler")
+
+
+def get_worker_info():
+    """Information about the current DataLoader worker: None, as batches are built in the
+    main process."""
+    return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from chainrule.devices import np
 from chainrule import devices
 from chainrule.ops.reduce import norm
+from chainrule.ops.shape import broadcast_tensors
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["pairwise_distance", "pdist", "cosine_similarity"]
@@ -39,7 +40,9 @@ def pdist(input: Tensor, p: float = 2) -> Tensor:
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """Σ x1·x2 / max(‖x1‖·‖x2‖, eps) along ``dim``."""
-    num = (x1 * x2).sum(dim)
-    den = (norm(x1, 2, dim) * norm(x2, 2, dim)).clamp(min=eps)
-    return num / den
+    """Σ (x1/max(‖x1‖, eps))·(x2/max(‖x2‖, eps)) along ``dim``, after broadcasting the two
+    (as torch: each is normalized first)."""
+    x1, x2 = broadcast_tensors(x1, x2)
+    n1 = norm(x1, 2, dim, True).clamp(min=eps)
+    n2 = norm(x2, 2, dim, True).clamp(min=eps)
+    return ((x1 / n1) * (x2 / n2)).sum(dim)

@@ -11,7 +11,7 @@ from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
 from chainrule import creation as _creation
 from chainrule.ops import either
-from chainrule.ops.elementwise import cast, log, trunc
+from chainrule.ops.elementwise import cast, trunc
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
@@ -433,9 +433,37 @@ def atan2(input, other) -> Tensor:
 
 
 def xlogy(input, other) -> Tensor:
-    """x·ln y, 0 where x = 0."""
-    prod = input * log(other)
-    return where(_raw(input) == 0, 0.0, prod)
+    """x·ln y, 0 where x = 0 (NaN where y is NaN)."""
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        raise TypeError("xlogy(): at least one of 'input' and 'other' must be a Tensor")
+    a = input if isinstance(input, Tensor) else _creation.as_tensor(input)
+    b = other if isinstance(other, Tensor) else _creation.as_tensor(other)
+    target = _dt.result_type(_raw(a), _raw(b))
+    if target.kind not in _dt.FLOAT_KINDS:
+        target = _dt.get_default_dtype().np
+    return Xlogy.apply(_cast(a, target), _cast(b, target))
+
+
+class Xlogy(Op):
+    """z = x·ln y (0 at x = 0);  dz/dx = ln y (0 where x = 0 and y ≤ 0, as torch),  dz/dy = x/y"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        with np.errstate(all="ignore"):
+            return np.where((x == 0) & ~np.isnan(y), 0, x * np.log(y)).astype(x.dtype,
+                                                                              copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            no_log = (either.data(x) == 0) & (either.data(y) <= 0)
+            gx = g * either.where(no_log, 0.0, either.log(either.where(no_log, 1.0, y)))
+        if ctx.needs_input_grad[1]:
+            gy = g * x / y
+        return gx, gy
 
 
 def _raw(x):
@@ -568,3 +596,206 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
         raise _shape_error("allclose", input, other, e) from None
 
 
+
+
+# ---- more of torch's binary functions, composed (their gradients follow) -------------------------
+def _tensor_pair(input, other, name: str):
+    a = input if isinstance(input, Tensor) else _creation.as_tensor(input)
+    b = other if isinstance(other, Tensor) else _creation.as_tensor(other)
+    return a, b
+
+
+class Copysign(Op):
+    """z = |x| with the sign of y;  dz/dx = sign(x)·sign(z) (0 at x = 0), dz/dy = 0"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        z = np.copysign(x, y)
+        ctx.save_for_backward(x, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        x, z = ctx.saved_tensors
+        gx = g * either.sign(x) * either.sign(z) if ctx.needs_input_grad[0] else None
+        gy = either.zeros_like(g) if ctx.needs_input_grad[1] else None
+        return gx, gy
+
+
+def _float_operands(input, other, name: str):
+    """Both operands as tensors of their common float dtype (integers: NotImplementedError,
+    as torch's float-only binary functions)."""
+    a, b = _tensor_pair(input, other, name)
+    target = _dt.result_type(_raw(a) if isinstance(input, Tensor) else input,
+                             _raw(b) if isinstance(other, Tensor) else other)
+    if target.kind not in FLOAT_KINDS:
+        raise NotImplementedError(f"\"{name}_cpu\" not implemented for "
+                                  f"'{_dt.from_numpy_dtype(target).name.title()}'")
+    return _cast(a, target), _cast(b, target)
+
+
+def copysign(input, other) -> Tensor:
+    """|x| with the sign of y (-0.0 counts as negative)."""
+    a, b = _tensor_pair(input, other, "copysign")
+    target = _dt.result_type(_raw(a), _raw(b))
+    if target.kind not in FLOAT_KINDS:
+        target = _dt.get_default_dtype().np
+    return Copysign.apply(_cast(a, target), _cast(b, target))
+
+
+def hypot(input, other) -> Tensor:
+    """√(x² + y²)."""
+    from chainrule.ops.elementwise import sqrt
+
+    a, b = _float_operands(input, other, "hypot")
+    return sqrt(a * a + b * b)
+
+
+def logaddexp(input, other) -> Tensor:
+    """ln(eˣ + eʸ), without overflow."""
+    from chainrule.ops.elementwise import abs as t_abs
+    from chainrule.ops.elementwise import exp, log1p
+
+    input, other = _float_operands(input, other, "logaddexp")
+    m = maximum(input, other)
+    both_inf = np.isinf(_raw(input)) & (_raw(input) == _raw(other))
+    out = m + log1p(exp(-t_abs(where(both_inf, 0.0, input - other))))
+    return out
+
+
+def logaddexp2(input, other) -> Tensor:
+    """log₂(2ˣ + 2ʸ)."""
+    ln2 = 0.6931471805599453
+    a, b = _float_operands(input, other, "logaddexp2")
+    return logaddexp(a * ln2, b * ln2) / ln2
+
+
+class Fmax(Op):
+    """z = max(x, y) ignoring NaN;  the gradient goes to x where x ≥ y or y is NaN, else to y
+    (ties: all to x, as torch)"""
+
+    pick = staticmethod(np.fmax)
+
+    @classmethod
+    def forward(cls, ctx, x, y):
+        ctx.to_x = (x >= y) | np.isnan(y) if cls is Fmax else (x <= y) | np.isnan(y)
+        return cls.pick(x, y)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.where(ctx.to_x, g, 0.0), either.where(ctx.to_x, 0.0, g)
+
+
+class Fmin(Fmax):
+    """z = min(x, y) ignoring NaN;  the gradient goes to x where x ≤ y or y is NaN, else to y"""
+
+    pick = staticmethod(np.fmin)
+
+
+def fmax(input, other) -> Tensor:
+    """The maximum, ignoring NaN (NaN only where both are)."""
+    a, b = _promoted(input, other)
+    return Fmax.apply(a, b)
+
+
+def fmin(input, other) -> Tensor:
+    """The minimum, ignoring NaN (NaN only where both are)."""
+    a, b = _promoted(input, other)
+    return Fmin.apply(a, b)
+
+
+def _promoted(input, other):
+    a, b = _tensor_pair(input, other, "fmax")
+    target = _dt.result_type(_raw(a), _raw(b))
+    return _cast(a, target), _cast(b, target)
+
+
+def _integer_op(fn, name):
+    def op(input, other) -> Tensor:
+        a, b = _raw(input), _raw(other)
+        for v in (a, b):
+            if devices.is_array(v) and v.dtype.kind not in "iub":
+                raise RuntimeError(f"\"{name}_cpu\" not implemented for "
+                                   f"'{_dt.from_numpy_dtype(v.dtype).name.title()}'")
+        return wrap(np.asarray(fn(a, b)))
+
+    op.__name__ = name
+    return op
+
+
+gcd = _integer_op(np.gcd, "gcd")
+lcm = _integer_op(np.lcm, "lcm")
+
+
+def ldexp(input, other) -> Tensor:
+    """x·2^e."""
+    a, e = _tensor_pair(input, other, "ldexp")
+    if a._data.dtype.kind not in FLOAT_KINDS:
+        a = a.to(_dt.get_default_dtype())
+    return a * pow(2.0, e.to(a.dtype))
+
+
+def nextafter(input, other) -> Tensor:
+    """The next float after x towards y (no gradient)."""
+    return wrap(np.nextafter(_raw(input), _raw(other)))
+
+
+def heaviside(input, values) -> Tensor:
+    """0 for x < 0, ``values`` at 0, 1 for x > 0 (no gradient, as torch)."""
+    a, v = _raw(input), _raw(values)
+    if devices.is_array(v) and devices.is_array(a) and v.dtype != a.dtype:
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes")
+    return wrap(np.heaviside(a, v).astype(a.dtype))
+
+
+def rsub(input, other, *, alpha=1) -> Tensor:
+    """other - alpha·input."""
+    return sub(other, input, alpha=alpha)
+
+
+def lerp(input, end, weight) -> Tensor:
+    """input + weight·(end - input)."""
+    return input + weight * (end - input)
+
+
+def addcmul(input, tensor1, tensor2, *, value=1) -> Tensor:
+    """input + value·tensor1·tensor2."""
+    prod = tensor1 * tensor2
+    return input + (prod if value == 1 else prod * value)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1) -> Tensor:
+    """input + value·tensor1/tensor2."""
+    if _raw(tensor1).dtype.kind in "iub" and _raw(tensor2).dtype.kind in "iub":
+        raise RuntimeError("Integer division with addcdiv is no longer supported, and in a "
+                           "future release addcdiv will perform a true division of tensor1 and "
+                           "tensor2. The historic addcdiv behavior can be implemented as (input "
+                           "+ value * torch.trunc(tensor1 / tensor2)).to(input.dtype) for "
+                           "integer inputs and as (input + value * tensor1 / tensor2) for float "
+                           "inputs. The future addcdiv behavior is just the latter "
+                           "implementation: (input + value * tensor1 / tensor2), for all dtypes.")
+    q = tensor1 / tensor2
+    return input + (q if value == 1 else q * value)
+
+
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+arctan2 = atan2
+
+__all__ += [
+    "copysign", "hypot", "logaddexp", "logaddexp2", "fmax", "fmin", "gcd", "lcm", "ldexp",
+    "nextafter", "heaviside", "rsub", "lerp", "addcmul", "addcdiv", "greater", "greater_equal",
+    "less", "less_equal", "not_equal", "arctan2",
+]
+
+
+def bitwise_left_shift(input, other) -> Tensor:
+    """x << n (integers)."""
+    return wrap(np.asarray(np.left_shift(_raw(input), _raw(other))))
+
+
+def bitwise_right_shift(input, other) -> Tensor:
+    """x >> n (integers, arithmetic for signed)."""
+    return wrap(np.asarray(np.right_shift(_raw(input), _raw(other))))
+
+
+__all__ += ["bitwise_left_shift", "bitwise_right_shift"]

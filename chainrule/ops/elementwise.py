@@ -747,3 +747,172 @@ def isfinite(input: Tensor) -> Tensor:
 
 def logical_not(input: Tensor) -> Tensor:
     return wrap(np.logical_not(input._data))
+
+
+# ---- more of torch's elementwise functions ----------------------------------------------------
+class Asinh(Op):
+    """y = asinh x;  dy/dx = 1/√(x² + 1)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.arcsinh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g / either.sqrt(x * x + 1)
+
+
+class Acosh(Op):
+    """y = acosh x;  dy/dx = 1/√(x² - 1)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.arccosh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g / either.sqrt(x * x - 1)
+
+
+class Atanh(Op):
+    """y = atanh x;  dy/dx = 1/(1 - x²)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.arctanh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g / (1 - x * x)
+
+
+class NanToNum(Op):
+    """y = x with NaN, +∞, -∞ replaced;  dy/dx = 1 where x is finite, else 0"""
+
+    @staticmethod
+    def forward(ctx, x, nan, posinf, neginf):
+        ctx.finite = np.isfinite(x)
+        return np.nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
+
+    @staticmethod
+    def backward(ctx, g):
+        return either.where(ctx.finite, g, 0.0), None, None, None
+
+
+asinh = _unary_fn(Asinh, "asinh", "Inverse hyperbolic sine.")
+acosh = _unary_fn(Acosh, "acosh", "Inverse hyperbolic cosine.")
+atanh = _unary_fn(Atanh, "atanh", "Inverse hyperbolic tangent.")
+arcsin, arccos, arctan = asin, acos, atan
+arcsinh, arccosh, arctanh = asinh, acosh, atanh
+sgn = sign
+fix = trunc
+
+
+def deg2rad(input: Tensor) -> Tensor:
+    """x·π/180."""
+    return _float_input(input, "deg2rad") * (math.pi / 180)
+
+
+def rad2deg(input: Tensor) -> Tensor:
+    """x·180/π."""
+    return _float_input(input, "rad2deg") * (180 / math.pi)
+
+
+def nan_to_num(input: Tensor, nan: float = 0.0, posinf=None, neginf=None) -> Tensor:
+    """NaN → ``nan``, +∞ → ``posinf``, -∞ → ``neginf`` (the dtype's extremes by default)."""
+    if input._data.dtype.kind not in _dt.FLOAT_KINDS:
+        return input.clone()
+    info = np.finfo(input._data.dtype)
+    return NanToNum.apply(input, nan, info.max if posinf is None else posinf,
+                          info.min if neginf is None else neginf)
+
+
+def clamp_min(input: Tensor, min) -> Tensor:
+    """max(x, min)."""
+    return clamp(input, min=min)
+
+
+def clamp_max(input: Tensor, max) -> Tensor:
+    """min(x, max)."""
+    return clamp(input, max=max)
+
+
+def signbit(input: Tensor) -> Tensor:
+    """True where the sign bit is set (-0.0 included)."""
+    return wrap(np.signbit(input._data))
+
+
+def isposinf(input: Tensor) -> Tensor:
+    return wrap(np.isposinf(input._data) if input._data.dtype.kind == "f"
+                else np.zeros(input._data.shape, bool))
+
+
+def isneginf(input: Tensor) -> Tensor:
+    return wrap(np.isneginf(input._data) if input._data.dtype.kind == "f"
+                else np.zeros(input._data.shape, bool))
+
+
+def isreal(input: Tensor) -> Tensor:
+    """True everywhere: chainrule's dtypes are real."""
+    return wrap(devices.xp_of(input._data).ones(input._data.shape, bool))
+
+
+def real(input: Tensor) -> Tensor:
+    """The real part: a real tensor itself."""
+    return input
+
+
+def imag(input: Tensor) -> Tensor:
+    raise RuntimeError("imag is not implemented for tensors with non-complex dtypes.")
+
+
+def conj(input: Tensor) -> Tensor:
+    """The complex conjugate: a real tensor itself."""
+    return input
+
+
+resolve_conj = resolve_neg = conj
+
+
+def conj_physical(input: Tensor) -> Tensor:
+    return input.clone()
+
+
+def is_conj(input: Tensor) -> bool:
+    return False
+
+
+def is_neg(input: Tensor) -> bool:
+    return False
+
+
+def angle(input: Tensor) -> Tensor:
+    """The argument of a real number: 0 for x ≥ 0, π for x < 0 (NaN stays NaN); no gradient
+    (zero), as torch."""
+    x = _float_input(input, "angle")._data
+    out = np.where(x < 0, math.pi, 0.0).astype(x.dtype)
+    return wrap(np.where(np.isnan(x), x, out))
+
+
+def frexp(input: Tensor):
+    """(mantissa, exponent) with x = mantissa·2^exponent, |mantissa| in [0.5, 1)."""
+    if input._data.dtype.kind not in _dt.FLOAT_KINDS:
+        raise RuntimeError("torch.frexp() only supports floating-point dtypes")
+    m, e = np.frexp(input._data)
+    from collections import namedtuple
+
+    return namedtuple("frexp", ["mantissa", "exponent"])(wrap(m), wrap(e.astype(np.int32)))
+
+
+__all__ += [
+    "asinh", "acosh", "atanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh",
+    "sgn", "fix", "deg2rad", "rad2deg", "nan_to_num", "clamp_min", "clamp_max", "signbit",
+    "isposinf", "isneginf", "isreal", "real", "imag", "conj", "resolve_conj", "resolve_neg",
+    "conj_physical", "is_conj", "is_neg", "angle", "frexp",
+]

@@ -16,7 +16,7 @@ from chainrule.tensor import Tensor, wrap
 
 __all__ = [
     "gather", "scatter_add", "scatter", "index_select",
-    "take_along_dim", "nonzero", "masked_select", "take", "argwhere", "topk",
+    "take_along_dim", "nonzero", "masked_select", "take", "argwhere",
 ]
 
 _BASIC = (int, slice, type(None), type(Ellipsis))
@@ -191,6 +191,33 @@ class ScatterAdd(Op):
         return g, None, None, g_src
 
 
+class Scatter(Op):
+    """y = x, then y[...index...] = src (a repeated target keeps one of its writes, as torch);
+    dy/dx = 1 where nothing was written, dy/dsrc = gather at index (every write, as torch)"""
+
+    @staticmethod
+    def forward(ctx, x, dim, index, src):
+        ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
+        out = x.copy()
+        region = tuple(slice(0, s) for s in index.shape)
+        out[_along(index, dim)] = src[region]
+        written = devices.xp_of(x).zeros(x.shape, bool)
+        written[_along(index, dim)] = True
+        ctx.written = written
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        g_x = either.where(ctx.written, 0.0, g) if ctx.needs_input_grad[0] else None
+        g_src = None
+        if ctx.needs_input_grad[3]:
+            g_src = either.gather(g, ctx.dim, ctx.index)
+            if tuple(ctx.index.shape) != tuple(ctx.src_shape):
+                g_src = either.pad_zeros(
+                    g_src, [(0, s - i) for s, i in zip(ctx.src_shape, ctx.index.shape)])
+        return g_x, None, None, g_src
+
+
 def _raw_index(index, name: str, like) -> np.ndarray:
     idx = index._data if isinstance(index, Tensor) else devices.asarray_on(index, like)
     devices.check_same_device((like, idx), f"{name}()", " (index)")
@@ -260,8 +287,13 @@ def scatter(input: Tensor, dim: int, index, src=None, value=None) -> Tensor:
         written = xp.zeros(input._data.shape, input._data.dtype)
         written[_along(idx, d)] = src_vals
         return input.masked_fill(wrap(mask), 0) + wrap(written)
-    placed = scatter_add(input * 0, d, idx, src) if isinstance(src, Tensor) else None
-    return input.masked_fill(wrap(mask), 0) + placed
+    if not isinstance(src, Tensor):
+        return scatter(input, d, idx, value=src)
+    if src._data.dtype != input._data.dtype:
+        raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype (got "
+                           f"{input.dtype} and {src.dtype})")
+    _check_along(input, d, idx, "scatter")
+    return Scatter.apply(input, d, idx, src)
 
 
 def index_select(input: Tensor, dim: int, index) -> Tensor:
@@ -321,39 +353,220 @@ def masked_select(input: Tensor, mask) -> Tensor:
     return x[devices.xp_of(m).broadcast_to(m, shape)]
 
 
-_topk_result = None
+# ---- more of torch's indexing functions ----------------------------------------------------------
+def _along_dim(index, dim: int, like_shape: tuple):
+    """A 1-d ``index`` along ``dim`` spread to ``like_shape`` (for scatter/gather forms)."""
+    xp = devices.xp_of(index)
+    view = [1] * len(like_shape)
+    view[dim] = -1
+    return xp.broadcast_to(index.reshape(view), like_shape).copy()
 
 
-def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
-    """``(values, indices)`` of the ``k`` largest (``largest=False``: smallest) entries along
-    ``dim``, in order; the values are ``gather(input, dim, indices)`` (so they carry the gradient
-    to the chosen entries). NaN counts as larger than every number, as in torch."""
-    global _topk_result
-    if _topk_result is None:
-        from collections import namedtuple
+def _index_vector(index, name: str, like, dim: int, size: int):
+    idx = _raw_index(index, name, like).reshape(-1)
+    n = like.shape[dim] if like.ndim else 1
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"{name}(): index out of range in self (index values must be in "
+                         f"[{-n}, {n}) for dim {dim} of size {n})")
+    if idx.shape[0] != size:
+        raise RuntimeError(f"{name}(): Number of indices ({idx.shape[0]}) should be equal to "
+                           f"source.size(dim) ({size})")
+    return idx % builtins_max(n, 1)
 
-        _topk_result = namedtuple("topk", ["values", "indices"])
-    x = input._data
-    d = normalize_dim(dim, x.ndim, "topk") if x.ndim else 0
-    size = x.shape[d] if x.ndim else 1
-    k = int(k)
-    if not 0 <= k <= size:
-        raise RuntimeError(f"topk(): selected index k out of range (k={k}, size along dim {dim} "
-                           f"is {size})")
-    xp = devices.xp_of(x)
-    flat = x if x.ndim else x.reshape(1)
-    if flat.dtype.kind == "b":
-        flat = flat.astype(np.int8)
-    if largest:  # a stable sort of the negated values keeps equal entries in index order
-        key = -flat if flat.dtype.kind != "u" else (flat.max() - flat if flat.size else flat)
-        if flat.dtype.kind in "fc":
-            key = xp.where(xp.isnan(flat), -xp.inf, key)
+
+def builtins_max(a, b):
+    return a if a > b else b
+
+
+def index_add(input: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Tensor:
+    """``input`` with ``alpha·source`` slices added at ``index`` along ``dim`` (repeats add)."""
+    d = normalize_dim(dim, input._data.ndim, "index_add")
+    src = source if source._data.ndim else source.reshape(1)
+    idx = _index_vector(index, "index_add", input._data, d, src._data.shape[d] if
+                        src._data.ndim else 1)
+    full = _along_dim(idx, d, src._data.shape)
+    return ScatterAdd.apply(input, d, full, src if alpha == 1 else src * alpha)
+
+
+def index_copy(input: Tensor, dim: int, index, source: Tensor) -> Tensor:
+    """``input`` with ``source`` slices written at ``index`` along ``dim``."""
+    d = normalize_dim(dim, input._data.ndim, "index_copy")
+    idx = _index_vector(index, "index_copy", input._data, d, source._data.shape[d] if
+                        source._data.ndim else 1)
+    return Scatter.apply(input, d, _along_dim(idx, d, source._data.shape), source)
+
+
+def index_fill(input: Tensor, dim: int, index, value) -> Tensor:
+    """``input`` with the slices at ``index`` along ``dim`` set to ``value``."""
+    d = normalize_dim(dim, builtins_max(input._data.ndim, 1), "index_fill")
+    idx = _raw_index(index, "index_fill", input._data).reshape(-1)
+    xp = devices.xp_of(input._data)
+    mask = xp.zeros(input._data.shape, bool)
+    if input._data.ndim:
+        sel = [slice(None)] * input._data.ndim
+        sel[d] = idx
+        mask[tuple(sel)] = True
     else:
-        key = flat
-    order = xp.argsort(key, axis=d, kind="stable")
-    idx = xp.take(order, xp.arange(k), axis=d).astype(np.int64)
-    if not x.ndim:
-        idx = idx.reshape(())
-        values = input if k else input[None][:0]
-        return _topk_result(values, wrap(idx))
-    return _topk_result(Gather.apply(input, d, idx), wrap(idx))
+        mask[...] = True
+    if isinstance(value, Tensor):
+        if value._data.ndim:
+            raise RuntimeError("index_fill_ only supports a 0-dimensional value tensor, but got "
+                               f"tensor with {value._data.ndim} dimension(s).")
+        from chainrule.ops.binary import where
+
+        return where(wrap(mask), value, input)
+    return input.masked_fill(wrap(mask), value)
+
+
+def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tensor:
+    """``input`` with ``values`` written (or added, ``accumulate=True``) at ``input[indices]``."""
+    key = tuple(indices)
+    if accumulate:
+        return input + _place(input, key, values)
+    out = input.clone()
+    out[key] = values
+    return out
+
+
+def _place(input: Tensor, key, values) -> Tensor:
+    """zeros like input with ``values`` added at ``key`` (repeats accumulate)."""
+    xp = devices.xp_of(input._data)
+    raw_key = tuple(_raw(k) for k in key)
+    v = values if isinstance(values, Tensor) else wrap(xp.asarray(values, input._data.dtype))
+    target = xp.zeros(input._data.shape, bool)[raw_key].shape
+    v = v.expand(*target) if tuple(v._data.shape) != tuple(target) else v
+    return IndexPut.apply(v, tuple(input._data.shape), raw_key)
+
+
+def _raw(k):
+    return k._data if isinstance(k, Tensor) else k
+
+
+def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
+    """``input`` with the True places of ``mask`` filled from ``source``'s elements in order."""
+    m = mask._data
+    if m.dtype != bool:
+        raise RuntimeError(f"masked_scatter_: expected BoolTensor for mask, got {mask.dtype}")
+    xp = devices.xp_of(m)
+    shape = np.broadcast_shapes(tuple(input._data.shape), tuple(m.shape))
+    mb = xp.broadcast_to(m, shape)
+    n = int(mb.sum())
+    if n > source._data.size:
+        raise RuntimeError("masked_scatter: expected source to have at least as many elements "
+                           "as ones in mask")
+    pos = (xp.cumsum(mb.reshape(-1)) - 1).clip(0).reshape(shape)
+    picked = take_along_dim(source.reshape(-1), wrap(pos.reshape(-1)), None).reshape(shape)
+    from chainrule.ops.binary import where
+
+    return where(wrap(mb), picked, input)
+
+
+def put(input: Tensor, index, source: Tensor, accumulate: bool = False) -> Tensor:
+    """``input`` (seen flat) with ``source`` written (or added) at the flat ``index``."""
+    idx = _raw_index(index, "put", input._data).reshape(-1)
+    n = input._data.size
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"put(): index out of range (size {n})")
+    idx = idx % builtins_max(n, 1)
+    flat = input.reshape(-1)
+    src = source.reshape(-1)
+    if accumulate:
+        out = ScatterAdd.apply(flat, 0, idx, src)
+    else:
+        out = Scatter.apply(flat, 0, idx, src)
+    return out.reshape(tuple(input._data.shape))
+
+
+class ScatterReduce(Op):
+    """y = input reduced with src at index ("sum", "prod", "mean", "amax", "amin");
+    the gradient follows each reduction (amax/amin: shared evenly among the winners)"""
+
+    @staticmethod
+    def forward(ctx, x, dim, index, src, reduce, include_self):
+        xp = devices.xp_of(x)
+        region = tuple(slice(0, s) for s in index.shape)
+        s = src[region]
+        where = _along(index, dim)
+        ufunc = {"sum": np.add, "mean": np.add, "prod": np.multiply, "amax": np.maximum,
+                 "amin": np.minimum}[reduce]
+        hit = xp.zeros(x.shape, bool)
+        hit[where] = True
+        count = xp.zeros(x.shape, np.int64)
+        np.add.at(count, where, 1)
+        if include_self:
+            out = x.copy()
+        else:
+            ident = {"sum": 0, "mean": 0, "prod": 1, "amax": -np.inf, "amin": np.inf}[reduce]
+            out = np.where(hit, ident, x).astype(x.dtype)
+        ufunc.at(out, where, s)
+        if reduce == "mean":
+            denom = count + (1 if include_self else 0)
+            out = np.where(hit, out / np.maximum(denom, 1), out)
+            if x.dtype.kind in "iu":
+                out = np.floor(out)
+            out = out.astype(x.dtype)
+        ctx.save_for_backward(x, src, out)
+        ctx.dim, ctx.index, ctx.reduce, ctx.include_self = dim, index, reduce, include_self
+        ctx.hit, ctx.count = hit, count
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, src, out = ctx.saved_tensors
+        dim, index, red = ctx.dim, ctx.index, ctx.reduce
+        keep_self = ctx.include_self
+        g_self_mask = either.where(ctx.hit, 1.0 if keep_self else 0.0, 1.0)
+        if red == "sum":
+            return g * g_self_mask, None, None, _pad_src(either.gather(g, dim, index), src), \
+                None, None
+        if red == "mean":
+            denom = either.where(ctx.hit, ctx.count + (1 if keep_self else 0), 1)
+            gs = g / denom
+            return gs * g_self_mask, None, None, _pad_src(either.gather(gs, dim, index), src), \
+                None, None
+        if red == "prod":
+            # d out / d v = out / v (no zeros among the factors)
+            g_x = g * out / x * g_self_mask if keep_self else g * g_self_mask
+            s_part = _region(src, index)
+            g_s = either.gather(g * out, dim, index) / s_part
+            return g_x, None, None, _pad_src(g_s, src), None, None
+        # amax / amin: the gradient shared evenly among the values equal to the result
+        dt = either.data(g).dtype
+        s_part = _region(src, index)
+        win_s = either.astype(either.data(s_part) == either.data(either.gather(out, dim, index)),
+                              dt)
+        self_wins = (either.data(x) == either.data(out)) if keep_self else False
+        win_x = either.astype(devices.xp_of(ctx.hit).where(ctx.hit, self_wins, True), dt)
+        n = either.scatter_add(win_x, dim, index, win_s)
+        share = g / either.where(n == 0, 1.0, n)
+        return share * win_x, None, None, _pad_src(either.gather(share, dim, index) * win_s,
+                                                   src), None, None
+
+
+def _region(src, index):
+    return src[tuple(slice(0, s) for s in index.shape)]
+
+
+def _pad_src(g_src, src):
+    if tuple(g_src.shape) != tuple(src.shape):
+        g_src = either.pad_zeros(g_src, [(0, s - i) for s, i in zip(src.shape, g_src.shape)])
+    return g_src
+
+
+def scatter_reduce(input: Tensor, dim: int, index, src: Tensor, reduce: str, *,
+                   include_self: bool = True) -> Tensor:
+    """``input`` with ``src`` combined in at ``index`` along ``dim`` by ``reduce``."""
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got "
+                           f"{reduce}")
+    d = normalize_dim(dim, input._data.ndim, "scatter_reduce")
+    idx = _raw_index(index, "scatter_reduce", input._data)
+    _check_along(input, d, idx, "scatter_reduce")
+    if src._data.dtype != input._data.dtype:
+        raise RuntimeError(f"scatter_reduce(): Expected self.dtype to be equal to src.dtype "
+                           f"(got {input.dtype} and {src.dtype})")
+    return ScatterReduce.apply(input, d, idx, src, reduce, include_self)
+
+
+__all__ += ["index_add", "index_copy", "index_fill", "index_put", "masked_scatter", "put",
+            "scatter_reduce"]

@@ -587,3 +587,179 @@ def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     axes = normalize_dims(dim, input._data.ndim, "count_nonzero")
     return wrap(as_array(np.count_nonzero(input._data, axis=axes)).astype(np.int64))
+
+
+# ---- more of torch's reductions (composed: their gradients follow) ------------------------------
+MinMax = namedtuple("aminmax", ["min", "max"])
+
+
+def nansum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """Σ over ``dim`` with NaN counted as 0."""
+    x = input._data
+    if x.dtype.kind in _dt.FLOAT_KINDS:
+        input = where(np.isnan(x), 0.0, input)
+    return sum(input, dim, keepdim, dtype=dtype)
+
+
+def nanmean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """The mean over ``dim`` of the non-NaN values."""
+    if input._data.dtype.kind not in FLOAT_KINDS:
+        raise RuntimeError("nanmean(): expected input to have floating point or complex dtype "
+                           f"but got {input.dtype.name.title()}")
+    count = sum(wrap(~np.isnan(input._data)), dim, keepdim)
+    return nansum(input, dim, keepdim, dtype=dtype) / count.to(dtype or input.dtype)
+
+
+def aminmax(input: Tensor, *, dim=None, keepdim: bool = False):
+    """(min, max) over ``dim`` (all elements when None)."""
+    if dim is None:
+        if keepdim:
+            axes = tuple(range(input._data.ndim))
+            return MinMax(amin(input, axes, True), amax(input, axes, True))
+        return MinMax(amin(input), amax(input))
+    return MinMax(amin(input, dim, keepdim), amax(input, dim, keepdim))
+
+
+def logcumsumexp(input: Tensor, dim: int) -> Tensor:
+    """ln Σ_{j≤i} e^xⱼ along ``dim``, shifted by the max for stability."""
+    d = normalize_dim(dim, builtins.max(input._data.ndim, 1), "logcumsumexp")
+    if input._data.ndim == 0:
+        return input.clone()
+    m = np.amax(input._data, axis=d, keepdims=True) if input._data.size else 0
+    m = np.where(np.isfinite(m), m, 0)
+    from chainrule.ops.elementwise import exp, log
+
+    return log(cumsum(exp(input - wrap(m)), d)) + wrap(m)
+
+
+def trace(input: Tensor) -> Tensor:
+    """The sum of a matrix's diagonal."""
+    if input._data.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim "
+                           f"{input._data.ndim}")
+    from chainrule.ops.shape import diagonal
+
+    return sum(diagonal(input, 0, 0, 1))
+
+
+def diff(input: Tensor, n: int = 1, dim: int = -1, prepend=None, append=None) -> Tensor:
+    """The n-th forward difference along ``dim`` (``prepend``/``append`` joined first)."""
+    from chainrule.ops.shape import cat, narrow
+
+    d = normalize_dim(dim, input._data.ndim, "diff")
+    parts = [p for p in (prepend, input, append) if p is not None]
+    x = cat(parts, d) if len(parts) > 1 else input
+    for _ in range(n):
+        size = x._data.shape[d]
+        if size == 0:
+            break
+        a, b = narrow(x, d, 1, size - 1), narrow(x, d, 0, size - 1)
+        x = (a != b) if x._data.dtype == bool else a - b
+    return x
+
+
+def cov(input: Tensor, *, correction: int = 1, fweights=None, aweights=None) -> Tensor:
+    """The covariance matrix of the variables in ``input``'s rows (observations in columns)."""
+    x = input if input._data.ndim == 2 else input.reshape(1, -1)
+    if x._data.dtype.kind not in FLOAT_KINDS:
+        x = x.to(_dt.get_default_dtype())
+    n = x._data.shape[1]
+    w = None
+    if fweights is not None:
+        w = fweights.to(x.dtype)
+    if aweights is not None:
+        w = aweights.to(x.dtype) if w is None else w * aweights.to(x.dtype)
+    if w is None:
+        mean_ = x.mean(1, keepdim=True)
+        norm_ = n - correction
+        xc = x - mean_
+        c = (xc @ xc.mT) / norm_
+    else:
+        wsum = w.sum()
+        mean_ = (x * w).sum(1, keepdim=True) / wsum
+        if correction == 0:
+            norm_ = wsum
+        elif aweights is None:
+            norm_ = wsum - correction
+        else:
+            norm_ = wsum - correction * (w * aweights.to(x.dtype)).sum() / wsum
+        xc = x - mean_
+        c = ((xc * w) @ xc.mT) / norm_
+    return c.squeeze() if input._data.ndim < 2 else c
+
+
+def corrcoef(input: Tensor) -> Tensor:
+    """Pearson's correlation coefficients of the rows, clipped to [-1, 1]."""
+    c = cov(input)
+    if c._data.ndim == 0:
+        return c / c
+    d = c.diagonal(0, 0, 1) if c._data.ndim == 2 else c
+    from chainrule.ops.elementwise import sqrt
+
+    s = sqrt(d)
+    r = c / s.unsqueeze(1) / s.unsqueeze(0)
+    return r.clamp(-1, 1)
+
+
+def renorm(input: Tensor, p, dim: int, maxnorm) -> Tensor:
+    """Each slice along ``dim`` rescaled to p-norm ``maxnorm`` where its norm is larger."""
+    d = normalize_dim(dim, input._data.ndim, "renorm")
+    others = tuple(i for i in range(input._data.ndim) if i != d)
+    nrm = norm(input, p, others, True)
+    factor = where(nrm._data > maxnorm, maxnorm / (nrm + 1e-7), 1.0)
+    return input * factor
+
+
+def dist(input: Tensor, other: Tensor, p=2) -> Tensor:
+    """‖input - other‖_p."""
+    return norm(input - other, p)
+
+
+def trapezoid(y: Tensor, x=None, *, dx=None, dim: int = -1) -> Tensor:
+    """∫ y by the trapezoid rule along ``dim`` (spacing ``dx``, 1 by default, or samples x)."""
+    from chainrule.ops.shape import narrow
+
+    d = normalize_dim(dim, y._data.ndim, "trapezoid")
+    n = y._data.shape[d]
+    if n == 0:
+        return sum(y, d)
+    left, right = narrow(y, d, 0, n - 1), narrow(y, d, 1, n - 1)
+    if x is None:
+        return sum(left + right, d) * ((1.0 if dx is None else dx) / 2)
+    if not isinstance(x, Tensor):
+        return sum(left + right, d) * (x / 2)
+    xd = x if x._data.ndim == 1 else x
+    if x._data.ndim == 1:
+        shape = [1] * y._data.ndim
+        shape[d] = n
+        xd = x.reshape(shape)
+    dxs = narrow(xd, d if x._data.ndim != 1 else d, 1, n - 1) - narrow(xd, d, 0, n - 1)
+    return sum((left + right) * dxs, d) / 2
+
+
+trapz = trapezoid
+
+
+def cumulative_trapezoid(y: Tensor, x=None, *, dx=None, dim: int = -1) -> Tensor:
+    """The running trapezoid-rule integral of y along ``dim``."""
+    from chainrule.ops.shape import narrow
+
+    d = normalize_dim(dim, y._data.ndim, "cumulative_trapezoid")
+    n = y._data.shape[d]
+    left, right = narrow(y, d, 0, n - 1), narrow(y, d, 1, n - 1)
+    if x is None or not isinstance(x, Tensor):
+        step = (1.0 if dx is None else dx) if x is None else x
+        return cumsum((left + right) * (step / 2), d)
+    xd = x
+    if x._data.ndim == 1:
+        shape = [1] * y._data.ndim
+        shape[d] = n
+        xd = x.reshape(shape)
+    dxs = narrow(xd, d, 1, n - 1) - narrow(xd, d, 0, n - 1)
+    return cumsum((left + right) * dxs / 2, d)
+
+
+__all__ += [
+    "nansum", "nanmean", "aminmax", "logcumsumexp", "trace", "diff", "cov", "corrcoef",
+    "renorm", "dist", "trapezoid", "trapz", "cumulative_trapezoid",
+]

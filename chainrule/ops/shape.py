@@ -701,8 +701,309 @@ def diag(input: Tensor, diagonal: int = 0) -> Tensor:
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     if input._data.ndim == 2 and (dim1, dim2) in ((0, 1), (-2, -1)):
         return diag(input, offset)
-    raise NotImplementedError("diagonal: only 2-D inputs are supported")
+    nd = input._data.ndim
+    d1, d2 = normalize_dim(dim1, nd, "diagonal"), normalize_dim(dim2, nd, "diagonal")
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    x = movedim(input, (d1, d2), (-2, -1))
+    rows, cols = x._data.shape[-2:]
+    r, c = _diagonal_positions(rows, cols, offset)
+    return x[..., r, c]
+
+
+def _diagonal_positions(rows: int, cols: int, offset: int):
+    """Row and column indices of the (offset) diagonal of a rows × cols matrix."""
+    k = builtins.max(0, builtins.min(rows + builtins.min(offset, 0),
+                                     cols - builtins.max(offset, 0)))
+    return np.arange(k) + builtins.max(-offset, 0), np.arange(k) + builtins.max(offset, 0)
 
 
 def atleast_1d(input: Tensor) -> Tensor:
     return reshape(input, 1) if input._data.ndim == 0 else input
+
+
+# ---- more of torch's shape functions (composed: their gradients follow) -------------------------
+def atleast_2d(*tensors):
+    """Each tensor with at least 2 dims (a vector becomes a row)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        return tuple(atleast_2d(t) for t in tensors[0])
+    out = [t.reshape(1, 1) if t._data.ndim == 0 else t.unsqueeze(0) if t._data.ndim == 1 else t
+           for t in tensors]
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def atleast_3d(*tensors):
+    """Each tensor with at least 3 dims ((n,) → (1, n, 1), (m, n) → (m, n, 1))."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        return tuple(atleast_3d(t) for t in tensors[0])
+    out = []
+    for t in tensors:
+        nd = t._data.ndim
+        out.append(t.reshape(1, 1, 1) if nd == 0 else t.reshape(1, -1, 1) if nd == 1 else
+                   t.unsqueeze(-1) if nd == 2 else t)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def dstack(tensors) -> Tensor:
+    """Concatenate along the third dim (after atleast_3d)."""
+    return cat([atleast_3d(t) for t in tensors], 2)
+
+
+def column_stack(tensors) -> Tensor:
+    """Vectors as columns, matrices side by side."""
+    return cat([t.reshape(-1, 1) if t._data.ndim <= 1 else t for t in tensors], 1)
+
+
+row_stack = vstack
+moveaxis = movedim
+
+
+def tensor_split(input: Tensor, indices_or_sections, dim: int = 0) -> tuple:
+    """Split into n nearly equal parts (the first ones one longer), or at the given indices."""
+    d = normalize_dim(dim, input._data.ndim, "tensor_split")
+    n = input._data.shape[d]
+    if isinstance(indices_or_sections, Tensor):
+        indices_or_sections = indices_or_sections.tolist()
+    if isinstance(indices_or_sections, int):
+        k = indices_or_sections
+        if k <= 0:
+            raise RuntimeError(f"number of sections must be larger than 0, got {k}")
+        q, r = divmod(n, k)
+        bounds, start = [], 0
+        for i in range(k):
+            start += q + (1 if i < r else 0)
+            bounds.append(start)
+        bounds = bounds[:-1]
+    else:
+        bounds = list(indices_or_sections)
+    edges = [0] + [builtins.min(builtins.max(b, 0), n) for b in bounds] + [n]
+    return tuple(narrow(input, d, a, builtins.max(b - a, 0)) for a, b in zip(edges, edges[1:]))
+
+
+def _split_by(name: str, dim: int):
+    def fn(input: Tensor, indices_or_sections) -> tuple:
+        if input._data.ndim <= dim if dim else input._data.ndim < 1:
+            raise RuntimeError(f"torch.{name} requires a tensor with at least {dim + 1} "
+                               f"dimension, but got a tensor with {input._data.ndim} dimensions!")
+        d = 0 if (name == "hsplit" and input._data.ndim == 1) else dim
+        if isinstance(indices_or_sections, int) and input._data.shape[d] % indices_or_sections:
+            raise RuntimeError(f"torch.{name} attempted to split along dimension {d}, but the "
+                               f"size of the dimension {input._data.shape[d]} is not divisible "
+                               f"by the split_size {indices_or_sections}!")
+        return tensor_split(input, indices_or_sections, d)
+
+    fn.__name__ = name
+    return fn
+
+
+hsplit = _split_by("hsplit", 1)
+vsplit = _split_by("vsplit", 0)
+dsplit = _split_by("dsplit", 2)
+
+
+def split_with_sizes(input: Tensor, split_sizes, dim: int = 0) -> tuple:
+    return split(input, list(split_sizes), dim)
+
+
+unsafe_split = split
+unsafe_chunk = chunk
+unsafe_split_with_sizes = split_with_sizes
+
+
+def rot90(input: Tensor, k: int = 1, dims=(0, 1)) -> Tensor:
+    """Rotate by 90° k times in the plane of ``dims`` (from the first towards the second)."""
+    if len(dims) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(dims)}")
+    nd = input._data.ndim
+    d0, d1 = (normalize_dim(d, nd, "rot90") for d in dims)
+    if d0 == d1:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {d0} and "
+                           f"dim1 = {d1}")
+    k %= 4
+    if k == 1:
+        return transpose(flip(input, [d1]), d0, d1)
+    if k == 2:
+        return flip(input, [d0, d1])
+    if k == 3:
+        return flip(transpose(input, d0, d1), [d1])
+    return input.clone()
+
+
+def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """Each last-dim vector as the (offset) diagonal of a matrix on dims ``dim1``, ``dim2``."""
+    length = input._data.shape[-1] if input._data.ndim else 1
+    n = length + abs(offset)
+    lead = tuple(input._data.shape[:-1])
+    zeros = np.zeros(lead + (n, n), input._data.dtype)
+    out = wrap(devices.to_device(zeros, input.device))
+    r, c = _diagonal_positions(n, n, offset)
+    out[..., r, c] = input
+    nd = out._data.ndim
+    d1, d2 = normalize_dim(dim1, nd, "diag_embed"), normalize_dim(dim2, nd, "diag_embed")
+    return movedim(out, (nd - 2, nd - 1), (d1, d2))
+
+
+def diagflat(input: Tensor, offset: int = 0) -> Tensor:
+    """The flattened input as the (offset) diagonal of a square matrix."""
+    return diag_embed(reshape(input, -1), offset)
+
+
+def block_diag(*tensors) -> Tensor:
+    """The tensors (each 0-, 1- or 2-d) as blocks on the diagonal of one matrix."""
+    mats = [t.reshape(1, 1) if t._data.ndim == 0 else t.reshape(1, -1) if t._data.ndim == 1
+            else t for t in tensors]
+    if not mats:
+        return wrap(np.zeros((0, 0)))
+    cols = builtins.sum(m._data.shape[1] for m in mats)
+    rows, left = [], 0
+    dtype = _dt.result_type(*[m._data for m in mats]) if len(mats) > 1 else mats[0]._data.dtype
+    for m in mats:
+        h, w = m._data.shape
+        zl = wrap(devices.to_device(np.zeros((h, left), dtype), m.device))
+        zr = wrap(devices.to_device(np.zeros((h, cols - left - w), dtype), m.device))
+        rows.append(cat([zl, m.to(_dt.from_numpy_dtype(dtype)), zr], 1))
+        left += w
+    return cat(rows, 0)
+
+
+def meshgrid(*tensors, indexing: str | None = None) -> tuple:
+    """Coordinate grids from 1-d tensors ('ij' indexing by default, as torch; 'xy' swaps the
+    first two)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        indexing = "ij"
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f"torch.meshgrid: indexing must be one of \"xy\" or \"ij\", but "
+                           f"received: {indexing}")
+    for t in tensors:
+        if t._data.ndim > 1:
+            raise RuntimeError("torch.meshgrid: Expected 0D or 1D tensor in the tensor list but "
+                               f"got: {t}")
+    ts = [t.reshape(-1) for t in tensors]
+    shape = tuple(t._data.shape[0] for t in ts)
+    out = []
+    for i, t in enumerate(ts):
+        view = [1] * len(ts)
+        view[i] = -1
+        out.append(expand(reshape(t, tuple(view)), shape))
+    if indexing == "xy" and len(ts) >= 2:  # the first two dims swapped
+        out = [transpose(o, 0, 1) for o in out]
+    return tuple(out)
+
+
+def cartesian_prod(*tensors) -> Tensor:
+    """All combinations of the 1-d tensors' elements, one per row."""
+    if len(tensors) == 1:
+        return tensors[0]
+    grids = meshgrid(*tensors, indexing="ij")
+    return stack([g.reshape(-1) for g in grids], 1)
+
+
+def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> Tensor:
+    """The length-r combinations of a 1-d tensor's elements, one per row."""
+    import itertools
+
+    if input._data.ndim != 1:
+        raise RuntimeError(f"Expect a 1D vector, but got shape {list(input._data.shape)}")
+    n = input._data.shape[0]
+    pick = (itertools.combinations_with_replacement if with_replacement
+            else itertools.combinations)(range(n), r)
+    idx = np.array(list(pick), dtype=np.int64).reshape(-1, r)
+    if idx.size == 0:
+        return wrap(devices.to_device(np.zeros((0,) if r else (0,), input._data.dtype),
+                                      input.device))
+    return input[idx]
+
+
+def select(input: Tensor, dim: int, index: int) -> Tensor:
+    """The slice at ``index`` along ``dim`` (that dim removed)."""
+    d = normalize_dim(dim, input._data.ndim, "select")
+    n = input._data.shape[d]
+    if not -n <= index < n:
+        raise IndexError(f"select(): index {index} out of range for tensor of size "
+                         f"{list(input._data.shape)} at dimension {d}")
+    return narrow(input, d, index % n, 1).squeeze(d)
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None) -> Tensor:
+    """Each element (or slice along ``dim``) repeated ``repeats`` times, in place."""
+    if repeats is None:  # torch.repeat_interleave(repeats): indices repeated by their counts
+        counts = np.asarray(devices.to_device(input._data, "cpu"))
+        return wrap(np.repeat(np.arange(counts.shape[0]), counts).astype(np.int64))
+    if dim is None:
+        input, dim = reshape(input, -1), 0
+    d = normalize_dim(dim, input._data.ndim, "repeat_interleave")
+    n = input._data.shape[d]
+    reps = repeats.tolist() if isinstance(repeats, Tensor) else repeats
+    if isinstance(reps, int):
+        reps = [reps] * n
+    elif len(reps) == 1:
+        reps = reps * n
+    if len(reps) != n:
+        raise RuntimeError("repeats must have the same size as input along dim")
+    idx = np.repeat(np.arange(n), reps).astype(np.int64)
+    return input.index_select(d, wrap(devices.to_device(idx, input.device)))
+
+
+def tensor_unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """Tensor.unfold: all windows of ``size`` along ``dimension``, ``step`` apart, as a new
+    last dim."""
+    d = normalize_dim(dimension, builtins.max(input._data.ndim, 1), "unfold")
+    n = input._data.shape[d] if input._data.ndim else 1
+    if size > n:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    if input._data.ndim == 0:
+        return reshape(input, (1,))
+    count = (n - size) // step + 1
+    idx = (np.arange(count)[:, None] * step + np.arange(size)[None, :]).reshape(-1)
+    picked = input.index_select(d, wrap(devices.to_device(idx.astype(np.int64), input.device)))
+    shape = list(input._data.shape)
+    shape[d: d + 1] = [count, size]
+    return movedim(reshape(picked, tuple(shape)), d + 1, -1)
+
+
+def _scatter_into(input: Tensor, src: Tensor, region) -> Tensor:
+    """``input`` with ``src`` written over ``input[region]`` (out of place, differentiable in
+    both: the gradient of the overwritten part of input is 0)."""
+    out = input.clone()
+    out[region] = src
+    return out
+
+
+def select_scatter(input: Tensor, src: Tensor, dim: int, index: int) -> Tensor:
+    """``input`` with the slice at ``index`` along ``dim`` replaced by ``src``."""
+    d = normalize_dim(dim, input._data.ndim, "select_scatter")
+    region = (slice(None),) * d + (index,)
+    return _scatter_into(input, src, region)
+
+
+def slice_scatter(input: Tensor, src: Tensor, dim: int = 0, start=None, end=None,
+                  step: int = 1) -> Tensor:
+    """``input`` with ``input[start:end:step]`` along ``dim`` replaced by ``src``."""
+    d = normalize_dim(dim, input._data.ndim, "slice_scatter")
+    region = (slice(None),) * d + (slice(start, end, step),)
+    return _scatter_into(input, src, region)
+
+
+def diagonal_scatter(input: Tensor, src: Tensor, offset: int = 0, dim1: int = 0,
+                     dim2: int = 1) -> Tensor:
+    """``input`` with its (offset) diagonal on ``dim1``, ``dim2`` replaced by ``src``."""
+    nd = input._data.ndim
+    d1, d2 = normalize_dim(dim1, nd, "diagonal_scatter"), normalize_dim(dim2, nd,
+                                                                         "diagonal_scatter")
+    r, c = _diagonal_positions(input._data.shape[d1], input._data.shape[d2], offset)
+    moved = movedim(input.clone(), (d1, d2), (-2, -1))
+    moved[..., r, c] = src
+    return movedim(moved, (-2, -1), (d1, d2))
+
+
+__all__ += [
+    "atleast_2d", "atleast_3d", "dstack", "column_stack", "row_stack", "moveaxis",
+    "tensor_split", "hsplit", "vsplit", "dsplit", "split_with_sizes", "unsafe_split",
+    "unsafe_chunk", "unsafe_split_with_sizes", "rot90", "diag_embed", "diagflat", "block_diag",
+    "meshgrid", "cartesian_prod", "combinations", "select", "repeat_interleave",
+    "select_scatter", "slice_scatter", "diagonal_scatter",
+]

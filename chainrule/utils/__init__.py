@@ -1,12 +1,8 @@
-"""``cr.utils``: PyTorch's ``torch.utils`` (``cr.utils.data`` is ``cr.data``;
+"""``cr.utils``: PyTorch's ``torch.utils`` paths (``cr.utils.data`` is :mod:`chainrule.data`;
 ``cr.utils.tensorboard.SummaryWriter`` writes TensorBoard event files)."""
 
 from __future__ import annotations
 
+from chainrule.utils import data
 
-def __getattr__(name: str):
-    import importlib
-
-    if name == "data":  # torch.utils.data, loaded on first use as `import torch` makes it usable
-        return importlib.import_module("chainrule.data")
-    raise AttributeError(f"module 'chainrule.utils' has no attribute {name!r}")
+__all__ = ["data"]

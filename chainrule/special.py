@@ -1,0 +1,87 @@
+"""``cr.special``: PyTorch's ``torch.special`` (the gates live in ``chainrule.ops.special``)."""
+
+from __future__ import annotations
+
+import math
+
+from chainrule.ops import special as _s
+from chainrule.ops.binary import where, xlogy
+from chainrule.ops.elementwise import erf, exp2, expm1, log, log1p, logit, round, sigmoid
+from chainrule.ops.reduce import log_softmax, logsumexp, softmax
+from chainrule.ops.special import (
+    digamma, erfc, erfinv, gammainc, gammaincc, i0, i0e, i1, i1e, lgamma, polygamma, sinc,
+)
+from chainrule.tensor import Tensor
+
+__all__ = [
+    "digamma", "psi", "polygamma", "lgamma", "gammaln", "multigammaln", "gammainc", "gammaincc",
+    "erf", "erfc", "erfcx", "erfinv", "expit", "logit", "exp2", "expm1", "log1p", "xlogy",
+    "xlog1py", "entr", "ndtr", "ndtri", "log_ndtr", "i0", "i0e", "i1", "i1e", "sinc", "round",
+    "softmax", "log_softmax", "logsumexp", "zeta", "spherical_bessel_j0",
+]
+
+psi = digamma
+gammaln = lgamma
+expit = sigmoid
+
+
+def multigammaln(input: Tensor, p: int) -> Tensor:
+    """The multivariate log-gamma function of dimension ``p``."""
+    return _s.mvlgamma(input, p)
+
+
+def erfcx(input: Tensor) -> Tensor:
+    """The scaled complementary error function e^(x²) erfc(x)."""
+    x = _s._float(input, "erfcx")
+    return erfc(x) * (x * x).exp()
+
+
+def xlog1py(input, other) -> Tensor:
+    """x · log1p(y), 0 where x = 0 (also where y = -1)."""
+    if not isinstance(input, Tensor):
+        input = _s._float(input, "xlog1py")
+    if not isinstance(other, Tensor):
+        other = _s._float(other, "xlog1py")
+    return where(input == 0, 0.0, input * log1p(where(input == 0, 0.0, other)))
+
+
+def entr(input: Tensor) -> Tensor:
+    """-x ln x for x > 0, 0 at 0 and -∞ for x < 0."""
+    x = _s._float(input, "entr")
+    pos = x > 0
+    return where(pos, -x * log(where(pos, x, 1.0)), where(x == 0, 0.0, -math.inf))
+
+
+def ndtr(input: Tensor) -> Tensor:
+    """The standard normal CDF Φ(x) = ½(1 + erf(x/√2))."""
+    x = _s._float(input, "ndtr")
+    return 0.5 * erfc(x * (-1 / math.sqrt(2)))
+
+
+def log_ndtr(input: Tensor) -> Tensor:
+    """ln Φ(x)."""
+    return log(ndtr(input))
+
+
+def ndtri(input: Tensor) -> Tensor:
+    """The inverse of the standard normal CDF: √2 erf⁻¹(2p - 1)."""
+    p = _s._float(input, "ndtri")
+    return erfinv(2 * p - 1) * math.sqrt(2)
+
+
+def zeta(input, other) -> Tensor:
+    """The Hurwitz zeta function ζ(x, q) = Σₖ (q + k)⁻ˣ (no gradient, as torch)."""
+    from chainrule.tensor import wrap
+    from chainrule import devices
+
+    x = _s._float(input, "zeta")
+    q = _s._float(other, "zeta")
+    out = _s.hurwitz_zeta_array(_s._cpu(x._data), _s._cpu(q._data))
+    dt = x._data.dtype if x._data.dtype.itemsize >= q._data.dtype.itemsize else q._data.dtype
+    return wrap(devices.to_device(out.astype(dt), x.device))
+
+
+def spherical_bessel_j0(input: Tensor) -> Tensor:
+    """j₀(x) = sin(x)/x, 1 at 0."""
+    x = _s._float(input, "spherical_bessel_j0")
+    return sinc(x / math.pi)
