@@ -70,6 +70,22 @@ class LeakyRelu(Op):
         return either.where(x > 0, g, g * ctx.slope), None
 
 
+class Hardtanh(Op):
+    """y = clamp(x, lo, hi);  dy/dx = 1 strictly inside (lo, hi), 0 at and beyond the bounds
+    (torch's convention, where clamp's gradient is 1 at the bounds)"""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return either.where((x > ctx.lo) & (x < ctx.hi), g, g * 0.0), None, None
+
+
 class Gelu(Op):
     """y = x·Φ(x);  dy/dx = Φ(x) + x·φ(x)  (Φ, φ: the standard normal cdf and pdf)"""
 
@@ -130,13 +146,16 @@ def relu_(input: Tensor) -> Tensor:
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(0, x), 6)."""
-    return input.clamp(0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0)
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
-    """clamp(x, min_val, max_val)."""
-    return input.clamp(min_val, max_val)
+    """clamp(x, min_val, max_val); the gradient is 0 at the bounds, as torch's."""
+    _check_tensor(input, "hardtanh")
+    if input._data.dtype.kind not in FLOAT_KINDS:
+        return input.clamp(min_val, max_val)
+    return Hardtanh.apply(input, float(min_val), float(max_val))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
@@ -210,8 +229,8 @@ def logsigmoid(input: Tensor) -> Tensor:
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
-    """clamp(x/6 + 1/2, 0, 1)."""
-    return (input / 6.0 + 0.5).clamp(0.0, 1.0)
+    """clamp(x/6 + 1/2, 0, 1) (gradient 0 at x = ±3, as torch's)."""
+    return hardtanh(input / 6.0 + 0.5, 0.0, 1.0)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
@@ -470,6 +489,10 @@ def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = Non
     if weight is not None and bias is not None and weight._data.dtype != bias._data.dtype:
         raise RuntimeError(f"layer_norm: weight ({weight.dtype}) and bias ({bias.dtype}) must "
                            f"have the same dtype")
+    if math.prod(ns) == 0:  # nothing to normalize: an empty result, still connected to w, b
+        out = input * 1.0
+        out = out * weight if weight is not None else out
+        return out + bias if bias is not None else out
     return LayerNorm.apply(input, weight, bias, k, float(eps))
 
 
@@ -748,6 +771,10 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     x = input._data
     if x.size and (x.min() < 0 or x.max() > 1):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
+                           "and 1")
+    y = target._data
+    if y.size and (y.min() < 0 or y.max() > 1):
+        raise RuntimeError("binary_cross_entropy: all elements of target should be between 0 "
                            "and 1")
     if target._data.dtype != x.dtype:
         target = target.to(input.dtype)
