@@ -228,7 +228,9 @@ layer_norm_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || buf(&b, args[5], 1, 0, &fmt, &pxh, &lxh) < 0
         || buf(&b, args[6], 1, 0, &fmt, &pr, &rows) < 0)
         goto fail;
-    if (n <= 0 || len != rows * n || ly != len || lxh != len || (pw && lw != n) || (pb && lb != n)) {
+    /* (len / n, not rows * n: a huge n must not wrap around and pass) */
+    if (n <= 0 || len % n != 0 || len / n != rows || ly != len || lxh != len || (pw && lw != n)
+        || (pb && lb != n)) {
         PyErr_SetString(PyExc_ValueError, "layer_norm_forward: sizes do not match");
         goto fail;
     }
@@ -316,7 +318,8 @@ layer_norm_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || buf(&b, args[4], 1, 1, &fmt, &pgx, &lgx) < 0 || buf(&b, args[5], 1, 1, &fmt, &pgw, &lgw) < 0
         || buf(&b, args[6], 1, 1, &fmt, &pgb, &lgb) < 0)
         goto fail;
-    if (n <= 0 || len != rows * n || lxh != len || (pw && lw != n) || (pgx && lgx != len)
+    if (n <= 0 || len % n != 0 || len / n != rows || lxh != len || (pw && lw != n)
+        || (pgx && lgx != len)
         || (pgw && lgw != n) || (pgb && lgb != n)) {
         PyErr_SetString(PyExc_ValueError, "layer_norm_backward: sizes do not match");
         goto fail;
