@@ -376,3 +376,33 @@ def test_linspace_edge_cases_match_torch():
     for steps in (0, 1, 2, 5):
         np.testing.assert_allclose(cr.linspace(-1, 2, steps).numpy(),
                                    torch.linspace(-1, 2, steps).numpy(), rtol=1e-6)
+
+
+# ---- found by the differential fuzzer (tests/fuzz_programs.py) ---------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [3, 100])  # (the C loop and the NumPy path)
+def test_relu_gradient_is_zero_where_x_is_not_positive_even_for_an_infinite_gradient(dtype, n):
+    a = np.linspace(-1, 1, n).astype(dtype)
+    a[0] = 0.0
+    got = []
+    for m in (cr, torch):
+        x = m.tensor(a, requires_grad=True)
+        y = m.relu(x)
+        (1 / y).sum().backward()  # 1/0 = inf: its gradient -1/y² is -inf where y = 0
+        got.append(x.grad.detach().numpy())
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-6)  # (-inf included, no NaN)
+    assert not np.isnan(got[0]).any()
+
+
+@pytest.mark.parametrize("dim", [None, 0])
+def test_prod_of_one_factor_passes_the_gradient_through(dim):
+    """prod over a single element: dy/dx = 1 with no graph back to x (torch's), so a hook on
+    the result does not change second derivatives through y/x."""
+    out = []
+    for m in (cr, torch):
+        x = m.tensor(1.7, dtype=m.float64, requires_grad=True)
+        y = m.prod(x) if dim is None else m.prod(x, dim)
+        y.register_hook(lambda g: g * 2)
+        (g,) = m.autograd.grad(y * 0.7, x, create_graph=True)
+        out.append((g.item(), g.requires_grad))
+    assert out[0] == out[1]

@@ -98,7 +98,7 @@ same_size_bufs(Bufs *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want
                                               Py_ssize_t n)                          \
     {                                                                                \
         for (Py_ssize_t i = 0; i < n; i++)                                           \
-            o[i] = g[i] * (T)(y[i] != 0);                                            \
+            o[i] = y[i] != 0 ? g[i] : (T)0; /* (not g·mask: inf·0 is NaN) */          \
     }
 DEFINE_RELU(float, f)
 DEFINE_RELU(double, d)
@@ -125,7 +125,7 @@ relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* relu_backward(g, y, out): out = g * (y != 0) */
+/* relu_backward(g, y, out): out = np.where(y != 0, g, 0) */
 static PyObject *
 relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -554,7 +554,7 @@ static PyMethodDef methods[] = {
     {"relu_forward", (PyCFunction)(void (*)(void))relu_forward, METH_FASTCALL,
      "relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0)"},
     {"relu_backward", (PyCFunction)(void (*)(void))relu_backward, METH_FASTCALL,
-     "relu_backward(g, y, out): out = g * (y != 0)"},
+     "relu_backward(g, y, out): out = np.where(y != 0, g, 0)"},
     {"layer_norm_forward", (PyCFunction)(void (*)(void))layer_norm_forward, METH_FASTCALL,
      "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)"},
     {"layer_norm_backward", (PyCFunction)(void (*)(void))layer_norm_backward, METH_FASTCALL,

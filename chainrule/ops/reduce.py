@@ -151,7 +151,7 @@ class Prod(Op):
         x, y = ctx.saved_tensors
         axes, keepdim, shape = ctx.axes, ctx.keepdim, ctx.shape
         g_e = _expand_back(g, axes, keepdim, shape)
-        if not shape or (axes is not None and all(shape[a] == 1 for a in axes)):
+        if not shape or (axes is not None and builtins.all(shape[a] == 1 for a in axes)):
             return g_e, None, None  # one factor: dy/dx = 1, not y/x (torch's graph too)
         y_e = _expand_back(y, axes, keepdim, shape)
         is_zero = _raw(x) == 0
