@@ -10,7 +10,7 @@ NATIVE := setup.py chainrule/kernels/_cpu_loops.c chainrule/_crandom.c \
 	chainrule/autograd/function.pxd chainrule/autograd/engine.py chainrule/autograd/engine.pxd \
 	chainrule/ops/binary.py chainrule/ops/elementwise.py chainrule/kernels/dispatch.py
 
-.PHONY: demo test lint bench gpu-check clean
+.PHONY: demo test lint bench gpu-check clean fuzz
 
 # 1 when this machine can compile the engine (a C compiler and Python's headers; the build
 # fetches Cython): then the tests insist that the compiled engine is what runs
@@ -43,6 +43,12 @@ test: $(NATIVE_STAMP)
 	$(call pytest,CHAINRULE_PURE_PYTHON=1,tests)
 	@echo "the GPU tests again, on tests/fakecupy (a CPU stand-in for CuPy, as strict as CuPy):"
 	$(call pytest,PYTHONPATH=tests/fakecupy,tests/test_cuda.py tests/test_random_cuda.py)
+
+# the differential fuzzer (tests/fuzz_programs.py) for FUZZ_SECONDS: programs run, mismatches, crashes
+FUZZ_SECONDS ?= 600
+fuzz: $(NATIVE_STAMP)
+	$(BIN)/python -m pip install -q torch==2.13.0 || echo "torch not installed: nothing to compare with"
+	$(BIN)/python tests/fuzz_programs.py --seconds $(FUZZ_SECONDS) --out fuzz-failures.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check chainrule tests bench examples

@@ -97,6 +97,12 @@ def _run_train(args: argparse.Namespace, explicit: set[str], prog: str,
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; continue with --resume --out {cfg.out}", file=sys.stderr)
         return 130
+    except UsageError as e:  # found while running: unreadable data, an unwritable --out
+        return _fail(prog, str(e))
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # e.g. the disk filled up while writing the checkpoint
+        return _fail(prog, f"{e.filename or cfg.out}: {e.strerror or e}")
     return 0
 
 
@@ -130,6 +136,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chainrule`` command; returns the exit status."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away (``chainrule train | head``): quietly stop
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # (so the exit's flush has nowhere to fail)
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "explain":
         from chainrule.viz.explain_command import main as explain_main

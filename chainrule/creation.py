@@ -204,15 +204,24 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     return _finish(data, device, requires_grad, name)
 
 
+def _check_steps(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"linspace(): argument 'steps' must be int, not {type(steps).__name__}")
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+
+
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False,
              name: str | None = None) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    _check_steps(steps)
     data = np.linspace(start, end, steps).astype(_float_dtype(dtype))
     return _finish(data, device, requires_grad, name)
 
 
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
              requires_grad=False) -> Tensor:
+    _check_steps(steps)
     data = np.logspace(start, end, steps, base=base).astype(_float_dtype(dtype))
     return _finish(data, device, requires_grad)
 

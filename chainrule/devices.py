@@ -197,6 +197,13 @@ def asarray_on(a, like, dtype=None):
     return xp_of(like).asarray(a, dtype=dtype)
 
 
+def data_address(a) -> int:
+    """The address of array ``a``'s first element (NumPy or CuPy)."""
+    if isinstance(a, (np.ndarray, np.generic)):
+        return a.__array_interface__["data"][0]
+    return a.data.ptr
+
+
 def to_device(a, d):
     d = as_device(d)
     if d.type == "cpu":

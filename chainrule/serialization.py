@@ -118,9 +118,9 @@ class _Encoder:
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
-        self.seen: dict[int, str] = {}  # id(Tensor) -> name, so shared tensors stay shared
+        self.seen: dict[int, str] = {}  # id(Tensor or ndarray) -> name: shared stays shared
         self.objects: dict[int, int] = {}  # id(object) -> its number, for shared objects
-        self.keep: list = []  # the objects numbered (so their ids stay theirs)
+        self.keep: list = []  # what was numbered or named (alive, so their ids stay theirs)
 
     def name(self, path: list[str]) -> str:
         base = "/".join(path) or "tensor"
@@ -167,7 +167,10 @@ class _Encoder:
                 out["parameter"] = True
             return out
         if isinstance(obj, np.ndarray):
-            return {"__ndarray__": self.array(obj, path)}
+            if id(obj) not in self.seen:  # the same array twice stays one array
+                self.seen[id(obj)] = self.array(obj, path)
+                self.keep.append(obj)  # (alive until the end, so its id is not reused)
+            return {"__ndarray__": self.seen[id(obj)]}
         if isinstance(obj, np.generic):
             return {"__npscalar__": self.array(np.asarray(obj), path)}
         from chainrule import dtypes as _dt
@@ -224,6 +227,7 @@ class _Decoder:
         self.map_location = map_location
         self.where = where
         self.tensors: dict[str, Tensor] = {}
+        self.ndarrays: dict[str, np.ndarray] = {}  # one copy per entry, however often referred to
         self.objects: dict[int, Any] = {}
         self.allowed = {_global_name(g): g for g in _safe_globals}
 
@@ -250,6 +254,13 @@ class _Decoder:
         return self.arrays[name]
 
     def device(self, saved: str | None):
+        if saved is not None:
+            if not isinstance(saved, str):
+                raise self.fail(f"a tensor's device is {saved!r:.40}, not a device name")
+            try:
+                devices.as_device(saved)
+            except (RuntimeError, ValueError, TypeError) as e:
+                raise self.fail(f"a tensor's device {saved!r:.40} is not a device ({e})") from None
         loc = self.map_location
         if isinstance(loc, dict):
             loc = loc.get(saved or "cpu", saved)
@@ -265,12 +276,14 @@ class _Decoder:
 
     def tensor(self, spec: dict) -> Tensor:
         name = spec["__tensor__"]
+        data = self.array(name)
         if name in self.tensors:
             return self.tensors[name]
-        data = self.array(name)
         dev = self.device(spec.get("device"))
         if dev.type != "cpu":
             data = devices.to_device(data, dev)
+        if spec.get("requires_grad") and data.dtype.kind not in "fcV":
+            raise self.fail(f"tensor {name!r} of dtype {data.dtype} is marked requires_grad")
         if spec.get("parameter"):
             from chainrule.nn import Parameter
 
@@ -304,19 +317,33 @@ class _Decoder:
         if tag == "__size__" and isinstance(val, list):
             from chainrule.tensor import Size
 
-            return Size(self.decode(v) for v in val)
+            if not all(type(v) is int and v >= 0 for v in val):
+                raise self.fail(f"a Size holds {val!r:.80}, not non-negative ints")
+            return Size(val)
         if tag == "__float__" and val in ("nan", "inf", "-inf"):
             return float(val)
         if tag == "__ndarray__":
-            return self.array(val).copy()
+            arr = self.array(val)
+            if val not in self.ndarrays:  # (the Tensor entry of the same name keeps its own)
+                self.ndarrays[val] = arr.copy()
+            return self.ndarrays[val]
         if tag == "__npscalar__":
-            return self.array(val)[()]
+            arr = self.array(val)
+            if arr.ndim:
+                raise self.fail(f"NumPy scalar entry {val!r} has shape {arr.shape}")
+            return arr[()]
         if tag == "__dtype__" and isinstance(val, str):
             from chainrule import dtypes as _dt
 
-            return _dt.to_dtype(val)
+            try:
+                return _dt.to_dtype(val)
+            except (TypeError, ValueError, KeyError):
+                raise self.fail(f"unknown dtype {val!r:.40}") from None
         if tag == "__device__" and isinstance(val, str):
-            return devices.device(val)
+            try:
+                return devices.device(val)
+            except (RuntimeError, ValueError, TypeError) as e:
+                raise self.fail(f"{val!r:.40} is not a device ({e})") from None
         if tag in ("__set__", "__frozenset__") and isinstance(val, list):
             items = [self.hashable(self.decode(v)) for v in val]
             return set(items) if tag == "__set__" else frozenset(items)
@@ -463,11 +490,18 @@ def _parse(raw: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, str
     for name, spec in header.items():
         try:
             dtype = _np_dtype(spec["dtype"])
-            shape = tuple(int(s) for s in spec["shape"])
-            begin, end = (int(o) for o in spec["data_offsets"])
+            shape, offsets = spec["shape"], spec["data_offsets"]
+            if not isinstance(shape, list) or not isinstance(offsets, list) or len(offsets) != 2 \
+                    or not all(type(v) is int for v in shape + offsets):
+                raise TypeError("shape and data_offsets must be lists of ints")
+            shape = tuple(shape)
+            begin, end = offsets
         except (KeyError, TypeError, ValueError):
             raise SerializationError(f"cr.load: {where} is corrupt or uses an unsupported dtype: "
                                      f"bad entry for tensor {name!r}: {spec!r:.120}") from None
+        if len(shape) > 32:
+            raise SerializationError(f"cr.load: {where} is corrupt: tensor {name!r} has "
+                                     f"{len(shape)} dims (at most 32)")
         if any(s < 0 for s in shape) or begin < 0 or \
                 end - begin != math.prod(shape) * dtype.itemsize:
             raise SerializationError(f"cr.load: {where} is corrupt: tensor {name!r} has shape "
@@ -476,6 +510,9 @@ def _parse(raw: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, str
             raise SerializationError(
                 f"cr.load: {where} is truncated: tensor {name!r} needs bytes up to {end} of the "
                 f"data section, the file has {len(buf)}")
+        if any(s >= 2**62 for s in shape):  # (an empty array can claim any size)
+            raise SerializationError(f"cr.load: {where} is corrupt: tensor {name!r} has shape "
+                                     f"{shape}, beyond what an array can hold")
         spans.append((begin, end))
         arrays[name] = np.frombuffer(buf[begin:end], dtype).reshape(shape).astype(
             dtype.newbyteorder("="), copy=True)

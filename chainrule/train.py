@@ -113,6 +113,8 @@ def _check_number(name: str, value, kind: type, positive: bool = True,
 
 def _writable_dir_target(path: str) -> None:
     """Raise UsageError unless ``path`` is (or can be created as) a writable directory."""
+    if not path:
+        raise UsageError("--out needs a directory name (got an empty string)")
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise UsageError(f"--out {path} exists and is not a directory")
@@ -450,7 +452,10 @@ def _train(plan: _Plan, log) -> dict:
     cfg = plan.cfg
     device = cfg.device
     t_start = time.perf_counter()
-    train_set, val_set, test_set = load_data(cfg)
+    try:
+        train_set, val_set, test_set = load_data(cfg)
+    except (OSError, ValueError) as e:  # malformed or unreadable data files
+        raise UsageError(f"--data {cfg.data}: {e}") from None
     sample_shape = tuple(train_set[0][0].shape)
     n_classes = 10 if cfg.data in ("digits", "mnist") else (2 if cfg.data == "moons" else 3)
 
@@ -471,7 +476,10 @@ def _train(plan: _Plan, log) -> dict:
         loader_gen.set_state(ck["rng"]["loader"])
         history = list(ck.get("history", []))
         log(f"resuming from {os.path.join(cfg.out, CHECKPOINT)} at epoch {start}")
-    os.makedirs(cfg.out, exist_ok=True)
+    try:
+        os.makedirs(cfg.out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {cfg.out} cannot be created: {e.strerror or e}") from None
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {cfg.model} ({n_params:,} parameters) on {cfg.data}: {len(train_set)} train / "
         f"{len(val_set)} val / {len(test_set)} test, {cfg.optimizer} lr={cfg.lr}, "

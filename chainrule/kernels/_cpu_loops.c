@@ -98,7 +98,7 @@ same_size_bufs(Bufs *b, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want
                                               Py_ssize_t n)                          \
     {                                                                                \
         for (Py_ssize_t i = 0; i < n; i++)                                           \
-            o[i] = g[i] * (T)(y[i] != 0);                                            \
+            o[i] = y[i] != 0 ? g[i] : (T)0; /* (not g·mask: inf·0 is NaN) */          \
     }
 DEFINE_RELU(float, f)
 DEFINE_RELU(double, d)
@@ -125,7 +125,7 @@ relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* relu_backward(g, y, out): out = g * (y != 0) */
+/* relu_backward(g, y, out): out = np.where(y != 0, g, 0) */
 static PyObject *
 relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -228,7 +228,9 @@ layer_norm_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || buf(&b, args[5], 1, 0, &fmt, &pxh, &lxh) < 0
         || buf(&b, args[6], 1, 0, &fmt, &pr, &rows) < 0)
         goto fail;
-    if (n <= 0 || len != rows * n || ly != len || lxh != len || (pw && lw != n) || (pb && lb != n)) {
+    /* (len / n, not rows * n: a huge n must not wrap around and pass) */
+    if (n <= 0 || len % n != 0 || len / n != rows || ly != len || lxh != len || (pw && lw != n)
+        || (pb && lb != n)) {
         PyErr_SetString(PyExc_ValueError, "layer_norm_forward: sizes do not match");
         goto fail;
     }
@@ -316,7 +318,8 @@ layer_norm_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || buf(&b, args[4], 1, 1, &fmt, &pgx, &lgx) < 0 || buf(&b, args[5], 1, 1, &fmt, &pgw, &lgw) < 0
         || buf(&b, args[6], 1, 1, &fmt, &pgb, &lgb) < 0)
         goto fail;
-    if (n <= 0 || len != rows * n || lxh != len || (pw && lw != n) || (pgx && lgx != len)
+    if (n <= 0 || len % n != 0 || len / n != rows || lxh != len || (pw && lw != n)
+        || (pgx && lgx != len)
         || (pgw && lgw != n) || (pgb && lgb != n)) {
         PyErr_SetString(PyExc_ValueError, "layer_norm_backward: sizes do not match");
         goto fail;
@@ -551,7 +554,7 @@ static PyMethodDef methods[] = {
     {"relu_forward", (PyCFunction)(void (*)(void))relu_forward, METH_FASTCALL,
      "relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0)"},
     {"relu_backward", (PyCFunction)(void (*)(void))relu_backward, METH_FASTCALL,
-     "relu_backward(g, y, out): out = g * (y != 0)"},
+     "relu_backward(g, y, out): out = np.where(y != 0, g, 0)"},
     {"layer_norm_forward", (PyCFunction)(void (*)(void))layer_norm_forward, METH_FASTCALL,
      "layer_norm_forward(x, w, b, eps, y, xhat, rstd, n)"},
     {"layer_norm_backward", (PyCFunction)(void (*)(void))layer_norm_backward, METH_FASTCALL,

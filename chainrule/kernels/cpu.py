@@ -75,7 +75,7 @@ class CpuKernels(Kernels):
             gx = np.empty_like(g)
             loops.relu_backward(g, y, gx)
             return gx
-        return g * (y != 0)
+        return np.where(y != 0, g, g.dtype.type(0))
 
     @staticmethod
     def gelu(x, with_grad: bool) -> tuple:

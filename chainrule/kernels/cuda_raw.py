@@ -47,7 +47,7 @@ _SOURCES = {
     "gelu_grad": ("T x", "T y, T d", "T c = cr_cdf(x); y = x * c; d = c + x * cr_pdf(x)"),
     "tanh_backward": ("T g, T y", "T gx", "gx = g * (1 - y * y)"),
     "sigmoid_backward": ("T g, T y", "T gx", "gx = g * y * (1 - y)"),
-    "relu_backward": ("T g, T y", "T gx", "gx = g * (T)(y != 0)"),
+    "relu_backward": ("T g, T y", "T gx", "gx = y != 0 ? g : (T)0"),
     # optimizer steps, in PyTorch's order of operations (flags: 1 maximize, 2 decoupled decay)
     "sgd": ("T g, T lr, T wd, int32 flags", "T p",
             "T d = (flags & 1) ? -g : g; if (wd != 0) d += wd * p; p -= lr * d"),

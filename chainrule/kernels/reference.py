@@ -59,8 +59,9 @@ class Kernels:
 
     @staticmethod
     def relu_backward(g, y):
-        """g·[x > 0] from relu's output y (y ≥ 0 or NaN, so y != 0 is [x > 0], 1 at NaN)."""
-        return g * (either.data(y) != 0)
+        """g where x > 0, else 0, from relu's output y (y ≥ 0 or NaN, so y != 0 is [x > 0], 1 at
+        NaN); selected, not multiplied by a mask (an infinite g gives 0 where x ≤ 0, as torch)."""
+        return either.where(either.data(y) != 0, g, 0.0)
 
     # ---- GELU ------------------------------------------------------------------------------------
     @staticmethod

@@ -16,7 +16,7 @@ from chainrule.autograd.function import Op
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import empty, empty_like, ones_like, zeros_like
 from chainrule.devices import np
-from chainrule.dtypes import float64
+from chainrule.dtypes import FLOAT_KINDS, float64
 from chainrule.kernels import kernels_for
 from chainrule.nn.checks import check_tensor
 from chainrule.ops import either
@@ -51,6 +51,22 @@ class LeakyRelu(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return either.where(x > 0, g, g * ctx.slope), None
+
+
+class Hardtanh(Op):
+    """y = clamp(x, lo, hi);  dy/dx = 1 strictly inside (lo, hi), 0 at and beyond the bounds
+    (torch's convention, where clamp's gradient is 1 at the bounds)"""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return either.where((x > ctx.lo) & (x < ctx.hi), g, g * 0.0), None, None
 
 
 class Gelu(Op):
@@ -113,13 +129,16 @@ def relu_(input: Tensor) -> Tensor:
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(0, x), 6)."""
-    return input.clamp(0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0)
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
-    """clamp(x, min_val, max_val)."""
-    return input.clamp(min_val, max_val)
+    """clamp(x, min_val, max_val); the gradient is 0 at the bounds, as torch's."""
+    check_tensor(input, "hardtanh")
+    if input._data.dtype.kind not in FLOAT_KINDS:
+        return input.clamp(min_val, max_val)
+    return Hardtanh.apply(input, float(min_val), float(max_val))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
@@ -193,8 +212,8 @@ def logsigmoid(input: Tensor) -> Tensor:
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
-    """clamp(x/6 + 1/2, 0, 1)."""
-    return (input / 6.0 + 0.5).clamp(0.0, 1.0)
+    """clamp(x/6 + 1/2, 0, 1) (gradient 0 at x = ±3, as torch's)."""
+    return hardtanh(input / 6.0 + 0.5, 0.0, 1.0)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:

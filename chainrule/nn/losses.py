@@ -207,6 +207,10 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     if x.size and (x.min() < 0 or x.max() > 1):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
                            "and 1")
+    y = target._data
+    if y.size and (y.min() < 0 or y.max() > 1):
+        raise RuntimeError("binary_cross_entropy: all elements of target should be between 0 "
+                           "and 1")
     if target._data.dtype != x.dtype:
         target = target.to(input.dtype)
     loss = BinaryCrossEntropy.apply(input, target)

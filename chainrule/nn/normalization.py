@@ -8,6 +8,7 @@ compose differentiable ops.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from chainrule import devices
@@ -169,6 +170,10 @@ def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = Non
     if weight is not None and bias is not None and weight._data.dtype != bias._data.dtype:
         raise RuntimeError(f"layer_norm: weight ({weight.dtype}) and bias ({bias.dtype}) must "
                            f"have the same dtype")
+    if math.prod(ns) == 0:  # nothing to normalize: an empty result, still connected to w, b
+        out = input * 1.0
+        out = out * weight if weight is not None else out
+        return out + bias if bias is not None else out
     return LayerNorm.apply(input, weight, bias, k, float(eps))
 
 

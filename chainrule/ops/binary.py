@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import warnings
 
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
@@ -175,7 +176,7 @@ class Remainder(Op):
 
 
 class Atan2(Op):
-    """z = atan2(a, b);  dz/da = b/(a²+b²), dz/db = -a/(a²+b²)"""
+    """z = atan2(a, b);  dz/da = b/(a²+b²), dz/db = -a/(a²+b²) (0 at a = b = 0)"""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -186,6 +187,7 @@ class Atan2(Op):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         r = a * a + b * b
+        r = r + (r == 0)  # atan2(0, 0): gradients 0 (torch's), not 0/0
         return g * b / r, -g * a / r
 
 
@@ -470,6 +472,10 @@ def _raw(x):
     return x._data if isinstance(x, Tensor) else x
 
 
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
+                "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char"}
+
+
 def where(condition, input=None, other=None) -> Tensor:
     """``input`` where ``condition`` holds, else ``other``."""
     cond = _raw(condition)
@@ -482,9 +488,17 @@ def where(condition, input=None, other=None) -> Tensor:
     target = _dt.result_type(_raw(a), _raw(b))  # PyTorch's promotion, scalars included
     a = _cast(a, target) if isinstance(a, Tensor) else target.type(a)
     b = _cast(b, target) if isinstance(b, Tensor) else target.type(b)
-    if not devices.is_array(cond) or cond.dtype != bool:
-        like = a._data if isinstance(a, Tensor) else b._data
-        cond = devices.asarray_on(cond, like, bool)
+    like = a._data if isinstance(a, Tensor) else b._data
+    if not devices.is_array(cond):
+        cond = devices.asarray_on(cond, like)
+    if cond.dtype != bool:
+        if cond.dtype != np.uint8:
+            raise RuntimeError("where expected condition to be a boolean tensor, but got a "
+                               f"tensor with dtype {_TORCH_NAMES.get(cond.dtype.name, cond.dtype)}")
+        warnings.warn("where received a uint8 condition tensor. This behavior is deprecated and "
+                      "will be removed in a future version of PyTorch. Use a boolean condition "
+                      "instead.", UserWarning, stacklevel=2)
+        cond = cond.astype(bool)
     try:
         return Where.apply(cond, a, b)
     except ValueError as e:

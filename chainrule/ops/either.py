@@ -115,7 +115,16 @@ def _unary(name, np_name=None):
 exp = _unary("exp")
 log = _unary("log")
 log1p = _unary("log1p")
-sign = _unary("sign")
+
+
+def sign(a):
+    """-1, 0 or 1; 0 for NaN (torch's sign)."""
+    if isinstance(a, TensorBase):
+        return a.sign()
+    s = np.sign(a)
+    return np.where(s != s, 0, s).astype(s.dtype) if np.isnan(s).any() else s
+
+
 sin = _unary("sin")
 cos = _unary("cos")
 sinh = _unary("sinh")

@@ -151,6 +151,8 @@ class Prod(Op):
         x, y = ctx.saved_tensors
         axes, keepdim, shape = ctx.axes, ctx.keepdim, ctx.shape
         g_e = _expand_back(g, axes, keepdim, shape)
+        if not shape or (axes is not None and builtins.all(shape[a] == 1 for a in axes)):
+            return g_e, None, None  # one factor: dy/dx = 1, not y/x (torch's graph too)
         y_e = _expand_back(y, axes, keepdim, shape)
         is_zero = _raw(x) == 0
         if not is_zero.any():
@@ -176,6 +178,7 @@ class Amax(Op):
     """y = max x over axes;  the gradient is shared evenly among the maxima (as PyTorch)"""
 
     fn = staticmethod(np.amax)
+    nan_equal = False  # max()/min() of all elements: a NaN result shares among the NaNs
 
     @classmethod
     def forward(cls, ctx, x, axes, keepdim):
@@ -190,7 +193,10 @@ class Amax(Op):
         axes = ctx.axes or tuple(range(len(ctx.shape)))
         y_kept = _raw(y) if ctx.keepdim else np.expand_dims(_raw(y), axes)
         mask = _raw(x) == np.broadcast_to(y_kept, ctx.shape)
-        share = (mask / mask.sum(axis=ctx.axes, keepdims=True)).astype(_raw(x).dtype)
+        if ctx.nan_equal:
+            mask |= np.isnan(_raw(x)) & np.isnan(np.broadcast_to(y_kept, ctx.shape))
+        with np.errstate(invalid="ignore"):  # (amax of NaNs: 0/0, NaN gradients as torch's)
+            share = (mask / mask.sum(axis=ctx.axes, keepdims=True)).astype(_raw(x).dtype)
         return _expand_back(g, ctx.axes, ctx.keepdim, ctx.shape) * share, None, None
 
 
@@ -198,6 +204,18 @@ class Amin(Amax):
     """y = min x over axes;  the gradient is shared evenly among the minima"""
 
     fn = staticmethod(np.amin)
+
+
+class MaxAll(Amax):
+    """y = max of all elements (``max()``);  shared among the maxima, or among the NaNs"""
+
+    nan_equal = True
+
+
+class MinAll(Amin):
+    """y = min of all elements (``min()``);  shared among the minima, or among the NaNs"""
+
+    nan_equal = True
 
 
 class MaxDim(Op):
@@ -432,13 +450,13 @@ def _check_reducible(input: Tensor, axes, name: str, error=RuntimeError) -> None
 def max(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     """The maximum (no dim), ``(values, indices)`` along ``dim``, or elementwise with a tensor."""
 
-    return _max_min(input, dim, keepdim, other, "max", Amax, MaxDim, maximum)
+    return _max_min(input, dim, keepdim, other, "max", MaxAll, MaxDim, maximum)
 
 
 def min(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     """The minimum (no dim), ``(values, indices)`` along ``dim``, or elementwise with a tensor."""
 
-    return _max_min(input, dim, keepdim, other, "min", Amin, MinDim, minimum)
+    return _max_min(input, dim, keepdim, other, "min", MinAll, MinDim, minimum)
 
 
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
@@ -495,7 +513,8 @@ def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = input.to(dtype)
     d = normalize_dim(dim, input._data.ndim, "cumprod")
-
+    if input._data.ndim == 0 or input._data.shape[d] == 0:
+        return input * 1  # nothing to multiply (0-d, or an empty dim)
     parts = unbind(input, d)
     out, acc = [], None
     for p in parts:

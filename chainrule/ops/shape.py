@@ -128,14 +128,12 @@ class Repeat(Op):
     @staticmethod
     def forward(ctx, x, reps):
         x = x.reshape((1,) * (len(reps) - x.ndim) + x.shape)
-        ctx.tiled_shape, ctx.in_shape = x.shape, x.shape
+        ctx.in_shape, ctx.reps = x.shape, tuple(reps)
         return np.tile(x, reps)
 
     @staticmethod
     def backward(ctx, g):
-        shape = ctx.in_shape
-        gshape = g.shape
-        reps = tuple(gs // s for gs, s in zip(gshape, shape))
+        shape, reps = ctx.in_shape, ctx.reps  # (not g's shape ÷ shape: sizes may be 0)
         split = [v for r, s in zip(reps, shape) for v in (r, s)]
         g = either.reshape(g, tuple(split))
         return either.sum(g, tuple(range(0, 2 * len(shape), 2))), None

@@ -1,0 +1,408 @@
+"""Regression tests for the defects that fuzzing found (issue 14, "Defects found"), one or more
+per numbered item, each checked against torch where torch has the behaviour. Item 1 (layouts) is
+tests/test_layouts.py, item 5 (native code) tests/test_native.py, item 7 (``chainrule explain``)
+tests/test_explain.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule.serialization import SerializationError
+
+torch = pytest.importorskip("torch")
+
+
+def _grads(m, fn, *values):
+    """Gradients of fn(*inputs).sum() for float64 inputs built by module ``m`` (cr or torch)."""
+    xs = [m.tensor(v, dtype=m.float64, requires_grad=True) for v in values]
+    fn(m, *xs).sum().backward()
+    return [x.grad.detach().numpy() if x.grad is not None else None for x in xs]
+
+
+def _same_grads(fn, *values):
+    got, want = _grads(cr, fn, *values), _grads(torch, fn, *values)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-7)  # (torch's hardsigmoid: a float 1/6)
+        assert (np.signbit(g) == np.signbit(w)).all(), (g, w)
+
+
+# ---- 2: a hook's tensor never becomes .grad's memory ------------------------------------------
+@pytest.mark.parametrize("nonleaf", [False, True])
+def test_leaf_hook_return_value_is_not_aliased_by_grad(nonleaf):
+    for m in (cr, torch):
+        x = m.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        keep = m.ones(3) * 5
+        if nonleaf:
+            y = x * 1
+            y.register_hook(lambda g, k=keep: k)
+            y.sum().backward()
+        else:
+            x.register_hook(lambda g, k=keep: k)
+            (x * 1).sum().backward()
+            (x * 1).sum().backward()
+        assert keep.tolist() == [5.0, 5.0, 5.0], m.__name__
+        assert x.grad.tolist() == ([5.0] * 3 if nonleaf else [10.0] * 3), m.__name__
+        keep.add_(1)
+        assert x.grad.tolist() == ([5.0] * 3 if nonleaf else [10.0] * 3), m.__name__
+
+
+def test_user_function_returning_a_kept_gradient_is_not_aliased():
+    kept = {}
+
+    class Keep(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            kept["g"] = g * 2
+            return kept["g"]
+
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    Keep.apply(x).sum().backward()
+    Keep.apply(x).sum().backward()
+    assert kept["g"].tolist() == [2.0, 2.0] and x.grad.tolist() == [4.0, 4.0]
+
+
+# ---- 3: backward from several threads into one leaf --------------------------------------------
+def test_backward_from_threads_into_one_leaf_loses_no_update():
+    for _ in range(20):
+        x = cr.ones(1000, requires_grad=True)
+
+        def work(x=x):
+            for _ in range(5):
+                (x * 2).sum().backward()
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (x.grad.numpy() == 60).all()
+
+
+# ---- 4: hook return values are checked as torch does --------------------------------------------
+@pytest.mark.parametrize("make,error,match", [
+    (lambda m: m.ones(5, 7), RuntimeError, "hook '<lambda>' has changed the size of value"),
+    (lambda m: m.tensor(2.0), RuntimeError, "hook '<lambda>' has changed the size of value"),
+    (lambda m: m.ones(3, dtype=m.int64), RuntimeError,
+     r"hook '<lambda>' has changed the type of value \(was \w+\.FloatTensor got \w+\.LongTensor"),
+    (lambda m: m.ones(3, dtype=m.float64), RuntimeError, "has changed the type of value"),
+    (lambda m: m.ones(3, dtype=m.bool), RuntimeError, "has changed the type of value"),
+    (lambda m: 3.0, TypeError, "expected Variable, but hook returned 'float'"),
+])
+@pytest.mark.parametrize("where", ["leaf", "nonleaf"])
+def test_hook_return_values_are_checked(make, error, match, where):
+    for m in (torch, cr):
+        x = m.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = x * 2 if where == "nonleaf" else x
+        y.register_hook(lambda g, m=m: make(m))
+        with pytest.raises(error, match=match):
+            (y * 1).sum().backward()
+
+
+# ---- 6: cr.load costs O(file size), however often an entry is referred to ---------------------
+def _safetensors(header: dict, data: bytes = b"") -> bytes:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def test_load_shares_an_entry_referred_to_many_times():
+    import tracemalloc
+
+    n = 1 << 20  # 4 MiB of float32
+    structure = [{"__ndarray__": "t"}] * 1000 + [{"__tensor__": "t"}] * 1000
+    raw = _safetensors({"t": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]},
+                        "__metadata__": {"chainrule.structure": json.dumps(structure)}},
+                       bytes(4 * n))
+    tracemalloc.start()
+    try:
+        out = cr.load(io.BytesIO(raw))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * len(raw), f"{peak / 2**20:.0f} MiB to load a {len(raw) / 2**20:.0f} MiB file"
+    assert all(a is out[0] for a in out[:1000]) and all(t is out[1000] for t in out[1000:])
+
+
+def test_save_keeps_a_shared_ndarray_shared():
+    a = np.arange(4.0)
+    buf = io.BytesIO()
+    cr.save({"x": a, "y": [a, a]}, buf)
+    back = cr.load(io.BytesIO(buf.getvalue()))
+    assert back["x"] is back["y"][0] is back["y"][1]
+    np.testing.assert_array_equal(back["x"], a)
+
+
+# ---- 8: double backward through split/chunk/unbind with an unused output --------------------
+@pytest.mark.parametrize("how", ["split", "chunk", "unbind"])
+def test_double_backward_through_split_with_an_unused_output(how):
+    results = []
+    for m in (cr, torch):
+        x = m.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+        parts = x.unbind() if how == "unbind" else getattr(x, how)(2)
+        (g,) = m.autograd.grad((parts[0] ** 3).sum(), x, create_graph=True)
+        (g2,) = m.autograd.grad(g.sum(), x)
+        results.append((g.tolist(), g2.tolist()))
+    assert results[0] == results[1]
+
+
+# ---- 9: empty tensors ----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,fn", [
+    ((0, 3), lambda m, x: x.repeat(2, 1)),
+    ((2, 3), lambda m, x: x.repeat(0, 1)),
+    ((2, 0), lambda m, x: x.repeat(1, 3, 2)),
+    ((0,), lambda m, x: m.cumprod(x, 0)),
+    ((2, 0), lambda m, x: m.cumprod(x, 1)),
+    ((0, 3), lambda m, x: m.cumprod(x, 1)),
+    ((3, 0), lambda m, x: m.nn.functional.layer_norm(x, (0,))),
+    ((0, 4), lambda m, x: m.nn.functional.layer_norm(x, (4,))),
+])
+def test_empty_tensors_forward_and_backward_as_torch(shape, fn):
+    got = []
+    for m in (cr, torch):
+        x = m.zeros(shape, dtype=m.float64, requires_grad=True)
+        y = fn(m, x)
+        y.sum().backward()
+        got.append((tuple(y.shape), tuple(x.grad.shape)))
+    assert got[0] == got[1]
+
+
+def test_layer_norm_of_size_zero_keeps_weight_and_bias_in_the_graph():
+    x = cr.zeros(3, 0, requires_grad=True)
+    w, b = cr.ones(0, requires_grad=True), cr.zeros(0, requires_grad=True)
+    F.layer_norm(x, (0,), w, b).sum().backward()
+    assert w.grad.shape == (0,) and b.grad.shape == (0,) and x.grad.shape == (3, 0)
+
+
+def test_cumprod_still_multiplies():
+    x = np.array([[1.5, -2.0, 0.5], [3.0, 0.0, 2.0]])
+    _same_grads(lambda m, t: m.cumprod(t, 1), x)
+    np.testing.assert_allclose(cr.cumprod(cr.tensor(x), 1).numpy(), np.cumprod(x, 1))
+
+
+# ---- 10: gradient conventions as torch's --------------------------------------------------------
+@pytest.mark.parametrize("name,fn,values", [
+    ("atan2(0, 0)", lambda m, a, b: m.atan2(a, b), ([0.0, 0.0, 1.0], [0.0, -0.0, 0.0])),
+    ("hardtanh bounds", lambda m, x: m.nn.functional.hardtanh(x),
+     ([-1.0, 1.0, 0.5, -2.0, 2.0, 0.0],)),
+    ("hardtanh(0, 6)", lambda m, x: m.nn.functional.hardtanh(x, 0.0, 6.0), ([0.0, 6.0, 3.0],)),
+    ("relu6 bounds", lambda m, x: m.nn.functional.relu6(x), ([0.0, 6.0, 3.0, 7.0, -1.0],)),
+    ("ReLU6 module", lambda m, x: m.nn.ReLU6()(x), ([0.0, 6.0, 3.0],)),
+    ("Hardtanh module", lambda m, x: m.nn.Hardtanh(-2.0, 2.0)(x), ([-2.0, 2.0, 1.0],)),
+    ("hardsigmoid at ±3", lambda m, x: m.nn.functional.hardsigmoid(x), ([-3.0, 3.0, 0.0],)),
+    ("hardswish at ±3", lambda m, x: m.nn.functional.hardswish(x), ([-3.0, 3.0, 0.5],)),
+    ("clamp bounds", lambda m, x: m.clamp(x, -1.0, 1.0), ([-1.0, 1.0, 0.0, 2.0],)),
+    ("max() with NaN", lambda m, x: m.max(x), ([1.0, math.nan, 3.0],)),
+    ("min() with NaN", lambda m, x: m.min(x), ([1.0, math.nan, -3.0],)),
+    ("max() with two NaNs", lambda m, x: m.max(x), ([math.nan, 1.0, math.nan],)),
+    ("max() ties", lambda m, x: m.max(x), ([3.0, 1.0, 3.0],)),
+    ("max(dim) with NaN", lambda m, x: m.max(x, 0)[0], ([1.0, math.nan, 3.0],)),
+    ("amax with NaN", lambda m, x: m.amax(x), ([1.0, math.nan, 3.0],)),
+    ("abs at NaN", lambda m, x: m.abs(x), ([math.nan, 0.0, -1.0, 2.0],)),
+])
+def test_gradient_conventions_match_torch(name, fn, values):
+    _same_grads(fn, *[np.array(v) for v in values])
+
+
+def test_atan2_second_derivative_away_from_the_origin_matches_torch():
+    out = []  # (at the origin itself torch's is NaN: undefined there)
+    for m in (cr, torch):
+        a = m.tensor([0.0, 1.0, -0.5], dtype=m.float64, requires_grad=True)
+        b = m.tensor([3.0, 2.0, 0.0], dtype=m.float64, requires_grad=True)
+        ga, gb = m.autograd.grad(m.atan2(a, b).sum(), (a, b), create_graph=True)
+        out.append([g.tolist() for g in m.autograd.grad((ga + gb).sum(), (a, b))])
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-12)
+
+
+# ---- 11: chainrule train: one line and exit 2 for bad arguments; quiet on a closed pipe -------
+def _cli(capsys, *args):
+    from chainrule.cli import main
+
+    rc = main(["train", "--no-progress", "--epochs", "1", *args])
+    err = capsys.readouterr().err
+    return rc, err
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--out", ""), "--out needs a directory name"),
+    (("--seed", "x"), "--seed"),
+    (("--epochs", "-3"), "--epochs must be positive"),
+    (("--lr", "nan"), "--lr must be finite"),
+])
+def test_train_bad_arguments_are_one_line_and_exit_2(capsys, tmp_path, args, message):
+    rc, err = _cli(capsys, *args)
+    assert rc == 2 and message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_train_output_path_that_cannot_be_created(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, err = _cli(capsys, "--data", "moons", "--out", str(blocker / "sub"))
+    assert rc == 2 and "--out" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_train_malformed_mnist_files(capsys, tmp_path):
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"garbage!")
+    rc, err = _cli(capsys, "--data", "mnist", "--data-root", str(tmp_path), "--out",
+                   str(tmp_path / "o"))
+    assert rc == 2 and "not an IDX file" in err and len(err.splitlines()) == 1
+
+
+def test_train_negative_seed_is_accepted_as_torch_seeds(capsys, tmp_path):
+    rc, err = _cli(capsys, "--data", "moons", "--seed", "-1", "--out", str(tmp_path / "o"))
+    assert rc == 0, err
+
+
+def test_train_piped_into_head_exits_quietly(tmp_path):
+    cmd = (f"{sys.executable} -m chainrule train --data moons --epochs 3 --no-progress "
+           f"--out {tmp_path / 'o'} | head -1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.stdout.startswith("training ") and len(r.stdout.splitlines()) == 1
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+# ---- 12: a crafted file raises SerializationError naming the file and the problem --------------
+_T = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+
+
+def _with_structure(structure: str, spec=_T, data=bytes(8)) -> bytes:
+    return _safetensors({"t": spec, "__metadata__": {"chainrule.structure": structure}}, data)
+
+
+@pytest.mark.parametrize("raw,problem", [
+    (_safetensors({"t": {"dtype": "F32", "shape": [2**62, 0], "data_offsets": [0, 0]}}),
+     "shape"),
+    (_safetensors({"t": {"dtype": "F32", "shape": [2**70], "data_offsets": [0, 8]}}, bytes(8)),
+     "shape"),
+    (_safetensors({"t": {"dtype": "F32", "shape": [1] * 70, "data_offsets": [0, 4]}}, bytes(4)),
+     "dims"),
+    (_safetensors({"t": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, bytes(8)),
+     "bad entry"),
+    (_safetensors({"t": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 8]}}, bytes(8)),
+     "bad entry"),
+    (_safetensors({"t": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}}, bytes(8)),
+     "bad entry"),
+    (_safetensors({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0]}}, bytes(8)),
+     "bad entry"),
+    (_safetensors({"t": {"dtype": "X9", "shape": [2], "data_offsets": [0, 8]}}, bytes(8)),
+     "unsupported dtype"),
+    (_safetensors({"t": 5}), "bad entry"),
+    (_safetensors({"t": _T}, bytes(4)), "truncated"),
+    (_with_structure('{"__tensor__": ["t"]}'), "missing tensor entry"),
+    (_with_structure('{"__tensor__": "t", "device": 5}'), "device"),
+    (_with_structure('{"__tensor__": "t", "device": "tpu"}'), "device"),
+    (_with_structure('{"__dtype__": "Tensor"}'), "unknown dtype"),
+    (_with_structure('{"__dtype__": "__class__"}'), "unknown dtype"),
+    (_with_structure('{"__device__": "nope"}'), "not a device"),
+    (_with_structure('{"__size__": ["a"]}'), "Size"),
+    (_with_structure('{"__size__": [-1]}'), "Size"),
+    (_with_structure('{"__npscalar__": "t"}'), "NumPy scalar"),
+    (_with_structure('{"__tensor__": "t", "requires_grad": true}',
+                     {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}), "requires_grad"),
+    (_with_structure("[" * 100000), "structure"),
+    (_with_structure('{"a": 1, "b": 2}'), "unexpected structure element"),
+])
+def test_crafted_files_raise_serialization_error(tmp_path, raw, problem):
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(raw)
+    with pytest.raises(SerializationError, match=problem) as info:
+        cr.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_random_crafted_headers_raise_only_serialization_error():
+    rng = np.random.default_rng(0)
+    choices = [None, True, 0, -1, 1.5, "x", "F32", [], {}, [1], [2**70], [-1], ["a"], [0, 2**64],
+               [2**62, 2**62], [[1]], "BF16", "I64", [0, 8], [2], [8, 0]]
+    for _ in range(300):
+        spec = {k: choices[rng.integers(len(choices))] for k in ("dtype", "shape", "data_offsets")
+                if rng.random() < 0.9}
+        raw = _safetensors({"t": spec}, bytes(int(rng.choice([0, 8, 16]))))
+        try:
+            cr.load(io.BytesIO(raw))
+        except SerializationError:
+            pass
+
+
+# ---- 13: narrow, binary_cross_entropy, where, linspace as torch ----------------------------------
+@pytest.mark.parametrize("call", [
+    lambda m: m.arange(5).narrow(0, 3, 4),
+    lambda m: m.arange(5).narrow(0, -6, 1),
+    lambda m: m.nn.functional.binary_cross_entropy(m.tensor([0.5]), m.tensor([2.0])),
+    lambda m: m.nn.functional.binary_cross_entropy(m.tensor([0.5]), m.tensor([-0.5])),
+    lambda m: m.nn.functional.binary_cross_entropy(m.tensor([1.5]), m.tensor([1.0])),
+    lambda m: m.where(m.tensor([1.0, 0.0]), m.tensor([1.0, 2.0]), m.tensor([3.0, 4.0])),
+    lambda m: m.where(m.tensor([1, 0]), m.tensor([1.0, 2.0]), m.tensor([3.0, 4.0])),
+    lambda m: m.linspace(0, 1, -1),
+    lambda m: m.logspace(0, 1, -2),
+], ids=["narrow past end", "narrow before start", "bce target > 1", "bce target < 0",
+        "bce input > 1", "where float condition", "where int condition", "linspace -1",
+        "logspace -2"])
+def test_bad_calls_raise_as_torch(call):
+    with pytest.raises(Exception) as want:
+        call(torch)
+    with pytest.raises(type(want.value)) as got:
+        call(cr)
+    first = str(want.value).split("(")[0].strip()
+    assert first.split(":")[-1].strip()[:30] in str(got.value), (str(got.value), first)
+
+
+def test_where_uint8_condition_warns_and_works_as_torch():
+    with pytest.warns(UserWarning, match="uint8 condition"):
+        out = cr.where(cr.tensor([1, 0], dtype=cr.uint8), cr.tensor([1.0, 2.0]),
+                       cr.tensor([3.0, 4.0]))
+    assert out.tolist() == [1.0, 4.0]
+
+
+def test_linspace_edge_cases_match_torch():
+    for steps in (0, 1, 2, 5):
+        np.testing.assert_allclose(cr.linspace(-1, 2, steps).numpy(),
+                                   torch.linspace(-1, 2, steps).numpy(), rtol=1e-6)
+
+
+# ---- found by the differential fuzzer (tests/fuzz_programs.py) ---------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [3, 100])  # (the C loop and the NumPy path)
+def test_relu_gradient_is_zero_where_x_is_not_positive_even_for_an_infinite_gradient(dtype, n):
+    a = np.linspace(-1, 1, n).astype(dtype)
+    a[0] = 0.0
+    got = []
+    for m in (cr, torch):
+        x = m.tensor(a, requires_grad=True)
+        y = m.relu(x)
+        (1 / y).sum().backward()  # 1/0 = inf: its gradient -1/y² is -inf where y = 0
+        got.append(x.grad.detach().numpy())
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-6)  # (-inf included, no NaN)
+    assert not np.isnan(got[0]).any()
+
+
+@pytest.mark.parametrize("dim", [None, 0])
+def test_prod_of_one_factor_passes_the_gradient_through(dim):
+    """prod over a single element: dy/dx = 1 with no graph back to x (torch's), so a hook on
+    the result does not change second derivatives through y/x."""
+    out = []
+    for m in (cr, torch):
+        x = m.tensor(1.7, dtype=m.float64, requires_grad=True)
+        y = m.prod(x) if dim is None else m.prod(x, dim)
+        y.register_hook(lambda g: g * 2)
+        (g,) = m.autograd.grad(y * 0.7, x, create_graph=True)
+        out.append((g.item(), g.requires_grad))
+    assert out[0] == out[1]
