@@ -79,6 +79,12 @@ class Kernels:
         """g·[x > 0] from relu's output y (y ≥ 0 or NaN, so y != 0 is [x > 0], 1 at NaN)."""
         return g * (either.data(y) != 0)
 
+    # ---- powers ----------------------------------------------------------------------------------
+    @staticmethod
+    def pow(a, b):
+        """a ** b."""
+        return a**b
+
     # ---- GELU ------------------------------------------------------------------------------------
     @staticmethod
     def gelu(x, with_grad: bool) -> tuple:
@@ -129,6 +135,12 @@ class Kernels:
         if padding_idx is not None:
             gw[padding_idx] = 0
         return gw
+
+    @staticmethod
+    def add_at(out, index, values) -> None:
+        """out[index] += values in place, repeated indices accumulating (``np.add.at``; CuPy's
+        add.at on the GPU: NumPy's protocol does not pass ufunc methods on to CuPy)."""
+        devices.xp_of(out).add.at(out, index, values)
 
     # ---- softmax and attention -------------------------------------------------------------------
     @staticmethod

@@ -10,6 +10,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.function import Op
 from chainrule.creation import as_tensor
+from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.ops.shape import normalize_dim
 from chainrule.tensor import Tensor, wrap
@@ -67,9 +68,8 @@ def _without_bool_masks(index):
 
 
 def _add_at(out, index, values) -> None:
-    """out[index] += values, repeated indices accumulating (CuPy's add.at on the GPU: NumPy's
-    protocol does not pass ufunc methods on to CuPy)."""
-    devices.xp_of(out).add.at(out, index, values)
+    """out[index] += values, repeated indices accumulating (the kernel table's scatter-add)."""
+    kernels_for(out).add_at(out, index, values)
 
 
 class Index(Op):
