@@ -102,9 +102,13 @@ class IndexAssign(Op):
 
     @staticmethod
     def backward(ctx, g):
-        outside = either.ones_like_data(g)
-        outside[ctx.index] = 0
-        return g * outside, g[ctx.index], None
+        need_x, need_v = ctx.needs_input_grad[:2]
+        gx = None
+        if need_x:
+            outside = either.ones_like_data(g)
+            outside[ctx.index] = 0
+            gx = g * outside
+        return gx, (g[ctx.index] if need_v else None), None
 
 
 def is_basic(index) -> bool:
@@ -183,6 +187,8 @@ class ScatterAdd(Op):
 
     @staticmethod
     def backward(ctx, g):
+        if not ctx.needs_input_grad[3]:
+            return g, None, None, None
         g_src = either.gather(g, ctx.dim, ctx.index)
         if tuple(ctx.index.shape) != tuple(ctx.src_shape):
             g_src = either.pad_zeros(
