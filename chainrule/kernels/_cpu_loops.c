@@ -742,6 +742,46 @@ typedef struct {
 DEFINE_MAX_POOL(float, f)
 DEFINE_MAX_POOL(double, d)
 
+/* im2col: cols[p, i, j, oy, ox] = x[p, oy·sh - pt + i·dh, ox·sw - pl + j·dw] (0 in the padding),
+ * each window row copied as one run (contiguous when sw = 1) */
+#define DEFINE_IM2COL(T, S)                                                                \
+    static CLONES void im2col_##S(const T *restrict x, T *restrict cols, const PoolGeom *gp) \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        T *restrict d = cols;                                                              \
+        for (Py_ssize_t p = 0; p < g.planes; p++)                                          \
+            for (Py_ssize_t i = 0; i < g.kh; i++)                                          \
+                for (Py_ssize_t j = 0; j < g.kw; j++) {                                    \
+                    Py_ssize_t off = j * g.dw - g.pl, lo, hi;                              \
+                    lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;                          \
+                    hi = g.w - off <= 0 ? 0 : (g.w - off + g.sw - 1) / g.sw;               \
+                    lo = lo < g.ow ? lo : g.ow;                                            \
+                    hi = hi < g.ow ? hi : g.ow;                                            \
+                    hi = hi > lo ? hi : lo;                                                \
+                    for (Py_ssize_t oy = 0; oy < g.oh; oy++, d += g.ow) {                  \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h) {                                         \
+                            for (Py_ssize_t ox = 0; ox < g.ow; ox++)                       \
+                                d[ox] = 0;                                                 \
+                            continue;                                                      \
+                        }                                                                  \
+                        const T *src = x + (p * g.h + yy) * g.w + off;                     \
+                        for (Py_ssize_t ox = 0; ox < lo; ox++)                             \
+                            d[ox] = 0;                                                     \
+                        if (g.sw == 1)                                                     \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox];                                           \
+                        else                                                               \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox * g.sw];                                    \
+                        for (Py_ssize_t ox = hi; ox < g.ow; ox++)                          \
+                            d[ox] = 0;                                                     \
+                    }                                                                      \
+                }                                                                          \
+    }
+DEFINE_IM2COL(float, f)
+DEFINE_IM2COL(double, d)
+
 static int
 pool_geom_ok(const PoolGeom *g, Py_ssize_t xlen, Py_ssize_t ylen, Py_ssize_t ilen)
 {
@@ -759,6 +799,39 @@ pool_geom_ok(const PoolGeom *g, Py_ssize_t xlen, Py_ssize_t ylen, Py_ssize_t ile
 #define POOL_FIELDS(g)                                                                     \
     &(g).planes, &(g).h, &(g).w, &(g).kh, &(g).kw, &(g).sh, &(g).sw, &(g).dh, &(g).dw,       \
         &(g).pt, &(g).pl, &(g).oh, &(g).ow
+
+/* im2col(x, cols, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) */
+static PyObject *
+im2col(PyObject *module, PyObject *args)
+{
+    PyObject *ax, *ac;
+    PoolGeom g;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnnn", &ax, &ac, POOL_FIELDS(g)))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pc;
+    Py_ssize_t lx, lc;
+    if (buf(&b, ax, 0, 0, &fmt, &px, &lx) < 0 || buf(&b, ac, 1, 0, &fmt, &pc, &lc) < 0)
+        goto fail;
+    if (g.planes < 0 || g.h < 0 || g.w < 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0
+        || g.dh <= 0 || g.dw <= 0 || g.oh < 0 || g.ow < 0 || lx != g.planes * g.h * g.w
+        || lc != g.planes * g.kh * g.kw * g.oh * g.ow) {
+        PyErr_SetString(PyExc_ValueError, "im2col: sizes do not match the geometry");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        im2col_f(px, pc, &g);
+    else
+        im2col_d(px, pc, &g);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
 
 /* max_pool2d_backward(gy, idx, gx, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) */
 static PyObject *
@@ -791,6 +864,8 @@ fail:
 static PyMethodDef methods[] = {
     {"col2im_rows", (PyCFunction)col2im_rows, METH_VARARGS,
      "col2im_rows(out, src, starts, rows): out[r] = 0; out[r, starts[t]:+L] += src[r, t]"},
+    {"im2col", (PyCFunction)im2col, METH_VARARGS,
+     "im2col(x, cols, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"max_pool2d_backward", (PyCFunction)max_pool2d_backward, METH_VARARGS,
      "max_pool2d_backward(gy, idx, gx, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"add_rows", (PyCFunction)(void (*)(void))add_rows, METH_FASTCALL,
