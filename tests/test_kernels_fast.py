@@ -262,3 +262,44 @@ def test_conv2d_skips_the_input_gradient_of_data(monkeypatch):
                         staticmethod(lambda *a: called.append(1)))
     loss.backward()
     assert not called and x.grad is None and conv.weight.grad is not None
+
+
+# ---- sigmoid, softmax, log-softmax in place --------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_matches_torch_everywhere(dtype):
+    x = np.concatenate([np.linspace(-120, 120, 20001), [0.0, -0.0, np.inf, -np.inf, np.nan]])
+    x = x.astype(dtype)
+    with np.errstate(all="raise"):  # no warning escapes, even where e^-x overflows
+        y = CPU.sigmoid(x)
+    want = torch.sigmoid(torch.tensor(x)).numpy()
+    assert np.array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-37)
+    with np.errstate(all="ignore"):  # within 3 ulps of the exact value (as the split form)
+        exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    normal = exact > np.finfo(dtype).tiny
+    ulps = np.abs(y[normal] - exact[normal]) / np.spacing(exact[normal].astype(dtype))
+    assert ulps.max() <= 3
+    assert CPU.sigmoid(np.float32(3.0)) == REFERENCE.sigmoid(np.float32(3.0))
+    a = cr.tensor(x[:-5].copy(), requires_grad=True)
+    a.sigmoid().sum().backward()
+    t = torch.tensor(x[:-5].copy(), requires_grad=True)
+    t.sigmoid().sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-30)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim", [0, -1, 1])
+def test_softmax_family_matches_torch(fn, dim):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((5, 7, 3)) * 10).astype(np.float32)
+    x[0, 0, 0] = -np.inf
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cy, ty = getattr(cr.nn.functional, fn)(c, dim), getattr(torch.nn.functional, fn)(t, dim)
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(cy.detach().numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)
+    x64 = cr.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    assert cr.autograd.gradcheck(lambda v: getattr(cr.nn.functional, fn)(v, dim % 2), (x64,))
+    assert cr.autograd.gradgradcheck(lambda v: getattr(cr.nn.functional, fn)(v, dim % 2), (x64,))

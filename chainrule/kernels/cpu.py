@@ -134,6 +134,42 @@ class CpuKernels(Kernels):
             out.reshape(-1, width)[sorted_idx[starts]] += np.add.reduceat(v[order], starts, 0)
 
     @staticmethod
+    def sigmoid(x):
+        if type(x) is np.ndarray and x.ndim and x.dtype in _LOOP_DTYPES:  # 1/(1 + e^-x)
+            y = np.negative(x)
+            with np.errstate(over="ignore", under="ignore"):  # e^-x = inf: 1/inf = 0, exactly
+                np.exp(y, out=y)
+                y += 1
+                np.reciprocal(y, out=y)
+            return y
+        return Kernels.sigmoid(x)
+
+    @staticmethod
+    def softmax(x, axis: int):
+        if not x.size or x.dtype.kind != "f":
+            return Kernels.softmax(x, axis)
+        e = x - np.amax(x, axis=axis, keepdims=True)  # then in place: no more temporaries
+        np.exp(e, out=e)
+        e /= e.sum(axis=axis, keepdims=True)
+        return e
+
+    @staticmethod
+    def log_softmax(x, axis: int):
+        if not x.size or x.dtype.kind != "f":
+            return Kernels.log_softmax(x, axis)
+        y = x - np.amax(x, axis=axis, keepdims=True)
+        lse = np.exp(y).sum(axis=axis, keepdims=True)
+        y -= np.log(lse, out=lse)
+        return y
+
+    @staticmethod
+    def log_softmax_backward(g, y, axis: int):
+        out = np.exp(y)
+        out *= g.sum(axis, keepdims=True)
+        np.subtract(g, out, out=out)
+        return out
+
+    @staticmethod
     def softmax_backward(g, y, axis: int):
         out = g - (g * y).sum(axis, keepdims=True)
         out *= y  # in place: one temporary less than the reference

@@ -144,6 +144,23 @@ class Kernels:
 
     # ---- softmax and attention -------------------------------------------------------------------
     @staticmethod
+    def softmax(x, axis: int):
+        """e^(x - max) / Σ e^(x - max) along ``axis`` of an array."""
+        e = np.exp(x - (np.amax(x, axis=axis, keepdims=True) if x.size else x))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    @staticmethod
+    def log_softmax(x, axis: int):
+        """(x - max) - ln Σ e^(x - max) along ``axis`` of an array."""
+        shifted = x - (np.amax(x, axis=axis, keepdims=True) if x.size else x)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+    @staticmethod
+    def log_softmax_backward(g, y, axis: int):
+        """g - e^y ⊙ Σ_axis g: the gradient through y = log_softmax(x) along ``axis``."""
+        return g - either.exp(y) * either.sum(g, axis, True)
+
+    @staticmethod
     def softmax_backward(g, y, axis: int):
         """y ⊙ (g - Σ_axis g ⊙ y): the gradient through y = softmax(x) along ``axis``."""
         return y * (g - either.sum(g * y, axis, True))
@@ -217,11 +234,11 @@ class Kernels:
         """(per-row losses -ln softmax(x)[t] (0 where not ``valid``), softmax(x)) for the rows
         of 2-d array x and targets t."""
         rows = devices.xp_of(x).arange(x.shape[0])
-        m = x.max(axis=1, keepdims=True)
-        shifted = x - m
-        p = np.exp(shifted)
+        p = x - x.max(axis=1, keepdims=True)  # shifted, then e^shifted in place
+        picked = p[rows, t]
+        np.exp(p, out=p)
         s = p.sum(axis=1, keepdims=True)
-        nll = np.log(s[:, 0]) - shifted[rows, t]
+        nll = np.log(s[:, 0]) - picked
         p /= s
         if valid is not None:
             nll = nll * valid
