@@ -6,7 +6,11 @@ Measures, in this process, one thread: (1) W1 with Python's cyclic garbage colle
 and the time of each GC generation during one step, and W5's cost per op at 10k/100k/1M with
 and without the collector; (2) W2's per-op cost split into forward and backward against the
 NumPy floor, with the C engine and the pure-Python one; (3) the share of matrix multiplies in
-the W3 and W7-transformer steps (every gate timed by wrapping its forward/backward). Replaces
+the W3 and W7-transformer steps (every gate timed by wrapping its forward/backward); (4) for
+each training workload (``--workloads``), the top gates by time and the step's shares in GEMMs,
+in the gates' other NumPy work, in the optimizer and in the engine's bookkeeping, next to
+torch's step (``--only-breakdown``: just that table; :func:`breakdown` serves other scripts,
+e.g. for real programs). Replaces
 the section between ``<!-- gaps:start -->`` and ``<!-- gaps:end -->`` with --write.
 """
 
@@ -131,7 +135,7 @@ def w2_split() -> list:
     import json
     import subprocess
 
-    from chainrule.autograd import accel
+    from chainrule._compiled import engine_compiled
 
     n = workloads.W2_OPS
     f, b = _w2_per_op()
@@ -145,7 +149,7 @@ def w2_split() -> list:
     torch_step = workloads.w2_elementwise("torch")
     torch_step()
     t_torch = best(torch_step, 15) / n * 1e6
-    engine = "the C engine" if accel.engine is not None else "the pure-Python engine (no C)"
+    engine = "the compiled engine" if engine_compiled() else "the pure-Python engine"
     return [
         f"- **W2** (tiny 8×8 ops), with {engine}: per op {f:.2f} µs forward + {b:.2f} µs "
         f"backward, against {t_floor:.2f} µs for the same NumPy calls without a graph and "
@@ -204,7 +208,8 @@ def gate_shares(make_step, label: str) -> str:
 def gemm_gap() -> list:
     import torch
 
-    from chainrule import blas
+    from chainrule.kernels import mkl
+    from chainrule.kernels.matmul import matmul
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -212,15 +217,15 @@ def gemm_gap() -> list:
     w = rng.standard_normal((512, 784)).astype(np.float32)
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
     t_np = best(lambda: x @ w.T, 30)
-    t_cr = best(lambda: blas.matmul(x, w.T), 30)
+    t_cr = best(lambda: matmul(x, w.T), 30)
     t_th = best(lambda: tx @ tw.T, 30)
-    backend = blas.backend_name().split(" (")[0]
+    backend = mkl.backend_name().split(" (")[0]
     return [
         "- **W3 / W7** are matrix-multiply bound. "
         + gate_shares(workloads.w3_mlp, "W3") + ". "
         + gate_shares(workloads.w7_transformer, "Transformer block") + ". "
         f"The (256×784)·(784×512)ᵀ product of W3's first layer takes {t_np * 1e3:.2f} ms in "
-        f"NumPy's OpenBLAS, {t_cr * 1e3:.2f} ms through chainrule's `blas.matmul` (here: "
+        f"NumPy's OpenBLAS, {t_cr * 1e3:.2f} ms through chainrule's `kernels.matmul` (here: "
         f"{backend}) and {t_th * 1e3:.2f} ms in PyTorch. With the optional `mkl` extra "
         "chainrule's GEMMs run MKL's kernels, the ones PyTorch uses, "
         "so these rows come down to everything around the products (the `chainrule-openblas` "
@@ -231,15 +236,165 @@ def gemm_gap() -> list:
     ]
 
 
+# ---- per workload: the top gates, and the step split into GEMMs, NumPy in gates, bookkeeping --
+BREAKDOWN = ["W3", "W3-raw", "W4", "W4-mnist", "W7-LSTM", "W7-transformer"]
+_GEMM_NAMES = ("_mm", "_matmul", "matmul")
+
+
+def breakdown(make_step, repeats: int = 10) -> dict:
+    """Time one workload's step in this process, one thread, CPU time: the step, every gate's
+    forward and backward (outermost gate only), the matrix products (every module's handle
+    on ``chainrule.kernels.matmul.matmul``) and the optimizers' ``step``.
+
+    ``make_step()`` returns a step function. Returns {"step", "gemm", "gates", "optimizer",
+    "bookkeeping", "top": [(gate, seconds), ...]}, seconds per step: ``gates`` is the NumPy work
+    of the gates outside GEMMs, ``bookkeeping`` the rest of the step (the engine's graph
+    building and traversal, the ops' argument handling, the program's own Python).
+    """
+    import importlib
+
+    import chainrule
+    from chainrule.autograd.function import Op
+    from chainrule.kernels import matmul as mm
+    from chainrule.optim.optimizer import Optimizer
+
+    clock = time.process_time
+    gates: dict = collections.defaultdict(float)
+    acc = {"gemm": 0.0, "gemm_in_gates": 0.0, "optimizer": 0.0, "gemm_in_opt": 0.0}
+    depth = [0, 0]  # [gates, optimizer] nesting
+    patched = []
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    def timed_gate(fn, key):
+        def run(ctx, *args):
+            if depth[0]:
+                return fn(ctx, *args)
+            depth[0] += 1
+            t0 = clock()
+            try:
+                return fn(ctx, *args)
+            finally:
+                gates[key] += clock() - t0
+                depth[0] -= 1
+        return staticmethod(run)
+
+    real_mm = mm.matmul
+
+    def timed_mm(*args, **kwargs):
+        t0 = clock()
+        try:
+            return real_mm(*args, **kwargs)
+        finally:
+            dt = clock() - t0
+            acc["gemm"] += dt
+            if depth[0]:
+                acc["gemm_in_gates"] += dt
+            if depth[1]:
+                acc["gemm_in_opt"] += dt
+
+    def timed_opt(fn):
+        def step(self, *args, **kwargs):
+            depth[1] += 1
+            t0 = clock()
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                acc["optimizer"] += clock() - t0
+                depth[1] -= 1
+        return step
+
+    for cls in set(subclasses(Op)):
+        for name in ("forward", "backward"):
+            fn = cls.__dict__.get(name)
+            if isinstance(fn, staticmethod):
+                patched.append((cls, name, fn))
+                setattr(cls, name, timed_gate(fn.__func__, f"{cls.__name__}.{name}"))
+    for cls in set(subclasses(Optimizer)):
+        fn = cls.__dict__.get("step")
+        if fn is not None:
+            patched.append((cls, "step", fn))
+            cls.step = timed_opt(fn)
+    for modname in list(sys.modules):
+        if not modname.startswith("chainrule"):
+            continue
+        mod = importlib.import_module(modname)
+        for attr in _GEMM_NAMES:
+            if getattr(mod, attr, None) is real_mm:
+                patched.append((mod, attr, real_mm))
+                setattr(mod, attr, timed_mm)
+    assert chainrule  # the package is loaded: its modules are in sys.modules
+    try:
+        step = make_step()
+        step()
+        gates.clear()
+        acc.update(dict.fromkeys(acc, 0.0))
+        t0 = clock()
+        for _ in range(repeats):
+            step()
+        total = (clock() - t0) / repeats
+    finally:
+        for owner, name, fn in reversed(patched):
+            setattr(owner, name, fn)
+    in_gates = sum(gates.values()) / repeats
+    gemm = acc["gemm"] / repeats
+    opt = (acc["optimizer"] - acc["gemm_in_opt"]) / repeats
+    numpy_gates = in_gates - acc["gemm_in_gates"] / repeats
+    top = sorted(((k, v / repeats) for k, v in gates.items()), key=lambda kv: -kv[1])[:5]
+    return {"step": total, "gemm": gemm, "gates": numpy_gates, "optimizer": opt,
+            "bookkeeping": total - gemm - numpy_gates - opt, "top": top}
+
+
+def _torch_step_time(name: str, repeats: int = 10) -> float:
+    step = workloads.WORKLOADS[name]("torch")
+    step()
+    t0 = time.process_time()
+    for _ in range(repeats):
+        step()
+    return (time.process_time() - t0) / repeats
+
+
+def breakdowns(names: list) -> list:
+    lines = ["- **Per workload** (CPU time per step, one thread; GEMM: the matrix products; "
+             "NumPy in gates: the gates' own array work besides GEMMs; optimizer: its step "
+             "besides GEMMs; bookkeeping: the rest — graph building and traversal, the ops' "
+             "argument handling, the step's own Python):", ""]
+    lines += ["| workload | chainrule ms | torch ms | ratio | GEMM | NumPy in gates | optimizer "
+              "| bookkeeping | top gates (ms) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        b = breakdown(lambda name=name: workloads.WORKLOADS[name]("chainrule"))
+        t = _torch_step_time(name)
+        st = b["step"]
+
+        def share(k, b=b, st=st):
+            return f"{b[k] * 1e3:.2f} ({b[k] / st:.0%})"
+        top = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in b["top"])
+        row = (f"| {name} | {st * 1e3:.2f} | {t * 1e3:.2f} | {st / t:.2f} | {share('gemm')} | "
+               f"{share('gates')} | {share('optimizer')} | {share('bookkeeping')} | {top} |")
+        print(row, file=sys.stderr, flush=True)
+        lines.append(row)
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", metavar="FILE")
+    ap.add_argument("--only-breakdown", action="store_true",
+                    help="only the per-workload table (W1/W2/W5/GEMM sections skipped)")
+    ap.add_argument("--workloads", default=",".join(BREAKDOWN))
     args = ap.parse_args()
+    if args.only_breakdown:
+        print("\n".join(breakdowns(args.workloads.split(","))))
+        return
     lines = ["## Where the time goes",
              "",
              "Command: `python bench/gaps.py --write BENCHMARKS.md` (one thread, same machine).",
              ""]
     lines += w1_gc() + w5_linearity() + w2_split() + gemm_gap()
+    lines += [""] + breakdowns(args.workloads.split(","))
     body = "\n".join(lines)
     print(body)
     if args.write:

@@ -1,12 +1,14 @@
 """chainrule's benchmark suite: every workload for every library, side by side in one run.
 
 Each (library, workload) runs in a fresh process, rounds are interleaved (the library order
-rotates each round), everything is single-threaded, and the reported number is the median over
+rotates each round), everything is single-threaded (``--threads default``: no thread variables
+set, each library at its own default thread count), and the reported number is the median over
 rounds of each process's median. The first step's loss must agree across libraries, so a fast
 wrong answer cannot win. Results go to a markdown table (``--write BENCHMARKS.md`` replaces the
 section between ``<!-- core:start -->`` and ``<!-- core:end -->``).
 
     python bench/run.py [--rounds 5] [--workloads W1,W2,...] [--libs chainrule,torch,...]
+                        [--threads 1|default] [--write BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ SPEC = {
     "W1": (3, "ms/step", 1e3, None, 0.5),
     "W2": (20, "µs/op", 1e6 / 1000, None, 0.5),
     "W3": (20, "ms/step", 1e3, None, 1.0),
+    "W3-raw": (20, "ms/step", 1e3, None, 1.0),
     "W4": (20, "ms/step", 1e3, None, 1.0),
+    "W4-mnist": (5, "ms/step", 1e3, None, 1.0),
     "W5-10k": (5, "µs/op", 1e6 / 10_000, None, 0.5),
     "W5-100k": (2, "µs/op", 1e6 / 100_000, None, 0.5),
     "W5-1M": (1, "µs/op", 1e6 / 1_000_000, None, None),
@@ -39,7 +43,10 @@ TITLES = {
     "W1": "W1 scalar circuit: moons 2-16-16-1 tanh MLP as 0-d ops, fwd+bwd",
     "W2": "W2 1000 elementwise ops on (8,8) float64 (exp, +c, ×c, tanh), fwd+bwd",
     "W3": "W3 MLP step, batch 256, 784-512-256-10, CE, SGD",
+    "W3-raw": "W3 as the lecture writes it: raw tensors, relu(X @ W + b), hand-written SGD",
     "W4": "W4 CNN step, batch 32, conv(8)-pool-conv(16)-pool-linear",
+    "W4-mnist": "W4 pytorch/examples' MNIST CNN (conv 32, conv 64, 9216-128-10), batch 64, "
+                "Adadelta",
     "W5-10k": "W5 chain of 10k scalar ops, build+bwd",
     "W5-100k": "W5 chain of 100k scalar ops, build+bwd",
     "W5-1M": "W5 chain of 1M scalar ops, build+bwd",
@@ -49,7 +56,7 @@ TITLES = {
 }
 LIBS = ["chainrule", "chainrule-python", "chainrule-openblas", "torch", "numpy", "autograd",
         "mygrad", "micrograd"]
-GEMM_WORKLOADS = {"W3", "W4", "W6", "W7-LSTM", "W7-transformer"}
+GEMM_WORKLOADS = {"W3", "W3-raw", "W4", "W4-mnist", "W6", "W7-LSTM", "W7-transformer"}
 # chainrule run another way: (environment, the workloads it runs on; None: all)
 VARIANTS = {
     # the pure-Python engine: the reference the C engine mirrors
@@ -62,6 +69,9 @@ OPENBLAS = "chainrule-openblas"
 ONE_ROUND = {"W5-1M"}  # long: a single round is enough to show linearity
 
 
+THREADS = ["1"]  # "1", or "default": no thread variables set (each library's own default)
+
+
 def run_one(lib: str, workload: str, repeats: int) -> dict:
     args = [sys.executable, os.path.join(HERE, "run_one.py"),
             "chainrule" if lib in VARIANTS else lib,
@@ -69,6 +79,10 @@ def run_one(lib: str, workload: str, repeats: int) -> dict:
     if workload == "W6":
         args.append("--memory")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if THREADS[0] == "default":
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(var)
+        env["BENCH_THREADS"] = "default"
     if lib in VARIANTS:
         env.update(VARIANTS[lib][0])
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
@@ -148,17 +162,31 @@ def versions() -> str:
             out.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             pass
-    code = "from chainrule import blas; print(blas.backend_name())"
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    blas = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    name = blas.stdout.strip().split(" (")[0] or "unknown"
-    out.append("chainrule's matrix products: " + (
-        "MKL (the optional `mkl` extra)" if name == "mkl" else "NumPy's BLAS"))
-    code = "from chainrule.autograd import accel; print(accel.engine is not None)"
+    out.append("chainrule's matrix products: " + blas_used())
+    code = "import chainrule, chainrule._compiled as c; print(c.engine_compiled())"
     c = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    out.append("chainrule's engine: " + ("C (`chainrule._cengine`)" if c.stdout.strip() == "True"
-                                         else "pure Python (the C engine is not built)"))
+    out.append("chainrule's engine: " + ("compiled (Cython)" if c.stdout.strip() == "True"
+                                         else "pure Python (not compiled)"))
     return ", ".join(out)
+
+
+def blas_used() -> str:
+    """Which BLAS the `chainrule` column's matrix products ran on, in this run's threads."""
+    code = ("import numpy, chainrule; from chainrule.kernels import mkl; "
+            "cfg = numpy.show_config(mode='dicts')['Build Dependencies']['blas']; "
+            "print(mkl.backend_name().split(' (')[0], cfg['name'], cfg.get('version', ''))")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if THREADS[0] == "default":
+        env.pop("OMP_NUM_THREADS")
+        env.pop("MKL_NUM_THREADS")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    parts = p.stdout.split()
+    if len(parts) < 2:
+        return "unknown"
+    numpy_blas = f"NumPy's {parts[1]} {' '.join(parts[2:])}".strip()
+    if parts[0] == "mkl":
+        return f"MKL (the optional `mkl` extra; other BLAS calls: {numpy_blas})"
+    return numpy_blas + " (the default install: no `mkl` extra)"
 
 
 def table(results: dict, workloads: list, libs: list) -> str:
@@ -198,7 +226,18 @@ def main() -> None:
     ap.add_argument("--workloads", default=",".join(SPEC))
     ap.add_argument("--libs", default=",".join(LIBS))
     ap.add_argument("--write", metavar="FILE")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: each process's CPU time (steadier where other jobs share the "
+                         "machine; with one thread only)")
+    ap.add_argument("--threads", choices=["1", "default"], default="1",
+                    help="1 (every library on one thread) or default (no thread variables "
+                         "set: each library's own default; written to the core-threads section)")
     args = ap.parse_args()
+    THREADS[0] = args.threads
+    if args.clock == "cpu":
+        if args.threads != "1":
+            ap.error("--clock cpu needs --threads 1 (CPU time adds up the threads)")
+        os.environ["BENCH_CLOCK"] = "cpu"
     workloads = [w for w in args.workloads.split(",") if w]
     libs = [lib for lib in args.libs.split(",") if lib]
     unknown = [w for w in workloads if w not in SPEC]
@@ -206,9 +245,14 @@ def main() -> None:
         ap.error(f"unknown workloads {unknown}; choose from {list(SPEC)}")
     results = collect(workloads, libs, args.rounds)
     cmd = "python bench/run.py " + " ".join(sys.argv[1:])
+    threads = ("One thread per library" if args.threads == "1" else
+               f"Default thread counts (no OMP/OPENBLAS/MKL_NUM_THREADS set: torch "
+               f"{_torch_threads()} threads, NumPy's BLAS all {os.cpu_count()} cores)")
+    title = "Core workloads (CPU)" + ("" if args.threads == "1" else ", default threads")
     body = (
-        f"## Core workloads (CPU)\n\nMeasured {datetime.date.today()} on {machine()}; "
-        f"{versions()}. Command: `{cmd}`. One thread per library, each library in a fresh "
+        f"## {title}\n\nMeasured {datetime.date.today()} on {machine()}; "
+        f"{versions()}. Command: `{cmd}`. {threads}, "
+        f"{'CPU time, ' if args.clock == 'cpu' else ''}each library in a fresh "
         f"process per round, {args.rounds} interleaved rounds, medians. Lower is better; the "
         f"ratio column is chainrule's time divided by PyTorch's in the same run; "
         f"`chainrule-python` is chainrule with `CHAINRULE_PURE_PYTHON=1` (its pure-Python "
@@ -221,7 +265,16 @@ def main() -> None:
         sys.path.insert(0, HERE)
         import sections
 
-        sections.write_section(args.write, "core", body)
+        name = "core" if args.threads == "1" else "core-threads"
+        sections.write_section(args.write, name, body, after="<!-- core:end -->")
+
+
+def _torch_threads() -> str:
+    code = "import torch; print(torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return p.stdout.strip() or "?"
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import sys
 import time
 import traceback
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+if os.environ.get("BENCH_THREADS") != "default":  # default: each library's own thread count
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.setrecursionlimit(10_000)  # Python's default; libraries that recurse hit it as users would
 
@@ -41,11 +42,15 @@ def main() -> None:
         else:
             step = WORKLOADS[workload](lib)
             check = step()  # warm-up; its value is the agreement check
+            # BENCH_CLOCK=cpu: the process's CPU time (one thread, on a machine shared with
+            # other load), else wall-clock time
+            clock = time.process_time if os.environ.get("BENCH_CLOCK") == "cpu" else \
+                time.perf_counter
             times = []
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                t0 = clock()
                 step()
-                times.append(time.perf_counter() - t0)
+                times.append(clock() - t0)
             result.update(times=times, check=check)
     except KeyError:
         result["error"] = "not implemented for this library"

@@ -233,6 +233,38 @@ def w3_mlp(lib: str, batch_size: int = 256):
     raise KeyError(lib)
 
 
+def w3_raw(lib: str, batch_size: int = 256):
+    """W3 as the lecture writes it: raw tensors, ``relu(X @ W + b)``, F.cross_entropy, and a
+    hand-written SGD update under no_grad (the numpy floor is W3's)."""
+    if lib == "numpy":
+        return w3_mlp(lib, batch_size)
+    if lib not in ("chainrule", "torch"):
+        raise KeyError(lib)
+    T = _lib(lib)
+    F = T.nn.functional
+    x, y = batch(batch_size, 784, 10)
+    params = []
+    for W, b in mlp_weights(MLP_SIZES):
+        params += [T.tensor(np.ascontiguousarray(W.T)).requires_grad_(),
+                   T.tensor(b).requires_grad_()]
+    X, Y = T.tensor(x), T.tensor(y)
+
+    def step():
+        h = X
+        for i in range(0, len(params), 2):
+            h = h @ params[i] + params[i + 1]
+            if i < len(params) - 2:
+                h = h.relu()
+        loss = F.cross_entropy(h, Y)
+        loss.backward()
+        with T.no_grad():
+            for p in params:
+                p -= 0.01 * p.grad
+                p.grad = None
+        return loss.item()
+    return step
+
+
 # ---- W4: small CNN training step -----------------------------------------------------------------
 def cnn_weights():
     rng = np.random.default_rng(SEED)
@@ -268,6 +300,37 @@ def w4_cnn(lib: str, batch_size: int = 32):
     xt, yt = T.tensor(x), T.tensor(y)
     loss_fn = nn.CrossEntropyLoss()
     return _sgd_step(T, model, lambda: loss_fn(model(xt), yt))
+
+
+def w4_mnist(lib: str, batch_size: int = 64):
+    """The MNIST example CNN of pytorch/examples: conv3×3(32)–ReLU–conv3×3(64)–ReLU–maxpool2–
+    linear(9216→128)–ReLU–linear(10), log-softmax + NLL, Adadelta(lr=1), batch 64 (no dropout:
+    the two libraries draw different masks)."""
+    if lib not in ("chainrule", "torch"):
+        raise KeyError(lib)
+    T = _lib(lib)
+    nn, F = T.nn, T.nn.functional
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal((batch_size, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch_size)
+    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
+                          nn.Linear(128, 10), nn.LogSoftmax(dim=1))
+    with T.no_grad():
+        for p in model.parameters():
+            fan_in = int(np.prod(p.shape[1:])) if p.ndim > 1 else 128
+            b = 1 / math.sqrt(fan_in)
+            p.copy_(T.tensor(rng.uniform(-b, b, tuple(p.shape)).astype(np.float32)))
+    opt = T.optim.Adadelta(model.parameters(), lr=1.0)
+    xt, yt = T.tensor(x), T.tensor(y)
+
+    def step():
+        opt.zero_grad()
+        loss = F.nll_loss(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
 
 
 # ---- W5: long chains of scalar ops ---------------------------------------------------------------
@@ -390,9 +453,12 @@ def _sgd_step(T, model, compute_loss):
 
 def _lib(lib: str):
     if lib == "torch":
+        import os
+
         import torch
 
-        torch.set_num_threads(1)
+        if os.environ.get("BENCH_THREADS") != "default":
+            torch.set_num_threads(1)
         return torch
     import chainrule
 
@@ -403,7 +469,9 @@ WORKLOADS = {
     "W1": w1_scalar_mlp,
     "W2": w2_elementwise,
     "W3": w3_mlp,
+    "W3-raw": w3_raw,
     "W4": w4_cnn,
+    "W4-mnist": w4_mnist,
     "W5-10k": lambda lib: w5_chain(lib, 10_000),
     "W5-100k": lambda lib: w5_chain(lib, 100_000),
     "W5-1M": lambda lib: w5_chain(lib, 1_000_000),

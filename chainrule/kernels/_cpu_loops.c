@@ -550,7 +550,329 @@ fail:
     return NULL;
 }
 
+/* ---- scatter-add of rows -------------------------------------------------------------------
+ * add_rows(out, idx, values): out[idx[i], :] += values[i, :] for i in order (repeats
+ * accumulate, in the order np.add.at(out, idx, values) adds them). out is (R, C) and values
+ * (n, C), flat C-contiguous float buffers of one dtype; idx n int64 rows in [0, R) (checked).
+ */
+#define DEFINE_ADD_ROWS(T, S)                                                              \
+    static CLONES void add_rows_##S(T *restrict out, const int64_t *restrict idx,          \
+                                    const T *restrict v, Py_ssize_t n, Py_ssize_t c)       \
+    {                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            T *restrict o = out + idx[i] * c;                                              \
+            const T *restrict s = v + i * c;                                               \
+            for (Py_ssize_t j = 0; j < c; j++)                                             \
+                o[j] += s[j];                                                              \
+        }                                                                                  \
+    }
+DEFINE_ADD_ROWS(float, f)
+DEFINE_ADD_ROWS(double, d)
+
+static PyObject *
+add_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *po, *pv;
+    Py_ssize_t lo, lv;
+    Py_buffer *ib;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected add_rows(out, idx, values)");
+        return NULL;
+    }
+    if (buf(&b, args[0], 1, 0, &fmt, &po, &lo) < 0 || buf(&b, args[2], 0, 0, &fmt, &pv, &lv) < 0)
+        goto fail;
+    ib = &b.v[b.n];
+    if (PyObject_GetBuffer(args[1], ib, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        goto fail;
+    b.n++;
+    if (ib->itemsize != 8 || !ib->format || (ib->format[0] != 'l' && ib->format[0] != 'q')
+        || ib->format[1] != 0) {
+        PyErr_SetString(PyExc_TypeError, "add_rows: idx must be an int64 array");
+        goto fail;
+    }
+    Py_ssize_t n = ib->len / 8;
+    if (n == 0) {
+        bufs_release(&b);
+        Py_RETURN_NONE;
+    }
+    if (lv % n != 0) {
+        PyErr_SetString(PyExc_ValueError, "add_rows: values must have len(idx) rows");
+        goto fail;
+    }
+    Py_ssize_t c = lv / n;
+    if (c == 0) {
+        bufs_release(&b);
+        Py_RETURN_NONE;
+    }
+    if (lo % c != 0) {
+        PyErr_SetString(PyExc_ValueError, "add_rows: out and values rows differ in length");
+        goto fail;
+    }
+    const int64_t *idx = ib->buf;
+    int64_t rows = lo / c;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= rows) {
+            PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for %lld rows",
+                         (long long)idx[i], (long long)rows);
+            goto fail;
+        }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        add_rows_f(po, idx, pv, n, c);
+    else
+        add_rows_d(po, idx, pv, n, c);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* ---- convolution and pooling on (planes, H, W) ------------------------------------------------
+ * col2im_rows: the col2im of a stride-1 convolution on the padded image's flat rows (see
+ * cpu.py's _conv_input_grad_wide), each row of ``out`` written once while in cache:
+ *     out[r, :] = 0;  out[r, starts[t] : starts[t] + L] += src[r, t, :]  for every tap t
+ * max_pool2d_backward: each window's gradient added to its maximum, one pass per plane
+ * (``idx``: each window's offset i·kw + j of its maximum, uint8 as the reference makes it).
+ */
+#define DEFINE_COL2IM_ROWS(T, S)                                                           \
+    static CLONES void col2im_rows_##S(T *restrict out, const T *restrict src,             \
+                                       const int64_t *restrict starts, Py_ssize_t rows,    \
+                                       Py_ssize_t width, Py_ssize_t taps, Py_ssize_t len)  \
+    {                                                                                      \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                            \
+            T *restrict o = out + r * width;                                               \
+            for (Py_ssize_t j = 0; j < width; j++)                                         \
+                o[j] = 0;                                                                  \
+            for (Py_ssize_t t = 0; t < taps; t++) {                                        \
+                const T *restrict s = src + (r * taps + t) * len;                          \
+                T *restrict d = o + starts[t];                                             \
+                for (Py_ssize_t j = 0; j < len; j++)                                       \
+                    d[j] += s[j];                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEFINE_COL2IM_ROWS(float, f)
+DEFINE_COL2IM_ROWS(double, d)
+
+/* the buffer of an int array with ``itemsize``-byte elements (format 'B' for 1, 'l'/'q' for 8) */
+static int
+int_buf(Bufs *b, PyObject *a, int writable, Py_ssize_t itemsize, void **data, Py_ssize_t *len)
+{
+    Py_buffer *v = &b->v[b->n];
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(a, v, flags) < 0)
+        return -1;
+    b->n++;
+    char f = v->format ? v->format[0] : 0;
+    int ok = v->itemsize == itemsize && v->format && v->format[1] == 0
+             && (itemsize == 1 ? f == 'B' : (f == 'l' || f == 'q'));
+    if (!ok) {
+        PyErr_SetString(PyExc_TypeError, itemsize == 1 ? "expected a uint8 array"
+                                                       : "expected an int64 array");
+        return -1;
+    }
+    *data = v->buf;
+    *len = v->len / itemsize;
+    return 0;
+}
+
+/* col2im_rows(out, src, starts, rows) */
+static PyObject *
+col2im_rows(PyObject *module, PyObject *args)
+{
+    PyObject *ao, *as, *at;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "OOOn", &ao, &as, &at, &rows))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *po, *ps, *pt;
+    Py_ssize_t lo, ls, taps;
+    if (buf(&b, ao, 1, 0, &fmt, &po, &lo) < 0 || buf(&b, as, 0, 0, &fmt, &ps, &ls) < 0
+        || int_buf(&b, at, 0, 8, &pt, &taps) < 0)
+        goto fail;
+    if (rows <= 0 || taps <= 0 || lo % rows || ls % (rows * taps)) {
+        PyErr_SetString(PyExc_ValueError, "col2im_rows: sizes do not match");
+        goto fail;
+    }
+    Py_ssize_t width = lo / rows, len = ls / (rows * taps);
+    const int64_t *starts = pt;
+    for (Py_ssize_t t = 0; t < taps; t++)
+        if (starts[t] < 0 || starts[t] + len > width) {
+            PyErr_SetString(PyExc_ValueError, "col2im_rows: a tap falls outside the row");
+            goto fail;
+        }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        col2im_rows_f(po, ps, starts, rows, width, taps, len);
+    else
+        col2im_rows_d(po, ps, starts, rows, width, taps, len);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+typedef struct {
+    Py_ssize_t planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+} PoolGeom;
+
+#define DEFINE_MAX_POOL(T, S)                                                              \
+    static CLONES void max_pool_bwd_##S(const T *restrict gy, const uint8_t *restrict idx, \
+                                        T *restrict gx, const PoolGeom *g)                 \
+    {                                                                                      \
+        for (Py_ssize_t p = 0; p < g->planes; p++) {                                       \
+            T *xp = gx + p * g->h * g->w;                                                  \
+            for (Py_ssize_t j = 0; j < g->h * g->w; j++)                                   \
+                xp[j] = 0;                                                                 \
+            for (Py_ssize_t oy = 0; oy < g->oh; oy++)                                      \
+                for (Py_ssize_t ox = 0; ox < g->ow; ox++) {                                \
+                    Py_ssize_t o = (p * g->oh + oy) * g->ow + ox;                          \
+                    Py_ssize_t t = idx[o], i = t / g->kw, j = t % g->kw;                   \
+                    Py_ssize_t yy = oy * g->sh - g->pt + i * g->dh;                        \
+                    Py_ssize_t xx = ox * g->sw - g->pl + j * g->dw;                        \
+                    if (yy >= 0 && yy < g->h && xx >= 0 && xx < g->w)                      \
+                        xp[yy * g->w + xx] += gy[o];                                       \
+                }                                                                          \
+        }                                                                                  \
+    }
+DEFINE_MAX_POOL(float, f)
+DEFINE_MAX_POOL(double, d)
+
+/* im2col: cols[p, i, j, oy, ox] = x[p, oy·sh - pt + i·dh, ox·sw - pl + j·dw] (0 in the padding),
+ * each window row copied as one run (contiguous when sw = 1) */
+#define DEFINE_IM2COL(T, S)                                                                \
+    static CLONES void im2col_##S(const T *restrict x, T *restrict cols, const PoolGeom *gp) \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        T *restrict d = cols;                                                              \
+        for (Py_ssize_t p = 0; p < g.planes; p++)                                          \
+            for (Py_ssize_t i = 0; i < g.kh; i++)                                          \
+                for (Py_ssize_t j = 0; j < g.kw; j++) {                                    \
+                    Py_ssize_t off = j * g.dw - g.pl, lo, hi;                              \
+                    lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;                          \
+                    hi = g.w - off <= 0 ? 0 : (g.w - off + g.sw - 1) / g.sw;               \
+                    lo = lo < g.ow ? lo : g.ow;                                            \
+                    hi = hi < g.ow ? hi : g.ow;                                            \
+                    hi = hi > lo ? hi : lo;                                                \
+                    for (Py_ssize_t oy = 0; oy < g.oh; oy++, d += g.ow) {                  \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h) {                                         \
+                            for (Py_ssize_t ox = 0; ox < g.ow; ox++)                       \
+                                d[ox] = 0;                                                 \
+                            continue;                                                      \
+                        }                                                                  \
+                        const T *src = x + (p * g.h + yy) * g.w + off;                     \
+                        for (Py_ssize_t ox = 0; ox < lo; ox++)                             \
+                            d[ox] = 0;                                                     \
+                        if (g.sw == 1)                                                     \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox];                                           \
+                        else                                                               \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox * g.sw];                                    \
+                        for (Py_ssize_t ox = hi; ox < g.ow; ox++)                          \
+                            d[ox] = 0;                                                     \
+                    }                                                                      \
+                }                                                                          \
+    }
+DEFINE_IM2COL(float, f)
+DEFINE_IM2COL(double, d)
+
+static int
+pool_geom_ok(const PoolGeom *g, Py_ssize_t xlen, Py_ssize_t ylen, Py_ssize_t ilen)
+{
+    if (g->planes < 0 || g->h < 0 || g->w < 0 || g->kh <= 0 || g->kw <= 0 || g->kh * g->kw > 255
+        || g->sh <= 0 || g->sw <= 0 || g->dh <= 0 || g->dw <= 0 || g->oh < 0 || g->ow < 0
+        || xlen != g->planes * g->h * g->w || ylen != g->planes * g->oh * g->ow
+        || ilen != ylen) {
+        PyErr_SetString(PyExc_ValueError, "max_pool2d loops: sizes do not match the geometry");
+        return 0;
+    }
+    return 1;
+}
+
+#define POOL_ARGS "OOOnnnnnnnnnnnnn"
+#define POOL_FIELDS(g)                                                                     \
+    &(g).planes, &(g).h, &(g).w, &(g).kh, &(g).kw, &(g).sh, &(g).sw, &(g).dh, &(g).dw,       \
+        &(g).pt, &(g).pl, &(g).oh, &(g).ow
+
+/* im2col(x, cols, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) */
+static PyObject *
+im2col(PyObject *module, PyObject *args)
+{
+    PyObject *ax, *ac;
+    PoolGeom g;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnnn", &ax, &ac, POOL_FIELDS(g)))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pc;
+    Py_ssize_t lx, lc;
+    if (buf(&b, ax, 0, 0, &fmt, &px, &lx) < 0 || buf(&b, ac, 1, 0, &fmt, &pc, &lc) < 0)
+        goto fail;
+    if (g.planes < 0 || g.h < 0 || g.w < 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0
+        || g.dh <= 0 || g.dw <= 0 || g.oh < 0 || g.ow < 0 || lx != g.planes * g.h * g.w
+        || lc != g.planes * g.kh * g.kw * g.oh * g.ow) {
+        PyErr_SetString(PyExc_ValueError, "im2col: sizes do not match the geometry");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        im2col_f(px, pc, &g);
+    else
+        im2col_d(px, pc, &g);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* max_pool2d_backward(gy, idx, gx, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) */
+static PyObject *
+max_pool2d_backward(PyObject *module, PyObject *args)
+{
+    PyObject *ag, *ai, *ax;
+    PoolGeom g;
+    if (!PyArg_ParseTuple(args, POOL_ARGS, &ag, &ai, &ax, POOL_FIELDS(g)))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pg, *px, *pi;
+    Py_ssize_t lg, lx, li;
+    if (buf(&b, ag, 0, 0, &fmt, &pg, &lg) < 0 || int_buf(&b, ai, 0, 1, &pi, &li) < 0
+        || buf(&b, ax, 1, 0, &fmt, &px, &lx) < 0 || !pool_geom_ok(&g, lx, lg, li))
+        goto fail;
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        max_pool_bwd_f(pg, pi, px, &g);
+    else
+        max_pool_bwd_d(pg, pi, px, &g);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"col2im_rows", (PyCFunction)col2im_rows, METH_VARARGS,
+     "col2im_rows(out, src, starts, rows): out[r] = 0; out[r, starts[t]:+L] += src[r, t]"},
+    {"im2col", (PyCFunction)im2col, METH_VARARGS,
+     "im2col(x, cols, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
+    {"max_pool2d_backward", (PyCFunction)max_pool2d_backward, METH_VARARGS,
+     "max_pool2d_backward(gy, idx, gx, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
+    {"add_rows", (PyCFunction)(void (*)(void))add_rows, METH_FASTCALL,
+     "add_rows(out, idx, values): out[idx[i]] += values[i] in order (np.add.at on rows)"},
     {"relu_forward", (PyCFunction)(void (*)(void))relu_forward, METH_FASTCALL,
      "relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0)"},
     {"relu_backward", (PyCFunction)(void (*)(void))relu_backward, METH_FASTCALL,

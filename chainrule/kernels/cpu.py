@@ -78,6 +78,15 @@ class CpuKernels(Kernels):
         return np.where(y != 0, g, g.dtype.type(0))
 
     @staticmethod
+    def pow(a, b):
+        if type(b) is float or type(b) is int:  # a float array to a small integer or half power
+            table = _POWERS.get(a.dtype) if type(a) is np.ndarray else None
+            power = table.get(b) if table is not None else None
+            if power is not None:
+                return power(a)
+        return a**b
+
+    @staticmethod
     def gelu(x, with_grad: bool) -> tuple:
         if x.dtype == np.float32:
             if fits_loops(x):  # one C loop
@@ -94,6 +103,71 @@ class CpuKernels(Kernels):
     @staticmethod
     def matmul(a, b):
         return _matmul(a, b)
+
+    @staticmethod
+    def embedding_backward(g, idx, shape: tuple, padding_idx):
+        gw = np.zeros(shape, g.dtype)
+        CpuKernels.add_at(gw, idx.reshape(-1), g.reshape(-1, shape[1]))
+        if padding_idx is not None:
+            gw[padding_idx] = 0
+        return gw
+
+    @staticmethod
+    def add_at(out, index, values) -> None:
+        rows = _flat_rows(out, index) if type(out) is np.ndarray else None
+        if rows is None:  # slices, masks, out of range, other dtypes: NumPy's add.at
+            np.add.at(out, index, values)
+            return
+        idx, k = rows
+        tail = out.shape[k:]
+        width = math.prod(tail)
+        v = np.broadcast_to(values, idx.shape + tail).reshape(-1, width)
+        idx = idx.reshape(-1)
+        if idx.size == 0:
+            return
+        if fits_loops(out) and idx.dtype == np.int64:  # one C loop over the rows
+            loops.add_rows(out, idx, np.ascontiguousarray(v, out.dtype))
+        else:  # the rows sorted, each run summed by add.reduceat
+            order = np.argsort(idx, kind="stable")
+            sorted_idx = idx[order]
+            starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+            out.reshape(-1, width)[sorted_idx[starts]] += np.add.reduceat(v[order], starts, 0)
+
+    @staticmethod
+    def sigmoid(x):
+        if type(x) is np.ndarray and x.ndim and x.dtype in _LOOP_DTYPES:  # 1/(1 + e^-x)
+            y = np.negative(x)
+            with np.errstate(over="ignore", under="ignore"):  # e^-x = inf: 1/inf = 0, exactly
+                np.exp(y, out=y)
+                y += 1
+                np.reciprocal(y, out=y)
+            return y
+        return Kernels.sigmoid(x)
+
+    @staticmethod
+    def softmax(x, axis: int):
+        if not x.size or x.dtype.kind != "f":
+            return Kernels.softmax(x, axis)
+        e = x - np.amax(x, axis=axis, keepdims=True)  # then in place: no more temporaries
+        np.exp(e, out=e)
+        e /= e.sum(axis=axis, keepdims=True)
+        return e
+
+    @staticmethod
+    def log_softmax(x, axis: int):
+        if not x.size or x.dtype.kind != "f":
+            return Kernels.log_softmax(x, axis)
+        y = x - np.amax(x, axis=axis, keepdims=True)
+        lse = np.exp(y).sum(axis=axis, keepdims=True)
+        y -= np.log(lse, out=lse)
+        return y
+
+    @staticmethod
+    def log_softmax_backward(g, y, axis: int):
+        out = np.exp(y)
+        out *= g.sum(axis, keepdims=True)
+        np.subtract(g, out, out=out)
+        return out
 
     @staticmethod
     def softmax_backward(g, y, axis: int):
@@ -157,6 +231,15 @@ class CpuKernels(Kernels):
         return gx, gw, gb
 
     @staticmethod
+    def im2col(x, geom):
+        if x.ndim == 4 and fits_loops(x):  # each window row copied as one run
+            n, c, h, w = x.shape
+            cols = np.empty((n, c, geom.kh, geom.kw, geom.oh, geom.ow), x.dtype)
+            loops.im2col(x, cols, *_pool_args(n * c, h, w, geom))
+            return cols
+        return Kernels.im2col(x, geom)
+
+    @staticmethod
     def conv2d_columns(x, cols, geom):
         return cols
 
@@ -165,6 +248,18 @@ class CpuKernels(Kernels):
         if geom.sh == 1 and geom.sw == 1:
             return _conv_input_grad_wide(g, w, x_shape, geom, groups)
         return Kernels.conv2d_input_grad(g, w, x_shape, geom, groups)
+
+    @staticmethod
+    def max_pool2d_backward(g, idx, x_shape: tuple, geom):
+        if (type(g) is np.ndarray and len(x_shape) == 4 and idx.dtype == np.uint8
+                and g.dtype in _LOOP_DTYPES):
+            g, idx = np.ascontiguousarray(g), np.ascontiguousarray(idx)
+            if fits_loops(g):
+                n, c, h, w = x_shape
+                gx = np.empty(x_shape, g.dtype)
+                loops.max_pool2d_backward(g, idx, gx, *_pool_args(n * c, h, w, geom))
+                return gx
+        return Kernels.max_pool2d_backward(g, idx, x_shape, geom)
 
     @staticmethod
     def lstm_step(act, cs, t: int, prev: int, cur: int, tmp) -> None:
@@ -185,6 +280,78 @@ class CpuKernels(Kernels):
         return mkl.axpy(alpha, x, y)
 
 
+def _pool_args(planes: int, h: int, w: int, geom) -> tuple:
+    return (planes, h, w, geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw, geom.pt,
+            geom.pl, geom.oh, geom.ow)
+
+
+def _flat_rows(out, index):
+    """(flat row numbers, k) when ``index`` is integer arrays for ``out``'s first k dims, all in
+    range (negative ones counted from the end): out[index] is then rows of out viewed as
+    (rows, the size of its other dims); None for anything else (slices, masks, out of range)."""
+    parts = index if type(index) is tuple else (index,)
+    k = len(parts)
+    if not parts or k > out.ndim or not out.flags.c_contiguous or out.size == 0:
+        return None
+    fixed = []
+    for p, n in zip(parts, out.shape):
+        if type(p) is not np.ndarray or p.dtype.kind not in "iu":
+            return None
+        if p.size:
+            lo, hi = p.min(), p.max()
+            if lo < -n or hi >= n:
+                return None
+            if lo < 0:
+                p = np.where(p < 0, p + n, p)
+        fixed.append(p)
+    if k == 1:
+        flat = fixed[0]
+    else:
+        flat = np.ravel_multi_index(np.broadcast_arrays(*fixed), out.shape[:k])
+    return flat.astype(np.int64, copy=False), k
+
+
+def _cube(x):
+    y = x * x
+    y *= x
+    return y
+
+
+def _pow_m0_5(x):
+    y = np.sqrt(x)
+    np.divide(1, y, out=y)
+    return y
+
+
+def _pow_m2(x):
+    y = x * x
+    np.divide(1, y, out=y)
+    return y
+
+
+def _fourth_f32(x):
+    y = x.astype(np.float64)
+    np.square(y, out=y)
+    np.square(y, out=y)
+    return y.astype(np.float32)
+
+
+def _pow_1_5_f32(x):
+    y = x.astype(np.float64)
+    np.multiply(np.sqrt(y), y, out=y)
+    return y.astype(np.float32)
+
+
+# x ** e for the exponents small programs use (GELU's x³, norms' x², √x, 1/x, 1/√x), as
+# products, square roots and one division: NumPy's float power calls pow() per element, ~100×
+# slower. x·x·x, 1/√x and 1/(x·x) are PyTorch's own forms for these exponents (the results
+# agree bit for bit); float32 x⁴ and x^1.5 go through float64 (within half an ulp, as pow()).
+_POWERS_F64 = {2: np.square, 3: _cube, 0.5: np.sqrt, -0.5: _pow_m0_5, -1: np.reciprocal,
+               -2: _pow_m2}
+_POWERS = {np.dtype(np.float64): _POWERS_F64,
+           np.dtype(np.float32): {**_POWERS_F64, 4: _fourth_f32, 1.5: _pow_1_5_f32}}
+
+
 def _conv_input_grad_wide(g, w, x_shape: tuple, geom, groups: int):
     """dx of a stride-1 conv2d, computed on the padded image's flat rows.
 
@@ -201,11 +368,15 @@ def _conv_input_grad_wide(g, w, x_shape: tuple, geom, groups: int):
     g4 = gw[:, :, :length].reshape(n, groups, o // groups, length)
     wg = w.reshape(groups, o // groups, -1)
     gcols = _matmul(np.swapaxes(wg, -1, -2), g4).reshape(n, c, geom.kh, geom.kw, length)
-    flat = np.zeros_like(g, shape=(n, c, hp * wp))
-    for i in range(geom.kh):
-        for j in range(geom.kw):
-            start = i * geom.dh * wp + j * geom.dw
-            flat[:, :, start:start + length] += gcols[:, :, i, j]
+    starts = [i * geom.dh * wp + j * geom.dw for i in range(geom.kh) for j in range(geom.kw)]
+    if fits_loops(gcols) and n * c:  # each image row written once, while in cache
+        flat = np.empty_like(g, shape=(n, c, hp * wp))
+        loops.col2im_rows(flat, gcols, np.array(starts, np.int64), n * c)
+    else:
+        flat = np.zeros_like(g, shape=(n, c, hp * wp))
+        taps = gcols.reshape(n, c, geom.kh * geom.kw, length)
+        for t, start in enumerate(starts):
+            flat[:, :, start:start + length] += taps[:, :, t]
     out = flat.reshape(n, c, hp, wp)
     if geom.pt or geom.pb or geom.pl or geom.pr:
         return out[:, :, geom.pt:geom.pt + h, geom.pl:geom.pl + w_]

@@ -63,6 +63,12 @@ class Kernels:
         NaN); selected, not multiplied by a mask (an infinite g gives 0 where x ≤ 0, as torch)."""
         return either.where(either.data(y) != 0, g, 0.0)
 
+    # ---- powers ----------------------------------------------------------------------------------
+    @staticmethod
+    def pow(a, b):
+        """a ** b."""
+        return a**b
+
     # ---- GELU ------------------------------------------------------------------------------------
     @staticmethod
     def gelu(x, with_grad: bool) -> tuple:
@@ -114,7 +120,30 @@ class Kernels:
             gw[padding_idx] = 0
         return gw
 
+    @staticmethod
+    def add_at(out, index, values) -> None:
+        """out[index] += values in place, repeated indices accumulating (``np.add.at``; CuPy's
+        add.at on the GPU: NumPy's protocol does not pass ufunc methods on to CuPy)."""
+        devices.xp_of(out).add.at(out, index, values)
+
     # ---- softmax and attention -------------------------------------------------------------------
+    @staticmethod
+    def softmax(x, axis: int):
+        """e^(x - max) / Σ e^(x - max) along ``axis`` of an array."""
+        e = np.exp(x - (np.amax(x, axis=axis, keepdims=True) if x.size else x))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    @staticmethod
+    def log_softmax(x, axis: int):
+        """(x - max) - ln Σ e^(x - max) along ``axis`` of an array."""
+        shifted = x - (np.amax(x, axis=axis, keepdims=True) if x.size else x)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+    @staticmethod
+    def log_softmax_backward(g, y, axis: int):
+        """g - e^y ⊙ Σ_axis g: the gradient through y = log_softmax(x) along ``axis``."""
+        return g - either.exp(y) * either.sum(g, axis, True)
+
     @staticmethod
     def softmax_backward(g, y, axis: int):
         """y ⊙ (g - Σ_axis g ⊙ y): the gradient through y = softmax(x) along ``axis``."""
@@ -189,11 +218,11 @@ class Kernels:
         """(per-row losses -ln softmax(x)[t] (0 where not ``valid``), softmax(x)) for the rows
         of 2-d array x and targets t."""
         rows = devices.xp_of(x).arange(x.shape[0])
-        m = x.max(axis=1, keepdims=True)
-        shifted = x - m
-        p = np.exp(shifted)
+        p = x - x.max(axis=1, keepdims=True)  # shifted, then e^shifted in place
+        picked = p[rows, t]
+        np.exp(p, out=p)
         s = p.sum(axis=1, keepdims=True)
-        nll = np.log(s[:, 0]) - shifted[rows, t]
+        nll = np.log(s[:, 0]) - picked
         p /= s
         if valid is not None:
             nll = nll * valid

@@ -86,7 +86,7 @@ class Pow(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        z = a**b
+        z = kernels_for(a).pow(a, b)
         ctx.save_for_backward(a, b, z)
         return z
 
@@ -98,7 +98,7 @@ class Pow(Op):
         need_a, need_b = ctx.needs_input_grad
         if need_a:
             if isinstance(b, _SCALARS):
-                ga = g * b * a ** (b - 1) if b != 0 else g * 0
+                ga = g * b * kernels_for(g).pow(a, b - 1) if b != 0 else g * 0
             else:  # 0 where b = 0, as torch (at a = 0 the formula would give 0·∞ = nan)
                 stuck = (a_raw == 0) & (b_raw == 0)
                 ga = g * b * (either.where(stuck, 1.0, a) if stuck.any() else a) ** (b - 1)
@@ -120,7 +120,7 @@ class Maximum(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return _route(g, a, b)
+        return _route(g, a, b, ctx.needs_input_grad)
 
 
 class Minimum(Op):
@@ -134,17 +134,18 @@ class Minimum(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        return _route(g, b, a)
+        return _route(g, b, a, ctx.needs_input_grad)  # (dz/da, dz/db), as for maximum
 
 
-def _route(g, winner, loser):
+def _route(g, winner, loser, needs):
+    """(the gradient of the first operand, of the second), each only if ``needs`` it."""
     w, lo = either.data(winner), either.data(loser)
     # as torch: halves at ties, and a NaN (no order either way) passes the gradient to both
     dt = either.dtype_of(g)
     tie = w == lo
-    share_w = np.where(tie, 0.5, np.where(w < lo, 0.0, 1.0)).astype(dt)
-    share_lo = np.where(tie, 0.5, np.where(w > lo, 0.0, 1.0)).astype(dt)
-    return g * share_w, g * share_lo
+    share_w = np.where(tie, 0.5, np.where(w < lo, 0.0, 1.0)).astype(dt) if needs[0] else None
+    share_lo = np.where(tie, 0.5, np.where(w > lo, 0.0, 1.0)).astype(dt) if needs[1] else None
+    return (g * share_w if needs[0] else None), (g * share_lo if needs[1] else None)
 
 
 class FloorDivide(Op):
@@ -156,7 +157,8 @@ class FloorDivide(Op):
 
     @staticmethod
     def backward(ctx, g):
-        return g * 0, g * 0
+        need_a, need_b = ctx.needs_input_grad
+        return (g * 0 if need_a else None), (g * 0 if need_b else None)
 
 
 class Remainder(Op):
@@ -172,7 +174,7 @@ class Remainder(Op):
         a, b = ctx.saved_tensors
         a = a._data if isinstance(a, Tensor) else a
         b = b._data if isinstance(b, Tensor) else b
-        return g, -g * np.floor_divide(a, b)
+        return g, (-g * np.floor_divide(a, b) if ctx.needs_input_grad[1] else None)
 
 
 class Atan2(Op):
@@ -186,9 +188,10 @@ class Atan2(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
         r = a * a + b * b
         r = r + (r == 0)  # atan2(0, 0): gradients 0 (torch's), not 0/0
-        return g * b / r, -g * a / r
+        return (g * b / r if need_a else None), (-g * a / r if need_b else None)
 
 
 class Where(Op):
@@ -201,8 +204,10 @@ class Where(Op):
 
     @staticmethod
     def backward(ctx, g):
+        _, need_a, need_b = ctx.needs_input_grad
         zero = either.zeros_like(g)  # exact zeros, even where g is NaN (as torch)
-        return None, either.where(ctx.cond, g, zero), either.where(ctx.cond, zero, g)
+        return (None, either.where(ctx.cond, g, zero) if need_a else None,
+                either.where(ctx.cond, zero, g) if need_b else None)
 
 
 # ---- promotion and the common entry point -------------------------------------------------------

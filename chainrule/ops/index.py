@@ -10,6 +10,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.function import Op
 from chainrule.creation import as_tensor
+from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.ops.shape import normalize_dim
 from chainrule.tensor import Tensor, wrap
@@ -67,9 +68,8 @@ def _without_bool_masks(index):
 
 
 def _add_at(out, index, values) -> None:
-    """out[index] += values, repeated indices accumulating (CuPy's add.at on the GPU: NumPy's
-    protocol does not pass ufunc methods on to CuPy)."""
-    devices.xp_of(out).add.at(out, index, values)
+    """out[index] += values, repeated indices accumulating (the kernel table's scatter-add)."""
+    kernels_for(out).add_at(out, index, values)
 
 
 class Index(Op):
@@ -102,9 +102,13 @@ class IndexAssign(Op):
 
     @staticmethod
     def backward(ctx, g):
-        outside = either.ones_like_data(g)
-        outside[ctx.index] = 0
-        return g * outside, g[ctx.index], None
+        need_x, need_v = ctx.needs_input_grad[:2]
+        gx = None
+        if need_x:
+            outside = either.ones_like_data(g)
+            outside[ctx.index] = 0
+            gx = g * outside
+        return gx, (g[ctx.index] if need_v else None), None
 
 
 def is_basic(index) -> bool:
@@ -183,6 +187,8 @@ class ScatterAdd(Op):
 
     @staticmethod
     def backward(ctx, g):
+        if not ctx.needs_input_grad[3]:
+            return g, None, None, None
         g_src = either.gather(g, ctx.dim, ctx.index)
         if tuple(ctx.index.shape) != tuple(ctx.src_shape):
             g_src = either.pad_zeros(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 from chainrule.devices import np
@@ -28,19 +29,33 @@ class MatMul(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad  # X @ W with a constant X: no GEMM for dX
         a_nd, b_nd = len(a.shape), len(b.shape)
+        ga = gb = None
         if a_nd == 1 and b_nd == 1:
-            return g * b, g * a
+            return (g * b if need_a else None), (g * a if need_b else None)
         if a_nd == 1:  # (n) @ (..., n, m) -> (..., m)
-            ga = (b @ either.expand_dims(g, (-1,)))[..., 0]
-            gb = either.expand_dims(a, (-1,)) * either.expand_dims(g, (-2,))
+            if need_a:
+                ga = (b @ either.expand_dims(g, (-1,)))[..., 0]
+            if need_b:
+                gb = either.expand_dims(a, (-1,)) * either.expand_dims(g, (-2,))
             return ga, gb
         if b_nd == 1:  # (..., n, m) @ (m) -> (..., n)
-            ga = either.expand_dims(g, (-1,)) * b
-            gb = (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0]
+            if need_a:
+                ga = either.expand_dims(g, (-1,)) * b
+            if need_b:
+                gb = (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0]
             return ga, gb
-        return (either.matmul(g, either.swapaxes(b, -1, -2)),
-                either.matmul(either.swapaxes(a, -1, -2), g))
+        if need_a:
+            ga = either.matmul(g, either.swapaxes(b, -1, -2))
+        if need_b:
+            if b_nd == 2 and a_nd > 2:  # a stack times one matrix: one GEMM over all the rows
+                rows = math.prod(a.shape[:-1])
+                gb = either.matmul(either.swapaxes(either.reshape(a, (rows, a.shape[-1])), 0, 1),
+                                   either.reshape(g, (rows, g.shape[-1])))
+            else:
+                gb = either.matmul(either.swapaxes(a, -1, -2), g)
+        return ga, gb
 
 
 class Einsum(Op):

@@ -10,6 +10,7 @@ from chainrule.dtypes import FLOAT_KINDS
 from chainrule import dtypes as _dt
 from chainrule.devices import as_array, np
 from chainrule.autograd.function import Op
+from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.ops.binary import maximum, minimum, where
 from chainrule.ops.elementwise import abs as t_abs
@@ -293,8 +294,7 @@ class Softmax(Op):
 
     @staticmethod
     def forward(ctx, x, dim):
-        e = np.exp(x - (np.amax(x, axis=dim, keepdims=True) if x.size else x))
-        y = e / e.sum(axis=dim, keepdims=True)
+        y = kernels_for(x).softmax(x, dim)
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -302,8 +302,7 @@ class Softmax(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        gy = g * y
-        return gy - y * either.sum(gy, ctx.dim, True), None
+        return kernels_for(g).softmax_backward(g, y, ctx.dim), None
 
 
 class LogSoftmax(Op):
@@ -311,8 +310,7 @@ class LogSoftmax(Op):
 
     @staticmethod
     def forward(ctx, x, dim):
-        shifted = x - (np.amax(x, axis=dim, keepdims=True) if x.size else x)
-        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        y = kernels_for(x).log_softmax(x, dim)
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -320,7 +318,7 @@ class LogSoftmax(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g - either.exp(y) * either.sum(g, ctx.dim, True), None
+        return kernels_for(g).log_softmax_backward(g, y, ctx.dim), None
 
 
 class Norm2(Op):

@@ -88,7 +88,7 @@ class LSTMCellGate(Op):
             return None, None
         do = gh * tc * o * (1.0 - o) if gh is not None else either.zeros_like(dc)
         parts = [dc * g * i * (1.0 - i), dc * c0 * f * (1.0 - f), dc * i * (1.0 - g * g), do]
-        return either.concat(parts, -1), dc * f
+        return either.concat(parts, -1), (dc * f if ctx.needs_input_grad[1] else None)
 
 
 class GRUCellGate(Op):
@@ -123,7 +123,10 @@ class GRUCellGate(Op):
         dn = g * (1.0 - z) * (1.0 - n * n)
         dr = dn * bn * r * (1.0 - r)
         dz = g * (h - n) * z * (1.0 - z)
-        return (either.concat([dr, dz, dn], -1), either.concat([dr, dz, dn * r], -1), g * z)
+        need_a, need_b, need_h = ctx.needs_input_grad
+        return (either.concat([dr, dz, dn], -1) if need_a else None,
+                either.concat([dr, dz, dn * r], -1) if need_b else None,
+                g * z if need_h else None)
 
 
 # ---- one time step of each kind (gate order as PyTorch: LSTM i,f,g,o; GRU r,z,n) ---------------
