@@ -23,8 +23,11 @@ Every transform is a thin layer over one reverse-mode entry point, ``cr.autograd
 * ``hvp`` is reverse-over-reverse (``H v = d<grad f, v>/dx``, H symmetric): one gradient with
   graph plus one reverse pass over it, never forming H.
 
+* ``vmap`` (:mod:`chainrule.func_vmap`, :mod:`chainrule.batching`) runs a function once on a
+  whole batch; ``jacrev`` and ``jacfwd`` use it to push all their one-hot cotangents / tangents
+  through the graph in one pass (``chunk_size`` at a time).
+
 Inputs and outputs may be pytrees: tuples, lists, dicts and namedtuples of tensors.
-``vmap`` is not provided.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ from chainrule.devices import np
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled
 from chainrule.ops.shape import Alias
 from chainrule.tensor import Tensor, wrap
+from chainrule.func_vmap import functional_call, stack_module_state, vmap
 
 __all__ = ["grad", "grad_and_value", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd",
-           "hessian", "hvp"]
+           "hessian", "hvp", "vmap", "functional_call", "stack_module_state"]
 
 _GRAD = "grad_and_value(f)(*args)"
 _VJP = "vjp(f, *primals)"
@@ -304,14 +308,6 @@ class _Linear:
         return [next(it) if u is not None else _zeros(o) for u, o in zip(self.us, self.outputs)]
 
 
-def _basis(t: Tensor) -> Any:
-    """Rows of the identity, each shaped like ``t`` (the one-hot tangents or cotangents)."""
-    from chainrule.creation import eye
-
-    n = t._data.size
-    return eye(n, dtype=t.dtype, device=t.device)._data.reshape((n,) + t._data.shape)
-
-
 # ---- reverse mode -------------------------------------------------------------------------------
 
 def grad_and_value(func: Callable, argnums: int | tuple[int, ...] = 0,
@@ -406,30 +402,49 @@ def vjp(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
 
 
 def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
-           chunk_size: int | None = None) -> Callable:
-    """A function returning the Jacobian of ``func``, one VJP per output element."""
+           chunk_size: int | None = None, _preallocate_and_copy: bool = False) -> Callable:
+    """A function returning the Jacobian of ``func``: the VJPs of every output element at once,
+    one backward pass of a batch of one-hot cotangents (``vmap``; ``chunk_size`` at a time)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from chainrule.ops.shape import stack
-
         with _Trace(func, args, kwargs, argnums, has_aux, _VJP) as tr:
             outs, spec = tr.outputs(_VJP)
             _check_floating_outputs(outs)
-            per_output = []
-            for o in outs:
-                rows: list[list] = [[] for _ in tr.inputs]
-                for e in _basis(o):
-                    grads = _grads([o], tr.inputs, [wrap(e)], tr.linked)
-                    for i, g in enumerate(grads):
-                        rows[i].append(g)
-                blocks = [stack(r).reshape(o.shape + x.shape) if r else _zeros_jac(o, x)
+            sizes = [o.numel() for o in outs]
+            total = sum(sizes)
+            if total == 0:
+                per_output = [tr.structure([_zeros_jac(o, x) for x in tr.inputs]) for o in outs]
+                jac = _unflatten(spec, per_output)
+                return (jac, tr.finish(tr.aux)) if has_aux else jac
+            bases = _bases(outs, sizes, total)
+
+            def pull(*cots):
+                return tuple(_grads(outs, tr.inputs, list(cots), tr.linked))
+
+            rows = vmap(pull, chunk_size=chunk_size)(*bases)
+            per_output, start = [], 0
+            for o, n in zip(outs, sizes):
+                blocks = [r[start:start + n].reshape(tuple(o.shape) + tuple(x.shape))
                           for r, x in zip(rows, tr.inputs)]
                 per_output.append(tr.structure(blocks))
+                start += n
             jac = _unflatten(spec, per_output)
             return (jac, tr.finish(tr.aux)) if has_aux else jac
 
     return wrapper
+
+
+def _bases(tensors: list, sizes: list, total: int) -> list:
+    """One-hot rows of the identity of size ``total``, split by tensor: tensor k's part has
+    shape ``(total,) + tensors[k].shape`` (the k-th block of columns)."""
+    out, start = [], 0
+    for t, n in zip(tensors, sizes):
+        block = np.zeros((total, n), dtype=t._data.dtype)
+        block[np.arange(start, start + n), np.arange(n)] = 1
+        out.append(wrap(block.reshape((total,) + tuple(t.shape))))
+        start += n
+    return out
 
 
 def _zeros_jac(o: Tensor, x: Tensor) -> Tensor:
@@ -479,13 +494,12 @@ def jvp(func: Callable, primals: tuple, tangents: tuple, *, strict: bool = False
 
 
 def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False, *,
-           randomness: str = "error") -> Callable:
-    """A function returning the Jacobian of ``func``, one JVP per input element."""
+           randomness: str = "error", chunk_size: int | None = None) -> Callable:
+    """A function returning the Jacobian of ``func``: the JVPs of every input element at once,
+    one reverse pass of a batch of one-hot tangents over the VJP graph (``vmap``)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from chainrule.ops.shape import stack
-
         nums = _argnums(argnums, len(args))
         for a in nums:
             for t in _flatten(args[a])[0]:
@@ -493,16 +507,27 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
                     _check_floating("primal", t)
         with _Trace(func, args, kwargs, argnums, has_aux, _JVP) as tr:
             outs, spec = tr.outputs(_JVP)
+            sizes = [x.numel() for x in tr.inputs]
+            total = sum(sizes)
+            if total == 0:
+                per_output = [tr.structure([_zeros_jac(o, x) for x in tr.inputs]) for o in outs]
+                jac = _unflatten(spec, per_output)
+                return (jac, tr.finish(tr.aux)) if has_aux else jac
             lin = _Linear(outs, tr.inputs, tr.scope)
-            cols: list[list[list]] = [[[] for _ in tr.inputs] for _ in outs]
-            for i, x in enumerate(tr.inputs):
-                for e in _basis(x):
-                    for j, c in enumerate(lin.push([i], [wrap(e)], tr.linked)):
-                        cols[j][i].append(c)
+            index = list(range(len(tr.inputs)))
+
+            def push(*tangents):
+                return tuple(lin.push(index, list(tangents), tr.linked))
+
+            cols = vmap(push, out_dims=-1, randomness=randomness,
+                        chunk_size=chunk_size)(*_bases(tr.inputs, sizes, total))
             per_output = []
-            for j, o in enumerate(outs):
-                blocks = [stack(c, -1).reshape(o.shape + x.shape) if c else _zeros_jac(o, x)
-                          for c, x in zip(cols[j], tr.inputs)]
+            for o, c in zip(outs, cols):
+                blocks, start = [], 0
+                for x, n in zip(tr.inputs, sizes):
+                    blocks.append(c[..., start:start + n].reshape(tuple(o.shape) +
+                                                                  tuple(x.shape)))
+                    start += n
                 per_output.append(tr.structure(blocks))
             jac = _unflatten(spec, per_output)
             return (jac, tr.finish(tr.aux)) if has_aux else jac
