@@ -213,11 +213,18 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         raise RuntimeError(_ITEM)
 
     def __bool__(self) -> bool:
-        agg = self._agg
-        if agg is not None and _internal_caller():
-            # a gate's own shortcut test (`if mask.any():` before extra work that is always
-            # correct): taken for the whole batch if it holds for any / all examples
-            return builtins.bool(getattr(_deep(self._p), agg)())
+        if self.size == 1 and _internal_caller():
+            # a gate's own test on its values (argument checks, shortcuts): one branch for
+            # the whole batch when every example takes it; `if mask.any():` before extra work
+            # that is always correct is taken if any example needs it
+            flat = _deep(self._p).reshape(-1)
+            if self._agg == "any":
+                return builtins.bool(flat.any())
+            if self._agg == "all":
+                return builtins.bool(flat.all())
+            first = builtins.bool(flat[0])
+            if builtins.bool((flat.astype(bool) == first).all()):
+                return first
         raise RuntimeError(_CONTROL)
 
     def __float__(self) -> float:
@@ -840,6 +847,11 @@ def _diff(lv, a, n=1, axis=-1, **kw):
     return _wrap(np.diff(_full(a, lv), n, axis=_axis1(axis, _ndim(a)), **kw), lv)
 
 
+@rule(np.unravel_index)
+def _unravel(lv, indices, shape, order="C"):
+    return tuple(_wrap(p, lv) for p in np.unravel_index(_full(indices, lv), shape, order))
+
+
 @rule(np.shape)
 def _np_shape(lv, a):
     return tuple(a.shape)
@@ -1318,10 +1330,38 @@ class _Namespace:
             raise NoBatchingRule("vmap: full() with a batched fill value has no batching rule")
         return self._make("full", shape, fill_value, dtype, **kw)
 
+    @property
+    def lib(self):
+        return _Lib(self._xp)
+
     def asarray(self, a, dtype=None, **kw):
         if isinstance(a, BatchedArray):
             return a if dtype is None else a.astype(dtype, copy=False)
         return self._xp.asarray(a, dtype=dtype, **kw)
+
+
+class _Lib:
+    """``xp.lib`` for batched arrays: strided views keep the batch axis (its own stride)."""
+
+    __slots__ = ("_xp",)
+
+    def __init__(self, xp) -> None:
+        self._xp = xp
+
+    def __getattr__(self, name: str):
+        return getattr(self._xp.lib, name)
+
+    @property
+    def stride_tricks(self):
+        return self
+
+    def as_strided(self, x, shape=None, strides=None, **kw):
+        if not isinstance(x, BatchedArray):
+            return self._xp.lib.stride_tricks.as_strided(x, shape, strides, **kw)
+        p = x._p
+        inner = namespace(p).lib if isinstance(p, BatchedArray) else self._xp.lib.stride_tricks
+        return BatchedArray(inner.as_strided(p, (p.shape[0],) + tuple(shape),
+                                             (p.strides[0],) + tuple(strides), **kw), x._lv)
 
 
 def namespace(a: BatchedArray):

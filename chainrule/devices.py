@@ -216,7 +216,8 @@ def asarray_on(a, like, dtype=None):
 def to_device(a, d):
     d = as_device(d)
     if d.type == "cpu":
-        if isinstance(a, (np.ndarray, np.generic)):
+        if isinstance(a, (np.ndarray, np.generic)) or (isinstance(a, _Batched) and
+                                                       is_cpu_array(a)):
             return a
         return a.get()
     cupy = xp(d)

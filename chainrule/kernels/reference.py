@@ -40,7 +40,7 @@ class Kernels:
 
     @staticmethod
     def sigmoid(x):
-        if np.ndim(x) == 0:  # a NumPy scalar: no array temporaries
+        if isinstance(x, (float, np.generic)):  # a NumPy scalar: no array temporaries
             return 1 / (1 + np.exp(-x)) if x >= 0 else np.exp(x) / (1 + np.exp(x))
         return either.sigmoid(x)
 
