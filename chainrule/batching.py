@@ -531,7 +531,7 @@ def _elementwise(lv, fn, inputs, kwargs, name: str, nout: int = 1):
         kwargs = dict(kwargs, where=_padded(where, nd))
     r = fn(*args, **kwargs)
     if out is not None:
-        return out
+        return outs[0] if len(outs) == 1 else tuple(outs)
     if nout > 1:
         return tuple(_wrap(p, lv) for p in r)
     return _wrap(r, lv)
@@ -593,6 +593,14 @@ def _matmul(lv, a, b, out=None, **kw):
             return _wrap(mm(p, b), lv)
         rows = p.reshape(-1, p.shape[-1])
         return _wrap(mm(rows, b).reshape(p.shape[:-1] + (b.shape[1],)), lv)
+    if mb and not ma and na == 2 and not isinstance(a, BatchedArray) and nb <= 2:
+        # one matrix times a batch of vectors / matrices: the batch joins the columns (one GEMM)
+        p = b._p
+        if nb == 1:
+            return _wrap(mm(p, a.T), lv)
+        size, k, m = p.shape
+        r = mm(a, p.transpose(1, 0, 2).reshape(k, size * m))
+        return _wrap(r.reshape(a.shape[0], size, m).transpose(1, 0, 2), lv)
     # general case: make the 1-d operands matrices, line up the stack axes, one stacked call
     pa = a._p if ma else a
     pb = b._p if mb else b
@@ -1333,6 +1341,11 @@ class _Namespace:
     @property
     def lib(self):
         return _Lib(self._xp)
+
+    def ascontiguousarray(self, a, dtype=None, **kw):
+        if isinstance(a, BatchedArray):
+            return _contig(a._lv, a, dtype)
+        return self._xp.ascontiguousarray(a, dtype=dtype, **kw)
 
     def asarray(self, a, dtype=None, **kw):
         if isinstance(a, BatchedArray):

@@ -26,19 +26,21 @@ class MatMul(Op):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
         a_nd, b_nd = len(a.shape), len(b.shape)
         if a_nd == 1 and b_nd == 1:
-            return g * b, g * a
+            return (g * b if need_a else None), (g * a if need_b else None)
         if a_nd == 1:  # (n) @ (..., n, m) -> (..., m)
-            ga = (b @ either.expand_dims(g, (-1,)))[..., 0]
-            gb = either.expand_dims(a, (-1,)) * either.expand_dims(g, (-2,))
+            ga = (b @ either.expand_dims(g, (-1,)))[..., 0] if need_a else None
+            gb = either.expand_dims(a, (-1,)) * either.expand_dims(g, (-2,)) if need_b else None
             return ga, gb
         if b_nd == 1:  # (..., n, m) @ (m) -> (..., n)
-            ga = either.expand_dims(g, (-1,)) * b
-            gb = (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0]
+            ga = either.expand_dims(g, (-1,)) * b if need_a else None
+            gb = (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0] \
+                if need_b else None
             return ga, gb
-        return (either.matmul(g, either.swapaxes(b, -1, -2)),
-                either.matmul(either.swapaxes(a, -1, -2), g))
+        return (either.matmul(g, either.swapaxes(b, -1, -2)) if need_a else None,
+                either.matmul(either.swapaxes(a, -1, -2), g) if need_b else None)
 
 
 class Einsum(Op):
