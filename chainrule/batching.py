@@ -1383,7 +1383,7 @@ def namespace(a: BatchedArray):
     return _Namespace(a, devices.xp_of(_deep(a._p)))
 
 
-# ---- gradients leaving a level --------------------------------------------------------------------
+# ---- gradients leaving a level -------------------------------------------------------------------
 def conform(g, shape):
     """Gradient ``g`` for a value of logical ``shape`` (a :class:`LevelShape` if that value was
     batched): summed over each level ``g`` is batched at that the value was not, unless that

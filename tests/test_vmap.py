@@ -145,7 +145,7 @@ def test_per_example_gradients_vmap_of_grad_for_every_registry_op(spec, shapes, 
         rest = list(shared)
         rest[first] = cr.tensor(ex[first])
         ts = [rest[i] for i in diff_pos]
-        expected.append(F.grad(lambda *t: loss(*t, rest=rest), argnums=tuple(
+        expected.append(F.grad(lambda *t, _r=rest: loss(*t, rest=_r), argnums=tuple(
             range(len(ts))))(*ts))
     batched = cr.tensor(np.stack([ex[first] for ex in examples]))
     ts = [batched if i == first else shared[i] for i in diff_pos]
@@ -166,4 +166,4 @@ def test_every_registry_op_is_covered() -> None:
             args = [cr.tensor(np.stack([a] * B)) if isinstance(a, np.ndarray) else a
                     for a in R.make_args(spec, spec.shapes[0])]
             with pytest.raises(RuntimeError):
-                F.vmap(lambda *a: spec.op(*a))(*args)
+                F.vmap(lambda *a, _s=spec: _s.op(*a))(*args)
