@@ -167,3 +167,19 @@ def test_every_registry_op_is_covered() -> None:
                     for a in R.make_args(spec, spec.shapes[0])]
             with pytest.raises(RuntimeError):
                 F.vmap(lambda *a, _s=spec: _s.op(*a))(*args)
+
+
+def test_the_examples_of_docs_func_md_run() -> None:
+    """Every ```python block of docs/func.md runs, in order, in one namespace (they assert)."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                        "func.md")
+    with open(path, encoding="utf-8") as f:
+        blocks = re.findall(r"^```python\n(.*?)^```", f.read(), flags=re.S | re.M)
+    assert len(blocks) >= 5
+    scope: dict = {}
+    for code in blocks:
+        exec(compile(code, path, "exec"), scope)  # noqa: S102  (our own documentation)
+    assert scope["per_sample"]["0.weight"].shape == (16, 8, 4)
