@@ -475,9 +475,12 @@ def _axes1(axis, nd: int):
 
 
 def _internal_caller() -> bool:
-    """Whether the code asking is a chainrule gate (not the user's function)."""
+    """Whether the code asking is a chainrule gate (not the user's function): the first frame
+    out of here and Tensor's own methods."""
     f = sys._getframe(2)
-    return f.f_globals.get("__name__", "").startswith("chainrule.")
+    while f is not None and f.f_globals.get("__name__") == "chainrule.tensor":
+        f = f.f_back
+    return f is not None and f.f_globals.get("__name__", "").startswith("chainrule.")
 
 
 def _caller_in(module: str, *functions: str) -> bool:
@@ -1089,11 +1092,6 @@ def _stack(lv, arrays, axis=0, out=None, dtype=None, casting="same_kind"):
     nd = _ndim(arrays[0]) + 1
     phys = [_full(a, lv) for a in arrays]
     return _wrap(np.stack(phys, _axis1(axis, nd), dtype=dtype, casting=casting), lv)
-
-
-@rule(np.vstack, np.hstack)
-def _hvstack(lv, tup, **kw):
-    raise NoBatchingRule("vmap: numpy.vstack/hstack have no batching rule; use concatenate")
 
 
 def _split(func):

@@ -137,10 +137,21 @@ def _broadcast_dims(dims: Any, tree: Any) -> list | None:
     return None
 
 
-def _spec_text(tree: Any) -> str:
-    from chainrule.func import _flatten, _spec_str
-
-    return _spec_str(_flatten(tree)[1])
+def _spec_text(tree: Any, indent: int = 0) -> str:
+    """A pytree's structure as torch's ``TreeSpec`` prints it (in vmap's error messages)."""
+    if isinstance(tree, (tuple, list)):
+        kind, context, children = type(tree).__name__, None, list(tree)
+    elif isinstance(tree, dict):
+        kind, context, children = "dict", list(tree), list(tree.values())
+    else:
+        return "*"
+    text = f"TreeSpec({kind}, {context}, ["
+    if children:
+        indent += 2
+        text += _spec_text(children[0], indent)
+        text += "," if len(children) > 1 else ""
+        text += ",".join("\n" + " " * indent + _spec_text(c, indent) for c in children[1:])
+    return text + "])"
 
 
 def _valid_dims(dims: Any) -> bool:

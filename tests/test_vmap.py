@@ -183,3 +183,207 @@ def test_the_examples_of_docs_func_md_run() -> None:
     for code in blocks:
         exec(compile(code, path, "exec"), scope)  # noqa: S102  (our own documentation)
     assert scope["per_sample"]["0.weight"].shape == (16, 8, 4)
+
+
+# ---- semantics against torch.func ---------------------------------------------------------------
+def _t(a):
+    torch = pytest.importorskip("torch")
+    return torch.tensor(np.asarray(a, dtype=np.float64))
+
+
+def _c(a):
+    return cr.tensor(np.asarray(a, dtype=np.float64))
+
+
+def _same(ours, ref, atol=1e-10) -> None:
+    if isinstance(ours, (tuple, list)):
+        assert isinstance(ref, (tuple, list)) and len(ours) == len(ref)
+        for a, b in zip(ours, ref):
+            _same(a, b, atol)
+        return
+    if isinstance(ours, dict):
+        assert set(ours) == set(ref)
+        for k in ours:
+            _same(ours[k], ref[k], atol)
+        return
+    np.testing.assert_allclose(np.asarray(ours.detach()), ref.detach().numpy(), atol=atol,
+                               rtol=1e-9)
+
+
+def _arr(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def test_in_dims_out_dims_pytrees_none_and_negative_dims_match_torch() -> None:
+    torch = pytest.importorskip("torch")
+    a, b, c = _arr(3, 4), _arr(3, 4, seed=1), _arr(2, 3, seed=2)
+
+    def f(m, d, s):
+        return {"x": (d["p"] * s).sum(-1), "y": d["q"] @ s}, d["q"].sum()
+
+    def run(m, conv):
+        return m.func.vmap(lambda d, s: f(m, d, s), in_dims=({"p": 1, "q": None}, -1),
+                           out_dims=({"x": -1, "y": 0}, None))(
+            {"p": conv(a), "q": conv(c)}, conv(b))
+
+    _same(run(cr, _c), run(torch, _t))
+
+
+def test_nested_vmaps_and_chunk_size_match_torch() -> None:
+    torch = pytest.importorskip("torch")
+    x, y = _arr(3, 4, 5), _arr(5, 2, seed=1)
+
+    def run(m, conv, chunk):
+        inner = m.func.vmap(lambda r, w: (r @ w).tanh().sum(), in_dims=(0, None))
+        return m.func.vmap(inner, in_dims=(1, None), chunk_size=chunk)(conv(x), conv(y))
+
+    for chunk in (None, 1, 3):
+        _same(run(cr, _c, chunk), run(torch, _t, None))
+
+
+@pytest.mark.parametrize("case", ["vmap_grad", "grad_vmap", "jacrev_jacrev", "vmap_jacfwd",
+                                  "vmap_hessian", "jacfwd_vmap", "vmap_vjp", "vmap_jvp",
+                                  "vmap_vmap_grad", "grad_vmap_captured"])
+def test_transforms_compose_with_vmap_in_any_order_like_torch(case) -> None:
+    torch = pytest.importorskip("torch")
+    x, w, v = _arr(4, 3), _arr(3, 2, seed=1), _arr(4, 3, seed=2)
+
+    def f(m, a, w):
+        return (m.tanh(a @ w) * a.sum()).sum()
+
+    def g(m, a):
+        return m.sin(a) * a.sum()
+
+    def run(m, conv):
+        F_ = m.func
+        X, W, V = conv(x), conv(w), conv(v)
+        if case == "vmap_grad":
+            return F_.vmap(F_.grad(lambda a, w: f(m, a, w), argnums=(0, 1)),
+                           in_dims=(0, None))(X, W)
+        if case == "grad_vmap":
+            return F_.grad(lambda w: F_.vmap(lambda a: f(m, a, w))(X).sum())(W)
+        if case == "jacrev_jacrev":
+            return F_.jacrev(F_.jacrev(lambda a: g(m, a)))(X[0])
+        if case == "vmap_jacfwd":
+            return F_.vmap(F_.jacfwd(lambda a: g(m, a)))(X)
+        if case == "vmap_hessian":
+            return F_.vmap(F_.hessian(lambda a: f(m, a, W)))(X)
+        if case == "jacfwd_vmap":
+            return F_.jacfwd(lambda a: F_.vmap(lambda r: g(m, r))(a))(X)
+        if case == "vmap_vjp":
+            return F_.vmap(lambda a, u: F_.vjp(lambda z: g(m, z), a)[1](u)[0])(X, V)
+        if case == "vmap_jvp":
+            return F_.vmap(lambda a, u: F_.jvp(lambda z: g(m, z), (a,), (u,))[1])(X, V)
+        if case == "vmap_vmap_grad":
+            return F_.vmap(F_.vmap(F_.grad(lambda s, w: (s * w).sum() ** 2),
+                                   in_dims=(0, None)), in_dims=(None, 0))(X[0], V)
+        # a weight captured from outside the vmap gets the sum over the batch
+        return F_.grad(lambda w: F_.vmap(lambda a: (a * w[:, 0]).tanh().sum())(X).sum())(W)
+
+    _same(run(cr, _c), run(torch, _t), atol=1e-9)
+
+
+def test_per_sample_gradients_of_a_cnn_match_torch() -> None:
+    torch = pytest.importorskip("torch")
+
+    def build(m):
+        return m.nn.Sequential(m.nn.Conv2d(1, 3, 3, padding=1), m.nn.ReLU(), m.nn.MaxPool2d(2),
+                               m.nn.Flatten(), m.nn.Linear(12, 4)).double()
+
+    cm, tm = build(cr), build(torch)
+    for p, q in zip(cm.parameters(), tm.parameters()):
+        q.data = torch.from_numpy(p.detach().numpy().copy())
+    X, y = _arr(5, 1, 4, 4, seed=3), np.array([0, 3, 1, 2, 3])
+
+    def loss(m, model, p, x, t):
+        out = m.func.functional_call(model, p, (x.unsqueeze(0),))
+        return m.nn.functional.cross_entropy(out, t.unsqueeze(0))
+
+    ours = F.vmap(F.grad(lambda p, x, t: loss(cr, cm, p, x, t)), in_dims=(None, 0, 0))(
+        {k: v.detach() for k, v in cm.named_parameters()}, _c(X), cr.tensor(y))
+    ref = torch.func.vmap(torch.func.grad(lambda p, x, t: loss(torch, tm, p, x, t)),
+                          in_dims=(None, 0, 0))(
+        {k: v.detach() for k, v in tm.named_parameters()}, _t(X), torch.tensor(y))
+    _same(ours, ref, atol=1e-9)
+
+
+def test_functional_call_swaps_parameters_and_buffers_and_restores_them() -> None:
+    bn = cr.nn.Sequential(cr.nn.Linear(3, 2), cr.nn.BatchNorm1d(2))
+    before = dict(bn.named_parameters()) | dict(bn.named_buffers())
+    w = cr.ones(2, 3)
+    out = F.functional_call(bn.eval(), {"0.weight": w, "1.running_mean": cr.ones(2)},
+                            (cr.ones(4, 3),))
+    assert out.shape == (4, 2)
+    expected = (cr.ones(4, 3) @ w.T + bn[0].bias - 1) / (1 + 1e-5) ** 0.5
+    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), atol=1e-5)
+    after = dict(bn.named_parameters()) | dict(bn.named_buffers())
+    assert all(after[k] is v for k, v in before.items())  # put back
+    with pytest.raises(ValueError, match="appeared in multiple dictionaries"):
+        F.functional_call(bn, ({"0.weight": w}, {"0.weight": w}), (cr.ones(1, 3),))
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        F.functional_call(bn, {"nope": w}, (cr.ones(1, 3),), strict=True)
+
+
+def test_stack_module_state_matches_torch() -> None:
+    models = [cr.nn.Linear(3, 2) for _ in range(4)]
+    params, buffers = F.stack_module_state(models)
+    assert set(params) == {"weight", "bias"} and buffers == {}
+    assert params["weight"].shape == (4, 2, 3) and params["weight"].requires_grad
+    np.testing.assert_array_equal(params["bias"][2].detach().numpy(),
+                                  models[2].bias.detach().numpy())
+    with pytest.raises(RuntimeError, match="at least one model"):
+        F.stack_module_state([])
+
+
+@pytest.mark.parametrize("case", [
+    lambda m, T: m.func.vmap(lambda a: a)(3.0),
+    lambda m, T: m.func.vmap(lambda a: a, in_dims=None)(T),
+    lambda m, T: m.func.vmap(lambda a, b: a)(T, m.ones(4)),
+    lambda m, T: m.func.vmap(lambda a: a, in_dims=2)(T),
+    lambda m, T: m.func.vmap(lambda a: a, in_dims=(0, 0))(T),
+    lambda m, T: m.func.vmap(lambda a: 3.0)(T),
+    lambda m, T: m.func.vmap(lambda a: a, out_dims=3)(T),
+    lambda m, T: m.func.vmap(lambda a: a, out_dims=None)(T),
+    lambda m, T: m.func.vmap(lambda a: a, in_dims="a")(T),
+    lambda m, T: m.func.vmap(lambda a: a.sum().item())(T),
+    lambda m, T: m.func.vmap(lambda a: float(a.sum()))(T),
+    lambda m, T: m.func.vmap(lambda a: a if a.sum() > 0 else -a)(T),
+    lambda m, T: m.func.vmap(lambda a: m.ones(2, dtype=m.float64).mul_(a))(T),
+    lambda m, T: m.func.vmap(lambda a: a, randomness="x")(T),
+    lambda m, T: m.func.vmap(lambda a: a, chunk_size=0)(T),
+    lambda m, T: m.func.vmap(lambda a: a)(T[0, 0]),
+    lambda m, T: m.func.vmap(lambda a: a)(),
+    lambda m, T: m.func.vmap(lambda a: a, in_dims=(0,))(T, T),
+    lambda m, T: m.func.vmap(lambda a: a.nonzero())(T),
+])
+def test_vmap_errors_match_torch_func_word_for_word(case) -> None:
+    torch = pytest.importorskip("torch")
+    try:
+        case(torch, torch.ones(3, 2, dtype=torch.float64))
+    except Exception as e:  # noqa: BLE001
+        expected = (type(e), str(e))
+    else:
+        raise AssertionError("torch did not raise")
+    with pytest.raises(expected[0]) as info:
+        case(cr, cr.ones(3, 2, dtype=cr.float64))
+    assert str(info.value).replace("chainrule", "torch") == expected[1]
+
+
+def test_an_op_without_a_batching_rule_names_itself() -> None:
+    with pytest.raises(RuntimeError, match="vmap: .*numpy.*has no batching rule"):
+        F.vmap(lambda a: cr.tensor(np.vstack([a._data, a._data])))(cr.ones(3, 2))
+
+
+def test_jacobians_with_chunk_size_and_many_outputs_match_torch() -> None:
+    torch = pytest.importorskip("torch")
+    x, y = _arr(5), _arr(3, seed=1)
+
+    def f(m, a, b):
+        return {"u": m.sin(a) * b.sum(), "v": (a[:3] * b).exp()}
+
+    for chunk in (None, 2):
+        for jac in ("jacrev", "jacfwd"):
+            ours = getattr(F, jac)(lambda a, b: f(cr, a, b), (0, 1), chunk_size=chunk)(
+                _c(x), _c(y))
+            ref = torch.func.jacrev(lambda a, b: f(torch, a, b), (0, 1))(_t(x), _t(y))
+            _same(ours, ref)
