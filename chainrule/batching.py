@@ -594,16 +594,16 @@ def _matmul(lv, a, b, out=None, **kw):
         p = a._p
         if na == 1:
             return _wrap(mm(p, b), lv)
-        rows = p.reshape(-1, p.shape[-1])
-        return _wrap(mm(rows, b).reshape(p.shape[:-1] + (b.shape[1],)), lv)
+        if p.size < 1 << 16 and not isinstance(p, BatchedArray):
+            rows = p.reshape(-1, p.shape[-1])
+            return _wrap(mm(rows, b).reshape(p.shape[:-1] + (b.shape[1],)), lv)
+        return _wrap(mm(p, b), lv)  # large stacks: NumPy's own loop of GEMMs is faster
     if mb and not ma and na == 2 and not isinstance(a, BatchedArray) and nb <= 2:
         # one matrix times a batch of vectors / matrices: the batch joins the columns (one GEMM)
         p = b._p
         if nb == 1:
             return _wrap(mm(p, a.T), lv)
-        size, k, m = p.shape
-        r = mm(a, p.transpose(1, 0, 2).reshape(k, size * m))
-        return _wrap(r.reshape(a.shape[0], size, m).transpose(1, 0, 2), lv)
+        return _wrap(mm(a, p), lv)  # batch-first result; NumPy loops over the batch
     # general case: make the 1-d operands matrices, line up the stack axes, one stacked call
     pa = a._p if ma else a
     pb = b._p if mb else b

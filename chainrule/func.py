@@ -411,28 +411,36 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
         with _Trace(func, args, kwargs, argnums, has_aux, _VJP) as tr:
             outs, spec = tr.outputs(_VJP)
             _check_floating_outputs(outs)
-            sizes = [o.numel() for o in outs]
-            total = sum(sizes)
-            if total == 0:
-                per_output = [tr.structure([_zeros_jac(o, x) for x in tr.inputs]) for o in outs]
-                jac = _unflatten(spec, per_output)
-                return (jac, tr.finish(tr.aux)) if has_aux else jac
-            bases = _bases(outs, sizes, total)
-
-            def pull(*cots):
-                return tuple(_grads(outs, tr.inputs, list(cots), tr.linked))
-
-            rows = vmap(pull, chunk_size=chunk_size)(*bases)
-            per_output, start = [], 0
-            for o, n in zip(outs, sizes):
-                blocks = [r[start:start + n].reshape(tuple(o.shape) + tuple(x.shape))
-                          for r, x in zip(rows, tr.inputs)]
-                per_output.append(tr.structure(blocks))
-                start += n
-            jac = _unflatten(spec, per_output)
+            jac = _reverse_jacobian(tr, outs, spec, chunk_size)
             return (jac, tr.finish(tr.aux)) if has_aux else jac
 
     return wrapper
+
+
+def _reverse_jacobian(tr: _Trace, outs: list, spec: Any, chunk_size: int | None) -> Any:
+    """The Jacobian of ``outs`` w.r.t. the trace's inputs: one backward pass of the batch of
+    one-hot cotangents (every output element's row at once)."""
+    sizes = [o.numel() for o in outs]
+    total = sum(sizes)
+    if total == 0:
+        return _unflatten(spec, [tr.structure([_zeros_jac(o, x) for x in tr.inputs])
+                                 for o in outs])
+    bases = _bases(outs, sizes, total)
+
+    def pull(*cots):
+        return tuple(_grads(outs, tr.inputs, list(cots), tr.linked))
+
+    if total == 1:  # one output element: one plain backward pass, nothing to batch
+        rows = [g.unsqueeze(0) for g in pull(*[b[0] for b in bases])]
+    else:
+        rows = vmap(pull, chunk_size=chunk_size)(*bases)
+    per_output, start = [], 0
+    for o, n in zip(outs, sizes):
+        blocks = [r[start:start + n].reshape(tuple(o.shape) + tuple(x.shape))
+                  for r, x in zip(rows, tr.inputs)]
+        per_output.append(tr.structure(blocks))
+        start += n
+    return _unflatten(spec, per_output)
 
 
 def _bases(tensors: list, sizes: list, total: int) -> list:
@@ -509,6 +517,12 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             outs, spec = tr.outputs(_JVP)
             sizes = [x.numel() for x in tr.inputs]
             total = sum(sizes)
+            if sum(o.numel() for o in outs) < total and all(
+                    o._data.dtype.kind in FLOAT_KINDS for o in outs):
+                # fewer output than input elements: the same matrix from one batched
+                # backward pass (forward mode here is itself two reverse passes)
+                jac = _reverse_jacobian(tr, outs, spec, chunk_size)
+                return (jac, tr.finish(tr.aux)) if has_aux else jac
             if total == 0:
                 per_output = [tr.structure([_zeros_jac(o, x) for x in tr.inputs]) for o in outs]
                 jac = _unflatten(spec, per_output)
@@ -519,8 +533,12 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             def push(*tangents):
                 return tuple(lin.push(index, list(tangents), tr.linked))
 
-            cols = vmap(push, out_dims=-1, randomness=randomness,
-                        chunk_size=chunk_size)(*_bases(tr.inputs, sizes, total))
+            bases = _bases(tr.inputs, sizes, total)
+            if total == 1:  # one input element: one pass, nothing to batch
+                cols = [c.unsqueeze(-1) for c in push(*[b[0] for b in bases])]
+            else:
+                cols = vmap(push, out_dims=-1, randomness=randomness,
+                            chunk_size=chunk_size)(*bases)
             per_output = []
             for o, c in zip(outs, cols):
                 blocks, start = [], 0
@@ -536,8 +554,11 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
 
 
 def hessian(func: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
-    """A function returning the Hessian of ``func``: ``jacfwd(jacrev(func))``, as torch does."""
-    return jacfwd(jacrev(func, argnums), argnums)
+    """A function returning the Hessian of ``func``: ``jacrev(jacrev(func))``, the same matrix
+    as torch's ``jacfwd(jacrev(func))``. Here forward mode is itself two reverse passes (the
+    double VJP), so reverse over reverse is the cheaper order: one batched backward pass
+    through the gradient's graph."""
+    return jacrev(jacrev(func, argnums), argnums)
 
 
 def hvp(func: Callable, primals: Any, tangents: Any = None) -> tuple:
