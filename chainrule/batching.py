@@ -129,10 +129,10 @@ _DTYPES: dict = {}
 def _own_dtype(dt):
     """An equal copy of ``dt``: the engine conforms a gradient whose dtype is not *identical*
     to its target's, which makes it call :func:`conform` for every batched gradient."""
-    own = _DTYPES.get(dt)
-    if own is None:
-        own = _DTYPES[dt] = np.dtype(dt, copy=True)
-    return own
+    entry = _DTYPES.get(id(dt))  # by identity: hashing a dtype is slow
+    if entry is None or entry[0] is not dt:
+        entry = _DTYPES[id(dt)] = (dt, np.dtype(dt, copy=True))
+    return entry[1]
 
 
 class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
@@ -594,15 +594,17 @@ def _matmul(lv, a, b, out=None, **kw):
         p = a._p
         if na == 1:
             return _wrap(mm(p, b), lv)
-        if p.size < 1 << 16 and not isinstance(p, BatchedArray):
-            rows = p.reshape(-1, p.shape[-1])
+        if not isinstance(p, BatchedArray) and (p.shape[-2] <= 16 or p.size < 1 << 16):
+            rows = p.reshape(-1, p.shape[-1])  # few rows per example: all rows in one GEMM
             return _wrap(mm(rows, b).reshape(p.shape[:-1] + (b.shape[1],)), lv)
-        return _wrap(mm(p, b), lv)  # large stacks: NumPy's own loop of GEMMs is faster
+        return _wrap(mm(p, b), lv)  # many rows each: NumPy's own loop of GEMMs is faster
     if mb and not ma and na == 2 and not isinstance(a, BatchedArray) and nb <= 2:
         # one matrix times a batch of vectors / matrices: the batch joins the columns (one GEMM)
         p = b._p
         if nb == 1:
             return _wrap(mm(p, a.T), lv)
+        if p.shape[-1] == 1:  # a batch of columns: one GEMM
+            return _wrap(mm(p[..., 0], a.T)[..., None], lv)
         return _wrap(mm(a, p), lv)  # batch-first result; NumPy loops over the batch
     # general case: make the 1-d operands matrices, line up the stack axes, one stacked call
     pa = a._p if ma else a
