@@ -114,6 +114,23 @@ def current_levels() -> tuple:
     return _tls.levels
 
 
+def check_random() -> None:
+    """A random op inside vmap: torch.func's error in randomness="error" mode; "same" draws
+    once for the whole batch (what a plain draw does); "different" is not implemented."""
+    modes = {lv.randomness for lv in _tls.levels}
+    if "error" in modes:
+        raise RuntimeError(
+            "vmap: called random operation while in randomness error mode. Please either use "
+            "the 'same' or 'different' randomness flags on vmap or perform the randomness "
+            "operation out of vmap"
+        )
+    if "different" in modes:
+        raise NotImplementedError(
+            "vmap: randomness='different' (an independent draw per example) is not supported "
+            "by chainrule yet; use randomness='same' or draw outside vmap"
+        )
+
+
 # ---- the array ----------------------------------------------------------------------------------
 class LevelShape(tuple):
     """A batched array's logical shape, which also names the levels it is batched at: the

@@ -66,7 +66,7 @@ KNOWN_GAPS = {
 
 def _gap(spec):
     return pytest.mark.xfail(spec.name in KNOWN_GAPS, reason="no batching rule yet",
-                             raises=(RuntimeError, AttributeError, AssertionError))
+                             raises=(RuntimeError, AttributeError, AssertionError, ValueError))
 
 
 def _params(pred):
@@ -355,6 +355,8 @@ def test_stack_module_state_matches_torch() -> None:
     lambda m, T: m.func.vmap(lambda a: a)(),
     lambda m, T: m.func.vmap(lambda a: a, in_dims=(0,))(T, T),
     lambda m, T: m.func.vmap(lambda a: a.nonzero())(T),
+    lambda m, T: m.func.vmap(lambda a: a + m.randn(2, dtype=m.float64))(T),
+    lambda m, T: m.func.vmap(lambda a: m.nn.functional.dropout(a, 0.5))(T),
 ])
 def test_vmap_errors_match_torch_func_word_for_word(case) -> None:
     torch = pytest.importorskip("torch")
@@ -387,3 +389,12 @@ def test_jacobians_with_chunk_size_and_many_outputs_match_torch() -> None:
                 _c(x), _c(y))
             ref = torch.func.jacrev(lambda a, b: f(torch, a, b), (0, 1))(_t(x), _t(y))
             _same(ours, ref)
+
+
+def test_randomness_same_draws_once_for_the_batch() -> None:
+    x = cr.zeros(4, 3)
+    cr.manual_seed(0)
+    out = F.vmap(lambda a: a + cr.rand(3), randomness="same")(x)
+    assert np.allclose(out.numpy(), out.numpy()[0])
+    with pytest.raises(NotImplementedError, match="different"):
+        F.vmap(lambda a: a + cr.rand(3), randomness="different")(x)
