@@ -422,6 +422,14 @@ def is_batched(x) -> bool:
     return isinstance(x, BatchedArray)
 
 
+def map_batched(fn, x):
+    """``fn`` (an elementwise function of plain arrays) on a batched array: one call on the
+    physical array, under any number of levels."""
+    if isinstance(x, BatchedArray):
+        return BatchedArray(map_batched(fn, x._p), x._lv)
+    return fn(x)
+
+
 def _top(*groups) -> Level:
     """The highest level among the batched arrays in ``groups`` (iterables, lists nested once)."""
     best = None
@@ -940,6 +948,18 @@ def _where(lv, cond, x=None, y=None):
     if x is None and y is None:
         raise RuntimeError(_DYNAMIC.format(name="nonzero"))
     return _elementwise(lv, np.where, (cond, x, y), {}, "where")
+
+
+def _unary_rule(func):
+    def r(lv, x, out=None):
+        return _elementwise(lv, func, (x,), {} if out is None else {"out": out},
+                            func.__name__)
+
+    return r
+
+
+for _f in (np.isneginf, np.isposinf, np.real_if_close, np.sinc, np.i0):
+    _FUNCS[_f] = _unary_rule(_f)
 
 
 @rule(np.clip)

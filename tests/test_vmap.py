@@ -398,3 +398,91 @@ def test_randomness_same_draws_once_for_the_batch() -> None:
     assert np.allclose(out.numpy(), out.numpy()[0])
     with pytest.raises(NotImplementedError, match="different"):
         F.vmap(lambda a: a + cr.rand(3), randomness="different")(x)
+
+
+def test_a_batched_tensor_prints_as_torch_prints_it() -> None:
+    torch = pytest.importorskip("torch")
+    shown = {}
+
+    def grab(key):
+        def f(a):
+            shown[key] = repr(a)
+            return a
+        return f
+
+    F.vmap(grab("c1"))(cr.ones(2, 3))
+    torch.func.vmap(grab("t1"))(torch.ones(2, 3))
+    F.vmap(F.vmap(grab("c2")))(cr.ones(2, 3))
+    torch.func.vmap(torch.func.vmap(grab("t2")))(torch.ones(2, 3))
+    assert shown["c1"] == shown["t1"] and shown["c2"] == shown["t2"]
+
+
+# nn.functional layers beyond the registry, each on one example (vmap adds the batch)
+_LAYERS = {
+    "linear": (lambda m, x, w, b: m.nn.functional.linear(x, w, b), [(3, 4), (5, 4), (5,)]),
+    "conv1d": (lambda m, x, w: m.nn.functional.conv1d(x, w, padding=1), [(1, 2, 6), (3, 2, 3)]),
+    "conv2d": (lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, stride=2, padding=1),
+               [(1, 2, 5, 6), (4, 2, 3, 3), (4,)]),
+    "conv2d(groups)": (lambda m, x, w: m.nn.functional.conv2d(x, w, groups=2),
+                       [(1, 4, 5, 5), (4, 2, 3, 3)]),
+    "conv_transpose2d": (lambda m, x, w: m.nn.functional.conv_transpose2d(x, w, stride=2),
+                         [(1, 3, 3, 4), (3, 2, 2, 2)]),
+    "max_pool2d": (lambda m, x: m.nn.functional.max_pool2d(x, 2), [(1, 2, 6, 6)]),
+    "avg_pool2d": (lambda m, x: m.nn.functional.avg_pool2d(x, 3, 2, 1), [(1, 2, 6, 5)]),
+    "adaptive_avg_pool2d": (lambda m, x: m.nn.functional.adaptive_avg_pool2d(x, (2, 3)),
+                            [(1, 2, 5, 7)]),
+    "layer_norm": (lambda m, x, w, b: m.nn.functional.layer_norm(x, (4,), w, b),
+                   [(3, 4), (4,), (4,)]),
+    "group_norm": (lambda m, x: m.nn.functional.group_norm(x, 2), [(1, 4, 3)]),
+    "batch_norm(eval)": (lambda m, x, mu, var: m.nn.functional.batch_norm(
+        x, mu, var.abs() + 0.5, training=False), [(2, 3), (3,), (3,)]),
+    "cross_entropy": (lambda m, x: m.nn.functional.cross_entropy(
+        x, m.tensor([1, 0, 3])), [(3, 4)]),
+    "nll_loss": (lambda m, x: m.nn.functional.nll_loss(
+        m.nn.functional.log_softmax(x, -1), m.tensor([2, 0])), [(2, 3)]),
+    "mse_loss": (lambda m, x, y: m.nn.functional.mse_loss(x, y), [(3, 2), (3, 2)]),
+    "bce_with_logits": (lambda m, x, y: m.nn.functional.binary_cross_entropy_with_logits(
+        x, y.sigmoid()), [(4,), (4,)]),
+    "gelu": (lambda m, x: m.nn.functional.gelu(x), [(3, 4)]),
+    "silu": (lambda m, x: m.nn.functional.silu(x), [(3, 4)]),
+    "elu": (lambda m, x: m.nn.functional.elu(x), [(3, 4)]),
+    "leaky_relu": (lambda m, x: m.nn.functional.leaky_relu(x, 0.1), [(3, 4)]),
+    "dropout(eval)": (lambda m, x: m.nn.functional.dropout(x, 0.5, training=False), [(3,)]),
+    "embedding": (lambda m, w: m.nn.functional.embedding(m.tensor([[1, 0], [3, 3]]), w),
+                  [(4, 3)]),
+    "normalize": (lambda m, x: m.nn.functional.normalize(x, dim=-1), [(2, 3)]),
+    "cosine_similarity": (lambda m, x, y: m.nn.functional.cosine_similarity(x, y), [(2, 3),
+                                                                                   (2, 3)]),
+    "attention": (lambda m, q, k, v: m.nn.functional.scaled_dot_product_attention(q, k, v),
+                  [(2, 3, 4), (2, 5, 4), (2, 5, 4)]),
+    "interpolate": (lambda m, x: m.nn.functional.interpolate(x, scale_factor=2,
+                                                             mode="bilinear"), [(1, 2, 3, 3)]),
+    "pad(reflect)": (lambda m, x: m.nn.functional.pad(x, (1, 2), mode="reflect"),
+                     [(1, 2, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LAYERS))
+def test_nn_functional_layers_under_vmap_values_and_per_example_gradients(name) -> None:
+    """vmap over examples equals the per-example loop, and so do the gradients of a weighted
+    sum of the outputs w.r.t. every input (grad(vmap))."""
+    fn, shapes = _LAYERS[name]
+    rng = np.random.default_rng(0)
+    data = [rng.uniform(-1.5, 1.5, (B,) + s) for s in shapes]
+    cot = None
+    expected, grads = [], []
+    for b in range(B):
+        xs = [cr.tensor(d[b], requires_grad=True) for d in data]
+        out = fn(cr, *xs)
+        if cot is None:
+            cot = rng.standard_normal((B,) + tuple(out.shape))
+        (out * cr.tensor(cot[b])).sum().backward()
+        expected.append(out.detach().numpy())
+        grads.append([np.zeros(x.shape) if x.grad is None else x.grad.numpy() for x in xs])
+    xs = [cr.tensor(d, requires_grad=True) for d in data]
+    out = F.vmap(lambda *a: fn(cr, *a))(*xs)
+    _close(out.detach(), np.stack(expected), name)
+    (out * cr.tensor(cot)).sum().backward()
+    for j, x in enumerate(xs):
+        have = np.zeros(x.shape) if x.grad is None else x.grad.numpy()
+        _close(have, np.stack([g[j] for g in grads]), f"{name} gradient {j}")
