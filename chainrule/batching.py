@@ -422,6 +422,27 @@ def is_batched(x) -> bool:
     return isinstance(x, BatchedArray)
 
 
+def copy_for(x, *values):
+    """A copy of array ``x`` to write ``values`` into: batched like them if they are (an
+    out-of-place scatter of batched values into a shared array makes a batched result)."""
+    lv = _top(values)
+    if lv is None or _mine(x, lv):
+        return x.copy()
+    out = namespace(next(v for v in values if _mine(v, lv))).empty(_shape(x), x.dtype)
+    out[...] = x
+    return out
+
+
+def index_plain(arr, key):
+    """``arr[key]`` for a plain array ``arr`` whose key may hold batched index arrays (NumPy
+    cannot be asked to: the result is batched like the key)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    lv = _top(parts)
+    if lv is None:
+        return arr[key]
+    return _index_unbatched(arr, key, lv)
+
+
 def map_batched(fn, x):
     """``fn`` (an elementwise function of plain arrays) on a batched array: one call on the
     physical array, under any number of levels."""

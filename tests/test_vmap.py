@@ -52,20 +52,13 @@ def _batched_case(spec, shapes, kw):
     return stacked, list(got), args, tensor_pos, examples
 
 
-# Ops whose gates do what vmap cannot batch yet (each raises an error naming the gate):
-# indexing a plain array with batched indices inside the pooling/unpooling gates, masks whose
-# size depends on the values, in-place scatter into a plain buffer, matmul's empty-size path.
-KNOWN_GAPS = {
-    "x[x > 0]", "max_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-    "adaptive_max_pool3d", "fractional_max_pool2d", "fractional_max_pool3d", "max_unpool1d",
-    "max_unpool2d", "max_unpool3d", "lp_pool1d", "lp_pool2d", "local_response_norm",
-    "embedding_bag", "embedding_bag(per_sample_weights)", "linear_cross_entropy", "conv_tbc",
-    "instance_norm(affine)", "conv3d", "conv3d(same)",
-}
+# Ops vmap cannot batch: a boolean mask of batched values selects a different number of
+# elements per example (torch.func refuses it too: dynamic shapes).
+KNOWN_GAPS = {"x[x > 0]"}
 
 
 def _gap(spec):
-    return pytest.mark.xfail(spec.name in KNOWN_GAPS, reason="no batching rule yet",
+    return pytest.mark.xfail(spec.name in KNOWN_GAPS, reason="output size depends on the values",
                              raises=(RuntimeError, AttributeError, AssertionError, ValueError))
 
 
@@ -486,3 +479,8 @@ def test_nn_functional_layers_under_vmap_values_and_per_example_gradients(name) 
     for j, x in enumerate(xs):
         have = np.zeros(x.shape) if x.grad is None else x.grad.numpy()
         _close(have, np.stack([g[j] for g in grads]), f"{name} gradient {j}")
+
+
+def test_a_mask_of_batched_values_is_refused_like_torch() -> None:
+    with pytest.raises(RuntimeError, match="dynamic shape"):
+        F.vmap(lambda a: a[a > 0])(cr.tensor([[1.0, -1.0], [2.0, 3.0]]))
