@@ -18,11 +18,13 @@ Every transform is a thin layer over one reverse-mode entry point, ``cr.autograd
   ``v``. ``jvp`` is thus one backward-with-graph plus one reverse pass over the linear VJP
   graph, and works for every op in the registry without per-op JVP rules (a dual-number
   design would need a second rule for each op and a second place for it to be wrong).
-  ``jacfwd`` builds the VJP graph once and reverses it once per input element (tangent basis);
-  ``jacrev`` runs one VJP per output element. ``hessian = jacfwd(jacrev(f))`` as in torch.
+  ``jacfwd`` builds the VJP graph once and reverses it for the whole tangent basis at once
+  (a vmapped batch); ``jacrev`` pushes the whole cotangent basis through one backward pass.
+  Since forward mode is two reverse passes here, ``jacfwd`` of a wide Jacobian takes the one
+  reverse pass, and ``hessian`` is ``jacrev(jacrev(f))`` (the matrix of torch's
+  ``jacfwd(jacrev(f))``).
 * ``hvp`` is reverse-over-reverse (``H v = d<grad f, v>/dx``, H symmetric): one gradient with
   graph plus one reverse pass over it, never forming H.
-
 * ``vmap`` (:mod:`chainrule.func_vmap`, :mod:`chainrule.batching`) runs a function once on a
   whole batch; ``jacrev`` and ``jacfwd`` use it to push all their one-hot cotangents / tangents
   through the graph in one pass (``chunk_size`` at a time).
