@@ -43,6 +43,18 @@ __all__ = ["BatchedArray", "Level", "push_level", "pop_level", "current_levels",
            "batch", "unbatch", "NoBatchingRule"]
 
 
+class _Hooks:
+    """What this module needs from the rest of chainrule, filled in by those modules when
+    they load (this one imports nothing of chainrule's: the engine and devices import it)."""
+
+    matmul = staticmethod(np.matmul)          # chainrule.kernels.matmul.matmul
+    xp_of = staticmethod(lambda a: np)        # chainrule.devices.xp_of
+    sum_level_gate = None                     # chainrule.func_vmap.SumLevel
+
+
+hooks = _Hooks()
+
+
 class NoBatchingRule(RuntimeError):
     """A NumPy function or method used by an op has no batching rule."""
 
@@ -627,8 +639,7 @@ def _ufunc_at(lv, ufunc, a, indices, b=None):
 def _matmul(lv, a, b, out=None, **kw):
     """``a @ b`` with NumPy's rules for 1-d operands, on the batch: a 1-d batched operand gets
     its matrix axis back; an unbatched matrix times a batch of (stacks of) rows is one GEMM."""
-    from chainrule.kernels.matmul import matmul as mm
-
+    mm = hooks.matmul
     if out is not None:
         raise NoBatchingRule("vmap: matmul with out= has no batching rule")
     na, nb = _ndim(a), _ndim(b)
@@ -1436,9 +1447,7 @@ class _Lib:
 
 
 def namespace(a: BatchedArray):
-    import chainrule.devices as devices
-
-    return _Namespace(a, devices.xp_of(_deep(a._p)))
+    return _Namespace(a, hooks.xp_of(_deep(a._p)))
 
 
 # ---- gradients leaving a level -------------------------------------------------------------------
@@ -1461,10 +1470,8 @@ def conform(g, shape):
         for lv in dead:
             g = sum_level(g, lv)
         return g
-    from chainrule.func_vmap import SumLevel
-
     for lv in dead:
-        g = SumLevel.apply(g, lv)
+        g = hooks.sum_level_gate.apply(g, lv)
     return g
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import batching as _batching
 from chainrule.batching import BatchedArray as _Batched
 
 __all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "asarray_on", "is_array",
@@ -180,10 +181,11 @@ def xp_of(a):
     if isinstance(a, (np.ndarray, np.generic)):
         return np
     if isinstance(a, _Batched):  # NumPy/CuPy, making new arrays batched like ``a``
-        from chainrule.batching import namespace
-
-        return namespace(a)
+        return _batching.namespace(a)
     return _load_cupy() or np
+
+
+_batching.hooks.xp_of = xp_of
 
 
 def _plain(a):

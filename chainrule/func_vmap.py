@@ -88,6 +88,9 @@ class ExpandLevel(Op):
         return batching.sum_level(g, ctx.lv), None
 
 
+batching.hooks.sum_level_gate = SumLevel
+
+
 def _to_batched(t: Tensor, dim: int, lv) -> Tensor:
     if state.grad_enabled and (t._requires_grad or t._base is not None):
         return ToBatched.apply(t, dim, lv)
@@ -109,7 +112,7 @@ def _broadcast_dims(dims: Any, tree: Any) -> list | None:
     """``dims`` (an int/None, or a tree prefix of ``tree``) as one entry per leaf of ``tree``;
     None if the structures do not match."""
     if dims is None or isinstance(dims, int):
-        from chainrule.func import _flatten
+        from chainrule._pytree import _flatten
 
         return [dims] * len(_flatten(tree)[0])
     if isinstance(dims, (tuple, list)):
@@ -187,7 +190,7 @@ def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = 
 
     @functools.wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        from chainrule.func import _flatten
+        from chainrule._pytree import _flatten
 
         name = _name(func)
         where = f"vmap({name}, in_dims={in_dims}, ...)(<inputs>)"
@@ -256,7 +259,7 @@ def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = 
 
 
 def _run(func, name, leaves, dims, spec, kwargs, size, out_dims, randomness):
-    from chainrule.func import _flatten, _unflatten
+    from chainrule._pytree import _flatten, _unflatten
 
     lv = batching.push_level(size, randomness)
     try:
@@ -302,7 +305,7 @@ def _run(func, name, leaves, dims, spec, kwargs, size, out_dims, randomness):
 
 
 def _concat_chunks(results: list, out_dims, name: str):
-    from chainrule.func import _flatten, _unflatten
+    from chainrule._pytree import _flatten, _unflatten
     from chainrule.ops.shape import cat
 
     flats = [_flatten(r)[0] for r in results]
