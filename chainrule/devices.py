@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import batching as _batching
+from chainrule.batching import BatchedArray as _Batched
+
 __all__ = ["np", "device", "xp", "xp_of", "device_of", "to_device", "asarray_on", "is_array",
            "is_gpu_array", "gpu_ndarray", "loaded_cupy", "check_same_device", "as_array",
            "cuda_available",
@@ -153,6 +156,8 @@ def is_array(a) -> bool:
     """A NumPy or CuPy array (0-d included; NumPy scalars are not arrays)."""
     if isinstance(a, np.ndarray):
         return True
+    if isinstance(a, _Batched):  # inside cr.func.vmap
+        return True
     cupy = _cupy if _cupy_checked else _load_cupy()
     return cupy is not None and isinstance(a, cupy.ndarray)
 
@@ -163,18 +168,36 @@ def is_gpu_array(a) -> bool:
 
 
 def is_cpu_array(a) -> bool:
+    if isinstance(a, _Batched):
+        return is_cpu_array(_plain(a))
     return isinstance(a, (np.ndarray, np.generic))
 
 
 def device_of(a) -> device:
-    return CPU if isinstance(a, (np.ndarray, np.generic)) else CUDA
+    if isinstance(a, (np.ndarray, np.generic)):
+        return CPU
+    if isinstance(a, _Batched):
+        return device_of(_plain(a))
+    return CUDA
 
 
 def xp_of(a):
     """The array module that owns array ``a``."""
     if isinstance(a, (np.ndarray, np.generic)):
         return np
+    if isinstance(a, _Batched):  # NumPy/CuPy, making new arrays batched like ``a``
+        return _batching.namespace(a)
     return _load_cupy() or np
+
+
+_batching.hooks.xp_of = xp_of
+
+
+def _plain(a):
+    """The plain (CPU or GPU) array under a vmap's batched array."""
+    while isinstance(a, _Batched):
+        a = a._p
+    return a
 
 
 def as_array(r):
@@ -207,7 +230,8 @@ def data_address(a) -> int:
 def to_device(a, d):
     d = as_device(d)
     if d.type == "cpu":
-        if isinstance(a, (np.ndarray, np.generic)):
+        if isinstance(a, (np.ndarray, np.generic)) or (isinstance(a, _Batched) and
+                                                       is_cpu_array(a)):
             return a
         return a.get()
     cupy = xp(d)

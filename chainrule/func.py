@@ -18,13 +18,18 @@ Every transform is a thin layer over one reverse-mode entry point, ``cr.autograd
   ``v``. ``jvp`` is thus one backward-with-graph plus one reverse pass over the linear VJP
   graph, and works for every op in the registry without per-op JVP rules (a dual-number
   design would need a second rule for each op and a second place for it to be wrong).
-  ``jacfwd`` builds the VJP graph once and reverses it once per input element (tangent basis);
-  ``jacrev`` runs one VJP per output element. ``hessian = jacfwd(jacrev(f))`` as in torch.
+  ``jacfwd`` builds the VJP graph once and reverses it for the whole tangent basis at once
+  (a vmapped batch); ``jacrev`` pushes the whole cotangent basis through one backward pass.
+  Since forward mode is two reverse passes here, ``jacfwd`` of a wide Jacobian takes the one
+  reverse pass, and ``hessian`` is ``jacrev(jacrev(f))`` (the matrix of torch's
+  ``jacfwd(jacrev(f))``).
 * ``hvp`` is reverse-over-reverse (``H v = d<grad f, v>/dx``, H symmetric): one gradient with
   graph plus one reverse pass over it, never forming H.
+* ``vmap`` (:mod:`chainrule.func_vmap`, :mod:`chainrule.batching`) runs a function once on a
+  whole batch; ``jacrev`` and ``jacfwd`` use it to push all their one-hot cotangents / tangents
+  through the graph in one pass (``chunk_size`` at a time).
 
 Inputs and outputs may be pytrees: tuples, lists, dicts and namedtuples of tensors.
-``vmap`` is not provided.
 """
 
 from __future__ import annotations
@@ -39,71 +44,18 @@ from chainrule.autograd.entry import grad as _autograd_grad
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled
 from chainrule.ops.shape import Alias
 from chainrule.tensor import Tensor, wrap
+from chainrule._pytree import _flatten, _spec_str, _tree_map, _unflatten
+from chainrule.func_vmap import functional_call, stack_module_state, vmap
 
 __all__ = ["grad", "grad_and_value", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd",
-           "hessian", "hvp"]
+           "hessian", "hvp", "vmap", "functional_call", "stack_module_state"]
 
 _GRAD = "grad_and_value(f)(*args)"
 _VJP = "vjp(f, *primals)"
 _JVP = "jvp(f, primals, tangents)"
 
 
-# ---- pytrees ------------------------------------------------------------------------------------
-# A spec is None for a leaf, else (container type, dict keys or None, child specs).
-
-def _flatten(tree: Any) -> tuple[list, Any]:
-    """The leaves of ``tree`` (tuples, lists, dicts, namedtuples) in order, and its spec."""
-    leaves: list = []
-
-    def visit(node):
-        if isinstance(node, (tuple, list)):
-            return (type(node), None, tuple(visit(c) for c in node))
-        if isinstance(node, dict):
-            keys = tuple(node)
-            return (dict, keys, tuple(visit(node[k]) for k in keys))
-        leaves.append(node)
-        return None
-
-    return leaves, visit(tree)
-
-
-def _unflatten(spec: Any, leaves: list) -> Any:
-    """Rebuild the tree described by ``spec`` from ``leaves``."""
-    it = iter(leaves)
-
-    def build(s):
-        if s is None:
-            return next(it)
-        kind, keys, children = s
-        values = [build(c) for c in children]
-        if kind is dict:
-            return dict(zip(keys, values))
-        if kind is tuple or kind is list:
-            return kind(values)
-        if hasattr(kind, "_fields"):  # namedtuple
-            return kind(*values)
-        return kind(values)
-
-    return build(spec)
-
-
-def _spec_str(spec: Any) -> str:
-    """``*`` per leaf inside the containers' brackets, e.g. ``(*, [*, *])``."""
-    if spec is None:
-        return "*"
-    kind, keys, children = spec
-    parts = [_spec_str(c) for c in children]
-    if kind is dict:
-        return "{" + ", ".join(f"{k!r}: {p}" for k, p in zip(keys, parts)) + "}"
-    if issubclass(kind, list):
-        return "[" + ", ".join(parts) + "]"
-    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
-
-
-def _tree_map(fn: Callable, tree: Any) -> Any:
-    leaves, spec = _flatten(tree)
-    return _unflatten(spec, [fn(x) for x in leaves])
-
+# ---- pytrees: chainrule/_pytree.py (shared with vmap) --------------------------------------------
 
 # ---- the shared machinery -------------------------------------------------------------------
 
@@ -303,14 +255,6 @@ class _Linear:
         return [next(it) if u is not None else _zeros(o) for u, o in zip(self.us, self.outputs)]
 
 
-def _basis(t: Tensor) -> Any:
-    """Rows of the identity, each shaped like ``t`` (the one-hot tangents or cotangents)."""
-    from chainrule.creation import eye
-
-    n = t._data.size
-    return eye(n, dtype=t.dtype, device=t.device)._data.reshape((n,) + t._data.shape)
-
-
 # ---- reverse mode -------------------------------------------------------------------------------
 
 def grad_and_value(func: Callable, argnums: int | tuple[int, ...] = 0,
@@ -405,30 +349,57 @@ def vjp(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
 
 
 def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
-           chunk_size: int | None = None) -> Callable:
-    """A function returning the Jacobian of ``func``, one VJP per output element."""
+           chunk_size: int | None = None, _preallocate_and_copy: bool = False) -> Callable:
+    """A function returning the Jacobian of ``func``: the VJPs of every output element at once,
+    one backward pass of a batch of one-hot cotangents (``vmap``; ``chunk_size`` at a time)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from chainrule.ops.shape import stack
-
         with _Trace(func, args, kwargs, argnums, has_aux, _VJP) as tr:
             outs, spec = tr.outputs(_VJP)
             _check_floating_outputs(outs)
-            per_output = []
-            for o in outs:
-                rows: list[list] = [[] for _ in tr.inputs]
-                for e in _basis(o):
-                    grads = _grads([o], tr.inputs, [wrap(e)], tr.linked)
-                    for i, g in enumerate(grads):
-                        rows[i].append(g)
-                blocks = [stack(r).reshape(o.shape + x.shape) if r else _zeros_jac(o, x)
-                          for r, x in zip(rows, tr.inputs)]
-                per_output.append(tr.structure(blocks))
-            jac = _unflatten(spec, per_output)
+            jac = _reverse_jacobian(tr, outs, spec, chunk_size)
             return (jac, tr.finish(tr.aux)) if has_aux else jac
 
     return wrapper
+
+
+def _reverse_jacobian(tr: _Trace, outs: list, spec: Any, chunk_size: int | None) -> Any:
+    """The Jacobian of ``outs`` w.r.t. the trace's inputs: one backward pass of the batch of
+    one-hot cotangents (every output element's row at once)."""
+    sizes = [o.numel() for o in outs]
+    total = sum(sizes)
+    if total == 0:
+        return _unflatten(spec, [tr.structure([_zeros_jac(o, x) for x in tr.inputs])
+                                 for o in outs])
+    bases = _bases(outs, sizes, total)
+
+    def pull(*cots):
+        return tuple(_grads(outs, tr.inputs, list(cots), tr.linked))
+
+    if total == 1:  # one output element: one plain backward pass, nothing to batch
+        rows = [g.unsqueeze(0) for g in pull(*[b[0] for b in bases])]
+    else:
+        rows = vmap(pull, chunk_size=chunk_size)(*bases)
+    per_output, start = [], 0
+    for o, n in zip(outs, sizes):
+        blocks = [r[start:start + n].reshape(tuple(o.shape) + tuple(x.shape))
+                  for r, x in zip(rows, tr.inputs)]
+        per_output.append(tr.structure(blocks))
+        start += n
+    return _unflatten(spec, per_output)
+
+
+def _bases(tensors: list, sizes: list, total: int) -> list:
+    """One-hot rows of the identity of size ``total``, split by tensor: tensor k's part has
+    shape ``(total,) + tensors[k].shape`` (the k-th block of columns)."""
+    out, start = [], 0
+    for t, n in zip(tensors, sizes):
+        block = np.zeros((total, n), dtype=t._data.dtype)
+        block[np.arange(start, start + n), np.arange(n)] = 1
+        out.append(wrap(block.reshape((total,) + tuple(t.shape))))
+        start += n
+    return out
 
 
 def _zeros_jac(o: Tensor, x: Tensor) -> Tensor:
@@ -478,13 +449,12 @@ def jvp(func: Callable, primals: tuple, tangents: tuple, *, strict: bool = False
 
 
 def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False, *,
-           randomness: str = "error") -> Callable:
-    """A function returning the Jacobian of ``func``, one JVP per input element."""
+           randomness: str = "error", chunk_size: int | None = None) -> Callable:
+    """A function returning the Jacobian of ``func``: the JVPs of every input element at once,
+    one reverse pass of a batch of one-hot tangents over the VJP graph (``vmap``)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from chainrule.ops.shape import stack
-
         nums = _argnums(argnums, len(args))
         for a in nums:
             for t in _flatten(args[a])[0]:
@@ -492,16 +462,37 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
                     _check_floating("primal", t)
         with _Trace(func, args, kwargs, argnums, has_aux, _JVP) as tr:
             outs, spec = tr.outputs(_JVP)
+            sizes = [x.numel() for x in tr.inputs]
+            total = sum(sizes)
+            if sum(o.numel() for o in outs) < total and all(
+                    o._data.dtype.kind in FLOAT_KINDS for o in outs):
+                # fewer output than input elements: the same matrix from one batched
+                # backward pass (forward mode here is itself two reverse passes)
+                jac = _reverse_jacobian(tr, outs, spec, chunk_size)
+                return (jac, tr.finish(tr.aux)) if has_aux else jac
+            if total == 0:
+                per_output = [tr.structure([_zeros_jac(o, x) for x in tr.inputs]) for o in outs]
+                jac = _unflatten(spec, per_output)
+                return (jac, tr.finish(tr.aux)) if has_aux else jac
             lin = _Linear(outs, tr.inputs, tr.scope)
-            cols: list[list[list]] = [[[] for _ in tr.inputs] for _ in outs]
-            for i, x in enumerate(tr.inputs):
-                for e in _basis(x):
-                    for j, c in enumerate(lin.push([i], [wrap(e)], tr.linked)):
-                        cols[j][i].append(c)
+            index = list(range(len(tr.inputs)))
+
+            def push(*tangents):
+                return tuple(lin.push(index, list(tangents), tr.linked))
+
+            bases = _bases(tr.inputs, sizes, total)
+            if total == 1:  # one input element: one pass, nothing to batch
+                cols = [c.unsqueeze(-1) for c in push(*[b[0] for b in bases])]
+            else:
+                cols = vmap(push, out_dims=-1, randomness=randomness,
+                            chunk_size=chunk_size)(*bases)
             per_output = []
-            for j, o in enumerate(outs):
-                blocks = [stack(c, -1).reshape(o.shape + x.shape) if c else _zeros_jac(o, x)
-                          for c, x in zip(cols[j], tr.inputs)]
+            for o, c in zip(outs, cols):
+                blocks, start = [], 0
+                for x, n in zip(tr.inputs, sizes):
+                    blocks.append(c[..., start:start + n].reshape(tuple(o.shape) +
+                                                                  tuple(x.shape)))
+                    start += n
                 per_output.append(tr.structure(blocks))
             jac = _unflatten(spec, per_output)
             return (jac, tr.finish(tr.aux)) if has_aux else jac
@@ -510,8 +501,11 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
 
 
 def hessian(func: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
-    """A function returning the Hessian of ``func``: ``jacfwd(jacrev(func))``, as torch does."""
-    return jacfwd(jacrev(func, argnums), argnums)
+    """A function returning the Hessian of ``func``: ``jacrev(jacrev(func))``, the same matrix
+    as torch's ``jacfwd(jacrev(func))``. Here forward mode is itself two reverse passes (the
+    double VJP), so reverse over reverse is the cheaper order: one batched backward pass
+    through the gradient's graph."""
+    return jacrev(jacrev(func, argnums), argnums)
 
 
 def hvp(func: Callable, primals: Any, tangents: Any = None) -> tuple:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from chainrule.batching import BatchedArray
 from chainrule import devices
 from chainrule import dtypes as _dt
 
@@ -111,6 +112,8 @@ def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
 
 def tensor_repr(t) -> str:
     """``tensor([...], dtype=..., grad_fn=<...>)`` laid out exactly as PyTorch prints it."""
+    if isinstance(t._data, BatchedArray):  # inside cr.func.vmap: torch's BatchedTensor(...)
+        return _batched_repr(t._data)
     a = np.asarray(devices.to_device(t._data, "cpu"))
     prefix = "tensor("
     indent = len(prefix)
@@ -136,3 +139,12 @@ def tensor_repr(t) -> str:
     elif t._requires_grad:
         suffixes.append("requires_grad=True")
     return _add_suffixes(prefix + body, suffixes, indent)
+
+
+def _batched_repr(d) -> str:
+    """``BatchedTensor(lvl=.., bdim=0, value=...)`` around the physical values, as torch."""
+    from chainrule.tensor import wrap
+
+    inner = _batched_repr(d._p) if isinstance(d._p, BatchedArray) else tensor_repr(wrap(d._p))
+    body = "\n".join("    " + line for line in inner.split("\n"))
+    return f"BatchedTensor(lvl={d._lv.depth}, bdim=0, value=\n{body}\n)"

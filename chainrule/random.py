@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from chainrule import batching as _batching
 from chainrule import devices as _devices
+from chainrule.batching import current_levels as _batching_levels
 from chainrule._cephes import fma32 as _fma32
 
 __all__ = [
@@ -331,6 +333,8 @@ def fork_rng(devices=None, enabled: bool = True, _caller: str = "fork_rng",
 
 
 def generator_of(generator: Generator | None) -> Generator:
+    if _batching_levels():  # a random draw inside cr.func.vmap: its randomness= decides
+        _batching.check_random()
     if generator is None:
         return default_generator
     if not isinstance(generator, Generator):

@@ -535,7 +535,7 @@ class Tensor(TensorBase):
                 f"Boolean value of Tensor with more than one value is ambiguous"
                 f" (shape {tuple(self._data.shape)})"
             )
-        return builtins.bool(self._data.item())
+        return builtins.bool(self._data)
 
     def __index__(self) -> int:
         if self._data.dtype.kind not in "iub" or self._data.size != 1:

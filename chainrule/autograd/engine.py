@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from chainrule import batching as _batching
 from chainrule import devices
 from chainrule._state import state
 from chainrule.autograd.function import Function, check_saved_versions
@@ -271,6 +272,8 @@ def _conform(g, shape, dtype, node):
     """Undo broadcasting (sum back to ``shape``) and dtype changes, for every op, here."""
     if not hasattr(g, "shape"):
         raise RuntimeError(f"Function {node.name()} returned a gradient that is not an array")
+    if _batching.used:  # cr.func.vmap has run: sum out the batches of finished levels
+        g = _batching.conform(g, shape)
     if tuple(g.shape) != tuple(shape):
         g = either.sum_to(g, shape, node)
     if either.dtype_of(g) != dtype:

@@ -189,7 +189,7 @@ def _name(dtype) -> str:
 def _write(target, values) -> None:
     """Write ``values`` (broadcast, cast to target's dtype) into target's memory."""
     data = target._data
-    if not isinstance(data, np.ndarray) and not devices.is_gpu_array(data):
+    if isinstance(data, np.generic):
         # a NumPy scalar (0-d op results hold one): immutable, and nothing views it
         target._data = devices.xp_of(data).asarray(values, dtype=data.dtype).copy()
         return

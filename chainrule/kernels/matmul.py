@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from chainrule import devices, backends
+from chainrule import batching, devices, backends
 from chainrule.kernels import mkl
 from chainrule.kernels.mkl import INT_MAX, NOTRANS, ROW, TRANS, batch_stride, layout, ptr
 
@@ -237,3 +237,6 @@ def cublas_gemm(a, b):
                                 a.data.ptr, code, la[1], sa, zero, out.data.ptr, code, n, m * n,
                                 count, compute, cublas.CUBLAS_GEMM_DEFAULT)
     return out
+
+
+batching.hooks.matmul = matmul  # vmap's products of batched arrays take the same routes

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 
+from chainrule.batching import is_batched, map_batched
 from chainrule import devices
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
 from chainrule.ops import either
-from chainrule.tensor import TensorBase, late as _late
+from chainrule.tensor import TensorBase, late as _late, wrap
 
 __all__ = ["Kernels", "window_view", "pad_image", "disjoint_windows", "im2col_array",
            "col2im_array", "erf_array"]
@@ -35,7 +36,7 @@ class Kernels:
 
     @staticmethod
     def sigmoid(x):
-        if np.ndim(x) == 0:  # a NumPy scalar: no array temporaries
+        if isinstance(x, (float, np.generic)):  # a NumPy scalar: no array temporaries
             return 1 / (1 + np.exp(-x)) if x >= 0 else np.exp(x) / (1 + np.exp(x))
         return either.sigmoid(x)
 
@@ -157,13 +158,17 @@ class Kernels:
         scores = either.matmul(q, either.swapaxes(k, -1, -2)) * scale
         if mask is not None:
             scores = scores + mask
+        arrays = not isinstance(scores, TensorBase)  # other arrays (vmap's batched ones)
+        if arrays:
+            scores = wrap(scores)
         dead = np.all(np.isneginf(either.data(scores)), axis=-1, keepdims=True)
         if dead.any():
             w = _late.ops.softmax(_late.ops.masked_fill(scores, dead, 0.0), -1)
             w = _late.ops.masked_fill(w, dead, 0.0)
         else:
             w = _late.ops.softmax(scores, -1)
-        return either.swapaxes(w, -1, -2)
+        wt = either.swapaxes(w, -1, -2)
+        return wt._data if arrays else wt
 
     # ---- normalization ---------------------------------------------------------------------------
     @staticmethod
@@ -487,6 +492,8 @@ def erf_array(x):
     """erf of an array. float64: SciPy's ufunc when installed (else math.erf, vectorized);
     float32/16: Abramowitz & Stegun 7.1.26 in cache-sized blocks (|error| < 1e-6, 4× faster
     than SciPy, whose float32 erf goes through double precision)."""
+    if is_batched(x):  # inside cr.func.vmap: on the whole batch at once
+        return map_batched(erf_array, x)
     if not devices.is_cpu_array(x):
         import cupyx.scipy.special
 

@@ -155,7 +155,7 @@ def _bag_max(rows: Tensor, bag: np.ndarray, b: int, dim: int, like) -> Tensor:
     first = np.minimum.reduceat(np.where(r == best[where_bag[bag]], pos, r.shape[0]), starts,
                                 axis=0)
     first_nan = np.minimum.reduceat(np.where(nan, pos, r.shape[0]), starts, axis=0)
-    winner = np.zeros((b, dim), np.int64)
+    winner = devices.xp_of(first).zeros((b, dim), np.int64)  # batched like first in vmap
     winner[nonempty] = np.where(first_nan < r.shape[0], first_nan, first)
     y = rows.gather(0, wrap(devices.asarray_on(winner, like, np.int64)))
     return y * wrap(devices.asarray_on(nonempty[:, None], like, like.dtype))

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from chainrule.devices import np
+from chainrule.batching import index_plain
 from chainrule import devices
 from chainrule.creation import rand, zeros
 from chainrule.ops import conv as _conv
@@ -114,7 +115,7 @@ def _choose(x, windows: list) -> Any:
     for j, ((pos, _), size) in enumerate(zip(windows, spatial)):
         out_j = np.arange(outs[j]).reshape([1] * (1 + j) + [-1] + [1] * (nd - 1 - j))
         plane = np.arange(pos.shape[0]).reshape((-1,) + (1,) * nd) if pos.shape[0] > 1 else 0
-        coord = pos[plane, out_j, offsets[j]]
+        coord = index_plain(pos, (plane, out_j, offsets[j]))  # pos[...]; offsets may be vmap's
         flat_idx = flat_idx * size + coord
     flat_idx = np.broadcast_to(flat_idx, (n * c,) + tuple(outs))
     return devices.asarray_on(flat_idx.reshape((n, c) + tuple(outs)), x, np.int64)

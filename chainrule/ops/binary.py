@@ -11,6 +11,7 @@ from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
 from chainrule import creation as _creation
+from chainrule.kernels.dispatch import kernels_for
 from chainrule.ops import either
 from chainrule.ops.elementwise import cast, trunc
 from chainrule.tensor import Tensor, wrap

@@ -6,6 +6,7 @@ Each pair here is adjoint: the backward of reading at an index is adding at that
 
 from __future__ import annotations
 
+from chainrule.batching import copy_for
 from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.function import Op
@@ -96,7 +97,7 @@ class IndexAssign(Op):
     @staticmethod
     def forward(ctx, x, v, index):
         ctx.index = index
-        out = x.copy()
+        out = copy_for(x, v)
         out[index] = v
         return out
 
@@ -180,7 +181,7 @@ class ScatterAdd(Op):
     def forward(ctx, x, dim, index, src):
         if ctx is not None:
             ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
-        out = x.copy()
+        out = copy_for(x, src)
         region = tuple(slice(0, s) for s in index.shape)
         _add_at(out, _along(index, dim), src[region])
         return out
