@@ -14,13 +14,14 @@ under ``create_graph=True`` (see :mod:`chainrule.autograd.engine`).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from chainrule._state import state
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
 from chainrule.dtypes import FLOAT_KINDS
-from chainrule.tensor import Tensor, TensorBase, wrap
+from chainrule.tensor import _TYPE_NAMES, Tensor, TensorBase, wrap
 
 __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGrad",
            "check_saved_versions"]
@@ -48,7 +49,9 @@ class Function:
     #   _outs      per output: (shape, dtype), or None for an output that is not a tensor
     #   _saved     what save_for_backward kept (None once a backward freed it)
     #   _saved_from  Op: per saved value, its input index, -1 for output 0, ("out", k), or None
-    #   _versions  per saved tensor: (the tensor holding its version counter, version at saving)
+    #   _versions  per saved tensor: (the tensor holding its version counter, or a weak reference
+#              to it for a saved output; its version at saving; the saved tensor, or the
+#              output number for a saved output), see check_saved_versions
     #   _hooks, _retained   non-leaf tensor hooks and retain_grad, by output number
     #   _dirty, _non_differentiable, _tensor_args, _materialize_grads: as set through ctx
     #   site, scope  where it was created (recording modes) and the enclosing Modules
@@ -236,17 +239,21 @@ def _record(ctx, args, values, out, kwargs):
         saved = ctx._saved
         if saved:
             ctx._saved_from = tuple([_source(s, values, outs) for s in saved])
-            _note_versions(ctx, args, ctx._saved_from)
+            saved_out = _note_versions(ctx, args, ctx._saved_from)
         else:
             ctx._saved_from = None
+            saved_out = False
     else:
         ctx._tensor_args = tuple([isinstance(a, TensorBase) for a in args])
         ctx._outs = tuple([(o._data.shape, o._data.dtype) if isinstance(o, TensorBase)
                            else None for o in outs])
         _note_user_versions(ctx, outs)
+        saved_out = False
     if state.extras:
         _note_extras(ctx, outs, values, kwargs)
     wrapped = tuple([_output(ctx, nr, o, args) for nr, o in enumerate(outs)])
+    if saved_out:
+        _note_output_versions(ctx, wrapped)
     if ctx.is_view and ctx.on_arrays:
         _mark_views(args, out, wrapped[0] if single else wrapped, type(ctx))
     return wrapped[0] if single else wrapped
@@ -289,15 +296,34 @@ def _source(s, values, outs):
     return None
 
 
-def _note_versions(ctx, args, sources) -> None:
-    """Remember the version of every input tensor whose value the gate saved."""
+def _note_versions(ctx, args, sources) -> bool:
+    """Remember the version of every input tensor whose value the gate saved; True if it saved
+    one of its outputs too (their versions are noted once they are Tensors)."""
     versions = None
+    saved_out = False
     for src in sources:
-        if type(src) is int and src >= 0 and isinstance(args[src], TensorBase):
-            holder = args[src]._version_holder()
-            entry = (holder, holder._vc)
-            versions = (entry,) if versions is None else versions + (entry,)
+        if type(src) is int and src >= 0:
+            a = args[src]
+            if isinstance(a, TensorBase):
+                holder = a._version_holder()
+                entry = (holder, holder._vc, a)
+                versions = (entry,) if versions is None else versions + (entry,)
+        elif src is not None:
+            saved_out = True
     ctx._versions = versions
+    return saved_out
+
+
+def _note_output_versions(ctx, wrapped) -> None:
+    """The gate saved an output: watch that tensor's version, through a weak reference (the
+    tensor holds the gate; while no one holds the tensor, no one can change it in place)."""
+    for src in ctx._saved_from:
+        if src is None or (type(src) is int and src >= 0):
+            continue
+        nr = 0 if src == -1 else src[1]
+        holder = wrapped[nr]._version_holder()
+        entry = (weakref.ref(holder), holder._vc, nr)
+        ctx._versions = (entry,) if ctx._versions is None else ctx._versions + (entry,)
 
 
 def _note_user_versions(ctx, outs) -> None:
@@ -309,26 +335,54 @@ def _note_user_versions(ctx, outs) -> None:
     for s in saved:
         if isinstance(s, TensorBase):
             holder = s._version_holder()
-            versions.append((holder, holder._vc))
+            versions.append((holder, holder._vc, s))
     ctx._versions = tuple(versions) or None
 
 
 def check_saved_versions(node) -> None:
     """Raise torch's error if a tensor that ``node`` saved was modified in place since."""
-    for holder, version in node._versions:
+    for holder, version, what in node._versions:
+        if type(holder) is weakref.ref:
+            holder = holder()
+            if holder is None:  # gone, and so are its views: no one changed it
+                continue
         if holder._vc != version:
-            t = holder
-            dtype = t.type().split(".")[-1]
+            raise RuntimeError(_version_error(node, holder._vc, version, what))
+
+
+def _version_error(node, now: int, version: int, what) -> str:
+    """torch's message for a saved tensor (``what``: the tensor, or output number ``what`` of
+    ``node``) found at version ``now`` instead of ``version``."""
+    import re
+
+    def short(fn) -> str:  # torch names the node without its "Backward0"
+        return re.sub(r"Backward\d*$", "", fn.name())
+
+    if type(what) is int:
+        shape, np_dtype = node._outs[what]
+        where = f", which is output {what} of {short(node)},"
+    else:
+        shape, np_dtype = what._data.shape, what._data.dtype
+        base = what._base
+        if base is not None and base._requires_grad:
+            step = what._view[-1]
+            if step[0].multi_view:
+                return (f"Output {step[2]} of {step[0].__name__} is a view and its base or another "
+                        "view of its base has been modified inplace. This view is the output of "
+                        "a function that returns multiple views. Such functions do not allow the "
+                        "output views to be modified inplace. You should replace the inplace "
+                        "operation by an out-of-place one.")
+            where = ", which is output 0 of AsStrided,"  # torch rebuilds such a view so
+        elif what._grad_fn is not None:
+            where = f", which is output {what._nr} of {short(what._grad_fn)},"
+        else:
             where = ""
-            if t._grad_fn is not None and t._grad_fn is not node:
-                where = f", which is output {t._nr} of {t._grad_fn.name()},"
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [chainrule.{dtype} {list(t._data.shape)}]{where} is at "
-                f"version {holder._vc}; expected version {version} instead. Hint: enable anomaly "
-                "detection to find the operation that failed to compute its gradient, with "
-                "chainrule.autograd.set_detect_anomaly(True)."
-            )
+    dtype = _TYPE_NAMES.get(np_dtype.name, "Tensor")
+    return ("one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [chainrule.{dtype} {list(shape)}]{where} is at version {now}; "
+            f"expected version {version} instead. Hint: enable anomaly detection to find the "
+            "operation that failed to compute its gradient, with "
+            "chainrule.autograd.set_detect_anomaly(True, check_nan=False).")
 
 
 def _mark_views(args, out, wrapped, cls) -> None:

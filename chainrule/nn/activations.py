@@ -11,12 +11,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from chainrule.autograd.inplace import apply_inplace
 from chainrule.ops.binary import where
 from chainrule.ops.elementwise import sigmoid
 from chainrule.ops.reduce import softmax
 from chainrule.tensor import Tensor
 
-__all__ = ["hardshrink", "softshrink", "threshold", "glu", "prelu", "rrelu", "gumbel_softmax"]
+__all__ = ["hardshrink", "softshrink", "threshold", "threshold_", "glu", "prelu", "rrelu",
+           "rrelu_", "gumbel_softmax"]
 
 
 def _check(input: Any, fn: str) -> None:
@@ -41,9 +43,21 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
 
 
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
-    """y = x where x > threshold, else ``value`` (``inplace`` computes out of place)."""
+    """y = x where x > threshold, else ``value``."""
     _check(input, "threshold")
+    if inplace:
+        return apply_inplace(input, _threshold, threshold, value)
+    return _threshold(input, threshold, value)
+
+
+def _threshold(input: Tensor, threshold: float, value: float) -> Tensor:
     return where(input > threshold, input, value)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    """threshold(x), in place."""
+    _check(input, "threshold_")
+    return apply_inplace(input, _threshold, threshold, value)
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
@@ -82,6 +96,8 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
     """Randomized leaky ReLU: in training each x ≤ 0 is scaled by a slope drawn from
     U(lower, upper) (one draw per such element, in order); in eval the slope is their mean."""
     _check(input, "rrelu")
+    if inplace:
+        return apply_inplace(input, rrelu, lower, upper, training)
     if not training or upper - lower <= 1e-6:
         slope = (lower + upper) / 2.0
         return where(input > 0, input, input * slope)
@@ -95,6 +111,12 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
         draws = empty(count, dtype=float64, device=input.device).uniform_(lower, upper)
         slopes._data[neg] = draws._data.astype(slopes._data.dtype)
     return input * slopes
+
+
+def rrelu_(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
+           training: bool = False) -> Tensor:
+    """rrelu(x), in place."""
+    return rrelu(input, lower, upper, training, True)
 
 
 def gumbel_softmax(logits: Tensor, tau: float = 1, hard: bool = False, eps: float = 1e-10,

@@ -14,6 +14,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
+from chainrule.autograd.inplace import apply_inplace as _apply_inplace
 from chainrule._state import state
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.kernels import kernels_for
@@ -30,7 +31,8 @@ from chainrule.ops.shape import pad as _pad
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
-    "relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "elu", "selu", "celu", "mish",
+    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "hardtanh_", "elu_", "selu_",
+    "celu_", "gelu", "silu", "elu", "selu", "celu", "mish",
     "tanh", "sigmoid", "softplus", "softsign", "logsigmoid", "hardtanh", "hardsigmoid",
     "hardswish", "tanhshrink", "softmax", "log_softmax", "softmin", "linear", "bilinear",
     "dropout", "dropout1d", "dropout2d", "dropout3d", "batch_norm", "layer_norm", "group_norm",
@@ -120,29 +122,43 @@ class Elu(Op):
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(0, x) elementwise."""
-    return _relu(input)
+    return _apply_inplace(input, _relu) if inplace else _relu(input)
 
 
 def relu_(input: Tensor) -> Tensor:
-    """max(0, x) (returns a new tensor; chainrule has no in-place graph ops)."""
-    return _relu(input)
+    """max(0, x), in place."""
+    return _apply_inplace(input, _relu)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(0, x), 6)."""
-    return input.clamp(0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
     """clamp(x, min_val, max_val)."""
+    if inplace:
+        return _apply_inplace(input, hardtanh, min_val, max_val)
     return input.clamp(min_val, max_val)
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """clamp(x, min_val, max_val), in place."""
+    return hardtanh(input, min_val, max_val, True)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x if x > 0 else negative_slope·x."""
     _check_tensor(input, "leaky_relu")
+    if inplace:
+        return _apply_inplace(input, leaky_relu, negative_slope)
     return LeakyRelu.apply(input, float(negative_slope))
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x if x > 0 else negative_slope·x, in place."""
+    return leaky_relu(input, negative_slope, True)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -160,27 +176,50 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x·σ(x) (swish)."""
     _check_tensor(input, "silu")
-    return Silu.apply(input)
+    return _apply_inplace(input, silu) if inplace else Silu.apply(input)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x if x > 0 else α(eˣ - 1)."""
     _check_tensor(input, "elu")
+    if inplace:
+        return _apply_inplace(input, elu, alpha)
     return Elu.apply(input, float(alpha))
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else α(eˣ - 1), in place."""
+    return elu(input, alpha, True)
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """scale·elu(x, α) with the self-normalising constants."""
+    if inplace:
+        return _apply_inplace(input, selu)
     return elu(input, 1.6732632423543772848170429916717) * 1.0507009873554804934193349852946
+
+
+def selu_(input: Tensor) -> Tensor:
+    """selu(x), in place."""
+    return selu(input, True)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """max(0, x) + min(0, α(e^(x/α) - 1))."""
+    if inplace:
+        return _apply_inplace(input, celu, alpha)
     return elu(input / alpha, 1.0) * alpha
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    """celu(x), in place."""
+    return celu(input, alpha, True)
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x·tanh(softplus(x))."""
+    if inplace:
+        return _apply_inplace(input, mish)
     return input * _tanh(_softplus(input))
 
 
@@ -211,11 +250,15 @@ def logsigmoid(input: Tensor) -> Tensor:
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """clamp(x/6 + 1/2, 0, 1)."""
+    if inplace:
+        return _apply_inplace(input, hardsigmoid)
     return (input / 6.0 + 0.5).clamp(0.0, 1.0)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x·hardsigmoid(x)."""
+    if inplace:
+        return _apply_inplace(input, hardswish)
     return input * hardsigmoid(input)
 
 
@@ -1034,7 +1077,7 @@ __all__ += ["scaled_dot_product_attention", "conv1d", "conv2d", "conv_transpose1
 
 # ---- re-exports: the functional forms that live in their own files ------------------------------
 from chainrule.nn.activations import (  # noqa: E402
-    glu, gumbel_softmax, hardshrink, prelu, rrelu, softshrink, threshold,
+    glu, gumbel_softmax, hardshrink, prelu, rrelu, rrelu_, softshrink, threshold, threshold_,
 )
 from chainrule.nn.distance import pairwise_distance, pdist  # noqa: E402
 from chainrule.nn.losses import (  # noqa: E402
@@ -1043,7 +1086,8 @@ from chainrule.nn.losses import (  # noqa: E402
     soft_margin_loss, triplet_margin_loss, triplet_margin_with_distance_loss,
 )
 
-__all__ += ["glu", "gumbel_softmax", "hardshrink", "prelu", "rrelu", "softshrink", "threshold",
+__all__ += ["glu", "gumbel_softmax", "hardshrink", "prelu", "rrelu", "rrelu_", "softshrink",
+            "threshold", "threshold_",
             "pairwise_distance", "pdist", "cosine_embedding_loss", "ctc_loss",
             "gaussian_nll_loss", "hinge_embedding_loss", "margin_ranking_loss",
             "multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",

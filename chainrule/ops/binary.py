@@ -88,7 +88,7 @@ class Pow(Op):
     @staticmethod
     def forward(ctx, a, b):
         z = a**b
-        ctx.save_for_backward(a, b, z)
+        ctx.save_for_backward(a, b, z if ctx._edges[1] is not None else None)  # z: for dz/db
         return z
 
     @staticmethod
