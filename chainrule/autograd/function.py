@@ -271,6 +271,7 @@ def _output(ctx, nr, o, args):
         return o
     if ctx._dirty is not None and _marked(o, ctx._dirty):
         o._rebase(ctx, nr)  # modified in place: the same tensor, with this gate as its history
+        o._bump_version()  # (torch counts the marking as a change too)
         return o
     if _marked(o, args):
         o = o.view_as(o) if o._data.ndim else wrap(o._data)  # an input returned as it is
@@ -335,7 +336,8 @@ def _note_user_versions(ctx, outs) -> None:
     for s in saved:
         if isinstance(s, TensorBase):
             holder = s._version_holder()
-            versions.append((holder, holder._vc, s))
+            nr = next((k for k, o in enumerate(outs) if o is s), None)  # an output: torch
+            versions.append((holder, holder._vc, s if nr is None else nr))  # names this gate
     ctx._versions = tuple(versions) or None
 
 

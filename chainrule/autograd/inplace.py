@@ -70,14 +70,14 @@ def apply_inplace(target, op, *args, **kwargs):
         return target
     if base is None:
         cur = _current(target)
-        new = _result_of(target, cur, op(cur, *args, **kwargs))
+        new = _result_of(target, cur, op(cur, *args, **kwargs), args)
         _write(target, new._data)
         target._bump_version()
         _adopt(target, new)
         return target
     cur = _current(base)
     region = replay_view(target._view, cur)
-    new = _result_of(target, region, op(region, *args, **kwargs))
+    new = _result_of(target, region, op(region, *args, **kwargs), args)
     updated = CopySlices.apply(cur, new, target._view, base._data)
     base._bump_version()
     base._rebase(updated._grad_fn, updated._nr)
@@ -86,15 +86,15 @@ def apply_inplace(target, op, *args, **kwargs):
     return target
 
 
-def _result_of(target, cur, new):
+def _result_of(target, cur, new, args=()):
     """The op's result as the target's new value: its dtype, its shape; a result that carries
     no gradient (``eq_``) still takes the target's place in the graph, with a zero gradient."""
     if not isinstance(new, TensorBase):
         new = wrap(new)
     _check_result(target, new._data)
     new = _as_dtype_of(target, new)
-    if new._grad_fn is None and cur._requires_grad:
-        new = _Constant.apply(cur, new._data)
+    if new._grad_fn is None:
+        new = _NoGradient.apply(new._data, cur, *args)
     return new
 
 
@@ -128,6 +128,20 @@ def overwrite(target, values):
         target._bump_version()
         return target
     return apply_inplace(target, _constant_like, values)
+
+
+class _NoGradient(Op):
+    """y = values, a result that carries no gradient (``eq_``), in the place of the tensor it
+    overwrote;  dy/dx = 0 for x, the target and the op's tensor arguments (torch's rule)"""
+
+    @staticmethod
+    def forward(ctx, values, *inputs):
+        return values
+
+    @staticmethod
+    def backward(ctx, g):
+        zero = either.zeros_like(g)
+        return (None,) + tuple(zero if need else None for need in ctx.needs_input_grad[1:])
 
 
 def _constant_like(t, values):
@@ -333,7 +347,8 @@ class CopySlices(Op):
 # ---- the methods ---------------------------------------------------------------------------------
 def _method(op_name: str, name: str):
     def method(self, *args, **kwargs):
-        return apply_inplace(self, getattr(_late.ops, op_name), *args, **kwargs)
+        op = getattr(_late.ops, op_name, None) or getattr(type(self), op_name)
+        return apply_inplace(self, op, *args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"In-place version of :meth:`Tensor.{op_name}` (``self`` is overwritten)."
@@ -342,7 +357,7 @@ def _method(op_name: str, name: str):
 
 # torch's in-place variants of chainrule's ops: name_ is name computed in place
 _OF_OPS = """
-abs absolute acos arccos add asin arcsin atan arctan atan2 arctan2 bitwise_and bitwise_not
+abs absolute acos add asin atan atan2 bitwise_and bitwise_not
 bitwise_or bitwise_xor ceil clamp clip cos cosh cumsum cumprod div divide eq erf exp exp2 expm1
 float_power floor floor_divide fmod frac ge gt le log log10 log1p log2 logical_and logical_not
 logical_or logical_xor logit lt masked_fill mul multiply ne neg negative pow reciprocal relu
@@ -358,7 +373,8 @@ baddbmm addbmm
 """.split()
 # torch's other names for the same in-place ops
 _ALIASES = {"greater_": "gt_", "greater_equal_": "ge_", "less_": "lt_", "less_equal_": "le_",
-            "not_equal_": "ne_"}
+            "not_equal_": "ne_", "arccos_": "acos_", "arcsin_": "asin_", "arctan_": "atan_",
+            "arctan2_": "atan2_"}
 
 
 def copy_(self, src, non_blocking: bool = False):
@@ -497,6 +513,10 @@ def index_add_(self, dim: int, index, source, *, alpha=1):
 def _index_add(t, dim, index, source, *, alpha=1):
     from chainrule.ops.index import IndexPut
 
+    if source.dtype != t.dtype:
+        raise RuntimeError(f"index_add_(): self ({_name(t.dtype)}) and source "
+                           f"({_name(source.dtype)}) must have the same scalar type")
+
     key = _along(t, dim, index, "index_add_")
     src = source * alpha if alpha != 1 else source
     if not key:
@@ -510,6 +530,9 @@ def index_copy_(self, dim: int, index, source):
 
 
 def _index_copy(t, dim, index, source):
+    if source.dtype != t.dtype:
+        raise RuntimeError("index_copy_(): self and source expected to have the same dtype, but "
+                           f"got (self) {_name(t.dtype)} and (source) {_name(source.dtype)}")
     key = _along(t, dim, index, "index_copy_")
     return index_assign(t, key, source) if key else source.reshape(()).to(t.dtype) + t * 0
 
@@ -563,6 +586,9 @@ def masked_scatter_(self, mask, source):
 
 
 def _masked_scatter(t, mask, source):
+    if source.dtype != t.dtype:
+        raise RuntimeError("masked_scatter: expected self and source to have same dtypes but got"
+                           f"{_name(t.dtype)} and {_name(source.dtype)}")
     m = mask._data if isinstance(mask, TensorBase) else np.asarray(mask)
     if m.dtype != bool:
         raise RuntimeError("masked_scatter_ only supports boolean masks, but got mask with "
@@ -578,6 +604,8 @@ def _masked_scatter(t, mask, source):
 def fill_diagonal_(self, fill_value, wrap: bool = False):
     """The main diagonal (all dims equal) := fill_value; ``wrap`` continues it below N rows
     for a tall matrix."""
+    if state.grad_enabled and self._grad_fn is None and self._requires_grad:
+        raise RuntimeError(_VIEW_OF_LEAF)  # torch writes through a view of self
     return apply_inplace(self, _fill_diagonal, fill_value, wrap)
 
 
@@ -637,7 +665,7 @@ for _op_name in _OF_OPS:
 def _exists(op_name: str) -> bool:
     import chainrule.ops as ops
 
-    return hasattr(ops, op_name)
+    return hasattr(ops, op_name) or hasattr(TensorBase, op_name)
 
 
 METHODS += ["addcmul_", "addcdiv_", "lerp_", "clamp_min_", "clamp_max_", "index_add_",

@@ -58,7 +58,7 @@ class AlphaDropout(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """alpha_dropout(x) in training mode, x in eval mode."""
-        return F.alpha_dropout(input, self.p, self.training, self.inplace)
+        return F.alpha_dropout(input, self.p, self.training)  # torch's ignores inplace
 
 
 class FeatureAlphaDropout(_DropoutNd):
@@ -66,7 +66,7 @@ class FeatureAlphaDropout(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """feature_alpha_dropout(x) in training mode, x in eval mode."""
-        return F.feature_alpha_dropout(input, self.p, self.training, self.inplace)
+        return F.feature_alpha_dropout(input, self.p, self.training)  # torch's ignores inplace
 
 
 __all__ += ["AlphaDropout", "FeatureAlphaDropout"]
