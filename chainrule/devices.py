@@ -161,6 +161,16 @@ def is_cpu_array(a) -> bool:
     return isinstance(a, (np.ndarray, np.generic))
 
 
+def data_address(a) -> int:
+    """Where ``a``'s first element is in memory (a NumPy or CuPy array; 0 for a NumPy scalar,
+    which has no memory of its own)."""
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]
+    if isinstance(a, np.generic):
+        return 0
+    return a.data.ptr
+
+
 def device_of(a) -> device:
     return CPU if isinstance(a, (np.ndarray, np.generic)) else CUDA
 

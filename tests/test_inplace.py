@@ -731,3 +731,32 @@ def test_diagonal_and_select_are_views_as_torch() -> None:
         with pytest.raises(IndexError, match="out of range"):
             x.select(1, 3)
     assert results[1] == results[0]
+
+
+def test_a_view_of_a_base_that_changed_shape_in_place_is_refused_not_wrong() -> None:
+    """torch rebuilds such a view from the storage's strides; chainrule's views are steps from
+    their base, which no longer hold after ``t_()``: refused, never a wrong gradient."""
+    x = cr.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    y = x * 1
+    v = y[0]
+    y.t_()
+    with pytest.raises(RuntimeError, match="after its base changed shape in place"):
+        v.mul_(2)
+    with pytest.raises(RuntimeError, match="after its base changed shape in place"):
+        v * 1  # its history would have to be rebuilt (the base has a new one)
+    with cr.no_grad():
+        v.mul_(2)  # outside the graph, nothing to rebuild
+    assert y.tolist() == [[0.0, 3.0], [2.0, 4.0], [4.0, 5.0]]
+    w = y[0]  # a view taken after the change is fine
+    w.mul_(10)
+    y.sum().backward()
+    assert x.grad.tolist() == [[10.0, 1.0, 1.0], [10.0, 1.0, 1.0]]
+
+
+def test_data_ptr_and_storage_offset_as_torch() -> None:
+    for m in (torch, cr):
+        x = m.zeros(3, 4)
+        v = x[1:, 2:]
+        assert v.storage_offset() == 6 and x.storage_offset() == 0
+        assert v.data_ptr() - x.data_ptr() == 6 * 4
+        assert x.t().data_ptr() == x.data_ptr()

@@ -50,9 +50,9 @@ def _requires_grad(x) -> bool:
 def apply_inplace(target, op, *args, **kwargs):
     """``target`` := ``op(target, *args, **kwargs)``, in target's memory; returns target."""
     base = target._base
-    if base is not None and base._grad_fn is not target._view_src:
-        target.edge()  # the base changed in place since: bring this view's history up to date
     grad = state.grad_enabled
+    if grad and base is not None and base._grad_fn is not target._view_src:
+        target.edge()  # the base changed in place since: bring this view's history up to date
     graph = grad and (
         target._requires_grad or any(_requires_grad(a) for a in args)
         or any(_requires_grad(v) for v in kwargs.values()))
@@ -75,6 +75,7 @@ def apply_inplace(target, op, *args, **kwargs):
         target._bump_version()
         _adopt(target, new)
         return target
+    _check_layout(target, replay_view(target._view, base._data))
     cur = _current(base)
     region = replay_view(target._view, cur)
     new = _result_of(target, region, op(region, *args, **kwargs), args)
@@ -304,9 +305,9 @@ def refresh_view(view) -> None:
     in no_grad mode stays out of the graph; one of several views of one op may not be rebuilt
     (torch's error)."""
     base = view._base
-    view._view_src = base._grad_fn
     chain = view._view
     if not base._requires_grad or any(not step[3] for step in chain):
+        view._view_src = base._grad_fn
         return
     for step in chain:
         if step[0].multi_view:
@@ -319,7 +320,24 @@ def refresh_view(view) -> None:
         t = replay_view(chain, base)
     finally:
         state.grad_enabled = prev
+    _check_layout(view, t._data)
+    view._view_src = base._grad_fn
     view._rebase(t._grad_fn, t._nr)
+
+
+def _check_layout(view, replayed) -> None:
+    """The view's steps, replayed on its base, must land on the view's own memory: not so if the
+    base itself changed shape in place (``t_``, ``transpose_``, ...) after the view was made."""
+    mine = view._data
+    if getattr(mine, "size", 0) == 0:
+        return
+    if (devices.data_address(replayed) != devices.data_address(mine)
+            or replayed.shape != mine.shape
+            or getattr(replayed, "strides", None) != getattr(mine, "strides", None)):
+        raise RuntimeError(
+            "a view is being used after its base changed shape in place (t_, transpose_, "
+            "squeeze_, unsqueeze_, ...) with grad mode enabled: its history cannot be rebuilt. "
+            "Take the view again after the change, or change the shape out of place.")
 
 
 class CopySlices(Op):
