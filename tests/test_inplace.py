@@ -760,3 +760,16 @@ def test_data_ptr_and_storage_offset_as_torch() -> None:
         assert v.storage_offset() == 6 and x.storage_offset() == 0
         assert v.data_ptr() - x.data_ptr() == 6 * 4
         assert x.t().data_ptr() == x.data_ptr()
+
+
+@pytest.mark.parametrize("name", sorted(inplace.FUNCTIONS))
+def test_torch_level_inplace_functions(name: str) -> None:
+    """``cr.exp_(x)`` is ``x.exp_()``, as ``torch.exp_``."""
+    case = CASES.get(name, Case())
+    results = []
+    for m in (torch, cr):
+        x = m.tensor(case.self_array())
+        r = getattr(m, name)(x, *[_arg(m, a, False) for a in case.args],
+                             **{k: _arg(m, v, False) for k, v in case.kwargs.items()})
+        results.append((r is x, x._version, x.tolist()))
+    assert _close(results[1], results[0])

@@ -699,3 +699,26 @@ for _op_name in _IF_OPS:
 for _alias, _target in _ALIASES.items():
     globals()[_alias] = globals()[_target]
     METHODS.append(_alias)
+
+
+# ---- torch's in-place functions: torch.exp_(x) is x.exp_() --------------------------------------
+_FUNCTIONS = """
+abs_ acos_ acosh_ arccos_ arccosh_ arcsin_ arcsinh_ arctan_ arctanh_ asin_ asinh_ atan_ atanh_
+ceil_ clamp_ clamp_max_ clamp_min_ clip_ cos_ cosh_ deg2rad_ erf_ erfc_ exp2_ exp_ expm1_ fill_
+fix_ floor_ frac_ gcd_ i0_ index_put_ lcm_ ldexp_ log10_ log1p_ log2_ log_ logit_ nan_to_num_
+neg_ negative_ rad2deg_ reciprocal_ relu_ round_ rsqrt_ sigmoid_ sin_ sinc_ sinh_ sqrt_ square_
+tan_ tanh_ trunc_ xlogy_ zero_ detach_
+""".split()
+
+
+def _function(name: str):
+    def fn(input, *args, **kwargs):
+        return getattr(input, name)(*args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``input.{name}(...)``: in place."
+    return fn
+
+
+FUNCTIONS = {name: _function(name) for name in _FUNCTIONS
+             if name in METHODS or hasattr(TensorBase, name)}
