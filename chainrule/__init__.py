@@ -37,6 +37,7 @@ from chainrule.amp.autocast_mode import (
 from chainrule.dtypes import result_type as _np_result_type
 
 _bind_tensor_methods(ops, autograd, _inplace, _creation, _printing)  # see chainrule/tensor.py
+globals().update(_inplace.FUNCTIONS)  # torch.exp_(x), torch.zero_(x), ...: x.exp_(), ...
 
 
 def is_tensor(obj):

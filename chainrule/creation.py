@@ -237,6 +237,7 @@ def _empty(shape, np_dtype, device) -> Tensor:
 
 
 def _done(t: Tensor, requires_grad: bool, name: str | None = None) -> Tensor:
+    t._vc = 0  # drawn into through copy_, but a new tensor (version 0, as torch's)
     if name is not None:  # chainrule's extension: names for cr.viz (not in PyTorch)
         t.name = name
     return t.requires_grad_(True) if requires_grad else t
@@ -364,8 +365,9 @@ def randint_like(input: Tensor, low=0, high=None, *, generator=None, dtype=None,
 
 def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
     """1 with probability ``input`` (elementwise), or with probability ``p`` if given."""
-    out = zeros_like(input.detach())
-    return _rnd.bernoulli_(out, input if p is None else p, generator)
+    out = _rnd.bernoulli_(zeros_like(input.detach()), input if p is None else p, generator)
+    out._vc = 0  # a new tensor: version 0, as torch's
+    return out
 
 
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,

@@ -173,6 +173,16 @@ def is_cpu_array(a) -> bool:
     return isinstance(a, (np.ndarray, np.generic))
 
 
+def data_address(a) -> int:
+    """Where ``a``'s first element is in memory (a NumPy or CuPy array; 0 for a NumPy scalar,
+    which has no memory of its own)."""
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]
+    if isinstance(a, np.generic):
+        return 0
+    return a.data.ptr
+
+
 def device_of(a) -> device:
     if isinstance(a, (np.ndarray, np.generic)):
         return CPU
@@ -218,13 +228,6 @@ def check_same_device(arrays, name: str, what: str = "") -> None:
 def asarray_on(a, like, dtype=None):
     """``a`` (array, list or number) as an array of ``dtype`` on the device of array ``like``."""
     return xp_of(like).asarray(a, dtype=dtype)
-
-
-def data_address(a) -> int:
-    """The address of array ``a``'s first element (NumPy or CuPy)."""
-    if isinstance(a, (np.ndarray, np.generic)):
-        return a.__array_interface__["data"][0]
-    return a.data.ptr
 
 
 def to_device(a, d):

@@ -245,18 +245,8 @@ class TensorBase:
 
     def _refresh_view(self) -> None:
         """The base was changed in place (it has a new history): this view's history is the
-        view steps replayed on the base's new one."""
-        base = self._base
-        self._view_src = base._grad_fn
-        if not base._requires_grad:
-            return
-        prev = state.grad_enabled
-        state.grad_enabled = True
-        try:
-            t = _late.inplace.replay_view(self._view, base)
-        finally:
-            state.grad_enabled = prev
-        self._rebase(t._grad_fn, t._nr)
+        view steps replayed on the base's new one (chainrule.autograd.inplace.refresh_view)."""
+        _late.inplace.refresh_view(self)
 
 
 def init_leaf(t: TensorBase, data) -> None:
@@ -928,7 +918,7 @@ sum mean var std prod max min amax amin argmax argmin cumsum cumprod logsumexp s
 log_softmax norm all any count_nonzero
 reshape view flatten unflatten transpose swapaxes swapdims permute movedim squeeze unsqueeze
 expand expand_as broadcast_to repeat tile flip fliplr flipud roll split chunk unbind narrow
-tril triu diag diagonal ravel t
+tril triu diag diagonal ravel t select
 gather scatter_add scatter index_select take_along_dim take nonzero masked_select argwhere
 matmul mm bmm mv dot vdot inner outer ger
 """.split()

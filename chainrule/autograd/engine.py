@@ -94,6 +94,7 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
                     check_backward(node, input_grads)
                 if not retain_graph and node._saved:
                     node._saved = None  # frees the saved arrays; a second backward now raises
+                    node._versions = None
             for i, edge in enumerate(edges):
                 if edge is None:
                     continue
@@ -132,7 +133,7 @@ def call_backward(node, grad, create_graph: bool = False) -> tuple:
     """The gradients for ``node``'s inputs, given ``grad``, the gradient of its output (a list,
     one per output, for a gate with several): arrays in a plain pass, Tensors under
     ``create_graph``. The one place where a gate's rule is called."""
-    if node._versions is not None:
+    if node._versions is not None and node.on_arrays:  # a Function checks when it unpacks
         check_saved_versions(node)
     several = len(node._outs) > 1
     grads = _materialized(node, grad, create_graph) if several else (grad,)

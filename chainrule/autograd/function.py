@@ -14,6 +14,7 @@ under ``create_graph=True`` (see :mod:`chainrule.autograd.engine`).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from chainrule import devices
@@ -21,7 +22,7 @@ from chainrule._state import state
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
 from chainrule.dtypes import FLOAT_KINDS
-from chainrule.tensor import Tensor, TensorBase, wrap
+from chainrule.tensor import _TYPE_NAMES, Tensor, TensorBase, wrap
 
 __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGrad",
            "check_saved_versions"]
@@ -50,7 +51,9 @@ class Function:
     #   _outs      per output: (shape, dtype), or None for an output that is not a tensor
     #   _saved     what save_for_backward kept (None once a backward freed it)
     #   _saved_from  Op: per saved value, its input index, -1 for output 0, ("out", k), or None
-    #   _versions  per saved tensor: (the tensor holding its version counter, version at saving)
+    #   _versions  per saved tensor: (the tensor holding its version counter, or a weak reference
+#              to it for a saved output; its version at saving; the saved tensor, or the
+#              output number for a saved output), see check_saved_versions
     #   _hooks, _retained   non-leaf tensor hooks and retain_grad, by output number
     #   _dirty, _non_differentiable, _tensor_args, _materialize_grads: as set through ctx
     #   site, scope  where it was created (recording modes) and the enclosing Modules
@@ -244,8 +247,7 @@ def _record_op(ctx, args, values, outs, kwargs):
     for o in outs:
         metas.append((o.shape, o.dtype))
     ctx._outs = tuple(metas)
-    if ctx._saved:
-        _note_saved(ctx, args, values, outs)
+    saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
     if state.extras:
         _note_extras(ctx, outs, values, kwargs)
     marked = ctx._non_differentiable
@@ -259,6 +261,8 @@ def _record_op(ctx, args, values, outs, kwargs):
         else:
             tensors.append(wrap(o))
         nr += 1
+    if saved_out:
+        _note_output_versions(ctx, tensors)
     return tuple(tensors)
 
 
@@ -285,6 +289,7 @@ def _function_output(ctx, nr, o, args):
         return o
     if ctx._dirty is not None and _marked(o, ctx._dirty):
         o._rebase(ctx, nr)  # modified in place: the same tensor, with this gate as its history
+        o._bump_version()  # (torch counts the marking as a change too)
         return o
     if _marked(o, args):
         o = o.view_as(o) if o._data.ndim else wrap(o._data)  # an input returned as it is
@@ -301,18 +306,24 @@ def _marked(o, objects):
 
 def _note_saved(ctx, args, values, outs):
     """Per saved value, where it came from: its input index, -1 (output 0), ("out", k), or None;
-    and (tensor holding the counter, version) of every input tensor whose value was saved."""
+    and (tensor holding the counter, version, the tensor) of every input tensor whose value was
+    saved. True if the gate saved one of its outputs (watched once they are Tensors)."""
     sources = []
     versions = []
+    saved_out = False
     for s in ctx._saved:
         src = _source(s, values, outs)
         sources.append(src)
-        if type(src) is int and src >= 0 and isinstance(args[src], TensorBase):
-            t = args[src]
-            holder = t if t._vholder is None else t._vholder
-            versions.append((holder, holder._vc))
+        if type(src) is int and src >= 0:
+            if isinstance(args[src], TensorBase):
+                t = args[src]
+                holder = t if t._vholder is None else t._vholder
+                versions.append((holder, holder._vc, t))
+        elif src is not None:
+            saved_out = True
     ctx._saved_from = tuple(sources)
     ctx._versions = tuple(versions) if versions else None
+    return saved_out
 
 
 def _source(s, values, outs):
@@ -325,6 +336,18 @@ def _source(s, values, outs):
     return None
 
 
+def _note_output_versions(ctx, wrapped) -> None:
+    """The gate saved an output: watch that tensor's version, through a weak reference (the
+    tensor holds the gate; while no one holds the tensor, no one can change it in place)."""
+    for src in ctx._saved_from:
+        if src is None or (type(src) is int and src >= 0):
+            continue
+        nr = 0 if src == -1 else src[1]
+        holder = wrapped[nr]._version_holder()
+        entry = (weakref.ref(holder), holder._vc, nr)
+        ctx._versions = (entry,) if ctx._versions is None else ctx._versions + (entry,)
+
+
 def _note_user_versions(ctx, outs) -> None:
     """A user Function saves Tensors: remember each one's version (outputs included)."""
     saved = ctx._saved
@@ -334,26 +357,55 @@ def _note_user_versions(ctx, outs) -> None:
     for s in saved:
         if isinstance(s, TensorBase):
             holder = s._version_holder()
-            versions.append((holder, holder._vc))
+            nr = next((k for k, o in enumerate(outs) if o is s), None)  # an output: torch
+            versions.append((holder, holder._vc, s if nr is None else nr))  # names this gate
     ctx._versions = tuple(versions) or None
 
 
 def check_saved_versions(node) -> None:
     """Raise torch's error if a tensor that ``node`` saved was modified in place since."""
-    for holder, version in node._versions:
+    for holder, version, what in node._versions:
+        if type(holder) is weakref.ref:
+            holder = holder()
+            if holder is None:  # gone, and so are its views: no one changed it
+                continue
         if holder._vc != version:
-            t = holder
-            dtype = t.type().split(".")[-1]
+            raise RuntimeError(_version_error(node, holder._vc, version, what))
+
+
+def _version_error(node, now: int, version: int, what) -> str:
+    """torch's message for a saved tensor (``what``: the tensor, or output number ``what`` of
+    ``node``) found at version ``now`` instead of ``version``."""
+    import re
+
+    def short(fn) -> str:  # torch names the node without its "Backward0"
+        return re.sub(r"Backward\d*$", "", fn.name())
+
+    if type(what) is int:
+        shape, np_dtype = node._outs[what]
+        where = f", which is output {what} of {short(node)},"
+    else:
+        shape, np_dtype = what._data.shape, what._data.dtype
+        base = what._base
+        if base is not None and base._requires_grad:
+            step = what._view[-1]
+            if step[0].multi_view:
+                return (f"Output {step[2]} of {step[0].__name__} is a view and its base or another "
+                        "view of its base has been modified inplace. This view is the output of "
+                        "a function that returns multiple views. Such functions do not allow the "
+                        "output views to be modified inplace. You should replace the inplace "
+                        "operation by an out-of-place one.")
+            where = ", which is output 0 of AsStrided,"  # torch rebuilds such a view so
+        elif what._grad_fn is not None:
+            where = f", which is output {what._nr} of {short(what._grad_fn)},"
+        else:
             where = ""
-            if t._grad_fn is not None and t._grad_fn is not node:
-                where = f", which is output {t._nr} of {t._grad_fn.name()},"
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [chainrule.{dtype} {list(t._data.shape)}]{where} is at "
-                f"version {holder._vc}; expected version {version} instead. Hint: enable anomaly "
-                "detection to find the operation that failed to compute its gradient, with "
-                "chainrule.autograd.set_detect_anomaly(True)."
-            )
+    dtype = _TYPE_NAMES.get(np_dtype.name, "Tensor")
+    return ("one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [chainrule.{dtype} {list(shape)}]{where} is at version {now}; "
+            f"expected version {version} instead. Hint: enable anomaly detection to find the "
+            "operation that failed to compute its gradient, with "
+            "chainrule.autograd.set_detect_anomaly(True, check_nan=False).")
 
 
 def _mark_views(args, outs, tensors, cls):

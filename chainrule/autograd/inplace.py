@@ -11,6 +11,8 @@ version change and refuse to backpropagate (``check_saved_versions``).
 
 from __future__ import annotations
 
+import weakref
+
 from chainrule import devices, random
 from chainrule._state import state
 from chainrule.autograd.function import Op
@@ -18,6 +20,7 @@ from chainrule.devices import np
 from chainrule.ops import either
 from chainrule.ops.elementwise import copy_value
 from chainrule.ops.index import getitem, index_assign, is_basic, normalize_index
+from chainrule.ops.shape import normalize_dim
 from chainrule.tensor import TensorBase, late as _late, wrap
 
 __all__ = ["apply_inplace", "overwrite", "setitem", "METHODS", "CopySlices", "replay_view"]
@@ -27,6 +30,10 @@ _VIEW_OF_LEAF = ("a view of a leaf Variable that requires grad is being used in 
                  "operation.")
 _OVERLAP = ("unsupported operation: more than one element of the written-to tensor refers to a "
             "single memory location. Please clone() the tensor before performing the operation.")
+_MULTI_VIEW_TAIL = (
+    "This view is the output of a function that returns multiple views. Such functions do not "
+    "allow the output views to be modified inplace. You should replace the inplace operation by "
+    "an out-of-place one.")
 _NO_GRAD_VIEW = (
     "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
     "Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
@@ -42,46 +49,100 @@ def _requires_grad(x) -> bool:
 
 def apply_inplace(target, op, *args, **kwargs):
     """``target`` := ``op(target, *args, **kwargs)``, in target's memory; returns target."""
-    graph = state.grad_enabled and (
-        _requires_grad(target) or any(_requires_grad(a) for a in args)
+    base = target._base
+    grad = state.grad_enabled
+    if grad and base is not None and base._grad_fn is not target._view_src:
+        target.edge()  # the base changed in place since: bring this view's history up to date
+    graph = grad and (
+        target._requires_grad or any(_requires_grad(a) for a in args)
         or any(_requires_grad(v) for v in kwargs.values()))
-    _check_writable(target, graph)
+    _check_writable(target, graph, grad)
     if not graph:
-        prev = state.grad_enabled
         state.grad_enabled = False
         try:
             result = op(target.detach(), *args, **kwargs)
         finally:
-            state.grad_enabled = prev
-        _write(target, result._data if isinstance(result, TensorBase) else result)
+            state.grad_enabled = grad
+        data = result._data if isinstance(result, TensorBase) else result
+        _check_result(target, data)
+        _write(target, data)
         target._bump_version()
         return target
-    base = target._base
     if base is None:
-        new = op(_current(target), *args, **kwargs)
-        new = _as_dtype_of(target, new)
+        cur = _current(target)
+        new = _result_of(target, cur, op(cur, *args, **kwargs), args)
         _write(target, new._data)
         target._bump_version()
         _adopt(target, new)
         return target
-    region = replay_view(target._view, _current(base))
-    new = _as_dtype_of(target, op(region, *args, **kwargs))
-    updated = CopySlices.apply(_current(base), new, target._view, base._data)
+    _check_layout(target, replay_view(target._view, base._data))
+    cur = _current(base)
+    region = replay_view(target._view, cur)
+    new = _result_of(target, region, op(region, *args, **kwargs), args)
+    updated = CopySlices.apply(cur, new, target._view, base._data)
     base._bump_version()
     base._rebase(updated._grad_fn, updated._nr)
     target._refresh_view()
+    _watch_output(new, target)
     return target
+
+
+def _result_of(target, cur, new, args=()):
+    """The op's result as the target's new value: its dtype, its shape; a result that carries
+    no gradient (``eq_``) still takes the target's place in the graph, with a zero gradient."""
+    if not isinstance(new, TensorBase):
+        new = wrap(new)
+    _check_result(target, new._data)
+    new = _as_dtype_of(target, new)
+    if new._grad_fn is None:
+        new = _NoGradient.apply(new._data, cur, *args)
+    return new
+
+
+def _check_result(target, data) -> None:
+    """torch's errors for a result that cannot be written into ``target``."""
+    want = target._data
+    have_dtype = getattr(data, "dtype", None)
+    if have_dtype is not None and have_dtype != want.dtype and \
+            _category(have_dtype) > _category(want.dtype):
+        from chainrule.dtypes import from_numpy_dtype
+
+        raise RuntimeError(f"result type {_name(from_numpy_dtype(have_dtype))} can't be cast to "
+                           f"the desired output type {_name(from_numpy_dtype(want.dtype))}")
+    shape = getattr(data, "shape", ())
+    if shape != want.shape:
+        try:
+            joint = np.broadcast_shapes(shape, want.shape)
+        except ValueError:
+            joint = shape
+        if joint != want.shape:
+            raise RuntimeError(f"output with shape {list(want.shape)} doesn't match the "
+                               f"broadcast shape {list(joint)}")
 
 
 def overwrite(target, values):
     """``target`` := ``values`` (constants: zero_, fill_, random fills): the old value's
     gradient is zero, so a tensor in the graph is rebased onto a gate without inputs."""
-    if not state.grad_enabled or not (target._requires_grad):
-        _check_writable(target, False)
+    if not state.grad_enabled or not (target._requires_grad or target._base is not None):
+        _check_writable(target, False, state.grad_enabled)
         _write(target, values)
         target._bump_version()
         return target
     return apply_inplace(target, _constant_like, values)
+
+
+class _NoGradient(Op):
+    """y = values, a result that carries no gradient (``eq_``), in the place of the tensor it
+    overwrote;  dy/dx = 0 for x, the target and the op's tensor arguments (torch's rule)"""
+
+    @staticmethod
+    def forward(ctx, values, *inputs):
+        return values
+
+    @staticmethod
+    def backward(ctx, g):
+        zero = either.zeros_like(g)
+        return (None,) + tuple(zero if need else None for need in ctx.needs_input_grad[1:])
 
 
 def _constant_like(t, values):
@@ -115,23 +176,25 @@ def setitem(target, key, value) -> None:
 
 
 # ---- the pieces ---------------------------------------------------------------------------------
-def _check_writable(target, graph: bool) -> None:
+def _check_writable(target, graph: bool, grad: bool) -> None:
+    """torch's refusals: in-place on a leaf that requires grad (or a view of one), on a view
+    made in no_grad mode with grad mode on, on one of several views returned by one op."""
+    base = target._base
+    if base is not None and grad:
+        chain = target._view
+        cls, nr = chain[-1][0], chain[-1][2]
+        if any(not step[3] for step in chain) and (graph or base._requires_grad):
+            raise RuntimeError(_NO_GRAD_VIEW)
+        if graph and cls.multi_view:
+            if not base._requires_grad:
+                raise RuntimeError("A view was created in no_grad mode and is being modified "
+                                   "inplace with grad mode enabled. " + _MULTI_VIEW_TAIL)
+            raise RuntimeError(f"Output {nr} of {cls.__name__} is a view and is being modified "
+                               "inplace. " + _MULTI_VIEW_TAIL)
+        if graph and base._grad_fn is None and base._requires_grad:
+            raise RuntimeError(_VIEW_OF_LEAF)
     if graph and target._grad_fn is None and target._requires_grad:
         raise RuntimeError(_LEAF)
-    base = target._base
-    if base is not None and graph:
-        if base._grad_fn is None and base._requires_grad:
-            raise RuntimeError(_VIEW_OF_LEAF)
-        step = target._view[-1]
-        cls, nr, made_with_grad = step[0], step[2], step[3]
-        if cls.multi_view:
-            raise RuntimeError(
-                f"Output {nr} of {cls.__name__}Backward0 is a view and is being modified "
-                "inplace. This view is the output of a function that returns multiple views. "
-                "Such functions do not allow the output views to be modified inplace. You should "
-                "replace the inplace operation by an out-of-place one.")
-        if not made_with_grad and base._requires_grad:
-            raise RuntimeError(_NO_GRAD_VIEW)
     data = target._data
     if isinstance(data, np.ndarray) and not data.flags.writeable:
         if 0 in data.strides and data.size > 1:
@@ -204,13 +267,24 @@ def _write(target, values) -> None:
 
 def _adopt(target, new) -> None:
     """``target`` now holds ``new``'s value: it becomes the output of ``new``'s gate. A gate
-    that saved its output saved ``new``'s memory; it watches target's version from now on."""
+    that saved that output (``exp_``) watches target's version from now on, as torch's does."""
+    target._rebase(new._grad_fn, new._nr)
+    _watch_output(new, target)
+
+
+def _watch_output(new, target) -> None:
+    """If ``new``'s gate saved ``new``, it watches ``target``'s version (target holds it)."""
     fn = new._grad_fn
-    target._rebase(fn, new._nr)
-    if fn is not None and fn.on_arrays and fn._saved_from and -1 in fn._saved_from:
-        holder = target._version_holder()
-        entry = (holder, holder._vc)
-        fn._versions = (entry,) if fn._versions is None else fn._versions + (entry,)
+    if fn is None or not fn.on_arrays or not fn._saved_from:
+        return
+    for src in fn._saved_from:
+        if src is None or (type(src) is int and src >= 0):
+            continue
+        nr = 0 if src == -1 else src[1]
+        if nr == new._nr:
+            holder = target._version_holder()
+            entry = (weakref.ref(holder), holder._vc, nr)
+            fn._versions = (entry,) if fn._versions is None else fn._versions + (entry,)
 
 
 # ---- views of a base, replayed ---------------------------------------------------------------
@@ -225,9 +299,53 @@ def replay_view(chain, x):
     return x
 
 
+def refresh_view(view) -> None:
+    """The base of ``view`` was changed in place (it has a new history): the view's history is
+    its steps replayed on the base's new one (torch regenerates it the same way). A view made
+    in no_grad mode stays out of the graph; one of several views of one op may not be rebuilt
+    (torch's error)."""
+    base = view._base
+    chain = view._view
+    if not base._requires_grad or any(not step[3] for step in chain):
+        view._view_src = base._grad_fn
+        return
+    for step in chain:
+        if step[0].multi_view:
+            raise RuntimeError(f"Output {step[2]} of {step[0].__name__} is a view and its base or "
+                               "another view of its base has been modified inplace. "
+                               + _MULTI_VIEW_TAIL)
+    prev = state.grad_enabled
+    state.grad_enabled = True
+    try:
+        t = replay_view(chain, base)
+    finally:
+        state.grad_enabled = prev
+    _check_layout(view, t._data)
+    view._view_src = base._grad_fn
+    view._rebase(t._grad_fn, t._nr)
+
+
+def _check_layout(view, replayed) -> None:
+    """The view's steps, replayed on its base, must land on the view's own memory: not so if the
+    base itself changed shape in place (``t_``, ``transpose_``, ...) after the view was made."""
+    mine = view._data
+    if getattr(mine, "size", 0) == 0:
+        return
+    if (devices.data_address(replayed) != devices.data_address(mine)
+            or replayed.shape != mine.shape
+            or getattr(replayed, "strides", None) != getattr(mine, "strides", None)):
+        raise RuntimeError(
+            "a view is being used after its base changed shape in place (t_, transpose_, "
+            "squeeze_, unsqueeze_, ...) with grad mode enabled: its history cannot be rebuilt. "
+            "Take the view again after the change, or change the shape out of place.")
+
+
 class CopySlices(Op):
     """base' = base with its view region replaced by v;  d/dbase = g outside the region,
     d/dv = g's region"""
+
+    def name(self) -> str:
+        return "CopySlices"  # torch's name for it
 
     @staticmethod
     def forward(ctx, base, v, chain, memory):
@@ -247,7 +365,8 @@ class CopySlices(Op):
 # ---- the methods ---------------------------------------------------------------------------------
 def _method(op_name: str, name: str):
     def method(self, *args, **kwargs):
-        return apply_inplace(self, getattr(_late.ops, op_name), *args, **kwargs)
+        op = getattr(_late.ops, op_name, None) or getattr(type(self), op_name)
+        return apply_inplace(self, op, *args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"In-place version of :meth:`Tensor.{op_name}` (``self`` is overwritten)."
@@ -256,13 +375,24 @@ def _method(op_name: str, name: str):
 
 # torch's in-place variants of chainrule's ops: name_ is name computed in place
 _OF_OPS = """
-abs absolute acos arccos add asin arcsin atan arctan atan2 arctan2 bitwise_and bitwise_not
+abs absolute acos add asin atan atan2 bitwise_and bitwise_not
 bitwise_or bitwise_xor ceil clamp clip cos cosh cumsum cumprod div divide eq erf exp exp2 expm1
 float_power floor floor_divide fmod frac ge gt le log log10 log1p log2 logical_and logical_not
 logical_or logical_xor logit lt masked_fill mul multiply ne neg negative pow reciprocal relu
 remainder round rsqrt sigmoid sign sin sinh sqrt square sub subtract tan tanh tril triu
 true_divide trunc xlogy scatter scatter_add
 """.split()
+# ... and those whose op chainrule may have (an in-place method exists where the op does)
+_IF_OPS = """
+acosh arccosh asinh arcsinh atanh arctanh erfc erfinv lgamma digamma i0 sinc deg2rad rad2deg
+nan_to_num hypot copysign heaviside nextafter ldexp gcd lcm igamma igammac mvlgamma sgn fix
+bitwise_left_shift bitwise_right_shift renorm scatter_reduce index_reduce addmm addmv addr
+baddbmm addbmm
+""".split()
+# torch's other names for the same in-place ops
+_ALIASES = {"greater_": "gt_", "greater_equal_": "ge_", "less_": "lt_", "less_equal_": "le_",
+            "not_equal_": "ne_", "arccos_": "acos_", "arcsin_": "asin_", "arctan_": "atan_",
+            "arctan2_": "atan2_"}
 
 
 def copy_(self, src, non_blocking: bool = False):
@@ -322,8 +452,273 @@ def geometric_(self, p: float, *, generator=None):
     return random.geometric_(self, p, generator)
 
 
+# ---- in-place methods whose op chainrule may not have: written with the ops it has ------------
+def _op(name: str, fallback):
+    """chainrule's op ``name`` if there is one, else ``fallback`` (the same math, composed)."""
+    return getattr(_late.ops, name, None) or fallback
+
+
+def addcmul_(self, tensor1, tensor2, *, value=1):
+    """self += value · tensor1 · tensor2."""
+    return apply_inplace(self, _op("addcmul", _addcmul), tensor1, tensor2, value=value)
+
+
+def _addcmul(t, a, b, *, value=1):
+    return t + a * b * value if value != 1 else t + a * b
+
+
+def addcdiv_(self, tensor1, tensor2, *, value=1):
+    """self += value · tensor1 / tensor2."""
+    return apply_inplace(self, _op("addcdiv", _addcdiv), tensor1, tensor2, value=value)
+
+
+def _addcdiv(t, a, b, *, value=1):
+    if not (a.is_floating_point() or b.is_floating_point()):
+        raise RuntimeError("Integer division with addcdiv is no longer supported, and in a "
+                           "future release addcdiv will perform a true division of tensor1 and "
+                           "tensor2. The historic addcdiv behavior can be implemented as "
+                           "(input + value * torch.trunc(tensor1 / tensor2)).to(input.dtype) for "
+                           "integer inputs and as (input + value * tensor1 / tensor2) for float "
+                           "inputs. The future addcdiv behavior is just the latter "
+                           "implementation: (input + value * tensor1 / tensor2), for all dtypes.")
+    return t + a / b * value if value != 1 else t + a / b
+
+
+def lerp_(self, end, weight):
+    """self += weight · (end - self)."""
+    return apply_inplace(self, _op("lerp", _lerp), end, weight)
+
+
+def _lerp(t, end, weight):
+    return t + (end - t) * weight
+
+
+def clamp_min_(self, min):
+    return apply_inplace(self, _op("clamp_min", _clamp_min), min)
+
+
+def _clamp_min(t, min):
+    return _late.ops.clamp(t, min=min)
+
+
+def clamp_max_(self, max):
+    return apply_inplace(self, _op("clamp_max", _clamp_max), max)
+
+
+def _clamp_max(t, max):
+    return _late.ops.clamp(t, max=max)
+
+
+def _along(t, dim: int, index, name: str):
+    """The key ``t[key]`` that takes ``index`` (a 1-d integer tensor) along ``dim``."""
+    ndim = t._data.ndim
+    d = normalize_dim(dim, max(ndim, 1), name)
+    idx = index._data if isinstance(index, TensorBase) else np.asarray(index)
+    if idx.ndim > 1:
+        raise IndexError(f"{name}(): Index is supposed to be a vector")
+    if idx.dtype.kind not in "iu":
+        raise IndexError(f"{name}(): Expected dtype int64 for index")
+    if ndim == 0:
+        return ()
+    return (slice(None),) * d + (idx.reshape(-1),)
+
+
+def index_add_(self, dim: int, index, source, *, alpha=1):
+    """self[..., index[i], ...] += alpha · source[..., i, ...] along ``dim`` (repeats add up)."""
+    return apply_inplace(self, _op("index_add", _index_add), dim, index, source, alpha=alpha)
+
+
+def _index_add(t, dim, index, source, *, alpha=1):
+    from chainrule.ops.index import IndexPut
+
+    if source.dtype != t.dtype:
+        raise RuntimeError(f"index_add_(): self ({_name(t.dtype)}) and source "
+                           f"({_name(source.dtype)}) must have the same scalar type")
+
+    key = _along(t, dim, index, "index_add_")
+    src = source * alpha if alpha != 1 else source
+    if not key:
+        return t + src.reshape(())
+    return t + IndexPut.apply(src, t._data.shape, key)
+
+
+def index_copy_(self, dim: int, index, source):
+    """self[..., index[i], ...] = source[..., i, ...] along ``dim``."""
+    return apply_inplace(self, _op("index_copy", _index_copy), dim, index, source)
+
+
+def _index_copy(t, dim, index, source):
+    if source.dtype != t.dtype:
+        raise RuntimeError("index_copy_(): self and source expected to have the same dtype, but "
+                           f"got (self) {_name(t.dtype)} and (source) {_name(source.dtype)}")
+    key = _along(t, dim, index, "index_copy_")
+    return index_assign(t, key, source) if key else source.reshape(()).to(t.dtype) + t * 0
+
+
+def index_fill_(self, dim: int, index, value):
+    """self[..., index[i], ...] = value along ``dim``."""
+    return apply_inplace(self, _op("index_fill", _index_fill), dim, index, value)
+
+
+def _index_fill(t, dim, index, value):
+    key = _along(t, dim, index, "index_fill_")
+    if isinstance(value, TensorBase) and value._data.ndim:
+        raise RuntimeError("index_fill_ only supports a 0-dimensional value tensor, but got "
+                           f"tensor with {value._data.ndim} dimension(s).")
+    return index_assign(t, key if key else Ellipsis, value)
+
+
+def index_put_(self, indices, values, accumulate: bool = False):
+    """self[indices] = values (``accumulate``: self[indices] += values, repeats adding up)."""
+    return apply_inplace(self, _index_put, tuple(indices), values, accumulate)
+
+
+def _index_put(t, indices, values, accumulate):
+    from chainrule.ops.index import IndexPut
+
+    key = normalize_index(tuple(indices), t._data)
+    if not accumulate:
+        return index_assign(t, key, values)
+    shape = np.shape(t._data[key])
+    if not isinstance(values, TensorBase):
+        values = _late.creation.tensor(values, dtype=t.dtype, device=t.device)
+    return t + IndexPut.apply(values.expand(shape) if values.shape != shape else values,
+                              t._data.shape, key)
+
+
+def put_(self, index, source, accumulate: bool = False):
+    """self.view(-1)[index] = source (``accumulate``: += , repeats adding up)."""
+    return apply_inplace(self, _put, index, source, accumulate)
+
+
+def _put(t, index, source, accumulate):
+    flat = t.reshape(-1)
+    idx = index._data if isinstance(index, TensorBase) else np.asarray(index)
+    return _index_put(flat, (idx.reshape(-1),), source.reshape(-1), accumulate).reshape(
+        t._data.shape)
+
+
+def masked_scatter_(self, mask, source):
+    """Where ``mask`` is True, self takes source's elements in order."""
+    return apply_inplace(self, _op("masked_scatter", _masked_scatter), mask, source)
+
+
+def _masked_scatter(t, mask, source):
+    if source.dtype != t.dtype:
+        raise RuntimeError("masked_scatter: expected self and source to have same dtypes but got"
+                           f"{_name(t.dtype)} and {_name(source.dtype)}")
+    m = mask._data if isinstance(mask, TensorBase) else np.asarray(mask)
+    if m.dtype != bool:
+        raise RuntimeError("masked_scatter_ only supports boolean masks, but got mask with "
+                           f"dtype {m.dtype}")
+    m = devices.xp_of(t._data).broadcast_to(m, t._data.shape)
+    n = int(m.sum())
+    if n > source.numel():
+        raise RuntimeError("masked_scatter: expected source to have at least as many elements "
+                           "as the ones selected by the mask")
+    return index_assign(t, m, source.reshape(-1)[:n])
+
+
+def fill_diagonal_(self, fill_value, wrap: bool = False):
+    """The main diagonal (all dims equal) := fill_value; ``wrap`` continues it below N rows
+    for a tall matrix."""
+    if state.grad_enabled and self._grad_fn is None and self._requires_grad:
+        raise RuntimeError(_VIEW_OF_LEAF)  # torch writes through a view of self
+    return apply_inplace(self, _fill_diagonal, fill_value, wrap)
+
+
+def _fill_diagonal(t, value, wrap_):
+    shape = t._data.shape
+    if len(shape) < 2:
+        raise RuntimeError("dimensions must larger than 1")
+    if len(shape) > 2 and len(set(shape)) != 1:
+        raise RuntimeError("all dimensions of input must be of equal length")
+    n = min(shape)
+    if len(shape) == 2 and wrap_ and shape[0] > shape[1]:
+        step = shape[1] + 1
+        flat = np.arange(0, shape[0] * shape[1], step)
+        rows, cols = flat // shape[1], flat % shape[1]
+        key = (rows, cols)
+    else:
+        key = (np.arange(n),) * len(shape)
+    return index_assign(t, key, value)
+
+
+# ---- in-place changes of shape: the tensor becomes a view of what it was -----------------------
+def _reshaping(op_name: str, name: str):
+    def method(self, *args, **kwargs):
+        grad = state.grad_enabled
+        _check_writable(self, grad and self._requires_grad, grad)
+        view = getattr(_late.ops, op_name)(self, *args, **kwargs)
+        _become(self, view)
+        self._bump_version()
+        return self
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"In-place version of :meth:`Tensor.{op_name}` (``self`` changes shape)."
+    return method
+
+
+def _become(t, view) -> None:
+    """``t`` takes the place of ``view``, a view of it: the same memory seen another way, and
+    (when the view was recorded) the view's history."""
+    t._data = view._data
+    if view._grad_fn is not None:
+        t._rebase(view._grad_fn, view._nr)
+    if t._base is not None and view._base is not None:
+        t._view, t._view_src = view._view, view._view_src
+
+
+_SHAPE_METHODS = {"t_": "t", "transpose_": "transpose", "swapaxes_": "swapaxes",
+                  "swapdims_": "swapdims", "squeeze_": "squeeze", "unsqueeze_": "unsqueeze"}
+
+
 _RANDOM = ["uniform_", "normal_", "random_", "exponential_", "bernoulli_", "cauchy_",
            "log_normal_", "geometric_"]
 METHODS = ["copy_", "zero_", "fill_"] + _RANDOM + [name + "_" for name in _OF_OPS]
 for _op_name in _OF_OPS:
     globals()[_op_name + "_"] = _method(_op_name, _op_name + "_")
+
+
+def _exists(op_name: str) -> bool:
+    import chainrule.ops as ops
+
+    return hasattr(ops, op_name) or hasattr(TensorBase, op_name)
+
+
+METHODS += ["addcmul_", "addcdiv_", "lerp_", "clamp_min_", "clamp_max_", "index_add_",
+            "index_copy_", "index_fill_", "index_put_", "put_", "masked_scatter_",
+            "fill_diagonal_"]
+for _name_, _op_name in _SHAPE_METHODS.items():
+    globals()[_name_] = _reshaping(_op_name, _name_)
+    METHODS.append(_name_)
+for _op_name in _IF_OPS:
+    if _exists(_op_name) and _op_name + "_" not in globals():
+        globals()[_op_name + "_"] = _method(_op_name, _op_name + "_")
+        METHODS.append(_op_name + "_")
+for _alias, _target in _ALIASES.items():
+    globals()[_alias] = globals()[_target]
+    METHODS.append(_alias)
+
+
+# ---- torch's in-place functions: torch.exp_(x) is x.exp_() --------------------------------------
+_FUNCTIONS = """
+abs_ acos_ acosh_ arccos_ arccosh_ arcsin_ arcsinh_ arctan_ arctanh_ asin_ asinh_ atan_ atanh_
+ceil_ clamp_ clamp_max_ clamp_min_ clip_ cos_ cosh_ deg2rad_ erf_ erfc_ exp2_ exp_ expm1_ fill_
+fix_ floor_ frac_ gcd_ i0_ index_put_ lcm_ ldexp_ log10_ log1p_ log2_ log_ logit_ nan_to_num_
+neg_ negative_ rad2deg_ reciprocal_ relu_ round_ rsqrt_ sigmoid_ sin_ sinc_ sinh_ sqrt_ square_
+tan_ tanh_ trunc_ xlogy_ zero_ detach_
+""".split()
+
+
+def _function(name: str):
+    def fn(input, *args, **kwargs):
+        return getattr(input, name)(*args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``input.{name}(...)``: in place."
+    return fn
+
+
+FUNCTIONS = {name: _function(name) for name in _FUNCTIONS
+             if name in METHODS or hasattr(TensorBase, name)}

@@ -13,6 +13,7 @@ import warnings
 from typing import Any
 
 from chainrule.autograd.function import Op
+from chainrule.autograd.inplace import apply_inplace
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import empty, empty_like, ones_like, zeros_like
 from chainrule.devices import np
@@ -33,7 +34,8 @@ __all__ = [
     "relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "elu", "selu", "celu", "mish",
     "tanh", "sigmoid", "softplus", "softsign", "logsigmoid", "hardtanh", "hardsigmoid",
     "hardswish", "tanhshrink", "softmax", "log_softmax", "softmin", "hardshrink", "softshrink",
-    "threshold", "glu", "prelu", "rrelu", "gumbel_softmax",
+    "threshold", "glu", "prelu", "rrelu", "gumbel_softmax", "leaky_relu_", "hardtanh_", "elu_",
+    "selu_", "celu_", "threshold_", "rrelu_",
 ]
 
 
@@ -119,23 +121,25 @@ class Elu(Op):
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(0, x) elementwise."""
-    return _relu(input)
+    return apply_inplace(input, _relu) if inplace else _relu(input)
 
 
 def relu_(input: Tensor) -> Tensor:
-    """max(0, x) (returns a new tensor; chainrule has no in-place graph ops)."""
-    return _relu(input)
+    """max(0, x), in place."""
+    return apply_inplace(input, _relu)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(0, x), 6)."""
-    return hardtanh(input, 0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
     """clamp(x, min_val, max_val); the gradient is 0 at the bounds, as torch's."""
     check_tensor(input, "hardtanh")
+    if inplace:
+        return apply_inplace(input, hardtanh, min_val, max_val)
     if input._data.dtype.kind not in FLOAT_KINDS:
         return input.clamp(min_val, max_val)
     return Hardtanh.apply(input, float(min_val), float(max_val))
@@ -144,7 +148,19 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x if x > 0 else negative_slope·x."""
     check_tensor(input, "leaky_relu")
+    if inplace:
+        return apply_inplace(input, leaky_relu, negative_slope)
     return LeakyRelu.apply(input, float(negative_slope))
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """clamp(x, min_val, max_val), in place."""
+    return hardtanh(input, min_val, max_val, True)
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x if x > 0 else negative_slope·x, in place."""
+    return leaky_relu(input, negative_slope, True)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -162,27 +178,50 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x·σ(x) (swish)."""
     check_tensor(input, "silu")
-    return Silu.apply(input)
+    return apply_inplace(input, silu) if inplace else Silu.apply(input)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x if x > 0 else α(eˣ - 1)."""
     check_tensor(input, "elu")
+    if inplace:
+        return apply_inplace(input, elu, alpha)
     return Elu.apply(input, float(alpha))
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else α(eˣ - 1), in place."""
+    return elu(input, alpha, True)
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """scale·elu(x, α) with the self-normalising constants."""
+    if inplace:
+        return apply_inplace(input, selu)
     return elu(input, 1.6732632423543772848170429916717) * 1.0507009873554804934193349852946
+
+
+def selu_(input: Tensor) -> Tensor:
+    """selu(x), in place."""
+    return selu(input, True)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """max(0, x) + min(0, α(e^(x/α) - 1))."""
+    if inplace:
+        return apply_inplace(input, celu, alpha)
     return elu(input / alpha, 1.0) * alpha
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    """celu(x), in place."""
+    return celu(input, alpha, True)
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x·tanh(softplus(x))."""
+    if inplace:
+        return apply_inplace(input, mish)
     return input * _tanh(_softplus(input))
 
 
@@ -213,11 +252,15 @@ def logsigmoid(input: Tensor) -> Tensor:
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """clamp(x/6 + 1/2, 0, 1) (gradient 0 at x = ±3, as torch's)."""
+    if inplace:
+        return apply_inplace(input, hardsigmoid)
     return hardtanh(input / 6.0 + 0.5, 0.0, 1.0)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x·hardsigmoid(x)."""
+    if inplace:
+        return apply_inplace(input, hardswish)
     return input * hardsigmoid(input)
 
 
@@ -267,9 +310,21 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
 
 
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
-    """y = x where x > threshold, else ``value`` (``inplace`` computes out of place)."""
+    """y = x where x > threshold, else ``value``."""
     _check(input, "threshold")
+    if inplace:
+        return apply_inplace(input, _threshold, threshold, value)
+    return _threshold(input, threshold, value)
+
+
+def _threshold(input: Tensor, threshold: float, value: float) -> Tensor:
     return where(input > threshold, input, value)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    """threshold(x), in place."""
+    _check(input, "threshold_")
+    return apply_inplace(input, _threshold, threshold, value)
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
@@ -308,6 +363,8 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
     """Randomized leaky ReLU: in training each x ≤ 0 is scaled by a slope drawn from
     U(lower, upper) (one draw per such element, in order); in eval the slope is their mean."""
     _check(input, "rrelu")
+    if inplace:
+        return apply_inplace(input, rrelu, lower, upper, training)
     if not training or upper - lower <= 1e-6:
         slope = (lower + upper) / 2.0
         return where(input > 0, input, input * slope)
@@ -319,6 +376,12 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
         draws = empty(count, dtype=float64, device=input.device).uniform_(lower, upper)
         slopes._data[neg] = draws._data.astype(slopes._data.dtype)
     return input * slopes
+
+
+def rrelu_(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
+           training: bool = False) -> Tensor:
+    """rrelu(x), in place."""
+    return rrelu(input, lower, upper, training, True)
 
 
 def gumbel_softmax(logits: Tensor, tau: float = 1, hard: bool = False, eps: float = 1e-10,

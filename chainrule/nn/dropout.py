@@ -8,6 +8,7 @@ import warnings
 
 from chainrule import devices
 from chainrule import random
+from chainrule.autograd.inplace import apply_inplace
 from chainrule.creation import bernoulli, full
 from chainrule.tensor import Tensor, wrap
 
@@ -32,12 +33,15 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0 or input.numel() == 0:
         return input
+    if inplace:
+        return apply_inplace(input, dropout, p, training)
     if p == 1.0:  # no draws, as in PyTorch
         return input * 0.0
     return input * _dropout_mask(input, p, input._data.shape)
 
 
-def _feature_dropout(input: Tensor, p: float, training: bool, name: str, nd: int) -> Tensor:
+def _feature_dropout(input: Tensor, p: float, training: bool, name: str, nd: int,
+                     inplace: bool = False) -> Tensor:
     """One draw per (sample, channel): the noise has the input's first two dims and 1 elsewhere
     (an unbatched input counts as a batch of one)."""
     if p < 0.0 or p > 1.0:
@@ -47,6 +51,8 @@ def _feature_dropout(input: Tensor, p: float, training: bool, name: str, nd: int
                            f"{list(input.shape)}")
     if not training or p == 0.0 or input.numel() == 0:
         return input
+    if inplace:
+        return apply_inplace(input, _feature_dropout, p, training, name, nd)
     if p == 1.0:
         return input * 0.0
     batched = input.shape if input.ndim == nd + 2 or name == "dropout2d" else (1,) + input.shape
@@ -58,7 +64,7 @@ def _feature_dropout(input: Tensor, p: float, training: bool, name: str, nd: int
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True,
               inplace: bool = False) -> Tensor:
     """Zero whole channels of (N, C, L) input with probability p."""
-    return _feature_dropout(input, p, training, "dropout1d", 1)
+    return _feature_dropout(input, p, training, "dropout1d", 1, inplace)
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True,
@@ -72,13 +78,13 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True,
                       "a future release to interpret the input as one without a batch "
                       "dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout "
                       "behavior, please switch to using dropout1d instead.", stacklevel=2)
-    return _feature_dropout(input, p, training, "dropout2d", 2)
+    return _feature_dropout(input, p, training, "dropout2d", 2, inplace)
 
 
 def dropout3d(input: Tensor, p: float = 0.5, training: bool = True,
               inplace: bool = False) -> Tensor:
     """Zero whole channels of (N, C, D, H, W) input with probability p."""
-    return _feature_dropout(input, p, training, "dropout3d", 3)
+    return _feature_dropout(input, p, training, "dropout3d", 3, inplace)
 
 
 _ALPHA = 1.7580993408473766  # -SELU's scale·alpha: the value a dropped unit takes
@@ -89,12 +95,15 @@ def _check_p(p: float) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def _alpha(input: Tensor, p: float, training: bool, feature: bool) -> Tensor:
+def _alpha(input: Tensor, p: float, training: bool, feature: bool,
+           inplace: bool = False) -> Tensor:
     """Keep each unit (or channel) with probability 1 - p, set the rest to -α', then
     y = a·(x·keep + α'·(1 - keep)) + b chosen so that mean and variance are preserved."""
     _check_p(p)
     if p == 0 or not training or input.numel() == 0:
         return input
+    if inplace:
+        return apply_inplace(input, _alpha, p, training, feature)
     if p == 1:
         return input * 0.0
     if feature and input.ndim < 2:
@@ -108,12 +117,11 @@ def _alpha(input: Tensor, p: float, training: bool, feature: bool) -> Tensor:
 
 def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                   inplace: bool = False) -> Tensor:
-    """Alpha dropout of single units (keeps SELU's self-normalisation); ``inplace`` computes out
-    of place."""
-    return _alpha(input, p, training, feature=False)
+    """Alpha dropout of single units (keeps SELU's self-normalisation)."""
+    return _alpha(input, p, training, False, inplace)
 
 
 def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                           inplace: bool = False) -> Tensor:
     """Alpha dropout of whole channels (dim 1)."""
-    return _alpha(input, p, training, feature=True)
+    return _alpha(input, p, training, True, inplace)

@@ -88,7 +88,7 @@ class Pow(Op):
     @staticmethod
     def forward(ctx, a, b):
         z = kernels_for(a).pow(a, b)
-        ctx.save_for_backward(a, b, z)
+        ctx.save_for_backward(a, b, z if ctx.needs_input_grad[1] else None)  # z: for dz/db
         return z
 
     @staticmethod

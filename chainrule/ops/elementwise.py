@@ -527,7 +527,7 @@ class CopyInto(Op):
 
     @staticmethod
     def backward(ctx, g):
-        return None, g
+        return (either.zeros_like(g) if ctx.needs_input_grad[0] else None), g
 
 
 def copy_value(input: Tensor, src) -> Tensor:

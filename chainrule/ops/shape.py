@@ -21,7 +21,7 @@ __all__ = [
     "broadcast_to", "repeat", "tile", "flip", "fliplr", "flipud", "roll", "cat", "concat",
     "concatenate", "stack", "hstack", "vstack", "split", "chunk", "unbind", "narrow", "pad",
     "tril", "triu", "diag", "diagonal", "atleast_1d", "broadcast_tensors", "broadcast_shapes",
-    "ravel", "t",
+    "ravel", "t", "select",
 ]
 
 
@@ -283,6 +283,58 @@ class Diag(Op):
         if ctx.ndim == 2:
             return either.index_put(ctx.shape, ctx.index, g), None
         return either.diag(g, ctx.k), None
+
+
+def _diagonal_view(x, offset: int, d1: int, d2: int):
+    """The writable view of ``x``'s diagonal (NumPy's own is read-only)."""
+    xp = devices.xp_of(x)
+    if xp is not np:
+        return xp.diagonal(x, offset, d1, d2)
+    y = np.moveaxis(x, (d1, d2), (-2, -1))
+    y = y[..., :, offset:] if offset >= 0 else y[..., -offset:, :]
+    n = builtins.max(0, builtins.min(y.shape[-2], y.shape[-1]))
+    return np.lib.stride_tricks.as_strided(y, y.shape[:-2] + (n,),
+                                           y.strides[:-2] + (y.strides[-2] + y.strides[-1],))
+
+
+class Diagonal(Op):
+    """y = the (d1, d2) diagonal of x;  the gradient is placed back on that diagonal"""
+
+    is_view = True
+
+    @staticmethod
+    def forward(ctx, x, offset, d1, d2):
+        ctx.shape, ctx.args = x.shape, (offset, d1, d2)
+        return _diagonal_view(x, offset, d1, d2)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _diagonal_put(g, ctx.shape, *ctx.args), None, None, None
+
+
+class DiagonalScatter(Op):
+    """y = zeros(shape) with g on the (d1, d2) diagonal;  dy/dg = that diagonal"""
+
+    @staticmethod
+    def forward(ctx, g, shape, offset, d1, d2):
+        out = devices.xp_of(g).zeros(shape, g.dtype)
+        _diagonal_view(out, offset, d1, d2)[...] = g
+        if ctx is not None:
+            ctx.args = (offset, d1, d2)
+        return out
+
+    @staticmethod
+    def backward(ctx, gg):
+        offset, d1, d2 = ctx.args
+        if isinstance(gg, Tensor):
+            return Diagonal.apply(gg, offset, d1, d2), None, None, None, None
+        return _diagonal_view(gg, offset, d1, d2), None, None, None, None
+
+
+def _diagonal_put(g, shape, offset, d1, d2):
+    if isinstance(g, Tensor):
+        return DiagonalScatter.apply(g, shape, offset, d1, d2)
+    return DiagonalScatter.forward(None, g, shape, offset, d1, d2)
 
 
 # ---- public functions ---------------------------------------------------------------------------
@@ -697,16 +749,14 @@ def diag(input: Tensor, diagonal: int = 0) -> Tensor:
 
 
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
-    if input._data.ndim == 2 and (dim1, dim2) in ((0, 1), (-2, -1)):
-        return diag(input, offset)
-    nd = input._data.ndim
-    d1, d2 = normalize_dim(dim1, nd, "diagonal"), normalize_dim(dim2, nd, "diagonal")
+    """The diagonal of the (dim1, dim2) planes, shifted by ``offset``, as the last dim (a view
+    of ``input``, as torch's)."""
+    d1 = normalize_dim(dim1, input._data.ndim, "diagonal")
+    d2 = normalize_dim(dim2, input._data.ndim, "diagonal")
     if d1 == d2:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
-    x = movedim(input, (d1, d2), (-2, -1))
-    rows, cols = x._data.shape[-2:]
-    r, c = _diagonal_positions(rows, cols, offset)
-    return x[..., r, c]
+    return Diagonal.apply(input, operator.index(offset), d1, d2)
+
 
 
 def _diagonal_positions(rows: int, cols: int, offset: int):
@@ -714,6 +764,20 @@ def _diagonal_positions(rows: int, cols: int, offset: int):
     k = builtins.max(0, builtins.min(rows + builtins.min(offset, 0),
                                      cols - builtins.max(offset, 0)))
     return np.arange(k) + builtins.max(-offset, 0), np.arange(k) + builtins.max(offset, 0)
+
+
+def select(input: Tensor, dim: int, index: int) -> Tensor:
+    """``input`` at ``index`` along ``dim``, that dim removed (a view)."""
+    ndim = input._data.ndim
+    if ndim == 0:
+        raise IndexError("select() cannot be applied to a 0-dim tensor.")
+    d = normalize_dim(dim, ndim, "select")
+    size = input._data.shape[d]
+    index = operator.index(index)
+    if not -size <= index < size:
+        raise IndexError(f"select(): index {index} out of range for tensor of size "
+                         f"{list(input._data.shape)} at dimension {d}")
+    return input[(slice(None),) * d + (index,)]
 
 
 def atleast_1d(input: Tensor) -> Tensor:
@@ -912,16 +976,6 @@ def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> T
         return wrap(devices.to_device(np.zeros((0,) if r else (0,), input._data.dtype),
                                       input.device))
     return input[idx]
-
-
-def select(input: Tensor, dim: int, index: int) -> Tensor:
-    """The slice at ``index`` along ``dim`` (that dim removed)."""
-    d = normalize_dim(dim, input._data.ndim, "select")
-    n = input._data.shape[d]
-    if not -n <= index < n:
-        raise IndexError(f"select(): index {index} out of range for tensor of size "
-                         f"{list(input._data.shape)} at dimension {d}")
-    return narrow(input, d, index % n, 1).squeeze(d)
 
 
 def repeat_interleave(input, repeats=None, dim=None, *, output_size=None) -> Tensor:

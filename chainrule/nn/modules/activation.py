@@ -30,7 +30,7 @@ class ReLU(_Inplace):
 
     def forward(self, input: Tensor) -> Tensor:
         """max(0, x)."""
-        return F.relu(input)
+        return F.relu(input, self.inplace)
 
 
 class ReLU6(_Inplace):
@@ -38,7 +38,7 @@ class ReLU6(_Inplace):
 
     def forward(self, input: Tensor) -> Tensor:
         """min(max(0, x), 6)."""
-        return F.relu6(input)
+        return F.relu6(input, self.inplace)
 
 
 class SiLU(_Inplace):
@@ -46,7 +46,7 @@ class SiLU(_Inplace):
 
     def forward(self, input: Tensor) -> Tensor:
         """x·σ(x)."""
-        return F.silu(input)
+        return F.silu(input, self.inplace)
 
 
 class Mish(_Inplace):
@@ -54,7 +54,7 @@ class Mish(_Inplace):
 
     def forward(self, input: Tensor) -> Tensor:
         """x·tanh(softplus(x))."""
-        return F.mish(input)
+        return F.mish(input, self.inplace)
 
 
 class SELU(_Inplace):
@@ -62,7 +62,7 @@ class SELU(_Inplace):
 
     def forward(self, input: Tensor) -> Tensor:
         """selu(x)."""
-        return F.selu(input)
+        return F.selu(input, self.inplace)
 
 
 class Hardsigmoid(_Inplace):
@@ -70,7 +70,7 @@ class Hardsigmoid(_Inplace):
 
     def forward(self, input: Tensor) -> Tensor:
         """hardsigmoid(x)."""
-        return F.hardsigmoid(input)
+        return F.hardsigmoid(input, self.inplace)
 
 
 class Hardswish(_Inplace):
@@ -78,7 +78,7 @@ class Hardswish(_Inplace):
 
     def forward(self, input: Tensor) -> Tensor:
         """hardswish(x)."""
-        return F.hardswish(input)
+        return F.hardswish(input, self.inplace)
 
 
 class LeakyReLU(Module):
@@ -91,7 +91,7 @@ class LeakyReLU(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         """leaky_relu(x)."""
-        return F.leaky_relu(input, self.negative_slope)
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
@@ -107,7 +107,7 @@ class ELU(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         """elu(x)."""
-        return F.elu(input, self.alpha)
+        return F.elu(input, self.alpha, self.inplace)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
@@ -118,7 +118,7 @@ class CELU(ELU):
 
     def forward(self, input: Tensor) -> Tensor:
         """celu(x)."""
-        return F.celu(input, self.alpha)
+        return F.celu(input, self.alpha, self.inplace)
 
 
 class GELU(Module):
@@ -145,7 +145,7 @@ class Hardtanh(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         """hardtanh(x)."""
-        return F.hardtanh(input, self.min_val, self.max_val)
+        return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
 
     def extra_repr(self) -> str:
         return f"min_val={self.min_val}, max_val={self.max_val}" + (

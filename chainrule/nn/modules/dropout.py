@@ -26,7 +26,7 @@ class Dropout(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """dropout(x) in training mode, x in eval mode."""
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
 
 class Dropout1d(_DropoutNd):
@@ -34,7 +34,7 @@ class Dropout1d(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """dropout1d(x) in training mode, x in eval mode."""
-        return F.dropout1d(input, self.p, self.training)
+        return F.dropout1d(input, self.p, self.training, self.inplace)
 
 
 class Dropout2d(_DropoutNd):
@@ -42,7 +42,7 @@ class Dropout2d(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """dropout2d(x) in training mode, x in eval mode."""
-        return F.dropout2d(input, self.p, self.training)
+        return F.dropout2d(input, self.p, self.training, self.inplace)
 
 
 class Dropout3d(_DropoutNd):
@@ -50,7 +50,7 @@ class Dropout3d(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """dropout3d(x) in training mode, x in eval mode."""
-        return F.dropout3d(input, self.p, self.training)
+        return F.dropout3d(input, self.p, self.training, self.inplace)
 
 
 class AlphaDropout(_DropoutNd):
@@ -58,7 +58,7 @@ class AlphaDropout(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """alpha_dropout(x) in training mode, x in eval mode."""
-        return F.alpha_dropout(input, self.p, self.training)
+        return F.alpha_dropout(input, self.p, self.training)  # torch's ignores inplace
 
 
 class FeatureAlphaDropout(_DropoutNd):
@@ -66,7 +66,7 @@ class FeatureAlphaDropout(_DropoutNd):
 
     def forward(self, input: Tensor) -> Tensor:
         """feature_alpha_dropout(x) in training mode, x in eval mode."""
-        return F.feature_alpha_dropout(input, self.p, self.training)
+        return F.feature_alpha_dropout(input, self.p, self.training)  # torch's ignores inplace
 
 
 __all__ += ["AlphaDropout", "FeatureAlphaDropout"]
