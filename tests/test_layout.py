@@ -1,10 +1,14 @@
-"""The package's layout rules, checked on its source (docs/internals.md, "Where things are").
+"""The package's layout rules, checked on its source (docs/internals.md: "Module map", "The one
+import circle", "Where is the backward of X?").
 
 - Modules import in layers: the only import circle is Tensor <-> the modules built on it,
   closed by one mechanism (``tensor._late``, bound once by ``chainrule/__init__.py``), so no
-  ``import`` statement anywhere (module level or inside a function) closes a circle.
+  ``import`` statement anywhere (module level, inside a function, or a package importing its
+  own submodules) closes a circle.
 - Gates keep to the gate contract: no device or fast-path branches, no engine-private reads,
   no type tests of their values (``kernels_for`` chooses; ``ctx.needs_input_grad`` asks).
+- Each gate is found in one step from its node, and the paths internals.md names exist.
+- ``import chainrule`` leaves glibc's malloc alone (the first backward tunes it).
 """
 
 from __future__ import annotations

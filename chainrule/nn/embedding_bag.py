@@ -15,6 +15,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.tensor import Tensor, wrap
+from chainrule.creation import zeros
 
 __all__ = ["embedding_bag"]
 
@@ -125,7 +126,6 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Any = None, max_norm: 
         psw = per_sample_weights.reshape(-1).index_select(
             0, wrap(devices.asarray_on(sel, like, np.int64)))
         rows = rows * psw.unsqueeze(1)
-    from chainrule.creation import zeros
 
     if mode == "max":
         return _bag_max(rows, used_bag, b, dim, like)
@@ -140,8 +140,6 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Any = None, max_norm: 
 
 def _bag_max(rows: Tensor, bag: np.ndarray, b: int, dim: int, like) -> Tensor:
     """Each bag's maximum per feature (empty bags give 0)."""
-    from chainrule.creation import zeros
-
     if rows.shape[0] == 0:
         return zeros(b, dim, dtype=rows.dtype, device=rows.device)
     r = devices.to_device(rows._data, "cpu")

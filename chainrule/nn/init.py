@@ -14,6 +14,8 @@ from chainrule import devices
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.autograd.inplace import overwrite
 from chainrule.tensor import Tensor, wrap
+from chainrule.creation import empty_like, randperm
+from chainrule.ops.binary import where
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -185,9 +187,6 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     """N(mean, std²) restricted to [a, b], by rejection (PyTorch's sampler and draw order):
     whole-tensor normal redraws where out of range when [a, b] holds most of the mass, else
     uniform proposals on [a, b] accepted with the normal density's ratio."""
-    from chainrule.creation import empty_like
-    from chainrule.ops.binary import where
-
     def norm_cdf(x: float) -> float:
         return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
 
@@ -256,8 +255,6 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Ten
 def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator: Any = None) -> Tensor:
     """N(0, std²) entries with ⌈sparsity·rows⌉ of each column set to zero (rows from
     ``randperm``, one per column, as PyTorch)."""
-    from chainrule.creation import randperm
-
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = tensor.shape

@@ -16,6 +16,7 @@ from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import no_grad, state
 from chainrule.nn.parameter import Buffer, Parameter
 from chainrule.tensor import Tensor, wrap
+from chainrule.nn.hooks import BackwardHook
 
 __all__ = ["Module", "RemovableHandle"]
 
@@ -167,8 +168,6 @@ class Module:
                     args = res if isinstance(res, tuple) else (res,)
         bw_hook = None
         if self._backward_hooks or self._backward_pre_hooks:
-            from chainrule.nn.hooks import BackwardHook
-
             bw_hook = BackwardHook(self, list(self._backward_hooks.values()),
                                    list(self._backward_pre_hooks.values()))
             args = bw_hook.setup_input_hook(args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule.tensor import Tensor, init_leaf
+from chainrule.creation import to_array
+from chainrule.dtypes import get_default_dtype
 
 __all__ = ["Parameter", "Buffer"]
 
@@ -15,11 +17,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
-        from chainrule.creation import to_array
-
         if data is None:
-            from chainrule.dtypes import get_default_dtype
-
             arr = to_array([], get_default_dtype(), None)
         elif isinstance(data, Tensor):
             arr = data._data  # shares memory, like torch.nn.Parameter(t)
@@ -39,8 +37,6 @@ class Buffer(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
-        from chainrule.creation import to_array
-
         self._data = data._data if isinstance(data, Tensor) else to_array(
             [] if data is None else data, None, None)
         self._grad_fn = None

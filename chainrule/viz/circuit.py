@@ -19,6 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.autograd.edges import edge_gradients
+from chainrule.autograd.function import Op
+from chainrule.autograd.grad_mode import no_grad
+from chainrule.autograd.graph import graph_nodes, kept_saved, op_name, parents
+from chainrule.tensor import Tensor
+
 __all__ = ["Box", "Wire", "Cluster", "Circuit", "build", "summarize", "wire_values", "host",
            "caller_names", "user_frame", "SYMBOL"]
 
@@ -129,9 +135,6 @@ def wire_values(nodes: list, outputs: list) -> tuple[dict, dict]:
     """``(values, consts)``: the forward value of every wire source the graph still knows
     (keys ``id(leaf)`` or ``(gate, output_nr)``) and the constant inputs of gates (keys
     ``(gate, input_index)``)."""
-    from chainrule.autograd.function import Op
-    from chainrule.autograd.graph import kept_saved, parents
-
     kept = kept_saved(nodes)
     val: dict = {}
     const: dict = {}
@@ -207,8 +210,6 @@ def _known_inputs(node, ps: list, val: dict, const: dict) -> list | None:
 
 def _replay(node, args: list):
     """The gate's forward re-run on a fresh context (its saved values are not touched)."""
-    from chainrule.autograd.grad_mode import no_grad
-
     cls = type(node)
     ctx = cls.__new__(cls)  # a compiled Function: its own tp_new
     ctx._saved = ()
@@ -252,8 +253,6 @@ def user_frame():
 def caller_names(frame, keys: set) -> dict:
     """Names of the user's variables (locals, then globals of ``frame``) that hold one of the
     graph's values: ``w0`` for a Tensor, ``w[1]`` for an item of a list or tuple."""
-    from chainrule.tensor import Tensor
-
     found: dict = {}
     if frame is None:
         return found
@@ -280,8 +279,6 @@ def _name_tensor(found: dict, keys: set, t, name: str) -> None:
 
 
 def _given_names(names: dict | None) -> dict:
-    from chainrule.tensor import Tensor
-
     out: dict = {}
     for k, v in (names or {}).items():
         if isinstance(k, str) and isinstance(v, Tensor):
@@ -301,8 +298,6 @@ def _given_names(names: dict | None) -> dict:
 def _resolve_names(nodes: list, outputs: list, names: dict | None, frame, consts: dict) -> dict:
     """value key -> name: ``names=``, then ``Tensor.name``, then the caller's variables, then
     the qualified names of the modules' parameters."""
-    from chainrule.autograd.graph import parents
-
     keys: set = set()
     resolved = _given_names(names)
     for node in nodes:
@@ -353,8 +348,6 @@ def scope_label(path: tuple, k: int) -> str:
 
 def _fold_chains(nodes: list, consumers: dict, min_repeats: int) -> dict:
     """node -> (fold id, label) for runs of a repeated op pattern along a linear chain."""
-    from chainrule.autograd.graph import op_name, parents
-
     def gate_parents(n):
         return [p[1] for p in parents(n) if p is not None and p[0] == "node"]
 
@@ -431,11 +424,6 @@ def build(output, *, names: dict | None = None, grads: bool = True, collapse: bo
           fold: bool | str = "auto", max_nodes: int = 150, show_sites: bool = False,
           title: str | None = None, frame=None) -> Circuit:
     """The :class:`Circuit` of the graph behind ``output`` (a Tensor or a list of Tensors)."""
-    from chainrule.autograd.function import Op
-    from chainrule.autograd.edges import edge_gradients
-    from chainrule.autograd.graph import graph_nodes, op_name, parents
-    from chainrule.tensor import Tensor
-
     outputs = list(output) if isinstance(output, (list, tuple)) else [output]
     for o in outputs:
         if not isinstance(o, Tensor):

@@ -16,6 +16,12 @@ from collections.abc import Callable
 import numpy as np
 
 from chainrule.autograd.engine import call_backward
+import chainrule as cr
+from chainrule._state import state
+from chainrule.autograd.edges import edge_gradients
+from chainrule.autograd.grad_mode import no_grad
+from chainrule.autograd.graph import graph_nodes, op_name, parents
+from chainrule.viz.draw import draw
 
 __all__ = ["explain", "trace", "Trace"]
 
@@ -107,8 +113,6 @@ def name_outputs(nodes: list, arg_names: Callable, var: dict, fresh: Callable, o
                  out_name: str = "f") -> None:
     """Name every gate output not named yet, from its op and its arguments' names (``sigy``,
     ``xpy``, ``xpysq``, ``invden``...); the final output is ``f``. Fills ``var``."""
-    from chainrule.autograd.graph import op_name
-
     for node in nodes:  # in forward order, so the arguments are named first
         op = op_name(node)
         argn = arg_names(node)
@@ -135,10 +139,6 @@ def name_outputs(nodes: list, arg_names: Callable, var: dict, fresh: Callable, o
 
 def trace(fn: Callable, *inputs: Any, names: list | None = None) -> Trace:
     """Run ``fn`` on float64 leaf copies of ``inputs`` while recording every gate's inputs."""
-    import chainrule as cr
-    from chainrule._state import state
-    from chainrule.autograd.graph import graph_nodes, parents
-
     if names is None:
         try:
             params = list(inspect.signature(fn).parameters.values())
@@ -204,8 +204,6 @@ def _argstr(tr: Trace, node) -> list:
 
 
 def _forward_line(tr: Trace, node) -> tuple[str, str]:
-    from chainrule.autograd.graph import op_name
-
     op = op_name(node)
     args = _argstr(tr, node)
     tmpl = _FORWARD.get(op)
@@ -224,7 +222,6 @@ def _local_value(node, i: int):
     shape, dtype = node._outs[0]
     if len(node._outs) != 1 or int(np.prod(shape)) != 1:
         return None
-    from chainrule.autograd.grad_mode import no_grad
 
     with no_grad():
         gs = call_backward(node, np.ones(shape, dtype))
@@ -234,9 +231,6 @@ def _local_value(node, i: int):
 
 
 def _backward_lines(tr: Trace) -> list[tuple[str, str]]:
-    from chainrule.autograd.edges import edge_gradients
-    from chainrule.autograd.graph import op_name, parents
-
     edges, outs, leaves = edge_gradients(tr.output)
     yname = tr.var[(tr.output._grad_fn, tr.output._nr)]
     if tr.output._data.size == 1:
@@ -328,8 +322,6 @@ def _paren(expr: str) -> str:
 
 def _tied(tr: Trace, node) -> bool:
     """Do the two inputs of a max/min gate tie somewhere?"""
-    from chainrule.autograd.graph import parents
-
     vals = []
     for i, p in enumerate(parents(node)):
         v = tr.value.get(_key(p)) if p is not None else None
@@ -358,8 +350,6 @@ def _matmul_rule(node, i: int, args: list, dy: str) -> str:
 
 def _total(tr: Trace, p, edges: dict, upto_node, upto_i):
     """The running sum of gradients delivered to parent ``p`` so far (reverse order)."""
-    from chainrule.autograd.graph import parents
-
     key = _key(p)
     total = None
     for node in reversed(tr.nodes):
@@ -386,8 +376,6 @@ class _Budget:
 
 
 def _evaluate(tr: Trace, fn: Callable, arrs: list) -> float:
-    import chainrule as cr
-
     with cr.no_grad(), np.errstate(all="ignore"):
         out = fn(*[cr.tensor(a) for a in arrs])
     return float(np.sum(np.asarray(out._data, np.float64)))
@@ -437,8 +425,6 @@ def _verdict(a: float, num: float, side: tuple, f0: float, scale: float) -> str:
 def _gradient_lines(tr: Trace, fn: Callable) -> tuple[list, int, list]:
     """The checked gradient of every input; the number of real mismatches; notes on kinks,
     undefined points and the work limit."""
-    from chainrule.autograd.edges import edge_gradients
-
     _, _, leaves = edge_gradients(tr.output)
     lines, notes = [], []
     mismatches = 0
@@ -484,8 +470,6 @@ def _gradient_lines(tr: Trace, fn: Callable) -> tuple[list, int, list]:
 
 def _special_points(tr: Trace) -> list:
     """Gates sitting on a kink or outside their domain, named by their code line."""
-    from chainrule.autograd.graph import op_name, parents
-
     notes = []
     for node in tr.nodes:
         op = op_name(node)
@@ -529,8 +513,6 @@ def _explain(fn: Callable, inputs: tuple, format: str, names: list | None):
         raise ValueError(f"explain: format must be 'text', 'markdown' or 'svg', got {format!r}")
     tr = trace(fn, *inputs, names=names)
     if format == "svg":
-        from chainrule.viz.draw import draw
-
         return draw(tr.output, names={leaf: n for n, leaf in zip(tr.names, tr.leaves)}
                     ).svg(), 0, tr
     at = ", ".join(f"{n} = {_fmt(leaf._data)}" for n, leaf in zip(tr.names, tr.leaves))

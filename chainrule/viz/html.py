@@ -17,13 +17,16 @@ import numpy as np
 
 from chainrule.viz.circuit import build, host, user_frame
 from chainrule.viz.render import place, svg
+from chainrule.autograd.graph import op_name, parents
+from chainrule.viz.circuit import summarize
+from chainrule.viz.explain import (
+    _FORWARD, _PATTERN, _fmt, _literal, _namer, local_rule, name_outputs,
+)
 
 __all__ = ["html", "page", "steps"]
 
 
 def _num(v) -> str:
-    from chainrule.viz.explain import _fmt
-
     s = _fmt(v)
     return f"({s})" if s.startswith("-") else s
 
@@ -38,9 +41,6 @@ _TENSOR_RULES = {
 
 def _show(v, grad: bool = False) -> str:
     """A number, up to 4 values, or shape and statistics for a larger tensor."""
-    from chainrule.viz.circuit import summarize
-    from chainrule.viz.explain import _fmt
-
     return _fmt(v) if np.size(host(v)) <= 4 else summarize(v, grad)[0]
 
 
@@ -59,9 +59,6 @@ def _numbers(a) -> list | None:
 def _names(circuit) -> tuple[dict, Any]:
     """A name for every value: the user's, then names made from the ops (as ``explain``);
     and the function giving a gate's argument names."""
-    from chainrule.autograd.graph import parents
-    from chainrule.viz.explain import _literal, _namer, name_outputs
-
     var = {k: v for k, v in circuit.names.items() if not (isinstance(k, tuple) and k[0] == "data")}
     fresh = _namer(set(var.values()))
 
@@ -87,9 +84,6 @@ def _names(circuit) -> tuple[dict, Any]:
 def steps(circuit) -> list[dict]:
     """The forward steps (one per value: inputs, then each gate's output) and the backward
     steps (the seed, then one per gate in reverse order, then the inputs' gradients)."""
-    from chainrule.autograd.graph import op_name, parents
-    from chainrule.viz.explain import _FORWARD, _PATTERN, _fmt, local_rule
-
     var, arg_names = _names(circuit)
     label = {b.id: b.label for b in circuit.boxes}
     wires_from: dict = {}
@@ -218,8 +212,6 @@ def _input_value(circuit, node, i, p):
 
 
 def _tie(circuit, node) -> bool:
-    from chainrule.autograd.graph import parents
-
     vals = [_input_value(circuit, node, i, p) for i, p in enumerate(parents(node))]
     return (len(vals) == 2 and all(_scalar(v) for v in vals)
             and float(host(vals[0])) == float(host(vals[1])))

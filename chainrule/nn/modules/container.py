@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from chainrule.nn.module import Module, _addindent
+from chainrule.nn.parameter import Parameter
+from chainrule.tensor import Tensor
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
 
@@ -268,9 +270,6 @@ _TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bflo
 
 def _describe(p: Any, typename: bool) -> str:
     """One repr line for an entry of a ParameterList / ParameterDict (PyTorch's format)."""
-    from chainrule.nn.parameter import Parameter
-    from chainrule.tensor import Tensor
-
     if not isinstance(p, Tensor):
         return "Object of type: " + type(p).__name__
     size = "x".join(str(s) for s in p.shape)
@@ -282,9 +281,6 @@ def _describe(p: Any, typename: bool) -> str:
 
 
 def _as_parameter(value: Any) -> Any:
-    from chainrule.nn.parameter import Parameter
-    from chainrule.tensor import Tensor
-
     if isinstance(value, Tensor) and not isinstance(value, Parameter):
         return Parameter(value)
     return value
@@ -337,8 +333,6 @@ class ParameterList(Module):
 
     def extend(self, values: Iterable[Any]) -> ParameterList:
         """Append each of ``values``."""
-        from chainrule.tensor import Tensor
-
         if not isinstance(values, Iterable) or isinstance(values, Tensor):
             raise TypeError("ParameterList.extend should be called with an iterable, but got "
                             + type(values).__name__)

@@ -18,6 +18,9 @@ from chainrule.nn.utils.weight_norm import (
     remove_spectral_norm, remove_weight_norm, spectral_norm, weight_norm,
 )
 from chainrule.tensor import Tensor
+from chainrule.creation import get_rng_state, set_rng_state
+from chainrule.nn.module import Module
+from chainrule.ops.shape import cat
 
 __all__ = [
     "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm",
@@ -31,8 +34,6 @@ __all__ = [
 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
     """All parameters flattened and concatenated into one 1-D tensor (differentiable)."""
-    from chainrule.ops.shape import cat
-
     return cat([p.reshape(-1) for p in parameters])
 
 
@@ -62,9 +63,6 @@ def clip_grad_norm(parameters: Any, max_norm: float, norm_type: float = 2.0,
 def skip_init(module_cls: type, *args: Any, **kwargs: Any) -> Any:
     """Build ``module_cls(*args, **kwargs)`` without its random initialisation: the random
     stream is left where it was and the weights are uninitialised memory."""
-    from chainrule.creation import get_rng_state, set_rng_state
-    from chainrule.nn.module import Module
-
     if not (isinstance(module_cls, type) and issubclass(module_cls, Module)):
         raise RuntimeError(f"Expected a Module; got {module_cls}")
     if "device" not in inspect.signature(module_cls).parameters:

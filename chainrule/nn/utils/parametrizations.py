@@ -10,6 +10,7 @@ from chainrule.nn import functional as F
 from chainrule.nn.module import Module
 from chainrule.nn.utils import parametrize
 from chainrule.tensor import Tensor
+from chainrule.nn.modules.conv import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 
 __all__ = ["weight_norm", "spectral_norm"]
 
@@ -114,8 +115,6 @@ class _SpectralNorm(Module):
 
 
 def _transposed_conv(module: Any) -> bool:
-    from chainrule.nn.modules.conv import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
-
     return isinstance(module, (ConvTranspose1d, ConvTranspose2d, ConvTranspose3d))
 
 

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 from chainrule.devices import np
 from chainrule import devices
 from chainrule.tensor import Tensor, wrap
+from chainrule.dtypes import float16, float32, float64, int32, int64
+from chainrule.ops.shape import cat, pad, stack
 
 __all__ = ["PackedSequence", "invert_permutation", "pack_padded_sequence", "pad_packed_sequence",
            "pad_sequence", "unpad_sequence", "pack_sequence", "unpack_sequence"]
@@ -74,32 +76,22 @@ class PackedSequence(_PackedSequence):
 
     def double(self) -> PackedSequence:
         """Data as float64."""
-        from chainrule import float64
-
         return self.to(dtype=float64)
 
     def float(self) -> PackedSequence:
         """Data as float32."""
-        from chainrule import float32
-
         return self.to(dtype=float32)
 
     def half(self) -> PackedSequence:
         """Data as float16."""
-        from chainrule import float16
-
         return self.to(dtype=float16)
 
     def long(self) -> PackedSequence:
         """Data as int64."""
-        from chainrule import int64
-
         return self.to(dtype=int64)
 
     def int(self) -> PackedSequence:
         """Data as int32."""
-        from chainrule import int32
-
         return self.to(dtype=int32)
 
     @property
@@ -177,8 +169,6 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
                         total_length: int | None = None) -> tuple[Tensor, Tensor]:
     """Unpack to a padded (T, B, *) tensor (or (B, T, *)) and the (B,) lengths, in the original
     batch order."""
-    from chainrule.ops.shape import cat
-
     batch_sizes = _lengths(sequence.batch_sizes)
     t_max = batch_sizes.shape[0]
     if total_length is not None:
@@ -211,8 +201,6 @@ def pad_sequence(sequences: Any, batch_first: bool = False, padding_value: float
                  padding_side: str = "right") -> Tensor:
     """Stack sequences of shape (L_i, *) into (L_max, B, *) (or (B, L_max, *)), padded with
     ``padding_value`` on the ``padding_side``."""
-    from chainrule.ops.shape import pad, stack
-
     if isinstance(sequences, Tensor):
         sequences = sequences.unbind(0)
     if not isinstance(sequences, Iterable):
@@ -260,8 +248,6 @@ def unpack_sequence(packed_sequences: PackedSequence) -> list[Tensor]:
 def rnn_packed_forward(module: Any, packed: PackedSequence, hx: list | None) -> tuple:
     """Run an RNN/LSTM/GRU on a PackedSequence: (packed output, final states in the caller's
     batch order). ``hx`` is a list of state tensors in the caller's order (or None)."""
-    from chainrule.ops.shape import cat, pad
-
     padded, lengths = pad_packed_sequence(PackedSequence(packed.data, packed.batch_sizes))
     lens = _lengths(lengths)  # decreasing
     t_max, b = padded.shape[:2]
