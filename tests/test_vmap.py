@@ -484,3 +484,23 @@ def test_nn_functional_layers_under_vmap_values_and_per_example_gradients(name) 
 def test_a_mask_of_batched_values_is_refused_like_torch() -> None:
     with pytest.raises(RuntimeError, match="dynamic shape"):
         F.vmap(lambda a: a[a > 0])(cr.tensor([[1.0, -1.0], [2.0, 3.0]]))
+
+
+def test_autograd_grad_is_grads_batched_matches_torch() -> None:
+    torch = pytest.importorskip("torch")
+    xa, wa = _arr(3), _arr(2, 3, seed=1)
+
+    def run(m, conv):
+        x = conv(xa).requires_grad_()
+        w = conv(wa).requires_grad_()
+        y = m.tanh(w @ x) * x.sum()
+        cots = conv(np.eye(2))
+        return m.autograd.grad(y, (x, w), cots, is_grads_batched=True)
+
+    _same(run(cr, _c), run(torch, _t))
+
+
+def test_backward_inside_vmap_raises_like_torch() -> None:
+    w = cr.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="backward\\(\\) called inside a functorch transform"):
+        F.vmap(lambda a: (a * w).sum().backward())(cr.ones(2, 3))
