@@ -504,3 +504,45 @@ def test_backward_inside_vmap_raises_like_torch() -> None:
     w = cr.ones(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="backward\\(\\) called inside a functorch transform"):
         F.vmap(lambda a: (a * w).sum().backward())(cr.ones(2, 3))
+
+
+def test_torch_func_per_sample_gradient_tutorial_runs_unchanged() -> None:
+    """The SimpleCNN of torch.func's per-sample-gradients tutorial, with nll_loss on batched
+    targets and (params, buffers) dicts, gives torch's per-sample gradients."""
+    torch = pytest.importorskip("torch")
+
+    def build(m):
+        nn, Fn = m.nn, m.nn.functional
+
+        class SimpleCNN(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(1, 4, 3, 1)
+                self.conv2 = nn.Conv2d(4, 8, 3, 1)
+                self.fc1 = nn.Linear(8 * 4 * 4, 16)
+                self.fc2 = nn.Linear(16, 10)
+
+            def forward(self, x):
+                x = Fn.relu(self.conv2(Fn.relu(self.conv1(x))))
+                x = m.flatten(Fn.max_pool2d(x, 2), 1)
+                return Fn.log_softmax(self.fc2(Fn.relu(self.fc1(x))), dim=1)
+
+        return SimpleCNN().double()
+
+    cm, tm = build(cr), build(torch)
+    for p, q in zip(cm.parameters(), tm.parameters()):
+        q.data = torch.from_numpy(p.detach().numpy().copy())
+    X, y = _arr(3, 1, 12, 12, seed=4), np.array([7, 0, 3])
+
+    def run(m, model, data, targets):
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+        def compute_loss(params, buffers, sample, target):
+            predictions = m.func.functional_call(model, (params, buffers), (sample.unsqueeze(0),))
+            return m.nn.functional.nll_loss(predictions, target.unsqueeze(0))
+
+        return m.func.vmap(m.func.grad(compute_loss), in_dims=(None, None, 0, 0))(
+            params, buffers, data, targets)
+
+    _same(run(cr, cm, _c(X), cr.tensor(y)), run(torch, tm, _t(X), torch.tensor(y)), atol=1e-9)

@@ -11,6 +11,7 @@ from typing import Any
 
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
+from chainrule.batching import every_value
 from chainrule import devices
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
@@ -845,8 +846,11 @@ def _gpu_unchecked(a) -> bool:
 def _check_bounds(t: np.ndarray, valid, c: int) -> None:
     if _gpu_unchecked(t):
         return
-    tv = t if valid is None else t[valid]
-    if tv.size and (tv.min() < 0 or tv.max() >= c):
+    outside = (t < 0) | (t >= c)  # no mask selection: vmap's batched targets pass too
+    if valid is not None:
+        outside = outside & valid
+    if outside.any():
+        tv = every_value(t)[every_value(outside)]
         bad = tv.max() if tv.max() >= c else tv.min()
         raise IndexError(f"Target {int(bad)} is out of bounds (number of classes is {c}).")
 
