@@ -455,6 +455,11 @@ def index_plain(arr, key):
     return _index_unbatched(arr, key, lv)
 
 
+def every_value(x):
+    """The plain array of all of ``x``'s values (every example's, for error messages)."""
+    return _deep(x._p) if isinstance(x, BatchedArray) else x
+
+
 def map_batched(fn, x):
     """``fn`` (an elementwise function of plain arrays) on a batched array: one call on the
     physical array, under any number of levels."""

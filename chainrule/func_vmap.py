@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chainrule import batching
+from chainrule._pytree import _flatten, _unflatten
 from chainrule._state import state
 from chainrule.autograd.function import Op
 from chainrule.tensor import Tensor, TensorBase, wrap
@@ -112,8 +113,6 @@ def _broadcast_dims(dims: Any, tree: Any) -> list | None:
     """``dims`` (an int/None, or a tree prefix of ``tree``) as one entry per leaf of ``tree``;
     None if the structures do not match."""
     if dims is None or isinstance(dims, int):
-        from chainrule._pytree import _flatten
-
         return [dims] * len(_flatten(tree)[0])
     if isinstance(dims, (tuple, list)):
         if not isinstance(tree, (tuple, list)) or len(dims) != len(tree) or \
@@ -190,8 +189,6 @@ def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = 
 
     @functools.wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        from chainrule._pytree import _flatten
-
         name = _name(func)
         where = f"vmap({name}, in_dims={in_dims}, ...)(<inputs>)"
         if not args:
@@ -259,8 +256,6 @@ def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = 
 
 
 def _run(func, name, leaves, dims, spec, kwargs, size, out_dims, randomness):
-    from chainrule._pytree import _flatten, _unflatten
-
     lv = batching.push_level(size, randomness)
     try:
         inputs = [x if d is None else _to_batched(x, d, lv) for x, d in zip(leaves, dims)]
@@ -305,7 +300,6 @@ def _run(func, name, leaves, dims, spec, kwargs, size, out_dims, randomness):
 
 
 def _concat_chunks(results: list, out_dims, name: str):
-    from chainrule._pytree import _flatten, _unflatten
     from chainrule.ops.shape import cat
 
     flats = [_flatten(r)[0] for r in results]

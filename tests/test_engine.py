@@ -497,13 +497,16 @@ def test_grad_with_respect_to_a_non_leaf() -> None:
     assert g.tolist() == [4.0, 8.0]
 
 
-def test_grad_materialize_grads_and_unsupported_batching() -> None:
+def test_grad_materialize_grads_and_batched_grad_outputs() -> None:
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     u = cr.tensor([3.0], requires_grad=True)
     gx, gu = cr.autograd.grad((x * 2).sum(), [x, u], materialize_grads=True)
     assert gx.tolist() == [2.0, 2.0] and gu.tolist() == [0.0]
-    with pytest.raises(NotImplementedError, match="is_grads_batched"):
-        cr.autograd.grad(x * 2, x, cr.eye(2), is_grads_batched=True)
+    (rows,) = cr.autograd.grad(x * 2, x, cr.eye(2), is_grads_batched=True)  # one vmapped pass
+    assert rows.tolist() == [[2.0, 0.0], [0.0, 2.0]]
+    gx, gu = cr.autograd.grad(x * 2, [x, u], cr.eye(2), is_grads_batched=True,
+                              allow_unused=True)
+    assert gx.tolist() == [[2.0, 0.0], [0.0, 2.0]] and gu is None
 
 
 def test_grad_of_input_not_requiring_grad_raises() -> None:

@@ -484,3 +484,65 @@ def test_nn_functional_layers_under_vmap_values_and_per_example_gradients(name) 
 def test_a_mask_of_batched_values_is_refused_like_torch() -> None:
     with pytest.raises(RuntimeError, match="dynamic shape"):
         F.vmap(lambda a: a[a > 0])(cr.tensor([[1.0, -1.0], [2.0, 3.0]]))
+
+
+def test_autograd_grad_is_grads_batched_matches_torch() -> None:
+    torch = pytest.importorskip("torch")
+    xa, wa = _arr(3), _arr(2, 3, seed=1)
+
+    def run(m, conv):
+        x = conv(xa).requires_grad_()
+        w = conv(wa).requires_grad_()
+        y = m.tanh(w @ x) * x.sum()
+        cots = conv(np.eye(2))
+        return m.autograd.grad(y, (x, w), cots, is_grads_batched=True)
+
+    _same(run(cr, _c), run(torch, _t))
+
+
+def test_backward_inside_vmap_raises_like_torch() -> None:
+    w = cr.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="backward\\(\\) called inside a functorch transform"):
+        F.vmap(lambda a: (a * w).sum().backward())(cr.ones(2, 3))
+
+
+def test_torch_func_per_sample_gradient_tutorial_runs_unchanged() -> None:
+    """The SimpleCNN of torch.func's per-sample-gradients tutorial, with nll_loss on batched
+    targets and (params, buffers) dicts, gives torch's per-sample gradients."""
+    torch = pytest.importorskip("torch")
+
+    def build(m):
+        nn, Fn = m.nn, m.nn.functional
+
+        class SimpleCNN(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(1, 4, 3, 1)
+                self.conv2 = nn.Conv2d(4, 8, 3, 1)
+                self.fc1 = nn.Linear(8 * 4 * 4, 16)
+                self.fc2 = nn.Linear(16, 10)
+
+            def forward(self, x):
+                x = Fn.relu(self.conv2(Fn.relu(self.conv1(x))))
+                x = m.flatten(Fn.max_pool2d(x, 2), 1)
+                return Fn.log_softmax(self.fc2(Fn.relu(self.fc1(x))), dim=1)
+
+        return SimpleCNN().double()
+
+    cm, tm = build(cr), build(torch)
+    for p, q in zip(cm.parameters(), tm.parameters()):
+        q.data = torch.from_numpy(p.detach().numpy().copy())
+    X, y = _arr(3, 1, 12, 12, seed=4), np.array([7, 0, 3])
+
+    def run(m, model, data, targets):
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+        def compute_loss(params, buffers, sample, target):
+            predictions = m.func.functional_call(model, (params, buffers), (sample.unsqueeze(0),))
+            return m.nn.functional.nll_loss(predictions, target.unsqueeze(0))
+
+        return m.func.vmap(m.func.grad(compute_loss), in_dims=(None, None, 0, 0))(
+            params, buffers, data, targets)
+
+    _same(run(cr, cm, _c(X), cr.tensor(y)), run(torch, tm, _t(X), torch.tensor(y)), atol=1e-9)

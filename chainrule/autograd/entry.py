@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from chainrule import devices
 from chainrule.autograd.engine import run_backward
+from chainrule.batching import current_levels
 from chainrule.creation import zeros_like
 from chainrule.devices import np
 from chainrule.tensor import Tensor, wrap
@@ -53,9 +54,36 @@ def _root_grads(tensors: tuple, grads: tuple, create_graph: bool) -> list:
     return out
 
 
+def _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
+                  materialize_grads) -> tuple:
+    """``grad`` with ``is_grads_batched=True``: the rows of the grad_outputs pushed through
+    the graph as one batch (``cr.func.vmap``)."""
+    from chainrule.func_vmap import vmap  # the transform layer sits above the engine
+
+    gos = list(_as_tuple(grad_outputs))
+    unused: list = []
+
+    def one(*rows):
+        r = grad(outputs, inputs, rows, retain_graph=True, create_graph=create_graph,
+                 allow_unused=allow_unused, materialize_grads=materialize_grads)
+        unused[:] = [g is None for g in r]
+        return tuple(zeros_like(x) if g is None else g
+                     for g, x in zip(r, _as_tuple(inputs)))
+
+    dims = tuple(None if g is None else 0 for g in gos)
+    result = vmap(one, in_dims=dims)(*gos)
+    return tuple(None if u else g for g, u in zip(result, unused))
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
              grad_variables=None, inputs=None) -> None:
     """Accumulate d(tensors)/d(leaf) into ``.grad`` of every leaf (or of ``inputs``)."""
+    if current_levels():  # as torch.func: gradients inside vmap come from cr.func.grad/vjp
+        raise RuntimeError(
+            "backward() called inside a functorch transform. This is not supported, please use "
+            "functorch.grad or functorch.vjp instead or call backward() outside of functorch "
+            "transforms."
+        )
     tensors = _as_tuple(tensors)
     grads = _as_tuple(grad_tensors if grad_tensors is not None else grad_variables)
     if retain_graph is None:
@@ -72,11 +100,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
          only_inputs=True, allow_unused=None, is_grads_batched=False,
          materialize_grads=False) -> tuple:
     """d(outputs)/d(inputs) as a tuple, without touching ``.grad``."""
-    if is_grads_batched:
-        raise NotImplementedError(
-            "autograd.grad: is_grads_batched=True is not supported by chainrule; call grad once "
-            "per row of grad_outputs (with retain_graph=True)"
-        )
+    if is_grads_batched:  # dim 0 of every grad_output is a batch: one vmapped backward pass
+        return _batched_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                             allow_unused, materialize_grads)
     outputs = _as_tuple(outputs)
     inputs = list(_as_tuple(inputs))
     for i, t in enumerate(inputs):

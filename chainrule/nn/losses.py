@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from chainrule.batching import every_value
 from chainrule.devices import np
 from chainrule import devices
 from chainrule.amp import autocast_mode as _amp
@@ -299,8 +300,11 @@ def _index_target(input: Tensor, target: Any, name: str) -> np.ndarray:
 def _check_bounds(t: np.ndarray, valid, c: int) -> None:
     if gpu_unchecked(t):
         return
-    tv = t if valid is None else t[valid]
-    if tv.size and (tv.min() < 0 or tv.max() >= c):
+    outside = (t < 0) | (t >= c)  # no mask selection: vmap's batched targets pass too
+    if valid is not None:
+        outside = outside & valid
+    if outside.any():
+        tv = every_value(t)[every_value(outside)]
         bad = tv.max() if tv.max() >= c else tv.min()
         raise IndexError(f"Target {int(bad)} is out of bounds (number of classes is {c}).")
 
