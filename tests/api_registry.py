@@ -320,3 +320,19 @@ add(OpSpec("torch.embedding", lambda m, w: m.embedding(w, _t(m, [[0, 2], [4, 2]]
            (((5, 3),),), tags=("nn",)))
 add(OpSpec("torch.batch_norm", lambda m, x, w, b: m.batch_norm(
     x, w, b, None, None, True, 0.1, 1e-5, False), None, (((4, 3), (3,), (3,)),), tags=("nn",)))
+
+# ---- torch.special functions torch gives no derivative (forward only) ----------------------------
+for _name, _dom in (("bessel_j0", "any"), ("bessel_j1", "any"), ("modified_bessel_i0", "any"),
+                    ("modified_bessel_i1", "any"), ("modified_bessel_k0", "positive"),
+                    ("modified_bessel_k1", "positive"), ("scaled_modified_bessel_k0", "positive"),
+                    ("scaled_modified_bessel_k1", "positive")):
+    add(OpSpec(f"special.{_name}", _by(_name, ns="special"), None, X, _dom, grad=False,
+               out="no derivative", tags=("special",)))
+for _name in ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v",
+              "chebyshev_polynomial_w", "shifted_chebyshev_polynomial_t",
+              "shifted_chebyshev_polynomial_u", "shifted_chebyshev_polynomial_v",
+              "shifted_chebyshev_polynomial_w", "hermite_polynomial_h", "hermite_polynomial_he",
+              "laguerre_polynomial_l", "legendre_polynomial_p"):
+    add(OpSpec(f"special.{_name}",
+               lambda m, x, _n=_name: getattr(m.special, _n)(x, _t(m, [[0, 1, 2, 5]] * 3)),
+               None, X, "any", grad=False, out="no derivative", tags=("special",)))
