@@ -357,3 +357,16 @@ def test_special_functions_without_derivatives_are_accurate():
     np.testing.assert_allclose(cr.special.modified_bessel_k1(cr.tensor(y)).numpy(), sp.k1(y),
                                rtol=1e-13)
     assert cr.special.bessel_j1(cr.tensor([0.0])).item() == 0.0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch: index_reduce is in beta
+@pytest.mark.parametrize("include_self", [True, False])
+def test_product_reductions_with_zero_factors_have_torchs_gradients(include_self):
+    x = np.arange(12.0).reshape(3, 4)  # a zero at [0, 0]
+    s = np.arange(8.0).reshape(2, 4) + 1
+    s[1, 1] = 0.0
+    for idx in ([0, 2], [2, 2], [0, 0]):
+        _grads(lambda a, b, i=idx: cr.index_reduce(a, 0, cr.tensor(i), b, "prod",
+                                                   include_self=include_self),
+               lambda a, b, i=idx: torch.index_reduce(a, 0, torch.tensor(i), b, "prod",
+                                                      include_self=include_self), x, s)
