@@ -130,11 +130,20 @@ class _Encoder:
             return {tag: items}
         if isinstance(obj, list):
             return [self.encode(v, path + [str(i)]) for i, v in enumerate(obj)]
+        hint = ""
+        if hasattr(obj, "state_dict") and callable(obj.state_dict):  # a Module or Optimizer
+            hint = (f"; save its state_dict() instead: cr.save({_name_hint(obj)}.state_dict(), "
+                    "path), and load it with load_state_dict(cr.load(path)). chainrule never "
+                    "pickles whole objects (unpickling can run code)")
         raise TypeError(
             f"cr.save: cannot store an object of type {type(obj).__name__} at "
             f"{'/'.join(path) or '<root>'}: checkpoints hold dicts, lists, tuples, str, int, "
-            "float, bool, None, Tensors and NumPy arrays (no pickle)"
+            "float, bool, None, Tensors and NumPy arrays (no pickle)" + hint
         )
+
+
+def _name_hint(obj) -> str:
+    return "optimizer" if hasattr(obj, "param_groups") else "model"
 
 
 class _Decoder:

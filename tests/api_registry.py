@@ -350,3 +350,5 @@ add(OpSpec("as_strided_scatter", _by("as_strided_scatter", (2, 2), (1, 2)), None
            (((3, 4), (2, 2)),), torch_grad=False, torch_gradgrad=False, tags=("index",)))
 add(OpSpec("nonzero_static", lambda m, x: m.nonzero_static(x > 0, size=8), None, X,
            grad=False, out="int64", tags=("index",)))
+add(OpSpec("linalg.householder_product", _by("householder_product", ns="linalg"), None,
+           (((4, 3), (2,)), ((2, 3, 3), (2, 3))), tags=("linalg",)))

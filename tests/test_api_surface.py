@@ -370,3 +370,8 @@ def test_product_reductions_with_zero_factors_have_torchs_gradients(include_self
                                                    include_self=include_self),
                lambda a, b, i=idx: torch.index_reduce(a, 0, torch.tensor(i), b, "prod",
                                                       include_self=include_self), x, s)
+
+
+def test_saving_a_whole_module_is_refused_pointing_to_state_dict(tmp_path):
+    with pytest.raises(TypeError, match=r"state_dict\(\)"):
+        cr.save(cr.nn.Linear(2, 2), str(tmp_path / "m.pt"))
