@@ -184,6 +184,12 @@ def test_nn_modules_paths_are_torchs():
 
     assert MultiheadAttention is cr.nn.MultiheadAttention
     assert Linear is cr.nn.Linear and TransformerEncoderLayer is cr.nn.TransformerEncoderLayer
+    from chainrule.nn.modules.batchnorm import BatchNorm2d
+    from chainrule.nn.modules.module import Module
+    from chainrule.nn.modules.utils import _pair
+
+    assert BatchNorm2d is cr.nn.BatchNorm2d and Module is cr.nn.Module
+    assert _pair(3) == (3, 3) and _pair((1, 2)) == (1, 2)
 
 
 def test_iterable_dataset_through_dataloader():
