@@ -442,3 +442,32 @@ __all__ += [
     "unravel_index", "gradient", "histogramdd", "svd_lowrank", "pca_lowrank", "while_loop",
     "is_distributed", "get_device_module", "to_dlpack", "adjoint",
 ]
+
+
+class FatalError(RuntimeError):
+    """An unrecoverable error (as torch.FatalError)."""
+
+
+def set_autocast_cpu_enabled(enabled: bool) -> None:
+    """Deprecated spelling of ``set_autocast_enabled("cpu", enabled)``."""
+    from chainrule.amp import autocast_mode
+
+    autocast_mode.set_autocast_enabled("cpu", enabled)
+
+
+def set_autocast_cpu_dtype(dtype) -> None:
+    """Deprecated spelling of ``set_autocast_dtype("cpu", dtype)``."""
+    from chainrule.amp import autocast_mode
+
+    autocast_mode.set_autocast_dtype("cpu", dtype)
+
+
+def set_autocast_gpu_dtype(dtype) -> None:
+    """Deprecated spelling of ``set_autocast_dtype("cuda", dtype)``."""
+    from chainrule.amp import autocast_mode
+
+    autocast_mode.set_autocast_dtype("cuda", dtype)
+
+
+__all__ += ["FatalError", "set_autocast_cpu_enabled", "set_autocast_cpu_dtype",
+            "set_autocast_gpu_dtype"]

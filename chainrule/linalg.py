@@ -24,7 +24,7 @@ __all__ = [
     "det", "slogdet", "svd", "svdvals", "qr", "cholesky", "cholesky_ex", "eigh", "eigvalsh",
     "pinv", "lstsq", "cross", "multi_dot", "matmul", "diagonal", "vecdot", "vander",
     "matrix_power", "matrix_exp", "matrix_rank", "cond", "solve_triangular", "lu", "lu_factor",
-    "lu_factor_ex", "lu_solve", "tensorinv", "tensorsolve",
+    "lu_factor_ex", "lu_solve", "tensorinv", "tensorsolve", "householder_product",
 ]
 
 _float = _la._float_input
@@ -401,3 +401,27 @@ def tensorsolve(A: Tensor, B: Tensor, dims=None) -> Tensor:
         A = A.movedim(dims, list(range(A.ndim - len(dims), A.ndim)))
     x_shape = tuple(A.shape[B.ndim:])
     return solve(A.reshape(B.numel(), -1), B.reshape(-1)).reshape(x_shape)
+
+
+def householder_product(A: Tensor, tau: Tensor) -> Tensor:
+    """The first n columns of H₁H₂…Hₖ, Hᵢ = I - τᵢvᵢvᵢᵀ with vᵢ the i-th column of A below
+    the diagonal and 1 on it (LAPACK's orgqr; composed, so the gradient follows)."""
+    A = _float(A, "linalg.householder_product")
+    m, n = A.shape[-2:]
+    k = tau.shape[-1]
+    if n > m:
+        raise RuntimeError("torch.linalg.householder_product: input.shape[-2] must be greater "
+                           "than or equal to input.shape[-1]")
+    if k > n:
+        raise RuntimeError("torch.linalg.householder_product: input.shape[-1] must be greater "
+                           "than or equal to tau.shape[-1]")
+    xp = devices.xp_of(A._data)
+    rows = xp.arange(m)
+    eye = wrap(xp.broadcast_to(xp.eye(m, dtype=A._data.dtype), tuple(A.shape[:-2]) + (m, m)))
+    Q = eye
+    for i in range(k):
+        below = wrap((rows > i).astype(A._data.dtype))
+        at = wrap((rows == i).astype(A._data.dtype))
+        v = A[..., :, i] * below + at  # (..., m)
+        Q = Q - tau[..., i, None, None] * ((Q @ v.unsqueeze(-1)) @ v.unsqueeze(-2))
+    return Q[..., :, :n]

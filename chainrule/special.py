@@ -11,13 +11,27 @@ from chainrule.ops.reduce import log_softmax, logsumexp, softmax
 from chainrule.ops.special import (
     digamma, erfc, erfinv, gammainc, gammaincc, i0, i0e, i1, i1e, lgamma, polygamma, sinc,
 )
+from chainrule.ops.special import (  # noqa: F401  (torch.special's names, no gradients)
+    bessel_j0, bessel_j1, chebyshev_polynomial_t, chebyshev_polynomial_u,
+    chebyshev_polynomial_v, chebyshev_polynomial_w, hermite_polynomial_h, hermite_polynomial_he,
+    laguerre_polynomial_l, legendre_polynomial_p, modified_bessel_i0, modified_bessel_i1,
+    modified_bessel_k0, modified_bessel_k1, scaled_modified_bessel_k0, scaled_modified_bessel_k1,
+    shifted_chebyshev_polynomial_t, shifted_chebyshev_polynomial_u,
+    shifted_chebyshev_polynomial_v, shifted_chebyshev_polynomial_w,
+)
 from chainrule.tensor import Tensor
 
 __all__ = [
     "digamma", "psi", "polygamma", "lgamma", "gammaln", "multigammaln", "gammainc", "gammaincc",
     "erf", "erfc", "erfcx", "erfinv", "expit", "logit", "exp2", "expm1", "log1p", "xlogy",
     "xlog1py", "entr", "ndtr", "ndtri", "log_ndtr", "i0", "i0e", "i1", "i1e", "sinc", "round",
-    "softmax", "log_softmax", "logsumexp", "zeta", "spherical_bessel_j0",
+    "softmax", "log_softmax", "logsumexp", "zeta", "spherical_bessel_j0", "bessel_j0",
+    "bessel_j1", "modified_bessel_i0", "modified_bessel_i1", "modified_bessel_k0",
+    "modified_bessel_k1", "scaled_modified_bessel_k0", "scaled_modified_bessel_k1",
+    "chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v",
+    "chebyshev_polynomial_w", "shifted_chebyshev_polynomial_t", "shifted_chebyshev_polynomial_u",
+    "shifted_chebyshev_polynomial_v", "shifted_chebyshev_polynomial_w", "hermite_polynomial_h",
+    "hermite_polynomial_he", "laguerre_polynomial_l", "legendre_polynomial_p",
 ]
 
 psi = digamma

@@ -938,6 +938,7 @@ slice_scatter diagonal_scatter
 index_add index_copy index_fill index_put masked_scatter put scatter_reduce
 addmm addmv addbmm baddbmm addr inverse det slogdet logdet matrix_power matrix_exp cholesky
 cholesky_solve cholesky_inverse qr svd pinverse triangular_solve lu lu_solve kron cross
+index_reduce nonzero_static as_strided as_strided_scatter
 """.split()
 # ... and the in-place variants (Tensor.add_, ...), from chainrule.autograd.inplace
 INPLACE_METHODS: list = []

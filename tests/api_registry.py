@@ -320,3 +320,35 @@ add(OpSpec("torch.embedding", lambda m, w: m.embedding(w, _t(m, [[0, 2], [4, 2]]
            (((5, 3),),), tags=("nn",)))
 add(OpSpec("torch.batch_norm", lambda m, x, w, b: m.batch_norm(
     x, w, b, None, None, True, 0.1, 1e-5, False), None, (((4, 3), (3,), (3,)),), tags=("nn",)))
+
+# ---- torch.special functions torch gives no derivative (forward only) ---------------------------
+for _name, _dom in (("bessel_j0", "any"), ("bessel_j1", "any"), ("modified_bessel_i0", "any"),
+                    ("modified_bessel_i1", "any"), ("modified_bessel_k0", "positive"),
+                    ("modified_bessel_k1", "positive"), ("scaled_modified_bessel_k0", "positive"),
+                    ("scaled_modified_bessel_k1", "positive")):
+    add(OpSpec(f"special.{_name}", _by(_name, ns="special"), None, X, _dom, grad=False,
+               out="no derivative", tags=("special",)))
+for _name in ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v",
+              "chebyshev_polynomial_w", "shifted_chebyshev_polynomial_t",
+              "shifted_chebyshev_polynomial_u", "shifted_chebyshev_polynomial_v",
+              "shifted_chebyshev_polynomial_w", "hermite_polynomial_h", "hermite_polynomial_he",
+              "laguerre_polynomial_l", "legendre_polynomial_p"):
+    add(OpSpec(f"special.{_name}",
+               lambda m, x, _n=_name: getattr(m.special, _n)(x, _t(m, [[0, 1, 2, 5]] * 3)),
+               None, X, "any", grad=False, out="no derivative", tags=("special",)))
+
+# ---- more indexing ------------------------------------------------------------------------------
+for _red in ("prod", "mean", "amax", "amin"):
+    add(OpSpec(f"index_reduce({_red})",
+               lambda m, x, s, _r=_red, **kw: m.index_reduce(x, 0, _t(m, [2, 0, 2]), s, _r, **kw),
+               None, (((3, 4), (3, 4)),), "positive" if _red == "prod" else "real",
+               kwargs=({}, {"include_self": False}), tags=("index",)))
+add(OpSpec("as_strided", _by("as_strided", (3, 3), (1, 2), 1), None, X, tags=("index",)))
+# torch's gradient for as_strided_scatter's input does not zero the written places (torch
+# 2.13): checked by gradcheck against finite differences instead
+add(OpSpec("as_strided_scatter", _by("as_strided_scatter", (2, 2), (1, 2)), None,
+           (((3, 4), (2, 2)),), torch_grad=False, torch_gradgrad=False, tags=("index",)))
+add(OpSpec("nonzero_static", lambda m, x: m.nonzero_static(x > 0, size=8), None, X,
+           grad=False, out="int64", tags=("index",)))
+add(OpSpec("linalg.householder_product", _by("householder_product", ns="linalg"), None,
+           (((4, 3), (2,)), ((2, 3, 3), (2, 3))), tags=("linalg",)))

@@ -184,6 +184,12 @@ def test_nn_modules_paths_are_torchs():
 
     assert MultiheadAttention is cr.nn.MultiheadAttention
     assert Linear is cr.nn.Linear and TransformerEncoderLayer is cr.nn.TransformerEncoderLayer
+    from chainrule.nn.modules.batchnorm import BatchNorm2d
+    from chainrule.nn.modules.module import Module
+    from chainrule.nn.modules.utils import _pair
+
+    assert BatchNorm2d is cr.nn.BatchNorm2d and Module is cr.nn.Module
+    assert _pair(3) == (3, 3) and _pair((1, 2)) == (1, 2)
 
 
 def test_iterable_dataset_through_dataloader():
@@ -333,3 +339,40 @@ def test_new_top_level_names_agree_with_torch():
                                                                     torch.tensor([2])))
     _same(cr.vander(cr.tensor([1.0, 2.0, 3.0])), torch.vander(torch.tensor([1.0, 2.0, 3.0])))
     assert sys.modules["chainrule"].__getattr__  # lazy names resolve through __getattr__
+
+
+def test_autograd_legacy_names():
+    from chainrule.autograd import Variable
+
+    v = Variable(cr.ones(2), requires_grad=True)
+    assert isinstance(v, cr.Tensor) and v.requires_grad
+    assert isinstance(cr.zeros(1), Variable)
+    assert cr.autograd.is_multithreading_enabled() is torch.autograd.is_multithreading_enabled()
+    with cr.autograd.set_multithreading_enabled(False):
+        assert cr.autograd.is_multithreading_enabled() is False
+    assert cr.autograd.is_multithreading_enabled() is True
+
+
+def test_special_functions_without_derivatives_are_accurate():
+    """J₀, J₁ by quadrature agree with SciPy to 1e-15 (torch's are good to ~1e-8 there)."""
+    sp = pytest.importorskip("scipy.special")
+    x = np.array([0.0, 0.3, 2.5, 30.0, 200.0, -3.0])
+    np.testing.assert_allclose(cr.special.bessel_j0(cr.tensor(x)).numpy(), sp.j0(x), atol=1e-14)
+    np.testing.assert_allclose(cr.special.bessel_j1(cr.tensor(x)).numpy(), sp.j1(x), atol=1e-14)
+    y = np.array([1e-3, 0.5, 4.0, 60.0])
+    np.testing.assert_allclose(cr.special.modified_bessel_k1(cr.tensor(y)).numpy(), sp.k1(y),
+                               rtol=1e-13)
+    assert cr.special.bessel_j1(cr.tensor([0.0])).item() == 0.0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch: index_reduce is in beta
+@pytest.mark.parametrize("include_self", [True, False])
+def test_product_reductions_with_zero_factors_have_torchs_gradients(include_self):
+    x = np.arange(12.0).reshape(3, 4)  # a zero at [0, 0]
+    s = np.arange(8.0).reshape(2, 4) + 1
+    s[1, 1] = 0.0
+    for idx in ([0, 2], [2, 2], [0, 0]):
+        _grads(lambda a, b, i=idx: cr.index_reduce(a, 0, cr.tensor(i), b, "prod",
+                                                   include_self=include_self),
+               lambda a, b, i=idx: torch.index_reduce(a, 0, torch.tensor(i), b, "prod",
+                                                      include_self=include_self), x, s)

@@ -532,10 +532,17 @@ class ScatterReduce(Op):
             return gs * g_self_mask, None, None, _pad_src(either.gather(gs, dim, index), src), \
                 None, None
         if red == "prod":
-            # d out / d v = out / v (no zeros among the factors)
-            g_x = g * out / x * g_self_mask if keep_self else g * g_self_mask
             s_part = _region(src, index)
-            g_s = either.gather(g * out, dim, index) / s_part
+            if not ((either.data(s_part) == 0).any() or (keep_self and (
+                    either.data(x)[ctx.hit] == 0).any())):
+                # d out / d v = out / v (no zeros among the factors)
+                g_x = g * out / x * g_self_mask if keep_self else g * g_self_mask
+                g_s = either.gather(g * out, dim, index) / s_part
+                return g_x, None, None, _pad_src(g_s, src), None, None
+            d_x, d_s = _prod_partials(either.data(x), either.data(s_part), dim, index,
+                                      keep_self, ctx.hit)
+            g_x = g * either.where(ctx.hit, d_x if keep_self else 0.0, 1.0)
+            g_s = either.gather(g, dim, index) * d_s
             return g_x, None, None, _pad_src(g_s, src), None, None
         # amax / amin: the gradient shared evenly among the values equal to the result
         dt = either.data(g).dtype
@@ -548,6 +555,28 @@ class ScatterReduce(Op):
         share = g / either.where(n == 0, 1.0, n)
         return share * win_x, None, None, _pad_src(either.gather(share, dim, index) * win_s,
                                                    src), None, None
+
+
+def _prod_partials(x, s, dim, index, keep_self, hit):
+    """∂(product)/∂(each factor) of scatter_reduce "prod", exact with zero factors: the
+    product of the other factors (the non-zero product, where the factor is the only zero)."""
+    where_ = _along(index, dim)
+    nz = np.ones(x.shape, np.float64)
+    zeros = np.zeros(x.shape, np.int64)
+    if keep_self:
+        nz = np.where(hit & (x != 0), x, 1.0)
+        zeros = (hit & (x == 0)).astype(np.int64)
+    np.multiply.at(nz, where_, np.where(s == 0, 1.0, s))
+    np.add.at(zeros, where_, (s == 0).astype(np.int64))
+
+    def partial(v, nz_v, z_v):
+        with np.errstate(all="ignore"):
+            return np.where(z_v == 0, nz_v / np.where(v == 0, 1.0, v),
+                            np.where((z_v == 1) & (v == 0), nz_v, 0.0))
+
+    d_x = partial(x, nz, zeros).astype(x.dtype)
+    d_s = partial(s, nz[where_], zeros[where_]).astype(s.dtype)
+    return d_x, d_s
 
 
 def _region(src, index):
@@ -577,3 +606,57 @@ def scatter_reduce(input: Tensor, dim: int, index, src: Tensor, reduce: str, *,
 
 __all__ += ["index_add", "index_copy", "index_fill", "index_put", "masked_scatter", "put",
             "scatter_reduce"]
+
+
+def index_reduce(input: Tensor, dim: int, index, source: Tensor, reduce: str, *,
+                 include_self: bool = True) -> Tensor:
+    """``input`` with ``source``'s slices combined in at ``index`` along ``dim`` by ``reduce``
+    ("prod", "mean", "amax", "amin")."""
+    if reduce not in ("prod", "mean", "amax", "amin"):
+        raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or "
+                           f"amin but got {reduce}.")
+    d = normalize_dim(dim, input._data.ndim, "index_reduce")
+    idx = _index_vector(index, "index_reduce", input._data, d, source._data.shape[d] if
+                        source._data.ndim else 1)
+    return ScatterReduce.apply(input, d, _along_dim(idx, d, source._data.shape), source,
+                               reduce, include_self)
+
+
+def nonzero_static(input: Tensor, *, size: int, fill_value: int = -1) -> Tensor:
+    """``nonzero`` padded with ``fill_value`` (or cut) to exactly ``size`` rows."""
+    xp = devices.xp_of(input._data)
+    nz = xp.argwhere(input._data).astype(np.int64)[:size]
+    pad = xp.full((size - nz.shape[0], input._data.ndim), fill_value, np.int64)
+    return wrap(xp.concatenate([nz, pad], 0))
+
+
+def _strided_positions(input: Tensor, size, stride, storage_offset: int):
+    """Flat positions (in ``input``'s contiguous order) an as_strided view reads."""
+    pos = np.full(tuple(size), storage_offset, np.int64)
+    for d, (n, s) in enumerate(zip(size, stride)):
+        shape = [1] * len(size)
+        shape[d] = n
+        pos = pos + (np.arange(n) * s).reshape(shape)
+    if pos.size and (pos.min() < 0 or pos.max() >= input._data.size):
+        raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+                           f"offset {storage_offset} is out of bounds for storage of size "
+                           f"{input._data.size}")
+    return devices.to_device(pos, input.device)
+
+
+def as_strided(input: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
+    """The elements of ``input`` (read in its contiguous order) at ``storage_offset + Σ iₖ·strideₖ``
+    (a copy here, not a view; the gradient adds back where elements repeat)."""
+    pos = _strided_positions(input, tuple(size), tuple(stride), storage_offset)
+    return take_along_dim(input.reshape(-1), wrap(pos.reshape(-1)), None).reshape(tuple(size))
+
+
+def as_strided_scatter(input: Tensor, src: Tensor, size, stride,
+                       storage_offset: int = 0) -> Tensor:
+    """``input`` with the elements an ``as_strided`` view reads replaced by ``src``."""
+    pos = _strided_positions(input, tuple(size), tuple(stride), storage_offset)
+    flat = Scatter.apply(input.reshape(-1), 0, pos.reshape(-1), src.reshape(-1))
+    return flat.reshape(tuple(input._data.shape))
+
+
+__all__ += ["index_reduce", "nonzero_static", "as_strided", "as_strided_scatter"]

@@ -438,6 +438,8 @@ def _bessel_i_array(n: int, x, scaled: bool = False):
         out = (e * np.cos(n * t)).mean(-1)
         if not scaled:
             out = out * np.exp(np.abs(a))
+    if n % 2:
+        out = np.where(a == 0, 0.0, out)  # odd orders vanish exactly at 0
     return _like(out, x)
 
 
@@ -519,3 +521,133 @@ class Sinc(Op):
 def sinc(input: Tensor) -> Tensor:
     """The normalized sinc function sin(πx)/(πx)."""
     return Sinc.apply(_float(input, "sinc"))
+
+
+# ---- Bessel functions of the first and second kind, orders 0 and 1 (torch.special) -------------
+def bessel_j_array(n: int, x):
+    """Jₙ(x) = 1/π ∫₀^π cos(nt - x sin t) dt (n = 0, 1): the midpoint rule on a periodic
+    integrand converges geometrically; 64 + 1.5|x| points reach float64 accuracy."""
+    a = _cpu(x).astype(np.float64)
+    m = int(64 + 1.5 * min(float(np.max(np.abs(a), initial=0.0)), 1e5))
+    t = (np.arange(m) + 0.5) * (np.pi / m)
+    out = np.cos(n * t - np.multiply.outer(a, np.sin(t))).mean(-1)
+    if n % 2:
+        out = np.where(a == 0, 0.0, out)
+    return _like(out, x)
+
+
+def bessel_k_array(n: int, x, scaled: bool = False):
+    """Kₙ(x) = ∫₀^∞ e^(-x cosh t) cosh(nt) dt (x > 0; n = 0, 1): the trapezoid rule with step
+    1/32 is exact to rounding for this doubly exponentially decaying integrand. ``scaled``:
+    eˣ Kₙ(x). ∞ at 0, NaN below."""
+    a = _cpu(x).astype(np.float64)
+    flat = a.reshape(-1)
+    out = np.full(flat.shape, np.nan)
+    pos = flat > 0
+    if pos.any():
+        xs = flat[pos]
+        top = float(np.arccosh(1 + 745 / np.min(xs)))
+        h = 1 / 32
+        t = np.arange(0, top + h, h)
+        w = np.full(t.shape, h)
+        w[0] = h / 2
+        with np.errstate(under="ignore"):
+            e = np.exp(-np.multiply.outer(xs, np.cosh(t) - 1))
+        vals = (e * (np.cosh(n * t) * w)).sum(-1)
+        out[pos] = vals if scaled else vals * np.exp(-xs)
+    out[flat == 0] = np.inf
+    return _like(out.reshape(a.shape), x)
+
+
+def _no_grad_fn(array_fn, name: str, doc: str):
+    """A special function torch gives no derivative: computed, outside the graph."""
+    def fn(input: Tensor) -> Tensor:
+        x = _float(input, name)
+        return wrap(array_fn(x._data))
+
+    fn.__name__ = name
+    fn.__doc__ = doc
+    return fn
+
+
+bessel_j0 = _no_grad_fn(lambda a: bessel_j_array(0, a), "bessel_j0",
+                        "The Bessel function of the first kind of order 0.")
+bessel_j1 = _no_grad_fn(lambda a: bessel_j_array(1, a), "bessel_j1",
+                        "The Bessel function of the first kind of order 1.")
+modified_bessel_k0 = _no_grad_fn(lambda a: bessel_k_array(0, a), "modified_bessel_k0",
+                                 "The modified Bessel function of the second kind, order 0.")
+modified_bessel_k1 = _no_grad_fn(lambda a: bessel_k_array(1, a), "modified_bessel_k1",
+                                 "The modified Bessel function of the second kind, order 1.")
+scaled_modified_bessel_k0 = _no_grad_fn(lambda a: bessel_k_array(0, a, True),
+                                        "scaled_modified_bessel_k0", "eˣ K₀(x).")
+scaled_modified_bessel_k1 = _no_grad_fn(lambda a: bessel_k_array(1, a, True),
+                                        "scaled_modified_bessel_k1", "eˣ K₁(x).")
+modified_bessel_i0 = _no_grad_fn(lambda a: _bessel_i_array(0, a), "modified_bessel_i0",
+                                 "The modified Bessel function of the first kind, order 0.")
+modified_bessel_i1 = _no_grad_fn(lambda a: _bessel_i_array(1, a), "modified_bessel_i1",
+                                 "The modified Bessel function of the first kind, order 1.")
+
+
+# ---- orthogonal polynomials by their three-term recurrences (no gradient, as torch) ------------
+def _polynomial(name: str, p0, p1, step, shift=None):
+    """``name(input, n)``: the degree-n polynomial at ``input`` (n ≥ 0 integer-valued, a number
+    or a tensor broadcasting with input; 0 for negative n, as torch)."""
+
+    def fn(input, n) -> Tensor:
+        x = input._data if isinstance(input, TensorBase) else np.asarray(input)
+        nn_ = n._data if isinstance(n, TensorBase) else np.asarray(n)
+        dt = np.dtype(_dt.result_type(x, nn_))  # torch's promotion (float32 x, int n: float32)
+        if dt.kind not in "f":
+            dt = _dt.get_default_dtype().np
+        xv = _cpu(x).astype(np.float64)
+        if shift is not None:
+            xv = shift(xv)
+        nv = np.asarray(_cpu(nn_)).astype(np.int64)
+        xv, nv = np.broadcast_arrays(xv, nv)
+        prev, cur = p0(xv), p1(xv)
+        out = np.where(nv == 0, prev, 0.0)
+        out = np.where(nv == 1, cur, out)
+        top = int(nv.max(initial=0))
+        for k in range(1, top):
+            prev, cur = cur, step(k, xv, cur, prev)
+            out = np.where(nv == k + 1, cur, out)
+        device = input.device if isinstance(input, TensorBase) else "cpu"
+        return wrap(devices.to_device(out.astype(dt), device))
+
+    fn.__name__ = name
+    fn.__doc__ = f"The {name.replace('_', ' ')} of degree n at input."
+    return fn
+
+
+def _one(x):
+    return np.ones_like(x)
+
+
+chebyshev_polynomial_t = _polynomial("chebyshev_polynomial_t", _one, lambda x: x,
+                                     lambda k, x, c, p: 2 * x * c - p)
+chebyshev_polynomial_u = _polynomial("chebyshev_polynomial_u", _one, lambda x: 2 * x,
+                                     lambda k, x, c, p: 2 * x * c - p)
+chebyshev_polynomial_v = _polynomial("chebyshev_polynomial_v", _one, lambda x: 2 * x - 1,
+                                     lambda k, x, c, p: 2 * x * c - p)
+chebyshev_polynomial_w = _polynomial("chebyshev_polynomial_w", _one, lambda x: 2 * x + 1,
+                                     lambda k, x, c, p: 2 * x * c - p)
+shifted_chebyshev_polynomial_t = _polynomial(
+    "shifted_chebyshev_polynomial_t", _one, lambda x: x, lambda k, x, c, p: 2 * x * c - p,
+    shift=lambda x: 2 * x - 1)
+shifted_chebyshev_polynomial_u = _polynomial(
+    "shifted_chebyshev_polynomial_u", _one, lambda x: 2 * x, lambda k, x, c, p: 2 * x * c - p,
+    shift=lambda x: 2 * x - 1)
+shifted_chebyshev_polynomial_v = _polynomial(
+    "shifted_chebyshev_polynomial_v", _one, lambda x: 2 * x - 1,
+    lambda k, x, c, p: 2 * x * c - p, shift=lambda x: 2 * x - 1)
+shifted_chebyshev_polynomial_w = _polynomial(
+    "shifted_chebyshev_polynomial_w", _one, lambda x: 2 * x + 1,
+    lambda k, x, c, p: 2 * x * c - p, shift=lambda x: 2 * x - 1)
+hermite_polynomial_h = _polynomial("hermite_polynomial_h", _one, lambda x: 2 * x,
+                                   lambda k, x, c, p: 2 * x * c - 2 * k * p)
+hermite_polynomial_he = _polynomial("hermite_polynomial_he", _one, lambda x: x,
+                                    lambda k, x, c, p: x * c - k * p)
+laguerre_polynomial_l = _polynomial("laguerre_polynomial_l", _one, lambda x: 1 - x,
+                                    lambda k, x, c, p: ((2 * k + 1 - x) * c - k * p) / (k + 1))
+legendre_polynomial_p = _polynomial("legendre_polynomial_p", _one, lambda x: x,
+                                    lambda k, x, c, p: ((2 * k + 1) * x * c - k * p) / (k + 1))
