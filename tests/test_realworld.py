@@ -62,7 +62,8 @@ def test_program_list_and_the_table():
     assert {"nanogpt", "mnist", "makemore_mlp"} <= set(NAMES)
     fake = {"x": {"full": {"rc": 0}, "one": {
         "torch": {"ms": 2.0}, "chainrule": {"ms": 3.0},
-        "compare": {"max_rel_diff": 1e-7, "steps": 5, "length_differs": False,
+        "compare": {"max_rel_diff": 1e-7, "max_rel_diff_first": 1e-8, "steps": 5,
+                    "length_differs": False,
                     "init_equal": True, "rng_equal": True, "replayed": True}}}}
     row = realworld.table(fake, 5, 4).splitlines()[-3]
-    assert row.startswith("| x | yes | 1.0e-07 (5) | — | yes | 2.0 | 3.0 | 1.50× |")
+    assert row.startswith("| x | yes | 1.0e-08 / 1.0e-07 (5) | — | yes | 2.0 | 3.0 | 1.50× |")
