@@ -56,7 +56,11 @@ class Mul(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # each input's gradient needs the other one only (as torch: y * 2 keeps nothing of y,
+        # so changing y in place later is fine)
+        edges = ctx._edges
+        ctx.save_for_backward(a if edges[1] is not None else None,
+                              b if edges[0] is not None else None)
         return kernels_for(a).mul(a, b)
 
     @staticmethod
@@ -72,7 +76,7 @@ class Div(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a if ctx._edges[1] is not None else None, b)  # a: for dz/db only
         return a / b
 
     @staticmethod
