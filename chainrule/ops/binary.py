@@ -58,9 +58,8 @@ class Mul(Op):
     def forward(ctx, a, b):
         # each input's gradient needs the other one only (as torch: y * 2 keeps nothing of y,
         # so changing y in place later is fine)
-        edges = ctx._edges
-        ctx.save_for_backward(a if edges[1] is not None else None,
-                              b if edges[0] is not None else None)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
         return kernels_for(a).mul(a, b)
 
     @staticmethod
@@ -76,7 +75,7 @@ class Div(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a if ctx._edges[1] is not None else None, b)  # a: for dz/db only
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)  # a: for dz/db only
         return a / b
 
     @staticmethod
