@@ -799,3 +799,27 @@ def test_torch_level_inplace_functions(name: str) -> None:
                              **{k: _arg(m, v, False) for k, v in case.kwargs.items()})
         results.append((r is x, x._version, x.tolist()))
     assert _close(results[1], results[0])
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta",
+                                  "NAdam", "RAdam", "Adamax", "ASGD", "Rprop"])
+def test_backward_after_an_optimizer_step_raises_as_torch(name: str) -> None:
+    """The classic silent bug: a graph that saved a parameter, backpropagated after step()
+    changed that parameter in place. torch refuses; so does chainrule (the step bumps the
+    version of every parameter it updates)."""
+    errors = []
+    for m in (torch, cr):
+        m.manual_seed(0)
+        lin = m.nn.Linear(3, 2)
+        opt = getattr(m.optim, name)(lin.parameters(), lr=0.1)
+        x = m.ones(4, 3, requires_grad=True)
+        lin(x).sum().backward()
+        before = lin.weight._version
+        y = (lin(x) ** 2).sum()
+        opt.step()
+        assert lin.weight._version > before
+        with pytest.raises(RuntimeError) as e:
+            y.backward()
+        errors.append(str(e.value).split(" is at version")[0].replace("torch.", "chainrule."))
+    assert errors[1].startswith("one of the variables needed for gradient computation has been "
+                                "modified by an inplace operation: [chainrule.FloatTensor")
