@@ -426,6 +426,14 @@ GRAPH = {
         (x * x).sum()),
     "zero_ and fill_ on views": lambda m, x, w: (
         lambda y: (y[:1].zero_(), y[2:].fill_(5), y * x)[2])(x * w),
+    "y[::2] = y[1::2] * 2 (y * 2 keeps nothing of y)": lambda m, x, w: (
+        lambda y: (y.__setitem__(slice(None, None, 2), y[1::2] * 2), y)[1])(x * w),
+    "y[:2] = y[2:] / w (div keeps the divisor only)": lambda m, x, w: (
+        lambda y: (y.__setitem__(slice(None, 2), y[2:] / 2.0), y)[1])(x * w),
+    "0-d setitem": lambda m, x, w: (lambda s: (s.__setitem__((), x[0] * w[1]), s * x)[1])(
+        m.zeros((), dtype=m.float64)),
+    "0-d setitem with ...": lambda m, x, w: (lambda s: (s.__setitem__(Ellipsis, x[1]), s)[1])(
+        w.sum()),
     "index_put_ with repeats": lambda m, x, w: (
         lambda y: (y.index_put_((m.tensor([0, 0, 3]),), w[:3], accumulate=True), y)[1])(x * 1),
 }
@@ -483,6 +491,9 @@ REFUSED = {
     "int result into float": lambda m, x: m.zeros(3, dtype=m.int64).mul_(1.5),
     "float into bool": lambda m, x: m.zeros(3, dtype=m.bool).add_(1),
     "broadcast to a larger shape": lambda m, x: m.zeros(3).add_(m.ones(2, 3)),
+    "partial overlap (add_)": lambda m, x: (lambda y: y[1:].add_(y[:-1]))(m.arange(6.0)),
+    "partial overlap (setitem)": lambda m, x: (
+        lambda y: y.__setitem__(slice(1, None), y[:-1]))(x * 1),
     "index_add_ of another dtype": lambda m, x: m.zeros(3).index_add_(
         0, m.tensor([0]), m.ones(1, dtype=m.float64)),
     "index_copy_ of another dtype": lambda m, x: m.zeros(3).index_copy_(
@@ -554,6 +565,21 @@ def test_versions_are_shared_by_views_and_detach_as_torch() -> None:
         results.append([t._version for t in (x, v, w, d, data)] + [x.tolist()])
         assert m.randn(3)._version == 0 and m.rand(2)._version == 0
         assert m.bernoulli(m.full((3,), 0.5))._version == 0
+    assert results[1] == results[0]
+
+
+def test_retain_grad_follows_the_tensor_through_in_place_ops() -> None:
+    results = []
+    for m in (torch, cr):
+        x = m.ones(3, requires_grad=True)
+        y = x * 2
+        y.retain_grad()
+        y.mul_(3)
+        z = x * 1
+        z.retain_grad()
+        z[1:].mul_(5)  # through a view: the base is rebased
+        (y.sum() + (z * z).sum()).backward()
+        results.append((x.grad.tolist(), y.grad.tolist(), z.grad.tolist(), y.retains_grad))
     assert results[1] == results[0]
 
 
@@ -773,3 +799,27 @@ def test_torch_level_inplace_functions(name: str) -> None:
                              **{k: _arg(m, v, False) for k, v in case.kwargs.items()})
         results.append((r is x, x._version, x.tolist()))
     assert _close(results[1], results[0])
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta",
+                                  "NAdam", "RAdam", "Adamax", "ASGD", "Rprop"])
+def test_backward_after_an_optimizer_step_raises_as_torch(name: str) -> None:
+    """The classic silent bug: a graph that saved a parameter, backpropagated after step()
+    changed that parameter in place. torch refuses; so does chainrule (the step bumps the
+    version of every parameter it updates)."""
+    errors = []
+    for m in (torch, cr):
+        m.manual_seed(0)
+        lin = m.nn.Linear(3, 2)
+        opt = getattr(m.optim, name)(lin.parameters(), lr=0.1)
+        x = m.ones(4, 3, requires_grad=True)
+        lin(x).sum().backward()
+        before = lin.weight._version
+        y = (lin(x) ** 2).sum()
+        opt.step()
+        assert lin.weight._version > before
+        with pytest.raises(RuntimeError) as e:
+            y.backward()
+        errors.append(str(e.value).split(" is at version")[0].replace("torch.", "chainrule."))
+    assert errors[1].startswith("one of the variables needed for gradient computation has been "
+                                "modified by an inplace operation: [chainrule.FloatTensor")

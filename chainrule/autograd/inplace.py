@@ -57,6 +57,9 @@ def apply_inplace(target, op, *args, **kwargs):
         target._requires_grad or any(_requires_grad(a) for a in args)
         or any(_requires_grad(v) for v in kwargs.values()))
     _check_writable(target, graph, grad)
+    for a in args:
+        if isinstance(a, TensorBase):
+            _check_overlap(target._data, a._data)
     if not graph:
         state.grad_enabled = False
         try:
@@ -81,7 +84,7 @@ def apply_inplace(target, op, *args, **kwargs):
     new = _result_of(target, region, op(region, *args, **kwargs), args)
     updated = CopySlices.apply(cur, new, target._view, base._data)
     base._bump_version()
-    base._rebase(updated._grad_fn, updated._nr)
+    _rebase(base, updated._grad_fn, updated._nr)
     target._refresh_view()
     _watch_output(new, target)
     return target
@@ -167,6 +170,9 @@ def setitem(target, key, value) -> None:
     """``target[key] = value``: a copy into the view ``target[key]`` for basic keys, an
     ``index_put_`` for integer arrays and masks."""
     key = normalize_index(key, target._data)
+    if target._data.ndim == 0 and (key == () or key is Ellipsis):
+        copy_(target, value)  # the whole of a 0-d tensor
+        return
     if is_basic(key):
         view = getitem(target, key)
         if view._base is not None:
@@ -201,6 +207,23 @@ def _check_writable(target, graph: bool, grad: bool) -> None:
             raise RuntimeError(_OVERLAP)
         raise RuntimeError("in-place operation on a read-only tensor (its memory is shared "
                            "with a read-only array)")
+
+
+_PARTIAL_OVERLAP = (
+    "unsupported operation: some elements of the input tensor and the written-to tensor refer "
+    "to a single memory location. Please clone() the tensor before performing the operation.")
+
+
+def _check_overlap(out, src) -> None:
+    """torch's refusal: an input that partly overlaps the written-to tensor (both contiguous;
+    the same memory exactly, ``x.add_(x)``, is fine)."""
+    if not devices.is_array(out) or not devices.is_array(src) or not out.size or not src.size:
+        return
+    if not (out.flags.c_contiguous and src.flags.c_contiguous):
+        return  # torch does not decide these either
+    a, b = devices.data_address(out), devices.data_address(src)
+    if a < b + src.nbytes and b < a + out.nbytes and (a != b or out.nbytes != src.nbytes):
+        raise RuntimeError(_PARTIAL_OVERLAP)
 
 
 def _current(t):
@@ -268,8 +291,19 @@ def _write(target, values) -> None:
 def _adopt(target, new) -> None:
     """``target`` now holds ``new``'s value: it becomes the output of ``new``'s gate. A gate
     that saved that output (``exp_``) watches target's version from now on, as torch's does."""
-    target._rebase(new._grad_fn, new._nr)
+    _rebase(target, new._grad_fn, new._nr)
     _watch_output(new, target)
+
+
+def _rebase(t, fn, nr: int) -> None:
+    """``t`` becomes output ``nr`` of ``fn``; a retained gradient follows it (torch keeps
+    retain_grad on the tensor, so ``.grad`` is the gradient of its new value)."""
+    retained = t.retains_grad
+    if retained:
+        del t._grad_fn._retained[t._nr]
+    t._rebase(fn, nr)
+    if retained:
+        t.retain_grad()
 
 
 def _watch_output(new, target) -> None:

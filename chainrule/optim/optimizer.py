@@ -94,6 +94,7 @@ def _wrap_step(step: Callable) -> Callable:
             out = step(self, *args, **kwargs)
         finally:
             self._in_step = False
+        _changed_in_place(self)
         if post:
             for hook in list(post.values()):
                 hook(self, args, kwargs)
@@ -101,6 +102,16 @@ def _wrap_step(step: Callable) -> Callable:
 
     wrapper._wrapped_step = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _changed_in_place(opt) -> None:
+    """The step wrote new values into the parameters that have a gradient: bump their version
+    counters, as torch's in-place updates do, so that a graph which saved a parameter before
+    the step refuses to backpropagate after it (instead of using the new values)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p._grad is not None:
+                p._bump_version()
 
 
 def _typename(obj: Any) -> str:
