@@ -439,7 +439,7 @@ def compare(got: dict, want: dict, prog: dict, exact: bool = False) -> list[str]
 # (chainrule promotes), .view() inside torch's own code on non-contiguous input
 TORCH_LIMITS = ("view size is not compatible", "expected scalar type", "must have the same dtype",
                 "Type promoting not supported", "to have the same dtype", "found Double",
-                "found Float")
+                "found Float", "mixed dtype")
 
 
 def classify(got: dict, want: dict, diffs: list[str]) -> str:

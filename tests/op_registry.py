@@ -786,3 +786,4 @@ BAD_CALLS = [
 
 # ---- nn.functional entries live in their own file -----------------------------------------------
 import nn_registry  # noqa: E402,F401  (appends its entries to REGISTRY)
+import more_registry  # noqa: E402,F401  (elementwise math, activations, norms, losses)

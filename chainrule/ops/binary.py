@@ -13,7 +13,7 @@ from chainrule.autograd.function import Op
 from chainrule import creation as _creation
 from chainrule.kernels import kernels_for
 from chainrule.ops import either
-from chainrule.ops.elementwise import cast, log, trunc
+from chainrule.ops.elementwise import cast, trunc
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
@@ -429,14 +429,42 @@ def minimum(input, other) -> Tensor:
     return binary(Minimum, input, other, "minimum")
 
 
+def _floats(input, other, name: str) -> tuple:
+    """Both operands, ints and bools made the default float dtype (as torch's float ops)."""
+    a = _as_operand(input, name)
+    b = _as_operand(other, name)
+    if _kind(a) not in FLOAT_KINDS and _kind(b) not in FLOAT_KINDS:
+        f = _dt.get_default_dtype().np
+        a, b = _to_float(a, f), _to_float(b, f)
+    return a, b
+
+
 def atan2(input, other) -> Tensor:
-    return binary(Atan2, input, other, "atan2")
+    return binary(Atan2, *_floats(input, other, "atan2"), "atan2")
+
+
+class Xlogy(Op):
+    """z = x·ln y (0 where x = 0, NaN where y is);  dz/dx = ln y (0 where x = 0 and y <= 0),
+    dz/dy = x/y (torch's conventions)"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = x * np.log(y)
+        return np.where((x == 0) & (y == y), 0, z).astype(z.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        gx = either.where(g == 0, 0.0, g * either.log(y))
+        gx = either.where((x == 0) & (y <= 0), 0.0, gx)
+        return gx, g * x / y
 
 
 def xlogy(input, other) -> Tensor:
     """x·ln y, 0 where x = 0."""
-    prod = input * log(other)
-    return where(_raw(input) == 0, 0.0, prod)
+    return binary(Xlogy, *_floats(input, other, "xlogy"), "xlogy")
 
 
 def _raw(x):
