@@ -457,8 +457,7 @@ class Xlogy(Op):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        gx = either.where(g == 0, 0.0, g * either.log(y))
-        gx = either.where((x == 0) & (y <= 0), 0.0, gx)
+        gx = either.where((x == 0) & (y <= 0), 0.0, g * either.log(y))
         return gx, g * x / y
 
 
