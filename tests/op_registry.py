@@ -787,3 +787,4 @@ BAD_CALLS = [
 # ---- nn.functional entries live in their own file -----------------------------------------------
 import nn_registry  # noqa: E402,F401  (appends its entries to REGISTRY)
 import api_registry  # noqa: E402,F401  (entries for the ops of issue 13's API coverage)
+import more_registry  # noqa: E402,F401  (elementwise math, activations, norms, losses)

@@ -439,20 +439,23 @@ def minimum(input, other) -> Tensor:
     return binary(Minimum, input, other, "minimum")
 
 
+def _floats(input, other, name: str) -> tuple:
+    """Both operands, ints and bools made the default float dtype (as torch's float ops)."""
+    a = _as_operand(input, name)
+    b = _as_operand(other, name)
+    if _kind(a) not in FLOAT_KINDS and _kind(b) not in FLOAT_KINDS:
+        f = _dt.get_default_dtype().np
+        a, b = _to_float(a, f), _to_float(b, f)
+    return a, b
+
+
 def atan2(input, other) -> Tensor:
-    return binary(Atan2, input, other, "atan2")
+    return binary(Atan2, *_floats(input, other, "atan2"), "atan2")
 
 
 def xlogy(input, other) -> Tensor:
-    """x·ln y, 0 where x = 0 (NaN where y is NaN)."""
-    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        raise TypeError("xlogy(): at least one of 'input' and 'other' must be a Tensor")
-    a = input if isinstance(input, Tensor) else _creation.as_tensor(input)
-    b = other if isinstance(other, Tensor) else _creation.as_tensor(other)
-    target = _dt.result_type(_raw(a), _raw(b))
-    if target.kind not in _dt.FLOAT_KINDS:
-        target = _dt.get_default_dtype().np
-    return Xlogy.apply(_cast(a, target), _cast(b, target))
+    """x·ln y, 0 where x = 0."""
+    return binary(Xlogy, *_floats(input, other, "xlogy"), "xlogy")
 
 
 class Xlogy(Op):
@@ -462,8 +465,8 @@ class Xlogy(Op):
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
         with np.errstate(all="ignore"):
-            return np.where((x == 0) & ~np.isnan(y), 0, x * np.log(y)).astype(x.dtype,
-                                                                              copy=False)
+            z = x * np.log(y)
+        return np.where((x == 0) & ~np.isnan(y), 0, z).astype(z.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):

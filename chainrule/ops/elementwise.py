@@ -466,7 +466,7 @@ class Clamp(Op):
 
 
 class Logit(Op):
-    """y = ln(x/(1-x));  dy/dx = 1/(x(1-x))"""
+    """y = ln(x/(1-x));  dy/dx = 1/(x(1-x)) (NaN outside [0, 1], as torch)"""
 
     @staticmethod
     def forward(ctx, x):
@@ -476,7 +476,7 @@ class Logit(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g / (x * (1 - x))
+        return either.where((x < 0) | (x > 1), math.nan, g / (x * (1 - x)))  # (NaN outside)
 
 
 # ---- copies, casts and moves --------------------------------------------------------------------
@@ -626,7 +626,9 @@ def sign(input: Tensor) -> Tensor:
 
 
 def square(input: Tensor) -> Tensor:
-    """x²."""
+    """x² (a bool tensor gives int64, as torch's)."""
+    if input._data.dtype == bool:
+        input = input.to(_dt.int64)
     return input * input
 
 
@@ -717,7 +719,14 @@ def round(input: Tensor, *, decimals: int = 0) -> Tensor:
 
 
 def frac(input: Tensor) -> Tensor:
+    if input._data.dtype.kind not in FLOAT_KINDS:
+        raise NotImplementedError(f'"frac_cpu" not implemented for '
+                                  f"'{_TORCH_NAMES.get(input._data.dtype.name, input.dtype)}'")
     return input - trunc(input)
+
+
+_TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
+                "uint8": "Byte", "bool": "Bool"}
 
 
 def clone(input: Tensor) -> Tensor:
