@@ -264,7 +264,7 @@ def test_conv2d_skips_the_input_gradient_of_data(monkeypatch):
     assert not called and x.grad is None and conv.weight.grad is not None
 
 
-# ---- sigmoid, softmax, log-softmax in place --------------------------------------------------------
+# ---- sigmoid, softmax, log-softmax in place ----------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_matches_torch_everywhere(dtype):
     x = np.concatenate([np.linspace(-120, 120, 20001), [0.0, -0.0, np.inf, -np.inf, np.nan]])
