@@ -23,7 +23,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(1, HERE)
 import chainrule as cr  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -274,29 +276,24 @@ def main(argv=None) -> int:
                 slow.append(f"{name} {size}")
     print(f"\nslower than {FLAG}x torch: {', '.join(slow) if slow else 'none'}")
     if args.write:
-        _write(args.write, [header, "|---|---|---|---|---|---|---|"] + rows, slow)
+        _write(args.write, [header, "|---|---|---|---|---|---|---|"] + rows, slow, args.repeats)
     return 0
 
 
-def _write(path: str, rows: list, slow: list) -> None:
+def _write(path: str, rows: list, slow: list, repeats: int) -> None:
     import platform
 
-    start, end = "<!-- ops:start -->", "<!-- ops:end -->"
+    import sections
+
     body = "\n".join([
-        start, "## Per-op forward and backward vs PyTorch", "",
+        "## Per-op forward and backward vs PyTorch", "",
         "Command: `python bench/bench_ops.py --write BENCHMARKS.md` (one thread for both "
-        "libraries, process CPU time, medians of 7 alternating repeats; "
+        f"libraries, process CPU time, medians of {repeats} alternating repeats; "
         f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
         f"chainrule's products: {_blas()}). Ratios are chainrule ÷ torch; **SLOW** marks "
         f"above {FLAG}×.", "", *rows, "",
-        f"Slower than {FLAG}× torch: {', '.join(slow) if slow else 'none'}.", end])
-    text = open(path).read() if os.path.exists(path) else ""
-    if start in text:
-        text = text[:text.index(start)] + body + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
+        f"Slower than {FLAG}× torch: {', '.join(slow) if slow else 'none'}."])
+    sections.write_section(path, "ops", body)
 
 
 def _blas() -> str:

