@@ -32,6 +32,8 @@ def _dom(name: str, shape: tuple) -> np.ndarray:
         return rng.uniform(-0.8, 0.8, shape)
     if name == "prob":
         return rng.uniform(0.2, 0.8, shape)
+    if name == "above1":
+        return rng.uniform(1.2, 3.0, shape)
     if name == "intlike":
         return rng.integers(-2, 3, shape).astype(np.float64)
     return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 2.0, shape)  # real, off the kinks
@@ -137,6 +139,36 @@ for _n in ("bitwise_and", "bitwise_or", "bitwise_xor"):
     CASES[_n + "_"] = Case(dtype="int64", grad=False)
     CASES[_n + "_"].args = (np.array([6, 1, 3]),)
 CASES["bitwise_not_"] = Case(dtype="int64", grad=False)
+# in-place forms of ops chainrule may have (each is tested where the op exists)
+CASES.update({
+    # torch has no derivative for its in-place acosh_/asinh_/atanh_ (NotImplementedError), nor
+    # a usable one for sgn_: chainrule's gradients are checked by gradcheck below
+    "acosh_": Case("above1", torch_grad=False), "arccosh_": Case("above1", torch_grad=False),
+    "asinh_": Case(torch_grad=False), "arcsinh_": Case(torch_grad=False),
+    "atanh_": Case("unit", torch_grad=False), "arctanh_": Case("unit", torch_grad=False),
+    "erfc_": Case(), "erfinv_": Case("unit"),
+    "lgamma_": Case("positive"), "digamma_": Case("positive"), "i0_": Case(), "sinc_": Case(),
+    "deg2rad_": Case(), "rad2deg_": Case(), "nan_to_num_": Case(),
+    "sgn_": Case(torch_grad=False),
+    "fix_": Case(gradgrad=False), "hypot_": Case("real", (3,), T("real")),
+    "copysign_": Case("real", (3,), T("real")),
+    "heaviside_": Case("real", (3,), T("real"), grad=False),
+    "nextafter_": Case("real", (3,), T("real"), grad=False),
+    "ldexp_": Case("real", (3,), T("intlike")),
+    "igamma_": Case("positive", (3,), T("positive"), grad=False),
+    "igammac_": Case("positive", (3,), T("positive"), grad=False),
+    "mvlgamma_": Case("above1", (3,), 2),
+    "renorm_": Case("real", (3, 3), 2, 0, 1.0),
+    "scatter_reduce_": Case("real", (3,), 0, _IDX_REP, T("real"), "sum"),
+    "addmm_": Case("real", (2, 3), T("real", (2, 4)), T("real", (4, 3)), beta=0.5),
+    "addmv_": Case("real", (3,), T("real", (3, 4)), T("real", (4,)), alpha=2.0),
+    "addr_": Case("real", (3, 2), T("real", (3,)), T("real", (2,))),
+    "baddbmm_": Case("real", (2, 2, 3), T("real", (2, 2, 4)), T("real", (2, 4, 3))),
+    "addbmm_": Case("real", (2, 3), T("real", (5, 2, 4)), T("real", (5, 4, 3))),
+})
+for _n in ("gcd", "lcm", "bitwise_left_shift", "bitwise_right_shift"):
+    CASES[_n + "_"] = Case(dtype="int64", grad=False)
+    CASES[_n + "_"].args = (np.array([2, 1, 3]),)
 for _n in ("ceil_", "floor_", "round_", "trunc_", "frac_", "sign_"):
     CASES[_n].gradgrad = CASES[_n].dom == "real" and _n == "frac_"
 RANDOM = ["uniform_", "normal_", "random_", "exponential_", "bernoulli_", "cauchy_",
@@ -202,6 +234,8 @@ def test_every_inplace_method_has_a_case() -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_inplace_method_matches_torch(name: str, mode: str) -> None:
     case = CASES[name]
+    if not hasattr(cr.Tensor, name):
+        pytest.skip(f"chainrule has no {name[:-1]} yet")
     if mode != "plain" and (case.dtype != "float64" or not case.grad):
         pytest.skip("no gradient")
     if mode == "view" and name.endswith(("t_", "transpose_", "swapaxes_", "swapdims_",
@@ -218,6 +252,8 @@ def test_inplace_method_matches_torch(name: str, mode: str) -> None:
     if not case.torch_grad or not case.tracked:
         ours.pop("grads", None)
         theirs.pop("grads", None)
+        if not case.torch_grad and "error" in theirs and "error" not in ours:
+            theirs.pop("error")  # torch's backward refused
     assert _close(ours, theirs), f"\nchainrule: {ours}\ntorch:     {theirs}"
     if mode == "plain":
         assert ours["version"] == 1 and ours["same"]
@@ -232,6 +268,8 @@ def test_inplace_method_double_backward(name: str) -> None:
     """gradcheck and gradgradcheck (float64 finite differences) through the in-place op on a
     non-leaf, every float argument differentiable."""
     case = CASES[name]
+    if not hasattr(cr.Tensor, name):
+        pytest.skip(f"chainrule has no {name[:-1]} yet")
     x = cr.tensor(case.self_array(), requires_grad=True)
     args = [_arg(cr, a, True) for a in case.args]
     kwargs = {k: _arg(cr, v, True) for k, v in case.kwargs.items()}

@@ -559,15 +559,15 @@ def _along(t, dim: int, index, name: str):
 
 def index_add_(self, dim: int, index, source, *, alpha=1):
     """self[..., index[i], ...] += alpha · source[..., i, ...] along ``dim`` (repeats add up)."""
+    if isinstance(source, TensorBase) and source.dtype != self.dtype:
+        raise RuntimeError(f"index_add_(): self ({_name(self.dtype)}) and source "
+                           f"({_name(source.dtype)}) must have the same scalar type")
     return apply_inplace(self, _op("index_add", _index_add), dim, index, source, alpha=alpha)
 
 
 def _index_add(t, dim, index, source, *, alpha=1):
     from chainrule.ops.index import IndexPut
 
-    if source.dtype != t.dtype:
-        raise RuntimeError(f"index_add_(): self ({_name(t.dtype)}) and source "
-                           f"({_name(source.dtype)}) must have the same scalar type")
 
     key = _along(t, dim, index, "index_add_")
     src = source * alpha if alpha != 1 else source
@@ -578,13 +578,13 @@ def _index_add(t, dim, index, source, *, alpha=1):
 
 def index_copy_(self, dim: int, index, source):
     """self[..., index[i], ...] = source[..., i, ...] along ``dim``."""
+    if isinstance(source, TensorBase) and source.dtype != self.dtype:
+        raise RuntimeError("index_copy_(): self and source expected to have the same dtype, but "
+                           f"got (self) {_name(self.dtype)} and (source) {_name(source.dtype)}")
     return apply_inplace(self, _op("index_copy", _index_copy), dim, index, source)
 
 
 def _index_copy(t, dim, index, source):
-    if source.dtype != t.dtype:
-        raise RuntimeError("index_copy_(): self and source expected to have the same dtype, but "
-                           f"got (self) {_name(t.dtype)} and (source) {_name(source.dtype)}")
     key = _along(t, dim, index, "index_copy_")
     return index_assign(t, key, source) if key else source.reshape(()).to(t.dtype) + t * 0
 
@@ -634,13 +634,13 @@ def _put(t, index, source, accumulate):
 
 def masked_scatter_(self, mask, source):
     """Where ``mask`` is True, self takes source's elements in order."""
+    if isinstance(source, TensorBase) and source.dtype != self.dtype:
+        raise RuntimeError("masked_scatter: expected self and source to have same dtypes but got"
+                           f"{_name(self.dtype)} and {_name(source.dtype)}")
     return apply_inplace(self, _op("masked_scatter", _masked_scatter), mask, source)
 
 
 def _masked_scatter(t, mask, source):
-    if source.dtype != t.dtype:
-        raise RuntimeError("masked_scatter: expected self and source to have same dtypes but got"
-                           f"{_name(t.dtype)} and {_name(source.dtype)}")
     m = mask._data if isinstance(mask, TensorBase) else np.asarray(mask)
     if m.dtype != bool:
         raise RuntimeError("masked_scatter_ only supports boolean masks, but got mask with "
