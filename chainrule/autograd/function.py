@@ -29,6 +29,7 @@ __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGr
 
 _ndarray = np.ndarray
 _FLOAT64, _FLOAT32 = np.dtype("float64"), np.dtype("float32")
+_NEEDS_2 = (((False, False), (False, True)), ((True, False), (True, True)))
 _FLOAT_OR_COMPLEX = FLOAT_KINDS + "c"
 
 _SAVED_FREED = (
@@ -97,7 +98,10 @@ class Function:
     @property
     def needs_input_grad(self) -> tuple:
         """Per forward argument: does its gradient reach a tensor that requires grad?"""
-        return tuple([e is not None for e in self._edges])
+        edges = self._edges
+        if len(edges) == 2:  # the common case, without building a tuple
+            return _NEEDS_2[edges[0] is not None][edges[1] is not None]
+        return tuple([e is not None for e in edges])
 
     def mark_non_differentiable(self, *outputs: Any) -> None:
         """These outputs (tensors, or an Op's arrays) carry no gradient."""
