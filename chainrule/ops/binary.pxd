@@ -2,6 +2,7 @@
 
 cimport cython
 
+from chainrule.autograd.function cimport _apply
 from chainrule.tensor cimport TensorBase
 
 

@@ -9,7 +9,7 @@ from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule import devices
 from chainrule import dtypes as _dt
-from chainrule.autograd.function import Op
+from chainrule.autograd.function import Op, _apply
 from chainrule import creation as _creation
 from chainrule.kernels.dispatch import kernels_for
 from chainrule.ops import either
@@ -234,27 +234,28 @@ def _as_operand(x, op_name: str):
 def binary(op, a, b, name: str):
     """Apply binary gate ``op`` after PyTorch's type promotion; ``a`` or ``b`` is a Tensor."""
     # first the common cases, which need no promotion: two float tensors of one dtype on one
-    # device, or a float tensor and a Python number
+    # device, or a float tensor and a Python number (``_apply(op, args, None)`` is
+    # ``op.apply(*args)``, called directly: these run on every arithmetic operator)
     ta, tb = type(a), type(b)
     if ta is Tensor and (tb is Tensor or tb is float or tb is int):
         x = a
         da = x._data
         if tb is not Tensor:
             if da.dtype.kind == "f":
-                return op.apply(a, b)
+                return _apply(op, (a, b), None)
         else:
             y = b
             db = y._data
             if da.dtype is db.dtype and da.dtype.kind == "f" and (type(da) is type(db) or (
                     type(da) is devices.gpu_ndarray) == (type(db) is devices.gpu_ndarray)):
                 try:
-                    return op.apply(a, b)
+                    return _apply(op, (a, b), None)
                 except ValueError as e:
                     raise _shape_error(name, a, b, e) from None
     elif tb is Tensor and (ta is float or ta is int):
         y = b
         if y._data.dtype.kind == "f":
-            return op.apply(a, b)
+            return _apply(op, (a, b), None)
     a = _as_operand(a, name)
     b = _as_operand(b, name)
     if isinstance(a, Tensor) and isinstance(b, Tensor):
