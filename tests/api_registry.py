@@ -343,11 +343,13 @@ for _red in ("prod", "mean", "amax", "amin"):
                lambda m, x, s, _r=_red, **kw: m.index_reduce(x, 0, _t(m, [2, 0, 2]), s, _r, **kw),
                None, (((3, 4), (3, 4)),), "positive" if _red == "prod" else "real",
                kwargs=({}, {"include_self": False}), tags=("index",)))
-add(OpSpec("as_strided", _by("as_strided", (3, 3), (1, 2), 1), None, X, tags=("index",)))
+add(OpSpec("as_strided", _by("as_strided", (3, 3), (1, 2), 1), None, X,
+           tags=("index", "storage")))
 # torch's gradient for as_strided_scatter's input does not zero the written places (torch
 # 2.13): checked by gradcheck against finite differences instead
 add(OpSpec("as_strided_scatter", _by("as_strided_scatter", (2, 2), (1, 2)), None,
-           (((3, 4), (2, 2)),), torch_grad=False, torch_gradgrad=False, tags=("index",)))
+           (((3, 4), (2, 2)),), torch_grad=False, torch_gradgrad=False,
+           tags=("index", "storage")))
 add(OpSpec("nonzero_static", lambda m, x: m.nonzero_static(x > 0, size=8), None, X,
            grad=False, out="int64", tags=("index",)))
 add(OpSpec("linalg.householder_product", _by("householder_product", ns="linalg"), None,

@@ -73,7 +73,10 @@ def _kind(spec) -> str:
 def catalog() -> list[Entry]:
     out = []
     for i, spec in enumerate(R.REGISTRY):
-        if not spec.torch:
+        # storage readers take contiguous input only; linear algebra is ill-posed on the
+        # singular matrices random layouts make (an expanded matrix has equal rows): both are
+        # checked by the registry's own tests and the layout sweep instead
+        if not spec.torch or "storage" in spec.tags or "linalg" in spec.tags:
             continue
         out.append(Entry(i, _kind(spec), spec.gradgrad and spec.torch_gradgrad and spec.grad
                          and spec.torch_grad))
@@ -195,7 +198,8 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
         if v["shape"] is None:
             v["shape"] = ()  # (unknown: never matched by shape)
     double = c.boolean(0.25) and all(
-        next(e for e in entries if e.index == s["entry"]).gradgrad for s in steps)
+        next(e for e in entries if e.index == s["entry"]).gradgrad for s in steps) and not any(
+        "hook" in s and s["name"] in HOOKED_RESULT_DIFFERS for s in steps)
     return {"dtype": dtype, "leaves": leaves, "steps": steps, "double": double,
             "loss_seed": c.integer(0, 2**31 - 1)}
 
@@ -437,6 +441,12 @@ def compare(got: dict, want: dict, prog: dict, exact: bool = False) -> list[str]
 
 # torch refusing what chainrule does by design: mixed dtypes in products and convolutions
 # (chainrule promotes), .view() inside torch's own code on non-contiguous input
+# Ops whose torch derivative formula reads the op's own result, where chainrule composes the op
+# (i0e = i0·e^-|x|): under a double backward a hook on that result also scales, in torch, the
+# second-order gradient flowing back into the result; chainrule's composed graph has no such
+# path. Both are exact derivatives of what each library records; such programs are not compared.
+HOOKED_RESULT_DIFFERS = {"special.i0e", "special.i1e"}
+
 TORCH_LIMITS = ("view size is not compatible", "expected scalar type", "must have the same dtype",
                 "Type promoting not supported", "to have the same dtype", "found Double",
                 "found Float", "mixed dtype")

@@ -406,3 +406,17 @@ def test_prod_of_one_factor_passes_the_gradient_through(dim):
         (g,) = m.autograd.grad(y * 0.7, x, create_graph=True)
         out.append((g.item(), g.requires_grad))
     assert out[0] == out[1]
+
+
+def test_as_strided_of_a_non_contiguous_input_is_refused_not_silently_different():
+    """torch's as_strided reads the storage a view shares with its base; chainrule reads the
+    elements in logical order: the same for contiguous input, refused for the rest."""
+    x = cr.arange(12.0).reshape(3, 4)
+    assert cr.equal(cr.as_strided(x, (2, 2), (1, 2)),
+                    cr.tensor(torch.as_strided(torch.arange(12.0).reshape(3, 4), (2, 2),
+                                               (1, 2)).numpy()))
+    for view in (x.t(), x[:, ::2]):
+        with pytest.raises(RuntimeError, match=r"as_strided\(\).*not contiguous"):
+            cr.as_strided(view, (2, 2), (1, 2))
+    with pytest.raises(RuntimeError, match=r"as_strided_scatter\(\).*not contiguous"):
+        cr.as_strided_scatter(x.t(), cr.zeros(2, 2), (2, 2), (1, 2))

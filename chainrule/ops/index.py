@@ -647,6 +647,11 @@ def _strided_positions(input: Tensor, size, stride, storage_offset: int):
 def as_strided(input: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
     """The elements of ``input`` (read in its contiguous order) at ``storage_offset + Σ iₖ·strideₖ``
     (a copy here, not a view; the gradient adds back where elements repeat)."""
+    if not input.is_contiguous():  # torch reads the storage, which a view shares with its base
+        raise RuntimeError(
+            f"as_strided(): the input (shape {list(input.shape)}, strides {input.stride()}) is "
+            "not contiguous: chainrule reads its elements in their logical order, torch its "
+            "storage, and the two differ here; call .contiguous() first")
     pos = _strided_positions(input, tuple(size), tuple(stride), storage_offset)
     return take_along_dim(input.reshape(-1), wrap(pos.reshape(-1)), None).reshape(tuple(size))
 
@@ -654,6 +659,11 @@ def as_strided(input: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
 def as_strided_scatter(input: Tensor, src: Tensor, size, stride,
                        storage_offset: int = 0) -> Tensor:
     """``input`` with the elements an ``as_strided`` view reads replaced by ``src``."""
+    if not input.is_contiguous():
+        raise RuntimeError(
+            f"as_strided_scatter(): the input (shape {list(input.shape)}, strides "
+            f"{input.stride()}) is not contiguous: chainrule reads its elements in their logical "
+            "order, torch its storage, and the two differ here; call .contiguous() first")
     pos = _strided_positions(input, tuple(size), tuple(stride), storage_offset)
     flat = Scatter.apply(input.reshape(-1), 0, pos.reshape(-1), src.reshape(-1))
     return flat.reshape(tuple(input._data.shape))
