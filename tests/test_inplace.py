@@ -116,6 +116,7 @@ CASES.update({
     "addcdiv_": Case("real", (3,), T("real"), T("positive"), value=2.0),
     "lerp_": Case("real", (3,), T("real"), T("prob")),
     "index_add_": Case("real", (3,), 0, _IDX_REP, T("real"), alpha=2.0),
+    "index_reduce_": Case("positive", (3,), 0, _IDX_REP, T("positive"), "prod"),
     "index_copy_": Case("real", (3,), 0, _IDX, T("real", (2,))),
     "index_fill_": Case("real", (3,), 0, _IDX, -2.0),
     "index_put_": Case("real", (3,), (_IDX_REP,), T("real"), True),
