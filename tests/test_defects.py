@@ -406,3 +406,22 @@ def test_prod_of_one_factor_passes_the_gradient_through(dim):
         (g,) = m.autograd.grad(y * 0.7, x, create_graph=True)
         out.append((g.item(), g.requires_grad))
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("name,fn,x", [
+    ("floor", lambda m, t: t.floor(), [0.5, -1.2]),
+    ("round", lambda m, t: t.round(), [0.2, 1.7]),
+    ("sign", lambda m, t: t.sign(), [0.5, 0.0]),
+    ("hardtanh", lambda m, t: m.nn.functional.hardtanh(t), [2.0, 0.3, -3.0]),
+    ("pow 0", lambda m, t: t ** 0, [0.0, 2.0]),
+    ("threshold", lambda m, t: m.nn.functional.threshold(t, 0.5, -3.0), [math.nan, 0.2, 1.0]),
+])
+def test_zero_gradients_stay_zero_under_an_infinite_upstream_gradient(name, fn, x):
+    got = []
+    for m in (cr, torch):
+        t = m.tensor(x, dtype=m.float64, requires_grad=True)
+        out = fn(m, t)
+        out.backward(m.tensor(np.full(tuple(out.shape), np.inf)))
+        got.append((out.detach().numpy(), t.grad.numpy()))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    np.testing.assert_array_equal(got[0][1], got[1][1])

@@ -43,7 +43,7 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
     """y = x where x > threshold, else ``value`` (``inplace`` computes out of place)."""
     _check(input, "threshold")
-    return where(input > threshold, input, value)
+    return where(input <= threshold, value, input)  # (NaN stays NaN, as torch's)
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:

@@ -83,7 +83,7 @@ class Hardtanh(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return either.where((x > ctx.lo) & (x < ctx.hi), g, g * 0.0), None, None
+        return either.where((x > ctx.lo) & (x < ctx.hi), g, 0.0), None, None
 
 
 class Gelu(Op):
