@@ -425,3 +425,9 @@ def test_zero_gradients_stay_zero_under_an_infinite_upstream_gradient(name, fn, 
         got.append((out.detach().numpy(), t.grad.numpy()))
     np.testing.assert_array_equal(got[0][0], got[1][0])
     np.testing.assert_array_equal(got[0][1], got[1][1])
+
+
+@pytest.mark.parametrize("name", ["elu", "selu", "celu"])
+def test_elu_family_gradient_at_nan_and_infinities_matches_torch(name):
+    _same_grads(lambda m, t: getattr(m.nn.functional, name)(t),
+                np.array([-math.inf, math.inf, -1.0, math.nan, 0.0]))

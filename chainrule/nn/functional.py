@@ -131,7 +131,8 @@ class Elu(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         # e^(-|x|) equals e^x where it is used (x ≤ 0) and never overflows elsewhere
-        return either.where(x > 0, g, g * either.exp(-either.abs(x)) * ctx.alpha), None
+        # (x <= 0 selects: at NaN the gradient is g, as torch's)
+        return either.where(x <= 0, g * either.exp(-either.abs(x)) * ctx.alpha, g), None
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
