@@ -420,3 +420,28 @@ def test_as_strided_of_a_non_contiguous_input_is_refused_not_silently_different(
             cr.as_strided(view, (2, 2), (1, 2))
     with pytest.raises(RuntimeError, match=r"as_strided_scatter\(\).*not contiguous"):
         cr.as_strided_scatter(x.t(), cr.zeros(2, 2), (2, 2), (1, 2))
+
+
+@pytest.mark.parametrize("name,fn,x", [
+    ("floor", lambda m, t: t.floor(), [0.5, -1.2]),
+    ("round", lambda m, t: t.round(), [0.2, 1.7]),
+    ("sign", lambda m, t: t.sign(), [0.5, 0.0]),
+    ("hardtanh", lambda m, t: m.nn.functional.hardtanh(t), [2.0, 0.3, -3.0]),
+    ("pow 0", lambda m, t: t ** 0, [0.0, 2.0]),
+    ("threshold", lambda m, t: m.nn.functional.threshold(t, 0.5, -3.0), [math.nan, 0.2, 1.0]),
+])
+def test_zero_gradients_stay_zero_under_an_infinite_upstream_gradient(name, fn, x):
+    got = []
+    for m in (cr, torch):
+        t = m.tensor(x, dtype=m.float64, requires_grad=True)
+        out = fn(m, t)
+        out.backward(m.tensor(np.full(tuple(out.shape), np.inf)))
+        got.append((out.detach().numpy(), t.grad.numpy()))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    np.testing.assert_array_equal(got[0][1], got[1][1])
+
+
+@pytest.mark.parametrize("name", ["elu", "selu", "celu"])
+def test_elu_family_gradient_at_nan_and_infinities_matches_torch(name):
+    _same_grads(lambda m, t: getattr(m.nn.functional, name)(t),
+                np.array([-math.inf, math.inf, -1.0, math.nan, 0.0]))

@@ -68,7 +68,7 @@ class Hardtanh(Op):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return either.where((x > ctx.lo) & (x < ctx.hi), g, g * 0.0), None, None
+        return either.where((x > ctx.lo) & (x < ctx.hi), g, 0.0), None, None
 
 
 class Gelu(Op):
@@ -116,7 +116,8 @@ class Elu(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         # e^(-|x|) equals e^x where it is used (x ≤ 0) and never overflows elsewhere
-        return either.where(x > 0, g, g * either.exp(-either.abs(x)) * ctx.alpha), None
+        # (x <= 0 selects: at NaN the gradient is g, as torch's)
+        return either.where(x <= 0, g * either.exp(-either.abs(x)) * ctx.alpha, g), None
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -318,7 +319,7 @@ def threshold(input: Tensor, threshold: float, value: float, inplace: bool = Fal
 
 
 def _threshold(input: Tensor, threshold: float, value: float) -> Tensor:
-    return where(input > threshold, input, value)
+    return where(input <= threshold, value, input)  # (NaN stays NaN, as torch's)
 
 
 def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:

@@ -102,7 +102,7 @@ class Pow(Op):
         need_a, need_b = ctx.needs_input_grad
         if need_a:
             if isinstance(b, _SCALARS):
-                ga = g * b * kernels_for(g).pow(a, b - 1) if b != 0 else g * 0
+                ga = g * b * kernels_for(g).pow(a, b - 1) if b != 0 else either.zeros_like(g)
             else:  # 0 where b = 0, as torch (at a = 0 the formula would give 0·∞ = nan)
                 stuck = (a_raw == 0) & (b_raw == 0)
                 ga = g * b * (either.where(stuck, 1.0, a) if stuck.any() else a) ** (b - 1)

@@ -73,7 +73,7 @@ class Sign(Op):
 
     @staticmethod
     def backward(ctx, g):
-        return g * 0
+        return either.zeros_like(g)  # (not g·0: an infinite g would give NaN)
 
 
 class ZeroGrad(Op):
@@ -87,7 +87,7 @@ class ZeroGrad(Op):
 
     @staticmethod
     def backward(ctx, g):
-        return (g * 0,) + (None,) * 1
+        return (either.zeros_like(g),) + (None,) * 1
 
 
 class Floor(ZeroGrad):
