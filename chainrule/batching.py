@@ -468,6 +468,25 @@ def map_batched(fn, x):
     return fn(x)
 
 
+def elementwise_host(fn):
+    """Decorator for an elementwise function of plain arrays that reads its values directly
+    (SciPy, a host copy, boolean masks): with batched arguments it runs once on the physical
+    arrays, broadcast like a ufunc's (size-1 axes aligned), and its result comes out batched.
+    Plain arguments call ``fn`` as is."""
+
+    def wrapper(*args, **kwargs):
+        lv = _top(args)
+        if lv is None:
+            return fn(*args, **kwargs)
+        return _elementwise(lv, wrapper, args, kwargs, fn.__name__)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
 def _top(*groups) -> Level:
     """The highest level among the batched arrays in ``groups`` (iterables, lists nested once)."""
     best = None
