@@ -487,6 +487,24 @@ def elementwise_host(fn):
     return wrapper
 
 
+def axis_host(fn):
+    """Decorator for ``fn(x, axis, *rest)``: a function of one array along one non-negative
+    ``axis`` that treats every other axis independently (a running maximum, a mode) and keeps
+    ``x``'s leading axes in its result. With ``x`` batched it runs once on the physical array,
+    along ``axis + 1``, and its result comes out batched."""
+
+    def wrapper(x, axis, *args, **kwargs):
+        if isinstance(x, BatchedArray):
+            return BatchedArray(wrapper(x._p, axis + 1, *args, **kwargs), x._lv)
+        return fn(x, axis, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
 def _top(*groups) -> Level:
     """The highest level among the batched arrays in ``groups`` (iterables, lists nested once)."""
     best = None

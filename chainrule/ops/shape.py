@@ -896,7 +896,7 @@ def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -
     length = input._data.shape[-1] if input._data.ndim else 1
     n = length + abs(offset)
     lead = tuple(input._data.shape[:-1])
-    zeros = np.zeros(lead + (n, n), input._data.dtype)
+    zeros = np.zeros_like(input._data, shape=lead + (n, n))  # batched like input inside vmap
     out = wrap(devices.to_device(zeros, input.device))
     r, c = _diagonal_positions(n, n, offset)
     out[..., r, c] = input

@@ -12,6 +12,7 @@ from collections import namedtuple
 
 from chainrule import devices
 from chainrule import dtypes as _dt
+from chainrule.batching import axis_host
 from chainrule.devices import np
 from chainrule.ops.index import Gather, gather
 from chainrule.ops.shape import normalize_dim
@@ -137,12 +138,10 @@ def nanmedian(input: Tensor, dim=None, keepdim: bool = False):
     return _median(input, dim, keepdim, True, "nanmedian")
 
 
-def mode(input: Tensor, dim: int = -1, keepdim: bool = False):
-    """The most frequent value along ``dim`` (the smallest on ties) and an index of it."""
-    d = _dim(input, dim, "mode")
-    x = input._data
-    if x.ndim == 0:
-        return ModeResult(input.clone(), wrap(np.zeros((), np.int64)))
+@axis_host
+def _mode_index(x, d: int):
+    """The index (the last occurrence) of the most frequent value along axis ``d``, kept as a
+    size-1 axis."""
     xp = devices.xp_of(x)
     moved = xp.moveaxis(x, d, -1)
     flat = moved.reshape(-1, moved.shape[-1])
@@ -153,7 +152,16 @@ def mode(input: Tensor, dim: int = -1, keepdim: bool = False):
         best = vals[np.argmax(counts)]
         out_idx[r] = np.nonzero(host[r] == best)[0][-1]  # torch returns the last occurrence
     idx = xp.asarray(out_idx.reshape(moved.shape[:-1]))
-    idx = xp.expand_dims(idx, d)
+    return xp.expand_dims(idx, d)
+
+
+def mode(input: Tensor, dim: int = -1, keepdim: bool = False):
+    """The most frequent value along ``dim`` (the smallest on ties) and an index of it."""
+    d = _dim(input, dim, "mode")
+    x = input._data
+    if x.ndim == 0:
+        return ModeResult(input.clone(), wrap(np.zeros((), np.int64)))
+    idx = _mode_index(x, d)
     values = _gathered(input, d, idx)
     if not keepdim:
         values, idx = values.squeeze(d), idx.squeeze(d)
@@ -239,6 +247,13 @@ def _cum(input: Tensor, dim: int, name: str, better):
     x = input._data
     if x.ndim == 0:
         return CumResult(input.clone(), wrap(np.zeros((), np.int64)))
+    idx = _cum_index(x, d, better)
+    return CumResult(_gathered(input, d, idx), wrap(idx))
+
+
+@axis_host
+def _cum_index(x, d: int, better):
+    """The index of the running best along axis ``d`` (NaN wins and stays, ties move on)."""
     host = np.moveaxis(np.asarray(devices.to_device(x, "cpu")), d, 0)
     idx = np.zeros(host.shape, np.int64)
     best = host[0].copy()
@@ -248,8 +263,7 @@ def _cum(input: Tensor, dim: int, name: str, better):
         take &= ~np.isnan(best) | np.isnan(v)
         best = np.where(take, v, best)
         idx[i] = np.where(take, i, idx[i - 1])
-    idx = devices.to_device(np.ascontiguousarray(np.moveaxis(idx, 0, d)), input.device)
-    return CumResult(_gathered(input, d, idx), wrap(idx))
+    return devices.to_device(np.ascontiguousarray(np.moveaxis(idx, 0, d)), devices.device_of(x))
 
 
 def cummax(input: Tensor, dim: int):
