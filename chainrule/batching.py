@@ -909,7 +909,7 @@ def _setitem(x: BatchedArray, key, value) -> None:
 # ---- functions ----------------------------------------------------------------------------------
 _FUNCS: dict = {}
 _DYNAMIC_FUNCS = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.bincount,
-                  np.extract, np.compress, np.searchsorted, np.trim_zeros}
+                  np.extract, np.compress, np.trim_zeros}
 
 
 def rule(*funcs):
@@ -952,6 +952,27 @@ for _f in (np.argmax, np.argmin, np.cumsum, np.cumprod, np.nanargmax, np.nanargm
     _FUNCS[_f] = _reduction(_f, flatten_none=True)
 for _f in (np.sort, np.argsort):
     _FUNCS[_f] = _reduction(_f, flatten_none=True, default_axis=-1)
+
+
+@rule(np.searchsorted)
+def _searchsorted(lv, a, v, side="left", sorter=None):
+    """Insertion points in a 1-d sorted ``a``: one NumPy call when only the values are batched;
+    a batched ``a`` counts, per example, the elements before each value (NaN sorts last)."""
+    if sorter is not None:
+        a = np.take_along_axis(a, sorter, -1)
+    if not _mine(a, lv):
+        return _wrap(np.searchsorted(a, _full(v, lv) if _mine(v, lv) else v, side=side), lv)
+    pa = a._p                                   # (B, n)
+    nd = _ndim(v)
+    rows = pa.reshape((pa.shape[0],) + (1,) * nd + (pa.shape[-1],))
+    vals = _full(v, lv)[..., None]              # (B, *v.shape, 1)
+    with np.errstate(invalid="ignore"):
+        if side == "right":
+            before = (rows <= vals) | np.isnan(vals)
+        else:
+            before = (rows < vals) | (np.isnan(vals) & ~np.isnan(rows))
+    out = before.sum(-1).astype(np.intp)
+    return _wrap(out, lv)
 
 
 @rule(np.diff)
