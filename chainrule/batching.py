@@ -505,6 +505,27 @@ def axis_host(fn):
     return wrapper
 
 
+def stack_host(fn):
+    """Decorator for ``fn(x, *rest)``: a function of one array that treats ``x``'s leading axes
+    as a stack of independent problems (a batch of matrices: LU, the matrix exponential) and
+    returns an array or a tuple of arrays with those leading axes. With ``x`` batched it runs
+    once on the physical array, and its results come out batched."""
+
+    def wrapper(x, *args, **kwargs):
+        if isinstance(x, BatchedArray):
+            r = wrapper(x._p, *args, **kwargs)
+            if isinstance(r, tuple):
+                return tuple(BatchedArray(p, x._lv) for p in r)
+            return BatchedArray(r, x._lv)
+        return fn(x, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
 def _top(*groups) -> Level:
     """The highest level among the batched arrays in ``groups`` (iterables, lists nested once)."""
     best = None

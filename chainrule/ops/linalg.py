@@ -9,6 +9,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
+from chainrule.batching import stack_host
 from chainrule.kernels.matmul import matmul as _mm
 from chainrule import dtypes as _dt
 from chainrule.ops import either
@@ -610,6 +611,7 @@ class LU(Op):
         return p @ x
 
 
+@stack_host
 def lu_array(a):
     """(P, L, U) with A = P L U, unit lower L (LAPACK's getrf, written out: Doolittle with
     partial pivoting, vectorized over the batch)."""
@@ -665,6 +667,7 @@ class MatrixExp(Op):
         return _expm(big)[..., :n, n:]
 
 
+@stack_host
 def expm_array(a):
     """e^A for a batch of square matrices: scale by 2⁻ˢ until ‖A‖ ≤ ½, 18 Taylor terms (far
     below float64 rounding there), square s times."""
@@ -903,6 +906,11 @@ def lu_solve(b: Tensor, LU_data: Tensor, LU_pivots: Tensor) -> Tensor:
 
 def pivots_of(pmat):
     """LAPACK's sequential row swaps (1-based) that produce permutation matrix P (A = P L U)."""
+    return wrap(_pivots_array(pmat))
+
+
+@stack_host
+def _pivots_array(pmat):
     xp = devices.xp_of(pmat)
     p = np.asarray(devices.to_device(pmat, "cpu"))
     n = p.shape[-1]
@@ -917,24 +925,30 @@ def pivots_of(pmat):
             out[b, i] = j + 1
             cur[i], cur[j] = cur[j], cur[i]
             where_is[cur[i]], where_is[cur[j]] = i, j
-    return wrap(xp.asarray(out.reshape(p.shape[:-2] + (n,))))
+    return xp.asarray(out.reshape(p.shape[:-2] + (n,)))
 
 
 def _unpack(LU: Tensor, pivots: Tensor):
     """(P, L, U) from a packed LU and its pivots."""
-    n = LU.shape[-1]
     eye = _eye_t(LU)
     L = LU.tril(-1) + eye
     U = LU.triu()
-    piv = np.asarray(devices.to_device(pivots._data, "cpu")).reshape(-1, n) - 1
-    perms = np.zeros((piv.shape[0], n, n), LU._data.dtype)
+    P = wrap(_permutations(pivots._data, LU._data.dtype, LU.device))
+    return P, L, U
+
+
+@stack_host
+def _permutations(pivots, dtype, device):
+    """The permutation matrices of LAPACK's 1-based sequential row swaps ``pivots``."""
+    n = pivots.shape[-1]
+    piv = np.asarray(devices.to_device(pivots, "cpu")).reshape(-1, n) - 1
+    perms = np.zeros((piv.shape[0], n, n), dtype)
     for b in range(piv.shape[0]):
         order = list(range(n))
         for i, j in enumerate(piv[b]):
             order[i], order[j] = order[j], order[i]
         perms[b, order, range(n)] = 1  # P maps row i of (LU) to row order[i] of A
-    P = wrap(devices.to_device(perms.reshape(tuple(LU.shape[:-2]) + (n, n)), LU.device))
-    return P, L, U
+    return devices.to_device(perms.reshape(tuple(pivots.shape[:-1]) + (n, n)), device)
 
 
 def lu_solve_packed(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True,
