@@ -534,7 +534,7 @@ class ScatterReduce(Op):
         if red == "prod":
             s_part = _region(src, index)
             if not ((either.data(s_part) == 0).any() or (keep_self and (
-                    either.data(x)[ctx.hit] == 0).any())):
+                    (either.data(x) == 0) & ctx.hit).any())):
                 # d out / d v = out / v (no zeros among the factors)
                 g_x = g * out / x * g_self_mask if keep_self else g * g_self_mask
                 g_s = either.gather(g * out, dim, index) / s_part
