@@ -929,7 +929,7 @@ def _setitem(x: BatchedArray, key, value) -> None:
 
 # ---- functions ----------------------------------------------------------------------------------
 _FUNCS: dict = {}
-_DYNAMIC_FUNCS = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.bincount,
+_DYNAMIC_FUNCS = {np.nonzero, np.flatnonzero, np.argwhere, np.unique,
                   np.extract, np.compress, np.trim_zeros}
 
 
@@ -973,6 +973,45 @@ for _f in (np.argmax, np.argmin, np.cumsum, np.cumprod, np.nanargmax, np.nanargm
     _FUNCS[_f] = _reduction(_f, flatten_none=True)
 for _f in (np.sort, np.argsort):
     _FUNCS[_f] = _reduction(_f, flatten_none=True, default_axis=-1)
+
+
+def dynamic_shape_error(name: str) -> RuntimeError:
+    """torch.func's error for an op whose output size depends on the values (``aten::name``)."""
+    return RuntimeError(_DYNAMIC.format(name=name))
+
+
+def _plain_rows(x, lv: Level):
+    """``x``'s physical array at ``lv`` (broadcast if unbatched); no lower levels allowed."""
+    p = _full(x, lv)
+    if isinstance(p, BatchedArray) or (isinstance(x, BatchedArray)
+                                       and isinstance(x._p, BatchedArray)):
+        raise NoBatchingRule(f"vmap: {_gate()} calls numpy.bincount inside nested vmaps, "
+                             "which has no batching rule")
+    return p
+
+
+@rule(np.bincount)
+def _bincount(lv, x, weights=None, minlength=0):
+    """Counts per example in one call (each example's values offset by its row): torch.func
+    runs bincount per example and stacks the results, which fails when their lengths differ
+    (``size`` depends on the largest value), with torch.stack's error."""
+    if _mine(x, lv):
+        p = _plain_rows(x, lv)
+        tops = (p.max(axis=1) + 1) if p.shape[1] else np.zeros(p.shape[0], np.intp)
+        sizes = np.maximum(tops, minlength)
+        bad = np.nonzero(sizes != sizes[0])[0]
+        if bad.size:
+            k = int(bad[0])
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"[{int(sizes[0])}] at entry 0 and [{int(sizes[k])}] at entry {k}")
+        size = int(sizes[0]) if sizes.size else minlength
+    else:
+        p = np.broadcast_to(np.asarray(x), (lv.size,) + _shape(x))
+        size = max(int(p.max()) + 1 if p.size else 0, minlength)
+    w = None if weights is None else _plain_rows(weights, lv).reshape(-1)
+    flat = (p + (np.arange(lv.size) * size)[:, None]).reshape(-1)
+    out = np.bincount(flat, weights=w, minlength=lv.size * size)
+    return _wrap(out.reshape(lv.size, size), lv)
 
 
 @rule(np.searchsorted)

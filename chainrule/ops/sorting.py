@@ -12,7 +12,7 @@ from collections import namedtuple
 
 from chainrule import devices
 from chainrule import dtypes as _dt
-from chainrule.batching import axis_host
+from chainrule.batching import axis_host, dynamic_shape_error, is_batched
 from chainrule.devices import np
 from chainrule.ops.index import Gather, gather
 from chainrule.ops.shape import normalize_dim
@@ -281,6 +281,8 @@ def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False,
            return_counts: bool = False, dim=None):
     """The distinct values (sorted), with the inverse indices and counts on request."""
     x = input._data
+    if is_batched(x):
+        raise dynamic_shape_error("_unique2")
     xp = devices.xp_of(x)
     if dim is None:
         vals, inv, counts = xp.unique(x.reshape(-1), return_inverse=True, return_counts=True)
@@ -303,6 +305,8 @@ def unique_consecutive(input: Tensor, return_inverse: bool = False,
                        return_counts: bool = False, dim=None):
     """Collapse runs of equal values (of slices along ``dim``) to one."""
     x = input._data
+    if is_batched(x):
+        raise dynamic_shape_error("unique_consecutive")
     xp = devices.xp_of(x)
     if dim is None:
         flat = x.reshape(-1)
@@ -348,7 +352,7 @@ def searchsorted(sorted_sequence: Tensor, input, *, out_int32: bool = False,
     how = "right" if right else "left"
     dt = np.int32 if out_int32 else np.int64
     if seq.ndim <= 1:
-        return wrap(xp.asarray(xp.searchsorted(seq, vals, side=how)).astype(dt))
+        return wrap(devices.as_array(xp.searchsorted(seq, vals, side=how)).astype(dt))
     if seq.shape[:-1] != vals.shape[:-1]:
         raise RuntimeError(
             "torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 "
@@ -375,7 +379,7 @@ def bincount(input: Tensor, weights=None, minlength: int = 0) -> Tensor:
     x = input._data
     if x.ndim != 1 or x.dtype.kind not in "iu":
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
-    if x.size and int(x.min()) < 0:
+    if x.size and (x < 0).any():
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
     if minlength < 0:
         raise RuntimeError("minlength should be >= 0")
