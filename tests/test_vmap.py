@@ -607,3 +607,30 @@ def test_host_special_functions_batch_in_nested_vmaps() -> None:
     want = torch.special.gammainc(torch.tensor(x), torch.tensor(x) * 2) + torch.lgamma(
         torch.tensor(x))
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_histc_and_histogram_per_example_ranges_match_torch(dtype) -> None:
+    """Each example's own range when none is given (a constant example: ±1 for histc, ±0.5 for
+    histogram), values outside a given range ignored, density."""
+    x = np.random.default_rng(5).standard_normal((5, 3, 4)).astype(dtype)
+    x[1] = 0.5
+    for kw in (dict(bins=5), dict(bins=4, min=-1, max=1), dict(bins=7, min=-0.5, max=0.5)):
+        got = F.vmap(lambda a, kw=kw: cr.histc(a, **kw))(cr.tensor(x))
+        want = torch.func.vmap(lambda a, kw=kw: torch.histc(a, **kw))(torch.tensor(x))
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for kw in (dict(bins=4), dict(bins=3, range=(-1.0, 1.0)), dict(bins=4, density=True)):
+        got = F.vmap(lambda a, kw=kw: tuple(cr.histogram(a.flatten(), **kw)))(cr.tensor(x))
+        want = torch.func.vmap(lambda a, kw=kw: tuple(torch.histogram(a.flatten(), **kw)))(
+            torch.tensor(x))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("size", [3, 8, 20])
+def test_nonzero_static_per_example_matches_torch(size) -> None:
+    x = np.random.default_rng(6).standard_normal((4, 3, 4))
+    got = F.vmap(lambda a: cr.nonzero_static(a > 0, size=size, fill_value=-2))(cr.tensor(x))
+    want = torch.func.vmap(lambda a: torch.nonzero_static(a > 0, size=size, fill_value=-2))(
+        torch.tensor(x))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())

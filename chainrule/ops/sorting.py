@@ -12,7 +12,8 @@ from collections import namedtuple
 
 from chainrule import devices
 from chainrule import dtypes as _dt
-from chainrule.batching import axis_host, dynamic_shape_error, is_batched
+from chainrule.batching import (NoBatchingRule, axis_host, dynamic_shape_error, is_batched,
+                                stack_host)
 from chainrule.devices import np
 from chainrule.ops.index import Gather, gather
 from chainrule.ops.shape import normalize_dim
@@ -395,6 +396,42 @@ def bincount(input: Tensor, weights=None, minlength: int = 0) -> Tensor:
     return wrap(xp.bincount(x, weights=w.astype(np.float64), minlength=minlength).astype(out_dt))
 
 
+@stack_host
+def _uniform_histograms(rows, bins: int, lo: float, hi: float, pad: float,
+                        density: bool = False):
+    """(counts, edges) of each row of ``rows`` (..., N) in ``bins`` equal bins over [lo, hi]
+    (each row's own [min, max] when lo == hi; ±pad around a constant row), as np.histogram
+    bins them (the last bin closed; values outside ignored); counts in the rows' dtype."""
+    xp = devices.xp_of(rows)
+    lead = rows.shape[:-1]
+    a = rows.reshape(-1, rows.shape[-1])
+    m, n = a.shape
+    if lo == hi:
+        if n:
+            los, his = a.min(1).astype(np.float64), a.max(1).astype(np.float64)
+        else:
+            los, his = xp.full(m, lo), xp.full(m, hi)
+        flat_row = los == his
+        los, his = xp.where(flat_row, los - pad, los), xp.where(flat_row, his + pad, his)
+    else:
+        los, his = xp.full(m, lo), xp.full(m, hi)
+    los, his = los[:, None], his[:, None]
+    step = xp.arange(bins + 1) / bins
+    edges = xp.where(step == 1, his, los + (his - los) * step).astype(a.dtype)  # linspace
+    keep = (a >= edges[:, :1]) & (a <= edges[:, -1:])
+    with np.errstate(invalid="ignore"):
+        f = (a - los.astype(a.dtype)) * (bins / (his - los)).astype(a.dtype)
+    idx = xp.clip(xp.where(keep, f, 0), 0, bins - 1).astype(np.intp)
+    idx = idx - (a < xp.take_along_axis(edges, idx, 1))
+    idx = idx + ((a >= xp.take_along_axis(edges, idx + 1, 1)) & (idx != bins - 1))
+    pos = (idx + xp.arange(m)[:, None] * bins)[keep]
+    counts = xp.bincount(pos, minlength=m * bins).reshape(m, bins).astype(np.float64)
+    if density:
+        counts = counts / (counts.sum(1, keepdims=True) * xp.diff(edges, axis=1))
+    return (counts.astype(a.dtype).reshape(lead + (bins,)),
+            edges.reshape(lead + (bins + 1,)))
+
+
 def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
     """Counts of ``input`` in ``bins`` equal bins over [min, max] (the data's range when both
     are 0); values outside are ignored; the result has input's float dtype."""
@@ -404,6 +441,10 @@ def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
     if bins <= 0:
         raise RuntimeError("torch.histc: bins must be > 0, but got " + str(bins))
     lo, hi = float(min), float(max)
+    if lo > hi:
+        raise RuntimeError("torch.histc: max must be larger than min")
+    if is_batched(x):  # each example's histogram (its own range when min == max) in one pass
+        return wrap(_uniform_histograms(x.reshape(1, -1), bins, lo, hi, 1.0)[0][0])
     xp = devices.xp_of(x)
     if lo == hi and x.size:
         lo, hi = float(x.min()), float(x.max())
@@ -418,11 +459,21 @@ def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
 def histogram(input: Tensor, bins=100, *, range=None, weight=None, density: bool = False):
     """(hist, bin_edges): counts (or weights, or a density) of ``input`` in ``bins`` (a count
     or a tensor of edges)."""
-    x = np.asarray(devices.to_device(input._data, "cpu"))
-    if x.dtype.kind not in _dt.FLOAT_KINDS:
+    if input._data.dtype.kind not in _dt.FLOAT_KINDS:
         raise RuntimeError(f"torch.histogram: input tensor and bins tensors should have the "
                            f"same dtype, but got input {input.dtype.name} and bins "
                            f"{input.dtype.name}")
+    if is_batched(input._data):  # each example's histogram and edges in one pass
+        if isinstance(bins, Tensor) or weight is not None:
+            raise NoBatchingRule("vmap: histogram with a bins tensor or weights has no "
+                                 "batching rule (give an int bins count, no weight)")
+        lo, hi = (0.0, 0.0) if range is None else (float(range[0]), float(range[1]))
+        if lo > hi:
+            raise ValueError("max must be larger than min in range parameter.")
+        counts, edges = _uniform_histograms(input._data.reshape(1, -1), bins, lo, hi, 0.5,
+                                           density)
+        return HistogramResult(wrap(counts[0]), wrap(edges[0]))
+    x = np.asarray(devices.to_device(input._data, "cpu"))
     b = np.asarray(devices.to_device(bins._data, "cpu")) if isinstance(bins, Tensor) else bins
     w = None if weight is None else np.asarray(devices.to_device(weight._data, "cpu"))
     if range is None and not isinstance(bins, Tensor) and x.size:
