@@ -145,14 +145,19 @@ def _mode_index(x, d: int):
     size-1 axis."""
     xp = devices.xp_of(x)
     moved = xp.moveaxis(x, d, -1)
-    flat = moved.reshape(-1, moved.shape[-1])
-    out_idx = np.zeros(flat.shape[0], np.int64)
-    host = np.asarray(devices.to_device(flat, "cpu"))
-    for r in range(host.shape[0]):
-        vals, counts = np.unique(host[r], return_counts=True)
-        best = vals[np.argmax(counts)]
-        out_idx[r] = np.nonzero(host[r] == best)[0][-1]  # torch returns the last occurrence
-    idx = xp.asarray(out_idx.reshape(moved.shape[:-1]))
+    n = moved.shape[-1]
+    a = moved.reshape(-1, n)
+    s = xp.sort(a, axis=1)  # runs of equal values (NaNs together, last), smallest first
+    same = (s[:, 1:] == s[:, :-1]) | (xp.isnan(s[:, 1:]) & xp.isnan(s[:, :-1]))
+    starts = xp.concatenate([xp.ones((a.shape[0], 1), bool), ~same], axis=1)
+    pos = xp.arange(n)
+    run_start = xp.maximum.accumulate(xp.where(starts, pos, 0), axis=1)
+    length = pos - run_start + 1  # elements of its run up to here
+    first_best = xp.argmax(length == length.max(axis=1, keepdims=True), axis=1)
+    best = xp.take_along_axis(s, first_best[:, None], 1)  # the smallest most frequent value
+    hit = (a == best) | (xp.isnan(a) & xp.isnan(best))
+    last = n - 1 - xp.argmax(hit[:, ::-1], axis=1)  # torch returns the last occurrence
+    idx = last.astype(np.int64).reshape(moved.shape[:-1])
     return xp.expand_dims(idx, d)
 
 
