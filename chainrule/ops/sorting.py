@@ -150,9 +150,10 @@ def _mode_index(x, d: int):
     s = xp.sort(a, axis=1)  # runs of equal values (NaNs together, last), smallest first
     same = (s[:, 1:] == s[:, :-1]) | (xp.isnan(s[:, 1:]) & xp.isnan(s[:, :-1]))
     starts = xp.concatenate([xp.ones((a.shape[0], 1), bool), ~same], axis=1)
-    pos = xp.arange(n)
-    run_start = xp.maximum.accumulate(xp.where(starts, pos, 0), axis=1)
-    length = pos - run_start + 1  # elements of its run up to here
+    flat_starts = starts.reshape(-1)
+    first = xp.nonzero(flat_starts)[0]  # where each run starts (every row starts one)
+    run = xp.cumsum(flat_starts) - 1
+    length = (xp.arange(flat_starts.shape[0]) - first[run] + 1).reshape(a.shape)  # run so far
     first_best = xp.argmax(length == length.max(axis=1, keepdims=True), axis=1)
     best = xp.take_along_axis(s, first_best[:, None], 1)  # the smallest most frequent value
     hit = (a == best) | (xp.isnan(a) & xp.isnan(best))
