@@ -468,6 +468,64 @@ def map_batched(fn, x):
     return fn(x)
 
 
+def elementwise_host(fn):
+    """Decorator for an elementwise function of plain arrays that reads its values directly
+    (SciPy, a host copy, boolean masks): with batched arguments it runs once on the physical
+    arrays, broadcast like a ufunc's (size-1 axes aligned), and its result comes out batched.
+    Plain arguments call ``fn`` as is."""
+
+    def wrapper(*args, **kwargs):
+        lv = _top(args)
+        if lv is None:
+            return fn(*args, **kwargs)
+        return _elementwise(lv, wrapper, args, kwargs, fn.__name__)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def axis_host(fn):
+    """Decorator for ``fn(x, axis, *rest)``: a function of one array along one non-negative
+    ``axis`` that treats every other axis independently (a running maximum, a mode) and keeps
+    ``x``'s leading axes in its result. With ``x`` batched it runs once on the physical array,
+    along ``axis + 1``, and its result comes out batched."""
+
+    def wrapper(x, axis, *args, **kwargs):
+        if isinstance(x, BatchedArray):
+            return BatchedArray(wrapper(x._p, axis + 1, *args, **kwargs), x._lv)
+        return fn(x, axis, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def stack_host(fn):
+    """Decorator for ``fn(x, *rest)``: a function of one array that treats ``x``'s leading axes
+    as a stack of independent problems (a batch of matrices: LU, the matrix exponential) and
+    returns an array or a tuple of arrays with those leading axes. With ``x`` batched it runs
+    once on the physical array, and its results come out batched."""
+
+    def wrapper(x, *args, **kwargs):
+        if isinstance(x, BatchedArray):
+            r = wrapper(x._p, *args, **kwargs)
+            if isinstance(r, tuple):
+                return tuple(BatchedArray(p, x._lv) for p in r)
+            return BatchedArray(r, x._lv)
+        return fn(x, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
 def _top(*groups) -> Level:
     """The highest level among the batched arrays in ``groups`` (iterables, lists nested once)."""
     best = None
@@ -871,8 +929,8 @@ def _setitem(x: BatchedArray, key, value) -> None:
 
 # ---- functions ----------------------------------------------------------------------------------
 _FUNCS: dict = {}
-_DYNAMIC_FUNCS = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.bincount,
-                  np.extract, np.compress, np.searchsorted, np.trim_zeros}
+_DYNAMIC_FUNCS = {np.nonzero, np.flatnonzero, np.argwhere, np.unique,
+                  np.extract, np.compress, np.trim_zeros}
 
 
 def rule(*funcs):
@@ -915,6 +973,66 @@ for _f in (np.argmax, np.argmin, np.cumsum, np.cumprod, np.nanargmax, np.nanargm
     _FUNCS[_f] = _reduction(_f, flatten_none=True)
 for _f in (np.sort, np.argsort):
     _FUNCS[_f] = _reduction(_f, flatten_none=True, default_axis=-1)
+
+
+def dynamic_shape_error(name: str) -> RuntimeError:
+    """torch.func's error for an op whose output size depends on the values (``aten::name``)."""
+    return RuntimeError(_DYNAMIC.format(name=name))
+
+
+def _plain_rows(x, lv: Level):
+    """``x``'s physical array at ``lv`` (broadcast if unbatched); no lower levels allowed."""
+    p = _full(x, lv)
+    if isinstance(p, BatchedArray) or (isinstance(x, BatchedArray)
+                                       and isinstance(x._p, BatchedArray)):
+        raise NoBatchingRule(f"vmap: {_gate()} calls numpy.bincount inside nested vmaps, "
+                             "which has no batching rule")
+    return p
+
+
+@rule(np.bincount)
+def _bincount(lv, x, weights=None, minlength=0):
+    """Counts per example in one call (each example's values offset by its row): torch.func
+    runs bincount per example and stacks the results, which fails when their lengths differ
+    (``size`` depends on the largest value), with torch.stack's error."""
+    if _mine(x, lv):
+        p = _plain_rows(x, lv)
+        tops = (p.max(axis=1) + 1) if p.shape[1] else np.zeros(p.shape[0], np.intp)
+        sizes = np.maximum(tops, minlength)
+        bad = np.nonzero(sizes != sizes[0])[0]
+        if bad.size:
+            k = int(bad[0])
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"[{int(sizes[0])}] at entry 0 and [{int(sizes[k])}] at entry {k}")
+        size = int(sizes[0]) if sizes.size else minlength
+    else:
+        p = np.broadcast_to(np.asarray(x), (lv.size,) + _shape(x))
+        size = max(int(p.max()) + 1 if p.size else 0, minlength)
+    w = None if weights is None else _plain_rows(weights, lv).reshape(-1)
+    flat = (p + (np.arange(lv.size) * size)[:, None]).reshape(-1)
+    out = np.bincount(flat, weights=w, minlength=lv.size * size)
+    return _wrap(out.reshape(lv.size, size), lv)
+
+
+@rule(np.searchsorted)
+def _searchsorted(lv, a, v, side="left", sorter=None):
+    """Insertion points in a 1-d sorted ``a``: one NumPy call when only the values are batched;
+    a batched ``a`` counts, per example, the elements before each value (NaN sorts last)."""
+    if sorter is not None:
+        a = np.take_along_axis(a, sorter, -1)
+    if not _mine(a, lv):
+        return _wrap(np.searchsorted(a, _full(v, lv) if _mine(v, lv) else v, side=side), lv)
+    pa = a._p                                   # (B, n)
+    nd = _ndim(v)
+    rows = pa.reshape((pa.shape[0],) + (1,) * nd + (pa.shape[-1],))
+    vals = _full(v, lv)[..., None]              # (B, *v.shape, 1)
+    with np.errstate(invalid="ignore"):
+        if side == "right":
+            before = (rows <= vals) | np.isnan(vals)
+        else:
+            before = (rows < vals) | (np.isnan(vals) & ~np.isnan(rows))
+    out = before.sum(-1).astype(np.intp)
+    return _wrap(out, lv)
 
 
 @rule(np.diff)

@@ -180,6 +180,8 @@ def data_address(a) -> int:
         return a.__array_interface__["data"][0]
     if isinstance(a, np.generic):
         return 0
+    if isinstance(a, _Batched):  # inside vmap: where the whole batch's physical array starts
+        return data_address(_plain(a))
     return a.data.ptr
 
 

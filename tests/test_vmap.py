@@ -11,6 +11,8 @@ from chainrule import func as F
 
 import op_registry as R
 
+torch = pytest.importorskip("torch")
+
 B = 3  # examples per batch
 
 
@@ -68,9 +70,30 @@ def _params(pred):
 
 _CASES = _params(lambda s: s.out != "python")
 
+# Ops torch.func.vmap refuses (torch 2.13), and chainrule with torch's error:
+# name -> (error type, message pattern, why).
+TORCH_REFUSES = {
+    "unique": (RuntimeError, r"dynamic shape\. Attempted to vmap over aten::_unique2",
+               "the number of distinct values differs per example"),
+    "unique_consecutive": (RuntimeError,
+                           r"dynamic shape\. Attempted to vmap over aten::unique_consecutive",
+                           "the number of runs differs per example"),
+}
+
 
 @pytest.mark.parametrize("spec, shapes, kw", _CASES)
 def test_vmap_of_every_registry_op_equals_the_stacked_examples(spec, shapes, kw) -> None:
+    if spec.name in TORCH_REFUSES:
+        error, pattern, _why = TORCH_REFUSES[spec.name]
+        examples = _examples(spec, shapes)  # their outputs differ in size: no stacking
+        tensor_pos = [i for i, a in enumerate(examples[0]) if isinstance(a, np.ndarray)]
+        args = list(R.cr_args(examples[0]))
+        for i in tensor_pos:
+            args[i] = cr.tensor(np.stack([ex[i] for ex in examples]))
+        dims = tuple(0 if i in tensor_pos else None for i in range(len(args)))
+        with pytest.raises(error, match=pattern):
+            F.vmap(lambda *a: tuple(_outputs(spec.op(*a, **kw))), in_dims=dims)(*args)
+        return
     stacked, got, *_ = _batched_case(spec, shapes, kw)
     assert len(got) == len(stacked), spec.name
     for k, (g, s) in enumerate(zip(got, stacked)):
@@ -546,3 +569,68 @@ def test_torch_func_per_sample_gradient_tutorial_runs_unchanged() -> None:
             params, buffers, data, targets)
 
     _same(run(cr, cm, _c(X), cr.tensor(y)), run(torch, tm, _t(X), torch.tensor(y)), atol=1e-9)
+
+
+def test_bincount_of_batched_values_stacks_or_refuses_like_torch() -> None:
+    """torch.func runs bincount per example and stacks: equal lengths batch, unequal ones give
+    torch.stack's error."""
+    x = np.array([[0, 1, 3, 3], [3, 0, 0, 1]])
+    w = np.arange(8.0).reshape(2, 4)
+    got = F.vmap(lambda a, b: cr.bincount(a, b))(cr.tensor(x), cr.tensor(w))
+    want = torch.func.vmap(lambda a, b: torch.bincount(a, b))(torch.tensor(x), torch.tensor(w))
+    np.testing.assert_allclose(got.numpy(), want.numpy())
+    with pytest.raises(RuntimeError, match=r"stack expects each tensor to be equal size, but "
+                                           r"got \[4\] at entry 0 and \[6\] at entry 1"):
+        F.vmap(cr.bincount)(cr.tensor(np.array([[0, 1, 3, 3], [3, 0, 5, 1]])))
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_searchsorted_with_batched_sequences_and_values_matches_torch(right) -> None:
+    rng = np.random.default_rng(3)
+    s = np.sort(rng.standard_normal((4, 6)), -1)
+    v = rng.standard_normal((4, 3))
+    v[0, 1] = s[0, 2]  # a tie: left and right differ
+    for dims in ((0, 0), (0, None), (None, 0)):
+        sv = s if dims[0] == 0 else s[0]
+        vv = v if dims[1] == 0 else v[1]
+        got = F.vmap(lambda a, b: cr.searchsorted(a, b, right=right), in_dims=dims)(
+            cr.tensor(sv), cr.tensor(vv))
+        want = torch.func.vmap(lambda a, b: torch.searchsorted(a, b, right=right),
+                               in_dims=dims)(torch.tensor(sv), torch.tensor(vv).contiguous())
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_host_special_functions_batch_in_nested_vmaps() -> None:
+    """SciPy-backed special functions run once on the physical batch, under two levels."""
+    x = np.abs(np.random.default_rng(4).standard_normal((2, 3, 4))) + 0.5
+    got = F.vmap(F.vmap(lambda t: cr.special.gammainc(t, t * 2) + cr.lgamma(t)))(cr.tensor(x))
+    want = torch.special.gammainc(torch.tensor(x), torch.tensor(x) * 2) + torch.lgamma(
+        torch.tensor(x))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_histc_and_histogram_per_example_ranges_match_torch(dtype) -> None:
+    """Each example's own range when none is given (a constant example: ±1 for histc, ±0.5 for
+    histogram), values outside a given range ignored, density."""
+    x = np.random.default_rng(5).standard_normal((5, 3, 4)).astype(dtype)
+    x[1] = 0.5
+    for kw in (dict(bins=5), dict(bins=4, min=-1, max=1), dict(bins=7, min=-0.5, max=0.5)):
+        got = F.vmap(lambda a, kw=kw: cr.histc(a, **kw))(cr.tensor(x))
+        want = torch.func.vmap(lambda a, kw=kw: torch.histc(a, **kw))(torch.tensor(x))
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for kw in (dict(bins=4), dict(bins=3, range=(-1.0, 1.0)), dict(bins=4, density=True)):
+        got = F.vmap(lambda a, kw=kw: tuple(cr.histogram(a.flatten(), **kw)))(cr.tensor(x))
+        want = torch.func.vmap(lambda a, kw=kw: tuple(torch.histogram(a.flatten(), **kw)))(
+            torch.tensor(x))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("size", [3, 8, 20])
+def test_nonzero_static_per_example_matches_torch(size) -> None:
+    x = np.random.default_rng(6).standard_normal((4, 3, 4))
+    got = F.vmap(lambda a: cr.nonzero_static(a > 0, size=size, fill_value=-2))(cr.tensor(x))
+    want = torch.func.vmap(lambda a: torch.nonzero_static(a > 0, size=size, fill_value=-2))(
+        torch.tensor(x))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())

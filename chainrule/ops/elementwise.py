@@ -10,6 +10,7 @@ from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
+from chainrule.batching import is_batched
 from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
@@ -69,7 +70,9 @@ class Sign(Op):
     @staticmethod
     def forward(ctx, x):
         y = np.sign(x)
-        return np.where(y != y, 0, y).astype(y.dtype) if np.isnan(y).any() else y  # sign(NaN) = 0
+        if is_batched(y) or np.isnan(y).any():  # sign(NaN) = 0 (no shortcut test inside vmap)
+            return np.where(y != y, 0, y).astype(y.dtype)
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -690,7 +693,8 @@ def _clamp_tensor_bounds(x: Tensor, lo, hi) -> Tensor:
                            either.where((xr < lr) & (lr < hr), lo,
                                         either.where((xr < lr) & (lr == hr), stuck_hi, hi)))
     nan = np.isnan(xr)
-    return either.where(nan, x.detach(), out) if nan.any() else out
+    # (inside vmap no shortcut test: a compiled gate's test on batched values reads as the user's)
+    return either.where(nan, x.detach(), out) if is_batched(nan) or nan.any() else out
 
 
 def _zero_grad_fn(op, name: str):

@@ -6,7 +6,7 @@ Each pair here is adjoint: the backward of reading at an index is adding at that
 
 from __future__ import annotations
 
-from chainrule.batching import copy_for
+from chainrule.batching import copy_for, is_batched, stack_host
 from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.function import Op
@@ -534,7 +534,7 @@ class ScatterReduce(Op):
         if red == "prod":
             s_part = _region(src, index)
             if not ((either.data(s_part) == 0).any() or (keep_self and (
-                    either.data(x)[ctx.hit] == 0).any())):
+                    (either.data(x) == 0) & ctx.hit).any())):
                 # d out / d v = out / v (no zeros among the factors)
                 g_x = g * out / x * g_self_mask if keep_self else g * g_self_mask
                 g_s = either.gather(g * out, dim, index) / s_part
@@ -624,10 +624,28 @@ def index_reduce(input: Tensor, dim: int, index, source: Tensor, reduce: str, *,
 
 def nonzero_static(input: Tensor, *, size: int, fill_value: int = -1) -> Tensor:
     """``nonzero`` padded with ``fill_value`` (or cut) to exactly ``size`` rows."""
+    if is_batched(input._data):  # each example's first `size` positions, in one pass
+        rows = input._data.reshape(1, -1)
+        return wrap(_first_nonzero(rows, tuple(input._data.shape), size, fill_value)[0])
     xp = devices.xp_of(input._data)
     nz = xp.argwhere(input._data).astype(np.int64)[:size]
     pad = xp.full((size - nz.shape[0], input._data.ndim), fill_value, np.int64)
     return wrap(xp.concatenate([nz, pad], 0))
+
+
+@stack_host
+def _first_nonzero(rows, shape: tuple, size: int, fill_value):
+    """For each row of ``rows`` (..., N) (an array of ``shape`` flattened): the indices of its
+    first ``size`` nonzero elements, padded with ``fill_value``: (..., size, len(shape))."""
+    xp = devices.xp_of(rows)
+    lead = rows.shape[:-1]
+    flat = rows.reshape(-1, rows.shape[-1]) != 0
+    rank = xp.cumsum(flat, axis=1) - 1
+    r, j = xp.nonzero(flat & (rank < size))
+    out = xp.full((flat.shape[0], size, len(shape)), fill_value, np.int64)
+    if len(shape):
+        out[r, rank[r, j]] = xp.stack(xp.unravel_index(j, shape), -1)
+    return out.reshape(lead + (size, len(shape)))
 
 
 def _strided_positions(input: Tensor, size, stride, storage_offset: int):

@@ -9,6 +9,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
+from chainrule.batching import stack_host
 from chainrule.kernels.matmul import matmul as _mm
 from chainrule import dtypes as _dt
 from chainrule.ops import either
@@ -610,6 +611,7 @@ class LU(Op):
         return p @ x
 
 
+@stack_host
 def lu_array(a):
     """(P, L, U) with A = P L U, unit lower L (LAPACK's getrf, written out: Doolittle with
     partial pivoting, vectorized over the batch)."""
@@ -665,6 +667,7 @@ class MatrixExp(Op):
         return _expm(big)[..., :n, n:]
 
 
+@stack_host
 def expm_array(a):
     """e^A for a batch of square matrices: scale by 2⁻ˢ until ‖A‖ ≤ ½, 18 Taylor terms (far
     below float64 rounding there), square s times."""
@@ -903,38 +906,56 @@ def lu_solve(b: Tensor, LU_data: Tensor, LU_pivots: Tensor) -> Tensor:
 
 def pivots_of(pmat):
     """LAPACK's sequential row swaps (1-based) that produce permutation matrix P (A = P L U)."""
+    return wrap(_pivots_array(pmat))
+
+
+@stack_host
+def _pivots_array(pmat):
+    """The row swaps of every matrix of the stack at once (a loop over rows, not matrices)."""
     xp = devices.xp_of(pmat)
     p = np.asarray(devices.to_device(pmat, "cpu"))
     n = p.shape[-1]
     flat = p.reshape(-1, n, n)
-    out = np.zeros((flat.shape[0], n), np.int32)
-    for b in range(flat.shape[0]):
-        perm = list(np.argmax(flat[b], axis=0))  # row of A that went to row i of PᵀA
-        cur = list(range(n))  # cur[i]: which original row sits at position i
-        where_is = list(range(n))
-        for i in range(n):
-            j = where_is[perm[i]]
-            out[b, i] = j + 1
-            cur[i], cur[j] = cur[j], cur[i]
-            where_is[cur[i]], where_is[cur[j]] = i, j
-    return wrap(xp.asarray(out.reshape(p.shape[:-2] + (n,))))
+    m = flat.shape[0]
+    rows = np.arange(m)
+    perm = np.argmax(flat, axis=1)  # perm[b, i]: row of A that went to row i of PᵀA
+    cur = np.broadcast_to(np.arange(n), (m, n)).copy()  # which original row sits at i
+    where_is = cur.copy()
+    out = np.zeros((m, n), np.int32)
+    for i in range(n):
+        j = where_is[rows, perm[:, i]]
+        out[:, i] = j + 1
+        ci, cj = cur[:, i].copy(), cur[rows, j]
+        cur[:, i], cur[rows, j] = cj, ci
+        where_is[rows, cj] = i
+        where_is[rows, ci] = j
+    return xp.asarray(out.reshape(p.shape[:-2] + (n,)))
 
 
 def _unpack(LU: Tensor, pivots: Tensor):
     """(P, L, U) from a packed LU and its pivots."""
-    n = LU.shape[-1]
     eye = _eye_t(LU)
     L = LU.tril(-1) + eye
     U = LU.triu()
-    piv = np.asarray(devices.to_device(pivots._data, "cpu")).reshape(-1, n) - 1
-    perms = np.zeros((piv.shape[0], n, n), LU._data.dtype)
-    for b in range(piv.shape[0]):
-        order = list(range(n))
-        for i, j in enumerate(piv[b]):
-            order[i], order[j] = order[j], order[i]
-        perms[b, order, range(n)] = 1  # P maps row i of (LU) to row order[i] of A
-    P = wrap(devices.to_device(perms.reshape(tuple(LU.shape[:-2]) + (n, n)), LU.device))
+    P = wrap(_permutations(pivots._data, LU._data.dtype, LU.device))
     return P, L, U
+
+
+@stack_host
+def _permutations(pivots, dtype, device):
+    """The permutation matrices of LAPACK's 1-based sequential row swaps ``pivots``."""
+    n = pivots.shape[-1]
+    piv = np.asarray(devices.to_device(pivots, "cpu")).reshape(-1, n) - 1
+    m = piv.shape[0]
+    rows = np.arange(m)
+    order = np.broadcast_to(np.arange(n), (m, n)).copy()
+    for i in range(n):  # every matrix's i-th swap at once
+        j = piv[:, i]
+        oi, oj = order[:, i].copy(), order[rows, j]
+        order[:, i], order[rows, j] = oj, oi
+    perms = np.zeros((m, n, n), dtype)
+    perms[rows[:, None], order, np.arange(n)[None, :]] = 1  # row i of (LU) -> row order[i] of A
+    return devices.to_device(perms.reshape(tuple(pivots.shape[:-1]) + (n, n)), device)
 
 
 def lu_solve_packed(LU: Tensor, pivots: Tensor, B: Tensor, *, left: bool = True,

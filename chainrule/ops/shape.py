@@ -12,6 +12,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
+from chainrule.batching import is_batched
 from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
 
@@ -288,12 +289,12 @@ class Diag(Op):
 def _diagonal_view(x, offset: int, d1: int, d2: int):
     """The writable view of ``x``'s diagonal (NumPy's own is read-only)."""
     xp = devices.xp_of(x)
-    if xp is not np:
+    if xp is not np and not is_batched(x):
         return xp.diagonal(x, offset, d1, d2)
     y = np.moveaxis(x, (d1, d2), (-2, -1))
     y = y[..., :, offset:] if offset >= 0 else y[..., -offset:, :]
     n = builtins.max(0, builtins.min(y.shape[-2], y.shape[-1]))
-    return np.lib.stride_tricks.as_strided(y, y.shape[:-2] + (n,),
+    return xp.lib.stride_tricks.as_strided(y, y.shape[:-2] + (n,),
                                            y.strides[:-2] + (y.strides[-2] + y.strides[-1],))
 
 
@@ -896,7 +897,7 @@ def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -
     length = input._data.shape[-1] if input._data.ndim else 1
     n = length + abs(offset)
     lead = tuple(input._data.shape[:-1])
-    zeros = np.zeros(lead + (n, n), input._data.dtype)
+    zeros = np.zeros_like(input._data, shape=lead + (n, n))  # batched like input inside vmap
     out = wrap(devices.to_device(zeros, input.device))
     r, c = _diagonal_positions(n, n, offset)
     out[..., r, c] = input

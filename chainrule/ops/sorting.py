@@ -12,6 +12,8 @@ from collections import namedtuple
 
 from chainrule import devices
 from chainrule import dtypes as _dt
+from chainrule.batching import (NoBatchingRule, axis_host, dynamic_shape_error, is_batched,
+                                stack_host)
 from chainrule.devices import np
 from chainrule.ops.index import Gather, gather
 from chainrule.ops.shape import normalize_dim
@@ -137,23 +139,36 @@ def nanmedian(input: Tensor, dim=None, keepdim: bool = False):
     return _median(input, dim, keepdim, True, "nanmedian")
 
 
+@axis_host
+def _mode_index(x, d: int):
+    """The index (the last occurrence) of the most frequent value along axis ``d``, kept as a
+    size-1 axis."""
+    xp = devices.xp_of(x)
+    moved = xp.moveaxis(x, d, -1)
+    n = moved.shape[-1]
+    a = moved.reshape(-1, n)
+    s = xp.sort(a, axis=1)  # runs of equal values (NaNs together, last), smallest first
+    same = (s[:, 1:] == s[:, :-1]) | (xp.isnan(s[:, 1:]) & xp.isnan(s[:, :-1]))
+    starts = xp.concatenate([xp.ones((a.shape[0], 1), bool), ~same], axis=1)
+    flat_starts = starts.reshape(-1)
+    first = xp.nonzero(flat_starts)[0]  # where each run starts (every row starts one)
+    run = xp.cumsum(flat_starts) - 1
+    length = (xp.arange(flat_starts.shape[0]) - first[run] + 1).reshape(a.shape)  # run so far
+    first_best = xp.argmax(length == length.max(axis=1, keepdims=True), axis=1)
+    best = xp.take_along_axis(s, first_best[:, None], 1)  # the smallest most frequent value
+    hit = (a == best) | (xp.isnan(a) & xp.isnan(best))
+    last = n - 1 - xp.argmax(hit[:, ::-1], axis=1)  # torch returns the last occurrence
+    idx = last.astype(np.int64).reshape(moved.shape[:-1])
+    return xp.expand_dims(idx, d)
+
+
 def mode(input: Tensor, dim: int = -1, keepdim: bool = False):
     """The most frequent value along ``dim`` (the smallest on ties) and an index of it."""
     d = _dim(input, dim, "mode")
     x = input._data
     if x.ndim == 0:
         return ModeResult(input.clone(), wrap(np.zeros((), np.int64)))
-    xp = devices.xp_of(x)
-    moved = xp.moveaxis(x, d, -1)
-    flat = moved.reshape(-1, moved.shape[-1])
-    out_idx = np.zeros(flat.shape[0], np.int64)
-    host = np.asarray(devices.to_device(flat, "cpu"))
-    for r in range(host.shape[0]):
-        vals, counts = np.unique(host[r], return_counts=True)
-        best = vals[np.argmax(counts)]
-        out_idx[r] = np.nonzero(host[r] == best)[0][-1]  # torch returns the last occurrence
-    idx = xp.asarray(out_idx.reshape(moved.shape[:-1]))
-    idx = xp.expand_dims(idx, d)
+    idx = _mode_index(x, d)
     values = _gathered(input, d, idx)
     if not keepdim:
         values, idx = values.squeeze(d), idx.squeeze(d)
@@ -239,6 +254,13 @@ def _cum(input: Tensor, dim: int, name: str, better):
     x = input._data
     if x.ndim == 0:
         return CumResult(input.clone(), wrap(np.zeros((), np.int64)))
+    idx = _cum_index(x, d, better)
+    return CumResult(_gathered(input, d, idx), wrap(idx))
+
+
+@axis_host
+def _cum_index(x, d: int, better):
+    """The index of the running best along axis ``d`` (NaN wins and stays, ties move on)."""
     host = np.moveaxis(np.asarray(devices.to_device(x, "cpu")), d, 0)
     idx = np.zeros(host.shape, np.int64)
     best = host[0].copy()
@@ -248,8 +270,7 @@ def _cum(input: Tensor, dim: int, name: str, better):
         take &= ~np.isnan(best) | np.isnan(v)
         best = np.where(take, v, best)
         idx[i] = np.where(take, i, idx[i - 1])
-    idx = devices.to_device(np.ascontiguousarray(np.moveaxis(idx, 0, d)), input.device)
-    return CumResult(_gathered(input, d, idx), wrap(idx))
+    return devices.to_device(np.ascontiguousarray(np.moveaxis(idx, 0, d)), devices.device_of(x))
 
 
 def cummax(input: Tensor, dim: int):
@@ -267,6 +288,8 @@ def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False,
            return_counts: bool = False, dim=None):
     """The distinct values (sorted), with the inverse indices and counts on request."""
     x = input._data
+    if is_batched(x):
+        raise dynamic_shape_error("_unique2")
     xp = devices.xp_of(x)
     if dim is None:
         vals, inv, counts = xp.unique(x.reshape(-1), return_inverse=True, return_counts=True)
@@ -289,6 +312,8 @@ def unique_consecutive(input: Tensor, return_inverse: bool = False,
                        return_counts: bool = False, dim=None):
     """Collapse runs of equal values (of slices along ``dim``) to one."""
     x = input._data
+    if is_batched(x):
+        raise dynamic_shape_error("unique_consecutive")
     xp = devices.xp_of(x)
     if dim is None:
         flat = x.reshape(-1)
@@ -334,7 +359,7 @@ def searchsorted(sorted_sequence: Tensor, input, *, out_int32: bool = False,
     how = "right" if right else "left"
     dt = np.int32 if out_int32 else np.int64
     if seq.ndim <= 1:
-        return wrap(xp.asarray(xp.searchsorted(seq, vals, side=how)).astype(dt))
+        return wrap(devices.as_array(xp.searchsorted(seq, vals, side=how)).astype(dt))
     if seq.shape[:-1] != vals.shape[:-1]:
         raise RuntimeError(
             "torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 "
@@ -361,7 +386,7 @@ def bincount(input: Tensor, weights=None, minlength: int = 0) -> Tensor:
     x = input._data
     if x.ndim != 1 or x.dtype.kind not in "iu":
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
-    if x.size and int(x.min()) < 0:
+    if x.size and (x < 0).any():
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
     if minlength < 0:
         raise RuntimeError("minlength should be >= 0")
@@ -377,6 +402,42 @@ def bincount(input: Tensor, weights=None, minlength: int = 0) -> Tensor:
     return wrap(xp.bincount(x, weights=w.astype(np.float64), minlength=minlength).astype(out_dt))
 
 
+@stack_host
+def _uniform_histograms(rows, bins: int, lo: float, hi: float, pad: float,
+                        density: bool = False):
+    """(counts, edges) of each row of ``rows`` (..., N) in ``bins`` equal bins over [lo, hi]
+    (each row's own [min, max] when lo == hi; ±pad around a constant row), as np.histogram
+    bins them (the last bin closed; values outside ignored); counts in the rows' dtype."""
+    xp = devices.xp_of(rows)
+    lead = rows.shape[:-1]
+    a = rows.reshape(-1, rows.shape[-1])
+    m, n = a.shape
+    if lo == hi:
+        if n:
+            los, his = a.min(1).astype(np.float64), a.max(1).astype(np.float64)
+        else:
+            los, his = xp.full(m, lo), xp.full(m, hi)
+        flat_row = los == his
+        los, his = xp.where(flat_row, los - pad, los), xp.where(flat_row, his + pad, his)
+    else:
+        los, his = xp.full(m, lo), xp.full(m, hi)
+    los, his = los[:, None], his[:, None]
+    step = xp.arange(bins + 1) / bins
+    edges = xp.where(step == 1, his, los + (his - los) * step).astype(a.dtype)  # linspace
+    keep = (a >= edges[:, :1]) & (a <= edges[:, -1:])
+    with np.errstate(invalid="ignore"):
+        f = (a - los.astype(a.dtype)) * (bins / (his - los)).astype(a.dtype)
+    idx = xp.clip(xp.where(keep, f, 0), 0, bins - 1).astype(np.intp)
+    idx = idx - (a < xp.take_along_axis(edges, idx, 1))
+    idx = idx + ((a >= xp.take_along_axis(edges, idx + 1, 1)) & (idx != bins - 1))
+    pos = (idx + xp.arange(m)[:, None] * bins)[keep]
+    counts = xp.bincount(pos, minlength=m * bins).reshape(m, bins).astype(np.float64)
+    if density:
+        counts = counts / (counts.sum(1, keepdims=True) * xp.diff(edges, axis=1))
+    return (counts.astype(a.dtype).reshape(lead + (bins,)),
+            edges.reshape(lead + (bins + 1,)))
+
+
 def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
     """Counts of ``input`` in ``bins`` equal bins over [min, max] (the data's range when both
     are 0); values outside are ignored; the result has input's float dtype."""
@@ -386,6 +447,10 @@ def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
     if bins <= 0:
         raise RuntimeError("torch.histc: bins must be > 0, but got " + str(bins))
     lo, hi = float(min), float(max)
+    if lo > hi:
+        raise RuntimeError("torch.histc: max must be larger than min")
+    if is_batched(x):  # each example's histogram (its own range when min == max) in one pass
+        return wrap(_uniform_histograms(x.reshape(1, -1), bins, lo, hi, 1.0)[0][0])
     xp = devices.xp_of(x)
     if lo == hi and x.size:
         lo, hi = float(x.min()), float(x.max())
@@ -400,11 +465,21 @@ def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
 def histogram(input: Tensor, bins=100, *, range=None, weight=None, density: bool = False):
     """(hist, bin_edges): counts (or weights, or a density) of ``input`` in ``bins`` (a count
     or a tensor of edges)."""
-    x = np.asarray(devices.to_device(input._data, "cpu"))
-    if x.dtype.kind not in _dt.FLOAT_KINDS:
+    if input._data.dtype.kind not in _dt.FLOAT_KINDS:
         raise RuntimeError(f"torch.histogram: input tensor and bins tensors should have the "
                            f"same dtype, but got input {input.dtype.name} and bins "
                            f"{input.dtype.name}")
+    if is_batched(input._data):  # each example's histogram and edges in one pass
+        if isinstance(bins, Tensor) or weight is not None:
+            raise NoBatchingRule("vmap: histogram with a bins tensor or weights has no "
+                                 "batching rule (give an int bins count, no weight)")
+        lo, hi = (0.0, 0.0) if range is None else (float(range[0]), float(range[1]))
+        if lo > hi:
+            raise ValueError("max must be larger than min in range parameter.")
+        counts, edges = _uniform_histograms(input._data.reshape(1, -1), bins, lo, hi, 0.5,
+                                           density)
+        return HistogramResult(wrap(counts[0]), wrap(edges[0]))
+    x = np.asarray(devices.to_device(input._data, "cpu"))
     b = np.asarray(devices.to_device(bins._data, "cpu")) if isinstance(bins, Tensor) else bins
     w = None if weight is None else np.asarray(devices.to_device(weight._data, "cpu"))
     if range is None and not isinstance(bins, Tensor) and x.size:

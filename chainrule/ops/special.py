@@ -12,6 +12,7 @@ import math
 from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.autograd.function import Op
+from chainrule.batching import elementwise_host
 from chainrule.devices import np
 from chainrule.ops import either
 from chainrule.tensor import Tensor, TensorBase, wrap
@@ -44,6 +45,7 @@ def _like(values, x):
 
 
 # ---- array functions ----------------------------------------------------------------------------
+@elementwise_host
 def lgamma_array(x):
     """ln|Γ(x)| elementwise."""
     fn = _scipy("gammaln")
@@ -54,6 +56,7 @@ def lgamma_array(x):
     return _like(y, x)
 
 
+@elementwise_host
 def digamma_array(x):
     """ψ(x) = d/dx ln Γ(x): reflection below 0, recurrence up to 10, then the asymptotic series
     ln x - 1/(2x) - Σ B₂ₖ/(2k x²ᵏ); +∞·sign at 0 and NaN at negative integers, as torch."""
@@ -79,6 +82,7 @@ def digamma_array(x):
     return _like(out.reshape(np.shape(x)), x)
 
 
+@elementwise_host
 def polygamma_array(n: int, x):
     """ψ⁽ⁿ⁾(x) for n = 1, 2 (x > 0; reflection for n = 1): recurrence up to 8, then the
     asymptotic series of the derivatives of ψ."""
@@ -112,6 +116,7 @@ def polygamma_array(n: int, x):
     return _like(out.reshape(np.shape(x)), x)
 
 
+@elementwise_host
 def erfinv_array(x):
     """erf⁻¹(x): a rational first guess, refined by Newton steps on erf (float64 accurate);
     ±∞ at ±1, NaN outside [-1, 1]."""
@@ -266,7 +271,7 @@ class Polygamma(Op):
     def forward(ctx, x, n):
         ctx.save_for_backward(x)
         ctx.n = n
-        return _like((-1) ** (n + 1) * math.factorial(n) * hurwitz_zeta_array(n + 1, _cpu(x)), x)
+        return polygamma_n_array(n, x)
 
     @staticmethod
     def backward(ctx, g):
@@ -276,10 +281,16 @@ class Polygamma(Op):
 
 def _polygamma_next(x, n):
     """ψ⁽ⁿ⁾ on a Tensor (through the gate) or on a raw array."""
-    return Polygamma.apply(x, n) if isinstance(x, TensorBase) else _like(
-        (-1) ** (n + 1) * math.factorial(n) * hurwitz_zeta_array(n + 1, _cpu(x)), x)
+    return Polygamma.apply(x, n) if isinstance(x, TensorBase) else polygamma_n_array(n, x)
 
 
+@elementwise_host
+def polygamma_n_array(n: int, x):
+    """ψ⁽ⁿ⁾(x) = (-1)ⁿ⁺¹ n! ζ(n+1, x) for any n ≥ 1."""
+    return _like((-1) ** (n + 1) * math.factorial(n) * hurwitz_zeta_array(n + 1, _cpu(x)), x)
+
+
+@elementwise_host
 def hurwitz_zeta_array(s, q):
     """ζ(s, q) = Σₖ (q+k)⁻ˢ (s > 1, q > 0): ten terms summed, then Euler-Maclaurin's tail."""
     s, q = np.broadcast_arrays(np.asarray(s, np.float64), np.asarray(q, np.float64))
@@ -313,6 +324,7 @@ def erfinv(input: Tensor) -> Tensor:
     return Erfinv.apply(_float(input))
 
 
+@elementwise_host
 def gammainc_array(a, x):
     """P(a, x), the regularized lower incomplete gamma: its series below x = a + 1, 1 - Q from
     Lentz's continued fraction above."""
@@ -407,17 +419,23 @@ class Erfc(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        fn = _scipy("erfc")
-        if fn is not None:
-            return _like(fn(_cpu(x).astype(np.float64)), x)
-        from chainrule.kernels.reference import erf_array
-
-        return 1 - erf_array(x)
+        return erfc_array(x)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return g * either.exp(-(x * x)) * (-2 / math.sqrt(math.pi))
+
+
+@elementwise_host
+def erfc_array(x):
+    """erfc x = 1 - erf x (SciPy's, accurate in the tail, when installed)."""
+    fn = _scipy("erfc")
+    if fn is not None:
+        return _like(fn(_cpu(x).astype(np.float64)), x)
+    from chainrule.kernels.reference import erf_array
+
+    return 1 - erf_array(x)
 
 
 def erfc(input: Tensor) -> Tensor:
@@ -426,6 +444,7 @@ def erfc(input: Tensor) -> Tensor:
 
 
 # ---- Bessel functions of order 0 and 1 ----------------------------------------------------------
+@elementwise_host
 def _bessel_i_array(n: int, x, scaled: bool = False):
     """Iₙ(x) = 1/π ∫₀^π e^(x cos t) cos(nt) dt (n = 0, 1): the trapezoid rule on a periodic
     integrand converges geometrically, 64 + 2|x| points reach float64 accuracy. ``scaled``:
@@ -524,6 +543,7 @@ def sinc(input: Tensor) -> Tensor:
 
 
 # ---- Bessel functions of the first and second kind, orders 0 and 1 (torch.special) -------------
+@elementwise_host
 def bessel_j_array(n: int, x):
     """Jₙ(x) = 1/π ∫₀^π cos(nt - x sin t) dt (n = 0, 1): the midpoint rule on a periodic
     integrand converges geometrically; 64 + 1.5|x| points reach float64 accuracy."""
@@ -536,6 +556,7 @@ def bessel_j_array(n: int, x):
     return _like(out, x)
 
 
+@elementwise_host
 def bessel_k_array(n: int, x, scaled: bool = False):
     """Kₙ(x) = ∫₀^∞ e^(-x cosh t) cosh(nt) dt (x > 0; n = 0, 1): the trapezoid rule with step
     1/32 is exact to rounding for this doubly exponentially decaying integrand. ``scaled``:
@@ -599,6 +620,11 @@ def _polynomial(name: str, p0, p1, step, shift=None):
         dt = np.dtype(_dt.result_type(x, nn_))  # torch's promotion (float32 x, int n: float32)
         if dt.kind not in "f":
             dt = _dt.get_default_dtype().np
+        device = input.device if isinstance(input, TensorBase) else "cpu"
+        return wrap(values(x, nn_, dt, device))
+
+    @elementwise_host
+    def values(x, nn_, dt, device):
         xv = _cpu(x).astype(np.float64)
         if shift is not None:
             xv = shift(xv)
@@ -611,8 +637,7 @@ def _polynomial(name: str, p0, p1, step, shift=None):
         for k in range(1, top):
             prev, cur = cur, step(k, xv, cur, prev)
             out = np.where(nv == k + 1, cur, out)
-        device = input.device if isinstance(input, TensorBase) else "cpu"
-        return wrap(devices.to_device(out.astype(dt), device))
+        return devices.to_device(out.astype(dt), device)
 
     fn.__name__ = name
     fn.__doc__ = f"The {name.replace('_', ' ')} of degree n at input."
