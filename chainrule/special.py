@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from chainrule.batching import elementwise_host
 from chainrule.ops import special as _s
 from chainrule.ops.binary import where, xlogy
 from chainrule.ops.elementwise import erf, exp2, expm1, log, log1p, logit, round, sigmoid
@@ -86,13 +87,20 @@ def ndtri(input: Tensor) -> Tensor:
 def zeta(input, other) -> Tensor:
     """The Hurwitz zeta function ζ(x, q) = Σₖ (q + k)⁻ˣ (no gradient, as torch)."""
     from chainrule.tensor import wrap
-    from chainrule import devices
 
     x = _s._float(input, "zeta")
     q = _s._float(other, "zeta")
-    out = _s.hurwitz_zeta_array(_s._cpu(x._data), _s._cpu(q._data))
     dt = x._data.dtype if x._data.dtype.itemsize >= q._data.dtype.itemsize else q._data.dtype
-    return wrap(devices.to_device(out.astype(dt), x.device))
+    return wrap(_zeta_array(x._data, q._data, dt, x.device))
+
+
+@elementwise_host
+def _zeta_array(x, q, dt, device):
+    """ζ(x, q) on the host, back on ``device`` as ``dt`` (once on the whole batch in vmap)."""
+    from chainrule import devices
+
+    out = _s.hurwitz_zeta_array(_s._cpu(x), _s._cpu(q))
+    return devices.to_device(out.astype(dt), device)
 
 
 def spherical_bessel_j0(input: Tensor) -> Tensor:

@@ -603,9 +603,10 @@ def test_searchsorted_with_batched_sequences_and_values_matches_torch(right) -> 
 def test_host_special_functions_batch_in_nested_vmaps() -> None:
     """SciPy-backed special functions run once on the physical batch, under two levels."""
     x = np.abs(np.random.default_rng(4).standard_normal((2, 3, 4))) + 0.5
-    got = F.vmap(F.vmap(lambda t: cr.special.gammainc(t, t * 2) + cr.lgamma(t)))(cr.tensor(x))
-    want = torch.special.gammainc(torch.tensor(x), torch.tensor(x) * 2) + torch.lgamma(
-        torch.tensor(x))
+    got = F.vmap(F.vmap(lambda t: cr.special.gammainc(t, t * 2) + cr.lgamma(t)
+                        + cr.special.zeta(t + 1, t)))(cr.tensor(x))
+    tx = torch.tensor(x)
+    want = torch.special.gammainc(tx, tx * 2) + torch.lgamma(tx) + torch.special.zeta(tx + 1, tx)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10)
 
 
@@ -634,3 +635,18 @@ def test_nonzero_static_per_example_matches_torch(size) -> None:
     want = torch.func.vmap(lambda a: torch.nonzero_static(a > 0, size=size, fill_value=-2))(
         torch.tensor(x))
     np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("dims", [(0, 0), (0, None), (None, 0)])
+def test_weighted_histogram_per_example_matches_torch(dims) -> None:
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((5, 12)), rng.random((5, 12))
+    x[1] = 0.5
+    xs, ws = (x if dims[0] == 0 else x[0]), (w if dims[1] == 0 else w[0])
+    for kw in (dict(bins=4), dict(bins=3, range=(-1.0, 1.0)), dict(bins=4, density=True)):
+        got = F.vmap(lambda a, b, kw=kw: tuple(cr.histogram(a, weight=b, **kw)), in_dims=dims)(
+            cr.tensor(xs), cr.tensor(ws))
+        want = torch.func.vmap(lambda a, b, kw=kw: tuple(torch.histogram(a, weight=b, **kw)),
+                               in_dims=dims)(torch.tensor(xs), torch.tensor(ws))
+        for g, t in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), t.numpy(), rtol=1e-12)

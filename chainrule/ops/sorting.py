@@ -404,11 +404,15 @@ def bincount(input: Tensor, weights=None, minlength: int = 0) -> Tensor:
 
 @stack_host
 def _uniform_histograms(rows, bins: int, lo: float, hi: float, pad: float,
-                        density: bool = False):
+                        density: bool = False, weighted: bool = False):
     """(counts, edges) of each row of ``rows`` (..., N) in ``bins`` equal bins over [lo, hi]
     (each row's own [min, max] when lo == hi; ±pad around a constant row), as np.histogram
-    bins them (the last bin closed; values outside ignored); counts in the rows' dtype."""
+    bins them (the last bin closed; values outside ignored); counts in the rows' dtype.
+    ``weighted``: ``rows`` is (..., 2, N), values then their weights."""
     xp = devices.xp_of(rows)
+    w = None
+    if weighted:
+        rows, w = rows[..., 0, :], rows[..., 1, :].reshape(-1)
     lead = rows.shape[:-1]
     a = rows.reshape(-1, rows.shape[-1])
     m, n = a.shape
@@ -431,7 +435,8 @@ def _uniform_histograms(rows, bins: int, lo: float, hi: float, pad: float,
     idx = idx - (a < xp.take_along_axis(edges, idx, 1))
     idx = idx + ((a >= xp.take_along_axis(edges, idx + 1, 1)) & (idx != bins - 1))
     pos = (idx + xp.arange(m)[:, None] * bins)[keep]
-    counts = xp.bincount(pos, minlength=m * bins).reshape(m, bins).astype(np.float64)
+    w = None if w is None else w.reshape(a.shape)[keep]
+    counts = xp.bincount(pos, w, minlength=m * bins).reshape(m, bins).astype(np.float64)
     if density:
         counts = counts / (counts.sum(1, keepdims=True) * xp.diff(edges, axis=1))
     return (counts.astype(a.dtype).reshape(lead + (bins,)),
@@ -469,15 +474,19 @@ def histogram(input: Tensor, bins=100, *, range=None, weight=None, density: bool
         raise RuntimeError(f"torch.histogram: input tensor and bins tensors should have the "
                            f"same dtype, but got input {input.dtype.name} and bins "
                            f"{input.dtype.name}")
-    if is_batched(input._data):  # each example's histogram and edges in one pass
-        if isinstance(bins, Tensor) or weight is not None:
-            raise NoBatchingRule("vmap: histogram with a bins tensor or weights has no "
-                                 "batching rule (give an int bins count, no weight)")
+    if is_batched(input._data) or (weight is not None and is_batched(weight._data)):
+        # each example's histogram and edges in one pass
+        if isinstance(bins, Tensor):
+            raise NoBatchingRule("vmap: histogram with a bins tensor has no batching rule "
+                                 "(give an int bins count)")
         lo, hi = (0.0, 0.0) if range is None else (float(range[0]), float(range[1]))
         if lo > hi:
             raise ValueError("max must be larger than min in range parameter.")
-        counts, edges = _uniform_histograms(input._data.reshape(1, -1), bins, lo, hi, 0.5,
-                                           density)
+        rows = input._data.reshape(1, -1)
+        if weight is not None:  # values and weights stacked: one array to batch
+            rows = np.stack([rows, weight._data.reshape(1, -1).astype(rows.dtype)], 1)
+        counts, edges = _uniform_histograms(rows, bins, lo, hi, 0.5, density,
+                                           weight is not None)
         return HistogramResult(wrap(counts[0]), wrap(edges[0]))
     x = np.asarray(devices.to_device(input._data, "cpu"))
     b = np.asarray(devices.to_device(bins._data, "cpu")) if isinstance(bins, Tensor) else bins
