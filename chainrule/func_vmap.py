@@ -19,6 +19,7 @@ from chainrule import batching
 from chainrule._pytree import _flatten, _unflatten
 from chainrule._state import state
 from chainrule.autograd.function import Op
+from chainrule.nn.utils.stateless import functional_call
 from chainrule.tensor import Tensor, TensorBase, wrap
 
 __all__ = ["vmap", "functional_call", "stack_module_state"]
@@ -316,84 +317,6 @@ def _concat_chunks(results: list, out_dims, name: str):
 
 
 # ---- modules as functions -----------------------------------------------------------------------
-def _owner(module, name: str):
-    mod = module
-    *path, leaf = name.split(".")
-    for p in path:
-        mod = getattr(mod, p)
-    return mod, leaf
-
-
-def functional_call(module, parameter_and_buffer_dicts, args=None, kwargs=None, *,
-                    tie_weights: bool = True, strict: bool = False):
-    """``module(*args, **kwargs)`` with its parameters and buffers replaced by the tensors of
-    ``parameter_and_buffer_dicts`` (a dict name -> tensor, or a tuple of such dicts), as
-    ``torch.func.functional_call``: the module itself is left as it was."""
-    dicts = parameter_and_buffer_dicts
-    if isinstance(dicts, dict):
-        merged = dict(dicts)
-    else:
-        merged = {}
-        for d in dicts:
-            for k, v in d.items():
-                if k in merged:
-                    raise ValueError(
-                        f"{k} appeared in multiple dictionaries; behavior of functional call is "
-                        "ambiguous"
-                    )
-                merged[k] = v
-    if strict:
-        expected = {n for n, _ in module.named_parameters()} | {
-            n for n, _ in module.named_buffers()}
-        missing = sorted(expected - set(merged))
-        unexpected = sorted(set(merged) - expected)
-        if missing or unexpected:
-            raise RuntimeError(
-                "Error(s) in reparametrizing for {}:\n\t{}".format(
-                    type(module).__name__,
-                    "\n\t".join([f"Unexpected key(s): {', '.join(map(repr, unexpected))}."] *
-                                bool(unexpected) + [f"Missing key(s): "
-                                                    f"{', '.join(map(repr, missing))}."] *
-                                bool(missing)))
-            )
-    if tie_weights:  # a tensor shared by several names follows the one given
-        seen: dict = {}
-        for n, p in list(module.named_parameters(remove_duplicate=False)) + list(
-                module.named_buffers(remove_duplicate=False)):
-            seen.setdefault(id(p), []).append(n)
-        for names in seen.values():
-            given = [n for n in names if n in merged]
-            if given:
-                for n in names:
-                    merged.setdefault(n, merged[given[0]])
-    saved = []
-    try:
-        for name, value in merged.items():
-            mod, leaf = _owner(module, name)
-            for table in (mod._parameters, mod._buffers):
-                if leaf in table:
-                    saved.append((table, leaf, table[leaf]))
-                    table[leaf] = value
-                    break
-            else:
-                saved.append((mod.__dict__, leaf, mod.__dict__.get(leaf, _MISSING)))
-                mod.__dict__[leaf] = value
-        if args is None:
-            args = ()
-        elif not isinstance(args, tuple):
-            args = (args,)
-        return module(*args, **(kwargs or {}))
-    finally:
-        for table, leaf, old in reversed(saved):
-            if old is _MISSING:
-                del table[leaf]
-            else:
-                table[leaf] = old
-
-
-_MISSING = object()
-
-
 def stack_module_state(models) -> tuple[dict, dict]:
     """``(params, buffers)``: each model's parameters (and buffers) stacked along a new first
     dim, for ``vmap(functional_call)`` over an ensemble, as ``torch.func.stack_module_state``."""

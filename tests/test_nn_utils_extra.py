@@ -262,7 +262,7 @@ def test_functional_call_swaps_and_restores():
     out.sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), [[1.0, 1.0]])
     assert isinstance(lin.weight, nn.Parameter) and lin.weight is not w
-    with pytest.raises(RuntimeError, match="missing keys"):
+    with pytest.raises(RuntimeError, match="Missing key"):
         nn.utils.stateless.functional_call(lin, {"weight": w}, (cr.ones(1, 2),), strict=True)
 
 

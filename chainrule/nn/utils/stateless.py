@@ -42,8 +42,11 @@ def functional_call(module: Module, parameter_and_buffer_dicts: Any, args: Any =
         missing = sorted(expected - set(mapping))
         unexpected = sorted(set(mapping) - expected)
         if missing or unexpected:
-            raise RuntimeError(f"Error(s) in reparametrizing for {module._get_name()}: missing "
-                               f"keys {missing}, unexpected keys {unexpected}")
+            problems = ([f"Unexpected key(s): {', '.join(map(repr, unexpected))}."] *
+                        bool(unexpected) + [f"Missing key(s): {', '.join(map(repr, missing))}."] *
+                        bool(missing))
+            raise RuntimeError(f"Error(s) in reparametrizing for {module._get_name()}:\n\t"
+                               + "\n\t".join(problems))
     if tie_weights:  # a tensor shared under several names follows its one replacement
         by_id: dict = {}
         for n, t in module.named_parameters(remove_duplicate=False):
