@@ -41,7 +41,7 @@ def instructions(checkout: str, workload: str, n: int) -> int:
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
              sys.executable, "-c", code],
             env=dict(os.environ, PYTHONPATH=checkout), capture_output=True, text=True,
-            check=True)
+            check=True, cwd=tmp)  # (not the caller's folder: `-c` puts it first on sys.path)
     found = re.search(r"Collected : (\d+)", out.stderr)
     if not found:
         raise RuntimeError(f"callgrind printed no count:\n{out.stderr[-2000:]}")
