@@ -862,3 +862,23 @@ def test_backward_after_an_optimizer_step_raises_as_torch(name: str) -> None:
         errors.append(str(e.value).split(" is at version")[0].replace("torch.", "chainrule."))
     assert errors[1].startswith("one of the variables needed for gradient computation has been "
                                 "modified by an inplace operation: [chainrule.FloatTensor")
+
+
+def test_linear_and_matmul_keep_only_the_operand_a_needed_gradient_uses():
+    """As torch: with a constant input, the weight is not saved, so updating it in place
+    (optimizer.step()) before a second backward is fine; with an input that needs a gradient,
+    the weight is saved and the change is caught."""
+    for use_matmul in (False, True):
+        m = cr.nn.Linear(3, 2)
+        x = cr.randn(4, 3)
+        y = (x @ m.weight.t() if use_matmul else m(x)).sum()
+        y.backward(retain_graph=True)
+        with cr.no_grad():
+            m.weight.add_(1.0)
+        y.backward()  # dW needs only x, which did not change
+        xg = cr.randn(4, 3, requires_grad=True)
+        y = (xg @ m.weight.t() if use_matmul else m(xg)).sum()
+        with cr.no_grad():
+            m.weight.add_(1.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.backward()

@@ -21,7 +21,9 @@ class Linear(Op):
 
     @staticmethod
     def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w)
+        need_x, need_w, _ = ctx.needs_input_grad  # (each gradient needs the other operand)
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        ctx.xshape = x.shape
         if x.ndim > 2:  # one 2-D GEMM beats NumPy's loop of per-batch GEMMs
             y = _mm(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         else:
@@ -34,7 +36,7 @@ class Linear(Op):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        xshape = tuple(x.shape)
+        xshape = tuple(ctx.xshape)
         if len(xshape) > 2:
             g = either.reshape(g, (-1, g.shape[-1]))
         gx = either.matmul(g, w) if need_x else None
@@ -44,7 +46,8 @@ class Linear(Op):
         if need_w or need_b:
             if len(xshape) != 2:
                 g = either.reshape(g, (-1, g.shape[-1]))
-                x = either.reshape(x, (-1, xshape[-1]))
+                if need_w:
+                    x = either.reshape(x, (-1, xshape[-1]))
             if need_w:
                 gw = either.matmul(either.swapaxes(g, 0, 1), x)
             if need_b:

@@ -24,14 +24,16 @@ class MatMul(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad  # (each gradient needs the other operand)
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
+        ctx.nd = (a.ndim, b.ndim)
         return _mm(a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad  # X @ W with a constant X: no GEMM for dX
-        a_nd, b_nd = len(a.shape), len(b.shape)
+        a_nd, b_nd = ctx.nd
         ga = gb = None
         if a_nd == 1 and b_nd == 1:
             return (g * b if need_a else None), (g * a if need_b else None)
