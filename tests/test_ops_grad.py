@@ -379,6 +379,8 @@ def _strided(a: np.ndarray, how: str):
 def test_gradcheck_through_strided_views(spec, shapes, kw, how):
     if spec.name.startswith("view"):
         pytest.skip("view() of a non-contiguous tensor raises, as torch's (test_view_*)")
+    if "storage" in spec.tags:
+        pytest.skip("reads the storage: refused for a non-contiguous input (test_defects)")
     args = make_args(spec, shapes)
     mask = diff_mask(spec, args)
     if not any(mask):

@@ -74,7 +74,7 @@ def test_topk_ties_nan_and_bad_k():
     assert cr.autograd.gradcheck(lambda t: cr.topk(t, 2, dim=0).values,
                                  (cr.tensor([[0.3, 2.0], [1.5, -1.0], [0.1, 0.7]],
                                             dtype=cr.float64, requires_grad=True),))
-    with pytest.raises(RuntimeError, match="topk"):
+    with pytest.raises(RuntimeError, match="selected index k out of range"):
         cr.topk(cr.ones(3), 4)
 
 

@@ -101,6 +101,8 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
                 g = input_grads[i] if input_grads else None
                 if type(edge) is tuple:
                     parent, nr = edge
+                    if parent is None:  # (compiled, a typed Function may be None: never read it)
+                        raise RuntimeError(f"function {node.name()} has a broken edge {edge!r}")
                 elif isinstance(edge, Function):
                     parent, nr = edge, 0
                 else:  # a leaf
