@@ -106,7 +106,7 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def embedding_backward(g, idx, shape: tuple, padding_idx):
-        gw = np.zeros(shape, g.dtype)
+        gw = devices.xp_of(g).zeros(shape, g.dtype)  # (CudaKernels inherits this rule)
         CpuKernels.add_at(gw, idx.reshape(-1), g.reshape(-1, shape[1]))
         if padding_idx is not None:
             gw[padding_idx] = 0
@@ -115,8 +115,8 @@ class CpuKernels(Kernels):
     @staticmethod
     def add_at(out, index, values) -> None:
         rows = _flat_rows(out, index) if type(out) is np.ndarray else None
-        if rows is None:  # slices, masks, out of range, other dtypes: NumPy's add.at
-            np.add.at(out, index, values)
+        if rows is None:  # slices, masks, out of range, other dtypes, CuPy: the reference's add.at
+            Kernels.add_at(out, index, values)
             return
         idx, k = rows
         tail = out.shape[k:]
