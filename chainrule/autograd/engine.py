@@ -21,7 +21,7 @@ import threading
 from chainrule import batching as _batching
 from chainrule import devices
 from chainrule._state import state
-from chainrule.autograd.function import Function, check_saved_versions
+from chainrule.autograd.function import Function
 from chainrule.autograd import graph
 from chainrule.autograd.graph import nodes_in_order, parents
 from chainrule.ops import either
@@ -74,8 +74,6 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
                 input_grads = ()  # nothing flows: just release the parents
             else:
                 if plain and node._hooks is None and node.on_arrays and len(node._outs) == 1:
-                    if node._versions is not None:
-                        check_saved_versions(node)
                     input_grads = node.backward(node, grad)  # the common case, inline
                 else:
                     if node._hooks or capture:
@@ -135,8 +133,6 @@ def call_backward(node, grad, create_graph: bool = False) -> tuple:
     """The gradients for ``node``'s inputs, given ``grad``, the gradient of its output (a list,
     one per output, for a gate with several): arrays in a plain pass, Tensors under
     ``create_graph``. The one place where a gate's rule is called."""
-    if node._versions is not None and node.on_arrays:  # a Function checks when it unpacks
-        check_saved_versions(node)
     several = len(node._outs) > 1
     grads = _materialized(node, grad, create_graph) if several else (grad,)
     if node.on_arrays:  # an Op: the ctx it sees says which values it computes on

@@ -37,6 +37,20 @@ bufs_release(Bufs *b)
         PyBuffer_Release(&b->v[--b->n]);
 }
 
+/* the epilogue of every entry point: run the float ('f') or double ('d') loop ``name``
+ * without the GIL, release the buffers, return None */
+#define RUN_TYPED_AND_RETURN(b, fmt, name, ...) \
+    do {                                        \
+        Py_BEGIN_ALLOW_THREADS                  \
+        if ((fmt) == 'f')                       \
+            name##_f(__VA_ARGS__);              \
+        else                                    \
+            name##_d(__VA_ARGS__);              \
+        Py_END_ALLOW_THREADS                    \
+        bufs_release(&(b));                     \
+        Py_RETURN_NONE;                         \
+    } while (0)
+
 /* the buffer of array ``a`` (None allowed when ``optional``: data NULL); 'f' or 'd' elements
  * matching ``*fmt`` (set by the first array) */
 static int
@@ -110,19 +124,12 @@ relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Bufs b = {.n = 0};
     char fmt = 0;
     void *p[2];
-    Py_ssize_t n;
+    Py_ssize_t n = 0;
     if (same_size_bufs(&b, args, nargs, 2, 1, 0, "relu_forward(x, out)", &fmt, p, &n) < 0) {
         bufs_release(&b);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f')
-        relu_forward_f(p[0], p[1], n);
-    else
-        relu_forward_d(p[0], p[1], n);
-    Py_END_ALLOW_THREADS
-    bufs_release(&b);
-    Py_RETURN_NONE;
+    RUN_TYPED_AND_RETURN(b, fmt, relu_forward, p[0], p[1], n);
 }
 
 /* relu_backward(g, y, out): out = np.where(y != 0, g, 0) */
@@ -132,19 +139,12 @@ relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Bufs b = {.n = 0};
     char fmt = 0;
     void *p[3];
-    Py_ssize_t n;
+    Py_ssize_t n = 0;
     if (same_size_bufs(&b, args, nargs, 3, 2, 0, "relu_backward(g, y, out)", &fmt, p, &n) < 0) {
         bufs_release(&b);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f')
-        relu_backward_f(p[0], p[1], p[2], n);
-    else
-        relu_backward_d(p[0], p[1], p[2], n);
-    Py_END_ALLOW_THREADS
-    bufs_release(&b);
-    Py_RETURN_NONE;
+    RUN_TYPED_AND_RETURN(b, fmt, relu_backward, p[0], p[1], p[2], n);
 }
 
 /* Row sums accumulate in double, in eight independent lanes (vectorizable; one running sum
@@ -234,14 +234,7 @@ layer_norm_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "layer_norm_forward: sizes do not match");
         goto fail;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f')
-        ln_forward_f(px, pw, pb, eps, py, pxh, pr, rows, n);
-    else
-        ln_forward_d(px, pw, pb, eps, py, pxh, pr, rows, n);
-    Py_END_ALLOW_THREADS
-    bufs_release(&b);
-    Py_RETURN_NONE;
+    RUN_TYPED_AND_RETURN(b, fmt, ln_forward, px, pw, pb, eps, py, pxh, pr, rows, n);
 fail:
     bufs_release(&b);
     return NULL;
@@ -410,7 +403,7 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Bufs b = {.n = 0};
     char fmt = 'f';
     void *p[3];
-    Py_ssize_t n;
+    Py_ssize_t n = 0;
     if (same_size_bufs(&b, args, nargs, 3, 1, 1, "gelu_float32(x, y, dydx)", &fmt, p, &n) < 0) {
         bufs_release(&b);
         return NULL;
@@ -618,14 +611,7 @@ add_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                          (long long)idx[i], (long long)rows);
             goto fail;
         }
-    Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f')
-        add_rows_f(po, idx, pv, n, c);
-    else
-        add_rows_d(po, idx, pv, n, c);
-    Py_END_ALLOW_THREADS
-    bufs_release(&b);
-    Py_RETURN_NONE;
+    RUN_TYPED_AND_RETURN(b, fmt, add_rows, po, idx, pv, n, c);
 fail:
     bufs_release(&b);
     return NULL;
@@ -706,14 +692,7 @@ col2im_rows(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "col2im_rows: a tap falls outside the row");
             goto fail;
         }
-    Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f')
-        col2im_rows_f(po, ps, starts, rows, width, taps, len);
-    else
-        col2im_rows_d(po, ps, starts, rows, width, taps, len);
-    Py_END_ALLOW_THREADS
-    bufs_release(&b);
-    Py_RETURN_NONE;
+    RUN_TYPED_AND_RETURN(b, fmt, col2im_rows, po, ps, starts, rows, width, taps, len);
 fail:
     bufs_release(&b);
     return NULL;
@@ -823,14 +802,7 @@ im2col(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "im2col: sizes do not match the geometry");
         goto fail;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f')
-        im2col_f(px, pc, &g);
-    else
-        im2col_d(px, pc, &g);
-    Py_END_ALLOW_THREADS
-    bufs_release(&b);
-    Py_RETURN_NONE;
+    RUN_TYPED_AND_RETURN(b, fmt, im2col, px, pc, &g);
 fail:
     bufs_release(&b);
     return NULL;
@@ -851,14 +823,7 @@ max_pool2d_backward(PyObject *module, PyObject *args)
     if (buf(&b, ag, 0, 0, &fmt, &pg, &lg) < 0 || int_buf(&b, ai, 0, 1, &pi, &li) < 0
         || buf(&b, ax, 1, 0, &fmt, &px, &lx) < 0 || !pool_geom_ok(&g, lx, lg, li))
         goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f')
-        max_pool_bwd_f(pg, pi, px, &g);
-    else
-        max_pool_bwd_d(pg, pi, px, &g);
-    Py_END_ALLOW_THREADS
-    bufs_release(&b);
-    Py_RETURN_NONE;
+    RUN_TYPED_AND_RETURN(b, fmt, max_pool_bwd, pg, pi, px, &g);
 fail:
     bufs_release(&b);
     return NULL;

@@ -22,6 +22,7 @@ from chainrule.kernels import kernels_for
 from chainrule.nn.checks import check_tensor
 from chainrule.ops import either
 from chainrule.ops.binary import where
+from chainrule.ops.elementwise import Clamp
 from chainrule.ops.elementwise import relu as _relu
 from chainrule.ops.elementwise import sigmoid as _sigmoid
 from chainrule.ops.elementwise import softplus as _softplus
@@ -55,15 +56,9 @@ class LeakyRelu(Op):
         return either.where(x > 0, g, g * ctx.slope), None
 
 
-class Hardtanh(Op):
+class Hardtanh(Clamp):
     """y = clamp(x, lo, hi);  dy/dx = 1 strictly inside (lo, hi), 0 at and beyond the bounds
     (torch's convention, where clamp's gradient is 1 at the bounds)"""
-
-    @staticmethod
-    def forward(ctx, x, lo, hi):
-        ctx.save_for_backward(x)
-        ctx.lo, ctx.hi = lo, hi
-        return np.clip(x, lo, hi)
 
     @staticmethod
     def backward(ctx, g):

@@ -142,70 +142,43 @@ def erfinv_array(x):
 
 
 # ---- gates --------------------------------------------------------------------------------------
-def _either(gate: type, array_fn):
-    """``fn(x)``: the gate on Tensors (a backward under create_graph), the array function on
-    raw arrays (a plain backward), like the functions of ``chainrule.ops.either``."""
-
-    def fn(x):
-        return gate.apply(x) if isinstance(x, TensorBase) else array_fn(x)
-
-    return fn
-
-
-class Lgamma(Op):
-    """y = ln|Γ(x)|;  dy/dx = ψ(x)"""
+class Polygamma(Op):
+    """y = ψ⁽ⁿ⁾(x), where ψ⁽⁻¹⁾ = ln|Γ| and ψ⁽⁰⁾ = ψ;  dy/dx = ψ⁽ⁿ⁺¹⁾(x)"""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, n):
         ctx.save_for_backward(x)
+        ctx.n = n
+        return psi_array(n, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * _psi(ctx.n + 1, x), None
+
+
+class Lgamma(Polygamma):
+    """Polygamma with n = -1, under torch's name for its node."""
+
+
+class Digamma(Polygamma):
+    """Polygamma with n = 0, under torch's name for its node."""
+
+
+def psi_array(n: int, x):
+    """ψ⁽ⁿ⁾(x) on a raw array: ln|Γ| for n = -1, ψ for 0, the series for 1 and 2, ζ beyond."""
+    if n == -1:
         return lgamma_array(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * _digamma(x)
-
-
-class Digamma(Op):
-    """y = ψ(x);  dy/dx = ψ₁(x)"""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
+    if n == 0:
         return digamma_array(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * _trigamma(x)
+    return polygamma_array(n, x) if n <= 2 else polygamma_n_array(n, x)
 
 
-class Trigamma(Op):
-    """y = ψ₁(x);  dy/dx = ψ₂(x)"""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return polygamma_array(1, x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * _tetragamma(x)
-
-
-class _Tetragamma(Op):
-    """y = ψ₂(x);  dy/dx = ψ₃(x)"""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return polygamma_array(2, x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * _polygamma_next(x, 3)
+def _psi(n: int, x):
+    """ψ⁽ⁿ⁾ on a Tensor (through its gate, differentiable) or on a raw array."""
+    if isinstance(x, TensorBase):
+        return {-1: Lgamma, 0: Digamma}.get(n, Polygamma).apply(x, n)
+    return psi_array(n, x)
 
 
 class Erfinv(Op):
@@ -223,11 +196,6 @@ class Erfinv(Op):
         return g * either.exp(y * y) * (math.sqrt(math.pi) / 2)
 
 
-_lgamma = _either(Lgamma, lgamma_array)
-_digamma = _either(Digamma, digamma_array)
-_trigamma = _either(Trigamma, lambda x: polygamma_array(1, x))
-_tetragamma = _either(_Tetragamma, lambda x: polygamma_array(2, x))
-
 
 def _float(x, name: str = "input") -> Tensor:
     """Int/bool tensors become the default float dtype (as torch); numbers become tensors."""
@@ -242,12 +210,12 @@ def _float(x, name: str = "input") -> Tensor:
 
 def lgamma(input: Tensor) -> Tensor:
     """ln|Γ(x)|, elementwise."""
-    return Lgamma.apply(_float(input))
+    return _psi(-1, _float(input))
 
 
 def digamma(input: Tensor) -> Tensor:
     """ψ(x) = d/dx ln Γ(x), elementwise."""
-    return Digamma.apply(_float(input))
+    return _psi(0, _float(input))
 
 
 def polygamma(n: int, input: Tensor) -> Tensor:
@@ -255,33 +223,7 @@ def polygamma(n: int, input: Tensor) -> Tensor:
     if not isinstance(n, int) or n < 0:
         raise RuntimeError("polygamma(n, x) does not support negative n.")
     x = _float(input, "polygamma")
-    if n == 0:
-        return Digamma.apply(x)
-    if n == 1:
-        return Trigamma.apply(x)
-    if n == 2:
-        return _Tetragamma.apply(x)
-    return Polygamma.apply(x, n)
-
-
-class Polygamma(Op):
-    """y = ψ⁽ⁿ⁾(x) = (-1)ⁿ⁺¹ n! ζ(n+1, x);  dy/dx = ψ⁽ⁿ⁺¹⁾(x)"""
-
-    @staticmethod
-    def forward(ctx, x, n):
-        ctx.save_for_backward(x)
-        ctx.n = n
-        return polygamma_n_array(n, x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * _polygamma_next(x, ctx.n + 1), None
-
-
-def _polygamma_next(x, n):
-    """ψ⁽ⁿ⁾ on a Tensor (through the gate) or on a raw array."""
-    return Polygamma.apply(x, n) if isinstance(x, TensorBase) else polygamma_n_array(n, x)
+    return _psi(n, x)
 
 
 @elementwise_host
@@ -316,7 +258,7 @@ def hurwitz_zeta_array(s, q):
 
 def trigamma(input: Tensor) -> Tensor:
     """ψ₁(x) = d²/dx² ln Γ(x), elementwise."""
-    return Trigamma.apply(_float(input))
+    return _psi(1, _float(input))
 
 
 def erfinv(input: Tensor) -> Tensor:
@@ -386,7 +328,7 @@ class Gammainc(Op):
             raise NotImplementedError("derivative for gammainc with respect to self (the "
                                       "concentration) is not implemented")
         a, x = ctx.saved_tensors
-        return None, g * either.exp((a - 1) * either.log(x) - x - _lgamma(a))
+        return None, g * either.exp((a - 1) * either.log(x) - x - _psi(-1, a))
 
 
 def gammainc(input: Tensor, other: Tensor) -> Tensor:
