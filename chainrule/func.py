@@ -48,7 +48,8 @@ from chainrule._pytree import _flatten, _spec_str, _tree_map, _unflatten
 from chainrule.func_vmap import functional_call, stack_module_state, vmap
 
 __all__ = ["grad", "grad_and_value", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd",
-           "hessian", "hvp", "vmap", "functional_call", "stack_module_state"]
+           "hessian", "hvp", "linearize", "vmap", "functional_call", "stack_module_state",
+           "replace_all_batch_norm_modules_"]
 
 _GRAD = "grad_and_value(f)(*args)"
 _VJP = "vjp(f, *primals)"
@@ -448,6 +449,40 @@ def jvp(func: Callable, primals: tuple, tangents: tuple, *, strict: bool = False
         return result + (tr.finish(tr.aux),) if has_aux else result
 
 
+def linearize(func: Callable, *primals: Any) -> tuple:
+    """``(func(*primals), jvp_fn)``: ``jvp_fn(*tangents)`` is J @ tangents at ``primals``,
+    pushed through one recorded VJP graph that every call reuses."""
+    api = "linearize(func, *primals)"
+    p_leaves, p_spec = _flatten(primals)
+    for p in p_leaves:
+        if not isinstance(p, Tensor):
+            raise RuntimeError(f"{api}: Expected primals to only contain Tensors, got {type(p)}")
+        _check_floating("primal", p)
+    with _Trace(func, primals, {}, tuple(range(len(primals))), False, api) as tr:
+        outs, out_spec = tr.outputs(api)
+        lin = _Linear(outs, tr.inputs, tr.scope)
+        output = tr.finish(tr.out)
+    metas = [(p.shape, p.device, p.dtype) for p in p_leaves]
+
+    def jvp_fn(*tangents: Any) -> Any:
+        t_leaves, t_spec = _flatten(tangents)
+        if t_spec != p_spec:
+            raise RuntimeError(f"Expected the tangents {_spec_str(t_spec)} to have the same "
+                               f"argspec as the primals {_spec_str(p_spec)}")
+        for idx, (t, meta) in enumerate(zip(t_leaves, metas)):
+            for what, mine, theirs in zip(("shape", "device", "dtype"), meta,
+                                          (t.shape, t.device, t.dtype)):
+                if mine != theirs:
+                    raise RuntimeError(
+                        f"tangent:{idx} with {what} {theirs} in flattened pytree doesn't match "
+                        f"the {what} {mine} of the corresponding primal."
+                    )
+        jv = lin.push(list(range(len(t_leaves))), t_leaves, False)
+        return _unflatten(out_spec, [j.detach() for j in jv])
+
+    return output, jvp_fn
+
+
 def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False, *,
            randomness: str = "error", chunk_size: int | None = None) -> Callable:
     """A function returning the Jacobian of ``func``: the JVPs of every input element at once,
@@ -562,3 +597,15 @@ def hvp(func: Callable, primals: Any, tangents: Any = None) -> tuple:
         hv = [h if create else h.detach() for h in hv]
         value = tr.finish(tr.out)
         return (value, hv[0]) if single else (value, tuple(hv))
+
+
+def replace_all_batch_norm_modules_(root: Any) -> Any:
+    """Batch norm without running statistics, in place, in ``root`` and every submodule (so that
+    vmap over a batch norm needs no in-place update of shared buffers); returns ``root``."""
+    from chainrule.nn.modules.normalization import _BatchNorm
+
+    for module in root.modules():
+        if isinstance(module, _BatchNorm) and module.track_running_stats:
+            module.running_mean = module.running_var = module.num_batches_tracked = None
+            module.track_running_stats = False
+    return root

@@ -564,3 +564,61 @@ def test_transforms_compose_with_each_other_like_torch() -> None:
         return a, b, cc
 
     close(compose(F, cr, c(xa), c(ua)), compose(torch.func, torch, t(xa), t(ua)))
+
+
+# ---- linearize and replace_all_batch_norm_modules_ ----------------------------------------------
+
+def test_linearize_matches_torch_and_finite_differences():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((3, 4)), rng.standard_normal(4)
+
+    def f(a, b):
+        return {"s": (a.sin() * b).sum(0), "p": a @ b.exp()}
+
+    out, jvp_fn = F.linearize(f, cr.tensor(x), cr.tensor(y))
+    t_out, t_jvp_fn = torch.func.linearize(f, torch.tensor(x), torch.tensor(y))
+    for k in out:
+        np.testing.assert_allclose(out[k].numpy(), t_out[k].numpy(), rtol=1e-12)
+    for _ in range(2):  # the recorded graph serves every call
+        u, v = rng.standard_normal((3, 4)), rng.standard_normal(4)
+        got = jvp_fn(cr.tensor(u), cr.tensor(v))
+        want = t_jvp_fn(torch.tensor(u), torch.tensor(v))
+        for k in got:
+            np.testing.assert_allclose(got[k].numpy(), want[k].numpy(), rtol=1e-10, atol=1e-12)
+        eps = 1e-6  # and a central difference along (u, v)
+        hi, lo = f(cr.tensor(x + eps * u), cr.tensor(y + eps * v)), f(cr.tensor(x - eps * u),
+                                                                    cr.tensor(y - eps * v))
+        np.testing.assert_allclose(got["p"].numpy(), (hi["p"] - lo["p"]).numpy() / (2 * eps),
+                                   rtol=1e-6, atol=1e-8)
+
+
+def test_linearize_checks_tangents_as_torch():
+    _, jvp_fn = F.linearize(lambda a: a * 2, cr.zeros(3, 4, dtype=cr.float64))
+    with pytest.raises(RuntimeError, match=r"tangent:0 with shape .*\[2, 4\].* doesn't match the "
+                                           r"shape .*\[3, 4\]"):
+        jvp_fn(cr.zeros(2, 4, dtype=cr.float64))
+    with pytest.raises(RuntimeError, match="tangent:0 with dtype .*float32.* doesn't match"):
+        jvp_fn(cr.zeros(3, 4))
+    with pytest.raises(RuntimeError, match="to have the same argspec as the primals"):
+        jvp_fn(cr.zeros(3, 4, dtype=cr.float64), cr.zeros(3, 4, dtype=cr.float64))
+
+
+def test_replace_all_batch_norm_modules_drops_running_stats_of_batch_norms_only():
+    model = cr.nn.Sequential(cr.nn.Linear(3, 3), cr.nn.BatchNorm1d(3),
+                             cr.nn.Sequential(cr.nn.BatchNorm1d(3)),
+                             cr.nn.InstanceNorm1d(3, track_running_stats=True))
+    assert F.replace_all_batch_norm_modules_(model) is model
+    for bn in (model[1], model[2][0]):
+        assert not bn.track_running_stats
+        assert bn.running_mean is None and bn.running_var is None
+        assert bn.num_batches_tracked is None
+    # instance norm is not a batch norm (as in torch): its statistics stay
+    assert model[3].track_running_stats and model[3].running_mean is not None
+    from chainrule.nn.modules.batchnorm import _BatchNorm, _NormBase
+
+    assert not isinstance(model[3], _BatchNorm) and isinstance(model[3], _NormBase)
+    x = cr.randn(5, 3)
+    model.train()
+    y = model[1](x)  # batch statistics, nothing to update
+    np.testing.assert_allclose(y.mean(0).detach().numpy(), 0, atol=1e-6)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from chainrule.nn.modules.normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm
+from chainrule.nn.modules.normalization import (  # noqa: F401  (torch's private bases, re-exported)
+    BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm, _NormBase)
 from chainrule.nn.modules.sync_batchnorm import SyncBatchNorm
-
-_NormBase = _BatchNorm
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from chainrule.nn.modules.normalization import _BatchNorm
+from chainrule.nn.modules.normalization import _NormBase
 from chainrule.nn.normalization import instance_norm
 from chainrule.tensor import Tensor
 
 __all__ = ["InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d"]
 
 
-class _InstanceNorm(_BatchNorm):
+class _InstanceNorm(_NormBase):
     """The parameters and buffers of batch norm; the statistics of each (sample, channel)."""
 
     _spatial = 1

@@ -16,8 +16,8 @@ from chainrule.tensor import Tensor
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm"]
 
 
-class _BatchNorm(Module):
-    """Per-channel normalisation with batch statistics in training and running ones in eval."""
+class _NormBase(Module):
+    """The parameters and running-statistics buffers shared by batch and instance norm."""
 
     _version = 2
 
@@ -68,6 +68,15 @@ class _BatchNorm(Module):
     def _check_input_dim(self, input: Tensor) -> None:
         raise NotImplementedError
 
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class _BatchNorm(_NormBase):
+    """Per-channel normalisation with batch statistics in training and running ones in eval."""
+
     def forward(self, input: Tensor) -> Tensor:
         """Normalize each channel; in training also update the running statistics."""
         self._check_input_dim(input)
@@ -84,11 +93,6 @@ class _BatchNorm(Module):
             self.running_var if use_stats else None,
             self.weight, self.bias, bn_training, factor, self.eps,
         )
-
-    def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, bias={self.bias is not None}, "
-                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
