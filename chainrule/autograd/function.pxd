@@ -27,7 +27,7 @@ cdef class Op(Function):
 
 
 @cython.locals(ctx=Function)
-cpdef object _apply(object cls, tuple args, dict kwargs)
+cpdef object _apply(type cls, tuple args, dict kwargs)
 @cython.locals(t=TensorBase)
 cdef tuple _values(tuple args)
 @cython.locals(t=TensorBase)

@@ -169,7 +169,7 @@ class Function:
 
 def _apply(cls, args, kwargs):
     """Function.apply's body (a C function when compiled, with ``ctx`` a C struct)."""
-    ctx = cls.__new__(cls)
+    ctx = cls.__new__(cls)  # compiled: the type slot, directly
     ctx._saved = ()  # None once a backward has freed it
     ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
     ctx._retained = ctx._tensor_args = ctx._materialize_grads = ctx.site = None

@@ -9,7 +9,7 @@ from chainrule.devices import np
 from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.amp import autocast_mode as _amp
-from chainrule.autograd.function import Op
+from chainrule.autograd.function import Op, _apply
 from chainrule.batching import is_batched
 from chainrule.kernels import kernels_for
 from chainrule.ops import either
@@ -550,13 +550,13 @@ def copy_value(input: Tensor, src) -> Tensor:
 
 # ---- public functions ---------------------------------------------------------------------------
 def _unary_fn(op, name: str, doc: str):
-    apply = op.apply  # bound once: this runs on every x.exp()
-
+    # (``_apply(op, args, None)`` is ``op.apply(*args)``, called directly: this runs on every
+    # x.exp())
     def fn(input: Tensor) -> Tensor:
         if (type(input) is Tensor or isinstance(input, Tensor)) and (
                 input._data.dtype.kind in _dt.FLOAT_KINDS):
-            return apply(input)
-        return apply(_float_input(input, name))
+            return _apply(op, (input,), None)
+        return _apply(op, (_float_input(input, name),), None)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = doc
