@@ -174,11 +174,37 @@ def setitem(target, key, value) -> None:
         copy_(target, value)  # the whole of a 0-d tensor
         return
     if is_basic(key):
+        grad = state.grad_enabled
+        if not (grad and (target._requires_grad or _requires_grad(value))) and (
+                _write_region(target, key, value, grad)):
+            return
         view = getitem(target, key)
         if view._base is not None:
             copy_(view, value)
             return
     apply_inplace(target, index_assign, key, value)
+
+
+def _write_region(target, key, value, grad: bool) -> bool:
+    """``target[key] = value`` with no graph to record (``copy_`` of the region's view without
+    building the view): NumPy writes into the region, broadcasting and casting as ``copy_``.
+    False, having written nothing, where ``copy_`` must decide (other devices, a mismatch)."""
+    data = target._data
+    src = value._data if isinstance(value, TensorBase) else value
+    if not devices.is_array(data) or (devices.is_array(src) and type(src) is not type(data)):
+        return False
+    _check_writable(target, False, grad)
+    try:
+        region = data[key]
+        if not devices.is_array(region):
+            return False  # (an integer key on a 1-d tensor: NumPy gives a scalar, not a view)
+        if devices.is_array(src):
+            _check_overlap(region, src)
+        region[...] = src
+    except (ValueError, TypeError, IndexError):
+        return False
+    target._bump_version()
+    return True
 
 
 # ---- the pieces ---------------------------------------------------------------------------------
@@ -221,6 +247,8 @@ def _check_overlap(out, src) -> None:
         return
     if not (out.flags.c_contiguous and src.flags.c_contiguous):
         return  # torch does not decide these either
+    if type(out) is np.ndarray and type(src) is np.ndarray and not np.may_share_memory(out, src):
+        return  # apart (NumPy's bounds check, without reading both addresses)
     a, b = devices.data_address(out), devices.data_address(src)
     if a < b + src.nbytes and b < a + out.nbytes and (a != b or out.nbytes != src.nbytes):
         raise RuntimeError(_PARTIAL_OVERLAP)

@@ -183,6 +183,20 @@ class Cat(Op):
         return (None,) + tuple(g[lead + (slice(b[i], b[i + 1]),)] for i in range(len(b) - 1))
 
 
+class Stack(Op):
+    """y = [x₁, x₂, ...] joined along a new dim;  each input gets its slice of the gradient"""
+
+    @staticmethod
+    def forward(ctx, axis, *xs):
+        ctx.axis = axis
+        return np.stack(xs, axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        lead = (slice(None),) * ctx.axis
+        return (None,) + tuple(g[lead + (i,)] for i in range(g.shape[ctx.axis]))
+
+
 class Split(Op):
     """(y₁, y₂, ...) = x cut along a dim;  the gradients are joined back (zeros where unused)"""
 
@@ -624,7 +638,12 @@ def stack(tensors, dim: int = 0) -> Tensor:
                 f"{list(t._data.shape)} at entry {i}"
             )
     d = normalize_dim(dim, len(ref) + 1, "stack")
-    return cat([unsqueeze(t, d) for t in tensors], d)
+    dt = tensors[0]._data.dtype
+    if any(t._data.dtype != dt for t in tensors):
+        target = _dt.result_type(*[t._data for t in tensors])
+        tensors = [t if t._data.dtype == target else t.to(_dt.from_numpy_dtype(target))
+                   for t in tensors]
+    return Stack.apply(d, *tensors)
 
 
 def hstack(tensors) -> Tensor:
