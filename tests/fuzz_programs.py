@@ -45,6 +45,24 @@ import chainrule as cr  # noqa: E402
 
 LAYOUTS = ("contiguous", "contiguous", "transposed", "permuted", "expanded", "sliced", "offset")
 POLY_SHAPES = ((), (0,), (3,), (2, 3), (4, 1), (2, 0, 3), (2, 3, 4), (1, 3))
+# ops whose result among exactly equal values is each library's own choice (torch documents no
+# order for them: which index topk/kthvalue/median/sort report, so where the gradient goes):
+# they get inputs without ties (fresh or pooled leaves of a continuous domain, never expanded)
+TIE_SENSITIVE = frozenset({"topk", "Tensor.topk", "kthvalue", "median", "nanmedian", "sort",
+                           "Tensor.sort", "argsort", "msort"})
+TIE_FREE_DOMAINS = ("real", "any", "positive", "small", "nonint", "unit", "above1", "prob")
+# ops not differentiable where two operands are the same tensor (dist(x, x) = 0 is the norm's
+# kink, whose second derivative torch gives as NaN): their operands are different values
+DISTINCT_OPERANDS = frozenset({"dist"})
+# ops whose outputs hold the float type's extremes (nan_to_num: ±finfo.max): they are not fed
+# to later steps, where overflow depends on each library's order of operations (torch's
+# hardswish(3.4e38) is inf: x·6/6)
+EXTREME_OUTPUTS = frozenset({"nan_to_num", "Tensor.nan_to_num"})
+# torch 2.13's CPU kernels that read some layouts wrongly: torch gets contiguous copies (its
+# gradient still flows to the original leaves), chainrule the layout the program drew.
+# median/nanmedian with dim read an expanded (stride 0) input out of bounds; batch_norm's
+# backward takes a strided weight's memory as contiguous (both checked in tests/test_defects.py)
+TORCH_CONTIGUOUS = frozenset({"median", "nanmedian", "torch.batch_norm"})
 INTERNAL = (AttributeError, IndexError, KeyError, ZeroDivisionError, UnboundLocalError,
             NameError, AssertionError, RecursionError, SystemError, MemoryError)
 
@@ -133,21 +151,24 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
     values: list[dict] = []  # pool: {"ref", "shape", "dtype", "float", "grad"}
     steps: list[dict] = []
 
-    def leaf(shape, domain="real", want_grad=True, mixed=False) -> list:
+    def leaf(shape, domain="real", want_grad=True, mixed=False, tie_free=False) -> list:
         kind = "bool" if domain == "bool" else dtype
         if kind != "bool" and mixed and c.boolean(0.15):
             kind = "float32" if kind == "float64" else "float64"  # mixed dtypes: promotion
-        lay = c.choice(LAYOUTS)
+        lay = c.choice([la for la in LAYOUTS if la != "expanded"] if tie_free else LAYOUTS)
         grad = kind != "bool" and want_grad and c.boolean(0.85)
         leaves.append({"shape": list(shape), "dtype": kind, "layout": lay, "domain": domain,
                        "seed": c.integer(0, 2**31 - 1), "grad": grad})
         ref = ["leaf", len(leaves) - 1]
-        values.append({"ref": ref, "shape": tuple(shape), "float": kind != "bool", "grad": grad})
+        values.append({"ref": ref, "shape": tuple(shape), "float": kind != "bool", "grad": grad,
+                       "tie_free": domain in TIE_FREE_DOMAINS and lay != "expanded"})
         return ref
 
-    def pooled(shape=None, float_only=True):
+    def pooled(shape=None, float_only=True, tie_free=False, avoid=()):
         cands = [v for v in values if (not float_only or v["float"])
-                 and (shape is None or v["shape"] == tuple(shape))]
+                 and (shape is None or v["shape"] == tuple(shape))
+                 and (not tie_free or v.get("tie_free")) and v["ref"] not in avoid
+                 and not v.get("extreme")]
         return c.choice(cands) if cands else None
 
     n_steps = c.integer(1, max_steps)
@@ -179,12 +200,15 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
                     v = pooled(partner) if c.boolean(0.5) and dom in ("real", "any") else None
                     args.append(v["ref"] if v else leaf(partner, dom, mixed=True))
         else:
+            tie_free = spec.name in TIE_SENSITIVE
             for s, dom, d in zip(shapes, doms, diff):
                 if s == R.SCALAR:
                     args.append(["scalar", 1.5])
                     continue
-                v = pooled(s) if d and c.boolean(0.4) and dom in ("real", "any") else None
-                args.append(v["ref"] if v else leaf(s, dom, want_grad=d))
+                avoid = args if spec.name in DISTINCT_OPERANDS else ()
+                v = pooled(s, tie_free=tie_free, avoid=avoid) if d and c.boolean(0.4) and \
+                    dom in ("real", "any") else None
+                args.append(v["ref"] if v else leaf(s, dom, want_grad=d, tie_free=tie_free))
         step = {"entry": e.index, "name": spec.name, "case": case, "args": args}
         if c.boolean(0.15):
             step["hook"] = c.choice(["scale", "observe", "retain"])
@@ -193,7 +217,8 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
         # the outputs' shapes are known only by running: the pool gets placeholders that the
         # generator may use where any shape goes (unary, first binary operand)
         values.append({"ref": ["step", j, 0], "shape": None, "float": spec.out == "same",
-                       "grad": spec.grad and spec.torch_grad})
+                       "grad": spec.grad and spec.torch_grad,
+                       "extreme": spec.name in EXTREME_OUTPUTS})
     for v in values:
         if v["shape"] is None:
             v["shape"] = ()  # (unknown: never matched by shape)
@@ -303,6 +328,8 @@ def run_program(prog: dict, m) -> dict:
             shapes_i, kw_i = divmod(step["case"], len(spec.kwargs))
             kw = spec.kwargs[kw_i]
             args = [resolve(a) for a in step["args"]]
+            if is_torch and spec.name in TORCH_CONTIGUOUS:
+                args = [a.contiguous() if hasattr(a, "contiguous") else a for a in args]
             fn = spec.torch_op if is_torch else spec.op
             try:
                 result = fn(*args, **kw)

@@ -445,3 +445,23 @@ def test_zero_gradients_stay_zero_under_an_infinite_upstream_gradient(name, fn, 
 def test_elu_family_gradient_at_nan_and_infinities_matches_torch(name):
     _same_grads(lambda m, t: getattr(m.nn.functional, name)(t),
                 np.array([-math.inf, math.inf, -1.0, math.nan, 0.0]))
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "nearest", "midpoint"])
+def test_quantile_with_infinities_and_overflow_matches_torch(interpolation):
+    """lower/higher/nearest pick a value (an infinity stays one, was NaN); linear and midpoint
+    interpolate from the nearer end as torch's lerp (so overflow goes the same way)."""
+    inf = math.inf
+    rows = [[-inf, -inf, 1.0, inf, inf], [-1.7e308, 1.7e308, 0.0, 0.0, 0.0],
+            [-inf, 2.0, 3.0, 4.0, 5.0]]
+    for q in (0.0, 0.1, 0.3, 0.5, 0.9, 1.0):
+        for name in ("quantile", "nanquantile"):
+            got = getattr(cr, name)(cr.tensor(rows, dtype=cr.float64), q, dim=1,
+                                    interpolation=interpolation).numpy()
+            want = getattr(torch, name)(torch.tensor(rows, dtype=torch.float64), q, dim=1,
+                                        interpolation=interpolation).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-12)  # (NaN where torch's is NaN)
+    x = cr.tensor([[0.3, -1.2, 2.5, 0.7], [1.1, 0.4, -0.6, 2.2]], dtype=cr.float64,
+                  requires_grad=True)
+    assert cr.autograd.gradcheck(lambda t: cr.quantile(t, 0.3, dim=1,
+                                                       interpolation=interpolation), (x,))
