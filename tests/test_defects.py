@@ -465,3 +465,66 @@ def test_quantile_with_infinities_and_overflow_matches_torch(interpolation):
                   requires_grad=True)
     assert cr.autograd.gradcheck(lambda t: cr.quantile(t, 0.3, dim=1,
                                                        interpolation=interpolation), (x,))
+
+
+@pytest.mark.parametrize("red", ["amax", "amin"])
+@pytest.mark.parametrize("how", ["index_reduce", "scatter_reduce"])
+def test_reduce_excluding_self_gives_the_sources_their_whole_gradient(red, how):
+    """include_self=False: an input value equal to the result was not reduced, so the source
+    that won takes the whole gradient (torch 2.13 counts the input among the winners and gives
+    the source half: checked here against finite differences and against torch computing the
+    same function as include_self=True over an input filled with ∓inf where written)."""
+    sign = 1.0 if red == "amax" else -1.0
+    x0 = np.array([[1.0, 0.3], [2.0, -0.4], [5.0, 0.9]]) * sign
+    s0 = np.array([[0.0, 0.1], [0.0, 0.2], [5.0, 0.9]]) * sign  # s[2] ties x[2], not s[0]
+    fill = -math.inf if red == "amax" else math.inf
+
+    def run(m, x, s, include_self):
+        if how == "index_reduce":
+            return m.index_reduce(x, 0, m.tensor([2, 0, 2]), s, red, include_self=include_self)
+        return m.scatter_reduce(x, 0, m.tensor([[2, 2], [0, 0], [2, 2]]), s, red,
+                                include_self=include_self)
+
+    x = cr.tensor(x0, requires_grad=True)
+    s = cr.tensor(s0, requires_grad=True)
+    run(cr, x, s, False).sum().backward()
+    np.testing.assert_array_equal(s.grad.numpy(), [[0, 0], [1, 1], [1, 1]])
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 0], [1, 1], [0, 0]])
+    tx = torch.tensor(x0, requires_grad=True)
+    ts = torch.tensor(s0, requires_grad=True)
+    filled = (tx.index_fill(0, torch.tensor([2, 0]), fill) if how == "index_reduce" else
+              tx.scatter(0, torch.tensor([[2, 2], [0, 0], [2, 2]]), fill))
+    run(torch, filled, ts, True).sum().backward()
+    np.testing.assert_array_equal(s.grad.numpy(), ts.grad.numpy())
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    assert cr.autograd.gradcheck(lambda a, b: run(cr, a, b, False),
+                                 (cr.tensor(x0, requires_grad=True),
+                                  cr.tensor(s0, requires_grad=True)))
+
+
+def test_batch_norm_with_a_strided_weight_as_torch_with_a_contiguous_one():
+    """torch 2.13's CPU batch_norm backward reads a strided weight's memory as contiguous
+    (wrong input gradient); chainrule's equals torch's with the weight made contiguous."""
+    rng = np.random.default_rng(0)
+    x0, w0, b0 = rng.standard_normal((4, 3)), rng.standard_normal(6), rng.standard_normal(3)
+    out = []
+    for m, contiguous in ((cr, False), (torch, True)):
+        x = m.tensor(x0, requires_grad=True)
+        wb = m.tensor(w0, requires_grad=True)
+        w = wb[::2].contiguous() if contiguous else wb[::2]
+        y = m.batch_norm(x, w, m.tensor(b0), None, None, True, 0.1, 1e-5, False)
+        (y * m.tensor(x0[::-1].copy())).sum().backward()
+        out.append((y.detach().numpy(), x.grad.numpy(), wb.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["median", "nanmedian"])
+def test_median_of_an_expanded_input_as_torch_of_a_contiguous_one(name):
+    """torch 2.13's CPU median/nanmedian over a dim of an expanded (stride 0) input reads out of
+    bounds; chainrule's equals torch's on a contiguous copy."""
+    base = np.array([[1.5, -2.0, 0.25, 4.0]])
+    for dim in (0, 1):
+        got = getattr(cr, name)(cr.tensor(base).expand(3, 4), dim)
+        want = getattr(torch, name)(torch.tensor(base).expand(3, 4).contiguous(), dim)
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
