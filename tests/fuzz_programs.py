@@ -56,10 +56,16 @@ TIE_FREE_DOMAINS = ("real", "any", "positive", "small", "nonint", "unit", "above
 # ops not differentiable where two operands are the same tensor (dist(x, x) = 0 is the norm's
 # kink, whose second derivative torch gives as NaN): their operands are different values
 DISTINCT_OPERANDS = frozenset({"dist"})
-# ops whose outputs hold the float type's extremes (nan_to_num: ±finfo.max): they are not fed
-# to later steps, where overflow depends on each library's order of operations (torch's
-# hardswish(3.4e38) is inf: x·6/6)
-EXTREME_OUTPUTS = frozenset({"nan_to_num", "Tensor.nan_to_num"})
+# ops whose outputs are not fed to later steps: nan_to_num's hold the float type's extremes
+# (±finfo.max), where overflow depends on each library's order of operations (torch's
+# hardswish(3.4e38) is inf: x·6/6); softshrink's zeros have the sign torch's vector width gives
+# them (-0.0 for -0.3 in a scalar loop, +0.0 in a vectorized one), which 1/x turns into ±inf
+UNFED_OUTPUTS = frozenset({"nan_to_num", "Tensor.nan_to_num", "softshrink"})
+# ops whose gradient at NaN torch leaves to its vector width (hardswish: NaN in 16-element
+# float64 chunks, the incoming gradient in the scalar tail; hardshrink/softshrink: 0, then the
+# incoming gradient): they get fresh inputs of their own domain, never pooled values (which may
+# hold NaN)
+NAN_GRADIENT_VARIES = frozenset({"F.hardswish", "hardshrink", "softshrink"})
 # torch 2.13's CPU kernels that read some layouts wrongly: torch gets contiguous copies (its
 # gradient still flows to the original leaves), chainrule the layout the program drew.
 # median/nanmedian with dim read an expanded (stride 0) input out of bounds; batch_norm's
@@ -170,7 +176,7 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
         cands = [v for v in values if (not float_only or v["float"])
                  and (shape is None or v["shape"] == tuple(shape))
                  and (not tie_free or v.get("tie_free")) and v["ref"] not in avoid
-                 and not v.get("extreme")]
+                 and not v.get("unfed")]
         return c.choice(cands) if cands else None
 
     n_steps = c.integer(1, max_steps)
@@ -184,7 +190,8 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
                 for k in range(len(shapes))]
         args = []
         if e.kind == "unary":
-            v = pooled() if c.boolean(0.6) and doms[0] in ("real", "any", "special") else None
+            v = pooled() if c.boolean(0.6) and doms[0] in ("real", "any", "special") and \
+                spec.name not in NAN_GRADIENT_VARIES else None
             args.append(v["ref"] if v else leaf(c.choice(POLY_SHAPES), doms[0]))
         elif e.kind == "binary":
             for k, (s, dom) in enumerate(zip(shapes, doms)):
@@ -220,7 +227,7 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
         # generator may use where any shape goes (unary, first binary operand)
         values.append({"ref": ["step", j, 0], "shape": None, "float": spec.out == "same",
                        "grad": spec.grad and spec.torch_grad,
-                       "extreme": spec.name in EXTREME_OUTPUTS})
+                       "unfed": spec.name in UNFED_OUTPUTS})
     for v in values:
         if v["shape"] is None:
             v["shape"] = ()  # (unknown: never matched by shape)

@@ -528,3 +528,20 @@ def test_median_of_an_expanded_input_as_torch_of_a_contiguous_one(name):
         got = getattr(cr, name)(cr.tensor(base).expand(3, 4), dim)
         want = getattr(torch, name)(torch.tensor(base).expand(3, 4).contiguous(), dim)
         np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+
+
+@pytest.mark.parametrize("name", ["hardshrink", "softshrink"])
+def test_shrink_keeps_nan_as_torch(name):
+    """hardshrink/softshrink of NaN is NaN (was 0); the gradient is 0 at NaN (torch's vectorized
+    loop; its scalar tail passes the gradient) and as torch's elsewhere."""
+    fn = getattr(F, name)
+    a = np.array([math.nan, -math.inf, math.inf, -0.7, -0.5, -0.2, 0.0, 0.3, 0.5, 2.0])
+    got = fn(cr.tensor(a), 0.5).numpy()
+    want = getattr(torch.nn.functional, name)(torch.tensor(a), 0.5).numpy()
+    np.testing.assert_array_equal(got, want)
+    _same_grads(lambda m, t: getattr(m.nn.functional, name)(t, 0.5), a[1:])
+    x = cr.tensor(a, requires_grad=True)
+    fn(x, 0.5).sum().backward()
+    assert x.grad[0].item() == 0.0
+    away = cr.tensor([-0.7, -0.2, 0.3, 2.0], dtype=cr.float64, requires_grad=True)  # (kinks)
+    assert cr.autograd.gradgradcheck(lambda t: fn(t, 0.5) * t, (away,))
