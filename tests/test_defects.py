@@ -545,3 +545,22 @@ def test_shrink_keeps_nan_as_torch(name):
     assert x.grad[0].item() == 0.0
     away = cr.tensor([-0.7, -0.2, 0.3, 2.0], dtype=cr.float64, requires_grad=True)  # (kinks)
     assert cr.autograd.gradgradcheck(lambda t: fn(t, 0.5) * t, (away,))
+
+
+@pytest.mark.parametrize("name", ["i0", "special.i0e", "special.i1", "special.i1e"])
+def test_modified_bessel_at_nan_infinities_and_large_arguments_as_torch(name):
+    """i0(NaN) raised ValueError; i0e/i1e overflowed to NaN from |x| ≈ 710 (computed as
+    I(x)·e^(-|x|)) and were NaN at ±inf: now scaled gates, with the asymptotic series for
+    |x| > 500."""
+    def fn(m):
+        return getattr(m.special, name.split(".")[1]) if "." in name else getattr(m, name)
+
+    a = np.array([math.nan, math.inf, -math.inf, 0.0, -2.5, 499.0, 501.0, 712.0, -800.0, 1e4,
+                  -1e7, 3e300])
+    for dt in ("float64", "float32"):
+        got = fn(cr)(cr.tensor(a, dtype=getattr(cr, dt))).numpy()
+        want = fn(torch)(torch.tensor(a, dtype=getattr(torch, dt))).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-13 if dt == "float64" else 1e-6)
+    _same_grads(lambda m, t: fn(m)(t), a[4:10])
+    x = cr.tensor([0.4, -1.3, 3.0, 12.0, -600.0], dtype=cr.float64, requires_grad=True)
+    assert cr.autograd.gradcheck(fn(cr), (x,)) and cr.autograd.gradgradcheck(fn(cr), (x,))
