@@ -304,9 +304,32 @@ def _decode(d: dict) -> np.ndarray:
     return np.asarray(vals, dtype=np.float64 if dt.kind == "f" else dt).reshape(d["shape"])
 
 
-def run_program(prog: dict, m) -> dict:
-    """Run ``prog`` with module ``m`` (chainrule or torch); every observation JSON-encoded."""
+def _anchored(t, seen: dict, torch, rtol: float, atol: float):
+    """``t`` (a torch step output) carrying the values chainrule computed for it (``seen``, as
+    observed), its graph kept: t + (chainrule's - t).detach(), where :func:`compare` finds the
+    two equal; ``t`` itself elsewhere (a real difference is reported at its own step)."""
+    want = _decode(seen)
+    if want.shape != tuple(t.shape) or not t.dtype.is_floating_point or \
+            str(t.dtype).split(".")[-1] != seen["dtype"]:
+        return t
+    w = torch.from_numpy(want.astype(seen["dtype"]))
+    scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=1.0))
+    close = torch.isclose(t.detach(), w, rtol=rtol, atol=atol * scale) & torch.isfinite(w)
+    if not bool(close.any()):
+        return t
+    return t + torch.where(close, w - t.detach(), torch.zeros_like(w))
+
+
+def run_program(prog: dict, m, anchor: dict | None = None) -> dict:
+    """Run ``prog`` with module ``m`` (chainrule or torch); every observation JSON-encoded.
+
+    ``anchor`` (torch only): chainrule's observations of the same program. Each step then gets,
+    from earlier steps, the values chainrule computed (where the two agree within rounding),
+    torch's graph kept (:func:`_anchored`): each op is compared on the same inputs, and
+    rounding is not amplified from step to step (1/x of a float32 value near 0, floor of a
+    value an ulp from an integer)."""
     is_torch = m is not cr
+    anchored: dict = {}
     obs: dict = {"steps": [], "error": None, "grads": {}, "retained": {}}
 
     def tensor_of(a, grad):
@@ -328,7 +351,15 @@ def run_program(prog: dict, m) -> dict:
             return leaf_vals[ref[1]]
         if ref[0] == "scalar":
             return float(ref[1])
-        return outs[ref[1]][ref[2]]
+        t = outs[ref[1]][ref[2]]
+        if anchor is None or t is None or ref[1] >= len(anchor["steps"]):
+            return t
+        key = (ref[1], ref[2])
+        if key not in anchored:
+            seen = anchor["steps"][ref[1]]
+            anchored[key] = _anchored(t, seen[ref[2]], m, *_tolerances(prog)) \
+                if ref[2] < len(seen) and "data" in seen[ref[2]] else t
+        return anchored[key]
 
     stage = "forward"
     try:
@@ -436,14 +467,16 @@ def _close(a: dict, b: dict, rtol: float, atol: float, none_is_zero: bool = Fals
     return None if np.array_equal(x, y) else "values differ"
 
 
+def _tolerances(prog: dict) -> tuple[float, float]:
+    """(rtol, atol relative to the reference's largest finite magnitude) for ``prog``."""
+    if prog["dtype"] == "float32" or any(leaf["dtype"] == "float32" for leaf in prog["leaves"]):
+        return 2e-3, 2e-4
+    return 1e-6, 1e-9
+
+
 def compare(got: dict, want: dict, prog: dict, exact: bool = False) -> list[str]:
     """The differences between two observations of ``prog`` (chainrule's, the reference's)."""
-    if exact:
-        rtol, atol = 0.0, 0.0
-    elif prog["dtype"] == "float32" or any(leaf["dtype"] == "float32" for leaf in prog["leaves"]):
-        rtol, atol = 2e-3, 2e-4
-    else:
-        rtol, atol = 1e-6, 1e-9
+    rtol, atol = (0.0, 0.0) if exact else _tolerances(prog)
     diffs = []
     ge, we = got["error"], want["error"]
     n = min(len(got["steps"]), len(want["steps"]))
@@ -560,7 +593,7 @@ def check(prog: dict, torch, worker: EngineWorker | None = None) -> tuple[str, l
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = run_program(prog, cr)
-        want = run_program(prog, torch)
+        want = run_program(prog, torch, anchor=got)
     diffs = compare(got, want, prog)
     verdict = classify(got, want, diffs)
     if worker is not None and worker.available:
