@@ -466,9 +466,22 @@ def _bessel_i_array(n: int, x, scaled: bool = False):
         out = (e * np.cos(n * t)).mean(-1)
         if not scaled:
             out = out * np.exp(np.abs(a))
-    if n % 2:
-        out = np.where(a == 0, 0.0, out)  # odd orders vanish exactly at 0
+    small = np.abs(a) < 1.0  # the power series there (the rule's I₁ loses digits near 0)
+    if small.any():
+        near = _bessel_i_series(n, np.where(small, a, 0.0))
+        out = np.where(small, near * np.exp(-np.abs(a)) if scaled else near, out)
     return _like(out, x)
+
+
+def _bessel_i_series(n: int, a):
+    """Iₙ(x) = Σₖ (x/2)^(2k+n) / (k! (k+n)!) for |x| < 1 (twelve terms: float64 accuracy)."""
+    h = a / 2
+    term = h if n % 2 else np.ones_like(a)
+    total = term
+    for k in range(1, 12):
+        term = term * h * h / (k * (k + n))
+        total = total + term
+    return total
 
 
 def _scaled_bessel_i_asymptotic(n: int, a):
@@ -499,8 +512,13 @@ class BesselI0(Op):
         return g * (BesselI1.apply(x) if isinstance(x, TensorBase) else _bessel_i_array(1, x))
 
 
+def _tiny(a):
+    """|a| <= eps of its dtype, or NaN: where I₁'s gradient is taken as ½ (torch's test)."""
+    return ~(np.abs(a) > np.finfo(a.dtype).eps)
+
+
 class BesselI1(Op):
-    """y = I₁(x);  dy/dx = I₀(x) - I₁(x)/x  (½ at x = 0)"""
+    """y = I₁(x);  dy/dx = I₀(x) - I₁(x)/x  (½ where |x| <= eps and at NaN, as torch's)"""
 
     @staticmethod
     def forward(ctx, x):
@@ -511,9 +529,9 @@ class BesselI1(Op):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        i0 = BesselI0.apply(x) if isinstance(x, TensorBase) else _bessel_i_array(0, x)
-        at0 = either.data(x) == 0
-        safe = either.where(at0, 1.0, x)
+        at0 = _tiny(either.data(x))
+        safe = either.where(at0, 1.0, x)  # (the unused branch finite: 0·NaN nowhere)
+        i0 = BesselI0.apply(safe) if isinstance(x, TensorBase) else _bessel_i_array(0, safe)
         return g * either.where(at0, 0.5, i0 - y / safe)
 
 
@@ -540,7 +558,8 @@ class ScaledBesselI0(Op):
 
 
 class ScaledBesselI1(Op):
-    """y = e^(-|x|) I₁(x);  dy/dx = e^(-|x|) I₀(x) - y/x - sign(x)·y  (½ at x = 0)"""
+    """y = e^(-|x|) I₁(x);  dy/dx = e^(-|x|) I₀(x) - y/x - sign(x)·y  (½ where |x| <= eps and
+    at NaN, as torch's)"""
 
     @staticmethod
     def forward(ctx, x):
@@ -551,11 +570,11 @@ class ScaledBesselI1(Op):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         tensor = isinstance(x, TensorBase)
-        y = ScaledBesselI1.apply(x) if tensor else _bessel_i_array(1, x, True)
-        i0e = ScaledBesselI0.apply(x) if tensor else _bessel_i_array(0, x, True)
-        at0 = either.data(x) == 0
-        safe = either.where(at0, 1.0, x)
-        return g * either.where(at0, 0.5, i0e - y / safe - either.sign(x) * y)
+        at0 = _tiny(either.data(x))
+        safe = either.where(at0, 1.0, x)  # (the unused branch finite: 0·NaN nowhere)
+        y = ScaledBesselI1.apply(safe) if tensor else _bessel_i_array(1, safe, True)
+        i0e = ScaledBesselI0.apply(safe) if tensor else _bessel_i_array(0, safe, True)
+        return g * either.where(at0, 0.5, i0e - y / safe - either.sign(safe) * y)
 
 
 def _i_fn(n: int, scaled: bool, name: str):
