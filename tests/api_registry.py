@@ -9,7 +9,9 @@ are unique only up to signs (svd, eigh) are called through sign-invariant produc
 
 from __future__ import annotations
 
-from op_registry import DOMAINS, OpSpec, add
+import math
+
+from op_registry import DOMAINS, OpSpec, add, torch_module
 
 DOMAINS.setdefault("unit", lambda rng, s: rng.uniform(-0.9, 0.9, s))      # inside (-1, 1)
 DOMAINS.setdefault("above1", lambda rng, s: rng.uniform(1.2, 3.0, s))     # acosh
@@ -225,12 +227,37 @@ add(OpSpec("masked_scatter", lambda m, x, s: m.masked_scatter(
     x, _t(m, [[True, False, True, False]] * 3), s), None, (((3, 4), (8,)),), tags=("index",)))
 add(OpSpec("put", lambda m, x, s, **kw: m.put(x, _t(m, [5, 0, 5]), s, **kw), None,
            (((3, 4), (3,)),), kwargs=({"accumulate": True},), tags=("index",)))
+
+
+def _torch_excluding_self(red: str, fill, reduce_fn):
+    """torch's amax/amin with ``include_self=False``, computed as ``include_self=True`` on an
+    input whose written places hold ∓inf (``fill(x, value)``): torch 2.13's own gradient counts
+    an input value equal to the result among the winners though it was not reduced, and so
+    halves the sources' share (tests/test_defects.py checks chainrule's with gradcheck)."""
+    if red not in ("amax", "amin"):
+        return None
+
+    def call(x, s, include_self=True):
+        if include_self:
+            return reduce_fn(torch_module(), x, s, red)
+        return reduce_fn(torch_module(), fill(x, -math.inf if red == "amax" else math.inf), s,
+                         red)
+    return call
+
+
+def _scatter_reduce(m, x, s, red, **kw):
+    return m.scatter_reduce(x, 0, _t(m, [[0, 1, 0, 2], [0, 1, 2, 2]]), s, red, **kw)
+
+
 for _red in ("sum", "mean", "prod", "amax", "amin"):
     add(OpSpec(f"scatter_reduce({_red})",
-               lambda m, x, s, _r=_red, **kw: m.scatter_reduce(
-                   x, 0, _t(m, [[0, 1, 0, 2], [0, 1, 2, 2]]), s, _r, **kw),
+               lambda m, x, s, _r=_red, **kw: _scatter_reduce(m, x, s, _r, **kw),
                None, (((3, 4), (2, 4)),), "positive" if _red == "prod" else "real",
-               kwargs=({}, {"include_self": False}), tags=("index",)))
+               kwargs=({}, {"include_self": False}), tags=("index",),
+               torch_call=_torch_excluding_self(
+                   _red, lambda x, v: x.scatter(0, _t(torch_module(), [[0, 1, 0, 2],
+                                                                     [0, 1, 2, 2]]), v),
+                   _scatter_reduce)))
 
 # ---- matrix products and linear algebra ---------------------------------------------------------
 add(OpSpec("addmm", _by("addmm"), None, (((2, 4), (2, 3), (3, 4)), ((4,), (2, 3), (3, 4))),
@@ -342,7 +369,10 @@ for _red in ("prod", "mean", "amax", "amin"):
     add(OpSpec(f"index_reduce({_red})",
                lambda m, x, s, _r=_red, **kw: m.index_reduce(x, 0, _t(m, [2, 0, 2]), s, _r, **kw),
                None, (((3, 4), (3, 4)),), "positive" if _red == "prod" else "real",
-               kwargs=({}, {"include_self": False}), tags=("index",)))
+               kwargs=({}, {"include_self": False}), tags=("index",),
+               torch_call=_torch_excluding_self(
+                   _red, lambda x, v: x.index_fill(0, _t(torch_module(), [2, 0, 2]), v),
+                   lambda m, x, s, r: m.index_reduce(x, 0, _t(m, [2, 0, 2]), s, r))))
 add(OpSpec("as_strided", _by("as_strided", (3, 3), (1, 2), 1), None, X,
            tags=("index", "storage")))
 # torch's gradient for as_strided_scatter's input does not zero the written places (torch

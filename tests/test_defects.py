@@ -445,3 +445,131 @@ def test_zero_gradients_stay_zero_under_an_infinite_upstream_gradient(name, fn, 
 def test_elu_family_gradient_at_nan_and_infinities_matches_torch(name):
     _same_grads(lambda m, t: getattr(m.nn.functional, name)(t),
                 np.array([-math.inf, math.inf, -1.0, math.nan, 0.0]))
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "nearest", "midpoint"])
+def test_quantile_with_infinities_and_overflow_matches_torch(interpolation):
+    """lower/higher/nearest pick a value (an infinity stays one, was NaN); linear and midpoint
+    interpolate from the nearer end as torch's lerp (so overflow goes the same way)."""
+    inf = math.inf
+    rows = [[-inf, -inf, 1.0, inf, inf], [-1.7e308, 1.7e308, 0.0, 0.0, 0.0],
+            [-inf, 2.0, 3.0, 4.0, 5.0]]
+    for q in (0.0, 0.1, 0.3, 0.5, 0.9, 1.0):
+        for name in ("quantile", "nanquantile"):
+            got = getattr(cr, name)(cr.tensor(rows, dtype=cr.float64), q, dim=1,
+                                    interpolation=interpolation).numpy()
+            want = getattr(torch, name)(torch.tensor(rows, dtype=torch.float64), q, dim=1,
+                                        interpolation=interpolation).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-12)  # (NaN where torch's is NaN)
+    x = cr.tensor([[0.3, -1.2, 2.5, 0.7], [1.1, 0.4, -0.6, 2.2]], dtype=cr.float64,
+                  requires_grad=True)
+    assert cr.autograd.gradcheck(lambda t: cr.quantile(t, 0.3, dim=1,
+                                                       interpolation=interpolation), (x,))
+
+
+@pytest.mark.parametrize("red", ["amax", "amin"])
+@pytest.mark.parametrize("how", ["index_reduce", "scatter_reduce"])
+def test_reduce_excluding_self_gives_the_sources_their_whole_gradient(red, how):
+    """include_self=False: an input value equal to the result was not reduced, so the source
+    that won takes the whole gradient (torch 2.13 counts the input among the winners and gives
+    the source half: checked here against finite differences and against torch computing the
+    same function as include_self=True over an input filled with ∓inf where written)."""
+    sign = 1.0 if red == "amax" else -1.0
+    x0 = np.array([[1.0, 0.3], [2.0, -0.4], [5.0, 0.9]]) * sign
+    s0 = np.array([[0.0, 0.1], [0.0, 0.2], [5.0, 0.9]]) * sign  # s[2] ties x[2], not s[0]
+    fill = -math.inf if red == "amax" else math.inf
+
+    def run(m, x, s, include_self):
+        if how == "index_reduce":
+            return m.index_reduce(x, 0, m.tensor([2, 0, 2]), s, red, include_self=include_self)
+        return m.scatter_reduce(x, 0, m.tensor([[2, 2], [0, 0], [2, 2]]), s, red,
+                                include_self=include_self)
+
+    x = cr.tensor(x0, requires_grad=True)
+    s = cr.tensor(s0, requires_grad=True)
+    run(cr, x, s, False).sum().backward()
+    np.testing.assert_array_equal(s.grad.numpy(), [[0, 0], [1, 1], [1, 1]])
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 0], [1, 1], [0, 0]])
+    tx = torch.tensor(x0, requires_grad=True)
+    ts = torch.tensor(s0, requires_grad=True)
+    filled = (tx.index_fill(0, torch.tensor([2, 0]), fill) if how == "index_reduce" else
+              tx.scatter(0, torch.tensor([[2, 2], [0, 0], [2, 2]]), fill))
+    run(torch, filled, ts, True).sum().backward()
+    np.testing.assert_array_equal(s.grad.numpy(), ts.grad.numpy())
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    assert cr.autograd.gradcheck(lambda a, b: run(cr, a, b, False),
+                                 (cr.tensor(x0, requires_grad=True),
+                                  cr.tensor(s0, requires_grad=True)))
+
+
+def test_batch_norm_with_a_strided_weight_as_torch_with_a_contiguous_one():
+    """torch 2.13's CPU batch_norm backward reads a strided weight's memory as contiguous
+    (wrong input gradient); chainrule's equals torch's with the weight made contiguous."""
+    rng = np.random.default_rng(0)
+    x0, w0, b0 = rng.standard_normal((4, 3)), rng.standard_normal(6), rng.standard_normal(3)
+    out = []
+    for m, contiguous in ((cr, False), (torch, True)):
+        x = m.tensor(x0, requires_grad=True)
+        wb = m.tensor(w0, requires_grad=True)
+        w = wb[::2].contiguous() if contiguous else wb[::2]
+        y = m.batch_norm(x, w, m.tensor(b0), None, None, True, 0.1, 1e-5, False)
+        (y * m.tensor(x0[::-1].copy())).sum().backward()
+        out.append((y.detach().numpy(), x.grad.numpy(), wb.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["median", "nanmedian"])
+def test_median_of_an_expanded_input_as_torch_of_a_contiguous_one(name):
+    """torch 2.13's CPU median/nanmedian over a dim of an expanded (stride 0) input reads out of
+    bounds; chainrule's equals torch's on a contiguous copy."""
+    base = np.array([[1.5, -2.0, 0.25, 4.0]])
+    for dim in (0, 1):
+        got = getattr(cr, name)(cr.tensor(base).expand(3, 4), dim)
+        want = getattr(torch, name)(torch.tensor(base).expand(3, 4).contiguous(), dim)
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+
+
+@pytest.mark.parametrize("name", ["hardshrink", "softshrink"])
+def test_shrink_keeps_nan_as_torch(name):
+    """hardshrink/softshrink of NaN is NaN (was 0); the gradient is 0 at NaN (torch's vectorized
+    loop; its scalar tail passes the gradient) and as torch's elsewhere."""
+    fn = getattr(F, name)
+    a = np.array([math.nan, -math.inf, math.inf, -0.7, -0.5, -0.2, 0.0, 0.3, 0.5, 2.0])
+    got = fn(cr.tensor(a), 0.5).numpy()
+    want = getattr(torch.nn.functional, name)(torch.tensor(a), 0.5).numpy()
+    np.testing.assert_array_equal(got, want)
+    _same_grads(lambda m, t: getattr(m.nn.functional, name)(t, 0.5), a[1:])
+    x = cr.tensor(a, requires_grad=True)
+    fn(x, 0.5).sum().backward()
+    assert x.grad[0].item() == 0.0
+    away = cr.tensor([-0.7, -0.2, 0.3, 2.0], dtype=cr.float64, requires_grad=True)  # (kinks)
+    assert cr.autograd.gradgradcheck(lambda t: fn(t, 0.5) * t, (away,))
+
+
+@pytest.mark.parametrize("name", ["i0", "special.i0e", "special.i1", "special.i1e"])
+def test_modified_bessel_at_nan_infinities_and_large_arguments_as_torch(name):
+    """i0(NaN) raised ValueError; i0e/i1e overflowed to NaN from |x| ≈ 710 (computed as
+    I(x)·e^(-|x|)) and were NaN at ±inf: now scaled gates, with the asymptotic series for
+    |x| > 500; i1 lost digits near 0 (13% off at 3e-16): the power series below 1; I₁'s
+    gradient is ½ at NaN and |x| <= eps with a finite second derivative, as torch's."""
+    def fn(m):
+        return getattr(m.special, name.split(".")[1]) if "." in name else getattr(m, name)
+
+    a = np.array([math.nan, math.inf, -math.inf, 0.0, -2.5, 499.0, 501.0, 712.0, -800.0, 1e4,
+                  -1e7, 3e300, 3e-16, -1e-8, 1e-3, 0.999, 1.001])
+    for dt in ("float64", "float32"):
+        got = fn(cr)(cr.tensor(a, dtype=getattr(cr, dt))).numpy()
+        want = fn(torch)(torch.tensor(a, dtype=getattr(torch, dt))).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-13 if dt == "float64" else 1e-6)
+    _same_grads(lambda m, t: fn(m)(t), a[4:10])
+    x = cr.tensor([0.4, -1.3, 3.0, 12.0, -600.0], dtype=cr.float64, requires_grad=True)
+    assert cr.autograd.gradcheck(fn(cr), (x,)) and cr.autograd.gradgradcheck(fn(cr), (x,))
+    out = []
+    for m in (cr, torch):  # at NaN and 0: the first and second derivatives as torch's
+        t = m.tensor([math.nan, 0.0, 1.5], dtype=m.float64, requires_grad=True)
+        (g,) = m.autograd.grad(fn(m)(t).sum(), t, create_graph=True)
+        (gg,) = m.autograd.grad(g.sum(), t)
+        out.append((g.detach().numpy(), gg.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -61,3 +61,62 @@ def test_the_fuzzer_notices_a_wrong_gradient(monkeypatch):
                         staticmethod(lambda ctx, g: backward(ctx, g) * 1.001))
     verdict, diffs = FP.check(prog, torch)
     assert verdict == "mismatch" and any(d.startswith("grad 0") for d in diffs), diffs
+
+
+def test_the_special_cases_name_catalog_entries():
+    """The fuzzer's per-op rules (tie-free inputs, torch's layout bugs, ...) name real entries
+    (a renamed entry would silently lose its rule)."""
+    names = {FP.R.REGISTRY[e.index].name for e in ENTRIES}
+    for rule in (FP.TIE_SENSITIVE, FP.ZERO_VARIANCE_NOISE, FP.DISTINCT_OPERANDS,
+                 FP.UNFED_OUTPUTS, FP.NAN_GRADIENT_VARIES, FP.TORCH_CONTIGUOUS):
+        assert rule <= names, rule - names
+
+
+def test_tie_sensitive_ops_get_inputs_without_ties():
+    special = FP.TIE_SENSITIVE | FP.ZERO_VARIANCE_NOISE
+    seen = 0
+    for seed in range(3000):
+        prog = FP.generate(FP.RandomChooser(seed), ENTRIES)
+        for step in prog["steps"]:
+            if step["name"] not in special:
+                continue
+            for ref in step["args"]:
+                assert ref[0] in ("leaf", "scalar"), step
+                if ref[0] == "leaf":
+                    leaf = prog["leaves"][ref[1]]
+                    assert leaf["layout"] != "expanded", (step, leaf)
+                    assert leaf["domain"] in FP.TIE_FREE_DOMAINS, (step, leaf)
+                    seen += 1
+    assert seen > 50
+
+
+def _two_step_program():
+    def index(name):
+        return next(e.index for e in ENTRIES if FP.R.REGISTRY[e.index].name == name)
+
+    return {"dtype": "float64", "double": False, "loss_seed": 1, "leaves": [
+        {"shape": [2, 3], "dtype": "float64", "layout": "transposed", "domain": "real",
+         "seed": 3, "grad": True}],
+        "steps": [{"entry": index("exp"), "name": "exp", "case": 0, "args": [["leaf", 0]]},
+                  {"entry": index("sin"), "name": "sin", "case": 0, "args": [["step", 0, 0]]}]}
+
+
+def test_torch_runs_on_chainrules_values_but_a_wrong_step_is_still_reported(monkeypatch):
+    """Torch's steps take chainrule's values from earlier steps (where equal within the
+    tolerance): a wrong forward value is reported at its own step, a wrong backward of an
+    earlier step in the gradient."""
+    from chainrule.ops import elementwise
+
+    prog = _two_step_program()
+    assert FP.check(prog, torch)[0] == "ok"
+    forward, backward = elementwise.Exp.forward, elementwise.Exp.backward
+    with monkeypatch.context() as mp:
+        mp.setattr(elementwise.Exp, "forward",
+                   staticmethod(lambda ctx, x: forward(ctx, x) * 1.001))
+        verdict, diffs = FP.check(prog, torch)
+        assert verdict == "mismatch" and any(d.startswith("step 0 (exp)") for d in diffs), diffs
+    with monkeypatch.context() as mp:
+        mp.setattr(elementwise.Exp, "backward",
+                   staticmethod(lambda ctx, g: backward(ctx, g) * 1.001))
+        verdict, diffs = FP.check(prog, torch)
+        assert verdict == "mismatch" and any(d.startswith("grad 0") for d in diffs), diffs

@@ -290,10 +290,27 @@ def _check(input: Any, fn: str) -> None:
                         f"{type(input).__name__}")
 
 
+class Shrink(Op):
+    """hardshrink: y = x where |x| > λ, else 0; softshrink: y = x ∓ λ there, else 0 (NaN stays
+    NaN);  dy/dx = 1 where |x| > λ, else 0 (0 at NaN, as torch's)"""
+
+    @staticmethod
+    def forward(ctx, x, lambd, soft):
+        ctx.save_for_backward(x)
+        ctx.lambd = lambd
+        inside = (x >= -lambd) & (x <= lambd)
+        return np.where(inside, 0.0, x - np.sign(x) * lambd if soft else x).astype(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return either.where(either.abs(x) > ctx.lambd, g, 0.0), None, None
+
+
 def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     """y = x where |x| > λ, else 0."""
     _check(input, "hardshrink")
-    return where((input > lambd) | (input < -lambd), input, 0.0)
+    return Shrink.apply(input, lambd, False)
 
 
 def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
@@ -302,7 +319,7 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     if lambd < 0:
         raise RuntimeError(f"softshrink: lambda must be greater or equal to 0, but found to be "
                            f"{lambd}.")
-    return where(input > lambd, input - lambd, where(input < -lambd, input + lambd, 0.0))
+    return Shrink.apply(input, lambd, True)
 
 
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:

@@ -219,7 +219,13 @@ def _quantile(input: Tensor, q, dim, keepdim: bool, interpolation: str, ignore_n
             w = xp.where(hi > lo, 0.5, 0.0)
         else:
             w = pos - lo
-        v = vlo + (vhi - vlo) * wrap(w.astype(x._data.dtype))
+        if interpolation in ("lower", "higher", "nearest"):
+            v = vlo  # the value itself (no arithmetic: an infinity stays one, as torch)
+        else:  # torch's lerp, from the nearer end (so infinities and overflow go as torch's)
+            from chainrule.ops.binary import where
+
+            wt = wrap(w.astype(x._data.dtype))
+            v = where(wrap(w < 0.5), vlo + (vhi - vlo) * wt, vhi - (vhi - vlo) * (1 - wt))
         if ignore_nan:
             v = v.masked_fill(wrap(count == 0), float("nan"))
         elif xp.isnan(x._data).any():

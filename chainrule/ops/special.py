@@ -392,16 +392,52 @@ def _bessel_i_array(n: int, x, scaled: bool = False):
     integrand converges geometrically, 64 + 2|x| points reach float64 accuracy. ``scaled``:
     e^(-|x|) Iₙ(x), computed without overflow."""
     a = _cpu(x).astype(np.float64)
-    m = int(64 + 2 * min(float(np.max(np.abs(a), initial=0.0)), 2000.0))
+    big = np.abs(a) > 500.0  # (the asymptotic series there, where the rule needs more points)
+    if big.any():
+        out = _bessel_i_array(n, np.where(big, 0.0, a), scaled).astype(np.float64)
+        far = _scaled_bessel_i_asymptotic(n, a)
+        if not scaled:
+            with np.errstate(over="ignore"):
+                far = far * np.exp(np.abs(a))
+        return _like(np.where(big, far, out), x)
+    m = int(64 + 2 * min(float(np.max(np.abs(a), initial=0.0, where=~np.isnan(a))),
+                         2000.0))  # (NaN stays NaN below)
     t = (np.arange(m) + 0.5) * (np.pi / m)  # the midpoint rule, same spectral accuracy
     with np.errstate(all="ignore"):
         e = np.exp(np.multiply.outer(a, np.cos(t)) - np.abs(a)[..., None])
         out = (e * np.cos(n * t)).mean(-1)
         if not scaled:
             out = out * np.exp(np.abs(a))
-    if n % 2:
-        out = np.where(a == 0, 0.0, out)  # odd orders vanish exactly at 0
+    small = np.abs(a) < 1.0  # the power series there (the rule's I₁ loses digits near 0)
+    if small.any():
+        near = _bessel_i_series(n, np.where(small, a, 0.0))
+        out = np.where(small, near * np.exp(-np.abs(a)) if scaled else near, out)
     return _like(out, x)
+
+
+def _bessel_i_series(n: int, a):
+    """Iₙ(x) = Σₖ (x/2)^(2k+n) / (k! (k+n)!) for |x| < 1 (twelve terms: float64 accuracy)."""
+    h = a / 2
+    term = h if n % 2 else np.ones_like(a)
+    total = term
+    for k in range(1, 12):
+        term = term * h * h / (k * (k + n))
+        total = total + term
+    return total
+
+
+def _scaled_bessel_i_asymptotic(n: int, a):
+    """e^(-|x|) Iₙ(x) for large |x|: (2π|x|)^(-1/2) Σₖ (-1)ᵏ Πⱼ≤ₖ (4n² - (2j-1)²) / (k! (8|x|)ᵏ)
+    (eight terms: float64 accuracy from |x| = 500; 0 at ±inf, odd orders signed as x)."""
+    ax = np.abs(a)
+    with np.errstate(all="ignore"):
+        term, total = np.ones_like(ax), np.ones_like(ax)
+        for k in range(1, 9):
+            term = -term * (4.0 * n * n - (2 * k - 1) ** 2) / (k * 8.0 * ax)
+            total = total + term
+        out = total / np.sqrt(2 * np.pi * ax)
+    out = np.where(np.isinf(ax), 0.0, out)
+    return np.sign(a) * out if n % 2 else out
 
 
 class BesselI0(Op):
@@ -418,8 +454,13 @@ class BesselI0(Op):
         return g * (BesselI1.apply(x) if isinstance(x, TensorBase) else _bessel_i_array(1, x))
 
 
+def _tiny(a):
+    """|a| <= eps of its dtype, or NaN: where I₁'s gradient is taken as ½ (torch's test)."""
+    return ~(np.abs(a) > np.finfo(a.dtype).eps)
+
+
 class BesselI1(Op):
-    """y = I₁(x);  dy/dx = I₀(x) - I₁(x)/x  (½ at x = 0)"""
+    """y = I₁(x);  dy/dx = I₀(x) - I₁(x)/x  (½ where |x| <= eps and at NaN, as torch's)"""
 
     @staticmethod
     def forward(ctx, x):
@@ -430,9 +471,9 @@ class BesselI1(Op):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        i0 = BesselI0.apply(x) if isinstance(x, TensorBase) else _bessel_i_array(0, x)
-        at0 = either.data(x) == 0
-        safe = either.where(at0, 1.0, x)
+        at0 = _tiny(either.data(x))
+        safe = either.where(at0, 1.0, x)  # (the unused branch finite: 0·NaN nowhere)
+        i0 = BesselI0.apply(safe) if isinstance(x, TensorBase) else _bessel_i_array(0, safe)
         return g * either.where(at0, 0.5, i0 - y / safe)
 
 
@@ -441,15 +482,49 @@ def i0(input: Tensor) -> Tensor:
     return BesselI0.apply(_float(input, "i0"))
 
 
+class ScaledBesselI0(Op):
+    """y = e^(-|x|) I₀(x);  dy/dx = e^(-|x|) I₁(x) - sign(x)·y (no overflow for large |x|)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _bessel_i_array(0, x, True)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        tensor = isinstance(x, TensorBase)
+        y = ScaledBesselI0.apply(x) if tensor else _bessel_i_array(0, x, True)
+        i1e = ScaledBesselI1.apply(x) if tensor else _bessel_i_array(1, x, True)
+        return g * (i1e - either.sign(x) * y)
+
+
+class ScaledBesselI1(Op):
+    """y = e^(-|x|) I₁(x);  dy/dx = e^(-|x|) I₀(x) - y/x - sign(x)·y  (½ where |x| <= eps and
+    at NaN, as torch's)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _bessel_i_array(1, x, True)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        tensor = isinstance(x, TensorBase)
+        at0 = _tiny(either.data(x))
+        safe = either.where(at0, 1.0, x)  # (the unused branch finite: 0·NaN nowhere)
+        y = ScaledBesselI1.apply(safe) if tensor else _bessel_i_array(1, safe, True)
+        i0e = ScaledBesselI0.apply(safe) if tensor else _bessel_i_array(0, safe, True)
+        return g * either.where(at0, 0.5, i0e - y / safe - either.sign(safe) * y)
+
+
 def _i_fn(n: int, scaled: bool, name: str):
     def fn(input: Tensor) -> Tensor:
         x = _float(input, name)
-        if n == 0 and not scaled:
-            return BesselI0.apply(x)
-        if n == 1 and not scaled:
-            return BesselI1.apply(x)
-        i = BesselI0.apply(x) if n == 0 else BesselI1.apply(x)
-        return i * either.exp(-either.abs(x))
+        if n == 0:
+            return ScaledBesselI0.apply(x) if scaled else BesselI0.apply(x)
+        return ScaledBesselI1.apply(x) if scaled else BesselI1.apply(x)
 
     fn.__name__ = name
     fn.__doc__ = f"{'e^(-|x|) · ' if scaled else ''}I{n}(x), the modified Bessel function."
