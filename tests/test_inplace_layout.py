@@ -266,3 +266,18 @@ def test_a_tensor_of_its_own_grows_into_new_memory_the_old_elements_first():
     assert x.reshape(-1)[:6].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     x[1, 4] = 7.0  # its own memory, writable
     assert x[1, 4].item() == 7.0
+
+
+def test_as_strided_storage_offsets_are_absolute_as_torchs():
+    """torch's storage_offset counts from the start of the memory a view shares with its base
+    (None: the input's own); chainrule used to count from the input's first element, a silent
+    difference for views."""
+    out = []
+    for m in (cr, torch):
+        v = m.arange(12.0)[4:]
+        out.append((m.as_strided(v, (2,), (1,)).tolist(), m.as_strided(v, (2,), (1,), 5).tolist(),
+                    v.as_strided((2,), (1,), 4).tolist(),
+                    m.as_strided_scatter(v, m.zeros(2), (2,), (1,), 6).tolist()))
+    assert out[0] == out[1]
+    with pytest.raises(RuntimeError, match=r"as_strided\(\): storage offset 0 lies before"):
+        cr.as_strided(cr.arange(12.0)[4:], (2,), (1,), 0)  # torch reads the base there
