@@ -249,6 +249,18 @@ class TensorBase:
         _late.inplace.refresh_view(self)
 
 
+def storage_of(t):
+    """The flat memory ``t``'s array lies in, where as_strided_, resize_ or set_ gave it a layout
+    over a larger one (``t._storage``); None otherwise, or once ``t`` holds other memory."""
+    mem = getattr(t, "_storage", None)
+    if mem is None:
+        return None
+    start = devices.data_address(t._data) - devices.data_address(mem)
+    if 0 <= start <= mem.nbytes and devices.device_of(mem) == devices.device_of(t._data):
+        return mem
+    return None
+
+
 def init_leaf(t: TensorBase, data) -> None:
     """Fill a new (sub)class instance as a leaf around ``data``; ``wrap`` below is the same for
     plain Tensors, kept separate because it runs once per op."""
@@ -460,10 +472,24 @@ class Tensor(TensorBase):
 
     def storage_offset(self) -> int:
         base = self._base
-        if base is None:
-            return 0
-        start = devices.data_address(self._data) - devices.data_address(base._data)
+        holder = self if base is None else base
+        mem = storage_of(holder)
+        if mem is None:
+            if base is None:
+                return 0
+            mem = base._data
+        start = devices.data_address(self._data) - devices.data_address(mem)
         return start // self._data.dtype.itemsize
+
+    def is_set_to(self, tensor) -> bool:
+        """The same memory seen the same way: start, shape, strides, dtype and device."""
+        a, b = self._data, tensor._data
+        if a is b:
+            return True
+        return (type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape
+                and getattr(a, "strides", None) == getattr(b, "strides", None)
+                and devices.device_of(a) == devices.device_of(b)
+                and devices.data_address(a) == devices.data_address(b) != 0)
 
     def data_ptr(self) -> int:
         return devices.data_address(self._data)

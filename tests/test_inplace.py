@@ -44,8 +44,11 @@ class Case:
     require grad in the gradient scenarios, integer and bool arrays stay index/mask tensors."""
 
     def __init__(self, dom="real", shape=(3,), *args, dtype="float64", grad=True, torch_grad=True,
-                 gradgrad=True, tracked=True, **kwargs) -> None:
+                 gradgrad=True, tracked=True, leaf_error=None, **kwargs) -> None:
         self.dom, self.shape, self.args, self.kwargs = dom, shape, args, kwargs
+        # the error on a leaf that requires grad, where it is not the in-place one (resize_)
+        self.leaf_error = leaf_error or ("leaf Variable that requires grad is being used in an "
+                                         "in-place operation.")
         self.dtype, self.grad, self.torch_grad, self.gradgrad = dtype, grad, torch_grad, gradgrad
         # tracked=False: torch does not record the op at all (logical_*_: the gradient flows as
         # if nothing had changed, a silent wrong result); chainrule records it (zero gradient)
@@ -129,6 +132,14 @@ CASES.update({
     "swapdims_": Case("real", (2, 3), 0, 1),
     "squeeze_": Case("real", (3, 1), 1),
     "unsqueeze_": Case("real", (3,), 0),
+    # layout and memory (more in test_inplace_layout.py); the size lists stay lists
+    "as_strided_": Case("real", (3,), [2, 2], [1, 1], storage_offset=0),
+    "resize_": Case("real", (3,), [2], gradgrad=False,
+                    leaf_error="cannot resize variables that require grad"),
+    "resize_as_": Case("real", (3,), T("real", (1, 2)), gradgrad=False,
+                       leaf_error="cannot resize variables that require grad"),
+    # torch has no derivative for set_: backward through it raises (compared)
+    "set_": Case("real", (3,), T("real", (2,)), gradgrad=False),
 })
 for _n in ("eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less", "less_equal",
            "not_equal"):
@@ -259,8 +270,7 @@ def test_inplace_method_matches_torch(name: str, mode: str) -> None:
     if mode == "plain":
         assert ours["version"] == 1 and ours["same"]
     if mode == "leaf":
-        assert ours["error"][1].endswith("leaf Variable that requires grad is being used in an "
-                                         "in-place operation.")
+        assert ours["error"][1].endswith(case.leaf_error)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in CASES.items()

@@ -199,6 +199,7 @@ class GradScaler:
         scale._data = xp.asarray(xp.where(found, backed, xp.where(
             grow & xp.isfinite(grown), grown, s)), dtype="float32")
         tracker._data = xp.asarray(xp.where(found | grow, 0, clean), dtype="int32")
+        scale._bump_version()  # (torch 2.13 moves the scale's version on, not the tracker's)
 
     # ---- queries and state -----------------------------------------------------------------------
     def get_scale(self) -> float:

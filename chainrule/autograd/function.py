@@ -382,8 +382,8 @@ def _version_error(node, now: int, version: int, what) -> str:
     ``node``) found at version ``now`` instead of ``version``."""
     import re
 
-    def short(fn) -> str:  # torch names the node without its "Backward0"
-        return re.sub(r"Backward\d*$", "", fn.name())
+    def short(fn) -> str:  # torch names the node without "Backward0" ("AsStridedBackward1":
+        return re.sub(r"Backward0?$", "", fn.name()).replace("Backward", "")  # "AsStrided1")
 
     if type(what) is int:
         shape, np_dtype = node._outs[what]

@@ -21,7 +21,7 @@ from chainrule.ops import either
 from chainrule.ops.elementwise import copy_value
 from chainrule.ops.index import getitem, index_assign, is_basic, normalize_index
 from chainrule.ops.shape import normalize_dim
-from chainrule.tensor import TensorBase, late as _late, wrap
+from chainrule.tensor import TensorBase, late as _late, storage_of, wrap
 
 __all__ = ["apply_inplace", "overwrite", "setitem", "METHODS", "CopySlices", "replay_view"]
 
@@ -208,9 +208,10 @@ def _write_region(target, key, value, grad: bool) -> bool:
 
 
 # ---- the pieces ---------------------------------------------------------------------------------
-def _check_writable(target, graph: bool, grad: bool) -> None:
+def _check_writable(target, graph: bool, grad: bool, writes: bool = True) -> None:
     """torch's refusals: in-place on a leaf that requires grad (or a view of one), on a view
-    made in no_grad mode with grad mode on, on one of several views returned by one op."""
+    made in no_grad mode with grad mode on, on one of several views returned by one op (and,
+    when the op ``writes`` the memory, on read-only memory)."""
     base = target._base
     if base is not None and grad:
         chain = target._view
@@ -227,6 +228,8 @@ def _check_writable(target, graph: bool, grad: bool) -> None:
             raise RuntimeError(_VIEW_OF_LEAF)
     if graph and target._grad_fn is None and target._requires_grad:
         raise RuntimeError(_LEAF)
+    if not writes:
+        return
     data = target._data
     if isinstance(data, np.ndarray) and not data.flags.writeable:
         if 0 in data.strides and data.size > 1:
@@ -735,6 +738,321 @@ _SHAPE_METHODS = {"t_": "t", "transpose_": "transpose", "swapaxes_": "swapaxes",
                   "swapdims_": "swapdims", "squeeze_": "squeeze", "unsqueeze_": "unsqueeze"}
 
 
+# ---- in-place changes of layout and memory: as_strided_, resize_, resize_as_, set_ -----------
+# chainrule has no Storage objects: a tensor's "storage" is its base's memory for a view, its own
+# array otherwise; offsets count elements from its start. Like as_strided, these read that
+# memory in its logical order and refuse it where that is not its memory order (not contiguous).
+class AsStridedView(Op):
+    """y = the elements of x (x contiguous) at offset + Σ iₖ·strideₖ, sharing x's memory;  the
+    gradient adds g back at those places (repeats add up)"""
+
+    is_view = True
+
+    def name(self) -> str:
+        return "AsStridedBackward1"  # torch's name for the node
+
+    @staticmethod
+    def forward(ctx, x, size, stride, offset):
+        ctx.shape, ctx.geometry = x.shape, (size, stride, offset)
+        return _strided(x, size, stride, offset)
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        size, stride, offset = ctx.geometry
+        raw = either.data(g)
+        pos = devices.asarray_on(_positions(size, stride, offset).reshape(-1), raw)
+        numel = 1
+        for n in ctx.shape:
+            numel *= n
+        flat = either.index_put((numel,), (pos,), either.reshape(g, (-1,)))
+        return either.reshape(flat, tuple(ctx.shape)), None, None, None
+
+
+def _strided(x, size, stride, offset):
+    """The array of ``size`` whose element i is x's (x in its logical order) at offset +
+    Σ iₖ·strideₖ: a view of x's memory where x is contiguous (read-only where a stride-0
+    dim repeats elements, as torch refuses to write there)."""
+    flat = devices.xp_of(x).ascontiguousarray(x).reshape(-1)  # x's own memory if contiguous
+    step = flat.dtype.itemsize
+    strides = tuple(s * step for s in stride)
+    if isinstance(flat, np.ndarray):
+        repeats = any(s == 0 and n > 1 for n, s in zip(size, stride))
+        return np.lib.stride_tricks.as_strided(flat[offset:], size, strides,
+                                               writeable=not repeats)
+    return devices.xp_of(flat).lib.stride_tricks.as_strided(flat[offset:], size, strides)
+
+
+def _positions(size, stride, offset):
+    pos = np.full(tuple(size), offset, np.int64)
+    for d, (n, s) in enumerate(zip(size, stride)):
+        shape = [1] * len(size)
+        shape[d] = n
+        pos = pos + (np.arange(n, dtype=np.int64) * s).reshape(shape)
+    return pos
+
+
+def _ints(values, what: str) -> tuple:
+    import operator
+
+    try:
+        return tuple(operator.index(v) for v in values)
+    except TypeError:
+        raise TypeError(f"{what} must be a tuple of ints, got {values!r}") from None
+
+
+def _check_geometry(size, stride, offset: int, numel: int, itemsize: int) -> None:
+    """torch's checks of a layout over ``numel`` elements of memory."""
+    if len(size) != len(stride):
+        raise RuntimeError("mismatch in length of strides and shape")
+    if any(n < 0 for n in size):
+        raise RuntimeError("numel: integer multiplication overflow")
+    if any(s < 0 for s in stride):
+        raise RuntimeError("as_strided: Negative strides are not supported at the moment, got "
+                           f"strides: {list(stride)}")
+    if offset < 0:
+        raise RuntimeError(f"Tensor: invalid storage offset {offset}")
+    need = offset if 0 in size else offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+    if need > numel:
+        raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+                           f"offset {offset}, and itemsize {itemsize} requiring a storage size of "
+                           f"{need * itemsize} are out of bounds for storage of size "
+                           f"{numel * itemsize}")
+
+
+def _memory_of(t, name: str):
+    """(holder, memory, start): the tensor whose elements ``t``'s memory is read through (its
+    base, or itself), the flat memory holder lies in, and where holder starts in it. Refused
+    where holder's array is not contiguous (its logical order is not its memory order)."""
+    holder = t if t._base is None else t._base
+    data = holder._data
+    if isinstance(data, np.generic):  # a NumPy scalar (0-d results): an array of its own
+        data = holder._data = np.asarray(data)
+    mem = storage_of(holder)
+    if mem is not None:
+        step = data.dtype.itemsize
+        return holder, mem, (devices.data_address(data) - devices.data_address(mem)) // step
+    if data.ndim and not data.flags.c_contiguous:
+        whose = "its base's memory" if holder is not t else "its memory"
+        raise RuntimeError(
+            f"{name}(): the tensor's {whose} (shape {list(data.shape)}, strides "
+            f"{holder.stride()}) is not contiguous: chainrule reads it in its logical order, "
+            "torch in its storage order, and the two differ here; call .contiguous() first")
+    return holder, devices.xp_of(data).ascontiguousarray(data).reshape(-1), 0
+
+
+def _storage_for(source):
+    """The memory ``set_(source)`` gives a tensor: the memory source lies in."""
+    holder = source if source._base is None else source._base
+    mem = storage_of(holder)
+    if mem is None and holder is not source and holder._data.flags.c_contiguous:
+        mem = holder._data.reshape(-1)
+    return mem
+
+
+def _restride(t, name: str, size, stride, offset) -> None:
+    """``t`` := the layout ``size``/``stride`` at ``offset`` (None: t's own) of the memory it
+    lies in, sharing it; recorded as an ``as_strided`` of the tensor t is read through (its
+    base for a view) where grad mode and that tensor ask for it."""
+    holder, mem, start = _memory_of(t, name)
+    if offset is None:
+        offset = (devices.data_address(t._data) - devices.data_address(mem)) // \
+            mem.dtype.itemsize if t._data.size else start
+    _check_geometry(size, stride, offset, mem.size, mem.dtype.itemsize)
+    rel = offset - start
+    inside = rel >= 0 and (0 in size or rel + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+                           <= holder._data.size) and (holder._data.ndim == 0
+                                                      or holder._data.flags.c_contiguous)
+    if not inside:
+        if t._base is not None or (state.grad_enabled and t._requires_grad):
+            raise RuntimeError(
+                f"{name}(): the layout (sizes {list(size)}, strides {list(stride)}, offset "
+                f"{offset}) reaches memory outside the elements of the tensor it is read "
+                f"through ({holder._data.size} from offset {start}): chainrule cannot record or "
+                "view it there")
+        t._data = _strided(mem, size, stride, offset)  # no history, no view: memory only
+        t._storage = mem
+        return
+    quiet = any(not step[3] for step in (t._view or ()))  # a no_grad view stays one
+    prev = state.grad_enabled
+    if quiet:
+        state.grad_enabled = False
+    try:
+        view = AsStridedView.apply(holder, size, stride, rel)
+    finally:
+        state.grad_enabled = prev
+    t._data = view._data
+    if t._base is not None:
+        t._view, t._view_src = view._view, view._view_src
+    else:
+        t._storage = mem
+    if view._grad_fn is not None:
+        _rebase(t, view._grad_fn, view._nr)
+
+
+def as_strided_(self, size, stride, storage_offset=None):
+    """self := the view of its memory (its base's, for a view) with ``size`` and ``stride`` at
+    ``storage_offset`` (default: self's own); recorded as an ``as_strided`` of the old value."""
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    grad = state.grad_enabled
+    _check_writable(self, grad and self._requires_grad, grad, writes=False)
+    _restride(self, "as_strided_", size, stride,
+              None if storage_offset is None else int(storage_offset))
+    self._bump_version()
+    return self
+
+
+def _contiguous_strides(size) -> tuple:
+    strides, step = [], 1
+    for n in reversed(size):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def _check_memory_format(memory_format, ndim: int) -> None:
+    """torch's refusals; the layout itself stays contiguous (chainrule keeps its arrays so)."""
+    from chainrule import dtypes
+
+    if memory_format is None or memory_format in (dtypes.contiguous_format,
+                                                  dtypes.legacy_contiguous_format):
+        return
+    if memory_format is dtypes.preserve_format:
+        raise RuntimeError("Unsupported memory formatPreserve")
+    rank = {dtypes.channels_last: 4, dtypes.channels_last_3d: 5}.get(memory_format)
+    if rank is None:
+        raise TypeError(f"resize_(): memory_format must be a chainrule.memory_format, got "
+                        f"{memory_format!r}")
+    if ndim != rank:
+        raise RuntimeError(f"required rank {rank} tensor to use {memory_format.name} format")
+
+
+def resize_(self, *sizes, memory_format=None):
+    """self := the first prod(sizes) elements of its memory from its offset on, contiguous;
+    a larger size gives it new memory, the old elements first, the rest uninitialised. The same
+    size changes nothing (not even the version)."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    size = _ints(sizes, "resize_(): size")
+    if self._requires_grad:
+        raise RuntimeError("cannot resize variables that require grad")
+    _check_memory_format(memory_format, len(size))
+    if any(n < 0 for n in size):
+        raise RuntimeError("numel: integer multiplication overflow")
+    if size == tuple(self._data.shape):
+        return self
+    numel = 1
+    for n in size:
+        numel *= n
+    holder = self if self._base is None else self._base
+    data = holder._data
+    mem = storage_of(holder)
+    room = (mem.size if mem is not None else data.size) - self.storage_offset()
+    contiguous = mem is not None or getattr(data, "ndim", 0) == 0 or data.flags.c_contiguous
+    if numel <= room and contiguous:
+        _restride(self, "resize_", size, _contiguous_strides(size), None)
+    elif self._base is not None:
+        raise RuntimeError(
+            f"resize_(): a view of another tensor cannot grow past the end of its base's "
+            f"memory ({room} elements from its offset, {numel} asked) or lie in memory that "
+            "is not contiguous in chainrule (torch would reallocate the storage they share); "
+            "resize a tensor of its own (.clone()) instead")
+    else:  # new memory, the old elements (its memory's from its offset on) first
+        old = devices.xp_of(self._data).asarray(self._data).reshape(-1) if mem is None else \
+            mem[self.storage_offset():]
+        new = devices.xp_of(old).empty(numel, old.dtype)
+        keep = min(numel, old.size)
+        new[:keep] = old[:keep]
+        self._data = new.reshape(size)
+        self._storage = None
+    self._bump_version()
+    return self
+
+
+def resize_as_(self, the_template, *, memory_format=None):
+    """self.resize_(the_template.shape)."""
+    from chainrule import dtypes
+
+    if memory_format is dtypes.preserve_format:  # the template's format: contiguous here
+        memory_format = None
+    return resize_(self, tuple(the_template.shape), memory_format=memory_format)
+
+
+_C_TYPE_NAMES = {"float64": "double", "float32": "float", "float16": "c10::Half",
+                 "bfloat16": "c10::BFloat16", "int64": "long int", "int32": "int",
+                 "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
+                 "bool": "bool", "complex64": "c10::complex<float>",
+                 "complex128": "c10::complex<double>"}
+
+
+class SetStorage(Op):
+    """y = the memory ``set_`` gave the tensor;  torch has no derivative for set_: backward
+    through it raises torch's error"""
+
+    def name(self) -> str:
+        return "NotImplemented"  # torch's name for the node
+
+    @staticmethod
+    def forward(ctx, x, source, data):
+        return data
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("derivative for set_ is not implemented")
+
+
+def set_(self, source=None, storage_offset=None, size=None, stride=None):
+    """self := source's memory (shape, strides and all), or the layout ``size``/``stride`` at
+    ``storage_offset`` of the memory source lies in (its base's, for a view); ``set_()``: empty.
+    self keeps its own version counter (bumped); the result is not differentiable (torch)."""
+    xp = devices.xp_of(self._data)
+    if source is None:
+        if storage_offset is not None or size is not None or stride is not None:
+            raise TypeError("set_(): a storage_offset, size or stride needs a source tensor")
+        new = xp.empty((0,), self._data.dtype)
+    elif not isinstance(source, TensorBase):
+        raise TypeError("set_(): argument 'source' must be a Tensor (chainrule has no Storage "
+                        f"objects), not {type(source).__name__}")
+    else:
+        have, want = source._data.dtype, self._data.dtype
+        if have != want:
+            raise RuntimeError(f"Could not set tensor of type {_C_TYPE_NAMES.get(have.name, have)}"
+                               f" to a tensor of type {_C_TYPE_NAMES.get(want.name, want)}")
+        if source.device != self.device:
+            raise RuntimeError(f"Attempted to set the storage of a tensor on device "
+                               f'"{self.device}" to a storage on different device '
+                               f'"{source.device}".  This is no longer allowed; the devices must '
+                               "match.")
+        if storage_offset is None and size is None and stride is None:
+            new = source._data
+        else:
+            if storage_offset is None or size is None:
+                raise TypeError("set_(): pass storage_offset and size together (and stride, "
+                                "optionally)")
+            size = _ints(size, "set_(): size")
+            stride = _contiguous_strides(size) if stride is None else _ints(stride,
+                                                                             "set_(): stride")
+            memory = _memory_of(source, "set_")[1]
+            _check_geometry(size, stride, int(storage_offset), memory.size,
+                            memory.dtype.itemsize)
+            new = _strided(memory, size, stride, int(storage_offset))
+    grad = state.grad_enabled
+    graph = grad and (self._requires_grad or _requires_grad(source))
+    _check_writable(self, graph, grad, writes=False)
+    fn = None
+    if graph:
+        out = SetStorage.apply(self, source, new)
+        fn, nr = out._grad_fn, out._nr
+    if self._base is not None:  # self's memory is its base's no more (the counter stays shared)
+        self._base = self._view = self._view_src = None
+    self._data = new
+    self._storage = None if source is None else (
+        memory if storage_offset is not None else _storage_for(source))
+    if fn is not None:
+        _rebase(self, fn, nr)
+    self._bump_version()
+    return self
+
+
 _RANDOM = ["uniform_", "normal_", "random_", "exponential_", "bernoulli_", "cauchy_",
            "log_normal_", "geometric_"]
 METHODS = ["copy_", "zero_", "fill_"] + _RANDOM + [name + "_" for name in _OF_OPS]
@@ -751,6 +1069,7 @@ def _exists(op_name: str) -> bool:
 METHODS += ["addcmul_", "addcdiv_", "lerp_", "clamp_min_", "clamp_max_", "index_add_",
             "index_copy_", "index_fill_", "index_put_", "put_", "masked_scatter_",
             "fill_diagonal_"]
+METHODS += ["as_strided_", "resize_", "resize_as_", "set_"]
 for _name_, _op_name in _SHAPE_METHODS.items():
     globals()[_name_] = _reshaping(_op_name, _name_)
     METHODS.append(_name_)
@@ -769,7 +1088,7 @@ abs_ acos_ acosh_ arccos_ arccosh_ arcsin_ arcsinh_ arctan_ arctanh_ asin_ asinh
 ceil_ clamp_ clamp_max_ clamp_min_ clip_ cos_ cosh_ deg2rad_ erf_ erfc_ exp2_ exp_ expm1_ fill_
 fix_ floor_ frac_ gcd_ i0_ index_put_ lcm_ ldexp_ log10_ log1p_ log2_ log_ logit_ nan_to_num_
 neg_ negative_ rad2deg_ reciprocal_ relu_ round_ rsqrt_ sigmoid_ sin_ sinc_ sinh_ sqrt_ square_
-tan_ tanh_ trunc_ xlogy_ zero_ detach_
+tan_ tanh_ trunc_ xlogy_ zero_ detach_ as_strided_ resize_as_
 """.split()
 
 

@@ -57,6 +57,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
             norms = np.linalg.norm(w[rows], ord=norm_type, axis=1, keepdims=True)
             scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(w.dtype)
             w[rows] = w[rows] * scale
+            weight._bump_version()  # torch's embedding_renorm_
     return Embedding.apply(weight, idx, padding_idx)
 
 

@@ -109,8 +109,10 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Any = None, max_norm: 
         bad = int(idx.max() if idx.max() >= num else idx.min())
         raise IndexError(f"embedding_bag: index {bad} out of range for weight with {num} rows "
                          "(index out of range in self)")
-    if max_norm is not None and idx.size:
-        _renorm(weight, idx, max_norm, norm_type)
+    if max_norm is not None:  # (torch's embedding_renorm_ counts a version even with no rows)
+        if idx.size:
+            _renorm(weight, idx, max_norm, norm_type)
+        weight._bump_version()
     keep = bag >= 0
     if padding_idx is not None:
         keep &= idx != padding_idx

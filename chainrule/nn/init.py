@@ -9,7 +9,6 @@ import math
 import warnings
 from typing import Any
 
-from chainrule.devices import np
 from chainrule import devices
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.autograd.inplace import overwrite
@@ -123,12 +122,13 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
         raise ValueError("dim 0 must be divisible by groups")
     out_per_group = shape[0] // groups
     min_dim = min(out_per_group, shape[1])
-    w = np.zeros(shape, tensor._data.dtype)
     centre = tuple(s // 2 for s in shape[2:])
-    for g in range(groups):
-        for i in range(min_dim):
-            w[(g * out_per_group + i, i) + centre] = 1
-    return _set(tensor, devices.to_device(w, tensor.device))
+    with no_grad():  # torch's steps (a zero_, then one write per 1): its version count
+        tensor.zero_()
+        for g in range(groups):
+            for i in range(min_dim):
+                tensor[(g * out_per_group + i, i) + centre] = 1
+    return tensor
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
@@ -204,7 +204,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
                     break
                 result = where(mask, empty_like(result).normal_(mean, std, generator=generator),
                                result)
-            return tensor.copy_(result)
+            return tensor if result is tensor else tensor.copy_(result)
         mode = max(a, min(mean, b))
         log_peak = -0.5 * ((mode - mean) / std) ** 2
 

@@ -573,11 +573,12 @@ class Module:
             if set_to_none:
                 p._grad = None
             else:
-                g = p._grad
+                g = p._grad  # torch's steps: out of the graph, then zero_ (a new version)
                 if g._grad_fn is not None:
-                    p._grad = wrap(devices.xp_of(g._data).zeros_like(g._data))
+                    g.detach_()
                 else:
-                    g._data = devices.xp_of(g._data).zeros_like(g._data)
+                    g._requires_grad = False
+                g.zero_()
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
         """Call ``fn`` on every submodule (children first) and then on this module."""

@@ -662,7 +662,20 @@ def _strided_positions(input: Tensor, size, stride, storage_offset: int):
     return devices.to_device(pos, input.device)
 
 
-def as_strided(input: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
+def _own_offset(input: Tensor, storage_offset, name: str) -> int:
+    """torch's ``storage_offset`` (absolute in the storage; None: the input's own) as an offset
+    from the input's first element, the only elements chainrule reads."""
+    if storage_offset is None:
+        return 0
+    own = input.storage_offset()
+    if storage_offset < own:
+        raise RuntimeError(
+            f"{name}(): storage offset {storage_offset} lies before the input's first element "
+            f"(its storage offset is {own}): chainrule reads only the input's own elements")
+    return storage_offset - own
+
+
+def as_strided(input: Tensor, size, stride, storage_offset: int | None = None) -> Tensor:
     """The elements of ``input`` (read in its contiguous order) at ``storage_offset + Σ iₖ·strideₖ``
     (a copy here, not a view; the gradient adds back where elements repeat)."""
     if not input.is_contiguous():  # torch reads the storage, which a view shares with its base
@@ -670,19 +683,21 @@ def as_strided(input: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
             f"as_strided(): the input (shape {list(input.shape)}, strides {input.stride()}) is "
             "not contiguous: chainrule reads its elements in their logical order, torch its "
             "storage, and the two differ here; call .contiguous() first")
-    pos = _strided_positions(input, tuple(size), tuple(stride), storage_offset)
+    offset = _own_offset(input, storage_offset, "as_strided")
+    pos = _strided_positions(input, tuple(size), tuple(stride), offset)
     return take_along_dim(input.reshape(-1), wrap(pos.reshape(-1)), None).reshape(tuple(size))
 
 
 def as_strided_scatter(input: Tensor, src: Tensor, size, stride,
-                       storage_offset: int = 0) -> Tensor:
+                       storage_offset: int | None = None) -> Tensor:
     """``input`` with the elements an ``as_strided`` view reads replaced by ``src``."""
     if not input.is_contiguous():
         raise RuntimeError(
             f"as_strided_scatter(): the input (shape {list(input.shape)}, strides "
             f"{input.stride()}) is not contiguous: chainrule reads its elements in their logical "
             "order, torch its storage, and the two differ here; call .contiguous() first")
-    pos = _strided_positions(input, tuple(size), tuple(stride), storage_offset)
+    offset = _own_offset(input, storage_offset, "as_strided_scatter")
+    pos = _strided_positions(input, tuple(size), tuple(stride), offset)
     flat = Scatter.apply(input.reshape(-1), 0, pos.reshape(-1), src.reshape(-1))
     return flat.reshape(tuple(input._data.shape))
 

@@ -43,6 +43,7 @@ def _copy_into(dst: Tensor, src: Tensor) -> None:
         dst._data = devices.xp_of(data).array(data)
     else:
         dst._data[...] = data
+    dst._bump_version()  # torch's copy_: a graph that saved dst refuses to backpropagate
 
 
 def _is_float(t: Tensor) -> bool:
@@ -57,6 +58,7 @@ def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable:
         for a, p in zip(ema_param_list, current_param_list):
             if _is_float(a):
                 lerp_(a._data, p._data, 1 - decay, devices.xp_of(a._data).empty_like(a._data))
+                a._bump_version()
             else:
                 _copy_into(a, a * decay + p * (1 - decay))
 
@@ -76,6 +78,7 @@ def get_swa_multi_avg_fn() -> Callable:
         for a, p in zip(averaged_param_list, current_param_list):
             if _is_float(a):
                 lerp_(a._data, p._data, weight, devices.xp_of(a._data).empty_like(a._data))
+                a._bump_version()
             else:
                 _copy_into(a, a + (p - a) / (n + 1))
 

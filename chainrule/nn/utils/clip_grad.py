@@ -55,18 +55,20 @@ def get_total_norm(tensors: Iterable[Tensor], norm_type: float = 2.0,
 
 def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Tensor,
                           foreach: Any = None) -> None:
-    """Scale the gradients by min(1, max_norm / (total_norm + 1e-6)) in place."""
+    """Scale the gradients by min(1, max_norm / (total_norm + 1e-6)) in place (each gradient's
+    version counter moves on by one, as torch's ``mul_``, even when the factor is 1)."""
     total = total_norm._data if isinstance(total_norm, Tensor) else total_norm
     if devices.is_gpu_array(total):  # min(1, coef) on the device: no read-back
         coef = devices.xp_of(total).minimum(max_norm / (total + 1e-6), 1.0)
         for g in _grads(parameters):
-            g._data = g._data * coef.astype(g._data.dtype)
+            _write(g, g._data * coef.astype(g._data.dtype))
         return
     coef = float(max_norm) / (float(total) + 1e-6)
-    if coef >= 1.0:
-        return
     for g in _grads(parameters):
-        g._data = g._data * g._data.dtype.type(coef)
+        if coef >= 1.0:  # a product by 1 changes nothing but the version
+            g._bump_version()
+        else:
+            _write(g, g._data * g._data.dtype.type(coef))
 
 
 def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
@@ -82,7 +84,22 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
 
 
 def clip_grad_value_(parameters: Any, clip_value: float, foreach: Any = None) -> None:
-    """Clamp every gradient element into [-clip_value, clip_value] in place."""
+    """Clamp every gradient element into [-clip_value, clip_value] in place (torch's foreach
+    path, the default, clamps in two in-place steps, min then max: two versions per
+    gradient; ``foreach=False`` one)."""
     clip_value = float(clip_value)
     for g in _grads(parameters):
-        g._data = devices.xp_of(g._data).clip(g._data, -clip_value, clip_value)
+        _write(g, devices.xp_of(g._data).clip(g._data, -clip_value, clip_value))
+        if foreach is not False:
+            g._bump_version()
+
+
+def _write(g: Tensor, values: Any) -> None:
+    """``g`` := ``values`` in g's own memory (views of g see it; a graph that saved g sees the
+    version change and refuses to backpropagate, as torch's)."""
+    data = g._data
+    if devices.is_array(data) and getattr(getattr(data, "flags", None), "writeable", True):
+        data[...] = values
+    else:  # a NumPy scalar, or a read-only (expanded) array: a new array, as before
+        g._data = devices.xp_of(values).array(values, dtype=data.dtype)
+    g._bump_version()

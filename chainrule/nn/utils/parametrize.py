@@ -47,8 +47,10 @@ def _register_parameter_or_buffer(module: Module, name: str, x: Tensor) -> None:
 
 
 def _maybe_set(dest: Tensor, src: Tensor) -> None:
-    """Make ``dest`` hold ``src``'s values (same object, new data)."""
+    """Make ``dest`` hold ``src``'s values (same object, new data; a new version, as torch's
+    ``set_``)."""
     dest._data = src._data
+    dest._bump_version()
 
 
 class ParametrizationList(ModuleList):
