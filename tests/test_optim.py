@@ -854,8 +854,332 @@ def test_constructor_signature_and_defaults_match_torch(name):
     assert ours.defaults == theirs.defaults
 
 
-def test_every_torch_optimizer_but_muon_exists():
+def test_every_torch_optimizer_exists():
     torch = pytest.importorskip("torch")
     theirs = {n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
               and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
-    assert theirs - {"Optimizer", "Muon"} <= set(ALL_OPTIMIZERS)
+    assert theirs - {"Optimizer"} <= set(ALL_OPTIMIZERS) | {"Muon"}  # Muon: tests below
+
+
+# ---- Muon ----------------------------------------------------------------------------------------
+MUON_SHAPES = [(3, 4), (6, 2), (16, 16), (5, 5)]
+BF16_ULP = 2.0 ** -7  # bfloat16's spacing at 1: Muon's orthogonalized updates are bfloat16
+
+
+def _muon_problem(lib, dtype):
+    rng = np.random.default_rng(0)
+    starts = [rng.standard_normal(s) for s in MUON_SHAPES]
+    targets = [rng.standard_normal(s) for s in MUON_SHAPES]
+    weights = [rng.uniform(0.5, 2.0, s) for s in MUON_SHAPES]
+    dt = getattr(lib, dtype)
+    params = [lib.tensor(a, dtype=dt, requires_grad=True) for a in starts]
+
+    def loss():
+        return sum((((p - lib.tensor(t, dtype=dt)) ** 2) * lib.tensor(w, dtype=dt)).sum()
+                   for p, t, w in zip(params, targets, weights))
+
+    return params, loss
+
+
+def _muon_run(lib, kwargs, steps=20, dtype="float64", resume=None):
+    """Muon on a sum of weighted quadratics over 2-D parameters (plus one without gradient)."""
+    params, loss = _muon_problem(lib, dtype)
+    unused = lib.ones(2, 3, dtype=getattr(lib, dtype), requires_grad=True)
+    opt = lib.optim.Muon(params + [unused], **kwargs)
+    out = []
+    for i in range(steps):
+        if resume is not None and i == resume[0]:
+            resume[1](opt)
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+        out.append([np.array(p.detach().numpy(), copy=True) for p in params])
+    return out, opt, unused
+
+
+def _max_step(kwargs, shape=(16, 16)):
+    """The largest learning rate an update of ``shape`` gets (lr after Muon's adjustment)."""
+    lr = float(kwargs.get("lr", 1e-3))
+    rows, cols = shape
+    if kwargs.get("adjust_lr_fn") == "match_rms_adamw":
+        return lr * 0.2 * math.sqrt(max(rows, cols))
+    return lr * max(math.sqrt(max(1, r / c)) for r, c in MUON_SHAPES)
+
+
+MUON_CASES = [
+    {},
+    {"lr": 0.02},
+    {"lr": 0.02, "nesterov": False},
+    {"lr": 0.05, "adjust_lr_fn": "match_rms_adamw", "weight_decay": 0.0},
+    {"lr": 0.03, "adjust_lr_fn": "original", "weight_decay": 0.2},
+    {"lr": 0.02, "momentum": 0.5, "ns_steps": 3, "eps": 1e-3},
+    {"lr": 0.02, "momentum": 0.0, "ns_coefficients": (2.0, -1.5, 0.5)},
+]
+
+
+@pytest.mark.parametrize("kwargs", MUON_CASES, ids=[str(k) for k in MUON_CASES])
+def test_muon_step_from_torchs_state_is_torchs_step(kwargs):
+    """Each of 20 steps, started from torch's parameters, gradients and momentum buffers, gives
+    torch's new parameters to 1e-10. Both orthogonalize in bfloat16 with float32 sums, whose
+    order is the BLAS's: where a float32 sum lands on a bfloat16 rounding tie the two may round
+    apart (rarely), so a step may differ by a few bfloat16 steps, and most steps not at all."""
+    torch = pytest.importorskip("torch")
+    tparams, tloss = _muon_problem(torch, "float64")
+    params, _ = _muon_problem(cr, "float64")
+    topt, opt = torch.optim.Muon(tparams, **kwargs), cr.optim.Muon(params, **kwargs)
+    exact = 0
+    for _ in range(20):
+        topt.zero_grad()
+        tloss().backward()
+        sd = copy.deepcopy(topt.state_dict())
+        for p, tp in zip(params, tparams):
+            p.data = cr.tensor(tp.detach().numpy().copy())
+            p.grad = cr.tensor(tp.grad.numpy().copy())
+        if sd["state"]:
+            opt.load_state_dict(sd)
+        topt.step()
+        opt.step()
+        for p, tp in zip(params, tparams):
+            ours, theirs = p.detach().numpy(), tp.detach().numpy()
+            np.testing.assert_allclose(ours, theirs, rtol=0,
+                                       atol=1e-10 + 4 * BF16_ULP * _max_step(kwargs))
+            exact += bool(np.allclose(ours, theirs, rtol=1e-10, atol=1e-10))
+        for i, st in topt.state_dict()["state"].items():  # the momentum is float64: no bfloat16
+            np.testing.assert_allclose(opt.state_dict()["state"][i]["momentum_buffer"].numpy(),
+                                       st["momentum_buffer"].numpy(), rtol=1e-12, atol=1e-15)
+    assert exact >= 0.9 * 20 * len(params)
+
+
+@pytest.mark.parametrize("kwargs", MUON_CASES[:4], ids=[str(k) for k in MUON_CASES[:4]])
+def test_muon_trajectory_close_to_torch(kwargs):
+    """20 free-running float64 steps: within bfloat16 rounding of the updates of torch's run,
+    the unused parameter untouched and stateless, torch's state dict layout."""
+    torch = pytest.importorskip("torch")
+    ours, opt, unused = _muon_run(cr, kwargs)
+    theirs, topt, _ = _muon_run(torch, kwargs)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=0, atol=(i + 1) * 4 * BF16_ULP * _max_step(
+                kwargs))
+    np.testing.assert_array_equal(unused.detach().numpy(), np.ones((2, 3)))
+    assert unused not in opt.state
+    _assert_same_state_dict(opt.state_dict(), topt.state_dict(), tol=1e-2)
+    assert opt.param_groups[0]["ns_coefficients"] == topt.param_groups[0]["ns_coefficients"]
+
+
+@pytest.mark.parametrize("lr_dtype", [None, "float64", "float32"])
+def test_muon_float32_and_tensor_lr_close_to_torch(lr_dtype):
+    torch = pytest.importorskip("torch")
+
+    def kwargs(lib):
+        return {"lr": 0.02 if lr_dtype is None else lib.tensor([0.02],
+                                                                dtype=getattr(lib, lr_dtype))}
+
+    for dtype in ("float32", "float64"):
+        ours, _, _ = _muon_run(cr, kwargs(cr), steps=5, dtype=dtype)
+        theirs, _, _ = _muon_run(torch, kwargs(torch), steps=5, dtype=dtype)
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            for x, y in zip(a, b):
+                np.testing.assert_allclose(x, y, rtol=0, atol=1e-6 + (i + 1) * 4 * BF16_ULP
+                                           * _max_step({"lr": 0.02}))
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (4, 3), (16, 16), (24, 40), (64, 32)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_muon_newton_schulz_is_torchs_bfloat16_iteration(shape, dtype):
+    """The orthogonalization alone, on the same input: torch's bfloat16 numbers (all of them
+    but where a float32 sum's order decides a bfloat16 tie, see above), nearly orthogonal."""
+    torch = pytest.importorskip("torch")
+    muon = pytest.importorskip("torch.optim._muon")
+    from chainrule.optim.muon import zeropower_via_newtonschulz
+
+    rng = np.random.default_rng(sum(shape))
+    same = total = 0
+    for _ in range(4):
+        g = rng.standard_normal(shape).astype(dtype)
+        ours = zeropower_via_newtonschulz(g, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+        theirs = muon._zeropower_via_newtonschulz(torch.from_numpy(g), (3.4445, -4.7750, 2.0315),
+                                                  5, 1e-7).float().numpy()
+        assert ours.dtype == np.float32 and ours.shape == shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=4 * BF16_ULP)
+        same += int(np.array_equal(ours, theirs))
+        total += 1
+        s = np.linalg.svd(ours.astype(np.float64), compute_uv=False)  # singular values ≈ 1
+        assert s.min() > 0.3 and s.max() < 1.6
+    assert same >= total - 1
+
+
+def test_muon_round_to_bfloat16_is_torchs_cast():
+    torch = pytest.importorskip("torch")
+    from chainrule.optim.muon import round_to_bfloat16
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(1000) * 10.0 ** rng.integers(-30, 30, 1000),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 3.3895e38, 1e-40, 1.00390625,
+                         1.01171875]]).astype(np.float32)
+    theirs = torch.from_numpy(x).bfloat16().float().numpy()
+    np.testing.assert_array_equal(round_to_bfloat16(x), theirs)
+
+
+def test_muon_state_dict_round_trip_mid_run_continues_identically():
+    torch = pytest.importorskip("torch")
+    kwargs = {"lr": 0.02, "weight_decay": 0.05}
+    straight, opt, _ = _muon_run(cr, kwargs)
+    sd = opt.state_dict()
+    assert sorted(sd["state"][0]) == ["momentum_buffer"]
+
+    def reload(o):  # halfway: a fresh optimizer over the same parameters loads the state
+        fresh = cr.optim.Muon(o.param_groups[0]["params"], **kwargs)
+        fresh.load_state_dict(o.state_dict())
+        o.state, o.param_groups = fresh.state, fresh.param_groups
+
+    resumed, _, _ = _muon_run(cr, kwargs, resume=(10, reload))
+    _assert_same(resumed, straight, tol=0)
+    # torch's state dict loads into chainrule's Muon (and its tuple of coefficients stays one)
+    _, topt, _ = _muon_run(torch, kwargs, steps=3)
+    ps = [cr.zeros(s, dtype=cr.float64, requires_grad=True) for s in MUON_SHAPES]
+    ours = cr.optim.Muon(ps + [cr.ones(2, 3, dtype=cr.float64, requires_grad=True)], **kwargs)
+    ours.load_state_dict(topt.state_dict())
+    np.testing.assert_array_equal(ours.state[ps[2]]["momentum_buffer"].numpy(),
+                                  topt.state_dict()["state"][2]["momentum_buffer"].numpy())
+    assert isinstance(ours.param_groups[0]["ns_coefficients"], tuple)
+
+
+def test_muon_signature_defaults_and_errors_match_torch():
+    torch = pytest.importorskip("torch")
+    import inspect
+
+    def sig(cls):
+        return [(p.name, p.default, p.kind) for p in
+                inspect.signature(cls.__init__).parameters.values()]
+
+    assert sig(cr.optim.Muon) == sig(torch.optim.Muon)
+    ours = cr.optim.Muon([cr.zeros(2, 3, requires_grad=True)])
+    theirs = torch.optim.Muon([torch.zeros(2, 3, requires_grad=True)])
+    assert ours.defaults == theirs.defaults
+    for kwargs in [{"lr": -1.0}, {"momentum": -0.5}, {"weight_decay": -0.1},
+                   {"adjust_lr_fn": "rms"}]:
+        with pytest.raises(ValueError) as a:
+            cr.optim.Muon([cr.zeros(2, 3, requires_grad=True)], **kwargs)
+        with pytest.raises(ValueError) as b:
+            torch.optim.Muon([torch.zeros(2, 3, requires_grad=True)], **kwargs)
+        assert str(a.value) == str(b.value)
+    with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+        cr.optim.Muon([cr.zeros(2, 3, requires_grad=True)], lr=cr.tensor([0.1, 0.2]))
+    # parameters that are not matrices: refused when the optimizer is made ...
+    with pytest.raises(ValueError, match=r"Muon only supports 2D parameters whereas we found a "
+                                         r"parameter with size: chainrule.Size\(\[5\]\)"):
+        cr.optim.Muon([cr.zeros(2, 3, requires_grad=True), cr.zeros(5, requires_grad=True)])
+    # ... or when their gradient reaches a step (a group added later is not checked)
+    for lib in (cr, torch):
+        opt = lib.optim.Muon([lib.zeros(2, 3, requires_grad=True)])
+        v = lib.zeros(5, requires_grad=True)
+        opt.add_param_group({"params": [v]})
+        v.grad = lib.ones(5)
+        with pytest.raises(ValueError, match="Param gradient must be a 2D matrix"):
+            opt.step()
+    # options checked by the orthogonalization itself, at the step
+    for kwargs, message in [({"ns_steps": 100}, "Number of steps must be less than 100"),
+                            ({"ns_coefficients": (1.0, 2.0)}, "exactly 3 values")]:
+        for lib in (cr, torch):
+            p = lib.ones(2, 3, requires_grad=True)
+            opt = lib.optim.Muon([p], **kwargs)
+            p.grad = lib.ones(2, 3)
+            with pytest.raises(ValueError, match=message):
+                opt.step()
+
+
+def test_muon_orthogonalizes_a_tall_matrix_and_scales_its_lr():
+    """A tall ``A×B`` gradient step moves θ by ``lr·√(A/B)·O`` with ``O`` nearly orthonormal
+    columns; "match_rms_adamw" scales by ``0.2·√max(A, B)`` instead."""
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal((32, 8))
+    for fn, scale in [(None, math.sqrt(32 / 8)), ("match_rms_adamw", 0.2 * math.sqrt(32))]:
+        p = cr.zeros(32, 8, dtype=cr.float64, requires_grad=True)
+        opt = cr.optim.Muon([p], lr=0.1, momentum=0.0, weight_decay=0.0, adjust_lr_fn=fn)
+        p.grad = cr.tensor(g)
+        opt.step()
+        o = -p.detach().numpy() / (0.1 * scale)
+        s = np.linalg.svd(o, compute_uv=False)
+        assert s.min() > 0.5 and s.max() < 1.5
+        assert np.sum(o * g) > 0  # a descent direction: θ moved against the gradient
+
+
+# ---- swap_in_optimizer_params_and_state --------------------------------------------------------
+def _swap_case(lib):
+    """An Adam over two groups after 3 steps, and a second set of parameters with its own
+    (deep-copied, then differently advanced) state dict, stepped inside the swap."""
+    params, _, opt, targets, coefs = _make(lib, "Adam", {"lr": 0.05},
+                                           groups=[{"lr": 0.02}, {"lr": 0.1}])
+    _run(opt, lib, params, targets, coefs, 3)
+    own_before = [np.array(p.detach().numpy(), copy=True) for p in params]
+    others = [lib.tensor(np.array(p.detach().numpy()) + 0.5, dtype=lib.float64,
+                         requires_grad=True) for p in params]
+    spare = lib.zeros(2, dtype=lib.float64, requires_grad=True)
+    named = {f"w{i}": t for i, t in enumerate(others + [spare])}
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][1]["lr"] = 0.3  # the swapped-in group options are used inside
+    first_group = opt.param_groups[0]
+    first_params = first_group["params"]
+    traj = []
+    with lib.optim.swap_in_optimizer_params_and_state(opt, named, sd):
+        assert opt.param_groups[0]["params"][0] is others[0]
+        assert opt.param_groups[1]["lr"] == 0.3
+        for _ in range(3):
+            opt.zero_grad()
+            _loss(lib, others, targets, coefs).backward()
+            opt.step()
+            traj.append([np.array(t.detach().numpy(), copy=True) for t in others])
+    # the live optimizer is back: same group dicts and params lists, own state, own options
+    assert opt.param_groups[0] is first_group and first_group["params"] is first_params
+    assert opt.param_groups[1]["lr"] == 0.1
+    for p, b in zip(params, own_before):
+        np.testing.assert_array_equal(p.detach().numpy(), b)
+    swapped_state = [np.array(sd["state"][i]["exp_avg"].numpy(), copy=True) for i in range(3)]
+    steps_after = [float(sd["state"][i]["step"]) for i in range(3)]
+    cont = _run(opt, lib, params, targets, coefs, 2)  # and continues as if nothing happened
+    return traj, swapped_state, steps_after, cont
+
+
+def test_swap_in_optimizer_params_and_state_matches_torch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = _swap_case(cr), _swap_case(torch)
+    _assert_same(ours[0], theirs[0])
+    for a, b in zip(ours[1], theirs[1]):  # the supplied state's tensors were updated in place
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    assert ours[2] == theirs[2] == [6.0, 6.0, 6.0]
+    _assert_same(ours[3], theirs[3])
+    # and that continuation is the uninterrupted run's
+    uninterrupted, _, _ = _trajectory(cr, "Adam", {"lr": 0.05}, steps=5,
+                                      groups=[{"lr": 0.02}, {"lr": 0.1}])
+    _assert_same(ours[3], uninterrupted[3:], tol=0)
+
+
+def test_swap_in_optimizer_params_and_state_errors_match_torch():
+    torch = pytest.importorskip("torch")
+
+    def attempt(lib, make_sd, fresh=False):
+        p = lib.ones(2, 3, dtype=lib.float64, requires_grad=True)
+        opt = lib.optim.SGD([p], lr=0.1, momentum=0.9)
+        if not fresh:
+            p.grad = lib.ones(2, 3, dtype=lib.float64)
+            opt.step()
+        sd = make_sd(copy.deepcopy(opt.state_dict()))
+        with pytest.raises(RuntimeError) as info:
+            with lib.optim.swap_in_optimizer_params_and_state(opt, {"p": p}, sd):
+                pass
+        return str(info.value)
+
+    cases = [
+        (lambda sd: sd, True),
+        (lambda sd: [sd], False),
+        (lambda sd: dict(sd, state=[1]), False),
+        (lambda sd: dict(sd, param_groups=sd["param_groups"] * 2), False),
+        (lambda sd: dict(sd, param_groups=[dict(sd["param_groups"][0], params=[0, 1])]), False),
+        (lambda sd: dict(sd, param_groups=[dict(sd["param_groups"][0], extra=1)]), False),
+        (lambda sd: dict(sd, param_groups=[dict(sd["param_groups"][0], params=["a"])]), False),
+        (lambda sd: dict(sd, state={**sd["state"], 7: {}}), False),
+        (lambda sd: dict(sd, state={0: 3}), False),
+    ]
+    for make_sd, fresh in cases:
+        assert attempt(cr, make_sd, fresh) == attempt(torch, make_sd, fresh)

@@ -29,6 +29,8 @@ from chainrule.tensor import Tensor
 __all__ = ["AveragedModel", "update_bn", "SWALR", "get_ema_multi_avg_fn",
            "get_swa_multi_avg_fn", "get_ema_avg_fn", "get_swa_avg_fn"]
 
+PARAM_LIST = tuple[Tensor, ...] | list[Tensor]  # the parameter lists a multi_avg_fn receives
+
 
 def _check_decay(decay: float) -> None:
     if decay < 0.0 or decay > 1.0:
