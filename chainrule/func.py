@@ -38,6 +38,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from chainrule import batching as _batching
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule.autograd.entry import grad as _autograd_grad
@@ -460,7 +461,17 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             for t in _flatten(args[a])[0]:
                 if isinstance(t, Tensor):
                     _check_floating("primal", t)
-        with _Trace(func, args, kwargs, argnums, has_aux, _JVP) as tr:
+        # func runs once (forward mode is a double VJP here), under a stand-in for the vmap of
+        # torch's jacfwd: its random ops raise in "error" mode and draw once otherwise
+        if randomness not in ("error", "different", "same"):
+            raise RuntimeError("Only allowed values for randomness are 'error', 'different', or "
+                               f"'same'. Got {randomness}")
+        guard = _batching.push_level(1, "same" if randomness == "different" else randomness)
+        try:
+            trace = _Trace(func, args, kwargs, argnums, has_aux, _JVP)
+        finally:
+            _batching.pop_level(guard)
+        with trace as tr:
             outs, spec = tr.outputs(_JVP)
             sizes = [x.numel() for x in tr.inputs]
             total = sum(sizes)

@@ -836,3 +836,28 @@ def test_weighted_histogram_per_example_matches_torch(dims) -> None:
                                in_dims=dims)(torch.tensor(xs), torch.tensor(ws))
         for g, t in zip(got, want):
             np.testing.assert_allclose(g.numpy(), t.numpy(), rtol=1e-12)
+
+
+def test_jacfwd_randomness_is_torchs_for_error_and_same() -> None:
+    """jacfwd(f, randomness=...) as torch.func's: a random op in f raises torch's error by
+    default; with "same" it draws once and the Jacobian is that of the drawn function."""
+    x = np.linspace(0.1, 0.9, 4)
+
+    def f(m, a):
+        return a.sin() * m.rand(4, dtype=m.float64)
+
+    msgs = []
+    for m in (cr, torch):
+        with pytest.raises(RuntimeError) as info:
+            m.func.jacfwd(lambda a, m=m: f(m, a))(m.tensor(x))
+        msgs.append(str(info.value))
+        with pytest.raises(RuntimeError) as info:
+            m.func.jacfwd(lambda a, m=m: f(m, a), randomness="x")(m.tensor(x))
+        msgs.append(str(info.value))
+    assert msgs[:2] == msgs[2:]
+    for m in (cr, torch):
+        m.manual_seed(5)
+        J = m.func.jacfwd(lambda a, m=m: f(m, a), randomness="same")(m.tensor(x))
+        m.manual_seed(5)
+        r = m.rand(4, dtype=m.float64)
+        np.testing.assert_allclose(J.numpy(), np.diag(np.cos(x) * r.numpy()), rtol=1e-12)
