@@ -384,11 +384,16 @@ def _reverse_jacobian(tr: _Trace, outs: list, spec: Any, chunk_size: int | None)
         rows = vmap(pull, chunk_size=chunk_size)(*bases)
     per_output, start = [], 0
     for o, n in zip(outs, sizes):
-        blocks = [r[start:start + n].reshape(tuple(o.shape) + tuple(x.shape))
-                  for r, x in zip(rows, tr.inputs)]
+        blocks = [_shaped(r if n == total else r[start:start + n],
+                          tuple(o.shape) + tuple(x.shape)) for r, x in zip(rows, tr.inputs)]
         per_output.append(tr.structure(blocks))
         start += n
     return _unflatten(spec, per_output)
+
+
+def _shaped(t: Tensor, shape: tuple) -> Tensor:
+    """``t.reshape(shape)``, or ``t`` itself when it has that shape already."""
+    return t if tuple(t.shape) == shape else t.reshape(shape)
 
 
 def _bases(tensors: list, sizes: list, total: int) -> list:
@@ -501,8 +506,8 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             for o, c in zip(outs, cols):
                 blocks, start = [], 0
                 for x, n in zip(tr.inputs, sizes):
-                    blocks.append(c[..., start:start + n].reshape(tuple(o.shape) +
-                                                                  tuple(x.shape)))
+                    part = c if n == total else c[..., start:start + n]
+                    blocks.append(_shaped(part, tuple(o.shape) + tuple(x.shape)))
                     start += n
                 per_output.append(tr.structure(blocks))
             jac = _unflatten(spec, per_output)
