@@ -126,21 +126,86 @@ def current_levels() -> tuple:
     return _tls.levels
 
 
-def check_random() -> None:
-    """A random op inside vmap: torch.func's error in randomness="error" mode; "same" draws
-    once for the whole batch (what a plain draw does); "different" is not implemented."""
-    modes = {lv.randomness for lv in _tls.levels}
-    if "error" in modes:
-        raise RuntimeError(
-            "vmap: called random operation while in randomness error mode. Please either use "
-            "the 'same' or 'different' randomness flags on vmap or perform the randomness "
-            "operation out of vmap"
-        )
-    if "different" in modes:
-        raise NotImplementedError(
-            "vmap: randomness='different' (an independent draw per example) is not supported "
-            "by chainrule yet; use randomness='same' or draw outside vmap"
-        )
+_RANDOM_ERROR = ("vmap: called random operation while in randomness error mode. Please either "
+                 "use the 'same' or 'different' randomness flags on vmap or perform the "
+                 "randomness operation out of vmap")
+_RANDOM_SAME_BATCHED = ("Vmap does not currently support same randomness with a batched tensor "
+                        "input. Please file an issue with functorch")
+_RANDOM_INPLACE = ("vmap: Cannot ask for different inplace randomness on an unbatched tensor. "
+                   "This will appear like same randomness. If this is necessary for your usage, "
+                   "please file an issue with functorch.")
+
+
+def random_levels(kind: str, inputs=(), target=None, op: str = "") -> tuple:
+    """The running vmap levels (outermost first) at which a random op draws independently per
+    example, after torch.func's checks, made level by level from the innermost vmap out (so
+    nested vmaps with different ``randomness=`` raise what torch raises, in its order).
+
+    ``kind``: "factory" (``rand(shape)``, ``randn_like``, dropout's mask: "same" gives one
+    draw, "different" one per example); "pointwise" (draws parametrised by the ``inputs``
+    arrays: ``bernoulli(p)``, ``multinomial``, ``poisson``, ``normal(mean, std)``: "same"
+    refuses a batched input); "inplace" (``target.normal_()``: "different" needs ``target``
+    batched at that level, "same" draws once and writes it into every example; ``inputs``
+    are the extra tensor arguments, ``bernoulli_(p)``'s p).
+    """
+    running = _tls.levels
+    if not running:
+        return ()
+    given: set = set()
+    for x in inputs:
+        given.update(levels_of(x))
+    mine = set(levels_of(target))
+    diff = []
+    for lv in reversed(running):
+        mode = lv.randomness
+        if mode == "error":
+            raise RuntimeError(_RANDOM_ERROR)
+        if mode == "same" and lv in given:
+            raise RuntimeError(_RANDOM_SAME_BATCHED)
+        if kind == "inplace":
+            if lv not in mine:
+                if lv in given:
+                    raise RuntimeError(_INPLACE.replace("arithmetic", op))
+                if mode == "different":
+                    raise RuntimeError(_RANDOM_INPLACE)
+            elif mode == "same":
+                mine = set()  # one draw of the example's shape, written into every example
+        if mode == "different":
+            diff.append(lv)
+    diff.reverse()
+    return tuple(diff)
+
+
+def levels_of(x) -> tuple:
+    """The levels array ``x`` is batched at, outermost first (() for a plain array)."""
+    return x.shape.levels if isinstance(x, BatchedArray) else ()
+
+
+def layout_shape(levels: tuple, shape: tuple) -> tuple:
+    """The physical shape of a value of logical ``shape`` batched at ``levels``."""
+    return tuple(lv.size for lv in levels) + tuple(shape)
+
+
+def physical(x, levels: tuple):
+    """``x``'s values as a plain array laid out for ``levels`` (outermost first, a superset of
+    the levels ``x`` is batched at): ``layout_shape(levels, x.shape)``, broadcast along the
+    levels ``x`` is not batched at."""
+    have = levels_of(x)
+    for lv in levels:
+        if lv not in have:
+            x = expand_level(x, lv, ())
+    p = _deep(x)
+    if levels_of(x) != tuple(levels):
+        raise NoBatchingRule(f"vmap: a value batched at {levels_of(x)} cannot be laid out for "
+                             f"{levels}")
+    return p
+
+
+def from_physical(p, levels: tuple):
+    """The batched array whose physical array is ``p`` (``layout_shape(levels, ...)``)."""
+    for lv in levels:
+        p = BatchedArray(p, lv)
+    return p
 
 
 # ---- the array ----------------------------------------------------------------------------------
@@ -428,6 +493,11 @@ def _deep(p):
     while isinstance(p, BatchedArray):
         p = p._p
     return p
+
+
+def deep(x):
+    """The plain array under any number of batch levels (``x`` itself if it is plain)."""
+    return _deep(x)
 
 
 def is_batched(x) -> bool:

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from chainrule import batching as _batching
 from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule import random as _rnd
@@ -158,14 +159,28 @@ def _like(input: Tensor, dtype, device):
     return (dtype or input.dtype), (device or input.device)
 
 
+def _batched_like(t: Tensor, input: Tensor) -> Tensor:
+    """Inside vmap a tensor made like a batched one is batched like it (as torch.func's, so
+    that ``empty_like(x).normal_()`` draws per example with randomness="different")."""
+    levels = _batching.levels_of(input._data)
+    if levels:
+        data = t._data
+        p = devices.xp_of(data).empty(_batching.layout_shape(levels, data.shape), data.dtype)
+        p[...] = data
+        t._data = _batching.from_physical(p, levels)
+    return t
+
+
 def zeros_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return zeros(input._data.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _batched_like(zeros(input._data.shape, dtype=dtype, device=device,
+                                requires_grad=requires_grad), input)
 
 
 def ones_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return ones(input._data.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _batched_like(ones(input._data.shape, dtype=dtype, device=device,
+                                requires_grad=requires_grad), input)
 
 
 def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -175,8 +190,8 @@ def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = 
 def full_like(input: Tensor, fill_value, *, dtype=None, device=None,
               requires_grad: bool = False) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return full(input._data.shape, fill_value, dtype=dtype, device=device,
-                requires_grad=requires_grad)
+    return _batched_like(full(input._data.shape, fill_value, dtype=dtype, device=device,
+                              requires_grad=requires_grad), input)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False,
@@ -232,8 +247,11 @@ def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=
 
 
 # ---- random tensors: an empty tensor filled in place, as PyTorch makes them ----------------------
-def _empty(shape, np_dtype, device) -> Tensor:
-    return wrap(devices.xp(device).zeros(shape, np_dtype))
+def _empty(shape, np_dtype, device, levels: tuple = ()) -> Tensor:
+    """A zero tensor to draw into; inside vmap batched at ``levels`` (the vmaps at which every
+    example draws its own values: ``chainrule.random.vmap_levels``)."""
+    data = devices.xp(device).zeros(_batching.layout_shape(levels, shape), np_dtype)
+    return wrap(_batching.from_physical(data, levels))
 
 
 def _done(t: Tensor, requires_grad: bool, name: str | None = None) -> Tensor:
@@ -246,14 +264,14 @@ def _done(t: Tensor, requires_grad: bool, name: str | None = None) -> Tensor:
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False,
          pin_memory=False, name: str | None = None) -> Tensor:
     """Uniform samples in [0, 1)."""
-    t = _empty(_sizes(size), _float_dtype(dtype), device)
+    t = _empty(_sizes(size), _float_dtype(dtype), device, _rnd.vmap_levels())
     return _done(_rnd.uniform_(t, 0.0, 1.0, generator), requires_grad, name)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False,
           pin_memory=False, name: str | None = None) -> Tensor:
     """Standard normal samples."""
-    t = _empty(_sizes(size), _float_dtype(dtype), device)
+    t = _empty(_sizes(size), _float_dtype(dtype), device, _rnd.vmap_levels())
     return _done(_rnd.normal_(t, 0.0, 1.0, generator), requires_grad, name)
 
 
@@ -265,7 +283,7 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     if high is None:
         low, high = 0, low
     t = _empty(_sizes((size,)), _dt.to_numpy_dtype(dtype) if dtype is not None else np.int64,
-               device)
+               device, _rnd.vmap_levels())
     return _done(_rnd.random_(t, _int_arg(low), _int_arg(high), generator), requires_grad)
 
 
@@ -295,12 +313,17 @@ def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad=F
     elif n > 0 and n - 1 > np.iinfo(d.np).max:
         raise RuntimeError(f"value cannot be converted to type {_C_INT_NAMES[d.name]} without "
                            "overflow")
+    levels = _rnd.vmap_levels()  # inside vmap, randomness="different": one per example
+    count = math.prod(lv.size for lv in levels)
     if device is not None and devices.as_device(device).type == "cuda":
         rs = _rnd._cupy_random(generator, devices.xp(device).zeros(0))
-        data = rs.permutation(n).astype(d.np)
+        perms = [rs.permutation(n).astype(d.np) for _ in builtins.range(count)]
     else:
-        data = _rnd.randperm(_rnd.generator_of(generator), n).astype(d.np)
-    return _done(wrap(data), requires_grad)
+        gen = _rnd.generator_of(generator)
+        perms = [_rnd.randperm(gen, n).astype(d.np) for _ in builtins.range(count)]
+    data = perms[0] if not levels else devices.xp_of(perms[0]).stack(perms).reshape(
+        _batching.layout_shape(levels, (n,)))
+    return _done(wrap(_batching.from_physical(data, levels)), requires_grad)
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None,
@@ -310,25 +333,26 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
     if not isinstance(mean, Tensor) and not isinstance(std, Tensor):
         if size is None:
             raise TypeError("normal() received floats for mean and std but no size")
-        t = _empty(_sizes((size,)), _float_dtype(dtype), device)
+        t = _empty(_sizes((size,)), _float_dtype(dtype), device, _rnd.vmap_levels())
         return _done(_rnd.normal_(t, float(mean), float(std), generator), requires_grad)
+    levels = _rnd.vmap_levels([t for t in (mean, std) if isinstance(t, Tensor)])
     if isinstance(std, Tensor):
-        s = std._data
+        s = _batching.deep(std._data)
         if s.size and bool((s < 0).any()):
             raise RuntimeError("normal expects all elements of std >= 0.0")
     elif std < 0:
         raise RuntimeError(f"normal expects std >= 0.0, but found std {_rnd._num(std)}")
     if isinstance(mean, Tensor) and not isinstance(std, Tensor):
-        z = _rnd.normal_(zeros_like(mean.detach()), 0.0, float(std), generator)
-        return z + mean
+        z = _empty(mean._data.shape, mean._data.dtype, mean.device, levels)
+        return _rnd.normal_(z, 0.0, float(std), generator) + mean
     like = std if not isinstance(mean, Tensor) else (
         mean if not isinstance(std, Tensor) else None)
     if like is None:
         shape = _broadcast_shape(mean, std)
         out_dtype = np.result_type(mean._data.dtype, std._data.dtype)
-        z = _empty(shape, out_dtype, mean.device)
+        z = _empty(shape, out_dtype, mean.device, levels)
     else:
-        z = zeros_like(like.detach())
+        z = _empty(like._data.shape, like._data.dtype, like.device, levels)
     return _rnd.normal_(z, 0.0, 1.0, generator) * std + mean
 
 
@@ -365,7 +389,9 @@ def randint_like(input: Tensor, low=0, high=None, *, generator=None, dtype=None,
 
 def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
     """1 with probability ``input`` (elementwise), or with probability ``p`` if given."""
-    out = _rnd.bernoulli_(zeros_like(input.detach()), input if p is None else p, generator)
+    levels = _rnd.vmap_levels([input] + ([p] if isinstance(p, Tensor) else []))
+    out = _empty(input._data.shape, input._data.dtype, input.device, levels)
+    out = _rnd.bernoulli_(out, input.detach() if p is None else p, generator)
     out._vc = 0  # a new tensor: version 0, as torch's
     return out
 
@@ -386,19 +412,24 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
                            "replacement")
     if probs.shape[-1] > 2**24:
         raise RuntimeError("number of categories cannot exceed 2^24")
+    levels = _rnd.vmap_levels([probs])  # inside vmap: the rows of every example's draw
+    shape = _batching.layout_shape(levels, probs.shape[:-1] + (int(num_samples),))
+    probs = _batching.physical(probs, levels)
     rows = devices.to_device(probs, "cpu").reshape(-1, probs.shape[-1])
     out = _rnd.multinomial(_rnd.generator_of(generator), rows, int(num_samples), replacement)
-    out = out.reshape(probs.shape[:-1] + (int(num_samples),))
-    return wrap(devices.to_device(out, input.device))
+    out = _batching.from_physical(devices.to_device(out.reshape(shape), input.device), levels)
+    return wrap(out)
 
 
 def poisson(input: Tensor, generator=None) -> Tensor:
     """Poisson(rate) samples for the rates in ``input``."""
-    rates = devices.to_device(input._data, "cpu")
+    levels = _rnd.vmap_levels([input])  # inside vmap: every example's rates at once
+    rates = devices.to_device(_batching.physical(input._data, levels), "cpu")
     if rates.size and bool((rates < 0).any()):
         raise RuntimeError("invalid Poisson rate, expected rate to be non-negative")
     out = _rnd.poisson(_rnd.generator_of(generator), rates.astype(np.float64))
-    return wrap(devices.to_device(out.astype(rates.dtype), input.device))
+    out = devices.to_device(out.astype(rates.dtype), input.device)
+    return wrap(_batching.from_physical(out, levels))
 
 
 # ---- more of torch's creation functions ---------------------------------------------------------

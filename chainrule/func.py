@@ -38,6 +38,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from chainrule import batching as _batching
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np
 from chainrule.autograd.entry import grad as _autograd_grad
@@ -384,11 +385,16 @@ def _reverse_jacobian(tr: _Trace, outs: list, spec: Any, chunk_size: int | None)
         rows = vmap(pull, chunk_size=chunk_size)(*bases)
     per_output, start = [], 0
     for o, n in zip(outs, sizes):
-        blocks = [r[start:start + n].reshape(tuple(o.shape) + tuple(x.shape))
-                  for r, x in zip(rows, tr.inputs)]
+        blocks = [_shaped(r if n == total else r[start:start + n],
+                          tuple(o.shape) + tuple(x.shape)) for r, x in zip(rows, tr.inputs)]
         per_output.append(tr.structure(blocks))
         start += n
     return _unflatten(spec, per_output)
+
+
+def _shaped(t: Tensor, shape: tuple) -> Tensor:
+    """``t.reshape(shape)``, or ``t`` itself when it has that shape already."""
+    return t if tuple(t.shape) == shape else t.reshape(shape)
 
 
 def _bases(tensors: list, sizes: list, total: int) -> list:
@@ -495,7 +501,17 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             for t in _flatten(args[a])[0]:
                 if isinstance(t, Tensor):
                     _check_floating("primal", t)
-        with _Trace(func, args, kwargs, argnums, has_aux, _JVP) as tr:
+        # func runs once (forward mode is a double VJP here), under a stand-in for the vmap of
+        # torch's jacfwd: its random ops raise in "error" mode and draw once otherwise
+        if randomness not in ("error", "different", "same"):
+            raise RuntimeError("Only allowed values for randomness are 'error', 'different', or "
+                               f"'same'. Got {randomness}")
+        guard = _batching.push_level(1, "same" if randomness == "different" else randomness)
+        try:
+            trace = _Trace(func, args, kwargs, argnums, has_aux, _JVP)
+        finally:
+            _batching.pop_level(guard)
+        with trace as tr:
             outs, spec = tr.outputs(_JVP)
             sizes = [x.numel() for x in tr.inputs]
             total = sum(sizes)
@@ -525,8 +541,8 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             for o, c in zip(outs, cols):
                 blocks, start = [], 0
                 for x, n in zip(tr.inputs, sizes):
-                    blocks.append(c[..., start:start + n].reshape(tuple(o.shape) +
-                                                                  tuple(x.shape)))
+                    part = c if n == total else c[..., start:start + n]
+                    blocks.append(_shaped(part, tuple(o.shape) + tuple(x.shape)))
                     start += n
                 per_output.append(tr.structure(blocks))
             jac = _unflatten(spec, per_output)

@@ -333,8 +333,6 @@ def fork_rng(devices=None, enabled: bool = True, _caller: str = "fork_rng",
 
 
 def generator_of(generator: Generator | None) -> Generator:
-    if _batching_levels():  # a random draw inside cr.func.vmap: its randomness= decides
-        _batching.check_random()
     if generator is None:
         return default_generator
     if not isinstance(generator, Generator):
@@ -722,28 +720,65 @@ def memory_axes(arr: np.ndarray) -> tuple:
     return tuple(sorted(range(arr.ndim), key=lambda d: -abs(arr.strides[d])))
 
 
-def fill(tensor, values) -> Any:
+def fill(tensor, values, levels: tuple = (), shape: tuple | None = None,
+         axes: tuple | None = None) -> Any:
     """Write ``values`` (in draw order) into ``tensor`` in place, in memory order; returns it
-    (through ``copy_``: a version bump, and torch's rules for tensors in a graph)."""
+    (through ``copy_``: a version bump, and torch's rules for tensors in a graph). Inside vmap
+    the values are laid out for ``levels`` (see :func:`vmap_layout`): ``shape`` and fill order
+    ``axes``."""
     data = tensor._data
-    arranged = _devices.xp_of(data).empty(data.shape, data.dtype)
-    view = arranged.transpose(memory_axes(data))  # arranged's logical positions are tensor's
+    if shape is None:
+        shape, axes = data.shape, memory_axes(data)
+    arranged = _devices.xp_of(_batching.deep(data)).empty(shape, data.dtype)
+    view = arranged.transpose(axes)  # arranged's logical positions are tensor's
     view[...] = values.reshape(view.shape)
-    return tensor.copy_(arranged)
+    return tensor.copy_(_batching.from_physical(arranged, levels))
+
+
+def vmap_levels(inputs=None) -> tuple:
+    """The vmap levels at which a new random tensor draws per example (outermost first; () out
+    of vmap): a factory (``inputs`` None) or a draw parametrised by ``inputs`` (arrays or
+    tensors: ``bernoulli(p)``, ``multinomial``, ...). Raises torch.func's errors."""
+    if not _batching_levels():
+        return ()
+    if inputs is None:
+        return _batching.random_levels("factory")
+    return _batching.random_levels("pointwise", [getattr(x, "_data", x) for x in inputs])
+
+
+def vmap_layout(tensor, extra=(), op: str = "") -> tuple:
+    """``(levels, shape, axes)`` of an in-place draw into ``tensor``: the vmap levels at which
+    it draws per example (torch.func's checks), the shape of the draw and the order to write
+    it in (``tensor``'s memory order; out of vmap: ``(), tensor.shape, memory_axes``)."""
+    data = tensor._data
+    if not _batching_levels():
+        return (), data.shape, memory_axes(data)
+    levels = _batching.random_levels("inplace", [getattr(x, "_data", x) for x in extra], data,
+                                     op)
+    if levels == _batching.levels_of(data):  # every example its own draw: the tensor's layout
+        phys = _batching.deep(data)
+        return levels, phys.shape, memory_axes(phys)
+    shape = _batching.layout_shape(levels, data.shape)  # then broadcast over the other levels
+    return levels, shape, tuple(range(len(shape)))
 
 
 # ---- the in-place fills behind Tensor.uniform_, normal_, ... ------------------------------------
 _MISSING = object()
 
 
-def _draw_into(tensor, generator, draw, gpu) -> Any:
-    """Fill ``tensor`` with ``draw(gen, n)`` (CPU) or ``gpu(cupy_random, shape)`` (GPU)."""
+def _draw_into(tensor, generator, draw, gpu, layout: tuple | None = None) -> Any:
+    """Fill ``tensor`` with ``draw(gen, n)`` (CPU) or ``gpu(cupy_random, shape)`` (GPU), laid
+    out as :func:`vmap_layout` says."""
+    levels, shape, axes = layout or vmap_layout(tensor)
     if _devices.device_of(tensor._data).type == "cuda":
         rs = _cupy_random(generator, tensor._data)
-        return fill(tensor, gpu(rs, tensor._data.shape).astype(tensor._data.dtype))
+        return fill(tensor, gpu(rs, shape).astype(tensor._data.dtype), levels, shape, axes)
     gen = generator_of(generator)
-    return fill(tensor, np.asarray(draw(gen, tensor._data.size)).astype(tensor._data.dtype,
-                                                                       copy=False))
+    n = 1
+    for s in shape:
+        n *= s
+    return fill(tensor, np.asarray(draw(gen, n)).astype(tensor._data.dtype, copy=False),
+                levels, shape, axes)
 
 
 def _cupy_random(generator, data):
@@ -870,13 +905,20 @@ def bernoulli_(tensor, p=0.5, generator=None):
     if p_data.dtype.kind != "f":
         raise NotImplementedError(f'"bernoulli_tensor_cpu_p_" not implemented for '
                                   f"'{_torch_name(p_data.dtype)}'")
+    layout = levels, shape, axes = vmap_layout(tensor, (p_data,), "bernoulli")
+    if levels or _batching.levels_of(p_data):  # inside vmap: p laid out like the draw
+        pad = (1,) * (tensor._data.ndim - p_data.ndim)
+        p_data = _batching.physical(p_data, levels)
+        p_data = p_data.reshape(shape[:len(levels)] + pad + p_data.shape[len(levels):])
     if _devices.device_of(tensor._data).type == "cuda":
-        probs = _devices.to_device(p_data, tensor.device)
+        probs = _devices.xp_of(p_data).broadcast_to(_devices.to_device(p_data, tensor.device),
+                                                     shape)
         return _draw_into(tensor, generator, None,
-                          lambda rs, shape: rs.random_sample(shape) < probs)
-    probs = np.broadcast_to(_devices.to_device(p_data, "cpu"), tensor._data.shape)
-    probs = probs.transpose(memory_axes(tensor._data)).reshape(-1)
-    return _draw_into(tensor, generator, lambda g, n: bernoulli_tensor(g, probs), None)
+                          lambda rs, shape: rs.random_sample(shape) < probs, layout=layout)
+    probs = np.broadcast_to(_devices.to_device(p_data, "cpu"), shape)
+    probs = probs.transpose(axes).reshape(-1)
+    return _draw_into(tensor, generator, lambda g, n: bernoulli_tensor(g, probs), None,
+                      layout=layout)
 
 
 def _num(x) -> str:

@@ -622,3 +622,23 @@ def test_replace_all_batch_norm_modules_drops_running_stats_of_batch_norms_only(
     model.train()
     y = model[1](x)  # batch statistics, nothing to update
     np.testing.assert_allclose(y.mean(0).detach().numpy(), 0, atol=1e-6)
+
+
+def test_tanh_higher_derivatives_go_through_one_backward_gate_like_torch() -> None:
+    """Under create_graph tanh's gradient is one gate (TanhBackwardBackward0, as torch's), whose
+    own backward gives the second, third and fourth derivatives torch gives; gradgradcheck of
+    the gradient checks that gate's backward against finite differences."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).standard_normal(5)
+    ours, ref = [cr.tensor(x, requires_grad=True)], [torch.tensor(x, requires_grad=True)]
+    for m, xs in ((cr, ours), (torch, ref)):
+        y = m.tanh(xs[0])
+        for _ in range(4):
+            (y,) = m.autograd.grad(y.sum(), xs[0], create_graph=True)
+            xs.append(y)
+    assert ours[1].grad_fn.name() == ref[1].grad_fn.name() == "TanhBackwardBackward0"
+    for a, b in zip(ours[1:], ref[1:]):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10,
+                                   atol=1e-12)
+    t = cr.tensor(x, requires_grad=True)
+    assert cr.autograd.gradgradcheck(lambda a: F.grad(lambda b: (b.tanh() ** 2).sum())(a), (t,))

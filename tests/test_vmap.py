@@ -407,13 +407,199 @@ def test_jacobians_with_chunk_size_and_many_outputs_match_torch() -> None:
             _same(ours, ref)
 
 
-def test_randomness_same_draws_once_for_the_batch() -> None:
-    x = cr.zeros(4, 3)
+# ---- randomness= ---------------------------------------------------------------------------------
+def _F(m):
+    return m.nn.functional
+
+
+# every kind of random op: factories, *_like, in-place fills (of a batched tensor, of a shared
+# one), draws parametrised by a tensor, the dropout family, a sampler built on fills
+_RANDOM_OPS = {
+    "rand": lambda m, x, p: m.rand(16),
+    "randn": lambda m, x, p: m.randn(4, 4),
+    "randint": lambda m, x, p: m.randint(0, 1000, (16,)),
+    "randperm": lambda m, x, p: m.randperm(16),
+    "normal_floats": lambda m, x, p: m.normal(0.0, 1.0, (16,)),
+    "randn_like": lambda m, x, p: m.randn_like(x),
+    "rand_like_shared": lambda m, x, p: m.rand_like(m.ones(16)),
+    "randint_like": lambda m, x, p: m.randint_like(x, 1000),
+    "normal_": lambda m, x, p: x.clone().normal_(),
+    "uniform_": lambda m, x, p: x.clone().uniform_(-1, 1),
+    "exponential_": lambda m, x, p: x.clone().exponential_(),
+    "random_": lambda m, x, p: x.clone().random_(1000),
+    "bernoulli_float_": lambda m, x, p: x.clone().bernoulli_(0.5),
+    "empty_like_normal_": lambda m, x, p: m.empty_like(x).normal_(),
+    "zeros_like_cauchy_": lambda m, x, p: m.zeros_like(x).cauchy_(),
+    "shared_normal_": lambda m, x, p: m.ones(16).normal_(),
+    "bernoulli": lambda m, x, p: m.bernoulli(p),
+    "bernoulli_float_p": lambda m, x, p: m.bernoulli(p, 0.5),
+    "bernoulli_shared": lambda m, x, p: m.bernoulli(m.full((16,), 0.5)),
+    "bernoulli_tensor_": lambda m, x, p: x.clone().bernoulli_(p),
+    "bernoulli_tensor_shared_": lambda m, x, p: m.zeros(16).bernoulli_(p),
+    "multinomial": lambda m, x, p: m.multinomial(p.reshape(4, 4), 3, True),
+    "multinomial_shared": lambda m, x, p: m.multinomial(m.ones(16), 8),
+    "poisson": lambda m, x, p: m.poisson(p * 9),
+    "normal_tensor_float": lambda m, x, p: m.normal(x, 1.0),
+    "normal_float_tensor": lambda m, x, p: m.normal(0.0, p),
+    "normal_tensors": lambda m, x, p: m.normal(x, p),
+    "dropout": lambda m, x, p: _F(m).dropout(x, 0.5),
+    "dropout_shared": lambda m, x, p: _F(m).dropout(m.ones(16), 0.5),
+    "dropout_eval": lambda m, x, p: _F(m).dropout(x, 0.5, training=False),
+    "dropout1d": lambda m, x, p: _F(m).dropout1d(x.reshape(2, 8, 1).expand(2, 8, 3), 0.5),
+    "dropout2d": lambda m, x, p: _F(m).dropout2d(x.reshape(2, 8, 1, 1).expand(2, 8, 2, 2)),
+    "alpha_dropout": lambda m, x, p: _F(m).alpha_dropout(x, 0.5, True),
+    "feature_alpha_dropout": lambda m, x, p: _F(m).feature_alpha_dropout(
+        x.reshape(2, 8, 1).expand(2, 8, 3), 0.5, True),
+    "gumbel_softmax": lambda m, x, p: _F(m).gumbel_softmax(x),
+}
+
+
+def _random_result(m, f, mode: str, in_dims=0):
+    """What vmap(f, randomness=mode) gives on 5 identical examples: the error, or the output's
+    shape and whether the examples' draws are equal (the inputs are all alike, so any
+    difference between examples is the randomness)."""
+    x = m.ones(5, 16)
+    p = m.full((5, 16), 0.5)
+    try:
+        out = m.func.vmap(lambda a, b: f(m, a, b), in_dims=in_dims, randomness=mode)(x, p)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    o = out.double().numpy()
+    equal = all(np.array_equal(o[0], o[i]) for i in range(1, 5))
+    return tuple(out.shape), "same" if equal else "different"
+
+
+@pytest.mark.parametrize("mode", ["error", "same", "different"])
+@pytest.mark.parametrize("name", sorted(_RANDOM_OPS))
+def test_randomness_modes_match_torch_func(name: str, mode: str) -> None:
+    """Each random op under each randomness= mode: torch.func's error word for word, or an
+    output whose examples share one draw ("same") or draw their own ("different") exactly
+    where torch.func's do."""
+    f = _RANDOM_OPS[name]
+    assert _random_result(cr, f, mode) == _random_result(torch, f, mode)
+
+
+def test_randomness_error_mode_is_the_default() -> None:
+    with pytest.raises(RuntimeError, match="called random operation while in randomness error "
+                                           "mode"):
+        F.vmap(lambda a: a + cr.rand(3))(cr.zeros(4, 3))
+    out = F.vmap(lambda a: _F(cr).dropout(a, 0.5, training=False))(cr.ones(4, 3))  # no draw
+    assert np.array_equal(out.numpy(), np.ones((4, 3)))
+
+
+_NESTED = {
+    "rand": lambda m, x, y: m.rand(16),
+    "randn_like_outer": lambda m, x, y: m.randn_like(x),
+    "randn_like_inner": lambda m, x, y: m.randn_like(y),
+    "randn_like_both": lambda m, x, y: m.randn_like(x + y),
+    "normal_outer": lambda m, x, y: x.clone().normal_(),
+    "normal_inner": lambda m, x, y: y.clone().normal_(),
+    "normal_both": lambda m, x, y: (x + y).normal_(),
+    "bernoulli_outer": lambda m, x, y: m.bernoulli(x * 0 + 0.5),
+    "bernoulli_inner": lambda m, x, y: m.bernoulli(y * 0 + 0.5),
+    "dropout_outer": lambda m, x, y: _F(m).dropout(x * 0 + 1),
+    "dropout_inner": lambda m, x, y: _F(m).dropout(y * 0 + 1),
+    "multinomial_shared": lambda m, x, y: m.multinomial(m.ones(2, 16), 4).double(),
+    "randperm": lambda m, x, y: m.randperm(16).double(),
+    "gumbel_softmax_both": lambda m, x, y: _F(m).gumbel_softmax(x + y),
+}
+
+
+def _nested_result(m, f, outer: str, inner: str):
+    """vmap(vmap(f, randomness=inner), randomness=outer) over 3 x 4 identical examples: the
+    error, or whether the draws differ along the outer and along the inner batch."""
+    x, y = m.ones(3, 16), m.ones(4, 16)
+    try:
+        out = m.func.vmap(lambda a: m.func.vmap(lambda b: f(m, a, b), randomness=inner)(y),
+                          randomness=outer)(x)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    o = out.double().numpy()
+    return (not all(np.array_equal(o[0], o[i]) for i in range(3)),
+            not all(np.array_equal(o[:, 0], o[:, j]) for j in range(4)))
+
+
+@pytest.mark.parametrize("inner", ["error", "same", "different"])
+@pytest.mark.parametrize("outer", ["error", "same", "different"])
+@pytest.mark.parametrize("name", sorted(_NESTED))
+def test_nested_randomness_matches_torch_func(name: str, outer: str, inner: str) -> None:
+    """Nested vmaps with their own randomness= apply each level's rule from the inside out, as
+    torch.func does: the same errors (in its order) and the same same/different structure."""
+    f = _NESTED[name]
+    assert _nested_result(cr, f, outer, inner) == _nested_result(torch, f, outer, inner)
+
+
+@pytest.mark.parametrize("name", ["rand", "randn", "randint", "randperm", "randn_like",
+                                  "normal_", "uniform_", "exponential_", "bernoulli_float_",
+                                  "bernoulli", "bernoulli_tensor_", "multinomial", "poisson",
+                                  "normal_tensors", "dropout", "dropout1d"])
+@pytest.mark.parametrize("mode", ["same", "different"])
+def test_randomness_draws_torchs_numbers(name: str, mode: str) -> None:
+    """From the same seed the batched draws are torch.func's, bit for bit (one call on the
+    whole batch, laid out batch first, as torch's batching rules draw)."""
+    f = _RANDOM_OPS[name]
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    p = np.random.default_rng(1).random((5, 16)).astype(np.float32)
+    outs = []
+    for m in (cr, torch):
+        m.manual_seed(11)
+        try:
+            outs.append(m.func.vmap(lambda a, b, m=m: f(m, a, b), randomness=mode)(
+                m.tensor(x), m.tensor(p)).numpy())
+        except RuntimeError as e:
+            outs.append(str(e))
+    assert type(outs[0]) is type(outs[1])
+    if isinstance(outs[0], str):
+        assert outs[0] == outs[1]
+    else:
+        np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_randomness_different_statistics() -> None:
+    """Per-example draws are independent samples of the right law; "same" shares one draw."""
     cr.manual_seed(0)
-    out = F.vmap(lambda a: a + cr.rand(3), randomness="same")(x)
-    assert np.allclose(out.numpy(), out.numpy()[0])
-    with pytest.raises(NotImplementedError, match="different"):
-        F.vmap(lambda a: a + cr.rand(3), randomness="different")(x)
+    n = 2000
+    z = F.vmap(lambda a: a + cr.randn(50, dtype=cr.float64), randomness="different")(
+        cr.zeros(n, 50, dtype=cr.float64)).numpy()
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.1  # examples independent
+    assert abs(np.corrcoef(z[:-1, 0], z[1:, 0])[0, 1]) < 0.1
+    keep = F.vmap(lambda a: _F(cr).dropout(a, 0.25), randomness="different")(
+        cr.ones(n, 50)).numpy()
+    assert set(np.unique(keep)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs((keep > 0).mean() - 0.75) < 0.01
+    per_example = (keep > 0).mean(1)
+    assert per_example.std() > 0.02  # every example its own mask
+    counts = np.bincount(F.vmap(lambda w: cr.multinomial(w, 1), randomness="different")(
+        cr.tensor([[1.0, 3.0]]).expand(n, 2)).numpy().ravel(), minlength=2)
+    assert abs(counts[1] / n - 0.75) < 0.04
+    same = F.vmap(lambda a: a.clone().normal_(), randomness="same")(cr.zeros(6, 5)).numpy()
+    assert (same == same[0]).all() and len(np.unique(same[0])) == 5
+
+
+def test_randomness_different_in_place_on_a_batched_tensor() -> None:
+    """x.normal_() on a batched x fills every example with its own draw; with chunk_size the
+    chunks go on drawing from the stream (no two examples alike)."""
+    cr.manual_seed(1)
+    out = F.vmap(lambda a: a.normal_(mean=3.0, std=0.5), randomness="different",
+                 chunk_size=3)(cr.zeros(8, 64, dtype=cr.float64)).numpy()
+    assert len({row.tobytes() for row in out}) == 8
+    assert abs(out.mean() - 3.0) < 0.05 and abs(out.std() - 0.5) < 0.05
+
+
+def test_randomness_per_sample_gradients_with_dropout() -> None:
+    """vmap(grad(loss)) with dropout and randomness="different": each example's gradient uses
+    its own mask (the gradient of sum(dropout(w * x)) is mask / (1 - p) * x)."""
+    cr.manual_seed(2)
+    w = cr.ones(32, dtype=cr.float64)
+
+    def loss(w, x):
+        return _F(cr).dropout(w * x, 0.5).sum()
+
+    g = F.vmap(F.grad(loss), in_dims=(None, 0), randomness="different")(
+        w, cr.full((6, 32), 3.0, dtype=cr.float64)).numpy()
+    assert set(np.unique(g)) <= {0.0, 6.0}
+    assert len({row.tobytes() for row in g}) == 6
 
 
 def test_a_batched_tensor_prints_as_torch_prints_it() -> None:
@@ -650,3 +836,28 @@ def test_weighted_histogram_per_example_matches_torch(dims) -> None:
                                in_dims=dims)(torch.tensor(xs), torch.tensor(ws))
         for g, t in zip(got, want):
             np.testing.assert_allclose(g.numpy(), t.numpy(), rtol=1e-12)
+
+
+def test_jacfwd_randomness_is_torchs_for_error_and_same() -> None:
+    """jacfwd(f, randomness=...) as torch.func's: a random op in f raises torch's error by
+    default; with "same" it draws once and the Jacobian is that of the drawn function."""
+    x = np.linspace(0.1, 0.9, 4)
+
+    def f(m, a):
+        return a.sin() * m.rand(4, dtype=m.float64)
+
+    msgs = []
+    for m in (cr, torch):
+        with pytest.raises(RuntimeError) as info:
+            m.func.jacfwd(lambda a, m=m: f(m, a))(m.tensor(x))
+        msgs.append(str(info.value))
+        with pytest.raises(RuntimeError) as info:
+            m.func.jacfwd(lambda a, m=m: f(m, a), randomness="x")(m.tensor(x))
+        msgs.append(str(info.value))
+    assert msgs[:2] == msgs[2:]
+    for m in (cr, torch):
+        m.manual_seed(5)
+        J = m.func.jacfwd(lambda a, m=m: f(m, a), randomness="same")(m.tensor(x))
+        m.manual_seed(5)
+        r = m.rand(4, dtype=m.float64)
+        np.testing.assert_allclose(J.numpy(), np.diag(np.cos(x) * r.numpy()), rtol=1e-12)

@@ -83,9 +83,12 @@ def nodes_in_order(roots: list) -> list:
             continue
         seen.add(node)
         stack.append((node, True))
-        for p in reversed(parents(node)):
-            if p is not None and p[0] == "node" and p[1] not in seen:
-                stack.append((p[1], False))
+        for e in reversed(node._edges):  # parents(node)'s gates, without building its list
+            if e is None:
+                continue
+            parent = e[0] if type(e) is tuple else e
+            if isinstance(parent, Function) and parent not in seen:
+                stack.append((parent, False))
     return order
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from chainrule import devices
+from chainrule import batching, devices
 from chainrule import random
 from chainrule.autograd.inplace import apply_inplace
 from chainrule.creation import bernoulli, full
@@ -18,8 +18,13 @@ __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
 
 def _dropout_mask(input: Tensor, p: float, shape: tuple) -> Tensor:
     """PyTorch's noise: bernoulli_(1 - p) on an empty tensor of the input's dtype, then divided
-    by 1 - p (so the kept entries are 1 / (1 - p) in that dtype)."""
-    noise = wrap(devices.xp_of(input._data).empty(shape, input._data.dtype))
+    by 1 - p (so the kept entries are 1 / (1 - p) in that dtype). Inside vmap the noise is
+    a new random tensor (torch.func's rule): one mask for the batch with randomness="same",
+    one per example with "different"."""
+    levels = random.vmap_levels()
+    xp = devices.xp_of(batching.deep(input._data))
+    noise = wrap(batching.from_physical(
+        xp.empty(batching.layout_shape(levels, shape), input._data.dtype), levels))
     random.bernoulli_(noise, 1.0 - p)
     noise._data /= input._data.dtype.type(1.0 - p)
     return noise

@@ -384,6 +384,28 @@ class Tanh(Op):
         (y,) = ctx.saved_tensors
         return kernels_for(g).tanh_backward(g, y)
 
+    @staticmethod
+    def differentiable_backward(ctx, g):  # one gate (as torch's tanh_backward), not four
+        (y,) = ctx.saved_tensors
+        return TanhBackward.apply(g, y)
+
+
+class TanhBackward(Op):
+    """z = g·(1 - y²) (tanh's gradient, from its output y);  dg = dz·(1 - y²), dy = -2·dz·g·y"""
+
+    @staticmethod
+    def forward(ctx, g, y):
+        ctx.save_for_backward(g if ctx.needs_input_grad[1] else None, y)
+        return kernels_for(g).tanh_backward(g, y)
+
+    @staticmethod
+    def backward(ctx, dz):
+        g, y = ctx.saved_tensors
+        need_g, need_y = ctx.needs_input_grad
+        dg = kernels_for(dz).tanh_backward(dz, y) if need_g else None
+        dy = dz * (g * y * -2.0) if need_y else None  # the factor on the unbatched side
+        return dg, dy
+
 
 class Erf(Op):
     """y = erf x;  dy/dx = 2/√π e^(-x²)"""

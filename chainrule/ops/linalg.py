@@ -38,8 +38,9 @@ class MatMul(Op):
         if a_nd == 1 and b_nd == 1:
             return (g * b if need_a else None), (g * a if need_b else None)
         if a_nd == 1:  # (n) @ (..., n, m) -> (..., m)
-            if need_a:
-                ga = (b @ either.expand_dims(g, (-1,)))[..., 0]
+            if need_a:  # one matrix: one product (and one gate under create_graph)
+                ga = either.matmul(b, g) if b_nd == 2 else \
+                    (b @ either.expand_dims(g, (-1,)))[..., 0]
             if need_b:
                 gb = either.expand_dims(a, (-1,)) * either.expand_dims(g, (-2,))
             return ga, gb
@@ -47,7 +48,8 @@ class MatMul(Op):
             if need_a:
                 ga = either.expand_dims(g, (-1,)) * b
             if need_b:
-                gb = (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0]
+                gb = either.matmul(g, a) if a_nd == 2 else \
+                    (either.swapaxes(a, -1, -2) @ either.expand_dims(g, (-1,)))[..., 0]
             return ga, gb
         if need_a:
             ga = either.matmul(g, either.swapaxes(b, -1, -2))
