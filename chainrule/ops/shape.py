@@ -614,15 +614,19 @@ def cat(tensors, dim: int = 0) -> Tensor:
                 f"cat: Sizes of tensors must match except in dimension {d}. Expected shape "
                 f"{list(ref)} but got {list(s)} for tensor number {i} in the list."
             )
-    dt = tensors[0]._data.dtype
-    if any(t._data.dtype != dt for t in tensors):
-        target = _dt.result_type(*[t._data for t in tensors])
-        tensors = [t if t._data.dtype == target else t.to(_dt.from_numpy_dtype(target))
-                   for t in tensors]
-    return Cat.apply(d, *tensors)
+    return Cat.apply(d, *_promoted(tensors))
 
 
 concat = concatenate = cat
+
+
+def _promoted(tensors: list) -> list:
+    """The tensors in their common dtype (torch's promotion for cat and stack)."""
+    dt = tensors[0]._data.dtype
+    if all(t._data.dtype == dt for t in tensors):
+        return tensors
+    target = _dt.result_type(*[t._data for t in tensors])
+    return [t if t._data.dtype == target else t.to(_dt.from_numpy_dtype(target)) for t in tensors]
 
 
 def stack(tensors, dim: int = 0) -> Tensor:
@@ -638,12 +642,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
                 f"{list(t._data.shape)} at entry {i}"
             )
     d = normalize_dim(dim, len(ref) + 1, "stack")
-    dt = tensors[0]._data.dtype
-    if any(t._data.dtype != dt for t in tensors):
-        target = _dt.result_type(*[t._data for t in tensors])
-        tensors = [t if t._data.dtype == target else t.to(_dt.from_numpy_dtype(target))
-                   for t in tensors]
-    return Stack.apply(d, *tensors)
+    return Stack.apply(d, *_promoted(tensors))
 
 
 def hstack(tensors) -> Tensor:
