@@ -113,6 +113,24 @@ class CpuKernels(Kernels):
         return gw
 
     @staticmethod
+    def gather(x, dim: int, index):
+        if type(x) is not np.ndarray or type(index) is not np.ndarray or x.ndim != index.ndim:
+            return Kernels.gather(x, dim, index)
+        # one take at flat offsets (NumPy's fancy indexing with one index array per dim is
+        # about twice as slow)
+        return np.take(np.ascontiguousarray(x).reshape(-1), _flat_offsets(x.shape, dim, index))
+
+    @staticmethod
+    def scatter_add(out, dim: int, index, values) -> None:
+        if not (type(index) is np.ndarray and out.ndim == index.ndim and fits_loops(out)
+                and index.size):
+            Kernels.scatter_add(out, dim, index, values)
+            return
+        flat = _flat_offsets(out.shape, dim, index).reshape(-1)
+        v = np.ascontiguousarray(np.broadcast_to(values, index.shape), out.dtype)
+        loops.add_rows(out.reshape(-1, 1), flat, v.reshape(-1, 1))
+
+    @staticmethod
     def add_at(out, index, values) -> None:
         rows = _flat_rows(out, index) if type(out) is np.ndarray else None
         if rows is None:  # slices, masks, out of range, other dtypes, CuPy: the reference's add.at
@@ -283,6 +301,18 @@ class CpuKernels(Kernels):
 def _pool_args(planes: int, h: int, w: int, geom) -> tuple:
     return (planes, h, w, geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw, geom.pt,
             geom.pl, geom.oh, geom.ow)
+
+
+def _flat_offsets(shape: tuple, dim: int, index):
+    """Flat (C order) positions of a C-contiguous array of ``shape`` that ``index`` addresses
+    along ``dim`` (in range, checked by the caller), its own position elsewhere."""
+    strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
+    flat = index.astype(np.int64) * strides[dim]
+    for a, n in enumerate(index.shape):
+        if a != dim and n > 1:
+            flat += (np.arange(n, dtype=np.int64) * strides[a]).reshape(
+                (-1,) + (1,) * (index.ndim - a - 1))
+    return flat
 
 
 def _flat_rows(out, index):

@@ -122,6 +122,16 @@ class Kernels:
         return gw
 
     @staticmethod
+    def gather(x, dim: int, index):
+        """y[i][j] = x[i][index[i][j]] along ``dim`` (torch.gather), by fancy indexing."""
+        return x[along(index, dim)]
+
+    @staticmethod
+    def scatter_add(out, dim: int, index, values) -> None:
+        """out[i][index[i][j]] += values[i][j] along ``dim`` in place, repeats accumulating."""
+        Kernels.add_at(out, along(index, dim), values)
+
+    @staticmethod
     def add_at(out, index, values) -> None:
         """out[index] += values in place, repeated indices accumulating (``np.add.at``; CuPy's
         add.at on the GPU: NumPy's protocol does not pass ufunc methods on to CuPy)."""
@@ -526,3 +536,11 @@ def erf_array(x):
         np.subtract(1.0, p, out=p)
         np.copysign(p, xb, out=flat_out[i:i + 65536])
     return out
+
+
+def along(index, dim: int) -> tuple:
+    """The full NumPy index addressing ``index`` along ``dim`` and the position elsewhere."""
+    nd, xp = index.ndim, devices.xp_of(index)
+    parts = [xp.arange(s).reshape((-1,) + (1,) * (nd - a - 1)) for a, s in enumerate(index.shape)]
+    parts[dim] = index
+    return tuple(parts)

@@ -12,6 +12,7 @@ from chainrule import devices
 from chainrule.autograd.function import Op
 from chainrule.creation import as_tensor
 from chainrule.kernels import kernels_for
+from chainrule.kernels.reference import along as _along
 from chainrule.ops import either
 from chainrule.ops.shape import normalize_dim
 from chainrule.tensor import Tensor, wrap
@@ -151,14 +152,6 @@ class IndexPut(Op):
         return gg[ctx.index], None, None
 
 
-def _along(index: np.ndarray, dim: int) -> tuple:
-    """Full NumPy index addressing ``index`` along ``dim`` and position elsewhere."""
-    nd, xp = index.ndim, devices.xp_of(index)
-    parts = [xp.arange(s).reshape((-1,) + (1,) * (nd - a - 1)) for a, s in enumerate(index.shape)]
-    parts[dim] = index
-    return tuple(parts)
-
-
 class Gather(Op):
     """y[i][j] = x[i][index[i][j]] (along dim);  the gradient is scatter-added back"""
 
@@ -166,7 +159,7 @@ class Gather(Op):
     def forward(ctx, x, dim, index):
         if ctx is not None:
             ctx.dim, ctx.index, ctx.shape = dim, index, x.shape
-        return x[_along(index, dim)]
+        return kernels_for(x).gather(x, dim, index)
 
     @staticmethod
     def backward(ctx, g):
@@ -183,7 +176,7 @@ class ScatterAdd(Op):
             ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
         out = copy_for(x, src)
         region = tuple(slice(0, s) for s in index.shape)
-        _add_at(out, _along(index, dim), src[region])
+        kernels_for(out).scatter_add(out, dim, index, src[region])
         return out
 
     @staticmethod
