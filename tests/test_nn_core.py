@@ -615,6 +615,40 @@ def test_clip_grad_norm_matches_torch():
     assert nn.utils.clip_grad_norm_([nn.Parameter(cr.zeros(1))], 1.0).item() == 0.0
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_clip_grad_norm_and_2_norms_are_torchs_bit_for_bit(dtype):
+    """torch sums squares in 256-bit lanes, one after another, and its clip coefficient is
+    ``max_norm / (norm + 1e-6)`` as a Tensor's reflected division (reciprocal, then product):
+    chainrule does the same, so the clipped gradients are torch's exactly (a chaotic training run
+    grows any last-bit difference: word_language_model's Transformer at lr 20)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    shapes = [(11145, 64), (64, 64), (192,), (3,), (), (7, 1000, 3)]
+    for trial in range(5):
+        grads = [(rng.standard_normal(s) * rng.uniform(0.01, 5)).astype(dtype) for s in shapes]
+        ps = [nn.Parameter(cr.zeros(g.shape, dtype=getattr(cr, dtype))) for g in grads]
+        tps = [torch.nn.Parameter(torch.zeros(g.shape, dtype=getattr(torch, dtype)))
+               for g in grads]
+        for p, tp, g in zip(ps, tps, grads):
+            p.grad = cr.tensor(g)
+            tp.grad = torch.tensor(g)
+        max_norm = [0.25, 1.0, 3.7, 1e3, 0.01][trial]
+        total = nn.utils.clip_grad_norm_(ps, max_norm=max_norm)
+        ttotal = torch.nn.utils.clip_grad_norm_(tps, max_norm=max_norm)
+        assert total.dtype == getattr(cr, dtype) and total.item() == ttotal.item()
+        for p, tp in zip(ps, tps):
+            np.testing.assert_array_equal(p.grad.numpy(), tp.grad.numpy())
+    x = rng.standard_normal((37, 1003)).astype(dtype)
+    for kwargs in [{}, {"dim": -1}, {"dim": 1, "keepdim": True}, {"dim": (0, 1)}]:
+        np.testing.assert_array_equal(cr.linalg.vector_norm(cr.tensor(x), **kwargs).numpy(),
+                                      torch.linalg.vector_norm(torch.tensor(x), **kwargs).numpy())
+    np.testing.assert_array_equal(cr.tensor(x).norm().numpy(), torch.tensor(x).norm().numpy())
+    # other reductions (here over dim 0) still equal torch's to rounding
+    np.testing.assert_allclose(cr.linalg.vector_norm(cr.tensor(x), dim=0).numpy(),
+                               torch.linalg.vector_norm(torch.tensor(x), dim=0).numpy(),
+                               rtol=1e-6 if dtype == "float32" else 1e-14)
+
+
 def test_clip_grad_value_and_vector_conversion():
     p = nn.Parameter(cr.zeros(3))
     p.grad = cr.tensor([-2.0, 0.5, 3.0])

@@ -21,6 +21,7 @@ __all__ = ["CpuKernels", "loops", "fits_loops"]
 
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_LANE_DTYPES = _LOOP_DTYPES
 
 
 def _load_loops():
@@ -99,6 +100,41 @@ class CpuKernels(Kernels):
     @staticmethod
     def gelu_backward(g, x, dydx):
         return g * dydx
+
+    @staticmethod
+    def sum_squares(x, axes, keepdim: bool):
+        """Σ x² in PyTorch's CPU order where its 2-norm kernel has one (float32/float64, every
+        dim or the last one, contiguous): 256-bit lanes (4 float64 / 8 float32), each summing
+        every 4th/8th square in turn, added together lane after lane, then the leftover tail
+        squares one by one, all in x's dtype. The same numbers as torch's ``vector_norm`` and
+        ``clip_grad_norm_`` (pairwise sums differ in the last bits, which a chaotic training
+        run, e.g. SGD at a large learning rate with clipping, grows into visible differences)."""
+        nd = x.ndim
+        lastdim = axes is not None and nd > 0 and tuple(sorted(a % nd for a in axes)) == (nd - 1,)
+        alldims = axes is None or nd == 0 or len(set(a % nd for a in axes)) == nd
+        if (type(x) is not np.ndarray or x.dtype not in _LANE_DTYPES or not x.flags.c_contiguous
+                or not (alldims or lastdim) or x.size == 0):
+            return Kernels.sum_squares(x, axes, keepdim)
+        if alldims:
+            rows = x.reshape(1, x.size)
+        else:
+            rows = x.reshape(-1, x.shape[-1])
+        lanes = 32 // x.dtype.itemsize
+        n = rows.shape[1]
+        body = n - n % lanes
+        sq = rows * rows
+        if body:
+            acc = np.add.reduce(sq[:, :body].reshape(rows.shape[0], -1, lanes), axis=1)
+            total = acc[:, 0].copy()
+            for j in range(1, lanes):
+                total += acc[:, j]
+        else:
+            total = np.zeros(rows.shape[0], x.dtype)
+        for k in range(body, n):
+            total += sq[:, k]
+        if alldims:
+            return total.reshape((1,) * nd if keepdim else ())
+        return total.reshape(x.shape[:-1] + ((1,) if keepdim else ()))
 
     @staticmethod
     def matmul(a, b):

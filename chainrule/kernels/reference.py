@@ -101,6 +101,11 @@ class Kernels:
         return either.sum(g, 0)
 
     @staticmethod
+    def sum_squares(x, axes, keepdim: bool):
+        """Σ x² over ``axes`` (all when None): the square of a 2-norm."""
+        return np.sum(x * x, axis=axes, keepdims=keepdim)
+
+    @staticmethod
     def matmul(a, b):
         return a @ b if isinstance(a, TensorBase) or isinstance(b, TensorBase) else _matmul(a, b)
 

@@ -326,7 +326,7 @@ class Norm2(Op):
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
-        y = np.sqrt(np.sum(x * x, axis=axes, keepdims=keepdim))
+        y = np.sqrt(kernels_for(x).sum_squares(x, axes, keepdim))
         ctx.save_for_backward(x, y)
         ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
         return y

@@ -8,6 +8,7 @@ from typing import Any
 
 from chainrule.devices import np
 from chainrule import devices
+from chainrule.kernels import kernels_for
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
@@ -39,8 +40,10 @@ def get_total_norm(tensors: Iterable[Tensor], norm_type: float = 2.0,
         total = min(xp.abs(a).min() if a.size else math.inf for a in arrays)
     elif norm_type == 0:
         total = sum(xp.count_nonzero(a) for a in arrays)
-    elif norm_type == 2.0:
-        total = xp.sqrt(sum(xp.vdot(a.ravel(), a.ravel()).real for a in arrays))
+    elif norm_type == 2.0:  # torch's: the 2-norm of the stacked per-tensor 2-norms
+        norms = xp.stack([xp.sqrt(xp.asarray(kernels_for(a).sum_squares(a, None, False)))
+                          for a in arrays])
+        total = xp.sqrt(kernels_for(norms).sum_squares(norms, None, False))
     else:
         total = sum((xp.abs(a) ** norm_type).sum() for a in arrays) ** (1.0 / norm_type)
     total = xp.asarray(total, dtype=dtype)
@@ -58,12 +61,19 @@ def clip_grads_with_norm_(parameters: Any, max_norm: float, total_norm: Tensor,
     """Scale the gradients by min(1, max_norm / (total_norm + 1e-6)) in place (each gradient's
     version counter moves on by one, as torch's ``mul_``, even when the factor is 1)."""
     total = total_norm._data if isinstance(total_norm, Tensor) else total_norm
+    # torch's ``max_norm / (total + 1e-6)`` is a Tensor's __rtruediv__: a reciprocal, then a
+    # product (two roundings, in the norm's dtype)
     if devices.is_gpu_array(total):  # min(1, coef) on the device: no read-back
-        coef = devices.xp_of(total).minimum(max_norm / (total + 1e-6), 1.0)
+        coef = devices.xp_of(total).minimum((1 / (total + 1e-6)) * float(max_norm), 1.0)
         for g in _grads(parameters):
             _write(g, g._data * coef.astype(g._data.dtype))
         return
-    coef = float(max_norm) / (float(total) + 1e-6)
+    total = np.asarray(total)
+    if total.dtype.kind == "f":  # in the norm's dtype, as torch's 0-d tensor arithmetic
+        kind = total.dtype.type
+        coef = (kind(1) / (total[()] + kind(1e-6))) * kind(max_norm)
+    else:
+        coef = (1 / (float(total) + 1e-6)) * float(max_norm)
     for g in _grads(parameters):
         if coef >= 1.0:  # a product by 1 changes nothing but the version
             g._bump_version()
