@@ -31,7 +31,7 @@ def _numpy_rng() -> np.random.Generator:
 
 
 def _sample(draw, *params):
-    """``draw(rng, *NumPy arrays)`` (NumPy values) on the device and in the dtype of the last of
+    """``draw(*NumPy arrays)`` (NumPy values) on the device and in the dtype of the last of
     ``params``, which may be batched inside vmap: a draw parametrised by tensors (torch.func's
     rule: randomness="same" refuses a batched parameter, "different" draws every example's
     values), on the physical arrays at once."""
@@ -43,9 +43,9 @@ def _sample(draw, *params):
             q = _batching.physical(p, levels)
             phys.append(q.reshape(q.shape[:len(levels)] + (1,) * (nd - p.ndim) +
                                   q.shape[len(levels):]))
-        values = draw(_numpy_rng(), *[_cpu(q) for q in phys])
+        values = draw(*[_cpu(q) for q in phys])
         return _batching.from_physical(_like(values, phys[-1]), levels)
-    return _like(draw(_numpy_rng(), *[_cpu(p) for p in params]), params[-1])
+    return _like(draw(*[_cpu(p) for p in params]), params[-1])
 
 
 @elementwise_host
@@ -86,7 +86,7 @@ class StandardGamma(Op):
 
     @staticmethod
     def forward(ctx, alpha):
-        x = _sample(lambda rng, a: rng.standard_gamma(a.astype(np.float64)), alpha)
+        x = _sample(lambda a: draw_standard_gamma(a.astype(np.float64)), alpha)
         ctx.alpha, ctx.x = alpha, x  # constants for the backward (no graph through them)
         return x
 
@@ -103,14 +103,14 @@ def standard_gamma(concentration: Tensor) -> Tensor:
 def poisson(rate: Tensor) -> Tensor:
     """Poisson(rate) counts, as floats of ``rate``'s dtype (no gradient)."""
     r = rate._data
-    return wrap(_sample(lambda rng, a: rng.poisson(a.astype(np.float64)), r))
+    return wrap(_sample(lambda a: _numpy_rng().poisson(a.astype(np.float64)), r))
 
 
 def binomial(count: Tensor, prob: Tensor) -> Tensor:
     """Binomial(count, prob) counts, as floats of ``prob``'s dtype (no gradient)."""
-    def draw(rng, n, p):
+    def draw(n, p):
         n, p = np.broadcast_arrays(n, p)
-        return rng.binomial(n.astype(np.int64), np.clip(p.astype(np.float64), 0, 1))
+        return _numpy_rng().binomial(n.astype(np.int64), np.clip(p.astype(np.float64), 0, 1))
 
     return wrap(_sample(draw, count._data, prob._data))
 
