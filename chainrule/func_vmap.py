@@ -172,6 +172,19 @@ def _name(func) -> str:
     return getattr(func, "__name__", type(func).__name__)
 
 
+class _Where:
+    """``vmap(f, in_dims=..., ...)(<inputs>)``, the prefix of vmap's input errors (as text
+    only when an error is raised: building it on every call costs more than the checks)."""
+
+    __slots__ = ("name", "in_dims")
+
+    def __init__(self, name: str, in_dims) -> None:
+        self.name, self.in_dims = name, in_dims
+
+    def __format__(self, spec: str) -> str:
+        return f"vmap({self.name}, in_dims={self.in_dims}, ...)(<inputs>)"
+
+
 def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = "error", *,
          chunk_size: int | None = None) -> Callable:
     """``func`` mapped over a batch dimension of its inputs, computed in one pass.
@@ -191,12 +204,12 @@ def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = 
     @functools.wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         name = _name(func)
-        where = f"vmap({name}, in_dims={in_dims}, ...)(<inputs>)"
         if not args:
             raise ValueError(
                 f"vmap({name})(<inputs>): got no inputs. Maybe you forgot to add inputs, or you "
                 "are trying to vmap over a function with no inputs. The latter is unsupported."
             )
+        where = _Where(name, in_dims)  # the messages' prefix, formatted only when one is raised
         if not (isinstance(in_dims, int) or isinstance(in_dims, tuple)) or \
                 isinstance(in_dims, bool) or not _valid_dims(in_dims):
             raise ValueError(

@@ -911,8 +911,7 @@ def bernoulli_(tensor, p=0.5, generator=None):
         p_data = _batching.physical(p_data, levels)
         p_data = p_data.reshape(shape[:len(levels)] + pad + p_data.shape[len(levels):])
     if _devices.device_of(tensor._data).type == "cuda":
-        probs = _devices.xp_of(p_data).broadcast_to(_devices.to_device(p_data, tensor.device),
-                                                     shape)
+        probs = _devices.to_device(p_data, tensor.device)  # broadcast by the comparison
         return _draw_into(tensor, generator, None,
                           lambda rs, shape: rs.random_sample(shape) < probs, layout=layout)
     probs = np.broadcast_to(_devices.to_device(p_data, "cpu"), shape)
