@@ -725,3 +725,15 @@ def test_makemore_bigram_lecture_prints() -> None:
     assert [round(v, 4) for v in p.tolist()] == [0.6064, 0.3033, 0.0903]
     same(p, tp)
     same(ix, tix)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_gumbel_softmax_draws_torchs_noise(hard: bool) -> None:
+    """gumbel_softmax's noise is torch's: -log of an exponential_ draw, so the same seed gives
+    the same (soft or one-hot) samples."""
+    x = np.random.default_rng(0).standard_normal((6, 40)).astype(np.float32)
+    cr.manual_seed(11)
+    torch.manual_seed(11)
+    ours = F.gumbel_softmax(cr.tensor(x), tau=0.7, hard=hard)
+    theirs = torch.nn.functional.gumbel_softmax(torch.tensor(x), tau=0.7, hard=hard)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)

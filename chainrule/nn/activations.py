@@ -405,9 +405,8 @@ def gumbel_softmax(logits: Tensor, tau: float = 1, hard: bool = False, eps: floa
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
 
-    with no_grad():  # g = -log(E), E ~ Exp(1) = -log(1 - U)
-        u = empty_like(logits).uniform_()
-        gumbels = -(-(1.0 - u).log()).log()
+    with no_grad():  # g = -log(E), E ~ Exp(1) (torch's draw: exponential_)
+        gumbels = -empty_like(logits).exponential_().log()
     y_soft = softmax((logits + gumbels) / tau, dim)
     if not hard:
         return y_soft
