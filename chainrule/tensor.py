@@ -68,7 +68,10 @@ class TensorBase:
     # ---- the autograd state ---------------------------------------------------------------------
     @property
     def requires_grad(self) -> bool:
-        return self._requires_grad
+        if self._requires_grad:
+            return True
+        base = self._base  # a view (made in grad mode) of a base that came to require grad
+        return base is not None and base._requires_grad and all(step[3] for step in self._view)
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:

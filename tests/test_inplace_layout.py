@@ -281,3 +281,37 @@ def test_as_strided_storage_offsets_are_absolute_as_torchs():
     assert out[0] == out[1]
     with pytest.raises(RuntimeError, match=r"as_strided\(\): storage offset 0 lies before"):
         cr.as_strided(cr.arange(12.0)[4:], (2,), (1,), 0)  # torch reads the base there
+
+
+def _no_grad_view(m):
+    n = m.arange(6.0, requires_grad=True) * 1.0
+    with m.no_grad():
+        v = n[1:]
+    return v
+
+
+VIEWS = {
+    "as_strided_ on a view made in no_grad mode": lambda m: _no_grad_view(m).as_strided_(
+        (2,), (1,)),
+    "set_ on a view made in no_grad mode": lambda m: _no_grad_view(m).set_(m.zeros(2)),
+    "resize_ on a view made in no_grad mode (torch: it requires grad)": lambda m:
+        _no_grad_view(m).resize_(2),
+    "a view's requires_grad once its base was written with a gradient": lambda m: (
+        lambda x: (lambda v: (x.mul_(m.ones(6, requires_grad=True)), v.requires_grad))(x[1:]))(
+        m.arange(6.0)),
+    "a resized view, then its base written with a gradient": lambda m: (
+        lambda x: (lambda v: (v.resize_(2), x.mul_(m.ones(6, requires_grad=True)),
+                              v.requires_grad, v.grad_fn is not None))(x[1:]))(m.arange(6.0)),
+    "a restrided view, then its base written with a gradient": lambda m: (
+        lambda x: (lambda v: (v.as_strided_((2, 2), (1, 2)), x.mul_(m.arange(
+            6.0, requires_grad=True)), v, v.requires_grad))(x[1:]))(m.arange(6.0)),
+    "a restrided view of a non-leaf, then the base multiplied in place": lambda m: (
+        lambda l: (lambda n: (lambda v: (v.as_strided_((2, 2), (1, 2)), n.mul_(2), v,
+                                         (v.sum().backward(), l.grad)[1]))(n[1:]))(l * 1.0))(
+        m.arange(6.0, requires_grad=True)),
+}
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_views_and_grad_mode(name):
+    assert _outcome(cr, VIEWS[name]) == _outcome(torch, VIEWS[name])

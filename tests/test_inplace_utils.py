@@ -212,3 +212,28 @@ def test_zero_grad_zeroes_in_place_so_a_saved_gradient_is_refused():
         assert float(view.abs().sum()) == 0.0  # the same memory
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             y.backward()
+
+
+def _wrapper_and_dropout_versions(m):
+    out = []
+    t = m.ones(2)
+    t.add_(1)
+    p, b = m.nn.Parameter(t), m.nn.Buffer(t)
+    out.append(("wrapped", p._version, b._version))
+    t.add_(1)  # the same memory and the same counter
+    with m.no_grad():
+        p.mul_(2)
+    out.append(("shared", t._version, p._version, b._version, b.tolist()))
+    F = m.nn.functional
+    for name, p_, f in [("alpha_dropout", 0.5, F.alpha_dropout),
+                        ("alpha_dropout p=1", 1.0, F.alpha_dropout),
+                        ("feature_alpha_dropout", 0.5, F.feature_alpha_dropout)]:
+        y = m.ones(1, 3, 2) * -1
+        before = y._version
+        f(y, p_, training=True, inplace=True)
+        out.append((name, y._version - before))
+    return out
+
+
+def test_parameter_and_buffer_share_the_counter_and_dropout_counts_torchs_steps():
+    assert _wrapper_and_dropout_versions(cr) == _wrapper_and_dropout_versions(torch)

@@ -933,7 +933,8 @@ def resize_(self, *sizes, memory_format=None):
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])
     size = _ints(sizes, "resize_(): size")
-    if self._requires_grad:
+    base = self._base  # (torch counts a view of a tensor that requires grad, even one made
+    if self._requires_grad or (base is not None and base._requires_grad):  # in no_grad mode)
         raise RuntimeError("cannot resize variables that require grad")
     _check_memory_format(memory_format, len(size))
     if any(n < 0 for n in size):

@@ -108,7 +108,10 @@ def _alpha(input: Tensor, p: float, training: bool, feature: bool,
     if p == 0 or not training or input.numel() == 0:
         return input
     if inplace:
-        return apply_inplace(input, _alpha, p, training, feature)
+        apply_inplace(input, _alpha, p, training, feature)
+        if p != 1:  # torch's steps: mul_ then add_, two versions
+            input._bump_version()
+        return input
     if p == 1:
         return input * 0.0
     if feature and input.ndim < 2:

@@ -24,6 +24,8 @@ class Parameter(Tensor):
         else:
             arr = to_array(data, None, None)
         init_leaf(self, arr)
+        if isinstance(data, Tensor):  # ... and its version counter, as torch's
+            self._vholder = data._version_holder()
         if requires_grad:
             self.requires_grad_(True)
 
@@ -37,11 +39,8 @@ class Buffer(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any = None, *, persistent: bool = True) -> None:
-        self._data = data._data if isinstance(data, Tensor) else to_array(
-            [] if data is None else data, None, None)
-        self._grad_fn = None
-        self._nr = 0
-        self._grad = None
-        self._hooks = None
-        self._requires_grad = False
+        init_leaf(self, data._data if isinstance(data, Tensor) else to_array(
+            [] if data is None else data, None, None))
+        if isinstance(data, Tensor):  # the same memory and version counter, as torch's
+            self._vholder = data._version_holder()
         self.__dict__["persistent"] = persistent
