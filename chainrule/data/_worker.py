@@ -28,6 +28,12 @@ MP_STATUS_CHECK_INTERVAL = 5.0  # seconds between liveness checks while waiting 
 
 _exiting = False  # set at interpreter exit: the daemon workers are then ended by multiprocessing
 
+# The queues of every live worker pool, held from here so that a loader iterator caught in a
+# reference cycle (e.g. through the traceback of a worker's error) still reaches its workers
+# when the collector finalizes it: a cycle's weak references are cleared before finalizers run,
+# which would close the queues (multiprocessing finalizes a queue through a weak reference).
+_live_queues: dict[int, tuple] = {}
+
 
 def _mark_exiting() -> None:
     global _exiting
@@ -102,7 +108,11 @@ class ExceptionWrapper:
             exc = self.exc_type(msg)
         except Exception:
             raise RuntimeError(msg) from None
-        raise exc
+        try:
+            raise exc
+        finally:
+            del exc  # no frame -> exception -> traceback -> frame cycle: the loader's iterator
+            # (and its workers) go as soon as the caller drops the exception
 
 
 # ---- tensors through the queues -----------------------------------------------------------------
@@ -326,6 +336,7 @@ class MultiProcessingIter:
             w.start()
             self._index_queues.append(index_queue)
             self._workers.append(w)
+        _live_queues[id(self)] = (self._index_queues, self._result_queue)
         self._reset(loader, first=True)
 
     def _reset(self, loader, first: bool = False) -> None:
@@ -477,6 +488,7 @@ class MultiProcessingIter:
                 if w.is_alive():
                     w.terminate()
                     w.join(timeout=MP_STATUS_CHECK_INTERVAL)
+            _live_queues.pop(id(self), None)
 
     def __del__(self) -> None:
         if getattr(self, "_workers", None) is not None:
