@@ -432,3 +432,42 @@ def test_program_exit_with_live_workers_does_not_hang(tmp_path):
                           timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["4", "4"]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.split()[1:2] == ["Z"] for line in f if line.startswith("State:"))
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
+def test_workers_end_when_the_program_is_killed_with_results_in_flight(tmp_path):
+    # os._exit skips every clean-up: the orphaned workers notice their parent is gone and leave,
+    # even with a full result pipe that no one will read
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "import os, sys\n"
+        "import chainrule as cr\n"
+        "from chainrule.data import DataLoader, TensorDataset, _worker\n"
+        "_worker.MP_STATUS_CHECK_INTERVAL = 0.2\n"
+        "ds = TensorDataset(cr.zeros(64, 20000))\n"
+        "it = iter(DataLoader(ds, batch_size=4, num_workers=2, prefetch_factor=4))\n"
+        "next(it)\n"
+        "print(*[w.pid for w in it._workers], flush=True)\n"
+        "os._exit(0)\n")
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(cr.__file__)))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                          timeout=60, env=env)
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 20
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(map(_gone, pids))

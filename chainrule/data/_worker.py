@@ -296,7 +296,9 @@ def worker_loop(iterable: bool, dataset, index_queue, data_queue, done_event,
             del data, idx, index, task
     except KeyboardInterrupt:
         pass  # the main process gets it too
-    if done_event.is_set():
+    if done_event.is_set() or not _parent_alive(parent):
+        # results nobody will read must not hold up this process's exit (a full pipe whose
+        # reading end the other workers keep open would block the queue's feeder thread)
         data_queue.cancel_join_thread()
         data_queue.close()
 
