@@ -471,3 +471,30 @@ def test_workers_end_when_the_program_is_killed_with_results_in_flight(tmp_path)
     while not all(map(_gone, pids)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(map(_gone, pids))
+
+
+# ---- collation of tensor samples (the workers' and the main process's) --------------------------
+def test_default_collate_of_tensors_equal_torch_and_keeps_gradients():
+    torch = pytest.importorskip("torch")
+    from chainrule.data import default_collate
+
+    rng = np.random.default_rng(0)
+    cases = [
+        [rng.standard_normal((3, 2)).astype(np.float32) for _ in range(5)],
+        [np.array(i, dtype=np.int64) for i in range(4)],  # 0-d samples
+        [rng.standard_normal(4)[::2] for _ in range(3)],  # non-contiguous float64
+        [np.arange(3, dtype=np.int64), np.arange(3, dtype=np.float32)],  # promotion
+    ]
+    for arrays in cases:
+        got = default_collate([cr.from_numpy(a.copy()) for a in arrays])
+        want = torch.utils.data.default_collate([torch.from_numpy(a.copy()) for a in arrays])
+        assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1]
+        assert tuple(got.shape) == tuple(want.shape)
+        assert np.array_equal(got.numpy(), want.numpy())
+    leaves = [cr.tensor([1.0, 2.0], requires_grad=True) for _ in range(3)]
+    out = default_collate(leaves)
+    assert out.requires_grad
+    out.sum().backward()
+    assert all(np.array_equal(p.grad.numpy(), [1.0, 1.0]) for p in leaves)
+    stacked = default_collate([cr.zeros(2), cr.ones(2)])
+    assert not stacked.requires_grad and stacked.is_leaf

@@ -183,6 +183,25 @@ _COLLATE_ERROR = ("default_collate: batch must contain tensors, numpy arrays, nu
                   "lists; found {}")
 
 
+def _stack_samples(batch: list) -> Tensor:
+    """``cr.stack(batch)``; samples on the CPU of one dtype and shape that need no gradient (the
+    usual case) are stacked with one NumPy call on their arrays."""
+    import chainrule as cr
+    from chainrule.tensor import wrap
+
+    first = batch[0]._data
+    if type(first) is np.ndarray:
+        dtype, shape = first.dtype, first.shape
+        arrays = [t._data for t in batch]
+        if (all(type(t) is Tensor and not t.requires_grad for t in batch)
+                and all(type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
+                        for a in arrays)):
+            if not shape:
+                return wrap(np.stack(arrays))
+            return wrap(np.concatenate(arrays).reshape((len(arrays),) + shape))  # (faster)
+    return cr.stack(batch, 0)
+
+
 def default_collate(batch: list) -> Any:
     """Stack a list of samples into a batch: tensors/arrays/numbers become stacked Tensors;
     tuples, lists and dicts are collated element-wise (tuples come back as lists, as in PyTorch)."""
@@ -190,7 +209,7 @@ def default_collate(batch: list) -> Any:
 
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return cr.stack(batch, 0)
+        return _stack_samples(batch)
     if isinstance(elem, np.ndarray):
         if elem.dtype.kind not in "biuf":
             raise TypeError(_COLLATE_ERROR.format(elem.dtype))
