@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import pickle
 import random
+import threading
 import time
 
 import numpy as np
@@ -354,6 +355,11 @@ def test_spawn_context_and_prefetch_factor():
     loader = DataLoader(TensorDataset(x), batch_size=4, num_workers=1, prefetch_factor=1,
                         multiprocessing_context="spawn")
     assert _equal(list(loader), list(DataLoader(TensorDataset(x), batch_size=4)))
+    assert _no_children()
+    unpicklable = TensorDataset(x)
+    unpicklable.lock = threading.Lock()
+    with pytest.raises(TypeError, match="pickle"):
+        iter(DataLoader(unpicklable, batch_size=4, num_workers=2, multiprocessing_context="spawn"))
     assert _no_children()
 
 

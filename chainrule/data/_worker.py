@@ -324,6 +324,7 @@ class MultiProcessingIter:
         self._shutdown = False
         self._workers: list = []
         self._index_queues: list = []
+        self._active = [True] * self._num_workers
         ctx = loader.multiprocessing_context or multiprocessing.get_context()
         self._result_queue = ctx.Queue()
         self._done_event = ctx.Event()
