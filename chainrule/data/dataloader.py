@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.data import _worker
+from chainrule.data._worker import get_worker_info
 from chainrule.data.dataset import Dataset, _batchable
 from chainrule.tensor import Tensor
 
@@ -181,6 +183,25 @@ _COLLATE_ERROR = ("default_collate: batch must contain tensors, numpy arrays, nu
                   "lists; found {}")
 
 
+def _stack_samples(batch: list) -> Tensor:
+    """``cr.stack(batch)``; samples on the CPU of one dtype and shape that need no gradient (the
+    usual case) are stacked with one NumPy call on their arrays."""
+    import chainrule as cr
+    from chainrule.tensor import wrap
+
+    first = batch[0]._data
+    if type(first) is np.ndarray:
+        dtype, shape = first.dtype, first.shape
+        arrays = [t._data for t in batch]
+        if (all(type(t) is Tensor and not t.requires_grad for t in batch)
+                and all(type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
+                        for a in arrays)):
+            if not shape:
+                return wrap(np.stack(arrays))
+            return wrap(np.concatenate(arrays).reshape((len(arrays),) + shape))  # (faster)
+    return cr.stack(batch, 0)
+
+
 def default_collate(batch: list) -> Any:
     """Stack a list of samples into a batch: tensors/arrays/numbers become stacked Tensors;
     tuples, lists and dicts are collated element-wise (tuples come back as lists, as in PyTorch)."""
@@ -188,7 +209,7 @@ def default_collate(batch: list) -> Any:
 
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return cr.stack(batch, 0)
+        return _stack_samples(batch)
     if isinstance(elem, np.ndarray):
         if elem.dtype.kind not in "biuf":
             raise TypeError(_COLLATE_ERROR.format(elem.dtype))
@@ -247,7 +268,11 @@ class DataLoader:
     """Iterate over ``dataset`` in batches: ``for x, y in DataLoader(ds, batch_size=32,
     shuffle=True, generator=cr.Generator().manual_seed(0))``.
 
-    Batches are built in this process; ``num_workers`` is accepted for API compatibility.
+    With ``num_workers=0`` batches are built in this process; with ``num_workers > 0`` by that
+    many worker processes (``multiprocessing``, PyTorch's semantics: ``prefetch_factor`` batches
+    in flight per worker, results in sampler order unless ``in_order=False``,
+    ``persistent_workers``, ``worker_init_fn``, ``get_worker_info()``, seeds
+    ``base_seed + worker_id``, worker errors re-raised here with the worker's traceback).
     A ``TensorDataset`` (or a ``Subset`` of one) with the default collation is batched with one
     fancy-index per tensor instead of stacking samples one by one.
     """
@@ -258,12 +283,22 @@ class DataLoader:
                  drop_last: bool = False, timeout: float = 0, worker_init_fn=None,
                  multiprocessing_context=None, generator=None, *,
                  prefetch_factor: int | None = None, persistent_workers: bool = False,
-                 pin_memory_device: str = "") -> None:
+                 pin_memory_device: str = "", in_order: bool = True) -> None:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
                              "disable multiprocessing.")
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("prefetch_factor option could only be specified in multiprocessing."
+                             "let num_workers > 0 to enable multiprocessing, otherwise set "
+                             "prefetch_factor to None.")
+        if num_workers > 0 and prefetch_factor is None:
+            prefetch_factor = 2
+        elif prefetch_factor is not None and prefetch_factor < 0:
+            raise ValueError("prefetch_factor option should be non-negative")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
@@ -298,32 +333,83 @@ class DataLoader:
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.pin_memory_device = pin_memory_device
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
         self.generator = generator
+        self.prefetch_factor = prefetch_factor
+        self.persistent_workers = persistent_workers
+        self.in_order = in_order
+        self.multiprocessing_context = multiprocessing_context
+        self._iterator = None  # the persistent workers' iterator
         self._auto_collation = batch_sampler is not None
         self._fast = collate_fn is None and self._auto_collation and _batchable(dataset)
         if collate_fn is None:
             collate_fn = default_collate if self._auto_collation else default_convert
         self.collate_fn = collate_fn
+        _worker.check_worker_number(num_workers)
+
+    @property
+    def multiprocessing_context(self):
+        """The ``multiprocessing`` context the workers start in (None: the default one, 'fork'
+        on Linux)."""
+        return self._mp_context
+
+    @multiprocessing_context.setter
+    def multiprocessing_context(self, context) -> None:
+        import multiprocessing
+
+        if context is not None:
+            if self.num_workers == 0:
+                raise ValueError("multiprocessing_context can only be used with multi-process "
+                                 "loading (num_workers > 0), but got "
+                                 f"num_workers={self.num_workers}")
+            if isinstance(context, str):
+                methods = multiprocessing.get_all_start_methods()
+                if context not in methods:
+                    raise ValueError("multiprocessing_context option should specify a valid "
+                                     f"start method in {methods!r}, but got "
+                                     f"multiprocessing_context={context!r}")
+                context = multiprocessing.get_context(context)
+            if not isinstance(context, multiprocessing.context.BaseContext):
+                raise TypeError("multiprocessing_context option should be a valid context "
+                                "object or a string specifying the start method, but got "
+                                f"multiprocessing_context={context}")
+        self._mp_context = context
 
     def __iter__(self) -> Iterator[Any]:
+        if self.num_workers > 0:
+            if self.persistent_workers:
+                if self._iterator is None:
+                    self._iterator = self._start_workers()
+                else:
+                    self._iterator._reset(self)  # same workers and base seed, as PyTorch
+                return self._iterator
+            return self._start_workers()
         self._base_seed = _draw_seed(self.generator)  # PyTorch draws it for its workers
         return self._batches()
+
+    def _start_workers(self):
+        _worker.check_worker_number(self.num_workers)
+        return _worker.MultiProcessingIter(self, _draw_seed(self.generator))
+
+    def _index_source(self):
+        """What the workers' tasks are drawn from: the batch sampler (auto-collation), the
+        sampler, or for an IterableDataset endless placeholders of the batch's length."""
+        import itertools
+
+        if self._iterable:
+            return itertools.repeat([None] * self.batch_size if self._auto_collation else None)
+        return self.batch_sampler if self._auto_collation else self.sampler
 
     def _batches(self) -> Iterator[Any]:
         if self._iterable:
             yield from self._stream()
             return
-        if not self._auto_collation:
-            for idx in self.sampler:
-                yield self.collate_fn(self.dataset[idx])
-            return
-        for indices in self.batch_sampler:
-            if self._fast:
-                yield list(self.dataset._batch(np.asarray(indices, dtype=np.int64)))
-            else:
-                yield self.collate_fn([self.dataset[i] for i in indices])
+        fetch = _worker.fetch_map
+        args = (self.dataset, self._auto_collation, self._fast, self.collate_fn)
+        for index in (self.batch_sampler if self._auto_collation else self.sampler):
+            yield fetch(*args, index)
 
     def _stream(self) -> Iterator[Any]:
         """An IterableDataset's samples, batched in the order they come."""
@@ -359,8 +445,3 @@ class _Endless(Sampler):
     def __iter__(self):
         raise TypeError("an IterableDataset has no sampler")
 
-
-def get_worker_info():
-    """Information about the current DataLoader worker: None, as batches are built in the
-    main process."""
-    return None
