@@ -66,11 +66,12 @@ DISTINCT_OPERANDS = frozenset({"dist"})
 # hardswish(3.4e38) is inf: x·6/6); softshrink's zeros have the sign torch's vector width gives
 # them (-0.0 for -0.3 in a scalar loop, +0.0 in a vectorized one), which 1/x turns into ±inf
 UNFED_OUTPUTS = frozenset({"nan_to_num", "Tensor.nan_to_num", "softshrink"})
-# ops whose gradient at NaN torch leaves to its vector width (hardswish: NaN in 16-element
-# float64 chunks, the incoming gradient in the scalar tail; hardshrink/softshrink: 0, then the
-# incoming gradient): they get fresh inputs of their own domain, never pooled values (which may
-# hold NaN)
-NAN_GRADIENT_VARIES = frozenset({"F.hardswish", "hardshrink", "softshrink"})
+# ops whose gradient at NaN torch leaves to its vector width (hardswish and the ELU family: NaN
+# in 16-element float64 chunks, the incoming gradient in the scalar tail; hardshrink,
+# softshrink, hardtanh, relu6: 0, then the incoming gradient): they get fresh inputs of their
+# own domain, never pooled values (which may hold NaN)
+NAN_GRADIENT_VARIES = frozenset({"F.hardswish", "F.elu", "F.celu", "F.selu", "hardshrink",
+                                 "softshrink", "F.hardtanh", "F.relu6"})
 # torch 2.13's CPU kernels that read some layouts wrongly: torch gets contiguous copies (its
 # gradient still flows to the original leaves), chainrule the layout the program drew.
 # median/nanmedian with dim read an expanded (stride 0) input out of bounds; batch_norm's
@@ -221,7 +222,7 @@ def generate(c, entries: list[Entry], max_steps: int = 5) -> dict:
                     continue
                 avoid = args if spec.name in DISTINCT_OPERANDS else ()
                 v = pooled(s, tie_free=tie_free, avoid=avoid) if d and c.boolean(0.4) and \
-                    dom in ("real", "any") else None
+                    dom in ("real", "any") and spec.name not in NAN_GRADIENT_VARIES else None
                 args.append(v["ref"] if v else leaf(s, dom, want_grad=d, tie_free=tie_free))
         step = {"entry": e.index, "name": spec.name, "case": case, "args": args}
         if c.boolean(0.15):

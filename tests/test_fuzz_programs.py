@@ -120,3 +120,19 @@ def test_torch_runs_on_chainrules_values_but_a_wrong_step_is_still_reported(monk
                    staticmethod(lambda ctx, g: backward(ctx, g) * 1.001))
         verdict, diffs = FP.check(prog, torch)
         assert verdict == "mismatch" and any(d.startswith("grad 0") for d in diffs), diffs
+
+
+def test_ops_with_a_vector_width_nan_gradient_get_fresh_inputs_of_their_domain():
+    seen = 0
+    for seed in range(3000):
+        prog = FP.generate(FP.RandomChooser(seed), ENTRIES)
+        for step in prog["steps"]:
+            if step["name"] not in FP.NAN_GRADIENT_VARIES:
+                continue
+            spec = FP.R.REGISTRY[step["entry"]]
+            doms = spec.domains(len(step["args"]))
+            for ref, dom in zip(step["args"], doms):
+                if ref[0] != "scalar":
+                    assert ref[0] == "leaf" and prog["leaves"][ref[1]]["domain"] == dom, step
+                    seen += 1
+    assert seen > 20
