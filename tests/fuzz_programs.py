@@ -330,10 +330,12 @@ def _anchored(t, seen: dict, torch, rtol: float, atol: float):
         return t
     w = torch.from_numpy(want.astype(seen["dtype"]))
     scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=1.0))
-    close = torch.isclose(t.detach(), w, rtol=rtol, atol=atol * scale) & torch.isfinite(w)
-    if not bool(close.any()):
+    differ = torch.isclose(t.detach(), w, rtol=rtol, atol=atol * scale) & \
+        torch.isfinite(w) & (t.detach() != w)
+    if not bool(differ.any()):
         return t
-    return t + torch.where(close, w - t.detach(), torch.zeros_like(w))
+    # (t itself where equal: t + 0 would turn -0.0 into +0.0, which 1/x tells apart)
+    return torch.where(differ, t + (w - t.detach()), t)
 
 
 def run_program(prog: dict, m, anchor: dict | None = None) -> dict:

@@ -3,6 +3,7 @@ random programs over the op registry against torch, and against chainrule's othe
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("hypothesis")
@@ -136,3 +137,13 @@ def test_ops_with_a_vector_width_nan_gradient_get_fresh_inputs_of_their_domain()
                     assert ref[0] == "leaf" and prog["leaves"][ref[1]]["domain"] == dom, step
                     seen += 1
     assert seen > 20
+
+
+def test_anchoring_takes_chainrules_values_and_keeps_torchs_graph_and_signed_zeros():
+    t = torch.tensor([-0.0, 1.0 + 1e-12, 5.0, 2.0], dtype=torch.float64, requires_grad=True)
+    seen = FP._encode(np.array([-0.0, 1.0, 7.0, np.nan]))  # (7 and NaN: not equal, kept)
+    out = FP._anchored(t * 1.0, seen, torch, 1e-6, 1e-9)
+    assert out.tolist()[:3] == [-0.0, 1.0, 5.0] and out[0].item() == 0.0
+    assert torch.signbit(out[0]) and out[3].item() == 2.0
+    out.sum().backward()
+    assert t.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
