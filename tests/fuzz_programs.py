@@ -58,10 +58,11 @@ POLY_SHAPES = ((), (0,), (3,), (2, 3), (4, 1), (2, 0, 3), (2, 3, 4), (1, 3))
 # ops whose result among exactly equal values is each library's own choice (torch documents no
 # order for them: which index topk/kthvalue/median/sort report, so where the gradient goes):
 # they get inputs without ties (fresh or pooled leaves of a continuous domain, never expanded)
-# histogram: a constant input sits exactly on a computed bin edge, whose last bit (torch's
-# vectorized linspace) decides the bin
+# (quantile: which of equal values gets the gradient); histogram: a constant input sits exactly
+# on a computed bin edge, whose last bit (torch's vectorized linspace) decides the bin
 TIE_SENSITIVE = frozenset({"topk", "Tensor.topk", "kthvalue", "median", "nanmedian", "sort",
-                           "Tensor.sort", "argsort", "msort", "histogram"})
+                           "Tensor.sort", "argsort", "msort", "quantile", "quantile(q tensor)",
+                           "nanquantile", "histogram"})
 # normalizations: a constant slice (an expanded input) has variance 0, where the gradient is
 # rounding noise scaled by 1/sqrt(eps) (the true one is 0): they get the same tie-free inputs
 ZERO_VARIANCE_NOISE = frozenset({"torch.batch_norm", "instance_norm", "instance_norm(affine)",

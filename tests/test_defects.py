@@ -573,3 +573,22 @@ def test_modified_bessel_at_nan_infinities_and_large_arguments_as_torch(name):
         out.append((g.detach().numpy(), gg.numpy()))
     for got, want in zip(*out):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_xlog1py_gradients_at_x_zero_as_torch():
+    """d/dx x·log1p(y) is log1p(y) at x = 0 too (was 0: the op was a where() around a product);
+    0 where y <= -1, as torch's."""
+    ys = [-1.0, -2.0, 0.5, math.nan, math.inf, -0.5, 0.0] * 3
+    xs = [0.0] * 7 + [1.5] * 7 + [math.nan] * 7
+    out = []
+    for m in (cr, torch):
+        x = m.tensor(xs, dtype=m.float64, requires_grad=True)
+        y = m.tensor(ys, dtype=m.float64, requires_grad=True)
+        z = m.special.xlog1py(x, y)
+        z.sum().backward()
+        out.append((z.detach().numpy(), x.grad.numpy(), y.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_array_equal(got, want)
+    x = cr.tensor([0.3, -1.2, 2.0], dtype=cr.float64, requires_grad=True)
+    y = cr.tensor([0.5, 2.0, -0.5], dtype=cr.float64, requires_grad=True)
+    assert cr.autograd.gradgradcheck(cr.special.xlog1py, (x, y))
