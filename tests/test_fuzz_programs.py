@@ -69,7 +69,8 @@ def test_the_special_cases_name_catalog_entries():
     (a renamed entry would silently lose its rule)."""
     names = {FP.R.REGISTRY[e.index].name for e in ENTRIES}
     for rule in (FP.TIE_SENSITIVE, FP.ZERO_VARIANCE_NOISE, FP.DISTINCT_OPERANDS,
-                 FP.UNFED_OUTPUTS, FP.NAN_GRADIENT_VARIES, FP.TORCH_CONTIGUOUS):
+                 FP.UNFED_OUTPUTS, FP.NAN_GRADIENT_VARIES, FP.CANCELS_NEAR_ZERO,
+                 FP.TORCH_CONTIGUOUS):
         assert rule <= names, rule - names
 
 
@@ -128,10 +129,12 @@ def test_ops_with_a_vector_width_nan_gradient_get_fresh_inputs_of_their_domain()
     for seed in range(3000):
         prog = FP.generate(FP.RandomChooser(seed), ENTRIES)
         for step in prog["steps"]:
-            if step["name"] not in FP.NAN_GRADIENT_VARIES:
+            if step["name"] not in FP.FRESH_INPUTS:
                 continue
             spec = FP.R.REGISTRY[step["entry"]]
             doms = spec.domains(len(step["args"]))
+            if step["name"] in FP.CANCELS_NEAR_ZERO:
+                doms = tuple("real" if d == "any" else d for d in doms)
             for ref, dom in zip(step["args"], doms):
                 if ref[0] != "scalar":
                     assert ref[0] == "leaf" and prog["leaves"][ref[1]]["domain"] == dom, step
