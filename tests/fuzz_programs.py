@@ -543,7 +543,7 @@ def compare(got: dict, want: dict, prog: dict, exact: bool = False) -> list[str]
 # (chainrule promotes), .view() inside torch's own code on non-contiguous input
 TORCH_LIMITS = ("view size is not compatible", "expected scalar type", "must have the same dtype",
                 "Type promoting not supported", "to have the same dtype", "found Double",
-                "found Float", "mixed dtype")
+                "found Float", "mixed dtype", "requires the source and destination dtypes match")
 
 
 def classify(got: dict, want: dict, diffs: list[str]) -> str:

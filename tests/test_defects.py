@@ -592,3 +592,23 @@ def test_xlog1py_gradients_at_x_zero_as_torch():
     x = cr.tensor([0.3, -1.2, 2.0], dtype=cr.float64, requires_grad=True)
     y = cr.tensor([0.5, 2.0, -0.5], dtype=cr.float64, requires_grad=True)
     assert cr.autograd.gradgradcheck(cr.special.xlog1py, (x, y))
+
+
+def test_prelu_with_an_infinite_or_nan_slope_keeps_positive_inputs_gradient():
+    """prelu's x-gradient is 1 where x > 0 whatever the slope (was NaN for an inf/NaN slope:
+    the unused branch x·w of a where()); the slope's gradient as torch's."""
+    x0 = np.array([[0.5, -1.0, 2.0], [-0.3, 0.7, -2.0]])
+    w0 = np.array([math.inf, math.nan, -0.25])
+    out = []
+    for m in (cr, torch):
+        x = m.tensor(x0, requires_grad=True)
+        w = m.tensor(w0, requires_grad=True)
+        y = m.nn.functional.prelu(x, w)
+        (y * m.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])).sum().backward()
+        out.append((y.detach().numpy(), x.grad.numpy(), w.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_array_equal(got, want)
+    xs = cr.tensor(x0, requires_grad=True)
+    assert cr.autograd.gradgradcheck(lambda a, b: cr.nn.functional.prelu(a, b),
+                                     (xs, cr.tensor([0.2, -0.4, 1.5], dtype=cr.float64,
+                                                    requires_grad=True)))
