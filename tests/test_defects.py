@@ -612,3 +612,20 @@ def test_prelu_with_an_infinite_or_nan_slope_keeps_positive_inputs_gradient():
     assert cr.autograd.gradgradcheck(lambda a, b: cr.nn.functional.prelu(a, b),
                                      (xs, cr.tensor([0.2, -0.4, 1.5], dtype=cr.float64,
                                                     requires_grad=True)))
+
+
+def test_overwritten_slice_gets_zero_gradient_under_an_infinite_or_nan_gradient():
+    """select_scatter / x[i] = v: the overwritten part of x gets 0, not 0·inf = NaN (the
+    gradient was masked by a product)."""
+    g = [[math.nan, math.inf, 1.0], [2.0, 3.0, 4.0]]
+    out = []
+    for m in (cr, torch):
+        x = m.zeros(2, 3, requires_grad=True)
+        m.select_scatter(x, m.ones(3), 0, 0).backward(m.tensor(g))
+        x2 = m.zeros(2, 3, requires_grad=True)
+        y = x2.clone()
+        y[:, 1] = m.ones(2)
+        y.backward(m.tensor(g))
+        out.append((x.grad.numpy(), x2.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_array_equal(got, want)
