@@ -7,6 +7,7 @@ import math
 from chainrule.batching import elementwise_host
 from chainrule.ops import special as _s
 from chainrule.ops.binary import where, xlogy
+from chainrule.ops.binary import xlog1py as _xlog1py
 from chainrule.ops.elementwise import erf, exp2, expm1, log, log1p, logit, round, sigmoid
 from chainrule.ops.reduce import log_softmax, logsumexp, softmax
 from chainrule.ops.special import (
@@ -57,7 +58,7 @@ def xlog1py(input, other) -> Tensor:
         input = _s._float(input, "xlog1py")
     if not isinstance(other, Tensor):
         other = _s._float(other, "xlog1py")
-    return where(input == 0, 0.0, input * log1p(where(input == 0, 0.0, other)))
+    return _xlog1py(input, other)
 
 
 def entr(input: Tensor) -> Tensor:

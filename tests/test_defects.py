@@ -573,3 +573,59 @@ def test_modified_bessel_at_nan_infinities_and_large_arguments_as_torch(name):
         out.append((g.detach().numpy(), gg.numpy()))
     for got, want in zip(*out):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_xlog1py_gradients_at_x_zero_as_torch():
+    """d/dx x·log1p(y) is log1p(y) at x = 0 too (was 0: the op was a where() around a product);
+    0 where y <= -1, as torch's."""
+    ys = [-1.0, -2.0, 0.5, math.nan, math.inf, -0.5, 0.0] * 3
+    xs = [0.0] * 7 + [1.5] * 7 + [math.nan] * 7
+    out = []
+    for m in (cr, torch):
+        x = m.tensor(xs, dtype=m.float64, requires_grad=True)
+        y = m.tensor(ys, dtype=m.float64, requires_grad=True)
+        z = m.special.xlog1py(x, y)
+        z.sum().backward()
+        out.append((z.detach().numpy(), x.grad.numpy(), y.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_array_equal(got, want)
+    x = cr.tensor([0.3, -1.2, 2.0], dtype=cr.float64, requires_grad=True)
+    y = cr.tensor([0.5, 2.0, -0.5], dtype=cr.float64, requires_grad=True)
+    assert cr.autograd.gradgradcheck(cr.special.xlog1py, (x, y))
+
+
+def test_prelu_with_an_infinite_or_nan_slope_keeps_positive_inputs_gradient():
+    """prelu's x-gradient is 1 where x > 0 whatever the slope (was NaN for an inf/NaN slope:
+    the unused branch x·w of a where()); the slope's gradient as torch's."""
+    x0 = np.array([[0.5, -1.0, 2.0], [-0.3, 0.7, -2.0]])
+    w0 = np.array([math.inf, math.nan, -0.25])
+    out = []
+    for m in (cr, torch):
+        x = m.tensor(x0, requires_grad=True)
+        w = m.tensor(w0, requires_grad=True)
+        y = m.nn.functional.prelu(x, w)
+        (y * m.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])).sum().backward()
+        out.append((y.detach().numpy(), x.grad.numpy(), w.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_array_equal(got, want)
+    xs = cr.tensor(x0, requires_grad=True)
+    assert cr.autograd.gradgradcheck(lambda a, b: cr.nn.functional.prelu(a, b),
+                                     (xs, cr.tensor([0.2, -0.4, 1.5], dtype=cr.float64,
+                                                    requires_grad=True)))
+
+
+def test_overwritten_slice_gets_zero_gradient_under_an_infinite_or_nan_gradient():
+    """select_scatter / x[i] = v: the overwritten part of x gets 0, not 0·inf = NaN (the
+    gradient was masked by a product)."""
+    g = [[math.nan, math.inf, 1.0], [2.0, 3.0, 4.0]]
+    out = []
+    for m in (cr, torch):
+        x = m.zeros(2, 3, requires_grad=True)
+        m.select_scatter(x, m.ones(3), 0, 0).backward(m.tensor(g))
+        x2 = m.zeros(2, 3, requires_grad=True)
+        y = x2.clone()
+        y[:, 1] = m.ones(2)
+        y.backward(m.tensor(g))
+        out.append((x.grad.numpy(), x2.grad.numpy()))
+    for got, want in zip(*out):
+        np.testing.assert_array_equal(got, want)

@@ -3,6 +3,7 @@ random programs over the op registry against torch, and against chainrule's othe
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("hypothesis")
@@ -68,7 +69,8 @@ def test_the_special_cases_name_catalog_entries():
     (a renamed entry would silently lose its rule)."""
     names = {FP.R.REGISTRY[e.index].name for e in ENTRIES}
     for rule in (FP.TIE_SENSITIVE, FP.ZERO_VARIANCE_NOISE, FP.DISTINCT_OPERANDS,
-                 FP.UNFED_OUTPUTS, FP.NAN_GRADIENT_VARIES, FP.TORCH_CONTIGUOUS):
+                 FP.UNFED_OUTPUTS, FP.NAN_GRADIENT_VARIES, FP.CANCELS_NEAR_ZERO,
+                 FP.TORCH_CONTIGUOUS):
         assert rule <= names, rule - names
 
 
@@ -120,3 +122,31 @@ def test_torch_runs_on_chainrules_values_but_a_wrong_step_is_still_reported(monk
                    staticmethod(lambda ctx, g: backward(ctx, g) * 1.001))
         verdict, diffs = FP.check(prog, torch)
         assert verdict == "mismatch" and any(d.startswith("grad 0") for d in diffs), diffs
+
+
+def test_ops_with_a_vector_width_nan_gradient_get_fresh_inputs_of_their_domain():
+    seen = 0
+    for seed in range(3000):
+        prog = FP.generate(FP.RandomChooser(seed), ENTRIES)
+        for step in prog["steps"]:
+            if step["name"] not in FP.FRESH_INPUTS:
+                continue
+            spec = FP.R.REGISTRY[step["entry"]]
+            doms = spec.domains(len(step["args"]))
+            if step["name"] in FP.CANCELS_NEAR_ZERO:
+                doms = tuple("real" if d == "any" else d for d in doms)
+            for ref, dom in zip(step["args"], doms):
+                if ref[0] != "scalar":
+                    assert ref[0] == "leaf" and prog["leaves"][ref[1]]["domain"] == dom, step
+                    seen += 1
+    assert seen > 20
+
+
+def test_anchoring_takes_chainrules_values_and_keeps_torchs_graph_and_signed_zeros():
+    t = torch.tensor([-0.0, 1.0 + 1e-12, 5.0, 2.0], dtype=torch.float64, requires_grad=True)
+    seen = FP._encode(np.array([-0.0, 1.0, 7.0, np.nan]))  # (7 and NaN: not equal, kept)
+    out = FP._anchored(t * 1.0, seen, torch, 1e-6, 1e-9)
+    assert out.tolist()[:3] == [-0.0, 1.0, 5.0] and out[0].item() == 0.0
+    assert torch.signbit(out[0]) and out[3].item() == 2.0
+    out.sum().backward()
+    assert t.grad.tolist() == [1.0, 1.0, 1.0, 1.0]

@@ -422,9 +422,10 @@ class CopySlices(Op):
 
     @staticmethod
     def backward(ctx, g):
-        outside = either.ones_like_data(g)
-        replay_view(ctx.chain, outside)[...] = 0
-        return g * outside, replay_view(ctx.chain, g), None, None
+        outside = either.ones_like_data(g) != 0
+        replay_view(ctx.chain, outside)[...] = False
+        # (where, not g·mask: an infinite or NaN gradient on the overwritten part gives 0)
+        return either.where(outside, g, 0.0), replay_view(ctx.chain, g), None, None
 
 
 # ---- the methods ---------------------------------------------------------------------------------

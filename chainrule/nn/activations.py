@@ -368,7 +368,9 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
         w = weight.reshape(-1, *([1] * (input.ndim - 2)))
     else:
         w = weight.reshape(-1) if input.ndim == 1 else weight.reshape(())
-    return where(input > 0, input, input * w)
+    # (the slope chosen before the product: an infinite or NaN slope of a channel leaves the
+    # gradient of its positive inputs alone, as torch's; where(x > 0, x, x·w) made it NaN)
+    return input * where(input > 0, 1.0, w)
 
 
 def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,

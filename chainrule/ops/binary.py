@@ -481,6 +481,34 @@ class Xlogy(Op):
         return gx, gy
 
 
+def xlog1py(input, other) -> Tensor:
+    """x·ln(1 + y), 0 where x = 0 (torch.special.xlog1py)."""
+    return binary(Xlog1py, *_floats(input, other, "xlog1py"), "xlog1py")
+
+
+class Xlog1py(Op):
+    """z = x·ln(1 + y) (0 at x = 0);  dz/dx = ln(1 + y) (0 where x = 0 and y ≤ -1, as torch),
+    dz/dy = x/(1 + y)"""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        with np.errstate(all="ignore"):
+            z = x * np.log1p(y)
+        return np.where((x == 0) & ~np.isnan(y), 0, z).astype(z.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            no_log = (either.data(x) == 0) & (either.data(y) <= -1)
+            gx = g * either.where(no_log, 0.0, either.log1p(either.where(no_log, 0.0, y)))
+        if ctx.needs_input_grad[1]:
+            gy = g * x / (1 + y)
+        return gx, gy
+
+
 def _raw(x):
     return x._data if isinstance(x, Tensor) else x
 
