@@ -86,7 +86,10 @@ NAN_GRADIENT_VARIES = frozenset({"F.hardswish", "F.elu", "F.celu", "F.selu", "ha
 # ops whose second derivative near 0 cancels catastrophically in both libraries (I₁'(x) =
 # I₀(x) - I₁(x)/x differentiated again: rounding over x², torch's as noisy as chainrule's in
 # float32 at x ~ 1e-6): fresh inputs away from 0 ("real" for their "any")
-CANCELS_NEAR_ZERO = frozenset({"i0", "Tensor.i0", "special.i1", "special.i0e", "special.i1e"})
+# (sinc's too: (cos πx - sinc x)/x differentiated again; at 0 exactly torch's is NaN, chainrule's
+# the series' -π²/3)
+CANCELS_NEAR_ZERO = frozenset({"i0", "Tensor.i0", "special.i1", "special.i0e", "special.i1e",
+                               "sinc", "Tensor.sinc"})
 FRESH_INPUTS = NAN_GRADIENT_VARIES | CANCELS_NEAR_ZERO
 # torch 2.13's CPU kernels that read some layouts wrongly: torch gets contiguous copies (its
 # gradient still flows to the original leaves), chainrule the layout the program drew.

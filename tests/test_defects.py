@@ -629,3 +629,20 @@ def test_overwritten_slice_gets_zero_gradient_under_an_infinite_or_nan_gradient(
         out.append((x.grad.numpy(), x2.grad.numpy()))
     for got, want in zip(*out):
         np.testing.assert_array_equal(got, want)
+
+
+def test_sinc_second_derivative_at_zero_is_the_series_value():
+    """sinc'(0) = 0 and sinc''(0) = -π²/3: the gradient at 0 is the series -π²x/3, so a double
+    backward at 0 is right (torch's is NaN there); away from 0 gradgradcheck and torch agree."""
+    torch = pytest.importorskip("torch")
+    x = cr.tensor([0.0, -0.0, 0.5, 1.0, -3.0], dtype=cr.float64, requires_grad=True)
+    (g,) = cr.autograd.grad(cr.sinc(x).sum(), x, create_graph=True)
+    (gg,) = cr.autograd.grad(g.sum(), x)
+    assert g[0].item() == 0.0
+    np.testing.assert_allclose(gg[:2].numpy(), -math.pi ** 2 / 3, rtol=1e-15)
+    t = torch.tensor([0.5, 1.0, -3.0], dtype=torch.float64, requires_grad=True)
+    (tg,) = torch.autograd.grad(torch.sinc(t).sum(), t, create_graph=True)
+    (tgg,) = torch.autograd.grad(tg.sum(), t)
+    np.testing.assert_allclose(gg[2:].numpy(), tgg.numpy(), rtol=1e-12)
+    away = cr.tensor([0.3, -1.7, 2.2], dtype=cr.float64, requires_grad=True)
+    assert cr.autograd.gradgradcheck(cr.sinc, (away,))
