@@ -487,7 +487,7 @@ class Clamp(Op):
             mask = xs >= ctx.lo
         if ctx.hi is not None:
             mask = mask & (xs <= ctx.hi)
-        return g * mask, None, None
+        return either.where(mask, g, 0.0), None, None  # (not g·mask: NaN·0 is NaN, as torch)
 
 
 class Logit(Op):
