@@ -151,11 +151,11 @@ def multihead_attention(
     else:
         weights = None
         out = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+    # torch projects the output in (L, N, E) order and returns a batch_first result as its
+    # transposed view (strides (E, N*E, 1)): a later dropout's noise follows that layout
+    out = out_proj(out.permute(2, 0, 1, 3).reshape(L, N, E))
     if b == 0:
-        out = out.permute(0, 2, 1, 3).reshape(N, L, E)
-    else:
-        out = out.permute(2, 0, 1, 3).reshape(L, N, E)
-    out = out_proj(out)
+        out = out.transpose(0, 1)
     if weights is not None and average_attn_weights:
         weights = weights.mean(1)
     if not batched:
