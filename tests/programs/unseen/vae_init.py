@@ -24,7 +24,7 @@ class ConvVAE(nn.Module):
         self.encoder = nn.Sequential(
             nn.Conv2d(1, 8, 4, 2, 1),
             nn.LeakyReLU(0.2),
-            nn.Conv2d(8, 16, 4, 2, 1),
+            nn.Conv2d(8, 16, 4, 2, 1, bias=False),  # followed by BatchNorm
             nn.BatchNorm2d(16),
             nn.LeakyReLU(0.2),
             nn.Flatten(),
@@ -34,7 +34,7 @@ class ConvVAE(nn.Module):
         self.fc_dec = nn.Linear(latent_dim, 16 * 3 * 3)
         self.decoder = nn.Sequential(
             nn.Unflatten(1, (16, 3, 3)),
-            nn.ConvTranspose2d(16, 8, 4, 2, 1),
+            nn.ConvTranspose2d(16, 8, 4, 2, 1, bias=False),
             nn.BatchNorm2d(8),
             nn.ReLU(True),
             nn.ConvTranspose2d(8, 1, 4, 2, 1),
