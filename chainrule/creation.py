@@ -289,8 +289,50 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
              name: str | None = None) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     _check_steps(steps)
-    data = np.linspace(start, end, steps).astype(_float_dtype(dtype))
+    np_dtype = np.dtype(_float_dtype(dtype))
+    if np_dtype.kind in "iuf":
+        data = _torch_linspace(start, end, steps, np_dtype)
+    else:
+        data = np.linspace(_scalar(start), _scalar(end), steps).astype(np_dtype)
     return _finish(data, device, requires_grad, name)
+
+
+def _scalar(v):
+    return v.item() if isinstance(v, Tensor) else v
+
+
+def _torch_linspace(start, end, steps: int, np_dtype: np.dtype) -> np.ndarray:
+    """PyTorch's CPU linspace, value for value: with step = (end - start) / (steps - 1) in the
+    dtype (float64 for integers), element i is start + step·i below steps // 2 and
+    end - step·(steps - 1 - i) from there, each a multiply-add rounded as torch's kernel rounds
+    it (fused where its compiler fused it); integers are truncated."""
+    start, end = _scalar(start), _scalar(end)
+    if np_dtype.kind != "f":
+        acc = np.dtype(np.float64)
+        start = float(np.array(start).astype(np_dtype))  # torch casts start and end first
+        end = float(np.array(end).astype(np_dtype))
+    else:
+        acc = np_dtype
+    if steps <= 1:
+        return np.full(steps, start, acc).astype(np_dtype)
+    s, e = acc.type(start), acc.type(end)
+    step = acc.type((e - s) / acc.type(steps - 1))
+    half = steps // 2
+    idx = np.arange(steps)
+    if acc.itemsize < 4:  # float16: every operand and operation rounded to half, no fma
+        f32 = np.float32
+        step = acc.type(f32(e - s) / f32(acc.type(steps - 1)))
+
+        def times_step(k):
+            return (f32(step) * k.astype(acc).astype(f32)).astype(acc).astype(f32)
+
+        lo = (f32(s) + times_step(idx[:half])).astype(acc)
+        hi = (f32(e) - times_step(steps - 1 - idx[half:])).astype(acc)
+        return np.concatenate([lo, hi])
+    lo = _rnd._fused(step, idx[:half].astype(acc), s, acc)
+    hi = _rnd._fused(-step, (steps - 1 - idx[half:]).astype(acc), e, acc)
+    out = np.concatenate([np.asarray(lo, acc).reshape(-1), np.asarray(hi, acc).reshape(-1)])
+    return out.astype(np_dtype)
 
 
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
