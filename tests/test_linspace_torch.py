@@ -14,8 +14,14 @@ import chainrule as cr
 
 torch = pytest.importorskip("torch")
 
-DTYPES = [(cr.float32, torch.float32), (cr.float64, torch.float64), (cr.float16, torch.float16),
-          (cr.int64, torch.int64), (cr.int32, torch.int32), (None, None)]
+DTYPES = [
+    (cr.float32, torch.float32),
+    (cr.float64, torch.float64),
+    (cr.float16, torch.float16),
+    (cr.int64, torch.int64),
+    (cr.int32, torch.int32),
+    (None, None),
+]
 
 
 @pytest.mark.parametrize("cd,td", DTYPES)

@@ -4,7 +4,9 @@ unchanged under ``chainrule run`` and print PyTorch's losses from the same seed.
 Each program in tests/programs/unseen/ is typical tutorial or research code (a ResNet with
 OneCycleLR, a packed bidirectional LSTM, a GRU seq2seq with attention, a ViT, REINFORCE, a VAE,
 WGAN-GP, minGPT, a graph attention network, a generic training loop with EMA and checkpoints, a
-TCN, an LSTMCell language model) on synthetic data, seeded with ``torch.manual_seed``. All of
+TCN, an LSTMCell language model, a U-Net, a LLaMA-style decoder, SimCLR + distillation, DQN,
+a PINN with L-BFGS, a BiLSTM-CRF, a spatial transformer, a mixture of experts) on synthetic data,
+seeded with ``torch.manual_seed``. All of
 its randomness (initialisation, data, dropout, sampling, shuffling) comes from torch's streams,
 which chainrule reproduces, so every number it prints must agree with PyTorch's: to 1e-4
 relative (float32 rounding over a few steps), text and integers exactly.
@@ -24,12 +26,15 @@ PROGRAMS = os.path.join(ROOT, "tests", "programs", "unseen")
 NAMES = sorted(f[:-3] for f in os.listdir(PROGRAMS) if f.endswith(".py") and f[0] != "_")
 RTOL, ATOL = 1e-4, 2e-6  # the programs print 6 decimals
 
-# Runs every program under one interpreter (real torch: one import for all) and prints
-# {name: stdout or the traceback} as JSON.
+# Runs every program under one interpreter (real torch: one import for all; the global state a
+# program may change is reset between programs) and prints {name: stdout or traceback} as JSON.
 _RUN_ALL = """
 import contextlib, io, json, runpy, sys, traceback
+import torch
 out = {}
 for path in sys.argv[1:]:
+    torch.set_default_dtype(torch.float32)  # what a fresh interpreter starts with
+    torch.set_grad_enabled(True)
     buf = io.StringIO()
     sys.argv = [path]
     try:

@@ -1,4 +1,5 @@
 """BiLSTM-CRF sequence tagger: forward algorithm with logsumexp, Viterbi decoding, masks."""
+
 import torch
 import torch.nn as nn
 
@@ -10,8 +11,9 @@ class BiLSTM_CRF(nn.Module):
         super().__init__()
         self.tagset_size = tagset_size
         self.word_embeds = nn.Embedding(vocab_size, embedding_dim)
-        self.lstm = nn.LSTM(embedding_dim, hidden_dim // 2, num_layers=1, bidirectional=True,
-                            batch_first=True)
+        self.lstm = nn.LSTM(
+            embedding_dim, hidden_dim // 2, num_layers=1, bidirectional=True, batch_first=True
+        )
         self.hidden2tag = nn.Linear(hidden_dim, tagset_size)
         self.transitions = nn.Parameter(torch.randn(tagset_size, tagset_size))
         with torch.no_grad():
@@ -39,7 +41,7 @@ class BiLSTM_CRF(nn.Module):
         score = torch.zeros(B)
         prev = torch.full((B,), START, dtype=torch.long)
         for t in range(T):
-            emit = feats[:, t].gather(1, tags[:, t:t + 1]).squeeze(1)
+            emit = feats[:, t].gather(1, tags[:, t : t + 1]).squeeze(1)
             trans = self.transitions[tags[:, t], prev]
             score = score + (emit + trans) * mask[:, t]
             prev = torch.where(mask[:, t], tags[:, t], prev)
@@ -91,7 +93,9 @@ def main():
         optimizer.step()
         print(f"epoch {epoch} loss {loss.item():.6f}")
     score, path = model.viterbi_decode(sentences[0, : int(lengths[0])])
-    print(f"viterbi score {score.item():.6f} path {path} gold {tags[0, : int(lengths[0])].tolist()}")
+    print(
+        f"viterbi score {score.item():.6f} path {path} gold {tags[0, : int(lengths[0])].tolist()}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Deep Q-learning on a grid world: replay buffer, epsilon-greedy, target network, soft updates."""
+
 import random
 from collections import deque, namedtuple
 
@@ -90,7 +91,9 @@ def main():
         action_batch = torch.cat(batch.action)
         reward_batch = torch.tensor(batch.reward)
         non_final_mask = torch.tensor([not d for d in batch.done], dtype=torch.bool)
-        non_final_next_states = torch.stack([s for s, d in zip(batch.next_state, batch.done) if not d])
+        non_final_next_states = torch.stack(
+            [s for s, d in zip(batch.next_state, batch.done) if not d]
+        )
         state_action_values = policy_net(state_batch).gather(1, action_batch)
         next_state_values = torch.zeros(BATCH_SIZE)
         with torch.no_grad():
@@ -107,8 +110,8 @@ def main():
     for episode in range(6):
         state = env.reset()
         total, losses = 0.0, []
-        for t in range(15):
-            eps = 0.05 + 0.9 * 0.97 ** steps_done
+        for t in range(15):  # noqa: B007 (t is the episode length after the loop)
+            eps = 0.05 + 0.9 * 0.97**steps_done
             steps_done += 1
             action = select_action(state, eps)
             next_state, reward, done = env.step(action.item())

@@ -1,5 +1,6 @@
-"""LLaMA-style decoder: RMSNorm, rotary embeddings through complex numbers, SwiGLU, grouped-query
+"""LLaMA-style decoder: RMSNorm, rotary embeddings (cos/sin pairs), SwiGLU, grouped-query
 attention with scaled_dot_product_attention(is_causal=True)."""
+
 import math
 
 import torch
@@ -21,33 +22,40 @@ class RMSNorm(torch.nn.Module):
 
 
 def precompute_freqs_cis(dim: int, end: int, theta: float = 10000.0):
+    """cos and sin of the rotary angles, stacked: (end, dim // 2, 2) (real-valued RoPE)."""
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: (dim // 2)].float() / dim))
     t = torch.arange(end, device=freqs.device, dtype=torch.float32)
     freqs = torch.outer(t, freqs)
-    return torch.polar(torch.ones_like(freqs), freqs)  # complex64
+    return torch.stack([torch.cos(freqs), torch.sin(freqs)], dim=-1)
 
 
 def reshape_for_broadcast(freqs_cis, x):
-    ndim = x.ndim
-    shape = [d if i == 1 or i == ndim - 1 else 1 for i, d in enumerate(x.shape)]
-    return freqs_cis.view(*shape)
+    # x: (B, T, H, D/2, 2); freqs_cis: (T, D/2, 2)
+    return freqs_cis.view(1, x.shape[1], 1, x.shape[3], 2)
+
+
+def rotate_pairs(x, freqs):
+    x_ = x.float().reshape(*x.shape[:-1], -1, 2)
+    f = reshape_for_broadcast(freqs, x_)
+    cos, sin = f[..., 0], f[..., 1]
+    real = x_[..., 0] * cos - x_[..., 1] * sin
+    imag = x_[..., 0] * sin + x_[..., 1] * cos
+    return torch.stack([real, imag], dim=-1).flatten(3).type_as(x)
 
 
 def apply_rotary_emb(xq, xk, freqs_cis):
-    xq_ = torch.view_as_complex(xq.float().reshape(*xq.shape[:-1], -1, 2))
-    xk_ = torch.view_as_complex(xk.float().reshape(*xk.shape[:-1], -1, 2))
-    freqs_cis = reshape_for_broadcast(freqs_cis, xq_)
-    xq_out = torch.view_as_real(xq_ * freqs_cis).flatten(3)
-    xk_out = torch.view_as_real(xk_ * freqs_cis).flatten(3)
-    return xq_out.type_as(xq), xk_out.type_as(xk)
+    return rotate_pairs(xq, freqs_cis), rotate_pairs(xk, freqs_cis)
 
 
 def repeat_kv(x, n_rep):
     bs, slen, n_kv_heads, head_dim = x.shape
     if n_rep == 1:
         return x
-    return (x[:, :, :, None, :].expand(bs, slen, n_kv_heads, n_rep, head_dim)
-            .reshape(bs, slen, n_kv_heads * n_rep, head_dim))
+    return (
+        x[:, :, :, None, :]
+        .expand(bs, slen, n_kv_heads, n_rep, head_dim)
+        .reshape(bs, slen, n_kv_heads * n_rep, head_dim)
+    )
 
 
 class Attention(nn.Module):
@@ -103,11 +111,14 @@ class Transformer(nn.Module):
     def __init__(self, vocab_size=32, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=16):
         super().__init__()
         self.tok_embeddings = nn.Embedding(vocab_size, dim)
-        self.layers = nn.ModuleList(TransformerBlock(dim, n_heads, n_kv_heads) for _ in range(n_layers))
+        self.layers = nn.ModuleList(
+            TransformerBlock(dim, n_heads, n_kv_heads) for _ in range(n_layers)
+        )
         self.norm = RMSNorm(dim)
         self.output = nn.Linear(dim, vocab_size, bias=False)
-        self.register_buffer("freqs_cis", precompute_freqs_cis(dim // n_heads, max_seq_len * 2),
-                             persistent=False)
+        self.register_buffer(
+            "freqs_cis", precompute_freqs_cis(dim // n_heads, max_seq_len * 2), persistent=False
+        )
         for name, p in self.named_parameters():
             if name.endswith(("wo.weight", "w2.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
@@ -123,7 +134,9 @@ class Transformer(nn.Module):
         logits = self.output(self.norm(h)).float()
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1
+            )
         return logits, loss
 
 
@@ -131,13 +144,14 @@ def main():
     torch.manual_seed(42)
     model = Transformer()
     data = torch.randint(0, 32, (64,))
-    data = (data.cumsum(0) % 32)  # some structure to learn
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1,
-                                  fused=None)
+    data = data.cumsum(0) % 32  # some structure to learn
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=None
+    )
     for it in range(6):
         ix = torch.randint(0, len(data) - 13, (6,))
-        x = torch.stack([data[i:i + 12] for i in ix])
-        y = torch.stack([data[i + 1:i + 13] for i in ix])
+        x = torch.stack([data[i : i + 12] for i in ix])
+        y = torch.stack([data[i + 1 : i + 13] for i in ix])
         _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,5 +1,6 @@
 """Mixture-of-experts MLP: top-k routing, load-balancing loss, per-expert dispatch with where/
 index_add_, plus a Siamese triplet objective on the pooled output."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -74,8 +75,10 @@ def main():
         optimizer.step()
         d_ap = F.pairwise_distance(a, p).mean()
         d_an = torch.cdist(a, n).diagonal().mean()
-        print(f"step {step} loss {loss.item():.6f} aux {aux_a.item():.6f} "
-              f"d_ap {d_ap.item():.6f} d_an {d_an.item():.6f}")
+        print(
+            f"step {step} loss {loss.item():.6f} aux {aux_a.item():.6f} "
+            f"d_ap {d_ap.item():.6f} d_an {d_an.item():.6f}"
+        )
     with torch.no_grad():
         tokens = torch.randint(0, 20, (4, 6))
         flat = model.norm(model.embed(tokens)).reshape(-1, 16)

@@ -1,5 +1,6 @@
 """Physics-informed network for u'' = -pi^2 sin(pi x) on [0, 1] (u(0) = u(1) = 0): derivatives
 through autograd.grad(create_graph=True), Adam warm-up then L-BFGS with strong Wolfe."""
+
 import math
 
 import torch
@@ -28,7 +29,7 @@ def residual_loss(model, x):
     u = model(x)
     du = torch.autograd.grad(u, x, grad_outputs=torch.ones_like(u), create_graph=True)[0]
     d2u = torch.autograd.grad(du.sum(), x, create_graph=True)[0]
-    f = -(math.pi ** 2) * torch.sin(math.pi * x)
+    f = -(math.pi**2) * torch.sin(math.pi * x)
     return torch.mean((d2u - f) ** 2)
 
 
@@ -49,8 +50,9 @@ def main():
         loss.backward()
         adam.step()
         print(f"adam {step} loss {loss.item():.10f}")
-    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=5, history_size=10,
-                              line_search_fn="strong_wolfe")
+    lbfgs = torch.optim.LBFGS(
+        model.parameters(), lr=1.0, max_iter=5, history_size=10, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         lbfgs.zero_grad()

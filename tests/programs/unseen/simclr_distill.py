@@ -1,4 +1,5 @@
 """Contrastive (NT-Xent) pre-training then knowledge distillation with KL divergence."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -7,9 +8,16 @@ import torch.nn.functional as F
 class Encoder(nn.Module):
     def __init__(self, in_dim=16, hidden=32, proj=8):
         super().__init__()
-        self.backbone = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                      nn.Linear(hidden, hidden), nn.ReLU())
-        self.projector = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, proj))
+        self.backbone = nn.Sequential(
+            nn.Linear(in_dim, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+        )
+        self.projector = nn.Sequential(
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, proj)
+        )
 
     def forward(self, x):
         h = self.backbone(x)
@@ -32,8 +40,12 @@ def nt_xent(z1, z2, temperature=0.5):
 
 
 def distillation_loss(student_logits, teacher_logits, labels, T=2.0, alpha=0.7):
-    soft = F.kl_div(F.log_softmax(student_logits / T, dim=1), F.log_softmax(teacher_logits / T, dim=1),
-                    reduction="batchmean", log_target=True) * (T * T)
+    soft = F.kl_div(
+        F.log_softmax(student_logits / T, dim=1),
+        F.log_softmax(teacher_logits / T, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (T * T)
     hard = F.cross_entropy(student_logits, labels)
     return alpha * soft + (1 - alpha) * hard
 

@@ -1,4 +1,5 @@
 """Spatial transformer network (affine_grid + grid_sample) in front of a small CNN classifier."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -13,8 +14,12 @@ class Net(nn.Module):
         self.fc1 = nn.Linear(8 * 2 * 2, 16)
         self.fc2 = nn.Linear(16, 4)
         self.localization = nn.Sequential(
-            nn.Conv2d(1, 4, kernel_size=5), nn.MaxPool2d(2, stride=2), nn.ReLU(True),
-            nn.Conv2d(4, 6, kernel_size=3), nn.MaxPool2d(2, stride=2), nn.ReLU(True),
+            nn.Conv2d(1, 4, kernel_size=5),
+            nn.MaxPool2d(2, stride=2),
+            nn.ReLU(True),
+            nn.Conv2d(4, 6, kernel_size=3),
+            nn.MaxPool2d(2, stride=2),
+            nn.ReLU(True),
         )
         self.fc_loc = nn.Sequential(nn.Linear(6 * 1 * 1, 16), nn.ReLU(True), nn.Linear(16, 3 * 2))
         self.fc_loc[2].weight.data.zero_()
@@ -51,8 +56,13 @@ def make_batch(n, gen):
             img[i, 0] = torch.flip(torch.eye(14), dims=[1])
     angle = (torch.rand(n, generator=gen) - 0.5) * 0.6
     shift = (torch.rand(n, 2, generator=gen) - 0.5) * 0.3
-    theta = torch.stack([torch.stack([angle.cos(), -angle.sin(), shift[:, 0]], 1),
-                         torch.stack([angle.sin(), angle.cos(), shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([angle.cos(), -angle.sin(), shift[:, 0]], 1),
+            torch.stack([angle.sin(), angle.cos(), shift[:, 1]], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, img.shape, align_corners=False)
     img = F.grid_sample(img, grid, align_corners=False, padding_mode="border")
     return img + 0.05 * torch.randn(img.shape, generator=gen), labels
@@ -77,7 +87,9 @@ def main():
         data, target = make_batch(32, gen)
         output = model(data)
         test_loss = F.nll_loss(output, target, reduction="sum").item() / 32
-        correct = output.argmax(dim=1, keepdim=True).eq(target.view_as(output.argmax(1, True))).sum()
+        correct = (
+            output.argmax(dim=1, keepdim=True).eq(target.view_as(output.argmax(1, True))).sum()
+        )
         print(f"test loss {test_loss:.6f} correct {correct.item()}")
 
 

@@ -1,4 +1,5 @@
 """Small U-Net for binary segmentation: skip connections, bilinear upsampling, Dice + BCE."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
