@@ -67,7 +67,7 @@ def torch_outputs(tmp_path_factory) -> dict[str, str]:
 
 def _number(token: str) -> float | None:
     try:
-        return float(token)
+        return float(token.strip("[](),'\""))
     except ValueError:
         return None
 
