@@ -100,3 +100,17 @@ def test_batch_first_attention_output_layout_and_encoder_dropout_like_torch() ->
     np.testing.assert_allclose(
         cl(cx).detach().numpy(), tl(x).detach().numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+def test_embedding_and_index_add_with_a_strided_index_column() -> None:
+    # a column of a token matrix (teacher forcing: tokens[:, i]) is a strided 1-D index
+    tokens = torch.tensor([[1, 2, 3], [4, 1, 5], [1, 9, 0], [7, 1, 1]])
+    ctokens = cr.tensor(tokens.numpy())
+    tw = torch.nn.Embedding(10, 3)
+    cw = cr.nn.Embedding(10, 3)
+    cw.weight.data = cr.tensor(tw.weight.detach().numpy())
+    tw(tokens[:, 1]).square().sum().backward()
+    cw(ctokens[:, 1]).square().sum().backward()
+    np.testing.assert_allclose(cw.weight.grad.numpy(), tw.weight.grad.numpy(), rtol=1e-6)
+    out = cr.zeros(10, 2).index_add_(0, ctokens[:, 1], cr.ones(4, 2))
+    same(out, torch.zeros(10, 2).index_add_(0, tokens[:, 1], torch.ones(4, 2)))
