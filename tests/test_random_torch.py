@@ -725,3 +725,17 @@ def test_makemore_bigram_lecture_prints() -> None:
     assert [round(v, 4) for v in p.tolist()] == [0.6064, 0.3033, 0.0903]
     same(p, tp)
     same(ix, tix)
+
+
+def test_gumbel_softmax_draws_torchs_noise() -> None:
+    """torch: -log(Exp(1)) from exponential_ on a C-order tensor, whatever the logits' layout."""
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(4))
+    cl = cr.tensor(logits.numpy())
+    for hard in (False, True):
+        for c, t in ((cl, logits), (cl.t(), logits.t())):
+            cr.manual_seed(11)
+            torch.manual_seed(11)
+            ours = F.gumbel_softmax(c, tau=0.7, hard=hard, dim=0)
+            theirs = torch.nn.functional.gumbel_softmax(t, tau=0.7, hard=hard, dim=0)
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+            same(cr.get_rng_state(), torch.get_rng_state())

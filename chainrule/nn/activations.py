@@ -17,7 +17,7 @@ from chainrule.autograd.inplace import apply_inplace
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import empty, empty_like, ones_like, zeros_like
 from chainrule.devices import np
-from chainrule.dtypes import FLOAT_KINDS, float64
+from chainrule.dtypes import FLOAT_KINDS, float64, legacy_contiguous_format
 from chainrule.kernels import kernels_for
 from chainrule.nn.checks import check_tensor
 from chainrule.ops import either
@@ -405,9 +405,8 @@ def gumbel_softmax(logits: Tensor, tau: float = 1, hard: bool = False, eps: floa
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
 
-    with no_grad():  # g = -log(E), E ~ Exp(1) = -log(1 - U)
-        u = empty_like(logits).uniform_()
-        gumbels = -(-(1.0 - u).log()).log()
+    with no_grad():  # g = -log(E), E ~ Exp(1) (torch's draw: exponential_, on a C-order tensor)
+        gumbels = -empty_like(logits, memory_format=legacy_contiguous_format).exponential_().log()
     y_soft = softmax((logits + gumbels) / tau, dim)
     if not hard:
         return y_soft
