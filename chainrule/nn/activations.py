@@ -12,6 +12,7 @@ import math
 import warnings
 from typing import Any
 
+from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.autograd.inplace import apply_inplace
 from chainrule.autograd.grad_mode import no_grad
@@ -161,6 +162,8 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x·Φ(x) (exact), or the tanh approximation with ``approximate='tanh'``."""
+    if _amp.active and (out := _amp.run("gelu", gelu, input, approximate)) is not None:
+        return out  # bfloat16: computed in float32 and rounded once, as torch's kernel
     check_tensor(input, "gelu")
     if approximate == "none":
         return Gelu.apply(input)
