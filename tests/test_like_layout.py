@@ -114,3 +114,17 @@ def test_embedding_and_index_add_with_a_strided_index_column() -> None:
     np.testing.assert_allclose(cw.weight.grad.numpy(), tw.weight.grad.numpy(), rtol=1e-6)
     out = cr.zeros(10, 2).index_add_(0, ctokens[:, 1], cr.ones(4, 2))
     same(out, torch.zeros(10, 2).index_add_(0, tokens[:, 1], torch.ones(4, 2)))
+
+
+def test_attention_warns_on_mismatched_mask_types_like_torch() -> None:
+    cm = cr.nn.MultiheadAttention(4, 2)
+    tm = torch.nn.MultiheadAttention(4, 2)
+    for mod, lib in ((cm, cr), (tm, torch)):
+        x = lib.ones(3, 2, 4)
+        kpm = lib.zeros(2, 3, dtype=lib.bool)
+        with pytest.warns(UserWarning, match="mismatched key_padding_mask and attn_mask"):
+            mod(x, x, x, key_padding_mask=kpm, attn_mask=lib.zeros(3, 3))
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            mod(x, x, x, key_padding_mask=kpm, attn_mask=lib.zeros(3, 3, dtype=lib.bool))

@@ -6,6 +6,7 @@ apart."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,10 @@ def multihead_attention(
             "module method `generate_square_subsequent_mask` to create this mask."
         )
     dtype = query.dtype
+    if key_padding_mask is not None and attn_mask is not None and \
+            key_padding_mask.dtype != attn_mask.dtype:
+        warnings.warn("Support for mismatched key_padding_mask and attn_mask is deprecated. Use "
+                      "same type for both instead.", stacklevel=3)
     attn_mask = _as_float_mask(attn_mask, query._data.dtype, "attn_mask")
     key_padding_mask = _as_float_mask(key_padding_mask, query._data.dtype, "key_padding_mask")
     if attn_mask is not None:
