@@ -171,27 +171,86 @@ def _batched_like(t: Tensor, input: Tensor) -> Tensor:
     return t
 
 
-def zeros_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def _like_axes(input: Tensor, memory_format=None) -> tuple | None:
+    """The memory order (axes from the slowest to the fastest) of a tensor made like ``input``
+    when it is not C order, as torch's ``*_like(memory_format=...)``: with ``preserve_format``
+    (the default) the order of the input's strides (torch's ``infer_dense_strides``: a stable
+    sort by stride, a size breaking ties, a 0 stride keeping its place), ``channels_last``
+    NHWC (NDHWC for 5-D); else None (C order). Random ``*_like`` draws fill in memory order,
+    so the values land where torch's do."""
+    data = input._data
+    if _batching.levels_of(data):
+        return None
+    name = getattr(memory_format, "name", "preserve_format")
+    if name == "channels_last" or name == "channels_last_3d":
+        want = 4 if name == "channels_last" else 5
+        if data.ndim != want:
+            raise RuntimeError(f"required rank {want} tensor to use {name} format")
+        return (0,) + tuple(builtins.range(2, want)) + (1,)
+    strides, shape = data.strides, data.shape
+    if name != "preserve_format" or data.ndim < 2 or data.flags.c_contiguous or \
+            builtins.min(strides) < 0:
+        return None
+
+    def after(d0: int, d1: int) -> bool:  # whether d0 is slower in memory than d1
+        s0, s1 = strides[d0], strides[d1]
+        if s0 == 0 or s1 == 0:
+            return False
+        return s0 > s1 or (s0 == s1 and shape[d0] > shape[d1])
+
+    perm = list(builtins.range(data.ndim - 1, -1, -1))  # fastest first
+    for i in builtins.range(1, data.ndim):
+        d1 = i
+        for d0 in builtins.range(i - 1, -1, -1):
+            if after(perm[d0], perm[d1]):
+                perm[d0], perm[d1] = perm[d1], perm[d0]
+                d1 = d0
+            elif strides[perm[d0]] and strides[perm[d1]] and strides[perm[d0]] < strides[perm[d1]]:
+                break
+    return tuple(reversed(perm))
+
+
+def _laid_out(t: Tensor, axes: tuple | None) -> Tensor:
+    """``t`` with its values stored in memory order ``axes`` (None: as it is)."""
+    if axes is None or list(axes) == sorted(axes):
+        return t
+    data = t._data
+    base = devices.xp_of(data).empty(tuple(data.shape[a] for a in axes), data.dtype)
+    view = base.transpose(tuple(int(i) for i in np.argsort(axes)))
+    view[...] = data
+    t._data = view
+    return t
+
+
+def zeros_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False,
+               layout=None, pin_memory: bool = False, memory_format=None) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return _batched_like(zeros(input._data.shape, dtype=dtype, device=device,
-                                requires_grad=requires_grad), input)
+    return _laid_out(_batched_like(zeros(input._data.shape, dtype=dtype, device=device,
+                                         requires_grad=requires_grad), input),
+                     _like_axes(input, memory_format))
 
 
-def ones_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def ones_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False,
+              layout=None, pin_memory: bool = False, memory_format=None) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return _batched_like(ones(input._data.shape, dtype=dtype, device=device,
-                                requires_grad=requires_grad), input)
+    return _laid_out(_batched_like(ones(input._data.shape, dtype=dtype, device=device,
+                                        requires_grad=requires_grad), input),
+                     _like_axes(input, memory_format))
 
 
-def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad)
+def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False,
+               layout=None, pin_memory: bool = False, memory_format=None) -> Tensor:
+    return zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad,
+                      memory_format=memory_format)
 
 
 def full_like(input: Tensor, fill_value, *, dtype=None, device=None,
-              requires_grad: bool = False) -> Tensor:
+              requires_grad: bool = False, layout=None, pin_memory: bool = False,
+              memory_format=None) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return _batched_like(full(input._data.shape, fill_value, dtype=dtype, device=device,
-                              requires_grad=requires_grad), input)
+    return _laid_out(_batched_like(full(input._data.shape, fill_value, dtype=dtype,
+                                        device=device, requires_grad=requires_grad), input),
+                     _like_axes(input, memory_format))
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False,
@@ -230,8 +289,50 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
              name: str | None = None) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     _check_steps(steps)
-    data = np.linspace(start, end, steps).astype(_float_dtype(dtype))
+    np_dtype = np.dtype(_float_dtype(dtype))
+    if np_dtype.kind in "iuf":
+        data = _torch_linspace(start, end, steps, np_dtype)
+    else:
+        data = np.linspace(_scalar(start), _scalar(end), steps).astype(np_dtype)
     return _finish(data, device, requires_grad, name)
+
+
+def _scalar(v):
+    return v.item() if isinstance(v, Tensor) else v
+
+
+def _torch_linspace(start, end, steps: int, np_dtype: np.dtype) -> np.ndarray:
+    """PyTorch's CPU linspace, value for value: with step = (end - start) / (steps - 1) in the
+    dtype (float64 for integers), element i is start + step·i below steps // 2 and
+    end - step·(steps - 1 - i) from there, each a multiply-add rounded as torch's kernel rounds
+    it (fused where its compiler fused it); integers are truncated."""
+    start, end = _scalar(start), _scalar(end)
+    if np_dtype.kind != "f":
+        acc = np.dtype(np.float64)
+        start = float(np.array(start).astype(np_dtype))  # torch casts start and end first
+        end = float(np.array(end).astype(np_dtype))
+    else:
+        acc = np_dtype
+    if steps <= 1:
+        return np.full(steps, start, acc).astype(np_dtype)
+    s, e = acc.type(start), acc.type(end)
+    step = acc.type((e - s) / acc.type(steps - 1))
+    half = steps // 2
+    idx = np.arange(steps)
+    if acc.itemsize < 4:  # float16: every operand and operation rounded to half, no fma
+        f32 = np.float32
+        step = acc.type(f32(e - s) / f32(acc.type(steps - 1)))
+
+        def times_step(k):
+            return (f32(step) * k.astype(acc).astype(f32)).astype(acc).astype(f32)
+
+        lo = (f32(s) + times_step(idx[:half])).astype(acc)
+        hi = (f32(e) - times_step(steps - 1 - idx[half:])).astype(acc)
+        return np.concatenate([lo, hi])
+    lo = _rnd._fused(step, idx[:half].astype(acc), s, acc)
+    hi = _rnd._fused(-step, (steps - 1 - idx[half:]).astype(acc), e, acc)
+    out = np.concatenate([np.asarray(lo, acc).reshape(-1), np.asarray(hi, acc).reshape(-1)])
+    return out.astype(np_dtype)
 
 
 def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
@@ -364,27 +465,37 @@ def _broadcast_shape(a: Tensor, b: Tensor) -> tuple:
                            f"{list(b._data.shape)} do not broadcast") from None
 
 
+def _random_like(input: Tensor, dtype, device, memory_format, draw, requires_grad) -> Tensor:
+    """A new tensor like ``input`` (torch's layout rule: :func:`_like_axes`) filled by
+    ``draw(t)`` in memory order."""
+    levels = _rnd.vmap_levels()
+    t = _empty(input._data.shape, dtype, device, levels)
+    t = _laid_out(t, None if levels else _like_axes(input, memory_format))
+    return _done(draw(t), requires_grad)
+
+
 def randn_like(input: Tensor, *, generator=None, dtype=None, device=None,
-               requires_grad=False) -> Tensor:
+               requires_grad=False, layout=None, memory_format=None) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return randn(input._data.shape, generator=generator, dtype=dtype, device=device,
-                 requires_grad=requires_grad)
+    return _random_like(input, _float_dtype(dtype), device, memory_format,
+                        lambda t: _rnd.normal_(t, 0.0, 1.0, generator), requires_grad)
 
 
 def rand_like(input: Tensor, *, generator=None, dtype=None, device=None,
-              requires_grad=False) -> Tensor:
+              requires_grad=False, layout=None, memory_format=None) -> Tensor:
     dtype, device = _like(input, dtype, device)
-    return rand(input._data.shape, generator=generator, dtype=dtype, device=device,
-                requires_grad=requires_grad)
+    return _random_like(input, _float_dtype(dtype), device, memory_format,
+                        lambda t: _rnd.uniform_(t, 0.0, 1.0, generator), requires_grad)
 
 
 def randint_like(input: Tensor, low=0, high=None, *, generator=None, dtype=None, device=None,
-                 requires_grad=False) -> Tensor:
+                 requires_grad=False, layout=None, memory_format=None) -> Tensor:
     dtype, device = _like(input, dtype, device)
     if high is None:
         low, high = 0, low
-    return randint(low, high, input._data.shape, generator=generator, dtype=dtype,
-                   device=device, requires_grad=requires_grad)
+    low, high = _int_arg(low), _int_arg(high)
+    return _random_like(input, _dt.to_numpy_dtype(dtype), device, memory_format,
+                        lambda t: _rnd.random_(t, low, high, generator), requires_grad)
 
 
 def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import sys
 
 import numpy as np
 
@@ -21,6 +22,14 @@ FLOAT_KINDS = "fV"
 
 
 
+def shown_prefix() -> str:
+    """The package name in reprs (``chainrule.float32``, ``chainrule.Size``): ``torch`` inside
+    ``chainrule run``, where the program's ``torch`` is chainrule, so it prints what torch
+    prints."""
+    alias = sys.modules.get("chainrule.torch_alias")
+    return "torch" if alias is not None and alias.installed() else "chainrule"
+
+
 class dtype:
     """A tensor element type (``cr.float32`` ...); wraps a NumPy dtype."""
 
@@ -35,7 +44,7 @@ class dtype:
         self._category = {"b": 0, "u": 1, "i": 1, "f": 2}[self.np.kind]
 
     def __repr__(self) -> str:
-        return f"chainrule.{self.name}"
+        return f"{shown_prefix()}.{self.name}"
 
     def __reduce__(self):
         return (to_dtype, (self.name,))
@@ -220,7 +229,7 @@ class layout:
         self.name = name
 
     def __repr__(self) -> str:
-        return f"chainrule.{self.name}"
+        return f"{shown_prefix()}.{self.name}"
 
 
 strided = layout("strided")
@@ -234,7 +243,7 @@ class memory_format:
         self.name = name
 
     def __repr__(self) -> str:
-        return f"chainrule.{self.name}"
+        return f"{shown_prefix()}.{self.name}"
 
 
 contiguous_format = memory_format("contiguous_format")
@@ -259,7 +268,7 @@ class finfo:
         self.max = builtins.float(info.max)
         self.min = builtins.float(info.min)
         self.tiny = self.smallest_normal = builtins.float(info.tiny)
-        self.resolution = builtins.float(info.resolution)
+        self.resolution = 10.0 ** -builtins.int(info.precision)  # torch's: 1e-06 for float32
         self.dtype = d.name
 
     def __repr__(self) -> str:

@@ -126,11 +126,11 @@ def tensor_repr(t) -> str:
         if a.ndim != 1:
             suffixes.append(f"size={tuple(a.shape)}")
         if name != default:
-            suffixes.append(f"dtype=chainrule.{name}")
+            suffixes.append(f"dtype={_dt.shown_prefix()}.{name}")
         body = "[]"
     else:
         if name not in _IMPLICIT and name != default:
-            suffixes.append(f"dtype=chainrule.{name}")
+            suffixes.append(f"dtype={_dt.shown_prefix()}.{name}")
         summarize = a.size > THRESHOLD
         fmt = _Formatter(_summarized(a) if summarize else a)
         body = _str(a, indent, summarize, fmt)

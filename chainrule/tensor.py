@@ -40,7 +40,7 @@ class Size(tuple):
     """A tensor's shape: a tuple that prints like ``torch.Size``."""
 
     def __repr__(self) -> str:
-        return f"chainrule.Size({list(self)})"
+        return f"{_dt.shown_prefix()}.Size({list(self)})"
 
     def numel(self) -> int:
         n = 1
@@ -829,7 +829,7 @@ class Tensor(TensorBase):
 
     def type(self, dtype=None, non_blocking: bool = False):
         if dtype is None:
-            return f"chainrule.{_TYPE_NAMES.get(self.dtype.name, 'Tensor')}"
+            return f"{_dt.shown_prefix()}.{_TYPE_NAMES.get(self.dtype.name, 'Tensor')}"
         return self.to(dtype)
 
     def type_as(self, other: Tensor) -> Tensor:

@@ -727,13 +727,37 @@ def test_makemore_bigram_lecture_prints() -> None:
     same(ix, tix)
 
 
-@pytest.mark.parametrize("hard", [False, True])
-def test_gumbel_softmax_draws_torchs_noise(hard: bool) -> None:
-    """gumbel_softmax's noise is torch's: -log of an exponential_ draw, so the same seed gives
-    the same (soft or one-hot) samples."""
-    x = np.random.default_rng(0).standard_normal((6, 40)).astype(np.float32)
-    cr.manual_seed(11)
-    torch.manual_seed(11)
-    ours = F.gumbel_softmax(cr.tensor(x), tau=0.7, hard=hard)
-    theirs = torch.nn.functional.gumbel_softmax(torch.tensor(x), tau=0.7, hard=hard)
-    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+def test_gumbel_softmax_draws_torchs_noise() -> None:
+    """torch: -log(Exp(1)) from exponential_ on a C-order tensor, whatever the logits' layout."""
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(4))
+    cl = cr.tensor(logits.numpy())
+    for hard in (False, True):
+        for c, t in ((cl, logits), (cl.t(), logits.t())):
+            cr.manual_seed(11)
+            torch.manual_seed(11)
+            ours = F.gumbel_softmax(c, tau=0.7, hard=hard, dim=0)
+            theirs = torch.nn.functional.gumbel_softmax(t, tau=0.7, hard=hard, dim=0)
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+            same(cr.get_rng_state(), torch.get_rng_state())
+
+
+def test_alpha_dropout_draws_torchs_mask() -> None:
+    """torch: noise.bernoulli_(1 - p) with a scalar p (per unit: empty_like(input); per channel:
+    an (N, C, 1, ...) tensor), not a bernoulli of a tensor of probabilities."""
+    x = torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(6))
+    cx = cr.tensor(x.numpy())
+    for p in (0.1, 0.5):
+        for ours, theirs, c, t in (
+                (F.alpha_dropout, torch.nn.functional.alpha_dropout, cx, x),
+                (F.alpha_dropout, torch.nn.functional.alpha_dropout, cx.transpose(0, 2),
+                 x.transpose(0, 2)),
+                (F.feature_alpha_dropout, torch.nn.functional.feature_alpha_dropout, cx, x)):
+            cr.manual_seed(2)
+            torch.manual_seed(2)
+            np.testing.assert_allclose(ours(c, p, True).numpy(), theirs(t, p, True).numpy(),
+                                       rtol=1e-6, atol=1e-6)
+            same(cr.get_rng_state(), torch.get_rng_state())
+    cr.manual_seed(2)
+    torch.manual_seed(2)
+    np.testing.assert_allclose(nn.AlphaDropout(0.2)(cx).numpy(),
+                               tnn.AlphaDropout(0.2)(x).numpy(), rtol=1e-6, atol=1e-6)

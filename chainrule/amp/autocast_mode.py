@@ -336,6 +336,8 @@ def run(op: str, fn, *args: Any, **kwargs: Any):
             tensors = list(_tensors(args, kwargs))
         changed = True  # even when nothing was cast: the ops that fn calls are not cast again
     floats = [t._data.dtype for t in tensors if t._data.dtype.kind in _dt.FLOAT_KINDS]
+    if op in _MIXED_NORMS:  # torch's CPU norms take a bfloat16 input with float32 parameters
+        floats = floats[:1]  # and return bfloat16, computed in float32
     bf16 = (bool(floats) and all(_dt.is_bfloat16(d) for d in floats)
             and kwargs.get("dtype") is None)  # an explicit dtype= is the result's dtype
     if bf16:  # NumPy lacks bfloat16 math here: compute in float32, round back below
@@ -351,6 +353,9 @@ def run(op: str, fn, *args: Any, **kwargs: Any):
     if bf16:
         out = _round_back(out)
     return out
+
+
+_MIXED_NORMS = frozenset({"layer_norm", "group_norm", "batch_norm"})
 
 
 def _round_back(out):

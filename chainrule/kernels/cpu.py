@@ -180,7 +180,7 @@ class CpuKernels(Kernels):
         if idx.size == 0:
             return
         if fits_loops(out) and idx.dtype == np.int64:  # one C loop over the rows
-            loops.add_rows(out, idx, np.ascontiguousarray(v, out.dtype))
+            loops.add_rows(out, np.ascontiguousarray(idx), np.ascontiguousarray(v, out.dtype))
         else:  # the rows sorted, each run summed by add.reduceat
             order = np.argsort(idx, kind="stable")
             sorted_idx = idx[order]

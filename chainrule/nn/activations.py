@@ -12,12 +12,13 @@ import math
 import warnings
 from typing import Any
 
+from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.autograd.inplace import apply_inplace
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import empty, empty_like, ones_like, zeros_like
 from chainrule.devices import np
-from chainrule.dtypes import FLOAT_KINDS, float64
+from chainrule.dtypes import FLOAT_KINDS, float64, legacy_contiguous_format
 from chainrule.kernels import kernels_for
 from chainrule.nn.checks import check_tensor
 from chainrule.ops import either
@@ -161,6 +162,8 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x·Φ(x) (exact), or the tanh approximation with ``approximate='tanh'``."""
+    if _amp.active and (out := _amp.run("gelu", gelu, input, approximate)) is not None:
+        return out  # bfloat16: computed in float32 and rounded once, as torch's kernel
     check_tensor(input, "gelu")
     if approximate == "none":
         return Gelu.apply(input)
@@ -407,8 +410,8 @@ def gumbel_softmax(logits: Tensor, tau: float = 1, hard: bool = False, eps: floa
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
 
-    with no_grad():  # g = -log(E), E ~ Exp(1) (torch's draw: exponential_)
-        gumbels = -empty_like(logits).exponential_().log()
+    with no_grad():  # g = -log(E), E ~ Exp(1) (torch's draw: exponential_, on a C-order tensor)
+        gumbels = -empty_like(logits, memory_format=legacy_contiguous_format).exponential_().log()
     y_soft = softmax((logits + gumbels) / tau, dim)
     if not hard:
         return y_soft

@@ -9,7 +9,7 @@ import warnings
 from chainrule import batching, devices
 from chainrule import random
 from chainrule.autograd.inplace import apply_inplace
-from chainrule.creation import bernoulli, full
+from chainrule.creation import _laid_out, _like_axes
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
@@ -17,16 +17,26 @@ __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
 
 
 def _dropout_mask(input: Tensor, p: float, shape: tuple) -> Tensor:
-    """PyTorch's noise: bernoulli_(1 - p) on an empty tensor of the input's dtype, then divided
+    """PyTorch's noise: bernoulli_(1 - p) on an empty tensor of the input's dtype (and, for
+    elementwise dropout, the input's memory layout: ``empty_like``), then divided
     by 1 - p (so the kept entries are 1 / (1 - p) in that dtype). Inside vmap the noise is
     a new random tensor (torch.func's rule): one mask for the batch with randomness="same",
     one per example with "different"."""
+    noise = _keep_noise(input, p, shape)
+    noise._data /= input._data.dtype.type(1.0 - p)
+    return noise
+
+
+def _keep_noise(input: Tensor, p: float, shape: tuple) -> Tensor:
+    """torch's ``noise.bernoulli_(1 - p)`` (a scalar p) on an empty tensor of the input's dtype:
+    ``empty_like(input)`` for elementwise noise, a C-order ``shape`` for per-channel noise."""
     levels = random.vmap_levels()
     xp = devices.xp_of(batching.deep(input._data))
     noise = wrap(batching.from_physical(
         xp.empty(batching.layout_shape(levels, shape), input._data.dtype), levels))
+    if not levels and shape == input._data.shape:  # torch's empty_like: the input's layout
+        noise = _laid_out(noise, _like_axes(input))
     random.bernoulli_(noise, 1.0 - p)
-    noise._data /= input._data.dtype.type(1.0 - p)
     return noise
 
 
@@ -117,7 +127,7 @@ def _alpha(input: Tensor, p: float, training: bool, feature: bool,
     if feature and input.ndim < 2:
         raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
     shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2) if feature else tuple(input.shape)
-    noise = bernoulli(full(shape, 1.0 - p, dtype=input.dtype, device=input.device))
+    noise = _keep_noise(input, p, shape)
     a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1) * (1 - p))
     b = (noise - 1) * (_ALPHA * a) + _ALPHA * a * p
     return input * (noise * a) + b

@@ -15,6 +15,7 @@ from typing import Any
 
 from chainrule.devices import np
 from chainrule import devices
+from chainrule.creation import _torch_linspace
 from chainrule.ops.binary import where
 from chainrule.tensor import Tensor, wrap
 
@@ -34,7 +35,7 @@ def _base_coords(n: int, align_corners: bool, dt) -> np.ndarray:
     """The n normalized sample positions along one axis, in [-1, 1]."""
     if n <= 1:
         return np.zeros(max(n, 0), dt)
-    x = np.linspace(-1.0, 1.0, n, dtype=dt)
+    x = _torch_linspace(-1.0, 1.0, n, np.dtype(dt))  # torch.linspace's values, bit for bit
     return x if align_corners else (x * (n - 1) / n).astype(dt)
 
 

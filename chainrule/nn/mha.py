@@ -6,6 +6,7 @@ apart."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,10 @@ def multihead_attention(
             "module method `generate_square_subsequent_mask` to create this mask."
         )
     dtype = query.dtype
+    if key_padding_mask is not None and attn_mask is not None and \
+            key_padding_mask.dtype != attn_mask.dtype:
+        warnings.warn("Support for mismatched key_padding_mask and attn_mask is deprecated. Use "
+                      "same type for both instead.", stacklevel=3)
     attn_mask = _as_float_mask(attn_mask, query._data.dtype, "attn_mask")
     key_padding_mask = _as_float_mask(key_padding_mask, query._data.dtype, "key_padding_mask")
     if attn_mask is not None:
@@ -151,11 +156,11 @@ def multihead_attention(
     else:
         weights = None
         out = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+    # torch projects the output in (L, N, E) order and returns a batch_first result as its
+    # transposed view (strides (E, N*E, 1)): a later dropout's noise follows that layout
+    out = out_proj(out.permute(2, 0, 1, 3).reshape(L, N, E))
     if b == 0:
-        out = out.permute(0, 2, 1, 3).reshape(N, L, E)
-    else:
-        out = out.permute(2, 0, 1, 3).reshape(L, N, E)
-    out = out_proj(out)
+        out = out.transpose(0, 1)
     if weights is not None and average_attn_weights:
         weights = weights.mean(1)
     if not batched:

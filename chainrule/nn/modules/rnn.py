@@ -162,13 +162,17 @@ def _gru_step(xw: Tensor, h: Tensor, w_hh_t: Tensor, b_hh) -> Tensor:
     return n + z * (h - n)  # (1 - z)·n + z·h
 
 
-def _scan(mode: str, steps: tuple, state: list, w_hh_t: Tensor, b_hh) -> tuple:
-    """Walk the time steps (already in processing order); return the outputs and last states."""
+def _scan(mode: str, steps: tuple, state: list, w_hh_t: Tensor, b_hh,
+          w_hr: Tensor | None = None) -> tuple:
+    """Walk the time steps (already in processing order); return the outputs and last states
+    (an LSTM with ``w_hr`` projects each h: h = W_hr·(o·tanh(c)))."""
     outs = []
     if mode == "LSTM":
         h, c = state
         for xw in steps:
             h, c = _lstm_step(xw, h, c, w_hh_t, b_hh)
+            if w_hr is not None:
+                h = h @ w_hr.t()
             outs.append(h)
         return outs, [h, c]
     (h,) = state
@@ -185,7 +189,7 @@ def _scan(mode: str, steps: tuple, state: list, w_hh_t: Tensor, b_hh) -> tuple:
 
 
 def _steps_layer(mode: str, x: Tensor, state: list, w_ih: Tensor, w_hh: Tensor, b_ih, b_hh,
-                 reverse: bool) -> tuple:
+                 reverse: bool, w_hr: Tensor | None = None) -> tuple:
     """One layer·direction on (T, N, I) as the per-step graph; returns (output, final states)."""
     seq, batch = x.shape[0], x.shape[1]
     # one 2-D matrix multiply for every time step's input projection
@@ -198,7 +202,7 @@ def _steps_layer(mode: str, x: Tensor, state: list, w_ih: Tensor, w_hh: Tensor, 
     steps = xw.reshape(seq, batch, -1).unbind(0)
     if reverse:
         steps = steps[::-1]
-    out, last = _scan(mode, steps, state, w_hh.t(), b_hh)
+    out, last = _scan(mode, steps, state, w_hh.t(), b_hh, w_hr)
     if reverse:
         out = out[::-1]
     return stack(out, 0), last
@@ -580,8 +584,13 @@ class RNNBase(Module):
                              f"{hidden_size!r}")
         if not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"{name}: num_layers must be a positive integer, got {num_layers!r}")
-        if proj_size:
-            raise NotImplementedError(f"{name}: proj_size is not supported")
+        if not isinstance(proj_size, int) or proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable "
+                             "projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if mode not in _GATES:
             raise ValueError(f"Unrecognized RNN mode: {mode}")
         self.mode = mode
@@ -592,19 +601,22 @@ class RNNBase(Module):
         self.batch_first = batch_first
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
-        self.proj_size = 0
+        self.proj_size = proj_size
+        real_hidden = proj_size if proj_size > 0 else hidden_size  # h's size (LSTM: projected)
         gate_size = _GATES[mode] * hidden_size
         dirs = 2 if bidirectional else 1
         self._flat_weights_names: list[str] = []
         self._all_weights: list[list[str]] = []
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * dirs
+            layer_input = input_size if layer == 0 else real_hidden * dirs
             for d in range(dirs):
                 sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
                 shapes = [("weight_ih", (gate_size, layer_input)),
-                          ("weight_hh", (gate_size, hidden_size))]
+                          ("weight_hh", (gate_size, real_hidden))]
                 if bias:
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
+                if proj_size > 0:
+                    shapes += [("weight_hr", (proj_size, hidden_size))]
                 names = []
                 for base, shape in shapes:
                     setattr(self, base + sfx,
@@ -644,6 +656,8 @@ class RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
         return s
 
     # ---- forward ---------------------------------------------------------------------------
@@ -688,8 +702,12 @@ class RNNBase(Module):
                 weights = self.all_weights[k]
                 w_ih, w_hh = weights[0], weights[1]
                 b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
+                w_hr = weights[-1] if self.proj_size else None
                 state = [s[k] for s in states]
-                if FUSED and _fusable(layer_in, *state, *weights):
+                if w_hr is not None:  # projected LSTM: the per-step graph
+                    out, last = _steps_layer(self.mode, layer_in, state, w_ih, w_hh, b_ih, b_hh,
+                                             d == 1, w_hr)
+                elif FUSED and _fusable(layer_in, *state, *weights):
                     gate, extra = _LAYER_GATES[self.mode]
                     out, *last = gate.apply(layer_in, *state, w_ih, w_hh, b_ih, b_hh, d == 1,
                                             *extra)
@@ -723,12 +741,11 @@ class RNNBase(Module):
         dirs = 2 if self.bidirectional else 1
         n_states = 2 if self.mode == "LSTM" else 1
         whats = ["hx", "cx"] if n_states == 2 else ["hx"]
+        sizes = [self.proj_size or self.hidden_size, self.hidden_size][:n_states]  # h, c
         if hx is None:
-            zero = zeros(self.num_layers * dirs, n, self.hidden_size, dtype=input.dtype,
-                         device=input.device)
-            hx = [zero] * n_states
+            hx = [zeros(self.num_layers * dirs, n, size, dtype=input.dtype, device=input.device)
+                  for size in sizes]
         else:
-            expected = (self.num_layers * dirs, n, self.hidden_size)
             if not batched:
                 for h, what in zip(hx, whats):
                     if isinstance(h, Tensor) and h.ndim != 2:
@@ -738,8 +755,8 @@ class RNNBase(Module):
             elif any(isinstance(h, Tensor) and h.ndim != 3 for h in hx):
                 raise RuntimeError(f"{type(self).__name__}: For batched 3-D input, hx should also "
                                    f"be 3-D")
-            for h, what in zip(hx, whats):
-                self._check_hidden(h, expected, what)
+            for h, what, size in zip(hx, whats, sizes):
+                self._check_hidden(h, (self.num_layers * dirs, n, size), what)
         states = [list(h.unbind(0)) for h in hx]
         output, finals = self._run(input, states)
         if not batched:
