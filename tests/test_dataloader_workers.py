@@ -283,7 +283,7 @@ def test_worker_error_reraised_with_worker_traceback_as_torch():
     torch = pytest.importorskip("torch")
     for exc in (ValueError("bad sample 4"), KeyError("missing"), IndexError("out")):
         c_seen, c_msg = _error_text(cr, exc)
-        assert multiprocessing.active_children() == []  # shut down once the error is handled
+        assert _no_children()  # shut down once the error is handled
         t_seen, t_msg = _error_text(torch, exc)
         assert c_seen == t_seen == [[0, 1], [2, 3]]
         head = f"Caught {type(exc).__name__} in DataLoader worker process 0.\nOriginal Traceback"

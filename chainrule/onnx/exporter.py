@@ -256,6 +256,12 @@ def _cat(b, node, ins):
     return [b.one("Concat", [b.val(a) for a in ins[1:]], axis=int(ins[0][1]))]
 
 
+def _stack(b, node, ins):
+    axis = int(ins[0][1])
+    parts = [b.one("Unsqueeze", [b.val(a), b.ints([axis])]) for a in ins[1:]]
+    return [b.one("Concat", parts, axis=axis)]
+
+
 def _split(b, node, ins):
     (x, _), axis, bounds = ins[0], int(ins[1][1]), list(ins[2][1])
     sizes = [hi - lo for lo, hi in zip(bounds[:-1], bounds[1:])]
@@ -461,7 +467,8 @@ def _table() -> dict:
         shape.ConstantPad: _pad, shape.Flip: _flip, shape.Tril: _trilu(0),
         shape.Triu: _trilu(1),
         shape.Reshape: _reshape, shape.Permute: _permute, shape.Expand: _expand,
-        shape.Cat: _cat, shape.Split: _split, shape.Unbind: _unbind, shape.Alias: _identity,
+        shape.Cat: _cat, shape.Stack: _stack, shape.Split: _split, shape.Unbind: _unbind,
+        shape.Alias: _identity,
         index.Index: _index, linalg.MatMul: _binary("MatMul"), linalg.Einsum: _einsum,
         conv.Conv2d: _conv2d, conv.MaxPool2d: _max_pool2d, conv.AvgPool2d: _avg_pool2d,
         att.Attention: _attention,
