@@ -179,7 +179,11 @@ def case_no_sync(report: dict) -> None:
     with ddp.no_sync():
         loss(ddp(x1[part]), y1[part]).backward()
     local_only = [p.grad.clone() for p in ddp.parameters()]
+    grads = [(p.grad, p.grad._version) for p in ddp.parameters()]
     loss(ddp(x2[part]), y2[part]).backward()
+    # the averages go into the accumulated gradients' own memory, as torch's DDP copies them
+    report["no_sync_same_grads"] = all(p.grad is g and p.grad._version > v
+                                       for p, (g, v) in zip(ddp.parameters(), grads))
     loss(ref(x1), y1).backward()
     loss(ref(x2), y2).backward()
     report["no_sync"] = max(_rel(p.grad.cpu().numpy(), q.grad.cpu().numpy())
@@ -477,6 +481,7 @@ def test_ddp_no_sync_accumulates_locally(main_run):
     for rep in main_run:
         assert rep["no_sync"] <= 1e-12
         assert rep["no_sync_local"] is True
+        assert rep["no_sync_same_grads"] is True
 
 
 def test_ddp_find_unused_parameters(main_run):

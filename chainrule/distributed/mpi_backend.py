@@ -12,12 +12,17 @@ import numpy as np
 __all__ = ["MPIBackend", "mpi_op"]
 
 
+_MPI_OPS: dict = {}
+
+
 def mpi_op(op: str):
     """The MPI reduction for ``op`` ("sum", "product", "min", "max", "band", "bor", "bxor")."""
-    from mpi4py import MPI
+    if not _MPI_OPS:
+        from mpi4py import MPI
 
-    return {"sum": MPI.SUM, "product": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX,
-            "band": MPI.BAND, "bor": MPI.BOR, "bxor": MPI.BXOR}[op]
+        _MPI_OPS.update(sum=MPI.SUM, product=MPI.PROD, min=MPI.MIN, max=MPI.MAX, band=MPI.BAND,
+                        bor=MPI.BOR, bxor=MPI.BXOR)
+    return _MPI_OPS[op]
 
 
 class MPIBackend:
@@ -26,19 +31,22 @@ class MPIBackend:
     name = "mpi"
 
     def __init__(self, comm) -> None:
+        from mpi4py import MPI
+
         self.comm = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self._in_place = MPI.IN_PLACE
+        self._hash = np.empty(1, np.int64)
+        self._hashes = np.empty(self.size, np.int64)
 
     def close(self) -> None:
         self.comm.Free()
 
     def all_reduce(self, a: np.ndarray, op: str, async_op: bool):
-        from mpi4py import MPI
-
         o = mpi_op(op)
         if async_op:
-            return self.comm.Iallreduce(MPI.IN_PLACE, a, o)
-        self.comm.Allreduce(MPI.IN_PLACE, a, o)
+            return self.comm.Iallreduce(self._in_place, a, o)
+        self.comm.Allreduce(self._in_place, a, o)
         return None
 
     def reduce(self, a: np.ndarray, op: str, dst: int, async_op: bool):
@@ -104,6 +112,12 @@ class MPIBackend:
             return self.comm.Ibarrier()
         self.comm.Barrier()
         return None
+
+    def all_gather_hash(self, h: int) -> list:
+        """Every rank's ``h`` (a hash, fits int64), as a list: the quick metadata check."""
+        self._hash[0] = h
+        self.comm.Allgather(self._hash, self._hashes)
+        return self._hashes.tolist()
 
     def all_gather_small(self, row: np.ndarray) -> np.ndarray:
         """Every rank's ``row`` (int64), stacked: the metadata check before each collective."""

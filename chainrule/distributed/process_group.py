@@ -84,18 +84,10 @@ class _World:
             return self.nccl
         return self.mpi
 
-    @contextlib.contextmanager
     def guard(self, name: str):
-        """The main thread waits on collective ``name``: the watchdog times it."""
+        """The main thread waits on collective ``name``: the watchdog times it (a context)."""
         wd = self.watchdog
-        if wd is None:
-            yield
-            return
-        wd.enter(name)
-        try:
-            yield
-        finally:
-            wd.leave()
+        return _NO_WATCHDOG if wd is None else _Timed(wd, name)
 
     def close(self) -> None:
         if self.nccl is not None:
@@ -105,6 +97,22 @@ class _World:
         self.mpi.close()
 
 
+class _Timed:
+    """``with``: the watchdog times collective ``name`` while the block runs."""
+
+    __slots__ = ("wd", "name")
+
+    def __init__(self, wd, name: str) -> None:
+        self.wd, self.name = wd, name
+
+    def __enter__(self) -> None:
+        self.wd.enter(self.name)
+
+    def __exit__(self, *exc) -> None:
+        self.wd.leave()
+
+
+_NO_WATCHDOG = contextlib.nullcontext()
 _world: _World | None = None
 
 
@@ -310,12 +318,14 @@ class Work:
 
 
 def wait_request(w: _World, req, name: str) -> None:
-    """Wait for an MPI request: a short spin, then polls with short sleeps (a waiting rank
-    leaves the CPU to the others, as a blocking socket read would)."""
+    """Wait for an MPI request: polls that yield the core to any process that wants it (a rank
+    ready before its peers leaves the CPU to them), then, after 5 ms, polls with short sleeps."""
     with w.guard(name):
-        spin = time.perf_counter() + 2e-4
+        spin = time.perf_counter() + 5e-3
         while not req.Test():
-            if time.perf_counter() > spin:
+            if time.perf_counter() < spin:
+                os.sched_yield()
+            else:
                 time.sleep(5e-5)
 
 

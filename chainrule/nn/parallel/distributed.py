@@ -269,8 +269,8 @@ class DistributedDataParallel(Module):
             for p, off in zip(b.params, b.offsets):
                 if globally_used is not None and not globally_used[id(p)]:
                     continue  # no rank used it: its .grad stays as it was
-                avg = b.buffer[off:off + p.numel()].reshape(p._data.shape) * scale
-                p._grad = wrap(devices.asarray_on(avg, like=p._data))
+                avg = b.buffer[off:off + p.numel()].reshape(p._data.shape)
+                _write_average(p, avg, scale)
         self._state = "idle"
         self._used_without_sync = set()
         self._in_flight = []
@@ -286,6 +286,20 @@ class DistributedDataParallel(Module):
 
     def __getstate__(self):
         raise TypeError("DistributedDataParallel cannot be pickled; save ddp.module.state_dict()")
+
+
+def _write_average(p: Tensor, total, scale: float) -> None:
+    """``p.grad`` = ``total * scale``: into the gradient's own memory when it is a plain array of
+    this backward (as torch copies the bucket into ``.grad``), else a new gradient."""
+    g = p._grad
+    xp = devices.xp_of(p._data)
+    if (g is not None and g._grad_fn is None and g._base is None and xp is devices.xp_of(g._data)
+            and g._data.shape == total.shape and g._data.dtype == total.dtype
+            and g._data.flags.c_contiguous and getattr(g._data.flags, "writeable", True)):
+        xp.multiply(devices.asarray_on(total, like=g._data), scale, out=g._data)
+        g._bump_version()
+    else:
+        p._grad = wrap(devices.asarray_on(total * scale, like=p._data))
 
 
 def _leaves_reached(out) -> set:
