@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import workloads  # noqa: E402
+from part_timer import shares_row  # noqa: E402
 
 
 
@@ -238,114 +239,24 @@ def gemm_gap() -> list:
 
 # ---- per workload: the top gates, and the step split into GEMMs, NumPy in gates, bookkeeping --
 BREAKDOWN = ["W3", "W3-raw", "W4", "W4-mnist", "W7-LSTM", "W7-transformer"]
-_GEMM_NAMES = ("_mm", "_matmul", "matmul")
-
-
 def breakdown(make_step, repeats: int = 10) -> dict:
-    """Time one workload's step in this process, one thread, CPU time: the step, every gate's
-    forward and backward (outermost gate only), the matrix products (every module's handle
-    on ``chainrule.kernels.matmul.matmul``) and the optimizers' ``step``.
+    """Time one workload's step in this process, one thread, CPU time, by parts (see
+    ``bench/part_timer.py``): ``make_step()`` returns a step function. Returns {"step", "gemm",
+    "gates", "optimizer", "bookkeeping", "top": [(gate, seconds), ...]}, seconds per step."""
+    from part_timer import PartTimer
 
-    ``make_step()`` returns a step function. Returns {"step", "gemm", "gates", "optimizer",
-    "bookkeeping", "top": [(gate, seconds), ...]}, seconds per step: ``gates`` is the NumPy work
-    of the gates outside GEMMs, ``bookkeeping`` the rest of the step (the engine's graph
-    building and traversal, the ops' argument handling, the program's own Python).
-    """
-    import importlib
+    import chainrule  # noqa: F401  (its modules must be loaded for the timer to find them)
 
-    import chainrule
-    from chainrule.autograd.function import Op
-    from chainrule.kernels import matmul as mm
-    from chainrule.optim.optimizer import Optimizer
-
-    clock = time.process_time
-    gates: dict = collections.defaultdict(float)
-    acc = {"gemm": 0.0, "gemm_in_gates": 0.0, "optimizer": 0.0, "gemm_in_opt": 0.0}
-    depth = [0, 0]  # [gates, optimizer] nesting
-    patched = []
-
-    def subclasses(cls):
-        for sub in cls.__subclasses__():
-            yield sub
-            yield from subclasses(sub)
-
-    def timed_gate(fn, key):
-        def run(ctx, *args):
-            if depth[0]:
-                return fn(ctx, *args)
-            depth[0] += 1
-            t0 = clock()
-            try:
-                return fn(ctx, *args)
-            finally:
-                gates[key] += clock() - t0
-                depth[0] -= 1
-        return staticmethod(run)
-
-    real_mm = mm.matmul
-
-    def timed_mm(*args, **kwargs):
-        t0 = clock()
-        try:
-            return real_mm(*args, **kwargs)
-        finally:
-            dt = clock() - t0
-            acc["gemm"] += dt
-            if depth[0]:
-                acc["gemm_in_gates"] += dt
-            if depth[1]:
-                acc["gemm_in_opt"] += dt
-
-    def timed_opt(fn):
-        def step(self, *args, **kwargs):
-            depth[1] += 1
-            t0 = clock()
-            try:
-                return fn(self, *args, **kwargs)
-            finally:
-                acc["optimizer"] += clock() - t0
-                depth[1] -= 1
-        return step
-
-    for cls in set(subclasses(Op)):
-        for name in ("forward", "backward"):
-            fn = cls.__dict__.get(name)
-            if isinstance(fn, staticmethod):
-                patched.append((cls, name, fn))
-                setattr(cls, name, timed_gate(fn.__func__, f"{cls.__name__}.{name}"))
-    for cls in set(subclasses(Optimizer)):
-        fn = cls.__dict__.get("step")
-        if fn is not None:
-            patched.append((cls, "step", fn))
-            cls.step = timed_opt(fn)
-    for modname in list(sys.modules):
-        if not modname.startswith("chainrule"):
-            continue
-        mod = importlib.import_module(modname)
-        for attr in _GEMM_NAMES:
-            if getattr(mod, attr, None) is real_mm:
-                patched.append((mod, attr, real_mm))
-                setattr(mod, attr, timed_mm)
-    assert chainrule  # the package is loaded: its modules are in sys.modules
+    timer = PartTimer()
     try:
         step = make_step()
         step()
-        gates.clear()
-        acc.update(dict.fromkeys(acc, 0.0))
-        t0 = clock()
+        timer.reset()
         for _ in range(repeats):
             step()
-        total = (clock() - t0) / repeats
+        return timer.parts(repeats)
     finally:
-        for owner, name, fn in reversed(patched):
-            setattr(owner, name, fn)
-    in_gates = sum(gates.values()) / repeats
-    gemm = acc["gemm"] / repeats
-    opt = (acc["optimizer"] - acc["gemm_in_opt"]) / repeats
-    numpy_gates = in_gates - acc["gemm_in_gates"] / repeats
-    top = sorted(((k, v / repeats) for k, v in gates.items()), key=lambda kv: -kv[1])[:5]
-    return {"step": total, "gemm": gemm, "gates": numpy_gates, "optimizer": opt,
-            "bookkeeping": total - gemm - numpy_gates - opt, "top": top}
+        timer.remove()
 
 
 def _torch_step_time(name: str, repeats: int = 10) -> float:
@@ -366,14 +277,7 @@ def breakdowns(names: list) -> list:
               "| bookkeeping | top gates (ms) |", "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         b = breakdown(lambda name=name: workloads.WORKLOADS[name]("chainrule"))
-        t = _torch_step_time(name)
-        st = b["step"]
-
-        def share(k, b=b, st=st):
-            return f"{b[k] * 1e3:.2f} ({b[k] / st:.0%})"
-        top = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in b["top"])
-        row = (f"| {name} | {st * 1e3:.2f} | {t * 1e3:.2f} | {st / t:.2f} | {share('gemm')} | "
-               f"{share('gates')} | {share('optimizer')} | {share('bookkeeping')} | {top} |")
+        row = shares_row(name, b, _torch_step_time(name))
         print(row, file=sys.stderr, flush=True)
         lines.append(row)
     return lines

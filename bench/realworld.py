@@ -13,7 +13,11 @@ resolving to this checkout:
    initial weights and RNG state (so both draw the same batches, noise and dropout masks), and
    each ``loss.backward()`` is a step whose loss and start time are recorded (see
    ``bench/realworld_trace/sitecustomize.py``; nothing there is specific to a program);
-3. optionally (``--float64``) the same with float64 as the default dtype, one thread.
+3. optionally (``--float64``) the same with float64 as the default dtype, one thread;
+4. ``--breakdown``: instead of all that, where each program's step goes under chainrule (one
+   thread, CPU time, steps 2 to ``--steps``): GEMMs, the gates' other NumPy work, the optimizer,
+   the rest (bookkeeping: graph, argument handling, the program's own Python), the top gates
+   (``bench/part_timer.py``, the same split as ``bench/gaps.py`` gives the workloads).
 
 The table gives the largest relative loss difference over the steps, whether chainrule's own
 initial weights and RNG state already equalled PyTorch's, and the median ms per step of each
@@ -86,7 +90,8 @@ def _chainrule_bin(folder: str) -> str:
 
 def run_program(folder: str, name: str, lib: str, threads: int | None, *, bindir: str,
                 trace_out: str | None = None, trace_from: str | None = None, steps: int = 0,
-                dtype: str | None = None, timeout: float = 900) -> dict:
+                dtype: str | None = None, timeout: float = 900,
+                extra_env: dict | None = None) -> dict:
     """``run.sh NAME lib``; returns ``{"rc", "seconds", "tail"}`` (the output's last lines)."""
     env = dict(os.environ)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
@@ -107,6 +112,7 @@ def run_program(folder: str, name: str, lib: str, threads: int | None, *, bindir
             env["CHAINRULE_TRACE_FROM"] = trace_from
         if dtype:
             env["CHAINRULE_TRACE_DTYPE"] = dtype
+    env.update(extra_env or {})
     start = time.perf_counter()
     try:
         r = subprocess.run(["bash", os.path.join(folder, "run.sh"), name, lib], env=env,
@@ -194,6 +200,29 @@ def measure(folder: str, name: str, *, bindir: str, work: str, steps: int,
     return out
 
 
+def breakdown_table(folder: str, names: list, *, bindir: str, work: str, steps: int,
+                    timeout: float) -> str:
+    """Markdown: per program, chainrule's step split into parts (see the module's docstring)."""
+    from part_timer import shares_row
+
+    lines = ["| program (steps timed) | chainrule ms/step (CPU, timed) | GEMM | NumPy in gates | "
+             "optimizer | bookkeeping | top gates (ms) |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        out = os.path.join(work, f"{name}_breakdown")
+        r = run_program(folder, name, "chainrule", 1, bindir=bindir, trace_out=out, steps=steps,
+                        timeout=timeout, extra_env={"CHAINRULE_TRACE_BREAKDOWN": "1"})
+        parts = [t["breakdown"] for t in load_traces(out) if t.get("breakdown")]
+        if not parts:
+            lines.append(f"| {name} | no steps traced (exit {r['rc']}) | | | | | |")
+            continue
+        b = max(parts, key=lambda b: b["steps"])
+        label = f"{name} ({b['steps']}{', to the end' if b['to_the_end'] else ''})"
+        row = shares_row(label, b)
+        print(row, flush=True)
+        lines.append(row)
+    return "\n".join(lines)
+
+
 def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "—" if x is None else format(x, spec)
 
@@ -251,6 +280,19 @@ def table(results: dict, steps: int, default_threads: int) -> str:
     return "\n".join(lines)
 
 
+BREAKDOWN_HEAD = (
+    "## Real programs: where chainrule's step goes\n\n"
+    "Command: `python bench/realworld.py --breakdown --steps {steps} --write BENCHMARKS.md`. "
+    "Each program of `shared/realworld` under `chainrule run`, one thread, steps 2 to {steps} "
+    "(a step: from one backward() to the next), CPU time with every gate, GEMM and optimizer "
+    "step timed (the timing itself adds a little to each gate call, so the step is slower than "
+    "in the table above). GEMM: the matrix products; NumPy in gates: the gates' own array work "
+    "besides GEMMs; optimizer: its step besides GEMMs; bookkeeping: the rest — graph building and "
+    "traversal, the ops' argument handling, data loading and the program's own Python. \"to the "
+    "end\": the program stopped on its own before the last step, whose time runs to its exit "
+    "(dcgan's `--dry-run` is one iteration, three backward() calls).")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20, help="steps traced per run (default 20)")
@@ -259,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--float64", action="store_true",
                    help="also compare with float64 as the default dtype (one thread)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per run")
-    p.add_argument("--write", metavar="FILE", help="replace the realworld section of FILE")
+    p.add_argument("--breakdown", action="store_true",
+                   help="only: where each program's step goes under chainrule (GEMM, NumPy in "
+                        "gates, optimizer, bookkeeping, top gates)")
+    p.add_argument("--write", metavar="FILE", help="replace the realworld section of FILE "
+                   "(with --breakdown: the realworld-breakdown section)")
     args = p.parse_args(argv)
     folder = realworld_dir()
     if folder is None:
@@ -277,6 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     work = tempfile.mkdtemp(prefix="realworld_")
     try:
         bindir = _chainrule_bin(tempfile.mkdtemp(dir=work))
+        if args.breakdown:
+            text = breakdown_table(folder, names, bindir=bindir, work=work, steps=args.steps,
+                                   timeout=args.timeout)
+            text = (BREAKDOWN_HEAD.format(steps=args.steps) + "\n\n" + text)
+            print(text)
+            if args.write:
+                from sections import write_section
+
+                write_section(args.write, "realworld-breakdown", text,
+                              after="<!-- realworld:end -->")
+            return 0
         for name in names:
             res: dict = {}
             if not args.no_full:

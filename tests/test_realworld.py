@@ -67,3 +67,17 @@ def test_program_list_and_the_table():
                     "init_equal": True, "rng_equal": True, "replayed": True}}}}
     row = realworld.table(fake, 5, 4).splitlines()[-3]
     assert row.startswith("| x | yes | 1.0e-08 / 1.0e-07 (5) | — | yes | 2.0 | 3.0 | 1.50× |")
+
+
+def test_breakdown_splits_a_programs_step(work):
+    """``--breakdown``: the parts of chainrule's step add up to it, the gates are named."""
+    folder, bindir = work
+    text = realworld.breakdown_table(FOLDER, ["makemore_mlp"], bindir=bindir, work=folder,
+                                     steps=6, timeout=600)
+    row = text.splitlines()[-1]
+    assert row.startswith("| makemore_mlp (4) |"), row
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    step = float(cells[1])
+    parts = [float(c.split()[0]) for c in cells[2:6]]
+    assert step > 0 and abs(sum(parts) - step) <= 0.02 * step + 0.02, (step, parts)
+    assert "Embedding.backward" in cells[6] and "Linear.forward" in cells[6]

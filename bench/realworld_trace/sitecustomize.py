@@ -14,6 +14,8 @@ things, none specific to a program:
 - ``Tensor.backward``: each call is a step; its loss (one-element tensors) and start time are
   recorded. CHAINRULE_TRACE_STEPS=N ends the process (status 0) when step N+1 starts.
 - CHAINRULE_TRACE_DTYPE=float64 sets the default dtype before the program runs.
+- CHAINRULE_TRACE_BREAKDOWN=1 (chainrule only): from step 2 on, the steps' CPU time is split into
+  gates, GEMMs, optimizer and bookkeeping (``bench/part_timer.py``); written as "breakdown".
 - Python's ``random`` and NumPy's global generator are seeded (CHAINRULE_TRACE_SEED, default 0)
   at start-up, so a program that draws its own seed from them (dcgan) draws the same one.
 
@@ -32,6 +34,7 @@ import sys
 import time
 
 _OUT = os.environ.get("CHAINRULE_TRACE_OUT")
+_BREAKDOWN_FROM = 2  # steps of warm-up before the breakdown counts
 
 
 def _claim_index(folder: str) -> int:
@@ -59,6 +62,8 @@ class _Tracer:
         self.torch = None
         self.written = False
         self.start = time.perf_counter()
+        self.timer = None  # with CHAINRULE_TRACE_BREAKDOWN: a PartTimer from step _BREAKDOWN_FROM
+        self.stopped = False
 
     def path(self, name: str) -> str:
         return os.path.join(self.out, f"p{self.index}{name}")
@@ -125,9 +130,16 @@ class _Tracer:
         self.models.append(note)
 
     def step(self, loss) -> None:
+        if len(self.times) == _BREAKDOWN_FROM and os.environ.get("CHAINRULE_TRACE_BREAKDOWN") \
+                and getattr(self.torch, "__name__", "").startswith("chainrule"):
+            sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            from part_timer import PartTimer
+
+            self.timer = PartTimer()
         now = time.perf_counter()
         if self.stop and len(self.times) >= self.stop:
             self.times.append(now)
+            self.stopped = True
             self.write()
             sys.stdout.flush()
             sys.stderr.flush()
@@ -146,6 +158,11 @@ class _Tracer:
         data = {"losses": self.losses, "times": self.times, "models": self.models,
                 "library": getattr(self.torch, "__name__", None), "argv": sys.argv,
                 "wall": time.perf_counter() - self.start}
+        if self.timer is not None:
+            # steps from _BREAKDOWN_FROM to the stop; a program that ended on its own: to its end
+            steps = len(self.times) - _BREAKDOWN_FROM - self.stopped
+            data["breakdown"] = {**self.timer.parts(steps, top=8), "steps": steps,
+                                 "to_the_end": not self.stopped}
         tmp = self.path(".json.tmp")
         with open(tmp, "w") as f:
             json.dump(data, f)
