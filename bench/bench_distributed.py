@@ -193,8 +193,9 @@ def table(two: dict) -> str:
         "On this 2-core machine the two ranks use both cores, so anything else running on the "
         "machine lowers the scaling efficiency; the ceiling row shows how far two processes "
         "that never communicate get, and the overlap row what DDP adds to that. "
-        "`dist.all_reduce` adds a small all-gather before each call (every rank checks that the"
-        " others pass the same shape and dtype) and otherwise calls MPI's own `Allreduce`. "
+        "`dist.all_reduce` adds an all-gather of one number before each call (a hash of the "
+        "call's shapes and dtypes: every rank checks that the others pass the same) and "
+        "otherwise calls MPI's own `Allreduce`. "
         "DDP's gradients go in buckets (1 MiB first, then 25 MiB, as torch) whose non-blocking "
         "all-reduces start from the parameters' post-accumulate-grad hooks while the backward "
         "goes on; W7's block (0.8 MB of gradients) fits one bucket in both libraries.",
