@@ -185,12 +185,23 @@ def data_address(a) -> int:
     return a.data.ptr
 
 
+_GPU_DEVICES = [CUDA]  # device("cuda", i) by index, made once each
+
+
 def device_of(a) -> device:
     if isinstance(a, (np.ndarray, np.generic)):
         return CPU
     if isinstance(a, _Batched):
         return device_of(_plain(a))
-    return CUDA
+    try:
+        i = a.device.id  # the GPU that holds the CuPy array
+    except AttributeError:  # not an array: as before, the (first) GPU
+        return CUDA
+    if i == 0:
+        return CUDA
+    while len(_GPU_DEVICES) <= i:
+        _GPU_DEVICES.append(device("cuda", len(_GPU_DEVICES)))
+    return _GPU_DEVICES[i]
 
 
 def xp_of(a):
@@ -240,5 +251,11 @@ def to_device(a, d):
             return a
         return a.get()
     cupy = xp(d)
-    with cupy.cuda.Device(d.index or 0):
+    if d.index is None:  # "cuda": the current GPU (cr.cuda.set_device), as torch
+        idx = cupy.cuda.runtime.getDevice()
+    else:
+        idx = d.index
+    with cupy.cuda.Device(idx):
+        if isinstance(a, cupy.ndarray) and a.device.id != idx:
+            return a.copy()  # CuPy copies to the current GPU; asarray would keep ``a``
         return cupy.asarray(a)
