@@ -220,7 +220,7 @@ def get_arch_list() -> list[str]:
     for the GPU it runs on); ``[]`` without a GPU."""
     if not is_available():
         return []
-    return sorted({"sm_%d%d" % get_device_capability(i) for i in range(device_count())})
+    return sorted({"sm_{}{}".format(*get_device_capability(i)) for i in range(device_count())})
 
 
 def get_gencode_flags() -> str:
