@@ -141,6 +141,20 @@ def as_device(d) -> device:
     return d if isinstance(d, device) else device(d)
 
 
+def cuda_device(d=None) -> device:
+    """The GPU that ``.cuda(d)`` means: an index, ``"cuda:1"``, a ``device``; None or a bare
+    ``"cuda"``: the current GPU (``cr.cuda.set_device``), as torch."""
+    if isinstance(d, int) and not isinstance(d, bool):
+        return device("cuda", d)
+    d = device("cuda") if d is None else as_device(d)
+    if d.type != "cuda":
+        raise RuntimeError("Invalid device, must be cuda device")
+    if d.index is None:
+        cupy = _load_cupy()
+        return device("cuda", cupy.cuda.runtime.getDevice() if cupy is not None else 0)
+    return d
+
+
 def xp(d=None):
     """The array module for a device: numpy for cpu, cupy for cuda."""
     d = as_device(d)
