@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-from chainrule import devices
+from chainrule import _runtime, devices
 
 __all__ = [
     "is_available", "is_initialized", "init", "device_count", "current_device", "set_device",
@@ -37,7 +37,9 @@ __all__ = [
     "set_rng_state", "get_rng_state_all", "set_rng_state_all",
     "Stream", "Event", "StreamContext", "stream", "current_stream", "default_stream", "set_stream",
     "is_current_stream_capturing", "get_arch_list", "get_gencode_flags", "get_sync_debug_mode",
-    "OutOfMemoryError", "nvtx", "amp",
+    "OutOfMemoryError", "nvtx", "amp", "memory_stats_as_nested_dict", "set_sync_debug_mode",
+    "ExternalStream", "FloatTensor", "DoubleTensor", "HalfTensor", "BFloat16Tensor",
+    "LongTensor", "IntTensor", "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor",
 ]
 
 _NOT_COMPILED = "Torch not compiled with CUDA enabled"  # PyTorch's CPU build says this
@@ -246,6 +248,14 @@ def get_sync_debug_mode() -> int:
     return 0
 
 
+def set_sync_debug_mode(debug_mode) -> None:
+    """Only ``0``/``"default"`` (no warnings on synchronising calls) is available."""
+    _lazy_init()
+    if debug_mode not in (0, "default"):
+        raise NotImplementedError("set_sync_debug_mode: chainrule has no warnings or errors on "
+                                  "synchronising calls; only 0 ('default') is available")
+
+
 def is_current_stream_capturing() -> bool:
     """False: chainrule does not capture CUDA graphs."""
     if not is_available():
@@ -438,9 +448,20 @@ def get_per_process_memory_fraction(device=None) -> float:
     return 1.0 if limit == 0 else limit / get_device_properties(idx).total_memory
 
 
-class OutOfMemoryError(RuntimeError):
-    """torch's name for running out of GPU memory (CuPy raises its own
-    ``cupy.cuda.memory.OutOfMemoryError``)."""
+OutOfMemoryError = _runtime.OutOfMemoryError  # torch.cuda's is torch's (CuPy raises its own
+# cupy.cuda.memory.OutOfMemoryError, a MemoryError)
+
+
+def memory_stats_as_nested_dict(device=None) -> dict:
+    """``memory_stats`` as nested dicts (``{"allocated_bytes": {"all": {"current": ...}}}``)."""
+    out: dict = {}
+    for key, value in memory_stats(device).items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
 
 
 # ---- random: CuPy's generator on each GPU -----------------------------------------------------
@@ -591,6 +612,15 @@ class Stream:
         return f"<torch.cuda.Stream device={self.device} cuda_stream={self.cuda_stream:#x}>"
 
 
+class ExternalStream(Stream):
+    """A stream made elsewhere, from its ``cudaStream_t`` pointer (``cupy.cuda.ExternalStream``)."""
+
+    def __init__(self, stream_ptr: int, device=None, **kwargs) -> None:
+        cp = devices.xp("cuda")
+        idx = _device_index(device, optional=True)
+        super().__init__(idx, _cupy=cp.cuda.ExternalStream(int(stream_ptr), idx))
+
+
 class Event:
     """A CUDA event (a ``cupy.cuda.Event``): marks a point in a stream; ``elapsed_time``
     between two recorded events, in milliseconds."""
@@ -712,6 +742,44 @@ class _Nvtx:
 
 
 nvtx = _Nvtx()
+
+
+# ---- legacy typed constructors: cr.cuda.FloatTensor([1, 2]) ----------------------------------
+def _legacy_cuda_type(name: str, dtype_name: str):
+    """``torch.cuda.FloatTensor(data)`` / ``(*sizes)``: a tensor of that dtype on the current
+    GPU; ``isinstance(t, cr.cuda.FloatTensor)`` for float32 GPU tensors."""
+
+    def __new__(cls, *args):
+        if not is_available():
+            raise TypeError(f"type torch.cuda.{name} not available. {_NOT_COMPILED}.")
+        from chainrule import dtypes
+        from chainrule.creation import tensor, zeros
+
+        d, dev = getattr(dtypes, dtype_name), devices.cuda_device()
+        if len(args) == 1 and not isinstance(args[0], int):
+            return tensor(args[0], dtype=d, device=dev)
+        return zeros(*args, dtype=d, device=dev)
+
+    def __instancecheck__(cls, obj):
+        from chainrule.tensor import Tensor
+
+        return isinstance(obj, Tensor) and obj.is_cuda and obj.dtype.name == dtype_name
+
+    meta = type(f"{name}Meta", (type,), {"__instancecheck__": __instancecheck__})
+    return meta(name, (), {"__new__": __new__, "__module__": __name__,
+                           "__doc__": f"torch.cuda.{name}: {dtype_name} GPU tensors (legacy)."})
+
+
+FloatTensor = _legacy_cuda_type("FloatTensor", "float32")
+DoubleTensor = _legacy_cuda_type("DoubleTensor", "float64")
+HalfTensor = _legacy_cuda_type("HalfTensor", "float16")
+BFloat16Tensor = _legacy_cuda_type("BFloat16Tensor", "bfloat16")
+LongTensor = _legacy_cuda_type("LongTensor", "int64")
+IntTensor = _legacy_cuda_type("IntTensor", "int32")
+ShortTensor = _legacy_cuda_type("ShortTensor", "int16")
+CharTensor = _legacy_cuda_type("CharTensor", "int8")
+ByteTensor = _legacy_cuda_type("ByteTensor", "uint8")
+BoolTensor = _legacy_cuda_type("BoolTensor", "bool")
 
 
 from chainrule.amp.deprecated import namespace as _amp_namespace  # noqa: E402

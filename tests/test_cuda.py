@@ -687,3 +687,20 @@ def test_nvtx_ranges_and_torch_names(gpu0):
 
     assert torch_alias._resolve("torch.cuda") is cr.cuda
     assert torch_alias._resolve("torch.cuda.nvtx") is cr.cuda.nvtx
+
+
+def test_legacy_typed_constructors_external_streams_and_nested_stats(gpu0):
+    t = cr.cuda.FloatTensor([1, 2])
+    assert t.is_cuda and t.dtype == cr.float32 and isinstance(t, cr.cuda.FloatTensor)
+    assert not isinstance(cr.ones(2), cr.cuda.FloatTensor)  # a CPU tensor is not one
+    assert not isinstance(t, cr.cuda.LongTensor) and isinstance(t, cr.FloatTensor)
+    z = cr.cuda.LongTensor(2, 3)
+    assert z.shape == (2, 3) and z.dtype == cr.int64 and z.is_cuda
+    made = cr.cuda.Stream()
+    ext = cr.cuda.ExternalStream(made.cuda_stream)
+    assert ext.cuda_stream == made.cuda_stream and isinstance(ext, cr.cuda.Stream)
+    nested = cr.cuda.memory_stats_as_nested_dict()
+    assert nested["allocated_bytes"]["all"]["current"] == cr.cuda.memory_allocated()
+    cr.cuda.set_sync_debug_mode("default")
+    with pytest.raises(NotImplementedError, match="only 0"):
+        cr.cuda.set_sync_debug_mode("warn")

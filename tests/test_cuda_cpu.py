@@ -95,6 +95,14 @@ CALLS = {
                                                                     RuntimeError),
     "amp.GradScaler().is_enabled()": lambda lib, c: c.amp.GradScaler().is_enabled(),
     "backends.cuda.matmul.allow_tf32": lambda lib, c: lib.backends.cuda.matmul.allow_tf32,
+    "memory_stats_as_nested_dict()": lambda lib, c: dict(c.memory_stats_as_nested_dict()),
+    "set_sync_debug_mode(0)": lambda lib, c: c.set_sync_debug_mode(0),
+    "FloatTensor([1.0])": lambda lib, c: c.FloatTensor([1.0]),
+    "LongTensor(2)": lambda lib, c: c.LongTensor(2),
+    "isinstance(cpu tensor, FloatTensor)": lambda lib, c: isinstance(lib.ones(2),
+                                                                      c.FloatTensor),
+    "OutOfMemoryError is the top-level one": lambda lib, c: c.OutOfMemoryError is
+    lib.OutOfMemoryError,
 }
 
 # results that are objects of each library: compared by what they are, not by identity

@@ -607,6 +607,12 @@ class _Stream:
 
 
 _Stream.null = _Stream(null=True)
+
+
+class _ExternalStream(_Stream):
+    def __init__(self, ptr, device_id=-1):
+        super().__init__()
+        self.ptr = builtins.int(ptr)
 _current_stream = {}
 
 
@@ -657,6 +663,7 @@ _allocator = [_pool.malloc]
 cuda.Device = _Device
 cuda.Event = _Event
 cuda.Stream = _Stream
+cuda.ExternalStream = _ExternalStream
 cuda.MemoryPool = _MemoryPool
 cuda.get_current_stream = lambda device_id=-1: _current_stream.get(
     _current_device[0] if device_id == -1 else device_id, _Stream.null)
