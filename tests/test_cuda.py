@@ -704,3 +704,19 @@ def test_legacy_typed_constructors_external_streams_and_nested_stats(gpu0):
     cr.cuda.set_sync_debug_mode("default")
     with pytest.raises(NotImplementedError, match="only 0"):
         cr.cuda.set_sync_debug_mode("warn")
+
+
+def test_causal_attention_builds_its_mask_on_the_gpu():
+    """is_causal=True (nanoGPT's attention) on GPU tensors: the mask is made on their device."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 2, 5, 4)).astype(np.float32) for _ in range(3))
+    outs = []
+    for dev in ("cpu", "cuda"):
+        qt = cr.tensor(q, device=dev, requires_grad=True)
+        out = cr.nn.functional.scaled_dot_product_attention(
+            qt, cr.tensor(k, device=dev), cr.tensor(v, device=dev), is_causal=True)
+        assert out.device.type == dev
+        out.sum().backward()
+        outs.append((_cpu(out), _cpu(qt.grad)))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

@@ -828,3 +828,21 @@ def test_nanogpt_ddp_without_a_gpu_fails_as_torchs_cpu_build(tmp_path):
     assert needle in proc.stderr and "torch.cuda.set_device(device)" in proc.stderr, \
         proc.stderr[-3000:]
     assert "not implemented by chainrule" not in proc.stderr
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return
+    # PyTorch's CPU build on the same program (one rank, torchrun's variables by hand): the
+    # same last line (torch prefixes its ranks' lines with "[rank0]: ")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), PYTHONPATH=standins)
+    theirs = subprocess.run([sys.executable, *NANOGPT_ARGS], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert theirs.returncode != 0
+    last = theirs.stderr.strip().splitlines()[-1].split("]: ", 1)[-1]
+    assert last == needle, theirs.stderr[-2000:]
