@@ -720,3 +720,14 @@ def test_causal_attention_builds_its_mask_on_the_gpu():
         outs.append((_cpu(out), _cpu(qt.grad)))
     for a, b in zip(*outs):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_manual_seed_seeds_every_gpu(gpu0):
+    cr.manual_seed(21)
+    assert cr.cuda.initial_seed() == 21
+    a = cr.randn(4, device="cuda").cpu().numpy()
+    cr.cuda.manual_seed(21)
+    np.testing.assert_array_equal(a, cr.randn(4, device="cuda").cpu().numpy())
+    for i in range(cr.cuda.device_count()):
+        with cr.cuda.device(i):
+            assert cr.cuda.initial_seed() == 21
