@@ -95,6 +95,15 @@ CALLS = {
                                                                     RuntimeError),
     "amp.GradScaler().is_enabled()": lambda lib, c: c.amp.GradScaler().is_enabled(),
     "backends.cuda.matmul.allow_tf32": lambda lib, c: lib.backends.cuda.matmul.allow_tf32,
+    "backends.cuda.matmul flags": lambda lib, c: (
+        lib.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+        lib.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+        lib.backends.cuda.matmul.allow_fp16_accumulation),
+    "backends.cuda sdp switches": lambda lib, c: tuple(
+        getattr(lib.backends.cuda, f"{k}_sdp_enabled")()
+        for k in ("flash", "mem_efficient", "math", "cudnn")),
+    "backends.cuda.is_built()": lambda lib, c: lib.backends.cuda.is_built(),
+    "backends.cudnn.is_available()": lambda lib, c: lib.backends.cudnn.is_available(),
     "memory_stats_as_nested_dict()": lambda lib, c: dict(c.memory_stats_as_nested_dict()),
     "set_sync_debug_mode(0)": lambda lib, c: c.set_sync_debug_mode(0),
     "FloatTensor([1.0])": lambda lib, c: c.FloatTensor([1.0]),
@@ -149,6 +158,21 @@ def test_the_cpu_build_answers_without_torch():
         c.set_device("cuda:0")
     with pytest.raises(RuntimeError, match="torch.cuda.Stream requires CUDA support"):
         c.Stream()
+
+
+def test_sdp_switches_are_recorded_as_torchs():
+    torch = pytest.importorskip("torch")
+    for lib in (cr, torch):
+        b = lib.backends.cuda
+        b.enable_flash_sdp(False)
+        try:
+            assert b.flash_sdp_enabled() is False and b.math_sdp_enabled() is True
+        finally:
+            b.enable_flash_sdp(True)
+        with pytest.warns(FutureWarning, match="sdp_kernel"), \
+                b.sdp_kernel(enable_math=False, enable_cudnn=False):
+            assert (b.math_sdp_enabled(), b.cudnn_sdp_enabled()) == (False, False)
+        assert b.math_sdp_enabled() is True and b.cudnn_sdp_enabled() is True
 
 
 def test_set_device_error_reads_as_torchs_under_run():
