@@ -42,7 +42,7 @@ test: $(NATIVE_STAMP)
 	@echo "again on the pure-Python engine (CHAINRULE_PURE_PYTHON=1):"
 	$(call pytest,CHAINRULE_PURE_PYTHON=1,tests)
 	@echo "the GPU tests again, on tests/fakecupy (a CPU stand-in for CuPy, as strict as CuPy):"
-	$(call pytest,PYTHONPATH=tests/fakecupy,tests/test_cuda.py tests/test_random_cuda.py)
+	$(call pytest,PYTHONPATH=tests/fakecupy FAKECUPY_DEVICES=2,tests/test_cuda.py tests/test_random_cuda.py)
 
 # the differential fuzzer (tests/fuzz_programs.py) for FUZZ_SECONDS: programs run, mismatches, crashes
 FUZZ_SECONDS ?= 600

@@ -44,6 +44,7 @@ NAMESPACES = [
     ("torch.func", "chainrule.func"),
     ("torch.utils.data", "chainrule.utils.data"),
     ("torch.distributions", "chainrule.distributions"),
+    ("torch.cuda", "chainrule.cuda"),
 ]
 
 

@@ -45,7 +45,8 @@ set_device_idx = set_device_index
 
 def synchronize(device=None) -> None:
     """Wait for the queued work of the accelerator (nothing without one)."""
-    _cuda.synchronize(device)
+    if _cuda.is_available():
+        _cuda.synchronize(device)
 
 
 class device_index:

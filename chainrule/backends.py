@@ -14,10 +14,15 @@ __all__ = ["cuda", "cudnn", "mps", "mkl", "openmp", "mkldnn", "cpu"]
 
 
 class _Matmul:
-    __slots__ = ("_allow_tf32",)
+    __slots__ = ("_allow_tf32", "allow_fp16_reduced_precision_reduction",
+                 "allow_bf16_reduced_precision_reduction", "allow_fp16_accumulation")
 
     def __init__(self) -> None:
         self._allow_tf32 = False
+        # recorded, as torch's (CuPy's cuBLAS calls choose their own reductions)
+        self.allow_fp16_reduced_precision_reduction = True
+        self.allow_bf16_reduced_precision_reduction = True
+        self.allow_fp16_accumulation = False
 
     @property
     def allow_tf32(self) -> bool:
@@ -29,11 +34,64 @@ class _Matmul:
         apply_tf32()
 
 
+_SDP_KERNELS = ("flash", "mem_efficient", "math", "cudnn")
+
+
 class _Cuda:
-    __slots__ = ("matmul",)
+    __slots__ = ("matmul", "_sdp")
 
     def __init__(self) -> None:
         self.matmul = _Matmul()
+        self._sdp = dict.fromkeys(_SDP_KERNELS, True)
+
+    # scaled_dot_product_attention's kernel switches, recorded as torch's (chainrule has one
+    # attention implementation: the math one, fused on the GPU where it can)
+    def enable_flash_sdp(self, enabled: bool) -> None:
+        self._sdp["flash"] = bool(enabled)
+
+    def flash_sdp_enabled(self) -> bool:
+        return self._sdp["flash"]
+
+    def enable_mem_efficient_sdp(self, enabled: bool) -> None:
+        self._sdp["mem_efficient"] = bool(enabled)
+
+    def mem_efficient_sdp_enabled(self) -> bool:
+        return self._sdp["mem_efficient"]
+
+    def enable_math_sdp(self, enabled: bool) -> None:
+        self._sdp["math"] = bool(enabled)
+
+    def math_sdp_enabled(self) -> bool:
+        return self._sdp["math"]
+
+    def enable_cudnn_sdp(self, enabled: bool) -> None:
+        self._sdp["cudnn"] = bool(enabled)
+
+    def cudnn_sdp_enabled(self) -> bool:
+        return self._sdp["cudnn"]
+
+    def sdp_kernel(self, enable_flash: bool = True, enable_math: bool = True,
+                   enable_mem_efficient: bool = True, enable_cudnn: bool = True):
+        """``with cr.backends.cuda.sdp_kernel(enable_flash=False):`` (deprecated in torch)."""
+        import contextlib
+        import warnings
+
+        warnings.warn("`torch.backends.cuda.sdp_kernel()` is deprecated. In the future, this "
+                      "context manager will be removed. Please see "
+                      "`torch.nn.attention.sdpa_kernel()` for the new context manager, with "
+                      "updated signature.", FutureWarning, stacklevel=2)
+
+        @contextlib.contextmanager
+        def ctx():
+            prev = dict(self._sdp)
+            self._sdp.update(flash=bool(enable_flash), math=bool(enable_math),
+                             mem_efficient=bool(enable_mem_efficient), cudnn=bool(enable_cudnn))
+            try:
+                yield
+            finally:
+                self._sdp.update(prev)
+
+        return ctx()
 
     @staticmethod
     def is_built() -> bool:

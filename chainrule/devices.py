@@ -141,6 +141,20 @@ def as_device(d) -> device:
     return d if isinstance(d, device) else device(d)
 
 
+def cuda_device(d=None) -> device:
+    """The GPU that ``.cuda(d)`` means: an index, ``"cuda:1"``, a ``device``; None or a bare
+    ``"cuda"``: the current GPU (``cr.cuda.set_device``), as torch."""
+    if isinstance(d, int) and not isinstance(d, bool):
+        return device("cuda", d)
+    d = device("cuda") if d is None else as_device(d)
+    if d.type != "cuda":
+        raise RuntimeError("Invalid device, must be cuda device")
+    if d.index is None:
+        cupy = _load_cupy()
+        return device("cuda", cupy.cuda.runtime.getDevice() if cupy is not None else 0)
+    return d
+
+
 def xp(d=None):
     """The array module for a device: numpy for cpu, cupy for cuda."""
     d = as_device(d)
@@ -185,12 +199,23 @@ def data_address(a) -> int:
     return a.data.ptr
 
 
+_GPU_DEVICES = [CUDA]  # device("cuda", i) by index, made once each
+
+
 def device_of(a) -> device:
     if isinstance(a, (np.ndarray, np.generic)):
         return CPU
     if isinstance(a, _Batched):
         return device_of(_plain(a))
-    return CUDA
+    try:
+        i = a.device.id  # the GPU that holds the CuPy array
+    except AttributeError:  # not an array: as before, the (first) GPU
+        return CUDA
+    if i == 0:
+        return CUDA
+    while len(_GPU_DEVICES) <= i:
+        _GPU_DEVICES.append(device("cuda", len(_GPU_DEVICES)))
+    return _GPU_DEVICES[i]
 
 
 def xp_of(a):
@@ -240,5 +265,11 @@ def to_device(a, d):
             return a
         return a.get()
     cupy = xp(d)
-    with cupy.cuda.Device(d.index or 0):
+    if d.index is None:  # "cuda": the current GPU (cr.cuda.set_device), as torch
+        idx = cupy.cuda.runtime.getDevice()
+    else:
+        idx = d.index
+    with cupy.cuda.Device(idx):
+        if isinstance(a, cupy.ndarray) and a.device.id != idx:
+            return a.copy()  # CuPy copies to the current GPU; asarray would keep ``a``
         return cupy.asarray(a)

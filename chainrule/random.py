@@ -287,8 +287,10 @@ default_generator = _default()
 def manual_seed(seed) -> Generator:
     """Seed the default generator (and CuPy's on GPUs); returns the default generator."""
     seed = int(seed)
-    if _devices.cuda_available():
-        _devices.xp("cuda").random.seed(seed % 2**32)
+    if _devices.cuda_available():  # every GPU's generator, as torch.manual_seed
+        from chainrule import cuda
+
+        cuda.manual_seed_all(seed)
     return default_generator.manual_seed(seed)
 
 
@@ -296,7 +298,9 @@ def seed() -> int:
     """Seed the default generator from the operating system's entropy; returns the seed."""
     s = default_generator.seed()
     if _devices.cuda_available():
-        _devices.xp("cuda").random.seed(s % 2**32)
+        from chainrule import cuda
+
+        cuda.manual_seed_all(s)
     return s
 
 

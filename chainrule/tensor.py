@@ -795,7 +795,7 @@ class Tensor(TensorBase):
         return self.to("cpu")
 
     def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
-        return self.to(devices.device("cuda", device if isinstance(device, builtins.int) else 0))
+        return self.to(devices.cuda_device(device))  # None: the current GPU
 
     def float(self) -> Tensor:
         return self.to(_dt.float32)

@@ -496,3 +496,238 @@ def test_fused_cross_entropy_path_checks_ranges_under_detect_anomaly(monkeypatch
     logits = cr.zeros(2, 3, device="cuda", requires_grad=True)
     with cr.autograd.detect_anomaly(), pytest.raises(IndexError, match="out of bounds"):
         cr.nn.functional.cross_entropy(logits, cr.tensor([0, 7], device="cuda"))
+
+
+# ---- cr.cuda: torch.cuda's API through CuPy ----------------------------------------------------
+@pytest.fixture
+def gpu0():
+    """Each test starts and ends on GPU 0 with CuPy's own allocator and stream."""
+    cr.cuda.set_device(0)
+    yield
+    cr.cuda.set_device(0)
+
+
+needs_2_gpus = pytest.mark.skipif(cr.cuda.device_count() < 2,
+                                  reason="needs 2 GPUs (on tests/fakecupy: FAKECUPY_DEVICES=2)")
+
+
+def test_device_queries(gpu0):
+    n = cr.cuda.device_count()
+    assert isinstance(n, int) and n >= 1 and cr.cuda.is_available() is True
+    cr.cuda.init()
+    assert cr.cuda.is_initialized() is True and cr.cuda.current_device() == 0
+    props = cr.cuda.get_device_properties(0)
+    assert isinstance(props.name, str) and props.name and props.total_memory > 0
+    assert cr.cuda.get_device_name() == props.name == cr.cuda.get_device_name("cuda:0")
+    cap = cr.cuda.get_device_capability()
+    assert cap == (props.major, props.minor) and all(isinstance(c, int) for c in cap)
+    assert f"major={props.major}" in repr(props) and "total_memory=" in repr(props)
+    assert cr.cuda.is_bf16_supported() is False  # CuPy has no bfloat16 arrays
+    assert cr.cuda.is_tf32_supported() is (cap[0] >= 8)
+    assert cr.cuda.get_arch_list() == [f"sm_{cap[0]}{cap[1]}"] or n > 1
+    assert cr.cuda.get_sync_debug_mode() == 0 and cr.cuda.is_current_stream_capturing() is False
+    free, total = cr.cuda.mem_get_info()
+    assert 0 <= free <= total
+    assert cr.cuda.can_device_access_peer(0, 0) is True
+    cr.cuda.synchronize()
+    cr.cuda.synchronize(0)
+    cr.cuda.ipc_collect()
+    with pytest.raises(AssertionError, match="Invalid device id"):
+        cr.cuda.get_device_properties(n)
+    with pytest.raises(ValueError, match="Expected a cuda device, but got: cpu"):
+        cr.cuda.get_device_name("cpu")
+
+
+def test_set_device_argument_checks(gpu0):
+    cr.cuda.set_device(-1)  # a negative index does nothing, as torch
+    assert cr.cuda.current_device() == 0
+    for bad, msg in (("cpu", "Expected a cuda device, but got: cpu"),
+                     ("cuda", "with a specified index or an integer, but got:cuda"),
+                     (None, "with a specified index or an integer, but got:None"),
+                     (1.5, "with a specified index or an integer, but got:1.5")):
+        with pytest.raises(ValueError, match=msg):
+            cr.cuda.set_device(bad)
+    with pytest.raises(RuntimeError, match="invalid device ordinal"):
+        cr.cuda.set_device(cr.cuda.device_count())
+
+
+@needs_2_gpus
+def test_set_device_makes_cuda_mean_that_gpu(gpu0):
+    cr.cuda.set_device("cuda:1")
+    assert cr.cuda.current_device() == 1
+    x = cr.ones(3, device="cuda")
+    assert x.device == cr.device("cuda", 1) and x.get_device() == 1
+    assert cr.ones(2).cuda().device.index == 1
+    assert cr.nn.Linear(2, 2).cuda().weight.device.index == 1
+    y = x.to("cuda:0")
+    assert y.device.index == 0 and y.cpu().tolist() == [1.0, 1.0, 1.0]
+    assert cr.ones(2).cuda(0).device.index == 0
+    (y * 2).sum().item()
+    cr.cuda.set_device(cr.device("cuda", 0))
+    assert cr.cuda.current_device() == 0
+
+
+@needs_2_gpus
+def test_device_context_managers(gpu0):
+    with cr.cuda.device(1):
+        assert cr.cuda.current_device() == 1
+        t = cr.zeros(2, device="cuda")
+        with cr.cuda.device(0):
+            assert cr.cuda.current_device() == 0
+        assert cr.cuda.current_device() == 1
+    assert cr.cuda.current_device() == 0 and t.device.index == 1
+    with cr.cuda.device_of(t):
+        assert cr.cuda.current_device() == 1
+    with cr.cuda.device_of(cr.zeros(1)), cr.cuda.device(-1):  # CPU tensor, -1: nothing
+        assert cr.cuda.current_device() == 0
+    assert cr.cuda.device("cuda").idx == 0 and cr.cuda.device(cr.device("cuda", 1)).idx == 1
+    cr.cuda.manual_seed_all(11)  # every GPU's generator
+    draws = []
+    for i in range(2):
+        with cr.cuda.device(i):
+            assert cr.cuda.initial_seed() == 11
+            draws.append(cr.randn(5, device="cuda").cpu().numpy())
+    np.testing.assert_array_equal(draws[0], draws[1])
+
+
+def test_memory_counters_follow_cupys_pool(gpu0):
+    import cupy
+
+    cr.cuda.empty_cache()
+    cr.cuda.reset_peak_memory_stats()
+    base = cr.cuda.memory_allocated()
+    assert cr.cuda.max_memory_allocated() == base and cr.cuda.memory_reserved() >= base
+    block = cupy.cuda.get_allocator()(1 << 20)  # what every CuPy array allocates through
+    assert cr.cuda.memory_allocated() >= base + (1 << 20)
+    del block
+    assert cr.cuda.memory_allocated() == base
+    assert cr.cuda.max_memory_allocated(0) >= base + (1 << 20)
+    assert cr.cuda.max_memory_reserved() >= cr.cuda.memory_reserved()
+    stats = cr.cuda.memory_stats()
+    assert stats["allocated_bytes.all.current"] == base
+    assert stats["allocated_bytes.all.peak"] == cr.cuda.max_memory_allocated()
+    assert "Allocated memory" in cr.cuda.memory_summary()
+    cr.cuda.empty_cache()
+    assert cr.cuda.memory_reserved() == cr.cuda.memory_allocated() or not getattr(
+        cupy, "IS_FAKE", False)
+    cr.cuda.reset_peak_memory_stats()
+    assert cr.cuda.max_memory_allocated() == cr.cuda.memory_allocated()
+    with pytest.warns(FutureWarning, match="memory_reserved"):
+        assert cr.cuda.memory_cached() == cr.cuda.memory_reserved()
+    with pytest.warns(FutureWarning, match="reset_peak_memory_stats"):
+        cr.cuda.reset_max_memory_allocated()
+    with pytest.raises(ValueError, match="Allowed range: 0~1"):
+        cr.cuda.set_per_process_memory_fraction(1.5)
+    cr.cuda.set_per_process_memory_fraction(0.5)
+    try:
+        assert abs(cr.cuda.get_per_process_memory_fraction() - 0.5) < 1e-6
+    finally:
+        cupy.get_default_memory_pool().set_limit(size=0)
+
+
+def test_streams_and_events(gpu0):
+    default = cr.cuda.default_stream()
+    assert cr.cuda.current_stream() == default and default.cuda_stream == 0
+    s = cr.cuda.Stream()
+    assert s != default and s.device == cr.device("cuda", 0)
+    with cr.cuda.stream(s) as entered:
+        assert entered is s and cr.cuda.current_stream() == s
+        x = cr.ones(100, device="cuda") * 3
+    assert cr.cuda.current_stream() == default
+    s.synchronize()
+    assert s.query() is True and float(x.sum()) == 300.0
+    with cr.cuda.stream(None) as nothing:
+        assert nothing is None and cr.cuda.current_stream() == default
+    with s:  # a Stream is its own context manager too
+        assert cr.cuda.current_stream() == s
+    cr.cuda.set_stream(s)
+    try:
+        assert cr.cuda.current_stream() == s
+    finally:
+        cr.cuda.set_stream(default)
+    start, end = cr.cuda.Event(enable_timing=True), cr.cuda.Event(enable_timing=True)
+    start.record()
+    (cr.randn(64, 64, device="cuda") @ cr.randn(64, 64, device="cuda")).sum()
+    end.record()
+    end.synchronize()
+    assert end.query() is True and start.elapsed_time(end) >= 0.0
+    plain = cr.cuda.Event()
+    plain.record(s)
+    plain.wait()
+    s.wait_stream(default)
+    assert isinstance(s.record_event(), cr.cuda.Event)
+    with pytest.raises(RuntimeError, match="enable_timing=True"):
+        plain.elapsed_time(end)
+
+
+def test_seeds_and_generator_state(gpu0):
+    cr.cuda.manual_seed(5)
+    assert cr.cuda.initial_seed() == 5
+    a = cr.randn(6, device="cuda").cpu().numpy()
+    cr.cuda.manual_seed(5)
+    np.testing.assert_array_equal(a, cr.randn(6, device="cuda").cpu().numpy())
+    cr.cuda.seed()  # a fresh seed from the OS
+    assert 0 <= cr.cuda.initial_seed() < 2**64
+    cr.cuda.seed_all()
+    with pytest.raises(NotImplementedError, match="cannot report its position"):
+        cr.cuda.get_rng_state()
+    with pytest.raises(NotImplementedError, match="cannot report its position"):
+        cr.cuda.set_rng_state(cr.zeros(8, dtype=cr.uint8))
+    with pytest.raises(NotImplementedError):
+        cr.cuda.get_rng_state_all()
+    cr.cuda.set_rng_state_all([])
+
+
+def test_nvtx_ranges_and_torch_names(gpu0):
+    with cr.cuda.nvtx.range("step {}", 3):
+        cr.cuda.nvtx.mark("inside")
+    assert cr.cuda.nvtx.range_push("a") == 0 and cr.cuda.nvtx.range_pop() == 0
+    assert issubclass(cr.cuda.OutOfMemoryError, RuntimeError)
+    from chainrule import torch_alias  # what `import torch.cuda[.nvtx]` gives under `run`
+
+    assert torch_alias._resolve("torch.cuda") is cr.cuda
+    assert torch_alias._resolve("torch.cuda.nvtx") is cr.cuda.nvtx
+
+
+def test_legacy_typed_constructors_external_streams_and_nested_stats(gpu0):
+    t = cr.cuda.FloatTensor([1, 2])
+    assert t.is_cuda and t.dtype == cr.float32 and isinstance(t, cr.cuda.FloatTensor)
+    assert not isinstance(cr.ones(2), cr.cuda.FloatTensor)  # a CPU tensor is not one
+    assert not isinstance(t, cr.cuda.LongTensor) and isinstance(t, cr.FloatTensor)
+    z = cr.cuda.LongTensor(2, 3)
+    assert z.shape == (2, 3) and z.dtype == cr.int64 and z.is_cuda
+    made = cr.cuda.Stream()
+    ext = cr.cuda.ExternalStream(made.cuda_stream)
+    assert ext.cuda_stream == made.cuda_stream and isinstance(ext, cr.cuda.Stream)
+    nested = cr.cuda.memory_stats_as_nested_dict()
+    assert nested["allocated_bytes"]["all"]["current"] == cr.cuda.memory_allocated()
+    cr.cuda.set_sync_debug_mode("default")
+    with pytest.raises(NotImplementedError, match="only 0"):
+        cr.cuda.set_sync_debug_mode("warn")
+
+
+def test_causal_attention_builds_its_mask_on_the_gpu():
+    """is_causal=True (nanoGPT's attention) on GPU tensors: the mask is made on their device."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 2, 5, 4)).astype(np.float32) for _ in range(3))
+    outs = []
+    for dev in ("cpu", "cuda"):
+        qt = cr.tensor(q, device=dev, requires_grad=True)
+        out = cr.nn.functional.scaled_dot_product_attention(
+            qt, cr.tensor(k, device=dev), cr.tensor(v, device=dev), is_causal=True)
+        assert out.device.type == dev
+        out.sum().backward()
+        outs.append((_cpu(out), _cpu(qt.grad)))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_manual_seed_seeds_every_gpu(gpu0):
+    cr.manual_seed(21)
+    assert cr.cuda.initial_seed() == 21
+    a = cr.randn(4, device="cuda").cpu().numpy()
+    cr.cuda.manual_seed(21)
+    np.testing.assert_array_equal(a, cr.randn(4, device="cuda").cpu().numpy())
+    for i in range(cr.cuda.device_count()):
+        with cr.cuda.device(i):
+            assert cr.cuda.initial_seed() == 21

@@ -699,3 +699,150 @@ def test_launch_commands_for_open_mpi_and_hydra(tmp_path):
     module = build_parser().parse_args(["--mpiexec", "m", "-m", "pkg.mod", "x"])
     assert mpiexec_command(module, flavour="hydra")[0][-5:] == [
         "chainrule.distributed.worker", "-m", "--", "pkg.mod", "x"]
+
+
+# ---- nanoGPT's DDP path under `chainrule launch ... chainrule run` ------------------------------
+def _nanogpt_copy(tmp_path):
+    """A writable copy of shared/realworld's nanoGPT, or a skip where the folder is absent."""
+    import shutil
+
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import realworld
+
+    folder = realworld.realworld_dir()
+    if folder is None:
+        pytest.skip("no shared/realworld folder")
+    work = tmp_path / "nanoGPT"
+    shutil.copytree(os.path.join(folder, "programs", "nanoGPT"), work)
+    os.chmod(work, 0o755)
+    for sub, _, files in os.walk(work):
+        for name in files:
+            os.chmod(os.path.join(sub, name), 0o644)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    realworld._chainrule_bin(str(bindir))
+    return work, str(bindir), os.path.join(folder, "standins")
+
+
+NANOGPT_ARGS = ["train.py", "config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
+                "--eval_iters=5", "--eval_interval=20", "--log_interval=5", "--block_size=32",
+                "--batch_size=12", "--n_layer=2", "--n_head=2", "--n_embd=64", "--max_iters=20",
+                "--lr_decay_iters=20", "--dropout=0.0", "--dtype=float32", "--out_dir=out",
+                "--gradient_accumulation_steps=2", "--backend=gloo"]
+
+# Imported at start-up by each rank's `chainrule run` (on PYTHONPATH): counts each rank's
+# backward passes and checkpoint writes and notes its GPU, in report.rank<R>.json at exit.
+_NANOGPT_PROBE = '''
+import atexit, json, os
+
+_seen = {"backward": 0, "saves": 0, "loss_devices": []}
+
+
+def _wrap():
+    import chainrule as cr
+
+    backward, save = cr.Tensor.backward, cr.save
+
+    def counted_backward(self, *args, **kwargs):
+        _seen["backward"] += 1
+        if str(self.device) not in _seen["loss_devices"]:
+            _seen["loss_devices"].append(str(self.device))
+        return backward(self, *args, **kwargs)
+
+    def counted_save(*args, **kwargs):
+        _seen["saves"] += 1
+        return save(*args, **kwargs)
+
+    cr.Tensor.backward, cr.save = counted_backward, counted_save
+
+
+def _report():
+    import chainrule as cr
+
+    _seen["current_device"] = cr.cuda.current_device() if cr.cuda.is_available() else None
+    with open(os.path.join(os.environ["PROBE_OUT"], f"report.rank{os.environ['RANK']}.json"),
+              "w") as f:
+        json.dump(_seen, f)
+
+
+if os.environ.get("RANK"):
+    _wrap()
+    atexit.register(_report)
+'''
+
+
+def _losses(text: str) -> list[float]:
+    import re
+
+    return [float(v) for v in re.findall(r"step \d+: train loss ([0-9.]+)", text)]
+
+
+@needs_mpiexec
+def test_nanogpt_ddp_trains_on_two_gpus(tmp_path):
+    """nanoGPT's DDP branch (`torch.cuda.set_device(f"cuda:{LOCAL_RANK}")`, DDP with
+    device_ids, gloo = chainrule's MPI backend through host copies) on tests/fakecupy's two
+    stand-in GPUs: both ranks train on their own GPU, the loss falls, rank 0 alone saves."""
+    work, bindir, standins = _nanogpt_copy(tmp_path)
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "sitecustomize.py").write_text(_NANOGPT_PROBE)
+    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
+               PYTHONPATH=os.pathsep.join([str(probe), ROOT, os.path.join(ROOT, "tests",
+                                                                        "fakecupy"), standins]),
+               FAKECUPY_DEVICES="2", PROBE_OUT=str(tmp_path), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "chainrule", "launch", "--nproc-per-node", "2",
+                           "--no-python", "chainrule", "run", *NANOGPT_ARGS], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    losses = _losses(proc.stdout)
+    assert len(losses) == 2 and losses[1] < losses[0] - 0.1, proc.stdout[-3000:]
+    assert (work / "out" / "ckpt.pt").exists()
+    reports = [json.loads((tmp_path / f"report.rank{r}.json").read_text()) for r in (0, 1)]
+    for r, rep in enumerate(reports):
+        # 21 iterations x 2 micro-steps (gradient_accumulation_steps 2 split over 2 ranks is 1)
+        assert rep["backward"] == 21, rep
+        assert rep["loss_devices"] == [f"cuda:{r}"] and rep["current_device"] == r, rep
+    assert [rep["saves"] for rep in reports] == [1, 0]
+    import chainrule as cr
+
+    ckpt = cr.load(str(work / "out" / "ckpt.pt"), map_location="cpu")
+    assert ckpt["iter_num"] == 20 and ckpt["config"]["backend"] == "gloo"
+
+
+@needs_mpiexec
+def test_nanogpt_ddp_without_a_gpu_fails_as_torchs_cpu_build(tmp_path):
+    """On a machine without a GPU the same command stops where PyTorch's CPU build stops, with
+    its error: torch.cuda.set_device in the DDP branch."""
+    import chainrule as cr
+
+    if cr.cuda.is_available():
+        pytest.skip("a GPU is present")
+    work, bindir, standins = _nanogpt_copy(tmp_path)
+    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
+               PYTHONPATH=os.pathsep.join([ROOT, standins]), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "chainrule", "launch", "--nproc-per-node", "2",
+                           "--no-python", "chainrule", "run", *NANOGPT_ARGS], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    needle = "AttributeError: module 'torch._C' has no attribute '_cuda_setDevice'"
+    assert proc.returncode != 0
+    assert needle in proc.stderr and "torch.cuda.set_device(device)" in proc.stderr, \
+        proc.stderr[-3000:]
+    assert "not implemented by chainrule" not in proc.stderr
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return
+    # PyTorch's CPU build on the same program (one rank, torchrun's variables by hand): the
+    # same last line (torch prefixes its ranks' lines with "[rank0]: ")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), PYTHONPATH=standins)
+    theirs = subprocess.run([sys.executable, *NANOGPT_ARGS], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert theirs.returncode != 0
+    last = theirs.stderr.strip().splitlines()[-1].split("]: ", 1)[-1]
+    assert last == needle, theirs.stderr[-2000:]

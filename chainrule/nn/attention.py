@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from chainrule.dtypes import FLOAT_KINDS
-from chainrule.devices import np
+from chainrule.devices import np, xp_of
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.kernels import kernels_for
@@ -81,7 +81,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
         scale = 1.0 / math.sqrt(q_shape[-1])
     mask = None  # additive: 0 where a query may attend, -inf where not
     if is_causal:
-        mask = wrap(np.where(np.tril(np.ones((L, S), dtype=bool)), 0.0, -np.inf)
+        xp = xp_of(query._data)  # on the query's device
+        mask = wrap(xp.where(xp.tril(xp.ones((L, S), dtype=bool)), 0.0, -np.inf)
                     .astype(query._data.dtype))
     elif attn_mask is not None:
         mask = attn_mask if isinstance(attn_mask, Tensor) else wrap(np.asarray(attn_mask))

@@ -641,7 +641,7 @@ class Module:
 
     def cuda(self, device: Any = None) -> Module:
         """Move all parameters and buffers to the GPU."""
-        return self.to(devices.device("cuda", device if isinstance(device, int) else 0))
+        return self.to(devices.cuda_device(device))  # None: the current GPU
 
     def float(self) -> Module:
         """Cast floating-point parameters and buffers to float32."""

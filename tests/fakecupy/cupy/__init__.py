@@ -28,6 +28,9 @@ import types
 import numpy as _np
 
 IS_FAKE = True
+# FAKECUPY_DEVICES=N: N stand-in GPUs (default 1); arrays remember the device current when made
+DEVICE_COUNT = builtins.int(os.environ.get("FAKECUPY_DEVICES", "1"))
+_current_device = [0]
 __version__ = "14.2.0"
 host_reads = 0
 launches = 0  # kernels a GPU would launch (approximate: every op that makes or writes an array)
@@ -73,6 +76,7 @@ def _wrap(r):
     if isinstance(r, _np.ndarray):
         out = object.__new__(ndarray)
         out._a = r
+        out._dev = _current_device[0]  # CuPy makes new arrays on the current device
         return out
     if isinstance(r, _np.generic):
         return _wrap(_np.asarray(r))
@@ -113,12 +117,13 @@ def _unwrap_index(key):
 class ndarray:
     """A device array: a NumPy array the host may not read implicitly."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "_dev")
     __array_priority__ = 100
     __hash__ = None
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
         self._a = _np.empty(shape, dtype, order=order)
+        self._dev = _current_device[0]
 
     # -- attributes ----------------------------------------------------------------------------
     shape = property(lambda self: self._a.shape)
@@ -135,7 +140,7 @@ class ndarray:
     real = property(lambda self: _wrap(self._a.real))
     imag = property(lambda self: _wrap(self._a.imag))
     base = property(lambda self: None if self._a.base is None else _wrap(self._a.base))
-    device = property(lambda self: cuda.Device(0))
+    device = property(lambda self: cuda.Device(self._dev))
 
     def __getattr__(self, name):
         if name not in _NDARRAY_NAMES or name.startswith("_"):
@@ -200,6 +205,10 @@ class ndarray:
 
     def __iter__(self):
         return (_wrap(x) for x in self._a)
+
+    def copy(self, order="C"):  # to the current device, as CuPy's (also across devices)
+        _count_launch("copy")
+        return _wrap(self._a.copy(order=order))
 
     def __copy__(self):
         return _wrap(self._a.copy())
@@ -475,16 +484,23 @@ class RandomState:
         return draw
 
 
-_random_state = RandomState()
+_random_states = {}  # one generator per device, as CuPy's
+
+
+def _random_state():
+    return _random_states.setdefault(_current_device[0], RandomState())
+
+
 random = types.ModuleType("cupy.random")
 sys.modules["cupy.random"] = random
 random.RandomState = RandomState
-random.seed = lambda seed=None: _random_state.seed(seed)
-random.get_random_state = lambda: _random_state
+random.seed = lambda seed=None: _random_state().seed(seed)
+random.get_random_state = _random_state
+random.set_random_state = lambda rs: _random_states.__setitem__(_current_device[0], rs)
 random.default_rng = lambda seed=None: _Generator(seed)
 for _name in _API["modules"]["cupy.random"]:
     if not hasattr(random, _name) and hasattr(_np.random.RandomState, _name):
-        setattr(random, _name, (lambda n: lambda *a, **k: getattr(_random_state, n)(*a, **k))(
+        setattr(random, _name, (lambda n: lambda *a, **k: getattr(_random_state(), n)(*a, **k))(
             _name))
 
 
@@ -504,18 +520,23 @@ sys.modules["cupy.cuda"] = cuda
 
 class _Device:
     def __init__(self, device=None):
-        self.id = 0 if device is None else builtins.int(device)
-        if self.id != 0:
-            raise RuntimeError(f"fake CuPy has one device, not {self.id}")
+        self.id = _current_device[0] if device is None else builtins.int(device)
+        if not 0 <= self.id < DEVICE_COUNT:
+            raise RuntimeError(f"cudaErrorInvalidDevice: invalid device ordinal (fake CuPy has "
+                               f"{DEVICE_COUNT} device(s), not {self.id})")
+        self._prev = []
 
     def __enter__(self):
+        self._prev.append(_current_device[0])
+        _current_device[0] = self.id
         return self
 
     def __exit__(self, *exc):
+        _current_device[0] = self._prev.pop()
         return False
 
     def use(self):
-        pass
+        _current_device[0] = self.id
 
     def synchronize(self):
         pass
@@ -528,9 +549,11 @@ class _Device:
 
 
 class _Event:
-    def __init__(self, *args, **kwargs):
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
         import time
         self._time = time
+        self.disable_timing = disable_timing
+        self.t = None
 
     def record(self, stream=None):
         self.t = self._time.perf_counter()
@@ -538,53 +561,131 @@ class _Event:
     def synchronize(self):
         pass
 
+    done = property(lambda self: True)
+
+
+_stream_ptrs = [0]
+
 
 class _Stream:
     null = None
 
-    def __init__(self, *args, **kwargs):
-        pass
+    def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
+        if null:
+            self.ptr = 0
+        else:
+            _stream_ptrs[0] += 1
+            self.ptr = 0x1000 + _stream_ptrs[0]
+        self.device_id = _current_device[0]
+        self._prev = []
 
     def synchronize(self):
         pass
 
+    done = property(lambda self: True)
+
+    def record(self, event=None):
+        event = _Event() if event is None else event
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        pass
+
+    def use(self):  # current on the current device, as CuPy's
+        _current_stream[_current_device[0]] = self
+        return self
+
     def __enter__(self):
+        self._prev.append(_current_stream.get(_current_device[0], _Stream.null))
+        self.use()
         return self
 
     def __exit__(self, *exc):
+        _current_stream[_current_device[0]] = self._prev.pop()
         return False
 
 
+_Stream.null = _Stream(null=True)
+
+
+class _ExternalStream(_Stream):
+    def __init__(self, ptr, device_id=-1):
+        super().__init__()
+        self.ptr = builtins.int(ptr)
+_current_stream = {}
+
+
+class _Pointer:
+    """What ``MemoryPool.malloc`` gives: its bytes count as used until it is dropped."""
+
+    def __init__(self, pool, size):
+        self.pool, self.size, self.device_id = pool, size, _current_device[0]
+        pool._used[self.device_id] = pool._used.get(self.device_id, 0) + size
+        pool._total[self.device_id] = builtins.max(pool._total.get(self.device_id, 0),
+                                                   pool._used[self.device_id])
+
+    def __del__(self):
+        self.pool._used[self.device_id] -= self.size
+
+
 class _MemoryPool:
+    """Counts only what goes through ``malloc`` (the fake's arrays are NumPy's own)."""
+
+    def __init__(self):
+        self._used, self._total, self._limit = {}, {}, 0
+
+    def malloc(self, size):
+        return _Pointer(self, size)
+
     def used_bytes(self):
-        return 0
+        return self._used.get(_current_device[0], 0)
 
     def total_bytes(self):
-        return 0
+        return self._total.get(_current_device[0], 0)
+
+    def free_bytes(self):
+        return self.total_bytes() - self.used_bytes()
 
     def free_all_blocks(self):
-        pass
+        self._total[_current_device[0]] = self.used_bytes()
+
+    def set_limit(self, size=None, fraction=None):
+        self._limit = builtins.int(fraction * (1 << 34)) if fraction is not None else size
+
+    def get_limit(self):
+        return self._limit
 
 
 _pool = _MemoryPool()
+_pinned_pool = _MemoryPool()
+_allocator = [_pool.malloc]
 cuda.Device = _Device
 cuda.Event = _Event
 cuda.Stream = _Stream
+cuda.ExternalStream = _ExternalStream
 cuda.MemoryPool = _MemoryPool
-cuda.get_current_stream = lambda device_id=-1: _Stream()
+cuda.get_current_stream = lambda device_id=-1: _current_stream.get(
+    _current_device[0] if device_id == -1 else device_id, _Stream.null)
 cuda.get_elapsed_time = lambda a, b: (b.t - a.t) * 1e3
 cuda.is_available = lambda: True
+cuda.set_allocator = lambda allocator=None: _allocator.__setitem__(0, allocator or _pool.malloc)
+cuda.get_allocator = lambda: _allocator[0]
 runtime = types.ModuleType("cupy.cuda.runtime")
 sys.modules["cupy.cuda.runtime"] = runtime
 cuda.runtime = runtime
-runtime.getDeviceCount = lambda: 1
-runtime.getDevice = lambda: 0
+runtime.getDeviceCount = lambda: DEVICE_COUNT
+runtime.getDevice = lambda: _current_device[0]
+runtime.setDevice = lambda i: _Device(i).use()
 runtime.deviceSynchronize = lambda: None
 runtime.getDeviceProperties = lambda i: {"name": b"Fake GPU (NumPy on the CPU)",
-                                         "totalGlobalMem": 1 << 34, "major": 9, "minor": 0}
+                                         "totalGlobalMem": 1 << 34, "major": 9, "minor": 0,
+                                         "multiProcessorCount": 4}
+runtime.memGetInfo = lambda: ((1 << 34) - _pool.total_bytes(), 1 << 34)
+runtime.deviceCanAccessPeer = lambda a, b: 1
 runtime.is_hip = False
 get_default_memory_pool = lambda: _pool  # noqa: E731
-get_default_pinned_memory_pool = lambda: _pool  # noqa: E731
+get_default_pinned_memory_pool = lambda: _pinned_pool  # noqa: E731
 
 # -- TF32 switch, where CuPy keeps it ------------------------------------------------------------
 _core = types.ModuleType("cupy._core")
