@@ -1,0 +1,194 @@
+"""``torch.jit`` for programs that use it in passing: chainrule has no TorchScript compiler, so
+``script`` and ``trace`` return the function or Module itself, which runs eagerly with the same
+results. What a TorchScript file would be for, ``jit.save``/``jit.load``, is refused with the
+alternative: ``cr.save(model.state_dict(), path)``.
+
+Differences from torch (docs/api.md): a scripted function keeps Python's semantics (no static
+type checks, no TorchScript errors for code TorchScript would reject), ``is_scripting()`` and
+``is_tracing()`` are always False, ``fork`` runs the call at once.
+"""
+
+from __future__ import annotations
+
+import typing
+
+__all__ = ["script", "trace", "trace_module", "script_method", "script_if_tracing", "ignore",
+           "unused", "export", "interface", "is_scripting", "is_tracing", "annotate",
+           "Final", "Attribute", "fork", "wait", "Future", "save", "load", "freeze",
+           "optimize_for_inference", "optimized_execution", "set_fusion_strategy",
+           "strict_fusion", "ScriptModule", "ScriptFunction", "Error", "annotations",
+           "enable_onednn_fusion", "onednn_fusion_enabled"]
+
+Final = typing.Final
+Error = RuntimeError
+annotations = typing  # torch.jit.annotations: the typing names TorchScript reads
+
+def _check_callable(obj, what: str) -> None:
+    if isinstance(obj, type) and obj.__module__ == "builtins":
+        raise TypeError(f"{obj!r} is a built-in class")
+    if not callable(obj):
+        raise RuntimeError(f"jit.{what}: expected a function or a Module, got "
+                           f"{type(obj).__name__}")
+
+
+def script(obj, optimize=None, _frames_up: int = 0, _rcb=None, example_inputs=None):
+    """``obj`` itself (a function, a Module or a class): run eagerly."""
+    _check_callable(obj, "script")
+    return obj
+
+
+def trace(func, example_inputs=None, optimize=None, check_trace: bool = True,
+          check_inputs=None, check_tolerance: float = 1e-05, strict: bool = True,
+          _force_outplace: bool = False, _module_class=None, _compilation_unit=None,
+          example_kwarg_inputs=None, _store_inputs: bool = True):
+    """``func`` itself: a trace would record one path through the code, chainrule runs the
+    code (so data-dependent branches keep working, where a trace would freeze them)."""
+    if not callable(func):
+        raise RuntimeError("Could not get name of python class object")
+    return func
+
+
+def trace_module(mod, inputs, optimize=None, check_trace: bool = True, check_inputs=None,
+                 check_tolerance: float = 1e-05, strict: bool = True, **kwargs):
+    """``mod`` itself (see :func:`trace`)."""
+    if not callable(mod):
+        raise AttributeError(f"expected torch.nn.Module as the first argument, got "
+                             f"{type(mod).__name__}")
+    return mod
+
+
+def script_if_tracing(fn):
+    return fn
+
+
+def script_method(fn):
+    return fn
+
+
+def ignore(drop=False, **kwargs):
+    """``@torch.jit.ignore`` / ``@torch.jit.ignore(drop=True)``: the function, unchanged."""
+    if callable(drop):
+        return drop
+    return lambda fn: fn
+
+
+def unused(fn):
+    return fn
+
+
+def export(fn):
+    return fn
+
+
+def interface(obj):
+    return obj
+
+
+def is_scripting() -> bool:
+    """False: chainrule code always runs as Python."""
+    return False
+
+
+def is_tracing() -> bool:
+    return False
+
+
+def annotate(the_type, the_value):
+    return the_value
+
+
+class Attribute:
+    """``torch.jit.Attribute(value, type)``: in Python, the value."""
+
+    def __new__(cls, value, type=None):  # noqa: A002
+        return value
+
+
+class Future:
+    """The result of :func:`fork`: the call has already run."""
+
+    def __init__(self, value=None, error: BaseException | None = None) -> None:
+        self._value, self._error = value, error
+
+    def wait(self):
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    value = wait
+
+    def done(self) -> bool:
+        return True
+
+
+def fork(func, *args, **kwargs) -> Future:
+    """Runs ``func(*args, **kwargs)`` now (torch runs it asynchronously only in TorchScript)."""
+    try:
+        return Future(func(*args, **kwargs))
+    except Exception as e:  # noqa: BLE001  (raised again by wait, as torch does)
+        return Future(error=e)
+
+
+def wait(future):
+    return future.wait()
+
+
+def save(m, f, _extra_files=None) -> None:
+    raise NotImplementedError(
+        "torch.jit.save: chainrule has no TorchScript archives; save the weights with "
+        "cr.save(model.state_dict(), path) (or safetensors) and rebuild the model in Python")
+
+
+def load(f, map_location=None, _extra_files=None, _restore_shapes: bool = False):
+    raise NotImplementedError(
+        "torch.jit.load: chainrule cannot read TorchScript archives (they hold code); load "
+        "weights with model.load_state_dict(cr.load(path)) from a file written by cr.save "
+        "or a safetensors file")
+
+
+def freeze(mod, preserved_attrs=None, optimize_numerics: bool = True):
+    return mod
+
+
+def optimize_for_inference(mod, other_methods=None):
+    return mod
+
+
+class optimized_execution:  # noqa: N801  (torch's name)
+    def __init__(self, should_optimize: bool) -> None:
+        self.should_optimize = should_optimize
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+class strict_fusion(optimized_execution):  # noqa: N801
+    def __init__(self) -> None:
+        super().__init__(True)
+
+
+def set_fusion_strategy(strategy):
+    return [("STATIC", 2), ("DYNAMIC", 10)]
+
+
+_onednn = {"on": False}
+
+
+def enable_onednn_fusion(enabled: bool) -> None:
+    _onednn["on"] = bool(enabled)
+
+
+def onednn_fusion_enabled() -> bool:
+    return _onednn["on"]
+
+
+class ScriptModule:
+    """Never made by chainrule (``script`` returns the Module); present for ``isinstance``."""
+
+
+class ScriptFunction:
+    """Never made by chainrule (``script`` returns the function); present for ``isinstance``."""
+
