@@ -11,6 +11,7 @@ type checks, no TorchScript errors for code TorchScript would reject), ``is_scri
 from __future__ import annotations
 
 import typing
+import warnings
 
 __all__ = ["script", "trace", "trace_module", "script_method", "script_if_tracing", "ignore",
            "unused", "export", "interface", "is_scripting", "is_tracing", "annotate",
@@ -23,16 +24,25 @@ Final = typing.Final
 Error = RuntimeError
 annotations = typing  # torch.jit.annotations: the typing names TorchScript reads
 
+def _deprecated(name: str, instead: str = "switch to `torch.compile` or `torch.export`") -> None:
+    """torch 2.13's DeprecationWarning for this function, word for word."""
+    warnings.warn(f"`torch.jit.{name}` is deprecated. Please {instead}.", DeprecationWarning,
+                  stacklevel=3)
+
+
 def _check_callable(obj, what: str) -> None:
     if isinstance(obj, type) and obj.__module__ == "builtins":
-        raise TypeError(f"{obj!r} is a built-in class")
+        raise RuntimeError(f"jit.{what}: cannot compile the built-in class {obj.__name__}")
     if not callable(obj):
-        raise RuntimeError(f"jit.{what}: expected a function or a Module, got "
+        if type(obj).__module__ == "builtins":
+            raise TypeError(f"{type(obj)!r} is a built-in class")
+        raise RuntimeError(f"jit.{what}: expected a function, a class or a Module, got "
                            f"{type(obj).__name__}")
 
 
 def script(obj, optimize=None, _frames_up: int = 0, _rcb=None, example_inputs=None):
     """``obj`` itself (a function, a Module or a class): run eagerly."""
+    _deprecated("script")
     _check_callable(obj, "script")
     return obj
 
@@ -43,6 +53,7 @@ def trace(func, example_inputs=None, optimize=None, check_trace: bool = True,
           example_kwarg_inputs=None, _store_inputs: bool = True):
     """``func`` itself: a trace would record one path through the code, chainrule runs the
     code (so data-dependent branches keep working, where a trace would freeze them)."""
+    _deprecated("trace")
     if not callable(func):
         raise RuntimeError("Could not get name of python class object")
     return func
@@ -51,6 +62,7 @@ def trace(func, example_inputs=None, optimize=None, check_trace: bool = True,
 def trace_module(mod, inputs, optimize=None, check_trace: bool = True, check_inputs=None,
                  check_tolerance: float = 1e-05, strict: bool = True, **kwargs):
     """``mod`` itself (see :func:`trace`)."""
+    _deprecated("trace_method")
     if not callable(mod):
         raise AttributeError(f"expected torch.nn.Module as the first argument, got "
                              f"{type(mod).__name__}")
@@ -123,6 +135,7 @@ class Future:
 
 def fork(func, *args, **kwargs) -> Future:
     """Runs ``func(*args, **kwargs)`` now (torch runs it asynchronously only in TorchScript)."""
+    _deprecated("fork", "use `torch.compile` instead")
     try:
         return Future(func(*args, **kwargs))
     except Exception as e:  # noqa: BLE001  (raised again by wait, as torch does)
@@ -140,6 +153,7 @@ def save(m, f, _extra_files=None) -> None:
 
 
 def load(f, map_location=None, _extra_files=None, _restore_shapes: bool = False):
+    _deprecated("load", "switch to `torch.export`")
     raise NotImplementedError(
         "torch.jit.load: chainrule cannot read TorchScript archives (they hold code); load "
         "weights with model.load_state_dict(cr.load(path)) from a file written by cr.save "
@@ -147,6 +161,7 @@ def load(f, map_location=None, _extra_files=None, _restore_shapes: bool = False)
 
 
 def freeze(mod, preserved_attrs=None, optimize_numerics: bool = True):
+    _deprecated("freeze", "use `torch.compile` instead")
     return mod
 
 

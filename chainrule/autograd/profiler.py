@@ -117,6 +117,15 @@ def _wrap(fn, name_of, cat: str = "cpu_op"):
     return recorded
 
 
+def _class_name(cls, args) -> str:
+    return cls.__name__
+
+
+def _node_name(args) -> str:
+    """A backward's event name: the graph node's (``ReluBackward0``), as torch's."""
+    return args[0].name() if args and hasattr(args[0], "name") else "Backward"
+
+
 def _patch_all() -> None:
     """Wrap every gate's forward/backward and every optimizer's step/zero_grad."""
     import sys
@@ -128,11 +137,8 @@ def _patch_all() -> None:
             fn = cls.__dict__.get(attr)
             if not isinstance(fn, staticmethod):
                 continue
-            if attr == "forward":
-                name_of = functools.partial(lambda c, args: c.__name__, cls)
-            else:
-                name_of = (lambda args: args[0].name() if args and hasattr(args[0], "name")
-                           else "Backward")
+            name_of = (functools.partial(_class_name, cls) if attr == "forward"
+                       else _node_name)
             try:
                 setattr(cls, attr, staticmethod(_wrap(fn.__func__, name_of)))
             except TypeError:  # a compiled (extension) class: its own methods stay as they are
