@@ -97,8 +97,9 @@ def _subclasses(cls):
         yield from _subclasses(sub)
 
 
-def _wrap(fn, name_of, cat: str = "cpu_op"):
-    """``fn`` recording one event per call while a profile is active."""
+def _wrap(fn, name_of, cat: str = "cpu_op", cache: bool = True):
+    """``fn`` recording one event per call while a profile is active (``name_of(args)`` names
+    it; with ``cache``, once)."""
     names: dict = {}
 
     @functools.wraps(fn)
@@ -108,7 +109,9 @@ def _wrap(fn, name_of, cat: str = "cpu_op"):
             return fn(*args, **kwargs)
         name = names.get(None)
         if name is None:
-            name = names[None] = name_of(args)
+            name = name_of(args)
+            if cache:
+                names[None] = name
         ev = rec.begin(name, cat, args[1:] if cat == "cpu_op" else None)
         try:
             return fn(*args, **kwargs)
@@ -124,6 +127,11 @@ def _class_name(cls, args) -> str:
 def _node_name(args) -> str:
     """A backward's event name: the graph node's (``ReluBackward0``), as torch's."""
     return args[0].name() if args and hasattr(args[0], "name") else "Backward"
+
+
+def _optimizer_name(attr: str, args) -> str:
+    """``Optimizer.step#SGD.step``, as torch names an optimizer's step."""
+    return f"Optimizer.{attr}#{type(args[0]).__name__}.{attr}"
 
 
 def _patch_all() -> None:
@@ -151,9 +159,9 @@ def _patch_all() -> None:
                 fn = cls.__dict__.get(attr)
                 if fn is None or not callable(fn):
                     continue
-                label = f"Optimizer.{attr}#{cls.__name__}.{attr}"
                 _patched.append((cls, attr, fn))
-                setattr(cls, attr, _wrap(fn, lambda args, label=label: label, "cpu_op_optim"))
+                setattr(cls, attr, _wrap(fn, functools.partial(_optimizer_name, attr),
+                                         "cpu_op_optim", cache=False))
 
 
 def _unpatch_all() -> None:
@@ -268,11 +276,12 @@ class EventList(list):
         groups: dict = {}
         for ev in self:
             shapes = str(ev.input_shapes) if group_by_input_shape else None
-            key = (ev.key, shapes)
+            name = "ProfilerStep*" if ev.key.startswith("ProfilerStep#") else ev.key  # as torch
+            key = (name, shapes)
             avg = groups.get(key)
             if avg is None:
                 avg = groups[key] = FunctionEventAvg(
-                    ev.key, ev.input_shapes if group_by_input_shape else None)
+                    name, ev.input_shapes if group_by_input_shape else None)
             avg.add(ev)
         out = EventList(groups.values())
         out._shapes = group_by_input_shape

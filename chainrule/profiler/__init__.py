@@ -10,6 +10,7 @@ import enum
 import os
 import socket
 import time
+import warnings
 
 from chainrule.autograd import profiler as _ap
 from chainrule.autograd.profiler import EventList, record_function
@@ -67,6 +68,9 @@ def schedule(*, wait: int, warmup: int, active: int, repeat: int = 0, skip_first
             f"Invalid profiler schedule arguments. Got wait={wait} (need >= 0), "
             f"warmup={warmup} (need >= 0), active={active} (need > 0), repeat={repeat} "
             f"(need >= 0), skip_first={skip_first} (need >= 0).")
+    if warmup == 0:
+        warnings.warn("Profiler won't be using warmup, this can skew profiler results",
+                      stacklevel=2)
     cycle = wait + warmup + active
 
     def action(step: int) -> ProfilerAction:
