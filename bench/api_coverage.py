@@ -44,6 +44,12 @@ NAMESPACES = [
     ("torch.func", "chainrule.func"),
     ("torch.utils.data", "chainrule.utils.data"),
     ("torch.distributions", "chainrule.distributions"),
+    ("torch.jit", "chainrule.jit"),
+    ("torch.compiler", "chainrule.compiler"),
+    ("torch.profiler", "chainrule.profiler"),
+    ("torch.hub", "chainrule.hub"),
+    ("torch.multiprocessing", "chainrule.multiprocessing"),
+    ("torch.nn.utils.prune", "chainrule.nn.utils.prune"),
 ]
 
 

@@ -18,10 +18,26 @@ __all__ = ["script", "trace", "trace_module", "script_method", "script_if_tracin
            "Final", "Attribute", "fork", "wait", "Future", "save", "load", "freeze",
            "optimize_for_inference", "optimized_execution", "set_fusion_strategy",
            "strict_fusion", "ScriptModule", "ScriptFunction", "Error", "annotations",
-           "enable_onednn_fusion", "onednn_fusion_enabled"]
+           "enable_onednn_fusion", "onednn_fusion_enabled", "ScriptWarning", "TracerWarning",
+           "TracingCheckError", "isinstance", "set_module"]
 
 Final = typing.Final
 Error = RuntimeError
+_builtin_isinstance = isinstance
+
+
+class ScriptWarning(Warning):
+    pass
+
+
+class TracerWarning(Warning):
+    pass
+
+
+class TracingCheckError(Exception):
+    def __init__(self, graph_diff_error, tensor_compare_error, extra_msg=None) -> None:
+        super().__init__(extra_msg or "Tracing failed sanity checks!")
+        self.graph_diff_error, self.tensor_compare_error = graph_diff_error, tensor_compare_error
 annotations = typing  # torch.jit.annotations: the typing names TorchScript reads
 
 def _deprecated(name: str, instead: str = "switch to `torch.compile` or `torch.export`") -> None:
@@ -207,3 +223,30 @@ class ScriptModule:
 class ScriptFunction:
     """Never made by chainrule (``script`` returns the function); present for ``isinstance``."""
 
+
+
+def isinstance(obj, target_type) -> bool:  # noqa: A001  (torch's name)
+    """``torch.jit.isinstance``: also takes ``list[int]``, ``dict[str, Tensor]``,
+    ``Optional[...]`` (checked element by element, as in eager torch)."""
+    origin, args = typing.get_origin(target_type), typing.get_args(target_type)
+    if origin is None:
+        return target_type is None and obj is None or (
+            target_type is not None and _builtin_isinstance(obj, target_type))
+    if origin is typing.Union:
+        return any(isinstance(obj, a) for a in args)
+    if origin is list:
+        return _builtin_isinstance(obj, list) and all(isinstance(x, args[0]) for x in obj)
+    if origin is tuple:
+        return (_builtin_isinstance(obj, tuple) and len(obj) == len(args)
+                and all(isinstance(x, a) for x, a in zip(obj, args)))
+    if origin is dict:
+        return _builtin_isinstance(obj, dict) and all(
+            isinstance(k, args[0]) and isinstance(v, args[1]) for k, v in obj.items())
+    return _builtin_isinstance(obj, origin)
+
+
+def set_module(obj, mod: str) -> None:
+    """Sets ``obj.__module__`` (as torch's helper)."""
+    if not _builtin_isinstance(mod, str):
+        raise TypeError("The mod argument should be a string")
+    obj.__module__ = mod

@@ -414,3 +414,14 @@ def test_namespaces_resolve_under_chainrule_run(tmp_path):
     """, tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok True"
+
+
+def test_jit_isinstance_matches_torch():
+    from typing import Optional
+
+    torch = _torch()
+    cases = [([1, 2], list[int]), ([1, "a"], list[int]), ({"a": 1}, dict[str, int]),
+             ((1, "a"), tuple[int, str]), (None, Optional[int]), (3, Optional[int]),
+             ("x", Optional[int]), ([[1], [2]], list[list[int]]), (1.0, float)]
+    for obj, typ in cases:
+        assert cr.jit.isinstance(obj, typ) == torch.jit.isinstance(obj, typ), (obj, typ)

@@ -15,13 +15,14 @@ from multiprocessing import get_all_start_methods, get_context, get_start_method
 from multiprocessing import set_start_method  # noqa: F401
 
 from chainrule.multiprocessing.spawn import (
-    ProcessContext, ProcessException, ProcessExitedException, ProcessRaisedException, spawn,
-    start_processes,
+    ProcessContext, ProcessException, ProcessExitedException, ProcessRaisedException, SpawnContext,
+    spawn, start_processes,
 )
 
 __all__ = (["set_sharing_strategy", "get_sharing_strategy", "get_all_sharing_strategies",
             "spawn", "start_processes", "ProcessContext", "ProcessException",
-            "ProcessExitedException", "ProcessRaisedException"]
+            "ProcessExitedException", "ProcessRaisedException", "SpawnContext",
+            "init_reductions"]
            + list(multiprocessing.__all__))
 
 _STRATEGIES = {"file_descriptor", "file_system"}
@@ -42,3 +43,7 @@ def get_sharing_strategy() -> str:
 
 def get_all_sharing_strategies() -> set[str]:
     return set(_STRATEGIES)
+
+
+def init_reductions() -> None:
+    """Nothing to register: chainrule's tensors pickle as NumPy arrays (copies)."""

@@ -9,7 +9,7 @@ import signal
 import sys
 import traceback
 
-__all__ = ["spawn", "start_processes", "ProcessContext", "ProcessException",
+__all__ = ["spawn", "start_processes", "ProcessContext", "SpawnContext", "ProcessException",
            "ProcessRaisedException", "ProcessExitedException"]
 
 
@@ -98,6 +98,10 @@ class ProcessContext:
         original = queue.get()
         msg = f"\n\n-- Process {error_index} terminated with the following error:\n{original}"
         raise ProcessRaisedException(msg, error_index, failed.pid)
+
+
+class SpawnContext(ProcessContext):
+    """torch's older name of :class:`ProcessContext`."""
 
 
 def start_processes(fn, args=(), nprocs: int = 1, join: bool = True, daemon: bool = False,

@@ -17,7 +17,7 @@ from chainrule.autograd.profiler import EventList, record_function
 
 __all__ = ["profile", "record_function", "schedule", "ProfilerAction", "ProfilerActivity",
            "tensorboard_trace_handler", "supported_activities", "kineto_available",
-           "EventList", "DeviceType"]
+           "EventList", "DeviceType", "is_fbcode"]
 
 
 class ProfilerActivity(enum.Enum):
@@ -47,6 +47,10 @@ class ProfilerAction(enum.Enum):
 
     def __repr__(self) -> str:
         return f"<ProfilerAction.{self.name}: {self.value}>"
+
+
+def is_fbcode() -> bool:
+    return False
 
 
 def supported_activities() -> set:
