@@ -45,6 +45,12 @@ NAMESPACES = [
     ("torch.utils.data", "chainrule.utils.data"),
     ("torch.distributions", "chainrule.distributions"),
     ("torch.cuda", "chainrule.cuda"),
+    ("torch.jit", "chainrule.jit"),
+    ("torch.compiler", "chainrule.compiler"),
+    ("torch.profiler", "chainrule.profiler"),
+    ("torch.hub", "chainrule.hub"),
+    ("torch.multiprocessing", "chainrule.multiprocessing"),
+    ("torch.nn.utils.prune", "chainrule.nn.utils.prune"),
 ]
 
 

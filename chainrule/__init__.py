@@ -75,7 +75,8 @@ def __getattr__(name: str):
 
     if name in ("nn", "optim", "data", "func", "viz", "cuda", "utils", "amp", "onnx", "cpu",
                 "distributed", "distributions", "accelerator", "serialization", "special",
-                "linalg", "testing"):
+                "linalg", "testing", "jit", "compiler", "_dynamo", "version", "multiprocessing",
+                "profiler", "hub"):
         return importlib.import_module(f"chainrule.{name}")
     if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
         return getattr(importlib.import_module("chainrule.backends"), name)

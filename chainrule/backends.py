@@ -101,6 +101,43 @@ class _Cuda:
         return importlib.util.find_spec("cupy") is not None
 
 
+    # torch.backends.cuda's scaled-dot-product-attention switches (torch.nn.attention.sdpa_kernel
+    # sets them): chainrule has one exact implementation, which runs while "math" or "flash" is
+    # on (as torch's CPU kernels do), whatever the device.
+    @staticmethod
+    def flash_sdp_enabled() -> bool:
+        return SDP["flash"]
+
+    @staticmethod
+    def enable_flash_sdp(enabled: bool) -> None:
+        SDP["flash"] = bool(enabled)
+
+    @staticmethod
+    def mem_efficient_sdp_enabled() -> bool:
+        return SDP["mem_efficient"]
+
+    @staticmethod
+    def enable_mem_efficient_sdp(enabled: bool) -> None:
+        SDP["mem_efficient"] = bool(enabled)
+
+    @staticmethod
+    def math_sdp_enabled() -> bool:
+        return SDP["math"]
+
+    @staticmethod
+    def enable_math_sdp(enabled: bool) -> None:
+        SDP["math"] = bool(enabled)
+
+    @staticmethod
+    def cudnn_sdp_enabled() -> bool:
+        return SDP["cudnn"]
+
+    @staticmethod
+    def enable_cudnn_sdp(enabled: bool) -> None:
+        SDP["cudnn"] = bool(enabled)
+
+
+SDP = {"flash": True, "mem_efficient": True, "math": True, "cudnn": True}
 cuda = _Cuda()
 
 

@@ -93,6 +93,12 @@ def cuda_available() -> bool:
     return _load_cupy() is not None
 
 
+# NotImplementedError is a RuntimeError: what torch raises creating (NotImplementedError) or
+# moving (RuntimeError) a tensor to "mps" on a build without Apple's Metal.
+MPS_MESSAGE = ("chainrule has no mps backend (Apple GPUs): torch.device('mps') can be named, but "
+               "tensors can only live on cpu or cuda; torch.backends.mps.is_available() is False")
+
+
 class device:
     """Where a tensor lives: ``cr.device("cpu")`` or ``cr.device("cuda", 0)``."""
 
@@ -104,9 +110,9 @@ class device:
         if ":" in type:
             type, idx = type.split(":", 1)
             index = int(idx)
-        if type not in ("cpu", "cuda"):
+        if type not in ("cpu", "cuda", "mps"):
             raise RuntimeError(
-                f"Expected one of cpu, cuda device type at start of device string: {type}"
+                f"Expected one of cpu, cuda, mps device type at start of device string: {type}"
             )
         self.type = type
         self.index = index
@@ -160,6 +166,8 @@ def xp(d=None):
     d = as_device(d)
     if d.type == "cpu":
         return np
+    if d.type == "mps":  # a device object torch can name; no tensor can live there
+        raise NotImplementedError(MPS_MESSAGE)
     cupy = _load_cupy()
     if cupy is None:
         raise RuntimeError(CUDA_INSTALL_HINT)

@@ -128,6 +128,34 @@ def install() -> None:
         _finder = TorchAliasFinder()
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
+    _carry_to_spawned_children()
+
+
+class _InstallInChild:
+    """Rides in ``multiprocessing``'s preparation data to a spawned child, where it is unpickled
+    before the child re-imports the program's main module: it installs the hook there, so the
+    program's ``import torch`` is chainrule in its worker processes too (``torch.multiprocessing
+    .spawn``, ``DataLoader`` workers with ``spawn``/``forkserver``)."""
+
+    def __reduce__(self):
+        return (install, ())
+
+
+def _carry_to_spawned_children() -> None:
+    import multiprocessing.spawn as mp_spawn
+
+    prepare = mp_spawn.get_preparation_data
+    if getattr(prepare, "_chainrule_alias", False):
+        return
+
+    def get_preparation_data(name):
+        data = prepare(name)
+        if installed():
+            data["chainrule_torch_alias"] = _InstallInChild()
+        return data
+
+    get_preparation_data._chainrule_alias = True
+    mp_spawn.get_preparation_data = get_preparation_data
 
 
 def installed() -> bool:

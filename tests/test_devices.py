@@ -20,7 +20,7 @@ def test_cpu_device_object():
 
 
 def test_bad_device_string():
-    with pytest.raises(RuntimeError, match="Expected one of cpu, cuda device type"):
+    with pytest.raises(RuntimeError, match="Expected one of cpu, cuda, mps device type"):
         cr.zeros(2, device="tpu")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chainrule.autograd import functional  # noqa: F401
+from chainrule.autograd import profiler  # noqa: F401  (stdlib only until a profile starts)
 from chainrule.autograd.anomaly import detect_anomaly, set_detect_anomaly
 from chainrule.autograd.entry import backward, grad
 from chainrule.autograd.function import Function, FunctionCtx, Op, once_differentiable
@@ -17,7 +18,7 @@ __all__ = [
     "Function", "FunctionCtx", "Op", "once_differentiable", "backward", "grad", "gradcheck",
     "gradgradcheck", "GradcheckError", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "inference_mode", "is_inference_mode_enabled",
-    "check_gates", "detect_anomaly", "set_detect_anomaly", "functional",
+    "check_gates", "detect_anomaly", "set_detect_anomaly", "functional", "profiler",
 ]
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 
+import contextlib
+import enum
+
+from chainrule import backends as _backends
 from chainrule.dtypes import FLOAT_KINDS
 from chainrule.devices import np, xp_of
 from chainrule.amp import autocast_mode as _amp
@@ -20,7 +24,7 @@ from chainrule.ops import either
 from chainrule.ops.reduce import softmax
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["scaled_dot_product_attention"]
+__all__ = ["scaled_dot_product_attention", "sdpa_kernel", "SDPBackend"]
 
 
 def _check(t, name: str) -> None:
@@ -51,6 +55,11 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
             "scaled_dot_product_attention", scaled_dot_product_attention, query, key, value,
             attn_mask, dropout_p, is_causal, scale, enable_gqa)) is not None:
         return out
+    if not (_SDP["math"] or _SDP["flash"]):
+        raise RuntimeError(
+            "No viable backend for scaled_dot_product_attention was found: chainrule's "
+            "implementation runs as the MATH or FLASH_ATTENTION backend, and sdpa_kernel (or "
+            "torch.backends.cuda.enable_*_sdp) has turned both off")
     _check(query, "query")
     _check(key, "key")
     _check(value, "value")
@@ -172,3 +181,51 @@ class Attention(Op):
         gq = either.matmul(either.swapaxes(dm, -1, -2), k) if need_q else None
         gk = either.matmul(dm, q) if need_k else None
         return gq, gk, gv, gmask, None
+
+
+# ---- torch.nn.attention: choosing the SDPA backend ------------------------------------------
+_SDP = _backends.SDP
+
+
+class SDPBackend(enum.IntEnum):
+    """torch's names for the attention implementations (``sdpa_kernel`` picks among them)."""
+
+    ERROR = -1
+    MATH = 0
+    FLASH_ATTENTION = 1
+    EFFICIENT_ATTENTION = 2
+    CUDNN_ATTENTION = 3
+    OVERRIDEABLE = 4
+
+    def __repr__(self) -> str:
+        return f"<SDPBackend.{self.name}: {self.value}>"
+
+    __str__ = enum.Enum.__str__
+
+
+_SWITCH = {SDPBackend.MATH: "math", SDPBackend.FLASH_ATTENTION: "flash",
+           SDPBackend.EFFICIENT_ATTENTION: "mem_efficient", SDPBackend.CUDNN_ATTENTION: "cudnn"}
+
+
+@contextlib.contextmanager
+def sdpa_kernel(backends, set_priority: bool = False):
+    """Only the listed backends are enabled inside the block (torch's switches in
+    ``torch.backends.cuda`` are set and restored). chainrule has one exact implementation,
+    which runs while MATH or FLASH_ATTENTION is enabled; otherwise attention raises, as torch's
+    CPU kernels do. ``set_priority`` orders torch's choice among several: nothing to order."""
+    if not isinstance(backends, (list, SDPBackend)):
+        raise AssertionError("Backend must be an instance of SDPBackend or a list of SDPBackend "
+                             f"instances, got {type(backends).__name__}")
+    chosen = [backends] if isinstance(backends, SDPBackend) else list(backends)
+    for b in chosen:
+        if not isinstance(b, SDPBackend) and b not in set(SDPBackend):
+            raise AssertionError("Backend must be an instance of SDPBackend or a list of "
+                                 f"SDPBackend instances, got a list holding {b!r}")
+    chosen = {SDPBackend(b) for b in chosen}
+    prev = dict(_SDP)
+    for backend, switch in _SWITCH.items():
+        _SDP[switch] = backend in chosen
+    try:
+        yield {}
+    finally:
+        _SDP.update(prev)
