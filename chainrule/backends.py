@@ -34,41 +34,11 @@ class _Matmul:
         apply_tf32()
 
 
-_SDP_KERNELS = ("flash", "mem_efficient", "math", "cudnn")
-
-
 class _Cuda:
-    __slots__ = ("matmul", "_sdp")
+    __slots__ = ("matmul",)
 
     def __init__(self) -> None:
         self.matmul = _Matmul()
-        self._sdp = dict.fromkeys(_SDP_KERNELS, True)
-
-    # scaled_dot_product_attention's kernel switches, recorded as torch's (chainrule has one
-    # attention implementation: the math one, fused on the GPU where it can)
-    def enable_flash_sdp(self, enabled: bool) -> None:
-        self._sdp["flash"] = bool(enabled)
-
-    def flash_sdp_enabled(self) -> bool:
-        return self._sdp["flash"]
-
-    def enable_mem_efficient_sdp(self, enabled: bool) -> None:
-        self._sdp["mem_efficient"] = bool(enabled)
-
-    def mem_efficient_sdp_enabled(self) -> bool:
-        return self._sdp["mem_efficient"]
-
-    def enable_math_sdp(self, enabled: bool) -> None:
-        self._sdp["math"] = bool(enabled)
-
-    def math_sdp_enabled(self) -> bool:
-        return self._sdp["math"]
-
-    def enable_cudnn_sdp(self, enabled: bool) -> None:
-        self._sdp["cudnn"] = bool(enabled)
-
-    def cudnn_sdp_enabled(self) -> bool:
-        return self._sdp["cudnn"]
 
     def sdp_kernel(self, enable_flash: bool = True, enable_math: bool = True,
                    enable_mem_efficient: bool = True, enable_cudnn: bool = True):
@@ -83,13 +53,13 @@ class _Cuda:
 
         @contextlib.contextmanager
         def ctx():
-            prev = dict(self._sdp)
-            self._sdp.update(flash=bool(enable_flash), math=bool(enable_math),
-                             mem_efficient=bool(enable_mem_efficient), cudnn=bool(enable_cudnn))
+            prev = dict(SDP)
+            SDP.update(flash=bool(enable_flash), math=bool(enable_math),
+                       mem_efficient=bool(enable_mem_efficient), cudnn=bool(enable_cudnn))
             try:
                 yield
             finally:
-                self._sdp.update(prev)
+                SDP.update(prev)
 
         return ctx()
 
@@ -99,7 +69,6 @@ class _Cuda:
         import importlib.util
 
         return importlib.util.find_spec("cupy") is not None
-
 
     # torch.backends.cuda's scaled-dot-product-attention switches (torch.nn.attention.sdpa_kernel
     # sets them): chainrule has one exact implementation, which runs while "math" or "flash" is
