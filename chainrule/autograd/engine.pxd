@@ -10,5 +10,7 @@ cimport cython
                ready=list, i=Py_ssize_t, nr=Py_ssize_t, left=Py_ssize_t, plain=bint)
 cpdef object run_backward(object roots, object root_grads, object retain_graph,
                           object create_graph, object inputs=*, object accumulate=*)
-cpdef object _add(dict buffers, object node, Py_ssize_t nr, object g)
+cpdef object _add(dict buffers, Function node, Py_ssize_t nr, object g)
 cpdef object _add_leaf(dict leaf_grads, object leaf, object g, bint owned)
+@cython.locals(node=Function, deps=dict, todo=list)
+cpdef dict count_consumers(list starts)
