@@ -2,6 +2,7 @@
 # compiled, a gate's node state becomes C fields and the helpers of apply C functions).
 
 cimport cython
+from chainrule._state cimport Switches, current
 from chainrule.tensor cimport TensorBase, wrap
 
 

@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 from chainrule import devices
-from chainrule._state import state
+from chainrule._state import current
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
 from chainrule.dtypes import FLOAT_KINDS
@@ -178,7 +178,7 @@ def _apply(cls, args, kwargs):
     ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
     ctx._retained = ctx._tensor_args = ctx._materialize_grads = ctx.site = None
     ctx._non_differentiable = ctx.scope = ()
-    edges = _edges_of(args) if cls.differentiable and state.grad_enabled else None
+    edges = _edges_of(args) if cls.differentiable and current().grad_enabled else None
     ctx._edges = edges if edges is not None else (None,) * len(args)
     if not cls.on_arrays:
         out = _forward_tensors(cls, ctx, args, kwargs)
@@ -232,8 +232,9 @@ def _value(a):
 
 def _forward_tensors(cls, ctx, args, kwargs):
     """A user Function's forward: Tensors in, graph recording off."""
-    prev = state.grad_enabled
-    state.grad_enabled = False
+    switches = current()
+    prev = switches.grad_enabled
+    switches.grad_enabled = False
     try:
         if cls.setup_context is not Function.setup_context:
             out = cls.forward(*args, **kwargs)
@@ -241,7 +242,7 @@ def _forward_tensors(cls, ctx, args, kwargs):
             return out
         return cls.forward(ctx, *args, **kwargs)
     finally:
-        state.grad_enabled = prev
+        switches.grad_enabled = prev
 
 
 def _edges_of(args):
@@ -282,13 +283,13 @@ def _record_op(ctx, args, values, outs, kwargs):
         dtype = o.dtype
         ctx._outs = _one_output(o.shape, dtype)
         saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
-        if state.extras:
+        if current().extras:
             _note_extras(ctx, outs, values, kwargs)
         tensors = (_output(ctx, o, 0, dtype),)
     else:
         ctx._outs = tuple([(o.shape, o.dtype) for o in outs])
         saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
-        if state.extras:
+        if current().extras:
             _note_extras(ctx, outs, values, kwargs)
         tensors = tuple([_output(ctx, outs[nr], nr, outs[nr].dtype) for nr in range(len(outs))])
     if saved_out:
@@ -324,7 +325,7 @@ def _record_function(ctx, args, out, kwargs):
     ctx._outs = tuple([(o._data.shape, o._data.dtype) if isinstance(o, TensorBase)
                        else None for o in outs])
     _note_user_versions(ctx, outs)
-    if state.extras:
+    if current().extras:
         _note_extras(ctx, outs, args, kwargs)
     wrapped = tuple([_function_output(ctx, nr, o, args) for nr, o in enumerate(outs)])
     return wrapped[0] if single else wrapped
@@ -487,13 +488,14 @@ def _shares_memory(a, b):
 def _note_extras(ctx, outs, values, kwargs) -> None:
     """Anomaly checks, creation sites, module scopes and recorded inputs: only when a mode asks
     for them."""
-    if state._anomaly:
+    switches = current()
+    if switches._anomaly:
         check_forward(ctx, outs, values)
-    if state._record_inputs:  # check_gates re-runs the gate on copies of these
+    if switches._record_inputs:  # check_gates re-runs the gate on copies of these
         ctx.inputs, ctx.kwargs = tuple(values), kwargs
-    if state._scopes:
-        ctx.scope = state._scopes
-    if state._record_sites:
+    if switches._scopes:
+        ctx.scope = switches._scopes
+    if switches._record_sites:
         ctx.site = caller_site()
 
 
@@ -536,12 +538,13 @@ def once_differentiable(fn):
 
     @functools.wraps(fn)
     def wrapper(ctx, *grads):
-        prev = state.grad_enabled
-        state.grad_enabled = False
+        switches = current()
+        prev = switches.grad_enabled
+        switches.grad_enabled = False
         try:
             out = fn(ctx, *grads)
         finally:
-            state.grad_enabled = prev
+            switches.grad_enabled = prev
         if not (prev and any(isinstance(g, Tensor) and g._requires_grad for g in grads)):
             return out
         # as in PyTorch: the result stays in the graph, but differentiating it again raises
