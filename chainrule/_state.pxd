@@ -5,7 +5,7 @@ cimport cython
 
 
 cdef class Switches:
-    cdef public bint grad_enabled, extras, modes, _record_sites, _record_inputs, _anomaly
+    cdef public bint grad_enabled, extras, modes, _record_sites, _record_inputs, _anomaly, inference
     cdef public object _scopes
 
 

@@ -21,7 +21,7 @@ class Switches:
     modes is on, so the hot path tests one attribute."""
 
     __slots__ = ("grad_enabled", "extras", "modes", "_record_sites", "_record_inputs", "_anomaly",
-                 "_scopes")
+                 "_scopes", "inference")
 
     def __init__(self) -> None:
         self.grad_enabled = True  # record new ops into the graph
@@ -31,6 +31,7 @@ class Switches:
         self._record_inputs = False  # keep each node's input values (check_gates)
         self._anomaly = False  # check every forward/backward result for NaN/Inf
         self._scopes = ()  # the Modules / Functions being called (for viz clusters)
+        self.inference = False  # inside inference_mode (which also turns grad_enabled off)
 
     def _update(self) -> None:
         self.modes = bool(self._record_sites or self._record_inputs or self._anomaly)
