@@ -16,7 +16,7 @@ from typing import Any
 
 from chainrule import devices
 from chainrule import dtypes as _dt
-from chainrule._state import state
+from chainrule._state import current
 from chainrule.devices import np
 
 __all__ = ["Tensor", "TensorBase", "Size", "wrap", "tensor_data", "bind"]
@@ -243,7 +243,7 @@ class TensorBase:
         self._base = base
         self._vholder = source._version_holder()
         self._view_src = base._grad_fn
-        step = (cls, args, nr, state.grad_enabled)
+        step = (cls, args, nr, current().grad_enabled)
         self._view = (step,) if source._base is None else source._view + (step,)
 
     def _refresh_view(self) -> None:

@@ -339,6 +339,33 @@ def test_grad_mode_is_thread_local() -> None:
     assert fresh["v"] is True  # a new thread starts with grad enabled
 
 
+def test_ops_record_by_their_own_threads_grad_mode() -> None:
+    """What the op path reads (not only is_grad_enabled) is per thread, both ways round."""
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    ready, go = threading.Event(), threading.Event()
+    seen = {}
+
+    def worker(mode):
+        with cr.set_grad_enabled(mode):
+            ready.set()
+            go.wait(5)
+            y = (x * 2).exp()
+            seen["worker"] = (y.requires_grad, y.grad_fn is not None)
+
+    for main_mode in (True, False):
+        ready.clear()
+        go.clear()
+        t = threading.Thread(target=worker, args=(not main_mode,))
+        t.start()
+        assert ready.wait(5)
+        with cr.set_grad_enabled(main_mode):
+            z = (x * 3).tanh()
+            go.set()
+            t.join()
+        assert (z.requires_grad, z.grad_fn is not None) == (main_mode, main_mode)
+        assert seen["worker"] == (not main_mode, not main_mode)
+
+
 # ---- detach / retain_grad / hooks ----------------------------------------------------------------
 def test_detach_blocks_gradient() -> None:
     x = cr.tensor(2.0, requires_grad=True)

@@ -20,7 +20,7 @@ import threading
 
 from chainrule import batching as _batching
 from chainrule import devices
-from chainrule._state import state
+from chainrule._state import current
 from chainrule.autograd.function import Function
 from chainrule.autograd import graph
 from chainrule.autograd.graph import nodes_in_order, parents
@@ -60,10 +60,11 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
         needed = _needed_nodes(root_nodes, inputs)
         capture = {(t._grad_fn, t._nr): i for i, t in enumerate(inputs) if t._grad_fn is not None}
         captured = [None] * len(inputs)
-    anomaly = state.anomaly
+    switches = current()
+    anomaly = switches.anomaly
     plain = not create_graph and not capture and not anomaly
-    prev_mode = state.grad_enabled
-    state.grad_enabled = create_graph
+    prev_mode = switches.grad_enabled
+    switches.grad_enabled = create_graph
     try:
         ready = list(dict.fromkeys([n for n in root_nodes if deps[n] == 0]))
         while ready:
@@ -124,7 +125,7 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
         # Drop the loop's last references, so leaf gradients can be kept without a copy.
         input_grads = grad = g = None
     finally:
-        state.grad_enabled = prev_mode
+        switches.grad_enabled = prev_mode
     return _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph)
 
 

@@ -2,6 +2,7 @@
 # compiled, a gate's node state becomes C fields and the helpers of apply C functions).
 
 cimport cython
+from chainrule._state cimport Switches, current
 from chainrule.tensor cimport TensorBase, wrap
 
 
@@ -26,15 +27,20 @@ cdef class Op(Function):
     pass
 
 
-@cython.locals(ctx=Function)
+@cython.locals(ctx=Function, n=Py_ssize_t)
 cpdef object _apply(type cls, tuple args, dict kwargs)
-@cython.locals(t=TensorBase)
+@cython.locals(n=Py_ssize_t)
 cdef tuple _values(tuple args)
 @cython.locals(t=TensorBase)
+cdef object _value(object a)
+@cython.locals(n=Py_ssize_t)
 cdef object _edges_of(tuple args)
+@cython.locals(t=TensorBase)
+cdef object _edge(object a)
 @cython.locals(nr=Py_ssize_t)
 cdef tuple _record_op(Function ctx, tuple args, tuple values, tuple outs, object kwargs)
-@cython.locals(t=TensorBase, holder=TensorBase)
+cdef object _output(Function ctx, object o, Py_ssize_t nr, object dtype)
+@cython.locals(t=TensorBase, holder=TensorBase, sources=tuple, saved=tuple)
 cdef object _note_saved(Function ctx, tuple args, tuple values, tuple outs)
 @cython.locals(i=Py_ssize_t, k=Py_ssize_t)
 cdef object _source(object s, tuple values, tuple outs)
@@ -43,3 +49,5 @@ cdef object _function_output(Function ctx, long nr, object o, tuple args)
 cdef bint _marked(object o, object objects) except -1
 cdef object _mark_views(tuple args, tuple outs, tuple tensors, object cls)
 cdef bint _shares_memory(object a, object b) except -1
+@cython.locals(last=tuple, meta=tuple)
+cdef tuple _one_output(object shape, object dtype)

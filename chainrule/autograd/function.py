@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 from chainrule import devices
-from chainrule._state import state
+from chainrule._state import current
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
 from chainrule.dtypes import FLOAT_KINDS
@@ -28,7 +28,10 @@ __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGr
            "check_saved_versions"]
 
 _ndarray = np.ndarray
+_weak = weakref.ref
 _FLOAT64, _FLOAT32 = np.dtype("float64"), np.dtype("float32")
+_last_outs = [(((), _FLOAT64),)]  # the last ``_outs`` of one output (see _one_output)
+_sources_seen: dict = {}  # each ``_saved_from`` tuple once (a few per gate)
 _NEEDS_2 = (((False, False), (False, True)), ((True, False), (True, True)))
 _FLOAT_OR_COMPLEX = FLOAT_KINDS + "c"
 
@@ -52,9 +55,10 @@ class Function:
     #   _outs      per output: (shape, dtype), or None for an output that is not a tensor
     #   _saved     what save_for_backward kept (None once a backward freed it)
     #   _saved_from  Op: per saved value, its input index, -1 for output 0, ("out", k), or None
-    #   _versions  per saved tensor: (the tensor holding its version counter, or a weak reference
-#              to it for a saved output; its version at saving; the saved tensor, or the
-#              output number for a saved output), see check_saved_versions
+    #   _versions  per saved tensor, three items of one flat tuple (one object per node for the
+    #              garbage collector to visit): the tensor holding its version counter, or a
+    #              weak reference to it for a saved output; its version at saving; the saved
+    #              tensor, or the output number for a saved output. See check_saved_versions
     #   _hooks, _retained   non-leaf tensor hooks and retain_grad, by output number
     #   _dirty, _non_differentiable, _tensor_args, _materialize_grads: as set through ctx
     #   site, scope  where it was created (recording modes) and the enclosing Modules
@@ -174,14 +178,23 @@ def _apply(cls, args, kwargs):
     ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
     ctx._retained = ctx._tensor_args = ctx._materialize_grads = ctx.site = None
     ctx._non_differentiable = ctx.scope = ()
-    edges = _edges_of(args) if cls.differentiable and state.grad_enabled else None
+    edges = _edges_of(args) if cls.differentiable and current().grad_enabled else None
     ctx._edges = edges if edges is not None else (None,) * len(args)
     if not cls.on_arrays:
         out = _forward_tensors(cls, ctx, args, kwargs)
         return out if edges is None else _record_function(ctx, args, out, kwargs)
     values = _values(args)
-    try:
-        out = cls.forward(ctx, *values, **kwargs) if kwargs else cls.forward(ctx, *values)
+    forward = cls.forward
+    n = len(values)
+    try:  # (the common arities called without building an argument tuple)
+        if kwargs:
+            out = forward(ctx, *values, **kwargs)
+        elif n == 1:
+            out = forward(ctx, values[0])
+        elif n == 2:
+            out = forward(ctx, values[0], values[1])
+        else:
+            out = forward(ctx, *values)
     except TypeError:  # CuPy refuses NumPy operands: say which devices were mixed
         devices.check_same_device(values, cls.__name__.lower())
         raise
@@ -197,24 +210,31 @@ def _apply(cls, args, kwargs):
 
 
 def _values(args):
-    """An Op's view of its arguments: the array of a Tensor (a 0-d CPU array as a NumPy scalar:
-    NumPy's scalar arithmetic is several times faster than a ufunc on a 0-d array, here and in
-    the backward), anything else as it is."""
-    values = []
-    for a in args:
-        if isinstance(a, TensorBase):
-            t = a
-            d = t._data
-            values.append(d[()] if type(d) is _ndarray and not d.ndim else d)
-        else:
-            values.append(a)
-    return tuple(values)
+    """An Op's view of its arguments (see :func:`_value`)."""
+    n = len(args)
+    if n == 1:
+        return (_value(args[0]),)
+    if n == 2:
+        return (_value(args[0]), _value(args[1]))
+    return tuple([_value(a) for a in args])
+
+
+def _value(a):
+    """The array of a Tensor (a 0-d CPU array as a NumPy scalar: NumPy's scalar arithmetic is
+    several times faster than a ufunc on a 0-d array, here and in the backward), anything else
+    as it is."""
+    if isinstance(a, TensorBase):
+        t = a
+        d = t._data
+        return d[()] if type(d) is _ndarray and not d.ndim else d
+    return a
 
 
 def _forward_tensors(cls, ctx, args, kwargs):
     """A user Function's forward: Tensors in, graph recording off."""
-    prev = state.grad_enabled
-    state.grad_enabled = False
+    switches = current()
+    prev = switches.grad_enabled
+    switches.grad_enabled = False
     try:
         if cls.setup_context is not Function.setup_context:
             out = cls.forward(*args, **kwargs)
@@ -222,52 +242,79 @@ def _forward_tensors(cls, ctx, args, kwargs):
             return out
         return cls.forward(ctx, *args, **kwargs)
     finally:
-        state.grad_enabled = prev
+        switches.grad_enabled = prev
 
 
 def _edges_of(args):
     """The graph edge of each argument; None when no argument needs a gradient."""
-    found = False
-    edges = []
-    for a in args:
-        e = None
-        if isinstance(a, TensorBase):
-            t = a
-            if t._base is not None:
-                e = t.edge()  # a view whose base changed in place is brought up to date there
-            elif t._requires_grad:
-                fn = t._grad_fn
-                e = t if fn is None else (fn if t._nr == 0 else (fn, t._nr))
-        edges.append(e)
-        found = found or e is not None
-    return tuple(edges) if found else None
+    n = len(args)
+    if n == 1:
+        e = _edge(args[0])
+        return None if e is None else (e,)
+    if n == 2:
+        e = _edge(args[0])
+        e1 = _edge(args[1])
+        return None if e is None and e1 is None else (e, e1)
+    edges = tuple([_edge(a) for a in args])
+    for e in edges:
+        if e is not None:
+            return edges
+    return None
+
+
+def _edge(a):
+    """The graph edge of one argument (see ``Tensor.edge``); None for a non-tensor."""
+    if isinstance(a, TensorBase):
+        t = a
+        if t._base is not None:
+            return t.edge()  # a view whose base changed in place is brought up to date there
+        if t._requires_grad:
+            fn = t._grad_fn
+            return t if fn is None else (fn if t._nr == 0 else (fn, t._nr))
+    return None
 
 
 def _record_op(ctx, args, values, outs, kwargs):
     """An Op's outputs as Tensors, with ``ctx`` as the node that produced them. The node keeps
     its outputs' metadata, where its saved values came from (so that a create_graph backward can
     rebuild them as graph Tensors) and their versions (so that an in-place change is caught)."""
-    metas = []
-    for o in outs:
-        metas.append((o.shape, o.dtype))
-    ctx._outs = tuple(metas)
-    saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
-    if state.extras:
-        _note_extras(ctx, outs, values, kwargs)
-    marked = ctx._non_differentiable
-    tensors = []
-    nr = 0
-    for o in outs:
-        dtype = metas[nr][1]
-        if (dtype is _FLOAT64 or dtype is _FLOAT32 or dtype.kind in FLOAT_KINDS) and not (
-                marked and _marked(o, marked)):
-            tensors.append(wrap(o, ctx, nr))
-        else:
-            tensors.append(wrap(o))
-        nr += 1
+    if len(outs) == 1:  # (the common case, without the loops)
+        o = outs[0]
+        dtype = o.dtype
+        ctx._outs = _one_output(o.shape, dtype)
+        saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
+        if current().extras:
+            _note_extras(ctx, outs, values, kwargs)
+        tensors = (_output(ctx, o, 0, dtype),)
+    else:
+        ctx._outs = tuple([(o.shape, o.dtype) for o in outs])
+        saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
+        if current().extras:
+            _note_extras(ctx, outs, values, kwargs)
+        tensors = tuple([_output(ctx, outs[nr], nr, outs[nr].dtype) for nr in range(len(outs))])
     if saved_out:
         _note_output_versions(ctx, tensors)
-    return tuple(tensors)
+    return tensors
+
+
+def _one_output(shape, dtype):
+    """``((shape, dtype),)``: the previous node's tuple where it is equal (ops repeat their
+    shapes; every object a node keeps is one more for the garbage collector to visit)."""
+    last = _last_outs[0]
+    meta = last[0]
+    if meta[1] is dtype and meta[0] == shape:
+        return last
+    last = ((shape, dtype),)
+    _last_outs[0] = last
+    return last
+
+
+def _output(ctx, o, nr, dtype):
+    """Output ``nr`` of node ``ctx`` as a Tensor: in the graph if it can carry a gradient."""
+    if (dtype is _FLOAT64 or dtype is _FLOAT32 or dtype.kind in FLOAT_KINDS) and not (
+            ctx._non_differentiable and _marked(o, ctx._non_differentiable)):
+        return wrap(o, ctx, nr)
+    return wrap(o)
 
 
 def _record_function(ctx, args, out, kwargs):
@@ -278,7 +325,7 @@ def _record_function(ctx, args, out, kwargs):
     ctx._outs = tuple([(o._data.shape, o._data.dtype) if isinstance(o, TensorBase)
                        else None for o in outs])
     _note_user_versions(ctx, outs)
-    if state.extras:
+    if current().extras:
         _note_extras(ctx, outs, args, kwargs)
     wrapped = tuple([_function_output(ctx, nr, o, args) for nr, o in enumerate(outs)])
     return wrapped[0] if single else wrapped
@@ -312,21 +359,25 @@ def _note_saved(ctx, args, values, outs):
     """Per saved value, where it came from: its input index, -1 (output 0), ("out", k), or None;
     and (tensor holding the counter, version, the tensor) of every input tensor whose value was
     saved. True if the gate saved one of its outputs (watched once they are Tensors)."""
-    sources = []
-    versions = []
+    saved = ctx._saved
+    if len(saved) == 1:
+        sources = (_source(saved[0], values, outs),)
+    else:
+        sources = tuple([_source(s, values, outs) for s in saved])
+    sources = _sources_seen.setdefault(sources, sources)  # shared, as _one_output's tuples
+    versions = None
     saved_out = False
-    for s in ctx._saved:
-        src = _source(s, values, outs)
-        sources.append(src)
+    for src in sources:
         if type(src) is int and src >= 0:
             if isinstance(args[src], TensorBase):
                 t = args[src]
                 holder = t if t._vholder is None else t._vholder
-                versions.append((holder, holder._vc, t))
+                entry = (holder, holder._vc, t)
+                versions = entry if versions is None else versions + entry
         elif src is not None:
             saved_out = True
-    ctx._saved_from = tuple(sources)
-    ctx._versions = tuple(versions) if versions else None
+    ctx._saved_from = sources
+    ctx._versions = versions
     return saved_out
 
 
@@ -347,9 +398,10 @@ def _note_output_versions(ctx, wrapped) -> None:
         if src is None or (type(src) is int and src >= 0):
             continue
         nr = 0 if src == -1 else src[1]
-        holder = wrapped[nr]._version_holder()
-        entry = (weakref.ref(holder), holder._vc, nr)
-        ctx._versions = (entry,) if ctx._versions is None else ctx._versions + (entry,)
+        t = wrapped[nr]
+        holder = t if t._vholder is None else t._vholder
+        entry = (_weak(holder), holder._vc, nr)
+        ctx._versions = entry if ctx._versions is None else ctx._versions + entry
 
 
 def _note_user_versions(ctx, outs) -> None:
@@ -362,13 +414,15 @@ def _note_user_versions(ctx, outs) -> None:
         if isinstance(s, TensorBase):
             holder = s._version_holder()
             nr = next((k for k, o in enumerate(outs) if o is s), None)  # an output: torch
-            versions.append((holder, holder._vc, s if nr is None else nr))  # names this gate
+            versions += [holder, holder._vc, s if nr is None else nr]  # names this gate
     ctx._versions = tuple(versions) or None
 
 
 def check_saved_versions(node) -> None:
     """Raise torch's error if a tensor that ``node`` saved was modified in place since."""
-    for holder, version, what in node._versions:
+    versions = node._versions
+    for k in range(0, len(versions), 3):
+        holder, version, what = versions[k], versions[k + 1], versions[k + 2]
         if type(holder) is weakref.ref:
             holder = holder()
             if holder is None:  # gone, and so are its views: no one changed it
@@ -434,13 +488,14 @@ def _shares_memory(a, b):
 def _note_extras(ctx, outs, values, kwargs) -> None:
     """Anomaly checks, creation sites, module scopes and recorded inputs: only when a mode asks
     for them."""
-    if state._anomaly:
+    switches = current()
+    if switches._anomaly:
         check_forward(ctx, outs, values)
-    if state._record_inputs:  # check_gates re-runs the gate on copies of these
+    if switches._record_inputs:  # check_gates re-runs the gate on copies of these
         ctx.inputs, ctx.kwargs = tuple(values), kwargs
-    if state._scopes:
-        ctx.scope = state._scopes
-    if state._record_sites:
+    if switches._scopes:
+        ctx.scope = switches._scopes
+    if switches._record_sites:
         ctx.site = caller_site()
 
 
@@ -483,12 +538,13 @@ def once_differentiable(fn):
 
     @functools.wraps(fn)
     def wrapper(ctx, *grads):
-        prev = state.grad_enabled
-        state.grad_enabled = False
+        switches = current()
+        prev = switches.grad_enabled
+        switches.grad_enabled = False
         try:
             out = fn(ctx, *grads)
         finally:
-            state.grad_enabled = prev
+            switches.grad_enabled = prev
         if not (prev and any(isinstance(g, Tensor) and g._requires_grad for g in grads)):
             return out
         # as in PyTorch: the result stays in the graph, but differentiating it again raises

@@ -349,7 +349,7 @@ def _watch_output(new, target) -> None:
         if nr == new._nr:
             holder = target._version_holder()
             entry = (weakref.ref(holder), holder._vc, nr)
-            fn._versions = (entry,) if fn._versions is None else fn._versions + (entry,)
+            fn._versions = entry if fn._versions is None else fn._versions + entry
 
 
 # ---- views of a base, replayed ---------------------------------------------------------------
