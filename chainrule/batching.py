@@ -782,6 +782,8 @@ def _matmul(lv, a, b, out=None, **kw):
     if ma and not mb and nb == 2 and not isinstance(b, BatchedArray):
         # rows times one matrix: fold the batch into the rows (one GEMM)
         p = a._p
+        if p.shape[-1] == 1 and b.shape[0] == 1:  # k = 1: an outer product, a broadcast multiply
+            return _wrap(p * b, lv)
         if na == 1:
             return _wrap(mm(p, b), lv)
         if not isinstance(p, BatchedArray) and (p.shape[-2] <= 16 or p.size < 1 << 16):
@@ -791,6 +793,8 @@ def _matmul(lv, a, b, out=None, **kw):
     if mb and not ma and na == 2 and not isinstance(a, BatchedArray) and nb <= 2:
         # one matrix times a batch of vectors / matrices: the batch joins the columns (one GEMM)
         p = b._p
+        if a.shape[1] == 1 and b.shape[0] == 1:  # k = 1: an outer product, a broadcast multiply
+            return _wrap(p * a.T if nb == 1 else a * p, lv)
         if nb == 1:
             return _wrap(mm(p, a.T), lv)
         if p.shape[-1] == 1:  # a batch of columns: one GEMM

@@ -23,6 +23,7 @@ from chainrule import devices
 from chainrule._state import state
 from chainrule.autograd.function import Function
 from chainrule.autograd import graph
+from chainrule.autograd.accumulate import add_into
 from chainrule.autograd.graph import nodes_in_order, parents
 from chainrule.ops import either
 from chainrule.tensor import TensorBase, post_hooked_leaves, wrap
@@ -317,7 +318,7 @@ def _add(buffers: dict, node, nr: int, g) -> None:
     n_out = len(node._outs)
     if n_out == 1:
         old = buffers.get(node)
-        buffers[node] = g if old is None else old + g
+        buffers[node] = g if old is None else add_into(old, g)
     else:
         slot = buffers.get(node)
         if slot is None:
