@@ -4,7 +4,9 @@ engine, since the hottest gates ask it on every call)."""
 from __future__ import annotations
 
 from chainrule import devices
+from chainrule.batching import BatchedArray
 from chainrule.devices import np
+from chainrule.kernels.batched import BatchedKernels
 from chainrule.kernels.cpu import CpuKernels
 from chainrule.kernels.reference import Kernels
 
@@ -12,6 +14,7 @@ __all__ = ["kernels_for", "REFERENCE", "CPU"]
 
 REFERENCE = Kernels()
 CPU = CpuKernels()
+BATCHED = BatchedKernels()  # inside cr.func.vmap: kernels on the folded batch where they can
 _ndarray = np.ndarray
 _cuda: list = []  # the CUDA table, made when CuPy is first loaded
 
@@ -28,4 +31,6 @@ def kernels_for(x):
 
             _cuda.append(CudaKernels())
         return _cuda[0]
+    if t is BatchedArray:
+        return BATCHED
     return REFERENCE
