@@ -85,13 +85,14 @@ class Level:
     graph, where they wrap the later one's cotangents).
     """
 
-    __slots__ = ("size", "depth", "key", "randomness", "__weakref__")
+    __slots__ = ("size", "depth", "key", "randomness", "alone", "__weakref__")
 
     def __init__(self, size: int, depth: int, serial: int, randomness: str) -> None:
         self.size = size
         self.depth = depth
         self.key = (depth, -serial)
         self.randomness = randomness
+        self.alone = (self,)  # the levels of an array batched at this level only
 
     def __repr__(self) -> str:
         return f"Level(depth={self.depth}, size={self.size})"
@@ -239,9 +240,11 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         self._p = p
         self._lv = lv
         inner = p.shape
-        self.shape = LevelShape(inner[1:])
-        self.shape.levels = getattr(inner, "levels", ()) + (lv,)
-        self.dtype = _own_dtype(p.dtype)
+        shape = self.shape = LevelShape(inner[1:])
+        shape.levels = inner.levels + lv.alone if type(p) is BatchedArray else lv.alone
+        dt = p.dtype
+        entry = _DTYPES.get(id(dt))
+        self.dtype = entry[1] if entry is not None and entry[0] is dt else _own_dtype(dt)
         self._agg = None
 
     # ---- attributes ----------------------------------------------------------------------------
@@ -360,6 +363,17 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     # ---- NumPy protocols -----------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs and ufunc is not np.matmul:
+            lv = None  # the highest level among the operands (_top, for a plain call)
+            for x in inputs:
+                t = type(x)
+                if t is BatchedArray:
+                    if lv is None or x._lv is not lv and x._lv.key > lv.key:
+                        lv = x._lv
+                elif t is list or t is tuple:
+                    break
+            else:
+                return _elementwise(lv, ufunc, inputs, kwargs, ufunc.__name__, ufunc.nout)
         lv = _top(inputs, kwargs.get("out", ()), kwargs.get("where"))
         if method == "__call__":
             if ufunc is np.matmul:
@@ -474,6 +488,37 @@ def _reduction_method(func):
 
     method.__name__ = func.__name__
     return method
+
+
+def _fast_binary(ufunc, reflected: bool):
+    """``a <op> b`` straight to the ufunc's batching rule when the other operand is a batched
+    array, a NumPy array or a number (NumPy's protocol, the mixin's method, otherwise)."""
+    name = ufunc.__name__
+    slow = getattr(np.lib.mixins.NDArrayOperatorsMixin,
+                   f"__{'r' if reflected else ''}{_OPERATORS[ufunc]}__")
+
+    def method(self, other):
+        t = type(other)
+        if t is BatchedArray:
+            lv = self._lv
+            if other._lv is not lv and other._lv.key > lv.key:
+                lv = other._lv
+        elif t is _ndarray or t is float or t is int or t in _SCALARS:
+            lv = self._lv
+        else:
+            return slow(self, other)
+        return _elementwise(lv, ufunc, (other, self) if reflected else (self, other), {}, name)
+
+    method.__name__ = f"__{'r' if reflected else ''}{_OPERATORS[ufunc]}__"
+    return method
+
+
+_OPERATORS = {np.add: "add", np.subtract: "sub", np.multiply: "mul", np.true_divide: "truediv"}
+_SCALARS = frozenset({np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
+                      np.uint8, np.bool_, np.complex64, np.complex128})
+for _ufunc in _OPERATORS:
+    setattr(BatchedArray, f"__{_OPERATORS[_ufunc]}__", _fast_binary(_ufunc, False))
+    setattr(BatchedArray, f"__r{_OPERATORS[_ufunc]}__", _fast_binary(_ufunc, True))
 
 
 for _name, _func in (("sum", np.sum), ("prod", np.prod), ("max", np.max), ("min", np.min),
@@ -596,6 +641,9 @@ def stack_host(fn):
     return wrapper
 
 
+_ndarray = np.ndarray
+
+
 def _top(*groups) -> Level:
     """The highest level among the batched arrays in ``groups`` (iterables, lists nested once)."""
     best = None
@@ -700,6 +748,25 @@ def _gate() -> str:
 # ---- ufuncs -------------------------------------------------------------------------------------
 def _elementwise(lv, fn, inputs, kwargs, name: str, nout: int = 1):
     """One call of a broadcasting function on the physical arrays (size-1 axes aligned)."""
+    if not kwargs:  # the common case, without the helpers' calls
+        nd = 0
+        for x in inputs:
+            t = type(x)
+            n = len(x.shape) if t is BatchedArray or t is _ndarray else np.ndim(x)
+            if n > nd:
+                nd = n
+        args = []
+        for x in inputs:
+            if type(x) is BatchedArray and x._lv is lv:
+                k = nd - len(x.shape)
+                p = x._p
+                args.append(p if k <= 0 else p.reshape((p.shape[0],) + (1,) * k + x.shape))
+            else:
+                args.append(x)
+        r = fn(*args)
+        if nout > 1:
+            return tuple(BatchedArray(p, lv) for p in r)
+        return BatchedArray(r, lv)
     nd = 0
     for x in inputs:
         n = _ndim(x)
@@ -1654,12 +1721,16 @@ def conform(g, shape):
     level is still running (inside ``vmap(grad(f))`` the per-example gradients are the point;
     after a ``vmap`` has returned, e.g. ``grad(vmap(f))``, a value shared by every example
     gets the sum over the batch, as broadcasting would give it)."""
-    data = g._data if not isinstance(g, BatchedArray) and hasattr(g, "_data") else g
-    if not isinstance(data, BatchedArray):
+    data = g if type(g) is BatchedArray else getattr(g, "_data", g)
+    if type(data) is not BatchedArray:
         return g
     have = data.shape.levels
     keep = getattr(shape, "levels", ())
+    if have is keep:  # batched like the value (one level: the level's own tuple)
+        return g
     live = _tls.levels
+    if len(have) == 1 and have[0] in live:
+        return g
     dead = [lv for lv in have if lv not in keep and lv not in live]
     if not dead:
         return g
