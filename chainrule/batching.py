@@ -71,6 +71,7 @@ _INPLACE = ("vmap: inplace arithmetic(self, *extra_args) is not possible because
             "to `other` being vmapped over but `self` not being vmapped over in a vmap. Please "
             "try to use out-of-place operators instead of inplace arithmetic. If said operator "
             "is being called inside the PyTorch framework, please file a bug report instead.")
+_NO_STORAGE = "Cannot access data pointer of Tensor that doesn't have storage"
 _DYNAMIC = ("vmap: We do not support batching operators that can output dynamic shape. "
             "Attempted to vmap over aten::{name}. Please file an issue at "
             "https://github.com/pytorch/pytorch/issues if you need this feature.")
@@ -85,7 +86,7 @@ class Level:
     graph, where they wrap the later one's cotangents).
     """
 
-    __slots__ = ("size", "depth", "key", "randomness", "alone", "__weakref__")
+    __slots__ = ("size", "depth", "key", "randomness", "alone", "live", "__weakref__")
 
     def __init__(self, size: int, depth: int, serial: int, randomness: str) -> None:
         self.size = size
@@ -93,6 +94,7 @@ class Level:
         self.key = (depth, -serial)
         self.randomness = randomness
         self.alone = (self,)  # the levels of an array batched at this level only
+        self.live = True  # until its vmap returns (pop_level)
 
     def __repr__(self) -> str:
         return f"Level(depth={self.depth}, size={self.size})"
@@ -116,6 +118,7 @@ def push_level(size: int, randomness: str = "error") -> Level:
 
 
 def pop_level(lv: Level) -> None:
+    lv.live = False
     levels = _tls.levels
     if levels and levels[-1] is lv:
         _tls.levels = levels[:-1]
@@ -233,7 +236,7 @@ def _own_dtype(dt):
 class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
     """A batch of arrays of one shape: logically one of them, physically ``_p`` (batch first)."""
 
-    __slots__ = ("_p", "_lv", "shape", "dtype", "_agg")
+    __slots__ = ("_p", "_lv", "shape", "_dt", "_agg")
     __array_priority__ = 100
 
     def __init__(self, p, lv: Level) -> None:
@@ -242,10 +245,19 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         inner = p.shape
         shape = self.shape = LevelShape(inner[1:])
         shape.levels = inner.levels + lv.alone if type(p) is BatchedArray else lv.alone
-        dt = p.dtype
-        entry = _DTYPES.get(id(dt))
-        self.dtype = entry[1] if entry is not None and entry[0] is dt else _own_dtype(dt)
+        self._dt = p.dtype
         self._agg = None
+
+    @property
+    def dtype(self):
+        """The physical array's dtype while every level of this array is running; after one
+        of its vmaps has returned, an equal copy: the engine then conforms each such gradient
+        (its dtype is not *identical* to its target's), which sums out the finished level
+        (:func:`conform`). Inside the vmaps the engine takes batched gradients as they are."""
+        for lv in self.shape.levels:
+            if not lv.live:
+                return _own_dtype(self._dt)
+        return self._dt
 
     # ---- attributes ----------------------------------------------------------------------------
     @property
@@ -307,7 +319,7 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         raise RuntimeError(_ITEM)
 
     def tolist(self):
-        raise RuntimeError(_ITEM)
+        raise RuntimeError(_NO_STORAGE)
 
     def __bool__(self) -> bool:
         if self.size == 1 and _internal_caller():
@@ -336,8 +348,9 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
     __complex__ = __float__
 
     def __array__(self, dtype=None, copy=None):
-        if _caller_in("chainrule.autograd.inplace", "_write", "setitem", "index_assign"):
-            raise RuntimeError(_INPLACE)
+        if _caller_in("chainrule.autograd.inplace", "_write", "setitem", "index_assign",
+                      "_copy_of"):
+            raise RuntimeError(_inplace_message(self))
         raise NoBatchingRule(
             f"vmap: {_gate()} converts a batched value to a plain NumPy array (numpy.asarray); "
             "it has no batching rule"
@@ -722,6 +735,31 @@ def _internal_caller() -> bool:
     return f is not None and f.f_globals.get("__name__", "").startswith("chainrule.")
 
 
+def _inplace_message(values) -> str:
+    """torch's error for writing batched ``values`` into an unbatched tensor in place: its
+    ``add_`` and ``atan2_`` check the output's shape first, the others say "in-place"."""
+    f = sys._getframe(2)
+    target = op = None
+    for _ in range(12):
+        if f is None:
+            break
+        if f.f_globals.get("__name__") == "chainrule.autograd.inplace":
+            if f.f_code.co_name == "_write" and target is None:
+                target = f.f_locals.get("data")
+            elif f.f_code.co_name == "method":
+                op = f.f_locals.get("op_name")
+                break
+        f = f.f_back
+    if op in ("add", "atan2", "arctan2") and target is not None:
+        return (f"output with shape {list(_shape(target))} doesn't match the broadcast shape "
+                f"{list(layout_shape(levels_of(values), _broadcast_shape(target, values)))}")
+    return _INPLACE
+
+
+def _broadcast_shape(*arrays) -> tuple:
+    return tuple(np.broadcast_shapes(*[_shape(x) for x in arrays]))
+
+
 def _caller_in(module: str, *functions: str) -> bool:
     f = sys._getframe(2)
     for _ in range(8):
@@ -784,6 +822,10 @@ def _elementwise(lv, fn, inputs, kwargs, name: str, nout: int = 1):
         for o in outs:
             if o is None or _mine(o, lv):
                 phys.append(None if o is None else _padded(o, nd))
+            elif name in ("add", "arctan2"):  # torch's add_/atan2_ check the output's shape
+                raise RuntimeError(
+                    f"output with shape {list(_shape(o))} doesn't match the broadcast shape "
+                    f"{list(_broadcast_layout(inputs))}")
             else:
                 raise RuntimeError(_INPLACE)
         kwargs = dict(kwargs, out=tuple(phys) if isinstance(out, tuple) else phys[0])
@@ -796,6 +838,16 @@ def _elementwise(lv, fn, inputs, kwargs, name: str, nout: int = 1):
     if nout > 1:
         return tuple(_wrap(p, lv) for p in r)
     return _wrap(r, lv)
+
+
+def _broadcast_layout(inputs) -> tuple:
+    """The physical shape of the operands broadcast together: every level's batch size
+    (outermost first), then the broadcast logical shape."""
+    have = set()
+    for x in inputs:
+        have.update(levels_of(x))
+    levels = sorted(have, key=lambda lv: lv.key)
+    return layout_shape(tuple(levels), np.broadcast_shapes(*[_shape(x) for x in inputs]))
 
 
 def _ufunc_reduce(lv, ufunc, a, axis=0, dtype=None, out=None, keepdims=False, **kw):

@@ -365,6 +365,13 @@ def test_stack_module_state_matches_torch() -> None:
     lambda m, T: m.func.vmap(lambda a: float(a.sum()))(T),
     lambda m, T: m.func.vmap(lambda a: a if a.sum() > 0 else -a)(T),
     lambda m, T: m.func.vmap(lambda a: m.ones(2, dtype=m.float64).mul_(a))(T),
+    lambda m, T: m.func.vmap(lambda a: m.ones(2, dtype=m.float64).add_(a))(T),
+    lambda m, T: m.func.vmap(m.func.vmap(lambda a: m.ones(2, dtype=m.float64).add_(a)))(
+        T.expand(4, 3, 2)),
+    lambda m, T: m.func.vmap(lambda a: m.zeros(2, dtype=m.float64).copy_(a))(T),
+    lambda m, T: m.func.vmap(lambda a: a.tolist())(T),
+    lambda m, T: m.func.vmap(lambda a: a * 2 if a.sum() else a)(T),
+    lambda m, T: m.func.vmap(m.func.vmap(lambda a: a.item()))(T),
     lambda m, T: m.func.vmap(lambda a: a, randomness="x")(T),
     lambda m, T: m.func.vmap(lambda a: a, chunk_size=0)(T),
     lambda m, T: m.func.vmap(lambda a: a)(T[0, 0]),
