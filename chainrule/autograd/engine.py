@@ -3,7 +3,8 @@
 1. Count, for every node reachable from the roots, how many consumers will send it a gradient.
 2. Start from the roots; a node runs its backward once all its consumers have delivered
    (Kahn's algorithm), so no recursion and no sorting. Gradients arriving at a fork are added
-   out of place in a dict keyed by node and popped when the node runs.
+   in a dict keyed by node (into the buffer's own array once only the dict holds it:
+   ``autograd/accumulate.py``) and popped when the node runs.
 3. Broadcasting and dtype changes are undone here, once, for every op: each gradient is summed
    back to its input's shape and cast to its input's dtype.
 

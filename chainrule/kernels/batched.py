@@ -21,10 +21,12 @@ from chainrule.kernels.reference import Kernels
 __all__ = ["BatchedKernels"]
 
 
-def _table(p):
-    from chainrule.kernels.dispatch import kernels_for  # dispatch imports this module
+_tables: list = []  # dispatch.kernels_for, handed over when dispatch makes this table
 
-    return kernels_for(p)
+
+def _table(p):
+    """The kernel table of plain array ``p`` (the CPU's, a GPU's)."""
+    return _tables[0](p)
 
 
 def _fold(x):
@@ -58,6 +60,10 @@ class BatchedKernels(Kernels):
     """The table for :class:`~chainrule.batching.BatchedArray` values (see the module)."""
 
     name = "batched"
+
+    def __init__(self, kernels_for) -> None:
+        """``kernels_for``: the one dispatch function, for the tables of the plain arrays."""
+        _tables[:] = [kernels_for]
 
     @staticmethod
     def relu(x):

@@ -14,7 +14,6 @@ __all__ = ["kernels_for", "REFERENCE", "CPU"]
 
 REFERENCE = Kernels()
 CPU = CpuKernels()
-BATCHED = BatchedKernels()  # inside cr.func.vmap: kernels on the folded batch where they can
 _ndarray = np.ndarray
 _cuda: list = []  # the CUDA table, made when CuPy is first loaded
 
@@ -34,3 +33,6 @@ def kernels_for(x):
     if t is BatchedArray:
         return BATCHED
     return REFERENCE
+
+
+BATCHED = BatchedKernels(kernels_for)  # inside cr.func.vmap: on the folded batch where it can
