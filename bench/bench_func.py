@@ -314,7 +314,10 @@ def run(repeats: int, only: str | None = None) -> str:
         "a wide Jacobian (fewer output than input elements, the 1000 -> 10 row) takes the "
         "single batched reverse pass instead (the same matrix: chainrule's forward mode is "
         "itself two reverse passes). hessian is jacrev(jacrev(f)) for the same reason "
-        "(torch's is jacfwd(jacrev(f))).",
+        "(torch's is jacfwd(jacrev(f))); its backward adds the gradients meeting at a fork "
+        "into the first sum's own array (autograd/accumulate.py). Under vmap, pooling, "
+        "im2col, the convolution's input gradient and cross-entropy run once on the batch "
+        "folded into N (kernels/batched.py).",
     ]
     return "\n".join(lines)
 
