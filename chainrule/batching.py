@@ -71,6 +71,7 @@ _INPLACE = ("vmap: inplace arithmetic(self, *extra_args) is not possible because
             "to `other` being vmapped over but `self` not being vmapped over in a vmap. Please "
             "try to use out-of-place operators instead of inplace arithmetic. If said operator "
             "is being called inside the PyTorch framework, please file a bug report instead.")
+_NO_STORAGE = "Cannot access data pointer of Tensor that doesn't have storage"
 _DYNAMIC = ("vmap: We do not support batching operators that can output dynamic shape. "
             "Attempted to vmap over aten::{name}. Please file an issue at "
             "https://github.com/pytorch/pytorch/issues if you need this feature.")
@@ -85,13 +86,15 @@ class Level:
     graph, where they wrap the later one's cotangents).
     """
 
-    __slots__ = ("size", "depth", "key", "randomness", "__weakref__")
+    __slots__ = ("size", "depth", "key", "randomness", "alone", "live", "__weakref__")
 
     def __init__(self, size: int, depth: int, serial: int, randomness: str) -> None:
         self.size = size
         self.depth = depth
         self.key = (depth, -serial)
         self.randomness = randomness
+        self.alone = (self,)  # the levels of an array batched at this level only
+        self.live = True  # until its vmap returns (pop_level)
 
     def __repr__(self) -> str:
         return f"Level(depth={self.depth}, size={self.size})"
@@ -115,6 +118,7 @@ def push_level(size: int, randomness: str = "error") -> Level:
 
 
 def pop_level(lv: Level) -> None:
+    lv.live = False
     levels = _tls.levels
     if levels and levels[-1] is lv:
         _tls.levels = levels[:-1]
@@ -232,17 +236,28 @@ def _own_dtype(dt):
 class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
     """A batch of arrays of one shape: logically one of them, physically ``_p`` (batch first)."""
 
-    __slots__ = ("_p", "_lv", "shape", "dtype", "_agg")
+    __slots__ = ("_p", "_lv", "shape", "_dt", "_agg")
     __array_priority__ = 100
 
     def __init__(self, p, lv: Level) -> None:
         self._p = p
         self._lv = lv
         inner = p.shape
-        self.shape = LevelShape(inner[1:])
-        self.shape.levels = getattr(inner, "levels", ()) + (lv,)
-        self.dtype = _own_dtype(p.dtype)
+        shape = self.shape = LevelShape(inner[1:])
+        shape.levels = inner.levels + lv.alone if type(p) is BatchedArray else lv.alone
+        self._dt = p.dtype
         self._agg = None
+
+    @property
+    def dtype(self):
+        """The physical array's dtype while every level of this array is running; after one
+        of its vmaps has returned, an equal copy: the engine then conforms each such gradient
+        (its dtype is not *identical* to its target's), which sums out the finished level
+        (:func:`conform`). Inside the vmaps the engine takes batched gradients as they are."""
+        for lv in self.shape.levels:
+            if not lv.live:
+                return _own_dtype(self._dt)
+        return self._dt
 
     # ---- attributes ----------------------------------------------------------------------------
     @property
@@ -304,7 +319,7 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
         raise RuntimeError(_ITEM)
 
     def tolist(self):
-        raise RuntimeError(_ITEM)
+        raise RuntimeError(_NO_STORAGE)
 
     def __bool__(self) -> bool:
         if self.size == 1 and _internal_caller():
@@ -333,8 +348,9 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
     __complex__ = __float__
 
     def __array__(self, dtype=None, copy=None):
-        if _caller_in("chainrule.autograd.inplace", "_write", "setitem", "index_assign"):
-            raise RuntimeError(_INPLACE)
+        if _caller_in("chainrule.autograd.inplace", "_write", "setitem", "index_assign",
+                      "_copy_of"):
+            raise RuntimeError(_inplace_message(self))
         raise NoBatchingRule(
             f"vmap: {_gate()} converts a batched value to a plain NumPy array (numpy.asarray); "
             "it has no batching rule"
@@ -360,6 +376,17 @@ class BatchedArray(np.lib.mixins.NDArrayOperatorsMixin):
 
     # ---- NumPy protocols -----------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs and ufunc is not np.matmul:
+            lv = None  # the highest level among the operands (_top, for a plain call)
+            for x in inputs:
+                t = type(x)
+                if t is BatchedArray:
+                    if lv is None or x._lv is not lv and x._lv.key > lv.key:
+                        lv = x._lv
+                elif t is list or t is tuple:
+                    break
+            else:
+                return _elementwise(lv, ufunc, inputs, kwargs, ufunc.__name__, ufunc.nout)
         lv = _top(inputs, kwargs.get("out", ()), kwargs.get("where"))
         if method == "__call__":
             if ufunc is np.matmul:
@@ -474,6 +501,37 @@ def _reduction_method(func):
 
     method.__name__ = func.__name__
     return method
+
+
+def _fast_binary(ufunc, reflected: bool):
+    """``a <op> b`` straight to the ufunc's batching rule when the other operand is a batched
+    array, a NumPy array or a number (NumPy's protocol, the mixin's method, otherwise)."""
+    name = ufunc.__name__
+    slow = getattr(np.lib.mixins.NDArrayOperatorsMixin,
+                   f"__{'r' if reflected else ''}{_OPERATORS[ufunc]}__")
+
+    def method(self, other):
+        t = type(other)
+        if t is BatchedArray:
+            lv = self._lv
+            if other._lv is not lv and other._lv.key > lv.key:
+                lv = other._lv
+        elif t is _ndarray or t is float or t is int or t in _SCALARS:
+            lv = self._lv
+        else:
+            return slow(self, other)
+        return _elementwise(lv, ufunc, (other, self) if reflected else (self, other), {}, name)
+
+    method.__name__ = f"__{'r' if reflected else ''}{_OPERATORS[ufunc]}__"
+    return method
+
+
+_OPERATORS = {np.add: "add", np.subtract: "sub", np.multiply: "mul", np.true_divide: "truediv"}
+_SCALARS = frozenset({np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
+                      np.uint8, np.bool_, np.complex64, np.complex128})
+for _ufunc in _OPERATORS:
+    setattr(BatchedArray, f"__{_OPERATORS[_ufunc]}__", _fast_binary(_ufunc, False))
+    setattr(BatchedArray, f"__r{_OPERATORS[_ufunc]}__", _fast_binary(_ufunc, True))
 
 
 for _name, _func in (("sum", np.sum), ("prod", np.prod), ("max", np.max), ("min", np.min),
@@ -596,6 +654,9 @@ def stack_host(fn):
     return wrapper
 
 
+_ndarray = np.ndarray
+
+
 def _top(*groups) -> Level:
     """The highest level among the batched arrays in ``groups`` (iterables, lists nested once)."""
     best = None
@@ -674,6 +735,31 @@ def _internal_caller() -> bool:
     return f is not None and f.f_globals.get("__name__", "").startswith("chainrule.")
 
 
+def _inplace_message(values) -> str:
+    """torch's error for writing batched ``values`` into an unbatched tensor in place: its
+    ``add_`` and ``atan2_`` check the output's shape first, the others say "in-place"."""
+    f = sys._getframe(2)
+    target = op = None
+    for _ in range(12):
+        if f is None:
+            break
+        if f.f_globals.get("__name__") == "chainrule.autograd.inplace":
+            if f.f_code.co_name == "_write" and target is None:
+                target = f.f_locals.get("data")
+            elif f.f_code.co_name == "method":
+                op = f.f_locals.get("op_name")
+                break
+        f = f.f_back
+    if op in ("add", "atan2", "arctan2") and target is not None:
+        return (f"output with shape {list(_shape(target))} doesn't match the broadcast shape "
+                f"{list(layout_shape(levels_of(values), _broadcast_shape(target, values)))}")
+    return _INPLACE
+
+
+def _broadcast_shape(*arrays) -> tuple:
+    return tuple(np.broadcast_shapes(*[_shape(x) for x in arrays]))
+
+
 def _caller_in(module: str, *functions: str) -> bool:
     f = sys._getframe(2)
     for _ in range(8):
@@ -700,6 +786,25 @@ def _gate() -> str:
 # ---- ufuncs -------------------------------------------------------------------------------------
 def _elementwise(lv, fn, inputs, kwargs, name: str, nout: int = 1):
     """One call of a broadcasting function on the physical arrays (size-1 axes aligned)."""
+    if not kwargs:  # the common case, without the helpers' calls
+        nd = 0
+        for x in inputs:
+            t = type(x)
+            n = len(x.shape) if t is BatchedArray or t is _ndarray else np.ndim(x)
+            if n > nd:
+                nd = n
+        args = []
+        for x in inputs:
+            if type(x) is BatchedArray and x._lv is lv:
+                k = nd - len(x.shape)
+                p = x._p
+                args.append(p if k <= 0 else p.reshape((p.shape[0],) + (1,) * k + x.shape))
+            else:
+                args.append(x)
+        r = fn(*args)
+        if nout > 1:
+            return tuple(BatchedArray(p, lv) for p in r)
+        return BatchedArray(r, lv)
     nd = 0
     for x in inputs:
         n = _ndim(x)
@@ -717,6 +822,10 @@ def _elementwise(lv, fn, inputs, kwargs, name: str, nout: int = 1):
         for o in outs:
             if o is None or _mine(o, lv):
                 phys.append(None if o is None else _padded(o, nd))
+            elif name in ("add", "arctan2"):  # torch's add_/atan2_ check the output's shape
+                raise RuntimeError(
+                    f"output with shape {list(_shape(o))} doesn't match the broadcast shape "
+                    f"{list(_broadcast_layout(inputs))}")
             else:
                 raise RuntimeError(_INPLACE)
         kwargs = dict(kwargs, out=tuple(phys) if isinstance(out, tuple) else phys[0])
@@ -729,6 +838,16 @@ def _elementwise(lv, fn, inputs, kwargs, name: str, nout: int = 1):
     if nout > 1:
         return tuple(_wrap(p, lv) for p in r)
     return _wrap(r, lv)
+
+
+def _broadcast_layout(inputs) -> tuple:
+    """The physical shape of the operands broadcast together: every level's batch size
+    (outermost first), then the broadcast logical shape."""
+    have = set()
+    for x in inputs:
+        have.update(levels_of(x))
+    levels = sorted(have, key=lambda lv: lv.key)
+    return layout_shape(tuple(levels), np.broadcast_shapes(*[_shape(x) for x in inputs]))
 
 
 def _ufunc_reduce(lv, ufunc, a, axis=0, dtype=None, out=None, keepdims=False, **kw):
@@ -782,6 +901,8 @@ def _matmul(lv, a, b, out=None, **kw):
     if ma and not mb and nb == 2 and not isinstance(b, BatchedArray):
         # rows times one matrix: fold the batch into the rows (one GEMM)
         p = a._p
+        if p.shape[-1] == 1 and b.shape[0] == 1:  # k = 1: an outer product, a broadcast multiply
+            return _wrap(p * b, lv)
         if na == 1:
             return _wrap(mm(p, b), lv)
         if not isinstance(p, BatchedArray) and (p.shape[-2] <= 16 or p.size < 1 << 16):
@@ -791,6 +912,8 @@ def _matmul(lv, a, b, out=None, **kw):
     if mb and not ma and na == 2 and not isinstance(a, BatchedArray) and nb <= 2:
         # one matrix times a batch of vectors / matrices: the batch joins the columns (one GEMM)
         p = b._p
+        if a.shape[1] == 1 and b.shape[0] == 1:  # k = 1: an outer product, a broadcast multiply
+            return _wrap(p * a.T if nb == 1 else a * p, lv)
         if nb == 1:
             return _wrap(mm(p, a.T), lv)
         if p.shape[-1] == 1:  # a batch of columns: one GEMM
@@ -1650,12 +1773,16 @@ def conform(g, shape):
     level is still running (inside ``vmap(grad(f))`` the per-example gradients are the point;
     after a ``vmap`` has returned, e.g. ``grad(vmap(f))``, a value shared by every example
     gets the sum over the batch, as broadcasting would give it)."""
-    data = g._data if not isinstance(g, BatchedArray) and hasattr(g, "_data") else g
-    if not isinstance(data, BatchedArray):
+    data = g if type(g) is BatchedArray else getattr(g, "_data", g)
+    if type(data) is not BatchedArray:
         return g
     have = data.shape.levels
     keep = getattr(shape, "levels", ())
+    if have is keep:  # batched like the value (one level: the level's own tuple)
+        return g
     live = _tls.levels
+    if len(have) == 1 and have[0] in live:
+        return g
     dead = [lv for lv in have if lv not in keep and lv not in live]
     if not dead:
         return g

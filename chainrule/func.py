@@ -46,7 +46,7 @@ from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled
 from chainrule.ops.shape import Alias
 from chainrule.tensor import Tensor, wrap
 from chainrule._pytree import _flatten, _spec_str, _tree_map, _unflatten
-from chainrule.func_vmap import functional_call, stack_module_state, vmap
+from chainrule.func_vmap import functional_call, map_rows, stack_module_state, vmap
 
 __all__ = ["grad", "grad_and_value", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd",
            "hessian", "hvp", "linearize", "vmap", "functional_call", "stack_module_state",
@@ -354,6 +354,7 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
            chunk_size: int | None = None, _preallocate_and_copy: bool = False) -> Callable:
     """A function returning the Jacobian of ``func``: the VJPs of every output element at once,
     one backward pass of a batch of one-hot cotangents (``vmap``; ``chunk_size`` at a time)."""
+    _check_chunk_size("jacrev", chunk_size)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -364,6 +365,11 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
             return (jac, tr.finish(tr.aux)) if has_aux else jac
 
     return wrapper
+
+
+def _check_chunk_size(api: str, chunk_size: Any) -> None:
+    if not (chunk_size is None or isinstance(chunk_size, int) and chunk_size > 0):
+        raise ValueError(f"{api}: `chunk_size` should be greater than 0.")
 
 
 def _reverse_jacobian(tr: _Trace, outs: list, spec: Any, chunk_size: int | None) -> Any:
@@ -382,7 +388,7 @@ def _reverse_jacobian(tr: _Trace, outs: list, spec: Any, chunk_size: int | None)
     if total == 1:  # one output element: one plain backward pass, nothing to batch
         rows = [g.unsqueeze(0) for g in pull(*[b[0] for b in bases])]
     else:
-        rows = vmap(pull, chunk_size=chunk_size)(*bases)
+        rows = map_rows(pull, bases, 0, chunk_size)
     per_output, start = [], 0
     for o, n in zip(outs, sizes):
         blocks = [_shaped(r if n == total else r[start:start + n],
@@ -493,6 +499,7 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
            randomness: str = "error", chunk_size: int | None = None) -> Callable:
     """A function returning the Jacobian of ``func``: the JVPs of every input element at once,
     one reverse pass of a batch of one-hot tangents over the VJP graph (``vmap``)."""
+    _check_chunk_size("jacfwd", chunk_size)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -535,8 +542,7 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             if total == 1:  # one input element: one pass, nothing to batch
                 cols = [c.unsqueeze(-1) for c in push(*[b[0] for b in bases])]
             else:
-                cols = vmap(push, out_dims=-1, randomness=randomness,
-                            chunk_size=chunk_size)(*bases)
+                cols = map_rows(push, bases, -1, chunk_size, randomness)
             per_output = []
             for o, c in zip(outs, cols):
                 blocks, start = [], 0

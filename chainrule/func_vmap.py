@@ -313,6 +313,31 @@ def _run(func, name, leaves, dims, spec, kwargs, size, out_dims, randomness):
     return _unflatten(out_spec, results)
 
 
+def map_rows(func: Callable, rows: list, out_dim: int, chunk_size: int | None = None,
+             randomness: str = "error") -> tuple:
+    """``vmap(func, out_dims=out_dim, chunk_size=chunk_size)(*rows)`` for jacrev/jacfwd: the
+    rows are plain Tensors without a graph, batched along dim 0, and ``func`` returns a tuple of
+    Tensors; no pytrees or in_dims to check, so none of vmap's per-call argument work."""
+    size = rows[0].shape[0]
+    step = size if chunk_size is None else chunk_size
+    parts = []
+    for start in range(0, size, step):
+        stop = min(start + step, size)
+        lv = batching.push_level(stop - start, randomness)
+        try:
+            inputs = [wrap(batching.batch(r._data if stop - start == size
+                                          else r._data[start:stop], 0, lv)) for r in rows]
+            out = func(*inputs)
+        finally:
+            batching.pop_level(lv)
+        parts.append(tuple(_from_batched(t, lv, out_dim % (t.ndim + 1)) for t in out))
+    if len(parts) == 1:
+        return parts[0]
+    from chainrule.ops.shape import cat
+
+    return tuple(cat(list(ts), out_dim) for ts in zip(*parts))
+
+
 def _concat_chunks(results: list, out_dims, name: str):
     from chainrule.ops.shape import cat
 

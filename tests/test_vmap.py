@@ -365,6 +365,13 @@ def test_stack_module_state_matches_torch() -> None:
     lambda m, T: m.func.vmap(lambda a: float(a.sum()))(T),
     lambda m, T: m.func.vmap(lambda a: a if a.sum() > 0 else -a)(T),
     lambda m, T: m.func.vmap(lambda a: m.ones(2, dtype=m.float64).mul_(a))(T),
+    lambda m, T: m.func.vmap(lambda a: m.ones(2, dtype=m.float64).add_(a))(T),
+    lambda m, T: m.func.vmap(m.func.vmap(lambda a: m.ones(2, dtype=m.float64).add_(a)))(
+        T.expand(4, 3, 2)),
+    lambda m, T: m.func.vmap(lambda a: m.zeros(2, dtype=m.float64).copy_(a))(T),
+    lambda m, T: m.func.vmap(lambda a: a.tolist())(T),
+    lambda m, T: m.func.vmap(lambda a: a * 2 if a.sum() else a)(T),
+    lambda m, T: m.func.vmap(m.func.vmap(lambda a: a.item()))(T),
     lambda m, T: m.func.vmap(lambda a: a, randomness="x")(T),
     lambda m, T: m.func.vmap(lambda a: a, chunk_size=0)(T),
     lambda m, T: m.func.vmap(lambda a: a)(T[0, 0]),
@@ -905,3 +912,41 @@ def test_per_example_gamma_reparameterized_gradients() -> None:
     g, x = F.vmap(F.grad(f, has_aux=True), randomness="different")(c)
     assert len({row.tobytes() for row in x.numpy()}) == 4
     np.testing.assert_allclose(g.numpy(), gamma_grad(c.numpy(), x.numpy()), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("conv", [dict(stride=1, padding=1), dict(stride=2, padding=0)])
+def test_per_sample_gradients_through_the_folded_kernels_match_the_loop(dtype, conv) -> None:
+    """Convolution, relu, max pooling and cross-entropy on two images per example, weights
+    shared: the batched kernel table runs them on the batch folded into N (the plain arrays'
+    kernels); values and per-example gradients equal the loop over the examples."""
+    from chainrule.batching import BatchedArray, pop_level, push_level
+    from chainrule.kernels.dispatch import BATCHED, kernels_for
+
+    lv = push_level(2)
+    try:
+        assert kernels_for(BatchedArray(np.zeros((2, 3)), lv)) is BATCHED
+    finally:
+        pop_level(lv)
+    rng = np.random.default_rng(3)
+    fn = cr.nn.functional
+    w = cr.tensor(rng.normal(size=(4, 2, 3, 3)).astype(dtype))
+    b = cr.tensor(rng.normal(size=4).astype(dtype))
+    x = cr.tensor(rng.normal(size=(5, 2, 2, 8, 7)).astype(dtype))
+    t = cr.tensor(rng.integers(0, 6, (5, 2)))
+    oh, ow = fn.max_pool2d(fn.conv2d(x[0], w, b, **conv), 2, padding=1).shape[2:]
+    lin = cr.tensor(rng.normal(size=(4 * oh * ow, 6)).astype(dtype))
+
+    def loss(w, b, lin, x, t):
+        h = fn.max_pool2d(fn.relu(fn.conv2d(x, w, b, **conv)), 2, padding=1)
+        return fn.cross_entropy(h.flatten(1) @ lin, t)
+
+    argnums = (0, 1, 2)
+    got = F.vmap(F.grad_and_value(loss, argnums), in_dims=(None, None, None, 0, 0))(
+        w, b, lin, x, t)
+    want = [F.grad_and_value(loss, argnums)(w, b, lin, x[i], t[i]) for i in range(5)]
+    tol = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[1].numpy(), np.stack([v.numpy() for _, v in want]), **tol)
+    for k in range(3):
+        np.testing.assert_allclose(got[0][k].numpy(),
+                                   np.stack([g[k].numpy() for g, _ in want]), **tol)

@@ -3,7 +3,8 @@
 1. Count, for every node reachable from the roots, how many consumers will send it a gradient.
 2. Start from the roots; a node runs its backward once all its consumers have delivered
    (Kahn's algorithm), so no recursion and no sorting. Gradients arriving at a fork are added
-   out of place in a dict keyed by node and popped when the node runs.
+   in a dict keyed by node (into the buffer's own array once only the dict holds it:
+   ``autograd/accumulate.py``) and popped when the node runs.
 3. Broadcasting and dtype changes are undone here, once, for every op: each gradient is summed
    back to its input's shape and cast to its input's dtype.
 
@@ -23,6 +24,7 @@ from chainrule import devices
 from chainrule._state import current
 from chainrule.autograd.function import Function
 from chainrule.autograd import graph
+from chainrule.autograd.accumulate import add_into
 from chainrule.autograd.graph import nodes_in_order, parents
 from chainrule.ops import either
 from chainrule.tensor import TensorBase, post_hooked_leaves, wrap
@@ -318,7 +320,7 @@ def _add(buffers: dict, node, nr: int, g) -> None:
     n_out = len(node._outs)
     if n_out == 1:
         old = buffers.get(node)
-        buffers[node] = g if old is None else old + g
+        buffers[node] = g if old is None else add_into(old, g)
     else:
         slot = buffers.get(node)
         if slot is None:

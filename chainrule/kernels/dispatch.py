@@ -4,7 +4,9 @@ engine, since the hottest gates ask it on every call)."""
 from __future__ import annotations
 
 from chainrule import devices
+from chainrule.batching import BatchedArray
 from chainrule.devices import np
+from chainrule.kernels.batched import BatchedKernels
 from chainrule.kernels.cpu import CpuKernels
 from chainrule.kernels.reference import Kernels
 
@@ -28,4 +30,9 @@ def kernels_for(x):
 
             _cuda.append(CudaKernels())
         return _cuda[0]
+    if t is BatchedArray:
+        return BATCHED
     return REFERENCE
+
+
+BATCHED = BatchedKernels(kernels_for)  # inside cr.func.vmap: on the folded batch where it can
