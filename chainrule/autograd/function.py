@@ -300,6 +300,8 @@ def _record_op(ctx, args, values, outs, kwargs):
 def _one_output(shape, dtype):
     """``((shape, dtype),)``: the previous node's tuple where it is equal (ops repeat their
     shapes; every object a node keeps is one more for the garbage collector to visit)."""
+    if type(shape) is not tuple:  # a vmap's LevelShape: equal to a tuple, but with levels
+        return ((shape, dtype),)
     last = _last_outs[0]
     meta = last[0]
     if meta[1] is dtype and meta[0] == shape:
