@@ -829,9 +829,148 @@ fail:
     return NULL;
 }
 
+/* ---- convolution over the whole batch: columns in channel-major order ---------------------
+ * A convolution is one GEMM over the batch when the window columns are laid out (C, kh, kw, N,
+ * OH, OW), i.e. a (C·kh·kw) × (N·OH·OW) matrix:
+ *   im2col_cn: cols[c, i, j, n, oy, ox] = x[n, c, oy·sh - pt + i·dh, ox·sw - pl + j·dw] (0 in
+ *              the padding), each window row copied as one run;
+ *   col2im_cn: its adjoint, out[n, c] = Σ over taps (i, j) of cols[c, i, j, n] added back onto
+ *              the pixels under them (out is written whole, each plane while in cache).
+ * ``g.planes`` is N·C here, with ``chans`` = C.
+ */
+static inline void
+tap_range(const PoolGeom *g, Py_ssize_t j, Py_ssize_t *plo, Py_ssize_t *phi, Py_ssize_t *poff)
+{
+    Py_ssize_t off = j * g->dw - g->pl, lo, hi;
+    lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    hi = g->w - off <= 0 ? 0 : (g->w - off + g->sw - 1) / g->sw;
+    lo = lo < g->ow ? lo : g->ow;
+    hi = hi < g->ow ? hi : g->ow;
+    *plo = lo;
+    *phi = hi > lo ? hi : lo;
+    *poff = off;
+}
+
+#define DEFINE_IM2COL_CN(T, S)                                                             \
+    static CLONES void im2col_cn_##S(const T *restrict x, T *restrict cols,                \
+                                     const PoolGeom *gp, Py_ssize_t chans)                 \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        Py_ssize_t batch = g.planes / chans, area = g.oh * g.ow;                           \
+        for (Py_ssize_t p = 0; p < g.planes; p++) {                                        \
+            Py_ssize_t n = p / chans, c = p % chans;                                       \
+            for (Py_ssize_t i = 0; i < g.kh; i++)                                          \
+                for (Py_ssize_t j = 0; j < g.kw; j++) {                                    \
+                    Py_ssize_t lo, hi, off;                                                \
+                    tap_range(&g, j, &lo, &hi, &off);                                      \
+                    T *restrict d = cols + (((c * g.kh + i) * g.kw + j) * batch + n) * area; \
+                    for (Py_ssize_t oy = 0; oy < g.oh; oy++, d += g.ow) {                  \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h) {                                         \
+                            for (Py_ssize_t ox = 0; ox < g.ow; ox++)                       \
+                                d[ox] = 0;                                                 \
+                            continue;                                                      \
+                        }                                                                  \
+                        const T *src = x + (p * g.h + yy) * g.w + off;                     \
+                        for (Py_ssize_t ox = 0; ox < lo; ox++)                             \
+                            d[ox] = 0;                                                     \
+                        if (g.sw == 1)                                                     \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox];                                           \
+                        else                                                               \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox * g.sw];                                    \
+                        for (Py_ssize_t ox = hi; ox < g.ow; ox++)                          \
+                            d[ox] = 0;                                                     \
+                    }                                                                      \
+                }                                                                          \
+        }                                                                                  \
+    }                                                                                      \
+    static CLONES void col2im_cn_##S(const T *restrict cols, T *restrict out,              \
+                                     const PoolGeom *gp, Py_ssize_t chans)                 \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        Py_ssize_t batch = g.planes / chans, area = g.oh * g.ow;                           \
+        for (Py_ssize_t p = 0; p < g.planes; p++) {                                        \
+            Py_ssize_t n = p / chans, c = p % chans;                                       \
+            T *restrict plane = out + p * g.h * g.w;                                       \
+            for (Py_ssize_t k = 0; k < g.h * g.w; k++)                                     \
+                plane[k] = 0;                                                              \
+            for (Py_ssize_t i = 0; i < g.kh; i++)                                          \
+                for (Py_ssize_t j = 0; j < g.kw; j++) {                                    \
+                    Py_ssize_t lo, hi, off;                                                \
+                    tap_range(&g, j, &lo, &hi, &off);                                      \
+                    const T *restrict s =                                                  \
+                        cols + (((c * g.kh + i) * g.kw + j) * batch + n) * area;           \
+                    for (Py_ssize_t oy = 0; oy < g.oh; oy++, s += g.ow) {                  \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h)                                           \
+                            continue;                                                      \
+                        T *restrict d = plane + yy * g.w + off;                            \
+                        if (g.sw == 1)                                                     \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] += s[ox];                                            \
+                        else                                                               \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox * g.sw] += s[ox];                                     \
+                    }                                                                      \
+                }                                                                          \
+        }                                                                                  \
+    }
+DEFINE_IM2COL_CN(float, f)
+DEFINE_IM2COL_CN(double, d)
+
+/* im2col_cn(x, cols, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) and
+ * col2im_cn(cols, out, chans, planes, ...): x / out (N, C, H, W), cols (C, kh, kw, N, OH, OW) */
+static PyObject *
+conv_cn(PyObject *args, int adjoint)
+{
+    PyObject *ain, *aout;
+    Py_ssize_t chans;
+    PoolGeom g;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnnnn", &ain, &aout, &chans, POOL_FIELDS(g)))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pin, *pout;
+    Py_ssize_t lin, lout;
+    if (buf(&b, ain, 0, 0, &fmt, &pin, &lin) < 0 || buf(&b, aout, 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    Py_ssize_t lx = adjoint ? lout : lin, lc = adjoint ? lin : lout;
+    if (chans <= 0 || g.planes < 0 || g.planes % chans || g.h < 0 || g.w < 0 || g.kh <= 0
+        || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 || g.dh <= 0 || g.dw <= 0 || g.oh < 0 || g.ow < 0
+        || lx != g.planes * g.h * g.w || lc != g.planes * g.kh * g.kw * g.oh * g.ow) {
+        PyErr_SetString(PyExc_ValueError, adjoint ? "col2im_cn: sizes do not match the geometry"
+                                                  : "im2col_cn: sizes do not match the geometry");
+        goto fail;
+    }
+    if (adjoint)
+        RUN_TYPED_AND_RETURN(b, fmt, col2im_cn, pin, pout, &g, chans);
+    RUN_TYPED_AND_RETURN(b, fmt, im2col_cn, pin, pout, &g, chans);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+static PyObject *
+im2col_cn(PyObject *module, PyObject *args)
+{
+    return conv_cn(args, 0);
+}
+
+static PyObject *
+col2im_cn(PyObject *module, PyObject *args)
+{
+    return conv_cn(args, 1);
+}
+
 static PyMethodDef methods[] = {
     {"col2im_rows", (PyCFunction)col2im_rows, METH_VARARGS,
      "col2im_rows(out, src, starts, rows): out[r] = 0; out[r, starts[t]:+L] += src[r, t]"},
+    {"im2col_cn", (PyCFunction)im2col_cn, METH_VARARGS,
+     "im2col_cn(x, cols, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
+    {"col2im_cn", (PyCFunction)col2im_cn, METH_VARARGS,
+     "col2im_cn(cols, out, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"im2col", (PyCFunction)im2col, METH_VARARGS,
      "im2col(x, cols, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"max_pool2d_backward", (PyCFunction)max_pool2d_backward, METH_VARARGS,

@@ -15,7 +15,7 @@ from chainrule import devices
 from chainrule.devices import np
 from chainrule.kernels import mkl
 from chainrule.kernels.matmul import matmul as _matmul
-from chainrule.kernels.reference import Kernels
+from chainrule.kernels.reference import Kernels, conv2d_of_columns, conv2d_weight_of_columns
 
 __all__ = ["CpuKernels", "loops", "fits_loops"]
 
@@ -294,11 +294,33 @@ class CpuKernels(Kernels):
         return Kernels.im2col(x, geom)
 
     @staticmethod
+    def conv2d(x, w, geom, groups: int) -> tuple:
+        if groups == 1 and _one_gemm(x, w):  # the whole batch in one GEMM (see _columns_cn)
+            n, o = x.shape[0], w.shape[0]
+            cols = _columns_cn(x, geom)
+            y = _matmul(w.reshape(o, -1), cols)  # (O, N·OH·OW)
+            return _batch_first(y, n, (geom.oh, geom.ow)), cols
+        cols = CpuKernels.im2col(x, geom)
+        return conv2d_of_columns(cols, w, geom, groups), cols
+
+    @staticmethod
     def conv2d_columns(x, cols, geom):
         return cols
 
     @staticmethod
+    def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
+        if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
+            return _matmul(_channels_first(g), cols.T).reshape(w_shape)
+        return conv2d_weight_of_columns(g, cols, w_shape, geom, groups)
+
+    @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
+        if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
+            n, c, h, wd = x_shape
+            gcols = _matmul(w.reshape(w.shape[0], -1).T, _channels_first(g))
+            gx = np.empty(x_shape, g.dtype)
+            loops.col2im_cn(gcols, gx, c, *_pool_args(n * c, h, wd, geom))
+            return gx
         if geom.sh == 1 and geom.sw == 1:
             return _conv_input_grad_wide(g, w, x_shape, geom, groups)
         return Kernels.conv2d_input_grad(g, w, x_shape, geom, groups)
@@ -332,6 +354,35 @@ class CpuKernels(Kernels):
     @staticmethod
     def axpy(alpha: float, x, y) -> bool:
         return mkl.axpy(alpha, x, y)
+
+
+def _one_gemm(x, w) -> bool:
+    """True when a convolution of (N, C, H, W) ``x`` with ``w`` can run as one GEMM over the
+    batch: the C loops take x, and w is a NumPy array of x's dtype."""
+    return (x.ndim == 4 and fits_loops(x) and type(w) is np.ndarray and w.dtype == x.dtype
+            and x.size > 0)
+
+
+def _columns_cn(x, geom):
+    """im2col of (N, C, H, W) x as a (C·kh·kw) × (N·OH·OW) matrix: a convolution over the
+    whole batch is one GEMM with it (one BLAS call instead of one per image: on several threads
+    each call wakes BLAS's thread pool), and its rows are long."""
+    n, c, h, w = x.shape
+    cols = np.empty((c * geom.kh * geom.kw, n * geom.oh * geom.ow), x.dtype)
+    loops.im2col_cn(x, cols, c, *_pool_args(n * c, h, w, geom))
+    return cols
+
+
+def _channels_first(g):
+    """(N, O, ...) -> the contiguous (O, N·...) matrix."""
+    n, o = g.shape[0], g.shape[1]
+    return np.ascontiguousarray(np.swapaxes(g.reshape(n, o, -1), 0, 1)).reshape(o, -1)
+
+
+def _batch_first(y, n: int, spatial: tuple):
+    """(O, N·...) -> the contiguous (N, O, ...) array."""
+    o = y.shape[0]
+    return np.ascontiguousarray(np.swapaxes(y.reshape((o, n) + spatial), 0, 1))
 
 
 def _pool_args(planes: int, h: int, w: int, geom) -> tuple:
