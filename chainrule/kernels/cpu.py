@@ -250,6 +250,55 @@ class CpuKernels(Kernels):
         return xhat, rstd
 
     @staticmethod
+    def batch_norm_stats(x, axes: tuple, eps: float) -> tuple:
+        planes = _bn_planes(x, axes)
+        if planes is None:
+            return Kernels.batch_norm_stats(x, axes, eps)
+        n, c = planes
+        kept = (1, c) + (1,) * (x.ndim - 2)
+        xhat = np.empty_like(x)
+        mean, var, rstd = (np.empty(kept, x.dtype) for _ in range(3))
+        loops.batch_norm_stats(x, xhat, mean, var, rstd, eps, n, c)
+        return xhat, rstd, mean, var
+
+    @staticmethod
+    def channel_affine(xhat, w, b):
+        planes = _bn_planes(xhat, (0,) + tuple(range(2, xhat.ndim)))
+        if planes is None or not fits_loops(xhat, w, b):
+            return Kernels.channel_affine(xhat, w, b)
+        y = np.empty_like(xhat)
+        loops.channel_affine(xhat, w, b, y, *planes)
+        return y
+
+    @staticmethod
+    def batch_norm_backward(g, w, xhat, rstd, axes: tuple, needs) -> tuple:
+        planes = _bn_planes(g, axes)
+        if planes is None or not fits_loops(g, xhat, w, rstd):
+            return Kernels.batch_norm_backward(g, w, xhat, rstd, axes, needs)
+        c = planes[1]
+        gx = np.empty_like(g) if needs[0] else None
+        gw = np.empty(c, g.dtype) if needs[1] else None
+        gb = np.empty(c, g.dtype) if needs[2] else None
+        loops.batch_norm_backward(g, xhat, w, rstd, gx, gw, gb, *planes)
+        return gx, gw, gb
+
+    @staticmethod
+    def leaky_relu(x, slope: float):
+        if fits_loops(x):
+            y = np.empty_like(x)
+            loops.leaky_relu(x, y, slope)
+            return y
+        return Kernels.leaky_relu(x, slope)
+
+    @staticmethod
+    def leaky_relu_backward(g, x, slope: float):
+        if fits_loops(g, x) and g.shape == x.shape:
+            gx = np.empty_like(g)
+            loops.leaky_relu_backward(g, x, gx, slope)
+            return gx
+        return Kernels.leaky_relu_backward(g, x, slope)
+
+    @staticmethod
     def layer_norm_backward(g, x, w, xhat, rstd, axes: tuple, eps: float, needs) -> tuple:
         n = 1
         for a in axes:
@@ -354,6 +403,18 @@ class CpuKernels(Kernels):
     @staticmethod
     def axpy(alpha: float, x, y) -> bool:
         return mkl.axpy(alpha, x, y)
+
+
+def _bn_planes(x, axes: tuple):
+    """(N, C) when batch norm's C loops can take x over ``axes``: a C-contiguous float array
+    (N, C, *S) normalized over every dim but 1, with planes of S >= 8 elements (shorter
+    planes, e.g. BatchNorm1d's (N, C), are strided channels: NumPy's reductions do better)."""
+    if not fits_loops(x) or x.ndim < 3 or tuple(axes) != (0,) + tuple(range(2, x.ndim)):
+        return None
+    n, c = x.shape[0], x.shape[1]
+    if n * c == 0 or x.size // (n * c) < 8:
+        return None
+    return n, c
 
 
 def _one_gemm(x, w) -> bool:

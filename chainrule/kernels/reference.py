@@ -214,6 +214,56 @@ class Kernels:
         return layer_norm_stats(x, axes, eps)
 
     @staticmethod
+    def batch_norm_stats(x, axes: tuple, eps: float) -> tuple:
+        """(x̂, 1/σ, mean, biased variance) of array x per channel (dim 1) over ``axes``, the
+        last three with kept dims."""
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        var = (xc * xc).mean(axis=axes, keepdims=True)
+        rstd = 1 / np.sqrt(var + x.dtype.type(eps))
+        return xc * rstd, rstd, mean, var
+
+    @staticmethod
+    def channel_affine(xhat, w, b):
+        """y = x̂·w + b per channel (dim 1) of array x̂ (w, b: (C,) or None), a new array."""
+        cshape = (1, xhat.shape[1]) + (1,) * (xhat.ndim - 2)
+        y = xhat * w.reshape(cshape) if w is not None else xhat.copy()
+        if b is not None:
+            y += b.reshape(cshape)
+        return y
+
+    @staticmethod
+    def batch_norm_backward(g, w, xhat, rstd, axes: tuple, needs) -> tuple:
+        """(dx, dw, db) of batch norm: with ĝ = g·w, dx = (ĝ - mean ĝ - x̂·mean(ĝ·x̂))/σ,
+        dw = Σ g·x̂, db = Σ g (the means and sums over ``axes``)."""
+        need_x, need_w, need_b = needs
+        gx = gw = gb = None
+        if need_w:
+            gw = either.sum(g * xhat, axes)
+        if need_b:
+            gb = either.sum(g, axes)
+        if need_x:
+            n = 1
+            for a in axes:
+                n *= g.shape[a]
+            cshape = (1, g.shape[1]) + (1,) * (len(g.shape) - 2)
+            gh = g * either.reshape(w, cshape) if w is not None else g
+            m1 = either.sum(gh, axes, True) * (1.0 / n)
+            m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
+            gx = (gh - m1 - xhat * m2) * rstd
+        return gx, gw, gb
+
+    @staticmethod
+    def leaky_relu(x, slope: float):
+        """y = x if x > 0 else slope·x, for an array."""
+        return np.where(x > 0, x, x * slope)
+
+    @staticmethod
+    def leaky_relu_backward(g, x, slope: float):
+        """dx = g if x > 0 else slope·g."""
+        return either.where(x > 0, g, g * slope)
+
+    @staticmethod
     def layer_norm_backward(g, x, w, xhat, rstd, axes: tuple, eps: float, needs) -> tuple:
         """(dx, dw, db) of layer norm; x̂ and 1/σ recomputed from x (differentiable in x)."""
         xhat, rstd = layer_norm_stats(x, axes, eps)
