@@ -347,6 +347,10 @@ class CpuKernels(Kernels):
         if groups == 1 and _one_gemm(x, w):  # the whole batch in one GEMM (see _columns_cn)
             n, o = x.shape[0], w.shape[0]
             cols = _columns_cn(x, geom)
+            if o <= _FEW_ROWS:  # yᵀ = colsᵀ·Wᵀ: OpenBLAS is faster with the long side as rows
+                yt = _matmul(cols.T, w.reshape(o, -1).T)  # (N·OH·OW, O)
+                y = np.swapaxes(yt.reshape(n, geom.oh * geom.ow, o), 1, 2)
+                return np.ascontiguousarray(y).reshape(n, o, geom.oh, geom.ow), cols
             y = _matmul(w.reshape(o, -1), cols)  # (O, N·OH·OW)
             return _batch_first(y, n, (geom.oh, geom.ow)), cols
         cols = CpuKernels.im2col(x, geom)
@@ -359,7 +363,9 @@ class CpuKernels(Kernels):
     @staticmethod
     def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
         if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
-            return _matmul(_channels_first(g), cols.T).reshape(w_shape)
+            # computed as dWᵀ = cols · dyᵀ (the long N·OH·OW side inner to both: OpenBLAS's
+            # faster order for these shapes), then transposed (a small copy)
+            return np.ascontiguousarray(_matmul(cols, _channels_first(g).T).T).reshape(w_shape)
         return conv2d_weight_of_columns(g, cols, w_shape, geom, groups)
 
     @staticmethod
@@ -422,6 +428,12 @@ def _one_gemm(x, w) -> bool:
     batch: the C loops take x, and w is a NumPy array of x's dtype."""
     return (x.ndim == 4 and fits_loops(x) and type(w) is np.ndarray and w.dtype == x.dtype
             and x.size > 0)
+
+
+# Output channels up to which conv2d computes yᵀ = colsᵀ·Wᵀ instead of y = W·cols (OpenBLAS
+# runs a GEMM with few rows and a long inner side slowly: 16 × 48 × 16384 takes 1.6× as long as
+# its transpose, on one Zen 4 core; from 32 rows the two orders are even).
+_FEW_ROWS = 16
 
 
 def _columns_cn(x, geom):
