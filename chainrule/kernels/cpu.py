@@ -344,6 +344,8 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d(x, w, geom, groups: int) -> tuple:
+        if groups == 1 and _one_gemm(x, w) and _chunk(x, w.shape[0], geom) is not None:
+            return _conv2d_chunked(x, w, geom), None  # dW recomputes the columns chunk by chunk
         if groups == 1 and _one_gemm(x, w):  # the whole batch in one GEMM (see _columns_cn)
             n, o = x.shape[0], w.shape[0]
             cols = _columns_cn(x, geom)
@@ -362,6 +364,8 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
+        if cols is None:  # conv2d went chunk by chunk
+            return _conv2d_weight_grad_chunked(g, x, w_shape, geom)
         if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
             # computed as dWᵀ = cols · dyᵀ (the long N·OH·OW side inner to both: OpenBLAS's
             # faster order for these shapes), then transposed (a small copy)
@@ -372,6 +376,8 @@ class CpuKernels(Kernels):
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
         if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
             n, c, h, wd = x_shape
+            if _chunk(g, c, geom, x_shape[1] * geom.kh * geom.kw) is not None:
+                return _conv2d_input_grad_chunked(g, w, x_shape, geom)
             gcols = _matmul(w.reshape(w.shape[0], -1).T, _channels_first(g))
             gx = np.empty(x_shape, g.dtype)
             loops.col2im_cn(gcols, gx, c, *_pool_args(n * c, h, wd, geom))
@@ -444,6 +450,69 @@ def _columns_cn(x, geom):
     cols = np.empty((c * geom.kh * geom.kw, n * geom.oh * geom.ow), x.dtype)
     loops.im2col_cn(x, cols, c, *_pool_args(n * c, h, w, geom))
     return cols
+
+
+# Convolutions whose columns would exceed _WHOLE_BATCH_BYTES go through the batch in chunks of
+# about _CHUNK_BYTES of columns (about L2's size): each chunk's columns are written and read by
+# the GEMM (or col2im) while in cache, and not kept (dW recomputes them). Smaller ones keep
+# their columns for dW (the MNIST example's 42 MB conv2 columns are chunked, DCGAN's <= 4 MB
+# are not).
+_WHOLE_BATCH_BYTES = 16 << 20
+_CHUNK_BYTES = 1 << 20
+
+
+def _chunk(x, o: int, geom, k: int | None = None):
+    """Images per chunk for a conv2d of (N, C, H, W) ``x`` (``k``: rows of its columns,
+    C·kh·kw by default), or None when the whole batch's columns are small enough to keep."""
+    n = x.shape[0]
+    if k is None:
+        k = x.shape[1] * geom.kh * geom.kw
+    per_image = k * geom.oh * geom.ow * x.itemsize
+    if per_image * n <= _WHOLE_BATCH_BYTES:
+        return None
+    return max(1, min(n, _CHUNK_BYTES // max(per_image, 1)))
+
+
+def _conv2d_chunked(x, w, geom):
+    n, o = x.shape[0], w.shape[0]
+    step = _chunk(x, o, geom)
+    wm = w.reshape(o, -1)
+    y = np.empty((n, o, geom.oh, geom.ow), x.dtype)
+    for n0 in range(0, n, step):
+        cols = _columns_cn(x[n0:n0 + step], geom)
+        part = y[n0:n0 + step]
+        if part.shape[0] == 1:
+            _matmul(wm, cols, out=part.reshape(o, -1))
+        else:
+            part[...] = _batch_first(_matmul(wm, cols), part.shape[0], (geom.oh, geom.ow))
+    return y
+
+
+def _conv2d_weight_grad_chunked(g, x, w_shape: tuple, geom):
+    o = g.shape[1]
+    step = _chunk(x, o, geom)
+    dwt = None  # dWᵀ = Σ cols · dyᵀ over the chunks
+    for n0 in range(0, x.shape[0], step):
+        cols = _columns_cn(x[n0:n0 + step], geom)
+        part = _matmul(cols, _channels_first(g[n0:n0 + step]).T)
+        if dwt is None:
+            dwt = part
+        else:
+            dwt += part
+    return np.ascontiguousarray(dwt.T).reshape(w_shape)
+
+
+def _conv2d_input_grad_chunked(g, w, x_shape: tuple, geom):
+    n, c, h, wd = x_shape
+    o = g.shape[1]
+    step = _chunk(g, c, geom, c * geom.kh * geom.kw)
+    wt = w.reshape(o, -1).T
+    gx = np.empty(x_shape, g.dtype)
+    for n0 in range(0, n, step):
+        gc = g[n0:n0 + step]
+        gcols = _matmul(wt, gc.reshape(o, -1) if gc.shape[0] == 1 else _channels_first(gc))
+        loops.col2im_cn(gcols, gx[n0:n0 + step], c, *_pool_args(gc.shape[0] * c, h, wd, geom))
+    return gx
 
 
 def _channels_first(g):
