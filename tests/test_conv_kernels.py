@@ -180,3 +180,26 @@ def test_loops_reject_mismatched_sizes():
                                   np.empty(2, np.float32), None, 2, 3)
     with pytest.raises(TypeError, match="leaky_relu"):
         loops.leaky_relu(x, np.empty_like(x))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=(2, 3), stride=1, dilation=(2, 1)),
+                                dict(kernel_size=3, stride=2, ceil_mode=True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_forward_loop_equals_the_reference_and_torch(kw, dtype):
+    from chainrule.kernels import CPU, REFERENCE
+    from chainrule.ops.conv import _pool_geom
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    x[0, 0, 1, 1] = x[1, 2, 4, 4] = np.nan
+    x[0, 1, :2, :2] = 1.0  # ties: the first maximum
+    ks = kw["kernel_size"]
+    geom = _pool_geom(x.shape, ks, kw.get("stride"), kw.get("padding", 0),
+                      kw.get("dilation", 1), kw.get("ceil_mode", False), "max_pool2d")
+    y, idx = CPU.max_pool2d(x, geom)
+    ry, ridx = REFERENCE.max_pool2d(x, geom)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    ty = torch.nn.functional.max_pool2d(torch.tensor(x), **kw)
+    np.testing.assert_array_equal(y, ty.numpy())
