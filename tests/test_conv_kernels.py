@@ -80,6 +80,11 @@ def test_conv_gradchecks_float64(route, monkeypatch):
         lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))
     assert cr.autograd.gradcheck(
         lambda a, b: cr.nn.functional.conv_transpose2d(a, b, stride=2, padding=1), (x, wt))
+    # second order: the backward rules run on Tensors (the reference kernels)
+    assert cr.autograd.gradgradcheck(
+        lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))
+    assert cr.autograd.gradgradcheck(
+        lambda a, b: cr.nn.functional.conv_transpose2d(a, b, stride=2, padding=1), (x, wt))
 
 
 @pytest.mark.parametrize("shape", [(6, 3, 5, 4), (4, 5, 9), (8, 3), (2, 3, 2, 2), (3, 2, 4, 4, 3)])
