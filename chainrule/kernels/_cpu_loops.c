@@ -934,6 +934,9 @@ tap_range(const PoolGeom *g, Py_ssize_t j, Py_ssize_t *plo, Py_ssize_t *phi, Py_
                         if (g.sw == 1)                                                     \
                             for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
                                 d[ox] = src[ox];                                           \
+                        else if (g.sw == 2) /* a constant stride: shuffles, not gathers */ \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[2 * ox];                                       \
                         else                                                               \
                             for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
                                 d[ox] = src[ox * g.sw];                                    \
@@ -967,6 +970,9 @@ tap_range(const PoolGeom *g, Py_ssize_t j, Py_ssize_t *plo, Py_ssize_t *phi, Py_
                         if (g.sw == 1)                                                     \
                             for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
                                 d[ox] += s[ox];                                            \
+                        else if (g.sw == 2)                                                \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[2 * ox] += s[ox];                                        \
                         else                                                               \
                             for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
                                 d[ox * g.sw] += s[ox];                                     \
