@@ -191,7 +191,7 @@ def test_loops_reject_mismatched_sizes():
                                 dict(kernel_size=(2, 3), stride=1, dilation=(2, 1)),
                                 dict(kernel_size=3, stride=2, ceil_mode=True)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_max_pool2d_forward_loop_equals_the_reference_and_torch(kw, dtype):
+def test_max_pool2d_forward_equals_the_reference_and_torch(kw, dtype):
     from chainrule.kernels import CPU, REFERENCE
     from chainrule.ops.conv import _pool_geom
 

@@ -724,41 +724,20 @@ typedef struct {
 DEFINE_MAX_POOL(float, f)
 DEFINE_MAX_POOL(double, d)
 
-/* max_pool2d forward: y = the maximum of each window (padding: -inf), idx = the offset i·kw + j
- * of its first maximum; a NaN makes y NaN and freezes idx (np.maximum and ``>``, as the
- * reference's running maximum) */
-#define DEFINE_MAX_POOL_FWD(T, S)                                                          \
-    static CLONES void max_pool_fwd_##S(const T *restrict x, T *restrict y,                \
-                                        uint8_t *restrict idx, const PoolGeom *gp)         \
-    {                                                                                      \
-        const PoolGeom g = *gp;                                                            \
-        for (Py_ssize_t p = 0; p < g.planes; p++) {                                        \
-            const T *xp = x + p * g.h * g.w;                                               \
-            for (Py_ssize_t oy = 0; oy < g.oh; oy++)                                       \
-                for (Py_ssize_t ox = 0; ox < g.ow; ox++) {                                 \
-                    T m = 0;                                                               \
-                    int best = 0;                                                          \
-                    for (Py_ssize_t t = 0; t < g.kh * g.kw; t++) {                         \
-                        Py_ssize_t yy = oy * g.sh - g.pt + (t / g.kw) * g.dh;              \
-                        Py_ssize_t xx = ox * g.sw - g.pl + (t % g.kw) * g.dw;              \
-                        T v = (yy >= 0 && yy < g.h && xx >= 0 && xx < g.w)                 \
-                                  ? xp[yy * g.w + xx]                                      \
-                                  : -(T)INFINITY;                                          \
-                        if (t == 0 || v > m) {                                             \
-                            m = v;                                                         \
-                            best = (int)t;                                                 \
-                        } else if (v != v && m == m) {                                     \
-                            m = v;                                                         \
-                        }                                                                  \
-                    }                                                                      \
-                    Py_ssize_t o = (p * g.oh + oy) * g.ow + ox;                            \
-                    y[o] = m;                                                              \
-                    idx[o] = (uint8_t)best;                                                \
-                }                                                                          \
-        }                                                                                  \
-    }
-DEFINE_MAX_POOL_FWD(float, f)
-DEFINE_MAX_POOL_FWD(double, d)
+/* the output columns [lo, hi) whose tap j falls inside the image's width, and the tap's
+ * column offset */
+static inline void
+tap_range(const PoolGeom *g, Py_ssize_t j, Py_ssize_t *plo, Py_ssize_t *phi, Py_ssize_t *poff)
+{
+    Py_ssize_t off = j * g->dw - g->pl, lo, hi;
+    lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    hi = g->w - off <= 0 ? 0 : (g->w - off + g->sw - 1) / g->sw;
+    lo = lo < g->ow ? lo : g->ow;
+    hi = hi < g->ow ? hi : g->ow;
+    *plo = lo;
+    *phi = hi > lo ? hi : lo;
+    *poff = off;
+}
 
 /* im2col: cols[p, i, j, oy, ox] = x[p, oy·sh - pt + i·dh, ox·sw - pl + j·dw] (0 in the padding),
  * each window row copied as one run (contiguous when sw = 1) */
@@ -844,27 +823,6 @@ fail:
     return NULL;
 }
 
-/* max_pool2d_forward(x, idx, y, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) */
-static PyObject *
-max_pool2d_forward(PyObject *module, PyObject *args)
-{
-    PyObject *ax, *ai, *ay;
-    PoolGeom g;
-    if (!PyArg_ParseTuple(args, POOL_ARGS, &ax, &ai, &ay, POOL_FIELDS(g)))
-        return NULL;
-    Bufs b = {.n = 0};
-    char fmt = 0;
-    void *px, *py, *pi;
-    Py_ssize_t lx, ly, li;
-    if (buf(&b, ax, 0, 0, &fmt, &px, &lx) < 0 || int_buf(&b, ai, 1, 1, &pi, &li) < 0
-        || buf(&b, ay, 1, 0, &fmt, &py, &ly) < 0 || !pool_geom_ok(&g, lx, ly, li))
-        goto fail;
-    RUN_TYPED_AND_RETURN(b, fmt, max_pool_fwd, px, py, pi, &g);
-fail:
-    bufs_release(&b);
-    return NULL;
-}
-
 /* max_pool2d_backward(gy, idx, gx, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) */
 static PyObject *
 max_pool2d_backward(PyObject *module, PyObject *args)
@@ -895,18 +853,6 @@ fail:
  *              the pixels under them (out is written whole, each plane while in cache).
  * ``g.planes`` is N·C here, with ``chans`` = C.
  */
-static inline void
-tap_range(const PoolGeom *g, Py_ssize_t j, Py_ssize_t *plo, Py_ssize_t *phi, Py_ssize_t *poff)
-{
-    Py_ssize_t off = j * g->dw - g->pl, lo, hi;
-    lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
-    hi = g->w - off <= 0 ? 0 : (g->w - off + g->sw - 1) / g->sw;
-    lo = lo < g->ow ? lo : g->ow;
-    hi = hi < g->ow ? hi : g->ow;
-    *plo = lo;
-    *phi = hi > lo ? hi : lo;
-    *poff = off;
-}
 
 #define DEFINE_IM2COL_CN(T, S)                                                             \
     static CLONES void im2col_cn_##S(const T *restrict x, T *restrict cols,                \
@@ -1280,8 +1226,6 @@ static PyMethodDef methods[] = {
      "col2im_cn(cols, out, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"im2col", (PyCFunction)im2col, METH_VARARGS,
      "im2col(x, cols, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
-    {"max_pool2d_forward", (PyCFunction)max_pool2d_forward, METH_VARARGS,
-     "max_pool2d_forward(x, idx, y, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"max_pool2d_backward", (PyCFunction)max_pool2d_backward, METH_VARARGS,
      "max_pool2d_backward(gy, idx, gx, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"add_rows", (PyCFunction)(void (*)(void))add_rows, METH_FASTCALL,

@@ -387,16 +387,6 @@ class CpuKernels(Kernels):
         return Kernels.conv2d_input_grad(g, w, x_shape, geom, groups)
 
     @staticmethod
-    def max_pool2d(x, geom) -> tuple:
-        if x.ndim == 4 and geom.kh * geom.kw < 256 and fits_loops(x):  # one pass per plane
-            n, c, h, w = x.shape
-            y = np.empty((n, c, geom.oh, geom.ow), x.dtype)
-            idx = np.empty(y.shape, np.uint8)
-            loops.max_pool2d_forward(x, idx, y, *_pool_args(n * c, h, w, geom))
-            return y, idx
-        return Kernels.max_pool2d(x, geom)
-
-    @staticmethod
     def max_pool2d_backward(g, idx, x_shape: tuple, geom):
         if (type(g) is np.ndarray and len(x_shape) == 4 and idx.dtype == np.uint8
                 and g.dtype in _LOOP_DTYPES):
