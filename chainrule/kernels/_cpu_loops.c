@@ -724,6 +724,21 @@ typedef struct {
 DEFINE_MAX_POOL(float, f)
 DEFINE_MAX_POOL(double, d)
 
+/* the output columns [lo, hi) whose tap j falls inside the image's width, and the tap's
+ * column offset */
+static inline void
+tap_range(const PoolGeom *g, Py_ssize_t j, Py_ssize_t *plo, Py_ssize_t *phi, Py_ssize_t *poff)
+{
+    Py_ssize_t off = j * g->dw - g->pl, lo, hi;
+    lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    hi = g->w - off <= 0 ? 0 : (g->w - off + g->sw - 1) / g->sw;
+    lo = lo < g->ow ? lo : g->ow;
+    hi = hi < g->ow ? hi : g->ow;
+    *plo = lo;
+    *phi = hi > lo ? hi : lo;
+    *poff = off;
+}
+
 /* im2col: cols[p, i, j, oy, ox] = x[p, oy·sh - pt + i·dh, ox·sw - pl + j·dw] (0 in the padding),
  * each window row copied as one run (contiguous when sw = 1) */
 #define DEFINE_IM2COL(T, S)                                                                \
@@ -829,9 +844,386 @@ fail:
     return NULL;
 }
 
+/* ---- convolution over the whole batch: columns in channel-major order ---------------------
+ * A convolution is one GEMM over the batch when the window columns are laid out (C, kh, kw, N,
+ * OH, OW), i.e. a (C·kh·kw) × (N·OH·OW) matrix:
+ *   im2col_cn: cols[c, i, j, n, oy, ox] = x[n, c, oy·sh - pt + i·dh, ox·sw - pl + j·dw] (0 in
+ *              the padding), each window row copied as one run;
+ *   col2im_cn: its adjoint, out[n, c] = Σ over taps (i, j) of cols[c, i, j, n] added back onto
+ *              the pixels under them (out is written whole, each plane while in cache).
+ * ``g.planes`` is N·C here, with ``chans`` = C.
+ */
+
+#define DEFINE_IM2COL_CN(T, S)                                                             \
+    static CLONES void im2col_cn_##S(const T *restrict x, T *restrict cols,                \
+                                     const PoolGeom *gp, Py_ssize_t chans)                 \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        Py_ssize_t batch = g.planes / chans, area = g.oh * g.ow;                           \
+        for (Py_ssize_t p = 0; p < g.planes; p++) {                                        \
+            Py_ssize_t n = p / chans, c = p % chans;                                       \
+            for (Py_ssize_t i = 0; i < g.kh; i++)                                          \
+                for (Py_ssize_t j = 0; j < g.kw; j++) {                                    \
+                    Py_ssize_t lo, hi, off;                                                \
+                    tap_range(&g, j, &lo, &hi, &off);                                      \
+                    T *restrict d = cols + (((c * g.kh + i) * g.kw + j) * batch + n) * area; \
+                    for (Py_ssize_t oy = 0; oy < g.oh; oy++, d += g.ow) {                  \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h) {                                         \
+                            for (Py_ssize_t ox = 0; ox < g.ow; ox++)                       \
+                                d[ox] = 0;                                                 \
+                            continue;                                                      \
+                        }                                                                  \
+                        const T *src = x + (p * g.h + yy) * g.w + off;                     \
+                        for (Py_ssize_t ox = 0; ox < lo; ox++)                             \
+                            d[ox] = 0;                                                     \
+                        if (g.sw == 1)                                                     \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox];                                           \
+                        else if (g.sw == 2) /* a constant stride: shuffles, not gathers */ \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[2 * ox];                                       \
+                        else                                                               \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] = src[ox * g.sw];                                    \
+                        for (Py_ssize_t ox = hi; ox < g.ow; ox++)                          \
+                            d[ox] = 0;                                                     \
+                    }                                                                      \
+                }                                                                          \
+        }                                                                                  \
+    }                                                                                      \
+    static CLONES void col2im_cn_##S(const T *restrict cols, T *restrict out,              \
+                                     const PoolGeom *gp, Py_ssize_t chans)                 \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        Py_ssize_t batch = g.planes / chans, area = g.oh * g.ow;                           \
+        for (Py_ssize_t p = 0; p < g.planes; p++) {                                        \
+            Py_ssize_t n = p / chans, c = p % chans;                                       \
+            T *restrict plane = out + p * g.h * g.w;                                       \
+            for (Py_ssize_t k = 0; k < g.h * g.w; k++)                                     \
+                plane[k] = 0;                                                              \
+            for (Py_ssize_t i = 0; i < g.kh; i++)                                          \
+                for (Py_ssize_t j = 0; j < g.kw; j++) {                                    \
+                    Py_ssize_t lo, hi, off;                                                \
+                    tap_range(&g, j, &lo, &hi, &off);                                      \
+                    const T *restrict s =                                                  \
+                        cols + (((c * g.kh + i) * g.kw + j) * batch + n) * area;           \
+                    for (Py_ssize_t oy = 0; oy < g.oh; oy++, s += g.ow) {                  \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h)                                           \
+                            continue;                                                      \
+                        T *restrict d = plane + yy * g.w + off;                            \
+                        if (g.sw == 1)                                                     \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox] += s[ox];                                            \
+                        else if (g.sw == 2)                                                \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[2 * ox] += s[ox];                                        \
+                        else                                                               \
+                            for (Py_ssize_t ox = lo; ox < hi; ox++)                        \
+                                d[ox * g.sw] += s[ox];                                     \
+                    }                                                                      \
+                }                                                                          \
+        }                                                                                  \
+    }
+DEFINE_IM2COL_CN(float, f)
+DEFINE_IM2COL_CN(double, d)
+
+/* im2col_cn(x, cols, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) and
+ * col2im_cn(cols, out, chans, planes, ...): x / out (N, C, H, W), cols (C, kh, kw, N, OH, OW) */
+static PyObject *
+conv_cn(PyObject *args, int adjoint)
+{
+    PyObject *ain, *aout;
+    Py_ssize_t chans;
+    PoolGeom g;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnnnn", &ain, &aout, &chans, POOL_FIELDS(g)))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pin, *pout;
+    Py_ssize_t lin, lout;
+    if (buf(&b, ain, 0, 0, &fmt, &pin, &lin) < 0 || buf(&b, aout, 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    Py_ssize_t lx = adjoint ? lout : lin, lc = adjoint ? lin : lout;
+    if (chans <= 0 || g.planes < 0 || g.planes % chans || g.h < 0 || g.w < 0 || g.kh <= 0
+        || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 || g.dh <= 0 || g.dw <= 0 || g.oh < 0 || g.ow < 0
+        || lx != g.planes * g.h * g.w || lc != g.planes * g.kh * g.kw * g.oh * g.ow) {
+        PyErr_SetString(PyExc_ValueError, adjoint ? "col2im_cn: sizes do not match the geometry"
+                                                  : "im2col_cn: sizes do not match the geometry");
+        goto fail;
+    }
+    if (adjoint)
+        RUN_TYPED_AND_RETURN(b, fmt, col2im_cn, pin, pout, &g, chans);
+    RUN_TYPED_AND_RETURN(b, fmt, im2col_cn, pin, pout, &g, chans);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+static PyObject *
+im2col_cn(PyObject *module, PyObject *args)
+{
+    return conv_cn(args, 0);
+}
+
+static PyObject *
+col2im_cn(PyObject *module, PyObject *args)
+{
+    return conv_cn(args, 1);
+}
+
+/* ---- batch norm over (N, C, S) and leaky ReLU ---------------------------------------------
+ * batch_norm_stats: per channel c over its N planes of S elements, in double,
+ *     mean = Σx / (N·S),  var = Σ(x - mean)² / (N·S),  rstd = 1/√(var + eps),
+ *     xhat = (x - mean)·rstd;  mean and var (biased) are returned per channel for the running
+ *     statistics;
+ * channel_affine: y = xhat·w[c] + b[c] (w, b may be None);
+ * batch_norm_backward: with Σg and Σg·x̂ per channel (double), gw = Σg·x̂, gb = Σg,
+ *     gx = w·rstd·(g - Σg/(N·S) - x̂·Σg·x̂/(N·S))  (w None: 1; gx None: not wanted);
+ * leaky_relu: y = x > 0 ? x : x·slope;  leaky_relu_backward: gx = x > 0 ? g : g·slope.
+ */
+#define DEFINE_BATCH_NORM(T, S)                                                            \
+    static CLONES void bn_stats_##S(const T *restrict x, T *restrict xh, T *restrict mean, \
+                                    T *restrict var, T *restrict rstd, double eps,         \
+                                    Py_ssize_t n, Py_ssize_t c, Py_ssize_t sp)             \
+    {                                                                                      \
+        double count = (double)n * sp;                                                     \
+        for (Py_ssize_t ch = 0; ch < c; ch++) {                                            \
+            double s = 0, q = 0;                                                           \
+            for (Py_ssize_t i = 0; i < n; i++)                                             \
+                s += sum_##S(x + (i * c + ch) * sp, sp);                                   \
+            double m = s / count;                                                          \
+            for (Py_ssize_t i = 0; i < n; i++) {                                           \
+                const T *restrict a = x + (i * c + ch) * sp;                               \
+                double acc[8] = {0};                                                       \
+                Py_ssize_t j = 0;                                                          \
+                for (; j + 8 <= sp; j += 8)                                                \
+                    for (int k = 0; k < 8; k++) {                                          \
+                        double d = (double)a[j + k] - m;                                   \
+                        acc[k] += d * d;                                                   \
+                    }                                                                      \
+                for (; j < sp; j++)                                                        \
+                    acc[0] += ((double)a[j] - m) * ((double)a[j] - m);                     \
+                q += ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                             \
+                     ((acc[4] + acc[5]) + (acc[6] + acc[7]));                              \
+            }                                                                              \
+            double v = q / count;                                                          \
+            T r = (T)(1.0 / sqrt(v + eps)), mt = (T)m;                                     \
+            mean[ch] = mt;                                                                 \
+            var[ch] = (T)v;                                                                \
+            rstd[ch] = r;                                                                  \
+            for (Py_ssize_t i = 0; i < n; i++) {                                           \
+                const T *restrict a = x + (i * c + ch) * sp;                               \
+                T *restrict o = xh + (i * c + ch) * sp;                                    \
+                for (Py_ssize_t j = 0; j < sp; j++)                                        \
+                    o[j] = (a[j] - mt) * r;                                                \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    static CLONES void channel_affine_##S(const T *restrict xh, const T *restrict w,       \
+                                          const T *restrict b, T *restrict y, Py_ssize_t n, \
+                                          Py_ssize_t c, Py_ssize_t sp)                     \
+    {                                                                                      \
+        for (Py_ssize_t p = 0; p < n * c; p++) {                                           \
+            T wc = w ? w[p % c] : (T)1, bc = b ? b[p % c] : (T)0;                          \
+            const T *restrict a = xh + p * sp;                                             \
+            T *restrict o = y + p * sp;                                                    \
+            if (w)                                                                         \
+                for (Py_ssize_t j = 0; j < sp; j++)                                        \
+                    o[j] = a[j] * wc + bc;                                                 \
+            else                                                                           \
+                for (Py_ssize_t j = 0; j < sp; j++)                                        \
+                    o[j] = a[j] + bc;                                                      \
+        }                                                                                  \
+    }                                                                                      \
+    static CLONES void bn_backward_##S(const T *restrict g, const T *restrict xh,          \
+                                       const T *restrict w, const T *restrict rstd,        \
+                                       T *restrict gx, T *restrict gw, T *restrict gb,     \
+                                       Py_ssize_t n, Py_ssize_t c, Py_ssize_t sp)          \
+    {                                                                                      \
+        double count = (double)n * sp;                                                     \
+        for (Py_ssize_t ch = 0; ch < c; ch++) {                                            \
+            double sg = 0, sgx = 0;                                                        \
+            for (Py_ssize_t i = 0; i < n; i++) {                                           \
+                Py_ssize_t off = (i * c + ch) * sp;                                        \
+                sg += sum_##S(g + off, sp);                                                \
+                sgx += dot_##S(g + off, xh + off, sp);                                     \
+            }                                                                              \
+            if (gw)                                                                        \
+                gw[ch] = (T)sgx;                                                           \
+            if (gb)                                                                        \
+                gb[ch] = (T)sg;                                                            \
+            if (!gx)                                                                       \
+                continue;                                                                  \
+            T scale = (T)((w ? (double)w[ch] : 1.0) * rstd[ch]);                           \
+            T m1 = (T)(sg / count), m2 = (T)(sgx / count);                                 \
+            for (Py_ssize_t i = 0; i < n; i++) {                                           \
+                Py_ssize_t off = (i * c + ch) * sp;                                        \
+                const T *restrict a = g + off, *restrict h = xh + off;                     \
+                T *restrict o = gx + off;                                                  \
+                for (Py_ssize_t j = 0; j < sp; j++)                                        \
+                    o[j] = (a[j] - m1 - h[j] * m2) * scale;                                \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    static CLONES void leaky_fwd_##S(const T *restrict x, T *restrict y, T slope,          \
+                                     Py_ssize_t n)                                         \
+    {                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++)                                                 \
+            y[i] = x[i] > 0 ? x[i] : x[i] * slope;                                         \
+    }                                                                                      \
+    static CLONES void leaky_bwd_##S(const T *restrict g, const T *restrict x,             \
+                                     T *restrict o, T slope, Py_ssize_t n)                 \
+    {                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++)                                                 \
+            o[i] = x[i] > 0 ? g[i] : g[i] * slope;                                         \
+    }
+DEFINE_BATCH_NORM(float, f)
+DEFINE_BATCH_NORM(double, d)
+
+/* batch_norm_stats(x, xhat, mean, var, rstd, eps, n, c):  x, xhat (n, c, S); the others (c,) */
+static PyObject *
+batch_norm_stats(PyObject *module, PyObject *args)
+{
+    PyObject *ax, *axh, *am, *av, *ar;
+    double eps;
+    Py_ssize_t n, c;
+    if (!PyArg_ParseTuple(args, "OOOOOdnn", &ax, &axh, &am, &av, &ar, &eps, &n, &c))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pxh, *pm, *pv, *pr;
+    Py_ssize_t lx, lxh, lm, lv, lr;
+    if (buf(&b, ax, 0, 0, &fmt, &px, &lx) < 0 || buf(&b, axh, 1, 0, &fmt, &pxh, &lxh) < 0
+        || buf(&b, am, 1, 0, &fmt, &pm, &lm) < 0 || buf(&b, av, 1, 0, &fmt, &pv, &lv) < 0
+        || buf(&b, ar, 1, 0, &fmt, &pr, &lr) < 0)
+        goto fail;
+    if (n <= 0 || c <= 0 || lx % (n * c) || lxh != lx || lm != c || lv != c || lr != c) {
+        PyErr_SetString(PyExc_ValueError, "batch_norm_stats: sizes do not match");
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, bn_stats, px, pxh, pm, pv, pr, eps, n, c, lx / (n * c));
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* channel_affine(xhat, w, b, y, n, c): w, b (c,) or None */
+static PyObject *
+channel_affine(PyObject *module, PyObject *args)
+{
+    PyObject *axh, *aw, *ab, *ay;
+    Py_ssize_t n, c;
+    if (!PyArg_ParseTuple(args, "OOOOnn", &axh, &aw, &ab, &ay, &n, &c))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pxh, *pw, *pb, *py;
+    Py_ssize_t lxh, lw = 0, lb = 0, ly;
+    if (buf(&b, axh, 0, 0, &fmt, &pxh, &lxh) < 0 || buf(&b, aw, 0, 1, &fmt, &pw, &lw) < 0
+        || buf(&b, ab, 0, 1, &fmt, &pb, &lb) < 0 || buf(&b, ay, 1, 0, &fmt, &py, &ly) < 0)
+        goto fail;
+    if (n <= 0 || c <= 0 || lxh % (n * c) || ly != lxh || (pw && lw != c) || (pb && lb != c)) {
+        PyErr_SetString(PyExc_ValueError, "channel_affine: sizes do not match");
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, channel_affine, pxh, pw, pb, py, n, c, lxh / (n * c));
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* batch_norm_backward(g, xhat, w, rstd, gx, gw, gb, n, c): w, gx, gw, gb may be None */
+static PyObject *
+batch_norm_backward(PyObject *module, PyObject *args)
+{
+    PyObject *ag, *axh, *aw, *ar, *agx, *agw, *agb;
+    Py_ssize_t n, c;
+    if (!PyArg_ParseTuple(args, "OOOOOOOnn", &ag, &axh, &aw, &ar, &agx, &agw, &agb, &n, &c))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pg, *pxh, *pw, *pr, *pgx, *pgw, *pgb;
+    Py_ssize_t lg, lxh, lw = 0, lr, lgx = 0, lgw = 0, lgb = 0;
+    if (buf(&b, ag, 0, 0, &fmt, &pg, &lg) < 0 || buf(&b, axh, 0, 0, &fmt, &pxh, &lxh) < 0
+        || buf(&b, aw, 0, 1, &fmt, &pw, &lw) < 0 || buf(&b, ar, 0, 0, &fmt, &pr, &lr) < 0
+        || buf(&b, agx, 1, 1, &fmt, &pgx, &lgx) < 0 || buf(&b, agw, 1, 1, &fmt, &pgw, &lgw) < 0
+        || buf(&b, agb, 1, 1, &fmt, &pgb, &lgb) < 0)
+        goto fail;
+    if (n <= 0 || c <= 0 || lg % (n * c) || lxh != lg || lr != c || (pw && lw != c)
+        || (pgx && lgx != lg) || (pgw && lgw != c) || (pgb && lgb != c)) {
+        PyErr_SetString(PyExc_ValueError, "batch_norm_backward: sizes do not match");
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, bn_backward, pg, pxh, pw, pr, pgx, pgw, pgb, n, c,
+                         lg / (n * c));
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* leaky_relu(x, out, slope) and leaky_relu_backward(g, x, out, slope) */
+static PyObject *
+leaky_relu(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[2];
+    Py_ssize_t n = 0;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected leaky_relu(x, out, slope)");
+        return NULL;
+    }
+    double slope = PyFloat_AsDouble(args[2]);
+    if (slope == -1 && PyErr_Occurred())
+        return NULL;
+    if (same_size_bufs(&b, args, 2, 2, 1, 0, "leaky_relu(x, out, slope)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, leaky_fwd, p[0], p[1], slope, n); /* slope in x's dtype */
+}
+
+static PyObject *
+leaky_relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[3];
+    Py_ssize_t n = 0;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "expected leaky_relu_backward(g, x, out, slope)");
+        return NULL;
+    }
+    double slope = PyFloat_AsDouble(args[3]);
+    if (slope == -1 && PyErr_Occurred())
+        return NULL;
+    if (same_size_bufs(&b, args, 3, 3, 2, 0, "leaky_relu_backward(g, x, out, slope)", &fmt, p,
+                       &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, leaky_bwd, p[0], p[1], p[2], slope, n);
+}
+
 static PyMethodDef methods[] = {
     {"col2im_rows", (PyCFunction)col2im_rows, METH_VARARGS,
      "col2im_rows(out, src, starts, rows): out[r] = 0; out[r, starts[t]:+L] += src[r, t]"},
+    {"batch_norm_stats", (PyCFunction)batch_norm_stats, METH_VARARGS,
+     "batch_norm_stats(x, xhat, mean, var, rstd, eps, n, c)"},
+    {"channel_affine", (PyCFunction)channel_affine, METH_VARARGS,
+     "channel_affine(xhat, w, b, y, n, c)"},
+    {"batch_norm_backward", (PyCFunction)batch_norm_backward, METH_VARARGS,
+     "batch_norm_backward(g, xhat, w, rstd, gx, gw, gb, n, c)"},
+    {"leaky_relu", (PyCFunction)(void (*)(void))leaky_relu, METH_FASTCALL,
+     "leaky_relu(x, out, slope)"},
+    {"leaky_relu_backward", (PyCFunction)(void (*)(void))leaky_relu_backward, METH_FASTCALL,
+     "leaky_relu_backward(g, x, out, slope)"},
+    {"im2col_cn", (PyCFunction)im2col_cn, METH_VARARGS,
+     "im2col_cn(x, cols, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
+    {"col2im_cn", (PyCFunction)col2im_cn, METH_VARARGS,
+     "col2im_cn(cols, out, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"im2col", (PyCFunction)im2col, METH_VARARGS,
      "im2col(x, cols, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"max_pool2d_backward", (PyCFunction)max_pool2d_backward, METH_VARARGS,

@@ -15,7 +15,7 @@ from chainrule import devices
 from chainrule.devices import np
 from chainrule.kernels import mkl
 from chainrule.kernels.matmul import matmul as _matmul
-from chainrule.kernels.reference import Kernels
+from chainrule.kernels.reference import Kernels, conv2d_of_columns, conv2d_weight_of_columns
 
 __all__ = ["CpuKernels", "loops", "fits_loops"]
 
@@ -250,6 +250,55 @@ class CpuKernels(Kernels):
         return xhat, rstd
 
     @staticmethod
+    def batch_norm_stats(x, axes: tuple, eps: float) -> tuple:
+        planes = _bn_planes(x, axes)
+        if planes is None:
+            return Kernels.batch_norm_stats(x, axes, eps)
+        n, c = planes
+        kept = (1, c) + (1,) * (x.ndim - 2)
+        xhat = np.empty_like(x)
+        mean, var, rstd = (np.empty(kept, x.dtype) for _ in range(3))
+        loops.batch_norm_stats(x, xhat, mean, var, rstd, eps, n, c)
+        return xhat, rstd, mean, var
+
+    @staticmethod
+    def channel_affine(xhat, w, b):
+        planes = _bn_planes(xhat, (0,) + tuple(range(2, xhat.ndim)))
+        if planes is None or not fits_loops(xhat, w, b):
+            return Kernels.channel_affine(xhat, w, b)
+        y = np.empty_like(xhat)
+        loops.channel_affine(xhat, w, b, y, *planes)
+        return y
+
+    @staticmethod
+    def batch_norm_backward(g, w, xhat, rstd, axes: tuple, needs) -> tuple:
+        planes = _bn_planes(g, axes)
+        if planes is None or not fits_loops(g, xhat, w, rstd):
+            return Kernels.batch_norm_backward(g, w, xhat, rstd, axes, needs)
+        c = planes[1]
+        gx = np.empty_like(g) if needs[0] else None
+        gw = np.empty(c, g.dtype) if needs[1] else None
+        gb = np.empty(c, g.dtype) if needs[2] else None
+        loops.batch_norm_backward(g, xhat, w, rstd, gx, gw, gb, *planes)
+        return gx, gw, gb
+
+    @staticmethod
+    def leaky_relu(x, slope: float):
+        if fits_loops(x):
+            y = np.empty_like(x)
+            loops.leaky_relu(x, y, slope)
+            return y
+        return Kernels.leaky_relu(x, slope)
+
+    @staticmethod
+    def leaky_relu_backward(g, x, slope: float):
+        if fits_loops(g, x) and g.shape == x.shape:
+            gx = np.empty_like(g)
+            loops.leaky_relu_backward(g, x, gx, slope)
+            return gx
+        return Kernels.leaky_relu_backward(g, x, slope)
+
+    @staticmethod
     def layer_norm_backward(g, x, w, xhat, rstd, axes: tuple, eps: float, needs) -> tuple:
         n = 1
         for a in axes:
@@ -294,11 +343,45 @@ class CpuKernels(Kernels):
         return Kernels.im2col(x, geom)
 
     @staticmethod
+    def conv2d(x, w, geom, groups: int) -> tuple:
+        if groups == 1 and _one_gemm(x, w) and _chunk(x, w.shape[0], geom) is not None:
+            return _conv2d_chunked(x, w, geom), None  # dW recomputes the columns chunk by chunk
+        if groups == 1 and _one_gemm(x, w):  # the whole batch in one GEMM (see _columns_cn)
+            n, o = x.shape[0], w.shape[0]
+            cols = _columns_cn(x, geom)
+            if o <= _FEW_ROWS:  # yᵀ = colsᵀ·Wᵀ: OpenBLAS is faster with the long side as rows
+                yt = _matmul(cols.T, w.reshape(o, -1).T)  # (N·OH·OW, O)
+                y = np.swapaxes(yt.reshape(n, geom.oh * geom.ow, o), 1, 2)
+                return np.ascontiguousarray(y).reshape(n, o, geom.oh, geom.ow), cols
+            y = _matmul(w.reshape(o, -1), cols)  # (O, N·OH·OW)
+            return _batch_first(y, n, (geom.oh, geom.ow)), cols
+        cols = CpuKernels.im2col(x, geom)
+        return conv2d_of_columns(cols, w, geom, groups), cols
+
+    @staticmethod
     def conv2d_columns(x, cols, geom):
         return cols
 
     @staticmethod
+    def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
+        if cols is None:  # conv2d went chunk by chunk
+            return _conv2d_weight_grad_chunked(g, x, w_shape, geom)
+        if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
+            # computed as dWᵀ = cols · dyᵀ (the long N·OH·OW side inner to both: OpenBLAS's
+            # faster order for these shapes), then transposed (a small copy)
+            return np.ascontiguousarray(_matmul(cols, _channels_first(g).T).T).reshape(w_shape)
+        return conv2d_weight_of_columns(g, cols, w_shape, geom, groups)
+
+    @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
+        if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
+            n, c, h, wd = x_shape
+            if _chunk(g, c, geom, x_shape[1] * geom.kh * geom.kw) is not None:
+                return _conv2d_input_grad_chunked(g, w, x_shape, geom)
+            gcols = _matmul(w.reshape(w.shape[0], -1).T, _channels_first(g))
+            gx = np.empty(x_shape, g.dtype)
+            loops.col2im_cn(gcols, gx, c, *_pool_args(n * c, h, wd, geom))
+            return gx
         if geom.sh == 1 and geom.sw == 1:
             return _conv_input_grad_wide(g, w, x_shape, geom, groups)
         return Kernels.conv2d_input_grad(g, w, x_shape, geom, groups)
@@ -332,6 +415,116 @@ class CpuKernels(Kernels):
     @staticmethod
     def axpy(alpha: float, x, y) -> bool:
         return mkl.axpy(alpha, x, y)
+
+
+def _bn_planes(x, axes: tuple):
+    """(N, C) when batch norm's C loops can take x over ``axes``: a C-contiguous float array
+    (N, C, *S) normalized over every dim but 1, with planes of S >= 8 elements (shorter
+    planes, e.g. BatchNorm1d's (N, C), are strided channels: NumPy's reductions do better)."""
+    if not fits_loops(x) or x.ndim < 3 or tuple(axes) != (0,) + tuple(range(2, x.ndim)):
+        return None
+    n, c = x.shape[0], x.shape[1]
+    if n * c == 0 or x.size // (n * c) < 8:
+        return None
+    return n, c
+
+
+def _one_gemm(x, w) -> bool:
+    """True when a convolution of (N, C, H, W) ``x`` with ``w`` can run as one GEMM over the
+    batch: the C loops take x, and w is a NumPy array of x's dtype."""
+    return (x.ndim == 4 and fits_loops(x) and type(w) is np.ndarray and w.dtype == x.dtype
+            and x.size > 0)
+
+
+# Output channels up to which conv2d computes yᵀ = colsᵀ·Wᵀ instead of y = W·cols (OpenBLAS
+# runs a GEMM with few rows and a long inner side slowly: 16 × 48 × 16384 takes 1.6× as long as
+# its transpose, on one Zen 4 core; from 32 rows the two orders are even).
+_FEW_ROWS = 16
+
+
+def _columns_cn(x, geom):
+    """im2col of (N, C, H, W) x as a (C·kh·kw) × (N·OH·OW) matrix: a convolution over the
+    whole batch is one GEMM with it (one BLAS call instead of one per image: on several threads
+    each call wakes BLAS's thread pool), and its rows are long."""
+    n, c, h, w = x.shape
+    cols = np.empty((c * geom.kh * geom.kw, n * geom.oh * geom.ow), x.dtype)
+    loops.im2col_cn(x, cols, c, *_pool_args(n * c, h, w, geom))
+    return cols
+
+
+# Convolutions whose columns would exceed _WHOLE_BATCH_BYTES go through the batch in chunks of
+# about _CHUNK_BYTES of columns (about L2's size): each chunk's columns are written and read by
+# the GEMM (or col2im) while in cache, and not kept (dW recomputes them). Smaller ones keep
+# their columns for dW (the MNIST example's 42 MB conv2 columns are chunked, DCGAN's <= 4 MB
+# are not).
+_WHOLE_BATCH_BYTES = 16 << 20
+_CHUNK_BYTES = 1 << 20
+
+
+def _chunk(x, o: int, geom, k: int | None = None):
+    """Images per chunk for a conv2d of (N, C, H, W) ``x`` (``k``: rows of its columns,
+    C·kh·kw by default), or None when the whole batch's columns are small enough to keep."""
+    n = x.shape[0]
+    if k is None:
+        k = x.shape[1] * geom.kh * geom.kw
+    per_image = k * geom.oh * geom.ow * x.itemsize
+    if per_image * n <= _WHOLE_BATCH_BYTES:
+        return None
+    return max(1, min(n, _CHUNK_BYTES // max(per_image, 1)))
+
+
+def _conv2d_chunked(x, w, geom):
+    n, o = x.shape[0], w.shape[0]
+    step = _chunk(x, o, geom)
+    wm = w.reshape(o, -1)
+    y = np.empty((n, o, geom.oh, geom.ow), x.dtype)
+    for n0 in range(0, n, step):
+        cols = _columns_cn(x[n0:n0 + step], geom)
+        part = y[n0:n0 + step]
+        if part.shape[0] == 1:
+            _matmul(wm, cols, out=part.reshape(o, -1))
+        else:
+            part[...] = _batch_first(_matmul(wm, cols), part.shape[0], (geom.oh, geom.ow))
+    return y
+
+
+def _conv2d_weight_grad_chunked(g, x, w_shape: tuple, geom):
+    o = g.shape[1]
+    step = _chunk(x, o, geom)
+    dwt = None  # dWᵀ = Σ cols · dyᵀ over the chunks
+    for n0 in range(0, x.shape[0], step):
+        cols = _columns_cn(x[n0:n0 + step], geom)
+        part = _matmul(cols, _channels_first(g[n0:n0 + step]).T)
+        if dwt is None:
+            dwt = part
+        else:
+            dwt += part
+    return np.ascontiguousarray(dwt.T).reshape(w_shape)
+
+
+def _conv2d_input_grad_chunked(g, w, x_shape: tuple, geom):
+    n, c, h, wd = x_shape
+    o = g.shape[1]
+    step = _chunk(g, c, geom, c * geom.kh * geom.kw)
+    wt = w.reshape(o, -1).T
+    gx = np.empty(x_shape, g.dtype)
+    for n0 in range(0, n, step):
+        gc = g[n0:n0 + step]
+        gcols = _matmul(wt, gc.reshape(o, -1) if gc.shape[0] == 1 else _channels_first(gc))
+        loops.col2im_cn(gcols, gx[n0:n0 + step], c, *_pool_args(gc.shape[0] * c, h, wd, geom))
+    return gx
+
+
+def _channels_first(g):
+    """(N, O, ...) -> the contiguous (O, N·...) matrix."""
+    n, o = g.shape[0], g.shape[1]
+    return np.ascontiguousarray(np.swapaxes(g.reshape(n, o, -1), 0, 1)).reshape(o, -1)
+
+
+def _batch_first(y, n: int, spatial: tuple):
+    """(O, N·...) -> the contiguous (N, O, ...) array."""
+    o = y.shape[0]
+    return np.ascontiguousarray(np.swapaxes(y.reshape((o, n) + spatial), 0, 1))
 
 
 def _pool_args(planes: int, h: int, w: int, geom) -> tuple:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from chainrule.devices import np
 from chainrule.kernels import cuda_raw
 from chainrule.kernels.cpu import CpuKernels
-from chainrule.kernels.reference import Kernels, col2im_array
+from chainrule.kernels.reference import Kernels, col2im_array, conv2d_input_columns
 
 __all__ = ["CudaKernels"]
 
@@ -94,7 +94,10 @@ class CudaKernels(CpuKernels):
         out = cuda_raw.col2im(cols, tuple(x_shape), geom)
         return col2im_array(cols, tuple(x_shape), geom) if out is None else out
 
-    conv2d_input_grad = staticmethod(Kernels.conv2d_input_grad)  # im2col's adjoint: one kernel
+    @staticmethod
+    def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):  # col2im: one kernel
+        return CudaKernels.col2im(conv2d_input_columns(g, w, x_shape, geom, groups),
+                                  tuple(x_shape), geom)
 
     @staticmethod
     def max_pool2d(x, geom) -> tuple:

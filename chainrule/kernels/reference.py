@@ -19,7 +19,8 @@ from chainrule.ops import either
 from chainrule.tensor import TensorBase, late as _late, wrap
 
 __all__ = ["Kernels", "window_view", "pad_image", "disjoint_windows", "im2col_array",
-           "col2im_array", "erf_array"]
+           "col2im_array", "erf_array", "conv2d_of_columns", "conv2d_weight_of_columns",
+           "conv2d_input_columns"]
 
 _SQRT1_2 = 1 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
@@ -213,6 +214,56 @@ class Kernels:
         return layer_norm_stats(x, axes, eps)
 
     @staticmethod
+    def batch_norm_stats(x, axes: tuple, eps: float) -> tuple:
+        """(x̂, 1/σ, mean, biased variance) of array x per channel (dim 1) over ``axes``, the
+        last three with kept dims."""
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        var = (xc * xc).mean(axis=axes, keepdims=True)
+        rstd = 1 / np.sqrt(var + x.dtype.type(eps))
+        return xc * rstd, rstd, mean, var
+
+    @staticmethod
+    def channel_affine(xhat, w, b):
+        """y = x̂·w + b per channel (dim 1) of array x̂ (w, b: (C,) or None), a new array."""
+        cshape = (1, xhat.shape[1]) + (1,) * (xhat.ndim - 2)
+        y = xhat * w.reshape(cshape) if w is not None else xhat.copy()
+        if b is not None:
+            y += b.reshape(cshape)
+        return y
+
+    @staticmethod
+    def batch_norm_backward(g, w, xhat, rstd, axes: tuple, needs) -> tuple:
+        """(dx, dw, db) of batch norm: with ĝ = g·w, dx = (ĝ - mean ĝ - x̂·mean(ĝ·x̂))/σ,
+        dw = Σ g·x̂, db = Σ g (the means and sums over ``axes``)."""
+        need_x, need_w, need_b = needs
+        gx = gw = gb = None
+        if need_w:
+            gw = either.sum(g * xhat, axes)
+        if need_b:
+            gb = either.sum(g, axes)
+        if need_x:
+            n = 1
+            for a in axes:
+                n *= g.shape[a]
+            cshape = (1, g.shape[1]) + (1,) * (len(g.shape) - 2)
+            gh = g * either.reshape(w, cshape) if w is not None else g
+            m1 = either.sum(gh, axes, True) * (1.0 / n)
+            m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
+            gx = (gh - m1 - xhat * m2) * rstd
+        return gx, gw, gb
+
+    @staticmethod
+    def leaky_relu(x, slope: float):
+        """y = x if x > 0 else slope·x, for an array."""
+        return np.where(x > 0, x, x * slope)
+
+    @staticmethod
+    def leaky_relu_backward(g, x, slope: float):
+        """dx = g if x > 0 else slope·g."""
+        return either.where(x > 0, g, g * slope)
+
+    @staticmethod
     def layer_norm_backward(g, x, w, xhat, rstd, axes: tuple, eps: float, needs) -> tuple:
         """(dx, dw, db) of layer norm; x̂ and 1/σ recomputed from x (differentiable in x)."""
         xhat, rstd = layer_norm_stats(x, axes, eps)
@@ -301,21 +352,29 @@ class Kernels:
         return col2im_array(cols, tuple(x_shape), geom)
 
     @staticmethod
+    def conv2d(x, w, geom, groups: int) -> tuple:
+        """(y, cols): y = W · im2col(x) per group (no bias), and the columns for
+        :meth:`conv2d_weight_grad` (whatever layout the table's own weight gradient reads)."""
+        cols = Kernels.im2col(x, geom)
+        return conv2d_of_columns(cols, w, geom, groups), cols
+
+    @staticmethod
     def conv2d_columns(x, cols, geom):
         """The columns of conv2d's input for its weight gradient: im2col(x), recomputed so
         that dW is differentiable in x (the fast tables take the saved ``cols``)."""
         return Kernels.im2col(x, geom)
 
     @staticmethod
+    def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
+        """dW of conv2d: Σ_n dy · im2col(x)ᵀ per group (``cols``: what :meth:`conv2d` gave)."""
+        return conv2d_weight_of_columns(g, Kernels.conv2d_columns(x, cols, geom), w_shape, geom,
+                                        groups)
+
+    @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
         """dx of conv2d: col2im(Wᵀ·dy)."""
-        n, o = g.shape[0], g.shape[1]
-        ck = w.shape[1] * geom.kh * geom.kw
-        g4 = either.reshape(g, (n, groups, o // groups, geom.oh * geom.ow))
-        wg = either.reshape(w, (groups, o // groups, ck))
-        gcols = either.matmul(either.swapaxes(wg, -1, -2), g4)
-        gcols = either.reshape(gcols, (n, x_shape[1], geom.kh, geom.kw, geom.oh, geom.ow))
-        return Kernels.col2im(gcols, tuple(x_shape), geom)
+        return Kernels.col2im(conv2d_input_columns(g, w, x_shape, geom, groups), tuple(x_shape),
+                              geom)
 
     @staticmethod
     def add_channel_bias(y, b):
@@ -497,6 +556,34 @@ def col2im_array(cols, x_shape: tuple, geom):
             else:
                 view += cols[:, :, i, j]
     return _crop(out, geom, h, w)
+
+
+def conv2d_of_columns(cols, w, geom, groups: int):
+    """W · cols per group: cols (N, C, kh, kw, OH, OW) -> y (N, O, OH, OW)."""
+    n, o = cols.shape[0], w.shape[0]
+    wg = either.reshape(w, (groups, o // groups, -1))
+    cols4 = either.reshape(cols, (n, groups, wg.shape[2], geom.oh * geom.ow))
+    return either.reshape(either.matmul(wg, cols4), (n, o, geom.oh, geom.ow))
+
+
+def conv2d_weight_of_columns(g, cols, w_shape: tuple, geom, groups: int):
+    """Σ_n dy · colsᵀ per group, cols (N, C, kh, kw, OH, OW)."""
+    n, o = g.shape[0], g.shape[1]
+    ck = w_shape[1] * geom.kh * geom.kw
+    g4 = either.reshape(g, (n, groups, o // groups, geom.oh * geom.ow))
+    cols4 = either.reshape(cols, (n, groups, ck, geom.oh * geom.ow))
+    return either.reshape(either.sum(either.matmul(g4, either.swapaxes(cols4, -1, -2)), 0),
+                          tuple(w_shape))
+
+
+def conv2d_input_columns(g, w, x_shape: tuple, geom, groups: int):
+    """Wᵀ · dy per group: the columns (N, C, kh, kw, OH, OW) that col2im adds into dx."""
+    n, o = g.shape[0], g.shape[1]
+    ck = w.shape[1] * geom.kh * geom.kw
+    g4 = either.reshape(g, (n, groups, o // groups, geom.oh * geom.ow))
+    wg = either.reshape(w, (groups, o // groups, ck))
+    gcols = either.matmul(either.swapaxes(wg, -1, -2), g4)
+    return either.reshape(gcols, (n, x_shape[1], geom.kh, geom.kw, geom.oh, geom.ow))
 
 
 # ---- erf -----------------------------------------------------------------------------------------

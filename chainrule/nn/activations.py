@@ -49,12 +49,12 @@ class LeakyRelu(Op):
     def forward(ctx, x, slope):
         ctx.save_for_backward(x)
         ctx.slope = slope
-        return np.where(x > 0, x, x * slope)
+        return kernels_for(x).leaky_relu(x, slope)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return either.where(x > 0, g, g * ctx.slope), None
+        return kernels_for(g).leaky_relu_backward(g, x, ctx.slope), None
 
 
 class Hardtanh(Clamp):

@@ -19,7 +19,6 @@ from chainrule.devices import np
 from chainrule.kernels import kernels_for
 from chainrule.nn.checks import check_tensor, shape_of
 from chainrule.nn.pooling import avg_pool3d
-from chainrule.ops import either
 from chainrule.ops.conv import avg_pool2d
 from chainrule.ops.linalg import einsum
 from chainrule.ops.reduce import norm
@@ -45,32 +44,14 @@ class BatchNorm(Op):
         # constants here and are recomputed from x under create_graph.
         ctx.save_for_backward(x, w, xhat, rstd)
         ctx.axes, ctx.eps = axes, eps
-        cshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-        y = xhat * w.reshape(cshape) if w is not None else xhat.copy()
-        if b is not None:
-            y += b.reshape(cshape)
-        return y
+        return kernels_for(xhat).channel_affine(xhat, w, b)
 
     @staticmethod
     def backward(ctx, g):
         x, w, xhat, rstd = ctx.saved_tensors
-        axes = ctx.axes
-        xhat, rstd = kernels_for(g).norm_stats(x, xhat, rstd, axes, ctx.eps)
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx = gw = gb = None
-        if need_w:
-            gw = either.sum(g * xhat, axes)
-        if need_b:
-            gb = either.sum(g, axes)
-        if need_x:
-            n = 1
-            for a in axes:
-                n *= x.shape[a]
-            cshape = (1, x.shape[1]) + (1,) * (len(x.shape) - 2)
-            gh = g * either.reshape(w, cshape) if w is not None else g
-            m1 = either.sum(gh, axes, True) * (1.0 / n)
-            m2 = either.sum(gh * xhat, axes, True) * (1.0 / n)
-            gx = (gh - m1 - xhat * m2) * rstd
+        K = kernels_for(g)
+        xhat, rstd = K.norm_stats(x, xhat, rstd, ctx.axes, ctx.eps)
+        gx, gw, gb = K.batch_norm_backward(g, w, xhat, rstd, ctx.axes, ctx.needs_input_grad[:3])
         return gx, gw, gb, None, None, None, None
 
 
@@ -104,9 +85,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                 f"{input.shape}"
             )
         x = input._data
-        mean = x.mean(axis=axes, keepdims=True)
-        xc = x - mean
-        var = (xc * xc).mean(axis=axes, keepdims=True)
+        xhat, rstd, mean, var = kernels_for(x).batch_norm_stats(x, axes, float(eps))
         if running_mean is not None or running_var is not None:
             with no_grad():
                 m = momentum
@@ -116,8 +95,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                 if running_var is not None:
                     bv = var.reshape(c).astype(running_var._data.dtype) * (n / (n - 1))
                     running_var._data = running_var._data * (1 - m) + bv * m
-        rstd = 1 / np.sqrt(var + x.dtype.type(eps))
-        return BatchNorm.apply(input, weight, bias, xc * rstd, rstd, axes, float(eps))
+        return BatchNorm.apply(input, weight, bias, xhat, rstd, axes, float(eps))
     if running_mean is None or running_var is None:
         raise RuntimeError("batch_norm: running_mean and running_var must be defined in "
                            "evaluation mode")

@@ -21,9 +21,7 @@ from chainrule import devices
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.kernels import kernels_for
-from chainrule.kernels.matmul import matmul as _mm
 from chainrule.kernels.reference import pad_image, window_view
-from chainrule.ops import either
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
@@ -81,11 +79,7 @@ class Conv2d(Op):
 
     @staticmethod
     def forward(ctx, x, w, b, geom, groups):
-        n, o = x.shape[0], w.shape[0]
-        p = geom.oh * geom.ow
-        cols = kernels_for(x).im2col(x, geom)
-        wg = w.reshape(groups, o // groups, -1)
-        y = _mm(wg, cols.reshape(n, groups, wg.shape[2], p)).reshape(n, o, geom.oh, geom.ow)
+        y, cols = kernels_for(x).conv2d(x, w, geom, groups)  # cols: im2col(x), for dW
         if b is not None:
             y = kernels_for(y).add_channel_bias(y, b)
         ctx.geom, ctx.groups = geom, groups
@@ -99,14 +93,8 @@ class Conv2d(Op):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         K = kernels_for(g)
         gx = gw = gb = None
-        if need_w:  # dW = Σ_n dy·colsᵀ, with the columns of x (recomputed when differentiable)
-            n, o = g.shape[0], g.shape[1]
-            ck = w.shape[1] * geom.kh * geom.kw
-            g4 = either.reshape(g, (n, groups, o // groups, geom.oh * geom.ow))
-            cols4 = either.reshape(K.conv2d_columns(x, cols, geom),
-                                   (n, groups, ck, geom.oh * geom.ow))
-            gw = either.reshape(either.sum(either.matmul(g4, either.swapaxes(cols4, -1, -2)), 0),
-                                tuple(w.shape))
+        if need_w:  # with the columns of x (recomputed when differentiable)
+            gw = K.conv2d_weight_grad(g, x, cols, tuple(w.shape), geom, groups)
         if need_x:
             gx = K.conv2d_input_grad(g, w, tuple(x.shape), geom, groups)
         if need_b:
@@ -115,16 +103,12 @@ class Conv2d(Op):
 
 
 class ConvTranspose2d(Op):
-    """y = col2im(Wᵀ · x) + b per group (the adjoint of conv2d in x);  dx = W · im2col(dy)"""
+    """y = col2im(Wᵀ · x) + b per group (conv2d's input gradient, x as dy);
+    dx = W · im2col(dy) (conv2d of dy), dW = Σ x · im2col(dy)ᵀ (conv2d's dW, x as dy)"""
 
     @staticmethod
     def forward(ctx, x, w, b, geom, groups, out_shape):
-        n, cin, h, wd = x.shape
-        cout_g = w.shape[1]
-        wg = w.reshape(groups, cin // groups, -1)
-        cols = _mm(np.swapaxes(wg, -1, -2), x.reshape(n, groups, cin // groups, h * wd))
-        cols = cols.reshape(n, groups * cout_g, geom.kh, geom.kw, h, wd)
-        y = kernels_for(cols).col2im(cols, out_shape, geom)
+        y = kernels_for(x).conv2d_input_grad(x, w, out_shape, geom, groups)
         if b is not None:
             y = y + b.reshape(-1, 1, 1)
         elif y.base is not None:
@@ -138,23 +122,15 @@ class ConvTranspose2d(Op):
         x, w = ctx.saved_tensors
         geom, groups = ctx.geom, ctx.groups
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        n, cin = x.shape[0], x.shape[1]
-        hw = x.shape[2] * x.shape[3]
         K = kernels_for(g)
         gx = gw = gb = None
         if need_x or need_w:
-            gcols = either.reshape(K.im2col(g, geom), (n, groups, -1, hw))
-            if need_x:
-                wg = either.reshape(w, (groups, cin // groups, -1))
-                gx = either.reshape(either.matmul(wg, gcols), tuple(x.shape))
+            gx, gcols = K.conv2d(g, w, geom, groups)
             if need_w:
-                x4 = either.reshape(x, (n, groups, cin // groups, hw))
-                gw = either.reshape(
-                    either.sum(either.matmul(x4, either.swapaxes(gcols, -1, -2)), 0),
-                    tuple(w.shape))
+                gw = K.conv2d_weight_grad(x, g, gcols, tuple(w.shape), geom, groups)
         if need_b:
             gb = K.channel_sums(g)
-        return gx, gw, gb, None, None, None
+        return gx if need_x else None, gw, gb, None, None, None
 
 
 class MaxPool2d(Op):

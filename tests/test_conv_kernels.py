@@ -1,0 +1,210 @@
+"""The CPU kernels of convolution, transposed convolution, batch norm and leaky ReLU: every route
+(one GEMM over the batch, chunk by chunk, NumPy without the C loops) against PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.kernels import cpu as cpu_kernels
+
+torch = pytest.importorskip("torch")
+
+ROUTES = ["whole", "chunks", "one_image_chunks", "no_loops"]
+
+
+def _route(route, monkeypatch):
+    if route == "no_loops":
+        monkeypatch.setattr(cpu_kernels, "loops", None)
+    elif route == "chunks":  # every conv chunked, several images a chunk
+        monkeypatch.setattr(cpu_kernels, "_WHOLE_BATCH_BYTES", 0)
+        monkeypatch.setattr(cpu_kernels, "_CHUNK_BYTES", 3000)
+    elif route == "one_image_chunks":
+        monkeypatch.setattr(cpu_kernels, "_WHOLE_BATCH_BYTES", 0)
+        monkeypatch.setattr(cpu_kernels, "_CHUNK_BYTES", 1)
+
+
+def _compare(fn_cr, fn_torch, arrays, rng, tol):
+    c = [cr.tensor(v, requires_grad=True) for v in arrays]
+    t = [torch.tensor(v, requires_grad=True) for v in arrays]
+    cy, ty = fn_cr(*c), fn_torch(*t)
+    g = rng.standard_normal(tuple(ty.shape)).astype(arrays[0].dtype)
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(cy.detach().numpy(), ty.detach().numpy(), rtol=tol, atol=tol)
+    for cv, tv in zip(c, t):
+        np.testing.assert_allclose(cv.grad.numpy(), tv.grad.numpy(), rtol=tol, atol=tol)
+
+
+CONV = [dict(), dict(stride=2, padding=1), dict(padding=(2, 1), dilation=2),
+        dict(stride=(2, 3), padding=(0, 2)), dict(groups=2, padding=1)]
+
+
+@pytest.mark.parametrize("kw", CONV)
+@pytest.mark.parametrize("route", ROUTES)
+def test_conv2d_routes_match_torch(kw, route, monkeypatch):
+    _route(route, monkeypatch)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 4, 11, 10)).astype(np.float32)
+    w = (rng.standard_normal((6, 4 // kw.get("groups", 1), 4, 3)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    _compare(lambda *a: cr.nn.functional.conv2d(*a, **kw),
+             lambda *a: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, 1e-4)
+
+
+CONVT = [dict(), dict(stride=2, padding=1), dict(stride=2, padding=1, output_padding=1),
+         dict(stride=(2, 3), padding=(1, 0), dilation=(1, 2)), dict(groups=2, stride=2)]
+
+
+@pytest.mark.parametrize("kw", CONVT)
+@pytest.mark.parametrize("route", ROUTES)
+def test_conv_transpose2d_routes_match_torch(kw, route, monkeypatch):
+    _route(route, monkeypatch)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 4, 6, 7)).astype(np.float32)
+    w = (rng.standard_normal((4, 6 // kw.get("groups", 1), 4, 4)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    _compare(lambda *a: cr.nn.functional.conv_transpose2d(*a, **kw),
+             lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), (x, w, b), rng, 1e-4)
+
+
+@pytest.mark.parametrize("route", ["whole", "one_image_chunks"])
+def test_conv_gradchecks_float64(route, monkeypatch):
+    _route(route, monkeypatch)
+    rng = np.random.default_rng(3)
+    x = cr.tensor(rng.standard_normal((3, 2, 5, 5)), requires_grad=True)
+    w = cr.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    wt = cr.tensor(rng.standard_normal((2, 3, 3, 3)), requires_grad=True)
+    assert cr.autograd.gradcheck(
+        lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))
+    assert cr.autograd.gradcheck(
+        lambda a, b: cr.nn.functional.conv_transpose2d(a, b, stride=2, padding=1), (x, wt))
+    # second order: the backward rules run on Tensors (the reference kernels)
+    assert cr.autograd.gradgradcheck(
+        lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))
+    assert cr.autograd.gradgradcheck(
+        lambda a, b: cr.nn.functional.conv_transpose2d(a, b, stride=2, padding=1), (x, wt))
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 5, 4), (4, 5, 9), (8, 3), (2, 3, 2, 2), (3, 2, 4, 4, 3)])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_loops", [True, False])
+def test_batch_norm_matches_torch(shape, affine, dtype, with_loops, monkeypatch):
+    if not with_loops:
+        monkeypatch.setattr(cpu_kernels, "loops", None)
+    rng = np.random.default_rng(4)
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    cls = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}[len(shape)]
+    cm, tm = getattr(cr.nn, cls)(c, affine=affine), getattr(torch.nn, cls)(c, affine=affine)
+    if dtype == np.float64:
+        cm, tm = cm.double(), tm.double()
+    if affine:
+        wv, bv = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+        with torch.no_grad():
+            tm.weight.copy_(torch.tensor(wv))
+            tm.bias.copy_(torch.tensor(bv))
+        with cr.no_grad():
+            cm.weight.copy_(cr.tensor(wv))
+            cm.bias.copy_(cr.tensor(bv))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    _compare(cm, tm, (x,), rng, tol)
+    np.testing.assert_allclose(cm.running_mean.numpy(), tm.running_mean.numpy(), rtol=tol,
+                               atol=tol)
+    np.testing.assert_allclose(cm.running_var.numpy(), tm.running_var.numpy(), rtol=tol,
+                               atol=tol)
+    if affine:
+        for p, q in ((cm.weight, tm.weight), (cm.bias, tm.bias)):
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=tol, atol=tol)
+
+
+def test_batch_norm_gradchecks_float64_and_double_backward():
+    rng = np.random.default_rng(5)
+    x = cr.tensor(rng.standard_normal((3, 2, 4, 4)), requires_grad=True)
+    w = cr.tensor(rng.standard_normal(2), requires_grad=True)
+    b = cr.tensor(rng.standard_normal(2), requires_grad=True)
+
+    def f(x, w, b):
+        return cr.nn.functional.batch_norm(x, None, None, w, b, training=True)
+
+    assert cr.autograd.gradcheck(f, (x, w, b))
+    assert cr.autograd.gradgradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize("slope", [0.2, 0.01, 1.5, -0.3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_loops", [True, False])
+def test_leaky_relu_matches_torch(slope, dtype, with_loops, monkeypatch):
+    if not with_loops:
+        monkeypatch.setattr(cpu_kernels, "loops", None)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 5, 6)).astype(dtype)
+    x[0, 0, :4] = [np.nan, -0.0, 0.0, np.inf]
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cy = cr.nn.functional.leaky_relu(c, slope)
+    ty = torch.nn.functional.leaky_relu(t, slope)
+    np.testing.assert_array_equal(cy.detach().numpy(), ty.detach().numpy())
+    # the sign of zero as torch's (-0.0 · slope)
+    np.testing.assert_array_equal(np.signbit(cy.detach().numpy()),
+                                  np.signbit(ty.detach().numpy()))
+    g = rng.standard_normal(x.shape).astype(dtype)
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
+
+
+def test_leaky_relu_in_place_matches_torch():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    (cr.nn.LeakyReLU(0.2, inplace=True)(c * 2) * 3).sum().backward()
+    (torch.nn.LeakyReLU(0.2, inplace=True)(t * 2) * 3).sum().backward()
+    np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+def test_loops_reject_mismatched_sizes():
+    loops = cpu_kernels.loops
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    args = (2 * 3, 5, 5, 3, 3, 1, 1, 1, 1, 0, 0, 3, 3)
+    with pytest.raises(ValueError, match="im2col_cn"):
+        loops.im2col_cn(x, np.zeros((27, 17), np.float32), 3, *args)
+    with pytest.raises(ValueError, match="col2im_cn"):
+        loops.col2im_cn(np.zeros((27, 18), np.float32), np.zeros((2, 3, 5, 4), np.float32), 3,
+                        *args)
+    with pytest.raises(ValueError, match="col2im_cn"):  # planes not a multiple of chans
+        loops.col2im_cn(np.zeros((27, 18), np.float32), x, 4, *args)
+    with pytest.raises(TypeError):
+        loops.im2col_cn(x, np.zeros((27, 18), np.float64), 3, *args)
+    with pytest.raises(ValueError, match="batch_norm_stats"):
+        loops.batch_norm_stats(x, np.empty_like(x), *(np.empty(2, np.float32),) * 3, 1e-5, 2, 3)
+    with pytest.raises(ValueError, match="batch_norm_backward"):
+        loops.batch_norm_backward(x, x, None, np.empty(3, np.float32), None,
+                                  np.empty(2, np.float32), None, 2, 3)
+    with pytest.raises(TypeError, match="leaky_relu"):
+        loops.leaky_relu(x, np.empty_like(x))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=(2, 3), stride=1, dilation=(2, 1)),
+                                dict(kernel_size=3, stride=2, ceil_mode=True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_forward_equals_the_reference_and_torch(kw, dtype):
+    from chainrule.kernels import CPU, REFERENCE
+    from chainrule.ops.conv import _pool_geom
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    x[0, 0, 1, 1] = x[1, 2, 4, 4] = np.nan
+    x[0, 1, :2, :2] = 1.0  # ties: the first maximum
+    ks = kw["kernel_size"]
+    geom = _pool_geom(x.shape, ks, kw.get("stride"), kw.get("padding", 0),
+                      kw.get("dilation", 1), kw.get("ceil_mode", False), "max_pool2d")
+    y, idx = CPU.max_pool2d(x, geom)
+    ry, ridx = REFERENCE.max_pool2d(x, geom)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    ty = torch.nn.functional.max_pool2d(torch.tensor(x), **kw)
+    np.testing.assert_array_equal(y, ty.numpy())
