@@ -7,6 +7,7 @@ from collections import namedtuple
 
 from chainrule.amp import autocast_mode as _amp
 from chainrule.dtypes import FLOAT_KINDS
+from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.devices import as_array, np
 from chainrule.autograd.function import Op
@@ -14,7 +15,7 @@ from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.ops.binary import maximum, minimum, where
 from chainrule.ops.elementwise import abs as t_abs
-from chainrule.ops.shape import stack, unbind
+from chainrule.ops.shape import cat
 from chainrule.ops.shape import normalize_dim, normalize_dims
 from chainrule.tensor import Tensor, wrap
 
@@ -262,6 +263,86 @@ class Cumsum(Op):
         return either.flip(either.cumsum(either.flip(g, (d,)), d), (d,)), None
 
 
+def _reversed_cumsum(a, d: int):
+    """Σ_{j≥i} a_j along axis ``d`` (summed from the end)."""
+    return either.flip(either.cumsum(either.flip(a, (d,)), d), (d,))
+
+
+def _cum_dtype(dtype):
+    """The dtype a running product accumulates in (torch's CPU kernels): float32 in float64,
+    the half types in float32."""
+    if dtype.kind != "f" and dtype.kind != "V":
+        return dtype
+    return np.dtype(np.float64) if dtype.itemsize >= 4 else np.dtype(np.float32)
+
+
+class Cumprod(Op):
+    """yᵢ = Π_{j≤i} xⱼ;  dL/dxₖ = Σ_{j≥k} gⱼ·yⱼ / xₖ.  Where a slice has zeros (torch's rule):
+    that sum, up to its first zero z, for k < z; y_{z-1}·Σ_{z≤j<z'} gⱼ·Π_{z<i≤j} xᵢ at z
+    (z' the second zero); 0 after z"""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        flat = x.reshape(x.shape or (1,))  # a 0-d tensor is its own product
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as torch, no warning
+            y = np.cumprod(flat, axis=dim, dtype=_cum_dtype(x.dtype)).astype(x.dtype)
+        y = y.reshape(x.shape)
+        ctx.save_for_backward(x, y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        d = ctx.dim
+        if x.ndim == 0 or x.shape[d] == 1:
+            return g, None
+        is_zero = x == 0
+        with np.errstate(all="ignore"):
+            if not is_zero.any():
+                return _reversed_cumsum(y * g, d) / x, None
+            seen = np.cumsum(is_zero, axis=d)  # zeros up to and including each place
+            before = seen == 0
+            gx = np.where(before, _reversed_cumsum(np.where(before, y * g, 0), d) / x, 0)
+            first = is_zero & (seen == 1)
+            span = (seen == 1) & ~first  # strictly between the first and the second zero
+            inner = np.sum(np.cumprod(np.where(span, x, 1), axis=d) * np.where(seen == 1, g, 0),
+                           axis=d, keepdims=True)
+            y_before = np.sum(np.where(first, _shifted_in_one(y, d), 0), axis=d, keepdims=True)
+            return np.where(first, inner * y_before, gx).astype(x.dtype, copy=False), None
+
+    @staticmethod
+    def differentiable_backward(ctx, g):
+        """The same rule with tensor ops; with zeros, the O(n²) sum of omitted products
+        Σ_{j≥k} gⱼ·Π_{i≤j, i≠k} xᵢ (torch's too), whose own derivatives are exact."""
+        x, y = ctx.saved_tensors
+        d = ctx.dim
+        if x.ndim == 0 or x.shape[d] == 1:
+            return g, None
+        if not (either.data(x) == 0).any():
+            return _reversed_cumsum(y * g, d) / x, None
+        xm, ym, gm = x.movedim(d, -1), y.movedim(d, -1), g.movedim(d, -1)
+        n = xm.shape[-1]
+        xp = devices.xp_of(either.data(x))
+        k, i = xp.arange(n)[:, None], xp.arange(n)[None, :]
+        # omitted[k, j] = Π_{i≤j, i≠k} xᵢ = y_{k-1} · Π_{k<i≤j} xᵢ  (used for j ≥ k)
+        from_k = cumprod(where(wrap(i > k), xm.unsqueeze(-2), 1.0), -1)
+        ones = wrap(xp.ones(tuple(ym.shape[:-1]) + (1,), either.dtype_of(y)))
+        until_k = cat([ones, ym.narrow(-1, 0, n - 1)], -1)
+        omitted = until_k.unsqueeze(-1) * from_k
+        gx = where(wrap(i >= k), omitted * gm.unsqueeze(-2), 0.0).sum(-1)
+        return gx.movedim(-1, d), None
+
+
+def _shifted_in_one(y, d: int):
+    """y moved one place along axis ``d``, 1 at the front: yᵢ₋₁ (the exclusive product)."""
+    head = [slice(None)] * y.ndim
+    head[d] = slice(0, 1)
+    body = list(head)
+    body[d] = slice(0, -1)
+    return np.concatenate([np.ones_like(y[tuple(head)]), y[tuple(body)]], axis=d)
+
+
 def _stable_max(x, axes):
     if x.size == 0:  # an empty reduction: shift by 0 (logsumexp of nothing is -inf)
         return np.sum(x, axis=axes, keepdims=True)
@@ -507,18 +588,14 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
-    """Running product along ``dim`` (as exp of cumsum of logs is unstable, done by parts)."""
+    """Running product along ``dim`` (integers and bools as int64, as torch)."""
+    if _amp.active and (out := _amp.run("cumprod", cumprod, input, dim, dtype=dtype)) is not None:
+        return out
     if dtype is not None:
         input = input.to(dtype)
-    d = normalize_dim(dim, input._data.ndim, "cumprod")
-    if input._data.ndim == 0 or input._data.shape[d] == 0:
-        return input * 1  # nothing to multiply (0-d, or an empty dim)
-    parts = unbind(input, d)
-    out, acc = [], None
-    for p in parts:
-        acc = p if acc is None else acc * p
-        out.append(acc)
-    return stack(out, d)
+    elif input._data.dtype.kind in "biu":
+        input = wrap(input._data.astype(np.int64))
+    return Cumprod.apply(input, normalize_dim(dim, input._data.ndim, "cumprod"))
 
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
