@@ -1,0 +1,152 @@
+"""Small torch-compat leftovers of issues 13/14, each checked against torch 2.13: embedding_bag's
+per_sample_weights dtype, views made in no_grad mode of tensors that require grad, optimizer
+state versions, resize_ of a view, DataLoader's length warning, bicubic + normalization."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+torch = pytest.importorskip("torch")
+
+
+def _raises_as_torch(ours, theirs, exc=RuntimeError):
+    with pytest.raises(exc) as a:
+        ours()
+    with pytest.raises(exc) as b:
+        theirs()
+    assert str(a.value).replace("chainrule.", "torch.") == str(b.value)
+
+
+# ---- (a) embedding_bag ---------------------------------------------------------------------------
+@pytest.mark.parametrize("wdt,pdt", [("float32", "float64"), ("float32", "float16"),
+                                     ("float64", "float32"), ("float32", "int64")])
+def test_embedding_bag_per_sample_weights_of_another_dtype_raises_as_torch(wdt, pdt):
+    def call(m):
+        w = m.ones(10, 3, dtype=getattr(m, wdt))
+        idx, off = m.tensor([1, 2, 4, 5, 4, 3, 2, 9]), m.tensor([0, 4])
+        return lambda: m.nn.functional.embedding_bag(
+            idx, w, off, mode="sum", per_sample_weights=m.ones(8, dtype=getattr(m, pdt)))
+    _raises_as_torch(call(cr), call(torch))
+
+
+def test_embedding_bag_per_sample_weights_of_the_same_dtype_still_weighs():
+    w = np.arange(30, dtype=np.float64).reshape(10, 3)
+    psw = np.linspace(0.5, 2.0, 8)
+    out = []
+    for m in (cr, torch):
+        out.append(m.nn.functional.embedding_bag(
+            m.tensor([1, 2, 4, 5, 4, 3, 2, 9]), m.tensor(w), m.tensor([0, 4]), mode="sum",
+            per_sample_weights=m.tensor(psw)).numpy())
+    np.testing.assert_allclose(*out, rtol=1e-15)
+
+
+# ---- (b) views made in no_grad mode ---------------------------------------------------------------
+def _no_grad_view(m, leaf: bool):
+    x = m.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    base = x if leaf else x * 1
+    with m.no_grad():
+        v = base[1:]
+    return x, v
+
+
+@pytest.mark.parametrize("leaf", [True, False], ids=["of a leaf", "of a non-leaf"])
+def test_no_grad_view_requires_grad_and_its_backward_reaches_nothing_as_torch(leaf):
+    for m in (cr, torch):
+        x, v = _no_grad_view(m, leaf)
+        assert (v.requires_grad, v.is_leaf, v.grad_fn) == (True, True, None)
+        z = (v * 2).sum()
+        assert z.requires_grad and z.grad_fn is not None
+        z.backward()  # recorded, but nothing is reached
+        assert x.grad is None and v.grad is None
+        with pytest.raises(RuntimeError, match="appears to not have been used in the graph"):
+            m.autograd.grad((v * 2).sum(), x)
+        with pytest.raises(RuntimeError, match="appears to not have been used in the graph"):
+            m.autograd.grad((v * 2).sum(), v)
+
+
+def test_view_taken_before_its_base_required_grad_as_torch():
+    for m in (cr, torch):
+        x = m.tensor([1.0, 2.0, 3.0])
+        v = x[1:]
+        x.requires_grad_()
+        assert v.requires_grad and v.grad_fn is None
+        (v * 2).sum().backward()
+        assert x.grad is None
+
+
+def test_no_grad_view_still_refuses_in_place_with_grad_mode_on():
+    _raises_as_torch(lambda: _no_grad_view(cr, True)[1].mul_(2),
+                     lambda: _no_grad_view(torch, True)[1].mul_(2))
+
+
+def test_view_in_grad_mode_still_carries_the_gradient():
+    x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x[1:] * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 2.0, 2.0])
+
+
+# ---- (c) optimizer state versions -------------------------------------------------------------------
+OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1, amsgrad=True)),
+              ("AdamW", dict(lr=0.1)), ("RMSprop", dict(lr=0.1, momentum=0.5, centered=True)),
+              ("Adagrad", dict(lr=0.1)), ("Adadelta", dict()), ("Adamax", dict()),
+              ("NAdam", dict()), ("RAdam", dict()), ("ASGD", dict()), ("Rprop", dict()),
+              ("Adafactor", dict())]
+
+
+def _optimizer(m, name, kw):
+    p = m.nn.Parameter(m.tensor([1.0, -2.0, 3.0]))
+    return p, getattr(m.optim, name)([p], **kw)
+
+
+@pytest.mark.parametrize("name,kw", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_optimizer_state_moves_its_versions_in_place_as_torch(name, kw):
+    """Each state tensor torch updates in place moves its version at every step (torch may count
+    two in-place ops in one step: compared as 'moved'), keeps its identity and memory (an array
+    taken earlier by .numpy() sees the new values)."""
+    moved = {}
+    for m in (cr, torch):
+        p, opt = _optimizer(m, name, kw)
+        p.grad = m.tensor([0.1, 0.2, -0.3])
+        opt.step()
+        state = opt.state[p]
+        tensors = {k: v for k, v in state.items() if isinstance(v, m.Tensor)}
+        before = {k: v._version for k, v in tensors.items()}
+        arrays = {k: v.numpy() for k, v in tensors.items()}  # torch's share the memory
+        p.grad = m.tensor([-0.2, 0.3, 0.1])
+        opt.step()
+        for k, t in tensors.items():
+            assert opt.state[p][k] is t, k
+            np.testing.assert_array_equal(arrays[k], t.numpy(), err_msg=k)
+        moved[m.__name__] = {k: t._version > before[k] for k, t in tensors.items()}
+    assert moved["chainrule"] == moved["torch"]
+    assert all(moved["chainrule"].values())
+
+
+def test_a_graph_that_saved_optimizer_state_refuses_after_the_step():
+    for m in (cr, torch):
+        p, opt = _optimizer(m, "Adam", dict(lr=0.1))
+        p.grad = m.tensor([0.1, 0.2, -0.3])
+        opt.step()
+        w = m.tensor([1.0, 1.0, 1.0], requires_grad=True)
+        y = (w * opt.state[p]["exp_avg"]).sum()
+        opt.step()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.backward()
+
+
+def test_lbfgs_state_is_not_bumped():
+    p = cr.nn.Parameter(cr.tensor([1.0, -2.0]))
+    opt = cr.optim.LBFGS([p], max_iter=3)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p * p).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    versions = {k: v._version for k, v in opt.state[p].items() if isinstance(v, cr.Tensor)}
+    assert set(versions.values()) <= {0}
