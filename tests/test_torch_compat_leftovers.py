@@ -43,7 +43,7 @@ def test_embedding_bag_per_sample_weights_of_the_same_dtype_still_weighs():
     np.testing.assert_allclose(*out, rtol=1e-15)
 
 
-# ---- (b) views made in no_grad mode ---------------------------------------------------------------
+# ---- (b) views made in no_grad mode --------------------------------------------------------------
 def _no_grad_view(m, leaf: bool):
     x = m.tensor([1.0, 2.0, 3.0], requires_grad=True)
     base = x if leaf else x * 1
@@ -88,7 +88,7 @@ def test_view_in_grad_mode_still_carries_the_gradient():
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 2.0, 2.0])
 
 
-# ---- (c) optimizer state versions -------------------------------------------------------------------
+# ---- (c) optimizer state versions ----------------------------------------------------------------
 OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1, amsgrad=True)),
               ("AdamW", dict(lr=0.1)), ("RMSprop", dict(lr=0.1, momentum=0.5, centered=True)),
               ("Adagrad", dict(lr=0.1)), ("Adadelta", dict()), ("Adamax", dict()),
@@ -150,3 +150,57 @@ def test_lbfgs_state_is_not_bumped():
     opt.step(closure)
     versions = {k: v._version for k, v in opt.state[p].items() if isinstance(v, cr.Tensor)}
     assert set(versions.values()) <= {0}
+
+
+# ---- (e) DataLoader over an IterableDataset longer than its __len__ --------------------------------
+def _stream_class(m):
+    data = m.utils.data
+
+    class Stream(data.IterableDataset):
+        def __init__(self, n, claim):
+            self.n, self.claim = n, claim
+
+        def __iter__(self):
+            info = data.get_worker_info()
+            start, step = (0, 1) if info is None else (info.id, info.num_workers)
+            return iter(range(start, self.n, step))
+
+        def __len__(self):
+            return self.claim
+
+        def __repr__(self):
+            return "Stream"
+
+    return Stream
+
+
+def _length_warnings(m, n, claim, ask_len=True, **kw):
+    import warnings
+
+    loader = m.utils.data.DataLoader(_stream_class(m)(n, claim), **kw)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if ask_len:
+            len(loader)
+        items = [b for b in loader]
+    return len(items), [(w.category, str(w.message), w.filename) for w in caught
+                        if "Length of IterableDataset" in str(w.message)]
+
+
+@pytest.mark.parametrize("n,claim,kw,ask_len", [
+    (7, 5, dict(batch_size=None), True), (7, 5, dict(batch_size=None), False),
+    (7, 5, dict(batch_size=2), True),        # torch counts batches against len(dataset): quiet
+    (12, 5, dict(batch_size=2, drop_last=True), True), (5, 5, dict(batch_size=None), True),
+])
+def test_iterable_dataset_past_its_length_warns_as_torch(n, claim, kw, ask_len):
+    ours, theirs = _length_warnings(cr, n, claim, ask_len, **kw), \
+        _length_warnings(torch, n, claim, ask_len, **kw)
+    assert ours == theirs
+    assert all(w[2] == __file__ for w in ours[1])
+
+
+def test_iterable_dataset_past_its_length_with_workers_warns_as_torch():
+    kw = dict(batch_size=None, num_workers=2)
+    ours, theirs = _length_warnings(cr, 6, 4, **kw), _length_warnings(torch, 6, 4, **kw)
+    assert ours == theirs and len(ours[1]) == 2
+    assert "For multiprocessing data-loading" in ours[1][0][1]
