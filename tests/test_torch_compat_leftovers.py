@@ -152,7 +152,7 @@ def test_lbfgs_state_is_not_bumped():
     assert set(versions.values()) <= {0}
 
 
-# ---- (e) DataLoader over an IterableDataset longer than its __len__ --------------------------------
+# ---- (e) DataLoader over an IterableDataset longer than its __len__ ------------------------------
 def _stream_class(m):
     data = m.utils.data
 
