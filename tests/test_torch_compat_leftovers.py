@@ -204,3 +204,48 @@ def test_iterable_dataset_past_its_length_with_workers_warns_as_torch():
     ours, theirs = _length_warnings(cr, 6, 4, **kw), _length_warnings(torch, 6, 4, **kw)
     assert ours == theirs and len(ours[1]) == 2
     assert "For multiprocessing data-loading" in ours[1][0][1]
+
+
+# ---- (f) the ±∞-norm of NaN input (fuzz seed 60088578: bicubic, then norm) -----------------------
+@pytest.mark.parametrize("p", [float("inf"), float("-inf")])
+@pytest.mark.parametrize("kw", [{}, {"dim": 1}, {"dim": (0, 2), "keepdim": True}])
+def test_inf_norm_of_nan_input_gradients_as_torch(p, kw):
+    """A NaN norm's gradient goes to the NaNs (sign(NaN) = 0: zeros, signed), not NaN
+    everywhere as amax's; infinities and ties as torch's."""
+    x = np.random.default_rng(5).standard_normal((2, 3, 4))
+    x[0, 1, 2], x[1, 0, 0], x[1, 2, 3], x[0, 2, 1] = np.nan, np.inf, -np.inf, np.nan
+    x[1, 1, :2] = [2.5, -2.5]  # a tie
+    out = []
+    for m in (cr, torch):
+        t = m.tensor(x, requires_grad=True)
+        y = t.norm(p, **kw)
+        g = m.tensor(np.linspace(0.5, 1.5, y.numel()).reshape(tuple(y.shape)))
+        y.backward(g)
+        out.append((y.detach().numpy(), t.grad.numpy()))
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+
+
+def test_inf_norm_gradcheck_and_through_bicubic():
+    x = cr.tensor(np.random.default_rng(6).standard_normal((2, 5)), requires_grad=True)
+    assert cr.autograd.gradcheck(lambda a: a.norm(float("inf"), dim=1), (x,))
+    assert cr.autograd.gradcheck(lambda a: a.norm(float("-inf")), (x,))
+    img = np.random.default_rng(7).standard_normal((1, 1, 3, 3))
+    img[0, 0, 1, 1] = np.nan
+    out = []
+    for m in (cr, torch):
+        t = m.tensor(img, requires_grad=True)
+        up = m.nn.functional.interpolate(t, scale_factor=2, mode="bicubic", align_corners=False)
+        up.norm(float("inf")).backward()
+        out.append(t.grad.numpy())
+    np.testing.assert_allclose(*out, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.zeros(0).norm(float("inf")), lambda m: m.zeros(0, 3).norm(float("inf"), dim=0),
+    lambda m: m.zeros(2, 0).norm(float("-inf"), dim=-1),
+    lambda m: m.linalg.vector_norm(m.zeros(0, 2), float("inf"), keepdim=True),
+    lambda m: m.linalg.vector_norm(m.zeros(0), float("-inf"))])
+def test_inf_norm_over_nothing_raises_as_torch(call):
+    _raises_as_torch(lambda: call(cr), lambda: call(torch))

@@ -220,6 +220,19 @@ class MinAll(Amin):
     nan_equal = True
 
 
+class NormInf(Amax):
+    """y = max |x| over axes (the ∞-norm, of |x|);  as Amax, but a NaN norm's gradient is
+    shared among the NaNs (torch's norm backward: zeros elsewhere, not NaN everywhere)"""
+
+    nan_equal = True
+
+
+class NormMinusInf(Amin):
+    """y = min |x| over axes (the -∞-norm, of |x|);  a NaN norm's gradient as NormInf's"""
+
+    nan_equal = True
+
+
 class MaxDim(Op):
     """(values, indices) = max over one dim;  the gradient goes to the index returned"""
 
@@ -652,10 +665,9 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
         return Norm2.apply(input, axes, keepdim)
     if p == "nuc":
         raise NotImplementedError("norm: the nuclear norm is not supported")
-    if p == float("inf"):
-        return amax(t_abs(input), axes if axes is not None else (), keepdim)
-    if p == float("-inf"):
-        return amin(t_abs(input), axes if axes is not None else (), keepdim)
+    if p == float("inf") or p == float("-inf"):
+        check_inf_norm(input, dim, p)
+        return (NormInf if p > 0 else NormMinusInf).apply(t_abs(input), axes, keepdim)
     if p == 0:
         return sum((input != 0).to(input.dtype), axes, keepdim)
     if p == 1:
@@ -666,6 +678,21 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
 
         return where(zero, 0.0, where(zero, 1.0, s) ** (1.0 / p))
     return s ** (1.0 / p)
+
+
+def check_inf_norm(input: Tensor, dim, p: float) -> None:
+    """torch's refusal of an ±∞-norm over nothing (max and min have no identity)."""
+    shape = input._data.shape
+    if input._data.size:
+        return
+    start = f"linalg.vector_norm cannot compute the {'inf' if p > 0 else '-inf'} norm on "
+    if dim is None:
+        raise RuntimeError(start + "an empty tensor because the operation does not have an "
+                           "identity")
+    for d in (dim if isinstance(dim, (tuple, list)) else (dim,)):
+        if shape[normalize_dim(d, len(shape), "norm")] == 0:
+            raise RuntimeError(start + f"the dimension {d}because this dimension is empty and "
+                               "the operation does not have an identity")
 
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
