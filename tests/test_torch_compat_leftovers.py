@@ -249,3 +249,22 @@ def test_inf_norm_gradcheck_and_through_bicubic():
     lambda m: m.linalg.vector_norm(m.zeros(0), float("-inf"))])
 def test_inf_norm_over_nothing_raises_as_torch(call):
     _raises_as_torch(lambda: call(cr), lambda: call(torch))
+
+
+# ---- (d) resize_ growing a view past its base ----------------------------------------------------
+def test_resize_growing_a_view_past_its_base_refuses_and_within_it_shares_as_torch():
+    """torch reallocates the storage shared by the base and every view; chainrule's base does not
+    know its views, so it refuses rather than leave a sibling view on stale memory."""
+    b = cr.arange(6.0)
+    v, sibling = b[2:4], b[3:]
+    with pytest.raises(RuntimeError, match="cannot grow past the end of its base's memory"):
+        v.resize_(5)
+    assert v.shape == (2,) and v._version == 0
+    v[1] = 100.0  # still shared with the base and the sibling
+    assert b[3].item() == sibling[0].item() == 100.0
+    for m in (cr, torch):  # growing within the base's memory shares it, as torch's
+        b = m.arange(6.0)
+        w = b[0:2]
+        w.resize_(4)
+        w.fill_(-1.0)
+        assert b.tolist() == [-1.0, -1.0, -1.0, -1.0, 4.0, 5.0]
