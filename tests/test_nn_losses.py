@@ -383,3 +383,26 @@ def test_pointwise_losses_weight_of_another_shape_raises_as_torch():
         with pytest.raises(ValueError) as theirs:
             getattr(TF, name)(torch.randn(3, 2), torch.randn(3, 2), weight=torch.ones(2))
         assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.nn.functional.mse_loss(m.ones(2), m.ones(2), size_average=False),
+    lambda m: m.nn.functional.l1_loss(m.ones(2), m.ones(2), reduce=False),
+    lambda m: m.nn.functional.smooth_l1_loss(m.ones(2), m.ones(2), True, True),
+    lambda m: m.nn.functional.kl_div(m.ones(2), m.ones(2), reduce=True),
+    lambda m: m.nn.functional.margin_ranking_loss(m.ones(2), m.ones(2), m.ones(2),
+                                                  size_average=True),
+    lambda m: m.nn.MSELoss(size_average=False),
+    lambda m: m.nn.functional.mse_loss(m.ones(2), m.ones(2)),  # no legacy argument: quiet
+])
+def test_legacy_reduction_arguments_warn_as_torch(call):
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    seen = []
+    for m in (cr, torch):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call(m)
+        seen.append([str(w.message) for w in caught if "size_average" in str(w.message)])
+    assert seen[0] == seen[1]

@@ -46,13 +46,16 @@ __all__ = [
 
 # ---- reductions and the common losses ------------------------------------------------------------
 def legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """The reduction the deprecated ``size_average``/``reduce`` arguments ask for (with
+    torch's warning), or ``reduction`` when neither is given."""
     if size_average is None and reduce is None:
         return reduction
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
-    if not reduce:
-        return "none"
-    return "mean" if size_average else "sum"
+    out = "none" if not reduce else "mean" if size_average else "sum"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                  f"reduction='{out}' instead.", UserWarning, stacklevel=2)
+    return out
 
 
 def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
@@ -88,15 +91,17 @@ def _as_target(target: Any, like: Tensor) -> Tensor:
 
 def _pointwise_loss(name: str, public: Callable, args: tuple, reduction: str,
                     elementwise: Callable[[Tensor], Tensor], weight: Tensor | None = None,
-                    check: Callable[[], None] | None = None, weighted_mean: bool = True) -> Tensor:
+                    check: Callable[[], None] | None = None, weighted_mean: bool = True,
+                    legacy: tuple = (None, None)) -> Tensor:
     """The regression losses' one prologue and epilogue: autocast's dispatch (``public`` called
     again with its own ``args``, input and target first), the reduction's check, then ``check``,
     the target as a tensor, torch's size warning; the loss is ``elementwise(input - target)``,
     times ``weight``, reduced ('mean' with a weight is Σ w·l / Σ w, or the plain mean where
-    torch takes it: huber)."""
+    torch takes it: huber). ``legacy``: the deprecated (size_average, reduce)."""
     if _amp.active and (out := _amp.run(name, public, *args)) is not None:
         return out
     input, target = args[0], args[1]
+    reduction = legacy_reduction(*legacy, reduction)
     _check_reduction(reduction, name)
     if check is not None:
         check()
@@ -116,18 +121,16 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
              reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """(x - y)², reduced."""
     return _pointwise_loss("mse_loss", mse_loss,
-                           (input, target, size_average, reduce, reduction, weight),
-                           legacy_reduction(size_average, reduce, reduction),
-                           lambda d: d * d, weight)
+                           (input, target, size_average, reduce, reduction, weight), reduction,
+                           lambda d: d * d, weight, legacy=(size_average, reduce))
 
 
 def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """|x - y|, reduced."""
     return _pointwise_loss("l1_loss", l1_loss,
-                           (input, target, size_average, reduce, reduction, weight),
-                           legacy_reduction(size_average, reduce, reduction),
-                           lambda d: d.abs(), weight)
+                           (input, target, size_average, reduce, reduction, weight), reduction,
+                           lambda d: d.abs(), weight, legacy=(size_average, reduce))
 
 
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
@@ -143,9 +146,8 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, redu
         return d if beta == 0.0 else where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
 
     return _pointwise_loss("smooth_l1_loss", smooth_l1_loss,
-                           (input, target, size_average, reduce, reduction, beta),
-                           legacy_reduction(size_average, reduce, reduction), elementwise,
-                           check=check)
+                           (input, target, size_average, reduce, reduction, beta), reduction,
+                           elementwise, check=check, legacy=(size_average, reduce))
 
 
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
