@@ -478,7 +478,8 @@ class Xlogy(Op):
         ctx.save_for_backward(x, y)
         with np.errstate(all="ignore"):
             z = x * ctx.log_inner(y)  # a number y's log is a float64 scalar: the operands' dtype
-        return np.where((x == 0) & ~np.isnan(y), 0, z).astype(np.result_type(x, y), copy=False)
+        dtype = np.result_type(getattr(x, "dtype", x), getattr(y, "dtype", y))
+        return np.where((x == 0) & ~np.isnan(y), 0, z).astype(dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
