@@ -154,3 +154,10 @@ def test_in_place_and_autocast_as_torch():
         theirs = torch.tensor(xf).bfloat16().cumprod(1)
     assert str(ours.dtype) == str(theirs.dtype).replace("torch", "chainrule")
     np.testing.assert_array_equal(ours.to(cr.float32).numpy(), theirs.float().numpy())
+
+
+def test_cumsum_of_unsigned_integers_gives_int64_as_torch():
+    x = np.array([200, 100, 50], dtype=np.uint8)
+    ours, theirs = cr.tensor(x).cumsum(0), torch.tensor(x).cumsum(0)
+    assert ours.dtype == cr.int64 and theirs.dtype == torch.int64
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())  # 350 does not wrap at 256

@@ -595,7 +595,7 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
         return out
     if dtype is not None:
         input = input.to(dtype)
-    elif input._data.dtype.kind in "bi":
+    elif input._data.dtype.kind in "biu":
         input = wrap(input._data.astype(np.int64))
     return Cumsum.apply(input, normalize_dim(dim, input._data.ndim, "cumsum"))
 
