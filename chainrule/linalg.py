@@ -15,6 +15,7 @@ from chainrule.ops import linalg as _la
 from chainrule.ops.binary import where
 from chainrule.ops.linalg import LinAlgError, matmul
 from chainrule.ops.reduce import amax, amin, sum as _sum
+from chainrule.ops.reduce import check_inf_norm
 from chainrule.ops.reduce import norm as _vnorm
 from chainrule.ops.shape import diagonal as _diagonal
 from chainrule.tensor import Tensor, wrap
@@ -44,6 +45,8 @@ def vector_norm(x: Tensor, ord=2, dim=None, keepdim: bool = False, *, dtype=None
     if isinstance(ord, str):
         raise RuntimeError(f"linalg.vector_norm: ord must be a number, got {ord!r}")
     if dim is None:
+        if ord in (math.inf, -math.inf):
+            check_inf_norm(x, None, ord)  # (torch's message names no dim)
         if keepdim:
             return _vnorm(x, ord, tuple(range(x.ndim)), True)
         x = x.reshape(-1)

@@ -70,8 +70,8 @@ class TensorBase:
     def requires_grad(self) -> bool:
         if self._requires_grad:
             return True
-        base = self._base  # a view (made in grad mode) of a base that came to require grad
-        return base is not None and base._requires_grad and all(step[3] for step in self._view)
+        base = self._base  # a view of a base that requires grad (made in no_grad mode too, as
+        return base is not None and base._requires_grad  # torch's: see edge)
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
@@ -143,6 +143,13 @@ class TensorBase:
         if self._base is not None and self._base._grad_fn is not self._view_src:
             self._refresh_view()
         if not self._requires_grad:
+            base = self._base
+            if base is not None and base._requires_grad:
+                # a view made in no_grad mode (or before its base required grad): as torch's,
+                # ops on it are recorded but its gradient reaches nothing (an unseen leaf)
+                unreached = wrap(self._data)
+                unreached._requires_grad = True
+                return unreached
             return None
         fn = self._grad_fn
         if fn is None:

@@ -5,6 +5,7 @@ so gelu, erf and friends get transposed, sliced and expanded inputs too). Append
 
 from __future__ import annotations
 
+import numpy as np
 from op_registry import DOMAINS, OpSpec, add
 
 DOMAINS.setdefault("unit", lambda rng, s: rng.uniform(-0.9, 0.9, s))   # inside (-1, 1)
@@ -42,8 +43,15 @@ _entry("atan2", _top("atan2"), shapes=(((2, 3), (2, 3)), ((3, 1), (1, 4)), ((), 
        tags=("binary",))
 _entry("xlogy", _top("xlogy"), shapes=(((2, 3), (2, 3)), ((3, 1), (1, 4))),
        domain=("real", "positive"), tags=("binary",))
-_entry("cumprod", _top("cumprod"), shapes=(((2, 3, 4),),), kwargs=({"dim": 0}, {"dim": -1}),
+_entry("cumprod", _top("cumprod"), shapes=(((2, 3, 4),),),
+       kwargs=({"dim": 0}, {"dim": 1}, {"dim": -1}), tags=("reduce",))
+_entry("cumprod(0-d)", _top("cumprod"), shapes=(((),), ((1,),)), kwargs=({"dim": 0}, {"dim": -1}),
        tags=("reduce",))
+# exact zeros: torch's zero rule and the O(n²) double backward (gradgradcheck, torch's too)
+DOMAINS.setdefault("zeros", lambda rng, s: np.where(rng.random(s) < 0.25, 0.0,
+                                                    rng.uniform(0.5, 1.5, s)))
+_entry("cumprod(zeros)", _top("cumprod"), shapes=(((3, 5),),), domain="zeros",
+       kwargs=({"dim": 1}, {"dim": 0}), tags=("reduce",))
 
 # ---- activations (nn.functional) ----------------------------------------------------------------
 _ACT = (((2, 3, 4),), ((5,),), ((),))

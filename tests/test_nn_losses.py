@@ -196,6 +196,72 @@ def test_legacy_size_average_reduce():
     assert tuple(nn.L1Loss(reduce=False)(x, y).shape) == (3, 2)
 
 
+POINTWISE = [("mse_loss", {}), ("l1_loss", {}), ("smooth_l1_loss", {"beta": 0.5}),
+             ("huber_loss", {"delta": 0.7})]
+
+
+@pytest.mark.parametrize("name,kw", POINTWISE, ids=[p[0] for p in POINTWISE])
+def test_pointwise_losses_share_one_prologue(name, kw):
+    """Each regression loss: torch's size warning pointing at the caller, the reduction's
+    error naming the loss, a plain-list target, autocast's float32 result as torch's."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as TF
+
+    fn, tfn = getattr(F, name), getattr(TF, name)
+    with pytest.warns(UserWarning, match=f"{name}: Using a target size") as rec:
+        fn(cr.randn(3, 1), cr.randn(3), **kw)
+    assert rec[0].filename == __file__
+    with pytest.raises(ValueError, match=f"^{name}: bad is not a valid value for reduction$"):
+        fn(cr.randn(3), cr.randn(3), reduction="bad", **kw)
+    x = RNG.standard_normal(4)
+    t = [0.5, -1.0, 2.0, 0.25]
+    np.testing.assert_allclose(fn(cr.tensor(x), t, reduction="none", **kw).numpy(),
+                               tfn(torch.tensor(x), torch.tensor(t, dtype=torch.float64),
+                                   reduction="none", **kw).numpy(), rtol=1e-12)
+    xb = RNG.standard_normal((2, 3)).astype(np.float32)
+    with cr.autocast("cpu", dtype=cr.bfloat16):
+        out = fn(cr.tensor(xb).to(cr.bfloat16), cr.tensor(xb[::-1].copy()), **kw)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tout = tfn(torch.tensor(xb).bfloat16(), torch.tensor(xb[::-1].copy()), **kw)
+    assert str(out.dtype) == str(tout.dtype).replace("torch", "chainrule")
+    np.testing.assert_allclose(out.item(), tout.item(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_pointwise_losses_weight_vs_torch(name, reduction):
+    pytest.importorskip("torch")
+    import torch.nn.functional as TF
+
+    x = RNG.standard_normal((3, 4))
+    y = x + RNG.choice([-1, 1], (3, 4)) * RNG.uniform(0.1, 1.5, (3, 4))
+    w = RNG.uniform(0.5, 2, (3, 4))
+    _compare(lambda a, b, w: getattr(F, name)(a, b, reduction=reduction, weight=w),
+             lambda a, b, w: getattr(TF, name)(a, b, reduction=reduction, weight=w), [x, y], [w])
+    ins = (cr.tensor(x, requires_grad=True), cr.tensor(y, requires_grad=True))
+    assert gradcheck(lambda a, b: getattr(F, name)(a, b, reduction=reduction,
+                                                   weight=cr.tensor(w)), ins)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss"])
+def test_pointwise_losses_legacy_reduction_vs_torch(name):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as TF
+
+    x, y = RNG.standard_normal((3, 2)), RNG.standard_normal((3, 2))
+    for sa, rd in [(False, None), (True, None), (None, False), (False, True)]:
+        out = getattr(F, name)(cr.tensor(x), cr.tensor(y), sa, rd)
+        tout = getattr(TF, name)(torch.tensor(x), torch.tensor(y), sa, rd)
+        np.testing.assert_allclose(out.numpy(), tout.numpy(), rtol=1e-12)
+
+
+def test_smooth_l1_negative_beta_after_the_reduction_check():
+    with pytest.raises(RuntimeError, match="does not support negative values for beta"):
+        F.smooth_l1_loss(cr.randn(3), cr.randn(3), beta=-1.0)
+    with pytest.raises(ValueError, match="not a valid value for reduction"):  # torch's order
+        F.smooth_l1_loss(cr.randn(3), cr.randn(3), beta=-1.0, reduction="bad")
+
+
 # ---- binary cross entropy -----------------------------------------------------------------------
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_bce_vs_torch_and_gradcheck(reduction):
@@ -305,3 +371,38 @@ def test_loss_modules_train_a_classifier():
                 p.sub_(p.grad * 0.5)
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_pointwise_losses_weight_of_another_shape_raises_as_torch():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as TF
+
+    for name in ("mse_loss", "l1_loss", "huber_loss"):
+        with pytest.raises(ValueError) as ours:
+            getattr(F, name)(cr.randn(3, 2), cr.randn(3, 2), weight=cr.ones(2))
+        with pytest.raises(ValueError) as theirs:
+            getattr(TF, name)(torch.randn(3, 2), torch.randn(3, 2), weight=torch.ones(2))
+        assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.nn.functional.mse_loss(m.ones(2), m.ones(2), size_average=False),
+    lambda m: m.nn.functional.l1_loss(m.ones(2), m.ones(2), reduce=False),
+    lambda m: m.nn.functional.smooth_l1_loss(m.ones(2), m.ones(2), True, True),
+    lambda m: m.nn.functional.kl_div(m.ones(2), m.ones(2), reduce=True),
+    lambda m: m.nn.functional.margin_ranking_loss(m.ones(2), m.ones(2), m.ones(2),
+                                                  size_average=True),
+    lambda m: m.nn.MSELoss(size_average=False),
+    lambda m: m.nn.functional.mse_loss(m.ones(2), m.ones(2)),  # no legacy argument: quiet
+])
+def test_legacy_reduction_arguments_warn_as_torch(call):
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    seen = []
+    for m in (cr, torch):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call(m)
+        seen.append([str(w.message) for w in caught if "size_average" in str(w.message)])
+    assert seen[0] == seen[1]

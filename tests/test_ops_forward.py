@@ -59,7 +59,8 @@ def test_forward_matches_numpy(spec, shapes, kw, dtype):
 
 @pytest.mark.parametrize("spec,shapes,kw", params(lambda s: s.out == "same" and s.grad))
 def test_forward_records_graph(spec, shapes, kw):
-    """With a differentiable input, float outputs carry a grad_fn; under no_grad they do not."""
+    """With a differentiable input, float outputs carry a grad_fn; under no_grad they do not,
+    and only a view of an input (or the input itself) reports requires_grad, as torch's."""
     from op_registry import diff_mask
 
     args = make_args(spec, shapes)
@@ -68,9 +69,14 @@ def test_forward_records_graph(spec, shapes, kw):
         pytest.skip("no differentiable input")
     outs = [o for o in as_outputs(spec.op(*cr_args(args, mask), **kw)) if o.dtype.is_floating_point]
     assert outs and all(o.requires_grad for o in outs), spec.name
+    ins = cr_args(args, mask)
     with cr.no_grad():
-        outs = as_outputs(spec.op(*cr_args(args, mask), **kw))
-    assert not any(o.requires_grad for o in outs), spec.name
+        outs = as_outputs(spec.op(*ins, **kw))
+    assert not any(o.grad_fn is not None for o in outs), spec.name
+    inputs = [t for t in ins if isinstance(t, cr.Tensor) and t.requires_grad]
+    for o in outs:
+        view_of_input = o._base is not None and any(o._base is (t._base or t) for t in inputs)
+        assert o.requires_grad == (view_of_input or any(o is t for t in inputs)), spec.name
 
 
 @pytest.mark.parametrize("spec,shapes,kw", [

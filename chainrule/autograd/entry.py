@@ -106,7 +106,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     outputs = _as_tuple(outputs)
     inputs = list(_as_tuple(inputs))
     for i, t in enumerate(inputs):
-        if not t._requires_grad:
+        if not t.requires_grad:
             raise RuntimeError(
                 f"One of the differentiated Tensors (input {i}) does not require grad"
             )

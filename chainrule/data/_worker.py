@@ -66,6 +66,22 @@ def get_worker_info() -> WorkerInfo | None:
 
 
 # ---- messages -----------------------------------------------------------------------------------
+def warn_past_length(dataset, len_called: int | None, yielded: int, workers: int,
+                     stacklevel: int = 3) -> None:
+    """torch's warning when an IterableDataset gave more than the ``len(dataset)`` that
+    ``len(loader)`` reported (torch counts the loader's items, batches included, against it)."""
+    if len_called is None or yielded <= len_called:
+        return
+    msg = (f"Length of IterableDataset {dataset} was reported to be {len_called}(when accessing "
+           f"len(dataloader)), but {yielded} samples have been fetched. ")
+    if workers > 0:
+        msg += ("For multiprocessing data-loading, this could be caused by not properly "
+                "configuring the IterableDataset replica at each worker. Please see "
+                "https://pytorch.org/docs/stable/data.html#torch.utils.data.IterableDataset for "
+                "examples.")
+    warnings.warn(msg, UserWarning, stacklevel=stacklevel)
+
+
 @dataclass(frozen=True)
 class _IterableStop:
     """A worker's IterableDataset copy is exhausted."""
@@ -348,6 +364,7 @@ class MultiProcessingIter:
         self._sampler_iter = iter(self._index_source) if first else \
             iter(loader._index_source())
         self._num_yielded = 0
+        self._dataset, self._len_called = loader.dataset, loader._IterableDataset_len_called
         self._send_idx = 0  # the next task to send
         self._rcvd_idx = 0  # the next task to hand out
         self._task_info: dict[int, tuple] = {}  # task -> (worker,) or (worker, data)
@@ -378,6 +395,9 @@ class MultiProcessingIter:
     def __next__(self):
         data = self._next_data()
         self._num_yielded += 1
+        if self._iterable:
+            warn_past_length(self._dataset, self._len_called, self._num_yielded,
+                             self._num_workers, stacklevel=3)
         return data
 
     def _next_data(self):

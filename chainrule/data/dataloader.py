@@ -342,6 +342,7 @@ class DataLoader:
         self.in_order = in_order
         self.multiprocessing_context = multiprocessing_context
         self._iterator = None  # the persistent workers' iterator
+        self._IterableDataset_len_called = None  # len(dataset) when len(self) was asked
         self._auto_collation = batch_sampler is not None
         self._fast = collate_fn is None and self._auto_collation and _batchable(dataset)
         if collate_fn is None:
@@ -387,7 +388,7 @@ class DataLoader:
                 return self._iterator
             return self._start_workers()
         self._base_seed = _draw_seed(self.generator)  # PyTorch draws it for its workers
-        return self._batches()
+        return self._batches(self._IterableDataset_len_called)
 
     def _start_workers(self):
         _worker.check_worker_number(self.num_workers)
@@ -402,9 +403,13 @@ class DataLoader:
             return itertools.repeat([None] * self.batch_size if self._auto_collation else None)
         return self.batch_sampler if self._auto_collation else self.sampler
 
-    def _batches(self) -> Iterator[Any]:
+    def _batches(self, len_called: int | None = None) -> Iterator[Any]:
         if self._iterable:
-            yield from self._stream()
+            yielded = 0
+            for batch in self._stream():
+                yielded += 1
+                _worker.warn_past_length(self.dataset, len_called, yielded, 0)
+                yield batch
             return
         fetch = _worker.fetch_map
         args = (self.dataset, self._auto_collation, self._fast, self.collate_fn)
@@ -430,6 +435,7 @@ class DataLoader:
     def __len__(self) -> int:
         if self._iterable:
             n = len(self.dataset)  # TypeError when the stream has no length, as in torch
+            self._IterableDataset_len_called = n  # torch then warns past it (per batch!)
             if self.batch_size is None:
                 return n
             return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -99,6 +99,11 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Any = None, max_norm: 
             f"embedding_bag: per_sample_weights was not None. per_sample_weights is only "
             f"supported for mode='sum' (got mode='{mode}'). Please open a feature request on "
             "GitHub.")
+    if per_sample_weights is not None and per_sample_weights.dtype != weight.dtype:
+        raise RuntimeError(
+            f"Expected tensor for argument #1 'weight' to have the same type as tensor for "
+            f"argument #1 'per_sample_weights'; but type {weight.type()} does not equal "
+            f"{per_sample_weights.type()} (while checking arguments for embedding_bag)")
     num, dim = weight.shape
     if padding_idx is not None:
         if not -num <= padding_idx < num:

@@ -46,13 +46,16 @@ __all__ = [
 
 # ---- reductions and the common losses ------------------------------------------------------------
 def legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """The reduction the deprecated ``size_average``/``reduce`` arguments ask for (with
+    torch's warning), or ``reduction`` when neither is given."""
     if size_average is None and reduce is None:
         return reduction
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
-    if not reduce:
-        return "none"
-    return "mean" if size_average else "sum"
+    out = "none" if not reduce else "mean" if size_average else "sum"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                  f"reduction='{out}' instead.", UserWarning, stacklevel=2)
+    return out
 
 
 def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
@@ -70,13 +73,13 @@ def _check_reduction(reduction: str, name: str) -> None:
         raise ValueError(f"{name}: {reduction} is not a valid value for reduction")
 
 
-def _warn_size(input: Tensor, target: Tensor, name: str) -> None:
+def _warn_size(input: Tensor, target: Tensor, name: str, stacklevel: int = 3) -> None:
     if shape_of(input) != shape_of(target):
         warnings.warn(
             f"{name}: Using a target size ({target.shape}) that is different to the input size "
             f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
             f"Please ensure they have the same size.",
-            UserWarning, stacklevel=3,
+            UserWarning, stacklevel=stacklevel,
         )
 
 
@@ -86,76 +89,76 @@ def _as_target(target: Any, like: Tensor) -> Tensor:
     return wrap(np.asarray(target, dtype=like._data.dtype))
 
 
+def _pointwise_loss(name: str, public: Callable, args: tuple, reduction: str,
+                    elementwise: Callable[[Tensor], Tensor], weight: Tensor | None = None,
+                    check: Callable[[], None] | None = None, weighted_mean: bool = True,
+                    legacy: tuple = (None, None)) -> Tensor:
+    """The regression losses' one prologue and epilogue: autocast's dispatch (``public`` called
+    again with its own ``args``, input and target first), the reduction's check, then ``check``,
+    the target as a tensor, torch's size warning; the loss is ``elementwise(input - target)``,
+    times ``weight``, reduced ('mean' with a weight is Σ w·l / Σ w, or the plain mean where
+    torch takes it: huber). ``legacy``: the deprecated (size_average, reduce)."""
+    if _amp.active and (out := _amp.run(name, public, *args)) is not None:
+        return out
+    input, target = args[0], args[1]
+    reduction = legacy_reduction(*legacy, reduction)
+    _check_reduction(reduction, name)
+    if check is not None:
+        check()
+    target = _as_target(target, input)
+    _warn_size(input, target, name, stacklevel=4)
+    loss = elementwise(input - target)
+    if weight is not None:
+        if shape_of(weight) != shape_of(input):
+            raise ValueError("Weights and input must have the same size.")
+        loss = loss * weight
+        if reduction == "mean" and weighted_mean:
+            return loss.sum() / weight.sum()
+    return _reduce(loss, reduction, name)
+
+
 def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
              reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """(x - y)², reduced."""
-    if _amp.active and (out := _amp.run(
-            "mse_loss", mse_loss, input, target, size_average,
-            reduce, reduction, weight)) is not None:
-        return out
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    _check_reduction(reduction, "mse_loss")
-    target = _as_target(target, input)
-    _warn_size(input, target, "mse_loss")
-    d = input - target
-    loss = d * d
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction, "mse_loss")
+    return _pointwise_loss("mse_loss", mse_loss,
+                           (input, target, size_average, reduce, reduction, weight), reduction,
+                           lambda d: d * d, weight, legacy=(size_average, reduce))
 
 
 def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """|x - y|, reduced."""
-    if _amp.active and (out := _amp.run(
-            "l1_loss", l1_loss, input, target, size_average,
-            reduce, reduction, weight)) is not None:
-        return out
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    _check_reduction(reduction, "l1_loss")
-    target = _as_target(target, input)
-    _warn_size(input, target, "l1_loss")
-    loss = (input - target).abs()
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction, "l1_loss")
+    return _pointwise_loss("l1_loss", l1_loss,
+                           (input, target, size_average, reduce, reduction, weight), reduction,
+                           lambda d: d.abs(), weight, legacy=(size_average, reduce))
 
 
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
                    reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """0.5·d²/β where |d| < β, else |d| - β/2 (d = x - y), reduced."""
-    if _amp.active and (out := _amp.run(
-            "smooth_l1_loss", smooth_l1_loss, input, target, size_average,
-            reduce, reduction, beta)) is not None:
-        return out
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    _check_reduction(reduction, "smooth_l1_loss")
-    if beta < 0:
-        raise RuntimeError(f"smooth_l1_loss does not support negative values for beta (got "
-                           f"{beta}).")
-    target = _as_target(target, input)
-    _warn_size(input, target, "smooth_l1_loss")
-    d = (input - target).abs()
-    if beta == 0.0:
-        return _reduce(d, reduction, "smooth_l1_loss")
-    loss = where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
-    return _reduce(loss, reduction, "smooth_l1_loss")
+    def check() -> None:
+        if beta < 0:
+            raise RuntimeError(f"smooth_l1_loss does not support negative values for beta (got "
+                               f"{beta}).")
+
+    def elementwise(d: Tensor) -> Tensor:
+        d = d.abs()
+        return d if beta == 0.0 else where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
+
+    return _pointwise_loss("smooth_l1_loss", smooth_l1_loss,
+                           (input, target, size_average, reduce, reduction, beta), reduction,
+                           elementwise, check=check, legacy=(size_average, reduce))
 
 
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
                weight: Tensor | None = None) -> Tensor:
     """0.5·d² where |d| < δ, else δ(|d| - δ/2), reduced."""
-    if _amp.active and (out := _amp.run(
-            "huber_loss", huber_loss, input, target, reduction, delta, weight)) is not None:
-        return out
-    _check_reduction(reduction, "huber_loss")
-    target = _as_target(target, input)
-    _warn_size(input, target, "huber_loss")
-    d = (input - target).abs()
-    loss = where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction, "huber_loss")
+    def elementwise(d: Tensor) -> Tensor:
+        d = d.abs()
+        return where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
+
+    return _pointwise_loss("huber_loss", huber_loss, (input, target, reduction, delta, weight),
+                           reduction, elementwise, weight, weighted_mean=False)
 
 
 def _check_same_size(input: Tensor, target: Tensor, name: str) -> None:

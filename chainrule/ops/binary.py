@@ -460,24 +460,36 @@ def xlogy(input, other) -> Tensor:
 
 
 class Xlogy(Op):
-    """z = x·ln y (0 at x = 0);  dz/dx = ln y (0 where x = 0 and y ≤ 0, as torch),  dz/dy = x/y"""
+    """z = x·ln u with u = y (0 at x = 0);  dz/dx = ln u (0 where x = 0 and u ≤ 0, as torch),
+    dz/dy = x/u.  Xlog1py is this gate with u = 1 + y (its two hooks)."""
+
+    @staticmethod
+    def inner(y):
+        """u, whose log the gate takes."""
+        return y
+
+    @staticmethod
+    def log_inner(y):
+        """ln u, computed from y."""
+        return either.log(y)
 
     @staticmethod
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
         with np.errstate(all="ignore"):
-            z = x * np.log(y)
-        return np.where((x == 0) & ~np.isnan(y), 0, z).astype(z.dtype, copy=False)
+            z = x * ctx.log_inner(y)  # a number y's log is a float64 scalar: the operands' dtype
+        dtype = np.result_type(getattr(x, "dtype", x), getattr(y, "dtype", y))
+        return np.where((x == 0) & ~np.isnan(y), 0, z).astype(dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
         gx = gy = None
         if ctx.needs_input_grad[0]:
-            no_log = (either.data(x) == 0) & (either.data(y) <= 0)
-            gx = g * either.where(no_log, 0.0, either.log(either.where(no_log, 1.0, y)))
+            no_log = (either.data(x) == 0) & (either.data(ctx.inner(y)) <= 0)
+            gx = g * either.where(no_log, 0.0, ctx.log_inner(either.where(no_log, 1.0, y)))
         if ctx.needs_input_grad[1]:
-            gy = g * x / y
+            gy = g * x / ctx.inner(y)
         return gx, gy
 
 
@@ -486,27 +498,17 @@ def xlog1py(input, other) -> Tensor:
     return binary(Xlog1py, *_floats(input, other, "xlog1py"), "xlog1py")
 
 
-class Xlog1py(Op):
-    """z = x·ln(1 + y) (0 at x = 0);  dz/dx = ln(1 + y) (0 where x = 0 and y ≤ -1, as torch),
-    dz/dy = x/(1 + y)"""
+class Xlog1py(Xlogy):
+    """z = x·ln(1 + y) (0 at x = 0): Xlogy with u = 1 + y, ln u as log1p (0 where x = 0 and
+    y ≤ -1)."""
 
     @staticmethod
-    def forward(ctx, x, y):
-        ctx.save_for_backward(x, y)
-        with np.errstate(all="ignore"):
-            z = x * np.log1p(y)
-        return np.where((x == 0) & ~np.isnan(y), 0, z).astype(z.dtype, copy=False)
+    def inner(y):
+        return 1 + y
 
     @staticmethod
-    def backward(ctx, g):
-        x, y = ctx.saved_tensors
-        gx = gy = None
-        if ctx.needs_input_grad[0]:
-            no_log = (either.data(x) == 0) & (either.data(y) <= -1)
-            gx = g * either.where(no_log, 0.0, either.log1p(either.where(no_log, 0.0, y)))
-        if ctx.needs_input_grad[1]:
-            gy = g * x / (1 + y)
-        return gx, gy
+    def log_inner(y):
+        return either.log1p(y)
 
 
 def _raw(x):

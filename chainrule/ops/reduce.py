@@ -7,6 +7,7 @@ from collections import namedtuple
 
 from chainrule.amp import autocast_mode as _amp
 from chainrule.dtypes import FLOAT_KINDS
+from chainrule import devices
 from chainrule import dtypes as _dt
 from chainrule.devices import as_array, np
 from chainrule.autograd.function import Op
@@ -14,7 +15,7 @@ from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.ops.binary import maximum, minimum, where
 from chainrule.ops.elementwise import abs as t_abs
-from chainrule.ops.shape import stack, unbind
+from chainrule.ops.shape import cat
 from chainrule.ops.shape import normalize_dim, normalize_dims
 from chainrule.tensor import Tensor, wrap
 
@@ -219,6 +220,19 @@ class MinAll(Amin):
     nan_equal = True
 
 
+class NormInf(Amax):
+    """y = max |x| over axes (the ∞-norm, of |x|);  as Amax, but a NaN norm's gradient is
+    shared among the NaNs (torch's norm backward: zeros elsewhere, not NaN everywhere)"""
+
+    nan_equal = True
+
+
+class NormMinusInf(Amin):
+    """y = min |x| over axes (the -∞-norm, of |x|);  a NaN norm's gradient as NormInf's"""
+
+    nan_equal = True
+
+
 class MaxDim(Op):
     """(values, indices) = max over one dim;  the gradient goes to the index returned"""
 
@@ -260,6 +274,86 @@ class Cumsum(Op):
     def backward(ctx, g):
         d = ctx.dim
         return either.flip(either.cumsum(either.flip(g, (d,)), d), (d,)), None
+
+
+def _reversed_cumsum(a, d: int):
+    """Σ_{j≥i} a_j along axis ``d`` (summed from the end)."""
+    return either.flip(either.cumsum(either.flip(a, (d,)), d), (d,))
+
+
+def _cum_dtype(dtype):
+    """The dtype a running product accumulates in (torch's CPU kernels): float32 in float64,
+    the half types in float32."""
+    if dtype.kind != "f" and dtype.kind != "V":
+        return dtype
+    return np.dtype(np.float64) if dtype.itemsize >= 4 else np.dtype(np.float32)
+
+
+class Cumprod(Op):
+    """yᵢ = Π_{j≤i} xⱼ;  dL/dxₖ = Σ_{j≥k} gⱼ·yⱼ / xₖ.  Where a slice has zeros (torch's rule):
+    that sum, up to its first zero z, for k < z; y_{z-1}·Σ_{z≤j<z'} gⱼ·Π_{z<i≤j} xᵢ at z
+    (z' the second zero); 0 after z"""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        flat = x.reshape(x.shape or (1,))  # a 0-d tensor is its own product
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as torch, no warning
+            y = np.cumprod(flat, axis=dim, dtype=_cum_dtype(x.dtype)).astype(x.dtype)
+        y = y.reshape(x.shape)
+        ctx.save_for_backward(x, y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        d = ctx.dim
+        if x.ndim == 0 or x.shape[d] == 1:
+            return g, None
+        is_zero = x == 0
+        with np.errstate(all="ignore"):
+            if not is_zero.any():
+                return _reversed_cumsum(y * g, d) / x, None
+            seen = np.cumsum(is_zero, axis=d)  # zeros up to and including each place
+            before = seen == 0
+            gx = np.where(before, _reversed_cumsum(np.where(before, y * g, 0), d) / x, 0)
+            first = is_zero & (seen == 1)
+            span = (seen == 1) & ~first  # strictly between the first and the second zero
+            inner = np.sum(np.cumprod(np.where(span, x, 1), axis=d) * np.where(seen == 1, g, 0),
+                           axis=d, keepdims=True)
+            y_before = np.sum(np.where(first, _shifted_in_one(y, d), 0), axis=d, keepdims=True)
+            return np.where(first, inner * y_before, gx).astype(x.dtype, copy=False), None
+
+    @staticmethod
+    def differentiable_backward(ctx, g):
+        """The same rule with tensor ops; with zeros, the O(n²) sum of omitted products
+        Σ_{j≥k} gⱼ·Π_{i≤j, i≠k} xᵢ (torch's too), whose own derivatives are exact."""
+        x, y = ctx.saved_tensors
+        d = ctx.dim
+        if x.ndim == 0 or x.shape[d] == 1:
+            return g, None
+        if not (either.data(x) == 0).any():
+            return _reversed_cumsum(y * g, d) / x, None
+        xm, ym, gm = x.movedim(d, -1), y.movedim(d, -1), g.movedim(d, -1)
+        n = xm.shape[-1]
+        xp = devices.xp_of(either.data(x))
+        k, i = xp.arange(n)[:, None], xp.arange(n)[None, :]
+        # omitted[k, j] = Π_{i≤j, i≠k} xᵢ = y_{k-1} · Π_{k<i≤j} xᵢ  (used for j ≥ k)
+        from_k = cumprod(where(wrap(i > k), xm.unsqueeze(-2), 1.0), -1)
+        ones = wrap(xp.ones(tuple(ym.shape[:-1]) + (1,), either.dtype_of(y)))
+        until_k = cat([ones, ym.narrow(-1, 0, n - 1)], -1)
+        omitted = until_k.unsqueeze(-1) * from_k
+        gx = where(wrap(i >= k), omitted * gm.unsqueeze(-2), 0.0).sum(-1)
+        return gx.movedim(-1, d), None
+
+
+def _shifted_in_one(y, d: int):
+    """y moved one place along axis ``d``, 1 at the front: yᵢ₋₁ (the exclusive product)."""
+    head = [slice(None)] * y.ndim
+    head[d] = slice(0, 1)
+    body = list(head)
+    body[d] = slice(0, -1)
+    return np.concatenate([np.ones_like(y[tuple(head)]), y[tuple(body)]], axis=d)
 
 
 def _stable_max(x, axes):
@@ -501,24 +595,20 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
         return out
     if dtype is not None:
         input = input.to(dtype)
-    elif input._data.dtype.kind in "bi":
+    elif input._data.dtype.kind in "biu":
         input = wrap(input._data.astype(np.int64))
     return Cumsum.apply(input, normalize_dim(dim, input._data.ndim, "cumsum"))
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
-    """Running product along ``dim`` (as exp of cumsum of logs is unstable, done by parts)."""
+    """Running product along ``dim`` (integers and bools as int64, as torch)."""
+    if _amp.active and (out := _amp.run("cumprod", cumprod, input, dim, dtype=dtype)) is not None:
+        return out
     if dtype is not None:
         input = input.to(dtype)
-    d = normalize_dim(dim, input._data.ndim, "cumprod")
-    if input._data.ndim == 0 or input._data.shape[d] == 0:
-        return input * 1  # nothing to multiply (0-d, or an empty dim)
-    parts = unbind(input, d)
-    out, acc = [], None
-    for p in parts:
-        acc = p if acc is None else acc * p
-        out.append(acc)
-    return stack(out, d)
+    elif input._data.dtype.kind in "biu":
+        input = wrap(input._data.astype(np.int64))
+    return Cumprod.apply(input, normalize_dim(dim, input._data.ndim, "cumprod"))
 
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
@@ -575,10 +665,9 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
         return Norm2.apply(input, axes, keepdim)
     if p == "nuc":
         raise NotImplementedError("norm: the nuclear norm is not supported")
-    if p == float("inf"):
-        return amax(t_abs(input), axes if axes is not None else (), keepdim)
-    if p == float("-inf"):
-        return amin(t_abs(input), axes if axes is not None else (), keepdim)
+    if p == float("inf") or p == float("-inf"):
+        check_inf_norm(input, dim, p)
+        return (NormInf if p > 0 else NormMinusInf).apply(t_abs(input), axes, keepdim)
     if p == 0:
         return sum((input != 0).to(input.dtype), axes, keepdim)
     if p == 1:
@@ -589,6 +678,21 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
 
         return where(zero, 0.0, where(zero, 1.0, s) ** (1.0 / p))
     return s ** (1.0 / p)
+
+
+def check_inf_norm(input: Tensor, dim, p: float) -> None:
+    """torch's refusal of an ±∞-norm over nothing (max and min have no identity)."""
+    shape = input._data.shape
+    if input._data.size:
+        return
+    start = f"linalg.vector_norm cannot compute the {'inf' if p > 0 else '-inf'} norm on "
+    if dim is None:
+        raise RuntimeError(start + "an empty tensor because the operation does not have an "
+                           "identity")
+    for d in (dim if isinstance(dim, (tuple, list)) else (dim,)):
+        if shape[normalize_dim(d, len(shape), "norm")] == 0:
+            raise RuntimeError(start + f"the dimension {d}because this dimension is empty and "
+                               "the operation does not have an identity")
 
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:

@@ -17,6 +17,8 @@ __all__ = ["Adadelta"]
 class Adadelta(Optimizer):
     """Adadelta: ``v ← ρv + (1-ρ)g²;  δ = √(u+ε)/√(v+ε)·g;  u ← ρu + (1-ρ)δ²;  θ ← θ - lr·δ``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

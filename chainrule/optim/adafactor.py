@@ -21,6 +21,8 @@ class Adafactor(Optimizer):
     ``U = g/√max(V̂, ε₁²)``, clipped to RMS ``d``; ``θ ← θ(1 - lr·λ) - max(ε₂, RMS θ)·
     min(lr, 1/√t)·U``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

@@ -17,6 +17,8 @@ __all__ = ["Adagrad"]
 class Adagrad(Optimizer):
     """Adagrad: ``s ← s + g²;  θ ← θ - lr/(1 + (t-1)·lr_decay) · g / (√s + ε)``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

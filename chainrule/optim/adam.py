@@ -30,6 +30,8 @@ def lerp_(a: Any, b: Any, weight: float, tmp: Any) -> None:
 class Adam(Optimizer):
     """Adam: ``m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  θ ← θ - lr·m̂ / (√v̂ + ε)``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

@@ -18,6 +18,8 @@ __all__ = ["Adamax"]
 class Adamax(Optimizer):
     """Adamax: ``m ← β₁m + (1-β₁)g;  u ← max(β₂u, |g| + ε);  θ ← θ - lr/(1-β₁ᵗ)·m/u``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

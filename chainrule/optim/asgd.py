@@ -8,7 +8,7 @@ from typing import Any
 from chainrule.devices import np
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
-    decayed_grad, next_step, scalar_dtype, scalar_state, to_scalar,
+    decayed_grad, next_step, scalar_dtype, scalar_state, to_scalar, write_scalar,
 )
 
 __all__ = ["ASGD"]
@@ -17,6 +17,8 @@ __all__ = ["ASGD"]
 class ASGD(Optimizer):
     """ASGD: ``θ ← θ(1 - λη) - ηg;  ax ← ax + μ(θ - ax)`` with
     ``η = lr/(1 + λ·lr·t)^α`` and ``μ = 1/max(1, t - t₀)``."""
+
+    _state_in_place = True  # its step updates the state tensors' memory
 
     def __init__(
         self,
@@ -82,4 +84,4 @@ class ASGD(Optimizer):
 
 
 def _assign(t, value: float) -> None:
-    t._data = np.array(np.array(value, dtype=scalar_dtype()), dtype=t._data.dtype)
+    write_scalar(t, np.array(np.array(value, dtype=scalar_dtype()), dtype=t._data.dtype))

@@ -96,6 +96,8 @@ class Muon(Optimizer):
     """Muon: ``B ← μB + g;  O = NS(g + μB if nesterov else B);  θ ← θ(1 - lr·λ) - lr'·O``
     with ``lr'`` the shape-adjusted learning rate; for 2-D parameters only."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

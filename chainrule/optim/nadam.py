@@ -9,7 +9,7 @@ from chainrule.devices import np
 from chainrule.optim.adam import lerp_
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_betas, check_nonnegative, check_not_differentiable,
-    check_scalar_tensor, decayed_grad, next_step, scalar_state, to_scalar,
+    check_scalar_tensor, decayed_grad, next_step, scalar_state, to_scalar, write_scalar,
 )
 
 __all__ = ["NAdam", "RAdam"]
@@ -17,6 +17,8 @@ __all__ = ["NAdam", "RAdam"]
 
 class _AdamFamily(Optimizer):
     """Shared constructor checks, state and moment updates of NAdam and RAdam."""
+
+    _state_in_place = True  # its step updates the state tensors' memory
 
     def __init__(self, params: ParamsT, lr, betas, eps, weight_decay, differentiable,
                  defaults: dict[str, Any]) -> None:
@@ -104,7 +106,7 @@ class NAdam(_AdamFamily):
                 mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
                 mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
                 mp = state["mu_product"]  # a 0-d Tensor: the product rounds to its dtype
-                mp._data = mp._data * mu
+                write_scalar(mp, mp._data * mu)
                 mu_product = float(mp._data)
                 c_grad = -lr * (1.0 - mu) / (1.0 - mu_product)
                 c_avg = (-lr * mu_next) / (1.0 - mu_product * mu_next)

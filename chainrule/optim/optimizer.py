@@ -105,13 +105,18 @@ def _wrap_step(step: Callable) -> Callable:
 
 
 def _changed_in_place(opt) -> None:
-    """The step wrote new values into the parameters that have a gradient: bump their version
-    counters, as torch's in-place updates do, so that a graph which saved a parameter before
-    the step refuses to backpropagate after it (instead of using the new values)."""
+    """The step wrote new values into the parameters that have a gradient and into their state
+    tensors (``exp_avg``, ``momentum_buffer``, ``step``...): bump their version counters, as
+    torch's in-place updates do, so that a graph which saved one of them before the step
+    refuses to backpropagate after it (instead of using the new values)."""
+    state = opt.state if opt._state_in_place else {}
     for group in opt.param_groups:
         for p in group["params"]:
             if p._grad is not None:
                 p._bump_version()
+                for value in state.get(p, {}).values():
+                    if isinstance(value, Tensor):
+                        value._bump_version()
 
 
 def _typename(obj: Any) -> str:
@@ -135,8 +140,18 @@ def scalar_state(value: float) -> Tensor:
 def next_step(state: dict[str, Any]) -> float:
     """``state["step"] += 1`` on the 0-d step Tensor; returns the new count as a float."""
     t = state["step"]
-    t._data = t._data + 1
+    write_scalar(t, t._data + 1)
     return float(t._data)
+
+
+def write_scalar(t: Tensor, value: Any) -> None:
+    """Store ``value`` in the 0-d state Tensor ``t``'s own memory, as torch's in-place update
+    (a view of it, or a state dict that shares it, sees the new value); read-only memory (a
+    loaded file's) is replaced instead."""
+    try:
+        t._data[...] = value
+    except (ValueError, TypeError):
+        t._data = np.array(value, dtype=t._data.dtype)
 
 
 def to_scalar(x: Any) -> float:
@@ -180,6 +195,8 @@ def check_not_differentiable(optimizer: Any, differentiable: bool) -> None:
 
 class Optimizer:
     """Base class of optimizers: ``param_groups``, ``defaults`` and per-parameter ``state``."""
+
+    _state_in_place = False  # does step() write the state tensors in place (bump their versions)?
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         self.defaults = defaults

@@ -18,6 +18,8 @@ __all__ = ["RMSprop"]
 class RMSprop(Optimizer):
     """RMSprop: ``v ← αv + (1-α)g²;  θ ← θ - lr·g / (√(v - ḡ² if centered else v) + ε)``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

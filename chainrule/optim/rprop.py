@@ -20,6 +20,8 @@ class Rprop(Optimizer):
     """Rprop: per-element step sizes ``s ← clamp(s·η±, s_min, s_max)`` (η₊ when ``g`` kept its
     sign, η₋ when it flipped, then that gradient counts as 0); ``θ ← θ - sign(g)·s``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

@@ -17,6 +17,8 @@ __all__ = ["SGD"]
 class SGD(Optimizer):
     """SGD: ``b ← μ·b + (1-τ)·g;  θ ← θ - lr·(g + μ·b if nesterov else b)``."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,

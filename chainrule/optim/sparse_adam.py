@@ -24,6 +24,8 @@ __all__ = ["SparseAdam"]
 class SparseAdam(Optimizer):
     """SparseAdam: Adam's moments and update applied only at the rows the gradient touches."""
 
+    _state_in_place = True  # its step updates the state tensors' memory
+
     def __init__(
         self,
         params: ParamsT,
