@@ -465,28 +465,18 @@ def memory_stats_as_nested_dict(device=None) -> dict:
 
 
 # ---- random: CuPy's generator on each GPU -----------------------------------------------------
-_seeds: dict = {}  # device index -> the seed last given to it
-
-
-def _seed_device(idx: int, seed: int) -> None:
-    cp = devices.xp("cuda")
-    with cp.cuda.Device(idx):
-        cp.random.seed(seed % 2**32)
-    _seeds[idx] = seed
 
 
 def manual_seed(seed) -> None:
     """Seed the current GPU's generator (nothing without a GPU)."""
     seed = int(seed)
     if is_available():
-        _seed_device(current_device(), seed)
+        devices.seed_gpu(current_device(), seed)
 
 
 def manual_seed_all(seed) -> None:
     """Seed every GPU's generator (nothing without a GPU)."""
-    seed = int(seed)
-    for i in range(device_count()):
-        _seed_device(i, seed)
+    devices.seed_all_gpus(int(seed))
 
 
 def seed() -> None:
@@ -494,7 +484,7 @@ def seed() -> None:
     if is_available():
         import os
 
-        _seed_device(current_device(), int.from_bytes(os.urandom(8), "little"))
+        devices.seed_gpu(current_device(), int.from_bytes(os.urandom(8), "little"))
 
 
 def seed_all() -> None:
@@ -504,17 +494,17 @@ def seed_all() -> None:
 
         s = int.from_bytes(os.urandom(8), "little")
         for i in range(device_count()):
-            _seed_device(i, s)
+            devices.seed_gpu(i, s)
 
 
 def initial_seed() -> int:
     """The seed of the current GPU's generator (one is drawn and set if none was)."""
     idx = current_device()
-    if idx not in _seeds:
+    if idx not in devices.gpu_seeds:
         import os
 
-        _seed_device(idx, int.from_bytes(os.urandom(8), "little"))
-    return _seeds[idx]
+        devices.seed_gpu(idx, int.from_bytes(os.urandom(8), "little"))
+    return devices.gpu_seeds[idx]
 
 
 _NO_RNG_STATE = ("{}: CuPy's GPU generator (cuRAND) cannot report its position, so chainrule "

@@ -89,6 +89,24 @@ def loaded_cupy():
     return _cupy
 
 
+gpu_seeds: dict = {}  # GPU index -> the seed last given to its generator
+
+
+def seed_gpu(idx: int, seed: int) -> None:
+    """Seed GPU ``idx``'s CuPy generator (cr.cuda.manual_seed's and cr.manual_seed's work)."""
+    cp = xp("cuda")
+    with cp.cuda.Device(idx):
+        cp.random.seed(seed % 2**32)
+    gpu_seeds[idx] = seed
+
+
+def seed_all_gpus(seed: int) -> None:
+    """Seed every GPU's generator (nothing without a GPU), as torch.manual_seed does."""
+    if cuda_available():
+        for i in range(_load_cupy().cuda.runtime.getDeviceCount()):
+            seed_gpu(i, seed)
+
+
 def cuda_available() -> bool:
     return _load_cupy() is not None
 

@@ -288,9 +288,7 @@ def manual_seed(seed) -> Generator:
     """Seed the default generator (and CuPy's on GPUs); returns the default generator."""
     seed = int(seed)
     if _devices.cuda_available():  # every GPU's generator, as torch.manual_seed
-        from chainrule import cuda
-
-        cuda.manual_seed_all(seed)
+        _devices.seed_all_gpus(seed)
     return default_generator.manual_seed(seed)
 
 
@@ -298,9 +296,7 @@ def seed() -> int:
     """Seed the default generator from the operating system's entropy; returns the seed."""
     s = default_generator.seed()
     if _devices.cuda_available():
-        from chainrule import cuda
-
-        cuda.manual_seed_all(s)
+        _devices.seed_all_gpus(s)
     return s
 
 
