@@ -851,11 +851,34 @@ tanh_approx_f(float u)  /* tanh u = sign(u)·(1 - e)/(1 + e), e = e^(-2|u|): abs
     return u < 0 ? -t : t;
 }
 
+/* e^t for t <= 0 down to float32's subnormals (0 below -104): as exp_nonpositive_f, with
+ * 2^n applied as two normal powers of two, so that only the last product rounds */
+static inline float
+exp_nonpositive_sub_f(float t)
+{
+    float underflow = t < -104.0f ? 0.0f : 1.0f;
+    t = t < -104.0f ? -104.0f : t;
+    int n = -(int)(-t * 1.44269504088896341f + 0.5f);
+    float fn = (float)n;
+    float r = t - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float z = r * r;
+    float e = 1.9875691500e-4f;
+    e = e * r + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * z + r + 1.0f;
+    int n1 = n / 2, n2 = n - n1;  /* each >= -75 */
+    union { int32_t i; float f; } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n2 + 127) << 23};
+    return e * s1.f * s2.f * underflow;
+}
+
 CLONES static void
 sigmoid_f(const float *x, float *y, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++) {  /* e = e^-|x|: 1/(1 + e) for x >= 0, e/(1 + e) else */
-        float v = x[i], e = exp_nonpositive_f(v < 0 ? v : -v);
+        float v = x[i], e = exp_nonpositive_sub_f(v < 0 ? v : -v);
         y[i] = (v < 0 ? e : 1.0f) / (1.0f + e);
     }
 }
@@ -1335,11 +1358,14 @@ fail:
 /* ---- gather and its scatter-add along one axis -----------------------------------------------
  * x viewed as (A, X, B) around the axis, the index (and y) as (A, I, B): y[a, i, b] =
  * x[a, idx[a, i, b], b]; the backward adds g back at the same places (repeats accumulating, in
- * order). Indices are in [0, X) (checked by the caller). */
+ * order). An index outside [0, X) is an IndexError (before anything is written). */
 #define DEFINE_GATHER(T, suffix)                                                              \
-    static void gather_##suffix(const T *x, const int64_t *idx, T *y, Py_ssize_t na,          \
-                                Py_ssize_t nx, Py_ssize_t ni, Py_ssize_t nb, int add)         \
+    static int gather_##suffix(const T *x, const int64_t *idx, T *y, Py_ssize_t na,           \
+                               Py_ssize_t nx, Py_ssize_t ni, Py_ssize_t nb, int add)          \
     {                                                                                         \
+        for (Py_ssize_t e = 0; e < na * ni * nb; e++)                                         \
+            if ((uint64_t)idx[e] >= (uint64_t)nx)                                             \
+                return -1;                                                                    \
         for (Py_ssize_t a = 0; a < na; a++) {                                                 \
             const int64_t *ia = idx + a * ni * nb;                                            \
             if (nb == 1) {                                                                    \
@@ -1366,9 +1392,20 @@ fail:
                         y[to] = x[from];                                                      \
                 }                                                                             \
         }                                                                                     \
+        return 0;                                                                             \
     }
 DEFINE_GATHER(float, f)
 DEFINE_GATHER(double, d)
+
+/* *out = a·b for a, b >= 0; 1 if that overflows */
+static int
+mul_overflows(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out)
+{
+    if (a && b > PY_SSIZE_T_MAX / a)
+        return 1;
+    *out = a * b;
+    return 0;
+}
 
 /* gather_axis(x, idx, y, a, x_len, i_len, b, add): y[a, i, b] = x[a, idx[a, i, b], b] (add 0),
  * or x[a, idx[a, i, b], b] += y[a, i, b] (add 1) */
@@ -1392,17 +1429,24 @@ gather_axis(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (add < 0 || buf(&b, args[0], add, 0, &fmt, &px, &lx) < 0
         || int_buf(&b, args[1], 0, 8, &pi, &li) < 0 || buf(&b, args[2], !add, 0, &fmt, &py, &ly) < 0)
         goto fail;
+    Py_ssize_t ab, sx, si;  /* (sizes that overflow cannot pass) */
     if (dims[0] < 0 || dims[1] < 0 || dims[2] < 0 || dims[3] < 0
-        || lx != dims[0] * dims[1] * dims[3] || li != dims[0] * dims[2] * dims[3] || ly != li) {
+        || mul_overflows(dims[0], dims[3], &ab) || mul_overflows(ab, dims[1], &sx)
+        || mul_overflows(ab, dims[2], &si) || lx != sx || li != si || ly != li) {
         PyErr_SetString(PyExc_ValueError, "gather_axis: sizes do not match");
         goto fail;
     }
+    int bad;
     Py_BEGIN_ALLOW_THREADS
     if (fmt == 'f')
-        gather_f(px, pi, py, dims[0], dims[1], dims[2], dims[3], add);
+        bad = gather_f(px, pi, py, dims[0], dims[1], dims[2], dims[3], add);
     else
-        gather_d(px, pi, py, dims[0], dims[1], dims[2], dims[3], add);
+        bad = gather_d(px, pi, py, dims[0], dims[1], dims[2], dims[3], add);
     Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_IndexError, "gather_axis: an index is out of range");
+        goto fail;
+    }
     bufs_release(&b);
     Py_RETURN_NONE;
 fail:
