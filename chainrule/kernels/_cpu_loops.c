@@ -422,13 +422,15 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * set_threads(k) POSIX threads; every element's arithmetic is the same whatever the split, so
  * the results do not depend on the thread count. Sums go in LANES independent lanes (the
  * compiler vectorizes them) over blocks of at most SUM_BLOCK elements, whose totals are added in
- * double. */
+ * double. (Without POSIX threads, on Windows, the loops run on the calling thread.) */
+#ifndef _WIN32
 #include <pthread.h>
+#endif
 
 #define LANES 16
 #define SUM_BLOCK 1024
 #define MAX_THREADS 64
-#define PAR_MIN_WORK 65536 /* elements per thread below which one thread does it all */
+#define PAR_MIN_WORK 262144 /* work (elements x passes) a thread must get, else one does all */
 
 static int n_threads = 1;
 
@@ -456,10 +458,14 @@ parallel_for(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t cost)
         t = work / PAR_MIN_WORK;
     if (t > items)
         t = items;
+#ifdef _WIN32
+    t = 1;
+#endif
     if (t <= 1) {
         fn(ctx, 0, items);
         return;
     }
+#ifndef _WIN32
     Part parts[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS];
@@ -474,9 +480,33 @@ parallel_for(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t cost)
         else  /* no thread to be had: this one does that part too */
             fn(ctx, parts[k].lo, parts[k].hi);
     }
+#endif
 }
 
-static inline float exp_f(float t) { return exp_nonpositive_f(t); }
+/* e^t for t <= 0 down to float32's subnormals (0 below -104): as exp_nonpositive_f, with
+ * 2^n applied as two normal powers of two, so that only the last product rounds */
+static inline float
+exp_nonpositive_sub_f(float t)
+{
+    float underflow = t < -104.0f ? 0.0f : 1.0f;
+    t = t < -104.0f ? -104.0f : t;
+    int n = -(int)(-t * 1.44269504088896341f + 0.5f);
+    float fn = (float)n;
+    float r = t - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float z = r * r;
+    float e = 1.9875691500e-4f;
+    e = e * r + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * z + r + 1.0f;
+    int n1 = n / 2, n2 = n - n1;  /* each >= -75 */
+    union { int32_t i; float f; } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n2 + 127) << 23};
+    return e * s1.f * s2.f * underflow;
+}
+
+static inline float exp_f(float t) { return exp_nonpositive_sub_f(t); }
 static inline double exp_d(double t) { return exp(t); }
 
 #define DEFINE_ROWS(T, suffix)                                                                \
@@ -849,29 +879,6 @@ tanh_approx_f(float u)  /* tanh u = sign(u)·(1 - e)/(1 + e), e = e^(-2|u|): abs
     float e = exp_nonpositive_f(-2.0f * a);
     float t = (1.0f - e) / (1.0f + e);
     return u < 0 ? -t : t;
-}
-
-/* e^t for t <= 0 down to float32's subnormals (0 below -104): as exp_nonpositive_f, with
- * 2^n applied as two normal powers of two, so that only the last product rounds */
-static inline float
-exp_nonpositive_sub_f(float t)
-{
-    float underflow = t < -104.0f ? 0.0f : 1.0f;
-    t = t < -104.0f ? -104.0f : t;
-    int n = -(int)(-t * 1.44269504088896341f + 0.5f);
-    float fn = (float)n;
-    float r = t - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float z = r * r;
-    float e = 1.9875691500e-4f;
-    e = e * r + 1.3981999507e-3f;
-    e = e * r + 8.3334519073e-3f;
-    e = e * r + 4.1665795894e-2f;
-    e = e * r + 1.6666665459e-1f;
-    e = e * r + 5.0000001201e-1f;
-    e = e * z + r + 1.0f;
-    int n1 = n / 2, n2 = n - n1;  /* each >= -75 */
-    union { int32_t i; float f; } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n2 + 127) << 23};
-    return e * s1.f * s2.f * underflow;
 }
 
 CLONES static void
