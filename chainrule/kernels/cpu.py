@@ -445,9 +445,9 @@ def _around_axis(x, dim: int, index):
 
 def _row_length(x, axes) -> tuple:
     """(n, the result's shape) when the C row sums can reduce ``x`` over ``axes`` as rows of n
-    elements: a non-empty C-contiguous float32/float64 array, reduced over every dim or over its
-    last one only; else (0, None)."""
-    if not (x.size and fits_loops(x)):
+    elements: a C-contiguous float32/float64 array of 512 elements or more, reduced over every
+    dim or over its last one only; else (0, None)."""
+    if x.size < 512 or not fits_loops(x):  # (small ones: NumPy's call costs less)
         return 0, None
     nd = x.ndim
     if axes is None or nd == 0 or len(set(a % nd for a in axes)) == nd:
