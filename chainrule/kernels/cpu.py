@@ -280,18 +280,6 @@ class CpuKernels(Kernels):
         return e
 
     @staticmethod
-    def cross_entropy(x, t, valid) -> tuple:
-        if x.ndim == 2 and x.size and fits_loops(x):  # softmax, each row's max and ln Σ e^...
-            p = np.empty_like(x)
-            stats = np.empty((x.shape[0], 2), x.dtype)
-            loops.softmax_rows(x, p, x.shape[1], False, stats)
-            nll = stats[:, 1] - (x[np.arange(x.shape[0]), t] - stats[:, 0])
-            if valid is not None:
-                nll = nll * valid
-            return nll, p
-        return Kernels.cross_entropy(x, t, valid)
-
-    @staticmethod
     def log_softmax(x, axis: int):
         if x.ndim and x.size and axis % x.ndim == x.ndim - 1 and fits_loops(x):  # row by row
             y = np.empty_like(x)
