@@ -26,7 +26,8 @@ flags = ["-fno-trapping-math"] if posix else []
 random_flags = ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"] if posix else []
 ext_modules = [
     Extension("chainrule.kernels._cpu_loops", ["chainrule/kernels/_cpu_loops.c"],
-              extra_compile_args=flags, optional=True),
+              extra_compile_args=flags + (["-pthread"] if posix else []),
+              extra_link_args=["-pthread"] if posix else [], optional=True),
     Extension("chainrule._crandom", ["chainrule/_crandom.c"], extra_compile_args=random_flags,
               libraries=["m"] if posix else [], optional=True),
 ]

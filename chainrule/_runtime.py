@@ -2,7 +2,8 @@
 
 ``cr.set_num_threads(n)`` sets the BLAS thread pool (through ``threadpoolctl`` where it is
 installed, which reaches OpenBLAS, MKL and BLIS alike, else through MKL's own call when
-chainrule's MKL kernels are loaded); chainrule's own C loops run on one thread.
+chainrule's MKL kernels are loaded) and the most threads chainrule's own C row loops (softmax
+family, row sums) split large calls over; the other C loops run on one thread.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def set_num_threads(int: int) -> None:  # noqa: A002  (torch's argument name)
     if not isinstance(int, builtins.int) or isinstance(int, bool) or int < 1:
         raise RuntimeError("set_num_threads expects a positive integer")
     _threads["n"] = int
+    from chainrule.kernels import cpu
+
+    cpu.set_loop_threads(int)
     ctl = _blas_limiter()
     if ctl is not None:
         ctl.limit(limits=int, user_api="blas")

@@ -303,3 +303,112 @@ def test_softmax_family_matches_torch(fn, dim):
     x64 = cr.tensor(rng.standard_normal((3, 4)), requires_grad=True)
     assert cr.autograd.gradcheck(lambda v: getattr(cr.nn.functional, fn)(v, dim % 2), (x64,))
     assert cr.autograd.gradgradcheck(lambda v: getattr(cr.nn.functional, fn)(v, dim % 2), (x64,))
+
+
+# ---- the row loops (softmax family, sums) and the one-pass gather, GELU-tanh, sigmoid --------
+def _rows_threads(n):
+    if cpu_kernels.loops is None:
+        pytest.skip("the C loops are not built")
+    return cpu_kernels.loops.set_threads(n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_loops_do_not_depend_on_the_thread_count(dtype):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((300, 1000)) * 4).astype(dtype)  # large enough to be split
+    g = rng.standard_normal(x.shape).astype(dtype)
+    old = _rows_threads(1)
+    try:
+        one = [CPU.softmax(x, -1), CPU.log_softmax(x, -1), CPU.sum(x, (1,), False),
+               CPU.mean(x, None, False), CPU.softmax_backward(g, CPU.softmax(x, -1), -1)]
+        _rows_threads(4)
+        four = [CPU.softmax(x, -1), CPU.log_softmax(x, -1), CPU.sum(x, (1,), False),
+                CPU.mean(x, None, False), CPU.softmax_backward(g, CPU.softmax(x, -1), -1)]
+    finally:
+        _rows_threads(old)
+    for a, b in zip(one, four):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 1000), (1, 300001)])
+def test_row_sums_match_torch(dtype, shape):
+    x = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    t = torch.tensor(x)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for dim in (None, -1, (0, -1) if len(shape) > 1 else 0):
+        for keepdim in (False, True):
+            for op in ("sum", "mean"):
+                kw = {} if dim is None else {"dim": dim, "keepdim": keepdim}
+                got = getattr(cr.tensor(x), op)(**kw)
+                want = getattr(t, op)(**kw)
+                assert got.shape == tuple(want.shape) and got.dtype == getattr(cr, str(
+                    want.dtype).split(".")[-1])
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=tol,
+                                           atol=tol * np.sqrt(x.shape[-1]))
+
+
+def test_softmax_rows_with_infinities_and_nans_match_torch():
+    x = np.array([[1, np.nan, 2], [-np.inf, 0, 1], [np.inf, 0, 1], [-np.inf] * 3,
+                  [-100, 0, 100]], np.float32)
+    for fn in ("softmax", "log_softmax"):
+        got = getattr(cr, fn)(cr.tensor(x), -1).numpy()
+        want = getattr(torch, fn)(torch.tensor(x), -1).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6)  # NaN where torch's are NaN
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_matches_torch(dtype):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((64, 300)) * 5).astype(dtype)
+    t = rng.integers(0, 300, 64)
+    t[3] = -100
+    for reduction in ("mean", "sum", "none"):
+        a, b = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        la = cr.nn.functional.cross_entropy(a, cr.tensor(t), reduction=reduction)
+        lb = torch.nn.functional.cross_entropy(b, torch.tensor(t), reduction=reduction)
+        la.sum().backward()
+        lb.sum().backward()
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(la.detach().numpy(), lb.detach().numpy(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gather_loop_along_every_axis_matches_torch(dtype):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 5, 6)).astype(dtype)
+    for dim in range(3):
+        shape = list(x.shape)
+        shape[dim] = 7  # more picks than the axis has: repeats accumulate in the backward
+        idx = rng.integers(0, x.shape[dim], shape)
+        a, b = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        ya, yb = cr.gather(a, dim, cr.tensor(idx)), torch.gather(b, dim, torch.tensor(idx))
+        g = rng.standard_normal(shape).astype(dtype)
+        ya.backward(cr.tensor(g))
+        yb.backward(torch.tensor(g))
+        assert np.array_equal(ya.detach().numpy(), yb.detach().numpy())
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-6, atol=1e-6)
+    if cpu_kernels.loops is not None:
+        with pytest.raises(IndexError, match="out of range"):
+            cpu_kernels.loops.gather_axis(x, np.full((4, 1, 6), 5, np.int64),
+                                          np.empty((4, 1, 6), dtype), 4, 5, 1, 6, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_tanh_gate_matches_torch(dtype):
+    x = np.concatenate([np.linspace(-12, 12, 2001), [0.0, -0.0, 1e-8, np.inf, -np.inf]])
+    x = x.astype(dtype)
+    a, b = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ya = cr.nn.functional.gelu(a, approximate="tanh")
+    yb = torch.nn.functional.gelu(b, approximate="tanh")
+    assert type(ya.grad_fn).__name__ == "GeluTanh"
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ya.detach().numpy(), yb.detach().numpy(), rtol=tol, atol=tol)
+    g = np.ones_like(x)
+    ya.backward(cr.tensor(g))
+    yb.backward(torch.tensor(g))
+    np.testing.assert_allclose(a.grad.numpy()[:-2], b.grad.numpy()[:-2], rtol=tol, atol=tol)
+    x64 = cr.tensor(np.linspace(-3, 3, 7), requires_grad=True)
+    f = lambda v: cr.nn.functional.gelu(v, approximate="tanh")  # noqa: E731
+    assert cr.autograd.gradcheck(f, (x64,)) and cr.autograd.gradgradcheck(f, (x64,))

@@ -50,6 +50,23 @@ _BAD = [
     ("gelu_float32", (_X.astype(np.float64), _f32(4, 3), None), TypeError),
     ("gelu_float32", (_X, _f32(3, 3), None), ValueError),
     ("gelu_float32", (_X, _f32(4, 3), _f32(2)), ValueError),
+    ("softmax_rows", (_X, _f32(4, 3), 3), TypeError),
+    ("softmax_rows", (_X, _f32(4, 3), 0, False), ValueError),
+    ("softmax_rows", (_X, _f32(4, 3), 5, False), ValueError),
+    ("softmax_rows", (_X, _f32(4, 3), 3, True, _f32(8)), ValueError),  # stats: softmax only
+    ("softmax_rows", (_X, _f32(4, 3), 3, False, _f32(7)), ValueError),
+    ("softmax_backward_rows", (_X, _X, _f32(4, 2), 3, False), ValueError),
+    ("sum_rows", (_X, _f32(3), 3), ValueError),
+    ("sum_rows", (_X, _f32(4), -3), ValueError),
+    ("sum_squares_rows", (_X, _f32(4), 2), ValueError),
+    ("sigmoid", (_X, _f32(3, 4)[:2]), ValueError),
+    ("gelu_tanh", (_X, _f32(4, 3), _f32(5)), ValueError),
+    ("gather_axis", (_X, np.zeros(12, np.int32), _f32(12), 1, 12, 12, 1, False), TypeError),
+    ("gather_axis", (_X, np.zeros(12, np.int64), _f32(12), 1, 11, 12, 1, False), ValueError),
+    ("gather_axis", (_X, np.zeros(12, np.int64), _f32(12), 2**62, 2**62, 12, 4, False),
+     ValueError),
+    ("gather_axis", (_X, np.full(12, 12, np.int64), _f32(12), 1, 12, 12, 1, True), IndexError),
+    ("gather_axis", (_X, np.full(12, -1, np.int64), _f32(12), 1, 12, 12, 1, False), IndexError),
     ("layer_norm_forward", (_X, None, None, 1e-5, _f32(4, 3), _f32(4, 3), _f32(4)), TypeError),
     ("layer_norm_forward", (_X, None, None, 1e-5, _f32(4, 3), _f32(4, 3), _f32(4), 0),
      ValueError),
@@ -131,7 +148,9 @@ def test_c_loops_survive_random_hostile_arguments():
         from chainrule.kernels import _cpu_loops as L
         rng = np.random.default_rng(0)
         names = ["relu_forward", "relu_backward", "gelu_float32", "layer_norm_forward",
-                 "layer_norm_backward", "lstm_step_forward", "lstm_step_backward"]
+                 "layer_norm_backward", "lstm_step_forward", "lstm_step_backward",
+                 "softmax_rows", "softmax_backward_rows", "sum_rows", "sum_squares_rows",
+                 "sigmoid", "gelu_tanh", "gather_axis"]
         def value():
             k = rng.integers(12)
             if k < 6:

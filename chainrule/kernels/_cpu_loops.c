@@ -415,6 +415,539 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---- rows: the softmax family and sums along the last axis, over threads -------------------
+ * A C-contiguous (rows, n) array, one row at a time while it is in cache: softmax needs the
+ * row's max, a sum of exponentials and one written pass (NumPy: four passes and two full-size
+ * temporaries). Large calls split the rows (or, for one long row, fixed chunks) over up to
+ * set_threads(k) POSIX threads; every element's arithmetic is the same whatever the split, so
+ * the results do not depend on the thread count. Sums go in LANES independent lanes (the
+ * compiler vectorizes them) over blocks of at most SUM_BLOCK elements, whose totals are added in
+ * double. (Without POSIX threads, on Windows, the loops run on the calling thread.) */
+#ifndef _WIN32
+#include <pthread.h>
+#endif
+
+#define LANES 16
+#define SUM_BLOCK 1024
+#define MAX_THREADS 64
+#define PAR_MIN_WORK 262144 /* work (elements x passes) a thread must get, else one does all */
+
+static int n_threads = 1;
+
+typedef void (*range_fn)(void *ctx, Py_ssize_t lo, Py_ssize_t hi);
+typedef struct {
+    range_fn fn;
+    void *ctx;
+    Py_ssize_t lo, hi;
+} Part;
+
+static void *
+part_main(void *arg)
+{
+    Part *p = arg;
+    p->fn(p->ctx, p->lo, p->hi);
+    return NULL;
+}
+
+/* fn(ctx, lo, hi) over [0, items), split over threads when items·cost (elements) is large */
+static void
+parallel_for(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t cost)
+{
+    Py_ssize_t t = n_threads, work = items * cost;
+    if (t > work / PAR_MIN_WORK)
+        t = work / PAR_MIN_WORK;
+    if (t > items)
+        t = items;
+#ifdef _WIN32
+    t = 1;
+#endif
+    if (t <= 1) {
+        fn(ctx, 0, items);
+        return;
+    }
+#ifndef _WIN32
+    Part parts[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS];
+    for (Py_ssize_t k = 0; k < t; k++) {
+        parts[k] = (Part){fn, ctx, items * k / t, items * (k + 1) / t};
+        started[k] = k > 0 && pthread_create(&ids[k], NULL, part_main, &parts[k]) == 0;
+    }
+    fn(ctx, parts[0].lo, parts[0].hi);
+    for (Py_ssize_t k = 1; k < t; k++) {
+        if (started[k])
+            pthread_join(ids[k], NULL);
+        else  /* no thread to be had: this one does that part too */
+            fn(ctx, parts[k].lo, parts[k].hi);
+    }
+#endif
+}
+
+/* e^t for t <= 0 down to float32's subnormals (0 below -104): as exp_nonpositive_f, with
+ * 2^n applied as two normal powers of two, so that only the last product rounds */
+static inline float
+exp_nonpositive_sub_f(float t)
+{
+    float underflow = t < -104.0f ? 0.0f : 1.0f;
+    t = t < -104.0f ? -104.0f : t;
+    int n = -(int)(-t * 1.44269504088896341f + 0.5f);
+    float fn = (float)n;
+    float r = t - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float z = r * r;
+    float e = 1.9875691500e-4f;
+    e = e * r + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * z + r + 1.0f;
+    int n1 = n / 2, n2 = n - n1;  /* each >= -75 */
+    union { int32_t i; float f; } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n2 + 127) << 23};
+    return e * s1.f * s2.f * underflow;
+}
+
+static inline float exp_f(float t) { return exp_nonpositive_sub_f(t); }
+static inline double exp_d(double t) { return exp(t); }
+
+#define DEFINE_ROWS(T, suffix)                                                                \
+    /* the row's max, NaNs skipped (a NaN makes the sum of exponentials NaN anyway) */      \
+    CLONES static T row_max_##suffix(const T *x, Py_ssize_t n)                                \
+    {                                                                                         \
+        T acc[LANES];                                                                         \
+        for (int k = 0; k < LANES; k++)                                                       \
+            acc[k] = x[0];                                                                    \
+        Py_ssize_t j = 0;                                                                     \
+        for (; j + LANES <= n; j += LANES)                                                    \
+            for (int k = 0; k < LANES; k++) {                                                 \
+                T v = x[j + k];                                                               \
+                acc[k] = v > acc[k] ? v : acc[k];                                             \
+            }                                                                                 \
+        for (; j < n; j++)                                                                    \
+            acc[0] = x[j] > acc[0] ? x[j] : acc[0];                                           \
+        T m = acc[0];                                                                         \
+        for (int k = 1; k < LANES; k++)                                                       \
+            m = acc[k] > m ? acc[k] : m;                                                      \
+        return m;                                                                             \
+    }                                                                                         \
+    /* one block of at most SUM_BLOCK elements, in lanes: Σ x (y NULL), Σ x·y */             \
+    CLONES static double block_sum_##suffix(const T *x, const T *y, Py_ssize_t n)            \
+    {                                                                                         \
+        T acc[LANES] = {0};                                                                   \
+        Py_ssize_t j = 0;                                                                     \
+        if (y) {                                                                              \
+            for (; j + LANES <= n; j += LANES)                                                \
+                for (int k = 0; k < LANES; k++)                                               \
+                    acc[k] += x[j + k] * y[j + k];                                            \
+            for (; j < n; j++)                                                                \
+                acc[j % LANES] += x[j] * y[j];                                                \
+        } else {                                                                              \
+            for (; j + LANES <= n; j += LANES)                                                \
+                for (int k = 0; k < LANES; k++)                                               \
+                    acc[k] += x[j + k];                                                       \
+            for (; j < n; j++)                                                                \
+                acc[j % LANES] += x[j];                                                       \
+        }                                                                                     \
+        for (int w = LANES / 2; w > 0; w /= 2)                                                \
+            for (int k = 0; k < w; k++)                                                       \
+                acc[k] += acc[k + w];                                                         \
+        return (double)acc[0];                                                                \
+    }                                                                                         \
+    /* y = e^(x - m) over one block */                                                     \
+    CLONES static void block_exp_##suffix(const T *x, T *y, T m, Py_ssize_t n)               \
+    {                                                                                         \
+        for (Py_ssize_t j = 0; j < n; j++)                                                    \
+            y[j] = exp_##suffix(x[j] - m);                                                    \
+    }                                                                                         \
+    static double block_expsum_##suffix(const T *x, T *y, T m, Py_ssize_t n)                 \
+    {                                                                                         \
+        T tmp[SUM_BLOCK];                                                                     \
+        T *e = y ? y : tmp;                                                                   \
+        block_exp_##suffix(x, e, m, n);                                                       \
+        return block_sum_##suffix(e, NULL, n);                                                \
+    }                                                                                         \
+    /* Σ x (op 0), Σ x·y (op 2) or Σ e^(x - m) (op 1, storing e^(x - m) in y when not NULL)  \
+     * over a row, block by block, the blocks' totals added in double */                     \
+    static double row_sum_##suffix(const T *x, T *y, T m, int op, Py_ssize_t n)               \
+    {                                                                                         \
+        double s = 0;                                                                         \
+        for (Py_ssize_t j = 0; j < n; j += SUM_BLOCK) {                                       \
+            Py_ssize_t len = n - j < SUM_BLOCK ? n - j : SUM_BLOCK;                           \
+            if (op == 1)                                                                      \
+                s += block_expsum_##suffix(x + j, y ? y + j : NULL, m, len);                  \
+            else                                                                              \
+                s += block_sum_##suffix(x + j, op == 2 ? y + j : NULL, len);                  \
+        }                                                                                     \
+        return s;                                                                             \
+    }                                                                                         \
+    typedef struct {                                                                          \
+        const T *x, *g;                                                                       \
+        T *y, *stats;                                                                         \
+        double *partial;                                                                      \
+        Py_ssize_t n;                                                                         \
+        int log;                                                                              \
+    } Rows_##suffix;                                                                          \
+    /* softmax (log 0) or log-softmax (log 1) of rows [lo, hi) */                             \
+    CLONES static void softmax_rows_##suffix(void *arg, Py_ssize_t lo, Py_ssize_t hi)         \
+    {                                                                                         \
+        Rows_##suffix *c = arg;                                                               \
+        Py_ssize_t n = c->n;                                                                  \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                \
+            const T *x = c->x + r * n;                                                        \
+            T *y = c->y + r * n;                                                              \
+            T m = row_max_##suffix(x, n);                                                     \
+            if (c->log) {                                                                     \
+                T lse = (T)log((T)row_sum_##suffix(x, NULL, m, 1, n));                        \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    y[j] = (x[j] - m) - lse;                                                  \
+            } else {                                                                          \
+                T s = (T)row_sum_##suffix(x, y, m, 1, n);                                     \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    y[j] /= s;                                                                \
+                if (c->stats) {                                                               \
+                    c->stats[2 * r] = m;                                                      \
+                    c->stats[2 * r + 1] = (T)log(s);                                          \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    /* their backward from the output y: y·(g - Σ g·y), or g - e^y·Σ g */                    \
+    CLONES static void softmax_backward_rows_##suffix(void *arg, Py_ssize_t lo, Py_ssize_t hi) \
+    {                                                                                         \
+        Rows_##suffix *c = arg;                                                               \
+        Py_ssize_t n = c->n;                                                                  \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                \
+            const T *g = c->g + r * n, *y = c->x + r * n;                                     \
+            T *gx = c->y + r * n;                                                             \
+            if (c->log) {                                                                     \
+                T s = (T)row_sum_##suffix(g, NULL, 0, 0, n);                                  \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    gx[j] = g[j] - exp_##suffix(y[j]) * s;                                    \
+            } else {                                                                          \
+                T s = (T)row_sum_##suffix(g, (T *)y, 0, 2, n);                                \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    gx[j] = y[j] * (g[j] - s);                                                \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    /* Σ of each row [lo, hi), into partial[r] */                                            \
+    static void sum_rows_##suffix(void *arg, Py_ssize_t lo, Py_ssize_t hi)                    \
+    {                                                                                         \
+        Rows_##suffix *c = arg;                                                               \
+        for (Py_ssize_t r = lo; r < hi; r++)                                                  \
+            c->partial[r] = row_sum_##suffix(c->x + r * c->n, NULL, 0, 0, c->n);              \
+    }
+DEFINE_ROWS(float, f)
+DEFINE_ROWS(double, d)
+
+/* The (rows, n) shape of buffers of ``len`` elements with rows of n; -1 (error set) if not */
+static Py_ssize_t
+rows_of(Py_ssize_t len, Py_ssize_t n, const char *name)
+{
+    if (n <= 0 || len % n != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: the size is not a multiple of the row length", name);
+        return -1;
+    }
+    return len / n;
+}
+
+/* softmax_rows(x, y, n, log[, stats]): y = softmax (log 0) or log_softmax (log 1) of each row
+ * of n elements of x:  y = e^(x - max)/Σ e^(x - max),  or  y = (x - max) - ln Σ e^(x - max);
+ * with softmax, stats (2 per row, x's dtype) receives each row's max and ln Σ e^(x - max) */
+static PyObject *
+softmax_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[2], *ps = NULL;
+    Py_ssize_t len = 0, n, rows, ls = 0;
+    const char *usage = "softmax_rows(x, y, n, log[, stats])";
+    if (nargs != 4 && nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(args[2]);
+    int log_ = PyObject_IsTrue(args[3]);
+    if ((n == -1 && PyErr_Occurred()) || log_ < 0
+        || same_size_bufs(&b, args, 2, 2, 1, 0, usage, &fmt, p, &len) < 0
+        || (rows = rows_of(len, n, usage)) < 0
+        || (nargs == 5 && buf(&b, args[4], 1, 1, &fmt, &ps, &ls) < 0)) {
+        bufs_release(&b);
+        return NULL;
+    }
+    if (ps && (log_ || ls != 2 * rows)) {
+        PyErr_Format(PyExc_ValueError, "%s: stats needs 2 elements per row (softmax only)", usage);
+        bufs_release(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f') {
+        Rows_f c = {.x = p[0], .y = p[1], .stats = ps, .n = n, .log = log_};
+        parallel_for(softmax_rows_f, &c, rows, 4 * n);
+    } else {
+        Rows_d c = {.x = p[0], .y = p[1], .stats = ps, .n = n, .log = log_};
+        parallel_for(softmax_rows_d, &c, rows, 4 * n);
+    }
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* softmax_backward_rows(g, y, gx, n, log): per row of n elements, from the output y,
+ * gx = y·(g - Σ g·y) (log 0) or gx = g - e^y·Σ g (log 1) */
+static PyObject *
+softmax_backward_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[3];
+    Py_ssize_t len = 0, n, rows;
+    const char *usage = "softmax_backward_rows(g, y, gx, n, log)";
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(args[3]);
+    int log_ = PyObject_IsTrue(args[4]);
+    if ((n == -1 && PyErr_Occurred()) || log_ < 0
+        || same_size_bufs(&b, args, 3, 3, 2, 0, usage, &fmt, p, &len) < 0
+        || (rows = rows_of(len, n, usage)) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f') {
+        Rows_f c = {.g = p[0], .x = p[1], .y = p[2], .n = n, .log = log_};
+        parallel_for(softmax_backward_rows_f, &c, rows, 3 * n);
+    } else {
+        Rows_d c = {.g = p[0], .x = p[1], .y = p[2], .n = n, .log = log_};
+        parallel_for(softmax_backward_rows_d, &c, rows, 3 * n);
+    }
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* sum_rows(x, out, n): out[r] = Σ x[r, :] for rows of n elements (out: one element per row,
+ * x's dtype); one long row (out of one element) is summed in chunks over the threads */
+static PyObject *
+sum_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *po;
+    Py_ssize_t len, lo, n, rows;
+    const char *usage = "sum_rows(x, out, n)";
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(args[2]);
+    if ((n == -1 && PyErr_Occurred()) || buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0
+        || buf(&b, args[1], 1, 0, &fmt, &po, &lo) < 0 || (rows = rows_of(len, n, usage)) < 0)
+        goto fail;
+    if (lo != rows) {
+        PyErr_Format(PyExc_ValueError, "%s: out needs one element per row", usage);
+        goto fail;
+    }
+    /* one long row: chunks of SUM_BLOCK·64 elements (then their partial sums, in order) */
+    Py_ssize_t chunk = rows == 1 && n > 2 * SUM_BLOCK * 64 ? SUM_BLOCK * 64 : n;
+    Py_ssize_t items = rows == 1 ? (n + chunk - 1) / chunk : rows;
+    double *partial = PyMem_RawMalloc(sizeof(double) * (items ? items : 1));
+    if (partial == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (rows == 1 && chunk < n) {
+        /* the chunks as rows of `chunk` elements, the last one shorter */
+        Py_ssize_t full = n / chunk;
+        if (fmt == 'f') {
+            Rows_f c = {.x = px, .partial = partial, .n = chunk};
+            parallel_for(sum_rows_f, &c, full, chunk);
+            if (full < items)
+                partial[full] = row_sum_f((const float *)px + full * chunk, NULL, 0, 0, n - full * chunk);
+        } else {
+            Rows_d c = {.x = px, .partial = partial, .n = chunk};
+            parallel_for(sum_rows_d, &c, full, chunk);
+            if (full < items)
+                partial[full] = row_sum_d((const double *)px + full * chunk, NULL, 0, 0, n - full * chunk);
+        }
+        double s = 0;
+        for (Py_ssize_t k = 0; k < items; k++)
+            s += partial[k];
+        partial[0] = s;
+        items = 1;
+    } else if (fmt == 'f') {
+        Rows_f c = {.x = px, .partial = partial, .n = n};
+        parallel_for(sum_rows_f, &c, rows, n);
+    } else {
+        Rows_d c = {.x = px, .partial = partial, .n = n};
+        parallel_for(sum_rows_d, &c, rows, n);
+    }
+    for (Py_ssize_t r = 0; r < items; r++) {
+        if (fmt == 'f')
+            ((float *)po)[r] = (float)partial[r];
+        else
+            ((double *)po)[r] = partial[r];
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(partial);
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* set_threads(k): the most threads a row loop uses (1 to 64); returns the previous value */
+static PyObject *
+set_threads(PyObject *module, PyObject *arg)
+{
+    long k = PyLong_AsLong(arg);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    int old = n_threads;
+    n_threads = k < 1 ? 1 : k > MAX_THREADS ? MAX_THREADS : (int)k;
+    return PyLong_FromLong(old);
+}
+
+/* ---- Σ x² in PyTorch's CPU order (kernels/cpu.py, sum_squares) --------------------------------
+ * Per row of n: 256-bit lanes (8 float32 / 4 float64), lane k summing the squares of elements
+ * k, k + lanes, ... in turn; the lanes then added in order, then the tail's squares one by one,
+ * all in the array's dtype (the NumPy form it replaces gives the same bits: squares rounded
+ * before they are added, no fused multiply-adds). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_FMA __attribute__((optimize("fp-contract=off")))
+#else
+#define NO_FMA
+#endif
+#define DEFINE_SUMSQ(T, suffix, L)                                                            \
+    CLONES NO_FMA static void sum_squares_##suffix(const T *x, T *out, Py_ssize_t rows, Py_ssize_t n) \
+    {                                                                                         \
+        Py_ssize_t body = n - n % L;                                                          \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+            const T *xr = x + r * n;                                                          \
+            T acc[L] = {0};                                                                   \
+            for (Py_ssize_t j = 0; j < body; j += L)                                          \
+                for (int k = 0; k < L; k++)                                                   \
+                    acc[k] += xr[j + k] * xr[j + k];                                          \
+            T total = acc[0];                                                                 \
+            for (int k = 1; k < L; k++)                                                       \
+                total += acc[k];                                                              \
+            for (Py_ssize_t j = body; j < n; j++)                                             \
+                total += xr[j] * xr[j];                                                       \
+            out[r] = total;                                                                   \
+        }                                                                                     \
+    }
+DEFINE_SUMSQ(float, f, 8)
+DEFINE_SUMSQ(double, d, 4)
+
+/* sum_squares_rows(x, out, n): out[r] = Σ x[r, :]² in PyTorch's lane order (rows of n) */
+static PyObject *
+sum_squares_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *po;
+    Py_ssize_t len, lo, n, rows;
+    const char *usage = "sum_squares_rows(x, out, n)";
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(args[2]);
+    if ((n == -1 && PyErr_Occurred()) || buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0
+        || buf(&b, args[1], 1, 0, &fmt, &po, &lo) < 0 || (rows = rows_of(len, n, usage)) < 0)
+        goto fail;
+    if (lo != rows) {
+        PyErr_Format(PyExc_ValueError, "%s: out needs one element per row", usage);
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, sum_squares, px, po, rows, n);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* ---- elementwise: sigmoid, GELU's tanh form, gather along the last axis ----------------------
+ * One pass each (NumPy: four to ten, with temporaries); float32 through the e^t above (t <= 0),
+ * float64 through the C library. */
+static inline float
+tanh_approx_f(float u)  /* tanh u = sign(u)·(1 - e)/(1 + e), e = e^(-2|u|): absolute error ~1e-7 */
+{
+    float a = u < 0 ? -u : u;
+    float e = exp_nonpositive_f(-2.0f * a);
+    float t = (1.0f - e) / (1.0f + e);
+    return u < 0 ? -t : t;
+}
+
+CLONES static void
+sigmoid_f(const float *x, float *y, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {  /* e = e^-|x|: 1/(1 + e) for x >= 0, e/(1 + e) else */
+        float v = x[i], e = exp_nonpositive_sub_f(v < 0 ? v : -v);
+        y[i] = (v < 0 ? e : 1.0f) / (1.0f + e);
+    }
+}
+
+static void
+sigmoid_d(const double *x, double *y, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = x[i], e = exp(v < 0 ? v : -v);
+        y[i] = (v < 0 ? e : 1.0) / (1.0 + e);
+    }
+}
+
+/* sigmoid(x, y): y = 1/(1 + e^-x) */
+static PyObject *
+sigmoid(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[2];
+    Py_ssize_t n = 0;
+    if (same_size_bufs(&b, args, nargs, 2, 1, 0, "sigmoid(x, y)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, sigmoid, p[0], p[1], n);
+}
+
+/* GELU, tanh form: y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³);
+ * dy/dx = ½(1 + tanh u) + ½x(1 - tanh² u)·√(2/π)(1 + 3·0.044715x²) */
+#define DEFINE_GELU_TANH(T, suffix, TANH)                                                     \
+    CLONES static void gelu_tanh_##suffix(const T *x, T *y, T *d, Py_ssize_t n)               \
+    {                                                                                         \
+        const T beta = (T)0.7978845608028654, kappa = (T)0.044715;                            \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                  \
+            T v = x[i], v2 = v * v;                                                           \
+            T t = TANH(beta * (v + kappa * (v2 * v)));                                        \
+            T half = (T)0.5 * v;                                                              \
+            y[i] = half * ((T)1 + t);                                                         \
+            if (d)                                                                            \
+                d[i] = (T)0.5 * ((T)1 + t)                                                    \
+                       + half * ((T)1 - t * t) * beta * ((T)1 + (T)3 * kappa * v2);          \
+        }                                                                                     \
+    }
+DEFINE_GELU_TANH(float, f, tanh_approx_f)
+DEFINE_GELU_TANH(double, d, tanh)
+
+/* gelu_tanh(x, y, dydx): y and (unless dydx is None) dy/dx of GELU's tanh form */
+static PyObject *
+gelu_tanh(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[3];
+    Py_ssize_t n = 0;
+    if (same_size_bufs(&b, args, nargs, 3, 1, 1, "gelu_tanh(x, y, dydx)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, gelu_tanh, p[0], p[1], p[2], n);
+}
+
 /* LSTM time steps (nn/modules/rnn.py, LSTMLayerGate): the elementwise work of one step, which
  * NumPy spends five to seven calls on. Gates are stored (i, f, o, g), gate-major:
  * act (4, T, N, K), cell states cs (T + 1, N, K). */
@@ -961,6 +1494,105 @@ fail:
     return NULL;
 }
 
+/* ---- gather and its scatter-add along one axis -----------------------------------------------
+ * x viewed as (A, X, B) around the axis, the index (and y) as (A, I, B): y[a, i, b] =
+ * x[a, idx[a, i, b], b]; the backward adds g back at the same places (repeats accumulating, in
+ * order). An index outside [0, X) is an IndexError (before anything is written). */
+#define DEFINE_GATHER(T, suffix)                                                              \
+    static int gather_##suffix(const T *x, const int64_t *idx, T *y, Py_ssize_t na,           \
+                               Py_ssize_t nx, Py_ssize_t ni, Py_ssize_t nb, int add)          \
+    {                                                                                         \
+        for (Py_ssize_t e = 0; e < na * ni * nb; e++)                                         \
+            if ((uint64_t)idx[e] >= (uint64_t)nx)                                             \
+                return -1;                                                                    \
+        for (Py_ssize_t a = 0; a < na; a++) {                                                 \
+            const int64_t *ia = idx + a * ni * nb;                                            \
+            if (nb == 1) {                                                                    \
+                if (add) {                                                                    \
+                    T *xa = (T *)x + a * nx;                                                  \
+                    const T *ya = y + a * ni;                                                 \
+                    for (Py_ssize_t i = 0; i < ni; i++)                                       \
+                        xa[ia[i]] += ya[i];                                                   \
+                } else {                                                                      \
+                    const T *xa = x + a * nx;                                                 \
+                    T *ya = y + a * ni;                                                       \
+                    for (Py_ssize_t i = 0; i < ni; i++)                                       \
+                        ya[i] = xa[ia[i]];                                                    \
+                }                                                                             \
+                continue;                                                                     \
+            }                                                                                 \
+            for (Py_ssize_t i = 0; i < ni; i++)                                               \
+                for (Py_ssize_t k = 0; k < nb; k++) {                                         \
+                    Py_ssize_t from = (a * nx + ia[i * nb + k]) * nb + k;                     \
+                    Py_ssize_t to = (a * ni + i) * nb + k;                                    \
+                    if (add)                                                                  \
+                        ((T *)x)[from] += y[to];                                              \
+                    else                                                                      \
+                        y[to] = x[from];                                                      \
+                }                                                                             \
+        }                                                                                     \
+        return 0;                                                                             \
+    }
+DEFINE_GATHER(float, f)
+DEFINE_GATHER(double, d)
+
+/* *out = a·b for a, b >= 0; 1 if that overflows */
+static int
+mul_overflows(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out)
+{
+    if (a && b > PY_SSIZE_T_MAX / a)
+        return 1;
+    *out = a * b;
+    return 0;
+}
+
+/* gather_axis(x, idx, y, a, x_len, i_len, b, add): y[a, i, b] = x[a, idx[a, i, b], b] (add 0),
+ * or x[a, idx[a, i, b], b] += y[a, i, b] (add 1) */
+static PyObject *
+gather_axis(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pi, *py;
+    Py_ssize_t lx, li, ly, dims[4];
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "expected gather_axis(x, idx, y, a, x_len, i_len, b, add)");
+        return NULL;
+    }
+    for (int k = 0; k < 4; k++) {
+        dims[k] = PyLong_AsSsize_t(args[3 + k]);
+        if (dims[k] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    int add = PyObject_IsTrue(args[7]);
+    if (add < 0 || buf(&b, args[0], add, 0, &fmt, &px, &lx) < 0
+        || int_buf(&b, args[1], 0, 8, &pi, &li) < 0 || buf(&b, args[2], !add, 0, &fmt, &py, &ly) < 0)
+        goto fail;
+    Py_ssize_t ab, sx, si;  /* (sizes that overflow cannot pass) */
+    if (dims[0] < 0 || dims[1] < 0 || dims[2] < 0 || dims[3] < 0
+        || mul_overflows(dims[0], dims[3], &ab) || mul_overflows(ab, dims[1], &sx)
+        || mul_overflows(ab, dims[2], &si) || lx != sx || li != si || ly != li) {
+        PyErr_SetString(PyExc_ValueError, "gather_axis: sizes do not match");
+        goto fail;
+    }
+    int bad;
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        bad = gather_f(px, pi, py, dims[0], dims[1], dims[2], dims[3], add);
+    else
+        bad = gather_d(px, pi, py, dims[0], dims[1], dims[2], dims[3], add);
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_IndexError, "gather_axis: an index is out of range");
+        goto fail;
+    }
+    bufs_release(&b);
+    Py_RETURN_NONE;
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 static PyObject *
 im2col_cn(PyObject *module, PyObject *args)
 {
@@ -1240,6 +1872,23 @@ static PyMethodDef methods[] = {
      "layer_norm_backward(g, xhat, w, rstd, gx, gw, gb, n)"},
     {"gelu_float32", (PyCFunction)(void (*)(void))gelu_float32, METH_FASTCALL,
      "gelu_float32(x, y, dydx): y = x·Φ(x), dydx = Φ(x) + x·φ(x) (None: not wanted)"},
+    {"softmax_rows", (PyCFunction)(void (*)(void))softmax_rows, METH_FASTCALL,
+     "softmax_rows(x, y, n, log): softmax (log_softmax if log) of each row of n elements"},
+    {"softmax_backward_rows", (PyCFunction)(void (*)(void))softmax_backward_rows, METH_FASTCALL,
+     "softmax_backward_rows(g, y, gx, n, log): their backward from the output y"},
+    {"sum_rows", (PyCFunction)(void (*)(void))sum_rows, METH_FASTCALL,
+     "sum_rows(x, out, n): out[r] = sum of row r (rows of n elements)"},
+    {"set_threads", (PyCFunction)set_threads, METH_O,
+     "set_threads(k): the most threads a row loop uses; returns the previous value"},
+    {"sum_squares_rows", (PyCFunction)(void (*)(void))sum_squares_rows, METH_FASTCALL,
+     "sum_squares_rows(x, out, n): out[r] = sum of row r's squares, in PyTorch's lane order"},
+    {"sigmoid", (PyCFunction)(void (*)(void))sigmoid, METH_FASTCALL,
+     "sigmoid(x, y): y = 1/(1 + e^-x)"},
+    {"gelu_tanh", (PyCFunction)(void (*)(void))gelu_tanh, METH_FASTCALL,
+     "gelu_tanh(x, y, dydx): GELU's tanh form and (unless dydx is None) its derivative"},
+    {"gather_axis", (PyCFunction)(void (*)(void))gather_axis, METH_FASTCALL,
+     "gather_axis(x, idx, y, a, x_len, i_len, b, add): y = x gathered at idx along an axis "
+     "(add: x += y scattered there)"},
     {"lstm_step_forward", (PyCFunction)(void (*)(void))lstm_step_forward, METH_FASTCALL,
      "lstm_step_forward(act, cs, t, prev, cur)"},
     {"lstm_step_backward", (PyCFunction)(void (*)(void))lstm_step_backward, METH_FASTCALL,

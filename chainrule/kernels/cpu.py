@@ -37,6 +37,27 @@ def _load_loops():
 loops = _load_loops()  # the C module, or None
 
 
+def default_threads() -> int:
+    """The threads chainrule's C row loops use by default: OMP_NUM_THREADS where set (as the
+    BLAS libraries read it), else the CPUs this process may run on (PyTorch's default)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_loop_threads(n: int) -> None:
+    """Let the C row loops (softmax family, row sums) use up to ``n`` threads."""
+    if loops is not None:
+        loops.set_threads(int(n))
+
+
+set_loop_threads(default_threads())
+
+
 def fits_loops(*arrays) -> bool:
     """True when the C loops can take these arrays: C-contiguous float32 or float64 NumPy
     arrays of one dtype (None entries are skipped)."""
@@ -102,6 +123,14 @@ class CpuKernels(Kernels):
         return g * dydx
 
     @staticmethod
+    def gelu_tanh(x, with_grad: bool) -> tuple:
+        if fits_loops(x):  # one C loop
+            y, dydx = np.empty_like(x), np.empty_like(x) if with_grad else None
+            loops.gelu_tanh(x, y, dydx)
+            return y, dydx
+        return Kernels.gelu_tanh(x, with_grad)
+
+    @staticmethod
     def sum_squares(x, axes, keepdim: bool):
         """Σ x² in PyTorch's CPU order where its 2-norm kernel has one (float32/float64, every
         dim or the last one, contiguous): 256-bit lanes (4 float64 / 8 float32), each summing
@@ -119,6 +148,12 @@ class CpuKernels(Kernels):
             rows = x.reshape(1, x.size)
         else:
             rows = x.reshape(-1, x.shape[-1])
+        if loops is not None and rows.size:  # the same order in one C loop
+            total = np.empty(rows.shape[0], x.dtype)
+            loops.sum_squares_rows(rows, total, rows.shape[1])
+            if alldims:
+                return total.reshape((1,) * nd if keepdim else ())
+            return total.reshape(x.shape[:-1] + ((1,) if keepdim else ()))
         lanes = 32 // x.dtype.itemsize
         n = rows.shape[1]
         body = n - n % lanes
@@ -150,6 +185,11 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def gather(x, dim: int, index):
+        around = _around_axis(x, dim, index)
+        if around is not None:  # one C loop
+            y = np.empty(index.shape, x.dtype)
+            loops.gather_axis(x, index, y, *around, False)
+            return y
         if type(x) is not np.ndarray or type(index) is not np.ndarray or x.ndim != index.ndim:
             return Kernels.gather(x, dim, index)
         # one take at flat offsets (NumPy's fancy indexing with one index array per dim is
@@ -158,6 +198,11 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def scatter_add(out, dim: int, index, values) -> None:
+        around = _around_axis(out, dim, index)
+        if around is not None and type(values) is np.ndarray:  # one C loop
+            v = np.ascontiguousarray(np.broadcast_to(values, index.shape), out.dtype)
+            loops.gather_axis(out, index, v, *around, True)
+            return
         if not (type(index) is np.ndarray and out.ndim == index.ndim and fits_loops(out)
                 and index.size):
             Kernels.scatter_add(out, dim, index, values)
@@ -189,6 +234,10 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def sigmoid(x):
+        if x.ndim and fits_loops(x):  # one C loop
+            y = np.empty_like(x)
+            loops.sigmoid(x, y)
+            return y
         if type(x) is np.ndarray and x.ndim and x.dtype in _LOOP_DTYPES:  # 1/(1 + e^-x)
             y = np.negative(x)
             with np.errstate(over="ignore", under="ignore"):  # e^-x = inf: 1/inf = 0, exactly
@@ -199,7 +248,30 @@ class CpuKernels(Kernels):
         return Kernels.sigmoid(x)
 
     @staticmethod
+    def sum(x, axes, keepdim: bool):
+        n, shape = _row_length(x, axes)
+        if n:  # C-contiguous float rows: lanes of SIMD sums, rows (or chunks) over threads
+            out = np.empty(shape, x.dtype)
+            loops.sum_rows(x, out, n)
+            return out.reshape((1,) * x.ndim if shape == () else shape + (1,)) if keepdim else out
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def mean(x, axes, keepdim: bool):
+        n, shape = _row_length(x, axes)
+        if n:
+            out = np.empty(shape, x.dtype)
+            loops.sum_rows(x, out, n)
+            out /= n
+            return out.reshape((1,) * x.ndim if shape == () else shape + (1,)) if keepdim else out
+        return x.mean(axis=axes, keepdims=keepdim)
+
+    @staticmethod
     def softmax(x, axis: int):
+        if x.ndim and x.size and axis % x.ndim == x.ndim - 1 and fits_loops(x):  # row by row
+            y = np.empty_like(x)
+            loops.softmax_rows(x, y, x.shape[-1], False)
+            return y
         if not x.size or x.dtype.kind != "f":
             return Kernels.softmax(x, axis)
         e = x - np.amax(x, axis=axis, keepdims=True)  # then in place: no more temporaries
@@ -209,6 +281,10 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def log_softmax(x, axis: int):
+        if x.ndim and x.size and axis % x.ndim == x.ndim - 1 and fits_loops(x):  # row by row
+            y = np.empty_like(x)
+            loops.softmax_rows(x, y, x.shape[-1], True)
+            return y
         if not x.size or x.dtype.kind != "f":
             return Kernels.log_softmax(x, axis)
         y = x - np.amax(x, axis=axis, keepdims=True)
@@ -218,6 +294,10 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def log_softmax_backward(g, y, axis: int):
+        if _rows_pair(g, y, axis):
+            gx = np.empty_like(y)
+            loops.softmax_backward_rows(np.ascontiguousarray(g), y, gx, y.shape[-1], True)
+            return gx
         out = np.exp(y)
         out *= g.sum(axis, keepdims=True)
         np.subtract(g, out, out=out)
@@ -225,6 +305,10 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def softmax_backward(g, y, axis: int):
+        if _rows_pair(g, y, axis):
+            gx = np.empty_like(y)
+            loops.softmax_backward_rows(np.ascontiguousarray(g), y, gx, y.shape[-1], False)
+            return gx
         out = g - (g * y).sum(axis, keepdims=True)
         out *= y  # in place: one temporary less than the reference
         return out
@@ -525,6 +609,41 @@ def _batch_first(y, n: int, spatial: tuple):
     """(O, N·...) -> the contiguous (N, O, ...) array."""
     o = y.shape[0]
     return np.ascontiguousarray(np.swapaxes(y.reshape((o, n) + spatial), 0, 1))
+
+
+def _around_axis(x, dim: int, index):
+    """(A, X, I, B) when the C gather loop can take ``x`` and ``index`` along ``dim`` (indices
+    in range, checked by the caller): x C-contiguous float, viewed as (A, X, B) around the axis,
+    and a C-contiguous int64 index of x's shape but along the axis (I); else None."""
+    if not (fits_loops(x) and type(index) is np.ndarray and index.dtype == np.int64
+            and index.flags.c_contiguous and x.ndim == index.ndim and x.ndim and index.size):
+        return None
+    shape, ishape = x.shape, index.shape
+    if shape[:dim] != ishape[:dim] or shape[dim + 1:] != ishape[dim + 1:]:
+        return None
+    return math.prod(shape[:dim]), shape[dim], ishape[dim], math.prod(shape[dim + 1:])
+
+
+def _row_length(x, axes) -> tuple:
+    """(n, the result's shape) when the C row sums can reduce ``x`` over ``axes`` as rows of n
+    elements: a C-contiguous float32/float64 array of 512 elements or more, reduced over every
+    dim or over its last one only; else (0, None)."""
+    if x.size < 512 or not fits_loops(x):  # (small ones: NumPy's call costs less)
+        return 0, None
+    nd = x.ndim
+    if axes is None or nd == 0 or len(set(a % nd for a in axes)) == nd:
+        return x.size, ()
+    if len(axes) == 1 and axes[0] % nd == nd - 1:
+        return x.shape[-1], x.shape[:-1]
+    return 0, None
+
+
+def _rows_pair(g, y, axis: int) -> bool:
+    """True when a softmax backward can run as C row loops: y (the forward's output) along its
+    last axis, C-contiguous float, and g an array of y's shape and dtype (copied to C order if
+    it is not)."""
+    return (y.ndim > 0 and y.size > 0 and axis % y.ndim == y.ndim - 1 and fits_loops(y)
+            and type(g) is np.ndarray and g.shape == y.shape and g.dtype is y.dtype)
 
 
 def _pool_args(planes: int, h: int, w: int, geom) -> tuple:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from chainrule.batching import is_batched, map_batched
-from chainrule import devices
+from chainrule import devices, dtypes
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
 from chainrule.ops import either
@@ -24,6 +24,7 @@ __all__ = ["Kernels", "window_view", "pad_image", "disjoint_windows", "im2col_ar
 
 _SQRT1_2 = 1 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_PI = math.sqrt(2 / math.pi)
 
 
 class Kernels:
@@ -89,6 +90,28 @@ class Kernels:
             erf_array(x * _SQRT1_2) + 1) * 0.5
         return g * (cdf + x * either.exp(x * x * -0.5) * _INV_SQRT_2PI)
 
+    @staticmethod
+    def gelu_tanh(x, with_grad: bool) -> tuple:
+        """(y = ½x(1 + tanh u), dy/dx or None), u = √(2/π)(x + 0.044715x³), for an array
+        (half-precision floats computed in float32 and rounded once)."""
+        dtype = x.dtype
+        if dtype.kind in dtypes.FLOAT_KINDS and dtype.itemsize < 4:
+            x = x.astype(np.float32)
+        t = np.tanh((x + x * x * x * 0.044715) * _SQRT_2_PI)
+        y = x * 0.5 * (t + 1)
+        dydx = ((t + 1) * 0.5 + x * 0.5 * (1 - t * t) * _SQRT_2_PI * (1 + x * x * 0.134145)
+                if with_grad else None)
+        return (y.astype(dtype, copy=False),
+                None if dydx is None else dydx.astype(dtype, copy=False))
+
+    @staticmethod
+    def gelu_tanh_backward(g, x, dydx):
+        """g·dy/dx, with dy/dx recomputed from x (differentiable in x)."""
+        if not isinstance(x, TensorBase):
+            return g * dydx
+        t = either.tanh((x + x * x * x * 0.044715) * _SQRT_2_PI)
+        return g * ((t + 1) * 0.5 + x * 0.5 * (1 - t * t) * _SQRT_2_PI * (1 + x * x * 0.134145))
+
     # ---- linear layers ---------------------------------------------------------------------------
     @staticmethod
     def add_bias(y, b):
@@ -100,6 +123,16 @@ class Kernels:
     def sum_rows(g):
         """Σ g over dim 0 of a 2-d g."""
         return either.sum(g, 0)
+
+    @staticmethod
+    def sum(x, axes, keepdim: bool):
+        """Σ x over ``axes`` (a tuple; all when None) of an array."""
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def mean(x, axes, keepdim: bool):
+        """Σ x / n over ``axes`` (a tuple; all when None) of an array."""
+        return x.mean(axis=axes, keepdims=keepdim)
 
     @staticmethod
     def sum_squares(x, axes, keepdim: bool):

@@ -8,7 +8,6 @@ of any order come for free and route exactly as PyTorch's kernels route them at 
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -82,6 +81,24 @@ class Gelu(Op):
     def backward(ctx, g):
         x, dydx = ctx.saved_tensors
         return kernels_for(g).gelu_backward(g, x, dydx)
+
+
+class GeluTanh(Op):
+    """y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³);
+    dy/dx = ½(1 + tanh u) + ½x(1 - tanh² u)·√(2/π)(1 + 3·0.044715x²)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        with_grad = ctx.needs_input_grad[0]
+        y, dydx = kernels_for(x).gelu_tanh(x, with_grad)
+        if with_grad:
+            ctx.save_for_backward(x, dydx)  # dydx: a constant, recomputed under create_graph
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, dydx = ctx.saved_tensors
+        return kernels_for(g).gelu_tanh_backward(g, x, dydx)
 
 
 class Silu(Op):
@@ -168,8 +185,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate == "none":
         return Gelu.apply(input)
     if approximate == "tanh":
-        inner = (input + input * input * input * 0.044715) * math.sqrt(2 / math.pi)
-        return input * 0.5 * (_tanh(inner) + 1)
+        return GeluTanh.apply(input)
     raise RuntimeError(f"gelu(): approximate argument must be either none or tanh, got "
                        f"{approximate!r}")
 

@@ -54,7 +54,7 @@ class Sum(Op):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
-        return x.sum(axis=axes, keepdims=keepdim)
+        return kernels_for(x).sum(x, axes, keepdim)
 
     @staticmethod
     def backward(ctx, g):
@@ -91,7 +91,7 @@ class Mean(Op):
     def forward(ctx, x, axes, keepdim):
         ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
         ctx.n = _count(x.shape, axes)
-        return x.mean(axis=axes, keepdims=keepdim)
+        return kernels_for(x).mean(x, axes, keepdim)
 
     @staticmethod
     def backward(ctx, g):
