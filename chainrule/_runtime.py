@@ -40,9 +40,6 @@ def set_num_threads(int: int) -> None:  # noqa: A002  (torch's argument name)
     if not isinstance(int, builtins.int) or isinstance(int, bool) or int < 1:
         raise RuntimeError("set_num_threads expects a positive integer")
     _threads["n"] = int
-    from chainrule.kernels import cpu
-
-    cpu.set_loop_threads(int)
     ctl = _blas_limiter()
     if ctl is not None:
         ctl.limit(limits=int, user_api="blas")
