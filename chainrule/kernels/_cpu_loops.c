@@ -650,6 +650,28 @@ rows_of(Py_ssize_t len, Py_ssize_t n, const char *name)
     return len / n;
 }
 
+/* The arguments (x, out, n) of a row reduction: x as rows of n elements, out (x's dtype) one
+ * element per row. Returns the row count, or -1 with an exception set. */
+static Py_ssize_t
+row_reduction_args(Bufs *b, PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                   char *fmt, void **px, void **po, Py_ssize_t *n)
+{
+    Py_ssize_t len, lo, rows;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return -1;
+    }
+    *n = PyLong_AsSsize_t(args[2]);
+    if ((*n == -1 && PyErr_Occurred()) || buf(b, args[0], 0, 0, fmt, px, &len) < 0
+        || buf(b, args[1], 1, 0, fmt, po, &lo) < 0 || (rows = rows_of(len, *n, usage)) < 0)
+        return -1;
+    if (lo != rows) {
+        PyErr_Format(PyExc_ValueError, "%s: out needs one element per row", usage);
+        return -1;
+    }
+    return rows;
+}
+
 /* softmax_rows(x, y, n, log[, stats]): y = softmax (log 0) or log_softmax (log 1) of each row
  * of n elements of x:  y = e^(x - max)/Σ e^(x - max),  or  y = (x - max) - ln Σ e^(x - max);
  * with softmax, stats (2 per row, x's dtype) receives each row's max and ln Σ e^(x - max) */
@@ -735,20 +757,10 @@ sum_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Bufs b = {.n = 0};
     char fmt = 0;
     void *px, *po;
-    Py_ssize_t len, lo, n, rows;
-    const char *usage = "sum_rows(x, out, n)";
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "expected %s", usage);
-        return NULL;
-    }
-    n = PyLong_AsSsize_t(args[2]);
-    if ((n == -1 && PyErr_Occurred()) || buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0
-        || buf(&b, args[1], 1, 0, &fmt, &po, &lo) < 0 || (rows = rows_of(len, n, usage)) < 0)
+    Py_ssize_t n, rows = row_reduction_args(&b, args, nargs, "sum_rows(x, out, n)", &fmt, &px, &po,
+                                            &n);
+    if (rows < 0)
         goto fail;
-    if (lo != rows) {
-        PyErr_Format(PyExc_ValueError, "%s: out needs one element per row", usage);
-        goto fail;
-    }
     /* one long row: chunks of SUM_BLOCK·64 elements (then their partial sums, in order) */
     Py_ssize_t chunk = rows == 1 && n > 2 * SUM_BLOCK * 64 ? SUM_BLOCK * 64 : n;
     Py_ssize_t items = rows == 1 ? (n + chunk - 1) / chunk : rows;
@@ -849,20 +861,10 @@ sum_squares_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Bufs b = {.n = 0};
     char fmt = 0;
     void *px, *po;
-    Py_ssize_t len, lo, n, rows;
-    const char *usage = "sum_squares_rows(x, out, n)";
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "expected %s", usage);
-        return NULL;
-    }
-    n = PyLong_AsSsize_t(args[2]);
-    if ((n == -1 && PyErr_Occurred()) || buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0
-        || buf(&b, args[1], 1, 0, &fmt, &po, &lo) < 0 || (rows = rows_of(len, n, usage)) < 0)
+    Py_ssize_t n, rows = row_reduction_args(&b, args, nargs, "sum_squares_rows(x, out, n)", &fmt, &px, &po,
+                                            &n);
+    if (rows < 0)
         goto fail;
-    if (lo != rows) {
-        PyErr_Format(PyExc_ValueError, "%s: out needs one element per row", usage);
-        goto fail;
-    }
     RUN_TYPED_AND_RETURN(b, fmt, sum_squares, px, po, rows, n);
 fail:
     bufs_release(&b);
