@@ -235,6 +235,20 @@ class Identity(BasePruningMethod):
         return super().apply(module, name)
 
 
+def _unstructured_mask(t, default_mask, amount, chosen):
+    """``default_mask`` with the entries ``chosen(k)`` names (flat indices of ``t``) set to 0,
+    k the count ``amount`` asks for; ``chosen`` is not called when k is 0 (no random draw)."""
+    size = t.numel()
+    _validate_pruning_amount(amount, size)
+    k = _compute_nparams_toprune(amount, size)
+    mask = default_mask.clone()
+    if k:
+        flat = mask.reshape(-1)
+        flat[chosen(k)] = 0
+        mask = flat.reshape(mask.shape)
+    return mask
+
+
 class RandomUnstructured(BasePruningMethod):
     """Prune ``amount`` entries (a count, or a fraction) chosen at random."""
 
@@ -245,17 +259,8 @@ class RandomUnstructured(BasePruningMethod):
         self.amount = amount
 
     def compute_mask(self, t, default_mask):
-        size = t.numel()
-        _validate_pruning_amount(self.amount, size)
-        k = _compute_nparams_toprune(self.amount, size)
-        mask = default_mask.clone()
-        if k:
-            prob = _cr().rand_like(t)
-            idx = prob.reshape(-1).topk(k).indices
-            flat = mask.reshape(-1)
-            flat[idx] = 0
-            mask = flat.reshape(mask.shape)
-        return mask
+        return _unstructured_mask(t, default_mask, self.amount,
+                                  lambda k: _cr().rand_like(t).reshape(-1).topk(k).indices)
 
     @classmethod
     def apply(cls, module, name: str, amount):  # noqa: D102
@@ -272,16 +277,8 @@ class L1Unstructured(BasePruningMethod):
         self.amount = amount
 
     def compute_mask(self, t, default_mask):
-        size = t.numel()
-        _validate_pruning_amount(self.amount, size)
-        k = _compute_nparams_toprune(self.amount, size)
-        mask = default_mask.clone()
-        if k:
-            idx = t.abs().reshape(-1).topk(k, largest=False).indices
-            flat = mask.reshape(-1)
-            flat[idx] = 0
-            mask = flat.reshape(mask.shape)
-        return mask
+        return _unstructured_mask(t, default_mask, self.amount,
+                                  lambda k: t.abs().reshape(-1).topk(k, largest=False).indices)
 
     @classmethod
     def apply(cls, module, name: str, amount, importance_scores=None):  # noqa: D102
