@@ -202,6 +202,15 @@ def is_array(a) -> bool:
     return cupy is not None and isinstance(a, cupy.ndarray)
 
 
+def is_writable(a) -> bool:
+    """An array that may be written in place: a CuPy array, or a NumPy array that is not
+    read-only (a broadcast view is). False for NumPy scalars and anything else."""
+    if not is_array(a):
+        return False
+    flags = getattr(a, "flags", None)  # (a CuPy array's flags have no ``writeable``)
+    return flags is not None and getattr(flags, "writeable", True)
+
+
 def is_gpu_array(a) -> bool:
     """A CuPy array (cheap where CuPy is not loaded: the CPU hot paths ask this)."""
     return _cupy is not None and isinstance(a, _cupy.ndarray)

@@ -108,17 +108,10 @@ def _assign(t: Tensor, value) -> None:
     value = devices.asarray_on(value, like=a)
     if value.dtype != a.dtype:
         value = value.astype(a.dtype)
-    if _writable(a) and a.shape == value.shape:
+    if devices.is_writable(a) and a.shape == value.shape:
         a[...] = value
     else:
         t._data = value.reshape(a.shape)
-
-
-def _writable(a) -> bool:
-    """False for read-only NumPy arrays (broadcast views...); CuPy arrays are always writable
-    (and their flags have no ``writeable``)."""
-    flags = getattr(a, "flags", None)
-    return flags is not None and getattr(flags, "writeable", True)
 
 
 def _stage(a, be):
@@ -131,7 +124,7 @@ def _stage(a, be):
         copied = False
     if a.dtype == np.bool_:
         return a.astype(np.uint8), True
-    if not a.flags.c_contiguous or not _writable(a):
+    if not a.flags.c_contiguous or not devices.is_writable(a):
         return a.copy(order="C"), True
     return a, copied
 

@@ -295,7 +295,7 @@ def _write_average(p: Tensor, total, scale: float) -> None:
     xp = devices.xp_of(p._data)
     if (g is not None and g._grad_fn is None and g._base is None and xp is devices.xp_of(g._data)
             and g._data.shape == total.shape and g._data.dtype == total.dtype
-            and g._data.flags.c_contiguous and getattr(g._data.flags, "writeable", True)):
+            and g._data.flags.c_contiguous and devices.is_writable(g._data)):
         xp.multiply(devices.asarray_on(total, like=g._data), scale, out=g._data)
         g._bump_version()
     else:

@@ -108,7 +108,7 @@ def _write(g: Tensor, values: Any) -> None:
     """``g`` := ``values`` in g's own memory (views of g see it; a graph that saved g sees the
     version change and refuses to backpropagate, as torch's)."""
     data = g._data
-    if devices.is_array(data) and getattr(getattr(data, "flags", None), "writeable", True):
+    if devices.is_writable(data):
         data[...] = values
     else:  # a NumPy scalar, or a read-only (expanded) array: a new array, as before
         g._data = devices.xp_of(values).array(values, dtype=data.dtype)
