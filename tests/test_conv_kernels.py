@@ -69,6 +69,26 @@ def test_conv_transpose2d_routes_match_torch(kw, route, monkeypatch):
              lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), (x, w, b), rng, 1e-4)
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_whole_image_windows_match_torch(route, monkeypatch):
+    # one window per image (DCGAN's last conv, 4×4 kernel on 4×4 maps) and its adjoint, the
+    # transposed conv of 1×1 inputs (DCGAN's first layer): plain products, no columns
+    _route(route, monkeypatch)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 6, 4, 3)).astype(np.float32)
+    w = (rng.standard_normal((2, 6, 4, 3)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(2).astype(np.float32)
+    for kw in (dict(), dict(stride=2)):
+        _compare(lambda *a: cr.nn.functional.conv2d(*a, **kw),
+                 lambda *a: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, 1e-4)
+    z = rng.standard_normal((5, 6, 1, 1)).astype(np.float32)
+    wt = (rng.standard_normal((6, 3, 4, 4)) * 0.3).astype(np.float32)
+    for kw in (dict(), dict(stride=2), dict(stride=2, output_padding=1)):
+        _compare(lambda *a: cr.nn.functional.conv_transpose2d(*a, **kw),
+                 lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), (z, wt, b[:1].repeat(3)),
+                 rng, 1e-4)
+
+
 @pytest.mark.parametrize("route", ["whole", "one_image_chunks"])
 def test_conv_gradchecks_float64(route, monkeypatch):
     _route(route, monkeypatch)
@@ -80,6 +100,10 @@ def test_conv_gradchecks_float64(route, monkeypatch):
         lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))
     assert cr.autograd.gradcheck(
         lambda a, b: cr.nn.functional.conv_transpose2d(a, b, stride=2, padding=1), (x, wt))
+    assert cr.autograd.gradcheck(lambda a, b: cr.nn.functional.conv2d(a, b[:, :, :3]),
+                                 (x[:, :, :3, :3].detach().requires_grad_(), w))
+    assert cr.autograd.gradcheck(lambda a, b: cr.nn.functional.conv_transpose2d(a, b),
+                                 (x[:, :, :1, :1].detach().requires_grad_(), wt))
     # second order: the backward rules run on Tensors (the reference kernels)
     assert cr.autograd.gradgradcheck(
         lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))

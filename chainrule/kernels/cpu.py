@@ -427,6 +427,11 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d(x, w, geom, groups: int) -> tuple:
+        if groups == 1 and _one_gemm(x, w) and _whole_window(x.shape, geom):
+            # one window covers each image: y = x·Wᵀ on (N, C·kh·kw) rows, no columns to build
+            xm = x.reshape(x.shape[0], -1)
+            y = _matmul(xm, w.reshape(w.shape[0], -1).T)
+            return y.reshape(y.shape + (1, 1)), xm.T  # xm.T: the (C·kh·kw) × N columns
         if groups == 1 and _one_gemm(x, w) and _chunk(x, w.shape[0], geom) is not None:
             return _conv2d_chunked(x, w, geom), None  # dW recomputes the columns chunk by chunk
         if groups == 1 and _one_gemm(x, w):  # the whole batch in one GEMM (see _columns_cn)
@@ -457,6 +462,11 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
+        if groups == 1 and _one_gemm(g, w) and _whole_window(x_shape, geom):
+            # each image is one window: dx = dy·W on (N, O) rows (a transposed convolution from
+            # 1×1 inputs, as DCGAN's first layer, is this product)
+            gx = _matmul(g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1))
+            return gx.reshape(x_shape)
         if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
             n, c, h, wd = x_shape
             if _chunk(g, c, geom, x_shape[1] * geom.kh * geom.kw) is not None:
@@ -510,6 +520,15 @@ def _bn_planes(x, axes: tuple):
     if n * c == 0 or x.size // (n * c) < 8:
         return None
     return n, c
+
+
+def _whole_window(x_shape: tuple, geom) -> bool:
+    """True when a convolution's single window covers each whole (unpadded) image: a 1×1
+    output whose columns are the images themselves (DCGAN's last conv and, as its adjoint, its
+    first transposed conv)."""
+    return (geom.oh == 1 and geom.ow == 1 and geom.kh == x_shape[2] and geom.kw == x_shape[3]
+            and geom.dh == 1 and geom.dw == 1
+            and geom.pt == 0 and geom.pb == 0 and geom.pl == 0 and geom.pr == 0)
 
 
 def _one_gemm(x, w) -> bool:
