@@ -79,14 +79,14 @@ def test_whole_image_windows_match_torch(route, monkeypatch):
     w = (rng.standard_normal((2, 6, 4, 3)) * 0.3).astype(np.float32)
     b = rng.standard_normal(2).astype(np.float32)
     for kw in (dict(), dict(stride=2)):
-        _compare(lambda *a: cr.nn.functional.conv2d(*a, **kw),
-                 lambda *a: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, 1e-4)
+        _compare(lambda *a, kw=kw: cr.nn.functional.conv2d(*a, **kw),
+                 lambda *a, kw=kw: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, 1e-4)
     z = rng.standard_normal((5, 6, 1, 1)).astype(np.float32)
     wt = (rng.standard_normal((6, 3, 4, 4)) * 0.3).astype(np.float32)
     for kw in (dict(), dict(stride=2), dict(stride=2, output_padding=1)):
-        _compare(lambda *a: cr.nn.functional.conv_transpose2d(*a, **kw),
-                 lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), (z, wt, b[:1].repeat(3)),
-                 rng, 1e-4)
+        _compare(lambda *a, kw=kw: cr.nn.functional.conv_transpose2d(*a, **kw),
+                 lambda *a, kw=kw: torch.nn.functional.conv_transpose2d(*a, **kw),
+                 (z, wt, b[:1].repeat(3)), rng, 1e-4)
 
 
 @pytest.mark.parametrize("route", ["whole", "one_image_chunks"])
