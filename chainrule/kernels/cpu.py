@@ -554,13 +554,16 @@ def _columns_cn(x, geom):
     return cols
 
 
-# Convolutions whose columns would exceed _WHOLE_BATCH_BYTES go through the batch in chunks of
-# about _CHUNK_BYTES of columns (about L2's size): each chunk's columns are written and read by
-# the GEMM (or col2im) while in cache, and not kept (dW recomputes them). Smaller ones keep
-# their columns for dW (the MNIST example's 42 MB conv2 columns are chunked, DCGAN's <= 4 MB
-# are not).
-_WHOLE_BATCH_BYTES = 16 << 20
-_CHUNK_BYTES = 1 << 20
+# Convolutions whose columns would exceed _WHOLE_BATCH_BYTES (a core's L2) go through the batch
+# in chunks of about _CHUNK_BYTES of columns: each chunk's columns are written and read by the
+# GEMM (or col2im) while in L2, and not kept (dW recomputes them, again in cache). Smaller ones
+# keep their columns for dW. Columns written to memory once cost more than written to L2 twice:
+# DCGAN's iteration (3 and 4 MB columns in D's first two convs and G's last two transposed
+# ones), one thread, CPU time: 67 ms whole, 61-62 ms with 1-2 MB kept whole and 256 KB chunks,
+# 65 with 128 KB chunks, 69 with 512 KB; the MNIST example (42 MB columns) the same at 256 KB
+# and 1 MB chunks (one image a chunk either way).
+_WHOLE_BATCH_BYTES = 2 << 20
+_CHUNK_BYTES = 256 << 10
 
 
 def _chunk(x, o: int, geom, k: int | None = None):
