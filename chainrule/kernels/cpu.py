@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-from chainrule import devices
+from chainrule import _runtime, devices
 from chainrule.devices import np
 from chainrule.kernels import mkl
 from chainrule.kernels.matmul import matmul as _matmul
@@ -562,8 +562,28 @@ def _columns_cn(x, geom):
 # ones), one thread, CPU time: 67 ms whole, 61-62 ms with 1-2 MB kept whole and 256 KB chunks,
 # 65 with 128 KB chunks, 69 with 512 KB; the MNIST example (42 MB columns) the same at 256 KB
 # and 1 MB chunks (one image a chunk either way).
+# Both are per BLAS thread (each core has its own L2, and a GEMM splits its columns over the
+# threads): at 2 threads DCGAN's columns stay whole, as before, and each GEMM call (a wake-up of
+# the thread pool) covers twice the images.
 _WHOLE_BATCH_BYTES = 2 << 20
 _CHUNK_BYTES = 256 << 10
+
+
+def _env_threads() -> int:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return os.cpu_count() or 1
+
+
+_ENV_THREADS = _env_threads()  # OpenBLAS reads these once, at load
+
+
+def _blas_threads() -> int:
+    """The threads a BLAS call may use: ``set_num_threads``'s value where it was called, else
+    what OpenBLAS started with (its environment variables, else the CPU count)."""
+    return _runtime._threads["n"] or _ENV_THREADS
 
 
 def _chunk(x, o: int, geom, k: int | None = None):
@@ -573,9 +593,10 @@ def _chunk(x, o: int, geom, k: int | None = None):
     if k is None:
         k = x.shape[1] * geom.kh * geom.kw
     per_image = k * geom.oh * geom.ow * x.itemsize
-    if per_image * n <= _WHOLE_BATCH_BYTES:
+    threads = _blas_threads()
+    if per_image * n <= _WHOLE_BATCH_BYTES * threads:
         return None
-    return max(1, min(n, _CHUNK_BYTES // max(per_image, 1)))
+    return max(1, min(n, _CHUNK_BYTES * threads // max(per_image, 1)))
 
 
 def _conv2d_chunked(x, w, geom):
