@@ -232,3 +232,36 @@ def test_max_pool2d_forward_equals_the_reference_and_torch(kw, dtype):
     np.testing.assert_array_equal(idx, ridx)
     ty = torch.nn.functional.max_pool2d(torch.tensor(x), **kw)
     np.testing.assert_array_equal(y, ty.numpy())
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_cn_equal_the_reference_on_many_geometries(dtype):
+    # im2col_cn / col2im_cn (through a zero-padded plane) against the strided-view reference:
+    # strides 1-3, dilation, asymmetric padding, windows that skip pixels or stop short of the
+    # bottom padding, 1×1 outputs, short and long rows
+    from chainrule.kernels.reference import col2im_array, im2col_array
+    from chainrule.ops.conv import _Geom, _out_size
+
+    rng = np.random.default_rng(8)
+    cases = [((2, 3, 7, 9), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+             ((2, 2, 8, 8), (4, 4), (2, 2), (1, 1), (1, 1, 1, 1)),
+             ((3, 2, 9, 7), (2, 3), (3, 2), (1, 2), (0, 1, 2, 0)),
+             ((1, 4, 10, 11), (3, 2), (2, 3), (2, 1), (2, 1, 0, 2)),
+             ((2, 1, 5, 5), (2, 2), (3, 3), (1, 1), (0, 0, 0, 0)),
+             ((2, 3, 4, 4), (4, 4), (1, 1), (1, 1), (0, 0, 0, 0)),
+             ((2, 2, 6, 5), (3, 3), (1, 2), (1, 1), (1, 2, 0, 1))]
+    for shape, (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) in cases:
+        n, c, h, w = shape
+        geom = _Geom(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, _out_size(h, kh, sh, dh, pt, pb),
+                     _out_size(w, kw, sw, dw, pl, pr))
+        x = rng.standard_normal(shape).astype(dtype)
+        want = im2col_array(x, geom)  # (N, C, kh, kw, OH, OW)
+        cols = cpu_kernels._columns_cn(x, geom)
+        np.testing.assert_array_equal(
+            cols.reshape(c, kh, kw, n, geom.oh, geom.ow), want.transpose(1, 2, 3, 0, 4, 5))
+        g = rng.standard_normal(want.shape).astype(dtype)
+        gx = np.empty(shape, dtype)
+        gcn = np.ascontiguousarray(g.transpose(1, 2, 3, 0, 4, 5))
+        cpu_kernels.loops.col2im_cn(gcn, gx, c, *cpu_kernels._pool_args(n * c, h, w, geom))
+        np.testing.assert_allclose(gx, col2im_array(g, shape, geom), rtol=1e-6, atol=1e-6)
