@@ -141,7 +141,10 @@ def _set_threads(n: int):
     import torch
     from threadpoolctl import threadpool_limits
 
+    import chainrule
+
     torch.set_num_threads(n)
+    chainrule.set_num_threads(n)  # also what chainrule's kernels plan for (conv chunk sizes)
     return threadpool_limits(n)
 
 

@@ -69,6 +69,26 @@ def test_conv_transpose2d_routes_match_torch(kw, route, monkeypatch):
              lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw), (x, w, b), rng, 1e-4)
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_whole_image_windows_match_torch(route, monkeypatch):
+    # one window per image (DCGAN's last conv, 4×4 kernel on 4×4 maps) and its adjoint, the
+    # transposed conv of 1×1 inputs (DCGAN's first layer): plain products, no columns
+    _route(route, monkeypatch)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 6, 4, 3)).astype(np.float32)
+    w = (rng.standard_normal((2, 6, 4, 3)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(2).astype(np.float32)
+    for kw in (dict(), dict(stride=2)):
+        _compare(lambda *a, kw=kw: cr.nn.functional.conv2d(*a, **kw),
+                 lambda *a, kw=kw: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, 1e-4)
+    z = rng.standard_normal((5, 6, 1, 1)).astype(np.float32)
+    wt = (rng.standard_normal((6, 3, 4, 4)) * 0.3).astype(np.float32)
+    for kw in (dict(), dict(stride=2), dict(stride=2, output_padding=1)):
+        _compare(lambda *a, kw=kw: cr.nn.functional.conv_transpose2d(*a, **kw),
+                 lambda *a, kw=kw: torch.nn.functional.conv_transpose2d(*a, **kw),
+                 (z, wt, b[:1].repeat(3)), rng, 1e-4)
+
+
 @pytest.mark.parametrize("route", ["whole", "one_image_chunks"])
 def test_conv_gradchecks_float64(route, monkeypatch):
     _route(route, monkeypatch)
@@ -80,6 +100,10 @@ def test_conv_gradchecks_float64(route, monkeypatch):
         lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))
     assert cr.autograd.gradcheck(
         lambda a, b: cr.nn.functional.conv_transpose2d(a, b, stride=2, padding=1), (x, wt))
+    assert cr.autograd.gradcheck(lambda a, b: cr.nn.functional.conv2d(a, b[:, :, :3]),
+                                 (x[:, :, :3, :3].detach().requires_grad_(), w))
+    assert cr.autograd.gradcheck(lambda a, b: cr.nn.functional.conv_transpose2d(a, b),
+                                 (x[:, :, :1, :1].detach().requires_grad_(), wt))
     # second order: the backward rules run on Tensors (the reference kernels)
     assert cr.autograd.gradgradcheck(
         lambda a, b: cr.nn.functional.conv2d(a, b, stride=2, padding=1), (x, w))
@@ -208,3 +232,36 @@ def test_max_pool2d_forward_equals_the_reference_and_torch(kw, dtype):
     np.testing.assert_array_equal(idx, ridx)
     ty = torch.nn.functional.max_pool2d(torch.tensor(x), **kw)
     np.testing.assert_array_equal(y, ty.numpy())
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_cn_equal_the_reference_on_many_geometries(dtype):
+    # im2col_cn / col2im_cn (through a zero-padded plane) against the strided-view reference:
+    # strides 1-3, dilation, asymmetric padding, windows that skip pixels or stop short of the
+    # bottom padding, 1×1 outputs, short and long rows
+    from chainrule.kernels.reference import col2im_array, im2col_array
+    from chainrule.ops.conv import _Geom, _out_size
+
+    rng = np.random.default_rng(8)
+    cases = [((2, 3, 7, 9), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+             ((2, 2, 8, 8), (4, 4), (2, 2), (1, 1), (1, 1, 1, 1)),
+             ((3, 2, 9, 7), (2, 3), (3, 2), (1, 2), (0, 1, 2, 0)),
+             ((1, 4, 10, 11), (3, 2), (2, 3), (2, 1), (2, 1, 0, 2)),
+             ((2, 1, 5, 5), (2, 2), (3, 3), (1, 1), (0, 0, 0, 0)),
+             ((2, 3, 4, 4), (4, 4), (1, 1), (1, 1), (0, 0, 0, 0)),
+             ((2, 2, 6, 5), (3, 3), (1, 2), (1, 1), (1, 2, 0, 1))]
+    for shape, (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) in cases:
+        n, c, h, w = shape
+        geom = _Geom(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, _out_size(h, kh, sh, dh, pt, pb),
+                     _out_size(w, kw, sw, dw, pl, pr))
+        x = rng.standard_normal(shape).astype(dtype)
+        want = im2col_array(x, geom)  # (N, C, kh, kw, OH, OW)
+        cols = cpu_kernels._columns_cn(x, geom)
+        np.testing.assert_array_equal(
+            cols.reshape(c, kh, kw, n, geom.oh, geom.ow), want.transpose(1, 2, 3, 0, 4, 5))
+        g = rng.standard_normal(want.shape).astype(dtype)
+        gx = np.empty(shape, dtype)
+        gcn = np.ascontiguousarray(g.transpose(1, 2, 3, 0, 4, 5))
+        cpu_kernels.loops.col2im_cn(gcn, gx, c, *cpu_kernels._pool_args(n * c, h, w, geom))
+        np.testing.assert_allclose(gx, col2im_array(g, shape, geom), rtol=1e-6, atol=1e-6)

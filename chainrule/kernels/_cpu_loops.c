@@ -1464,6 +1464,93 @@ fail:
 DEFINE_IM2COL_CN(float, f)
 DEFINE_IM2COL_CN(double, d)
 
+/* The same two through a zero-padded copy of each plane (``pad``: hp × wp, see pad_dims): every
+ * window row then lies inside it, so each row is copied (or added) whole, with no bounds to
+ * test, and a stride of 1 or 2 is a constant the compiler vectorizes with. For the short rows of
+ * small maps (DCGAN's 8×8 and 4×4 outputs) the bounds tests cost more than the copies. */
+static void
+pad_dims(const PoolGeom *g, Py_ssize_t *hp, Py_ssize_t *wp)
+{
+    Py_ssize_t rows = g->oh ? (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1 : 0;
+    Py_ssize_t cols = g->ow ? (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1 : 0;
+    *hp = g->h + g->pt > rows ? g->h + g->pt : rows;
+    *wp = g->w + g->pl > cols ? g->w + g->pl : cols;
+}
+
+#define PADDED_ROWS(T, OP)                                                                 \
+    for (Py_ssize_t i = 0; i < g.kh; i++)                                                  \
+        for (Py_ssize_t j = 0; j < g.kw; j++) {                                            \
+            T *restrict c_ = cols + (((c * g.kh + i) * g.kw + j) * batch + n) * area;      \
+            T *restrict p_ = pad + i * g.dh * wp + j * g.dw;                               \
+            if (g.sw == 1)                                                                 \
+                for (Py_ssize_t oy = 0; oy < g.oh; oy++) {                                 \
+                    T *restrict r_ = p_ + oy * g.sh * wp;                                  \
+                    T *restrict q_ = c_ + oy * g.ow;                                       \
+                    for (Py_ssize_t ox = 0; ox < g.ow; ox++)                               \
+                        OP(q_[ox], r_[ox]);                                                \
+                }                                                                          \
+            else if (g.sw == 2)                                                            \
+                for (Py_ssize_t oy = 0; oy < g.oh; oy++) {                                 \
+                    T *restrict r_ = p_ + oy * g.sh * wp;                                  \
+                    T *restrict q_ = c_ + oy * g.ow;                                       \
+                    for (Py_ssize_t ox = 0; ox < g.ow; ox++)                               \
+                        OP(q_[ox], r_[2 * ox]);                                            \
+                }                                                                          \
+            else                                                                           \
+                for (Py_ssize_t oy = 0; oy < g.oh; oy++) {                                 \
+                    T *restrict r_ = p_ + oy * g.sh * wp;                                  \
+                    T *restrict q_ = c_ + oy * g.ow;                                       \
+                    for (Py_ssize_t ox = 0; ox < g.ow; ox++)                               \
+                        OP(q_[ox], r_[ox * g.sw]);                                         \
+                }                                                                          \
+        }
+#define COPY_TO_COL(col, px) ((col) = (px))
+#define ADD_TO_PIXEL(col, px) ((px) += (col))
+
+#define DEFINE_CN_PADDED(T, S)                                                             \
+    static CLONES void im2col_cn_pad_##S(const T *restrict x, T *restrict cols,            \
+                                         const PoolGeom *gp, Py_ssize_t chans,             \
+                                         T *restrict pad)                                  \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        Py_ssize_t batch = g.planes / chans, area = g.oh * g.ow, hp, wp;                   \
+        pad_dims(&g, &hp, &wp);                                                            \
+        for (Py_ssize_t k = 0; k < hp * wp; k++)                                           \
+            pad[k] = 0; /* the border stays 0; each plane overwrites the inside */         \
+        for (Py_ssize_t p = 0; p < g.planes; p++) {                                        \
+            Py_ssize_t n = p / chans, c = p % chans;                                       \
+            for (Py_ssize_t y = 0; y < g.h; y++) {                                         \
+                const T *restrict src = x + (p * g.h + y) * g.w;                           \
+                T *restrict dst = pad + (y + g.pt) * wp + g.pl;                            \
+                for (Py_ssize_t k = 0; k < g.w; k++)                                       \
+                    dst[k] = src[k];                                                       \
+            }                                                                              \
+            PADDED_ROWS(T, COPY_TO_COL)                                                    \
+        }                                                                                  \
+    }                                                                                      \
+    static CLONES void col2im_cn_pad_##S(T *restrict cols, T *restrict out,                \
+                                         const PoolGeom *gp, Py_ssize_t chans,             \
+                                         T *restrict pad)                                  \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        Py_ssize_t batch = g.planes / chans, area = g.oh * g.ow, hp, wp;                   \
+        pad_dims(&g, &hp, &wp);                                                            \
+        for (Py_ssize_t p = 0; p < g.planes; p++) {                                        \
+            Py_ssize_t n = p / chans, c = p % chans;                                       \
+            for (Py_ssize_t k = 0; k < hp * wp; k++)                                       \
+                pad[k] = 0;                                                                \
+            PADDED_ROWS(T, ADD_TO_PIXEL)                                                   \
+            for (Py_ssize_t y = 0; y < g.h; y++) {                                         \
+                const T *restrict src = pad + (y + g.pt) * wp + g.pl;                      \
+                T *restrict dst = out + (p * g.h + y) * g.w;                               \
+                for (Py_ssize_t k = 0; k < g.w; k++)                                       \
+                    dst[k] = src[k];                                                       \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEFINE_CN_PADDED(float, f)
+DEFINE_CN_PADDED(double, d)
+
 /* im2col_cn(x, cols, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow) and
  * col2im_cn(cols, out, chans, planes, ...): x / out (N, C, H, W), cols (C, kh, kw, N, OH, OW) */
 static PyObject *
@@ -1487,6 +1574,26 @@ conv_cn(PyObject *args, int adjoint)
         PyErr_SetString(PyExc_ValueError, adjoint ? "col2im_cn: sizes do not match the geometry"
                                                   : "im2col_cn: sizes do not match the geometry");
         goto fail;
+    }
+    Py_ssize_t hp, wp;
+    pad_dims(&g, &hp, &wp);
+    void *pad = g.pt >= 0 && g.pl >= 0 && g.planes
+                    ? malloc((size_t)(hp * wp + 1) * (fmt == 'f' ? sizeof(float) : sizeof(double)))
+                    : NULL;
+    if (pad != NULL) { /* the padded route; without its scratch plane, the bounds-tested one */
+        Py_BEGIN_ALLOW_THREADS
+        if (adjoint && fmt == 'f')
+            col2im_cn_pad_f(pin, pout, &g, chans, pad);
+        else if (adjoint)
+            col2im_cn_pad_d(pin, pout, &g, chans, pad);
+        else if (fmt == 'f')
+            im2col_cn_pad_f(pin, pout, &g, chans, pad);
+        else
+            im2col_cn_pad_d(pin, pout, &g, chans, pad);
+        Py_END_ALLOW_THREADS
+        free(pad);
+        bufs_release(&b);
+        Py_RETURN_NONE;
     }
     if (adjoint)
         RUN_TYPED_AND_RETURN(b, fmt, col2im_cn, pin, pout, &g, chans);

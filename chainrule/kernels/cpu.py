@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-from chainrule import devices
+from chainrule import _runtime, devices
 from chainrule.devices import np
 from chainrule.kernels import mkl
 from chainrule.kernels.matmul import matmul as _matmul
@@ -427,6 +427,11 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d(x, w, geom, groups: int) -> tuple:
+        if groups == 1 and _one_gemm(x, w) and _whole_window(x.shape, geom):
+            # one window covers each image: y = x·Wᵀ on (N, C·kh·kw) rows, no columns to build
+            xm = x.reshape(x.shape[0], -1)
+            y = _matmul(xm, w.reshape(w.shape[0], -1).T)
+            return y.reshape(y.shape + (1, 1)), xm.T  # xm.T: the (C·kh·kw) × N columns
         if groups == 1 and _one_gemm(x, w) and _chunk(x, w.shape[0], geom) is not None:
             return _conv2d_chunked(x, w, geom), None  # dW recomputes the columns chunk by chunk
         if groups == 1 and _one_gemm(x, w):  # the whole batch in one GEMM (see _columns_cn)
@@ -457,6 +462,11 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
+        if groups == 1 and _one_gemm(g, w) and _whole_window(x_shape, geom):
+            # each image is one window: dx = dy·W on (N, O) rows (a transposed convolution from
+            # 1×1 inputs, as DCGAN's first layer, is this product)
+            gx = _matmul(g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1))
+            return gx.reshape(x_shape)
         if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
             n, c, h, wd = x_shape
             if _chunk(g, c, geom, x_shape[1] * geom.kh * geom.kw) is not None:
@@ -512,6 +522,15 @@ def _bn_planes(x, axes: tuple):
     return n, c
 
 
+def _whole_window(x_shape: tuple, geom) -> bool:
+    """True when a convolution's single window covers each whole (unpadded) image: a 1×1
+    output whose columns are the images themselves (DCGAN's last conv and, as its adjoint, its
+    first transposed conv)."""
+    return (geom.oh == 1 and geom.ow == 1 and geom.kh == x_shape[2] and geom.kw == x_shape[3]
+            and geom.dh == 1 and geom.dw == 1
+            and geom.pt == 0 and geom.pb == 0 and geom.pl == 0 and geom.pr == 0)
+
+
 def _one_gemm(x, w) -> bool:
     """True when a convolution of (N, C, H, W) ``x`` with ``w`` can run as one GEMM over the
     batch: the C loops take x, and w is a NumPy array of x's dtype."""
@@ -535,13 +554,36 @@ def _columns_cn(x, geom):
     return cols
 
 
-# Convolutions whose columns would exceed _WHOLE_BATCH_BYTES go through the batch in chunks of
-# about _CHUNK_BYTES of columns (about L2's size): each chunk's columns are written and read by
-# the GEMM (or col2im) while in cache, and not kept (dW recomputes them). Smaller ones keep
-# their columns for dW (the MNIST example's 42 MB conv2 columns are chunked, DCGAN's <= 4 MB
-# are not).
-_WHOLE_BATCH_BYTES = 16 << 20
-_CHUNK_BYTES = 1 << 20
+# Convolutions whose columns would exceed _WHOLE_BATCH_BYTES (a core's L2) go through the batch
+# in chunks of about _CHUNK_BYTES of columns: each chunk's columns are written and read by the
+# GEMM (or col2im) while in L2, and not kept (dW recomputes them, again in cache). Smaller ones
+# keep their columns for dW. Columns written to memory once cost more than written to L2 twice:
+# DCGAN's iteration (3 and 4 MB columns in D's first two convs and G's last two transposed
+# ones), one thread, CPU time: 67 ms whole, 61-62 ms with 1-2 MB kept whole and 256 KB chunks,
+# 65 with 128 KB chunks, 69 with 512 KB; the MNIST example (42 MB columns) the same at 256 KB
+# and 1 MB chunks (one image a chunk either way).
+# Both are per BLAS thread (each core has its own L2, and a GEMM splits its columns over the
+# threads): at 2 threads DCGAN's columns stay whole, as before, and each GEMM call (a wake-up of
+# the thread pool) covers twice the images.
+_WHOLE_BATCH_BYTES = 2 << 20
+_CHUNK_BYTES = 256 << 10
+
+
+def _env_threads() -> int:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return os.cpu_count() or 1
+
+
+_ENV_THREADS = _env_threads()  # OpenBLAS reads these once, at load
+
+
+def _blas_threads() -> int:
+    """The threads a BLAS call may use: ``set_num_threads``'s value where it was called, else
+    what OpenBLAS started with (its environment variables, else the CPU count)."""
+    return _runtime._threads["n"] or _ENV_THREADS
 
 
 def _chunk(x, o: int, geom, k: int | None = None):
@@ -551,9 +593,10 @@ def _chunk(x, o: int, geom, k: int | None = None):
     if k is None:
         k = x.shape[1] * geom.kh * geom.kw
     per_image = k * geom.oh * geom.ow * x.itemsize
-    if per_image * n <= _WHOLE_BATCH_BYTES:
+    threads = _blas_threads()
+    if per_image * n <= _WHOLE_BATCH_BYTES * threads:
         return None
-    return max(1, min(n, _CHUNK_BYTES // max(per_image, 1)))
+    return max(1, min(n, _CHUNK_BYTES * threads // max(per_image, 1)))
 
 
 def _conv2d_chunked(x, w, geom):
