@@ -425,61 +425,100 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * double. (Without POSIX threads, on Windows, the loops run on the calling thread.) */
 #ifndef _WIN32
 #include <pthread.h>
+#include <sched.h>
 #endif
 
 #define LANES 16
 #define SUM_BLOCK 1024
+#define SHORT_ROW 32 /* rows up to this long are reduced one element at a time */
 #define MAX_THREADS 64
 #define PAR_MIN_WORK 262144 /* work (elements x passes) a thread must get, else one does all */
 
 static int n_threads = 1;
 
 typedef void (*range_fn)(void *ctx, Py_ssize_t lo, Py_ssize_t hi);
+
+/* The calls a thread claims: chunks of about PAR_MIN_WORK/4 elements of work (at least one item),
+ * claimed one at a time from a shared counter by the calling thread and its helpers alike, so a
+ * helper that gets no core (NumPy's OpenBLAS keeps a thread spinning on the other core for a while
+ * after each product) leaves its chunks to the caller instead of holding the call up; the caller
+ * waits only for chunks a helper has started. A helper that starts after the call has returned
+ * finds nothing left to claim and exits: the job lives on the heap until its last thread lets go. */
 typedef struct {
     range_fn fn;
     void *ctx;
-    Py_ssize_t lo, hi;
-} Part;
+    Py_ssize_t items, chunk, chunks;
+    long next, done, refs; /* atomics (GCC builtins) */
+} Job;
 
-static void *
-part_main(void *arg)
+static void
+job_run(Job *j)
 {
-    Part *p = arg;
-    p->fn(p->ctx, p->lo, p->hi);
-    return NULL;
+    for (;;) {
+        Py_ssize_t c = __atomic_fetch_add(&j->next, 1, __ATOMIC_ACQ_REL);
+        if (c >= j->chunks)
+            return;
+        Py_ssize_t lo = c * j->chunk, hi = lo + j->chunk < j->items ? lo + j->chunk : j->items;
+        j->fn(j->ctx, lo, hi);
+        __atomic_fetch_add(&j->done, 1, __ATOMIC_RELEASE);
+    }
 }
 
-/* fn(ctx, lo, hi) over [0, items), split over threads when items·cost (elements) is large */
+static void
+job_release(Job *j)
+{
+    if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        PyMem_RawFree(j);
+}
+
+#ifndef _WIN32
+static void *
+job_helper(void *arg)
+{
+    job_run(arg);
+    job_release(arg);
+    return NULL;
+}
+#endif
+
+/* fn(ctx, lo, hi) over [0, items): with up to n_threads threads when items·cost (elements) is at
+ * least par_min_work per thread, else on the calling thread */
+static Py_ssize_t par_min_work = PAR_MIN_WORK;
+
 static void
 parallel_for(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t cost)
 {
     Py_ssize_t t = n_threads, work = items * cost;
-    if (t > work / PAR_MIN_WORK)
-        t = work / PAR_MIN_WORK;
+    if (t > work / par_min_work)
+        t = work / par_min_work;
     if (t > items)
         t = items;
 #ifdef _WIN32
     t = 1;
 #endif
-    if (t <= 1) {
+    Job *j = t > 1 ? PyMem_RawMalloc(sizeof(Job)) : NULL;
+    if (j == NULL) {
         fn(ctx, 0, items);
         return;
     }
 #ifndef _WIN32
-    Part parts[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS];
-    for (Py_ssize_t k = 0; k < t; k++) {
-        parts[k] = (Part){fn, ctx, items * k / t, items * (k + 1) / t};
-        started[k] = k > 0 && pthread_create(&ids[k], NULL, part_main, &parts[k]) == 0;
-    }
-    fn(ctx, parts[0].lo, parts[0].hi);
+    Py_ssize_t chunk = (PAR_MIN_WORK / 4) / (cost > 0 ? cost : 1);
+    chunk = chunk < 1 ? 1 : chunk;
+    *j = (Job){fn, ctx, items, chunk, (items + chunk - 1) / chunk, 0, 0, t};
+    pthread_attr_t attr;
+    int attr_ok = pthread_attr_init(&attr) == 0
+                  && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
     for (Py_ssize_t k = 1; k < t; k++) {
-        if (started[k])
-            pthread_join(ids[k], NULL);
-        else  /* no thread to be had: this one does that part too */
-            fn(ctx, parts[k].lo, parts[k].hi);
+        pthread_t id;
+        if (!attr_ok || pthread_create(&id, &attr, job_helper, j) != 0)
+            __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL); /* no thread: the caller does more */
     }
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
+    job_run(j);
+    while (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE) < j->chunks)
+        sched_yield(); /* a helper is finishing a chunk it claimed */
+    job_release(j);
 #endif
 }
 
@@ -513,6 +552,12 @@ static inline double exp_d(double t) { return exp(t); }
     /* the row's max, NaNs skipped (a NaN makes the sum of exponentials NaN anyway) */      \
     CLONES static T row_max_##suffix(const T *x, Py_ssize_t n)                                \
     {                                                                                         \
+        if (n <= SHORT_ROW) {                                                                 \
+            T m = x[0];                                                                       \
+            for (Py_ssize_t j = 1; j < n; j++)                                                \
+                m = x[j] > m ? x[j] : m;                                                      \
+            return m;                                                                         \
+        }                                                                                     \
         T acc[LANES];                                                                         \
         for (int k = 0; k < LANES; k++)                                                       \
             acc[k] = x[0];                                                                    \
@@ -522,8 +567,13 @@ static inline double exp_d(double t) { return exp(t); }
                 T v = x[j + k];                                                               \
                 acc[k] = v > acc[k] ? v : acc[k];                                             \
             }                                                                                 \
-        for (; j < n; j++)                                                                    \
-            acc[0] = x[j] > acc[0] ? x[j] : acc[0];                                           \
+        if (j < n) { /* the tail in one more pass of the lanes, padded with x[0] */           \
+            T pad[LANES];                                                                     \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? x[j + k] : x[0];                                         \
+            for (int k = 0; k < LANES; k++)                                                   \
+                acc[k] = pad[k] > acc[k] ? pad[k] : acc[k];                                   \
+        }                                                                                     \
         T m = acc[0];                                                                         \
         for (int k = 1; k < LANES; k++)                                                       \
             m = acc[k] > m ? acc[k] : m;                                                      \
@@ -538,14 +588,18 @@ static inline double exp_d(double t) { return exp(t); }
             for (; j + LANES <= n; j += LANES)                                                \
                 for (int k = 0; k < LANES; k++)                                               \
                     acc[k] += x[j + k] * y[j + k];                                            \
-            for (; j < n; j++)                                                                \
-                acc[j % LANES] += x[j] * y[j];                                                \
         } else {                                                                              \
             for (; j + LANES <= n; j += LANES)                                                \
                 for (int k = 0; k < LANES; k++)                                               \
                     acc[k] += x[j + k];                                                       \
-            for (; j < n; j++)                                                                \
-                acc[j % LANES] += x[j];                                                       \
+        }                                                                                     \
+        if (j < n) { /* the tail into the same lanes (element j into lane j % LANES), the    \
+                      * missing ones as + 0 */                                                \
+            T pad[LANES];                                                                     \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? (y ? x[j + k] * y[j + k] : x[j + k]) : 0;                \
+            for (int k = 0; k < LANES; k++)                                                   \
+                acc[k] += pad[k];                                                             \
         }                                                                                     \
         for (int w = LANES / 2; w > 0; w /= 2)                                                \
             for (int k = 0; k < w; k++)                                                       \
@@ -555,8 +609,19 @@ static inline double exp_d(double t) { return exp(t); }
     /* y = e^(x - m) over one block */                                                     \
     CLONES static void block_exp_##suffix(const T *x, T *y, T m, Py_ssize_t n)               \
     {                                                                                         \
-        for (Py_ssize_t j = 0; j < n; j++)                                                    \
-            y[j] = exp_##suffix(x[j] - m);                                                    \
+        Py_ssize_t j = 0;                                                                     \
+        for (; j + LANES <= n; j += LANES) /* whole lanes: vector code, no scalar peeling */  \
+            for (int k = 0; k < LANES; k++)                                                   \
+                y[j + k] = exp_##suffix(x[j + k] - m);                                        \
+        if (j < n) { /* the tail through the same lanes */                                   \
+            T pad[LANES];                                                                     \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? x[j + k] : m;                                            \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = exp_##suffix(pad[k] - m);                                            \
+            for (int k = 0; j + k < n; k++)                                                   \
+                y[j + k] = pad[k];                                                            \
+        }                                                                                     \
     }                                                                                         \
     static double block_expsum_##suffix(const T *x, T *y, T m, Py_ssize_t n)                 \
     {                                                                                         \
@@ -570,6 +635,17 @@ static inline double exp_d(double t) { return exp(t); }
     static double row_sum_##suffix(const T *x, T *y, T m, int op, Py_ssize_t n)               \
     {                                                                                         \
         double s = 0;                                                                         \
+        if (n <= SHORT_ROW) { /* one at a time: lanes cost more than they save here */        \
+            T e[SHORT_ROW], t = 0;                                                            \
+            const T *v = x;                                                                   \
+            if (op == 1) {                                                                    \
+                v = y ? y : e;                                                                \
+                block_exp_##suffix(x, (T *)v, m, n);                                          \
+            }                                                                                 \
+            for (Py_ssize_t j = 0; j < n; j++)                                                \
+                t += op == 2 ? v[j] * y[j] : v[j];                                            \
+            return (double)t;                                                                 \
+        }                                                                                     \
         for (Py_ssize_t j = 0; j < n; j += SUM_BLOCK) {                                       \
             Py_ssize_t len = n - j < SUM_BLOCK ? n - j : SUM_BLOCK;                           \
             if (op == 1)                                                                      \
@@ -811,15 +887,23 @@ fail:
     return NULL;
 }
 
-/* set_threads(k): the most threads a row loop uses (1 to 64); returns the previous value */
+/* set_threads(k[, min_work]): the most threads a row loop uses (1 to 64), and the work
+ * (elements x passes) each thread must get before a call is split (default PAR_MIN_WORK);
+ * returns the previous thread count */
 static PyObject *
-set_threads(PyObject *module, PyObject *arg)
+set_threads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    long k = PyLong_AsLong(arg);
-    if (k == -1 && PyErr_Occurred())
+    if (nargs != 1 && nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected set_threads(k[, min_work])");
+        return NULL;
+    }
+    long k = PyLong_AsLong(args[0]);
+    Py_ssize_t w = nargs == 2 ? PyLong_AsSsize_t(args[1]) : PAR_MIN_WORK;
+    if ((k == -1 || w == -1) && PyErr_Occurred())
         return NULL;
     int old = n_threads;
     n_threads = k < 1 ? 1 : k > MAX_THREADS ? MAX_THREADS : (int)k;
+    par_min_work = w < 1024 ? 1024 : w;
     return PyLong_FromLong(old);
 }
 
@@ -1880,8 +1964,9 @@ static PyMethodDef methods[] = {
      "softmax_backward_rows(g, y, gx, n, log): their backward from the output y"},
     {"sum_rows", (PyCFunction)(void (*)(void))sum_rows, METH_FASTCALL,
      "sum_rows(x, out, n): out[r] = sum of row r (rows of n elements)"},
-    {"set_threads", (PyCFunction)set_threads, METH_O,
-     "set_threads(k): the most threads a row loop uses; returns the previous value"},
+    {"set_threads", (PyCFunction)(void (*)(void))set_threads, METH_FASTCALL,
+     "set_threads(k[, min_work]): the most threads a row loop uses, and the work each thread "
+     "must get; returns the previous thread count"},
     {"sum_squares_rows", (PyCFunction)(void (*)(void))sum_squares_rows, METH_FASTCALL,
      "sum_squares_rows(x, out, n): out[r] = sum of row r's squares, in PyTorch's lane order"},
     {"sigmoid", (PyCFunction)(void (*)(void))sigmoid, METH_FASTCALL,
