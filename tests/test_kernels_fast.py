@@ -483,3 +483,49 @@ def test_gelu_tanh_gate_matches_torch(dtype):
     x64 = cr.tensor(np.linspace(-3, 3, 7), requires_grad=True)
     f = lambda v: cr.nn.functional.gelu(v, approximate="tanh")  # noqa: E731
     assert cr.autograd.gradcheck(f, (x64,)) and cr.autograd.gradgradcheck(f, (x64,))
+
+
+# ---- joins and rolls --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_, np.complex64])
+def test_cat_kernel_matches_numpy_along_every_axis(dtype):
+    rng = np.random.default_rng(9)
+    for axis in range(3):
+        shapes = [[2, 3, 4] for _ in range(3)]
+        for k, s in enumerate(shapes):
+            s[axis] = k + 1  # pieces of different widths, one of them 1
+        xs = [(rng.standard_normal(s) * 5).astype(dtype) for s in shapes]
+        got = CPU.cat(xs, axis)
+        assert got.dtype == xs[0].dtype and np.array_equal(got, np.concatenate(xs, axis))
+    xs = [np.zeros((2, 0, 3), dtype), np.ones((2, 2, 3), dtype)]  # an empty piece
+    assert np.array_equal(CPU.cat(xs, 1), np.concatenate(xs, 1))
+    assert CPU.cat([np.zeros((0, 3), dtype)] * 2, 0).shape == (0, 3)
+    t = np.arange(24).reshape(4, 6).astype(dtype)
+    xs = [t[:, :3], t[:, 3:].copy()]  # not contiguous: NumPy's join
+    assert np.array_equal(CPU.cat(xs, 1), t)
+
+
+def test_cat_of_many_short_rows_matches_torch_forward_and_backward():
+    rng = np.random.default_rng(10)
+    xs = [rng.standard_normal((4, 5, 3)).astype(np.float32) for _ in range(16)]
+    g = rng.standard_normal((4, 5, 48)).astype(np.float32)
+    cs = [cr.tensor(x, requires_grad=True) for x in xs]
+    ts = [torch.tensor(x, requires_grad=True) for x in xs]
+    cy, ty = cr.cat(cs, -1), torch.cat(ts, -1)
+    assert np.array_equal(cy.detach().numpy(), ty.detach().numpy())
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    for c, t in zip(cs, ts):
+        assert np.array_equal(c.grad.numpy(), t.grad.numpy())
+
+
+@pytest.mark.parametrize("shifts, dims", [(1, 1), (-1, 1), (7, 0), (-13, 2), (0, 1), (5, -1),
+                                          ((2,), (1,)), ((1, -2), (0, 2)), (3, None)])
+def test_roll_matches_torch(shifts, dims):
+    x = np.arange(60).reshape(3, 4, 5)
+    kw = {} if dims is None else {"dims": dims}
+    got = cr.roll(cr.tensor(x), shifts, **kw).numpy()
+    assert np.array_equal(got, torch.roll(torch.tensor(x), shifts, **kw).numpy())
+    xf = cr.tensor(x.astype(np.float64), requires_grad=True)
+    assert cr.autograd.gradcheck(lambda v: cr.roll(v, shifts, **kw), (xf,))
+    e = np.zeros((2, 0))
+    assert cr.roll(cr.tensor(e), 1, 1).shape == (2, 0)

@@ -887,6 +887,72 @@ fail:
     return NULL;
 }
 
+/* cat_rows(out, xs, outer): out = the arrays xs joined along one axis, every array (out too)
+ * C-contiguous with one item size: out as `outer` rows, each the rows of xs[0], xs[1], ... in
+ * turn (x's row: its size / outer items). What np.concatenate does, with one memcpy per piece:
+ * NumPy's strided copies cost ~25 ns per piece, which dominates when rows are short (a join
+ * along the last axis of many (32, 16, 32) arrays: 8192 pieces of 128 bytes). */
+static PyObject *
+cat_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected cat_rows(out, xs, outer)");
+        return NULL;
+    }
+    Py_ssize_t outer = PyLong_AsSsize_t(args[2]);
+    if (outer == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *seq = PySequence_Fast(args[1], "cat_rows: xs must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq), got = 0, total = 0;
+    Py_buffer out;
+    Py_buffer *v = PyMem_Calloc(k ? k : 1, sizeof(Py_buffer));
+    if (v == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    int have_out = PyObject_GetBuffer(args[0], &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) == 0;
+    int ok = have_out;
+    for (; ok && got < k; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &v[got], PyBUF_C_CONTIGUOUS) < 0) {
+            ok = 0;
+            break;
+        }
+        if (outer <= 0 || v[got].len % outer != 0 || v[got].itemsize != out.itemsize) {
+            PyErr_SetString(PyExc_ValueError, "cat_rows: an array's size is not outer rows of out's items");
+            got++;
+            ok = 0;
+            break;
+        }
+        total += v[got].len;
+    }
+    if (ok && total != out.len) {
+        PyErr_SetString(PyExc_ValueError, "cat_rows: the arrays' sizes do not add up to out's");
+        ok = 0;
+    }
+    if (ok && out.len) {
+        Py_BEGIN_ALLOW_THREADS
+        char *dst = out.buf;
+        for (Py_ssize_t r = 0; r < outer; r++)
+            for (Py_ssize_t i = 0; i < k; i++) {
+                Py_ssize_t w = v[i].len / outer;
+                memcpy(dst, (const char *)v[i].buf + r * w, (size_t)w);
+                dst += w;
+            }
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&v[i]);
+    if (have_out)
+        PyBuffer_Release(&out);
+    PyMem_Free(v);
+    Py_DECREF(seq);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* set_threads(k[, min_work]): the most threads a row loop uses (1 to 64), and the work
  * (elements x passes) each thread must get before a call is split (default PAR_MIN_WORK);
  * returns the previous thread count */
@@ -1964,6 +2030,8 @@ static PyMethodDef methods[] = {
      "softmax_backward_rows(g, y, gx, n, log): their backward from the output y"},
     {"sum_rows", (PyCFunction)(void (*)(void))sum_rows, METH_FASTCALL,
      "sum_rows(x, out, n): out[r] = sum of row r (rows of n elements)"},
+    {"cat_rows", (PyCFunction)(void (*)(void))cat_rows, METH_FASTCALL,
+     "cat_rows(out, xs, outer): the C-contiguous arrays xs joined into out, row by row"},
     {"set_threads", (PyCFunction)(void (*)(void))set_threads, METH_FASTCALL,
      "set_threads(k[, min_work]): the most threads a row loop uses, and the work each thread "
      "must get; returns the previous thread count"},

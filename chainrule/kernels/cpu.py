@@ -366,6 +366,20 @@ class CpuKernels(Kernels):
         return out
 
     @staticmethod
+    def cat(xs, axis: int):
+        x0 = xs[0]
+        dt = x0.dtype
+        if loops is None or dt.hasobject or not all(
+                type(x) is np.ndarray and x.dtype == dt and x.flags.c_contiguous for x in xs):
+            return Kernels.cat(xs, axis)
+        shape = list(x0.shape)
+        shape[axis] = sum(x.shape[axis] for x in xs)
+        out = np.empty(shape, dt)
+        if out.size:  # one memcpy per input per outer row
+            loops.cat_rows(out, xs, math.prod(shape[:axis]))
+        return out
+
+    @staticmethod
     def cross_entropy(x, t, valid) -> tuple:
         if x.ndim == 2 and x.size and fits_loops(x):  # softmax and each row's (max, ln Σ) in C
             p = np.empty_like(x)
