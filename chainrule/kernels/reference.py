@@ -176,7 +176,7 @@ class Kernels:
         add.at on the GPU: NumPy's protocol does not pass ufunc methods on to CuPy)."""
         devices.xp_of(out).add.at(out, index, values)
 
-    # ---- joining -----------------------------------------------------------------------------------
+    # ---- joining ---------------------------------------------------------------------------------
     @staticmethod
     def cat(xs, axis: int):
         """The arrays xs (of one dtype and device) joined along an existing axis."""
