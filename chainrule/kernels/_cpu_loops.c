@@ -552,11 +552,20 @@ static inline double exp_d(double t) { return exp(t); }
     /* the row's max, NaNs skipped (a NaN makes the sum of exponentials NaN anyway) */      \
     CLONES static T row_max_##suffix(const T *x, Py_ssize_t n)                                \
     {                                                                                         \
-        if (n <= SHORT_ROW) {                                                                 \
-            T m = x[0];                                                                       \
-            for (Py_ssize_t j = 1; j < n; j++)                                                \
-                m = x[j] > m ? x[j] : m;                                                      \
-            return m;                                                                         \
+        if (n <= SHORT_ROW) { /* four running maxima (4k + i into i) */                   \
+            T a0 = x[0], a1 = x[0], a2 = x[0], a3 = x[0];                                     \
+            Py_ssize_t j = 0;                                                                 \
+            for (; j + 4 <= n; j += 4) {                                                      \
+                a0 = x[j] > a0 ? x[j] : a0;                                                   \
+                a1 = x[j + 1] > a1 ? x[j + 1] : a1;                                           \
+                a2 = x[j + 2] > a2 ? x[j + 2] : a2;                                           \
+                a3 = x[j + 3] > a3 ? x[j + 3] : a3;                                           \
+            }                                                                                 \
+            for (; j < n; j++)                                                                \
+                a0 = x[j] > a0 ? x[j] : a0;                                                   \
+            a0 = a1 > a0 ? a1 : a0;                                                           \
+            a2 = a3 > a2 ? a3 : a2;                                                           \
+            return a2 > a0 ? a2 : a0;                                                         \
         }                                                                                     \
         T acc[LANES];                                                                         \
         for (int k = 0; k < LANES; k++)                                                       \
@@ -635,16 +644,29 @@ static inline double exp_d(double t) { return exp(t); }
     static double row_sum_##suffix(const T *x, T *y, T m, int op, Py_ssize_t n)               \
     {                                                                                         \
         double s = 0;                                                                         \
-        if (n <= SHORT_ROW) { /* one at a time: lanes cost more than they save here */        \
-            T e[SHORT_ROW], t = 0;                                                            \
+        if (n <= SHORT_ROW) { /* four running sums (4k + i into i, the tail into 0), then     \
+                               * (0 + 1) + (2 + 3): lanes cost more than they save here */   \
+            T e[SHORT_ROW], t0 = 0, t1 = 0, t2 = 0, t3 = 0;                                   \
             const T *v = x;                                                                   \
             if (op == 1) {                                                                    \
                 v = y ? y : e;                                                                \
                 block_exp_##suffix(x, (T *)v, m, n);                                          \
             }                                                                                 \
-            for (Py_ssize_t j = 0; j < n; j++)                                                \
-                t += op == 2 ? v[j] * y[j] : v[j];                                            \
-            return (double)t;                                                                 \
+            if (op == 2) {                                                                    \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    e[j] = v[j] * y[j];                                                       \
+                v = e;                                                                        \
+            }                                                                                 \
+            Py_ssize_t j = 0;                                                                 \
+            for (; j + 4 <= n; j += 4) {                                                      \
+                t0 += v[j];                                                                   \
+                t1 += v[j + 1];                                                               \
+                t2 += v[j + 2];                                                               \
+                t3 += v[j + 3];                                                               \
+            }                                                                                 \
+            for (; j < n; j++)                                                                \
+                t0 += v[j];                                                                   \
+            return (double)((t0 + t1) + (t2 + t3));                                           \
         }                                                                                     \
         for (Py_ssize_t j = 0; j < n; j += SUM_BLOCK) {                                       \
             Py_ssize_t len = n - j < SUM_BLOCK ? n - j : SUM_BLOCK;                           \
