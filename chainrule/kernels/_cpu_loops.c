@@ -703,7 +703,7 @@ static inline double exp_d(double t) { return exp(t); }
                     y[j] /= s;                                                                \
                 if (c->stats) {                                                               \
                     c->stats[2 * r] = m;                                                      \
-                    c->stats[2 * r + 1] = (T)log(s);                                          \
+                    c->stats[2 * r + 1] = s;                                                  \
                 }                                                                             \
             }                                                                                 \
         }                                                                                     \
@@ -772,7 +772,7 @@ row_reduction_args(Bufs *b, PyObject *const *args, Py_ssize_t nargs, const char 
 
 /* softmax_rows(x, y, n, log[, stats]): y = softmax (log 0) or log_softmax (log 1) of each row
  * of n elements of x:  y = e^(x - max)/Σ e^(x - max),  or  y = (x - max) - ln Σ e^(x - max);
- * with softmax, stats (2 per row, x's dtype) receives each row's max and ln Σ e^(x - max) */
+ * with softmax, stats (2 per row, x's dtype) receives each row's max and Σ e^(x - max) */
 static PyObject *
 softmax_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {

@@ -381,13 +381,13 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def cross_entropy(x, t, valid) -> tuple:
-        if x.ndim == 2 and x.size and fits_loops(x):  # softmax and each row's (max, ln Σ) in C
+        if x.ndim == 2 and x.size and fits_loops(x):  # softmax and each row's (max, Σ) in C
             p = np.empty_like(x)
-            stats = np.empty((x.shape[0], 2), x.dtype)
+            stats = np.empty((x.shape[0], 2), x.dtype)  # (max, Σ e^(x - max)) per row
             loops.softmax_rows(x, p, x.shape[1], False, stats)
             picked = x[np.arange(x.shape[0]), t]
             picked -= stats[:, 0]  # x[t] - max, then ln Σ e^(x - max) - (x[t] - max)
-            nll = np.subtract(stats[:, 1], picked, out=picked)
+            nll = np.subtract(np.log(stats[:, 1]), picked, out=picked)
             if valid is not None:
                 nll *= valid
             return nll, p
