@@ -438,12 +438,13 @@ static int n_threads = 1;
 
 typedef void (*range_fn)(void *ctx, Py_ssize_t lo, Py_ssize_t hi);
 
-/* The calls a thread claims: chunks of about PAR_MIN_WORK/4 elements of work (at least one item),
- * claimed one at a time from a shared counter by the calling thread and its helpers alike, so a
- * helper that gets no core (NumPy's OpenBLAS keeps a thread spinning on the other core for a while
- * after each product) leaves its chunks to the caller instead of holding the call up; the caller
- * waits only for chunks a helper has started. A helper that starts after the call has returned
- * finds nothing left to claim and exits: the job lives on the heap until its last thread lets go. */
+/* A split call: chunks of about PAR_MIN_WORK/4 elements of work (at least one item), claimed
+ * one at a time from a shared counter by the calling thread and its helpers alike, so a helper
+ * that gets no core leaves its chunks to the caller; the caller waits only for chunks a helper
+ * has started (a helper preempted in the middle of one still holds the call up for a scheduler
+ * slice: where NumPy's OpenBLAS keeps its threads spinning after each product, the default is
+ * one thread, see kernels/cpu.py). A helper that starts after the call has returned finds
+ * nothing left to claim and exits: the job lives on the heap until its last thread lets go. */
 typedef struct {
     range_fn fn;
     void *ctx;
@@ -552,7 +553,7 @@ static inline double exp_d(double t) { return exp(t); }
     /* the row's max, NaNs skipped (a NaN makes the sum of exponentials NaN anyway) */      \
     CLONES static T row_max_##suffix(const T *x, Py_ssize_t n)                                \
     {                                                                                         \
-        if (n <= SHORT_ROW) { /* four running maxima (4k + i into i) */                   \
+        if (n <= SHORT_ROW) { /* four running maxima (4k + i into i) */                       \
             T a0 = x[0], a1 = x[0], a2 = x[0], a3 = x[0];                                     \
             Py_ssize_t j = 0;                                                                 \
             for (; j + 4 <= n; j += 4) {                                                      \
