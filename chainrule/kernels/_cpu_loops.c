@@ -438,6 +438,7 @@ static int n_threads = 1;
 
 typedef void (*range_fn)(void *ctx, Py_ssize_t lo, Py_ssize_t hi);
 
+#ifndef _WIN32
 /* A split call: chunks of about PAR_MIN_WORK/4 elements of work (at least one item), claimed
  * one at a time from a shared counter by the calling thread and its helpers alike, so a helper
  * that gets no core leaves its chunks to the caller; the caller waits only for chunks a helper
@@ -472,7 +473,6 @@ job_release(Job *j)
         PyMem_RawFree(j);
 }
 
-#ifndef _WIN32
 static void *
 job_helper(void *arg)
 {
@@ -495,14 +495,14 @@ parallel_for(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t cost)
     if (t > items)
         t = items;
 #ifdef _WIN32
-    t = 1;
-#endif
+    (void)t;
+    fn(ctx, 0, items);
+#else
     Job *j = t > 1 ? PyMem_RawMalloc(sizeof(Job)) : NULL;
     if (j == NULL) {
         fn(ctx, 0, items);
         return;
     }
-#ifndef _WIN32
     Py_ssize_t chunk = (PAR_MIN_WORK / 4) / (cost > 0 ? cost : 1);
     chunk = chunk < 1 ? 1 : chunk;
     *j = (Job){fn, ctx, items, chunk, (items + chunk - 1) / chunk, 0, 0, t};
