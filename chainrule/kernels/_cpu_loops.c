@@ -549,6 +549,30 @@ exp_nonpositive_sub_f(float t)
 static inline float exp_f(float t) { return exp_nonpositive_sub_f(t); }
 static inline double exp_d(double t) { return exp(t); }
 
+/* acc = p > acc ? p : acc in each of LANES lanes (NaNs in p skipped). GCC and Clang compile the
+ * select in the loop below to scalar compares; written on vectors it becomes one packed
+ * compare and blend per LANES elements in every clone. */
+#if defined(__GNUC__)
+typedef float lanes_f __attribute__((vector_size(LANES * sizeof(float))));
+typedef int32_t lanes_mask_f __attribute__((vector_size(LANES * sizeof(float))));
+typedef double lanes_d __attribute__((vector_size(LANES * sizeof(double))));
+typedef int64_t lanes_mask_d __attribute__((vector_size(LANES * sizeof(double))));
+#define LANES_DECL(T, suffix, name) lanes_##suffix name
+#define LANES_MAX(T, suffix, acc, p)                                                          \
+    do {                                                                                      \
+        lanes_##suffix v_;                                                                    \
+        memcpy(&v_, (p), sizeof v_);                                                          \
+        lanes_mask_##suffix gt_ = v_ > (acc);                                                 \
+        (acc) = (lanes_##suffix)(((lanes_mask_##suffix)v_ & gt_)                              \
+                                 | ((lanes_mask_##suffix)(acc) & ~gt_));                      \
+    } while (0)
+#else
+#define LANES_DECL(T, suffix, name) T name[LANES]
+#define LANES_MAX(T, suffix, acc, p)                                                          \
+    for (int k_ = 0; k_ < LANES; k_++)                                                        \
+    (acc)[k_] = (p)[k_] > (acc)[k_] ? (p)[k_] : (acc)[k_]
+#endif
+
 #define DEFINE_ROWS(T, suffix)                                                                \
     /* the row's max, NaNs skipped (a NaN makes the sum of exponentials NaN anyway) */      \
     CLONES static T row_max_##suffix(const T *x, Py_ssize_t n)                                \
@@ -568,21 +592,17 @@ static inline double exp_d(double t) { return exp(t); }
             a2 = a3 > a2 ? a3 : a2;                                                           \
             return a2 > a0 ? a2 : a0;                                                         \
         }                                                                                     \
-        T acc[LANES];                                                                         \
+        LANES_DECL(T, suffix, acc);                                                           \
         for (int k = 0; k < LANES; k++)                                                       \
             acc[k] = x[0];                                                                    \
         Py_ssize_t j = 0;                                                                     \
         for (; j + LANES <= n; j += LANES)                                                    \
-            for (int k = 0; k < LANES; k++) {                                                 \
-                T v = x[j + k];                                                               \
-                acc[k] = v > acc[k] ? v : acc[k];                                             \
-            }                                                                                 \
+            LANES_MAX(T, suffix, acc, x + j);                                                 \
         if (j < n) { /* the tail in one more pass of the lanes, padded with x[0] */           \
             T pad[LANES];                                                                     \
             for (int k = 0; k < LANES; k++)                                                   \
                 pad[k] = j + k < n ? x[j + k] : x[0];                                         \
-            for (int k = 0; k < LANES; k++)                                                   \
-                acc[k] = pad[k] > acc[k] ? pad[k] : acc[k];                                   \
+            LANES_MAX(T, suffix, acc, pad);                                                   \
         }                                                                                     \
         T m = acc[0];                                                                         \
         for (int k = 1; k < LANES; k++)                                                       \
