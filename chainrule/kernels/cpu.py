@@ -368,15 +368,17 @@ class CpuKernels(Kernels):
     @staticmethod
     def cat(xs, axis: int):
         x0 = xs[0]
+        outer = math.prod(x0.shape[:axis])
         dt = x0.dtype
-        if loops is None or dt.hasobject or not all(
-                type(x) is np.ndarray and x.dtype == dt and x.flags.c_contiguous for x in xs):
+        if (outer == 1 or loops is None or dt.hasobject  # one block per input: NumPy's join
+                or not all(type(x) is np.ndarray and x.dtype == dt and x.flags.c_contiguous
+                           for x in xs)):
             return Kernels.cat(xs, axis)
         shape = list(x0.shape)
-        shape[axis] = sum(x.shape[axis] for x in xs)
+        shape[axis] = sum([x.shape[axis] for x in xs])
         out = np.empty(shape, dt)
         if out.size:  # one memcpy per input per outer row
-            loops.cat_rows(out, xs, math.prod(shape[:axis]))
+            loops.cat_rows(out, xs, outer)
         return out
 
     @staticmethod

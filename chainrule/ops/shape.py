@@ -613,19 +613,20 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
 def cat(tensors, dim: int = 0) -> Tensor:
     """Join tensors along an existing dim."""
     tensors = list(tensors)
-    # PyTorch skips legacy empty 1-d tensors in cat
-    tensors = [t for t in tensors if not (t._data.ndim == 1 and t._data.shape[0] == 0)] or tensors
+    shapes = [t._data.shape for t in tensors]
+    if (0,) in shapes:  # PyTorch skips legacy empty 1-d tensors in cat
+        kept = [i for i, s in enumerate(shapes) if s != (0,)] or range(len(tensors))
+        tensors, shapes = [tensors[i] for i in kept], [shapes[i] for i in kept]
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
-    nd = tensors[0]._data.ndim
+    ref = shapes[0]
+    nd = len(ref)
     if nd == 0:
         raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
     d = normalize_dim(dim, nd, "cat")
-    ref = tensors[0]._data.shape
     head, tail = ref[:d], ref[d + 1:]
-    for i, t in enumerate(tensors):
-        s = t._data.shape
-        if len(s) != nd or s[:d] != head or s[d + 1:] != tail:
+    for i, s in enumerate(shapes):
+        if s != ref and (len(s) != nd or s[:d] != head or s[d + 1:] != tail):
             raise RuntimeError(
                 f"cat: Sizes of tensors must match except in dimension {d}. Expected shape "
                 f"{list(ref)} but got {list(s)} for tensor number {i} in the list."
