@@ -331,6 +331,60 @@ def test_row_loops_do_not_depend_on_the_thread_count(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2000, 27), (3000, 16), (70, 1111), (1, 400001)])
+def test_row_loops_split_in_small_chunks_give_the_same_bits(dtype, shape):
+    # two threads taking chunks of a few rows each (work per thread down to the minimum):
+    # short rows (one element at a time), long rows with ragged tails, one long row summed
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    t = rng.integers(0, shape[-1], shape[0])
+
+    def run():
+        y = CPU.softmax(x, -1)
+        ly = CPU.log_softmax(x, -1)
+        return [y, ly, CPU.sum(x, (x.ndim - 1,), False), CPU.mean(x, None, False),
+                CPU.softmax_backward(g, y, -1), CPU.log_softmax_backward(g, ly, -1),
+                *CPU.cross_entropy(x, t, None)]
+
+    _rows_threads(1)
+    try:
+        one = run()
+        cpu_kernels.loops.set_threads(2, 1024)
+        two = [run() for _ in range(3)]
+    finally:
+        cpu_kernels.set_loop_threads(*cpu_kernels.default_threads())
+    for again in two:
+        for a, b in zip(one, again):
+            assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_default_loop_threads_follow_openblas_thread_timeout(monkeypatch):
+    # several threads by default only where OpenBLAS's threads sleep right after a product
+    monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    for timeout, want in [(None, (1, None)), (0, (1, None)), (28, (1, None)),
+                          (4, (3, cpu_kernels.DEFAULT_MIN_WORK))]:
+        monkeypatch.setattr(cpu_kernels, "openblas_thread_timeout", lambda t=timeout: t)
+        assert cpu_kernels.default_threads() == want
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_kernels.default_threads() == (1, None)
+    monkeypatch.setenv("CHAINRULE_LOOP_THREADS", "2")
+    assert cpu_kernels.default_threads() == (2, None)
+
+
+def test_openblas_thread_timeout_is_read_from_the_loaded_library():
+    got = cpu_kernels.openblas_thread_timeout()
+    if got is None:
+        pytest.skip("no OpenBLAS loaded that reports its thread timeout")
+    import os
+
+    env = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
+    assert got == (int(env) if env.isdigit() else 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 1000), (1, 300001)])
 def test_row_sums_match_torch(dtype, shape):
     x = np.random.default_rng(4).standard_normal(shape).astype(dtype)
@@ -358,10 +412,12 @@ def test_softmax_rows_with_infinities_and_nans_match_torch():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cross_entropy_matches_torch(dtype):
+@pytest.mark.parametrize("shape", [(64, 300), (512, 27), (33, 5)])
+def test_cross_entropy_matches_torch(dtype, shape):
     rng = np.random.default_rng(5)
-    x = (rng.standard_normal((64, 300)) * 5).astype(dtype)
-    t = rng.integers(0, 300, 64)
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    x[5, 1] = 80  # a row whose max is far above the rest
+    t = rng.integers(0, shape[1], shape[0])
     t[3] = -100
     for reduction in ("mean", "sum", "none"):
         a, b = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
@@ -372,6 +428,21 @@ def test_cross_entropy_matches_torch(dtype):
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(la.detach().numpy(), lb.detach().numpy(), rtol=tol, atol=tol)
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_kernel_matches_the_reference(dtype):
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((40, 19)) * 4).astype(dtype)
+    t = rng.integers(0, 19, 40)
+    valid = (rng.random(40) > 0.2).astype(dtype)
+    for v in (None, valid):
+        nll, p = CPU.cross_entropy(x, t, v)
+        nll_ref, p_ref = REFERENCE.cross_entropy(x, t, v)
+        assert nll.dtype == x.dtype and p.dtype == x.dtype
+        tol = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(nll, nll_ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(p, p_ref, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -412,3 +483,49 @@ def test_gelu_tanh_gate_matches_torch(dtype):
     x64 = cr.tensor(np.linspace(-3, 3, 7), requires_grad=True)
     f = lambda v: cr.nn.functional.gelu(v, approximate="tanh")  # noqa: E731
     assert cr.autograd.gradcheck(f, (x64,)) and cr.autograd.gradgradcheck(f, (x64,))
+
+
+# ---- joins and rolls --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_, np.complex64])
+def test_cat_kernel_matches_numpy_along_every_axis(dtype):
+    rng = np.random.default_rng(9)
+    for axis in range(3):
+        shapes = [[2, 3, 4] for _ in range(3)]
+        for k, s in enumerate(shapes):
+            s[axis] = k + 1  # pieces of different widths, one of them 1
+        xs = [(rng.standard_normal(s) * 5).astype(dtype) for s in shapes]
+        got = CPU.cat(xs, axis)
+        assert got.dtype == xs[0].dtype and np.array_equal(got, np.concatenate(xs, axis))
+    xs = [np.zeros((2, 0, 3), dtype), np.ones((2, 2, 3), dtype)]  # an empty piece
+    assert np.array_equal(CPU.cat(xs, 1), np.concatenate(xs, 1))
+    assert CPU.cat([np.zeros((0, 3), dtype)] * 2, 0).shape == (0, 3)
+    t = np.arange(24).reshape(4, 6).astype(dtype)
+    xs = [t[:, :3], t[:, 3:].copy()]  # not contiguous: NumPy's join
+    assert np.array_equal(CPU.cat(xs, 1), t)
+
+
+def test_cat_of_many_short_rows_matches_torch_forward_and_backward():
+    rng = np.random.default_rng(10)
+    xs = [rng.standard_normal((4, 5, 3)).astype(np.float32) for _ in range(16)]
+    g = rng.standard_normal((4, 5, 48)).astype(np.float32)
+    cs = [cr.tensor(x, requires_grad=True) for x in xs]
+    ts = [torch.tensor(x, requires_grad=True) for x in xs]
+    cy, ty = cr.cat(cs, -1), torch.cat(ts, -1)
+    assert np.array_equal(cy.detach().numpy(), ty.detach().numpy())
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    for c, t in zip(cs, ts):
+        assert np.array_equal(c.grad.numpy(), t.grad.numpy())
+
+
+@pytest.mark.parametrize("shifts, dims", [(1, 1), (-1, 1), (7, 0), (-13, 2), (0, 1), (5, -1),
+                                          ((2,), (1,)), ((1, -2), (0, 2)), (3, None)])
+def test_roll_matches_torch(shifts, dims):
+    x = np.arange(60).reshape(3, 4, 5)
+    kw = {} if dims is None else {"dims": dims}
+    got = cr.roll(cr.tensor(x), shifts, **kw).numpy()
+    assert np.array_equal(got, torch.roll(torch.tensor(x), shifts, **kw).numpy())
+    xf = cr.tensor(x.astype(np.float64), requires_grad=True)
+    assert cr.autograd.gradcheck(lambda v: cr.roll(v, shifts, **kw), (xf,))
+    e = np.zeros((2, 0))
+    assert cr.roll(cr.tensor(e), 1, 1).shape == (2, 0)

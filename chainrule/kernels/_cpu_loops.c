@@ -425,61 +425,101 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * double. (Without POSIX threads, on Windows, the loops run on the calling thread.) */
 #ifndef _WIN32
 #include <pthread.h>
+#include <sched.h>
 #endif
 
 #define LANES 16
 #define SUM_BLOCK 1024
+#define SHORT_ROW 32 /* rows up to this long are reduced one element at a time */
 #define MAX_THREADS 64
 #define PAR_MIN_WORK 262144 /* work (elements x passes) a thread must get, else one does all */
 
 static int n_threads = 1;
 
 typedef void (*range_fn)(void *ctx, Py_ssize_t lo, Py_ssize_t hi);
+
+#ifndef _WIN32
+/* A split call: chunks of about PAR_MIN_WORK/4 elements of work (at least one item), claimed
+ * one at a time from a shared counter by the calling thread and its helpers alike, so a helper
+ * that gets no core leaves its chunks to the caller; the caller waits only for chunks a helper
+ * has started (a helper preempted in the middle of one still holds the call up for a scheduler
+ * slice: where NumPy's OpenBLAS keeps its threads spinning after each product, the default is
+ * one thread, see kernels/cpu.py). A helper that starts after the call has returned finds
+ * nothing left to claim and exits: the job lives on the heap until its last thread lets go. */
 typedef struct {
     range_fn fn;
     void *ctx;
-    Py_ssize_t lo, hi;
-} Part;
+    Py_ssize_t items, chunk, chunks;
+    long next, done, refs; /* atomics (GCC builtins) */
+} Job;
 
-static void *
-part_main(void *arg)
+static void
+job_run(Job *j)
 {
-    Part *p = arg;
-    p->fn(p->ctx, p->lo, p->hi);
-    return NULL;
+    for (;;) {
+        Py_ssize_t c = __atomic_fetch_add(&j->next, 1, __ATOMIC_ACQ_REL);
+        if (c >= j->chunks)
+            return;
+        Py_ssize_t lo = c * j->chunk, hi = lo + j->chunk < j->items ? lo + j->chunk : j->items;
+        j->fn(j->ctx, lo, hi);
+        __atomic_fetch_add(&j->done, 1, __ATOMIC_RELEASE);
+    }
 }
 
-/* fn(ctx, lo, hi) over [0, items), split over threads when items·cost (elements) is large */
+static void
+job_release(Job *j)
+{
+    if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        PyMem_RawFree(j);
+}
+
+static void *
+job_helper(void *arg)
+{
+    job_run(arg);
+    job_release(arg);
+    return NULL;
+}
+#endif
+
+/* fn(ctx, lo, hi) over [0, items): with up to n_threads threads when items·cost (elements) is at
+ * least par_min_work per thread, else on the calling thread */
+static Py_ssize_t par_min_work = PAR_MIN_WORK;
+
 static void
 parallel_for(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t cost)
 {
     Py_ssize_t t = n_threads, work = items * cost;
-    if (t > work / PAR_MIN_WORK)
-        t = work / PAR_MIN_WORK;
+    if (t > work / par_min_work)
+        t = work / par_min_work;
     if (t > items)
         t = items;
 #ifdef _WIN32
-    t = 1;
-#endif
-    if (t <= 1) {
+    (void)t;
+    fn(ctx, 0, items);
+#else
+    Job *j = t > 1 ? PyMem_RawMalloc(sizeof(Job)) : NULL;
+    if (j == NULL) {
         fn(ctx, 0, items);
         return;
     }
-#ifndef _WIN32
-    Part parts[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS];
-    for (Py_ssize_t k = 0; k < t; k++) {
-        parts[k] = (Part){fn, ctx, items * k / t, items * (k + 1) / t};
-        started[k] = k > 0 && pthread_create(&ids[k], NULL, part_main, &parts[k]) == 0;
-    }
-    fn(ctx, parts[0].lo, parts[0].hi);
+    Py_ssize_t chunk = (PAR_MIN_WORK / 4) / (cost > 0 ? cost : 1);
+    chunk = chunk < 1 ? 1 : chunk;
+    *j = (Job){fn, ctx, items, chunk, (items + chunk - 1) / chunk, 0, 0, t};
+    pthread_attr_t attr;
+    int attr_ok = pthread_attr_init(&attr) == 0
+                  && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
     for (Py_ssize_t k = 1; k < t; k++) {
-        if (started[k])
-            pthread_join(ids[k], NULL);
-        else  /* no thread to be had: this one does that part too */
-            fn(ctx, parts[k].lo, parts[k].hi);
+        pthread_t id;
+        if (!attr_ok || pthread_create(&id, &attr, job_helper, j) != 0)
+            __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL); /* no thread: the caller does more */
     }
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
+    job_run(j);
+    while (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE) < j->chunks)
+        sched_yield(); /* a helper is finishing a chunk it claimed */
+    job_release(j);
 #endif
 }
 
@@ -509,21 +549,61 @@ exp_nonpositive_sub_f(float t)
 static inline float exp_f(float t) { return exp_nonpositive_sub_f(t); }
 static inline double exp_d(double t) { return exp(t); }
 
+/* acc = p > acc ? p : acc in each of LANES lanes (NaNs in p skipped). GCC and Clang compile the
+ * select in the loop below to scalar compares; written on vectors it becomes one packed
+ * compare and blend per LANES elements in every clone. */
+#if defined(__GNUC__)
+typedef float lanes_f __attribute__((vector_size(LANES * sizeof(float))));
+typedef int32_t lanes_mask_f __attribute__((vector_size(LANES * sizeof(float))));
+typedef double lanes_d __attribute__((vector_size(LANES * sizeof(double))));
+typedef int64_t lanes_mask_d __attribute__((vector_size(LANES * sizeof(double))));
+#define LANES_DECL(T, suffix, name) lanes_##suffix name
+#define LANES_MAX(T, suffix, acc, p)                                                          \
+    do {                                                                                      \
+        lanes_##suffix v_;                                                                    \
+        memcpy(&v_, (p), sizeof v_);                                                          \
+        lanes_mask_##suffix gt_ = v_ > (acc);                                                 \
+        (acc) = (lanes_##suffix)(((lanes_mask_##suffix)v_ & gt_)                              \
+                                 | ((lanes_mask_##suffix)(acc) & ~gt_));                      \
+    } while (0)
+#else
+#define LANES_DECL(T, suffix, name) T name[LANES]
+#define LANES_MAX(T, suffix, acc, p)                                                          \
+    for (int k_ = 0; k_ < LANES; k_++)                                                        \
+    (acc)[k_] = (p)[k_] > (acc)[k_] ? (p)[k_] : (acc)[k_]
+#endif
+
 #define DEFINE_ROWS(T, suffix)                                                                \
     /* the row's max, NaNs skipped (a NaN makes the sum of exponentials NaN anyway) */      \
     CLONES static T row_max_##suffix(const T *x, Py_ssize_t n)                                \
     {                                                                                         \
-        T acc[LANES];                                                                         \
+        if (n <= SHORT_ROW) { /* four running maxima (4k + i into i) */                       \
+            T a0 = x[0], a1 = x[0], a2 = x[0], a3 = x[0];                                     \
+            Py_ssize_t j = 0;                                                                 \
+            for (; j + 4 <= n; j += 4) {                                                      \
+                a0 = x[j] > a0 ? x[j] : a0;                                                   \
+                a1 = x[j + 1] > a1 ? x[j + 1] : a1;                                           \
+                a2 = x[j + 2] > a2 ? x[j + 2] : a2;                                           \
+                a3 = x[j + 3] > a3 ? x[j + 3] : a3;                                           \
+            }                                                                                 \
+            for (; j < n; j++)                                                                \
+                a0 = x[j] > a0 ? x[j] : a0;                                                   \
+            a0 = a1 > a0 ? a1 : a0;                                                           \
+            a2 = a3 > a2 ? a3 : a2;                                                           \
+            return a2 > a0 ? a2 : a0;                                                         \
+        }                                                                                     \
+        LANES_DECL(T, suffix, acc);                                                           \
         for (int k = 0; k < LANES; k++)                                                       \
             acc[k] = x[0];                                                                    \
         Py_ssize_t j = 0;                                                                     \
         for (; j + LANES <= n; j += LANES)                                                    \
-            for (int k = 0; k < LANES; k++) {                                                 \
-                T v = x[j + k];                                                               \
-                acc[k] = v > acc[k] ? v : acc[k];                                             \
-            }                                                                                 \
-        for (; j < n; j++)                                                                    \
-            acc[0] = x[j] > acc[0] ? x[j] : acc[0];                                           \
+            LANES_MAX(T, suffix, acc, x + j);                                                 \
+        if (j < n) { /* the tail in one more pass of the lanes, padded with x[0] */           \
+            T pad[LANES];                                                                     \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? x[j + k] : x[0];                                         \
+            LANES_MAX(T, suffix, acc, pad);                                                   \
+        }                                                                                     \
         T m = acc[0];                                                                         \
         for (int k = 1; k < LANES; k++)                                                       \
             m = acc[k] > m ? acc[k] : m;                                                      \
@@ -538,14 +618,18 @@ static inline double exp_d(double t) { return exp(t); }
             for (; j + LANES <= n; j += LANES)                                                \
                 for (int k = 0; k < LANES; k++)                                               \
                     acc[k] += x[j + k] * y[j + k];                                            \
-            for (; j < n; j++)                                                                \
-                acc[j % LANES] += x[j] * y[j];                                                \
         } else {                                                                              \
             for (; j + LANES <= n; j += LANES)                                                \
                 for (int k = 0; k < LANES; k++)                                               \
                     acc[k] += x[j + k];                                                       \
-            for (; j < n; j++)                                                                \
-                acc[j % LANES] += x[j];                                                       \
+        }                                                                                     \
+        if (j < n) { /* the tail into the same lanes (element j into lane j % LANES), the    \
+                      * missing ones as + 0 */                                                \
+            T pad[LANES];                                                                     \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? (y ? x[j + k] * y[j + k] : x[j + k]) : 0;                \
+            for (int k = 0; k < LANES; k++)                                                   \
+                acc[k] += pad[k];                                                             \
         }                                                                                     \
         for (int w = LANES / 2; w > 0; w /= 2)                                                \
             for (int k = 0; k < w; k++)                                                       \
@@ -555,8 +639,19 @@ static inline double exp_d(double t) { return exp(t); }
     /* y = e^(x - m) over one block */                                                     \
     CLONES static void block_exp_##suffix(const T *x, T *y, T m, Py_ssize_t n)               \
     {                                                                                         \
-        for (Py_ssize_t j = 0; j < n; j++)                                                    \
-            y[j] = exp_##suffix(x[j] - m);                                                    \
+        Py_ssize_t j = 0;                                                                     \
+        for (; j + LANES <= n; j += LANES) /* whole lanes: vector code, no scalar peeling */  \
+            for (int k = 0; k < LANES; k++)                                                   \
+                y[j + k] = exp_##suffix(x[j + k] - m);                                        \
+        if (j < n) { /* the tail through the same lanes */                                   \
+            T pad[LANES];                                                                     \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? x[j + k] : m;                                            \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = exp_##suffix(pad[k] - m);                                            \
+            for (int k = 0; j + k < n; k++)                                                   \
+                y[j + k] = pad[k];                                                            \
+        }                                                                                     \
     }                                                                                         \
     static double block_expsum_##suffix(const T *x, T *y, T m, Py_ssize_t n)                 \
     {                                                                                         \
@@ -570,6 +665,30 @@ static inline double exp_d(double t) { return exp(t); }
     static double row_sum_##suffix(const T *x, T *y, T m, int op, Py_ssize_t n)               \
     {                                                                                         \
         double s = 0;                                                                         \
+        if (n <= SHORT_ROW) { /* four running sums (4k + i into i, the tail into 0), then     \
+                               * (0 + 1) + (2 + 3): lanes cost more than they save here */   \
+            T e[SHORT_ROW], t0 = 0, t1 = 0, t2 = 0, t3 = 0;                                   \
+            const T *v = x;                                                                   \
+            if (op == 1) {                                                                    \
+                v = y ? y : e;                                                                \
+                block_exp_##suffix(x, (T *)v, m, n);                                          \
+            }                                                                                 \
+            if (op == 2) {                                                                    \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    e[j] = v[j] * y[j];                                                       \
+                v = e;                                                                        \
+            }                                                                                 \
+            Py_ssize_t j = 0;                                                                 \
+            for (; j + 4 <= n; j += 4) {                                                      \
+                t0 += v[j];                                                                   \
+                t1 += v[j + 1];                                                               \
+                t2 += v[j + 2];                                                               \
+                t3 += v[j + 3];                                                               \
+            }                                                                                 \
+            for (; j < n; j++)                                                                \
+                t0 += v[j];                                                                   \
+            return (double)((t0 + t1) + (t2 + t3));                                           \
+        }                                                                                     \
         for (Py_ssize_t j = 0; j < n; j += SUM_BLOCK) {                                       \
             Py_ssize_t len = n - j < SUM_BLOCK ? n - j : SUM_BLOCK;                           \
             if (op == 1)                                                                      \
@@ -605,7 +724,7 @@ static inline double exp_d(double t) { return exp(t); }
                     y[j] /= s;                                                                \
                 if (c->stats) {                                                               \
                     c->stats[2 * r] = m;                                                      \
-                    c->stats[2 * r + 1] = (T)log(s);                                          \
+                    c->stats[2 * r + 1] = s;                                                  \
                 }                                                                             \
             }                                                                                 \
         }                                                                                     \
@@ -674,7 +793,7 @@ row_reduction_args(Bufs *b, PyObject *const *args, Py_ssize_t nargs, const char 
 
 /* softmax_rows(x, y, n, log[, stats]): y = softmax (log 0) or log_softmax (log 1) of each row
  * of n elements of x:  y = e^(x - max)/Σ e^(x - max),  or  y = (x - max) - ln Σ e^(x - max);
- * with softmax, stats (2 per row, x's dtype) receives each row's max and ln Σ e^(x - max) */
+ * with softmax, stats (2 per row, x's dtype) receives each row's max and Σ e^(x - max) */
 static PyObject *
 softmax_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -811,15 +930,89 @@ fail:
     return NULL;
 }
 
-/* set_threads(k): the most threads a row loop uses (1 to 64); returns the previous value */
+/* cat_rows(out, xs, outer): out = the arrays xs joined along one axis, every array (out too)
+ * C-contiguous with one item size: out as `outer` rows, each the rows of xs[0], xs[1], ... in
+ * turn (x's row: its size / outer items). What np.concatenate does, with one memcpy per piece:
+ * NumPy's strided copies cost ~25 ns per piece, which dominates when rows are short (a join
+ * along the last axis of many (32, 16, 32) arrays: 8192 pieces of 128 bytes). */
 static PyObject *
-set_threads(PyObject *module, PyObject *arg)
+cat_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    long k = PyLong_AsLong(arg);
-    if (k == -1 && PyErr_Occurred())
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected cat_rows(out, xs, outer)");
+        return NULL;
+    }
+    Py_ssize_t outer = PyLong_AsSsize_t(args[2]);
+    if (outer == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *seq = PySequence_Fast(args[1], "cat_rows: xs must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq), got = 0, total = 0;
+    Py_buffer out;
+    Py_buffer *v = PyMem_Calloc(k ? k : 1, sizeof(Py_buffer));
+    if (v == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    int have_out = PyObject_GetBuffer(args[0], &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) == 0;
+    int ok = have_out;
+    for (; ok && got < k; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &v[got], PyBUF_C_CONTIGUOUS) < 0) {
+            ok = 0;
+            break;
+        }
+        if (outer <= 0 || v[got].len % outer != 0 || v[got].itemsize != out.itemsize) {
+            PyErr_SetString(PyExc_ValueError, "cat_rows: an array's size is not outer rows of out's items");
+            got++;
+            ok = 0;
+            break;
+        }
+        total += v[got].len;
+    }
+    if (ok && total != out.len) {
+        PyErr_SetString(PyExc_ValueError, "cat_rows: the arrays' sizes do not add up to out's");
+        ok = 0;
+    }
+    if (ok && out.len) {
+        Py_BEGIN_ALLOW_THREADS
+        char *dst = out.buf;
+        for (Py_ssize_t r = 0; r < outer; r++)
+            for (Py_ssize_t i = 0; i < k; i++) {
+                Py_ssize_t w = v[i].len / outer;
+                memcpy(dst, (const char *)v[i].buf + r * w, (size_t)w);
+                dst += w;
+            }
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&v[i]);
+    if (have_out)
+        PyBuffer_Release(&out);
+    PyMem_Free(v);
+    Py_DECREF(seq);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* set_threads(k[, min_work]): the most threads a row loop uses (1 to 64), and the work
+ * (elements x passes) each thread must get before a call is split (default PAR_MIN_WORK);
+ * returns the previous thread count */
+static PyObject *
+set_threads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 && nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected set_threads(k[, min_work])");
+        return NULL;
+    }
+    long k = PyLong_AsLong(args[0]);
+    Py_ssize_t w = nargs == 2 ? PyLong_AsSsize_t(args[1]) : PAR_MIN_WORK;
+    if ((k == -1 || w == -1) && PyErr_Occurred())
         return NULL;
     int old = n_threads;
     n_threads = k < 1 ? 1 : k > MAX_THREADS ? MAX_THREADS : (int)k;
+    par_min_work = w < 1024 ? 1024 : w;
     return PyLong_FromLong(old);
 }
 
@@ -1987,8 +2180,11 @@ static PyMethodDef methods[] = {
      "softmax_backward_rows(g, y, gx, n, log): their backward from the output y"},
     {"sum_rows", (PyCFunction)(void (*)(void))sum_rows, METH_FASTCALL,
      "sum_rows(x, out, n): out[r] = sum of row r (rows of n elements)"},
-    {"set_threads", (PyCFunction)set_threads, METH_O,
-     "set_threads(k): the most threads a row loop uses; returns the previous value"},
+    {"cat_rows", (PyCFunction)(void (*)(void))cat_rows, METH_FASTCALL,
+     "cat_rows(out, xs, outer): the C-contiguous arrays xs joined into out, row by row"},
+    {"set_threads", (PyCFunction)(void (*)(void))set_threads, METH_FASTCALL,
+     "set_threads(k[, min_work]): the most threads a row loop uses, and the work each thread "
+     "must get; returns the previous thread count"},
     {"sum_squares_rows", (PyCFunction)(void (*)(void))sum_squares_rows, METH_FASTCALL,
      "sum_squares_rows(x, out, n): out[r] = sum of row r's squares, in PyTorch's lane order"},
     {"sigmoid", (PyCFunction)(void (*)(void))sigmoid, METH_FASTCALL,

@@ -37,24 +37,77 @@ def _load_loops():
 loops = _load_loops()  # the C module, or None
 
 
-def default_threads() -> int:
-    """The threads chainrule's C row loops use: CHAINRULE_LOOP_THREADS where set, else one.
+# At the default thread count a row loop is split only when each thread gets at least this much
+# work (elements x passes, ~0.5 ms): a thread per call costs ~20-50 µs to start and join.
+DEFAULT_MIN_WORK = 1 << 20
 
-    Not the CPU count: NumPy's OpenBLAS keeps its own threads spinning for a while after each
-    product, and row loops on threads of their own then share the cores with them (pytorch/
-    examples' MNIST at 2 threads, idle 2-core machine: 120 ms a step with 2 loop threads, 81 with
-    one). Where BLAS runs on one thread, CHAINRULE_LOOP_THREADS=N spreads large row loops."""
+
+def _blas_threads() -> int:
+    """The threads NumPy's BLAS runs on by default: OPENBLAS/OMP_NUM_THREADS, else the CPUs."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def openblas_thread_timeout() -> int | None:
+    """OPENBLAS_THREAD_TIMEOUT as NumPy's OpenBLAS read it when it loaded (its threads spin for
+    2**value cycles after their part of a product, then sleep; 0: unset, its default 2**28, about
+    0.1 s), or None where no OpenBLAS is loaded or it does not say (not Linux, another BLAS)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[-1].strip() for line in maps if "openblas" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        if not path.startswith("/"):
+            continue
+        try:
+            fn = ctypes.CDLL(path).openblas_thread_timeout
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_int
+        return int(fn())
+    return None
+
+
+def default_threads() -> tuple:
+    """(threads, work per thread) for chainrule's C row loops: CHAINRULE_LOOP_THREADS where set;
+    else BLAS's thread count when NumPy's OpenBLAS lets go of the cores right after a product
+    (OPENBLAS_THREAD_TIMEOUT of at most 16, set before NumPy loads), for large calls only; else
+    one thread.
+
+    With OpenBLAS's default timeout its threads spin for ~0.1 s after each product (busy
+    no-ops, no sched_yield), so in a training step they hold the other cores all the time and a
+    row loop's own threads only share those cores with them (pytorch/examples' MNIST at 2
+    threads, idle 2-core machine: 120 ms a step with 2 loop threads, 81 with one)."""
     env = os.environ.get("CHAINRULE_LOOP_THREADS", "").strip()
-    return int(env) if env.isdigit() and int(env) > 0 else 1
+    if env.isdigit() and int(env) > 0:
+        return int(env), None
+    n = _blas_threads()
+    timeout = openblas_thread_timeout() if n > 1 else None
+    if timeout is not None and 4 <= timeout <= 16:
+        return n, DEFAULT_MIN_WORK
+    return 1, None
 
 
-def set_loop_threads(n: int) -> None:
-    """Let the C row loops (softmax family, row sums) use up to ``n`` threads."""
+def set_loop_threads(n: int, min_work: int | None = None) -> None:
+    """Let the C row loops (softmax family, row sums) use up to ``n`` threads, splitting a call
+    when each thread gets ``min_work`` elements x passes (None: the loops' own minimum)."""
     if loops is not None:
-        loops.set_threads(int(n))
+        if min_work is None:
+            loops.set_threads(int(n))
+        else:
+            loops.set_threads(int(n), int(min_work))
 
 
-set_loop_threads(default_threads())
+set_loop_threads(*default_threads())
 
 
 def fits_loops(*arrays) -> bool:
@@ -311,6 +364,36 @@ class CpuKernels(Kernels):
         out = g - (g * y).sum(axis, keepdims=True)
         out *= y  # in place: one temporary less than the reference
         return out
+
+    @staticmethod
+    def cat(xs, axis: int):
+        x0 = xs[0]
+        outer = math.prod(x0.shape[:axis])
+        dt = x0.dtype
+        if (outer == 1 or loops is None or dt.hasobject  # one block per input: NumPy's join
+                or not all(type(x) is np.ndarray and x.dtype == dt and x.flags.c_contiguous
+                           for x in xs)):
+            return Kernels.cat(xs, axis)
+        shape = list(x0.shape)
+        shape[axis] = sum([x.shape[axis] for x in xs])
+        out = np.empty(shape, dt)
+        if out.size:  # one memcpy per input per outer row
+            loops.cat_rows(out, xs, outer)
+        return out
+
+    @staticmethod
+    def cross_entropy(x, t, valid) -> tuple:
+        if x.ndim == 2 and x.size and fits_loops(x):  # softmax and each row's (max, Σ) in C
+            p = np.empty_like(x)
+            stats = np.empty((x.shape[0], 2), x.dtype)  # (max, Σ e^(x - max)) per row
+            loops.softmax_rows(x, p, x.shape[1], False, stats)
+            picked = x[np.arange(x.shape[0]), t]
+            picked -= stats[:, 0]  # x[t] - max, then ln Σ e^(x - max) - (x[t] - max)
+            nll = np.subtract(np.log(stats[:, 1]), picked, out=picked)
+            if valid is not None:
+                nll *= valid
+            return nll, p
+        return Kernels.cross_entropy(x, t, valid)
 
     @staticmethod
     def attention_weights_t(q, k, mask, scale: float, wt):

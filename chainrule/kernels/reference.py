@@ -176,6 +176,12 @@ class Kernels:
         add.at on the GPU: NumPy's protocol does not pass ufunc methods on to CuPy)."""
         devices.xp_of(out).add.at(out, index, values)
 
+    # ---- joining ---------------------------------------------------------------------------------
+    @staticmethod
+    def cat(xs, axis: int):
+        """The arrays xs (of one dtype and device) joined along an existing axis."""
+        return np.concatenate(xs, axis)
+
     # ---- softmax and attention -------------------------------------------------------------------
     @staticmethod
     def softmax(x, axis: int):
