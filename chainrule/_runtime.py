@@ -2,8 +2,9 @@
 
 ``cr.set_num_threads(n)`` sets the BLAS thread pool (through ``threadpoolctl`` where it is
 installed, which reaches OpenBLAS, MKL and BLIS alike, else through MKL's own call when
-chainrule's MKL kernels are loaded) and the most threads chainrule's own C row loops (softmax
-family, row sums) split large calls over; the other C loops run on one thread.
+chainrule's MKL kernels are loaded); chainrule's own C row loops (softmax family, row sums)
+then follow it by the rule of ``chainrule.kernels.cpu.default_threads``; the other C loops run
+on one thread.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 _threads: dict = {"n": None, "interop": None, "limiter": None}
+# called after set_num_threads (chainrule.kernels.cpu re-sizes its row loops' threads here)
+on_threads_set: list = []
 _determinism = {"on": False, "warn_only": False, "warn_always": False}
 
 
@@ -49,6 +52,8 @@ def set_num_threads(int: int) -> None:  # noqa: A002  (torch's argument name)
         setter = getattr(mkl, "set_num_threads", None)
         if setter is not None:
             setter(int)
+    for hook in on_threads_set:
+        hook()
 
 
 def get_num_threads() -> int:

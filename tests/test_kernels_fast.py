@@ -529,3 +529,18 @@ def test_roll_matches_torch(shifts, dims):
     assert cr.autograd.gradcheck(lambda v: cr.roll(v, shifts, **kw), (xf,))
     e = np.zeros((2, 0))
     assert cr.roll(cr.tensor(e), 1, 1).shape == (2, 0)
+
+
+def test_set_num_threads_resizes_the_row_loops(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cpu_kernels, "set_loop_threads", lambda *a: calls.append(a))
+    monkeypatch.setattr(cpu_kernels, "openblas_thread_timeout", lambda: 4)
+    monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
+    before = cr.get_num_threads()
+    try:
+        cr.set_num_threads(2)
+        assert calls[-1] == (2, cpu_kernels.DEFAULT_MIN_WORK)
+        cr.set_num_threads(1)
+        assert calls[-1] == (1, None)
+    finally:
+        cr.set_num_threads(before)

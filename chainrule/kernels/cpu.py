@@ -43,7 +43,11 @@ DEFAULT_MIN_WORK = 1 << 20
 
 
 def _blas_threads() -> int:
-    """The threads NumPy's BLAS runs on by default: OPENBLAS/OMP_NUM_THREADS, else the CPUs."""
+    """The threads a BLAS call may use: ``set_num_threads``'s value where it was called, else
+    what OpenBLAS starts with (OPENBLAS/OMP_NUM_THREADS, else the CPUs this process may use)."""
+    n = _runtime._threads["n"]
+    if n:
+        return n
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         v = os.environ.get(var, "").strip()
         if v.isdigit() and int(v) > 0:
@@ -108,6 +112,7 @@ def set_loop_threads(n: int, min_work: int | None = None) -> None:
 
 
 set_loop_threads(*default_threads())
+_runtime.on_threads_set.append(lambda: set_loop_threads(*default_threads()))
 
 
 def fits_loops(*arrays) -> bool:
@@ -650,23 +655,6 @@ def _columns_cn(x, geom):
 # the thread pool) covers twice the images.
 _WHOLE_BATCH_BYTES = 2 << 20
 _CHUNK_BYTES = 256 << 10
-
-
-def _env_threads() -> int:
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        v = os.environ.get(var, "").strip()
-        if v.isdigit() and int(v) > 0:
-            return int(v)
-    return os.cpu_count() or 1
-
-
-_ENV_THREADS = _env_threads()  # OpenBLAS reads these once, at load
-
-
-def _blas_threads() -> int:
-    """The threads a BLAS call may use: ``set_num_threads``'s value where it was called, else
-    what OpenBLAS started with (its environment variables, else the CPU count)."""
-    return _runtime._threads["n"] or _ENV_THREADS
 
 
 def _chunk(x, o: int, geom, k: int | None = None):
