@@ -516,7 +516,7 @@ def _shares_memory(a, b):
     return True  # CuPy arrays from a view gate are views
 
 
-# ---- nodes and the cyclic garbage collector -------------------------------------------------------
+# ---- nodes and the cyclic garbage collector ---------------------------------------------------
 # Compiled, a built-in op's node leaves Python's cyclic collector when it is recorded, with the
 # edges and versions tuples only it holds: a graph is acyclic by construction (a node holds older
 # objects only: parent nodes, leaf inputs, raw saved arrays, watched tensors), so reference counting
