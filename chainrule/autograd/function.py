@@ -453,13 +453,14 @@ def check_saved_versions(node) -> None:
     """Raise torch's error if a tensor that ``node`` saved was modified in place since."""
     versions = node._versions
     for k in range(0, len(versions), 3):
-        holder, version, what = versions[k], versions[k + 1], versions[k + 2]
-        if type(holder) is weakref.ref:
+        holder = versions[k]
+        if type(holder) is _weak:
             holder = holder()
             if holder is None:  # gone, and so are its views: no one changed it
                 continue
-        if holder._vc != version:
-            raise RuntimeError(_version_error(node, holder._vc, version, what))
+        t = holder
+        if t._vc != versions[k + 1]:
+            raise RuntimeError(_version_error(node, t._vc, versions[k + 1], versions[k + 2]))
 
 
 def _version_error(node, now: int, version: int, what) -> str:
