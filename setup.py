@@ -15,8 +15,7 @@ from setuptools import Extension, setup
 
 COMPILED = ["chainrule/tensor.py", "chainrule/autograd/function.py", "chainrule/ops/binary.py",
             "chainrule/ops/elementwise.py", "chainrule/kernels/dispatch.py",
-            "chainrule/autograd/engine.py", "chainrule/autograd/accumulate.py",
-            "chainrule/_state.py"]
+            "chainrule/autograd/engine.py", "chainrule/_state.py"]
 
 posix = sys.platform != "win32"
 # FP operations never trap in chainrule (NumPy's error flags are not read from this code), so

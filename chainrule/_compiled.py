@@ -16,7 +16,7 @@ __all__ = ["MODULES", "engine_compiled", "pure_python_requested"]
 
 MODULES = ("chainrule.tensor", "chainrule.autograd.function", "chainrule.autograd.engine",
            "chainrule.ops.binary", "chainrule.ops.elementwise", "chainrule.kernels.dispatch",
-           "chainrule.autograd.accumulate", "chainrule._state")
+           "chainrule._state")
 
 
 def pure_python_requested() -> bool:

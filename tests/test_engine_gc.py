@@ -119,6 +119,16 @@ def test_node_metadata_holding_its_output_is_collected() -> None:
     _freed_only_by_collect(build)
 
 
+def test_attribute_set_on_a_node_after_recording_is_collected() -> None:
+    def build():
+        x = cr.tensor([1.0, 2.0], requires_grad=True)
+        y = (x * 2).exp()
+        z = y.sin()
+        y.grad_fn.later = z  # y's node -> z -> sin's node -> y's node
+        return weakref.ref(z)
+    _freed_only_by_collect(build)
+
+
 def test_in_place_op_closing_a_cycle_is_collected() -> None:
     def build():
         x = cr.tensor([1.0, 2.0], requires_grad=True)

@@ -1,7 +1,6 @@
 # Cython declarations for engine.py (pure-Python mode: engine.py stays the one source).
 
 from chainrule._state cimport Switches, current
-from chainrule.autograd.accumulate cimport add_into
 from chainrule.autograd.function cimport Function
 from chainrule.tensor cimport TensorBase, wrap
 

@@ -322,7 +322,11 @@ def _add(buffers: dict, node, nr: int, g) -> None:
     n_out = len(node._outs)
     if n_out == 1:
         old = buffers.get(node)
-        buffers[node] = g if old is None else add_into(old, g)
+        if old is None:
+            buffers[node] = g
+        else:  # (a NumPy scalar cannot be added in place: no call to add_into for it)
+            buffers[node] = old + g if type(old) is type(g) and _SCALAR_META.get(type(g)) \
+                else add_into(old, g)
     else:
         slot = buffers.get(node)
         if slot is None:

@@ -11,6 +11,7 @@ cdef extern from "Python.h":
     void PyObject_GC_UnTrack(object o)
     void PyObject_GC_Track(object o)
     bint PyObject_GC_IsTracked(object o)
+    int PyObject_GenericSetAttr(object o, object name, object value) except -1
 
 
 cdef class Function:

@@ -160,6 +160,14 @@ class Function:
     def __repr__(self) -> str:
         return f"<{self.name()} object>"
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Compiled only (the pure-Python engine deletes it below): an attribute set on a node
+        that left the cyclic collector may close a cycle, so the node and what ``value`` leads
+        to are put back first (the engine's own writes go to the C fields directly)."""
+        if not PyObject_GC_IsTracked(self):  # noqa: F821 (function.pxd: the C API)
+            keep_in_collector(self, value)
+        PyObject_GenericSetAttr(self, name, value)  # noqa: F821
+
     # ---- building the graph -------------------------------------------------------------------
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
@@ -177,6 +185,9 @@ class Function:
         ctx._non_differentiable = ()
         return cls.forward(ctx, x, *args)
 
+
+if not _COMPILED:  # nothing leaves the collector: attributes are set as usual
+    del Function.__setattr__
 
 
 def _apply(cls, args, kwargs):
