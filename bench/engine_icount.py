@@ -32,6 +32,11 @@ for _ in range({n}):
     step()
 """
 
+# Counted instructions move with the string-hash seed (dict layouts) and with OpenBLAS's idle
+# threads spinning beside the step (callgrind counts them too): by up to 10% between runs of the
+# same code. Both are fixed unless the caller sets them.
+_ENV = {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"} | dict(os.environ)
+
 
 def instructions(checkout: str, workload: str, n: int) -> int:
     """Instructions callgrind counts for ``n`` steps (after one warm-up) in ``checkout``."""
@@ -40,7 +45,7 @@ def instructions(checkout: str, workload: str, n: int) -> int:
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
              sys.executable, "-c", code],
-            env=dict(os.environ, PYTHONPATH=checkout), capture_output=True, text=True,
+            env=_ENV | {"PYTHONPATH": checkout}, capture_output=True, text=True,
             check=True, cwd=tmp)  # (not the caller's folder: `-c` puts it first on sys.path)
     found = re.search(r"Collected : (\d+)", out.stderr)
     if not found:

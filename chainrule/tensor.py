@@ -109,6 +109,8 @@ class TensorBase:
                     f"dtype {self.dtype}. The gradient must match the tensor's dtype."
                 )
         self._grad = value
+        if value is not None and value._grad_fn is not None:
+            _late.autograd.function.keep_in_collector(value)  # may lead back here: a cycle
 
     @grad.deleter
     def grad(self) -> None:
@@ -217,6 +219,8 @@ class TensorBase:
                 fn._hooks = {}
             hooks = fn._hooks.setdefault(self._nr, [])
         hooks.append(hook)
+        # the hook may hold newer tensors than this one (a cycle the collector must see)
+        _late.autograd.function.keep_in_collector(hook, fn)
         return RemovableHandle(hooks, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
@@ -232,6 +236,7 @@ class TensorBase:
             self._post_hooks = []
         self._post_hooks.append(hook)
         post_hooked_leaves[id(self)] = self
+        _late.autograd.function.keep_in_collector(hook)  # (as register_hook)
         return RemovableHandle(self._post_hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
@@ -242,6 +247,8 @@ class TensorBase:
     def _rebase(self, fn, nr: int = 0) -> None:
         """After an in-place op: the same tensor, now output ``nr`` of gate ``fn``."""
         self._grad_fn, self._nr, self._requires_grad = fn, nr, fn is not None
+        if fn is not None:  # older nodes that saved this tensor now lead to fn: maybe a cycle
+            _late.autograd.function.keep_in_collector(fn)
 
     def _make_view_of(self, source: TensorBase, cls, args: tuple, nr: int) -> None:
         """This tensor, output ``nr`` of view gate ``cls`` applied to ``source`` with ``args``,

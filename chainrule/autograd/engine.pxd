@@ -7,7 +7,10 @@ from chainrule.tensor cimport TensorBase, wrap
 cimport cython
 
 
-@cython.locals(node=Function, parent=Function, buffers=dict, leaf_grads=dict, deps=dict,
+cdef dict _SCALAR_META
+
+
+@cython.locals(meta=tuple, node=Function, parent=Function, buffers=dict, leaf_grads=dict, deps=dict,
                ready=list, switches=Switches, i=Py_ssize_t, nr=Py_ssize_t, left=Py_ssize_t, plain=bint)
 cpdef object run_backward(object roots, object root_grads, object retain_graph,
                           object create_graph, object inputs=*, object accumulate=*)

@@ -22,7 +22,7 @@ import threading
 from chainrule import batching as _batching
 from chainrule import devices
 from chainrule._state import current
-from chainrule.autograd.function import Function
+from chainrule.autograd.function import _SCALAR_META, Function, keep_in_collector
 from chainrule.autograd import graph
 from chainrule.autograd.accumulate import add_into
 from chainrule.autograd.graph import nodes_in_order, parents
@@ -76,7 +76,7 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
             if grad is None or (needed is not None and node not in needed):
                 input_grads = ()  # nothing flows: just release the parents
             else:
-                if plain and node._hooks is None and node.on_arrays and len(node._outs) == 1:
+                if plain and node._hooks is None and len(node._outs) == 1 and type(node).on_arrays:
                     input_grads = node.backward(node, grad)  # the common case, inline
                 else:
                     if node._hooks or capture:
@@ -116,9 +116,10 @@ def run_backward(roots: list, root_grads: list, retain_graph: bool, create_graph
                         _leaf_delivered(early, leaf_grads, edge, create_graph)
                     continue
                 if g is not None:
-                    shape, dtype = parent._outs[nr]
-                    if create_graph or g.shape != shape or g.dtype is not dtype:
-                        g = _conform(g, shape, dtype, node)
+                    meta = parent._outs[nr]  # (a NumPy scalar's metadata is its type's)
+                    if create_graph or (_SCALAR_META.get(type(g)) is not meta and (
+                            g.shape != meta[0] or g.dtype is not meta[1])):
+                        g = _conform(g, meta[0], meta[1], node)
                     _add(buffers, parent, nr, g)
                 left = deps[parent] - 1
                 deps[parent] = left
@@ -310,6 +311,7 @@ def _leaf_delivered(early: dict, leaf_grads: dict, leaf, create_graph: bool) -> 
             g = _call_hooks(leaf._hooks, g, create_graph)[0]
         if create_graph:
             leaf._grad = g if leaf._grad is None else leaf._grad + g
+            keep_in_collector(leaf._grad)  # its history may lead back to the leaf
         else:
             _accumulate(leaf, g, False)
     for hook in list(leaf._post_hooks or ()):
@@ -320,7 +322,11 @@ def _add(buffers: dict, node, nr: int, g) -> None:
     n_out = len(node._outs)
     if n_out == 1:
         old = buffers.get(node)
-        buffers[node] = g if old is None else add_into(old, g)
+        if old is None:
+            buffers[node] = g
+        else:  # (a NumPy scalar cannot be added in place: no call to add_into for it)
+            buffers[node] = old + g if type(old) is type(g) and _SCALAR_META.get(type(g)) \
+                else add_into(old, g)
     else:
         slot = buffers.get(node)
         if slot is None:
@@ -375,6 +381,8 @@ def _node_hooks(node, grad, capture, captured, create_graph):
             if t is not None:
                 value = g if create_graph else wrap(_owned_copy(g))
                 t._grad = value if t._grad is None else t._grad + value
+                if create_graph:  # (t's gate may hold t: its history may lead back to t)
+                    keep_in_collector(t._grad)
         if capture and (node, nr) in capture:
             captured[capture[(node, nr)]] = g
     return grads if several else grads[0]
@@ -384,6 +392,7 @@ def _node_hooks(node, grad, capture, captured, create_graph):
 def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph):
     wanted = None if inputs is None else {id(t): i for i, t in enumerate(inputs)}
     done = []
+    recorded = []  # .grad values with a history (create_graph)
     sole = object()  # referenced by one variable: what an unshared gradient's count must equal
     with _leaf_lock:
         for key, entry in leaf_grads.items():
@@ -400,6 +409,7 @@ def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph):
                     continue
             if create_graph:
                 leaf._grad = g if leaf._grad is None else leaf._grad + g
+                recorded.append(leaf._grad)
             else:
                 # .grad may keep g itself only if nothing else holds or views it (a rule may
                 # pass on the gradient it was given, or a view of it)
@@ -408,6 +418,8 @@ def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph):
                 _accumulate(leaf, g, owned)
             if leaf._post_hooks:
                 done.append(leaf)
+    if recorded:  # their histories may lead back to the leaves: cycles the collector must see
+        keep_in_collector(*recorded)
     for leaf in done:
         for hook in list(leaf._post_hooks):
             hook(leaf)
@@ -418,6 +430,8 @@ def _finish_leaves(leaf_grads, inputs, accumulate, captured, create_graph):
         if g is not None and t._grad_fn is not None and not t.retains_grad:
             value = g if create_graph else wrap(_owned_copy(g))
             t._grad = value if t._grad is None else t._grad + value
+            if create_graph:
+                keep_in_collector(t._grad)
     return None
 
 

@@ -6,6 +6,14 @@ from chainrule._state cimport Switches, current
 from chainrule.tensor cimport TensorBase, wrap
 
 
+# the cyclic collector's C API (see "nodes and the cyclic garbage collector" in function.py)
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(object o)
+    void PyObject_GC_Track(object o)
+    bint PyObject_GC_IsTracked(object o)
+    int PyObject_GenericSetAttr(object o, object name, object value) except -1
+
+
 cdef class Function:
     cdef public object _edges
     cdef public object _outs
@@ -27,6 +35,11 @@ cdef class Op(Function):
     pass
 
 
+cdef dict _sources_seen, _SCALAR_OUTS  # (_SCALAR_META: a Python global, read by the engine)
+cdef list _last_outs
+cdef type _weak
+
+
 @cython.locals(ctx=Function, n=Py_ssize_t)
 cpdef object _apply(type cls, tuple args, dict kwargs)
 @cython.locals(n=Py_ssize_t)
@@ -38,9 +51,12 @@ cdef object _edges_of(tuple args)
 @cython.locals(t=TensorBase)
 cdef object _edge(object a)
 @cython.locals(nr=Py_ssize_t)
-cdef tuple _record_op(Function ctx, tuple args, tuple values, tuple outs, object kwargs)
+@cython.locals(meta=tuple)
+cdef tuple _record_op(Function ctx, tuple args, tuple values, tuple outs, object kwargs,
+                      bint extras)
 cdef object _output(Function ctx, object o, Py_ssize_t nr, object dtype)
-@cython.locals(t=TensorBase, holder=TensorBase, sources=tuple, saved=tuple)
+@cython.locals(t=TensorBase, holder=TensorBase, sources=tuple, saved=tuple, versions=tuple,
+               i=Py_ssize_t)
 cdef object _note_saved(Function ctx, tuple args, tuple values, tuple outs)
 @cython.locals(i=Py_ssize_t, k=Py_ssize_t)
 cdef object _source(object s, tuple values, tuple outs)
@@ -51,3 +67,14 @@ cdef object _mark_views(tuple args, tuple outs, tuple tensors, object cls)
 cdef bint _shares_memory(object a, object b) except -1
 @cython.locals(last=tuple, meta=tuple)
 cdef tuple _one_output(object shape, object dtype)
+@cython.locals(t=TensorBase)
+cdef bint _acyclic(Function ctx) except -1
+@cython.locals(edges=tuple, versions=tuple, k=Py_ssize_t)
+cdef object _leave_collector(Function ctx)
+@cython.locals(edges=tuple, versions=tuple)
+cdef object _rejoin_collector(Function node)
+cdef object _keep_parents(Function ctx)
+@cython.locals(versions=tuple, k=Py_ssize_t, t=TensorBase)
+cpdef object check_saved_versions(object node)
+@cython.locals(t=TensorBase, holder=TensorBase, nr=Py_ssize_t)
+cdef object _note_output_versions(Function ctx, tuple wrapped)

@@ -25,12 +25,19 @@ from chainrule.dtypes import FLOAT_KINDS
 from chainrule.tensor import _TYPE_NAMES, Tensor, TensorBase, wrap
 
 __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGrad",
-           "check_saved_versions"]
+           "check_saved_versions", "keep_in_collector"]
 
 _ndarray = np.ndarray
 _weak = weakref.ref
+_COMPILED = not __file__.endswith(".py")  # compiled: nodes may leave the cyclic collector
 _FLOAT64, _FLOAT32 = np.dtype("float64"), np.dtype("float32")
 _last_outs = [(((), _FLOAT64),)]  # the last ``_outs`` of one output (see _one_output)
+# ``_outs`` of a NumPy scalar output, by its type (one shared tuple per dtype, no attribute reads);
+# the engine compares a gradient's ``_SCALAR_META`` with its node's output metadata the same way
+_SCALAR_META = {t: ((), np.dtype(t)) for t in (
+    np.float64, np.float32, np.float16, np.complex128, np.complex64, np.int64, np.int32,
+    np.int16, np.int8, np.uint8, np.bool_)}
+_SCALAR_OUTS = {t: (meta,) for t, meta in _SCALAR_META.items()}
 _sources_seen: dict = {}  # each ``_saved_from`` tuple once (a few per gate)
 _NEEDS_2 = (((False, False), (False, True)), ((True, False), (True, True)))
 _FLOAT_OR_COMPLEX = FLOAT_KINDS + "c"
@@ -143,7 +150,8 @@ class Function:
         try:
             return self._user_metadata
         except AttributeError:
-            self._user_metadata = {}
+            keep_in_collector(self)  # the user may put anything there
+            self._user_metadata = _Metadata()
             return self._user_metadata
 
     def register_hook(self, fn) -> None:
@@ -151,6 +159,14 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{self.name()} object>"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Compiled only (the pure-Python engine deletes it below): an attribute set on a node
+        that left the cyclic collector may close a cycle, so the node and what ``value`` leads
+        to are put back first (the engine's own writes go to the C fields directly)."""
+        if not PyObject_GC_IsTracked(self):  # noqa: F821 (function.pxd: the C API)
+            keep_in_collector(self, value)
+        PyObject_GenericSetAttr(self, name, value)  # noqa: F821
 
     # ---- building the graph -------------------------------------------------------------------
     @classmethod
@@ -170,6 +186,9 @@ class Function:
         return cls.forward(ctx, x, *args)
 
 
+if not _COMPILED:  # nothing leaves the collector: attributes are set as usual
+    del Function.__setattr__
+
 
 def _apply(cls, args, kwargs):
     """Function.apply's body (a C function when compiled, with ``ctx`` a C struct)."""
@@ -178,7 +197,8 @@ def _apply(cls, args, kwargs):
     ctx._saved_from = ctx._versions = ctx._dirty = ctx._hooks = None
     ctx._retained = ctx._tensor_args = ctx._materialize_grads = ctx.site = None
     ctx._non_differentiable = ctx.scope = ()
-    edges = _edges_of(args) if cls.differentiable and current().grad_enabled else None
+    switches = current()
+    edges = _edges_of(args) if cls.differentiable and switches.grad_enabled else None
     ctx._edges = edges if edges is not None else (None,) * len(args)
     if not cls.on_arrays:
         out = _forward_tensors(cls, ctx, args, kwargs)
@@ -203,7 +223,7 @@ def _apply(cls, args, kwargs):
     if edges is None:
         tensors = tuple([wrap(o) for o in outs])
     else:
-        tensors = _record_op(ctx, args, values, outs, kwargs)
+        tensors = _record_op(ctx, args, values, outs, kwargs, switches.extras)
     if cls.is_view:
         _mark_views(args, outs, tensors, cls)
     return tensors if several else tensors[0]
@@ -274,26 +294,37 @@ def _edge(a):
     return None
 
 
-def _record_op(ctx, args, values, outs, kwargs):
+def _record_op(ctx, args, values, outs, kwargs, extras):
     """An Op's outputs as Tensors, with ``ctx`` as the node that produced them. The node keeps
     its outputs' metadata, where its saved values came from (so that a create_graph backward can
-    rebuild them as graph Tensors) and their versions (so that an in-place change is caught)."""
+    rebuild them as graph Tensors) and their versions (so that an in-place change is caught).
+    ``extras``: a recording mode is on (see _note_extras)."""
     if len(outs) == 1:  # (the common case, without the loops)
         o = outs[0]
-        dtype = o.dtype
-        ctx._outs = _one_output(o.shape, dtype)
+        meta = _SCALAR_OUTS.get(type(o))  # a NumPy scalar: its shape and dtype are its type's
+        if meta is None:
+            dtype = o.dtype
+            ctx._outs = _one_output(o.shape, dtype)
+        else:
+            ctx._outs = meta
+            dtype = meta[0][1]
         saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
-        if current().extras:
+        if extras:
             _note_extras(ctx, outs, values, kwargs)
         tensors = (_output(ctx, o, 0, dtype),)
     else:
         ctx._outs = tuple([(o.shape, o.dtype) for o in outs])
         saved_out = _note_saved(ctx, args, values, outs) if ctx._saved else False
-        if current().extras:
+        if extras:
             _note_extras(ctx, outs, values, kwargs)
         tensors = tuple([_output(ctx, outs[nr], nr, outs[nr].dtype) for nr in range(len(outs))])
     if saved_out:
         _note_output_versions(ctx, tensors)
+    if _COMPILED:
+        if not extras and _acyclic(ctx):
+            _leave_collector(ctx)
+        else:
+            _keep_parents(ctx)
     return tensors
 
 
@@ -330,6 +361,8 @@ def _record_function(ctx, args, out, kwargs):
     if current().extras:
         _note_extras(ctx, outs, args, kwargs)
     wrapped = tuple([_function_output(ctx, nr, o, args) for nr, o in enumerate(outs)])
+    if _COMPILED:
+        _keep_parents(ctx)  # (a Function's node, holding Tensors, stays in the collector)
     return wrapped[0] if single else wrapped
 
 
@@ -364,18 +397,25 @@ def _note_saved(ctx, args, values, outs):
     saved = ctx._saved
     if len(saved) == 1:
         sources = (_source(saved[0], values, outs),)
+    elif len(saved) == 2:
+        sources = (_source(saved[0], values, outs), _source(saved[1], values, outs))
     else:
         sources = tuple([_source(s, values, outs) for s in saved])
     sources = _sources_seen.setdefault(sources, sources)  # shared, as _one_output's tuples
     versions = None
     saved_out = False
     for src in sources:
-        if type(src) is int and src >= 0:
-            if isinstance(args[src], TensorBase):
-                t = args[src]
-                holder = t if t._vholder is None else t._vholder
-                entry = (holder, holder._vc, t)
-                versions = entry if versions is None else versions + entry
+        if type(src) is int:
+            i = src
+            if i >= 0:
+                if isinstance(args[i], TensorBase):
+                    t = args[i]
+                    holder = t if t._vholder is None else t._vholder
+                    versions = ((holder, holder._vc, t) if versions is None
+                                else (versions[0], versions[1], versions[2], holder, holder._vc, t)
+                                if len(versions) == 3 else versions + (holder, holder._vc, t))
+            else:
+                saved_out = True
         elif src is not None:
             saved_out = True
     ctx._saved_from = sources
@@ -424,13 +464,14 @@ def check_saved_versions(node) -> None:
     """Raise torch's error if a tensor that ``node`` saved was modified in place since."""
     versions = node._versions
     for k in range(0, len(versions), 3):
-        holder, version, what = versions[k], versions[k + 1], versions[k + 2]
-        if type(holder) is weakref.ref:
+        holder = versions[k]
+        if type(holder) is _weak:
             holder = holder()
             if holder is None:  # gone, and so are its views: no one changed it
                 continue
-        if holder._vc != version:
-            raise RuntimeError(_version_error(node, holder._vc, version, what))
+        t = holder
+        if t._vc != versions[k + 1]:
+            raise RuntimeError(_version_error(node, t._vc, versions[k + 1], versions[k + 2]))
 
 
 def _version_error(node, now: int, version: int, what) -> str:
@@ -485,6 +526,145 @@ def _shares_memory(a, b):
     if type(a) is _ndarray and type(b) is _ndarray:
         return np.may_share_memory(a, b)
     return True  # CuPy arrays from a view gate are views
+
+
+# ---- nodes and the cyclic garbage collector ---------------------------------------------------
+# Compiled, a built-in op's node leaves Python's cyclic collector when it is recorded, with the
+# edges and versions tuples only it holds: a graph is acyclic by construction (a node holds older
+# objects only: parent nodes, leaf inputs, raw saved arrays, watched tensors), so reference counting
+# frees it, and the collector need not visit tens of thousands of nodes per training step. Two
+# rules keep every cycle through a node collectable:
+# - the nodes out of the collector are closed under "parent of": a node that stays in (a user
+#   Function's, one recorded under a mode, one whose parent or leaf input is in, ...) puts its
+#   ancestors back (_keep_parents), so its children stay in too;
+# - where an older object starts to hold a newer one (hooks, a create_graph .grad, an in-place
+#   op's new history, a node's metadata), the library calls keep_in_collector, which puts back
+#   every node the newer object leads to (stopping at nodes already in: their ancestors are).
+# See docs/internals.md, "Nodes and the garbage collector".
+
+def _acyclic(ctx) -> bool:
+    """May ``ctx`` leave the collector? Its parent nodes are out, its leaf inputs carry no hooks
+    (whose closures may be given newer tensors) and its saved values are plain data."""
+    for e in ctx._edges:
+        if e is None:
+            continue
+        if type(e) is tuple:
+            e = e[0]
+        if isinstance(e, Function):
+            if PyObject_GC_IsTracked(e):  # noqa: F821 (function.pxd: the C API)
+                return False
+        else:  # a leaf
+            t = e
+            if t._hooks is not None or t._post_hooks is not None:
+                return False
+    saved = ctx._saved
+    if saved:
+        for s in saved:
+            if PyObject_GC_IsTracked(s):  # noqa: F821 (arrays and numbers are not)
+                return False
+    return True
+
+
+def _leave_collector(ctx) -> None:
+    """Take ``ctx`` and the containers only it holds out of the cyclic collector (compiled only:
+    function.pxd declares the C API)."""
+    PyObject_GC_UnTrack(ctx)  # noqa: F821
+    edges = ctx._edges
+    PyObject_GC_UnTrack(edges)  # noqa: F821
+    for e in edges:
+        if type(e) is tuple:
+            PyObject_GC_UnTrack(e)  # noqa: F821
+    versions = ctx._versions
+    if versions is not None:
+        PyObject_GC_UnTrack(versions)  # noqa: F821
+        for k in range(0, len(versions), 3):
+            if type(versions[k]) is _weak:  # no callback: it cannot be on a cycle
+                PyObject_GC_UnTrack(versions[k])  # noqa: F821
+    if ctx._saved:
+        PyObject_GC_UnTrack(ctx._saved)  # noqa: F821 (plain data only: see _acyclic)
+
+
+def _rejoin_collector(node) -> None:
+    """Put ``node`` and its containers back into the cyclic collector."""
+    PyObject_GC_Track(node)  # noqa: F821
+    edges = node._edges
+    if not PyObject_GC_IsTracked(edges):  # noqa: F821
+        PyObject_GC_Track(edges)  # noqa: F821
+    for e in edges:
+        if type(e) is tuple and not PyObject_GC_IsTracked(e):  # noqa: F821
+            PyObject_GC_Track(e)  # noqa: F821
+    versions = node._versions
+    if versions is not None and not PyObject_GC_IsTracked(versions):  # noqa: F821
+        PyObject_GC_Track(versions)  # noqa: F821
+
+
+def _keep_parents(ctx) -> None:
+    """``ctx`` stays in the collector: so do its ancestors."""
+    for e in ctx._edges:
+        if e is not None:
+            parent = e[0] if type(e) is tuple else e
+            if isinstance(parent, Function) and not PyObject_GC_IsTracked(parent):  # noqa: F821
+                keep_in_collector(parent)
+
+
+def keep_in_collector(*objects) -> None:
+    """Put back into the cyclic collector every node reachable from ``objects``: Tensors (their
+    history), nodes, functions (the values their closure holds, a bound method's object) and
+    lists, tuples and dicts of these, two containers deep. Called where an older object starts to
+    hold a newer one, which may close a cycle through the graph. A no-op where nothing left the
+    collector (the pure-Python engine)."""
+    if not _COMPILED:
+        return
+    todo = []
+    for o in objects:
+        _nodes_of(o, todo, 2)
+    while todo:
+        node = todo.pop()
+        if PyObject_GC_IsTracked(node):  # noqa: F821 (in, and so are its ancestors)
+            continue
+        _rejoin_collector(node)
+        for e in node._edges:
+            if e is not None:
+                parent = e[0] if type(e) is tuple else e
+                if isinstance(parent, Function):
+                    todo.append(parent)
+
+
+class _Metadata(dict):
+    """A node's ``metadata``: what is stored there rejoins the collector with its history."""
+
+    def __setitem__(self, key, value) -> None:
+        keep_in_collector(value)
+        dict.__setitem__(self, key, value)
+
+
+def _nodes_of(o, todo: list, depth: int) -> None:
+    """The graph nodes ``o`` leads to, followed ``depth`` containers deep."""
+    if isinstance(o, TensorBase):
+        t = o
+        if t._grad_fn is not None:
+            todo.append(t._grad_fn)
+        if t._base is not None:
+            _nodes_of(t._base, todo, depth)
+    elif isinstance(o, Function):
+        todo.append(o)
+    elif depth:
+        closure = getattr(o, "__closure__", None)
+        if closure:
+            for cell in closure:
+                try:
+                    _nodes_of(cell.cell_contents, todo, depth - 1)
+                except ValueError:  # an empty cell
+                    pass
+        bound = getattr(o, "__self__", None)
+        if bound is not None and not isinstance(o, type):
+            _nodes_of(bound, todo, depth - 1)
+        if type(o) in (list, tuple):
+            for item in o:
+                _nodes_of(item, todo, depth - 1)
+        elif type(o) is dict:
+            for item in o.values():
+                _nodes_of(item, todo, depth - 1)
 
 
 def _note_extras(ctx, outs, values, kwargs) -> None:
