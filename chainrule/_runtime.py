@@ -1,8 +1,7 @@
 """Process-wide switches PyTorch keeps at top level: threads, determinism, compile, printing.
 
-``cr.set_num_threads(n)`` sets the BLAS thread pool (through ``threadpoolctl`` where it is
-installed, which reaches OpenBLAS, MKL and BLIS alike, else through MKL's own call when
-chainrule's MKL kernels are loaded); chainrule's own C row loops (softmax family, row sums)
+``cr.set_num_threads(n)`` sets the BLAS thread pool (through ``threadpoolctl``, which reaches
+OpenBLAS, MKL and BLIS alike); chainrule's own C row loops (softmax family, row sums)
 then follow it by the rule of ``chainrule.kernels.cpu.default_threads``; the other C loops run
 on one thread.
 """
@@ -12,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 
+from chainrule import _threads as _thread_counts
+
 __all__ = [
     "set_num_threads", "get_num_threads", "set_num_interop_threads", "get_num_interop_threads",
     "init_num_threads", "compile", "use_deterministic_algorithms",
@@ -20,9 +21,7 @@ __all__ = [
     "is_warn_always_enabled", "set_flush_denormal", "typename", "cond",
 ]
 
-_threads: dict = {"n": None, "interop": None, "limiter": None}
-# called after set_num_threads (chainrule.kernels.cpu re-sizes its row loops' threads here)
-on_threads_set: list = []
+_threads = _thread_counts.counts
 _determinism = {"on": False, "warn_only": False, "warn_always": False}
 
 
@@ -46,13 +45,7 @@ def set_num_threads(int: int) -> None:  # noqa: A002  (torch's argument name)
     ctl = _blas_limiter()
     if ctl is not None:
         ctl.limit(limits=int, user_api="blas")
-    else:
-        from chainrule.kernels import mkl
-
-        setter = getattr(mkl, "set_num_threads", None)
-        if setter is not None:
-            setter(int)
-    for hook in on_threads_set:
+    for hook in _thread_counts.on_set:
         hook()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-from chainrule import _runtime, devices
+from chainrule import _threads, devices
 from chainrule.devices import np
 from chainrule.kernels import mkl
 from chainrule.kernels.matmul import matmul as _matmul
@@ -45,7 +45,7 @@ DEFAULT_MIN_WORK = 1 << 20
 def _blas_threads() -> int:
     """The threads a BLAS call may use: ``set_num_threads``'s value where it was called, else
     what OpenBLAS starts with (OPENBLAS/OMP_NUM_THREADS, else the CPUs this process may use)."""
-    n = _runtime._threads["n"]
+    n = _threads.counts["n"]
     if n:
         return n
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -112,7 +112,7 @@ def set_loop_threads(n: int, min_work: int | None = None) -> None:
 
 
 set_loop_threads(*default_threads())
-_runtime.on_threads_set.append(lambda: set_loop_threads(*default_threads()))
+_threads.on_set.append(lambda: set_loop_threads(*default_threads()))
 
 
 def fits_loops(*arrays) -> bool:

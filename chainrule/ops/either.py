@@ -10,6 +10,8 @@ see ``chainrule/tensor.py``).
 
 from __future__ import annotations
 
+import math
+
 from chainrule import devices
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
@@ -99,22 +101,31 @@ def astype(a, np_dtype):
     return a.astype(np_dtype)
 
 
-def _unary(name, np_name=None):
+def _unary(name, np_name=None, domain=None):
+    """``name`` of a Tensor (recorded) or of an array. On arrays NumPy's divide/invalid warnings
+    are silenced (as torch: inf/nan, no warning); ``domain``: where that is needed (the rest
+    never warn so, and skip ``np.errstate``'s cost), and a NumPy scalar inside it needs none."""
     np_fn = getattr(np, np_name or name)
 
     def fn(a):
         if isinstance(a, TensorBase):
             return getattr(a, name)()
-        with np.errstate(divide="ignore", invalid="ignore"):  # as torch: inf/nan, no warning
+        if domain is None or (type(a) in _FLOAT_SCALARS and domain(a)):
+            return np_fn(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
             return np_fn(a)
 
     fn.__name__ = name
     return fn
 
 
+_FLOAT_SCALARS = (np.float64, np.float32, np.float16)
+_finite = math.isfinite
+
+
 exp = _unary("exp")
-log = _unary("log")
-log1p = _unary("log1p")
+log = _unary("log", domain=lambda x: x > 0)
+log1p = _unary("log1p", domain=lambda x: x > -1)
 
 
 def sign(a):
@@ -125,12 +136,12 @@ def sign(a):
     return np.where(s != s, 0, s).astype(s.dtype) if np.isnan(s).any() else s
 
 
-sin = _unary("sin")
-cos = _unary("cos")
+sin = _unary("sin", domain=_finite)
+cos = _unary("cos", domain=_finite)
 sinh = _unary("sinh")
 cosh = _unary("cosh")
 abs = _unary("abs")
-sqrt = _unary("sqrt")
+sqrt = _unary("sqrt", domain=lambda x: x >= 0)
 tanh = _unary("tanh")
 
 
