@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule import _threads
 from chainrule.kernels import CPU, REFERENCE
 from chainrule.kernels import cpu as cpu_kernels
 
@@ -363,6 +364,7 @@ def test_default_loop_threads_follow_openblas_thread_timeout(monkeypatch):
     # several threads by default only where OpenBLAS's threads sleep right after a product
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setitem(_threads.counts, "n", None)  # as if set_num_threads was never called
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     for timeout, want in [(None, (1, None)), (0, (1, None)), (28, (1, None)),
                           (4, (3, cpu_kernels.DEFAULT_MIN_WORK))]:
@@ -536,7 +538,7 @@ def test_set_num_threads_resizes_the_row_loops(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "set_loop_threads", lambda *a: calls.append(a))
     monkeypatch.setattr(cpu_kernels, "openblas_thread_timeout", lambda: 4)
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
-    before = cr.get_num_threads()
+    before, recorded = cr.get_num_threads(), _threads.counts["n"]
     try:
         cr.set_num_threads(2)
         assert calls[-1] == (2, cpu_kernels.DEFAULT_MIN_WORK)
@@ -544,3 +546,4 @@ def test_set_num_threads_resizes_the_row_loops(monkeypatch):
         assert calls[-1] == (1, None)
     finally:
         cr.set_num_threads(before)
+        _threads.counts["n"] = recorded
