@@ -356,7 +356,7 @@ def _empty(shape, np_dtype, device, levels: tuple = ()) -> Tensor:
 
 
 def _done(t: Tensor, requires_grad: bool, name: str | None = None) -> Tensor:
-    t._vc = 0  # drawn into through copy_, but a new tensor (version 0, as torch's)
+    t._version_holder()._vc = 0  # drawn into through copy_, but new (version 0, as torch's)
     if name is not None:  # chainrule's extension: names for cr.viz (not in PyTorch)
         t.name = name
     return t.requires_grad_(True) if requires_grad else t
@@ -503,7 +503,7 @@ def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
     levels = _rnd.vmap_levels([input] + ([p] if isinstance(p, Tensor) else []))
     out = _empty(input._data.shape, input._data.dtype, input.device, levels)
     out = _rnd.bernoulli_(out, input.detach() if p is None else p, generator)
-    out._vc = 0  # a new tensor: version 0, as torch's
+    out._version_holder()._vc = 0  # a new tensor: version 0, as torch's
     return out
 
 

@@ -20,12 +20,19 @@ cdef class TensorBase:
     cdef object __weakref__
 
 
+cdef class VersionCounter:
+    cdef public Py_ssize_t _vc
+    cdef public Py_ssize_t _rebased
+
+
 cdef class _Late:
     cdef public object ops, autograd, inplace, creation, printing
 
 
 cdef _Late _late
 cdef type _tensor_type  # Tensor, for wrap()'s direct allocation
+
+cpdef VersionCounter version_counter(TensorBase t)
 
 @cython.locals(t=TensorBase)
 cpdef object wrap(object data, object fn=*, long nr=*)

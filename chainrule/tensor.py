@@ -61,7 +61,8 @@ class TensorBase:
     __slots__ = ("_data", "_grad_fn", "_nr", "_requires_grad", "_grad", "_hooks",
                  "_post_hooks", "_vc", "_vholder", "_base", "_view", "_view_src", "__dict__",
                  "__weakref__")
-    # _vc: the version count, kept by the tensor that holds the counter (_vholder, or itself)
+    # _vc: the version count while no one shares it; _vholder: the VersionCounter this tensor
+    # shares with its views and with the gates that saved it, made on first need
     # _base: for a view, the tensor whose memory it shares; _view: the steps it was taken from
     # _base by; _view_src: _base's grad_fn when this view's own grad_fn was made from it
 
@@ -126,14 +127,18 @@ class TensorBase:
     @property
     def _version(self) -> int:
         """How many in-place changes this tensor's memory has seen (shared with its views)."""
-        return self._version_holder()._vc
-
-    def _version_holder(self) -> TensorBase:
         holder = self._vholder
-        return self if holder is None else holder
+        return self._vc if holder is None else holder._vc
+
+    def _version_holder(self) -> VersionCounter:
+        return version_counter(self)
 
     def _bump_version(self) -> None:
-        self._version_holder()._vc += 1
+        holder = self._vholder
+        if holder is None:
+            self._vc += 1
+        else:
+            holder._vc += 1
 
     @property
     def _is_view(self) -> bool:
@@ -189,6 +194,8 @@ class TensorBase:
                 "called on these gradients. To fix this error, please refer to the "
                 "Optimizer.zero_grad() function in torch/optim/optimizer.py as the solution."
             )
+        if self._vholder is not None and self._grad_fn is not None:  # saved: torch refuses it
+            self._vholder._rebased = rebased_number(None, 0)
         self._grad_fn, self._nr, self._requires_grad = None, 0, False
         return self
 
@@ -247,6 +254,8 @@ class TensorBase:
     def _rebase(self, fn, nr: int = 0) -> None:
         """After an in-place op: the same tensor, now output ``nr`` of gate ``fn``."""
         self._grad_fn, self._nr, self._requires_grad = fn, nr, fn is not None
+        if self._vholder is not None and self._base is None:  # the name a saved-tensor error uses
+            self._vholder._rebased = rebased_number(fn, nr)
         if fn is not None:  # older nodes that saved this tensor now lead to fn: maybe a cycle
             _late.autograd.function.keep_in_collector(fn)
 
@@ -276,6 +285,42 @@ def storage_of(t):
     if 0 <= start <= mem.nbytes and devices.device_of(mem) == devices.device_of(t._data):
         return mem
     return None
+
+
+class VersionCounter:
+    """A tensor's in-place version count once it is shared: by its views and detached aliases,
+    and by the gates that saved it (which hold this counter, not the tensor: the graph keeps no
+    Python object of its tensors alive, nor in the cyclic collector, for the version check).
+    ``_rebased``: for that check's error message, the number in ``REBASED`` of the (gate name,
+    output number) an in-place op made the tensor (not its views) output of; 0 while unchanged.
+    Both fields are ints, so the counter never enters the cyclic collector."""
+
+    __slots__ = ("_vc", "_rebased")
+
+
+REBASED: list = [None, ()]  # numbered (gate name, output number) pairs; () after detach_()
+_REBASED_NUMBER: dict = {(): 1}
+
+
+def rebased_number(fn, nr: int) -> int:
+    """``VersionCounter._rebased`` for a tensor now output ``nr`` of ``fn`` (None: of none)."""
+    made_by = (fn.name(), nr) if fn is not None else ()
+    n = _REBASED_NUMBER.get(made_by)
+    if n is None:
+        n = _REBASED_NUMBER[made_by] = len(REBASED)
+        REBASED.append(made_by)
+    return n
+
+
+def version_counter(t: TensorBase) -> VersionCounter:
+    """``t``'s shared version counter, made (from its count so far) on first need."""
+    holder = t._vholder
+    if holder is None:
+        holder = VersionCounter()
+        holder._vc = t._vc
+        holder._rebased = 0
+        t._vholder = holder
+    return holder
 
 
 def init_leaf(t: TensorBase, data) -> None:

@@ -129,14 +129,42 @@ def test_attribute_set_on_a_node_after_recording_is_collected() -> None:
     _freed_only_by_collect(build)
 
 
-def test_in_place_op_closing_a_cycle_is_collected() -> None:
+def test_in_place_op_on_a_saved_tensor_closes_no_cycle() -> None:
+    """The node that saved y watches y's version through y's counter, not through y: when y's
+    new history leads to that node, no cycle forms, and reference counting frees it all."""
     def build():
         x = cr.tensor([1.0, 2.0], requires_grad=True)
         y = x * 2
-        z = y * y  # mul keeps y (its version is watched)
-        y.add_(z)  # y's new history leads to z's node, which holds y
-        return weakref.ref(y)
-    _freed_only_by_collect(build)
+        z = y * y  # mul saves y's array and watches y's version counter
+        y.add_(z)  # y's new history leads to z's node
+        node = weakref.ref(y.grad_fn)
+        return weakref.ref(y), node
+    gc.collect()
+    gc.disable()
+    try:
+        y, node = build()
+        assert y() is None and node() is None
+    finally:
+        gc.enable()
+
+
+def test_saved_inputs_are_not_kept_alive_by_the_graph() -> None:
+    """A chain of ops keeps its nodes, not the Python tensors between them (as torch's graph),
+    and a modified one is still caught through the counter it shared."""
+    x = cr.tensor(0.5, dtype=cr.float64, requires_grad=True)
+    h, refs = x, []
+    for _ in range(3):
+        h = h.sin() * 1.5  # the next sin saves this h
+        refs.append(weakref.ref(h))
+    assert [r() is None for r in refs] == [True, True, False]
+    y = x.exp()
+    keep = y.detach()  # shares y's counter
+    out = y.sin()  # saves y
+    del y
+    keep.add_(1.0)
+    with pytest.raises(RuntimeError, match=r"\[chainrule.DoubleTensor \[\]\], which is output 0 "
+                       r"of Exp, is at version 1; expected version 0"):
+        (out + h).backward()
 
 
 class _KeepsOutput(cr.autograd.Function):

@@ -3,7 +3,7 @@
 
 cimport cython
 from chainrule._state cimport Switches, current
-from chainrule.tensor cimport TensorBase, wrap
+from chainrule.tensor cimport TensorBase, VersionCounter, version_counter, wrap
 
 
 # the cyclic collector's C API (see "nodes and the cyclic garbage collector" in function.py)
@@ -37,7 +37,6 @@ cdef class Op(Function):
 
 cdef dict _sources_seen, _SCALAR_OUTS  # (_SCALAR_META: a Python global, read by the engine)
 cdef list _last_outs
-cdef type _weak
 
 
 @cython.locals(ctx=Function, n=Py_ssize_t)
@@ -55,7 +54,7 @@ cdef object _edge(object a)
 cdef tuple _record_op(Function ctx, tuple args, tuple values, tuple outs, object kwargs,
                       bint extras)
 cdef object _output(Function ctx, object o, Py_ssize_t nr, object dtype)
-@cython.locals(t=TensorBase, holder=TensorBase, sources=tuple, saved=tuple, versions=tuple,
+@cython.locals(t=TensorBase, holder=VersionCounter, sources=tuple, saved=tuple, versions=tuple,
                i=Py_ssize_t)
 cdef object _note_saved(Function ctx, tuple args, tuple values, tuple outs)
 @cython.locals(i=Py_ssize_t, k=Py_ssize_t)
@@ -74,7 +73,7 @@ cdef object _leave_collector(Function ctx)
 @cython.locals(edges=tuple, versions=tuple)
 cdef object _rejoin_collector(Function node)
 cdef object _keep_parents(Function ctx)
-@cython.locals(versions=tuple, k=Py_ssize_t, t=TensorBase)
+@cython.locals(versions=tuple, k=Py_ssize_t, holder=VersionCounter)
 cpdef object check_saved_versions(object node)
-@cython.locals(t=TensorBase, holder=TensorBase, nr=Py_ssize_t)
+@cython.locals(t=TensorBase, holder=VersionCounter, nr=Py_ssize_t)
 cdef object _note_output_versions(Function ctx, tuple wrapped)

@@ -14,7 +14,6 @@ under ``create_graph=True`` (see :mod:`chainrule.autograd.engine`).
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from chainrule import devices
@@ -22,13 +21,12 @@ from chainrule._state import current
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
 from chainrule.dtypes import FLOAT_KINDS
-from chainrule.tensor import _TYPE_NAMES, Tensor, TensorBase, wrap
+from chainrule.tensor import REBASED, _TYPE_NAMES, Tensor, TensorBase, version_counter, wrap
 
 __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGrad",
            "check_saved_versions", "keep_in_collector"]
 
 _ndarray = np.ndarray
-_weak = weakref.ref
 _COMPILED = not __file__.endswith(".py")  # compiled: nodes may leave the cyclic collector
 _FLOAT64, _FLOAT32 = np.dtype("float64"), np.dtype("float32")
 _last_outs = [(((), _FLOAT64),)]  # the last ``_outs`` of one output (see _one_output)
@@ -392,8 +390,10 @@ def _marked(o, objects):
 
 def _note_saved(ctx, args, values, outs):
     """Per saved value, where it came from: its input index, -1 (output 0), ("out", k), or None;
-    and (tensor holding the counter, version, the tensor) of every input tensor whose value was
-    saved. True if the gate saved one of its outputs (watched once they are Tensors)."""
+    and (its version counter, version, -1 - its input index) of every input tensor whose value
+    was saved (the tensor itself if it is a view: the error message says of what), so the node
+    holds no input Tensor. True if the gate saved one of its outputs (watched once they are
+    Tensors)."""
     saved = ctx._saved
     if len(saved) == 1:
         sources = (_source(saved[0], values, outs),)
@@ -410,10 +410,12 @@ def _note_saved(ctx, args, values, outs):
             if i >= 0:
                 if isinstance(args[i], TensorBase):
                     t = args[i]
-                    holder = t if t._vholder is None else t._vholder
-                    versions = ((holder, holder._vc, t) if versions is None
-                                else (versions[0], versions[1], versions[2], holder, holder._vc, t)
-                                if len(versions) == 3 else versions + (holder, holder._vc, t))
+                    holder = version_counter(t)
+                    what = -1 - i if t._base is None else t
+                    versions = ((holder, holder._vc, what) if versions is None
+                                else (versions[0], versions[1], versions[2], holder, holder._vc,
+                                      what)
+                                if len(versions) == 3 else versions + (holder, holder._vc, what))
             else:
                 saved_out = True
         elif src is not None:
@@ -434,15 +436,15 @@ def _source(s, values, outs):
 
 
 def _note_output_versions(ctx, wrapped) -> None:
-    """The gate saved an output: watch that tensor's version, through a weak reference (the
-    tensor holds the gate; while no one holds the tensor, no one can change it in place)."""
+    """The gate saved an output: watch that tensor's version through its counter (the tensor
+    holds the gate, so the gate must not hold the tensor)."""
     for src in ctx._saved_from:
         if src is None or (type(src) is int and src >= 0):
             continue
         nr = 0 if src == -1 else src[1]
         t = wrapped[nr]
-        holder = t if t._vholder is None else t._vholder
-        entry = (_weak(holder), holder._vc, nr)
+        holder = version_counter(t)
+        entry = (holder, holder._vc, nr)
         ctx._versions = entry if ctx._versions is None else ctx._versions + entry
 
 
@@ -465,26 +467,37 @@ def check_saved_versions(node) -> None:
     versions = node._versions
     for k in range(0, len(versions), 3):
         holder = versions[k]
-        if type(holder) is _weak:
-            holder = holder()
-            if holder is None:  # gone, and so are its views: no one changed it
-                continue
-        t = holder
-        if t._vc != versions[k + 1]:
-            raise RuntimeError(_version_error(node, t._vc, versions[k + 1], versions[k + 2]))
+        if holder._rebased == 1 and type(versions[k + 2]) is int and versions[k + 2] < 0:
+            raise RuntimeError(  # a saved input that detach_() took out of the graph (REBASED[1])
+                "Trying to use a saved tensor that has been detached in-place, i.e. with "
+                ".detach_().This is not supported, please use out-of-place `.detach()` instead")
+        if holder._vc != versions[k + 1]:
+            raise RuntimeError(_version_error(node, holder._vc, versions[k + 1], versions[k + 2]))
 
 
 def _version_error(node, now: int, version: int, what) -> str:
-    """torch's message for a saved tensor (``what``: the tensor, or output number ``what`` of
-    ``node``) found at version ``now`` instead of ``version``."""
+    """torch's message for a saved tensor (``what``: the tensor, output number ``what`` of
+    ``node``, or its input number ``-1 - what``) found at version ``now`` instead of ``version``."""
     import re
 
     def short(fn) -> str:  # torch names the node without "Backward0" ("AsStridedBackward1":
-        return re.sub(r"Backward0?$", "", fn.name()).replace("Backward", "")  # "AsStrided1")
+        name = fn if type(fn) is str else fn.name()  # "AsStrided1")
+        return re.sub(r"Backward0?$", "", name).replace("Backward", "")
 
-    if type(what) is int:
+    if type(what) is int and what >= 0:
         shape, np_dtype = node._outs[what]
         where = f", which is output {what} of {short(node)},"
+    elif type(what) is int:  # input i: its saved array; the gate it is (now) output of
+        i = -1 - what
+        value = next(v for v, src in zip(node._saved, node._saved_from) if src == i)
+        shape, np_dtype = value.shape, value.dtype
+        versions = node._versions
+        rebased = REBASED[next(versions[k]._rebased for k in range(0, len(versions), 3)
+                               if type(versions[k + 2]) is int and versions[k + 2] == what)]
+        edge = node._edges[i]
+        made_by = (rebased if rebased is not None else edge if type(edge) is tuple
+                   else (edge, 0) if isinstance(edge, Function) else ())
+        where = f", which is output {made_by[1]} of {short(made_by[0])}," if made_by else ""
     else:
         shape, np_dtype = what._data.shape, what._data.dtype
         base = what._base
@@ -577,9 +590,6 @@ def _leave_collector(ctx) -> None:
     versions = ctx._versions
     if versions is not None:
         PyObject_GC_UnTrack(versions)  # noqa: F821
-        for k in range(0, len(versions), 3):
-            if type(versions[k]) is _weak:  # no callback: it cannot be on a cycle
-                PyObject_GC_UnTrack(versions[k])  # noqa: F821
     if ctx._saved:
         PyObject_GC_UnTrack(ctx._saved)  # noqa: F821 (plain data only: see _acyclic)
 

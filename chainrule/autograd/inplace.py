@@ -11,7 +11,6 @@ version change and refuse to backpropagate (``check_saved_versions``).
 
 from __future__ import annotations
 
-import weakref
 
 from chainrule import devices, random
 from chainrule._state import state
@@ -348,7 +347,7 @@ def _watch_output(new, target) -> None:
         nr = 0 if src == -1 else src[1]
         if nr == new._nr:
             holder = target._version_holder()
-            entry = (weakref.ref(holder), holder._vc, nr)
+            entry = (holder, holder._vc, nr)
             fn._versions = entry if fn._versions is None else fn._versions + entry
 
 
