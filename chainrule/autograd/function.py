@@ -475,6 +475,27 @@ def check_saved_versions(node) -> None:
             raise RuntimeError(_version_error(node, holder._vc, versions[k + 1], versions[k + 2]))
 
 
+def _counter_of_input(node, i: int):
+    versions = node._versions
+    return next(versions[k] for k in range(0, len(versions), 3)
+                if type(versions[k + 2]) is int and versions[k + 2] == -1 - i)
+
+
+def _saved_input(node, i: int):
+    """The tensor whose value ``node`` saved as input ``i`` (the one tensor, not a view, that
+    shares the counter the node holds and requires grad as the input did), else ``-1 - i``.
+    Only for an error message: the graph holds no input tensor, so this searches the
+    collector's objects for it."""
+    import gc
+
+    counter = _counter_of_input(node, i)
+    edge = node._edges[i]
+    found = [o for o in gc.get_referrers(counter) if isinstance(o, TensorBase)
+             and o._vholder is counter and o._base is None
+             and bool(o._requires_grad) == (edge is not None)]
+    return found[0] if len(found) == 1 else -1 - i
+
+
 def _version_error(node, now: int, version: int, what) -> str:
     """torch's message for a saved tensor (``what``: the tensor, output number ``what`` of
     ``node``, or its input number ``-1 - what``) found at version ``now`` instead of ``version``."""
@@ -484,16 +505,16 @@ def _version_error(node, now: int, version: int, what) -> str:
         name = fn if type(fn) is str else fn.name()  # "AsStrided1")
         return re.sub(r"Backward0?$", "", name).replace("Backward", "")
 
+    if type(what) is int and what < 0:  # input i: the tensor if it is still there (torch names
+        what = _saved_input(node, -1 - what)  # its present shape and gate), else its number
     if type(what) is int and what >= 0:
         shape, np_dtype = node._outs[what]
         where = f", which is output {what} of {short(node)},"
-    elif type(what) is int:  # input i: its saved array; the gate it is (now) output of
+    elif type(what) is int:  # input i, gone: its saved array; the gate it was last output of
         i = -1 - what
         value = next(v for v, src in zip(node._saved, node._saved_from) if src == i)
         shape, np_dtype = value.shape, value.dtype
-        versions = node._versions
-        rebased = REBASED[next(versions[k]._rebased for k in range(0, len(versions), 3)
-                               if type(versions[k + 2]) is int and versions[k + 2] == what)]
+        rebased = REBASED[_counter_of_input(node, i)._rebased]
         edge = node._edges[i]
         made_by = (rebased if rebased is not None else edge if type(edge) is tuple
                    else (edge, 0) if isinstance(edge, Function) else ())
