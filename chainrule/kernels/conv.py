@@ -89,7 +89,8 @@ def _pixel_rows(g):
 
 def _weight_rows(w):
     """(O, C, kh, kw) -> (O, kh·kw·C), the taps in the columns' order."""
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+    o, c, kh, kw = w.shape
+    return _transposed(w, o, c, kh * kw, (o, kh * kw * c))
 
 
 def conv2d(x, w, geom) -> tuple:
@@ -99,7 +100,7 @@ def conv2d(x, w, geom) -> tuple:
     o, area = w.shape[0], geom.oh * geom.ow
     k = c * geom.kh * geom.kw
     xh = _channels_last(x)
-    wt = np.ascontiguousarray(_weight_rows(w).T)  # (K, O)
+    wt = _weight_rows(w).T  # (K, O), a transposed view: BLAS reads it as such
     args = _args(x.shape, geom)
     step = _step(n, area * k * x.itemsize)
     if step is None:
@@ -124,23 +125,23 @@ def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom):
     n, area = g.shape[0], geom.oh * geom.ow
     gt = _pixel_rows(g)
     if saved.cols is not None:
-        dwt = _matmul(saved.cols.T, gt)  # (K, O)
+        dwr = _matmul(gt.T, saved.cols)  # (O, K)
     else:
         xh, k = saved.xh, c * kh * kw
         args = _args((n, c) + xh.shape[1:3], geom)
         step = _step(n, area * k * g.itemsize)
         buf = np.empty((step * area, k), g.dtype)
-        dwt = None
+        dwr = None
         for n0 in range(0, n, step):
             r = min(step, n - n0)
             part = buf[:r * area]
             _cpu.loops.im2col_nhwc(xh, part, *args, n0, r)
-            prod = _matmul(part.T, gt[n0 * area:(n0 + r) * area])
-            if dwt is None:
-                dwt = prod
+            prod = _matmul(gt[n0 * area:(n0 + r) * area].T, part)
+            if dwr is None:
+                dwr = prod
             else:
-                dwt += prod
-    return np.ascontiguousarray(dwt.T.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+                dwr += prod
+    return _transposed(dwr, o, kh * kw, c, w_shape)
 
 
 def input_grad(g, w, x_shape: tuple, geom):
@@ -160,3 +161,4 @@ def input_grad(g, w, x_shape: tuple, geom):
         _matmul(gt[n0 * area:(n0 + r) * area], wr, out=part)
         loops.col2im_nhwc(part, dxh, *args, n0, r)
     return _transposed(dxh, n, h * wd, c, x_shape)
+
