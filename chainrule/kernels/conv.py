@@ -67,10 +67,10 @@ def _step(n: int, per_image: int):
 
 
 def _transposed(a, batch: int, rows: int, cols: int, shape: tuple):
-    """The contiguous (batch, cols, rows) transpose of contiguous ``a`` seen as (batch, rows,
+    """The contiguous (batch, cols, rows) transpose of ``a`` seen (in C order) as (batch, rows,
     cols), shaped ``shape`` (a tiled C loop)."""
     out = np.empty(shape, a.dtype)
-    _cpu.loops.planes_transpose(a, out, batch, rows, cols)
+    _cpu.loops.planes_transpose(np.ascontiguousarray(a), out, batch, rows, cols)
     return out
 
 
