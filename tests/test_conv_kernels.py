@@ -14,11 +14,16 @@ from chainrule.kernels import cpu as cpu_kernels
 torch = pytest.importorskip("torch")
 
 ROUTES = ["whole", "chunks", "one_image_chunks", "no_loops", "pixel_major",
-          "pixel_major_chunks", "pixel_major_one_image"]
+          "pixel_major_chunks", "pixel_major_one_image", "stacked", "stacked_chunks"]
 
 
 def _route(route, monkeypatch):
-    if route.startswith("pixel_major"):  # every groups = 1 conv through kernels/conv.py
+    if route.startswith("stacked"):  # every groups = 1 conv: one product per image
+        monkeypatch.setattr(conv_kernels, "takes", lambda *a: False)
+        monkeypatch.setattr(conv_kernels, "takes_stacked", lambda *a: True)
+        monkeypatch.setattr(conv_kernels, "_WHOLE_BYTES", 1 << 30 if route == "stacked" else 0)
+        monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", 3000)
+    elif route.startswith("pixel_major"):  # every groups = 1 conv through kernels/conv.py
         monkeypatch.setattr(conv_kernels, "takes", lambda *a: True)
         if route == "pixel_major":
             monkeypatch.setattr(conv_kernels, "_WHOLE_BYTES", 1 << 30)
@@ -101,7 +106,7 @@ def test_whole_image_windows_match_torch(route, monkeypatch):
 
 
 @pytest.mark.parametrize("route", ["whole", "one_image_chunks", "pixel_major",
-                                   "pixel_major_chunks"])
+                                   "pixel_major_chunks", "stacked", "stacked_chunks"])
 def test_conv_gradchecks_float64(route, monkeypatch):
     _route(route, monkeypatch)
     rng = np.random.default_rng(3)
@@ -379,3 +384,23 @@ def test_pixel_major_route_is_taken_and_matches_torch(shape, out, chunks, monkey
     _compare(lambda *a: cr.nn.functional.conv_transpose2d(*a, **kw),
              lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw),
              (z, np.ascontiguousarray(w)), rng, 2e-4)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(padding=2, dilation=2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_channel_conv_takes_the_stacked_route_and_matches_torch(kw, dtype):
+    # MNIST's first conv (in_channels = 1, 3×3): by default one product per image
+    if cpu_kernels.loops is None:
+        pytest.skip("built without the C loops")
+    from chainrule.ops.conv import _Geom, _out_size
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 1, 14, 12)).astype(dtype)
+    w = (rng.standard_normal((5, 1, 3, 3)) * 0.3).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    geom = _Geom(3, 3, 1, 1, 1, 1, 0, 0, 0, 0, _out_size(14, 3, 1, 1, 0, 0),
+                 _out_size(12, 3, 1, 1, 0, 0))
+    assert isinstance(cpu_kernels.CpuKernels.conv2d(x, w, geom, 1)[1], conv_kernels.ImageColumns)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    _compare(lambda *a: cr.nn.functional.conv2d(*a, **kw),
+             lambda *a: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, tol)

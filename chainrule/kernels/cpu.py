@@ -518,6 +518,8 @@ class CpuKernels(Kernels):
     def conv2d(x, w, geom, groups: int) -> tuple:
         if groups == 1 and _one_gemm(x, w) and _conv.takes(x.shape, w, geom):
             return _conv.conv2d(x, w, geom)  # pixel-major columns (kernels/conv.py)
+        if groups == 1 and _one_gemm(x, w) and _conv.takes_stacked(x.shape, w, geom):
+            return _conv.stacked_conv2d(x, w, geom)  # one product per image
         if groups == 1 and _one_gemm(x, w) and _whole_window(x.shape, geom):
             # one window covers each image: y = x·Wᵀ on (N, C·kh·kw) rows, no columns to build
             xm = x.reshape(x.shape[0], -1)
@@ -545,6 +547,8 @@ class CpuKernels(Kernels):
     def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
         if isinstance(cols, _conv.NhwcColumns):
             return _conv.weight_grad(g, cols, w_shape, geom)
+        if isinstance(cols, _conv.ImageColumns):
+            return _conv.stacked_weight_grad(g, cols, w_shape, geom)
         if cols is None:  # conv2d went chunk by chunk
             return _conv2d_weight_grad_chunked(g, x, w_shape, geom)
         if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
@@ -557,6 +561,8 @@ class CpuKernels(Kernels):
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
         if groups == 1 and _one_gemm(g, w) and _conv.takes(x_shape, w, geom):
             return _conv.input_grad(g, w, x_shape, geom)
+        if groups == 1 and _one_gemm(g, w) and _conv.takes_stacked(x_shape, w, geom):
+            return _conv.stacked_input_grad(g, w, x_shape, geom)
         if groups == 1 and _one_gemm(g, w) and _whole_window(x_shape, geom):
             # each image is one window: dx = dy·W on (N, O) rows (a transposed convolution from
             # 1×1 inputs, as DCGAN's first layer, is this product)
