@@ -2035,31 +2035,98 @@ fail:
 #define PT_ROWS 32
 #define PT_COLS 64
 #define DEFINE_PLANES_TRANSPOSE(T, S)                                                      \
-    static CLONES void planes_transpose_##S(const T *restrict src, T *restrict dst,        \
-                                            Py_ssize_t batch, Py_ssize_t rows,             \
-                                            Py_ssize_t cols)                               \
+    static CLONES void planes_transpose_tiles_##S(const T *restrict s, T *restrict d,      \
+                                                  Py_ssize_t rows, Py_ssize_t cols,        \
+                                                  Py_ssize_t i0, Py_ssize_t j0)            \
     {                                                                                      \
-        for (Py_ssize_t b = 0; b < batch; b++) {                                           \
-            const T *restrict s = src + b * rows * cols;                                   \
-            T *restrict d = dst + b * rows * cols;                                         \
-            for (Py_ssize_t i0 = 0; i0 < rows; i0 += PT_ROWS) {                            \
-                Py_ssize_t i1 = i0 + PT_ROWS < rows ? i0 + PT_ROWS : rows;                 \
-                for (Py_ssize_t j0 = 0; j0 < cols; j0 += PT_COLS) {                        \
-                    Py_ssize_t j1 = j0 + PT_COLS < cols ? j0 + PT_COLS : cols;             \
-                    T tile[PT_COLS][PT_ROWS]; /* each source line read once (rows whose   \
-                                                 stride is 4 KB share an L1 set) */       \
+        for (; i0 < rows; i0 += PT_ROWS) {                                                 \
+            Py_ssize_t i1 = i0 + PT_ROWS < rows ? i0 + PT_ROWS : rows;                     \
+            for (Py_ssize_t jb = j0; jb < cols; jb += PT_COLS) {                           \
+                Py_ssize_t j1 = jb + PT_COLS < cols ? jb + PT_COLS : cols;                 \
+                T tile[PT_COLS][PT_ROWS]; /* each source line read once (rows whose       \
+                                             stride is 4 KB share an L1 set) */           \
+                for (Py_ssize_t i = i0; i < i1; i++)                                       \
+                    for (Py_ssize_t j = jb; j < j1; j++)                                   \
+                        tile[j - jb][i - i0] = s[i * cols + j];                            \
+                for (Py_ssize_t j = jb; j < j1; j++)                                       \
                     for (Py_ssize_t i = i0; i < i1; i++)                                   \
-                        for (Py_ssize_t j = j0; j < j1; j++)                               \
-                            tile[j - j0][i - i0] = s[i * cols + j];                        \
-                    for (Py_ssize_t j = j0; j < j1; j++)                                   \
-                        for (Py_ssize_t i = i0; i < i1; i++)                               \
-                            d[j * rows + i] = tile[j - j0][i - i0];                        \
-                }                                                                          \
+                        d[j * rows + i] = tile[j - jb][i - i0];                            \
             }                                                                              \
         }                                                                                  \
     }
 DEFINE_PLANES_TRANSPOSE(float, f)
 DEFINE_PLANES_TRANSPOSE(double, d)
+
+/* float: 8 × 8 blocks transposed in registers (three rounds of two-vector shuffles: the
+ * unpack / shuffle / 128-bit-lane permutes of AVX), the ragged edges by the tiles above */
+typedef float pt_v8f __attribute__((vector_size(32)));
+typedef int pt_v8i __attribute__((vector_size(32)));
+#define PT_SHUF(a, b, ...) __builtin_shuffle(a, b, (pt_v8i){__VA_ARGS__})
+
+static inline __attribute__((always_inline)) void
+pt_block8(const float *restrict s, float *restrict d, Py_ssize_t rows, Py_ssize_t cols,
+          Py_ssize_t i0, Py_ssize_t j0)
+{
+    pt_v8f r[8], t[8], u[8];
+    for (int k = 0; k < 8; k++)
+        memcpy(&r[k], s + (i0 + k) * cols + j0, sizeof(pt_v8f));
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = PT_SHUF(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[k + 1] = PT_SHUF(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = PT_SHUF(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 1] = PT_SHUF(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[k + 2] = PT_SHUF(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 3] = PT_SHUF(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int k = 0; k < 4; k++) {
+        pt_v8f lo = PT_SHUF(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        pt_v8f hi = PT_SHUF(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(d + (j0 + k) * rows + i0, &lo, sizeof(pt_v8f));
+        memcpy(d + (j0 + k + 4) * rows + i0, &hi, sizeof(pt_v8f));
+    }
+}
+
+static CLONES void
+planes_transpose_f(const float *restrict src, float *restrict dst, Py_ssize_t batch,
+                   Py_ssize_t rows, Py_ssize_t cols)
+{
+    Py_ssize_t r8 = rows & ~(Py_ssize_t)7, c8 = cols & ~(Py_ssize_t)7;
+    for (Py_ssize_t b = 0; b < batch; b++) {
+        const float *restrict s = src + b * rows * cols;
+        float *restrict d = dst + b * rows * cols;
+        if (rows < 8) { /* a few rows: read side by side, written in order */
+            for (Py_ssize_t j = 0; j < cols; j++)
+                for (Py_ssize_t i = 0; i < rows; i++)
+                    d[j * rows + i] = s[i * cols + j];
+            continue;
+        }
+        /* blocks along the longer side in the inner loop: the 8 rows written (or read) at
+         * once advance together instead of jumping by a row of the other side */
+        if (cols <= rows)
+            for (Py_ssize_t j0 = 0; j0 < c8; j0 += 8)
+                for (Py_ssize_t i0 = 0; i0 < r8; i0 += 8)
+                    pt_block8(s, d, rows, cols, i0, j0);
+        else
+            for (Py_ssize_t i0 = 0; i0 < r8; i0 += 8)
+                for (Py_ssize_t j0 = 0; j0 < c8; j0 += 8)
+                    pt_block8(s, d, rows, cols, i0, j0);
+        if (c8 < cols) /* the last columns of every row */
+            for (Py_ssize_t i = 0; i < r8; i++)
+                for (Py_ssize_t j = c8; j < cols; j++)
+                    d[j * rows + i] = s[i * cols + j];
+        planes_transpose_tiles_f(s, d, rows, cols, r8, 0); /* the last rows */
+    }
+}
+
+static void
+planes_transpose_d(const double *restrict src, double *restrict dst, Py_ssize_t batch,
+                   Py_ssize_t rows, Py_ssize_t cols)
+{
+    for (Py_ssize_t b = 0; b < batch; b++)
+        planes_transpose_tiles_d(src + b * rows * cols, dst + b * rows * cols, rows, cols, 0, 0);
+}
 
 static PyObject *
 planes_transpose(PyObject *module, PyObject *args)
