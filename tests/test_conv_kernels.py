@@ -97,6 +97,9 @@ def test_whole_image_windows_match_torch(route, monkeypatch):
     for kw in (dict(), dict(stride=2)):
         _compare(lambda *a, kw=kw: cr.nn.functional.conv2d(*a, **kw),
                  lambda *a, kw=kw: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, 1e-4)
+    # one output channel (DCGAN's discriminator score): dx is an outer product
+    _compare(lambda *a: cr.nn.functional.conv2d(*a), lambda *a: torch.nn.functional.conv2d(*a),
+             (x, np.ascontiguousarray(w[:1]), b[:1]), rng, 1e-4)
     z = rng.standard_normal((5, 6, 1, 1)).astype(np.float32)
     wt = (rng.standard_normal((6, 3, 4, 4)) * 0.3).astype(np.float32)
     for kw in (dict(), dict(stride=2), dict(stride=2, output_padding=1)):

@@ -572,7 +572,10 @@ class CpuKernels(Kernels):
         if groups == 1 and _one_gemm(g, w) and _whole_window(x_shape, geom):
             # each image is one window: dx = dy·W on (N, O) rows (a transposed convolution from
             # 1×1 inputs, as DCGAN's first layer, is this product)
-            gx = _matmul(g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1))
+            g2, w2 = g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1)
+            # one output channel (DCGAN's discriminator score): an outer product, which
+            # OpenBLAS runs ~10× slower as a GEMM with K = 1 than NumPy's broadcast multiply
+            gx = g2 * w2 if g2.shape[1] == 1 else _matmul(g2, w2)
             return gx.reshape(x_shape)
         if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
             n, c, h, wd = x_shape
