@@ -57,7 +57,8 @@ def takes(x_shape: tuple, w, geom) -> bool:
     10% faster channel-major: its rows of 24 contiguous values copy well there) and at least 16
     output pixels per image."""
     c = x_shape[1]
-    return _ENABLED and c >= 8 and (geom.sh > 1 or geom.sw > 1) and geom.oh * geom.ow >= 16
+    return (_ENABLED and c >= 8 and (geom.sh > 1 or geom.sw > 1) and geom.oh * geom.ow >= 16
+            and hasattr(_cpu.loops, "im2col_nhwc"))  # (a C module built before them: not)
 
 
 def _args(x_shape: tuple, geom) -> tuple:
