@@ -1907,6 +1907,262 @@ col2im_cn(PyObject *module, PyObject *args)
     return conv_cn(args, 1);
 }
 
+/* ---- convolution columns in pixel-major order, from channels-last images ------------------
+ * For x (N, H, W, C) the columns of every output pixel are one row of a (N·OH·OW) × (kh·kw·C)
+ * matrix (the transpose of im2col_cn's, taps ordered (i, j, c)):
+ *   im2col_nhwc: cols[n, oy, ox, i, j, c] = x[n, oy·sh - pt + i·dh, ox·sw - pl + j·dw, c]
+ *                (0 in the padding): each window row a run of kw·C values (C when dw > 1);
+ *   col2im_nhwc: its adjoint, out (N, H, W, C) written whole: each row's runs added back.
+ * ``g.planes`` is N here, ``chans`` C. Rows n0 .. n0 + rows of the batch: cols holds only
+ * those images' rows (the caller's chunk), x / out the whole batch. */
+static inline void
+nhwc_taps(const PoolGeom *g, Py_ssize_t ox, Py_ssize_t *jlo, Py_ssize_t *jhi, Py_ssize_t *x0)
+{
+    Py_ssize_t base = ox * g->sw - g->pl, lo = 0, hi = g->kw;
+    while (lo < hi && base + lo * g->dw < 0)
+        lo++;
+    while (hi > lo && base + (hi - 1) * g->dw >= g->w)
+        hi--;
+    *jlo = lo;
+    *jhi = hi;
+    *x0 = base;
+}
+
+#define DEFINE_NHWC(T, S)                                                                  \
+    static CLONES void im2col_nhwc_##S(const T *restrict x, T *restrict cols,              \
+                                       const PoolGeom *gp, Py_ssize_t chans,               \
+                                       Py_ssize_t n0, Py_ssize_t rows)                     \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        const Py_ssize_t C = chans, run = g.kw * C, K = g.kh * run;                        \
+        T *restrict d = cols;                                                              \
+        for (Py_ssize_t n = n0; n < n0 + rows; n++)                                        \
+            for (Py_ssize_t oy = 0; oy < g.oh; oy++)                                       \
+                for (Py_ssize_t ox = 0; ox < g.ow; ox++, d += K) {                         \
+                    Py_ssize_t jlo, jhi, x0;                                               \
+                    nhwc_taps(&g, ox, &jlo, &jhi, &x0);                                    \
+                    for (Py_ssize_t i = 0; i < g.kh; i++) {                                \
+                        T *restrict r = d + i * run;                                       \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h || jlo >= jhi) {                           \
+                            memset(r, 0, (size_t)run * sizeof(T));                         \
+                            continue;                                                      \
+                        }                                                                  \
+                        const T *src = x + ((n * g.h + yy) * g.w + x0) * C;                \
+                        if (jlo)                                                           \
+                            memset(r, 0, (size_t)(jlo * C) * sizeof(T));                   \
+                        if (g.dw == 1)                                                     \
+                            memcpy(r + jlo * C, src + jlo * C,                             \
+                                   (size_t)((jhi - jlo) * C) * sizeof(T));                 \
+                        else                                                               \
+                            for (Py_ssize_t j = jlo; j < jhi; j++)                         \
+                                memcpy(r + j * C, src + j * g.dw * C, (size_t)C * sizeof(T)); \
+                        if (jhi < g.kw)                                                    \
+                            memset(r + jhi * C, 0, (size_t)((g.kw - jhi) * C) * sizeof(T)); \
+                    }                                                                      \
+                }                                                                          \
+    }                                                                                      \
+    static CLONES void col2im_nhwc_##S(const T *restrict cols, T *restrict out,            \
+                                       const PoolGeom *gp, Py_ssize_t chans,               \
+                                       Py_ssize_t n0, Py_ssize_t rows)                     \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        const Py_ssize_t C = chans, run = g.kw * C, K = g.kh * run;                        \
+        const T *restrict s = cols;                                                        \
+        memset(out + n0 * g.h * g.w * C, 0, (size_t)(rows * g.h * g.w * C) * sizeof(T));   \
+        for (Py_ssize_t n = n0; n < n0 + rows; n++)                                        \
+            for (Py_ssize_t oy = 0; oy < g.oh; oy++)                                       \
+                for (Py_ssize_t ox = 0; ox < g.ow; ox++, s += K) {                         \
+                    Py_ssize_t jlo, jhi, x0;                                               \
+                    nhwc_taps(&g, ox, &jlo, &jhi, &x0);                                    \
+                    for (Py_ssize_t i = 0; i < g.kh; i++) {                                \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h)                                           \
+                            continue;                                                      \
+                        const T *restrict r = s + i * run;                                 \
+                        T *restrict dst = out + ((n * g.h + yy) * g.w + x0) * C;           \
+                        if (g.dw == 1) {                                                   \
+                            for (Py_ssize_t k = jlo * C; k < jhi * C; k++)                 \
+                                dst[k] += r[k];                                            \
+                        } else                                                             \
+                            for (Py_ssize_t j = jlo; j < jhi; j++)                         \
+                                for (Py_ssize_t c = 0; c < C; c++)                         \
+                                    dst[j * g.dw * C + c] += r[j * C + c];                 \
+                    }                                                                      \
+                }                                                                          \
+    }
+DEFINE_NHWC(float, f)
+DEFINE_NHWC(double, d)
+
+/* im2col_nhwc(x, cols, chans, batch, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, n0, rows) and
+ * col2im_nhwc(cols, out, ...): x / out (N, H, W, C), cols (rows, OH, OW, kh, kw, C) for the
+ * images n0 .. n0 + rows */
+static PyObject *
+conv_nhwc(PyObject *args, int adjoint)
+{
+    PyObject *ain, *aout;
+    Py_ssize_t chans, n0, rows;
+    PoolGeom g;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnnnnnn", &ain, &aout, &chans, POOL_FIELDS(g),
+                          &n0, &rows))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pin, *pout;
+    Py_ssize_t lin, lout;
+    if (buf(&b, ain, 0, 0, &fmt, &pin, &lin) < 0 || buf(&b, aout, 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    Py_ssize_t lx = adjoint ? lout : lin, lc = adjoint ? lin : lout;
+    if (chans <= 0 || g.planes < 0 || g.h < 0 || g.w < 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0
+        || g.sw <= 0 || g.dh <= 0 || g.dw <= 0 || g.oh < 0 || g.ow < 0 || n0 < 0 || rows < 0
+        || n0 + rows > g.planes || lx != g.planes * g.h * g.w * chans
+        || lc != rows * g.oh * g.ow * g.kh * g.kw * chans) {
+        PyErr_SetString(PyExc_ValueError, adjoint ? "col2im_nhwc: sizes do not match the geometry"
+                                                  : "im2col_nhwc: sizes do not match the geometry");
+        goto fail;
+    }
+    if (adjoint)
+        RUN_TYPED_AND_RETURN(b, fmt, col2im_nhwc, pin, pout, &g, chans, n0, rows);
+    RUN_TYPED_AND_RETURN(b, fmt, im2col_nhwc, pin, pout, &g, chans, n0, rows);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* planes_transpose(src, dst, batch, rows, cols): dst[b, j, i] = src[b, i, j], in tiles that stay
+ * in L1 (the (N, C, H·W) <-> (N, H·W, C) copies around the pixel-major convolutions: NumPy's
+ * strided copy takes ~3x as long for a few channels) */
+#define PT_ROWS 32
+#define PT_COLS 64
+#define DEFINE_PLANES_TRANSPOSE(T, S)                                                      \
+    static CLONES void planes_transpose_tiles_##S(const T *restrict s, T *restrict d,      \
+                                                  Py_ssize_t rows, Py_ssize_t cols,        \
+                                                  Py_ssize_t i0, Py_ssize_t j0)            \
+    {                                                                                      \
+        for (; i0 < rows; i0 += PT_ROWS) {                                                 \
+            Py_ssize_t i1 = i0 + PT_ROWS < rows ? i0 + PT_ROWS : rows;                     \
+            for (Py_ssize_t jb = j0; jb < cols; jb += PT_COLS) {                           \
+                Py_ssize_t j1 = jb + PT_COLS < cols ? jb + PT_COLS : cols;                 \
+                T tile[PT_COLS][PT_ROWS]; /* each source line read once (rows whose       \
+                                             stride is 4 KB share an L1 set) */           \
+                for (Py_ssize_t i = i0; i < i1; i++)                                       \
+                    for (Py_ssize_t j = jb; j < j1; j++)                                   \
+                        tile[j - jb][i - i0] = s[i * cols + j];                            \
+                for (Py_ssize_t j = jb; j < j1; j++)                                       \
+                    for (Py_ssize_t i = i0; i < i1; i++)                                   \
+                        d[j * rows + i] = tile[j - jb][i - i0];                            \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEFINE_PLANES_TRANSPOSE(float, f)
+DEFINE_PLANES_TRANSPOSE(double, d)
+
+/* float: 8 × 8 blocks transposed in registers (three rounds of two-vector shuffles: the
+ * unpack / shuffle / 128-bit-lane permutes of AVX), the ragged edges by the tiles above */
+typedef float pt_v8f __attribute__((vector_size(32)));
+typedef int pt_v8i __attribute__((vector_size(32)));
+#define PT_SHUF(a, b, ...) __builtin_shuffle(a, b, (pt_v8i){__VA_ARGS__})
+
+static inline __attribute__((always_inline)) void
+pt_block8(const float *restrict s, float *restrict d, Py_ssize_t rows, Py_ssize_t cols,
+          Py_ssize_t i0, Py_ssize_t j0)
+{
+    pt_v8f r[8], t[8], u[8];
+    for (int k = 0; k < 8; k++)
+        memcpy(&r[k], s + (i0 + k) * cols + j0, sizeof(pt_v8f));
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = PT_SHUF(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[k + 1] = PT_SHUF(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = PT_SHUF(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 1] = PT_SHUF(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[k + 2] = PT_SHUF(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 3] = PT_SHUF(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int k = 0; k < 4; k++) {
+        pt_v8f lo = PT_SHUF(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        pt_v8f hi = PT_SHUF(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(d + (j0 + k) * rows + i0, &lo, sizeof(pt_v8f));
+        memcpy(d + (j0 + k + 4) * rows + i0, &hi, sizeof(pt_v8f));
+    }
+}
+
+static CLONES void
+planes_transpose_f(const float *restrict src, float *restrict dst, Py_ssize_t batch,
+                   Py_ssize_t rows, Py_ssize_t cols)
+{
+    Py_ssize_t r8 = rows & ~(Py_ssize_t)7, c8 = cols & ~(Py_ssize_t)7;
+    for (Py_ssize_t b = 0; b < batch; b++) {
+        const float *restrict s = src + b * rows * cols;
+        float *restrict d = dst + b * rows * cols;
+        if (rows < 8) { /* a few rows: read side by side, written in order */
+            for (Py_ssize_t j = 0; j < cols; j++)
+                for (Py_ssize_t i = 0; i < rows; i++)
+                    d[j * rows + i] = s[i * cols + j];
+            continue;
+        }
+        /* blocks along the longer side in the inner loop: the 8 rows written (or read) at
+         * once advance together instead of jumping by a row of the other side */
+        if (cols <= rows)
+            for (Py_ssize_t j0 = 0; j0 < c8; j0 += 8)
+                for (Py_ssize_t i0 = 0; i0 < r8; i0 += 8)
+                    pt_block8(s, d, rows, cols, i0, j0);
+        else
+            for (Py_ssize_t i0 = 0; i0 < r8; i0 += 8)
+                for (Py_ssize_t j0 = 0; j0 < c8; j0 += 8)
+                    pt_block8(s, d, rows, cols, i0, j0);
+        if (c8 < cols) /* the last columns of every row */
+            for (Py_ssize_t i = 0; i < r8; i++)
+                for (Py_ssize_t j = c8; j < cols; j++)
+                    d[j * rows + i] = s[i * cols + j];
+        planes_transpose_tiles_f(s, d, rows, cols, r8, 0); /* the last rows */
+    }
+}
+
+static void
+planes_transpose_d(const double *restrict src, double *restrict dst, Py_ssize_t batch,
+                   Py_ssize_t rows, Py_ssize_t cols)
+{
+    for (Py_ssize_t b = 0; b < batch; b++)
+        planes_transpose_tiles_d(src + b * rows * cols, dst + b * rows * cols, rows, cols, 0, 0);
+}
+
+static PyObject *
+planes_transpose(PyObject *module, PyObject *args)
+{
+    PyObject *ain, *aout;
+    Py_ssize_t batch, rows, cols;
+    if (!PyArg_ParseTuple(args, "OOnnn", &ain, &aout, &batch, &rows, &cols))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pin, *pout;
+    Py_ssize_t lin, lout;
+    if (buf(&b, ain, 0, 0, &fmt, &pin, &lin) < 0 || buf(&b, aout, 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    if (batch < 0 || rows < 0 || cols < 0 || lin != lout || lin != batch * rows * cols) {
+        PyErr_SetString(PyExc_ValueError, "planes_transpose: sizes do not match");
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, planes_transpose, pin, pout, batch, rows, cols);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+static PyObject *
+im2col_nhwc(PyObject *module, PyObject *args)
+{
+    return conv_nhwc(args, 0);
+}
+
+static PyObject *
+col2im_nhwc(PyObject *module, PyObject *args)
+{
+    return conv_nhwc(args, 1);
+}
+
 /* ---- batch norm over (N, C, S) and leaky ReLU ---------------------------------------------
  * batch_norm_stats: per channel c over its N planes of S elements, in double,
  *     mean = Σx / (N·S),  var = Σ(x - mean)² / (N·S),  rstd = 1/√(var + eps),
@@ -2154,6 +2410,12 @@ static PyMethodDef methods[] = {
      "leaky_relu(x, out, slope)"},
     {"leaky_relu_backward", (PyCFunction)(void (*)(void))leaky_relu_backward, METH_FASTCALL,
      "leaky_relu_backward(g, x, out, slope)"},
+    {"planes_transpose", (PyCFunction)planes_transpose, METH_VARARGS,
+     "planes_transpose(src, dst, batch, rows, cols): dst[b, j, i] = src[b, i, j]"},
+    {"im2col_nhwc", (PyCFunction)im2col_nhwc, METH_VARARGS,
+     "im2col_nhwc(x, cols, chans, batch, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, n0, rows)"},
+    {"col2im_nhwc", (PyCFunction)col2im_nhwc, METH_VARARGS,
+     "col2im_nhwc(cols, out, chans, batch, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, n0, rows)"},
     {"im2col_cn", (PyCFunction)im2col_cn, METH_VARARGS,
      "im2col_cn(x, cols, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"col2im_cn", (PyCFunction)col2im_cn, METH_VARARGS,

@@ -16,6 +16,7 @@ from chainrule.devices import np
 from chainrule.kernels import mkl
 from chainrule.kernels.matmul import matmul as _matmul
 from chainrule.kernels.reference import Kernels, conv2d_of_columns, conv2d_weight_of_columns
+from chainrule.kernels import conv as _conv
 
 __all__ = ["CpuKernels", "loops", "fits_loops"]
 
@@ -515,6 +516,10 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d(x, w, geom, groups: int) -> tuple:
+        if groups == 1 and _one_gemm(x, w) and _conv.takes(x.shape, w, geom):
+            return _conv.conv2d(x, w, geom)  # pixel-major columns (kernels/conv.py)
+        if groups == 1 and _one_gemm(x, w) and _conv.takes_stacked(x.shape, w, geom):
+            return _conv.stacked_conv2d(x, w, geom)  # one product per image
         if groups == 1 and _one_gemm(x, w) and _whole_window(x.shape, geom):
             # one window covers each image: y = x·Wᵀ on (N, C·kh·kw) rows, no columns to build
             xm = x.reshape(x.shape[0], -1)
@@ -535,11 +540,21 @@ class CpuKernels(Kernels):
         return conv2d_of_columns(cols, w, geom, groups), cols
 
     @staticmethod
+    def channel_sums(g):
+        if type(g) is np.ndarray and g.ndim >= 3 and fits_loops(g):
+            return _conv.channel_sums(g)
+        return Kernels.channel_sums(g)
+
+    @staticmethod
     def conv2d_columns(x, cols, geom):
         return cols
 
     @staticmethod
     def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
+        if isinstance(cols, _conv.NhwcColumns):
+            return _conv.weight_grad(g, cols, w_shape, geom)
+        if isinstance(cols, _conv.ImageColumns):
+            return _conv.stacked_weight_grad(g, cols, w_shape, geom)
         if cols is None:  # conv2d went chunk by chunk
             return _conv2d_weight_grad_chunked(g, x, w_shape, geom)
         if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
@@ -550,10 +565,17 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
+        if groups == 1 and _one_gemm(g, w) and _conv.takes(x_shape, w, geom):
+            return _conv.input_grad(g, w, x_shape, geom)
+        if groups == 1 and _one_gemm(g, w) and _conv.takes_stacked(x_shape, w, geom):
+            return _conv.stacked_input_grad(g, w, x_shape, geom)
         if groups == 1 and _one_gemm(g, w) and _whole_window(x_shape, geom):
             # each image is one window: dx = dy·W on (N, O) rows (a transposed convolution from
             # 1×1 inputs, as DCGAN's first layer, is this product)
-            gx = _matmul(g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1))
+            g2, w2 = g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1)
+            # one output channel (DCGAN's discriminator score): an outer product, which
+            # OpenBLAS runs ~10× slower as a GEMM with K = 1 than NumPy's broadcast multiply
+            gx = g2 * w2 if g2.shape[1] == 1 else _matmul(g2, w2)
             return gx.reshape(x_shape)
         if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
             n, c, h, wd = x_shape
