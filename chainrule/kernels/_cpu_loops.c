@@ -2141,6 +2141,277 @@ leaky_relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     RUN_TYPED_AND_RETURN(b, fmt, leaky_bwd, p[0], p[1], p[2], slope, n);
 }
 
+/* ---- cross-entropy over rows of class scores (ops16c) ----------------------------------------
+ * Forward without the softmax: each row's max m and s = Σ e^(x - m) in lanes, lse = m + ln s,
+ * the loss ln s - (x[t] - m); backward (e^(x - lse) - onehot(t))·g per row. */
+#define CE_SHORT 128 /* rows up to this long go 16 (LANES) rows at a time, a row per lane */
+#if defined(__GNUC__)
+#define CE_INLINE static inline __attribute__((always_inline)) /* into each clone */
+#else
+#define CE_INLINE static inline
+#endif
+#define DEFINE_CE(T, suffix)                                                                  \
+    /* a row's max m and Σ e^(x - m), in lanes along the row */                              \
+    CE_INLINE void ce_long_row_##suffix(const T *xr, Py_ssize_t n, T *pm, double *ps)     \
+    {                                                                                         \
+        LANES_DECL(T, suffix, mx);                                                            \
+        for (int k = 0; k < LANES; k++)                                                       \
+            mx[k] = xr[0];                                                                    \
+        Py_ssize_t j = 0;                                                                     \
+        for (; j + LANES <= n; j += LANES)                                                    \
+            LANES_MAX(T, suffix, mx, xr + j);                                                 \
+        T pad[LANES];                                                                         \
+        if (j < n) {                                                                          \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? xr[j + k] : xr[0];                                       \
+            LANES_MAX(T, suffix, mx, pad);                                                    \
+        }                                                                                     \
+        T m = mx[0];                                                                          \
+        for (int k = 1; k < LANES; k++)                                                       \
+            m = mx[k] > m ? mx[k] : m;                                                        \
+        double s = 0;                                                                         \
+        T acc[LANES] = {0};                                                                   \
+        for (j = 0; j + LANES <= n; j += LANES) {                                             \
+            for (int k = 0; k < LANES; k++)                                                   \
+                acc[k] += exp_##suffix(xr[j + k] - m);                                        \
+            if ((j + LANES) % SUM_BLOCK == 0) { /* blocks' totals in double */                \
+                for (int k = 0; k < LANES; k++) {                                             \
+                    s += acc[k];                                                              \
+                    acc[k] = 0;                                                               \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        if (j < n) { /* the tail, padded with m, whose e^0 are left out */                   \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? xr[j + k] : m;                                           \
+            for (int k = 0; k < LANES; k++) {                                                 \
+                T e = exp_##suffix(pad[k] - m);                                               \
+                acc[k] += j + k < n ? e : (T)0;                                               \
+            }                                                                                 \
+        }                                                                                     \
+        for (int w = LANES / 2; w > 0; w /= 2)                                                \
+            for (int k = 0; k < w; k++)                                                       \
+                acc[k] += acc[k + w];                                                         \
+        *pm = m;                                                                              \
+        *ps = s + acc[0];                                                                     \
+    }                                                                                         \
+    /* the max m and Σ e^(x - m) of rows r0 .. r0 + nr - 1 (nr <= LANES, n <= CE_SHORT): the \
+     * rows transposed into lanes (the last row repeated), then whole-lane passes */         \
+    CE_INLINE void ce_short_rows_##suffix(const T *x, Py_ssize_t nr, Py_ssize_t n,        \
+                                              T *pm, double *ps)                              \
+    {                                                                                         \
+        T tr[CE_SHORT * LANES];                                                               \
+        for (int k = 0; k < LANES; k++) {                                                     \
+            const T *xr = x + (k < nr ? k : nr - 1) * n;                                      \
+            for (Py_ssize_t j = 0; j < n; j++)                                                \
+                tr[j * LANES + k] = xr[j];                                                    \
+        }                                                                                     \
+        LANES_DECL(T, suffix, mx);                                                            \
+        for (int k = 0; k < LANES; k++)                                                       \
+            mx[k] = tr[k];                                                                    \
+        for (Py_ssize_t j = 1; j < n; j++)                                                    \
+            LANES_MAX(T, suffix, mx, tr + j * LANES);                                         \
+        T m[LANES], acc[LANES] = {0};                                                         \
+        for (int k = 0; k < LANES; k++)                                                       \
+            m[k] = mx[k];                                                                     \
+        for (Py_ssize_t j = 0; j < n; j++)                                                    \
+            for (int k = 0; k < LANES; k++)                                                   \
+                acc[k] += exp_##suffix(tr[j * LANES + k] - m[k]);                             \
+        for (int k = 0; k < nr; k++) {                                                        \
+            pm[k] = m[k];                                                                     \
+            ps[k] = acc[k];                                                                   \
+        }                                                                                     \
+    }                                                                                         \
+    CLONES static int ce_rows_##suffix(const T *x, const int64_t *t, int64_t ignore, T *lse,  \
+                                       T *nll, T *out, int mode, Py_ssize_t rows,             \
+                                       Py_ssize_t n)                                          \
+    {                                                                                         \
+        double total = 0;                                                                     \
+        Py_ssize_t count = 0;                                                                 \
+        int bad = 0;                                                                          \
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += LANES) {                                     \
+            Py_ssize_t nr = rows - r0 < LANES ? rows - r0 : LANES;                            \
+            T ms[LANES];                                                                      \
+            double ss[LANES];                                                                 \
+            if (n <= CE_SHORT)                                                                \
+                ce_short_rows_##suffix(x + r0 * n, nr, n, ms, ss);                            \
+            else                                                                              \
+                for (Py_ssize_t k = 0; k < nr; k++)                                           \
+                    ce_long_row_##suffix(x + (r0 + k) * n, n, ms + k, ss + k);                \
+            for (Py_ssize_t k = 0; k < nr; k++) {                                             \
+                Py_ssize_t r = r0 + k;                                                        \
+                T m = ms[k], ls = (T)log(ss[k]);                                              \
+                lse[r] = m + ls;                                                              \
+                int64_t c = t[r];                                                             \
+                if (c == ignore) {                                                            \
+                    nll[r] = 0;                                                               \
+                    continue;                                                                 \
+                }                                                                             \
+                if (c < 0 || c >= n) {                                                        \
+                    bad = 1;                                                                  \
+                    nll[r] = 0;                                                               \
+                    continue;                                                                 \
+                }                                                                             \
+                nll[r] = ls - (x[r * n + c] - m);                                             \
+                total += nll[r];                                                              \
+                count++;                                                                      \
+            }                                                                                 \
+        }                                                                                     \
+        out[0] = (T)(mode == 2 ? total / (double)count : total);                              \
+        out[1] = (T)count;                                                                    \
+        return bad;                                                                           \
+    }                                                                                         \
+    CLONES static void ce_rows_backward_##suffix(const T *x, const T *lse, const int64_t *t,  \
+                                                 int64_t ignore, const T *g, int per_row,     \
+                                                 double scale, T *gx, Py_ssize_t rows,        \
+                                                 Py_ssize_t n)                                \
+    {                                                                                         \
+        if (n >= 256) { /* long rows: one pass each */                                     \
+            for (Py_ssize_t r = 0; r < rows; r++) {                                           \
+                const T *xr = x + r * n;                                                      \
+                T *o = gx + r * n;                                                            \
+                int64_t c = t[r];                                                             \
+                int skip = c == ignore || c < 0 || c >= n;                                    \
+                T gr = skip ? (T)0 : (T)(g[per_row ? r : 0] * scale), l = lse[r];             \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    o[j] = exp_##suffix(xr[j] - l) * gr;                                      \
+                if (!skip)                                                                    \
+                    o[c] -= gr;                                                               \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
+        /* short rows: x - lse row by row, then e^ over the whole block (no per-row tails),    \
+         * then ·g */                                                                         \
+        Py_ssize_t block = 4096 / n;                                                          \
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += block) {                                     \
+            Py_ssize_t r1 = rows - r0 < block ? rows : r0 + block;                            \
+            for (Py_ssize_t r = r0; r < r1; r++) {                                            \
+                const T *xr = x + r * n;                                                      \
+                T *o = gx + r * n, l = lse[r];                                                \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    o[j] = xr[j] - l;                                                         \
+            }                                                                                 \
+            T *o = gx + r0 * n;                                                               \
+            for (Py_ssize_t i = 0; i < (r1 - r0) * n; i++)                                    \
+                o[i] = exp_##suffix(o[i]);                                                    \
+            for (Py_ssize_t r = r0; r < r1; r++) {                                            \
+                T *o = gx + r * n;                                                            \
+                int64_t c = t[r];                                                             \
+                int skip = c == ignore || c < 0 || c >= n; /* ·0: NaN stays NaN, as torch */  \
+                T gr = skip ? (T)0 : (T)(g[per_row ? r : 0] * scale);                         \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    o[j] *= gr;                                                               \
+                if (!skip)                                                                    \
+                    o[c] -= gr;                                                               \
+            }                                                                                 \
+        }                                                                                     \
+    }
+DEFINE_CE(float, f)
+DEFINE_CE(double, d)
+
+/* the int64 buffer of array ``a`` (C-contiguous) */
+static int
+int64_buf(Bufs *b, PyObject *a, const int64_t **data, Py_ssize_t *len)
+{
+    Py_buffer *v = &b->v[b->n];
+    if (PyObject_GetBuffer(a, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    b->n++;
+    char f = v->format ? v->format[0] : 0;
+    if (v->itemsize != 8 || (f != 'l' && f != 'q') || v->format[1] != 0) {
+        PyErr_SetString(PyExc_TypeError, "expected an int64 array of targets");
+        return -1;
+    }
+    *data = v->buf;
+    *len = v->len / 8;
+    return 0;
+}
+
+/* cross_entropy_rows(x, t, ignore, lse, nll, out, mode): for the rows of n = x.shape[1]
+ * classes (n given by lse: rows = len(lse)), lse = ln Σ e^x per row, nll = lse - x[t] (0 where
+ * t == ignore), out = [Σ nll (mode 1) or its mean over rows not ignored (mode 2), that count].
+ * Returns True when every target not ignored is in [0, n), else False (those rows give 0). */
+static PyObject *
+cross_entropy_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *plse, *pnll, *pout;
+    const int64_t *pt;
+    Py_ssize_t len, lt, rows, lnll, lout;
+    const char *usage = "cross_entropy_rows(x, t, ignore, lse, nll, out, mode)";
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    long long ignore = PyLong_AsLongLong(args[2]);
+    int mode = (int)PyLong_AsLong(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0 || int64_buf(&b, args[1], &pt, &lt) < 0
+        || buf(&b, args[3], 1, 0, &fmt, &plse, &rows) < 0
+        || buf(&b, args[4], 1, 0, &fmt, &pnll, &lnll) < 0
+        || buf(&b, args[5], 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    if (rows <= 0 || len % rows != 0 || len / rows <= 0 || lt != rows || lnll != rows
+        || lout != 2) {
+        PyErr_Format(PyExc_ValueError, "%s: sizes do not match", usage);
+        goto fail;
+    }
+    Py_ssize_t n = len / rows;
+    int bad;
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        bad = ce_rows_f(px, pt, ignore, plse, pnll, pout, mode, rows, n);
+    else
+        bad = ce_rows_d(px, pt, ignore, plse, pnll, pout, mode, rows, n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    return PyBool_FromLong(!bad);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* cross_entropy_rows_backward(x, lse, t, ignore, g, scale, gx): per row of x,
+ * gx = (e^(x - lse) - onehot(t))·g·scale, g one number or one per row; e^(x - lse)·0 on rows
+ * whose target is ignore (or out of range): 0, or NaN where the row's softmax is, as torch */
+static PyObject *
+cross_entropy_rows_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *plse, *pg, *pgx;
+    const int64_t *pt;
+    Py_ssize_t len, lt, rows, lg, lgx;
+    const char *usage = "cross_entropy_rows_backward(x, lse, t, ignore, g, scale, gx)";
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    long long ignore = PyLong_AsLongLong(args[3]);
+    double scale = PyFloat_AsDouble(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0
+        || buf(&b, args[1], 0, 0, &fmt, &plse, &rows) < 0 || int64_buf(&b, args[2], &pt, &lt) < 0
+        || buf(&b, args[4], 0, 0, &fmt, &pg, &lg) < 0
+        || buf(&b, args[6], 1, 0, &fmt, &pgx, &lgx) < 0)
+        goto fail;
+    if (rows <= 0 || len % rows != 0 || len / rows <= 0 || lt != rows || lgx != len
+        || (lg != 1 && lg != rows)) {
+        PyErr_Format(PyExc_ValueError, "%s: sizes do not match", usage);
+        goto fail;
+    }
+    Py_ssize_t n = len / rows;
+    int per_row = lg != 1;
+    RUN_TYPED_AND_RETURN(b, fmt, ce_rows_backward, px, plse, pt, ignore, pg, per_row, scale, pgx,
+                         rows, n);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"col2im_rows", (PyCFunction)col2im_rows, METH_VARARGS,
      "col2im_rows(out, src, starts, rows): out[r] = 0; out[r, starts[t]:+L] += src[r, t]"},
@@ -2178,6 +2449,10 @@ static PyMethodDef methods[] = {
      "softmax_rows(x, y, n, log): softmax (log_softmax if log) of each row of n elements"},
     {"softmax_backward_rows", (PyCFunction)(void (*)(void))softmax_backward_rows, METH_FASTCALL,
      "softmax_backward_rows(g, y, gx, n, log): their backward from the output y"},
+    {"cross_entropy_rows", (PyCFunction)(void (*)(void))cross_entropy_rows, METH_FASTCALL,
+     "cross_entropy_rows(x, t, ignore, lse, nll, out, mode): row log-sum-exps and losses"},
+    {"cross_entropy_rows_backward", (PyCFunction)(void (*)(void))cross_entropy_rows_backward,
+     METH_FASTCALL, "cross_entropy_rows_backward(x, lse, t, ignore, g, scale, gx)"},
     {"sum_rows", (PyCFunction)(void (*)(void))sum_rows, METH_FASTCALL,
      "sum_rows(x, out, n): out[r] = sum of row r (rows of n elements)"},
     {"cat_rows", (PyCFunction)(void (*)(void))cat_rows, METH_FASTCALL,

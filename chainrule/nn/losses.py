@@ -350,7 +350,7 @@ class CrossEntropyRows(Op):
         ctx.save_for_backward(x)
         ctx.t, ctx.lse, ctx.count = t, lse, out[1:]
         ctx.ignore, ctx.reduction = ignore_index, reduction
-        return nll if reduction == "none" else out[0]
+        return nll if reduction == "none" else out[0, ...]
 
     @staticmethod
     def backward(ctx, g):
@@ -425,7 +425,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         if stats is not None:
             _check_bounds(t1, t1 != ignore_index, x2.shape[1])  # (GPU: under detect_anomaly)
             loss = CrossEntropyRows.apply(x2, t1, stats, ignore_index, reduction)
-            return loss.reshape(*out_shape) if reduction == "none" else loss
+            if reduction == "none" and tuple(loss.shape) != out_shape:
+                return loss.reshape(*out_shape)
+            return loss
         valid = t1 != ignore_index
         if not devices.is_gpu_array(t1) and valid.all():  # on the GPU: no read-back, keep the mask
             valid = None

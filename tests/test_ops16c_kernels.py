@@ -1,0 +1,120 @@
+"""The C loops added for issue 16's per-op rows: each against torch (or NumPy), on
+non-contiguous inputs, float32 and float64, and edge shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.kernels import CPU, REFERENCE
+from chainrule.kernels import cpu as cpu_kernels
+
+torch = pytest.importorskip("torch")
+F = cr.nn.functional
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _ce_pair(x, t, **kw):
+    a, b = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    la = F.cross_entropy(a, cr.tensor(t), **kw)
+    lb = torch.nn.functional.cross_entropy(b, torch.tensor(t), **kw)
+    g = np.random.default_rng(3).standard_normal(tuple(lb.shape)).astype(x.dtype)
+    la.backward(cr.tensor(g))
+    lb.backward(torch.tensor(g))
+    return la, lb, a.grad, b.grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 11145), (17, 3), (32, 10), (384, 65), (512, 27),
+                                   (33, 128), (5, 129), (40, 1000)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_rows_kernel_matches_torch(dtype, shape, reduction):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(shape) * 6).astype(dtype)
+    x[0, 0] = 90  # a row whose max is far above the rest: e^(x - m) underflows
+    t = rng.integers(0, shape[1], shape[0])
+    t[::7] = -1
+    la, lb, ga, gb = _ce_pair(x, t, reduction=reduction, ignore_index=-1)
+    tol = TOL[dtype]
+    assert la.dtype == getattr(cr, np.dtype(dtype).name)
+    np.testing.assert_allclose(la.detach().numpy(), lb.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=tol, atol=tol)
+
+
+def test_cross_entropy_rows_kernel_is_used_and_checks_targets():
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    t = np.array([0, 1, 2, 3, -100, 1])
+    assert CPU.cross_entropy_rows(x, t, -100, "mean") is not None
+    lse, nll, out = CPU.cross_entropy_rows(x, t, -100, "sum")
+    want_lse = np.log(np.exp(x.astype(np.float64)).sum(1))
+    np.testing.assert_allclose(lse, want_lse, rtol=1e-6)
+    assert nll[4] == 0 and out[1] == 5
+    np.testing.assert_allclose(out[0], nll.sum(), rtol=1e-6)
+    # out of range (not ignored): the kernel declines, the generic path raises torch's error
+    assert CPU.cross_entropy_rows(x, np.array([0, 1, 2, 4, 0, 0]), -100, "mean") is None
+    with pytest.raises(IndexError, match="Target 4 is out of bounds"):
+        F.cross_entropy(cr.tensor(x), cr.tensor([0, 1, 2, 4, 0, 0]))
+    with pytest.raises(IndexError, match="Target -3 is out of bounds"):
+        F.cross_entropy(cr.tensor(x), cr.tensor([0, 1, 2, -3, 0, 0]))
+    # int32 targets, non-contiguous scores: not the kernel's, same answers through the rest
+    xt = np.asfortranarray(x)
+    assert CPU.cross_entropy_rows(xt, t, -100, "mean") is None
+    assert CPU.cross_entropy_rows(x, t.astype(np.int32), -100, "mean") is None
+
+
+def test_cross_entropy_rows_kernel_non_contiguous_and_int32_targets_match_torch():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((30, 12)).astype(np.float32)
+    t = rng.integers(0, 30, 12)
+    a = cr.tensor(x, requires_grad=True)
+    b = torch.tensor(x, requires_grad=True)
+    la = F.cross_entropy(a.t(), cr.tensor(t))  # (12, 30), not contiguous
+    lb = torch.nn.functional.cross_entropy(b.t(), torch.tensor(t))
+    la.backward()
+    lb.backward()
+    np.testing.assert_allclose(la.item(), lb.item(), rtol=1e-6)
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_cross_entropy_rows_all_ignored_and_infinities_like_torch():
+    x = np.array([[1.0, np.inf, 0.0], [-np.inf, 0.0, 1.0], [2.0, 1.0, np.nan]], np.float32)
+    for t in ([1, 0, 2], [-100, -100, -100], [0, 2, -100]):
+        for reduction in ("mean", "sum", "none"):
+            la, lb, ga, gb = _ce_pair(x, np.array(t), reduction=reduction)
+            np.testing.assert_allclose(la.detach().numpy(), lb.detach().numpy(), rtol=1e-6)
+            np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-6)
+
+
+def test_cross_entropy_rows_double_backward_matches_torch():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 5))
+    t = rng.integers(0, 5, 7)
+    a = cr.tensor(x, requires_grad=True)
+    b = torch.tensor(x, requires_grad=True)
+    (ga,) = cr.autograd.grad(F.cross_entropy(a, cr.tensor(t)), a, create_graph=True)
+    (gb,) = torch.autograd.grad(torch.nn.functional.cross_entropy(b, torch.tensor(t)), b,
+                                create_graph=True)
+    (ga * ga).sum().backward()
+    (gb * gb).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert cr.autograd.gradcheck(lambda z: F.cross_entropy(z, cr.tensor(t), ignore_index=2),
+                                 (cr.tensor(x, requires_grad=True),))
+
+
+def test_cross_entropy_rows_backward_kernel_matches_the_reference():
+    rng = np.random.default_rng(9)
+    for dtype in (np.float32, np.float64):
+        for shape in ((20, 7), (3, 300)):
+            x = rng.standard_normal(shape).astype(dtype)
+            t = rng.integers(0, shape[1], shape[0])
+            t[1] = -5
+            for reduction in ("mean", "sum", "none"):
+                lse, nll, out = CPU.cross_entropy_rows(x, t, -5, reduction)
+                g = (rng.standard_normal(shape[0]) if reduction == "none"
+                     else np.array(1.7)).astype(dtype)
+                got = CPU.cross_entropy_rows_backward(g, x, lse, t, out[1:], -5, reduction)
+                want = REFERENCE.cross_entropy_rows_backward(g, x, lse, t, out[1:], -5,
+                                                             reduction)
+                np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype])
+    assert cpu_kernels.loops is None or hasattr(cpu_kernels.loops, "cross_entropy_rows")
