@@ -118,3 +118,37 @@ def test_cross_entropy_rows_backward_kernel_matches_the_reference():
                                                              reduction)
                 np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype])
     assert cpu_kernels.loops is None or hasattr(cpu_kernels.loops, "cross_entropy_rows")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32, np.complex64])
+@pytest.mark.parametrize("shape,perm", [((300, 200), (1, 0)), ((3, 130, 257), (0, 2, 1)),
+                                        ((129, 2, 140), (2, 1, 0)), ((2, 150, 3, 131), (0, 3, 2, 1)),
+                                        ((128, 128), (1, 0))])
+def test_copy_kernel_matches_numpy_on_transposed_layouts(dtype, shape, perm):
+    x = (np.random.default_rng(1).standard_normal(shape) * 100).astype(dtype).transpose(perm)
+    for v in (x, x[::-1], x[..., ::2], x[1:]):
+        got = CPU.copy(v)
+        assert got.flags.c_contiguous and got.dtype == v.dtype and got.shape == v.shape
+        np.testing.assert_array_equal(got, v)
+        assert not np.shares_memory(got, v)
+
+
+def test_copy_kernel_declines_what_it_does_not_tile():
+    loops = cpu_kernels.loops
+    if loops is None:
+        pytest.skip("built without the C loops")
+    x = np.arange(300 * 200, dtype=np.float32).reshape(300, 200)
+    out = np.empty((300, 100), np.float32)
+    assert loops.strided_copy(x[:, ::2], out) is False  # densest along the last axis already
+    small = np.ones((20, 30), np.float32).T
+    assert loops.strided_copy(small, np.empty((30, 20), np.float32)) is False
+    big = x.T
+    out = np.empty(big.shape, np.float32)
+    assert loops.strided_copy(big, out) is True
+    np.testing.assert_array_equal(out, big)
+    with pytest.raises((ValueError, BufferError, TypeError)):
+        loops.strided_copy(big, np.empty(big.shape, np.float32).T)  # dst must be C-contiguous
+    obj = np.empty((200, 200), object).T
+    assert CPU.copy(obj).flags.c_contiguous  # object arrays: NumPy's copy
+    for a in (np.ones((0, 5), np.float32).T, np.float32(3.0) * np.ones(()), x[:, :1]):
+        np.testing.assert_array_equal(CPU.copy(a), a)

@@ -2412,6 +2412,107 @@ fail:
     return NULL;
 }
 
+/* ---- copies of strided arrays into C order (ops16c) ---------------------------------------
+ * strided_copy(src, dst): dst (C-contiguous, src's shape and item size) = src, any strides: when
+ * src's smallest stride is not along the last axis (a transposed array), in tiles of that axis
+ * and the last one, so that both the reads and the writes stay in cache lines. */
+#define TC_BLOCK 64  /* in 64 x 64 blocks: few pages at a time */
+#define DEFINE_TILED_COPY(T, suffix, TC_TILE)                                                       \
+    static void tiled_copy_##suffix(const char *src, T *dst, Py_ssize_t rows, Py_ssize_t cols, \
+                                    Py_ssize_t s_row, Py_ssize_t s_col, Py_ssize_t d_row)     \
+    {                                                                                         \
+        for (Py_ssize_t b0 = 0; b0 < rows; b0 += TC_BLOCK)                                    \
+            for (Py_ssize_t c0 = 0; c0 < cols; c0 += TC_BLOCK) {                              \
+                Py_ssize_t b1 = rows - b0 < TC_BLOCK ? rows : b0 + TC_BLOCK;                  \
+                Py_ssize_t c1 = cols - c0 < TC_BLOCK ? cols : c0 + TC_BLOCK;                  \
+                for (Py_ssize_t i0 = b0; i0 < b1; i0 += TC_TILE) {                            \
+                    Py_ssize_t i1 = b1 - i0 < TC_TILE ? b1 : i0 + TC_TILE;                    \
+                    for (Py_ssize_t j0 = c0; j0 < c1; j0 += TC_TILE) {                        \
+                        Py_ssize_t j1 = c1 - j0 < TC_TILE ? c1 : j0 + TC_TILE;                \
+                        for (Py_ssize_t j = j0; j < j1; j++) {                                \
+                            const char *s = src + j * s_col;                                  \
+                            T *d = dst + j;                                                   \
+                            for (Py_ssize_t i = i0; i < i1; i++) {                            \
+                                T v;                                                          \
+                                memcpy(&v, s + i * s_row, sizeof(T));                         \
+                                d[i * d_row] = v;                                             \
+                            }                                                                 \
+                        }                                                                     \
+                    }                                                                         \
+                }                                                                             \
+            }                                                                                 \
+    }
+/* tiles of 8 x 8 floats, 4 x 4 doubles: few cache lines each way (power-of-two strides alias
+ * in the cache sets) */
+DEFINE_TILED_COPY(uint32_t, 4, 8)
+DEFINE_TILED_COPY(uint64_t, 8, 4)
+
+/* Returns True when copied, False when the layout is not a transposed one (the caller copies). */
+static PyObject *
+strided_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer s, d;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected strided_copy(src, dst)");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &s, PyBUF_STRIDES | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &d, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&s);
+        return NULL;
+    }
+    int ok = s.ndim == d.ndim && s.ndim >= 2 && s.ndim <= 32 && s.itemsize == d.itemsize
+             && (s.itemsize == 4 || s.itemsize == 8) && s.suboffsets == NULL;
+    for (int k = 0; ok && k < s.ndim; k++)
+        ok = s.shape[k] == d.shape[k] && s.shape[k] > 0;
+    int n = s.ndim, a = n - 1, b = -1;
+    Py_ssize_t item = s.itemsize;
+    for (int k = 0; ok && k < n; k++) /* b: the axis along which src is densest */
+        if (s.shape[k] > 1 && (b < 0 || llabs(s.strides[k]) < llabs(s.strides[b])))
+            b = k;
+    if (!ok || b < 0 || b == a || s.shape[a] < 128 || s.shape[b] < 128) { /* (NumPy's is as
+                                                                          * fast on small ones) */
+        PyBuffer_Release(&s);
+        PyBuffer_Release(&d);
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t dstr[32], idx[32] = {0}, outer = 1;
+    dstr[n - 1] = 1;
+    for (int k = n - 2; k >= 0; k--)
+        dstr[k] = dstr[k + 1] * d.shape[k + 1];
+    for (int k = 0; k < n; k++)
+        if (k != a && k != b)
+            outer *= s.shape[k];
+    const char *src = s.buf;
+    char *dst = d.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t o = 0; o < outer; o++) {
+        Py_ssize_t so = 0, dof = 0;
+        for (int k = 0; k < n; k++) {
+            so += idx[k] * s.strides[k];
+            dof += idx[k] * dstr[k];
+        }
+        if (item == 4)
+            tiled_copy_4(src + so, (uint32_t *)dst + dof, s.shape[b], s.shape[a], s.strides[b],
+                         s.strides[a], dstr[b]);
+        else
+            tiled_copy_8(src + so, (uint64_t *)dst + dof, s.shape[b], s.shape[a], s.strides[b],
+                         s.strides[a], dstr[b]);
+        for (int k = n - 1; k >= 0; k--) { /* the next index over the other axes */
+            if (k == a || k == b)
+                continue;
+            if (++idx[k] < s.shape[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&d);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"col2im_rows", (PyCFunction)col2im_rows, METH_VARARGS,
      "col2im_rows(out, src, starts, rows): out[r] = 0; out[r, starts[t]:+L] += src[r, t]"},
@@ -2453,6 +2554,8 @@ static PyMethodDef methods[] = {
      "cross_entropy_rows(x, t, ignore, lse, nll, out, mode): row log-sum-exps and losses"},
     {"cross_entropy_rows_backward", (PyCFunction)(void (*)(void))cross_entropy_rows_backward,
      METH_FASTCALL, "cross_entropy_rows_backward(x, lse, t, ignore, g, scale, gx)"},
+    {"strided_copy", (PyCFunction)(void (*)(void))strided_copy, METH_FASTCALL,
+     "strided_copy(src, dst): a transposed src copied into C-contiguous dst in tiles"},
     {"sum_rows", (PyCFunction)(void (*)(void))sum_rows, METH_FASTCALL,
      "sum_rows(x, out, n): out[r] = sum of row r (rows of n elements)"},
     {"cat_rows", (PyCFunction)(void (*)(void))cat_rows, METH_FASTCALL,

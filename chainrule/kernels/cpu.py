@@ -974,3 +974,17 @@ def _cross_entropy_rows_backward(g, x, lse, t, count, ignore_index: int, reducti
 
 CpuKernels.cross_entropy_rows = staticmethod(_cross_entropy_rows)
 CpuKernels.cross_entropy_rows_backward = staticmethod(_cross_entropy_rows_backward)
+
+
+def _copy(x):
+    """A C-contiguous copy of array x (``x.copy()``): a transposed layout in tiles, in C."""
+    if (type(x) is np.ndarray and x.ndim >= 2 and x.size >= 4096 and not x.flags.c_contiguous
+            and x.itemsize in (4, 8) and not x.dtype.hasobject
+            and hasattr(loops, "strided_copy")):
+        out = np.empty(x.shape, x.dtype)
+        if loops.strided_copy(x, out):
+            return out
+    return x.copy()
+
+
+CpuKernels.copy = staticmethod(_copy)
