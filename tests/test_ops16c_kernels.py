@@ -121,9 +121,9 @@ def test_cross_entropy_rows_backward_kernel_matches_the_reference():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32, np.complex64])
-@pytest.mark.parametrize("shape,perm", [((300, 200), (1, 0)), ((3, 130, 257), (0, 2, 1)),
-                                        ((129, 2, 140), (2, 1, 0)), ((2, 150, 3, 131), (0, 3, 2, 1)),
-                                        ((128, 128), (1, 0))])
+@pytest.mark.parametrize("shape,perm", [
+    ((300, 200), (1, 0)), ((3, 130, 257), (0, 2, 1)), ((129, 2, 140), (2, 1, 0)),
+    ((2, 150, 3, 131), (0, 3, 2, 1)), ((128, 128), (1, 0))])
 def test_copy_kernel_matches_numpy_on_transposed_layouts(dtype, shape, perm):
     x = (np.random.default_rng(1).standard_normal(shape) * 100).astype(dtype).transpose(perm)
     for v in (x, x[::-1], x[..., ::2], x[1:]):
