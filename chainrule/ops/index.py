@@ -220,7 +220,8 @@ class Scatter(Op):
 
 def _raw_index(index, name: str, like) -> np.ndarray:
     idx = index._data if isinstance(index, Tensor) else devices.asarray_on(index, like)
-    devices.check_same_device((like, idx), f"{name}()", " (index)")
+    if type(idx) is not np.ndarray or type(like) is not np.ndarray:  # (two NumPy arrays: CPU)
+        devices.check_same_device((like, idx), f"{name}()", " (index)")
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"{name}(): Expected dtype int64 for index, got {idx.dtype}")
     return idx
