@@ -152,3 +152,25 @@ def test_copy_kernel_declines_what_it_does_not_tile():
     assert CPU.copy(obj).flags.c_contiguous  # object arrays: NumPy's copy
     for a in (np.ones((0, 5), np.float32).T, np.float32(3.0) * np.ones(()), x[:, :1]):
         np.testing.assert_array_equal(CPU.copy(a), a)
+
+
+@pytest.mark.parametrize("itype", [np.int64, np.int32, np.int16, np.uint8])
+def test_gather_bounds_check_in_one_pass_keeps_torch_errors(itype):
+    x = cr.tensor(np.arange(12.0).reshape(3, 4))
+    ok = np.array([[0, 3], [1, 2], [3, 3]], itype)
+    np.testing.assert_array_equal(cr.gather(x, 1, cr.tensor(ok)).numpy(),
+                                  np.take_along_axis(x.numpy(), ok.astype(np.int64), 1))
+    bad = ok.copy()
+    bad[1, 1] = 4
+    with pytest.raises(RuntimeError, match="gather\\(\\): index 4 is out of bounds for dimension 1"
+                                           " with size 4"):
+        cr.gather(x, 1, cr.tensor(bad))
+    if np.dtype(itype).kind == "i":
+        bad[1, 1] = -1
+        with pytest.raises(RuntimeError, match="index -1 is out of bounds"):
+            cr.gather(x, 1, cr.tensor(bad))
+        with pytest.raises(RuntimeError, match="index -1 is out of bounds"):
+            x.scatter_add(1, cr.tensor(bad), cr.tensor(np.ones((3, 2))))
+    t = cr.tensor(np.array([[0, 3], [1, 2], [3, 3]]).T.copy().T)  # non-contiguous index
+    np.testing.assert_array_equal(cr.gather(x, 1, t).numpy(),
+                                  np.take_along_axis(x.numpy(), t.numpy(), 1))

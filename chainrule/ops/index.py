@@ -240,7 +240,9 @@ def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
                 f"{name}(): Size does not match at dimension {d} expected index {list(idx.shape)}"
                 f" to be smaller than self {list(shape)} apart from dimension {dim}"
             )
-    if idx.size and (idx.min() < 0 or idx.max() >= shape[dim]):  # no wrap-around, as torch
+    # no wrap-around, as torch; one pass: a negative index is a huge one as unsigned
+    unsigned = idx.view(f"u{idx.itemsize}") if idx.dtype.kind == "i" else idx
+    if idx.size and unsigned.max() >= shape[dim]:
         raise RuntimeError(
             f"{name}(): index {int(idx.max() if idx.max() >= shape[dim] else idx.min())} is out "
             f"of bounds for dimension {dim} with size {shape[dim]}"
