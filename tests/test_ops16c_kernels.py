@@ -174,3 +174,46 @@ def test_gather_bounds_check_in_one_pass_keeps_torch_errors(itype):
     t = cr.tensor(np.array([[0, 3], [1, 2], [3, 3]]).T.copy().T)  # non-contiguous index
     np.testing.assert_array_equal(cr.gather(x, 1, t).numpy(),
                                   np.take_along_axis(x.numpy(), t.numpy(), 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(), (7,), (5, 3, 4)])
+def test_mse_loss_one_gate_matches_torch(dtype, reduction, shape):
+    rng = np.random.default_rng(6)
+    xv, yv = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    for target_grad in (False, True):
+        a, b = cr.tensor(xv, requires_grad=True), torch.tensor(xv, requires_grad=True)
+        ya = cr.tensor(yv, requires_grad=target_grad)
+        yb = torch.tensor(yv, requires_grad=target_grad)
+        la, lb = F.mse_loss(a, ya, reduction=reduction), TF_mse(b, yb, reduction=reduction)
+        assert la.dtype == getattr(cr, np.dtype(dtype).name)
+        g = rng.standard_normal(tuple(lb.shape)).astype(dtype)
+        la.backward(cr.tensor(g))
+        lb.backward(torch.tensor(g))
+        tol = TOL[dtype] * 10
+        np.testing.assert_allclose(la.detach().numpy(), lb.detach().numpy(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=tol, atol=tol)
+        assert (ya.grad is None) == (not target_grad)
+        if target_grad:
+            np.testing.assert_allclose(ya.grad.numpy(), yb.grad.numpy(), rtol=tol, atol=tol)
+
+
+def TF_mse(x, y, **kw):
+    return torch.nn.functional.mse_loss(x, y, **kw)
+
+
+def test_mse_loss_one_gate_second_derivatives_and_non_contiguous():
+    rng = np.random.default_rng(7)
+    x = cr.tensor(rng.standard_normal((4, 6)), requires_grad=True)
+    y = cr.tensor(rng.standard_normal((6, 4)), requires_grad=True)
+    for red in ("mean", "sum", "none"):
+        assert cr.autograd.gradcheck(lambda p, q: F.mse_loss(p, q.t(), reduction=red), (x, y))
+        assert cr.autograd.gradgradcheck(lambda p, q: F.mse_loss(p, q.t(), reduction=red),
+                                         (x, y))
+    # broadcasting targets (torch warns) and int targets keep the general path
+    with pytest.warns(UserWarning):
+        got = F.mse_loss(x, cr.tensor(np.ones((1, 6)))).item()
+    want = torch.nn.functional.mse_loss(torch.tensor(x.detach().numpy()),
+                                        torch.ones((1, 6), dtype=torch.float64)).item()
+    assert abs(got - want) < 1e-12
