@@ -177,6 +177,27 @@ relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 DEFINE_ROW_SUMS(float, f)
 DEFINE_ROW_SUMS(double, d)
 
+/* Σ (a - m)² in double, in the lanes of dot_ (the differences rounded to T first) */
+#define DEFINE_SQDEV(T, suffix)                                                      \
+    static inline double sqdev_##suffix(const T *a, T m, Py_ssize_t n)               \
+    {                                                                                \
+        double acc[8] = {0};                                                         \
+        Py_ssize_t j = 0;                                                            \
+        for (; j + 8 <= n; j += 8)                                                   \
+            for (int k = 0; k < 8; k++) {                                            \
+                T d = a[j + k] - m;                                                  \
+                acc[k] += (double)d * d;                                             \
+            }                                                                        \
+        for (; j < n; j++) {                                                         \
+            T d = a[j] - m;                                                          \
+            acc[0] += (double)d * d;                                                 \
+        }                                                                            \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                             \
+               ((acc[4] + acc[5]) + (acc[6] + acc[7]));                              \
+    }
+DEFINE_SQDEV(float, f)
+DEFINE_SQDEV(double, d)
+
 #define LN_FORWARD(T, suffix)                                                \
     CLONES static void ln_forward_##suffix(const T *x, const T *w, const T *bias,   \
                                            double eps, T *y, T *xh, T *rs,         \
@@ -186,21 +207,28 @@ DEFINE_ROW_SUMS(double, d)
             const T *xr = x + r * n;                                         \
             T *xhr = xh + r * n, *yr = y + r * n;                            \
             T mean = (T)(sum_##suffix(xr, n) / n);                           \
-            for (Py_ssize_t j = 0; j < n; j++)                               \
-                xhr[j] = xr[j] - mean;                                       \
-            T rstd = (T)(1.0 / sqrt(dot_##suffix(xhr, xhr, n) / n + eps));   \
+            /* Σ (x - mean)² without storing x - mean, then x̂ and y in one    \
+             * pass (the same roundings as x̂ = x - mean; Σ x̂·x̂; x̂ *= rstd) */ \
+            T rstd = (T)(1.0 / sqrt(sqdev_##suffix(xr, mean, n) / n + eps)); \
             rs[r] = rstd;                                                    \
-            for (Py_ssize_t j = 0; j < n; j++)                               \
-                xhr[j] *= rstd;                                              \
             if (w && bias)                                                   \
-                for (Py_ssize_t j = 0; j < n; j++)                           \
-                    yr[j] = xhr[j] * w[j] + bias[j];                         \
+                for (Py_ssize_t j = 0; j < n; j++) {                         \
+                    T h = (xr[j] - mean) * rstd;                             \
+                    xhr[j] = h;                                              \
+                    yr[j] = h * w[j] + bias[j];                              \
+                }                                                            \
             else if (w)                                                      \
-                for (Py_ssize_t j = 0; j < n; j++)                           \
-                    yr[j] = xhr[j] * w[j];                                   \
+                for (Py_ssize_t j = 0; j < n; j++) {                         \
+                    T h = (xr[j] - mean) * rstd;                             \
+                    xhr[j] = h;                                              \
+                    yr[j] = h * w[j];                                        \
+                }                                                            \
             else                                                             \
-                for (Py_ssize_t j = 0; j < n; j++)                           \
-                    yr[j] = xhr[j] + (bias ? bias[j] : (T)0);                \
+                for (Py_ssize_t j = 0; j < n; j++) {                         \
+                    T h = (xr[j] - mean) * rstd;                             \
+                    xhr[j] = h;                                              \
+                    yr[j] = h + (bias ? bias[j] : (T)0);                     \
+                }                                                            \
         }                                                                    \
     }
 LN_FORWARD(float, f)
