@@ -218,3 +218,17 @@ def test_mse_loss_one_gate_second_derivatives_and_non_contiguous():
     want = torch.nn.functional.mse_loss(torch.tensor(x.detach().numpy()),
                                         torch.ones((1, 6), dtype=torch.float64)).item()
     assert abs(got - want) < 1e-12
+
+
+def test_cat_shape_errors_and_mixed_dtypes_like_torch():
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 3), np.float64)
+    with pytest.raises(RuntimeError, match="Sizes of tensors must match except in dimension 1"):
+        cr.cat([cr.tensor(a), cr.tensor(b)], 1)
+    with pytest.raises(RuntimeError):
+        torch.cat([torch.tensor(a), torch.tensor(b)], 1)
+    got = cr.cat([cr.tensor(a), cr.tensor(b)], 0)
+    want = torch.cat([torch.tensor(a), torch.tensor(b)], 0)
+    assert got.dtype == cr.float64 and want.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    same = cr.cat([cr.tensor(a)] * 3, -1)
+    np.testing.assert_array_equal(same.numpy(), np.concatenate([a] * 3, -1))
