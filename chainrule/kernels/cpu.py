@@ -958,3 +958,55 @@ def _cdf_as(x, q, pdf, a, t, sign) -> None:
     np.bitwise_and(x.view(np.uint32), 0x80000000, out=sign)
     np.bitwise_or(q.view(np.uint32), sign, out=q.view(np.uint32))
     q += 0.5
+
+
+# ---- ops16c: cross-entropy rows in one C pass each way (added to CpuKernels below) -----------
+_CE_MODES = {"none": 0, "sum": 1, "mean": 2}
+_INT64 = np.dtype(np.int64)
+
+
+def _cross_entropy_rows(x, t, ignore_index: int, reduction: str):
+    """(row log-sum-exps, row losses, [loss, count]) of 2-d x from one C loop; None where the
+    loop does not apply (or a target is out of range: the generic path reports it)."""
+    if (x.ndim != 2 or not x.shape[0] or not x.shape[1] or not fits_loops(x)
+            or type(t) is not np.ndarray or t.dtype != _INT64 or not t.flags.c_contiguous
+            or not -(1 << 63) <= ignore_index < (1 << 63)
+            or not hasattr(loops, "cross_entropy_rows")):
+        return None
+    n = x.shape[0]
+    lse, nll, out = np.empty(n, x.dtype), np.empty(n, x.dtype), np.empty(2, x.dtype)
+    if not loops.cross_entropy_rows(x, t, ignore_index, lse, nll, out, _CE_MODES[reduction]):
+        return None
+    return lse, nll, out
+
+
+def _cross_entropy_rows_backward(g, x, lse, t, count, ignore_index: int, reduction: str):
+    if type(g) is not np.ndarray or not fits_loops(x, lse) or type(t) is not np.ndarray:
+        return Kernels.cross_entropy_rows_backward(g, x, lse, t, count, ignore_index, reduction)
+    g = np.ascontiguousarray(g, dtype=x.dtype)
+    if reduction == "mean":
+        c = float(count[0])
+        scale = 1.0 / c if c else 0.0  # no rows count: every row is ignored, all zeros
+    else:
+        scale = 1.0
+    gx = np.empty_like(x)
+    loops.cross_entropy_rows_backward(x, lse, t, ignore_index, g, scale, gx)
+    return gx
+
+
+CpuKernels.cross_entropy_rows = staticmethod(_cross_entropy_rows)
+CpuKernels.cross_entropy_rows_backward = staticmethod(_cross_entropy_rows_backward)
+
+
+def _copy(x):
+    """A C-contiguous copy of array x (``x.copy()``): a transposed layout in tiles, in C."""
+    if (type(x) is np.ndarray and x.ndim >= 2 and x.size >= 4096 and not x.flags.c_contiguous
+            and x.itemsize in (4, 8) and not x.dtype.hasobject
+            and hasattr(loops, "strided_copy")):
+        out = np.empty(x.shape, x.dtype)
+        if loops.strided_copy(x, out):
+            return out
+    return x.copy()
+
+
+CpuKernels.copy = staticmethod(_copy)
