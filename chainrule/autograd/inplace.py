@@ -77,7 +77,7 @@ def apply_inplace(target, op, *args, **kwargs):
         cur = _current(target)
         new = _result_of(target, cur, op(cur, *args, **kwargs), args)
         if op not in _KEEPS_OLD and type(cur._data) is np.ndarray:
-            _KEEPS_OLD[op] = not _sole_holder(cur._data, 3) or sys.getrefcount(cur) > 2
+            _KEEPS_OLD[op] = not _sole_holder(cur._data, 2) or sys.getrefcount(cur) > 2
         _write(target, new._data)
         target._bump_version()
         _adopt(target, new)
@@ -106,8 +106,10 @@ _KEEPS_OLD: dict = {}
 
 
 def _sole_holder(data, expect: int) -> bool:
-    """True when ``data`` is a NumPy array of its own memory that ``expect`` references hold
-    (the caller's ones and getrefcount's argument): nothing else reads its values."""
+    """True when ``data`` is a NumPy array of its own memory that no more than ``expect``
+    references hold: the caller's own ones plus getrefcount's argument (in apply_inplace, the
+    tensor's ``_data`` and that argument: 2; in _apply_on_own_memory, also its local: 3), so
+    nothing else reads its values."""
     return (type(data) is np.ndarray and data.base is None
             and sys.getrefcount(data) <= expect + 1)  # (+1: this call's own argument)
 

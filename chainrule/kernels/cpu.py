@@ -999,11 +999,19 @@ CpuKernels.cross_entropy_rows_backward = staticmethod(_cross_entropy_rows_backwa
 
 
 def _copy(x):
-    """A C-contiguous copy of array x (``x.copy()``): a transposed layout in tiles, in C."""
+    """A C-contiguous copy of array x (``x.copy()``), transposed layouts in tiles, in C: planes
+    of one contiguous array with their last two axes swapped (``x.T``, ``x.transpose(1, 2)``)
+    by ``planes_transpose`` (float tiles in registers), other transposed layouts by
+    ``strided_copy``."""
     if (type(x) is np.ndarray and x.ndim >= 2 and x.size >= 4096 and not x.flags.c_contiguous
             and x.itemsize in (4, 8) and not x.dtype.hasobject
             and hasattr(loops, "strided_copy")):
         out = np.empty(x.shape, x.dtype)
+        planes = np.swapaxes(x, -1, -2)
+        if planes.flags.c_contiguous and (x.dtype == np.float32 or x.dtype == np.float64):
+            rows, cols = planes.shape[-2:]
+            loops.planes_transpose(planes, out, x.size // (rows * cols), rows, cols)
+            return out
         if loops.strided_copy(x, out):
             return out
     return x.copy()
