@@ -1,5 +1,6 @@
 """The CPU kernels of convolution, transposed convolution, batch norm and leaky ReLU: every route
-(one GEMM over the batch, chunk by chunk, NumPy without the C loops) against PyTorch."""
+(one GEMM over the batch, chunk by chunk, pixel-major columns of channels-last images whole or
+chunk by chunk, NumPy without the C loops) against PyTorch."""
 
 from __future__ import annotations
 
@@ -7,15 +8,30 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule.kernels import conv as conv_kernels
 from chainrule.kernels import cpu as cpu_kernels
 
 torch = pytest.importorskip("torch")
 
-ROUTES = ["whole", "chunks", "one_image_chunks", "no_loops"]
+ROUTES = ["whole", "chunks", "one_image_chunks", "no_loops", "pixel_major",
+          "pixel_major_chunks", "pixel_major_one_image", "stacked", "stacked_chunks"]
 
 
 def _route(route, monkeypatch):
-    if route == "no_loops":
+    if route.startswith("stacked"):  # every groups = 1 conv: one product per image
+        monkeypatch.setattr(conv_kernels, "takes", lambda *a: False)
+        monkeypatch.setattr(conv_kernels, "takes_stacked", lambda *a: True)
+        monkeypatch.setattr(conv_kernels, "_WHOLE_BYTES", 1 << 30 if route == "stacked" else 0)
+        monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", 3000)
+    elif route.startswith("pixel_major"):  # every groups = 1 conv through kernels/conv.py
+        monkeypatch.setattr(conv_kernels, "takes", lambda *a: True)
+        if route == "pixel_major":
+            monkeypatch.setattr(conv_kernels, "_WHOLE_BYTES", 1 << 30)
+        else:
+            monkeypatch.setattr(conv_kernels, "_WHOLE_BYTES", 0)
+            monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", 3000 if route.endswith("chunks")
+                                else 1)
+    elif route == "no_loops":
         monkeypatch.setattr(cpu_kernels, "loops", None)
     elif route == "chunks":  # every conv chunked, several images a chunk
         monkeypatch.setattr(cpu_kernels, "_WHOLE_BATCH_BYTES", 0)
@@ -81,6 +97,9 @@ def test_whole_image_windows_match_torch(route, monkeypatch):
     for kw in (dict(), dict(stride=2)):
         _compare(lambda *a, kw=kw: cr.nn.functional.conv2d(*a, **kw),
                  lambda *a, kw=kw: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, 1e-4)
+    # one output channel (DCGAN's discriminator score): dx is an outer product
+    _compare(lambda *a: cr.nn.functional.conv2d(*a), lambda *a: torch.nn.functional.conv2d(*a),
+             (x, np.ascontiguousarray(w[:1]), b[:1]), rng, 1e-4)
     z = rng.standard_normal((5, 6, 1, 1)).astype(np.float32)
     wt = (rng.standard_normal((6, 3, 4, 4)) * 0.3).astype(np.float32)
     for kw in (dict(), dict(stride=2), dict(stride=2, output_padding=1)):
@@ -89,7 +108,8 @@ def test_whole_image_windows_match_torch(route, monkeypatch):
                  (z, wt, b[:1].repeat(3)), rng, 1e-4)
 
 
-@pytest.mark.parametrize("route", ["whole", "one_image_chunks"])
+@pytest.mark.parametrize("route", ["whole", "one_image_chunks", "pixel_major",
+                                   "pixel_major_chunks", "stacked", "stacked_chunks"])
 def test_conv_gradchecks_float64(route, monkeypatch):
     _route(route, monkeypatch)
     rng = np.random.default_rng(3)
@@ -265,3 +285,156 @@ def test_columns_cn_equal_the_reference_on_many_geometries(dtype):
         gcn = np.ascontiguousarray(g.transpose(1, 2, 3, 0, 4, 5))
         cpu_kernels.loops.col2im_cn(gcn, gx, c, *cpu_kernels._pool_args(n * c, h, w, geom))
         np.testing.assert_allclose(gx, col2im_array(g, shape, geom), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_nhwc_equal_the_reference_on_many_geometries(dtype):
+    # im2col_nhwc / col2im_nhwc against the strided-view reference, whole and for a slice of the
+    # batch (the chunks): strides 1-3, dilation, asymmetric padding, windows off the image
+    from chainrule.kernels.reference import col2im_array, im2col_array
+    from chainrule.ops.conv import _Geom, _out_size
+
+    rng = np.random.default_rng(9)
+    cases = [((3, 3, 7, 9), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+             ((2, 8, 8, 8), (4, 4), (2, 2), (1, 1), (1, 1, 1, 1)),
+             ((3, 2, 9, 7), (2, 3), (3, 2), (1, 2), (0, 1, 2, 0)),
+             ((2, 4, 10, 11), (3, 2), (2, 3), (2, 1), (2, 1, 0, 2)),
+             ((2, 5, 5, 5), (2, 2), (3, 3), (1, 1), (0, 0, 0, 0)),
+             ((2, 3, 4, 4), (4, 4), (1, 1), (1, 1), (0, 0, 0, 0)),
+             ((2, 1, 3, 3), (3, 3), (1, 1), (1, 3), (3, 1, 4, 3))]
+    for shape, (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) in cases:
+        n, c, h, w = shape
+        geom = _Geom(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, _out_size(h, kh, sh, dh, pt, pb),
+                     _out_size(w, kw, sw, dw, pl, pr))
+        x = rng.standard_normal(shape).astype(dtype)
+        want = im2col_array(x, geom).transpose(0, 4, 5, 2, 3, 1)  # (N, OH, OW, kh, kw, C)
+        xh = conv_kernels._channels_last(x)
+        np.testing.assert_array_equal(xh, x.transpose(0, 2, 3, 1))
+        args = conv_kernels._args(shape, geom)
+        area, k = geom.oh * geom.ow, c * kh * kw
+        cols = np.full((n * area, k), np.nan, dtype)
+        cpu_kernels.loops.im2col_nhwc(xh, cols, *args, 0, n)
+        np.testing.assert_array_equal(cols, want.reshape(n * area, k))
+        part = np.full(((n - 1) * area, k), np.nan, dtype)  # images 1 .. n-1
+        cpu_kernels.loops.im2col_nhwc(xh, part, *args, 1, n - 1)
+        np.testing.assert_array_equal(part, want[1:].reshape(-1, k))
+        g = rng.standard_normal(want.shape).astype(dtype)
+        gxh = np.full((n, h, w, c), np.nan, dtype)
+        cpu_kernels.loops.col2im_nhwc(np.ascontiguousarray(g).reshape(n * area, k), gxh, *args,
+                                      0, n)
+        ref = col2im_array(np.ascontiguousarray(g.transpose(0, 5, 3, 4, 1, 2)), shape, geom)
+        np.testing.assert_allclose(gxh.transpose(0, 3, 1, 2), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dims", [(1, 1, 1), (2, 3, 4096), (3, 1024, 16), (2, 37, 70),
+                                  (4, 64, 33), (1, 0, 5)])
+def test_planes_transpose_equals_numpy(dtype, dims):
+    b, r, c = dims
+    a = np.arange(b * r * c, dtype=dtype).reshape(b, r, c)
+    out = np.empty((b, c, r), dtype)
+    cpu_kernels.loops.planes_transpose(a, out, b, r, c)
+    np.testing.assert_array_equal(out, a.transpose(0, 2, 1))
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+def test_nhwc_loops_reject_mismatched_sizes():
+    loops = cpu_kernels.loops
+    xh = np.zeros((2, 5, 5, 3), np.float32)
+    args = (3, 2, 5, 5, 3, 3, 1, 1, 1, 1, 0, 0, 3, 3)
+    with pytest.raises(ValueError, match="im2col_nhwc"):
+        loops.im2col_nhwc(xh, np.zeros((18, 26), np.float32), *args, 0, 2)
+    with pytest.raises(ValueError, match="im2col_nhwc"):  # images past the batch
+        loops.im2col_nhwc(xh, np.zeros((18, 27), np.float32), *args, 1, 2)
+    with pytest.raises(ValueError, match="col2im_nhwc"):
+        loops.col2im_nhwc(np.zeros((18, 27), np.float32), np.zeros((2, 5, 4, 3), np.float32),
+                          *args, 0, 2)
+    with pytest.raises(TypeError):
+        loops.im2col_nhwc(xh, np.zeros((18, 27), np.float64), *args, 0, 2)
+    with pytest.raises(ValueError, match="planes_transpose"):
+        loops.planes_transpose(xh, np.zeros(10, np.float32), 2, 25, 3)
+
+
+# DCGAN's layers (16 images, k4 s2 p1) and an odd one: the default policy routes them through
+# the pixel-major columns; whole and chunk by chunk, forward and both gradients against torch
+DCGAN_LIKE = [((16, 16, 32, 32), 32), ((16, 64, 8, 8), 128), ((3, 9, 13, 11), 5)]
+
+
+@pytest.mark.parametrize("shape,out", DCGAN_LIKE)
+@pytest.mark.parametrize("chunks", [False, True])
+def test_pixel_major_route_is_taken_and_matches_torch(shape, out, chunks, monkeypatch):
+    if cpu_kernels.loops is None:
+        pytest.skip("built without the C loops")
+    if chunks:
+        monkeypatch.setattr(conv_kernels, "_WHOLE_BYTES", 0)
+        monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", 20000)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((out, shape[1], 4, 4)) * 0.1).astype(np.float32)
+    from chainrule.ops.conv import _Geom, _out_size
+
+    oh, ow = (_out_size(s, 4, 2, 1, 1, 1) for s in shape[2:])
+    geom = _Geom(4, 4, 2, 2, 1, 1, 1, 1, 1, 1, oh, ow)
+    _, saved = cpu_kernels.CpuKernels.conv2d(x, w, geom, 1)
+    assert isinstance(saved, conv_kernels.NhwcColumns)
+    kw = dict(stride=2, padding=1)
+    _compare(lambda *a: cr.nn.functional.conv2d(*a, **kw),
+             lambda *a: torch.nn.functional.conv2d(*a, **kw), (x, w), rng, 2e-4)
+    z = rng.standard_normal((shape[0], out, oh, ow)).astype(np.float32)
+    _compare(lambda *a: cr.nn.functional.conv_transpose2d(*a, **kw),
+             lambda *a: torch.nn.functional.conv_transpose2d(*a, **kw),
+             (z, np.ascontiguousarray(w)), rng, 2e-4)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(padding=2, dilation=2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_channel_conv_takes_the_stacked_route_and_matches_torch(kw, dtype):
+    # MNIST's first conv (in_channels = 1, 3×3): by default one product per image
+    if cpu_kernels.loops is None:
+        pytest.skip("built without the C loops")
+    from chainrule.ops.conv import _Geom, _out_size
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 1, 14, 12)).astype(dtype)
+    w = (rng.standard_normal((5, 1, 3, 3)) * 0.3).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    geom = _Geom(3, 3, 1, 1, 1, 1, 0, 0, 0, 0, _out_size(14, 3, 1, 1, 0, 0),
+                 _out_size(12, 3, 1, 1, 0, 0))
+    assert isinstance(cpu_kernels.CpuKernels.conv2d(x, w, geom, 1)[1], conv_kernels.ImageColumns)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    _compare(lambda *a: cr.nn.functional.conv2d(*a, **kw),
+             lambda *a: torch.nn.functional.conv2d(*a, **kw), (x, w, b), rng, tol)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 7, 9), (3, 2, 1, 1), (2, 3, 2, 2, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_sums_equal_numpy(shape, dtype):
+    # the conv bias gradient (matrix-vector products per image): C-contiguous and strided
+    rng = np.random.default_rng(12)
+    g = rng.standard_normal(shape).astype(dtype)
+    want = g.sum(axis=(0,) + tuple(range(2, g.ndim)), dtype=np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for arr in (g, np.swapaxes(g, 0, 1).copy().swapaxes(0, 1)):
+        got = cpu_kernels.CpuKernels.channel_sums(arr)
+        assert got.dtype == dtype and got.shape == (shape[1],)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_pixel_major_chain_of_layers_matches_torch():
+    # two pixel-major convs and a transposed one in a row: each forward's columns share the
+    # scratch array with the next layer's and the backward builds them again from its image
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 8, 16, 16)).astype(np.float32)
+    w1 = (rng.standard_normal((16, 8, 4, 4)) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    w3 = (rng.standard_normal((24, 8, 4, 4)) * 0.1).astype(np.float32)
+
+    def net(F, x, a, b, c):
+        h = F.leaky_relu(F.conv2d(x, a, stride=2, padding=1), 0.2)
+        h = F.conv2d(h, b, stride=2, padding=1)
+        return F.conv_transpose2d(h, c, stride=2, padding=1)
+
+    _compare(lambda *a: net(cr.nn.functional, *a), lambda *a: net(torch.nn.functional, *a),
+             (x, w1, w2, w3), rng, 2e-4)

@@ -45,7 +45,8 @@ def test_cross_entropy_class_indices_fused(reduction, shape):
     y = _compare(lambda x, t: F.cross_entropy(x, t, reduction=reduction),
                  lambda x, t: TF.cross_entropy(x, t, reduction=reduction), [x], [t])
     if len(shape) == 2:
-        assert y.grad_fn.name() == "CrossEntropyBackward0"  # one fused gate
+        # one fused gate (the rows kernel's where the table has one: CPU C loops, GPU)
+        assert y.grad_fn.name() in ("CrossEntropyBackward0", "CrossEntropyRowsBackward0")
     xt = cr.tensor(x, requires_grad=True)
     assert gradcheck(lambda x: F.cross_entropy(x, cr.tensor(t), reduction=reduction), (xt,))
     assert gradgradcheck(lambda x: F.cross_entropy(x, cr.tensor(t), reduction=reduction), (xt,))

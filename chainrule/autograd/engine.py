@@ -26,6 +26,7 @@ from chainrule.autograd.function import _SCALAR_META, Function, keep_in_collecto
 from chainrule.autograd import graph
 from chainrule.autograd.accumulate import add_into
 from chainrule.autograd.graph import nodes_in_order, parents
+from chainrule.kernels import kernels_for
 from chainrule.ops import either
 from chainrule.tensor import TensorBase, post_hooked_leaves, wrap
 
@@ -448,7 +449,8 @@ def _accumulate(leaf, g, owned: bool) -> None:
 
 
 def _owned_copy(g):
-    return either.np.array(g, copy=True) if isinstance(g, either.np.generic) else g.copy()
+    return either.np.array(g, copy=True) if isinstance(g, either.np.generic) else \
+        kernels_for(g).copy(g)
 
 
 def _writable(a) -> bool:

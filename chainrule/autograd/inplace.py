@@ -11,6 +11,7 @@ version change and refuse to backpropagate (``check_saved_versions``).
 
 from __future__ import annotations
 
+import sys
 
 from chainrule import devices, random
 from chainrule._state import state
@@ -71,8 +72,12 @@ def apply_inplace(target, op, *args, **kwargs):
         target._bump_version()
         return target
     if base is None:
+        if _KEEPS_OLD.get(op) is False and _sole_holder(target._data, 3):
+            return _apply_on_own_memory(target, op, args, kwargs)
         cur = _current(target)
         new = _result_of(target, cur, op(cur, *args, **kwargs), args)
+        if op not in _KEEPS_OLD and type(cur._data) is np.ndarray:
+            _KEEPS_OLD[op] = not _sole_holder(cur._data, 2) or sys.getrefcount(cur) > 2
         _write(target, new._data)
         target._bump_version()
         _adopt(target, new)
@@ -86,6 +91,45 @@ def apply_inplace(target, op, *args, **kwargs):
     _rebase(base, updated._grad_fn, updated._nr)
     target._refresh_view()
     _watch_output(new, target)
+    return target
+
+
+# In place with the graph: the op runs on the tensor's present value, which must stay as it is
+# for anything that holds it (the gate that made it may have saved it, another gate may have
+# saved it as an input, a view or another tensor may share it), so _current copies it first:
+# three passes (copy, compute, write back). Where nothing but the tensor holds its NumPy array
+# (its reference count says so: no saved array, view, storage or other tensor) and the op's gate
+# keeps no reference to its input, the op reads the tensor's memory directly: two passes.
+# _KEEPS_OLD: op -> whether its gate kept its input (learned on the op's first call in the graph,
+# on a copy; an op that keeps it always takes the copy).
+_KEEPS_OLD: dict = {}
+
+
+def _sole_holder(data, expect: int) -> bool:
+    """True when ``data`` is a NumPy array of its own memory that no more than ``expect``
+    references hold: the caller's own ones plus getrefcount's argument (in apply_inplace, the
+    tensor's ``_data`` and that argument: 2; in _apply_on_own_memory, also its local: 3), so
+    nothing else reads its values."""
+    return (type(data) is np.ndarray and data.base is None
+            and sys.getrefcount(data) <= expect + 1)  # (+1: this call's own argument)
+
+
+def _apply_on_own_memory(target, op, args, kwargs):
+    """``apply_inplace`` where nothing else holds target's array: the op reads it without a
+    copy, its result is written back (torch's in-place: same memory, version bumped)."""
+    data = target._data
+    fn = target._grad_fn
+    cur = wrap(data, fn, target._nr) if fn is not None else wrap(data)
+    new = _result_of(target, cur, op(cur, *args, **kwargs), args)
+    del cur
+    if not _sole_holder(data, 3):  # the gate kept its input after all: it keeps this memory
+        _KEEPS_OLD[op] = True
+        target._data = np.array(np.broadcast_to(new._data, data.shape), dtype=data.dtype)
+    else:
+        _write(target, new._data)
+    del data
+    target._bump_version()
+    _adopt(target, new)
     return target
 
 

@@ -177,6 +177,27 @@ relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 DEFINE_ROW_SUMS(float, f)
 DEFINE_ROW_SUMS(double, d)
 
+/* Σ (a - m)² in double, in the lanes of dot_ (the differences rounded to T first) */
+#define DEFINE_SQDEV(T, suffix)                                                      \
+    static inline double sqdev_##suffix(const T *a, T m, Py_ssize_t n)               \
+    {                                                                                \
+        double acc[8] = {0};                                                         \
+        Py_ssize_t j = 0;                                                            \
+        for (; j + 8 <= n; j += 8)                                                   \
+            for (int k = 0; k < 8; k++) {                                            \
+                T d = a[j + k] - m;                                                  \
+                acc[k] += (double)d * d;                                             \
+            }                                                                        \
+        for (; j < n; j++) {                                                         \
+            T d = a[j] - m;                                                          \
+            acc[0] += (double)d * d;                                                 \
+        }                                                                            \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                             \
+               ((acc[4] + acc[5]) + (acc[6] + acc[7]));                              \
+    }
+DEFINE_SQDEV(float, f)
+DEFINE_SQDEV(double, d)
+
 #define LN_FORWARD(T, suffix)                                                \
     CLONES static void ln_forward_##suffix(const T *x, const T *w, const T *bias,   \
                                            double eps, T *y, T *xh, T *rs,         \
@@ -186,21 +207,28 @@ DEFINE_ROW_SUMS(double, d)
             const T *xr = x + r * n;                                         \
             T *xhr = xh + r * n, *yr = y + r * n;                            \
             T mean = (T)(sum_##suffix(xr, n) / n);                           \
-            for (Py_ssize_t j = 0; j < n; j++)                               \
-                xhr[j] = xr[j] - mean;                                       \
-            T rstd = (T)(1.0 / sqrt(dot_##suffix(xhr, xhr, n) / n + eps));   \
+            /* Σ (x - mean)² without storing x - mean, then x̂ and y in one    \
+             * pass (the same roundings as x̂ = x - mean; Σ x̂·x̂; x̂ *= rstd) */ \
+            T rstd = (T)(1.0 / sqrt(sqdev_##suffix(xr, mean, n) / n + eps)); \
             rs[r] = rstd;                                                    \
-            for (Py_ssize_t j = 0; j < n; j++)                               \
-                xhr[j] *= rstd;                                              \
             if (w && bias)                                                   \
-                for (Py_ssize_t j = 0; j < n; j++)                           \
-                    yr[j] = xhr[j] * w[j] + bias[j];                         \
+                for (Py_ssize_t j = 0; j < n; j++) {                         \
+                    T h = (xr[j] - mean) * rstd;                             \
+                    xhr[j] = h;                                              \
+                    yr[j] = h * w[j] + bias[j];                              \
+                }                                                            \
             else if (w)                                                      \
-                for (Py_ssize_t j = 0; j < n; j++)                           \
-                    yr[j] = xhr[j] * w[j];                                   \
+                for (Py_ssize_t j = 0; j < n; j++) {                         \
+                    T h = (xr[j] - mean) * rstd;                             \
+                    xhr[j] = h;                                              \
+                    yr[j] = h * w[j];                                        \
+                }                                                            \
             else                                                             \
-                for (Py_ssize_t j = 0; j < n; j++)                           \
-                    yr[j] = xhr[j] + (bias ? bias[j] : (T)0);                \
+                for (Py_ssize_t j = 0; j < n; j++) {                         \
+                    T h = (xr[j] - mean) * rstd;                             \
+                    xhr[j] = h;                                              \
+                    yr[j] = h + (bias ? bias[j] : (T)0);                     \
+                }                                                            \
         }                                                                    \
     }
 LN_FORWARD(float, f)
@@ -1907,6 +1935,262 @@ col2im_cn(PyObject *module, PyObject *args)
     return conv_cn(args, 1);
 }
 
+/* ---- convolution columns in pixel-major order, from channels-last images ------------------
+ * For x (N, H, W, C) the columns of every output pixel are one row of a (N·OH·OW) × (kh·kw·C)
+ * matrix (the transpose of im2col_cn's, taps ordered (i, j, c)):
+ *   im2col_nhwc: cols[n, oy, ox, i, j, c] = x[n, oy·sh - pt + i·dh, ox·sw - pl + j·dw, c]
+ *                (0 in the padding): each window row a run of kw·C values (C when dw > 1);
+ *   col2im_nhwc: its adjoint, out (N, H, W, C) written whole: each row's runs added back.
+ * ``g.planes`` is N here, ``chans`` C. Rows n0 .. n0 + rows of the batch: cols holds only
+ * those images' rows (the caller's chunk), x / out the whole batch. */
+static inline void
+nhwc_taps(const PoolGeom *g, Py_ssize_t ox, Py_ssize_t *jlo, Py_ssize_t *jhi, Py_ssize_t *x0)
+{
+    Py_ssize_t base = ox * g->sw - g->pl, lo = 0, hi = g->kw;
+    while (lo < hi && base + lo * g->dw < 0)
+        lo++;
+    while (hi > lo && base + (hi - 1) * g->dw >= g->w)
+        hi--;
+    *jlo = lo;
+    *jhi = hi;
+    *x0 = base;
+}
+
+#define DEFINE_NHWC(T, S)                                                                  \
+    static CLONES void im2col_nhwc_##S(const T *restrict x, T *restrict cols,              \
+                                       const PoolGeom *gp, Py_ssize_t chans,               \
+                                       Py_ssize_t n0, Py_ssize_t rows)                     \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        const Py_ssize_t C = chans, run = g.kw * C, K = g.kh * run;                        \
+        T *restrict d = cols;                                                              \
+        for (Py_ssize_t n = n0; n < n0 + rows; n++)                                        \
+            for (Py_ssize_t oy = 0; oy < g.oh; oy++)                                       \
+                for (Py_ssize_t ox = 0; ox < g.ow; ox++, d += K) {                         \
+                    Py_ssize_t jlo, jhi, x0;                                               \
+                    nhwc_taps(&g, ox, &jlo, &jhi, &x0);                                    \
+                    for (Py_ssize_t i = 0; i < g.kh; i++) {                                \
+                        T *restrict r = d + i * run;                                       \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h || jlo >= jhi) {                           \
+                            memset(r, 0, (size_t)run * sizeof(T));                         \
+                            continue;                                                      \
+                        }                                                                  \
+                        const T *src = x + ((n * g.h + yy) * g.w + x0) * C;                \
+                        if (jlo)                                                           \
+                            memset(r, 0, (size_t)(jlo * C) * sizeof(T));                   \
+                        if (g.dw == 1)                                                     \
+                            memcpy(r + jlo * C, src + jlo * C,                             \
+                                   (size_t)((jhi - jlo) * C) * sizeof(T));                 \
+                        else                                                               \
+                            for (Py_ssize_t j = jlo; j < jhi; j++)                         \
+                                memcpy(r + j * C, src + j * g.dw * C, (size_t)C * sizeof(T)); \
+                        if (jhi < g.kw)                                                    \
+                            memset(r + jhi * C, 0, (size_t)((g.kw - jhi) * C) * sizeof(T)); \
+                    }                                                                      \
+                }                                                                          \
+    }                                                                                      \
+    static CLONES void col2im_nhwc_##S(const T *restrict cols, T *restrict out,            \
+                                       const PoolGeom *gp, Py_ssize_t chans,               \
+                                       Py_ssize_t n0, Py_ssize_t rows)                     \
+    {                                                                                      \
+        const PoolGeom g = *gp;                                                            \
+        const Py_ssize_t C = chans, run = g.kw * C, K = g.kh * run;                        \
+        const T *restrict s = cols;                                                        \
+        memset(out + n0 * g.h * g.w * C, 0, (size_t)(rows * g.h * g.w * C) * sizeof(T));   \
+        for (Py_ssize_t n = n0; n < n0 + rows; n++)                                        \
+            for (Py_ssize_t oy = 0; oy < g.oh; oy++)                                       \
+                for (Py_ssize_t ox = 0; ox < g.ow; ox++, s += K) {                         \
+                    Py_ssize_t jlo, jhi, x0;                                               \
+                    nhwc_taps(&g, ox, &jlo, &jhi, &x0);                                    \
+                    for (Py_ssize_t i = 0; i < g.kh; i++) {                                \
+                        Py_ssize_t yy = oy * g.sh - g.pt + i * g.dh;                       \
+                        if (yy < 0 || yy >= g.h)                                           \
+                            continue;                                                      \
+                        const T *restrict r = s + i * run;                                 \
+                        T *restrict dst = out + ((n * g.h + yy) * g.w + x0) * C;           \
+                        if (g.dw == 1) {                                                   \
+                            for (Py_ssize_t k = jlo * C; k < jhi * C; k++)                 \
+                                dst[k] += r[k];                                            \
+                        } else                                                             \
+                            for (Py_ssize_t j = jlo; j < jhi; j++)                         \
+                                for (Py_ssize_t c = 0; c < C; c++)                         \
+                                    dst[j * g.dw * C + c] += r[j * C + c];                 \
+                    }                                                                      \
+                }                                                                          \
+    }
+DEFINE_NHWC(float, f)
+DEFINE_NHWC(double, d)
+
+/* im2col_nhwc(x, cols, chans, batch, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, n0, rows) and
+ * col2im_nhwc(cols, out, ...): x / out (N, H, W, C), cols (rows, OH, OW, kh, kw, C) for the
+ * images n0 .. n0 + rows */
+static PyObject *
+conv_nhwc(PyObject *args, int adjoint)
+{
+    PyObject *ain, *aout;
+    Py_ssize_t chans, n0, rows;
+    PoolGeom g;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnnnnnn", &ain, &aout, &chans, POOL_FIELDS(g),
+                          &n0, &rows))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pin, *pout;
+    Py_ssize_t lin, lout;
+    if (buf(&b, ain, 0, 0, &fmt, &pin, &lin) < 0 || buf(&b, aout, 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    Py_ssize_t lx = adjoint ? lout : lin, lc = adjoint ? lin : lout;
+    if (chans <= 0 || g.planes < 0 || g.h < 0 || g.w < 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0
+        || g.sw <= 0 || g.dh <= 0 || g.dw <= 0 || g.oh < 0 || g.ow < 0 || n0 < 0 || rows < 0
+        || n0 + rows > g.planes || lx != g.planes * g.h * g.w * chans
+        || lc != rows * g.oh * g.ow * g.kh * g.kw * chans) {
+        PyErr_SetString(PyExc_ValueError, adjoint ? "col2im_nhwc: sizes do not match the geometry"
+                                                  : "im2col_nhwc: sizes do not match the geometry");
+        goto fail;
+    }
+    if (adjoint)
+        RUN_TYPED_AND_RETURN(b, fmt, col2im_nhwc, pin, pout, &g, chans, n0, rows);
+    RUN_TYPED_AND_RETURN(b, fmt, im2col_nhwc, pin, pout, &g, chans, n0, rows);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* planes_transpose(src, dst, batch, rows, cols): dst[b, j, i] = src[b, i, j], in tiles that stay
+ * in L1 (the (N, C, H·W) <-> (N, H·W, C) copies around the pixel-major convolutions: NumPy's
+ * strided copy takes ~3x as long for a few channels) */
+#define PT_ROWS 32
+#define PT_COLS 64
+#define DEFINE_PLANES_TRANSPOSE(T, S)                                                      \
+    static CLONES void planes_transpose_tiles_##S(const T *restrict s, T *restrict d,      \
+                                                  Py_ssize_t rows, Py_ssize_t cols,        \
+                                                  Py_ssize_t i0, Py_ssize_t j0)            \
+    {                                                                                      \
+        for (; i0 < rows; i0 += PT_ROWS) {                                                 \
+            Py_ssize_t i1 = i0 + PT_ROWS < rows ? i0 + PT_ROWS : rows;                     \
+            for (Py_ssize_t jb = j0; jb < cols; jb += PT_COLS) {                           \
+                Py_ssize_t j1 = jb + PT_COLS < cols ? jb + PT_COLS : cols;                 \
+                T tile[PT_COLS][PT_ROWS]; /* each source line read once (rows whose       \
+                                             stride is 4 KB share an L1 set) */           \
+                for (Py_ssize_t i = i0; i < i1; i++)                                       \
+                    for (Py_ssize_t j = jb; j < j1; j++)                                   \
+                        tile[j - jb][i - i0] = s[i * cols + j];                            \
+                for (Py_ssize_t j = jb; j < j1; j++)                                       \
+                    for (Py_ssize_t i = i0; i < i1; i++)                                   \
+                        d[j * rows + i] = tile[j - jb][i - i0];                            \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEFINE_PLANES_TRANSPOSE(float, f)
+DEFINE_PLANES_TRANSPOSE(double, d)
+
+/* float: 8 × 8 blocks transposed in registers (three rounds of two-vector shuffles: the
+ * unpack / shuffle / 128-bit-lane permutes of AVX), the ragged edges by the tiles above */
+typedef float pt_v8f __attribute__((vector_size(32)));
+typedef int pt_v8i __attribute__((vector_size(32)));
+#define PT_SHUF(a, b, ...) __builtin_shuffle(a, b, (pt_v8i){__VA_ARGS__})
+
+static inline __attribute__((always_inline)) void
+pt_block8(const float *restrict s, float *restrict d, Py_ssize_t rows, Py_ssize_t cols,
+          Py_ssize_t i0, Py_ssize_t j0)
+{
+    pt_v8f r[8], t[8], u[8];
+    for (int k = 0; k < 8; k++)
+        memcpy(&r[k], s + (i0 + k) * cols + j0, sizeof(pt_v8f));
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = PT_SHUF(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[k + 1] = PT_SHUF(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = PT_SHUF(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 1] = PT_SHUF(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[k + 2] = PT_SHUF(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 3] = PT_SHUF(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int k = 0; k < 4; k++) {
+        pt_v8f lo = PT_SHUF(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        pt_v8f hi = PT_SHUF(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(d + (j0 + k) * rows + i0, &lo, sizeof(pt_v8f));
+        memcpy(d + (j0 + k + 4) * rows + i0, &hi, sizeof(pt_v8f));
+    }
+}
+
+static CLONES void
+planes_transpose_f(const float *restrict src, float *restrict dst, Py_ssize_t batch,
+                   Py_ssize_t rows, Py_ssize_t cols)
+{
+    Py_ssize_t r8 = rows & ~(Py_ssize_t)7, c8 = cols & ~(Py_ssize_t)7;
+    for (Py_ssize_t b = 0; b < batch; b++) {
+        const float *restrict s = src + b * rows * cols;
+        float *restrict d = dst + b * rows * cols;
+        if (rows < 8) { /* a few rows: read side by side, written in order */
+            for (Py_ssize_t j = 0; j < cols; j++)
+                for (Py_ssize_t i = 0; i < rows; i++)
+                    d[j * rows + i] = s[i * cols + j];
+            continue;
+        }
+        /* blocks along the longer side in the inner loop: the 8 rows written (or read) at
+         * once advance together instead of jumping by a row of the other side */
+        if (cols <= rows)
+            for (Py_ssize_t j0 = 0; j0 < c8; j0 += 8)
+                for (Py_ssize_t i0 = 0; i0 < r8; i0 += 8)
+                    pt_block8(s, d, rows, cols, i0, j0);
+        else
+            for (Py_ssize_t i0 = 0; i0 < r8; i0 += 8)
+                for (Py_ssize_t j0 = 0; j0 < c8; j0 += 8)
+                    pt_block8(s, d, rows, cols, i0, j0);
+        if (c8 < cols) /* the last columns of every row */
+            for (Py_ssize_t i = 0; i < r8; i++)
+                for (Py_ssize_t j = c8; j < cols; j++)
+                    d[j * rows + i] = s[i * cols + j];
+        planes_transpose_tiles_f(s, d, rows, cols, r8, 0); /* the last rows */
+    }
+}
+
+static void
+planes_transpose_d(const double *restrict src, double *restrict dst, Py_ssize_t batch,
+                   Py_ssize_t rows, Py_ssize_t cols)
+{
+    for (Py_ssize_t b = 0; b < batch; b++)
+        planes_transpose_tiles_d(src + b * rows * cols, dst + b * rows * cols, rows, cols, 0, 0);
+}
+
+static PyObject *
+planes_transpose(PyObject *module, PyObject *args)
+{
+    PyObject *ain, *aout;
+    Py_ssize_t batch, rows, cols;
+    if (!PyArg_ParseTuple(args, "OOnnn", &ain, &aout, &batch, &rows, &cols))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pin, *pout;
+    Py_ssize_t lin, lout;
+    if (buf(&b, ain, 0, 0, &fmt, &pin, &lin) < 0 || buf(&b, aout, 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    if (batch < 0 || rows < 0 || cols < 0 || lin != lout || lin != batch * rows * cols) {
+        PyErr_SetString(PyExc_ValueError, "planes_transpose: sizes do not match");
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, planes_transpose, pin, pout, batch, rows, cols);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+static PyObject *
+im2col_nhwc(PyObject *module, PyObject *args)
+{
+    return conv_nhwc(args, 0);
+}
+
+static PyObject *
+col2im_nhwc(PyObject *module, PyObject *args)
+{
+    return conv_nhwc(args, 1);
+}
+
 /* ---- batch norm over (N, C, S) and leaky ReLU ---------------------------------------------
  * batch_norm_stats: per channel c over its N planes of S elements, in double,
  *     mean = Σx / (N·S),  var = Σ(x - mean)² / (N·S),  rstd = 1/√(var + eps),
@@ -2141,6 +2425,378 @@ leaky_relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     RUN_TYPED_AND_RETURN(b, fmt, leaky_bwd, p[0], p[1], p[2], slope, n);
 }
 
+/* ---- cross-entropy over rows of class scores (ops16c) ----------------------------------------
+ * Forward without the softmax: each row's max m and s = Σ e^(x - m) in lanes, lse = m + ln s,
+ * the loss ln s - (x[t] - m); backward (e^(x - lse) - onehot(t))·g per row. */
+#define CE_SHORT 128 /* rows up to this long go 16 (LANES) rows at a time, a row per lane */
+#if defined(__GNUC__)
+#define CE_INLINE static inline __attribute__((always_inline)) /* into each clone */
+#else
+#define CE_INLINE static inline
+#endif
+#define DEFINE_CE(T, suffix)                                                                  \
+    /* a row's max m and Σ e^(x - m), in lanes along the row */                              \
+    CE_INLINE void ce_long_row_##suffix(const T *xr, Py_ssize_t n, T *pm, double *ps)     \
+    {                                                                                         \
+        LANES_DECL(T, suffix, mx);                                                            \
+        for (int k = 0; k < LANES; k++)                                                       \
+            mx[k] = xr[0];                                                                    \
+        Py_ssize_t j = 0;                                                                     \
+        for (; j + LANES <= n; j += LANES)                                                    \
+            LANES_MAX(T, suffix, mx, xr + j);                                                 \
+        T pad[LANES];                                                                         \
+        if (j < n) {                                                                          \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? xr[j + k] : xr[0];                                       \
+            LANES_MAX(T, suffix, mx, pad);                                                    \
+        }                                                                                     \
+        T m = mx[0];                                                                          \
+        for (int k = 1; k < LANES; k++)                                                       \
+            m = mx[k] > m ? mx[k] : m;                                                        \
+        double s = 0;                                                                         \
+        T acc[LANES] = {0};                                                                   \
+        for (j = 0; j + LANES <= n; j += LANES) {                                             \
+            for (int k = 0; k < LANES; k++)                                                   \
+                acc[k] += exp_##suffix(xr[j + k] - m);                                        \
+            if ((j + LANES) % SUM_BLOCK == 0) { /* blocks' totals in double */                \
+                for (int k = 0; k < LANES; k++) {                                             \
+                    s += acc[k];                                                              \
+                    acc[k] = 0;                                                               \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        if (j < n) { /* the tail, padded with m, whose e^0 are left out */                   \
+            for (int k = 0; k < LANES; k++)                                                   \
+                pad[k] = j + k < n ? xr[j + k] : m;                                           \
+            for (int k = 0; k < LANES; k++) {                                                 \
+                T e = exp_##suffix(pad[k] - m);                                               \
+                acc[k] += j + k < n ? e : (T)0;                                               \
+            }                                                                                 \
+        }                                                                                     \
+        for (int w = LANES / 2; w > 0; w /= 2)                                                \
+            for (int k = 0; k < w; k++)                                                       \
+                acc[k] += acc[k + w];                                                         \
+        *pm = m;                                                                              \
+        *ps = s + acc[0];                                                                     \
+    }                                                                                         \
+    /* the max m and Σ e^(x - m) of rows r0 .. r0 + nr - 1 (nr <= LANES, n <= CE_SHORT): the \
+     * rows transposed into lanes (the last row repeated), then whole-lane passes */         \
+    CE_INLINE void ce_short_rows_##suffix(const T *x, Py_ssize_t nr, Py_ssize_t n,        \
+                                              T *pm, double *ps)                              \
+    {                                                                                         \
+        T tr[CE_SHORT * LANES];                                                               \
+        for (int k = 0; k < LANES; k++) {                                                     \
+            const T *xr = x + (k < nr ? k : nr - 1) * n;                                      \
+            for (Py_ssize_t j = 0; j < n; j++)                                                \
+                tr[j * LANES + k] = xr[j];                                                    \
+        }                                                                                     \
+        LANES_DECL(T, suffix, mx);                                                            \
+        for (int k = 0; k < LANES; k++)                                                       \
+            mx[k] = tr[k];                                                                    \
+        for (Py_ssize_t j = 1; j < n; j++)                                                    \
+            LANES_MAX(T, suffix, mx, tr + j * LANES);                                         \
+        T m[LANES], acc[LANES] = {0};                                                         \
+        for (int k = 0; k < LANES; k++)                                                       \
+            m[k] = mx[k];                                                                     \
+        for (Py_ssize_t j = 0; j < n; j++)                                                    \
+            for (int k = 0; k < LANES; k++)                                                   \
+                acc[k] += exp_##suffix(tr[j * LANES + k] - m[k]);                             \
+        for (int k = 0; k < nr; k++) {                                                        \
+            pm[k] = m[k];                                                                     \
+            ps[k] = acc[k];                                                                   \
+        }                                                                                     \
+    }                                                                                         \
+    CLONES static int ce_rows_##suffix(const T *x, const int64_t *t, int64_t ignore, T *lse,  \
+                                       T *nll, T *out, int mode, Py_ssize_t rows,             \
+                                       Py_ssize_t n)                                          \
+    {                                                                                         \
+        double total = 0;                                                                     \
+        Py_ssize_t count = 0;                                                                 \
+        int bad = 0;                                                                          \
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += LANES) {                                     \
+            Py_ssize_t nr = rows - r0 < LANES ? rows - r0 : LANES;                            \
+            T ms[LANES];                                                                      \
+            double ss[LANES];                                                                 \
+            if (n <= CE_SHORT)                                                                \
+                ce_short_rows_##suffix(x + r0 * n, nr, n, ms, ss);                            \
+            else                                                                              \
+                for (Py_ssize_t k = 0; k < nr; k++)                                           \
+                    ce_long_row_##suffix(x + (r0 + k) * n, n, ms + k, ss + k);                \
+            for (Py_ssize_t k = 0; k < nr; k++) {                                             \
+                Py_ssize_t r = r0 + k;                                                        \
+                T m = ms[k], ls = (T)log(ss[k]);                                              \
+                lse[r] = m + ls;                                                              \
+                int64_t c = t[r];                                                             \
+                if (c == ignore) {                                                            \
+                    nll[r] = 0;                                                               \
+                    continue;                                                                 \
+                }                                                                             \
+                if (c < 0 || c >= n) {                                                        \
+                    bad = 1;                                                                  \
+                    nll[r] = 0;                                                               \
+                    continue;                                                                 \
+                }                                                                             \
+                nll[r] = ls - (x[r * n + c] - m);                                             \
+                total += nll[r];                                                              \
+                count++;                                                                      \
+            }                                                                                 \
+        }                                                                                     \
+        out[0] = (T)(mode == 2 ? total / (double)count : total);                              \
+        out[1] = (T)count;                                                                    \
+        return bad;                                                                           \
+    }                                                                                         \
+    CLONES static void ce_rows_backward_##suffix(const T *x, const T *lse, const int64_t *t,  \
+                                                 int64_t ignore, const T *g, int per_row,     \
+                                                 double scale, T *gx, Py_ssize_t rows,        \
+                                                 Py_ssize_t n)                                \
+    {                                                                                         \
+        if (n >= 256) { /* long rows: one pass each */                                     \
+            for (Py_ssize_t r = 0; r < rows; r++) {                                           \
+                const T *xr = x + r * n;                                                      \
+                T *o = gx + r * n;                                                            \
+                int64_t c = t[r];                                                             \
+                int skip = c == ignore || c < 0 || c >= n;                                    \
+                T gr = skip ? (T)0 : (T)(g[per_row ? r : 0] * scale), l = lse[r];             \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    o[j] = exp_##suffix(xr[j] - l) * gr;                                      \
+                if (!skip)                                                                    \
+                    o[c] -= gr;                                                               \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
+        /* short rows: x - lse row by row, then e^ over the whole block (no per-row tails),    \
+         * then ·g */                                                                         \
+        Py_ssize_t block = 4096 / n;                                                          \
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += block) {                                     \
+            Py_ssize_t r1 = rows - r0 < block ? rows : r0 + block;                            \
+            for (Py_ssize_t r = r0; r < r1; r++) {                                            \
+                const T *xr = x + r * n;                                                      \
+                T *o = gx + r * n, l = lse[r];                                                \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    o[j] = xr[j] - l;                                                         \
+            }                                                                                 \
+            T *o = gx + r0 * n;                                                               \
+            for (Py_ssize_t i = 0; i < (r1 - r0) * n; i++)                                    \
+                o[i] = exp_##suffix(o[i]);                                                    \
+            for (Py_ssize_t r = r0; r < r1; r++) {                                            \
+                T *o = gx + r * n;                                                            \
+                int64_t c = t[r];                                                             \
+                int skip = c == ignore || c < 0 || c >= n; /* ·0: NaN stays NaN, as torch */  \
+                T gr = skip ? (T)0 : (T)(g[per_row ? r : 0] * scale);                         \
+                for (Py_ssize_t j = 0; j < n; j++)                                            \
+                    o[j] *= gr;                                                               \
+                if (!skip)                                                                    \
+                    o[c] -= gr;                                                               \
+            }                                                                                 \
+        }                                                                                     \
+    }
+DEFINE_CE(float, f)
+DEFINE_CE(double, d)
+
+/* the int64 buffer of array ``a`` (C-contiguous) */
+static int
+int64_buf(Bufs *b, PyObject *a, const int64_t **data, Py_ssize_t *len)
+{
+    Py_buffer *v = &b->v[b->n];
+    if (PyObject_GetBuffer(a, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    b->n++;
+    char f = v->format ? v->format[0] : 0;
+    if (v->itemsize != 8 || (f != 'l' && f != 'q') || v->format[1] != 0) {
+        PyErr_SetString(PyExc_TypeError, "expected an int64 array of targets");
+        return -1;
+    }
+    *data = v->buf;
+    *len = v->len / 8;
+    return 0;
+}
+
+/* cross_entropy_rows(x, t, ignore, lse, nll, out, mode): for the rows of n = x.shape[1]
+ * classes (n given by lse: rows = len(lse)), lse = ln Σ e^x per row, nll = lse - x[t] (0 where
+ * t == ignore), out = [Σ nll (mode 1) or its mean over rows not ignored (mode 2), that count].
+ * Returns True when every target not ignored is in [0, n), else False (those rows give 0). */
+static PyObject *
+cross_entropy_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *plse, *pnll, *pout;
+    const int64_t *pt;
+    Py_ssize_t len, lt, rows, lnll, lout;
+    const char *usage = "cross_entropy_rows(x, t, ignore, lse, nll, out, mode)";
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    long long ignore = PyLong_AsLongLong(args[2]);
+    int mode = (int)PyLong_AsLong(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0 || int64_buf(&b, args[1], &pt, &lt) < 0
+        || buf(&b, args[3], 1, 0, &fmt, &plse, &rows) < 0
+        || buf(&b, args[4], 1, 0, &fmt, &pnll, &lnll) < 0
+        || buf(&b, args[5], 1, 0, &fmt, &pout, &lout) < 0)
+        goto fail;
+    if (rows <= 0 || len % rows != 0 || len / rows <= 0 || lt != rows || lnll != rows
+        || lout != 2) {
+        PyErr_Format(PyExc_ValueError, "%s: sizes do not match", usage);
+        goto fail;
+    }
+    Py_ssize_t n = len / rows;
+    int bad;
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        bad = ce_rows_f(px, pt, ignore, plse, pnll, pout, mode, rows, n);
+    else
+        bad = ce_rows_d(px, pt, ignore, plse, pnll, pout, mode, rows, n);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    return PyBool_FromLong(!bad);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* cross_entropy_rows_backward(x, lse, t, ignore, g, scale, gx): per row of x,
+ * gx = (e^(x - lse) - onehot(t))·g·scale, g one number or one per row; e^(x - lse)·0 on rows
+ * whose target is ignore (or out of range): 0, or NaN where the row's softmax is, as torch */
+static PyObject *
+cross_entropy_rows_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *plse, *pg, *pgx;
+    const int64_t *pt;
+    Py_ssize_t len, lt, rows, lg, lgx;
+    const char *usage = "cross_entropy_rows_backward(x, lse, t, ignore, g, scale, gx)";
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "expected %s", usage);
+        return NULL;
+    }
+    long long ignore = PyLong_AsLongLong(args[3]);
+    double scale = PyFloat_AsDouble(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (buf(&b, args[0], 0, 0, &fmt, &px, &len) < 0
+        || buf(&b, args[1], 0, 0, &fmt, &plse, &rows) < 0 || int64_buf(&b, args[2], &pt, &lt) < 0
+        || buf(&b, args[4], 0, 0, &fmt, &pg, &lg) < 0
+        || buf(&b, args[6], 1, 0, &fmt, &pgx, &lgx) < 0)
+        goto fail;
+    if (rows <= 0 || len % rows != 0 || len / rows <= 0 || lt != rows || lgx != len
+        || (lg != 1 && lg != rows)) {
+        PyErr_Format(PyExc_ValueError, "%s: sizes do not match", usage);
+        goto fail;
+    }
+    Py_ssize_t n = len / rows;
+    int per_row = lg != 1;
+    RUN_TYPED_AND_RETURN(b, fmt, ce_rows_backward, px, plse, pt, ignore, pg, per_row, scale, pgx,
+                         rows, n);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
+/* ---- copies of strided arrays into C order (ops16c) ---------------------------------------
+ * strided_copy(src, dst): dst (C-contiguous, src's shape and item size) = src, any strides: when
+ * src's smallest stride is not along the last axis (a transposed array), in tiles of that axis
+ * and the last one, so that both the reads and the writes stay in cache lines. */
+#define TC_BLOCK 64  /* in 64 x 64 blocks: few pages at a time */
+#define DEFINE_TILED_COPY(T, suffix, TC_TILE)                                                       \
+    static void tiled_copy_##suffix(const char *src, T *dst, Py_ssize_t rows, Py_ssize_t cols, \
+                                    Py_ssize_t s_row, Py_ssize_t s_col, Py_ssize_t d_row)     \
+    {                                                                                         \
+        for (Py_ssize_t b0 = 0; b0 < rows; b0 += TC_BLOCK)                                    \
+            for (Py_ssize_t c0 = 0; c0 < cols; c0 += TC_BLOCK) {                              \
+                Py_ssize_t b1 = rows - b0 < TC_BLOCK ? rows : b0 + TC_BLOCK;                  \
+                Py_ssize_t c1 = cols - c0 < TC_BLOCK ? cols : c0 + TC_BLOCK;                  \
+                for (Py_ssize_t i0 = b0; i0 < b1; i0 += TC_TILE) {                            \
+                    Py_ssize_t i1 = b1 - i0 < TC_TILE ? b1 : i0 + TC_TILE;                    \
+                    for (Py_ssize_t j0 = c0; j0 < c1; j0 += TC_TILE) {                        \
+                        Py_ssize_t j1 = c1 - j0 < TC_TILE ? c1 : j0 + TC_TILE;                \
+                        for (Py_ssize_t j = j0; j < j1; j++) {                                \
+                            const char *s = src + j * s_col;                                  \
+                            T *d = dst + j;                                                   \
+                            for (Py_ssize_t i = i0; i < i1; i++) {                            \
+                                T v;                                                          \
+                                memcpy(&v, s + i * s_row, sizeof(T));                         \
+                                d[i * d_row] = v;                                             \
+                            }                                                                 \
+                        }                                                                     \
+                    }                                                                         \
+                }                                                                             \
+            }                                                                                 \
+    }
+/* tiles of 8 x 8 floats, 4 x 4 doubles: few cache lines each way (power-of-two strides alias
+ * in the cache sets) */
+DEFINE_TILED_COPY(uint32_t, 4, 8)
+DEFINE_TILED_COPY(uint64_t, 8, 4)
+
+/* Returns True when copied, False when the layout is not a transposed one (the caller copies). */
+static PyObject *
+strided_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer s, d;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected strided_copy(src, dst)");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &s, PyBUF_STRIDES | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &d, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&s);
+        return NULL;
+    }
+    int ok = s.ndim == d.ndim && s.ndim >= 2 && s.ndim <= 32 && s.itemsize == d.itemsize
+             && (s.itemsize == 4 || s.itemsize == 8) && s.suboffsets == NULL;
+    for (int k = 0; ok && k < s.ndim; k++)
+        ok = s.shape[k] == d.shape[k] && s.shape[k] > 0;
+    int n = s.ndim, a = n - 1, b = -1;
+    Py_ssize_t item = s.itemsize;
+    for (int k = 0; ok && k < n; k++) /* b: the axis along which src is densest */
+        if (s.shape[k] > 1 && (b < 0 || llabs(s.strides[k]) < llabs(s.strides[b])))
+            b = k;
+    if (!ok || b < 0 || b == a || s.shape[a] < 128 || s.shape[b] < 128) { /* (NumPy's is as
+                                                                          * fast on small ones) */
+        PyBuffer_Release(&s);
+        PyBuffer_Release(&d);
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t dstr[32], idx[32] = {0}, outer = 1;
+    dstr[n - 1] = 1;
+    for (int k = n - 2; k >= 0; k--)
+        dstr[k] = dstr[k + 1] * d.shape[k + 1];
+    for (int k = 0; k < n; k++)
+        if (k != a && k != b)
+            outer *= s.shape[k];
+    const char *src = s.buf;
+    char *dst = d.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t o = 0; o < outer; o++) {
+        Py_ssize_t so = 0, dof = 0;
+        for (int k = 0; k < n; k++) {
+            so += idx[k] * s.strides[k];
+            dof += idx[k] * dstr[k];
+        }
+        if (item == 4)
+            tiled_copy_4(src + so, (uint32_t *)dst + dof, s.shape[b], s.shape[a], s.strides[b],
+                         s.strides[a], dstr[b]);
+        else
+            tiled_copy_8(src + so, (uint64_t *)dst + dof, s.shape[b], s.shape[a], s.strides[b],
+                         s.strides[a], dstr[b]);
+        for (int k = n - 1; k >= 0; k--) { /* the next index over the other axes */
+            if (k == a || k == b)
+                continue;
+            if (++idx[k] < s.shape[k])
+                break;
+            idx[k] = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&d);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"col2im_rows", (PyCFunction)col2im_rows, METH_VARARGS,
      "col2im_rows(out, src, starts, rows): out[r] = 0; out[r, starts[t]:+L] += src[r, t]"},
@@ -2154,6 +2810,12 @@ static PyMethodDef methods[] = {
      "leaky_relu(x, out, slope)"},
     {"leaky_relu_backward", (PyCFunction)(void (*)(void))leaky_relu_backward, METH_FASTCALL,
      "leaky_relu_backward(g, x, out, slope)"},
+    {"planes_transpose", (PyCFunction)planes_transpose, METH_VARARGS,
+     "planes_transpose(src, dst, batch, rows, cols): dst[b, j, i] = src[b, i, j]"},
+    {"im2col_nhwc", (PyCFunction)im2col_nhwc, METH_VARARGS,
+     "im2col_nhwc(x, cols, chans, batch, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, n0, rows)"},
+    {"col2im_nhwc", (PyCFunction)col2im_nhwc, METH_VARARGS,
+     "col2im_nhwc(cols, out, chans, batch, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, n0, rows)"},
     {"im2col_cn", (PyCFunction)im2col_cn, METH_VARARGS,
      "im2col_cn(x, cols, chans, planes, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)"},
     {"col2im_cn", (PyCFunction)col2im_cn, METH_VARARGS,
@@ -2178,6 +2840,12 @@ static PyMethodDef methods[] = {
      "softmax_rows(x, y, n, log): softmax (log_softmax if log) of each row of n elements"},
     {"softmax_backward_rows", (PyCFunction)(void (*)(void))softmax_backward_rows, METH_FASTCALL,
      "softmax_backward_rows(g, y, gx, n, log): their backward from the output y"},
+    {"cross_entropy_rows", (PyCFunction)(void (*)(void))cross_entropy_rows, METH_FASTCALL,
+     "cross_entropy_rows(x, t, ignore, lse, nll, out, mode): row log-sum-exps and losses"},
+    {"cross_entropy_rows_backward", (PyCFunction)(void (*)(void))cross_entropy_rows_backward,
+     METH_FASTCALL, "cross_entropy_rows_backward(x, lse, t, ignore, g, scale, gx)"},
+    {"strided_copy", (PyCFunction)(void (*)(void))strided_copy, METH_FASTCALL,
+     "strided_copy(src, dst): a transposed src copied into C-contiguous dst in tiles"},
     {"sum_rows", (PyCFunction)(void (*)(void))sum_rows, METH_FASTCALL,
      "sum_rows(x, out, n): out[r] = sum of row r (rows of n elements)"},
     {"cat_rows", (PyCFunction)(void (*)(void))cat_rows, METH_FASTCALL,

@@ -16,6 +16,7 @@ from chainrule.devices import np
 from chainrule.kernels import mkl
 from chainrule.kernels.matmul import matmul as _matmul
 from chainrule.kernels.reference import Kernels, conv2d_of_columns, conv2d_weight_of_columns
+from chainrule.kernels import conv as _conv
 
 __all__ = ["CpuKernels", "loops", "fits_loops"]
 
@@ -515,6 +516,10 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d(x, w, geom, groups: int) -> tuple:
+        if groups == 1 and _one_gemm(x, w) and _conv.takes(x.shape, w, geom):
+            return _conv.conv2d(x, w, geom)  # pixel-major columns (kernels/conv.py)
+        if groups == 1 and _one_gemm(x, w) and _conv.takes_stacked(x.shape, w, geom):
+            return _conv.stacked_conv2d(x, w, geom)  # one product per image
         if groups == 1 and _one_gemm(x, w) and _whole_window(x.shape, geom):
             # one window covers each image: y = x·Wᵀ on (N, C·kh·kw) rows, no columns to build
             xm = x.reshape(x.shape[0], -1)
@@ -535,11 +540,21 @@ class CpuKernels(Kernels):
         return conv2d_of_columns(cols, w, geom, groups), cols
 
     @staticmethod
+    def channel_sums(g):
+        if type(g) is np.ndarray and g.ndim >= 3 and fits_loops(g):
+            return _conv.channel_sums(g)
+        return Kernels.channel_sums(g)
+
+    @staticmethod
     def conv2d_columns(x, cols, geom):
         return cols
 
     @staticmethod
     def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
+        if isinstance(cols, _conv.NhwcColumns):
+            return _conv.weight_grad(g, cols, w_shape, geom)
+        if isinstance(cols, _conv.ImageColumns):
+            return _conv.stacked_weight_grad(g, cols, w_shape, geom)
         if cols is None:  # conv2d went chunk by chunk
             return _conv2d_weight_grad_chunked(g, x, w_shape, geom)
         if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
@@ -550,10 +565,17 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
+        if groups == 1 and _one_gemm(g, w) and _conv.takes(x_shape, w, geom):
+            return _conv.input_grad(g, w, x_shape, geom)
+        if groups == 1 and _one_gemm(g, w) and _conv.takes_stacked(x_shape, w, geom):
+            return _conv.stacked_input_grad(g, w, x_shape, geom)
         if groups == 1 and _one_gemm(g, w) and _whole_window(x_shape, geom):
             # each image is one window: dx = dy·W on (N, O) rows (a transposed convolution from
             # 1×1 inputs, as DCGAN's first layer, is this product)
-            gx = _matmul(g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1))
+            g2, w2 = g.reshape(g.shape[0], -1), w.reshape(w.shape[0], -1)
+            # one output channel (DCGAN's discriminator score): an outer product, which
+            # OpenBLAS runs ~10× slower as a GEMM with K = 1 than NumPy's broadcast multiply
+            gx = g2 * w2 if g2.shape[1] == 1 else _matmul(g2, w2)
             return gx.reshape(x_shape)
         if groups == 1 and _one_gemm(g, w):  # dcols = Wᵀ · dy over the whole batch, col2im in C
             n, c, h, wd = x_shape
@@ -936,3 +958,63 @@ def _cdf_as(x, q, pdf, a, t, sign) -> None:
     np.bitwise_and(x.view(np.uint32), 0x80000000, out=sign)
     np.bitwise_or(q.view(np.uint32), sign, out=q.view(np.uint32))
     q += 0.5
+
+
+# ---- ops16c: cross-entropy rows in one C pass each way (added to CpuKernels below) -----------
+_CE_MODES = {"none": 0, "sum": 1, "mean": 2}
+_INT64 = np.dtype(np.int64)
+
+
+def _cross_entropy_rows(x, t, ignore_index: int, reduction: str):
+    """(row log-sum-exps, row losses, [loss, count]) of 2-d x from one C loop; None where the
+    loop does not apply (or a target is out of range: the generic path reports it)."""
+    if (x.ndim != 2 or not x.shape[0] or not x.shape[1] or not fits_loops(x)
+            or type(t) is not np.ndarray or t.dtype != _INT64 or not t.flags.c_contiguous
+            or not -(1 << 63) <= ignore_index < (1 << 63)
+            or not hasattr(loops, "cross_entropy_rows")):
+        return None
+    n = x.shape[0]
+    lse, nll, out = np.empty(n, x.dtype), np.empty(n, x.dtype), np.empty(2, x.dtype)
+    if not loops.cross_entropy_rows(x, t, ignore_index, lse, nll, out, _CE_MODES[reduction]):
+        return None
+    return lse, nll, out
+
+
+def _cross_entropy_rows_backward(g, x, lse, t, count, ignore_index: int, reduction: str):
+    if type(g) is not np.ndarray or not fits_loops(x, lse) or type(t) is not np.ndarray:
+        return Kernels.cross_entropy_rows_backward(g, x, lse, t, count, ignore_index, reduction)
+    g = np.ascontiguousarray(g, dtype=x.dtype)
+    if reduction == "mean":
+        c = float(count[0])
+        scale = 1.0 / c if c else 0.0  # no rows count: every row is ignored, all zeros
+    else:
+        scale = 1.0
+    gx = np.empty_like(x)
+    loops.cross_entropy_rows_backward(x, lse, t, ignore_index, g, scale, gx)
+    return gx
+
+
+CpuKernels.cross_entropy_rows = staticmethod(_cross_entropy_rows)
+CpuKernels.cross_entropy_rows_backward = staticmethod(_cross_entropy_rows_backward)
+
+
+def _copy(x):
+    """A C-contiguous copy of array x (``x.copy()``), transposed layouts in tiles, in C: planes
+    of one contiguous array with their last two axes swapped (``x.T``, ``x.transpose(1, 2)``)
+    by ``planes_transpose`` (float tiles in registers), other transposed layouts by
+    ``strided_copy``."""
+    if (type(x) is np.ndarray and x.ndim >= 2 and x.size >= 4096 and not x.flags.c_contiguous
+            and x.itemsize in (4, 8) and not x.dtype.hasobject
+            and hasattr(loops, "strided_copy")):
+        out = np.empty(x.shape, x.dtype)
+        planes = np.swapaxes(x, -1, -2)
+        if planes.flags.c_contiguous and (x.dtype == np.float32 or x.dtype == np.float64):
+            rows, cols = planes.shape[-2:]
+            loops.planes_transpose(planes, out, x.size // (rows * cols), rows, cols)
+            return out
+        if loops.strided_copy(x, out):
+            return out
+    return x.copy()
+
+
+CpuKernels.copy = staticmethod(_copy)

@@ -33,6 +33,11 @@ class Kernels:
     name = "reference"
 
     # ---- elementwise -----------------------------------------------------------------------------
+    @staticmethod
+    def copy(x):
+        """A C-contiguous copy of x (``x.copy()``)."""
+        return x.copy()
+
     exp = staticmethod(np.exp)
     tanh = staticmethod(np.tanh)
 

@@ -117,9 +117,37 @@ def _pointwise_loss(name: str, public: Callable, args: tuple, reduction: str,
     return _reduce(loss, reduction, name)
 
 
+class MSELoss(Op):
+    """l = (x - y)² (summed or averaged);  dx = 2(x - y)·g (/n for the mean), dy = -dx"""
+
+    @staticmethod
+    def forward(ctx, x, y, reduction):
+        ctx.save_for_backward(x, y)
+        ctx.reduction, ctx.n = reduction, math.prod(x.shape)
+        sq = x - y
+        sq *= sq
+        if reduction == "none":
+            return sq
+        k = kernels_for(sq)
+        return k.mean(sq, None, False) if reduction == "mean" else k.sum(sq, None, False)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        s = g * (2.0 / ctx.n) if ctx.reduction == "mean" else g * 2.0
+        gx = (x - y) * s
+        return gx, (-gx if ctx.needs_input_grad[1] else None), None
+
+
 def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
              reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """(x - y)², reduced."""
+    if (weight is None and size_average is None and reduce is None and not _amp.active
+            and reduction in ("mean", "sum", "none") and isinstance(input, Tensor)
+            and isinstance(target, Tensor) and input._data.shape == target._data.shape
+            and input._data.dtype == target._data.dtype
+            and input._data.dtype.kind in FLOAT_KINDS):  # one gate, no temporaries kept
+        return MSELoss.apply(input, target, reduction)
     return _pointwise_loss("mse_loss", mse_loss,
                            (input, target, size_average, reduce, reduction, weight), reduction,
                            lambda d: d * d, weight, legacy=(size_average, reduce))
@@ -350,7 +378,7 @@ class CrossEntropyRows(Op):
         ctx.save_for_backward(x)
         ctx.t, ctx.lse, ctx.count = t, lse, out[1:]
         ctx.ignore, ctx.reduction = ignore_index, reduction
-        return nll if reduction == "none" else out[0]
+        return nll if reduction == "none" else out[0, ...]
 
     @staticmethod
     def backward(ctx, g):
@@ -425,7 +453,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         if stats is not None:
             _check_bounds(t1, t1 != ignore_index, x2.shape[1])  # (GPU: under detect_anomaly)
             loss = CrossEntropyRows.apply(x2, t1, stats, ignore_index, reduction)
-            return loss.reshape(*out_shape) if reduction == "none" else loss
+            if reduction == "none" and tuple(loss.shape) != out_shape:
+                return loss.reshape(*out_shape)
+            return loss
         valid = t1 != ignore_index
         if not devices.is_gpu_array(t1) and valid.all():  # on the GPU: no read-back, keep the mask
             valid = None

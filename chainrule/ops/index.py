@@ -220,7 +220,8 @@ class Scatter(Op):
 
 def _raw_index(index, name: str, like) -> np.ndarray:
     idx = index._data if isinstance(index, Tensor) else devices.asarray_on(index, like)
-    devices.check_same_device((like, idx), f"{name}()", " (index)")
+    if type(idx) is not np.ndarray or type(like) is not np.ndarray:  # (two NumPy arrays: CPU)
+        devices.check_same_device((like, idx), f"{name}()", " (index)")
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"{name}(): Expected dtype int64 for index, got {idx.dtype}")
     return idx
@@ -239,7 +240,9 @@ def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
                 f"{name}(): Size does not match at dimension {d} expected index {list(idx.shape)}"
                 f" to be smaller than self {list(shape)} apart from dimension {dim}"
             )
-    if idx.size and (idx.min() < 0 or idx.max() >= shape[dim]):  # no wrap-around, as torch
+    # no wrap-around, as torch; one pass: a negative index is a huge one as unsigned
+    unsigned = idx.view(f"u{idx.itemsize}") if idx.dtype.kind == "i" else idx
+    if idx.size and unsigned.max() >= shape[dim]:
         raise RuntimeError(
             f"{name}(): index {int(idx.max() if idx.max() >= shape[dim] else idx.min())} is out "
             f"of bounds for dimension {dim} with size {shape[dim]}"

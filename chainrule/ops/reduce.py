@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import builtins
 from collections import namedtuple
 
@@ -40,7 +42,7 @@ def _expand_back(g, axes, keepdim: bool, shape: tuple):
 
 def _count(shape: tuple, axes) -> int:
     if axes is None:
-        return int(np.prod(shape, dtype=np.int64))
+        return math.prod(shape)  # (np.prod: ~3 µs a call through its Python wrapper)
     n = 1
     for a in axes:
         n *= shape[a]

@@ -624,13 +624,14 @@ def cat(tensors, dim: int = 0) -> Tensor:
     if nd == 0:
         raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
     d = normalize_dim(dim, nd, "cat")
-    head, tail = ref[:d], ref[d + 1:]
-    for i, s in enumerate(shapes):
-        if s != ref and (len(s) != nd or s[:d] != head or s[d + 1:] != tail):
-            raise RuntimeError(
-                f"cat: Sizes of tensors must match except in dimension {d}. Expected shape "
-                f"{list(ref)} but got {list(s)} for tensor number {i} in the list."
-            )
+    if shapes.count(ref) != len(shapes):  # (all alike, the common case: nothing to compare)
+        head, tail = ref[:d], ref[d + 1:]
+        for i, s in enumerate(shapes):
+            if s != ref and (len(s) != nd or s[:d] != head or s[d + 1:] != tail):
+                raise RuntimeError(
+                    f"cat: Sizes of tensors must match except in dimension {d}. Expected shape "
+                    f"{list(ref)} but got {list(s)} for tensor number {i} in the list."
+                )
     return Cat.apply(d, *_promoted(tensors))
 
 
@@ -640,7 +641,10 @@ concat = concatenate = cat
 def _promoted(tensors: list) -> list:
     """The tensors in their common dtype (torch's promotion for cat and stack)."""
     dt = tensors[0]._data.dtype
-    if all(t._data.dtype == dt for t in tensors):
+    for t in tensors:
+        if t._data.dtype != dt:
+            break
+    else:
         return tensors
     target = _dt.result_type(*[t._data for t in tensors])
     return [t if t._data.dtype == target else t.to(_dt.from_numpy_dtype(target)) for t in tensors]
