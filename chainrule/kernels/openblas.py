@@ -52,7 +52,7 @@ def _openblas_paths() -> list:
 
 
 def find() -> dict:
-    """Look up NumPy's OpenBLAS once: fills ``state`` with its gemm addresses (empty without one)."""
+    """Look up NumPy's OpenBLAS once: fills ``state`` with its gemm addresses (none: empty)."""
     if state["gemm"] is not None:
         return state
     state["gemm"] = {}
