@@ -124,7 +124,8 @@ def set_loop_threads(n: int, min_work: int | None = None) -> None:
 def configure_threads() -> None:
     """Threads for this process's count (``set_num_threads``'s, else BLAS's default): the pool
     takes the products where it can (OpenBLAS then runs on one thread), and the row loops."""
-    possible = loops is not None and hasattr(loops, "gemm") and not mkl.state["gemm"]
+    possible = (loops is not None and hasattr(loops, "gemm") and not mkl.state["gemm"]
+                and os.name != "nt")  # (no POSIX threads: the pool's calls run serially)
     if openblas.use_pool(_blas_threads(), possible):
         spin = os.environ.get("CHAINRULE_POOL_SPIN_US", "").strip()
         minf = os.environ.get("CHAINRULE_POOL_MIN_FLOPS", "").strip()
