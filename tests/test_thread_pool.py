@@ -30,11 +30,11 @@ def pool(monkeypatch):
     """The pool on with 2 threads (whatever this machine's CPU count), every product split."""
     monkeypatch.delenv("CHAINRULE_POOL", raising=False)
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
-    monkeypatch.setattr(matmul_module, "POOL_MIN_FLOPS", 1)
     recorded = _threads.counts["n"]
     cr.set_num_threads(2)
     assert openblas.state["on"]
     old = loops.pool_config(-1, 0)
+    monkeypatch.setitem(openblas.state, "min_flops", 1)
     yield
     loops.pool_config(-1, old[1])
     cr.set_num_threads(recorded or cpu_kernels._blas_threads())
@@ -201,3 +201,34 @@ def test_pool_config_reads_back():
         loops.pool_config(1)
     with pytest.raises(TypeError):
         loops.gemm(1, 2, 3)
+
+
+def test_unsplit_products_stay_on_numpys_route(pool, monkeypatch):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((64, 288)).astype(np.float32)
+    b = rng.standard_normal((288, 576)).astype(np.float32)
+    calls = []
+    real = loops.gemm
+    monkeypatch.setattr(matmul_module, "_gemm", lambda *args: calls.append(args) or real(*args))
+    out = np.empty((64, 576), np.float32)
+    assert matmul(a, b, out=out, split=False) is out and not calls
+    assert np.array_equal(out, a @ b)
+    np.testing.assert_allclose(matmul(a, b), a @ b, rtol=1e-5, atol=1e-4)
+    assert len(calls) == 1
+
+
+def test_chunked_convolutions_on_the_pool_match_torch(pool):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 32, 26, 26)).astype(np.float32)  # columns in chunks
+    w = (rng.standard_normal((64, 32, 3, 3)) * 0.1).astype(np.float32)
+    cx, cw = cr.tensor(x, requires_grad=True), cr.tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    cy = cr.nn.functional.conv2d(cx, cw)
+    ty = torch.nn.functional.conv2d(tx, tw)
+    np.testing.assert_allclose(cy.detach().numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    g = rng.standard_normal(ty.shape).astype(np.float32)
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(cw.grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-2)

@@ -666,11 +666,9 @@ typedef struct {
     int by_rows;
 } GemmJob;
 
-/* m·n·k (whole stack) from which a product is split. Smaller ones stay on the calling thread:
- * a conv's per-image product (MNIST's 64x288x576, ~10M) reads columns im2col has just written
- * into this core's cache, and the other core fetching half of them cost more than it saved
- * (pytorch/examples' MNIST at 2 threads: 120 ms a step split from 2^18, 82 from 2^24) */
-static Py_ssize_t gemm_min_flops = 1 << 24;
+/* m·n·k (whole stack) from which a product is split (OpenBLAS's own threshold for using its
+ * threads; smaller ones stay on the calling thread) */
+static Py_ssize_t gemm_min_flops = 1 << 18;
 
 static void
 gemm_one(const GemmJob *g, const char *a, const char *b, char *c, Py_ssize_t m, Py_ssize_t n)

@@ -131,6 +131,7 @@ def configure_threads() -> None:
         minf = os.environ.get("CHAINRULE_POOL_MIN_FLOPS", "").strip()
         loops.pool_config(int(spin) * 1000 if spin.isdigit() else POOL_SPIN_NS,
                           int(minf) if minf.isdigit() else -1)
+        openblas.state["min_flops"] = loops.pool_config(-1, -1)[1]  # matmul's threshold too
     set_loop_threads(*default_threads())
 
 
@@ -682,7 +683,10 @@ def _columns_cn(x, geom):
 # and 1 MB chunks (one image a chunk either way).
 # Both are per BLAS thread (each core has its own L2, and a GEMM splits its columns over the
 # threads): at 2 threads DCGAN's columns stay whole, as before, and each GEMM call (a wake-up of
-# the thread pool) covers twice the images.
+# the thread pool) covers twice the images. A chunk's products are not split over chainrule's
+# pool (split=False): its columns are in the L2 of the core that just wrote them, and the other
+# core fetching half of them, then im2col writing over them again, made the MNIST example's
+# step 1.5x slower at 2 threads (81 ms unsplit, 120 split).
 _WHOLE_BATCH_BYTES = 2 << 20
 _CHUNK_BYTES = 256 << 10
 
@@ -709,9 +713,10 @@ def _conv2d_chunked(x, w, geom):
         cols = _columns_cn(x[n0:n0 + step], geom)
         part = y[n0:n0 + step]
         if part.shape[0] == 1:
-            _matmul(wm, cols, out=part.reshape(o, -1))
+            _matmul(wm, cols, out=part.reshape(o, -1), split=False)
         else:
-            part[...] = _batch_first(_matmul(wm, cols), part.shape[0], (geom.oh, geom.ow))
+            part[...] = _batch_first(_matmul(wm, cols, split=False), part.shape[0],
+                                     (geom.oh, geom.ow))
     return y
 
 
@@ -721,7 +726,7 @@ def _conv2d_weight_grad_chunked(g, x, w_shape: tuple, geom):
     dwt = None  # dWᵀ = Σ cols · dyᵀ over the chunks
     for n0 in range(0, x.shape[0], step):
         cols = _columns_cn(x[n0:n0 + step], geom)
-        part = _matmul(cols, _channels_first(g[n0:n0 + step]).T)
+        part = _matmul(cols, _channels_first(g[n0:n0 + step]).T, split=False)
         if dwt is None:
             dwt = part
         else:
@@ -737,7 +742,8 @@ def _conv2d_input_grad_chunked(g, w, x_shape: tuple, geom):
     gx = np.empty(x_shape, g.dtype)
     for n0 in range(0, n, step):
         gc = g[n0:n0 + step]
-        gcols = _matmul(wt, gc.reshape(o, -1) if gc.shape[0] == 1 else _channels_first(gc))
+        gcols = _matmul(wt, gc.reshape(o, -1) if gc.shape[0] == 1 else _channels_first(gc),
+                        split=False)
         loops.col2im_cn(gcols, gx[n0:n0 + step], c, *_pool_args(gc.shape[0] * c, h, wd, geom))
     return gx
 

@@ -62,16 +62,18 @@ def _cupy_matmul(a, b, out):
     return devices.xp_of(a).matmul(a, b, out=out)
 
 
-def matmul(a, b, out=None):
+def matmul(a, b, out=None, split: bool = True):
     """``a @ b`` (``np.matmul(a, b, out=out)``), through MKL's GEMM where it can take the operands.
 
     2-d products call ``cblas_?gemm``; stacked products whose batch dims collapse to one stride
     per operand (broadcast operands included) call ``cblas_?gemm_batch_strided``. Without MKL,
-    at more than one thread, large products go to the thread pool (``_pooled``).
+    at more than one thread, large products go to the thread pool (``_pooled``) unless
+    ``split`` is False (operands just written into this core's cache, e.g. a conv's chunk of
+    columns: the product then stays on the calling thread).
     """
     gemm = (mkl.state)["gemm"]
     if not gemm or type(a) is not _ndarray or type(b) is not _ndarray:
-        if _POOL["on"] and type(a) is _ndarray and type(b) is _ndarray:
+        if _POOL["on"] and split and type(a) is _ndarray and type(b) is _ndarray:
             return _pooled(a, b, out)
         return _numpy(a, b, out)
     dt = a.dtype
@@ -171,10 +173,6 @@ def _batched(a, b, out, dt, m, n, k, la, lb):
 # ---- the CPU pool: NumPy's OpenBLAS on one thread, a block of each product per pool thread -------
 _POOL = openblas.state
 _F64 = np.dtype(np.float64)
-# m·n·k (all matrices of a stack) from which a product goes to the pool: below it the pool's C
-# function would make one single-threaded call, as NumPy does (kernels/_cpu_loops.c's
-# gemm_min_flops, which says why it is this large)
-POOL_MIN_FLOPS = 1 << 24
 
 
 def _pooled(a, b, out):
@@ -199,7 +197,9 @@ def _pooled(a, b, out):
             return _numpy(a, b, out)
         for d in batch:
             count *= d
-    if m * n * k * count < POOL_MIN_FLOPS:
+    # below the pool's threshold its C function would make one single-threaded call, as NumPy
+    # does (kernels/_cpu_loops.c's gemm_min_flops, which says why it is as large as it is)
+    if m * n * k * count < _POOL["min_flops"]:
         return _numpy(a, b, out)
     size = dt.itemsize
     la = layout(a.strides[-2:], m, k, size)
