@@ -10,7 +10,6 @@ import pytest
 import chainrule as cr
 from chainrule import _threads
 from chainrule.kernels import cpu as cpu_kernels
-from chainrule.kernels import matmul as matmul_module
 from chainrule.kernels import openblas
 from chainrule.kernels.matmul import matmul
 
@@ -201,20 +200,6 @@ def test_pool_config_reads_back():
         loops.pool_config(1)
     with pytest.raises(TypeError):
         loops.gemm(1, 2, 3)
-
-
-def test_unsplit_products_stay_on_numpys_route(pool, monkeypatch):
-    rng = np.random.default_rng(5)
-    a = rng.standard_normal((64, 288)).astype(np.float32)
-    b = rng.standard_normal((288, 576)).astype(np.float32)
-    calls = []
-    real = loops.gemm
-    monkeypatch.setattr(matmul_module, "_gemm", lambda *args: calls.append(args) or real(*args))
-    out = np.empty((64, 576), np.float32)
-    assert matmul(a, b, out=out, split=False) is out and not calls
-    assert np.array_equal(out, a @ b)
-    np.testing.assert_allclose(matmul(a, b), a @ b, rtol=1e-5, atol=1e-4)
-    assert len(calls) == 1
 
 
 def test_chunked_convolutions_on_the_pool_match_torch(pool):

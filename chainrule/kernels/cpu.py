@@ -683,12 +683,7 @@ def _columns_cn(x, geom):
 # and 1 MB chunks (one image a chunk either way).
 # Both are per BLAS thread (each core has its own L2, and a GEMM splits its columns over the
 # threads): at 2 threads DCGAN's columns stay whole, as before, and each GEMM call (a wake-up of
-# the thread pool) covers twice the images. A chunk's products are not split over chainrule's
-# pool where its columns fit a core's L2 (_split_chunk): they are in the L2 of the core that
-# just wrote them, and the other core fetching half of them, then im2col writing over them
-# again, made W4-mnist's step at 2 threads 76 ms unsplit, 102 with the forward's products split,
-# 86 the weight gradient's, 84 the input gradient's. One image's columns larger than that (DCGAN's
-# last transposed conv, 4 MB) come from memory anyway, and there the split pays.
+# the thread pool) covers twice the images.
 _WHOLE_BATCH_BYTES = 2 << 20
 _CHUNK_BYTES = 256 << 10
 
@@ -706,37 +701,28 @@ def _chunk(x, o: int, geom, k: int | None = None):
     return max(1, min(n, _CHUNK_BYTES * threads // max(per_image, 1)))
 
 
-def _split_chunk(x, step: int, k: int, geom) -> bool:
-    """Whether a chunk's products may be split over the pool: only where its columns (k rows)
-    are larger than a core's L2 anyway (see above)."""
-    return step * k * geom.oh * geom.ow * x.itemsize > _WHOLE_BATCH_BYTES
-
-
 def _conv2d_chunked(x, w, geom):
     n, o = x.shape[0], w.shape[0]
     step = _chunk(x, o, geom)
-    split = _split_chunk(x, step, x.shape[1] * geom.kh * geom.kw, geom)
     wm = w.reshape(o, -1)
     y = np.empty((n, o, geom.oh, geom.ow), x.dtype)
     for n0 in range(0, n, step):
         cols = _columns_cn(x[n0:n0 + step], geom)
         part = y[n0:n0 + step]
         if part.shape[0] == 1:
-            _matmul(wm, cols, out=part.reshape(o, -1), split=split)
+            _matmul(wm, cols, out=part.reshape(o, -1))
         else:
-            part[...] = _batch_first(_matmul(wm, cols, split=split), part.shape[0],
-                                     (geom.oh, geom.ow))
+            part[...] = _batch_first(_matmul(wm, cols), part.shape[0], (geom.oh, geom.ow))
     return y
 
 
 def _conv2d_weight_grad_chunked(g, x, w_shape: tuple, geom):
     o = g.shape[1]
     step = _chunk(x, o, geom)
-    split = _split_chunk(x, step, x.shape[1] * geom.kh * geom.kw, geom)
     dwt = None  # dWᵀ = Σ cols · dyᵀ over the chunks
     for n0 in range(0, x.shape[0], step):
         cols = _columns_cn(x[n0:n0 + step], geom)
-        part = _matmul(cols, _channels_first(g[n0:n0 + step]).T, split=split)
+        part = _matmul(cols, _channels_first(g[n0:n0 + step]).T)
         if dwt is None:
             dwt = part
         else:
@@ -748,13 +734,11 @@ def _conv2d_input_grad_chunked(g, w, x_shape: tuple, geom):
     n, c, h, wd = x_shape
     o = g.shape[1]
     step = _chunk(g, c, geom, c * geom.kh * geom.kw)
-    split = _split_chunk(g, step, c * geom.kh * geom.kw, geom)
     wt = w.reshape(o, -1).T
     gx = np.empty(x_shape, g.dtype)
     for n0 in range(0, n, step):
         gc = g[n0:n0 + step]
-        gcols = _matmul(wt, gc.reshape(o, -1) if gc.shape[0] == 1 else _channels_first(gc),
-                        split=split)
+        gcols = _matmul(wt, gc.reshape(o, -1) if gc.shape[0] == 1 else _channels_first(gc))
         loops.col2im_cn(gcols, gx[n0:n0 + step], c, *_pool_args(gc.shape[0] * c, h, wd, geom))
     return gx
 

@@ -62,18 +62,16 @@ def _cupy_matmul(a, b, out):
     return devices.xp_of(a).matmul(a, b, out=out)
 
 
-def matmul(a, b, out=None, split: bool = True):
+def matmul(a, b, out=None):
     """``a @ b`` (``np.matmul(a, b, out=out)``), through MKL's GEMM where it can take the operands.
 
     2-d products call ``cblas_?gemm``; stacked products whose batch dims collapse to one stride
     per operand (broadcast operands included) call ``cblas_?gemm_batch_strided``. Without MKL,
-    at more than one thread, large products go to the thread pool (``_pooled``) unless
-    ``split`` is False (operands just written into this core's cache, e.g. a conv's chunk of
-    columns: the product then stays on the calling thread).
+    at more than one thread, large products go to the thread pool (``_pooled``).
     """
     gemm = (mkl.state)["gemm"]
     if not gemm or type(a) is not _ndarray or type(b) is not _ndarray:
-        if _POOL["on"] and split and type(a) is _ndarray and type(b) is _ndarray:
+        if _POOL["on"] and type(a) is _ndarray and type(b) is _ndarray:
             return _pooled(a, b, out)
         return _numpy(a, b, out)
     dt = a.dtype
