@@ -64,9 +64,9 @@ VARIANTS = {
     # without the optional MKL GEMMs, on the workloads with matrix products (the others never
     # touch BLAS)
     "chainrule-openblas": ({"CHAINRULE_BLAS": "numpy"}, GEMM_WORKLOADS),
-    # at more than one thread: products on OpenBLAS's own threads, not chainrule's pool (as
-    # before kernels/openblas.py)
-    "chainrule-nopool": ({"CHAINRULE_POOL": "0"}, None),
+    # at more than one thread: products and row loops on chainrule's own thread pool, OpenBLAS
+    # on one thread (kernels/openblas.py)
+    "chainrule-pool": ({"CHAINRULE_POOL": "1"}, None),
 }
 OPENBLAS = "chainrule-openblas"
 ONE_ROUND = {"W5-1M"}  # long: a single round is enough to show linearity

@@ -3,8 +3,8 @@
 ``cr.set_num_threads(n)`` sets the BLAS thread pool (through ``threadpoolctl``, which reaches
 OpenBLAS, MKL and BLIS alike); chainrule's own C row loops (softmax family, row sums)
 then follow it by the rule of ``chainrule.kernels.cpu.default_threads``; the other C loops run
-on one thread. At more than one thread without MKL, chainrule's own pool runs the products too,
-with NumPy's OpenBLAS set to one thread (``chainrule.kernels.openblas``).
+on one thread. With CHAINRULE_POOL=1, at more than one thread without MKL, chainrule's own pool
+runs the products too, with NumPy's OpenBLAS set to one thread (``chainrule.kernels.openblas``).
 """
 
 from __future__ import annotations

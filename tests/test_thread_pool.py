@@ -27,7 +27,7 @@ def _blas_threads():
 @pytest.fixture
 def pool(monkeypatch):
     """The pool on with 2 threads (whatever this machine's CPU count), every product split."""
-    monkeypatch.delenv("CHAINRULE_POOL", raising=False)
+    monkeypatch.setenv("CHAINRULE_POOL", "1")
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
     recorded = _threads.counts["n"]
     cr.set_num_threads(2)
@@ -36,6 +36,7 @@ def pool(monkeypatch):
     monkeypatch.setitem(openblas.state, "min_flops", 1)
     yield
     loops.pool_config(-1, old[1])
+    monkeypatch.delenv("CHAINRULE_POOL")  # back to the default before the threads are reset
     cr.set_num_threads(recorded or cpu_kernels._blas_threads())
     _threads.counts["n"] = recorded
 
@@ -119,7 +120,7 @@ def test_pooled_products_in_autograd_match_torch(pool):
 
 
 def test_set_num_threads_switches_the_pool(monkeypatch):
-    monkeypatch.delenv("CHAINRULE_POOL", raising=False)
+    monkeypatch.setenv("CHAINRULE_POOL", "1")
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
     recorded = _threads.counts["n"]
     try:
@@ -131,7 +132,7 @@ def test_set_num_threads_switches_the_pool(monkeypatch):
         cr.set_num_threads(1)
         assert not openblas.state["on"] and cr.get_num_threads() == 1
         assert all(n == 1 for n in _blas_threads())
-        monkeypatch.setenv("CHAINRULE_POOL", "0")  # OpenBLAS's own threads, as before
+        monkeypatch.setenv("CHAINRULE_POOL", "0")  # OpenBLAS's own threads (the default)
         cr.set_num_threads(2)
         assert not openblas.state["on"] and all(n == 2 for n in _blas_threads())
         a = np.ones((300, 300), np.float32)

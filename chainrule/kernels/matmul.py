@@ -3,9 +3,10 @@
 :func:`matmul` is ``np.matmul`` for every operand (1-d, stacked, broadcast, ``out=``), taking
 the fastest route that can: on the CPU, MKL's ``cblas_?gemm`` / ``cblas_?gemm_batch_strided``
 (when installed, see :mod:`chainrule.kernels.mkl`) for float32/float64 operands whose layout
-BLAS takes as is and products big enough to pay for the ctypes call; at more than one thread
-without MKL, NumPy's OpenBLAS on one thread called from chainrule's own thread pool, a block of
-the product per thread (see :mod:`chainrule.kernels.openblas`); else NumPy. On a GPU, one
+BLAS takes as is and products big enough to pay for the ctypes call; with CHAINRULE_POOL=1 at
+more than one thread without MKL, NumPy's OpenBLAS on one thread called from chainrule's own
+thread pool, a block of the product per thread (see :mod:`chainrule.kernels.openblas`); else
+NumPy. On a GPU, one
 direct cuBLAS call where the layouts allow, else CuPy.
 """
 

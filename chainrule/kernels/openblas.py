@@ -10,7 +10,10 @@ pool does for its GEMMs and its elementwise ops. :mod:`chainrule.kernels.matmul`
 here; this module finds the library and its functions (by the symbol names OpenBLAS exports,
 ``scipy_cblas_sgemm64_`` in NumPy's ILP64 wheels) and switches the threads.
 
-``CHAINRULE_POOL=0`` leaves OpenBLAS's threads alone (products through NumPy, as before).
+Opt-in (``CHAINRULE_POOL=1``, read when chainrule is imported and at each
+``set_num_threads``): on the 2-core machine of BENCHMARKS.md it measured at parity with
+OpenBLAS's own threads (within the 20-50% run-to-run noise of 2-thread timings there), and it
+sets the process's OpenBLAS, the user's own NumPy products included, to one thread.
 """
 
 from __future__ import annotations
@@ -92,9 +95,10 @@ def find() -> dict:
 
 def use_pool(threads: int, possible: bool = True) -> bool:
     """Run products on chainrule's pool with ``threads`` threads (OpenBLAS itself on one) where
-    ``possible`` (the pool is built, no MKL), ``threads`` > 1 and NumPy's OpenBLAS is found;
+    CHAINRULE_POOL=1, ``possible`` (the pool is built, no MKL), ``threads`` > 1 and NumPy's
+    OpenBLAS is found;
     else give OpenBLAS its ``threads`` back. True when the pool takes the products."""
-    on = (possible and threads > 1 and os.environ.get("CHAINRULE_POOL", "1") != "0"
+    on = (possible and threads > 1 and os.environ.get("CHAINRULE_POOL", "0") == "1"
           and bool(find()["gemm"]))
     if on or state["on"]:
         state["set_threads"](1 if on else threads)
