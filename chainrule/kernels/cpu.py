@@ -127,6 +127,7 @@ def configure_threads() -> None:
     possible = (loops is not None and hasattr(loops, "gemm") and not mkl.state["gemm"]
                 and os.name != "nt")  # (no POSIX threads: the pool's calls run serially)
     if openblas.use_pool(_blas_threads(), possible):
+        openblas.state["split_gemm"] = loops.gemm  # what kernels/matmul.py calls
         spin = os.environ.get("CHAINRULE_POOL_SPIN_US", "").strip()
         minf = os.environ.get("CHAINRULE_POOL_MIN_FLOPS", "").strip()
         loops.pool_config(int(spin) * 1000 if spin.isdigit() else POOL_SPIN_NS,

@@ -223,18 +223,9 @@ def _pooled(a, b, out):
             return _numpy(a, b, out)
         ldc, sc = lc
     flags = (dt == _F64) | (_POOL["ilp64"] << 1) | ((la[0] == TRANS) << 2) | ((lb[0] == TRANS) << 3)
-    _gemm(fn, flags, m, n, k, a.ctypes.data, la[1], sa, b.ctypes.data, lb[1], sb,
-          out.ctypes.data, ldc, sc, count)
+    _POOL["split_gemm"](fn, flags, m, n, k, a.ctypes.data, la[1], sa, b.ctypes.data, lb[1], sb,
+                        out.ctypes.data, ldc, sc, count)
     return out
-
-
-def _gemm(*args):
-    """The pool's gemm (kernels/_cpu_loops.c), bound at the first pooled product."""
-    global _gemm
-    from chainrule.kernels.cpu import loops
-
-    _gemm = loops.gemm
-    return _gemm(*args)
 
 
 # ---- the GPU back end: cuBLAS directly -----------------------------------------------------------

@@ -31,7 +31,8 @@ _NAMINGS = [("scipy_", "64_", True), ("", "64_", True), ("scipy_", "", False), (
 
 # "gemm": {dtype: address of cblas_?gemm}, "ilp64": 64-bit integer arguments, "lib": the CDLL,
 # "set_threads": openblas_set_num_threads, "on": products go through the pool (matmul reads it)
-# "min_flops": the m·n·k from which a product goes to the pool (kernels/cpu.py sets it)
+# "min_flops": the m·n·k from which a product goes to the pool, "split_gemm": the pool's gemm
+# (kernels/_cpu_loops.c; both set by kernels/cpu.py)
 state: dict = {"on": False, "gemm": None, "min_flops": 1 << 18}
 
 
