@@ -64,6 +64,9 @@ VARIANTS = {
     # without the optional MKL GEMMs, on the workloads with matrix products (the others never
     # touch BLAS)
     "chainrule-openblas": ({"CHAINRULE_BLAS": "numpy"}, GEMM_WORKLOADS),
+    # at more than one thread: products and row loops on chainrule's own thread pool, OpenBLAS
+    # on one thread (kernels/openblas.py)
+    "chainrule-pool": ({"CHAINRULE_POOL": "1"}, None),
 }
 OPENBLAS = "chainrule-openblas"
 ONE_ROUND = {"W5-1M"}  # long: a single round is enough to show linearity
@@ -172,9 +175,10 @@ def versions() -> str:
 
 def blas_used() -> str:
     """Which BLAS the `chainrule` column's matrix products ran on, in this run's threads."""
-    code = ("import numpy, chainrule; from chainrule.kernels import mkl; "
+    code = ("import numpy, chainrule; from chainrule.kernels import mkl, openblas; "
             "cfg = numpy.show_config(mode='dicts')['Build Dependencies']['blas']; "
-            "print(mkl.backend_name().split(' (')[0], cfg['name'], cfg.get('version', ''))")
+            "print(mkl.backend_name().split(' (')[0] + ('+pool' if openblas.state['on'] else ''),"
+            " cfg['name'], cfg.get('version', ''))")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if THREADS[0] == "default":
         env.pop("OMP_NUM_THREADS")
@@ -186,6 +190,9 @@ def blas_used() -> str:
     numpy_blas = f"NumPy's {parts[1]} {' '.join(parts[2:])}".strip()
     if parts[0] == "mkl":
         return f"MKL (the optional `mkl` extra; other BLAS calls: {numpy_blas})"
+    if parts[0].endswith("+pool"):
+        return (numpy_blas + " on one thread, large products split over chainrule's own thread "
+                "pool (the default install: no `mkl` extra)")
     return numpy_blas + " (the default install: no `mkl` extra)"
 
 

@@ -3,7 +3,8 @@
 ``cr.set_num_threads(n)`` sets the BLAS thread pool (through ``threadpoolctl``, which reaches
 OpenBLAS, MKL and BLIS alike); chainrule's own C row loops (softmax family, row sums)
 then follow it by the rule of ``chainrule.kernels.cpu.default_threads``; the other C loops run
-on one thread.
+on one thread. With CHAINRULE_POOL=1, at more than one thread without MKL, chainrule's own pool
+runs the products too, with NumPy's OpenBLAS set to one thread (``chainrule.kernels.openblas``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ def set_num_threads(int: int) -> None:  # noqa: A002  (torch's argument name)
 
 
 def get_num_threads() -> int:
-    """The number of BLAS threads (as set, else what the BLAS library uses, else the CPUs)."""
+    """The number of threads products use (as set; else the pool's where chainrule's thread pool
+    runs them, see kernels/openblas.py; else what the BLAS library uses, else the CPUs)."""
+    from chainrule.kernels import cpu, openblas
+
+    if _threads["n"]:
+        return _threads["n"]
+    if openblas.state["on"]:
+        return cpu._blas_threads()
     ctl = _blas_limiter()
     if ctl is not None:
         blas = [i["num_threads"] for i in ctl.info() if i.get("user_api") == "blas"]

@@ -11,6 +11,7 @@ import chainrule as cr
 from chainrule import _threads
 from chainrule.kernels import CPU, REFERENCE
 from chainrule.kernels import cpu as cpu_kernels
+from chainrule.kernels import openblas
 
 torch = pytest.importorskip("torch")
 
@@ -365,6 +366,7 @@ def test_default_loop_threads_follow_openblas_thread_timeout(monkeypatch):
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setitem(_threads.counts, "n", None)  # as if set_num_threads was never called
+    monkeypatch.setitem(openblas.state, "on", False)  # products on OpenBLAS's own threads
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     for timeout, want in [(None, (1, None)), (0, (1, None)), (28, (1, None)),
                           (4, (3, cpu_kernels.DEFAULT_MIN_WORK))]:
@@ -538,12 +540,18 @@ def test_set_num_threads_resizes_the_row_loops(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "set_loop_threads", lambda *a: calls.append(a))
     monkeypatch.setattr(cpu_kernels, "openblas_thread_timeout", lambda: 4)
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
+    monkeypatch.setenv("CHAINRULE_POOL", "0")  # products on OpenBLAS's own threads
     before, recorded = cr.get_num_threads(), _threads.counts["n"]
     try:
         cr.set_num_threads(2)
         assert calls[-1] == (2, cpu_kernels.DEFAULT_MIN_WORK)
         cr.set_num_threads(1)
         assert calls[-1] == (1, None)
+        monkeypatch.setenv("CHAINRULE_POOL", "1")  # the pool runs products and loops alike
+        cr.set_num_threads(2)
+        if openblas.state["on"]:
+            assert calls[-1] == (2, cpu_kernels.POOL_MIN_WORK)
     finally:
+        monkeypatch.delenv("CHAINRULE_POOL", raising=False)
         cr.set_num_threads(before)
         _threads.counts["n"] = recorded

@@ -454,6 +454,7 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 #ifndef _WIN32
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #endif
 
 #define LANES 16
@@ -467,18 +468,17 @@ static int n_threads = 1;
 typedef void (*range_fn)(void *ctx, Py_ssize_t lo, Py_ssize_t hi);
 
 #ifndef _WIN32
-/* A split call: chunks of about PAR_MIN_WORK/4 elements of work (at least one item), claimed
- * one at a time from a shared counter by the calling thread and its helpers alike, so a helper
- * that gets no core leaves its chunks to the caller; the caller waits only for chunks a helper
- * has started (a helper preempted in the middle of one still holds the call up for a scheduler
- * slice: where NumPy's OpenBLAS keeps its threads spinning after each product, the default is
- * one thread, see kernels/cpu.py). A helper that starts after the call has returned finds
- * nothing left to claim and exits: the job lives on the heap until its last thread lets go. */
+/* A split call: chunks of work claimed one at a time from a shared counter by the calling
+ * thread and the pool's helpers alike, so a helper that gets no core leaves its chunks to the
+ * caller; the caller waits only for chunks a helper has started (a helper preempted in the
+ * middle of one holds the call up for a scheduler slice). A helper that joins after the call
+ * has returned finds nothing left to claim: the job lives on the heap until its last thread
+ * lets go. */
 typedef struct {
     range_fn fn;
     void *ctx;
     Py_ssize_t items, chunk, chunks;
-    long next, done, refs; /* atomics (GCC builtins) */
+    long next, done, refs, slots; /* atomics (GCC builtins); slots: helpers that may still join */
 } Job;
 
 static void
@@ -501,12 +501,138 @@ job_release(Job *j)
         PyMem_RawFree(j);
 }
 
-static void *
-job_helper(void *arg)
+/* ---- the thread pool (parallel_for and gemm) --------------------------------------------------
+ * Helpers are started once (on the first split call) and kept. A helper that has finished its
+ * part spins for pool_spin_ns (checking the job counter between pause instructions), so the next
+ * call a few µs later starts at once, then sleeps on a condition variable (a wake-up then costs
+ * tens of µs). Jobs are posted under pool_mu; a job posted while another runs (gemm lets go of the
+ * GIL) takes the helpers that are free, and each caller does whatever chunks nobody claimed. Products and row loops share these threads: with NumPy's OpenBLAS set to one thread
+ * (kernels/cpu.py) no other pool spins beside them. */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static Job *pool_job;      /* the job helpers may join (under pool_mu) */
+static long pool_gen;      /* bumped (under pool_mu) each time a job is posted */
+static long pool_sleepers; /* helpers waiting on pool_cv (under pool_mu) */
+static int pool_helpers;   /* helpers started (under pool_mu) */
+static long pool_spin_ns = 100000;
+
+static inline void
+cpu_relax(void)
 {
-    job_run(arg);
-    job_release(arg);
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static long
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static void *
+pool_helper(void *arg)
+{
+    long seen = (long)(intptr_t)arg;
+    for (;;) {
+        long g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE);
+        if (g == seen) {
+            long spin = __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
+            long deadline = spin > 0 ? now_ns() + spin : 0;
+            for (unsigned i = 1; spin > 0; i++) {
+                cpu_relax();
+                if ((g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE)) != seen
+                    || ((i & 63) == 0 && now_ns() > deadline))
+                    break;
+            }
+        }
+        pthread_mutex_lock(&pool_mu);
+        if (g == seen) {
+            pool_sleepers++;
+            while ((g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE)) == seen)
+                pthread_cond_wait(&pool_cv, &pool_mu);
+            pool_sleepers--;
+        }
+        seen = g;
+        Job *j = pool_job;
+        if (j != NULL && j->slots > 0) {
+            j->slots--;
+            __atomic_add_fetch(&j->refs, 1, __ATOMIC_ACQ_REL);
+        }
+        else
+            j = NULL;
+        pthread_mutex_unlock(&pool_mu);
+        if (j != NULL) {
+            job_run(j);
+            job_release(j);
+        }
+    }
     return NULL;
+}
+
+static void
+pool_after_fork(void)
+{ /* the child has none of the parent's helpers */
+    pthread_mutex_init(&pool_mu, NULL);
+    pthread_cond_init(&pool_cv, NULL);
+    pool_job = NULL;
+    pool_sleepers = 0;
+    pool_helpers = 0;
+}
+
+/* fn(ctx, lo, hi) over [0, items) in chunks of `chunk` items, on the calling thread and up to
+ * helpers - 1 ... helpers of the pool (started here when fewer are running); returns when all
+ * chunks are done */
+static void
+pool_run(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t chunk, int helpers)
+{
+    Job *j = helpers > 0 ? PyMem_RawMalloc(sizeof(Job)) : NULL;
+    if (j == NULL) {
+        fn(ctx, 0, items);
+        return;
+    }
+    /* the caller takes chunk 0 and the helpers the next ones, so that calls split alike (a
+     * product, then a loop over its output) leave each part of the memory with one thread */
+    *j = (Job){fn, ctx, items, chunk, (items + chunk - 1) / chunk, 1, 0, 1, helpers};
+    pthread_mutex_lock(&pool_mu);
+    if (pool_helpers < helpers) { /* helpers started now see this job's generation */
+        pthread_attr_t attr;
+        if (pthread_attr_init(&attr) == 0) {
+            if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0) {
+                long g = __atomic_load_n(&pool_gen, __ATOMIC_ACQUIRE);
+                while (pool_helpers < helpers) {
+                    pthread_t id;
+                    if (pthread_create(&id, &attr, pool_helper, (void *)(intptr_t)g) != 0)
+                        break; /* fewer helpers: the caller claims more chunks */
+                    pool_helpers++;
+                }
+            }
+            pthread_attr_destroy(&attr);
+        }
+    }
+    pool_job = j;
+    __atomic_add_fetch(&pool_gen, 1, __ATOMIC_RELEASE);
+    if (pool_sleepers > 0)
+        pthread_cond_broadcast(&pool_cv);
+    pthread_mutex_unlock(&pool_mu);
+    fn(ctx, 0, chunk < items ? chunk : items);
+    __atomic_fetch_add(&j->done, 1, __ATOMIC_RELEASE);
+    job_run(j);
+    for (unsigned i = 1; __atomic_load_n(&j->done, __ATOMIC_ACQUIRE) < j->chunks; i++) {
+        if (i < 4096)
+            cpu_relax(); /* a helper is finishing a chunk it claimed */
+        else
+            sched_yield();
+    }
+    pthread_mutex_lock(&pool_mu);
+    if (pool_job == j)
+        pool_job = NULL;
+    pthread_mutex_unlock(&pool_mu);
+    job_release(j);
 }
 #endif
 
@@ -526,29 +652,262 @@ parallel_for(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t cost)
     (void)t;
     fn(ctx, 0, items);
 #else
-    Job *j = t > 1 ? PyMem_RawMalloc(sizeof(Job)) : NULL;
-    if (j == NULL) {
+    if (t <= 1) {
         fn(ctx, 0, items);
         return;
     }
     Py_ssize_t chunk = (PAR_MIN_WORK / 4) / (cost > 0 ? cost : 1);
-    chunk = chunk < 1 ? 1 : chunk;
-    *j = (Job){fn, ctx, items, chunk, (items + chunk - 1) / chunk, 0, 0, t};
-    pthread_attr_t attr;
-    int attr_ok = pthread_attr_init(&attr) == 0
-                  && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
-    for (Py_ssize_t k = 1; k < t; k++) {
-        pthread_t id;
-        if (!attr_ok || pthread_create(&id, &attr, job_helper, j) != 0)
-            __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL); /* no thread: the caller does more */
-    }
-    if (attr_ok)
-        pthread_attr_destroy(&attr);
-    job_run(j);
-    while (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE) < j->chunks)
-        sched_yield(); /* a helper is finishing a chunk it claimed */
-    job_release(j);
+    pool_run(fn, ctx, items, chunk < 1 ? 1 : chunk, (int)t - 1);
 #endif
+}
+
+/* ---- matrix products split over the pool ------------------------------------------------------
+ * gemm(...) computes C = op(A)·op(B) for a stack of `count` row-major matrices with a BLAS's
+ * cblas_?gemm, given as a function pointer (kernels/matmul.py finds NumPy's OpenBLAS and sets it
+ * to one thread): each call below is a single-threaded product of a block of C's rows (or of its
+ * columns, where C is wide), or of a run of the stack's matrices, and the pool's threads take the
+ * blocks. Each element of C is one dot product over all of k, so the split changes which call
+ * computes it, not the order of its sums. */
+typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *,
+                           int64_t, const float *, int64_t, float, float *, int64_t);
+typedef void (*dgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, double, const double *,
+                           int64_t, const double *, int64_t, double, double *, int64_t);
+typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, int,
+                           const float *, int, float, float *, int);
+typedef void (*dgemm32_fn)(int, int, int, int, int, int, double, const double *, int,
+                           const double *, int, double, double *, int);
+
+#define GEMM_DOUBLE 1
+#define GEMM_ILP64 2
+#define GEMM_TRANS_A 4
+#define GEMM_TRANS_B 8
+#define CBLAS_ROW 101
+#define CBLAS_NOTRANS 111
+#define CBLAS_TRANS 112
+
+typedef struct {
+    void *fn;
+    int flags;
+    Py_ssize_t m, n, k, lda, ldb, ldc, sa, sb, sc; /* sa, sb, sc: elements between matrices */
+    char *a, *b, *c;
+    Py_ssize_t parts, step; /* blocks per matrix, rows (or columns) per block */
+    int by_rows;
+} GemmJob;
+
+/* m·n·k (whole stack) from which a product is split (OpenBLAS's own threshold for using its
+ * threads; smaller ones stay on the calling thread) */
+static Py_ssize_t gemm_min_flops = 1 << 18;
+
+static void
+gemm_one(const GemmJob *g, const char *a, const char *b, char *c, Py_ssize_t m, Py_ssize_t n)
+{
+    int ta = g->flags & GEMM_TRANS_A ? CBLAS_TRANS : CBLAS_NOTRANS;
+    int tb = g->flags & GEMM_TRANS_B ? CBLAS_TRANS : CBLAS_NOTRANS;
+    if (g->flags & GEMM_DOUBLE) {
+        if (g->flags & GEMM_ILP64)
+            ((dgemm64_fn)g->fn)(CBLAS_ROW, ta, tb, m, n, g->k, 1.0, (const double *)a, g->lda,
+                                (const double *)b, g->ldb, 0.0, (double *)c, g->ldc);
+        else
+            ((dgemm32_fn)g->fn)(CBLAS_ROW, ta, tb, (int)m, (int)n, (int)g->k, 1.0,
+                                (const double *)a, (int)g->lda, (const double *)b, (int)g->ldb,
+                                0.0, (double *)c, (int)g->ldc);
+    }
+    else {
+        if (g->flags & GEMM_ILP64)
+            ((sgemm64_fn)g->fn)(CBLAS_ROW, ta, tb, m, n, g->k, 1.0f, (const float *)a, g->lda,
+                                (const float *)b, g->ldb, 0.0f, (float *)c, g->ldc);
+        else
+            ((sgemm32_fn)g->fn)(CBLAS_ROW, ta, tb, (int)m, (int)n, (int)g->k, 1.0f,
+                                (const float *)a, (int)g->lda, (const float *)b, (int)g->ldb,
+                                0.0f, (float *)c, (int)g->ldc);
+    }
+}
+
+static void
+gemm_blocks(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const GemmJob *g = ctx;
+    size_t size = g->flags & GEMM_DOUBLE ? sizeof(double) : sizeof(float);
+    for (Py_ssize_t blk = lo; blk < hi; blk++) {
+        Py_ssize_t i = blk / g->parts, p = blk % g->parts;
+        const char *a = g->a + (size_t)(i * g->sa) * size;
+        const char *b = g->b + (size_t)(i * g->sb) * size;
+        char *c = g->c + (size_t)(i * g->sc) * size;
+        Py_ssize_t first = p * g->step, rest = (g->by_rows ? g->m : g->n) - first;
+        Py_ssize_t len = rest < g->step ? rest : g->step;
+        if (len <= 0)
+            continue;
+        if (g->by_rows)
+            gemm_one(g, a + (size_t)(g->flags & GEMM_TRANS_A ? first : first * g->lda) * size, b,
+                     c + (size_t)(first * g->ldc) * size, len, g->n);
+        else
+            gemm_one(g, a, b + (size_t)(g->flags & GEMM_TRANS_B ? first * g->ldb : first) * size,
+                     c + (size_t)first * size, g->m, len);
+    }
+}
+
+/* gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count): the stack's products
+ * (addresses and element strides; alpha 1, beta 0), split over the pool's threads when the
+ * stack has at least gemm_min_flops multiply-adds */
+static PyObject *
+gemm(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "expected gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, "
+                                         "sb, c, ldc, sc, count)");
+        return NULL;
+    }
+    GemmJob g;
+    Py_ssize_t v[15];
+    void *p[15];
+    for (int i = 0; i < 15; i++) {
+        int is_ptr = i == 0 || i == 5 || i == 8 || i == 11;
+        if (is_ptr)
+            p[i] = PyLong_AsVoidPtr(args[i]);
+        else
+            v[i] = PyLong_AsSsize_t(args[i]);
+        if ((is_ptr ? p[i] == NULL : v[i] == -1) && PyErr_Occurred())
+            return NULL;
+    }
+    Py_ssize_t count = v[14];
+    g = (GemmJob){p[0], (int)v[1], v[2], v[3], v[4], v[6], v[9], v[12], v[7], v[10], v[13],
+                  p[5], p[8], p[11], 1, 0, 1};
+    if (g.fn == NULL || g.m < 0 || g.n < 0 || g.k < 0 || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "gemm: bad function pointer or sizes");
+        return NULL;
+    }
+    if (g.m == 0 || g.n == 0 || count == 0)
+        Py_RETURN_NONE;
+    g.step = g.m;
+    Py_ssize_t t = n_threads;
+    double flops = (double)g.m * (double)g.n * (double)g.k * (double)count;
+#ifdef _WIN32
+    t = 1;
+#endif
+    if (t > 1 && flops >= (double)gemm_min_flops && count < 2 * t) {
+        /* too few matrices to share out: split each one's rows (its columns where it has few
+         * rows) into one block per thread of whole 16-row (column) panels: then each thread
+         * holds a contiguous part of C, as a loop over C split the same way takes it next */
+        g.by_rows = g.m >= 16 * t || g.m >= g.n;
+        Py_ssize_t len = g.by_rows ? g.m : g.n;
+        Py_ssize_t parts = t;
+        Py_ssize_t step = (len + parts - 1) / parts;
+        step = (step + 15) / 16 * 16;
+        g.step = step < len ? step : len;
+        g.parts = (len + g.step - 1) / g.step;
+    }
+    Py_ssize_t blocks = count * g.parts;
+    if (t > blocks)
+        t = blocks;
+    if (t <= 1 || flops < (double)gemm_min_flops) {
+        gemm_blocks(&g, 0, blocks);
+        Py_RETURN_NONE;
+    }
+#ifndef _WIN32
+    /* one block, or one run of the stack, per thread */
+    Py_ssize_t chunk = (blocks + t - 1) / t;
+    Py_BEGIN_ALLOW_THREADS
+    pool_run(gemm_blocks, &g, blocks, chunk, (int)t - 1);
+    Py_END_ALLOW_THREADS
+#endif
+    Py_RETURN_NONE;
+}
+
+/* axpy(alpha, x, y): y += alpha·x for C-contiguous float arrays of one dtype and size, in one
+ * contiguous part per pool thread (as gemm splits C's rows), alpha·x rounded before the sum (no
+ * fused multiply-add: NumPy's y -= lr·x gives the same bits) */
+typedef struct {
+    const char *x;
+    char *y;
+    double alpha;
+    int dbl;
+} AxpyJob;
+
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+CLONES static void
+axpy_part(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const AxpyJob *a = ctx;
+    if (a->dbl) {
+        const double *restrict x = (const double *)a->x;
+        double *restrict y = (double *)a->y;
+        double alpha = a->alpha;
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            double t = alpha * x[i];
+            y[i] = y[i] + t;
+        }
+    }
+    else {
+        const float *restrict x = (const float *)a->x;
+        float *restrict y = (float *)a->y;
+        float alpha = (float)a->alpha;
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            float t = alpha * x[i];
+            y[i] = y[i] + t;
+        }
+    }
+}
+
+static PyObject *
+pool_axpy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected axpy(alpha, x, y)");
+        return NULL;
+    }
+    double alpha = PyFloat_AsDouble(args[0]);
+    if (alpha == -1.0 && PyErr_Occurred())
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[2];
+    Py_ssize_t n = 0;
+    if (same_size_bufs(&b, args + 1, 2, 2, 1, 0, "axpy(alpha, x, y)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    AxpyJob a = {p[0], p[1], alpha, fmt == 'd'};
+    Py_ssize_t t = n_threads;
+    if (t > n / (par_min_work / 2))
+        t = n / (par_min_work / 2);
+#ifndef _WIN32
+    if (t > 1) {
+        Py_ssize_t chunk = (n + t - 1) / t;
+        chunk = (chunk + 15) / 16 * 16;
+        pool_run(axpy_part, &a, n, chunk, (int)t - 1);
+    }
+    else
+#endif
+        axpy_part(&a, 0, n);
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* pool_config(spin_ns, gemm_min_flops): how long (ns) the pool's helpers spin before they sleep,
+ * and the m·n·k from which gemm splits a product (-1: leave as is); returns the previous pair */
+static PyObject *
+pool_config(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected pool_config(spin_ns, gemm_min_flops)");
+        return NULL;
+    }
+    Py_ssize_t spin = PyLong_AsSsize_t(args[0]), minf = PyLong_AsSsize_t(args[1]);
+    if ((spin == -1 || minf == -1) && PyErr_Occurred())
+        return NULL;
+#ifndef _WIN32
+    long old_spin = __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
+    if (spin >= 0)
+        __atomic_store_n(&pool_spin_ns, (long)spin, __ATOMIC_RELAXED);
+#else
+    long old_spin = 0;
+#endif
+    Py_ssize_t old_min = gemm_min_flops;
+    if (minf >= 0)
+        gemm_min_flops = minf;
+    return Py_BuildValue("(ln)", old_spin, old_min);
 }
 
 /* e^t for t <= 0 down to float32's subnormals (0 below -104): as exp_nonpositive_f, with
@@ -2853,6 +3212,14 @@ static PyMethodDef methods[] = {
     {"set_threads", (PyCFunction)(void (*)(void))set_threads, METH_FASTCALL,
      "set_threads(k[, min_work]): the most threads a row loop uses, and the work each thread "
      "must get; returns the previous thread count"},
+    {"gemm", (PyCFunction)(void (*)(void))gemm, METH_FASTCALL,
+     "gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count): a stack of row-major "
+     "products by a cblas_?gemm function pointer, split over the thread pool"},
+    {"axpy", (PyCFunction)(void (*)(void))pool_axpy, METH_FASTCALL,
+     "axpy(alpha, x, y): y += alpha·x (C-contiguous, one float dtype), over the thread pool"},
+    {"pool_config", (PyCFunction)(void (*)(void))pool_config, METH_FASTCALL,
+     "pool_config(spin_ns, gemm_min_flops): the pool's spin time and gemm's split threshold "
+     "(-1: unchanged); returns the previous pair"},
     {"sum_squares_rows", (PyCFunction)(void (*)(void))sum_squares_rows, METH_FASTCALL,
      "sum_squares_rows(x, out, n): out[r] = sum of row r's squares, in PyTorch's lane order"},
     {"sigmoid", (PyCFunction)(void (*)(void))sigmoid, METH_FASTCALL,
@@ -2877,5 +3244,8 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC
 PyInit__cpu_loops(void)
 {
+#ifndef _WIN32
+    pthread_atfork(NULL, NULL, pool_after_fork);
+#endif
     return PyModule_Create(&moduledef);
 }

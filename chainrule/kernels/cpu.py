@@ -13,7 +13,7 @@ import os
 
 from chainrule import _threads, devices
 from chainrule.devices import np
-from chainrule.kernels import mkl
+from chainrule.kernels import mkl, openblas
 from chainrule.kernels.matmul import matmul as _matmul
 from chainrule.kernels.reference import Kernels, conv2d_of_columns, conv2d_weight_of_columns
 from chainrule.kernels import conv as _conv
@@ -41,6 +41,13 @@ loops = _load_loops()  # the C module, or None
 # At the default thread count a row loop is split only when each thread gets at least this much
 # work (elements x passes, ~0.5 ms): a thread per call costs ~20-50 µs to start and join.
 DEFAULT_MIN_WORK = 1 << 20
+# With the pool running the products too (kernels/openblas.py) its helpers are awake between
+# calls (a few µs to start a job), so far smaller calls pay for a split.
+POOL_MIN_WORK = 1 << 16
+POOL_MIN_AXPY = 1 << 16  # y += a·x on the pool from this size (smaller: NumPy, one thread)
+# How long the pool's helpers spin after a job before they sleep (CHAINRULE_POOL_SPIN_US sets it
+# in µs): waking a sleeping one costs ~100-200 µs on a VM's idle core.
+POOL_SPIN_NS = 1_000_000
 
 
 def _blas_threads() -> int:
@@ -84,9 +91,10 @@ def openblas_thread_timeout() -> int | None:
 
 def default_threads() -> tuple:
     """(threads, work per thread) for chainrule's C row loops: CHAINRULE_LOOP_THREADS where set;
-    else BLAS's thread count when NumPy's OpenBLAS lets go of the cores right after a product
-    (OPENBLAS_THREAD_TIMEOUT of at most 16, set before NumPy loads), for large calls only; else
-    one thread.
+    else BLAS's thread count when the pool runs the products too (kernels/openblas.py), or
+    when NumPy's OpenBLAS lets go of the cores right after a product (OPENBLAS_THREAD_TIMEOUT of
+    at most 16, set before NumPy loads), for large calls only; else one thread. (The pool's
+    count is also the products' where it runs them.)
 
     With OpenBLAS's default timeout its threads spin for ~0.1 s after each product (busy
     no-ops, no sched_yield), so in a training step they hold the other cores all the time and a
@@ -96,6 +104,8 @@ def default_threads() -> tuple:
     if env.isdigit() and int(env) > 0:
         return int(env), None
     n = _blas_threads()
+    if openblas.state["on"]:  # one pool for the products and the loops
+        return n, POOL_MIN_WORK
     timeout = openblas_thread_timeout() if n > 1 else None
     if timeout is not None and 4 <= timeout <= 16:
         return n, DEFAULT_MIN_WORK
@@ -112,8 +122,23 @@ def set_loop_threads(n: int, min_work: int | None = None) -> None:
             loops.set_threads(int(n), int(min_work))
 
 
-set_loop_threads(*default_threads())
-_threads.on_set.append(lambda: set_loop_threads(*default_threads()))
+def configure_threads() -> None:
+    """Threads for this process's count (``set_num_threads``'s, else BLAS's default): the pool
+    takes the products where it can (OpenBLAS then runs on one thread), and the row loops."""
+    possible = (loops is not None and hasattr(loops, "gemm") and not mkl.state["gemm"]
+                and os.name != "nt")  # (no POSIX threads: the pool's calls run serially)
+    if openblas.use_pool(_blas_threads(), possible):
+        openblas.state["split_gemm"] = loops.gemm  # what kernels/matmul.py calls
+        spin = os.environ.get("CHAINRULE_POOL_SPIN_US", "").strip()
+        minf = os.environ.get("CHAINRULE_POOL_MIN_FLOPS", "").strip()
+        loops.pool_config(int(spin) * 1000 if spin.isdigit() else POOL_SPIN_NS,
+                          int(minf) if minf.isdigit() else -1)
+        openblas.state["min_flops"] = loops.pool_config(-1, -1)[1]  # matmul's threshold too
+    set_loop_threads(*default_threads())
+
+
+configure_threads()
+_threads.on_set.append(configure_threads)
 
 
 def fits_loops(*arrays) -> bool:
@@ -617,7 +642,14 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def axpy(alpha: float, x, y) -> bool:
-        return mkl.axpy(alpha, x, y)
+        if mkl.axpy(alpha, x, y):
+            return True
+        # on the pool: each thread updates the part of y it wrote in the product before
+        if (openblas.state["on"] and fits_loops(x, y) and y.size >= POOL_MIN_AXPY
+                and x.size == y.size and y.flags.writeable):
+            loops.axpy(alpha, x, y)
+            return True
+        return False
 
 
 def _bn_planes(x, axes: tuple):

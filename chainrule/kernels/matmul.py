@@ -3,7 +3,10 @@
 :func:`matmul` is ``np.matmul`` for every operand (1-d, stacked, broadcast, ``out=``), taking
 the fastest route that can: on the CPU, MKL's ``cblas_?gemm`` / ``cblas_?gemm_batch_strided``
 (when installed, see :mod:`chainrule.kernels.mkl`) for float32/float64 operands whose layout
-BLAS takes as is and products big enough to pay for the ctypes call, else NumPy; on a GPU, one
+BLAS takes as is and products big enough to pay for the ctypes call; with CHAINRULE_POOL=1 at
+more than one thread without MKL, NumPy's OpenBLAS on one thread called from chainrule's own
+thread pool, a block of the product per thread (see :mod:`chainrule.kernels.openblas`); else
+NumPy. On a GPU, one
 direct cuBLAS call where the layouts allow, else CuPy.
 """
 
@@ -15,7 +18,7 @@ import os
 import numpy as np
 
 from chainrule import batching, devices, backends
-from chainrule.kernels import mkl
+from chainrule.kernels import mkl, openblas
 from chainrule.kernels.mkl import INT_MAX, NOTRANS, ROW, TRANS, batch_stride, layout, ptr
 
 __all__ = ["matmul", "cublas_gemm"]
@@ -64,10 +67,13 @@ def matmul(a, b, out=None):
     """``a @ b`` (``np.matmul(a, b, out=out)``), through MKL's GEMM where it can take the operands.
 
     2-d products call ``cblas_?gemm``; stacked products whose batch dims collapse to one stride
-    per operand (broadcast operands included) call ``cblas_?gemm_batch_strided``.
+    per operand (broadcast operands included) call ``cblas_?gemm_batch_strided``. Without MKL,
+    at more than one thread, large products go to the thread pool (``_pooled``).
     """
     gemm = (mkl.state)["gemm"]
     if not gemm or type(a) is not _ndarray or type(b) is not _ndarray:
+        if _POOL["on"] and type(a) is _ndarray and type(b) is _ndarray:
+            return _pooled(a, b, out)
         return _numpy(a, b, out)
     dt = a.dtype
     fn = gemm.get(dt)
@@ -160,6 +166,65 @@ def _batched(a, b, out, dt, m, n, k, la, lb):
     st["batch"][dt](ROW, la[0], lb[0], m, n, k, st["one"][dt],
                     _void_p(a.ctypes.data), la[1], sa, _void_p(b.ctypes.data), lb[1], sb,
                     st["zero"][dt], _void_p(pc), ldc, sc, count)
+    return out
+
+
+# ---- the CPU pool: NumPy's OpenBLAS on one thread, a block of each product per pool thread -------
+_POOL = openblas.state
+_F64 = np.dtype(np.float64)
+
+
+def _pooled(a, b, out):
+    """``np.matmul(a, b, out=out)`` for float32/float64 operands whose layouts BLAS takes, with
+    one stride per operand through the batch dims: the pool's ``gemm`` (kernels/_cpu_loops.c)
+    splits it into single-threaded ``cblas_?gemm`` calls over its threads; else NumPy."""
+    dt = a.dtype
+    fn = _POOL["gemm"].get(dt)
+    ashape, bshape = a.shape, b.shape
+    nd = len(ashape)
+    if (fn is None or b.dtype != dt or nd < 2 or len(bshape) < 2 or ashape[-1] != bshape[-2]
+            or ashape[-1] * ashape[-2] * bshape[-1] < 1):
+        return _numpy(a, b, out)
+    m, k = ashape[-2:]
+    n = bshape[-1]
+    count = 1
+    stacked = nd > 2 or len(bshape) > 2
+    if stacked:
+        try:
+            batch = np.broadcast_shapes(ashape[:-2], bshape[:-2])
+        except ValueError:
+            return _numpy(a, b, out)
+        for d in batch:
+            count *= d
+    # below the pool's threshold its C function would make one single-threaded call, as NumPy
+    # does (kernels/_cpu_loops.c's gemm_min_flops, which says why it is as large as it is)
+    if m * n * k * count < _POOL["min_flops"]:
+        return _numpy(a, b, out)
+    size = dt.itemsize
+    la = layout(a.strides[-2:], m, k, size)
+    lb = layout(b.strides[-2:], k, n, size)
+    if la is None or lb is None or (not _POOL["ilp64"] and max(m, n, k, la[1], lb[1]) > INT_MAX):
+        return _numpy(a, b, out)
+    if stacked:
+        sa = batch_stride(batch, ashape[:-2], a.strides[:-2], size)
+        sb = batch_stride(batch, bshape[:-2], b.strides[:-2], size)
+        if sa is None or sb is None:
+            return _numpy(a, b, out)
+        shape = batch + (m, n)
+    else:
+        sa = sb = 0
+        batch, shape = (), (m, n)
+    if out is None:
+        out = np.empty(shape, dt)
+        ldc, sc = n, m * n
+    else:
+        lc = _outlayout(out, shape, dt, a, b, batch)
+        if lc is None:
+            return _numpy(a, b, out)
+        ldc, sc = lc
+    flags = (dt == _F64) | (_POOL["ilp64"] << 1) | ((la[0] == TRANS) << 2) | ((lb[0] == TRANS) << 3)
+    _POOL["split_gemm"](fn, flags, m, n, k, a.ctypes.data, la[1], sa, b.ctypes.data, lb[1], sb,
+                        out.ctypes.data, ldc, sc, count)
     return out
 
 
