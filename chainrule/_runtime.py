@@ -53,12 +53,12 @@ def set_num_threads(int: int) -> None:  # noqa: A002  (torch's argument name)
 def get_num_threads() -> int:
     """The number of threads products use (as set; else the pool's where chainrule's thread pool
     runs them, see kernels/openblas.py; else what the BLAS library uses, else the CPUs)."""
-    from chainrule.kernels import cpu, openblas
+    from chainrule.kernels import openblas
 
     if _threads["n"]:
         return _threads["n"]
     if openblas.state["on"]:
-        return cpu._blas_threads()
+        return _thread_counts.blas_threads()
     ctl = _blas_limiter()
     if ctl is not None:
         blas = [i["num_threads"] for i in ctl.info() if i.get("user_api") == "blas"]

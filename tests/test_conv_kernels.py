@@ -283,7 +283,7 @@ def test_columns_cn_equal_the_reference_on_many_geometries(dtype):
         g = rng.standard_normal(want.shape).astype(dtype)
         gx = np.empty(shape, dtype)
         gcn = np.ascontiguousarray(g.transpose(1, 2, 3, 0, 4, 5))
-        cpu_kernels.loops.col2im_cn(gcn, gx, c, *cpu_kernels._pool_args(n * c, h, w, geom))
+        cpu_kernels.loops.col2im_cn(gcn, gx, c, *conv_kernels.pool_args(n * c, h, w, geom))
         np.testing.assert_allclose(gx, col2im_array(g, shape, geom), rtol=1e-6, atol=1e-6)
 
 
@@ -309,7 +309,7 @@ def test_columns_nhwc_equal_the_reference_on_many_geometries(dtype):
                      _out_size(w, kw, sw, dw, pl, pr))
         x = rng.standard_normal(shape).astype(dtype)
         want = im2col_array(x, geom).transpose(0, 4, 5, 2, 3, 1)  # (N, OH, OW, kh, kw, C)
-        xh = conv_kernels._channels_last(x)
+        xh = conv_kernels._channels_last(cpu_kernels.loops, x)
         np.testing.assert_array_equal(xh, x.transpose(0, 2, 3, 1))
         args = conv_kernels._args(shape, geom)
         area, k = geom.oh * geom.ow, c * kh * kw

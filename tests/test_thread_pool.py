@@ -41,7 +41,7 @@ def pool(monkeypatch):
     yield
     loops.pool_config(-1, old[1])
     monkeypatch.delenv("CHAINRULE_POOL")  # back to the default before the threads are reset
-    cr.set_num_threads(recorded or cpu_kernels._blas_threads())
+    cr.set_num_threads(recorded or _threads.blas_threads())
     _threads.counts["n"] = recorded
 
 
@@ -143,7 +143,7 @@ def test_set_num_threads_switches_the_pool(monkeypatch):
         assert (matmul(a, a) == 300).all()
     finally:
         monkeypatch.delenv("CHAINRULE_POOL", raising=False)
-        cr.set_num_threads(recorded or cpu_kernels._blas_threads())
+        cr.set_num_threads(recorded or _threads.blas_threads())
         _threads.counts["n"] = recorded
 
 

@@ -27,8 +27,8 @@ import math
 import os
 import threading
 
+from chainrule import _threads
 from chainrule.devices import np
-from chainrule.kernels import cpu as _cpu
 from chainrule.kernels.matmul import matmul as _matmul
 
 __all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad"]
@@ -49,7 +49,7 @@ class NhwcColumns:
         self.xh = xh
 
 
-def takes(x_shape: tuple, w, geom) -> bool:
+def takes(x_shape: tuple, w, geom, loops) -> bool:
     """True when the pixel-major route is the faster one for this convolution (groups = 1, the
     C loops taking x, checked by the caller), as measured on one core: at least 8 input
     channels (DCGAN's 3-channel first conv: 1.7 ms channel-major, 2.5 pixel-major, its runs of
@@ -58,7 +58,14 @@ def takes(x_shape: tuple, w, geom) -> bool:
     output pixels per image."""
     c = x_shape[1]
     return (_ENABLED and c >= 8 and (geom.sh > 1 or geom.sw > 1) and geom.oh * geom.ow >= 16
-            and hasattr(_cpu.loops, "im2col_nhwc"))  # (a C module built before them: not)
+            and hasattr(loops, "im2col_nhwc"))  # (a C module built before them: not)
+
+
+def pool_args(planes: int, h: int, w: int, geom) -> tuple:
+    """The geometry arguments of the C loops' im2col/col2im/pooling calls for ``planes`` planes
+    of h × w."""
+    return (planes, h, w, geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw, geom.pt,
+            geom.pl, geom.oh, geom.ow)
 
 
 def _args(x_shape: tuple, geom) -> tuple:
@@ -69,17 +76,17 @@ def _args(x_shape: tuple, geom) -> tuple:
 
 def _step(n: int, per_image: int):
     """Images per chunk, or None when the whole batch's columns are kept."""
-    threads = _cpu._blas_threads()
+    threads = _threads.blas_threads()
     if per_image * n <= _WHOLE_BYTES * threads:
         return None
     return max(1, min(n, _CHUNK_BYTES * threads // max(per_image, 1)))
 
 
-def _transposed(a, batch: int, rows: int, cols: int, shape: tuple):
+def _transposed(loops, a, batch: int, rows: int, cols: int, shape: tuple):
     """The contiguous (batch, cols, rows) transpose of ``a`` seen (in C order) as (batch, rows,
     cols), shaped ``shape`` (a tiled C loop)."""
     out = np.empty(shape, a.dtype)
-    _cpu.loops.planes_transpose(np.ascontiguousarray(a), out, batch, rows, cols)
+    loops.planes_transpose(np.ascontiguousarray(a), out, batch, rows, cols)
     return out
 
 
@@ -103,33 +110,32 @@ def _scratch(shape: tuple, dtype):
     return buf[:size].reshape(shape)
 
 
-def _channels_last(x):
+def _channels_last(loops, x):
     """(N, C, H, W) -> the contiguous (N, H, W, C) array."""
     n, c, h, w = x.shape
-    return _transposed(x, n, c, h * w, (n, h, w, c))
+    return _transposed(loops, x, n, c, h * w, (n, h, w, c))
 
 
-def _pixel_rows(g):
+def _pixel_rows(loops, g):
     """(N, O, OH, OW) -> the contiguous (N·OH·OW, O) matrix."""
     n, o = g.shape[0], g.shape[1]
     area = g.size // max(n * o, 1)
-    return _transposed(g, n, o, area, (n * area, o))
+    return _transposed(loops, g, n, o, area, (n * area, o))
 
 
-def _weight_rows(w):
+def _weight_rows(loops, w):
     """(O, C, kh, kw) -> (O, kh·kw·C), the taps in the columns' order."""
     o, c, kh, kw = w.shape
-    return _transposed(w, o, c, kh * kw, (o, kh * kw * c))
+    return _transposed(loops, w, o, c, kh * kw, (o, kh * kw * c))
 
 
-def conv2d(x, w, geom) -> tuple:
+def conv2d(x, w, geom, loops) -> tuple:
     """(y, NhwcColumns) of a groups = 1 convolution of (N, C, H, W) x."""
-    loops = _cpu.loops
     n, c = x.shape[0], x.shape[1]
     o, area = w.shape[0], geom.oh * geom.ow
     k = c * geom.kh * geom.kw
-    xh = _channels_last(x)
-    wt = _weight_rows(w).T  # (K, O), a transposed view: BLAS reads it as such
+    xh = _channels_last(loops, x)
+    wt = _weight_rows(loops, w).T  # (K, O), a transposed view: BLAS reads it as such
     args = _args(x.shape, geom)
     step = _step(n, area * k * x.itemsize) or n
     yt = np.empty((n * area, o), x.dtype)
@@ -139,15 +145,15 @@ def conv2d(x, w, geom) -> tuple:
         part = buf[:r * area]
         loops.im2col_nhwc(xh, part, *args, n0, r)
         _matmul(part, wt, out=yt[n0 * area:(n0 + r) * area])
-    y = _transposed(yt, n, area, o, (n, o, geom.oh, geom.ow))
+    y = _transposed(loops, yt, n, area, o, (n, o, geom.oh, geom.ow))
     return y, NhwcColumns(xh)
 
 
-def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom):
+def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops):
     """dW = Σ over the batch and pixels of dy · cols (one GEMM, or one per chunk, summed)."""
     o, c, kh, kw = w_shape
     n, area = g.shape[0], geom.oh * geom.ow
-    gt = _pixel_rows(g)
+    gt = _pixel_rows(loops, g)
     xh, k = saved.xh, c * kh * kw
     args = _args((n, c) + xh.shape[1:3], geom)
     step = _step(n, area * k * g.itemsize) or n
@@ -156,22 +162,21 @@ def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom):
     for n0 in range(0, n, step):  # the columns again, written into cache
         r = min(step, n - n0)
         part = buf[:r * area]
-        _cpu.loops.im2col_nhwc(xh, part, *args, n0, r)
+        loops.im2col_nhwc(xh, part, *args, n0, r)
         prod = _matmul(gt[n0 * area:(n0 + r) * area].T, part)  # (O, K)
         if dwr is None:
             dwr = prod
         else:
             dwr += prod
-    return _transposed(dwr, o, kh * kw, c, w_shape)
+    return _transposed(loops, dwr, o, kh * kw, c, w_shape)
 
 
-def input_grad(g, w, x_shape: tuple, geom):
+def input_grad(g, w, x_shape: tuple, geom, loops):
     """dx = col2im(dyᵀ · W) on the channels-last image, transposed back to (N, C, H, W)."""
-    loops = _cpu.loops
     n, c, h, wd = x_shape
     area = geom.oh * geom.ow
     k = c * geom.kh * geom.kw
-    gt, wr = _pixel_rows(g), _weight_rows(w)
+    gt, wr = _pixel_rows(loops, g), _weight_rows(loops, w)
     args = _args(x_shape, geom)
     dxh = np.empty((n, h, wd, c), g.dtype)
     step = _step(n, area * k * g.itemsize) or n
@@ -181,7 +186,7 @@ def input_grad(g, w, x_shape: tuple, geom):
         part = buf[:r * area]
         _matmul(gt[n0 * area:(n0 + r) * area], wr, out=part)
         loops.col2im_nhwc(part, dxh, *args, n0, r)
-    return _transposed(dxh, n, h * wd, c, x_shape)
+    return _transposed(loops, dxh, n, h * wd, c, x_shape)
 
 
 
@@ -210,15 +215,15 @@ def takes_stacked(x_shape: tuple, w, geom) -> bool:
     return _ENABLED and x_shape[1] * geom.kh * geom.kw <= _STACKED_MAX_K
 
 
-def _image_columns(x, buf, n0: int, r: int, geom):
+def _image_columns(loops, x, buf, n0: int, r: int, geom):
     """im2col of images n0 .. n0 + r into ``buf[:r]`` (r, K, OH·OW); returns that part."""
     c, h, w = x.shape[1:]
     part = buf[:r]
-    _cpu.loops.im2col(x[n0:n0 + r], part, *_cpu._pool_args(r * c, h, w, geom))
+    loops.im2col(x[n0:n0 + r], part, *pool_args(r * c, h, w, geom))
     return part
 
 
-def stacked_conv2d(x, w, geom) -> tuple:
+def stacked_conv2d(x, w, geom, loops) -> tuple:
     n, o, area = x.shape[0], w.shape[0], geom.oh * geom.ow
     w2 = w.reshape(o, -1)
     k = w2.shape[1]
@@ -227,11 +232,11 @@ def stacked_conv2d(x, w, geom) -> tuple:
     buf = np.empty((step or n, k, area), x.dtype)
     for n0 in range(0, n, step or n):
         r = min(step or n, n - n0)
-        np.matmul(w2, _image_columns(x, buf, n0, r, geom), out=y[n0:n0 + r])
+        np.matmul(w2, _image_columns(loops, x, buf, n0, r, geom), out=y[n0:n0 + r])
     return y.reshape(n, o, geom.oh, geom.ow), ImageColumns(x, None if step else buf)
 
 
-def stacked_weight_grad(g, saved: ImageColumns, w_shape: tuple, geom):
+def stacked_weight_grad(g, saved: ImageColumns, w_shape: tuple, geom, loops):
     n, o, area = g.shape[0], g.shape[1], geom.oh * geom.ow
     g3 = np.ascontiguousarray(g).reshape(n, o, area)
     if saved.cols is not None:
@@ -243,12 +248,12 @@ def stacked_weight_grad(g, saved: ImageColumns, w_shape: tuple, geom):
     dw = np.zeros((o, k), g.dtype)
     for n0 in range(0, n, step):
         r = min(step, n - n0)
-        part = _image_columns(x, buf, n0, r, geom)
+        part = _image_columns(loops, x, buf, n0, r, geom)
         dw += np.matmul(g3[n0:n0 + r], part.transpose(0, 2, 1)).sum(0)
     return dw.reshape(w_shape)
 
 
-def stacked_input_grad(g, w, x_shape: tuple, geom):
+def stacked_input_grad(g, w, x_shape: tuple, geom, loops):
     n, c, h, wd = x_shape
     o, area = w.shape[0], geom.oh * geom.ow
     wt = w.reshape(o, -1).T
@@ -256,12 +261,12 @@ def stacked_input_grad(g, w, x_shape: tuple, geom):
     gx = np.empty(x_shape, g.dtype)
     step = _step(n, area * wt.shape[0] * g.itemsize) or n
     buf = np.empty((step, wt.shape[0], area), g.dtype)
-    args = _cpu._pool_args(c, h, wd, geom)
+    args = pool_args(c, h, wd, geom)
     for n0 in range(0, n, step):
         r = min(step, n - n0)
         part = np.matmul(wt, g3[n0:n0 + r], out=buf[:r])
         for i in range(r):  # one image's columns are in im2col_cn's layout
-            _cpu.loops.col2im_cn(part[i], gx[n0 + i:n0 + i + 1], c, *args)
+            loops.col2im_cn(part[i], gx[n0 + i:n0 + i + 1], c, *args)
     return gx
 
 

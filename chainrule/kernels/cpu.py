@@ -50,22 +50,6 @@ POOL_MIN_AXPY = 1 << 16  # y += a·x on the pool from this size (smaller: NumPy,
 POOL_SPIN_NS = 1_000_000
 
 
-def _blas_threads() -> int:
-    """The threads a BLAS call may use: ``set_num_threads``'s value where it was called, else
-    what OpenBLAS starts with (OPENBLAS/OMP_NUM_THREADS, else the CPUs this process may use)."""
-    n = _threads.counts["n"]
-    if n:
-        return n
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        v = os.environ.get(var, "").strip()
-        if v.isdigit() and int(v) > 0:
-            return int(v)
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def openblas_thread_timeout() -> int | None:
     """OPENBLAS_THREAD_TIMEOUT as NumPy's OpenBLAS read it when it loaded (its threads spin for
     2**value cycles after their part of a product, then sleep; 0: unset, its default 2**28, about
@@ -103,7 +87,7 @@ def default_threads() -> tuple:
     env = os.environ.get("CHAINRULE_LOOP_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env), None
-    n = _blas_threads()
+    n = _threads.blas_threads()
     if openblas.state["on"]:  # one pool for the products and the loops
         return n, POOL_MIN_WORK
     timeout = openblas_thread_timeout() if n > 1 else None
@@ -127,7 +111,7 @@ def configure_threads() -> None:
     takes the products where it can (OpenBLAS then runs on one thread), and the row loops."""
     possible = (loops is not None and hasattr(loops, "gemm") and not mkl.state["gemm"]
                 and os.name != "nt")  # (no POSIX threads: the pool's calls run serially)
-    if openblas.use_pool(_blas_threads(), possible):
+    if openblas.use_pool(_threads.blas_threads(), possible):
         openblas.state["split_gemm"] = loops.gemm  # what kernels/matmul.py calls
         spin = os.environ.get("CHAINRULE_POOL_SPIN_US", "").strip()
         minf = os.environ.get("CHAINRULE_POOL_MIN_FLOPS", "").strip()
@@ -535,16 +519,16 @@ class CpuKernels(Kernels):
         if x.ndim == 4 and fits_loops(x):  # each window row copied as one run
             n, c, h, w = x.shape
             cols = np.empty((n, c, geom.kh, geom.kw, geom.oh, geom.ow), x.dtype)
-            loops.im2col(x, cols, *_pool_args(n * c, h, w, geom))
+            loops.im2col(x, cols, *_conv.pool_args(n * c, h, w, geom))
             return cols
         return Kernels.im2col(x, geom)
 
     @staticmethod
     def conv2d(x, w, geom, groups: int) -> tuple:
-        if groups == 1 and _one_gemm(x, w) and _conv.takes(x.shape, w, geom):
-            return _conv.conv2d(x, w, geom)  # pixel-major columns (kernels/conv.py)
+        if groups == 1 and _one_gemm(x, w) and _conv.takes(x.shape, w, geom, loops):
+            return _conv.conv2d(x, w, geom, loops)  # pixel-major columns (kernels/conv.py)
         if groups == 1 and _one_gemm(x, w) and _conv.takes_stacked(x.shape, w, geom):
-            return _conv.stacked_conv2d(x, w, geom)  # one product per image
+            return _conv.stacked_conv2d(x, w, geom, loops)  # one product per image
         if groups == 1 and _one_gemm(x, w) and _whole_window(x.shape, geom):
             # one window covers each image: y = x·Wᵀ on (N, C·kh·kw) rows, no columns to build
             xm = x.reshape(x.shape[0], -1)
@@ -577,9 +561,9 @@ class CpuKernels(Kernels):
     @staticmethod
     def conv2d_weight_grad(g, x, cols, w_shape: tuple, geom, groups: int):
         if isinstance(cols, _conv.NhwcColumns):
-            return _conv.weight_grad(g, cols, w_shape, geom)
+            return _conv.weight_grad(g, cols, w_shape, geom, loops)
         if isinstance(cols, _conv.ImageColumns):
-            return _conv.stacked_weight_grad(g, cols, w_shape, geom)
+            return _conv.stacked_weight_grad(g, cols, w_shape, geom, loops)
         if cols is None:  # conv2d went chunk by chunk
             return _conv2d_weight_grad_chunked(g, x, w_shape, geom)
         if cols.ndim == 2:  # conv2d's (C·kh·kw, N·OH·OW) columns: dW = dy · colsᵀ, one GEMM
@@ -590,10 +574,10 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def conv2d_input_grad(g, w, x_shape: tuple, geom, groups: int):
-        if groups == 1 and _one_gemm(g, w) and _conv.takes(x_shape, w, geom):
-            return _conv.input_grad(g, w, x_shape, geom)
+        if groups == 1 and _one_gemm(g, w) and _conv.takes(x_shape, w, geom, loops):
+            return _conv.input_grad(g, w, x_shape, geom, loops)
         if groups == 1 and _one_gemm(g, w) and _conv.takes_stacked(x_shape, w, geom):
-            return _conv.stacked_input_grad(g, w, x_shape, geom)
+            return _conv.stacked_input_grad(g, w, x_shape, geom, loops)
         if groups == 1 and _one_gemm(g, w) and _whole_window(x_shape, geom):
             # each image is one window: dx = dy·W on (N, O) rows (a transposed convolution from
             # 1×1 inputs, as DCGAN's first layer, is this product)
@@ -608,7 +592,7 @@ class CpuKernels(Kernels):
                 return _conv2d_input_grad_chunked(g, w, x_shape, geom)
             gcols = _matmul(w.reshape(w.shape[0], -1).T, _channels_first(g))
             gx = np.empty(x_shape, g.dtype)
-            loops.col2im_cn(gcols, gx, c, *_pool_args(n * c, h, wd, geom))
+            loops.col2im_cn(gcols, gx, c, *_conv.pool_args(n * c, h, wd, geom))
             return gx
         if geom.sh == 1 and geom.sw == 1:
             return _conv_input_grad_wide(g, w, x_shape, geom, groups)
@@ -622,7 +606,7 @@ class CpuKernels(Kernels):
             if fits_loops(g):
                 n, c, h, w = x_shape
                 gx = np.empty(x_shape, g.dtype)
-                loops.max_pool2d_backward(g, idx, gx, *_pool_args(n * c, h, w, geom))
+                loops.max_pool2d_backward(g, idx, gx, *_conv.pool_args(n * c, h, w, geom))
                 return gx
         return Kernels.max_pool2d_backward(g, idx, x_shape, geom)
 
@@ -692,7 +676,7 @@ def _columns_cn(x, geom):
     each call wakes BLAS's thread pool), and its rows are long."""
     n, c, h, w = x.shape
     cols = np.empty((c * geom.kh * geom.kw, n * geom.oh * geom.ow), x.dtype)
-    loops.im2col_cn(x, cols, c, *_pool_args(n * c, h, w, geom))
+    loops.im2col_cn(x, cols, c, *_conv.pool_args(n * c, h, w, geom))
     return cols
 
 
@@ -718,7 +702,7 @@ def _chunk(x, o: int, geom, k: int | None = None):
     if k is None:
         k = x.shape[1] * geom.kh * geom.kw
     per_image = k * geom.oh * geom.ow * x.itemsize
-    threads = _blas_threads()
+    threads = _threads.blas_threads()
     if per_image * n <= _WHOLE_BATCH_BYTES * threads:
         return None
     return max(1, min(n, _CHUNK_BYTES * threads // max(per_image, 1)))
@@ -762,7 +746,7 @@ def _conv2d_input_grad_chunked(g, w, x_shape: tuple, geom):
     for n0 in range(0, n, step):
         gc = g[n0:n0 + step]
         gcols = _matmul(wt, gc.reshape(o, -1) if gc.shape[0] == 1 else _channels_first(gc))
-        loops.col2im_cn(gcols, gx[n0:n0 + step], c, *_pool_args(gc.shape[0] * c, h, wd, geom))
+        loops.col2im_cn(gcols, gx[n0:n0 + step], c, *_conv.pool_args(gc.shape[0] * c, h, wd, geom))
     return gx
 
 
@@ -811,11 +795,6 @@ def _rows_pair(g, y, axis: int) -> bool:
     it is not)."""
     return (y.ndim > 0 and y.size > 0 and axis % y.ndim == y.ndim - 1 and fits_loops(y)
             and type(g) is np.ndarray and g.shape == y.shape and g.dtype is y.dtype)
-
-
-def _pool_args(planes: int, h: int, w: int, geom) -> tuple:
-    return (planes, h, w, geom.kh, geom.kw, geom.sh, geom.sw, geom.dh, geom.dw, geom.pt,
-            geom.pl, geom.oh, geom.ow)
 
 
 def _flat_offsets(shape: tuple, dim: int, index):
