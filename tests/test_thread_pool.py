@@ -10,7 +10,7 @@ import pytest
 import chainrule as cr
 from chainrule import _threads
 from chainrule.kernels import cpu as cpu_kernels
-from chainrule.kernels import openblas
+from chainrule.kernels import mkl, openblas
 from chainrule.kernels.matmul import matmul
 
 loops = cpu_kernels.loops
@@ -28,6 +28,17 @@ def _blas_threads():
             if os.path.realpath(i["filepath"]) == os.path.realpath(openblas.state["path"])]
 
 
+def _on_or_skip(monkeypatch, recorded) -> None:
+    """Assert the pool came on; skip where MKL's GEMM is in use (the pool splits NumPy's
+    OpenBLAS products only: kernels/cpu.configure_threads), after putting the threads back."""
+    if not openblas.state["on"] and mkl.state["gemm"]:
+        monkeypatch.delenv("CHAINRULE_POOL")
+        cr.set_num_threads(recorded or _threads.blas_threads())
+        _threads.counts["n"] = recorded
+        pytest.skip("MKL's GEMM is in use: chainrule's pool runs NumPy's OpenBLAS only")
+    assert openblas.state["on"]
+
+
 @pytest.fixture
 def pool(monkeypatch):
     """The pool on with 2 threads (whatever this machine's CPU count), every product split."""
@@ -35,7 +46,7 @@ def pool(monkeypatch):
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
     recorded = _threads.counts["n"]
     cr.set_num_threads(2)
-    assert openblas.state["on"]
+    _on_or_skip(monkeypatch, recorded)
     old = loops.pool_config(-1, 0)
     monkeypatch.setitem(openblas.state, "min_flops", 1)
     yield
@@ -129,6 +140,7 @@ def test_set_num_threads_switches_the_pool(monkeypatch):
     recorded = _threads.counts["n"]
     try:
         cr.set_num_threads(2)
+        _on_or_skip(monkeypatch, recorded)
         assert openblas.state["on"] and cr.get_num_threads() == 2
         assert _blas_threads() == [1]  # OpenBLAS itself on one thread
         assert cpu_kernels.default_threads() == (2, cpu_kernels.POOL_MIN_WORK)
