@@ -143,6 +143,24 @@ def _program_traceback(tb: types.TracebackType | None) -> types.TracebackType | 
     return tb
 
 
+def _run_file(path: str) -> None:
+    """Run a source file as ``python path`` does: as module ``__main__``, with ``__file__`` (and
+    so tracebacks and warnings) absolute and ``sys.argv[0]`` as given (``runpy.run_path`` makes
+    them one and the same string)."""
+    import builtins
+    import importlib.machinery
+    import io
+
+    path = os.path.abspath(path)
+    with io.open_code(path) as f:
+        code = compile(f.read(), path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=path, __cached__=None, __builtins__=builtins,
+                         __loader__=importlib.machinery.SourceFileLoader("__main__", path))
+    sys.modules["__main__"] = main  # (pickle finds the program's classes here, as in Python)
+    exec(code, main.__dict__)
+
+
 def _parse(argv: list[str]) -> tuple[str | None, str | None, list[str]] | int:
     """``(script, module, args)``, or an exit status after printing usage or an error."""
     if not argv or argv[0] in ("-h", "--help"):
@@ -185,7 +203,10 @@ def main(argv: list[str]) -> int:
         sys.path[0] = os.getcwd()
     try:
         if script is not None:
-            runpy.run_path(script, run_name="__main__")
+            if os.path.isfile(script):
+                _run_file(script)
+            else:
+                runpy.run_path(script, run_name="__main__")
         else:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
     except (SystemExit, KeyboardInterrupt):

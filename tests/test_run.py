@@ -62,6 +62,7 @@ def test_script_sees_torch_as_chainrule_with_argv_main_and_its_own_modules(tmp_p
         print("name", __name__)
         print("argv", sys.argv)
         print("path0", sys.path[0])
+        print("file", __file__)
     """)
     r = _run(["prog/train.py", "--lr", "0.1", "x"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -69,6 +70,7 @@ def test_script_sees_torch_as_chainrule_with_argv_main_and_its_own_modules(tmp_p
     assert lines["name"] == "__main__"
     assert lines["argv"] == str(["prog/train.py", "--lr", "0.1", "x"])
     assert lines["path0"] == str(tmp_path / "prog")
+    assert lines["file"] == str(tmp_path / "prog" / "train.py")  # absolute, as `python` gives it
 
 
 def test_module_mode_runs_dash_m_with_cwd_on_path(tmp_path):
