@@ -134,6 +134,20 @@ def from_numpy_dtype(np_dtype) -> dtype:
         ) from None
 
 
+_SCALAR_TYPE_NAMES = {  # torch's ScalarType names, as its error messages print them
+    "float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
+    "complex64": "ComplexFloat", "complex128": "ComplexDouble", "int64": "Long", "int32": "Int",
+    "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+}
+
+
+def scalar_type_name(np_dtype) -> str:
+    """torch's name of a dtype in messages (``Float``, ``Long``, ...); ``Tensor.type()`` adds
+    ``Tensor``."""
+    name = np.dtype(np_dtype).name if not isinstance(np_dtype, dtype) else np_dtype.name
+    return _SCALAR_TYPE_NAMES.get(name, name)
+
+
 def to_dtype(d) -> dtype:
     """Accept a chainrule dtype, a NumPy dtype/type or a name such as ``"float32"``."""
     if isinstance(d, dtype):

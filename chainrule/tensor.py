@@ -29,11 +29,6 @@ _NON_LEAF_GRAD_WARNING = (
 )
 _FLOAT_OR_COMPLEX = _dt.FLOAT_KINDS + "c"
 _CALLER = 2 if __file__.endswith(".py") else 1  # warnings' stacklevel (compiled: no frame here)
-_TYPE_NAMES = {  # Tensor.type() names, as torch's
-    "float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
-    "bfloat16": "BFloat16Tensor", "int64": "LongTensor", "int32": "IntTensor",
-    "int16": "ShortTensor", "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor",
-}
 
 
 class Size(tuple):
@@ -888,7 +883,7 @@ class Tensor(TensorBase):
 
     def type(self, dtype=None, non_blocking: bool = False):
         if dtype is None:
-            return f"{_dt.shown_prefix()}.{_TYPE_NAMES.get(self.dtype.name, 'Tensor')}"
+            return f"{_dt.shown_prefix()}.{_dt.scalar_type_name(self.dtype)}Tensor"
         return self.to(dtype)
 
     def type_as(self, other: Tensor) -> Tensor:

@@ -341,3 +341,40 @@ def test_bad_calls_raise_torch_error_types(bad, err):
         bad(torch, TF)
     with pytest.raises(err):
         bad(cr, nn.functional)
+
+
+@pytest.mark.parametrize("x_dtype, w_dtype", [("float32", "float64"), ("float64", "float32"),
+                                              ("float32", None)])
+def test_rms_norm_returns_the_inputs_dtype_and_each_gradient_its_tensors(x_dtype, w_dtype):
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal((2, 4)).astype(x_dtype)
+    w_np = rng.standard_normal(4).astype(w_dtype) if w_dtype else None
+    results = []
+    for m in (cr, torch):
+        x = m.tensor(x_np, requires_grad=True)
+        w = m.tensor(w_np, requires_grad=True) if w_dtype else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch: "Mismatch dtype between input and weight"
+            y = m.nn.functional.rms_norm(x, (4,), w)
+        (y * y).sum().backward()
+        results.append((y, x.grad, w.grad if w_dtype else None))
+    (y, gx, gw), (ty, tgx, tgw) = results
+    assert str(y.dtype)[-7:] == str(ty.dtype)[-7:] == x_dtype
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert str(gx.dtype)[-7:] == x_dtype
+    np.testing.assert_allclose(gx.numpy(), tgx.numpy(), rtol=1e-4, atol=1e-5)
+    if w_dtype:
+        assert str(gw.dtype)[-7:] == str(tgw.dtype)[-7:] == w_dtype
+        np.testing.assert_allclose(gw.numpy(), tgw.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_rms_norm_refuses_integer_input_as_torch():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError) as theirs:
+        torch.nn.functional.rms_norm(torch.ones(2, 4, dtype=torch.int64), (4,))
+    with pytest.raises(RuntimeError) as ours:
+        cr.nn.functional.rms_norm(cr.ones(2, 4, dtype=cr.int64), (4,))
+    assert str(ours.value) == str(theirs.value)

@@ -20,8 +20,8 @@ from chainrule import devices
 from chainrule._state import current
 from chainrule.autograd.anomaly import caller_site, check_forward
 from chainrule.devices import np
-from chainrule.dtypes import FLOAT_KINDS
-from chainrule.tensor import REBASED, _TYPE_NAMES, Tensor, TensorBase, version_counter, wrap
+from chainrule.dtypes import FLOAT_KINDS, scalar_type_name
+from chainrule.tensor import REBASED, Tensor, TensorBase, version_counter, wrap
 
 __all__ = ["Function", "Op", "FunctionCtx", "once_differentiable", "AccumulateGrad",
            "check_saved_versions", "keep_in_collector"]
@@ -535,7 +535,7 @@ def _version_error(node, now: int, version: int, what) -> str:
             where = f", which is output {what._nr} of {short(what._grad_fn)},"
         else:
             where = ""
-    dtype = _TYPE_NAMES.get(np_dtype.name, "Tensor")
+    dtype = scalar_type_name(np_dtype) + "Tensor"
     return ("one of the variables needed for gradient computation has been modified by an "
             f"inplace operation: [chainrule.{dtype} {list(shape)}]{where} is at version {now}; "
             f"expected version {version} instead. Hint: enable anomaly detection to find the "

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from chainrule import devices
+from chainrule import dtypes as _dt
 from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.autograd.grad_mode import no_grad
@@ -235,11 +236,17 @@ def rms_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
         raise RuntimeError(f"rms_norm: Expected weight to be of same shape as normalized_shape, "
                            f"but got weight of shape {list(weight.shape)} and normalized_shape "
                            f"= {list(shape)}")
+    if input._data.dtype.kind not in _dt.FLOAT_KINDS:
+        raise RuntimeError(
+            f"\"rms_norm\" not implemented for '{_dt.scalar_type_name(input._data.dtype)}'")
     if eps is None:
         eps = float(np.finfo(input._data.dtype).eps)
     dims = tuple(range(input.ndim - k, input.ndim))
     y = input * ((input * input).mean(dims, keepdim=True) + eps).rsqrt()
-    return y * weight if weight is not None else y
+    if weight is None:
+        return y
+    y = y * weight
+    return y if y.dtype == input.dtype else y.to(input.dtype)  # torch: the input's dtype
 
 
 def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,

@@ -515,10 +515,6 @@ def _raw(x):
     return x._data if isinstance(x, Tensor) else x
 
 
-_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
-                "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char"}
-
-
 def where(condition, input=None, other=None) -> Tensor:
     """``input`` where ``condition`` holds, else ``other``."""
     cond = _raw(condition)
@@ -537,7 +533,7 @@ def where(condition, input=None, other=None) -> Tensor:
     if cond.dtype != bool:
         if cond.dtype != np.uint8:
             raise RuntimeError("where expected condition to be a boolean tensor, but got a "
-                               f"tensor with dtype {_TORCH_NAMES.get(cond.dtype.name, cond.dtype)}")
+                               f"tensor with dtype {_dt.scalar_type_name(cond.dtype)}")
         warnings.warn("where received a uint8 condition tensor. This behavior is deprecated and "
                       "will be removed in a future version of PyTorch. Use a boolean condition "
                       "instead.", UserWarning, stacklevel=2)

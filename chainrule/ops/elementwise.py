@@ -623,15 +623,11 @@ def positive(input: Tensor) -> Tensor:
     return input
 
 
-_TORCH_NAMES = {"bool": "Bool", "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
-                "uint8": "Byte"}
-
-
 def _refuse(input: Tensor, name: str, kinds: str = "b") -> None:
     """Raise as PyTorch does for dtypes it has no kernel for (``kinds``: NumPy dtype kinds)."""
     if input._data.dtype.kind in kinds:
-        dt = _TORCH_NAMES.get(input._data.dtype.name, input._data.dtype.name)
-        raise NotImplementedError(f'"{name}" not implemented for \'{dt}\'')
+        raise NotImplementedError(
+            f'"{name}" not implemented for \'{_dt.scalar_type_name(input._data.dtype)}\'')
 
 
 def abs(input: Tensor) -> Tensor:
@@ -747,12 +743,8 @@ def round(input: Tensor, *, decimals: int = 0) -> Tensor:
 def frac(input: Tensor) -> Tensor:
     if input._data.dtype.kind not in FLOAT_KINDS:
         raise NotImplementedError(f'"frac_cpu" not implemented for '
-                                  f"'{_TORCH_NAMES.get(input._data.dtype.name, input.dtype)}'")
+                                  f"'{_dt.scalar_type_name(input._data.dtype)}'")
     return input - trunc(input)
-
-
-_TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
-                "uint8": "Byte", "bool": "Bool"}
 
 
 def clone(input: Tensor) -> Tensor:

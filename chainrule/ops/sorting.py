@@ -454,7 +454,8 @@ def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
     are 0); values outside are ignored; the result has input's float dtype."""
     x = input._data
     if x.dtype.kind not in _dt.FLOAT_KINDS:
-        raise RuntimeError(f"\"histogram_cpu\" not implemented for '{input.dtype.name.title()}'")
+        raise RuntimeError(
+            f"\"histogram_cpu\" not implemented for '{_dt.scalar_type_name(input.dtype)}'")
     if bins <= 0:
         raise RuntimeError("torch.histc: bins must be > 0, but got " + str(bins))
     lo, hi = float(min), float(max)

@@ -263,19 +263,13 @@ class ModuleDict(Module):
 
 
 # ---- parameter containers -----------------------------------------------------------------------
-_TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
-               "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-               "bool": "Bool"}
-
-
 def _describe(p: Any, typename: bool) -> str:
     """One repr line for an entry of a ParameterList / ParameterDict (PyTorch's format)."""
     if not isinstance(p, Tensor):
         return "Object of type: " + type(p).__name__
     size = "x".join(str(s) for s in p.shape)
     device = f" ({p.device})" if p.device.type == "cuda" else ""
-    kind = _TYPE_NAMES.get(p.dtype.name, p.dtype.name)
-    dtype = f"chainrule.{kind}Tensor" if typename else str(p.dtype)
+    dtype = p.type() if typename else str(p.dtype)
     label = "Parameter" if isinstance(p, Parameter) else "Tensor"
     return f"{label} containing: [{dtype} of size {size}{device}]"
 
