@@ -31,7 +31,8 @@ from chainrule import _threads
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
 
-__all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad"]
+__all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad",
+           "planes_transposed"]
 
 # CHAINRULE_CONV_NHWC=0: the channel-major route everywhere (to compare the two)
 _ENABLED = os.environ.get("CHAINRULE_CONV_NHWC", "1") != "0"
@@ -82,12 +83,14 @@ def _step(n: int, per_image: int):
     return max(1, min(n, _CHUNK_BYTES * threads // max(per_image, 1)))
 
 
-def _transposed(loops, a, batch: int, rows: int, cols: int, shape: tuple):
+def planes_transposed(loops, a, batch: int, rows: int, cols: int, shape: tuple):
     """The contiguous (batch, cols, rows) transpose of ``a`` seen (in C order) as (batch, rows,
-    cols), shaped ``shape`` (a tiled C loop)."""
+    cols), shaped ``shape``: ``planes_transpose`` of the C loops (8 × 8 float tiles in
+    registers). Shared with CpuKernels' copy of transposed layouts (``x.T``)."""
     out = np.empty(shape, a.dtype)
     loops.planes_transpose(np.ascontiguousarray(a), out, batch, rows, cols)
     return out
+
 
 
 _SCRATCH_MAX = 8 << 20
@@ -113,20 +116,20 @@ def _scratch(shape: tuple, dtype):
 def _channels_last(loops, x):
     """(N, C, H, W) -> the contiguous (N, H, W, C) array."""
     n, c, h, w = x.shape
-    return _transposed(loops, x, n, c, h * w, (n, h, w, c))
+    return planes_transposed(loops, x, n, c, h * w, (n, h, w, c))
 
 
 def _pixel_rows(loops, g):
     """(N, O, OH, OW) -> the contiguous (N·OH·OW, O) matrix."""
     n, o = g.shape[0], g.shape[1]
     area = g.size // max(n * o, 1)
-    return _transposed(loops, g, n, o, area, (n * area, o))
+    return planes_transposed(loops, g, n, o, area, (n * area, o))
 
 
 def _weight_rows(loops, w):
     """(O, C, kh, kw) -> (O, kh·kw·C), the taps in the columns' order."""
     o, c, kh, kw = w.shape
-    return _transposed(loops, w, o, c, kh * kw, (o, kh * kw * c))
+    return planes_transposed(loops, w, o, c, kh * kw, (o, kh * kw * c))
 
 
 def conv2d(x, w, geom, loops) -> tuple:
@@ -145,7 +148,7 @@ def conv2d(x, w, geom, loops) -> tuple:
         part = buf[:r * area]
         loops.im2col_nhwc(xh, part, *args, n0, r)
         _matmul(part, wt, out=yt[n0 * area:(n0 + r) * area])
-    y = _transposed(loops, yt, n, area, o, (n, o, geom.oh, geom.ow))
+    y = planes_transposed(loops, yt, n, area, o, (n, o, geom.oh, geom.ow))
     return y, NhwcColumns(xh)
 
 
@@ -168,7 +171,7 @@ def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops):
             dwr = prod
         else:
             dwr += prod
-    return _transposed(loops, dwr, o, kh * kw, c, w_shape)
+    return planes_transposed(loops, dwr, o, kh * kw, c, w_shape)
 
 
 def input_grad(g, w, x_shape: tuple, geom, loops):
@@ -186,7 +189,7 @@ def input_grad(g, w, x_shape: tuple, geom, loops):
         part = buf[:r * area]
         _matmul(gt[n0 * area:(n0 + r) * area], wr, out=part)
         loops.col2im_nhwc(part, dxh, *args, n0, r)
-    return _transposed(loops, dxh, n, h * wd, c, x_shape)
+    return planes_transposed(loops, dxh, n, h * wd, c, x_shape)
 
 
 

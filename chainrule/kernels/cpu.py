@@ -1017,12 +1017,12 @@ def _copy(x):
     if (type(x) is np.ndarray and x.ndim >= 2 and x.size >= 4096 and not x.flags.c_contiguous
             and x.itemsize in (4, 8) and not x.dtype.hasobject
             and hasattr(loops, "strided_copy")):
-        out = np.empty(x.shape, x.dtype)
         planes = np.swapaxes(x, -1, -2)
         if planes.flags.c_contiguous and (x.dtype == np.float32 or x.dtype == np.float64):
             rows, cols = planes.shape[-2:]
-            loops.planes_transpose(planes, out, x.size // (rows * cols), rows, cols)
-            return out
+            return _conv.planes_transposed(loops, planes, x.size // (rows * cols), rows, cols,
+                                           x.shape)
+        out = np.empty(x.shape, x.dtype)
         if loops.strided_copy(x, out):
             return out
     return x.copy()
