@@ -208,6 +208,48 @@ def test_leaky_relu_in_place_matches_torch():
     np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
 
 
+@pytest.mark.parametrize("slope", [0.2, 0.0, -0.3])
+@pytest.mark.parametrize("with_loops", [True, False])
+def test_leaky_relu_in_place_keeps_its_output_and_matches_torch(slope, with_loops, monkeypatch):
+    """In place with a slope ≥ 0 the gate keeps its output (y > 0 exactly where x > 0, also at
+    -0.0, ±inf and NaN), so nothing else holds the old value: the gradient is torch's, and a
+    later in-place op on the result leaves the saved value alone."""
+    if not with_loops:
+        monkeypatch.setattr(cpu_kernels, "loops", None)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    x[0, 0, :5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ch, th = c * 2, t * 2
+    cy = cr.nn.functional.leaky_relu(ch, slope, inplace=True)
+    # (torch refuses the backward of an in-place negative slope; chainrule keeps the input)
+    ty = torch.nn.functional.leaky_relu(th, slope, inplace=slope >= 0)
+    assert cy is ch
+    np.testing.assert_array_equal(cy.detach().numpy(), ty.detach().numpy())
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
+    c2 = cr.tensor(x, requires_grad=True)
+    y2 = cr.nn.functional.leaky_relu(c2 * 1, slope, inplace=True)
+    y2.zero_()  # overwrites the result; the gate's saved copy stays
+    cr.nn.functional.leaky_relu(c2 * 1, slope).backward(cr.tensor(g))
+    z = cr.tensor(x, requires_grad=True)
+    cr.nn.functional.leaky_relu(z * 1, slope, inplace=True).backward(cr.tensor(g))
+    np.testing.assert_array_equal(c2.grad.numpy(), z.grad.numpy())
+
+
+def test_leaky_relu_in_place_gradchecks_float64():
+    rng = np.random.default_rng(9)
+    x = cr.tensor(rng.standard_normal((3, 4, 5)), requires_grad=True)
+
+    def f(v):
+        return cr.nn.functional.leaky_relu(v * 1.5, 0.2, inplace=True) * v
+
+    assert cr.autograd.gradcheck(f, (x,))
+    assert cr.autograd.gradgradcheck(f, (x,))
+
+
 @pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
 def test_loops_reject_mismatched_sizes():
     loops = cpu_kernels.loops
