@@ -2784,6 +2784,96 @@ leaky_relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     RUN_TYPED_AND_RETURN(b, fmt, leaky_bwd, p[0], p[1], p[2], slope, n);
 }
 
+/* ---- Adam's update in one pass (optim/adam.py's _update, in its order and roundings) ----------
+ * Per element, in the arrays' dtype, each scalar rounded to it as NumPy rounds a Python float,
+ * no fused multiply-adds:  (AdamW: p·(1 - lr·wd));  d = ±g (+ wd·p, coupled decay);
+ * m = lerp(m, d, 1 - β₁) as PyTorch rounds it;  v = v·β₂ + (d·(1 - β₂))·d;  (amsgrad:
+ * vmax = max(vmax, v), NaN first, and v = vmax);  p -= (m·step) / (√v / √(1-β₂ᵗ) + ε). */
+#if defined(__GNUC__) && !defined(__clang__) /* (√ without errno: vectorized) */
+#define ADAM_FLAGS __attribute__((optimize("fp-contract=off", "no-math-errno")))
+#else
+#define ADAM_FLAGS
+#endif
+#define DEFINE_ADAM(T, S, SQRT)                                                                \
+    CLONES ADAM_FLAGS static void adam_##S(T *restrict p, const T *restrict g, T *restrict m,     \
+                                       T *restrict v, T *restrict vmax, Py_ssize_t n,         \
+                                       double lr, double b1, double b2, double eps, double wd, \
+                                       double step_size, double bc2, int flags)               \
+    {                                                                                          \
+        double w = 1 - b1;                                                                     \
+        int near = fabs(w) < 0.5, decoupled = flags & 2, maximize = flags & 1;                 \
+        T tw = (T)(near ? w : 1 - w), tb2 = (T)b2, tomb2 = (T)(1 - b2), tbc2 = (T)bc2;         \
+        T teps = (T)eps, tss = (T)step_size, shrink = (T)(1 - lr * wd), twd = (T)wd;           \
+        if (!vmax && !maximize && wd == 0 && near) { /* the common case, vectorized */        \
+            for (Py_ssize_t i = 0; i < n; i++) {                                               \
+                T d = g[i], t = d - m[i];                                                      \
+                T mm = m[i] + t * tw;                                                          \
+                T q = d * tomb2;                                                               \
+                T vv = v[i] * tb2 + q * d;                                                     \
+                T den = SQRT(vv) / tbc2 + teps;                                                \
+                m[i] = mm;                                                                     \
+                v[i] = vv;                                                                     \
+                p[i] = p[i] - (mm * tss) / den;                                                \
+            }                                                                                  \
+            return;                                                                            \
+        }                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                   \
+            if (decoupled && wd != 0)                                                          \
+                p[i] = p[i] * shrink;                                                          \
+            T d = g[i];                                                                        \
+            if (!decoupled && wd != 0) {                                                       \
+                T t = p[i] * twd;                                                              \
+                d = maximize ? t - d : t + d;                                                  \
+            } else if (maximize)                                                               \
+                d = -d;                                                                        \
+            T t = d - m[i];                                                                    \
+            T mm = near ? m[i] + t * tw : d - t * tw;                                          \
+            T q = d * tomb2;                                                                   \
+            T vv = v[i] * tb2 + q * d;                                                         \
+            v[i] = vv;                                                                         \
+            if (vmax) {                                                                        \
+                T a = vmax[i];                                                                 \
+                vv = (a != a || a >= vv) ? a : vv;                                             \
+                vmax[i] = vv;                                                                  \
+            }                                                                                  \
+            T den = SQRT(vv) / tbc2 + teps;                                                    \
+            m[i] = mm;                                                                         \
+            p[i] = p[i] - (mm * tss) / den;                                                    \
+        }                                                                                      \
+    }
+DEFINE_ADAM(float, f, sqrtf)
+DEFINE_ADAM(double, d, sqrt)
+
+/* adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt,
+ * flags): p, m, v (and vmax, or None) updated in place; flags: 1 maximize, 2 decoupled */
+static PyObject *
+adam_step(PyObject *module, PyObject *args)
+{
+    PyObject *ap, *ag, *am, *av, *avm;
+    double lr, b1, b2, eps, wd, step_size, bc2;
+    int flags;
+    if (!PyArg_ParseTuple(args, "OOOOOdddddddi", &ap, &ag, &am, &av, &avm, &lr, &b1, &b2, &eps,
+                          &wd, &step_size, &bc2, &flags))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pp, *pg, *pm, *pv, *pvm;
+    Py_ssize_t lp, lg, lm, lv, lvm = 0;
+    if (buf(&b, ap, 1, 0, &fmt, &pp, &lp) < 0 || buf(&b, ag, 0, 0, &fmt, &pg, &lg) < 0
+        || buf(&b, am, 1, 0, &fmt, &pm, &lm) < 0 || buf(&b, av, 1, 0, &fmt, &pv, &lv) < 0
+        || buf(&b, avm, 1, 1, &fmt, &pvm, &lvm) < 0)
+        goto fail;
+    if (lg != lp || lm != lp || lv != lp || (pvm && lvm != lp)) {
+        PyErr_SetString(PyExc_ValueError, "adam_step: sizes differ");
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, adam, pp, pg, pm, pv, pvm, lp, lr, b1, b2, eps, wd, step_size,
+                         bc2, flags);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 /* ---- cross-entropy over rows of class scores (ops16c) ----------------------------------------
  * Forward without the softmax: each row's max m and s = Σ e^(x - m) in lanes, lse = m + ln s,
  * the loss ln s - (x[t] - m); backward (e^(x - lse) - onehot(t))·g per row. */
@@ -3169,6 +3259,9 @@ static PyMethodDef methods[] = {
      "leaky_relu(x, out, slope)"},
     {"leaky_relu_backward", (PyCFunction)(void (*)(void))leaky_relu_backward, METH_FASTCALL,
      "leaky_relu_backward(g, x, out, slope)"},
+    {"adam_step", (PyCFunction)adam_step, METH_VARARGS,
+     "adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, "
+     "flags): Adam's update in one pass"},
     {"planes_transpose", (PyCFunction)planes_transpose, METH_VARARGS,
      "planes_transpose(src, dst, batch, rows, cols): dst[b, j, i] = src[b, i, j]"},
     {"im2col_nhwc", (PyCFunction)im2col_nhwc, METH_VARARGS,

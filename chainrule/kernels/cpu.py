@@ -1029,3 +1029,23 @@ def _copy(x):
 
 
 CpuKernels.copy = staticmethod(_copy)
+
+
+def _adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+               step_size, bias_correction2_sqrt) -> bool:
+    """Adam's update of ``p`` and its moments in one C pass (optim/adam.py's ``_update``, the
+    same roundings; ~15 NumPy passes there); False where the C loops cannot take the arrays,
+    or a hyper-parameter is not a Python number (a Tensor lr: a NumPy scalar, whose own dtype
+    NumPy's update rounds in)."""
+    for s in (lr, beta1, beta2, eps, weight_decay, step_size, bias_correction2_sqrt):
+        if type(s) is not float and type(s) is not int:
+            return False
+    if not (fits_loops(p, g, m, v, vmax) and hasattr(loops, "adam_step")
+            and p.flags.writeable and not np.may_share_memory(p, g)):
+        return False
+    loops.adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step_size,
+                    bias_correction2_sqrt, int(bool(maximize)) | 2 * int(bool(decoupled)))
+    return True
+
+
+CpuKernels.adam_step = staticmethod(_adam_step)
