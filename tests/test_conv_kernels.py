@@ -480,3 +480,39 @@ def test_pixel_major_chain_of_layers_matches_torch():
 
     _compare(lambda *a: net(cr.nn.functional, *a), lambda *a: net(torch.nn.functional, *a),
              (x, w1, w2, w3), rng, 2e-4)
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("need", ["both", "x", "w"])
+def test_pixel_major_backward_transposes_dy_once_and_matches_torch(need, monkeypatch):
+    """With dx and dW both wanted, conv2d's backward on the pixel-major route makes dy's pixel
+    rows once for the two products (conv2d_grads); either gradient alone, its own kernel."""
+    calls = []
+    real = conv_kernels.pixel_rows
+    monkeypatch.setattr(conv_kernels, "pixel_rows", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 16, 12, 12)).astype(np.float32)
+    w = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    assert conv_kernels.takes(x.shape, w, _geom_of(x.shape, w.shape, 2, 1), cpu_kernels.loops)
+    c = [cr.tensor(x, requires_grad=need != "w"), cr.tensor(w, requires_grad=need != "x")]
+    t = [torch.tensor(x, requires_grad=need != "w"), torch.tensor(w, requires_grad=need != "x")]
+    cy = cr.nn.functional.conv2d(*c, stride=2, padding=1)
+    ty = torch.nn.functional.conv2d(*t, stride=2, padding=1)
+    g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    calls.clear()
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    assert len(calls) == 1
+    for cv, tv in zip(c, t):
+        if tv.requires_grad:
+            np.testing.assert_allclose(cv.grad.numpy(), tv.grad.numpy(), rtol=1e-4, atol=1e-4)
+        else:
+            assert cv.grad is None
+
+
+def _geom_of(x_shape, w_shape, s, p):
+    from chainrule.ops.conv import _Geom
+
+    oh = (x_shape[2] + 2 * p - w_shape[2]) // s + 1
+    ow = (x_shape[3] + 2 * p - w_shape[3]) // s + 1
+    return _Geom(w_shape[2], w_shape[3], s, s, 1, 1, p, p, p, p, oh, ow)

@@ -31,8 +31,8 @@ from chainrule import _threads
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
 
-__all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad",
-           "planes_transposed"]
+__all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad", "grads",
+           "pixel_rows", "planes_transposed"]
 
 # CHAINRULE_CONV_NHWC=0: the channel-major route everywhere (to compare the two)
 _ENABLED = os.environ.get("CHAINRULE_CONV_NHWC", "1") != "0"
@@ -119,8 +119,9 @@ def _channels_last(loops, x):
     return planes_transposed(loops, x, n, c, h * w, (n, h, w, c))
 
 
-def _pixel_rows(loops, g):
-    """(N, O, OH, OW) -> the contiguous (N·OH·OW, O) matrix."""
+def pixel_rows(loops, g):
+    """(N, O, OH, OW) -> the contiguous (N·OH·OW, O) matrix (dy as both gradients read it:
+    :func:`grads` makes it once for the two)."""
     n, o = g.shape[0], g.shape[1]
     area = g.size // max(n * o, 1)
     return planes_transposed(loops, g, n, o, area, (n * area, o))
@@ -152,11 +153,13 @@ def conv2d(x, w, geom, loops) -> tuple:
     return y, NhwcColumns(xh)
 
 
-def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops):
-    """dW = Σ over the batch and pixels of dy · cols (one GEMM, or one per chunk, summed)."""
+def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops, gt=None):
+    """dW = Σ over the batch and pixels of dy · cols (one GEMM, or one per chunk, summed);
+    ``gt``: :func:`pixel_rows` of g when already made."""
     o, c, kh, kw = w_shape
     n, area = g.shape[0], geom.oh * geom.ow
-    gt = _pixel_rows(loops, g)
+    if gt is None:
+        gt = pixel_rows(loops, g)
     xh, k = saved.xh, c * kh * kw
     args = _args((n, c) + xh.shape[1:3], geom)
     step = _step(n, area * k * g.itemsize) or n
@@ -174,12 +177,15 @@ def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops):
     return planes_transposed(loops, dwr, o, kh * kw, c, w_shape)
 
 
-def input_grad(g, w, x_shape: tuple, geom, loops):
-    """dx = col2im(dyᵀ · W) on the channels-last image, transposed back to (N, C, H, W)."""
+def input_grad(g, w, x_shape: tuple, geom, loops, gt=None):
+    """dx = col2im(dyᵀ · W) on the channels-last image, transposed back to (N, C, H, W);
+    ``gt``: :func:`pixel_rows` of g when already made."""
     n, c, h, wd = x_shape
     area = geom.oh * geom.ow
     k = c * geom.kh * geom.kw
-    gt, wr = _pixel_rows(loops, g), _weight_rows(loops, w)
+    if gt is None:
+        gt = pixel_rows(loops, g)
+    wr = _weight_rows(loops, w)
     args = _args(x_shape, geom)
     dxh = np.empty((n, h, wd, c), g.dtype)
     step = _step(n, area * k * g.itemsize) or n
@@ -190,6 +196,14 @@ def input_grad(g, w, x_shape: tuple, geom, loops):
         _matmul(gt[n0 * area:(n0 + r) * area], wr, out=part)
         loops.col2im_nhwc(part, dxh, *args, n0, r)
     return planes_transposed(loops, dxh, n, h * wd, c, x_shape)
+
+
+def grads(g, saved: NhwcColumns, w, x_shape: tuple, geom, loops) -> tuple:
+    """(dx, dW) when both are wanted: dy's pixel rows made once for the two products (one
+    transpose of dy fewer)."""
+    gt = pixel_rows(loops, g)
+    return (input_grad(g, w, x_shape, geom, loops, gt),
+            weight_grad(g, saved, tuple(w.shape), geom, loops, gt))
 
 
 

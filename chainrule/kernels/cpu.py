@@ -1049,3 +1049,15 @@ def _adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, maximize, 
 
 
 CpuKernels.adam_step = staticmethod(_adam_step)
+
+
+def _conv2d_grads(cls, g, x, w, cols, geom, groups: int) -> tuple:
+    """(dx, dW) of conv2d: on the pixel-major route (kernels/conv.py) dy's pixel rows are made
+    once for both products; elsewhere the table's two kernels."""
+    if (isinstance(cols, _conv.NhwcColumns) and groups == 1 and _one_gemm(g, w)
+            and _conv.takes(tuple(x.shape), w, geom, loops)):
+        return _conv.grads(g, cols, w, tuple(x.shape), geom, loops)
+    return Kernels.conv2d_grads.__func__(cls, g, x, w, cols, geom, groups)
+
+
+CpuKernels.conv2d_grads = classmethod(_conv2d_grads)
