@@ -208,6 +208,48 @@ def test_leaky_relu_in_place_matches_torch():
     np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
 
 
+@pytest.mark.parametrize("slope", [0.2, 0.0, -0.3])
+@pytest.mark.parametrize("with_loops", [True, False])
+def test_leaky_relu_in_place_keeps_its_output_and_matches_torch(slope, with_loops, monkeypatch):
+    """In place with a slope ≥ 0 the gate keeps its output (y > 0 exactly where x > 0, also at
+    -0.0, ±inf and NaN), so nothing else holds the old value: the gradient is torch's, and a
+    later in-place op on the result leaves the saved value alone."""
+    if not with_loops:
+        monkeypatch.setattr(cpu_kernels, "loops", None)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    x[0, 0, :5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ch, th = c * 2, t * 2
+    cy = cr.nn.functional.leaky_relu(ch, slope, inplace=True)
+    # (torch refuses the backward of an in-place negative slope; chainrule keeps the input)
+    ty = torch.nn.functional.leaky_relu(th, slope, inplace=slope >= 0)
+    assert cy is ch
+    np.testing.assert_array_equal(cy.detach().numpy(), ty.detach().numpy())
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
+    c2 = cr.tensor(x, requires_grad=True)
+    y2 = cr.nn.functional.leaky_relu(c2 * 1, slope, inplace=True)
+    y2.zero_()  # overwrites the result; the gate's saved copy stays
+    cr.nn.functional.leaky_relu(c2 * 1, slope).backward(cr.tensor(g))
+    z = cr.tensor(x, requires_grad=True)
+    cr.nn.functional.leaky_relu(z * 1, slope, inplace=True).backward(cr.tensor(g))
+    np.testing.assert_array_equal(c2.grad.numpy(), z.grad.numpy())
+
+
+def test_leaky_relu_in_place_gradchecks_float64():
+    rng = np.random.default_rng(9)
+    x = cr.tensor(rng.standard_normal((3, 4, 5)), requires_grad=True)
+
+    def f(v):
+        return cr.nn.functional.leaky_relu(v * 1.5, 0.2, inplace=True) * v
+
+    assert cr.autograd.gradcheck(f, (x,))
+    assert cr.autograd.gradgradcheck(f, (x,))
+
+
 @pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
 def test_loops_reject_mismatched_sizes():
     loops = cpu_kernels.loops
@@ -438,3 +480,39 @@ def test_pixel_major_chain_of_layers_matches_torch():
 
     _compare(lambda *a: net(cr.nn.functional, *a), lambda *a: net(torch.nn.functional, *a),
              (x, w1, w2, w3), rng, 2e-4)
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("need", ["both", "x", "w"])
+def test_pixel_major_backward_transposes_dy_once_and_matches_torch(need, monkeypatch):
+    """With dx and dW both wanted, conv2d's backward on the pixel-major route makes dy's pixel
+    rows once for the two products (conv2d_grads); either gradient alone, its own kernel."""
+    calls = []
+    real = conv_kernels.pixel_rows
+    monkeypatch.setattr(conv_kernels, "pixel_rows", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 16, 12, 12)).astype(np.float32)
+    w = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    assert conv_kernels.takes(x.shape, w, _geom_of(x.shape, w.shape, 2, 1), cpu_kernels.loops)
+    c = [cr.tensor(x, requires_grad=need != "w"), cr.tensor(w, requires_grad=need != "x")]
+    t = [torch.tensor(x, requires_grad=need != "w"), torch.tensor(w, requires_grad=need != "x")]
+    cy = cr.nn.functional.conv2d(*c, stride=2, padding=1)
+    ty = torch.nn.functional.conv2d(*t, stride=2, padding=1)
+    g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    calls.clear()
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    assert len(calls) == 1
+    for cv, tv in zip(c, t):
+        if tv.requires_grad:
+            np.testing.assert_allclose(cv.grad.numpy(), tv.grad.numpy(), rtol=1e-4, atol=1e-4)
+        else:
+            assert cv.grad is None
+
+
+def _geom_of(x_shape, w_shape, s, p):
+    from chainrule.ops.conv import _Geom
+
+    oh = (x_shape[2] + 2 * p - w_shape[2]) // s + 1
+    ow = (x_shape[3] + 2 * p - w_shape[3]) // s + 1
+    return _Geom(w_shape[2], w_shape[3], s, s, 1, 1, p, p, p, p, oh, ow)

@@ -2784,6 +2784,127 @@ leaky_relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     RUN_TYPED_AND_RETURN(b, fmt, leaky_bwd, p[0], p[1], p[2], slope, n);
 }
 
+/* ---- Adam's update in one pass (optim/adam.py's _update, in its order and roundings) ----------
+ * Per element, in the arrays' dtype, each scalar rounded to it as NumPy rounds a Python float,
+ * no fused multiply-adds:  (AdamW: p·(1 - lr·wd));  d = ±g (+ wd·p, coupled decay);
+ * m = lerp(m, d, 1 - β₁) as PyTorch rounds it;  v = v·β₂ + (d·(1 - β₂))·d;  (amsgrad:
+ * vmax = max(vmax, v), NaN first, and v = vmax);  p -= (m·step) / (√v / √(1-β₂ᵗ) + ε). */
+/* The common case (no decay, no maximize, no amsgrad: DCGAN's) 8 float32 / 4 float64 at a time in AVX
+ * (the C library's √ is not vectorized while it may set errno); AVX has no FMA: the same
+ * roundings as the element loop. Returns the elements done. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define DEFINE_ADAM_AVX(T, S, V, X, L)                                                         \
+    __attribute__((target("avx"))) static Py_ssize_t adam_avx_##S(                            \
+        T *p, const T *g, T *m, T *v, Py_ssize_t n, int near, T tw, T tomb2, T tb2, T tbc2,   \
+        T teps, T tss)                                                                         \
+    {                                                                                          \
+        V w = _mm256_set1_##X(tw), omb2 = _mm256_set1_##X(tomb2), b2 = _mm256_set1_##X(tb2);  \
+        V bc2 = _mm256_set1_##X(tbc2), eps = _mm256_set1_##X(teps), ss = _mm256_set1_##X(tss); \
+        Py_ssize_t i = 0;                                                                      \
+        for (; i + L <= n; i += L) {                                                           \
+            V d = _mm256_loadu_##X(g + i), mo = _mm256_loadu_##X(m + i);                       \
+            V tt = _mm256_mul_##X(_mm256_sub_##X(d, mo), w);                                   \
+            V mm = near ? _mm256_add_##X(mo, tt) : _mm256_sub_##X(d, tt);                      \
+            V q = _mm256_mul_##X(d, omb2);                                                     \
+            V vv = _mm256_add_##X(_mm256_mul_##X(_mm256_loadu_##X(v + i), b2),                 \
+                                  _mm256_mul_##X(q, d));                                       \
+            V den = _mm256_add_##X(_mm256_div_##X(_mm256_sqrt_##X(vv), bc2), eps);             \
+            _mm256_storeu_##X(m + i, mm);                                                      \
+            _mm256_storeu_##X(v + i, vv);                                                      \
+            _mm256_storeu_##X(p + i, _mm256_sub_##X(_mm256_loadu_##X(p + i),                   \
+                                                    _mm256_div_##X(_mm256_mul_##X(mm, ss),     \
+                                                                   den)));                     \
+        }                                                                                      \
+        return i;                                                                              \
+    }
+DEFINE_ADAM_AVX(float, f, __m256, ps, 8)
+DEFINE_ADAM_AVX(double, d, __m256d, pd, 4)
+#define ADAM_VECTOR(S, ...) (__builtin_cpu_supports("avx") ? adam_avx_##S(__VA_ARGS__) : 0)
+#else
+#define ADAM_VECTOR(S, ...) 0
+#endif
+#define DEFINE_ADAM(T, S, SQRT)                                                                \
+    CLONES NO_FMA static void adam_##S(T *restrict p, const T *restrict g, T *restrict m,     \
+                                       T *restrict v, T *restrict vmax, Py_ssize_t n,         \
+                                       double lr, double b1, double b2, double eps, double wd, \
+                                       double step_size, double bc2, int flags)               \
+    {                                                                                          \
+        double w = 1 - b1;                                                                     \
+        int near = fabs(w) < 0.5, decoupled = flags & 2, maximize = flags & 1;                 \
+        T tw = (T)(near ? w : 1 - w), tb2 = (T)b2, tomb2 = (T)(1 - b2), tbc2 = (T)bc2;         \
+        T teps = (T)eps, tss = (T)step_size, shrink = (T)(1 - lr * wd), twd = (T)wd;           \
+        if (!vmax && !maximize && wd == 0) { /* the common case */                            \
+            Py_ssize_t i = ADAM_VECTOR(S, p, g, m, v, n, near, tw, tomb2, tb2, tbc2, teps, tss); \
+            for (; i < n; i++) {                                                               \
+                T d = g[i], t = d - m[i];                                                      \
+                T mm = near ? m[i] + t * tw : d - t * tw;                                      \
+                T q = d * tomb2;                                                               \
+                T vv = v[i] * tb2 + q * d;                                                     \
+                T den = SQRT(vv) / tbc2 + teps;                                                \
+                m[i] = mm;                                                                     \
+                v[i] = vv;                                                                     \
+                p[i] = p[i] - (mm * tss) / den;                                                \
+            }                                                                                  \
+            return;                                                                            \
+        }                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                   \
+            if (decoupled && wd != 0)                                                          \
+                p[i] = p[i] * shrink;                                                          \
+            T d = g[i];                                                                        \
+            if (!decoupled && wd != 0) {                                                       \
+                T t = p[i] * twd;                                                              \
+                d = maximize ? t - d : t + d;                                                  \
+            } else if (maximize)                                                               \
+                d = -d;                                                                        \
+            T t = d - m[i];                                                                    \
+            T mm = near ? m[i] + t * tw : d - t * tw;                                          \
+            T q = d * tomb2;                                                                   \
+            T vv = v[i] * tb2 + q * d;                                                         \
+            v[i] = vv;                                                                         \
+            if (vmax) {                                                                        \
+                T a = vmax[i];                                                                 \
+                vv = (a != a || a >= vv) ? a : vv;                                             \
+                vmax[i] = vv;                                                                  \
+            }                                                                                  \
+            T den = SQRT(vv) / tbc2 + teps;                                                    \
+            m[i] = mm;                                                                         \
+            p[i] = p[i] - (mm * tss) / den;                                                    \
+        }                                                                                      \
+    }
+DEFINE_ADAM(float, f, sqrtf)
+DEFINE_ADAM(double, d, sqrt)
+
+/* adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt,
+ * flags): p, m, v (and vmax, or None) updated in place; flags: 1 maximize, 2 decoupled */
+static PyObject *
+adam_step(PyObject *module, PyObject *args)
+{
+    PyObject *ap, *ag, *am, *av, *avm;
+    double lr, b1, b2, eps, wd, step_size, bc2;
+    int flags;
+    if (!PyArg_ParseTuple(args, "OOOOOdddddddi", &ap, &ag, &am, &av, &avm, &lr, &b1, &b2, &eps,
+                          &wd, &step_size, &bc2, &flags))
+        return NULL;
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *pp, *pg, *pm, *pv, *pvm;
+    Py_ssize_t lp, lg, lm, lv, lvm = 0;
+    if (buf(&b, ap, 1, 0, &fmt, &pp, &lp) < 0 || buf(&b, ag, 0, 0, &fmt, &pg, &lg) < 0
+        || buf(&b, am, 1, 0, &fmt, &pm, &lm) < 0 || buf(&b, av, 1, 0, &fmt, &pv, &lv) < 0
+        || buf(&b, avm, 1, 1, &fmt, &pvm, &lvm) < 0)
+        goto fail;
+    if (lg != lp || lm != lp || lv != lp || (pvm && lvm != lp)) {
+        PyErr_SetString(PyExc_ValueError, "adam_step: sizes differ");
+        goto fail;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, adam, pp, pg, pm, pv, pvm, lp, lr, b1, b2, eps, wd, step_size,
+                         bc2, flags);
+fail:
+    bufs_release(&b);
+    return NULL;
+}
+
 /* ---- cross-entropy over rows of class scores (ops16c) ----------------------------------------
  * Forward without the softmax: each row's max m and s = Σ e^(x - m) in lanes, lse = m + ln s,
  * the loss ln s - (x[t] - m); backward (e^(x - lse) - onehot(t))·g per row. */
@@ -3169,6 +3290,9 @@ static PyMethodDef methods[] = {
      "leaky_relu(x, out, slope)"},
     {"leaky_relu_backward", (PyCFunction)(void (*)(void))leaky_relu_backward, METH_FASTCALL,
      "leaky_relu_backward(g, x, out, slope)"},
+    {"adam_step", (PyCFunction)adam_step, METH_VARARGS,
+     "adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, "
+     "flags): Adam's update in one pass"},
     {"planes_transpose", (PyCFunction)planes_transpose, METH_VARARGS,
      "planes_transpose(src, dst, batch, rows, cols): dst[b, j, i] = src[b, i, j]"},
     {"im2col_nhwc", (PyCFunction)im2col_nhwc, METH_VARARGS,

@@ -31,7 +31,8 @@ from chainrule import _threads
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
 
-__all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad"]
+__all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad", "grads",
+           "pixel_rows", "planes_transposed"]
 
 # CHAINRULE_CONV_NHWC=0: the channel-major route everywhere (to compare the two)
 _ENABLED = os.environ.get("CHAINRULE_CONV_NHWC", "1") != "0"
@@ -82,12 +83,14 @@ def _step(n: int, per_image: int):
     return max(1, min(n, _CHUNK_BYTES * threads // max(per_image, 1)))
 
 
-def _transposed(loops, a, batch: int, rows: int, cols: int, shape: tuple):
+def planes_transposed(loops, a, batch: int, rows: int, cols: int, shape: tuple):
     """The contiguous (batch, cols, rows) transpose of ``a`` seen (in C order) as (batch, rows,
-    cols), shaped ``shape`` (a tiled C loop)."""
+    cols), shaped ``shape``: ``planes_transpose`` of the C loops (8 × 8 float tiles in
+    registers). Shared with CpuKernels' copy of transposed layouts (``x.T``)."""
     out = np.empty(shape, a.dtype)
     loops.planes_transpose(np.ascontiguousarray(a), out, batch, rows, cols)
     return out
+
 
 
 _SCRATCH_MAX = 8 << 20
@@ -113,20 +116,21 @@ def _scratch(shape: tuple, dtype):
 def _channels_last(loops, x):
     """(N, C, H, W) -> the contiguous (N, H, W, C) array."""
     n, c, h, w = x.shape
-    return _transposed(loops, x, n, c, h * w, (n, h, w, c))
+    return planes_transposed(loops, x, n, c, h * w, (n, h, w, c))
 
 
-def _pixel_rows(loops, g):
-    """(N, O, OH, OW) -> the contiguous (N·OH·OW, O) matrix."""
+def pixel_rows(loops, g):
+    """(N, O, OH, OW) -> the contiguous (N·OH·OW, O) matrix (dy as both gradients read it:
+    :func:`grads` makes it once for the two)."""
     n, o = g.shape[0], g.shape[1]
     area = g.size // max(n * o, 1)
-    return _transposed(loops, g, n, o, area, (n * area, o))
+    return planes_transposed(loops, g, n, o, area, (n * area, o))
 
 
 def _weight_rows(loops, w):
     """(O, C, kh, kw) -> (O, kh·kw·C), the taps in the columns' order."""
     o, c, kh, kw = w.shape
-    return _transposed(loops, w, o, c, kh * kw, (o, kh * kw * c))
+    return planes_transposed(loops, w, o, c, kh * kw, (o, kh * kw * c))
 
 
 def conv2d(x, w, geom, loops) -> tuple:
@@ -145,15 +149,17 @@ def conv2d(x, w, geom, loops) -> tuple:
         part = buf[:r * area]
         loops.im2col_nhwc(xh, part, *args, n0, r)
         _matmul(part, wt, out=yt[n0 * area:(n0 + r) * area])
-    y = _transposed(loops, yt, n, area, o, (n, o, geom.oh, geom.ow))
+    y = planes_transposed(loops, yt, n, area, o, (n, o, geom.oh, geom.ow))
     return y, NhwcColumns(xh)
 
 
-def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops):
-    """dW = Σ over the batch and pixels of dy · cols (one GEMM, or one per chunk, summed)."""
+def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops, gt=None):
+    """dW = Σ over the batch and pixels of dy · cols (one GEMM, or one per chunk, summed);
+    ``gt``: :func:`pixel_rows` of g when already made."""
     o, c, kh, kw = w_shape
     n, area = g.shape[0], geom.oh * geom.ow
-    gt = _pixel_rows(loops, g)
+    if gt is None:
+        gt = pixel_rows(loops, g)
     xh, k = saved.xh, c * kh * kw
     args = _args((n, c) + xh.shape[1:3], geom)
     step = _step(n, area * k * g.itemsize) or n
@@ -168,15 +174,18 @@ def weight_grad(g, saved: NhwcColumns, w_shape: tuple, geom, loops):
             dwr = prod
         else:
             dwr += prod
-    return _transposed(loops, dwr, o, kh * kw, c, w_shape)
+    return planes_transposed(loops, dwr, o, kh * kw, c, w_shape)
 
 
-def input_grad(g, w, x_shape: tuple, geom, loops):
-    """dx = col2im(dyᵀ · W) on the channels-last image, transposed back to (N, C, H, W)."""
+def input_grad(g, w, x_shape: tuple, geom, loops, gt=None):
+    """dx = col2im(dyᵀ · W) on the channels-last image, transposed back to (N, C, H, W);
+    ``gt``: :func:`pixel_rows` of g when already made."""
     n, c, h, wd = x_shape
     area = geom.oh * geom.ow
     k = c * geom.kh * geom.kw
-    gt, wr = _pixel_rows(loops, g), _weight_rows(loops, w)
+    if gt is None:
+        gt = pixel_rows(loops, g)
+    wr = _weight_rows(loops, w)
     args = _args(x_shape, geom)
     dxh = np.empty((n, h, wd, c), g.dtype)
     step = _step(n, area * k * g.itemsize) or n
@@ -186,7 +195,15 @@ def input_grad(g, w, x_shape: tuple, geom, loops):
         part = buf[:r * area]
         _matmul(gt[n0 * area:(n0 + r) * area], wr, out=part)
         loops.col2im_nhwc(part, dxh, *args, n0, r)
-    return _transposed(loops, dxh, n, h * wd, c, x_shape)
+    return planes_transposed(loops, dxh, n, h * wd, c, x_shape)
+
+
+def grads(g, saved: NhwcColumns, w, x_shape: tuple, geom, loops) -> tuple:
+    """(dx, dW) when both are wanted: dy's pixel rows made once for the two products (one
+    transpose of dy fewer)."""
+    gt = pixel_rows(loops, g)
+    return (input_grad(g, w, x_shape, geom, loops, gt),
+            weight_grad(g, saved, tuple(w.shape), geom, loops, gt))
 
 
 

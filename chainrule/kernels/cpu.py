@@ -1017,15 +1017,47 @@ def _copy(x):
     if (type(x) is np.ndarray and x.ndim >= 2 and x.size >= 4096 and not x.flags.c_contiguous
             and x.itemsize in (4, 8) and not x.dtype.hasobject
             and hasattr(loops, "strided_copy")):
-        out = np.empty(x.shape, x.dtype)
         planes = np.swapaxes(x, -1, -2)
         if planes.flags.c_contiguous and (x.dtype == np.float32 or x.dtype == np.float64):
             rows, cols = planes.shape[-2:]
-            loops.planes_transpose(planes, out, x.size // (rows * cols), rows, cols)
-            return out
+            return _conv.planes_transposed(loops, planes, x.size // (rows * cols), rows, cols,
+                                           x.shape)
+        out = np.empty(x.shape, x.dtype)
         if loops.strided_copy(x, out):
             return out
     return x.copy()
 
 
 CpuKernels.copy = staticmethod(_copy)
+
+
+def _adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+               step_size, bias_correction2_sqrt) -> bool:
+    """Adam's update of ``p`` and its moments in one C pass (optim/adam.py's ``_update``, the
+    same roundings; ~15 NumPy passes there); False where the C loops cannot take the arrays,
+    or a hyper-parameter is not a Python number (a Tensor lr: a NumPy scalar, whose own dtype
+    NumPy's update rounds in)."""
+    for s in (lr, beta1, beta2, eps, weight_decay, step_size, bias_correction2_sqrt):
+        if type(s) is not float and type(s) is not int:
+            return False
+    if not (fits_loops(p, g, m, v, vmax) and hasattr(loops, "adam_step")
+            and p.flags.writeable and not np.may_share_memory(p, g)):
+        return False
+    loops.adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step_size,
+                    bias_correction2_sqrt, int(bool(maximize)) | 2 * int(bool(decoupled)))
+    return True
+
+
+CpuKernels.adam_step = staticmethod(_adam_step)
+
+
+def _conv2d_grads(cls, g, x, w, cols, geom, groups: int) -> tuple:
+    """(dx, dW) of conv2d: on the pixel-major route (kernels/conv.py) dy's pixel rows are made
+    once for both products; elsewhere the table's two kernels."""
+    if (isinstance(cols, _conv.NhwcColumns) and groups == 1 and _one_gemm(g, w)
+            and _conv.takes(tuple(x.shape), w, geom, loops)):
+        return _conv.grads(g, cols, w, tuple(x.shape), geom, loops)
+    return Kernels.conv2d_grads.__func__(cls, g, x, w, cols, geom, groups)
+
+
+CpuKernels.conv2d_grads = classmethod(_conv2d_grads)

@@ -420,6 +420,13 @@ class Kernels:
         return Kernels.col2im(conv2d_input_columns(g, w, x_shape, geom, groups), tuple(x_shape),
                               geom)
 
+    @classmethod
+    def conv2d_grads(cls, g, x, w, cols, geom, groups: int) -> tuple:
+        """(dx, dW) of conv2d, both wanted: this table's conv2d_input_grad and
+        conv2d_weight_grad (a table may share work between the two)."""
+        return (cls.conv2d_input_grad(g, w, tuple(x.shape), geom, groups),
+                cls.conv2d_weight_grad(g, x, cols, tuple(w.shape), geom, groups))
+
     @staticmethod
     def add_channel_bias(y, b):
         """y += b along dim 1 of (N, C, ...) y, in place; returns y."""

@@ -45,15 +45,16 @@ class LeakyRelu(Op):
     """y = x if x > 0 else a·x;  dy/dx = 1 or a"""
 
     @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
+    def forward(ctx, x, slope, keep_output=False):
+        y = kernels_for(x).leaky_relu(x, slope)
+        ctx.save_for_backward(y if keep_output else x)  # a ≥ 0: y > 0 exactly where x > 0
         ctx.slope = slope
-        return kernels_for(x).leaky_relu(x, slope)
+        return y
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return kernels_for(g).leaky_relu_backward(g, x, ctx.slope), None
+        return kernels_for(g).leaky_relu_backward(g, x, ctx.slope), None, None
 
 
 class Hardtanh(Clamp):
@@ -163,8 +164,16 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     """x if x > 0 else negative_slope·x."""
     check_tensor(input, "leaky_relu")
     if inplace:
-        return apply_inplace(input, leaky_relu, negative_slope)
+        return apply_inplace(input, leaky_relu if negative_slope < 0 else _leaky_relu_on_output,
+                             negative_slope)
     return LeakyRelu.apply(input, float(negative_slope))
+
+
+def _leaky_relu_on_output(input: Tensor, negative_slope: float) -> Tensor:
+    """leaky_relu whose gate keeps its output, not its input (as torch's leaky_relu_, for a
+    slope ≥ 0): in place, nothing then holds the old value, which is overwritten without being
+    copied first (two passes instead of three)."""
+    return LeakyRelu.apply(input, float(negative_slope), True)
 
 
 def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:

@@ -93,9 +93,11 @@ class Conv2d(Op):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         K = kernels_for(g)
         gx = gw = gb = None
-        if need_w:  # with the columns of x (recomputed when differentiable)
+        if need_w and need_x:  # (the table may share work between the two)
+            gx, gw = K.conv2d_grads(g, x, w, cols, geom, groups)
+        elif need_w:  # with the columns of x (recomputed when differentiable)
             gw = K.conv2d_weight_grad(g, x, cols, tuple(w.shape), geom, groups)
-        if need_x:
+        elif need_x:
             gx = K.conv2d_input_grad(g, w, tuple(x.shape), geom, groups)
         if need_b:
             gb = K.channel_sums(g)
