@@ -378,3 +378,24 @@ def test_rms_norm_refuses_integer_input_as_torch():
     with pytest.raises(RuntimeError) as ours:
         cr.nn.functional.rms_norm(cr.ones(2, 4, dtype=cr.int64), (4,))
     assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_empty_bag_passes_no_gradient_even_a_nan_one(mode):
+    """An empty bag's output is 0 and independent of the weight: an inf/NaN gradient arriving
+    at it (here 1/0 then cosh) must not reach any weight row (fuzzer seed 150055247)."""
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    w_np = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    grads = []
+    for m in (cr, torch):
+        w = m.tensor(w_np, requires_grad=True)
+        y = m.nn.functional.embedding_bag(m.tensor([1, 2, 4, 5, 4, 3, 2, 9]), w,
+                                          m.tensor([0, 3, 3, 6]), mode=mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 1/0
+            y.reciprocal().cosh().sum().backward()
+        grads.append(w.grad.numpy())
+    assert not np.isnan(grads[0]).any()
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)

@@ -16,6 +16,7 @@ from chainrule import devices
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.tensor import Tensor, wrap
 from chainrule.creation import zeros
+from chainrule.ops.binary import where
 
 __all__ = ["embedding_bag"]
 
@@ -163,4 +164,6 @@ def _bag_max(rows: Tensor, bag: np.ndarray, b: int, dim: int, like) -> Tensor:
     winner = devices.xp_of(first).zeros((b, dim), np.int64)  # batched like first in vmap
     winner[nonempty] = np.where(first_nan < r.shape[0], first_nan, first)
     y = rows.gather(0, wrap(devices.asarray_on(winner, like, np.int64)))
-    return y * wrap(devices.asarray_on(nonempty[:, None], like, like.dtype))
+    # empty bags give 0 and pass no gradient (selected, not multiplied by 0: a NaN or inf
+    # gradient of an empty bag must not reach the weight's row 0)
+    return where(wrap(devices.asarray_on(nonempty[:, None], like, bool)), y, 0.0)
