@@ -399,3 +399,36 @@ def test_embedding_bag_empty_bag_passes_no_gradient_even_a_nan_one(mode):
         grads.append(w.grad.numpy())
     assert not np.isnan(grads[0]).any()
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["nll_loss", "cross_entropy_smoothed"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ignored_rows_pass_no_nan_either_way(loss, reduction, weighted):
+    """An ignored row's -inf input and a NaN gradient arriving at it stay out of the loss and
+    of every gradient, as torch's (its rows are selected out, not multiplied by 0)."""
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    x_np = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    x_np[1, 0] = x_np[1, 2] = -np.inf
+    w_np = np.array([1.0, 0.5, 2.0, 0.25], np.float32)
+    got = []
+    for m in (cr, torch):
+        x = m.tensor(x_np, requires_grad=True)
+        w = m.tensor(w_np) if weighted else None
+        target = m.tensor([1, -100, 2])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if loss == "nll_loss":
+                out = m.nn.functional.nll_loss(x, target, weight=w, reduction=reduction)
+            else:
+                out = m.nn.functional.cross_entropy(x, target, weight=w, reduction=reduction,
+                                                    label_smoothing=0.1)
+            g = m.tensor([1.0, float("nan"), 1.0]) if reduction == "none" else m.ones_like(out)
+            out.backward(g)
+        got.append((out.detach().numpy(), x.grad.numpy()))
+    (ours, ours_g), (theirs, theirs_g) = got
+    assert not np.isnan(ours).any() and not np.isnan(ours_g).any()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours_g, theirs_g, rtol=1e-5, atol=1e-6)

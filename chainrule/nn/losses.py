@@ -413,15 +413,18 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
             raise RuntimeError(f"nll_loss: weight tensor should be defined either for all {c} "
                                f"classes or no classes but got weight tensor of shape: "
                                f"{shape_of(weight)}")
-        w = (weight._data[t_safe] * valid).astype(dt)
+        w = weight._data[t_safe].astype(dt)
+        picked = picked * wrap(w)
+        total = (w * valid).sum()
     else:
-        w = valid.astype(dt)
-    loss = -(picked * wrap(w))
+        total = valid.sum()
+    # ignored rows are selected out, not multiplied by 0: no NaN of theirs flows either way
+    loss = -where(wrap(valid), picked, 0.0)
     if reduction == "none":
         return loss.reshape(*out_shape)
     if reduction == "sum":
         return loss.sum()
-    return loss.sum() / wrap(xp.asarray(w.sum(), dtype=dt))
+    return loss.sum() / wrap(xp.asarray(total, dtype=dt))
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -477,7 +480,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     wl = logp if weight is None else logp * weight.reshape(
         *((c,) + (1,) * (input.ndim - 2) if input.ndim > 1 else (c,)))
     valid = t != ignore_index
-    smooth = -(wl.sum(cdim)) * wrap(valid.astype(logp._data.dtype))
+    # ignored rows: 0, selected (a -inf logit there would make 0·inf a NaN), as torch's
+    smooth = where(wrap(valid), -(wl.sum(cdim)), 0.0)
     if reduction == "mean":
         if weight is not None:
             denom = weight._data[np.where(valid, t, 0)][valid].sum()
