@@ -432,3 +432,23 @@ def test_ignored_rows_pass_no_nan_either_way(loss, reduction, weighted):
     assert not np.isnan(ours).any() and not np.isnan(ours_g).any()
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours_g, theirs_g, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mish", "hardswish"])
+def test_activation_gradients_with_infinite_upstream_match_torch(name):
+    """One gate each, with torch's backward formula: inf/NaN upstream gradients give torch's
+    values (a composite of products made 0·inf = NaN where torch gives inf or 0)."""
+    torch = pytest.importorskip("torch")
+    x_np = np.array([-1.0, 0.0, 2.0, -3.0, 3.0, 25.0, -30.0, np.nan, 1e-3], np.float32)
+    g_np = np.array([np.nan, np.inf, 1.0, -np.inf, np.inf, 1.0, 1.0, 1.0, 1.0], np.float32)
+    got = []
+    for m in (cr, torch):
+        x = m.tensor(x_np, requires_grad=True)
+        y = getattr(m.nn.functional, name)(x)
+        y.backward(m.tensor(g_np))
+        got.append((y.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(got[0][0], got[1][0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got[0][1], got[1][1], rtol=1e-6, atol=1e-7)
+    x = cr.tensor(np.linspace(-5, 5, 12) + 0.1, dtype=cr.float64, requires_grad=True)
+    fn = getattr(cr.nn.functional, name)
+    assert cr.autograd.gradcheck(fn, (x,)) and cr.autograd.gradgradcheck(fn, (x,))

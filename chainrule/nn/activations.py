@@ -117,6 +117,36 @@ class Silu(Op):
         return g * s * (1 + x * (1 - s))
 
 
+class Mish(Op):
+    """y = x·tanh(softplus x);  dy/dx = t + x·σ(x)·(1 - t²), t = tanh(softplus x)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * np.tanh(np.logaddexp(0, x)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        t = either.tanh(either.log1p(either.exp(-either.abs(x))) + either.maximum(x, 0))
+        return g * (t + x * either.sigmoid(x) * (1 - t * t))
+
+
+class Hardswish(Op):
+    """y = x·clamp(x/6 + 1/2, 0, 1);  dy/dx = 0 (x ≤ -3), x/3 + 1/2 (-3 < x < 3), 1 (x ≥ 3)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        # selected, not multiplied (an infinite g gives 0 where x ≤ -3, as torch's)
+        return either.where(x <= -3, 0.0, either.where(x < 3, g * (x / 3.0 + 0.5), g))
+
+
 class Elu(Op):
     """y = x if x > 0 else α(eˣ - 1);  dy/dx = 1 or α·eˣ"""
 
@@ -244,9 +274,8 @@ def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x·tanh(softplus(x))."""
-    if inplace:
-        return apply_inplace(input, mish)
-    return input * _tanh(_softplus(input))
+    check_tensor(input, "mish")
+    return apply_inplace(input, mish) if inplace else Mish.apply(input)
 
 
 def tanh(input: Tensor) -> Tensor:
@@ -283,9 +312,8 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x·hardsigmoid(x)."""
-    if inplace:
-        return apply_inplace(input, hardswish)
-    return input * hardsigmoid(input)
+    check_tensor(input, "hardswish")
+    return apply_inplace(input, hardswish) if inplace else Hardswish.apply(input)
 
 
 def tanhshrink(input: Tensor) -> Tensor:
