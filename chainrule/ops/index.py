@@ -381,9 +381,27 @@ def builtins_max(a, b):
     return a if a > b else b
 
 
+_SCALAR_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
+                 "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                 "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
+
+
+def _same_scalar_type(input: Tensor, source: Tensor, name: str) -> None:
+    """torch's check that ``source`` has ``input``'s dtype (index_add/index_copy/index_reduce)."""
+    a, b = input._data.dtype, source._data.dtype
+    if a != b:
+        sa, sb = (_SCALAR_NAMES.get(t.name, t.name) for t in (a, b))
+        if name == "index_copy":
+            raise RuntimeError(f"index_copy_(): self and source expected to have the same dtype, "
+                               f"but got (self) {sa} and (source) {sb}")
+        raise RuntimeError(f"{name}_(): self ({sa}) and source ({sb}) must have the same scalar "
+                           f"type")
+
+
 def index_add(input: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Tensor:
     """``input`` with ``alpha·source`` slices added at ``index`` along ``dim`` (repeats add)."""
     d = normalize_dim(dim, input._data.ndim, "index_add")
+    _same_scalar_type(input, source, "index_add")
     src = source if source._data.ndim else source.reshape(1)
     idx = _index_vector(index, "index_add", input._data, d, src._data.shape[d] if
                         src._data.ndim else 1)
@@ -394,6 +412,7 @@ def index_add(input: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Ten
 def index_copy(input: Tensor, dim: int, index, source: Tensor) -> Tensor:
     """``input`` with ``source`` slices written at ``index`` along ``dim``."""
     d = normalize_dim(dim, input._data.ndim, "index_copy")
+    _same_scalar_type(input, source, "index_copy")
     idx = _index_vector(index, "index_copy", input._data, d, source._data.shape[d] if
                         source._data.ndim else 1)
     return Scatter.apply(input, d, _along_dim(idx, d, source._data.shape), source)
@@ -612,6 +631,9 @@ def index_reduce(input: Tensor, dim: int, index, source: Tensor, reduce: str, *,
         raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or "
                            f"amin but got {reduce}.")
     d = normalize_dim(dim, input._data.ndim, "index_reduce")
+    _same_scalar_type(input, source, "index_reduce")
+    if reduce == "mean" and input._data.dtype == np.bool_:
+        raise NotImplementedError("\"div_floor_cpu\" not implemented for 'Bool'")
     idx = _index_vector(index, "index_reduce", input._data, d, source._data.shape[d] if
                         source._data.ndim else 1)
     return ScatterReduce.apply(input, d, _along_dim(idx, d, source._data.shape), source,

@@ -716,11 +716,25 @@ def count_nonzero(input: Tensor, dim=None) -> Tensor:
 MinMax = namedtuple("aminmax", ["min", "max"])
 
 
+class NanToZero(Op):
+    """y = 0 where x is NaN, else x;  dx = g·[x not NaN] (a product, as torch: a NaN or ±inf
+    upstream gradient gives NaN at the NaN inputs)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        keep = ~np.isnan(x)
+        ctx.keep = keep.astype(x.dtype)
+        return np.where(keep, x, 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.keep
+
+
 def nansum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Σ over ``dim`` with NaN counted as 0."""
-    x = input._data
-    if x.dtype.kind in _dt.FLOAT_KINDS:
-        input = where(np.isnan(x), 0.0, input)
+    if input._data.dtype.kind in _dt.FLOAT_KINDS:
+        input = NanToZero.apply(input)
     return sum(input, dim, keepdim, dtype=dtype)
 
 
