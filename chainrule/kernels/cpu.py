@@ -335,8 +335,8 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def softmax(x, axis: int):
-        if x.ndim and x.size and axis % x.ndim == x.ndim - 1 and fits_loops(x):  # row by row
-            y = np.empty_like(x)
+        if _last_axis_rows(x, axis):  # row by row
+            y = np.empty(x.shape, x.dtype)
             loops.softmax_rows(x, y, x.shape[-1], False)
             return y
         if not x.size or x.dtype.kind != "f":
@@ -348,8 +348,8 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def log_softmax(x, axis: int):
-        if x.ndim and x.size and axis % x.ndim == x.ndim - 1 and fits_loops(x):  # row by row
-            y = np.empty_like(x)
+        if _last_axis_rows(x, axis):  # row by row
+            y = np.empty(x.shape, x.dtype)
             loops.softmax_rows(x, y, x.shape[-1], True)
             return y
         if not x.size or x.dtype.kind != "f":
@@ -382,13 +382,16 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def cat(xs, axis: int):
+        if not axis:  # one block per input: NumPy's join
+            return np.concatenate(xs, axis)
         x0 = xs[0]
         outer = math.prod(x0.shape[:axis])
         dt = x0.dtype
-        if (outer == 1 or loops is None or dt.hasobject  # one block per input: NumPy's join
-                or not all(type(x) is np.ndarray and x.dtype == dt and x.flags.c_contiguous
-                           for x in xs)):
-            return Kernels.cat(xs, axis)
+        if outer == 1 or loops is None or dt.hasobject:
+            return np.concatenate(xs, axis)
+        for x in xs:
+            if type(x) is not np.ndarray or x.dtype != dt or not x.flags.c_contiguous:
+                return np.concatenate(xs, axis)
         shape = list(x0.shape)
         shape[axis] = sum([x.shape[axis] for x in xs])
         out = np.empty(shape, dt)
@@ -775,14 +778,26 @@ def _around_axis(x, dim: int, index):
     return math.prod(shape[:dim]), shape[dim], ishape[dim], math.prod(shape[dim + 1:])
 
 
+def _last_axis_rows(x, axis: int) -> bool:
+    """True when the C row loops can take ``x`` along ``axis``: its last axis, x a non-empty
+    C-contiguous float32/float64 NumPy array (the checks of fits_loops, inline: the small
+    calls' cost)."""
+    if loops is None or type(x) is not np.ndarray or x.dtype not in _LOOP_DTYPES:
+        return False
+    nd = x.ndim
+    return nd > 0 and axis % nd == nd - 1 and x.size > 0 and x.flags.c_contiguous
+
+
 def _row_length(x, axes) -> tuple:
     """(n, the result's shape) when the C row sums can reduce ``x`` over ``axes`` as rows of n
     elements: a C-contiguous float32/float64 array of 512 elements or more, reduced over every
     dim or over its last one only; else (0, None)."""
-    if x.size < 512 or not fits_loops(x):  # (small ones: NumPy's call costs less)
+    if (x.size < 512 or loops is None or type(x) is not np.ndarray  # (small: NumPy's call costs
+            or x.dtype not in _LOOP_DTYPES or not x.flags.c_contiguous):  # less)
         return 0, None
     nd = x.ndim
-    if axes is None or nd == 0 or len(set(a % nd for a in axes)) == nd:
+    if (axes is None or nd == 0 or (nd == 1 and len(axes) == 1)
+            or len(set(a % nd for a in axes)) == nd):
         return x.size, ()
     if len(axes) == 1 and axes[0] % nd == nd - 1:
         return x.shape[-1], x.shape[:-1]
