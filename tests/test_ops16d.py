@@ -124,3 +124,139 @@ def test_fuzzer_seed_140029191_replays_clean():
     prog = FP.generate(FP.RandomChooser(140029191), FP.catalog())
     verdict, diffs = FP.check(prog, torch)
     assert verdict in ("ok", "torch-limit"), diffs
+
+
+# ---- the small-call fast paths keep torch's answers and errors ---------------------------------
+def _both(fn_cr, fn_torch):
+    """(outcome of chainrule, outcome of torch): values, or (error type, message)."""
+    out = []
+    for fn in (fn_cr, fn_torch):
+        try:
+            y = fn()
+        except Exception as e:  # noqa: BLE001  (compared below)
+            out.append((type(e).__name__, str(e)))
+        else:
+            out.append(("ok", str(y.dtype).split(".")[-1], np.asarray(y.detach().numpy()).tolist()))
+    return out
+
+
+CAT_CASES = {
+    "two alike, dim -1": lambda m: m.cat([m.ones(2, 3), m.zeros(2, 3)], -1),
+    "tuple of three, dim 0": lambda m: m.cat((m.ones(2), m.zeros(3), m.ones(1)), 0),
+    "mixed dtypes": lambda m: m.cat([m.ones(2, dtype=m.int64), m.zeros(2)]),
+    "float32 and float64": lambda m: m.cat([m.ones(2), m.zeros(2, dtype=m.float64)]),
+    "legacy empty skipped": lambda m: m.cat([m.ones(2, 2), m.zeros(0), m.ones(1, 2)]),
+    "all empty": lambda m: m.cat([m.zeros(0), m.zeros(0)]),
+    "sizes differ": lambda m: m.cat([m.ones(2, 3), m.ones(3, 2)], 1),
+    "dim out of range": lambda m: m.cat([m.ones(2, 3), m.ones(2, 3)], 2),
+    "dim -3": lambda m: m.cat([m.ones(2, 3), m.ones(2, 3)], -3),
+    "zero-dim": lambda m: m.cat([m.tensor(1.0), m.tensor(2.0)]),
+    "empty list": lambda m: m.cat([]),
+    "axis alias": lambda m: m.cat([m.ones(2, 1), m.ones(2, 1)], axis=1),
+}
+
+
+def _same_outcome(got, want, op):
+    """Values equal; or the same error type, chainrule's message naming the op (torch's own
+    messages name it only sometimes)."""
+    if want[0] == "ok":
+        assert got == want
+    else:
+        assert got[0] == want[0], (got, want)
+        assert op in got[1] and (got[1] == want[1] or "cat" not in want[1]), (got, want)
+
+
+@pytest.mark.parametrize("case", list(CAT_CASES))
+def test_cat_matches_torch_on_its_fast_and_general_paths(case):
+    got, want = _both(lambda: CAT_CASES[case](cr), lambda: CAT_CASES[case](torch))
+    _same_outcome(got, want, "cat")
+
+
+def test_cat_gradients_reach_each_input():
+    xs = [np.random.default_rng(k).standard_normal((3, k + 1)) for k in range(3)]
+    a = [cr.tensor(x, requires_grad=True) for x in xs]
+    b = [torch.tensor(x, requires_grad=True) for x in xs]
+    g = np.random.default_rng(9).standard_normal((3, 6))
+    cr.cat(a, 1).backward(cr.tensor(g))
+    torch.cat(b, 1).backward(torch.tensor(g))
+    for p, q in zip(a, b):
+        _same(p.grad, q.grad)
+    u, v = (cr.tensor(np.random.default_rng(k).standard_normal((2, 3)), requires_grad=True)
+            for k in (4, 5))
+    assert cr.autograd.gradcheck(lambda u, v: cr.cat([u, v], 0) ** 2, (u, v))
+
+
+SOFTMAX_CASES = {
+    "dim -1": lambda m, f: f(m.tensor([[1.0, 2.0], [3.0, -1.0]]), -1),
+    "dim 0": lambda m, f: f(m.tensor([[1.0, 2.0], [3.0, -1.0]]), 0),
+    "dtype float64": lambda m, f: f(m.tensor([1.0, 2.0]), 0, dtype=m.float64),
+    "0-d": lambda m, f: f(m.tensor(3.0), 0),
+    "0-d dim -1": lambda m, f: f(m.tensor(3.0), -1),
+    "dim out of range": lambda m, f: f(m.ones(2, 2), 2),
+    "dim -3": lambda m, f: f(m.ones(2, 2), -3),
+}
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("case", list(SOFTMAX_CASES))
+def test_softmax_fast_path_matches_torch(fn, case):
+    got, want = _both(lambda: SOFTMAX_CASES[case](cr, getattr(cr.nn.functional, fn)),
+                      lambda: SOFTMAX_CASES[case](torch, getattr(torch.nn.functional, fn)))
+    if want[0] == "ok":
+        assert got[:2] == want[:2]
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-6)
+    else:
+        assert got[0] == want[0], (got, want)
+
+
+@pytest.mark.parametrize("dim", [-1, 0, 1, (0, 1), None, -3, 2])
+def test_sum_dims_match_torch(dim):
+    x = np.arange(600, dtype=np.float32).reshape(20, 30) / 7
+    got, want = _both(lambda: cr.tensor(x).sum(dim) if dim is not None else cr.tensor(x).sum(),
+                      lambda: torch.tensor(x).sum(dim) if dim is not None
+                      else torch.tensor(x).sum())
+    if want[0] == "ok":
+        assert got[:2] == want[:2]
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-5)
+    else:
+        assert got[0] == want[0]
+
+
+GATHER_CASES = {
+    "in range": lambda m, x, i: m.gather(x, 1, i),
+    "dim 0": lambda m, x, i: m.gather(x, 0, i[:2]),
+    "too large": lambda m, x, i: m.gather(x, 1, i + 5),
+    "negative": lambda m, x, i: m.gather(x, 1, i - 1),
+    "int32 index": lambda m, x, i: m.gather(x, 1, i.to(m.int32)),
+    "transposed index": lambda m, x, i: m.gather(x, 0, i[:3, :3].t()),
+    "index larger than input": lambda m, x, i: m.gather(x, 1, m.zeros(5, 2, dtype=m.int64)),
+    "3-d": lambda m, x, i: m.gather(x.reshape(2, 2, 5), 2, i[:4].reshape(2, 2, 3)),
+    "scatter_add too large": lambda m, x, i: m.scatter_add(x, 1, i + 5, m.ones(4, 3)),
+    "scatter_add negative": lambda m, x, i: m.scatter_add(x, 1, i - 1, m.ones(4, 3)),
+    "scatter_add": lambda m, x, i: m.scatter_add(x, 1, i, m.ones(4, 3)),
+}
+
+
+@pytest.mark.parametrize("case", list(GATHER_CASES))
+def test_gather_checks_match_torch(case):
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    i = np.array([[0, 4, 1], [2, 2, 0], [1, 3, 4], [0, 0, 0]])
+    got, want = _both(lambda: GATHER_CASES[case](cr, cr.tensor(x), cr.tensor(i)),
+                      lambda: GATHER_CASES[case](torch, torch.tensor(x), torch.tensor(i)))
+    _same_outcome(got, want, case.split()[0] if "scatter" in case else "gather")
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
+@pytest.mark.parametrize("n", [0, 1, 5, 7])
+def test_index_in_range_kernels_agree(dtype, n):
+    from chainrule.kernels import CPU, REFERENCE
+
+    rng = np.random.default_rng(n)
+    for idx in (rng.integers(0, 7, (3, 4)), rng.integers(-2, 5, 11), np.zeros(0, np.int64),
+                rng.integers(0, 7, (4, 3)).T):
+        if dtype is np.uint8:
+            idx = np.abs(idx)
+        idx = idx.astype(dtype)
+        want = bool(idx.size == 0 or (idx.min() >= 0 and idx.max() < n))
+        assert CPU.index_in_range(idx, n) is want
+        assert REFERENCE.index_in_range(idx, n) is want

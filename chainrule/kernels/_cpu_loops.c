@@ -2282,6 +2282,41 @@ fail:
     return NULL;
 }
 
+/* 1 when every q[i] (i < len) is in [0, n), else 0: the bounds check of gather/scatter's
+ * indices in one pass (a negative index is a huge one as unsigned: no wrap-around, as torch) */
+static CLONES int
+ints_in_range(const int64_t *restrict q, Py_ssize_t len, uint64_t n)
+{
+    uint64_t bad = 0;
+    for (Py_ssize_t i = 0; i < len; i++)
+        bad |= (uint64_t)q[i] >= n;
+    return !bad;
+}
+
+/* index_in_range(idx, n): True when every element of the C-contiguous int64 array idx is in
+ * [0, n) */
+static PyObject *
+index_in_range(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    void *pi;
+    Py_ssize_t li;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected index_in_range(idx, n)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (int_buf(&b, args[0], 0, 8, &pi, &li) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    int ok = n > 0 ? ints_in_range(pi, li, (uint64_t)n) : li == 0;
+    bufs_release(&b);
+    return PyBool_FromLong(ok);
+}
+
 static PyObject *
 im2col_cn(PyObject *module, PyObject *args)
 {
@@ -3229,6 +3264,8 @@ static PyMethodDef methods[] = {
     {"gather_axis", (PyCFunction)(void (*)(void))gather_axis, METH_FASTCALL,
      "gather_axis(x, idx, y, a, x_len, i_len, b, add): y = x gathered at idx along an axis "
      "(add: x += y scattered there)"},
+    {"index_in_range", (PyCFunction)(void (*)(void))index_in_range, METH_FASTCALL,
+     "index_in_range(idx, n): every element of the C-contiguous int64 idx in [0, n)"},
     {"lstm_step_forward", (PyCFunction)(void (*)(void))lstm_step_forward, METH_FASTCALL,
      "lstm_step_forward(act, cs, t, prev, cur)"},
     {"lstm_step_backward", (PyCFunction)(void (*)(void))lstm_step_backward, METH_FASTCALL,

@@ -23,6 +23,7 @@ __all__ = ["CpuKernels", "loops", "fits_loops"]
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _LANE_DTYPES = _LOOP_DTYPES
+_INT64 = np.dtype(np.int64)
 
 
 def _load_loops():
@@ -262,6 +263,13 @@ class CpuKernels(Kernels):
         # one take at flat offsets (NumPy's fancy indexing with one index array per dim is
         # about twice as slow)
         return np.take(np.ascontiguousarray(x).reshape(-1), _flat_offsets(x.shape, dim, index))
+
+    @staticmethod
+    def index_in_range(index, n: int) -> bool:
+        if (loops is not None and type(index) is np.ndarray and index.dtype is _INT64
+                and index.flags.c_contiguous):  # one C pass (NumPy's max: ~1 µs a call)
+            return loops.index_in_range(index, n)
+        return Kernels.index_in_range(index, n)
 
     @staticmethod
     def scatter_add(out, dim: int, index, values) -> None:
@@ -769,12 +777,17 @@ def _around_axis(x, dim: int, index):
     """(A, X, I, B) when the C gather loop can take ``x`` and ``index`` along ``dim`` (indices
     in range, checked by the caller): x C-contiguous float, viewed as (A, X, B) around the axis,
     and a C-contiguous int64 index of x's shape but along the axis (I); else None."""
-    if not (fits_loops(x) and type(index) is np.ndarray and index.dtype == np.int64
-            and index.flags.c_contiguous and x.ndim == index.ndim and x.ndim and index.size):
+    if (loops is None or type(x) is not np.ndarray or type(index) is not np.ndarray
+            or x.dtype not in _LOOP_DTYPES or index.dtype != _INT64 or not index.size):
         return None
     shape, ishape = x.shape, index.shape
-    if shape[:dim] != ishape[:dim] or shape[dim + 1:] != ishape[dim + 1:]:
+    nd = len(shape)
+    if (not nd or len(ishape) != nd or shape[:dim] != ishape[:dim]
+            or shape[dim + 1:] != ishape[dim + 1:]
+            or not x.flags.c_contiguous or not index.flags.c_contiguous):
         return None
+    if nd == 2:  # (the common case: no products to take)
+        return (shape[0], shape[1], ishape[1], 1) if dim else (1, shape[0], ishape[0], shape[1])
     return math.prod(shape[:dim]), shape[dim], ishape[dim], math.prod(shape[dim + 1:])
 
 

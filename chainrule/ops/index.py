@@ -228,21 +228,22 @@ def _raw_index(index, name: str, like) -> np.ndarray:
 
 
 def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
-    shape = input._data.shape
-    if idx.ndim != len(shape) and not (idx.ndim <= 1 and len(shape) <= 1):
+    shape, ishape = input._data.shape, idx.shape
+    if len(ishape) != len(shape) and not (len(ishape) <= 1 and len(shape) <= 1):
         raise RuntimeError(
             f"{name}(): Index tensor must have the same number of dimensions as input tensor "
             f"(index shape {list(idx.shape)}, input shape {list(shape)})"
         )
-    for d, (i, s) in enumerate(zip(idx.shape, shape)):
-        if d != dim and i > s:
-            raise RuntimeError(
-                f"{name}(): Size does not match at dimension {d} expected index {list(idx.shape)}"
-                f" to be smaller than self {list(shape)} apart from dimension {dim}"
-            )
-    # no wrap-around, as torch; one pass: a negative index is a huge one as unsigned
-    unsigned = idx.view(f"u{idx.itemsize}") if idx.dtype.kind == "i" else idx
-    if idx.size and unsigned.max() >= shape[dim]:
+    if ishape[:dim] != shape[:dim] or ishape[dim + 1:] != shape[dim + 1:]:  # (alike: none)
+        for d, (i, s) in enumerate(zip(ishape, shape)):
+            if d != dim and i > s:
+                raise RuntimeError(
+                    f"{name}(): Size does not match at dimension {d} expected index "
+                    f"{list(idx.shape)} to be smaller than self {list(shape)} apart from "
+                    f"dimension {dim}"
+                )
+    # no wrap-around, as torch (one pass: a negative index is a huge one as unsigned)
+    if idx.size and not kernels_for(idx).index_in_range(idx, shape[dim]):
         raise RuntimeError(
             f"{name}(): index {int(idx.max() if idx.max() >= shape[dim] else idx.min())} is out "
             f"of bounds for dimension {dim} with size {shape[dim]}"

@@ -641,7 +641,7 @@ def _cat_checked(tensors, dim) -> Tensor:
         kept = [i for i, s in enumerate(shapes) if s != (0,)] or range(len(tensors))
         tensors, shapes = [tensors[i] for i in kept], [shapes[i] for i in kept]
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")  # (torch 2.13)
     ref = shapes[0]
     nd = len(ref)
     if nd == 0:
