@@ -393,16 +393,16 @@ class CpuKernels(Kernels):
         if not axis:  # one block per input: NumPy's join
             return np.concatenate(xs, axis)
         x0 = xs[0]
-        outer = math.prod(x0.shape[:axis])
-        dt = x0.dtype
+        shape, dt = x0.shape, x0.dtype
+        outer = shape[0] if axis == 1 else math.prod(shape[:axis])
         if outer == 1 or loops is None or dt.hasobject:
             return np.concatenate(xs, axis)
+        n = 0
         for x in xs:
             if type(x) is not np.ndarray or x.dtype != dt or not x.flags.c_contiguous:
                 return np.concatenate(xs, axis)
-        shape = list(x0.shape)
-        shape[axis] = sum([x.shape[axis] for x in xs])
-        out = np.empty(shape, dt)
+            n += x.shape[axis]
+        out = np.empty(shape[:axis] + (n,) + shape[axis + 1:], dt)
         if out.size:  # one memcpy per input per outer row
             loops.cat_rows(out, xs, outer)
         return out

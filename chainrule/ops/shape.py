@@ -191,7 +191,7 @@ class Cat(Op):
     @staticmethod
     def forward(ctx, axis, *xs):
         ctx.axis = axis
-        ctx.sizes = [x.shape[axis] for x in xs]
+        ctx.sizes = list(map(len, xs)) if axis == 0 else [x.shape[axis] for x in xs]
         return kernels_for(xs[0]).cat(xs, axis)
 
     @staticmethod
@@ -625,7 +625,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
         ref, dt = x0.shape, x0.dtype
         nd = len(ref)
         if type(dim) is int and -nd <= dim < nd:
-            for t in tensors:
+            for t in tensors[1:]:
                 x = t._data
                 if x.shape != ref or x.dtype != dt:
                     break
