@@ -260,3 +260,48 @@ def test_index_in_range_kernels_agree(dtype, n):
         want = bool(idx.size == 0 or (idx.min() >= 0 and idx.max() < n))
         assert CPU.index_in_range(idx, n) is want
         assert REFERENCE.index_in_range(idx, n) is want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shape,dim,ishape", [((32, 64), 1, (32, 32)), ((32, 64), 0, (40, 64)),
+                                              ((3, 4, 5), 2, (3, 4, 7)), ((3, 4, 5), 1, (3, 2, 5)),
+                                              ((3, 4, 5), 0, (1, 4, 5)), ((6,), 0, (9,)),
+                                              ((4, 5), 1, (3, 2)), ((4, 5), 0, (4, 0))])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_gather_and_its_backward_match_torch_on_every_path(dtype, shape, dim, ishape, layout):
+    """The C call (gather_dim), NumPy's take and the reference, by shape, dtype and layout."""
+    rng = np.random.default_rng(len(shape) * 10 + dim)
+    x = (rng.standard_normal(shape) * 10).astype(dtype)
+    i = rng.integers(0, shape[dim], ishape)
+    if layout == "transposed" and x.ndim > 1:
+        x = np.ascontiguousarray(x.T).T  # a non-contiguous view of the same values
+        i = np.ascontiguousarray(i.T).T
+    grad = dtype != np.int64
+    a = cr.tensor(x, requires_grad=grad)
+    b = torch.tensor(x, requires_grad=grad)
+    ya, yb = cr.gather(a, dim, cr.tensor(i)), torch.gather(b, dim, torch.tensor(i))
+    _same(ya, yb)
+    if grad and ya.numel():
+        g = rng.standard_normal(ishape).astype(dtype)
+        ya.backward(cr.tensor(g))
+        yb.backward(torch.tensor(g))
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_gather_dim_refuses_what_it_does_not_take():
+    from chainrule.kernels import cpu as cpu_kernels
+
+    loops = cpu_kernels.loops
+    if loops is None:
+        pytest.skip("no C loops")
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = np.empty((3, 2), np.float32)
+    assert loops.gather_dim(x, np.array([[0, 3], [1, 1], [2, 0]]), y, 1, False) is True
+    np.testing.assert_array_equal(y, [[0, 3], [5, 5], [10, 8]])
+    assert loops.gather_dim(x.T, np.zeros((4, 2), np.int64), np.empty((4, 2), np.float32), 1,
+                            False) is False  # not C-contiguous
+    assert loops.gather_dim(x, np.zeros((3, 2), np.int32), y, 1, False) is False  # int32
+    assert loops.gather_dim(x, np.zeros((2, 2), np.int64), y, 1, False) is False  # shapes
+    assert loops.gather_dim(x, np.zeros((3, 2), np.int64), y, 2, False) is False  # dim
+    with pytest.raises(IndexError):
+        loops.gather_dim(x, np.array([[0, 4], [1, 1], [2, 0]]), y, 1, False)

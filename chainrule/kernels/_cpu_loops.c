@@ -2282,6 +2282,63 @@ fail:
     return NULL;
 }
 
+/* gather_dim(x, idx, y, dim, add): gather_axis with its geometry read from the buffers'
+ * shapes: x and idx (int64) of one rank > 0, alike but along ``dim``, y of idx's shape, all
+ * C-contiguous (x and y float32/float64 of one dtype, idx not empty). Returns False, nothing
+ * done, where the arrays are not such (the caller takes another way); an index outside x's
+ * size along dim is an IndexError (before anything is written). */
+static PyObject *
+gather_dim(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pi, *py;
+    Py_ssize_t lx, li, ly;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "expected gather_dim(x, idx, y, dim, add)");
+        return NULL;
+    }
+    Py_ssize_t dim = PyLong_AsSsize_t(args[3]);
+    int add = PyObject_IsTrue(args[4]);
+    if ((dim == -1 && PyErr_Occurred()) || add < 0)
+        return NULL;
+    if (buf(&b, args[0], add, 0, &fmt, &px, &lx) < 0 || int_buf(&b, args[1], 0, 8, &pi, &li) < 0
+        || buf(&b, args[2], !add, 0, &fmt, &py, &ly) < 0) {
+        PyErr_Clear();  /* a layout or dtype the loop does not take */
+        bufs_release(&b);
+        Py_RETURN_FALSE;
+    }
+    const Py_buffer *vx = &b.v[0], *vi = &b.v[1], *vy = &b.v[2];
+    int nd = vx->ndim, fits = nd > 0 && vi->ndim == nd && vy->ndim == nd && dim >= 0
+                              && dim < nd && li > 0 && ly == li;
+    Py_ssize_t na = 1, nb = 1;
+    for (int k = 0; fits && k < nd; k++) {
+        fits = vy->shape[k] == vi->shape[k] && (k == dim || vx->shape[k] == vi->shape[k]);
+        if (k < dim)
+            na *= vx->shape[k];
+        else if (k > dim)
+            nb *= vx->shape[k];
+    }
+    if (!fits) {
+        bufs_release(&b);
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t nx = vx->shape[dim], ni = vi->shape[dim];
+    int bad;
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        bad = gather_f(px, pi, py, na, nx, ni, nb, add);
+    else
+        bad = gather_d(px, pi, py, na, nx, ni, nb, add);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    if (bad) {
+        PyErr_SetString(PyExc_IndexError, "gather_dim: an index is out of range");
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
 /* 1 when every q[i] (i < len) is in [0, n), else 0: the bounds check of gather/scatter's
  * indices in one pass (a negative index is a huge one as unsigned: no wrap-around, as torch) */
 static CLONES int
@@ -3264,6 +3321,9 @@ static PyMethodDef methods[] = {
     {"gather_axis", (PyCFunction)(void (*)(void))gather_axis, METH_FASTCALL,
      "gather_axis(x, idx, y, a, x_len, i_len, b, add): y = x gathered at idx along an axis "
      "(add: x += y scattered there)"},
+    {"gather_dim", (PyCFunction)(void (*)(void))gather_dim, METH_FASTCALL,
+     "gather_dim(x, idx, y, dim, add): gather_axis with its geometry from the shapes (False: "
+     "arrays it does not take, nothing done)"},
     {"index_in_range", (PyCFunction)(void (*)(void))index_in_range, METH_FASTCALL,
      "index_in_range(idx, n): every element of the C-contiguous int64 idx in [0, n)"},
     {"lstm_step_forward", (PyCFunction)(void (*)(void))lstm_step_forward, METH_FASTCALL,
