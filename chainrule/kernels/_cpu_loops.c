@@ -2186,14 +2186,16 @@ fail:
 /* ---- gather and its scatter-add along one axis -----------------------------------------------
  * x viewed as (A, X, B) around the axis, the index (and y) as (A, I, B): y[a, i, b] =
  * x[a, idx[a, i, b], b]; the backward adds g back at the same places (repeats accumulating, in
- * order). An index outside [0, X) is an IndexError (before anything is written). */
+ * order). An index outside [0, X) is an IndexError (before anything is written to x; y, the
+ * gather's output, may be partly written: the gather checks each index as it reads it). */
 #define DEFINE_GATHER(T, suffix)                                                              \
     static int gather_##suffix(const T *x, const int64_t *idx, T *y, Py_ssize_t na,           \
                                Py_ssize_t nx, Py_ssize_t ni, Py_ssize_t nb, int add)          \
     {                                                                                         \
-        for (Py_ssize_t e = 0; e < na * ni * nb; e++)                                         \
-            if ((uint64_t)idx[e] >= (uint64_t)nx)                                             \
-                return -1;                                                                    \
+        if (add || nb != 1)                                                                   \
+            for (Py_ssize_t e = 0; e < na * ni * nb; e++)                                     \
+                if ((uint64_t)idx[e] >= (uint64_t)nx)                                         \
+                    return -1;                                                                \
         for (Py_ssize_t a = 0; a < na; a++) {                                                 \
             const int64_t *ia = idx + a * ni * nb;                                            \
             if (nb == 1) {                                                                    \
@@ -2205,8 +2207,11 @@ fail:
                 } else {                                                                      \
                     const T *xa = x + a * nx;                                                 \
                     T *ya = y + a * ni;                                                       \
-                    for (Py_ssize_t i = 0; i < ni; i++)                                       \
+                    for (Py_ssize_t i = 0; i < ni; i++) {                                     \
+                        if ((uint64_t)ia[i] >= (uint64_t)nx)                                  \
+                            return -1;                                                        \
                         ya[i] = xa[ia[i]];                                                    \
+                    }                                                                         \
                 }                                                                             \
                 continue;                                                                     \
             }                                                                                 \
