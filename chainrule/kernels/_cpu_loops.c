@@ -2186,14 +2186,16 @@ fail:
 /* ---- gather and its scatter-add along one axis -----------------------------------------------
  * x viewed as (A, X, B) around the axis, the index (and y) as (A, I, B): y[a, i, b] =
  * x[a, idx[a, i, b], b]; the backward adds g back at the same places (repeats accumulating, in
- * order). An index outside [0, X) is an IndexError (before anything is written). */
+ * order). An index outside [0, X) is an IndexError (before anything is written to x; y, the
+ * gather's output, may be partly written: the gather checks each index as it reads it). */
 #define DEFINE_GATHER(T, suffix)                                                              \
     static int gather_##suffix(const T *x, const int64_t *idx, T *y, Py_ssize_t na,           \
                                Py_ssize_t nx, Py_ssize_t ni, Py_ssize_t nb, int add)          \
     {                                                                                         \
-        for (Py_ssize_t e = 0; e < na * ni * nb; e++)                                         \
-            if ((uint64_t)idx[e] >= (uint64_t)nx)                                             \
-                return -1;                                                                    \
+        if (add || nb != 1)                                                                   \
+            for (Py_ssize_t e = 0; e < na * ni * nb; e++)                                     \
+                if ((uint64_t)idx[e] >= (uint64_t)nx)                                         \
+                    return -1;                                                                \
         for (Py_ssize_t a = 0; a < na; a++) {                                                 \
             const int64_t *ia = idx + a * ni * nb;                                            \
             if (nb == 1) {                                                                    \
@@ -2205,8 +2207,11 @@ fail:
                 } else {                                                                      \
                     const T *xa = x + a * nx;                                                 \
                     T *ya = y + a * ni;                                                       \
-                    for (Py_ssize_t i = 0; i < ni; i++)                                       \
+                    for (Py_ssize_t i = 0; i < ni; i++) {                                     \
+                        if ((uint64_t)ia[i] >= (uint64_t)nx)                                  \
+                            return -1;                                                        \
                         ya[i] = xa[ia[i]];                                                    \
+                    }                                                                         \
                 }                                                                             \
                 continue;                                                                     \
             }                                                                                 \
@@ -2280,6 +2285,98 @@ gather_axis(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 fail:
     bufs_release(&b);
     return NULL;
+}
+
+/* gather_dim(x, idx, y, dim, add): gather_axis with its geometry read from the buffers'
+ * shapes: x and idx (int64) of one rank > 0, alike but along ``dim``, y of idx's shape, all
+ * C-contiguous (x and y float32/float64 of one dtype, idx not empty). Returns False, nothing
+ * done, where the arrays are not such (the caller takes another way); an index outside x's
+ * size along dim is an IndexError (before anything is written). */
+static PyObject *
+gather_dim(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *px, *pi, *py;
+    Py_ssize_t lx, li, ly;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "expected gather_dim(x, idx, y, dim, add)");
+        return NULL;
+    }
+    Py_ssize_t dim = PyLong_AsSsize_t(args[3]);
+    int add = PyObject_IsTrue(args[4]);
+    if ((dim == -1 && PyErr_Occurred()) || add < 0)
+        return NULL;
+    if (buf(&b, args[0], add, 0, &fmt, &px, &lx) < 0 || int_buf(&b, args[1], 0, 8, &pi, &li) < 0
+        || buf(&b, args[2], !add, 0, &fmt, &py, &ly) < 0) {
+        PyErr_Clear();  /* a layout or dtype the loop does not take */
+        bufs_release(&b);
+        Py_RETURN_FALSE;
+    }
+    const Py_buffer *vx = &b.v[0], *vi = &b.v[1], *vy = &b.v[2];
+    int nd = vx->ndim, fits = nd > 0 && vi->ndim == nd && vy->ndim == nd && dim >= 0
+                              && dim < nd && li > 0 && ly == li;
+    Py_ssize_t na = 1, nb = 1;
+    for (int k = 0; fits && k < nd; k++) {
+        fits = vy->shape[k] == vi->shape[k] && (k == dim || vx->shape[k] == vi->shape[k]);
+        if (k < dim)
+            na *= vx->shape[k];
+        else if (k > dim)
+            nb *= vx->shape[k];
+    }
+    if (!fits) {
+        bufs_release(&b);
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t nx = vx->shape[dim], ni = vi->shape[dim];
+    int bad;
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f')
+        bad = gather_f(px, pi, py, na, nx, ni, nb, add);
+    else
+        bad = gather_d(px, pi, py, na, nx, ni, nb, add);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    if (bad) {
+        PyErr_SetString(PyExc_IndexError, "gather_dim: an index is out of range");
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* 1 when every q[i] (i < len) is in [0, n), else 0: the bounds check of gather/scatter's
+ * indices in one pass (a negative index is a huge one as unsigned: no wrap-around, as torch) */
+static CLONES int
+ints_in_range(const int64_t *restrict q, Py_ssize_t len, uint64_t n)
+{
+    uint64_t bad = 0;
+    for (Py_ssize_t i = 0; i < len; i++)
+        bad |= (uint64_t)q[i] >= n;
+    return !bad;
+}
+
+/* index_in_range(idx, n): True when every element of the C-contiguous int64 array idx is in
+ * [0, n) */
+static PyObject *
+index_in_range(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    void *pi;
+    Py_ssize_t li;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected index_in_range(idx, n)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (int_buf(&b, args[0], 0, 8, &pi, &li) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    int ok = n > 0 ? ints_in_range(pi, li, (uint64_t)n) : li == 0;
+    bufs_release(&b);
+    return PyBool_FromLong(ok);
 }
 
 static PyObject *
@@ -3353,6 +3450,11 @@ static PyMethodDef methods[] = {
     {"gather_axis", (PyCFunction)(void (*)(void))gather_axis, METH_FASTCALL,
      "gather_axis(x, idx, y, a, x_len, i_len, b, add): y = x gathered at idx along an axis "
      "(add: x += y scattered there)"},
+    {"gather_dim", (PyCFunction)(void (*)(void))gather_dim, METH_FASTCALL,
+     "gather_dim(x, idx, y, dim, add): gather_axis with its geometry from the shapes (False: "
+     "arrays it does not take, nothing done)"},
+    {"index_in_range", (PyCFunction)(void (*)(void))index_in_range, METH_FASTCALL,
+     "index_in_range(idx, n): every element of the C-contiguous int64 idx in [0, n)"},
     {"lstm_step_forward", (PyCFunction)(void (*)(void))lstm_step_forward, METH_FASTCALL,
      "lstm_step_forward(act, cs, t, prev, cur)"},
     {"lstm_step_backward", (PyCFunction)(void (*)(void))lstm_step_backward, METH_FASTCALL,

@@ -23,6 +23,10 @@ __all__ = ["CpuKernels", "loops", "fits_loops"]
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _LANE_DTYPES = _LOOP_DTYPES
+_INT64 = np.dtype(np.int64)
+# np.concatenate without its __array_function__ dispatch (~0.2 µs a call), for plain arrays only
+_concatenate = getattr(np.concatenate, "_implementation", np.concatenate)
+_CAT_ROWS_MIN = 1 << 17  # elements joined from which cat's C row copies beat NumPy's join
 
 
 def _load_loops():
@@ -252,16 +256,22 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def gather(x, dim: int, index):
-        around = _around_axis(x, dim, index)
-        if around is not None:  # one C loop
+        if loops is not None and type(x) is np.ndarray and type(index) is np.ndarray:
             y = np.empty(index.shape, x.dtype)
-            loops.gather_axis(x, index, y, *around, False)
-            return y
+            if loops.gather_dim(x, index, y, dim, False):  # one C call (False: not its arrays)
+                return y
         if type(x) is not np.ndarray or type(index) is not np.ndarray or x.ndim != index.ndim:
             return Kernels.gather(x, dim, index)
         # one take at flat offsets (NumPy's fancy indexing with one index array per dim is
         # about twice as slow)
         return np.take(np.ascontiguousarray(x).reshape(-1), _flat_offsets(x.shape, dim, index))
+
+    @staticmethod
+    def index_in_range(index, n: int) -> bool:
+        if (loops is not None and type(index) is np.ndarray and index.dtype is _INT64
+                and index.flags.c_contiguous):  # one C pass (NumPy's max: ~1 µs a call)
+            return loops.index_in_range(index, n)
+        return Kernels.index_in_range(index, n)
 
     @staticmethod
     def scatter_add(out, dim: int, index, values) -> None:
@@ -335,8 +345,8 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def softmax(x, axis: int):
-        if x.ndim and x.size and axis % x.ndim == x.ndim - 1 and fits_loops(x):  # row by row
-            y = np.empty_like(x)
+        if _last_axis_rows(x, axis):  # row by row
+            y = np.empty(x.shape, x.dtype)
             loops.softmax_rows(x, y, x.shape[-1], False)
             return y
         if not x.size or x.dtype.kind != "f":
@@ -348,8 +358,8 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def log_softmax(x, axis: int):
-        if x.ndim and x.size and axis % x.ndim == x.ndim - 1 and fits_loops(x):  # row by row
-            y = np.empty_like(x)
+        if _last_axis_rows(x, axis):  # row by row
+            y = np.empty(x.shape, x.dtype)
             loops.softmax_rows(x, y, x.shape[-1], True)
             return y
         if not x.size or x.dtype.kind != "f":
@@ -382,16 +392,22 @@ class CpuKernels(Kernels):
 
     @staticmethod
     def cat(xs, axis: int):
+        for x in xs:
+            if type(x) is not np.ndarray:  # (a duck array: NumPy's dispatch)
+                return np.concatenate(xs, axis)
         x0 = xs[0]
-        outer = math.prod(x0.shape[:axis])
-        dt = x0.dtype
-        if (outer == 1 or loops is None or dt.hasobject  # one block per input: NumPy's join
-                or not all(type(x) is np.ndarray and x.dtype == dt and x.flags.c_contiguous
-                           for x in xs)):
-            return Kernels.cat(xs, axis)
-        shape = list(x0.shape)
-        shape[axis] = sum([x.shape[axis] for x in xs])
-        out = np.empty(shape, dt)
+        if not axis or loops is None or x0.size * len(xs) < _CAT_ROWS_MIN:
+            return _concatenate(xs, axis)  # one block per input, or small: NumPy's join
+        shape, dt = x0.shape, x0.dtype
+        outer = shape[0] if axis == 1 else math.prod(shape[:axis])
+        if outer == 1 or dt.hasobject:
+            return _concatenate(xs, axis)
+        n = 0
+        for x in xs:
+            if x.dtype != dt or not x.flags.c_contiguous:
+                return _concatenate(xs, axis)
+            n += x.shape[axis]
+        out = np.empty(shape[:axis] + (n,) + shape[axis + 1:], dt)
         if out.size:  # one memcpy per input per outer row
             loops.cat_rows(out, xs, outer)
         return out
@@ -766,23 +782,40 @@ def _around_axis(x, dim: int, index):
     """(A, X, I, B) when the C gather loop can take ``x`` and ``index`` along ``dim`` (indices
     in range, checked by the caller): x C-contiguous float, viewed as (A, X, B) around the axis,
     and a C-contiguous int64 index of x's shape but along the axis (I); else None."""
-    if not (fits_loops(x) and type(index) is np.ndarray and index.dtype == np.int64
-            and index.flags.c_contiguous and x.ndim == index.ndim and x.ndim and index.size):
+    if (loops is None or type(x) is not np.ndarray or type(index) is not np.ndarray
+            or x.dtype not in _LOOP_DTYPES or index.dtype != _INT64 or not index.size):
         return None
     shape, ishape = x.shape, index.shape
-    if shape[:dim] != ishape[:dim] or shape[dim + 1:] != ishape[dim + 1:]:
+    nd = len(shape)
+    if (not nd or len(ishape) != nd or shape[:dim] != ishape[:dim]
+            or shape[dim + 1:] != ishape[dim + 1:]
+            or not x.flags.c_contiguous or not index.flags.c_contiguous):
         return None
+    if nd == 2:  # (the common case: no products to take)
+        return (shape[0], shape[1], ishape[1], 1) if dim else (1, shape[0], ishape[0], shape[1])
     return math.prod(shape[:dim]), shape[dim], ishape[dim], math.prod(shape[dim + 1:])
+
+
+def _last_axis_rows(x, axis: int) -> bool:
+    """True when the C row loops can take ``x`` along ``axis``: its last axis, x a non-empty
+    C-contiguous float32/float64 NumPy array (the checks of fits_loops, inline: the small
+    calls' cost)."""
+    if loops is None or type(x) is not np.ndarray or x.dtype not in _LOOP_DTYPES:
+        return False
+    nd = x.ndim
+    return nd > 0 and axis % nd == nd - 1 and x.size > 0 and x.flags.c_contiguous
 
 
 def _row_length(x, axes) -> tuple:
     """(n, the result's shape) when the C row sums can reduce ``x`` over ``axes`` as rows of n
     elements: a C-contiguous float32/float64 array of 512 elements or more, reduced over every
     dim or over its last one only; else (0, None)."""
-    if x.size < 512 or not fits_loops(x):  # (small ones: NumPy's call costs less)
+    if (x.size < 512 or loops is None or type(x) is not np.ndarray  # (small: NumPy's call costs
+            or x.dtype not in _LOOP_DTYPES or not x.flags.c_contiguous):  # less)
         return 0, None
     nd = x.ndim
-    if axes is None or nd == 0 or len(set(a % nd for a in axes)) == nd:
+    if (axes is None or nd == 0 or (nd == 1 and len(axes) == 1)
+            or len(set(a % nd for a in axes)) == nd):
         return x.size, ()
     if len(axes) == 1 and axes[0] % nd == nd - 1:
         return x.shape[-1], x.shape[:-1]
@@ -974,6 +1007,9 @@ def _cdf_as(x, q, pdf, a, t, sign) -> None:
 # ---- ops16c: cross-entropy rows in one C pass each way (added to CpuKernels below) -----------
 _CE_MODES = {"none": 0, "sum": 1, "mean": 2}
 _INT64 = np.dtype(np.int64)
+# np.concatenate without its __array_function__ dispatch (~0.2 µs a call), for plain arrays only
+_concatenate = getattr(np.concatenate, "_implementation", np.concatenate)
+_CAT_ROWS_MIN = 1 << 17  # elements joined from which cat's C row copies beat NumPy's join
 
 
 def _cross_entropy_rows(x, t, ignore_index: int, reduction: str):

@@ -171,6 +171,13 @@ class Kernels:
         return x[along(index, dim)]
 
     @staticmethod
+    def index_in_range(index, n: int) -> bool:
+        """True when every element of the int array ``index`` is in [0, n) (a negative one is a
+        huge one as unsigned: no wrap-around, as torch)."""
+        unsigned = index.view(f"u{index.itemsize}") if index.dtype.kind == "i" else index
+        return not index.size or bool(unsigned.max() < n)
+
+    @staticmethod
     def scatter_add(out, dim: int, index, values) -> None:
         """out[i][index[i][j]] += values[i][j] along ``dim`` in place, repeats accumulating."""
         Kernels.add_at(out, along(index, dim), values)

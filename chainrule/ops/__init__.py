@@ -51,6 +51,8 @@ def _numpy_aliases(fn):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
+        if not kwargs:  # (the common case: no keyword to unpack)
+            return fn(*args)
         if "axis" not in kwargs and "keepdims" not in kwargs:
             return fn(*args, **kwargs)
         for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):

@@ -228,21 +228,22 @@ def _raw_index(index, name: str, like) -> np.ndarray:
 
 
 def _check_along(input: Tensor, dim: int, idx: np.ndarray, name: str) -> None:
-    shape = input._data.shape
-    if idx.ndim != len(shape) and not (idx.ndim <= 1 and len(shape) <= 1):
+    shape, ishape = input._data.shape, idx.shape
+    if len(ishape) != len(shape) and not (len(ishape) <= 1 and len(shape) <= 1):
         raise RuntimeError(
             f"{name}(): Index tensor must have the same number of dimensions as input tensor "
             f"(index shape {list(idx.shape)}, input shape {list(shape)})"
         )
-    for d, (i, s) in enumerate(zip(idx.shape, shape)):
-        if d != dim and i > s:
-            raise RuntimeError(
-                f"{name}(): Size does not match at dimension {d} expected index {list(idx.shape)}"
-                f" to be smaller than self {list(shape)} apart from dimension {dim}"
-            )
-    # no wrap-around, as torch; one pass: a negative index is a huge one as unsigned
-    unsigned = idx.view(f"u{idx.itemsize}") if idx.dtype.kind == "i" else idx
-    if idx.size and unsigned.max() >= shape[dim]:
+    if ishape[:dim] != shape[:dim] or ishape[dim + 1:] != shape[dim + 1:]:  # (alike: none)
+        for d, (i, s) in enumerate(zip(ishape, shape)):
+            if d != dim and i > s:
+                raise RuntimeError(
+                    f"{name}(): Size does not match at dimension {d} expected index "
+                    f"{list(idx.shape)} to be smaller than self {list(shape)} apart from "
+                    f"dimension {dim}"
+                )
+    # no wrap-around, as torch (one pass: a negative index is a huge one as unsigned)
+    if idx.size and not kernels_for(idx).index_in_range(idx, shape[dim]):
         raise RuntimeError(
             f"{name}(): index {int(idx.max() if idx.max() >= shape[dim] else idx.min())} is out "
             f"of bounds for dimension {dim} with size {shape[dim]}"
@@ -381,9 +382,27 @@ def builtins_max(a, b):
     return a if a > b else b
 
 
+_SCALAR_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
+                 "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                 "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
+
+
+def _same_scalar_type(input: Tensor, source: Tensor, name: str) -> None:
+    """torch's check that ``source`` has ``input``'s dtype (index_add/index_copy/index_reduce)."""
+    a, b = input._data.dtype, source._data.dtype
+    if a != b:
+        sa, sb = (_SCALAR_NAMES.get(t.name, t.name) for t in (a, b))
+        if name == "index_copy":
+            raise RuntimeError(f"index_copy_(): self and source expected to have the same dtype, "
+                               f"but got (self) {sa} and (source) {sb}")
+        raise RuntimeError(f"{name}_(): self ({sa}) and source ({sb}) must have the same scalar "
+                           f"type")
+
+
 def index_add(input: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Tensor:
     """``input`` with ``alpha·source`` slices added at ``index`` along ``dim`` (repeats add)."""
     d = normalize_dim(dim, input._data.ndim, "index_add")
+    _same_scalar_type(input, source, "index_add")
     src = source if source._data.ndim else source.reshape(1)
     idx = _index_vector(index, "index_add", input._data, d, src._data.shape[d] if
                         src._data.ndim else 1)
@@ -394,6 +413,7 @@ def index_add(input: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Ten
 def index_copy(input: Tensor, dim: int, index, source: Tensor) -> Tensor:
     """``input`` with ``source`` slices written at ``index`` along ``dim``."""
     d = normalize_dim(dim, input._data.ndim, "index_copy")
+    _same_scalar_type(input, source, "index_copy")
     idx = _index_vector(index, "index_copy", input._data, d, source._data.shape[d] if
                         source._data.ndim else 1)
     return Scatter.apply(input, d, _along_dim(idx, d, source._data.shape), source)
@@ -612,6 +632,9 @@ def index_reduce(input: Tensor, dim: int, index, source: Tensor, reduce: str, *,
         raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or "
                            f"amin but got {reduce}.")
     d = normalize_dim(dim, input._data.ndim, "index_reduce")
+    _same_scalar_type(input, source, "index_reduce")
+    if reduce == "mean" and input._data.dtype == np.bool_:
+        raise NotImplementedError("\"div_floor_cpu\" not implemented for 'Bool'")
     idx = _index_vector(index, "index_reduce", input._data, d, source._data.shape[d] if
                         source._data.ndim else 1)
     return ScatterReduce.apply(input, d, _along_dim(idx, d, source._data.shape), source,

@@ -637,6 +637,10 @@ def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
     """e^x / Σ e^x along ``dim``."""
     if _amp.active and (out := _amp.run("softmax", softmax, input, dim, dtype=dtype)) is not None:
         return out
+    x = input._data
+    if (type(dim) is int and dtype is None and x.dtype.kind in FLOAT_KINDS
+            and -x.ndim <= dim < x.ndim):
+        return Softmax.apply(input, dim % x.ndim)  # (the common case: no conversion, no call)
     input, d = _softmax_input(input, dim, dtype, "softmax")
     if input._data.ndim == 0:
         return Softmax.apply(input.reshape(1), 0).reshape(())
@@ -648,6 +652,10 @@ def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
     if _amp.active and (out := _amp.run(
             "log_softmax", log_softmax, input, dim, dtype=dtype)) is not None:
         return out
+    x = input._data
+    if (type(dim) is int and dtype is None and x.dtype.kind in FLOAT_KINDS
+            and -x.ndim <= dim < x.ndim):
+        return LogSoftmax.apply(input, dim % x.ndim)  # (the common case: no conversion, no call)
     input, d = _softmax_input(input, dim, dtype, "log_softmax")
     if input._data.ndim == 0:
         return LogSoftmax.apply(input.reshape(1), 0).reshape(())
@@ -716,11 +724,25 @@ def count_nonzero(input: Tensor, dim=None) -> Tensor:
 MinMax = namedtuple("aminmax", ["min", "max"])
 
 
+class NanToZero(Op):
+    """y = 0 where x is NaN, else x;  dx = g·[x not NaN] (a product, as torch: a NaN or ±inf
+    upstream gradient gives NaN at the NaN inputs)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        keep = ~np.isnan(x)
+        ctx.keep = keep.astype(x.dtype)
+        return np.where(keep, x, 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.keep
+
+
 def nansum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Σ over ``dim`` with NaN counted as 0."""
-    x = input._data
-    if x.dtype.kind in _dt.FLOAT_KINDS:
-        input = where(np.isnan(x), 0.0, input)
+    if input._data.dtype.kind in _dt.FLOAT_KINDS:
+        input = NanToZero.apply(input)
     return sum(input, dim, keepdim, dtype=dtype)
 
 

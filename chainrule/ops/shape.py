@@ -6,7 +6,6 @@ They move values around without changing them, so each backward moves the gradie
 from __future__ import annotations
 
 import builtins
-import itertools
 import operator
 
 from chainrule.devices import np
@@ -30,6 +29,8 @@ __all__ = [
 
 def normalize_dim(dim, ndim: int, op: str) -> int:
     """A dim in [-ndim, ndim) as a non-negative int; IndexError naming the op otherwise."""
+    if type(dim) is int and -ndim <= dim < ndim:  # (the common case: one test)
+        return dim % ndim
     try:
         d = operator.index(dim)
     except TypeError:
@@ -47,6 +48,8 @@ def normalize_dims(dim, ndim: int, op: str):
     """``dim`` (None, int, or tuple/list of ints) as a sorted tuple of axes, or None for all."""
     if dim is None:
         return None
+    if type(dim) is int and -ndim <= dim < ndim:  # (the common case: one test)
+        return (dim % ndim,)
     if isinstance(dim, (tuple, list)):
         if len(dim) == 0:
             return None
@@ -188,14 +191,17 @@ class Cat(Op):
     @staticmethod
     def forward(ctx, axis, *xs):
         ctx.axis = axis
-        ctx.bounds = list(itertools.accumulate([x.shape[axis] for x in xs], initial=0))
+        ctx.sizes = list(map(len, xs)) if axis == 0 else [x.shape[axis] for x in xs]
         return kernels_for(xs[0]).cat(xs, axis)
 
     @staticmethod
     def backward(ctx, g):
         lead = (slice(None),) * ctx.axis
-        b = ctx.bounds
-        return (None,) + tuple(g[lead + (slice(b[i], b[i + 1]),)] for i in range(len(b) - 1))
+        grads, lo = [None], 0
+        for n in ctx.sizes:
+            grads.append(g[lead + (slice(lo, lo + n),)])
+            lo += n
+        return tuple(grads)
 
 
 class Stack(Op):
@@ -612,13 +618,30 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
 
 def cat(tensors, dim: int = 0) -> Tensor:
     """Join tensors along an existing dim."""
-    tensors = list(tensors)
+    if type(tensors) is not list and type(tensors) is not tuple:
+        tensors = list(tensors)
+    if tensors:  # the common case (alike shapes and dtypes, an int dim): one test per tensor
+        x0 = tensors[0]._data
+        ref, dt = x0.shape, x0.dtype
+        nd = len(ref)
+        if type(dim) is int and -nd <= dim < nd:
+            for t in tensors[1:]:
+                x = t._data
+                if x.shape != ref or x.dtype != dt:
+                    break
+            else:
+                return Cat.apply(dim % nd, *tensors)
+    return _cat_checked(tensors, dim)
+
+
+def _cat_checked(tensors, dim) -> Tensor:
+    """cat's general case: legacy empty tensors skipped, shapes checked, dtypes promoted."""
     shapes = [t._data.shape for t in tensors]
     if (0,) in shapes:  # PyTorch skips legacy empty 1-d tensors in cat
         kept = [i for i, s in enumerate(shapes) if s != (0,)] or range(len(tensors))
         tensors, shapes = [tensors[i] for i in kept], [shapes[i] for i in kept]
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")  # (torch 2.13)
     ref = shapes[0]
     nd = len(ref)
     if nd == 0:
