@@ -1,4 +1,4 @@
-"""Issue 16 (ops16d): two differential-fuzzer findings, checked against torch, and the small-call
+"""Issue 16: two differential-fuzzer findings, checked against torch, and the small-call
 fast paths of cat / sum / softmax / log_softmax / gather against torch on the shapes they take."""
 
 from __future__ import annotations
