@@ -587,9 +587,61 @@ pool_after_fork(void)
 /* fn(ctx, lo, hi) over [0, items) in chunks of `chunk` items, on the calling thread and up to
  * helpers - 1 ... helpers of the pool (started here when fewer are running); returns when all
  * chunks are done */
+/* ---- another library's threads as the pool: NumPy's OpenBLAS ---------------------------------
+ * Where NumPy's OpenBLAS keeps its own threads (the default install at more than one thread),
+ * they spin for ~0.1 s after each product, holding the other cores: threads of our own would
+ * only share those cores with them. So split calls run on OpenBLAS's threads instead, through
+ * its exported gotoblas_pthread(n, fn, args, stride) (fn(args + i·stride) for i < n, i = 0 on
+ * the caller, the others on its workers; it returns when all have): one pool for the products
+ * and the loops, as PyTorch's OpenMP pool is. kernels/openblas.py finds the function and sets
+ * ext_runner (NULL: the pool below). A worker runs only chainrule's loops or, for gemm, products
+ * below OpenBLAS's own threading threshold (those never call back into its threads). */
+typedef int (*ext_runner_fn)(int, void *, void *, int);
+static ext_runner_fn ext_runner;
+static int ext_threads = 1; /* the most threads ext_runner takes (OpenBLAS's count) */
+
+typedef struct {
+    Job *job;
+    int first; /* the caller's part: chunk 0 first */
+} ExtPart;
+
+static void
+ext_part(void *arg)
+{
+    ExtPart *p = arg;
+    Job *j = p->job;
+    if (p->first) {
+        j->fn(j->ctx, 0, j->chunk < j->items ? j->chunk : j->items);
+        __atomic_fetch_add(&j->done, 1, __ATOMIC_RELEASE);
+    }
+    job_run(j);
+}
+
+static void
+ext_run(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t chunk, int helpers)
+{
+    ExtPart parts[MAX_THREADS];
+    if (helpers + 1 > ext_threads)
+        helpers = ext_threads - 1;
+    if (helpers + 1 > MAX_THREADS)
+        helpers = MAX_THREADS - 1;
+    Job j = {fn, ctx, items, chunk, (items + chunk - 1) / chunk, 1, 0, 1, helpers};
+    if (helpers < 1) {
+        fn(ctx, 0, items);
+        return;
+    }
+    for (int i = 0; i <= helpers; i++)
+        parts[i] = (ExtPart){&j, i == 0};
+    ext_runner(helpers + 1, (void *)ext_part, parts, (int)sizeof(ExtPart));
+}
+
 static void
 pool_run(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t chunk, int helpers)
 {
+    if (ext_runner != NULL) {
+        ext_run(fn, ctx, items, chunk, helpers);
+        return;
+    }
     Job *j = helpers > 0 ? PyMem_RawMalloc(sizeof(Job)) : NULL;
     if (j == NULL) {
         fn(ctx, 0, items);
@@ -692,6 +744,9 @@ typedef struct {
     char *a, *b, *c;
     Py_ssize_t parts, step; /* blocks per matrix, rows (or columns) per block */
     int by_rows;
+    /* a stack of two levels: matrix i at (i / inner)·s?2 + (i % inner)·s? (one level: inner is
+     * the whole stack) */
+    Py_ssize_t inner, sa2, sb2, sc2;
 } GemmJob;
 
 /* m·n·k (whole stack) from which a product is split (OpenBLAS's own threshold for using its
@@ -730,9 +785,10 @@ gemm_blocks(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
     size_t size = g->flags & GEMM_DOUBLE ? sizeof(double) : sizeof(float);
     for (Py_ssize_t blk = lo; blk < hi; blk++) {
         Py_ssize_t i = blk / g->parts, p = blk % g->parts;
-        const char *a = g->a + (size_t)(i * g->sa) * size;
-        const char *b = g->b + (size_t)(i * g->sb) * size;
-        char *c = g->c + (size_t)(i * g->sc) * size;
+        Py_ssize_t io = i / g->inner, ii = i % g->inner;
+        const char *a = g->a + (size_t)(io * g->sa2 + ii * g->sa) * size;
+        const char *b = g->b + (size_t)(io * g->sb2 + ii * g->sb) * size;
+        char *c = g->c + (size_t)(io * g->sc2 + ii * g->sc) * size;
         Py_ssize_t first = p * g->step, rest = (g->by_rows ? g->m : g->n) - first;
         Py_ssize_t len = rest < g->step ? rest : g->step;
         if (len <= 0)
@@ -746,21 +802,22 @@ gemm_blocks(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
     }
 }
 
-/* gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count): the stack's products
- * (addresses and element strides; alpha 1, beta 0), split over the pool's threads when the
- * stack has at least gemm_min_flops multiply-adds */
+/* gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count[, inner, sa2, sb2, sc2]):
+ * the stack's products (addresses and element strides; alpha 1, beta 0), split over the pool's
+ * threads when the stack has at least gemm_min_flops multiply-adds; with ``inner``, a stack of
+ * count / inner runs (strides s?2) of ``inner`` matrices (strides s?) */
 static PyObject *
 gemm(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 15) {
+    if (nargs != 15 && nargs != 19) {
         PyErr_SetString(PyExc_TypeError, "expected gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, "
-                                         "sb, c, ldc, sc, count)");
+                                         "sb, c, ldc, sc, count[, inner, sa2, sb2, sc2])");
         return NULL;
     }
     GemmJob g;
-    Py_ssize_t v[15];
-    void *p[15];
-    for (int i = 0; i < 15; i++) {
+    Py_ssize_t v[19];
+    void *p[19];
+    for (int i = 0; i < (int)nargs; i++) {
         int is_ptr = i == 0 || i == 5 || i == 8 || i == 11;
         if (is_ptr)
             p[i] = PyLong_AsVoidPtr(args[i]);
@@ -771,8 +828,11 @@ gemm(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t count = v[14];
     g = (GemmJob){p[0], (int)v[1], v[2], v[3], v[4], v[6], v[9], v[12], v[7], v[10], v[13],
-                  p[5], p[8], p[11], 1, 0, 1};
-    if (g.fn == NULL || g.m < 0 || g.n < 0 || g.k < 0 || count < 0) {
+                  p[5], p[8], p[11], 1, 0, 1, count > 0 ? count : 1, 0, 0, 0};
+    if (nargs == 19)
+        g.inner = v[15], g.sa2 = v[16], g.sb2 = v[17], g.sc2 = v[18];
+    if (g.fn == NULL || g.m < 0 || g.n < 0 || g.k < 0 || count < 0 || g.inner < 1
+        || (count > 0 && count % g.inner)) {
         PyErr_SetString(PyExc_ValueError, "gemm: bad function pointer or sizes");
         return NULL;
     }
@@ -883,6 +943,31 @@ pool_axpy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         axpy_part(&a, 0, n);
     bufs_release(&b);
     Py_RETURN_NONE;
+}
+
+/* pool_runner(address, threads): split calls run on another library's threads through the
+ * function at ``address`` (gotoblas_pthread's signature, see ext_runner), at most ``threads``
+ * of them; address 0: on the pool's own threads. Returns the previous address. */
+static PyObject *
+pool_runner(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected pool_runner(address, threads)");
+        return NULL;
+    }
+    void *addr = PyLong_AsVoidPtr(args[0]);
+    Py_ssize_t t = PyLong_AsSsize_t(args[1]);
+    if ((addr == NULL || t == -1) && PyErr_Occurred())
+        return NULL;
+#ifndef _WIN32
+    void *old = (void *)ext_runner;
+    ext_runner = (ext_runner_fn)addr;
+    ext_threads = t < 1 ? 1 : t > MAX_THREADS ? MAX_THREADS : (int)t;
+#else
+    void *old = NULL;
+    (void)addr;
+#endif
+    return PyLong_FromVoidPtr(old);
 }
 
 /* pool_config(spin_ns, gemm_min_flops): how long (ns) the pool's helpers spin before they sleep,
@@ -3213,10 +3298,13 @@ static PyMethodDef methods[] = {
      "set_threads(k[, min_work]): the most threads a row loop uses, and the work each thread "
      "must get; returns the previous thread count"},
     {"gemm", (PyCFunction)(void (*)(void))gemm, METH_FASTCALL,
-     "gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count): a stack of row-major "
+     "gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count[, inner, sa2, sb2, sc2]): "
+     "a stack of row-major "
      "products by a cblas_?gemm function pointer, split over the thread pool"},
     {"axpy", (PyCFunction)(void (*)(void))pool_axpy, METH_FASTCALL,
      "axpy(alpha, x, y): y += alpha·x (C-contiguous, one float dtype), over the thread pool"},
+    {"pool_runner", (PyCFunction)(void (*)(void))pool_runner, METH_FASTCALL,
+     "pool_runner(address, threads): split calls on another library's threads (0: the pool's)"},
     {"pool_config", (PyCFunction)(void (*)(void))pool_config, METH_FASTCALL,
      "pool_config(spin_ns, gemm_min_flops): the pool's spin time and gemm's split threshold "
      "(-1: unchanged); returns the previous pair"},
