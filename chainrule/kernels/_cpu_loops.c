@@ -945,6 +945,129 @@ pool_axpy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* adadelta(g, d, v, u, lr, rho, eps): one Adadelta step in one pass over C-contiguous float
+ * arrays of one dtype and size, split over the pool (PyTorch's order of operations, each one
+ * rounded as NumPy's passes round it: no fused multiply-add, so the bits are those of
+ *   v = v·ρ + (1-ρ)·g·g;  δ = √(u+ε) / √(v+ε) · g;  u = u·ρ + (1-ρ)·δ·δ;  d = d + (-lr)·δ
+ * in NumPy, optim/adadelta.py's fallback) */
+typedef struct {
+    char *d, *v, *u;
+    const char *g;
+    double lr, rho, eps;
+    int dbl;
+} AdadeltaJob;
+
+/* sqrt of n values in place, 4 (2) at a time with SSE's sqrtps (sqrtpd) where the CPU is x86-64
+ * (correctly rounded, as sqrtf: the same bits): GCC does not vectorize sqrtf while errno may
+ * be set, and setup.py does not pass -fno-math-errno to this file */
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <emmintrin.h>
+#define SQRT_BLOCK_SIMD 1
+#endif
+static inline void
+sqrt_block_f(float *x, int n)
+{
+    int i = 0;
+#ifdef SQRT_BLOCK_SIMD
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++)
+        x[i] = sqrtf(x[i]);
+}
+
+static inline void
+sqrt_block_d(double *x, int n)
+{
+    int i = 0;
+#ifdef SQRT_BLOCK_SIMD
+    for (; i + 2 <= n; i += 2)
+        _mm_storeu_pd(x + i, _mm_sqrt_pd(_mm_loadu_pd(x + i)));
+#endif
+    for (; i < n; i++)
+        x[i] = sqrt(x[i]);
+}
+
+#define ADADELTA_BLOCK 256
+#define ADADELTA_BODY(T, S)                                                   \
+    do {                                                                      \
+        T *restrict d = (T *)a->d, *restrict v = (T *)a->v, *restrict u = (T *)a->u; \
+        const T *restrict g = (const T *)a->g;                                \
+        const T rho = (T)a->rho, one_m = (T)(1.0 - a->rho), eps = (T)a->eps;  \
+        const T neg_lr = (T)(-a->lr);                                         \
+        T sv[ADADELTA_BLOCK], su[ADADELTA_BLOCK];                             \
+        for (Py_ssize_t b0 = lo; b0 < hi; b0 += ADADELTA_BLOCK) {             \
+            int nb = (int)(hi - b0 < ADADELTA_BLOCK ? hi - b0 : ADADELTA_BLOCK); \
+            T *restrict vb = v + b0, *restrict ub = u + b0, *restrict db = d + b0; \
+            const T *restrict gb = g + b0;                                    \
+            for (int i = 0; i < nb; i++) {                                    \
+                T gi = gb[i];                                                 \
+                T t0 = one_m * gi;                                            \
+                t0 = t0 * gi;                                                 \
+                T vi = vb[i] * rho;                                           \
+                vi = vi + t0;                                                 \
+                vb[i] = vi;                                                   \
+                sv[i] = vi + eps;                                             \
+                su[i] = ub[i] + eps;                                          \
+            }                                                                 \
+            sqrt_block_##S(sv, nb);                                           \
+            sqrt_block_##S(su, nb);                                           \
+            for (int i = 0; i < nb; i++) {                                    \
+                T delta = su[i] / sv[i];                                      \
+                delta = delta * gb[i];                                        \
+                T ui = ub[i] * rho;                                           \
+                T t2 = delta * one_m;                                         \
+                t2 = t2 * delta;                                              \
+                ub[i] = ui + t2;                                              \
+                T step = delta * neg_lr;                                      \
+                db[i] = db[i] + step;                                         \
+            }                                                                 \
+        }                                                                     \
+    } while (0)
+
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+CLONES static void
+adadelta_part(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const AdadeltaJob *a = ctx;
+    if (a->dbl)
+        ADADELTA_BODY(double, d);
+    else
+        ADADELTA_BODY(float, f);
+}
+
+static PyObject *
+adadelta(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "expected adadelta(g, d, v, u, lr, rho, eps)");
+        return NULL;
+    }
+    double h[3];
+    for (int i = 0; i < 3; i++) {
+        h[i] = PyFloat_AsDouble(args[4 + i]);
+        if (h[i] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[4];
+    Py_ssize_t n = 0;
+    if (same_size_bufs(&b, args, 4, 4, 1, 0, "adadelta(g, d, v, u, lr, rho, eps)", &fmt, p, &n)
+        < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    AdadeltaJob a = {p[1], p[2], p[3], p[0], h[0], h[1], h[2], fmt == 'd'};
+    Py_BEGIN_ALLOW_THREADS
+    parallel_for(adadelta_part, &a, n, 16);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
 /* pool_runner(address, threads): split calls run on another library's threads through the
  * function at ``address`` (gotoblas_pthread's signature, see ext_runner), at most ``threads``
  * of them; address 0: on the pool's own threads. Returns the previous address. */
@@ -3303,6 +3426,8 @@ static PyMethodDef methods[] = {
      "products by a cblas_?gemm function pointer, split over the thread pool"},
     {"axpy", (PyCFunction)(void (*)(void))pool_axpy, METH_FASTCALL,
      "axpy(alpha, x, y): y += alpha·x (C-contiguous, one float dtype), over the thread pool"},
+    {"adadelta", (PyCFunction)(void (*)(void))adadelta, METH_FASTCALL,
+     "adadelta(g, d, v, u, lr, rho, eps): one Adadelta step in one pass (split over the pool)"},
     {"pool_runner", (PyCFunction)(void (*)(void))pool_runner, METH_FASTCALL,
      "pool_runner(address, threads): split calls on another library's threads (0: the pool's)"},
     {"pool_config", (PyCFunction)(void (*)(void))pool_config, METH_FASTCALL,

@@ -643,6 +643,14 @@ class CpuKernels(Kernels):
             return True
         return False
 
+    # (xfmr16, issue 16: one Adadelta pass over the pool's threads; bit-identical to NumPy's passes)
+    @staticmethod
+    def adadelta_step(grad, d, v, u, lr: float, rho: float, eps: float) -> bool:
+        if hasattr(loops, "adadelta") and fits_loops(grad, d, v, u) and d.flags.writeable:
+            loops.adadelta(grad, d, v, u, lr, rho, eps)
+            return True
+        return False
+
 
 def _bn_planes(x, axes: tuple):
     """(N, C) when batch norm's C loops can take x over ``axes``: a C-contiguous float array
