@@ -74,8 +74,9 @@ def test_small_stacks_split_over_blas_threads(on_blas, monkeypatch, dtype):
     rng = np.random.default_rng(1)
     q, k = _heads(rng, dtype)
     s = rng.standard_normal((16, 4, 64, 64)).astype(dtype)
-    cases = [(q, k.swapaxes(-1, -2)), (s, k), (s.swapaxes(-1, -2), q), (q[:, :1], k.swapaxes(-1, -2)),
-             (np.ascontiguousarray(q), np.ascontiguousarray(k.swapaxes(-1, -2))),
+    kt = k.swapaxes(-1, -2)
+    cases = [(q, kt), (s, k), (s.swapaxes(-1, -2), q), (q[:, :1], kt),
+             (np.ascontiguousarray(q), np.ascontiguousarray(kt)),
              (s[:3], np.ascontiguousarray(k[0]))]
     for a, b in cases:
         got = matmul(a, b)
