@@ -138,3 +138,24 @@ def test_adadelta_one_pass_bits_match_numpy_and_torch(monkeypatch, dtype, thread
     finally:
         cr.set_num_threads(recorded or _threads.blas_threads())
         _threads.counts["n"] = recorded
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_relu_and_gelu_match_one_thread(on_blas, dtype):
+    x = np.random.default_rng(4).standard_normal((257, 129)).astype(dtype)
+    outs = []
+    for threads in (2, 1):
+        if threads == 1:
+            cpu_kernels.set_loop_threads(1)
+        results = []
+        for fn in (cr.nn.functional.relu, cr.nn.functional.gelu):
+            t = cr.tensor(x, requires_grad=True)
+            y = fn(t)
+            (y * cr.tensor(x[::-1].copy())).sum().backward()
+            results += [y.detach().numpy().copy(), t.grad.numpy().copy()]
+        outs.append(results)
+    for split, one in zip(*outs):
+        np.testing.assert_array_equal(split, one)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_allclose(outs[0][2], torch.nn.functional.gelu(torch.tensor(x)).numpy(),
+                               rtol=1e-5, atol=1e-6)

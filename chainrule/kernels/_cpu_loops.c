@@ -118,6 +118,13 @@ DEFINE_RELU(float, f)
 DEFINE_RELU(double, d)
 
 /* relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0) */
+/* (the split forms: the thread pool's section, split_relu_* and split_gelu_f) */
+static void split_relu_forward_f(const float *, float *, Py_ssize_t);
+static void split_relu_forward_d(const double *, double *, Py_ssize_t);
+static void split_relu_backward_f(const float *, const float *, float *, Py_ssize_t);
+static void split_relu_backward_d(const double *, const double *, double *, Py_ssize_t);
+static void split_gelu_f(const float *, float *, float *, Py_ssize_t);
+
 static PyObject *
 relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -129,7 +136,7 @@ relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         bufs_release(&b);
         return NULL;
     }
-    RUN_TYPED_AND_RETURN(b, fmt, relu_forward, p[0], p[1], n);
+    RUN_TYPED_AND_RETURN(b, fmt, split_relu_forward, p[0], p[1], n); /* (over threads) */
 }
 
 /* relu_backward(g, y, out): out = np.where(y != 0, g, 0) */
@@ -144,7 +151,7 @@ relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         bufs_release(&b);
         return NULL;
     }
-    RUN_TYPED_AND_RETURN(b, fmt, relu_backward, p[0], p[1], p[2], n);
+    RUN_TYPED_AND_RETURN(b, fmt, split_relu_backward, p[0], p[1], p[2], n);
 }
 
 /* Row sums accumulate in double, in eight independent lanes (vectorizable; one running sum
@@ -437,7 +444,7 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    gelu_f(p[0], p[1], p[2], n);
+    split_gelu_f(p[0], p[1], p[2], n); /* (over threads) */
     Py_END_ALLOW_THREADS
     bufs_release(&b);
     Py_RETURN_NONE;
@@ -1067,6 +1074,56 @@ adadelta(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     bufs_release(&b);
     Py_RETURN_NONE;
 }
+
+/* ---- elementwise loops split over the pool (xfmr16, issue 16) --------------------------------
+ * GELU (float32) and ReLU forward/backward over contiguous parts of their arrays, one per
+ * thread where the call is large enough (parallel_for): at the default thread count they run on
+ * NumPy's OpenBLAS's threads (ext_runner), as PyTorch's elementwise ops run on its OpenMP pool.
+ * Each element's arithmetic is the same whatever the split. */
+typedef struct {
+    const char *x, *y; /* inputs (y: relu_backward's output of the forward) */
+    char *o, *d;       /* outputs (d: GELU's dy/dx, may be NULL) */
+} ElemJob;
+
+static void
+gelu_part(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const ElemJob *e = ctx;
+    gelu_f((const float *)e->x + lo, (float *)e->o + lo, e->d ? (float *)e->d + lo : NULL,
+           hi - lo);
+}
+
+static void
+split_gelu_f(const float *x, float *y, float *d, Py_ssize_t n)
+{
+    ElemJob e = {(const char *)x, NULL, (char *)y, (char *)d};
+    parallel_for(gelu_part, &e, n, 8); /* (an erf and an exp an element) */
+}
+
+#define DEFINE_SPLIT_RELU(T, suffix)                                                  \
+    static void relu_fwd_part_##suffix(void *ctx, Py_ssize_t lo, Py_ssize_t hi)       \
+    {                                                                                 \
+        const ElemJob *e = ctx;                                                       \
+        relu_forward_##suffix((const T *)e->x + lo, (T *)e->o + lo, hi - lo);         \
+    }                                                                                 \
+    static void split_relu_forward_##suffix(const T *x, T *y, Py_ssize_t n)           \
+    {                                                                                 \
+        ElemJob e = {(const char *)x, NULL, (char *)y, NULL};                         \
+        parallel_for(relu_fwd_part_##suffix, &e, n, 1);                               \
+    }                                                                                 \
+    static void relu_bwd_part_##suffix(void *ctx, Py_ssize_t lo, Py_ssize_t hi)       \
+    {                                                                                 \
+        const ElemJob *e = ctx;                                                       \
+        relu_backward_##suffix((const T *)e->x + lo, (const T *)e->y + lo, (T *)e->o + lo, \
+                               hi - lo);                                              \
+    }                                                                                 \
+    static void split_relu_backward_##suffix(const T *g, const T *y, T *o, Py_ssize_t n) \
+    {                                                                                 \
+        ElemJob e = {(const char *)g, (const char *)y, (char *)o, NULL};              \
+        parallel_for(relu_bwd_part_##suffix, &e, n, 1);                               \
+    }
+DEFINE_SPLIT_RELU(float, f)
+DEFINE_SPLIT_RELU(double, d)
 
 /* pool_runner(address, threads): split calls run on another library's threads through the
  * function at ``address`` (gotoblas_pthread's signature, see ext_runner), at most ``threads``
