@@ -180,7 +180,9 @@ _F64 = np.dtype(np.float64)
 # GEMM_MULTITHREAD_THRESHOLD 4 × SMP_THRESHOLD_MIN 65536): NumPy runs a stack of such matrices
 # (attention's per-head products) as one call after another on one thread; where the loops run on
 # OpenBLAS's threads (kernels/openblas.py's loop_runner) the pool's gemm shares the stack out
-# over them, each matrix one single-threaded call.
+# over them, each matrix one single-threaded call. (Never larger: a product OpenBLAS would thread,
+# called from one of its own threads, waits on those threads; 4 × 128³ hung that way in a test,
+# while 2× this limit per matrix still ran on the calling thread.)
 BLAS_ONE_THREAD = 1 << 18
 
 
