@@ -367,6 +367,7 @@ def test_default_loop_threads_follow_openblas_thread_timeout(monkeypatch):
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setitem(_threads.counts, "n", None)  # as if set_num_threads was never called
     monkeypatch.setitem(openblas.state, "on", False)  # products on OpenBLAS's own threads
+    monkeypatch.setitem(openblas.state, "loops_on_blas", 1)  # loops not on OpenBLAS's threads
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     for timeout, want in [(None, (1, None)), (0, (1, None)), (28, (1, None)),
                           (4, (3, cpu_kernels.DEFAULT_MIN_WORK))]:
@@ -376,6 +377,10 @@ def test_default_loop_threads_follow_openblas_thread_timeout(monkeypatch):
     assert cpu_kernels.default_threads() == (1, None)
     monkeypatch.setenv("CHAINRULE_LOOP_THREADS", "2")
     assert cpu_kernels.default_threads() == (2, None)
+    monkeypatch.delenv("CHAINRULE_LOOP_THREADS")
+    # the loops on OpenBLAS's own threads (kernels/openblas.loop_runner): its count, small calls
+    monkeypatch.setitem(openblas.state, "loops_on_blas", 2)
+    assert cpu_kernels.default_threads() == (2, cpu_kernels.POOL_MIN_WORK)
 
 
 def test_openblas_thread_timeout_is_read_from_the_loaded_library():
@@ -541,6 +546,7 @@ def test_set_num_threads_resizes_the_row_loops(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "openblas_thread_timeout", lambda: 4)
     monkeypatch.delenv("CHAINRULE_LOOP_THREADS", raising=False)
     monkeypatch.setenv("CHAINRULE_POOL", "0")  # products on OpenBLAS's own threads
+    monkeypatch.setenv("CHAINRULE_LOOPS_ON_BLAS", "0")  # the loops on threads of their own
     before, recorded = cr.get_num_threads(), _threads.counts["n"]
     try:
         cr.set_num_threads(2)
@@ -550,6 +556,11 @@ def test_set_num_threads_resizes_the_row_loops(monkeypatch):
         monkeypatch.setenv("CHAINRULE_POOL", "1")  # the pool runs products and loops alike
         cr.set_num_threads(2)
         if openblas.state["on"]:
+            assert calls[-1] == (2, cpu_kernels.POOL_MIN_WORK)
+        monkeypatch.setenv("CHAINRULE_POOL", "0")
+        monkeypatch.delenv("CHAINRULE_LOOPS_ON_BLAS")  # the loops on OpenBLAS's threads
+        cr.set_num_threads(2)
+        if openblas.state.get("loops_on_blas", 1) > 1:
             assert calls[-1] == (2, cpu_kernels.POOL_MIN_WORK)
     finally:
         monkeypatch.delenv("CHAINRULE_POOL", raising=False)

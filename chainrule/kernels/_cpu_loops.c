@@ -118,6 +118,13 @@ DEFINE_RELU(float, f)
 DEFINE_RELU(double, d)
 
 /* relu_forward(x, out): out = np.maximum(x, 0) (NaN stays NaN, -0.0 becomes 0.0) */
+/* (the split forms: the thread pool's section, split_relu_* and split_gelu_f) */
+static void split_relu_forward_f(const float *, float *, Py_ssize_t);
+static void split_relu_forward_d(const double *, double *, Py_ssize_t);
+static void split_relu_backward_f(const float *, const float *, float *, Py_ssize_t);
+static void split_relu_backward_d(const double *, const double *, double *, Py_ssize_t);
+static void split_gelu_f(const float *, float *, float *, Py_ssize_t);
+
 static PyObject *
 relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -129,7 +136,7 @@ relu_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         bufs_release(&b);
         return NULL;
     }
-    RUN_TYPED_AND_RETURN(b, fmt, relu_forward, p[0], p[1], n);
+    RUN_TYPED_AND_RETURN(b, fmt, split_relu_forward, p[0], p[1], n); /* (over threads) */
 }
 
 /* relu_backward(g, y, out): out = np.where(y != 0, g, 0) */
@@ -144,7 +151,7 @@ relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         bufs_release(&b);
         return NULL;
     }
-    RUN_TYPED_AND_RETURN(b, fmt, relu_backward, p[0], p[1], p[2], n);
+    RUN_TYPED_AND_RETURN(b, fmt, split_relu_backward, p[0], p[1], p[2], n);
 }
 
 /* Row sums accumulate in double, in eight independent lanes (vectorizable; one running sum
@@ -437,7 +444,7 @@ gelu_float32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    gelu_f(p[0], p[1], p[2], n);
+    split_gelu_f(p[0], p[1], p[2], n); /* (over threads) */
     Py_END_ALLOW_THREADS
     bufs_release(&b);
     Py_RETURN_NONE;
@@ -587,9 +594,61 @@ pool_after_fork(void)
 /* fn(ctx, lo, hi) over [0, items) in chunks of `chunk` items, on the calling thread and up to
  * helpers - 1 ... helpers of the pool (started here when fewer are running); returns when all
  * chunks are done */
+/* ---- another library's threads as the pool: NumPy's OpenBLAS ---------------------------------
+ * Where NumPy's OpenBLAS keeps its own threads (the default install at more than one thread),
+ * they spin for ~0.1 s after each product, holding the other cores: threads of our own would
+ * only share those cores with them. So split calls run on OpenBLAS's threads instead, through
+ * its exported gotoblas_pthread(n, fn, args, stride) (fn(args + i·stride) for i < n, i = 0 on
+ * the caller, the others on its workers; it returns when all have): one pool for the products
+ * and the loops, as PyTorch's OpenMP pool is. kernels/openblas.py finds the function and sets
+ * ext_runner (NULL: the pool below). A worker runs only chainrule's loops or, for gemm, products
+ * below OpenBLAS's own threading threshold (those never call back into its threads). */
+typedef int (*ext_runner_fn)(int, void *, void *, int);
+static ext_runner_fn ext_runner;
+static int ext_threads = 1; /* the most threads ext_runner takes (OpenBLAS's count) */
+
+typedef struct {
+    Job *job;
+    int first; /* the caller's part: chunk 0 first */
+} ExtPart;
+
+static void
+ext_part(void *arg)
+{
+    ExtPart *p = arg;
+    Job *j = p->job;
+    if (p->first) {
+        j->fn(j->ctx, 0, j->chunk < j->items ? j->chunk : j->items);
+        __atomic_fetch_add(&j->done, 1, __ATOMIC_RELEASE);
+    }
+    job_run(j);
+}
+
+static void
+ext_run(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t chunk, int helpers)
+{
+    ExtPart parts[MAX_THREADS];
+    if (helpers + 1 > ext_threads)
+        helpers = ext_threads - 1;
+    if (helpers + 1 > MAX_THREADS)
+        helpers = MAX_THREADS - 1;
+    Job j = {fn, ctx, items, chunk, (items + chunk - 1) / chunk, 1, 0, 1, helpers};
+    if (helpers < 1) {
+        fn(ctx, 0, items);
+        return;
+    }
+    for (int i = 0; i <= helpers; i++)
+        parts[i] = (ExtPart){&j, i == 0};
+    ext_runner(helpers + 1, (void *)ext_part, parts, (int)sizeof(ExtPart));
+}
+
 static void
 pool_run(range_fn fn, void *ctx, Py_ssize_t items, Py_ssize_t chunk, int helpers)
 {
+    if (ext_runner != NULL) {
+        ext_run(fn, ctx, items, chunk, helpers);
+        return;
+    }
     Job *j = helpers > 0 ? PyMem_RawMalloc(sizeof(Job)) : NULL;
     if (j == NULL) {
         fn(ctx, 0, items);
@@ -692,6 +751,9 @@ typedef struct {
     char *a, *b, *c;
     Py_ssize_t parts, step; /* blocks per matrix, rows (or columns) per block */
     int by_rows;
+    /* a stack of two levels: matrix i at (i / inner)·s?2 + (i % inner)·s? (one level: inner is
+     * the whole stack) */
+    Py_ssize_t inner, sa2, sb2, sc2;
 } GemmJob;
 
 /* m·n·k (whole stack) from which a product is split (OpenBLAS's own threshold for using its
@@ -730,9 +792,10 @@ gemm_blocks(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
     size_t size = g->flags & GEMM_DOUBLE ? sizeof(double) : sizeof(float);
     for (Py_ssize_t blk = lo; blk < hi; blk++) {
         Py_ssize_t i = blk / g->parts, p = blk % g->parts;
-        const char *a = g->a + (size_t)(i * g->sa) * size;
-        const char *b = g->b + (size_t)(i * g->sb) * size;
-        char *c = g->c + (size_t)(i * g->sc) * size;
+        Py_ssize_t io = i / g->inner, ii = i % g->inner;
+        const char *a = g->a + (size_t)(io * g->sa2 + ii * g->sa) * size;
+        const char *b = g->b + (size_t)(io * g->sb2 + ii * g->sb) * size;
+        char *c = g->c + (size_t)(io * g->sc2 + ii * g->sc) * size;
         Py_ssize_t first = p * g->step, rest = (g->by_rows ? g->m : g->n) - first;
         Py_ssize_t len = rest < g->step ? rest : g->step;
         if (len <= 0)
@@ -746,21 +809,22 @@ gemm_blocks(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
     }
 }
 
-/* gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count): the stack's products
- * (addresses and element strides; alpha 1, beta 0), split over the pool's threads when the
- * stack has at least gemm_min_flops multiply-adds */
+/* gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count[, inner, sa2, sb2, sc2]):
+ * the stack's products (addresses and element strides; alpha 1, beta 0), split over the pool's
+ * threads when the stack has at least gemm_min_flops multiply-adds; with ``inner``, a stack of
+ * count / inner runs (strides s?2) of ``inner`` matrices (strides s?) */
 static PyObject *
 gemm(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 15) {
+    if (nargs != 15 && nargs != 19) {
         PyErr_SetString(PyExc_TypeError, "expected gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, "
-                                         "sb, c, ldc, sc, count)");
+                                         "sb, c, ldc, sc, count[, inner, sa2, sb2, sc2])");
         return NULL;
     }
     GemmJob g;
-    Py_ssize_t v[15];
-    void *p[15];
-    for (int i = 0; i < 15; i++) {
+    Py_ssize_t v[19];
+    void *p[19];
+    for (int i = 0; i < (int)nargs; i++) {
         int is_ptr = i == 0 || i == 5 || i == 8 || i == 11;
         if (is_ptr)
             p[i] = PyLong_AsVoidPtr(args[i]);
@@ -771,8 +835,11 @@ gemm(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t count = v[14];
     g = (GemmJob){p[0], (int)v[1], v[2], v[3], v[4], v[6], v[9], v[12], v[7], v[10], v[13],
-                  p[5], p[8], p[11], 1, 0, 1};
-    if (g.fn == NULL || g.m < 0 || g.n < 0 || g.k < 0 || count < 0) {
+                  p[5], p[8], p[11], 1, 0, 1, count > 0 ? count : 1, 0, 0, 0};
+    if (nargs == 19)
+        g.inner = v[15], g.sa2 = v[16], g.sb2 = v[17], g.sc2 = v[18];
+    if (g.fn == NULL || g.m < 0 || g.n < 0 || g.k < 0 || count < 0 || g.inner < 1
+        || (count > 0 && count % g.inner)) {
         PyErr_SetString(PyExc_ValueError, "gemm: bad function pointer or sizes");
         return NULL;
     }
@@ -883,6 +950,204 @@ pool_axpy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         axpy_part(&a, 0, n);
     bufs_release(&b);
     Py_RETURN_NONE;
+}
+
+/* adadelta(g, d, v, u, lr, rho, eps): one Adadelta step in one pass over C-contiguous float
+ * arrays of one dtype and size, split over the pool (PyTorch's order of operations, each one
+ * rounded as NumPy's passes round it: no fused multiply-add, so the bits are those of
+ *   v = v·ρ + (1-ρ)·g·g;  δ = √(u+ε) / √(v+ε) · g;  u = u·ρ + (1-ρ)·δ·δ;  d = d + (-lr)·δ
+ * in NumPy, optim/adadelta.py's fallback) */
+typedef struct {
+    char *d, *v, *u;
+    const char *g;
+    double lr, rho, eps;
+    int dbl;
+} AdadeltaJob;
+
+/* sqrt of n values in place, 4 (2) at a time with SSE's sqrtps (sqrtpd) where the CPU is x86-64
+ * (correctly rounded, as sqrtf: the same bits): GCC does not vectorize sqrtf while errno may
+ * be set, and setup.py does not pass -fno-math-errno to this file */
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <emmintrin.h>
+#define SQRT_BLOCK_SIMD 1
+#endif
+static inline void
+sqrt_block_f(float *x, int n)
+{
+    int i = 0;
+#ifdef SQRT_BLOCK_SIMD
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++)
+        x[i] = sqrtf(x[i]);
+}
+
+static inline void
+sqrt_block_d(double *x, int n)
+{
+    int i = 0;
+#ifdef SQRT_BLOCK_SIMD
+    for (; i + 2 <= n; i += 2)
+        _mm_storeu_pd(x + i, _mm_sqrt_pd(_mm_loadu_pd(x + i)));
+#endif
+    for (; i < n; i++)
+        x[i] = sqrt(x[i]);
+}
+
+#define ADADELTA_BLOCK 256
+#define ADADELTA_BODY(T, S)                                                   \
+    do {                                                                      \
+        T *restrict d = (T *)a->d, *restrict v = (T *)a->v, *restrict u = (T *)a->u; \
+        const T *restrict g = (const T *)a->g;                                \
+        const T rho = (T)a->rho, one_m = (T)(1.0 - a->rho), eps = (T)a->eps;  \
+        const T neg_lr = (T)(-a->lr);                                         \
+        T sv[ADADELTA_BLOCK], su[ADADELTA_BLOCK];                             \
+        for (Py_ssize_t b0 = lo; b0 < hi; b0 += ADADELTA_BLOCK) {             \
+            int nb = (int)(hi - b0 < ADADELTA_BLOCK ? hi - b0 : ADADELTA_BLOCK); \
+            T *restrict vb = v + b0, *restrict ub = u + b0, *restrict db = d + b0; \
+            const T *restrict gb = g + b0;                                    \
+            for (int i = 0; i < nb; i++) {                                    \
+                T gi = gb[i];                                                 \
+                T t0 = one_m * gi;                                            \
+                t0 = t0 * gi;                                                 \
+                T vi = vb[i] * rho;                                           \
+                vi = vi + t0;                                                 \
+                vb[i] = vi;                                                   \
+                sv[i] = vi + eps;                                             \
+                su[i] = ub[i] + eps;                                          \
+            }                                                                 \
+            sqrt_block_##S(sv, nb);                                           \
+            sqrt_block_##S(su, nb);                                           \
+            for (int i = 0; i < nb; i++) {                                    \
+                T delta = su[i] / sv[i];                                      \
+                delta = delta * gb[i];                                        \
+                T ui = ub[i] * rho;                                           \
+                T t2 = delta * one_m;                                         \
+                t2 = t2 * delta;                                              \
+                ub[i] = ui + t2;                                              \
+                T step = delta * neg_lr;                                      \
+                db[i] = db[i] + step;                                         \
+            }                                                                 \
+        }                                                                     \
+    } while (0)
+
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+CLONES static void
+adadelta_part(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const AdadeltaJob *a = ctx;
+    if (a->dbl)
+        ADADELTA_BODY(double, d);
+    else
+        ADADELTA_BODY(float, f);
+}
+
+static PyObject *
+adadelta(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "expected adadelta(g, d, v, u, lr, rho, eps)");
+        return NULL;
+    }
+    double h[3];
+    for (int i = 0; i < 3; i++) {
+        h[i] = PyFloat_AsDouble(args[4 + i]);
+        if (h[i] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[4];
+    Py_ssize_t n = 0;
+    if (same_size_bufs(&b, args, 4, 4, 1, 0, "adadelta(g, d, v, u, lr, rho, eps)", &fmt, p, &n)
+        < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    AdadeltaJob a = {p[1], p[2], p[3], p[0], h[0], h[1], h[2], fmt == 'd'};
+    Py_BEGIN_ALLOW_THREADS
+    parallel_for(adadelta_part, &a, n, 16);
+    Py_END_ALLOW_THREADS
+    bufs_release(&b);
+    Py_RETURN_NONE;
+}
+
+/* ---- elementwise loops split over the pool (xfmr16, issue 16) --------------------------------
+ * GELU (float32) and ReLU forward/backward over contiguous parts of their arrays, one per
+ * thread where the call is large enough (parallel_for): at the default thread count they run on
+ * NumPy's OpenBLAS's threads (ext_runner), as PyTorch's elementwise ops run on its OpenMP pool.
+ * Each element's arithmetic is the same whatever the split. */
+typedef struct {
+    const char *x, *y; /* inputs (y: relu_backward's output of the forward) */
+    char *o, *d;       /* outputs (d: GELU's dy/dx, may be NULL) */
+} ElemJob;
+
+static void
+gelu_part(void *ctx, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const ElemJob *e = ctx;
+    gelu_f((const float *)e->x + lo, (float *)e->o + lo, e->d ? (float *)e->d + lo : NULL,
+           hi - lo);
+}
+
+static void
+split_gelu_f(const float *x, float *y, float *d, Py_ssize_t n)
+{
+    ElemJob e = {(const char *)x, NULL, (char *)y, (char *)d};
+    parallel_for(gelu_part, &e, n, 8); /* (an erf and an exp an element) */
+}
+
+#define DEFINE_SPLIT_RELU(T, suffix)                                                  \
+    static void relu_fwd_part_##suffix(void *ctx, Py_ssize_t lo, Py_ssize_t hi)       \
+    {                                                                                 \
+        const ElemJob *e = ctx;                                                       \
+        relu_forward_##suffix((const T *)e->x + lo, (T *)e->o + lo, hi - lo);         \
+    }                                                                                 \
+    static void split_relu_forward_##suffix(const T *x, T *y, Py_ssize_t n)           \
+    {                                                                                 \
+        ElemJob e = {(const char *)x, NULL, (char *)y, NULL};                         \
+        parallel_for(relu_fwd_part_##suffix, &e, n, 1);                               \
+    }                                                                                 \
+    static void relu_bwd_part_##suffix(void *ctx, Py_ssize_t lo, Py_ssize_t hi)       \
+    {                                                                                 \
+        const ElemJob *e = ctx;                                                       \
+        relu_backward_##suffix((const T *)e->x + lo, (const T *)e->y + lo, (T *)e->o + lo, \
+                               hi - lo);                                              \
+    }                                                                                 \
+    static void split_relu_backward_##suffix(const T *g, const T *y, T *o, Py_ssize_t n) \
+    {                                                                                 \
+        ElemJob e = {(const char *)g, (const char *)y, (char *)o, NULL};              \
+        parallel_for(relu_bwd_part_##suffix, &e, n, 1);                               \
+    }
+DEFINE_SPLIT_RELU(float, f)
+DEFINE_SPLIT_RELU(double, d)
+
+/* pool_runner(address, threads): split calls run on another library's threads through the
+ * function at ``address`` (gotoblas_pthread's signature, see ext_runner), at most ``threads``
+ * of them; address 0: on the pool's own threads. Returns the previous address. */
+static PyObject *
+pool_runner(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected pool_runner(address, threads)");
+        return NULL;
+    }
+    void *addr = PyLong_AsVoidPtr(args[0]);
+    Py_ssize_t t = PyLong_AsSsize_t(args[1]);
+    if ((addr == NULL || t == -1) && PyErr_Occurred())
+        return NULL;
+#ifndef _WIN32
+    void *old = (void *)ext_runner;
+    ext_runner = (ext_runner_fn)addr;
+    ext_threads = t < 1 ? 1 : t > MAX_THREADS ? MAX_THREADS : (int)t;
+#else
+    void *old = NULL;
+    (void)addr;
+#endif
+    return PyLong_FromVoidPtr(old);
 }
 
 /* pool_config(spin_ns, gemm_min_flops): how long (ns) the pool's helpers spin before they sleep,
@@ -3434,10 +3699,15 @@ static PyMethodDef methods[] = {
      "set_threads(k[, min_work]): the most threads a row loop uses, and the work each thread "
      "must get; returns the previous thread count"},
     {"gemm", (PyCFunction)(void (*)(void))gemm, METH_FASTCALL,
-     "gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count): a stack of row-major "
+     "gemm(fn, flags, m, n, k, a, lda, sa, b, ldb, sb, c, ldc, sc, count[, inner, sa2, sb2, sc2]): "
+     "a stack of row-major "
      "products by a cblas_?gemm function pointer, split over the thread pool"},
     {"axpy", (PyCFunction)(void (*)(void))pool_axpy, METH_FASTCALL,
      "axpy(alpha, x, y): y += alpha·x (C-contiguous, one float dtype), over the thread pool"},
+    {"adadelta", (PyCFunction)(void (*)(void))adadelta, METH_FASTCALL,
+     "adadelta(g, d, v, u, lr, rho, eps): one Adadelta step in one pass (split over the pool)"},
+    {"pool_runner", (PyCFunction)(void (*)(void))pool_runner, METH_FASTCALL,
+     "pool_runner(address, threads): split calls on another library's threads (0: the pool's)"},
     {"pool_config", (PyCFunction)(void (*)(void))pool_config, METH_FASTCALL,
      "pool_config(spin_ns, gemm_min_flops): the pool's spin time and gemm's split threshold "
      "(-1: unchanged); returns the previous pair"},

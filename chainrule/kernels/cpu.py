@@ -94,6 +94,8 @@ def default_threads() -> tuple:
     n = _threads.blas_threads()
     if openblas.state["on"]:  # one pool for the products and the loops
         return n, POOL_MIN_WORK
+    if openblas.state.get("loops_on_blas", 1) > 1:  # on OpenBLAS's own threads (configure_threads)
+        return openblas.state["loops_on_blas"], POOL_MIN_WORK
     timeout = openblas_thread_timeout() if n > 1 else None
     if timeout is not None and 4 <= timeout <= 16:
         return n, DEFAULT_MIN_WORK
@@ -122,6 +124,12 @@ def configure_threads() -> None:
         loops.pool_config(int(spin) * 1000 if spin.isdigit() else POOL_SPIN_NS,
                           int(minf) if minf.isdigit() else -1)
         openblas.state["min_flops"] = loops.pool_config(-1, -1)[1]  # matmul's threshold too
+    if loops is not None and hasattr(loops, "pool_runner"):  # else: OpenBLAS's threads, if it has
+        runner, n = (0, 1) if mkl.state["gemm"] else openblas.loop_runner(_threads.blas_threads())
+        loops.pool_runner(runner, n)
+        openblas.state["loops_on_blas"] = n
+        if n > 1:
+            openblas.state["split_gemm"] = loops.gemm  # stacks of small products (matmul.py)
     set_loop_threads(*default_threads())
 
 
@@ -648,6 +656,14 @@ class CpuKernels(Kernels):
         if (openblas.state["on"] and fits_loops(x, y) and y.size >= POOL_MIN_AXPY
                 and x.size == y.size and y.flags.writeable):
             loops.axpy(alpha, x, y)
+            return True
+        return False
+
+    # (xfmr16, issue 16: one Adadelta pass over the pool's threads; bit-identical to NumPy's passes)
+    @staticmethod
+    def adadelta_step(grad, d, v, u, lr: float, rho: float, eps: float) -> bool:
+        if hasattr(loops, "adadelta") and fits_loops(grad, d, v, u) and d.flags.writeable:
+            loops.adadelta(grad, d, v, u, lr, rho, eps)
             return True
         return False
 

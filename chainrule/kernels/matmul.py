@@ -72,8 +72,11 @@ def matmul(a, b, out=None):
     """
     gemm = (mkl.state)["gemm"]
     if not gemm or type(a) is not _ndarray or type(b) is not _ndarray:
-        if _POOL["on"] and type(a) is _ndarray and type(b) is _ndarray:
-            return _pooled(a, b, out)
+        if type(a) is _ndarray and type(b) is _ndarray:
+            if _POOL["on"]:
+                return _pooled(a, b, out)
+            if _POOL["loops_on_blas"] > 1 and (len(a.shape) > 2 or len(b.shape) > 2):
+                return _pooled(a, b, out, BLAS_ONE_THREAD)
         return _numpy(a, b, out)
     dt = a.dtype
     fn = gemm.get(dt)
@@ -171,13 +174,23 @@ def _batched(a, b, out, dt, m, n, k, la, lb):
 
 # ---- the CPU pool: NumPy's OpenBLAS on one thread, a block of each product per pool thread -------
 _POOL = openblas.state
+_POOL.setdefault("loops_on_blas", 1)
 _F64 = np.dtype(np.float64)
+# m·n·k up to which NumPy's OpenBLAS computes a product on the calling thread (its
+# GEMM_MULTITHREAD_THRESHOLD 4 × SMP_THRESHOLD_MIN 65536): NumPy runs a stack of such matrices
+# (attention's per-head products) as one call after another on one thread; where the loops run on
+# OpenBLAS's threads (kernels/openblas.py's loop_runner) the pool's gemm shares the stack out
+# over them, each matrix one single-threaded call. (Never larger: a product OpenBLAS would thread,
+# called from one of its own threads, waits on those threads; 4 × 128³ hung that way in a test,
+# while 2× this limit per matrix still ran on the calling thread.)
+BLAS_ONE_THREAD = 1 << 18
 
 
-def _pooled(a, b, out):
+def _pooled(a, b, out, per_matrix_max: int = 0):
     """``np.matmul(a, b, out=out)`` for float32/float64 operands whose layouts BLAS takes, with
     one stride per operand through the batch dims: the pool's ``gemm`` (kernels/_cpu_loops.c)
-    splits it into single-threaded ``cblas_?gemm`` calls over its threads; else NumPy."""
+    splits it into single-threaded ``cblas_?gemm`` calls over its threads; else NumPy.
+    ``per_matrix_max``: only stacks of at least two matrices of at most this m·n·k (0: any)."""
     dt = a.dtype
     fn = _POOL["gemm"].get(dt)
     ashape, bshape = a.shape, b.shape
@@ -196,6 +209,8 @@ def _pooled(a, b, out):
             return _numpy(a, b, out)
         for d in batch:
             count *= d
+    if per_matrix_max and (count < 2 or m * n * k > per_matrix_max):
+        return _numpy(a, b, out)
     # below the pool's threshold its C function would make one single-threaded call, as NumPy
     # does (kernels/_cpu_loops.c's gemm_min_flops, which says why it is as large as it is)
     if m * n * k * count < _POOL["min_flops"]:
@@ -205,11 +220,16 @@ def _pooled(a, b, out):
     lb = layout(b.strides[-2:], k, n, size)
     if la is None or lb is None or (not _POOL["ilp64"] and max(m, n, k, la[1], lb[1]) > INT_MAX):
         return _numpy(a, b, out)
+    two = ()  # (inner, sa2, sb2, sc2): a stack of two levels (see _two_level)
     if stacked:
         sa = batch_stride(batch, ashape[:-2], a.strides[:-2], size)
         sb = batch_stride(batch, bshape[:-2], b.strides[:-2], size)
         if sa is None or sb is None:
-            return _numpy(a, b, out)
+            two = _two_level(batch, a, b, size) if out is None else None
+            if not two:
+                return _numpy(a, b, out)
+            sa, sb = two[4:]
+            two = two[:4]
         shape = batch + (m, n)
     else:
         sa = sb = 0
@@ -224,8 +244,33 @@ def _pooled(a, b, out):
         ldc, sc = lc
     flags = (dt == _F64) | (_POOL["ilp64"] << 1) | ((la[0] == TRANS) << 2) | ((lb[0] == TRANS) << 3)
     _POOL["split_gemm"](fn, flags, m, n, k, a.ctypes.data, la[1], sa, b.ctypes.data, lb[1], sb,
-                        out.ctypes.data, ldc, sc, count)
+                        out.ctypes.data, ldc, sc, count, *two)
     return out
+
+
+def _two_level(batch: tuple, a, b, size: int):
+    """(inner, sa2, sb2, sc2, sa, sb) where the batch dims of ``a`` and ``b`` (element strides)
+    split into outer dims and inner dims that each step by one stride per operand, e.g. a
+    (batch, heads) stack of per-head views into a (batch, seq, heads·dim) array, and the
+    output is a new C-contiguous array; else None."""
+    nd = len(batch)
+    pads = [(1,) * (nd - x.ndim + 2) + x.shape[:-2] for x in (a, b)]
+    strides = [(0,) * (nd - x.ndim + 2) + x.strides[:-2] for x in (a, b)]
+    for cut in range(1, nd):
+        inner = 1
+        for d in batch[cut:]:
+            inner *= d
+        found = []
+        for shape, st in zip(pads, strides):
+            s_in = batch_stride(batch[cut:], shape[cut:], st[cut:], size)
+            s_out = batch_stride(batch[:cut], shape[:cut], st[:cut], size)
+            if s_in is None or s_out is None:
+                break
+            found.append((s_in, s_out))
+        else:
+            m, n = a.shape[-2], b.shape[-1]
+            return (inner, found[0][1], found[1][1], inner * m * n, found[0][0], found[1][0])
+    return None
 
 
 # ---- the GPU back end: cuBLAS directly -----------------------------------------------------------

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-__all__ = ["state", "find", "use_pool"]
+__all__ = ["state", "find", "use_pool", "loop_runner"]
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 # (prefix, suffix, ILP64) of the names OpenBLAS builds export, most specific first
@@ -82,11 +82,18 @@ def find() -> dict:
                     ilp64 = b"USE64BITINT" in (config() or b"")
                 except AttributeError:
                     pass
+            runner = None  # gotoblas_pthread: runs functions on OpenBLAS's own threads
+            for name in (f"{prefix}gotoblas_pthread{suffix}", "gotoblas_pthread"):
+                try:
+                    runner = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+                    break
+                except AttributeError:
+                    pass
             set_threads.restype = None
             set_threads.argtypes = [ctypes.c_int]
             get_threads.restype = ctypes.c_int
             address = ctypes.cast
-            state.update(lib=lib, path=path, ilp64=ilp64, set_threads=set_threads,
+            state.update(lib=lib, path=path, ilp64=ilp64, set_threads=set_threads, runner=runner,
                          get_threads=get_threads,
                          gemm={_F32: address(sgemm, ctypes.c_void_p).value,
                                _F64: address(dgemm, ctypes.c_void_p).value})
@@ -105,3 +112,22 @@ def use_pool(threads: int, possible: bool = True) -> bool:
         state["set_threads"](1 if on else threads)
     state["on"] = on
     return on
+
+
+def loop_runner(threads: int) -> tuple:
+    """(address of OpenBLAS's ``gotoblas_pthread``, its thread count) where chainrule's split
+    loops should run on NumPy's OpenBLAS's own threads, else (0, 1).
+
+    That is the default install at more than one thread (the pool off, OpenBLAS threaded): its
+    threads spin for ~0.1 s after each product, holding the other cores, so threads of
+    chainrule's own would only share those cores with them; on OpenBLAS's threads the row loops
+    and the stacks of small products (attention's) use the second core as PyTorch's OpenMP pool
+    does. CHAINRULE_LOOPS_ON_BLAS=0 turns it off (the loops then run on one thread)."""
+    if (threads <= 1 or state["on"] or os.environ.get("CHAINRULE_LOOPS_ON_BLAS", "1") == "0"
+            or os.name == "nt"):
+        return 0, 1
+    st = find()
+    if not st.get("runner"):
+        return 0, 1
+    n = int(st["get_threads"]())
+    return (st["runner"], n) if n > 1 else (0, 1)

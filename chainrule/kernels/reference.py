@@ -546,6 +546,12 @@ class Kernels:
         """y += alpha·x in one pass where a table can (False: not done)."""
         return False
 
+    @staticmethod
+    def adadelta_step(grad, d, v, u, lr: float, rho: float, eps: float) -> bool:
+        """One plain Adadelta step (no weight decay, not maximized) in one pass where a table
+        can (False: not done; optim/adadelta.py then runs NumPy's passes)."""
+        return False
+
 
 def layer_norm_stats(x, axes: tuple, eps: float) -> tuple:
     """(x̂, 1/σ) over ``axes``, for an array or a Tensor."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chainrule.devices import np
+from chainrule.kernels import kernels_for
 from chainrule.optim.optimizer import (
     Optimizer, ParamsT, check_nonnegative, check_not_differentiable, check_scalar_tensor,
     decayed_grad, next_step, scalar_state, to_scalar,
@@ -65,6 +66,9 @@ class Adadelta(Optimizer):
                     state["acc_delta"] = self._zeros_like(d)
                 next_step(state)
                 arrays = (d, grad, state["square_avg"]._data, state["acc_delta"]._data)
+                if (not weight_decay and not maximize
+                        and kernels_for(d).adadelta_step(grad, d, *arrays[2:], lr, rho, eps)):
+                    continue  # one pass (the C loops, on the pool's threads)
                 for (d_, g_, v_, u_), work in self._pieces(p, arrays, 3):
                     _update(d_, g_, v_, u_, *work, lr, rho, eps, weight_decay, maximize)
         return loss
