@@ -181,9 +181,10 @@ _F64 = np.dtype(np.float64)
 # (attention's per-head products) as one call after another on one thread; where the loops run on
 # OpenBLAS's threads (kernels/openblas.py's loop_runner) the pool's gemm shares the stack out
 # over them, each matrix one single-threaded call. (Never larger: a product OpenBLAS would thread,
-# called from one of its own threads, waits on those threads; 4 × 128³ hung that way in a test,
-# while 2× this limit per matrix still ran on the calling thread.)
-BLAS_ONE_THREAD = 1 << 18
+# called from one of its own threads, waits on those threads; 4 × 128³ hung that way in a test.
+# Half its threshold, because OpenBLAS versions differ on whether m·n·k equal to it is threaded;
+# attention's per-head products of W7, 64·64·32, are 2^17.)
+BLAS_ONE_THREAD = 1 << 17
 
 
 def _pooled(a, b, out, per_matrix_max: int = 0):
