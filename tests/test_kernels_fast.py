@@ -124,7 +124,11 @@ def test_embedding_backward_matches_torch(padding_idx):
     torch.nn.functional.embedding(torch.tensor(idx), tw, padding_idx).backward(torch.tensor(g))
     np.testing.assert_allclose(cw.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=1e-5)
     ref = REFERENCE.embedding_backward(g, idx, w.shape, padding_idx)
-    assert np.array_equal(CPU.embedding_backward(g, idx, w.shape, padding_idx), ref)
+    ours = CPU.embedding_backward(g, idx, w.shape, padding_idx)
+    if cpu_kernels.loops is not None:  # the C loop adds the rows in add.at's order
+        assert np.array_equal(ours, ref)
+    else:  # (CHAINRULE_C_LOOPS=0: add.reduceat's pairwise sums, another order)
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_gather_index_put_and_index_add_backward_match_torch():
