@@ -66,14 +66,6 @@ def test_nansum_double_backward_matches_torch():
     _same(a.grad, b.grad)
 
 
-def test_fuzzer_seed_140031509_replays_clean():
-    """isnan -> nanmean -> asinh: the seed that found the NaN-gradient difference."""
-    FP = pytest.importorskip("fuzz_programs")
-    prog = FP.generate(FP.RandomChooser(140031509), FP.catalog())
-    verdict, diffs = FP.check(prog, torch)
-    assert verdict in ("ok", "torch-limit"), diffs
-
-
 # ---- index_add / index_copy / index_reduce refuse a source of another dtype, as torch ---------
 def _reducer(i, r):
     return lambda a, b: a.index_reduce(0, i, b, r)
@@ -118,10 +110,13 @@ def test_index_functions_check_the_source_dtype_as_torch(call, dtypes):
     assert got == want
 
 
-def test_fuzzer_seed_140029191_replays_clean():
-    """a != b -> argmin -> log1p -> index_reduce(mean): a float32 source into float64 self."""
+@pytest.mark.parametrize("seed", [
+    140031509,  # isnan -> nanmean -> asinh: the NaN-gradient difference
+    140029191,  # a != b -> argmin -> log1p -> index_reduce(mean): float32 source, float64 self
+])
+def test_fuzzer_seeds_of_these_findings_replay_clean(seed):
     FP = pytest.importorskip("fuzz_programs")
-    prog = FP.generate(FP.RandomChooser(140029191), FP.catalog())
+    prog = FP.generate(FP.RandomChooser(seed), FP.catalog())
     verdict, diffs = FP.check(prog, torch)
     assert verdict in ("ok", "torch-limit"), diffs
 
