@@ -452,3 +452,26 @@ def test_activation_gradients_with_infinite_upstream_match_torch(name):
     x = cr.tensor(np.linspace(-5, 5, 12) + 0.1, dtype=cr.float64, requires_grad=True)
     fn = getattr(cr.nn.functional, name)
     assert cr.autograd.gradcheck(fn, (x,)) and cr.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("with_loops", [True, False])
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 1}])
+def test_max_pool_sends_a_nan_or_inf_gradient_to_the_maximum_only(kw, with_loops, monkeypatch):
+    """As torch: each window's gradient reaches its maximum alone (the NumPy kernel multiplied
+    it by a one-hot mask, which spread NaN over the window)."""
+    torch = pytest.importorskip("torch")
+    from chainrule.kernels import cpu as cpu_kernels
+
+    if not with_loops:
+        monkeypatch.setattr(cpu_kernels, "loops", None)
+    x_np = np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    got = []
+    for m in (cr, torch):
+        x = m.tensor(x_np, requires_grad=True)
+        y = m.nn.functional.max_pool2d(x, **kw)
+        g = np.ones(tuple(y.shape), np.float32)
+        g[0, 0, 0, 0], g[0, 1, 1, 1] = np.nan, np.inf
+        y.backward(m.tensor(g))
+        got.append(x.grad.numpy())
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(got[1]))
+    np.testing.assert_allclose(got[0], got[1])

@@ -471,17 +471,19 @@ class Kernels:
             onehot = idx[:, :, None] == devices.xp_of(idx).arange(k, dtype=idx.dtype).reshape(
                 k, 1, 1)
             mask = onehot.reshape(idx.shape[:2] + (geom.kh, geom.kw) + idx.shape[2:])
-            cols = either.expand_dims(g, (2, 3)) * mask.astype(g._data.dtype)
+            cols = either.where(mask, either.expand_dims(g, (2, 3)), 0.0)
             return Kernels.col2im(cols, x_shape, geom)
         n, c, h, w = x_shape
         out = np.zeros_like(g, shape=(n, c, h + geom.pt + geom.pb, w + geom.pl + geom.pr))
         disjoint = disjoint_windows(geom)
         for t in range(k):
             view = window_view(out, geom, t // geom.kw, t % geom.kw)
+            # selected, not multiplied by the one-hot mask: a NaN or inf gradient reaches only
+            # its window's maximum, as torch's
             if disjoint:
-                np.multiply(g, idx == t, out=view)
+                view[...] = np.where(idx == t, g, 0)
             else:
-                view += g * (idx == t)
+                view += np.where(idx == t, g, 0)
         return _crop(out, geom, h, w)
 
     @staticmethod
