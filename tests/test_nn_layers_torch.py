@@ -3,6 +3,8 @@ repr, outputs and gradients in float64 (weights copied from torch), and float32 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from nn_module_check import compare, load_from_torch, same_repr
@@ -475,3 +477,32 @@ def test_max_pool_sends_a_nan_or_inf_gradient_to_the_maximum_only(kw, with_loops
         got.append(x.grad.numpy())
     np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(got[1]))
     np.testing.assert_allclose(got[0], got[1])
+
+
+@pytest.mark.parametrize("name, shape, kw", [
+    ("adaptive_avg_pool2d", (1, 2, 5, 5), {"output_size": 2}),
+    ("adaptive_avg_pool2d", (1, 1, 7, 5), {"output_size": (3, 2)}),
+    ("adaptive_avg_pool3d", (1, 1, 5, 5, 5), {"output_size": 2}),
+    ("avg_pool3d", (1, 1, 5, 5, 5), {"kernel_size": 3, "stride": 2, "padding": 1}),
+])
+def test_average_pooling_keeps_an_inf_in_its_own_windows(name, shape, kw):
+    """Windows are taken, not multiplied by 0-weights: an inf input makes only its windows inf,
+    and a NaN gradient reaches only the pixels of its window (as torch's)."""
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    x_np = np.arange(math.prod(shape), dtype=np.float32).reshape(shape)
+    x_np.flat[0] = np.inf
+    got = []
+    for m in (cr, torch):
+        x = m.tensor(x_np, requires_grad=True)
+        y = getattr(m.nn.functional, name)(x, **kw)
+        g = np.ones(tuple(y.shape), np.float32)
+        g.flat[-1] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y.backward(m.tensor(g))
+        got.append((y.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(got[0][0], got[1][0], rtol=1e-6)
+    np.testing.assert_array_equal(np.isnan(got[0][1]), np.isnan(got[1][1]))
+    np.testing.assert_allclose(got[0][1], got[1][1], rtol=1e-6)

@@ -77,15 +77,6 @@ def _regular_windows(size: int, k: int, s: int, p: int, d: int, o: int) -> tuple
     return pos[None], ((pos >= 0) & (pos < size))[None]
 
 
-def _adaptive_windows(size: int, o: int) -> tuple:
-    i = np.arange(o)
-    start = (i * size) // o
-    end = -((-(i + 1) * size) // o)
-    k = int((end - start).max())
-    pos = start[:, None] + np.arange(k)[None, :]
-    return pos[None], (pos < end[:, None])[None]
-
-
 def _choose(x, windows: list) -> Any:
     """Flat (per N·C plane) index of the maximum of every window of the raw (N, C, *S) array
     ``x``; ``windows[j]`` = (pos, valid), each (P, out_j, k_j) with P = 1 or N·C."""
@@ -212,7 +203,7 @@ def _adaptive_max(input, nd, output_size, return_indices, op):
     x, unbatched = _batched(input, nd, op)
     _check_float(x, op)
     out = _output_size(output_size, tuple(x.shape[2:]), op)
-    windows = [_adaptive_windows(n, o) for n, o in zip(x.shape[2:], out)]
+    windows = [_conv.adaptive_windows(n, o) for n, o in zip(x.shape[2:], out)]
     idx = _choose(x._data, windows)
     return _finish(_gather_max(x, idx), idx, unbatched, return_indices)
 
@@ -266,11 +257,6 @@ def resample(x: Tensor, axis: int, idx, weights) -> Tensor:
     return out
 
 
-def _average_along(x: Tensor, axis: int, pos, weights) -> Tensor:
-    """y[..., i, ...] = Σ_t weights[i, t]·x[..., pos[i, t], ...] along ``axis``."""
-    return resample(x, axis, np.clip(pos, 0, x.shape[axis] - 1), weights)
-
-
 def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
     """Mean over each (kd × kh × kw) window of (N, C, D, H, W) (PyTorch's divisors)."""
@@ -305,7 +291,7 @@ def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
         else:
             count = np.minimum(start + kj, n) - np.maximum(start, 0)
         weights = (valid / count[:, None]).astype(dt)
-        y = _average_along(y, 2 + j, pos, weights)
+        y = _conv.average_along(y, 2 + j, pos, valid, weights)
     if divisor_override is not None:
         y = y * (1.0 / divisor_override)
     return y.squeeze(0) if unbatched else y
@@ -320,9 +306,9 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
     dt = x._data.dtype.type
     y = x
     for j, (n, o) in enumerate(zip(x.shape[2:], out)):
-        pos, valid = (a[0] for a in _adaptive_windows(n, o))
+        pos, valid = (a[0] for a in _conv.adaptive_windows(n, o))
         weights = (valid / valid.sum(1, keepdims=True)).astype(dt)
-        y = _average_along(y, 2 + j, pos, weights)
+        y = _conv.average_along(y, 2 + j, pos, valid, weights)
     return y.squeeze(0) if unbatched else y
 
 

@@ -22,6 +22,7 @@ from chainrule.amp import autocast_mode as _amp
 from chainrule.autograd.function import Op
 from chainrule.kernels import kernels_for
 from chainrule.kernels.reference import pad_image, window_view
+from chainrule.ops.binary import where as _where
 from chainrule.tensor import Tensor, wrap
 
 __all__ = [
@@ -534,14 +535,34 @@ def _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pa
     return y.squeeze(0) if unbatched else y
 
 
-def _adaptive_matrix(size: int, out: int, np_dtype):
-    """(out, size) averaging matrix over windows [⌊i·size/out⌋, ⌈(i+1)·size/out⌉)."""
-    i = np.arange(out)
-    start = (i * size) // out
-    end = -((-(i + 1) * size) // out)
-    cols = np.arange(size)
-    inside = (cols >= start[:, None]) & (cols < end[:, None])
-    return (inside / (end - start)[:, None]).astype(np_dtype)
+def adaptive_windows(size: int, o: int) -> tuple:
+    """(pos, valid), each (1, o, k): the positions of PyTorch's adaptive windows
+    [⌊i·size/o⌋, ⌈(i+1)·size/o⌉) padded to the longest k, and which of them are inside."""
+    i = np.arange(o)
+    start = (i * size) // o
+    end = -((-(i + 1) * size) // o)
+    k = int((end - start).max())
+    pos = start[:, None] + np.arange(k)[None, :]
+    return pos[None], (pos < end[:, None])[None]
+
+
+def average_along(x: Tensor, axis: int, pos, valid, weights) -> Tensor:
+    """y[..., i, ...] = Σ_t weights[i, t]·x[..., pos[i, t], ...] along ``axis`` over the valid
+    t only: a position outside (padding, past a shorter window's end) is selected out, not
+    weighted by 0, so an inf or NaN of x (or of the gradient) there stays out, as torch's."""
+    like = x._data
+    shape = [1] * x.ndim
+    shape[axis] = pos.shape[0]
+    idx = np.clip(pos, 0, x.shape[axis] - 1)
+    out = None
+    for t in range(pos.shape[1]):
+        taken = x.index_select(axis, wrap(devices.asarray_on(idx[:, t], like, np.int64)))
+        if not valid[:, t].all():
+            inside = devices.asarray_on(valid[:, t].reshape(shape), like, bool)
+            taken = _where(wrap(inside), taken, 0.0)
+        taken = taken * wrap(devices.asarray_on(weights[:, t].reshape(shape), like, like.dtype))
+        out = taken if out is None else out + taken
+    return out
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
@@ -571,11 +592,12 @@ def _adaptive_avg_pool2d(input, output_size, op):
     elif h % oh == 0 and w % ow == 0:
         y = AvgPool2d.apply(x, _Geom(h // oh, w // ow, h // oh, w // ow, 1, 1, 0, 0, 0, 0, oh, ow),
                             x._data.dtype.type(1.0 / ((h // oh) * (w // ow))))
-    else:
-        dtype = x._data.dtype
-        rows = devices.asarray_on(_adaptive_matrix(h, oh, dtype), x._data)
-        cols = devices.asarray_on(_adaptive_matrix(w, ow, dtype).T, x._data)
-        y = wrap(rows) @ x @ wrap(cols)
+    else:  # the windows of each axis in turn (not as products with an averaging matrix, whose
+        y = x  # zeros would make 0·inf a NaN)
+        for axis, (n, o) in ((2, (h, oh)), (3, (w, ow))):
+            pos, valid = (a[0] for a in adaptive_windows(n, o))
+            weights = (valid / valid.sum(1, keepdims=True)).astype(x._data.dtype)
+            y = average_along(y, axis, pos, valid, weights)
     return y.squeeze(0) if unbatched else y
 
 
