@@ -239,6 +239,80 @@ def test_leaky_relu_in_place_keeps_its_output_and_matches_torch(slope, with_loop
     np.testing.assert_array_equal(c2.grad.numpy(), z.grad.numpy())
 
 
+def test_leaky_relu_in_place_writes_over_its_own_memory(monkeypatch):
+    """Where nothing else holds the tensor's array, leaky_relu_ (slope ≥ 0) computes over that
+    memory: no result array copied back (apply_inplace's _write is not called), the same
+    memory, the version bumped, torch's values and gradient; a later in-place op on the result
+    (which the gate saved) makes backward raise, as torch's."""
+    from chainrule.autograd import inplace
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((4, 8, 6, 6)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    cr.nn.functional.leaky_relu(cr.tensor(x, requires_grad=True) * 1, 0.2, inplace=True)  # learn
+    writes = []
+    real_write = inplace._write
+    monkeypatch.setattr(inplace, "_write", lambda t, v: (writes.append(v), real_write(t, v)))
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ch, th = c * 2, t * 2
+    ptr, version = ch.data_ptr(), ch._version
+    cy = cr.nn.functional.leaky_relu(ch, 0.2, inplace=True)
+    ty = torch.nn.functional.leaky_relu(th, 0.2, inplace=True)
+    assert cy is ch and ch.data_ptr() == ptr and ch._version == version + 1
+    if cpu_kernels.loops is not None:
+        assert writes == []
+    np.testing.assert_array_equal(cy.detach().numpy(), ty.detach().numpy())
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
+    c2, t2 = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cy2 = cr.nn.functional.leaky_relu(c2 * 2, 0.2, inplace=True)
+    ty2 = torch.nn.functional.leaky_relu(t2 * 2, 0.2, inplace=True)
+    cy2.mul_(3)
+    ty2.mul_(3)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        ty2.sum().backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        cy2.sum().backward()
+
+
+def test_leaky_relu_into_kernel_writes_its_input():
+    x = np.random.default_rng(11).standard_normal((3, 5, 7)).astype(np.float32)
+    want = np.where(x > 0, x, x * np.float32(0.1))
+    a = x.copy()
+    y = cpu_kernels.CpuKernels.leaky_relu_into(a, 0.1)
+    np.testing.assert_array_equal(y, want)
+    if cpu_kernels.loops is not None:
+        assert y.base is a and np.array_equal(a, want)
+    b = np.asfortranarray(x)  # not C-contiguous: a new array, the input untouched
+    y = cpu_kernels.CpuKernels.leaky_relu_into(b, 0.1)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(b, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_backward_loop_is_the_reference_and_torch(dtype):
+    """CpuKernels.tanh_backward (one C pass) gives NumPy's g·(1 - y²) bit for bit (no fused
+    multiply-add), and tanh's gradient equals torch's."""
+    from chainrule.kernels.reference import Kernels
+
+    rng = np.random.default_rng(12)
+    for n in (1, 7, 8, 33, 1000):
+        g = rng.standard_normal(n).astype(dtype)
+        y = np.tanh(rng.standard_normal(n) * 3).astype(dtype)
+        y[:1] = np.nan if n > 3 else y[:1]
+        np.testing.assert_array_equal(cpu_kernels.CpuKernels.tanh_backward(g, y),
+                                      Kernels.tanh_backward(g, y))
+    x = rng.standard_normal((16, 3, 9, 9)).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cr.tanh(c).backward(cr.tensor(gy))
+    torch.tanh(t).backward(torch.tensor(gy))
+    np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-6, atol=1e-6)
+    xd = cr.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    assert cr.autograd.gradcheck(cr.tanh, (xd,))
+
+
 def test_leaky_relu_in_place_gradchecks_float64():
     rng = np.random.default_rng(9)
     x = cr.tensor(rng.standard_normal((3, 4, 5)), requires_grad=True)

@@ -1061,3 +1061,28 @@ def _conv2d_grads(cls, g, x, w, cols, geom, groups: int) -> tuple:
 
 
 CpuKernels.conv2d_grads = classmethod(_conv2d_grads)
+
+
+def _tanh_backward(g, y):
+    """g·(1 - y²) in one C pass (the reference's NumPy form, the same roundings)."""
+    if type(g) is np.ndarray and fits_loops(g, y) and g.shape == y.shape and \
+            hasattr(loops, "tanh_backward"):
+        gx = np.empty_like(g)
+        loops.tanh_backward(g, y, gx)
+        return gx
+    return Kernels.tanh_backward(g, y)
+
+
+CpuKernels.tanh_backward = staticmethod(_tanh_backward)
+
+
+def _leaky_relu_into(x, slope: float):
+    """leaky_relu written over x's own memory (its result: a view of x), for leaky_relu_ where
+    nothing else holds x's values; elsewhere a new array, as leaky_relu."""
+    if type(x) is np.ndarray and fits_loops(x) and x.flags.writeable:
+        loops.leaky_relu(x, x, slope)
+        return x.view()
+    return CpuKernels.leaky_relu(x, slope)
+
+
+CpuKernels.leaky_relu_into = staticmethod(_leaky_relu_into)

@@ -303,6 +303,12 @@ class Kernels:
         return np.where(x > 0, x, x * slope)
 
     @staticmethod
+    def leaky_relu_into(x, slope: float):
+        """leaky_relu, which a table may write over x's memory (its result then a view of x):
+        for leaky_relu_ on an array nothing else reads (here: a new array)."""
+        return Kernels.leaky_relu(x, slope)
+
+    @staticmethod
     def leaky_relu_backward(g, x, slope: float):
         """dx = g if x > 0 else slope·g."""
         return either.where(x > 0, g, g * slope)
