@@ -590,3 +590,44 @@ def _geom_of(x_shape, w_shape, s, p):
     oh = (x_shape[2] + 2 * p - w_shape[2]) // s + 1
     ow = (x_shape[3] + 2 * p - w_shape[3]) // s + 1
     return _Geom(w_shape[2], w_shape[3], s, s, 1, 1, p, p, p, p, oh, ow)
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("need", ["both", "x", "w"])
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_pixel_major_backward_reuses_the_forward_rows_and_matches_torch(op, need, monkeypatch):
+    """On the pixel-major route the backward reorders no weight the forward reordered already
+    (conv2d with both gradients; conv_transpose2d always), and conv_transpose2d's backward
+    does not transpose x again: values and gradients stay torch's."""
+    rows, transposes = [], []
+    real_rows, real_pixel = conv_kernels._weight_rows, conv_kernels.pixel_rows
+    monkeypatch.setattr(conv_kernels, "_weight_rows", lambda *a: rows.append(1) or real_rows(*a))
+    monkeypatch.setattr(conv_kernels, "pixel_rows",
+                        lambda *a: transposes.append(1) or real_pixel(*a))
+    rng = np.random.default_rng(14)
+    if op == "conv2d":
+        x = rng.standard_normal((4, 16, 12, 12)).astype(np.float32)
+        w = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    else:
+        x = rng.standard_normal((4, 24, 6, 6)).astype(np.float32)
+        w = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    c = [cr.tensor(x, requires_grad=need != "w"), cr.tensor(w, requires_grad=need != "x")]
+    t = [torch.tensor(x, requires_grad=need != "w"), torch.tensor(w, requires_grad=need != "x")]
+    cy = getattr(cr.nn.functional, op)(*c, stride=2, padding=1)
+    ty = getattr(torch.nn.functional, op)(*t, stride=2, padding=1)
+    assert rows == [1]  # the forward's one reorder (the pixel-major route was taken)
+    np.testing.assert_allclose(cy.detach().numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    rows.clear()
+    transposes.clear()
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    if op == "conv_transpose2d" or need == "both":
+        assert rows == []
+    if op == "conv_transpose2d":
+        assert transposes == []  # dW reads the forward's pixel rows of x
+    for cv, tv in zip(c, t):
+        if tv.requires_grad:
+            np.testing.assert_allclose(cv.grad.numpy(), tv.grad.numpy(), rtol=1e-4, atol=1e-4)
+        else:
+            assert cv.grad is None

@@ -31,8 +31,8 @@ from chainrule import _threads
 from chainrule.devices import np
 from chainrule.kernels.matmul import matmul as _matmul
 
-__all__ = ["NhwcColumns", "takes", "conv2d", "weight_grad", "input_grad", "grads",
-           "pixel_rows", "planes_transposed"]
+__all__ = ["NhwcColumns", "TransposedRows", "takes", "conv2d", "weight_grad", "input_grad",
+           "grads", "conv_transpose", "conv_transpose_grads", "pixel_rows", "planes_transposed"]
 
 # CHAINRULE_CONV_NHWC=0: the channel-major route everywhere (to compare the two)
 _ENABLED = os.environ.get("CHAINRULE_CONV_NHWC", "1") != "0"
@@ -136,13 +136,15 @@ def _weight_rows(loops, w):
     return planes_transposed(loops, w, o, c, kh * kw, (o, kh * kw * c))
 
 
-def conv2d(x, w, geom, loops) -> tuple:
-    """(y, NhwcColumns) of a groups = 1 convolution of (N, C, H, W) x."""
+def conv2d(x, w, geom, loops, wr=None) -> tuple:
+    """(y, NhwcColumns) of a groups = 1 convolution of (N, C, H, W) x; ``wr``: the weight's
+    rows when already made."""
     n, c = x.shape[0], x.shape[1]
     o, area = w.shape[0], geom.oh * geom.ow
     k = c * geom.kh * geom.kw
     xh = _channels_last(loops, x)
-    wr = _weight_rows(loops, w)
+    if wr is None:
+        wr = _weight_rows(loops, w)
     wt = wr.T  # (K, O), a transposed view: BLAS reads it as such
     args = _args(x.shape, geom)
     step = _step(n, area * k * x.itemsize) or n
@@ -210,6 +212,34 @@ def grads(g, saved: NhwcColumns, w, x_shape: tuple, geom, loops) -> tuple:
     return (input_grad(g, w, x_shape, geom, loops, gt, saved.wr),
             weight_grad(g, saved, tuple(w.shape), geom, loops, gt))
 
+
+
+class TransposedRows:
+    """What :func:`conv_transpose` keeps for :func:`conv_transpose_grads`: the input's pixel
+    rows (dW's dy side) and the weight's rows, both made by the forward already (one transpose
+    of x and one reorder of a cache-cold weight fewer per backward)."""
+
+    __slots__ = ("xt", "wr")
+
+    def __init__(self, xt, wr):
+        self.xt, self.wr = xt, wr
+
+
+def conv_transpose(x, w, y_shape: tuple, geom, loops) -> tuple:
+    """(y, TransposedRows) of a groups = 1 transposed convolution: conv2d's input gradient
+    (:func:`input_grad`) with x as dy."""
+    xt, wr = pixel_rows(loops, x), _weight_rows(loops, w)
+    return input_grad(x, w, y_shape, geom, loops, xt, wr), TransposedRows(xt, wr)
+
+
+def conv_transpose_grads(g, x, w, saved: TransposedRows, geom, loops, need_w: bool) -> tuple:
+    """(dx, dW) of :func:`conv_transpose`: dx = conv2d(dy), dW = conv2d's weight gradient with
+    x as dy; the forward's rows reused (the gate's saved x and w, whose versions the engine
+    checks)."""
+    gx, cols = conv2d(g, w, geom, loops, saved.wr)
+    if not need_w:
+        return gx, None
+    return gx, weight_grad(x, cols, tuple(w.shape), geom, loops, saved.xt)
 
 
 # ---- few window values (in_channels = 1): one product per image, stacked --------------------

@@ -1086,3 +1086,22 @@ def _leaky_relu_into(x, slope: float):
 
 
 CpuKernels.leaky_relu_into = staticmethod(_leaky_relu_into)
+
+
+def _conv_transpose2d(cls, x, w, out_shape: tuple, geom, groups: int) -> tuple:
+    """conv_transpose2d and what its backward reuses: on the pixel-major route (kernels/conv.py)
+    x's pixel rows and the weight's rows; elsewhere the reference (conv2d_input_grad, None)."""
+    if groups == 1 and _one_gemm(x, w) and _conv.takes(tuple(out_shape), w, geom, loops):
+        return _conv.conv_transpose(x, w, tuple(out_shape), geom, loops)
+    return Kernels.conv_transpose2d.__func__(cls, x, w, out_shape, geom, groups)
+
+
+def _conv_transpose2d_grads(cls, g, x, w, saved, geom, groups: int, need_w: bool) -> tuple:
+    if (isinstance(saved, _conv.TransposedRows) and groups == 1 and _one_gemm(g, w)
+            and _conv.takes(tuple(g.shape), w, geom, loops)):
+        return _conv.conv_transpose_grads(g, x, w, saved, geom, loops, need_w)
+    return Kernels.conv_transpose2d_grads.__func__(cls, g, x, w, saved, geom, groups, need_w)
+
+
+CpuKernels.conv_transpose2d = classmethod(_conv_transpose2d)
+CpuKernels.conv_transpose2d_grads = classmethod(_conv_transpose2d_grads)

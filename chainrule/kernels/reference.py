@@ -433,6 +433,21 @@ class Kernels:
         return (cls.conv2d_input_grad(g, w, tuple(x.shape), geom, groups),
                 cls.conv2d_weight_grad(g, x, cols, tuple(w.shape), geom, groups))
 
+    @classmethod
+    def conv_transpose2d(cls, x, w, out_shape: tuple, geom, groups: int) -> tuple:
+        """(y, saved): the transposed convolution of x, conv2d's input gradient with x as dy,
+        and what :meth:`conv_transpose2d_grads` may reuse (a table's own; None here)."""
+        return cls.conv2d_input_grad(x, w, out_shape, geom, groups), None
+
+    @classmethod
+    def conv_transpose2d_grads(cls, g, x, w, saved, geom, groups: int, need_w: bool) -> tuple:
+        """(dx, dW) of conv_transpose2d: dx = conv2d(dy), dW = conv2d's weight gradient with x
+        as dy and dy's columns (None unless ``need_w``)."""
+        gx, gcols = cls.conv2d(g, w, geom, groups)
+        if not need_w:
+            return gx, None
+        return gx, cls.conv2d_weight_grad(x, g, gcols, tuple(w.shape), geom, groups)
+
     @staticmethod
     def add_channel_bias(y, b):
         """y += b along dim 1 of (N, C, ...) y, in place; returns y."""
