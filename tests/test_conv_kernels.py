@@ -631,3 +631,29 @@ def test_pixel_major_backward_reuses_the_forward_rows_and_matches_torch(op, need
             np.testing.assert_allclose(cv.grad.numpy(), tv.grad.numpy(), rtol=1e-4, atol=1e-4)
         else:
             assert cv.grad is None
+
+
+@pytest.mark.parametrize("view", ["row", "column", "transposed", "whole"])
+def test_leaky_relu_in_place_on_views_matches_torch(view):
+    """leaky_relu_ writing over its input's memory stays torch's in place on views of a tensor
+    (in the graph: on a copy, put back by CopySlices; under no_grad: the view's own memory),
+    values, gradients and versions."""
+    pick = {"row": lambda h: h[1], "column": lambda h: h[:, 1],
+            "transposed": lambda h: h.transpose(0, 1)[2], "whole": lambda h: h}[view]
+    x = np.random.default_rng(15).standard_normal((3, 4, 5)).astype(np.float32)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    hc, ht = c * 2, t * 2
+    cr.nn.functional.leaky_relu(pick(hc), 0.2, inplace=True)
+    torch.nn.functional.leaky_relu(pick(ht), 0.2, inplace=True)
+    (hc * hc).sum().backward()
+    (ht * ht).sum().backward()
+    np.testing.assert_array_equal(hc.detach().numpy(), ht.detach().numpy())
+    np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-6)
+    with cr.no_grad():
+        hc = cr.tensor(x * 2)
+        cr.nn.functional.leaky_relu(pick(hc), 0.2, inplace=True)
+    with torch.no_grad():
+        ht = torch.tensor(x * 2)
+        torch.nn.functional.leaky_relu(pick(ht), 0.2, inplace=True)
+    np.testing.assert_array_equal(hc.numpy(), ht.numpy())
+    assert hc._version == ht._version
