@@ -1076,16 +1076,16 @@ def _tanh_backward(g, y):
 CpuKernels.tanh_backward = staticmethod(_tanh_backward)
 
 
-def _leaky_relu_into(x, slope: float):
+def _leaky_relu_into(cls, x, slope: float):
     """leaky_relu written over x's own memory (its result: a view of x), for leaky_relu_ where
     nothing else holds x's values; elsewhere a new array, as leaky_relu."""
     if type(x) is np.ndarray and fits_loops(x) and x.flags.writeable:
         loops.leaky_relu(x, x, slope)
         return x.view()
-    return CpuKernels.leaky_relu(x, slope)
+    return cls.leaky_relu(x, slope)
 
 
-CpuKernels.leaky_relu_into = staticmethod(_leaky_relu_into)
+CpuKernels.leaky_relu_into = classmethod(_leaky_relu_into)
 
 
 def _conv_transpose2d(cls, x, w, out_shape: tuple, geom, groups: int) -> tuple:

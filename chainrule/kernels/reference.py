@@ -302,11 +302,11 @@ class Kernels:
         """y = x if x > 0 else slope·x, for an array."""
         return np.where(x > 0, x, x * slope)
 
-    @staticmethod
-    def leaky_relu_into(x, slope: float):
+    @classmethod
+    def leaky_relu_into(cls, x, slope: float):
         """leaky_relu, which a table may write over x's memory (its result then a view of x):
         for leaky_relu_ on an array nothing else reads (here: a new array)."""
-        return Kernels.leaky_relu(x, slope)
+        return cls.leaky_relu(x, slope)
 
     @staticmethod
     def leaky_relu_backward(g, x, slope: float):
