@@ -239,6 +239,80 @@ def test_leaky_relu_in_place_keeps_its_output_and_matches_torch(slope, with_loop
     np.testing.assert_array_equal(c2.grad.numpy(), z.grad.numpy())
 
 
+def test_leaky_relu_in_place_writes_over_its_own_memory(monkeypatch):
+    """Where nothing else holds the tensor's array, leaky_relu_ (slope ≥ 0) computes over that
+    memory: no result array copied back (apply_inplace's _write is not called), the same
+    memory, the version bumped, torch's values and gradient; a later in-place op on the result
+    (which the gate saved) makes backward raise, as torch's."""
+    from chainrule.autograd import inplace
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((4, 8, 6, 6)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    cr.nn.functional.leaky_relu(cr.tensor(x, requires_grad=True) * 1, 0.2, inplace=True)  # learn
+    writes = []
+    real_write = inplace._write
+    monkeypatch.setattr(inplace, "_write", lambda t, v: (writes.append(v), real_write(t, v)))
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ch, th = c * 2, t * 2
+    ptr, version = ch.data_ptr(), ch._version
+    cy = cr.nn.functional.leaky_relu(ch, 0.2, inplace=True)
+    ty = torch.nn.functional.leaky_relu(th, 0.2, inplace=True)
+    assert cy is ch and ch.data_ptr() == ptr and ch._version == version + 1
+    if cpu_kernels.loops is not None:
+        assert writes == []
+    np.testing.assert_array_equal(cy.detach().numpy(), ty.detach().numpy())
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
+    c2, t2 = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cy2 = cr.nn.functional.leaky_relu(c2 * 2, 0.2, inplace=True)
+    ty2 = torch.nn.functional.leaky_relu(t2 * 2, 0.2, inplace=True)
+    cy2.mul_(3)
+    ty2.mul_(3)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        ty2.sum().backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        cy2.sum().backward()
+
+
+def test_leaky_relu_into_kernel_writes_its_input():
+    x = np.random.default_rng(11).standard_normal((3, 5, 7)).astype(np.float32)
+    want = np.where(x > 0, x, x * np.float32(0.1))
+    a = x.copy()
+    y = cpu_kernels.CpuKernels.leaky_relu_into(a, 0.1)
+    np.testing.assert_array_equal(y, want)
+    if cpu_kernels.loops is not None:
+        assert y.base is a and np.array_equal(a, want)
+    b = np.asfortranarray(x)  # not C-contiguous: a new array, the input untouched
+    y = cpu_kernels.CpuKernels.leaky_relu_into(b, 0.1)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(b, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_backward_loop_is_the_reference_and_torch(dtype):
+    """CpuKernels.tanh_backward (one C pass) gives NumPy's g·(1 - y²) bit for bit (no fused
+    multiply-add), and tanh's gradient equals torch's."""
+    from chainrule.kernels.reference import Kernels
+
+    rng = np.random.default_rng(12)
+    for n in (1, 7, 8, 33, 1000):
+        g = rng.standard_normal(n).astype(dtype)
+        y = np.tanh(rng.standard_normal(n) * 3).astype(dtype)
+        y[:1] = np.nan if n > 3 else y[:1]
+        np.testing.assert_array_equal(cpu_kernels.CpuKernels.tanh_backward(g, y),
+                                      Kernels.tanh_backward(g, y))
+    x = rng.standard_normal((16, 3, 9, 9)).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    cr.tanh(c).backward(cr.tensor(gy))
+    torch.tanh(t).backward(torch.tensor(gy))
+    np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-6, atol=1e-6)
+    xd = cr.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    assert cr.autograd.gradcheck(cr.tanh, (xd,))
+
+
 def test_leaky_relu_in_place_gradchecks_float64():
     rng = np.random.default_rng(9)
     x = cr.tensor(rng.standard_normal((3, 4, 5)), requires_grad=True)
@@ -516,3 +590,70 @@ def _geom_of(x_shape, w_shape, s, p):
     oh = (x_shape[2] + 2 * p - w_shape[2]) // s + 1
     ow = (x_shape[3] + 2 * p - w_shape[3]) // s + 1
     return _Geom(w_shape[2], w_shape[3], s, s, 1, 1, p, p, p, p, oh, ow)
+
+
+@pytest.mark.skipif(cpu_kernels.loops is None, reason="built without the C loops")
+@pytest.mark.parametrize("need", ["both", "x", "w"])
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_pixel_major_backward_reuses_the_forward_rows_and_matches_torch(op, need, monkeypatch):
+    """On the pixel-major route the backward reorders no weight the forward reordered already
+    (conv2d with both gradients; conv_transpose2d always), and conv_transpose2d's backward
+    does not transpose x again: values and gradients stay torch's."""
+    rows, transposes = [], []
+    real_rows, real_pixel = conv_kernels._weight_rows, conv_kernels.pixel_rows
+    monkeypatch.setattr(conv_kernels, "_weight_rows", lambda *a: rows.append(1) or real_rows(*a))
+    monkeypatch.setattr(conv_kernels, "pixel_rows",
+                        lambda *a: transposes.append(1) or real_pixel(*a))
+    rng = np.random.default_rng(14)
+    if op == "conv2d":
+        x = rng.standard_normal((4, 16, 12, 12)).astype(np.float32)
+        w = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    else:
+        x = rng.standard_normal((4, 24, 6, 6)).astype(np.float32)
+        w = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    c = [cr.tensor(x, requires_grad=need != "w"), cr.tensor(w, requires_grad=need != "x")]
+    t = [torch.tensor(x, requires_grad=need != "w"), torch.tensor(w, requires_grad=need != "x")]
+    cy = getattr(cr.nn.functional, op)(*c, stride=2, padding=1)
+    ty = getattr(torch.nn.functional, op)(*t, stride=2, padding=1)
+    assert rows == [1]  # the forward's one reorder (the pixel-major route was taken)
+    np.testing.assert_allclose(cy.detach().numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    rows.clear()
+    transposes.clear()
+    cy.backward(cr.tensor(g))
+    ty.backward(torch.tensor(g))
+    if op == "conv_transpose2d" or need == "both":
+        assert rows == []
+    if op == "conv_transpose2d":
+        assert transposes == []  # dW reads the forward's pixel rows of x
+    for cv, tv in zip(c, t):
+        if tv.requires_grad:
+            np.testing.assert_allclose(cv.grad.numpy(), tv.grad.numpy(), rtol=1e-4, atol=1e-4)
+        else:
+            assert cv.grad is None
+
+
+@pytest.mark.parametrize("view", ["row", "column", "transposed", "whole"])
+def test_leaky_relu_in_place_on_views_matches_torch(view):
+    """leaky_relu_ writing over its input's memory stays torch's in place on views of a tensor
+    (in the graph: on a copy, put back by CopySlices; under no_grad: the view's own memory),
+    values, gradients and versions."""
+    pick = {"row": lambda h: h[1], "column": lambda h: h[:, 1],
+            "transposed": lambda h: h.transpose(0, 1)[2], "whole": lambda h: h}[view]
+    x = np.random.default_rng(15).standard_normal((3, 4, 5)).astype(np.float32)
+    c, t = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    hc, ht = c * 2, t * 2
+    cr.nn.functional.leaky_relu(pick(hc), 0.2, inplace=True)
+    torch.nn.functional.leaky_relu(pick(ht), 0.2, inplace=True)
+    (hc * hc).sum().backward()
+    (ht * ht).sum().backward()
+    np.testing.assert_array_equal(hc.detach().numpy(), ht.detach().numpy())
+    np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-6)
+    with cr.no_grad():
+        hc = cr.tensor(x * 2)
+        cr.nn.functional.leaky_relu(pick(hc), 0.2, inplace=True)
+    with torch.no_grad():
+        ht = torch.tensor(x * 2)
+        torch.nn.functional.leaky_relu(pick(ht), 0.2, inplace=True)
+    np.testing.assert_array_equal(hc.numpy(), ht.numpy())
+    assert hc._version == ht._version

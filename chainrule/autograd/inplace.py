@@ -77,7 +77,8 @@ def apply_inplace(target, op, *args, **kwargs):
         cur = _current(target)
         new = _result_of(target, cur, op(cur, *args, **kwargs), args)
         if op not in _KEEPS_OLD and type(cur._data) is np.ndarray:
-            _KEEPS_OLD[op] = not _sole_holder(cur._data, 2) or sys.getrefcount(cur) > 2
+            _KEEPS_OLD[op] = (not _sole_holder(cur._data, 2 + _wrote_into(new._data, cur._data))
+                              or sys.getrefcount(cur) > 2)
         _write(target, new._data)
         target._bump_version()
         _adopt(target, new)
@@ -122,15 +123,24 @@ def _apply_on_own_memory(target, op, args, kwargs):
     cur = wrap(data, fn, target._nr) if fn is not None else wrap(data)
     new = _result_of(target, cur, op(cur, *args, **kwargs), args)
     del cur
-    if not _sole_holder(data, 3):  # the gate kept its input after all: it keeps this memory
+    into = _wrote_into(new._data, data)
+    if not _sole_holder(data, 3 + into):  # the gate kept its input after all: it keeps this memory
         _KEEPS_OLD[op] = True
         target._data = np.array(np.broadcast_to(new._data, data.shape), dtype=data.dtype)
-    else:
+    elif not into:
         _write(target, new._data)
     del data
     target._bump_version()
     _adopt(target, new)
     return target
+
+
+def _wrote_into(result, data) -> bool:
+    """True when the op wrote its result over ``data`` itself (``result`` a view of all of
+    it, as ``leaky_relu_``'s gate returns): the values are in place already, and that view is
+    the one more reference ``data`` has."""
+    return (type(result) is np.ndarray and result.base is data and result.shape == data.shape
+            and result.strides == data.strides and result.dtype == data.dtype)
 
 
 def _result_of(target, cur, new, args=()):

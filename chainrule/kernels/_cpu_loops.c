@@ -3006,9 +3006,8 @@ col2im_nhwc(PyObject *module, PyObject *args)
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
-    static CLONES void leaky_fwd_##S(const T *restrict x, T *restrict y, T slope,          \
-                                     Py_ssize_t n)                                         \
-    {                                                                                      \
+    static CLONES void leaky_fwd_##S(const T *x, T *y, T slope, Py_ssize_t n)              \
+    { /* y may be x (leaky_relu_ writes over its input: no restrict) */                    \
         for (Py_ssize_t i = 0; i < n; i++)                                                 \
             y[i] = x[i] > 0 ? x[i] : x[i] * slope;                                         \
     }                                                                                      \
@@ -3144,6 +3143,35 @@ leaky_relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     RUN_TYPED_AND_RETURN(b, fmt, leaky_bwd, p[0], p[1], p[2], slope, n);
+}
+
+/* tanh_backward(g, y, out): out = g·(1 - y·y), y tanh's output (NumPy's g * (1 - y * y): the
+ * same roundings, one pass instead of three and no temporaries) */
+#define DEFINE_TANH_BWD(T, S)                                                              \
+    static CLONES NO_FMA void tanh_bwd_##S(const T *restrict g, const T *restrict y,       \
+                                    T *restrict o, Py_ssize_t n)                           \
+    {                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            T yy = y[i] * y[i];                                                            \
+            T d = (T)1 - yy;                                                               \
+            o[i] = g[i] * d;                                                               \
+        }                                                                                  \
+    }
+DEFINE_TANH_BWD(float, f)
+DEFINE_TANH_BWD(double, d)
+
+static PyObject *
+tanh_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bufs b = {.n = 0};
+    char fmt = 0;
+    void *p[3];
+    Py_ssize_t n = 0;
+    if (same_size_bufs(&b, args, nargs, 3, 2, 0, "tanh_backward(g, y, out)", &fmt, p, &n) < 0) {
+        bufs_release(&b);
+        return NULL;
+    }
+    RUN_TYPED_AND_RETURN(b, fmt, tanh_bwd, p[0], p[1], p[2], n);
 }
 
 /* ---- Adam's update in one pass (optim/adam.py's _update, in its order and roundings) ----------
@@ -3652,6 +3680,8 @@ static PyMethodDef methods[] = {
      "leaky_relu(x, out, slope)"},
     {"leaky_relu_backward", (PyCFunction)(void (*)(void))leaky_relu_backward, METH_FASTCALL,
      "leaky_relu_backward(g, x, out, slope)"},
+    {"tanh_backward", (PyCFunction)(void (*)(void))tanh_backward, METH_FASTCALL,
+     "tanh_backward(g, y, out): out = g·(1 - y·y)"},
     {"adam_step", (PyCFunction)adam_step, METH_VARARGS,
      "adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, "
      "flags): Adam's update in one pass"},

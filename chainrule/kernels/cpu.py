@@ -1113,3 +1113,47 @@ def _conv2d_grads(cls, g, x, w, cols, geom, groups: int) -> tuple:
 
 
 CpuKernels.conv2d_grads = classmethod(_conv2d_grads)
+
+
+def _tanh_backward(g, y):
+    """g·(1 - y²) in one C pass (the reference's NumPy form, the same roundings)."""
+    if type(g) is np.ndarray and fits_loops(g, y) and g.shape == y.shape and \
+            hasattr(loops, "tanh_backward"):
+        gx = np.empty_like(g)
+        loops.tanh_backward(g, y, gx)
+        return gx
+    return Kernels.tanh_backward(g, y)
+
+
+CpuKernels.tanh_backward = staticmethod(_tanh_backward)
+
+
+def _leaky_relu_into(cls, x, slope: float):
+    """leaky_relu written over x's own memory (its result: a view of x), for leaky_relu_ where
+    nothing else holds x's values; elsewhere a new array, as leaky_relu."""
+    if type(x) is np.ndarray and fits_loops(x) and x.flags.writeable:
+        loops.leaky_relu(x, x, slope)
+        return x.view()
+    return cls.leaky_relu(x, slope)
+
+
+CpuKernels.leaky_relu_into = classmethod(_leaky_relu_into)
+
+
+def _conv_transpose2d(cls, x, w, out_shape: tuple, geom, groups: int) -> tuple:
+    """conv_transpose2d and what its backward reuses: on the pixel-major route (kernels/conv.py)
+    x's pixel rows and the weight's rows; elsewhere the reference (conv2d_input_grad, None)."""
+    if groups == 1 and _one_gemm(x, w) and _conv.takes(tuple(out_shape), w, geom, loops):
+        return _conv.conv_transpose(x, w, tuple(out_shape), geom, loops)
+    return Kernels.conv_transpose2d.__func__(cls, x, w, out_shape, geom, groups)
+
+
+def _conv_transpose2d_grads(cls, g, x, w, saved, geom, groups: int, need_w: bool) -> tuple:
+    if (isinstance(saved, _conv.TransposedRows) and groups == 1 and _one_gemm(g, w)
+            and _conv.takes(tuple(g.shape), w, geom, loops)):
+        return _conv.conv_transpose_grads(g, x, w, saved, geom, loops, need_w)
+    return Kernels.conv_transpose2d_grads.__func__(cls, g, x, w, saved, geom, groups, need_w)
+
+
+CpuKernels.conv_transpose2d = classmethod(_conv_transpose2d)
+CpuKernels.conv_transpose2d_grads = classmethod(_conv_transpose2d_grads)

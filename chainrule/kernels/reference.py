@@ -309,6 +309,12 @@ class Kernels:
         """y = x if x > 0 else slope·x, for an array."""
         return np.where(x > 0, x, x * slope)
 
+    @classmethod
+    def leaky_relu_into(cls, x, slope: float):
+        """leaky_relu, which a table may write over x's memory (its result then a view of x):
+        for leaky_relu_ on an array nothing else reads (here: a new array)."""
+        return cls.leaky_relu(x, slope)
+
     @staticmethod
     def leaky_relu_backward(g, x, slope: float):
         """dx = g if x > 0 else slope·g."""
@@ -433,6 +439,21 @@ class Kernels:
         conv2d_weight_grad (a table may share work between the two)."""
         return (cls.conv2d_input_grad(g, w, tuple(x.shape), geom, groups),
                 cls.conv2d_weight_grad(g, x, cols, tuple(w.shape), geom, groups))
+
+    @classmethod
+    def conv_transpose2d(cls, x, w, out_shape: tuple, geom, groups: int) -> tuple:
+        """(y, saved): the transposed convolution of x, conv2d's input gradient with x as dy,
+        and what :meth:`conv_transpose2d_grads` may reuse (a table's own; None here)."""
+        return cls.conv2d_input_grad(x, w, out_shape, geom, groups), None
+
+    @classmethod
+    def conv_transpose2d_grads(cls, g, x, w, saved, geom, groups: int, need_w: bool) -> tuple:
+        """(dx, dW) of conv_transpose2d: dx = conv2d(dy), dW = conv2d's weight gradient with x
+        as dy and dy's columns (None unless ``need_w``)."""
+        gx, gcols = cls.conv2d(g, w, geom, groups)
+        if not need_w:
+            return gx, None
+        return gx, cls.conv2d_weight_grad(x, g, gcols, tuple(w.shape), geom, groups)
 
     @staticmethod
     def add_channel_bias(y, b):

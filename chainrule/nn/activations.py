@@ -46,7 +46,10 @@ class LeakyRelu(Op):
 
     @staticmethod
     def forward(ctx, x, slope, keep_output=False):
-        y = kernels_for(x).leaky_relu(x, slope)
+        # keep_output (a ≥ 0; leaky_relu_ only): y may be written over x's memory, which
+        # apply_inplace then finds already holding the result (no copy back)
+        K = kernels_for(x)
+        y = K.leaky_relu_into(x, slope) if keep_output else K.leaky_relu(x, slope)
         ctx.save_for_backward(y if keep_output else x)  # a ≥ 0: y > 0 exactly where x > 0
         ctx.slope = slope
         return y
@@ -202,7 +205,8 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 def _leaky_relu_on_output(input: Tensor, negative_slope: float) -> Tensor:
     """leaky_relu whose gate keeps its output, not its input (as torch's leaky_relu_, for a
     slope ≥ 0): in place, nothing then holds the old value, which is overwritten without being
-    copied first (two passes instead of three)."""
+    copied first, and the result is written over the input's own memory (one pass; only
+    apply_inplace calls this, with the target's memory or a private copy of it)."""
     return LeakyRelu.apply(input, float(negative_slope), True)
 
 

@@ -111,26 +111,25 @@ class ConvTranspose2d(Op):
 
     @staticmethod
     def forward(ctx, x, w, b, geom, groups, out_shape):
-        y = kernels_for(x).conv2d_input_grad(x, w, out_shape, geom, groups)
+        # saved: what the table's backward reuses (the pixel-major route: x's and w's rows)
+        y, saved = kernels_for(x).conv_transpose2d(x, w, out_shape, geom, groups)
         if b is not None:
             y = y + b.reshape(-1, 1, 1)
         elif y.base is not None:
             y = y.copy()
         ctx.geom, ctx.groups = geom, groups
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(x, w, saved)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, w = ctx.saved_tensors
+        x, w, saved = ctx.saved_tensors
         geom, groups = ctx.geom, ctx.groups
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         K = kernels_for(g)
         gx = gw = gb = None
-        if need_x or need_w:
-            gx, gcols = K.conv2d(g, w, geom, groups)
-            if need_w:
-                gw = K.conv2d_weight_grad(x, g, gcols, tuple(w.shape), geom, groups)
+        if need_x or need_w:  # dx = conv2d(dy) (also when only dW is wanted: its columns)
+            gx, gw = K.conv_transpose2d_grads(g, x, w, saved, geom, groups, need_w)
         if need_b:
             gb = K.channel_sums(g)
         return gx if need_x else None, gw, gb, None, None, None
