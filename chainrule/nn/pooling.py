@@ -242,21 +242,6 @@ def adaptive_max_pool3d_with_indices(input: Tensor, output_size,
 
 
 # ---- average pooling, one axis at a time --------------------------------------------------------
-def resample(x: Tensor, axis: int, idx, weights) -> Tensor:
-    """y[..., i, ...] = Σ_t weights[i, t]·x[..., idx[i, t], ...] along ``axis``."""
-    like = x._data
-    shape = [1] * x.ndim
-    shape[axis] = idx.shape[0]
-    out = None
-    for t in range(idx.shape[1]):
-        taken = x.index_select(axis, wrap(devices.asarray_on(idx[:, t], like, np.int64)))
-        if weights is not None:
-            w = devices.asarray_on(weights[:, t].reshape(shape), like, like.dtype)
-            taken = taken * wrap(w)
-        out = taken if out is None else out + taken
-    return out
-
-
 def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
     """Mean over each (kd × kh × kw) window of (N, C, D, H, W) (PyTorch's divisors)."""

@@ -18,8 +18,8 @@ import warnings
 from typing import Any
 
 from chainrule.devices import np
-from chainrule.nn.pooling import adaptive_avg_pool3d, resample
-from chainrule.ops.conv import adaptive_avg_pool1d, adaptive_avg_pool2d
+from chainrule.nn.pooling import adaptive_avg_pool3d
+from chainrule.ops.conv import adaptive_avg_pool1d, adaptive_avg_pool2d, resample
 from chainrule.tensor import Tensor
 
 __all__ = ["interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle",

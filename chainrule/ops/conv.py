@@ -545,23 +545,30 @@ def adaptive_windows(size: int, o: int) -> tuple:
     return pos[None], (pos < end[:, None])[None]
 
 
-def average_along(x: Tensor, axis: int, pos, valid, weights) -> Tensor:
-    """y[..., i, ...] = Σ_t weights[i, t]·x[..., pos[i, t], ...] along ``axis`` over the valid
-    t only: a position outside (padding, past a shorter window's end) is selected out, not
-    weighted by 0, so an inf or NaN of x (or of the gradient) there stays out, as torch's."""
+def resample(x: Tensor, axis: int, idx, weights, valid=None) -> Tensor:
+    """y[..., i, ...] = Σ_t weights[i, t]·x[..., idx[i, t], ...] along ``axis``; where ``valid``
+    is given, only over the valid t: the others are selected out, not weighted by 0, so an inf
+    or NaN of x (or of the gradient) there stays out, as torch's."""
     like = x._data
     shape = [1] * x.ndim
-    shape[axis] = pos.shape[0]
-    idx = np.clip(pos, 0, x.shape[axis] - 1)
+    shape[axis] = idx.shape[0]
     out = None
-    for t in range(pos.shape[1]):
+    for t in range(idx.shape[1]):
         taken = x.index_select(axis, wrap(devices.asarray_on(idx[:, t], like, np.int64)))
-        if not valid[:, t].all():
+        if valid is not None and not valid[:, t].all():
             inside = devices.asarray_on(valid[:, t].reshape(shape), like, bool)
             taken = _where(wrap(inside), taken, 0.0)
-        taken = taken * wrap(devices.asarray_on(weights[:, t].reshape(shape), like, like.dtype))
+        if weights is not None:
+            w = devices.asarray_on(weights[:, t].reshape(shape), like, like.dtype)
+            taken = taken * wrap(w)
         out = taken if out is None else out + taken
     return out
+
+
+def average_along(x: Tensor, axis: int, pos, valid, weights) -> Tensor:
+    """Windows' weighted averages along ``axis`` (see :func:`resample`); positions past the
+    edges (padding, a shorter window's end) must be marked not ``valid``."""
+    return resample(x, axis, np.clip(pos, 0, x.shape[axis] - 1), weights, valid)
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
